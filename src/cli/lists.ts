@@ -1,0 +1,97 @@
+import type { Command } from 'commander';
+import { InvalidInput } from '../errors.ts';
+import { allLists, createList, findList, listOwners, listStats, type ListRow } from '../db/lists.ts';
+import { listAddressProblem, normalizeEmail } from '../mail/address.ts';
+import type { Queryable } from '../db/pool.ts';
+import { collect, printJson, printTable, runCommand } from './context.ts';
+
+const POST = ['open', 'members', 'moderated'] as const;
+const SUBSCRIBE = ['open', 'confirm', 'approve'] as const;
+const ARCHIVE = ['public', 'members', 'private'] as const;
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new InvalidInput(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
+  return value as T;
+}
+
+export async function listJson(db: Queryable, list: ListRow) {
+  const stats = await listStats(db, list.id);
+  return {
+    address: list.address,
+    name: list.name,
+    description: list.description,
+    post_policy: list.post_policy,
+    subscribe_policy: list.subscribe_policy,
+    archive: list.archive,
+    owners: await listOwners(db, list.id),
+    members: stats.members,
+    messages: stats.messages,
+    last_activity: stats.last_activity,
+    created_at: list.created_at,
+  };
+}
+
+export function registerListCommands(program: Command) {
+  const list = program.command('list').description('create and inspect lists');
+
+  list
+    .command('create')
+    .argument('<address>', 'list address; without @ the MAIL_DOMAIN is used')
+    .option('--name <name>', 'display name')
+    .option('--description <text>', 'one-line description', '')
+    .option('--owner <email>', 'owner address (repeatable)', collect, [])
+    .option('--post-policy <policy>', 'open|members|moderated', 'members')
+    .option('--subscribe-policy <policy>', 'open|confirm|approve', 'confirm')
+    .option('--archive <visibility>', 'public|members|private', 'public')
+    .description('create a list')
+    .action((address: string, o) =>
+      runCommand(async ({ cfg, db }) => {
+        const full = (address.includes('@') ? address : `${address}@${cfg.mailDomain}`).toLowerCase();
+        const problem = listAddressProblem(full);
+        if (problem) throw new InvalidInput(problem);
+        const owners = (o.owner as string[]).map((e) => {
+          const email = normalizeEmail(e);
+          if (!email) throw new InvalidInput(`--owner "${e}" is not an e-mail address`);
+          return email;
+        });
+        const created = await createList(db.pool, {
+          address: full,
+          name: o.name ?? full.split('@')[0],
+          description: o.description,
+          postPolicy: oneOf('--post-policy', o.postPolicy, POST),
+          subscribePolicy: oneOf('--subscribe-policy', o.subscribePolicy, SUBSCRIBE),
+          archive: oneOf('--archive', o.archive, ARCHIVE),
+          owners,
+        });
+        process.stdout.write(`created list ${created.address}\n`);
+      }),
+    );
+
+  list
+    .command('show')
+    .argument('<list>', 'list address or unique local part')
+    .option('--json', 'machine-readable output')
+    .description('show one list')
+    .action((ref: string, o) =>
+      runCommand(async ({ db }) => {
+        const info = await listJson(db.pool, await findList(db.pool, ref));
+        if (o.json) return printJson(info);
+        for (const [k, v] of Object.entries(info)) {
+          process.stdout.write(`${k.padEnd(17)} ${Array.isArray(v) ? v.join(', ') : v instanceof Date ? v.toISOString() : (v ?? '')}\n`);
+        }
+      }),
+    );
+
+  list
+    .command('ls')
+    .option('--json', 'machine-readable output')
+    .description('all lists')
+    .action((o) =>
+      runCommand(async ({ db }) => {
+        const rows = await Promise.all((await allLists(db.pool)).map((l) => listJson(db.pool, l)));
+        if (o.json) return printJson(rows);
+        if (rows.length === 0) return void process.stdout.write('no lists yet: listkeeper list create NAME\n');
+        printTable(rows, ['address', 'post_policy', 'archive', 'members', 'messages', 'description']);
+      }),
+    );
+}

@@ -1,0 +1,70 @@
+import type { Command } from 'commander';
+import { InvalidInput } from '../errors.ts';
+import { findList } from '../db/lists.ts';
+import { addMember, listMembers, removeMember, type DeliveryMode } from '../db/members.ts';
+import { normalizeEmail } from '../mail/address.ts';
+import { printJson, printTable, runCommand } from './context.ts';
+
+const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
+
+function emails(values: string[]): string[] {
+  return values.map((v) => {
+    const email = normalizeEmail(v);
+    if (!email) throw new InvalidInput(`"${v}" is not an e-mail address`);
+    return email;
+  });
+}
+
+export function registerMemberCommands(program: Command) {
+  program
+    .command('subscribe')
+    .argument('<list>')
+    .argument('<email...>')
+    .option('--mode <mode>', 'each|digest|nomail', 'each')
+    .description('add members (an administrator add: no confirmation is asked)')
+    .action((ref: string, addrs: string[], o) =>
+      runCommand(async ({ db }) => {
+        if (!MODES.includes(o.mode)) throw new InvalidInput(`--mode must be one of ${MODES.join(', ')} (got "${o.mode}")`);
+        const list = await findList(db.pool, ref);
+        for (const email of emails(addrs)) {
+          const outcome = await addMember(db.pool, list.id, email, o.mode);
+          process.stdout.write(`${email}: ${outcome === 'unchanged' ? 'already subscribed' : outcome}\n`);
+        }
+      }),
+    );
+
+  program
+    .command('unsubscribe')
+    .argument('<list>')
+    .argument('<email...>')
+    .description('remove members')
+    .action((ref: string, addrs: string[]) =>
+      runCommand(async ({ db }) => {
+        const list = await findList(db.pool, ref);
+        for (const email of emails(addrs)) {
+          const removed = await removeMember(db.pool, list.id, email);
+          process.stdout.write(`${email}: ${removed ? 'unsubscribed' : 'was not subscribed'}\n`);
+        }
+      }),
+    );
+
+  program
+    .command('members')
+    .argument('<list>')
+    .option('--json', 'machine-readable output')
+    .description("a list's members")
+    .action((ref: string, o) =>
+      runCommand(async ({ db }) => {
+        const list = await findList(db.pool, ref);
+        const rows = (await listMembers(db.pool, list.id)).map((m) => ({
+          email: m.email,
+          name: m.name,
+          mode: m.mode,
+          status: m.status,
+          bounce_score: m.bounce_score,
+        }));
+        if (o.json) return printJson(rows);
+        printTable(rows, ['email', 'name', 'mode', 'status', 'bounce_score']);
+      }),
+    );
+}

@@ -1,0 +1,82 @@
+import type { Command } from 'commander';
+import { config } from '../config.ts';
+import { openDatabase, type Database } from '../db/database.ts';
+import { log } from '../log.ts';
+import { IngestServer } from '../smtp/server.ts';
+import { WebServer } from '../web/server.ts';
+import { fail } from './context.ts';
+
+/** A long-lived part of the process: started once, stopped idempotently, in order. */
+interface Part {
+  name: string;
+  stop(): Promise<void>;
+}
+
+export function registerServe(program: Command) {
+  program
+    .command('serve')
+    .option('--smtp', 'run the SMTP/LMTP ingest listener')
+    .option('--web', 'run the web archive and admin panel')
+    .option('--worker', 'run the delivery worker')
+    .description('run the listkeeper roles (all three when none is named)')
+    .action(async (o) => {
+      try {
+        await serve({ smtp: !!o.smtp, web: !!o.web, worker: !!o.worker });
+      } catch (err) {
+        fail(err);
+        process.exit(1);
+      }
+    });
+}
+
+export async function serve(roles: { smtp: boolean; web: boolean; worker: boolean }) {
+  const all = !roles.smtp && !roles.web && !roles.worker;
+  const cfg = config();
+  const db: Database = await openDatabase(cfg, 'serve');
+  // Shutdown order: intake first (SMTP then web), then delivery drains, then the pool closes.
+  const intake: Part[] = [];
+  const background: Part[] = [];
+  const urls: string[] = [];
+  try {
+    if (all || roles.smtp) {
+      const smtp = new IngestServer(db.pool, cfg.smtp);
+      const addr = await smtp.start();
+      intake.push({ name: 'smtp', stop: () => smtp.stop() });
+      urls.push(`${cfg.smtp.lmtp ? 'lmtp' : 'smtp'}://${addr.address}:${addr.port}`);
+    }
+    if (all || roles.web) {
+      const web = new WebServer({ db, publicUrl: cfg.publicUrl, mailDomain: cfg.mailDomain }, cfg.web);
+      const addr = await web.start();
+      intake.push({ name: 'web', stop: () => web.stop() });
+      urls.push(`http://${addr.address}:${addr.port}/ (public URL ${cfg.publicUrl})`);
+    }
+    if (all || roles.worker) {
+      const { startDeliveryWorker } = await import('../delivery/start.ts');
+      background.push(await startDeliveryWorker(db, cfg));
+      urls.push('delivery worker running');
+    }
+  } catch (err) {
+    for (const part of [...intake, ...background]) await part.stop().catch(() => undefined);
+    await db.close();
+    throw err;
+  }
+  process.stdout.write(`listkeeper is running\n${urls.map((u) => `  ${u}`).join('\n')}\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    for (const part of [...intake, ...background]) {
+      await part.stop().catch((err) => log.error({ err, part: part.name }, 'stop failed'));
+    }
+    await db.close().catch((err) => log.error({ err }, 'closing the database failed'));
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}

@@ -1,0 +1,88 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { log } from './log.ts';
+
+/**
+ * The only reader of process.env. One schema, parsed once; a bad value stops start-up with one
+ * line naming the variable (DESIGN §3).
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const url = (protocols: string[]) =>
+  z.string().refine((v) => {
+    try {
+      return protocols.includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a URL starting with ${protocols.join(' or ')}`);
+const domain = z
+  .string()
+  .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'must be a domain name');
+const positiveInt = z.coerce.number().int().positive();
+
+const schema = z.object({
+  DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
+  DATABASE_READ_URL: url(['postgres:', 'postgresql:']).optional(),
+  MAIL_DOMAIN: domain.default('lists.localhost'),
+  PUBLIC_URL: url(['http:', 'https:']).default('http://127.0.0.1:8080'),
+  SMTP_HOST: z.string().min(1).default('127.0.0.1'),
+  SMTP_PORT: port.default(2525),
+  SMTP_LMTP: z.enum(['0', '1', 'true', 'false']).default('0'),
+  SMTP_MAX_SIZE: positiveInt.default(25 * 1024 * 1024),
+  WEB_HOST: z.string().min(1).default('127.0.0.1'),
+  WEB_PORT: port.default(8080),
+  RELAY_URL: url(['smtp:', 'smtps:']).optional(),
+  DATA_DIR: z.string().min(1).default('./data'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DB_POOL_SIZE: positiveInt.default(20),
+});
+
+export interface Config {
+  databaseUrl?: string;
+  databaseReadUrl?: string;
+  mailDomain: string;
+  publicUrl: string;
+  smtp: { host: string; port: number; lmtp: boolean; maxSize: number };
+  web: { host: string; port: number };
+  relayUrl?: string;
+  dataDir: string;
+  logLevel: string;
+  dbPoolSize: number;
+}
+
+export class ConfigError extends Error {}
+
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  // Empty strings mean "unset": shells and compose files often export VAR= .
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const name = String(issue.path[0] ?? 'configuration');
+    throw new ConfigError(`Invalid configuration: ${name}=${JSON.stringify(env[name] ?? '')} ${issue.message}`);
+  }
+  const e = result.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    databaseReadUrl: e.DATABASE_READ_URL,
+    mailDomain: e.MAIL_DOMAIN.toLowerCase(),
+    publicUrl: e.PUBLIC_URL.replace(/\/+$/, ''),
+    smtp: { host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE },
+    web: { host: e.WEB_HOST, port: e.WEB_PORT },
+    relayUrl: e.RELAY_URL,
+    dataDir: path.resolve(e.DATA_DIR),
+    logLevel: e.LOG_LEVEL,
+    dbPoolSize: e.DB_POOL_SIZE,
+  };
+}
+
+let loaded: Config | undefined;
+
+/** The process configuration, parsed from the environment on first use. */
+export function config(): Config {
+  if (!loaded) {
+    loaded = parseConfig(process.env);
+    log.level = loaded.logLevel;
+  }
+  return loaded;
+}

@@ -1,0 +1,44 @@
+import type pg from 'pg';
+import type { Config } from '../config.ts';
+import { openEmbedded } from './embedded.ts';
+import { migrate } from './migrate.ts';
+import { createPool } from './pool.ts';
+
+/** The process's connections: the primary, and the pool archive reads use (a replica or the primary). */
+export interface Database {
+  pool: pg.Pool;
+  readPool: pg.Pool;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to DATABASE_URL, or to the embedded server in DATA_DIR when it is unset, and applies
+ * pending migrations. close() ends the pools and, for the embedded server, lets it go.
+ */
+export async function openDatabase(cfg: Config, role: string, opts: { migrate?: boolean } = {}): Promise<Database> {
+  const embedded = cfg.databaseUrl ? undefined : await openEmbedded(cfg.dataDir);
+  const url = cfg.databaseUrl ?? embedded!.url;
+  const pool = createPool(url, cfg.dbPoolSize, role);
+  const readPool = cfg.databaseReadUrl ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`) : pool;
+  try {
+    if (opts.migrate !== false) await migrate(pool);
+  } catch (err) {
+    await pool.end();
+    await embedded?.release();
+    throw err;
+  }
+  let closed = false;
+  return {
+    pool,
+    readPool,
+    url,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (readPool !== pool) await readPool.end();
+      await pool.end();
+      await embedded?.release();
+    },
+  };
+}

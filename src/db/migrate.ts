@@ -1,0 +1,52 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { log } from '../log.ts';
+
+const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
+// Any constant works; it only has to be the same in every listkeeper process.
+const MIGRATION_LOCK = 7_283_001;
+
+/**
+ * Applies the numbered files in sql/ that have not run yet, each in its own transaction, under a
+ * session advisory lock: when two processes start together, one migrates and the other waits,
+ * then finds nothing left to do.
+ */
+export async function migrate(pool: pg.Pool): Promise<string[]> {
+  const client = await pool.connect();
+  const applied: string[] = [];
+  try {
+    await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    await client.query(`create table if not exists schema_migrations (
+      name text primary key, applied_at timestamptz not null default now())`);
+    const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
+    const done = new Set(rows.map((r) => r.name));
+    for (const file of migrationFiles()) {
+      if (done.has(file)) continue;
+      const sql = fs.readFileSync(path.join(SQL_DIR, file), 'utf8');
+      try {
+        await client.query('begin');
+        await client.query(sql);
+        await client.query('insert into schema_migrations (name) values ($1)', [file]);
+        await client.query('commit');
+      } catch (err) {
+        await client.query('rollback');
+        throw new Error(`migration ${file} failed: ${(err as Error).message}`);
+      }
+      applied.push(file);
+      log.info({ migration: file }, 'migration applied');
+    }
+  } finally {
+    await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    client.release();
+  }
+  return applied;
+}
+
+export function migrationFiles(): string[] {
+  return fs
+    .readdirSync(SQL_DIR)
+    .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
+    .sort();
+}

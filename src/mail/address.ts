@@ -1,0 +1,69 @@
+/**
+ * The addresses of a list (DESIGN §5), as pure string logic. `dev@`, `dev-request@`,
+ * `dev-subscribe@`, `dev-unsubscribe@`, `dev-confirm+TOKEN@`, `dev-owner@`, `dev-bounces+TOKEN@`.
+ */
+export type Role = 'post' | 'request' | 'subscribe' | 'unsubscribe' | 'confirm' | 'owner' | 'bounces';
+
+export interface RoleCandidate {
+  localPart: string;
+  role: Role;
+  token?: string;
+}
+
+const PLAIN_SUFFIXES: Role[] = ['request', 'subscribe', 'unsubscribe', 'owner'];
+const TOKEN_SUFFIXES: Role[] = ['confirm', 'bounces'];
+export const RESERVED_SUFFIXES = [...PLAIN_SUFFIXES, ...TOKEN_SUFFIXES].map((s) => `-${s}`);
+
+export function splitAddress(address: string): { local: string; domain: string } | null {
+  const at = address.lastIndexOf('@');
+  if (at <= 0 || at === address.length - 1) return null;
+  return { local: address.slice(0, at).toLowerCase(), domain: address.slice(at + 1).toLowerCase() };
+}
+
+/** Every (list local part, role) an address could mean, most literal first. */
+export function roleCandidates(local: string): RoleCandidate[] {
+  const out: RoleCandidate[] = [];
+  if (!local.includes('+')) out.push({ localPart: local, role: 'post' });
+  const plus = local.indexOf('+');
+  if (plus > 0) {
+    const base = local.slice(0, plus);
+    const token = local.slice(plus + 1);
+    for (const role of TOKEN_SUFFIXES) {
+      if (base.endsWith(`-${role}`) && /^[a-z0-9._=-]{1,200}$/.test(token)) {
+        out.push({ localPart: base.slice(0, -role.length - 1), role, token });
+      }
+    }
+    return out;
+  }
+  for (const role of PLAIN_SUFFIXES) {
+    if (local.endsWith(`-${role}`)) out.push({ localPart: local.slice(0, -role.length - 1), role });
+  }
+  return out;
+}
+
+/** Address of a list for one role, e.g. roleAddress('dev@x.org', 'bounces', 'abc'). */
+export function roleAddress(listAddress: string, role: Role, token?: string): string {
+  const parts = splitAddress(listAddress)!;
+  if (role === 'post') return listAddress;
+  return `${parts.local}-${role}${token ? `+${token}` : ''}@${parts.domain}`;
+}
+
+const LOCAL_PART = /^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$/;
+
+/** Why a list address is not acceptable, or null when it is. */
+export function listAddressProblem(address: string): string | null {
+  const parts = splitAddress(address);
+  if (!parts) return `"${address}" is not an e-mail address`;
+  if (!LOCAL_PART.test(parts.local)) return `list name "${parts.local}" may use only letters, digits, ".", "_" and "-"`;
+  const reserved = RESERVED_SUFFIXES.find((s) => parts.local.endsWith(s));
+  if (reserved) return `list name "${parts.local}" may not end in "${reserved}": that suffix is one of the list's own addresses`;
+  return null;
+}
+
+const EMAIL = /^[^\s@<>()",;:\\[\]]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
+
+/** A subscriber address in canonical (lower-case) form, or null when it is not one. */
+export function normalizeEmail(value: string): string | null {
+  const email = value.trim().toLowerCase();
+  return EMAIL.test(email) && email.length <= 254 ? email : null;
+}

@@ -1,0 +1,35 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { log } from '../log.ts';
+import { createApp, type WebContext } from './app.ts';
+
+/** The web listener with start() and an idempotent stop() that lets requests in flight finish. */
+export class WebServer {
+  private server?: http.Server;
+
+  constructor(private ctx: WebContext, private opts: { host: string; port: number }) {}
+
+  async start(): Promise<AddressInfo> {
+    const app = createApp(this.ctx);
+    const server = http.createServer(app);
+    server.keepAliveTimeout = 5_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+    this.server = server;
+    const addr = server.address() as AddressInfo;
+    log.info({ port: addr.port }, 'web listening');
+    return addr;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+  }
+}
