@@ -122,7 +122,7 @@ create function archive_message(
   p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text,
   p_from_email text, p_date timestamptz, p_in_reply_to text, p_refs text[], p_body text,
   p_has_attachments boolean)
-returns table (id bigint, created boolean, added_to_list boolean, thread_id bigint)
+returns table (id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean)
 language plpgsql as $$
 declare
   v_candidates text[];
@@ -132,6 +132,7 @@ declare
   v_parent bigint;
   v_parent_rank bigint;
   v_added boolean;
+  v_same boolean;
   r record;
 begin
   -- Candidate parents, closest first, without duplicates or self-references.
@@ -146,13 +147,13 @@ begin
     perform pg_advisory_xact_lock(hashtextextended(v_key, 7283));
   end loop;
 
-  select m.id, m.thread_id into v_id, v_thread from messages m where m.message_id = p_message_id;
+  select m.id, m.thread_id, m.body = p_body into v_id, v_thread, v_same from messages m where m.message_id = p_message_id;
   if v_id is not null then
     insert into list_messages (list_id, message_id, date)
       select p_list_id, v_id, m.date from messages m where m.id = v_id
       on conflict do nothing;
     get diagnostics v_added = row_count;
-    return query select v_id, false, v_added, v_thread;
+    return query select v_id, false, v_added, v_thread, v_same;
     return;
   end if;
 
@@ -184,5 +185,5 @@ begin
   end loop;
 
   insert into list_messages (list_id, message_id, date) values (p_list_id, v_id, p_date);
-  return query select v_id, true, true, v_thread;
+  return query select v_id, true, true, v_thread, true;
 end $$;

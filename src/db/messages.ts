@@ -15,9 +15,7 @@ export interface ArchiveResult {
 /** Stores and threads a message in a list (see archive_message in sql/0001). */
 export async function archiveMessage(db: Queryable, listId: number, raw: Buffer, m: ParsedMessage): Promise<ArchiveResult> {
   const { rows } = await db.query<{ id: number; created: boolean; added_to_list: boolean; thread_id: number; same_content: boolean }>(
-    `select a.*, (a.created or m.body = $10) as same_content
-       from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) a
-       join messages m on m.id = a.id`,
+    'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
     [listId, m.messageId, raw, m.subject, m.fromName, m.fromEmail, m.date, m.inReplyTo, m.references, m.text, m.attachments.length > 0],
   );
   const r = rows[0];

@@ -35,7 +35,13 @@ export interface ParsedAttachment {
 const FUTURE_SLACK_MS = 24 * 3600 * 1000;
 const EARLIEST = Date.UTC(1980, 0, 1);
 
+// The first line of a message must be a header field ("Name: value").
+const FIRST_HEADER = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
+
 export async function parse(raw: Buffer, receivedAt = new Date()): Promise<ParsedMessage> {
+  if (!FIRST_HEADER.test(raw.subarray(0, 1000).toString('latin1'))) {
+    throw new RejectedMessage('message could not be parsed: it does not start with a header section', 'unparseable');
+  }
   let mail: ParsedMail;
   try {
     mail = await simpleParser(raw, { skipTextToHtml: true, skipTextLinks: true, skipImageLinks: true });

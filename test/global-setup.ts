@@ -1,0 +1,61 @@
+import path from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { openEmbedded, type EmbeddedDatabase } from '../src/db/embedded.ts';
+import { migrate } from '../src/db/migrate.ts';
+
+/**
+ * Migrates a template database once; every test file clones it (create database … template …).
+ * Uses DATABASE_URL when set (CI), else an embedded server in .test-data/.
+ */
+let embedded: EmbeddedDatabase | undefined;
+let adminUrl: string;
+let template: string;
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    adminDatabaseUrl: string;
+    templateDatabase: string;
+  }
+}
+
+export async function setup(project: TestProject) {
+  if (process.env.DATABASE_URL) {
+    adminUrl = process.env.DATABASE_URL;
+  } else {
+    embedded = await openEmbedded(path.resolve('.test-data'));
+    adminUrl = embedded.url;
+  }
+  template = `lk_template_${process.pid}`;
+  await admin(`drop database if exists ${template}`);
+  await admin(`create database ${template}`);
+  const pool = new pg.Pool({ connectionString: withDatabase(adminUrl, template), max: 1 });
+  try {
+    await migrate(pool);
+  } finally {
+    await pool.end();
+  }
+  project.provide('adminDatabaseUrl', adminUrl);
+  project.provide('templateDatabase', template);
+}
+
+export async function teardown() {
+  await admin(`drop database if exists ${template} with (force)`).catch(() => undefined);
+  await embedded?.release();
+}
+
+async function admin(sql: string) {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+export function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
