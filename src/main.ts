@@ -1,7 +1,11 @@
 import { Command } from 'commander';
+import { registerAdminCommands } from './cli/admin.ts';
+import { registerArchiveCommands } from './cli/archive.ts';
 import { registerListCommands } from './cli/lists.ts';
 import { registerMemberCommands } from './cli/members.ts';
 import { registerMigrate } from './cli/migrate.ts';
+import { registerModerationCommands } from './cli/moderation.ts';
+import { registerQueueCommand } from './cli/queue.ts';
 import { registerServe } from './cli/serve.ts';
 
 const program = new Command('listkeeper')
@@ -14,5 +18,9 @@ registerServe(program);
 registerMigrate(program);
 registerListCommands(program);
 registerMemberCommands(program);
+registerArchiveCommands(program);
+registerModerationCommands(program);
+registerQueueCommand(program);
+registerAdminCommands(program);
 
 await program.parseAsync(process.argv);

@@ -45,7 +45,7 @@ export async function serve(roles: { smtp: boolean; web: boolean; worker: boolea
       urls.push(`${cfg.smtp.lmtp ? 'lmtp' : 'smtp'}://${addr.address}:${addr.port}`);
     }
     if (all || roles.web) {
-      const web = new WebServer({ db, publicUrl: cfg.publicUrl, mailDomain: cfg.mailDomain }, cfg.web);
+      const web = new WebServer(db, cfg);
       const addr = await web.start();
       intake.push({ name: 'web', stop: () => web.stop() });
       urls.push(`http://${addr.address}:${addr.port}/ (public URL ${cfg.publicUrl})`);

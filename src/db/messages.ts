@@ -44,3 +44,23 @@ export async function rawMessage(db: Queryable, messageId: string): Promise<Buff
   const { rows } = await db.query<{ raw: Buffer }>('select raw from messages where message_id = $1', [messageId]);
   return rows[0]?.raw ?? null;
 }
+
+/**
+ * Hides an archived message with a reason (privacy, spam, legal): every archive query filters on
+ * hidden_at, so it vanishes from pages, search, feeds and mbox at once; the permalink tells why.
+ */
+export async function hideMessage(db: Queryable, messageId: string, reason: string, by: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'update messages set hidden_reason = $2, hidden_at = now(), hidden_by = $3 where message_id = $1',
+    [messageId, reason, by],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export async function unhideMessage(db: Queryable, messageId: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'update messages set hidden_reason = null, hidden_at = null, hidden_by = null where message_id = $1 and hidden_at is not null',
+    [messageId],
+  );
+  return (rowCount ?? 0) > 0;
+}

@@ -1,33 +1,80 @@
-import express from 'express';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
+import type nunjucks from 'nunjucks';
+import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
+import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { registry } from '../metrics.ts';
+import { adminRouter } from './admin/routes.ts';
+import { archiveRouter } from './archive/routes.ts';
+import { render } from './render.ts';
+import { sessionMiddleware } from './session.ts';
+import { subscriptionRouter } from './subscription-routes.ts';
+import { createViews } from './views.ts';
 
+/** What every route gets: the database, the configuration, the view environment. */
 export interface WebContext {
   db: Database;
-  publicUrl: string;
-  mailDomain: string;
+  cfg: Config;
+  views: nunjucks.Environment;
 }
 
-/** The HTTP app: health and metrics here; archive, subscription and admin routers mount below. */
-export function createApp(ctx: WebContext): express.Express {
+const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../public');
+
+/**
+ * The HTTP app. Routers mount in order: readers' archive, subscription links from mail, then the
+ * accounts and admin panel. Health and metrics need no session.
+ */
+export function createApp(db: Database, cfg: Config): express.Express {
+  const ctx: WebContext = { db, cfg, views: createViews() };
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
+  app.set('etag', 'strong');
 
   app.get('/healthz', async (_req, res) => {
     try {
-      await ctx.db.pool.query('select 1');
+      await db.pool.query('select 1');
       res.json({ status: 'ok', database: 'ok' });
     } catch (err) {
       log.warn({ err }, 'health check failed');
       res.status(503).json({ status: 'error', database: (err as Error).message });
     }
   });
-
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
   });
 
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        directives: { 'default-src': ["'self'"], 'img-src': ["'self'", 'data:'], 'style-src': ["'self'", "'unsafe-inline'"], 'script-src': ["'self'"], 'form-action': ["'self'"], 'frame-ancestors': ["'none'"] },
+      },
+      crossOriginEmbedderPolicy: false,
+    }),
+  );
+  app.use('/static', express.static(PUBLIC_DIR, { maxAge: '1h' }));
+  app.use(express.urlencoded({ extended: false, limit: '5mb' }));
+  app.use(sessionMiddleware(ctx));
+
+  app.use(subscriptionRouter(ctx));
+  app.use(archiveRouter(ctx));
+  app.use(adminRouter(ctx));
+
+  app.use((req, res) => render(ctx.views, req, res, 'error.njk', { title: 'Not found', message: 'There is no page at this address.' }, 404));
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (isAppError(err)) {
+      return render(ctx.views, req, res, 'error.njk', { title: 'Error', message: err.message }, err.status);
+    }
+    const status = (err as { status?: number }).status;
+    if (status && status >= 400 && status < 500) {
+      return render(ctx.views, req, res, 'error.njk', { title: 'Bad request', message: (err as Error).message }, status);
+    }
+    log.error({ err, url: req.originalUrl }, 'web request failed');
+    res.status(500).type('text/plain').send('Internal error\n');
+  });
   return app;
 }

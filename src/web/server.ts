@@ -1,17 +1,18 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/database.ts';
 import { log } from '../log.ts';
-import { createApp, type WebContext } from './app.ts';
+import { createApp } from './app.ts';
 
 /** The web listener with start() and an idempotent stop() that lets requests in flight finish. */
 export class WebServer {
   private server?: http.Server;
 
-  constructor(private ctx: WebContext, private opts: { host: string; port: number }) {}
+  constructor(private db: Database, private cfg: Config, private opts: { host: string; port: number } = cfg.web) {}
 
   async start(): Promise<AddressInfo> {
-    const app = createApp(this.ctx);
-    const server = http.createServer(app);
+    const server = http.createServer(createApp(this.db, this.cfg));
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

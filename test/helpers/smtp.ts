@@ -24,7 +24,7 @@ export interface SendResult {
 
 /** Sends exact bytes over SMTP (or LMTP) and reports what the server answered. */
 export async function sendRaw(port: number, envelope: { from: string; to: string[] }, raw: Buffer | string, opts: { lmtp?: boolean } = {}): Promise<SendResult> {
-  const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, lmtp: opts.lmtp } as nodemailer.TransportOptions);
+  const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, lmtp: opts.lmtp } as Parameters<typeof nodemailer.createTransport>[0]);
   try {
     const info = await transport.sendMail({ envelope, raw: Buffer.isBuffer(raw) ? raw : Buffer.from(raw) });
     return { ok: true, response: info.response, accepted: info.accepted as string[], rejected: info.rejected as string[] };

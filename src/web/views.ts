@@ -1,0 +1,18 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import nunjucks from 'nunjucks';
+
+const VIEWS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../views');
+
+/**
+ * The one nunjucks environment. Autoescaping is on: only values passed through `| safe` after our
+ * own sanitising (archive HTML) are emitted raw.
+ */
+export function createViews(): nunjucks.Environment {
+  const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(VIEWS, { noCache: false }), { autoescape: true, throwOnUndefined: false });
+  env.addFilter('isodate', (d: Date | string | null) => (d ? new Date(d).toISOString() : ''));
+  env.addFilter('shortdate', (d: Date | string | null) => (d ? new Date(d).toISOString().slice(0, 16).replace('T', ' ') : ''));
+  env.addFilter('day', (d: Date | string | null) => (d ? new Date(d).toISOString().slice(0, 10) : ''));
+  env.addFilter('msgidpath', (id: string) => encodeURIComponent(id).replace(/%40/g, '@'));
+  return env;
+}
