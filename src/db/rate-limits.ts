@@ -1,0 +1,28 @@
+import type { Queryable } from './pool.ts';
+
+/**
+ * Counts one hit against `key` in a fixed window and tells whether it is still within `limit`.
+ * Keys name what is limited and by whom, e.g. `subscribe:ip:203.0.113.9`, `login:email:a@b.c`.
+ */
+export async function allowHit(db: Queryable, key: string, limit: number, windowSeconds: number): Promise<boolean> {
+  const { rows } = await db.query<{ hits: number }>(
+    `insert into rate_limits (key, window_start, hits) values ($1, now(), 1)
+     on conflict (key) do update set
+       hits = case when rate_limits.window_start < now() - make_interval(secs => $2) then 1 else rate_limits.hits + 1 end,
+       window_start = case when rate_limits.window_start < now() - make_interval(secs => $2) then now() else rate_limits.window_start end
+     returning hits`,
+    [key, windowSeconds],
+  );
+  return rows[0].hits <= limit;
+}
+
+/** Forgets a key (e.g. after a successful login). */
+export async function clearHits(db: Queryable, key: string): Promise<void> {
+  await db.query('delete from rate_limits where key = $1', [key]);
+}
+
+/** Drops expired windows; called from periodic maintenance. */
+export async function pruneRateLimits(db: Queryable, olderThanSeconds = 86_400): Promise<number> {
+  const { rowCount } = await db.query('delete from rate_limits where window_start < now() - make_interval(secs => $1)', [olderThanSeconds]);
+  return rowCount ?? 0;
+}
