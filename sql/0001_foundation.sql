@@ -71,9 +71,6 @@ create table messages (
                     setweight(to_tsvector('listkeeper'::regconfig, left(body, 200000)), 'D')) stored
 );
 create index messages_thread on messages (thread_id, date);
-create index messages_parent on messages (parent_id);
-create index messages_date on messages (date);
-create index messages_from on messages (from_email);
 create index messages_tsv on messages using gin (tsv);
 
 -- Which lists a message reached. The date is copied here so month pages read one index.

@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { TransactionBatcher } from '../src/db/batch.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await testDatabase();
+  await db.pool.query('create table batch_probe (n int primary key, txid bigint not null)');
+});
+afterAll(async () => { await db?.drop(); });
+
+const insert = (n: number) => async (tx: import('pg').PoolClient) => {
+  await tx.query('insert into batch_probe (n, txid) values ($1, txid_current())', [n]);
+  return n * 2;
+};
+
+it('commits concurrent callers together and answers each with its own result', async () => {
+  const b = new TransactionBatcher(db.pool, { maxBatch: 50, maxConcurrent: 1 });
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => b.run(insert(i))));
+  expect(results).toEqual(Array.from({ length: 30 }, (_, i) => i * 2));
+  const { rows } = await db.pool.query('select count(*)::int as rows, count(distinct txid)::int as txs from batch_probe where n < 30');
+  expect(rows[0].rows).toBe(30);
+  // The first caller runs alone; the 29 that queued behind it share one transaction.
+  expect(rows[0].txs).toBeLessThanOrEqual(2);
+});
+
+it('isolates a failing item: the others commit, the failure is reported to its caller only', async () => {
+  const b = new TransactionBatcher(db.pool, { maxBatch: 50, maxConcurrent: 1 });
+  const calls = [100, 101, 102, 101, 103].map((n) => b.run(insert(n)).then(() => 'ok', (e: Error) => e.message));
+  const outcomes = await Promise.all(calls);
+  expect(outcomes.filter((o) => o === 'ok')).toHaveLength(4);
+  expect(outcomes.filter((o) => /duplicate key/.test(o))).toHaveLength(1);
+  const { rows } = await db.pool.query('select n from batch_probe where n >= 100 order by n');
+  expect(rows.map((r) => r.n)).toEqual([100, 101, 102, 103]);
+});
+
+it('does not answer before the shared transaction has committed', async () => {
+  const b = new TransactionBatcher(db.pool, { maxBatch: 50, maxConcurrent: 1 });
+  const seen: number[] = [];
+  await Promise.all(Array.from({ length: 10 }, (_, i) => b.run(insert(200 + i)).then(async () => {
+    // Visible from another connection as soon as the caller is answered.
+    const { rows } = await db.pool.query('select 1 from batch_probe where n = $1', [200 + i]);
+    seen.push(rows.length);
+  })));
+  expect(seen).toEqual(Array(10).fill(1));
+});
