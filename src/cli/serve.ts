@@ -2,8 +2,6 @@ import type { Command } from 'commander';
 import { config } from '../config.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { log } from '../log.ts';
-import { IngestServer } from '../smtp/server.ts';
-import { WebServer } from '../web/server.ts';
 import { fail } from './context.ts';
 
 /** A long-lived part of the process: started once, stopped idempotently, in order. */
@@ -39,12 +37,15 @@ export async function serve(roles: { smtp: boolean; web: boolean; worker: boolea
   const urls: string[] = [];
   try {
     if (all || roles.smtp) {
+      // Roles load lazily so that other commands start fast and never pull in express or smtp-server.
+      const { IngestServer } = await import('../smtp/server.ts');
       const smtp = new IngestServer(db.pool, cfg.smtp);
       const addr = await smtp.start();
       intake.push({ name: 'smtp', stop: () => smtp.stop() });
       urls.push(`${cfg.smtp.lmtp ? 'lmtp' : 'smtp'}://${addr.address}:${addr.port}`);
     }
     if (all || roles.web) {
+      const { WebServer } = await import('../web/server.ts');
       const web = new WebServer(db, cfg);
       const addr = await web.start();
       intake.push({ name: 'web', stop: () => web.stop() });

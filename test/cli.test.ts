@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { cli } from './helpers/cli.ts';
+import pg from 'pg';
+
+let db: TestDatabase;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  env = { DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' };
+});
+afterAll(async () => { await db?.drop(); });
+
+describe('listkeeper CLI', () => {
+  it('prints help listing the commands', async () => {
+    const r = await cli(['--help'], env);
+    expect(r.code).toBe(0);
+    for (const cmd of ['serve', 'migrate', 'list', 'subscribe', 'unsubscribe', 'members']) expect(r.stdout).toContain(cmd);
+  });
+
+  it('creates a list on MAIL_DOMAIN when the address has no @', async () => {
+    const r = await cli(['list', 'create', 'dev', '--name', 'Developers', '--description', 'Talk about development', '--owner', 'Boss@Example.org', '--post-policy', 'open', '--archive', 'members'], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const show = await cli(['list', 'show', 'dev', '--json'], env);
+    const info = JSON.parse(show.stdout);
+    expect(info).toMatchObject({
+      address: 'dev@lists.example.org', name: 'Developers', description: 'Talk about development',
+      post_policy: 'open', subscribe_policy: 'confirm', archive: 'members', members: 0, messages: 0, owners: ['boss@example.org'],
+    });
+  });
+
+  it('refuses a duplicate list, a bad policy and a reserved suffix with one clear line and a non-zero exit', async () => {
+    const dup = await cli(['list', 'create', 'dev@lists.example.org'], env);
+    expect(dup.code).not.toBe(0);
+    expect(dup.stderr).toMatch(/already exists/);
+    const bad = await cli(['list', 'create', 'qa', '--post-policy', 'sometimes'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--post-policy must be one of open, members, moderated/);
+    const reserved = await cli(['list', 'create', 'dev-owner'], env);
+    expect(reserved.code).not.toBe(0);
+    expect(reserved.stderr).toMatch(/may not end in "-owner"/);
+  });
+
+  it('subscribes, lists and unsubscribes members with the documented JSON shape', async () => {
+    const sub = await cli(['subscribe', 'dev', 'A@example.com', 'b@example.com', '--mode', 'digest'], env);
+    expect(sub.code).toBe(0);
+    expect(sub.stdout).toContain('a@example.com: added');
+    const again = await cli(['subscribe', 'dev', 'a@example.com', '--mode', 'digest'], env);
+    expect(again.stdout).toContain('already subscribed');
+    await cli(['unsubscribe', 'dev', 'b@example.com'], env);
+    const members = JSON.parse((await cli(['members', 'dev', '--json'], env)).stdout);
+    expect(members).toEqual([
+      { email: 'a@example.com', name: null, mode: 'digest', status: 'active', bounce_score: 0 },
+      { email: 'b@example.com', name: null, mode: 'digest', status: 'unsubscribed', bounce_score: 0 },
+    ]);
+    const ls = JSON.parse((await cli(['list', 'ls', '--json'], env)).stdout);
+    expect(ls).toHaveLength(1);
+    expect(ls[0].members).toBe(1);
+  });
+
+  it('rejects a malformed e-mail address without adding anyone', async () => {
+    const r = await cli(['subscribe', 'dev', 'good@example.com', 'not-an-address'], env);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/"not-an-address" is not an e-mail address/);
+    const members = JSON.parse((await cli(['members', 'dev', '--json'], env)).stdout);
+    expect(members.map((m: { email: string }) => m.email)).not.toContain('good@example.com');
+  });
+
+  it('reports an unknown list on stderr with a non-zero exit', async () => {
+    const r = await cli(['members', 'nosuch'], env);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/no list nosuch/);
+  });
+
+  it('stops on invalid configuration with one line naming the variable', async () => {
+    const r = await cli(['list', 'ls'], { ...env, SMTP_PORT: 'seventy' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/SMTP_PORT/);
+    const url = await cli(['list', 'ls'], { ...env, PUBLIC_URL: 'ftp://nope' });
+    expect(url.stderr).toMatch(/PUBLIC_URL/);
+  });
+});
+
+describe('migrations', () => {
+  it('two processes migrating an empty database at once: one migrates, the other waits, both succeed', async () => {
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    const name = `${db.name}_race`;
+    await admin.query(`create database ${name}`);
+    await admin.end();
+    const u = new URL(db.url);
+    u.pathname = `/${name}`;
+    const raceEnv = { ...env, DATABASE_URL: u.toString() };
+    const [a, b] = await Promise.all([cli(['migrate'], raceEnv), cli(['migrate'], raceEnv)]);
+    expect([a.code, b.code, a.stderr + b.stderr]).toEqual([0, 0, '']);
+    const client = new pg.Client({ connectionString: u.toString() });
+    await client.connect();
+    const { rows } = await client.query('select name, count(*)::int as n from schema_migrations group by name');
+    await client.end();
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.n === 1)).toBe(true);
+    const drop = new pg.Client({ connectionString: db.url });
+    await drop.connect();
+    await drop.query(`drop database ${name} with (force)`);
+    await drop.end();
+  });
+});
