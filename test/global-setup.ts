@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { openEmbedded, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { log } from '../src/log.ts';
 
 /**
  * Migrates a template database once; every test file clones it (create database … template …).
@@ -20,6 +21,7 @@ declare module 'vitest' {
 }
 
 export async function setup(project: TestProject) {
+  log.level = process.env.LOG_LEVEL ?? 'silent';
   if (process.env.DATABASE_URL) {
     adminUrl = process.env.DATABASE_URL;
   } else {

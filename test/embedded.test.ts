@@ -1,0 +1,87 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isAlive } from '../src/db/embedded.ts';
+import { BIN, cli, ROOT } from './helpers/cli.ts';
+
+/**
+ * The embedded default database (DATABASE_URL unset): started on demand in DATA_DIR, shared by
+ * `serve` and the CLI, and recovered after the process that started it was killed with -9.
+ */
+const dataDir = path.join(ROOT, '.test-data', `embedded-${crypto.randomBytes(4).toString('hex')}`);
+const env = { DATABASE_URL: undefined, DATABASE_READ_URL: undefined, DATA_DIR: dataDir, MAIL_DOMAIN: 'lists.example.org' };
+
+function postmasterPid(): number | null {
+  try {
+    return Number(fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return null;
+  }
+}
+
+const alive = (pid: number | null) => isAlive(pid ?? undefined);
+
+function startServe(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--smtp'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, DATABASE_URL: '', SMTP_PORT: '0', LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => d.toString().includes('listkeeper is running') && resolve(child));
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
+  });
+}
+
+afterAll(async () => {
+  const pid = postmasterPid();
+  if (alive(pid)) process.kill(pid!, 'SIGINT');
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('embedded PostgreSQL', () => {
+  it('creates the database on first use and stops it again when the command ends', async () => {
+    const r = await cli(['list', 'create', 'dev'], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(fs.existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
+    expect(alive(postmasterPid())).toBe(false);
+  }, 120_000);
+
+  it('lets the CLI work on the same data while serve is running', async () => {
+    const serve = await startServe();
+    try {
+      const pid = postmasterPid();
+      expect(alive(pid)).toBe(true);
+      const r = await cli(['subscribe', 'dev', 'a@example.com'], env);
+      expect(r.code).toBe(0);
+      const ls = JSON.parse((await cli(['list', 'ls', '--json'], env)).stdout);
+      expect(ls[0]).toMatchObject({ address: 'dev@lists.example.org', members: 1 });
+      // The CLI attached to serve's server: it is still the same one, still running.
+      expect(postmasterPid()).toBe(pid);
+      expect(alive(pid)).toBe(true);
+    } finally {
+      serve.kill('SIGTERM');
+      await new Promise((r) => serve.once('exit', r));
+    }
+    expect(alive(postmasterPid())).toBe(false);
+  }, 120_000);
+
+  it('stops a stale postmaster left by a kill -9 of serve before starting afresh', async () => {
+    const serve = await startServe();
+    const stale = postmasterPid();
+    serve.kill('SIGKILL');
+    await new Promise((r) => serve.once('exit', r));
+    expect(alive(stale)).toBe(true);
+    const r = await cli(['members', 'dev', '--json'], env);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)[0].email).toBe('a@example.com');
+    expect(alive(stale)).toBe(false);
+    expect(alive(postmasterPid())).toBe(false);
+  }, 120_000);
+});
