@@ -1,9 +1,36 @@
 import type { Command } from 'commander';
+import { issueLoginToken, upsertAccount } from '../db/accounts.ts';
+import { recordAudit } from '../db/audit.ts';
+import { hashPassword } from '../db/credentials.ts';
+import { InvalidInput } from '../errors.ts';
+import { normalizeEmail } from '../mail/address.ts';
+import { runCommand } from './context.ts';
 
-/** Reserved command names (DESIGN §4); implemented by the issue that gives them meaning. */
+/** A login link printed by `admin create` without --password stays valid this long. */
+const LINK_HOURS = 24;
+
 export function registerAdminCommands(program: Command) {
-  program.command('admin', { hidden: true }).allowUnknownOption().allowExcessArguments().action(() => {
-    process.stderr.write('listkeeper: "admin" is not available in this version yet\n');
-    process.exitCode = 1;
-  });
+  const admin = program.command('admin').description('web panel accounts');
+
+  admin
+    .command('create')
+    .argument('<email>', 'address of the site administrator')
+    .option('--password <password>', 'set this password (at least 10 characters); without it a one-time login link is printed')
+    .description('create a site administrator (or make an existing account one)')
+    .action((address: string, o: { password?: string }) =>
+      runCommand(async ({ cfg, db }) => {
+        const email = normalizeEmail(address);
+        if (!email) throw new InvalidInput(`"${address}" is not an e-mail address`);
+        const passwordHash = o.password !== undefined ? await hashPassword(o.password) : undefined;
+        const { account, created } = await upsertAccount(db.pool, email, { passwordHash, siteAdmin: true });
+        await recordAudit(db.pool, { actor: 'cli', action: created ? 'account.create' : 'account.update', target: email, detail: { site_admin: true, password: passwordHash ? 'set' : 'unchanged' } });
+        process.stdout.write(`${created ? 'created' : 'updated'} site administrator ${account.email}\n`);
+        if (passwordHash) {
+          process.stdout.write(`log in at ${cfg.publicUrl}/login\n`);
+        } else {
+          const token = await issueLoginToken(db.pool, email, 'login', LINK_HOURS * 3600);
+          process.stdout.write(`one-time login link (valid ${LINK_HOURS} hours):\n  ${cfg.publicUrl}/login/link/${token}?next=${encodeURIComponent('/admin/')}\n`);
+        }
+      }),
+    );
 }

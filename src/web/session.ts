@@ -1,10 +1,70 @@
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
+import { hashToken as hashSecret, looksLikeToken, newToken } from '../db/credentials.ts';
+import { createSession, deleteSession, sessionAccount, touchSession } from '../db/sessions.ts';
 import type { WebContext } from './app.ts';
+import { cookies, secureCookies } from './cookies.ts';
 
-/** Sets req.viewer from the session cookie. Accounts and sessions arrive with the web-panel issue. */
-export function sessionMiddleware(_ctx: WebContext): RequestHandler {
-  return (req, _res, next) => {
+/**
+ * Sessions stored in PostgreSQL (so any web instance serves any visitor). The cookie carries a
+ * random id; the table holds its SHA-256 only. Cookies are HttpOnly, SameSite=Lax, and Secure when
+ * PUBLIC_URL is https. Also carries one-shot "flash" notices across a redirect.
+ */
+const SESSION_COOKIE = 'lk_session';
+const FLASH_COOKIE = 'lk_flash';
+const MAX_AGE_MS = 90 * 24 * 3600 * 1000;
+
+export function sessionMiddleware(ctx: WebContext): RequestHandler {
+  const secure = secureCookies(ctx.cfg.publicUrl);
+  return async (req, res, next) => {
     req.viewer = null;
-    next();
+    res.locals.viewerIsModerator = false;
+    const jar = cookies(req);
+    const flash = jar[FLASH_COOKIE];
+    if (flash) {
+      const [kind, ...text] = flash.split(':');
+      res.locals.flash = { kind: kind === 'error' ? 'error' : 'flash', text: text.join(':').slice(0, 500) };
+      res.clearCookie(FLASH_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax', secure });
+    }
+    const id = jar[SESSION_COOKIE];
+    if (!id) return next();
+    try {
+      const found = looksLikeToken(id) ? await sessionAccount(ctx.db.pool, hashSecret(id)) : null;
+      if (!found) {
+        res.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax', secure });
+        return next();
+      }
+      req.viewer = { accountId: found.account_id, email: found.email, isSiteAdmin: found.is_site_admin };
+      res.locals.viewerIsModerator = found.has_list_role;
+      if (found.stale) await touchSession(ctx.db.pool, hashSecret(id));
+      next();
+    } catch (err) {
+      next(err);
+    }
   };
+}
+
+/** Logs the browser in as an account: a fresh id (never reuse one from before the login). */
+export async function startSession(ctx: WebContext, req: Request, res: Response, accountId: number): Promise<string> {
+  await endSession(ctx, req, res);
+  const id = newToken();
+  await createSession(ctx.db.pool, hashSecret(id), accountId, req.ip ?? null, req.get('user-agent') ?? null);
+  res.cookie(SESSION_COOKIE, id, { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies(ctx.cfg.publicUrl), maxAge: MAX_AGE_MS });
+  return hashSecret(id);
+}
+
+export async function endSession(ctx: WebContext, req: Request, res: Response): Promise<void> {
+  const id = cookies(req)[SESSION_COOKIE];
+  if (id && looksLikeToken(id)) await deleteSession(ctx.db.pool, hashSecret(id));
+  if (id) res.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies(ctx.cfg.publicUrl) });
+}
+
+/** The hash of the current session id, to keep this session when logging out the others. */
+export function currentSessionHash(req: Request): string | null {
+  const id = cookies(req)[SESSION_COOKIE];
+  return id && looksLikeToken(id) ? hashSecret(id) : null;
+}
+
+/** A notice shown once on the next page (after a redirect). */
+export function flash(ctx: WebContext, res: Response, text: string, kind: 'flash' | 'error' = 'flash'): void {
+  res.cookie(FLASH_COOKIE, `${kind}:${text.slice(0, 500)}`, { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies(ctx.cfg.publicUrl) });
 }

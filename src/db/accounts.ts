@@ -1,0 +1,106 @@
+import { hashToken, newToken } from './credentials.ts';
+import type { Queryable } from './pool.ts';
+
+export interface AccountRow {
+  id: number;
+  email: string;
+  password_hash: string | null;
+  is_site_admin: boolean;
+  created_at: Date;
+  last_login_at: Date | null;
+}
+
+export async function findAccountByEmail(db: Queryable, email: string): Promise<AccountRow | null> {
+  const { rows } = await db.query<AccountRow>('select * from accounts where email = $1', [email]);
+  return rows[0] ?? null;
+}
+
+export async function findAccount(db: Queryable, id: number): Promise<AccountRow | null> {
+  const { rows } = await db.query<AccountRow>('select * from accounts where id = $1', [id]);
+  return rows[0] ?? null;
+}
+
+/**
+ * Creates the account, or updates an existing one: a given password hash replaces the old one,
+ * and site-administrator rights are only ever added here, never taken away.
+ */
+export async function upsertAccount(
+  db: Queryable,
+  email: string,
+  opts: { passwordHash?: string | null; siteAdmin?: boolean } = {},
+): Promise<{ account: AccountRow; created: boolean }> {
+  const { rows } = await db.query<AccountRow & { created: boolean }>(
+    `insert into accounts (email, password_hash, is_site_admin) values ($1, $2, $3)
+     on conflict (email) do update
+       set password_hash = coalesce(excluded.password_hash, accounts.password_hash),
+           is_site_admin = accounts.is_site_admin or excluded.is_site_admin
+     returning *, (xmax = 0) as created`,
+    [email, opts.passwordHash ?? null, opts.siteAdmin ?? false],
+  );
+  const { created, ...account } = rows[0];
+  return { account, created };
+}
+
+export async function setPasswordHash(db: Queryable, accountId: number, hash: string): Promise<void> {
+  await db.query('update accounts set password_hash = $2 where id = $1', [accountId, hash]);
+}
+
+export async function recordLogin(db: Queryable, accountId: number): Promise<void> {
+  await db.query('update accounts set last_login_at = now() where id = $1', [accountId]);
+}
+
+/** Whether anyone may receive a login link for this address: an account, or a current subscription. */
+export async function knownAddress(db: Queryable, email: string): Promise<boolean> {
+  const { rows } = await db.query<{ known: boolean }>(
+    `select exists (select 1 from accounts where email = $1)
+         or exists (select 1 from members where email = $1 and status in ('active', 'disabled', 'pending'))
+         or exists (select 1 from list_roles where email = $1) as known`,
+    [email],
+  );
+  return rows[0].known;
+}
+
+/** Hashed one-time tokens for mailed links. */
+export async function createLoginToken(db: Queryable, tokenHash: string, email: string, purpose: 'login' | 'reset', ttlSeconds: number): Promise<void> {
+  await db.query(
+    `insert into login_tokens (token_hash, email, purpose, expires_at) values ($1, $2, $3, now() + make_interval(secs => $4))`,
+    [tokenHash, email, purpose, ttlSeconds],
+  );
+}
+
+/** A token that is still usable (not expired, not used), without using it. */
+export async function peekLoginToken(db: Queryable, tokenHash: string, purpose: 'login' | 'reset'): Promise<{ email: string } | null> {
+  const { rows } = await db.query<{ email: string }>(
+    `select email from login_tokens where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now()`,
+    [tokenHash, purpose],
+  );
+  return rows[0] ?? null;
+}
+
+/** Uses a token once: the first caller gets its address, every later one null. */
+export async function consumeLoginToken(db: Queryable, tokenHash: string, purpose: 'login' | 'reset'): Promise<{ email: string } | null> {
+  const { rows } = await db.query<{ email: string }>(
+    `update login_tokens set used_at = now()
+      where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now()
+      returning email`,
+    [tokenHash, purpose],
+  );
+  return rows[0] ?? null;
+}
+
+/** Voids the other outstanding links of an address once one was used (a reset invalidates old ones). */
+export async function voidLoginTokens(db: Queryable, email: string, purpose: 'login' | 'reset'): Promise<void> {
+  await db.query('update login_tokens set used_at = now() where email = $1 and purpose = $2 and used_at is null', [email, purpose]);
+}
+
+export async function pruneLoginTokens(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query(`delete from login_tokens where expires_at < now() - interval '1 day'`);
+  return rowCount ?? 0;
+}
+
+/** Makes a one-time link token for an address; only its hash is stored. */
+export async function issueLoginToken(db: Queryable, email: string, purpose: 'login' | 'reset', ttlSeconds: number): Promise<string> {
+  const token = newToken();
+  await createLoginToken(db, hashToken(token), email, purpose, ttlSeconds);
+  return token;
+}

@@ -1,0 +1,148 @@
+import { NotFound } from '../errors.ts';
+import type pg from 'pg';
+import type { ArchivePolicy, ListRow, PostPolicy, SubscribePolicy } from './lists.ts';
+import { withTransaction, type Queryable } from './pool.ts';
+
+export type ListRole = 'owner' | 'moderator';
+
+/** The strongest role an address holds on a list: owner, moderator, or none. */
+export async function roleOnList(db: Queryable, listId: number, email: string): Promise<ListRole | null> {
+  const { rows } = await db.query<{ role: ListRole }>(
+    `select role from list_roles where list_id = $1 and email = $2 order by role = 'owner' desc limit 1`,
+    [listId, email],
+  );
+  return rows[0]?.role ?? null;
+}
+
+export interface ListWithRole extends ListRow {
+  role: ListRole | null;
+  members: number;
+  held: number;
+  requests: number;
+}
+
+/** The lists a viewer may administer (all of them for a site administrator), with their role. */
+export async function listsForStaff(db: Queryable, email: string, siteAdmin: boolean): Promise<ListWithRole[]> {
+  const { rows } = await db.query<ListWithRole>(
+    `select l.*, r.role,
+            (select count(*) from members m where m.list_id = l.id and m.status in ('active', 'disabled'))::int as members,
+            (select count(*) from held_messages h where h.list_id = l.id and h.state = 'held')::int as held,
+            (select count(*) from subscription_requests s where s.list_id = l.id and s.state = 'approval')::int as requests
+       from lists l
+       left join lateral (select role from list_roles where list_id = l.id and email = $1
+                           order by role = 'owner' desc limit 1) r on true
+      where $2 or r.role is not null
+      order by l.address`,
+    [email, siteAdmin],
+  );
+  return rows;
+}
+
+export async function listRoles(db: Queryable, listId: number): Promise<{ email: string; role: ListRole }[]> {
+  const { rows } = await db.query<{ email: string; role: ListRole }>(
+    `select email, role from list_roles where list_id = $1 order by role, email`,
+    [listId],
+  );
+  return rows;
+}
+
+export async function addListRole(db: Queryable, listId: number, email: string, role: ListRole): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `insert into list_roles (list_id, email, role) values ($1, $2, $3) on conflict do nothing`,
+    [listId, email, role],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export async function removeListRole(db: Queryable, listId: number, email: string, role: ListRole): Promise<boolean> {
+  const { rowCount } = await db.query(`delete from list_roles where list_id = $1 and email = $2 and role = $3`, [listId, email, role]);
+  return (rowCount ?? 0) > 0;
+}
+
+export async function countOwners(db: Queryable, listId: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from list_roles where list_id = $1 and role = 'owner'`, [listId]);
+  return rows[0].n;
+}
+
+export interface CoreSettings {
+  name: string;
+  description: string;
+  post_policy: PostPolicy;
+  subscribe_policy: SubscribePolicy;
+  archive: ArchivePolicy;
+}
+
+export async function updateCoreSettings(db: Queryable, listId: number, s: CoreSettings): Promise<void> {
+  await db.query(
+    `update lists set name = $2, description = $3, post_policy = $4, subscribe_policy = $5, archive = $6 where id = $1`,
+    [listId, s.name, s.description, s.post_policy, s.subscribe_policy, s.archive],
+  );
+}
+
+export interface DeletionImpact {
+  members: number;
+  messages: number;
+  /** archived messages that belong to no other list: they are deleted with the list */
+  onlyHere: number;
+  roles: number;
+}
+
+export async function deletionImpact(db: Queryable, listId: number): Promise<DeletionImpact> {
+  const { rows } = await db.query<DeletionImpact>(
+    `select (select count(*) from members where list_id = $1 and status <> 'unsubscribed')::int as members,
+            (select count(*) from list_messages where list_id = $1)::int as messages,
+            (select count(*) from list_messages lm where lm.list_id = $1
+               and not exists (select 1 from list_messages o where o.message_id = lm.message_id and o.list_id <> $1))::int as "onlyHere",
+            (select count(*) from list_roles where list_id = $1)::int as roles`,
+    [listId],
+  );
+  return rows[0];
+}
+
+/**
+ * Deletes a list with its members, roles and whatever else references it, and the archived
+ * messages that belonged to it alone (cross-posted messages stay in their other lists).
+ */
+export async function deleteList(pool: pg.Pool, listId: number): Promise<void> {
+  await withTransaction(pool, async (c) => {
+    const { rows } = await c.query<{ id: number }>(
+      `select lm.message_id as id from list_messages lm where lm.list_id = $1
+          and not exists (select 1 from list_messages o where o.message_id = lm.message_id and o.list_id <> $1)`,
+      [listId],
+    );
+    await c.query('delete from lists where id = $1', [listId]);
+    await c.query('delete from messages where id = any($1::bigint[])', [rows.map((r) => r.id)]);
+  });
+}
+
+export async function hasAnyListRole(db: Queryable, email: string): Promise<boolean> {
+  const { rows } = await db.query<{ any: boolean }>('select exists (select 1 from list_roles where email = $1) as any', [email]);
+  return rows[0].any;
+}
+
+export async function listById(db: Queryable, listId: number): Promise<ListRow> {
+  const { rows } = await db.query<ListRow>('select * from lists where id = $1', [listId]);
+  if (!rows[0]) throw new NotFound('No such list.', 'no_such_list');
+  return rows[0];
+}
+
+export interface ListCounts {
+  held: number;
+  requests: number;
+  messages: number;
+  hidden: number;
+  last_activity: Date | null;
+}
+
+export async function listCounts(db: Queryable, listId: number): Promise<ListCounts> {
+  const { rows } = await db.query<ListCounts>(
+    `select (select count(*) from held_messages where list_id = $1 and state = 'held')::int as held,
+            (select count(*) from subscription_requests where list_id = $1 and state = 'approval')::int as requests,
+            (select count(*) from list_messages where list_id = $1)::int as messages,
+            (select count(*) from list_messages lm join messages m on m.id = lm.message_id
+              where lm.list_id = $1 and m.hidden_at is not null)::int as hidden,
+            (select max(date) from list_messages where list_id = $1) as last_activity`,
+    [listId],
+  );
+  return rows[0];
+}

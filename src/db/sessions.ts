@@ -1,0 +1,60 @@
+import type { Queryable } from './pool.ts';
+
+/** What the session middleware needs about the person behind a session cookie. */
+export interface SessionAccount {
+  account_id: number;
+  email: string;
+  is_site_admin: boolean;
+  /** owner or moderator of at least one list */
+  has_list_role: boolean;
+  /** the session was last touched long enough ago to refresh its expiry */
+  stale: boolean;
+}
+
+/** Sessions last 14 days after the last visit, and never more than 90 days after the login. */
+const IDLE_DAYS = 14;
+const ABSOLUTE_DAYS = 90;
+
+export async function createSession(db: Queryable, idHash: string, accountId: number, ip: string | null, userAgent: string | null): Promise<void> {
+  await db.query(
+    `insert into sessions (id_hash, account_id, expires_at, ip, user_agent)
+     values ($1, $2, now() + make_interval(days => $3), $4, left($5, 300))`,
+    [idHash, accountId, IDLE_DAYS, ip, userAgent],
+  );
+}
+
+export async function sessionAccount(db: Queryable, idHash: string): Promise<SessionAccount | null> {
+  const { rows } = await db.query<SessionAccount>(
+    `select a.id as account_id, a.email, a.is_site_admin,
+            exists (select 1 from list_roles r where r.email = a.email) as has_list_role,
+            s.last_seen_at < now() - interval '5 minutes' as stale
+       from sessions s join accounts a on a.id = s.account_id
+      where s.id_hash = $1 and s.expires_at > now()`,
+    [idHash],
+  );
+  return rows[0] ?? null;
+}
+
+/** Slides the idle expiry forward, capped by the absolute lifetime. */
+export async function touchSession(db: Queryable, idHash: string): Promise<void> {
+  await db.query(
+    `update sessions set last_seen_at = now(),
+            expires_at = least(created_at + make_interval(days => $3), now() + make_interval(days => $2))
+      where id_hash = $1`,
+    [idHash, IDLE_DAYS, ABSOLUTE_DAYS],
+  );
+}
+
+export async function deleteSession(db: Queryable, idHash: string): Promise<void> {
+  await db.query('delete from sessions where id_hash = $1', [idHash]);
+}
+
+/** Logs an account out everywhere (after a password change or reset), except the session kept. */
+export async function deleteAccountSessions(db: Queryable, accountId: number, keepIdHash: string | null = null): Promise<void> {
+  await db.query('delete from sessions where account_id = $1 and id_hash is distinct from $2', [accountId, keepIdHash]);
+}
+
+export async function pruneSessions(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query('delete from sessions where expires_at < now()');
+  return rowCount ?? 0;
+}

@@ -1,0 +1,90 @@
+import { Router } from 'express';
+import { findAccount, setPasswordHash } from '../../db/accounts.ts';
+import { recordAudit } from '../../db/audit.ts';
+import { hashPassword, passwordProblem, verifyPassword } from '../../db/credentials.ts';
+import { listById, listsForStaff } from '../../db/list-admin.ts';
+import { findMemberById, subscriptionsOf } from '../../db/member-admin.ts';
+import { reenableMember, removeMember, setMemberMode, type DeliveryMode } from '../../db/members.ts';
+import { deleteAccountSessions } from '../../db/sessions.ts';
+import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
+import type { WebContext } from '../app.ts';
+import { requireCsrf } from '../csrf.ts';
+import { render } from '../render.ts';
+import { currentSessionHash, flash } from '../session.ts';
+import { field, oneOf, positiveInt } from '../admin/form.ts';
+import { requireLogin } from '../auth/guards.ts';
+
+
+const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
+
+/** Self-service for anyone logged in: their subscriptions, delivery mode, password, sessions. */
+export function accountRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+
+  r.get('/account', requireLogin, async (req, res) => {
+    const viewer = req.viewer!;
+    const [subscriptions, account, staffLists] = await Promise.all([
+      subscriptionsOf(db, viewer.email),
+      findAccount(db, viewer.accountId),
+      listsForStaff(db, viewer.email, false),
+    ]);
+    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions, hasPassword: !!account?.password_hash, staffLists, modes: MODES });
+  });
+
+  r.post('/account/subscriptions/:id', requireLogin, requireCsrf, async (req, res) => {
+    const viewer = req.viewer!;
+    const member = await findMemberById(db, positiveInt(String(req.params.id), 0));
+    if (!member) throw new NotFound('No such subscription.');
+    if (member.email !== viewer.email) throw new Forbidden('That subscription is not yours.');
+    const list = await listById(db, member.list_id);
+    const action = oneOf('action', field(req, 'action'), ['mode', 'unsubscribe', 'reenable'] as const);
+    let message: string;
+    if (action === 'mode') {
+      const mode = oneOf('Delivery', field(req, 'mode'), MODES);
+      await setMemberMode(db, list.id, member.email, mode);
+      message = `${list.address}: delivery is now "${mode}".`;
+      await recordAudit(db, { actor: viewer.email, action: 'self.mode', list, target: member.email, detail: { mode } });
+    } else if (action === 'unsubscribe') {
+      await removeMember(db, list.id, member.email);
+      message = `You have left ${list.address}.`;
+      await recordAudit(db, { actor: viewer.email, action: 'self.unsubscribe', list, target: member.email });
+    } else {
+      if (member.status !== 'disabled') throw new InvalidInput('This subscription is not disabled.');
+      await reenableMember(db, list.id, member.email);
+      message = `Delivery from ${list.address} is on again.`;
+      await recordAudit(db, { actor: viewer.email, action: 'self.reenable', list, target: member.email });
+    }
+    flash(ctx, res, message);
+    res.redirect(303, '/account');
+  });
+
+  r.post('/account/password', requireLogin, requireCsrf, async (req, res) => {
+    const viewer = req.viewer!;
+    const account = await findAccount(db, viewer.accountId);
+    if (!account) throw new NotFound('No such account.');
+    const current = field(req, 'current', 1000);
+    const password = field(req, 'password', 1000);
+    if (account.password_hash && !(await verifyPassword(account.password_hash, current))) {
+      flash(ctx, res, 'Your current password was not right; nothing changed.', 'error');
+      return res.redirect(303, '/account');
+    }
+    const problem = passwordProblem(password) ?? (password !== field(req, 'confirm', 1000) ? 'The two new passwords differ.' : null);
+    if (problem) {
+      flash(ctx, res, problem, 'error');
+      return res.redirect(303, '/account');
+    }
+    await setPasswordHash(db, account.id, await hashPassword(password));
+    await deleteAccountSessions(db, account.id, currentSessionHash(req));
+    flash(ctx, res, 'Password saved. Your other sessions were logged out.');
+    res.redirect(303, '/account');
+  });
+
+  r.post('/account/sessions/end-others', requireLogin, requireCsrf, async (req, res) => {
+    await deleteAccountSessions(db, req.viewer!.accountId, currentSessionHash(req));
+    flash(ctx, res, 'Logged out everywhere else.');
+    res.redirect(303, '/account');
+  });
+
+  return r;
+}

@@ -1,0 +1,47 @@
+import { Router } from 'express';
+import { recentAudit } from '../../db/audit.ts';
+import { recentIngestErrors } from '../../db/ingest-errors.ts';
+import { listsForStaff } from '../../db/list-admin.ts';
+import { deliveriesByHour, deliveryWorkers, queueDepth, recentFailedDeliveries, siteTotals } from '../../db/operations.ts';
+import type { WebContext } from '../app.ts';
+import { render } from '../render.ts';
+import { requireSiteAdmin, requireStaff } from '../auth/guards.ts';
+import { auditLines } from './audit-view.ts';
+import { hourlyChart } from './chart.ts';
+import { positiveInt, query } from './form.ts';
+
+/** The panel's home (the viewer's lists), the operations dashboard and the site-wide audit log. */
+export function dashboardRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+
+  r.get('/admin/', requireStaff, async (req, res) => {
+    const viewer = req.viewer!;
+    const lists = await listsForStaff(db, viewer.email, viewer.isSiteAdmin);
+    const totals = viewer.isSiteAdmin ? await siteTotals(db) : null;
+    render(ctx.views, req, res, 'admin/home.njk', { title: 'Admin', lists, totals });
+  });
+
+  r.get('/admin/dashboard', requireSiteAdmin, async (req, res) => {
+    const [queue, hourly, failed, ingest, audit, workers, totals] = await Promise.all([
+      queueDepth(db),
+      deliveriesByHour(db, 48),
+      recentFailedDeliveries(db, 15),
+      recentIngestErrors(db, 15),
+      recentAudit(db, { limit: 15 }),
+      deliveryWorkers(db),
+      siteTotals(db),
+    ]);
+    render(ctx.views, req, res, 'admin/dashboard.njk', {
+      title: 'Operations', queue, chart: hourlyChart(hourly), failed, ingest, audit: auditLines(audit), workers, totals, now: new Date(),
+    });
+  });
+
+  r.get('/admin/audit', requireSiteAdmin, async (req, res) => {
+    const before = positiveInt(query(req, 'before'), 0) || null;
+    const rows = await recentAudit(db, { beforeId: before, limit: 100 });
+    render(ctx.views, req, res, 'admin/audit.njk', { title: 'Audit log', entries: auditLines(rows), more: rows.length === 100 ? rows[rows.length - 1].id : null, base: '/admin/audit' });
+  });
+
+  return r;
+}

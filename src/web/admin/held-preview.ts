@@ -1,0 +1,65 @@
+import sanitizeHtml from 'sanitize-html';
+import { parse } from '../../mail/parse.ts';
+
+/**
+ * What a moderator sees of a held message: the headers that matter and the body as plain text.
+ * Never the message's HTML: an HTML-only message is reduced to its text, and everything is
+ * escaped by the view. Remote images, scripts and tracking pixels therefore never load.
+ */
+export interface HeldPreview {
+  headers: { name: string; value: string }[];
+  text: string;
+  truncated: boolean;
+  fromHtml: boolean;
+  attachments: { filename: string; contentType: string; size: number }[];
+  problem: string | null;
+}
+
+const MAX_CHARS = 20_000;
+const SHOWN = ['from', 'reply-to', 'to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'list-id', 'content-type'];
+
+export async function heldPreview(raw: Buffer): Promise<HeldPreview> {
+  try {
+    const m = await parse(raw);
+    const headers = SHOWN.flatMap((name) => (m.headers.get(name) ?? []).map((value) => ({ name: displayName(name), value: value.slice(0, 500) })));
+    let text = m.text;
+    let fromHtml = false;
+    if (!text.trim() && m.html) {
+      text = htmlToText(m.html);
+      fromHtml = true;
+    }
+    return {
+      headers,
+      text: text.slice(0, MAX_CHARS),
+      truncated: text.length > MAX_CHARS,
+      fromHtml,
+      attachments: m.attachments.map((a) => ({ filename: a.filename ?? '(no name)', contentType: a.contentType, size: a.size })),
+      problem: null,
+    };
+  } catch (err) {
+    // Unparseable: show the start of the raw bytes as text, which is still safe once escaped.
+    const text = raw.subarray(0, MAX_CHARS).toString('latin1');
+    return { headers: [], text, truncated: raw.length > MAX_CHARS, fromHtml: false, attachments: [], problem: (err as Error).message };
+  }
+}
+
+function displayName(name: string): string {
+  return name === 'message-id' ? 'Message-ID' : name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+export function htmlToText(html: string): string {
+  const withBreaks = html.replace(/<(br|\/p|\/div|\/li|\/h\d|\/tr)\b[^>]*>/gi, '\n$&');
+  const stripped = sanitizeHtml(withBreaks, { allowedTags: [], allowedAttributes: {}, nonTextTags: ['style', 'script', 'textarea', 'option', 'noscript', 'title', 'head'] });
+  return decodeEntities(stripped).replace(/[ \t]+\n/g, '\n').replace(/\n{3,}/g, '\n\n').trim();
+}
+
+function decodeEntities(s: string): string {
+  const named: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
+  return s.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (all, e: string) => {
+    if (e[0] === '#') {
+      const code = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+      return Number.isFinite(code) && code > 0 && code < 0x110000 ? String.fromCodePoint(code) : all;
+    }
+    return named[e.toLowerCase()] ?? all;
+  });
+}

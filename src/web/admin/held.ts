@@ -1,0 +1,90 @@
+import { Router } from 'express';
+import { recentAudit, recordAudit } from '../../db/audit.ts';
+import { InvalidInput, NotFound } from '../../errors.ts';
+import { normalizeEmail } from '../../mail/address.ts';
+import type { WebContext } from '../app.ts';
+import { requireCsrf } from '../csrf.ts';
+import { render } from '../render.ts';
+import { flash } from '../session.ts';
+import { actor, listAccessOf, requireList } from '../auth/guards.ts';
+import { auditLines } from './audit-view.ts';
+import { addSenderRule, getHeld, listHeld, moderate, type HeldAction } from './delivery-api.ts';
+import { field, fields, oneOf, positiveInt } from './form.ts';
+import { heldPreview } from './held-preview.ts';
+
+/** What a moderator can do to held posts, one at a time or ticked in bulk. */
+const ACTIONS = ['approve', 'reject', 'discard', 'approve-allow', 'discard-ban'] as const;
+type Action = (typeof ACTIONS)[number];
+
+const DONE: Record<Action, string> = {
+  approve: 'approved',
+  reject: 'rejected (the sender was told why)',
+  discard: 'discarded',
+  'approve-allow': 'approved, and their senders will no longer be held',
+  'discard-ban': 'discarded, and their senders are banned',
+};
+
+/** The moderation queue of held posts: the list, a safe preview, and the decisions. */
+export function heldRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+  const moderator = requireList(ctx, 'moderator');
+
+  r.get('/admin/lists/:list/held', moderator, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const [held, decisions] = await Promise.all([
+      listHeld(db, list.id),
+      recentAudit(db, { listId: list.id, actionPrefix: 'held.', limit: 15 }),
+    ]);
+    render(ctx.views, req, res, 'admin/held.njk', { title: `Held messages · ${list.address}`, tab: 'held', held, decisions: auditLines(decisions), actions: ACTIONS });
+  });
+
+  r.get('/admin/lists/:list/held/:id', moderator, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const held = await getHeld(db, positiveInt(String(req.params.id), 0));
+    if (!held || held.list_id !== list.id) throw new NotFound('That message is no longer in the queue.');
+    render(ctx.views, req, res, 'admin/held-message.njk', { title: `Held: ${held.subject || '(no subject)'}`, tab: 'held', held, preview: await heldPreview(held.raw) });
+  });
+
+  r.post('/admin/lists/:list/held', moderator, requireCsrf, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const action = oneOf('Action', field(req, 'action'), ACTIONS);
+    const ids = [...new Set(fields(req, 'ids').map((v) => positiveInt(v, 0)).filter((n) => n > 0))];
+    const reason = field(req, 'reason', 2000);
+    if (ids.length === 0) {
+      flash(ctx, res, 'Tick at least one message first.', 'error');
+      return res.redirect(303, `/admin/lists/${list.address}/held`);
+    }
+    const by = actor(req);
+    let done = 0;
+    const skipped: string[] = [];
+    for (const id of ids) {
+      // Each id is checked against this list: a moderator acts only on their own lists' queue.
+      const held = await getHeld(db, id);
+      if (!held || held.list_id !== list.id) {
+        skipped.push(`#${id}`);
+        continue;
+      }
+      const sender = normalizeEmail(held.from);
+      const base: HeldAction = action === 'approve-allow' ? 'approve' : action === 'discard-ban' ? 'discard' : action;
+      try {
+        if (action === 'approve-allow' && sender) await addSenderRule(db, list.id, sender, 'allow', { by });
+        if (action === 'discard-ban' && sender) await addSenderRule(db, list.id, sender, 'ban', { by });
+        await moderate(db, id, base, { reason: reason || undefined, by });
+      } catch (err) {
+        if (!(err instanceof InvalidInput || err instanceof NotFound || (err as { status?: number }).status === 409)) throw err;
+        skipped.push(`#${id}`);
+        continue;
+      }
+      done++;
+      await recordAudit(db, {
+        actor: by, action: `held.${action}`, list, target: held.message_id,
+        detail: { id, from: held.from, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
+      });
+    }
+    flash(ctx, res, `${done} message${done === 1 ? '' : 's'} ${DONE[action]}.${skipped.length ? ` Already handled or not found: ${skipped.join(', ')}.` : ''}`, done === 0 ? 'error' : 'flash');
+    res.redirect(303, `/admin/lists/${list.address}/held`);
+  });
+
+  return r;
+}

@@ -1,0 +1,157 @@
+import { Router } from 'express';
+import { recentAudit, recordAudit } from '../../db/audit.ts';
+import {
+  addListRole, countOwners, deleteList, deletionImpact, listCounts, listRoles, removeListRole, updateCoreSettings, type ListRole,
+} from '../../db/list-admin.ts';
+import { createList, updateDeliverySettings, type ListRow } from '../../db/lists.ts';
+import { memberCounts } from '../../db/member-admin.ts';
+import { withTransaction } from '../../db/pool.ts';
+import { Conflict, InvalidInput } from '../../errors.ts';
+import { listAddressProblem, normalizeEmail } from '../../mail/address.ts';
+import type { WebContext } from '../app.ts';
+import { requireCsrf } from '../csrf.ts';
+import { render } from '../render.ts';
+import { flash } from '../session.ts';
+import { actor, listAccessOf, requireList, requireSiteAdmin } from '../auth/guards.ts';
+import { auditLines } from './audit-view.ts';
+import { field, oneOf, positiveInt, query } from './form.ts';
+import { ARCHIVE_POLICIES, DMARC, POST_POLICIES, REPLY_TO, SUBSCRIBE_POLICIES, changedSettings, readSettings } from './settings-form.ts';
+
+const OPTIONS = { post: POST_POLICIES, subscribe: SUBSCRIBE_POLICIES, archive: ARCHIVE_POLICIES, replyTo: REPLY_TO, dmarc: DMARC };
+
+/** Creating lists, a list's overview, its settings, owners and moderators, deleting it. */
+export function listsRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+  const base = (address: string) => `/admin/lists/${address}`;
+
+  r.get('/admin/lists/new', requireSiteAdmin, (req, res) => {
+    render(ctx.views, req, res, 'admin/list-new.njk', { title: 'New list', options: OPTIONS, form: { post_policy: 'members', subscribe_policy: 'confirm', archive: 'public' }, mailDomain: ctx.cfg.mailDomain });
+  });
+
+  r.post('/admin/lists/new', requireSiteAdmin, requireCsrf, async (req, res) => {
+    const form = {
+      address: field(req, 'address', 254).toLowerCase(),
+      name: field(req, 'name', 200),
+      description: field(req, 'description', 1000),
+      post_policy: field(req, 'post_policy'),
+      subscribe_policy: field(req, 'subscribe_policy'),
+      archive: field(req, 'archive'),
+      owners: field(req, 'owners', 5000),
+    };
+    try {
+      const address = form.address.includes('@') ? form.address : `${form.address}@${ctx.cfg.mailDomain}`;
+      const problem = listAddressProblem(address);
+      if (problem) throw new InvalidInput(problem);
+      const owners = form.owners.split(/[\s,;]+/).filter(Boolean).map((o) => {
+        const e = normalizeEmail(o);
+        if (!e) throw new InvalidInput(`Owners: "${o}" is not an e-mail address.`);
+        return e;
+      });
+      const list = await createList(db, {
+        address,
+        name: form.name || address.split('@')[0],
+        description: form.description,
+        postPolicy: oneOf('Who may post', form.post_policy, POST_POLICIES),
+        subscribePolicy: oneOf('Subscription', form.subscribe_policy, SUBSCRIBE_POLICIES),
+        archive: oneOf('Archive', form.archive, ARCHIVE_POLICIES),
+        owners: [...new Set(owners)],
+      });
+      await recordAudit(db, { actor: actor(req), action: 'list.create', list, target: list.address, detail: { owners } });
+      flash(ctx, res, `List ${list.address} created.`);
+      res.redirect(303, `${base(list.address)}/settings`);
+    } catch (err) {
+      if (!(err instanceof InvalidInput || err instanceof Conflict)) throw err;
+      render(ctx.views, req, res, 'admin/list-new.njk', { title: 'New list', options: OPTIONS, form, error: err.message, mailDomain: ctx.cfg.mailDomain }, 400);
+    }
+  });
+
+  r.get('/admin/lists/:list/', requireList(ctx, 'moderator'), async (req, res) => {
+    const { list } = listAccessOf(res);
+    const [counts, members, audit] = await Promise.all([listCounts(db, list.id), memberCounts(db, list.id), recentAudit(db, { listId: list.id, limit: 10 })]);
+    render(ctx.views, req, res, 'admin/list.njk', { title: list.address, tab: 'overview', counts, members, audit: auditLines(audit) });
+  });
+
+  r.get('/admin/lists/:list/settings', requireList(ctx, 'owner'), async (req, res) => {
+    const { list } = listAccessOf(res);
+    render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: formValues(list), roles: await listRoles(db, list.id) });
+  });
+
+  r.post('/admin/lists/:list/settings', requireList(ctx, 'owner'), requireCsrf, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const input = readSettings(req, list);
+    if (input.problems.length > 0) {
+      const typed = { ...formValues(list), ...req.body, dkim_private_key: undefined };
+      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, roles: await listRoles(db, list.id) }, 400);
+    }
+    const changed = changedSettings(list, input);
+    await withTransaction(db, async (c) => {
+      await updateCoreSettings(c, list.id, input.core);
+      await updateDeliverySettings(c, list.id, input.delivery);
+      if (Object.keys(changed).length > 0) await recordAudit(c, { actor: actor(req), action: 'list.settings', list, target: list.address, detail: changed });
+    });
+    flash(ctx, res, Object.keys(changed).length > 0 ? `Saved: ${Object.keys(changed).join(', ')}.` : 'Nothing changed.');
+    res.redirect(303, `${base(list.address)}/settings`);
+  });
+
+  r.post('/admin/lists/:list/roles', requireList(ctx, 'owner'), requireCsrf, async (req, res) => {
+    const { list, role: viewerRole } = listAccessOf(res);
+    const action = oneOf('action', field(req, 'action'), ['add', 'remove'] as const);
+    const role = oneOf('Role', field(req, 'role'), ['owner', 'moderator'] as const) as ListRole;
+    const email = normalizeEmail(field(req, 'email', 254));
+    if (!email) {
+      flash(ctx, res, 'Give an e-mail address.', 'error');
+      return res.redirect(303, `${base(list.address)}/settings#roles`);
+    }
+    if (action === 'add') {
+      const added = await addListRole(db, list.id, email, role);
+      if (added) await recordAudit(db, { actor: actor(req), action: `role.add`, list, target: email, detail: { role } });
+      flash(ctx, res, added ? `${email} is now ${role === 'owner' ? 'an owner' : 'a moderator'} of the list.` : `${email} already was ${role === 'owner' ? 'an owner' : 'a moderator'}.`);
+    } else {
+      if (role === 'owner' && viewerRole !== 'admin' && (await countOwners(db, list.id)) <= 1) {
+        flash(ctx, res, 'A list keeps at least one owner: add another owner first.', 'error');
+        return res.redirect(303, `${base(list.address)}/settings#roles`);
+      }
+      const removed = await removeListRole(db, list.id, email, role);
+      if (removed) await recordAudit(db, { actor: actor(req), action: `role.remove`, list, target: email, detail: { role } });
+      flash(ctx, res, removed ? `${email} is no longer ${role === 'owner' ? 'an owner' : 'a moderator'}.` : 'Nothing changed.');
+    }
+    res.redirect(303, `${base(list.address)}/settings#roles`);
+  });
+
+  r.get('/admin/lists/:list/audit', requireList(ctx, 'owner'), async (req, res) => {
+    const { list } = listAccessOf(res);
+    const before = positiveInt(query(req, 'before'), 0) || null;
+    const rows = await recentAudit(db, { listId: list.id, beforeId: before, limit: 100 });
+    render(ctx.views, req, res, 'admin/audit.njk', { title: `Audit log · ${list.address}`, tab: 'audit', entries: auditLines(rows), more: rows.length === 100 ? rows[rows.length - 1].id : null, base: `${base(list.address)}/audit` });
+  });
+
+  r.get('/admin/lists/:list/delete', requireList(ctx, 'admin'), async (req, res) => {
+    const { list } = listAccessOf(res);
+    render(ctx.views, req, res, 'admin/list-delete.njk', { title: `Delete ${list.address}`, tab: 'settings', impact: await deletionImpact(db, list.id) });
+  });
+
+  r.post('/admin/lists/:list/delete', requireList(ctx, 'admin'), requireCsrf, async (req, res) => {
+    const { list } = listAccessOf(res);
+    if (field(req, 'confirm', 254).toLowerCase() !== list.address) {
+      return render(ctx.views, req, res, 'admin/list-delete.njk', { title: `Delete ${list.address}`, tab: 'settings', impact: await deletionImpact(db, list.id), error: `Type ${list.address} to confirm.` }, 400);
+    }
+    const impact = await deletionImpact(db, list.id);
+    await deleteList(db, list.id);
+    await recordAudit(db, { actor: actor(req), action: 'list.delete', list: { id: null, address: list.address }, target: list.address, detail: { ...impact } });
+    flash(ctx, res, `List ${list.address} deleted.`);
+    res.redirect(303, '/admin/');
+  });
+
+  return r;
+}
+
+function formValues(list: ListRow) {
+  return {
+    ...list,
+    max_message_kb: Math.round(list.max_message_size / 1024),
+    digest_size_kb: Math.round(list.digest_size_threshold / 1024),
+    dkim_private_key: undefined,
+    has_dkim_key: !!list.dkim_private_key,
+  };
+}

@@ -1,0 +1,137 @@
+import { Router, type Request } from 'express';
+import { recordAudit } from '../../db/audit.ts';
+import { findMember, addMember, reenableMember, setMemberMode, type DeliveryMode, type MemberStatus } from '../../db/members.ts';
+import { memberAudit, memberBatch, memberBounces, memberCounts, removeMembers, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
+import { NotFound } from '../../errors.ts';
+import { normalizeEmail } from '../../mail/address.ts';
+import type { WebContext } from '../app.ts';
+import { requireCsrf } from '../csrf.ts';
+import { render } from '../render.ts';
+import { flash } from '../session.ts';
+import { actor, listAccessOf, requireList } from '../auth/guards.ts';
+import { field, fields, oneOf, optionalOneOf, positiveInt, query } from './form.ts';
+import { csvCell, parseMemberLines } from './member-import.ts';
+import { multipartForm } from './multipart.ts';
+import { inviteMember } from './delivery-api.ts';
+
+const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
+const STATUSES: MemberStatus[] = ['active', 'pending', 'disabled', 'unsubscribed'];
+const PAGE_SIZE = 50;
+
+/** A list's members: search, filters, pages; add (one, pasted, CSV), bulk changes, export, details. */
+export function membersRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+  const owner = requireList(ctx, 'owner');
+
+  const filterOf = (req: Request): MemberFilter => ({
+    q: query(req, 'q', 200) || null,
+    mode: optionalOneOf(query(req, 'mode'), MODES),
+    status: optionalOneOf(query(req, 'status'), STATUSES),
+  });
+
+  r.get('/admin/lists/:list/members', owner, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const filter = filterOf(req);
+    const page = positiveInt(query(req, 'page'), 1);
+    const [{ rows, total }, counts] = await Promise.all([
+      searchMembers(db, list.id, filter, PAGE_SIZE, (page - 1) * PAGE_SIZE),
+      memberCounts(db, list.id),
+    ]);
+    const params = new URLSearchParams(Object.entries({ q: filter.q ?? '', mode: filter.mode ?? '', status: filter.status ?? '' }).filter(([, v]) => v));
+    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+    const pageUrl = (p: number) => `?${new URLSearchParams([...params, ['page', String(p)]])}`;
+    render(ctx.views, req, res, 'admin/members.njk', {
+      title: `Members · ${list.address}`, tab: 'members', members: rows, total, counts, filter, modes: MODES, statuses: STATUSES,
+      page, pages, prev: page > 1 ? pageUrl(page - 1) : null, next: page < pages ? pageUrl(page + 1) : null,
+      exportUrl: `/admin/lists/${list.address}/members.csv${params.size ? `?${params}` : ''}`,
+      back: req.originalUrl,
+    });
+  });
+
+  // Streams in pages of 1,000 so a list of any size exports in constant memory.
+  r.get('/admin/lists/:list/members.csv', owner, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const filter = filterOf(req);
+    res.type('text/csv; charset=utf-8');
+    res.attachment(`${list.local_part}-members.csv`);
+    res.write('email,name,mode,status,bounce_score,subscribed_at\r\n');
+    let after = '';
+    for (;;) {
+      const batch = await memberBatch(db, list.id, filter, after, 1000);
+      if (batch.length === 0) break;
+      const chunk = batch.map((m) => [m.email, m.name, m.mode, m.status, m.bounce_score, m.created_at].map(csvCell).join(',')).join('\r\n');
+      if (!res.write(`${chunk}\r\n`)) await new Promise((resolve) => res.once('drain', resolve));
+      after = batch[batch.length - 1].email;
+    }
+    res.end();
+    await recordAudit(db, { actor: actor(req), action: 'member.export', list, detail: { ...filter } });
+  });
+
+  r.post('/admin/lists/:list/members/add', owner, ...multipartForm(), requireCsrf, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const mode = oneOf('Delivery', field(req, 'mode') || 'each', MODES);
+    const invite = field(req, 'invite') === '1';
+    let text = field(req, 'addresses', 2_000_000);
+    const single = field(req, 'email', 254);
+    if (single) text = `${csvCell(single)},${csvCell(field(req, 'name', 200))}\n${text}`;
+    for (const f of req.files ?? []) if (f.field === 'csv') text += `\n${f.content.toString('utf8')}`;
+    const { entries, problems } = parseMemberLines(text);
+    const outcomes: Record<string, string[]> = { added: [], reactivated: [], updated: [], unchanged: [], invited: [] };
+    for (const e of entries) {
+      if (invite) {
+        await inviteMember(db, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? mode });
+        outcomes.invited.push(e.email);
+      } else {
+        outcomes[await addMember(db, list.id, e.email, e.mode ?? mode, e.name)].push(e.email);
+      }
+    }
+    if (entries.length > 0) {
+      await recordAudit(db, {
+        actor: actor(req), action: invite ? 'member.invite' : 'member.add', list,
+        target: entries.length === 1 ? entries[0].email : null,
+        detail: { count: entries.length, mode, ...(entries.length <= 20 ? { addresses: entries.map((e) => e.email) } : {}) },
+      });
+    }
+    render(ctx.views, req, res, 'admin/members-added.njk', { title: `Members added · ${list.address}`, tab: 'members', outcomes, problems, invite }, problems.length > 0 && entries.length === 0 ? 400 : 200);
+  });
+
+  r.post('/admin/lists/:list/members/bulk', owner, requireCsrf, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const emails = [...new Set(fields(req, 'emails').map((e) => normalizeEmail(e)).filter((e): e is string => !!e))];
+    const action = oneOf('Action', field(req, 'action'), ['remove', 'reenable', 'mode-each', 'mode-digest', 'mode-nomail'] as const);
+    const back = safeBack(req, list.address);
+    if (emails.length === 0) {
+      flash(ctx, res, 'Tick at least one member first.', 'error');
+      return res.redirect(303, back);
+    }
+    let changed = 0;
+    if (action === 'remove') changed = await removeMembers(db, list.id, emails);
+    else for (const email of emails) {
+      if (action === 'reenable') changed += Number(await reenableMember(db, list.id, email));
+      else changed += Number(await setMemberMode(db, list.id, email, action.slice(5) as DeliveryMode));
+    }
+    await recordAudit(db, { actor: actor(req), action: `member.${action === 'remove' ? 'remove' : action === 'reenable' ? 'reenable' : 'mode'}`, list, target: emails.length === 1 ? emails[0] : null, detail: { addresses: emails.slice(0, 100), count: emails.length, changed, ...(action.startsWith('mode-') ? { mode: action.slice(5) } : {}) } });
+    const verb = action === 'remove' ? 'removed' : action === 'reenable' ? 're-enabled' : `switched to ${action.slice(5)}`;
+    flash(ctx, res, `${changed} of ${emails.length} member${emails.length === 1 ? '' : 's'} ${verb}.`);
+    res.redirect(303, back);
+  });
+
+  r.get('/admin/lists/:list/members/:email', owner, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const member = await findMember(db, list.id, String(req.params.email).toLowerCase());
+    if (!member) throw new NotFound(`${req.params.email} is not a member of ${list.address}.`);
+    const [bounces, audit] = await Promise.all([memberBounces(db, member.id), memberAudit(db, list.id, member.email)]);
+    render(ctx.views, req, res, 'admin/member.njk', { title: `${member.email} · ${list.address}`, tab: 'members', member, bounces, audit, modes: MODES });
+  });
+
+  return r;
+}
+
+/** Back to the members page the form came from (keeping its filters), never elsewhere. */
+function safeBack(req: Request, address: string): string {
+  const base = `/admin/lists/${address}/members`;
+  const back = field(req, 'back', 1000);
+  return back.startsWith(`${base}?`) || back.startsWith(`${base}/`) || back === base ? back : base;
+}
+

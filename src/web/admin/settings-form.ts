@@ -1,0 +1,95 @@
+import type { Request } from 'express';
+import type { CoreSettings } from '../../db/list-admin.ts';
+import type { DeliverySettings, ListRow } from '../../db/lists.ts';
+import { normalizeEmail } from '../../mail/address.ts';
+import { field } from './form.ts';
+
+/**
+ * The list settings form: every option of a list, read from the submitted form and checked.
+ * Problems are collected so the page can show them all at once next to the values typed.
+ */
+export const POST_POLICIES = ['open', 'members', 'moderated'] as const;
+export const SUBSCRIBE_POLICIES = ['open', 'confirm', 'approve'] as const;
+export const ARCHIVE_POLICIES = ['public', 'members', 'private'] as const;
+export const REPLY_TO = ['none', 'list', 'address'] as const;
+export const DMARC = ['none', 'munge_from'] as const;
+
+export interface SettingsInput {
+  core: CoreSettings;
+  delivery: Partial<DeliverySettings>;
+  problems: string[];
+}
+
+export function readSettings(req: Request, list: ListRow): SettingsInput {
+  const problems: string[] = [];
+  const pick = <T extends string>(name: string, label: string, allowed: readonly T[], current: T): T => {
+    const v = field(req, name);
+    if ((allowed as readonly string[]).includes(v)) return v as T;
+    problems.push(`${label}: choose one of ${allowed.join(', ')}.`);
+    return current;
+  };
+  const count = (name: string, label: string, current: number, opts: { min: number; max: number; scale?: number; decimals?: boolean }): number => {
+    const raw = field(req, name);
+    const n = Number(raw);
+    if (raw === '' || !Number.isFinite(n) || n < opts.min || n > opts.max || (!opts.decimals && !Number.isInteger(n))) {
+      problems.push(`${label}: enter a ${opts.decimals ? 'number' : 'whole number'} from ${opts.min} to ${opts.max}.`);
+      return current;
+    }
+    return Math.round(n * (opts.scale ?? 1) * 100) / 100;
+  };
+
+  const name = field(req, 'name', 200);
+  if (!name) problems.push('Name: a list needs a name.');
+  const core: CoreSettings = {
+    name: name || list.name,
+    description: field(req, 'description', 1000),
+    post_policy: pick('post_policy', 'Who may post', POST_POLICIES, list.post_policy),
+    subscribe_policy: pick('subscribe_policy', 'Subscription', SUBSCRIBE_POLICIES, list.subscribe_policy),
+    archive: pick('archive', 'Archive', ARCHIVE_POLICIES, list.archive),
+  };
+
+  const replyTo = pick('reply_to', 'Reply-To', REPLY_TO, list.reply_to);
+  const replyToRaw = field(req, 'reply_to_address', 254);
+  const replyToAddress = replyToRaw ? normalizeEmail(replyToRaw) : null;
+  if (replyToRaw && !replyToAddress) problems.push(`Reply-To address: "${replyToRaw}" is not an e-mail address.`);
+  if (replyTo === 'address' && !replyToAddress) problems.push('Reply-To address: give the address replies should go to.');
+
+  const dkimDomain = field(req, 'dkim_domain', 253).toLowerCase() || null;
+  const dkimSelector = field(req, 'dkim_selector', 63) || null;
+  if (dkimDomain && !/^[a-z0-9.-]+\.[a-z]{2,}$/.test(dkimDomain)) problems.push('DKIM domain: enter a domain name.');
+  if (dkimSelector && !/^[A-Za-z0-9._-]+$/.test(dkimSelector)) problems.push('DKIM selector: letters, digits, ".", "_" and "-" only.');
+
+  const delivery: Partial<DeliverySettings> = {
+    subject_prefix: field(req, 'subject_prefix', 100),
+    footer: field(req, 'footer', 5000),
+    reply_to: replyTo,
+    reply_to_address: replyToAddress,
+    dmarc_mitigation: pick('dmarc_mitigation', 'DMARC mitigation', DMARC, list.dmarc_mitigation),
+    dkim_domain: dkimDomain,
+    dkim_selector: dkimSelector,
+    max_message_size: count('max_message_kb', 'Maximum message size', list.max_message_size, { min: 0, max: 1_000_000, scale: 1024 }),
+    digest_size_threshold: count('digest_size_kb', 'Digest size', list.digest_size_threshold, { min: 1, max: 100_000, scale: 1024 }),
+    digest_interval_hours: count('digest_interval_hours', 'Digest interval', list.digest_interval_hours, { min: 1, max: 24 * 31 }),
+    bounce_threshold: count('bounce_threshold', 'Bounce threshold', list.bounce_threshold, { min: 0.5, max: 100, decimals: true }),
+    held_notice_minutes: count('held_notice_minutes', 'Held-message notices', list.held_notice_minutes, { min: 0, max: 7 * 24 * 60 }),
+  };
+  // The private key is write-only: an empty field keeps the stored one; a checkbox removes it.
+  const key = field(req, 'dkim_private_key', 20_000).replace(/\r\n/g, '\n');
+  if (field(req, 'dkim_clear_key') === '1') delivery.dkim_private_key = null;
+  else if (key) {
+    if (!/^-----BEGIN (RSA |EC )?PRIVATE KEY-----[\s\S]+-----END (RSA |EC )?PRIVATE KEY-----$/.test(key)) problems.push('DKIM private key: paste a PEM private key ("-----BEGIN PRIVATE KEY-----"…).');
+    else delivery.dkim_private_key = key;
+  }
+  return { core, delivery, problems };
+}
+
+/** What changed, for the audit log (secrets are named, never copied). */
+export function changedSettings(list: ListRow, input: SettingsInput): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const before = list as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries({ ...input.core, ...input.delivery })) {
+    if (before[k] === v || (before[k] ?? null) === (v ?? null)) continue;
+    out[k] = k === 'dkim_private_key' ? (v ? 'replaced' : 'removed') : v;
+  }
+  return out;
+}

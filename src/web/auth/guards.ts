@@ -1,0 +1,81 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { roleOnList, type ListRole } from '../../db/list-admin.ts';
+import { findList, type ListRow } from '../../db/lists.ts';
+import { Forbidden } from '../../errors.ts';
+import type { WebContext } from '../app.ts';
+
+/**
+ * Server-side access checks. Every admin route passes through one of these; pages only hide the
+ * links a viewer may not follow, they never decide access.
+ *
+ * Roles, weakest first: moderator (held queue, hiding messages), owner (also settings, members,
+ * moderators), site administrator (everything, on every list, and the site itself).
+ */
+export type Need = 'moderator' | 'owner' | 'admin';
+export type EffectiveRole = ListRole | 'admin';
+
+const RANK: Record<EffectiveRole, number> = { moderator: 1, owner: 2, admin: 3 };
+
+/** Where a visitor goes to log in and come back here afterwards. */
+export function loginUrl(next: string): string {
+  return `/login?next=${encodeURIComponent(next)}`;
+}
+
+/** Anonymous visitors are sent to the login page (303), with the way back. */
+export function requireLogin(req: Request, res: Response, next: NextFunction) {
+  if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
+  next();
+}
+
+/** Site administrators and the owners and moderators of at least one list. */
+export function requireStaff(req: Request, res: Response, next: NextFunction) {
+  if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
+  if (!req.viewer.isSiteAdmin && !res.locals.viewerIsModerator) throw new Forbidden('This page is for list owners, moderators and site administrators.');
+  next();
+}
+
+export function requireSiteAdmin(req: Request, res: Response, next: NextFunction) {
+  if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
+  if (!req.viewer.isSiteAdmin) throw new Forbidden('This page is for site administrators.');
+  next();
+}
+
+export interface ListAccess {
+  list: ListRow;
+  role: EffectiveRole;
+  can: { moderate: boolean; manage: boolean; admin: boolean };
+}
+
+/**
+ * Loads the list named by :list and checks that the viewer holds at least `need` on it. Sets
+ * res.locals.list, .role and .can for the views, and returns nothing else: handlers read
+ * listAccessOf(res).
+ */
+export function requireList(ctx: WebContext, need: Need): RequestHandler {
+  return async (req, res, next) => {
+    if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
+    const list = await findList(ctx.db.pool, String(req.params.list));
+    const role: EffectiveRole | null = req.viewer.isSiteAdmin ? 'admin' : await roleOnList(ctx.db.pool, list.id, req.viewer.email);
+    if (!role || RANK[role] < RANK[need]) {
+      throw new Forbidden(need === 'admin' ? 'Only site administrators may do this.' : `You need to be ${need === 'owner' ? 'an owner' : 'a moderator or owner'} of ${list.address} to do this.`);
+    }
+    const access: ListAccess = { list, role, can: { moderate: true, manage: RANK[role] >= RANK.owner, admin: role === 'admin' } };
+    Object.assign(res.locals, access, { listBase: `/admin/lists/${list.address}` });
+    next();
+  };
+}
+
+export function listAccessOf(res: Response): ListAccess {
+  return { list: res.locals.list, role: res.locals.role, can: res.locals.can };
+}
+
+/** The viewer's address for the audit log. */
+export function actor(req: Request): string {
+  return req.viewer?.email ?? 'anonymous';
+}
+
+/** A return path that stays on this site (no //host or scheme tricks). */
+export function safeNext(value: unknown, fallback: string): string {
+  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\') || value.length > 1000) return fallback;
+  return /[\r\n]/.test(value) ? fallback : value;
+}

@@ -1,0 +1,152 @@
+import { Router, type Request, type Response } from 'express';
+import {
+  consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, recordLogin, setPasswordHash, upsertAccount, voidLoginTokens,
+} from '../../db/accounts.ts';
+import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../db/credentials.ts';
+import { hasAnyListRole } from '../../db/list-admin.ts';
+import { allowHit, clearHits } from '../../db/rate-limits.ts';
+import { deleteAccountSessions } from '../../db/sessions.ts';
+import { normalizeEmail } from '../../mail/address.ts';
+import type { WebContext } from '../app.ts';
+import { requireCsrf } from '../csrf.ts';
+import { render } from '../render.ts';
+import { endSession, flash, startSession } from '../session.ts';
+import { field, query } from '../admin/form.ts';
+import { safeNext } from './guards.ts';
+import { sendPanelMail } from './mailer.ts';
+
+/**
+ * Logging in and out: password (argon2), or a one-time link by mail; password reset by mail.
+ * No answer tells whether an account exists: wrong address and wrong password read the same and
+ * cost the same argon2 work, and "a link is on its way" is said for any address. Attempts are
+ * rate-limited per IP and per address, in PostgreSQL so every web instance shares the counts.
+ */
+const LOGIN_LIMIT = { perIp: 30, perEmail: 10, windowSeconds: 15 * 60 };
+const LINK_LIMIT = { perIp: 20, perEmail: 3, windowSeconds: 60 * 60 };
+const LINK_TTL = 60 * 60;
+const RESET_TTL = 60 * 60;
+
+export function authRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+  const page = (req: Request, res: Response, template: string, vars: Record<string, unknown> = {}, status = 200) =>
+    render(ctx.views, req, res, `auth/${template}`, vars, status);
+  const defaultNext = (req: Request) => safeNext(req.body?.next ?? query(req, 'next'), '');
+
+  r.get('/login', (req, res) => {
+    if (req.viewer) return res.redirect(303, safeNext(query(req, 'next'), req.viewer.isSiteAdmin || res.locals.viewerIsModerator ? '/admin/' : '/account'));
+    page(req, res, 'login.njk', { title: 'Log in', next: defaultNext(req), email: query(req, 'email', 254) });
+  });
+
+  r.post('/login', requireCsrf, async (req, res) => {
+    const email = normalizeEmail(field(req, 'email', 254)) ?? field(req, 'email', 254).toLowerCase();
+    const password = field(req, 'password', 1000);
+    const next = defaultNext(req);
+    const allowed = (await allowHit(db, `login:ip:${req.ip}`, LOGIN_LIMIT.perIp, LOGIN_LIMIT.windowSeconds))
+      && (await allowHit(db, `login:email:${email}`, LOGIN_LIMIT.perEmail, LOGIN_LIMIT.windowSeconds));
+    if (!allowed) {
+      return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'Too many login attempts. Wait a quarter of an hour, or ask for a login link by mail.' }, 429);
+    }
+    const account = email ? await findAccountByEmail(db, email) : null;
+    const ok = await verifyPassword(account?.password_hash, password);
+    if (!account || !ok) {
+      return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'That address and password do not match an account.' }, 401);
+    }
+    await clearHits(db, `login:email:${email}`);
+    await loginAs(req, res, account.id);
+    res.redirect(303, next || (account.is_site_admin || (await hasRole(account.email)) ? '/admin/' : '/account'));
+  });
+
+  const hasRole = (email: string) => hasAnyListRole(db, email);
+
+  async function loginAs(req: Request, res: Response, accountId: number) {
+    await startSession(ctx, req, res, accountId);
+    await recordLogin(db, accountId);
+  }
+
+  /** Sends a link by mail when the address is known and not over its limit; says the same either way. */
+  async function mailLink(req: Request, res: Response, purpose: 'login' | 'reset') {
+    const email = normalizeEmail(field(req, 'email', 254));
+    const next = defaultNext(req);
+    const title = 'Check your mail';
+    if (!email) {
+      return page(req, res, purpose === 'login' ? 'login.njk' : 'reset-request.njk', { title: 'Log in', next, error: 'Enter your e-mail address.' }, 400);
+    }
+    if (!(await allowHit(db, `maillink:ip:${req.ip}`, LINK_LIMIT.perIp, LINK_LIMIT.windowSeconds))) {
+      return page(req, res, 'sent.njk', { title, email, limited: true }, 429);
+    }
+    // Over the per-address limit, nothing more is sent, and the page does not say so: otherwise
+    // the form could be used to flood someone's mailbox.
+    const underLimit = await allowHit(db, `maillink:${purpose}:${email}`, LINK_LIMIT.perEmail, LINK_LIMIT.windowSeconds);
+    const known = purpose === 'login' ? await knownAddress(db, email) : (await findAccountByEmail(db, email)) !== null;
+    if (underLimit && known) {
+      const token = await issueLoginToken(db, email, purpose, purpose === 'login' ? LINK_TTL : RESET_TTL);
+      const suffix = next ? `?next=${encodeURIComponent(next)}` : '';
+      const link = `${ctx.cfg.publicUrl}/login/${purpose === 'login' ? 'link' : 'reset'}/${token}${suffix}`;
+      await sendPanelMail(db, {
+        to: email,
+        subject: purpose === 'login' ? 'Your login link' : 'Choose a new password',
+        text: purpose === 'login'
+          ? `Someone (probably you) asked to log in to ${ctx.cfg.publicUrl} as ${email}.\n\nOpen this link within an hour to log in:\n\n  ${link}\n\nIt works once. If you did not ask for it, ignore this message.\n`
+          : `Someone (probably you) asked to reset the password of ${email} on ${ctx.cfg.publicUrl}.\n\nOpen this link within an hour to choose a new password:\n\n  ${link}\n\nIt works once. If you did not ask for it, ignore this message: your password stays as it is.\n`,
+      });
+    }
+    page(req, res, 'sent.njk', { title, email, purpose });
+  }
+
+  r.post('/login/link', requireCsrf, (req, res) => mailLink(req, res, 'login'));
+
+  // Opening the link shows a button; only the POST logs in, so mail scanners that fetch links
+  // do not use up the token.
+  r.get('/login/link/:token', async (req, res) => {
+    const token = String(req.params.token);
+    const found = looksLikeToken(token) ? await peekLoginToken(db, hashToken(token), 'login') : null;
+    if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
+    page(req, res, 'link.njk', { title: 'Log in', email: found.email, token, next: safeNext(query(req, 'next'), '') });
+  });
+
+  r.post('/login/link/:token', requireCsrf, async (req, res) => {
+    const token = String(req.params.token);
+    const found = looksLikeToken(token) ? await consumeLoginToken(db, hashToken(token), 'login') : null;
+    if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
+    const { account } = await upsertAccount(db, found.email);
+    await loginAs(req, res, account.id);
+    res.redirect(303, defaultNext(req) || (account.is_site_admin || (await hasRole(account.email)) ? '/admin/' : '/account'));
+  });
+
+  r.get('/login/reset', (req, res) => page(req, res, 'reset-request.njk', { title: 'Reset your password', email: query(req, 'email', 254) }));
+  r.post('/login/reset', requireCsrf, (req, res) => mailLink(req, res, 'reset'));
+
+  r.get('/login/reset/:token', async (req, res) => {
+    const token = String(req.params.token);
+    const found = looksLikeToken(token) ? await peekLoginToken(db, hashToken(token), 'reset') : null;
+    if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
+    page(req, res, 'reset.njk', { title: 'Choose a new password', email: found.email, token });
+  });
+
+  r.post('/login/reset/:token', requireCsrf, async (req, res) => {
+    const token = String(req.params.token);
+    const password = field(req, 'password', 1000);
+    const valid = looksLikeToken(token) ? await peekLoginToken(db, hashToken(token), 'reset') : null;
+    if (!valid) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
+    const problem = passwordProblem(password) ?? (password !== field(req, 'confirm', 1000) ? 'The two passwords differ.' : null);
+    if (problem) return page(req, res, 'reset.njk', { title: 'Choose a new password', email: valid.email, token, error: problem }, 400);
+    const used = await consumeLoginToken(db, hashToken(token), 'reset');
+    const account = used ? await findAccountByEmail(db, used.email) : null;
+    if (!account) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
+    await setPasswordHash(db, account.id, await hashPassword(password));
+    await voidLoginTokens(db, account.email, 'reset');
+    await deleteAccountSessions(db, account.id);
+    await clearHits(db, `login:email:${account.email}`);
+    await loginAs(req, res, account.id);
+    flash(ctx, res, 'Your password has been changed; other sessions were logged out.');
+    res.redirect(303, '/account');
+  });
+
+  r.post('/logout', requireCsrf, async (req, res) => {
+    await endSession(ctx, req, res);
+    res.redirect(303, '/');
+  });
+
+  return r;
+}

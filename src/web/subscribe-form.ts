@@ -1,0 +1,62 @@
+import { Router } from 'express';
+import { findList } from '../db/lists.ts';
+import type { DeliveryMode } from '../db/members.ts';
+import { allowHit } from '../db/rate-limits.ts';
+import { normalizeEmail } from '../mail/address.ts';
+import { log } from '../log.ts';
+import type { WebContext } from './app.ts';
+import { requireCsrf } from './csrf.ts';
+import { render } from './render.ts';
+import { field } from './admin/form.ts';
+import { TemporaryFailure } from '../errors.ts';
+import type { ListRow } from '../db/lists.ts';
+import type pg from 'pg';
+
+/**
+ * /lists/LIST/subscribe: web subscription with double opt-in. It resists subscription bombing:
+ * nothing is subscribed until the address owner follows the mailed link; confirmation mails are
+ * rate-limited per IP and per address (over the address limit nothing more is sent, silently);
+ * and the answer is the same whether or not the address is already subscribed.
+ */
+const LIMITS = { perIp: 10, perEmail: 3, windowSeconds: 24 * 3600 };
+
+export function subscribeRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+
+  r.get('/lists/:list/subscribe', async (req, res) => {
+    const list = await findList(db, String(req.params.list));
+    render(ctx.views, req, res, 'subscribe/form.njk', { title: `Subscribe to ${list.name}`, list, email: req.viewer?.email ?? '' });
+  });
+
+  r.post('/lists/:list/subscribe', requireCsrf, async (req, res) => {
+    const list = await findList(db, String(req.params.list));
+    const email = normalizeEmail(field(req, 'email', 254));
+    const name = field(req, 'name', 200) || undefined;
+    const mode: DeliveryMode = field(req, 'mode') === 'digest' ? 'digest' : 'each';
+    const vars = { title: `Subscribe to ${list.name}`, list, email: field(req, 'email', 254), name: name ?? '' };
+    if (!email) return render(ctx.views, req, res, 'subscribe/form.njk', { ...vars, error: 'Enter a valid e-mail address.' }, 400);
+    if (!(await allowHit(db, `subscribe:ip:${req.ip}`, LIMITS.perIp, LIMITS.windowSeconds))) {
+      return render(ctx.views, req, res, 'subscribe/form.njk', { ...vars, error: 'Too many subscription requests from your network today. Try again tomorrow, or subscribe by mail.' }, 429);
+    }
+    // A filled-in honeypot (a field people never see) is a robot: answer as usual, send nothing.
+    const robot = field(req, 'website') !== '';
+    const underLimit = await allowHit(db, `subscribe:email:${email}`, LIMITS.perEmail, LIMITS.windowSeconds);
+    if (!robot && underLimit) {
+      try {
+        await requestWebSubscription(db, list, email, { name, mode });
+      } catch (err) {
+        // Still the same answer: an error here must not reveal anything about the address.
+        log.error({ err, list: list.address }, 'web subscription request failed');
+      }
+    }
+    render(ctx.views, req, res, 'subscribe/sent.njk', { ...vars, email });
+  });
+
+  return r;
+}
+
+/** Starts a double opt-in subscription (the delivery issue's subscription flow). */
+async function requestWebSubscription(_pool: pg.Pool, list: ListRow, _email: string, _opts: { name?: string; mode: DeliveryMode }): Promise<void> {
+  throw new TemporaryFailure(`subscriptions to ${list.address} are not available yet`);
+}

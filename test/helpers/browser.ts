@@ -1,0 +1,87 @@
+import crypto from 'node:crypto';
+import type { Browser } from 'playwright-core';
+import { upsertAccount } from '../../src/db/accounts.ts';
+import { hashToken, newToken } from '../../src/db/credentials.ts';
+import type { Database } from '../../src/db/database.ts';
+import { createSession } from '../../src/db/sessions.ts';
+
+/**
+ * Two ways to drive the web panel in tests: WebClient, a fetch with a cookie jar (for route and
+ * role tables), and a real headless Chromium through playwright-core (for end-to-end flows).
+ */
+export interface Reply {
+  status: number;
+  location: string | null;
+  text: string;
+  headers: Headers;
+}
+
+export class WebClient {
+  readonly jar = new Map<string, string>();
+
+  constructor(readonly base: string, readonly headers: Record<string, string> = {}) {}
+
+  /** A CSRF cookie as a browser would have from any page; forms send it back in _csrf. */
+  get csrf(): string {
+    let token = this.jar.get('lk_csrf');
+    if (!token) {
+      token = crypto.randomBytes(24).toString('base64url');
+      this.jar.set('lk_csrf', token);
+    }
+    return token;
+  }
+
+  async get(path: string): Promise<Reply> {
+    return this.request('GET', path);
+  }
+
+  /** Posts a form; the CSRF token is added unless `csrf: false` (or a wrong one is given). */
+  async post(path: string, form: Record<string, string | string[]> | URLSearchParams = {}, opts: { csrf?: boolean | string } = {}): Promise<Reply> {
+    const body = form instanceof URLSearchParams ? form : new URLSearchParams();
+    if (!(form instanceof URLSearchParams)) {
+      for (const [k, v] of Object.entries(form)) for (const one of Array.isArray(v) ? v : [v]) body.append(k, one);
+    }
+    const csrf = this.csrf;
+    if (opts.csrf !== false) body.set('_csrf', typeof opts.csrf === 'string' ? opts.csrf : csrf);
+    return this.request('POST', path, body, { 'content-type': 'application/x-www-form-urlencoded' });
+  }
+
+  async postMultipart(path: string, form: FormData): Promise<Reply> {
+    form.set('_csrf', this.csrf);
+    return this.request('POST', path, form);
+  }
+
+  async request(method: string, path: string, body?: BodyInit, headers: Record<string, string> = {}): Promise<Reply> {
+    const cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const res = await fetch(new URL(path, this.base), { method, body, redirect: 'manual', headers: { ...this.headers, ...headers, ...(cookie ? { cookie } : {}) } });
+    for (const line of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = line.split(';');
+      const eq = pair.indexOf('=');
+      const name = pair.slice(0, eq).trim();
+      const value = pair.slice(eq + 1).trim();
+      const expired = attrs.some((a) => /^\s*expires=Thu, 01 Jan 1970/i.test(a)) || value === '';
+      if (expired) this.jar.delete(name);
+      else this.jar.set(name, value);
+    }
+    return { status: res.status, location: res.headers.get('location'), text: await res.text(), headers: res.headers };
+  }
+}
+
+/** An account with a live session, without going through /login (for role tables). */
+export async function loggedIn(db: Database, base: string, email: string, opts: { siteAdmin?: boolean } = {}): Promise<WebClient> {
+  const { account } = await upsertAccount(db.pool, email, { siteAdmin: opts.siteAdmin });
+  const id = newToken();
+  await createSession(db.pool, hashToken(id), account.id, '127.0.0.1', 'test');
+  const client = new WebClient(base);
+  client.jar.set('lk_session', id);
+  return client;
+}
+
+/** Headless Chromium (the Debian package) driven by playwright-core. */
+export async function launchChromium(): Promise<Browser> {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+}
