@@ -15,6 +15,31 @@ export interface SmtpOptions {
 }
 
 type Recipient = ResolvedRecipient & { address: string };
+
+/**
+ * Messages above this size are taken in one at a time: a session that crosses it waits (its socket
+ * is simply not read, so TCP pushes back on the sender) until no other large message is in flight.
+ * Memory is then bounded by one SIZE-limited message plus LARGE_MESSAGE bytes per session, instead
+ * of growing with sessions × message size.
+ */
+const LARGE_MESSAGE = 1024 * 1024;
+
+class Gate {
+  private held = false;
+  private waiters: (() => void)[] = [];
+  async enter(): Promise<void> {
+    if (!this.held) {
+      this.held = true;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+  leave(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.held = false;
+  }
+}
 type Session = SMTPServerSession & { recipients?: Recipient[] };
 
 function smtpError(message: string, responseCode: number): Error {
@@ -29,6 +54,7 @@ function smtpError(message: string, responseCode: number): Error {
 export class IngestServer {
   private server: SMTPServer;
   private listening = false;
+  private largeMessages = new Gate();
 
   constructor(private pool: pg.Pool, private opts: SmtpOptions) {
     this.server = new SMTPServer({
@@ -74,9 +100,26 @@ export class IngestServer {
 
   private async onData(stream: SMTPServerDataStream, session: Session): Promise<(string | Error)[] | string> {
     const chunks: Buffer[] = [];
-    for await (const chunk of stream) chunks.push(chunk as Buffer);
-    if (stream.sizeExceeded) return 'too big'; // rejectOversized answers 552 for us
-    const raw = Buffer.concat(chunks);
+    let size = 0;
+    let large = false;
+    try {
+      for await (const chunk of stream) {
+        if (stream.sizeExceeded) continue; // drain without keeping: the reply will be 552
+        chunks.push(chunk as Buffer);
+        size += (chunk as Buffer).length;
+        if (!large && size > LARGE_MESSAGE) {
+          await this.largeMessages.enter();
+          large = true;
+        }
+      }
+      if (stream.sizeExceeded) return 'too big'; // rejectOversized answers 552 for us
+      return await this.take(session, Buffer.concat(chunks, size));
+    } finally {
+      if (large) this.largeMessages.leave();
+    }
+  }
+
+  private async take(session: Session, raw: Buffer): Promise<(string | Error)[] | string> {
     const recipients = session.recipients!.slice(0, session.envelope.rcptTo.length);
     const mailFrom = session.envelope.mailFrom;
     const results = await receive(this.pool, {
