@@ -1,0 +1,226 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { upsertAccount } from '../src/db/accounts.ts';
+import { hashPassword } from '../src/db/credentials.ts';
+import { addMember } from '../src/db/members.ts';
+import { createList } from '../src/db/lists.ts';
+import { setPanelMailSender, type PanelMail } from '../src/web/auth/mailer.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { cli } from './helpers/cli.ts';
+import { WebClient } from './helpers/browser.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+const mails: PanelMail[] = [];
+const PASSWORD = 'correct horse battery';
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  setPanelMailSender(async (_db, mail) => void mails.push(mail));
+  await upsertAccount(db.pool, 'admin@example.org', { passwordHash: await hashPassword(PASSWORD), siteAdmin: true });
+  const list = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'private', owners: [] });
+  await addMember(db.pool, list.id, 'member@example.org', 'each');
+});
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+beforeEach(async () => {
+  mails.length = 0;
+  await db.pool.query('delete from rate_limits');
+});
+
+const client = (ip = '198.51.100.7') => new WebClient(web.url, { 'x-forwarded-for': ip });
+const linkIn = (mail: PanelMail) => new URL(/https?:\/\/\S+\/login\/\S+/.exec(mail.text)![0]);
+
+describe('logging in with a password', () => {
+  it('starts a session stored hashed in PostgreSQL, with an HttpOnly SameSite=Lax cookie, and goes to the return path', async () => {
+    const c = client();
+    await c.get('/login');
+    const r = await c.post('/login', { email: 'Admin@Example.org', password: PASSWORD, next: '/admin/lists/new' });
+    expect(r.status).toBe(303);
+    expect(r.location).toBe('/admin/lists/new');
+    const cookie = r.headers.getSetCookie().find((l) => l.startsWith('lk_session='))!;
+    expect(cookie).toMatch(/HttpOnly/i);
+    expect(cookie).toMatch(/SameSite=Lax/i);
+    expect(cookie).not.toMatch(/Secure/i);
+    const id = c.jar.get('lk_session')!;
+    const { rows } = await db.pool.query('select id_hash from sessions');
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.map((x) => x.id_hash)).not.toContain(id);
+    expect((await c.get('/admin/lists/new')).status).toBe(200);
+  });
+
+  it('marks the session cookie Secure when PUBLIC_URL is https', async () => {
+    const secure = await startWeb(db, { PUBLIC_URL: 'https://lists.example.org' });
+    try {
+      const c = new WebClient(secure.url, { 'x-forwarded-for': '198.51.100.8' });
+      const r = await c.post('/login', { email: 'admin@example.org', password: PASSWORD });
+      expect(r.status).toBe(303);
+      expect(r.headers.getSetCookie().find((l) => l.startsWith('lk_session='))).toMatch(/;\s*Secure/i);
+    } finally {
+      await secure.stop();
+    }
+  });
+
+  it('logs out: the session row is gone and the old cookie no longer works', async () => {
+    const c = client();
+    await c.post('/login', { email: 'admin@example.org', password: PASSWORD });
+    const id = c.jar.get('lk_session')!;
+    const out = await c.post('/logout');
+    expect(out.status).toBe(303);
+    expect(c.jar.has('lk_session')).toBe(false);
+    const stale = new WebClient(web.url);
+    stale.jar.set('lk_session', id);
+    expect((await stale.get('/admin/')).status).toBe(303);
+  });
+
+  it('answers a wrong password and an unknown address with the same page, status and similar time', async () => {
+    const time = async (email: string) => {
+      const t = performance.now();
+      const r = await client().post('/login', { email, password: 'not the password' });
+      return { ms: performance.now() - t, status: r.status, text: r.text.replaceAll(email, 'X').replaceAll(encodeURIComponent(email), 'X').replace(/value="[^"]*"/g, '') };
+    };
+    await time('nobody@example.org'); // warm the dummy hash
+    const known: number[] = [];
+    const unknown: number[] = [];
+    let a, b;
+    for (let i = 0; i < 4; i++) {
+      a = await time('admin@example.org');
+      b = await time('nobody@example.org');
+      known.push(a.ms);
+      unknown.push(b.ms);
+    }
+    expect(a!.status).toBe(401);
+    expect(b!.status).toBe(401);
+    expect(a!.text).toBe(b!.text);
+    const median = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+    // Both pay for an argon2 verification: the unknown address is not answered much faster.
+    expect(median(unknown)).toBeGreaterThan(median(known) * 0.5);
+  });
+
+  it('throttles repeated failures per address: even the right password is refused once over the limit', async () => {
+    for (let i = 0; i < 10; i++) {
+      const r = await client(`203.0.113.${i}`).post('/login', { email: 'admin@example.org', password: `wrong-${i}` });
+      expect(r.status).toBe(401);
+    }
+    const blocked = await client('203.0.113.99').post('/login', { email: 'admin@example.org', password: PASSWORD });
+    expect(blocked.status).toBe(429);
+    expect(blocked.text).toMatch(/Too many login attempts/);
+  });
+
+  it('throttles many attempts from one IP across addresses', async () => {
+    let last = 0;
+    for (let i = 0; i < 31; i++) last = (await client('192.0.2.1').post('/login', { email: `user${i}@example.org`, password: 'x' })).status;
+    expect(last).toBe(429);
+  });
+
+  it('never redirects off-site after login', async () => {
+    for (const next of ['//evil.example/', 'https://evil.example/', '/\\evil.example']) {
+      const c = client();
+      const r = await c.post('/login', { email: 'admin@example.org', password: PASSWORD, next });
+      expect(r.status).toBe(303);
+      expect(r.location).toBe('/admin/');
+    }
+  });
+});
+
+describe('one-time login links', () => {
+  it('mails a link to a member, which logs in once (after a confirming click) and lands on the account page', async () => {
+    const c = client();
+    const r = await c.post('/login/link', { email: 'member@example.org' });
+    expect(r.status).toBe(200);
+    expect(r.text).toMatch(/a login link is on its way/);
+    expect(mails).toHaveLength(1);
+    expect(mails[0].to).toBe('member@example.org');
+    const link = linkIn(mails[0]);
+    // A mail scanner fetching the link does not use it up.
+    expect((await client().get(link.pathname)).status).toBe(200);
+    const page = await c.get(link.pathname);
+    expect(page.text).toContain('member@example.org');
+    const used = await c.post(link.pathname);
+    expect(used.status).toBe(303);
+    expect(used.location).toBe('/account');
+    expect((await c.get('/account')).text).toContain('dev@lists.example.org');
+    // Single use.
+    expect((await client().post(link.pathname)).status).toBe(410);
+  });
+
+  it('says the same for an unknown address and sends nothing', async () => {
+    const known = await client().post('/login/link', { email: 'member@example.org' });
+    const unknown = await client().post('/login/link', { email: 'stranger@example.org' });
+    expect(unknown.status).toBe(known.status);
+    expect(unknown.text.replace(/stranger@example.org/g, 'X').replace(/value="[^"]*"/g, '')).toBe(known.text.replace(/member@example.org/g, 'X').replace(/value="[^"]*"/g, ''));
+    expect(mails.map((m) => m.to)).toEqual(['member@example.org']);
+  });
+
+  it('sends at most three links an hour to one address, silently', async () => {
+    for (let i = 0; i < 5; i++) expect((await client(`203.0.113.${50 + i}`).post('/login/link', { email: 'member@example.org' })).status).toBe(200);
+    expect(mails).toHaveLength(3);
+  });
+
+  it('refuses a forged or expired token', async () => {
+    expect((await client().get(`/login/link/${'A'.repeat(43)}`)).status).toBe(410);
+    expect((await client().get('/login/link/short')).status).toBe(410);
+  });
+});
+
+describe('password reset by mail', () => {
+  it('mails a reset link; the new password works, the old one and other sessions do not', async () => {
+    await upsertAccount(db.pool, 'reset@example.org', { passwordHash: await hashPassword('old password 123') });
+    const other = client();
+    expect((await other.post('/login', { email: 'reset@example.org', password: 'old password 123' })).status).toBe(303);
+
+    expect((await client().post('/login/reset', { email: 'reset@example.org' })).status).toBe(200);
+    expect(mails).toHaveLength(1);
+    const link = linkIn(mails[0]);
+    const c = client();
+    expect((await c.get(link.pathname)).status).toBe(200);
+    const short = await c.post(link.pathname, { password: 'short', confirm: 'short' });
+    expect(short.status).toBe(400);
+    const done = await c.post(link.pathname, { password: 'new password 456', confirm: 'new password 456' });
+    expect(done.status).toBe(303);
+    expect((await c.get('/account')).status).toBe(200);
+    expect((await other.get('/account')).status).toBe(303);
+    expect((await client().post('/login', { email: 'reset@example.org', password: 'old password 123' })).status).toBe(401);
+    expect((await client().post('/login', { email: 'reset@example.org', password: 'new password 456' })).status).toBe(303);
+    expect((await client().post(link.pathname, { password: 'another one 789', confirm: 'another one 789' })).status).toBe(410);
+  });
+
+  it('answers a reset request for an unknown address like a known one, without mail', async () => {
+    const r = await client().post('/login/reset', { email: 'ghost@example.org' });
+    expect(r.status).toBe(200);
+    expect(r.text).toMatch(/If <strong>ghost@example.org<\/strong> has an account here/);
+    expect(mails).toHaveLength(0);
+  });
+});
+
+describe('listkeeper admin create', () => {
+  it('creates a site administrator with a password, recorded in the audit log', async () => {
+    const r = await cli(['admin', 'create', 'Boss@Example.org', '--password', 'a long password'], { DATABASE_URL: db.url });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('created site administrator boss@example.org');
+    expect((await client().post('/login', { email: 'boss@example.org', password: 'a long password' })).location).toBe('/admin/');
+    const { rows } = await db.pool.query(`select actor, action, target from audit_log where target = 'boss@example.org'`);
+    expect(rows).toEqual([{ actor: 'cli', action: 'account.create', target: 'boss@example.org' }]);
+  });
+
+  it('prints a one-time login link without --password', async () => {
+    const r = await cli(['admin', 'create', 'ops@example.org'], { DATABASE_URL: db.url, PUBLIC_URL: web.url });
+    expect(r.code).toBe(0);
+    const link = new URL(/https?:\/\/\S+/.exec(r.stdout)![0]);
+    const c = client();
+    const used = await c.post(link.pathname, { next: link.searchParams.get('next')! });
+    expect(used.status).toBe(303);
+    expect(used.location).toBe('/admin/');
+    expect((await c.get('/admin/dashboard')).status).toBe(200);
+  });
+
+  it('refuses a short password with one line and a non-zero exit', async () => {
+    const r = await cli(['admin', 'create', 'x@example.org', '--password', 'short'], { DATABASE_URL: db.url });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/at least 10 characters/);
+  });
+});

@@ -1,0 +1,168 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createList } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import { addListRole } from '../src/db/list-admin.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { loggedIn, WebClient } from './helpers/browser.ts';
+
+/**
+ * Every admin route against every role, allowed and forbidden, checked on the server: the table
+ * below is the access policy. Forbidden requests are answered 403 and change nothing; anonymous
+ * visitors are sent to /login with the way back.
+ */
+type Role = 'anonymous' | 'member' | 'moderator' | 'owner' | 'otherOwner' | 'siteAdmin';
+type Need = 'login' | 'staff' | 'moderator' | 'owner' | 'siteAdmin';
+
+const ROLES: Role[] = ['anonymous', 'member', 'moderator', 'owner', 'otherOwner', 'siteAdmin'];
+const ALLOWED: Record<Need, Role[]> = {
+  login: ['member', 'moderator', 'owner', 'otherOwner', 'siteAdmin'],
+  staff: ['moderator', 'owner', 'otherOwner', 'siteAdmin'],
+  moderator: ['moderator', 'owner', 'siteAdmin'],
+  owner: ['owner', 'siteAdmin'],
+  siteAdmin: ['siteAdmin'],
+};
+
+const L = '/admin/lists/dev@lists.example.org';
+const PAGES: [string, Need][] = [
+  ['/admin/', 'staff'],
+  ['/admin/dashboard', 'siteAdmin'],
+  ['/admin/audit', 'siteAdmin'],
+  ['/admin/lists/new', 'siteAdmin'],
+  [`${L}/`, 'moderator'],
+  ['/admin/lists/dev/', 'moderator'],
+  [`${L}/held`, 'moderator'],
+  [`${L}/requests`, 'moderator'],
+  [`${L}/messages`, 'moderator'],
+  [`${L}/messages?q=hello&hidden=1`, 'moderator'],
+  [`${L}/members`, 'owner'],
+  [`${L}/members?q=example&mode=each&status=active&page=1`, 'owner'],
+  [`${L}/members.csv`, 'owner'],
+  [`${L}/members/member@example.org`, 'owner'],
+  [`${L}/settings`, 'owner'],
+  [`${L}/audit`, 'owner'],
+  [`${L}/delete`, 'siteAdmin'],
+  ['/account', 'login'],
+];
+
+// Bodies that get past the guard without changing anything (they fail validation or select nothing).
+const ACTIONS: [string, Need, Record<string, string>][] = [
+  ['/admin/lists/new', 'siteAdmin', { address: '' }],
+  [`${L}/settings`, 'owner', { name: '' }],
+  [`${L}/roles`, 'owner', { action: 'add', role: 'moderator', email: '' }],
+  [`${L}/delete`, 'siteAdmin', { confirm: 'no' }],
+  [`${L}/members/add`, 'owner', { addresses: 'not-an-address' }],
+  [`${L}/members/bulk`, 'owner', { action: 'remove' }],
+  [`${L}/held`, 'moderator', { action: 'approve' }],
+  [`${L}/requests`, 'moderator', { action: 'approve' }],
+  [`${L}/messages/hide`, 'moderator', { message_id: 'nothing@example.org', reason: 'spam' }],
+  [`${L}/messages/unhide`, 'moderator', { message_id: 'nothing@example.org' }],
+  ['/account/password', 'login', { password: 'x' }],
+  ['/account/sessions/end-others', 'login', {}],
+];
+
+let db: TestDatabase;
+let web: RunningWeb;
+const as: Partial<Record<Role, WebClient>> = {};
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  const dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+  await createList(db.pool, { address: 'qa@lists.example.org', name: 'QA', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['other@example.org'] });
+  await addListRole(db.pool, dev.id, 'mod@example.org', 'moderator');
+  await addMember(db.pool, dev.id, 'member@example.org', 'each');
+  as.anonymous = new WebClient(web.url);
+  as.member = await loggedIn(db, web.url, 'member@example.org');
+  as.moderator = await loggedIn(db, web.url, 'mod@example.org');
+  as.owner = await loggedIn(db, web.url, 'owner@example.org');
+  as.otherOwner = await loggedIn(db, web.url, 'other@example.org');
+  as.siteAdmin = await loggedIn(db, web.url, 'admin@example.org', { siteAdmin: true });
+});
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+
+describe('every page against every role', () => {
+  for (const [path, need] of PAGES) {
+    for (const role of ROLES) {
+      const allowed = ALLOWED[need].includes(role);
+      const expected = role === 'anonymous' ? '303 to /login' : allowed ? '200' : '403';
+      it(`GET ${path} as ${role}: ${expected}`, async () => {
+        const r = await as[role]!.get(path);
+        if (role === 'anonymous') {
+          expect(r.status).toBe(303);
+          expect(r.location).toBe(`/login?next=${encodeURIComponent(path)}`);
+        } else {
+          expect(r.status, r.text.slice(0, 300)).toBe(allowed ? 200 : 403);
+        }
+      });
+    }
+  }
+});
+
+describe('every form action against every role', () => {
+  for (const [path, need, body] of ACTIONS) {
+    for (const role of ROLES) {
+      const allowed = ALLOWED[need].includes(role);
+      it(`POST ${path} as ${role}: ${role === 'anonymous' ? '303 to /login' : allowed ? 'passes the role check' : '403'}`, async () => {
+        const r = await as[role]!.post(path, body);
+        if (role === 'anonymous') {
+          expect(r.status).toBe(303);
+          expect(r.location).toMatch(/^\/login\?next=/);
+        } else if (allowed) {
+          expect(r.status, r.text.slice(0, 300)).not.toBe(403);
+          expect(r.location ?? '').not.toMatch(/^\/login/);
+        } else {
+          expect(r.status).toBe(403);
+        }
+      });
+    }
+  }
+
+  it('a forbidden request changes nothing', async () => {
+    const r = await as.otherOwner!.post(`${L}/roles`, { action: 'add', role: 'owner', email: 'intruder@example.org' });
+    expect(r.status).toBe(403);
+    const m = await as.moderator!.post(`${L}/members/add`, { addresses: 'sneaky@example.org' });
+    expect(m.status).toBe(403);
+    const { rows } = await db.pool.query(`select email from list_roles where email = 'intruder@example.org' union all select email from members where email = 'sneaky@example.org'`);
+    expect(rows).toEqual([]);
+  });
+
+  it('an unknown list is a 404 for staff and still a login redirect for anonymous visitors', async () => {
+    expect((await as.siteAdmin!.get('/admin/lists/nope/held')).status).toBe(404);
+    expect((await as.anonymous!.get('/admin/lists/nope/held')).status).toBe(303);
+    expect((await as.anonymous!.get('/admin/anything/else')).status).toBe(303);
+  });
+});
+
+describe('CSRF', () => {
+  it('refuses a form without the token, or with a token that does not match the cookie', async () => {
+    const missing = await as.owner!.post(`${L}/roles`, { action: 'add', role: 'moderator', email: 'csrf@example.org' }, { csrf: false });
+    expect(missing.status).toBe(403);
+    expect(missing.text).toMatch(/CSRF/);
+    const wrong = await as.owner!.post(`${L}/roles`, { action: 'add', role: 'moderator', email: 'csrf@example.org' }, { csrf: 'x'.repeat(32) });
+    expect(wrong.status).toBe(403);
+    const { rows } = await db.pool.query(`select 1 from list_roles where email = 'csrf@example.org'`);
+    expect(rows).toHaveLength(0);
+    // The same request with the token goes through.
+    const ok = await as.owner!.post(`${L}/roles`, { action: 'add', role: 'moderator', email: 'csrf@example.org' });
+    expect(ok.status).toBe(303);
+    expect((await db.pool.query(`select 1 from list_roles where email = 'csrf@example.org'`)).rows).toHaveLength(1);
+  });
+
+  it('protects login, logout and self-service too', async () => {
+    expect((await new WebClient(web.url).post('/login', { email: 'a@example.org', password: 'x' }, { csrf: false })).status).toBe(403);
+    expect((await as.member!.post('/logout', {}, { csrf: false })).status).toBe(403);
+    expect((await as.member!.post('/account/subscriptions/1', { action: 'unsubscribe' }, { csrf: false })).status).toBe(403);
+    expect((await new WebClient(web.url).post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: false })).status).toBe(403);
+  });
+
+  it('sends security headers on panel pages', async () => {
+    const r = await as.siteAdmin!.get('/admin/');
+    expect(r.headers.get('content-security-policy')).toMatch(/default-src 'self'/);
+    expect(r.headers.get('content-security-policy')).toMatch(/frame-ancestors 'none'/);
+    expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+  });
+});
