@@ -52,7 +52,7 @@ function peakRssMb(child: ChildProcess): number {
 }
 
 async function startServer(url: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--smtp'], {
+  const child = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : []), '--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--smtp'], {
     env: { ...process.env, DATABASE_URL: url, SMTP_PORT: String(port), LOG_LEVEL: 'warn', SMTP_MAX_SIZE: String(64 * 1024 * 1024), MAIL_DOMAIN: 'lists.bench.example' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -39,7 +39,7 @@ export async function serve(roles: { smtp: boolean; web: boolean; worker: boolea
     if (all || roles.smtp) {
       // Roles load lazily so that other commands start fast and never pull in express or smtp-server.
       const { IngestServer } = await import('../smtp/server.ts');
-      const smtp = new IngestServer(db.pool, cfg.smtp);
+      const smtp = new IngestServer(db.pool, { ...cfg.smtp, databaseUrl: db.url });
       const addr = await smtp.start();
       intake.push({ name: 'smtp', stop: () => smtp.stop() });
       urls.push(`${cfg.smtp.lmtp ? 'lmtp' : 'smtp'}://${addr.address}:${addr.port}`);

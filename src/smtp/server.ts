@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
+import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../inbound.ts';
 import { log } from '../log.ts';
 import { smtpMessages } from '../metrics.ts';
@@ -12,6 +13,8 @@ export interface SmtpOptions {
   port: number;
   lmtp: boolean;
   maxSize: number;
+  /** the database URL, for the LISTEN connection of the recipient cache; without it, no cache */
+  databaseUrl?: string;
 }
 
 type Recipient = ResolvedRecipient & { address: string };
@@ -55,8 +58,10 @@ export class IngestServer {
   private server: SMTPServer;
   private listening = false;
   private largeMessages = new Gate();
+  private recipients?: RecipientCache;
 
   constructor(private pool: pg.Pool, private opts: SmtpOptions) {
+    if (opts.databaseUrl) this.recipients = new RecipientCache(pool, opts.databaseUrl);
     this.server = new SMTPServer({
       lmtp: opts.lmtp,
       name: 'listkeeper',
@@ -87,7 +92,7 @@ export class IngestServer {
   private async onRcptTo(address: string, session: Session) {
     let resolved: ResolvedRecipient | null;
     try {
-      resolved = await resolveRecipient(this.pool, address);
+      resolved = this.recipients ? await this.recipients.resolve(address) : await resolveRecipient(this.pool, address);
     } catch (err) {
       log.error({ err, session: session.id }, 'recipient lookup failed');
       throw smtpError('4.3.0 temporary failure looking up the recipient', 451);
@@ -139,6 +144,7 @@ export class IngestServer {
   }
 
   async start(): Promise<AddressInfo> {
+    await this.recipients?.start();
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.opts.port, this.opts.host, () => {
@@ -157,5 +163,6 @@ export class IngestServer {
     if (!this.listening) return;
     this.listening = false;
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.recipients?.stop();
   }
 }

@@ -8,8 +8,8 @@ export interface RunningIngest {
 }
 
 /** The real ingest listener on an ephemeral port. */
-export async function startIngest(pool: pg.Pool, opts: { lmtp?: boolean; maxSize?: number } = {}): Promise<RunningIngest> {
-  const server = new IngestServer(pool, { host: '127.0.0.1', port: 0, lmtp: opts.lmtp ?? false, maxSize: opts.maxSize ?? 10 * 1024 * 1024 });
+export async function startIngest(pool: pg.Pool, opts: { lmtp?: boolean; maxSize?: number; databaseUrl?: string } = {}): Promise<RunningIngest> {
+  const server = new IngestServer(pool, { host: '127.0.0.1', port: 0, lmtp: opts.lmtp ?? false, maxSize: opts.maxSize ?? 10 * 1024 * 1024, databaseUrl: opts.databaseUrl });
   const addr = await server.start();
   return { port: addr.port, stop: () => server.stop() };
 }
