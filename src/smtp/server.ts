@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type pg from 'pg';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
@@ -26,6 +26,22 @@ type Recipient = ResolvedRecipient & { address: string };
  * of growing with sessions × message size.
  */
 const LARGE_MESSAGE = 1024 * 1024;
+
+/**
+ * smtp-server writes every reply with its own socket write, one syscall each. A client that
+ * pipelines (Postfix does: MAIL, RCPT and DATA in one packet) gets three replies in one turn of
+ * the event loop; corking until the loop moves on sends them in one write.
+ */
+function coalesceWrites(socket: Socket) {
+  const write = socket.write;
+  socket.write = function (this: Socket, ...args: unknown[]) {
+    if (!this.writableCorked) {
+      this.cork();
+      setImmediate(() => this.uncork());
+    }
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as Socket['write'];
+}
 
 class Gate {
   private held = false;
@@ -87,6 +103,7 @@ export class IngestServer {
       },
     });
     this.server.on('error', (err) => log.error({ err }, 'smtp server error'));
+    this.server.server.on('connection', coalesceWrites);
   }
 
   private async onRcptTo(address: string, session: Session) {
