@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../src/db/embedded.ts';
@@ -45,6 +46,19 @@ afterAll(async () => {
 });
 
 describe('embedded PostgreSQL', () => {
+  it.runIf(process.getuid?.() === 0)('as root, says in one sentence when the postgres user cannot reach DATA_DIR', async () => {
+    const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-private-'));
+    fs.chmodSync(privateDir, 0o700);
+    try {
+      const r = await cli(['list', 'ls'], { ...env, DATA_DIR: path.join(privateDir, 'data') });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/runs as the 'postgres' user, which cannot reach .*lk-private-.*chmod o\+x/);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      fs.rmSync(privateDir, { recursive: true, force: true });
+    }
+  });
+
   it('creates the database on first use and stops it again when the command ends', async () => {
     const r = await cli(['list', 'create', 'dev'], env);
     expect(r.stderr).toBe('');
