@@ -35,6 +35,17 @@ const schema = z.object({
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: positiveInt.default(20),
+  // Delivery (docs/delivery.md)
+  DELIVERY_BATCH_SIZE: positiveInt.default(500),
+  DELIVERY_CONNECTIONS: positiveInt.default(16),
+  DELIVERY_DOMAIN_CONNECTIONS: positiveInt.default(3),
+  DELIVERY_MX_PORT: port.default(25),
+  DELIVERY_POLL_MS: positiveInt.default(5000),
+  DELIVERY_LEASE_SECONDS: positiveInt.default(60),
+  DELIVERY_GIVE_UP_HOURS: z.coerce.number().positive().default(120),
+  DELIVERY_KEEP_DAYS: positiveInt.default(7),
+  CONFIRM_TOKEN_HOURS: positiveInt.default(72),
+  NOTICE_FROM: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
 });
 
 export interface Config {
@@ -48,6 +59,19 @@ export interface Config {
   dataDir: string;
   logLevel: string;
   dbPoolSize: number;
+  delivery: {
+    batchSize: number;
+    connections: number;
+    domainConnections: number;
+    mxPort: number;
+    pollMs: number;
+    leaseSeconds: number;
+    giveUpHours: number;
+    keepDays: number;
+  };
+  confirmTokenHours: number;
+  /** From address of site notices that belong to no list (login links, password resets) */
+  noticeFrom: string;
 }
 
 export class ConfigError extends Error {}
@@ -73,6 +97,18 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     dbPoolSize: e.DB_POOL_SIZE,
+    delivery: {
+      batchSize: e.DELIVERY_BATCH_SIZE,
+      connections: e.DELIVERY_CONNECTIONS,
+      domainConnections: e.DELIVERY_DOMAIN_CONNECTIONS,
+      mxPort: e.DELIVERY_MX_PORT,
+      pollMs: e.DELIVERY_POLL_MS,
+      leaseSeconds: e.DELIVERY_LEASE_SECONDS,
+      giveUpHours: e.DELIVERY_GIVE_UP_HOURS,
+      keepDays: e.DELIVERY_KEEP_DAYS,
+    },
+    confirmTokenHours: e.CONFIRM_TOKEN_HOURS,
+    noticeFrom: (e.NOTICE_FROM ?? `listkeeper@${e.MAIL_DOMAIN}`).toLowerCase(),
   };
 }
 

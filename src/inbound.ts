@@ -1,10 +1,16 @@
 import type pg from 'pg';
 import { recordIngestError } from './db/ingest-errors.ts';
-import type { ResolvedRecipient } from './db/lists.ts';
+import { handleBounceMail } from './bounces.ts';
+import type { ListRow, ResolvedRecipient } from './db/lists.ts';
+import { allowHit } from './db/rate-limits.ts';
 import { AppError, RejectedMessage, TemporaryFailure } from './errors.ts';
 import type { Logger } from './log.ts';
+import { normalizeEmail, roleAddress } from './mail/address.ts';
+import { findCommand, isAutomatic } from './mail/commands.ts';
 import { parse, type ParsedMessage } from './mail/parse.ts';
+import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './posting.ts';
+import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 
 export interface Inbound {
   envelopeFrom: string | null;
@@ -58,20 +64,100 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
 }
 
 async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, log: Logger) {
+  const list = rcpt.list;
   switch (rcpt.role) {
     case 'post':
-      await post(pool, { list: rcpt.list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log });
+      await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log });
+      return;
+    case 'bounces':
+      await handleBounceMail(pool, list, rcpt.token, msg.raw, parsed, log);
+      return;
+    case 'owner':
+      // Owners hear everything, including automatic mail, but never their own forward again.
+      if ((parsed.headers.get('x-loop') ?? []).some((v) => v.toLowerCase().includes(roleAddress(list.address, 'owner')))) {
+        return keep(pool, rcpt, msg, parsed, 'mail to the owner address came back round (X-Loop): not forwarded again');
+      }
+      await forwardToOwners(pool, list, msg.raw);
       return;
     default:
-      // The list's other addresses (requests, confirmations, owners, bounces) are handled by the
-      // delivery side; until a handler exists the mail is kept, never dropped.
-      await recordIngestError(pool, {
-        listId: rcpt.list.id,
-        envelopeFrom: msg.envelopeFrom,
-        recipients: [rcpt.address],
-        messageId: parsed.messageId,
-        reason: `no handler for the ${rcpt.role} address yet`,
-        raw: msg.raw,
-      });
+      break;
   }
+  // The command addresses answer people only: never a bounce, an auto-reply or another list.
+  if (isAutomatic(parsed.headers, msg.envelopeFrom)) {
+    return keep(pool, rcpt, msg, parsed, `automatic mail to the ${rcpt.role} address: not answered`);
+  }
+  const sender = normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '');
+  if (!sender) return keep(pool, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
+  if (!(await allowHit(pool, `mail-command:${sender}`, COMMANDS_PER_HOUR, 3600))) {
+    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: ignored');
+    return;
+  }
+  switch (rcpt.role) {
+    case 'subscribe':
+      await requestSubscription(pool, list, sender, { via: 'mail' });
+      return;
+    case 'unsubscribe':
+      await requestUnsubscription(pool, list, sender, { via: 'mail' });
+      return;
+    case 'confirm':
+      await confirmByMail(pool, list, rcpt.token ?? '', sender, parsed, log);
+      return;
+    case 'request': {
+      const command = findCommand(parsed.subject, parsed.text);
+      if (command?.name === 'subscribe') await requestSubscription(pool, list, sender, { via: 'mail', mode: command.mode ?? undefined });
+      else if (command?.name === 'unsubscribe') await requestUnsubscription(pool, list, sender, { via: 'mail' });
+      else await sendHelp(pool, list, sender, parsed, command === null);
+      return;
+    }
+  }
+}
+
+const COMMANDS_PER_HOUR = 20;
+
+async function confirmByMail(pool: pg.Pool, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger) {
+  try {
+    const result = await confirm(pool, token);
+    log.info({ list: list.address, action: result.action, state: result.state }, 'confirmed by mail');
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    await sendNotice(pool, {
+      to: sender, list, subject: `Re: ${parsed.subject}`, inReplyTo: parsed.messageId, autoSubmitted: 'auto-replied',
+      text: `Your confirmation for ${list.address} could not be used: ${err.message}.\n\nYou can start again by writing "subscribe" to ${roleAddress(list.address, 'request')}.\n`,
+    });
+  }
+}
+
+async function sendHelp(pool: pg.Pool, list: ListRow, to: string, parsed: ParsedMessage, unknown: boolean) {
+  const request = roleAddress(list.address, 'request');
+  await sendNotice(pool, {
+    to,
+    list,
+    subject: `Re: ${parsed.subject || 'help'}`,
+    inReplyTo: parsed.messageId,
+    autoSubmitted: 'auto-replied',
+    text: [
+      ...(unknown ? ['No command was found in your message.', ''] : []),
+      `This is the command address of the mailing list ${list.address}${list.description ? ` (${list.description})` : ''}.`,
+      '',
+      'Send one of these words as the subject or the first line of a message:',
+      `  subscribe     join the list (a confirmation is mailed to you first); "subscribe digest" for digests`,
+      `  unsubscribe   leave the list (a confirmation is mailed to you first)`,
+      `  help          this text`,
+      '',
+      `Commands go to ${request}; you can also write to ${roleAddress(list.address, 'subscribe')} or ${roleAddress(list.address, 'unsubscribe')}.`,
+      `To post, write to ${list.address}. To reach the people running the list, write to ${roleAddress(list.address, 'owner')}.`,
+    ].join('\n'),
+  });
+}
+
+/** Mail we take but do not act on is kept with why, never silently dropped. */
+async function keep(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, reason: string) {
+  await recordIngestError(pool, {
+    listId: rcpt.list.id,
+    envelopeFrom: msg.envelopeFrom,
+    recipients: [rcpt.address],
+    messageId: parsed.messageId,
+    reason,
+    raw: msg.raw,
+  });
 }

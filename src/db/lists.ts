@@ -17,7 +17,29 @@ export interface ListRow {
   subscribe_policy: SubscribePolicy;
   archive: ArchivePolicy;
   created_at: Date;
+  // Delivery options (sql/0003_delivery.sql)
+  subject_prefix: string;
+  footer: string;
+  reply_to: ReplyToPolicy;
+  reply_to_address: string | null;
+  dmarc_mitigation: DmarcMitigation;
+  dkim_domain: string | null;
+  dkim_selector: string | null;
+  dkim_private_key: string | null;
+  /** bytes; 0 means no limit */
+  max_message_size: number;
+  digest_size_threshold: number;
+  digest_interval_hours: number;
+  digest_volume: number;
+  digest_issue: number;
+  digest_last_sent_at: Date | null;
+  bounce_threshold: number;
+  held_notice_minutes: number;
+  held_notified_at: Date | null;
 }
+
+export type ReplyToPolicy = 'none' | 'list' | 'address';
+export type DmarcMitigation = 'none' | 'munge_from';
 
 export interface NewList {
   address: string;
@@ -105,4 +127,85 @@ export async function resolveRecipient(db: Queryable, address: string): Promise<
     if (list) return { list, role: c.role, token: c.token };
   }
   return null;
+}
+
+// ---- Delivery options (issue 3) ----
+
+/** The per-list sending options an owner may change (web panel: list settings). */
+export interface DeliverySettings {
+  subject_prefix: string;
+  footer: string;
+  reply_to: ReplyToPolicy;
+  reply_to_address: string | null;
+  dmarc_mitigation: DmarcMitigation;
+  dkim_domain: string | null;
+  dkim_selector: string | null;
+  dkim_private_key: string | null;
+  max_message_size: number;
+  digest_size_threshold: number;
+  digest_interval_hours: number;
+  bounce_threshold: number;
+  held_notice_minutes: number;
+}
+
+/** Changes the given sending options of a list; the others keep their values. */
+export async function updateDeliverySettings(db: Queryable, listId: number, s: Partial<DeliverySettings>): Promise<ListRow> {
+  const has = (k: keyof DeliverySettings) => Object.prototype.hasOwnProperty.call(s, k);
+  const { rows } = await db.query<ListRow>(
+    `update lists set
+       subject_prefix        = case when $2  then $3  else subject_prefix end,
+       footer                = case when $4  then $5  else footer end,
+       reply_to              = case when $6  then $7  else reply_to end,
+       reply_to_address      = case when $8  then $9  else reply_to_address end,
+       dmarc_mitigation      = case when $10 then $11 else dmarc_mitigation end,
+       dkim_domain           = case when $12 then $13 else dkim_domain end,
+       dkim_selector         = case when $14 then $15 else dkim_selector end,
+       dkim_private_key      = case when $16 then $17 else dkim_private_key end,
+       max_message_size      = case when $18 then $19::int else max_message_size end,
+       digest_size_threshold = case when $20 then $21::int else digest_size_threshold end,
+       digest_interval_hours = case when $22 then $23::int else digest_interval_hours end,
+       bounce_threshold      = case when $24 then $25::real else bounce_threshold end,
+       held_notice_minutes   = case when $26 then $27::int else held_notice_minutes end
+     where id = $1 returning *`,
+    [
+      listId,
+      has('subject_prefix'), s.subject_prefix ?? '',
+      has('footer'), s.footer ?? '',
+      has('reply_to'), s.reply_to ?? 'none',
+      has('reply_to_address'), s.reply_to_address ?? null,
+      has('dmarc_mitigation'), s.dmarc_mitigation ?? 'none',
+      has('dkim_domain'), s.dkim_domain ?? null,
+      has('dkim_selector'), s.dkim_selector ?? null,
+      has('dkim_private_key'), s.dkim_private_key ?? null,
+      has('max_message_size'), s.max_message_size ?? 0,
+      has('digest_size_threshold'), s.digest_size_threshold ?? 30720,
+      has('digest_interval_hours'), s.digest_interval_hours ?? 24,
+      has('bounce_threshold'), s.bounce_threshold ?? 3,
+      has('held_notice_minutes'), s.held_notice_minutes ?? 15,
+    ],
+  );
+  if (!rows[0]) throw new NotFound(`no list with id ${listId}`, 'no_such_list');
+  return rows[0];
+}
+
+export async function getListById(db: Queryable, listId: number): Promise<ListRow> {
+  const { rows } = await db.query<ListRow>('select * from lists where id = $1', [listId]);
+  if (!rows[0]) throw new NotFound(`no list with id ${listId}`, 'no_such_list');
+  return rows[0];
+}
+
+export async function listModerators(db: Queryable, listId: number): Promise<string[]> {
+  const { rows } = await db.query<{ email: string }>(
+    `select distinct email from list_roles where list_id = $1 order by email`, [listId]);
+  return rows.map((r) => r.email);
+}
+
+/** Lists by id, each with whether its local part is unique (web paths use it then). */
+export async function listsByIds(db: Queryable, ids: number[]): Promise<(ListRow & { unique_local: boolean })[]> {
+  const { rows } = await db.query<ListRow & { unique_local: boolean }>(
+    `select l.*, (select count(*) from lists o where o.local_part = l.local_part) = 1 as unique_local
+       from lists l where l.id = any($1::bigint[])`,
+    [ids],
+  );
+  return rows;
 }

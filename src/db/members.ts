@@ -14,7 +14,14 @@ export interface MemberRow {
   token: string;
   created_at: Date;
   updated_at: Date;
+  // sql/0003_delivery.sql
+  digest_format: DigestFormat;
+  bounce_updated_at: Date | null;
+  disabled_at: Date | null;
+  disabled_reason: string | null;
 }
+
+export type DigestFormat = 'mime' | 'plain';
 
 export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
 
@@ -57,5 +64,66 @@ export async function listMembers(db: Queryable, listId: number): Promise<Member
 
 export async function findMember(db: Queryable, listId: number, email: string): Promise<MemberRow | null> {
   const { rows } = await db.query<MemberRow>('select * from members where list_id = $1 and email = $2', [listId, email]);
+  return rows[0] ?? null;
+}
+
+// ---- Delivery (issue 3) ----
+
+export async function findMemberByToken(db: Queryable, token: string): Promise<MemberRow | null> {
+  if (!/^[a-z0-9]{8,64}$/.test(token)) return null;
+  const { rows } = await db.query<MemberRow>('select * from members where token = $1', [token]);
+  return rows[0] ?? null;
+}
+
+/** Changes how a member receives the list (each, digest, nomail). */
+export async function setMemberMode(db: Queryable, listId: number, email: string, mode: DeliveryMode): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update members set mode = $3, updated_at = now() where list_id = $1 and email = $2 and mode <> $3`,
+    [listId, email, mode],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export async function setDigestFormat(db: Queryable, listId: number, email: string, format: DigestFormat): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update members set digest_format = $3, updated_at = now() where list_id = $1 and email = $2`,
+    [listId, email, format],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/** Turns delivery back on for a member disabled by bounces: status active, bounce score 0. */
+export async function reenableMember(db: Queryable, listId: number, email: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update members set status = 'active', bounce_score = 0, bounce_updated_at = now(), disabled_at = null,
+            disabled_reason = null, updated_at = now()
+      where list_id = $1 and email = $2 and status in ('active', 'disabled')`,
+    [listId, email],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/** Marks a member unsubscribed by their token (one-click links); the member row, or null. */
+export async function unsubscribeByToken(db: Queryable, token: string): Promise<MemberRow | null> {
+  const { rows } = await db.query<MemberRow>(
+    `update members set status = 'unsubscribed', updated_at = now()
+      where token = $1 and status <> 'unsubscribed' returning *`,
+    [token],
+  );
+  return rows[0] ?? null;
+}
+
+/** Sets a member's status to disabled with a reason (bounces). True when it changed. */
+export async function disableMember(db: Queryable, memberId: number, reason: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update members set status = 'disabled', disabled_at = now(), disabled_reason = $2, updated_at = now()
+      where id = $1 and status = 'active'`,
+    [memberId, reason],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export async function findMemberById(db: Queryable, id: number): Promise<MemberRow | null> {
+  const { rows } = await db.query<MemberRow>('select * from members where id = $1', [id]);
   return rows[0] ?? null;
 }

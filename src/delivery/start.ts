@@ -1,7 +1,10 @@
 import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
+import { DeliveryWorker } from './worker.ts';
 
-/** Starts the delivery worker role. The outbound queue arrives with the delivery issue. */
-export async function startDeliveryWorker(_db: Database, _cfg: Config): Promise<{ name: string; stop(): Promise<void> }> {
-  return { name: 'worker', stop: async () => undefined };
+/** Starts the delivery worker role (`listkeeper serve --worker`); stop() drains the batch in flight. */
+export async function startDeliveryWorker(db: Database, cfg: Config): Promise<{ name: string; stop(): Promise<void> }> {
+  const worker = new DeliveryWorker(db.pool, db.url, cfg);
+  await worker.start();
+  return { name: 'worker', stop: () => worker.stop() };
 }

@@ -1,0 +1,90 @@
+import type pg from 'pg';
+import { config } from './config.ts';
+import { insertBounce, raiseBounceScore } from './db/bounces.ts';
+import { getListById, type ListRow } from './db/lists.ts';
+import { disableMember, findMemberById, findMemberByToken, type MemberRow } from './db/members.ts';
+import { countBounceHourly } from './db/outbox.ts';
+import { withTransaction, type Queryable } from './db/pool.ts';
+import type { Logger } from './log.ts';
+import { roleAddress } from './mail/address.ts';
+import { readBounce, type BounceReport } from './mail/bounce.ts';
+import { BOUNCE_HALF_LIFE_DAYS, BOUNCE_WEIGHT, classifyText } from './mail/bounce-rules.ts';
+import type { ParsedMessage } from './mail/parse.ts';
+import { sendNotice } from './notices.ts';
+
+/**
+ * Bounces: DSNs arriving at LIST-bounces+TOKEN@ (the token names the member), and permanent
+ * failures met while sending. Hard and soft bounces raise the member's score (which decays over
+ * time); past the list's threshold the member is disabled and told how to turn delivery back on.
+ * Policy rejections (5.7.x, spam, DMARC) are recorded but never counted.
+ */
+export async function handleBounceMail(pool: pg.Pool, list: ListRow, token: string | undefined, raw: Buffer, parsed: ParsedMessage, log: Logger): Promise<void> {
+  const member = token ? await findMemberByToken(pool, token) : null;
+  const ours = member && member.list_id === list.id ? member : null;
+  const reports = readBounce({ raw, text: parsed.text, headers: parsed.headers });
+  // One DSN may list several recipients; the member's own address, or the first failure, speaks for it.
+  const report = reports.find((r) => r.failed && ours && r.recipient === ours.email) ?? reports.find((r) => r.failed) ?? reports[0];
+  if (!report.failed && !ours) {
+    log.info({ list: list.address, category: report.category }, 'mail to the bounce address that is no failure report, ignored');
+    return;
+  }
+  await withTransaction(pool, (tx) => recordBounce(tx, list, ours, 'dsn', report, log));
+}
+
+/** A 5xx answer while delivering a copy to a member: the same scoring as a DSN. */
+export async function recordDeliveryFailure(pool: pg.Pool, memberId: number | null, listId: number, recipient: string, response: string, log: Logger): Promise<void> {
+  const status = /\b([45]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] ?? null;
+  const { kind, category } = classifyText(status, response);
+  await withTransaction(pool, async (tx) => {
+    const list = await getListById(tx, listId);
+    const member = memberId === null ? null : await findMemberById(tx, memberId);
+    await recordBounce(tx, list, member, 'smtp', { recipient, action: 'failed', status, diagnostic: response, kind, category, failed: true }, log);
+  });
+}
+
+async function recordBounce(tx: Queryable, list: ListRow, member: MemberRow | null, source: 'dsn' | 'smtp', report: BounceReport, log: Logger) {
+  const weight = report.failed ? BOUNCE_WEIGHT[report.kind] : 0;
+  const counted = member !== null && member.status === 'active' && weight > 0;
+  let scoreAfter: number | null = member?.bounce_score ?? null;
+  if (counted) {
+    const score = await raiseBounceScore(tx, member!.id, weight, BOUNCE_HALF_LIFE_DAYS);
+    scoreAfter = score?.score ?? null;
+    if (score && score.score >= score.threshold && (await disableMember(tx, member!.id, `${report.category}: ${report.diagnostic ?? report.status ?? ''}`.slice(0, 500)))) {
+      await tellDisabled(tx, list, member!);
+      log.info({ list: list.address, member: member!.email, score: score.score }, 'member disabled by bounces');
+    }
+  }
+  await insertBounce(tx, {
+    listId: list.id,
+    memberId: member?.id ?? null,
+    source,
+    recipient: report.recipient ?? member?.email ?? null,
+    kind: report.failed ? report.kind : 'unknown',
+    category: report.category,
+    status: report.status,
+    diagnostic: report.diagnostic,
+    counted,
+    scoreAfter,
+  });
+  if (report.failed) await countBounceHourly(tx);
+  log.info({ list: list.address, member: member?.email, kind: report.kind, category: report.category, counted }, 'bounce recorded');
+}
+
+async function tellDisabled(tx: Queryable, list: ListRow, member: MemberRow) {
+  const publicUrl = config().publicUrl;
+  await sendNotice(tx, {
+    to: member.email,
+    list,
+    subject: `Your delivery from ${list.address} is disabled`,
+    text: [
+      `Mail from ${list.address} to ${member.email} kept bouncing, so delivery to this address has been turned off.`,
+      'You are still a member of the list.',
+      '',
+      'To turn delivery back on, open this link and choose "Re-enable delivery":',
+      '',
+      `    ${publicUrl}/u/${member.token}`,
+      '',
+      `or send a message with "subscribe" to ${roleAddress(list.address, 'request')}.`,
+    ].join('\n'),
+  });
+}

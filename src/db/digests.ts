@@ -1,0 +1,86 @@
+import type { ListRow } from './lists.ts';
+import type { Queryable } from './pool.ts';
+
+/** Messages waiting for a list's next digest, and the digests' numbering. */
+export async function addDigestItem(db: Queryable, listId: number, messageId: number): Promise<void> {
+  await db.query(
+    `insert into digest_items (list_id, message_id, size)
+     select $1, m.id, m.size from messages m where m.id = $2
+     on conflict do nothing`,
+    [listId, messageId],
+  );
+}
+
+/**
+ * Lists whose digest is due: the waiting messages reach the size threshold, or the oldest has
+ * waited the digest interval (a day by default), whichever comes first.
+ */
+export async function listsWithDueDigest(db: Queryable): Promise<number[]> {
+  const { rows } = await db.query<{ id: number }>(
+    `select l.id from lists l join digest_items d on d.list_id = l.id
+      group by l.id
+     having sum(d.size) >= min(l.digest_size_threshold)
+         or min(d.added_at) <= now() - make_interval(hours => min(l.digest_interval_hours))`,
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Locks the list for digesting; null when another worker is at it. */
+export async function lockListForDigest(db: Queryable, listId: number): Promise<ListRow | null> {
+  const { rows } = await db.query<ListRow>('select * from lists where id = $1 for update skip locked', [listId]);
+  return rows[0] ?? null;
+}
+
+export interface DigestSource {
+  id: number;
+  message_id: string;
+  raw: Buffer;
+  subject: string;
+  from_name: string;
+  from_email: string;
+  date: Date;
+  body: string;
+}
+
+/** Removes and returns the waiting messages of a list, in date order (inside the digest's transaction). */
+export async function takeDigestItems(db: Queryable, listId: number): Promise<DigestSource[]> {
+  const { rows } = await db.query<DigestSource>(
+    `with taken as (delete from digest_items where list_id = $1 returning message_id)
+     select m.id, m.message_id, m.raw, m.subject, m.from_name, m.from_email, m.date, m.body
+       from messages m join taken t on t.message_id = m.id
+      where m.hidden_at is null
+      order by m.date, m.id`,
+    [listId],
+  );
+  return rows;
+}
+
+/** Advances the issue number; a new volume starts each calendar year. */
+export async function nextDigestIssue(db: Queryable, listId: number): Promise<{ volume: number; issue: number }> {
+  const { rows } = await db.query<{ volume: number; issue: number }>(
+    `update lists set
+        digest_volume = case when digest_last_sent_at is not null and extract(year from digest_last_sent_at) < extract(year from now())
+                             then digest_volume + 1 else digest_volume end,
+        digest_issue = case when digest_last_sent_at is not null and extract(year from digest_last_sent_at) < extract(year from now())
+                            then 1 else digest_issue + 1 end,
+        digest_last_sent_at = now()
+      where id = $1 returning digest_volume as volume, digest_issue as issue`,
+    [listId],
+  );
+  return rows[0];
+}
+
+export interface DigestMember {
+  id: number;
+  email: string;
+  token: string;
+  digest_format: 'mime' | 'plain';
+}
+
+export async function digestMembers(db: Queryable, listId: number): Promise<DigestMember[]> {
+  const { rows } = await db.query<DigestMember>(
+    `select id, email, token, digest_format from members where list_id = $1 and status = 'active' and mode = 'digest' order by id`,
+    [listId],
+  );
+  return rows;
+}

@@ -1,0 +1,129 @@
+import type { Queryable } from './pool.ts';
+
+/** Held posts (sql/0003_delivery.sql): kept out of the archive until a moderator approves them. */
+export type HeldState = 'held' | 'approved' | 'rejected' | 'discarded';
+
+export interface HeldRow {
+  id: number;
+  list_id: number;
+  message_id: string;
+  raw: Buffer;
+  size: number;
+  from_email: string;
+  from_name: string;
+  subject: string;
+  envelope_from: string | null;
+  reason: string;
+  rule: string;
+  received_at: Date;
+  state: HeldState;
+  decided_at: Date | null;
+  decided_by: string | null;
+  decision_reason: string | null;
+  notified_at: Date | null;
+}
+
+export interface NewHeld {
+  listId: number;
+  messageId: string;
+  raw: Buffer;
+  fromEmail: string;
+  fromName: string;
+  subject: string;
+  envelopeFrom: string | null;
+  reason: string;
+  rule: string;
+  /** already decided by a rule (discarded), or waiting for a moderator (held) */
+  state: 'held' | 'discarded';
+}
+
+/** Stores a held (or rule-discarded) post. Null when the same Message-ID is already held on the list. */
+export async function insertHeld(db: Queryable, h: NewHeld): Promise<number | null> {
+  const { rows } = await db.query<{ id: number }>(
+    `insert into held_messages (list_id, message_id, raw, size, from_email, from_name, subject, envelope_from, reason, rule,
+                                state, decided_at, decided_by)
+     values ($1, $2, $3, length($3), $4, $5, $6, $7, $8, $9, $10,
+             case when $10 = 'held' then null else now() end, case when $10 = 'held' then null else 'rule:' || $9 end)
+     on conflict (list_id, message_id) where state = 'held' do nothing
+     returning id`,
+    [h.listId, h.messageId, h.raw, h.fromEmail, h.fromName, h.subject, h.envelopeFrom, h.reason, h.rule, h.state],
+  );
+  return rows[0]?.id ?? null;
+}
+
+export interface HeldListRow {
+  id: number;
+  message_id: string;
+  from_email: string;
+  from_name: string;
+  subject: string;
+  reason: string;
+  received_at: Date;
+  size: number;
+}
+
+export async function pendingHeld(db: Queryable, listId: number): Promise<HeldListRow[]> {
+  const { rows } = await db.query<HeldListRow>(
+    `select id, message_id, from_email, from_name, subject, reason, received_at, size
+       from held_messages where list_id = $1 and state = 'held' order by received_at, id`,
+    [listId],
+  );
+  return rows;
+}
+
+export async function heldById(db: Queryable, id: number, opts: { forUpdate?: boolean } = {}): Promise<HeldRow | null> {
+  const { rows } = await db.query<HeldRow>(
+    `select * from held_messages where id = $1 ${opts.forUpdate ? 'for update' : ''}`,
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+export async function isHeld(db: Queryable, listId: number, messageId: string): Promise<boolean> {
+  const { rows } = await db.query(`select 1 from held_messages where list_id = $1 and message_id = $2 and state = 'held'`, [listId, messageId]);
+  return rows.length > 0;
+}
+
+/** Records a moderator's decision on a held post (only while it is still held). */
+export async function decideHeld(db: Queryable, id: number, state: Exclude<HeldState, 'held'>, by: string, reason: string | null): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update held_messages set state = $2, decided_at = now(), decided_by = $3, decision_reason = $4
+      where id = $1 and state = 'held'`,
+    [id, state, by, reason],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Takes the right to notify a list's owners now: true for at most one caller per interval, so a
+ * flood of held posts gives one notice per interval, not one per post.
+ */
+export async function claimHeldNotice(db: Queryable, listId: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update lists set held_notified_at = now()
+      where id = $1 and (held_notified_at is null or held_notified_at <= now() - make_interval(mins => held_notice_minutes))`,
+    [listId],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/** Held posts the owners have not been told about yet; marks them told. */
+export async function takeUnnotifiedHeld(db: Queryable, listId: number): Promise<HeldListRow[]> {
+  const { rows } = await db.query<HeldListRow>(
+    `update held_messages set notified_at = now()
+      where list_id = $1 and state = 'held' and notified_at is null
+      returning id, message_id, from_email, from_name, subject, reason, received_at, size`,
+    [listId],
+  );
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+/** Lists that have held posts nobody was told about and whose notice interval has passed. */
+export async function listsAwaitingHeldNotice(db: Queryable): Promise<number[]> {
+  const { rows } = await db.query<{ id: number }>(
+    `select l.id from lists l
+      where (l.held_notified_at is null or l.held_notified_at <= now() - make_interval(mins => l.held_notice_minutes))
+        and exists (select 1 from held_messages h where h.list_id = l.id and h.state = 'held' and h.notified_at is null)`,
+  );
+  return rows.map((r) => r.id);
+}

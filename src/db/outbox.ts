@@ -1,0 +1,275 @@
+import type { Queryable } from './pool.ts';
+
+/**
+ * The outbound queue (sql/0003_delivery.sql): one row per (message, recipient). Rows are written
+ * in the transaction that accepts a post, claimed by workers with FOR UPDATE SKIP LOCKED, and
+ * finished in bulk, one statement per batch.
+ */
+export type OutboxKind = 'post' | 'digest' | 'notice';
+export type OutboxState = 'queued' | 'sending' | 'sent' | 'failed';
+
+export const OUTBOX_CHANNEL = 'listkeeper_outbox';
+
+export interface ClaimedRow {
+  id: number;
+  kind: OutboxKind;
+  list_id: number | null;
+  message_id: number | null;
+  mail_id: number | null;
+  member_id: number | null;
+  member_token: string | null;
+  recipient: string;
+  domain: string;
+  envelope_from: string;
+  attempts: number;
+  created_at: Date;
+}
+
+/** Wakes the workers once the current transaction commits (a hint: they poll as well). */
+export async function notifyOutbox(db: Queryable): Promise<void> {
+  await db.query(`select pg_notify($1, '')`, [OUTBOX_CHANNEL]);
+}
+
+/**
+ * Queues one copy of an archived message for every active member of the list who takes each
+ * post, with the member's VERP envelope sender. Idempotent: a second call adds nothing.
+ */
+export async function enqueuePostCopies(db: Queryable, listId: number, messageId: number, bouncePrefix: string, bounceDomain: string): Promise<number> {
+  const { rowCount } = await db.query(
+    `insert into outbox (kind, list_id, message_id, member_id, member_token, recipient, domain, envelope_from)
+     select 'post', $1, $2, m.id, m.token, m.email, split_part(m.email, '@', 2), $3 || m.token || '@' || $4
+       from members m
+      where m.list_id = $1 and m.status = 'active' and m.mode = 'each'
+     on conflict do nothing`,
+    [listId, messageId, bouncePrefix, bounceDomain],
+  );
+  return rowCount ?? 0;
+}
+
+/** Stores a composed message (notice, digest, forwarded mail) once, for any number of rows. */
+export async function insertOutboundMail(db: Queryable, raw: Buffer): Promise<number> {
+  const { rows } = await db.query<{ id: number }>('insert into outbound_mail (raw) values ($1) returning id', [raw]);
+  return rows[0].id;
+}
+
+export interface MailRecipient {
+  email: string;
+  envelopeFrom: string;
+  memberId?: number | null;
+  memberToken?: string | null;
+}
+
+/** Queues a composed message for some recipients; returns the new rows' ids. */
+export async function enqueueMail(db: Queryable, kind: OutboxKind, listId: number | null, mailId: number, recipients: MailRecipient[]): Promise<number[]> {
+  if (recipients.length === 0) return [];
+  const { rows } = await db.query<{ id: number }>(
+    `insert into outbox (kind, list_id, mail_id, member_id, member_token, recipient, domain, envelope_from)
+     select $1, $2, $3, u.member_id, u.token, u.email, split_part(u.email, '@', 2), u.envelope_from
+       from unnest($4::text[], $5::text[], $6::bigint[], $7::text[]) as u(email, envelope_from, member_id, token)
+     returning id`,
+    [
+      kind, listId, mailId,
+      recipients.map((r) => r.email),
+      recipients.map((r) => r.envelopeFrom),
+      recipients.map((r) => r.memberId ?? null),
+      recipients.map((r) => r.memberToken ?? null),
+    ],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Claims up to `limit` due rows for one worker. Rows locked by another worker are skipped. */
+export async function claimBatch(db: Queryable, worker: string, limit: number): Promise<ClaimedRow[]> {
+  const { rows } = await db.query<ClaimedRow>(
+    `with j as (select id from outbox where state = 'queued' and run_at <= now()
+                 order by run_at, id limit $2 for update skip locked)
+     update outbox o set state = 'sending', locked_by = $1, locked_at = now()
+       from j where o.id = j.id
+     returning o.id, o.kind, o.list_id, o.message_id, o.mail_id, o.member_id, o.member_token,
+               o.recipient, o.domain, o.envelope_from, o.attempts, o.created_at`,
+    [worker, limit],
+  );
+  return rows;
+}
+
+const HOURLY = (column: 'sent' | 'deferred' | 'failed') =>
+  `insert into delivery_hourly (hour, ${column}) select date_trunc('hour', now()), count(*) from done having count(*) > 0
+   on conflict (hour) do update set ${column} = delivery_hourly.${column} + excluded.${column}`;
+
+/** Marks rows delivered, in one statement. */
+export async function markSent(db: Queryable, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(
+    `with done as (update outbox set state = 'sent', sent_at = now(), attempts = attempts + 1, locked_by = null, last_error = null
+                    where id = any($1::bigint[]) returning 1)
+     ${HOURLY('sent')}`,
+    [ids],
+  );
+}
+
+export interface RowError {
+  id: number;
+  error: string;
+}
+
+/**
+ * Puts rows back with exponential backoff (e^attempts seconds, capped at e^10); rows older than
+ * the give-up period fail instead. Returns the ids that failed for good.
+ */
+export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: number): Promise<number[]> {
+  if (errors.length === 0) return [];
+  const { rows } = await db.query<{ id: number; state: OutboxState }>(
+    `with u as (select * from unnest($1::bigint[], $2::text[]) as u(id, error)),
+     done as (
+       update outbox o set
+         attempts = o.attempts + 1,
+         last_error = u.error,
+         locked_by = null,
+         state = case when o.created_at < now() - make_interval(secs => $3 * 3600) then 'failed' else 'queued' end,
+         run_at = greatest(now(), o.run_at) + exp(least(o.attempts + 1, 10)) * interval '1 second'
+       from u where o.id = u.id
+       returning o.id, o.state)
+     select id, state from done`,
+    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), giveUpHours],
+  );
+  const failed = rows.filter((r) => r.state === 'failed').map((r) => r.id);
+  await countHourly(db, 'deferred', rows.length - failed.length);
+  await countHourly(db, 'failed', failed.length);
+  return failed;
+}
+
+/** Marks rows failed for good (a permanent 5xx answer). */
+export async function markFailed(db: Queryable, errors: RowError[]): Promise<void> {
+  if (errors.length === 0) return;
+  await db.query(
+    `with done as (
+       update outbox o set state = 'failed', attempts = o.attempts + 1, last_error = u.error, locked_by = null
+         from unnest($1::bigint[], $2::text[]) as u(id, error) where o.id = u.id returning 1)
+     ${HOURLY('failed')}`,
+    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000))],
+  );
+}
+
+async function countHourly(db: Queryable, column: 'sent' | 'deferred' | 'failed', n: number) {
+  if (n <= 0) return;
+  await db.query(
+    `insert into delivery_hourly (hour, ${column}) values (date_trunc('hour', now()), $1)
+     on conflict (hour) do update set ${column} = delivery_hourly.${column} + excluded.${column}`,
+    [n],
+  );
+}
+
+/** Rows claimed by workers that stopped beating go back to the queue. */
+export async function reclaimStale(db: Queryable, leaseSeconds: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `update outbox o set state = 'queued', locked_by = null, locked_at = null
+      where o.state = 'sending'
+        and not exists (select 1 from delivery_workers w
+                         where w.name = o.locked_by and w.heartbeat_at > now() - make_interval(secs => $1))`,
+    [leaseSeconds],
+  );
+  return rowCount ?? 0;
+}
+
+/** Forgets finished rows (and composed mail nobody needs any more) after `keepDays`. */
+export async function pruneFinished(db: Queryable, keepDays: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `delete from outbox where state in ('sent', 'failed')
+        and coalesce(sent_at, created_at) < now() - make_interval(days => $1)`,
+    [keepDays],
+  );
+  await db.query(
+    `delete from outbound_mail m where m.created_at < now() - interval '1 hour'
+        and not exists (select 1 from outbox o where o.mail_id = m.id)`,
+  );
+  return rowCount ?? 0;
+}
+
+export interface QueueStats {
+  counts: Record<OutboxState, number>;
+  /** queued rows waiting for a retry (attempted at least once) */
+  deferred: number;
+  /** the oldest row still waiting to be sent */
+  oldest: { id: number; recipient: string; kind: OutboxKind; created_at: Date; run_at: Date; attempts: number; last_error: string | null } | null;
+  workers: { name: string; host: string; pid: number; started_at: Date; heartbeat_at: Date }[];
+}
+
+/** Counts by state, the oldest waiting row and the live workers (`listkeeper queue --json`). */
+export async function queueStats(db: Queryable): Promise<QueueStats> {
+  const { rows } = await db.query<{ state: OutboxState; n: number; deferred: number }>(
+    `select state, count(*)::int as n, (count(*) filter (where attempts > 0))::int as deferred from outbox group by state`,
+  );
+  const counts: Record<OutboxState, number> = { queued: 0, sending: 0, sent: 0, failed: 0 };
+  let deferred = 0;
+  for (const r of rows) {
+    counts[r.state] = r.n;
+    if (r.state === 'queued') deferred = r.deferred;
+  }
+  const oldest = await db.query<NonNullable<QueueStats['oldest']>>(
+    `select id, recipient, kind, created_at, run_at, attempts, last_error from outbox
+      where state in ('queued', 'sending') order by created_at, id limit 1`,
+  );
+  const workers = await db.query<QueueStats['workers'][number]>(
+    `select name, host, pid, started_at, heartbeat_at from delivery_workers order by started_at`,
+  );
+  return { counts, deferred, oldest: oldest.rows[0] ?? null, workers: workers.rows };
+}
+
+export interface HourlyCounts {
+  hour: Date;
+  sent: number;
+  deferred: number;
+  failed: number;
+  bounced: number;
+}
+
+/** Deliveries, deferrals, failures and bounces per hour over the last `days` (oldest first). */
+export async function deliveryHistory(db: Queryable, days = 7): Promise<HourlyCounts[]> {
+  const { rows } = await db.query<HourlyCounts>(
+    `select hour, sent, deferred, failed, bounced from delivery_hourly
+      where hour >= date_trunc('hour', now()) - make_interval(days => $1) order by hour`,
+    [days],
+  );
+  return rows;
+}
+
+export async function countBounceHourly(db: Queryable): Promise<void> {
+  await db.query(
+    `insert into delivery_hourly (hour, bounced) values (date_trunc('hour', now()), 1)
+     on conflict (hour) do update set bounced = delivery_hourly.bounced + 1`,
+  );
+}
+
+/** Raw sources for a batch: archived messages by id. */
+export async function messageSources(db: Queryable, ids: number[]) {
+  const { rows } = await db.query<{ id: number; message_id: string; raw: Buffer; subject: string; from_name: string; from_email: string }>(
+    'select id, message_id, raw, subject, from_name, from_email from messages where id = any($1::bigint[])',
+    [ids],
+  );
+  return rows;
+}
+
+/** Raw sources for a batch: composed mail by id. */
+export async function mailSources(db: Queryable, ids: number[]) {
+  const { rows } = await db.query<{ id: number; raw: Buffer }>('select id, raw from outbound_mail where id = any($1::bigint[])', [ids]);
+  return rows;
+}
+
+// ---- workers ----
+
+export async function heartbeat(db: Queryable, name: string, host: string, pid: number): Promise<void> {
+  await db.query(
+    `insert into delivery_workers (name, host, pid) values ($1, $2, $3)
+     on conflict (name) do update set heartbeat_at = now()`,
+    [name, host, pid],
+  );
+}
+
+export async function removeWorker(db: Queryable, name: string): Promise<void> {
+  await db.query('delete from delivery_workers where name = $1', [name]);
+  await db.query(`update outbox set state = 'queued', locked_by = null, locked_at = null where state = 'sending' and locked_by = $1`, [name]);
+}
+
+export async function forgetDeadWorkers(db: Queryable, leaseSeconds: number): Promise<void> {
+  await db.query(`delete from delivery_workers where heartbeat_at < now() - make_interval(secs => $1 * 10)`, [leaseSeconds]);
+}

@@ -1,0 +1,28 @@
+import dns from 'node:dns';
+
+/**
+ * The DNS lookups delivery makes (MX hosts for direct delivery, DMARC policies of authors'
+ * domains). Tests replace them with setResolvers(): DNS is the one outside service we stub.
+ */
+export interface Resolvers {
+  mx(domain: string): Promise<{ exchange: string; priority: number }[]>;
+  /** TXT records as returned by dns.promises.resolveTxt: each record is a list of strings */
+  txt(name: string): Promise<string[][]>;
+}
+
+const system: Resolvers = {
+  mx: (domain) => dns.promises.resolveMx(domain),
+  txt: (name) => dns.promises.resolveTxt(name),
+};
+
+let current: Resolvers = system;
+
+export function resolvers(): Resolvers {
+  return current;
+}
+
+/** Replaces some lookups (tests); call with no argument to go back to the system resolver. */
+export function setResolvers(r?: Partial<Resolvers>): void {
+  current = r ? { ...system, ...r } : system;
+}
+

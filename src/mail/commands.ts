@@ -1,0 +1,58 @@
+/**
+ * Commands mailed to LIST-request@ (DESIGN §5): `subscribe`, `unsubscribe`, `help`, in the
+ * subject or in the first lines of the body. Also: whether a message was sent by a machine, in
+ * which case command addresses must not answer it (mail loops, auto-responders, bounces).
+ */
+export type Command = { name: 'subscribe'; mode: 'each' | 'digest' | 'nomail' | null } | { name: 'unsubscribe' } | { name: 'help' };
+
+const WORDS: Record<string, Command['name']> = {
+  subscribe: 'subscribe',
+  join: 'subscribe',
+  unsubscribe: 'unsubscribe',
+  leave: 'unsubscribe',
+  remove: 'unsubscribe',
+  signoff: 'unsubscribe',
+  help: 'help',
+  info: 'help',
+};
+
+function commandIn(line: string): Command | null {
+  const m = /^\s*(?:(?:re|aw|fwd?)\s*:\s*)*([a-z]+)\b\s*([a-z]*)/i.exec(line);
+  if (!m) return null;
+  const name = WORDS[m[1].toLowerCase()];
+  if (!name) return null;
+  if (name === 'subscribe') {
+    const mode = m[2].toLowerCase();
+    return { name, mode: mode === 'digest' || mode === 'nomail' || mode === 'each' ? mode : null };
+  }
+  return { name };
+}
+
+/** The command in a message: the subject first, then the first few body lines that are not quotes. */
+export function findCommand(subject: string, text: string): Command | null {
+  const fromSubject = commandIn(subject);
+  if (fromSubject) return fromSubject;
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('>'));
+  for (const line of lines.slice(0, 5)) {
+    if (/^--\s*$/.test(line)) break; // signature
+    const c = commandIn(line);
+    if (c) return c;
+  }
+  return null;
+}
+
+/**
+ * True for mail a program sent: bounces (empty envelope sender), auto-replies (RFC 3834
+ * Auto-Submitted), bulk or list mail, vacation notices.
+ */
+export function isAutomatic(headers: Map<string, string[]>, envelopeFrom: string | null): boolean {
+  if (!envelopeFrom) return true;
+  if (/^(mailer-daemon|postmaster)@/i.test(envelopeFrom)) return true;
+  const first = (name: string) => headers.get(name)?.[0]?.trim().toLowerCase() ?? null;
+  const auto = first('auto-submitted');
+  if (auto && auto !== 'no') return true;
+  const precedence = first('precedence');
+  if (precedence && ['bulk', 'junk', 'list', 'auto_reply'].includes(precedence)) return true;
+  if (headers.has('list-id') || headers.has('x-autoreply') || headers.has('x-autorespond')) return true;
+  return false;
+}

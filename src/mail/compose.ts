@@ -1,0 +1,49 @@
+import crypto from 'node:crypto';
+import { encodeWord } from './header-block.ts';
+
+/**
+ * Plain-text mail we write ourselves: notices, confirmations, replies to commands. Marked
+ * Auto-Submitted (RFC 3834) so that auto-responders do not answer them and our own command
+ * addresses ignore anything that answers automatically.
+ */
+export interface TextMail {
+  from: string;
+  to: string;
+  subject: string;
+  text: string;
+  replyTo?: string;
+  /** extra header lines, already formatted ("Name: value") */
+  headers?: string[];
+  /** domain for the generated Message-ID */
+  domain: string;
+  autoSubmitted?: 'auto-generated' | 'auto-replied';
+  inReplyTo?: string | null;
+  date?: Date;
+}
+
+export function newMessageId(domain: string): string {
+  return `${Date.now().toString(36)}.${crypto.randomBytes(9).toString('hex')}@${domain}`;
+}
+
+export function composeText(m: TextMail): Buffer {
+  const messageId = newMessageId(m.domain);
+  const body = m.text.replace(/\r?\n/g, '\r\n').replace(/(\r\n)?$/, '\r\n');
+  // eslint-disable-next-line no-control-regex
+  const ascii = /^[\x00-\x7f]*$/.test(body) && body.split('\r\n').every((l) => l.length <= 998);
+  const lines = [
+    `From: ${m.from}`,
+    `To: ${m.to}`,
+    `Subject: ${encodeWord(m.subject.replace(/[\r\n]+/g, ' '))}`,
+    `Date: ${(m.date ?? new Date()).toUTCString().replace(/GMT$/, '+0000')}`,
+    `Message-ID: <${messageId}>`,
+    ...(m.inReplyTo ? [`In-Reply-To: <${m.inReplyTo}>`, `References: <${m.inReplyTo}>`] : []),
+    ...(m.replyTo ? [`Reply-To: ${m.replyTo}`] : []),
+    `Auto-Submitted: ${m.autoSubmitted ?? 'auto-generated'}`,
+    ...(m.headers ?? []),
+    'MIME-Version: 1.0',
+    `Content-Type: text/plain; charset=${ascii ? 'us-ascii' : 'utf-8'}`,
+    `Content-Transfer-Encoding: ${ascii ? '7bit' : 'base64'}`,
+  ];
+  const encoded = ascii ? body : `${(Buffer.from(body, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join('\r\n')}\r\n`;
+  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n${encoded}`, 'utf8');
+}

@@ -1,0 +1,109 @@
+import crypto from 'node:crypto';
+import { newMessageId } from './compose.ts';
+import { encodeWord } from './header-block.ts';
+import { listHeaderLines, type ListIdentity } from './list-headers.ts';
+
+/**
+ * Digests for members in digest mode: MIME (RFC 2046 multipart/digest, each post a
+ * message/rfc822 part, byte for byte) and plain text (RFC 1153). Pure builders; the list's
+ * shared headers are included, the per-member List-Unsubscribe lines are added when sending.
+ */
+export interface DigestMessage {
+  messageId: string;
+  raw: Buffer;
+  subject: string;
+  fromName: string;
+  fromEmail: string;
+  date: Date;
+  text: string;
+}
+
+export interface DigestInfo {
+  list: ListIdentity & { name: string; domain: string };
+  volume: number;
+  issue: number;
+  date: Date;
+}
+
+function subjectOf(d: DigestInfo) {
+  return `${d.list.name} Digest, Vol ${d.volume}, Issue ${d.issue}`;
+}
+
+function topics(messages: DigestMessage[]): string[] {
+  return messages.map((m, i) => `   ${i + 1}. ${m.subject || '(no subject)'} (${m.fromName ? `${m.fromName} <${m.fromEmail}>` : m.fromEmail})`);
+}
+
+function header(d: DigestInfo, contentType: string, extra: string[] = []): string[] {
+  return [
+    `From: ${encodeWord(`${d.list.name} list`)} <${d.list.address.replace('@', '-request@')}>`,
+    `To: ${d.list.address}`,
+    `Subject: ${encodeWord(subjectOf(d))}`,
+    `Date: ${d.date.toUTCString().replace(/GMT$/, '+0000')}`,
+    `Message-ID: <${newMessageId(d.list.domain)}>`,
+    ...listHeaderLines(d.list, null),
+    'MIME-Version: 1.0',
+    contentType,
+    ...extra,
+  ];
+}
+
+function intro(d: DigestInfo, messages: DigestMessage[]): string {
+  return [
+    `Send ${d.list.name} mailing list submissions to`,
+    `    ${d.list.address}`,
+    '',
+    `To change to receiving each message, or to unsubscribe, use the link in the`,
+    `List-Unsubscribe header of this message or write to ${d.list.address.replace('@', '-request@')}.`,
+    '',
+    "Today's Topics:",
+    '',
+    ...topics(messages),
+    '',
+  ].join('\r\n');
+}
+
+export function mimeDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
+  const outer = `=_digest_${crypto.randomBytes(10).toString('hex')}`;
+  const inner = `=_posts_${crypto.randomBytes(10).toString('hex')}`;
+  const parts: Buffer[] = [
+    Buffer.from(`${header(d, `Content-Type: multipart/mixed; boundary="${outer}"`).join('\r\n')}\r\n\r\n`),
+    Buffer.from(`--${outer}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-Description: Today's Topics (${messages.length} messages)\r\n\r\n`),
+    Buffer.from(intro(d, messages), 'utf8'),
+    Buffer.from(`\r\n--${outer}\r\nContent-Type: multipart/digest; boundary="${inner}"\r\n\r\n`),
+  ];
+  for (const m of messages) {
+    parts.push(Buffer.from(`--${inner}\r\nContent-Type: message/rfc822\r\n\r\n`), m.raw);
+    if (m.raw.length && m.raw[m.raw.length - 1] !== 0x0a) parts.push(Buffer.from('\r\n'));
+  }
+  parts.push(Buffer.from(`--${inner}--\r\n\r\n--${outer}--\r\n`));
+  return Buffer.concat(parts);
+}
+
+const SEPARATOR_70 = '-'.repeat(70);
+const SEPARATOR_30 = '-'.repeat(30);
+
+/** RFC 1153: the posts' plain text, separated by lines of 30 dashes, after a 70-dash line. */
+export function plainDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
+  const body: string[] = [intro(d, messages), SEPARATOR_70, ''];
+  messages.forEach((m, i) => {
+    body.push(
+      `Message: ${i + 1}`,
+      `Date: ${m.date.toUTCString().replace(/GMT$/, '+0000')}`,
+      `From: ${m.fromName ? `${m.fromName} <${m.fromEmail}>` : m.fromEmail}`,
+      `Subject: ${m.subject}`,
+      `Message-ID: <${m.messageId}>`,
+      '',
+      // A line of exactly 30 dashes would end the message early: indent it.
+      m.text.replace(/\r?\n/g, '\r\n').replace(/^-{30}$/gm, ' ------------------------------').trimEnd(),
+      '',
+      SEPARATOR_30,
+      '',
+    );
+  });
+  body.push(`End of ${subjectOf(d)}`, '*'.repeat(subjectOf(d).length + 7), '');
+  const text = body.join('\r\n');
+  return Buffer.concat([
+    Buffer.from(`${header(d, 'Content-Type: text/plain; charset=utf-8', ['Content-Transfer-Encoding: 8bit']).join('\r\n')}\r\n\r\n`),
+    Buffer.from(text, 'utf8'),
+  ]);
+}

@@ -1,0 +1,104 @@
+/**
+ * Byte-level work on a message's header section, for copies that must leave everything we do not
+ * deliberately change exactly as the author (and their DKIM signature) had it.
+ */
+export interface SplitMessage {
+  /** the header section, each field with its line ending, without the blank line */
+  head: Buffer;
+  /** the blank line and everything after it (empty when the message has no body) */
+  rest: Buffer;
+  /** the line ending the message uses: "\r\n", or "\n" for a message stored with bare newlines */
+  eol: string;
+}
+
+export function splitMessage(raw: Buffer): SplitMessage {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return { head: raw.subarray(0, crlf + 2), rest: raw.subarray(crlf + 2), eol: '\r\n' };
+  if (lf >= 0) return { head: raw.subarray(0, lf + 1), rest: raw.subarray(lf + 1), eol: '\n' };
+  // Only headers: make sure the last one ends with a newline.
+  const eol = raw.includes('\r\n') ? '\r\n' : '\n';
+  const endsWithNewline = raw.length > 0 && raw[raw.length - 1] === 0x0a;
+  return { head: endsWithNewline ? raw : Buffer.concat([raw, Buffer.from(eol)]), rest: Buffer.from(eol), eol };
+}
+
+export interface HeaderField {
+  /** lower-case field name */
+  name: string;
+  /** the field's bytes, folded continuation lines and line ending included */
+  bytes: Buffer;
+}
+
+/** The header section as fields, folded lines kept together. */
+export function headerFields(head: Buffer): HeaderField[] {
+  const fields: HeaderField[] = [];
+  let start = 0;
+  let pos = 0;
+  while (pos < head.length) {
+    const nl = head.indexOf(0x0a, pos);
+    const end = nl < 0 ? head.length : nl + 1;
+    const next = head[end];
+    if (end < head.length && (next === 0x20 || next === 0x09)) {
+      pos = end; // a continuation line follows
+      continue;
+    }
+    const bytes = head.subarray(start, end);
+    const colon = bytes.indexOf(0x3a);
+    fields.push({ name: (colon > 0 ? bytes.subarray(0, colon).toString('latin1') : '').trim().toLowerCase(), bytes });
+    start = end;
+    pos = end;
+  }
+  return fields;
+}
+
+/** The unfolded value of a field as text (latin1 keeps 8-bit bytes one to one). */
+export function fieldValue(field: HeaderField): string {
+  const text = field.bytes.toString('latin1');
+  return text.slice(text.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+}
+
+/** The first value of a header, or null. */
+export function headerValue(fields: HeaderField[], name: string): string | null {
+  const f = fields.find((x) => x.name === name);
+  return f ? fieldValue(f) : null;
+}
+
+/** The header section without the named fields (lower-case names). Unchanged bytes when none match. */
+export function withoutFields(head: Buffer, names: ReadonlySet<string>): Buffer {
+  const fields = headerFields(head);
+  if (!fields.some((f) => names.has(f.name))) return head;
+  return Buffer.concat(fields.filter((f) => !names.has(f.name)).map((f) => f.bytes));
+}
+
+/** Lines "Name: value" joined with the message's line ending, each terminated. */
+export function headerLines(lines: string[], eol: string): Buffer {
+  return Buffer.from(lines.map((l) => `${l}${eol}`).join(''), 'utf8');
+}
+
+/** A header value encoded as RFC 2047 words when it is not plain ASCII. */
+export function encodeWord(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x20-\x7e]*$/.test(text)) return text;
+  const out: string[] = [];
+  // Keep each encoded word under 75 characters: 45 bytes of UTF-8 per word at most.
+  let chunk = '';
+  for (const ch of text) {
+    if (Buffer.byteLength(chunk + ch) > 45) {
+      out.push(`=?UTF-8?B?${Buffer.from(chunk).toString('base64')}?=`);
+      chunk = '';
+    }
+    chunk += ch;
+  }
+  if (chunk) out.push(`=?UTF-8?B?${Buffer.from(chunk).toString('base64')}?=`);
+  return out.join(' ');
+}
+
+/** A display name as a quoted string or encoded words, ready for "Name <addr>". */
+export function displayName(name: string): string {
+  const clean = name.replace(/[\r\n]+/g, ' ').trim();
+  if (!clean) return '';
+  // eslint-disable-next-line no-control-regex
+  if (!/^[\x20-\x7e]*$/.test(clean)) return encodeWord(clean);
+  if (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$/.test(clean)) return clean;
+  return `"${clean.replace(/(["\\])/g, '\\$1')}"`;
+}

@@ -1,0 +1,94 @@
+import { addFooter } from './footer.ts';
+import { displayName, encodeWord, headerFields, headerLines, headerValue, splitMessage, withoutFields } from './header-block.ts';
+import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
+
+/**
+ * The copy of a post that goes to the members. Prepared once per (message, list); each member's
+ * copy is then `head + member lines + body`, three buffers, so a fan-out to thousands does not
+ * re-parse or re-build anything per recipient.
+ *
+ * By default only list headers are added at the top. The per-list options that change the
+ * author's headers or body (subject prefix, Reply-To, From rewriting, footer) are applied here
+ * and only when the list asks for them.
+ */
+export interface CopyOptions {
+  list: ListIdentity & { name: string };
+  messageId: string;
+  /** decoded subject, to see whether the prefix is already there */
+  subject: string;
+  fromName: string;
+  fromEmail: string;
+  subjectPrefix: string;
+  footer: string;
+  replyTo: { policy: 'none' | 'list' | 'address'; address: string | null };
+  /** rewrite From to the list (DMARC mitigation for p=reject/quarantine authors) */
+  mungeFrom: boolean;
+}
+
+export interface PreparedCopy {
+  head: Buffer;
+  body: Buffer;
+  eol: string;
+  list: ListIdentity;
+}
+
+export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
+  const split = splitMessage(raw);
+  const { eol } = split;
+  let head = split.head;
+  let rest = split.rest;
+  const fields = headerFields(head);
+  const drop = new Set<string>([...LIST_FIELDS].filter((n) => fields.some((f) => f.name === n)));
+  const added: string[] = listHeaderLines(o.list, o.messageId);
+  let subjectTail: Buffer | null = null;
+
+  const prefix = o.subjectPrefix.trim();
+  if (prefix && !o.subject.includes(prefix)) {
+    const original = fields.find((f) => f.name === 'subject');
+    const value = original ? original.bytes.toString('latin1').replace(/^[^:]*:[ \t]*/, '').replace(/\r?\n$/, '') : '';
+    // The original value stays as written (encoded words or raw 8-bit), only the prefix is new.
+    added.push(`Subject: ${encodeWord(prefix)}${value ? ' ' : ''}`);
+    drop.add('subject');
+    subjectTail = Buffer.from(value, 'latin1');
+  }
+
+  const authorReplyTo = headerValue(fields, 'reply-to');
+  if (o.mungeFrom) {
+    const name = o.fromName || o.fromEmail.split('@')[0];
+    added.push(`From: ${displayName(`${name} via ${o.list.name}`)} <${o.list.address}>`);
+    drop.add('from');
+    if (o.replyTo.policy === 'none' && !authorReplyTo) {
+      added.push(`Reply-To: ${o.fromName ? `${displayName(o.fromName)} ` : ''}<${o.fromEmail}>`);
+    }
+  }
+  if (o.replyTo.policy === 'list' || (o.replyTo.policy === 'address' && o.replyTo.address)) {
+    added.push(`Reply-To: <${o.replyTo.policy === 'list' ? o.list.address : o.replyTo.address}>`);
+    drop.add('reply-to');
+  }
+
+  head = withoutFields(head, drop);
+  if (o.footer.trim()) ({ head, rest } = addFooter(head, rest, o.footer, eol));
+
+  const top = buildTop(added, subjectTail, eol);
+  return { head: Buffer.concat([top, head]), body: rest, eol, list: o.list };
+}
+
+function buildTop(lines: string[], subjectTail: Buffer | null, eol: string): Buffer {
+  const parts: Buffer[] = [];
+  for (const line of lines) {
+    if (line.startsWith('Subject: ') && subjectTail) parts.push(Buffer.from(line, 'utf8'), subjectTail, Buffer.from(eol));
+    else parts.push(Buffer.from(`${line}${eol}`, 'utf8'));
+  }
+  return Buffer.concat(parts);
+}
+
+/** One member's copy. */
+export function memberCopy(p: PreparedCopy, token: string | null): Buffer {
+  return Buffer.concat([headerLines(memberHeaderLines(p.list, token), p.eol), p.head, p.body]);
+}
+
+/** Per-member lines for composed mail (digests) that already carries the list's shared headers. */
+export function withMemberLines(raw: Buffer, list: ListIdentity, token: string | null): Buffer {
+  const eol = raw.indexOf('\r\n') >= 0 ? '\r\n' : '\n';
+  return Buffer.concat([headerLines(memberHeaderLines(list, token), eol), raw]);
+}

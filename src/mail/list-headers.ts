@@ -1,0 +1,61 @@
+import { roleAddress, splitAddress } from './address.ts';
+import { messageIdPath } from './message-id.ts';
+
+/**
+ * The list headers every copy carries (DESIGN §6; RFC 2369, 2919, 5064, 8058). They are added at
+ * the top of the author's header section; the author's own fields are not touched, so their DKIM
+ * signature still verifies.
+ */
+export interface ListIdentity {
+  /** the list's address, e.g. dev@lists.example.org */
+  address: string;
+  /** how the list appears in web paths: its local part when unique, else its address */
+  path: string;
+  /** PUBLIC_URL, without a trailing slash */
+  publicUrl: string;
+}
+
+/** `<dev.lists.example.org>` (RFC 2919). */
+export function listId(address: string): string {
+  const parts = splitAddress(address)!;
+  return `<${parts.local}.${parts.domain}>`;
+}
+
+/** Field names we set on every copy; an incoming copy of any of them is dropped to keep one of each. */
+export const LIST_FIELDS = new Set([
+  'list-id', 'list-post', 'list-help', 'list-subscribe', 'list-unsubscribe', 'list-unsubscribe-post',
+  'list-archive', 'list-owner', 'archived-at', 'precedence',
+]);
+
+/** The lines shared by every copy of one message on one list. */
+export function listHeaderLines(list: ListIdentity, messageId: string | null): string[] {
+  const base = `${list.publicUrl}/lists/${encodeURIComponent(list.path).replace(/%40/g, '@')}`;
+  const lines = [
+    `List-Id: ${listId(list.address)}`,
+    `List-Post: <mailto:${list.address}>`,
+    `List-Help: <mailto:${roleAddress(list.address, 'request')}?subject=help>`,
+    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${base}/subscribe>`,
+    `List-Archive: <${base}/>`,
+  ];
+  if (messageId) lines.push(`Archived-At: <${list.publicUrl}/message-id/${messageIdPath(messageId)}>`);
+  lines.push('Precedence: list');
+  return lines;
+}
+
+/** The lines that name one member: where their one-click unsubscribe goes (RFC 8058). */
+export function memberHeaderLines(list: ListIdentity, token: string | null): string[] {
+  const mailto = `<mailto:${roleAddress(list.address, 'unsubscribe')}>`;
+  if (!token) return [`List-Unsubscribe: ${mailto}`];
+  return [
+    `List-Unsubscribe: ${mailto}, <${list.publicUrl}/u/${token}>`,
+    'List-Unsubscribe-Post: List-Unsubscribe=One-Click',
+  ];
+}
+
+/** The VERP envelope sender that identifies a member: dev-bounces+TOKEN@lists.example.org. */
+export function verpAddress(listAddress: string, token: string): string {
+  return roleAddress(listAddress, 'bounces', token);
+}
+
+/** The token of a notice's envelope sender: bounces of notices are recorded but never scored. */
+export const NOTICE_BOUNCE_TOKEN = 'notice';

@@ -1,0 +1,107 @@
+/**
+ * Whether a post goes to the list, waits for a moderator, or is dropped: an ordered table of
+ * rules over plain data (Mailman 3's chains in miniature). The first rule that has an opinion
+ * decides. Pure: the caller gathers the facts (membership, sender rules) beforehand.
+ */
+export type Action = 'accept' | 'hold' | 'reject' | 'discard';
+
+export interface Decision {
+  action: Action;
+  /** the rule that decided */
+  rule: string;
+  /** for people: shown to moderators, and to the sender on rejection */
+  reason: string;
+}
+
+export interface SenderRuleFact {
+  kind: 'allow' | 'ban';
+  /** the address or '@domain' the rule names */
+  email: string;
+  expiresAt: Date | null;
+}
+
+export interface PostFacts {
+  list: {
+    address: string;
+    /** `<dev.lists.example.org>` */
+    listId: string;
+    postPolicy: 'open' | 'members' | 'moderated';
+    /** bytes; 0 means no limit */
+    maxMessageSize: number;
+  };
+  sender: {
+    email: string;
+    /** the sender's membership status on this list, or null for a stranger */
+    memberStatus: 'active' | 'pending' | 'disabled' | 'unsubscribed' | null;
+  };
+  /** rules matching the sender: the exact address first, then the domain */
+  senderRules: SenderRuleFact[];
+  message: {
+    size: number;
+    subject: string;
+    /** header values by lower-case name */
+    headers: Map<string, string[]>;
+  };
+  now: Date;
+}
+
+type Rule = { name: string; check: (f: PostFacts) => Omit<Decision, 'rule'> | null };
+
+// A rule on the exact address beats one on the domain: an allowed address on a banned domain posts.
+const firstLive = (f: PostFacts) => f.senderRules.find((r) => r.expiresAt === null || r.expiresAt.getTime() > f.now.getTime());
+
+const COMMAND = /^\s*(?:re:\s*)?(?:subscribe|unsubscribe|help|remove|join|leave|signoff|set\s+\w+)\s*$/i;
+
+export const RULES: readonly Rule[] = [
+  {
+    // Our own copy coming back (a member's forward, another list that has us as member).
+    name: 'loop',
+    check: (f) => {
+      const ids = f.message.headers.get('list-id') ?? [];
+      const loops = f.message.headers.get('x-loop') ?? [];
+      const ours = ids.some((v) => v.toLowerCase().includes(f.list.listId.toLowerCase())) ||
+        loops.some((v) => v.toLowerCase().includes(f.list.address));
+      return ours ? { action: 'discard', reason: 'the message already went through this list (mail loop)' } : null;
+    },
+  },
+  {
+    name: 'banned',
+    check: (f) => (firstLive(f)?.kind === 'ban' ? { action: 'discard', reason: `the sender ${f.sender.email} is banned from this list` } : null),
+  },
+  {
+    name: 'size',
+    check: (f) =>
+      f.list.maxMessageSize > 0 && f.message.size > f.list.maxMessageSize
+        ? { action: 'hold', reason: `the message is ${f.message.size} bytes, more than the list's limit of ${f.list.maxMessageSize}` }
+        : null,
+  },
+  {
+    // "unsubscribe" sent to the whole list instead of the -request address.
+    name: 'administrivia',
+    check: (f) => (COMMAND.test(f.message.subject) ? { action: 'hold', reason: 'the subject looks like a command for the -request address' } : null),
+  },
+  {
+    name: 'allowed',
+    check: (f) => (firstLive(f)?.kind === 'allow' ? { action: 'accept', reason: `the sender ${f.sender.email} is on the allowlist` } : null),
+  },
+  {
+    name: 'moderated',
+    check: (f) => (f.list.postPolicy === 'moderated' ? { action: 'hold', reason: 'the list is moderated: every post is approved by a moderator' } : null),
+  },
+  {
+    name: 'members-only',
+    check: (f) =>
+      f.list.postPolicy === 'members' && f.sender.memberStatus !== 'active' && f.sender.memberStatus !== 'disabled'
+        ? { action: 'hold', reason: `the sender ${f.sender.email || '(unknown)'} is not a member of the list` }
+        : null,
+  },
+];
+
+export function decide(f: PostFacts, rules: readonly Rule[] = RULES): Decision {
+  for (const rule of rules) {
+    const d = rule.check(f);
+    if (d) return { ...d, rule: rule.name };
+  }
+  return { action: 'accept', rule: 'default', reason: 'the post meets the list policy' };
+}
+

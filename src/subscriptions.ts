@@ -1,0 +1,175 @@
+import crypto from 'node:crypto';
+import type pg from 'pg';
+import { config } from './config.ts';
+import { Conflict, InvalidInput, NotFound } from './errors.ts';
+import { getListById, type ListRow } from './db/lists.ts';
+import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from './db/members.ts';
+import { withTransaction, type Queryable } from './db/pool.ts';
+import { allowHit } from './db/rate-limits.ts';
+import {
+  insertRequest, requestById, requestForConfirmation, requestsAwaitingApproval, setRequestState,
+  type RequestAction, type SubscriptionRequestRow,
+} from './db/subscription-requests.ts';
+import { normalizeEmail, roleAddress } from './mail/address.ts';
+import { noticeToOwners, sendNotice } from './notices.ts';
+
+/**
+ * Joining and leaving a list (DESIGN §5): double opt-in by mail or by link, with the list's
+ * subscribe policy (open: at once; confirm: the address confirms; approve: the address confirms,
+ * then an owner approves). Nothing here ever tells a requester whether an address is subscribed:
+ * the same answer and the same mail go out either way, and only the mailbox owner can act on it.
+ */
+export interface RequestOptions {
+  name?: string;
+  mode?: DeliveryMode;
+  via: 'web' | 'mail' | 'admin';
+  /** base of the links put in mail; defaults to PUBLIC_URL */
+  publicUrl?: string;
+}
+
+/** What the requester may be told. `pending`: a confirmation mail went to the address (or would have). */
+export type RequestOutcome = 'pending' | 'subscribed';
+
+// A stranger can make us write to an address: a few confirmations per address and hour at most.
+const PER_ADDRESS_PER_HOUR = 3;
+
+export async function requestSubscription(pool: pg.Pool, list: ListRow, email: string, opts: RequestOptions): Promise<RequestOutcome> {
+  const address = checkedEmail(email);
+  const mode = opts.mode ?? 'each';
+  if (list.subscribe_policy === 'open' || opts.via === 'admin') {
+    await withTransaction(pool, async (tx) => {
+      const outcome = await addMember(tx, list.id, address, mode, opts.name ?? null);
+      if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, address, opts.publicUrl);
+    });
+    return 'subscribed';
+  }
+  await startRequest(pool, list, address, 'subscribe', opts);
+  return 'pending';
+}
+
+export async function requestUnsubscription(pool: pg.Pool, list: ListRow, email: string, opts: RequestOptions): Promise<RequestOutcome> {
+  const address = checkedEmail(email);
+  await startRequest(pool, list, address, 'unsubscribe', opts);
+  return 'pending';
+}
+
+async function startRequest(pool: pg.Pool, list: ListRow, email: string, action: RequestAction, opts: RequestOptions) {
+  if (!(await allowHit(pool, `confirm-mail:${list.id}:${email}`, PER_ADDRESS_PER_HOUR, 3600))) return;
+  const token = crypto.randomBytes(16).toString('hex');
+  const publicUrl = opts.publicUrl ?? config().publicUrl;
+  await withTransaction(pool, async (tx) => {
+    await insertRequest(tx, {
+      listId: list.id, email, name: opts.name ?? null, mode: opts.mode ?? 'each', action, via: opts.via,
+      tokenHash: hashToken(token), state: 'confirm', expiresInHours: config().confirmTokenHours,
+    });
+    const verb = action === 'subscribe' ? 'join' : 'leave';
+    await sendNotice(tx, {
+      to: email,
+      list,
+      subject: `confirm ${token}`,
+      replyTo: roleAddress(list.address, 'confirm', token),
+      text: [
+        `Someone (perhaps you) asked to ${verb} the mailing list ${list.address} with the address ${email}.`,
+        '',
+        'To confirm, open this link:',
+        '',
+        `    ${publicUrl}/confirm/${token}`,
+        '',
+        'or simply reply to this message.',
+        '',
+        `If you did not ask for this, ignore this message: nothing changes. The link expires in ${config().confirmTokenHours} hours.`,
+      ].join('\n'),
+    });
+  });
+}
+
+export interface ConfirmResult {
+  action: RequestAction;
+  /** done: the change is made; approval: an owner has to approve the subscription now */
+  state: 'done' | 'approval';
+  list: ListRow;
+  email: string;
+}
+
+/** Confirms a request by its token (a reply to LIST-confirm+TOKEN@ or the web link). Idempotent. */
+export async function confirm(pool: pg.Pool, token: string, opts: { publicUrl?: string } = {}): Promise<ConfirmResult> {
+  if (!/^[a-f0-9]{32}$/i.test(token)) throw new NotFound('this confirmation link is not valid', 'unknown_token');
+  return withTransaction(pool, async (tx) => {
+    const req = await requestForConfirmation(tx, hashToken(token.toLowerCase()));
+    if (!req) throw new NotFound('this confirmation link is not valid, or was already used long ago', 'unknown_token');
+    const list = await getListById(tx, req.list_id);
+    if (req.state === 'done' || req.state === 'approval') return { action: req.action, state: req.state, list, email: req.email };
+    if (req.state === 'rejected') throw new Conflict('this request was declined by the list owner', 'request_rejected');
+    if (req.expired) throw new InvalidInput('this confirmation link has expired: please ask again', 'token_expired');
+    if (req.action === 'unsubscribe') {
+      await removeMember(tx, list.id, req.email);
+      await setRequestState(tx, req.id, 'done', null);
+      return { action: req.action, state: 'done', list, email: req.email };
+    }
+    if (list.subscribe_policy === 'approve') {
+      await setRequestState(tx, req.id, 'approval', null);
+      await noticeToOwners(tx, list, `Subscription request for ${list.address} needs approval`,
+        `${req.email} asked to join ${list.address} and confirmed the address.\n\nApprove or decline it in the list's admin pages.\n`);
+      return { action: req.action, state: 'approval', list, email: req.email };
+    }
+    await subscribeNow(tx, list, req, opts.publicUrl);
+    await setRequestState(tx, req.id, 'done', null);
+    return { action: req.action, state: 'done', list, email: req.email };
+  });
+}
+
+/** Subscription requests waiting for an owner. */
+export async function pendingApprovals(db: Queryable, listId: number): Promise<SubscriptionRequestRow[]> {
+  return requestsAwaitingApproval(db, listId);
+}
+
+/** An owner's decision on a confirmed subscription request. */
+export async function decideSubscription(pool: pg.Pool, requestId: number, decision: 'approve' | 'reject', by: string, opts: { publicUrl?: string } = {}): Promise<void> {
+  await withTransaction(pool, async (tx) => {
+    const req = await requestById(tx, requestId, { forUpdate: true });
+    if (!req) throw new NotFound(`no subscription request ${requestId}`, 'no_such_request');
+    if (req.state !== 'approval') throw new Conflict(`subscription request ${requestId} is not waiting for approval (it is ${req.state})`, 'already_decided');
+    const list = await getListById(tx, req.list_id);
+    if (decision === 'approve') {
+      await subscribeNow(tx, list, req, opts.publicUrl);
+      await setRequestState(tx, req.id, 'done', by);
+    } else {
+      await setRequestState(tx, req.id, 'rejected', by);
+      await sendNotice(tx, { to: req.email, list, subject: `Your request to join ${list.address}`, text: `Your request to join ${list.address} was declined by the list owner.\n` });
+    }
+  });
+}
+
+async function subscribeNow(tx: Queryable, list: ListRow, req: SubscriptionRequestRow, publicUrl?: string) {
+  const outcome = await addMember(tx, list.id, req.email, req.mode, req.name);
+  // A member disabled by bounces who subscribes again gets delivery back with a clean score.
+  await reenableMember(tx, list.id, req.email);
+  if (outcome !== 'unchanged') await welcome(tx, list, req.email, publicUrl);
+}
+
+async function welcome(tx: Queryable, list: ListRow, email: string, publicUrl = config().publicUrl) {
+  const member = await findMember(tx, list.id, email);
+  if (!member) return;
+  await sendNotice(tx, {
+    to: email,
+    list,
+    subject: `Welcome to ${list.address}`,
+    text: [
+      `You are now subscribed to ${list.address}${list.description ? ` (${list.description})` : ''}.`,
+      '',
+      `To post, write to ${list.address}.`,
+      `To leave the list, open ${publicUrl}/u/${member.token}`,
+      `or send a message with "unsubscribe" to ${roleAddress(list.address, 'request')}.`,
+    ].join('\n'),
+  });
+}
+
+export function hashToken(token: string): string {
+  return crypto.createHash('sha256').update(token).digest('hex');
+}
+
+function checkedEmail(email: string): string {
+  const address = normalizeEmail(email);
+  if (!address) throw new InvalidInput(`"${email}" is not an e-mail address`, 'invalid_email');
+  return address;
+}
