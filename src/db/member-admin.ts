@@ -84,28 +84,6 @@ export async function removeMembers(db: Queryable, listId: number, emails: strin
   return rowCount ?? 0;
 }
 
-export interface BounceRow {
-  id: number;
-  received_at: Date;
-  source: string;
-  kind: string;
-  category: string;
-  status: string | null;
-  diagnostic: string | null;
-  counted: boolean;
-  score_after: number | null;
-}
-
-/** A member's bounce history, newest first (bounce details on the member page). */
-export async function memberBounces(db: Queryable, memberId: number, limit = 50): Promise<BounceRow[]> {
-  const { rows } = await db.query<BounceRow>(
-    `select id, received_at, source, kind, category, status, diagnostic, counted, score_after
-       from bounces where member_id = $1 order by received_at desc limit $2`,
-    [memberId, limit],
-  );
-  return rows;
-}
-
 /** Audit entries about one address on one list. */
 export async function memberAudit(db: Queryable, listId: number, email: string, limit = 20) {
   const { rows } = await db.query<{ id: number; at: Date; actor: string; action: string; detail: Record<string, unknown> }>(

@@ -1,37 +1,9 @@
 import type { Queryable } from './pool.ts';
 
-/** Read-only figures for the operations dashboard: the outbound queue, delivery history, errors. */
-
-export async function queueDepth(db: Queryable): Promise<{ state: string; count: number; oldest: Date | null }[]> {
-  const { rows } = await db.query<{ state: string; count: number; oldest: Date | null }>(
-    `select s.state, count(o.id)::int as count, min(o.created_at) as oldest
-       from unnest(array['queued', 'sending', 'sent', 'failed']) with ordinality s(state, ord)
-       left join outbox o on o.state = s.state
-      group by s.state, s.ord order by s.ord`,
-  );
-  return rows;
-}
-
-export interface HourlyDeliveries {
-  hour: Date;
-  sent: number;
-  deferred: number;
-  failed: number;
-  bounced: number;
-}
-
-/** One row per hour for the last `hours` hours, zeros where nothing happened. */
-export async function deliveriesByHour(db: Queryable, hours: number): Promise<HourlyDeliveries[]> {
-  const { rows } = await db.query<HourlyDeliveries>(
-    `select g.hour, coalesce(d.sent, 0) as sent, coalesce(d.deferred, 0) as deferred,
-            coalesce(d.failed, 0) as failed, coalesce(d.bounced, 0) as bounced
-       from generate_series(date_trunc('hour', now()) - make_interval(hours => $1 - 1), date_trunc('hour', now()), interval '1 hour') g(hour)
-       left join delivery_hourly d on d.hour = g.hour
-      order by g.hour`,
-    [hours],
-  );
-  return rows;
-}
+/**
+ * Read-only figures for the operations dashboard beyond the queue's own (db/outbox.ts queueStats,
+ * deliveryHistory): recent delivery problems and site totals.
+ */
 
 export async function recentFailedDeliveries(db: Queryable, limit: number) {
   const { rows } = await db.query<{ id: number; recipient: string; list_address: string | null; attempts: number; last_error: string | null; at: Date }>(
@@ -40,13 +12,6 @@ export async function recentFailedDeliveries(db: Queryable, limit: number) {
       where o.state = 'failed' or (o.state = 'queued' and o.attempts > 0)
       order by o.id desc limit $1`,
     [limit],
-  );
-  return rows;
-}
-
-export async function deliveryWorkers(db: Queryable) {
-  const { rows } = await db.query<{ name: string; host: string; pid: number; started_at: Date; heartbeat_at: Date }>(
-    'select name, host, pid, started_at, heartbeat_at from delivery_workers order by name',
   );
   return rows;
 }

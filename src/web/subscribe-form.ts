@@ -8,9 +8,7 @@ import type { WebContext } from './app.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';
 import { field } from './admin/form.ts';
-import { TemporaryFailure } from '../errors.ts';
-import type { ListRow } from '../db/lists.ts';
-import type pg from 'pg';
+import { requestSubscription } from '../subscriptions.ts';
 
 /**
  * /lists/LIST/subscribe: web subscription with double opt-in. It resists subscription bombing:
@@ -44,7 +42,7 @@ export function subscribeRouter(ctx: WebContext): Router {
     const underLimit = await allowHit(db, `subscribe:email:${email}`, LIMITS.perEmail, LIMITS.windowSeconds);
     if (!robot && underLimit) {
       try {
-        await requestWebSubscription(db, list, email, { name, mode });
+        await requestSubscription(db, list, email, { name, mode, via: 'web', publicUrl: ctx.cfg.publicUrl });
       } catch (err) {
         // Still the same answer: an error here must not reveal anything about the address.
         log.error({ err, list: list.address }, 'web subscription request failed');
@@ -56,7 +54,3 @@ export function subscribeRouter(ctx: WebContext): Router {
   return r;
 }
 
-/** Starts a double opt-in subscription (the delivery issue's subscription flow). */
-async function requestWebSubscription(_pool: pg.Pool, list: ListRow, _email: string, _opts: { name?: string; mode: DeliveryMode }): Promise<void> {
-  throw new TemporaryFailure(`subscriptions to ${list.address} are not available yet`);
-}

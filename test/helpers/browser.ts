@@ -85,3 +85,17 @@ export async function launchChromium(): Promise<Browser> {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
 }
+
+/** Mail queued for delivery (the outbound queue), oldest first, parsed: what the panel sent. */
+export async function queuedMail(db: Database, to?: string): Promise<{ to: string; subject: string; text: string }[]> {
+  const { parse } = await import('../../src/mail/parse.ts');
+  const { rows } = await db.pool.query<{ recipient: string; raw: Buffer }>(
+    `select o.recipient, m.raw from outbox o join outbound_mail m on m.id = o.mail_id
+      where ($1::text is null or o.recipient = $1) order by o.id`,
+    [to ?? null],
+  );
+  return Promise.all(rows.map(async (r) => {
+    const m = await parse(r.raw);
+    return { to: r.recipient, subject: m.subject, text: m.text };
+  }));
+}

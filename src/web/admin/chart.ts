@@ -1,4 +1,4 @@
-import type { HourlyDeliveries } from '../../db/operations.ts';
+import type { HourlyCounts } from '../../db/outbox.ts';
 
 /**
  * A small bar chart of deliveries per hour, laid out here and drawn as inline SVG by the view:
@@ -24,7 +24,17 @@ export interface Chart {
 
 const KINDS = ['sent', 'deferred', 'failed', 'bounced'] as const;
 
-export function hourlyChart(rows: HourlyDeliveries[], width = 720, height = 160): Chart {
+/** The last `hours` hours ending with the current one, zeros where nothing was recorded. */
+export function fillHours(rows: HourlyCounts[], hours: number, now = new Date()): HourlyCounts[] {
+  const byHour = new Map(rows.map((r) => [new Date(r.hour).getTime(), r]));
+  const last = Math.floor(now.getTime() / 3_600_000) * 3_600_000;
+  return Array.from({ length: hours }, (_, i) => {
+    const t = last - (hours - 1 - i) * 3_600_000;
+    return byHour.get(t) ?? { hour: new Date(t), sent: 0, deferred: 0, failed: 0, bounced: 0 };
+  });
+}
+
+export function hourlyChart(rows: HourlyCounts[], width = 720, height = 160): Chart {
   const plotHeight = height - 20;
   const max = Math.max(1, ...rows.map((r) => r.sent + r.deferred + r.failed + r.bounced));
   const slot = width / Math.max(1, rows.length);

@@ -2,12 +2,13 @@ import { Router } from 'express';
 import { recentAudit } from '../../db/audit.ts';
 import { recentIngestErrors } from '../../db/ingest-errors.ts';
 import { listsForStaff } from '../../db/list-admin.ts';
-import { deliveriesByHour, deliveryWorkers, queueDepth, recentFailedDeliveries, siteTotals } from '../../db/operations.ts';
+import { recentFailedDeliveries, siteTotals } from '../../db/operations.ts';
+import { deliveryHistory, queueStats } from '../../db/outbox.ts';
 import type { WebContext } from '../app.ts';
 import { render } from '../render.ts';
 import { requireSiteAdmin, requireStaff } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
-import { hourlyChart } from './chart.ts';
+import { fillHours, hourlyChart } from './chart.ts';
 import { positiveInt, query } from './form.ts';
 
 /** The panel's home (the viewer's lists), the operations dashboard and the site-wide audit log. */
@@ -23,17 +24,16 @@ export function dashboardRouter(ctx: WebContext): Router {
   });
 
   r.get('/admin/dashboard', requireSiteAdmin, async (req, res) => {
-    const [queue, hourly, failed, ingest, audit, workers, totals] = await Promise.all([
-      queueDepth(db),
-      deliveriesByHour(db, 48),
+    const [queue, history, failed, ingest, audit, totals] = await Promise.all([
+      queueStats(db),
+      deliveryHistory(db, 2),
       recentFailedDeliveries(db, 15),
       recentIngestErrors(db, 15),
       recentAudit(db, { limit: 15 }),
-      deliveryWorkers(db),
       siteTotals(db),
     ]);
     render(ctx.views, req, res, 'admin/dashboard.njk', {
-      title: 'Operations', queue, chart: hourlyChart(hourly), failed, ingest, audit: auditLines(audit), workers, totals, now: new Date(),
+      title: 'Operations', queue, chart: hourlyChart(fillHours(history, 48)), failed, ingest, audit: auditLines(audit), totals, now: new Date(),
     });
   });
 

@@ -8,7 +8,7 @@ import { render } from '../render.ts';
 import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
-import { addSenderRule, getHeld, listHeld, moderate, type HeldAction } from './delivery-api.ts';
+import { addSenderRule, getHeld, listHeld, listSenderRules, moderate, removeSenderRule, type ModerationAction } from '../../held.ts';
 import { field, fields, oneOf, positiveInt } from './form.ts';
 import { heldPreview } from './held-preview.ts';
 
@@ -32,11 +32,12 @@ export function heldRouter(ctx: WebContext): Router {
 
   r.get('/admin/lists/:list/held', moderator, async (req, res) => {
     const { list } = listAccessOf(res);
-    const [held, decisions] = await Promise.all([
+    const [held, decisions, rules] = await Promise.all([
       listHeld(db, list.id),
       recentAudit(db, { listId: list.id, actionPrefix: 'held.', limit: 15 }),
+      listSenderRules(db, list.id),
     ]);
-    render(ctx.views, req, res, 'admin/held.njk', { title: `Held messages · ${list.address}`, tab: 'held', held, decisions: auditLines(decisions), actions: ACTIONS });
+    render(ctx.views, req, res, 'admin/held.njk', { title: `Held messages · ${list.address}`, tab: 'held', held, decisions: auditLines(decisions), rules, now: new Date() });
   });
 
   r.get('/admin/lists/:list/held/:id', moderator, async (req, res) => {
@@ -65,8 +66,8 @@ export function heldRouter(ctx: WebContext): Router {
         skipped.push(`#${id}`);
         continue;
       }
-      const sender = normalizeEmail(held.from);
-      const base: HeldAction = action === 'approve-allow' ? 'approve' : action === 'discard-ban' ? 'discard' : action;
+      const sender = normalizeEmail(held.from_email || held.envelope_from || '');
+      const base: ModerationAction = action === 'approve-allow' ? 'approve' : action === 'discard-ban' ? 'discard' : action;
       try {
         if (action === 'approve-allow' && sender) await addSenderRule(db, list.id, sender, 'allow', { by });
         if (action === 'discard-ban' && sender) await addSenderRule(db, list.id, sender, 'ban', { by });
@@ -79,11 +80,37 @@ export function heldRouter(ctx: WebContext): Router {
       done++;
       await recordAudit(db, {
         actor: by, action: `held.${action}`, list, target: held.message_id,
-        detail: { id, from: held.from, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
+        detail: { id, from: held.from_email, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
       });
     }
     flash(ctx, res, `${done} message${done === 1 ? '' : 's'} ${DONE[action]}.${skipped.length ? ` Already handled or not found: ${skipped.join(', ')}.` : ''}`, done === 0 ? 'error' : 'flash');
     res.redirect(303, `/admin/lists/${list.address}/held`);
+  });
+
+  // Sender rules: always accept (allow) or silently drop (ban) an address or a whole @domain.
+  r.post('/admin/lists/:list/senders', moderator, requireCsrf, async (req, res) => {
+    const { list } = listAccessOf(res);
+    const action = oneOf('Action', field(req, 'action'), ['add', 'remove'] as const);
+    const email = field(req, 'email', 254).toLowerCase();
+    const back = `/admin/lists/${list.address}/held#senders`;
+    try {
+      if (action === 'add') {
+        const kind = oneOf('Rule', field(req, 'kind'), ['allow', 'ban'] as const);
+        const days = field(req, 'days') ? positiveInt(field(req, 'days'), 0) : 0;
+        const expiresAt = days > 0 ? new Date(Date.now() + days * 86_400_000) : null;
+        const rule = await addSenderRule(db, list.id, email, kind, { expiresAt, by: actor(req) });
+        await recordAudit(db, { actor: actor(req), action: `sender.${kind}`, list, target: rule.email, detail: expiresAt ? { expires: expiresAt.toISOString() } : {} });
+        flash(ctx, res, `${rule.email} ${kind === 'allow' ? 'is always accepted' : 'is banned'}${expiresAt ? ` for ${days} day${days === 1 ? '' : 's'}` : ''}.`);
+      } else {
+        const removed = await removeSenderRule(db, list.id, email);
+        if (removed) await recordAudit(db, { actor: actor(req), action: 'sender.remove', list, target: email });
+        flash(ctx, res, removed ? `The rule for ${email} is gone.` : 'Nothing changed.');
+      }
+    } catch (err) {
+      if (!(err instanceof InvalidInput)) throw err;
+      flash(ctx, res, err.message, 'error');
+    }
+    res.redirect(303, back);
   });
 
   return r;

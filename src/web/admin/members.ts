@@ -1,7 +1,8 @@
 import { Router, type Request } from 'express';
 import { recordAudit } from '../../db/audit.ts';
 import { findMember, addMember, reenableMember, setMemberMode, type DeliveryMode, type MemberStatus } from '../../db/members.ts';
-import { memberAudit, memberBatch, memberBounces, memberCounts, removeMembers, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
+import { memberBounces } from '../../db/bounces.ts';
+import { memberAudit, memberBatch, memberCounts, removeMembers, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
 import { NotFound } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../app.ts';
@@ -12,7 +13,7 @@ import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { field, fields, oneOf, optionalOneOf, positiveInt, query } from './form.ts';
 import { csvCell, parseMemberLines } from './member-import.ts';
 import { multipartForm } from './multipart.ts';
-import { inviteMember } from './delivery-api.ts';
+import { requestSubscription } from '../../subscriptions.ts';
 
 const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
 const STATUSES: MemberStatus[] = ['active', 'pending', 'disabled', 'unsubscribed'];
@@ -80,7 +81,8 @@ export function membersRouter(ctx: WebContext): Router {
     const outcomes: Record<string, string[]> = { added: [], reactivated: [], updated: [], unchanged: [], invited: [] };
     for (const e of entries) {
       if (invite) {
-        await inviteMember(db, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? mode });
+        // A confirmation request like the web form's: the address must agree before it is added.
+        await requestSubscription(db, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? mode, via: 'web', publicUrl: ctx.cfg.publicUrl });
         outcomes.invited.push(e.email);
       } else {
         outcomes[await addMember(db, list.id, e.email, e.mode ?? mode, e.name)].push(e.email);

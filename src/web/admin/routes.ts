@@ -20,7 +20,7 @@ import { requestsRouter } from './requests.ts';
  *   /lists/LIST/subscribe                                       subscribe-form.ts
  *   /admin/, /admin/dashboard, /admin/audit                     dashboard.ts
  *   /admin/lists/new, /admin/lists/LIST/{,settings,roles,delete,audit}   lists.ts
- *   /admin/lists/LIST/held[/ID]                                 held.ts
+ *   /admin/lists/LIST/held[/ID], /admin/lists/LIST/senders        held.ts
  *   /admin/lists/LIST/requests                                  requests.ts
  *   /admin/lists/LIST/members[.csv,/add,/bulk,/EMAIL]           members.ts
  *   /admin/lists/LIST/messages[/hide,/unhide]                   messages.ts

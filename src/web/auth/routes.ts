@@ -13,7 +13,7 @@ import { render } from '../render.ts';
 import { endSession, flash, startSession } from '../session.ts';
 import { field, query } from '../admin/form.ts';
 import { safeNext } from './guards.ts';
-import { sendPanelMail } from './mailer.ts';
+import { sendNotice } from '../../notices.ts';
 
 /**
  * Logging in and out: password (argon2), or a one-time link by mail; password reset by mail.
@@ -83,7 +83,7 @@ export function authRouter(ctx: WebContext): Router {
       const token = await issueLoginToken(db, email, purpose, purpose === 'login' ? LINK_TTL : RESET_TTL);
       const suffix = next ? `?next=${encodeURIComponent(next)}` : '';
       const link = `${ctx.cfg.publicUrl}/login/${purpose === 'login' ? 'link' : 'reset'}/${token}${suffix}`;
-      await sendPanelMail(db, {
+      await sendNotice(db, {
         to: email,
         subject: purpose === 'login' ? 'Your login link' : 'Choose a new password',
         text: purpose === 'login'

@@ -1,0 +1,186 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createList, findList, type ListRow } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import { archiveMessage } from '../src/db/messages.ts';
+import { parse } from '../src/mail/parse.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { message } from './helpers/smtp.ts';
+import { loggedIn, type WebClient } from './helpers/browser.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let admin: WebClient;
+let owner: WebClient;
+let dev: ListRow;
+const S = '/admin/lists/dev@lists.example.org/settings';
+
+const settingsForm = (over: Record<string, string> = {}) => ({
+  name: 'Developers', description: 'Talk about the code', post_policy: 'members', subscribe_policy: 'confirm', archive: 'public',
+  subject_prefix: '', footer: '', reply_to: 'none', reply_to_address: '', dmarc_mitigation: 'none', max_message_kb: '0',
+  dkim_domain: '', dkim_selector: '', dkim_private_key: '', digest_size_kb: '30', digest_interval_hours: '24', bounce_threshold: '3', held_notice_minutes: '15',
+  ...over,
+});
+
+async function archive(listId: number, id: string) {
+  const raw = Buffer.from(message({ id, subject: `about ${id}` }));
+  await archiveMessage(db.pool, listId, raw, await parse(raw));
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+  admin = await loggedIn(db, web.url, 'admin@example.org', { siteAdmin: true });
+  owner = await loggedIn(db, web.url, 'owner@example.org');
+});
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+
+describe('list settings', () => {
+  it('shows every setting of the list in one form', async () => {
+    const page = await owner.get(S);
+    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'held_notice_minutes']) {
+      expect(page.text, name).toContain(`name="${name}"`);
+    }
+  });
+
+  it('saves policies, prefix, footer, Reply-To, DMARC mitigation and size limit, and records what changed', async () => {
+    const r = await owner.post(S, settingsForm({
+      post_policy: 'moderated', subscribe_policy: 'approve', archive: 'private', subject_prefix: '[dev]', footer: 'Unsubscribe: see the headers',
+      reply_to: 'address', reply_to_address: 'Replies@Example.org', dmarc_mitigation: 'munge_from', max_message_kb: '512',
+    }));
+    expect(r.status).toBe(303);
+    const list = await findList(db.pool, 'dev');
+    expect(list).toMatchObject({
+      name: 'Developers', description: 'Talk about the code', post_policy: 'moderated', subscribe_policy: 'approve', archive: 'private',
+      subject_prefix: '[dev]', footer: 'Unsubscribe: see the headers', reply_to: 'address', reply_to_address: 'replies@example.org',
+      dmarc_mitigation: 'munge_from', max_message_size: 512 * 1024,
+    });
+    const { rows } = await db.pool.query(`select actor, action, detail from audit_log where action = 'list.settings'`);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].actor).toBe('owner@example.org');
+    expect(rows[0].detail).toMatchObject({ post_policy: 'moderated', subject_prefix: '[dev]', max_message_size: 524288 });
+    expect((await owner.get(S)).text).toContain('Saved:');
+  });
+
+  it('refuses bad values all at once and keeps the list as it was', async () => {
+    const r = await owner.post(S, settingsForm({ post_policy: 'sometimes', reply_to: 'address', reply_to_address: 'nope', max_message_kb: '-1', bounce_threshold: 'lots' }));
+    expect(r.status).toBe(400);
+    expect(r.text).toContain('Nothing was saved');
+    expect(r.text).toContain('Who may post');
+    expect(r.text).toContain('Reply-To address');
+    expect(r.text).toContain('Maximum message size');
+    expect(r.text).toContain('Bounce threshold');
+    expect((await findList(db.pool, 'dev')).post_policy).toBe('moderated');
+  });
+
+  it('stores a DKIM key without ever showing it again', async () => {
+    const key = '-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAsecret\n-----END PRIVATE KEY-----';
+    await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', dkim_private_key: key }));
+    expect((await findList(db.pool, 'dev')).dkim_private_key).toBe(key);
+    const page = await owner.get(S);
+    expect(page.text).not.toContain('MIIBVQ');
+    expect(page.text).toContain('A key is stored');
+    // Saving again without a key keeps the stored one; the checkbox removes it.
+    await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1' }));
+    expect((await findList(db.pool, 'dev')).dkim_private_key).toBe(key);
+    await owner.post(S, settingsForm({ dkim_clear_key: '1' }));
+    expect((await findList(db.pool, 'dev')).dkim_private_key).toBeNull();
+  });
+});
+
+describe('owners and moderators', () => {
+  it('adds and removes moderators and owners, with the audit log saying who did it', async () => {
+    expect((await owner.post('/admin/lists/dev@lists.example.org/roles', { action: 'add', role: 'moderator', email: 'Mod@Example.org' })).status).toBe(303);
+    expect((await owner.post('/admin/lists/dev@lists.example.org/roles', { action: 'add', role: 'owner', email: 'second@example.org' })).status).toBe(303);
+    const { rows } = await db.pool.query('select email, role from list_roles where list_id = $1 order by email', [dev.id]);
+    expect(rows).toEqual([{ email: 'mod@example.org', role: 'moderator' }, { email: 'owner@example.org', role: 'owner' }, { email: 'second@example.org', role: 'owner' }]);
+    // The new moderator can open the held queue right away.
+    const mod = await loggedIn(db, web.url, 'mod@example.org');
+    expect((await mod.get('/admin/lists/dev@lists.example.org/held')).status).toBe(200);
+    await owner.post('/admin/lists/dev@lists.example.org/roles', { action: 'remove', role: 'moderator', email: 'mod@example.org' });
+    expect((await mod.get('/admin/lists/dev@lists.example.org/held')).status).toBe(403);
+    const audit = await db.pool.query(`select actor, action, target from audit_log where action like 'role.%' order by id`);
+    expect(audit.rows).toEqual([
+      { actor: 'owner@example.org', action: 'role.add', target: 'mod@example.org' },
+      { actor: 'owner@example.org', action: 'role.add', target: 'second@example.org' },
+      { actor: 'owner@example.org', action: 'role.remove', target: 'mod@example.org' },
+    ]);
+  });
+
+  it('keeps at least one owner when an owner removes owners', async () => {
+    await owner.post('/admin/lists/dev@lists.example.org/roles', { action: 'remove', role: 'owner', email: 'second@example.org' });
+    const r = await owner.post('/admin/lists/dev@lists.example.org/roles', { action: 'remove', role: 'owner', email: 'owner@example.org' });
+    expect(r.status).toBe(303);
+    expect((await owner.get(S)).text).toContain('keeps at least one owner');
+    expect((await db.pool.query(`select email from list_roles where list_id = $1 and role = 'owner'`, [dev.id])).rows).toEqual([{ email: 'owner@example.org' }]);
+  });
+});
+
+describe('creating and deleting lists', () => {
+  it('creates a list from the form, on MAIL_DOMAIN when no domain is given', async () => {
+    const r = await admin.post('/admin/lists/new', { address: 'announce', name: 'Announcements', description: 'News', post_policy: 'moderated', subscribe_policy: 'open', archive: 'public', owners: 'boss@example.org, helper@example.org' });
+    expect(r.status).toBe(303);
+    expect(r.location).toBe('/admin/lists/announce@lists.example.org/settings');
+    const list = await findList(db.pool, 'announce');
+    expect(list).toMatchObject({ name: 'Announcements', post_policy: 'moderated', subscribe_policy: 'open' });
+    expect((await db.pool.query('select email from list_roles where list_id = $1 order by email', [list.id])).rows.map((x) => x.email)).toEqual(['boss@example.org', 'helper@example.org']);
+    const dup = await admin.post('/admin/lists/new', { address: 'announce', post_policy: 'open', subscribe_policy: 'open', archive: 'public' });
+    expect(dup.status).toBe(400);
+    expect(dup.text).toContain('already exists');
+    const bad = await admin.post('/admin/lists/new', { address: 'news-owner', post_policy: 'open', subscribe_policy: 'open', archive: 'public' });
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('-owner');
+  });
+
+  it('states the consequences before deleting, asks for the address, then deletes the list and its own archive', async () => {
+    const doomed = await createList(db.pool, { address: 'doomed@lists.example.org', name: 'Doomed', description: '', postPolicy: 'open', subscribePolicy: 'open', archive: 'public', owners: ['x@example.org'] });
+    await addMember(db.pool, doomed.id, 'a@example.org', 'each');
+    await addMember(db.pool, doomed.id, 'b@example.org', 'each');
+    await archive(doomed.id, 'only-here@example.org');
+    await archive(doomed.id, 'cross@example.org');
+    await archive(dev.id, 'cross@example.org');
+    const page = await admin.get('/admin/lists/doomed@lists.example.org/delete');
+    expect(page.status).toBe(200);
+    expect(page.text).toMatch(/<strong>2<\/strong> members/);
+    expect(page.text).toMatch(/<strong>1<\/strong> of its 2 messages/);
+    expect(page.text).toContain('cannot be undone');
+    const wrong = await admin.post('/admin/lists/doomed@lists.example.org/delete', { confirm: 'doomed' });
+    expect(wrong.status).toBe(400);
+    expect((await db.pool.query(`select 1 from lists where id = $1`, [doomed.id])).rows).toHaveLength(1);
+    const ok = await admin.post('/admin/lists/doomed@lists.example.org/delete', { confirm: 'doomed@lists.example.org' });
+    expect(ok.status).toBe(303);
+    expect((await db.pool.query(`select 1 from lists where id = $1`, [doomed.id])).rows).toHaveLength(0);
+    const msgs = await db.pool.query(`select message_id from messages where message_id in ('only-here@example.org', 'cross@example.org')`);
+    expect(msgs.rows).toEqual([{ message_id: 'cross@example.org' }]);
+    const audit = await db.pool.query(`select actor, action, list_id, list_address from audit_log where action = 'list.delete'`);
+    expect(audit.rows).toEqual([{ actor: 'admin@example.org', action: 'list.delete', list_id: null, list_address: 'doomed@lists.example.org' }]);
+  });
+});
+
+describe('the panel home and the dashboard', () => {
+  it("shows a site admin every list and an owner only theirs", async () => {
+    const all = await admin.get('/admin/');
+    expect(all.text).toContain('dev@lists.example.org');
+    expect(all.text).toContain('announce@lists.example.org');
+    const mine = await owner.get('/admin/');
+    expect(mine.text).toContain('dev@lists.example.org');
+    expect(mine.text).not.toContain('announce@lists.example.org');
+  });
+
+  it('draws deliveries and bounces per hour as inline SVG, with queue depth, recent errors and audit entries', async () => {
+    await db.pool.query(`insert into delivery_hourly (hour, sent, deferred, failed, bounced) values (date_trunc('hour', now()), 40, 3, 1, 2), (date_trunc('hour', now()) - interval '5 hours', 10, 0, 0, 0)`);
+    await db.pool.query(`insert into ingest_errors (reason, raw) values ('message could not be parsed: test', '\\x00')`);
+    const r = await admin.get('/admin/dashboard');
+    expect(r.status).toBe(200);
+    expect(r.text).toContain('<svg');
+    expect(r.text).toMatch(/sent 40, deferred 3, failed 1, bounced 2/);
+    expect(r.text).toContain('max 46/h');
+    expect(r.text).toContain('message could not be parsed: test');
+    expect(r.text).toContain('list.delete');
+    expect(r.text).not.toContain('<script');
+  });
+});
