@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember, findMember } from '../src/db/members.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let dev: ListRow;
+let qa: ListRow;
+let member: WebClient;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  qa = await createList(db.pool, { address: 'qa@lists.example.org', name: 'QA', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  await addMember(db.pool, dev.id, 'me@example.org', 'each');
+  await addMember(db.pool, qa.id, 'me@example.org', 'digest');
+  await addMember(db.pool, qa.id, 'someone@example.org', 'each');
+  member = await loggedIn(db, web.url, 'me@example.org');
+});
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+beforeEach(async () => {
+  await db.pool.query('delete from rate_limits');
+  await db.pool.query('delete from outbox');
+});
+
+const idOf = async (list: ListRow, email: string) => (await findMember(db.pool, list.id, email))!.id;
+
+describe('a member manages their own subscriptions', () => {
+  it('sees each subscription with its delivery mode', async () => {
+    const r = await member.get('/account');
+    expect(r.status).toBe(200);
+    expect(r.text).toContain('dev@lists.example.org');
+    expect(r.text).toContain('qa@lists.example.org');
+    expect(r.text).not.toContain('someone@example.org');
+    expect(r.text).not.toContain('href="/admin/"');
+  });
+
+  it('changes the delivery mode', async () => {
+    const r = await member.post(`/account/subscriptions/${await idOf(dev, 'me@example.org')}`, { action: 'mode', mode: 'digest' });
+    expect(r.status).toBe(303);
+    expect((await findMember(db.pool, dev.id, 'me@example.org'))!.mode).toBe('digest');
+    expect((await member.get('/account')).text).toContain('delivery is now &quot;digest&quot;');
+  });
+
+  it('re-enables delivery after bounces', async () => {
+    await db.pool.query(`update members set status = 'disabled', bounce_score = 5 where list_id = $1 and email = 'me@example.org'`, [qa.id]);
+    expect((await member.get('/account')).text).toContain('Re-enable delivery');
+    await member.post(`/account/subscriptions/${await idOf(qa, 'me@example.org')}`, { action: 'reenable' });
+    expect(await findMember(db.pool, qa.id, 'me@example.org')).toMatchObject({ status: 'active', bounce_score: 0 });
+  });
+
+  it('unsubscribes', async () => {
+    await member.post(`/account/subscriptions/${await idOf(qa, 'me@example.org')}`, { action: 'unsubscribe' });
+    expect((await findMember(db.pool, qa.id, 'me@example.org'))!.status).toBe('unsubscribed');
+    expect((await member.get('/account')).text).not.toContain('href="/lists/qa@lists.example.org/"');
+  });
+
+  it("cannot touch someone else's subscription", async () => {
+    const r = await member.post(`/account/subscriptions/${await idOf(qa, 'someone@example.org')}`, { action: 'unsubscribe' });
+    expect(r.status).toBe(403);
+    expect((await findMember(db.pool, qa.id, 'someone@example.org'))!.status).toBe('active');
+  });
+
+  it('sets a password, then needs the current one to change it', async () => {
+    const c = await loggedIn(db, web.url, 'pw@example.org');
+    await c.post('/account/password', { password: 'first password', confirm: 'first password' });
+    const login = await new WebClient(web.url).post('/login', { email: 'pw@example.org', password: 'first password' });
+    expect(login.status).toBe(303);
+    await c.post('/account/password', { current: 'wrong', password: 'second password', confirm: 'second password' });
+    expect((await c.get('/account')).text).toContain('current password was not right');
+    expect((await new WebClient(web.url).post('/login', { email: 'pw@example.org', password: 'second password' })).status).toBe(401);
+  });
+});
+
+describe('subscribing on the web', () => {
+  const subscribe = (email: string, ip = '198.51.100.20', extra: Record<string, string> = {}) =>
+    new WebClient(web.url, { 'x-forwarded-for': ip }).post('/lists/dev/subscribe', { email, mode: 'each', ...extra });
+
+  it('shows a form and answers with "check your mail", sending a confirmation and subscribing nobody yet', async () => {
+    const form = await new WebClient(web.url).get('/lists/dev/subscribe');
+    expect(form.status).toBe(200);
+    expect(form.text).toContain('name="email"');
+    const r = await subscribe('new@example.org');
+    expect(r.status).toBe(200);
+    expect(r.text).toContain('Check your mail');
+    expect(await findMember(db.pool, dev.id, 'new@example.org')).toBeNull();
+    expect(await queuedMail(db, 'new@example.org')).toHaveLength(1);
+  });
+
+  it('gives the same answer whether or not the address is already subscribed', async () => {
+    const strip = (t: string, email: string) => t.replaceAll(email, 'X').replace(/value="[^"]*"/g, '');
+    const fresh = await subscribe('fresh@example.org');
+    const existing = await subscribe('me@example.org');
+    expect(existing.status).toBe(fresh.status);
+    expect(strip(existing.text, 'me@example.org')).toBe(strip(fresh.text, 'fresh@example.org'));
+  });
+
+  it('sends at most a few confirmations to one address, however many requests come from however many IPs', async () => {
+    for (let i = 0; i < 8; i++) expect((await subscribe('victim@example.org', `203.0.113.${i}`)).status).toBe(200);
+    expect((await queuedMail(db, 'victim@example.org')).length).toBeLessThanOrEqual(3);
+  });
+
+  it('limits requests per IP', async () => {
+    let last = 0;
+    for (let i = 0; i < 11; i++) last = (await subscribe(`many${i}@example.org`, '192.0.2.55')).status;
+    expect(last).toBe(429);
+  });
+
+  it('sends nothing for a filled-in honeypot field, with the same answer', async () => {
+    const r = await subscribe('bot-target@example.org', '198.51.100.21', { website: 'http://spam.example' });
+    expect(r.status).toBe(200);
+    expect(await queuedMail(db, 'bot-target@example.org')).toHaveLength(0);
+  });
+
+  it('refuses an invalid address with the form again', async () => {
+    const r = await subscribe('not an address');
+    expect(r.status).toBe(400);
+    expect(r.text).toContain('valid e-mail address');
+  });
+});
