@@ -1,13 +1,43 @@
+import os from 'node:os';
 import type { Command } from 'commander';
+import { InvalidInput } from '../errors.ts';
+import { findList } from '../db/lists.ts';
+import { listHeld, moderate, type ModerationAction } from '../held.ts';
+import { printJson, printTable, runCommand } from './context.ts';
 
-/** Reserved command names (DESIGN §4); implemented by the issue that gives them meaning. */
+const ACTIONS: ModerationAction[] = ['approve', 'reject', 'discard'];
+
 export function registerModerationCommands(program: Command) {
-  program.command('held', { hidden: true }).allowUnknownOption().allowExcessArguments().action(() => {
-    process.stderr.write('listkeeper: "held" is not available in this version yet\n');
-    process.exitCode = 1;
-  });
-  program.command('moderate', { hidden: true }).allowUnknownOption().allowExcessArguments().action(() => {
-    process.stderr.write('listkeeper: "moderate" is not available in this version yet\n');
-    process.exitCode = 1;
-  });
+  program
+    .command('held')
+    .argument('<list>', 'list address or unique local part')
+    .option('--json', 'machine-readable output')
+    .description('messages awaiting moderation')
+    .action((ref: string, o) =>
+      runCommand(async ({ db }) => {
+        const list = await findList(db.pool, ref);
+        const held = await listHeld(db.pool, list.id);
+        if (o.json) {
+          return printJson(held.map((h) => ({ id: h.id, message_id: h.message_id, from: h.from, subject: h.subject, reason: h.reason, received_at: h.received_at })));
+        }
+        if (held.length === 0) return void process.stdout.write(`nothing is held on ${list.address}\n`);
+        printTable(held.map((h) => ({ ...h, received_at: h.received_at.toISOString().slice(0, 16).replace('T', ' ') })), ['id', 'received_at', 'from', 'subject', 'reason']);
+      }),
+    );
+
+  program
+    .command('moderate')
+    .argument('<id>', 'held message id (see `listkeeper held LIST`)')
+    .argument('<action>', 'approve|reject|discard')
+    .option('--reason <text>', 'why (mailed to the sender on reject)')
+    .description('approve, reject or discard a held message')
+    .action((id: string, action: string, o) =>
+      runCommand(async ({ db }) => {
+        if (!/^\d+$/.test(id)) throw new InvalidInput(`held message id must be a number (got "${id}")`);
+        if (!ACTIONS.includes(action as ModerationAction)) throw new InvalidInput(`action must be one of ${ACTIONS.join(', ')} (got "${action}")`);
+        await moderate(db.pool, Number(id), action as ModerationAction, { reason: o.reason, by: `cli:${os.userInfo().username}` });
+        const past = { approve: 'approved', reject: 'rejected', discard: 'discarded' }[action as ModerationAction];
+        process.stdout.write(`held message ${id} ${past}\n`);
+      }),
+    );
 }

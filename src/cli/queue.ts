@@ -1,9 +1,28 @@
 import type { Command } from 'commander';
+import { queueStats } from '../db/outbox.ts';
+import { printJson, runCommand } from './context.ts';
 
-/** Reserved command names (DESIGN §4); implemented by the issue that gives them meaning. */
 export function registerQueueCommand(program: Command) {
-  program.command('queue', { hidden: true }).allowUnknownOption().allowExcessArguments().action(() => {
-    process.stderr.write('listkeeper: "queue" is not available in this version yet\n');
-    process.exitCode = 1;
-  });
+  program
+    .command('queue')
+    .option('--json', 'machine-readable output')
+    .description('outbound queue status: rows by state, the oldest waiting, live workers')
+    .action((o) =>
+      runCommand(async ({ db }) => {
+        const stats = await queueStats(db.pool);
+        if (o.json) return printJson(stats);
+        const c = stats.counts;
+        const lines = [
+          `queued   ${c.queued}${stats.deferred ? ` (${stats.deferred} waiting to retry)` : ''}`,
+          `sending  ${c.sending}`,
+          `sent     ${c.sent}`,
+          `failed   ${c.failed}`,
+          stats.oldest
+            ? `oldest   #${stats.oldest.id} to ${stats.oldest.recipient}, queued ${stats.oldest.created_at.toISOString()}, next try ${stats.oldest.run_at.toISOString()}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`
+            : 'oldest   nothing waiting',
+          `workers  ${stats.workers.length ? stats.workers.map((w) => w.name).join(', ') : 'none running'}`,
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }),
+    );
 }

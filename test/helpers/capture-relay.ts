@@ -1,0 +1,130 @@
+import type { AddressInfo } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+import { parseConfig, type Config } from '../../src/config.ts';
+import type { Database } from '../../src/db/database.ts';
+import { DeliveryWorker } from '../../src/delivery/worker.ts';
+
+/**
+ * A real SMTP server on an ephemeral port that stands in for the relay (or a recipient's MX):
+ * it records every envelope and message, and can be told to refuse recipients (4xx or 5xx at
+ * RCPT TO) or to be slow, to exercise retries, bounces and crashes.
+ */
+export interface Captured {
+  from: string;
+  to: string;
+  raw: Buffer;
+}
+
+export type RcptRule = (address: string, attempt: number) => { code: number; message: string } | null;
+
+export interface CaptureRelay {
+  port: number;
+  url: string;
+  messages: Captured[];
+  /** RCPT TO attempts per address */
+  attempts: Map<string, number>;
+  setRule(rule: RcptRule | null): void;
+  setDelay(ms: number): void;
+  /** resolves once `n` messages have arrived (throws after timeoutMs) */
+  waitFor(n: number, timeoutMs?: number): Promise<Captured[]>;
+  to(address: string): Captured[];
+  clear(): void;
+  stop(): Promise<void>;
+}
+
+export async function startCaptureRelay(): Promise<CaptureRelay> {
+  const messages: Captured[] = [];
+  const attempts = new Map<string, number>();
+  let rule: RcptRule | null = null;
+  let delay = 0;
+  const waiters: (() => void)[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    logger: false,
+    size: 50 * 1024 * 1024,
+    maxClients: 1000,
+    onRcptTo(address, _session, cb) {
+      const a = address.address.toLowerCase();
+      const n = (attempts.get(a) ?? 0) + 1;
+      attempts.set(a, n);
+      const refusal = rule?.(a, n);
+      if (refusal) return cb(Object.assign(new Error(refusal.message), { responseCode: refusal.code }));
+      cb();
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const finish = () => {
+          const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+          for (const r of session.envelope.rcptTo) messages.push({ from, to: r.address.toLowerCase(), raw: Buffer.concat(chunks) });
+          for (const w of waiters.splice(0)) w();
+          cb(null);
+        };
+        if (delay > 0) setTimeout(finish, delay);
+        else finish();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.server.address() as AddressInfo).port;
+  return {
+    port,
+    url: `smtp://127.0.0.1:${port}`,
+    messages,
+    attempts,
+    setRule: (r) => { rule = r; },
+    setDelay: (ms) => { delay = ms; },
+    async waitFor(n, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (messages.length < n) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`capture relay: waited for ${n} messages, got ${messages.length}`);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(left, 200));
+          waiters.push(() => { clearTimeout(t); resolve(); });
+        });
+      }
+      return messages;
+    },
+    to: (address) => messages.filter((m) => m.to === address.toLowerCase()),
+    clear: () => { messages.length = 0; attempts.clear(); },
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+// ---- the delivery worker against the capture relay ----
+
+
+/** A configuration for workers in tests: the capture relay, quick polling, a short lease. */
+export function workerConfig(relay: { url: string }, env: Record<string, string> = {}): Config {
+  return parseConfig({
+    MAIL_DOMAIN: 'lists.example.org',
+    PUBLIC_URL: 'https://lists.example.org',
+    RELAY_URL: relay.url,
+    DELIVERY_POLL_MS: '100',
+    DELIVERY_LEASE_SECONDS: '2',
+    DELIVERY_CONNECTIONS: '4',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+}
+
+export async function startWorker(db: Database, cfg: Config, name?: string): Promise<DeliveryWorker> {
+  const worker = new DeliveryWorker(db.pool, db.url, cfg, { name });
+  await worker.start();
+  return worker;
+}
+
+/** Waits until the outbox has nothing left to send (queued rows due now, or rows being sent). */
+export async function drained(db: Database, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.pool.query<{ n: number }>(
+      `select count(*)::int as n from outbox where state = 'sending' or (state = 'queued' and run_at <= now())`);
+    if (rows[0].n === 0) return;
+    if (Date.now() > deadline) throw new Error(`outbox not drained: ${rows[0].n} rows left`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
