@@ -94,6 +94,23 @@ describe('subscribing on the web', () => {
     expect(await queuedMail(db, 'new@example.org')).toHaveLength(1);
   });
 
+  it('asks for confirmation even on a list whose policy is open', async () => {
+    await db.pool.query(`update lists set subscribe_policy = 'open' where id = $1`, [dev.id]);
+    try {
+      const r = await subscribe('open-list@example.org');
+      expect(r.status).toBe(200);
+      expect(await findMember(db.pool, dev.id, 'open-list@example.org')).toBeNull();
+      const mail = await queuedMail(db, 'open-list@example.org');
+      expect(mail).toHaveLength(1);
+      const link = /https?:\/\/\S+\/confirm\/\S+/.exec(mail[0].text)![0];
+      const confirmed = await new WebClient(web.url).post(new URL(link).pathname);
+      expect(confirmed.status).toBeLessThan(400);
+      expect((await findMember(db.pool, dev.id, 'open-list@example.org'))?.status).toBe('active');
+    } finally {
+      await db.pool.query(`update lists set subscribe_policy = 'confirm' where id = $1`, [dev.id]);
+    }
+  });
+
   it('gives the same answer whether or not the address is already subscribed', async () => {
     const strip = (t: string, email: string) => t.replaceAll(email, 'X').replace(/value="[^"]*"/g, '');
     const fresh = await subscribe('fresh@example.org');

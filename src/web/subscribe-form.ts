@@ -8,6 +8,8 @@ import type { WebContext } from './app.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';
 import { field } from './admin/form.ts';
+import type pg from 'pg';
+import type { ListRow } from '../db/lists.ts';
 import { requestSubscription } from '../subscriptions.ts';
 
 /**
@@ -42,7 +44,7 @@ export function subscribeRouter(ctx: WebContext): Router {
     const underLimit = await allowHit(db, `subscribe:email:${email}`, LIMITS.perEmail, LIMITS.windowSeconds);
     if (!robot && underLimit) {
       try {
-        await requestSubscription(db, list, email, { name, mode, via: 'web', publicUrl: ctx.cfg.publicUrl });
+        await requestWebSubscription(db, list, email, { name, mode, publicUrl: ctx.cfg.publicUrl });
       } catch (err) {
         // Still the same answer: an error here must not reveal anything about the address.
         log.error({ err, list: list.address }, 'web subscription request failed');
@@ -54,3 +56,14 @@ export function subscribeRouter(ctx: WebContext): Router {
   return r;
 }
 
+
+/**
+ * A subscription asked for on the web (this form, or an owner's "send a confirmation request"):
+ * always double opt-in. A list whose policy is "open" takes members without an owner's approval,
+ * but an address typed into a web form is still confirmed by its owner first; otherwise the form
+ * would subscribe strangers' addresses at will.
+ */
+export async function requestWebSubscription(pool: pg.Pool, list: ListRow, email: string, opts: { name?: string; mode: DeliveryMode; publicUrl: string }): Promise<void> {
+  const policy = list.subscribe_policy === 'open' ? 'confirm' : list.subscribe_policy;
+  await requestSubscription(pool, { ...list, subscribe_policy: policy }, email, { ...opts, via: 'web' });
+}

@@ -60,7 +60,7 @@ export function hourlyChart(rows: HourlyCounts[], width = 720, height = 160): Ch
   const labels = rows
     .map((r, i) => ({ i, d: new Date(r.hour) }))
     .filter(({ d }) => d.getUTCHours() % 6 === 0)
-    .map(({ i, d }) => ({ x: round(i * slot + slot / 2), text: `${String(d.getUTCHours()).padStart(2, '0')}h` }));
+    .map(({ i, d }) => ({ x: round(Math.min(width - 12, Math.max(12, i * slot + slot / 2))), text: `${String(d.getUTCHours()).padStart(2, '0')}h` }));
   return { width, height, plotHeight, max, bars, labels, totals };
 }
 

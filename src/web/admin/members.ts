@@ -13,7 +13,7 @@ import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { field, fields, oneOf, optionalOneOf, positiveInt, query } from './form.ts';
 import { csvCell, parseMemberLines } from './member-import.ts';
 import { multipartForm } from './multipart.ts';
-import { requestSubscription } from '../../subscriptions.ts';
+import { requestWebSubscription } from '../subscribe-form.ts';
 
 const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
 const STATUSES: MemberStatus[] = ['active', 'pending', 'disabled', 'unsubscribed'];
@@ -82,7 +82,7 @@ export function membersRouter(ctx: WebContext): Router {
     for (const e of entries) {
       if (invite) {
         // A confirmation request like the web form's: the address must agree before it is added.
-        await requestSubscription(db, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? mode, via: 'web', publicUrl: ctx.cfg.publicUrl });
+        await requestWebSubscription(db, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? mode, publicUrl: ctx.cfg.publicUrl });
         outcomes.invited.push(e.email);
       } else {
         outcomes[await addMember(db, list.id, e.email, e.mode ?? mode, e.name)].push(e.email);
