@@ -3,6 +3,7 @@ import { SMTPServer } from 'smtp-server';
 import { parseConfig, type Config } from '../../src/config.ts';
 import type { Database } from '../../src/db/database.ts';
 import { DeliveryWorker } from '../../src/delivery/worker.ts';
+import { log } from '../../src/log.ts';
 
 /**
  * A real SMTP server on an ephemeral port that stands in for the relay (or a recipient's MX):
@@ -112,6 +113,7 @@ export function workerConfig(relay: { url: string }, env: Record<string, string>
 }
 
 export async function startWorker(db: Database, cfg: Config, name?: string): Promise<DeliveryWorker> {
+  log.level = cfg.logLevel;
   const worker = new DeliveryWorker(db.pool, db.url, cfg, { name });
   await worker.start();
   return worker;
