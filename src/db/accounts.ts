@@ -101,6 +101,7 @@ export async function pruneLoginTokens(db: Queryable): Promise<number> {
 /** Makes a one-time link token for an address; only its hash is stored. */
 export async function issueLoginToken(db: Queryable, email: string, purpose: 'login' | 'reset', ttlSeconds: number): Promise<string> {
   const token = newToken();
+  await pruneLoginTokens(db);
   await createLoginToken(db, hashToken(token), email, purpose, ttlSeconds);
   return token;
 }

@@ -1,6 +1,6 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { hashToken as hashSecret, looksLikeToken, newToken } from '../db/credentials.ts';
-import { createSession, deleteSession, sessionAccount, touchSession } from '../db/sessions.ts';
+import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
 import type { WebContext } from './app.ts';
 import { cookies, secureCookies } from './cookies.ts';
 
@@ -46,6 +46,8 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
 /** Logs the browser in as an account: a fresh id (never reuse one from before the login). */
 export async function startSession(ctx: WebContext, req: Request, res: Response, accountId: number): Promise<string> {
   await endSession(ctx, req, res);
+  // Logins are rare enough to carry the clean-up of expired sessions (an indexed delete).
+  await pruneSessions(ctx.db.pool);
   const id = newToken();
   await createSession(ctx.db.pool, hashSecret(id), accountId, req.ip ?? null, req.get('user-agent') ?? null);
   res.cookie(SESSION_COOKIE, id, { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies(ctx.cfg.publicUrl), maxAge: MAX_AGE_MS });
