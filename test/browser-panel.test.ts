@@ -43,6 +43,15 @@ beforeAll(async () => {
   for (const [email, mode] of [['reader@example.net', 'each'], ['digest-reader@example.net', 'digest'], ['member@example.net', 'each']] as const) {
     await addMember(db.pool, dev.id, email, mode);
   }
+  const users = await createList(db.pool, { address: 'users@lists.example.org', name: 'Users', description: 'Questions and answers', postPolicy: 'members', subscribePolicy: 'approve', archive: 'public', owners: ['owner@example.org'] });
+  for (let i = 1; i <= 12; i++) await addMember(db.pool, users.id, `user${i}@example.com`, i % 3 ? 'each' : 'digest');
+  if (SCREENSHOTS) {
+    // Demo history for the dashboard screenshot only: two days of hourly delivery counts.
+    await db.pool.query(
+      `insert into delivery_hourly (hour, sent, deferred, failed, bounced)
+       select date_trunc('hour', now()) - make_interval(hours => h), 40 + (h * 37) % 90, (h * 7) % 5, (h % 11 = 0)::int, (h * 13) % 4
+         from generate_series(1, 47) h`);
+  }
 }, 120_000);
 
 afterAll(async () => {

@@ -20,7 +20,7 @@ export function dashboardRouter(ctx: WebContext): Router {
     const viewer = req.viewer!;
     const lists = await listsForStaff(db, viewer.email, viewer.isSiteAdmin);
     const totals = viewer.isSiteAdmin ? await siteTotals(db) : null;
-    render(ctx.views, req, res, 'admin/home.njk', { title: 'Admin', lists, totals });
+    render(ctx.views, req, res, 'admin/home.njk', { title: 'Admin', home: true, lists, totals });
   });
 
   r.get('/admin/dashboard', requireSiteAdmin, async (req, res) => {
