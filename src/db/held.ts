@@ -42,8 +42,8 @@ export async function insertHeld(db: Queryable, h: NewHeld): Promise<number | nu
   const { rows } = await db.query<{ id: number }>(
     `insert into held_messages (list_id, message_id, raw, size, from_email, from_name, subject, envelope_from, reason, rule,
                                 state, decided_at, decided_by)
-     values ($1, $2, $3, length($3), $4, $5, $6, $7, $8, $9, $10,
-             case when $10 = 'held' then null else now() end, case when $10 = 'held' then null else 'rule:' || $9 end)
+     values ($1, $2, $3::bytea, length($3::bytea), $4, $5, $6, $7, $8, $9, $10::text,
+             case when $10::text = 'held' then null else now() end, case when $10::text = 'held' then null else 'rule:' || $9::text end)
      on conflict (list_id, message_id) where state = 'held' do nothing
      returning id`,
     [h.listId, h.messageId, h.raw, h.fromEmail, h.fromName, h.subject, h.envelopeFrom, h.reason, h.rule, h.state],
