@@ -1,0 +1,252 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember, findMember } from '../src/db/members.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { parse, type ParsedMessage } from '../src/mail/parse.ts';
+import { decideSubscription, pendingApprovals, requestSubscription } from '../src/subscriptions.ts';
+import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+
+let db: TestDatabase;
+let relay: CaptureRelay;
+let smtp: RunningIngest;
+let web: RunningWeb;
+let worker: DeliveryWorker;
+let dev: ListRow;
+
+async function newList(local: string, subscribePolicy: 'open' | 'confirm' | 'approve') {
+  return createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: 'Development', postPolicy: 'members', subscribePolicy, archive: 'public', owners: ['owner@example.org'] });
+}
+
+async function mail(to: string, from: string, opts: { subject?: string; body?: string; headers?: Record<string, string>; envelopeFrom?: string } = {}) {
+  const res = await sendRaw(smtp.port, { from: opts.envelopeFrom ?? from, to: [to] }, message({ from, to, subject: opts.subject ?? '', body: opts.body ?? '', headers: opts.headers }));
+  expect(res.ok, res.response).toBe(true);
+}
+
+/** The next mail the relay got for an address, parsed. */
+async function nextMailTo(address: string, seen = 0): Promise<ParsedMessage & { envelopeFrom: string }> {
+  const deadline = Date.now() + 10_000;
+  while (relay.to(address).length <= seen) {
+    if (Date.now() > deadline) throw new Error(`no mail for ${address}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const m = relay.to(address)[seen];
+  return Object.assign(await parse(m.raw), { envelopeFrom: m.from });
+}
+
+const tokenOf = (m: ParsedMessage) => /^confirm ([a-f0-9]{32})$/.exec(m.subject)![1];
+const settle = async () => {
+  await drained(db);
+  await new Promise((r) => setTimeout(r, 300));
+};
+
+async function formPost(url: string, fields: Record<string, string>, cookie?: string) {
+  return fetch(url, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+/** GETs a page and returns its CSRF token and cookie, as a browser would have them. */
+async function csrfFrom(url: string) {
+  const res = await fetch(url);
+  const html = await res.text();
+  const token = /name="_csrf" value="([^"]+)"/.exec(html)?.[1];
+  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0];
+  return { res, html, token: token!, cookie };
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+  relay = await startCaptureRelay();
+  smtp = await startIngest(db.pool);
+  web = await startWeb(db);
+  dev = await newList('dev', 'confirm');
+  worker = await startWorker(db, workerConfig(relay));
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await web?.stop();
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+describe('subscribing by mail', () => {
+  it('answers LIST-subscribe@ with a confirmation whose Reply-To is LIST-confirm+TOKEN@ and which has a link', async () => {
+    await mail('dev-subscribe@lists.example.org', 'Nina <nina@x.example>');
+    const c = await nextMailTo('nina@x.example');
+    const token = tokenOf(c);
+    expect(c.headers.get('reply-to')).toEqual([`dev-confirm+${token}@lists.example.org`]);
+    expect(c.fromEmail).toBe('dev-request@lists.example.org');
+    expect(c.text).toContain(`/confirm/${token}`);
+    expect(c.envelopeFrom).toBe('dev-bounces+notice@lists.example.org');
+    expect(c.headers.get('auto-submitted')).toEqual(['auto-generated']);
+    expect(await findMember(db.pool, dev.id, 'nina@x.example')).toBeNull();
+  });
+
+  it('subscribes the address when the confirmation is answered by mail', async () => {
+    const token = tokenOf(await nextMailTo('nina@x.example'));
+    await mail(`dev-confirm+${token}@lists.example.org`, 'nina@x.example', { subject: `Re: confirm ${token}`, body: '> quoted text\n' });
+    expect(await findMember(db.pool, dev.id, 'nina@x.example')).toMatchObject({ status: 'active', mode: 'each' });
+    const welcome = await nextMailTo('nina@x.example', 1);
+    expect(welcome.subject).toBe('Welcome to dev@lists.example.org');
+    const member = await findMember(db.pool, dev.id, 'nina@x.example');
+    expect(welcome.text).toContain(`/u/${member!.token}`);
+  });
+
+  it('takes "subscribe digest" from the body of a message to LIST-request@ and confirms by link with CSRF', async () => {
+    await mail('dev-request@lists.example.org', 'omar@x.example', { subject: 'hello', body: 'subscribe digest\n\n-- \nOmar\n' });
+    const token = tokenOf(await nextMailTo('omar@x.example'));
+    const page = await csrfFrom(`${web.url}/confirm/${token}`);
+    expect(page.res.status).toBe(200);
+    expect(page.html).toContain('omar@x.example');
+    expect(page.html).toContain('dev@lists.example.org');
+    expect(await findMember(db.pool, dev.id, 'omar@x.example')).toBeNull(); // a GET changes nothing
+    const forged = await formPost(`${web.url}/confirm/${token}`, {});
+    expect(forged.status).toBe(403);
+    const ok = await formPost(`${web.url}/confirm/${token}`, { _csrf: page.token }, page.cookie);
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain('omar@x.example is subscribed to dev@lists.example.org');
+    expect(await findMember(db.pool, dev.id, 'omar@x.example')).toMatchObject({ status: 'active', mode: 'digest' });
+  });
+
+  it('refuses an expired confirmation link', async () => {
+    await mail('dev-subscribe@lists.example.org', 'late@x.example');
+    const token = tokenOf(await nextMailTo('late@x.example'));
+    await db.pool.query(`update subscription_requests set expires_at = now() - interval '1 minute' where email = 'late@x.example'`);
+    const page = await csrfFrom(`${web.url}/confirm/${token}`);
+    expect(page.res.status).toBe(410);
+    expect(page.html).toContain('expired');
+    await mail(`dev-confirm+${token}@lists.example.org`, 'late@x.example', { subject: `Re: confirm ${token}` });
+    const answer = await nextMailTo('late@x.example', 1);
+    expect(answer.text).toContain('expired');
+    expect(await findMember(db.pool, dev.id, 'late@x.example')).toBeNull();
+  });
+
+  it('sends the same confirmation to unsubscribe whether or not the address is subscribed', async () => {
+    await mail('dev-unsubscribe@lists.example.org', 'nina@x.example');
+    await mail('dev-request@lists.example.org', 'never@x.example', { subject: 'unsubscribe' });
+    const member = await nextMailTo('nina@x.example', 2);
+    const stranger = await nextMailTo('never@x.example');
+    const normalise = (m: ParsedMessage) => m.text.replaceAll(tokenOf(m), 'TOKEN').replace(/\S+@x\.example/g, 'ADDRESS');
+    expect(normalise(member)).toBe(normalise(stranger));
+    expect(member.subject.replace(/[a-f0-9]{32}/, '')).toBe(stranger.subject.replace(/[a-f0-9]{32}/, ''));
+    // Confirming does what was asked and reveals nothing either way.
+    await mail(`dev-confirm+${tokenOf(member)}@lists.example.org`, 'nina@x.example', { subject: 'Re: confirm' });
+    await mail(`dev-confirm+${tokenOf(stranger)}@lists.example.org`, 'never@x.example', { subject: 'Re: confirm' });
+    expect(await findMember(db.pool, dev.id, 'nina@x.example')).toMatchObject({ status: 'unsubscribed' });
+    expect(await findMember(db.pool, dev.id, 'never@x.example')).toBeNull();
+  });
+
+  it('answers "help" and mail without a command with the list of commands', async () => {
+    await mail('dev-request@lists.example.org', 'pat@x.example', { subject: 'help' });
+    await mail('dev-request@lists.example.org', 'quin@x.example', { subject: 'What is this?', body: 'How do I post?' });
+    const help = await nextMailTo('pat@x.example');
+    expect(help.text).toContain('subscribe     join the list');
+    expect(help.text).not.toContain('No command was found');
+    expect(help.headers.get('auto-submitted')).toEqual(['auto-replied']);
+    expect((await nextMailTo('quin@x.example')).text).toContain('No command was found in your message.');
+  });
+
+  it('never answers automatic mail sent to a command address, and keeps it with the reason', async () => {
+    await mail('dev-request@lists.example.org', 'robot@x.example', { subject: 'subscribe', headers: { 'Auto-Submitted': 'auto-replied' } });
+    await settle();
+    expect(relay.to('robot@x.example')).toHaveLength(0);
+    const { rows } = await db.pool.query(`select reason from ingest_errors where envelope_from = 'robot@x.example'`);
+    expect(rows[0].reason).toContain('automatic mail to the request address');
+  });
+
+  it('sends at most a few confirmations per address and hour (subscription bombing)', async () => {
+    for (let i = 0; i < 6; i++) await mail('dev-subscribe@lists.example.org', 'victim@x.example', { subject: `subscribe ${i}` });
+    await settle();
+    expect(relay.to('victim@x.example')).toHaveLength(3);
+  });
+
+  it('forwards mail for LIST-owner@ to the owners', async () => {
+    await mail('dev-owner@lists.example.org', 'worried@x.example', { subject: 'A question for the owners' });
+    const fwd = await nextMailTo('owner@example.org');
+    expect(fwd.subject).toBe('A question for the owners');
+    expect(fwd.fromEmail).toBe('worried@x.example');
+  });
+});
+
+describe('subscribe policies', () => {
+  it('waits for an owner after confirmation on an approve list, then subscribes on approval', async () => {
+    const club = await newList('club', 'approve');
+    expect(await requestSubscription(db.pool, club, 'sue@x.example', { via: 'web' })).toBe('pending');
+    const token = tokenOf(await nextMailTo('sue@x.example'));
+    await mail(`club-confirm+${token}@lists.example.org`, 'sue@x.example', { subject: `Re: confirm ${token}` });
+    expect(await findMember(db.pool, club.id, 'sue@x.example')).toBeNull();
+    const [request] = await pendingApprovals(db.pool, club.id);
+    expect(request).toMatchObject({ email: 'sue@x.example', state: 'approval' });
+    await decideSubscription(db.pool, request.id, 'approve', 'owner@example.org');
+    expect(await findMember(db.pool, club.id, 'sue@x.example')).toMatchObject({ status: 'active' });
+    expect(await pendingApprovals(db.pool, club.id)).toEqual([]);
+    await expect(decideSubscription(db.pool, request.id, 'reject', 'owner@example.org')).rejects.toThrow(/not waiting for approval/);
+  });
+
+  it('subscribes at once on an open list', async () => {
+    const open = await newList('open', 'open');
+    expect(await requestSubscription(db.pool, open, 'tim@x.example', { via: 'web' })).toBe('subscribed');
+    expect(await findMember(db.pool, open.id, 'tim@x.example')).toMatchObject({ status: 'active' });
+    expect((await nextMailTo('tim@x.example')).subject).toBe('Welcome to open@lists.example.org');
+  });
+});
+
+describe('one-click unsubscribe', () => {
+  it('shows a confirmation page on GET and changes nothing', async () => {
+    await addMember(db.pool, dev.id, 'uma@x.example', 'each');
+    const member = await findMember(db.pool, dev.id, 'uma@x.example');
+    const res = await fetch(`${web.url}/u/${member!.token}`);
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toContain('Unsubscribe <strong>uma@x.example</strong>');
+    expect(html).toContain('name="List-Unsubscribe" value="One-Click"');
+    expect(await findMember(db.pool, dev.id, 'uma@x.example')).toMatchObject({ status: 'active' });
+  });
+
+  it('unsubscribes at once on an RFC 8058 POST, without cookies or CSRF, and sets none', async () => {
+    const member = await findMember(db.pool, dev.id, 'uma@x.example');
+    const res = await formPost(`${web.url}/u/${member!.token}`, { 'List-Unsubscribe': 'One-Click' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('set-cookie')).toBeNull();
+    expect(await res.text()).toContain('uma@x.example is unsubscribed from dev@lists.example.org');
+    expect(await findMember(db.pool, dev.id, 'uma@x.example')).toMatchObject({ status: 'unsubscribed' });
+  });
+
+  it('accepts the one-click body as multipart/form-data too', async () => {
+    await addMember(db.pool, dev.id, 'val@x.example', 'each');
+    const member = await findMember(db.pool, dev.id, 'val@x.example');
+    const form = new FormData();
+    form.set('List-Unsubscribe', 'One-Click');
+    const res = await fetch(`${web.url}/u/${member!.token}`, { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    expect(await findMember(db.pool, dev.id, 'val@x.example')).toMatchObject({ status: 'unsubscribed' });
+  });
+
+  it('refuses a POST without the one-click body and an unknown token', async () => {
+    await addMember(db.pool, dev.id, 'wes@x.example', 'each');
+    const member = await findMember(db.pool, dev.id, 'wes@x.example');
+    expect((await formPost(`${web.url}/u/${member!.token}`, { anything: 'else' })).status).toBe(400);
+    expect((await formPost(`${web.url}/u/0123456789abcdef0123456789abcdef`, { 'List-Unsubscribe': 'One-Click' })).status).toBe(404);
+    expect((await fetch(`${web.url}/u/0123456789abcdef0123456789abcdef`)).status).toBe(404);
+    expect(await findMember(db.pool, dev.id, 'wes@x.example')).toMatchObject({ status: 'active' });
+  });
+
+  it('lets a member disabled by bounces turn delivery back on from the same page', async () => {
+    await addMember(db.pool, dev.id, 'xia@x.example', 'each');
+    await db.pool.query(`update members set status = 'disabled', bounce_score = 4 where email = 'xia@x.example'`);
+    const member = await findMember(db.pool, dev.id, 'xia@x.example');
+    const page = await csrfFrom(`${web.url}/u/${member!.token}`);
+    expect(page.html).toContain('Re-enable delivery');
+    const res = await formPost(`${web.url}/u/${member!.token}/reenable`, { _csrf: page.token }, page.cookie);
+    expect(res.status).toBe(200);
+    expect(await findMember(db.pool, dev.id, 'xia@x.example')).toMatchObject({ status: 'active', bounce_score: 0 });
+  });
+});
