@@ -49,7 +49,8 @@ async function recordBounce(tx: Queryable, list: ListRow, member: MemberRow | nu
   if (counted) {
     const score = await raiseBounceScore(tx, member!.id, weight, BOUNCE_HALF_LIFE_DAYS);
     scoreAfter = score?.score ?? null;
-    if (score && score.score >= score.threshold && (await disableMember(tx, member!.id, `${report.category}: ${report.diagnostic ?? report.status ?? ''}`.slice(0, 500)))) {
+    // Bounces seconds apart decay by a hair: 2.99999 after three hard bounces is three.
+    if (score && score.score + 0.001 >= score.threshold && (await disableMember(tx, member!.id, `${report.category}: ${report.diagnostic ?? report.status ?? ''}`.slice(0, 500)))) {
       await tellDisabled(tx, list, member!);
       log.info({ list: list.address, member: member!.email, score: score.score }, 'member disabled by bounces');
     }

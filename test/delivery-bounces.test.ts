@@ -1,0 +1,122 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decayBounceScores, memberBounces } from '../src/db/bounces.ts';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember, findMember } from '../src/db/members.ts';
+import { deliveryHistory } from '../src/db/outbox.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { parse } from '../src/mail/parse.ts';
+import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+
+let db: TestDatabase;
+let relay: CaptureRelay;
+let smtp: RunningIngest;
+let worker: DeliveryWorker;
+let dev: ListRow;
+
+const fixture = (name: string) => fs.readFileSync(path.join(import.meta.dirname, 'fixtures/bounces', name));
+
+/** Sends a real DSN sample to a member's VERP address, as the remote MTA would. */
+async function bounce(email: string, sample: string) {
+  const member = await findMember(db.pool, dev.id, email);
+  const res = await sendRaw(smtp.port, { from: '', to: [`dev-bounces+${member!.token}@lists.example.org`] }, fixture(sample));
+  expect(res.ok, res.response).toBe(true);
+  return (await findMember(db.pool, dev.id, email))!;
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+  relay = await startCaptureRelay();
+  smtp = await startIngest(db.pool);
+  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'dev', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  for (const e of ['bob@example.net', 'carol@contoso.example', 'frank@gmail.com', 'erin@example.com', 'grace@example.info', 'vic@example.org']) {
+    await addMember(db.pool, dev.id, e, 'each');
+  }
+  worker = await startWorker(db, workerConfig(relay));
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+describe('bounces at the VERP address', () => {
+  it('raises the score of the member the VERP token names for a Postfix DSN', async () => {
+    const bob = await bounce('bob@example.net', 'postfix-user-unknown.eml');
+    expect(bob.bounce_score).toBe(1);
+    expect(bob.status).toBe('active');
+    const [b] = await memberBounces(db.pool, bob.id);
+    expect(b).toMatchObject({ source: 'dsn', kind: 'hard', category: 'no_such_user', status: '5.1.1', recipient: 'bob@example.net', counted: true });
+    expect(b.diagnostic).toContain('User unknown in local recipient table');
+  });
+
+  it('counts an Exchange NDR and a plain-text qmail bounce', async () => {
+    expect((await bounce('carol@contoso.example', 'exchange-recipient-not-found.eml')).bounce_score).toBe(1);
+    expect((await bounce('grace@example.info', 'qmail-plain-no-mailbox.eml')).bounce_score).toBe(1);
+  });
+
+  it('counts a full mailbox as half a bounce', async () => {
+    expect((await bounce('erin@example.com', 'exim-mailbox-full.eml')).bounce_score).toBe(0.5);
+  });
+
+  it('does not count DMARC or block-list rejections against the member', async () => {
+    const frank = await bounce('frank@gmail.com', 'gmail-dmarc-policy.eml');
+    expect(frank.bounce_score).toBe(0);
+    const again = await bounce('frank@gmail.com', 'postfix-spamhaus-policy.eml');
+    expect(again.bounce_score).toBe(0);
+    expect((await memberBounces(db.pool, frank.id)).map((b) => [b.kind, b.counted])).toEqual([['policy', false], ['policy', false]]);
+  });
+
+  it('ignores delay warnings and out-of-office replies', async () => {
+    expect((await bounce('vic@example.org', 'postfix-delayed-warning.eml')).bounce_score).toBe(0);
+    expect((await bounce('vic@example.org', 'vacation-auto-reply.eml')).bounce_score).toBe(0);
+  });
+
+  it('disables a member past the threshold and tells them how to turn delivery back on', async () => {
+    await bounce('bob@example.net', 'postfix-user-unknown.eml');
+    const bob = await bounce('bob@example.net', 'gmail-no-such-user.eml');
+    expect(bob.status).toBe('disabled');
+    expect(bob.bounce_score).toBeCloseTo(3, 3);
+    expect(bob.disabled_reason).toContain('no_such_user');
+    const deadline = Date.now() + 10_000;
+    while (relay.to('bob@example.net').length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const notice = await parse(relay.to('bob@example.net')[0].raw);
+    expect(notice.subject).toBe('Your delivery from dev@lists.example.org is disabled');
+    expect(notice.text).toContain(`/u/${bob.token}`);
+    expect(notice.text).toContain('Re-enable delivery');
+  });
+
+  it('sends no more posts to a disabled member', async () => {
+    relay.clear();
+    const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: ['dev@lists.example.org'] }, 'From: alice@example.org\r\nSubject: after\r\nMessage-ID: <after-disable@example.org>\r\n\r\nhi\r\n');
+    expect(res.ok).toBe(true);
+    await relay.waitFor(5);
+    await drained(db);
+    expect(relay.to('bob@example.net')).toHaveLength(0);
+    expect(relay.to('carol@contoso.example')).toHaveLength(1);
+  });
+
+  it('records mail to the bounce address of a notice without scoring anyone', async () => {
+    const res = await sendRaw(smtp.port, { from: '', to: ['dev-bounces+notice@lists.example.org'] }, fixture('postfix-user-unknown.eml'));
+    expect(res.ok).toBe(true);
+    const { rows } = await db.pool.query(`select member_id, counted from bounces where member_id is null`);
+    expect(rows).toEqual([{ member_id: null, counted: false }]);
+  });
+
+  it('lets scores decay over time', async () => {
+    await db.pool.query(`update members set bounce_updated_at = now() - interval '14 days' where email = 'carol@contoso.example'`);
+    await decayBounceScores(db.pool, 7);
+    expect((await findMember(db.pool, dev.id, 'carol@contoso.example'))!.bounce_score).toBeCloseTo(0.25, 2);
+  });
+
+  it('counts bounces per hour for the dashboard', async () => {
+    const hours = await deliveryHistory(db.pool, 1);
+    expect(hours.reduce((n, h) => n + h.bounced, 0)).toBeGreaterThanOrEqual(8);
+    expect(hours.reduce((n, h) => n + h.sent, 0)).toBeGreaterThanOrEqual(5);
+  });
+});
