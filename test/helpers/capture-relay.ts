@@ -68,6 +68,8 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
       });
     },
   });
+  // Clients that vanish (a worker killed mid-send) reset their connections: not an error here.
+  server.on('error', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const port = (server.server.address() as AddressInfo).port;
   return {
