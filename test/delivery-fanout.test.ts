@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
-import { dkimSign } from 'mailauth/lib/dkim/sign';
-import { dkimVerify } from 'mailauth/lib/dkim/verify';
+import { dkimSign } from 'mailauth/lib/dkim/sign.js';
+import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, updateDeliverySettings, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember, setDigestFormat } from '../src/db/members.ts';

@@ -159,6 +159,12 @@ async function countHourly(db: Queryable, column: 'sent' | 'deferred' | 'failed'
   );
 }
 
+/** Claimed rows a stopping worker did not get to go back to the queue, untouched. */
+export async function releaseRows(db: Queryable, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(`update outbox set state = 'queued', locked_by = null, locked_at = null where id = any($1::bigint[]) and state = 'sending'`, [ids]);
+}
+
 /** Rows claimed by workers that stopped beating go back to the queue. */
 export async function reclaimStale(db: Queryable, leaseSeconds: number): Promise<number> {
   const { rowCount } = await db.query(

@@ -10,71 +10,105 @@ import type { ListIdentity } from '../mail/list-headers.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
 
 /**
- * The copies of one claimed batch. Everything shared is loaded and prepared once (each message's
- * bytes, each list's headers, the DMARC decision); a member's copy is then a concatenation of
- * three buffers, built just before it is sent so memory stays bounded by the lanes in flight.
+ * The copies a worker sends. Everything shared by many rows is loaded and prepared once and
+ * kept for a minute (a 10,000-member fan-out is claimed in many batches): each message's bytes,
+ * each list's headers and signing key, the DMARC decision. A member's copy is then three buffers
+ * joined, built just before it is sent, so memory stays bounded by the sends in flight.
  */
-export class BatchCopies {
-  private constructor(
-    private lists: Map<number, ListRow & { identity: ListIdentity }>,
-    private posts: Map<string, PreparedCopy>,
-    private mails: Map<number, Buffer>,
-    private signers: Map<number, DKIM>,
-  ) {}
+const KEEP_MS = 60_000;
+const MAX_ENTRIES = 64;
 
-  static async load(db: Queryable, rows: ClaimedRow[], publicUrl: string, log: Logger): Promise<BatchCopies> {
-    const listIds = [...new Set(rows.map((r) => r.list_id).filter((id): id is number => id !== null))];
-    const messageIds = [...new Set(rows.map((r) => r.message_id).filter((id): id is number => id !== null))];
-    const mailIds = [...new Set(rows.map((r) => r.mail_id).filter((id): id is number => id !== null))];
-    const [listRows, messages, mails] = await Promise.all([listsByIds(db, listIds), messageSources(db, messageIds), mailSources(db, mailIds)]);
+type CachedList = ListRow & { identity: ListIdentity; signer: DKIM | null };
 
-    const lists = new Map(listRows.map((l) => [l.id, { ...l, identity: { address: l.address, path: l.unique_local ? l.local_part : l.address, publicUrl } }]));
-    const byId = new Map(messages.map((m) => [m.id, m]));
-    const posts = new Map<string, PreparedCopy>();
-    for (const r of rows) {
-      if (r.message_id === null || r.list_id === null) continue;
-      const key = `${r.message_id}:${r.list_id}`;
-      if (posts.has(key)) continue;
-      const m = byId.get(r.message_id);
-      const list = lists.get(r.list_id);
-      if (!m || !list) continue;
-      const mungeFrom = list.dmarc_mitigation === 'munge_from' && m.from_email.includes('@')
-        ? needsFromRewrite(await dmarcPolicyFor(db, m.from_email.split('@')[1], log))
-        : false;
-      posts.set(key, prepareCopy(m.raw, {
-        list: { ...list.identity, name: list.name },
-        messageId: m.message_id,
-        subject: m.subject,
-        fromName: m.from_name,
-        fromEmail: m.from_email,
-        subjectPrefix: list.subject_prefix,
-        footer: list.footer,
-        replyTo: { policy: list.reply_to, address: list.reply_to_address },
-        mungeFrom,
-      }));
-    }
-    const signers = new Map<number, DKIM>();
-    for (const l of lists.values()) {
-      if (l.dkim_domain && l.dkim_selector && l.dkim_private_key) {
-        signers.set(l.id, new DKIM({ domainName: l.dkim_domain, keySelector: l.dkim_selector, privateKey: l.dkim_private_key }));
+interface Entry<T> {
+  value: T;
+  at: number;
+}
+
+export class CopyCache {
+  private lists = new Map<number, Entry<CachedList>>();
+  private posts = new Map<string, Entry<PreparedCopy | null>>();
+  private mails = new Map<number, Entry<Buffer | null>>();
+
+  constructor(private readonly publicUrl: string, private readonly log: Logger) {}
+
+  /** Loads whatever the rows need that is not cached yet. */
+  async prepare(db: Queryable, rows: ClaimedRow[]): Promise<void> {
+    this.evict();
+    const missing = <K>(ids: (K | null)[], cache: Map<K, unknown>) => [...new Set(ids.filter((id): id is K => id !== null && !cache.has(id)))];
+    const listIds = missing(rows.map((r) => r.list_id), this.lists);
+    if (listIds.length > 0) {
+      for (const l of await listsByIds(db, listIds)) {
+        const signer = l.dkim_domain && l.dkim_selector && l.dkim_private_key
+          ? new DKIM({ domainName: l.dkim_domain, keySelector: l.dkim_selector, privateKey: l.dkim_private_key })
+          : null;
+        this.lists.set(l.id, { value: { ...l, identity: { address: l.address, path: l.unique_local ? l.local_part : l.address, publicUrl: this.publicUrl }, signer }, at: Date.now() });
       }
     }
-    return new BatchCopies(lists, posts, new Map(mails.map((m) => [m.id, m.raw])), signers);
+    const postKeys = new Map<string, { messageId: number; listId: number }>();
+    for (const r of rows) {
+      if (r.message_id !== null && r.list_id !== null && !this.posts.has(`${r.message_id}:${r.list_id}`)) {
+        postKeys.set(`${r.message_id}:${r.list_id}`, { messageId: r.message_id, listId: r.list_id });
+      }
+    }
+    if (postKeys.size > 0) {
+      const sources = new Map((await messageSources(db, [...new Set([...postKeys.values()].map((k) => k.messageId))])).map((m) => [m.id, m]));
+      for (const [key, { messageId, listId }] of postKeys) {
+        const m = sources.get(messageId);
+        const list = this.lists.get(listId)?.value;
+        this.posts.set(key, { value: m && list ? await this.preparePost(db, m, list) : null, at: Date.now() });
+      }
+    }
+    const mailIds = missing(rows.map((r) => r.mail_id), this.mails);
+    if (mailIds.length > 0) {
+      const found = new Map((await mailSources(db, mailIds)).map((m) => [m.id, m.raw]));
+      for (const id of mailIds) this.mails.set(id, { value: found.get(id) ?? null, at: Date.now() });
+    }
+  }
+
+  private async preparePost(db: Queryable, m: Awaited<ReturnType<typeof messageSources>>[number], list: CachedList): Promise<PreparedCopy> {
+    const mungeFrom = list.dmarc_mitigation === 'munge_from' && m.from_email.includes('@')
+      ? needsFromRewrite(await dmarcPolicyFor(db, m.from_email.split('@')[1], this.log))
+      : false;
+    return prepareCopy(m.raw, {
+      list: { ...list.identity, name: list.name },
+      messageId: m.message_id,
+      subject: m.subject,
+      fromName: m.from_name,
+      fromEmail: m.from_email,
+      subjectPrefix: list.subject_prefix,
+      footer: list.footer,
+      replyTo: { policy: list.reply_to, address: list.reply_to_address },
+      mungeFrom,
+    });
   }
 
   /** The bytes for one row, or null when its source is gone (list or message deleted meanwhile). */
-  async copy(row: ClaimedRow): Promise<Buffer | null> {
+  async copy(db: Queryable, row: ClaimedRow): Promise<Buffer | null> {
+    if (!this.prepared(row)) await this.prepare(db, [row]);
     let raw: Buffer | null = null;
-    const list = row.list_id === null ? undefined : this.lists.get(row.list_id);
+    const list = row.list_id === null ? undefined : this.lists.get(row.list_id)?.value;
     if (row.message_id !== null) {
-      const prepared = this.posts.get(`${row.message_id}:${row.list_id}`);
+      const prepared = this.posts.get(`${row.message_id}:${row.list_id}`)?.value;
       raw = prepared ? memberCopy(prepared, row.member_token) : null;
     } else if (row.mail_id !== null) {
-      const mail = this.mails.get(row.mail_id) ?? null;
+      const mail = this.mails.get(row.mail_id)?.value ?? null;
       raw = mail && row.kind === 'digest' && list ? withMemberLines(mail, list.identity, row.member_token) : mail;
     }
-    const signer = row.list_id === null ? undefined : this.signers.get(row.list_id);
-    return raw && signer ? sign(signer, raw) : raw;
+    return raw && list?.signer ? sign(list.signer, raw) : raw;
+  }
+
+  private prepared(row: ClaimedRow): boolean {
+    if (row.list_id !== null && !this.lists.has(row.list_id)) return false;
+    if (row.message_id !== null) return this.posts.has(`${row.message_id}:${row.list_id}`);
+    return row.mail_id === null || this.mails.has(row.mail_id);
+  }
+
+  private evict() {
+    const old = Date.now() - KEEP_MS;
+    for (const cache of [this.lists, this.posts, this.mails] as Map<unknown, Entry<unknown>>[]) {
+      for (const [k, e] of cache) if (e.at < old || cache.size > MAX_ENTRIES) cache.delete(k);
+    }
   }
 }
 

@@ -1,14 +1,13 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
-import { recordDeliveryFailure } from '../bounces.ts';
 import type { Config } from '../config.ts';
-import { claimBatch, heartbeat, markFailed, markRetry, markSent, OUTBOX_CHANNEL, removeWorker, type ClaimedRow, type RowError } from '../db/outbox.ts';
+import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow } from '../db/outbox.ts';
 import { log as rootLog, type Logger } from '../log.ts';
-import { BatchCopies } from './copies.ts';
+import { CopyCache } from './copies.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
-import { deliveries } from './metrics.ts';
 import { Notifier } from './notifier.ts';
+import { Outcomes } from './outcomes.ts';
 import { createTransport, type Transport } from './transport.ts';
 
 /**
@@ -27,6 +26,7 @@ export class DeliveryWorker {
   readonly name: string;
   private readonly log: Logger;
   private readonly transport: Transport;
+  private readonly copies: CopyCache;
   private notifier: Notifier | null = null;
   private running: Promise<void> | null = null;
   private stopping = false;
@@ -39,6 +39,7 @@ export class DeliveryWorker {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.log = rootLog.child({ worker: this.name });
     this.transport = opts.transport ?? createTransport(cfg, this.log);
+    this.copies = new CopyCache(cfg.publicUrl, this.log);
   }
 
   async start(): Promise<void> {
@@ -89,15 +90,15 @@ export class DeliveryWorker {
   private async loop() {
     while (!this.stopping) {
       this.pending = false;
-      let n = 0;
       try {
-        n = await this.runOnce();
+        await this.pump();
       } catch (err) {
         this.log.error({ err }, 'delivery batch failed');
         await this.sleep(1000);
         continue;
       }
-      if (n >= this.cfg.delivery.batchSize || this.pending) continue;
+      // Work was announced while this round ran: look again at once.
+      if (this.pending) continue;
       await this.sleep(this.cfg.delivery.pollMs);
     }
   }
@@ -116,47 +117,77 @@ export class DeliveryWorker {
     });
   }
 
-  /** Claims and sends one batch; returns how many rows it claimed. */
-  async runOnce(): Promise<number> {
-    const rows = await claimBatch(this.pool, this.name, this.cfg.delivery.batchSize);
-    if (rows.length === 0) return 0;
-    const copies = await BatchCopies.load(this.pool, rows, this.cfg.publicUrl, this.log);
-    // Batched by recipient domain: consecutive sends share a destination and its connections.
-    rows.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : a.id - b.id));
-    const sent: number[] = [];
-    const retry: RowError[] = [];
-    const failed: (RowError & { row: ClaimedRow })[] = [];
-    let next = 0;
+  /**
+   * Claims and sends until nothing is due; returns how many rows it handled. Claims overlap
+   * with sending: the next batch is claimed while the last half of this one goes out, and
+   * results are recorded as they come, so lanes rarely wait for the database.
+   */
+  async pump(): Promise<number> {
+    const batch = this.cfg.delivery.batchSize;
+    const buffer: ClaimedRow[] = [];
+    const outcomes = new Outcomes(this.pool, this.cfg.delivery.giveUpHours, Math.max(1, Math.floor(batch / 4)), this.log);
+    let exhausted = false;
+    let claiming: Promise<void> | null = null;
+    let claimError: unknown = null;
+    let handled = 0;
+    const refill = () => {
+      if (claiming || exhausted || this.stopping) return;
+      claiming = (async () => {
+        const rows = await claimBatch(this.pool, this.name, batch);
+        if (rows.length < batch) exhausted = true;
+        if (rows.length === 0) return;
+        await this.copies.prepare(this.pool, rows);
+        // Batched by recipient domain: consecutive sends share a destination and its connections.
+        rows.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : a.id - b.id));
+        buffer.push(...rows);
+        handled += rows.length;
+      })()
+        .catch((err) => {
+          claimError ??= err;
+          exhausted = true;
+        })
+        .finally(() => {
+          claiming = null;
+        });
+    };
     const lane = async () => {
-      while (next < rows.length) {
-        const row = rows[next++];
-        const raw = await copies.copy(row);
-        if (!raw) {
-          failed.push({ id: row.id, error: 'the message or list no longer exists', row });
-          continue;
+      for (;;) {
+        if (buffer.length <= batch / 2) refill();
+        const row = this.stopping ? undefined : buffer.shift();
+        if (!row) {
+          if (claiming && !this.stopping) {
+            await claiming;
+            continue;
+          }
+          return;
         }
-        const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw);
-        if (result.ok) sent.push(row.id);
-        else if (result.temporary) retry.push({ id: row.id, error: result.response });
-        else failed.push({ id: row.id, error: result.response, row });
+        await this.deliver(row, outcomes);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.transport.lanes, rows.length) }, lane));
-
-    await markSent(this.pool, sent);
-    const gaveUp = await markRetry(this.pool, retry, this.cfg.delivery.giveUpHours);
-    await markFailed(this.pool, failed);
-    deliveries.inc({ result: 'sent' }, sent.length);
-    deliveries.inc({ result: 'deferred' }, retry.length - gaveUp.length);
-    deliveries.inc({ result: 'failed' }, failed.length + gaveUp.length);
-    for (const f of failed) {
-      const log = this.log.child({ outboxId: f.row.id, attempt: f.row.attempts + 1 });
-      log.warn({ recipient: f.row.recipient, error: f.error }, 'delivery failed permanently');
-      if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice') {
-        await recordDeliveryFailure(this.pool, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log);
-      }
+    try {
+      refill();
+      await claiming;
+      await Promise.all(Array.from({ length: this.transport.lanes }, lane));
+    } finally {
+      await outcomes.finish().finally(() => releaseRows(this.pool, buffer.splice(0).map((r) => r.id)));
     }
-    for (const r of retry) this.log.child({ outboxId: r.id }).info({ error: r.error, gaveUp: gaveUp.includes(r.id) }, gaveUp.includes(r.id) ? 'delivery given up' : 'delivery deferred');
-    return rows.length;
+    if (claimError) throw claimError;
+    return handled;
+  }
+
+  private async deliver(row: ClaimedRow, outcomes: Outcomes) {
+    let raw: Buffer | null;
+    try {
+      raw = await this.copies.copy(this.pool, row);
+    } catch (err) {
+      this.log.child({ outboxId: row.id }).error({ err }, 'could not build the copy');
+      outcomes.deferred(row, `could not build the copy: ${(err as Error).message}`);
+      return;
+    }
+    if (!raw) return outcomes.failedFor(row, 'the message or list no longer exists');
+    const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw);
+    if (result.ok) outcomes.delivered(row);
+    else if (result.temporary) outcomes.deferred(row, result.response);
+    else outcomes.failedFor(row, result.response);
   }
 }

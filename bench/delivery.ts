@@ -1,0 +1,148 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { SMTPServer } from 'smtp-server';
+import { createList } from '../src/db/lists.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { createPool, withTransaction } from '../src/db/pool.ts';
+import { parse } from '../src/mail/parse.ts';
+import { acceptPost } from '../src/posting.ts';
+import { log } from '../src/log.ts';
+import { benchDatabase } from './bench-db.ts';
+
+/**
+ * Fan-out of one post to 1,000 and 10,000 members through a local relay, every copy with its
+ * member's VERP envelope sender and one-click header, by one and by two `listkeeper serve
+ * --worker` processes. The relay is Postfix's smtp-sink when installed (it costs the machine
+ * little CPU), else an smtp-server in this process. Prints deliveries/s from the commit of the
+ * post to the last row marked sent.
+ */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SINK = '/usr/sbin/smtp-sink';
+const SIZES = [1_000, 10_000];
+const WORKERS = [1, 2];
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRelay(): Promise<{ url: string; name: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  if (fs.existsSync(SINK)) {
+    const args = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+    const sink = spawn(SINK, [...args, `127.0.0.1:${port}`, '256'], { stdio: 'ignore' });
+    for (let i = 0; i < 50; i++) {
+      if (await canConnect(port)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return { url: `smtp://127.0.0.1:${port}`, name: 'smtp-sink', stop: async () => void sink.kill() };
+  }
+  const server = new SMTPServer({
+    authOptional: true, disabledCommands: ['AUTH', 'STARTTLS'], logger: false, maxClients: 1000,
+    onData(stream, _s, cb) { stream.on('data', () => undefined); stream.on('end', () => cb(null)); },
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
+  return { url: `smtp://127.0.0.1:${port}`, name: 'smtp-server (in the benchmark process)', stop: () => new Promise((r) => server.close(() => r())) };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.end(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+}
+
+function startWorker(url: string, relay: string): ChildProcess {
+  return spawn(process.execPath, [path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--worker'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: {
+      ...process.env, DATABASE_URL: url, RELAY_URL: relay, LOG_LEVEL: 'warn', MAIL_DOMAIN: 'lists.bench.example',
+      PUBLIC_URL: 'https://lists.bench.example', DELIVERY_BATCH_SIZE: '500', DELIVERY_CONNECTIONS: '16', DELIVERY_POLL_MS: '1000',
+    },
+  });
+}
+
+async function waitForWorkers(pool: pg.Pool, n: number) {
+  const deadline = Date.now() + 60_000;
+  while ((await pool.query<{ n: number }>('select count(*)::int as n from delivery_workers')).rows[0].n < n) {
+    if (Date.now() > deadline) throw new Error('workers did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function stopWorkers(workers: ChildProcess[]) {
+  await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+    w.once('exit', () => resolve());
+    w.kill('SIGTERM');
+  })));
+}
+
+const BODY = `${'The planner chose a nested loop over the partitioned index; with the new statistics it should not.\n'.repeat(20)}`;
+
+async function fanOut(pool: pg.Pool, members: number, run: string): Promise<{ enqueueMs: number; seconds: number }> {
+  const list = await createList(pool, {
+    address: `${run}@lists.bench.example`, name: run, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [],
+  });
+  await pool.query(
+    `insert into members (list_id, email, mode) select $1, 'member' || g || '@d' || (g % 20) || '.bench.example', 'each' from generate_series(1, $2::int) g`,
+    [list.id, members],
+  );
+  const raw = Buffer.from(`From: Alice <alice@bench.example>\r\nTo: ${list.address}\r\nSubject: Fan-out ${run}\r\nDate: ${new Date().toUTCString()}\r\nMessage-ID: <${run}@bench.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${BODY.replace(/\n/g, '\r\n')}`);
+  const message = await parse(raw);
+  const t0 = performance.now();
+  await withTransaction(pool, (tx) => acceptPost(tx, list, raw, message, 'alice@bench.example', log));
+  const enqueueMs = performance.now() - t0;
+  for (;;) {
+    const { rows } = await pool.query<{ left: number; failed: number }>(
+      `select count(*) filter (where state in ('queued', 'sending'))::int as left, count(*) filter (where state = 'failed')::int as failed
+         from outbox where list_id = $1`, [list.id]);
+    if (rows[0].failed > 0) throw new Error(`${rows[0].failed} deliveries failed`);
+    if (rows[0].left === 0) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { enqueueMs, seconds: (performance.now() - t0) / 1000 };
+}
+
+export async function run(): Promise<void> {
+  log.level = 'warn';
+  const db = await benchDatabase('lk_bench_delivery');
+  const pool = createPool(db.url, 4, 'bench');
+  const relay = await startRelay();
+  try {
+    await migrate(pool);
+    console.log(`relay: ${relay.name}; 2 KB post; VERP and a one-click header per copy; batch 500, 16 connections per worker`);
+    console.log('members   workers   fan-out commit   delivered in   deliveries/s');
+    for (const n of WORKERS) {
+      const workers = Array.from({ length: n }, () => startWorker(db.url, relay.url));
+      try {
+        await waitForWorkers(pool, n);
+        // A small warm-up post: connections open, code paths compiled.
+        await fanOut(pool, 200, `warm${n}`);
+        for (const members of SIZES) {
+          const r = await fanOut(pool, members, `b${members}w${n}`);
+          console.log(`${String(members).padStart(7)}   ${String(n).padStart(7)}   ${r.enqueueMs.toFixed(0).padStart(11)} ms   ${r.seconds.toFixed(2).padStart(10)} s   ${Math.round(members / r.seconds).toString().padStart(12)}`);
+        }
+      } finally {
+        await stopWorkers(workers);
+        await pool.query('delete from delivery_workers');
+      }
+    }
+  } finally {
+    await relay.stop();
+    await pool.end();
+    await db.drop();
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await run();
+}
