@@ -102,14 +102,17 @@ describe('the web panel in Chromium', () => {
     await post('held-1@example.org', 'alice@example.org', 'Release planning for 2.0', 'Shall we branch on Monday?\n\n<script>alert(1)</script>\n');
     const page = await logIn('owner@example.org', '/admin/lists/dev@lists.example.org/held');
     expect(await page.textContent('table.held')).toContain('Release planning for 2.0');
-    await shot(page, 'held-queue');
     await page.click('text=Release planning for 2.0');
     expect(await page.textContent('pre.preview')).toContain('<script>alert(1)</script>');
+    expect(await page.textContent('dl.facts')).toContain('<alice@example.org>');
     await shot(page, 'held-message');
     await page.click('button[value=approve]');
     await page.waitForURL(/\/held$/);
     expect(await page.textContent('[role=status]')).toContain('1 message approved');
-    const delivered = await relay.waitFor(1);
+    const delivered = await relay.waitFor(1, 30_000).catch(async (err) => {
+      console.error((await db.pool.query('select id, kind, recipient, state, attempts, last_error, run_at, locked_by from outbox')).rows);
+      throw err;
+    });
     expect(delivered.map((m) => m.to)).toContain('reader@example.net');
     await new Promise((r) => setTimeout(r, 300));
     const copies = relay.messages.filter((m) => m.raw.toString().includes('Message-ID: <held-1@example.org>'));
@@ -123,6 +126,7 @@ describe('the web panel in Chromium', () => {
     const page = await logIn('owner@example.org', '/admin/lists/dev@lists.example.org/held');
     const rows = page.locator('table.held tbody tr', { hasText: 'Cheap watches' });
     expect(await rows.count()).toBe(3);
+    await shot(page, 'held-queue');
     for (let i = 0; i < 3; i++) await rows.nth(i).locator('input[type=checkbox]').check();
     await page.click('button[value=discard]');
     await page.waitForURL(/\/held$/);

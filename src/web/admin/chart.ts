@@ -45,7 +45,7 @@ export function hourlyChart(rows: HourlyCounts[], width = 720, height = 160): Ch
     for (const kind of KINDS) {
       totals[kind] += r[kind];
       if (r[kind] === 0) continue;
-      const h = Math.max(1, (r[kind] / max) * (plotHeight - 4));
+      const h = Math.max(1, (r[kind] / max) * (plotHeight - 16));
       top -= h;
       segments.push({ y: round(top), height: round(h), kind });
     }
