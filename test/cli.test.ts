@@ -12,7 +12,7 @@ beforeAll(async () => {
 });
 afterAll(async () => { await db?.drop(); });
 
-describe('listkeeper CLI', () => {
+describe('listkeeper CLI', { timeout: 90_000 }, () => {
   it('prints help listing the commands', async () => {
     const r = await cli(['--help'], env);
     expect(r.code).toBe(0);
@@ -84,7 +84,7 @@ describe('listkeeper CLI', () => {
   });
 });
 
-describe('migrations', () => {
+describe('migrations', { timeout: 90_000 }, () => {
   it('two processes migrating an empty database at once: one migrates, the other waits, both succeed', async () => {
     const admin = new pg.Client({ connectionString: db.url });
     await admin.connect();
