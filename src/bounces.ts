@@ -31,10 +31,14 @@ export async function handleBounceMail(pool: pg.Pool, list: ListRow, token: stri
   await withTransaction(pool, (tx) => recordBounce(tx, list, ours, 'dsn', report, log));
 }
 
-/** A 5xx answer while delivering a copy to a member: the same scoring as a DSN. */
-export async function recordDeliveryFailure(pool: pg.Pool, memberId: number | null, listId: number, recipient: string, response: string, log: Logger): Promise<void> {
+/**
+ * A 5xx answer while delivering a copy to a member: the same scoring as a DSN when the recipient
+ * was refused; a refusal of our sender or of the content (`aboutRecipient` false) never counts.
+ */
+export async function recordDeliveryFailure(pool: pg.Pool, memberId: number | null, listId: number, recipient: string, response: string, log: Logger, aboutRecipient = true): Promise<void> {
   const status = /\b([45]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] ?? null;
-  const { kind, category } = classifyText(status, response);
+  const classified = classifyText(status, response);
+  const { kind, category } = aboutRecipient ? classified : { kind: 'policy' as const, category: 'sender_or_content' };
   await withTransaction(pool, async (tx) => {
     const list = await getListById(tx, listId);
     const member = memberId === null ? null : await findMemberById(tx, memberId);

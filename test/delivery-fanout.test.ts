@@ -146,17 +146,21 @@ describe('retries and failures', () => {
   let list: ListRow;
   beforeAll(async () => {
     list = await newList('flaky');
-    for (const e of ['later@r.example', 'gone@r.example', 'blocked@r.example', 'ok@r.example']) await addMember(db.pool, list.id, e, 'each');
+    for (const e of ['later@r.example', 'gone@r.example', 'blocked@r.example', 'content@r.example', 'ok@r.example']) await addMember(db.pool, list.id, e, 'each');
     relay.setRule((address, attempt) => {
       if (address === 'later@r.example' && attempt === 1) return { code: 451, message: '4.7.1 Greylisted, try again later' };
       if (address === 'gone@r.example') return { code: 550, message: '5.1.1 <gone@r.example>: Recipient address rejected: User unknown' };
       if (address === 'blocked@r.example') return { code: 554, message: '5.7.1 Message rejected as spam' };
       return null;
     });
+    relay.setDataRule((address) => (address === 'content@r.example' ? { code: 550, message: 'Message refused' } : null));
     relay.clear();
     await postTo('flaky', { id: 'flaky-1@example.org' });
   });
-  afterAll(() => relay.setRule(null));
+  afterAll(() => {
+    relay.setRule(null);
+    relay.setDataRule(null);
+  });
 
   const row = async (recipient: string) =>
     (await db.pool.query(`select state, attempts, last_error from outbox where recipient = $1 and list_id = $2`, [recipient, list.id])).rows[0];
@@ -186,6 +190,14 @@ describe('retries and failures', () => {
     expect(member!.bounce_score).toBe(0);
     const { rows } = await db.pool.query(`select kind, counted from bounces where member_id = $1`, [member!.id]);
     expect(rows).toEqual([{ kind: 'policy', counted: false }]);
+  });
+
+  it('does not count a refusal of the content after DATA against the member', async () => {
+    expect(await row('content@r.example')).toMatchObject({ state: 'failed' });
+    const member = await findMember(db.pool, list.id, 'content@r.example');
+    expect(member!.bounce_score).toBe(0);
+    const { rows } = await db.pool.query(`select kind, category, counted from bounces where member_id = $1`, [member!.id]);
+    expect(rows).toEqual([{ kind: 'policy', category: 'sender_or_content', counted: false }]);
   });
 
   it('gives up on a copy that is still deferred after the give-up period', async () => {

@@ -155,6 +155,7 @@ describe('bounce classification on real DSN samples', () => {
     expect(classifyText(null, '552 5.2.2 Mailbox full')).toMatchObject({ kind: 'soft' });
     expect(classifyText(null, '550 5.7.1 Message rejected as spam')).toMatchObject({ kind: 'policy' });
     expect(classifyText(null, '554 Message refused: listed on a block list')).toMatchObject({ kind: 'policy' });
+    expect(classifyText(null, '554 <m@x.example>: Relay access denied')).toMatchObject({ kind: 'policy', category: 'relay' });
   });
 });
 

@@ -13,7 +13,7 @@ import { deliveries } from './metrics.ts';
 export class Outcomes {
   private sent: number[] = [];
   private retry: (RowError & { row: ClaimedRow })[] = [];
-  private failed: (RowError & { row: ClaimedRow })[] = [];
+  private failed: (RowError & { row: ClaimedRow; stage: string })[] = [];
   private writing: Promise<void> = Promise.resolve();
   private lastWrite = Date.now();
   private error: unknown = null;
@@ -36,8 +36,9 @@ export class Outcomes {
     this.maybeWrite();
   }
 
-  failedFor(row: ClaimedRow, error: string) {
-    this.failed.push({ id: row.id, error, row });
+  /** `stage`: the SMTP command refused; only a refused RCPT TO is about the member's address. */
+  failedFor(row: ClaimedRow, error: string, stage = 'RCPT TO') {
+    this.failed.push({ id: row.id, error, row, stage });
     this.maybeWrite();
   }
 
@@ -65,7 +66,7 @@ export class Outcomes {
     });
   }
 
-  private async write(sent: number[], retry: (RowError & { row: ClaimedRow })[], failed: (RowError & { row: ClaimedRow })[]) {
+  private async write(sent: number[], retry: (RowError & { row: ClaimedRow })[], failed: (RowError & { row: ClaimedRow; stage: string })[]) {
     await markSent(this.pool, sent);
     const gaveUp = new Set(await markRetry(this.pool, retry, this.giveUpHours));
     await markFailed(this.pool, failed);
@@ -78,9 +79,10 @@ export class Outcomes {
     for (const f of failed) {
       const log = this.log.child({ outboxId: f.id, attempt: f.row.attempts + 1 });
       log.warn({ recipient: f.row.recipient, error: f.error }, 'delivery failed permanently');
-      // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count).
-      if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice') {
-        await recordDeliveryFailure(this.pool, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log);
+      // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count;
+      // nor do refusals of our sender at MAIL FROM or of the content after DATA).
+      if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice' && f.stage !== 'none') {
+        await recordDeliveryFailure(this.pool, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO');
       }
     }
   }

@@ -21,14 +21,14 @@ export interface SmtpTarget {
 
 export type SendResult =
   | { ok: true; response: string }
-  | { ok: false; temporary: boolean; code: number | null; response: string };
+  | { ok: false; temporary: boolean; code: number | null; response: string; stage: string };
 
 export interface Envelope {
   from: string;
   to: string;
 }
 
-type SmtpError = Error & { code?: string; responseCode?: number; response?: string };
+type SmtpError = Error & { code?: string; responseCode?: number; response?: string; command?: string };
 
 class Connection {
   readonly smtp: SMTPConnection;
@@ -210,5 +210,7 @@ export class SmtpPool {
 function failure(e: SmtpError): SendResult {
   const code = typeof e.responseCode === 'number' ? e.responseCode : null;
   const response = (e.response ?? e.message ?? String(e)).replace(/\s+/g, ' ').trim();
-  return { ok: false, temporary: code === null || code < 500, code, response: code === null ? `${e.code ?? 'ERROR'}: ${response}` : response };
+  // The stage says whose problem it is: only RCPT TO refusals are about the recipient's address.
+  const stage = e.command ?? (e.code === 'EMESSAGE' ? 'DATA' : 'CONN');
+  return { ok: false, temporary: code === null || code < 500, code, response: code === null ? `${e.code ?? 'ERROR'}: ${response}` : response, stage };
 }

@@ -67,9 +67,9 @@ export class MxTransport implements Transport {
     } catch (err) {
       const code = (err as { code?: string }).code;
       const permanent = code === 'ENOTFOUND';
-      return { ok: false, temporary: !permanent, code: permanent ? 550 : null, response: `${permanent ? '5.1.2' : '4.4.3'} MX lookup for ${domain} failed: ${code ?? (err as Error).message}` };
+      return { ok: false, temporary: !permanent, code: permanent ? 550 : null, response: `${permanent ? '5.1.2' : '4.4.3'} MX lookup for ${domain} failed: ${code ?? (err as Error).message}`, stage: 'RCPT TO' };
     }
-    if (hosts.length === 0) return { ok: false, temporary: false, code: 556, response: `5.1.10 ${domain} does not accept mail (null MX)` };
+    if (hosts.length === 0) return { ok: false, temporary: false, code: 556, response: `5.1.10 ${domain} does not accept mail (null MX)`, stage: 'RCPT TO' };
     let last: SendResult | null = null;
     for (const host of hosts) {
       last = await this.pool(host).send(envelope, message);

@@ -78,10 +78,17 @@ export class DeliveryWorker {
   }
 
   private every(ms: number, task: () => Promise<void>) {
+    let queued = false;
     const t = setInterval(() => {
-      if (this.stopping) return;
-      // Chores run one at a time, never overlapping themselves.
-      this.chores = this.chores.then(task).catch((err) => this.log.error({ err }, 'delivery maintenance failed'));
+      // Chores run one at a time; a chore still waiting its turn is not queued twice.
+      if (this.stopping || queued) return;
+      queued = true;
+      this.chores = this.chores
+        .then(() => {
+          queued = false;
+          return task();
+        })
+        .catch((err) => this.log.error({ err }, 'delivery maintenance failed'));
     }, ms);
     t.unref();
     this.timers.push(t);
@@ -184,10 +191,10 @@ export class DeliveryWorker {
       outcomes.deferred(row, `could not build the copy: ${(err as Error).message}`);
       return;
     }
-    if (!raw) return outcomes.failedFor(row, 'the message or list no longer exists');
+    if (!raw) return outcomes.failedFor(row, 'the message or list no longer exists', 'none');
     const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw);
     if (result.ok) outcomes.delivered(row);
     else if (result.temporary) outcomes.deferred(row, result.response);
-    else outcomes.failedFor(row, result.response);
+    else outcomes.failedFor(row, result.response, result.stage);
   }
 }

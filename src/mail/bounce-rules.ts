@@ -23,6 +23,8 @@ export const BOUNCE_RULES: readonly BounceRule[] = [
   { pattern: /\b(virus|malware|phish|content rejected|message content|banned attachment)/i, kind: 'policy', category: 'content' },
   { pattern: /\b(spf|dkim)\b[^.]*\b(fail|reject|invalid)/i, kind: 'policy', category: 'authentication' },
   { pattern: /\b5\.3\.4\b|message (?:size|is too big|too large)|exceeds (?:the )?(?:maximum )?(?:message )?size/i, kind: 'policy', category: 'message_too_big' },
+  // Our own relay or sender refused (misconfiguration): never the member's fault.
+  { pattern: /relay(?:ing)? (?:access )?(?:denied|not permitted)|not permitted to relay|authentication required|sender address rejected/i, kind: 'policy', category: 'relay' },
   // The member's mailbox, for now.
   { pattern: /\b[45]\.2\.2\b|mailbox (?:is )?full|over ?quota|quota exceeded|exceeded (?:storage|the quota)|insufficient (?:system )?storage/i, kind: 'soft', category: 'mailbox_full' },
   // The member's address, for good.

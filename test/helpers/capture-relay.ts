@@ -25,6 +25,8 @@ export interface CaptureRelay {
   /** RCPT TO attempts per address */
   attempts: Map<string, number>;
   setRule(rule: RcptRule | null): void;
+  /** refuse the message after DATA for a recipient (content refusals) */
+  setDataRule(rule: RcptRule | null): void;
   setDelay(ms: number): void;
   /** resolves once `n` messages have arrived (throws after timeoutMs) */
   waitFor(n: number, timeoutMs?: number): Promise<Captured[]>;
@@ -37,6 +39,7 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
   const messages: Captured[] = [];
   const attempts = new Map<string, number>();
   let rule: RcptRule | null = null;
+  let dataRule: RcptRule | null = null;
   let delay = 0;
   const waiters: (() => void)[] = [];
   const server = new SMTPServer({
@@ -57,6 +60,8 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        const refusal = session.envelope.rcptTo.map((r) => dataRule?.(r.address.toLowerCase(), 1)).find(Boolean);
+        if (refusal) return cb(Object.assign(new Error(refusal.message), { responseCode: refusal.code }));
         const finish = () => {
           const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
           for (const r of session.envelope.rcptTo) messages.push({ from, to: r.address.toLowerCase(), raw: Buffer.concat(chunks) });
@@ -78,6 +83,7 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
     messages,
     attempts,
     setRule: (r) => { rule = r; },
+    setDataRule: (r) => { dataRule = r; },
     setDelay: (ms) => { delay = ms; },
     async waitFor(n, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
