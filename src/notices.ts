@@ -3,7 +3,8 @@ import type { ListRow } from './db/lists.ts';
 import { listOwners } from './db/lists.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from './db/outbox.ts';
 import type { Queryable } from './db/pool.ts';
-import { roleAddress } from './mail/address.ts';
+import { InvalidInput } from './errors.ts';
+import { normalizeEmail, roleAddress } from './mail/address.ts';
 import { composeText } from './mail/compose.ts';
 import { displayName } from './mail/header-block.ts';
 import { NOTICE_BOUNCE_TOKEN } from './mail/list-headers.ts';
@@ -31,10 +32,12 @@ export interface Notice {
 /** Queues one mail; returns its outbox row id. */
 export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
   const cfg = config();
+  const to = normalizeEmail(n.to);
+  if (!to) throw new InvalidInput(`cannot send a notice to "${n.to}": not an e-mail address`, 'invalid_email');
   const from = n.from ?? (n.list ? listSender(n.list) : cfg.noticeFrom);
   const raw = composeText({
     from,
-    to: n.to,
+    to,
     subject: n.subject,
     text: n.text,
     replyTo: n.replyTo,
@@ -45,7 +48,7 @@ export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
   });
   const mailId = await insertOutboundMail(db, raw);
   const envelopeFrom = n.list ? roleAddress(n.list.address, 'bounces', NOTICE_BOUNCE_TOKEN) : cfg.noticeFrom;
-  const [id] = await enqueueMail(db, 'notice', n.list?.id ?? null, mailId, [{ email: n.to, envelopeFrom }]);
+  const [id] = await enqueueMail(db, 'notice', n.list?.id ?? null, mailId, [{ email: to, envelopeFrom }]);
   await notifyOutbox(db);
   return id;
 }

@@ -281,6 +281,23 @@ describe('digests', () => {
   });
 });
 
+describe('daily digests', () => {
+  it('sends a digest once the oldest waiting post is a day old, however small', async () => {
+    const list = await newList('daily');
+    await addMember(db.pool, list.id, 'reader@d.example', 'digest');
+    relay.clear();
+    await postTo('daily', { id: 'daily-1@example.org', subject: 'Only one today' });
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(relay.to('reader@d.example')).toHaveLength(0);
+    await db.pool.query(`update digest_items set added_at = now() - interval '25 hours' where list_id = $1`, [list.id]);
+    await relay.waitFor(1);
+    const digest = await parse(relay.to('reader@d.example')[0].raw);
+    expect(digest.subject).toBe('daily Digest, Vol 1, Issue 1');
+    expect(digest.text).toContain('1. Only one today');
+    expect((await db.pool.query('select count(*)::int as n from digest_items where list_id = $1', [list.id])).rows[0].n).toBe(0);
+  });
+});
+
 describe('DMARC mitigation', () => {
   it('rewrites From only for authors whose domain publishes p=reject or quarantine', async () => {
     setResolvers({
