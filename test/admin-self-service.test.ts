@@ -49,6 +49,11 @@ describe('a member manages their own subscriptions', () => {
     expect((await member.get('/account')).text).toContain('delivery is now &quot;digest&quot;');
   });
 
+  it('chooses plain-text digests', async () => {
+    await member.post(`/account/subscriptions/${await idOf(dev, 'me@example.org')}`, { action: 'mode', mode: 'digest', digest_format: 'plain' });
+    expect(await findMember(db.pool, dev.id, 'me@example.org')).toMatchObject({ mode: 'digest', digest_format: 'plain' });
+  });
+
   it('re-enables delivery after bounces', async () => {
     await db.pool.query(`update members set status = 'disabled', bounce_score = 5 where list_id = $1 and email = 'me@example.org'`, [qa.id]);
     expect((await member.get('/account')).text).toContain('Re-enable delivery');

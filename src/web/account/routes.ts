@@ -4,7 +4,7 @@ import { recordAudit } from '../../db/audit.ts';
 import { hashPassword, passwordProblem, verifyPassword } from '../../db/credentials.ts';
 import { listById, listsForStaff } from '../../db/list-admin.ts';
 import { findMemberById, subscriptionsOf } from '../../db/member-admin.ts';
-import { reenableMember, removeMember, setMemberMode, type DeliveryMode } from '../../db/members.ts';
+import { reenableMember, removeMember, setDigestFormat, setMemberMode, type DeliveryMode } from '../../db/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import type { WebContext } from '../app.ts';
@@ -42,9 +42,11 @@ export function accountRouter(ctx: WebContext): Router {
     let message: string;
     if (action === 'mode') {
       const mode = oneOf('Delivery', field(req, 'mode'), MODES);
+      const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), ['mime', 'plain'] as const) : null;
       await setMemberMode(db, list.id, member.email, mode);
-      message = `${list.address}: delivery is now "${mode}".`;
-      await recordAudit(db, { actor: viewer.email, action: 'self.mode', list, target: member.email, detail: { mode } });
+      if (format) await setDigestFormat(db, list.id, member.email, format);
+      message = `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
+      await recordAudit(db, { actor: viewer.email, action: 'self.mode', list, target: member.email, detail: { mode, ...(format ? { digest_format: format } : {}) } });
     } else if (action === 'unsubscribe') {
       await removeMember(db, list.id, member.email);
       message = `You have left ${list.address}.`;
