@@ -1,13 +1,113 @@
+import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { exportMbox } from '../archive-export.ts';
+import { importMbox, type BrokenMessage, type ImportState } from '../archive-import.ts';
+import { config } from '../config.ts';
+import { findList } from '../db/lists.ts';
+import { InvalidInput } from '../errors.ts';
+import { log } from '../log.ts';
+import { monthRange } from '../mail/months.ts';
+import { runCommand } from './context.ts';
 
-/** Reserved command names (DESIGN §4); implemented by the issue that gives them meaning. */
+/** `listkeeper import LIST FILE.mbox` and `listkeeper export LIST [--month YYYY-MM]` (DESIGN §4). */
 export function registerArchiveCommands(program: Command) {
-  program.command('import', { hidden: true }).allowUnknownOption().allowExcessArguments().action(() => {
-    process.stderr.write('listkeeper: "import" is not available in this version yet\n');
-    process.exitCode = 1;
-  });
-  program.command('export', { hidden: true }).allowUnknownOption().allowExcessArguments().action(() => {
-    process.stderr.write('listkeeper: "export" is not available in this version yet\n');
-    process.exitCode = 1;
-  });
+  program
+    .command('import')
+    .argument('<list>', 'list address or unique local part')
+    .argument('<file>', 'mbox or mboxrd file (gzip too): Mailman 2 pipermail, Mailman 3 / HyperKitty exports')
+    .option('--batch-size <n>', 'messages per transaction', '500')
+    .description('import an mbox file into a list archive (resumable, idempotent)')
+    .action((ref: string, file: string, o) =>
+      runCommand(async ({ db }) => {
+        const batchSize = Number(o.batchSize);
+        if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 5000) throw new InvalidInput('--batch-size must be a whole number from 1 to 5000');
+        const list = await findList(db.pool, ref);
+        const progress = progressReporter(file);
+        const ac = new AbortController();
+        const onSignal = () => {
+          if (ac.signal.aborted) process.exit(130);
+          ac.abort();
+          progress.note('interrupted: finishing the batch in flight (press Ctrl-C again to stop at once)');
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        let state: ImportState;
+        try {
+          state = await importMbox(db, list, file, { batchSize, signal: ac.signal, onProgress: progress.update, onBroken: progress.broken });
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          progress.stop();
+        }
+        const rate = state.seconds > 0 ? Math.round(state.seen / state.seconds) : state.seen;
+        const resumed = state.resumedAt !== null ? ` (resumed at message ${state.resumedAt + 1})` : '';
+        process.stdout.write(
+          `${state.interrupted ? 'interrupted' : 'imported'} ${file} into ${list.address}${resumed}: ` +
+            `${state.added} messages added, ${state.duplicates} already archived, ${state.broken} skipped as broken ` +
+            `(${state.seconds.toFixed(1)} s, ${rate} msgs/s)\n`,
+        );
+        if (state.interrupted) {
+          process.stdout.write('run the same command again to resume\n');
+          process.exitCode = 130;
+        }
+      }),
+    );
+
+  program
+    .command('export')
+    .argument('<list>', 'list address or unique local part')
+    .option('--month <YYYY-MM>', 'only this month (UTC)')
+    .description('write a list archive to stdout as mboxrd')
+    .action((ref: string, o) => {
+      // stdout carries the mbox: keep log lines off it.
+      config();
+      log.level = 'silent';
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+      });
+      return runCommand(async ({ db }) => {
+        const range = o.month ? monthRange(o.month) : null;
+        if (o.month && !range) throw new InvalidInput(`--month must be YYYY-MM (got "${o.month}")`);
+        const list = await findList(db.readPool, ref);
+        await exportMbox(db.readPool, { listId: list.id, after: range?.start, before: range?.end }, process.stdout);
+      });
+    });
+}
+
+/** A progress bar on a terminal, plain lines (every few seconds) otherwise; both on stderr. */
+function progressReporter(file: string) {
+  const tty = process.stderr.isTTY === true;
+  const mb = (n: number) => (n / 1048576).toFixed(1);
+  const multi = tty
+    ? new cliProgress.MultiBar(
+        { stream: process.stderr, format: 'importing [{bar}] {percentage}% | {done}/{size} MB | {seen} messages | {rate} msgs/s', hideCursor: true, clearOnComplete: false },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
+  let bar: cliProgress.SingleBar | null = null;
+  let lastLine = 0;
+  const line = (s: string) => (multi ? multi.log(`${s}\n`) : process.stderr.write(`${s}\n`));
+  return {
+    update(s: ImportState) {
+      const rate = s.seconds > 0 ? Math.round(s.seen / s.seconds) : 0;
+      const payload = { done: mb(s.bytes), size: mb(s.totalBytes), seen: s.seen, rate };
+      if (multi) {
+        bar ??= multi.create(s.totalBytes, 0, payload);
+        bar.update(Math.min(s.bytes, s.totalBytes), payload);
+      } else if (performance.now() - lastLine > 2000) {
+        lastLine = performance.now();
+        const pct = s.totalBytes ? Math.floor((100 * s.bytes) / s.totalBytes) : 100;
+        line(`import ${file}: ${pct}% (${payload.done} of ${payload.size} MB), ${s.seen} messages, ${s.added} added, ${s.broken} broken, ${rate} msgs/s`);
+      }
+    },
+    broken(b: BrokenMessage) {
+      line(`message ${b.index + 1} at byte ${b.offset}${b.messageId ? ` <${b.messageId}>` : ''} skipped: ${b.reason}`);
+    },
+    note(s: string) {
+      line(s);
+    },
+    stop() {
+      multi?.stop();
+    },
+  };
 }

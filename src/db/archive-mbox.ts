@@ -1,0 +1,68 @@
+import type { Queryable } from './pool.ts';
+
+/**
+ * The messages of a list (a month of it, or one thread) in date order, read in pages through a
+ * keyset cursor: each page is one short query that resumes after the last (date, id) seen, so
+ * memory stays at one page whatever the size of the archive, and no long transaction holds back
+ * a read replica. Hidden messages are left out.
+ */
+export interface MboxScope {
+  listId: number;
+  /** inclusive lower bound on the date */
+  after?: Date | null;
+  /** exclusive upper bound on the date */
+  before?: Date | null;
+  threadId?: number | null;
+}
+
+export interface MboxRow {
+  id: number;
+  raw: Buffer;
+  from_email: string;
+  date: Date;
+}
+
+export async function* mboxRows(db: Queryable, scope: MboxScope, pageSize = 200): AsyncGenerator<MboxRow> {
+  let lastDate: Date | null = null;
+  let lastId = 0;
+  for (;;) {
+    const { rows }: { rows: MboxRow[] } = await db.query<MboxRow>(
+      `select m.id, m.raw, m.from_email, m.date
+         from list_messages lm join messages m on m.id = lm.message_id
+        where lm.list_id = $1
+          and ($2::timestamptz is null or lm.date >= $2) and ($3::timestamptz is null or lm.date < $3)
+          and ($4::bigint is null or m.thread_id = $4)
+          and ($5::timestamptz is null or (lm.date, lm.message_id) > ($5, $6::bigint))
+          and m.hidden_at is null
+        order by lm.date, lm.message_id
+        limit $7`,
+      [scope.listId, scope.after ?? null, scope.before ?? null, scope.threadId ?? null, lastDate, lastId, pageSize],
+    );
+    for (const row of rows) yield row;
+    if (rows.length < pageSize) return;
+    lastDate = rows[rows.length - 1].date;
+    lastId = rows[rows.length - 1].id;
+  }
+}
+
+export interface MboxVersion {
+  messages: number;
+  /** a digest of the visible set: changes when a message arrives, is hidden or comes back */
+  digest: string;
+  last_modified: Date | null;
+}
+
+/** What an mbox download's validators (ETag, Last-Modified) are made of. */
+export async function mboxVersion(db: Queryable, scope: MboxScope): Promise<MboxVersion> {
+  const { rows } = await db.query<MboxVersion>(
+    `select count(*) filter (where m.hidden_at is null)::int as messages,
+            concat_ws('.', count(*) filter (where m.hidden_at is null), sum(m.id) filter (where m.hidden_at is null), max(m.id)) as digest,
+            greatest(max(m.received_at), max(m.hidden_at)) as last_modified
+       from list_messages lm join messages m on m.id = lm.message_id
+      where lm.list_id = $1
+        and ($2::timestamptz is null or lm.date >= $2) and ($3::timestamptz is null or lm.date < $3)
+        and ($4::bigint is null or m.thread_id = $4)`,
+    [scope.listId, scope.after ?? null, scope.before ?? null, scope.threadId ?? null],
+  );
+  return rows[0];
+}

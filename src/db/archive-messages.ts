@@ -1,0 +1,119 @@
+import type { ArchivePolicy } from './lists.ts';
+import type { Queryable } from './pool.ts';
+import type { Reader } from './archive.ts';
+
+/** Read queries for one archived message: its page, its neighbours, its raw bytes; the feed. */
+
+export interface MessageList {
+  id: number;
+  key: string;
+  address: string;
+  name: string;
+  archive: ArchivePolicy;
+  readable: boolean;
+}
+
+export interface ArchivedMessage {
+  id: number;
+  message_id: string;
+  raw: Buffer;
+  size: number;
+  subject: string;
+  from_name: string;
+  from_email: string;
+  date: Date;
+  in_reply_to: string | null;
+  thread_id: number;
+  parent_id: number | null;
+  body: string;
+  has_attachments: boolean;
+  received_at: Date;
+  hidden_reason: string | null;
+  hidden_at: Date | null;
+  /** the lists it reached, with whether this reader may read each */
+  lists: MessageList[];
+}
+
+/** A message by Message-ID, with or without its raw bytes, and the lists it is in. */
+export async function archivedMessage(db: Queryable, messageId: string, reader: Reader, withRaw: boolean): Promise<ArchivedMessage | null> {
+  const { rows } = await db.query<ArchivedMessage>(
+    `select m.id, m.message_id, case when $4 then m.raw end as raw, m.size, m.subject, m.from_name, m.from_email, m.date,
+            m.in_reply_to, m.thread_id, m.parent_id, case when $4 then m.body end as body, m.has_attachments, m.received_at,
+            m.hidden_reason, m.hidden_at,
+            coalesce((select json_agg(json_build_object(
+                        'id', l.id, 'address', l.address, 'name', l.name, 'archive', l.archive,
+                        'key', case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
+                                    then l.address else l.local_part end,
+                        'readable', can_read_archive(l.id, l.archive, $2, $3)) order by l.id)
+                        from list_messages lm join lists l on l.id = lm.list_id where lm.message_id = m.id), '[]') as lists
+       from messages m where m.message_id = $1`,
+    [messageId, reader.email, reader.siteAdmin, withRaw],
+  );
+  return rows[0] ?? null;
+}
+
+export interface Neighbour {
+  message_id: string;
+  subject: string;
+  from_name: string;
+  from_email: string;
+  date: string;
+}
+
+export interface Neighbours {
+  parent: Neighbour | null;
+  prev_in_thread: Neighbour | null;
+  next_in_thread: Neighbour | null;
+  prev_by_date: Neighbour | null;
+  next_by_date: Neighbour | null;
+  replies: Neighbour[];
+  thread_messages: number;
+  thread_position: number;
+  /** latest change to the list (see listLastModified) */
+  last_modified: Date | null;
+}
+
+/** Where a message sits in one list: its parent and replies, prev/next in its thread and by date. */
+export async function messageNeighbours(db: Queryable, listId: number, m: Pick<ArchivedMessage, 'id' | 'thread_id' | 'parent_id' | 'date'>): Promise<Neighbours> {
+  const pick = `json_build_object('message_id', x.message_id, 'subject', x.subject, 'from_name', x.from_name, 'from_email', x.from_email, 'date', x.date)`;
+  const inThread = `from messages x join list_messages y on y.message_id = x.id and y.list_id = $1 where x.thread_id = $2 and x.hidden_at is null`;
+  const inList = `from list_messages y join messages x on x.id = y.message_id where y.list_id = $1 and x.hidden_at is null`;
+  const { rows } = await db.query<Neighbours>(
+    `select
+       (select ${pick} ${inThread} and x.id = $5) as parent,
+       (select ${pick} ${inThread} and (x.date, x.id) < ($3, $4) order by x.date desc, x.id desc limit 1) as prev_in_thread,
+       (select ${pick} ${inThread} and (x.date, x.id) > ($3, $4) order by x.date, x.id limit 1) as next_in_thread,
+       (select ${pick} ${inList} and y.date <= $3 and (y.date < $3 or y.message_id < $4) order by y.date desc, y.message_id desc limit 1) as prev_by_date,
+       (select ${pick} ${inList} and y.date >= $3 and (y.date > $3 or y.message_id > $4) order by y.date, y.message_id limit 1) as next_by_date,
+       coalesce((select json_agg(z.r order by z.date) from (select ${pick} as r, x.date ${inThread} and x.parent_id = $4 order by x.date limit 100) z), '[]') as replies,
+       (select count(*)::int ${inThread}) as thread_messages,
+       (select count(*)::int ${inThread} and (x.date, x.id) <= ($3, $4)) as thread_position,
+       greatest((select x.received_at from messages x where x.id = (select max(message_id) from list_messages where list_id = $1)),
+                (select max(x.hidden_at) from messages x join list_messages y on y.message_id = x.id and y.list_id = $1
+                  where x.hidden_at is not null)) as last_modified`,
+    [listId, m.thread_id, m.date, m.id, m.parent_id],
+  );
+  return rows[0];
+}
+
+export interface FeedEntry {
+  message_id: string;
+  subject: string;
+  from_name: string;
+  from_email: string;
+  date: Date;
+  received_at: Date;
+  body: string;
+}
+
+/** The latest messages of a list, for its Atom feed. */
+export async function latestMessages(db: Queryable, listId: number, limit: number, bodyChars = 4000): Promise<FeedEntry[]> {
+  const { rows } = await db.query<FeedEntry>(
+    `select m.message_id, m.subject, m.from_name, m.from_email, m.date, m.received_at, left(m.body, $3) as body
+       from list_messages lm join messages m on m.id = lm.message_id
+      where lm.list_id = $1 and m.hidden_at is null
+      order by lm.date desc, lm.message_id desc limit $2`,
+    [listId, limit, bodyChars],
+  );
+  return rows;
+}

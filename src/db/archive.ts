@@ -1,0 +1,254 @@
+import type { ArchivePolicy, ListRow } from './lists.ts';
+import type { Queryable } from './pool.ts';
+
+/**
+ * Read queries of the archive's browsing pages: the lists, a list's months and recent threads, a
+ * month's threads, a thread as a tree. Every query leaves out hidden messages; all run on the
+ * read pool (a replica when DATABASE_READ_URL is set). Who may read which list is decided by the
+ * SQL function can_read_archive() (sql/0004), the one definition of archive access.
+ */
+
+/** The reader, as the queries need it: an address (logged in) and whether a site administrator. */
+export interface Reader {
+  email: string | null;
+  siteAdmin: boolean;
+}
+
+// The URL key of a list: its local part when no other list shares it, else its full address.
+const LIST_KEY = `case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
+                       then l.address else l.local_part end`;
+
+export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {
+  if (list.archive === 'public' || reader.siteAdmin) return true;
+  if (!reader.email) return false;
+  const { rows } = await db.query<{ ok: boolean }>('select can_read_archive($1, $2, $3, $4) as ok', [list.id, list.archive, reader.email, reader.siteAdmin]);
+  return rows[0].ok;
+}
+
+/** Ids of the lists whose archive the reader may read. */
+export async function readableListIds(db: Queryable, reader: Reader): Promise<number[]> {
+  const { rows } = await db.query<{ id: number }>('select id from lists l where can_read_archive(l.id, l.archive, $1, $2)', [reader.email, reader.siteAdmin]);
+  return rows.map((r) => r.id);
+}
+
+export async function listKey(db: Queryable, listId: number): Promise<string> {
+  const { rows } = await db.query<{ key: string }>(`select ${LIST_KEY} as key from lists l where l.id = $1`, [listId]);
+  return rows[0]?.key ?? '';
+}
+
+export interface IndexEntry {
+  id: number;
+  key: string;
+  address: string;
+  name: string;
+  description: string;
+  archive: ArchivePolicy;
+  readable: boolean;
+  messages: number;
+  last_activity: Date | null;
+}
+
+/** The lists on the front page: all but private lists the reader cannot read. */
+export async function archiveIndex(db: Queryable, reader: Reader, limit: number, offset: number): Promise<{ lists: IndexEntry[]; total: number }> {
+  const { rows } = await db.query<IndexEntry & { total: number }>(
+    `select l.id, ${LIST_KEY} as key, l.address, l.name, l.description, l.archive, r.readable,
+            (select count(*) from list_messages lm where lm.list_id = l.id)::int
+              - (select count(*) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = l.id
+                  where m.hidden_at is not null)::int as messages,
+            (select lm.date from list_messages lm join messages m on m.id = lm.message_id
+              where lm.list_id = l.id and m.hidden_at is null order by lm.date desc limit 1) as last_activity,
+            count(*) over ()::int as total
+       from lists l cross join lateral (select can_read_archive(l.id, l.archive, $1, $2) as readable) r
+      where l.archive <> 'private' or r.readable
+      order by l.address
+      limit $3 offset $4`,
+    [reader.email, reader.siteAdmin, limit, offset],
+  );
+  return { lists: rows, total: rows[0]?.total ?? 0 };
+}
+
+export interface MonthCount {
+  month: string;
+  messages: number;
+}
+
+/** Months with messages, newest first. Hidden messages are few: they are subtracted. */
+export async function listMonths(db: Queryable, listId: number): Promise<MonthCount[]> {
+  const { rows } = await db.query<MonthCount>(
+    `with every as (
+       select date_trunc('month', lm.date, 'UTC') as m, count(*) as n from list_messages lm where lm.list_id = $1 group by 1
+     ), hidden as (
+       select date_trunc('month', lm.date, 'UTC') as m, count(*) as n
+         from messages x join list_messages lm on lm.message_id = x.id and lm.list_id = $1
+        where x.hidden_at is not null group by 1)
+     select to_char(e.m at time zone 'UTC', 'YYYY-MM') as month, (e.n - coalesce(h.n, 0))::int as messages
+       from every e left join hidden h using (m)
+      where e.n > coalesce(h.n, 0)
+      order by e.m desc`,
+    [listId],
+  );
+  return rows;
+}
+
+export interface ThreadSummary {
+  thread_id: number;
+  subject: string;
+  root_message_id: string;
+  first: Date;
+  last: Date;
+  /** messages of the thread in the period shown */
+  messages: number;
+  /** messages of the whole thread in this list */
+  thread_messages: number;
+  participants: string[];
+  authors: number;
+}
+
+// Summary columns of one thread in one list, for a lateral join on t.thread_id.
+const THREAD_TOTALS = `(select count(*)::int from messages x join list_messages y on y.message_id = x.id and y.list_id = $1
+                          where x.thread_id = t.thread_id and x.hidden_at is null) as thread_messages`;
+
+/** Threads with the latest activity in a list. */
+export async function recentThreads(db: Queryable, listId: number, limit: number): Promise<ThreadSummary[]> {
+  const { rows } = await db.query<ThreadSummary>(
+    `with latest as (
+       select m.thread_id, m.date, m.subject, m.message_id, m.id, m.from_name, m.from_email
+         from list_messages lm join messages m on m.id = lm.message_id
+        where lm.list_id = $1 and m.hidden_at is null
+        order by lm.date desc limit 1000
+     ), t as (
+       select thread_id, max(date) as last from latest group by thread_id order by last desc limit $2
+     )
+     select t.thread_id, s.*, ${THREAD_TOTALS}
+       from t cross join lateral (
+         select (array_agg(m.subject order by m.date, m.id))[1] as subject,
+                (array_agg(m.message_id order by m.date, m.id))[1] as root_message_id,
+                min(m.date) as first, max(m.date) as last, count(*)::int as messages,
+                (array_agg(distinct coalesce(nullif(m.from_name, ''), m.from_email)))[1:5] as participants,
+                count(distinct m.from_email)::int as authors
+           from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
+          where m.thread_id = t.thread_id and m.hidden_at is null) s
+      order by t.last desc`,
+    [listId, limit],
+  );
+  return rows;
+}
+
+/** The threads with messages in [start, end), in order of their first message there. */
+export async function monthThreads(db: Queryable, listId: number, start: Date, end: Date, limit: number, offset: number): Promise<{ threads: ThreadSummary[]; total: number; messages: number }> {
+  const { rows } = await db.query<ThreadSummary & { total: number; month_messages: number }>(
+    `with mm as (
+       select m.thread_id, m.id, m.date, m.subject, m.message_id, m.from_name, m.from_email
+         from list_messages lm join messages m on m.id = lm.message_id
+        where lm.list_id = $1 and lm.date >= $2 and lm.date < $3 and m.hidden_at is null
+     ), t as (
+       select thread_id, count(*)::int as messages, min(date) as first, max(date) as last,
+              (array_agg(subject order by date, id))[1] as subject,
+              (array_agg(message_id order by date, id))[1] as root_message_id,
+              (array_agg(distinct coalesce(nullif(from_name, ''), from_email)))[1:5] as participants,
+              count(distinct from_email)::int as authors,
+              count(*) over ()::int as total,
+              sum(count(*)) over ()::int as month_messages
+         from mm group by thread_id
+        order by first, thread_id
+        limit $4 offset $5
+     )
+     select t.*, ${THREAD_TOTALS} from t order by first, thread_id`,
+    [listId, start, end, limit, offset],
+  );
+  return { threads: rows, total: rows[0]?.total ?? 0, messages: rows[0]?.month_messages ?? 0 };
+}
+
+export interface ThreadEntry {
+  id: number;
+  message_id: string;
+  subject: string;
+  from_name: string;
+  from_email: string;
+  date: Date;
+  body: string;
+  body_truncated: boolean;
+  has_attachments: boolean;
+  depth: number;
+  total: number;
+}
+
+/**
+ * A thread's messages in one list as a tree, in reading order (each reply under its parent,
+ * siblings by date), with their depth. A message whose parent is hidden or not in this list
+ * hangs from its nearest visible ancestor; messages caught in a reference cycle come last.
+ */
+export async function threadTree(db: Queryable, listId: number, threadId: number, limit: number, offset: number, bodyChars = 20000): Promise<ThreadEntry[]> {
+  const { rows } = await db.query<ThreadEntry>(
+    `with recursive t as (
+       select m.id, m.parent_id, m.date, (lm.message_id is not null and m.hidden_at is null) as visible
+         from messages m left join list_messages lm on lm.message_id = m.id and lm.list_id = $1
+        where m.thread_id = $2
+     ), walk (id, anc, steps) as (
+       select id, parent_id, 0 from t where visible
+       union all
+       select w.id, t.parent_id, w.steps + 1 from walk w join t on t.id = w.anc where not t.visible and w.steps < 10000
+     ), eff as (
+       select w.id, case when v.visible then w.anc end as parent
+         from walk w left join t v on v.id = w.anc
+        where w.anc is null or v.id is null or v.visible
+     ), tree (id, depth, path) as (
+       select e.id, 0, array[(extract(epoch from t.date) * 1000)::bigint, e.id] from eff e join t on t.id = e.id where e.parent is null
+       union all
+       select e.id, tr.depth + 1, tr.path || array[(extract(epoch from t.date) * 1000)::bigint, e.id]
+         from tree tr join eff e on e.parent = tr.id join t on t.id = e.id
+        where tr.depth < 10000
+     ), ordered as (
+       select id, depth, path from tree
+       union all
+       select e.id, 0, array[(extract(epoch from t.date) * 1000)::bigint, e.id]
+         from eff e join t on t.id = e.id where e.parent is not null and not exists (select 1 from tree x where x.id = e.id)
+     ), page as (
+       select o.id, o.depth, o.path, count(*) over ()::int as total from ordered o order by o.path limit $3 offset $4
+     )
+     select m.id, m.message_id, m.subject, m.from_name, m.from_email, m.date, left(m.body, $5) as body,
+            length(m.body) > $5 as body_truncated, m.has_attachments, p.depth, p.total
+       from page p join messages m on m.id = p.id
+      order by p.path`,
+    [listId, threadId, limit, offset, bodyChars],
+  );
+  return rows;
+}
+
+/** Where a thread went when it merged into another (its old URL redirects there). */
+export async function movedThread(db: Queryable, threadId: number): Promise<number | null> {
+  const { rows } = await db.query<{ thread: number }>(
+    `with recursive chain (thread, n) as (
+       select new_thread, 1 from thread_moves where old_thread = $1
+       union all
+       select tm.new_thread, c.n + 1 from chain c join thread_moves tm on tm.old_thread = c.thread where c.n < 50
+     ) select thread from chain order by n desc limit 1`,
+    [threadId],
+  );
+  return rows[0]?.thread ?? null;
+}
+
+/**
+ * Latest change to a list's archive, for Last-Modified: the newest message added (ids grow with
+ * time) or the latest hiding. Two index lookups.
+ */
+export async function listLastModified(db: Queryable, listId: number): Promise<Date | null> {
+  const { rows } = await db.query<{ at: Date | null }>(
+    `select greatest(
+       (select m.received_at from messages m where m.id = (select max(message_id) from list_messages where list_id = $1)),
+       (select max(m.hidden_at) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
+         where m.hidden_at is not null)) as at`,
+    [listId],
+  );
+  return rows[0]?.at ?? null;
+}
+
+/** The months before and after [start, end) that have messages in the list, for month navigation. */
+export async function adjacentMonths(db: Queryable, listId: number, start: Date, end: Date): Promise<{ prev: string | null; next: string | null }> {
+  const { rows } = await db.query<{ prev: string | null; next: string | null }>(
+    `select to_char((select max(date) from list_messages where list_id = $1 and date < $2) at time zone 'UTC', 'YYYY-MM') as prev,
+            to_char((select min(date) from list_messages where list_id = $1 and date >= $3) at time zone 'UTC', 'YYYY-MM') as next`,
+    [listId, start, end],
+  );
+  return rows[0];
+}

@@ -1,0 +1,27 @@
+import { generatedMessageId, normalizeMessageId } from './message-id.ts';
+
+/**
+ * Cheap looks at a raw message's header section without parsing the MIME structure: enough to
+ * recognise a message already archived (its Message-ID) before paying for a full parse.
+ */
+
+/** The header section: bytes up to the first empty line (or all of it). */
+export function headerSection(raw: Buffer): string {
+  const limit = Math.min(raw.length, 256 * 1024);
+  let end = raw.indexOf('\n\n');
+  const crlf = raw.indexOf('\r\n\r\n');
+  if (crlf >= 0 && (end < 0 || crlf < end)) end = crlf;
+  return raw.toString('latin1', 0, end < 0 || end > limit ? limit : end);
+}
+
+/** The first header field of that name, unfolded, or null. */
+export function firstHeader(section: string, name: string): string | null {
+  const re = new RegExp(`^${name}[ \\t]*:(.*(?:\\r?\\n[ \\t].*)*)`, 'im');
+  const m = re.exec(section);
+  return m ? m[1].replace(/\r?\n[ \t]+/g, ' ').trim() : null;
+}
+
+/** The Message-ID the archive will know this message by: its own, or the stable generated one. */
+export function archiveMessageId(raw: Buffer): string {
+  return normalizeMessageId(firstHeader(headerSection(raw), 'message-id')) ?? generatedMessageId(raw);
+}

@@ -1,0 +1,131 @@
+import sanitize from 'sanitize-html';
+import { defangSchemes, obfuscateText } from './obfuscate.ts';
+
+/**
+ * Message bodies as HTML fragments for archive pages: plain text escaped, links made clickable,
+ * long quotes folded into <details> (works without JavaScript); HTML parts sanitised through an
+ * allow-list with nothing that runs, nothing that loads from elsewhere unless the reader asks.
+ */
+export interface RenderOptions {
+  /** anonymous reader: addresses lose their domain */
+  obfuscate: boolean;
+  /** quoted runs of at least this many lines are folded */
+  foldAt?: number;
+}
+
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`]*[^\s<>"'`.,;:!?)\]}]/g;
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&#39;'));
+}
+
+/** One line of text: escaped, addresses obfuscated if asked, http(s) URLs as links. */
+export function renderLine(line: string, obfuscate: boolean): string {
+  const text = obfuscate ? obfuscateText(line) : line;
+  let out = '';
+  let last = 0;
+  for (const m of text.matchAll(URL_RE)) {
+    const url = m[0];
+    out += escapeHtml(text.slice(last, m.index));
+    out += `<a href="${escapeHtml(url)}" rel="nofollow noopener noreferrer">${escapeHtml(url)}</a>`;
+    last = m.index! + url.length;
+  }
+  out += escapeHtml(text.slice(last));
+  return defangSchemes(out);
+}
+
+const QUOTED = /^[ \t]*>/;
+
+/** A plain-text body as HTML, for an element styled with white-space: pre-wrap. */
+export function renderText(body: string, opts: RenderOptions): string {
+  const foldAt = opts.foldAt ?? 5;
+  const lines = body.replace(/\r\n?/g, '\n').replace(/\n+$/, '').split('\n');
+  const out: string[] = [];
+  let text: string[] = [];
+  const flushText = () => {
+    if (text.length) out.push(`${text.join('\n')}\n`);
+    text = [];
+  };
+  for (let i = 0; i < lines.length; ) {
+    if (!QUOTED.test(lines[i])) {
+      text.push(renderLine(lines[i], opts.obfuscate));
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < lines.length && QUOTED.test(lines[j])) j++;
+    const quoted = lines.slice(i, j).map((l) => renderLine(l, opts.obfuscate)).join('\n');
+    flushText();
+    if (j - i >= foldAt) {
+      out.push(`<details class="quote"><summary>${j - i} quoted lines</summary><span class="q">${quoted}</span></details>`);
+    } else {
+      out.push(`<span class="q">${quoted}</span>\n`);
+    }
+    i = j;
+  }
+  flushText();
+  return out.join('');
+}
+
+export interface HtmlOptions {
+  obfuscate: boolean;
+  /** the reader asked to load remote images */
+  remoteImages: boolean;
+  /** where an inline image (cid:) of this message can be fetched from, if we have it */
+  cidUrl?: (cid: string) => string | null;
+}
+
+const SAFE_DATA_IMAGE = /^data:image\/(png|jpeg|gif|webp);base64,[a-z0-9+/=\s]+$/i;
+
+/** An HTML part reduced to harmless markup. */
+export function sanitizeHtml(html: string, opts: HtmlOptions): string {
+  return sanitize(html, {
+    allowedTags: [
+      'a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'cite', 'code', 'col', 'colgroup', 'dd', 'del', 'div', 'dl', 'dt',
+      'em', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'i', 'img', 'ins', 'kbd', 'li', 'ol', 'p', 'pre', 'q', 's', 'samp',
+      'small', 'span', 'strike', 'strong', 'sub', 'sup', 'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'tr', 'tt', 'u', 'ul',
+    ],
+    allowedAttributes: {
+      a: ['href', 'title', 'rel'],
+      img: ['src', 'alt', 'title', 'width', 'height', 'referrerpolicy'],
+      td: ['colspan', 'rowspan', 'align', 'valign'],
+      th: ['colspan', 'rowspan', 'align', 'valign'],
+      ol: ['start', 'type'],
+      span: ['title'],
+    },
+    allowedSchemes: ['http', 'https', 'mailto'],
+    allowedSchemesByTag: { img: ['http', 'https', 'data', 'cid'] },
+    allowProtocolRelative: false,
+    disallowedTagsMode: 'discard',
+    transformTags: {
+      a: (tagName, attribs): sanitize.Tag => {
+        const href = attribs.href ?? '';
+        if (/^mailto:/i.test(href) && opts.obfuscate) return { tagName: 'span', attribs: {} };
+        return { tagName, attribs: { ...attribs, rel: 'nofollow noopener noreferrer' } };
+      },
+      img: (tagName, attribs): sanitize.Tag => {
+        const src = (attribs.src ?? '').trim();
+        const alt = attribs.alt ?? '';
+        if (/^cid:/i.test(src)) {
+          const url = opts.cidUrl?.(src.slice(4).replace(/^<|>$/g, ''));
+          if (url) return { tagName, attribs: { ...attribs, src: url } };
+        } else if (/^data:/i.test(src)) {
+          if (SAFE_DATA_IMAGE.test(src)) return { tagName, attribs };
+        } else if (/^https?:/i.test(src)) {
+          if (opts.remoteImages) return { tagName, attribs: { ...attribs, referrerpolicy: 'no-referrer' } };
+        }
+        return { tagName: 'span', attribs: { class: 'img-placeholder', title: alt || 'image not loaded' } };
+      },
+    },
+    allowedClasses: { span: ['img-placeholder'] },
+    textFilter: (text) => {
+      const t = opts.obfuscate ? obfuscateText(text) : text;
+      return /script\s*:/i.test(t) ? t.replace(/\b(javascript|vbscript|livescript)\s*:/gi, '$1\u200b:') : t;
+    },
+  });
+}
+
+/** Whether an HTML part would load anything from elsewhere if allowed to. */
+export function hasRemoteImages(html: string): boolean {
+  return /<img\b[^>]*\bsrc\s*=\s*["']?\s*https?:/i.test(html);
+}

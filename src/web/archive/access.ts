@@ -1,0 +1,48 @@
+import { readableListIds, readerMayRead, type Reader } from '../../db/archive.ts';
+import { findList, type ListRow } from '../../db/lists.ts';
+import type { Queryable } from '../../db/pool.ts';
+import { Forbidden, NotFound } from '../../errors.ts';
+import type { Viewer } from '../viewer.ts';
+
+/**
+ * Who may read an archive (DESIGN §7): everyone for a 'public' list; for 'members' and 'private'
+ * lists, a logged-in viewer who is an active member, an owner or moderator of the list, or a site
+ * administrator. The rule itself is the SQL function can_read_archive() (sql/0004), so pages,
+ * search, feeds and downloads all apply the same one.
+ */
+export function readerOf(viewer: Viewer | null | undefined): Reader {
+  return { email: viewer?.email?.toLowerCase() ?? null, siteAdmin: viewer?.isSiteAdmin === true };
+}
+
+/** For other parts of the app: may this viewer read this list's archive? */
+export async function canReadArchive(db: Queryable, viewer: Viewer | null | undefined, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {
+  return readerMayRead(db, readerOf(viewer), list);
+}
+
+export async function readableLists(db: Queryable, viewer: Viewer | null | undefined): Promise<number[]> {
+  return readableListIds(db, readerOf(viewer));
+}
+
+/** A 'private' list is not even named to those who may not read it; a 'members' list says why. */
+export function denied(list: Pick<ListRow, 'archive' | 'address'>, viewer: Viewer | null | undefined): Error {
+  if (list.archive === 'private') return new NotFound('There is no list archive at this address.', 'no_such_list');
+  return new Forbidden(
+    viewer
+      ? `The archive of ${list.address} is open to its members only.`
+      : `The archive of ${list.address} is open to its members only: log in to read it.`,
+    'archive_restricted',
+  );
+}
+
+/** The list named in a URL, if this viewer may read its archive; otherwise 404 or 403. */
+export async function readableList(db: Queryable, viewer: Viewer | null | undefined, ref: string): Promise<ListRow> {
+  let list: ListRow;
+  try {
+    list = await findList(db, ref);
+  } catch (err) {
+    if (err instanceof NotFound) throw new NotFound('There is no list archive at this address.', 'no_such_list');
+    throw err;
+  }
+  if (!(await canReadArchive(db, viewer, list))) throw denied(list, viewer);
+  return list;
+}

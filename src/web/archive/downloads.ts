@@ -1,0 +1,87 @@
+import crypto from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import { exportMbox } from '../../archive-export.ts';
+import { listKey } from '../../db/archive.ts';
+import { latestMessages } from '../../db/archive-messages.ts';
+import { mboxVersion, type MboxScope } from '../../db/archive-mbox.ts';
+import type { ListRow } from '../../db/lists.ts';
+import { NotFound } from '../../errors.ts';
+import { log } from '../../log.ts';
+import { atomFeed } from '../../mail/atom.ts';
+import { monthRange } from '../../mail/months.ts';
+import { obfuscateText } from '../../mail/obfuscate.ts';
+import type { WebContext } from '../app.ts';
+import { viewerOf } from '../viewer.ts';
+import { readableList } from './access.ts';
+import { notModified, setCacheHeaders } from './http.ts';
+import { authorName, listHref, messageHref } from './present.ts';
+
+/**
+ * Downloads: a month (/lists/LIST/YYYY-MM.mbox) or a thread (/lists/LIST/thread/ID.mbox) as
+ * mboxrd, streamed page by page with validators computed first (so a 304 costs one small query);
+ * and the list's Atom feed (/lists/LIST/feed.atom).
+ */
+const FEED_ENTRIES = 30;
+
+async function sendMbox(ctx: WebContext, req: Request, res: Response, list: ListRow, scope: MboxScope, filename: string) {
+  const version = await mboxVersion(ctx.db.readPool, scope);
+  if (version.messages === 0) throw new NotFound('There are no messages to download here.', 'empty');
+  res.set('ETag', `"mbox-${crypto.createHash('sha1').update(`${scope.listId}:${version.digest}`).digest('hex').slice(0, 24)}"`);
+  setCacheHeaders(req, res, { restricted: list.archive !== 'public', lastModified: version.last_modified });
+  if (notModified(req, res)) return;
+  res.set('Content-Type', 'application/mbox');
+  res.set('Content-Disposition', `attachment; filename="${filename}"`);
+  if (req.method === 'HEAD') return res.end();
+  try {
+    await exportMbox(ctx.db.readPool, scope, res);
+    res.end();
+  } catch (err) {
+    // Headers are gone: all we can do is cut the download short, so the reader sees it failed.
+    log.error({ err, list: list.address }, 'mbox download failed');
+    res.destroy();
+  }
+}
+
+export async function monthMbox(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
+  const m = /^(\d{4}-\d{2})\.mbox$/.exec(String(req.params.part));
+  const range = m ? monthRange(m[1]) : null;
+  if (!range) return next();
+  const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
+  await sendMbox(ctx, req, res, list, { listId: list.id, after: range.start, before: range.end }, `${list.local_part}-${range.month}.mbox`);
+}
+
+export async function threadMbox(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
+  const m = /^(\d{1,15})\.mbox$/.exec(String(req.params.id));
+  if (!m) return next();
+  const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
+  await sendMbox(ctx, req, res, list, { listId: list.id, threadId: Number(m[1]) }, `${list.local_part}-thread-${m[1]}.mbox`);
+}
+
+export async function feed(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
+  if (req.params.part !== 'feed.atom') return next();
+  const viewer = viewerOf(req);
+  const obfuscate = !viewer;
+  const db = ctx.db.readPool;
+  const list = await readableList(db, viewer, String(req.params.list));
+  const [key, latest] = await Promise.all([listKey(db, list.id), latestMessages(db, list.id, FEED_ENTRIES)]);
+  const base = `${ctx.cfg.publicUrl}${listHref(key)}`;
+  const updated = latest.reduce((acc, e) => (e.received_at > acc ? e.received_at : acc), latest[0]?.received_at ?? list.created_at);
+  const xml = atomFeed({
+    id: base,
+    title: list.name,
+    subtitle: list.description || list.address,
+    selfUrl: `${base}feed.atom`,
+    htmlUrl: base,
+    updated,
+    entries: latest.map((e) => ({
+      id: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
+      url: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
+      title: e.subject || '(no subject)',
+      author: authorName(e.from_name, e.from_email, obfuscate),
+      updated: e.date,
+      summary: obfuscate ? obfuscateText(e.body) : e.body,
+    })),
+  });
+  setCacheHeaders(req, res, { restricted: list.archive !== 'public', lastModified: updated });
+  res.type('application/atom+xml; charset=utf-8').send(xml);
+}

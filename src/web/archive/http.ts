@@ -1,0 +1,78 @@
+import type { Request, Response } from 'express';
+import type { WebContext } from '../app.ts';
+import { csrfToken } from '../csrf.ts';
+import { viewerOf } from '../viewer.ts';
+
+/**
+ * HTTP for archive pages: cache headers suited to a cache in front (as pgarchives behind Varnish)
+ * and validators. Public archives seen by anonymous readers are `public, max-age=60`; anything
+ * seen by a logged-in reader is `private, no-cache` (it may show addresses in full); restricted
+ * archives are `private, no-store`. Every page carries Last-Modified and an ETag (express hashes
+ * the body), and a conditional request that still matches gets 304.
+ */
+export const PUBLIC_MAX_AGE = 60;
+
+export interface CachePolicy {
+  /** the list's archive is not public */
+  restricted: boolean;
+  lastModified?: Date | null;
+  /** the page holds a per-visitor token (a form): never shared */
+  personal?: boolean;
+}
+
+export function setCacheHeaders(req: Request, res: Response, p: CachePolicy) {
+  const viewer = viewerOf(req);
+  if (p.restricted) res.set('Cache-Control', 'private, no-store');
+  else if (viewer || p.personal) res.set('Cache-Control', 'private, no-cache');
+  else res.set('Cache-Control', `public, max-age=${PUBLIC_MAX_AGE}`);
+  res.vary('Cookie');
+  if (p.lastModified) res.set('Last-Modified', p.lastModified.toUTCString());
+}
+
+/**
+ * Renders a view without touching cookies unless the page needs them: an anonymous page without
+ * a form sets no cookie, so a cache in front can keep it. Logged-in pages get the CSRF token for
+ * the layout's logout form; `form: true` gives one to anonymous pages with a form.
+ */
+export function sendPage(ctx: WebContext, req: Request, res: Response, template: string, vars: Record<string, unknown>, cache: CachePolicy & { form?: boolean }, status = 200) {
+  const viewer = viewerOf(req);
+  const csrf = viewer || cache.form ? csrfToken(req, res) : '';
+  setCacheHeaders(req, res, { ...cache, personal: cache.personal || cache.form });
+  const html = ctx.views.render(template, { ...res.locals, viewer, csrf, ...vars });
+  res.status(status).type('html').send(html);
+}
+
+/** Whether a conditional request already has this version (then answer 304 and stop). */
+export function notModified(req: Request, res: Response): boolean {
+  if (req.fresh) {
+    res.status(304).end();
+    return true;
+  }
+  return false;
+}
+
+/** Page number from ?page=, 1 and up. */
+export function pageParam(req: Request): number {
+  const n = Number(req.query.page ?? 1);
+  return Number.isInteger(n) && n >= 1 && n <= 100000 ? n : 1;
+}
+
+export interface Pager {
+  page: number;
+  pages: number;
+  prev: string | null;
+  next: string | null;
+}
+
+/** Links to the neighbouring pages, keeping the other query parameters. */
+export function pager(req: Request, page: number, total: number, perPage: number): Pager {
+  const pages = Math.max(1, Math.ceil(total / perPage));
+  const link = (p: number) => {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(req.query)) if (k !== 'page' && typeof v === 'string') q.set(k, v);
+    if (p > 1) q.set('page', String(p));
+    const s = q.toString();
+    return `${req.path}${s ? `?${s}` : ''}`;
+  };
+  return { page, pages, prev: page > 1 ? link(page - 1) : null, next: page < pages ? link(page + 1) : null };
+}

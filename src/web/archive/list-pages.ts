@@ -1,0 +1,133 @@
+import type { NextFunction, Request, Response } from 'express';
+import { archiveIndex, listKey, listLastModified, listMonths, monthThreads, movedThread, recentThreads, threadTree, adjacentMonths, type ThreadSummary } from '../../db/archive.ts';
+import { NotFound } from '../../errors.ts';
+import { monthRange } from '../../mail/months.ts';
+import { renderText } from '../../mail/render-body.ts';
+import type { WebContext } from '../app.ts';
+import { viewerOf } from '../viewer.ts';
+import { readableList, readerOf } from './access.ts';
+import { pageParam, pager, sendPage } from './http.ts';
+import { authorName, listHref, messageHref, participants } from './present.ts';
+
+/** Browsing pages: the lists (/), one list, one month of it, one thread. */
+
+const LISTS_PER_PAGE = 100;
+const THREADS_PER_PAGE = 100;
+const THREAD_MESSAGES_PER_PAGE = 500;
+
+export async function indexPage(ctx: WebContext, req: Request, res: Response) {
+  const viewer = viewerOf(req);
+  const page = pageParam(req);
+  const { lists, total } = await archiveIndex(ctx.db.readPool, readerOf(viewer), LISTS_PER_PAGE, (page - 1) * LISTS_PER_PAGE);
+  const latest = lists.reduce<Date | null>((acc, l) => (l.last_activity && (!acc || l.last_activity > acc) ? l.last_activity : acc), null);
+  sendPage(ctx, req, res, 'archive/index.njk', {
+    title: 'Lists',
+    lists: lists.map((l) => ({ ...l, href: listHref(l.key) })),
+    pager: pager(req, page, total, LISTS_PER_PAGE),
+  }, { restricted: lists.some((l) => l.archive !== 'public'), lastModified: latest });
+}
+
+function threadRows(threads: ThreadSummary[], obfuscate: boolean, key: string) {
+  return threads.map((t) => ({
+    ...t,
+    href: `${listHref(key)}thread/${t.thread_id}`,
+    rootHref: messageHref(t.root_message_id),
+    subject: t.subject || '(no subject)',
+    replies: Math.max(0, t.thread_messages - 1),
+    participants: participants(t.participants, obfuscate),
+    more: Math.max(0, t.authors - (t.participants?.length ?? 0)),
+  }));
+}
+
+export async function listPage(ctx: WebContext, req: Request, res: Response) {
+  const viewer = viewerOf(req);
+  const db = ctx.db.readPool;
+  const list = await readableList(db, viewer, String(req.params.list));
+  const [key, months, recent, lastModified] = await Promise.all([
+    listKey(db, list.id), listMonths(db, list.id), recentThreads(db, list.id, 20), listLastModified(db, list.id),
+  ]);
+  const base = listHref(key);
+  sendPage(ctx, req, res, 'archive/list.njk', {
+    title: list.name,
+    list,
+    key,
+    base,
+    messages: months.reduce((n, m) => n + m.messages, 0),
+    months: months.map((m) => ({ ...m, href: `${base}${m.month}/`, mbox: `${base}${m.month}.mbox` })),
+    recent: threadRows(recent, !viewer, key),
+  }, { restricted: list.archive !== 'public', lastModified, form: true });
+}
+
+export async function monthPage(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
+  const range = monthRange(String(req.params.part));
+  if (!range) return next();
+  const viewer = viewerOf(req);
+  const db = ctx.db.readPool;
+  const list = await readableList(db, viewer, String(req.params.list));
+  const page = pageParam(req);
+  const [key, month, around, lastModified] = await Promise.all([
+    listKey(db, list.id),
+    monthThreads(db, list.id, range.start, range.end, THREADS_PER_PAGE, (page - 1) * THREADS_PER_PAGE),
+    adjacentMonths(db, list.id, range.start, range.end),
+    listLastModified(db, list.id),
+  ]);
+  const base = listHref(key);
+  sendPage(ctx, req, res, 'archive/month.njk', {
+    title: `${list.name}: ${range.month}`,
+    list,
+    base,
+    month: range.month,
+    mbox: `${base}${range.month}.mbox`,
+    prev: around.prev ? `${base}${around.prev}/` : null,
+    next: around.next ? `${base}${around.next}/` : null,
+    prevMonth: around.prev,
+    nextMonth: around.next,
+    threads: threadRows(month.threads, !viewer, key),
+    threadCount: month.total,
+    messageCount: month.messages,
+    pager: pager(req, page, month.total, THREADS_PER_PAGE),
+  }, { restricted: list.archive !== 'public', lastModified });
+}
+
+export async function threadPage(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
+  const id = String(req.params.id);
+  if (!/^\d{1,15}$/.test(id)) return next();
+  const viewer = viewerOf(req);
+  const obfuscate = !viewer;
+  const db = ctx.db.readPool;
+  const list = await readableList(db, viewer, String(req.params.list));
+  const threadId = Number(id);
+  const page = pageParam(req);
+  const [key, entries, lastModified] = await Promise.all([
+    listKey(db, list.id),
+    threadTree(db, list.id, threadId, THREAD_MESSAGES_PER_PAGE, (page - 1) * THREAD_MESSAGES_PER_PAGE),
+    listLastModified(db, list.id),
+  ]);
+  const base = listHref(key);
+  if (entries.length === 0) {
+    const moved = page === 1 ? await movedThread(db, threadId) : null;
+    if (moved) return res.redirect(301, `${base}thread/${moved}`);
+    throw new NotFound('There is no such thread in this list.', 'no_such_thread');
+  }
+  const total = entries[0].total;
+  sendPage(ctx, req, res, 'archive/thread.njk', {
+    title: entries[0].subject || '(no subject)',
+    list,
+    base,
+    threadId,
+    mbox: `${base}thread/${threadId}.mbox`,
+    total,
+    messages: entries.map((e) => ({
+      href: messageHref(e.message_id),
+      subject: e.subject || '(no subject)',
+      author: authorName(e.from_name, e.from_email, obfuscate),
+      date: e.date,
+      depth: Math.min(e.depth, 12),
+      realDepth: e.depth,
+      hasAttachments: e.has_attachments,
+      truncated: e.body_truncated,
+      body: renderText(e.body, { obfuscate }),
+    })),
+    pager: pager(req, page, total, THREAD_MESSAGES_PER_PAGE),
+  }, { restricted: list.archive !== 'public', lastModified });
+}

@@ -1,0 +1,150 @@
+import { isUtf8 } from 'node:buffer';
+import type { Request, Response } from 'express';
+import { archivedMessage, messageNeighbours, type ArchivedMessage, type MessageList, type Neighbour } from '../../db/archive-messages.ts';
+import { Forbidden, NotFound } from '../../errors.ts';
+import { attachmentHeaders } from '../../mail/attachment-type.ts';
+import { decodeHeaderWords } from '../../mail/header-words.ts';
+import { messageIdPath, normalizeMessageId } from '../../mail/message-id.ts';
+import { obfuscateText } from '../../mail/obfuscate.ts';
+import { parse, type ParsedMessage } from '../../mail/parse.ts';
+import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-body.ts';
+import type { WebContext } from '../app.ts';
+import { viewerOf, type Viewer } from '../viewer.ts';
+import { readerOf } from './access.ts';
+import { sendPage, setCacheHeaders } from './http.ts';
+import { authorFull, listHref, messageHref, messageLink } from './present.ts';
+
+/**
+ * /message-id/MSGID (the permalink), /message-id/raw/MSGID (the bytes as received) and
+ * /message-id/attachment/MSGID/N/NAME. MSGID may come with or without its angle brackets.
+ * A message is readable when one of its lists is; a hidden one answers 410 with the reason.
+ */
+
+interface Found {
+  m: ArchivedMessage;
+  lists: MessageList[];
+  restricted: boolean;
+}
+
+async function findReadable(ctx: WebContext, viewer: Viewer | null, param: string): Promise<Found> {
+  const id = normalizeMessageId(param);
+  const m = id ? await archivedMessage(ctx.db.readPool, id, readerOf(viewer), true) : null;
+  if (!m || m.lists.length === 0) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  const lists = m.lists.filter((l) => l.readable);
+  if (lists.length === 0) {
+    if (m.lists.some((l) => l.archive === 'members')) {
+      throw new Forbidden(`This message is in an archive open to list members only${viewer ? '' : ': log in to read it'}.`, 'archive_restricted');
+    }
+    throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  }
+  return { m, lists, restricted: !lists.some((l) => l.archive === 'public') };
+}
+
+function sendHidden(ctx: WebContext, req: Request, res: Response, f: Found) {
+  sendPage(ctx, req, res, 'archive/hidden.njk', {
+    title: 'Message removed',
+    messageId: f.m.message_id,
+    reason: f.m.hidden_reason || 'no reason given',
+    hiddenAt: f.m.hidden_at,
+    lists: f.lists.map((l) => ({ ...l, href: listHref(l.key) })),
+  }, { restricted: f.restricted, lastModified: f.m.hidden_at }, 410);
+}
+
+export async function messagePage(ctx: WebContext, req: Request, res: Response) {
+  const viewer = viewerOf(req);
+  const obfuscate = !viewer;
+  const f = await findReadable(ctx, viewer, String(req.params.id));
+  if (f.m.hidden_at) return sendHidden(ctx, req, res, f);
+  const m = f.m;
+  const list = f.lists.find((l) => l.key === req.query.list || l.address === req.query.list) ?? f.lists[0];
+  const [nb, parsed] = await Promise.all([messageNeighbours(ctx.db.readPool, list.id, m), parse(m.raw, m.received_at).catch(() => null)]);
+  const base = listHref(list.key);
+  const path = messageIdPath(m.message_id);
+  const body = renderBody(m, parsed, req, obfuscate, path);
+  const link = (n: Neighbour | null) => (n ? messageLink(n, obfuscate) : null);
+  const header = (name: string) => {
+    const v = parsed?.headers.get(name)?.join(', ');
+    return v ? (obfuscate ? obfuscateText(decodeHeaderWords(v)) : decodeHeaderWords(v)) : null;
+  };
+  if (body.remote && req.query.images === 'remote') {
+    res.set('Content-Security-Policy', "default-src 'self'; img-src 'self' data: https: http:; style-src 'self' 'unsafe-inline'; script-src 'self'; form-action 'self'; frame-ancestors 'none'");
+  }
+  sendPage(ctx, req, res, 'archive/message.njk', {
+    title: m.subject || '(no subject)',
+    m,
+    from: authorFull(m.from_name, m.from_email, obfuscate),
+    to: header('to'),
+    cc: header('cc'),
+    inReplyTo: m.in_reply_to ? { id: m.in_reply_to, href: messageHref(m.in_reply_to) } : null,
+    list,
+    otherLists: f.lists.filter((l) => l.id !== list.id).map((l) => ({ ...l, href: `${messageHref(m.message_id)}?list=${encodeURIComponent(l.key)}` })),
+    base,
+    threadHref: `${base}thread/${m.thread_id}`,
+    threadMbox: `${base}thread/${m.thread_id}.mbox`,
+    rawHref: `/message-id/raw/${path}`,
+    body,
+    attachments: (parsed?.attachments ?? []).map((a, i) => ({
+      name: a.filename || `attachment-${i + 1}`,
+      type: a.contentType,
+      size: a.size,
+      href: `/message-id/attachment/${path}/${i + 1}/${encodeURIComponent(a.filename || `attachment-${i + 1}`)}`,
+    })),
+    parent: link(nb.parent),
+    prevInThread: link(nb.prev_in_thread),
+    nextInThread: link(nb.next_in_thread),
+    prevByDate: link(nb.prev_by_date),
+    nextByDate: link(nb.next_by_date),
+    replies: nb.replies.map((r) => messageLink(r, obfuscate)),
+    threadMessages: nb.thread_messages,
+    threadPosition: nb.thread_position,
+  }, { restricted: f.restricted, lastModified: nb.last_modified });
+}
+
+/** The text part by default; the sanitised HTML part for HTML-only mail or when asked (?view=html). */
+function renderBody(m: ArchivedMessage, parsed: ParsedMessage | null, req: Request, obfuscate: boolean, path: string) {
+  const html = parsed?.html ?? null;
+  const topType = parsed?.headers.get('content-type')?.[0] ?? '';
+  const wantHtml = html !== null && (req.query.view === 'html' || (req.query.view !== 'text' && /^\s*text\/html/i.test(topType)));
+  if (!wantHtml || html === null) {
+    return { kind: 'text', html: renderText(parsed?.text ?? m.body, { obfuscate }), hasHtml: html !== null, remote: false };
+  }
+  const cids = new Map((parsed?.attachments ?? []).map((a, i) => [a.contentId?.replace(/^<|>$/g, '') ?? '', i + 1]));
+  return {
+    kind: 'html',
+    html: sanitizeHtml(html, {
+      obfuscate,
+      remoteImages: req.query.images === 'remote',
+      cidUrl: (cid) => (cids.has(cid) ? `/message-id/attachment/${path}/${cids.get(cid)}/inline` : null),
+    }),
+    hasHtml: true,
+    remote: hasRemoteImages(html),
+  };
+}
+
+export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
+  const viewer = viewerOf(req);
+  const f = await findReadable(ctx, viewer, String(req.params.id));
+  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: f.m.hidden_at ?? f.m.received_at });
+  if (f.m.hidden_at) {
+    return res.status(410).type('text/plain').send(`This message was removed from the archive: ${f.m.hidden_reason || 'no reason given'}\n`);
+  }
+  res.set('Content-Type', isUtf8(f.m.raw) ? 'text/plain; charset=utf-8' : 'text/plain');
+  res.set('Content-Disposition', 'inline');
+  res.send(f.m.raw);
+}
+
+export async function attachment(ctx: WebContext, req: Request, res: Response) {
+  const viewer = viewerOf(req);
+  const f = await findReadable(ctx, viewer, String(req.params.id));
+  if (f.m.hidden_at) throw new NotFound('This message was removed from the archive.', 'hidden');
+  const n = Number(req.params.n);
+  const parsed = await parse(f.m.raw, f.m.received_at);
+  const a = Number.isInteger(n) && n >= 1 ? parsed.attachments[n - 1] : undefined;
+  if (!a) throw new NotFound('This message has no such attachment.', 'no_such_attachment');
+  const served = attachmentHeaders(a.contentType, a.filename, `attachment-${n}`);
+  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: f.m.received_at });
+  res.set('Content-Type', served.contentType);
+  res.set('Content-Disposition', served.disposition);
+  res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");
+  res.send(a.content);
+}

@@ -1,0 +1,48 @@
+import { messageIdPath } from '../../mail/message-id.ts';
+import { defangSchemes, obfuscateAddress, obfuscateText } from '../../mail/obfuscate.ts';
+import { escapeHtml } from '../../mail/render-body.ts';
+
+/** What archive pages show of messages and lists, shaped for the views. */
+
+export function messageHref(messageId: string): string {
+  return `/message-id/${messageIdPath(messageId)}`;
+}
+
+export function listHref(key: string): string {
+  return `/lists/${encodeURIComponent(key).replace(/%40/g, '@')}/`;
+}
+
+/** An author as shown: the name, else the address (obfuscated for anonymous readers). */
+export function authorName(name: string, email: string, obfuscate: boolean): string {
+  if (name && name !== email) return obfuscate ? obfuscateText(name) : name;
+  return email ? (obfuscate ? obfuscateAddress(email) : email) : '(unknown sender)';
+}
+
+/** "Name <address>" for a header line. */
+export function authorFull(name: string, email: string, obfuscate: boolean): string {
+  const address = obfuscate ? obfuscateAddress(email) : email;
+  if (!name || name === email) return address || '(unknown sender)';
+  return `${obfuscate ? obfuscateText(name) : name} <${address}>`;
+}
+
+export interface MessageLink {
+  href: string;
+  subject: string;
+  author: string;
+  date: Date;
+}
+
+export function messageLink(m: { message_id: string; subject: string; from_name: string; from_email: string; date: Date | string }, obfuscate: boolean): MessageLink {
+  return { href: messageHref(m.message_id), subject: m.subject || '(no subject)', author: authorName(m.from_name, m.from_email, obfuscate), date: new Date(m.date) };
+}
+
+/** A ts_headline excerpt (matches between \u0001 and \u0002) as safe HTML with <mark>. */
+export function excerptHtml(excerpt: string, obfuscate: boolean): string {
+  const text = obfuscate ? obfuscateText(excerpt) : excerpt;
+  return defangSchemes(escapeHtml(text).replace(/\u0001/g, '<mark>').replace(/\u0002/g, '</mark>').replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, ''));
+}
+
+/** Participants of a thread as shown (names, or obfuscated addresses). */
+export function participants(list: string[] | null, obfuscate: boolean): string[] {
+  return (list ?? []).map((p) => (p.includes('@') ? (obfuscate ? obfuscateText(p) : p) : p));
+}

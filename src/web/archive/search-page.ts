@@ -1,0 +1,90 @@
+import type { Request, Response } from 'express';
+import { listKey } from '../../db/archive.ts';
+import { archivedMessage } from '../../db/archive-messages.ts';
+import { hasSearchTerms, searchMessages, type SearchResult } from '../../db/search.ts';
+import { normalizeMessageId } from '../../mail/message-id.ts';
+import type { WebContext } from '../app.ts';
+import { viewerOf } from '../viewer.ts';
+import { readableList, readableLists, readerOf } from './access.ts';
+import { pageParam, pager, sendPage } from './http.ts';
+import { authorName, excerptHtml, listHref, messageHref } from './present.ts';
+
+/**
+ * /search?q=&list=&from=&after=&before=: full-text search over the archives this reader may
+ * read. A query that is a Message-ID goes straight to that message.
+ */
+const PER_PAGE = 20;
+const CAP = 1000;
+const MESSAGE_ID = /^<?[^\s<>@]+@[^\s<>@]+>?$/;
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+function text(v: unknown, max = 500): string {
+  return typeof v === 'string' ? v.trim().slice(0, max) : '';
+}
+
+function day(v: string, name: string, errors: string[]): Date | null {
+  if (!v) return null;
+  const d = new Date(`${v}T00:00:00Z`);
+  if (!DAY.test(v) || Number.isNaN(d.getTime())) {
+    errors.push(`"${name}" must be a date like 2024-01-31.`);
+    return null;
+  }
+  return d;
+}
+
+export async function searchPage(ctx: WebContext, req: Request, res: Response) {
+  const viewer = viewerOf(req);
+  const db = ctx.db.readPool;
+  const form = { q: text(req.query.q), list: text(req.query.list, 300), from: text(req.query.from, 300), after: text(req.query.after, 10), before: text(req.query.before, 10) };
+  const errors: string[] = [];
+  const after = day(form.after, 'after', errors);
+  const beforeDay = day(form.before, 'before', errors);
+  // "before" names the last day wanted: everything earlier than the next midnight.
+  const before = beforeDay ? new Date(beforeDay.getTime() + 24 * 3600 * 1000) : null;
+
+  if (form.q && MESSAGE_ID.test(form.q)) {
+    const id = normalizeMessageId(form.q);
+    const m = id ? await archivedMessage(db, id, readerOf(viewer), false) : null;
+    if (m && !m.hidden_at && m.lists.some((l) => l.readable)) return res.redirect(302, messageHref(m.message_id));
+  }
+
+  const list = form.list ? await readableList(db, viewer, form.list) : null;
+  const listIds = list ? [list.id] : await readableLists(db, viewer);
+  const page = pageParam(req);
+  let result: SearchResult | null = null;
+  let noTerms = false;
+  if ((form.q || form.from) && errors.length === 0) {
+    noTerms = form.q !== '' && !(await hasSearchTerms(db, form.q));
+    if (!noTerms) {
+      result = await searchMessages(db, {
+        q: form.q || null, listIds, from: form.from || null, after, before,
+        limit: PER_PAGE, offset: (page - 1) * PER_PAGE, cap: CAP,
+      });
+    }
+  }
+  const obfuscate = !viewer;
+  const keys = new Map<number, string>();
+  for (const h of result?.hits ?? []) if (!keys.has(h.list_id)) keys.set(h.list_id, await listKey(db, h.list_id));
+  const total = result ? Math.min(result.candidates, CAP) : 0;
+  sendPage(ctx, req, res, 'archive/search.njk', {
+    title: form.q ? `Search: ${form.q}` : 'Search',
+    form,
+    errors,
+    noTerms,
+    searched: result !== null,
+    list,
+    capped: result?.capped ?? false,
+    cap: CAP,
+    total,
+    hits: (result?.hits ?? []).map((h) => ({
+      href: messageHref(h.message_id),
+      subject: h.subject || '(no subject)',
+      author: authorName(h.from_name, h.from_email, obfuscate),
+      date: h.date,
+      excerpt: excerptHtml(h.excerpt, obfuscate),
+      listKey: keys.get(h.list_id) ?? '',
+      listHref: listHref(keys.get(h.list_id) ?? ''),
+    })),
+    pager: pager(req, page, total, PER_PAGE),
+  }, { restricted: list ? list.archive !== 'public' : Boolean(viewer) });
+}
