@@ -351,3 +351,22 @@ describe('direct MX delivery', () => {
     }
   });
 });
+
+describe('deleting a list', () => {
+  it('takes the list\'s waiting copies out of the queue', async () => {
+    relay.setRule((address) => (address === 'waiting@w.example' ? { code: 451, message: '4.3.0 later' } : null));
+    try {
+      const list = await newList('doomed');
+      await addMember(db.pool, list.id, 'waiting@w.example', 'each');
+      await postTo('doomed', { id: 'doomed-1@example.org' });
+      const deadline = Date.now() + 10_000;
+      while ((relay.attempts.get('waiting@w.example') ?? 0) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await drained(db);
+      expect((await db.pool.query(`select state from outbox where list_id = $1`, [list.id])).rows).toEqual([{ state: 'queued' }]);
+      await db.pool.query('delete from lists where id = $1', [list.id]);
+      expect((await db.pool.query(`select count(*)::int as n from outbox where list_id = $1`, [list.id])).rows[0].n).toBe(0);
+    } finally {
+      relay.setRule(null);
+    }
+  });
+});
