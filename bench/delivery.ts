@@ -127,8 +127,8 @@ export async function run(): Promise<void> {
       const workers = Array.from({ length: n }, () => startWorker(db.url, relay.url));
       try {
         await waitForWorkers(pool, n);
-        // A small warm-up post: connections open, code paths compiled.
-        await fanOut(pool, 200, `warm${n}`);
+        // Warm-up posts: connections open, code paths compiled by V8 (a worker runs for days).
+        for (let i = 0; i < 3; i++) await fanOut(pool, 2000, `warm${n}x${i}`);
         for (const members of SIZES) {
           const r = await fanOut(pool, members, `b${members}w${n}`);
           console.log(`${String(members).padStart(7)}   ${String(n).padStart(7)}   ${r.enqueueMs.toFixed(0).padStart(11)} ms   ${r.seconds.toFixed(2).padStart(12)} s   ${Math.round(members / r.seconds).toString().padStart(12)}   ${Math.round(members / r.sendSeconds).toString().padStart(14)}`);
