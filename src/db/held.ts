@@ -96,9 +96,15 @@ export async function decideHeld(db: Queryable, id: number, state: Exclude<HeldS
 
 /**
  * Takes the right to notify a list's owners now: true for at most one caller per interval, so a
- * flood of held posts gives one notice per interval, not one per post.
+ * flood of held posts gives one notice per interval, not one per post. The UPDATE runs only when
+ * the interval has passed: every UPDATE of lists wakes the ingest listeners' recipient caches.
  */
 export async function claimHeldNotice(db: Queryable, listId: number): Promise<boolean> {
+  const due = await db.query(
+    `select 1 from lists where id = $1 and (held_notified_at is null or held_notified_at <= now() - make_interval(mins => held_notice_minutes))`,
+    [listId],
+  );
+  if (due.rows.length === 0) return false;
   const { rowCount } = await db.query(
     `update lists set held_notified_at = now()
       where id = $1 and (held_notified_at is null or held_notified_at <= now() - make_interval(mins => held_notice_minutes))`,
