@@ -3,11 +3,10 @@ import { addDigestItem } from './db/digests.ts';
 import { insertHeld, claimHeldNotice, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
 import { recordIngestError } from './db/ingest-errors.ts';
 import type { ListRow } from './db/lists.ts';
-import { findMember } from './db/members.ts';
 import { archiveMessage, type ArchiveResult } from './db/messages.ts';
 import { enqueuePostCopies, notifyOutbox } from './db/outbox.ts';
 import { withTransaction, type Queryable } from './db/pool.ts';
-import { rulesForSender } from './db/sender-rules.ts';
+import { senderFacts } from './db/sender-rules.ts';
 import { log as rootLog, type Logger } from './log.ts';
 import { listId } from './mail/list-headers.ts';
 import type { ParsedMessage } from './mail/parse.ts';
@@ -66,13 +65,11 @@ export async function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
 
 async function postFacts(db: Queryable, p: Post) {
   const sender = (p.message.fromEmail || p.envelopeFrom || '').toLowerCase();
-  const [member, rules] = sender
-    ? await Promise.all([findMember(db, p.list.id, sender), rulesForSender(db, p.list.id, sender)])
-    : [null, []];
+  const facts = sender ? await senderFacts(db, p.list.id, sender) : { memberStatus: null, rules: [] };
   return {
     list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size },
-    sender: { email: sender, memberStatus: member?.status ?? null },
-    senderRules: rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
+    sender: { email: sender, memberStatus: facts.memberStatus },
+    senderRules: facts.rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
     message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
     now: new Date(),
   };

@@ -33,12 +33,22 @@ export async function senderRules(db: Queryable, listId: number): Promise<Sender
   return rows;
 }
 
-/** The rules that could apply to a sender: the exact address, then the domain. Expiry is judged by moderation. */
-export async function rulesForSender(db: Queryable, listId: number, email: string): Promise<SenderRuleRow[]> {
+export interface SenderFacts {
+  memberStatus: 'active' | 'pending' | 'disabled' | 'unsubscribed' | null;
+  rules: SenderRuleRow[];
+}
+
+/** What moderation needs to know about a sender, in one round trip: membership and matching rules. */
+export async function senderFacts(db: Queryable, listId: number, email: string): Promise<SenderFacts> {
   const at = email.lastIndexOf('@');
-  const { rows } = await db.query<SenderRuleRow>(
-    `select * from sender_rules where list_id = $1 and email in ($2, $3) order by email = $2 desc`,
+  const { rows } = await db.query<{ member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] }>(
+    `select (select status from members where list_id = $1 and email = $2) as member_status,
+            coalesce((select json_agg(r order by r.email = $2 desc) from sender_rules r
+                       where r.list_id = $1 and r.email in ($2, $3)), '[]'::json) as rules`,
     [listId, email, at >= 0 ? email.slice(at) : email],
   );
-  return rows;
+  return {
+    memberStatus: rows[0].member_status,
+    rules: rows[0].rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
+  };
 }
