@@ -33,7 +33,7 @@ const FROM_LINE = /^From \S+.*\d{1,2}:\d{2}/;
  * Yields the messages of an mbox stream in order. `startOffset` / `startIndex` say where the stream
  * begins in the file when resuming (the stream must then start at a From_ line).
  */
-export async function* readMbox(source: AsyncIterable<Buffer | string>, opts: { startOffset?: number; startIndex?: number } = {}): AsyncGenerator<MboxMessage> {
+export async function* readMbox(source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>, opts: { startOffset?: number; startIndex?: number } = {}): AsyncGenerator<MboxMessage> {
   let buf: Buffer = Buffer.alloc(0);
   let base = opts.startOffset ?? 0; // file offset of buf[0]
   let index = opts.startIndex ?? 0;

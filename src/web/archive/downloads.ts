@@ -13,7 +13,7 @@ import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
-import { notModified, setCacheHeaders } from './http.ts';
+import { notModified, sendBody, setCacheHeaders } from './http.ts';
 import { authorName, listHref, messageHref } from './present.ts';
 
 /**
@@ -83,5 +83,6 @@ export async function feed(ctx: WebContext, req: Request, res: Response, next: N
     })),
   });
   setCacheHeaders(req, res, { restricted: list.archive !== 'public', lastModified: updated });
-  res.type('application/atom+xml; charset=utf-8').send(xml);
+  res.type('application/atom+xml; charset=utf-8');
+  sendBody(req, res, xml);
 }

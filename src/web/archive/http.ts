@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { WebContext } from '../app.ts';
 import { csrfToken } from '../csrf.ts';
@@ -7,8 +8,10 @@ import { viewerOf } from '../viewer.ts';
  * HTTP for archive pages: cache headers suited to a cache in front (as pgarchives behind Varnish)
  * and validators. Public archives seen by anonymous readers are `public, max-age=60`; anything
  * seen by a logged-in reader is `private, no-cache` (it may show addresses in full); restricted
- * archives are `private, no-store`. Every page carries Last-Modified and an ETag (express hashes
- * the body), and a conditional request that still matches gets 304.
+ * archives are `private, no-store`. Every page carries Last-Modified and an ETag (a hash of the
+ * body, or of the data for downloads), and a conditional request that still matches gets 304.
+ * Conditionals are evaluated as RFC 9110 §13 says, whatever Cache-Control the request carries:
+ * `no-cache` tells caches to revalidate, which is exactly what a conditional request does.
  */
 export const PUBLIC_MAX_AGE = 60;
 
@@ -39,16 +42,41 @@ export function sendPage(ctx: WebContext, req: Request, res: Response, template:
   const csrf = viewer || cache.form ? csrfToken(req, res) : '';
   setCacheHeaders(req, res, { ...cache, personal: cache.personal || cache.form });
   const html = ctx.views.render(template, { ...res.locals, viewer, csrf, ...vars });
-  res.status(status).type('html').send(html);
+  res.status(status).type('html');
+  sendBody(req, res, html);
 }
 
-/** Whether a conditional request already has this version (then answer 304 and stop). */
+/** Sends a body with a strong ETag of its bytes, or 304 when the client has it already. */
+export function sendBody(req: Request, res: Response, body: string | Buffer) {
+  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  res.set('ETag', `"${crypto.createHash('sha1').update(bytes).digest('base64url')}"`);
+  if (res.statusCode === 200 && notModified(req, res)) return;
+  res.send(bytes);
+}
+
+/**
+ * Whether the client already has this version, by the ETag and Last-Modified already set on the
+ * response; if so, answers 304 and returns true.
+ */
 export function notModified(req: Request, res: Response): boolean {
-  if (req.fresh) {
-    res.status(304).end();
-    return true;
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  const etag = res.get('ETag');
+  const inm = req.get('if-none-match');
+  let fresh = false;
+  if (inm) {
+    const strip = (t: string) => t.trim().replace(/^W\//, '');
+    fresh = etag !== undefined && (inm.trim() === '*' || inm.split(',').some((t) => strip(t) === strip(etag)));
+  } else {
+    const ims = Date.parse(req.get('if-modified-since') ?? '');
+    const lm = Date.parse(res.get('Last-Modified') ?? '');
+    fresh = !Number.isNaN(ims) && !Number.isNaN(lm) && lm <= ims;
   }
-  return false;
+  if (!fresh) return false;
+  res.status(304);
+  res.removeHeader('Content-Type');
+  res.removeHeader('Content-Length');
+  res.end();
+  return true;
 }
 
 /** Page number from ?page=, 1 and up. */

@@ -11,7 +11,7 @@ import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-bod
 import type { WebContext } from '../app.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
 import { readerOf } from './access.ts';
-import { sendPage, setCacheHeaders } from './http.ts';
+import { sendBody, sendPage, setCacheHeaders } from './http.ts';
 import { authorFull, listHref, messageHref, messageLink } from './present.ts';
 
 /**
@@ -130,7 +130,7 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   }
   res.set('Content-Type', isUtf8(f.m.raw) ? 'text/plain; charset=utf-8' : 'text/plain');
   res.set('Content-Disposition', 'inline');
-  res.send(f.m.raw);
+  sendBody(req, res, f.m.raw);
 }
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
@@ -146,5 +146,5 @@ export async function attachment(ctx: WebContext, req: Request, res: Response) {
   res.set('Content-Type', served.contentType);
   res.set('Content-Disposition', served.disposition);
   res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");
-  res.send(a.content);
+  sendBody(req, res, a.content);
 }

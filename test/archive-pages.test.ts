@@ -1,0 +1,368 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ListRow } from '../src/db/lists.ts';
+import { hideMessage } from '../src/db/messages.ts';
+import { readMbox } from '../src/mail/mbox.ts';
+import { canReadArchive } from '../src/web/archive/access.ts';
+import { loggedIn, WebClient } from './helpers/browser.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { archive, fixture, mail, newList } from './fixtures/archive/seed.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let dev: ListRow;
+let staff: ListRow;
+let secret: ListRow;
+let anon: WebClient;
+const raws = new Map<string, Buffer>();
+const WEIRD = 'weird/id+plus%pct?q#h@example.org';
+const quote = Array.from({ length: 6 }, (_, i) => `> quoted line ${i + 1} of the plan`).join('\n');
+
+async function put(list: ListRow, m: Parameters<typeof mail>[0]) {
+  const raw = mail(m);
+  raws.set(m.id, raw);
+  await archive(db.pool, list, raw);
+}
+
+const get = (path: string, headers: Record<string, string> = {}) => fetch(`${web.url}${path}`, { headers, redirect: 'manual' });
+const page = async (path: string) => {
+  const res = await get(path);
+  return { status: res.status, text: await res.text(), headers: res.headers };
+};
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  anon = new WebClient(web.url);
+  dev = await newList(db.pool, 'dev@lists.example.org', 'public', { name: 'Developers', description: 'Development of the thing' });
+  staff = await newList(db.pool, 'staff@lists.example.org', 'members', { name: 'Staff' });
+  secret = await newList(db.pool, 'secret@lists.example.org', 'private', { name: 'Secret' });
+  await newList(db.pool, 'announce@lists.example.org', 'public', { name: 'Announce here' });
+  const other = await newList(db.pool, 'announce@lists.other.example', 'public', { name: 'Announce there' });
+
+  await put(dev, { id: 'old-1@example.org', subject: 'Old topic', date: 'Thu, 15 Oct 2026 08:00:00 +0000' });
+  await put(dev, { id: 'plan-1@example.org', subject: 'Release plan', date: 'Mon, 02 Nov 2026 10:00:00 +0000', body: 'Here is the plan.\nWrite to alice.private@example.org about frobnication.\n' });
+  await put(dev, { id: 'plan-2@example.org', from: 'Bob Builder <bob@example.com>', subject: 'Re: Release plan', date: 'Mon, 02 Nov 2026 11:00:00 +0000', inReplyTo: 'plan-1@example.org', references: ['plan-1@example.org'], body: `Alice wrote:\n${quote}\n\nSounds good to me.\n` });
+  await put(dev, { id: 'plan-3@example.org', from: 'Carol <carol@example.net>', subject: 'Re: Release plan', date: 'Mon, 02 Nov 2026 12:00:00 +0000', inReplyTo: 'plan-2@example.org', references: ['plan-1@example.org', 'plan-2@example.org'], body: 'Agreed with Bob.\n' });
+  await put(dev, { id: 'plan-4@example.org', from: 'Dave <dave@example.org>', subject: 'Re: Release plan', date: 'Mon, 02 Nov 2026 13:00:00 +0000', inReplyTo: 'plan-1@example.org', references: ['plan-1@example.org'], body: 'A question for Alice.\n' });
+  await put(dev, { id: WEIRD, subject: 'Odd identifiers', date: 'Tue, 03 Nov 2026 10:00:00 +0000' });
+  await put(staff, { id: 'staff-1@example.org', subject: 'Salary review', date: 'Tue, 03 Nov 2026 11:00:00 +0000', body: 'confidential numbers\n' });
+  await put(secret, { id: 'secret-1@example.org', subject: 'Acquisition plans', date: 'Tue, 03 Nov 2026 12:00:00 +0000', body: 'top secret target\n' });
+  await put(other, { id: 'there-1@example.org', subject: 'Over there', date: 'Tue, 03 Nov 2026 13:00:00 +0000' });
+  raws.set('attachments@example.net', fixture('attachments.eml'));
+  await archive(db.pool, dev, fixture('attachments.eml'));
+
+  await db.pool.query(`insert into members (list_id, email, status) values ($1, 'member@example.org', 'active'), ($2, 'member@example.org', 'active'),
+                                                                          ($1, 'gone@example.org', 'unsubscribed')`, [staff.id, secret.id]);
+  await db.pool.query(`insert into list_roles (list_id, email, role) values ($1, 'mod@example.org', 'moderator')`, [staff.id]);
+});
+
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+
+describe('browsing the archive', () => {
+  it('lists public and members-only lists on / with descriptions, counts and latest activity, but not private ones', async () => {
+    const { status, text } = await page('/');
+    expect(status).toBe(200);
+    expect(text).toContain('Developers');
+    expect(text).toContain('Development of the thing');
+    expect(text).toMatch(/href="\/lists\/dev\/"[\s\S]*?<td class="num">7<\/td>/);
+    expect(text).toContain('2026-11-04 12:00');
+    expect(text).toContain('Staff');
+    expect(text).toContain('members only');
+    expect(text).not.toContain('Secret');
+    expect(text).not.toContain('secret@lists.example.org');
+  });
+
+  it('shows a private list on / to its members', async () => {
+    const member = await loggedIn(db, web.url, 'member@example.org');
+    expect((await member.get('/')).text).toContain('secret@lists.example.org');
+  });
+
+  it('shows a list with its months, recent threads and a subscribe form', async () => {
+    const { status, text } = await page('/lists/dev/');
+    expect(status).toBe(200);
+    expect(text).toMatch(/href="\/lists\/dev\/2026-11\/">2026-11<\/a><\/td><td class="num">6</);
+    expect(text).toMatch(/href="\/lists\/dev\/2026-10\/">2026-10<\/a><\/td><td class="num">1</);
+    expect(text).toContain('href="/lists/dev/2026-11.mbox"');
+    expect(text).toContain('Release plan');
+    expect(text).toContain('href="/message-id/plan-1@example.org"');
+    expect(text).toMatch(/<form class="subscribe[^"]*" method="post" action="\/lists\/dev@lists.example.org\/subscribe">/);
+    expect(text).toMatch(/name="_csrf" value="[A-Za-z0-9_-]{32,}"/);
+    expect(text).toContain('name="email"');
+    expect(text).toContain('name="name"');
+    expect(text).toContain('href="/lists/dev/feed.atom"');
+  });
+
+  it('addresses a list by its full address when its local part is shared, and by local part otherwise', async () => {
+    expect((await page('/lists/announce@lists.other.example/')).text).toContain('Announce there');
+    expect((await page('/lists/dev@lists.example.org/')).status).toBe(200);
+    expect((await page('/')).text).toContain('href="/lists/announce@lists.other.example/"');
+    expect((await page('/lists/nosuchlist/')).status).toBe(404);
+  });
+
+  it('shows a month as its threads with reply counts and participants', async () => {
+    const { status, text } = await page('/lists/dev/2026-11/');
+    expect(status).toBe(200);
+    expect(text).toContain('6 messages in 3 threads');
+    const row = /<tr>\s*<td><a href="\/lists\/dev\/thread\/(\d+)">Release plan<\/a>[\s\S]*?<\/tr>/.exec(text);
+    expect(row).not.toBeNull();
+    expect(row![0]).toContain('<td class="num">3</td>');
+    expect(row![0]).toMatch(/Alice Example.*Bob Builder.*Carol.*Dave|Alice Example, Bob Builder, Carol, Dave/s);
+    expect(text).toContain('href="/lists/dev/2026-10/"');
+    expect(text).toContain('href="/lists/dev/2026-11.mbox"');
+    expect((await page('/lists/dev/2026-13/')).status).toBe(404);
+  });
+
+  it('shows a thread as an indented tree, each message linked to its permalink, long quotes folded', async () => {
+    const month = (await page('/lists/dev/2026-11/')).text;
+    const threadId = /href="\/lists\/dev\/thread\/(\d+)">Release plan/.exec(month)![1];
+    const { status, text } = await page(`/lists/dev/thread/${threadId}`);
+    expect(status).toBe(200);
+    const order = [...text.matchAll(/<li class="msg d(\d+)"[\s\S]*?href="\/message-id\/([^"]+)"/g)].map((m) => [m[2], Number(m[1])]);
+    expect(order).toEqual([['plan-1@example.org', 0], ['plan-2@example.org', 1], ['plan-3@example.org', 2], ['plan-4@example.org', 1]]);
+    expect(text).toMatch(/<details class="quote"><summary>6 quoted lines<\/summary>/);
+    expect(text).toContain('Sounds good to me.');
+    expect(text).toContain(`href="/lists/dev/thread/${threadId}.mbox"`);
+  });
+
+  it('shows a message with its headers, body, attachments, place in the thread and neighbours', async () => {
+    const { status, text } = await page('/message-id/plan-2@example.org');
+    expect(status).toBe(200);
+    expect(text).toContain('<h1>Re: Release plan</h1>');
+    expect(text).toContain('Bob Builder &lt;bob@…&gt;');
+    expect(text).toContain('2026-11-02 11:00');
+    expect(text).toContain('&lt;plan-2@example.org&gt;');
+    expect(text).toContain('Sounds good to me.');
+    expect(text).toContain('Message 2 of 4');
+    expect(text).toMatch(/In reply to:<\/span> <a href="\/message-id\/plan-1@example.org">/);
+    expect(text).toMatch(/Previous in thread:<\/span> <a href="\/message-id\/plan-1@example.org">/);
+    expect(text).toMatch(/Next in thread:<\/span> <a href="\/message-id\/plan-3@example.org">/);
+    expect(text).toMatch(/Reply:<\/span> <a href="\/message-id\/plan-3@example.org">/);
+    expect(text).toMatch(/Previous:<\/span> <a href="\/message-id\/plan-1@example.org">/);
+    expect(text).toMatch(/Next:<\/span> <a href="\/message-id\/plan-3@example.org">/);
+    expect(text).toContain('href="/message-id/raw/plan-2@example.org"');
+
+    const withFiles = (await page('/message-id/attachments@example.net')).text;
+    expect(withFiles).toContain('page.html');
+    expect(withFiles).toContain('dot.png');
+    expect(withFiles).toContain('href="/message-id/attachment/attachments@example.net/3/dot.png"');
+  });
+
+  it('answers a permalink with the angle brackets and with percent-encoded special characters', async () => {
+    expect((await page('/message-id/%3Cplan-1@example.org%3E')).text).toContain('<h1>Release plan</h1>');
+    const weird = (await page(`/message-id/${encodeURIComponent(WEIRD).replace(/%40/g, '@')}`));
+    expect(weird.status).toBe(200);
+    expect(weird.text).toContain('<h1>Odd identifiers</h1>');
+    expect(weird.text).toContain('href="/message-id/weird%2Fid%2Bplus%25pct%3Fq%23h@example.org"');
+    expect((await page('/message-id/nothing-here@example.org')).status).toBe(404);
+  });
+
+  it('serves the raw message byte for byte as text/plain', async () => {
+    const res = await get(`/message-id/raw/${encodeURIComponent(WEIRD)}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(Buffer.from(await res.arrayBuffer()).equals(raws.get(WEIRD)!)).toBe(true);
+    const bracketed = await get('/message-id/raw/%3Cattachments@example.net%3E');
+    expect(Buffer.from(await bracketed.arrayBuffer()).equals(fixture('attachments.eml'))).toBe(true);
+  });
+
+  it('downloads a month and a thread as mboxrd holding the exact messages', async () => {
+    const res = await get('/lists/dev/2026-11.mbox');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/mbox');
+    expect(res.headers.get('content-disposition')).toContain('dev-2026-11.mbox');
+    const got = [];
+    for await (const m of readMbox([Buffer.from(await res.arrayBuffer())])) got.push(m.raw);
+    expect(got.length).toBe(6);
+    expect(got[0].equals(raws.get('plan-1@example.org')!)).toBe(true);
+    expect(got.some((r) => r.equals(fixture('attachments.eml')))).toBe(true);
+
+    const month = (await page('/lists/dev/2026-11/')).text;
+    const threadId = /href="\/lists\/dev\/thread\/(\d+)">Release plan/.exec(month)![1];
+    const thread = await get(`/lists/dev/thread/${threadId}.mbox`);
+    const ids = [];
+    for await (const m of readMbox([Buffer.from(await thread.arrayBuffer())])) ids.push(/Message-ID: <([^>]+)>/.exec(m.raw.toString())![1]);
+    expect(ids).toEqual(['plan-1@example.org', 'plan-2@example.org', 'plan-3@example.org', 'plan-4@example.org']);
+    expect((await get('/lists/dev/1999-01.mbox')).status).toBe(404);
+  });
+
+  it('publishes a well-formed Atom feed of the latest messages with permalinks', async () => {
+    const res = await get('/lists/dev/feed.atom');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/atom\+xml/);
+    const xml = await res.text();
+    expect(wellFormed(xml)).toBe(true);
+    expect(xml).toContain('<feed xmlns="http://www.w3.org/2005/Atom">');
+    expect(xml).toContain(`<link rel="alternate" type="text/html" href="${web.url}/message-id/plan-4@example.org"/>`);
+    expect(xml.match(/<entry>/g)!.length).toBe(7);
+    expect(xml).toContain('<title type="text">Re: Release plan</title>');
+    expect(xml).not.toContain('alice.private@example.org');
+  });
+
+  it('obfuscates addresses for anonymous readers and shows them to logged-in readers, Message-ID links untouched', async () => {
+    const anonymous = (await page('/message-id/plan-1@example.org')).text;
+    expect(anonymous).toContain('alice.private@…');
+    expect(anonymous).not.toContain('alice.private@example.org');
+    expect(anonymous).not.toContain('alice@example.org');
+    expect(anonymous).toContain('href="/message-id/plan-1@example.org"');
+    const reader = await loggedIn(db, web.url, 'reader@example.org');
+    const full = (await reader.get('/message-id/plan-1@example.org')).text;
+    expect(full).toContain('alice.private@example.org');
+    expect(full).toContain('Alice Example &lt;alice@example.org&gt;');
+  });
+
+  it('paginates a month with more threads than a page holds', async () => {
+    const big = await newList(db.pool, 'busy@lists.example.org');
+    for (let i = 0; i < 105; i++) {
+      await put(big, { id: `busy-${i}@example.org`, subject: `Topic ${i}`, date: new Date(Date.UTC(2026, 4, 1, 0, i)).toUTCString() });
+    }
+    const first = (await page('/lists/busy/2026-05/')).text;
+    expect(first).toContain('page 1 of 2');
+    expect(first).toContain('href="/lists/busy/2026-05/?page=2"');
+    expect(first).toContain('Topic 99');
+    expect(first).not.toContain('Topic 104');
+    expect((await page('/lists/busy/2026-05/?page=2')).text).toContain('Topic 104');
+  });
+});
+
+describe('archive access', () => {
+  const restricted = (id: string, list: string, month: string) => [
+    `/lists/${list}/`, `/lists/${list}/${month}/`, `/lists/${list}/${month}.mbox`, `/lists/${list}/feed.atom`,
+    `/message-id/${id}`, `/message-id/raw/${id}`,
+  ];
+
+  it('keeps members and private archives from anonymous readers on every URL', async () => {
+    for (const url of [...restricted('staff-1@example.org', 'staff', '2026-11'), ...restricted('secret-1@example.org', 'secret', '2026-11')]) {
+      const { status, text } = await page(url);
+      expect([403, 404], url).toContain(status);
+      expect(text, url).not.toMatch(/Salary review|confidential numbers|Acquisition plans|top secret target/);
+    }
+    const threadId = (await db.pool.query(`select thread_id from messages where message_id = 'staff-1@example.org'`)).rows[0].thread_id;
+    expect([403, 404]).toContain((await page(`/lists/staff/thread/${threadId}`)).status);
+    expect([403, 404]).toContain((await page(`/lists/staff/thread/${threadId}.mbox`)).status);
+    expect((await page('/search?q=confidential')).text).toContain('No messages found');
+    expect((await page('/search?q=acquisition')).text).toContain('No messages found');
+    expect((await page('/search?q=%3Csecret-1@example.org%3E')).status).toBe(200);
+    expect((await page('/lists/secret/')).status).toBe(404);
+    expect((await page('/lists/staff/')).status).toBe(403);
+  });
+
+  it('opens a members archive to active members, its moderators and site administrators, not to others', async () => {
+    for (const [email, admin] of [['member@example.org', false], ['mod@example.org', false], ['root@example.org', true]] as const) {
+      const c = await loggedIn(db, web.url, email, { siteAdmin: admin });
+      const r = await c.get('/message-id/staff-1@example.org');
+      expect(r.status, email).toBe(200);
+      expect(r.text).toContain('confidential numbers');
+      expect((await c.get('/search?q=confidential')).text).toContain('Salary review');
+      expect(r.headers.get('cache-control')).toBe('private, no-store');
+    }
+    for (const email of ['outsider@example.org', 'gone@example.org']) {
+      const c = await loggedIn(db, web.url, email);
+      expect((await c.get('/message-id/staff-1@example.org')).status, email).toBe(403);
+      expect((await c.get('/lists/secret/')).status, email).toBe(404);
+      expect((await c.get('/search?q=confidential')).text).not.toContain('Salary review');
+    }
+  });
+
+  it('decides access with canReadArchive for any viewer', async () => {
+    const viewer = (email: string, isSiteAdmin = false) => ({ accountId: 1, email, isSiteAdmin });
+    expect(await canReadArchive(db.pool, null, dev)).toBe(true);
+    expect(await canReadArchive(db.pool, null, staff)).toBe(false);
+    expect(await canReadArchive(db.pool, null, secret)).toBe(false);
+    expect(await canReadArchive(db.pool, viewer('member@example.org'), secret)).toBe(true);
+    expect(await canReadArchive(db.pool, viewer('Member@Example.org'), staff)).toBe(true);
+    expect(await canReadArchive(db.pool, viewer('mod@example.org'), staff)).toBe(true);
+    expect(await canReadArchive(db.pool, viewer('mod@example.org'), secret)).toBe(false);
+    expect(await canReadArchive(db.pool, viewer('gone@example.org'), staff)).toBe(false);
+    expect(await canReadArchive(db.pool, viewer('anyone@example.org', true), secret)).toBe(true);
+  });
+});
+
+describe('caching', () => {
+  it('sends validators and answers 304 to If-None-Match and If-Modified-Since', async () => {
+    for (const url of ['/', '/lists/dev/2026-11/', '/message-id/plan-1@example.org', '/lists/dev/2026-11.mbox', '/lists/dev/feed.atom']) {
+      const first = await get(url);
+      await first.arrayBuffer();
+      const etag = first.headers.get('etag');
+      const lastModified = first.headers.get('last-modified');
+      expect(etag, url).toBeTruthy();
+      expect(lastModified, url).toBeTruthy();
+      expect((await get(url, { 'if-none-match': etag! })).status, url).toBe(304);
+      expect((await get(url, { 'if-modified-since': lastModified! })).status, url).toBe(304);
+      expect((await get(url, { 'if-none-match': '"something-else"' })).status, url).toBe(200);
+    }
+  });
+
+  it('lets a shared cache keep public pages for anonymous readers, and sets no cookie on them', async () => {
+    const res = await get('/lists/dev/2026-11/');
+    expect(res.headers.get('cache-control')).toBe('public, max-age=60');
+    expect(res.headers.get('vary')).toMatch(/Cookie/i);
+    expect(res.headers.get('set-cookie')).toBeNull();
+    expect((await get('/lists/dev/')).headers.get('cache-control')).toBe('private, no-cache');
+    const reader = await loggedIn(db, web.url, 'reader2@example.org');
+    expect((await reader.get('/lists/dev/2026-11/')).headers.get('cache-control')).toBe('private, no-cache');
+  });
+});
+
+describe('hiding a message', () => {
+  it('removes it from every page, search, feed and mbox at once, and its permalink says why', async () => {
+    const before = (await page('/search?q=frobnication')).text;
+    expect(before).toContain('Release plan');
+    await hideMessage(db.pool, 'plan-1@example.org', 'privacy: the author asked', 'mod@example.org');
+
+    const permalink = await page('/message-id/plan-1@example.org');
+    expect(permalink.status).toBe(410);
+    expect(permalink.text).toContain('privacy: the author asked');
+    expect(permalink.text).not.toContain('Here is the plan');
+    const raw = await page('/message-id/raw/plan-1@example.org');
+    expect(raw.status).toBe(410);
+    expect(raw.text).not.toContain('Here is the plan');
+
+    const month = (await page('/lists/dev/2026-11/')).text;
+    expect(month).toContain('5 messages in 3 threads');
+    expect(month).not.toContain('href="/message-id/plan-1@example.org"');
+    const threadId = /href="\/lists\/dev\/thread\/(\d+)">Re: Release plan/.exec(month)![1];
+    const thread = (await page(`/lists/dev/thread/${threadId}`)).text;
+    expect(thread).not.toContain('plan-1@example.org');
+    expect(thread).not.toContain('Here is the plan');
+    const order = [...thread.matchAll(/<li class="msg d(\d+)"[\s\S]*?href="\/message-id\/([^"]+)"/g)].map((m) => [m[2], Number(m[1])]);
+    expect(order).toEqual([['plan-2@example.org', 0], ['plan-3@example.org', 1], ['plan-4@example.org', 0]]);
+
+    expect((await page('/search?q=frobnication')).text).toContain('No messages found');
+    expect((await page('/lists/dev/feed.atom')).text).not.toContain('plan-1@example.org');
+    expect((await page('/lists/dev/2026-11.mbox')).text).not.toContain('Here is the plan');
+    expect((await page('/lists/dev/')).text).toMatch(/2026-11<\/a><\/td><td class="num">5</);
+    expect((await page('/message-id/plan-2@example.org')).text).not.toContain('In reply to:');
+    expect((await page(`/search?q=${encodeURIComponent('<plan-1@example.org>')}`)).status).toBe(200);
+  });
+});
+
+describe('threads that merge', () => {
+  it('keeps an old thread URL working by redirecting to the thread it merged into', async () => {
+    const list = await newList(db.pool, 'merge@lists.example.org');
+    await put(list, { id: 'child@example.org', subject: 'Re: parent', date: 'Mon, 02 Nov 2026 10:00:00 +0000', inReplyTo: 'parent@example.org', references: ['parent@example.org'] });
+    const oldThread = (await db.pool.query(`select thread_id from messages where message_id = 'child@example.org'`)).rows[0].thread_id;
+    await put(list, { id: 'parent@example.org', subject: 'parent', date: 'Mon, 02 Nov 2026 09:00:00 +0000' });
+    const newThread = (await db.pool.query(`select thread_id from messages where message_id = 'child@example.org'`)).rows[0].thread_id;
+    expect(newThread).not.toBe(oldThread);
+    const res = await get(`/lists/merge/thread/${oldThread}`);
+    expect(res.status).toBe(301);
+    expect(res.headers.get('location')).toBe(`/lists/merge/thread/${newThread}`);
+  });
+});
+
+/** Enough of XML well-formedness for a feed: balanced tags, known entities, legal characters. */
+function wellFormed(xml: string): boolean {
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(xml)) return false;
+  if (/&(?!(amp|lt|gt|quot|apos|#\d+|#x[0-9a-f]+);)/i.test(xml)) return false;
+  const stack: string[] = [];
+  for (const m of xml.replace(/<\?xml[^>]*\?>/, '').matchAll(/<(\/?)([A-Za-z][\w:.-]*)([^>]*?)(\/?)>/g)) {
+    if (m[1]) {
+      if (stack.pop() !== m[2]) return false;
+    } else if (!m[4]) stack.push(m[2]);
+  }
+  return stack.length === 0;
+}
