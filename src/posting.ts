@@ -5,6 +5,7 @@ import { recordIngestError } from './db/ingest-errors.ts';
 import type { ListRow } from './db/lists.ts';
 import { archiveMessage, type ArchiveResult } from './db/messages.ts';
 import { enqueuePostCopies, notifyOutbox } from './db/outbox.ts';
+import { batcherFor } from './db/batch.ts';
 import { withTransaction, type Queryable } from './db/pool.ts';
 import { senderFacts } from './db/sender-rules.ts';
 import { log as rootLog, type Logger } from './log.ts';
@@ -36,7 +37,9 @@ export type PostOutcome =
 export async function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
   const decision = decide(await postFacts(pool, p));
   if (decision.action === 'accept') {
-    return withTransaction(pool, (tx) => acceptPost(tx, p.list, p.raw, p.message, p.envelopeFrom, p.log));
+    // Accepted posts share commits with concurrent ones (group commit, db/batch.ts): still
+    // committed before the sender hears 250, at a fraction of the per-transaction cost.
+    return batcherFor(pool).run((tx) => acceptPost(tx, p.list, p.raw, p.message, p.envelopeFrom, p.log));
   }
   return withTransaction(pool, async (tx) => {
     if (await alreadyInList(tx, p.list.id, p.message.messageId)) return { kind: 'duplicate' } as const;
