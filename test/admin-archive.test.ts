@@ -6,7 +6,8 @@ import { parse } from '../src/mail/parse.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { message } from './helpers/smtp.ts';
-import { loggedIn, type WebClient } from './helpers/browser.ts';
+import { loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
+import { addMember, findMember } from '../src/db/members.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -67,5 +68,37 @@ describe('archive moderation', () => {
     const r = await qaMod.post('/admin/lists/qa@lists.example.org/messages/hide', { message_id: 'spam@example.org', reason: 'spam' });
     expect(r.status).toBe(404);
     expect((await hidden('spam@example.org')).hidden).toBe(false);
+  });
+});
+
+describe('archives behind a login', () => {
+  it('opens a private archive to a logged-in member of the list, and to nobody else', async () => {
+    const secret = await createList(db.pool, { address: 'secret@lists.example.org', name: 'Secret', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'private', owners: [] });
+    const raw = Buffer.from(message({ id: 'classified@example.org', subject: 'Classified plans' }));
+    await archiveMessage(db.pool, secret.id, raw, await parse(raw));
+    await addMember(db.pool, secret.id, 'insider@example.org', 'each');
+    const insider = await loggedIn(db, web.url, 'insider@example.org');
+    const outsider = await loggedIn(db, web.url, 'outsider@example.org');
+    const anonymous = new WebClient(web.url);
+    for (const path of ['/lists/secret/', '/message-id/classified@example.org']) {
+      const ok = await insider.get(path);
+      expect(ok.status, path).toBe(200);
+      expect(ok.text).toContain('Classified plans');
+      expect((await outsider.get(path)).text).not.toContain('Classified plans');
+      expect((await anonymous.get(path)).text).not.toContain('Classified plans');
+      expect((await anonymous.get(path)).status).toBeGreaterThanOrEqual(400);
+    }
+  });
+
+  it("takes subscriptions from the list page's own form", async () => {
+    const page = await new WebClient(web.url).get('/lists/dev/');
+    const form = /<form class="subscribe[^"]*" method="post" action="([^"]+)"/.exec(page.text);
+    expect(form).not.toBeNull();
+    const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.77' });
+    const r = await c.post(form![1], { email: 'from-list-page@example.org', name: 'Reader' });
+    expect(r.status).toBe(200);
+    expect(r.text).toContain('Check your mail');
+    expect(await findMember(db.pool, dev.id, 'from-list-page@example.org')).toBeNull();
+    expect(await queuedMail(db, 'from-list-page@example.org')).toHaveLength(1);
   });
 });
