@@ -106,6 +106,20 @@ create table ingest_errors (
 );
 
 /*
+ * Transaction-scoped advisory locks on Message-IDs, always taken in the same (sorted) order, so
+ * that transactions archiving several messages at once (group commit) can never deadlock with each
+ * other or with single messages. Re-taking a lock already held is free.
+ */
+create function lock_thread_keys(p_keys text[]) returns void language plpgsql as $$
+declare
+  v_key text;
+begin
+  for v_key in select distinct k from unnest(p_keys) k where k is not null and k <> '' order by 1 loop
+    perform pg_advisory_xact_lock(hashtextextended(v_key, 7283));
+  end loop;
+end $$;
+
+/*
  * Archives one parsed message into a list and threads it, as pgarchives does: the parent is the
  * closest known message among In-Reply-To and then References in reverse order; unknown closer
  * candidates are parked in unresolved_refs; messages that were waiting for this one adopt it as
@@ -123,7 +137,6 @@ returns table (id bigint, created boolean, added_to_list boolean, thread_id bigi
 language plpgsql as $$
 declare
   v_candidates text[];
-  v_key text;
   v_id bigint;
   v_thread bigint;
   v_parent bigint;
@@ -140,9 +153,7 @@ begin
            where c is not null and c <> '' and c <> p_message_id
            group by c) s;
 
-  for v_key in select distinct k from unnest(v_candidates || p_message_id) k order by 1 loop
-    perform pg_advisory_xact_lock(hashtextextended(v_key, 7283));
-  end loop;
+  perform lock_thread_keys(v_candidates || p_message_id);
 
   select m.id, m.thread_id, m.body = p_body into v_id, v_thread, v_same from messages m where m.message_id = p_message_id;
   if v_id is not null then

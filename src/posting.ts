@@ -39,7 +39,11 @@ export async function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
   if (decision.action === 'accept') {
     // Accepted posts share commits with concurrent ones (group commit, db/batch.ts): still
     // committed before the sender hears 250, at a fraction of the per-transaction cost.
-    return batcherFor(pool).run((tx) => acceptPost(tx, p.list, p.raw, p.message, p.envelopeFrom, p.log));
+    const { messageId, inReplyTo, references } = p.message;
+    return batcherFor(pool).run(
+      (tx) => acceptPost(tx, p.list, p.raw, p.message, p.envelopeFrom, p.log),
+      [messageId, ...(inReplyTo ? [inReplyTo] : []), ...references],
+    );
   }
   return withTransaction(pool, async (tx) => {
     if (await alreadyInList(tx, p.list.id, p.message.messageId)) return { kind: 'duplicate' } as const;

@@ -44,3 +44,23 @@ it('does not answer before the shared transaction has committed', async () => {
   })));
   expect(seen).toEqual(Array(10).fill(1));
 });
+
+it('takes the thread locks of a whole batch up front, so crossing batches do not deadlock', async () => {
+  const b = new TransactionBatcher(db.pool, { maxBatch: 8, maxConcurrent: 3 });
+  // Items whose keys overlap in opposite orders across batches: without the sorted up-front pass,
+  // concurrent batches wait on each other in a cycle and PostgreSQL aborts one (40P01).
+  const lockAll = (keys: string[]) => async (tx: import('pg').PoolClient) => {
+    for (const k of keys) {
+      await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 7283))', [k]);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return keys.length;
+  };
+  const work = Array.from({ length: 60 }, (_, i) => {
+    const keys = [`k${i % 7}`, `k${(i + 3) % 7}`, `k${(i + 5) % 7}`];
+    const ordered = i % 2 ? keys : [...keys].reverse();
+    return b.run(lockAll(ordered), keys).then(() => 'ok', (e: Error) => e.message);
+  });
+  const outcomes = await Promise.all(work);
+  expect(outcomes.filter((o) => o !== 'ok')).toEqual([]);
+});

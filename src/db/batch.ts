@@ -15,6 +15,7 @@ import { withTransaction } from './pool.ts';
  */
 interface Item<T> {
   fn: (tx: pg.PoolClient) => Promise<T>;
+  lockKeys: string[];
   resolve: (value: T) => void;
   reject: (err: unknown) => void;
 }
@@ -25,9 +26,14 @@ export class TransactionBatcher {
 
   constructor(private pool: pg.Pool, private opts: { maxBatch: number; maxConcurrent: number } = { maxBatch: 64, maxConcurrent: 3 }) {}
 
-  run<T>(fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * `lockKeys` are the Message-IDs the work will lock (lock_thread_keys in sql/0001): a shared
+   * transaction takes all of its items' locks first, in one sorted pass, so that two batches never
+   * wait on each other in a cycle.
+   */
+  run<T>(fn: (tx: pg.PoolClient) => Promise<T>, lockKeys: string[] = []): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve, reject } as Item<unknown>);
+      this.queue.push({ fn, lockKeys, resolve, reject } as Item<unknown>);
       this.pump();
     });
   }
@@ -48,6 +54,7 @@ export class TransactionBatcher {
     let results: unknown[];
     try {
       results = await withTransaction(this.pool, async (tx) => {
+        await lockKeys(tx, batch.flatMap((item) => item.lockKeys));
         const out: unknown[] = [];
         for (const item of batch) out.push(await item.fn(tx));
         return out;
@@ -62,11 +69,20 @@ export class TransactionBatcher {
 
   private async alone(item: Item<unknown>) {
     try {
-      item.resolve(await withTransaction(this.pool, item.fn));
+      item.resolve(
+        await withTransaction(this.pool, async (tx) => {
+          await lockKeys(tx, item.lockKeys);
+          return item.fn(tx);
+        }),
+      );
     } catch (err) {
       item.reject(err);
     }
   }
+}
+
+async function lockKeys(tx: pg.PoolClient, keys: string[]) {
+  if (keys.length > 0) await tx.query('select lock_thread_keys($1::text[])', [keys]);
 }
 
 const batchers = new WeakMap<pg.Pool, TransactionBatcher>();
