@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { atomFeed } from '../src/mail/atom.ts';
+import { attachmentHeaders } from '../src/mail/attachment-type.ts';
+import { decodeHeaderWords } from '../src/mail/header-words.ts';
+import { fromLine, mboxrdEntry, quote, readMbox, unquote } from '../src/mail/mbox.ts';
+import { obfuscateText } from '../src/mail/obfuscate.ts';
+import { renderText } from '../src/mail/render-body.ts';
+
+async function read(chunks: (string | Buffer)[], opts = {}) {
+  const out = [];
+  for await (const m of readMbox(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c, 'latin1') : c)), opts)) out.push(m);
+  return out;
+}
+
+describe('mbox files', () => {
+  it('splits on From_ lines after an empty line, whatever the chunk boundaries', async () => {
+    const file = 'From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nbody one\n\nFrom b@x Mon Jan  1 00:01:00 2024\nSubject: two\n\nbody two\n\n';
+    for (let cut = 1; cut < file.length; cut += 7) {
+      const got = await read([file.slice(0, cut), file.slice(cut)]);
+      expect(got.map((m) => m.raw.toString()), `cut at ${cut}`).toEqual(['Subject: one\n\nbody one\n', 'Subject: two\n\nbody two\n']);
+    }
+    const [first, second] = await read([file]);
+    expect([first.offset, first.end, second.offset, second.end]).toEqual([0, file.indexOf('From b@x'), file.indexOf('From b@x'), file.length]);
+  });
+
+  it('keeps body lines that start with From but are not From_ lines', async () => {
+    const file = 'From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nFrom here on, we test.\n\nFrom the start it was clear.\n';
+    const got = await read([file]);
+    expect(got).toHaveLength(1);
+    expect(got[0].raw.toString()).toContain('From the start it was clear.');
+  });
+
+  it('reads CRLF files and leading blank lines', async () => {
+    const got = await read(['\r\n\r\nFrom a@x Mon Jan  1 00:00:00 2024\r\nSubject: one\r\n\r\nbody\r\n\r\nFrom b@x Mon Jan  1 00:01:00 2024\r\nSubject: two\r\n\r\nbody\r\n']);
+    expect(got.map((m) => m.raw.toString())).toEqual(['Subject: one\r\n\r\nbody\r\n', 'Subject: two\r\n\r\nbody\r\n']);
+  });
+
+  it('unquotes mboxrd >From lines by one level and quotes them back on export', async () => {
+    const raw = Buffer.from('Subject: q\n\nFrom me\n>From you\n>>From them\nnot From here\n');
+    expect(quote(raw).toString()).toBe('Subject: q\n\n>From me\n>>From you\n>>>From them\nnot From here\n');
+    expect(unquote(quote(raw)).equals(raw)).toBe(true);
+    const [back] = await read([mboxrdEntry(raw, 'a@x', new Date(0))]);
+    expect(back.raw.equals(raw)).toBe(true);
+  });
+
+  it('writes a From_ line in asctime form, with a placeholder sender when there is no address', () => {
+    expect(fromLine('alice@example.org', new Date('2026-11-02T10:00:00Z'))).toBe('From alice@example.org Mon Nov  2 10:00:00 2026');
+    expect(fromLine('', new Date('2026-11-12T10:00:00Z'))).toBe('From MAILER-DAEMON Thu Nov 12 10:00:00 2026');
+  });
+
+  it('adds the missing line end of a message that lacks one, and keeps bytes that are not UTF-8', async () => {
+    const raw = Buffer.concat([Buffer.from('Subject: x\n\n'), Buffer.from([0xe9, 0xff, 0x00]), Buffer.from('no newline')]);
+    const [back] = await read([mboxrdEntry(raw, 'a@x', new Date(0))]);
+    expect(back.raw.equals(Buffer.concat([raw, Buffer.from('\n')]))).toBe(true);
+  });
+
+  it('refuses a file that does not start with a From_ line', async () => {
+    await expect(read(['Subject: not an mbox\n\nhello\n'])).rejects.toThrow(/not an mbox/);
+    expect(await read(['\n\n'])).toEqual([]);
+  });
+});
+
+describe('message bodies for readers', () => {
+  it('escapes text, links URLs, and folds long quotes in a details element', () => {
+    const html = renderText('See https://example.org/a?b=1&c=2.\n> one\n> two\n> three\n> four\n> five\nmy <b>answer</b>\n> short\n', { obfuscate: false });
+    expect(html).toContain('<a href="https://example.org/a?b=1&amp;c=2" rel="nofollow noopener noreferrer">https://example.org/a?b=1&amp;c=2</a>.');
+    expect(html).toContain('<details class="quote"><summary>5 quoted lines</summary><span class="q">&gt; one\n&gt; two');
+    expect(html).toContain('my &lt;b&gt;answer&lt;/b&gt;');
+    expect(html).toContain('<span class="q">&gt; short</span>');
+  });
+
+  it('obfuscates addresses for anonymous readers', () => {
+    expect(obfuscateText('mail alice.smith+tag@mail.example.org or <bob@example.com>.')).toBe('mail alice.smith+tag@… or <bob@…>.');
+    expect(renderText('write to alice@example.org', { obfuscate: true })).toBe('write to alice@…\n');
+    expect(renderText('write to alice@example.org', { obfuscate: false })).toBe('write to alice@example.org\n');
+  });
+
+  it('never puts a javascript: URL in the page, even as text', () => {
+    expect(renderText('click javascript:alert(1)', { obfuscate: false })).not.toContain('javascript:');
+  });
+
+  it('decodes encoded words in header values', () => {
+    expect(decodeHeaderWords('=?utf-8?q?J=C3=BCrgen?= <j@example.de>, =?iso-8859-1?B?U+Zyb24=?=')).toBe('Jürgen <j@example.de>, Særon');
+    expect(decodeHeaderWords('=?utf-8?q?a?= =?utf-8?q?b?=')).toBe('ab');
+  });
+});
+
+describe('downloads and feeds', () => {
+  it('serves only harmless types inline and keeps file names safe', () => {
+    expect(attachmentHeaders('text/html', 'x.html', 'a')).toEqual({ contentType: 'application/octet-stream', disposition: 'attachment; filename="x.html"' });
+    expect(attachmentHeaders('image/svg+xml', '../../etc/passwd', 'a')).toEqual({ contentType: 'application/octet-stream', disposition: 'attachment; filename="passwd"' });
+    expect(attachmentHeaders('image/jpeg', null, 'attachment-2')).toEqual({ contentType: 'image/jpeg', disposition: 'inline; filename="attachment-2"' });
+    expect(attachmentHeaders('text/plain; charset=iso-8859-1', 'a\r\nb.txt', 'x').contentType).toBe('text/plain; charset=iso-8859-1');
+    expect(attachmentHeaders('text/plain', 'a\r\nb.txt', 'x').disposition).toBe('inline; filename="ab.txt"');
+  });
+
+  it('writes Atom without characters XML forbids', () => {
+    const xml = atomFeed({
+      id: 'http://x/', title: 'T & <T>', selfUrl: 'http://x/feed.atom', htmlUrl: 'http://x/', updated: new Date(0),
+      entries: [{ id: 'http://x/m', url: 'http://x/m', title: 'bell\u0007 "quoted"', author: 'A', updated: new Date(0), summary: 'nul\u0000 and \ud800 lone' }],
+    });
+    expect(xml).toContain('<title type="text">T &amp; &lt;T&gt;</title>');
+    expect(xml).toContain('bell &quot;quoted&quot;');
+    expect(xml).toContain('nul and  lone');
+    expect(xml).not.toMatch(/[\u0000-\u0008\ud800]/);
+  });
+});

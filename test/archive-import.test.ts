@@ -1,0 +1,247 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import zlib from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Corpus } from '../bench/corpus.ts';
+import { exportMbox } from '../src/archive-export.ts';
+import { importMbox, type BrokenMessage } from '../src/archive-import.ts';
+import { importBatch } from '../src/db/archive-import.ts';
+import type { ListRow } from '../src/db/lists.ts';
+import { archiveMessage } from '../src/db/messages.ts';
+import type { Queryable } from '../src/db/pool.ts';
+import { generatedMessageId } from '../src/mail/message-id.ts';
+import { mboxrdEntry, readMbox } from '../src/mail/mbox.ts';
+import { parse } from '../src/mail/parse.ts';
+import { cli } from './helpers/cli.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { fixture, newList } from './fixtures/archive/seed.ts';
+
+let db: TestDatabase;
+let tmp: string;
+let corpusFile: string;
+let corpus: { raw: Buffer; messageId: string }[];
+
+beforeAll(async () => {
+  db = await testDatabase();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-import-'));
+  const c = new Corpus({ messages: 400, seed: 11 });
+  corpusFile = path.join(tmp, 'corpus.mbox');
+  c.writeMbox(corpusFile);
+  corpus = [...c.messages()].map((m) => ({ raw: m.raw, messageId: m.messageId }));
+});
+
+afterAll(async () => {
+  await db?.drop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+const count = async (q: Queryable, listId: number) => (await q.query('select count(*)::int as n from list_messages where list_id = $1', [listId])).rows[0].n;
+
+/** Each message's thread as the set of Message-IDs it shares a thread with, and its parent. */
+async function threading(q: Queryable) {
+  const { rows } = await q.query(`select m.message_id, p.message_id as parent, m.thread_id from messages m left join messages p on p.id = m.parent_id`);
+  const members = new Map<number, string[]>();
+  for (const r of rows) members.set(r.thread_id, [...(members.get(r.thread_id) ?? []), r.message_id]);
+  return new Map(rows.map((r) => [r.message_id, { parent: r.parent, thread: members.get(r.thread_id)!.sort().join(' ') }]));
+}
+
+function shuffle<T>(items: T[], seed: number): T[] {
+  const out = [...items];
+  let s = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function writeMbox(file: string, raws: Buffer[]) {
+  fs.writeFileSync(file, Buffer.concat(raws.map((r) => mboxrdEntry(r, 'someone@example.org', new Date('2026-01-01T00:00:00Z')))));
+}
+
+describe('importing mbox files', () => {
+  it('reads a Mailman 2 pipermail archive: addresses restored, quoted From lines unquoted, replies threaded', async () => {
+    const list = await newList(db.pool, 'pipermail@lists.example.org');
+    const file = path.join(tmp, '2009-January.txt');
+    fs.writeFileSync(file, fixture('pipermail-2009-January.txt'));
+    const state = await importMbox(db, list, file);
+    expect(state).toMatchObject({ seen: 3, added: 3, broken: 0, duplicates: 0 });
+    const { rows } = await db.pool.query(`select message_id, from_email, from_name, thread_id, body from messages where message_id like 'pm-%' order by date`);
+    expect(rows.map((r) => [r.message_id, r.from_email, r.from_name])).toEqual([
+      ['pm-1@example.org', 'alice@example.org', 'Alice Example'],
+      ['pm-2@example.com', 'bob@example.com', 'Bob Builder'],
+      ['pm-3@example.org', 'alice@example.org', 'Alice Example'],
+    ]);
+    expect(new Set(rows.map((r) => r.thread_id)).size).toBe(1);
+    expect(rows[1].body).toContain('\nFrom now on we ship monthly.');
+  });
+
+  it('reads a HyperKitty export: a message without Message-ID gets its stable id, a broken one is reported and skipped', async () => {
+    const list = await newList(db.pool, 'ops@lists.example.org');
+    const file = path.join(tmp, 'ops.mbox');
+    fs.writeFileSync(file, fixture('hyperkitty-export.mbox'));
+    const broken: BrokenMessage[] = [];
+    const state = await importMbox(db, list, file, { onBroken: (b) => broken.push(b) });
+    expect(state).toMatchObject({ seen: 4, added: 3, broken: 1 });
+    expect(broken).toHaveLength(1);
+    expect(broken[0].index).toBe(2);
+    expect(broken[0].offset).toBe(fixture('hyperkitty-export.mbox').indexOf('From broken@example.org'));
+    expect(broken[0].reason).toMatch(/header/);
+    const last = (await readAll(file))[3];
+    const generated = generatedMessageId(last);
+    const { rows } = await db.pool.query('select subject from messages where message_id = $1', [generated]);
+    expect(rows[0].subject).toBe('After the broken one');
+    expect((await db.pool.query(`select body from messages where message_id = 'hk-1@example.org'`)).rows[0].body).toContain('\nFrom the logs: a full disk.');
+  });
+
+  it('adds nothing when the same file is imported a second time', async () => {
+    const list = await newList(db.pool, 'twice@lists.example.org');
+    const first = await importMbox(db, list, corpusFile, { batchSize: 150 });
+    expect(first).toMatchObject({ seen: 400, added: 400, duplicates: 0, broken: 0 });
+    const messages = (await db.pool.query('select count(*)::int as n from messages')).rows[0].n;
+    const second = await importMbox(db, list, corpusFile, { batchSize: 150 });
+    expect(second).toMatchObject({ seen: 400, added: 0, duplicates: 400, broken: 0, resumedAt: null });
+    expect(await count(db.pool, list.id)).toBe(400);
+    expect((await db.pool.query('select count(*)::int as n from messages')).rows[0].n).toBe(messages);
+  });
+
+  it('resumes an interrupted import where it stopped, and ends with every message once', async () => {
+    const other = await testDatabase();
+    try {
+      const list = await newList(other.pool, 'resume@lists.example.org');
+      const ac = new AbortController();
+      const partial = await importMbox(other, list, corpusFile, { batchSize: 100, signal: ac.signal, onProgress: () => ac.abort() });
+      expect(partial.interrupted).toBe(true);
+      expect(partial.added).toBeGreaterThanOrEqual(100);
+      expect(partial.added).toBeLessThan(400);
+      const rest = await importMbox(other, list, corpusFile, { batchSize: 100 });
+      expect(rest.resumedAt).toBe(partial.seen);
+      expect(rest).toMatchObject({ seen: 400, added: 400, duplicates: 0, interrupted: false });
+      expect(await count(other.pool, list.id)).toBe(400);
+    } finally {
+      await other.drop();
+    }
+  });
+
+  it('threads a shuffled mbox exactly like the ordered one, and like archiving one message at a time', async () => {
+    const ordered = await testDatabase();
+    const shuffled = await testDatabase();
+    const oneByOne = await testDatabase();
+    try {
+      const a = await newList(ordered.pool, 'dev@lists.example.org');
+      await importMbox(ordered, a, corpusFile, { batchSize: 64 });
+      const file = path.join(tmp, 'shuffled.mbox');
+      const mixed = shuffle(corpus.map((c) => c.raw), 7);
+      writeMbox(file, mixed);
+      const b = await newList(shuffled.pool, 'dev@lists.example.org');
+      await importMbox(shuffled, b, file, { batchSize: 64 });
+      const c = await newList(oneByOne.pool, 'dev@lists.example.org');
+      for (const raw of mixed) await archiveMessage(oneByOne.pool, c.id, raw, await parse(raw));
+
+      const expected = await threading(ordered.pool);
+      expect(expected.size).toBe(400);
+      expect(new Set([...expected.values()].map((v) => v.thread)).size).toBeGreaterThan(20);
+      expect([...expected.values()].filter((v) => v.parent).length).toBeGreaterThan(200);
+      expect(await threading(shuffled.pool)).toEqual(expected);
+      expect(await threading(oneByOne.pool)).toEqual(expected);
+      expect((await shuffled.pool.query('select count(*)::int as n from unresolved_refs')).rows[0].n)
+        .toBe((await ordered.pool.query('select count(*)::int as n from unresolved_refs')).rows[0].n);
+    } finally {
+      await Promise.all([ordered.drop(), shuffled.drop(), oneByOne.drop()]);
+    }
+  });
+
+  it('exports what it imported: the mbox round trip gives back the input messages byte for byte', async () => {
+    const other = await testDatabase();
+    try {
+      const list = await newList(other.pool, 'round@lists.example.org');
+      await importMbox(other, list, corpusFile);
+      const out = new PassThrough();
+      const chunks: Buffer[] = [];
+      out.on('data', (c: Buffer) => chunks.push(c));
+      const written = await exportMbox(other.pool, { listId: list.id }, out);
+      out.end();
+      expect(written).toBe(400);
+      const exported = await readAll(Buffer.concat(chunks));
+      expect(exported.map((r) => r.toString('latin1'))).toEqual(corpus.map((c) => c.raw.toString('latin1')));
+    } finally {
+      await other.drop();
+    }
+  });
+
+  it('imports a gzip-compressed mbox', async () => {
+    const list = await newList(db.pool, 'gz@lists.example.org');
+    const file = path.join(tmp, 'pipermail.txt.gz');
+    fs.writeFileSync(file, zlib.gzipSync(fixture('hyperkitty-export.mbox')));
+    const state = await importMbox(db, list, file);
+    expect(state).toMatchObject({ seen: 4, added: 3, broken: 1 });
+  });
+
+  it('refuses a file that is not an mbox, naming the problem', async () => {
+    const list = await newList(db.pool, 'notmbox@lists.example.org');
+    const file = path.join(tmp, 'message.eml');
+    fs.writeFileSync(file, fixture('attachments.eml'));
+    await expect(importMbox(db, list, file)).rejects.toThrow(/not an mbox file/);
+  });
+
+  it('groups messages in batches: a batch is stored in one call', async () => {
+    const other = await testDatabase();
+    try {
+      const list = await newList(other.pool, 'batch@lists.example.org');
+      const sample = await Promise.all(corpus.slice(0, 50).map(async (c) => ({ raw: c.raw, message: await parse(c.raw) })));
+      expect(await importBatch(other.pool, list.id, sample)).toEqual({ created: 50, added: 50 });
+      expect(await importBatch(other.pool, list.id, sample)).toEqual({ created: 0, added: 0 });
+    } finally {
+      await other.drop();
+    }
+  });
+});
+
+describe('the import and export commands', () => {
+  it('import shows progress, reports what it did, and a second run adds nothing; export writes mboxrd to stdout', async () => {
+    const list: ListRow = await newList(db.pool, 'cli@lists.example.org');
+    const file = path.join(tmp, 'cli-2009-January.txt');
+    fs.writeFileSync(file, fixture('pipermail-2009-January.txt'));
+    const env = { DATABASE_URL: db.url };
+    const first = await cli(['import', 'cli', file], env);
+    expect(first.stderr).not.toMatch(/error|skipped/i);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/imported .* into cli@lists.example.org: 3 messages added, 0 already archived, 0 skipped as broken/);
+    const again = await cli(['import', 'cli@lists.example.org', file], env);
+    expect(again.stdout).toContain('0 messages added, 3 already archived');
+    expect(await count(db.pool, list.id)).toBe(3);
+
+    const exported = await cli(['export', 'cli', '--month', '2009-01'], env);
+    expect(exported.code).toBe(0);
+    const back = await readAll(Buffer.from(exported.stdout, 'latin1'));
+    expect(back.map((r) => r.toString())).toEqual((await readAll(file)).map((r) => r.toString()));
+    expect((await cli(['export', 'cli', '--month', '2009-02'], env)).stdout).toBe('');
+    const bad = await cli(['export', 'cli', '--month', 'January'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--month must be YYYY-MM');
+    const missing = await cli(['import', 'cli', path.join(tmp, 'nope.mbox')], env);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('no such file');
+  });
+
+  it('prints plain progress lines when not on a terminal and reports broken messages by position', async () => {
+    await newList(db.pool, 'cli2@lists.example.org');
+    const file = path.join(tmp, 'cli2.mbox');
+    fs.writeFileSync(file, fixture('hyperkitty-export.mbox'));
+    const run = await cli(['import', 'cli2', file, '--batch-size', '1'], { DATABASE_URL: db.url });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/^import .*cli2.mbox: \d+% \(/m);
+    expect(run.stderr).toMatch(/message 3 at byte \d+ skipped: .*header/);
+    expect(run.stdout).toContain('3 messages added, 0 already archived, 1 skipped as broken');
+  });
+});
+
+async function readAll(source: string | Buffer): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  const input = typeof source === 'string' ? [fs.readFileSync(source)] : [source];
+  for await (const m of readMbox(input)) out.push(m.raw);
+  return out;
+}
