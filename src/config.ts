@@ -58,6 +58,8 @@ export interface Config {
   relayUrl?: string;
   dataDir: string;
   logLevel: string;
+  /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
+  logLevelSet: boolean;
   dbPoolSize: number;
   delivery: {
     batchSize: number;
@@ -96,6 +98,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     relayUrl: e.RELAY_URL,
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
+    logLevelSet: cleaned.LOG_LEVEL !== undefined,
     dbPoolSize: e.DB_POOL_SIZE,
     delivery: {
       batchSize: e.DELIVERY_BATCH_SIZE,

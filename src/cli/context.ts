@@ -1,6 +1,7 @@
 import { config, ConfigError, type Config } from '../config.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
+import { useCliLogging } from '../log.ts';
 
 /** What a CLI command works with. */
 export interface CliContext {
@@ -16,6 +17,7 @@ export async function runCommand(fn: (ctx: CliContext) => Promise<void>): Promis
   let db: Database | undefined;
   try {
     const cfg = config();
+    useCliLogging(cfg.logLevelSet);
     db = await openDatabase(cfg, 'cli');
     await fn({ cfg, db });
   } catch (err) {
