@@ -56,6 +56,10 @@ async function startServer(url: string, port: number): Promise<ChildProcess> {
     env: { ...process.env, DATABASE_URL: url, SMTP_PORT: String(port), LOG_LEVEL: 'warn', SMTP_MAX_SIZE: String(64 * 1024 * 1024), MAIL_DOMAIN: 'lists.bench.example' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  child.stdout!.on('data', (d: Buffer) => {
+    const text = d.toString();
+    if (text.includes('"level":50')) process.stderr.write(text);
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d) => d.toString().includes('listkeeper is running') && resolve());
     child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
