@@ -18,6 +18,9 @@ $$;
 -- by date finds them for common words without touching every match. Author filters and the
 -- author's messages use (from_email, date). Hidden messages are few: counts subtract them.
 create index messages_date on messages (date);
+-- The search walks recent messages testing tsv @@ query on each: keep the tsvector in the heap
+-- row (MAIN) and let raw and body go to TOAST first, so that test never needs a TOAST fetch.
+alter table messages alter column tsv set storage main;
 create index messages_from_date on messages (from_email, date);
 create index messages_hidden on messages (id) where hidden_at is not null;
 

@@ -36,8 +36,9 @@ export interface ArchivedMessage {
 
 /** A message by Message-ID, with or without its raw bytes, and the lists it is in. */
 export async function archivedMessage(db: Queryable, messageId: string, reader: Reader, withRaw: boolean): Promise<ArchivedMessage | null> {
-  const { rows } = await db.query<ArchivedMessage>(
-    `select m.id, m.message_id, case when $4 then m.raw end as raw, m.size, m.subject, m.from_name, m.from_email, m.date,
+  const { rows } = await db.query<ArchivedMessage>({
+    name: 'archive-message',
+    text: `select m.id, m.message_id, case when $4 then m.raw end as raw, m.size, m.subject, m.from_name, m.from_email, m.date,
             m.in_reply_to, m.thread_id, m.parent_id, case when $4 then m.body end as body, m.has_attachments, m.received_at,
             m.hidden_reason, m.hidden_at,
             coalesce((select json_agg(json_build_object(
@@ -47,8 +48,8 @@ export async function archivedMessage(db: Queryable, messageId: string, reader: 
                         'readable', can_read_archive(l.id, l.archive, $2, $3)) order by l.id)
                         from list_messages lm join lists l on l.id = lm.list_id where lm.message_id = m.id), '[]') as lists
        from messages m where m.message_id = $1`,
-    [messageId, reader.email, reader.siteAdmin, withRaw],
-  );
+    values: [messageId, reader.email, reader.siteAdmin, withRaw],
+  });
   return rows[0] ?? null;
 }
 
@@ -69,31 +70,51 @@ export interface Neighbours {
   replies: Neighbour[];
   thread_messages: number;
   thread_position: number;
-  /** latest change to the list (see listLastModified) */
+  /** latest change to the list: newest message added, or latest hiding */
   last_modified: Date | null;
 }
 
-/** Where a message sits in one list: its parent and replies, prev/next in its thread and by date. */
-export async function messageNeighbours(db: Queryable, listId: number, m: Pick<ArchivedMessage, 'id' | 'thread_id' | 'parent_id' | 'date'>): Promise<Neighbours> {
+export interface MessagePage extends ArchivedMessage, Neighbours {
+  /** the list the page is shown in: the one asked for if readable, else the first readable */
+  list_id: number | null;
+}
+
+/**
+ * Everything the permalink page needs in one round trip: the message (with its raw bytes), its
+ * lists with this reader's access to each, and its neighbours in the list it is shown in.
+ */
+export async function messagePage(db: Queryable, messageId: string, reader: Reader, preferredList: string | null): Promise<MessagePage | null> {
   const pick = `json_build_object('message_id', x.message_id, 'subject', x.subject, 'from_name', x.from_name, 'from_email', x.from_email, 'date', x.date)`;
-  const inThread = `from messages x join list_messages y on y.message_id = x.id and y.list_id = $1 where x.thread_id = $2 and x.hidden_at is null`;
-  const inList = `from list_messages y join messages x on x.id = y.message_id where y.list_id = $1 and x.hidden_at is null`;
-  const { rows } = await db.query<Neighbours>(
-    `select
-       (select ${pick} ${inThread} and x.id = $5) as parent,
-       (select ${pick} ${inThread} and (x.date, x.id) < ($3, $4) order by x.date desc, x.id desc limit 1) as prev_in_thread,
-       (select ${pick} ${inThread} and (x.date, x.id) > ($3, $4) order by x.date, x.id limit 1) as next_in_thread,
-       (select ${pick} ${inList} and y.date <= $3 and (y.date < $3 or y.message_id < $4) order by y.date desc, y.message_id desc limit 1) as prev_by_date,
-       (select ${pick} ${inList} and y.date >= $3 and (y.date > $3 or y.message_id > $4) order by y.date, y.message_id limit 1) as next_by_date,
-       coalesce((select json_agg(z.r order by z.date) from (select ${pick} as r, x.date ${inThread} and x.parent_id = $4 order by x.date limit 100) z), '[]') as replies,
-       (select count(*)::int ${inThread}) as thread_messages,
-       (select count(*)::int ${inThread} and (x.date, x.id) <= ($3, $4)) as thread_position,
-       greatest((select x.received_at from messages x where x.id = (select max(message_id) from list_messages where list_id = $1)),
-                (select max(x.hidden_at) from messages x join list_messages y on y.message_id = x.id and y.list_id = $1
-                  where x.hidden_at is not null)) as last_modified`,
-    [listId, m.thread_id, m.date, m.id, m.parent_id],
-  );
-  return rows[0];
+  const inThread = `from messages x join list_messages y on y.message_id = x.id and y.list_id = (select id from c) where x.thread_id = m.thread_id and x.hidden_at is null`;
+  const inList = `from list_messages y join messages x on x.id = y.message_id where y.list_id = (select id from c) and x.hidden_at is null`;
+  const { rows } = await db.query<MessagePage>({
+    name: 'archive-message-page',
+    text: `with m as (select * from messages where message_id = $1),
+     ls as (
+       select l.id, l.address, l.name, l.archive,
+              case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id) then l.address else l.local_part end as key,
+              can_read_archive(l.id, l.archive, $2, $3) as readable
+         from m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id),
+     c as (select id from ls where readable order by (key = $4 or address = $4) desc, id limit 1)
+     select m.id, m.message_id, m.raw, m.size, m.subject, m.from_name, m.from_email, m.date, m.in_reply_to, m.thread_id,
+            m.parent_id, m.body, m.has_attachments, m.received_at, m.hidden_reason, m.hidden_at,
+            coalesce((select json_agg(ls order by ls.id) from ls), '[]') as lists,
+            (select id from c) as list_id,
+            (select ${pick} ${inThread} and x.id = m.parent_id) as parent,
+            (select ${pick} ${inThread} and (x.date, x.id) < (m.date, m.id) order by x.date desc, x.id desc limit 1) as prev_in_thread,
+            (select ${pick} ${inThread} and (x.date, x.id) > (m.date, m.id) order by x.date, x.id limit 1) as next_in_thread,
+            (select ${pick} ${inList} and y.date <= m.date and (y.date < m.date or y.message_id < m.id) order by y.date desc, y.message_id desc limit 1) as prev_by_date,
+            (select ${pick} ${inList} and y.date >= m.date and (y.date > m.date or y.message_id > m.id) order by y.date, y.message_id limit 1) as next_by_date,
+            coalesce((select json_agg(z.r order by z.date) from (select ${pick} as r, x.date ${inThread} and x.parent_id = m.id order by x.date limit 100) z), '[]') as replies,
+            (select count(*)::int ${inThread}) as thread_messages,
+            (select count(*)::int ${inThread} and (x.date, x.id) <= (m.date, m.id)) as thread_position,
+            greatest((select x.received_at from messages x where x.id = (select max(message_id) from list_messages where list_id = (select id from c))),
+                     (select max(x.hidden_at) from messages x join list_messages y on y.message_id = x.id and y.list_id = (select id from c)
+                       where x.hidden_at is not null)) as last_modified
+       from m`,
+    values: [messageId, reader.email, reader.siteAdmin, preferredList],
+  });
+  return rows[0] ?? null;
 }
 
 export interface FeedEntry {

@@ -21,19 +21,48 @@ const LIST_KEY = `case when exists (select 1 from lists o where o.local_part = l
 export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {
   if (list.archive === 'public' || reader.siteAdmin) return true;
   if (!reader.email) return false;
-  const { rows } = await db.query<{ ok: boolean }>('select can_read_archive($1, $2, $3, $4) as ok', [list.id, list.archive, reader.email, reader.siteAdmin]);
+  const { rows } = await db.query<{ ok: boolean }>({
+    name: 'archive-may-read', text: 'select can_read_archive($1, $2, $3, $4) as ok', values: [list.id, list.archive, reader.email, reader.siteAdmin],
+  });
   return rows[0].ok;
 }
 
 /** Ids of the lists whose archive the reader may read. */
 export async function readableListIds(db: Queryable, reader: Reader): Promise<number[]> {
-  const { rows } = await db.query<{ id: number }>('select id from lists l where can_read_archive(l.id, l.archive, $1, $2)', [reader.email, reader.siteAdmin]);
+  const { rows } = await db.query<{ id: number }>({
+    name: 'archive-readable-lists', text: 'select id from lists l where can_read_archive(l.id, l.archive, $1, $2)', values: [reader.email, reader.siteAdmin],
+  });
   return rows.map((r) => r.id);
 }
 
-export async function listKey(db: Queryable, listId: number): Promise<string> {
-  const { rows } = await db.query<{ key: string }>(`select ${LIST_KEY} as key from lists l where l.id = $1`, [listId]);
-  return rows[0]?.key ?? '';
+export interface ReaderList extends ListRow {
+  /** the list's URL key: local part when unique, else address */
+  key: string;
+  readable: boolean;
+  /** latest change to the archive: newest message added (ids grow with time), or latest hiding */
+  last_modified: Date | null;
+  /** how many lists the reference matched: 0 none, 2 ambiguous */
+  matches: number;
+}
+
+/**
+ * The list a URL names (its address, or its local part when unique), with what every archive page
+ * needs about it, in one round trip: its URL key, whether this reader may read it, Last-Modified.
+ */
+export async function listForReader(db: Queryable, ref: string, reader: Reader): Promise<ReaderList | null> {
+  const key = ref.trim().toLowerCase();
+  const { rows } = await db.query<ReaderList>({
+    name: 'archive-list-for-reader',
+    text: `with found as (select * from lists where address = $1 or ($2 and local_part = $1) order by id limit 2)
+           select l.*, ${LIST_KEY} as key, can_read_archive(l.id, l.archive, $3, $4) as readable,
+                  (select count(*) from found)::int as matches,
+                  greatest((select m.received_at from messages m where m.id = (select max(message_id) from list_messages where list_id = l.id)),
+                           (select max(m.hidden_at) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = l.id
+                             where m.hidden_at is not null)) as last_modified
+             from found l order by l.id limit 1`,
+    values: [key, !key.includes('@'), reader.email, reader.siteAdmin],
+  });
+  return rows[0] ?? null;
 }
 
 export interface IndexEntry {
@@ -50,8 +79,9 @@ export interface IndexEntry {
 
 /** The lists on the front page: all but private lists the reader cannot read. */
 export async function archiveIndex(db: Queryable, reader: Reader, limit: number, offset: number): Promise<{ lists: IndexEntry[]; total: number }> {
-  const { rows } = await db.query<IndexEntry & { total: number }>(
-    `select l.id, ${LIST_KEY} as key, l.address, l.name, l.description, l.archive, r.readable,
+  const { rows } = await db.query<IndexEntry & { total: number }>({
+    name: 'archive-index',
+    text: `select l.id, ${LIST_KEY} as key, l.address, l.name, l.description, l.archive, r.readable,
             (select count(*) from list_messages lm where lm.list_id = l.id)::int
               - (select count(*) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = l.id
                   where m.hidden_at is not null)::int as messages,
@@ -62,8 +92,8 @@ export async function archiveIndex(db: Queryable, reader: Reader, limit: number,
       where l.archive <> 'private' or r.readable
       order by l.address
       limit $3 offset $4`,
-    [reader.email, reader.siteAdmin, limit, offset],
-  );
+    values: [reader.email, reader.siteAdmin, limit, offset],
+  });
   return { lists: rows, total: rows[0]?.total ?? 0 };
 }
 
@@ -74,8 +104,9 @@ export interface MonthCount {
 
 /** Months with messages, newest first. Hidden messages are few: they are subtracted. */
 export async function listMonths(db: Queryable, listId: number): Promise<MonthCount[]> {
-  const { rows } = await db.query<MonthCount>(
-    `with every as (
+  const { rows } = await db.query<MonthCount>({
+    name: 'archive-months',
+    text: `with every as (
        select date_trunc('month', lm.date, 'UTC') as m, count(*) as n from list_messages lm where lm.list_id = $1 group by 1
      ), hidden as (
        select date_trunc('month', lm.date, 'UTC') as m, count(*) as n
@@ -85,8 +116,8 @@ export async function listMonths(db: Queryable, listId: number): Promise<MonthCo
        from every e left join hidden h using (m)
       where e.n > coalesce(h.n, 0)
       order by e.m desc`,
-    [listId],
-  );
+    values: [listId],
+  });
   return rows;
 }
 
@@ -110,8 +141,9 @@ const THREAD_TOTALS = `(select count(*)::int from messages x join list_messages 
 
 /** Threads with the latest activity in a list. */
 export async function recentThreads(db: Queryable, listId: number, limit: number): Promise<ThreadSummary[]> {
-  const { rows } = await db.query<ThreadSummary>(
-    `with latest as (
+  const { rows } = await db.query<ThreadSummary>({
+    name: 'archive-recent-threads',
+    text: `with latest as (
        select m.thread_id, m.date, m.subject, m.message_id, m.id, m.from_name, m.from_email
          from list_messages lm join messages m on m.id = lm.message_id
         where lm.list_id = $1 and m.hidden_at is null
@@ -129,15 +161,16 @@ export async function recentThreads(db: Queryable, listId: number, limit: number
            from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
           where m.thread_id = t.thread_id and m.hidden_at is null) s
       order by t.last desc`,
-    [listId, limit],
-  );
+    values: [listId, limit],
+  });
   return rows;
 }
 
 /** The threads with messages in [start, end), in order of their first message there. */
 export async function monthThreads(db: Queryable, listId: number, start: Date, end: Date, limit: number, offset: number): Promise<{ threads: ThreadSummary[]; total: number; messages: number }> {
-  const { rows } = await db.query<ThreadSummary & { total: number; month_messages: number }>(
-    `with mm as (
+  const { rows } = await db.query<ThreadSummary & { total: number; month_messages: number }>({
+    name: 'archive-month-threads',
+    text: `with mm as (
        select m.thread_id, m.id, m.date, m.subject, m.message_id, m.from_name, m.from_email
          from list_messages lm join messages m on m.id = lm.message_id
         where lm.list_id = $1 and lm.date >= $2 and lm.date < $3 and m.hidden_at is null
@@ -154,8 +187,8 @@ export async function monthThreads(db: Queryable, listId: number, start: Date, e
         limit $4 offset $5
      )
      select t.*, ${THREAD_TOTALS} from t order by first, thread_id`,
-    [listId, start, end, limit, offset],
-  );
+    values: [listId, start, end, limit, offset],
+  });
   return { threads: rows, total: rows[0]?.total ?? 0, messages: rows[0]?.month_messages ?? 0 };
 }
 
@@ -179,10 +212,12 @@ export interface ThreadEntry {
  * hangs from its nearest visible ancestor; messages caught in a reference cycle come last.
  */
 export async function threadTree(db: Queryable, listId: number, threadId: number, limit: number, offset: number, bodyChars = 20000): Promise<ThreadEntry[]> {
-  const { rows } = await db.query<ThreadEntry>(
-    `with recursive t as (
-       select m.id, m.parent_id, m.date, (lm.message_id is not null and m.hidden_at is null) as visible
-         from messages m left join list_messages lm on lm.message_id = m.id and lm.list_id = $1
+  const { rows } = await db.query<ThreadEntry>({
+    name: 'archive-thread-tree',
+    text: `with recursive t as (
+       select m.id, m.parent_id, m.date,
+              (m.hidden_at is null and exists (select 1 from list_messages lm where lm.list_id = $1 and lm.message_id = m.id)) as visible
+         from messages m
         where m.thread_id = $2
      ), walk (id, anc, steps) as (
        select id, parent_id, 0 from t where visible
@@ -210,45 +245,32 @@ export async function threadTree(db: Queryable, listId: number, threadId: number
             length(m.body) > $5 as body_truncated, m.has_attachments, p.depth, p.total
        from page p join messages m on m.id = p.id
       order by p.path`,
-    [listId, threadId, limit, offset, bodyChars],
-  );
+    values: [listId, threadId, limit, offset, bodyChars],
+  });
   return rows;
 }
 
 /** Where a thread went when it merged into another (its old URL redirects there). */
 export async function movedThread(db: Queryable, threadId: number): Promise<number | null> {
-  const { rows } = await db.query<{ thread: number }>(
-    `with recursive chain (thread, n) as (
+  const { rows } = await db.query<{ thread: number }>({
+    name: 'archive-moved-thread',
+    text: `with recursive chain (thread, n) as (
        select new_thread, 1 from thread_moves where old_thread = $1
        union all
        select tm.new_thread, c.n + 1 from chain c join thread_moves tm on tm.old_thread = c.thread where c.n < 50
      ) select thread from chain order by n desc limit 1`,
-    [threadId],
-  );
+    values: [threadId],
+  });
   return rows[0]?.thread ?? null;
-}
-
-/**
- * Latest change to a list's archive, for Last-Modified: the newest message added (ids grow with
- * time) or the latest hiding. Two index lookups.
- */
-export async function listLastModified(db: Queryable, listId: number): Promise<Date | null> {
-  const { rows } = await db.query<{ at: Date | null }>(
-    `select greatest(
-       (select m.received_at from messages m where m.id = (select max(message_id) from list_messages where list_id = $1)),
-       (select max(m.hidden_at) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
-         where m.hidden_at is not null)) as at`,
-    [listId],
-  );
-  return rows[0]?.at ?? null;
 }
 
 /** The months before and after [start, end) that have messages in the list, for month navigation. */
 export async function adjacentMonths(db: Queryable, listId: number, start: Date, end: Date): Promise<{ prev: string | null; next: string | null }> {
-  const { rows } = await db.query<{ prev: string | null; next: string | null }>(
-    `select to_char((select max(date) from list_messages where list_id = $1 and date < $2) at time zone 'UTC', 'YYYY-MM') as prev,
+  const { rows } = await db.query<{ prev: string | null; next: string | null }>({
+    name: 'archive-adjacent-months',
+    text: `select to_char((select max(date) from list_messages where list_id = $1 and date < $2) at time zone 'UTC', 'YYYY-MM') as prev,
             to_char((select min(date) from list_messages where list_id = $1 and date >= $3) at time zone 'UTC', 'YYYY-MM') as next`,
-    [listId, start, end],
-  );
+    values: [listId, start, end],
+  });
   return rows[0];
 }

@@ -7,7 +7,8 @@ import type { Queryable } from './pool.ts';
  *
  * Ranking every match of a common word is what makes searches slow (it reads every matching
  * tsvector), so only the most recent `cap` matches are ranked: the date index finds them quickly
- * whatever the word. When there were more, the result says so (`capped`).
+ * whatever the word. When there were more, the result says so (`capped`), and the pages after
+ * the ranked set list the older matches by date.
  */
 export interface SearchQuery {
   /** websearch syntax; null to list by the filters alone, newest first */
@@ -34,7 +35,9 @@ export interface SearchHit {
   rank: number;
   /** body excerpt with matches between \u0001 and \u0002 */
   excerpt: string;
+  /** the first of the searched lists the message is in, and its URL key */
   list_id: number;
+  list_key: string;
 }
 
 export interface SearchResult {
@@ -43,6 +46,8 @@ export interface SearchResult {
   candidates: number;
   /** more matches than the cap: only the most recent were ranked */
   capped: boolean;
+  /** this page comes from the ranked set (else: older matches by date) */
+  ranked: boolean;
 }
 
 /** Whether a websearch query has any word left once stop words are dropped. */
@@ -51,15 +56,20 @@ export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean>
   return rows[0].n > 0;
 }
 
+/**
+ * One page of results. Offsets inside the ranked set (the most recent `cap` matches) are ranked;
+ * beyond it, older matches follow by date. The tsquery is written inline (not in a CTE) so the
+ * planner sees it: for a common word it walks the date index, for a rare one it uses GIN.
+ */
 export async function searchMessages(db: Queryable, s: SearchQuery): Promise<SearchResult> {
   const byAddress = s.from && s.from.includes('@') ? s.from.trim().toLowerCase() : null;
   const byName = s.from && !byAddress ? `%${s.from.trim().replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+  const ranked = s.offset < s.cap;
   const { rows } = await db.query<SearchHit & { candidates: number }>(
-    `with q as (select case when $1::text is null then null else websearch_to_tsquery('listkeeper', $1) end as query),
-     cand as (
+    `with cand as (
        select m.id, m.date, m.tsv
-         from messages m, q
-        where ($1::text is null or m.tsv @@ q.query)
+         from messages m
+        where ($1::text is null or m.tsv @@ websearch_to_tsquery('listkeeper', $1))
           and m.hidden_at is null
           and exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any($2::bigint[]))
           and ($3::text is null or m.from_email = $3)
@@ -67,25 +77,32 @@ export async function searchMessages(db: Queryable, s: SearchQuery): Promise<Sea
           and ($5::timestamptz is null or m.date >= $5)
           and ($6::timestamptz is null or m.date < $6)
         order by m.date desc
-        limit $7 + 1
+        limit case when $10 then $7 + 1 else $8 end
+        offset case when $10 then 0 else $9 end
      ),
-     ranked as (
-       select c.id, c.date, case when $1::text is null then 0 else ts_rank_cd(c.tsv, q.query) end as rank,
-              count(*) over ()::int as candidates
-         from cand c, q
+     numbered as (select c.*, row_number() over (order by c.date desc) as n from cand c),
+     page as (
+       select c.id, c.date,
+              case when $1::text is null or not $10 then 0 else ts_rank_cd(c.tsv, websearch_to_tsquery('listkeeper', $1)) end as rank,
+              (select count(*) from cand)::int as candidates
+         from numbered c
+        where not $10 or c.n <= $7
         order by rank desc, c.date desc
-        limit $8 offset $9
+        limit $8 offset case when $10 then $9 else 0 end
      )
-     select m.message_id, m.subject, m.from_name, m.from_email, m.date, r.rank, r.candidates,
+     select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates,
             case when $1::text is null then left(m.body, 300)
-                 else ts_headline('listkeeper', left(m.body, 8000), q.query,
+                 else ts_headline('listkeeper', left(m.body, 8000), websearch_to_tsquery('listkeeper', $1),
                         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
             end as excerpt,
-            (select min(lm.list_id) from list_messages lm where lm.message_id = m.id and lm.list_id = any($2::bigint[])) as list_id
-       from ranked r join messages m on m.id = r.id, q
-      order by r.rank desc, r.date desc`,
-    [s.q, s.listIds, byAddress, byName, s.after, s.before, s.cap, s.limit, s.offset],
+            l.id as list_id,
+            case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id) then l.address else l.local_part end as list_key
+       from page p join messages m on m.id = p.id
+       cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
+                            where lm.message_id = m.id and lm.list_id = any($2::bigint[]) order by l.id limit 1) l
+      order by p.rank desc, p.date desc`,
+    [s.q, s.listIds, byAddress, byName, s.after, s.before, s.cap, s.limit, s.offset, ranked],
   );
-  const candidates = rows[0]?.candidates ?? 0;
-  return { hits: rows, candidates, capped: candidates > s.cap };
+  const candidates = ranked ? (rows[0]?.candidates ?? 0) : s.cap + 1;
+  return { hits: rows, candidates, capped: candidates > s.cap, ranked };
 }

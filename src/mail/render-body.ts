@@ -15,56 +15,49 @@ export interface RenderOptions {
 
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]*[^\s<>"'`.,;:!?)\]}]/g;
 
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
 export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&#39;'));
+  return /[&<>"']/.test(s) ? s.replace(/[&<>"']/g, (c) => ESCAPES[c]) : s;
 }
 
-/** One line of text: escaped, addresses obfuscated if asked, http(s) URLs as links. */
+/** Text (any number of lines): escaped, addresses obfuscated if asked, http(s) URLs as links. */
 export function renderLine(line: string, obfuscate: boolean): string {
   const text = obfuscate ? obfuscateText(line) : line;
   let out = '';
   let last = 0;
-  for (const m of text.matchAll(URL_RE)) {
-    const url = m[0];
-    out += escapeHtml(text.slice(last, m.index));
-    out += `<a href="${escapeHtml(url)}" rel="nofollow noopener noreferrer">${escapeHtml(url)}</a>`;
-    last = m.index! + url.length;
+  if (text.includes('http')) {
+    for (const m of text.matchAll(URL_RE)) {
+      const url = escapeHtml(m[0]);
+      out += `${escapeHtml(text.slice(last, m.index))}<a href="${url}" rel="nofollow noopener noreferrer">${url}</a>`;
+      last = m.index! + m[0].length;
+    }
   }
   out += escapeHtml(text.slice(last));
-  return defangSchemes(out);
+  return out.includes('script') ? defangSchemes(out) : out;
 }
 
-const QUOTED = /^[ \t]*>/;
+// A run of quoted lines (">" after optional blanks), with the line end that closes it.
+const QUOTE_RUN = /^[ \t]*>.*(?:\n[ \t]*>.*)*\n?/gm;
 
 /** A plain-text body as HTML, for an element styled with white-space: pre-wrap. */
 export function renderText(body: string, opts: RenderOptions): string {
   const foldAt = opts.foldAt ?? 5;
-  const lines = body.replace(/\r\n?/g, '\n').replace(/\n+$/, '').split('\n');
-  const out: string[] = [];
-  let text: string[] = [];
-  const flushText = () => {
-    if (text.length) out.push(`${text.join('\n')}\n`);
-    text = [];
-  };
-  for (let i = 0; i < lines.length; ) {
-    if (!QUOTED.test(lines[i])) {
-      text.push(renderLine(lines[i], opts.obfuscate));
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < lines.length && QUOTED.test(lines[j])) j++;
-    const quoted = lines.slice(i, j).map((l) => renderLine(l, opts.obfuscate)).join('\n');
-    flushText();
-    if (j - i >= foldAt) {
-      out.push(`<details class="quote"><summary>${j - i} quoted lines</summary><span class="q">${quoted}</span></details>`);
-    } else {
-      out.push(`<span class="q">${quoted}</span>\n`);
-    }
-    i = j;
+  const text = `${body.replace(/\r\n?/g, '\n').replace(/\n+$/, '')}\n`;
+  if (!text.includes('>')) return renderLine(text, opts.obfuscate);
+  let out = '';
+  let last = 0;
+  for (const m of text.matchAll(QUOTE_RUN)) {
+    out += renderLine(text.slice(last, m.index), opts.obfuscate);
+    const run = m[0].endsWith('\n') ? m[0].slice(0, -1) : m[0];
+    const lines = run.split('\n').length;
+    const quoted = renderLine(run, opts.obfuscate);
+    out += lines >= foldAt
+      ? `<details class="quote"><summary>${lines} quoted lines</summary><span class="q">${quoted}</span></details>`
+      : `<span class="q">${quoted}</span>\n`;
+    last = m.index! + m[0].length;
   }
-  flushText();
-  return out.join('');
+  return out + renderLine(text.slice(last), opts.obfuscate);
 }
 
 export interface HtmlOptions {

@@ -1,7 +1,7 @@
-import { readableListIds, readerMayRead, type Reader } from '../../db/archive.ts';
-import { findList, type ListRow } from '../../db/lists.ts';
+import { listForReader, readableListIds, readerMayRead, type Reader, type ReaderList } from '../../db/archive.ts';
+import type { ListRow } from '../../db/lists.ts';
 import type { Queryable } from '../../db/pool.ts';
-import { Forbidden, NotFound } from '../../errors.ts';
+import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import type { Viewer } from '../viewer.ts';
 
 /**
@@ -35,14 +35,10 @@ export function denied(list: Pick<ListRow, 'archive' | 'address'>, viewer: Viewe
 }
 
 /** The list named in a URL, if this viewer may read its archive; otherwise 404 or 403. */
-export async function readableList(db: Queryable, viewer: Viewer | null | undefined, ref: string): Promise<ListRow> {
-  let list: ListRow;
-  try {
-    list = await findList(db, ref);
-  } catch (err) {
-    if (err instanceof NotFound) throw new NotFound('There is no list archive at this address.', 'no_such_list');
-    throw err;
-  }
-  if (!(await canReadArchive(db, viewer, list))) throw denied(list, viewer);
+export async function readableList(db: Queryable, viewer: Viewer | null | undefined, ref: string): Promise<ReaderList> {
+  const list = await listForReader(db, ref, readerOf(viewer));
+  if (!list) throw new NotFound('There is no list archive at this address.', 'no_such_list');
+  if (list.matches > 1) throw new InvalidInput(`"${ref}" names more than one list: use its full address`, 'ambiguous_list');
+  if (!list.readable) throw denied(list, viewer);
   return list;
 }

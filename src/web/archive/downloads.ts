@@ -1,10 +1,9 @@
 import crypto from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { exportMbox } from '../../archive-export.ts';
-import { listKey } from '../../db/archive.ts';
 import { latestMessages } from '../../db/archive-messages.ts';
 import { mboxVersion, type MboxScope } from '../../db/archive-mbox.ts';
-import type { ListRow } from '../../db/lists.ts';
+import type { ReaderList } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { atomFeed } from '../../mail/atom.ts';
@@ -23,7 +22,7 @@ import { authorName, listHref, messageHref } from './present.ts';
  */
 const FEED_ENTRIES = 30;
 
-async function sendMbox(ctx: WebContext, req: Request, res: Response, list: ListRow, scope: MboxScope, filename: string) {
+async function sendMbox(ctx: WebContext, req: Request, res: Response, list: ReaderList, scope: MboxScope, filename: string) {
   const version = await mboxVersion(ctx.db.readPool, scope);
   if (version.messages === 0) throw new NotFound('There are no messages to download here.', 'empty');
   res.set('ETag', `"mbox-${crypto.createHash('sha1').update(`${scope.listId}:${version.digest}`).digest('hex').slice(0, 24)}"`);
@@ -63,8 +62,8 @@ export async function feed(ctx: WebContext, req: Request, res: Response, next: N
   const obfuscate = !viewer;
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
-  const [key, latest] = await Promise.all([listKey(db, list.id), latestMessages(db, list.id, FEED_ENTRIES)]);
-  const base = `${ctx.cfg.publicUrl}${listHref(key)}`;
+  const latest = await latestMessages(db, list.id, FEED_ENTRIES);
+  const base = `${ctx.cfg.publicUrl}${listHref(list.key)}`;
   const updated = latest.reduce((acc, e) => (e.received_at > acc ? e.received_at : acc), latest[0]?.received_at ?? list.created_at);
   const xml = atomFeed({
     id: base,

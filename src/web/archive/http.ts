@@ -87,14 +87,18 @@ export function pageParam(req: Request): number {
 
 export interface Pager {
   page: number;
-  pages: number;
+  /** null when the number of pages is not known (there is a next one) */
+  pages: number | null;
   prev: string | null;
   next: string | null;
 }
 
-/** Links to the neighbouring pages, keeping the other query parameters. */
-export function pager(req: Request, page: number, total: number, perPage: number): Pager {
-  const pages = Math.max(1, Math.ceil(total / perPage));
+/**
+ * Links to the neighbouring pages, keeping the other query parameters. `total` null means
+ * unknown: `more` then says whether a next page exists.
+ */
+export function pager(req: Request, page: number, total: number | null, perPage: number, more = false): Pager {
+  const pages = total === null ? null : Math.max(1, Math.ceil(total / perPage));
   const link = (p: number) => {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(req.query)) if (k !== 'page' && typeof v === 'string') q.set(k, v);
@@ -102,5 +106,6 @@ export function pager(req: Request, page: number, total: number, perPage: number
     const s = q.toString();
     return `${req.path}${s ? `?${s}` : ''}`;
   };
-  return { page, pages, prev: page > 1 ? link(page - 1) : null, next: page < pages ? link(page + 1) : null };
+  const hasNext = pages === null ? more : page < pages;
+  return { page, pages, prev: page > 1 ? link(page - 1) : null, next: hasNext ? link(page + 1) : null };
 }

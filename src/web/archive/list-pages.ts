@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import { archiveIndex, listKey, listLastModified, listMonths, monthThreads, movedThread, recentThreads, threadTree, adjacentMonths, type ThreadSummary } from '../../db/archive.ts';
+import { adjacentMonths, archiveIndex, listMonths, monthThreads, movedThread, recentThreads, threadTree, type ThreadSummary } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
 import { monthRange } from '../../mail/months.ts';
 import { renderText } from '../../mail/render-body.ts';
@@ -43,9 +43,8 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
-  const [key, months, recent, lastModified] = await Promise.all([
-    listKey(db, list.id), listMonths(db, list.id), recentThreads(db, list.id, 20), listLastModified(db, list.id),
-  ]);
+  const [months, recent] = await Promise.all([listMonths(db, list.id), recentThreads(db, list.id, 20)]);
+  const { key, last_modified: lastModified } = list;
   const base = listHref(key);
   sendPage(ctx, req, res, 'archive/list.njk', {
     title: list.name,
@@ -65,12 +64,11 @@ export async function monthPage(ctx: WebContext, req: Request, res: Response, ne
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
   const page = pageParam(req);
-  const [key, month, around, lastModified] = await Promise.all([
-    listKey(db, list.id),
+  const [month, around] = await Promise.all([
     monthThreads(db, list.id, range.start, range.end, THREADS_PER_PAGE, (page - 1) * THREADS_PER_PAGE),
     adjacentMonths(db, list.id, range.start, range.end),
-    listLastModified(db, list.id),
   ]);
+  const { key, last_modified: lastModified } = list;
   const base = listHref(key);
   sendPage(ctx, req, res, 'archive/month.njk', {
     title: `${list.name}: ${range.month}`,
@@ -98,11 +96,8 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response, n
   const list = await readableList(db, viewer, String(req.params.list));
   const threadId = Number(id);
   const page = pageParam(req);
-  const [key, entries, lastModified] = await Promise.all([
-    listKey(db, list.id),
-    threadTree(db, list.id, threadId, THREAD_MESSAGES_PER_PAGE, (page - 1) * THREAD_MESSAGES_PER_PAGE),
-    listLastModified(db, list.id),
-  ]);
+  const entries = await threadTree(db, list.id, threadId, THREAD_MESSAGES_PER_PAGE, (page - 1) * THREAD_MESSAGES_PER_PAGE);
+  const { key, last_modified: lastModified } = list;
   const base = listHref(key);
   if (entries.length === 0) {
     const moved = page === 1 ? await movedThread(db, threadId) : null;

@@ -1,12 +1,13 @@
 import { isUtf8 } from 'node:buffer';
 import type { Request, Response } from 'express';
-import { archivedMessage, messageNeighbours, type ArchivedMessage, type MessageList, type Neighbour } from '../../db/archive-messages.ts';
+import { archivedMessage, messagePage as messagePageData, type ArchivedMessage, type MessageList, type Neighbour } from '../../db/archive-messages.ts';
 import { Forbidden, NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
 import { messageIdPath, normalizeMessageId } from '../../mail/message-id.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
 import { parse, type ParsedMessage } from '../../mail/parse.ts';
+import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
 import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-body.ts';
 import type { WebContext } from '../app.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
@@ -28,7 +29,11 @@ interface Found {
 
 async function findReadable(ctx: WebContext, viewer: Viewer | null, param: string): Promise<Found> {
   const id = normalizeMessageId(param);
-  const m = id ? await archivedMessage(ctx.db.readPool, id, readerOf(viewer), true) : null;
+  return readable(id ? await archivedMessage(ctx.db.readPool, id, readerOf(viewer), true) : null, viewer);
+}
+
+/** The message if one of its lists is readable by this viewer; otherwise 404, or 403 for a members list. */
+function readable(m: ArchivedMessage | null, viewer: Viewer | null): Found {
   if (!m || m.lists.length === 0) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
   const lists = m.lists.filter((l) => l.readable);
   if (lists.length === 0) {
@@ -53,17 +58,21 @@ function sendHidden(ctx: WebContext, req: Request, res: Response, f: Found) {
 export async function messagePage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
-  const f = await findReadable(ctx, viewer, String(req.params.id));
+  const id = normalizeMessageId(String(req.params.id));
+  const preferred = typeof req.query.list === 'string' ? req.query.list : null;
+  const data = id ? await messagePageData(ctx.db.readPool, id, readerOf(viewer), preferred) : null;
+  const f = readable(data, viewer);
   if (f.m.hidden_at) return sendHidden(ctx, req, res, f);
   const m = f.m;
-  const list = f.lists.find((l) => l.key === req.query.list || l.address === req.query.list) ?? f.lists[0];
-  const [nb, parsed] = await Promise.all([messageNeighbours(ctx.db.readPool, list.id, m), parse(m.raw, m.received_at).catch(() => null)]);
+  const nb = data!;
+  const list = f.lists.find((l) => l.id === nb.list_id) ?? f.lists[0];
+  const parsed = await messageView(m);
   const base = listHref(list.key);
   const path = messageIdPath(m.message_id);
   const body = renderBody(m, parsed, req, obfuscate, path);
   const link = (n: Neighbour | null) => (n ? messageLink(n, obfuscate) : null);
   const header = (name: string) => {
-    const v = parsed?.headers.get(name)?.join(', ');
+    const v = parsed?.header(name);
     return v ? (obfuscate ? obfuscateText(decodeHeaderWords(v)) : decodeHeaderWords(v)) : null;
   };
   if (body.remote && req.query.images === 'remote') {
@@ -100,10 +109,38 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
   }, { restricted: f.restricted, lastModified: nb.last_modified });
 }
 
+/** What the page shows of a message's content. */
+interface MessageView {
+  text: string;
+  html: string | null;
+  attachments: ParsedMessage['attachments'];
+  topType: string;
+  header(name: string): string | null;
+}
+
+/**
+ * Plain-text mail without attachments (most list traffic) is shown from the stored body and the
+ * raw header section: no MIME parse. Anything else is parsed (once, for this one message).
+ */
+async function messageView(m: ArchivedMessage): Promise<MessageView | null> {
+  const section = headerSection(m.raw);
+  const topType = firstHeader(section, 'content-type') ?? 'text/plain';
+  if (!m.has_attachments && /^\s*text\/plain\b/i.test(topType)) {
+    const headers = isUtf8(Buffer.from(section, 'latin1')) ? Buffer.from(section, 'latin1').toString('utf8') : section;
+    return { text: m.body, html: null, attachments: [], topType, header: (name) => firstHeader(headers, name) };
+  }
+  const parsed = await parse(m.raw, m.received_at).catch(() => null);
+  if (!parsed) return null;
+  return {
+    text: parsed.text, html: parsed.html, attachments: parsed.attachments, topType: parsed.headers.get('content-type')?.[0] ?? '',
+    header: (name) => parsed.headers.get(name)?.join(', ') ?? null,
+  };
+}
+
 /** The text part by default; the sanitised HTML part for HTML-only mail or when asked (?view=html). */
-function renderBody(m: ArchivedMessage, parsed: ParsedMessage | null, req: Request, obfuscate: boolean, path: string) {
+function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request, obfuscate: boolean, path: string) {
   const html = parsed?.html ?? null;
-  const topType = parsed?.headers.get('content-type')?.[0] ?? '';
+  const topType = parsed?.topType ?? '';
   const wantHtml = html !== null && (req.query.view === 'html' || (req.query.view !== 'text' && /^\s*text\/html/i.test(topType)));
   if (!wantHtml || html === null) {
     return { kind: 'text', html: renderText(parsed?.text ?? m.body, { obfuscate }), hasHtml: html !== null, remote: false };

@@ -1,5 +1,4 @@
 import type { Request, Response } from 'express';
-import { listKey } from '../../db/archive.ts';
 import { archivedMessage } from '../../db/archive-messages.ts';
 import { hasSearchTerms, searchMessages, type SearchResult } from '../../db/search.ts';
 import { normalizeMessageId } from '../../mail/message-id.ts';
@@ -14,7 +13,7 @@ import { authorName, excerptHtml, listHref, messageHref } from './present.ts';
  * read. A query that is a Message-ID goes straight to that message.
  */
 const PER_PAGE = 20;
-const CAP = 1000;
+const CAP = 300;
 const MESSAGE_ID = /^<?[^\s<>@]+@[^\s<>@]+>?$/;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -54,18 +53,19 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   let result: SearchResult | null = null;
   let noTerms = false;
   if ((form.q || form.from) && errors.length === 0) {
-    noTerms = form.q !== '' && !(await hasSearchTerms(db, form.q));
-    if (!noTerms) {
-      result = await searchMessages(db, {
-        q: form.q || null, listIds, from: form.from || null, after, before,
-        limit: PER_PAGE, offset: (page - 1) * PER_PAGE, cap: CAP,
-      });
+    result = await searchMessages(db, {
+      q: form.q || null, listIds, from: form.from || null, after, before,
+      limit: PER_PAGE, offset: (page - 1) * PER_PAGE, cap: CAP,
+    });
+    // Nothing found: say so plainly when the query had no searchable word at all.
+    if (result.hits.length === 0 && form.q && !(await hasSearchTerms(db, form.q))) {
+      noTerms = true;
+      result = null;
     }
   }
   const obfuscate = !viewer;
-  const keys = new Map<number, string>();
-  for (const h of result?.hits ?? []) if (!keys.has(h.list_id)) keys.set(h.list_id, await listKey(db, h.list_id));
   const total = result ? Math.min(result.candidates, CAP) : 0;
+  const more = (result?.hits.length ?? 0) === PER_PAGE && (result?.capped || !result?.ranked);
   sendPage(ctx, req, res, 'archive/search.njk', {
     title: form.q ? `Search: ${form.q}` : 'Search',
     form,
@@ -74,6 +74,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     searched: result !== null,
     list,
     capped: result?.capped ?? false,
+    byDate: result ? !result.ranked : false,
     cap: CAP,
     total,
     hits: (result?.hits ?? []).map((h) => ({
@@ -82,9 +83,9 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
       author: authorName(h.from_name, h.from_email, obfuscate),
       date: h.date,
       excerpt: excerptHtml(h.excerpt, obfuscate),
-      listKey: keys.get(h.list_id) ?? '',
-      listHref: listHref(keys.get(h.list_id) ?? ''),
+      listKey: h.list_key,
+      listHref: listHref(h.list_key),
     })),
-    pager: pager(req, page, total, PER_PAGE),
+    pager: result && (result.capped || !result.ranked) ? pager(req, page, null, PER_PAGE, more) : pager(req, page, total, PER_PAGE),
   }, { restricted: list ? list.archive !== 'public' : Boolean(viewer) });
 }

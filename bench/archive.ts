@@ -1,0 +1,143 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { importMbox } from '../src/archive-import.ts';
+import { parseConfig } from '../src/config.ts';
+import { openDatabase } from '../src/db/database.ts';
+import { createList } from '../src/db/lists.ts';
+import { messageIdPath } from '../src/mail/message-id.ts';
+import { benchDatabase, percentile } from './bench-db.ts';
+import { Corpus } from './corpus.ts';
+
+/**
+ * Archive benchmark: imports a deterministic corpus (BENCH_MESSAGES, default 100,000) through
+ * `importMbox`, then measures over HTTP, against `listkeeper serve --web` in its own process:
+ * search (rare words, common words, phrases), the message page, a month page and the page of a
+ * 300-message thread. Prints p50/p95/max latencies and requests per second.
+ */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
+
+export async function run(): Promise<void> {
+  const n = Number(process.env.BENCH_MESSAGES ?? 100_000);
+  const outDir = path.join(ROOT, 'bench/out');
+  fs.mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, `archive-corpus-${n}.mbox`);
+  const corpus = new Corpus({ messages: n });
+  if (!fs.existsSync(file)) corpus.writeMbox(file);
+  const mb = fs.statSync(file).size / 1048576;
+
+  const bdb = await benchDatabase('lk_bench_archive');
+  const cfg = parseConfig({ DATABASE_URL: bdb.url, LOG_LEVEL: 'warn' });
+  const db = await openDatabase(cfg, 'bench');
+  let server: ChildProcess | undefined;
+  try {
+    const list = await createList(db.pool, {
+      address: 'dev@lists.example.org', name: 'Developers', description: 'bench', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [],
+    });
+    const t0 = performance.now();
+    const state = await importMbox(db, list, file);
+    const importSeconds = (performance.now() - t0) / 1000;
+    console.log(`corpus: ${corpus.size} messages, ${mb.toFixed(1)} MB mbox`);
+    console.log(`import: ${state.added} messages in ${importSeconds.toFixed(1)} s = ${Math.round(state.added / importSeconds)} msgs/s (batches of 500, threading and tsvector included)`);
+    await db.pool.query('vacuum analyze messages, list_messages');
+
+    const port = await freePort();
+    server = spawn(process.execPath, [path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
+      cwd: ROOT, env: { ...process.env, DATABASE_URL: bdb.url, WEB_PORT: String(port), LOG_LEVEL: 'warn' }, stdio: 'ignore',
+    });
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(`${base}/healthz`);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    const get = (url: string) => request(agent, `${base}${url}`);
+
+    const info = corpus.info;
+    const search = async (label: string, queries: string[]) => {
+      const times: number[] = [];
+      for (const q of queries) await get(`/search?q=${encodeURIComponent(q)}`); // warm
+      for (let round = 0; round < 3; round++) for (const q of queries) times.push(await get(`/search?q=${encodeURIComponent(q)}`));
+      report(`search ${label}`, times);
+    };
+    await search('rare words', info.rareWords);
+    await search('common words', info.commonWords);
+    await search('phrases', info.phrases.map((p) => `"${p}"`));
+
+    const { rows: sample } = await db.pool.query<{ message_id: string }>('select message_id from messages order by id % 997, id limit 2000');
+    const messageUrls = sample.map((r) => `/message-id/${messageIdPath(r.message_id)}`);
+    await page('message page', messageUrls, get, agent, base);
+    const { rows: months } = await db.pool.query<{ m: string }>(`select distinct to_char(date, 'YYYY-MM') as m from list_messages limit 12`);
+    await page('month page', months.map((r) => `/lists/dev/${r.m}/`), get, agent, base);
+    if (info.bigThreadRoot) {
+      const { rows } = await db.pool.query<{ thread_id: number; n: number }>(
+        'select thread_id, (select count(*) from messages x where x.thread_id = m.thread_id)::int as n from messages m where message_id = $1', [info.bigThreadRoot]);
+      await page(`thread page (${rows[0].n} messages)`, [`/lists/dev/thread/${rows[0].thread_id}`], get, agent, base, 100);
+    }
+    console.log(GOALS);
+    agent.destroy();
+  } finally {
+    server?.kill('SIGTERM');
+    await db.close();
+    await bdb.drop();
+  }
+}
+
+async function page(label: string, urls: string[], get: (u: string) => Promise<number>, agent: http.Agent, base: string, samples = 1000) {
+  for (const u of urls.slice(0, 50)) await get(u);
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) times.push(await get(urls[i % urls.length]));
+  // Throughput: 8 requests in flight for 4 seconds.
+  let done = 0;
+  const until = performance.now() + 4000;
+  await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+    for (let i = w; performance.now() < until; i += 8) {
+      await request(agent, `${base}${urls[i % urls.length]}`);
+      done++;
+    }
+  }));
+  report(label, times, Math.round(done / 4));
+}
+
+function report(label: string, times: number[], rps?: number) {
+  const s = [...times].sort((a, b) => a - b);
+  const f = (x: number) => x.toFixed(1).padStart(6);
+  console.log(`${label.padEnd(30)} p50 ${f(percentile(s, 50))} ms  p95 ${f(percentile(s, 95))} ms  max ${f(s[s.length - 1])} ms${rps ? `  ${rps} req/s` : ''}  (${s.length} requests)`);
+}
+
+function request(agent: http.Agent, url: string): Promise<number> {
+  const t = performance.now();
+  return new Promise((resolve, reject) => {
+    http.get(url, { agent }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`${url}: HTTP ${res.statusCode}`));
+      res.on('data', () => undefined);
+      res.on('end', () => resolve(performance.now() - t));
+    }).on('error', reject);
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(url: string) {
+  for (let i = 0; i < 300; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer`);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await run();
+}
