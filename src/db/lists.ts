@@ -6,7 +6,8 @@ export type PostPolicy = 'open' | 'members' | 'moderated';
 export type SubscribePolicy = 'open' | 'confirm' | 'approve';
 export type ArchivePolicy = 'public' | 'members' | 'private';
 
-export interface ListRow {
+/** A row of `lists`: identity and policies, the sending options, and digest/notice state. */
+export interface ListRow extends DeliverySettings {
   id: number;
   address: string;
   local_part: string;
@@ -17,24 +18,9 @@ export interface ListRow {
   subscribe_policy: SubscribePolicy;
   archive: ArchivePolicy;
   created_at: Date;
-  // Delivery options (sql/0003_delivery.sql)
-  subject_prefix: string;
-  footer: string;
-  reply_to: ReplyToPolicy;
-  reply_to_address: string | null;
-  dmarc_mitigation: DmarcMitigation;
-  dkim_domain: string | null;
-  dkim_selector: string | null;
-  dkim_private_key: string | null;
-  /** bytes; 0 means no limit */
-  max_message_size: number;
-  digest_size_threshold: number;
-  digest_interval_hours: number;
   digest_volume: number;
   digest_issue: number;
   digest_last_sent_at: Date | null;
-  bounce_threshold: number;
-  held_notice_minutes: number;
   held_notified_at: Date | null;
 }
 
@@ -141,6 +127,7 @@ export interface DeliverySettings {
   dkim_domain: string | null;
   dkim_selector: string | null;
   dkim_private_key: string | null;
+  /** bytes; 0 means no limit */
   max_message_size: number;
   digest_size_threshold: number;
   digest_interval_hours: number;
