@@ -6,7 +6,7 @@ import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type 
 import { log as rootLog, type Logger } from '../log.ts';
 import { CopyCache } from './copies.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
-import { Notifier } from './notifier.ts';
+import { Listener } from '../db/listener.ts';
 import { Outcomes } from './outcomes.ts';
 import { createTransport, type Transport } from './transport.ts';
 
@@ -27,7 +27,7 @@ export class DeliveryWorker {
   private readonly log: Logger;
   private readonly transport: Transport;
   private readonly copies: CopyCache;
-  private notifier: Notifier | null = null;
+  private notifier: Listener | null = null;
   private running: Promise<void> | null = null;
   private stopping = false;
   private pending = false;
@@ -45,7 +45,8 @@ export class DeliveryWorker {
   async start(): Promise<void> {
     await heartbeat(this.pool, this.name, os.hostname(), process.pid);
     await reclaim(this.pool, this.cfg, this.log);
-    this.notifier = new Notifier(this.url, OUTBOX_CHANNEL, () => this.poke(), this.log);
+    // Woken by NOTIFY, and after every reconnection: anything queued while away is looked at now.
+    this.notifier = new Listener(this.url, [OUTBOX_CHANNEL], () => this.poke(), () => this.poke(), this.log);
     await this.notifier.start();
     const lease = this.cfg.delivery.leaseSeconds * 1000;
     this.every(Math.max(200, Math.floor(lease / 3)), async () => {
