@@ -47,23 +47,31 @@ create trigger messages_thread_moves after update on messages
   referencing old table as old_rows new table as new_rows
   for each statement execute function record_thread_moves();
 
--- Imports in progress or done, so that a second run can resume (next_offset) or find nothing to do.
+-- Imports in progress or done. Each batch commits one row here together with its messages; an
+-- interrupted import resumes after the longest unbroken chain of committed batches from the start
+-- (batches run two at a time, so the one after a gap may already be in: redoing it adds nothing).
 create table archive_imports (
   id          bigserial primary key,
   list_id     bigint not null references lists on delete cascade,
   source      text not null,              -- the file as given
   fingerprint text not null,              -- size and hash of its first bytes
-  next_offset bigint not null default 0,  -- byte offset (of the decompressed stream) to resume at
-  next_index  integer not null default 0, -- position of the next message in the file
-  seen        integer not null default 0,
-  imported    integer not null default 0,
-  duplicates  integer not null default 0,
-  broken      integer not null default 0,
   started_at  timestamptz not null default now(),
-  updated_at  timestamptz not null default now(),
   finished_at timestamptz
 );
 create index archive_imports_fingerprint on archive_imports (list_id, fingerprint, id desc);
+
+create table archive_import_batches (
+  import_id    bigint not null references archive_imports on delete cascade,
+  first_offset bigint not null,   -- byte offset (of the decompressed stream) of its first message
+  next_offset  bigint not null,   -- where the next batch starts
+  next_index   integer not null,  -- position in the file of the next batch's first message
+  seen         integer not null,
+  imported     integer not null,
+  duplicates   integer not null,
+  broken       integer not null,
+  committed_at timestamptz not null default now(),
+  primary key (import_id, first_offset)
+);
 
 /*
  * Archives a batch of parsed messages into a list in a few set-based statements: the bulk form of
@@ -87,7 +95,8 @@ create function import_messages(
   p_from_emails text[], p_dates timestamptz[], p_in_reply_tos text[], p_refs text[], p_bodies text[],
   p_has_attachments boolean[])
 returns table (created integer, added integer)
-language plpgsql as $$
+-- Never JIT-compiled: compiling would cost more than running these statements.
+language plpgsql set jit = off as $$
 declare
   v_created integer;
   v_added integer;
@@ -110,7 +119,10 @@ begin
     create temp table import_adoptions (child bigint primary key, child_thread bigint not null, parent bigint not null, priority integer not null);
     create temp table import_labels (thread bigint primary key, label bigint not null);
   end if;
-  truncate import_rows, import_candidates, import_adoptions, import_labels;
+  delete from import_rows;
+  delete from import_candidates;
+  delete from import_adoptions;
+  delete from import_labels;
 
   -- The new messages: first occurrence of each Message-ID we do not have, ids drawn now.
   insert into import_rows (ord, id, message_id, in_reply_to, refs, fresh_thread)

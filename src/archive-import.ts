@@ -1,16 +1,17 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type pg from 'pg';
 import {
-  analyzeArchive, finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportProgress, startImportRun, tuneForBulkLoad,
-  type ImportRun,
+  analyzeArchive, finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
+  tuneForBulkLoad, type BatchRecord,
 } from './db/archive-import.ts';
 import type { Database } from './db/database.ts';
 import type { ListRow } from './db/lists.ts';
 import { InvalidInput, isAppError } from './errors.ts';
+import { fastParse } from './mail/fast-parse.ts';
 import { NotAnMbox, readMbox, type MboxMessage } from './mail/mbox.ts';
 import { parse, type ParsedMessage } from './mail/parse.ts';
 import { undoPipermailFrom } from './mail/pipermail.ts';
@@ -18,17 +19,22 @@ import { archiveMessageId } from './mail/raw-headers.ts';
 
 /**
  * `listkeeper import`: an mbox file into a list's archive, in batches of a few hundred messages
- * per transaction. While PostgreSQL stores and indexes one batch, the next one is parsed here.
- * Each batch commits together with the run's progress row, so an interrupted import resumes at
- * the first message it had not committed, and a second run of the same file adds nothing:
- * Message-IDs already in the list are recognised from the headers alone and not parsed again.
- * A message that cannot be parsed or stored is reported with its position and skipped.
+ * per transaction, stored set-based by import_messages() (sql/0004). Two batches are written at
+ * once on two connections while the next one is parsed here, so PostgreSQL (tsvectors, indexes)
+ * and this process work in parallel; plain-text mail is parsed by fastParse(), everything else by
+ * parse(). Each batch commits with a row recording its byte range, so
+ * an interrupted import resumes after the last unbroken run of committed batches, and a second
+ * run of the same file adds nothing: Message-IDs already in the list are recognised from the
+ * headers alone, without parsing. A message that cannot be parsed or stored is reported with its
+ * position and skipped.
  */
 export interface ImportOptions {
   batchSize?: number;
+  /** batches written at the same time (connections) */
+  writers?: number;
   onProgress?: (p: ImportState) => void;
   onBroken?: (b: BrokenMessage) => void;
-  /** stop after the batch in flight commits; run again to resume */
+  /** stop after the batches in flight commit; run again to resume */
   signal?: AbortSignal;
 }
 
@@ -55,9 +61,16 @@ export interface BrokenMessage {
 }
 
 interface Prepared {
+  firstOffset: number;
   entries: MboxMessage[];
   parsed: { raw: Buffer; message: ParsedMessage; entry: MboxMessage }[];
-  broken: BrokenMessage[];
+  broken: number;
+}
+
+interface Outcome {
+  created: number;
+  added: number;
+  broken: number;
 }
 
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -69,52 +82,74 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   const { size, fingerprint, gzipped } = await describeFile(source);
 
   const previous = await latestImportRun(db.pool, list.id, fingerprint);
-  const resume = previous && !previous.finished_at && previous.next_offset > 0 ? previous : null;
-  const run: ImportRun = resume ?? (await startImportRun(db.pool, list.id, source, fingerprint));
+  const run = previous && !previous.finished_at ? previous : await startImportRun(db.pool, list.id, source, fingerprint);
+  const from = await resumePoint(db.pool, run.id);
   const state: ImportState = {
-    runId: run.id, resumedAt: resume ? resume.next_index : null, bytes: 0, totalBytes: size,
-    seen: run.seen, added: run.imported, stored: 0, duplicates: run.duplicates, broken: run.broken, seconds: 0, interrupted: false,
+    runId: run.id, resumedAt: from.nextOffset > 0 ? from.nextIndex : null, bytes: 0, totalBytes: size, seen: from.seen,
+    added: from.imported, stored: 0, duplicates: from.duplicates, broken: from.broken, seconds: 0, interrupted: false,
   };
 
-  const fileStream = fs.createReadStream(source, { start: gzipped ? 0 : run.next_offset, highWaterMark: 1 << 20 });
+  const fileStream = fs.createReadStream(source, { start: gzipped ? 0 : from.nextOffset, highWaterMark: 1 << 20 });
   const stream: Readable = gzipped ? fileStream.pipe(zlib.createGunzip({ chunkSize: 1 << 20 })) : fileStream;
-  const chunks = gzipped ? skipBytes(stream, run.next_offset) : stream;
-  const client = await db.pool.connect();
-  let inflight: Promise<void> | null = null;
+  const writers: pg.PoolClient[] = [];
+  const inflight = new Set<Promise<void>>();
   try {
-    await tuneForBulkLoad(client);
-    let pending: MboxMessage[] = [];
-    const flush = async () => {
-      const prepared = await prepare(db.pool, list.id, pending, opts.onBroken);
-      pending = [];
-      if (inflight) await inflight;
-      inflight = write(client, run.id, list.id, prepared, state, opts.onBroken).then(() => {
-        state.bytes = gzipped ? fileStream.bytesRead : run.next_offset + fileStream.bytesRead;
-        state.seconds = (performance.now() - started) / 1000;
-        opts.onProgress?.(state);
-      });
+    for (let i = 0; i < (opts.writers ?? 2); i++) {
+      writers.push(await db.pool.connect());
+      await tuneForBulkLoad(writers[i]);
+    }
+    const free = [...writers];
+    let failure: unknown = null;
+    const dispatch = async (p: Prepared) => {
+      while (free.length === 0) await Promise.race(inflight);
+      if (failure) throw failure;
+      const client = free.pop()!;
+      const job: Promise<void> = write(client, run.id, list.id, p, opts.onBroken)
+        .then((o) => {
+          const seen = p.entries.length;
+          Object.assign(state, {
+            seen: state.seen + seen, added: state.added + o.added, stored: state.stored + o.created, broken: state.broken + o.broken,
+            duplicates: state.duplicates + seen - o.added - o.broken,
+            bytes: gzipped ? fileStream.bytesRead : from.nextOffset + fileStream.bytesRead, seconds: (performance.now() - started) / 1000,
+          });
+          opts.onProgress?.(state);
+        })
+        .catch((err) => void (failure ??= err))
+        .finally(() => {
+          free.push(client);
+          inflight.delete(job);
+        });
+      inflight.add(job);
     };
-    for await (const entry of readMbox(chunks, { startOffset: run.next_offset, startIndex: run.next_index })) {
+
+    let pending: MboxMessage[] = [];
+    let batchStart = from.nextOffset;
+    const chunks = gzipped ? skipBytes(stream, from.nextOffset) : stream;
+    for await (const entry of readMbox(chunks, { startOffset: from.nextOffset, startIndex: from.nextIndex })) {
       pending.push(entry);
-      if (pending.length >= batchSize) {
-        await flush();
-        if (opts.signal?.aborted) {
-          state.interrupted = true;
-          break;
-        }
+      if (pending.length < batchSize) continue;
+      const prepared = await prepare(db.pool, list.id, batchStart, pending, opts.onBroken);
+      batchStart = entry.end;
+      pending = [];
+      await dispatch(prepared);
+      if (opts.signal?.aborted) {
+        state.interrupted = true;
+        break;
       }
     }
-    if (!state.interrupted && pending.length > 0) await flush();
-    if (inflight) await inflight;
-    inflight = null;
-    if (!state.interrupted) await finishImportRun(client, run.id);
-    if (state.stored >= 1000) await analyzeArchive(client);
+    if (!state.interrupted && pending.length > 0) await dispatch(await prepare(db.pool, list.id, batchStart, pending, opts.onBroken));
+    await Promise.all(inflight);
+    if (failure) throw failure;
+    if (!state.interrupted) {
+      await finishImportRun(db.pool, run.id);
+      if (state.stored >= 1000) await analyzeArchive(db.pool);
+    }
   } catch (err) {
-    if (inflight) await (inflight as Promise<void>).catch(() => undefined);
+    await Promise.allSettled(inflight);
     if (err instanceof NotAnMbox) throw new InvalidInput(`${file}: ${err.message}`, 'not_mbox');
     throw err;
   } finally {
-    client.release();
+    for (const w of writers) w.release();
     fileStream.destroy();
   }
   state.bytes = state.interrupted ? state.bytes : size;
@@ -123,63 +158,49 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
 }
 
 /** Parses the messages the list does not have yet; the others are counted as duplicates. */
-async function prepare(pool: pg.Pool, listId: number, entries: MboxMessage[], onBroken?: (b: BrokenMessage) => void): Promise<Prepared> {
+async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entries: MboxMessage[], onBroken?: (b: BrokenMessage) => void): Promise<Prepared> {
   const ids = entries.map((e) => archiveMessageId(e.raw));
   const known = await messageIdsInList(pool, listId, ids);
-  const out: Prepared = { entries, parsed: [], broken: [] };
+  const out: Prepared = { firstOffset, entries, parsed: [], broken: 0 };
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     if (known.has(ids[i])) continue;
     try {
-      const message = undoPipermailFrom(await parse(entry.raw));
-      out.parsed.push({ raw: entry.raw, message, entry });
+      out.parsed.push({ raw: entry.raw, message: undoPipermailFrom(fastParse(entry.raw) ?? (await parse(entry.raw))), entry });
     } catch (err) {
-      const b = { index: entry.index, offset: entry.offset, messageId: null, reason: isAppError(err) ? err.message : String(err) };
-      out.broken.push(b);
-      onBroken?.(b);
+      out.broken++;
+      onBroken?.({ index: entry.index, offset: entry.offset, messageId: null, reason: isAppError(err) ? err.message : String(err) });
     }
   }
   return out;
 }
 
-/** One batch in one transaction with its progress; on a storage error, message by message. */
-async function write(client: pg.PoolClient, runId: number, listId: number, p: Prepared, state: ImportState, onBroken?: (b: BrokenMessage) => void) {
+function record(p: Prepared, o: Outcome): BatchRecord {
   const last = p.entries[p.entries.length - 1];
-  const progress = { nextOffset: last.end, nextIndex: last.index + 1, seen: p.entries.length };
-  let outcome: Outcome | null = null;
-  for (let attempt = 0; outcome === null; attempt++) {
+  const seen = p.entries.length;
+  return { firstOffset: p.firstOffset, nextOffset: last.end, nextIndex: last.index + 1, seen, imported: o.added, duplicates: seen - o.added - o.broken, broken: o.broken };
+}
+
+/** One batch in one transaction with its record; on a storage error, message by message. */
+async function write(client: pg.PoolClient, runId: number, listId: number, p: Prepared, onBroken?: (b: BrokenMessage) => void): Promise<Outcome> {
+  for (let attempt = 0; ; attempt++) {
     try {
-      outcome = await inTransaction(client, async () => {
+      return await inTransaction(client, async () => {
         const r = p.parsed.length ? await importBatch(client, listId, p.parsed) : { created: 0, added: 0 };
-        const o = { ...r, broken: p.broken.length };
-        await recordImportProgress(client, runId, counts(progress, o));
+        const o = { ...r, broken: p.broken };
+        await recordImportBatch(client, runId, record(p, o));
         return o;
       });
     } catch (err) {
       if (RETRYABLE.has((err as { code?: string }).code ?? '') && attempt < 5) continue;
-      outcome = await writeOneByOne(client, runId, listId, p, progress, onBroken);
+      return writeOneByOne(client, runId, listId, p, onBroken);
     }
   }
-  state.seen += progress.seen;
-  state.added += outcome.added;
-  state.stored += outcome.created;
-  state.broken += outcome.broken;
-  state.duplicates += progress.seen - outcome.added - outcome.broken;
-}
-
-interface Outcome {
-  created: number;
-  added: number;
-  broken: number;
-}
-
-function counts(progress: { nextOffset: number; nextIndex: number; seen: number }, o: Outcome) {
-  return { ...progress, imported: o.added, duplicates: progress.seen - o.added - o.broken, broken: o.broken };
 }
 
 /** Finds the message PostgreSQL refused: each in its own transaction, the refused one reported. */
-async function writeOneByOne(client: pg.PoolClient, runId: number, listId: number, p: Prepared, progress: { nextOffset: number; nextIndex: number; seen: number }, onBroken?: (b: BrokenMessage) => void): Promise<Outcome> {
-  const o: Outcome = { created: 0, added: 0, broken: p.broken.length };
+async function writeOneByOne(client: pg.PoolClient, runId: number, listId: number, p: Prepared, onBroken?: (b: BrokenMessage) => void): Promise<Outcome> {
+  const o: Outcome = { created: 0, added: 0, broken: p.broken };
   for (const one of p.parsed) {
     try {
       const r = await inTransaction(client, () => importBatch(client, listId, [one]));
@@ -190,7 +211,7 @@ async function writeOneByOne(client: pg.PoolClient, runId: number, listId: numbe
       onBroken?.({ index: one.entry.index, offset: one.entry.offset, messageId: one.message.messageId, reason: `could not be stored: ${(err as Error).message}` });
     }
   }
-  await recordImportProgress(client, runId, counts(progress, o));
+  await recordImportBatch(client, runId, record(p, o));
   return o;
 }
 

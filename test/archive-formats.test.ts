@@ -1,4 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Corpus } from '../bench/corpus.ts';
+import { fastParse } from '../src/mail/fast-parse.ts';
+import { parse, type ParsedMessage } from '../src/mail/parse.ts';
 import { atomFeed } from '../src/mail/atom.ts';
 import { attachmentHeaders } from '../src/mail/attachment-type.ts';
 import { decodeHeaderWords } from '../src/mail/header-words.ts';
@@ -103,5 +108,41 @@ describe('downloads and feeds', () => {
     expect(xml).toContain('bell &quot;quoted&quot;');
     expect(xml).toContain('nul and  lone');
     expect(xml).not.toMatch(/[\u0000-\u0008\ud800]/);
+  });
+});
+
+describe('the fast parser for plain-text mail', () => {
+  const comparable = (m: ParsedMessage) => ({ ...m, date: m.date.getTime(), headers: [...m.headers], attachments: m.attachments.length });
+  const variants = [
+    'From: Alice <a@b.org>\r\nSubject: Hello\r\n  folded\tsubject  \r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <x1@y>\r\n\r\nbody\r\nline two\r\n',
+    'From: "Example, Alice" <a@b.org>\nSubject: q\nDate: Mon, 02 Nov 2026 10:00:00 +0000\nContent-Type: text/plain; charset="UTF-8"\n\nbody \xc3\xa9\n',
+    'FROM: a.b+c@b.org\nSubject:x\nDate: 2 Nov 2026 10:00 GMT\n\n\n\nbody\n\n',
+    'From: <a@b.org>\nSubject: x\nDate: Mon, 02 Nov 2026 10:00:00 +0000\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\n\xff\xfe bytes\n',
+    'From: J. Alice   Smith <a@b.org>\nSubject: x\nDate: Mon, 02 Nov 2026 10:00:00 +0000\nIn-Reply-To: <p@q>\nReferences: <a@q>\n <b@q>\n\nx',
+    'From: Bob<B@Example.ORG>\nSubject: x\nDate: Mon, 02 Nov 2026 10:00:00 +0000\nContent-Type: text/plain; charset=us-ascii\n\nnul\0here\r\n',
+    'From: Bob <b@example.org>\nSubject: x\nDate: Thu, 01 Jan 2099 10:00:00 +0000\nReceived: from x by y; Mon, 02 Nov 2026 09:00:00 +0000\n\nfuture date\n',
+    'From: a@b.org (Alice)\nSubject: comment form\nDate: Mon, 02 Nov 2026 10:00:00 +0000\n\nx\n',
+    'From: Bob <b@example.org>\nSubject: =?utf-8?q?caf=C3=A9?=\nDate: Mon, 02 Nov 2026 10:00:00 +0000\n\nx\n',
+    'From: Bob <b@example.org>\nSubject: flowed\nDate: Mon, 02 Nov 2026 10:00:00 +0000\nContent-Type: text/plain; format=flowed\n\nsoft \nbreak\n',
+    'From: Bob <b@example.org>\nSubject: qp\nDate: Mon, 02 Nov 2026 10:00:00 +0000\nContent-Transfer-Encoding: quoted-printable\n\na=3Db\n',
+    ' From: indented\n\nnot a message\n',
+  ];
+
+  it('gives exactly what parse() gives, or leaves the message to parse()', async () => {
+    const now = new Date('2026-11-22T00:00:00Z');
+    const raws = [...new Corpus({ messages: 600, seed: 5 }).messages()].map((m) => m.raw);
+    for (const dir of ['fixtures/ingest', 'fixtures/archive']) {
+      for (const f of fs.readdirSync(path.join(import.meta.dirname, dir))) if (f.endsWith('.eml')) raws.push(fs.readFileSync(path.join(import.meta.dirname, dir, f)));
+    }
+    raws.push(...variants.map((v) => Buffer.from(v, 'latin1')));
+    let fast = 0;
+    for (const raw of raws) {
+      const quick = fastParse(raw, now);
+      if (!quick) continue;
+      fast++;
+      expect(comparable(quick), raw.toString('latin1', 0, 200)).toEqual(comparable(await parse(raw, now)));
+    }
+    expect(fast).toBeGreaterThan(500);
+    for (const i of [7, 8, 9, 10, 11]) expect(fastParse(Buffer.from(variants[i], 'latin1')), variants[i]).toBeNull();
   });
 });

@@ -8,19 +8,13 @@ export interface ImportRun {
   list_id: number;
   source: string;
   fingerprint: string;
-  next_offset: number;
-  next_index: number;
-  seen: number;
-  imported: number;
-  duplicates: number;
-  broken: number;
   finished_at: Date | null;
 }
 
 /** The latest run of this file into this list, finished or not. */
 export async function latestImportRun(db: Queryable, listId: number, fingerprint: string): Promise<ImportRun | null> {
   const { rows } = await db.query<ImportRun>(
-    'select * from archive_imports where list_id = $1 and fingerprint = $2 order by id desc limit 1',
+    'select id, list_id, source, fingerprint, finished_at from archive_imports where list_id = $1 and fingerprint = $2 order by id desc limit 1',
     [listId, fingerprint],
   );
   return rows[0] ?? null;
@@ -28,33 +22,60 @@ export async function latestImportRun(db: Queryable, listId: number, fingerprint
 
 export async function startImportRun(db: Queryable, listId: number, source: string, fingerprint: string): Promise<ImportRun> {
   const { rows } = await db.query<ImportRun>(
-    'insert into archive_imports (list_id, source, fingerprint) values ($1, $2, $3) returning *',
+    'insert into archive_imports (list_id, source, fingerprint) values ($1, $2, $3) returning id, list_id, source, fingerprint, finished_at',
     [listId, source, fingerprint],
   );
   return rows[0];
 }
 
-export interface ImportProgress {
-  nextOffset: number;
-  nextIndex: number;
+export interface ImportTotals {
   seen: number;
   imported: number;
   duplicates: number;
   broken: number;
 }
 
-/** Adds a batch's counts; called in the batch's transaction so progress and data commit together. */
-export async function recordImportProgress(db: Queryable, runId: number, p: ImportProgress): Promise<void> {
+export interface ResumePoint extends ImportTotals {
+  nextOffset: number;
+  nextIndex: number;
+}
+
+/** Where an interrupted run goes on: the end of the unbroken chain of committed batches from the start. */
+export async function resumePoint(db: Queryable, runId: number): Promise<ResumePoint> {
+  const { rows } = await db.query<ResumePoint>(
+    `with recursive chain (first_offset, next_offset, next_index, seen, imported, duplicates, broken) as (
+       select first_offset, next_offset, next_index, seen, imported, duplicates, broken
+         from archive_import_batches where import_id = $1 and first_offset = 0
+       union all
+       select b.first_offset, b.next_offset, b.next_index, b.seen, b.imported, b.duplicates, b.broken
+         from chain c join archive_import_batches b on b.import_id = $1 and b.first_offset = c.next_offset
+     )
+     select coalesce(max(next_offset), 0)::bigint as "nextOffset", coalesce(max(next_index), 0)::int as "nextIndex",
+            coalesce(sum(seen), 0)::int as seen, coalesce(sum(imported), 0)::int as imported,
+            coalesce(sum(duplicates), 0)::int as duplicates, coalesce(sum(broken), 0)::int as broken
+       from chain`,
+    [runId],
+  );
+  return rows[0];
+}
+
+export interface BatchRecord extends ImportTotals {
+  firstOffset: number;
+  nextOffset: number;
+  nextIndex: number;
+}
+
+/** A batch's range and counts; called in the batch's transaction so they commit with its messages. */
+export async function recordImportBatch(db: Queryable, runId: number, b: BatchRecord): Promise<void> {
   await db.query(
-    `update archive_imports set next_offset = $2, next_index = $3, seen = seen + $4, imported = imported + $5,
-            duplicates = duplicates + $6, broken = broken + $7, updated_at = now() where id = $1`,
-    [runId, p.nextOffset, p.nextIndex, p.seen, p.imported, p.duplicates, p.broken],
+    `insert into archive_import_batches (import_id, first_offset, next_offset, next_index, seen, imported, duplicates, broken)
+     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing`,
+    [runId, b.firstOffset, b.nextOffset, b.nextIndex, b.seen, b.imported, b.duplicates, b.broken],
   );
 }
 
-export async function finishImportRun(db: Queryable, runId: number): Promise<ImportRun> {
-  const { rows } = await db.query<ImportRun>('update archive_imports set finished_at = now(), updated_at = now() where id = $1 returning *', [runId]);
-  return rows[0];
+export async function finishImportRun(db: Queryable, runId: number): Promise<void> {
+  await db.query('update archive_imports set finished_at = now() where id = $1', [runId]);
 }
 
 /** Which of these Message-IDs the list already has. */

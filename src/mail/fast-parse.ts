@@ -1,0 +1,81 @@
+import { generatedMessageId, messageIdList, normalizeMessageId } from './message-id.ts';
+import { messageDate, type ParsedMessage } from './parse.ts';
+
+/**
+ * The common case of list mail, parsed without the MIME machinery: one text/plain part in UTF-8 or
+ * US-ASCII, 7bit or 8bit, not flowed, with plain ASCII Subject and a simple From. Bulk import
+ * parses most messages here, about twenty times faster than parse(). It gives exactly what
+ * parse() gives (a test holds it to that) and returns null for anything else, which then goes
+ * through parse().
+ */
+const HEADER_LINE = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
+const SIMPLE_TYPE = /^text\/plain\s*(?:;\s*charset\s*=\s*"?(utf-8|us-ascii)"?\s*)?;?$/i;
+const ASCII = /^[\x20-\x7e\t]*$/;
+const NAME_ADDR = /^(?:"([^"\\]*)"|([^"<>,;:\\()@\[\]]*?))\s*<([^\s<>@,;:"\\()\[\]]+@[^\s<>@,;:"\\()\[\]]+)>$/;
+const BARE_ADDR = /^<?([^\s<>@,;:"\\()\[\]]+@[^\s<>@,;:"\\()\[\]]+)>?$/;
+const SINGLE = ['subject', 'from', 'date', 'content-type', 'content-transfer-encoding'];
+
+export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage | null {
+  let split = raw.indexOf('\r\n\r\n');
+  let sepLength = 4;
+  const lf = raw.indexOf('\n\n');
+  if (lf >= 0 && (split < 0 || lf < split)) {
+    split = lf;
+    sepLength = 2;
+  }
+  if (split <= 0 || split > 64 * 1024) return null;
+  const lines = raw.toString('latin1', 0, split).split(/\r?\n/);
+  const headers = new Map<string, string[]>();
+  for (let i = 0; i < lines.length; ) {
+    const m = HEADER_LINE.exec(lines[i]);
+    if (!m) return null;
+    let line = lines[i++];
+    while (i < lines.length && (lines[i].startsWith(' ') || lines[i].startsWith('\t'))) line += `\n${lines[i++]}`;
+    const key = m[1].toLowerCase();
+    const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+    const list = headers.get(key);
+    if (list) list.push(value);
+    else headers.set(key, [value]);
+  }
+  for (const key of SINGLE) if ((headers.get(key)?.length ?? 0) > 1) return null;
+  if (headers.has('content-disposition')) return null;
+  const type = headers.get('content-type')?.[0] ?? 'text/plain';
+  if (!SIMPLE_TYPE.test(type)) return null;
+  const encoding = (headers.get('content-transfer-encoding')?.[0] ?? '7bit').toLowerCase();
+  if (encoding !== '7bit' && encoding !== '8bit') return null;
+
+  const subject = headers.get('subject')?.[0] ?? '';
+  const fromHeader = headers.get('from')?.[0];
+  const dateHeader = headers.get('date')?.[0];
+  if (!ASCII.test(subject) || subject.includes('=?') || !fromHeader || !ASCII.test(fromHeader) || fromHeader.includes('=?')) return null;
+  if (!dateHeader) return null;
+  const date = new Date(dateHeader);
+  if (Number.isNaN(date.getTime())) return null;
+  const from = simpleFrom(fromHeader);
+  if (!from) return null;
+
+  const ownId = normalizeMessageId(headers.get('message-id')?.[0]);
+  const text = raw.toString('utf8', split + sepLength).replace(/\r?\n/g, '\n');
+  return {
+    messageId: ownId ?? generatedMessageId(raw),
+    generatedId: ownId === null,
+    subject,
+    fromName: from.name,
+    fromEmail: from.address.toLowerCase(),
+    date: messageDate(date, headers.get('received') ?? [], receivedAt),
+    inReplyTo: normalizeMessageId(headers.get('in-reply-to')?.[0]),
+    references: messageIdList(headers.get('references')),
+    text: text.includes('\u0000') ? text.replace(/\u0000/g, '') : text,
+    html: null,
+    attachments: [],
+    headers,
+  };
+}
+
+function simpleFrom(value: string): { name: string; address: string } | null {
+  const bare = BARE_ADDR.exec(value);
+  if (bare) return { name: '', address: bare[1] };
+  const m = NAME_ADDR.exec(value);
+  if (!m) return null;
+  return { name: (m[1] ?? m[2] ?? '').trim(), address: m[3] };
+}
