@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Corpus } from '../bench/corpus.ts';
 import { exportMbox } from '../src/archive-export.ts';
 import { importMbox, type BrokenMessage } from '../src/archive-import.ts';
-import { importBatch } from '../src/db/archive-import.ts';
+import { importBatch, recordImportBatch, resumePoint, startImportRun } from '../src/db/archive-import.ts';
 import type { ListRow } from '../src/db/lists.ts';
 import { archiveMessage } from '../src/db/messages.ts';
 import type { Queryable } from '../src/db/pool.ts';
@@ -124,6 +124,15 @@ describe('importing mbox files', () => {
     } finally {
       await other.drop();
     }
+  });
+
+  it('resumes after the longest unbroken chain of committed batches (two are written at a time)', async () => {
+    const list = await newList(db.pool, 'gap@lists.example.org');
+    const run = await startImportRun(db.pool, list.id, '/tmp/gap.mbox', 'fingerprint-gap');
+    for (const [first, next, index] of [[0, 100, 10], [100, 250, 20], [400, 500, 40]]) {
+      await recordImportBatch(db.pool, run.id, { firstOffset: first, nextOffset: next, nextIndex: index, seen: 10, imported: 9, duplicates: 1, broken: 0 });
+    }
+    expect(await resumePoint(db.pool, run.id)).toEqual({ nextOffset: 250, nextIndex: 20, seen: 20, imported: 18, duplicates: 2, broken: 0 });
   });
 
   it('threads a shuffled mbox exactly like the ordered one, and like archiving one message at a time', async () => {

@@ -102,20 +102,27 @@ export interface MonthCount {
   messages: number;
 }
 
-/** Months with messages, newest first. Hidden messages are few: they are subtracted. */
+/**
+ * Months with messages, newest first: each month counted by a range scan of the list's date
+ * index (a GROUP BY over every message computes a date per row, several times slower). Hidden
+ * messages are few: they are subtracted.
+ */
 export async function listMonths(db: Queryable, listId: number): Promise<MonthCount[]> {
   const { rows } = await db.query<MonthCount>({
     name: 'archive-months',
-    text: `with every as (
-       select date_trunc('month', lm.date, 'UTC') as m, count(*) as n from list_messages lm where lm.list_id = $1 group by 1
-     ), hidden as (
-       select date_trunc('month', lm.date, 'UTC') as m, count(*) as n
-         from messages x join list_messages lm on lm.message_id = x.id and lm.list_id = $1
-        where x.hidden_at is not null group by 1)
-     select to_char(e.m at time zone 'UTC', 'YYYY-MM') as month, (e.n - coalesce(h.n, 0))::int as messages
-       from every e left join hidden h using (m)
-      where e.n > coalesce(h.n, 0)
-      order by e.m desc`,
+    text: `with bounds as (
+       select min(date) at time zone 'UTC' as lo, max(date) at time zone 'UTC' as hi from list_messages where list_id = $1
+     ), months as (
+       select m, m at time zone 'UTC' as first, (m + interval '1 month') at time zone 'UTC' as after
+         from bounds, generate_series(date_trunc('month', bounds.lo), bounds.hi, interval '1 month') as m
+     ), counted as (
+       select months.m,
+              (select count(*) from list_messages lm where lm.list_id = $1 and lm.date >= months.first and lm.date < months.after)
+              - (select count(*) from messages x join list_messages lm on lm.message_id = x.id and lm.list_id = $1
+                  where x.hidden_at is not null and lm.date >= months.first and lm.date < months.after) as n
+         from months
+     )
+     select to_char(m, 'YYYY-MM') as month, n::int as messages from counted where n > 0 order by m desc`,
     values: [listId],
   });
   return rows;

@@ -92,7 +92,7 @@ export async function searchMessages(db: Queryable, s: SearchQuery): Promise<Sea
      )
      select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates,
             case when $1::text is null then left(m.body, 300)
-                 else ts_headline('listkeeper', left(m.body, 8000), websearch_to_tsquery('listkeeper', $1),
+                 else ts_headline('listkeeper', left(m.body, 4000), websearch_to_tsquery('listkeeper', $1),
                         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
             end as excerpt,
             l.id as list_id,
