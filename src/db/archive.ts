@@ -173,7 +173,10 @@ export async function recentThreads(db: Queryable, listId: number, limit: number
   return rows;
 }
 
-/** The threads with messages in [start, end), in order of their first message there. */
+/**
+ * The threads with messages in [start, end), in order of their first message there. Counts and
+ * dates are aggregated for the whole month; subjects and participants only for the page's threads.
+ */
 export async function monthThreads(db: Queryable, listId: number, start: Date, end: Date, limit: number, offset: number): Promise<{ threads: ThreadSummary[]; total: number; messages: number }> {
   const { rows } = await db.query<ThreadSummary & { total: number; month_messages: number }>({
     name: 'archive-month-threads',
@@ -183,17 +186,23 @@ export async function monthThreads(db: Queryable, listId: number, start: Date, e
         where lm.list_id = $1 and lm.date >= $2 and lm.date < $3 and m.hidden_at is null
      ), t as (
        select thread_id, count(*)::int as messages, min(date) as first, max(date) as last,
-              (array_agg(subject order by date, id))[1] as subject,
-              (array_agg(message_id order by date, id))[1] as root_message_id,
-              (array_agg(distinct coalesce(nullif(from_name, ''), from_email)))[1:5] as participants,
-              count(distinct from_email)::int as authors,
-              count(*) over ()::int as total,
-              sum(count(*)) over ()::int as month_messages
+              count(*) over ()::int as total, sum(count(*)) over ()::int as month_messages
          from mm group by thread_id
         order by first, thread_id
         limit $4 offset $5
+     ), page as (
+       select mm.* from mm join t using (thread_id)
+     ), firsts as (
+       select distinct on (thread_id) thread_id, subject, message_id as root_message_id from page order by thread_id, date, id
+     ), people as (
+       select thread_id, (array_agg(name order by seen))[1:5] as participants, count(*)::int as authors
+         from (select thread_id, coalesce(nullif(from_name, ''), from_email) as name, min(date) as seen
+                 from page group by thread_id, coalesce(nullif(from_name, ''), from_email)) x
+        group by thread_id
      )
-     select t.*, ${THREAD_TOTALS} from t order by first, thread_id`,
+     select t.*, f.subject, f.root_message_id, p.participants, p.authors, ${THREAD_TOTALS}
+       from t join firsts f using (thread_id) join people p using (thread_id)
+      order by t.first, t.thread_id`,
     values: [listId, start, end, limit, offset],
   });
   return { threads: rows, total: rows[0]?.total ?? 0, messages: rows[0]?.month_messages ?? 0 };
