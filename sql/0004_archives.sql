@@ -85,7 +85,7 @@ create table archive_import_batches (
  * as the insert. Only the rare out-of-order links (an older message adopting a new parent, two
  * existing threads merging) update rows that already exist.
  *
- * It takes the same advisory locks as archive_message(), in the same order, so live mail that
+ * It takes the same advisory locks as archive_message() (lock_thread_keys), so live mail that
  * names a message of the batch (or is named by it) is serialised with it. Message-IDs already
  * archived are not stored again; they are only added to the list. p_refs holds each message's
  * References as one space-separated string.
@@ -103,13 +103,8 @@ declare
   v_from bigint[];
   v_to bigint[];
 begin
-  perform pg_advisory_xact_lock(hashtextextended(k, 7283))
-     from (select distinct k
-             from (select unnest(p_message_ids) as k
-                   union all select unnest(p_in_reply_tos)
-                   union all select unnest(string_to_array(r, ' ')) from unnest(p_refs) r) a
-            where k is not null and k <> ''
-            order by 1) s;
+  -- The thread locks of archive_message() (lock_thread_keys in sql/0001), for the whole batch.
+  perform lock_thread_keys(p_message_ids || p_in_reply_tos || string_to_array(array_to_string(p_refs, ' '), ' '));
 
   if to_regclass('pg_temp.import_rows') is null then
     create temp table import_rows (

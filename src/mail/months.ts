@@ -13,7 +13,3 @@ export function monthRange(month: string): MonthRange | null {
   if (mon < 1 || mon > 12 || year < 1970 || year > 9999) return null;
   return { month, start: new Date(Date.UTC(year, mon - 1, 1)), end: new Date(Date.UTC(year, mon, 1)) };
 }
-
-export function monthOf(date: Date): string {
-  return date.toISOString().slice(0, 7);
-}

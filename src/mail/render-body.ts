@@ -22,7 +22,7 @@ export function escapeHtml(s: string): string {
 }
 
 /** Text (any number of lines): escaped, addresses obfuscated if asked, http(s) URLs as links. */
-export function renderLine(line: string, obfuscate: boolean): string {
+function renderLine(line: string, obfuscate: boolean): string {
   const text = obfuscate ? obfuscateText(line) : line;
   let out = '';
   let last = 0;
