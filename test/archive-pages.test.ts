@@ -72,6 +72,7 @@ describe('browsing the archive', () => {
     expect(text).toContain('2026-11-04 12:00');
     expect(text).toContain('Staff');
     expect(text).toContain('members only');
+    expect(text).toMatch(/<strong>Staff<\/strong>[\s\S]*?<td class="num">—<\/td>/);
     expect(text).not.toContain('Secret');
     expect(text).not.toContain('secret@lists.example.org');
   });
