@@ -74,6 +74,8 @@ interface Outcome {
 }
 
 const RETRYABLE = new Set(['40001', '40P01']);
+// A batch also ends at this many bytes, so memory stays bounded when messages are big.
+const BATCH_BYTES = 32 * 1024 * 1024;
 
 export async function importMbox(db: Database, list: ListRow, file: string, opts: ImportOptions = {}): Promise<ImportState> {
   const batchSize = opts.batchSize ?? 500;
@@ -123,14 +125,17 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
     };
 
     let pending: MboxMessage[] = [];
+    let pendingBytes = 0;
     let batchStart = from.nextOffset;
     const chunks = gzipped ? skipBytes(stream, from.nextOffset) : stream;
     for await (const entry of readMbox(chunks, { startOffset: from.nextOffset, startIndex: from.nextIndex })) {
       pending.push(entry);
-      if (pending.length < batchSize) continue;
+      pendingBytes += entry.raw.length;
+      if (pending.length < batchSize && pendingBytes < BATCH_BYTES) continue;
       const prepared = await prepare(db.pool, list.id, batchStart, pending, opts.onBroken);
       batchStart = entry.end;
       pending = [];
+      pendingBytes = 0;
       await dispatch(prepared);
       if (opts.signal?.aborted) {
         state.interrupted = true;
