@@ -5,8 +5,8 @@ import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type pg from 'pg';
 import {
-  analyzeArchive, finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
-  tuneForBulkLoad, type BatchRecord,
+  finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
+  settleArchive, tuneForBulkLoad, type BatchRecord,
 } from './db/archive-import.ts';
 import type { Database } from './db/database.ts';
 import type { ListRow } from './db/lists.ts';
@@ -147,7 +147,7 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
     if (failure) throw failure;
     if (!state.interrupted) {
       await finishImportRun(db.pool, run.id);
-      if (state.stored >= 1000) await analyzeArchive(db.pool);
+      if (state.stored > 0) await settleArchive(writers[0], state.stored >= 1000);
     }
   } catch (err) {
     await Promise.allSettled(inflight);
