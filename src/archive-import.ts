@@ -11,7 +11,6 @@ import {
 import type { Database } from './db/database.ts';
 import type { ListRow } from './db/lists.ts';
 import { InvalidInput, isAppError } from './errors.ts';
-import { fastParse } from './mail/fast-parse.ts';
 import { NotAnMbox, readMbox, type MboxMessage } from './mail/mbox.ts';
 import { parse, type ParsedMessage } from './mail/parse.ts';
 import { undoPipermailFrom } from './mail/pipermail.ts';
@@ -21,8 +20,8 @@ import { archiveMessageId } from './mail/raw-headers.ts';
  * `listkeeper import`: an mbox file into a list's archive, in batches of a few hundred messages
  * per transaction, stored set-based by import_messages() (sql/0004). Two batches are written at
  * once on two connections while the next one is parsed here, so PostgreSQL (tsvectors, indexes)
- * and this process work in parallel; plain-text mail is parsed by fastParse(), everything else by
- * parse(). Each batch commits with a row recording its byte range, so
+ * and this process work in parallel (parse() reads plain-text mail without the MIME parser).
+ * Each batch commits with a row recording its byte range, so
  * an interrupted import resumes after the last unbroken run of committed batches, and a second
  * run of the same file adds nothing: Message-IDs already in the list are recognised from the
  * headers alone, without parsing. A message that cannot be parsed or stored is reported with its
@@ -171,7 +170,7 @@ async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entri
     const entry = entries[i];
     if (known.has(ids[i])) continue;
     try {
-      out.parsed.push({ raw: entry.raw, message: undoPipermailFrom(fastParse(entry.raw) ?? (await parse(entry.raw))), entry });
+      out.parsed.push({ raw: entry.raw, message: undoPipermailFrom(await parse(entry.raw)), entry });
     } catch (err) {
       out.broken++;
       onBroken?.({ index: entry.index, offset: entry.offset, messageId: null, reason: isAppError(err) ? err.message : String(err) });
