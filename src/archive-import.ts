@@ -111,7 +111,9 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
           Object.assign(state, {
             seen: state.seen + seen, added: state.added + o.added, stored: state.stored + o.created, broken: state.broken + o.broken,
             duplicates: state.duplicates + seen - o.added - o.broken,
-            bytes: gzipped ? fileStream.bytesRead : from.nextOffset + fileStream.bytesRead, seconds: (performance.now() - started) / 1000,
+            // committed so far (for gzip, compressed bytes read: offsets count decompressed bytes)
+            bytes: gzipped ? fileStream.bytesRead : Math.max(state.bytes, p.entries[p.entries.length - 1].end),
+            seconds: (performance.now() - started) / 1000,
           });
           opts.onProgress?.(state);
         })

@@ -86,6 +86,7 @@ function progressReporter(file: string) {
     : null;
   let bar: cliProgress.SingleBar | null = null;
   let lastLine = -Infinity;
+  let reachedEnd = false;
   const line = (s: string) => (multi ? multi.log(`${s}\n`) : process.stderr.write(`${s}\n`));
   return {
     update(s: ImportState) {
@@ -94,8 +95,9 @@ function progressReporter(file: string) {
       if (multi) {
         bar ??= multi.create(s.totalBytes, 0, payload);
         bar.update(Math.min(s.bytes, s.totalBytes), payload);
-      } else if (performance.now() - lastLine > 2000 || s.bytes >= s.totalBytes) {
+      } else if (performance.now() - lastLine > 2000 || (s.bytes >= s.totalBytes && !reachedEnd)) {
         lastLine = performance.now();
+        reachedEnd = s.bytes >= s.totalBytes;
         const pct = s.totalBytes ? Math.floor((100 * s.bytes) / s.totalBytes) : 100;
         line(`import ${file}: ${pct}% (${payload.done} of ${payload.size} MB), ${s.seen} messages, ${s.added} added, ${s.broken} broken, ${rate} msgs/s`);
       }
