@@ -25,9 +25,9 @@ export async function run(): Promise<void> {
   const n = Number(process.env.BENCH_MESSAGES ?? 100_000);
   const outDir = path.join(ROOT, 'bench/out');
   fs.mkdirSync(outDir, { recursive: true });
-  const file = path.join(outDir, `archive-corpus-${n}.mbox`);
+  const file = path.join(outDir, `archive-corpus-${n}-${process.pid}.mbox`);
   const corpus = new Corpus({ messages: n });
-  if (!fs.existsSync(file)) corpus.writeMbox(file);
+  corpus.writeMbox(file);
   const mb = fs.statSync(file).size / 1048576;
 
   const bdb = await benchDatabase('lk_bench_archive');
@@ -81,6 +81,7 @@ export async function run(): Promise<void> {
     server?.kill('SIGTERM');
     await db.close();
     await bdb.drop();
+    fs.rmSync(file, { force: true });
   }
 }
 
