@@ -46,7 +46,8 @@ export async function run(): Promise<void> {
     await db.pool.query('vacuum analyze messages, list_messages');
 
     const port = await freePort();
-    server = spawn(process.execPath, [path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
+    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
+    server = spawn(process.execPath, [...profile, path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
       cwd: ROOT, env: { ...process.env, DATABASE_URL: bdb.url, WEB_PORT: String(port), LOG_LEVEL: 'warn' }, stdio: 'ignore',
     });
     const base = `http://127.0.0.1:${port}`;
