@@ -1,17 +1,15 @@
 import type pg from 'pg';
-import { addDigestItem } from './db/digests.ts';
 import { insertHeld, claimHeldNotice, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
 import { recordIngestError } from './db/ingest-errors.ts';
 import type { ListRow } from './db/lists.ts';
-import { archiveMessage, type ArchiveResult } from './db/messages.ts';
-import { enqueuePostCopies, notifyOutbox } from './db/outbox.ts';
-import { batcherFor } from './db/batch.ts';
-import { withTransaction, type Queryable } from './db/pool.ts';
-import { senderFacts } from './db/sender-rules.ts';
+import { acceptIntoLists, type ArchiveResult } from './db/messages.ts';
+import { GroupCommit } from './db/batch.ts';
+import type { Queryable } from './db/pool.ts';
+import { senderFacts, type SenderFacts } from './db/sender-rules.ts';
 import { log as rootLog, type Logger } from './log.ts';
 import { listId } from './mail/list-headers.ts';
 import type { ParsedMessage } from './mail/parse.ts';
-import { decide, type Decision } from './moderation.ts';
+import { decide, type Decision, type PostFacts } from './moderation.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 
 export interface Post {
@@ -29,50 +27,39 @@ export type PostOutcome =
   | { kind: 'discarded'; decision: Decision };
 
 /**
- * The post pipeline. The moderation rules decide first (on facts gathered outside the
- * transaction); then, in one transaction committed before the sender hears 250, the post is
- * either archived with one outbox row per member who takes each post, or held for a moderator
- * (and kept out of the archive), or recorded as dropped by a rule.
+ * The post pipeline. Posts that arrive together share one transaction (group commit, db/batch.ts),
+ * committed before any sender hears 250: the sender facts of the whole batch are read in one
+ * statement, the moderation rules decide each post, the accepted ones are archived with one
+ * outbox row per member who takes each post in one more statement, and the others are held for a
+ * moderator (kept out of the archive) or recorded as dropped by a rule.
  */
-export async function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
-  const decision = decide(await postFacts(pool, p));
-  if (decision.action === 'accept') {
-    // Accepted posts share commits with concurrent ones (group commit, db/batch.ts): still
-    // committed before the sender hears 250, at a fraction of the per-transaction cost.
-    const { messageId, inReplyTo, references } = p.message;
-    return batcherFor(pool).run(
-      (tx) => acceptPost(tx, p.list, p.raw, p.message, p.envelopeFrom, p.log),
-      [messageId, ...(inReplyTo ? [inReplyTo] : []), ...references],
-    );
-  }
-  return withTransaction(pool, async (tx) => {
-    if (await alreadyInList(tx, p.list.id, p.message.messageId)) return { kind: 'duplicate' } as const;
-    const heldId = await insertHeld(tx, {
-      listId: p.list.id,
-      messageId: p.message.messageId,
-      raw: p.raw,
-      fromEmail: p.message.fromEmail || (p.envelopeFrom ?? '').toLowerCase(),
-      fromName: p.message.fromName,
-      subject: p.message.subject,
-      envelopeFrom: p.envelopeFrom,
-      reason: decision.reason,
-      rule: decision.rule,
-      state: decision.action === 'hold' ? 'held' : 'discarded',
+export function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
+  let committer = committers.get(pool);
+  if (!committer) {
+    committer = new GroupCommit(pool, postBatch, {
+      lockKeys: (q) => [q.message.messageId, ...(q.message.inReplyTo ? [q.message.inReplyTo] : []), ...q.message.references],
     });
-    if (heldId === null) return { kind: 'duplicate' } as const;
-    p.log.info({ list: p.list.address, rule: decision.rule, action: decision.action, heldId }, decision.action === 'hold' ? 'post held' : 'post dropped by rule');
-    if (decision.action === 'hold') {
-      await notifyOwnersOfHeld(tx, p.list);
-      return { kind: 'held', heldId, decision } as const;
-    }
-    if (decision.action === 'reject') await tellSender(tx, p.list, p.message.fromEmail || p.envelopeFrom, p.message, decision.reason);
-    return { kind: 'discarded', decision } as const;
-  });
+    committers.set(pool, committer);
+  }
+  return committer.run(p);
 }
 
-async function postFacts(db: Queryable, p: Post) {
-  const sender = (p.message.fromEmail || p.envelopeFrom || '').toLowerCase();
-  const facts = sender ? await senderFacts(db, p.list.id, sender) : { memberStatus: null, rules: [] };
+const committers = new WeakMap<pg.Pool, GroupCommit<Post, PostOutcome>>();
+
+async function postBatch(tx: pg.PoolClient, posts: Post[]): Promise<PostOutcome[]> {
+  const senders = posts.map((p) => (p.message.fromEmail || p.envelopeFrom || '').toLowerCase());
+  const facts = await senderFacts(tx, posts.map((p, i) => ({ listId: p.list.id, email: senders[i] })));
+  const decisions = posts.map((p, i) => decide(postFacts(p, senders[i], facts[i])));
+
+  const outcomes: PostOutcome[] = new Array(posts.length);
+  const accepted = posts.flatMap((p, i) => (decisions[i].action === 'accept' ? [i] : []));
+  const archived = await acceptIntoLists(tx, accepted.map((i) => posts[i]));
+  for (const [k, i] of accepted.entries()) outcomes[i] = await afterAccept(tx, posts[i], archived[k]);
+  for (const [i, p] of posts.entries()) outcomes[i] ??= await holdOrDrop(tx, p, decisions[i]);
+  return outcomes;
+}
+
+function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
   return {
     list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size },
     sender: { email: sender, memberStatus: facts.memberStatus },
@@ -82,32 +69,58 @@ async function postFacts(db: Queryable, p: Post) {
   };
 }
 
+/** Keeps a post the rules did not accept: held for a moderator, or recorded as dropped. */
+async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
+  if (await alreadyInList(tx, p.list.id, p.message.messageId)) return { kind: 'duplicate' };
+  const heldId = await insertHeld(tx, {
+    listId: p.list.id,
+    messageId: p.message.messageId,
+    raw: p.raw,
+    fromEmail: p.message.fromEmail || (p.envelopeFrom ?? '').toLowerCase(),
+    fromName: p.message.fromName,
+    subject: p.message.subject,
+    envelopeFrom: p.envelopeFrom,
+    reason: decision.reason,
+    rule: decision.rule,
+    state: decision.action === 'hold' ? 'held' : 'discarded',
+  });
+  if (heldId === null) return { kind: 'duplicate' };
+  p.log.info({ list: p.list.address, rule: decision.rule, action: decision.action, heldId }, decision.action === 'hold' ? 'post held' : 'post dropped by rule');
+  if (decision.action === 'hold') {
+    await notifyOwnersOfHeld(tx, p.list);
+    return { kind: 'held', heldId, decision };
+  }
+  if (decision.action === 'reject') await tellSender(tx, p.list, p.message.fromEmail || p.envelopeFrom, p.message, decision.reason);
+  return { kind: 'discarded', decision };
+}
+
 /**
- * Archives a post and queues its copies, inside the caller's transaction. The same path serves
- * accepted posts and approved held ones. A Message-ID the list already has is a duplicate (a
- * retry, a loop): nothing is stored or sent again.
+ * Archives a post and queues its copies, inside the caller's transaction: the path of approved
+ * held posts (accepted ones take it in bulk, in postBatch). A Message-ID the list already has is a
+ * duplicate (a retry, a loop): nothing is stored or sent again.
  */
 export async function acceptPost(tx: Queryable, list: ListRow, raw: Buffer, message: ParsedMessage, envelopeFrom: string | null, log: Logger): Promise<PostOutcome> {
-  const archive = await archiveMessage(tx, list.id, raw, message);
+  const [archived] = await acceptIntoLists(tx, [{ list, raw, message }]);
+  return afterAccept(tx, { list, raw, message, envelopeFrom, log }, archived);
+}
+
+async function afterAccept(tx: Queryable, p: Post, archived: ArchiveResult & { copies: number }): Promise<PostOutcome> {
+  const { copies, ...archive } = archived;
   if (!archive.created && !archive.sameContent) {
     // Someone reused a Message-ID with different content: the archived message stays as it is,
     // and this one is kept aside with the reason rather than lost.
     await recordIngestError(tx, {
-      listId: list.id,
-      envelopeFrom,
-      recipients: [list.address],
-      messageId: message.messageId,
-      reason: `Message-ID <${message.messageId}> is already archived with different content; the archived message was kept`,
-      raw,
+      listId: p.list.id,
+      envelopeFrom: p.envelopeFrom,
+      recipients: [p.list.address],
+      messageId: p.message.messageId,
+      reason: `Message-ID <${p.message.messageId}> is already archived with different content; the archived message was kept`,
+      raw: p.raw,
     });
-    log.warn({ messageId: message.messageId }, 'reused Message-ID with different content kept aside');
+    p.log.warn({ messageId: p.message.messageId }, 'reused Message-ID with different content kept aside');
   }
   if (!archive.addedToList) return { kind: 'duplicate', archive };
-  // VERP: each copy's envelope sender is LIST-bounces+TOKEN@ (mail/list-headers.ts verpAddress).
-  const copies = await enqueuePostCopies(tx, list.id, archive.id, `${list.local_part}-bounces+`, list.domain);
-  await addDigestItem(tx, list.id, archive.id);
-  if (copies > 0) await notifyOutbox(tx);
-  log.info({ messageId: message.messageId, list: list.address, threadId: archive.threadId, created: archive.created, copies }, 'message archived');
+  p.log.info({ messageId: p.message.messageId, list: p.list.address, threadId: archive.threadId, created: archive.created, copies }, 'message archived');
   return { kind: 'archived', archive, copies };
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TransactionBatcher } from '../src/db/batch.ts';
+import type pg from 'pg';
+import { GroupCommit } from '../src/db/batch.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -9,23 +10,52 @@ beforeAll(async () => {
 });
 afterAll(async () => { await db?.drop(); });
 
-const insert = (n: number) => async (tx: import('pg').PoolClient) => {
+interface Job {
+  fn: (tx: pg.PoolClient) => Promise<number>;
+  keys: string[];
+}
+
+/** A group commit whose items are closures, run one after the other in the shared transaction. */
+function committer(opts: { maxBatch: number; maxConcurrent: number }) {
+  const sizes: number[] = [];
+  const gc = new GroupCommit<Job, number>(db.pool, async (tx, jobs) => {
+    sizes.push(jobs.length);
+    const out: number[] = [];
+    for (const j of jobs) out.push(await j.fn(tx));
+    return out;
+  }, { ...opts, lockKeys: (j) => j.keys });
+  return { run: (fn: Job['fn'], keys: string[] = []) => gc.run({ fn, keys }), sizes };
+}
+
+const insert = (n: number) => async (tx: pg.PoolClient) => {
   await tx.query('insert into batch_probe (n, txid) values ($1, txid_current())', [n]);
   return n * 2;
 };
 
 it('commits concurrent callers together and answers each with its own result', async () => {
-  const b = new TransactionBatcher(db.pool, { maxBatch: 50, maxConcurrent: 1 });
+  const b = committer({ maxBatch: 50, maxConcurrent: 1 });
   const results = await Promise.all(Array.from({ length: 30 }, (_, i) => b.run(insert(i))));
   expect(results).toEqual(Array.from({ length: 30 }, (_, i) => i * 2));
   const { rows } = await db.pool.query('select count(*)::int as rows, count(distinct txid)::int as txs from batch_probe where n < 30');
   expect(rows[0].rows).toBe(30);
-  // The first caller runs alone; the 29 that queued behind it share one transaction.
+  // The first caller runs alone; the 29 that queued behind it share one transaction, and the
+  // work function sees them together (so it can do them in set-based statements).
   expect(rows[0].txs).toBeLessThanOrEqual(2);
+  expect(b.sizes).toEqual([1, 29]);
+});
+
+it('lets a small batch wait for company while another transaction is in flight, not start alone', async () => {
+  const b = committer({ maxBatch: 50, maxConcurrent: 2 });
+  const first = b.run(insert(50));
+  // These arrive while the first is committing: with a free slot they could each start a
+  // transaction of their own; they go together instead.
+  const rest = [51, 52, 53].map((n) => b.run(insert(n)));
+  expect(await Promise.all([first, ...rest])).toEqual([100, 102, 104, 106]);
+  expect(b.sizes).toEqual([1, 3]);
 });
 
 it('isolates a failing item: the others commit, the failure is reported to its caller only', async () => {
-  const b = new TransactionBatcher(db.pool, { maxBatch: 50, maxConcurrent: 1 });
+  const b = committer({ maxBatch: 50, maxConcurrent: 1 });
   const calls = [100, 101, 102, 101, 103].map((n) => b.run(insert(n)).then(() => 'ok', (e: Error) => e.message));
   const outcomes = await Promise.all(calls);
   expect(outcomes.filter((o) => o === 'ok')).toHaveLength(4);
@@ -35,7 +65,7 @@ it('isolates a failing item: the others commit, the failure is reported to its c
 });
 
 it('does not answer before the shared transaction has committed', async () => {
-  const b = new TransactionBatcher(db.pool, { maxBatch: 50, maxConcurrent: 1 });
+  const b = committer({ maxBatch: 50, maxConcurrent: 1 });
   const seen: number[] = [];
   await Promise.all(Array.from({ length: 10 }, (_, i) => b.run(insert(200 + i)).then(async () => {
     // Visible from another connection as soon as the caller is answered.
@@ -46,10 +76,10 @@ it('does not answer before the shared transaction has committed', async () => {
 });
 
 it('takes the thread locks of a whole batch up front, so crossing batches do not deadlock', async () => {
-  const b = new TransactionBatcher(db.pool, { maxBatch: 8, maxConcurrent: 3 });
+  const b = committer({ maxBatch: 8, maxConcurrent: 3 });
   // Items whose keys overlap in opposite orders across batches: without the sorted up-front pass,
   // concurrent batches wait on each other in a cycle and PostgreSQL aborts one (40P01).
-  const lockAll = (keys: string[]) => async (tx: import('pg').PoolClient) => {
+  const lockAll = (keys: string[]) => async (tx: pg.PoolClient) => {
     for (const k of keys) {
       await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 7283))', [k]);
       await new Promise((r) => setTimeout(r, 2));

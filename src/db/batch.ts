@@ -3,44 +3,83 @@ import { log } from '../log.ts';
 import { withTransaction } from './pool.ts';
 
 /**
- * Group commit for the ingest path. Concurrent callers of run() that arrive while earlier work is
- * committing share one transaction: one BEGIN/COMMIT and one WAL flush for many messages, which is
- * what lets 20 SMTP sessions outrun PostgreSQL's per-transaction cost on a small machine. Under
- * light load a batch holds one item, so nobody waits for company.
+ * Group commit. Concurrent callers of run() that arrive while earlier work is committing share one
+ * transaction, and their items go to `work` together, so that it can do them in a few set-based
+ * statements: one BEGIN/COMMIT, one WAL flush and a handful of round trips for many items. That
+ * is what lets 20 SMTP sessions outrun PostgreSQL's per-statement and per-transaction costs on a
+ * small machine. Under light load a batch holds one item, so nobody waits for company.
  *
- * Each caller's promise settles only after the shared COMMIT. If any item fails, the batch is
- * rolled back and every item is re-run alone in its own transaction, so one bad message can neither
- * sink the others nor leave half of itself behind. Work passed to run() must therefore touch only
- * the database through `tx` (it may run twice).
+ * Each caller's promise settles only after the shared COMMIT. If the batch fails, it is rolled back
+ * and every item is re-run alone in its own transaction, so one bad item can neither sink the
+ * others nor leave half of itself behind. `work` must therefore touch only the database through
+ * `tx` (it may run twice), and return one result per item, in order.
  */
-interface Item<T> {
-  fn: (tx: pg.PoolClient) => Promise<T>;
-  lockKeys: string[];
-  resolve: (value: T) => void;
+export interface GroupCommitOptions<I> {
+  /**
+   * The Message-IDs an item will lock (lock_thread_keys in sql/0001): a shared transaction takes
+   * all of its items' locks first, in one sorted pass, so that two batches never wait on each
+   * other in a cycle.
+   */
+  lockKeys: (item: I) => string[];
+  maxBatch?: number;
+  /** transactions in flight at once; more only adds lock and CPU contention on 2 cores */
+  maxConcurrent?: number;
+  /** while a transaction is in flight, a batch smaller than this waits up to gatherMs for more */
+  minBatch?: number;
+  gatherMs?: number;
+}
+
+interface Pending<I, O> {
+  item: I;
+  resolve: (value: O) => void;
   reject: (err: unknown) => void;
 }
 
-export class TransactionBatcher {
-  private queue: Item<unknown>[] = [];
+export class GroupCommit<I, O> {
+  private queue: Pending<I, O>[] = [];
   private running = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private gathered = false;
+  private readonly maxBatch: number;
+  private readonly maxConcurrent: number;
+  private readonly minBatch: number;
+  private readonly gatherMs: number;
 
-  constructor(private pool: pg.Pool, private opts: { maxBatch: number; maxConcurrent: number } = { maxBatch: 64, maxConcurrent: 3 }) {}
+  constructor(
+    private pool: pg.Pool,
+    private work: (tx: pg.PoolClient, items: I[]) => Promise<O[]>,
+    private opts: GroupCommitOptions<I>,
+  ) {
+    this.maxBatch = opts.maxBatch ?? 64;
+    this.maxConcurrent = opts.maxConcurrent ?? 3;
+    this.minBatch = opts.minBatch ?? 8;
+    this.gatherMs = opts.gatherMs ?? 3;
+  }
 
-  /**
-   * `lockKeys` are the Message-IDs the work will lock (lock_thread_keys in sql/0001): a shared
-   * transaction takes all of its items' locks first, in one sorted pass, so that two batches never
-   * wait on each other in a cycle.
-   */
-  run<T>(fn: (tx: pg.PoolClient) => Promise<T>, lockKeys: string[] = []): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, lockKeys, resolve, reject } as Item<unknown>);
+  run(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
       this.pump();
     });
   }
 
   private pump() {
-    while (this.running < this.opts.maxConcurrent && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.opts.maxBatch);
+    while (this.running < this.maxConcurrent && this.queue.length > 0) {
+      // With a transaction already in flight, a small batch waits a moment for company: a lone
+      // item would pay a whole transaction's round trips and fsync for itself. An idle committer
+      // starts at once, so light load sees no delay.
+      if (this.running > 0 && this.queue.length < this.minBatch && !this.gathered) {
+        this.timer ??= setTimeout(() => {
+          this.timer = null;
+          this.gathered = true;
+          this.pump();
+          this.gathered = false;
+        }, this.gatherMs);
+        return;
+      }
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      const batch = this.queue.splice(0, this.maxBatch);
       this.running++;
       void this.commit(batch).finally(() => {
         this.running--;
@@ -49,47 +88,34 @@ export class TransactionBatcher {
     }
   }
 
-  private async commit(batch: Item<unknown>[]) {
+  private async commit(batch: Pending<I, O>[]) {
     if (batch.length === 1) return this.alone(batch[0]);
-    let results: unknown[];
+    let results: O[];
     try {
-      results = await withTransaction(this.pool, async (tx) => {
-        await lockKeys(tx, batch.flatMap((item) => item.lockKeys));
-        const out: unknown[] = [];
-        for (const item of batch) out.push(await item.fn(tx));
-        return out;
-      });
+      results = await this.transaction(batch.map((p) => p.item));
     } catch (err) {
       log.debug({ err, size: batch.length }, 'batch failed; re-running its items one by one');
-      await Promise.all(batch.map((item) => this.alone(item)));
+      await Promise.all(batch.map((p) => this.alone(p)));
       return;
     }
-    batch.forEach((item, i) => item.resolve(results[i]));
+    batch.forEach((p, i) => p.resolve(results[i]));
   }
 
-  private async alone(item: Item<unknown>) {
+  private async alone(p: Pending<I, O>) {
     try {
-      item.resolve(
-        await withTransaction(this.pool, async (tx) => {
-          await lockKeys(tx, item.lockKeys);
-          return item.fn(tx);
-        }),
-      );
+      p.resolve((await this.transaction([p.item]))[0]);
     } catch (err) {
-      item.reject(err);
+      p.reject(err);
     }
   }
-}
 
-async function lockKeys(tx: pg.PoolClient, keys: string[]) {
-  if (keys.length > 0) await tx.query('select lock_thread_keys($1::text[])', [keys]);
-}
-
-const batchers = new WeakMap<pg.Pool, TransactionBatcher>();
-
-/** The batcher shared by everything that writes through this pool. */
-export function batcherFor(pool: pg.Pool): TransactionBatcher {
-  let b = batchers.get(pool);
-  if (!b) batchers.set(pool, (b = new TransactionBatcher(pool)));
-  return b;
+  private transaction(items: I[]): Promise<O[]> {
+    return withTransaction(this.pool, async (tx) => {
+      const keys = items.flatMap(this.opts.lockKeys);
+      if (keys.length > 0) await tx.query({ name: 'lock_thread_keys', text: 'select lock_thread_keys($1::text[])', values: [keys] });
+      const results = await this.work(tx, items);
+      if (results.length !== items.length) throw new Error(`group commit: ${results.length} results for ${items.length} items`);
+      return results;
+    });
+  }
 }

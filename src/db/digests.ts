@@ -1,18 +1,7 @@
 import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
-/** Messages waiting for a list's next digest, and the digests' numbering. */
-export async function addDigestItem(db: Queryable, listId: number, messageId: number): Promise<void> {
-  await db.query(
-    // Only lists that have digest readers collect digest items: most posts skip this write.
-    `insert into digest_items (list_id, message_id, size)
-     select $1, m.id, m.size from messages m
-      where m.id = $2 and exists (select 1 from members where list_id = $1 and mode = 'digest' and status = 'active')
-     on conflict do nothing`,
-    [listId, messageId],
-  );
-}
-
+// Messages waiting for a list's next digest (accept_post in sql/0007 adds them), and the digests' numbering.
 /**
  * Lists whose digest is due: the waiting messages reach the size threshold, or the oldest has
  * waited the digest interval (a day by default), whichever comes first.

@@ -8,6 +8,7 @@ import type { Queryable } from './pool.ts';
 export type OutboxKind = 'post' | 'digest' | 'notice';
 export type OutboxState = 'queued' | 'sending' | 'sent' | 'failed';
 
+// Also named in accept_post (sql/0007), which wakes the workers for every accepted post.
 export const OUTBOX_CHANNEL = 'listkeeper_outbox';
 
 export interface ClaimedRow {
@@ -28,22 +29,6 @@ export interface ClaimedRow {
 /** Wakes the workers once the current transaction commits (a hint: they poll as well). */
 export async function notifyOutbox(db: Queryable): Promise<void> {
   await db.query(`select pg_notify($1, '')`, [OUTBOX_CHANNEL]);
-}
-
-/**
- * Queues one copy of an archived message for every active member of the list who takes each
- * post, with the member's VERP envelope sender. Idempotent: a second call adds nothing.
- */
-export async function enqueuePostCopies(db: Queryable, listId: number, messageId: number, bouncePrefix: string, bounceDomain: string): Promise<number> {
-  const { rowCount } = await db.query(
-    `insert into outbox (kind, list_id, message_id, member_id, member_token, recipient, domain, envelope_from)
-     select 'post', $1, $2, m.id, m.token, m.email, split_part(m.email, '@', 2), $3 || m.token || '@' || $4
-       from members m
-      where m.list_id = $1 and m.status = 'active' and m.mode = 'each'
-     on conflict do nothing`,
-    [listId, messageId, bouncePrefix, bounceDomain],
-  );
-  return rowCount ?? 0;
 }
 
 /** Stores a composed message (notice, digest, forwarded mail) once, for any number of rows. */

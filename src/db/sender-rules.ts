@@ -38,17 +38,24 @@ export interface SenderFacts {
   rules: SenderRuleRow[];
 }
 
-/** What moderation needs to know about a sender, in one round trip: membership and matching rules. */
-export async function senderFacts(db: Queryable, listId: number, email: string): Promise<SenderFacts> {
-  const at = email.lastIndexOf('@');
-  const { rows } = await db.query<{ member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] }>(
-    `select (select status from members where list_id = $1 and email = $2) as member_status,
-            coalesce((select json_agg(r order by r.email = $2 desc) from sender_rules r
-                       where r.list_id = $1 and r.email in ($2, $3)), '[]'::json) as rules`,
-    [listId, email, at >= 0 ? email.slice(at) : email],
-  );
-  return {
-    memberStatus: rows[0].member_status,
-    rules: rows[0].rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
-  };
+/**
+ * What moderation needs to know about senders, in one round trip for any number of posts:
+ * membership and matching rules (the address's own first), one result per question, in order.
+ */
+export async function senderFacts(db: Queryable, asks: { listId: number; email: string }[]): Promise<SenderFacts[]> {
+  if (asks.length === 0) return [];
+  const { rows } = await db.query<{ member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] }>({
+    // Named: parsed once per connection, as it runs for every batch of posts.
+    name: 'sender_facts',
+    text: `select (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
+                  coalesce((select json_agg(r order by r.email = x.email desc) from sender_rules r
+                             where r.list_id = x.list_id and r.email in (x.email, x.domain)), '[]'::json) as rules
+             from unnest($1::bigint[], $2::text[], $3::text[]) with ordinality x(list_id, email, domain, ord)
+            order by x.ord`,
+    values: [asks.map((a) => a.listId), asks.map((a) => a.email), asks.map((a) => a.email.slice(Math.max(0, a.email.lastIndexOf('@'))))],
+  });
+  return rows.map((row) => ({
+    memberStatus: row.member_status,
+    rules: row.rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
+  }));
 }
