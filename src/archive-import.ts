@@ -155,7 +155,9 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
     if (err instanceof NotAnMbox) throw new InvalidInput(`${file}: ${err.message}`, 'not_mbox');
     throw err;
   } finally {
-    for (const w of writers) w.release();
+    // The bulk-load settings (synchronous_commit off above all) must not outlive the import on
+    // connections that go back to the pool.
+    for (const w of writers) await w.query('reset all').then(() => w.release(), (err) => w.release(err));
     fileStream.destroy();
   }
   state.bytes = state.interrupted ? state.bytes : size;
