@@ -16,7 +16,8 @@ import { Corpus } from './corpus.ts';
  * Archive benchmark: imports a deterministic corpus (BENCH_MESSAGES, default 100,000) through
  * `importMbox`, then measures over HTTP, against `listkeeper serve --web` in its own process:
  * search (rare words, common words, phrases), the message page, a month page and the page of a
- * 300-message thread. Prints p50/p95/max latencies and requests per second.
+ * 300-message thread, with the page cache off (every request does the work), then the message
+ * page again with the cache on. Prints p50/p95/max latencies and requests per second.
  */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
@@ -45,13 +46,20 @@ export async function run(): Promise<void> {
     console.log(`import: ${state.added} messages in ${importSeconds.toFixed(1)} s = ${Math.round(state.added / importSeconds)} msgs/s (batches of 500, threading and tsvector included)`);
     await db.pool.query('vacuum analyze messages, list_messages');
 
-    const port = await freePort();
-    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
-    server = spawn(process.execPath, [...profile, path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
-      cwd: ROOT, env: { ...process.env, DATABASE_URL: bdb.url, WEB_PORT: String(port), LOG_LEVEL: 'warn' }, stdio: 'ignore',
-    });
-    const base = `http://127.0.0.1:${port}`;
-    await waitFor(`${base}/healthz`);
+    // First without the page cache (PAGE_CACHE_MB=0): every request does the work, which is what
+    // the goals are about. Then the message page again as deployed, cache on, for repeat views.
+    const web = async (cacheMb: number) => {
+      const port = await freePort();
+      const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
+      const child = spawn(process.execPath, [...profile, path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
+        cwd: ROOT, env: { ...process.env, DATABASE_URL: bdb.url, WEB_PORT: String(port), LOG_LEVEL: 'warn', PAGE_CACHE_MB: String(cacheMb) }, stdio: 'ignore',
+      });
+      const base = `http://127.0.0.1:${port}`;
+      await waitFor(`${base}/healthz`);
+      return { child, base };
+    };
+    let base: string;
+    ({ child: server, base } = await web(0));
     const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
     const get = (url: string) => request(agent, `${base}${url}`);
 
@@ -76,6 +84,10 @@ export async function run(): Promise<void> {
         'select thread_id, (select count(*) from messages x where x.thread_id = m.thread_id)::int as n from messages m where message_id = $1', [info.bigThreadRoot]);
       await page(`thread page (${rows[0].n} messages)`, [`/lists/dev/thread/${rows[0].thread_id}`], get, agent, base, 100);
     }
+    server.kill('SIGTERM');
+    await new Promise((r) => server!.once('exit', r));
+    ({ child: server, base } = await web(64));
+    await page('message page, page cache on', messageUrls, get, agent, base);
     console.log(GOALS);
     agent.destroy();
   } finally {

@@ -10,3 +10,10 @@ export const smtpMessages = new client.Counter({
   labelNames: ['result'],
   registers: [registry],
 });
+
+export const pageCacheRequests = new client.Counter({
+  name: 'listkeeper_page_cache_requests_total',
+  help: 'Anonymous archive page requests by whether the page cache served them (hit) or not (miss)',
+  labelNames: ['result'],
+  registers: [registry],
+});

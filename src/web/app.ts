@@ -9,6 +9,7 @@ import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { registry } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
+import type { PageCache } from './archive/page-cache.ts';
 import { archiveRouter } from './archive/routes.ts';
 import { render } from './render.ts';
 import { sessionMiddleware } from './session.ts';
@@ -26,9 +27,10 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 
 /**
  * The HTTP app. Routers mount in order: readers' archive, subscription links from mail, then the
- * accounts and admin panel. Health and metrics need no session.
+ * accounts and admin panel. Health and metrics need no session. `pageCache` (owned by WebServer,
+ * which starts and stops its LISTEN connection) serves public archive pages again.
  */
-export function createApp(db: Database, cfg: Config): express.Express {
+export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache } = {}): express.Express {
   const ctx: WebContext = { db, cfg, views: createViews() };
   const app = express();
   app.disable('x-powered-by');
@@ -59,6 +61,8 @@ export function createApp(db: Database, cfg: Config): express.Express {
   app.use('/static', express.static(PUBLIC_DIR, { maxAge: '1h' }));
   app.use(express.urlencoded({ extended: false, limit: '5mb' }));
   app.use(sessionMiddleware(ctx));
+  // After the session: only anonymous readers are served from the page cache.
+  if (opts.pageCache) app.use(opts.pageCache.middleware());
 
   app.use(subscriptionRouter(ctx));
   app.use(archiveRouter(ctx));

@@ -4,15 +4,21 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import { log } from '../log.ts';
 import { createApp } from './app.ts';
+import { PageCache } from './archive/page-cache.ts';
 
 /** The web listener with start() and an idempotent stop() that lets requests in flight finish. */
 export class WebServer {
   private server?: http.Server;
+  private pageCache?: PageCache;
 
   constructor(private db: Database, private cfg: Config, private opts: { host: string; port: number } = cfg.web) {}
 
   async start(): Promise<AddressInfo> {
-    const server = http.createServer(createApp(this.db, this.cfg));
+    if (this.cfg.web.pageCacheMb > 0) {
+      this.pageCache = new PageCache(this.db.url, this.cfg.web.pageCacheMb * 1024 * 1024);
+      await this.pageCache.start();
+    }
+    const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache }));
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -32,5 +38,6 @@ export class WebServer {
       server.close(() => resolve());
       server.closeIdleConnections();
     });
+    await this.pageCache?.stop();
   }
 }

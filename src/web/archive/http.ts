@@ -3,6 +3,7 @@ import type { Request, Response } from 'express';
 import type { WebContext } from '../app.ts';
 import { csrfToken } from '../csrf.ts';
 import { viewerOf } from '../viewer.ts';
+import { offerToPageCache } from './page-cache.ts';
 
 /**
  * HTTP for archive pages: cache headers suited to a cache in front (as pgarchives behind Varnish)
@@ -50,6 +51,7 @@ export function sendPage(ctx: WebContext, req: Request, res: Response, template:
 export function sendBody(req: Request, res: Response, body: string | Buffer) {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
   res.set('ETag', `"${crypto.createHash('sha1').update(bytes).digest('base64url')}"`);
+  offerToPageCache(res, bytes);
   if (res.statusCode === 200 && notModified(req, res)) return;
   res.send(bytes);
 }

@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { archiveMessage, hideMessage } from '../src/db/messages.ts';
+import { parse } from '../src/mail/parse.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message } from './helpers/smtp.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let dev: ListRow;
+let secret: ListRow;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  secret = await createList(db.pool, { address: 'secret@lists.example.org', name: 'Secret', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'private', owners: [] });
+  for (const [list, id, subject] of [[dev, 'first@example.org', 'First words'], [secret, 'hush@example.org', 'Hush']] as const) {
+    const raw = Buffer.from(message({ id, subject }));
+    await archiveMessage(db.pool, list.id, raw, await parse(raw));
+  }
+});
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+
+/** The page cache's hit and miss counters, from /metrics. */
+async function counts(): Promise<{ hit: number; miss: number }> {
+  const text = await (await fetch(`${web.url}/metrics`)).text();
+  const n = (result: string) => Number(new RegExp(`listkeeper_page_cache_requests_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  return { hit: n('hit'), miss: n('miss') };
+}
+
+/** Until the NOTIFY has reached the web server: a page changed by another process. */
+async function eventually(fn: () => Promise<boolean>) {
+  for (let i = 0; i < 100 && !(await fn()); i++) await new Promise((r) => setTimeout(r, 20));
+  expect(await fn()).toBe(true);
+}
+
+it('serves a public page again from memory, with the same body, validators and headers', async () => {
+  const before = await counts();
+  const a = await fetch(`${web.url}/message-id/first@example.org`);
+  const b = await fetch(`${web.url}/message-id/first@example.org`);
+  expect(a.status).toBe(200);
+  expect(b.status).toBe(200);
+  const body = await b.text();
+  expect(body).toContain('First words');
+  expect(body).toBe(await a.text());
+  for (const h of ['etag', 'last-modified', 'cache-control', 'content-type']) expect(b.headers.get(h)).toBe(a.headers.get(h));
+  expect(b.headers.get('cache-control')).toMatch(/^public/);
+  const after = await counts();
+  expect(after.miss - before.miss).toBe(1);
+  expect(after.hit - before.hit).toBe(1);
+
+  // A conditional request answered from the cache still gets its 304.
+  const c = await fetch(`${web.url}/message-id/first@example.org`, { headers: { 'if-none-match': a.headers.get('etag')! } });
+  expect(c.status).toBe(304);
+});
+
+it('forgets everything when the archive changes, whichever process changed it', async () => {
+  const page = () => fetch(`${web.url}/message-id/first@example.org`);
+  expect((await page()).status).toBe(200);
+  // Written straight to the database, as the CLI or another web server would.
+  await hideMessage(db.pool, 'first@example.org', 'privacy', 'tester');
+  await eventually(async () => (await page()).status === 410);
+  await db.pool.query(`update messages set hidden_at = null, hidden_reason = null where message_id = 'first@example.org'`);
+  await eventually(async () => (await page()).status === 200);
+
+  // A new message changes the list's pages (and the previous message's "next" link).
+  const month = async () => (await (await fetch(`${web.url}/lists/dev`)).text());
+  expect(await month()).not.toContain('Second words');
+  const raw = Buffer.from(message({ id: 'second@example.org', subject: 'Second words' }));
+  await archiveMessage(db.pool, dev.id, raw, await parse(raw));
+  await eventually(async () => (await month()).includes('Second words'));
+});
+
+it('never keeps what is not public: restricted archives, logged-in readers, errors', async () => {
+  const before = await counts();
+  for (let i = 0; i < 2; i++) expect((await fetch(`${web.url}/message-id/hush@example.org`)).status).toBe(404);
+  for (let i = 0; i < 2; i++) expect((await fetch(`${web.url}/message-id/nothing@example.org`)).status).toBe(404);
+  const after = await counts();
+  expect(after.hit - before.hit).toBe(0);
+
+  // A list turned private is gone from the cache at once (lists notify too).
+  expect((await fetch(`${web.url}/message-id/first@example.org`)).status).toBe(200);
+  expect((await fetch(`${web.url}/message-id/first@example.org`)).status).toBe(200);
+  await db.pool.query(`update lists set archive = 'private' where id = $1`, [dev.id]);
+  await eventually(async () => (await fetch(`${web.url}/message-id/first@example.org`)).status === 404);
+});
