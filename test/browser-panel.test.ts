@@ -109,14 +109,13 @@ describe('the web panel in Chromium', () => {
     await page.click('button[value=approve]');
     await page.waitForURL(/\/held$/);
     expect(await page.textContent('[role=status]')).toContain('1 message approved');
-    const delivered = await relay.waitFor(1, 30_000).catch(async (err) => {
-      console.error((await db.pool.query('select id, kind, recipient, state, attempts, last_error, run_at, locked_by from outbox')).rows);
-      throw err;
-    });
-    expect(delivered.map((m) => m.to)).toContain('reader@example.net');
+    // The relay may already hold other mail (the owners' notice of the held post): wait for the
+    // copies of this very post.
+    const copies = () => relay.messages.filter((m) => m.raw.toString().includes('Message-ID: <held-1@example.org>'));
+    for (const deadline = Date.now() + 30_000; copies().length < 2 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 100));
+    if (copies().length < 2) console.error((await db.pool.query('select id, kind, recipient, state, attempts, last_error, run_at, locked_by from outbox')).rows);
     await new Promise((r) => setTimeout(r, 300));
-    const copies = relay.messages.filter((m) => m.raw.toString().includes('Message-ID: <held-1@example.org>'));
-    expect(copies.map((m) => m.to).sort()).toEqual(['member@example.net', 'reader@example.net']);
+    expect(copies().map((m) => m.to).sort()).toEqual(['member@example.net', 'reader@example.net']);
     await page.context().close();
   });
 
