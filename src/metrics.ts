@@ -17,3 +17,51 @@ export const pageCacheRequests = new client.Counter({
   labelNames: ['result'],
   registers: [registry],
 });
+
+/** What the outbox gauges read at scrape time; set by the process that serves /metrics. */
+export interface OutboxDepth {
+  queued: number;
+  sending: number;
+  /** age of the oldest queued row, 0 when none waits */
+  oldestQueuedSeconds: number;
+}
+let outboxDepthSource: (() => Promise<OutboxDepth>) | null = null;
+let lastDepth: { at: number; value: Promise<OutboxDepth | null> } | null = null;
+
+export function setOutboxDepthSource(fn: () => Promise<OutboxDepth>) {
+  outboxDepthSource = fn;
+  lastDepth = null;
+}
+
+/**
+ * One query per scrape for both gauges (the registry collects them at the same time). A failed
+ * query leaves the gauges as they were rather than failing the whole scrape.
+ */
+function outboxDepthNow(): Promise<OutboxDepth | null> | null {
+  if (!outboxDepthSource) return null;
+  if (!lastDepth || Date.now() - lastDepth.at > 1000) lastDepth = { at: Date.now(), value: outboxDepthSource().catch(() => null) };
+  return lastDepth.value;
+}
+
+export const outboxRows = new client.Gauge({
+  name: 'listkeeper_outbox_rows',
+  help: 'Outbox rows waiting to be sent (queued) or being sent (sending), read at scrape time',
+  labelNames: ['state'],
+  registers: [registry],
+  async collect() {
+    const d = await outboxDepthNow();
+    if (!d) return;
+    this.set({ state: 'queued' }, d.queued);
+    this.set({ state: 'sending' }, d.sending);
+  },
+});
+
+export const outboxOldestQueued = new client.Gauge({
+  name: 'listkeeper_outbox_oldest_queued_seconds',
+  help: 'Age of the oldest queued outbox row (0 when none): alert on this rather than on depth',
+  registers: [registry],
+  async collect() {
+    const d = await outboxDepthNow();
+    if (d) this.set(d.oldestQueuedSeconds);
+  },
+});

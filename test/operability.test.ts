@@ -61,11 +61,20 @@ describe('operating listkeeper serve', () => {
   });
 
   it('exposes Prometheus metrics including ingest counts', async () => {
+    // A notice waiting for a worker for a minute and a half (this process runs none).
+    await db.pool.query(`with m as (insert into outbound_mail (raw) values ('x') returning id)
+      insert into outbox (kind, mail_id, recipient, domain, envelope_from, created_at)
+      select 'notice', id, 'r@example.net', 'example.net', 'bounces@lists.example.org', now() - interval '90 seconds' from m`);
     const res = await fetch(`${webUrl}/metrics`);
     expect(res.status).toBe(200);
     const text = await res.text();
     expect(text).toMatch(/listkeeper_smtp_messages_total\{result="accepted"\} [1-9]/);
     expect(text).toContain('process_cpu_seconds_total');
+    // The queue's depth, read from the outbox at scrape time.
+    const queued = (await db.pool.query(`select count(*)::int as n from outbox where state = 'queued'`)).rows[0].n;
+    expect(text).toContain(`listkeeper_outbox_rows{state="queued"} ${queued}`);
+    expect(queued).toBeGreaterThan(0);
+    expect(Number(/^listkeeper_outbox_oldest_queued_seconds (\S+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(90);
   });
 
   it('shuts down gracefully on SIGTERM: intake closes and the process exits 0', async () => {

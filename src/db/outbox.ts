@@ -186,6 +186,16 @@ export interface QueueStats {
 }
 
 /** Counts by state, the oldest waiting row and the live workers (`listkeeper queue --json`). */
+/** The queue's depth for the Prometheus gauges: cheap (partial indexes), read at every scrape. */
+export async function outboxDepth(db: Queryable): Promise<{ queued: number; sending: number; oldestQueuedSeconds: number }> {
+  const { rows } = await db.query<{ queued: number; sending: number; oldest: number }>(
+    `select (select count(*) from outbox where state = 'queued')::int as queued,
+            (select count(*) from outbox where state = 'sending')::int as sending,
+            coalesce((select extract(epoch from now() - min(created_at)) from outbox where state = 'queued'), 0)::float8 as oldest`,
+  );
+  return { queued: rows[0].queued, sending: rows[0].sending, oldestQueuedSeconds: rows[0].oldest };
+}
+
 export async function queueStats(db: Queryable): Promise<QueueStats> {
   const { rows } = await db.query<{ state: OutboxState; n: number; deferred: number }>(
     `select state, count(*)::int as n, (count(*) filter (where attempts > 0))::int as deferred from outbox group by state`,

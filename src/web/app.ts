@@ -7,7 +7,8 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
-import { registry } from '../metrics.ts';
+import { outboxDepth } from '../db/outbox.ts';
+import { registry, setOutboxDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import { archiveRouter } from './archive/routes.ts';
@@ -46,6 +47,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
       res.status(503).json({ status: 'error', database: (err as Error).message });
     }
   });
+  setOutboxDepthSource(() => outboxDepth(db.pool));
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
   });
