@@ -50,9 +50,11 @@ describe('logging in with a password', () => {
     expect((await c.get('/admin/lists/new')).status).toBe(200);
   });
 
-  it('marks the session cookie Secure when PUBLIC_URL is https', async () => {
+  it('marks the session and CSRF cookies Secure when PUBLIC_URL is https', async () => {
     const secure = await startWeb(db, { PUBLIC_URL: 'https://lists.example.org' });
     try {
+      const form = await fetch(`${secure.url}/login`);
+      expect(form.headers.getSetCookie().find((l) => l.startsWith('lk_csrf='))).toMatch(/;\s*Secure/i);
       const c = new WebClient(secure.url, { 'x-forwarded-for': '198.51.100.8' });
       const r = await c.post('/login', { email: 'admin@example.org', password: PASSWORD });
       expect(r.status).toBe(303);

@@ -14,7 +14,9 @@ export function csrfToken(req: Request, res: Response): string {
   if (!token || !/^[A-Za-z0-9_-]{32,64}$/.test(token)) {
     token = crypto.randomBytes(24).toString('base64url');
     cookies(req)[COOKIE] = token;
-    res.cookie(COOKIE, token, { httpOnly: true, sameSite: 'strict', secure: req.secure, path: '/' });
+    // Secure like the session cookie (PUBLIC_URL is https, see session.ts), or when this very
+    // request came over TLS.
+    res.cookie(COOKIE, token, { httpOnly: true, sameSite: 'strict', secure: req.secure || res.locals.secureCookies === true, path: '/' });
   }
   return token;
 }

@@ -18,6 +18,8 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
   return async (req, res, next) => {
     req.viewer = null;
     res.locals.viewerIsModerator = false;
+    // Read by csrf.ts too, so that every cookie we set follows the same rule.
+    res.locals.secureCookies = secure;
     const jar = cookies(req);
     const flash = jar[FLASH_COOKIE];
     if (flash) {
