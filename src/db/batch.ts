@@ -136,7 +136,7 @@ export class GroupCommit<I, O> {
     if (batch.length === 1) return this.alone(batch[0]);
     let results: O[];
     try {
-      results = await this.transaction(batch.map((p) => p.item));
+      results = await this.transaction(batch);
     } catch (err) {
       log.debug({ err, size: batch.length }, 'batch failed; re-running its items one by one');
       await Promise.all(batch.map((p) => this.alone(p)));
@@ -147,15 +147,16 @@ export class GroupCommit<I, O> {
 
   private async alone(p: Pending<I, O>) {
     try {
-      p.resolve((await this.transaction([p.item]))[0]);
+      p.resolve((await this.transaction([p]))[0]);
     } catch (err) {
       p.reject(err);
     }
   }
 
-  private transaction(items: I[]): Promise<O[]> {
+  private transaction(batch: Pending<I, O>[]): Promise<O[]> {
+    const items = batch.map((p) => p.item);
     return withTransaction(this.pool, async (tx) => {
-      const keys = items.flatMap(this.opts.lockKeys);
+      const keys = batch.flatMap((p) => p.keys);
       if (keys.length > 0) await tx.query({ name: 'lock_thread_keys', text: 'select lock_thread_keys($1::text[])', values: [keys] });
       const results = await this.work(tx, items);
       if (results.length !== items.length) throw new Error(`group commit: ${results.length} results for ${items.length} items`);

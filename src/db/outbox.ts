@@ -185,8 +185,10 @@ export interface QueueStats {
   workers: { name: string; host: string; pid: number; started_at: Date; heartbeat_at: Date }[];
 }
 
-/** Counts by state, the oldest waiting row and the live workers (`listkeeper queue --json`). */
-/** The queue's depth for the Prometheus gauges: cheap (partial indexes), read at every scrape. */
+/**
+ * The queue's depth for the Prometheus gauges, read at every scrape: unlike queueStats it counts
+ * only queued and sending rows (partial indexes), not the days of sent ones.
+ */
 export async function outboxDepth(db: Queryable): Promise<{ queued: number; sending: number; oldestQueuedSeconds: number }> {
   const { rows } = await db.query<{ queued: number; sending: number; oldest: number }>(
     `select (select count(*) from outbox where state = 'queued')::int as queued,
@@ -196,6 +198,7 @@ export async function outboxDepth(db: Queryable): Promise<{ queued: number; send
   return { queued: rows[0].queued, sending: rows[0].sending, oldestQueuedSeconds: rows[0].oldest };
 }
 
+/** Counts by state, the oldest waiting row and the live workers (`listkeeper queue --json`). */
 export async function queueStats(db: Queryable): Promise<QueueStats> {
   const { rows } = await db.query<{ state: OutboxState; n: number; deferred: number }>(
     `select state, count(*)::int as n, (count(*) filter (where attempts > 0))::int as deferred from outbox group by state`,

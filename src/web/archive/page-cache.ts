@@ -78,8 +78,8 @@ export class PageCache {
 
   /** Keeps a page that anyone could be given: 200, public, no cookie set, not too big. */
   offer(res: Response, body: Buffer) {
-    const mark = res.locals.pageCache as { cache: PageCache; key: string; generation: number } | undefined;
-    if (!mark || mark.cache !== this || mark.generation !== this.generation || !this.listener.connected) return;
+    const mark = res.locals.pageCache as { key: string; generation: number } | undefined;
+    if (!mark || mark.generation !== this.generation || !this.listener.connected) return;
     if (res.statusCode !== 200 || body.length > MAX_ENTRY_BYTES || res.getHeader('set-cookie')) return;
     if (!String(res.getHeader('cache-control') ?? '').startsWith('public')) return;
     const headers = KEPT_HEADERS.flatMap((name): [string, string][] => {
