@@ -1,6 +1,6 @@
 import type { ArchivePolicy } from './lists.ts';
 import type { Queryable } from './pool.ts';
-import type { Reader } from './archive.ts';
+import { LIST_KEY, type Reader } from './archive.ts';
 
 /** Read queries for one archived message: its page, its neighbours, its raw bytes; the feed. */
 
@@ -43,8 +43,7 @@ export async function archivedMessage(db: Queryable, messageId: string, reader: 
             m.hidden_reason, m.hidden_at,
             coalesce((select json_agg(json_build_object(
                         'id', l.id, 'address', l.address, 'name', l.name, 'archive', l.archive,
-                        'key', case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
-                                    then l.address else l.local_part end,
+                        'key', ${LIST_KEY},
                         'readable', can_read_archive(l.id, l.archive, $2, $3)) order by l.id)
                         from list_messages lm join lists l on l.id = lm.list_id where lm.message_id = m.id), '[]') as lists
        from messages m where m.message_id = $1`,
@@ -92,7 +91,7 @@ export async function messagePage(db: Queryable, messageId: string, reader: Read
     text: `with m as (select * from messages where message_id = $1),
      ls as (
        select l.id, l.address, l.name, l.archive,
-              case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id) then l.address else l.local_part end as key,
+              ${LIST_KEY} as key,
               can_read_archive(l.id, l.archive, $2, $3) as readable
          from m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id),
      c as (select id from ls where readable order by (key = $4 or address = $4) desc, id limit 1)

@@ -14,8 +14,8 @@ export interface Reader {
   siteAdmin: boolean;
 }
 
-// The URL key of a list: its local part when no other list shares it, else its full address.
-const LIST_KEY = `case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
+// The URL key of a list `l`: its local part when no other list shares it, else its full address.
+export const LIST_KEY = `case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
                        then l.address else l.local_part end`;
 
 export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {

@@ -1,3 +1,4 @@
+import { LIST_KEY } from './archive.ts';
 import type { Queryable } from './pool.ts';
 
 /**
@@ -96,7 +97,7 @@ export async function searchMessages(db: Queryable, s: SearchQuery): Promise<Sea
                         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
             end as excerpt,
             l.id as list_id,
-            case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id) then l.address else l.local_part end as list_key
+            ${LIST_KEY} as list_key
        from page p join messages m on m.id = p.id
        cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
                             where lm.message_id = m.id and lm.list_id = any($2::bigint[]) order by l.id limit 1) l
