@@ -61,9 +61,12 @@ describe('hostile HTML', () => {
     const page = await text('/message-id/hostile-alt@evil.example');
     expect(page).toContain('&lt;script&gt;alert(&#39;text&#39;)&lt;/script&gt; typed literally');
     expect(page).toContain('bob@…');
+    expect(page).toContain('<a href="?view=html">HTML version</a>');
+    expect(page).not.toContain('<b>bold</b>');
     expectInert(page);
     const html = await text('/message-id/hostile-alt@evil.example?view=html');
     expect(html).toContain('<b>bold</b>');
+    expect(html).toContain('<a href="?view=text">text version</a>');
     expectInert(html);
   });
 

@@ -66,7 +66,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
   const m = f.m;
   const nb = data!;
   const list = f.lists.find((l) => l.id === nb.list_id) ?? f.lists[0];
-  const parsed = await messageView(m);
+  const parsed = await messageView(m, req.query.view === 'html');
   const base = listHref(list.key);
   const path = messageIdPath(m.message_id);
   const body = renderBody(m, parsed, req, obfuscate, path);
@@ -112,27 +112,39 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
 /** What the page shows of a message's content. */
 interface MessageView {
   text: string;
+  /** the HTML part, when the page may show it */
   html: string | null;
+  /** whether the message has an HTML part (the page links to ?view=html) */
+  hasHtml: boolean;
   attachments: ParsedMessage['attachments'];
   topType: string;
   header(name: string): string | null;
 }
 
+// A part header announcing HTML, in the body of a multipart message.
+const HTML_PART = /^content-type:[ \t]*text\/html\b/im;
+
 /**
- * Plain-text mail without attachments (most list traffic) is shown from the stored body and the
- * raw header section: no MIME parse. Anything else is parsed (once, for this one message).
+ * Most list traffic is shown from the stored body (the text part) and the raw header section,
+ * without a MIME parse: plain-text mail, and multipart/alternative mail (text and HTML) unless
+ * the reader asked for its HTML. Anything with attachments, HTML-only mail and ?view=html are
+ * parsed (once, for this one message): the MIME parser costs milliseconds.
  */
-async function messageView(m: ArchivedMessage): Promise<MessageView | null> {
+async function messageView(m: ArchivedMessage, htmlAsked: boolean): Promise<MessageView | null> {
   const section = headerSection(m.raw);
   const topType = firstHeader(section, 'content-type') ?? 'text/plain';
-  if (!m.has_attachments && /^\s*text\/plain\b/i.test(topType)) {
-    const headers = isUtf8(Buffer.from(section, 'latin1')) ? Buffer.from(section, 'latin1').toString('utf8') : section;
-    return { text: m.body, html: null, attachments: [], topType, header: (name) => firstHeader(headers, name) };
+  const plain = /^\s*text\/plain\b/i.test(topType);
+  const alternative = !htmlAsked && /^\s*multipart\/alternative\b/i.test(topType);
+  if (!m.has_attachments && (plain || alternative)) {
+    const bytes = m.raw.subarray(0, section.length);
+    const headers = isUtf8(bytes) ? bytes.toString('utf8') : section;
+    const hasHtml = alternative && HTML_PART.test(m.raw.toString('latin1', section.length));
+    return { text: m.body, html: null, hasHtml, attachments: [], topType, header: (name) => firstHeader(headers, name) };
   }
   const parsed = await parse(m.raw, m.received_at).catch(() => null);
   if (!parsed) return null;
   return {
-    text: parsed.text, html: parsed.html, attachments: parsed.attachments, topType: parsed.headers.get('content-type')?.[0] ?? '',
+    text: parsed.text, html: parsed.html, hasHtml: parsed.html !== null, attachments: parsed.attachments, topType: parsed.headers.get('content-type')?.[0] ?? '',
     header: (name) => parsed.headers.get(name)?.join(', ') ?? null,
   };
 }
@@ -143,7 +155,7 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
   const topType = parsed?.topType ?? '';
   const wantHtml = html !== null && (req.query.view === 'html' || (req.query.view !== 'text' && /^\s*text\/html/i.test(topType)));
   if (!wantHtml || html === null) {
-    return { kind: 'text', html: renderText(parsed?.text ?? m.body, { obfuscate }), hasHtml: html !== null, remote: false };
+    return { kind: 'text', html: renderText(parsed?.text ?? m.body, { obfuscate }), hasHtml: parsed?.hasHtml ?? false, remote: false };
   }
   const cids = new Map((parsed?.attachments ?? []).map((a, i) => [a.contentId?.replace(/^<|>$/g, '') ?? '', i + 1]));
   return {
