@@ -15,7 +15,7 @@ export class WebServer {
 
   async start(): Promise<AddressInfo> {
     if (this.cfg.web.pageCacheMb > 0) {
-      this.pageCache = new PageCache(this.db.url, this.cfg.web.pageCacheMb * 1024 * 1024);
+      this.pageCache = new PageCache(this.db.pool, this.cfg.web.pageCacheMb * 1024 * 1024);
       await this.pageCache.start();
     }
     const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache }));

@@ -1,20 +1,23 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { Listener } from '../../db/listener.ts';
+import type pg from 'pg';
+import { log } from '../../log.ts';
 import { pageCacheRequests } from '../../metrics.ts';
 import { viewerOf } from '../viewer.ts';
 import { notModified } from './http.ts';
 
 /**
  * Rendered archive pages for anonymous readers of public lists, kept in memory and served again
- * without a query: the pages that a cache in front (Varnish at postgresql.org) would share
- * anyway, since they go out as `Cache-Control: public`. Unlike such a cache this one is emptied at
- * once when the archive changes: triggers NOTIFY on every change to list_messages, messages
- * (hidden, re-threaded) and lists (sql/0006, sql/0009), from any process. While the LISTEN
- * connection is down nothing is served from it or stored in it.
+ * without rendering: the pages that a cache in front (Varnish at postgresql.org) would share
+ * anyway, since they go out as `Cache-Control: public`. Unlike such a cache this one never serves
+ * a page older than the archive: every entry is tagged with the archive's change counter
+ * (sql/0011, bumped by triggers on list_messages, messages and lists, whichever process writes),
+ * and a kept page is served only after a read of that counter begun after the request arrived
+ * finds it unchanged. Concurrent hits share one such read (ArchiveVersion), so a busy cache costs
+ * about one tiny query per round trip, not one per request.
  *
- * Entries also expire after MAX_AGE_MS: with a read replica (DATABASE_READ_URL) the notification
- * comes from the primary and may beat the replica's replay, so a page rendered in between would
- * otherwise stay stale until the next change.
+ * Entries also expire after MAX_AGE_MS: with a read replica (DATABASE_READ_URL) pages are
+ * rendered from the replica while the counter is read on the primary, so a page rendered before
+ * the replica replayed a change would otherwise stay stale until the next change.
  */
 const MAX_AGE_MS = 10_000;
 /** Bigger bodies (an mbox download, a large raw message) are not worth the memory. */
@@ -26,60 +29,90 @@ interface Entry {
   body: Buffer;
   headers: [string, string][];
   at: number;
+  version: number;
+}
+
+/** What a request that may offer its page carries: the counter value its render is at least as new as. */
+interface Mark {
+  cache: PageCache;
+  key: string;
+  version: number;
 }
 
 export class PageCache {
   // Map order is insertion order: the first key is the least recently used.
   private entries = new Map<string, Entry>();
   private bytes = 0;
-  /** bumped by every invalidation; a page rendered across one is not stored */
-  private generation = 0;
-  private listener: Listener;
+  private archive: ArchiveVersion;
+  /** The newest counter value read; null until the first read succeeds. */
+  private version: number | null = null;
 
-  constructor(url: string, private maxBytes: number) {
-    this.listener = new Listener(url, ['listkeeper_archive', 'listkeeper_lists'], () => this.clear(), () => this.clear());
+  constructor(pool: pg.Pool, private maxBytes: number) {
+    this.archive = new ArchiveVersion(pool);
   }
 
-  start(): Promise<void> {
-    return this.listener.start();
+  async start(): Promise<void> {
+    await this.current().catch((err) => log.warn({ err }, 'page cache: archive version unreadable'));
   }
 
-  stop(): Promise<void> {
+  async stop(): Promise<void> {
     this.clear();
-    return this.listener.stop();
   }
 
-  clear() {
-    this.generation++;
+  private clear() {
     this.entries.clear();
     this.bytes = 0;
+  }
+
+  /** Reads the counter; a change empties the cache, as every kept page is then older. */
+  private async current(): Promise<number> {
+    const v = await this.archive.read();
+    if (this.version === null || v > this.version) {
+      if (this.version !== null) this.clear();
+      this.version = v;
+    }
+    return v;
   }
 
   /** Serves a kept page, or marks the request so that sendBody() offers its page back. */
   middleware(): RequestHandler {
     return (req: Request, res: Response, next: NextFunction) => {
-      if ((req.method !== 'GET' && req.method !== 'HEAD') || viewerOf(req) || !this.listener.connected) return next();
+      if ((req.method !== 'GET' && req.method !== 'HEAD') || viewerOf(req)) return next();
       const key = req.originalUrl;
       const hit = this.entries.get(key);
-      if (hit && Date.now() - hit.at < MAX_AGE_MS) {
-        pageCacheRequests.inc({ result: 'hit' });
-        this.entries.delete(key);
-        this.entries.set(key, hit);
-        for (const [name, value] of hit.headers) res.setHeader(name, value);
-        if (notModified(req, res)) return;
-        res.status(200).end(req.method === 'HEAD' ? undefined : hit.body);
-        return;
+      if (!hit || Date.now() - hit.at >= MAX_AGE_MS) {
+        // Without a counter value yet (the database was down at start) nothing can be kept: ask.
+        if (this.version === null) this.current().catch(() => {});
+        // A render begun now reads data at least as new as the last counter value read.
+        return this.miss(res, key, this.version, next);
       }
-      pageCacheRequests.inc({ result: 'miss' });
-      res.locals.pageCache = { cache: this, key, generation: this.generation };
-      next();
+      this.current().then(
+        (version) => {
+          if (hit.version !== version) return this.miss(res, key, version, next);
+          pageCacheRequests.inc({ result: 'hit' });
+          this.entries.delete(key);
+          this.entries.set(key, hit);
+          for (const [name, value] of hit.headers) res.setHeader(name, value);
+          if (notModified(req, res)) return;
+          res.status(200).end(req.method === 'HEAD' ? undefined : hit.body);
+        },
+        // The database will fail the render too, with the right error page.
+        () => this.miss(res, key, null, next),
+      );
     };
+  }
+
+  private miss(res: Response, key: string, version: number | null, next: NextFunction) {
+    pageCacheRequests.inc({ result: 'miss' });
+    if (version !== null) res.locals.pageCache = { cache: this, key, version } satisfies Mark;
+    next();
   }
 
   /** Keeps a page that anyone could be given: 200, public, no cookie set, not too big. */
   offer(res: Response, body: Buffer) {
-    const mark = res.locals.pageCache as { key: string; generation: number } | undefined;
-    if (!mark || mark.generation !== this.generation || !this.listener.connected) return;
+    const mark = res.locals.pageCache as Mark | undefined;
+    // Rendered from data older than what the cache has seen since: it would only be dropped.
+    if (!mark || mark.version !== this.version) return;
     if (res.statusCode !== 200 || body.length > MAX_ENTRY_BYTES || res.getHeader('set-cookie')) return;
     if (!String(res.getHeader('cache-control') ?? '').startsWith('public')) return;
     const headers = KEPT_HEADERS.flatMap((name): [string, string][] => {
@@ -89,7 +122,7 @@ export class PageCache {
     const old = this.entries.get(mark.key);
     if (old) this.bytes -= old.body.length;
     this.entries.delete(mark.key);
-    this.entries.set(mark.key, { body, headers, at: Date.now() });
+    this.entries.set(mark.key, { body, headers, at: Date.now(), version: mark.version });
     this.bytes += body.length;
     for (const [k, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
@@ -99,7 +132,45 @@ export class PageCache {
   }
 }
 
+/**
+ * Reads of the archive change counter, shared: read() resolves with the result of a query begun
+ * after the call, so it sees every change committed before it. Callers that arrive while a query
+ * runs share the next one, so there are never more than two in flight.
+ */
+class ArchiveVersion {
+  private running: Promise<number> | null = null;
+  private queued: Promise<number> | null = null;
+
+  constructor(private pool: pg.Pool) {}
+
+  read(): Promise<number> {
+    if (!this.running) return this.start();
+    this.queued ??= this.running.then(
+      () => this.startQueued(),
+      () => this.startQueued(),
+    );
+    return this.queued;
+  }
+
+  private startQueued(): Promise<number> {
+    this.queued = null;
+    return this.start();
+  }
+
+  private start(): Promise<number> {
+    const query = this.pool
+      .query<{ v: string }>('select case when is_called then last_value else 0 end as v from archive_changes')
+      .then((r) => Number(r.rows[0].v));
+    this.running = query;
+    const done = () => {
+      if (this.running === query) this.running = null;
+    };
+    query.then(done, done);
+    return query;
+  }
+}
+
 /** Offers a sent page to the cache that marked the request, if any (see sendBody). */
 export function offerToPageCache(res: Response, body: Buffer) {
-  (res.locals.pageCache as { cache: PageCache } | undefined)?.cache.offer(res, body);
+  (res.locals.pageCache as Mark | undefined)?.cache.offer(res, body);
 }
