@@ -48,6 +48,8 @@ export const outboxRows = new client.Gauge({
   help: 'Outbox rows waiting to be sent (queued) or being sent (sending), read at scrape time',
   labelNames: ['state'],
   registers: [registry],
+  // Every web process reads the same outbox: several processes' answers are one figure, not a sum.
+  aggregator: 'max',
   async collect() {
     const d = await outboxDepthNow();
     if (!d) return;
@@ -60,6 +62,7 @@ export const outboxOldestQueued = new client.Gauge({
   name: 'listkeeper_outbox_oldest_queued_seconds',
   help: 'Age of the oldest queued outbox row (0 when none): alert on this rather than on depth',
   registers: [registry],
+  aggregator: 'max',
   async collect() {
     const d = await outboxDepthNow();
     if (d) this.set(d.oldestQueuedSeconds);

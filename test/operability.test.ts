@@ -1,39 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList } from '../src/db/lists.ts';
-import { BIN, ROOT } from './helpers/cli.ts';
+import { startServe, type RunningServe } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
 let db: TestDatabase;
 let serve: ChildProcess;
-let output = '';
+let running: RunningServe;
 let smtpPort: number;
 let webUrl: string;
 
 beforeAll(async () => {
   db = await testDatabase();
   await createList(db.pool, { address: 'ops@lists.example.org', name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
-  serve = spawn(process.execPath, [BIN, 'serve', '--smtp', '--web'], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: db.url, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info', MAIL_DOMAIN: 'lists.example.org' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  serve.stdout!.on('data', (d) => (output += d));
-  serve.stderr!.on('data', (d) => (output += d));
-  await new Promise<void>((resolve, reject) => {
-    const check = () => {
-      const smtp = /smtp:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      const web = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(output);
-      if (smtp && web && output.includes('listkeeper is running')) {
-        smtpPort = Number(smtp[1]);
-        webUrl = web[1];
-        resolve();
-      }
-    };
-    serve.stdout!.on('data', check);
-    serve.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-  });
+  running = await startServe({ DATABASE_URL: db.url });
+  ({ child: serve, smtpPort, webUrl } = running);
 }, 60_000);
 
 afterAll(async () => {
@@ -52,7 +34,7 @@ describe('operating listkeeper serve', () => {
     const res = await sendRaw(smtpPort, { from: 'a@example.org', to: ['ops@lists.example.org'] }, message({ id: 'logged@example.org' }));
     expect(res.ok).toBe(true);
     await new Promise((r) => setTimeout(r, 200));
-    const line = output.split('\n').find((l) => l.includes('"logged@example.org"'));
+    const line = running.output().split('\n').find((l) => l.includes('"logged@example.org"'));
     expect(line).toBeDefined();
     const entry = JSON.parse(line!);
     expect(entry.messageId).toBe('logged@example.org');
@@ -81,7 +63,7 @@ describe('operating listkeeper serve', () => {
     const exited = new Promise<number | null>((r) => serve.once('exit', (code) => r(code)));
     serve.kill('SIGTERM');
     expect(await exited).toBe(0);
-    expect(output).toContain('"msg":"stopped"');
+    expect(running.output()).toContain('"msg":"stopped"');
     const after = await sendRaw(smtpPort, { from: 'a@example.org', to: ['ops@lists.example.org'] }, message({}));
     expect(after.ok).toBe(false);
   });

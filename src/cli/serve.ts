@@ -27,7 +27,11 @@ export function registerServe(program: Command) {
     });
 }
 
-export async function serve(roles: { smtp: boolean; web: boolean; worker: boolean }) {
+export async function serve(asked: { smtp: boolean; web: boolean; worker: boolean }) {
+  const { isWebProcess, joinPrimary, WebProcesses } = await import('../web/processes.ts');
+  // A web process forked by a `serve` primary (WEB_PROCESSES > 1) runs the web role only.
+  const webProcess = isWebProcess();
+  const roles = webProcess ? { smtp: false, web: true, worker: false } : asked;
   const all = !roles.smtp && !roles.web && !roles.worker;
   const cfg = config();
   const db: Database = await openDatabase(cfg, 'serve');
@@ -45,11 +49,12 @@ export async function serve(roles: { smtp: boolean; web: boolean; worker: boolea
       urls.push(`${cfg.smtp.lmtp ? 'lmtp' : 'smtp'}://${addr.address}:${addr.port}`);
     }
     if (all || roles.web) {
-      const { WebServer } = await import('../web/server.ts');
-      const web = new WebServer(db, cfg);
+      const several = cfg.web.processes > 1 && !webProcess;
+      // Several processes connect straight to the database this one opened (the embedded one too).
+      const web = several ? new WebProcesses(cfg.web.processes, { DATABASE_URL: db.url }) : new (await import('../web/server.ts')).WebServer(db, cfg);
       const addr = await web.start();
       intake.push({ name: 'web', stop: () => web.stop() });
-      urls.push(`http://${addr.address}:${addr.port}/ (public URL ${cfg.publicUrl})`);
+      urls.push(`http://${addr.address}:${addr.port}/ (public URL ${cfg.publicUrl}${several ? `; ${cfg.web.processes} web processes` : ''})`);
     }
     if (all || roles.worker) {
       const { startDeliveryWorker } = await import('../delivery/start.ts');
@@ -61,11 +66,13 @@ export async function serve(roles: { smtp: boolean; web: boolean; worker: boolea
     await db.close();
     throw err;
   }
-  process.stdout.write(`listkeeper is running\n${urls.map((u) => `  ${u}`).join('\n')}\n`);
+  // The primary speaks for its web processes.
+  if (!webProcess) process.stdout.write(`listkeeper is running\n${urls.map((u) => `  ${u}`).join('\n')}\n`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) {
+      if (webProcess) return;
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
@@ -78,6 +85,14 @@ export async function serve(roles: { smtp: boolean; web: boolean; worker: boolea
     log.info('stopped');
     process.exit(0);
   };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  if (webProcess) {
+    // The primary stops its web processes (SIGTERM, or the IPC channel closing when it dies); a
+    // Ctrl-C reaches the whole process group, and the primary's own SIGTERM follows it.
+    process.on('SIGINT', () => undefined);
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    joinPrimary(() => void shutdown('primary gone'));
+  } else {
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  }
 }

@@ -12,6 +12,7 @@ import { registry, setOutboxDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import { archiveRouter } from './archive/routes.ts';
+import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
 import { sessionMiddleware } from './session.ts';
 import { subscriptionRouter } from './subscription-routes.ts';
@@ -49,7 +50,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   });
   setOutboxDepthSource(() => outboxDepth(db.pool));
   app.get('/metrics', async (_req, res) => {
-    res.type(registry.contentType).send(await registry.metrics());
+    res.type(registry.contentType).send(await serverMetrics());
   });
 
   app.use(

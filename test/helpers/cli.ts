@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -24,5 +24,38 @@ export function cli(args: string[], env: Record<string, string | undefined>, inp
     child.stderr.on('data', (d) => (stderr += d));
     child.stdin.end(input ?? '');
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export interface RunningServe {
+  child: ChildProcess;
+  smtpPort: number;
+  webUrl: string;
+  /** everything the process wrote so far, stdout and stderr */
+  output(): string;
+}
+
+/**
+ * Starts the real `listkeeper serve --smtp --web` on ephemeral ports with the given environment
+ * added (logging at info, for tests that read the log), once it says it is running.
+ */
+export function startServe(env: Record<string, string>): Promise<RunningServe> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--smtp', '--web'], {
+    cwd: ROOT,
+    env: { ...process.env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info', MAIL_DOMAIN: 'lists.example.org', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', () => {
+      const smtp = /smtp:\/\/127\.0\.0\.1:(\d+)/.exec(output);
+      const web = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(output);
+      if (smtp && web && output.includes('listkeeper is running')) {
+        resolve({ child, smtpPort: Number(smtp[1]), webUrl: web[1], output: () => output });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
   });
 }

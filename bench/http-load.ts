@@ -1,0 +1,110 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { percentile } from './bench-db.ts';
+
+/**
+ * HTTP load for the benchmarks: GETs cycling through a list of URLs, on `connections` keep-alive
+ * connections for `seconds`, reporting latency percentiles and requests per second.
+ *
+ * It uses wrk (Debian package `wrk`) when installed: a C client that costs the machine a tenth of
+ * what Node's own client does per request, which matters when client and server share two cores.
+ * Without wrk it falls back to node:http and says so. Any answer other than 200 fails the run.
+ */
+export interface LoadResult {
+  p50: number;
+  p95: number;
+  max: number;
+  requests: number;
+  perSecond: number;
+}
+
+export const loadClient = hasWrk() ? 'wrk' : 'node:http';
+
+function hasWrk(): boolean {
+  return spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined;
+}
+
+export async function load(base: string, urls: string[], opts: { connections: number; seconds: number }): Promise<LoadResult> {
+  return loadClient === 'wrk' ? wrk(base, urls, opts) : nodeLoad(base, urls, opts);
+}
+
+// The URL list goes to wrk in a file; the script cycles through it and prints its figures as JSON.
+const SCRIPT = `
+local urls = {}
+for line in io.lines(os.getenv("LK_URLS")) do urls[#urls + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", urls[(i - 1) % #urls + 1])
+end
+local bad = 0
+response = function(status) if status ~= 200 then bad = bad + 1 end end
+done = function(summary, latency, requests)
+  io.write(string.format('LK {"p50":%d,"p95":%d,"max":%d,"requests":%d,"us":%d,"errors":%d}\\n',
+    latency:percentile(50), latency:percentile(95), latency.max, summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status))
+end
+`;
+
+function wrk(base: string, urls: string[], opts: { connections: number; seconds: number }): LoadResult {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-wrk-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'urls'), urls.join('\n') + '\n');
+    fs.writeFileSync(path.join(dir, 'load.lua'), SCRIPT);
+    const out = spawnSync('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '-s', path.join(dir, 'load.lua'), base], {
+      env: { ...process.env, LK_URLS: path.join(dir, 'urls') }, encoding: 'utf8',
+    });
+    const line = /^LK (\{.*\})$/m.exec(out.stdout);
+    if (out.status !== 0 || !line) throw new Error(`wrk failed: ${out.stderr || out.stdout}`);
+    const r = JSON.parse(line[1]);
+    if (r.errors > 0) throw new Error(`wrk: ${r.errors} requests failed or did not answer 200 (${urls[0]} …)`);
+    return { p50: r.p50 / 1000, p95: r.p95 / 1000, max: r.max / 1000, requests: r.requests, perSecond: Math.round(r.requests / (r.us / 1e6)) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function nodeLoad(base: string, urls: string[], opts: { connections: number; seconds: number }): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.connections });
+  const times: number[] = [];
+  const t0 = performance.now();
+  const until = t0 + opts.seconds * 1000;
+  try {
+    await Promise.all(Array.from({ length: opts.connections }, async (_, w) => {
+      for (let i = w; performance.now() < until; i += opts.connections) times.push(await get(agent, `${base}${urls[i % urls.length]}`));
+    }));
+  } finally {
+    agent.destroy();
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  const s = times.sort((a, b) => a - b);
+  return { p50: percentile(s, 50), p95: percentile(s, 95), max: s[s.length - 1], requests: s.length, perSecond: Math.round(s.length / elapsed) };
+}
+
+/**
+ * Asks for each URL once, one at a time (to warm caches before a measurement), on connections
+ * closed afterwards: one left idle through a long measurement would be closed by the server.
+ */
+export async function warm(base: string, urls: string[]): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true });
+  try {
+    for (const u of urls) await get(agent, `${base}${u}`);
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** One GET, resolving with its time in ms; anything but 200 rejects. */
+function get(agent: http.Agent, url: string): Promise<number> {
+  const t = performance.now();
+  return new Promise((resolve, reject) => {
+    http.get(url, { agent }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`${url}: HTTP ${res.statusCode}`));
+      res.on('data', () => undefined);
+      res.on('end', () => resolve(performance.now() - t));
+    }).on('error', reject);
+  });
+}
