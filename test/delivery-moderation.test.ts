@@ -7,7 +7,7 @@ import { parse } from '../src/mail/parse.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
-import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { message, sendRaw, smtpDialogue, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
 let db: TestDatabase;
 let relay: CaptureRelay;
@@ -206,5 +206,24 @@ describe('command line', () => {
     expect(q.counts.sent).toBeGreaterThan(0);
     expect(q).toHaveProperty('oldest');
     expect(q.workers.map((w: { name: string }) => w.name)).toContain(worker.name);
+  });
+});
+
+describe('a setting changed while a post is on its way', () => {
+  it('decides the post by the list as committed when it arrives, not as the listener saw it at RCPT', async () => {
+    const list = await createList(db.pool, { address: 'turning@lists.example.org', name: 'turning', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['turner@example.org'] });
+    const s = await smtpDialogue(smtp.port);
+    expect(await s.say('EHLO test.example')).toMatch(/^250/);
+    expect(await s.say('MAIL FROM:<stranger@elsewhere.example>')).toMatch(/^250/);
+    expect(await s.say('RCPT TO:<turning@lists.example.org>')).toMatch(/^250/);
+    // The session already holds the open list; the listener's cache has not heard of this yet.
+    await db.pool.query(`update lists set post_policy = 'moderated' where id = $1`, [list.id]);
+    expect(await s.say('DATA')).toMatch(/^354/);
+    const raw = message({ id: 'turned-1@example.org', from: 'stranger@elsewhere.example', to: 'turning@lists.example.org', subject: 'Sent while it turned' });
+    expect(await s.say(`${raw}\r\n.`)).toMatch(/^250/);
+    s.close();
+    expect(await archived('turned-1@example.org')).toBe(false);
+    const held = await listHeld(db.pool, list.id);
+    expect(held.map((h) => [h.message_id, h.reason])).toEqual([['turned-1@example.org', expect.stringContaining('moderated')]]);
   });
 });

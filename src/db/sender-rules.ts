@@ -1,3 +1,4 @@
+import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
 /** Per-list sender allowlist and banlist. `email` is an address or '@domain'. */
@@ -36,26 +37,34 @@ export async function senderRules(db: Queryable, listId: number): Promise<Sender
 export interface SenderFacts {
   memberStatus: 'active' | 'pending' | 'disabled' | 'unsubscribed' | null;
   rules: SenderRuleRow[];
+  /** the list as it is now, in the caller's transaction (null if it was deleted) */
+  list: ListRow | null;
 }
 
 /**
- * What moderation needs to know about senders, in one round trip for any number of posts:
- * membership and matching rules (the address's own first), one result per question, in order.
+ * What moderation needs to know about posts, in one round trip for any number of them:
+ * membership and matching rules (the address's own first), one result per question, in order,
+ * and the list's settings as they are now. The SMTP listener found the list through a cache that
+ * learns of changes by NOTIFY, which can come a moment after a post; a policy changed just before
+ * must still decide it.
  */
 export async function senderFacts(db: Queryable, asks: { listId: number; email: string }[]): Promise<SenderFacts[]> {
   if (asks.length === 0) return [];
-  const { rows } = await db.query<{ member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] }>({
+  type Row = ListRow & { member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] };
+  const { rows } = await db.query<Row>({
     // Named: parsed once per connection, as it runs for every batch of posts.
     name: 'sender_facts',
-    text: `select (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
+    text: `select l.*, (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
                   coalesce((select json_agg(r order by r.email = x.email desc) from sender_rules r
                              where r.list_id = x.list_id and r.email in (x.email, x.domain)), '[]'::json) as rules
              from unnest($1::bigint[], $2::text[], $3::text[]) with ordinality x(list_id, email, domain, ord)
+             left join lists l on l.id = x.list_id
             order by x.ord`,
     values: [asks.map((a) => a.listId), asks.map((a) => a.email), asks.map((a) => a.email.slice(Math.max(0, a.email.lastIndexOf('@'))))],
   });
-  return rows.map((row) => ({
-    memberStatus: row.member_status,
-    rules: row.rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
+  return rows.map(({ member_status, rules, ...list }) => ({
+    memberStatus: member_status,
+    rules: rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
+    list: list.id === null ? null : list,
   }));
 }

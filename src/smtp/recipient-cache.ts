@@ -7,7 +7,9 @@ import { Listener } from '../db/listener.ts';
  * PostgreSQL once per message. Only positive answers are kept (a list created a moment ago is
  * found by the next lookup), every change to `lists` clears the cache through NOTIFY from any
  * process, and while the LISTEN connection is down the cache is bypassed. So two instances never
- * disagree for longer than a notification takes.
+ * disagree for longer than a notification takes, and that moment does not decide a post: the
+ * moderation rules read the list's settings again in the transaction that commits it
+ * (senderFacts).
  */
 const MAX_ENTRIES = 10_000;
 const MAX_AGE_MS = 60_000;

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import nodemailer from 'nodemailer';
 import type pg from 'pg';
 import { IngestServer } from '../../src/smtp/server.ts';
@@ -34,6 +35,39 @@ export async function sendRaw(port: number, envelope: { from: string; to: string
   } finally {
     transport.close();
   }
+}
+
+/**
+ * An SMTP conversation a command at a time, for tests that act between two commands: say() sends
+ * one line (or a whole message ending in CRLF.CRLF) and resolves with the complete reply.
+ */
+export async function smtpDialogue(port: number): Promise<{ say(line: string): Promise<string>; close(): void }> {
+  const socket = net.connect(port, '127.0.0.1');
+  let buffered = '';
+  let waiting: ((reply: string) => void) | null = null;
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    // A reply is complete at its last line, whose code is followed by a space.
+    const end = /(^|\r\n)\d{3} [^\r\n]*\r\n$/.exec(buffered);
+    if (end && waiting) {
+      const reply = buffered;
+      buffered = '';
+      waiting(reply);
+      waiting = null;
+    }
+  });
+  const next = () => new Promise<string>((resolve) => (waiting = resolve));
+  const greeting = await next();
+  if (!greeting.startsWith('220')) throw new Error(`no greeting: ${greeting}`);
+  return {
+    say(line: string) {
+      const reply = next();
+      socket.write(`${line}\r\n`);
+      return reply;
+    },
+    close: () => socket.end('QUIT\r\n'),
+  };
 }
 
 /** A minimal RFC 5322 message; headers given override the defaults. */
