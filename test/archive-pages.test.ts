@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ListRow } from '../src/db/lists.ts';
-import { hideMessage } from '../src/db/messages.ts';
+import { hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { readMbox } from '../src/mail/mbox.ts';
 import { canReadArchive } from '../src/web/archive/access.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
@@ -168,6 +168,14 @@ describe('browsing the archive', () => {
     expect(Buffer.from(await res.arrayBuffer()).equals(raws.get(WEIRD)!)).toBe(true);
     const bracketed = await get('/message-id/raw/%3Cattachments@example.net%3E');
     expect(Buffer.from(await bracketed.arrayBuffer()).equals(fixture('attachments.eml'))).toBe(true);
+
+    // Bytes that are not UTF-8 are not labelled UTF-8.
+    const latin1 = Buffer.from(mail({ id: 'latin1@example.org', subject: 'Caf\u00e9', date: 'Wed, 04 Nov 2026 09:00:00 +0000', body: 'Un caf\u00e9.\n' }).toString('utf8').replace('charset=utf-8', 'charset=iso-8859-1'), 'latin1');
+    await archive(db.pool, dev, latin1);
+    const res8859 = await get('/message-id/raw/latin1@example.org');
+    expect(res8859.headers.get('content-type')).toBe('text/plain');
+    expect(Buffer.from(await res8859.arrayBuffer()).equals(latin1)).toBe(true);
+    await db.pool.query(`delete from list_messages where message_id = (select id from messages where message_id = 'latin1@example.org')`);
   });
 
   it('downloads a month and a thread as mboxrd holding the exact messages', async () => {
@@ -204,6 +212,13 @@ describe('browsing the archive', () => {
   });
 
   it('obfuscates addresses for anonymous readers and shows them to logged-in readers, Message-ID links untouched', async () => {
+    const list = await newList(db.pool, 'subjects@lists.example.org');
+    await put(list, { id: 'subject-address@example.org', subject: 'Write to eve.secret@evil.example now', date: 'Mon, 02 Nov 2026 10:00:00 +0000' });
+    for (const url of ['/message-id/subject-address@example.org', '/lists/subjects/', '/lists/subjects/2026-11/', '/lists/subjects/feed.atom', '/search?q=write&list=subjects']) {
+      const text = (await page(url)).text;
+      expect(text, url).toContain('eve.secret@…');
+      expect(text, url).not.toContain('eve.secret@evil.example');
+    }
     const anonymous = (await page('/message-id/plan-1@example.org')).text;
     expect(anonymous).toContain('alice.private@…');
     expect(anonymous).not.toContain('alice.private@example.org');
@@ -302,6 +317,10 @@ describe('caching', () => {
     expect(res.headers.get('cache-control')).toBe('public, max-age=60');
     expect(res.headers.get('vary')).toMatch(/Cookie/i);
     expect(res.headers.get('set-cookie')).toBeNull();
+    // The front page names a members-only list but shows nothing of it to anonymous readers.
+    expect((await get('/')).headers.get('cache-control')).toBe('public, max-age=60');
+    const member = await loggedIn(db, web.url, 'member@example.org');
+    expect((await member.get('/')).headers.get('cache-control')).toBe('private, no-store');
     expect((await get('/lists/dev/')).headers.get('cache-control')).toBe('private, no-cache');
     const reader = await loggedIn(db, web.url, 'reader2@example.org');
     expect((await reader.get('/lists/dev/2026-11/')).headers.get('cache-control')).toBe('private, no-cache');
@@ -352,6 +371,53 @@ describe('threads that merge', () => {
     const res = await get(`/lists/merge/thread/${oldThread}`);
     expect(res.status).toBe(301);
     expect(res.headers.get('location')).toBe(`/lists/merge/thread/${newThread}`);
+  });
+});
+
+describe('Last-Modified after hiding and showing again', () => {
+  it('never answers 304 to a copy that still has a hidden message or still lacks one shown again', async () => {
+    const list = await newList(db.pool, 'lm@lists.example.org');
+    await put(list, { id: 'lm-1@example.org', subject: 'First of two', date: 'Mon, 02 Nov 2026 10:00:00 +0000' });
+    await put(list, { id: 'lm-2@example.org', subject: 'Second of two', date: 'Mon, 02 Nov 2026 11:00:00 +0000' });
+    // HTTP dates have whole seconds: every step below happens minutes apart, as far as they can tell.
+    await db.pool.query(`update messages set received_at = received_at - interval '1 hour', hidden_at = hidden_at - interval '1 hour',
+                                             visibility_changed_at = visibility_changed_at - interval '1 hour'`);
+    const urls = ['/', '/lists/lm/', '/lists/lm/2026-11/', '/lists/lm/2026-11.mbox', '/lists/lm/feed.atom', '/message-id/lm-1@example.org'];
+    const lastModified = async () => {
+      const seen: Record<string, string> = {};
+      for (const url of urls) {
+        const res = await get(url);
+        await res.arrayBuffer();
+        seen[url] = res.headers.get('last-modified')!;
+        expect(seen[url], url).toBeTruthy();
+      }
+      return seen;
+    };
+    const changedSince = async (seen: Record<string, string>, shows: boolean) => {
+      for (const url of urls) {
+        const res = await get(url, { 'if-modified-since': seen[url] });
+        expect(res.status, url).toBe(200);
+        if (url.startsWith('/lists/lm/2026-11')) expect((await res.text()).includes('Second of two'), url).toBe(shows);
+      }
+    };
+
+    const before = await lastModified();
+    await hideMessage(db.pool, 'lm-2@example.org', 'spam', 'mod@example.org');
+    await changedSince(before, false);
+
+    await db.pool.query(`update messages set hidden_at = hidden_at - interval '10 minutes', visibility_changed_at = visibility_changed_at - interval '10 minutes'
+                          where message_id = 'lm-2@example.org'`);
+    const whileHidden = await lastModified();
+    await unhideMessage(db.pool, 'lm-2@example.org');
+    await changedSince(whileHidden, true);
+  });
+
+  it('answers 410 with the reason for an attachment of a hidden message', async () => {
+    expect((await get('/message-id/attachment/attachments@example.net/3/dot.png')).status).toBe(200);
+    await hideMessage(db.pool, 'attachments@example.net', 'legal: a takedown', 'mod@example.org');
+    const res = await page('/message-id/attachment/attachments@example.net/3/dot.png');
+    expect(res.status).toBe(410);
+    expect(res.text).toContain('legal: a takedown');
   });
 });
 

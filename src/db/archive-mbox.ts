@@ -57,7 +57,7 @@ export async function mboxVersion(db: Queryable, scope: MboxScope): Promise<Mbox
   const { rows } = await db.query<MboxVersion>(
     `select count(*) filter (where m.hidden_at is null)::int as messages,
             concat_ws('.', count(*) filter (where m.hidden_at is null), sum(m.id) filter (where m.hidden_at is null), max(m.id)) as digest,
-            greatest(max(m.received_at), max(m.hidden_at)) as last_modified
+            greatest(max(m.received_at), max(m.visibility_changed_at)) as last_modified
        from list_messages lm join messages m on m.id = lm.message_id
       where lm.list_id = $1
         and ($2::timestamptz is null or lm.date >= $2) and ($3::timestamptz is null or lm.date < $3)

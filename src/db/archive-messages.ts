@@ -1,6 +1,6 @@
 import type { ArchivePolicy } from './lists.ts';
 import type { Queryable } from './pool.ts';
-import { LIST_KEY, type Reader } from './archive.ts';
+import { LIST_KEY, listLastModified, type Reader } from './archive.ts';
 
 /** Read queries for one archived message: its page, its neighbours, its raw bytes; the feed. */
 
@@ -107,9 +107,7 @@ export async function messagePage(db: Queryable, messageId: string, reader: Read
             coalesce((select json_agg(z.r order by z.date) from (select ${pick} as r, x.date ${inThread} and x.parent_id = m.id order by x.date limit 100) z), '[]') as replies,
             (select count(*)::int ${inThread}) as thread_messages,
             (select count(*)::int ${inThread} and (x.date, x.id) <= (m.date, m.id)) as thread_position,
-            greatest((select x.received_at from messages x where x.id = (select max(message_id) from list_messages where list_id = (select id from c))),
-                     (select max(x.hidden_at) from messages x join list_messages y on y.message_id = x.id and y.list_id = (select id from c)
-                       where x.hidden_at is not null)) as last_modified
+            ${listLastModified('(select id from c)')} as last_modified
        from m`,
     values: [messageId, reader.email, reader.siteAdmin, preferredList],
   });

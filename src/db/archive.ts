@@ -18,6 +18,17 @@ export interface Reader {
 export const LIST_KEY = `case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
                        then l.address else l.local_part end`;
 
+/**
+ * Last-Modified of the archive pages of the list whose id is `listId` (an SQL expression): the
+ * newest message's arrival, or the latest hiding or showing again of one of its messages, if
+ * later. Both only move forwards, so a reader's If-Modified-Since is never answered 304 wrongly.
+ */
+export function listLastModified(listId: string): string {
+  return `greatest((select m.received_at from messages m where m.id = (select max(message_id) from list_messages where list_id = ${listId})),
+                   (select max(m.visibility_changed_at) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = ${listId}
+                     where m.visibility_changed_at is not null))`;
+}
+
 export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {
   if (list.archive === 'public' || reader.siteAdmin) return true;
   if (!reader.email) return false;
@@ -56,9 +67,7 @@ export async function listForReader(db: Queryable, ref: string, reader: Reader):
     text: `with found as (select * from lists where address = $1 or ($2 and local_part = $1) order by id limit 2)
            select l.*, ${LIST_KEY} as key, can_read_archive(l.id, l.archive, $3, $4) as readable,
                   (select count(*) from found)::int as matches,
-                  greatest((select m.received_at from messages m where m.id = (select max(message_id) from list_messages where list_id = l.id)),
-                           (select max(m.hidden_at) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = l.id
-                             where m.hidden_at is not null)) as last_modified
+                  ${listLastModified('l.id')} as last_modified
              from found l order by l.id limit 1`,
     values: [key, !key.includes('@'), reader.email, reader.siteAdmin],
   });
@@ -75,6 +84,7 @@ export interface IndexEntry {
   readable: boolean;
   messages: number;
   last_activity: Date | null;
+  last_modified: Date | null;
 }
 
 /** The lists on the front page: all but private lists the reader cannot read. */
@@ -87,6 +97,7 @@ export async function archiveIndex(db: Queryable, reader: Reader, limit: number,
                   where m.hidden_at is not null)::int as messages,
             (select lm.date from list_messages lm join messages m on m.id = lm.message_id
               where lm.list_id = l.id and m.hidden_at is null order by lm.date desc limit 1) as last_activity,
+            ${listLastModified('l.id')} as last_modified,
             count(*) over ()::int as total
        from lists l cross join lateral (select can_read_archive(l.id, l.archive, $1, $2) as readable) r
       where l.archive <> 'private' or r.readable

@@ -110,7 +110,7 @@ export async function rawMessage(db: Queryable, messageId: string): Promise<Buff
  */
 export async function hideMessage(db: Queryable, messageId: string, reason: string, by: string): Promise<boolean> {
   const { rowCount } = await db.query(
-    'update messages set hidden_reason = $2, hidden_at = now(), hidden_by = $3 where message_id = $1',
+    'update messages set hidden_reason = $2, hidden_at = now(), hidden_by = $3, visibility_changed_at = now() where message_id = $1',
     [messageId, reason, by],
   );
   return (rowCount ?? 0) > 0;
@@ -118,7 +118,7 @@ export async function hideMessage(db: Queryable, messageId: string, reason: stri
 
 export async function unhideMessage(db: Queryable, messageId: string): Promise<boolean> {
   const { rowCount } = await db.query(
-    'update messages set hidden_reason = null, hidden_at = null, hidden_by = null where message_id = $1 and hidden_at is not null',
+    'update messages set hidden_reason = null, hidden_at = null, hidden_by = null, visibility_changed_at = now() where message_id = $1 and hidden_at is not null',
     [messageId],
   );
   return (rowCount ?? 0) > 0;

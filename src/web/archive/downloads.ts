@@ -13,7 +13,7 @@ import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
 import { notModified, sendBody, setCacheHeaders } from './http.ts';
-import { authorName, listHref, messageHref } from './present.ts';
+import { authorName, listHref, messageHref, shownSubject } from './present.ts';
 
 /**
  * Downloads: a month (/lists/LIST/YYYY-MM.mbox) or a thread (/lists/LIST/thread/ID.mbox) as
@@ -64,7 +64,8 @@ export async function feed(ctx: WebContext, req: Request, res: Response, next: N
   const list = await readableList(db, viewer, String(req.params.list));
   const latest = await latestMessages(db, list.id, FEED_ENTRIES);
   const base = `${ctx.cfg.publicUrl}${listHref(list.key)}`;
-  const updated = latest.reduce((acc, e) => (e.received_at > acc ? e.received_at : acc), latest[0]?.received_at ?? list.created_at);
+  // The list's Last-Modified, not the newest entry's: hiding a message changes the feed too.
+  const updated = list.last_modified ?? list.created_at;
   const xml = atomFeed({
     id: base,
     title: list.name,
@@ -75,7 +76,7 @@ export async function feed(ctx: WebContext, req: Request, res: Response, next: N
     entries: latest.map((e) => ({
       id: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
       url: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
-      title: e.subject || '(no subject)',
+      title: shownSubject(e.subject, obfuscate),
       author: authorName(e.from_name, e.from_email, obfuscate),
       updated: e.date,
       summary: obfuscate ? obfuscateText(e.body) : e.body,

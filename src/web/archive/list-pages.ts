@@ -7,7 +7,7 @@ import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';
-import { authorName, listHref, messageHref, participants } from './present.ts';
+import { authorName, listHref, messageHref, participants, shownSubject } from './present.ts';
 
 /** Browsing pages: the lists (/), one list, one month of it, one thread. */
 
@@ -19,12 +19,15 @@ export async function indexPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const page = pageParam(req);
   const { lists, total } = await archiveIndex(ctx.db.readPool, readerOf(viewer), LISTS_PER_PAGE, (page - 1) * LISTS_PER_PAGE);
-  const latest = lists.reduce<Date | null>((acc, l) => (l.last_activity && (!acc || l.last_activity > acc) ? l.last_activity : acc), null);
+  // What this reader sees of each list changes with its messages' arrival and visibility.
+  const latest = lists.reduce<Date | null>((acc, l) => (l.readable && l.last_modified && (!acc || l.last_modified > acc) ? l.last_modified : acc), null);
+  // Lists this reader cannot read show only their names, the same for every anonymous reader.
+  const restricted = lists.some((l) => l.readable && l.archive !== 'public');
   sendPage(ctx, req, res, 'archive/index.njk', {
     title: 'Lists',
     lists: lists.map((l) => ({ ...l, href: listHref(l.key) })),
     pager: pager(req, page, total, LISTS_PER_PAGE),
-  }, { restricted: lists.some((l) => l.archive !== 'public'), lastModified: latest });
+  }, { restricted, lastModified: latest });
 }
 
 function threadRows(threads: ThreadSummary[], obfuscate: boolean, key: string) {
@@ -32,7 +35,7 @@ function threadRows(threads: ThreadSummary[], obfuscate: boolean, key: string) {
     ...t,
     href: `${listHref(key)}thread/${t.thread_id}`,
     rootHref: messageHref(t.root_message_id),
-    subject: t.subject || '(no subject)',
+    subject: shownSubject(t.subject, obfuscate),
     replies: Math.max(0, t.thread_messages - 1),
     participants: participants(t.participants, obfuscate),
     more: Math.max(0, t.authors - (t.participants?.length ?? 0)),
@@ -106,7 +109,7 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response, n
   }
   const total = entries[0].total;
   sendPage(ctx, req, res, 'archive/thread.njk', {
-    title: entries[0].subject || '(no subject)',
+    title: shownSubject(entries[0].subject, obfuscate),
     list,
     base,
     threadId,
@@ -114,7 +117,7 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response, n
     total,
     messages: entries.map((e) => ({
       href: messageHref(e.message_id),
-      subject: e.subject || '(no subject)',
+      subject: shownSubject(e.subject, obfuscate),
       author: authorName(e.from_name, e.from_email, obfuscate),
       date: e.date,
       depth: Math.min(e.depth, 12),

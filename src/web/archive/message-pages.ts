@@ -13,7 +13,7 @@ import type { WebContext } from '../app.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
 import { readerOf } from './access.ts';
 import { sendBody, sendPage, setCacheHeaders } from './http.ts';
-import { authorFull, listHref, messageHref, messageLink } from './present.ts';
+import { authorFull, listHref, messageHref, messageLink, shownSubject } from './present.ts';
 
 /**
  * /message-id/MSGID (the permalink), /message-id/raw/MSGID (the bytes as received) and
@@ -79,7 +79,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     res.set('Content-Security-Policy', "default-src 'self'; img-src 'self' data: https: http:; style-src 'self' 'unsafe-inline'; script-src 'self'; form-action 'self'; frame-ancestors 'none'");
   }
   sendPage(ctx, req, res, 'archive/message.njk', {
-    title: m.subject || '(no subject)',
+    title: shownSubject(m.subject, obfuscate),
     m,
     from: authorFull(m.from_name, m.from_email, obfuscate),
     to: header('to'),
@@ -174,10 +174,9 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const f = await findReadable(ctx, viewer, String(req.params.id));
   setCacheHeaders(req, res, { restricted: f.restricted, lastModified: f.m.hidden_at ?? f.m.received_at });
-  if (f.m.hidden_at) {
-    return res.status(410).type('text/plain').send(`This message was removed from the archive: ${f.m.hidden_reason || 'no reason given'}\n`);
-  }
-  res.set('Content-Type', isUtf8(f.m.raw) ? 'text/plain; charset=utf-8' : 'text/plain');
+  if (f.m.hidden_at) return sendRemoved(res, f.m);
+  // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
+  res.setHeader('Content-Type', isUtf8(f.m.raw) ? 'text/plain; charset=utf-8' : 'text/plain');
   res.set('Content-Disposition', 'inline');
   sendBody(req, res, f.m.raw);
 }
@@ -185,7 +184,10 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const f = await findReadable(ctx, viewer, String(req.params.id));
-  if (f.m.hidden_at) throw new NotFound('This message was removed from the archive.', 'hidden');
+  if (f.m.hidden_at) {
+    setCacheHeaders(req, res, { restricted: f.restricted, lastModified: f.m.hidden_at });
+    return sendRemoved(res, f.m);
+  }
   const n = Number(req.params.n);
   const parsed = await parse(f.m.raw, f.m.received_at);
   const a = Number.isInteger(n) && n >= 1 ? parsed.attachments[n - 1] : undefined;
@@ -196,4 +198,9 @@ export async function attachment(ctx: WebContext, req: Request, res: Response) {
   res.set('Content-Disposition', served.disposition);
   res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");
   sendBody(req, res, a.content);
+}
+
+/** 410 for the raw bytes or an attachment of a hidden message, with the reason. */
+function sendRemoved(res: Response, m: ArchivedMessage) {
+  res.status(410).type('text/plain').send(`This message was removed from the archive: ${m.hidden_reason || 'no reason given'}\n`);
 }

@@ -12,6 +12,12 @@ export function listHref(key: string): string {
   return `/lists/${encodeURIComponent(key).replace(/%40/g, '@')}/`;
 }
 
+/** A subject as shown: addresses in it are obfuscated for anonymous readers, like the body's. */
+export function shownSubject(subject: string, obfuscate: boolean): string {
+  if (!subject) return '(no subject)';
+  return obfuscate ? obfuscateText(subject) : subject;
+}
+
 /** An author as shown: the name, else the address (obfuscated for anonymous readers). */
 export function authorName(name: string, email: string, obfuscate: boolean): string {
   if (name && name !== email) return obfuscate ? obfuscateText(name) : name;
@@ -33,7 +39,7 @@ export interface MessageLink {
 }
 
 export function messageLink(m: { message_id: string; subject: string; from_name: string; from_email: string; date: Date | string }, obfuscate: boolean): MessageLink {
-  return { href: messageHref(m.message_id), subject: m.subject || '(no subject)', author: authorName(m.from_name, m.from_email, obfuscate), date: new Date(m.date) };
+  return { href: messageHref(m.message_id), subject: shownSubject(m.subject, obfuscate), author: authorName(m.from_name, m.from_email, obfuscate), date: new Date(m.date) };
 }
 
 /** A ts_headline excerpt (matches between \u0001 and \u0002) as safe HTML with <mark>. */

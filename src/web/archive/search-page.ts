@@ -6,7 +6,7 @@ import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readableLists, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';
-import { authorName, excerptHtml, listHref, messageHref } from './present.ts';
+import { authorName, excerptHtml, listHref, messageHref, shownSubject } from './present.ts';
 
 /**
  * /search?q=&list=&from=&after=&before=: full-text search over the archives this reader may
@@ -79,7 +79,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     total,
     hits: (result?.hits ?? []).map((h) => ({
       href: messageHref(h.message_id),
-      subject: h.subject || '(no subject)',
+      subject: shownSubject(h.subject, obfuscate),
       author: authorName(h.from_name, h.from_email, obfuscate),
       date: h.date,
       excerpt: excerptHtml(h.excerpt, obfuscate),
