@@ -329,6 +329,42 @@ describe('DMARC mitigation', () => {
   });
 });
 
+describe('settings changed between two posts', () => {
+  it('gives the next post the new prefix and footer at once, though the worker just sent one of the list', async () => {
+    const list = await newList('turn');
+    await addMember(db.pool, list.id, 'reader@t.example', 'each');
+    relay.clear();
+    await postTo('turn', { id: 'turn-1@example.org', subject: 'Before' });
+    await relay.waitFor(1);
+    await updateDeliverySettings(db.pool, list.id, { subject_prefix: '[turn]', footer: 'New footer here' });
+    await postTo('turn', { id: 'turn-2@example.org', subject: 'After' });
+    await relay.waitFor(2);
+    const byId = new Map(relay.messages.map((m) => [field(m.raw, 'Message-ID')[0], m.raw]));
+    const before = await parse(byId.get('<turn-1@example.org>')!);
+    expect(before.subject).toBe('Before');
+    const after = await parse(byId.get('<turn-2@example.org>')!);
+    expect(after.subject).toBe('[turn] After');
+    expect(after.text).toContain('New footer here');
+  });
+});
+
+describe('a post without a Message-ID', () => {
+  it('goes out with the Message-ID the archive gave it, the one its Archived-At names', async () => {
+    const list = await newList('noid');
+    await addMember(db.pool, list.id, 'one@n.example', 'each');
+    await addMember(db.pool, list.id, 'two@n.example', 'each');
+    relay.clear();
+    await postTo('noid', { id: null, subject: 'No identity' });
+    await relay.waitFor(2);
+    const { rows } = await db.pool.query(`select m.message_id from messages m join list_messages lm on lm.message_id = m.id where lm.list_id = $1`, [list.id]);
+    expect(rows).toHaveLength(1);
+    for (const m of relay.messages) {
+      expect(field(m.raw, 'Message-ID')).toEqual([`<${rows[0].message_id}>`]);
+      expect(field(m.raw, 'Archived-At')[0]).toContain(encodeURIComponent(rows[0].message_id).replace(/%40/g, '@'));
+    }
+  });
+});
+
 describe('direct MX delivery', () => {
   it('looks up the recipient domain\'s MX when no relay is configured', async () => {
     await worker.stop();

@@ -10,10 +10,14 @@ import type { ListIdentity } from '../mail/list-headers.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
 
 /**
- * The copies a worker sends. Everything shared by many rows is loaded and prepared once and
- * kept for a minute (a 10,000-member fan-out is claimed in many batches): each message's bytes,
- * each list's headers and signing key, the DMARC decision. A member's copy is then three buffers
+ * The copies a worker sends. Everything shared by many rows of one post is prepared once and kept
+ * for a minute (a 10,000-member fan-out is claimed in many batches): each message's bytes with
+ * its list's headers, prefix and footer, the DMARC decision. A member's copy is then three buffers
  * joined, built just before it is sent, so memory stays bounded by the sends in flight.
+ *
+ * The lists' settings themselves are read again for every batch (one small query): a prefix,
+ * footer or key changed a moment ago applies to the next post, on every worker, with no cache to
+ * expire (a post already being sent keeps the copy it started with).
  */
 const KEEP_MS = 60_000;
 const MAX_ENTRIES = 64;
@@ -36,8 +40,9 @@ export class CopyCache {
   async prepare(db: Queryable, rows: ClaimedRow[]): Promise<void> {
     this.evict();
     const missing = <K>(ids: (K | null)[], cache: Map<K, unknown>) => [...new Set(ids.filter((id): id is K => id !== null && !cache.has(id)))];
-    const listIds = missing(rows.map((r) => r.list_id), this.lists);
+    const listIds = [...new Set(rows.flatMap((r) => (r.list_id === null ? [] : [r.list_id])))];
     if (listIds.length > 0) {
+      for (const id of listIds) this.lists.delete(id);
       for (const l of await listsByIds(db, listIds)) {
         const signer = l.dkim_domain && l.dkim_selector && l.dkim_private_key
           ? new DKIM({ domainName: l.dkim_domain, keySelector: l.dkim_selector, privateKey: l.dkim_private_key })

@@ -40,6 +40,9 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
   const fields = headerFields(head);
   const drop = new Set<string>([...LIST_FIELDS].filter((n) => fields.some((f) => f.name === n)));
   const added: string[] = listHeaderLines(o.list, o.messageId);
+  // A post that came without a Message-ID goes out with the one the archive gave it, so every
+  // member's client threads replies to it alike and its Archived-At names an ID the copy carries.
+  if (!fields.some((f) => f.name === 'message-id')) added.push(`Message-ID: <${o.messageId}>`);
   let subjectTail: Buffer | null = null;
 
   const prefix = o.subjectPrefix.trim();
