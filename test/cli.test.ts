@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { cli } from './helpers/cli.ts';
 import pg from 'pg';
+import { findList } from '../src/db/lists.ts';
+import { confirm, hashToken, requestSubscription } from '../src/subscriptions.ts';
 
 let db: TestDatabase;
 let env: Record<string, string>;
@@ -31,6 +33,19 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     });
   });
 
+  it('shows the list of MAIL_DOMAIN for an address without @, even when another domain has one of that name', async () => {
+    for (const address of ['ops@other.example', 'ops', 'solo@other.example']) expect((await cli(['list', 'create', address], env)).code).toBe(0);
+    expect(JSON.parse((await cli(['list', 'show', 'ops', '--json'], env)).stdout).address).toBe('ops@lists.example.org');
+    expect(JSON.parse((await cli(['list', 'show', 'ops@other.example', '--json'], env)).stdout).address).toBe('ops@other.example');
+    // No list of that name on MAIL_DOMAIN: the one list with the local part.
+    expect(JSON.parse((await cli(['list', 'show', 'solo', '--json'], env)).stdout).address).toBe('solo@other.example');
+    const none = await cli(['list', 'show', 'nothing'], env);
+    expect(none.code).toBe(3);
+    const pool = new pg.Pool({ connectionString: db.url });
+    await pool.query(`delete from lists where local_part in ('ops', 'solo')`);
+    await pool.end();
+  });
+
   it('refuses a duplicate list, a bad policy and a reserved suffix with one clear line and a non-zero exit', async () => {
     const dup = await cli(['list', 'create', 'dev@lists.example.org'], env);
     expect(dup.code).not.toBe(0);
@@ -58,6 +73,33 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     const ls = JSON.parse((await cli(['list', 'ls', '--json'], env)).stdout);
     expect(ls).toHaveLength(1);
     expect(ls[0].members).toBe(1);
+  });
+
+  it('shows addresses whose subscription awaits confirmation as pending, until they confirm', async () => {
+    const pool = new pg.Pool({ connectionString: db.url });
+    try {
+      const list = await findList(pool, 'dev');
+      expect(await requestSubscription(pool, list, 'Newbie@example.com', { via: 'mail', mode: 'each' })).toBe('pending');
+      expect(await requestSubscription(pool, list, 'b@example.com', { via: 'web', mode: 'each' })).toBe('pending');
+      const members = JSON.parse((await cli(['members', 'dev', '--json'], env)).stdout);
+      expect(members).toEqual([
+        { email: 'a@example.com', name: null, mode: 'digest', status: 'active', bounce_score: 0 },
+        { email: 'b@example.com', name: null, mode: 'each', status: 'pending', bounce_score: 0 },
+        { email: 'newbie@example.com', name: null, mode: 'each', status: 'pending', bounce_score: 0 },
+      ]);
+      // Confirming turns the pending entry into an active member, listed once.
+      const { rows } = await pool.query(`select id from subscription_requests where email = 'newbie@example.com'`);
+      const token = '0123456789abcdef0123456789abcdef';
+      await pool.query(`update subscription_requests set token_hash = $1 where id = $2`, [hashToken(token), rows[0].id]);
+      expect((await confirm(pool, token)).state).toBe('done');
+      const after = JSON.parse((await cli(['members', 'dev', '--json'], env)).stdout);
+      expect(after.filter((m: { email: string }) => m.email === 'newbie@example.com')).toEqual([
+        { email: 'newbie@example.com', name: null, mode: 'each', status: 'active', bounce_score: 0 },
+      ]);
+      await pool.query(`delete from subscription_requests`);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('rejects a malformed e-mail address without adding anyone', async () => {

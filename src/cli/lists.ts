@@ -69,12 +69,12 @@ export function registerListCommands(program: Command) {
 
   list
     .command('show')
-    .argument('<list>', 'list address or unique local part')
+    .argument('<address>', 'list address; without @ it takes MAIL_DOMAIN (or names the one list with that local part)')
     .option('--json', 'machine-readable output')
     .description('show one list')
     .action((ref: string, o) =>
-      runCommand(async ({ db }) => {
-        const info = await listJson(db.pool, await findList(db.pool, ref));
+      runCommand(async ({ cfg, db }) => {
+        const info = await listJson(db.pool, await findList(db.pool, ref, { mailDomain: cfg.mailDomain }));
         if (o.json) return printJson(info);
         for (const [k, v] of Object.entries(info)) {
           process.stdout.write(`${k.padEnd(17)} ${Array.isArray(v) ? v.join(', ') : v instanceof Date ? v.toISOString() : (v ?? '')}\n`);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { findList } from '../db/lists.ts';
-import { addMember, listMembers, removeMember, type DeliveryMode } from '../db/members.ts';
+import { addMember, memberRoster, removeMember, type DeliveryMode } from '../db/members.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { printJson, printTable, runCommand } from './context.ts';
 
@@ -56,13 +56,7 @@ export function registerMemberCommands(program: Command) {
     .action((ref: string, o) =>
       runCommand(async ({ db }) => {
         const list = await findList(db.pool, ref);
-        const rows = (await listMembers(db.pool, list.id)).map((m) => ({
-          email: m.email,
-          name: m.name,
-          mode: m.mode,
-          status: m.status,
-          bounce_score: m.bounce_score,
-        }));
+        const rows = await memberRoster(db.pool, list.id);
         if (o.json) return printJson(rows);
         printTable(rows, ['email', 'name', 'mode', 'status', 'bounce_score']);
       }),

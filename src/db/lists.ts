@@ -52,15 +52,21 @@ export async function createList(db: Queryable, list: NewList): Promise<ListRow>
   return rows[0];
 }
 
-/** A list by full address, or by local part when that is unique (DESIGN §4). */
-export async function findList(db: Queryable, ref: string): Promise<ListRow> {
+/**
+ * A list by full address, or by local part when that is unique (DESIGN §4: LIST). With
+ * `mailDomain` (DESIGN §4: an ADDRESS without @ takes MAIL_DOMAIN), a local part names the list
+ * of that domain first, and only without one a list of another domain that is alone in having it.
+ */
+export async function findList(db: Queryable, ref: string, opts: { mailDomain?: string } = {}): Promise<ListRow> {
   const key = ref.trim().toLowerCase();
   if (!key) throw new InvalidInput('no list given');
+  const preferred = !key.includes('@') && opts.mailDomain ? `${key}@${opts.mailDomain.toLowerCase()}` : null;
   const { rows } = await db.query<ListRow>(
-    `select * from lists where address = $1 or ($2 and local_part = $1) order by id limit 2`,
-    [key, !key.includes('@')],
+    `select * from lists where address = $1 or ($2 and local_part = $1) order by address = $3 desc, id limit 2`,
+    [key, !key.includes('@'), preferred],
   );
   if (rows.length === 0) throw new NotFound(`no list ${ref}`, 'no_such_list');
+  if (preferred && rows[0].address === preferred) return rows[0];
   if (rows.length > 1) throw new InvalidInput(`"${ref}" names more than one list: give the full address (${rows.map((r) => r.address).join(', ')})`, 'ambiguous_list');
   return rows[0];
 }

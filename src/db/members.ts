@@ -57,8 +57,34 @@ export async function removeMember(db: Queryable, listId: number, email: string)
   return (rowCount ?? 0) > 0;
 }
 
-export async function listMembers(db: Queryable, listId: number): Promise<MemberRow[]> {
-  const { rows } = await db.query<MemberRow>('select * from members where list_id = $1 order by email', [listId]);
+export type RosterEntry = {
+  email: string;
+  name: string | null;
+  mode: DeliveryMode;
+  status: MemberStatus;
+  bounce_score: number;
+};
+
+/**
+ * A list's members as `listkeeper members` shows them: everyone with a member row, and as
+ * `pending` the addresses whose subscription waits for their confirmation (not yet expired) or
+ * for an owner's approval. Those live in subscription_requests until they are decided; a pending
+ * request of a former member shows instead of their `unsubscribed` row.
+ */
+export async function memberRoster(db: Queryable, listId: number): Promise<RosterEntry[]> {
+  const { rows } = await db.query<RosterEntry>(
+    `with pending as (
+       select distinct on (email) email, name, mode from subscription_requests
+        where list_id = $1 and action = 'subscribe' and (state = 'approval' or (state = 'confirm' and expires_at > now()))
+        order by email, created_at desc)
+     select m.email, m.name, m.mode, m.status, m.bounce_score from members m
+      where m.list_id = $1 and not (m.status = 'unsubscribed' and m.email in (select email from pending))
+     union all
+     select p.email, p.name, p.mode, 'pending', 0 from pending p
+      where not exists (select 1 from members m where m.list_id = $1 and m.email = p.email and m.status <> 'unsubscribed')
+     order by email`,
+    [listId],
+  );
   return rows;
 }
 
