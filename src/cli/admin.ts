@@ -15,7 +15,7 @@ export function registerAdminCommands(program: Command) {
   admin
     .command('create')
     .argument('<email>', 'address of the site administrator')
-    .option('--password <password>', 'set this password (at least 10 characters); without it a one-time login link is printed')
+    .option('--password <password>', 'set this password (at least 8 characters); without it a one-time login link is printed')
     .description('create a site administrator (or make an existing account one)')
     .action((address: string, o: { password?: string }) =>
       runCommand(async ({ cfg, db }) => {
