@@ -356,7 +356,10 @@ describe('hiding a message', () => {
     expect((await page('/lists/dev/2026-11.mbox')).text).not.toContain('Here is the plan');
     expect((await page('/lists/dev/')).text).toMatch(/2026-11<\/a><\/td><td class="num">5</);
     expect((await page('/message-id/plan-2@example.org')).text).not.toContain('In reply to:');
-    expect((await page(`/search?q=${encodeURIComponent('<plan-1@example.org>')}`)).status).toBe(200);
+    const byId = await page(`/search?q=${encodeURIComponent('<plan-1@example.org>')}`);
+    expect(byId.status).toBe(200);
+    expect(byId.text).toContain('No archived message that you can read has the Message-ID');
+    expect(byId.text).not.toContain('Release plan');
   });
 });
 

@@ -52,14 +52,18 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   const page = pageParam(req);
   let result: SearchResult | null = null;
   let noTerms = false;
+  let noSuchMessageId = false;
   if ((form.q || form.from) && errors.length === 0) {
     result = await searchMessages(db, {
       q: form.q || null, listIds, from: form.from || null, after, before,
       limit: PER_PAGE, offset: (page - 1) * PER_PAGE, cap: CAP,
     });
-    // Nothing found: say so plainly when the query had no searchable word at all.
+    // Nothing found: say so plainly when the query had no searchable word at all (a Message-ID
+    // has none: addresses are not indexed as words), without telling whether a hidden or
+    // unreadable message has that Message-ID.
     if (result.hits.length === 0 && form.q && !(await hasSearchTerms(db, form.q))) {
-      noTerms = true;
+      if (MESSAGE_ID.test(form.q)) noSuchMessageId = true;
+      else noTerms = true;
       result = null;
     }
   }
@@ -71,6 +75,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     form,
     errors,
     noTerms,
+    noSuchMessageId,
     searched: result !== null,
     list,
     capped: result?.capped ?? false,
