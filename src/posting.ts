@@ -50,7 +50,7 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
   const senders = batch.map((p) => (p.message.fromEmail || p.envelopeFrom || '').toLowerCase());
   const facts = await senderFacts(tx, batch.map((p, i) => ({ listId: p.list.id, email: senders[i] })));
   // Decide on the list's settings as committed now, not as the listener's cache last saw them.
-  const posts = batch.map((p, i) => (facts[i].list ? { ...p, list: facts[i].list } : p));
+  const posts = batch.map((p, i) => (facts[i].list ? { ...p, list: { ...p.list, ...facts[i].list } } : p));
   const decisions = posts.map((p, i) => decide(postFacts(p, senders[i], facts[i])));
 
   const outcomes: PostOutcome[] = new Array(posts.length);

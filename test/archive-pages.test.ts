@@ -411,8 +411,13 @@ describe('Last-Modified after hiding and showing again', () => {
     await db.pool.query(`update messages set hidden_at = hidden_at - interval '10 minutes', visibility_changed_at = visibility_changed_at - interval '10 minutes'
                           where message_id = 'lm-2@example.org'`);
     const whileHidden = await lastModified();
+    const rawHidden = await get('/message-id/raw/lm-2@example.org');
+    expect(rawHidden.status).toBe(410);
     await unhideMessage(db.pool, 'lm-2@example.org');
     await changedSince(whileHidden, true);
+    const rawBack = await get('/message-id/raw/lm-2@example.org', { 'if-modified-since': rawHidden.headers.get('last-modified')! });
+    expect(rawBack.status).toBe(200);
+    expect(await rawBack.text()).toContain('Second of two');
   });
 
   it('answers 410 with the reason for an attachment of a hidden message', async () => {

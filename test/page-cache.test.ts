@@ -79,6 +79,26 @@ it('never serves a page older than the archive, whichever process changed it', a
   expect(await month()).toContain('Second words');
 });
 
+it('keeps no page rendered while a change is counted but not yet committed', async () => {
+  const page = () => fetch(`${web.url}/message-id/first@example.org`);
+  expect((await page()).status).toBe(200);
+  expect((await page()).status).toBe(200);
+  const writer = await db.pool.connect();
+  try {
+    await writer.query('begin');
+    await hideMessage(writer, 'first@example.org', 'privacy', 'tester');
+    // The counter has moved, the change is not visible: readers get the page as committed...
+    for (let i = 0; i < 3; i++) expect((await page()).status).toBe(200);
+    await writer.query('commit');
+  } finally {
+    writer.release();
+  }
+  // ...and none of those renders is served once the change is visible.
+  expect((await page()).status).toBe(410);
+  await db.pool.query(`update messages set hidden_at = null, hidden_reason = null where message_id = 'first@example.org'`);
+  expect((await page()).status).toBe(200);
+});
+
 it('serves many readers of a kept page at once with one counter read per round, all current', async () => {
   const url = `${web.url}/message-id/first@example.org`;
   expect((await fetch(url)).status).toBe(200);

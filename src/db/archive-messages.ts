@@ -30,6 +30,8 @@ export interface ArchivedMessage {
   received_at: Date;
   hidden_reason: string | null;
   hidden_at: Date | null;
+  /** when it was last hidden or shown again (sql/0012) */
+  visibility_changed_at: Date | null;
   /** the lists it reached, with whether this reader may read each */
   lists: MessageList[];
 }
@@ -40,7 +42,7 @@ export async function archivedMessage(db: Queryable, messageId: string, reader: 
     name: 'archive-message',
     text: `select m.id, m.message_id, case when $4 then m.raw end as raw, m.size, m.subject, m.from_name, m.from_email, m.date,
             m.in_reply_to, m.thread_id, m.parent_id, case when $4 then m.body end as body, m.has_attachments, m.received_at,
-            m.hidden_reason, m.hidden_at,
+            m.hidden_reason, m.hidden_at, m.visibility_changed_at,
             coalesce((select json_agg(json_build_object(
                         'id', l.id, 'address', l.address, 'name', l.name, 'archive', l.archive,
                         'key', ${LIST_KEY},
@@ -96,7 +98,7 @@ export async function messagePage(db: Queryable, messageId: string, reader: Read
          from m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id),
      c as (select id from ls where readable order by (key = $4 or address = $4) desc, id limit 1)
      select m.id, m.message_id, m.raw, m.size, m.subject, m.from_name, m.from_email, m.date, m.in_reply_to, m.thread_id,
-            m.parent_id, m.body, m.has_attachments, m.received_at, m.hidden_reason, m.hidden_at,
+            m.parent_id, m.body, m.has_attachments, m.received_at, m.hidden_reason, m.hidden_at, m.visibility_changed_at,
             coalesce((select json_agg(ls order by ls.id) from ls), '[]') as lists,
             (select id from c) as list_id,
             (select ${pick} ${inThread} and x.id = m.parent_id) as parent,

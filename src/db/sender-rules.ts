@@ -37,9 +37,11 @@ export async function senderRules(db: Queryable, listId: number): Promise<Sender
 export interface SenderFacts {
   memberStatus: 'active' | 'pending' | 'disabled' | 'unsubscribed' | null;
   rules: SenderRuleRow[];
-  /** the list as it is now, in the caller's transaction (null if it was deleted) */
-  list: ListRow | null;
+  /** the list's posting settings as they are now, in the caller's transaction (null if it was deleted) */
+  list: PostingSettings | null;
 }
+
+export type PostingSettings = Pick<ListRow, 'post_policy' | 'max_message_size'>;
 
 /**
  * What moderation needs to know about posts, in one round trip for any number of them:
@@ -50,11 +52,12 @@ export interface SenderFacts {
  */
 export async function senderFacts(db: Queryable, asks: { listId: number; email: string }[]): Promise<SenderFacts[]> {
   if (asks.length === 0) return [];
-  type Row = ListRow & { member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] };
+  type Row = { list_id: number | null; post_policy: ListRow['post_policy']; max_message_size: number; member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] };
   const { rows } = await db.query<Row>({
-    // Named: parsed once per connection, as it runs for every batch of posts.
+    // Named: parsed once per connection, as it runs for every batch of posts. Named columns, not
+    // l.*: a prepared statement fails once its result type changes (a migration adding a column).
     name: 'sender_facts',
-    text: `select l.*, (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
+    text: `select l.id as list_id, l.post_policy, l.max_message_size, (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
                   coalesce((select json_agg(r order by r.email = x.email desc) from sender_rules r
                              where r.list_id = x.list_id and r.email in (x.email, x.domain)), '[]'::json) as rules
              from unnest($1::bigint[], $2::text[], $3::text[]) with ordinality x(list_id, email, domain, ord)
@@ -62,9 +65,9 @@ export async function senderFacts(db: Queryable, asks: { listId: number; email: 
             order by x.ord`,
     values: [asks.map((a) => a.listId), asks.map((a) => a.email), asks.map((a) => a.email.slice(Math.max(0, a.email.lastIndexOf('@'))))],
   });
-  return rows.map(({ member_status, rules, ...list }) => ({
-    memberStatus: member_status,
-    rules: rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
-    list: list.id === null ? null : list,
+  return rows.map((row) => ({
+    memberStatus: row.member_status,
+    rules: row.rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
+    list: row.list_id === null ? null : { post_policy: row.post_policy, max_message_size: row.max_message_size },
   }));
 }

@@ -40,14 +40,21 @@ export class CopyCache {
   async prepare(db: Queryable, rows: ClaimedRow[]): Promise<void> {
     this.evict();
     const missing = <K>(ids: (K | null)[], cache: Map<K, unknown>) => [...new Set(ids.filter((id): id is K => id !== null && !cache.has(id)))];
+    // Read now, used from this local map: other prepare() calls of the same worker run
+    // concurrently (a lane that misses a row while the next batch is claimed) and replace entries.
     const listIds = [...new Set(rows.flatMap((r) => (r.list_id === null ? [] : [r.list_id])))];
+    const fresh = new Map<number, CachedList>();
     if (listIds.length > 0) {
-      for (const id of listIds) this.lists.delete(id);
       for (const l of await listsByIds(db, listIds)) {
         const signer = l.dkim_domain && l.dkim_selector && l.dkim_private_key
           ? new DKIM({ domainName: l.dkim_domain, keySelector: l.dkim_selector, privateKey: l.dkim_private_key })
           : null;
-        this.lists.set(l.id, { value: { ...l, identity: { address: l.address, path: l.unique_local ? l.local_part : l.address, publicUrl: this.publicUrl }, signer }, at: Date.now() });
+        fresh.set(l.id, { ...l, identity: { address: l.address, path: l.unique_local ? l.local_part : l.address, publicUrl: this.publicUrl }, signer });
+      }
+      for (const id of listIds) {
+        const l = fresh.get(id);
+        if (l) this.lists.set(id, { value: l, at: Date.now() });
+        else this.lists.delete(id);
       }
     }
     const postKeys = new Map<string, { messageId: number; listId: number }>();
@@ -60,7 +67,7 @@ export class CopyCache {
       const sources = new Map((await messageSources(db, [...new Set([...postKeys.values()].map((k) => k.messageId))])).map((m) => [m.id, m]));
       for (const [key, { messageId, listId }] of postKeys) {
         const m = sources.get(messageId);
-        const list = this.lists.get(listId)?.value;
+        const list = fresh.get(listId);
         this.posts.set(key, { value: m && list ? await this.preparePost(db, m, list) : null, at: Date.now() });
       }
     }

@@ -173,7 +173,7 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
 export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const f = await findReadable(ctx, viewer, String(req.params.id));
-  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: f.m.hidden_at ?? f.m.received_at });
+  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: changedAt(f.m) });
   if (f.m.hidden_at) return sendRemoved(res, f.m);
   // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
   res.setHeader('Content-Type', isUtf8(f.m.raw) ? 'text/plain; charset=utf-8' : 'text/plain');
@@ -185,7 +185,7 @@ export async function attachment(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const f = await findReadable(ctx, viewer, String(req.params.id));
   if (f.m.hidden_at) {
-    setCacheHeaders(req, res, { restricted: f.restricted, lastModified: f.m.hidden_at });
+    setCacheHeaders(req, res, { restricted: f.restricted, lastModified: changedAt(f.m) });
     return sendRemoved(res, f.m);
   }
   const n = Number(req.params.n);
@@ -193,11 +193,16 @@ export async function attachment(ctx: WebContext, req: Request, res: Response) {
   const a = Number.isInteger(n) && n >= 1 ? parsed.attachments[n - 1] : undefined;
   if (!a) throw new NotFound('This message has no such attachment.', 'no_such_attachment');
   const served = attachmentHeaders(a.contentType, a.filename, `attachment-${n}`);
-  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: f.m.received_at });
+  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: changedAt(f.m) });
   res.set('Content-Type', served.contentType);
   res.set('Content-Disposition', served.disposition);
   res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");
   sendBody(req, res, a.content);
+}
+
+/** Last-Modified of a message's own URLs: its arrival, or its last hiding or showing again. */
+function changedAt(m: ArchivedMessage): Date {
+  return m.visibility_changed_at && m.visibility_changed_at > m.received_at ? m.visibility_changed_at : m.received_at;
 }
 
 /** 410 for the raw bytes or an attachment of a hidden message, with the reason. */

@@ -12,8 +12,10 @@ import { notModified } from './http.ts';
  * a page older than the archive: every entry is tagged with the archive's change counter
  * (sql/0011, bumped by triggers on list_messages, messages and lists, whichever process writes),
  * and a kept page is served only after a read of that counter begun after the request arrived
- * finds it unchanged. Concurrent hits share one such read (ArchiveVersion), so a busy cache costs
- * about one tiny query per round trip, not one per request.
+ * finds it unchanged. A read made while a change is in flight (counted but not yet committed) is
+ * not settled: the cache then neither serves nor keeps pages. Concurrent hits share one read
+ * (ArchiveVersion), so a busy cache costs about one tiny query per round trip, not one per
+ * request.
  *
  * Entries also expire after MAX_AGE_MS: with a read replica (DATABASE_READ_URL) pages are
  * rendered from the replica while the counter is read on the primary, so a page rendered before
@@ -64,14 +66,17 @@ export class PageCache {
     this.bytes = 0;
   }
 
-  /** Reads the counter; a change empties the cache, as every kept page is then older. */
-  private async current(): Promise<number> {
-    const v = await this.archive.read();
-    if (this.version === null || v > this.version) {
-      if (this.version !== null) this.clear();
-      this.version = v;
+  /**
+   * Reads the counter; a change empties the cache, as every kept page is then older. Null while a
+   * change is in flight: nothing may be served, and nothing rendered now may be kept.
+   */
+  private async current(): Promise<number | null> {
+    const { version, settled } = await this.archive.read();
+    if (this.version === null || version > this.version) {
+      this.clear();
+      this.version = settled ? version : null;
     }
-    return v;
+    return settled ? version : null;
   }
 
   /** Serves a kept page, or marks the request so that sendBody() offers its page back. */
@@ -88,7 +93,7 @@ export class PageCache {
       }
       this.current().then(
         (version) => {
-          if (hit.version !== version) return this.miss(res, key, version, next);
+          if (version === null || hit.version !== version) return this.miss(res, key, version, next);
           pageCacheRequests.inc({ result: 'hit' });
           this.entries.delete(key);
           this.entries.set(key, hit);
@@ -137,13 +142,19 @@ export class PageCache {
  * after the call, so it sees every change committed before it. Callers that arrive while a query
  * runs share the next one, so there are never more than two in flight.
  */
+interface Version {
+  version: number;
+  /** no change was in flight: every change counted is committed and visible */
+  settled: boolean;
+}
+
 class ArchiveVersion {
-  private running: Promise<number> | null = null;
-  private queued: Promise<number> | null = null;
+  private running: Promise<Version> | null = null;
+  private queued: Promise<Version> | null = null;
 
   constructor(private pool: pg.Pool) {}
 
-  read(): Promise<number> {
+  read(): Promise<Version> {
     if (!this.running) return this.start();
     this.queued ??= this.running.then(
       () => this.startQueued(),
@@ -152,15 +163,15 @@ class ArchiveVersion {
     return this.queued;
   }
 
-  private startQueued(): Promise<number> {
+  private startQueued(): Promise<Version> {
     this.queued = null;
     return this.start();
   }
 
-  private start(): Promise<number> {
+  private start(): Promise<Version> {
     const query = this.pool
-      .query<{ v: string }>('select case when is_called then last_value else 0 end as v from archive_changes')
-      .then((r) => Number(r.rows[0].v));
+      .query<{ version: string; settled: boolean }>('select version, settled from archive_version()')
+      .then((r) => ({ version: Number(r.rows[0].version), settled: r.rows[0].settled }));
     this.running = query;
     const done = () => {
       if (this.running === query) this.running = null;
