@@ -122,14 +122,13 @@ export interface FeedEntry {
   from_name: string;
   from_email: string;
   date: Date;
-  received_at: Date;
   body: string;
 }
 
 /** The latest messages of a list, for its Atom feed. */
 export async function latestMessages(db: Queryable, listId: number, limit: number, bodyChars = 4000): Promise<FeedEntry[]> {
   const { rows } = await db.query<FeedEntry>(
-    `select m.message_id, m.subject, m.from_name, m.from_email, m.date, m.received_at, left(m.body, $3) as body
+    `select m.message_id, m.subject, m.from_name, m.from_email, m.date, left(m.body, $3) as body
        from list_messages lm join messages m on m.id = lm.message_id
       where lm.list_id = $1 and m.hidden_at is null
       order by lm.date desc, lm.message_id desc limit $2`,

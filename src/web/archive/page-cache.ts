@@ -137,17 +137,17 @@ export class PageCache {
   }
 }
 
-/**
- * Reads of the archive change counter, shared: read() resolves with the result of a query begun
- * after the call, so it sees every change committed before it. Callers that arrive while a query
- * runs share the next one, so there are never more than two in flight.
- */
 interface Version {
   version: number;
   /** no change was in flight: every change counted is committed and visible */
   settled: boolean;
 }
 
+/**
+ * Reads of the archive change counter, shared: read() resolves with the result of a query begun
+ * after the call, so it sees every change committed before it. Callers that arrive while a query
+ * runs share the next one, so there are never more than two in flight.
+ */
 class ArchiveVersion {
   private running: Promise<Version> | null = null;
   private queued: Promise<Version> | null = null;
