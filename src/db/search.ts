@@ -1,3 +1,4 @@
+import { InvalidInput } from '../errors.ts';
 import { LIST_KEY } from './archive.ts';
 import type { Queryable } from './pool.ts';
 
@@ -51,10 +52,53 @@ export interface SearchResult {
   ranked: boolean;
 }
 
+/**
+ * What a visitor types, made safe for websearch_to_tsquery without changing what it finds.
+ * PostgreSQL keeps pending operators on a stack of 32 (tsquery.c); in websearch syntax only NOT
+ * (a '-' where a word may start) piles up there, and 33 of them fail with "tsquery stack too
+ * small", an internal error. A run of NOTs means what its parity says, so a run of more than two
+ * keeps its first one or two. Inside quotes a '-' is text: the quoted parts are left alone.
+ */
+// A run of '-' where a word may start: at the beginning, or after a space or an operator
+// character that websearch_to_tsquery skips (ISOPERATOR in tsquery.c).
+const NOT_RUN = /(^|[ \t\n\v\f\r!&|()<])((?:-[ \t\n\v\f\r!&|()<]*)+)/g;
+
+export function websearchText(q: string): string {
+  if (!q.includes('-')) return q;
+  return q
+    .split('"')
+    .map((part, i) => (i % 2 === 1 ? part : part.replace(NOT_RUN, (whole, before: string, run: string) => {
+      const dashes = [...run.matchAll(/-/g)].map((m) => m.index);
+      if (dashes.length <= 2) return whole;
+      const keep = dashes.length % 2 === 1 ? 1 : 2;
+      // The kept NOTs, then what followed the last one (the separator before the next word).
+      return before + run.slice(0, dashes[keep - 1] + 1) + run.slice(dashes[dashes.length - 1] + 1);
+    })))
+    .join('"');
+}
+
+/**
+ * PostgreSQL's refusals of a search's text (SQLSTATE 22 and 54: a word too long, a query too
+ * large; and the operator stack websearchText() guards against), as a 400 with a plain message.
+ */
+function searchRefused(err: unknown): unknown {
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const tsquery = typeof e.message === 'string' && /tsquery/.test(e.message);
+  if (code.startsWith('22') || code.startsWith('54') || (code === 'XX000' && tsquery)) {
+    return new InvalidInput('This search cannot be run: it has too many operators, or a word that is too long. Shorten it and try again.', 'bad_search');
+  }
+  return err;
+}
+
 /** Whether a websearch query has any word left once stop words are dropped. */
 export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean> {
-  const { rows } = await db.query<{ n: number }>(`select numnode(websearch_to_tsquery('listkeeper', $1)) as n`, [q]);
-  return rows[0].n > 0;
+  try {
+    const { rows } = await db.query<{ n: number }>(`select numnode(websearch_to_tsquery('listkeeper', $1)) as n`, [websearchText(q)]);
+    return rows[0].n > 0;
+  } catch (err) {
+    throw searchRefused(err);
+  }
 }
 
 /**
@@ -63,6 +107,14 @@ export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean>
  * planner sees it: for a common word it walks the date index, for a rare one it uses GIN.
  */
 export async function searchMessages(db: Queryable, s: SearchQuery): Promise<SearchResult> {
+  try {
+    return await runSearch(db, { ...s, q: s.q === null ? null : websearchText(s.q) });
+  } catch (err) {
+    throw searchRefused(err);
+  }
+}
+
+async function runSearch(db: Queryable, s: SearchQuery): Promise<SearchResult> {
   const byAddress = s.from && s.from.includes('@') ? s.from.trim().toLowerCase() : null;
   const byName = s.from && !byAddress ? `%${s.from.trim().replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
   const ranked = s.offset < s.cap;

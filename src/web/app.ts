@@ -14,6 +14,7 @@ import type { PageCache } from './archive/page-cache.ts';
 import { archiveRouter } from './archive/routes.ts';
 import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
+import { checkBody, checkUrl, refusedByDatabase } from './request-input.ts';
 import { sessionMiddleware } from './session.ts';
 import { subscriptionRouter } from './subscription-routes.ts';
 import { createViews } from './views.ts';
@@ -38,6 +39,8 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
   app.set('etag', 'strong');
+  // Before anything reads the URL: no route sees a path or query that is not clean UTF-8.
+  app.use(checkUrl);
 
   app.get('/healthz', async (_req, res) => {
     try {
@@ -56,13 +59,19 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   app.use(
     helmet({
       contentSecurityPolicy: {
-        directives: { 'default-src': ["'self'"], 'img-src': ["'self'", 'data:'], 'style-src': ["'self'", "'unsafe-inline'"], 'script-src': ["'self'"], 'form-action': ["'self'"], 'frame-ancestors': ["'none'"] },
+        directives: {
+          'default-src': ["'self'"], 'img-src': ["'self'", 'data:'], 'style-src': ["'self'", "'unsafe-inline'"], 'script-src': ["'self'"], 'form-action': ["'self'"], 'frame-ancestors': ["'none'"],
+          // Only a site served over https may ask browsers to upgrade: over plain http the upgraded
+          // stylesheet and form URLs point at a port that does not speak TLS, and every page breaks.
+          'upgrade-insecure-requests': cfg.publicUrl.startsWith('https:') ? [] : null,
+        },
       },
       crossOriginEmbedderPolicy: false,
     }),
   );
   app.use('/static', express.static(PUBLIC_DIR, { maxAge: '1h' }));
   app.use(express.urlencoded({ extended: false, limit: '5mb' }));
+  app.use(checkBody);
   app.use(sessionMiddleware(ctx));
   // After the session: only anonymous readers are served from the page cache.
   if (opts.pageCache) app.use(opts.pageCache.middleware());
@@ -73,6 +82,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
 
   app.use((req, res) => render(ctx.views, req, res, 'error.njk', { title: 'Not found', message: 'There is no page at this address.' }, 404));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    err = refusedByDatabase(req, err) ?? err;
     if (isAppError(err)) {
       return render(ctx.views, req, res, 'error.njk', { title: 'Error', message: err.message }, err.status);
     }

@@ -37,7 +37,8 @@ export function email(label: string, value: string): string {
   return e;
 }
 
+/** A whole number from 1 up, small enough for a bigint id (ids in URLs are typed by strangers). */
 export function positiveInt(value: string, fallback: number): number {
   const n = Number(value);
-  return Number.isInteger(n) && n > 0 ? n : fallback;
+  return Number.isSafeInteger(n) && n > 0 ? n : fallback;
 }

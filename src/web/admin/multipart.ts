@@ -1,5 +1,6 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { InvalidInput } from '../../errors.ts';
+import { checkBody } from '../request-input.ts';
 
 /**
  * multipart/form-data for the one form that uploads a file (members from a CSV file). The body is
@@ -34,6 +35,8 @@ export function multipartForm() {
       req.files = files;
       next();
     },
+    // The text fields, as for urlencoded forms (app.ts); uploaded files are read by their own parser.
+    checkBody,
   ];
 }
 

@@ -1,9 +1,12 @@
 import type { Request, Response } from 'express';
 import { archivedMessage } from '../../db/archive-messages.ts';
 import { hasSearchTerms, searchMessages, type SearchResult } from '../../db/search.ts';
+import type { ReaderList } from '../../db/archive.ts';
+import type { Queryable } from '../../db/pool.ts';
+import { InvalidInput, NotFound } from '../../errors.ts';
 import { normalizeMessageId } from '../../mail/message-id.ts';
 import type { WebContext } from '../app.ts';
-import { viewerOf } from '../viewer.ts';
+import { viewerOf, type Viewer } from '../viewer.ts';
 import { readableList, readableLists, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';
 import { authorName, excerptHtml, listHref, messageHref, shownSubject } from './present.ts';
@@ -24,7 +27,8 @@ function text(v: unknown, max = 500): string {
 function day(v: string, name: string, errors: string[]): Date | null {
   if (!v) return null;
   const d = new Date(`${v}T00:00:00Z`);
-  if (!DAY.test(v) || Number.isNaN(d.getTime())) {
+  // A day that exists (not 2024-02-30), in years PostgreSQL and the day after it can hold.
+  if (!DAY.test(v) || Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== v || d.getUTCFullYear() < 1000 || d.getUTCFullYear() > 9998) {
     errors.push(`"${name}" must be a date like 2024-01-31.`);
     return null;
   }
@@ -47,7 +51,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     if (m && !m.hidden_at && m.lists.some((l) => l.readable)) return res.redirect(302, messageHref(m.message_id));
   }
 
-  const list = form.list ? await readableList(db, viewer, form.list) : null;
+  const list = form.list ? await listFilter(db, viewer, form.list, errors) : null;
   const listIds = list ? [list.id] : await readableLists(db, viewer);
   const page = pageParam(req);
   let result: SearchResult | null = null;
@@ -92,5 +96,20 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
       listHref: listHref(h.list_key),
     })),
     pager: result && (result.capped || !result.ranked) ? pager(req, page, null, PER_PAGE, more) : pager(req, page, total, PER_PAGE),
-  }, { restricted: list ? list.archive !== 'public' : Boolean(viewer) });
+  }, { restricted: list ? list.archive !== 'public' : Boolean(viewer) }, errors.length > 0 ? 400 : 200);
+}
+
+/**
+ * The list filter: a list this reader may read. One that does not exist (or is private to this
+ * reader, which must look the same) is a mistake in the form; a members-only archive still
+ * answers 403, as its own pages do.
+ */
+async function listFilter(db: Queryable, viewer: Viewer | null, ref: string, errors: string[]): Promise<ReaderList | null> {
+  try {
+    return await readableList(db, viewer, ref);
+  } catch (err) {
+    if (!(err instanceof NotFound) && !(err instanceof InvalidInput)) throw err;
+    errors.push(err instanceof NotFound ? `There is no list "${ref}" to search.` : err.message);
+    return null;
+  }
 }

@@ -1,0 +1,85 @@
+import type { NextFunction, Request, Response } from 'express';
+import { InvalidInput, isAppError } from '../errors.ts';
+import { log } from '../log.ts';
+import { webRefusals } from './web-metrics.ts';
+
+/**
+ * Where the web checks what a visitor typed, before any route sees it: a request whose path or
+ * query string is not well-formed percent-encoded UTF-8, or carries a NUL (which PostgreSQL text
+ * cannot hold), is refused with 400; so is a form field with a NUL. Handlers can then pass
+ * strings to queries without each checking them again.
+ *
+ * Behind it, refusedByDatabase() is the net for what gets through anyway: PostgreSQL's data
+ * exceptions (SQLSTATE class 22: a value out of range, a bad date) and program limits (class 54:
+ * a word too long for a tsquery) are caused by the value a visitor sent, so they are a 400 with
+ * a plain message, never a 500. Every refusal is logged and counted.
+ */
+
+const NUL = '\u0000';
+
+/** Whether a piece of a URL decodes to UTF-8 without NUL ('+' is a space in query strings). */
+function cleanComponent(part: string): boolean {
+  if (!part.includes('%')) return true;
+  if (/%00/.test(part)) return false;
+  try {
+    decodeURIComponent(part);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The path and each query name and value, split as Express splits them. */
+function urlProblem(url: string): string | null {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  if (!cleanComponent(path)) return 'path';
+  if (q < 0) return null;
+  for (const pair of url.slice(q + 1).split('&')) {
+    for (const piece of pair.split('=')) if (!cleanComponent(piece.replace(/\+/g, ' '))) return 'query';
+  }
+  return null;
+}
+
+/** Any string in a parsed form body (strings, arrays of them, nested objects) that holds a NUL. */
+export function bodyHasNul(body: unknown, depth = 0): boolean {
+  if (typeof body === 'string') return body.includes(NUL);
+  if (depth > 5 || body === null || typeof body !== 'object' || Buffer.isBuffer(body)) return false;
+  for (const [k, v] of Object.entries(body)) if (k.includes(NUL) || bodyHasNul(v, depth + 1)) return true;
+  return false;
+}
+
+function refuse(req: Request, reason: string, detail: string): InvalidInput {
+  webRefusals.inc({ reason });
+  log.warn({ url: req.originalUrl.slice(0, 300), method: req.method, ip: req.ip, reason }, 'web request refused');
+  return new InvalidInput(detail, 'bad_request');
+}
+
+/** Refuses a path or query string that is not clean UTF-8, or that carries a NUL. */
+export function checkUrl(req: Request, _res: Response, next: NextFunction) {
+  const problem = urlProblem(req.originalUrl);
+  if (!problem) return next();
+  next(refuse(req, `bad_${problem}`, `This address is not valid: its ${problem === 'path' ? 'path' : 'query string'} must be UTF-8 without NUL characters (%00).`));
+}
+
+/** Refuses a form whose fields carry a NUL; runs after the body parsers. */
+export function checkBody(req: Request, _res: Response, next: NextFunction) {
+  if (!bodyHasNul(req.body)) return next();
+  next(refuse(req, 'bad_form', 'This form holds a NUL character (%00), which no field may contain.'));
+}
+
+// SQLSTATE classes that come from the value of an input: data exception, program limit exceeded.
+const INPUT_CLASSES = new Set(['22', '54']);
+
+/**
+ * An error from PostgreSQL that the request's own input caused, as a 400 to send instead of a
+ * 500; null for anything else (those stay 500s: they are ours to fix).
+ */
+export function refusedByDatabase(req: Request, err: unknown): InvalidInput | null {
+  if (isAppError(err) || !(err instanceof Error)) return null;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || code.length !== 5 || !INPUT_CLASSES.has(code.slice(0, 2))) return null;
+  webRefusals.inc({ reason: `sqlstate_${code}` });
+  log.warn({ url: req.originalUrl.slice(0, 300), method: req.method, code, message: err.message }, 'web request refused by the database');
+  return new InvalidInput('A value in this request is out of the range this site can take (a number too large, a date out of range, or a word too long).', 'bad_request');
+}

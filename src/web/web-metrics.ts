@@ -1,0 +1,18 @@
+import client from 'prom-client';
+import { registry } from '../metrics.ts';
+
+/** Counters of the web role, served at /metrics with the others (summed over web processes). */
+
+export const webRefusals = new client.Counter({
+  name: 'listkeeper_web_refused_requests_total',
+  help: 'Web requests answered 400 because of their input (bad encoding, NUL, a value PostgreSQL refused), by reason',
+  labelNames: ['reason'],
+  registers: [registry],
+});
+
+export const parsedMessageRequests = new client.Counter({
+  name: 'listkeeper_parsed_message_requests_total',
+  help: 'Message pages and attachments that needed a MIME parse: served from the parse cache (hit), by joining a parse in flight (shared), or by parsing (miss)',
+  labelNames: ['result'],
+  registers: [registry],
+});

@@ -1,0 +1,158 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upsertAccount } from '../src/db/accounts.ts';
+import { hashPassword } from '../src/db/credentials.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { loggedIn, WebClient } from './helpers/browser.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { archive, mail, newList } from './fixtures/archive/seed.ts';
+
+/**
+ * Issue 10, item 8: the web never answers 500 to what a visitor sends. Odd paths, queries and
+ * forms get a 400 (or the page's own 404), are logged and counted, and the server goes on.
+ */
+let db: TestDatabase;
+let web: RunningWeb;
+let admin: WebClient;
+
+const get = (path: string, headers: Record<string, string> = {}) => fetch(`${web.url}${path}`, { redirect: 'manual', headers });
+
+/** Percent-encodes bytes, every one of them: any byte sequence, valid UTF-8 or not. */
+const percent = (bytes: Uint8Array) => [...bytes].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
+/** Any JavaScript string as its UTF-8 bytes (a lone surrogate becomes U+FFFD, as a browser sends it). */
+const utf8 = (s: string) => percent(Buffer.from(s, 'utf8'));
+
+async function refusals(): Promise<number> {
+  const text = await (await get('/metrics')).text();
+  return [...text.matchAll(/^listkeeper_web_refused_requests_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  const dev = await newList(db.pool, 'dev@lists.example.org');
+  await newList(db.pool, 'secret@lists.example.org', 'private');
+  await archive(db.pool, dev, mail({ id: 'hello@example.org', subject: 'Hello world', body: 'Vacuum freezes old tuples.\n', date: 'Mon, 02 Nov 2026 10:00:00 +0000' }));
+  await upsertAccount(db.pool, 'root@example.org', { passwordHash: await hashPassword('correct horse battery'), siteAdmin: true });
+  admin = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
+});
+
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+
+describe('search text that PostgreSQL cannot parse as it stands', () => {
+  it('runs a search that starts with 33 or more dashes, and finds what the words ask for', async () => {
+    for (const n of [33, 40, 200]) {
+      const res = await get(`/search?q=${'-'.repeat(n)}`);
+      expect(res.status, `${n} dashes`).toBe(200);
+    }
+    // An even run of NOTs is no NOT; an odd one is one.
+    const even = await (await get(`/search?q=${'-'.repeat(40)}vacuum`)).text();
+    expect(even).toContain('/message-id/hello@example.org');
+    const odd = await (await get(`/search?q=hello+${'-'.repeat(41)}vacuum`)).text();
+    expect(odd).not.toContain('/message-id/hello@example.org');
+    const spaced = await (await get(`/search?q=${encodeURIComponent('- '.repeat(50))}vacuum`)).text();
+    expect(spaced).toContain('/message-id/hello@example.org');
+  });
+
+  it('answers a word too long for a tsquery with 400 and a plain message', async () => {
+    const res = await get(`/search?q=${encodeURIComponent('\u{1F600}'.repeat(600))}`);
+    expect([200, 400]).toContain(res.status);
+    expect(await res.text()).not.toMatch(/Internal error/);
+  });
+});
+
+describe('NUL and broken encodings', () => {
+  const urls = [
+    '/search?q=%00', '/search?q=a%00b', '/search?list=%00', '/search?from=%00', '/search?from=a%00@b.c', '/search?after=%00', '/search?q=%ff', '/search?q=%e2%82',
+    '/message-id/%00', '/message-id/a%00b@example.org', '/message-id/raw/%00', '/message-id/attachment/%00/1/x', '/message-id/%ff@x',
+    '/lists/%00', '/lists/%00/', '/lists/dev/%00', '/lists/%00/2026-11/', '/lists/%00/subscribe', '/lists/%ff/', '/lists/dev/thread/1%00',
+    '/u/%00', '/confirm/%00', '/login/link/%00', '/login?next=%00', '/?page=%00', '/search?q=hello&x=%00', '/search?%00=1',
+  ];
+  it.each(urls)('%s is a 400, not a 500', async (url) => {
+    const res = await get(url);
+    expect(res.status).toBe(400);
+    expect(await res.text()).toMatch(/not valid|NUL/);
+  });
+
+  const adminUrls = [
+    '/admin/lists/%00/', '/admin/lists/%00/settings', '/admin/lists/dev/members?q=%00', '/admin/lists/dev/members/%00',
+    '/admin/lists/dev/members/a%00b@example.org', '/admin/lists/dev/messages?q=%00', '/admin/audit?q=%00',
+  ];
+  it.each(adminUrls)('%s (admin) is a 400, not a 500', async (url) => {
+    expect((await admin.get(url)).status).toBe(400);
+  });
+
+  it('refuses a form field holding a NUL with 400, before anything reads it', async () => {
+    const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.40' });
+    expect((await c.post('/login', { email: 'root@example.org\u0000', password: 'x' })).status).toBe(400);
+    expect((await c.post('/login/link', { email: 'a\u0000@example.org' })).status).toBe(400);
+    expect((await c.post('/lists/dev/subscribe', { email: 'a@example.org', name: 'A\u0000' })).status).toBe(400);
+    expect((await admin.post('/admin/lists/dev/members/add', { email: 'new@example.org', name: 'N\u0000' })).status).toBe(400);
+    const form = new FormData();
+    form.set('text', 'x\u0000@example.org');
+    expect((await admin.postMultipart('/admin/lists/dev/members/add', form)).status).toBe(400);
+  });
+
+  it('logs and counts every refusal', async () => {
+    const before = await refusals();
+    await get('/search?q=%00');
+    await get('/lists/%ff/');
+    expect(await refusals()).toBe(before + 2);
+  });
+});
+
+describe('odd values on every public route', () => {
+  const odd = [
+    '/?page=99999999999', '/?page=100000', '/?page=-1', '/?page=1e3', '/?page=a&page=b',
+    '/search?q=a&q=b', '/search?q[]=a', '/search?q[x]=a', '/search?page=100000&q=hello', '/search?page=99999999999999999999',
+    `/search?q=${'x'.repeat(6000)}`, `/search?from=${'x'.repeat(6000)}`, `/search?list=${'x'.repeat(6000)}`,
+    '/search?after=0000-01-01', '/search?before=9999-12-31', '/search?after=2026-02-30', '/search?after=-001-01-01', '/search?before=1969-12-31&q=hello',
+    '/search?q=%', '/search?q=%zz', '/search?q=%%%', '/search?from=%5C', '/search?from=%25_%5C%25',
+    '/lists/dev/?page=99999999999', '/lists/dev/2026-11/?page=100000', '/lists/dev/2026-11/?page=1e9', '/lists/dev/0000-00/', '/lists/dev/9999-12.mbox',
+    '/lists/dev/thread/999999999999999', '/lists/dev/thread/99999999999999999999', '/lists/dev/thread/1.mbox?page=2',
+    `/lists/${'x'.repeat(5000)}/`, `/message-id/${'x'.repeat(5000)}@example.org`, `/message-id/raw/${'x'.repeat(5000)}`,
+    '/message-id/attachment/hello@example.org/99999999999999999999/x', '/message-id/attachment/hello@example.org/-1/x', '/message-id/hello@example.org?list=%25&view=%3C',
+    '/message-id/%', '/message-id/%3C%3E', '/message-id/%3C', '/lists/%', '/lists/dev/%zz', '/u/x', `/u/${'x'.repeat(5000)}`, `/confirm/${'a'.repeat(5000)}`,
+  ];
+  it.each(odd)('%s is answered without a 500', async (url) => {
+    const res = await get(url);
+    expect(res.status, url.slice(0, 80)).toBeLessThan(500);
+  });
+
+  it('refuses a huge admin id with 404, not a database error', async () => {
+    expect((await admin.get('/admin/lists/dev/held/99999999999999999999')).status).toBe(404);
+  });
+});
+
+describe('search input, by property', () => {
+  // Strings that stress websearch syntax, mixed with anything at all.
+  const operators = fc.array(fc.constantFrom('-', '- ', '-!', '"', ' or ', '!', '(', ')', '<', '<->', '&', '|', ':*', '\\', "'", 'a', 'vacuum', ' ', '\t', '\u00a0', '%'), { maxLength: 120 }).map((a) => a.join(''));
+  const anything = fc.oneof(fc.string({ unit: 'binary', maxLength: 80 }), operators, fc.string({ unit: 'grapheme', maxLength: 40 }));
+  const field = fc.constantFrom('q', 'list', 'from', 'after', 'before');
+
+  it('answers any string as q, list, from, after or before with 200 or 400', async () => {
+    await fc.assert(
+      fc.asyncProperty(field, anything, fc.boolean(), async (name, value, withQ) => {
+        const extra = withQ && name !== 'q' ? '&q=vacuum' : '';
+        const res = await get(`/search?${name}=${utf8(value)}${extra}`);
+        await res.arrayBuffer();
+        return res.status === 200 || res.status === 400;
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('answers any bytes at all in the query string with 200 or 400', async () => {
+    await fc.assert(
+      fc.asyncProperty(field, fc.uint8Array({ maxLength: 40 }), async (name, bytes) => {
+        const res = await get(`/search?${name}=${percent(bytes)}`);
+        await res.arrayBuffer();
+        return res.status === 200 || res.status === 400;
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
