@@ -156,3 +156,37 @@ describe('search input, by property', () => {
     );
   });
 });
+
+describe('every route, by property', () => {
+  const publicRoutes = [
+    '/lists/{}/', '/lists/dev/{}/', '/lists/dev/{}', '/lists/dev/thread/{}', '/lists/{}/feed.atom', '/lists/dev/{}.mbox', '/message-id/{}', '/message-id/raw/{}',
+    '/message-id/attachment/{}/1/x', '/message-id/attachment/hello@example.org/{}/x', '/lists/{}/subscribe', '/u/{}', '/confirm/{}', '/login/link/{}',
+    '/login/reset/{}', '/?page={}', '/lists/dev/2026-11/?page={}', '/message-id/hello@example.org?view={}&images={}&list={}', '/login?next={}&email={}',
+  ];
+  const adminRoutes = [
+    '/admin/lists/{}/', '/admin/lists/dev/members?q={}&mode={}&status={}&page={}', '/admin/lists/dev/members/{}', '/admin/lists/dev/held/{}',
+    '/admin/lists/dev/messages?q={}&page={}', '/admin/audit?page={}', '/admin/lists/dev/audit?page={}', '/admin/lists/{}/settings', '/admin/lists/dev/requests?page={}',
+  ];
+  const value = fc.oneof(fc.string({ unit: 'binary', maxLength: 60 }), fc.constantFrom('0', '-1', '1e999', '99999999999999999999', '', '..', '%', 'NaN', '[]', 'dev', 'hello@example.org'));
+
+  it('answers any value in any public route without a 500', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...publicRoutes), value, async (route, v) => {
+        const res = await get(route.replaceAll('{}', utf8(v)));
+        await res.arrayBuffer();
+        return res.status < 500;
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('answers any value in any admin route without a 500', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...adminRoutes), value, async (route, v) => {
+        const res = await admin.get(route.replaceAll('{}', utf8(v)));
+        return res.status < 500;
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
