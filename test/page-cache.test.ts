@@ -113,6 +113,41 @@ it('serves many readers of a kept page at once with one counter read per round, 
   await db.pool.query(`update messages set hidden_at = null, hidden_reason = null where message_id = 'first@example.org'`);
 });
 
+it('serves a page asked for with unknown query parameters from the same entry, whatever their order', async () => {
+  const base = `${web.url}/message-id/first@example.org`;
+  // Warm the entry (the first render after a change is tagged with the older counter).
+  for (let i = 0; i < 2; i++) await (await fetch(base)).text();
+  const before = await counts();
+  const kept = await (await fetch(base)).text();
+  for (const extra of ['?utm_source=feed', '?x=1&y=2', `?nocache=${Date.now()}`, '?utm_source=a&utm_medium=b']) {
+    const res = await fetch(`${base}${extra}`);
+    expect(res.status, extra).toBe(200);
+    expect(await res.text(), extra).toBe(kept);
+  }
+  const after = await counts();
+  expect(after.hit - before.hit).toBe(5);
+  expect(after.miss - before.miss).toBe(0);
+
+  // Known parameters still make their own page, in whatever order they come.
+  const html = `${base}?view=text&list=dev`;
+  for (let i = 0; i < 2; i++) await (await fetch(html)).text();
+  const mid = await counts();
+  expect((await fetch(`${base}?list=dev&junk=1&view=text`)).status).toBe(200);
+  expect((await counts()).hit - mid.hit).toBe(1);
+});
+
+it('never lets a parameter a visitor added into the links of a kept page', async () => {
+  for (let i = 0; i < 30; i++) {
+    const raw = Buffer.from(message({ id: `many-${i}@example.org`, subject: `Many words ${i}` }));
+    await archiveMessage(db.pool, dev.id, raw, await parse(raw));
+  }
+  const page = await (await fetch(`${web.url}/search?q=many&evil=%22onmouseover&page=1`)).text();
+  expect(page).toContain('page=2');
+  expect(page).not.toContain('evil');
+  const again = await (await fetch(`${web.url}/search?q=many`)).text();
+  expect(again).not.toContain('evil');
+});
+
 it('never keeps what is not public: restricted archives, logged-in readers, errors', async () => {
   const before = await counts();
   for (let i = 0; i < 2; i++) expect((await fetch(`${web.url}/message-id/hush@example.org`)).status).toBe(404);

@@ -24,6 +24,8 @@ export interface WebContext {
   db: Database;
   cfg: Config;
   views: nunjucks.Environment;
+  /** rendered public archive pages (PAGE_CACHE_MB > 0); archive routes consult it */
+  pageCache?: PageCache;
 }
 
 const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../public');
@@ -34,7 +36,7 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
  * which starts and stops its LISTEN connection) serves public archive pages again.
  */
 export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache } = {}): express.Express {
-  const ctx: WebContext = { db, cfg, views: createViews() };
+  const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache };
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
@@ -73,8 +75,6 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   app.use(express.urlencoded({ extended: false, limit: '5mb' }));
   app.use(checkBody);
   app.use(sessionMiddleware(ctx));
-  // After the session: only anonymous readers are served from the page cache.
-  if (opts.pageCache) app.use(opts.pageCache.middleware());
 
   app.use(subscriptionRouter(ctx));
   app.use(archiveRouter(ctx));

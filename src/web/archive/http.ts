@@ -96,14 +96,30 @@ export interface Pager {
 }
 
 /**
- * Links to the neighbouring pages, keeping the other query parameters. `total` null means
- * unknown: `more` then says whether a next page exists.
+ * The query parameters an archive page reads, declared by its route (routes.ts): the page cache
+ * keys pages by these alone, and links to other pages of it carry these alone.
+ */
+export function declareQuery(params: readonly string[]) {
+  return (_req: Request, res: Response, next: () => void) => {
+    res.locals.queryParams = params;
+    next();
+  };
+}
+
+/**
+ * Links to the neighbouring pages, keeping the page's other declared query parameters (never
+ * one a visitor added: a kept page is shown to everyone). `total` null means unknown: `more`
+ * then says whether a next page exists.
  */
 export function pager(req: Request, page: number, total: number | null, perPage: number, more = false): Pager {
   const pages = total === null ? null : Math.max(1, Math.ceil(total / perPage));
+  const declared = (req.res?.locals.queryParams ?? []) as readonly string[];
   const link = (p: number) => {
     const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(req.query)) if (k !== 'page' && typeof v === 'string') q.set(k, v);
+    for (const k of declared) {
+      const v = req.query[k];
+      if (k !== 'page' && typeof v === 'string') q.set(k, v);
+    }
     if (p > 1) q.set('page', String(p));
     const s = q.toString();
     return `${req.path}${s ? `?${s}` : ''}`;

@@ -20,6 +20,10 @@ import { notModified } from './http.ts';
  * Entries also expire after MAX_AGE_MS: with a read replica (DATABASE_READ_URL) pages are
  * rendered from the replica while the counter is read on the primary, so a page rendered before
  * the replica replayed a change would otherwise stay stale until the next change.
+ *
+ * A page is kept under its path and the query parameters it reads (declared by its route, in a
+ * fixed order): anything else in the query string (?utm_source=…, a cache buster) neither makes
+ * a new entry nor bypasses the cache.
  */
 const MAX_AGE_MS = 10_000;
 /** Bigger bodies (an mbox download, a large raw message) are not worth the memory. */
@@ -79,11 +83,14 @@ export class PageCache {
     return settled ? version : null;
   }
 
-  /** Serves a kept page, or marks the request so that sendBody() offers its page back. */
-  middleware(): RequestHandler {
+  /**
+   * Serves a kept page, or marks the request so that sendBody() offers its page back. `params`
+   * are the query parameters the page reads; the key keeps only those.
+   */
+  middleware(params: readonly string[]): RequestHandler {
     return (req: Request, res: Response, next: NextFunction) => {
       if ((req.method !== 'GET' && req.method !== 'HEAD') || viewerOf(req)) return next();
-      const key = req.originalUrl;
+      const key = pageKey(req.originalUrl, params);
       const hit = this.entries.get(key);
       if (!hit || Date.now() - hit.at >= MAX_AGE_MS) {
         // Without a counter value yet (the database was down at start) nothing can be kept: ask.
@@ -179,6 +186,19 @@ class ArchiveVersion {
     query.then(done, done);
     return query;
   }
+}
+
+/**
+ * The cache key of a URL: its path, then the parameters the page reads, sorted by name (the
+ * values of a repeated one in their order), each as URLSearchParams writes it.
+ */
+export function pageKey(url: string, params: readonly string[]): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const kept = [...new URLSearchParams(url.slice(q + 1))].filter(([name]) => params.includes(name));
+  if (kept.length === 0) return url.slice(0, q);
+  kept.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return `${url.slice(0, q)}?${new URLSearchParams(kept).toString()}`;
 }
 
 /** Offers a sent page to the cache that marked the request, if any (see sendBody). */
