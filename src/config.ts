@@ -32,6 +32,7 @@ const schema = z.object({
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
+  MESSAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
   RELAY_URL: url(['smtp:', 'smtps:']).optional(),
   DATA_DIR: z.string().min(1).default('./data'),
@@ -59,8 +60,9 @@ export interface Config {
   /**
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
    * processes: web processes sharing the port (src/web/processes.ts); 1 serves from `serve` itself.
+   * messageCacheMb: parsed messages kept in memory (per process) for their pages and attachments.
    */
-  web: { host: string; port: number; pageCacheMb: number; processes: number };
+  web: { host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number };
   relayUrl?: string;
   dataDir: string;
   logLevel: string;
@@ -100,7 +102,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     mailDomain: e.MAIL_DOMAIN.toLowerCase(),
     publicUrl: e.PUBLIC_URL.replace(/\/+$/, ''),
     smtp: { host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE },
-    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES },
+    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
     relayUrl: e.RELAY_URL,
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,

@@ -11,6 +11,7 @@ import { outboxDepth } from '../db/outbox.ts';
 import { registry, setOutboxDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
+import { ParsedMessages } from './archive/parsed-messages.ts';
 import { archiveRouter } from './archive/routes.ts';
 import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
@@ -26,6 +27,8 @@ export interface WebContext {
   views: nunjucks.Environment;
   /** rendered public archive pages (PAGE_CACHE_MB > 0); archive routes consult it */
   pageCache?: PageCache;
+  /** messages parsed once for their pages and attachments (MESSAGE_CACHE_MB) */
+  parsedMessages: ParsedMessages;
 }
 
 const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../public');
@@ -33,10 +36,12 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 /**
  * The HTTP app. Routers mount in order: readers' archive, subscription links from mail, then the
  * accounts and admin panel. Health and metrics need no session. `pageCache` (owned by WebServer,
- * which starts and stops its LISTEN connection) serves public archive pages again.
+ * which starts and stops its LISTEN connection) serves public archive pages again;
+ * `parsedMessages` (also WebServer's, which stops its parse thread) keeps parsed messages.
  */
-export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache } = {}): express.Express {
-  const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache };
+export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache; parsedMessages?: ParsedMessages } = {}): express.Express {
+  const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024);
+  const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages };
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');

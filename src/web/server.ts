@@ -5,11 +5,13 @@ import type { Database } from '../db/database.ts';
 import { log } from '../log.ts';
 import { createApp } from './app.ts';
 import { PageCache } from './archive/page-cache.ts';
+import { ParsedMessages } from './archive/parsed-messages.ts';
 
 /** The web listener with start() and an idempotent stop() that lets requests in flight finish. */
 export class WebServer {
   private server?: http.Server;
   private pageCache?: PageCache;
+  private parsedMessages?: ParsedMessages;
 
   constructor(private db: Database, private cfg: Config, private opts: { host: string; port: number } = cfg.web) {}
 
@@ -18,7 +20,8 @@ export class WebServer {
       this.pageCache = new PageCache(this.db.pool, this.cfg.web.pageCacheMb * 1024 * 1024);
       await this.pageCache.start();
     }
-    const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache }));
+    this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024);
+    const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }));
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -39,5 +42,6 @@ export class WebServer {
       server.closeIdleConnections();
     });
     await this.pageCache?.stop();
+    await this.parsedMessages?.stop();
   }
 }

@@ -16,3 +16,10 @@ export const parsedMessageRequests = new client.Counter({
   labelNames: ['result'],
   registers: [registry],
 });
+
+export const messageParses = new client.Counter({
+  name: 'listkeeper_message_parses_total',
+  help: 'MIME parses made for message pages and attachments, by where they ran: the parse thread (large messages) or the web process',
+  labelNames: ['where'],
+  registers: [registry],
+});

@@ -6,12 +6,13 @@ import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
 import { messageIdPath, normalizeMessageId } from '../../mail/message-id.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
-import { parse, type ParsedMessage } from '../../mail/parse.ts';
+import type { ParsedMessage } from '../../mail/parse.ts';
 import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
 import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-body.ts';
 import type { WebContext } from '../app.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
 import { readerOf } from './access.ts';
+import { messageAtFault } from './parsed-messages.ts';
 import { sendBody, sendPage, setCacheHeaders } from './http.ts';
 import { authorFull, listHref, messageHref, messageLink, shownSubject } from './present.ts';
 
@@ -27,9 +28,9 @@ interface Found {
   restricted: boolean;
 }
 
-async function findReadable(ctx: WebContext, viewer: Viewer | null, param: string): Promise<Found> {
+async function findReadable(ctx: WebContext, viewer: Viewer | null, param: string, withRaw = true): Promise<Found> {
   const id = normalizeMessageId(param);
-  return readable(id ? await archivedMessage(ctx.db.readPool, id, readerOf(viewer), true) : null, viewer);
+  return readable(id ? await archivedMessage(ctx.db.readPool, id, readerOf(viewer), withRaw) : null, viewer);
 }
 
 /** The message if one of its lists is readable by this viewer; otherwise 404, or 403 for a members list. */
@@ -66,7 +67,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
   const m = f.m;
   const nb = data!;
   const list = f.lists.find((l) => l.id === nb.list_id) ?? f.lists[0];
-  const parsed = await messageView(m, req.query.view === 'html');
+  const parsed = await messageView(ctx, m, req.query.view === 'html');
   const base = listHref(list.key);
   const path = messageIdPath(m.message_id);
   const body = renderBody(m, parsed, req, obfuscate, path);
@@ -130,7 +131,9 @@ const HTML_PART = /^content-type:[ \t]*text\/html\b/im;
  * the reader asked for its HTML. Anything with attachments, HTML-only mail and ?view=html are
  * parsed (once, for this one message): the MIME parser costs milliseconds.
  */
-async function messageView(m: ArchivedMessage, htmlAsked: boolean): Promise<MessageView | null> {
+async function messageView(ctx: WebContext, m: ArchivedMessage, htmlAsked: boolean): Promise<MessageView | null> {
+  // Large messages come without their bytes (the page query leaves them out): their parse is kept.
+  if (!m.raw) return parsedView(ctx, m);
   const section = headerSection(m.raw);
   const topType = firstHeader(section, 'content-type') ?? 'text/plain';
   const plain = /^\s*text\/plain\b/i.test(topType);
@@ -141,7 +144,16 @@ async function messageView(m: ArchivedMessage, htmlAsked: boolean): Promise<Mess
     const hasHtml = alternative && HTML_PART.test(m.raw.toString('latin1', section.length));
     return { text: m.body, html: null, hasHtml, attachments: [], topType, header: (name) => firstHeader(headers, name) };
   }
-  const parsed = await parse(m.raw, m.received_at).catch(() => null);
+  return parsedView(ctx, m);
+}
+
+/** The view of a message from its parse, kept in memory (parsed-messages.ts). */
+async function parsedView(ctx: WebContext, m: ArchivedMessage): Promise<MessageView | null> {
+  // A message that cannot be parsed is shown from its stored text; a busy server says so (503).
+  const parsed = await ctx.parsedMessages.content(ctx.db.readPool, m).catch((err) => {
+    if (messageAtFault(err)) return null;
+    throw err;
+  });
   if (!parsed) return null;
   return {
     text: parsed.text, html: parsed.html, hasHtml: parsed.html !== null, attachments: parsed.attachments, topType: parsed.headers.get('content-type')?.[0] ?? '',
@@ -183,13 +195,13 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
-  const f = await findReadable(ctx, viewer, String(req.params.id));
+  const f = await findReadable(ctx, viewer, String(req.params.id), false);
   if (f.m.hidden_at) {
     setCacheHeaders(req, res, { restricted: f.restricted, lastModified: changedAt(f.m) });
     return sendRemoved(res, f.m);
   }
   const n = Number(req.params.n);
-  const parsed = await parse(f.m.raw, f.m.received_at);
+  const parsed = await ctx.parsedMessages.content(ctx.db.readPool, f.m);
   const a = Number.isInteger(n) && n >= 1 ? parsed.attachments[n - 1] : undefined;
   if (!a) throw new NotFound('This message has no such attachment.', 'no_such_attachment');
   const served = attachmentHeaders(a.contentType, a.filename, `attachment-${n}`);
