@@ -75,13 +75,21 @@ export interface Neighbours {
   last_modified: Date | null;
 }
 
+/**
+ * The page query leaves out the raw bytes of messages larger than this (raw is null): reading
+ * 10 MB of bytea costs hundreds of milliseconds of the web process's CPU, and the page of such a
+ * message is built from its parse, kept in memory (web/archive/parsed-messages.ts).
+ */
+export const PAGE_RAW_MAX = 256 * 1024;
+
 export interface MessagePage extends ArchivedMessage, Neighbours {
   /** the list the page is shown in: the one asked for if readable, else the first readable */
   list_id: number | null;
 }
 
 /**
- * Everything the permalink page needs in one round trip: the message (with its raw bytes), its
+ * Everything the permalink page needs in one round trip: the message (with its raw bytes, up to
+ * PAGE_RAW_MAX), its
  * lists with this reader's access to each, and its neighbours in the list it is shown in.
  */
 export async function messagePage(db: Queryable, messageId: string, reader: Reader, preferredList: string | null): Promise<MessagePage | null> {
@@ -97,7 +105,7 @@ export async function messagePage(db: Queryable, messageId: string, reader: Read
               can_read_archive(l.id, l.archive, $2, $3) as readable
          from m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id),
      c as (select id from ls where readable order by (key = $4 or address = $4) desc, id limit 1)
-     select m.id, m.message_id, m.raw, m.size, m.subject, m.from_name, m.from_email, m.date, m.in_reply_to, m.thread_id,
+     select m.id, m.message_id, case when m.size <= ${PAGE_RAW_MAX} then m.raw end as raw, m.size, m.subject, m.from_name, m.from_email, m.date, m.in_reply_to, m.thread_id,
             m.parent_id, m.body, m.has_attachments, m.received_at, m.hidden_reason, m.hidden_at, m.visibility_changed_at,
             coalesce((select json_agg(ls order by ls.id) from ls), '[]') as lists,
             (select id from c) as list_id,
