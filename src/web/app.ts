@@ -40,7 +40,7 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
  * `parsedMessages` (also WebServer's, which stops its parse thread) keeps parsed messages.
  */
 export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache; parsedMessages?: ParsedMessages } = {}): express.Express {
-  const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024);
+  const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024, cfg.databaseReadUrl ?? db.url);
   const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages };
   const app = express();
   app.disable('x-powered-by');

@@ -20,7 +20,7 @@ export class WebServer {
       this.pageCache = new PageCache(this.db.pool, this.cfg.web.pageCacheMb * 1024 * 1024);
       await this.pageCache.start();
     }
-    this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024);
+    this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, this.cfg.databaseReadUrl ?? this.db.url);
     const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }));
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {

@@ -1,27 +1,32 @@
 import { Worker } from 'node:worker_threads';
-import { RejectedMessage, TemporaryFailure } from '../../errors.ts';
+import { NotFound, RejectedMessage, TemporaryFailure } from '../../errors.ts';
 import { log } from '../../log.ts';
 import type { ParsedMessage } from '../../mail/parse.ts';
-import type { ParseJob, ParseReply } from './parse-worker.ts';
+import type { ParseJob, ParseReply, ThreadData } from './parse-worker.ts';
 
 /** What a message page and its attachments need from a MIME parse. */
 export type MessageContent = Pick<ParsedMessage, 'text' | 'html' | 'attachments' | 'headers'>;
 
 /**
  * MIME parses off the web process's event loop: one worker thread (started on first use, restarted
- * after a crash) takes one message at a time, so a large message costs another core's time, not
- * every other reader's. Each parse has a deadline; a parse that passes it is stopped by ending the
+ * after a crash) takes one message at a time, reading its bytes on a connection of its own unless
+ * the caller has them, so a large message costs another core's time, not every other reader's.
+ * Each job has a deadline (reading and parsing); a job that passes it is stopped by ending the
  * thread. Waiting jobs are few and bounded: beyond MAX_WAITING the caller gets a 503 at once
  * rather than a request that waits behind a queue nobody can see.
  */
 const PARSE_DEADLINE_MS = 30_000;
 const MAX_WAITING = 16;
+const STOP_TIMEOUT_MS = 2000;
 
 // The worker runs TypeScript like the rest of the program: its entry registers tsx first.
 const ENTRY = new URL('./parse-worker-boot.mjs', import.meta.url);
 
+/** A message to parse: its bytes, or its row id for the thread to read them. */
+export type ParseSource = { raw: Buffer } | { messageRowId: number };
+
 interface Job {
-  load: () => Promise<Buffer>;
+  source: ParseSource;
   receivedAt: Date;
   resolve: (c: MessageContent) => void;
   reject: (err: unknown) => void;
@@ -34,19 +39,21 @@ export class ParseThread {
   private nextId = 1;
   private stopped = false;
 
-  /** Parses the bytes `load` resolves with; they are read only when the thread is free for them. */
-  parse(load: () => Promise<Buffer>, receivedAt: Date): Promise<MessageContent> {
+  /** `databaseUrl`: where the thread reads archived messages (the read pool's server). */
+  constructor(private databaseUrl: string) {}
+
+  parse(source: ParseSource, receivedAt: Date): Promise<MessageContent> {
     if (this.stopped) return Promise.reject(new TemporaryFailure('The web server is stopping.', 'stopping'));
     if (this.waiting.length >= MAX_WAITING) {
       return Promise.reject(new TemporaryFailure('The archive is busy reading other large messages; try again in a moment.', 'parse_busy'));
     }
     return new Promise((resolve, reject) => {
-      this.waiting.push({ load, receivedAt, resolve, reject });
+      this.waiting.push({ source, receivedAt, resolve, reject });
       this.pump();
     });
   }
 
-  /** Ends the thread; jobs in flight or waiting fail with a 503. */
+  /** Ends the thread (its connection closed cleanly when it can); jobs in flight or waiting fail with a 503. */
   async stop(): Promise<void> {
     this.stopped = true;
     const gone = new TemporaryFailure('The web server is stopping.', 'stopping');
@@ -54,7 +61,12 @@ export class ParseThread {
     this.finish(gone);
     const worker = this.worker;
     this.worker = null;
-    await worker?.terminate();
+    if (!worker) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.postMessage('stop');
+    const timer = setTimeout(() => void worker.terminate(), STOP_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
   }
 
   private pump() {
@@ -64,23 +76,21 @@ export class ParseThread {
     const id = this.nextId++;
     const timer = setTimeout(() => this.timedOut(id), PARSE_DEADLINE_MS);
     timer.unref();
-    this.current = { id, job, timer };
-    job.load().then(
-      (raw) => {
-        if (this.current?.id !== id) return;
-        const message: ParseJob = { id, raw, receivedAt: job.receivedAt.getTime() };
-        const worker = this.thread();
-        this.current.worker = worker;
-        // Copied, not handed over: the caller may still hold these bytes (a memcpy, once per parse).
-        worker.postMessage(message);
-      },
-      (err) => this.finish(err, id),
-    );
+    const worker = this.thread();
+    this.current = { id, job, timer, worker };
+    const message: ParseJob = {
+      id,
+      // Copied, not handed over: the caller may still hold these bytes (a memcpy, once per parse).
+      raw: 'raw' in job.source ? job.source.raw : null,
+      messageRowId: 'messageRowId' in job.source ? job.source.messageRowId : 0,
+      receivedAt: job.receivedAt.getTime(),
+    };
+    worker.postMessage(message);
   }
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(ENTRY);
+    const worker = new Worker(ENTRY, { workerData: { databaseUrl: this.databaseUrl } satisfies ThreadData });
     worker.unref();
     worker.on('message', (reply: ParseReply) => this.answer(reply));
     worker.on('error', (err) => {
@@ -95,7 +105,8 @@ export class ParseThread {
   private answer(reply: ParseReply) {
     if (this.current?.id !== reply.id) return;
     if (!reply.ok) {
-      return this.finish(reply.code ? new RejectedMessage(reply.message, reply.code) : new Error(reply.message), reply.id);
+      const err = reply.code === 'no_such_message' ? new NotFound(reply.message, reply.code) : reply.code ? new RejectedMessage(reply.message, reply.code) : new Error(reply.message);
+      return this.finish(err, reply.id);
     }
     const job = this.current.job;
     this.finish(null, reply.id);

@@ -1,17 +1,26 @@
-import { parentPort } from 'node:worker_threads';
+import pg from 'pg';
+import { parentPort, workerData } from 'node:worker_threads';
 import { isAppError } from '../../errors.ts';
 import { parse } from '../../mail/parse.ts';
 
 /**
  * The thread that parses large messages for the web (parse-thread.ts starts it): the MIME parse of
- * a 10 MB message costs about a second of CPU, which would stall every other request of the web
- * process. It answers each job with what a message page shows; attachment bytes are handed over,
- * not copied.
+ * a 10 MB message costs about a second of CPU, and reading its bytes from PostgreSQL (20 MB of
+ * hex to decode) a good part of another, which would stall every other request of the web
+ * process. So the thread reads the bytes itself, on its own connection, and answers each job with
+ * what a message page shows; attachment bytes are handed over, not copied.
  */
+
+export interface ThreadData {
+  /** where archived messages are read: DATABASE_READ_URL, else the primary */
+  databaseUrl: string;
+}
 
 export interface ParseJob {
   id: number;
-  raw: Uint8Array;
+  /** the bytes, when the caller has them; else they are read by row id */
+  raw: Uint8Array | null;
+  messageRowId: number;
   receivedAt: number;
 }
 
@@ -28,11 +37,51 @@ export type ParseReply =
   | { id: number; ok: true; text: string; html: string | null; headers: [string, string[]][]; attachments: WireAttachment[] }
   | { id: number; ok: false; message: string; code: string | null };
 
+const CONNECT_TIMEOUT_MS = 10_000;
+let client: pg.Client | null = null;
+
+/** The thread's one connection, opened on first use and again after it fails. */
+async function connection(): Promise<pg.Client> {
+  if (client) return client;
+  const { databaseUrl } = workerData as ThreadData;
+  const c = new pg.Client({ connectionString: databaseUrl, application_name: `listkeeper:${process.pid}:parse`, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  c.on('error', () => {
+    if (client === c) client = null;
+  });
+  await c.connect();
+  client = c;
+  return c;
+}
+
+async function rawOf(job: ParseJob): Promise<Buffer | null> {
+  if (job.raw) return Buffer.from(job.raw.buffer, job.raw.byteOffset, job.raw.byteLength);
+  const c = await connection();
+  try {
+    const { rows } = await c.query<{ raw: Buffer }>('select raw from messages where id = $1', [job.messageRowId]);
+    return rows[0]?.raw ?? null;
+  } catch (err) {
+    if (client === c) client = null;
+    c.end().catch(() => undefined);
+    throw err;
+  }
+}
+
 const port = parentPort;
 if (port) {
-  port.on('message', async (job: ParseJob) => {
+  port.on('message', async (job: ParseJob | 'stop') => {
+    if (job === 'stop') {
+      // Ends the connection cleanly; with the port closed, the thread has nothing left and ends.
+      await client?.end().catch(() => undefined);
+      port.close();
+      return;
+    }
     try {
-      const p = await parse(Buffer.from(job.raw.buffer, job.raw.byteOffset, job.raw.byteLength), new Date(job.receivedAt));
+      const raw = await rawOf(job);
+      if (!raw) {
+        port.postMessage({ id: job.id, ok: false, message: 'This message is no longer archived.', code: 'no_such_message' } satisfies ParseReply);
+        return;
+      }
+      const p = await parse(raw, new Date(job.receivedAt));
       // Each attachment in an ArrayBuffer of its own, so that it can be transferred (a Buffer may
       // be a view into a shared pool, which must not be handed away).
       const attachments = p.attachments.map((a): WireAttachment => ({ ...a, content: new Uint8Array(a.content) }));

@@ -14,10 +14,10 @@ export type { MessageContent } from './parse-thread.ts';
  * least-recently-used cache bounded in bytes (MESSAGE_CACHE_MB per web process). Readers who ask
  * for a message while it is being parsed wait for that parse instead of starting their own.
  *
- * Messages over IN_PROCESS_MAX bytes are parsed in a worker thread (parse-thread.ts), so that
- * other requests go on while it works; smaller ones cost a few milliseconds and are parsed here.
- * Their raw bytes are read from the database only when a parse is needed (messageRaw), so a
- * page view of a large message that is already parsed reads none of them.
+ * Messages over IN_PROCESS_MAX bytes are read and parsed in a worker thread (parse-thread.ts), so
+ * that other requests go on while it works; smaller ones cost a few milliseconds and are parsed
+ * here. Raw bytes are read from the database only when a parse is needed, so a page view of a
+ * large message that is already parsed reads none of them.
  *
  * An entry is keyed by the message's row id and its arrival and visibility times: archived bytes
  * never change, and a message hidden and shown again gets a fresh entry. Failures that are the
@@ -46,10 +46,15 @@ export class ParsedMessages {
   private entries = new Map<string, Entry>();
   private bytes = 0;
   private inFlight = new Map<string, Promise<MessageContent>>();
-  private thread = new ParseThread();
+  private thread: ParseThread;
 
-  /** `maxBytes` 0 keeps nothing (every view parses; concurrent views still share a parse). */
-  constructor(private maxBytes: number) {}
+  /**
+   * `maxBytes` 0 keeps nothing (every view parses; concurrent views still share a parse).
+   * `databaseUrl`: where the parse thread reads large messages (the read pool's server).
+   */
+  constructor(private maxBytes: number, databaseUrl: string) {
+    this.thread = new ParseThread(databaseUrl);
+  }
 
   async stop(): Promise<void> {
     await this.thread.stop();
@@ -80,7 +85,9 @@ export class ParsedMessages {
     };
     const inThread = m.size > IN_PROCESS_MAX;
     messageParses.inc({ where: inThread ? 'thread' : 'process' });
-    const parsing = inThread ? this.thread.parse(load, m.received_at) : load().then((raw) => parse(raw, m.received_at));
+    const parsing = inThread
+      ? this.thread.parse(m.raw ? { raw: m.raw } : { messageRowId: m.id }, m.received_at)
+      : load().then((raw) => parse(raw, m.received_at));
     const done = parsing.then(
       (content) => {
         this.keep(key, { content, bytes: sizeOf(content) });
