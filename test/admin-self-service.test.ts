@@ -146,4 +146,43 @@ describe('subscribing on the web', () => {
     expect(r.status).toBe(400);
     expect(r.text).toContain('valid e-mail address');
   });
+
+  it('keeps a private list out of sight: its form and its POST are a 404 to outsiders, like a list that does not exist', async () => {
+    const hidden = await createList(db.pool, { address: 'hidden@lists.example.org', name: 'Hidden circle', description: 'not for you', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'private', owners: ['boss@example.org'] });
+    await addMember(db.pool, hidden.id, 'insider@example.org', 'each');
+    const strip = (t: string) => t.replace(/value="[^"]*"/g, '');
+    const stranger = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.30' });
+    const none = await stranger.get('/lists/nothing-here/subscribe');
+    expect(none.status).toBe(404);
+    for (const ref of ['hidden', 'hidden@lists.example.org', 'HIDDEN']) {
+      const form = await stranger.get(`/lists/${ref}/subscribe`);
+      expect(form.status, ref).toBe(404);
+      expect(strip(form.text)).toBe(strip(none.text));
+      expect(form.text).not.toContain('Hidden circle');
+    }
+    // The POST neither subscribes nor mails, and says no more than for a list that does not exist,
+    // whether or not the address is a member.
+    for (const email of ['insider@example.org', 'outsider@example.org']) {
+      const r = await stranger.post('/lists/hidden/subscribe', { email, mode: 'each' });
+      expect(r.status).toBe(404);
+      expect(strip(r.text)).toBe(strip((await stranger.post('/lists/nothing-here/subscribe', { email, mode: 'each' })).text));
+    }
+    expect(await queuedMail(db, 'outsider@example.org')).toHaveLength(0);
+    expect(await queuedMail(db, 'insider@example.org')).toHaveLength(0);
+    expect((await db.pool.query('select count(*)::int as n from subscription_requests where list_id = $1', [hidden.id])).rows[0].n).toBe(0);
+
+    // Logged-in outsiders see nothing either; those who may read the list see its form.
+    expect((await member.get('/lists/hidden/subscribe')).status).toBe(404);
+    const insider = await loggedIn(db, web.url, 'insider@example.org');
+    expect((await insider.get('/lists/hidden/subscribe')).status).toBe(200);
+    const owner = await loggedIn(db, web.url, 'boss@example.org');
+    expect((await owner.get('/lists/hidden/subscribe')).text).toContain('Hidden circle');
+  });
+
+  it('still offers the form of a list whose archive is for members only', async () => {
+    await createList(db.pool, { address: 'club@lists.example.org', name: 'Club', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'members', owners: [] });
+    const form = await new WebClient(web.url).get('/lists/club/subscribe');
+    expect(form.status).toBe(200);
+    expect(form.text).toContain('Subscribe to Club');
+  });
 });

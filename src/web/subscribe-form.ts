@@ -1,5 +1,6 @@
-import { Router } from 'express';
-import { findList } from '../db/lists.ts';
+import { Router, type Request } from 'express';
+import { listForReader } from '../db/archive.ts';
+import { InvalidInput, NotFound } from '../errors.ts';
 import type { DeliveryMode } from '../db/members.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import { normalizeEmail } from '../mail/address.ts';
@@ -11,26 +12,39 @@ import { field } from './admin/form.ts';
 import type pg from 'pg';
 import type { ListRow } from '../db/lists.ts';
 import { requestSubscription } from '../subscriptions.ts';
+import { readerOf } from './archive/access.ts';
+import { viewerOf } from './viewer.ts';
 
 /**
  * /lists/LIST/subscribe: web subscription with double opt-in. It resists subscription bombing:
  * nothing is subscribed until the address owner follows the mailed link; confirmation mails are
  * rate-limited per IP and per address (over the address limit nothing more is sent, silently);
- * and the answer is the same whether or not the address is already subscribed.
+ * and the answer is the same whether or not the address is already subscribed. A private list is
+ * not there for those who may not read its archive (404, GET and POST alike), as on its archive
+ * pages: they could not learn from this form that it exists, nor use it.
  */
 const LIMITS = { perIp: 10, perEmail: 3, windowSeconds: 24 * 3600 };
+
+/** The list a subscribe URL names, as far as this visitor may know of it. */
+async function subscribableList(db: pg.Pool, req: Request): Promise<ListRow> {
+  const ref = String(req.params.list);
+  const list = await listForReader(db, ref, readerOf(viewerOf(req)));
+  if (!list || (list.archive === 'private' && !list.readable)) throw new NotFound('There is no list at this address.', 'no_such_list');
+  if (list.matches > 1) throw new InvalidInput(`"${ref}" names more than one list: use its full address`, 'ambiguous_list');
+  return list;
+}
 
 export function subscribeRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;
 
   r.get('/lists/:list/subscribe', async (req, res) => {
-    const list = await findList(db, String(req.params.list));
+    const list = await subscribableList(db, req);
     render(ctx.views, req, res, 'subscribe/form.njk', { title: `Subscribe to ${list.name}`, list, email: req.viewer?.email ?? '' });
   });
 
   r.post('/lists/:list/subscribe', requireCsrf, async (req, res) => {
-    const list = await findList(db, String(req.params.list));
+    const list = await subscribableList(db, req);
     const email = normalizeEmail(field(req, 'email', 254));
     const name = field(req, 'name', 200) || undefined;
     const mode: DeliveryMode = field(req, 'mode') === 'digest' ? 'digest' : 'each';
