@@ -16,6 +16,21 @@ export async function allowHit(db: Queryable, key: string, limit: number, window
   return rows[0].hits <= limit;
 }
 
+/**
+ * How many hits each key has in its current window, without counting one (0 for a key with no
+ * window, or an expired one): for limits that count only failures, checked before the attempt.
+ */
+export async function currentHits(db: Queryable, keys: string[], windowSeconds: number): Promise<number[]> {
+  const { rows } = await db.query<{ hits: number }>(
+    `select coalesce(r.hits, 0) as hits
+       from unnest($1::text[]) with ordinality as k(key, n)
+       left join rate_limits r on r.key = k.key and r.window_start >= now() - make_interval(secs => $2)
+      order by k.n`,
+    [keys, windowSeconds],
+  );
+  return rows.map((r) => r.hits);
+}
+
 /** Forgets a key (e.g. after a successful login). */
 export async function clearHits(db: Queryable, key: string): Promise<void> {
   await db.query('delete from rate_limits where key = $1', [key]);

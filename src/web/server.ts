@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import { log } from '../log.ts';
+import { settleAfterResponse } from './after-response.ts';
 import { createApp } from './app.ts';
 import { PageCache } from './archive/page-cache.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
@@ -41,6 +42,8 @@ export class WebServer {
       server.close(() => resolve());
       server.closeIdleConnections();
     });
+    // Mail that answered requests promised (login links) is queued before the pools close.
+    await settleAfterResponse();
     await this.pageCache?.stop();
     await this.parsedMessages?.stop();
   }

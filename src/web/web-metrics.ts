@@ -23,3 +23,10 @@ export const messageParses = new client.Counter({
   labelNames: ['where'],
   registers: [registry],
 });
+
+export const afterResponseWork = new client.Counter({
+  name: 'listkeeper_web_after_response_total',
+  help: 'Work done after a response was sent (login links, password resets), by result',
+  labelNames: ['result'],
+  registers: [registry],
+});

@@ -99,3 +99,30 @@ export async function queuedMail(db: Database, to?: string): Promise<{ to: strin
     return { to: r.recipient, subject: m.subject, text: m.text };
   }));
 }
+
+/**
+ * Mail the web queues after answering (login links, password resets: web/after-response.ts),
+ * once it is there: polls the outbound queue until `count` mails to `to` have arrived.
+ */
+export async function mailArrives(db: Database, to: string, count = 1): Promise<{ to: string; subject: string; text: string }[]> {
+  for (let i = 0; ; i++) {
+    const mails = await queuedMail(db, to);
+    if (mails.length >= count || i >= 200) return mails;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** How many pieces of after-response work the web processes of this test process have finished. */
+export async function afterResponseDone(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return [...text.matchAll(/^listkeeper_web_after_response_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+/** Waits until `n` more pieces of after-response work than `before` have finished. */
+export async function afterResponseSettled(base: string, before: number, n: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((await afterResponseDone(base)) >= before + n) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('work after the response did not finish');
+}

@@ -4,7 +4,7 @@ import {
 } from '../../db/accounts.ts';
 import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../db/credentials.ts';
 import { hasAnyListRole } from '../../db/list-admin.ts';
-import { allowHit, clearHits } from '../../db/rate-limits.ts';
+import { allowHit, clearHits, currentHits } from '../../db/rate-limits.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../app.ts';
@@ -14,14 +14,22 @@ import { endSession, flash, startSession } from '../session.ts';
 import { field, query } from '../admin/form.ts';
 import { safeNext } from './guards.ts';
 import { sendNotice } from '../../notices.ts';
+import { afterResponse } from '../after-response.ts';
 
 /**
  * Logging in and out: password (argon2), or a one-time link by mail; password reset by mail.
  * No answer tells whether an account exists: wrong address and wrong password read the same and
- * cost the same argon2 work, and "a link is on its way" is said for any address. Attempts are
- * rate-limited per IP and per address, in PostgreSQL so every web instance shares the counts.
+ * cost the same argon2 work, and "a link is on its way" is said for any address; the link itself
+ * is made and mailed after the answer is sent, so known and unknown addresses take the same time.
+ *
+ * Password attempts are limited in PostgreSQL (every web instance shares the counts) so that
+ * guessing is slow, but a stranger's failures never lock the owner out: every attempt counts per
+ * IP; failures count per address and IP (10 close that pair: a guesser on one network) and per
+ * address from anywhere (100, NIST SP 800-63B's ceiling, close the address to passwords: a
+ * guesser on many networks). The owner's right password from another network still works, and a
+ * mailed login link always does.
  */
-const LOGIN_LIMIT = { perIp: 30, perEmail: 10, windowSeconds: 15 * 60 };
+const LOGIN_LIMIT = { perIp: 30, failuresPerPair: 10, failuresPerEmail: 100, windowSeconds: 15 * 60 };
 const LINK_LIMIT = { perIp: 20, perEmail: 3, windowSeconds: 60 * 60 };
 const LINK_TTL = 60 * 60;
 const RESET_TTL = 60 * 60;
@@ -42,17 +50,21 @@ export function authRouter(ctx: WebContext): Router {
     const email = normalizeEmail(field(req, 'email', 254)) ?? field(req, 'email', 254).toLowerCase();
     const password = field(req, 'password', 1000);
     const next = defaultNext(req);
-    const allowed = (await allowHit(db, `login:ip:${req.ip}`, LOGIN_LIMIT.perIp, LOGIN_LIMIT.windowSeconds))
-      && (await allowHit(db, `login:email:${email}`, LOGIN_LIMIT.perEmail, LOGIN_LIMIT.windowSeconds));
-    if (!allowed) {
+    const pairKey = `login:fail:${email}:${req.ip}`;
+    const emailKey = `login:fail:${email}`;
+    const ipAllowed = await allowHit(db, `login:ip:${req.ip}`, LOGIN_LIMIT.perIp, LOGIN_LIMIT.windowSeconds);
+    const [pairFailures, emailFailures] = ipAllowed ? await currentHits(db, [pairKey, emailKey], LOGIN_LIMIT.windowSeconds) : [0, 0];
+    if (!ipAllowed || pairFailures >= LOGIN_LIMIT.failuresPerPair || emailFailures >= LOGIN_LIMIT.failuresPerEmail) {
       return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'Too many login attempts. Wait a quarter of an hour, or ask for a login link by mail.' }, 429);
     }
     const account = email ? await findAccountByEmail(db, email) : null;
     const ok = await verifyPassword(account?.password_hash, password);
     if (!account || !ok) {
+      await allowHit(db, pairKey, LOGIN_LIMIT.failuresPerPair, LOGIN_LIMIT.windowSeconds);
+      await allowHit(db, emailKey, LOGIN_LIMIT.failuresPerEmail, LOGIN_LIMIT.windowSeconds);
       return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'That address and password do not match an account.' }, 401);
     }
-    await clearHits(db, `login:email:${email}`);
+    await clearHits(db, pairKey);
     await loginAs(req, res, account.id);
     res.redirect(303, next || (account.is_site_admin || (await hasRole(account.email)) ? '/admin/' : '/account'));
   });
@@ -78,20 +90,25 @@ export function authRouter(ctx: WebContext): Router {
     // Over the per-address limit, nothing more is sent, and the page does not say so: otherwise
     // the form could be used to flood someone's mailbox.
     const underLimit = await allowHit(db, `maillink:${purpose}:${email}`, LINK_LIMIT.perEmail, LINK_LIMIT.windowSeconds);
-    const known = purpose === 'login' ? await knownAddress(db, email) : (await findAccountByEmail(db, email)) !== null;
-    if (underLimit && known) {
-      const token = await issueLoginToken(db, email, purpose, purpose === 'login' ? LINK_TTL : RESET_TTL);
-      const suffix = next ? `?next=${encodeURIComponent(next)}` : '';
-      const link = `${ctx.cfg.publicUrl}/login/${purpose === 'login' ? 'link' : 'reset'}/${token}${suffix}`;
-      await sendNotice(db, {
-        to: email,
-        subject: purpose === 'login' ? 'Your login link' : 'Choose a new password',
-        text: purpose === 'login'
-          ? `Someone (probably you) asked to log in to ${ctx.cfg.publicUrl} as ${email}.\n\nOpen this link within an hour to log in:\n\n  ${link}\n\nIt works once. If you did not ask for it, ignore this message.\n`
-          : `Someone (probably you) asked to reset the password of ${email} on ${ctx.cfg.publicUrl}.\n\nOpen this link within an hour to choose a new password:\n\n  ${link}\n\nIt works once. If you did not ask for it, ignore this message: your password stays as it is.\n`,
-      });
-    }
     page(req, res, 'sent.njk', { title, email, purpose });
+    // Up to here known and unknown addresses took the same path; whether the address is known,
+    // and the token and mail if it is, come after the answer has gone.
+    if (underLimit) afterResponse(res, `${purpose} link`, () => mailLinkIfKnown(email, purpose, next));
+  }
+
+  async function mailLinkIfKnown(email: string, purpose: 'login' | 'reset', next: string) {
+    const known = purpose === 'login' ? await knownAddress(db, email) : (await findAccountByEmail(db, email)) !== null;
+    if (!known) return;
+    const token = await issueLoginToken(db, email, purpose, purpose === 'login' ? LINK_TTL : RESET_TTL);
+    const suffix = next ? `?next=${encodeURIComponent(next)}` : '';
+    const link = `${ctx.cfg.publicUrl}/login/${purpose === 'login' ? 'link' : 'reset'}/${token}${suffix}`;
+    await sendNotice(db, {
+      to: email,
+      subject: purpose === 'login' ? 'Your login link' : 'Choose a new password',
+      text: purpose === 'login'
+        ? `Someone (probably you) asked to log in to ${ctx.cfg.publicUrl} as ${email}.\n\nOpen this link within an hour to log in:\n\n  ${link}\n\nIt works once. If you did not ask for it, ignore this message.\n`
+        : `Someone (probably you) asked to reset the password of ${email} on ${ctx.cfg.publicUrl}.\n\nOpen this link within an hour to choose a new password:\n\n  ${link}\n\nIt works once. If you did not ask for it, ignore this message: your password stays as it is.\n`,
+    });
   }
 
   r.post('/login/link', requireCsrf, (req, res) => mailLink(req, res, 'login'));
@@ -137,7 +154,8 @@ export function authRouter(ctx: WebContext): Router {
     await setPasswordHash(db, account.id, await hashPassword(password));
     await voidLoginTokens(db, account.email, 'reset');
     await deleteAccountSessions(db, account.id);
-    await clearHits(db, `login:email:${account.email}`);
+    // The address's owner proved it: failures from anywhere no longer count against it.
+    await clearHits(db, `login:fail:${account.email}`);
     await loginAs(req, res, account.id);
     flash(ctx, res, 'Your password has been changed; other sessions were logged out.');
     res.redirect(303, '/account');
