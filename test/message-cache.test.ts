@@ -4,6 +4,7 @@ import { hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { loggedIn } from './helpers/browser.ts';
+import { ParseThread } from '../src/web/archive/parse-thread.ts';
 import { bigMessage } from './fixtures/archive/big-message.ts';
 import { archive, newList } from './fixtures/archive/seed.ts';
 
@@ -133,5 +134,49 @@ describe('the cache', () => {
     } finally {
       await small.stop();
     }
+  });
+});
+
+describe('the parse thread', () => {
+  const rowId = async (messageId: string) => (await db.pool.query('select id from messages where message_id = $1', [messageId])).rows[0].id as number;
+
+  it('reads a message by row id on its own connection, and says when there is none', async () => {
+    const thread = new ParseThread(db.url);
+    try {
+      const content = await thread.parse({ messageRowId: await rowId('big@example.org') }, new Date());
+      expect(content.attachments).toHaveLength(25);
+      expect(content.attachments[24].content.equals(big.attachment(25))).toBe(true);
+      expect(content.headers.get('subject')).toEqual(['Big attachments']);
+      await expect(thread.parse({ messageRowId: 999_999_999 }, new Date())).rejects.toMatchObject({ status: 404 });
+    } finally {
+      await thread.stop();
+    }
+  });
+
+  it('stops a parse that passes its deadline, and parses the next message on a new thread', async () => {
+    const thread = new ParseThread(db.url, { deadlineMs: 1, maxWaiting: 16 });
+    try {
+      await expect(thread.parse({ messageRowId: await rowId('big@example.org') }, new Date())).rejects.toMatchObject({ code: 'parse_timeout', status: 503 });
+    } finally {
+      await thread.stop();
+    }
+    const patient = new ParseThread(db.url, { deadlineMs: 60_000, maxWaiting: 16 });
+    try {
+      expect((await patient.parse({ raw: big.raw }, new Date())).attachments).toHaveLength(25);
+    } finally {
+      await patient.stop();
+    }
+  });
+
+  it('answers 503 at once when too many parses wait, and fails what waits when it stops', async () => {
+    const thread = new ParseThread(db.url, { deadlineMs: 60_000, maxWaiting: 1 });
+    const id = await rowId('big@example.org');
+    // Settled into values at once, so that their rejections are handled when stop() makes them.
+    const first = thread.parse({ messageRowId: id }, new Date()).catch((err: unknown) => err);
+    const second = thread.parse({ messageRowId: id }, new Date()).catch((err: unknown) => err);
+    await expect(thread.parse({ messageRowId: id }, new Date())).rejects.toMatchObject({ code: 'parse_busy', status: 503 });
+    await thread.stop();
+    expect(await first).toMatchObject({ code: 'stopping' });
+    expect(await second).toMatchObject({ code: 'stopping' });
   });
 });

@@ -34,17 +34,22 @@ interface Job {
 
 export class ParseThread {
   private worker: Worker | null = null;
+  /** threads that finished loading (a thread that dies before it is ready is our fault, not a message's) */
+  private ready = new WeakSet<Worker>();
   private waiting: Job[] = [];
   private current: { id: number; job: Job; timer: NodeJS.Timeout; worker?: Worker } | null = null;
   private nextId = 1;
   private stopped = false;
 
   /** `databaseUrl`: where the thread reads archived messages (the read pool's server). */
-  constructor(private databaseUrl: string) {}
+  constructor(
+    private databaseUrl: string,
+    private limits: { deadlineMs: number; maxWaiting: number } = { deadlineMs: PARSE_DEADLINE_MS, maxWaiting: MAX_WAITING },
+  ) {}
 
   parse(source: ParseSource, receivedAt: Date): Promise<MessageContent> {
     if (this.stopped) return Promise.reject(new TemporaryFailure('The web server is stopping.', 'stopping'));
-    if (this.waiting.length >= MAX_WAITING) {
+    if (this.waiting.length >= this.limits.maxWaiting) {
       return Promise.reject(new TemporaryFailure('The archive is busy reading other large messages; try again in a moment.', 'parse_busy'));
     }
     return new Promise((resolve, reject) => {
@@ -74,7 +79,7 @@ export class ParseThread {
     const job = this.waiting.shift();
     if (!job) return;
     const id = this.nextId++;
-    const timer = setTimeout(() => this.timedOut(id), PARSE_DEADLINE_MS);
+    const timer = setTimeout(() => this.timedOut(id), this.limits.deadlineMs);
     timer.unref();
     const worker = this.thread();
     this.current = { id, job, timer, worker };
@@ -92,7 +97,7 @@ export class ParseThread {
     if (this.worker) return this.worker;
     const worker = new Worker(ENTRY, { workerData: { databaseUrl: this.databaseUrl } satisfies ThreadData });
     worker.unref();
-    worker.on('message', (reply: ParseReply) => this.answer(reply));
+    worker.on('message', (reply: ParseReply | 'ready') => (reply === 'ready' ? this.ready.add(worker) : this.answer(reply)));
     worker.on('error', (err) => {
       log.error({ err }, 'message parse thread failed');
       this.lost(worker, err);
@@ -120,7 +125,7 @@ export class ParseThread {
 
   private timedOut(id: number) {
     if (this.current?.id !== id) return;
-    log.error({ deadlineMs: PARSE_DEADLINE_MS }, 'message parse passed its deadline; restarting the parse thread');
+    log.error({ deadlineMs: this.limits.deadlineMs }, 'message parse passed its deadline; restarting the parse thread');
     const worker = this.worker;
     this.worker = null;
     void worker?.terminate();
@@ -129,12 +134,14 @@ export class ParseThread {
 
   /**
    * The thread died (a crash, running out of memory): the job it had fails, and the next job
-   * starts a new thread. A message that kills the parser is the message's fault, like one that
-   * passes the deadline (the cache keeps both answers for a while).
+   * starts a new thread. A message that kills a thread that was ready is the message's fault, like
+   * one that passes the deadline (the cache keeps both answers for a while); a thread that could
+   * not even load is ours (a 500, and nothing kept).
    */
   private lost(worker: Worker, err: unknown) {
     if (this.worker === worker) this.worker = null;
     if (this.current?.worker !== worker) return;
+    if (!this.ready.has(worker)) return this.finish(new Error(`the message parse thread could not start: ${(err as Error).message ?? err}`));
     log.error({ err }, 'message parse thread stopped during a parse');
     this.finish(new TemporaryFailure('This message could not be read.', 'parse_crashed'));
   }

@@ -92,4 +92,6 @@ if (port) {
       port.postMessage(reply);
     }
   });
+  // Loaded and listening: from now on, a death of this thread is the fault of what it was parsing.
+  port.postMessage('ready');
 }
