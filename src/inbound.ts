@@ -66,9 +66,11 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
 async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, log: Logger) {
   const list = rcpt.list;
   switch (rcpt.role) {
-    case 'post':
-      await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log });
+    case 'post': {
+      const outcome = await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log });
+      if (outcome.kind === 'refused') throw outcome.error;
       return;
+    }
     case 'bounces':
       await handleBounceMail(pool, list, rcpt.token, msg.raw, parsed, log);
       return;

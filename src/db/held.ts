@@ -84,6 +84,15 @@ export async function isHeld(db: Queryable, listId: number, messageId: string): 
   return rows.length > 0;
 }
 
+/** Whether the post waiting for a moderator under this Message-ID is the same message as `raw`. */
+export async function heldSameContent(db: Queryable, listId: number, messageId: string, raw: Buffer): Promise<boolean> {
+  const { rows } = await db.query<{ same: boolean }>(
+    `select message_same_content(raw, $3, false) as same from held_messages where list_id = $1 and message_id = $2 and state = 'held'`,
+    [listId, messageId, raw],
+  );
+  return rows[0]?.same ?? false;
+}
+
 /** Records a moderator's decision on a held post (only while it is still held). */
 export async function decideHeld(db: Queryable, id: number, state: Exclude<HeldState, 'held'>, by: string, reason: string | null): Promise<boolean> {
   const { rowCount } = await db.query(
