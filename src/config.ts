@@ -29,6 +29,8 @@ const schema = z.object({
   SMTP_PORT: port.default(2525),
   SMTP_LMTP: z.enum(['0', '1', 'true', 'false']).default('0'),
   SMTP_MAX_SIZE: positiveInt.default(25 * 1024 * 1024),
+  SMTP_MEMORY_MB: positiveInt.optional(),
+  SMTP_DATA_TIMEOUT: positiveInt.default(600),
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
@@ -55,7 +57,11 @@ export interface Config {
   databaseReadUrl?: string;
   mailDomain: string;
   publicUrl: string;
-  smtp: { host: string; port: number; lmtp: boolean; maxSize: number };
+  /**
+   * memoryBytes: message data the listener holds at once across sessions (src/smtp/memory-budget.ts);
+   * dataTimeoutMs: the longest DATA phase before a 451 and a closed connection.
+   */
+  smtp: { host: string; port: number; lmtp: boolean; maxSize: number; memoryBytes: number; dataTimeoutMs: number };
   /**
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
    * processes: web processes sharing the port (src/web/processes.ts); 1 serves from `serve` itself.
@@ -99,7 +105,11 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     databaseReadUrl: e.DATABASE_READ_URL,
     mailDomain: e.MAIL_DOMAIN.toLowerCase(),
     publicUrl: e.PUBLIC_URL.replace(/\/+$/, ''),
-    smtp: { host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE },
+    smtp: {
+      host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE,
+      memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : Math.max(64 * 1024 * 1024, 2 * e.SMTP_MAX_SIZE),
+      dataTimeoutMs: e.SMTP_DATA_TIMEOUT * 1000,
+    },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES },
     relayUrl: e.RELAY_URL,
     dataDir: path.resolve(e.DATA_DIR),

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { recordIngestError } from './db/ingest-errors.ts';
+import { isFaultOfInput } from './db/pg-errors.ts';
 import { handleBounceMail } from './bounces.ts';
 import type { ListRow, ResolvedRecipient } from './db/lists.ts';
 import { allowHit } from './db/rate-limits.ts';
@@ -54,6 +55,8 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
     } catch (err) {
       if (err instanceof AppError) {
         results.push(err);
+      } else if (isFaultOfInput(err)) {
+        results.push(await keepUnstorable(pool, rcpt, msg, parsed, err as Error, log));
       } else {
         log.error({ err, rcpt: rcpt.address }, 'failed to take in message');
         results.push(new TemporaryFailure('4.3.0 temporary failure storing the message, try again later'));
@@ -150,6 +153,23 @@ async function sendHelp(pool: pg.Pool, list: ListRow, to: string, parsed: Parsed
       `To post, write to ${list.address}. To reach the people running the list, write to ${roleAddress(list.address, 'owner')}.`,
     ].join('\n'),
   });
+}
+
+/**
+ * A message PostgreSQL refuses for what it holds (pg-errors.ts) would be refused again on every
+ * retry: it is kept aside with the reason and answered 554, never 451 forever. If even the record
+ * cannot be written, that is the system's fault: 451, and the sender keeps the message.
+ */
+async function keepUnstorable(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, err: Error, log: Logger): Promise<AppError> {
+  const reason = `the message could not be stored: ${err.message}`;
+  try {
+    await keep(pool, rcpt, msg, parsed, reason);
+  } catch (recordErr) {
+    log.error({ err: recordErr, cause: err.message, rcpt: rcpt.address }, 'could not record an unstorable message');
+    return new TemporaryFailure('4.3.0 temporary failure storing the message, try again later');
+  }
+  log.warn({ rcpt: rcpt.address, reason }, 'unstorable message refused and kept aside');
+  return new RejectedMessage(`5.6.0 ${reason}; it was kept for the list owner`, 'unstorable', 554);
 }
 
 /** Mail we take but do not act on is kept with why, never silently dropped. */

@@ -22,6 +22,11 @@ export interface GroupCommitOptions<I> {
    */
   lockKeys: (item: I) => string[];
   maxBatch?: number;
+  /**
+   * lock keys per transaction: each is an advisory lock held to commit, and PostgreSQL's lock table
+   * is shared and small (max_locks_per_transaction x connections); a batch stops growing here
+   */
+  maxKeys?: number;
   /** transactions in flight at once; more only adds lock and CPU contention on 2 cores */
   maxConcurrent?: number;
   /** while a transaction is in flight, a batch smaller than this waits up to gatherMs for more */
@@ -52,6 +57,7 @@ export class GroupCommit<I, O> {
   /** lock keys of the transactions in flight, with how many hold each */
   private inFlight = new Map<string, number>();
   private readonly maxBatch: number;
+  private readonly maxKeys: number;
   private readonly maxConcurrent: number;
   private readonly minBatch: number;
   private readonly gatherMs: number;
@@ -62,6 +68,7 @@ export class GroupCommit<I, O> {
     private opts: GroupCommitOptions<I>,
   ) {
     this.maxBatch = opts.maxBatch ?? 64;
+    this.maxKeys = opts.maxKeys ?? 1000;
     this.maxConcurrent = opts.maxConcurrent ?? 3;
     this.minBatch = opts.minBatch ?? 8;
     this.gatherMs = opts.gatherMs ?? 3;
@@ -120,12 +127,16 @@ export class GroupCommit<I, O> {
   private ready(): number[] {
     const out: number[] = [];
     let blocked: Set<string> | null = null;
+    let keyCount = 0;
     for (let i = 0; i < this.queue.length && out.length < this.maxBatch; i++) {
       const { keys } = this.queue[i];
       if (keys.some((k) => this.inFlight.has(k) || blocked?.has(k))) {
         blocked ??= new Set();
         for (const k of keys) blocked.add(k);
       } else {
+        // The first item always goes (its own keys are bounded by the caller); others up to the budget.
+        if (out.length > 0 && keyCount + keys.length > this.maxKeys) break;
+        keyCount += keys.length;
         out.push(i);
       }
     }
