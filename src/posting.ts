@@ -64,7 +64,7 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
 function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
   return {
     list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size },
-    sender: { email: sender, memberStatus: facts.memberStatus },
+    sender: { email: sender, envelopeFrom: p.envelopeFrom, memberStatus: facts.memberStatus },
     senderRules: facts.rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
     message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
     now: new Date(),
