@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { recordIngestError } from './db/ingest-errors.ts';
 import { handleBounceMail } from './bounces.ts';
 import type { ListRow, ResolvedRecipient } from './db/lists.ts';
 import { allowHit } from './db/rate-limits.ts';
@@ -10,10 +9,13 @@ import { findCommand, isAutomatic } from './mail/commands.ts';
 import { parse, type ParsedMessage } from './mail/parse.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './posting.ts';
+import { keepRejected } from './retention.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 
 export interface Inbound {
   envelopeFrom: string | null;
+  /** the SMTP client's IP address, for the per-client quota on kept rejected mail */
+  client?: string | null;
   recipients: (ResolvedRecipient & { address: string })[];
   raw: Buffer;
   log: Logger;
@@ -33,8 +35,9 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
     parsed = await parse(msg.raw);
   } catch (err) {
     const reason = err instanceof AppError ? err.message : `message could not be parsed: ${(err as Error).message}`;
-    await recordIngestError(pool, {
+    await keepRejected(pool, {
       envelopeFrom: msg.envelopeFrom,
+      client: msg.client,
       recipients: msg.recipients.map((r) => r.address),
       listId: msg.recipients[0]?.list.id,
       reason,
@@ -152,9 +155,10 @@ async function sendHelp(pool: pg.Pool, list: ListRow, to: string, parsed: Parsed
 
 /** Mail we take but do not act on is kept with why, never silently dropped. */
 async function keep(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, reason: string) {
-  await recordIngestError(pool, {
+  await keepRejected(pool, {
     listId: rcpt.list.id,
     envelopeFrom: msg.envelopeFrom,
+    client: msg.client,
     recipients: [rcpt.address],
     messageId: parsed.messageId,
     reason,

@@ -1,6 +1,5 @@
 import type pg from 'pg';
 import { insertHeld, claimHeldNotice, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
-import { recordIngestError } from './db/ingest-errors.ts';
 import type { ListRow } from './db/lists.ts';
 import { acceptIntoLists, type ArchiveResult } from './db/messages.ts';
 import { GroupCommit } from './db/batch.ts';
@@ -11,6 +10,7 @@ import { listId } from './mail/list-headers.ts';
 import type { ParsedMessage } from './mail/parse.ts';
 import { decide, type Decision, type PostFacts } from './moderation.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
+import { keepRejected } from './retention.ts';
 
 export interface Post {
   list: ListRow;
@@ -111,7 +111,7 @@ async function afterAccept(tx: Queryable, p: Post, archived: ArchiveResult & { c
   if (!archive.created && !archive.sameContent) {
     // Someone reused a Message-ID with different content: the archived message stays as it is,
     // and this one is kept aside with the reason rather than lost.
-    await recordIngestError(tx, {
+    await keepRejected(tx, {
       listId: p.list.id,
       envelopeFrom: p.envelopeFrom,
       recipients: [p.list.address],
