@@ -86,14 +86,14 @@ async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: I
       break;
   }
   // The command addresses answer people only: never a bounce, an auto-reply or another list.
-  if (isAutomatic(parsed.headers, msg.envelopeFrom)) {
+  if (isAutomatic(parsed.headers, msg.envelopeFrom, parsed.fromEmail)) {
     return keep(pool, rcpt, msg, parsed, `automatic mail to the ${rcpt.role} address: not answered`);
   }
   const sender = normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '');
   if (!sender) return keep(pool, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
   if (!(await allowHit(pool, `mail-command:${sender}`, COMMANDS_PER_HOUR, 3600))) {
-    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: ignored');
-    return;
+    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: not answered');
+    return keep(pool, rcpt, msg, parsed, `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender}: not answered`);
   }
   switch (rcpt.role) {
     case 'subscribe':
