@@ -1,4 +1,4 @@
-import { automaticMark } from './mail/automatic.ts';
+import { automaticMark, type AutomaticMark } from './mail/automatic.ts';
 import { roleCandidates, splitAddress } from './mail/address.ts';
 
 /**
@@ -64,10 +64,20 @@ const COMMAND = /^\s*(?:re:\s*)?(?:subscribe|unsubscribe|help|remove|join|leave|
  * envelope sender of every copy and notice), and the other role addresses.
  */
 function isListOwnAddress(email: string | null, listAddress: string): boolean {
-  const a = email ? splitAddress(email.trim().replace(/^<|>$/g, '')) : null;
+  if (!email) return false;
   const list = splitAddress(listAddress);
-  if (!a || !list || a.domain !== list.domain) return false;
-  return roleCandidates(a.local).some((c) => c.localPart === list.local);
+  const address = email.trim().replace(/^<|>$/g, '').toLowerCase();
+  // Most senders are on another domain: that answers without looking at the local part.
+  if (!list || !address.endsWith(`@${list.domain}`)) return false;
+  const a = splitAddress(address);
+  return a !== null && roleCandidates(a.local).some((c) => c.localPart === list.local);
+}
+
+/** The automatic-mail evidence of one post, read once for the two rules that ask. */
+const marks = new WeakMap<PostFacts, AutomaticMark | null>();
+function markOf(f: PostFacts): AutomaticMark | null {
+  if (!marks.has(f)) marks.set(f, automaticMark(f.message.headers, f.sender.envelopeFrom, f.sender.email));
+  return marks.get(f)!;
 }
 
 const ADDRESSES = /[^\s<>,;:"'()[\]]+@[^\s<>,;:"'()[\]]+/g;
@@ -102,7 +112,7 @@ export const RULES: readonly Rule[] = [
     // answered either, so no report can breed another.
     name: 'delivery-report',
     check: (f) => {
-      const mark = automaticMark(f.message.headers, f.sender.envelopeFrom, f.sender.email);
+      const mark = markOf(f);
       return mark?.kind === 'delivery-report' ? { action: 'discard', reason: `a delivery report, not a post: ${mark.evidence}` } : null;
     },
   },
@@ -112,7 +122,7 @@ export const RULES: readonly Rule[] = [
     // so that a person decides.
     name: 'automatic',
     check: (f) => {
-      const mark = automaticMark(f.message.headers, f.sender.envelopeFrom, f.sender.email);
+      const mark = markOf(f);
       return mark ? { action: 'hold', reason: `the message was sent by a program (${mark.evidence}); automatic mail is never distributed without a moderator` } : null;
     },
   },

@@ -111,6 +111,18 @@ describe('rejected mail is bounded', () => {
   });
 });
 
+describe('retention settings', () => {
+  it('stops start-up with one line naming a bad value', () => {
+    expect(() => parseConfig({ REJECTED_MAX_KB: 'lots' })).toThrow(/^Invalid configuration: REJECTED_MAX_KB="lots"/);
+    expect(() => parseConfig({ KEEP_REJECTED_DAYS: '0' })).toThrow(/^Invalid configuration: KEEP_REJECTED_DAYS="0"/);
+    expect(() => parseConfig({ HELD_EXPIRE_DAYS: '-1' })).toThrow(/^Invalid configuration: HELD_EXPIRE_DAYS="-1"/);
+    expect(parseConfig({}).retention).toEqual({
+      rejectedMaxKb: 64, rejectedPerSenderPerDay: 50, rejectedPerDay: 2000,
+      keepRejectedDays: 30, keepDecidedDays: 30, keepBouncesDays: 180, heldExpireDays: 30,
+    });
+  });
+});
+
 describe('old records are pruned by the workers\' hourly chores', () => {
   const cfg = parseConfig({ MAIL_DOMAIN: 'lists.example.org', LOG_LEVEL: 'silent', KEEP_REJECTED_DAYS: '30', KEEP_DECIDED_DAYS: '30', KEEP_BOUNCES_DAYS: '60', HELD_EXPIRE_DAYS: '14' });
   const ago = (days: number) => `now() - interval '${days} days'`;

@@ -48,16 +48,20 @@ const AUTO_REPLY_FIELDS = ['x-autoreply', 'x-autorespond', 'x-autoresponder', 'x
  */
 export function automaticMark(headers: Map<string, string[]>, envelopeFrom: string | null, fromEmail: string): AutomaticMark | null {
   if (!envelopeFrom) return { kind: 'delivery-report', evidence: 'a null envelope sender (<>)' };
-  if (DAEMON.test(localPart(envelopeFrom))) return { kind: 'delivery-report', evidence: `the envelope sender ${envelopeFrom}` };
-  if (DAEMON.test(localPart(fromEmail))) return { kind: 'delivery-report', evidence: `From: ${fromEmail}` };
-  const auto = autoSubmitted(headers);
-  if (auto === 'auto-replied') return { kind: 'auto-reply', evidence: `Auto-Submitted: ${first(headers, 'auto-submitted')}` };
+  const envelopeLocal = localPart(envelopeFrom);
+  const fromLocal = localPart(fromEmail);
+  if (DAEMON.test(envelopeLocal)) return { kind: 'delivery-report', evidence: `the envelope sender ${envelopeFrom}` };
+  if (DAEMON.test(fromLocal)) return { kind: 'delivery-report', evidence: `From: ${fromEmail}` };
+  if (headers.has('auto-submitted')) {
+    const auto = autoSubmitted(headers);
+    if (auto === 'auto-replied') return { kind: 'auto-reply', evidence: `Auto-Submitted: ${first(headers, 'auto-submitted')}` };
+    if (auto !== 'no') return autoResponderMark(headers) ?? { kind: 'auto-generated', evidence: `Auto-Submitted: ${first(headers, 'auto-submitted')}` };
+  }
   const responder = autoResponderMark(headers);
   if (responder) return responder;
-  if (auto !== null && auto !== 'no') return { kind: 'auto-generated', evidence: `Auto-Submitted: ${first(headers, 'auto-submitted')}` };
   const precedence = first(headers, 'precedence');
   if (precedence === 'bulk' || precedence === 'junk') return { kind: 'bulk', evidence: `Precedence: ${precedence}` };
-  if (SYSTEM.test(localPart(fromEmail)) || SYSTEM.test(localPart(envelopeFrom))) return { kind: 'mail-system', evidence: `From: ${fromEmail || envelopeFrom}` };
+  if (SYSTEM.test(fromLocal) || SYSTEM.test(envelopeLocal)) return { kind: 'mail-system', evidence: `From: ${fromEmail || envelopeFrom}` };
   return null;
 }
 
