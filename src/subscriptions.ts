@@ -18,8 +18,9 @@ import { noticeToOwners, sendNotice } from './notices.ts';
  * subscribe policy (open and confirm: the address confirms; approve: the address confirms, then an
  * owner approves). Every request made by mail or on the web is confirmed by the address, whatever
  * the policy: a From line and a form field can name anyone, and "open" means that no owner has to
- * approve, not that nobody has to confirm. Only an administrator's add takes effect at once. Nothing here ever tells a requester whether an address is subscribed:
- * the same answer and the same mail go out either way, and only the mailbox owner can act on it.
+ * approve, not that nobody has to confirm. Only an administrator's add takes effect at once.
+ * Nothing here ever tells a requester whether an address is subscribed: the same answer and the
+ * same mail go out either way, and only the mailbox owner can act on it.
  */
 export interface RequestOptions {
   name?: string;
