@@ -50,6 +50,15 @@ const schema = z.object({
   DELIVERY_KEEP_DAYS: positiveInt.default(7),
   CONFIRM_TOKEN_HOURS: positiveInt.default(72),
   NOTICE_FROM: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
+  // Retention of rejected mail, decided posts and bounce records (src/retention.ts)
+  REJECTED_MAX_KB: z.coerce.number().int().min(0).max(1024 * 1024).default(64),
+  REJECTED_PER_SENDER_PER_DAY: z.coerce.number().int().min(0).default(50),
+  REJECTED_PER_CLIENT_PER_DAY: z.coerce.number().int().min(0).default(200),
+  REJECTED_PER_DAY: z.coerce.number().int().min(0).default(2000),
+  KEEP_REJECTED_DAYS: positiveInt.default(30),
+  KEEP_DECIDED_DAYS: positiveInt.default(30),
+  KEEP_BOUNCES_DAYS: positiveInt.default(180),
+  HELD_EXPIRE_DAYS: z.coerce.number().int().min(0).default(30),
 });
 
 export interface Config {
@@ -86,6 +95,22 @@ export interface Config {
   confirmTokenHours: number;
   /** From address of site notices that belong to no list (login links, password resets) */
   noticeFrom: string;
+  /**
+   * What is kept of mail we do not distribute, and for how long (src/retention.ts). Rejected mail
+   * (ingest_errors) keeps its first rejectedMaxKb KB; past a quota per sender (and per client)
+   * or for the whole site in a day, only a line without the bytes. heldExpireDays 0: held posts
+   * wait for a moderator forever.
+   */
+  retention: {
+    rejectedMaxKb: number;
+    rejectedPerSenderPerDay: number;
+    rejectedPerClientPerDay: number;
+    rejectedPerDay: number;
+    keepRejectedDays: number;
+    keepDecidedDays: number;
+    keepBouncesDays: number;
+    heldExpireDays: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -128,6 +153,16 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     confirmTokenHours: e.CONFIRM_TOKEN_HOURS,
     noticeFrom: (e.NOTICE_FROM ?? `listkeeper@${e.MAIL_DOMAIN}`).toLowerCase(),
+    retention: {
+      rejectedMaxKb: e.REJECTED_MAX_KB,
+      rejectedPerSenderPerDay: e.REJECTED_PER_SENDER_PER_DAY,
+      rejectedPerClientPerDay: e.REJECTED_PER_CLIENT_PER_DAY,
+      rejectedPerDay: e.REJECTED_PER_DAY,
+      keepRejectedDays: e.KEEP_REJECTED_DAYS,
+      keepDecidedDays: e.KEEP_DECIDED_DAYS,
+      keepBouncesDays: e.KEEP_BOUNCES_DAYS,
+      heldExpireDays: e.HELD_EXPIRE_DAYS,
+    },
   };
 }
 

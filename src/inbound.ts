@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { recordIngestError } from './db/ingest-errors.ts';
 import { isFaultOfInput } from './db/pg-errors.ts';
 import { handleBounceMail } from './bounces.ts';
 import type { ListRow, ResolvedRecipient } from './db/lists.ts';
@@ -11,10 +10,13 @@ import { findCommand, isAutomatic } from './mail/commands.ts';
 import { parse, type ParsedMessage } from './mail/parse.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './posting.ts';
+import { keepRejected } from './retention.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 
 export interface Inbound {
   envelopeFrom: string | null;
+  /** the SMTP client's IP address, for the per-client quota on kept rejected mail */
+  client?: string | null;
   recipients: (ResolvedRecipient & { address: string })[];
   raw: Buffer;
   log: Logger;
@@ -34,8 +36,9 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
     parsed = await parse(msg.raw);
   } catch (err) {
     const reason = err instanceof AppError ? err.message : `message could not be parsed: ${(err as Error).message}`;
-    await recordIngestError(pool, {
+    await keepRejected(pool, {
       envelopeFrom: msg.envelopeFrom,
+      client: msg.client,
       recipients: msg.recipients.map((r) => r.address),
       listId: msg.recipients[0]?.list.id,
       reason,
@@ -88,14 +91,14 @@ async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: I
       break;
   }
   // The command addresses answer people only: never a bounce, an auto-reply or another list.
-  if (isAutomatic(parsed.headers, msg.envelopeFrom)) {
+  if (isAutomatic(parsed.headers, msg.envelopeFrom, parsed.fromEmail)) {
     return keep(pool, rcpt, msg, parsed, `automatic mail to the ${rcpt.role} address: not answered`);
   }
   const sender = normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '');
   if (!sender) return keep(pool, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
   if (!(await allowHit(pool, `mail-command:${sender}`, COMMANDS_PER_HOUR, 3600))) {
-    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: ignored');
-    return;
+    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: not answered');
+    return keep(pool, rcpt, msg, parsed, `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender}: not answered`);
   }
   switch (rcpt.role) {
     case 'subscribe':
@@ -174,9 +177,10 @@ async function keepUnstorable(pool: pg.Pool, rcpt: Inbound['recipients'][number]
 
 /** Mail we take but do not act on is kept with why, never silently dropped. */
 async function keep(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, reason: string) {
-  await recordIngestError(pool, {
+  await keepRejected(pool, {
     listId: rcpt.list.id,
     envelopeFrom: msg.envelopeFrom,
+    client: msg.client,
     recipients: [rcpt.address],
     messageId: parsed.messageId,
     reason,

@@ -1,6 +1,5 @@
 import type pg from 'pg';
 import { insertHeld, claimHeldNotice, heldSameContent, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
-import { recordIngestError } from './db/ingest-errors.ts';
 import type { ListRow } from './db/lists.ts';
 import { acceptIntoLists, listHasMessageId, type ArchiveResult } from './db/messages.ts';
 import { GroupCommit } from './db/batch.ts';
@@ -12,6 +11,7 @@ import { listId } from './mail/list-headers.ts';
 import type { ParsedMessage } from './mail/parse.ts';
 import { decide, type Decision, type PostFacts } from './moderation.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
+import { keepRejected } from './retention.ts';
 
 export interface Post {
   list: ListRow;
@@ -67,7 +67,7 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
 function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
   return {
     list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size },
-    sender: { email: sender, memberStatus: facts.memberStatus },
+    sender: { email: sender, envelopeFrom: p.envelopeFrom, memberStatus: facts.memberStatus },
     senderRules: facts.rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
     message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
     now: new Date(),
@@ -76,9 +76,13 @@ function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
 
 /** Keeps a post the rules did not accept: held for a moderator, or recorded as dropped. */
 async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
-  // A Message-ID names one message per list: a redelivery is a duplicate, another message refused.
+  // A Message-ID names one message per list: a redelivery is a duplicate, and another message
+  // is refused, so that what waits for a moderator is never confused with what the list has. A
+  // post the rules drop (a loop above all: our own copy, changed) is only recorded, never refused:
+  // a refusal would bounce back to whoever sent it, perhaps our own bounce address.
   const archived = await listHasMessageId(tx, p.list.id, p.message.messageId, p.raw);
-  if (archived) return archived === 'same' ? { kind: 'duplicate' } : refuse(tx, p, 'the archive of the list');
+  if (archived === 'same') return { kind: 'duplicate' };
+  if (archived === 'different' && decision.action === 'hold') return refuse(tx, p, 'the archive of the list');
   const heldId = await insertHeld(tx, {
     listId: p.list.id,
     messageId: p.message.messageId,
@@ -130,7 +134,7 @@ async function afterAccept(tx: Queryable, p: Post, archived: ArchiveResult & { c
  */
 async function refuse(tx: Queryable, p: Post, where: string): Promise<PostOutcome> {
   const reason = `Message-ID <${p.message.messageId}> already names a different message in ${where} ${p.list.address}`;
-  await recordIngestError(tx, {
+  await keepRejected(tx, {
     listId: p.list.id,
     envelopeFrom: p.envelopeFrom,
     recipients: [p.list.address],

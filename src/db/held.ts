@@ -142,3 +142,40 @@ export async function listsAwaitingHeldNotice(db: Queryable): Promise<number[]> 
   );
   return rows.map((r) => r.id);
 }
+
+/** The record of a held post that expired unmoderated. */
+export interface ExpiredHeld {
+  id: number;
+  list_id: number;
+  from_email: string;
+  subject: string;
+  received_at: Date;
+}
+
+/**
+ * Held posts nobody decided on within `days` are discarded by 'expiry' (Mailman's
+ * max_days_to_hold): the row stays, decided, until pruneDecidedHeld removes it like any other
+ * decision. Up to `limit` at a time; SKIP LOCKED leaves a post a moderator is deciding alone.
+ */
+export async function expireHeld(db: Queryable, days: number, limit: number): Promise<ExpiredHeld[]> {
+  const { rows } = await db.query<ExpiredHeld>(
+    `update held_messages set state = 'discarded', decided_at = now(), decided_by = 'expiry',
+            decision_reason = 'not moderated within ' || $1::int || ' days'
+      where id in (select id from held_messages where state = 'held' and received_at < now() - make_interval(days => $1)
+                    order by received_at limit $2 for update skip locked)
+      returning id, list_id, from_email, subject, received_at`,
+    [days, limit],
+  );
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+/** Deletes up to `limit` decided posts (approved, rejected, discarded) decided more than `days` ago. */
+export async function pruneDecidedHeld(db: Queryable, days: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `delete from held_messages where id in (
+       select id from held_messages where state <> 'held' and decided_at < now() - make_interval(days => $1)
+        order by decided_at limit $2 for update skip locked)`,
+    [days, limit],
+  );
+  return rowCount ?? 0;
+}

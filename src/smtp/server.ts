@@ -176,6 +176,8 @@ export class IngestServer {
     const mailFrom = session.envelope.mailFrom;
     const results = await receive(this.pool, {
       envelopeFrom: mailFrom ? mailFrom.address || null : null,
+      // Behind Postfix (LMTP) every client is Postfix itself: the quotas on kept junk go by sender then.
+      client: this.opts.lmtp ? null : session.remoteAddress,
       recipients: unique,
       raw,
       log: log.child({ session: session.id }),
