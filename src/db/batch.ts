@@ -12,9 +12,9 @@ import { isConnectionLoss, withTransaction } from './pool.ts';
  * Each caller's promise settles only after the shared COMMIT. If the batch fails, it is rolled back
  * and every item is re-run alone in its own transaction, so one bad item can neither sink the
  * others nor leave half of itself behind. A batch whose connection dies (the backend terminated,
- * the server restarted) takes the same path: its items are re-run on fresh connections, and
- * each caller gets its item's result or an error, never silence. `work` must therefore touch only the database through
- * `tx` (it may run twice), and return one result per item, in order.
+ * the server restarted) takes the same path: its items are re-run on fresh connections, and each
+ * caller gets its item's result or an error, never silence. `work` must therefore touch only the
+ * database through `tx` (it may run twice), and return one result per item, in order.
  */
 export interface GroupCommitOptions<I> {
   /**
