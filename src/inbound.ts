@@ -36,14 +36,20 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
     parsed = await parse(msg.raw);
   } catch (err) {
     const reason = err instanceof AppError ? err.message : `message could not be parsed: ${(err as Error).message}`;
-    await keepRejected(pool, {
-      envelopeFrom: msg.envelopeFrom,
-      client: msg.client,
-      recipients: msg.recipients.map((r) => r.address),
-      listId: msg.recipients[0]?.list.id,
-      reason,
-      raw: msg.raw,
-    });
+    try {
+      await keepRejected(pool, {
+        envelopeFrom: msg.envelopeFrom,
+        client: msg.client,
+        recipients: msg.recipients.map((r) => r.address),
+        listId: msg.recipients[0]?.list.id,
+        reason,
+        raw: msg.raw,
+      });
+    } catch (recordErr) {
+      // Not kept, so not refused: the sender keeps the message and tries again.
+      msg.log.error({ err: recordErr, reason }, 'could not record an unparseable message');
+      return msg.recipients.map(() => new TemporaryFailure('4.3.0 temporary failure storing the message, try again later'));
+    }
     msg.log.warn({ reason }, 'unparseable message recorded');
     const rejection = new RejectedMessage(`5.6.0 ${reason}; it was kept for the list owner`, 'unparseable', 554);
     return msg.recipients.map(() => rejection);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { log } from '../log.ts';
-import { withTransaction } from './pool.ts';
+import { isConnectionLoss, withTransaction } from './pool.ts';
 
 /**
  * Group commit. Concurrent callers of run() that arrive while earlier work is committing share one
@@ -11,8 +11,10 @@ import { withTransaction } from './pool.ts';
  *
  * Each caller's promise settles only after the shared COMMIT. If the batch fails, it is rolled back
  * and every item is re-run alone in its own transaction, so one bad item can neither sink the
- * others nor leave half of itself behind. `work` must therefore touch only the database through
- * `tx` (it may run twice), and return one result per item, in order.
+ * others nor leave half of itself behind. A batch whose connection dies (the backend terminated,
+ * the server restarted) takes the same path: its items are re-run on fresh connections, and each
+ * caller gets its item's result or an error, never silence. `work` must therefore touch only the
+ * database through `tx` (it may run twice), and return one result per item, in order.
  */
 export interface GroupCommitOptions<I> {
   /**
@@ -156,11 +158,20 @@ export class GroupCommit<I, O> {
     batch.forEach((p, i) => p.resolve(results[i]));
   }
 
+  /**
+   * One item in its own transaction. A lost connection is no fault of the item: it is tried once
+   * more on a fresh one (`work` may run twice; a COMMIT whose answer was lost is found done), and
+   * if that fails too, its caller hears the error: a server that is down fails items, it does not
+   * hold them.
+   */
   private async alone(p: Pending<I, O>) {
-    try {
-      p.resolve((await this.transaction([p]))[0]);
-    } catch (err) {
-      p.reject(err);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return p.resolve((await this.transaction([p]))[0]);
+      } catch (err) {
+        if (attempt < 2 && isConnectionLoss(err)) continue;
+        return p.reject(err);
+      }
     }
   }
 

@@ -151,7 +151,12 @@ export class IngestServer {
         if (this.opts.lmtp) return accepted.map(() => smtpError(refusal!.message, refusal!.code));
         throw smtpError(refusal.message, refusal.code);
       }
-      return await this.take(session, accepted, Buffer.concat(chunks, size));
+      return await this.take(session, accepted, Buffer.concat(chunks, size)).catch((err: Error & { responseCode?: number }) => {
+        if (err.responseCode) throw err;
+        // Anything unforeseen is ours to fix, never the sender's: 451 without our internals.
+        log.error({ err, session: session.id }, 'taking in a message failed');
+        throw smtpError('4.3.0 temporary failure storing the message, try again later', 451);
+      });
     } finally {
       clearTimeout(deadline);
       chunks.length = 0;
