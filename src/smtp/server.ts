@@ -153,9 +153,12 @@ export class IngestServer {
       }
       return await this.take(session, accepted, Buffer.concat(chunks, size)).catch((err: Error & { responseCode?: number }) => {
         if (err.responseCode) throw err;
-        // Anything unforeseen is ours to fix, never the sender's: 451 without our internals.
+        // Anything unforeseen is ours to fix, never the sender's: 451 without our internals (in
+        // LMTP once per accepted RCPT, as every other answer).
         log.error({ err, session: session.id }, 'taking in a message failed');
-        throw smtpError('4.3.0 temporary failure storing the message, try again later', 451);
+        const failure = smtpError('4.3.0 temporary failure storing the message, try again later', 451);
+        if (this.opts.lmtp) return accepted.map(() => failure);
+        throw failure;
       });
     } finally {
       clearTimeout(deadline);
