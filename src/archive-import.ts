@@ -10,7 +10,8 @@ import {
 } from './db/archive-import.ts';
 import type { Database } from './db/database.ts';
 import type { ListRow } from './db/lists.ts';
-import { InvalidInput, isAppError } from './errors.ts';
+import { isConnectionLoss } from './db/pool.ts';
+import { InvalidInput, isAppError, TemporaryFailure } from './errors.ts';
 import { NotAnMbox, readMbox, type MboxMessage } from './mail/mbox.ts';
 import { parse, type ParsedMessage } from './mail/parse.ts';
 import { undoPipermailFrom } from './mail/pipermail.ts';
@@ -153,6 +154,13 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   } catch (err) {
     await Promise.allSettled(inflight);
     if (err instanceof NotAnMbox) throw new InvalidInput(`${file}: ${err.message}`, 'not_mbox');
+    if (isConnectionLoss(err)) {
+      throw new TemporaryFailure(
+        `the database connection was lost during the import (${(err as Error).message}); ` +
+          `the batches committed before it are kept: run the same command again to resume`,
+        'database_lost',
+      );
+    }
     throw err;
   } finally {
     // The bulk-load settings (synchronous_commit off above all) must not outlive the import on
@@ -200,6 +208,8 @@ async function write(client: pg.PoolClient, runId: number, listId: number, p: Pr
         return o;
       });
     } catch (err) {
+      // A lost connection says nothing about the messages: the import stops, to resume later.
+      if (isConnectionLoss(err)) throw err;
       if (RETRYABLE.has((err as { code?: string }).code ?? '') && attempt < 5) continue;
       return writeOneByOne(client, runId, listId, p, onBroken);
     }
@@ -215,6 +225,7 @@ async function writeOneByOne(client: pg.PoolClient, runId: number, listId: numbe
       o.created += r.created;
       o.added += r.added;
     } catch (err) {
+      if (isConnectionLoss(err)) throw err;
       o.broken++;
       onBroken?.({ index: one.entry.index, offset: one.entry.offset, messageId: one.message.messageId, reason: `could not be stored: ${(err as Error).message}` });
     }

@@ -16,7 +16,8 @@ import { sendNotice } from './notices.ts';
  * Bounces: DSNs arriving at LIST-bounces+TOKEN@ (the token names the member), and permanent
  * failures met while sending. Hard and soft bounces raise the member's score (which decays over
  * time); past the list's threshold the member is disabled and told how to turn delivery back on.
- * Policy rejections (5.7.x, spam, DMARC) are recorded but never counted.
+ * Policy rejections (5.7.x, spam, DMARC), delay warnings and auto-replies (out of office, vacation)
+ * are recorded but never counted: only a delivery report (src/mail/bounce.ts) can cost a member.
  */
 export async function handleBounceMail(pool: pg.Pool, list: ListRow, token: string | undefined, raw: Buffer, parsed: ParsedMessage, log: Logger): Promise<void> {
   const member = token ? await findMemberByToken(pool, token) : null;
@@ -24,10 +25,8 @@ export async function handleBounceMail(pool: pg.Pool, list: ListRow, token: stri
   const reports = readBounce({ raw, text: parsed.text, headers: parsed.headers });
   // One DSN may list several recipients; the member's own address, or the first failure, speaks for it.
   const report = reports.find((r) => r.failed && ours && r.recipient === ours.email) ?? reports.find((r) => r.failed) ?? reports[0];
-  if (!report.failed && !ours) {
-    log.info({ list: list.address, category: report.category }, 'mail to the bounce address that is no failure report, ignored');
-    return;
-  }
+  // Auto-replies, delay warnings and stray mail are recorded too, as not counted: the panel shows
+  // why a member's score did not move.
   await withTransaction(pool, (tx) => recordBounce(tx, list, ours, 'dsn', report, log));
 }
 

@@ -29,6 +29,8 @@ const schema = z.object({
   SMTP_PORT: port.default(2525),
   SMTP_LMTP: z.enum(['0', '1', 'true', 'false']).default('0'),
   SMTP_MAX_SIZE: positiveInt.default(25 * 1024 * 1024),
+  SMTP_MEMORY_MB: positiveInt.optional(),
+  SMTP_DATA_TIMEOUT: positiveInt.default(600),
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
@@ -49,6 +51,15 @@ const schema = z.object({
   DELIVERY_KEEP_DAYS: positiveInt.default(7),
   CONFIRM_TOKEN_HOURS: positiveInt.default(72),
   NOTICE_FROM: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
+  // Retention of rejected mail, decided posts and bounce records (src/retention.ts)
+  REJECTED_MAX_KB: z.coerce.number().int().min(0).max(1024 * 1024).default(64),
+  REJECTED_PER_SENDER_PER_DAY: z.coerce.number().int().min(0).default(50),
+  REJECTED_PER_CLIENT_PER_DAY: z.coerce.number().int().min(0).default(200),
+  REJECTED_PER_DAY: z.coerce.number().int().min(0).default(2000),
+  KEEP_REJECTED_DAYS: positiveInt.default(30),
+  KEEP_DECIDED_DAYS: positiveInt.default(30),
+  KEEP_BOUNCES_DAYS: positiveInt.default(180),
+  HELD_EXPIRE_DAYS: z.coerce.number().int().min(0).default(30),
 });
 
 export interface Config {
@@ -56,7 +67,11 @@ export interface Config {
   databaseReadUrl?: string;
   mailDomain: string;
   publicUrl: string;
-  smtp: { host: string; port: number; lmtp: boolean; maxSize: number };
+  /**
+   * memoryBytes: message data the listener holds at once across sessions (src/smtp/memory-budget.ts);
+   * dataTimeoutMs: the longest DATA phase before a 451 and a closed connection.
+   */
+  smtp: { host: string; port: number; lmtp: boolean; maxSize: number; memoryBytes: number; dataTimeoutMs: number };
   /**
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
    * processes: web processes sharing the port (src/web/processes.ts); 1 serves from `serve` itself.
@@ -82,6 +97,22 @@ export interface Config {
   confirmTokenHours: number;
   /** From address of site notices that belong to no list (login links, password resets) */
   noticeFrom: string;
+  /**
+   * What is kept of mail we do not distribute, and for how long (src/retention.ts). Rejected mail
+   * (ingest_errors) keeps its first rejectedMaxKb KB; past a quota per sender (and per client)
+   * or for the whole site in a day, only a line without the bytes. heldExpireDays 0: held posts
+   * wait for a moderator forever.
+   */
+  retention: {
+    rejectedMaxKb: number;
+    rejectedPerSenderPerDay: number;
+    rejectedPerClientPerDay: number;
+    rejectedPerDay: number;
+    keepRejectedDays: number;
+    keepDecidedDays: number;
+    keepBouncesDays: number;
+    heldExpireDays: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -101,7 +132,11 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     databaseReadUrl: e.DATABASE_READ_URL,
     mailDomain: e.MAIL_DOMAIN.toLowerCase(),
     publicUrl: e.PUBLIC_URL.replace(/\/+$/, ''),
-    smtp: { host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE },
+    smtp: {
+      host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE,
+      memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : Math.max(64 * 1024 * 1024, 2 * e.SMTP_MAX_SIZE),
+      dataTimeoutMs: e.SMTP_DATA_TIMEOUT * 1000,
+    },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
     relayUrl: e.RELAY_URL,
     dataDir: path.resolve(e.DATA_DIR),
@@ -120,6 +155,16 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     confirmTokenHours: e.CONFIRM_TOKEN_HOURS,
     noticeFrom: (e.NOTICE_FROM ?? `listkeeper@${e.MAIL_DOMAIN}`).toLowerCase(),
+    retention: {
+      rejectedMaxKb: e.REJECTED_MAX_KB,
+      rejectedPerSenderPerDay: e.REJECTED_PER_SENDER_PER_DAY,
+      rejectedPerClientPerDay: e.REJECTED_PER_CLIENT_PER_DAY,
+      rejectedPerDay: e.REJECTED_PER_DAY,
+      keepRejectedDays: e.KEEP_REJECTED_DAYS,
+      keepDecidedDays: e.KEEP_DECIDED_DAYS,
+      keepBouncesDays: e.KEEP_BOUNCES_DAYS,
+      heldExpireDays: e.HELD_EXPIRE_DAYS,
+    },
   };
 }
 

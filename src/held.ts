@@ -60,7 +60,10 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
     const reason = opts.reason?.trim() || null;
     if (action === 'approve') {
       await decideHeld(tx, id, 'approved', opts.by, reason);
-      await release(tx, list, held, message!);
+      const outcome = await release(tx, list, held, message!);
+      if (outcome.kind === 'refused') {
+        throw new Conflict(`held message ${id} cannot be approved: the archive of ${list.address} already has a different message with its Message-ID <${held.message_id}>; reject or discard it`, 'message_id_reused');
+      }
     } else if (action === 'reject') {
       await decideHeld(tx, id, 'rejected', opts.by, reason);
       await tellSender(tx, list, held.from_email || held.envelope_from, { subject: held.subject, messageId: held.message_id },

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { recordIngestError } from './db/ingest-errors.ts';
+import { isFaultOfInput } from './db/pg-errors.ts';
 import { handleBounceMail } from './bounces.ts';
 import type { ListRow, ResolvedRecipient } from './db/lists.ts';
 import { allowHit } from './db/rate-limits.ts';
@@ -10,10 +10,13 @@ import { findCommand, isAutomatic } from './mail/commands.ts';
 import { parse, type ParsedMessage } from './mail/parse.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './posting.ts';
+import { keepRejected } from './retention.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 
 export interface Inbound {
   envelopeFrom: string | null;
+  /** the SMTP client's IP address, for the per-client quota on kept rejected mail */
+  client?: string | null;
   recipients: (ResolvedRecipient & { address: string })[];
   raw: Buffer;
   log: Logger;
@@ -33,13 +36,20 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
     parsed = await parse(msg.raw);
   } catch (err) {
     const reason = err instanceof AppError ? err.message : `message could not be parsed: ${(err as Error).message}`;
-    await recordIngestError(pool, {
-      envelopeFrom: msg.envelopeFrom,
-      recipients: msg.recipients.map((r) => r.address),
-      listId: msg.recipients[0]?.list.id,
-      reason,
-      raw: msg.raw,
-    });
+    try {
+      await keepRejected(pool, {
+        envelopeFrom: msg.envelopeFrom,
+        client: msg.client,
+        recipients: msg.recipients.map((r) => r.address),
+        listId: msg.recipients[0]?.list.id,
+        reason,
+        raw: msg.raw,
+      });
+    } catch (recordErr) {
+      // Not kept, so not refused: the sender keeps the message and tries again.
+      msg.log.error({ err: recordErr, reason }, 'could not record an unparseable message');
+      return msg.recipients.map(() => new TemporaryFailure('4.3.0 temporary failure storing the message, try again later'));
+    }
     msg.log.warn({ reason }, 'unparseable message recorded');
     const rejection = new RejectedMessage(`5.6.0 ${reason}; it was kept for the list owner`, 'unparseable', 554);
     return msg.recipients.map(() => rejection);
@@ -54,6 +64,8 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
     } catch (err) {
       if (err instanceof AppError) {
         results.push(err);
+      } else if (isFaultOfInput(err)) {
+        results.push(await keepUnstorable(pool, rcpt, msg, parsed, err as Error, log));
       } else {
         log.error({ err, rcpt: rcpt.address }, 'failed to take in message');
         results.push(new TemporaryFailure('4.3.0 temporary failure storing the message, try again later'));
@@ -66,9 +78,11 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
 async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, log: Logger) {
   const list = rcpt.list;
   switch (rcpt.role) {
-    case 'post':
-      await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log });
+    case 'post': {
+      const outcome = await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log });
+      if (outcome.kind === 'refused') throw outcome.error;
       return;
+    }
     case 'bounces':
       await handleBounceMail(pool, list, rcpt.token, msg.raw, parsed, log);
       return;
@@ -83,14 +97,14 @@ async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: I
       break;
   }
   // The command addresses answer people only: never a bounce, an auto-reply or another list.
-  if (isAutomatic(parsed.headers, msg.envelopeFrom)) {
+  if (isAutomatic(parsed.headers, msg.envelopeFrom, parsed.fromEmail)) {
     return keep(pool, rcpt, msg, parsed, `automatic mail to the ${rcpt.role} address: not answered`);
   }
   const sender = normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '');
   if (!sender) return keep(pool, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
   if (!(await allowHit(pool, `mail-command:${sender}`, COMMANDS_PER_HOUR, 3600))) {
-    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: ignored');
-    return;
+    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: not answered');
+    return keep(pool, rcpt, msg, parsed, `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender}: not answered`);
   }
   switch (rcpt.role) {
     case 'subscribe':
@@ -150,11 +164,29 @@ async function sendHelp(pool: pg.Pool, list: ListRow, to: string, parsed: Parsed
   });
 }
 
+/**
+ * A message PostgreSQL refuses for what it holds (pg-errors.ts) would be refused again on every
+ * retry: it is kept aside with the reason and answered 554, never 451 forever. If even the record
+ * cannot be written, that is the system's fault: 451, and the sender keeps the message.
+ */
+async function keepUnstorable(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, err: Error, log: Logger): Promise<AppError> {
+  const reason = `the message could not be stored: ${err.message}`;
+  try {
+    await keep(pool, rcpt, msg, parsed, reason);
+  } catch (recordErr) {
+    log.error({ err: recordErr, cause: err.message, rcpt: rcpt.address }, 'could not record an unstorable message');
+    return new TemporaryFailure('4.3.0 temporary failure storing the message, try again later');
+  }
+  log.warn({ rcpt: rcpt.address, reason }, 'unstorable message refused and kept aside');
+  return new RejectedMessage(`5.6.0 ${reason}; it was kept for the list owner`, 'unstorable', 554);
+}
+
 /** Mail we take but do not act on is kept with why, never silently dropped. */
 async function keep(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, reason: string) {
-  await recordIngestError(pool, {
+  await keepRejected(pool, {
     listId: rcpt.list.id,
     envelopeFrom: msg.envelopeFrom,
+    client: msg.client,
     recipients: [rcpt.address],
     messageId: parsed.messageId,
     reason,

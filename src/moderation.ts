@@ -1,3 +1,6 @@
+import { automaticMark, type AutomaticMark } from './mail/automatic.ts';
+import { roleCandidates, splitAddress } from './mail/address.ts';
+
 /**
  * Whether a post goes to the list, waits for a moderator, or is dropped: an ordered table of
  * rules over plain data (Mailman 3's chains in miniature). The first rule that has an opinion
@@ -30,7 +33,10 @@ export interface PostFacts {
     maxMessageSize: number;
   };
   sender: {
+    /** the From address, or the envelope sender when From has none */
     email: string;
+    /** the SMTP envelope sender (MAIL FROM); null for the null reverse-path <> of delivery reports */
+    envelopeFrom: string | null;
     /** the sender's membership status on this list, or null for a stranger */
     memberStatus: 'active' | 'pending' | 'disabled' | 'unsubscribed' | null;
   };
@@ -52,21 +58,73 @@ const firstLive = (f: PostFacts) => f.senderRules.find((r) => r.expiresAt === nu
 
 const COMMAND = /^\s*(?:re:\s*)?(?:subscribe|unsubscribe|help|remove|join|leave|signoff|set\s+\w+)\s*$/i;
 
+/**
+ * True when `email` is one of this list's own addresses: the list itself (From of a copy whose
+ * From was rewritten for DMARC), LIST-request@ and LIST-owner@ (notices), LIST-bounces+…@ (the
+ * envelope sender of every copy and notice), and the other role addresses.
+ */
+function isListOwnAddress(email: string | null, listAddress: string): boolean {
+  if (!email) return false;
+  const list = splitAddress(listAddress);
+  const address = email.trim().replace(/^<|>$/g, '').toLowerCase();
+  // Most senders are on another domain: that answers without looking at the local part.
+  if (!list || !address.endsWith(`@${list.domain}`)) return false;
+  const a = splitAddress(address);
+  return a !== null && roleCandidates(a.local).some((c) => c.localPart === list.local);
+}
+
+/** The automatic-mail evidence of one post, read once for the two rules that ask. */
+const marks = new WeakMap<PostFacts, AutomaticMark | null>();
+function markOf(f: PostFacts): AutomaticMark | null {
+  if (!marks.has(f)) marks.set(f, automaticMark(f.message.headers, f.sender.envelopeFrom, f.sender.email));
+  return marks.get(f)!;
+}
+
+const ADDRESSES = /[^\s<>,;:"'()[\]]+@[^\s<>,;:"'()[\]]+/g;
+
 export const RULES: readonly Rule[] = [
   {
-    // Our own copy coming back (a member's forward, another list that has us as member).
+    // Our own copies and notices coming back (a member's forward, another list that has us as
+    // member and rewrote List-Id, an owner whose address leads back here): never sent round again.
     name: 'loop',
     check: (f) => {
       const ids = f.message.headers.get('list-id') ?? [];
-      const loops = f.message.headers.get('x-loop') ?? [];
-      const ours = ids.some((v) => v.toLowerCase().includes(f.list.listId.toLowerCase())) ||
-        loops.some((v) => v.toLowerCase().includes(f.list.address));
-      return ours ? { action: 'discard', reason: 'the message already went through this list (mail loop)' } : null;
+      const loops = (f.message.headers.get('x-loop') ?? []).flatMap((v) => v.match(ADDRESSES) ?? []);
+      const why = ids.some((v) => v.toLowerCase().includes(f.list.listId.toLowerCase()))
+        ? `it carries this list's List-Id ${f.list.listId}`
+        : loops.some((a) => isListOwnAddress(a, f.list.address))
+          ? `it carries this list's X-Loop`
+          : isListOwnAddress(f.sender.email, f.list.address)
+            ? `it comes from this list's own address ${f.sender.email}`
+            : isListOwnAddress(f.sender.envelopeFrom, f.list.address)
+              ? `its envelope sender ${f.sender.envelopeFrom} is this list's own`
+              : null;
+      return why ? { action: 'discard', reason: `the message already went through this list (mail loop): ${why}` } : null;
     },
   },
   {
     name: 'banned',
     check: (f) => (firstLive(f)?.kind === 'ban' ? { action: 'discard', reason: `the sender ${f.sender.email} is banned from this list` } : null),
+  },
+  {
+    // A bounce or delivery report sent to the posting address (backscatter of forged mail, a
+    // misconfigured server): nothing for the members, nothing a moderator could approve. Never
+    // answered either, so no report can breed another.
+    name: 'delivery-report',
+    check: (f) => {
+      const mark = markOf(f);
+      return mark?.kind === 'delivery-report' ? { action: 'discard', reason: `a delivery report, not a post: ${mark.evidence}` } : null;
+    },
+  },
+  {
+    // Mail a program sent: auto-replies, vacation notices, bulk mail. Distributed, it would answer
+    // every member's auto-responder in turn (a mail loop); held on every list, allowlist or not,
+    // so that a person decides.
+    name: 'automatic',
+    check: (f) => {
+      const mark = markOf(f);
+      return mark ? { action: 'hold', reason: `the message was sent by a program (${mark.evidence}); automatic mail is never distributed without a moderator` } : null;
+    },
   },
   {
     name: 'size',

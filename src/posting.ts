@@ -1,16 +1,17 @@
 import type pg from 'pg';
-import { insertHeld, claimHeldNotice, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
-import { recordIngestError } from './db/ingest-errors.ts';
+import { insertHeld, claimHeldNotice, heldSameContent, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
 import type { ListRow } from './db/lists.ts';
-import { acceptIntoLists, type ArchiveResult } from './db/messages.ts';
+import { acceptIntoLists, listHasMessageId, type ArchiveResult } from './db/messages.ts';
 import { GroupCommit } from './db/batch.ts';
 import type { Queryable } from './db/pool.ts';
 import { senderFacts, type SenderFacts } from './db/sender-rules.ts';
+import { RejectedMessage } from './errors.ts';
 import { log as rootLog, type Logger } from './log.ts';
 import { listId } from './mail/list-headers.ts';
 import type { ParsedMessage } from './mail/parse.ts';
 import { decide, type Decision, type PostFacts } from './moderation.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
+import { keepRejected } from './retention.ts';
 
 export interface Post {
   list: ListRow;
@@ -24,7 +25,9 @@ export type PostOutcome =
   | { kind: 'archived'; archive: ArchiveResult; copies: number }
   | { kind: 'duplicate'; archive?: ArchiveResult }
   | { kind: 'held'; heldId: number; decision: Decision }
-  | { kind: 'discarded'; decision: Decision };
+  | { kind: 'discarded'; decision: Decision }
+  /** a different message under a Message-ID the list already has: kept aside, answered 554 */
+  | { kind: 'refused'; error: RejectedMessage };
 
 /**
  * The post pipeline. Posts that arrive together share one transaction (group commit, db/batch.ts),
@@ -64,7 +67,7 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
 function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
   return {
     list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size },
-    sender: { email: sender, memberStatus: facts.memberStatus },
+    sender: { email: sender, envelopeFrom: p.envelopeFrom, memberStatus: facts.memberStatus },
     senderRules: facts.rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
     message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
     now: new Date(),
@@ -73,7 +76,13 @@ function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
 
 /** Keeps a post the rules did not accept: held for a moderator, or recorded as dropped. */
 async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
-  if (await alreadyInList(tx, p.list.id, p.message.messageId)) return { kind: 'duplicate' };
+  // A Message-ID names one message per list: a redelivery is a duplicate, and another message
+  // is refused, so that what waits for a moderator is never confused with what the list has. A
+  // post the rules drop (a loop above all: our own copy, changed) is only recorded, never refused:
+  // a refusal would bounce back to whoever sent it, perhaps our own bounce address.
+  const archived = await listHasMessageId(tx, p.list.id, p.message.messageId, p.raw);
+  if (archived === 'same') return { kind: 'duplicate' };
+  if (archived === 'different' && decision.action === 'hold') return refuse(tx, p, 'the archive of the list');
   const heldId = await insertHeld(tx, {
     listId: p.list.id,
     messageId: p.message.messageId,
@@ -86,7 +95,10 @@ async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Promise<P
     rule: decision.rule,
     state: decision.action === 'hold' ? 'held' : 'discarded',
   });
-  if (heldId === null) return { kind: 'duplicate' };
+  if (heldId === null) {
+    // A post with this Message-ID already waits for a moderator: the same one sent again, or not.
+    return (await heldSameContent(tx, p.list.id, p.message.messageId, p.raw)) ? { kind: 'duplicate' } : refuse(tx, p, 'the moderation queue of the list');
+  }
   p.log.info({ list: p.list.address, rule: decision.rule, action: decision.action, heldId }, decision.action === 'hold' ? 'post held' : 'post dropped by rule');
   if (decision.action === 'hold') {
     await notifyOwnersOfHeld(tx, p.list);
@@ -99,44 +111,44 @@ async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Promise<P
 /**
  * Archives a post and queues its copies, inside the caller's transaction: the path of approved
  * held posts (accepted ones take it in bulk, in postBatch). A Message-ID the list already has is a
- * duplicate (a retry, a loop): nothing is stored or sent again.
+ * duplicate (a retry, a loop) when it is the same message, and refused when it is another one.
+ * `exact`: link only to a byte-for-byte equal archived message (an approval sends what was held).
  */
-export async function acceptPost(tx: Queryable, list: ListRow, raw: Buffer, message: ParsedMessage, envelopeFrom: string | null, log: Logger): Promise<PostOutcome> {
-  const [archived] = await acceptIntoLists(tx, [{ list, raw, message }]);
+export async function acceptPost(tx: Queryable, list: ListRow, raw: Buffer, message: ParsedMessage, envelopeFrom: string | null, log: Logger, opts: { exact?: boolean } = {}): Promise<PostOutcome> {
+  const [archived] = await acceptIntoLists(tx, [{ list, raw, message, exact: opts.exact }]);
   return afterAccept(tx, { list, raw, message, envelopeFrom, log }, archived);
 }
 
 async function afterAccept(tx: Queryable, p: Post, archived: ArchiveResult & { copies: number }): Promise<PostOutcome> {
   const { copies, ...archive } = archived;
-  if (!archive.created && !archive.sameContent) {
-    // Someone reused a Message-ID with different content: the archived message stays as it is,
-    // and this one is kept aside with the reason rather than lost.
-    await recordIngestError(tx, {
-      listId: p.list.id,
-      envelopeFrom: p.envelopeFrom,
-      recipients: [p.list.address],
-      messageId: p.message.messageId,
-      reason: `Message-ID <${p.message.messageId}> is already archived with different content; the archived message was kept`,
-      raw: p.raw,
-    });
-    p.log.warn({ messageId: p.message.messageId }, 'reused Message-ID with different content kept aside');
+  if (!archive.addedToList) {
+    return archive.sameContent ? { kind: 'duplicate', archive } : refuse(tx, p, 'the archive of the list');
   }
-  if (!archive.addedToList) return { kind: 'duplicate', archive };
   p.log.info({ messageId: p.message.messageId, list: p.list.address, threadId: archive.threadId, created: archive.created, copies }, 'message archived');
   return { kind: 'archived', archive, copies };
 }
 
-/** Approves a held post: archived and sent exactly once, through acceptPost. */
-export async function release(tx: Queryable, list: ListRow, held: HeldRow, message: ParsedMessage): Promise<PostOutcome> {
-  return acceptPost(tx, list, held.raw, message, held.envelope_from, rootLog.child({ messageId: message.messageId, heldId: held.id }));
+/**
+ * Someone reused a Message-ID the list already has, with other content: the list's message stays
+ * as it is, and this one is kept aside with the reason (committed with the batch) and refused.
+ */
+async function refuse(tx: Queryable, p: Post, where: string): Promise<PostOutcome> {
+  const reason = `Message-ID <${p.message.messageId}> already names a different message in ${where} ${p.list.address}`;
+  await keepRejected(tx, {
+    listId: p.list.id,
+    envelopeFrom: p.envelopeFrom,
+    recipients: [p.list.address],
+    messageId: p.message.messageId,
+    reason,
+    raw: p.raw,
+  });
+  p.log.warn({ messageId: p.message.messageId, list: p.list.address }, 'reused Message-ID with different content refused and kept aside');
+  return { kind: 'refused', error: new RejectedMessage(`5.7.0 ${reason}; the message was kept for the list owner`, 'message_id_reused', 554) };
 }
 
-async function alreadyInList(db: Queryable, listId: number, messageId: string): Promise<boolean> {
-  const { rows } = await db.query(
-    `select 1 from list_messages lm join messages m on m.id = lm.message_id where lm.list_id = $1 and m.message_id = $2`,
-    [listId, messageId],
-  );
-  return rows.length > 0;
+/** Approves a held post: archived and sent exactly once, through acceptPost, byte for byte as held. */
+export async function release(tx: Queryable, list: ListRow, held: HeldRow, message: ParsedMessage): Promise<PostOutcome> {
+  return acceptPost(tx, list, held.raw, message, held.envelope_from, rootLog.child({ messageId: message.messageId, heldId: held.id }), { exact: true });
 }
 
 /**

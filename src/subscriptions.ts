@@ -15,9 +15,12 @@ import { noticeToOwners, sendNotice } from './notices.ts';
 
 /**
  * Joining and leaving a list (DESIGN §5): double opt-in by mail or by link, with the list's
- * subscribe policy (open: at once; confirm: the address confirms; approve: the address confirms,
- * then an owner approves). Nothing here ever tells a requester whether an address is subscribed:
- * the same answer and the same mail go out either way, and only the mailbox owner can act on it.
+ * subscribe policy (open and confirm: the address confirms; approve: the address confirms, then an
+ * owner approves). Every request made by mail or on the web is confirmed by the address, whatever
+ * the policy: a From line and a form field can name anyone, and "open" means that no owner has to
+ * approve, not that nobody has to confirm. Only an administrator's add takes effect at once.
+ * Nothing here ever tells a requester whether an address is subscribed: the same answer and the
+ * same mail go out either way, and only the mailbox owner can act on it.
  */
 export interface RequestOptions {
   name?: string;
@@ -36,7 +39,7 @@ const PER_ADDRESS_PER_HOUR = 3;
 export async function requestSubscription(pool: pg.Pool, list: ListRow, email: string, opts: RequestOptions): Promise<RequestOutcome> {
   const address = checkedEmail(email);
   const mode = opts.mode ?? 'each';
-  if (list.subscribe_policy === 'open' || opts.via === 'admin') {
+  if (opts.via === 'admin') {
     await withTransaction(pool, async (tx) => {
       const outcome = await addMember(tx, list.id, address, mode, opts.name ?? null);
       if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, address, opts.publicUrl);

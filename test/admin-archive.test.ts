@@ -35,7 +35,9 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const hidden = async (id: string) => (await db.pool.query('select hidden_reason, hidden_by, hidden_at is not null as hidden from messages where message_id = $1', [id])).rows[0];
+const hidden = async (id: string) => (await db.pool.query(
+  `select lm.hidden_reason, lm.hidden_by, lm.hidden_at is not null as hidden
+     from list_messages lm join messages m on m.id = lm.message_id where m.message_id = $1`, [id])).rows[0];
 
 describe('archive moderation', () => {
   it('finds messages by subject, sender or Message-ID', async () => {

@@ -331,7 +331,7 @@ describe('hiding a message', () => {
   it('removes it from every page, search, feed and mbox at once, and its permalink says why', async () => {
     const before = (await page('/search?q=frobnication')).text;
     expect(before).toContain('Release plan');
-    await hideMessage(db.pool, 'plan-1@example.org', 'privacy: the author asked', 'mod@example.org');
+    await hideMessage(db.pool, dev.id, 'plan-1@example.org', 'privacy: the author asked', 'mod@example.org');
 
     const permalink = await page('/message-id/plan-1@example.org');
     expect(permalink.status).toBe(410);
@@ -383,8 +383,8 @@ describe('Last-Modified after hiding and showing again', () => {
     await put(list, { id: 'lm-1@example.org', subject: 'First of two', date: 'Mon, 02 Nov 2026 10:00:00 +0000' });
     await put(list, { id: 'lm-2@example.org', subject: 'Second of two', date: 'Mon, 02 Nov 2026 11:00:00 +0000' });
     // HTTP dates have whole seconds: every step below happens minutes apart, as far as they can tell.
-    await db.pool.query(`update messages set received_at = received_at - interval '1 hour', hidden_at = hidden_at - interval '1 hour',
-                                             visibility_changed_at = visibility_changed_at - interval '1 hour'`);
+    await db.pool.query(`update messages set received_at = received_at - interval '1 hour'`);
+    await db.pool.query(`update list_messages set hidden_at = hidden_at - interval '1 hour', visibility_changed_at = visibility_changed_at - interval '1 hour'`);
     const urls = ['/', '/lists/lm/', '/lists/lm/2026-11/', '/lists/lm/2026-11.mbox', '/lists/lm/feed.atom', '/message-id/lm-1@example.org'];
     const lastModified = async () => {
       const seen: Record<string, string> = {};
@@ -405,15 +405,15 @@ describe('Last-Modified after hiding and showing again', () => {
     };
 
     const before = await lastModified();
-    await hideMessage(db.pool, 'lm-2@example.org', 'spam', 'mod@example.org');
+    await hideMessage(db.pool, list.id, 'lm-2@example.org', 'spam', 'mod@example.org');
     await changedSince(before, false);
 
-    await db.pool.query(`update messages set hidden_at = hidden_at - interval '10 minutes', visibility_changed_at = visibility_changed_at - interval '10 minutes'
-                          where message_id = 'lm-2@example.org'`);
+    await db.pool.query(`update list_messages set hidden_at = hidden_at - interval '10 minutes', visibility_changed_at = visibility_changed_at - interval '10 minutes'
+                          where message_id = (select id from messages where message_id = 'lm-2@example.org')`);
     const whileHidden = await lastModified();
     const rawHidden = await get('/message-id/raw/lm-2@example.org');
     expect(rawHidden.status).toBe(410);
-    await unhideMessage(db.pool, 'lm-2@example.org');
+    await unhideMessage(db.pool, list.id, 'lm-2@example.org');
     await changedSince(whileHidden, true);
     const rawBack = await get('/message-id/raw/lm-2@example.org', { 'if-modified-since': rawHidden.headers.get('last-modified')! });
     expect(rawBack.status).toBe(200);
@@ -422,7 +422,7 @@ describe('Last-Modified after hiding and showing again', () => {
 
   it('answers 410 with the reason for an attachment of a hidden message', async () => {
     expect((await get('/message-id/attachment/attachments@example.net/3/dot.png')).status).toBe(200);
-    await hideMessage(db.pool, 'attachments@example.net', 'legal: a takedown', 'mod@example.org');
+    await hideMessage(db.pool, dev.id, 'attachments@example.net', 'legal: a takedown', 'mod@example.org');
     const res = await page('/message-id/attachment/attachments@example.net/3/dot.png');
     expect(res.status).toBe(410);
     expect(res.text).toContain('legal: a takedown');

@@ -90,8 +90,20 @@ describe('holding posts', () => {
   });
 
   it('does not hold the same message twice when the sender retries', async () => {
-    expect((await postTo('mod', 'held-1@example.org')).ok).toBe(true);
+    expect((await postTo('mod', 'held-1@example.org', { subject: 'Please let me in' })).ok).toBe(true);
     expect((await listHeld(db.pool, mod.id)).filter((h) => h.message_id === 'held-1@example.org')).toHaveLength(1);
+  });
+
+  it('refuses another message under the Message-ID of a held post, and keeps it aside', async () => {
+    const res = await postTo('mod', 'held-1@example.org', { subject: 'Something else entirely' });
+    expect(res.ok).toBe(false);
+    expect(res.responseCode).toBe(554);
+    const held = (await listHeld(db.pool, mod.id)).filter((h) => h.message_id === 'held-1@example.org');
+    expect(held.map((h) => h.subject)).toEqual(['Please let me in']);
+    const { rows } = await db.pool.query(`select reason, raw from ingest_errors where message_id = 'held-1@example.org'`);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].reason).toMatch(/already names a different message in the moderation queue/);
+    expect(rows[0].raw.toString()).toContain('Something else entirely');
   });
 
   it('holds a stranger on a members-only list and passes a member', async () => {

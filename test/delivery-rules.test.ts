@@ -16,7 +16,7 @@ const now = new Date('2026-11-02T10:00:00Z');
 function facts(over: { policy?: PostFacts['list']['postPolicy']; member?: PostFacts['sender']['memberStatus']; rules?: PostFacts['senderRules']; size?: number; max?: number; subject?: string; headers?: Record<string, string> } = {}): PostFacts {
   return {
     list: { address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0 },
-    sender: { email: 'alice@example.org', memberStatus: over.member === undefined ? 'active' : over.member },
+    sender: { email: 'alice@example.org', envelopeFrom: 'alice@example.org', memberStatus: over.member === undefined ? 'active' : over.member },
     senderRules: over.rules ?? [],
     message: {
       size: over.size ?? 1000,
@@ -147,7 +147,7 @@ describe('bounce classification on real DSN samples', () => {
   });
 
   it('does not take an out-of-office reply for a bounce', async () => {
-    expect((await report('vacation-auto-reply.eml'))[0]).toMatchObject({ failed: false, category: 'not_a_bounce' });
+    expect((await report('vacation-auto-reply.eml'))[0]).toMatchObject({ failed: false, category: 'auto_reply' });
   });
 
   it('classifies SMTP answers met while sending', () => {

@@ -191,11 +191,14 @@ describe('subscribe policies', () => {
     await expect(decideSubscription(db.pool, request.id, 'reject', 'owner@example.org')).rejects.toThrow(/not waiting for approval/);
   });
 
-  it('subscribes at once on an open list', async () => {
+  it('asks the address to confirm on an open list too, then subscribes without an owner', async () => {
     const open = await newList('open', 'open');
-    expect(await requestSubscription(db.pool, open, 'tim@x.example', { via: 'web' })).toBe('subscribed');
+    expect(await requestSubscription(db.pool, open, 'tim@x.example', { via: 'web' })).toBe('pending');
+    expect(await findMember(db.pool, open.id, 'tim@x.example')).toBeNull();
+    const token = tokenOf(await nextMailTo('tim@x.example'));
+    await mail(`open-confirm+${token}@lists.example.org`, 'tim@x.example', { subject: `Re: confirm ${token}` });
     expect(await findMember(db.pool, open.id, 'tim@x.example')).toMatchObject({ status: 'active' });
-    expect((await nextMailTo('tim@x.example')).subject).toBe('Welcome to open@lists.example.org');
+    expect((await nextMailTo('tim@x.example', 1)).subject).toBe('Welcome to open@lists.example.org');
   });
 });
 

@@ -88,17 +88,22 @@ describe('SMTP ingest', () => {
     expect(row.body).toContain('Grüße');
   });
 
-  it('never overwrites an archived message with a second one reusing its Message-ID', async () => {
+  it('never overwrites an archived message: another one reusing its Message-ID in the list is refused and kept aside', async () => {
     await sendRaw(smtp.port, { from: 'a@example.org', to: ['dev@lists.example.org'] }, message({ id: 'reused@example.org', subject: 'Original', body: 'original text' }));
     const res = await sendRaw(smtp.port, { from: 'mallory@example.org', to: ['dev@lists.example.org'] }, message({ id: 'reused@example.org', subject: 'Impostor', body: 'replacement text' }));
-    expect(res.ok).toBe(true);
+    expect(res.ok).toBe(false);
+    expect(res.responseCode).toBe(554);
+    expect(res.response).toMatch(/5\.7\.0 Message-ID <reused@example.org> already names a different message/);
     const row = await archived('reused@example.org');
     expect(row.subject).toBe('Original');
     expect(row.body).toContain('original text');
     const { rows } = await db.pool.query(`select reason, raw from ingest_errors where message_id = 'reused@example.org'`);
     expect(rows).toHaveLength(1);
-    expect(rows[0].reason).toMatch(/already archived with different content/);
+    expect(rows[0].reason).toMatch(/already names a different message in the archive of the list dev@lists.example.org/);
     expect(rows[0].raw.toString()).toContain('replacement text');
+    // The same message sent again (a retry after a lost reply) is still simply a duplicate.
+    const again = await sendRaw(smtp.port, { from: 'a@example.org', to: ['dev@lists.example.org'] }, message({ id: 'reused@example.org', subject: 'Original', body: 'original text' }));
+    expect(again.ok).toBe(true);
   });
 
   it('gives a message without Message-ID a stable generated id', async () => {

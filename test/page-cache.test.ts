@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
-import { archiveMessage, hideMessage } from '../src/db/messages.ts';
+import { archiveMessage, hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { parse } from '../src/mail/parse.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message } from './helpers/smtp.ts';
@@ -63,9 +63,9 @@ it('never serves a page older than the archive, whichever process changed it', a
   // Written straight to the database, as the CLI or another web server would; the very next
   // request must see it, many times over (a NOTIFY racing the request once failed this).
   for (let i = 0; i < 20; i++) {
-    await hideMessage(db.pool, 'first@example.org', 'privacy', 'tester');
+    await hideMessage(db.pool, dev.id, 'first@example.org', 'privacy', 'tester');
     expect((await page()).status).toBe(410);
-    await db.pool.query(`update messages set hidden_at = null, hidden_reason = null where message_id = 'first@example.org'`);
+    await unhideMessage(db.pool, dev.id, 'first@example.org');
     expect((await page()).status).toBe(200);
     expect((await page()).status).toBe(200);
   }
@@ -86,7 +86,7 @@ it('keeps no page rendered while a change is counted but not yet committed', asy
   const writer = await db.pool.connect();
   try {
     await writer.query('begin');
-    await hideMessage(writer, 'first@example.org', 'privacy', 'tester');
+    await hideMessage(writer, dev.id, 'first@example.org', 'privacy', 'tester');
     // The counter has moved, the change is not visible: readers get the page as committed...
     for (let i = 0; i < 3; i++) expect((await page()).status).toBe(200);
     await writer.query('commit');
@@ -95,7 +95,7 @@ it('keeps no page rendered while a change is counted but not yet committed', asy
   }
   // ...and none of those renders is served once the change is visible.
   expect((await page()).status).toBe(410);
-  await db.pool.query(`update messages set hidden_at = null, hidden_reason = null where message_id = 'first@example.org'`);
+  await unhideMessage(db.pool, dev.id, 'first@example.org');
   expect((await page()).status).toBe(200);
 });
 
@@ -107,10 +107,10 @@ it('serves many readers of a kept page at once with one counter read per round, 
   expect(statuses).toEqual(Array(30).fill(200));
   const after = await counts();
   expect(after.hit - before.hit).toBe(30);
-  await hideMessage(db.pool, 'first@example.org', 'privacy', 'tester');
+  await hideMessage(db.pool, dev.id, 'first@example.org', 'privacy', 'tester');
   const hidden = await Promise.all(Array.from({ length: 30 }, async () => (await fetch(url)).status));
   expect(hidden).toEqual(Array(30).fill(410));
-  await db.pool.query(`update messages set hidden_at = null, hidden_reason = null where message_id = 'first@example.org'`);
+  await unhideMessage(db.pool, dev.id, 'first@example.org');
 });
 
 it('serves a page asked for with unknown query parameters from the same entry, whatever their order', async () => {

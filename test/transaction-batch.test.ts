@@ -16,7 +16,7 @@ interface Job {
 }
 
 /** A group commit whose items are closures, run one after the other in the shared transaction. */
-function committer(opts: { maxBatch: number; maxConcurrent: number }) {
+function committer(opts: { maxBatch: number; maxConcurrent: number; maxKeys?: number }) {
   const sizes: number[] = [];
   const gc = new GroupCommit<Job, number>(db.pool, async (tx, jobs) => {
     sizes.push(jobs.length);
@@ -93,4 +93,14 @@ it('takes the thread locks of a whole batch up front, so crossing batches do not
   });
   const outcomes = await Promise.all(work);
   expect(outcomes.filter((o) => o !== 'ok')).toEqual([]);
+});
+
+it('keeps the advisory locks of one transaction under its key budget, however many items queue', async () => {
+  const b = committer({ maxBatch: 50, maxConcurrent: 1, maxKeys: 100 });
+  const keysOf = (i: number) => Array.from({ length: 40 }, (_, k) => `budget-${i}-${k}`);
+  const first = b.run(insert(300), keysOf(0));
+  const rest = Array.from({ length: 9 }, (_, i) => b.run(insert(301 + i), keysOf(i + 1)));
+  await Promise.all([first, ...rest]);
+  // 40 keys each, at most 100 per transaction: two items at a time after the first.
+  expect(b.sizes).toEqual([1, 2, 2, 2, 2, 1]);
 });

@@ -34,6 +34,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const roles = webProcess ? { smtp: false, web: true, worker: false } : asked;
   const all = !roles.smtp && !roles.web && !roles.worker;
   const cfg = config();
+  guardProcess();
   const db: Database = await openDatabase(cfg, 'serve');
   // Shutdown order: intake first (SMTP then web), then delivery drains, then the pool closes.
   const intake: Part[] = [];
@@ -95,4 +96,21 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
     process.on('SIGINT', () => void shutdown('SIGINT'));
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
   }
+}
+
+/**
+ * Last lines of defence for a long-running server. A promise rejected with nobody to hear it is a
+ * bug on one request's path, not damage to the process: it is logged as such and serving goes on,
+ * rather than dropping every session for it (acknowledged mail is committed either way). An
+ * uncaught exception may have left any state half-changed, so that one still ends the process,
+ * with a log line saying why, for the supervisor to restart it.
+ */
+function guardProcess() {
+  process.on('unhandledRejection', (reason) => {
+    log.error({ err: reason }, 'unhandled promise rejection (a bug): logged, and the server keeps running');
+  });
+  process.on('uncaughtException', (err, origin) => {
+    log.fatal({ err, origin }, 'uncaught exception: exiting');
+    process.exit(1);
+  });
 }

@@ -33,7 +33,7 @@ export async function* mboxRows(db: Queryable, scope: MboxScope, pageSize = 200)
           and ($2::timestamptz is null or lm.date >= $2) and ($3::timestamptz is null or lm.date < $3)
           and ($4::bigint is null or m.thread_id = $4)
           and ($5::timestamptz is null or (lm.date, lm.message_id) > ($5, $6::bigint))
-          and m.hidden_at is null
+          and lm.hidden_at is null
         order by lm.date, lm.message_id
         limit $7`,
       [scope.listId, scope.after ?? null, scope.before ?? null, scope.threadId ?? null, lastDate, lastId, pageSize],
@@ -55,9 +55,9 @@ export interface MboxVersion {
 /** What an mbox download's validators (ETag, Last-Modified) are made of. */
 export async function mboxVersion(db: Queryable, scope: MboxScope): Promise<MboxVersion> {
   const { rows } = await db.query<MboxVersion>(
-    `select count(*) filter (where m.hidden_at is null)::int as messages,
-            concat_ws('.', count(*) filter (where m.hidden_at is null), sum(m.id) filter (where m.hidden_at is null), max(m.id)) as digest,
-            greatest(max(m.received_at), max(m.visibility_changed_at)) as last_modified
+    `select count(*) filter (where lm.hidden_at is null)::int as messages,
+            concat_ws('.', count(*) filter (where lm.hidden_at is null), sum(m.id) filter (where lm.hidden_at is null), max(m.id)) as digest,
+            greatest(max(m.received_at), max(lm.visibility_changed_at)) as last_modified
        from list_messages lm join messages m on m.id = lm.message_id
       where lm.list_id = $1
         and ($2::timestamptz is null or lm.date >= $2) and ($3::timestamptz is null or lm.date < $3)

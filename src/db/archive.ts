@@ -3,7 +3,8 @@ import type { Queryable } from './pool.ts';
 
 /**
  * Read queries of the archive's browsing pages: the lists, a list's months and recent threads, a
- * month's threads, a thread as a tree. Every query leaves out hidden messages; all run on the
+ * month's threads, a thread as a tree. Every query leaves out messages hidden in the list (hiding
+ * is per list: list_messages.hidden_at, sql/0013); all run on the
  * read pool (a replica when DATABASE_READ_URL is set). Who may read which list is decided by the
  * SQL function can_read_archive() (sql/0004), the one definition of archive access.
  */
@@ -25,8 +26,8 @@ export const LIST_KEY = `case when exists (select 1 from lists o where o.local_p
  */
 export function listLastModified(listId: string): string {
   return `greatest((select m.received_at from messages m where m.id = (select max(message_id) from list_messages where list_id = ${listId})),
-                   (select max(m.visibility_changed_at) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = ${listId}
-                     where m.visibility_changed_at is not null))`;
+                   (select max(lm.visibility_changed_at) from list_messages lm
+                     where lm.list_id = ${listId} and lm.visibility_changed_at is not null))`;
 }
 
 export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {
@@ -93,10 +94,9 @@ export async function archiveIndex(db: Queryable, reader: Reader, limit: number,
     name: 'archive-index',
     text: `select l.id, ${LIST_KEY} as key, l.address, l.name, l.description, l.archive, r.readable,
             (select count(*) from list_messages lm where lm.list_id = l.id)::int
-              - (select count(*) from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = l.id
-                  where m.hidden_at is not null)::int as messages,
-            (select lm.date from list_messages lm join messages m on m.id = lm.message_id
-              where lm.list_id = l.id and m.hidden_at is null order by lm.date desc limit 1) as last_activity,
+              - (select count(*) from list_messages lm where lm.list_id = l.id and lm.hidden_at is not null)::int as messages,
+            (select lm.date from list_messages lm
+              where lm.list_id = l.id and lm.hidden_at is null order by lm.date desc limit 1) as last_activity,
             ${listLastModified('l.id')} as last_modified,
             count(*) over ()::int as total
        from lists l cross join lateral (select can_read_archive(l.id, l.archive, $1, $2) as readable) r
@@ -129,8 +129,8 @@ export async function listMonths(db: Queryable, listId: number): Promise<MonthCo
      ), counted as (
        select months.m,
               (select count(*) from list_messages lm where lm.list_id = $1 and lm.date >= months.first and lm.date < months.after)
-              - (select count(*) from messages x join list_messages lm on lm.message_id = x.id and lm.list_id = $1
-                  where x.hidden_at is not null and lm.date >= months.first and lm.date < months.after) as n
+              - (select count(*) from list_messages lm
+                  where lm.list_id = $1 and lm.hidden_at is not null and lm.date >= months.first and lm.date < months.after) as n
          from months
      )
      select to_char(m, 'YYYY-MM') as month, n::int as messages from counted where n > 0 order by m desc`,
@@ -155,7 +155,7 @@ export interface ThreadSummary {
 
 // Summary columns of one thread in one list, for a lateral join on t.thread_id.
 const THREAD_TOTALS = `(select count(*)::int from messages x join list_messages y on y.message_id = x.id and y.list_id = $1
-                          where x.thread_id = t.thread_id and x.hidden_at is null) as thread_messages`;
+                          where x.thread_id = t.thread_id and y.hidden_at is null) as thread_messages`;
 
 /** Threads with the latest activity in a list. */
 export async function recentThreads(db: Queryable, listId: number, limit: number): Promise<ThreadSummary[]> {
@@ -164,7 +164,7 @@ export async function recentThreads(db: Queryable, listId: number, limit: number
     text: `with latest as (
        select m.thread_id, m.date, m.subject, m.message_id, m.id, m.from_name, m.from_email
          from list_messages lm join messages m on m.id = lm.message_id
-        where lm.list_id = $1 and m.hidden_at is null
+        where lm.list_id = $1 and lm.hidden_at is null
         order by lm.date desc limit 1000
      ), t as (
        select thread_id, max(date) as last from latest group by thread_id order by last desc limit $2
@@ -177,7 +177,7 @@ export async function recentThreads(db: Queryable, listId: number, limit: number
                 (array_agg(distinct coalesce(nullif(m.from_name, ''), m.from_email)))[1:5] as participants,
                 count(distinct m.from_email)::int as authors
            from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
-          where m.thread_id = t.thread_id and m.hidden_at is null) s
+          where m.thread_id = t.thread_id and lm.hidden_at is null) s
       order by t.last desc`,
     values: [listId, limit],
   });
@@ -194,7 +194,7 @@ export async function monthThreads(db: Queryable, listId: number, start: Date, e
     text: `with mm as (
        select m.thread_id, m.id, m.date, m.subject, m.message_id, m.from_name, m.from_email
          from list_messages lm join messages m on m.id = lm.message_id
-        where lm.list_id = $1 and lm.date >= $2 and lm.date < $3 and m.hidden_at is null
+        where lm.list_id = $1 and lm.date >= $2 and lm.date < $3 and lm.hidden_at is null
      ), t as (
        select thread_id, count(*)::int as messages, min(date) as first, max(date) as last,
               count(*) over ()::int as total, sum(count(*)) over ()::int as month_messages
@@ -243,7 +243,7 @@ export async function threadTree(db: Queryable, listId: number, threadId: number
     name: 'archive-thread-tree',
     text: `with recursive t as (
        select m.id, m.parent_id, m.date,
-              (m.hidden_at is null and exists (select 1 from list_messages lm where lm.list_id = $1 and lm.message_id = m.id)) as visible
+              exists (select 1 from list_messages lm where lm.list_id = $1 and lm.message_id = m.id and lm.hidden_at is null) as visible
          from messages m
         where m.thread_id = $2
      ), walk (id, anc, steps) as (

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { log } from '../log.ts';
-import { withTransaction } from './pool.ts';
+import { isConnectionLoss, withTransaction } from './pool.ts';
 
 /**
  * Group commit. Concurrent callers of run() that arrive while earlier work is committing share one
@@ -11,8 +11,10 @@ import { withTransaction } from './pool.ts';
  *
  * Each caller's promise settles only after the shared COMMIT. If the batch fails, it is rolled back
  * and every item is re-run alone in its own transaction, so one bad item can neither sink the
- * others nor leave half of itself behind. `work` must therefore touch only the database through
- * `tx` (it may run twice), and return one result per item, in order.
+ * others nor leave half of itself behind. A batch whose connection dies (the backend terminated,
+ * the server restarted) takes the same path: its items are re-run on fresh connections, and each
+ * caller gets its item's result or an error, never silence. `work` must therefore touch only the
+ * database through `tx` (it may run twice), and return one result per item, in order.
  */
 export interface GroupCommitOptions<I> {
   /**
@@ -22,6 +24,11 @@ export interface GroupCommitOptions<I> {
    */
   lockKeys: (item: I) => string[];
   maxBatch?: number;
+  /**
+   * lock keys per transaction: each is an advisory lock held to commit, and PostgreSQL's lock table
+   * is shared and small (max_locks_per_transaction x connections); a batch stops growing here
+   */
+  maxKeys?: number;
   /** transactions in flight at once; more only adds lock and CPU contention on 2 cores */
   maxConcurrent?: number;
   /** while a transaction is in flight, a batch smaller than this waits up to gatherMs for more */
@@ -52,6 +59,7 @@ export class GroupCommit<I, O> {
   /** lock keys of the transactions in flight, with how many hold each */
   private inFlight = new Map<string, number>();
   private readonly maxBatch: number;
+  private readonly maxKeys: number;
   private readonly maxConcurrent: number;
   private readonly minBatch: number;
   private readonly gatherMs: number;
@@ -62,6 +70,7 @@ export class GroupCommit<I, O> {
     private opts: GroupCommitOptions<I>,
   ) {
     this.maxBatch = opts.maxBatch ?? 64;
+    this.maxKeys = opts.maxKeys ?? 1000;
     this.maxConcurrent = opts.maxConcurrent ?? 3;
     this.minBatch = opts.minBatch ?? 8;
     this.gatherMs = opts.gatherMs ?? 3;
@@ -120,12 +129,16 @@ export class GroupCommit<I, O> {
   private ready(): number[] {
     const out: number[] = [];
     let blocked: Set<string> | null = null;
+    let keyCount = 0;
     for (let i = 0; i < this.queue.length && out.length < this.maxBatch; i++) {
       const { keys } = this.queue[i];
       if (keys.some((k) => this.inFlight.has(k) || blocked?.has(k))) {
         blocked ??= new Set();
         for (const k of keys) blocked.add(k);
       } else {
+        // The first item always goes (its own keys are bounded by the caller); others up to the budget.
+        if (out.length > 0 && keyCount + keys.length > this.maxKeys) break;
+        keyCount += keys.length;
         out.push(i);
       }
     }
@@ -145,11 +158,20 @@ export class GroupCommit<I, O> {
     batch.forEach((p, i) => p.resolve(results[i]));
   }
 
+  /**
+   * One item in its own transaction. A lost connection is no fault of the item: it is tried once
+   * more on a fresh one (`work` may run twice; a COMMIT whose answer was lost is found done), and
+   * if that fails too, its caller hears the error: a server that is down fails items, it does not
+   * hold them.
+   */
   private async alone(p: Pending<I, O>) {
-    try {
-      p.resolve((await this.transaction([p]))[0]);
-    } catch (err) {
-      p.reject(err);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return p.resolve((await this.transaction([p]))[0]);
+      } catch (err) {
+        if (attempt < 2 && isConnectionLoss(err)) continue;
+        return p.reject(err);
+      }
     }
   }
 

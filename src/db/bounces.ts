@@ -69,6 +69,17 @@ export async function decayBounceScores(db: Queryable, halfLifeDays: number): Pr
   return rowCount ?? 0;
 }
 
+/** Deletes up to `limit` bounce records older than `days` (scores live on members, not here). */
+export async function pruneBounces(db: Queryable, days: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `delete from bounces where id in (
+       select id from bounces where received_at < now() - make_interval(days => $1)
+        order by received_at limit $2 for update skip locked)`,
+    [days, limit],
+  );
+  return rowCount ?? 0;
+}
+
 /** A member's recent bounces, newest first (web panel: bounce details). */
 export async function memberBounces(db: Queryable, memberId: number, limit = 50): Promise<BounceRow[]> {
   const { rows } = await db.query<BounceRow>(

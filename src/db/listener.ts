@@ -1,5 +1,10 @@
 import pg from 'pg';
 import { log as rootLog, type Logger } from '../log.ts';
+import { briefError, dedicatedClient } from './pool.ts';
+
+/** Reconnection backoff: from the first to the longest wait between attempts. */
+const FIRST_RETRY_MS = 500;
+const LONGEST_RETRY_MS = 5_000;
 
 /**
  * LISTEN on a dedicated connection (not from the pool: a pooled client would be handed to someone
@@ -7,11 +12,15 @@ import { log as rootLog, type Logger } from '../log.ts';
  * (re)connection because notifications sent while disconnected are lost (the delivery worker looks
  * for work then, the recipient cache forgets what it knew), and `connected` tells callers whether
  * hints are arriving at all. Callers keep polling as the guarantee.
+ *
+ * Only the current connection's events count: a dropped one reports its error and then its end,
+ * and a failed attempt its end, and none of those may start a second connection beside the one
+ * that replaced it.
  */
 export class Listener {
   private client: pg.Client | null = null;
   private stopped = false;
-  private retryMs = 500;
+  private retryMs = FIRST_RETRY_MS;
   private timer: NodeJS.Timeout | null = null;
   connected = false;
 
@@ -30,38 +39,46 @@ export class Listener {
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
-    const client = new pg.Client({ connectionString: this.url, application_name: `listkeeper:${process.pid}:listen` });
-    client.on('notification', (n) => this.onNotify(n.channel, n.payload ?? ''));
-    client.on('error', (err) => {
-      this.log.warn({ err, channels: this.channels }, 'LISTEN connection failed');
-      this.reconnect(client);
+    const client = dedicatedClient(this.url, 'listen', (err) => {
+      if (client !== this.client) return;
+      this.log.warn({ error: briefError(err), channels: this.channels }, 'LISTEN connection lost; polling meanwhile');
+      this.lost(client);
     });
-    client.on('end', () => this.reconnect(client));
+    this.client = client;
+    client.on('notification', (n) => this.onNotify(n.channel, n.payload ?? ''));
+    client.on('end', () => this.lost(client));
     try {
       await client.connect();
       for (const channel of this.channels) await client.query(`listen ${pg.escapeIdentifier(channel)}`);
-      this.client = client;
-      this.connected = true;
-      this.retryMs = 500;
+    } catch (err) {
+      if (client !== this.client) return;
+      this.log.warn({ error: briefError(err), channels: this.channels }, 'could not LISTEN; polling meanwhile');
+      this.lost(client);
+      return;
+    }
+    if (client !== this.client) return; // stopped meanwhile: stop() closes it
+    this.connected = true;
+    this.retryMs = FIRST_RETRY_MS;
+    try {
       this.onReconnect();
     } catch (err) {
-      this.log.warn({ err, channels: this.channels }, 'could not LISTEN; polling meanwhile');
-      client.end().catch(() => undefined);
-      this.reconnect(client);
+      this.log.error({ err, channels: this.channels }, 'LISTEN reconnection hook failed');
     }
   }
 
-  private reconnect(client: pg.Client) {
-    if (this.client !== null && this.client !== client) return;
-    this.connected = false;
+  /** The current connection is gone: closed for good, and another one tried after a pause. */
+  private lost(client: pg.Client) {
+    if (client !== this.client) return;
     this.client = null;
-    if (this.stopped || this.timer) return;
+    this.connected = false;
+    client.end().catch(() => undefined);
+    if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.connect();
     }, this.retryMs);
     this.timer.unref();
-    this.retryMs = Math.min(this.retryMs * 2, 30_000);
+    this.retryMs = Math.min(this.retryMs * 2, LONGEST_RETRY_MS);
   }
 
   async stop(): Promise<void> {
@@ -71,7 +88,6 @@ export class Listener {
     this.timer = null;
     const client = this.client;
     this.client = null;
-    client?.removeAllListeners('end');
     await client?.end().catch(() => undefined);
   }
 }

@@ -22,11 +22,11 @@ export async function listMessagesForModeration(
   const q = f.q?.trim() || null;
   const like = q ? `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
   const { rows } = await db.query<ArchivedMessageRow & { total: number }>(
-    `select m.id, m.message_id, m.subject, m.from_name, m.from_email, m.date, m.hidden_at, m.hidden_reason, m.hidden_by,
+    `select m.id, m.message_id, m.subject, m.from_name, m.from_email, m.date, lm.hidden_at, lm.hidden_reason, lm.hidden_by,
             count(*) over ()::int as total
        from list_messages lm join messages m on m.id = lm.message_id
       where lm.list_id = $1
-        and (not $2 or m.hidden_at is not null)
+        and (not $2 or lm.hidden_at is not null)
         and ($3::text is null or m.message_id = $3 or m.message_id = trim(both '<>' from $3)
              or m.from_email ilike $4 or m.subject ilike $4)
       order by lm.date desc, m.id desc

@@ -1,23 +1,31 @@
 import type { Queryable } from './pool.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 
+/**
+ * What archiving a message into a list did (archive_message in sql/0013). A Message-ID identifies a
+ * message, it does not authorise: a post is linked to an archived message only when it is the same
+ * message, and within one list a Message-ID names one message.
+ */
 export interface ArchiveResult {
   id: number;
-  /** a new message was stored */
+  /** a new message was stored (possibly under a Message-ID that another list's message has) */
   created: boolean;
-  /** the message is newly part of this list (new, or a cross-post of a stored one) */
+  /** the message is newly part of this list (new, or the same message stored for another list) */
   addedToList: boolean;
   threadId: number;
-  /** when not created: whether the stored message has the same body as this one */
+  /**
+   * when not added: whether the list's message with this Message-ID is this same message (a
+   * redelivery) or a different one (a reuse of its Message-ID, refused)
+   */
   sameContent: boolean;
 }
 
-/** Stores and threads a message in a list (see archive_message in sql/0001). */
-export async function archiveMessage(db: Queryable, listId: number, raw: Buffer, m: ParsedMessage): Promise<ArchiveResult> {
+/** Stores and threads a message in a list (archive_message in sql/0013). */
+export async function archiveMessage(db: Queryable, listId: number, raw: Buffer, m: ParsedMessage, opts: { exact?: boolean } = {}): Promise<ArchiveResult> {
   const { rows } = await db.query<ArchiveRow>({
     name: 'archive_message',
-    text: 'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
-    values: messageParams(listId, raw, m),
+    text: 'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
+    values: [...messageParams(listId, raw, m), opts.exact ?? false],
   });
   return archiveResult(rows[0]);
 }
@@ -26,10 +34,12 @@ export interface Acceptance {
   list: { id: number; local_part: string; domain: string };
   raw: Buffer;
   message: ParsedMessage;
+  /** link only to a byte-for-byte equal archived message (an approval: what was held goes out) */
+  exact?: boolean;
 }
 
 /**
- * Accepts posts into their lists (accept_post in sql/0007), in one round trip for the lot, in
+ * Accepts posts into their lists (accept_post in sql/0013), in one round trip for the lot, in
  * order: each is archived and threaded, gets one outbox copy per member who takes each post and a
  * digest item, and the delivery workers are woken. `copies` is 0 for a message the list already had.
  */
@@ -40,12 +50,12 @@ export async function acceptIntoLists(db: Queryable, posts: Acceptance[]): Promi
     name: `accept_posts_${posts.length}`,
     text: acceptStatement(posts.length),
     // VERP: each copy's envelope sender is LIST-bounces+TOKEN@ (mail/list-headers.ts verpAddress).
-    values: posts.flatMap((p) => [...messageParams(p.list.id, p.raw, p.message), `${p.list.local_part}-bounces+`, p.list.domain]),
+    values: posts.flatMap((p) => [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, `${p.list.local_part}-bounces+`, p.list.domain]),
   });
   return rows.sort((a, b) => a.ord - b.ord).map((r) => ({ ...archiveResult(r), copies: r.copies }));
 }
 
-const ACCEPT_TYPES = ['bigint', 'text', 'bytea', 'text', 'text', 'text', 'timestamptz', 'text', 'text[]', 'text', 'boolean', 'text', 'text'];
+const ACCEPT_TYPES = ['bigint', 'text', 'bytea', 'text', 'text', 'text', 'timestamptz', 'text', 'text[]', 'text', 'boolean', 'boolean', 'text', 'text'];
 const acceptStatements = new Map<number, string>();
 
 /**
@@ -81,45 +91,40 @@ function archiveResult(r: ArchiveRow): ArchiveResult {
   return { id: r.id, created: r.created, addedToList: r.added_to_list, threadId: r.thread_id, sameContent: r.same_content };
 }
 
-export interface MessageSummary {
-  id: number;
-  message_id: string;
-  subject: string;
-  from_email: string;
-  date: Date;
-  thread_id: number;
-  parent_id: number | null;
-}
-
-export async function findByMessageId(db: Queryable, messageId: string): Promise<MessageSummary | null> {
-  const { rows } = await db.query<MessageSummary>(
-    'select id, message_id, subject, from_email, date, thread_id, parent_id from messages where message_id = $1',
-    [messageId],
+/**
+ * Whether the list has a message under this Message-ID, and if so whether it is the same message
+ * as `raw` (trace header fields aside: message_same_content in sql/0013) or a different one.
+ */
+export async function listHasMessageId(db: Queryable, listId: number, messageId: string, raw: Buffer): Promise<'same' | 'different' | null> {
+  const { rows } = await db.query<{ same: boolean }>(
+    `select message_same_content(m.raw, $3, false) as same
+       from list_messages lm join messages m on m.id = lm.message_id
+      where lm.list_id = $1 and m.message_id = $2 limit 1`,
+    [listId, messageId, raw],
   );
-  return rows[0] ?? null;
-}
-
-export async function rawMessage(db: Queryable, messageId: string): Promise<Buffer | null> {
-  const { rows } = await db.query<{ raw: Buffer }>('select raw from messages where message_id = $1', [messageId]);
-  return rows[0]?.raw ?? null;
+  return rows.length === 0 ? null : rows[0].same ? 'same' : 'different';
 }
 
 /**
- * Hides an archived message with a reason (privacy, spam, legal): every archive query filters on
- * hidden_at, so it vanishes from pages, search, feeds and mbox at once; the permalink tells why.
+ * Hides a message in one list with a reason (privacy, spam, legal): every archive query of that list
+ * filters on list_messages.hidden_at, so it vanishes from the list's pages, search, feeds and mbox at
+ * once, and the permalink tells why. Other lists that have the same message are not touched: an
+ * owner decides what their own list's readers see.
  */
-export async function hideMessage(db: Queryable, messageId: string, reason: string, by: string): Promise<boolean> {
+export async function hideMessage(db: Queryable, listId: number, messageId: string, reason: string, by: string): Promise<boolean> {
   const { rowCount } = await db.query(
-    'update messages set hidden_reason = $2, hidden_at = now(), hidden_by = $3, visibility_changed_at = now() where message_id = $1',
-    [messageId, reason, by],
+    `update list_messages lm set hidden_reason = $3, hidden_at = now(), hidden_by = $4, visibility_changed_at = now()
+       from messages m where m.id = lm.message_id and lm.list_id = $1 and m.message_id = $2`,
+    [listId, messageId, reason, by],
   );
   return (rowCount ?? 0) > 0;
 }
 
-export async function unhideMessage(db: Queryable, messageId: string): Promise<boolean> {
+export async function unhideMessage(db: Queryable, listId: number, messageId: string): Promise<boolean> {
   const { rowCount } = await db.query(
-    'update messages set hidden_reason = null, hidden_at = null, hidden_by = null, visibility_changed_at = now() where message_id = $1 and hidden_at is not null',
-    [messageId],
+    `update list_messages lm set hidden_reason = null, hidden_at = null, hidden_by = null, visibility_changed_at = now()
+       from messages m where m.id = lm.message_id and lm.list_id = $1 and m.message_id = $2 and lm.hidden_at is not null`,
+    [listId, messageId],
   );
   return (rowCount ?? 0) > 0;
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { log } from '../log.ts';
+import { isConnectionLoss } from './pool.ts';
 
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
@@ -11,18 +12,24 @@ const MIGRATION_LOCK = 7_283_001;
 /**
  * Applies the numbered files in sql/ that have not run yet, each in its own transaction, under a
  * session advisory lock: when two processes start together, one migrates and the other waits,
- * then finds nothing left to do.
+ * then finds nothing left to do. A failure (a file PostgreSQL refuses, a lost connection) throws
+ * one error naming what failed; the connection is then closed rather than pooled, which also
+ * frees the lock if unlocking could not be done.
  */
 export async function migrate(pool: pg.Pool): Promise<string[]> {
-  const client = await pool.connect();
+  const client = await pool.connect().catch((err: Error) => {
+    throw new Error(`cannot connect to the database to migrate it: ${err.message}`, { cause: err });
+  });
   const applied: string[] = [];
+  let failed: Error | undefined;
+  let file: string | undefined;
   try {
     await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
     await client.query(`create table if not exists schema_migrations (
       name text primary key, applied_at timestamptz not null default now())`);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
-    for (const file of migrationFiles()) {
+    for (file of migrationFiles()) {
       if (done.has(file)) continue;
       const sql = fs.readFileSync(path.join(SQL_DIR, file), 'utf8');
       try {
@@ -31,15 +38,23 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
         await client.query('insert into schema_migrations (name) values ($1)', [file]);
         await client.query('commit');
       } catch (err) {
-        await client.query('rollback');
-        throw new Error(`migration ${file} failed: ${(err as Error).message}`);
+        await client.query('rollback').catch(() => undefined);
+        throw err;
       }
       applied.push(file);
       log.info({ migration: file }, 'migration applied');
     }
+    file = undefined;
+  } catch (err) {
+    failed = err as Error;
+    const what = file ? `migration ${file} failed` : 'migrating the database failed';
+    const lost = isConnectionLoss(err) ? ' (the database connection was lost; run it again: each migration is applied whole or not at all)' : '';
+    throw new Error(`${what}: ${failed.message}${lost}`, { cause: err });
   } finally {
-    await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
-    client.release();
+    await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch((err: Error) => {
+      failed ??= err;
+    });
+    client.release(failed);
   }
   return applied;
 }

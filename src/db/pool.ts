@@ -8,30 +8,126 @@ export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 pg.types.setTypeParser(20, (v) => Number(v));
 pg.types.setTypeParser(1700, (v) => Number(v));
 
-export function createPool(connectionString: string, max: number, role: string): pg.Pool {
-  const pool = new pg.Pool({
+/**
+ * Deadlines on every connection. Connecting (and waiting for a free pooled client) gives up after
+ * CONNECT_TIMEOUT_MS, so a dead or unreachable server is an error, not a wait. TCP keepalive
+ * starts probing a socket idle for KEEPALIVE_IDLE_MS, so a peer that vanished without closing (a
+ * network cut, a powered-off host) is noticed in minutes rather than hours (the kernel's probe
+ * interval and count apply), on LISTEN connections and idle clients too.
+ */
+const CONNECT_TIMEOUT_MS = 10_000;
+const KEEPALIVE_IDLE_MS = 10_000;
+/**
+ * PostgreSQL ends a session left idle inside a transaction this long, so a process that stalls
+ * (frozen, cut off) while holding row or thread locks blocks the other instances for a minute,
+ * not for ever. Our transactions never wait on anything but the database inside (an import's
+ * batches run statement after statement), so this cannot cut short real work. Set with SET
+ * rather than as a startup parameter, which a pooler such as PgBouncer refuses.
+ */
+const IDLE_IN_TRANSACTION_MS = 60_000;
+
+/** Connection settings that every listkeeper connection shares, pooled or dedicated. */
+export function connectionConfig(connectionString: string, role: string): pg.ClientConfig {
+  return {
     connectionString,
-    max,
     // Visible in pg_stat_activity; the embedded server uses it to see which processes are attached.
     application_name: `listkeeper:${process.pid}:${role}`,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
+  };
+}
+
+export function createPool(connectionString: string, max: number, role: string): pg.Pool {
+  const pool = new pg.Pool({
+    ...connectionConfig(connectionString, role),
+    max,
     idleTimeoutMillis: 30_000,
+    onConnect: async (client) => {
+      await client.query(`set idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`);
+    },
   });
-  pool.on('error', (err) => log.error({ err }, 'idle database client failed'));
+  // pg-pool listens for errors only on idle clients. One that loses its backend while checked
+  // out emits 'error' too, and with nobody listening that would end the process: this listener
+  // covers every checkout, whoever made it. The holder learns of the loss from its next query,
+  // and the client, no longer queryable, is closed rather than pooled when released.
+  pool.on('acquire', (client) => client.on('error', lostWhileCheckedOut));
+  // A terminated backend sends a FATAL error and closes the socket a moment later; until then
+  // the client still looks usable. Released in that moment (by a holder that saw only its query
+  // fail), it would be handed to the next caller to fail again: it is closed instead.
+  const ended = new WeakSet<pg.PoolClient>();
+  pool.on('connect', (client) => {
+    client.connection.on('errorMessage', (msg: { severity?: string; code?: string }) => {
+      if (msg.severity === 'FATAL' || msg.severity === 'PANIC' || isConnectionLoss(msg)) ended.add(client);
+    });
+  });
+  pool.on('release', (_err, client) => {
+    client.removeListener('error', lostWhileCheckedOut);
+    // pg-pool decides after this event, and does not pool a client that is ending.
+    if (ended.has(client)) client.end().catch(() => undefined);
+  });
+  pool.on('error', (err) => log.warn({ error: briefError(err), role }, 'idle database connection lost'));
   return pool;
 }
 
-/** Runs `fn` in one transaction on one client: committed if it returns, rolled back if it throws. */
+function lostWhileCheckedOut(err: Error) {
+  log.debug({ error: briefError(err) }, 'database connection lost while in use');
+}
+
+/**
+ * A dedicated connection (LISTEN, or a one-off outside any pool) that reports the loss of its
+ * backend to `onError` instead of throwing it: it has its error listener before it connects.
+ */
+export function dedicatedClient(connectionString: string, role: string, onError: (err: Error) => void = lostWhileCheckedOut): pg.Client {
+  const client = new pg.Client(connectionConfig(connectionString, role));
+  client.on('error', onError);
+  return client;
+}
+
+/**
+ * Whether an error means the connection is gone (the backend was terminated, the server shut
+ * down or cannot be reached) rather than that the statement was refused. Work that failed so
+ * may succeed on another connection; the client it failed on must not be used again.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string') {
+    // 08: connection exception; 57P01-05: terminated, crash, cannot connect now, database
+    // dropped, idle session timeout; 25P03: idle-in-transaction timeout (the session is ended).
+    if (code.startsWith('08') || /^57P0[1-5]$/.test(code) || code === '25P03') return true;
+    if (['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(code)) return true;
+  }
+  // node-postgres's own errors for a dead socket carry no code.
+  return typeof message === 'string' && /Connection terminated|not queryable|timeout exceeded when trying to connect/.test(message);
+}
+
+/**
+ * The part of a database error worth logging. pg-pool attaches the whole client to the errors of
+ * idle clients: logged as is, that is a kilobyte of connection internals per line.
+ */
+export function briefError(err: unknown): { message: string; code?: string } {
+  const e = err as { message?: unknown; code?: unknown };
+  return { message: String(e?.message ?? err), ...(typeof e?.code === 'string' ? { code: e.code } : {}) };
+}
+
+/**
+ * Runs `fn` in one transaction on one client: committed if it returns, rolled back if it throws.
+ * A client that cannot even roll back has lost its connection: it is closed, not pooled again.
+ */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, begin = 'begin'): Promise<T> {
   const client = await pool.connect();
+  let broken: Error | undefined;
   try {
     await client.query(begin);
     const result = await fn(client);
     await client.query('commit');
     return result;
   } catch (err) {
-    await client.query('rollback').catch(() => undefined);
+    await client.query('rollback').catch((rollbackErr: Error) => {
+      broken = rollbackErr;
+    });
     throw err;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import type { Queryable } from './pool.ts';
 
 /**
@@ -5,6 +6,7 @@ import type { Queryable } from './pool.ts';
  * Keys name what is limited and by whom, e.g. `subscribe:ip:203.0.113.9`, `login:email:a@b.c`.
  */
 export async function allowHit(db: Queryable, key: string, limit: number, windowSeconds: number): Promise<boolean> {
+  key = storableKey(key);
   const { rows } = await db.query<{ hits: number }>(
     `insert into rate_limits (key, window_start, hits) values ($1, now(), 1)
      on conflict (key) do update set
@@ -17,6 +19,15 @@ export async function allowHit(db: Queryable, key: string, limit: number, window
 }
 
 /**
+ * Keys carry addresses from strangers: one with control characters (NUL cannot be stored) or of
+ * any length becomes its readable start and a hash, so that counting it can never fail.
+ */
+function storableKey(key: string): string {
+  if (key.length <= 300 && !/[\u0000-\u001f\u007f]/.test(key)) return key;
+  return `${key.slice(0, 100).replace(/[\u0000-\u001f\u007f]/g, '?')}#${crypto.createHash('sha256').update(key).digest('hex').slice(0, 32)}`;
+}
+
+/**
  * How many hits each key has in its current window, without counting one (0 for a key with no
  * window, or an expired one): for limits that count only failures, checked before the attempt.
  */
@@ -26,13 +37,14 @@ export async function currentHits(db: Queryable, keys: string[], windowSeconds: 
        from unnest($1::text[]) with ordinality as k(key, n)
        left join rate_limits r on r.key = k.key and r.window_start >= now() - make_interval(secs => $2)
       order by k.n`,
-    [keys, windowSeconds],
+    [keys.map(storableKey), windowSeconds],
   );
   return rows.map((r) => r.hits);
 }
 
 /** Forgets a key (e.g. after a successful login). */
 export async function clearHits(db: Queryable, key: string): Promise<void> {
+  key = storableKey(key);
   await db.query('delete from rate_limits where key = $1', [key]);
 }
 

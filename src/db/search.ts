@@ -123,8 +123,7 @@ async function runSearch(db: Queryable, s: SearchQuery): Promise<SearchResult> {
        select m.id, m.date, m.tsv
          from messages m
         where ($1::text is null or m.tsv @@ websearch_to_tsquery('listkeeper', $1))
-          and m.hidden_at is null
-          and exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any($2::bigint[]))
+          and exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any($2::bigint[]) and lm.hidden_at is null)
           and ($3::text is null or m.from_email = $3)
           and ($4::text is null or m.from_name ilike $4 or m.from_email ilike $4)
           and ($5::timestamptz is null or m.date >= $5)
@@ -152,7 +151,7 @@ async function runSearch(db: Queryable, s: SearchQuery): Promise<SearchResult> {
             ${LIST_KEY} as list_key
        from page p join messages m on m.id = p.id
        cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
-                            where lm.message_id = m.id and lm.list_id = any($2::bigint[]) order by l.id limit 1) l
+                            where lm.message_id = m.id and lm.list_id = any($2::bigint[]) and lm.hidden_at is null order by l.id limit 1) l
       order by p.rank desc, p.date desc`,
     [s.q, s.listIds, byAddress, byName, s.after, s.before, s.cap, s.limit, s.offset, ranked],
   );

@@ -11,6 +11,7 @@ import { sendDueDigests } from '../digests.ts';
 import type { Logger } from '../log.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
 import { notifyOwnersOfHeld } from '../posting.ts';
+import { pruneKept } from '../retention.ts';
 
 /**
  * What the workers do besides sending, every few seconds. Every task is safe when several
@@ -36,5 +37,6 @@ export async function hourly(pool: pg.Pool, cfg: Config, log: Logger): Promise<v
   await pruneExpiredRequests(pool);
   await pruneRateLimits(pool);
   await forgetDeadWorkers(pool, cfg.delivery.leaseSeconds);
+  await pruneKept(pool, cfg, log);
   if (pruned > 0) log.info({ rows: pruned }, 'finished outbox rows pruned');
 }

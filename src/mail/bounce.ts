@@ -1,9 +1,14 @@
+import { autoResponderMark, autoSubmitted, isVacationSubject } from './automatic.ts';
+import { MAIL_SYSTEM_FROM, plainBounceFormat, RETURNED_COPY } from './bounce-formats.ts';
 import { classifyText, type BounceKind } from './bounce-rules.ts';
 
 /**
  * Reading bounces: DSNs (RFC 3464, multipart/report with a message/delivery-status part) from
- * any MTA, and the plain-text reports older MTAs (Exim's classic form, qmail) still send.
- * Pure: it reads the raw bytes and the parsed text, classification comes from bounce-rules.ts.
+ * any MTA, and the plain-text reports some mail systems still send (classic Exim, qmail, Postfix
+ * and Sendmail notices, …: bounce-formats.ts). Nothing else is a bounce, whatever numbers it
+ * holds: an out-of-office reply that mentions a phone number or a date like 5.1.26 is recorded
+ * as an auto-reply and never counts. Pure: it reads the raw bytes and the parsed text,
+ * classification comes from bounce-rules.ts.
  */
 export interface BounceReport {
   recipient: string | null;
@@ -25,12 +30,36 @@ export interface BounceInput {
 }
 
 export function readBounce(m: BounceInput): BounceReport[] {
-  const dsn = deliveryStatus(m.raw);
-  if (dsn) {
-    const reports = dsn.recipients.map((fields) => fromDsnFields(fields));
+  // What only auto-responders write wins over everything: such mail is never a bounce.
+  const subject = m.headers.get('subject')?.[0] ?? '';
+  const responder = autoResponderMark(m.headers) ?? (isVacationSubject(subject) ? { evidence: `Subject: ${subject.slice(0, 200)}` } : null);
+  if (responder) return [notABounce('auto_reply', `an automatic reply (${responder.evidence}): never counted`)];
+  if (isReportShaped(m.headers)) {
+    const dsn = deliveryStatus(m.raw);
+    const reports = dsn?.recipients.map((fields) => fromDsnFields(fields)) ?? [];
     if (reports.length > 0) return reports;
   }
-  return [fromPlainText(m)];
+  const plain = fromPlainText(m);
+  if (plain) return [plain];
+  // Mail systems mark their bounces Auto-Submitted too, so the header alone proves nothing either
+  // way; without a report format, it names what the mail was.
+  const auto = autoSubmitted(m.headers);
+  if (auto !== null && auto !== 'no') return [notABounce('auto_reply', `automatic mail (Auto-Submitted: ${auto}) that is no delivery report: never counted`)];
+  return [notABounce('not_a_bounce', 'neither a delivery status notification (RFC 3464) nor a known bounce format: never counted')];
+}
+
+function notABounce(category: string, diagnostic: string): BounceReport {
+  return { recipient: null, action: null, status: null, diagnostic, kind: 'unknown', category, failed: false };
+}
+
+/**
+ * A DSN is a multipart/report (RFC 3464 §2); a few old systems wrap the delivery-status part in
+ * multipart/mixed, which is taken only from a mail system's address.
+ */
+function isReportShaped(headers: Map<string, string[]>): boolean {
+  const type = headers.get('content-type')?.[0]?.toLowerCase() ?? '';
+  if (/^\s*multipart\/report\b/.test(type)) return true;
+  return /^\s*multipart\//.test(type) && MAIL_SYSTEM_FROM.test(headers.get('from')?.[0] ?? '');
 }
 
 function fromDsnFields(f: Map<string, string>): BounceReport {
@@ -46,25 +75,37 @@ function fromDsnFields(f: Map<string, string>): BounceReport {
 
 const STATUS_IN_TEXT = /\b([45]\.\d{1,3}\.\d{1,3})\b/;
 const SMTP_REPLY_IN_TEXT = /(?:^|\s)([45]\d\d)[\s-][^\n]*/m;
+/** Words of every format for "only a warning: delivery is still being tried". */
+const WARNING = /\b(?:will be retried|warning only|still being retried|delivery attempts will continue|has not yet been delivered|could not be delivered for more than)\b/i;
 
-function fromPlainText(m: BounceInput): BounceReport {
-  // Only the report itself: stop at the returned copy of the message.
-  const report = m.text.split(/^-{2,} ?(?:This is a copy|Below this line|Original message|Undelivered message)/im)[0];
-  const line = report.split(/\r?\n/).find((l) => STATUS_IN_TEXT.test(l) || SMTP_REPLY_IN_TEXT.test(l)) ?? null;
-  const status = line ? STATUS_IN_TEXT.exec(line)?.[1] ?? null : null;
-  const failedHeader = m.headers.get('x-failed-recipients')?.[0] ?? null;
-  const recipient = address(failedHeader) ?? address(/<([^<>\s@]+@[^<>\s]+)>/.exec(report)?.[1] ?? null);
-  if (!line) {
-    // No status anywhere: an auto-reply, a challenge, a human. Nothing to count.
-    return { recipient, action: null, status: null, diagnostic: null, kind: 'unknown', category: 'not_a_bounce', failed: false };
-  }
-  // The lines around the code usually carry the reason (qmail puts the code after it).
+/**
+ * A plain-text report: only from a mail system's address and in one of the known formats. The
+ * status and reason are read from the report alone, after the format's opening sentence and
+ * before the returned copy of our message.
+ */
+function fromPlainText(m: BounceInput): BounceReport | null {
+  if (!MAIL_SYSTEM_FROM.test(m.headers.get('from')?.[0] ?? '')) return null;
+  const found = plainBounceFormat(m.text);
+  if (!found) return null;
+  const rest = m.text.slice(found.at);
+  const copy = RETURNED_COPY.exec(rest);
+  const report = copy ? rest.slice(0, copy.index) : rest;
   const lines = report.split(/\r?\n/);
-  const at = lines.indexOf(line);
-  const diagnostic = lines.slice(Math.max(0, at - 1), at + 2).join(' ').replace(/\s+/g, ' ').trim();
+  const line = lines.find((l) => STATUS_IN_TEXT.test(l) || SMTP_REPLY_IN_TEXT.test(l)) ?? null;
+  const status = line ? STATUS_IN_TEXT.exec(line)?.[1] ?? null : null;
+  const recipient = address(m.headers.get('x-failed-recipients')?.[0] ?? null)
+    ?? address(/<([^<>\s@]+@[^<>\s]+)>/.exec(report)?.[1] ?? null)
+    ?? address(/(?:^|\s)([^\s@<>"'()]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+)/im.exec(report.slice(report.indexOf('\n')))?.[1] ?? null);
+  if (WARNING.test(report) || found.format.warning?.test(report)) {
+    return { recipient, action: 'delayed', status, diagnostic: null, kind: 'unknown', category: 'delayed', failed: false };
+  }
+  // The lines around the code usually carry the reason (qmail puts the code after it). A report
+  // without any code is classified on its own words (Postfix's old "unknown user"), and counts
+  // for nothing when they say nothing the rules know.
+  const at = line ? lines.indexOf(line) : lines.findIndex((l) => recipient !== null && l.toLowerCase().includes(recipient));
+  const diagnostic = (at >= 0 ? lines.slice(Math.max(0, at - 1), at + 2) : lines.slice(0, 12)).join(' ').replace(/\s+/g, ' ').trim().slice(0, 1000);
   const { kind, category } = classifyText(status, diagnostic);
-  const temporary = /\b(?:will be retried|warning only|delayed|still being retried)\b/i.test(report) && kind === 'soft';
-  return { recipient, action: temporary ? 'delayed' : 'failed', status, diagnostic, kind: temporary ? 'unknown' : kind, category: temporary ? 'delayed' : category, failed: !temporary };
+  return { recipient, action: 'failed', status, diagnostic, kind, category, failed: true };
 }
 
 /** The fields of a message/delivery-status part: per-message, then one map per recipient. */

@@ -1,3 +1,5 @@
+import { automaticMark } from './automatic.ts';
+
 /**
  * Commands mailed to LIST-request@ (DESIGN §5): `subscribe`, `unsubscribe`, `help`, in the
  * subject or in the first lines of the body. Also: whether a message was sent by a machine, in
@@ -42,17 +44,12 @@ export function findCommand(subject: string, text: string): Command | null {
 }
 
 /**
- * True for mail a program sent: bounces (empty envelope sender), auto-replies (RFC 3834
- * Auto-Submitted), bulk or list mail, vacation notices.
+ * True for mail a program sent: bounces (empty envelope sender, MAILER-DAEMON), auto-replies
+ * (RFC 3834 Auto-Submitted, X-Autoreply), bulk mail, and mail that came through a list
+ * (Precedence: list, List-Id): the command addresses answer people only.
  */
-export function isAutomatic(headers: Map<string, string[]>, envelopeFrom: string | null): boolean {
-  if (!envelopeFrom) return true;
-  if (/^(mailer-daemon|postmaster)@/i.test(envelopeFrom)) return true;
-  const first = (name: string) => headers.get(name)?.[0]?.trim().toLowerCase() ?? null;
-  const auto = first('auto-submitted');
-  if (auto && auto !== 'no') return true;
-  const precedence = first('precedence');
-  if (precedence && ['bulk', 'junk', 'list', 'auto_reply'].includes(precedence)) return true;
-  if (headers.has('list-id') || headers.has('x-autoreply') || headers.has('x-autorespond')) return true;
-  return false;
+export function isAutomatic(headers: Map<string, string[]>, envelopeFrom: string | null, fromEmail = ''): boolean {
+  if (automaticMark(headers, envelopeFrom, fromEmail)) return true;
+  if (headers.get('precedence')?.[0]?.trim().toLowerCase() === 'list') return true;
+  return headers.has('list-id');
 }

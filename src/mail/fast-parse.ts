@@ -1,5 +1,5 @@
-import { generatedMessageId, messageIdList, normalizeMessageId } from './message-id.ts';
-import { messageDate, type ParsedMessage } from './parse.ts';
+import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
+import { bounded, messageDate, type ParsedMessage } from './parse.ts';
 
 /**
  * The common case of list mail, parsed without the MIME machinery: one text/plain part in UTF-8 or
@@ -56,7 +56,7 @@ export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage |
 
   const ownId = normalizeMessageId(headers.get('message-id')?.[0]);
   const text = raw.toString('utf8', split + sepLength).replace(/\r?\n/g, '\n');
-  return {
+  return bounded({
     messageId: ownId ?? generatedMessageId(raw),
     generatedId: ownId === null,
     subject,
@@ -64,12 +64,12 @@ export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage |
     fromEmail: from.address.toLowerCase(),
     date: messageDate(date, headers.get('received') ?? [], receivedAt),
     inReplyTo: normalizeMessageId(headers.get('in-reply-to')?.[0]),
-    references: messageIdList(headers.get('references')),
+    references: threadingReferences(headers.get('references')),
     text: text.includes('\u0000') ? text.replace(/\u0000/g, '') : text,
     html: null,
     attachments: [],
     headers,
-  };
+  });
 }
 
 function simpleFrom(value: string): { name: string; address: string } | null {

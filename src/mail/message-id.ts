@@ -1,20 +1,44 @@
 import crypto from 'node:crypto';
 
-/** Message-IDs are stored and compared without their angle brackets. */
+/**
+ * The longest Message-ID kept, in UTF-8 bytes. It is an index key (a btree row holds at most about
+ * 2.7 kB), and no real one comes near it.
+ */
+const MAX_ID_BYTES = 900;
+// Control characters make an id unusable; NUL above all, which PostgreSQL text cannot hold.
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * At most this many References take part in threading: the newest ones, which name the closest
+ * ancestors. Each is an advisory lock while the message is stored (lock_thread_keys), so a header
+ * with thousands of them would exhaust PostgreSQL's lock table.
+ */
+export const MAX_REFERENCES = 50;
+
+function usable(id: string): boolean {
+  return id.length > 0 && !CONTROL.test(id) && Buffer.byteLength(id) <= MAX_ID_BYTES;
+}
+
+/** Message-IDs are stored and compared without their angle brackets; null when there is no usable one. */
 export function normalizeMessageId(value: string | undefined | null): string | null {
   if (!value) return null;
   const bracketed = /<([^<>\s]+)>/.exec(value);
   const id = (bracketed ? bracketed[1] : value.trim().split(/\s+/)[0]) ?? '';
-  return id.length > 0 && id.length <= 900 ? id : null;
+  return usable(id) ? id : null;
 }
 
-/** Every bracketed id in a References-style header, in order. */
+/** Every usable bracketed id in a References-style header, in order. */
 export function messageIdList(value: string | string[] | undefined | null): string[] {
   if (!value) return [];
   const text = Array.isArray(value) ? value.join(' ') : value;
   const ids = [...text.matchAll(/<([^<>\s]+)>/g)].map((m) => m[1]);
-  if (ids.length === 0) return text.split(/\s+/).filter((s) => s.includes('@') && s.length <= 900);
-  return ids.filter((id) => id.length <= 900);
+  if (ids.length === 0) return text.split(/\s+/).filter((s) => s.includes('@') && usable(s));
+  return ids.filter(usable);
+}
+
+/** The References a message is threaded by: the newest MAX_REFERENCES. */
+export function threadingReferences(value: string | string[] | undefined | null): string[] {
+  return messageIdList(value).slice(-MAX_REFERENCES);
 }
 
 /**

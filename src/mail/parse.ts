@@ -1,7 +1,7 @@
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { RejectedMessage } from '../errors.ts';
 import { fastParse } from './fast-parse.ts';
-import { generatedMessageId, messageIdList, normalizeMessageId } from './message-id.ts';
+import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
 
 /**
  * Our own view of a message. mailparser is in maintenance mode: it stays behind this one function
@@ -68,7 +68,7 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
 
   const ownId = normalizeMessageId(headers.get('message-id')?.[0]);
   const from = firstAddress(mail.from);
-  return {
+  return bounded({
     messageId: ownId ?? generatedMessageId(raw),
     generatedId: ownId === null,
     subject: clean(mail.subject ?? ''),
@@ -76,7 +76,7 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
     fromEmail: clean(from?.address ?? '').toLowerCase(),
     date: messageDate(mail.date, headers.get('received') ?? [], receivedAt),
     inReplyTo: normalizeMessageId(headers.get('in-reply-to')?.[0]),
-    references: messageIdList(headers.get('references')),
+    references: threadingReferences(headers.get('references')),
     text: clean(mail.text ?? ''),
     html: typeof mail.html === 'string' ? clean(mail.html) : null,
     attachments: mail.attachments.map((a) => ({
@@ -88,7 +88,7 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
       inline: a.contentDisposition === 'inline' && a.related === true,
     })),
     headers,
-  };
+  });
 }
 
 function firstAddress(obj: AddressObject | AddressObject[] | undefined) {
@@ -114,6 +114,23 @@ export function messageDate(headerDate: Date | undefined, received: string[], re
     if (plausible(d)) return d;
   }
   return receivedAt;
+}
+
+/**
+ * Limits on what is stored of a message's headers, so that no message can fail to be stored
+ * for its size (and so be retried forever): the subject takes part in the search index, whose
+ * entries have a size limit; the author's address is an index key. The raw bytes keep it all.
+ */
+const MAX_SUBJECT = 1000;
+const MAX_NAME = 500;
+const MAX_ADDRESS = 254;
+
+export function bounded(m: ParsedMessage): ParsedMessage {
+  const subject = m.subject.length > MAX_SUBJECT ? `${m.subject.slice(0, MAX_SUBJECT)}…` : m.subject;
+  const fromName = m.fromName.length > MAX_NAME ? `${m.fromName.slice(0, MAX_NAME)}…` : m.fromName;
+  // An "address" longer than any address can be, or with control characters, is no address.
+  const fromEmail = m.fromEmail.length > MAX_ADDRESS || /[\u0000-\u001f\u007f]/.test(m.fromEmail) ? '' : m.fromEmail;
+  return subject === m.subject && fromName === m.fromName && fromEmail === m.fromEmail ? m : { ...m, subject, fromName, fromEmail };
 }
 
 /** PostgreSQL text cannot hold NUL; lone surrogates would be mangled anyway. */

@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type pg from 'pg';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
+import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../inbound.ts';
 import { log } from '../log.ts';
@@ -13,19 +14,21 @@ export interface SmtpOptions {
   port: number;
   lmtp: boolean;
   maxSize: number;
+  /** bytes of message data held at once across sessions (see MemoryBudget); default 2 x maxSize, at least 64 MB */
+  memoryBytes?: number;
+  /** longest wait for that memory before a 451; default 30 s */
+  memoryWaitMs?: number;
+  /** longest DATA phase: a sender still sending after it gets 451 and is disconnected; default 10 minutes */
+  dataTimeoutMs?: number;
   /** the database URL, for the LISTEN connection of the recipient cache; without it, no cache */
   databaseUrl?: string;
 }
 
+/** One RCPT TO that was answered 250, in the order given (duplicates included). */
 type Recipient = ResolvedRecipient & { address: string };
 
-/**
- * Messages above this size are taken in one at a time: a session that crosses it waits (its socket
- * is simply not read, so TCP pushes back on the sender) until no other large message is in flight.
- * Memory is then bounded by one SIZE-limited message plus LARGE_MESSAGE bytes per session, instead
- * of growing with sessions × message size.
- */
-const LARGE_MESSAGE = 1024 * 1024;
+/** What every session buffers without asking the memory budget. */
+const SMALL_MESSAGE = 1024 * 1024;
 
 /**
  * smtp-server writes every reply with its own socket write, one syscall each. A client that
@@ -43,23 +46,10 @@ function coalesceWrites(socket: Socket) {
   } as Socket['write'];
 }
 
-class Gate {
-  private held = false;
-  private waiters: (() => void)[] = [];
-  async enter(): Promise<void> {
-    if (!this.held) {
-      this.held = true;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-  leave(): void {
-    const next = this.waiters.shift();
-    if (next) next();
-    else this.held = false;
-  }
-}
-type Session = SMTPServerSession & { recipients?: Recipient[] };
+type Session = SMTPServerSession & { accepted?: Recipient[] };
+
+/** smtp-server's live connections (its own `connections` set), to end one whose DATA overran. */
+type Connections = Set<{ id: string; send(code: number, message: string): void; close(): void }>;
 
 function smtpError(message: string, responseCode: number): Error {
   return Object.assign(new Error(message), { responseCode });
@@ -68,28 +58,38 @@ function smtpError(message: string, responseCode: number): Error {
 /**
  * The ingest listener: SMTP, or LMTP behind Postfix. Recipients are resolved at RCPT TO (550 for
  * addresses that are not ours); the message is read into one buffer (bounded by SIZE, enforced
- * with 552) and answered with 250 only once every recipient has been committed.
+ * with 552, and by the listener's memory budget) and answered with 250 only once every recipient
+ * has been committed. Every RCPT TO answered 250 gets the message: smtp-server keeps one envelope
+ * entry per address whatever its case, so the session keeps its own list of what it accepted, and
+ * LMTP answers once for each of them (RFC 2033).
  */
 export class IngestServer {
   private server: SMTPServer;
   private listening = false;
-  private largeMessages = new Gate();
+  private budget: MemoryBudget;
   private recipients?: RecipientCache;
 
   constructor(private pool: pg.Pool, private opts: SmtpOptions) {
     if (opts.databaseUrl) this.recipients = new RecipientCache(pool, opts.databaseUrl);
+    this.budget = new MemoryBudget(opts.memoryBytes ?? Math.max(64 * 1024 * 1024, 2 * opts.maxSize));
     this.server = new SMTPServer({
       lmtp: opts.lmtp,
       name: 'listkeeper',
       banner: 'listkeeper ready',
       size: opts.maxSize,
-      rejectOversized: true,
+      // Oversized messages are answered in onData, once per accepted recipient (LMTP).
+      rejectOversized: false,
       authOptional: true,
       disabledCommands: ['AUTH', 'STARTTLS'],
       logger: false,
       maxClients: 500,
       onConnect: (session, cb) => {
-        (session as Session).recipients = [];
+        (session as Session).accepted = [];
+        cb();
+      },
+      onMailFrom: (_address, session, cb) => {
+        // A new transaction: smtp-server has reset the envelope, this is our half of it.
+        (session as Session).accepted = [];
         cb();
       },
       onRcptTo: (address, session, cb) => {
@@ -115,49 +115,95 @@ export class IngestServer {
       throw smtpError('4.3.0 temporary failure looking up the recipient', 451);
     }
     if (!resolved) throw smtpError(`5.1.1 <${address}>: no such list here`, 550);
-    // smtp-server resets the envelope between transactions but not our field: keep them in step.
-    if (session.envelope.rcptTo.length === 0) session.recipients = [];
-    session.recipients!.push({ ...resolved, address: address.toLowerCase() });
+    (session.accepted ??= []).push({ ...resolved, address: address.toLowerCase() });
   }
 
   private async onData(stream: SMTPServerDataStream, session: Session): Promise<(string | Error)[] | string> {
+    const accepted = session.accepted ?? [];
+    session.accepted = [];
     const chunks: Buffer[] = [];
     let size = 0;
-    let large = false;
+    let reserved = 0;
+    let refusal: { code: number; message: string } | null = null;
+    const deadline = setTimeout(() => {
+      refusal ??= { code: 451, message: '4.4.2 the message took too long to arrive; try again' };
+      this.disconnect(session, 'DATA phase over its deadline');
+    }, this.opts.dataTimeoutMs ?? 600_000);
     try {
       for await (const chunk of stream) {
-        if (stream.sizeExceeded) continue; // drain without keeping: the reply will be 552
-        chunks.push(chunk as Buffer);
-        size += (chunk as Buffer).length;
-        if (!large && size > LARGE_MESSAGE) {
-          await this.largeMessages.enter();
-          large = true;
+        const bytes = chunk as Buffer;
+        if (refusal || stream.sizeExceeded) continue; // drain without keeping
+        if (size + bytes.length > SMALL_MESSAGE) {
+          const need = size + bytes.length - SMALL_MESSAGE - reserved;
+          if (!(await this.budget.reserve(need, reserved, this.opts.memoryWaitMs ?? 30_000))) {
+            refusal = { code: 451, message: '4.3.1 too many large messages arriving at once; try again later' };
+            chunks.length = 0;
+            continue;
+          }
+          reserved += need;
         }
+        chunks.push(bytes);
+        size += bytes.length;
       }
-      if (stream.sizeExceeded) return 'too big'; // rejectOversized answers 552 for us
-      return await this.take(session, Buffer.concat(chunks, size));
+      if (stream.sizeExceeded) refusal = { code: 552, message: `5.3.4 the message is larger than the limit of ${this.opts.maxSize} bytes` };
+      if (refusal) {
+        log.warn({ session: session.id, code: refusal.code, reason: refusal.message }, 'message refused while it arrived');
+        if (this.opts.lmtp) return accepted.map(() => smtpError(refusal!.message, refusal!.code));
+        throw smtpError(refusal.message, refusal.code);
+      }
+      return await this.take(session, accepted, Buffer.concat(chunks, size)).catch((err: Error & { responseCode?: number }) => {
+        if (err.responseCode) throw err;
+        // Anything unforeseen is ours to fix, never the sender's: 451 without our internals (in
+        // LMTP once per accepted RCPT, as every other answer).
+        log.error({ err, session: session.id }, 'taking in a message failed');
+        const failure = smtpError('4.3.0 temporary failure storing the message, try again later', 451);
+        if (this.opts.lmtp) return accepted.map(() => failure);
+        throw failure;
+      });
     } finally {
-      if (large) this.largeMessages.leave();
+      clearTimeout(deadline);
+      chunks.length = 0;
+      this.budget.release(reserved);
     }
   }
 
-  private async take(session: Session, raw: Buffer): Promise<(string | Error)[] | string> {
-    const recipients = session.recipients!.slice(0, session.envelope.rcptTo.length);
+  /** Ends a session that holds its DATA phase open too long: 421, then the connection closes. */
+  private disconnect(session: Session, why: string) {
+    const connections = (this.server as unknown as { connections: Connections }).connections;
+    for (const c of connections) {
+      if (c.id !== session.id) continue;
+      log.warn({ session: session.id, why }, 'closing an SMTP session');
+      c.send(421, '4.4.2 listkeeper closing the connection: the message took too long');
+      c.close();
+    }
+  }
+
+  private async take(session: Session, accepted: Recipient[], raw: Buffer): Promise<(string | Error)[] | string> {
+    // One delivery per address, however often (and in whatever case) it was given.
+    const unique = accepted.filter((r, i) => accepted.findIndex((o) => o.address === r.address) === i);
     const mailFrom = session.envelope.mailFrom;
     const results = await receive(this.pool, {
       envelopeFrom: mailFrom ? mailFrom.address || null : null,
-      recipients,
+      // Behind Postfix (LMTP) every client is Postfix itself: the quotas on kept junk go by sender then.
+      client: this.opts.lmtp ? null : session.remoteAddress,
+      recipients: unique,
       raw,
       log: log.child({ session: session.id }),
     });
-    session.recipients = [];
     for (const r of results) smtpMessages.inc({ result: r ? 'rejected' : 'accepted' });
-    const replies = results.map((r) => (r ? smtpError(r.message, r.responseCode) : `2.0.0 Ok: queued as ${crypto.randomUUID()}`));
-    if (this.opts.lmtp) return replies;
+    const byAddress = new Map(unique.map((r, i) => [r.address, results[i]]));
+    const ok = `2.0.0 Ok: queued as ${crypto.randomUUID()}`;
+    if (this.opts.lmtp) {
+      // RFC 2033: one reply for every RCPT TO that was accepted, in order.
+      return accepted.map((r) => {
+        const failure = byAddress.get(r.address);
+        return failure ? smtpError(failure.message, failure.responseCode) : ok;
+      });
+    }
     // SMTP has one reply for all recipients: the most serious failure wins.
     const failure = results.filter((r) => r !== null).sort((a, b) => b!.responseCode - a!.responseCode)[0];
     if (failure) throw smtpError(failure.message, failure.responseCode);
-    return replies[0] as string;
+    return ok;
   }
 
   async start(): Promise<AddressInfo> {

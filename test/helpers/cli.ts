@@ -36,11 +36,11 @@ export interface RunningServe {
 }
 
 /**
- * Starts the real `listkeeper serve --smtp --web` on ephemeral ports with the given environment
- * added (logging at info, for tests that read the log), once it says it is running.
+ * Starts the real `listkeeper serve --smtp --web` (or the roles given) on ephemeral ports with the
+ * given environment added (logging at info, for tests that read the log), once it says it is running.
  */
-export function startServe(env: Record<string, string>): Promise<RunningServe> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--smtp', '--web'], {
+export function startServe(env: Record<string, string>, roles: string[] = ['--smtp', '--web']): Promise<RunningServe> {
+  const child = spawn(process.execPath, [BIN, 'serve', ...roles], {
     cwd: ROOT,
     env: { ...process.env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info', MAIL_DOMAIN: 'lists.example.org', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -50,8 +50,10 @@ export function startServe(env: Record<string, string>): Promise<RunningServe> {
   child.stderr.on('data', (d) => (output += d));
   return new Promise((resolve, reject) => {
     child.stdout.on('data', () => {
-      const smtp = /smtp:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      const web = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(output);
+      // The addresses it lists, not others in log lines before them (the relay's, for one).
+      const running = output.slice(output.indexOf('listkeeper is running'));
+      const smtp = /smtp:\/\/127\.0\.0\.1:(\d+)/.exec(running);
+      const web = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(running);
       if (smtp && web && output.includes('listkeeper is running')) {
         resolve({ child, smtpPort: Number(smtp[1]), webUrl: web[1], output: () => output });
       }

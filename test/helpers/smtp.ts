@@ -1,7 +1,7 @@
 import net from 'node:net';
 import nodemailer from 'nodemailer';
 import type pg from 'pg';
-import { IngestServer } from '../../src/smtp/server.ts';
+import { IngestServer, type SmtpOptions } from '../../src/smtp/server.ts';
 
 export interface RunningIngest {
   port: number;
@@ -9,8 +9,8 @@ export interface RunningIngest {
 }
 
 /** The real ingest listener on an ephemeral port. */
-export async function startIngest(pool: pg.Pool, opts: { lmtp?: boolean; maxSize?: number; databaseUrl?: string } = {}): Promise<RunningIngest> {
-  const server = new IngestServer(pool, { host: '127.0.0.1', port: 0, lmtp: opts.lmtp ?? false, maxSize: opts.maxSize ?? 10 * 1024 * 1024, databaseUrl: opts.databaseUrl });
+export async function startIngest(pool: pg.Pool, opts: Partial<Omit<SmtpOptions, 'host' | 'port'>> = {}): Promise<RunningIngest> {
+  const server = new IngestServer(pool, { host: '127.0.0.1', port: 0, ...opts, lmtp: opts.lmtp ?? false, maxSize: opts.maxSize ?? 10 * 1024 * 1024 });
   const addr = await server.start();
   return { port: addr.port, stop: () => server.stop() };
 }

@@ -42,11 +42,11 @@ export function messagesRouter(ctx: WebContext): Router {
     if (req.path.endsWith('/hide')) {
       const category = oneOf('Reason', field(req, 'reason'), HIDE_REASONS);
       const note = field(req, 'note', 500);
-      await hideMessage(db, messageId, note ? `${category}: ${note}` : category, actor(req));
+      await hideMessage(db, list.id, messageId, note ? `${category}: ${note}` : category, actor(req));
       await recordAudit(db, { actor: actor(req), action: 'message.hide', list, target: messageId, detail: { reason: category, ...(note ? { note } : {}) } });
       flash(ctx, res, `Message hidden (${category}). It no longer appears in the archive, search, feeds or downloads.`);
     } else {
-      await unhideMessage(db, messageId);
+      await unhideMessage(db, list.id, messageId);
       await recordAudit(db, { actor: actor(req), action: 'message.unhide', list, target: messageId });
       flash(ctx, res, 'Message visible again.');
     }

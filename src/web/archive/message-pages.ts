@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Request, Response } from 'express';
-import { archivedMessage, messagePage as messagePageData, type ArchivedMessage, type MessageList, type Neighbour } from '../../db/archive-messages.ts';
-import { Forbidden, NotFound } from '../../errors.ts';
+import { archivedMessage, messagePage as messagePageData, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
+import { NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
 import { messageIdPath, normalizeMessageId } from '../../mail/message-id.ts';
@@ -10,67 +10,79 @@ import type { ParsedMessage } from '../../mail/parse.ts';
 import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
 import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-body.ts';
 import type { WebContext } from '../app.ts';
-import { viewerOf, type Viewer } from '../viewer.ts';
+import { viewerOf } from '../viewer.ts';
 import { readerOf } from './access.ts';
-import { messageAtFault } from './parsed-messages.ts';
 import { sendBody, sendPage, setCacheHeaders } from './http.ts';
-import { authorFull, listHref, messageHref, messageLink, shownSubject } from './present.ts';
+import { authorFull, authorName, listHref, messageHref, messageLink, shownSubject } from './present.ts';
+import { messageAtFault } from './parsed-messages.ts';
+import { resolvePermalink, type Resolution } from './permalink.ts';
 
 /**
  * /message-id/MSGID (the permalink), /message-id/raw/MSGID (the bytes as received) and
- * /message-id/attachment/MSGID/N/NAME. MSGID may come with or without its angle brackets.
- * A message is readable when one of its lists is; a hidden one answers 410 with the reason.
+ * /message-id/attachment/MSGID/N/NAME. MSGID may come with or without its angle brackets; ?list=
+ * picks the list to show it in, and which message when the Message-ID names several (permalink.ts
+ * decides what this reader sees). A message hidden in every readable list answers 410 with why.
  */
 
-interface Found {
-  m: ArchivedMessage;
-  lists: MessageList[];
-  restricted: boolean;
+/** ?list=: the list key or address the reader asked for. */
+function preferredList(req: Request): string | null {
+  return typeof req.query.list === 'string' ? req.query.list.trim().toLowerCase() : null;
 }
 
-async function findReadable(ctx: WebContext, viewer: Viewer | null, param: string, withRaw = true): Promise<Found> {
-  const id = normalizeMessageId(param);
-  return readable(id ? await archivedMessage(ctx.db.readPool, id, readerOf(viewer), withRaw) : null, viewer);
+/** The readable lists of a resolution, with the restriction that sets the cache policy. */
+function restrictedOf(lists: MessageCopy[]): boolean {
+  return !lists.some((l) => l.archive === 'public');
 }
 
-/** The message if one of its lists is readable by this viewer; otherwise 404, or 403 for a members list. */
-function readable(m: ArchivedMessage | null, viewer: Viewer | null): Found {
-  if (!m || m.lists.length === 0) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
-  const lists = m.lists.filter((l) => l.readable);
-  if (lists.length === 0) {
-    if (m.lists.some((l) => l.archive === 'members')) {
-      throw new Forbidden(`This message is in an archive open to list members only${viewer ? '' : ': log in to read it'}.`, 'archive_restricted');
-    }
-    throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
-  }
-  return { m, lists, restricted: !lists.some((l) => l.archive === 'public') };
-}
-
-function sendHidden(ctx: WebContext, req: Request, res: Response, f: Found) {
+function sendHidden(ctx: WebContext, req: Request, res: Response, messageId: string, r: Extract<Resolution, { kind: 'hidden' }>) {
   sendPage(ctx, req, res, 'archive/hidden.njk', {
     title: 'Message removed',
-    messageId: f.m.message_id,
-    reason: f.m.hidden_reason || 'no reason given',
-    hiddenAt: f.m.hidden_at,
-    lists: f.lists.map((l) => ({ ...l, href: listHref(l.key) })),
-  }, { restricted: f.restricted, lastModified: f.m.hidden_at }, 410);
+    messageId,
+    reason: r.copy.hidden_reason || 'no reason given',
+    hiddenAt: r.copy.hidden_at,
+    lists: uniqueLists(r.lists).map((l) => ({ ...l, href: listHref(l.key) })),
+  }, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists) }, 410);
+}
+
+/** 300: the Message-ID names several messages this reader may read; each is offered with its list. */
+function sendChoice(ctx: WebContext, req: Request, res: Response, messageId: string, r: Extract<Resolution, { kind: 'choice' }>, target: (key: string) => string) {
+  const obfuscate = !viewerOf(req);
+  const lists = r.choices.flatMap((c) => c.lists);
+  sendPage(ctx, req, res, 'archive/choice.njk', {
+    title: `Several messages have the Message-ID <${messageId}>`,
+    messageId,
+    choices: r.choices.map((c) => ({
+      href: target(c.lists[0].key),
+      subject: shownSubject(c.subject, obfuscate),
+      author: authorName(c.from_name, c.from_email, obfuscate),
+      date: c.date,
+      lists: c.lists.map((l) => ({ name: l.name, address: l.address, href: listHref(l.key) })),
+    })),
+  }, { restricted: restrictedOf(lists), lastModified: changedAt(lists) }, 300);
+}
+
+function uniqueLists(copies: MessageCopy[]): MessageCopy[] {
+  return copies.filter((c, i) => copies.findIndex((o) => o.list_id === c.list_id) === i);
 }
 
 export async function messagePage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
   const id = normalizeMessageId(String(req.params.id));
-  const preferred = typeof req.query.list === 'string' ? req.query.list : null;
-  const data = id ? await messagePageData(ctx.db.readPool, id, readerOf(viewer), preferred) : null;
-  const f = readable(data, viewer);
-  if (f.m.hidden_at) return sendHidden(ctx, req, res, f);
-  const m = f.m;
-  const nb = data!;
-  const list = f.lists.find((l) => l.id === nb.list_id) ?? f.lists[0];
+  if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  const data = await messagePageData(ctx.db.readPool, id, readerOf(viewer), preferredList(req));
+  const r = resolvePermalink(data.copies, preferredList(req), viewer);
+  if (r.kind === 'hidden') return sendHidden(ctx, req, res, id, r);
+  if (r.kind === 'choice') return sendChoice(ctx, req, res, id, r, (key) => `${messageHref(id)}?list=${encodeURIComponent(key)}`);
+  const m = data.message!;
+  const nb = data.neighbours!;
+  const list = r.lists.find((l) => l.list_id === data.list_id) ?? r.lists[0];
   const parsed = await messageView(ctx, m, req.query.view === 'html');
   const base = listHref(list.key);
   const path = messageIdPath(m.message_id);
-  const body = renderBody(m, parsed, req, obfuscate, path);
+  // When the Message-ID names more than one message, the page's own links say which.
+  const which = r.shared ? `?list=${encodeURIComponent(list.key)}` : '';
+  const body = renderBody(m, parsed, req, obfuscate, path, which);
   const link = (n: Neighbour | null) => (n ? messageLink(n, obfuscate) : null);
   const header = (name: string) => {
     const v = parsed?.header(name);
@@ -86,28 +98,28 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     to: header('to'),
     cc: header('cc'),
     inReplyTo: m.in_reply_to ? { id: m.in_reply_to, href: messageHref(m.in_reply_to) } : null,
-    list,
-    otherLists: f.lists.filter((l) => l.id !== list.id).map((l) => ({ ...l, href: `${messageHref(m.message_id)}?list=${encodeURIComponent(l.key)}` })),
+    list: { ...list, id: list.list_id },
+    otherLists: r.lists.filter((l) => l.list_id !== list.list_id).map((l) => ({ ...l, href: `${messageHref(m.message_id)}?list=${encodeURIComponent(l.key)}` })),
     base,
     threadHref: `${base}thread/${m.thread_id}`,
     threadMbox: `${base}thread/${m.thread_id}.mbox`,
-    rawHref: `/message-id/raw/${path}`,
+    rawHref: `/message-id/raw/${path}${which}`,
     body,
     attachments: (parsed?.attachments ?? []).map((a, i) => ({
       name: a.filename || `attachment-${i + 1}`,
       type: a.contentType,
       size: a.size,
-      href: `/message-id/attachment/${path}/${i + 1}/${encodeURIComponent(a.filename || `attachment-${i + 1}`)}`,
+      href: `/message-id/attachment/${path}/${i + 1}/${encodeURIComponent(a.filename || `attachment-${i + 1}`)}${which}`,
     })),
     parent: link(nb.parent),
     prevInThread: link(nb.prev_in_thread),
     nextInThread: link(nb.next_in_thread),
     prevByDate: link(nb.prev_by_date),
     nextByDate: link(nb.next_by_date),
-    replies: nb.replies.map((r) => messageLink(r, obfuscate)),
+    replies: nb.replies.map((x) => messageLink(x, obfuscate)),
     threadMessages: nb.thread_messages,
     threadPosition: nb.thread_position,
-  }, { restricted: f.restricted, lastModified: nb.last_modified });
+  }, { restricted: restrictedOf(r.lists), lastModified: nb.last_modified });
 }
 
 /** What the page shows of a message's content. */
@@ -162,7 +174,7 @@ async function parsedView(ctx: WebContext, m: ArchivedMessage): Promise<MessageV
 }
 
 /** The text part by default; the sanitised HTML part for HTML-only mail or when asked (?view=html). */
-function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request, obfuscate: boolean, path: string) {
+function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request, obfuscate: boolean, path: string, which: string) {
   const html = parsed?.html ?? null;
   const topType = parsed?.topType ?? '';
   const wantHtml = html !== null && (req.query.view === 'html' || (req.query.view !== 'text' && /^\s*text\/html/i.test(topType)));
@@ -175,49 +187,70 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
     html: sanitizeHtml(html, {
       obfuscate,
       remoteImages: req.query.images === 'remote',
-      cidUrl: (cid) => (cids.has(cid) ? `/message-id/attachment/${path}/${cids.get(cid)}/inline` : null),
+      cidUrl: (cid) => (cids.has(cid) ? `/message-id/attachment/${path}/${cids.get(cid)}/inline${which}` : null),
     }),
     hasHtml: true,
     remote: hasRemoteImages(html),
   };
 }
 
-export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
+/**
+ * The message behind a raw or attachment URL for this reader: the one permalink.ts shows, or an
+ * answer already sent (410 for a hidden message, a choice when the Message-ID names several).
+ */
+async function permalinkTarget(ctx: WebContext, req: Request, res: Response, target: (key: string) => string, withRaw = true): Promise<{ m: ArchivedMessage; lists: MessageCopy[] } | null> {
   const viewer = viewerOf(req);
-  const f = await findReadable(ctx, viewer, String(req.params.id));
-  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: changedAt(f.m) });
-  if (f.m.hidden_at) return sendRemoved(res, f.m);
+  const id = normalizeMessageId(String(req.params.id));
+  if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  const found = await archivedMessage(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
+  const r = resolvePermalink(found.copies, preferredList(req), viewer);
+  if (r.kind === 'hidden') {
+    setCacheHeaders(req, res, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists) });
+    res.status(410).type('text/plain').send(`This message was removed from the archive: ${r.copy.hidden_reason || 'no reason given'}\n`);
+    return null;
+  }
+  if (r.kind === 'choice') {
+    sendChoice(ctx, req, res, id, r, target);
+    return null;
+  }
+  return { m: found.message!, lists: r.lists };
+}
+
+export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
+  const path = messageIdPath(normalizeMessageId(String(req.params.id)) ?? '');
+  const f = await permalinkTarget(ctx, req, res, (key) => `/message-id/raw/${path}?list=${encodeURIComponent(key)}`);
+  if (!f) return;
+  setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists) });
   // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
-  res.setHeader('Content-Type', isUtf8(f.m.raw) ? 'text/plain; charset=utf-8' : 'text/plain');
+  const raw = f.m.raw;
+  if (!raw) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  res.setHeader('Content-Type', isUtf8(raw) ? 'text/plain; charset=utf-8' : 'text/plain');
   res.set('Content-Disposition', 'inline');
-  sendBody(req, res, f.m.raw);
+  sendBody(req, res, raw);
 }
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
-  const viewer = viewerOf(req);
-  const f = await findReadable(ctx, viewer, String(req.params.id), false);
-  if (f.m.hidden_at) {
-    setCacheHeaders(req, res, { restricted: f.restricted, lastModified: changedAt(f.m) });
-    return sendRemoved(res, f.m);
-  }
+  const path = messageIdPath(normalizeMessageId(String(req.params.id)) ?? '');
+  const rest = `${req.params.n}${req.params.name ? `/${encodeURIComponent(String(req.params.name))}` : ''}`;
+  const f = await permalinkTarget(ctx, req, res, (key) => `/message-id/attachment/${path}/${rest}?list=${encodeURIComponent(key)}`, false);
+  if (!f) return;
   const n = Number(req.params.n);
   const parsed = await ctx.parsedMessages.content(ctx.db.readPool, f.m);
   const a = Number.isInteger(n) && n >= 1 ? parsed.attachments[n - 1] : undefined;
   if (!a) throw new NotFound('This message has no such attachment.', 'no_such_attachment');
   const served = attachmentHeaders(a.contentType, a.filename, `attachment-${n}`);
-  setCacheHeaders(req, res, { restricted: f.restricted, lastModified: changedAt(f.m) });
+  setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists) });
   res.set('Content-Type', served.contentType);
   res.set('Content-Disposition', served.disposition);
   res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");
   sendBody(req, res, a.content);
 }
 
-/** Last-Modified of a message's own URLs: its arrival, or its last hiding or showing again. */
-function changedAt(m: ArchivedMessage): Date {
-  return m.visibility_changed_at && m.visibility_changed_at > m.received_at ? m.visibility_changed_at : m.received_at;
-}
-
-/** 410 for the raw bytes or an attachment of a hidden message, with the reason. */
-function sendRemoved(res: Response, m: ArchivedMessage) {
-  res.status(410).type('text/plain').send(`This message was removed from the archive: ${m.hidden_reason || 'no reason given'}\n`);
+/**
+ * Last-Modified of a message's own URLs: its arrival, or the latest hiding or showing again of it
+ * in one of the lists it is read through, whichever is later (only ever moves forwards).
+ */
+function changedAt(lists: MessageCopy[]): Date {
+  const times = lists.flatMap((l) => [l.received_at, l.visibility_changed_at]).filter((t): t is string => t !== null).map((t) => new Date(t).getTime());
+  return new Date(Math.max(...times));
 }

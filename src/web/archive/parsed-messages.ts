@@ -19,8 +19,9 @@ export type { MessageContent } from './parse-thread.ts';
  * here. Raw bytes are read from the database only when a parse is needed, so a page view of a
  * large message that is already parsed reads none of them.
  *
- * An entry is keyed by the message's row id and its arrival and visibility times: archived bytes
- * never change, and a message hidden and shown again gets a fresh entry. Failures that are the
+ * An entry is keyed by the message's row id and its arrival time: archived bytes never change.
+ * Hiding is per list and decided before a page asks for the content (permalink.ts), so a hidden
+ * message's parse is never shown; it leaves the cache as it ages out. Failures that are the
  * message's fault are kept too, for FAILURE_TTL_MS, so that a message the parser chokes on is not
  * parsed again on every view.
  */
@@ -34,7 +35,6 @@ export interface StoredMessage {
   id: number;
   size: number;
   received_at: Date;
-  visibility_changed_at: Date | null;
   /** the raw bytes, when the query that found the message read them */
   raw: Buffer | null;
 }
@@ -64,7 +64,7 @@ export class ParsedMessages {
 
   /** The message's content, parsed once; its raw bytes are read with `db` when they must be. */
   content(db: Queryable, m: StoredMessage): Promise<MessageContent> {
-    const key = `${m.id}:${m.received_at.getTime()}:${m.visibility_changed_at?.getTime() ?? 0}`;
+    const key = `${m.id}:${m.received_at.getTime()}`;
     const kept = this.entries.get(key);
     if (kept && ('content' in kept || kept.until > Date.now())) {
       parsedMessageRequests.inc({ result: 'hit' });

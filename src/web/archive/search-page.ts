@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import { archivedMessage } from '../../db/archive-messages.ts';
+import { messageCopies } from '../../db/archive-messages.ts';
 import { hasSearchTerms, searchMessages, type SearchResult } from '../../db/search.ts';
 import type { ReaderList } from '../../db/archive.ts';
 import type { Queryable } from '../../db/pool.ts';
@@ -47,8 +47,8 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
 
   if (form.q && MESSAGE_ID.test(form.q)) {
     const id = normalizeMessageId(form.q);
-    const m = id ? await archivedMessage(db, id, readerOf(viewer), false) : null;
-    if (m && !m.hidden_at && m.lists.some((l) => l.readable)) return res.redirect(302, messageHref(m.message_id));
+    const copies = id ? await messageCopies(db, id, readerOf(viewer)) : [];
+    if (copies.some((c) => c.readable && c.hidden_at === null)) return res.redirect(302, messageHref(id!));
   }
 
   const list = form.list ? await listFilter(db, viewer, form.list, errors) : null;

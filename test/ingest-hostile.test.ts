@@ -1,0 +1,278 @@
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createList } from '../src/db/lists.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+
+/**
+ * Hostile and odd input at the ingest listener (issue "Trust", items 2, 7 and 9): every RCPT
+ * answered 250 gets the post; a fault of the message is a 5xx with the message kept aside, never a
+ * 451 the sender would retry forever; one slow sender never holds up the others.
+ */
+let db: TestDatabase;
+let smtp: RunningIngest;
+let lmtp: RunningIngest;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  for (const local of ['pub', 'other']) {
+    await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  }
+  smtp = await startIngest(db.pool, { maxSize: 8 * 1024 * 1024 });
+  lmtp = await startIngest(db.pool, { lmtp: true, maxSize: 8 * 1024 * 1024 });
+});
+
+afterAll(async () => {
+  await smtp?.stop();
+  await lmtp?.stop();
+  await db?.drop();
+});
+
+const listsOf = async (messageId: string) =>
+  (await db.pool.query(
+    `select l.local_part from messages m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id
+      where m.message_id = $1 order by 1`, [messageId])).rows.map((r) => r.local_part);
+
+/** A raw SMTP/LMTP client: writes lines, reads complete replies (a reply ends with "NNN text"). */
+class Client {
+  private socket: net.Socket;
+  private buffer = '';
+  private waiting: (() => void) | null = null;
+  replies: string[] = [];
+
+  constructor(port: number) {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.setEncoding('latin1');
+    this.socket.on('data', (d: string) => {
+      this.buffer += d;
+      for (let m = /^(\d{3}) [^\r\n]*\r\n/m.exec(this.buffer); m; m = /^(\d{3}) [^\r\n]*\r\n/m.exec(this.buffer)) {
+        this.replies.push(this.buffer.slice(0, m.index + m[0].length));
+        this.buffer = this.buffer.slice(m.index + m[0].length);
+      }
+      this.waiting?.();
+    });
+    this.socket.on('close', () => this.waiting?.());
+  }
+
+  /** Waits until `n` replies have arrived in all, and returns them. */
+  async replyCount(n: number): Promise<string[]> {
+    while (this.replies.length < n && !this.socket.destroyed) await new Promise<void>((r) => (this.waiting = r));
+    return this.replies.slice(0, n);
+  }
+
+  write(data: string | Buffer) {
+    this.socket.write(data);
+  }
+
+  async say(line: string): Promise<string> {
+    const n = this.replies.length + 1;
+    this.write(`${line}\r\n`);
+    return (await this.replyCount(n))[n - 1];
+  }
+
+  get closed() {
+    return this.socket.destroyed;
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+async function open(port: number, hello = 'EHLO'): Promise<Client> {
+  const c = new Client(port);
+  await c.replyCount(1);
+  await c.say(`${hello} test.example`);
+  return c;
+}
+
+describe('repeated RCPT TO', () => {
+  it('delivers to every recipient answered 250 over SMTP, whatever the case of a repeated one', async () => {
+    const c = await open(smtp.port);
+    expect(await c.say('MAIL FROM:<alice@example.org>')).toMatch(/^250/);
+    expect(await c.say('RCPT TO:<pub@lists.example.org>')).toMatch(/^250/);
+    expect(await c.say('RCPT TO:<PUB@lists.example.org>')).toMatch(/^250/);
+    expect(await c.say('RCPT TO:<other@lists.example.org>')).toMatch(/^250/);
+    expect(await c.say('DATA')).toMatch(/^354/);
+    expect(await c.say(`${message({ id: 'repeat-smtp@example.org' })}\r\n.`)).toMatch(/^250/);
+    c.close();
+    expect(await listsOf('repeat-smtp@example.org')).toEqual(['other', 'pub']);
+  });
+
+  it('answers LMTP once per accepted RCPT, and delivers to each', async () => {
+    const c = await open(lmtp.port, 'LHLO');
+    await c.say('MAIL FROM:<alice@example.org>');
+    for (const rcpt of ['pub@lists.example.org', 'PUB@lists.example.org', 'nobody@lists.example.org', 'other@lists.example.org']) await c.say(`RCPT TO:<${rcpt}>`);
+    expect(c.replies.slice(-4).map((r) => r.slice(0, 3))).toEqual(['250', '250', '550', '250']);
+    expect(await c.say('DATA')).toMatch(/^354/);
+    const before = c.replies.length;
+    c.write(`${message({ id: 'repeat-lmtp@example.org' })}\r\n.\r\n`);
+    const after = await c.replyCount(before + 3);
+    expect(after.slice(before).map((r) => r.slice(0, 3))).toEqual(['250', '250', '250']);
+    // and nothing more: the next command's reply is the next one
+    expect(await c.say('NOOP')).toMatch(/^250/);
+    c.close();
+    expect(await listsOf('repeat-lmtp@example.org')).toEqual(['other', 'pub']);
+  });
+
+  it('answers an oversized message once per accepted RCPT over LMTP', async () => {
+    const small = await startIngest(db.pool, { lmtp: true, maxSize: 1000 });
+    try {
+      const c = await open(small.port, 'LHLO');
+      await c.say('MAIL FROM:<alice@example.org>');
+      await c.say('RCPT TO:<pub@lists.example.org>');
+      await c.say('RCPT TO:<Pub@lists.example.org>');
+      await c.say('DATA');
+      const before = c.replies.length;
+      c.write(`${message({ id: 'big-lmtp@example.org', body: 'x'.repeat(5000) })}\r\n.\r\n`);
+      const after = await c.replyCount(before + 2);
+      expect(after.slice(before).map((r) => r.slice(0, 3))).toEqual(['552', '552']);
+      expect(await c.say('NOOP')).toMatch(/^250/);
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+});
+
+describe('faults of the message', () => {
+  const refusedOrTaken = async (raw: string | Buffer, id: string) => {
+    const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: ['pub@lists.example.org'] }, raw);
+    // never 451: a fault of the message is not a fault of the system
+    expect(res.responseCode ?? 250, res.response).not.toBe(451);
+    return { res, lists: await listsOf(id) };
+  };
+
+  it('takes a Message-ID or In-Reply-To holding NUL under a generated id', async () => {
+    const raw = message({ id: 'nul\u0000here@example.org', subject: 'NUL in the id', headers: { 'In-Reply-To': '<also\u0000nul@example.org>' } });
+    const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: ['pub@lists.example.org'] }, raw);
+    expect(res.ok).toBe(true);
+    const { rows } = await db.pool.query(`select message_id, in_reply_to from messages where subject = 'NUL in the id'`);
+    expect(rows).toEqual([{ message_id: expect.stringMatching(/@generated\.listkeeper\.invalid$/), in_reply_to: null }]);
+  });
+
+  it('takes a 4,000-character From address, keeping it only in the raw bytes', async () => {
+    const from = `${'a'.repeat(4000)}@example.org`;
+    const { res, lists } = await refusedOrTaken(message({ id: 'long-from@example.org', from: `Somebody <${from}>` }), 'long-from@example.org');
+    expect(res.ok).toBe(true);
+    expect(lists).toEqual(['pub']);
+    const { rows } = await db.pool.query(`select from_email, raw from messages where message_id = 'long-from@example.org'`);
+    expect(rows[0].from_email).toBe('');
+    expect(rows[0].raw.toString()).toContain(from);
+  });
+
+  it('takes a subject of a million characters (more than the search index takes), searchable by its start', async () => {
+    const words = Array.from({ length: 120_000 }, (_, i) => `w${i.toString(36)}x`).join(' ');
+    const { res, lists } = await refusedOrTaken(message({ id: 'huge-subject@example.org', subject: `zebracorn ${words}` }), 'huge-subject@example.org');
+    expect(res.ok).toBe(true);
+    expect(lists).toEqual(['pub']);
+    const { rows } = await db.pool.query(`select length(subject) as n, tsv @@ to_tsquery('listkeeper', 'zebracorn') as found from messages where message_id = 'huge-subject@example.org'`);
+    expect(rows[0]).toEqual({ n: 1001, found: true });
+  });
+
+  it('refuses a message PostgreSQL will not store for what it holds with 554, keeps it aside, and takes the others', async () => {
+    // Stands in for any value PostgreSQL refuses (SQLSTATE classes 22 and 54): a trigger that
+    // refuses one subject the way a too-long search entry or index row would be refused.
+    await db.pool.query(`create function poison() returns trigger language plpgsql as $$
+      begin
+        if new.subject = 'poison' then raise exception 'string is too long for tsvector' using errcode = '54000'; end if;
+        return new;
+      end $$`);
+    await db.pool.query('create trigger poison before insert on messages for each row execute function poison()');
+    try {
+      const poisoned = sendRaw(smtp.port, { from: 'alice@example.org', to: ['pub@lists.example.org'] }, message({ id: 'poison@example.org', subject: 'poison' }));
+      const healthy = sendRaw(smtp.port, { from: 'alice@example.org', to: ['pub@lists.example.org'] }, message({ id: 'healthy@example.org', subject: 'fine' }));
+      const [p, h] = await Promise.all([poisoned, healthy]);
+      expect(p.responseCode).toBe(554);
+      expect(p.response).toMatch(/5\.6\.0 the message could not be stored: string is too long for tsvector/);
+      expect(h.ok).toBe(true);
+      const { rows } = await db.pool.query(`select reason, raw from ingest_errors where message_id = 'poison@example.org'`);
+      expect(rows.map((r) => r.reason)).toEqual(['the message could not be stored: string is too long for tsvector']);
+      expect(rows[0].raw.toString()).toContain('Subject: poison');
+    } finally {
+      await db.pool.query('drop trigger poison on messages; drop function poison()');
+    }
+  });
+
+  it('threads a message with 20,000 References by the newest of them', async () => {
+    await sendRaw(smtp.port, { from: 'alice@example.org', to: ['pub@lists.example.org'] }, message({ id: 'ref-root@example.org', subject: 'root' }));
+    const refs = [...Array.from({ length: 20_000 }, (_, i) => `<r${i}@example.org>`), '<ref-root@example.org>'].join('\r\n ');
+    const { res, lists } = await refusedOrTaken(message({ id: 'many-refs@example.org', subject: 'Re: root', headers: { References: refs } }), 'many-refs@example.org');
+    expect(res.ok).toBe(true);
+    expect(lists).toEqual(['pub']);
+    const { rows } = await db.pool.query(
+      `select p.message_id as parent, cardinality(c.refs) as refs from messages c join messages p on p.id = c.parent_id where c.message_id = 'many-refs@example.org'`);
+    expect(rows).toEqual([{ parent: 'ref-root@example.org', refs: 50 }]);
+  });
+});
+
+describe('large messages and slow senders', () => {
+  it('takes a large message while another sender trickles a large one', async () => {
+    const big = (id: string) => `${message({ id, body: `${'y'.repeat(100)}\r\n`.repeat(20_000) })}\r\n.\r\n`;
+    const slow = await open(smtp.port);
+    await slow.say('MAIL FROM:<slow@example.org>');
+    await slow.say('RCPT TO:<pub@lists.example.org>');
+    await slow.say('DATA');
+    const slowData = Buffer.from(big('slow-big@example.org'));
+    slow.write(slowData.subarray(0, 1_200_000)); // past the first megabyte, then nothing for now
+
+    const fast = await open(smtp.port);
+    await fast.say('MAIL FROM:<fast@example.org>');
+    await fast.say('RCPT TO:<pub@lists.example.org>');
+    await fast.say('DATA');
+    const before = fast.replies.length;
+    fast.write(big('fast-big@example.org'));
+    expect((await fast.replyCount(before + 1))[before]).toMatch(/^250/);
+    expect(await listsOf('fast-big@example.org')).toEqual(['pub']);
+    expect(await listsOf('slow-big@example.org')).toEqual([]); // still arriving
+
+    const slowBefore = slow.replies.length;
+    slow.write(slowData.subarray(1_200_000));
+    expect((await slow.replyCount(slowBefore + 1))[slowBefore]).toMatch(/^250/);
+    expect(await listsOf('slow-big@example.org')).toEqual(['pub']);
+    slow.close();
+    fast.close();
+  });
+
+  it('answers 451 when the memory for large messages stays taken too long, and takes the message on retry', async () => {
+    const tight = await startIngest(db.pool, { maxSize: 8 * 1024 * 1024, memoryBytes: 1024 * 1024, memoryWaitMs: 300 });
+    try {
+      const body = `${'z'.repeat(100)}\r\n`.repeat(15_000); // 1.5 MB: half a megabyte from the budget
+      const hog = await open(tight.port);
+      await hog.say('MAIL FROM:<hog@example.org>');
+      await hog.say('RCPT TO:<pub@lists.example.org>');
+      await hog.say('DATA');
+      const hogData = Buffer.from(`${message({ id: 'hog@example.org', body: body + body })}\r\n.\r\n`); // 3 MB
+      hog.write(hogData.subarray(0, 2_200_000)); // holds 1.2 MB of a 1 MB budget (a lone session may)
+
+      const res = await sendRaw(tight.port, { from: 'late@example.org', to: ['pub@lists.example.org'] }, message({ id: 'late-big@example.org', body }));
+      expect(res.responseCode).toBe(451);
+      expect(res.response).toMatch(/4\.3\.1/);
+      hog.write(hogData.subarray(2_200_000));
+      expect((await hog.replyCount(hog.replies.length + 1)).at(-1)).toMatch(/^250/);
+      const retry = await sendRaw(tight.port, { from: 'late@example.org', to: ['pub@lists.example.org'] }, message({ id: 'late-big@example.org', body }));
+      expect(retry.ok).toBe(true);
+      hog.close();
+    } finally {
+      await tight.stop();
+    }
+  });
+
+  it('ends a DATA phase that outlasts its deadline with 421, keeping nothing', async () => {
+    const strict = await startIngest(db.pool, { maxSize: 8 * 1024 * 1024, dataTimeoutMs: 500 });
+    try {
+      const c = await open(strict.port);
+      await c.say('MAIL FROM:<slowpoke@example.org>');
+      await c.say('RCPT TO:<pub@lists.example.org>');
+      await c.say('DATA');
+      const before = c.replies.length;
+      c.write(message({ id: 'never-ends@example.org' }).slice(0, 50));
+      const [reply] = (await c.replyCount(before + 1)).slice(before);
+      expect(reply).toMatch(/^421/);
+      while (!c.closed) await new Promise((r) => setTimeout(r, 20));
+      expect(await listsOf('never-ends@example.org')).toEqual([]);
+    } finally {
+      await strict.stop();
+    }
+  });
+});

@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { findMember } from '../src/db/members.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+
+/**
+ * Issue 10, item 13: mail commands over the rate limit are recorded, not silently dropped; and a
+ * subscription by mail is confirmed by the address even on a list whose policy is "open", because
+ * anyone can put anyone's address in From. Over SMTP; what would be mailed is read from the outbox.
+ */
+let db: TestDatabase;
+let smtp: RunningIngest;
+let dev: ListRow;
+let open: ListRow;
+
+async function mail(to: string, from: string, opts: { subject?: string; body?: string } = {}) {
+  const res = await sendRaw(smtp.port, { from, to: [to] }, message({ from, to, subject: opts.subject ?? '', body: opts.body ?? '' }));
+  expect(res.ok, res.response).toBe(true);
+}
+
+/** Mail queued for an address, oldest first. */
+async function queuedFor(address: string) {
+  const { rows } = await db.pool.query<{ raw: Buffer }>(
+    `select m.raw from outbox o join outbound_mail m on m.id = o.mail_id where o.recipient = $1 order by o.id`, [address]);
+  return rows.map((r) => r.raw.toString());
+}
+const tokenIn = (raw: string) => /^Subject: confirm ([a-f0-9]{32})\r?$/m.exec(raw)?.[1] ?? null;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  smtp = await startIngest(db.pool);
+  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  open = await createList(db.pool, { address: 'open@lists.example.org', name: 'open', description: '', postPolicy: 'members', subscribePolicy: 'open', archive: 'public', owners: ['owner@example.org'] });
+});
+
+afterAll(async () => {
+  await smtp?.stop();
+  await db?.drop();
+});
+
+describe('mail commands over the rate limit', () => {
+  it('records the command it does not answer, with the reason, and answers the ones before it', async () => {
+    for (let i = 0; i < 21; i++) await mail('dev-request@lists.example.org', 'chatty@x.example', { subject: 'help' });
+    expect(await queuedFor('chatty@x.example')).toHaveLength(20);
+    const { rows } = await db.pool.query(`select reason, recipients from ingest_errors where envelope_from = 'chatty@x.example'`);
+    expect(rows).toEqual([{ reason: 'more than 20 mail commands in an hour from chatty@x.example: not answered', recipients: ['dev-request@lists.example.org'] }]);
+  });
+});
+
+describe('subscribing by mail to a list whose policy is open', () => {
+  it('asks the address to confirm instead of subscribing whoever From names', async () => {
+    await mail('open-subscribe@lists.example.org', 'victim@x.example');
+    await mail('open-request@lists.example.org', 'other-victim@x.example', { subject: 'subscribe' });
+    expect(await findMember(db.pool, open.id, 'victim@x.example')).toBeNull();
+    expect(await findMember(db.pool, open.id, 'other-victim@x.example')).toBeNull();
+    const [confirmation] = await queuedFor('victim@x.example');
+    expect(tokenIn(confirmation)).not.toBeNull();
+    expect(confirmation).toContain('Someone (perhaps you) asked to join the mailing list open@lists.example.org');
+  });
+
+  it('subscribes once the address answers, with no owner approval', async () => {
+    const token = tokenIn((await queuedFor('victim@x.example'))[0])!;
+    await mail(`open-confirm+${token}@lists.example.org`, 'victim@x.example', { subject: `Re: confirm ${token}` });
+    expect(await findMember(db.pool, open.id, 'victim@x.example')).toMatchObject({ status: 'active' });
+    const [, welcome] = await queuedFor('victim@x.example');
+    expect(welcome).toContain('Subject: Welcome to open@lists.example.org');
+    expect(await queuedFor('owner@example.org')).toEqual([]);
+  });
+});
