@@ -7,7 +7,8 @@
  * Environment: CHAOS_ITERATIONS (20), CHAOS_SEED (random; printed), CHAOS_LEASE_SECONDS (unset:
  * serve's default), CHAOS_BATCH_SIZE (20), CHAOS_FAULTS (relay-outage,backend-termination, and
  * db-restart on the embedded database; "none" for kills only), FUZZ_INPUTS (2000), FUZZ_SEED
- * (random; printed), CHAOS_LOG_DIR (serve's logs; a temporary folder otherwise).
+ * (random; printed), CHAOS_LOG_DIR (serve's logs; a temporary folder otherwise), CHAOS_KEEP_DB=1
+ * (keep the database of a failed run).
  * It runs on a fresh database on DATABASE_URL's server, or on an embedded PostgreSQL of its own in
  * .test-data/chaos/ (the harness owns it, so it can restart it, and a killed serve leaves nothing
  * running). Exits 1 when a check failed.
@@ -47,8 +48,8 @@ async function admin(sql: string) {
   }
 }
 
-/** A fresh database on the server, migrated; dropped afterwards unless the run failed. */
-async function scratch(prefix: string): Promise<{ url: string; drop(keep: boolean): Promise<void> }> {
+/** A fresh database on the server, migrated; dropped afterwards (kept after a failure with CHAOS_KEEP_DB=1). */
+async function scratch(prefix: string): Promise<{ url: string; drop(failed: boolean): Promise<void> }> {
   const name = `${prefix}_${crypto.randomBytes(4).toString('hex')}`;
   await admin(`create database ${name}`);
   const u = new URL(adminUrl);
@@ -57,8 +58,8 @@ async function scratch(prefix: string): Promise<{ url: string; drop(keep: boolea
   await migrate(pool).finally(() => pool.end());
   return {
     url: u.toString(),
-    async drop(keep) {
-      if (keep) console.log(`  (database ${name} kept for inspection)`);
+    async drop(failed) {
+      if (failed && process.env.CHAOS_KEEP_DB === '1') console.log(`  (database ${name} kept for inspection)`);
       else await admin(`drop database if exists ${name} with (force)`);
     },
   };

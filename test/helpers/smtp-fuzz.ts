@@ -4,7 +4,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { log } from '../../src/log.ts';
 import { messageIdPath } from '../../src/mail/message-id.ts';
-import { MUTATIONS, withMessageId } from './mail-mutations.ts';
+import { HEAVY, MUTATIONS, withMessageId } from './mail-mutations.ts';
 import { random } from './random.ts';
 import { ConnectionLost, SmtpSession, sentBytes, type Transaction } from './smtp-session.ts';
 
@@ -79,16 +79,22 @@ export function seedMessages(): { name: string; raw: Buffer }[] {
   return out;
 }
 
-/** The inputs for a run: every seed as it is, every mutation at least once, then random ones (a fifth of them stacked two deep). */
+/**
+ * The inputs for a run: every seed as it is, every mutation at least once, then random ones (a
+ * fifth of them stacked two deep; the heavy mutations drawn less often).
+ */
 export function fuzzCases(count: number, seed: number, lists: [string, string]): FuzzCase[] {
   const rnd = random(seed);
   const seeds = seedMessages();
   const names = Object.keys(MUTATIONS).filter((m) => m !== 'as-is');
+  // Each light mutation four times in the draw, each heavy one once.
+  const draw = names.flatMap((m) => (HEAVY.has(m) ? [m] : [m, m, m, m]));
+  const pickOne = () => draw[rnd.int(0, draw.length - 1)];
   const cases: FuzzCase[] = [];
   for (let n = 0; n < count; n++) {
     const s = n < seeds.length ? seeds[n] : seeds[rnd.int(0, seeds.length - 1)];
-    const chosen = n < seeds.length ? ['as-is'] : n < seeds.length + names.length ? [names[n - seeds.length]] : [names[rnd.int(0, names.length - 1)]];
-    if (n >= seeds.length + names.length && rnd.next() < 0.2) chosen.push(names[rnd.int(0, names.length - 1)]);
+    const chosen = n < seeds.length ? ['as-is'] : n < seeds.length + names.length ? [names[n - seeds.length]] : [pickOne()];
+    if (n >= seeds.length + names.length && rnd.next() < 0.2) chosen.push(pickOne());
     let raw = withMessageId(s.raw, `fuzz-${seed}-${n}@fuzz.example`);
     const details: string[] = [];
     for (const m of chosen) {
