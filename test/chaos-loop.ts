@@ -77,9 +77,12 @@ const LISTS = [`chaos-a@${DOMAIN}`, `chaos-b@${DOMAIN}`];
 
 interface PostRecord {
   id: string;
+  /** the lists named at RCPT TO; once answered, the ones whose RCPT was answered 250 */
   lists: string[];
   outcome: 'acked' | 'refused' | 'unanswered';
   code?: number;
+  /** RCPT TO refusals (a 451 while the database is away) */
+  rcptRefused: number[];
 }
 
 export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport> {
@@ -302,12 +305,15 @@ function startLoad(port: number, rnd: Random, sessions: number, cap: number, pos
       const id = `chaos-${seed}-${iteration}-${c}-${n++}@senders.example`;
       const acked = posts.filter((p) => p.outcome === 'acked');
       const parent = acked.length && rnd.next() < 0.33 ? acked[rnd.int(0, acked.length - 1)].id : null;
-      const record: PostRecord = { id, lists, outcome: 'unanswered' };
+      const record: PostRecord = { id, lists, outcome: 'unanswered', rcptRefused: [] };
       posts.push(record);
       try {
         const t = await session.send(`p${c}@senders.example`, lists, composePost(rnd, id, lists, parent));
         record.code = t.final.code;
         record.outcome = t.stage === 'dot' && t.final.code === 250 ? 'acked' : 'refused';
+        // The 250 after DATA speaks for the recipients whose RCPT TO was answered 250, no others.
+        record.rcptRefused = t.rcpt.filter((r) => r.code !== 250).map((r) => r.code);
+        record.lists = lists.filter((_, k) => t.rcpt[k]?.code === 250);
       } catch (err) {
         if (!(err instanceof ConnectionLost)) throw err;
         return;
@@ -369,6 +375,7 @@ async function account(pool: pg.Pool, relay: FaultRelay, posts: PostRecord[], r:
     if (p.outcome === 'acked') r.posts.acknowledged++;
     else if (p.outcome === 'unanswered') r.posts.unanswered++;
     else r.posts.refused[String(p.code)] = (r.posts.refused[String(p.code)] ?? 0) + 1;
+    for (const code of p.rcptRefused) r.posts.refused[`${code} at RCPT`] = (r.posts.refused[`${code} at RCPT`] ?? 0) + 1;
   }
   const { rows: archived } = await pool.query<{ message_id: string; list: string }>(
     `select m.message_id, l.address as list from messages m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id`);

@@ -49,7 +49,7 @@ it('serve killed with SIGKILL at random moments loses no acknowledged post, deli
 // terminated, and delivery stalls for good after the relay comes back. This passes once both
 // are fixed.
 it('serve survives terminated database backends and a relay outage, and delivery resumes after the outage', async () => {
-  const r = await loop({ iterations: 2, faults: ['relay-outage', 'backend-termination'] });
+  const r = await loop({ iterations: 2, faults: ['relay-outage', 'backend-termination'], killWindowMs: [1200, 2500] });
   expect(r.faults.relayOutages).toBeGreaterThan(0);
   expect(r.faults.backendsEnded).toBeGreaterThan(0);
   expect(r.diedOnItsOwn).toEqual([]);
