@@ -68,6 +68,8 @@ export interface CrashLoopReport {
   stuck: number;
   /** how long after the last restart the queue had nothing in flight or due */
   settledAfterMs: number | null;
+  /** how long after the last restart every row was sent (or failed) */
+  drainedAfterMs: number | null;
   sigtermMs: number | null;
   failures: string[];
 }
@@ -104,7 +106,7 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
     copies: { expected: 0, delivered: 0, missing: 0, duplicates: 0, duplicateBound: 0 },
     kills: 0, diedOnItsOwn: [],
     faults: { relayOutages: 0, backendTerminations: 0, backendsEnded: 0, dbRestarts: 0 },
-    stalls: [], stuck: 0, settledAfterMs: null, sigtermMs: null, failures: [],
+    stalls: [], stuck: 0, settledAfterMs: null, drainedAfterMs: null, sigtermMs: null, failures: [],
   };
   let serve: ServeProcess | null = null;
   let starts = 0;
@@ -211,6 +213,7 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
     const leaseMs = (o.leaseSeconds ?? 60) * 1000;
     const completeBy = restarted + settleMs + 2 * leaseMs + 30_000;
     while ((await unsent(pool)) > 0 && Date.now() < completeBy) await sleep(500);
+    if ((await unsent(pool)) === 0) report.drainedAfterMs = Date.now() - restarted;
     await sleep(300); // the last replies of the relay
 
     await account(pool, relay, posts, report);
@@ -429,9 +432,13 @@ export function formatReport(r: CrashLoopReport): string {
     `  acknowledged but lost ${r.acknowledgedButLost.length}`,
     `  copies expected ${r.copies.expected}, delivered ${r.copies.delivered}, missing ${r.copies.missing}, duplicates ${r.copies.duplicates} (bound ${r.copies.duplicateBound})`,
     `  kills ${r.kills}, died on its own ${r.diedOnItsOwn.length}, relay outages ${r.faults.relayOutages}, backend terminations ${r.faults.backendTerminations} (${r.faults.backendsEnded} backends), database restarts ${r.faults.dbRestarts}`,
-    `  stuck after 30 s ${r.stuck} (queue settled ${r.settledAfterMs === null ? 'not within the time' : `${(r.settledAfterMs / 1000).toFixed(1)} s after the last restart`}), SIGTERM ${r.sigtermMs === null ? 'did not stop it in 10 s' : `stopped it in ${r.sigtermMs} ms`}`,
+    `  stuck after 30 s ${r.stuck} (nothing in flight or due ${secondsAfter(r.settledAfterMs)}; every copy out ${secondsAfter(r.drainedAfterMs)}), SIGTERM ${r.sigtermMs === null ? 'did not stop it in 10 s' : `stopped it in ${r.sigtermMs} ms`}`,
     ...(r.failures.length ? ['  FAILURES:', ...r.failures.map((f) => `  - ${f}`)] : ['  all checks passed']),
   ].join('\n');
+}
+
+function secondsAfter(ms: number | null): string {
+  return ms === null ? 'not within the wait' : `${(ms / 1000).toFixed(1)} s after the last restart`;
 }
 
 function pick<T>(rnd: Random, items: T[]): T {

@@ -1,8 +1,8 @@
 /**
  * `npm run chaos`: the long fault-injection run of issue 10, outside the test suite.
  *
- *   npm run chaos                 # crash loop (20 iterations, every fault), then the SMTP fuzz (2,000 inputs)
- *   npm run chaos -- crash        # only the crash loop;  npm run chaos -- fuzz: only the fuzz
+ *   npm run chaos                 # crash loop (20 iterations, every fault), relay-fault sweep, SMTP fuzz (2,000 inputs)
+ *   npm run chaos -- crash        # only the crash loop; `-- relay`, `-- fuzz`: only that part
  *
  * Environment: CHAOS_ITERATIONS (20), CHAOS_SEED (random; printed), CHAOS_LEASE_SECONDS (unset:
  * serve's default), CHAOS_BATCH_SIZE (20), CHAOS_FAULTS (relay-outage,backend-termination, and
@@ -24,12 +24,13 @@ import { migrate } from '../src/db/migrate.ts';
 import { createPool } from '../src/db/pool.ts';
 import { log } from '../src/log.ts';
 import { formatReport, runCrashLoop, type Fault } from './chaos-loop.ts';
+import { runRelaySweep } from './chaos-relay.ts';
 import { startIngest } from './helpers/smtp.ts';
 import { formatFuzzReport, runFuzz } from './helpers/smtp-fuzz.ts';
 import { startWeb } from './helpers/web.ts';
 
 log.level = process.env.LOG_LEVEL ?? 'silent';
-const parts = process.argv.slice(2).length ? process.argv.slice(2) : ['crash', 'fuzz'];
+const parts = process.argv.slice(2).length ? process.argv.slice(2) : ['crash', 'relay', 'fuzz'];
 const int = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const randomSeed = () => crypto.randomBytes(4).readUInt32BE() % 1_000_000;
 
@@ -84,6 +85,16 @@ try {
     console.log(`  re-run: CHAOS_SEED=${seed} CHAOS_ITERATIONS=${iterations}${lease ? ` CHAOS_LEASE_SECONDS=${lease}` : ''} CHAOS_FAULTS=${faults.join(',') || 'none'} npm run chaos -- crash`);
     failed ||= report.failures.length > 0;
     await db.drop(report.failures.length > 0);
+  }
+
+  if (parts.includes('relay')) {
+    console.log('== relay faults: one post to two members through a relay that misbehaves in one way per case');
+    const db = await scratch('lk_relay');
+    const results = await runRelaySweep({ databaseUrl: db.url, print: (line) => console.log(`  ${line}`) });
+    const bad = results.filter((r) => r.problems.length);
+    console.log(`relay faults: ${results.length} cases, ${bad.length} failed${bad.length ? `: ${bad.map((r) => r.name).join('; ')}` : ''}`);
+    failed ||= bad.length > 0;
+    await db.drop(bad.length > 0);
   }
 
   if (parts.includes('fuzz')) {

@@ -50,6 +50,8 @@ export interface FaultRelayOptions {
   port?: number;
   /** offer STARTTLS with this key and certificate (PEM) */
   tls?: { key: string | Buffer; cert: string | Buffer };
+  /** TLS from the first byte (an smtps:// relay, port 465 style) with this key and certificate */
+  implicitTls?: { key: string | Buffer; cert: string | Buffer };
   /** offer AUTH PLAIN and LOGIN (any user and password is accepted, and recorded) */
   auth?: boolean;
 }
@@ -110,7 +112,7 @@ export async function startFaultRelay(opts: FaultRelayOptions = {}): Promise<Fau
     plain.on('error', () => undefined);
     plain.setNoDelay(true);
     let socket: net.Socket | tls.TLSSocket = plain;
-    let secure = false;
+    let secure = plain instanceof tls.TLSSocket;
     let buffer: Buffer = Buffer.alloc(0);
     let mode: 'command' | 'data' | 'auth-plain' | 'auth-user' | 'auth-pass' | 'closed' = 'command';
     let busy = false;
@@ -308,7 +310,9 @@ export async function startFaultRelay(opts: FaultRelayOptions = {}): Promise<Fau
 
   const listen = () =>
     new Promise<void>((resolve, reject) => {
-      const s = net.createServer(session);
+      const s = opts.implicitTls ? tls.createServer({ ...opts.implicitTls }, session) : net.createServer(session);
+      // A client that refuses our certificate ends the handshake: not an error of the relay.
+      s.on('tlsClientError', () => undefined);
       s.once('error', reject);
       s.listen(port, '127.0.0.1', () => {
         s.off('error', reject);
@@ -331,7 +335,7 @@ export async function startFaultRelay(opts: FaultRelayOptions = {}): Promise<Fau
       return port;
     },
     get url() {
-      return `smtp://127.0.0.1:${port}`;
+      return `${opts.implicitTls ? 'smtps' : 'smtp'}://127.0.0.1:${port}`;
     },
     messages,
     auths,
