@@ -59,7 +59,13 @@ export interface CrashLoopReport {
   batchSize: number;
   posts: { sent: number; acknowledged: number; refused: Record<string, number>; unanswered: number; archivedUnacknowledged: number };
   acknowledgedButLost: string[];
-  copies: { expected: number; delivered: number; missing: number; duplicates: number; duplicateBound: number };
+  copies: {
+    expected: number; delivered: number; missing: number; duplicates: number; duplicateBound: number;
+    /** copies sent twice, by the crash they followed (index 0: the first kill or death) */
+    duplicatesPerCrash: number[];
+    /** copies sent twice before any crash: there should be none */
+    duplicatesWithoutCrash: number;
+  };
   kills: number;
   diedOnItsOwn: { iteration: number; exit: string; lastProblems: string[] }[];
   faults: { relayOutages: number; backendTerminations: number; backendsEnded: number; dbRestarts: number };
@@ -99,11 +105,13 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
   // Each copy takes a few milliseconds, so a kill finds a batch in the middle of going out.
   relay.fail('dot', { delayMs: 2 });
   const posts: PostRecord[] = [];
+  /** how many messages the relay had at each crash: a copy sent twice is put down to the crash before it */
+  const crashMarks: number[] = [];
   const report: CrashLoopReport = {
     seed: o.seed, iterations: o.iterations, leaseSeconds: o.leaseSeconds ?? 'default', batchSize,
     posts: { sent: 0, acknowledged: 0, refused: {}, unanswered: 0, archivedUnacknowledged: 0 },
     acknowledgedButLost: [],
-    copies: { expected: 0, delivered: 0, missing: 0, duplicates: 0, duplicateBound: 0 },
+    copies: { expected: 0, delivered: 0, missing: 0, duplicates: 0, duplicateBound: 0, duplicatesPerCrash: [], duplicatesWithoutCrash: 0 },
     kills: 0, diedOnItsOwn: [],
     faults: { relayOutages: 0, backendTerminations: 0, backendsEnded: 0, dbRestarts: 0 },
     stalls: [], stuck: 0, settledAfterMs: null, drainedAfterMs: null, sigtermMs: null, failures: [],
@@ -189,6 +197,7 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
         report.diedOnItsOwn.push({ iteration: i, exit: exit.signal ?? `code ${exit.code}`, lastProblems: lastWords(serve.output()) });
         events.push('serve had died on its own');
       }
+      crashMarks.push(relay.messages.length);
       serve = null;
       await load.stop();
       print(`iteration ${i}/${o.iterations}: kill after ${Date.now() - t0} ms${events.length ? ` (${events.join(', ')})` : ''}; posts so far ${posts.length}, copies at the relay ${relay.messages.length}`);
@@ -216,7 +225,7 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
     if ((await unsent(pool)) === 0) report.drainedAfterMs = Date.now() - restarted;
     await sleep(300); // the last replies of the relay
 
-    await account(pool, relay, posts, report);
+    await account(pool, relay, posts, crashMarks, report);
     if (serve.alive()) {
       const t = Date.now();
       serve.child.kill('SIGTERM');
@@ -372,7 +381,7 @@ async function unsent(pool: pg.Pool): Promise<number> {
 }
 
 /** Compares what was acknowledged, archived, queued and delivered; fills the report's figures. */
-async function account(pool: pg.Pool, relay: FaultRelay, posts: PostRecord[], r: CrashLoopReport) {
+async function account(pool: pg.Pool, relay: FaultRelay, posts: PostRecord[], crashMarks: number[], r: CrashLoopReport) {
   r.posts.sent = posts.length;
   for (const p of posts) {
     if (p.outcome === 'acked') r.posts.acknowledged++;
@@ -409,6 +418,22 @@ async function account(pool: pg.Pool, relay: FaultRelay, posts: PostRecord[], r:
   r.copies.missing = missing.length;
   const crashes = r.kills + r.diedOnItsOwn.length;
   r.copies.duplicateBound = crashes * r.batchSize;
+  // Which crash each second copy followed: the last crash before it reached the relay.
+  r.copies.duplicatesPerCrash = crashMarks.map(() => 0);
+  const seen = new Set<string>();
+  relay.messages.forEach((m, at) => {
+    for (const to of m.to) {
+      const key = `${m.messageId} ${to}`;
+      if (!seen.has(key)) {
+        seen.add(key);
+        continue;
+      }
+      let crash = -1;
+      while (crash + 1 < crashMarks.length && crashMarks[crash + 1] <= at) crash++;
+      if (crash < 0) r.copies.duplicatesWithoutCrash++;
+      else r.copies.duplicatesPerCrash[crash]++;
+    }
+  });
   const { rows: states } = await pool.query<{ state: string; n: number; last_error: string | null }>(
     `select state, count(*)::int as n, max(last_error) as last_error from outbox group by state order by state`);
 
@@ -416,6 +441,9 @@ async function account(pool: pg.Pool, relay: FaultRelay, posts: PostRecord[], r:
   if (r.acknowledgedButLost.length) f.push(`${r.acknowledgedButLost.length} posts answered 250 were not archived: ${r.acknowledgedButLost.slice(0, 5).join('; ')}`);
   if (missing.length) f.push(`${missing.length} copies never reached the relay (outbox: ${states.map((s) => `${s.state} ${s.n}`).join(', ')}): ${missing.slice(0, 5).join('; ')}`);
   if (r.copies.duplicates > r.copies.duplicateBound) f.push(`${r.copies.duplicates} copies were sent twice, more than one batch (${r.batchSize}) per crash (${crashes} crashes)`);
+  const over = r.copies.duplicatesPerCrash.map((n, k) => [k + 1, n]).filter(([, n]) => n > r.batchSize);
+  if (over.length) f.push(`more copies sent twice after a crash than one batch (${r.batchSize}): ${over.map(([k, n]) => `${n} after crash ${k}`).join(', ')}`);
+  if (r.copies.duplicatesWithoutCrash) f.push(`${r.copies.duplicatesWithoutCrash} copies were sent twice before any crash`);
   if (r.stuck > 0) f.push(`${r.stuck} outbox rows were still in flight or due 30 s after the last restart`);
   for (const d of r.diedOnItsOwn) f.push(`iteration ${d.iteration}: serve died on its own (${d.exit}): ${d.lastProblems.join(' / ') || 'nothing printed'}`);
   for (const s of r.stalls) f.push(`delivery stalled: ${s}`);
@@ -430,7 +458,7 @@ export function formatReport(r: CrashLoopReport): string {
     `crash loop: seed ${r.seed}, ${r.iterations} iterations, lease ${r.leaseSeconds}${r.leaseSeconds === 'default' ? '' : ' s'}, batch ${r.batchSize}`,
     `  posts sent ${r.posts.sent}, acknowledged ${r.posts.acknowledged}, refused ${refused}, unanswered (cut by a crash) ${r.posts.unanswered} (${r.posts.archivedUnacknowledged} of them archived anyway)`,
     `  acknowledged but lost ${r.acknowledgedButLost.length}`,
-    `  copies expected ${r.copies.expected}, delivered ${r.copies.delivered}, missing ${r.copies.missing}, duplicates ${r.copies.duplicates} (bound ${r.copies.duplicateBound})`,
+    `  copies expected ${r.copies.expected}, delivered ${r.copies.delivered}, missing ${r.copies.missing}, duplicates ${r.copies.duplicates} (bound ${r.copies.duplicateBound}; most after one crash ${Math.max(0, ...r.copies.duplicatesPerCrash)})`,
     `  kills ${r.kills}, died on its own ${r.diedOnItsOwn.length}, relay outages ${r.faults.relayOutages}, backend terminations ${r.faults.backendTerminations} (${r.faults.backendsEnded} backends), database restarts ${r.faults.dbRestarts}`,
     `  stuck after 30 s ${r.stuck} (nothing in flight or due ${secondsAfter(r.settledAfterMs)}; every copy out ${secondsAfter(r.drainedAfterMs)}), SIGTERM ${r.sigtermMs === null ? 'did not stop it in 10 s' : `stopped it in ${r.sigtermMs} ms`}`,
     ...(r.failures.length ? ['  FAILURES:', ...r.failures.map((f) => `  - ${f}`)] : ['  all checks passed']),
