@@ -241,7 +241,7 @@ async function stillAnswers(port: number, list: string): Promise<boolean> {
  * listener logged meanwhile (warnings and errors), so the report says why.
  */
 async function explainTemporary(o: FuzzOptions, outcomes: Outcome[], report: FuzzReport) {
-  const again = outcomes.filter(({ t, lost }) => lost || (t && t.final.code >= 400 && t.final.code < 500)).slice(0, 25);
+  const again = outcomes.filter(({ t, lost }) => lost || (t && t.final.code >= 400 && t.final.code < 500)).slice(0, 200);
   if (again.length === 0) return;
   const level = log.level;
   const write = process.stdout.write;
