@@ -15,15 +15,17 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  */
 export const MAX_REFERENCES = 50;
 
+// An id holds no angle brackets: written back between them (References, a permalink), it must read as itself.
 function usable(id: string): boolean {
-  return id.length > 0 && !CONTROL.test(id) && Buffer.byteLength(id) <= MAX_ID_BYTES;
+  return id.length > 0 && !CONTROL.test(id) && !/[<>]/.test(id) && Buffer.byteLength(id) <= MAX_ID_BYTES;
 }
 
 /** Message-IDs are stored and compared without their angle brackets; null when there is no usable one. */
 export function normalizeMessageId(value: string | undefined | null): string | null {
   if (!value) return null;
   const bracketed = /<([^<>\s]+)>/.exec(value);
-  const id = (bracketed ? bracketed[1] : value.trim().split(/\s+/)[0]) ?? '';
+  // Without a bracketed id: the first word, stripped of stray brackets ("<<abc@x", "abc@x>").
+  const id = (bracketed ? bracketed[1] : value.trim().split(/\s+/)[0].replace(/^<+|>+$/g, '')) ?? '';
   return usable(id) ? id : null;
 }
 
