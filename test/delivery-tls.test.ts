@@ -11,6 +11,7 @@ import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay, type RelayOptions } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startScriptedRelay } from './helpers/scripted-relay.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { spawnWorker, until } from './helpers/worker-process.ts';
 
@@ -58,7 +59,7 @@ async function relay(opts: RelayOptions): Promise<CaptureRelay> {
 }
 
 /** Posts to a fresh one-member list and waits for its copy's first attempt; returns the row. */
-async function deliverOne(env: Record<string, string>, target: CaptureRelay) {
+async function deliverOne(env: Record<string, string>, target: { url: string }) {
   const local = `tls${++n}`;
   const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
   await addMember(db.pool, list.id, `reader@${local}.example`, 'each');
@@ -106,6 +107,21 @@ describe('RELAY_TLS=opportunistic (the default)', () => {
     const r = await relay({});
     expect((await deliverOne({}, r)).state).toBe('sent');
     expect(r.messages.map((m) => m.secure)).toEqual([false]);
+  });
+
+  it('tries once more in clear when the TLS handshake fails; require does not', async () => {
+    const broken = await startScriptedRelay({ brokenTls: true });
+    try {
+      expect((await deliverOne({}, broken)).state).toBe('sent');
+      expect(broken.delivered).toHaveLength(1);
+      await worker!.stop();
+      const row = await deliverOne({ RELAY_TLS: 'require' }, broken);
+      expect(row.state).toBe('queued');
+      expect(row.last_error).toMatch(/wrong version number/);
+      expect(broken.delivered).toHaveLength(1);
+    } finally {
+      await broken.stop();
+    }
   });
 
   it('says our name from SMTP_HELO_NAME in EHLO, MAIL_DOMAIN by default', async () => {

@@ -104,8 +104,10 @@ class Connection {
       await this.call<void>('opening the session', (done) => this.smtp.connect(done));
     } catch (err) {
       // Opportunistic TLS (Postfix's "may"): a handshake that fails is retried once in clear.
+      // nodemailer reports it as ETLS, or as a socket error while `upgrading` is still set.
       const e = err as SmtpError;
-      if (t.tls !== 'opportunistic' || t.auth || t.secure || e.code !== 'ETLS' || e.command !== 'STARTTLS' || e.responseCode || this.abortError) throw err;
+      const handshakeFailed = e.code === 'ETLS' || (this.smtp as unknown as { upgrading?: boolean }).upgrading === true;
+      if (t.tls !== 'opportunistic' || t.auth || t.secure || !handshakeFailed || e.responseCode || this.abortError) throw err;
       this.smtp.close();
       this.dead = false;
       this.create(true);

@@ -18,6 +18,8 @@ export interface Script {
   stall?: Step;
   /** answer this step with one "250-" line every 200 ms, never ending the reply */
   trickle?: Step;
+  /** offer STARTTLS, say 220 to it, then answer the TLS handshake with garbage */
+  brokenTls?: boolean;
 }
 
 export interface Delivered {
@@ -71,6 +73,7 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
     socket.on('error', () => undefined);
     let buffer = Buffer.alloc(0);
     let inData = false;
+    let handshake = false;
     let from = '';
     let to: string[] = [];
     const reply = (step: Step, after?: () => void) => {
@@ -99,6 +102,11 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
       if ((script.replies?.greeting ?? DEFAULTS.greeting).startsWith('5')) socket.end();
     });
     socket.on('data', (chunk: Buffer) => {
+      if (handshake) {
+        // The client's TLS hello: answered with something that is not TLS.
+        socket.write('this is not TLS\r\n');
+        return;
+      }
       buffer = Buffer.concat([buffer, chunk]);
       for (;;) {
         if (inData) {
@@ -119,7 +127,13 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
         const line = buffer.subarray(0, eol).toString('latin1');
         buffer = buffer.subarray(eol + 2);
         const verb = line.slice(0, 4).toUpperCase();
-        if (verb === 'EHLO' || verb === 'HELO' || verb === 'LHLO') reply('ehlo');
+        if (verb === 'EHLO' && script.brokenTls) socket.write('250-scripted.test\r\n250 STARTTLS\r\n');
+        else if (verb === 'STAR' && script.brokenTls) {
+          socket.write('220 2.0.0 ready\r\n');
+          handshake = true;
+          return;
+        }
+        else if (verb === 'EHLO' || verb === 'HELO' || verb === 'LHLO') reply('ehlo');
         else if (verb === 'MAIL') {
           from = /<([^>]*)>/.exec(line)?.[1] ?? '';
           to = [];
