@@ -65,7 +65,7 @@ class Connection {
   opened = false;
   lastUsed = Date.now();
   private abortError: SmtpError | null = null;
-  private settle: ((err: SmtpError) => void) | null = null;
+  private settle: ((err: Error) => void) | null = null;
 
   constructor(readonly target: SmtpTarget, private readonly stepMs: number) {
     this.create(false);
@@ -88,12 +88,18 @@ class Connection {
       dnsTimeout: this.stepMs,
       socketCloseTimeout: 0,
     });
-    // Listeners stay for the connection's life: an 'error' event without one would throw.
-    const gone = () => {
-      if (this.smtp === smtp) this.dead = true;
-    };
-    smtp.on('error', gone);
-    smtp.on('end', gone);
+    // Attached once for the connection's life (an 'error' event without a listener would throw):
+    // they settle the step in progress, if any.
+    smtp.on('error', (err: Error) => {
+      if (this.smtp !== smtp) return;
+      this.dead = true;
+      this.settle?.(err);
+    });
+    smtp.on('end', () => {
+      if (this.smtp !== smtp) return;
+      this.dead = true;
+      this.settle?.(this.abortError ?? Object.assign(new Error('connection closed by the server'), { code: 'ECONNECTION' }));
+    });
     this.smtp = smtp;
   }
 
@@ -148,23 +154,19 @@ class Connection {
    */
   private call<T>(step: string, start: (done: (err?: Error | null, value?: T) => void) => void): Promise<T> {
     if (this.abortError) return Promise.reject(this.abortError);
-    const smtp = this.smtp;
     return new Promise<T>((resolve, reject) => {
       let settled = false;
+      // Each step has its own `finish`: a callback nodemailer makes after the 'error' event that
+      // already settled this step is ignored, and cannot settle a later step.
       const finish = (err?: Error | null, value?: T) => {
         if (settled) return;
         settled = true;
-        smtp.off('error', finish);
-        smtp.off('end', ended);
-        this.settle = null;
+        if (this.settle === finish) this.settle = null;
         if (err) {
           (err as SmtpError).step ??= step;
           reject(err);
         } else resolve(value as T);
       };
-      const ended = () => finish(this.abortError ?? Object.assign(new Error('connection closed by the server'), { code: 'ECONNECTION' }));
-      smtp.once('error', finish);
-      smtp.once('end', ended);
       this.settle = finish;
       start(finish);
     });
