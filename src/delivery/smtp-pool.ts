@@ -1,34 +1,18 @@
-import type tls from 'node:tls';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import type { RelayTls } from '../config.ts';
 import type { Logger } from '../log.ts';
+import { SmtpSession, type Envelope, type SmtpError, type SmtpTarget } from './smtp-session.ts';
+
+export type { Envelope, SmtpTarget };
 
 /**
- * A pool of SMTP connections to one host, on nodemailer's SMTPConnection. nodemailer's own pool
- * goes through its message composer for every send, which costs about three times the CPU of
- * the SMTP transaction itself; copies here are ready-made buffers, so they go straight to the
- * connection (FACTS: the sender's CPU is the limit).
+ * A pool of SMTP sessions (smtp-session.ts) to one host. nodemailer's own pool goes through its
+ * message composer for every send, which costs about three times the CPU of the SMTP transaction
+ * itself; copies here are ready-made buffers, so they go straight to the connection (FACTS: the
+ * sender's CPU is the limit).
  *
- * Every wait has a deadline: nodemailer's connection, greeting and socket timeouts (`stepMs`)
- * bound each network wait, and each copy as a whole (connection included) is cut after `copyMs`
- * by destroying its socket, whatever nodemailer does. Errors are read from the connection's
- * events as well as from callbacks: nodemailer reports a refused connection or a 421 greeting
- * as an 'error' event and never calls the callback.
+ * Every wait has a deadline: each network wait `stepMs` (in the session), and each copy as a
+ * whole, its connection included, `copyMs`, after which its socket is destroyed whatever the
+ * server is doing. The pool also says what a failure means for the copy (failure()).
  */
-export interface SmtpTarget {
-  host: string;
-  port: number;
-  /** TLS from the first byte (smtps://) */
-  secure: boolean;
-  auth?: { user: string; pass: string };
-  /** our name in EHLO */
-  name: string;
-  /** opportunistic: STARTTLS when offered, certificate not checked; require: TLS or no session; verify: TLS with a checked certificate */
-  tls: RelayTls;
-  /** trust for verify: the system's CAs plus RELAY_TLS_CA (built once) */
-  secureContext?: tls.SecureContext;
-}
-
 export interface PoolTimeouts {
   /** each network wait: connecting, the greeting, each command's reply, the reply to the end of DATA */
   stepMs: number;
@@ -39,13 +23,6 @@ export interface PoolTimeouts {
 export type SendResult =
   | { ok: true; response: string }
   | { ok: false; temporary: boolean; code: number | null; response: string; stage: string; aborted?: boolean };
-
-export interface Envelope {
-  from: string;
-  to: string;
-}
-
-type SmtpError = Error & { code?: string; responseCode?: number; response?: string; command?: string; step?: string };
 
 /** Only these steps refuse a copy itself; a failure before them says nothing about the copy. */
 const ENVELOPE_STAGES = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
@@ -58,146 +35,9 @@ export function sessionFailure(result: SendResult): boolean {
 /** After a session could not be opened, copies for this host are deferred at once for this long. */
 const DOWN_MS = 2_000;
 
-class Connection {
-  smtp!: SMTPConnection;
-  messages = 0;
-  dead = false;
-  opened = false;
-  lastUsed = Date.now();
-  private abortError: SmtpError | null = null;
-  private settle: ((err: Error) => void) | null = null;
-
-  constructor(readonly target: SmtpTarget, private readonly stepMs: number) {
-    this.create(false);
-  }
-
-  private create(plain: boolean) {
-    const t = this.target;
-    const smtp = new SMTPConnection({
-      host: t.host,
-      port: t.port,
-      secure: t.secure,
-      name: t.name,
-      // STARTTLS whenever it is offered; `plain` only for the retry after a failed handshake.
-      ignoreTLS: plain,
-      opportunisticTLS: t.tls === 'opportunistic',
-      tls: { rejectUnauthorized: t.tls === 'verify', ...(t.secureContext ? { secureContext: t.secureContext } : {}) },
-      connectionTimeout: this.stepMs,
-      greetingTimeout: this.stepMs,
-      socketTimeout: this.stepMs,
-      dnsTimeout: this.stepMs,
-      socketCloseTimeout: 0,
-    });
-    // Attached once for the connection's life (an 'error' event without a listener would throw):
-    // they settle the step in progress, if any.
-    smtp.on('error', (err: Error) => {
-      if (this.smtp !== smtp) return;
-      this.dead = true;
-      this.settle?.(err);
-    });
-    smtp.on('end', () => {
-      if (this.smtp !== smtp) return;
-      this.dead = true;
-      this.settle?.(this.abortError ?? Object.assign(new Error('connection closed by the server'), { code: 'ECONNECTION' }));
-    });
-    this.smtp = smtp;
-  }
-
-  /** Greeting, EHLO, STARTTLS as the target's policy says, then AUTH, only over verified TLS. */
-  async open(): Promise<void> {
-    const t = this.target;
-    try {
-      await this.call<void>('opening the session', (done) => this.smtp.connect(done));
-    } catch (err) {
-      // Opportunistic TLS (Postfix's "may"): a handshake that fails is retried once in clear.
-      // nodemailer reports it as ETLS, or as a socket error while `upgrading` is still set.
-      const e = err as SmtpError;
-      const handshakeFailed = e.code === 'ETLS' || (this.smtp as unknown as { upgrading?: boolean }).upgrading === true;
-      if (t.tls !== 'opportunistic' || t.auth || t.secure || !handshakeFailed || e.responseCode || this.abortError) throw err;
-      this.smtp.close();
-      this.dead = false;
-      this.create(true);
-      await this.call<void>('opening the session in clear after a failed TLS handshake', (done) => this.smtp.connect(done));
-    }
-    if (!this.smtp.secure && (t.tls !== 'opportunistic' || t.auth)) {
-      throw Object.assign(new Error(`4.7.10 ${t.host} offered no STARTTLS, and TLS is required (${t.auth ? 'credentials imply RELAY_TLS=verify' : `RELAY_TLS=${t.tls}`})`), { code: 'ETLS', command: 'STARTTLS' });
-    }
-    if (t.auth) {
-      // Config makes credentials imply verify; checked again where the password would leave.
-      if (t.tls !== 'verify') throw Object.assign(new Error('credentials are only sent over TLS with a verified certificate'), { code: 'EAUTH', command: 'AUTH' });
-      await this.call<void>('authenticating', (done) => this.smtp.login({ user: t.auth!.user, pass: t.auth!.pass }, (err) => done(err)));
-    }
-    this.opened = true;
-  }
-
-  send(envelope: Envelope, message: Buffer): Promise<string> {
-    return this.call<string>('sending the copy', (done) => {
-      this.smtp.send({ from: envelope.from, to: [envelope.to] }, message, (err, info) => {
-        this.messages++;
-        this.lastUsed = Date.now();
-        if (err) return done(err);
-        // An LMTP-style partial refusal shows up as rejectedErrors without an error.
-        const refused = (info as { rejectedErrors?: SmtpError[] } | undefined)?.rejectedErrors?.[0];
-        if (refused) return done(refused);
-        done(null, (info as { response?: string } | undefined)?.response ?? '250 OK');
-      });
-    });
-  }
-
-  reset(): Promise<void> {
-    return this.call<void>('resetting the session', (done) => this.smtp.reset((err) => done(err)));
-  }
-
-  /**
-   * Runs one step of the session and settles on whichever comes first: its callback, an 'error'
-   * event, the connection ending, or abort().
-   */
-  private call<T>(step: string, start: (done: (err?: Error | null, value?: T) => void) => void): Promise<T> {
-    if (this.abortError) return Promise.reject(this.abortError);
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      // Each step has its own `finish`: a callback nodemailer makes after the 'error' event that
-      // already settled this step is ignored, and cannot settle a later step.
-      const finish = (err?: Error | null, value?: T) => {
-        if (settled) return;
-        settled = true;
-        if (this.settle === finish) this.settle = null;
-        if (err) {
-          (err as SmtpError).step ??= step;
-          reject(err);
-        } else resolve(value as T);
-      };
-      this.settle = finish;
-      start(finish);
-    });
-  }
-
-  /** Destroys the socket now; the step in progress fails with `reason`. */
-  abort(reason: string, code: string) {
-    this.abortError ??= Object.assign(new Error(reason), { code });
-    this.dead = true;
-    this.smtp.close();
-    this.settle?.(this.abortError);
-  }
-
-  get aborted(): string | null {
-    return this.abortError?.code ?? null;
-  }
-
-  close() {
-    this.dead = true;
-    try {
-      if (this.opened) this.smtp.quit();
-      else this.smtp.close();
-    } catch {
-      this.smtp.close();
-    }
-  }
-}
-
 export class SmtpPool {
-  private idle: Connection[] = [];
-  private conns = new Set<Connection>();
+  private idle: SmtpSession[] = [];
+  private conns = new Set<SmtpSession>();
   private waiting: (() => void)[] = [];
   private closed = false;
   private sweeper: NodeJS.Timeout;
@@ -258,7 +98,7 @@ export class SmtpPool {
   }
 
   /** An idle connection, or a new unopened one taking a free slot; null once the pool is closed. */
-  private async acquire(): Promise<Connection | null> {
+  private async acquire(): Promise<SmtpSession | null> {
     for (;;) {
       if (this.closed) return null;
       const conn = this.idle.pop();
@@ -268,7 +108,7 @@ export class SmtpPool {
         continue;
       }
       if (this.conns.size < this.max) {
-        const fresh = new Connection(this.target, this.timeouts.stepMs);
+        const fresh = new SmtpSession(this.target, this.timeouts.stepMs);
         this.conns.add(fresh);
         return fresh;
       }
@@ -288,7 +128,7 @@ export class SmtpPool {
     this.log.info('SMTP sessions work again');
   }
 
-  private release(conn: Connection) {
+  private release(conn: SmtpSession) {
     if (this.closed || conn.dead || conn.messages >= (this.opts.maxMessages ?? 1000)) {
       this.discard(conn);
       return;
@@ -297,7 +137,7 @@ export class SmtpPool {
     this.wakeOne();
   }
 
-  private discard(conn: Connection) {
+  private discard(conn: SmtpSession) {
     conn.close();
     this.conns.delete(conn);
     this.wakeOne();
@@ -309,7 +149,7 @@ export class SmtpPool {
 
   private sweep() {
     const limit = Date.now() - (this.opts.idleMs ?? 30_000);
-    const keep: Connection[] = [];
+    const keep: SmtpSession[] = [];
     for (const c of this.idle) {
       if (c.dead || c.lastUsed < limit) {
         c.close();
