@@ -12,6 +12,9 @@
 create sequence delivery_worker_lock_keys as integer minvalue 1 cycle;
 
 alter table delivery_workers add column lock_key integer;
+-- Each worker's own DELIVERY_LEASE_SECONDS: `queue` and the dashboard, run with another
+-- configuration, judge its heartbeat by the lease it works with.
+alter table delivery_workers add column lease_seconds integer;
 
 -- Takes a new worker's lock, or takes it again after a reconnection; false if someone holds it.
 create function delivery_worker_lock(p_key integer) returns boolean

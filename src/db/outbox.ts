@@ -150,9 +150,10 @@ export async function releaseRows(db: Queryable, ids: number[]): Promise<void> {
   await db.query(`update outbox set state = 'queued', locked_by = null, locked_at = null where id = any($1::bigint[]) and state = 'sending'`, [ids]);
 }
 
-// Workers that count as alive: a fresh heartbeat and, for those that take one (all since
-// sql/0020), their session lock held. One definition for reclaiming and for `queue`.
-const LIVE_WORKER = `w.heartbeat_at > now() - make_interval(secs => $1)
+// Workers that count as alive: a heartbeat younger than their own lease (the caller's, for
+// workers from before sql/0020) and, for those that take one, their session lock held. One
+// definition for reclaiming and for `queue`.
+const LIVE_WORKER = `w.heartbeat_at > now() - make_interval(secs => coalesce(w.lease_seconds, $1))
   and (w.lock_key is null or w.lock_key in (select delivery_worker_locks()))`;
 
 /**
@@ -206,7 +207,10 @@ export async function outboxDepth(db: Queryable): Promise<{ queued: number; send
   return { queued: rows[0].queued, sending: rows[0].sending, oldestQueuedSeconds: rows[0].oldest };
 }
 
-/** Counts by state, the oldest waiting row and the workers, stale or not (`listkeeper queue --json`). */
+/**
+ * Counts by state, the oldest waiting row and the workers, stale or not (`listkeeper queue
+ * --json`). `leaseSeconds` judges the heartbeat of workers that did not record their own lease.
+ */
 export async function queueStats(db: Queryable, leaseSeconds: number): Promise<QueueStats> {
   const { rows } = await db.query<{ state: OutboxState; n: number; deferred: number }>(
     `select state, count(*)::int as n, (count(*) filter (where attempts > 0))::int as deferred from outbox group by state`,
@@ -288,11 +292,19 @@ export async function retakeWorkerLock(db: Queryable, key: number): Promise<bool
   return rows[0].ok;
 }
 
-export async function heartbeat(db: Queryable, name: string, host: string, pid: number, lockKey: number | null): Promise<void> {
+export interface WorkerIdentity {
+  name: string;
+  host: string;
+  pid: number;
+  lockKey: number | null;
+  leaseSeconds: number;
+}
+
+export async function heartbeat(db: Queryable, w: WorkerIdentity): Promise<void> {
   await db.query(
-    `insert into delivery_workers (name, host, pid, lock_key) values ($1, $2, $3, $4)
-     on conflict (name) do update set heartbeat_at = now(), lock_key = excluded.lock_key`,
-    [name, host, pid, lockKey],
+    `insert into delivery_workers (name, host, pid, lock_key, lease_seconds) values ($1, $2, $3, $4, $5)
+     on conflict (name) do update set heartbeat_at = now(), lock_key = excluded.lock_key, lease_seconds = excluded.lease_seconds`,
+    [w.name, w.host, w.pid, w.lockKey, w.leaseSeconds],
   );
 }
 

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
-import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow } from '../db/outbox.ts';
+import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow, type WorkerIdentity } from '../db/outbox.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { CopyCache } from './copies.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
@@ -70,7 +70,7 @@ export class DeliveryWorker {
 
   async start(): Promise<void> {
     const key = await this.lock.start();
-    await heartbeat(this.pool, this.name, os.hostname(), process.pid, key);
+    await heartbeat(this.pool, this.identity());
     // Rows of workers that died (their lock is free) are sent again now, not after their lease.
     await reclaim(this.pool, this.cfg, this.log);
     // Woken by NOTIFY, and after every reconnection: anything queued while away is looked at now.
@@ -134,7 +134,11 @@ export class DeliveryWorker {
     }
     if (this.stalled) this.log.warn('copies finish again: heartbeat resumed');
     this.stalled = false;
-    await heartbeat(this.pool, this.name, os.hostname(), process.pid, this.lock.key);
+    await heartbeat(this.pool, this.identity());
+  }
+
+  private identity(): WorkerIdentity {
+    return { name: this.name, host: os.hostname(), pid: process.pid, lockKey: this.lock.key, leaseSeconds: this.cfg.delivery.leaseSeconds };
   }
 
   private poke() {
