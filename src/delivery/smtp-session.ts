@@ -41,7 +41,7 @@ export class SmtpSession {
   opened = false;
   lastUsed = Date.now();
   private abortError: SmtpError | null = null;
-  private settle: ((err: Error) => void) | null = null;
+  private settle: ((err?: Error | null, value?: unknown) => void) | null = null;
 
   constructor(readonly target: SmtpTarget, private readonly stepMs: number) {
     this.create(false);
@@ -132,19 +132,20 @@ export class SmtpSession {
     if (this.abortError) return Promise.reject(this.abortError);
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      // Each step has its own `finish`: a callback nodemailer makes after the 'error' event that
-      // already settled this step is ignored, and cannot settle a later step.
-      const finish = (err?: Error | null, value?: T) => {
+      // Each step has its own callback: one nodemailer makes after the 'error' event that already
+      // settled this step is ignored, and cannot settle a later step. (Assigned to a property, not
+      // to a const: tsx's keepNames would wrap a named closure in a defineProperty on every call.)
+      this.settle = (err?: Error | null, value?: unknown) => {
         if (settled) return;
         settled = true;
-        if (this.settle === finish) this.settle = null;
+        if (this.settle === done) this.settle = null;
         if (err) {
           (err as SmtpError).step ??= step;
           reject(err);
         } else resolve(value as T);
       };
-      this.settle = finish;
-      start(finish);
+      const done = this.settle;
+      start(done);
     });
   }
 
