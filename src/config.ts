@@ -1,6 +1,7 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { log } from './log.ts';
+import { log, redactUrl } from './log.ts';
 
 /**
  * The only reader of process.env. One schema, parsed once; a bad value stops start-up with one
@@ -20,6 +21,17 @@ const domain = z
   .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'must be a domain name');
 const positiveInt = z.coerce.number().int().positive();
 
+function readablePem(file: string): boolean {
+  try {
+    return fs.readFileSync(file, 'utf8').includes('-----BEGIN CERTIFICATE-----');
+  } catch {
+    return false;
+  }
+}
+
+/** Postfix's smtp_tls_security_level may / encrypt / verify, for the relay (README, Configuration). */
+export type RelayTls = 'opportunistic' | 'require' | 'verify';
+
 const schema = z.object({
   DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
   DATABASE_READ_URL: url(['postgres:', 'postgresql:']).optional(),
@@ -37,6 +49,9 @@ const schema = z.object({
   MESSAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
   RELAY_URL: url(['smtp:', 'smtps:']).optional(),
+  RELAY_TLS: z.enum(['opportunistic', 'require', 'verify']).default('opportunistic'),
+  RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
+  SMTP_HELO_NAME: domain.optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: positiveInt.default(20),
@@ -47,6 +62,7 @@ const schema = z.object({
   DELIVERY_MX_PORT: port.default(25),
   DELIVERY_POLL_MS: positiveInt.default(5000),
   DELIVERY_LEASE_SECONDS: positiveInt.default(60),
+  DELIVERY_TIMEOUT_SECONDS: positiveInt.default(30),
   DELIVERY_GIVE_UP_HOURS: z.coerce.number().positive().default(120),
   DELIVERY_KEEP_DAYS: positiveInt.default(7),
   CONFIRM_TOKEN_HOURS: positiveInt.default(72),
@@ -79,6 +95,15 @@ export interface Config {
    */
   web: { host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number };
   relayUrl?: string;
+  /**
+   * How the relay connection is secured. Credentials in RELAY_URL imply verify whatever RELAY_TLS
+   * says (DESIGN §3): a password only ever goes over TLS whose certificate was checked.
+   */
+  relayTls: RelayTls;
+  /** PEM file of CA certificates trusted for the relay besides the system ones (RELAY_TLS_CA) */
+  relayTlsCa?: string;
+  /** our name in EHLO, to the relay and to MX hosts (SMTP_HELO_NAME, default MAIL_DOMAIN) */
+  heloName: string;
   dataDir: string;
   logLevel: string;
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
@@ -91,6 +116,8 @@ export interface Config {
     mxPort: number;
     pollMs: number;
     leaseSeconds: number;
+    /** deadline of each network wait: connecting, the greeting, each command, the end of DATA */
+    timeoutSeconds: number;
     giveUpHours: number;
     keepDays: number;
   };
@@ -124,9 +151,10 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (!result.success) {
     const issue = result.error.issues[0];
     const name = String(issue.path[0] ?? 'configuration');
-    throw new ConfigError(`Invalid configuration: ${name}=${JSON.stringify(env[name] ?? '')} ${issue.message}`);
+    throw new ConfigError(`Invalid configuration: ${name}=${JSON.stringify(printable(name, env[name] ?? ''))} ${issue.message}`);
   }
   const e = result.data;
+  const relayCredentials = e.RELAY_URL ? new URL(e.RELAY_URL).username !== '' : false;
   return {
     databaseUrl: e.DATABASE_URL,
     databaseReadUrl: e.DATABASE_READ_URL,
@@ -139,6 +167,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
     relayUrl: e.RELAY_URL,
+    relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,
+    relayTlsCa: e.RELAY_TLS_CA,
+    heloName: (e.SMTP_HELO_NAME ?? e.MAIL_DOMAIN).toLowerCase(),
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,
@@ -150,6 +181,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       mxPort: e.DELIVERY_MX_PORT,
       pollMs: e.DELIVERY_POLL_MS,
       leaseSeconds: e.DELIVERY_LEASE_SECONDS,
+      timeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
       giveUpHours: e.DELIVERY_GIVE_UP_HOURS,
       keepDays: e.DELIVERY_KEEP_DAYS,
     },
@@ -166,6 +198,15 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       heldExpireDays: e.HELD_EXPIRE_DAYS,
     },
   };
+}
+
+/**
+ * A value as an error message may show it: passwords in URLs as *** (valid URL or not), and
+ * nothing at all of a variable named like a secret (DESIGN §3: never prints a secret).
+ */
+function printable(name: string, value: string): string {
+  if (/PASSWORD|SECRET|TOKEN|_KEY$/.test(name)) return '***';
+  return redactUrl(value);
 }
 
 let loaded: Config | undefined;

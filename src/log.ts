@@ -5,11 +5,30 @@ import { pino } from 'pino';
  * so a single grep follows one message end to end. Its level is set from LOG_LEVEL by config.ts.
  * `serve` logs to stdout; other commands log to stderr (useCliLogging), keeping stdout for their
  * output, e.g. JSON that scripts parse.
+ *
+ * Secrets never reach a log line: fields that name a password are replaced by ***, fields that
+ * hold a URL keep the URL with its password masked (redactUrl). Code that logs a URL under
+ * another name calls redactUrl itself.
  */
 let toStderr = false;
 const destination = { write: (line: string) => (toStderr ? process.stderr : process.stdout).write(line) };
 
-export const log = pino({ level: 'info', base: { app: 'listkeeper' }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+const URL_FIELDS = ['relay', 'relayUrl', 'databaseUrl', 'connectionString'];
+const SECRET_FIELDS = ['password', 'pass', 'auth'];
+
+export const log = pino(
+  {
+    level: 'info',
+    base: { app: 'listkeeper' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: {
+      paths: [...URL_FIELDS, ...SECRET_FIELDS].flatMap((f) => [f, `*.${f}`]),
+      censor: (value: unknown, path: string[]) =>
+        typeof value === 'string' && URL_FIELDS.includes(path[path.length - 1]) ? redactUrl(value) : '***',
+    },
+  },
+  destination,
+);
 
 export type Logger = pino.Logger;
 
@@ -17,4 +36,51 @@ export type Logger = pino.Logger;
 export function useCliLogging(levelWasSet: boolean): void {
   toStderr = true;
   if (!levelWasSet) log.level = 'warn';
+}
+
+const SECRET_PARAM = /^(password|pass|sslpassword|secret|token)$/i;
+
+/**
+ * A URL fit for printing: its password (`user:PASSWORD@`, `?password=`) shows as ***. Works on
+ * strings that are not valid URLs too (a configuration error echoes what was typed).
+ */
+export function redactUrl(value: string): string {
+  try {
+    const u = new URL(value);
+    let changed = false;
+    if (u.password) {
+      u.password = '***';
+      changed = true;
+    }
+    for (const key of [...u.searchParams.keys()]) {
+      if (SECRET_PARAM.test(key)) {
+        u.searchParams.set(key, '***');
+        changed = true;
+      }
+    }
+    return changed ? u.toString() : value;
+  } catch {
+    return maskLoosely(value);
+  }
+}
+
+/** Free text (an error message, a reason) with the password of any URL in it masked. */
+export function redactSecrets(text: string): string {
+  return text
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@]*@/gi, '$1:***@')
+    .replace(/([?&](?:password|pass|sslpassword|secret|token)=)[^&\s]*/gi, '$1***');
+}
+
+// Something URL-like that does not parse (a typo, an unencoded / in the password): everything
+// between the user name and the last @ is taken for a password.
+function maskLoosely(value: string): string {
+  let out = value.replace(/([?&](?:password|pass|sslpassword|secret|token)=)[^&\s]*/gi, '$1***');
+  const at = out.lastIndexOf('@');
+  if (at > 0) {
+    const slashes = out.lastIndexOf('//', at);
+    const start = slashes >= 0 ? slashes + 2 : 0;
+    const colon = out.indexOf(':', start);
+    if (colon >= 0 && colon < at) out = `${out.slice(0, colon + 1)}***${out.slice(at)}`;
+  }
+  return out;
 }

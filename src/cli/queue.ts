@@ -1,15 +1,18 @@
 import type { Command } from 'commander';
 import { queueStats } from '../db/outbox.ts';
+import { redactSecrets } from '../log.ts';
 import { printJson, runCommand } from './context.ts';
 
 export function registerQueueCommand(program: Command) {
   program
     .command('queue')
     .option('--json', 'machine-readable output')
-    .description('outbound queue status: rows by state, the oldest waiting, live workers')
+    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked)')
     .action((o) =>
-      runCommand(async ({ db }) => {
-        const stats = await queueStats(db.pool);
+      runCommand(async ({ db, cfg }) => {
+        const stats = await queueStats(db.pool, cfg.delivery.leaseSeconds);
+        // An error text may quote a URL with its password (a relay's message, a misconfiguration).
+        if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);
         if (o.json) return printJson(stats);
         const c = stats.counts;
         const lines = [
@@ -20,7 +23,7 @@ export function registerQueueCommand(program: Command) {
           stats.oldest
             ? `oldest   #${stats.oldest.id} to ${stats.oldest.recipient}, queued ${stats.oldest.created_at.toISOString()}, next try ${stats.oldest.run_at.toISOString()}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`
             : 'oldest   nothing waiting',
-          `workers  ${stats.workers.length ? stats.workers.map((w) => w.name).join(', ') : 'none running'}`,
+          `workers  ${stats.workers.length ? stats.workers.map((w) => (w.stale ? `${w.name} (stale: last heartbeat ${w.heartbeat_at.toISOString()})` : w.name)).join(', ') : 'none running'}`,
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
       }),

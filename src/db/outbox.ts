@@ -150,13 +150,21 @@ export async function releaseRows(db: Queryable, ids: number[]): Promise<void> {
   await db.query(`update outbox set state = 'queued', locked_by = null, locked_at = null where id = any($1::bigint[]) and state = 'sending'`, [ids]);
 }
 
-/** Rows claimed by workers that stopped beating go back to the queue. */
+// Workers that count as alive: a heartbeat younger than their own lease (the caller's, for
+// workers from before sql/0020) and, for those that take one, their session lock held. One
+// definition for reclaiming and for `queue`.
+const LIVE_WORKER = `w.heartbeat_at > now() - make_interval(secs => coalesce(w.lease_seconds, $1))
+  and (w.lock_key is null or w.lock_key in (select delivery_worker_locks()))`;
+
+/**
+ * Rows claimed by a worker that is gone go back to the queue: its lock is free (it died, or lost
+ * its connection), or its heartbeat is older than the lease (it is stuck). Returns how many.
+ */
 export async function reclaimStale(db: Queryable, leaseSeconds: number): Promise<number> {
   const { rowCount } = await db.query(
-    `update outbox o set state = 'queued', locked_by = null, locked_at = null
-      where o.state = 'sending'
-        and not exists (select 1 from delivery_workers w
-                         where w.name = o.locked_by and w.heartbeat_at > now() - make_interval(secs => $1))`,
+    `with live as materialized (select w.name from delivery_workers w where ${LIVE_WORKER})
+     update outbox o set state = 'queued', locked_by = null, locked_at = null
+      where o.state = 'sending' and (o.locked_by is null or o.locked_by not in (select name from live))`,
     [leaseSeconds],
   );
   return rowCount ?? 0;
@@ -182,7 +190,8 @@ export interface QueueStats {
   deferred: number;
   /** the oldest row still waiting to be sent */
   oldest: { id: number; recipient: string; kind: OutboxKind; created_at: Date; run_at: Date; attempts: number; last_error: string | null } | null;
-  workers: { name: string; host: string; pid: number; started_at: Date; heartbeat_at: Date }[];
+  /** stale: its session lock is gone (the process died) or its heartbeat is older than the lease */
+  workers: { name: string; host: string; pid: number; started_at: Date; heartbeat_at: Date; stale: boolean }[];
 }
 
 /**
@@ -198,8 +207,11 @@ export async function outboxDepth(db: Queryable): Promise<{ queued: number; send
   return { queued: rows[0].queued, sending: rows[0].sending, oldestQueuedSeconds: rows[0].oldest };
 }
 
-/** Counts by state, the oldest waiting row and the live workers (`listkeeper queue --json`). */
-export async function queueStats(db: Queryable): Promise<QueueStats> {
+/**
+ * Counts by state, the oldest waiting row and the workers, stale or not (`listkeeper queue
+ * --json`). `leaseSeconds` judges the heartbeat of workers that did not record their own lease.
+ */
+export async function queueStats(db: Queryable, leaseSeconds: number): Promise<QueueStats> {
   const { rows } = await db.query<{ state: OutboxState; n: number; deferred: number }>(
     `select state, count(*)::int as n, (count(*) filter (where attempts > 0))::int as deferred from outbox group by state`,
   );
@@ -214,7 +226,9 @@ export async function queueStats(db: Queryable): Promise<QueueStats> {
       where state in ('queued', 'sending') order by created_at, id limit 1`,
   );
   const workers = await db.query<QueueStats['workers'][number]>(
-    `select name, host, pid, started_at, heartbeat_at from delivery_workers order by started_at`,
+    `select name, host, pid, started_at, heartbeat_at, not (${LIVE_WORKER}) as stale
+       from delivery_workers w order by started_at`,
+    [leaseSeconds],
   );
   return { counts, deferred, oldest: oldest.rows[0] ?? null, workers: workers.rows };
 }
@@ -261,11 +275,36 @@ export async function mailSources(db: Queryable, ids: number[]) {
 
 // ---- workers ----
 
-export async function heartbeat(db: Queryable, name: string, host: string, pid: number): Promise<void> {
+/**
+ * Takes a new worker's session lock (sql/0020) on the connection that will hold it; returns its
+ * key, or null if the lock could not be had (a key still held after the sequence wrapped).
+ */
+export async function takeNewWorkerLock(db: Queryable): Promise<number | null> {
+  const { rows } = await db.query<{ key: number; ok: boolean }>(
+    `select k as key, delivery_worker_lock(k) as ok from (select nextval('delivery_worker_lock_keys')::integer as k) s`,
+  );
+  return rows[0].ok ? rows[0].key : null;
+}
+
+/** Takes a worker's lock again after its connection was lost; false while another session has it. */
+export async function retakeWorkerLock(db: Queryable, key: number): Promise<boolean> {
+  const { rows } = await db.query<{ ok: boolean }>('select delivery_worker_lock($1) as ok', [key]);
+  return rows[0].ok;
+}
+
+export interface WorkerIdentity {
+  name: string;
+  host: string;
+  pid: number;
+  lockKey: number | null;
+  leaseSeconds: number;
+}
+
+export async function heartbeat(db: Queryable, w: WorkerIdentity): Promise<void> {
   await db.query(
-    `insert into delivery_workers (name, host, pid) values ($1, $2, $3)
-     on conflict (name) do update set heartbeat_at = now()`,
-    [name, host, pid],
+    `insert into delivery_workers (name, host, pid, lock_key, lease_seconds) values ($1, $2, $3, $4, $5)
+     on conflict (name) do update set heartbeat_at = now(), lock_key = excluded.lock_key, lease_seconds = excluded.lease_seconds`,
+    [w.name, w.host, w.pid, w.lockKey, w.leaseSeconds],
   );
 }
 

@@ -10,9 +10,12 @@ export interface Resolvers {
   txt(name: string): Promise<string[][]>;
 }
 
+// Every network wait has a deadline: 5 s per query, two tries (c-ares' defaults allow minutes).
+const resolver = new dns.promises.Resolver({ timeout: 5_000, tries: 2 });
+
 const system: Resolvers = {
-  mx: (domain) => dns.promises.resolveMx(domain),
-  txt: (name) => dns.promises.resolveTxt(name),
+  mx: (domain) => resolver.resolveMx(domain),
+  txt: (name) => resolver.resolveTxt(name),
 };
 
 let current: Resolvers = system;

@@ -1,107 +1,53 @@
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Logger } from '../log.ts';
+import { SmtpSession, type Envelope, type SmtpError, type SmtpTarget } from './smtp-session.ts';
+
+export type { Envelope, SmtpTarget };
 
 /**
- * A pool of SMTP connections to one host, on nodemailer's SMTPConnection. nodemailer's own pool
- * goes through its message composer for every send, which costs about three times the CPU of
- * the SMTP transaction itself; copies here are ready-made buffers, so they go straight to the
- * connection (FACTS: the sender's CPU is the limit).
+ * A pool of SMTP sessions (smtp-session.ts) to one host. nodemailer's own pool goes through its
+ * message composer for every send, which costs about three times the CPU of the SMTP transaction
+ * itself; copies here are ready-made buffers, so they go straight to the connection (FACTS: the
+ * sender's CPU is the limit).
+ *
+ * Every wait has a deadline: each network wait `stepMs` (in the session), and each copy as a
+ * whole, its connection included, `copyMs`, after which its socket is destroyed whatever the
+ * server is doing. The pool also says what a failure means for the copy (failure()).
  */
-export interface SmtpTarget {
-  host: string;
-  port: number;
-  /** TLS from the first byte (smtps://) */
-  secure: boolean;
-  auth?: { user: string; pass: string };
-  /** our name in EHLO */
-  name?: string;
-  /** STARTTLS when the server offers it (direct MX); a relay on localhost usually has none */
-  opportunisticTLS?: boolean;
+export interface PoolTimeouts {
+  /** each network wait: connecting, the greeting, each command's reply, the reply to the end of DATA */
+  stepMs: number;
+  /** one copy as a whole, a new connection included */
+  copyMs: number;
 }
 
 export type SendResult =
   | { ok: true; response: string }
-  | { ok: false; temporary: boolean; code: number | null; response: string; stage: string };
+  | { ok: false; temporary: boolean; code: number | null; response: string; stage: string; aborted?: boolean };
 
-export interface Envelope {
-  from: string;
-  to: string;
+/** Only these steps refuse a copy itself; a failure before them says nothing about the copy. */
+const ENVELOPE_STAGES = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
+
+/** The host would not hold a session at all (connection, greeting, EHLO, TLS, AUTH): another MX may. */
+export function sessionFailure(result: SendResult): boolean {
+  return !result.ok && !result.aborted && !ENVELOPE_STAGES.has(result.stage);
 }
 
-type SmtpError = Error & { code?: string; responseCode?: number; response?: string; command?: string };
-
-class Connection {
-  readonly smtp: SMTPConnection;
-  messages = 0;
-  dead = false;
-  lastUsed = Date.now();
-
-  constructor(target: SmtpTarget) {
-    this.smtp = new SMTPConnection({
-      host: target.host,
-      port: target.port,
-      secure: target.secure,
-      name: target.name,
-      ignoreTLS: !target.opportunisticTLS && !target.secure,
-      opportunisticTLS: target.opportunisticTLS,
-      tls: { rejectUnauthorized: false },
-      connectionTimeout: 30_000,
-      greetingTimeout: 30_000,
-      socketTimeout: 300_000,
-    });
-    this.smtp.on('error', () => { this.dead = true; });
-    this.smtp.on('end', () => { this.dead = true; });
-  }
-
-  connect(auth?: SmtpTarget['auth']): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.smtp.connect((err?: Error | null) => {
-        if (err) return reject(err);
-        if (!auth) return resolve();
-        this.smtp.login({ user: auth.user, pass: auth.pass }, (e?: Error | null) => (e ? reject(e) : resolve()));
-      });
-    });
-  }
-
-  send(envelope: Envelope, message: Buffer): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.smtp.send({ from: envelope.from, to: [envelope.to] }, message, (err: Error | null, info?: { response?: string; rejected?: string[]; rejectedErrors?: SmtpError[] }) => {
-        this.messages++;
-        this.lastUsed = Date.now();
-        if (err) return reject(err);
-        // An LMTP-style partial refusal shows up as rejectedErrors without an error.
-        const refused = info?.rejectedErrors?.[0];
-        if (refused) return reject(refused);
-        resolve(info?.response ?? '250 OK');
-      });
-    });
-  }
-
-  reset(): Promise<void> {
-    return new Promise((resolve, reject) => this.smtp.reset((err?: Error | null) => (err ? reject(err) : resolve())));
-  }
-
-  close() {
-    this.dead = true;
-    try {
-      this.smtp.quit();
-    } catch {
-      this.smtp.close();
-    }
-  }
-}
+/** After a session could not be opened, copies for this host are deferred at once for this long. */
+const DOWN_MS = 2_000;
 
 export class SmtpPool {
-  private idle: Connection[] = [];
-  private open = 0;
+  private idle: SmtpSession[] = [];
+  private conns = new Set<SmtpSession>();
   private waiting: (() => void)[] = [];
   private closed = false;
   private sweeper: NodeJS.Timeout;
+  private down: { until: number; result: SendResult } | null = null;
 
   constructor(
     readonly target: SmtpTarget,
     private readonly max: number,
     private readonly log: Logger,
+    private readonly timeouts: PoolTimeouts,
     private readonly opts: { maxMessages?: number; idleMs?: number } = {},
   ) {
     this.sweeper = setInterval(() => this.sweep(), 5_000);
@@ -111,60 +57,78 @@ export class SmtpPool {
   /** Sends one message to one recipient; never throws, the result says what happened. */
   async send(envelope: Envelope, message: Buffer): Promise<SendResult> {
     for (let attempt = 0; ; attempt++) {
-      let conn: Connection;
-      try {
-        conn = await this.acquire();
-      } catch (err) {
-        return failure(err as SmtpError);
+      const conn = await this.acquire();
+      if (!conn) return shutdownResult();
+      if (!conn.opened && this.down && this.down.until > Date.now()) {
+        // The host refused a session a moment ago: defer without knocking again.
+        this.discard(conn);
+        return this.down.result;
       }
-      const reused = conn.messages > 0;
+      const reused = conn.opened;
+      const deadline = setTimeout(() => conn.abort(`no result within ${Math.round(this.timeouts.copyMs / 1000)} s, the time one copy may take`, 'ETIMEDOUT'), this.timeouts.copyMs);
       try {
+        if (!conn.opened) await conn.open();
         const response = await conn.send(envelope, message);
         this.release(conn);
+        this.isUp();
         return { ok: true, response };
       } catch (err) {
         const e = err as SmtpError;
+        if (conn.aborted === 'ESHUTDOWN') {
+          this.discard(conn);
+          return shutdownResult();
+        }
+        if (!conn.opened) {
+          this.discard(conn);
+          return this.isDown(failure(e, this.target));
+        }
         if (e.responseCode && e.responseCode !== 421 && (e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && !conn.dead) {
           // The server refused this message; the connection itself is fine.
           await conn.reset().then(() => this.release(conn), () => this.discard(conn));
-          return failure(e);
+          return failure(e, this.target);
         }
         this.discard(conn);
         // A reused connection the server had closed meanwhile: try once more on a fresh one.
-        if (reused && attempt === 0 && !e.responseCode) continue;
-        return failure(e);
+        if (reused && attempt === 0 && !e.responseCode && !conn.aborted) continue;
+        return failure(e, this.target);
+      } finally {
+        clearTimeout(deadline);
       }
     }
   }
 
-  private async acquire(): Promise<Connection> {
+  /** An idle connection, or a new unopened one taking a free slot; null once the pool is closed. */
+  private async acquire(): Promise<SmtpSession | null> {
     for (;;) {
-      if (this.closed) throw Object.assign(new Error('delivery is shutting down'), { code: 'ESHUTDOWN' });
+      if (this.closed) return null;
       const conn = this.idle.pop();
       if (conn) {
         if (!conn.dead) return conn;
-        this.open--;
+        this.conns.delete(conn);
         continue;
       }
-      if (this.open < this.max) {
-        this.open++;
-        const fresh = new Connection(this.target);
-        try {
-          await fresh.connect(this.target.auth);
-          return fresh;
-        } catch (err) {
-          this.open--;
-          fresh.dead = true;
-          fresh.smtp.close();
-          this.wakeOne();
-          throw err;
-        }
+      if (this.conns.size < this.max) {
+        const fresh = new SmtpSession(this.target, this.timeouts.stepMs);
+        this.conns.add(fresh);
+        return fresh;
       }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
   }
 
-  private release(conn: Connection) {
+  private isDown(result: SendResult): SendResult {
+    if (!this.down) this.log.warn({ reason: result.ok ? '' : result.response }, 'could not open an SMTP session; copies are deferred');
+    this.down = { until: Date.now() + DOWN_MS, result };
+    return result;
+  }
+
+  private isUp() {
+    if (!this.down) return;
+    this.down = null;
+    this.log.info('SMTP sessions work again');
+  }
+
+  private release(conn: SmtpSession) {
     if (this.closed || conn.dead || conn.messages >= (this.opts.maxMessages ?? 1000)) {
       this.discard(conn);
       return;
@@ -173,9 +137,9 @@ export class SmtpPool {
     this.wakeOne();
   }
 
-  private discard(conn: Connection) {
+  private discard(conn: SmtpSession) {
     conn.close();
-    this.open--;
+    this.conns.delete(conn);
     this.wakeOne();
   }
 
@@ -185,11 +149,11 @@ export class SmtpPool {
 
   private sweep() {
     const limit = Date.now() - (this.opts.idleMs ?? 30_000);
-    const keep: Connection[] = [];
+    const keep: SmtpSession[] = [];
     for (const c of this.idle) {
       if (c.dead || c.lastUsed < limit) {
         c.close();
-        this.open--;
+        this.conns.delete(c);
       } else keep.push(c);
     }
     this.idle = keep;
@@ -199,18 +163,40 @@ export class SmtpPool {
   close(): void {
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const c of this.idle) c.close();
-    this.open -= this.idle.length;
+    for (const c of this.idle) {
+      c.close();
+      this.conns.delete(c);
+    }
     this.idle = [];
     for (const w of this.waiting.splice(0)) w();
     this.log.debug({ host: this.target.host }, 'smtp pool closed');
   }
+
+  /** Destroys every connection now: sends in progress return `aborted` (shutdown). */
+  abort(): void {
+    this.close();
+    for (const c of this.conns) c.abort('delivery is shutting down', 'ESHUTDOWN');
+  }
 }
 
-function failure(e: SmtpError): SendResult {
-  const code = typeof e.responseCode === 'number' ? e.responseCode : null;
+function shutdownResult(): SendResult {
+  return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
+}
+
+function failure(e: SmtpError, target: SmtpTarget): SendResult {
+  let code = typeof e.responseCode === 'number' ? e.responseCode : null;
   const response = (e.response ?? e.message ?? String(e)).replace(/\s+/g, ' ').trim();
   // The stage says whose problem it is: only RCPT TO refusals are about the recipient's address.
-  const stage = e.command ?? (e.code === 'EMESSAGE' ? 'DATA' : 'CONN');
-  return { ok: false, temporary: code === null || code < 500, code, response: code === null ? `${e.code ?? 'ERROR'}: ${response}` : response, stage };
+  let stage = e.command ?? (e.code === 'EMESSAGE' ? 'DATA' : 'CONN');
+  if (code === null && e.code === 'EMESSAGE') {
+    // nodemailer's own SIZE check: the message is too big for this server, for good.
+    code = 552;
+    stage = 'DATA';
+  }
+  // Only the envelope or the message can be refused for good. A session the server would not
+  // open (greeting, EHLO, TLS, AUTH) says nothing about this copy: it is retried later.
+  const permanent = code !== null && code >= 500 && ENVELOPE_STAGES.has(stage);
+  const while_ = e.step ? ` (${e.step})` : '';
+  const text = code === null ? `${target.host}:${target.port}: ${e.code ?? 'ERROR'}: ${response}${while_}` : response;
+  return { ok: false, temporary: !permanent, code, response: text, stage };
 }

@@ -1,8 +1,9 @@
-import os from 'node:os';
+import fs from 'node:fs';
+import tls from 'node:tls';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { resolvers } from './dns.ts';
-import { SmtpPool, type Envelope, type SendResult, type SmtpTarget } from './smtp-pool.ts';
+import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SmtpTarget } from './smtp-pool.ts';
 
 /**
  * Where copies go: one pooled relay (RELAY_URL, e.g. a local Postfix), or each recipient
@@ -12,22 +13,37 @@ export interface Transport {
   send(domain: string, envelope: Envelope, message: Buffer): Promise<SendResult>;
   /** how many sends to keep in flight */
   readonly lanes: number;
+  /** closes idle connections; sends in progress finish */
   close(): void;
+  /** destroys every connection now; sends in progress return `aborted` (shutdown) */
+  abort(): void;
 }
 
 export function createTransport(cfg: Config, log: Logger): Transport {
-  return cfg.relayUrl ? new RelayTransport(relayTarget(cfg.relayUrl), cfg.delivery.connections, log) : new MxTransport(cfg, log);
+  return cfg.relayUrl ? new RelayTransport(relayTarget(cfg), cfg.delivery.connections, log, poolTimeouts(cfg)) : new MxTransport(cfg, log);
 }
 
-export function relayTarget(relayUrl: string): SmtpTarget {
-  const u = new URL(relayUrl);
+/**
+ * The deadlines of outbound SMTP: DELIVERY_TIMEOUT_SECONDS for each network wait, and two thirds
+ * of the lease for one copy as a whole, so that every send ends well within the lease and a
+ * heartbeat that counts finished sends proves the worker is moving.
+ */
+export function poolTimeouts(cfg: Config): PoolTimeouts {
+  return { stepMs: cfg.delivery.timeoutSeconds * 1000, copyMs: Math.max(1000, Math.floor((cfg.delivery.leaseSeconds * 1000 * 2) / 3)) };
+}
+
+export function relayTarget(cfg: Pick<Config, 'relayUrl' | 'relayTls' | 'relayTlsCa' | 'heloName'>): SmtpTarget {
+  const u = new URL(cfg.relayUrl!);
   const secure = u.protocol === 'smtps:';
   return {
-    host: u.hostname,
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: u.port ? Number(u.port) : secure ? 465 : 25,
     secure,
     auth: u.username ? { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } : undefined,
-    name: os.hostname(),
+    name: cfg.heloName,
+    tls: cfg.relayTls,
+    // Built once: a context with the system's CAs costs milliseconds, a connection should not pay it.
+    secureContext: cfg.relayTlsCa ? tls.createSecureContext({ ca: [...tls.rootCertificates, fs.readFileSync(cfg.relayTlsCa, 'utf8')] }) : undefined,
   };
 }
 
@@ -35,8 +51,8 @@ export class RelayTransport implements Transport {
   private pool: SmtpPool;
   readonly lanes: number;
 
-  constructor(target: SmtpTarget, connections: number, log: Logger) {
-    this.pool = new SmtpPool(target, connections, log.child({ relay: `${target.host}:${target.port}` }));
+  constructor(target: SmtpTarget, connections: number, log: Logger, timeouts: PoolTimeouts) {
+    this.pool = new SmtpPool(target, connections, log.child({ relay: `${target.host}:${target.port}` }), timeouts);
     this.lanes = connections;
   }
 
@@ -47,6 +63,10 @@ export class RelayTransport implements Transport {
   close() {
     this.pool.close();
   }
+
+  abort() {
+    this.pool.abort();
+  }
 }
 
 const MX_CACHE_MS = 5 * 60_000;
@@ -54,6 +74,7 @@ const MX_CACHE_MS = 5 * 60_000;
 export class MxTransport implements Transport {
   private pools = new Map<string, SmtpPool>();
   private mx = new Map<string, { hosts: string[]; expires: number }>();
+  private closed = false;
   readonly lanes: number;
 
   constructor(private cfg: Config, private log: Logger) {
@@ -72,9 +93,11 @@ export class MxTransport implements Transport {
     if (hosts.length === 0) return { ok: false, temporary: false, code: 556, response: `5.1.10 ${domain} does not accept mail (null MX)`, stage: 'RCPT TO' };
     let last: SendResult | null = null;
     for (const host of hosts) {
+      if (this.closed) return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
       last = await this.pool(host).send(envelope, message);
-      // Only a failure to talk to this host at all moves on to the next MX.
-      if (last.ok || last.code !== null) return last;
+      // Only a host that would not hold a session (no connection, 4xx/5xx greeting, EHLO, TLS)
+      // moves on to the next MX.
+      if (!sessionFailure(last)) return last;
     }
     return last!;
   }
@@ -100,9 +123,12 @@ export class MxTransport implements Transport {
     let pool = this.pools.get(host);
     if (!pool) {
       pool = new SmtpPool(
-        { host, port: this.cfg.delivery.mxPort, secure: false, opportunisticTLS: true, name: this.cfg.mailDomain },
+        // STARTTLS whenever offered; a certificate is not checked (no MX publishes which to expect
+        // without DANE or MTA-STS), as Postfix's default "may".
+        { host, port: this.cfg.delivery.mxPort, secure: false, tls: 'opportunistic', name: this.cfg.heloName },
         this.cfg.delivery.domainConnections,
         this.log.child({ mx: host }),
+        poolTimeouts(this.cfg),
         { idleMs: 10_000, maxMessages: 100 },
       );
       this.pools.set(host, pool);
@@ -111,7 +137,14 @@ export class MxTransport implements Transport {
   }
 
   close() {
+    this.closed = true;
     for (const p of this.pools.values()) p.close();
+    this.pools.clear();
+  }
+
+  abort() {
+    this.closed = true;
+    for (const p of this.pools.values()) p.abort();
     this.pools.clear();
   }
 }

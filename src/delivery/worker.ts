@@ -2,75 +2,143 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
-import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow } from '../db/outbox.ts';
-import { log as rootLog, type Logger } from '../log.ts';
+import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow, type WorkerIdentity } from '../db/outbox.ts';
+import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { CopyCache } from './copies.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
 import { Listener } from '../db/listener.ts';
 import { Outcomes } from './outcomes.ts';
 import { createTransport, type Transport } from './transport.ts';
+import { WorkerLock } from './worker-lock.ts';
 
 /**
  * One delivery worker: claims a batch of due outbox rows (FOR UPDATE SKIP LOCKED, so any number
  * of workers on any number of machines share the queue), sends each copy, and records the
  * outcome in bulk: one UPDATE for the delivered rows, one for the deferred, one for the failed.
  * Only one batch is in flight: a worker killed mid-batch leaves at most that batch to be sent
- * again once its heartbeat goes stale.
+ * again.
+ *
+ * Liveness: the worker holds a session advisory lock for its life (worker-lock.ts), so its rows
+ * go back to the queue as soon as its process or connection dies; and it beats a heartbeat only
+ * while it makes progress (a send finished within the lease, or nothing is in flight), so the
+ * rows of a worker that is alive but stuck go back after the lease.
  */
 export interface WorkerOptions {
   name?: string;
   transport?: Transport;
 }
 
+/** Sends still in flight this long after SIGTERM are cut, so that stopping takes seconds. */
+const STOP_GRACE_MS = 4_000;
+
 export class DeliveryWorker {
   readonly name: string;
   private readonly log: Logger;
   private readonly transport: Transport;
   private readonly copies: CopyCache;
+  private readonly lock: WorkerLock;
   private notifier: Listener | null = null;
   private running: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
   private stopping = false;
   private pending = false;
   private wake: (() => void) | null = null;
   private timers: NodeJS.Timeout[] = [];
-  private chores: Promise<void> = Promise.resolve();
+  // Two chains: the heartbeat never waits behind a slow chore (a digest run), nor the reverse.
+  private chains = { beat: Promise.resolve(), chores: Promise.resolve() };
+  /** copies being built or sent now, and when the last one finished (the heartbeat's proof) */
+  private inFlight = 0;
+  private lastProgress = Date.now();
+  private stalled = false;
 
   constructor(private readonly pool: pg.Pool, private readonly url: string, private readonly cfg: Config, opts: WorkerOptions = {}) {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.log = rootLog.child({ worker: this.name });
     this.transport = opts.transport ?? createTransport(cfg, this.log);
     this.copies = new CopyCache(cfg.publicUrl, this.log);
+    this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke());
+  }
+
+  /** The key of the session lock that says this worker is alive (sql/0020). */
+  get lockKey(): number | null {
+    return this.lock.key;
+  }
+
+  get holdsLock(): boolean {
+    return this.lock.held;
   }
 
   async start(): Promise<void> {
-    await heartbeat(this.pool, this.name, os.hostname(), process.pid);
+    const key = await this.lock.start();
+    await heartbeat(this.pool, this.identity());
+    // Rows of workers that died (their lock is free) are sent again now, not after their lease.
     await reclaim(this.pool, this.cfg, this.log);
     // Woken by NOTIFY, and after every reconnection: anything queued while away is looked at now.
     this.notifier = new Listener(this.url, [OUTBOX_CHANNEL], () => this.poke(), () => this.poke(), this.log);
     await this.notifier.start();
     const lease = this.cfg.delivery.leaseSeconds * 1000;
-    this.every(Math.max(200, Math.floor(lease / 3)), async () => {
-      await heartbeat(this.pool, this.name, os.hostname(), process.pid);
+    this.every('beat', Math.max(200, Math.floor(lease / 3)), async () => {
+      await this.beat(lease);
       await reclaim(this.pool, this.cfg, this.log);
     });
-    this.every(Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log));
-    this.every(3_600_000, () => hourly(this.pool, this.cfg, this.log));
+    this.every('chores', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log));
+    this.every('chores', 3_600_000, () => hourly(this.pool, this.cfg, this.log));
     this.running = this.loop();
-    this.log.info({ relay: this.cfg.relayUrl ?? 'direct MX' }, 'delivery worker started');
+    this.log.info({ relay: this.cfg.relayUrl ? redactUrl(this.cfg.relayUrl) : 'direct MX', tls: this.cfg.relayUrl ? this.cfg.relayTls : 'opportunistic', lockKey: key }, 'delivery worker started');
   }
 
-  /** Finishes the batch in flight, then stops. Idempotent. */
-  async stop(): Promise<void> {
-    if (this.stopping) return this.running ?? undefined;
+  /**
+   * Stops claiming, lets the sends in flight finish for a few seconds, then cuts the rest (their
+   * sockets destroyed, whatever the relay is doing); every claimed row not sent goes back to the
+   * queue untouched. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  private async shutdown(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.wake?.();
-    await this.running;
-    await this.chores.catch(() => undefined);
-    await this.notifier?.stop();
+    let grace: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      (this.running ?? Promise.resolve()).then(() => false),
+      new Promise<boolean>((resolve) => (grace = setTimeout(() => resolve(true), STOP_GRACE_MS))),
+    ]);
+    clearTimeout(grace);
+    if (late) {
+      this.log.warn({ inFlight: this.inFlight }, 'sends still in flight at shutdown are cut; their rows go back to the queue');
+      this.transport.abort();
+      await this.running;
+    }
     this.transport.close();
+    await Promise.all([this.chains.beat, this.chains.chores]).catch(() => undefined);
+    await this.notifier?.stop();
     await removeWorker(this.pool, this.name).catch((err) => this.log.warn({ err }, 'could not deregister worker'));
+    await this.lock.stop();
     this.log.info('delivery worker stopped');
+  }
+
+  /**
+   * The heartbeat says "this worker is moving", so it is only beaten while that is true: nothing
+   * is in flight, or a copy finished within the lease. A worker stuck past its lease stops
+   * beating and its rows go back to the queue (reclaimStale), even though its lock is held.
+   */
+  private async beat(leaseMs: number) {
+    const moving = this.inFlight === 0 || Date.now() - this.lastProgress < leaseMs;
+    if (!moving) {
+      if (!this.stalled) this.log.error({ inFlight: this.inFlight, seconds: Math.round((Date.now() - this.lastProgress) / 1000) }, 'no copy has finished for longer than the lease: heartbeat withheld, so the rows this worker holds go back to the queue');
+      this.stalled = true;
+      return;
+    }
+    if (this.stalled) this.log.warn('copies finish again: heartbeat resumed');
+    this.stalled = false;
+    await heartbeat(this.pool, this.identity());
+  }
+
+  private identity(): WorkerIdentity {
+    return { name: this.name, host: os.hostname(), pid: process.pid, lockKey: this.lock.key, leaseSeconds: this.cfg.delivery.leaseSeconds };
   }
 
   private poke() {
@@ -78,13 +146,13 @@ export class DeliveryWorker {
     this.wake?.();
   }
 
-  private every(ms: number, task: () => Promise<void>) {
+  private every(chain: keyof DeliveryWorker['chains'], ms: number, task: () => Promise<void>) {
     let queued = false;
     const t = setInterval(() => {
-      // Chores run one at a time; a chore still waiting its turn is not queued twice.
+      // Tasks of one chain run one at a time; a task still waiting its turn is not queued twice.
       if (this.stopping || queued) return;
       queued = true;
-      this.chores = this.chores
+      this.chains[chain] = this.chains[chain]
         .then(() => {
           queued = false;
           return task();
@@ -98,6 +166,11 @@ export class DeliveryWorker {
   private async loop() {
     while (!this.stopping) {
       this.pending = false;
+      if (!this.lock.held) {
+        // Without its lock, others may already be re-sending this worker's rows: claim nothing.
+        await this.sleep(this.cfg.delivery.pollMs);
+        continue;
+      }
       try {
         await this.pump();
       } catch (err) {
@@ -139,8 +212,10 @@ export class DeliveryWorker {
     let claiming: Promise<void> | null = null;
     let claimError: unknown = null;
     let handled = 0;
+    // Rows claimed but not sent because delivery is stopping: back to the queue untouched.
+    const unsent: number[] = [];
     const refill = () => {
-      if (claiming || exhausted || this.stopping) return;
+      if (claiming || exhausted || this.stopping || !this.lock.held) return;
       claiming = (async () => {
         const rows = await claimBatch(this.pool, this.name, batch);
         if (rows.length < batch) exhausted = true;
@@ -162,41 +237,54 @@ export class DeliveryWorker {
     const lane = async () => {
       for (;;) {
         if (buffer.length <= batch / 2) refill();
-        const row = this.stopping ? undefined : buffer.shift();
+        const row = this.stopping || !this.lock.held ? undefined : buffer.shift();
         if (!row) {
-          if (claiming && !this.stopping) {
+          if (claiming && !this.stopping && this.lock.held) {
             await claiming;
             continue;
           }
           return;
         }
-        await this.deliver(row, outcomes);
+        if (!(await this.deliver(row, outcomes))) unsent.push(row.id);
       }
     };
     try {
       refill();
       await claiming;
+      this.lastProgress = Date.now();
       await Promise.all(Array.from({ length: this.transport.lanes }, lane));
     } finally {
-      await outcomes.finish().finally(() => releaseRows(this.pool, buffer.splice(0).map((r) => r.id)));
+      await outcomes.finish().finally(() => releaseRows(this.pool, [...unsent, ...buffer.splice(0).map((r) => r.id)]));
     }
     if (claimError) throw claimError;
     return handled;
   }
 
-  private async deliver(row: ClaimedRow, outcomes: Outcomes) {
-    let raw: Buffer | null;
+  /** Sends one copy and notes the outcome; false when the send was cut by shutdown (row untouched). */
+  private async deliver(row: ClaimedRow, outcomes: Outcomes): Promise<boolean> {
+    this.inFlight++;
     try {
-      raw = await this.copies.copy(this.pool, row);
-    } catch (err) {
-      this.log.child({ outboxId: row.id }).error({ err }, 'could not build the copy');
-      outcomes.deferred(row, `could not build the copy: ${(err as Error).message}`);
-      return;
+      let raw: Buffer | null;
+      try {
+        raw = await this.copies.copy(this.pool, row);
+      } catch (err) {
+        this.log.child({ outboxId: row.id }).error({ err }, 'could not build the copy');
+        outcomes.deferred(row, `could not build the copy: ${(err as Error).message}`);
+        return true;
+      }
+      if (!raw) {
+        outcomes.failedFor(row, 'the message or list no longer exists', 'none');
+        return true;
+      }
+      const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw);
+      if (result.ok) outcomes.delivered(row);
+      else if (result.aborted) return false;
+      else if (result.temporary) outcomes.deferred(row, result.response);
+      else outcomes.failedFor(row, result.response, result.stage);
+      return true;
+    } finally {
+      this.inFlight--;
+      this.lastProgress = Date.now();
     }
-    if (!raw) return outcomes.failedFor(row, 'the message or list no longer exists', 'none');
-    const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw);
-    if (result.ok) outcomes.delivered(row);
-    else if (result.temporary) outcomes.deferred(row, result.response);
-    else outcomes.failedFor(row, result.response, result.stage);
   }
 }

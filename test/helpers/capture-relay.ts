@@ -14,6 +14,25 @@ export interface Captured {
   from: string;
   to: string;
   raw: Buffer;
+  /** the session was encrypted (smtps, or after STARTTLS) */
+  secure: boolean;
+  /** the name the client gave in EHLO */
+  helo: string;
+}
+
+/** An AUTH the client attempted, and whether the channel was encrypted at that moment. */
+export interface AuthAttempt {
+  user: string;
+  pass: string;
+  secure: boolean;
+}
+
+export interface RelayOptions {
+  /** PEM key and certificate: STARTTLS is offered (or TLS from the first byte with `secure`) */
+  tls?: { key: string; cert: string };
+  secure?: boolean;
+  /** AUTH is offered, even over a clear channel (to prove the client does not use it there) */
+  auth?: { user: string; pass: string };
 }
 
 export type RcptRule = (address: string, attempt: number) => { code: number; message: string } | null;
@@ -28,6 +47,7 @@ export interface CaptureRelay {
   /** refuse the message after DATA for a recipient (content refusals) */
   setDataRule(rule: RcptRule | null): void;
   setDelay(ms: number): void;
+  auths: AuthAttempt[];
   /** resolves once `n` messages have arrived (throws after timeoutMs) */
   waitFor(n: number, timeoutMs?: number): Promise<Captured[]>;
   to(address: string): Captured[];
@@ -35,8 +55,9 @@ export interface CaptureRelay {
   stop(): Promise<void>;
 }
 
-export async function startCaptureRelay(): Promise<CaptureRelay> {
+export async function startCaptureRelay(opts: RelayOptions = {}): Promise<CaptureRelay> {
   const messages: Captured[] = [];
+  const auths: AuthAttempt[] = [];
   const attempts = new Map<string, number>();
   let rule: RcptRule | null = null;
   let dataRule: RcptRule | null = null;
@@ -44,7 +65,15 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
   const waiters: (() => void)[] = [];
   const server = new SMTPServer({
     authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
+    disabledCommands: [...(opts.auth ? [] : ['AUTH']), ...(opts.tls && !opts.secure ? [] : ['STARTTLS'])],
+    secure: opts.secure ?? false,
+    ...(opts.tls ?? {}),
+    allowInsecureAuth: true,
+    onAuth(auth, session, cb) {
+      auths.push({ user: auth.username ?? '', pass: auth.password ?? '', secure: session.secure });
+      if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.pass) return cb(null, { user: auth.username });
+      cb(Object.assign(new Error('5.7.8 authentication failed'), { responseCode: 535 }));
+    },
     logger: false,
     size: 50 * 1024 * 1024,
     maxClients: 1000,
@@ -64,7 +93,7 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
         if (refusal) return cb(Object.assign(new Error(refusal.message), { responseCode: refusal.code }));
         const finish = () => {
           const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-          for (const r of session.envelope.rcptTo) messages.push({ from, to: r.address.toLowerCase(), raw: Buffer.concat(chunks) });
+          for (const r of session.envelope.rcptTo) messages.push({ from, to: r.address.toLowerCase(), raw: Buffer.concat(chunks), secure: session.secure, helo: session.hostNameAppearsAs });
           for (const w of waiters.splice(0)) w();
           cb(null);
         };
@@ -82,6 +111,7 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
     url: `smtp://127.0.0.1:${port}`,
     messages,
     attempts,
+    auths,
     setRule: (r) => { rule = r; },
     setDataRule: (r) => { dataRule = r; },
     setDelay: (ms) => { delay = ms; },
@@ -98,7 +128,7 @@ export async function startCaptureRelay(): Promise<CaptureRelay> {
       return messages;
     },
     to: (address) => messages.filter((m) => m.to === address.toLowerCase()),
-    clear: () => { messages.length = 0; attempts.clear(); },
+    clear: () => { messages.length = 0; attempts.clear(); auths.length = 0; },
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

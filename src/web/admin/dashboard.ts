@@ -4,6 +4,7 @@ import { recentIngestErrors } from '../../db/ingest-errors.ts';
 import { listsForStaff } from '../../db/list-admin.ts';
 import { recentFailedDeliveries, siteTotals } from '../../db/operations.ts';
 import { deliveryHistory, queueStats } from '../../db/outbox.ts';
+import { redactSecrets } from '../../log.ts';
 import type { WebContext } from '../app.ts';
 import { render } from '../render.ts';
 import { requireSiteAdmin, requireStaff } from '../auth/guards.ts';
@@ -25,15 +26,18 @@ export function dashboardRouter(ctx: WebContext): Router {
 
   r.get('/admin/dashboard', requireSiteAdmin, async (req, res) => {
     const [queue, history, failed, ingest, audit, totals] = await Promise.all([
-      queueStats(db),
+      queueStats(db, ctx.cfg.delivery.leaseSeconds),
       deliveryHistory(db, 2),
       recentFailedDeliveries(db, 15),
       recentIngestErrors(db, 15),
       recentAudit(db, { limit: 15 }),
       siteTotals(db),
     ]);
+    // Error texts may quote a URL with its password: shown masked, as everywhere else.
+    if (queue.oldest?.last_error) queue.oldest.last_error = redactSecrets(queue.oldest.last_error);
+    for (const f of failed) if (f.last_error) f.last_error = redactSecrets(f.last_error);
     render(ctx.views, req, res, 'admin/dashboard.njk', {
-      title: 'Operations', queue, chart: hourlyChart(fillHours(history, 48)), failed, ingest, audit: auditLines(audit), totals, now: new Date(),
+      title: 'Operations', queue, stale: queue.workers.filter((w) => w.stale).length, chart: hourlyChart(fillHours(history, 48)), failed, ingest, audit: auditLines(audit), totals, now: new Date(),
     });
   });
 

@@ -1,0 +1,174 @@
+import type tls from 'node:tls';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { RelayTls } from '../config.ts';
+
+/**
+ * One SMTP session on nodemailer's SMTPConnection: opened under the target's TLS policy (AUTH
+ * only over TLS with a verified certificate), then used for one copy after another.
+ *
+ * Every step settles on whichever comes first: its callback, an 'error' event, the connection
+ * ending, or abort(). nodemailer reports a refused connection or a 421 greeting as an 'error'
+ * event and never calls the callback, so waiting for the callback alone waits forever. Each
+ * network wait is bounded by nodemailer's connection, greeting and socket timeouts (`stepMs`);
+ * abort() is the caller's deadline for a whole copy, and shutdown.
+ */
+export interface SmtpTarget {
+  host: string;
+  port: number;
+  /** TLS from the first byte (smtps://) */
+  secure: boolean;
+  auth?: { user: string; pass: string };
+  /** our name in EHLO */
+  name: string;
+  /** opportunistic: STARTTLS when offered, certificate not checked; require: TLS or no session; verify: TLS with a checked certificate */
+  tls: RelayTls;
+  /** trust for verify: the system's CAs plus RELAY_TLS_CA (built once) */
+  secureContext?: tls.SecureContext;
+}
+
+export interface Envelope {
+  from: string;
+  to: string;
+}
+
+/** nodemailer's errors, and the step of ours they happened in */
+export type SmtpError = Error & { code?: string; responseCode?: number; response?: string; command?: string; step?: string };
+
+export class SmtpSession {
+  smtp!: SMTPConnection;
+  messages = 0;
+  dead = false;
+  opened = false;
+  lastUsed = Date.now();
+  private abortError: SmtpError | null = null;
+  private settle: ((err?: Error | null, value?: unknown) => void) | null = null;
+
+  constructor(readonly target: SmtpTarget, private readonly stepMs: number) {
+    this.create(false);
+  }
+
+  private create(plain: boolean) {
+    const t = this.target;
+    const smtp = new SMTPConnection({
+      host: t.host,
+      port: t.port,
+      secure: t.secure,
+      name: t.name,
+      // STARTTLS whenever it is offered; `plain` only for the retry after a failed handshake.
+      ignoreTLS: plain,
+      opportunisticTLS: t.tls === 'opportunistic',
+      tls: { rejectUnauthorized: t.tls === 'verify', ...(t.secureContext ? { secureContext: t.secureContext } : {}) },
+      connectionTimeout: this.stepMs,
+      greetingTimeout: this.stepMs,
+      socketTimeout: this.stepMs,
+      dnsTimeout: this.stepMs,
+      socketCloseTimeout: 0,
+    });
+    // Attached once for the connection's life (an 'error' event without a listener would throw):
+    // they settle the step in progress, if any.
+    smtp.on('error', (err: Error) => {
+      if (this.smtp !== smtp) return;
+      this.dead = true;
+      this.settle?.(err);
+    });
+    smtp.on('end', () => {
+      if (this.smtp !== smtp) return;
+      this.dead = true;
+      this.settle?.(this.abortError ?? Object.assign(new Error('connection closed by the server'), { code: 'ECONNECTION' }));
+    });
+    this.smtp = smtp;
+  }
+
+  /** Greeting, EHLO, STARTTLS as the target's policy says, then AUTH, only over verified TLS. */
+  async open(): Promise<void> {
+    const t = this.target;
+    try {
+      await this.call<void>('opening the session', (done) => this.smtp.connect(done));
+    } catch (err) {
+      // Opportunistic TLS (Postfix's "may"): a handshake that fails is retried once in clear.
+      // nodemailer reports it as ETLS, or as a socket error while `upgrading` is still set.
+      const e = err as SmtpError;
+      const handshakeFailed = e.code === 'ETLS' || (this.smtp as unknown as { upgrading?: boolean }).upgrading === true;
+      if (t.tls !== 'opportunistic' || t.auth || t.secure || !handshakeFailed || e.responseCode || this.abortError) throw err;
+      this.smtp.close();
+      this.dead = false;
+      this.create(true);
+      await this.call<void>('opening the session in clear after a failed TLS handshake', (done) => this.smtp.connect(done));
+    }
+    if (!this.smtp.secure && (t.tls !== 'opportunistic' || t.auth)) {
+      throw Object.assign(new Error(`4.7.10 ${t.host} offered no STARTTLS, and TLS is required (${t.auth ? 'credentials imply RELAY_TLS=verify' : `RELAY_TLS=${t.tls}`})`), { code: 'ETLS', command: 'STARTTLS' });
+    }
+    if (t.auth) {
+      // Config makes credentials imply verify; checked again where the password would leave.
+      if (t.tls !== 'verify') throw Object.assign(new Error('credentials are only sent over TLS with a verified certificate'), { code: 'EAUTH', command: 'AUTH' });
+      await this.call<void>('authenticating', (done) => this.smtp.login({ user: t.auth!.user, pass: t.auth!.pass }, (err) => done(err)));
+    }
+    this.opened = true;
+  }
+
+  send(envelope: Envelope, message: Buffer): Promise<string> {
+    return this.call<string>('sending the copy', (done) => {
+      this.smtp.send({ from: envelope.from, to: [envelope.to] }, message, (err, info) => {
+        this.messages++;
+        this.lastUsed = Date.now();
+        if (err) return done(err);
+        // An LMTP-style partial refusal shows up as rejectedErrors without an error.
+        const refused = (info as { rejectedErrors?: SmtpError[] } | undefined)?.rejectedErrors?.[0];
+        if (refused) return done(refused);
+        done(null, (info as { response?: string } | undefined)?.response ?? '250 OK');
+      });
+    });
+  }
+
+  reset(): Promise<void> {
+    return this.call<void>('resetting the session', (done) => this.smtp.reset((err) => done(err)));
+  }
+
+  /**
+   * Runs one step of the session and settles on whichever comes first: its callback, an 'error'
+   * event, the connection ending, or abort().
+   */
+  private call<T>(step: string, start: (done: (err?: Error | null, value?: T) => void) => void): Promise<T> {
+    if (this.abortError) return Promise.reject(this.abortError);
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      // Each step has its own callback: one nodemailer makes after the 'error' event that already
+      // settled this step is ignored, and cannot settle a later step. (Assigned to a property, not
+      // to a const: tsx's keepNames would wrap a named closure in a defineProperty on every call.)
+      this.settle = (err?: Error | null, value?: unknown) => {
+        if (settled) return;
+        settled = true;
+        if (this.settle === done) this.settle = null;
+        if (err) {
+          (err as SmtpError).step ??= step;
+          reject(err);
+        } else resolve(value as T);
+      };
+      const done = this.settle;
+      start(done);
+    });
+  }
+
+  /** Destroys the socket now; the step in progress fails with `reason`. */
+  abort(reason: string, code: string) {
+    this.abortError ??= Object.assign(new Error(reason), { code });
+    this.dead = true;
+    this.smtp.close();
+    this.settle?.(this.abortError);
+  }
+
+  get aborted(): string | null {
+    return this.abortError?.code ?? null;
+  }
+
+  close() {
+    this.dead = true;
+    try {
+      if (this.opened) this.smtp.quit();
+      else this.smtp.close();
+    } catch {
+      this.smtp.close();
+    }
+  }
+}
+

@@ -1,0 +1,240 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import type { Envelope, SendResult } from '../src/delivery/smtp-pool.ts';
+import { startWorker, workerConfig } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startScriptedRelay, type Script, type ScriptedRelay } from './helpers/scripted-relay.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
+import { DeliveryWorker as Worker } from '../src/delivery/worker.ts';
+
+/**
+ * Relay faults (issue 10, item 4): every network wait has a deadline, a relay that cannot be
+ * reached or refuses a session defers the copy with a logged reason, a worker that stops making
+ * progress gives its rows back, and SIGTERM ends a worker in seconds whatever the relay does.
+ */
+let db: TestDatabase;
+let smtp: RunningIngest;
+let relay: ScriptedRelay;
+let worker: DeliveryWorker | undefined;
+let proc: WorkerProcess | undefined;
+const lists = new Map<string, ListRow>();
+
+async function listWith(local: string, members: number): Promise<ListRow> {
+  const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  for (let i = 1; i <= members; i++) await addMember(db.pool, list.id, `m${i}@${local}.example`, 'each');
+  lists.set(local, list);
+  return list;
+}
+
+async function post(local: string, id: string) {
+  const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [`${local}@lists.example.org`] }, message({ id, to: `${local}@lists.example.org` }));
+  expect(res.ok, res.response).toBe(true);
+}
+
+interface Row {
+  recipient: string;
+  state: string;
+  attempts: number;
+  last_error: string | null;
+  locked_by: string | null;
+}
+
+async function rowsOf(id: string): Promise<Row[]> {
+  const { rows } = await db.pool.query<Row>(
+    `select o.recipient, o.state, o.attempts, o.last_error, o.locked_by from outbox o join messages m on m.id = o.message_id
+      where m.message_id = $1 order by o.recipient`,
+    [id],
+  );
+  return rows;
+}
+
+/** Every row of the post has had its first attempt (or is done). */
+const attempted = (id: string) => until(async () => {
+  const rows = await rowsOf(id);
+  return rows.length > 0 && rows.every((r) => r.attempts > 0) && rows;
+}, `a first attempt at every copy of ${id}`);
+
+beforeAll(async () => {
+  db = await testDatabase();
+  smtp = await startIngest(db.pool);
+  relay = await startScriptedRelay();
+});
+
+afterEach(async () => {
+  await worker?.stop();
+  worker = undefined;
+  if (proc && proc.child.exitCode === null) proc.child.kill('SIGKILL');
+  proc = undefined;
+  relay.setScript({});
+});
+
+afterAll(async () => {
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+describe('a relay that refuses at each step', () => {
+  // What each refusal means for the copy: only the envelope and the message can be refused for
+  // good; a relay that will not hold a session says nothing about the copy, which waits.
+  const cases: { name: string; script: Script; state: 'queued' | 'failed'; shows: string; bounce: boolean | null }[] = [
+    { name: 'greeting 421', script: { replies: { greeting: '421 4.3.2 too busy' } }, state: 'queued', shows: '421', bounce: null },
+    { name: 'greeting 554', script: { replies: { greeting: '554 5.3.2 no service here' } }, state: 'queued', shows: '554', bounce: null },
+    { name: 'EHLO and HELO 451', script: { replies: { ehlo: '451 4.3.0 try later' } }, state: 'queued', shows: '451', bounce: null },
+    { name: 'EHLO and HELO 550', script: { replies: { ehlo: '550 5.7.1 go away' } }, state: 'queued', shows: '550', bounce: null },
+    { name: 'MAIL 451', script: { replies: { mail: '451 4.3.0 sender check failed' } }, state: 'queued', shows: '451', bounce: null },
+    { name: 'MAIL 550', script: { replies: { mail: '550 5.7.1 sender refused' } }, state: 'failed', shows: '550', bounce: false },
+    { name: 'RCPT 450', script: { replies: { rcpt: '450 4.2.1 mailbox busy' } }, state: 'queued', shows: '450', bounce: null },
+    { name: 'RCPT 550', script: { replies: { rcpt: '550 5.1.1 no such user' } }, state: 'failed', shows: '550', bounce: true },
+    { name: 'DATA 451', script: { replies: { data: '451 4.3.0 not now' } }, state: 'queued', shows: '451', bounce: null },
+    { name: 'DATA 554', script: { replies: { data: '554 5.7.1 no mail from you' } }, state: 'failed', shows: '554', bounce: false },
+    { name: 'end of message 452', script: { replies: { dot: '452 4.3.1 disk full' } }, state: 'queued', shows: '452', bounce: null },
+    { name: 'end of message 554', script: { replies: { dot: '554 5.7.1 spam' } }, state: 'failed', shows: '554', bounce: false },
+  ];
+
+  it.each(cases)('$name: the copy is $state with the answer recorded', async ({ name, script, state, shows, bounce }) => {
+    const local = `step-${name.replace(/\W+/g, '-').toLowerCase()}`;
+    const list = await listWith(local, 1);
+    relay.setScript(script);
+    worker = await startWorker(db, workerConfig(relay, { DELIVERY_TIMEOUT_SECONDS: '5', DELIVERY_LEASE_SECONDS: '30' }));
+    await post(local, `${local}@example.org`);
+    const [row] = await attempted(`${local}@example.org`);
+    // A refusal is recorded as a bounce (counted only at RCPT TO) right after the row is marked.
+    const bounces = async () => (await db.pool.query<{ counted: boolean }>('select counted from bounces where list_id = $1', [list.id])).rows;
+    if (bounce !== null) await until(async () => (await bounces()).length > 0, 'the bounce record');
+    expect(row.state).toBe(state);
+    expect(row.attempts).toBe(1);
+    expect(row.locked_by).toBeNull();
+    expect(row.last_error).toContain(shows);
+    expect(await bounces()).toEqual(bounce === null ? [] : [{ counted: bounce }]);
+    expect(relay.delivered.filter((d) => d.to.includes(`m1@${local}.example`))).toEqual([]);
+  });
+});
+
+describe('deadlines', () => {
+  it('a relay that answers every step slowly, within the deadline, gets every copy', async () => {
+    await listWith('slow', 3);
+    relay.setScript({ delayMs: 300 });
+    worker = await startWorker(db, workerConfig(relay, { DELIVERY_TIMEOUT_SECONDS: '5', DELIVERY_LEASE_SECONDS: '30' }));
+    await post('slow', 'slow-1@example.org');
+    await until(async () => (await rowsOf('slow-1@example.org')).every((r) => r.state === 'sent'), 'the slow relay to take every copy');
+    expect(relay.delivered.flatMap((d) => d.to).filter((t) => t.endsWith('@slow.example')).sort()).toEqual(['m1@slow.example', 'm2@slow.example', 'm3@slow.example']);
+  });
+
+  const stuck: { name: string; script: Script; env: Record<string, string>; shows: RegExp }[] = [
+    { name: 'a relay slower than DELIVERY_TIMEOUT_SECONDS', script: { delayMs: 2_500 }, env: { DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_LEASE_SECONDS: '30' }, shows: /ETIMEDOUT/ },
+    { name: 'a black hole that accepts TCP and never speaks', script: { stall: 'greeting' }, env: { DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_LEASE_SECONDS: '30' }, shows: /ETIMEDOUT: .*opening the session/ },
+    { name: 'a relay that never answers the end of the message', script: { stall: 'dot' }, env: { DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_LEASE_SECONDS: '30' }, shows: /ETIMEDOUT/ },
+    // Data keeps flowing, so no socket timeout fires: only the deadline of the whole copy ends it.
+    { name: 'a relay whose answer to MAIL never ends', script: { trickle: 'mail' }, env: { DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_LEASE_SECONDS: '3' }, shows: /no result within 2 s/ },
+  ];
+
+  it.each(stuck)('$name: the copy is deferred with the reason', async ({ name, script, env, shows }) => {
+    const local = `stuck-${name.split(' ').slice(1, 3).join('-')}`;
+    await listWith(local, 2);
+    relay.setScript(script);
+    worker = await startWorker(db, workerConfig(relay, env));
+    await post(local, `${local}@example.org`);
+    const rows = await attempted(`${local}@example.org`);
+    for (const r of rows) {
+      expect(r.state).toBe('queued');
+      expect(r.last_error).toMatch(shows);
+    }
+    // Once the relay behaves, the copies go out on their next try.
+    relay.setScript({});
+    await until(async () => (await rowsOf(`${local}@example.org`)).every((r) => r.state === 'sent'), 'the retried copies', 25_000);
+  });
+});
+
+describe('a worker that stops making progress', () => {
+  it('stops beating its heartbeat, so another worker sends its rows after the lease', async () => {
+    await listWith('wedged', 5);
+    // A transport whose sends never end: what a lane waiting on a callback that never comes did.
+    const pending: (() => void)[] = [];
+    const wedged = {
+      lanes: 2,
+      send: (_d: string, _e: Envelope) => new Promise<SendResult>((resolve) => pending.push(() => resolve({ ok: false, temporary: true, code: null, response: 'ESHUTDOWN', stage: 'CONN', aborted: true }))),
+      close: () => undefined,
+      abort: () => { for (const p of pending.splice(0)) p(); },
+    };
+    const cfg = workerConfig(relay, { DELIVERY_LEASE_SECONDS: '2' });
+    const stuckWorker = new Worker(db.pool, db.url, cfg, { name: 'wedged-worker', transport: wedged });
+    await stuckWorker.start();
+    try {
+      await post('wedged', 'wedged-1@example.org');
+      await until(async () => (await rowsOf('wedged-1@example.org')).every((r) => r.state === 'sending' && r.locked_by === 'wedged-worker'), 'the wedged worker to claim every copy');
+
+      worker = await startWorker(db, workerConfig(relay, { DELIVERY_LEASE_SECONDS: '2' }), 'rescuer');
+      await until(async () => (await rowsOf('wedged-1@example.org')).every((r) => r.state === 'sent'), 'the rescuer to send the wedged rows');
+      expect(relay.delivered.flatMap((d) => d.to).filter((t) => t.endsWith('@wedged.example')).sort()).toEqual(['m1@wedged.example', 'm2@wedged.example', 'm3@wedged.example', 'm4@wedged.example', 'm5@wedged.example']);
+      // The wedged worker still holds its lock: it was its heartbeat that stopped.
+      const { rows: [after] } = await db.pool.query<{ stale: boolean }>(
+        `select heartbeat_at < now() - interval '2 seconds' as stale from delivery_workers where name = 'wedged-worker'`);
+      expect(after.stale).toBe(true);
+      expect(stuckWorker.holdsLock).toBe(true);
+    } finally {
+      await stuckWorker.stop();
+    }
+  });
+});
+
+describe('a relay that goes away and comes back (a real serve --worker process)', () => {
+  it('defers with a logged reason while the relay is down, then delivers everything, old and new', async () => {
+    await listWith('blip', 4);
+    await relay.pause();
+    try {
+      proc = await spawnWorker({ DATABASE_URL: db.url, RELAY_URL: relay.url, DELIVERY_CONNECTIONS: '2', DELIVERY_LEASE_SECONDS: '10' });
+      await post('blip', 'blip-1@example.org');
+      const rows = await attempted('blip-1@example.org');
+      expect(rows.every((r) => r.state === 'queued' && /ECONNREFUSED/.test(r.last_error ?? ''))).toBe(true);
+      expect(proc.output()).toMatch(/could not open an SMTP session; copies are deferred.*ECONNREFUSED|ECONNREFUSED.*could not open an SMTP session/);
+      expect(proc.output()).toContain('delivery deferred');
+    } finally {
+      await relay.resume();
+    }
+    await until(async () => (await rowsOf('blip-1@example.org')).every((r) => r.state === 'sent'), 'the copies held while the relay was down', 25_000);
+    await post('blip', 'blip-2@example.org');
+    await until(async () => (await rowsOf('blip-2@example.org')).every((r) => r.state === 'sent'), 'a post made after the relay came back');
+    const got = relay.delivered.flatMap((d) => d.to).filter((t) => t.endsWith('@blip.example'));
+    expect(got.length).toBe(8);
+    expect(new Set(got).size).toBe(4);
+    // And it still stops on SIGTERM.
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  });
+});
+
+describe('SIGTERM', () => {
+  const hangs: { name: string; script: Script }[] = [
+    { name: 'a black hole', script: { stall: 'greeting' } },
+    { name: 'a relay stalled after the message', script: { stall: 'dot' } },
+  ];
+
+  it.each(hangs)('ends the worker within 10 s against $name, and its claimed rows go back untouched', async ({ name, script }) => {
+    const local = `term-${name.split(' ').pop()}`;
+    await listWith(local, 6);
+    relay.setScript(script);
+    const sessionsBefore = relay.sessions();
+    // The default deadlines (30 s per wait): only shutdown itself can end these sends quickly.
+    proc = await spawnWorker({ DATABASE_URL: db.url, RELAY_URL: relay.url, DELIVERY_CONNECTIONS: '2' });
+    await post(local, `${local}@example.org`);
+    // Rows left over by other tests may be the ones in flight: what matters is which rows were.
+    const sending = async () => (await db.pool.query<{ id: number }>(`select id from outbox where state = 'sending' order by id`)).rows.map((r) => r.id);
+    await until(async () => relay.sessions() >= sessionsBefore + 2 && (await sending()).length >= 2, 'sends stuck at the relay');
+    const inFlight = await sending();
+    const started = Date.now();
+    proc.child.kill('SIGTERM');
+    const code = await Promise.race([proc.exited, new Promise((r) => setTimeout(() => r('still running after 10 s'), 10_000))]);
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeLessThanOrEqual(10_000);
+    const { rows } = await db.pool.query<{ state: string; attempts: number; locked_by: string | null }>(
+      'select state, attempts, locked_by from outbox where id = any($1::bigint[])', [inFlight]);
+    expect(rows.map((r) => [r.state, r.attempts, r.locked_by])).toEqual(inFlight.map(() => ['queued', 0, null]));
+    expect(await sending()).toEqual([]);
+    const { rows: workers } = await db.pool.query('select name from delivery_workers');
+    expect(workers).toEqual([]);
+  });
+});
