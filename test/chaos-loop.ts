@@ -69,11 +69,14 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
   const posts: PostRecord[] = [];
   /** how many messages the relay had at each crash: a copy sent twice is put down to the crash before it */
   const crashMarks: number[] = [];
+  // When the relay went down and came back: copies it took just before, or while its sockets were
+  // being destroyed, may never have had their 250 read.
+  const cutMarks: { down: number; up: number }[] = [];
   const report: CrashLoopReport = {
     seed: o.seed, iterations: o.iterations, leaseSeconds: o.leaseSeconds ?? 'default', batchSize,
     posts: { sent: 0, acknowledged: 0, refused: {}, unanswered: 0, archivedUnacknowledged: 0 },
     acknowledgedButLost: [],
-    copies: { expected: 0, delivered: 0, missing: 0, duplicates: 0, duplicateBound: 0, duplicatesPerCrash: [], duplicatesWithoutCrash: 0 },
+    copies: { expected: 0, delivered: 0, missing: 0, duplicates: 0, duplicateBound: 0, duplicatesPerCrash: [], duplicatesWithoutCrash: 0, duplicatesAfterLostReply: 0 },
     kills: 0, diedOnItsOwn: [],
     faults: { relayOutages: 0, backendTerminations: 0, backendsEnded: 0, dbRestarts: 0 },
     stalls: [], stuck: 0, settledAfterMs: null, drainedAfterMs: null, sigtermMs: null, failures: [],
@@ -110,9 +113,12 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
       if (plan.outage) {
         tasks.push((async () => {
           await at(plan.outage!.at);
+          const cut = { down: relay.messages.length, up: Number.MAX_SAFE_INTEGER };
+          cutMarks.push(cut);
           await relay.down();
           report.faults.relayOutages++;
           await at(plan.outage!.at + plan.outage!.ms);
+          cut.up = relay.messages.length;
           await relay.up();
           // Delivery must move again once the relay is back, while posts keep coming.
           const seen = relay.messages.length;
@@ -187,7 +193,7 @@ export async function runCrashLoop(o: CrashLoopOptions): Promise<CrashLoopReport
     if ((await unsent(pool)) === 0) report.drainedAfterMs = Date.now() - restarted;
     await sleep(300); // the last replies of the relay
 
-    await account(pool, relay, posts, crashMarks, report);
+    await account(pool, relay, posts, crashMarks, report, { cutMarks, connections: Number(env.DELIVERY_CONNECTIONS) });
     if (serve.alive()) {
       const t = Date.now();
       serve.child.kill('SIGTERM');

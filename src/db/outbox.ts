@@ -158,14 +158,17 @@ const LIVE_WORKER = `w.heartbeat_at > now() - make_interval(secs => coalesce(w.l
 
 /**
  * Rows claimed by a worker that is gone go back to the queue: its lock is free (it died, or lost
- * its connection), or its heartbeat is older than the lease (it is stuck). Returns how many.
+ * its connection), or its heartbeat is older than the lease (it is stuck). `except` names the
+ * worker asking, which knows its own rows are in flight even while its lock connection is being
+ * reopened. Returns how many.
  */
-export async function reclaimStale(db: Queryable, leaseSeconds: number): Promise<number> {
+export async function reclaimStale(db: Queryable, leaseSeconds: number, except: string | null = null): Promise<number> {
   const { rowCount } = await db.query(
     `with live as materialized (select w.name from delivery_workers w where ${LIVE_WORKER})
      update outbox o set state = 'queued', locked_by = null, locked_at = null
-      where o.state = 'sending' and (o.locked_by is null or o.locked_by not in (select name from live))`,
-    [leaseSeconds],
+      where o.state = 'sending' and (o.locked_by is null or o.locked_by not in (select name from live))
+        and ($2::text is null or o.locked_by is distinct from $2)`,
+    [leaseSeconds, except],
   );
   return rowCount ?? 0;
 }

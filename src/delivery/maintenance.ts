@@ -17,8 +17,8 @@ import { pruneKept } from '../retention.ts';
  * What the workers do besides sending, every few seconds. Every task is safe when several
  * workers run it at once (atomic claims and row locks), so no leader is needed.
  */
-export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger): Promise<void> {
-  const n = await reclaimStale(pool, cfg.delivery.leaseSeconds);
+export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger, except: string | null = null): Promise<void> {
+  const n = await reclaimStale(pool, cfg.delivery.leaseSeconds, except);
   if (n > 0) log.warn({ rows: n }, 'rows claimed by a worker that stopped were put back in the queue');
 }
 

@@ -1,22 +1,40 @@
 import type pg from 'pg';
 import { recordDeliveryFailure } from '../bounces.ts';
 import { markFailed, markRetry, markSent, type ClaimedRow, type RowError } from '../db/outbox.ts';
+import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { deliveries } from './metrics.ts';
+
+type Retry = RowError & { row: ClaimedRow };
+type Failure = RowError & { row: ClaimedRow; stage: string };
+
+/** Waits between tries of a write whose connection was lost; then the results wait for the next round. */
+const RETRY_MS = [200, 1000];
 
 /**
  * What happened to each copy, written back in bulk: one UPDATE for the delivered rows, one for
  * the deferred, one for the failed, every `flushRows` results or `flushMs`. Writes are chained,
- * never concurrent. Copies sent but not yet recorded are the only ones a crash can send twice,
- * so flushRows stays well under the batch size.
+ * never concurrent.
+ *
+ * Copies sent but not yet recorded are the ones a crash sends twice, so their number is bounded:
+ * the worker asks `room()` before each send and waits while sent-but-unrecorded copies and copies
+ * in flight would pass its batch size, so a database slow to record holds sending back instead
+ * of letting it run ahead. A write whose connection is lost is tried again on a fresh one; if the
+ * database stays away, the results are kept here (the worker lives on, its rows stay claimed by
+ * it) and written before the worker claims anything more: a database fault never turns into
+ * copies sent twice.
  */
 export class Outcomes {
   private sent: number[] = [];
-  private retry: (RowError & { row: ClaimedRow })[] = [];
-  private failed: (RowError & { row: ClaimedRow; stage: string })[] = [];
+  private retry: Retry[] = [];
+  private failed: Failure[] = [];
+  /** rows handed to a write that has not finished */
+  private writingRows = 0;
   private writing: Promise<void> = Promise.resolve();
   private lastWrite = Date.now();
   private error: unknown = null;
+  private waiters: (() => void)[] = [];
+  private interrupted = false;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -25,6 +43,16 @@ export class Outcomes {
     private readonly log: Logger,
     private readonly flushMs = 200,
   ) {}
+
+  /** results not yet written to the database */
+  get unrecorded(): number {
+    return this.sent.length + this.retry.length + this.failed.length + this.writingRows;
+  }
+
+  /** a write failed and its results wait here: send nothing more until finish() succeeds */
+  get failing(): boolean {
+    return this.error !== null;
+  }
 
   delivered(row: ClaimedRow) {
     this.sent.push(row.id);
@@ -42,8 +70,26 @@ export class Outcomes {
     this.maybeWrite();
   }
 
-  /** Writes whatever is pending and waits for it; throws if any write failed. */
+  /**
+   * Resolves once fewer than `limit` results (plus `inFlight` copies) would be lost to a crash,
+   * or when writing fails (the caller then stops sending).
+   */
+  async room(limit: number, inFlight: () => number): Promise<void> {
+    while (this.unrecorded + inFlight() >= limit && !this.failing && !this.interrupted) {
+      this.queueWrite();
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Lets every room() waiter go at once (the worker is stopping; it sends nothing more). */
+  interrupt() {
+    this.interrupted = true;
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Writes everything pending, kept results included, and waits for it; throws if a write failed. */
   async finish(): Promise<void> {
+    this.error = null;
     this.queueWrite();
     await this.writing;
     if (this.error) throw this.error;
@@ -55,23 +101,30 @@ export class Outcomes {
   }
 
   private queueWrite() {
+    if (this.failing) return; // kept until finish() tries again
     const sent = this.sent.splice(0);
     const retry = this.retry.splice(0);
     const failed = this.failed.splice(0);
     this.lastWrite = Date.now();
-    if (sent.length + retry.length + failed.length === 0) return;
-    this.writing = this.writing.then(() => this.write(sent, retry, failed)).catch((err) => {
-      this.error ??= err;
-      this.log.error({ err }, 'could not record delivery results');
-    });
+    const rows = sent.length + retry.length + failed.length;
+    if (rows === 0) return;
+    this.writingRows += rows;
+    this.writing = this.writing
+      .then(() => this.write(sent, retry, failed))
+      .finally(() => {
+        this.writingRows -= rows;
+        for (const wake of this.waiters.splice(0)) wake();
+      });
   }
 
-  private async write(sent: number[], retry: (RowError & { row: ClaimedRow })[], failed: (RowError & { row: ClaimedRow; stage: string })[]) {
-    await markSent(this.pool, sent);
-    const gaveUp = new Set(await markRetry(this.pool, retry, this.giveUpHours));
-    await markFailed(this.pool, failed);
+  /** One set of results, step by step; a step that cannot be written goes back to the pending ones. */
+  private async write(sent: number[], retry: Retry[], failed: Failure[]) {
+    if (!(await this.step(() => markSent(this.pool, sent)))) return this.keep(sent, retry, failed);
     deliveries.inc({ result: 'sent' }, sent.length);
+    let gaveUp = new Set<number>();
+    if (!(await this.step(async () => (gaveUp = new Set(await markRetry(this.pool, retry, this.giveUpHours)))))) return this.keep([], retry, failed);
     deliveries.inc({ result: 'deferred' }, retry.length - gaveUp.size);
+    if (!(await this.step(() => markFailed(this.pool, failed)))) return this.keep([], [], failed);
     deliveries.inc({ result: 'failed' }, failed.length + gaveUp.size);
     for (const r of retry) {
       this.log.child({ outboxId: r.id, attempt: r.row.attempts + 1 }).info({ recipient: r.row.recipient, error: r.error }, gaveUp.has(r.id) ? 'delivery given up' : 'delivery deferred');
@@ -82,8 +135,33 @@ export class Outcomes {
       // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count;
       // nor do refusals of our sender at MAIL FROM or of the content after DATA).
       if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice' && f.stage !== 'none') {
-        await recordDeliveryFailure(this.pool, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO');
+        await recordDeliveryFailure(this.pool, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
+          .catch((err) => log.error({ err }, 'could not record the bounce of a failed copy'));
       }
     }
+  }
+
+  /** Runs a write, again on a fresh connection when the connection was lost; false when it failed. */
+  private async step(write: () => Promise<unknown>): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await write();
+        return true;
+      } catch (err) {
+        if (isConnectionLoss(err) && attempt < RETRY_MS.length) {
+          await new Promise((r) => setTimeout(r, RETRY_MS[attempt]));
+          continue;
+        }
+        this.error ??= err;
+        this.log.error({ err }, 'could not record delivery results; they are kept and written before anything more is sent');
+        return false;
+      }
+    }
+  }
+
+  private keep(sent: number[], retry: Retry[], failed: Failure[]) {
+    this.sent.unshift(...sent);
+    this.retry.unshift(...retry);
+    this.failed.unshift(...failed);
   }
 }

@@ -50,6 +50,10 @@ export class DeliveryWorker {
   private inFlight = 0;
   private lastProgress = Date.now();
   private stalled = false;
+  /** results of sent copies, kept across rounds until the database has them (outcomes.ts) */
+  private readonly outcomes: Outcomes;
+  /** claimed rows that could not be given back (the database was away): given back next round */
+  private orphans: number[] = [];
 
   constructor(private readonly pool: pg.Pool, private readonly url: string, private readonly cfg: Config, opts: WorkerOptions = {}) {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
@@ -57,6 +61,7 @@ export class DeliveryWorker {
     this.transport = opts.transport ?? createTransport(cfg, this.log);
     this.copies = new CopyCache(cfg.publicUrl, this.log);
     this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke());
+    this.outcomes = new Outcomes(pool, cfg.delivery.giveUpHours, Math.max(1, Math.floor(cfg.delivery.batchSize / 4)), this.log);
   }
 
   /** The key of the session lock that says this worker is alive (sql/0020). */
@@ -79,7 +84,9 @@ export class DeliveryWorker {
     const lease = this.cfg.delivery.leaseSeconds * 1000;
     this.every('beat', Math.max(200, Math.floor(lease / 3)), async () => {
       await this.beat(lease);
-      await reclaim(this.pool, this.cfg, this.log);
+      // Never its own rows while it moves: they are in flight, even while its lock connection is
+      // being reopened (others will take them then, as they must). A stalled worker gives them back.
+      await reclaim(this.pool, this.cfg, this.log, this.stalled ? null : this.name);
     });
     this.every('chores', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log));
     this.every('chores', 3_600_000, () => hourly(this.pool, this.cfg, this.log));
@@ -101,6 +108,7 @@ export class DeliveryWorker {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.wake?.();
+    this.outcomes.interrupt();
     let grace: NodeJS.Timeout | undefined;
     const late = await Promise.race([
       (this.running ?? Promise.resolve()).then(() => false),
@@ -172,6 +180,8 @@ export class DeliveryWorker {
         continue;
       }
       try {
+        // What the last round could not write or give back goes first; nothing new before it.
+        await this.settle();
         await this.pump();
       } catch (err) {
         this.log.error({ err }, 'delivery batch failed');
@@ -199,15 +209,26 @@ export class DeliveryWorker {
     });
   }
 
+  /** Writes the results and gives back the rows a previous round left with the worker. */
+  private async settle(): Promise<void> {
+    await this.outcomes.finish();
+    if (this.orphans.length > 0) {
+      await releaseRows(this.pool, this.orphans);
+      this.orphans = [];
+    }
+  }
+
   /**
    * Claims and sends until nothing is due; returns how many rows it handled. Claims overlap
    * with sending: the next batch is claimed while the last half of this one goes out, and
-   * results are recorded as they come, so lanes rarely wait for the database.
+   * results are recorded as they come, so lanes rarely wait for the database. Copies sent but
+   * not yet recorded, with those in flight, never pass the batch size (outcomes.room()): that is
+   * all a crash can send twice.
    */
   async pump(): Promise<number> {
     const batch = this.cfg.delivery.batchSize;
     const buffer: ClaimedRow[] = [];
-    const outcomes = new Outcomes(this.pool, this.cfg.delivery.giveUpHours, Math.max(1, Math.floor(batch / 4)), this.log);
+    const outcomes = this.outcomes;
     let exhausted = false;
     let claiming: Promise<void> | null = null;
     let claimError: unknown = null;
@@ -237,9 +258,10 @@ export class DeliveryWorker {
     const lane = async () => {
       for (;;) {
         if (buffer.length <= batch / 2) refill();
-        const row = this.stopping || !this.lock.held ? undefined : buffer.shift();
+        await outcomes.room(batch, () => this.inFlight);
+        const row = this.stopping || !this.lock.held || outcomes.failing ? undefined : buffer.shift();
         if (!row) {
-          if (claiming && !this.stopping && this.lock.held) {
+          if (claiming && !this.stopping && this.lock.held && !outcomes.failing) {
             await claiming;
             continue;
           }
@@ -254,7 +276,11 @@ export class DeliveryWorker {
       this.lastProgress = Date.now();
       await Promise.all(Array.from({ length: this.transport.lanes }, lane));
     } finally {
-      await outcomes.finish().finally(() => releaseRows(this.pool, [...unsent, ...buffer.splice(0).map((r) => r.id)]));
+      const back = [...unsent, ...buffer.splice(0).map((r) => r.id)];
+      await outcomes.finish().finally(() => releaseRows(this.pool, back).catch((err) => {
+        this.orphans.push(...back);
+        throw err;
+      }));
     }
     if (claimError) throw claimError;
     return handled;
