@@ -15,6 +15,8 @@ const destination = { write: (line: string) => (toStderr ? process.stderr : proc
 
 const URL_FIELDS = ['relay', 'relayUrl', 'databaseUrl', 'connectionString'];
 const SECRET_FIELDS = ['password', 'pass', 'auth'];
+// Request paths: some carry a token that acts as a password (one-click unsubscribe, login links).
+const PATH_FIELDS = ['url'];
 
 export const log = pino(
   {
@@ -22,9 +24,13 @@ export const log = pino(
     base: { app: 'listkeeper' },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: {
-      paths: [...URL_FIELDS, ...SECRET_FIELDS].flatMap((f) => [f, `*.${f}`]),
-      censor: (value: unknown, path: string[]) =>
-        typeof value === 'string' && URL_FIELDS.includes(path[path.length - 1]) ? redactUrl(value) : '***',
+      paths: [...URL_FIELDS, ...SECRET_FIELDS, ...PATH_FIELDS].flatMap((f) => [f, `*.${f}`]),
+      censor: (value: unknown, path: string[]) => {
+        const field = path[path.length - 1];
+        if (typeof value === 'string' && URL_FIELDS.includes(field)) return redactUrl(value);
+        if (typeof value === 'string' && PATH_FIELDS.includes(field)) return redactPath(value);
+        return '***';
+      },
     },
   },
   destination,
@@ -62,6 +68,11 @@ export function redactUrl(value: string): string {
   } catch {
     return maskLoosely(value);
   }
+}
+
+/** A request path with the tokens of mailed links masked: /u/***, /confirm/***, /login/link/***. */
+export function redactPath(path: string): string {
+  return path.replace(/^(\/(?:u|confirm|login\/link|login\/reset))\/[^/?#]+/, '$1/***');
 }
 
 /** Free text (an error message, a reason) with the password of any URL in it masked. */
