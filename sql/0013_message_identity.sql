@@ -109,6 +109,11 @@ create index list_messages_visibility_changed on list_messages (list_id, visibil
 
 -- ---- archiving ----
 
+-- Membership tests below are written as scalar subqueries with LIMIT 1, not EXISTS: the plans of
+-- these functions are made once per connection (force_generic_plan), often on a new database
+-- whose tables are still empty, and PostgreSQL then turns a correlated EXISTS into a hashed
+-- subplan that reads a list's whole archive on every call (measured: 1.1 ms per reply).
+
 drop function accept_post(bigint, text, bytea, text, text, text, timestamptz, text, text[], text, boolean, text, text);
 drop function archive_message(bigint, text, bytea, text, text, text, timestamptz, text, text[], text, boolean);
 
@@ -152,7 +157,7 @@ begin
 
   -- Messages already archived under this Message-ID: this list's own first.
   for r in select m.id, m.thread_id, m.raw, m.date,
-                  exists (select 1 from list_messages lm where lm.list_id = p_list_id and lm.message_id = m.id) as in_list
+                  (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = m.id limit 1) is not null as in_list
              from messages m where m.message_id = p_message_id
             order by 5 desc, m.id loop
     v_reused := true;
@@ -175,7 +180,7 @@ begin
     select m.id, m.thread_id, u.o into v_parent, v_thread, v_parent_rank
       from unnest(v_candidates) with ordinality u(c, o)
       join messages m on m.message_id = u.c
-     order by u.o, exists (select 1 from list_messages lm where lm.list_id = p_list_id and lm.message_id = m.id) desc, m.id
+     order by u.o, (select false from list_messages lm where lm.list_id = p_list_id and lm.message_id = m.id limit 1) nulls last, m.id
      limit 1;
   end if;
   if v_parent is null then
@@ -298,7 +303,7 @@ begin
            order by u.message_id, u.ord) f
    where not exists (select 1 from messages m
                       where m.message_id = f.message_id
-                        and (exists (select 1 from list_messages lm where lm.list_id = p_list_id and lm.message_id = m.id)
+                        and ((select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = m.id limit 1) is not null
                              or message_same_content(m.raw, p_raws[f.ord], false)));
   get diagnostics v_created = row_count;
 
@@ -317,7 +322,7 @@ begin
     -- The parent is the closest candidate we have, stored (its thread is known) or in this batch.
     with known as (
       select c.id, c.prio, p.id as parent, p.thread_id as parent_thread,
-             exists (select 1 from list_messages lm where lm.list_id = p_list_id and lm.message_id = p.id) as in_list
+             (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = p.id limit 1) is not null as in_list
         from import_candidates c join messages p on p.message_id = c.ref
       union all
       select c.id, c.prio, p.id, null, true
@@ -348,7 +353,7 @@ begin
     select distinct on (u.message_id) u.message_id, c.thread_id, p.id, u.priority
       from import_rows p join unresolved_refs u on u.ref = p.message_id join messages c on c.id = u.message_id
      -- a reused Message-ID (another list's message has it) adopts nobody: the first one did
-     where not exists (select 1 from messages m where m.message_id = p.message_id)
+     where (select true from messages m where m.message_id = p.message_id limit 1) is null
      order by u.message_id, u.priority;
     if found then
       insert into import_labels (thread, label)
@@ -403,8 +408,8 @@ begin
      where not exists (select 1 from import_rows r where r.message_id = x.message_id)
        -- the same message stored for another list is linked; never a different one, and never a
        -- second message under a Message-ID this list already has
-       and not exists (select 1 from list_messages lm join messages o on o.id = lm.message_id
-                         where lm.list_id = p_list_id and o.message_id = x.message_id)
+       and (select true from messages o join list_messages lm on lm.message_id = o.id and lm.list_id = p_list_id
+             where o.message_id = x.message_id limit 1) is null
        and message_same_content(m.raw, x.raw, false)
      order by x.message_id, m.id)
     on conflict do nothing;

@@ -144,6 +144,15 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+/**
+ * The ingest listener's memory budget by default: one maximum-size message at a time, or several
+ * smaller ones summing to it (the bound the listener had when it took large messages one by one),
+ * and at least 32 MB so that a small SMTP_MAX_SIZE does not make large messages queue.
+ */
+export function defaultMemoryBytes(maxSize: number): number {
+  return Math.max(32 * 1024 * 1024, maxSize);
+}
+
 export function parseConfig(env: Record<string, string | undefined>): Config {
   // Empty strings mean "unset": shells and compose files often export VAR= .
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -162,7 +171,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     publicUrl: e.PUBLIC_URL.replace(/\/+$/, ''),
     smtp: {
       host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE,
-      memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : Math.max(64 * 1024 * 1024, 2 * e.SMTP_MAX_SIZE),
+      memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : defaultMemoryBytes(e.SMTP_MAX_SIZE),
       dataTimeoutMs: e.SMTP_DATA_TIMEOUT * 1000,
     },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },

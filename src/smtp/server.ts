@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type pg from 'pg';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
+import { defaultMemoryBytes } from '../config.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../inbound.ts';
@@ -14,7 +15,7 @@ export interface SmtpOptions {
   port: number;
   lmtp: boolean;
   maxSize: number;
-  /** bytes of message data held at once across sessions (see MemoryBudget); default 2 x maxSize, at least 64 MB */
+  /** bytes of message data held at once across sessions (see MemoryBudget); default defaultMemoryBytes(maxSize) */
   memoryBytes?: number;
   /** longest wait for that memory before a 451; default 30 s */
   memoryWaitMs?: number;
@@ -71,7 +72,7 @@ export class IngestServer {
 
   constructor(private pool: pg.Pool, private opts: SmtpOptions) {
     if (opts.databaseUrl) this.recipients = new RecipientCache(pool, opts.databaseUrl);
-    this.budget = new MemoryBudget(opts.memoryBytes ?? Math.max(64 * 1024 * 1024, 2 * opts.maxSize));
+    this.budget = new MemoryBudget(opts.memoryBytes ?? defaultMemoryBytes(opts.maxSize));
     this.server = new SMTPServer({
       lmtp: opts.lmtp,
       name: 'listkeeper',
