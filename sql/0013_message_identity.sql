@@ -103,6 +103,10 @@ alter table messages
   drop column hidden_by,
   drop column visibility_changed_at;
 
+-- Pages, search and thread trees ask "is this message shown in this list?" for every message they
+-- consider: with hidden_at in the primary key's index, the answer comes from the index alone.
+alter table list_messages drop constraint list_messages_pkey,
+  add constraint list_messages_pkey primary key (list_id, message_id) include (hidden_at);
 create index list_messages_hidden on list_messages (list_id) where hidden_at is not null;
 create index list_messages_visibility_changed on list_messages (list_id, visibility_changed_at)
   where visibility_changed_at is not null;
@@ -273,6 +277,7 @@ language plpgsql set jit = off as $$
 declare
   v_created integer;
   v_added integer;
+  v_linked integer;
   v_from bigint[];
   v_to bigint[];
 begin
@@ -400,20 +405,28 @@ begin
 
   insert into list_messages (list_id, message_id, date)
     select p_list_id, r.id, u.date from import_rows r join unnest(p_dates) with ordinality u(date, ord) on u.ord = r.ord
-    union all
-    (select distinct on (x.message_id) p_list_id, m.id, m.date
-      from (select distinct on (u.message_id) u.* from unnest(p_message_ids, p_raws) with ordinality u(message_id, raw, ord)
-             order by u.message_id, u.ord) x
-      join messages m on m.message_id = x.message_id
-     where not exists (select 1 from import_rows r where r.message_id = x.message_id)
-       -- the same message stored for another list is linked; never a different one, and never a
-       -- second message under a Message-ID this list already has
-       and (select true from messages o join list_messages lm on lm.message_id = o.id and lm.list_id = p_list_id
-             where o.message_id = x.message_id limit 1) is null
-       and message_same_content(m.raw, x.raw, false)
-     order by x.message_id, m.id)
     on conflict do nothing;
   get diagnostics v_added = row_count;
+
+  -- Message-IDs of the batch that were not stored: the same message stored for another list is
+  -- linked; never a different one, and never a second message under a Message-ID this list has.
+  -- The batch's own new rows are set aside first, so that a fresh import checks nothing here.
+  insert into list_messages (list_id, message_id, date)
+    select distinct on (x.message_id) p_list_id, m.id, m.date
+      from (select distinct on (u.message_id) u.*
+              from unnest(p_message_ids, p_raws) with ordinality u(message_id, raw, ord)
+             where not exists (select 1 from import_rows r where r.message_id = u.message_id)
+             order by u.message_id, u.ord) x
+      join messages m on m.message_id = x.message_id
+     where (select true from messages o
+             where o.message_id = x.message_id
+               and (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = o.id limit 1)
+             limit 1) is null
+       and message_same_content(m.raw, x.raw, false)
+     order by x.message_id, m.id
+    on conflict do nothing;
+  get diagnostics v_linked = row_count;
+  v_added := v_added + v_linked;
 
   return query select v_created, v_added;
 end $$;
