@@ -16,6 +16,7 @@ import pg from 'pg';
  */
 export async function terminateBackends(adminUrl: string, pid: number): Promise<number> {
   const client = new pg.Client({ connectionString: adminUrl });
+  client.on('error', () => undefined); // the server may be going down under us (a restart)
   await client.connect();
   try {
     const { rows } = await client.query<{ ended: boolean }>(
