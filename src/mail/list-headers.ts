@@ -1,5 +1,5 @@
 import { roleAddress, splitAddress } from './address.ts';
-import { messageIdPath } from './message-id.ts';
+import { absoluteUrl, listUrl, messageUrl, subscribeUrl, unsubscribeUrl } from './urls.ts';
 
 /**
  * The list headers every copy carries (DESIGN §6; RFC 2369, 2919, 5064, 8058). They are added at
@@ -29,15 +29,14 @@ export const LIST_FIELDS = new Set([
 
 /** The lines shared by every copy of one message on one list. */
 export function listHeaderLines(list: ListIdentity, messageId: string | null): string[] {
-  const base = `${list.publicUrl}/lists/${encodeURIComponent(list.path).replace(/%40/g, '@')}`;
   const lines = [
     `List-Id: ${listId(list.address)}`,
     `List-Post: <mailto:${list.address}>`,
     `List-Help: <mailto:${roleAddress(list.address, 'request')}?subject=help>`,
-    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${base}/subscribe>`,
-    `List-Archive: <${base}/>`,
+    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${absoluteUrl(list.publicUrl, subscribeUrl(list.path))}>`,
+    `List-Archive: <${absoluteUrl(list.publicUrl, listUrl(list.path))}>`,
   ];
-  if (messageId) lines.push(`Archived-At: <${list.publicUrl}/message-id/${messageIdPath(messageId)}>`);
+  if (messageId) lines.push(`Archived-At: <${absoluteUrl(list.publicUrl, messageUrl(messageId))}>`);
   lines.push('Precedence: list');
   return lines;
 }
@@ -47,7 +46,7 @@ export function memberHeaderLines(list: ListIdentity, token: string | null): str
   const mailto = `<mailto:${roleAddress(list.address, 'unsubscribe')}>`;
   if (!token) return [`List-Unsubscribe: ${mailto}`];
   return [
-    `List-Unsubscribe: ${mailto}, <${list.publicUrl}/u/${token}>`,
+    `List-Unsubscribe: ${mailto}, <${absoluteUrl(list.publicUrl, unsubscribeUrl(token))}>`,
     'List-Unsubscribe-Post: List-Unsubscribe=One-Click',
   ];
 }

@@ -13,7 +13,8 @@ import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
 import { notModified, sendBody, setCacheHeaders } from './http.ts';
-import { authorName, listHref, messageHref, shownSubject } from './present.ts';
+import { absoluteUrl, feedUrl, listUrl, messageUrl } from '../../mail/urls.ts';
+import { authorName, shownSubject } from './present.ts';
 
 /**
  * Downloads: a month (/lists/LIST/YYYY-MM.mbox) or a thread (/lists/LIST/thread/ID.mbox) as
@@ -63,19 +64,19 @@ export async function feed(ctx: WebContext, req: Request, res: Response, next: N
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
   const latest = await latestMessages(db, list.id, FEED_ENTRIES);
-  const base = `${ctx.cfg.publicUrl}${listHref(list.key)}`;
+  const base = absoluteUrl(ctx.cfg.publicUrl, listUrl(list.key));
   // The list's Last-Modified, not the newest entry's: hiding a message changes the feed too.
   const updated = list.last_modified ?? list.created_at;
   const xml = atomFeed({
     id: base,
     title: list.name,
     subtitle: list.description || list.address,
-    selfUrl: `${base}feed.atom`,
+    selfUrl: absoluteUrl(ctx.cfg.publicUrl, feedUrl(list.key)),
     htmlUrl: base,
     updated,
     entries: latest.map((e) => ({
-      id: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
-      url: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
+      id: absoluteUrl(ctx.cfg.publicUrl, messageUrl(e.message_id)),
+      url: absoluteUrl(ctx.cfg.publicUrl, messageUrl(e.message_id)),
       title: shownSubject(e.subject, obfuscate),
       author: authorName(e.from_name, e.from_email, obfuscate),
       updated: e.date,
