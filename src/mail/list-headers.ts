@@ -9,8 +9,8 @@ import { absoluteUrl, listUrl, messageUrl, subscribeUrl, unsubscribeUrl } from '
 export interface ListIdentity {
   /** the list's address, e.g. dev@lists.example.org */
   address: string;
-  /** how the list appears in web paths: its local part when unique, else its address */
-  path: string;
+  /** the list's URL key (db/list-key.ts) */
+  key: string;
   /** PUBLIC_URL, without a trailing slash */
   publicUrl: string;
 }
@@ -33,8 +33,8 @@ export function listHeaderLines(list: ListIdentity, messageId: string | null): s
     `List-Id: ${listId(list.address)}`,
     `List-Post: <mailto:${list.address}>`,
     `List-Help: <mailto:${roleAddress(list.address, 'request')}?subject=help>`,
-    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${absoluteUrl(list.publicUrl, subscribeUrl(list.path))}>`,
-    `List-Archive: <${absoluteUrl(list.publicUrl, listUrl(list.path))}>`,
+    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${absoluteUrl(list.publicUrl, subscribeUrl(list.key))}>`,
+    `List-Archive: <${absoluteUrl(list.publicUrl, listUrl(list.key))}>`,
   ];
   if (messageId) lines.push(`Archived-At: <${absoluteUrl(list.publicUrl, messageUrl(messageId))}>`);
   lines.push('Precedence: list');
