@@ -5,7 +5,7 @@ import { listKey } from './db/list-key.ts';
 import { withTransaction } from './db/pool.ts';
 import { log } from './log.ts';
 import { mimeDigest, plainDigest, type DigestInfo, type DigestMessage } from './mail/digest.ts';
-import { verpAddress } from './mail/list-headers.ts';
+import { verpAddress } from './mail/address.ts';
 
 /**
  * Digests: when a list's waiting posts reach its size threshold, or the oldest has waited a day

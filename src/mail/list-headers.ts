@@ -50,11 +50,3 @@ export function memberHeaderLines(list: ListIdentity, token: string | null): str
     'List-Unsubscribe-Post: List-Unsubscribe=One-Click',
   ];
 }
-
-/** The VERP envelope sender that identifies a member: dev-bounces+TOKEN@lists.example.org. */
-export function verpAddress(listAddress: string, token: string): string {
-  return roleAddress(listAddress, 'bounces', token);
-}
-
-/** The token of a notice's envelope sender: bounces of notices are recorded but never scored. */
-export const NOTICE_BOUNCE_TOKEN = 'notice';
