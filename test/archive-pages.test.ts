@@ -117,6 +117,16 @@ describe('browsing the archive', () => {
     expect((await page('/lists/dev/2026-13/')).status).toBe(404);
   });
 
+  it('answers under /lists/LIST/ only the shapes it declares: any other part is 404, and the subscribe form there still answers', async () => {
+    for (const path of ['/lists/dev/thread', '/lists/dev/thread/12a', '/lists/dev/thread/12a.mbox', '/lists/dev/thread/1234567890123456', '/lists/dev/2026-11.mbox.mbox',
+      '/lists/dev/feed.atom.mbox', '/lists/dev/2026-1/', '/lists/dev/nonsense', '/lists/dev/.mbox']) {
+      expect((await page(path)).status, path).toBe(404);
+    }
+    expect((await page('/lists/dev/subscribe')).status).toBe(200);
+    expect((await page('/lists/dev/feed.atom')).status).toBe(200);
+    expect((await page('/lists/dev/2026-11')).status).toBe(200);
+  });
+
   it('shows a thread as an indented tree, each message linked to its permalink, long quotes folded', async () => {
     const month = (await page('/lists/dev/2026-11/')).text;
     const threadId = /href="\/lists\/dev\/thread\/(\d+)">Release plan/.exec(month)![1];

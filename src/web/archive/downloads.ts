@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { NextFunction, Request, Response } from 'express';
+import type { Request, Response } from 'express';
 import { exportMbox } from '../../archive-export.ts';
 import { latestMessages } from '../../db/archive-messages.ts';
 import { mboxVersion, type MboxScope } from '../../db/archive-mbox.ts';
@@ -7,12 +7,11 @@ import type { ReaderList } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { atomFeed } from '../../mail/atom.ts';
-import { monthRange } from '../../mail/months.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
-import { notModified, sendBody, setCacheHeaders } from './http.ts';
+import { notModified, routeMonth, sendBody, setCacheHeaders } from './http.ts';
 import { absoluteUrl, feedUrl, listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, shownSubject } from './present.ts';
 
@@ -42,23 +41,19 @@ async function sendMbox(ctx: WebContext, req: Request, res: Response, list: Read
   }
 }
 
-export async function monthMbox(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const m = /^(\d{4}-\d{2})\.mbox$/.exec(String(req.params.part));
-  const range = m ? monthRange(m[1]) : null;
-  if (!range) return next();
+export async function monthMbox(ctx: WebContext, req: Request, res: Response) {
+  const range = routeMonth(res);
   const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
   await sendMbox(ctx, req, res, list, { listId: list.id, after: range.start, before: range.end }, `${list.local_part}-${range.month}.mbox`);
 }
 
-export async function threadMbox(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const m = /^(\d{1,15})\.mbox$/.exec(String(req.params.id));
-  if (!m) return next();
+export async function threadMbox(ctx: WebContext, req: Request, res: Response) {
+  const thread = String(req.params.thread);
   const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
-  await sendMbox(ctx, req, res, list, { listId: list.id, threadId: Number(m[1]) }, `${list.local_part}-thread-${m[1]}.mbox`);
+  await sendMbox(ctx, req, res, list, { listId: list.id, threadId: Number(thread) }, `${list.local_part}-thread-${thread}.mbox`);
 }
 
-export async function feed(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  if (req.params.part !== 'feed.atom') return next();
+export async function feed(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
   const db = ctx.db.readPool;

@@ -1,12 +1,11 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { Request, Response } from 'express';
 import { adjacentMonths, archiveIndex, listMonths, monthThreads, movedThread, recentThreads, threadTree, type ThreadSummary } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
-import { monthRange } from '../../mail/months.ts';
 import { renderText } from '../../mail/render-body.ts';
 import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
-import { pageParam, pager, sendPage } from './http.ts';
+import { pageParam, pager, routeMonth, sendPage } from './http.ts';
 import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
 import { authorName, participants, shownSubject } from './present.ts';
 
@@ -61,9 +60,8 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   }, { restricted: list.archive !== 'public', lastModified, form: true });
 }
 
-export async function monthPage(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const range = monthRange(String(req.params.part));
-  if (!range) return next();
+export async function monthPage(ctx: WebContext, req: Request, res: Response) {
+  const range = routeMonth(res);
   const viewer = viewerOf(req);
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
@@ -91,14 +89,12 @@ export async function monthPage(ctx: WebContext, req: Request, res: Response, ne
   }, { restricted: list.archive !== 'public', lastModified });
 }
 
-export async function threadPage(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const id = String(req.params.id);
-  if (!/^\d{1,15}$/.test(id)) return next();
+export async function threadPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
-  const threadId = Number(id);
+  const threadId = Number(req.params.thread);
   const page = pageParam(req);
   const entries = await threadTree(db, list.id, threadId, THREAD_MESSAGES_PER_PAGE, (page - 1) * THREAD_MESSAGES_PER_PAGE);
   const { key, last_modified: lastModified } = list;
