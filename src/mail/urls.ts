@@ -81,6 +81,16 @@ export function confirmUrl(token: string): string {
   return `/confirm/${token}`;
 }
 
+/** `/login/link/TOKEN[?next=PATH]`: a one-time login link, mailed or printed by `listkeeper admin`. */
+export function loginLinkUrl(token: string, next?: string | null): string {
+  return `/login/link/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
+}
+
+/** `/login/reset/TOKEN[?next=PATH]`: a mailed link to choose a new password. */
+export function passwordResetUrl(token: string, next?: string | null): string {
+  return `/login/reset/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
+}
+
 /** A path of this module as a full URL; `publicUrl` is PUBLIC_URL without its trailing slash. */
 export function absoluteUrl(publicUrl: string, path: string): string {
   return `${publicUrl}${path}`;
