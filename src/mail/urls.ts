@@ -81,6 +81,11 @@ export function confirmUrl(token: string): string {
   return `/confirm/${token}`;
 }
 
+/** `/login[?next=PATH]`: the login page, back to PATH once logged in. */
+export function loginUrl(next?: string | null): string {
+  return `/login${next ? `?next=${encodeURIComponent(next)}` : ''}`;
+}
+
 /** `/login/link/TOKEN[?next=PATH]`: a one-time login link, mailed or printed by `listkeeper admin`. */
 export function loginLinkUrl(token: string, next?: string | null): string {
   return `/login/link/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
@@ -89,6 +94,14 @@ export function loginLinkUrl(token: string, next?: string | null): string {
 /** `/login/reset/TOKEN[?next=PATH]`: a mailed link to choose a new password. */
 export function passwordResetUrl(token: string, next?: string | null): string {
   return `/login/reset/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
+}
+
+/**
+ * `/admin/lists/ADDRESS[/PAGE]`: a list's pages in the panel (web/admin/routes.ts lists them);
+ * without PAGE the base that templates extend (`listBase`), with '' its overview.
+ */
+export function adminListUrl(address: string, page?: string): string {
+  return `/admin/lists/${encodeURIComponent(address).replace(/%40/g, '@')}${page === undefined ? '' : `/${page}`}`;
 }
 
 /** A path of this module as a full URL; `publicUrl` is PUBLIC_URL without its trailing slash. */
