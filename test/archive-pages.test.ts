@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ListRow } from '../src/db/lists.ts';
 import { hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { readMbox } from '../src/mail/mbox.ts';
+import * as urls from '../src/mail/urls.ts';
 import { canReadArchive } from '../src/web/archive/access.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -125,6 +126,17 @@ describe('browsing the archive', () => {
     expect((await page('/lists/dev/subscribe')).status).toBe(200);
     expect((await page('/lists/dev/feed.atom')).status).toBe(200);
     expect((await page('/lists/dev/2026-11')).status).toBe(200);
+  });
+
+  it('answers every URL shape that mail/urls.ts builds, and builds the links the pages show', async () => {
+    const month = (await page(urls.monthUrl('dev', '2026-11'))).text;
+    const threadId = /href="\/lists\/dev\/thread\/(\d+)">Release plan/.exec(month)![1];
+    expect(month).toContain(`href="${urls.threadUrl('dev', threadId)}"`);
+    for (const url of [urls.listUrl('dev'), urls.listUrl('announce@lists.example.org'), urls.monthMboxUrl('dev', '2026-11'), urls.feedUrl('dev'),
+      urls.threadUrl('dev', threadId), urls.threadMboxUrl('dev', threadId), urls.messageUrl(WEIRD), urls.messageUrl('plan-1@example.org', 'dev'),
+      urls.rawMessageUrl(WEIRD), urls.attachmentUrl('attachments@example.net', 3, 'dot.png'), urls.attachmentUrl('attachments@example.net', 3), urls.subscribeUrl('dev')]) {
+      expect((await get(url)).status, url).toBe(200);
+    }
   });
 
   it('shows a thread as an indented tree, each message linked to its permalink, long quotes folded', async () => {
