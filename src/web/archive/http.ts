@@ -105,6 +105,11 @@ export function routeMonth(res: Response): MonthRange {
   return res.locals.month as MonthRange;
 }
 
+/** The Message-ID of a route's :msgid, without brackets, checked and read by its param handler (routes.ts). */
+export function routeMessageId(res: Response): string {
+  return res.locals.messageId as string;
+}
+
 export function declareQuery(params: readonly string[]) {
   return (_req: Request, res: Response, next: () => void) => {
     res.locals.queryParams = params;

@@ -4,7 +4,6 @@ import { archivedMessage, messagePage as messagePageData, type ArchivedMessage, 
 import { NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
-import { normalizeMessageId } from '../../mail/message-id.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { ParsedMessage } from '../../mail/parse.ts';
 import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
@@ -13,7 +12,7 @@ import { attachmentUrl, listUrl, messageUrl, rawMessageUrl, threadMboxUrl, threa
 import type { WebContext } from '../app.ts';
 import { viewerOf } from '../viewer.ts';
 import { readerOf } from './access.ts';
-import { sendBody, sendPage, setCacheHeaders } from './http.ts';
+import { routeMessageId, sendBody, sendPage, setCacheHeaders } from './http.ts';
 import { authorFull, authorName, messageLink, shownSubject } from './present.ts';
 import { messageAtFault } from './parsed-messages.ts';
 import { resolvePermalink, type Resolution } from './permalink.ts';
@@ -69,8 +68,7 @@ function uniqueLists(copies: MessageCopy[]): MessageCopy[] {
 export async function messagePage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
-  const id = normalizeMessageId(String(req.params.id));
-  if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  const id = routeMessageId(res);
   const data = await messagePageData(ctx.db.readPool, id, readerOf(viewer), preferredList(req));
   const r = resolvePermalink(data.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') return sendHidden(ctx, req, res, id, r);
@@ -200,8 +198,7 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
  */
 async function permalinkTarget(ctx: WebContext, req: Request, res: Response, target: (key: string) => string, withRaw = true): Promise<{ m: ArchivedMessage; lists: MessageCopy[] } | null> {
   const viewer = viewerOf(req);
-  const id = normalizeMessageId(String(req.params.id));
-  if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  const id = routeMessageId(res);
   const found = await archivedMessage(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
   const r = resolvePermalink(found.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') {
@@ -217,8 +214,7 @@ async function permalinkTarget(ctx: WebContext, req: Request, res: Response, tar
 }
 
 export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
-  const id = normalizeMessageId(String(req.params.id)) ?? '';
-  const f = await permalinkTarget(ctx, req, res, (key) => rawMessageUrl(id, key));
+  const f = await permalinkTarget(ctx, req, res, (key) => rawMessageUrl(routeMessageId(res), key));
   if (!f) return;
   setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists) });
   // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
@@ -230,8 +226,7 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
 }
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
-  const id = normalizeMessageId(String(req.params.id)) ?? '';
-  const f = await permalinkTarget(ctx, req, res, (key) => attachmentUrl(id, String(req.params.n), req.params.name ? String(req.params.name) : null, key), false);
+  const f = await permalinkTarget(ctx, req, res, (key) => attachmentUrl(routeMessageId(res), String(req.params.n), req.params.name ? String(req.params.name) : null, key), false);
   if (!f) return;
   const n = Number(req.params.n);
   const parsed = await ctx.parsedMessages.content(ctx.db.readPool, f.m);

@@ -1,4 +1,6 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
+import { NotFound } from '../../errors.ts';
+import { normalizeMessageId } from '../../mail/message-id.ts';
 import { monthRange } from '../../mail/months.ts';
 import type { WebContext } from '../app.ts';
 import { feed, monthMbox, threadMbox } from './downloads.ts';
@@ -26,7 +28,8 @@ import { searchPage } from './search-page.ts';
  * LIST is a list's local part when unique, else its address; MSGID a Message-ID without
  * brackets, percent-encoded where needed (with brackets works too); YYYY-MM a month (months.ts);
  * ID a thread number. :month and :thread are checked before any handler runs: a path whose part
- * is not one is not this route, and ends as 404 unless a later one takes it (/lists/LIST/subscribe).
+ * is not one is not this route, and ends as 404 unless a later one takes it (/lists/LIST/subscribe);
+ * a :msgid that is no Message-ID is 404 at once. Handlers read them with routeMonth, routeMessageId.
  */
 export function archiveRouter(ctx: WebContext): Router {
   const r = Router();
@@ -42,6 +45,12 @@ export function archiveRouter(ctx: WebContext): Router {
     res.locals.month = range;
     next();
   });
+  r.param('msgid', (_req: Request, res: Response, next: NextFunction, value: string) => {
+    const id = normalizeMessageId(value);
+    if (!id) return next(new NotFound('There is no archived message with this Message-ID.', 'no_such_message'));
+    res.locals.messageId = id;
+    next();
+  });
   r.param('thread', (_req: Request, _res: Response, next: NextFunction, value: string) => next(/^\d{1,15}$/.test(value) ? undefined : 'route'));
 
   r.get('/', reads('page'), h(indexPage));
@@ -52,8 +61,8 @@ export function archiveRouter(ctx: WebContext): Router {
   r.get('/lists/:list/:month', reads('page'), h(monthPage));
   r.get('/lists/:list/thread/:thread.mbox', reads(), h(threadMbox));
   r.get('/lists/:list/thread/:thread', reads('page'), h(threadPage));
-  r.get('/message-id/raw/:id', reads(), h(rawMessage));
-  r.get('/message-id/attachment/:id/:n{/:name}', reads(), h(attachment));
-  r.get('/message-id/:id', reads('list', 'view', 'images'), h(messagePage));
+  r.get('/message-id/raw/:msgid', reads(), h(rawMessage));
+  r.get('/message-id/attachment/:msgid/:n{/:name}', reads(), h(attachment));
+  r.get('/message-id/:msgid', reads('list', 'view', 'images'), h(messagePage));
   return r;
 }
