@@ -180,7 +180,7 @@ describe('moderating', () => {
 describe('command line', () => {
   const env = () => ({ DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' });
 
-  it('lists held messages as JSON with the fields of DESIGN §4', async () => {
+  it('lists held messages as JSON with the documented fields: id, message_id, from, subject, reason, received_at', async () => {
     const res = await cli(['held', 'mod', '--json'], env());
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);

@@ -210,7 +210,7 @@ function options(over: Partial<CopyOptions> = {}): CopyOptions {
 }
 
 describe('list copies', () => {
-  it('adds the DESIGN §6 headers on top and leaves the original bytes untouched', () => {
+  it('adds the list headers (RFC 2369, 2919, 8058, Archived-At) on top and leaves the original bytes untouched', () => {
     const copy = memberCopy(prepareCopy(RAW, options()), 'tok123');
     const text = copy.toString();
     expect(text.endsWith(RAW.toString())).toBe(true);
