@@ -7,7 +7,7 @@ import { attachment, messagePage, rawMessage } from './message-pages.ts';
 import { searchPage } from './search-page.ts';
 
 /**
- * The readers' archive (DESIGN §7). LIST is a list's local part when unique, else its address;
+ * The readers' archive, whose URLs are stable (docs/urls.md). LIST is a list's local part when unique, else its address;
  * MSGID a Message-ID without brackets, percent-encoded where needed (with brackets works too).
  */
 export function archiveRouter(ctx: WebContext): Router {
