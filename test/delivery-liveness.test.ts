@@ -13,7 +13,7 @@ import { startWeb } from './helpers/web.ts';
 import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
 
 /**
- * Worker liveness that PostgreSQL knows at once (issue 10, items 5 and 13): each worker holds a
+ * Worker liveness that PostgreSQL knows at once: each worker holds a
  * session advisory lock for its life; rows of a worker whose lock is gone are sent again at once,
  * not after its lease; the lock survives the loss of its connection; `queue` and the dashboard
  * show dead workers as stale.

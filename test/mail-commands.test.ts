@@ -5,7 +5,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
 /**
- * Issue 10, item 13: mail commands over the rate limit are recorded, not silently dropped; and a
+ * Mail commands over the rate limit are recorded, not silently dropped; and a
  * subscription by mail is confirmed by the address even on a list whose policy is "open", because
  * anyone can put anyone's address in From. Over SMTP; what would be mailed is read from the outbox.
  */

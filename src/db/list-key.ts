@@ -1,7 +1,7 @@
 import type { Queryable } from './pool.ts';
 
 /**
- * A list's URL key, the LIST of /lists/LIST/ (DESIGN §7; mail/urls.ts builds the links): its
+ * A list's URL key, the LIST of /lists/LIST/ (docs/urls.md; mail/urls.ts builds the links): its
  * local part when no other list shares it, else its full address. This is the one definition:
  * queries select `${LIST_KEY} as key` for a list row `l`, and listKey() asks it for one list.
  */

@@ -1,13 +1,13 @@
 import { messageIdPath } from './message-id.ts';
 
 /**
- * Every link listkeeper puts in pages and mail (DESIGN §7), one function per URL shape: the web
- * routes (web/archive/routes.ts, web/subscription-routes.ts, web/subscribe-form.ts) answer these
- * shapes, and nothing else builds them. Each returns a path from the site's root; mail and feeds,
+ * Every link listkeeper puts in pages and mail (docs/urls.md), one function per URL shape: the web
+ * routes (web/archive/routes.ts, web/subscription-routes.ts, web/subscribe-form.ts, web/auth/,
+ * web/admin/) answer these shapes, and nothing else builds them. Each returns a path from the site's root; mail and feeds,
  * which need a full URL, put PUBLIC_URL in front with absoluteUrl(). Templates get the same
  * functions as the `urls` global (web/views.ts).
  *
- * KEY is a list's URL key (its local part when unique, else its address: db/lists.ts listKeySql);
+ * KEY is a list's URL key (its local part when unique, else its address: LIST_KEY in db/list-key.ts);
  * MSGID a Message-ID without its brackets (message-id.ts messageIdPath).
  */
 

@@ -10,8 +10,8 @@ import { attachment, messagePage, rawMessage } from './message-pages.ts';
 import { searchPage } from './search-page.ts';
 
 /**
- * The readers' archive (DESIGN §7): one route per URL shape (mail/urls.ts builds the links),
- * each with the query parameters its page reads.
+ * The readers' archive, whose URLs are stable (docs/urls.md): one route per URL shape (mail/urls.ts
+ * builds the links), each with the query parameters its page reads.
  *
  *   /                                        indexPage    ?page
  *   /search                                  searchPage   ?q ?list ?from ?after ?before ?page
