@@ -64,7 +64,7 @@ export function notModified(req: Request, res: Response): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
   const etag = res.get('ETag');
   const inm = req.get('if-none-match');
-  let fresh = false;
+  let fresh: boolean;
   if (inm) {
     const strip = (t: string) => t.trim().replace(/^W\//, '');
     fresh = etag !== undefined && (inm.trim() === '*' || inm.split(',').some((t) => strip(t) === strip(etag)));
