@@ -1,5 +1,5 @@
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
-import { bounded, messageDate, type ParsedMessage } from './parse.ts';
+import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
 
 /**
  * The common case of list mail, parsed without the MIME machinery: one text/plain part in UTF-8 or
