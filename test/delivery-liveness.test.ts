@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
-import { addMember } from '../src/db/members.ts';
 import { queueStats } from '../src/db/outbox.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { loggedIn } from './helpers/browser.ts';
