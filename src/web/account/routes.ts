@@ -7,7 +7,7 @@ import { findMemberById, subscriptionsOf } from '../../db/member-admin.ts';
 import { reenableMember, removeMember, setDigestFormat, setMemberMode, type DeliveryMode } from '../../db/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { currentSessionHash, flash } from '../session.ts';

@@ -5,7 +5,7 @@ import { memberBounces } from '../../db/bounces.ts';
 import { memberAudit, memberBatch, memberCounts, removeMembers, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
 import { NotFound } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

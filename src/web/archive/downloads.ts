@@ -8,10 +8,11 @@ import { NotFound } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { atomFeed } from '../../mail/atom.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
-import { notModified, routeMonth, sendBody, setCacheHeaders } from './http.ts';
+import { notModified } from './conditional.ts';
+import { routeMonth, sendBody, setCacheHeaders } from './http.ts';
 import { absoluteUrl, feedUrl, listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, shownSubject } from './present.ts';
 

@@ -2,7 +2,7 @@ import type { Request, Response } from 'express';
 import { adjacentMonths, archiveIndex, listMonths, monthThreads, movedThread, recentThreads, threadTree, type ThreadSummary } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
 import { renderText } from '../../mail/render-body.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, routeMonth, sendPage } from './http.ts';

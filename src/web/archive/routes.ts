@@ -2,7 +2,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import { NotFound } from '../../errors.ts';
 import { normalizeMessageId } from '../../mail/message-id.ts';
 import { monthRange } from '../../mail/months.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { feed, monthMbox, threadMbox } from './downloads.ts';
 import { declareQuery } from './http.ts';
 import { indexPage, listPage, monthPage, threadPage } from './list-pages.ts';

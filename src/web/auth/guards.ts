@@ -3,7 +3,7 @@ import { roleOnList, type ListRole } from '../../db/list-admin.ts';
 import { findList, type ListRow } from '../../db/lists.ts';
 import { Forbidden } from '../../errors.ts';
 import { adminListUrl, loginUrl } from '../../mail/urls.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 
 /**
  * Server-side access checks. Every admin route passes through one of these; pages only hide the

@@ -8,7 +8,7 @@ import { allowHit, clearHits, currentHits } from '../../db/rate-limits.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { absoluteUrl, loginLinkUrl, passwordResetUrl } from '../../mail/urls.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { endSession, flash, startSession } from '../session.ts';
