@@ -124,6 +124,10 @@ describe('browsing the archive', () => {
     expect((await page('/lists/dev/subscribe')).status).toBe(200);
     expect((await page('/lists/dev/feed.atom')).status).toBe(200);
     expect((await page('/lists/dev/2026-11')).status).toBe(200);
+    // Percent-escaped unreserved characters name the same URL (RFC 3986 §6.2.2.2).
+    for (const path of ['/lists/dev/feed%2Eatom', '/lists/dev/fe%65d.atom', '/lists/dev/2026-11%2Embox', '/lists/dev/2026%2D11/']) {
+      expect((await page(path)).status, path).toBe(200);
+    }
   });
 
   it('answers every URL shape that mail/urls.ts builds, and builds the links the pages show', async () => {

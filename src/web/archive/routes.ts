@@ -53,6 +53,7 @@ export function archiveRouter(ctx: WebContext): Router {
   });
   r.param('thread', (_req: Request, _res: Response, next: NextFunction, value: string) => next(/^\d{1,15}$/.test(value) ? undefined : 'route'));
 
+  r.use(unreservedInLastPart);
   r.get('/', reads('page'), h(indexPage));
   r.get('/search', reads('q', 'list', 'from', 'after', 'before', 'page'), h(searchPage));
   r.get('/lists/:list', reads(), h(listPage));
@@ -65,4 +66,17 @@ export function archiveRouter(ctx: WebContext): Router {
   r.get('/message-id/attachment/:msgid/:n{/:name}', reads(), h(attachment));
   r.get('/message-id/:msgid', reads('list', 'view', 'images'), h(messagePage));
   return r;
+}
+
+// The last part of /lists/LIST/PART and /lists/LIST/thread/PART, where percent-escapes of
+// unreserved characters are decoded before routing. RFC 3986 §6.2.2.2 makes `feed%2Eatom` the
+// same URL as `feed.atom`, and before these shapes were routes of their own it was served so
+// (the part was a parameter, decoded before it was compared): literal text in a route is not.
+const LAST_PART = /^(\/lists\/[^/?]+\/(?:thread\/)?)([^/?]*%[^/?]*)(.*)$/s;
+const UNRESERVED_ESCAPE = /%(2[dDeE]|3[0-9]|4[1-9a-fA-F]|5[0-9aA]|5[fF]|6[1-9a-fA-F]|7[0-9aA]|7[eE])/g;
+
+function unreservedInLastPart(req: Request, _res: Response, next: NextFunction) {
+  const m = LAST_PART.exec(req.url);
+  if (m) req.url = `${m[1]}${m[2].replace(UNRESERVED_ESCAPE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))}${m[3]}`;
+  next();
 }
