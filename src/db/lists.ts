@@ -1,5 +1,6 @@
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
+import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
 export type PostPolicy = 'open' | 'members' | 'moderated';
@@ -193,10 +194,10 @@ export async function listModerators(db: Queryable, listId: number): Promise<str
   return rows.map((r) => r.email);
 }
 
-/** Lists by id, each with whether its local part is unique (web paths use it then). */
-export async function listsByIds(db: Queryable, ids: number[]): Promise<(ListRow & { unique_local: boolean })[]> {
-  const { rows } = await db.query<ListRow & { unique_local: boolean }>(
-    `select l.*, (select count(*) from lists o where o.local_part = l.local_part) = 1 as unique_local
+/** Lists by id, each with its URL key (list-key.ts). */
+export async function listsByIds(db: Queryable, ids: number[]): Promise<(ListRow & { key: string })[]> {
+  const { rows } = await db.query<ListRow & { key: string }>(
+    `select l.*, ${LIST_KEY} as key
        from lists l where l.id = any($1::bigint[])`,
     [ids],
   );
