@@ -9,7 +9,7 @@ import { createList } from '../src/db/lists.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { createPool, withTransaction } from '../src/db/pool.ts';
 import { parse } from '../src/mail/parse.ts';
-import { acceptPost } from '../src/posting.ts';
+import { acceptPost } from '../src/core/accept-post.ts';
 import { log } from '../src/log.ts';
 import { benchDatabase } from './bench-db.ts';
 

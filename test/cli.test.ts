@@ -3,7 +3,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { cli } from './helpers/cli.ts';
 import pg from 'pg';
 import { findList } from '../src/db/lists.ts';
-import { confirm, hashToken, requestSubscription } from '../src/subscriptions.ts';
+import { confirm, hashToken, requestSubscription } from '../src/core/subscriptions.ts';
 
 let db: TestDatabase;
 let env: Record<string, string>;

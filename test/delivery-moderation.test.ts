@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
-import { addSenderRule, getHeld, listHeld, moderate } from '../src/held.ts';
+import { addSenderRule, getHeld, listHeld, moderate } from '../src/core/hold.ts';
 import { parse } from '../src/mail/parse.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';

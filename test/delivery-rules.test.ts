@@ -9,7 +9,7 @@ import { policyOf } from '../src/mail/dmarc.ts';
 import { headerFields, splitMessage } from '../src/mail/header-block.ts';
 import { memberCopy, prepareCopy, type CopyOptions } from '../src/mail/list-copy.ts';
 import { parse } from '../src/mail/parse.ts';
-import { decide, type PostFacts } from '../src/moderation.ts';
+import { decide, type PostFacts } from '../src/core/moderation-rules.ts';
 
 const now = new Date('2026-11-02T10:00:00Z');
 

@@ -3,7 +3,7 @@ import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { parse, type ParsedMessage } from '../src/mail/parse.ts';
-import { decideSubscription, pendingApprovals, requestSubscription } from '../src/subscriptions.ts';
+import { decideSubscription, pendingApprovals, requestSubscription } from '../src/core/subscriptions.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';

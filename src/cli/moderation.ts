@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { findList } from '../db/lists.ts';
-import { listHeld, moderate, type ModerationAction } from '../held.ts';
+import { listHeld, moderate, type ModerationAction } from '../core/hold.ts';
 import { printJson, printTable, runCommand } from './context.ts';
 
 const ACTIONS: ModerationAction[] = ['approve', 'reject', 'discard'];

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { recordDeliveryFailure } from '../bounces.ts';
+import { recordDeliveryFailure } from '../core/bounces.ts';
 import { markFailed, markRetry, markSent, type ClaimedRow, type RowError } from '../db/outbox.ts';
 import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';

@@ -6,7 +6,7 @@ import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
 import { defaultMemoryBytes } from '../config.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
-import { receive } from '../inbound.ts';
+import { receive } from '../core/inbound.ts';
 import { log } from '../log.ts';
 import { smtpMessages } from '../metrics.ts';
 

@@ -11,7 +11,7 @@ import { render } from './render.ts';
 import { field } from './admin/form.ts';
 import type pg from 'pg';
 import type { ListRow } from '../db/lists.ts';
-import { requestSubscription } from '../subscriptions.ts';
+import { requestSubscription } from '../core/subscriptions.ts';
 import { readerOf } from './archive/access.ts';
 import { viewerOf } from './viewer.ts';
 

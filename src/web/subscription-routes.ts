@@ -4,7 +4,7 @@ import { getListById } from '../db/lists.ts';
 import { findMemberByToken, reenableMember, unsubscribeByToken } from '../db/members.ts';
 import { requestByToken } from '../db/subscription-requests.ts';
 import { log } from '../log.ts';
-import { confirm, hashToken } from '../subscriptions.ts';
+import { confirm, hashToken } from '../core/subscriptions.ts';
 import type { WebContext } from './app.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';

@@ -5,7 +5,7 @@ import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
-import { decideSubscription, pendingApprovals } from '../../subscriptions.ts';
+import { decideSubscription, pendingApprovals } from '../../core/subscriptions.ts';
 import { field, fields, oneOf, positiveInt } from './form.ts';
 
 /** Subscription requests held for approval (lists with subscribe policy "approve"). */

@@ -13,7 +13,7 @@ import { render } from '../render.ts';
 import { endSession, flash, startSession } from '../session.ts';
 import { field, query } from '../admin/form.ts';
 import { safeNext } from './guards.ts';
-import { sendNotice } from '../../notices.ts';
+import { sendNotice } from '../../core/notices.ts';
 import { afterResponse } from '../after-response.ts';
 
 /**

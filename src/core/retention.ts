@@ -1,13 +1,13 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
-import { config, type Config } from './config.ts';
-import { pruneBounces } from './db/bounces.ts';
-import { expireHeld, pruneDecidedHeld, type ExpiredHeld } from './db/held.ts';
-import { pruneIngestErrors, recordIngestError, type IngestError } from './db/ingest-errors.ts';
-import { getListById } from './db/lists.ts';
-import { withTransaction, type Queryable } from './db/pool.ts';
-import { allowHit } from './db/rate-limits.ts';
-import type { Logger } from './log.ts';
+import { config, type Config } from '../config.ts';
+import { pruneBounces } from '../db/bounces.ts';
+import { expireHeld, pruneDecidedHeld, type ExpiredHeld } from '../db/held.ts';
+import { pruneIngestErrors, recordIngestError, type IngestError } from '../db/ingest-errors.ts';
+import { getListById } from '../db/lists.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { allowHit } from '../db/rate-limits.ts';
+import type { Logger } from '../log.ts';
 import { noticeToOwners } from './notices.ts';
 
 /**

@@ -1,15 +1,15 @@
 import type pg from 'pg';
-import { isFaultOfInput } from './db/pg-errors.ts';
+import { isFaultOfInput } from '../db/pg-errors.ts';
 import { handleBounceMail } from './bounces.ts';
-import type { ListRow, ResolvedRecipient } from './db/lists.ts';
-import { allowHit } from './db/rate-limits.ts';
-import { AppError, RejectedMessage, TemporaryFailure } from './errors.ts';
-import type { Logger } from './log.ts';
-import { normalizeEmail, roleAddress } from './mail/address.ts';
-import { findCommand, isAutomatic } from './mail/commands.ts';
-import { parse, type ParsedMessage } from './mail/parse.ts';
+import type { ListRow, ResolvedRecipient } from '../db/lists.ts';
+import { allowHit } from '../db/rate-limits.ts';
+import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { normalizeEmail, roleAddress } from '../mail/address.ts';
+import { findCommand, isAutomatic } from '../mail/commands.ts';
+import { parse, type ParsedMessage } from '../mail/parse.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
-import { post } from './posting.ts';
+import { post } from './accept-post.ts';
 import { keepRejected } from './retention.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 

@@ -1,16 +1,16 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
-import { config } from './config.ts';
-import { Conflict, InvalidInput, NotFound } from './errors.ts';
-import { getListById, type ListRow } from './db/lists.ts';
-import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from './db/members.ts';
-import { withTransaction, type Queryable } from './db/pool.ts';
-import { allowHit } from './db/rate-limits.ts';
+import { config } from '../config.ts';
+import { Conflict, InvalidInput, NotFound } from '../errors.ts';
+import { getListById, type ListRow } from '../db/lists.ts';
+import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from '../db/members.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { allowHit } from '../db/rate-limits.ts';
 import {
   insertRequest, requestById, requestForConfirmation, requestsAwaitingApproval, setRequestState,
   type RequestAction, type SubscriptionRequestRow,
-} from './db/subscription-requests.ts';
-import { normalizeEmail, roleAddress } from './mail/address.ts';
+} from '../db/subscription-requests.ts';
+import { normalizeEmail, roleAddress } from '../mail/address.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 
 /**

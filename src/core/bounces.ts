@@ -1,15 +1,15 @@
 import type pg from 'pg';
-import { config } from './config.ts';
-import { insertBounce, raiseBounceScore } from './db/bounces.ts';
-import { getListById, type ListRow } from './db/lists.ts';
-import { disableMember, findMemberById, findMemberByToken, type MemberRow } from './db/members.ts';
-import { countBounceHourly } from './db/outbox.ts';
-import { withTransaction, type Queryable } from './db/pool.ts';
-import type { Logger } from './log.ts';
-import { roleAddress } from './mail/address.ts';
-import { readBounce, type BounceReport } from './mail/bounce.ts';
-import { BOUNCE_HALF_LIFE_DAYS, BOUNCE_WEIGHT, classifyText } from './mail/bounce-rules.ts';
-import type { ParsedMessage } from './mail/parse.ts';
+import { config } from '../config.ts';
+import { insertBounce, raiseBounceScore } from '../db/bounces.ts';
+import { getListById, type ListRow } from '../db/lists.ts';
+import { disableMember, findMemberById, findMemberByToken, type MemberRow } from '../db/members.ts';
+import { countBounceHourly } from '../db/outbox.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import type { Logger } from '../log.ts';
+import { roleAddress } from '../mail/address.ts';
+import { readBounce, type BounceReport } from '../mail/bounce.ts';
+import { BOUNCE_HALF_LIFE_DAYS, BOUNCE_WEIGHT, classifyText } from '../mail/bounce-rules.ts';
+import type { ParsedMessage } from '../mail/parse.ts';
 import { sendNotice } from './notices.ts';
 
 /**

@@ -1,13 +1,13 @@
-import { config } from './config.ts';
-import type { ListRow } from './db/lists.ts';
-import { listOwners } from './db/lists.ts';
-import { enqueueMail, insertOutboundMail, notifyOutbox } from './db/outbox.ts';
-import type { Queryable } from './db/pool.ts';
-import { InvalidInput } from './errors.ts';
-import { normalizeEmail, roleAddress } from './mail/address.ts';
-import { composeText } from './mail/compose.ts';
-import { displayName } from './mail/header-block.ts';
-import { NOTICE_BOUNCE_TOKEN } from './mail/list-headers.ts';
+import { config } from '../config.ts';
+import type { ListRow } from '../db/lists.ts';
+import { listOwners } from '../db/lists.ts';
+import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
+import type { Queryable } from '../db/pool.ts';
+import { InvalidInput } from '../errors.ts';
+import { normalizeEmail, roleAddress } from '../mail/address.ts';
+import { composeText } from '../mail/compose.ts';
+import { displayName } from '../mail/header-block.ts';
+import { NOTICE_BOUNCE_TOKEN } from '../mail/list-headers.ts';
 
 /**
  * Mail we send on our own account (confirmations, held-post and bounce notices, login links),

@@ -1,15 +1,15 @@
 import type pg from 'pg';
-import { insertHeld, claimHeldNotice, heldSameContent, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
-import type { ListRow } from './db/lists.ts';
-import { acceptIntoLists, listHasMessageId, type ArchiveResult } from './db/messages.ts';
-import { GroupCommit } from './db/batch.ts';
-import type { Queryable } from './db/pool.ts';
-import { senderFacts, type SenderFacts } from './db/sender-rules.ts';
-import { RejectedMessage } from './errors.ts';
-import { log as rootLog, type Logger } from './log.ts';
-import { listId } from './mail/list-headers.ts';
-import type { ParsedMessage } from './mail/parse.ts';
-import { decide, type Decision, type PostFacts } from './moderation.ts';
+import { insertHeld, claimHeldNotice, heldSameContent, takeUnnotifiedHeld, type HeldRow } from '../db/held.ts';
+import type { ListRow } from '../db/lists.ts';
+import { acceptIntoLists, listHasMessageId, type ArchiveResult } from '../db/messages.ts';
+import { GroupCommit } from '../db/batch.ts';
+import type { Queryable } from '../db/pool.ts';
+import { senderFacts, type SenderFacts } from '../db/sender-rules.ts';
+import { RejectedMessage } from '../errors.ts';
+import { log as rootLog, type Logger } from '../log.ts';
+import { listId } from '../mail/list-headers.ts';
+import type { ParsedMessage } from '../mail/parse.ts';
+import { decide, type Decision, type PostFacts } from './moderation-rules.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import { keepRejected } from './retention.ts';
 

@@ -1,13 +1,13 @@
 import type pg from 'pg';
-import { Conflict, InvalidInput, NotFound } from './errors.ts';
-import { decideHeld, heldById, pendingHeld, type HeldRow } from './db/held.ts';
-import { getListById } from './db/lists.ts';
-import { withTransaction, type Queryable } from './db/pool.ts';
-import { deleteSenderRule, senderRules, upsertSenderRule, type SenderRuleRow } from './db/sender-rules.ts';
-import { log } from './log.ts';
-import { normalizeEmail } from './mail/address.ts';
-import { parse } from './mail/parse.ts';
-import { release, tellSender } from './posting.ts';
+import { Conflict, InvalidInput, NotFound } from '../errors.ts';
+import { decideHeld, heldById, pendingHeld, type HeldRow } from '../db/held.ts';
+import { getListById } from '../db/lists.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { deleteSenderRule, senderRules, upsertSenderRule, type SenderRuleRow } from '../db/sender-rules.ts';
+import { log } from '../log.ts';
+import { normalizeEmail } from '../mail/address.ts';
+import { parse } from '../mail/parse.ts';
+import { release, tellSender } from './accept-post.ts';
 
 /**
  * The moderation queue: held posts and what moderators do with them (CLI `held`/`moderate`,
