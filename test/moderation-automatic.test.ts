@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
-import { addSenderRule } from '../src/core/hold.ts';
+import { addSenderRule } from '../src/core/sender-rules.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';

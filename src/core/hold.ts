@@ -1,17 +1,20 @@
 import type pg from 'pg';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
-import { decideHeld, heldById, pendingHeld, type HeldRow } from '../db/held.ts';
-import { getListById } from '../db/lists.ts';
+import { claimHeldNotice, decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, takeUnnotifiedHeld, type HeldRow } from '../db/held.ts';
+import { getListById, type ListRow } from '../db/lists.ts';
+import { listHasMessageId } from '../db/messages.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
-import { deleteSenderRule, senderRules, upsertSenderRule, type SenderRuleRow } from '../db/sender-rules.ts';
 import { log } from '../log.ts';
-import { normalizeEmail } from '../mail/address.ts';
 import { parse } from '../mail/parse.ts';
-import { release, tellSender } from './accept-post.ts';
+import { acceptPost, refuse, type Post, type PostOutcome } from './accept-post.ts';
+import type { Decision } from './moderation-rules.ts';
+import { noticeToOwners, sendNotice } from './notices.ts';
 
 /**
- * The moderation queue: held posts and what moderators do with them (CLI `held`/`moderate`,
- * the web panel). Approving goes through the same path as an accepted post, exactly once.
+ * Holding a post and deciding it: a post the rules did not accept is held for a moderator (and
+ * the owners told) or recorded as dropped; the moderation queue lists held posts; a moderator's
+ * decision (CLI `held`/`moderate`, the web panel) approves one through the same path as an
+ * accepted post (accept-post.ts), exactly once, or rejects (the sender is told) or discards it.
  */
 export interface HeldSummary {
   id: number;
@@ -60,7 +63,8 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
     const reason = opts.reason?.trim() || null;
     if (action === 'approve') {
       await decideHeld(tx, id, 'approved', opts.by, reason);
-      const outcome = await release(tx, list, held, message!);
+      // Byte for byte as held: an approval links only to an equal archived message.
+      const outcome = await acceptPost(tx, list, held.raw, message!, held.envelope_from, log.child({ messageId: message!.messageId, heldId: held.id }), { exact: true });
       if (outcome.kind === 'refused') {
         throw new Conflict(`held message ${id} cannot be approved: the archive of ${list.address} already has a different message with its Message-ID <${held.message_id}>; reject or discard it`, 'message_id_reused');
       }
@@ -75,25 +79,65 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
   });
 }
 
-/** Always accept (allow) or silently drop (ban) a sender's posts on a list; `email` may be '@domain'. */
-export async function addSenderRule(db: Queryable, listId: number, email: string, kind: 'allow' | 'ban', opts: { expiresAt?: Date | null; by: string }): Promise<SenderRuleRow> {
-  const key = senderKey(email);
-  if (kind !== 'allow' && kind !== 'ban') throw new InvalidInput('a sender rule is allow or ban');
-  return upsertSenderRule(db, listId, key, kind, opts.expiresAt ?? null, opts.by);
+/** Keeps a post the rules did not accept: held for a moderator, or recorded as dropped. */
+export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
+  // A Message-ID names one message per list: a redelivery is a duplicate, and another message
+  // is refused, so that what waits for a moderator is never confused with what the list has. A
+  // post the rules drop (a loop above all: our own copy, changed) is only recorded, never refused:
+  // a refusal would bounce back to whoever sent it, perhaps our own bounce address.
+  const archived = await listHasMessageId(tx, p.list.id, p.message.messageId, p.raw);
+  if (archived === 'same') return { kind: 'duplicate' };
+  if (archived === 'different' && decision.action === 'hold') return refuse(tx, p, 'the archive of the list');
+  const heldId = await insertHeld(tx, {
+    listId: p.list.id,
+    messageId: p.message.messageId,
+    raw: p.raw,
+    fromEmail: p.message.fromEmail || (p.envelopeFrom ?? '').toLowerCase(),
+    fromName: p.message.fromName,
+    subject: p.message.subject,
+    envelopeFrom: p.envelopeFrom,
+    reason: decision.reason,
+    rule: decision.rule,
+    state: decision.action === 'hold' ? 'held' : 'discarded',
+  });
+  if (heldId === null) {
+    // A post with this Message-ID already waits for a moderator: the same one sent again, or not.
+    return (await heldSameContent(tx, p.list.id, p.message.messageId, p.raw)) ? { kind: 'duplicate' } : refuse(tx, p, 'the moderation queue of the list');
+  }
+  p.log.info({ list: p.list.address, rule: decision.rule, action: decision.action, heldId }, decision.action === 'hold' ? 'post held' : 'post dropped by rule');
+  if (decision.action === 'hold') {
+    await notifyOwnersOfHeld(tx, p.list);
+    return { kind: 'held', heldId, decision };
+  }
+  if (decision.action === 'reject') await tellSender(tx, p.list, p.message.fromEmail || p.envelopeFrom, p.message, decision.reason);
+  return { kind: 'discarded', decision };
 }
 
-export async function removeSenderRule(db: Queryable, listId: number, email: string): Promise<boolean> {
-  return deleteSenderRule(db, listId, senderKey(email));
+/**
+ * Tells the owners about held posts, at most once per the list's notice interval: the first
+ * held post of a quiet list is announced at once; a flood is summed up in the next notice
+ * (sent by the delivery worker's maintenance when the interval has passed).
+ */
+export async function notifyOwnersOfHeld(tx: Queryable, list: ListRow): Promise<boolean> {
+  if (!(await claimHeldNotice(tx, list.id))) return false;
+  const held = await takeUnnotifiedHeld(tx, list.id);
+  if (held.length === 0) return false;
+  const lines = held.map((h) => `  #${h.id}  ${h.from_email}: ${h.subject || '(no subject)'}\n         ${h.reason}`);
+  await noticeToOwners(tx, list, `${held.length} post${held.length === 1 ? '' : 's'} held for moderation on ${list.address}`,
+    [`${held.length === 1 ? 'A post is' : `${held.length} posts are`} waiting for a moderator on ${list.address}:`, '', ...lines, '',
+      'Approve, reject or discard them in the list\'s moderation queue, or with', `  listkeeper moderate ID approve|reject|discard`].join('\n'));
+  return true;
 }
 
-export async function listSenderRules(db: Queryable, listId: number): Promise<SenderRuleRow[]> {
-  return senderRules(db, listId);
-}
-
-function senderKey(email: string): string {
-  const value = email.trim().toLowerCase();
-  if (value.startsWith('@') && normalizeEmail(`x${value}`)) return value;
-  const address = normalizeEmail(value);
-  if (!address) throw new InvalidInput(`"${email}" is not an e-mail address or @domain`, 'invalid_email');
-  return address;
+/** Tells a sender their post was rejected, with the reason. */
+export async function tellSender(tx: Queryable, list: ListRow, to: string | null, message: { subject: string; messageId: string }, reason: string): Promise<void> {
+  if (!to) return;
+  await sendNotice(tx, {
+    to,
+    list,
+    subject: `Your message to ${list.address} was rejected`,
+    inReplyTo: message.messageId,
+    autoSubmitted: 'auto-replied',
+    text: [`Your message "${message.subject || '(no subject)'}" to ${list.address} was not distributed to the list.`, '', `Reason: ${reason}`, ''].join('\n'),
+  });
 }

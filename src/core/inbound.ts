@@ -9,7 +9,7 @@ import { normalizeEmail, roleAddress } from '../mail/address.ts';
 import { findCommand, isAutomatic } from '../mail/commands.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
-import { post } from './accept-post.ts';
+import { post } from './post.ts';
 import { keepRejected } from './retention.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 

@@ -10,7 +10,7 @@ import { pruneExpiredRequests } from '../db/subscription-requests.ts';
 import { sendDueDigests } from '../core/digests.ts';
 import type { Logger } from '../log.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
-import { notifyOwnersOfHeld } from '../core/accept-post.ts';
+import { notifyOwnersOfHeld } from '../core/hold.ts';
 import { pruneKept } from '../core/retention.ts';
 
 /**

@@ -8,7 +8,8 @@ import { render } from '../render.ts';
 import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
-import { addSenderRule, getHeld, listHeld, listSenderRules, moderate, removeSenderRule, type ModerationAction } from '../../core/hold.ts';
+import { getHeld, listHeld, moderate, type ModerationAction } from '../../core/hold.ts';
+import { addSenderRule, listSenderRules, removeSenderRule } from '../../core/sender-rules.ts';
 import { field, fields, oneOf, positiveInt } from './form.ts';
 import { heldPreview } from './held-preview.ts';
 
