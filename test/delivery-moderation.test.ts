@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
@@ -119,8 +120,8 @@ describe('moderating', () => {
   it('delivers an approved post exactly once, through the same path as an accepted one', async () => {
     const [held] = (await listHeld(db.pool, mod.id)).filter((h) => h.message_id === 'held-1@example.org');
     const results = await Promise.allSettled([
-      moderate(db.pool, held.id, 'approve', { by: 'mod-a@example.org' }),
-      moderate(db.pool, held.id, 'approve', { by: 'mod-b@example.org' }),
+      moderate(db.pool, held.id, 'approve', { actor: 'mod-a@example.org' }),
+      moderate(db.pool, held.id, 'approve', { actor: 'mod-b@example.org' }),
     ]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const failure = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
@@ -137,7 +138,7 @@ describe('moderating', () => {
 
   it('never delivers or archives a discarded post', async () => {
     const held = (await listHeld(db.pool, mod.id)).find((h) => h.message_id === 'held-2@example.org')!;
-    await moderate(db.pool, held.id, 'discard', { by: 'mod-a@example.org' });
+    await moderate(db.pool, held.id, 'discard', { actor: 'mod-a@example.org' });
     await settle();
     expect(copiesOf('held-2@example.org')).toHaveLength(0);
     expect(await archived('held-2@example.org')).toBe(false);
@@ -146,7 +147,7 @@ describe('moderating', () => {
 
   it('tells the sender of a rejected post why', async () => {
     const held = (await listHeld(db.pool, mod.id)).find((h) => h.message_id === 'held-3@example.org')!;
-    await moderate(db.pool, held.id, 'reject', { by: 'mod-a@example.org', reason: 'Off topic for this list' });
+    await moderate(db.pool, held.id, 'reject', { actor: 'mod-a@example.org', reason: 'Off topic for this list' });
     await settle();
     const [notice] = relay.to('stranger@elsewhere.example');
     const parsed = await parse(notice.raw);
@@ -158,8 +159,8 @@ describe('moderating', () => {
   });
 
   it('accepts an allowlisted sender without moderation and drops a banned one', async () => {
-    await addSenderRule(db.pool, mod.id, 'friend@elsewhere.example', 'allow', { by: 'owner@example.org' });
-    await addSenderRule(db.pool, mod.id, '@spam.example', 'ban', { by: 'owner@example.org', expiresAt: new Date(Date.now() + 86_400_000) });
+    await addSenderRule(db.pool, mod, 'friend@elsewhere.example', 'allow', { actor: 'owner@example.org' });
+    await addSenderRule(db.pool, mod, '@spam.example', 'ban', { actor: 'owner@example.org', expiresAt: new Date(Date.now() + 86_400_000) });
     await postTo('mod', 'friend-1@example.org', { from: 'friend@elsewhere.example' });
     await postTo('mod', 'spam-1@example.org', { from: 'bot@spam.example' });
     await settle();
@@ -202,6 +203,21 @@ describe('command line', () => {
     expect(again.stderr).toMatch(/already approved/);
     await settle();
     expect(copiesOf(first.message_id)).toHaveLength(2);
+  });
+
+  it('records each decision made on the command line in the audit log, as the operating-system user', async () => {
+    const [next] = JSON.parse((await cli(['held', 'mod', '--json'], env())).stdout);
+    const r = await cli(['moderate', String(next.id), 'reject', '--reason', 'Off topic'], env());
+    expect(r.code).toBe(0);
+    const refused = await cli(['moderate', String(next.id), 'approve'], env());
+    expect(refused.code).not.toBe(0);
+    const { rows } = await db.pool.query(`select actor, action, list_address, target, detail from audit_log where target = $1`, [next.message_id]);
+    // The refused second decision left nothing behind.
+    expect(rows).toEqual([{
+      actor: `cli:${os.userInfo().username}`, action: 'held.reject', list_address: 'mod@lists.example.org', target: next.message_id,
+      detail: { id: next.id, from: next.from, subject: next.subject, reason: 'Off topic' },
+    }]);
+    expect((await db.pool.query(`select state, decided_by from held_messages where id = $1`, [next.id])).rows).toEqual([{ state: 'rejected', decided_by: `cli:${os.userInfo().username}` }]);
   });
 
   it('rejects an unknown action and an unknown id with a clear message', async () => {

@@ -87,7 +87,7 @@ describe('automatic mail posted to an open list', () => {
   });
 
   it('holds it even from an allowlisted sender', async () => {
-    await addSenderRule(db.pool, open.id, 'robot@elsewhere.example', 'allow', { by: OWNER });
+    await addSenderRule(db.pool, open, 'robot@elsewhere.example', 'allow', { actor: OWNER });
     await postTo('open', 'allowed-robot@x.example', { from: 'robot@elsewhere.example', headers: { 'Auto-Submitted': 'auto-replied' } });
     expect(await heldRow('allowed-robot@x.example')).toEqual([expect.objectContaining({ state: 'held', rule: 'automatic' })]);
   });

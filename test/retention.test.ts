@@ -137,7 +137,7 @@ describe('old records are pruned by the workers\' hourly chores', () => {
       expect(res.ok, res.response).toBe(true);
     }
     const decided = (await listHeld(db.pool, mod.id)).find((h) => h.message_id === 'decided-long-ago@x.example')!;
-    await moderate(db.pool, decided.id, 'discard', { by: 'owner@example.org' });
+    await moderate(db.pool, decided.id, 'discard', { actor: 'owner@example.org' });
     await db.pool.query(`update held_messages set received_at = ${ago(40)}, decided_at = ${ago(35)} where message_id = 'decided-long-ago@x.example'`);
     await db.pool.query(`update held_messages set received_at = ${ago(15)} where message_id = 'forgotten@x.example'`);
     // Bounce records: an out-of-office reply today, and one that is 61 days old.

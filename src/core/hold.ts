@@ -1,10 +1,13 @@
 import type pg from 'pg';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { claimHeldNotice, decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, takeUnnotifiedHeld, type HeldRow } from '../db/held.ts';
+import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
 import { listHasMessageId } from '../db/messages.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
+import { upsertSenderRule } from '../db/sender-rules.ts';
 import { log } from '../log.ts';
+import { normalizeEmail } from '../mail/address.ts';
 import { parse } from '../mail/parse.ts';
 import { acceptPost, refuse, type Post, type PostOutcome } from './accept-post.ts';
 import type { Decision } from './moderation-rules.ts';
@@ -47,10 +50,26 @@ export async function getHeld(db: Queryable, id: number): Promise<HeldMessage | 
 
 export type ModerationAction = 'approve' | 'reject' | 'discard';
 
-export async function moderate(pool: pg.Pool, id: number, action: ModerationAction, opts: { reason?: string; by: string }): Promise<void> {
+export interface ModerationOptions {
+  /** who decides, for decided_by and the audit log: the panel's account, or `cli:USER` */
+  actor: string;
+  /** why (mailed to the sender on reject) */
+  reason?: string;
+  /** act only on a post held for this list (the panel: ids come from the browser) */
+  listId?: number;
+  /** also always accept (allow) or drop (ban) the post's sender on the list, in the same transaction */
+  senderRule?: 'allow' | 'ban';
+}
+
+/**
+ * A moderator's decision on one held post, in one transaction with its audit entry: approve
+ * (accepted through the same path as any post, exactly once, byte for byte as held), reject
+ * (the sender is told why) or discard. A second decision on the same post is a Conflict.
+ */
+export async function moderate(pool: pg.Pool, id: number, action: ModerationAction, opts: ModerationOptions): Promise<void> {
   if (!['approve', 'reject', 'discard'].includes(action)) throw new InvalidInput(`action must be approve, reject or discard (got "${action}")`);
   const peek = await heldById(pool, id);
-  if (!peek) throw new NotFound(`no held message ${id}`, 'no_such_held');
+  if (!peek || (opts.listId !== undefined && peek.list_id !== opts.listId)) throw new NotFound(`no held message ${id}`, 'no_such_held');
   // Parse before taking locks; the raw bytes of a held row never change.
   const message = action === 'approve' ? await parse(peek.raw, peek.received_at) : null;
   await withTransaction(pool, async (tx) => {
@@ -61,21 +80,27 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
     }
     const list = await getListById(tx, held.list_id);
     const reason = opts.reason?.trim() || null;
+    const sender = normalizeEmail(held.from_email || held.envelope_from || '');
+    if (opts.senderRule && sender) await upsertSenderRule(tx, list.id, sender, opts.senderRule, null, opts.actor);
     if (action === 'approve') {
-      await decideHeld(tx, id, 'approved', opts.by, reason);
+      await decideHeld(tx, id, 'approved', opts.actor, reason);
       // Byte for byte as held: an approval links only to an equal archived message.
       const outcome = await acceptPost(tx, list, held.raw, message!, held.envelope_from, log.child({ messageId: message!.messageId, heldId: held.id }), { exact: true });
       if (outcome.kind === 'refused') {
         throw new Conflict(`held message ${id} cannot be approved: the archive of ${list.address} already has a different message with its Message-ID <${held.message_id}>; reject or discard it`, 'message_id_reused');
       }
     } else if (action === 'reject') {
-      await decideHeld(tx, id, 'rejected', opts.by, reason);
+      await decideHeld(tx, id, 'rejected', opts.actor, reason);
       await tellSender(tx, list, held.from_email || held.envelope_from, { subject: held.subject, messageId: held.message_id },
         reason ?? 'a moderator declined it.');
     } else {
-      await decideHeld(tx, id, 'discarded', opts.by, reason);
+      await decideHeld(tx, id, 'discarded', opts.actor, reason);
     }
-    log.info({ heldId: id, list: list.address, action, by: opts.by }, 'held message moderated');
+    await recordAudit(tx, {
+      actor: opts.actor, action: `held.${action}${opts.senderRule ? `-${opts.senderRule}` : ''}`, list, target: held.message_id,
+      detail: { id, from: held.from_email, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
+    });
+    log.info({ heldId: id, list: list.address, action, by: opts.actor }, 'held message moderated');
   });
 }
 
