@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { cli } from './helpers/cli.ts';
@@ -31,6 +32,14 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
       address: 'dev@lists.example.org', name: 'Developers', description: 'Talk about development',
       post_policy: 'open', subscribe_policy: 'confirm', archive: 'members', members: 0, messages: 0, owners: ['boss@example.org'],
     });
+    // Audited as the panel's "New list" is, with the operating-system user as the actor.
+    const pool = new pg.Pool({ connectionString: db.url });
+    try {
+      const { rows } = await pool.query(`select actor, action, list_address, target, detail from audit_log where action = 'list.create'`);
+      expect(rows).toEqual([{ actor: `cli:${os.userInfo().username}`, action: 'list.create', list_address: 'dev@lists.example.org', target: 'dev@lists.example.org', detail: { owners: ['boss@example.org'] } }]);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('shows the list of MAIL_DOMAIN for an address without @, even when another domain has one of that name', async () => {
