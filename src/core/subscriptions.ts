@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type pg from 'pg';
 import { config } from '../config.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
+import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
 import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from '../db/members.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
@@ -48,6 +49,17 @@ export async function requestSubscription(pool: pg.Pool, list: ListRow, email: s
   }
   await startRequest(pool, list, address, 'subscribe', opts);
   return 'pending';
+}
+
+/**
+ * A subscription asked for on the web (this form, or an owner's "send a confirmation request"):
+ * always double opt-in. A list whose policy is "open" takes members without an owner's approval,
+ * but an address typed into a web form is still confirmed by its owner first; otherwise the form
+ * would subscribe strangers' addresses at will.
+ */
+export async function requestWebSubscription(pool: pg.Pool, list: ListRow, email: string, opts: { name?: string; mode: DeliveryMode; publicUrl: string }): Promise<void> {
+  const policy = list.subscribe_policy === 'open' ? 'confirm' : list.subscribe_policy;
+  await requestSubscription(pool, { ...list, subscribe_policy: policy }, email, { ...opts, via: 'web' });
 }
 
 export async function requestUnsubscription(pool: pg.Pool, list: ListRow, email: string, opts: RequestOptions): Promise<RequestOutcome> {
@@ -127,7 +139,8 @@ export async function pendingApprovals(db: Queryable, listId: number): Promise<S
 }
 
 /** An owner's decision on a confirmed subscription request. */
-export async function decideSubscription(pool: pg.Pool, requestId: number, decision: 'approve' | 'reject', by: string, opts: { publicUrl?: string } = {}): Promise<void> {
+/** An owner's or moderator's decision on a request awaiting approval, audited in its transaction; `actor` is their account. */
+export async function decideSubscription(pool: pg.Pool, requestId: number, decision: 'approve' | 'reject', actor: string, opts: { publicUrl?: string } = {}): Promise<void> {
   await withTransaction(pool, async (tx) => {
     const req = await requestById(tx, requestId, { forUpdate: true });
     if (!req) throw new NotFound(`no subscription request ${requestId}`, 'no_such_request');
@@ -135,11 +148,12 @@ export async function decideSubscription(pool: pg.Pool, requestId: number, decis
     const list = await getListById(tx, req.list_id);
     if (decision === 'approve') {
       await subscribeNow(tx, list, req, opts.publicUrl);
-      await setRequestState(tx, req.id, 'done', by);
+      await setRequestState(tx, req.id, 'done', actor);
     } else {
-      await setRequestState(tx, req.id, 'rejected', by);
+      await setRequestState(tx, req.id, 'rejected', actor);
       await sendNotice(tx, { to: req.email, list, subject: `Your request to join ${list.address}`, text: `Your request to join ${list.address} was declined by the list owner.\n` });
     }
+    await recordAudit(tx, { actor, action: `subscription.${decision}`, list, target: req.email, detail: { request: req.id, mode: req.mode } });
   });
 }
 

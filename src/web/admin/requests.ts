@@ -1,5 +1,4 @@
 import { Router } from 'express';
-import { recordAudit } from '../../db/audit.ts';
 import type { WebContext } from '../app.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -27,7 +26,6 @@ export function requestsRouter(ctx: WebContext): Router {
     const pending = (await pendingApprovals(db, list.id)).filter((p) => ids.has(p.id));
     for (const p of pending) {
       await decideSubscription(db, p.id, decision, actor(req), { publicUrl: ctx.cfg.publicUrl });
-      await recordAudit(db, { actor: actor(req), action: `subscription.${decision}`, list, target: p.email, detail: { request: p.id, mode: p.mode } });
     }
     flash(ctx, res, pending.length === 0 ? 'Tick at least one request first.' : `${pending.length} request${pending.length === 1 ? '' : 's'} ${decision === 'approve' ? 'approved' : 'rejected'}.`, pending.length === 0 ? 'error' : 'flash');
     res.redirect(303, `/admin/lists/${list.address}/requests`);
