@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { Decision } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
+import type { CoreSettings } from './settings.ts';
 
 /**
  * Accepting a post: archived, threaded, one outbox copy per member who takes it, or refused when
@@ -18,6 +19,8 @@ export interface Post {
   message: ParsedMessage;
   envelopeFrom: string | null;
   log: Logger;
+  /** what is kept of a refused post (RETENTION_*) */
+  settings: Pick<CoreSettings, 'retention'>;
 }
 
 export type PostOutcome =
@@ -34,9 +37,9 @@ export type PostOutcome =
  * duplicate (a retry, a loop) when it is the same message, and refused when it is another one.
  * `exact`: link only to a byte-for-byte equal archived message (an approval sends what was held).
  */
-export async function acceptPost(tx: Queryable, list: ListRow, raw: Buffer, message: ParsedMessage, envelopeFrom: string | null, log: Logger, opts: { exact?: boolean } = {}): Promise<PostOutcome> {
-  const [archived] = await acceptIntoLists(tx, [{ list, raw, message, exact: opts.exact }]);
-  return afterAccept(tx, { list, raw, message, envelopeFrom, log }, archived);
+export async function acceptPost(tx: Queryable, p: Post, opts: { exact?: boolean } = {}): Promise<PostOutcome> {
+  const [archived] = await acceptIntoLists(tx, [{ ...p, exact: opts.exact }]);
+  return afterAccept(tx, p, archived);
 }
 
 /** What became of an accepted post, once accept_post has run: archived, a duplicate, or refused. */
@@ -62,7 +65,7 @@ export async function refuse(tx: Queryable, p: Post, where: string): Promise<Pos
     messageId: p.message.messageId,
     reason,
     raw: p.raw,
-  });
+  }, p.settings.retention);
   p.log.warn({ messageId: p.message.messageId, list: p.list.address }, 'reused Message-ID with different content refused and kept aside');
   return { kind: 'refused', error: new RejectedMessage(`5.7.0 ${reason}; the message was kept for the list owner`, 'message_id_reused', 554) };
 }

@@ -12,6 +12,7 @@ import { parse } from '../mail/parse.ts';
 import { acceptPost, refuse, type Post, type PostOutcome } from './accept-post.ts';
 import type { Decision } from './moderation-rules.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
+import type { CoreSettings } from './settings.ts';
 
 /**
  * Holding a post and deciding it: a post the rules did not accept is held for a moderator (and
@@ -59,6 +60,8 @@ export interface ModerationOptions {
   listId?: number;
   /** also always accept (allow) or drop (ban) the post's sender on the list, in the same transaction */
   senderRule?: 'allow' | 'ban';
+  /** what is kept of an approval refused for a reused Message-ID (RETENTION_*) */
+  settings: Pick<CoreSettings, 'retention'>;
 }
 
 /**
@@ -85,7 +88,8 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
     if (action === 'approve') {
       await decideHeld(tx, id, 'approved', opts.actor, reason);
       // Byte for byte as held: an approval links only to an equal archived message.
-      const outcome = await acceptPost(tx, list, held.raw, message!, held.envelope_from, log.child({ messageId: message!.messageId, heldId: held.id }), { exact: true });
+      const post = { list, raw: held.raw, message: message!, envelopeFrom: held.envelope_from, log: log.child({ messageId: message!.messageId, heldId: held.id }), settings: opts.settings };
+      const outcome = await acceptPost(tx, post, { exact: true });
       if (outcome.kind === 'refused') {
         throw new Conflict(`held message ${id} cannot be approved: the archive of ${list.address} already has a different message with its Message-ID <${held.message_id}>; reject or discard it`, 'message_id_reused');
       }

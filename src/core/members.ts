@@ -3,6 +3,7 @@ import { recordAudit } from '../db/audit.ts';
 import type { ListRow } from '../db/lists.ts';
 import { addMember, reenableMember, removeMember, setMemberMode, type AddOutcome, type DeliveryMode } from '../db/members.ts';
 import { withTransaction } from '../db/pool.ts';
+import type { CoreSettings } from './settings.ts';
 import { requestWebSubscription } from './subscriptions.ts';
 
 /**
@@ -35,9 +36,9 @@ export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEn
  * address agrees. Each request is its own transaction (with its rate limit); the audit entry
  * follows them.
  */
-export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; publicUrl: string }): Promise<void> {
+export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'> }): Promise<void> {
   if (entries.length === 0) return;
-  for (const e of entries) await requestWebSubscription(pool, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? opts.mode, publicUrl: opts.publicUrl });
+  for (const e of entries) await requestWebSubscription(pool, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? opts.mode, settings: opts.settings });
   await recordAudit(pool, { actor: opts.actor, action: 'member.invite', list, ...entriesDetail(entries, opts.mode) });
 }
 

@@ -1,4 +1,4 @@
-import { config } from '../config.ts';
+import type { CoreSettings } from './settings.ts';
 import type { ListRow } from '../db/lists.ts';
 import { listOwners } from '../db/lists.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
@@ -15,12 +15,17 @@ import { NOTICE_BOUNCE_TOKEN } from '../mail/list-headers.ts';
  * in the caller's transaction when `db` is one, so a notice exists only if the change it
  * announces was committed.
  */
-export interface Notice {
+export type Notice = NoticeContent & (
+  /** the list the notice is about: it then comes from LIST-request@ and bounces to the list */
+  | { list: ListRow; site?: undefined }
+  /** a site notice that belongs to no list (login links): from NOTICE_FROM, on MAIL_DOMAIN */
+  | { list?: undefined; site: Pick<CoreSettings, 'noticeFrom' | 'mailDomain'> }
+);
+
+interface NoticeContent {
   to: string;
   subject: string;
   text: string;
-  /** the list the notice is about: it then comes from LIST-request@ and bounces to the list */
-  list?: ListRow;
   from?: string;
   replyTo?: string;
   inReplyTo?: string | null;
@@ -31,10 +36,9 @@ export interface Notice {
 
 /** Queues one mail; returns its outbox row id. */
 export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
-  const cfg = config();
   const to = normalizeEmail(n.to);
   if (!to) throw new InvalidInput(`cannot send a notice to "${n.to}": not an e-mail address`, 'invalid_email');
-  const from = n.from ?? (n.list ? listSender(n.list) : cfg.noticeFrom);
+  const from = n.from ?? (n.list ? listSender(n.list) : n.site.noticeFrom);
   const raw = composeText({
     from,
     to,
@@ -44,10 +48,10 @@ export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
     headers: n.headers,
     inReplyTo: n.inReplyTo,
     autoSubmitted: n.autoSubmitted,
-    domain: n.list?.domain ?? cfg.mailDomain,
+    domain: n.list ? n.list.domain : n.site.mailDomain,
   });
   const mailId = await insertOutboundMail(db, raw);
-  const envelopeFrom = n.list ? roleAddress(n.list.address, 'bounces', NOTICE_BOUNCE_TOKEN) : cfg.noticeFrom;
+  const envelopeFrom = n.list ? roleAddress(n.list.address, 'bounces', NOTICE_BOUNCE_TOKEN) : n.site.noticeFrom;
   const [id] = await enqueueMail(db, 'notice', n.list?.id ?? null, mailId, [{ email: to, envelopeFrom }]);
   await notifyOutbox(db);
   return id;

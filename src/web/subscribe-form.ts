@@ -58,7 +58,7 @@ export function subscribeRouter(ctx: WebContext): Router {
     const underLimit = await allowHit(db, `subscribe:email:${email}`, LIMITS.perEmail, LIMITS.windowSeconds);
     if (!robot && underLimit) {
       try {
-        await requestWebSubscription(db, list, email, { name, mode, publicUrl: ctx.cfg.publicUrl });
+        await requestWebSubscription(db, list, email, { name, mode, settings: ctx.cfg });
       } catch (err) {
         // Still the same answer: an error here must not reveal anything about the address.
         log.error({ err, list: list.address }, 'web subscription request failed');

@@ -66,7 +66,7 @@ export function subscriptionRouter(ctx: WebContext): Router {
 
   r.post('/confirm/:token', requireCsrf, async (req, res) => {
     try {
-      const result = await confirm(db, String(req.params.token), { publicUrl: ctx.cfg.publicUrl });
+      const result = await confirm(db, String(req.params.token), ctx.cfg);
       const message = result.action === 'unsubscribe'
         ? `${result.email} is unsubscribed from ${result.list.address}.`
         : result.state === 'approval'

@@ -63,7 +63,7 @@ export function heldRouter(ctx: WebContext): Router {
       const senderRule = action === 'approve-allow' ? 'allow' : action === 'discard-ban' ? 'ban' : undefined;
       try {
         // Each id is checked against this list: a moderator acts only on their own lists' queue.
-        await moderate(db, id, base, { actor: actor(req), reason: reason || undefined, listId: list.id, senderRule });
+        await moderate(db, id, base, { actor: actor(req), reason: reason || undefined, listId: list.id, senderRule, settings: ctx.cfg });
       } catch (err) {
         if (!(err instanceof InvalidInput || err instanceof NotFound || (err as { status?: number }).status === 409)) throw err;
         skipped.push(`#${id}`);

@@ -81,7 +81,7 @@ export function membersRouter(ctx: WebContext): Router {
     const outcomes: Record<string, string[]> = { added: [], reactivated: [], updated: [], unchanged: [], invited: [] };
     if (invite) {
       // A confirmation request like the web form's: the address must agree before it is added.
-      await inviteMembers(db, list, entries, { actor: actor(req), mode, publicUrl: ctx.cfg.publicUrl });
+      await inviteMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg });
       outcomes.invited.push(...entries.map((e) => e.email));
     } else {
       for (const { email, outcome } of await addMembers(db, list, entries, { actor: actor(req), mode })) outcomes[outcome].push(email);

@@ -25,7 +25,7 @@ export function requestsRouter(ctx: WebContext): Router {
     // Only requests of this list: the ids come from the browser.
     const pending = (await pendingApprovals(db, list.id)).filter((p) => ids.has(p.id));
     for (const p of pending) {
-      await decideSubscription(db, p.id, decision, actor(req), { publicUrl: ctx.cfg.publicUrl });
+      await decideSubscription(db, p.id, decision, actor(req), ctx.cfg);
     }
     flash(ctx, res, pending.length === 0 ? 'Tick at least one request first.' : `${pending.length} request${pending.length === 1 ? '' : 's'} ${decision === 'approve' ? 'approved' : 'rejected'}.`, pending.length === 0 ? 'error' : 'flash');
     res.redirect(303, `/admin/lists/${list.address}/requests`);

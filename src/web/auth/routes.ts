@@ -103,6 +103,7 @@ export function authRouter(ctx: WebContext): Router {
     const suffix = next ? `?next=${encodeURIComponent(next)}` : '';
     const link = `${ctx.cfg.publicUrl}/login/${purpose === 'login' ? 'link' : 'reset'}/${token}${suffix}`;
     await sendNotice(db, {
+      site: ctx.cfg,
       to: email,
       subject: purpose === 'login' ? 'Your login link' : 'Choose a new password',
       text: purpose === 'login'
