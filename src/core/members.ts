@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
-import type { ListRow } from '../db/lists.ts';
-import { addMember, reenableMember, removeMember, setMemberMode, type AddOutcome, type DeliveryMode } from '../db/members.ts';
+import { getListById, type ListRow } from '../db/lists.ts';
+import { addMember, findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome, type DeliveryMode, type DigestFormat } from '../db/members.ts';
 import { withTransaction } from '../db/pool.ts';
+import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
 import { requestWebSubscription } from './subscriptions.ts';
 
@@ -70,5 +71,34 @@ export async function changeMembers(pool: pg.Pool, list: ListRow, emails: string
       detail: { addresses: emails.slice(0, 100), count: emails.length, changed: changed.filter(Boolean).length, ...(typeof change === 'object' ? { mode: change.mode } : {}) },
     });
     return changed;
+  });
+}
+
+export type OwnChange = { mode: DeliveryMode; digestFormat?: DigestFormat | null } | 'unsubscribe' | 'reenable';
+
+/**
+ * A member changing their own subscription from their account page: the delivery mode (and digest
+ * format), leaving, or turning delivery back on after bounces. Only `email`'s own subscription;
+ * audited as self.* in the change's transaction. The list, for the answer.
+ */
+export async function changeOwnSubscription(pool: pg.Pool, memberId: number, email: string, change: OwnChange): Promise<ListRow> {
+  return withTransaction(pool, async (tx) => {
+    const member = await findMemberById(tx, memberId);
+    if (!member) throw new NotFound('No such subscription.');
+    if (member.email !== email) throw new Forbidden('That subscription is not yours.');
+    const list = await getListById(tx, member.list_id);
+    if (change === 'unsubscribe') {
+      await removeMember(tx, list.id, member.email);
+      await recordAudit(tx, { actor: email, action: 'self.unsubscribe', list, target: member.email });
+    } else if (change === 'reenable') {
+      if (member.status !== 'disabled') throw new InvalidInput('This subscription is not disabled.');
+      await reenableMember(tx, list.id, member.email);
+      await recordAudit(tx, { actor: email, action: 'self.reenable', list, target: member.email });
+    } else {
+      await setMemberMode(tx, list.id, member.email, change.mode);
+      if (change.digestFormat) await setDigestFormat(tx, list.id, member.email, change.digestFormat);
+      await recordAudit(tx, { actor: email, action: 'self.mode', list, target: member.email, detail: { mode: change.mode, ...(change.digestFormat ? { digest_format: change.digestFormat } : {}) } });
+    }
+    return list;
   });
 }
