@@ -5,7 +5,7 @@ import { log, redactUrl } from './log.ts';
 
 /**
  * The only reader of process.env. One schema, parsed once; a bad value stops start-up with one
- * line naming the variable (DESIGN §3).
+ * line naming the variable. Every variable is described in docs/configuration.md.
  */
 const port = z.coerce.number().int().min(0).max(65535);
 const url = (protocols: string[]) =>
@@ -29,7 +29,7 @@ function readablePem(file: string): boolean {
   }
 }
 
-/** Postfix's smtp_tls_security_level may / encrypt / verify, for the relay (README, Configuration). */
+/** Postfix's smtp_tls_security_level may / encrypt / verify, for the relay (docs/configuration.md, RELAY_TLS). */
 export type RelayTls = 'opportunistic' | 'require' | 'verify';
 
 const schema = z.object({
@@ -55,7 +55,7 @@ const schema = z.object({
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: positiveInt.default(20),
-  // Delivery (docs/delivery.md)
+  // Delivery (docs/delivery.md; each variable in docs/configuration.md)
   DELIVERY_BATCH_SIZE: positiveInt.default(500),
   DELIVERY_CONNECTIONS: positiveInt.default(16),
   DELIVERY_DOMAIN_CONNECTIONS: positiveInt.default(3),
@@ -97,7 +97,7 @@ export interface Config {
   relayUrl?: string;
   /**
    * How the relay connection is secured. Credentials in RELAY_URL imply verify whatever RELAY_TLS
-   * says (DESIGN §3): a password only ever goes over TLS whose certificate was checked.
+   * says: a password only ever goes over TLS whose certificate was checked.
    */
   relayTls: RelayTls;
   /** PEM file of CA certificates trusted for the relay besides the system ones (RELAY_TLS_CA) */
@@ -211,7 +211,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
 
 /**
  * A value as an error message may show it: passwords in URLs as *** (valid URL or not), and
- * nothing at all of a variable named like a secret (DESIGN §3: never prints a secret).
+ * nothing at all of a variable named like a secret (configuration errors never print a secret).
  */
 function printable(name: string, value: string): string {
   if (/PASSWORD|SECRET|TOKEN|_KEY$/.test(name)) return '***';

@@ -8,7 +8,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
 /**
- * Issue 10, item 12a: only delivery reports cost a member. Out-of-office replies that mention a
+ * Only delivery reports cost a member. Out-of-office replies that mention a
  * phone number or a date like 5.1.26 were read as hard bounces, and three of them disabled the
  * member. Real samples in test/fixtures/bounces/, sent over SMTP to the member's VERP address.
  */

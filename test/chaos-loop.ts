@@ -12,7 +12,7 @@ import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-pro
 export { formatReport, type CrashLoopReport } from './chaos-report.ts';
 
 /**
- * The crash loop (issue 10): the real `listkeeper serve --smtp --worker` takes concurrent posts
+ * The crash loop: the real `listkeeper serve --smtp --worker` takes concurrent posts
  * to lists with members and delivers them to a relay that lives in this process, and is killed
  * with SIGKILL at a random moment, again and again. Optional faults join some iterations: the
  * relay goes down and comes back, the server's PostgreSQL backends are terminated, the embedded

@@ -6,7 +6,7 @@ import { spawnServe } from './helpers/serve-process.ts';
 import { message, sendRaw, startIngest } from './helpers/smtp.ts';
 
 /**
- * The relay-fault sweep (issue 10 items 4 and 6), run by `npm run chaos -- relay`: the real
+ * The relay-fault sweep (relay faults and transport security), run by `npm run chaos -- relay`: the real
  * `listkeeper serve --worker` delivers one post to two members through a relay that misbehaves in
  * one way per case: 4xx or 5xx at each SMTP step, a hang, a dropped connection, slowness, an
  * outage, STARTTLS with a good or a bad certificate, AUTH offered in clear, an smtps:// relay with

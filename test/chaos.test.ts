@@ -49,7 +49,7 @@ it('serve killed with SIGKILL at random moments loses no acknowledged post, deli
   expect(r.failures).toEqual([]);
 }, 240_000);
 
-// Issue 10 items 3 and 4: today serve dies of an unhandled 'error' event when its backends are
+// Database and relay faults: today serve dies of an unhandled 'error' event when its backends are
 // terminated, and delivery stalls for good after the relay comes back. This passes once both
 // are fixed.
 it('serve survives terminated database backends and a relay outage, and delivery resumes after the outage', async () => {
@@ -62,7 +62,7 @@ it('serve survives terminated database backends and a relay outage, and delivery
   expect(r.failures).toEqual([]);
 }, 240_000);
 
-// DESIGN §6: a worker killed mid-batch re-sends at most that batch. Today the worker goes on
+// Delivery's promise: a worker killed mid-batch re-sends at most that batch. Today the worker goes on
 // claiming and sending while the writes that record its deliveries wait, so when the database is
 // slow to record them, a kill leaves every copy it sent meanwhile to be sent again. The slowness
 // here: an exclusive lock on delivery_hourly, which markSent's statement inserts into.

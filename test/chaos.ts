@@ -1,5 +1,5 @@
 /**
- * `npm run chaos`: the long fault-injection run of issue 10, outside the test suite.
+ * `npm run chaos`: the long fault-injection run, outside the test suite.
  *
  *   npm run chaos                 # crash loop (20 iterations, every fault), relay-fault sweep, SMTP fuzz (2,000 inputs)
  *   npm run chaos -- crash        # only the crash loop; `-- relay`, `-- fuzz`: only that part

@@ -17,7 +17,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
 /**
- * Database faults (issue 10, item 3): PostgreSQL backends terminated under load, the embedded
+ * Database faults: PostgreSQL backends terminated under load, the embedded
  * server stopped and started under load. Nothing may crash the process, every post answered 250
  * must be archived, and LISTEN must come back.
  */

@@ -87,7 +87,7 @@ describe('fan-out', () => {
     }
   });
 
-  it('gives every copy the list headers of DESIGN §6 with the member\'s own one-click link', async () => {
+  it('gives every copy the list headers (RFC 2369, 2919, 8058, Archived-At) with the member\'s own one-click link', async () => {
     const ann = await findMember(db.pool, dev.id, 'ann@x.example');
     const raw = relay.to('ann@x.example')[0].raw;
     expect(field(raw, 'List-Id')).toEqual(['<dev.lists.example.org>']);

@@ -11,7 +11,7 @@ import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process
 import { DeliveryWorker as Worker } from '../src/delivery/worker.ts';
 
 /**
- * Relay faults (issue 10, item 4): every network wait has a deadline, a relay that cannot be
+ * Relay faults: every network wait has a deadline, a relay that cannot be
  * reached or refuses a session defers the copy with a logged reason, a worker that stops making
  * progress gives its rows back, and SIGTERM ends a worker in seconds whatever the relay does.
  */

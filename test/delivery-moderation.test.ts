@@ -1,51 +1,69 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createList, type ListRow } from '../src/db/lists.ts';
+import { createList } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { getHeld, listHeld, moderate } from '../src/core/hold.ts';
 import { addSenderRule } from '../src/core/sender-rules.ts';
+import { config } from '../src/config.ts';
 import { parse } from '../src/mail/parse.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, smtpDialogue, startIngest, type RunningIngest } from './helpers/smtp.ts';
-import { config } from '../src/config.ts';
 
 let db: TestDatabase;
 let relay: CaptureRelay;
 let smtp: RunningIngest;
 let worker: DeliveryWorker;
-let mod: ListRow;
-let members: ListRow;
 
-const OWNER = 'owner@example.org';
+const MEMBERS = ['ann@x.example', 'ben@y.example'];
+const STRANGER = 'stranger@elsewhere.example';
 
-async function newList(local: string, postPolicy: 'open' | 'members' | 'moderated') {
-  const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy, subscribePolicy: 'confirm', archive: 'public', owners: [OWNER] });
-  await addMember(db.pool, list.id, 'ann@x.example', 'each');
-  await addMember(db.pool, list.id, 'ben@y.example', 'each');
-  return list;
+/**
+ * Each test makes its own list, with two members and an owner of its own, and posts its own
+ * messages, so that it stands alone: nothing it asserts depends on what an earlier test sent.
+ */
+let lists = 0;
+async function newList(postPolicy: 'open' | 'members' | 'moderated') {
+  const local = `${postPolicy}-${++lists}`;
+  const owner = `owner-${local}@example.org`;
+  const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy, subscribePolicy: 'confirm', archive: 'public', owners: [owner] });
+  for (const email of MEMBERS) await addMember(db.pool, list.id, email, 'each');
+  return { list, local, owner, id: (n: number | string) => `${local}-${n}@example.org` };
 }
 
 async function postTo(list: string, id: string, opts: { from?: string; subject?: string; headers?: Record<string, string> } = {}) {
-  const from = opts.from ?? 'stranger@elsewhere.example';
+  const from = opts.from ?? STRANGER;
   return sendRaw(smtp.port, { from, to: [`${list}@lists.example.org`] }, message({ id, from, to: `${list}@lists.example.org`, subject: opts.subject ?? `Post ${id}`, headers: opts.headers }));
 }
 
 const archived = async (messageId: string) => (await db.pool.query('select 1 from messages where message_id = $1', [messageId])).rows.length > 0;
-const copiesOf = (messageId: string) => relay.messages.filter((m) => m.raw.toString('latin1').includes(`Message-ID: <${messageId}>`) && m.to !== OWNER);
+const copiesOf = (messageId: string) => relay.messages.filter((m) => m.raw.toString('latin1').includes(`Message-ID: <${messageId}>`) && MEMBERS.includes(m.to));
 const settle = async () => {
   await drained(db);
   await new Promise((r) => setTimeout(r, 300));
 };
+/** Mail the relay took for an address, once at least `n` have come (or after 10 s). */
+async function mailTo(address: string, n: number) {
+  const deadline = Date.now() + 10_000;
+  while (relay.to(address).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  return relay.to(address);
+}
+/** A post held on a moderated list of its own. */
+async function heldPost(opts: { from?: string; subject?: string } = {}) {
+  const l = await newList('moderated');
+  const messageId = l.id(1);
+  expect((await postTo(l.local, messageId, opts)).ok).toBe(true);
+  const [held] = (await listHeld(db.pool, l.list.id)).filter((h) => h.message_id === messageId);
+  expect(held).toBeDefined();
+  return { ...l, messageId, held };
+}
 
 beforeAll(async () => {
   db = await testDatabase();
   relay = await startCaptureRelay();
   smtp = await startIngest(db.pool);
-  mod = await newList('mod', 'moderated');
-  members = await newList('team', 'members');
   worker = await startWorker(db, workerConfig(relay));
 });
 
@@ -58,68 +76,77 @@ afterAll(async () => {
 
 describe('holding posts', () => {
   it('accepts a post to a moderated list at SMTP but keeps it out of the archive and the mail', async () => {
-    const res = await postTo('mod', 'held-1@example.org', { subject: 'Please let me in' });
+    const { list, local, id } = await newList('moderated');
+    const res = await postTo(local, id(1), { subject: 'Please let me in' });
     expect(res.ok).toBe(true);
     expect(res.response).toMatch(/^250 /);
-    expect(await archived('held-1@example.org')).toBe(false);
-    const held = await listHeld(db.pool, mod.id);
-    expect(held).toEqual([expect.objectContaining({ message_id: 'held-1@example.org', from: 'stranger@elsewhere.example', subject: 'Please let me in' })]);
+    expect(await archived(id(1))).toBe(false);
+    const held = await listHeld(db.pool, list.id);
+    expect(held).toEqual([expect.objectContaining({ message_id: id(1), from: STRANGER, subject: 'Please let me in' })]);
     expect(held[0].reason).toContain('moderated');
     await settle();
-    expect(copiesOf('held-1@example.org')).toHaveLength(0);
+    expect(copiesOf(id(1))).toHaveLength(0);
   });
 
   it('tells the owners about the first held post at once', async () => {
-    const notices = relay.to(OWNER);
+    const { local, owner, id } = await newList('moderated');
+    expect((await postTo(local, id(1), { subject: 'Please let me in' })).ok).toBe(true);
+    const notices = await mailTo(owner, 1);
     expect(notices).toHaveLength(1);
     const notice = await parse(notices[0].raw);
-    expect(notice.subject).toBe('1 post held for moderation on mod@lists.example.org');
-    expect(notice.text).toContain('stranger@elsewhere.example: Please let me in');
+    expect(notice.subject).toBe(`1 post held for moderation on ${local}@lists.example.org`);
+    expect(notice.text).toContain(`${STRANGER}: Please let me in`);
   });
 
   it('sums a flood of held posts up in one notice per interval, not one per post', async () => {
-    for (let i = 2; i <= 6; i++) expect((await postTo('mod', `held-${i}@example.org`)).ok).toBe(true);
+    const { list, local, owner, id } = await newList('moderated');
+    expect((await postTo(local, id(1))).ok).toBe(true);
+    expect(await mailTo(owner, 1)).toHaveLength(1);
+    for (let i = 2; i <= 6; i++) expect((await postTo(local, id(i))).ok).toBe(true);
     await settle();
-    expect(relay.to(OWNER)).toHaveLength(1);
+    expect(relay.to(owner)).toHaveLength(1);
     // The interval passes: the next maintenance round sends one notice listing the five.
-    await db.pool.query(`update lists set held_notified_at = now() - interval '1 hour' where id = $1`, [mod.id]);
-    const deadline = Date.now() + 10_000;
-    while (relay.to(OWNER).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    const notices = relay.to(OWNER);
+    await db.pool.query(`update lists set held_notified_at = now() - interval '1 hour' where id = $1`, [list.id]);
+    const notices = await mailTo(owner, 2);
     expect(notices).toHaveLength(2);
     const summary = await parse(notices[1].raw);
-    expect(summary.subject).toBe('5 posts held for moderation on mod@lists.example.org');
-    for (let i = 2; i <= 6; i++) expect(summary.text).toContain(`Post held-${i}@example.org`);
+    expect(summary.subject).toBe(`5 posts held for moderation on ${local}@lists.example.org`);
+    for (let i = 2; i <= 6; i++) expect(summary.text).toContain(`Post ${id(i)}`);
   });
 
   it('does not hold the same message twice when the sender retries', async () => {
-    expect((await postTo('mod', 'held-1@example.org', { subject: 'Please let me in' })).ok).toBe(true);
-    expect((await listHeld(db.pool, mod.id)).filter((h) => h.message_id === 'held-1@example.org')).toHaveLength(1);
+    const { list, local, id } = await newList('moderated');
+    expect((await postTo(local, id(1), { subject: 'Please let me in' })).ok).toBe(true);
+    expect((await postTo(local, id(1), { subject: 'Please let me in' })).ok).toBe(true);
+    expect((await listHeld(db.pool, list.id)).filter((h) => h.message_id === id(1))).toHaveLength(1);
   });
 
   it('refuses another message under the Message-ID of a held post, and keeps it aside', async () => {
-    const res = await postTo('mod', 'held-1@example.org', { subject: 'Something else entirely' });
+    const { list, local, id } = await newList('moderated');
+    expect((await postTo(local, id(1), { subject: 'Please let me in' })).ok).toBe(true);
+    const res = await postTo(local, id(1), { subject: 'Something else entirely' });
     expect(res.ok).toBe(false);
     expect(res.responseCode).toBe(554);
-    const held = (await listHeld(db.pool, mod.id)).filter((h) => h.message_id === 'held-1@example.org');
+    const held = (await listHeld(db.pool, list.id)).filter((h) => h.message_id === id(1));
     expect(held.map((h) => h.subject)).toEqual(['Please let me in']);
-    const { rows } = await db.pool.query(`select reason, raw from ingest_errors where message_id = 'held-1@example.org'`);
+    const { rows } = await db.pool.query(`select reason, raw from ingest_errors where message_id = $1`, [id(1)]);
     expect(rows).toHaveLength(1);
     expect(rows[0].reason).toMatch(/already names a different message in the moderation queue/);
     expect(rows[0].raw.toString()).toContain('Something else entirely');
   });
 
   it('holds a stranger on a members-only list and passes a member', async () => {
-    await postTo('team', 'team-stranger@example.org');
-    await postTo('team', 'team-member@example.org', { from: 'ann@x.example' });
-    expect((await listHeld(db.pool, members.id)).map((h) => h.message_id)).toEqual(['team-stranger@example.org']);
-    expect(await archived('team-member@example.org')).toBe(true);
+    const { list, local, id } = await newList('members');
+    await postTo(local, id('stranger'));
+    await postTo(local, id('member'), { from: 'ann@x.example' });
+    expect((await listHeld(db.pool, list.id)).map((h) => h.message_id)).toEqual([id('stranger')]);
+    expect(await archived(id('member'))).toBe(true);
   });
 });
 
 describe('moderating', () => {
   it('delivers an approved post exactly once, through the same path as an accepted one', async () => {
-    const [held] = (await listHeld(db.pool, mod.id)).filter((h) => h.message_id === 'held-1@example.org');
+    const { list, messageId, held } = await heldPost({ subject: 'Please let me in' });
     const results = await Promise.allSettled([
       moderate(db.pool, held.id, 'approve', { actor: 'mod-a@example.org', settings: config() }),
       moderate(db.pool, held.id, 'approve', { actor: 'mod-b@example.org', settings: config() }),
@@ -129,53 +156,56 @@ describe('moderating', () => {
     expect(failure.reason.message).toMatch(/already approved/);
     await relay.waitFor(relay.messages.length + 0);
     await settle();
-    expect(copiesOf('held-1@example.org').map((m) => m.to).sort()).toEqual(['ann@x.example', 'ben@y.example']);
-    expect(await archived('held-1@example.org')).toBe(true);
+    expect(copiesOf(messageId).map((m) => m.to).sort()).toEqual(MEMBERS);
+    expect(await archived(messageId)).toBe(true);
     const decided = await getHeld(db.pool, held.id);
-    expect(decided).toMatchObject({ state: 'approved', list_id: mod.id });
+    expect(decided).toMatchObject({ state: 'approved', list_id: list.id });
     expect(['mod-a@example.org', 'mod-b@example.org']).toContain(decided!.decided_by);
     expect(Buffer.isBuffer(decided!.raw)).toBe(true);
   });
 
   it('never delivers or archives a discarded post', async () => {
-    const held = (await listHeld(db.pool, mod.id)).find((h) => h.message_id === 'held-2@example.org')!;
+    const { messageId, held } = await heldPost();
     await moderate(db.pool, held.id, 'discard', { actor: 'mod-a@example.org', settings: config() });
     await settle();
-    expect(copiesOf('held-2@example.org')).toHaveLength(0);
-    expect(await archived('held-2@example.org')).toBe(false);
+    expect(copiesOf(messageId)).toHaveLength(0);
+    expect(await archived(messageId)).toBe(false);
     expect(await getHeld(db.pool, held.id)).toMatchObject({ state: 'discarded', decided_by: 'mod-a@example.org' });
   });
 
   it('tells the sender of a rejected post why', async () => {
-    const held = (await listHeld(db.pool, mod.id)).find((h) => h.message_id === 'held-3@example.org')!;
+    const sender = 'rejected-sender@elsewhere.example';
+    const { local, messageId, held } = await heldPost({ from: sender });
     await moderate(db.pool, held.id, 'reject', { actor: 'mod-a@example.org', reason: 'Off topic for this list', settings: config() });
     await settle();
-    const [notice] = relay.to('stranger@elsewhere.example');
+    const [notice] = await mailTo(sender, 1);
     const parsed = await parse(notice.raw);
-    expect(parsed.subject).toBe('Your message to mod@lists.example.org was rejected');
+    expect(parsed.subject).toBe(`Your message to ${local}@lists.example.org was rejected`);
     expect(parsed.text).toContain('Reason: Off topic for this list');
-    expect(parsed.inReplyTo).toBe('held-3@example.org');
-    expect(copiesOf('held-3@example.org')).toHaveLength(0);
+    expect(parsed.inReplyTo).toBe(messageId);
+    expect(copiesOf(messageId)).toHaveLength(0);
     expect(await getHeld(db.pool, held.id)).toMatchObject({ state: 'rejected', decision_reason: 'Off topic for this list' });
   });
 
   it('accepts an allowlisted sender without moderation and drops a banned one', async () => {
-    await addSenderRule(db.pool, mod, 'friend@elsewhere.example', 'allow', { actor: 'owner@example.org' });
-    await addSenderRule(db.pool, mod, '@spam.example', 'ban', { actor: 'owner@example.org', expiresAt: new Date(Date.now() + 86_400_000) });
-    await postTo('mod', 'friend-1@example.org', { from: 'friend@elsewhere.example' });
-    await postTo('mod', 'spam-1@example.org', { from: 'bot@spam.example' });
+    const { list, local, owner, id } = await newList('moderated');
+    await addSenderRule(db.pool, list, 'friend@elsewhere.example', 'allow', { actor: owner });
+    await addSenderRule(db.pool, list, '@spam.example', 'ban', { actor: owner, expiresAt: new Date(Date.now() + 86_400_000) });
+    await postTo(local, id('friend'), { from: 'friend@elsewhere.example' });
+    await postTo(local, id('spam'), { from: 'bot@spam.example' });
     await settle();
-    expect(copiesOf('friend-1@example.org')).toHaveLength(2);
-    expect(copiesOf('spam-1@example.org')).toHaveLength(0);
-    const { rows } = await db.pool.query(`select state, rule, decided_by from held_messages where message_id = 'spam-1@example.org'`);
+    expect(copiesOf(id('friend'))).toHaveLength(2);
+    expect(copiesOf(id('spam'))).toHaveLength(0);
+    const { rows } = await db.pool.query(`select state, rule, decided_by from held_messages where message_id = $1`, [id('spam')]);
     expect(rows).toEqual([{ state: 'discarded', rule: 'banned', decided_by: 'rule:banned' }]);
   });
 
   it('drops our own copy when it comes back to the list', async () => {
-    const res = await postTo('team', 'looped@example.org', { from: 'ann@x.example', headers: { 'List-Id': '<team.lists.example.org>' } });
+    const { local, id } = await newList('members');
+    const res = await postTo(local, id('looped'), { from: 'ann@x.example', headers: { 'List-Id': `<${local}.lists.example.org>` } });
     expect(res.ok).toBe(true);
-    expect(await archived('looped@example.org')).toBe(false);
-    const { rows } = await db.pool.query(`select state, rule from held_messages where message_id = 'looped@example.org'`);
+    expect(await archived(id('looped'))).toBe(false);
+    const { rows } = await db.pool.query(`select state, rule from held_messages where message_id = $1`, [id('looped')]);
     expect(rows).toEqual([{ state: 'discarded', rule: 'loop' }]);
   });
 });
@@ -183,19 +213,22 @@ describe('moderating', () => {
 describe('command line', () => {
   const env = () => ({ DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' });
 
-  it('lists held messages as JSON with the fields of DESIGN §4', async () => {
-    const res = await cli(['held', 'mod', '--json'], env());
+  it('lists held messages as JSON with the documented fields: id, message_id, from, subject, reason, received_at', async () => {
+    const { local, id } = await newList('moderated');
+    for (let i = 1; i <= 3; i++) expect((await postTo(local, id(i))).ok).toBe(true);
+    const res = await cli(['held', local, '--json'], env());
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
     const rows = JSON.parse(res.stdout);
-    expect(rows.length).toBeGreaterThanOrEqual(3);
+    expect(rows).toHaveLength(3);
     for (const r of rows) expect(Object.keys(r).sort()).toEqual(['from', 'id', 'message_id', 'reason', 'received_at', 'subject']);
-    expect(rows[0]).toMatchObject({ message_id: 'held-4@example.org', from: 'stranger@elsewhere.example', subject: 'Post held-4@example.org' });
+    expect(rows[0]).toMatchObject({ message_id: id(1), from: STRANGER, subject: `Post ${id(1)}` });
     expect(new Date(rows[0].received_at).toString()).not.toBe('Invalid Date');
   });
 
   it('approves by id from the command line and refuses a second decision', async () => {
-    const [first] = JSON.parse((await cli(['held', 'mod', '--json'], env())).stdout);
+    const { local } = await heldPost();
+    const [first] = JSON.parse((await cli(['held', local, '--json'], env())).stdout);
     const ok = await cli(['moderate', String(first.id), 'approve'], env());
     expect(ok.code).toBe(0);
     expect(ok.stdout).toBe(`held message ${first.id} approved\n`);
@@ -207,18 +240,18 @@ describe('command line', () => {
   });
 
   it('records each decision made on the command line in the audit log, as the operating-system user', { timeout: 90_000 }, async () => {
-    const [next] = (await listHeld(db.pool, mod.id)).map((h) => ({ id: h.id, message_id: h.message_id, from: h.from, subject: h.subject }));
-    const r = await cli(['moderate', String(next.id), 'reject', '--reason', 'Off topic'], env());
+    const { local, held } = await heldPost();
+    const r = await cli(['moderate', String(held.id), 'reject', '--reason', 'Off topic'], env());
     expect(r.code).toBe(0);
-    const refused = await cli(['moderate', String(next.id), 'approve'], env());
+    const refused = await cli(['moderate', String(held.id), 'approve'], env());
     expect(refused.code).not.toBe(0);
-    const { rows } = await db.pool.query(`select actor, action, list_address, target, detail from audit_log where target = $1`, [next.message_id]);
+    const { rows } = await db.pool.query(`select actor, action, list_address, target, detail from audit_log where target = $1`, [held.message_id]);
     // The refused second decision left nothing behind.
     expect(rows).toEqual([{
-      actor: `cli:${os.userInfo().username}`, action: 'held.reject', list_address: 'mod@lists.example.org', target: next.message_id,
-      detail: { id: next.id, from: next.from, subject: next.subject, reason: 'Off topic' },
+      actor: `cli:${os.userInfo().username}`, action: 'held.reject', list_address: `${local}@lists.example.org`, target: held.message_id,
+      detail: { id: held.id, from: held.from, subject: held.subject, reason: 'Off topic' },
     }]);
-    expect((await db.pool.query(`select state, decided_by from held_messages where id = $1`, [next.id])).rows).toEqual([{ state: 'rejected', decided_by: `cli:${os.userInfo().username}` }]);
+    expect((await db.pool.query(`select state, decided_by from held_messages where id = $1`, [held.id])).rows).toEqual([{ state: 'rejected', decided_by: `cli:${os.userInfo().username}` }]);
   });
 
   it('rejects an unknown action and an unknown id with a clear message', async () => {
@@ -229,6 +262,9 @@ describe('command line', () => {
   });
 
   it('shows the queue as JSON: counts by state, the oldest waiting row, the workers', async () => {
+    const { local, id } = await newList('members');
+    expect((await postTo(local, id('sent'), { from: 'ann@x.example' })).ok).toBe(true);
+    await settle();
     const res = await cli(['queue', '--json'], env());
     expect(res.code).toBe(0);
     const q = JSON.parse(res.stdout);

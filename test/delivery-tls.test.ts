@@ -16,7 +16,7 @@ import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smt
 import { spawnWorker, until } from './helpers/worker-process.ts';
 
 /**
- * Outbound transport security (issue 10, item 6), against real TLS: certificates made here with
+ * Outbound transport security, against real TLS: certificates made here with
  * openssl (a CA, a server certificate for 127.0.0.1 and localhost, one for another name, a
  * self-signed one), smtp-server as the relay with STARTTLS (or TLS from the first byte) and AUTH
  * offered even in clear. Also: secrets never printed (configuration errors, logs, `queue`).

@@ -5,13 +5,12 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
 /**
- * Issue 10, item 13: mail commands over the rate limit are recorded, not silently dropped; and a
+ * Mail commands over the rate limit are recorded, not silently dropped; and a
  * subscription by mail is confirmed by the address even on a list whose policy is "open", because
  * anyone can put anyone's address in From. Over SMTP; what would be mailed is read from the outbox.
  */
 let db: TestDatabase;
 let smtp: RunningIngest;
-let dev: ListRow;
 let open: ListRow;
 
 async function mail(to: string, from: string, opts: { subject?: string; body?: string } = {}) {
@@ -30,7 +29,7 @@ const tokenIn = (raw: string) => /^Subject: confirm ([a-f0-9]{32})\r?$/m.exec(ra
 beforeAll(async () => {
   db = await testDatabase();
   smtp = await startIngest(db.pool);
-  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  await createList(db.pool, { address: 'dev@lists.example.org', name: 'dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
   open = await createList(db.pool, { address: 'open@lists.example.org', name: 'open', description: '', postPolicy: 'members', subscribePolicy: 'open', archive: 'public', owners: ['owner@example.org'] });
 });
 

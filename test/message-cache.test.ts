@@ -9,7 +9,7 @@ import { bigMessage } from './fixtures/archive/big-message.ts';
 import { archive, newList } from './fixtures/archive/seed.ts';
 
 /**
- * Issue 10, item 10: big messages must not slow the web process. A message is parsed once (in a
+ * Big messages must not slow the web process. A message is parsed once (in a
  * worker thread when it is large) and kept, bounded in bytes; readers who come while it is being
  * parsed share that parse; the page of a large message no longer reads its raw bytes.
  */

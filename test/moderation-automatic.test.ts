@@ -8,7 +8,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
 /**
- * Issue 10, item 12b: automatic mail is never distributed as it stands, on any list, and a list's
+ * Automatic mail is never distributed as it stands, on any list, and a list's
  * own copies and notices never go round again. Over SMTP to open lists, the easiest to abuse.
  */
 let db: TestDatabase;

@@ -6,7 +6,7 @@ import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smt
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
 /**
- * The websearch input path over the real web app (issue 10 item 8): whatever a reader types in
+ * The websearch input path over the real web app: whatever a reader types in
  * the search form, or puts in the query string by hand, the answer is results (200), a redirect
  * to the message a Message-ID names (302), a refusal that says why (400; 414 or 431 for a URL
  * past the server's limits), or 404 for a list filter naming no readable list; never a 500.

@@ -44,7 +44,7 @@ describe('Message-IDs', () => {
     }), runs(2000));
   });
 
-  // Issue 10 item 7: a NUL in a Message-ID, In-Reply-To or References fails the INSERT with a 451, forever.
+  // A NUL in a Message-ID, In-Reply-To or References fails the INSERT with a 451, forever.
   it('an id never holds NUL, a control character or whitespace', () => {
     fc.assert(fc.property(headerText, (value) => {
       const id = normalizeMessageId(value);

@@ -12,7 +12,7 @@ import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smt
 import { config } from '../src/config.ts';
 
 /**
- * Issue 10, item 11: rejected junk is bounded. Three 5 MB non-messages put 15 MB into
+ * Rejected junk is bounded. Three 5 MB non-messages put 15 MB into
  * ingest_errors; nothing pruned it, nor held posts or bounce records, and no sender had a limit.
  */
 // Read by config() on first use, in this test file's own process.

@@ -8,7 +8,7 @@ import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { archive, mail, newList } from './fixtures/archive/seed.ts';
 
 /**
- * Issue 10, item 8: the web never answers 500 to what a visitor sends. Odd paths, queries and
+ * The web never answers 500 to what a visitor sends. Odd paths, queries and
  * forms get a 400 (or the page's own 404), are logged and counted, and the server goes on.
  */
 let db: TestDatabase;

@@ -9,7 +9,7 @@ import { log } from '../log.ts';
 import { monthRange } from '../mail/months.ts';
 import { runCommand } from './context.ts';
 
-/** `listkeeper import LIST FILE.mbox` and `listkeeper export LIST [--month YYYY-MM]` (DESIGN §4). */
+/** `listkeeper import LIST FILE.mbox` and `listkeeper export LIST [--month YYYY-MM]` (docs/command-line.md). */
 export function registerArchiveCommands(program: Command) {
   program
     .command('import')

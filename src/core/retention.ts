@@ -11,7 +11,7 @@ import type { Logger } from '../log.ts';
 import { noticeToOwners } from './notices.ts';
 
 /**
- * What we keep of mail we do not distribute, and for how long (issue 10, item 11). A stranger can
+ * What we keep of mail we do not distribute, and for how long. A stranger can
  * make us store what they send: every kept item is capped, the bytes kept per sender, per client
  * and per day are bounded, and every record goes after a configurable number of days. The SMTP
  * answer never depends on any of it.

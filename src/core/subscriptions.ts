@@ -15,7 +15,7 @@ import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
 /**
- * Joining and leaving a list (DESIGN §5): double opt-in by mail or by link, with the list's
+ * Joining and leaving a list through its addresses and links: double opt-in by mail or by link, with the list's
  * subscribe policy (open and confirm: the address confirms; approve: the address confirms, then an
  * owner approves). Every request made by mail or on the web is confirmed by the address, whatever
  * the policy: a From line and a form field can name anyone, and "open" means that no owner has to

@@ -53,8 +53,8 @@ export async function createList(db: Queryable, list: NewList): Promise<ListRow>
 }
 
 /**
- * A list by full address, or by local part when that is unique (DESIGN §4: LIST). With
- * `mailDomain` (DESIGN §4: an ADDRESS without @ takes MAIL_DOMAIN), a local part names the list
+ * A list by full address, or by local part when that is unique (the command line's LIST). With
+ * `mailDomain` (an ADDRESS without @ takes MAIL_DOMAIN), a local part names the list
  * of that domain first, and only without one a list of another domain that is alone in having it.
  */
 export async function findList(db: Queryable, ref: string, opts: { mailDomain?: string } = {}): Promise<ListRow> {
@@ -121,7 +121,7 @@ export async function resolveRecipient(db: Queryable, address: string): Promise<
   return null;
 }
 
-// ---- Delivery options (issue 3) ----
+// ---- Delivery options ----
 
 /** The per-list sending options an owner may change (web panel: list settings). */
 export interface DeliverySettings {

@@ -93,7 +93,7 @@ export async function findMember(db: Queryable, listId: number, email: string): 
   return rows[0] ?? null;
 }
 
-// ---- Delivery (issue 3) ----
+// ---- Delivery ----
 
 export async function findMemberByToken(db: Queryable, token: string): Promise<MemberRow | null> {
   if (!/^[a-z0-9]{8,64}$/.test(token)) return null;

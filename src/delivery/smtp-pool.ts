@@ -6,8 +6,8 @@ export type { Envelope, SmtpTarget };
 /**
  * A pool of SMTP sessions (smtp-session.ts) to one host. nodemailer's own pool goes through its
  * message composer for every send, which costs about three times the CPU of the SMTP transaction
- * itself; copies here are ready-made buffers, so they go straight to the connection (FACTS: the
- * sender's CPU is the limit).
+ * itself; copies here are ready-made buffers, so they go straight to the connection (measured on this
+ * kind of machine: the sender's CPU is the limit).
  *
  * Every wait has a deadline: each network wait `stepMs` (in the session), and each copy as a
  * whole, its connection included, `copyMs`, after which its socket is destroyed whatever the

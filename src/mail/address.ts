@@ -1,5 +1,5 @@
 /**
- * The addresses of a list (DESIGN §5), as pure string logic. `dev@`, `dev-request@`,
+ * The addresses each list answers at (docs/mail.md), as pure string logic. `dev@`, `dev-request@`,
  * `dev-subscribe@`, `dev-unsubscribe@`, `dev-confirm+TOKEN@`, `dev-owner@`, `dev-bounces+TOKEN@`.
  */
 export type Role = 'post' | 'request' | 'subscribe' | 'unsubscribe' | 'confirm' | 'owner' | 'bounces';

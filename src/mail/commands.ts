@@ -1,7 +1,7 @@
 import { automaticMark } from './automatic.ts';
 
 /**
- * Commands mailed to LIST-request@ (DESIGN §5): `subscribe`, `unsubscribe`, `help`, in the
+ * Commands mailed to LIST-request@, one of the list's addresses: `subscribe`, `unsubscribe`, `help`, in the
  * subject or in the first lines of the body. Also: whether a message was sent by a machine, in
  * which case command addresses must not answer it (mail loops, auto-responders, bounces).
  */

@@ -2,7 +2,7 @@ import { roleAddress, splitAddress } from './address.ts';
 import { messageIdPath } from './message-id.ts';
 
 /**
- * The list headers every copy carries (DESIGN §6; RFC 2369, 2919, 5064, 8058). They are added at
+ * The list headers every copy carries (RFC 2369, 2919, 5064, 8058; docs/delivery.md, "Every copy"). They are added at
  * the top of the author's header section; the author's own fields are not touched, so their DKIM
  * signature still verifies.
  */

@@ -9,7 +9,7 @@ import { random } from './random.ts';
 import { ConnectionLost, SmtpSession, sentBytes, type Transaction } from './smtp-session.ts';
 
 /**
- * The SMTP fuzz run (issue 10): real messages (every .eml under test/fixtures, and CPython's
+ * The SMTP fuzz run: real messages (every .eml under test/fixtures, and CPython's
  * test_email corpus in test/fixtures/corpus/), each given a Message-ID of its own and then
  * damaged by one or two mutations, sent over real SMTP to the ingest listener for a list with
  * open posting. What must hold:
@@ -20,7 +20,7 @@ import { ConnectionLost, SmtpSession, sentBytes, type Transaction } from './smtp
  * - the exact bytes of every message answered 250 are stored (archived, held, or kept aside),
  *   in every list it was sent to, and an archived one comes back from /message-id/raw/.
  *
- * One in ten inputs names the list twice (once in capitals) and a second list (issue 10 item 2).
+ * One in ten inputs names the list twice (once in capitals) and a second list, so that every accepted RCPT TO must get the message.
  */
 export interface FuzzCase {
   n: number;

@@ -7,7 +7,7 @@ import type { DeliveryMode } from '../../db/members.ts';
 import { changeOwnSubscription } from '../../core/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { NotFound } from '../../errors.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { currentSessionHash, flash } from '../session.ts';

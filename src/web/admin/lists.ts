@@ -6,7 +6,7 @@ import { memberCounts } from '../../db/member-admin.ts';
 import { addRole, createList, deleteList, removeRole, updateListSettings } from '../../core/lists.ts';
 import { Conflict, InvalidInput } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

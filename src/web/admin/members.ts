@@ -6,7 +6,7 @@ import { memberAudit, memberBatch, memberCounts, searchMembers, type MemberFilte
 import { addMembers, changeMembers, inviteMembers } from '../../core/members.ts';
 import { NotFound } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

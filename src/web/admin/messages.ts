@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { listMessagesForModeration } from '../../db/message-admin.ts';
 import { hideMessage, unhideMessage } from '../../core/hidden-messages.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

@@ -5,7 +5,7 @@ import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import type { Viewer } from '../viewer.ts';
 
 /**
- * Who may read an archive (DESIGN §7): everyone for a 'public' list; for 'members' and 'private'
+ * Who may read an archive (its `archive` setting): everyone for a 'public' list; for 'members' and 'private'
  * lists, a logged-in viewer who is an active member, an owner or moderator of the list, or a site
  * administrator. The rule itself is the SQL function can_read_archive() (sql/0004), so pages,
  * search, feeds and downloads all apply the same one.

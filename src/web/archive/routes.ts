@@ -1,5 +1,5 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { feed, monthMbox, threadMbox } from './downloads.ts';
 import { declareQuery } from './http.ts';
 import { indexPage, listPage, monthPage, threadPage } from './list-pages.ts';
@@ -7,7 +7,7 @@ import { attachment, messagePage, rawMessage } from './message-pages.ts';
 import { searchPage } from './search-page.ts';
 
 /**
- * The readers' archive (DESIGN §7). LIST is a list's local part when unique, else its address;
+ * The readers' archive, whose URLs are stable (docs/urls.md). LIST is a list's local part when unique, else its address;
  * MSGID a Message-ID without brackets, percent-encoded where needed (with brackets works too).
  */
 export function archiveRouter(ctx: WebContext): Router {

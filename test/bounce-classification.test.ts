@@ -1,0 +1,65 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readBounce } from '../src/mail/bounce.ts';
+import { classifyText } from '../src/mail/bounce-rules.ts';
+import { parse } from '../src/mail/parse.ts';
+
+/** Reading bounces (src/mail/bounce.ts) and classifying failures (src/mail/bounce-rules.ts), on real samples. */
+
+const bounce = (name: string) => fs.readFileSync(path.join(import.meta.dirname, 'fixtures/bounces', name));
+async function report(name: string) {
+  const raw = bounce(name);
+  const p = await parse(raw);
+  return readBounce({ raw, text: p.text, headers: p.headers });
+}
+
+describe('bounce classification on real DSN samples', () => {
+  it('reads a Postfix DSN for an unknown user as a hard bounce', async () => {
+    expect(await report('postfix-user-unknown.eml')).toEqual([expect.objectContaining({ recipient: 'bob@example.net', status: '5.1.1', kind: 'hard', category: 'no_such_user', failed: true })]);
+  });
+
+  it('reads a Gmail DSN for a missing account as a hard bounce', async () => {
+    expect((await report('gmail-no-such-user.eml'))[0]).toMatchObject({ recipient: 'carol.nonexistent@gmail.com', status: '5.1.1', kind: 'hard' });
+  });
+
+  it('reads an Exchange NDR (5.1.10 RecipientNotFound) as a hard bounce', async () => {
+    expect((await report('exchange-recipient-not-found.eml'))[0]).toMatchObject({ recipient: 'carol@contoso.example', status: '5.1.10', kind: 'hard' });
+  });
+
+  it('reads an Exim DSN for a full mailbox as a soft bounce despite its generic 5.0.0', async () => {
+    expect((await report('exim-mailbox-full.eml'))[0]).toMatchObject({ recipient: 'erin@example.com', kind: 'soft', category: 'mailbox_full' });
+  });
+
+  it('reads a classic plain-text Exim bounce', async () => {
+    expect((await report('exim-plain-user-unknown.eml'))[0]).toMatchObject({ recipient: 'dave@example.com', status: '5.1.1', kind: 'hard' });
+  });
+
+  it('reads a plain-text qmail bounce', async () => {
+    expect((await report('qmail-plain-no-mailbox.eml'))[0]).toMatchObject({ recipient: 'grace@example.info', kind: 'hard' });
+  });
+
+  it('classifies a DMARC rejection as policy', async () => {
+    expect((await report('gmail-dmarc-policy.eml'))[0]).toMatchObject({ status: '5.7.26', kind: 'policy', category: 'dmarc' });
+  });
+
+  it('classifies a block-list rejection as policy', async () => {
+    expect((await report('postfix-spamhaus-policy.eml'))[0]).toMatchObject({ status: '5.7.1', kind: 'policy' });
+  });
+
+  it('does not take a delay warning for a failure', async () => {
+    expect((await report('postfix-delayed-warning.eml'))[0]).toMatchObject({ action: 'delayed', failed: false });
+  });
+
+  it('does not take an out-of-office reply for a bounce', async () => {
+    expect((await report('vacation-auto-reply.eml'))[0]).toMatchObject({ failed: false, category: 'auto_reply' });
+  });
+
+  it('classifies SMTP answers met while sending', () => {
+    expect(classifyText(null, '550 5.1.1 <x@y>: Recipient address rejected: User unknown')).toMatchObject({ kind: 'hard' });
+    expect(classifyText(null, '552 5.2.2 Mailbox full')).toMatchObject({ kind: 'soft' });
+    expect(classifyText(null, '550 5.7.1 Message rejected as spam')).toMatchObject({ kind: 'policy' });
+    expect(classifyText(null, '554 Message refused: listed on a block list')).toMatchObject({ kind: 'policy' });
+    expect(classifyText(null, '554 <m@x.example>: Relay access denied')).toMatchObject({ kind: 'policy', category: 'relay' });
+  });
+});

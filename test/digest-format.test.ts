@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { mimeDigest, plainDigest } from '../src/mail/digest.ts';
+import { parse } from '../src/mail/parse.ts';
+
+/** Building digests (src/mail/digest.ts): MIME (multipart/digest) and RFC 1153 plain text. */
+
+const now = new Date('2026-11-02T10:00:00Z');
+
+const RAW = Buffer.from([
+  'From: Alice <alice@example.org>',
+  'To: dev@lists.example.org',
+  'Subject: =?UTF-8?Q?=C3=9Cber_die_Planung?=',
+  'Date: Mon, 02 Nov 2026 10:00:00 +0000',
+  'Message-ID: <plan/1+x@example.org>',
+  'MIME-Version: 1.0',
+  'Content-Type: text/plain; charset=utf-8',
+  '',
+  'Hello, list.',
+  '',
+].join('\r\n'));
+
+describe('digests', () => {
+  const info = { list: { address: 'dev@lists.example.org', path: 'dev', publicUrl: 'https://lists.example.org', name: 'dev', domain: 'lists.example.org' }, volume: 1, issue: 7, date: now };
+  const messages = [
+    { messageId: 'a@x', raw: RAW, subject: 'Über die Planung', fromName: 'Alice', fromEmail: 'alice@example.org', date: now, text: 'Hello, list.\n' },
+    { messageId: 'b@x', raw: Buffer.from('From: bob@example.net\r\nSubject: Re: plan\r\nMessage-ID: <b@x>\r\n\r\nAgreed.\r\n'), subject: 'Re: plan', fromName: '', fromEmail: 'bob@example.net', date: now, text: 'Agreed.\n' },
+  ];
+
+  it('builds a MIME digest with each post as a message/rfc822 part, byte for byte', async () => {
+    const raw = mimeDigest(info, messages);
+    const parsed = await parse(raw);
+    expect(parsed.subject).toBe('dev Digest, Vol 1, Issue 7');
+    expect(parsed.headers.get('list-id')).toEqual(['<dev.lists.example.org>']);
+    expect(raw.includes(RAW)).toBe(true);
+    expect(raw.toString()).toContain('Content-Type: multipart/digest');
+    expect(parsed.text).toContain('1. Über die Planung (Alice <alice@example.org>)');
+  });
+
+  it('builds an RFC 1153 plain digest', () => {
+    const text = plainDigest(info, messages).toString();
+    expect(text).toContain(`\r\n${'-'.repeat(70)}\r\n`);
+    expect(text).toContain(`Message: 2\r\nDate: `);
+    expect(text).toContain(`Agreed.\r\n\r\n${'-'.repeat(30)}\r\n`);
+    expect(text).toContain('End of dev Digest, Vol 1, Issue 7');
+  });
+});

@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { decide, type PostFacts } from '../src/core/moderation-rules.ts';
+
+/** The moderation rules of src/moderation.ts: a pure decision over plain facts, one rule table. */
+
+const now = new Date('2026-11-02T10:00:00Z');
+
+function facts(over: { policy?: PostFacts['list']['postPolicy']; member?: PostFacts['sender']['memberStatus']; rules?: PostFacts['senderRules']; size?: number; max?: number; subject?: string; headers?: Record<string, string> } = {}): PostFacts {
+  return {
+    list: { address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0 },
+    sender: { email: 'alice@example.org', envelopeFrom: 'alice@example.org', memberStatus: over.member === undefined ? 'active' : over.member },
+    senderRules: over.rules ?? [],
+    message: {
+      size: over.size ?? 1000,
+      subject: over.subject ?? 'Release planning',
+      headers: new Map(Object.entries(over.headers ?? {}).map(([k, v]) => [k, [v]])),
+    },
+    now,
+  };
+}
+
+describe('moderation rules', () => {
+  it('accepts a member post to a members-only list', () => {
+    expect(decide(facts())).toMatchObject({ action: 'accept', rule: 'default' });
+  });
+
+  it('holds a stranger on a members-only list and says why', () => {
+    const d = decide(facts({ member: null }));
+    expect(d).toMatchObject({ action: 'hold', rule: 'members-only' });
+    expect(d.reason).toContain('alice@example.org is not a member');
+  });
+
+  it('lets a member disabled by bounces still post', () => {
+    expect(decide(facts({ member: 'disabled' })).action).toBe('accept');
+  });
+
+  it('holds every post on a moderated list, members included', () => {
+    expect(decide(facts({ policy: 'moderated' }))).toMatchObject({ action: 'hold', rule: 'moderated' });
+  });
+
+  it('accepts anyone on an open list', () => {
+    expect(decide(facts({ policy: 'open', member: null })).action).toBe('accept');
+  });
+
+  it('lets an allowed sender past members-only and moderation', () => {
+    const rules = [{ kind: 'allow' as const, email: 'alice@example.org', expiresAt: null }];
+    expect(decide(facts({ policy: 'moderated', member: null, rules }))).toMatchObject({ action: 'accept', rule: 'allowed' });
+  });
+
+  it('drops a banned sender silently, even a member', () => {
+    const rules = [{ kind: 'ban' as const, email: 'alice@example.org', expiresAt: null }];
+    expect(decide(facts({ rules }))).toMatchObject({ action: 'discard', rule: 'banned' });
+  });
+
+  it('ignores a ban once it has expired', () => {
+    const rules = [{ kind: 'ban' as const, email: 'alice@example.org', expiresAt: new Date('2026-11-01T00:00:00Z') }];
+    expect(decide(facts({ rules })).action).toBe('accept');
+  });
+
+  it('ignores an expired allow rule', () => {
+    const rules = [{ kind: 'allow' as const, email: 'alice@example.org', expiresAt: new Date('2026-11-01T00:00:00Z') }];
+    expect(decide(facts({ member: null, rules })).action).toBe('hold');
+  });
+
+  it('lets a rule on the exact address win over one on the domain', () => {
+    const rules = [
+      { kind: 'allow' as const, email: 'alice@example.org', expiresAt: null },
+      { kind: 'ban' as const, email: '@example.org', expiresAt: null },
+    ];
+    expect(decide(facts({ member: null, rules })).action).toBe('accept');
+  });
+
+  it('holds a message over the size limit, even from an allowed sender', () => {
+    const rules = [{ kind: 'allow' as const, email: 'alice@example.org', expiresAt: null }];
+    const d = decide(facts({ size: 200_000, max: 100_000, rules }));
+    expect(d).toMatchObject({ action: 'hold', rule: 'size' });
+    expect(d.reason).toContain('200000 bytes');
+  });
+
+  it('discards our own copy coming back by List-Id', () => {
+    expect(decide(facts({ headers: { 'list-id': 'Dev <dev.lists.example.org>' } }))).toMatchObject({ action: 'discard', rule: 'loop' });
+  });
+
+  it('discards a message carrying our X-Loop', () => {
+    expect(decide(facts({ headers: { 'x-loop': 'dev@lists.example.org' } })).rule).toBe('loop');
+  });
+
+  it('passes a post that came through another list', () => {
+    expect(decide(facts({ headers: { 'list-id': '<users.other.example>' } })).action).toBe('accept');
+  });
+
+  it('holds "unsubscribe" sent to the whole list', () => {
+    expect(decide(facts({ subject: 'unsubscribe' }))).toMatchObject({ action: 'hold', rule: 'administrivia' });
+  });
+});
