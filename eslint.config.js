@@ -12,21 +12,8 @@ const here = import.meta.dirname;
 
 // Leaves: import nothing of ours (config.ts may import log.ts: it sets the level from LOG_LEVEL).
 const LEAVES = ['src/log.ts', 'src/errors.ts', 'src/metrics.ts'];
-// The use cases: src/core/, and the top-level files that live there until they move into it.
-const USE_CASES = [
-  'src/core',
-  'src/inbound.ts',
-  'src/posting.ts',
-  'src/held.ts',
-  'src/moderation.ts',
-  'src/subscriptions.ts',
-  'src/notices.ts',
-  'src/bounces.ts',
-  'src/digests.ts',
-  'src/retention.ts',
-  'src/archive-import.ts',
-  'src/archive-export.ts',
-];
+// The use cases.
+const USE_CASES = ['src/core'];
 // The edges translate protocols into calls to the use cases; cli/ (and main.ts) start them all.
 const EDGES = ['src/smtp', 'src/delivery', 'src/web'];
 const TOP = ['src/cli', 'src/main.ts'];

@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { importMbox } from '../src/archive-import.ts';
+import { importMbox } from '../src/core/archive-import.ts';
 import { parseConfig } from '../src/config.ts';
 import { openDatabase } from '../src/db/database.ts';
 import { createList } from '../src/db/lists.ts';

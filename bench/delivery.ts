@@ -9,7 +9,8 @@ import { createList } from '../src/db/lists.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { createPool, withTransaction } from '../src/db/pool.ts';
 import { parse } from '../src/mail/parse.ts';
-import { acceptPost } from '../src/posting.ts';
+import { acceptPost } from '../src/core/accept-post.ts';
+import { config } from '../src/config.ts';
 import { log } from '../src/log.ts';
 import { benchDatabase } from './bench-db.ts';
 
@@ -121,7 +122,7 @@ async function fanOut(pool: pg.Pool, members: number, run: string): Promise<{ en
   const raw = Buffer.from(`From: Alice <alice@bench.example>\r\nTo: ${list.address}\r\nSubject: Fan-out ${run}\r\nDate: ${new Date().toUTCString()}\r\nMessage-ID: <${run}@bench.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${BODY.replace(/\n/g, '\r\n')}`);
   const message = await parse(raw);
   const t0 = performance.now();
-  await withTransaction(pool, (tx) => acceptPost(tx, list, raw, message, 'alice@bench.example', log));
+  await withTransaction(pool, (tx) => acceptPost(tx, { list, raw, message, envelopeFrom: 'alice@bench.example', log, settings: config() }));
   const enqueueMs = performance.now() - t0;
   for (;;) {
     const { rows } = await pool.query<{ left: number; failed: number }>(

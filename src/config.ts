@@ -67,7 +67,7 @@ const schema = z.object({
   DELIVERY_KEEP_DAYS: positiveInt.default(7),
   CONFIRM_TOKEN_HOURS: positiveInt.default(72),
   NOTICE_FROM: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
-  // Retention of rejected mail, decided posts and bounce records (src/retention.ts)
+  // Retention of rejected mail, decided posts and bounce records (src/core/retention.ts)
   REJECTED_MAX_KB: z.coerce.number().int().min(0).max(1024 * 1024).default(64),
   REJECTED_PER_SENDER_PER_DAY: z.coerce.number().int().min(0).default(50),
   REJECTED_PER_CLIENT_PER_DAY: z.coerce.number().int().min(0).default(200),
@@ -125,7 +125,7 @@ export interface Config {
   /** From address of site notices that belong to no list (login links, password resets) */
   noticeFrom: string;
   /**
-   * What is kept of mail we do not distribute, and for how long (src/retention.ts). Rejected mail
+   * What is kept of mail we do not distribute, and for how long (src/core/retention.ts). Rejected mail
    * (ingest_errors) keeps its first rejectedMaxKb KB; past a quota per sender (and per client)
    * or for the whole site in a day, only a line without the bytes. heldExpireDays 0: held posts
    * wait for a moderator forever.

@@ -83,6 +83,27 @@ describe('the moderation queue', () => {
     expect(rows).toEqual([{ actor: 'mod@example.org', action: 'held.approve', target: 'approve-me@example.org' }]);
   });
 
+  it('writes the approval and its audit entry in one transaction: when the audit entry fails, the post stays held and nothing is sent', async () => {
+    const id = await hold({ id: 'audit-fails@example.org', subject: 'Audit me' });
+    await db.pool.query(`create function refuse_audit() returns trigger language plpgsql as $$
+      begin if new.target = 'audit-fails@example.org' then raise exception 'audit log unavailable'; end if; return new; end $$`);
+    await db.pool.query(`create trigger refuse_audit before insert on audit_log for each row execute function refuse_audit()`);
+    try {
+      const r = await mod.post(H, { ids: String(id), action: 'approve' });
+      expect(r.status).toBe(500);
+      expect(await state(id)).toMatchObject({ state: 'held', decided_by: null });
+      expect(await postCopies()).toEqual([]);
+      expect((await db.pool.query(`select 1 from list_messages lm join messages m on m.id = lm.message_id where m.message_id = 'audit-fails@example.org'`)).rows).toEqual([]);
+    } finally {
+      await db.pool.query(`drop trigger refuse_audit on audit_log; drop function refuse_audit()`);
+    }
+    expect((await mod.post(H, { ids: String(id), action: 'approve' })).status).toBe(303);
+    expect(await state(id)).toMatchObject({ state: 'approved', decided_by: 'mod@example.org' });
+    expect(await postCopies()).toEqual(['reader@example.net']);
+    const { rows } = await db.pool.query(`select actor, action from audit_log where target = 'audit-fails@example.org'`);
+    expect(rows).toEqual([{ actor: 'mod@example.org', action: 'held.approve' }]);
+  });
+
   it('rejects with a reason that is mailed to the sender', async () => {
     const id = await hold({ id: 'reject-me@example.org', from: 'Bob <bob@example.org>', subject: 'Off topic' });
     await mod.post(H, { ids: String(id), action: 'reject', reason: 'Please keep to the topic of the list.' });

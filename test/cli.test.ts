@@ -1,9 +1,11 @@
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { cli } from './helpers/cli.ts';
 import pg from 'pg';
 import { findList } from '../src/db/lists.ts';
-import { confirm, hashToken, requestSubscription } from '../src/subscriptions.ts';
+import { confirm, hashToken, requestSubscription } from '../src/core/subscriptions.ts';
+import { config } from '../src/config.ts';
 
 let db: TestDatabase;
 let env: Record<string, string>;
@@ -31,6 +33,14 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
       address: 'dev@lists.example.org', name: 'Developers', description: 'Talk about development',
       post_policy: 'open', subscribe_policy: 'confirm', archive: 'members', members: 0, messages: 0, owners: ['boss@example.org'],
     });
+    // Audited as the panel's "New list" is, with the operating-system user as the actor.
+    const pool = new pg.Pool({ connectionString: db.url });
+    try {
+      const { rows } = await pool.query(`select actor, action, list_address, target, detail from audit_log where action = 'list.create'`);
+      expect(rows).toEqual([{ actor: `cli:${os.userInfo().username}`, action: 'list.create', list_address: 'dev@lists.example.org', target: 'dev@lists.example.org', detail: { owners: ['boss@example.org'] } }]);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('shows the list of MAIL_DOMAIN for an address without @, even when another domain has one of that name', async () => {
@@ -79,8 +89,8 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     const pool = new pg.Pool({ connectionString: db.url });
     try {
       const list = await findList(pool, 'dev');
-      expect(await requestSubscription(pool, list, 'Newbie@example.com', { via: 'mail', mode: 'each' })).toBe('pending');
-      expect(await requestSubscription(pool, list, 'b@example.com', { via: 'web', mode: 'each' })).toBe('pending');
+      expect(await requestSubscription(pool, list, 'Newbie@example.com', { via: 'mail', mode: 'each', settings: config() })).toBe('pending');
+      expect(await requestSubscription(pool, list, 'b@example.com', { via: 'web', mode: 'each', settings: config() })).toBe('pending');
       const members = JSON.parse((await cli(['members', 'dev', '--json'], env)).stdout);
       expect(members).toEqual([
         { email: 'a@example.com', name: null, mode: 'digest', status: 'active', bounce_score: 0 },
@@ -91,7 +101,7 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
       const { rows } = await pool.query(`select id from subscription_requests where email = 'newbie@example.com'`);
       const token = '0123456789abcdef0123456789abcdef';
       await pool.query(`update subscription_requests set token_hash = $1 where id = $2`, [hashToken(token), rows[0].id]);
-      expect((await confirm(pool, token)).state).toBe('done');
+      expect((await confirm(pool, token, config())).state).toBe('done');
       const after = JSON.parse((await cli(['members', 'dev', '--json'], env)).stdout);
       expect(after.filter((m: { email: string }) => m.email === 'newbie@example.com')).toEqual([
         { email: 'newbie@example.com', name: null, mode: 'each', status: 'active', bounce_score: 0 },

@@ -1,8 +1,11 @@
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
-import { addSenderRule, getHeld, listHeld, moderate } from '../src/held.ts';
+import { getHeld, listHeld, moderate } from '../src/core/hold.ts';
+import { addSenderRule } from '../src/core/sender-rules.ts';
+import { config } from '../src/config.ts';
 import { parse } from '../src/mail/parse.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';
@@ -145,8 +148,8 @@ describe('moderating', () => {
   it('delivers an approved post exactly once, through the same path as an accepted one', async () => {
     const { list, messageId, held } = await heldPost({ subject: 'Please let me in' });
     const results = await Promise.allSettled([
-      moderate(db.pool, held.id, 'approve', { by: 'mod-a@example.org' }),
-      moderate(db.pool, held.id, 'approve', { by: 'mod-b@example.org' }),
+      moderate(db.pool, held.id, 'approve', { actor: 'mod-a@example.org', settings: config() }),
+      moderate(db.pool, held.id, 'approve', { actor: 'mod-b@example.org', settings: config() }),
     ]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const failure = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
@@ -163,7 +166,7 @@ describe('moderating', () => {
 
   it('never delivers or archives a discarded post', async () => {
     const { messageId, held } = await heldPost();
-    await moderate(db.pool, held.id, 'discard', { by: 'mod-a@example.org' });
+    await moderate(db.pool, held.id, 'discard', { actor: 'mod-a@example.org', settings: config() });
     await settle();
     expect(copiesOf(messageId)).toHaveLength(0);
     expect(await archived(messageId)).toBe(false);
@@ -173,7 +176,7 @@ describe('moderating', () => {
   it('tells the sender of a rejected post why', async () => {
     const sender = 'rejected-sender@elsewhere.example';
     const { local, messageId, held } = await heldPost({ from: sender });
-    await moderate(db.pool, held.id, 'reject', { by: 'mod-a@example.org', reason: 'Off topic for this list' });
+    await moderate(db.pool, held.id, 'reject', { actor: 'mod-a@example.org', reason: 'Off topic for this list', settings: config() });
     await settle();
     const [notice] = await mailTo(sender, 1);
     const parsed = await parse(notice.raw);
@@ -186,8 +189,8 @@ describe('moderating', () => {
 
   it('accepts an allowlisted sender without moderation and drops a banned one', async () => {
     const { list, local, owner, id } = await newList('moderated');
-    await addSenderRule(db.pool, list.id, 'friend@elsewhere.example', 'allow', { by: owner });
-    await addSenderRule(db.pool, list.id, '@spam.example', 'ban', { by: owner, expiresAt: new Date(Date.now() + 86_400_000) });
+    await addSenderRule(db.pool, list, 'friend@elsewhere.example', 'allow', { actor: owner });
+    await addSenderRule(db.pool, list, '@spam.example', 'ban', { actor: owner, expiresAt: new Date(Date.now() + 86_400_000) });
     await postTo(local, id('friend'), { from: 'friend@elsewhere.example' });
     await postTo(local, id('spam'), { from: 'bot@spam.example' });
     await settle();
@@ -234,6 +237,21 @@ describe('command line', () => {
     expect(again.stderr).toMatch(/already approved/);
     await settle();
     expect(copiesOf(first.message_id)).toHaveLength(2);
+  });
+
+  it('records each decision made on the command line in the audit log, as the operating-system user', { timeout: 90_000 }, async () => {
+    const { local, held } = await heldPost();
+    const r = await cli(['moderate', String(held.id), 'reject', '--reason', 'Off topic'], env());
+    expect(r.code).toBe(0);
+    const refused = await cli(['moderate', String(held.id), 'approve'], env());
+    expect(refused.code).not.toBe(0);
+    const { rows } = await db.pool.query(`select actor, action, list_address, target, detail from audit_log where target = $1`, [held.message_id]);
+    // The refused second decision left nothing behind.
+    expect(rows).toEqual([{
+      actor: `cli:${os.userInfo().username}`, action: 'held.reject', list_address: `${local}@lists.example.org`, target: held.message_id,
+      detail: { id: held.id, from: held.from, subject: held.subject, reason: 'Off topic' },
+    }]);
+    expect((await db.pool.query(`select state, decided_by from held_messages where id = $1`, [held.id])).rows).toEqual([{ state: 'rejected', decided_by: `cli:${os.userInfo().username}` }]);
   });
 
   it('rejects an unknown action and an unknown id with a clear message', async () => {

@@ -3,11 +3,12 @@ import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { parse, type ParsedMessage } from '../src/mail/parse.ts';
-import { decideSubscription, pendingApprovals, requestSubscription } from '../src/subscriptions.ts';
+import { decideSubscription, pendingApprovals, requestSubscription } from '../src/core/subscriptions.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { config } from '../src/config.ts';
 
 let db: TestDatabase;
 let relay: CaptureRelay;
@@ -179,21 +180,21 @@ describe('subscribing by mail', () => {
 describe('subscribe policies', () => {
   it('waits for an owner after confirmation on an approve list, then subscribes on approval', async () => {
     const club = await newList('club', 'approve');
-    expect(await requestSubscription(db.pool, club, 'sue@x.example', { via: 'web' })).toBe('pending');
+    expect(await requestSubscription(db.pool, club, 'sue@x.example', { via: 'web', settings: config() })).toBe('pending');
     const token = tokenOf(await nextMailTo('sue@x.example'));
     await mail(`club-confirm+${token}@lists.example.org`, 'sue@x.example', { subject: `Re: confirm ${token}` });
     expect(await findMember(db.pool, club.id, 'sue@x.example')).toBeNull();
     const [request] = await pendingApprovals(db.pool, club.id);
     expect(request).toMatchObject({ email: 'sue@x.example', state: 'approval' });
-    await decideSubscription(db.pool, request.id, 'approve', 'owner@example.org');
+    await decideSubscription(db.pool, request.id, 'approve', 'owner@example.org', config());
     expect(await findMember(db.pool, club.id, 'sue@x.example')).toMatchObject({ status: 'active' });
     expect(await pendingApprovals(db.pool, club.id)).toEqual([]);
-    await expect(decideSubscription(db.pool, request.id, 'reject', 'owner@example.org')).rejects.toThrow(/not waiting for approval/);
+    await expect(decideSubscription(db.pool, request.id, 'reject', 'owner@example.org', config())).rejects.toThrow(/not waiting for approval/);
   });
 
   it('asks the address to confirm on an open list too, then subscribes without an owner', async () => {
     const open = await newList('open', 'open');
-    expect(await requestSubscription(db.pool, open, 'tim@x.example', { via: 'web' })).toBe('pending');
+    expect(await requestSubscription(db.pool, open, 'tim@x.example', { via: 'web', settings: config() })).toBe('pending');
     expect(await findMember(db.pool, open.id, 'tim@x.example')).toBeNull();
     const token = tokenOf(await nextMailTo('tim@x.example'));
     await mail(`open-confirm+${token}@lists.example.org`, 'tim@x.example', { subject: `Re: confirm ${token}` });

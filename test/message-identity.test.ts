@@ -2,18 +2,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importMbox } from '../src/archive-import.ts';
+import { importMbox } from '../src/core/archive-import.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { createList, type ArchivePolicy, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
-import { listHeld, moderate } from '../src/held.ts';
+import { listHeld, moderate } from '../src/core/hold.ts';
 import { mboxrdEntry } from '../src/mail/mbox.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { config } from '../src/config.ts';
 
 /**
  * A Message-ID is chosen by the sender: it identifies, it does not authorise (issue "Trust", 1).
@@ -151,7 +152,7 @@ describe('a held post', () => {
     const phishing = message({ id: 'swap@elsewhere.example', from: 'stranger@elsewhere.example', subject: 'A question', body: 'Reset your password at http://evil.example/' });
     expect((await post('stranger@elsewhere.example', ['open'], phishing)).ok).toBe(true);
 
-    await moderate(db.pool, held.id, 'approve', { by: 'mod@corp.example' });
+    await moderate(db.pool, held.id, 'approve', { actor: 'mod@corp.example', settings: config() });
     await drained(db);
     for (const member of ['ann@corp.example', 'ben@corp.example']) {
       const got = copiesTo(member, 'swap@elsewhere.example');
@@ -173,7 +174,7 @@ describe('a held post', () => {
     const [held] = (await listHeld(db.pool, lists.team.id)).filter((h) => h.message_id === 'late@elsewhere.example');
     // a member's post takes the Message-ID in the list meanwhile
     expect((await post('ann@corp.example', ['team'], message({ id: 'late@elsewhere.example', from: 'ann@corp.example', subject: 'Second' }))).ok).toBe(true);
-    await expect(moderate(db.pool, held.id, 'approve', { by: 'mod@corp.example' })).rejects.toThrow(/already has a different message with its Message-ID/);
+    await expect(moderate(db.pool, held.id, 'approve', { actor: 'mod@corp.example', settings: config() })).rejects.toThrow(/already has a different message with its Message-ID/);
     expect((await listHeld(db.pool, lists.team.id)).map((h) => h.id)).toContain(held.id);
   });
 });

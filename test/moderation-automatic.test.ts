@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
-import { addSenderRule } from '../src/held.ts';
+import { addSenderRule } from '../src/core/sender-rules.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
@@ -87,7 +87,7 @@ describe('automatic mail posted to an open list', () => {
   });
 
   it('holds it even from an allowlisted sender', async () => {
-    await addSenderRule(db.pool, open.id, 'robot@elsewhere.example', 'allow', { by: OWNER });
+    await addSenderRule(db.pool, open, 'robot@elsewhere.example', 'allow', { actor: OWNER });
     await postTo('open', 'allowed-robot@x.example', { from: 'robot@elsewhere.example', headers: { 'Auto-Submitted': 'auto-replied' } });
     expect(await heldRow('allowed-robot@x.example')).toEqual([expect.objectContaining({ state: 'held', rule: 'automatic' })]);
   });

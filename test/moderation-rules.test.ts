@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decide, type PostFacts } from '../src/moderation.ts';
+import { decide, type PostFacts } from '../src/core/moderation-rules.ts';
 
 /** The moderation rules of src/moderation.ts: a pure decision over plain facts, one rule table. */
 

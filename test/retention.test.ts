@@ -4,11 +4,12 @@ import { parseConfig } from '../src/config.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import { hourly } from '../src/delivery/maintenance.ts';
-import { listHeld, moderate } from '../src/held.ts';
-import { receive } from '../src/inbound.ts';
+import { listHeld, moderate } from '../src/core/hold.ts';
+import { receive } from '../src/core/inbound.ts';
 import { log } from '../src/log.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { config } from '../src/config.ts';
 
 /**
  * Rejected junk is bounded. Three 5 MB non-messages put 15 MB into
@@ -94,7 +95,7 @@ describe('rejected mail is bounded', () => {
       const results = await receive(db.pool, {
         envelopeFrom: `forged-${n}@x.example`, client: '203.0.113.9', raw: nonMessage(30_000), log,
         recipients: [{ list: dev, role: 'post', address: 'dev@lists.example.org' }],
-      });
+      }, config());
       expect(results[0]?.responseCode).toBe(554);
     }
     expect((await kept('forged-3@x.example'))[0]).toMatchObject({ kept: 16 * 1024, client: '203.0.113.9' });
@@ -137,7 +138,7 @@ describe('old records are pruned by the workers\' hourly chores', () => {
       expect(res.ok, res.response).toBe(true);
     }
     const decided = (await listHeld(db.pool, mod.id)).find((h) => h.message_id === 'decided-long-ago@x.example')!;
-    await moderate(db.pool, decided.id, 'discard', { by: 'owner@example.org' });
+    await moderate(db.pool, decided.id, 'discard', { actor: 'owner@example.org', settings: config() });
     await db.pool.query(`update held_messages set received_at = ${ago(40)}, decided_at = ${ago(35)} where message_id = 'decided-long-ago@x.example'`);
     await db.pool.query(`update held_messages set received_at = ${ago(15)} where message_id = 'forgotten@x.example'`);
     // Bounce records: an out-of-office reply today, and one that is 61 days old.

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { issueLoginToken, upsertAccount } from '../db/accounts.ts';
-import { recordAudit } from '../db/audit.ts';
+import { makeSiteAdmin } from '../core/accounts.ts';
+import { issueLoginToken } from '../db/accounts.ts';
 import { hashPassword } from '../db/credentials.ts';
 import { InvalidInput } from '../errors.ts';
 import { normalizeEmail } from '../mail/address.ts';
@@ -23,8 +23,8 @@ export function registerAdminCommands(program: Command) {
         const email = normalizeEmail(address);
         if (!email) throw new InvalidInput(`"${address}" is not an e-mail address`);
         const passwordHash = o.password !== undefined ? await hashPassword(o.password) : undefined;
-        const { account, created } = await upsertAccount(db.pool, email, { passwordHash, siteAdmin: true });
-        await recordAudit(db.pool, { actor: 'cli', action: created ? 'account.create' : 'account.update', target: email, detail: { site_admin: true, password: passwordHash ? 'set' : 'unchanged' } });
+        // Entries of this command have always named the actor plain `cli`.
+        const { account, created } = await makeSiteAdmin(db.pool, email, { passwordHash, actor: 'cli' });
         process.stdout.write(`${created ? 'created' : 'updated'} site administrator ${account.email}\n`);
         if (passwordHash) {
           process.stdout.write(`log in at ${cfg.publicUrl}/login\n`);

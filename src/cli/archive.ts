@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { exportMbox } from '../archive-export.ts';
-import { importMbox, type BrokenMessage, type ImportState } from '../archive-import.ts';
+import { exportMbox } from '../core/archive-export.ts';
+import { importMbox, type BrokenMessage, type ImportState } from '../core/archive-import.ts';
 import { config } from '../config.ts';
 import { findList } from '../db/lists.ts';
 import { InvalidInput } from '../errors.ts';

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { config, ConfigError, type Config } from '../config.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
@@ -25,6 +26,11 @@ export async function runCommand(fn: (ctx: CliContext) => Promise<void>): Promis
   } finally {
     await db?.close().catch(() => undefined);
   }
+}
+
+/** Who acts from the command line, for decided_by and the audit log: `cli:USER`. */
+export function cliActor(): string {
+  return `cli:${os.userInfo().username}`;
 }
 
 export function fail(err: unknown): void {

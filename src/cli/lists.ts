@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
-import { allLists, createList, findList, listOwners, listStats, type ListRow } from '../db/lists.ts';
-import { listAddressProblem, normalizeEmail } from '../mail/address.ts';
+import { allLists, findList, listOwners, listStats, type ListRow } from '../db/lists.ts';
+import { normalizeEmail } from '../mail/address.ts';
 import type { Queryable } from '../db/pool.ts';
-import { collect, printJson, printTable, runCommand } from './context.ts';
+import { createList } from '../core/lists.ts';
+import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
 
 const POST = ['open', 'members', 'moderated'] as const;
 const SUBSCRIBE = ['open', 'confirm', 'approve'] as const;
@@ -46,23 +47,20 @@ export function registerListCommands(program: Command) {
     .description('create a list')
     .action((address: string, o) =>
       runCommand(async ({ cfg, db }) => {
-        const full = (address.includes('@') ? address : `${address}@${cfg.mailDomain}`).toLowerCase();
-        const problem = listAddressProblem(full);
-        if (problem) throw new InvalidInput(problem);
         const owners = (o.owner as string[]).map((e) => {
           const email = normalizeEmail(e);
           if (!email) throw new InvalidInput(`--owner "${e}" is not an e-mail address`);
           return email;
         });
         const created = await createList(db.pool, {
-          address: full,
-          name: o.name ?? full.split('@')[0],
+          address,
+          name: o.name,
           description: o.description,
           postPolicy: oneOf('--post-policy', o.postPolicy, POST),
           subscribePolicy: oneOf('--subscribe-policy', o.subscribePolicy, SUBSCRIBE),
           archive: oneOf('--archive', o.archive, ARCHIVE),
           owners,
-        });
+        }, { actor: cliActor(), mailDomain: cfg.mailDomain });
         process.stdout.write(`created list ${created.address}\n`);
       }),
     );

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { findList } from '../db/lists.ts';
-import { addMember, memberRoster, removeMember, type DeliveryMode } from '../db/members.ts';
+import { memberRoster, type DeliveryMode } from '../db/members.ts';
 import { normalizeEmail } from '../mail/address.ts';
-import { printJson, printTable, runCommand } from './context.ts';
+import { addMembers, changeMembers } from '../core/members.ts';
+import { cliActor, printJson, printTable, runCommand } from './context.ts';
 
 const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
 
@@ -26,8 +27,7 @@ export function registerMemberCommands(program: Command) {
       runCommand(async ({ db }) => {
         if (!MODES.includes(o.mode)) throw new InvalidInput(`--mode must be one of ${MODES.join(', ')} (got "${o.mode}")`);
         const list = await findList(db.pool, ref);
-        for (const email of emails(addrs)) {
-          const outcome = await addMember(db.pool, list.id, email, o.mode);
+        for (const { email, outcome } of await addMembers(db.pool, list, emails(addrs).map((email) => ({ email })), { actor: cliActor(), mode: o.mode })) {
           process.stdout.write(`${email}: ${outcome === 'unchanged' ? 'already subscribed' : outcome}\n`);
         }
       }),
@@ -41,10 +41,9 @@ export function registerMemberCommands(program: Command) {
     .action((ref: string, addrs: string[]) =>
       runCommand(async ({ db }) => {
         const list = await findList(db.pool, ref);
-        for (const email of emails(addrs)) {
-          const removed = await removeMember(db.pool, list.id, email);
-          process.stdout.write(`${email}: ${removed ? 'unsubscribed' : 'was not subscribed'}\n`);
-        }
+        const all = emails(addrs);
+        const removed = await changeMembers(db.pool, list, all, 'remove', { actor: cliActor() });
+        for (const [i, email] of all.entries()) process.stdout.write(`${email}: ${removed[i] ? 'unsubscribed' : 'was not subscribed'}\n`);
       }),
     );
 

@@ -1,9 +1,8 @@
-import os from 'node:os';
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { findList } from '../db/lists.ts';
-import { listHeld, moderate, type ModerationAction } from '../held.ts';
-import { printJson, printTable, runCommand } from './context.ts';
+import { listHeld, moderate, type ModerationAction } from '../core/hold.ts';
+import { cliActor, printJson, printTable, runCommand } from './context.ts';
 
 const ACTIONS: ModerationAction[] = ['approve', 'reject', 'discard'];
 
@@ -32,10 +31,10 @@ export function registerModerationCommands(program: Command) {
     .option('--reason <text>', 'why (mailed to the sender on reject)')
     .description('approve, reject or discard a held message')
     .action((id: string, action: string, o) =>
-      runCommand(async ({ db }) => {
+      runCommand(async ({ cfg, db }) => {
         if (!/^\d+$/.test(id)) throw new InvalidInput(`held message id must be a number (got "${id}")`);
         if (!ACTIONS.includes(action as ModerationAction)) throw new InvalidInput(`action must be one of ${ACTIONS.join(', ')} (got "${action}")`);
-        await moderate(db.pool, Number(id), action as ModerationAction, { reason: o.reason, by: `cli:${os.userInfo().username}` });
+        await moderate(db.pool, Number(id), action as ModerationAction, { reason: o.reason, actor: cliActor(), settings: cfg });
         const past = { approve: 'approved', reject: 'rejected', discard: 'discarded' }[action as ModerationAction];
         process.stdout.write(`held message ${id} ${past}\n`);
       }),

@@ -8,7 +8,7 @@ export interface IngestError {
   recipients: string[];
   messageId?: string | null;
   reason: string;
-  /** what is kept of the message: all of it, its first bytes, or nothing (src/retention.ts) */
+  /** what is kept of the message: all of it, its first bytes, or nothing (src/core/retention.ts) */
   raw: Buffer;
   /** bytes received; raw.length unless only part of them is kept */
   size?: number;

@@ -104,15 +104,18 @@ export async function deletionImpact(db: Queryable, listId: number): Promise<Del
  * messages that belonged to it alone (cross-posted messages stay in their other lists).
  */
 export async function deleteList(pool: pg.Pool, listId: number): Promise<void> {
-  await withTransaction(pool, async (c) => {
-    const { rows } = await c.query<{ id: number }>(
-      `select lm.message_id as id from list_messages lm where lm.list_id = $1
-          and not exists (select 1 from list_messages o where o.message_id = lm.message_id and o.list_id <> $1)`,
-      [listId],
-    );
-    await c.query('delete from lists where id = $1', [listId]);
-    await c.query('delete from messages where id = any($1::bigint[])', [rows.map((r) => r.id)]);
-  });
+  await withTransaction(pool, (c) => deleteListIn(c, listId));
+}
+
+/** deleteList inside the caller's transaction. */
+export async function deleteListIn(c: Queryable, listId: number): Promise<void> {
+  const { rows } = await c.query<{ id: number }>(
+    `select lm.message_id as id from list_messages lm where lm.list_id = $1
+        and not exists (select 1 from list_messages o where o.message_id = lm.message_id and o.list_id <> $1)`,
+    [listId],
+  );
+  await c.query('delete from lists where id = $1', [listId]);
+  await c.query('delete from messages where id = any($1::bigint[])', [rows.map((r) => r.id)]);
 }
 
 export async function hasAnyListRole(db: Queryable, email: string): Promise<boolean> {

@@ -7,11 +7,11 @@ import { forgetDeadWorkers, pruneFinished, reclaimStale } from '../db/outbox.ts'
 import { withTransaction } from '../db/pool.ts';
 import { pruneRateLimits } from '../db/rate-limits.ts';
 import { pruneExpiredRequests } from '../db/subscription-requests.ts';
-import { sendDueDigests } from '../digests.ts';
+import { sendDueDigests } from '../core/digests.ts';
 import type { Logger } from '../log.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
-import { notifyOwnersOfHeld } from '../posting.ts';
-import { pruneKept } from '../retention.ts';
+import { notifyOwnersOfHeld } from '../core/hold.ts';
+import { pruneKept } from '../core/retention.ts';
 
 /**
  * What the workers do besides sending, every few seconds. Every task is safe when several

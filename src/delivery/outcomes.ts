@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { recordDeliveryFailure } from '../bounces.ts';
+import { recordDeliveryFailure } from '../core/bounces.ts';
 import { markFailed, markRetry, markSent, type ClaimedRow, type RowError } from '../db/outbox.ts';
 import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
@@ -45,6 +45,8 @@ export class Outcomes {
     private readonly giveUpHours: number,
     private readonly flushRows: number,
     private readonly log: Logger,
+    /** PUBLIC_URL, for the link in the notice of a member disabled by bounces */
+    private readonly publicUrl: string,
     private readonly flushMs = 200,
   ) {}
 
@@ -150,7 +152,7 @@ export class Outcomes {
       // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count;
       // nor do refusals of our sender at MAIL FROM or of the content after DATA).
       if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice' && f.stage !== 'none') {
-        await recordDeliveryFailure(this.pool, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
+        await recordDeliveryFailure(this.pool, { publicUrl: this.publicUrl }, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
           .catch((err) => log.error({ err }, 'could not record the bounce of a failed copy'));
       }
     }

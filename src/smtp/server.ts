@@ -3,10 +3,11 @@ import type { AddressInfo, Socket } from 'node:net';
 import type pg from 'pg';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
-import { defaultMemoryBytes } from '../config.ts';
+import { config, defaultMemoryBytes } from '../config.ts';
+import type { CoreSettings } from '../core/settings.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
-import { receive } from '../inbound.ts';
+import { receive } from '../core/inbound.ts';
 import { log } from '../log.ts';
 import { smtpMessages } from '../metrics.ts';
 
@@ -23,6 +24,8 @@ export interface SmtpOptions {
   dataTimeoutMs?: number;
   /** the database URL, for the LISTEN connection of the recipient cache; without it, no cache */
   databaseUrl?: string;
+  /** what the use cases need of the configuration; default config() */
+  settings?: CoreSettings;
 }
 
 /** One RCPT TO that was answered 250, in the order given (duplicates included). */
@@ -190,7 +193,7 @@ export class IngestServer {
       recipients: unique,
       raw,
       log: log.child({ session: session.id }),
-    });
+    }, this.opts.settings ?? config());
     for (const r of results) smtpMessages.inc({ result: r ? 'rejected' : 'accepted' });
     const byAddress = new Map(unique.map((r, i) => [r.address, results[i]]));
     const ok = `2.0.0 Ok: queued as ${crypto.randomUUID()}`;

@@ -4,7 +4,7 @@ import { getListById } from '../db/lists.ts';
 import { findMemberByToken, reenableMember, unsubscribeByToken } from '../db/members.ts';
 import { requestByToken } from '../db/subscription-requests.ts';
 import { log } from '../log.ts';
-import { confirm, hashToken } from '../subscriptions.ts';
+import { confirm, hashToken } from '../core/subscriptions.ts';
 import type { WebContext } from './context.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';
@@ -66,7 +66,7 @@ export function subscriptionRouter(ctx: WebContext): Router {
 
   r.post('/confirm/:token', requireCsrf, async (req, res) => {
     try {
-      const result = await confirm(db, String(req.params.token), { publicUrl: ctx.cfg.publicUrl });
+      const result = await confirm(db, String(req.params.token), ctx.cfg);
       const message = result.action === 'unsubscribe'
         ? `${result.email} is unsubscribed from ${result.list.address}.`
         : result.state === 'approval'

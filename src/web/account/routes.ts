@@ -1,12 +1,12 @@
 import { Router } from 'express';
 import { findAccount, setPasswordHash } from '../../db/accounts.ts';
-import { recordAudit } from '../../db/audit.ts';
 import { hashPassword, passwordProblem, verifyPassword } from '../../db/credentials.ts';
-import { listById, listsForStaff } from '../../db/list-admin.ts';
-import { findMemberById, subscriptionsOf } from '../../db/member-admin.ts';
-import { reenableMember, removeMember, setDigestFormat, setMemberMode, type DeliveryMode } from '../../db/members.ts';
+import { listsForStaff } from '../../db/list-admin.ts';
+import { subscriptionsOf } from '../../db/member-admin.ts';
+import type { DeliveryMode } from '../../db/members.ts';
+import { changeOwnSubscription } from '../../core/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
-import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
+import { NotFound } from '../../errors.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -34,28 +34,18 @@ export function accountRouter(ctx: WebContext): Router {
 
   r.post('/account/subscriptions/:id', requireLogin, requireCsrf, async (req, res) => {
     const viewer = req.viewer!;
-    const member = await findMemberById(db, positiveInt(String(req.params.id), 0));
-    if (!member) throw new NotFound('No such subscription.');
-    if (member.email !== viewer.email) throw new Forbidden('That subscription is not yours.');
-    const list = await listById(db, member.list_id);
+    const id = positiveInt(String(req.params.id), 0);
     const action = oneOf('action', field(req, 'action'), ['mode', 'unsubscribe', 'reenable'] as const);
     let message: string;
     if (action === 'mode') {
       const mode = oneOf('Delivery', field(req, 'mode'), MODES);
       const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), ['mime', 'plain'] as const) : null;
-      await setMemberMode(db, list.id, member.email, mode);
-      if (format) await setDigestFormat(db, list.id, member.email, format);
+      const list = await changeOwnSubscription(db, id, viewer.email, { mode, digestFormat: format });
       message = `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
-      await recordAudit(db, { actor: viewer.email, action: 'self.mode', list, target: member.email, detail: { mode, ...(format ? { digest_format: format } : {}) } });
     } else if (action === 'unsubscribe') {
-      await removeMember(db, list.id, member.email);
-      message = `You have left ${list.address}.`;
-      await recordAudit(db, { actor: viewer.email, action: 'self.unsubscribe', list, target: member.email });
+      message = `You have left ${(await changeOwnSubscription(db, id, viewer.email, 'unsubscribe')).address}.`;
     } else {
-      if (member.status !== 'disabled') throw new InvalidInput('This subscription is not disabled.');
-      await reenableMember(db, list.id, member.email);
-      message = `Delivery from ${list.address} is on again.`;
-      await recordAudit(db, { actor: viewer.email, action: 'self.reenable', list, target: member.email });
+      message = `Delivery from ${(await changeOwnSubscription(db, id, viewer.email, 'reenable')).address} is on again.`;
     }
     flash(ctx, res, message);
     res.redirect(303, '/account');

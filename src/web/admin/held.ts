@@ -1,14 +1,14 @@
 import { Router } from 'express';
-import { recentAudit, recordAudit } from '../../db/audit.ts';
+import { recentAudit } from '../../db/audit.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
-import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
-import { addSenderRule, getHeld, listHeld, listSenderRules, moderate, removeSenderRule, type ModerationAction } from '../../held.ts';
+import { getHeld, listHeld, moderate, type ModerationAction } from '../../core/hold.ts';
+import { addSenderRule, listSenderRules, removeSenderRule } from '../../core/sender-rules.ts';
 import { field, fields, oneOf, positiveInt } from './form.ts';
 import { heldPreview } from './held-preview.ts';
 import { adminListUrl } from '../../mail/urls.ts';
@@ -57,32 +57,20 @@ export function heldRouter(ctx: WebContext): Router {
       flash(ctx, res, 'Tick at least one message first.', 'error');
       return res.redirect(303, adminListUrl(list.address, 'held'));
     }
-    const by = actor(req);
     let done = 0;
     const skipped: string[] = [];
     for (const id of ids) {
-      // Each id is checked against this list: a moderator acts only on their own lists' queue.
-      const held = await getHeld(db, id);
-      if (!held || held.list_id !== list.id) {
-        skipped.push(`#${id}`);
-        continue;
-      }
-      const sender = normalizeEmail(held.from_email || held.envelope_from || '');
       const base: ModerationAction = action === 'approve-allow' ? 'approve' : action === 'discard-ban' ? 'discard' : action;
+      const senderRule = action === 'approve-allow' ? 'allow' : action === 'discard-ban' ? 'ban' : undefined;
       try {
-        if (action === 'approve-allow' && sender) await addSenderRule(db, list.id, sender, 'allow', { by });
-        if (action === 'discard-ban' && sender) await addSenderRule(db, list.id, sender, 'ban', { by });
-        await moderate(db, id, base, { reason: reason || undefined, by });
+        // Each id is checked against this list: a moderator acts only on their own lists' queue.
+        await moderate(db, id, base, { actor: actor(req), reason: reason || undefined, listId: list.id, senderRule, settings: ctx.cfg });
       } catch (err) {
         if (!(err instanceof InvalidInput || err instanceof NotFound || (err as { status?: number }).status === 409)) throw err;
         skipped.push(`#${id}`);
         continue;
       }
       done++;
-      await recordAudit(db, {
-        actor: by, action: `held.${action}`, list, target: held.message_id,
-        detail: { id, from: held.from_email, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
-      });
     }
     flash(ctx, res, `${done} message${done === 1 ? '' : 's'} ${DONE[action]}.${skipped.length ? ` Already handled or not found: ${skipped.join(', ')}.` : ''}`, done === 0 ? 'error' : 'flash');
     res.redirect(303, adminListUrl(list.address, 'held'));
@@ -99,12 +87,10 @@ export function heldRouter(ctx: WebContext): Router {
         const kind = oneOf('Rule', field(req, 'kind'), ['allow', 'ban'] as const);
         const days = field(req, 'days') ? positiveInt(field(req, 'days'), 0) : 0;
         const expiresAt = days > 0 ? new Date(Date.now() + days * 86_400_000) : null;
-        const rule = await addSenderRule(db, list.id, email, kind, { expiresAt, by: actor(req) });
-        await recordAudit(db, { actor: actor(req), action: `sender.${kind}`, list, target: rule.email, detail: expiresAt ? { expires: expiresAt.toISOString() } : {} });
+        const rule = await addSenderRule(db, list, email, kind, { expiresAt, actor: actor(req) });
         flash(ctx, res, `${rule.email} ${kind === 'allow' ? 'is always accepted' : 'is banned'}${expiresAt ? ` for ${days} day${days === 1 ? '' : 's'}` : ''}.`);
       } else {
-        const removed = await removeSenderRule(db, list.id, email);
-        if (removed) await recordAudit(db, { actor: actor(req), action: 'sender.remove', list, target: email });
+        const removed = await removeSenderRule(db, list, email, { actor: actor(req) });
         flash(ctx, res, removed ? `The rule for ${email} is gone.` : 'Nothing changed.');
       }
     } catch (err) {

@@ -1,13 +1,11 @@
 import { Router } from 'express';
-import { recentAudit, recordAudit } from '../../db/audit.ts';
-import {
-  addListRole, countOwners, deleteList, deletionImpact, listCounts, listRoles, removeListRole, updateCoreSettings, type ListRole,
-} from '../../db/list-admin.ts';
-import { createList, updateDeliverySettings, type ListRow } from '../../db/lists.ts';
+import { recentAudit } from '../../db/audit.ts';
+import { deletionImpact, listCounts, listRoles, type ListRole } from '../../db/list-admin.ts';
+import type { ListRow } from '../../db/lists.ts';
 import { memberCounts } from '../../db/member-admin.ts';
-import { withTransaction } from '../../db/pool.ts';
+import { addRole, createList, deleteList, removeRole, updateListSettings } from '../../core/lists.ts';
 import { Conflict, InvalidInput } from '../../errors.ts';
-import { listAddressProblem, normalizeEmail } from '../../mail/address.ts';
+import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -40,24 +38,20 @@ export function listsRouter(ctx: WebContext): Router {
       owners: field(req, 'owners', 5000),
     };
     try {
-      const address = form.address.includes('@') ? form.address : `${form.address}@${ctx.cfg.mailDomain}`;
-      const problem = listAddressProblem(address);
-      if (problem) throw new InvalidInput(problem);
       const owners = form.owners.split(/[\s,;]+/).filter(Boolean).map((o) => {
         const e = normalizeEmail(o);
         if (!e) throw new InvalidInput(`Owners: "${o}" is not an e-mail address.`);
         return e;
       });
       const list = await createList(db, {
-        address,
-        name: form.name || address.split('@')[0],
+        address: form.address,
+        name: form.name,
         description: form.description,
         postPolicy: oneOf('Who may post', form.post_policy, POST_POLICIES),
         subscribePolicy: oneOf('Subscription', form.subscribe_policy, SUBSCRIBE_POLICIES),
         archive: oneOf('Archive', form.archive, ARCHIVE_POLICIES),
-        owners: [...new Set(owners)],
-      });
-      await recordAudit(db, { actor: actor(req), action: 'list.create', list, target: list.address, detail: { owners } });
+        owners,
+      }, { actor: actor(req), mailDomain: ctx.cfg.mailDomain });
       flash(ctx, res, `List ${list.address} created.`);
       res.redirect(303, adminListUrl(list.address, 'settings'));
     } catch (err) {
@@ -85,11 +79,7 @@ export function listsRouter(ctx: WebContext): Router {
       return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, roles: await listRoles(db, list.id) }, 400);
     }
     const changed = changedSettings(list, input);
-    await withTransaction(db, async (c) => {
-      await updateCoreSettings(c, list.id, input.core);
-      await updateDeliverySettings(c, list.id, input.delivery);
-      if (Object.keys(changed).length > 0) await recordAudit(c, { actor: actor(req), action: 'list.settings', list, target: list.address, detail: changed });
-    });
+    await updateListSettings(db, list, input, { actor: actor(req), changed });
     flash(ctx, res, Object.keys(changed).length > 0 ? `Saved: ${Object.keys(changed).join(', ')}.` : 'Nothing changed.');
     res.redirect(303, adminListUrl(list.address, 'settings'));
   });
@@ -104,16 +94,17 @@ export function listsRouter(ctx: WebContext): Router {
       return res.redirect(303, adminListUrl(list.address, 'settings#roles'));
     }
     if (action === 'add') {
-      const added = await addListRole(db, list.id, email, role);
-      if (added) await recordAudit(db, { actor: actor(req), action: `role.add`, list, target: email, detail: { role } });
+      const added = await addRole(db, list, email, role, { actor: actor(req) });
       flash(ctx, res, added ? `${email} is now ${role === 'owner' ? 'an owner' : 'a moderator'} of the list.` : `${email} already was ${role === 'owner' ? 'an owner' : 'a moderator'}.`);
     } else {
-      if (role === 'owner' && viewerRole !== 'admin' && (await countOwners(db, list.id)) <= 1) {
-        flash(ctx, res, 'A list keeps at least one owner: add another owner first.', 'error');
+      let removed: boolean;
+      try {
+        removed = await removeRole(db, list, email, role, { actor: actor(req), mayRemoveLastOwner: viewerRole === 'admin' });
+      } catch (err) {
+        if (!(err instanceof Conflict)) throw err;
+        flash(ctx, res, err.message, 'error');
         return res.redirect(303, adminListUrl(list.address, 'settings#roles'));
       }
-      const removed = await removeListRole(db, list.id, email, role);
-      if (removed) await recordAudit(db, { actor: actor(req), action: `role.remove`, list, target: email, detail: { role } });
       flash(ctx, res, removed ? `${email} is no longer ${role === 'owner' ? 'an owner' : 'a moderator'}.` : 'Nothing changed.');
     }
     res.redirect(303, adminListUrl(list.address, 'settings#roles'));
@@ -136,9 +127,7 @@ export function listsRouter(ctx: WebContext): Router {
     if (field(req, 'confirm', 254).toLowerCase() !== list.address) {
       return render(ctx.views, req, res, 'admin/list-delete.njk', { title: `Delete ${list.address}`, tab: 'settings', impact: await deletionImpact(db, list.id), error: `Type ${list.address} to confirm.` }, 400);
     }
-    const impact = await deletionImpact(db, list.id);
-    await deleteList(db, list.id);
-    await recordAudit(db, { actor: actor(req), action: 'list.delete', list: { id: null, address: list.address }, target: list.address, detail: { ...impact } });
+    await deleteList(db, list, { actor: actor(req) });
     flash(ctx, res, `List ${list.address} deleted.`);
     res.redirect(303, '/admin/');
   });

@@ -1,8 +1,9 @@
 import { Router, type Request } from 'express';
 import { recordAudit } from '../../db/audit.ts';
-import { findMember, addMember, reenableMember, setMemberMode, type DeliveryMode, type MemberStatus } from '../../db/members.ts';
+import { findMember, type DeliveryMode, type MemberStatus } from '../../db/members.ts';
 import { memberBounces } from '../../db/bounces.ts';
-import { memberAudit, memberBatch, memberCounts, removeMembers, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
+import { memberAudit, memberBatch, memberCounts, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
+import { addMembers, changeMembers, inviteMembers } from '../../core/members.ts';
 import { NotFound } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../context.ts';
@@ -13,7 +14,6 @@ import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { field, fields, oneOf, optionalOneOf, positiveInt, query } from './form.ts';
 import { csvCell, parseMemberLines } from './member-import.ts';
 import { multipartForm } from './multipart.ts';
-import { requestWebSubscription } from '../subscribe-form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
 const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
@@ -80,21 +80,12 @@ export function membersRouter(ctx: WebContext): Router {
     for (const f of req.files ?? []) if (f.field === 'csv') text += `\n${f.content.toString('utf8')}`;
     const { entries, problems } = parseMemberLines(text);
     const outcomes: Record<string, string[]> = { added: [], reactivated: [], updated: [], unchanged: [], invited: [] };
-    for (const e of entries) {
-      if (invite) {
-        // A confirmation request like the web form's: the address must agree before it is added.
-        await requestWebSubscription(db, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? mode, publicUrl: ctx.cfg.publicUrl });
-        outcomes.invited.push(e.email);
-      } else {
-        outcomes[await addMember(db, list.id, e.email, e.mode ?? mode, e.name)].push(e.email);
-      }
-    }
-    if (entries.length > 0) {
-      await recordAudit(db, {
-        actor: actor(req), action: invite ? 'member.invite' : 'member.add', list,
-        target: entries.length === 1 ? entries[0].email : null,
-        detail: { count: entries.length, mode, ...(entries.length <= 20 ? { addresses: entries.map((e) => e.email) } : {}) },
-      });
+    if (invite) {
+      // A confirmation request like the web form's: the address must agree before it is added.
+      await inviteMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg });
+      outcomes.invited.push(...entries.map((e) => e.email));
+    } else {
+      for (const { email, outcome } of await addMembers(db, list, entries, { actor: actor(req), mode })) outcomes[outcome].push(email);
     }
     render(ctx.views, req, res, 'admin/members-added.njk', { title: `Members added · ${list.address}`, tab: 'members', outcomes, problems, invite }, problems.length > 0 && entries.length === 0 ? 400 : 200);
   });
@@ -108,13 +99,8 @@ export function membersRouter(ctx: WebContext): Router {
       flash(ctx, res, 'Tick at least one member first.', 'error');
       return res.redirect(303, back);
     }
-    let changed = 0;
-    if (action === 'remove') changed = await removeMembers(db, list.id, emails);
-    else for (const email of emails) {
-      if (action === 'reenable') changed += Number(await reenableMember(db, list.id, email));
-      else changed += Number(await setMemberMode(db, list.id, email, action.slice(5) as DeliveryMode));
-    }
-    await recordAudit(db, { actor: actor(req), action: `member.${action === 'remove' ? 'remove' : action === 'reenable' ? 'reenable' : 'mode'}`, list, target: emails.length === 1 ? emails[0] : null, detail: { addresses: emails.slice(0, 100), count: emails.length, changed, ...(action.startsWith('mode-') ? { mode: action.slice(5) } : {}) } });
+    const change = action === 'remove' || action === 'reenable' ? action : { mode: action.slice(5) as DeliveryMode };
+    const changed = (await changeMembers(db, list, emails, change, { actor: actor(req) })).filter(Boolean).length;
     const verb = action === 'remove' ? 'removed' : action === 'reenable' ? 're-enabled' : `switched to ${action.slice(5)}`;
     flash(ctx, res, `${changed} of ${emails.length} member${emails.length === 1 ? '' : 's'} ${verb}.`);
     res.redirect(303, back);

@@ -1,8 +1,6 @@
 import { Router } from 'express';
-import { recordAudit } from '../../db/audit.ts';
-import { listMessagesForModeration, messageInList } from '../../db/message-admin.ts';
-import { hideMessage, unhideMessage } from '../../db/messages.ts';
-import { NotFound } from '../../errors.ts';
+import { listMessagesForModeration } from '../../db/message-admin.ts';
+import { hideMessage, unhideMessage } from '../../core/hidden-messages.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -39,16 +37,13 @@ export function messagesRouter(ctx: WebContext): Router {
   r.post(['/admin/lists/:list/messages/hide', '/admin/lists/:list/messages/unhide'], moderator, requireCsrf, async (req, res) => {
     const { list } = listAccessOf(res);
     const messageId = field(req, 'message_id', 1000).replace(/^<|>$/g, '');
-    if (!(await messageInList(db, list.id, messageId))) throw new NotFound(`No message <${messageId}> in the archive of ${list.address}.`);
     if (req.path.endsWith('/hide')) {
       const category = oneOf('Reason', field(req, 'reason'), HIDE_REASONS);
       const note = field(req, 'note', 500);
-      await hideMessage(db, list.id, messageId, note ? `${category}: ${note}` : category, actor(req));
-      await recordAudit(db, { actor: actor(req), action: 'message.hide', list, target: messageId, detail: { reason: category, ...(note ? { note } : {}) } });
+      await hideMessage(db, list, messageId, { category, note, actor: actor(req) });
       flash(ctx, res, `Message hidden (${category}). It no longer appears in the archive, search, feeds or downloads.`);
     } else {
-      await unhideMessage(db, list.id, messageId);
-      await recordAudit(db, { actor: actor(req), action: 'message.unhide', list, target: messageId });
+      await unhideMessage(db, list, messageId, { actor: actor(req) });
       flash(ctx, res, 'Message visible again.');
     }
     const back = field(req, 'back', 1000);

@@ -1,11 +1,10 @@
 import { Router } from 'express';
-import { recordAudit } from '../../db/audit.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
-import { decideSubscription, pendingApprovals } from '../../subscriptions.ts';
+import { decideSubscription, pendingApprovals } from '../../core/subscriptions.ts';
 import { field, fields, oneOf, positiveInt } from './form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
@@ -27,8 +26,7 @@ export function requestsRouter(ctx: WebContext): Router {
     // Only requests of this list: the ids come from the browser.
     const pending = (await pendingApprovals(db, list.id)).filter((p) => ids.has(p.id));
     for (const p of pending) {
-      await decideSubscription(db, p.id, decision, actor(req), { publicUrl: ctx.cfg.publicUrl });
-      await recordAudit(db, { actor: actor(req), action: `subscription.${decision}`, list, target: p.email, detail: { request: p.id, mode: p.mode } });
+      await decideSubscription(db, p.id, decision, actor(req), ctx.cfg);
     }
     flash(ctx, res, pending.length === 0 ? 'Tick at least one request first.' : `${pending.length} request${pending.length === 1 ? '' : 's'} ${decision === 'approve' ? 'approved' : 'rejected'}.`, pending.length === 0 ? 'error' : 'flash');
     res.redirect(303, adminListUrl(list.address, 'requests'));

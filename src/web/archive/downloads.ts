@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
-import { exportMbox } from '../../archive-export.ts';
+import { exportMbox } from '../../core/archive-export.ts';
 import { latestMessages } from '../../db/archive-messages.ts';
 import { mboxVersion, type MboxScope } from '../../db/archive-mbox.ts';
 import type { ReaderList } from '../../db/archive.ts';

@@ -14,7 +14,7 @@ import { render } from '../render.ts';
 import { endSession, flash, startSession } from '../session.ts';
 import { field, query } from '../admin/form.ts';
 import { safeNext } from './guards.ts';
-import { sendNotice } from '../../notices.ts';
+import { sendNotice } from '../../core/notices.ts';
 import { afterResponse } from '../after-response.ts';
 
 /**
@@ -103,6 +103,7 @@ export function authRouter(ctx: WebContext): Router {
     const token = await issueLoginToken(db, email, purpose, purpose === 'login' ? LINK_TTL : RESET_TTL);
     const link = absoluteUrl(ctx.cfg.publicUrl, purpose === 'login' ? loginLinkUrl(token, next) : passwordResetUrl(token, next));
     await sendNotice(db, {
+      site: ctx.cfg,
       to: email,
       subject: purpose === 'login' ? 'Your login link' : 'Choose a new password',
       text: purpose === 'login'

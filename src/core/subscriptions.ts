@@ -1,18 +1,19 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
-import { config } from './config.ts';
-import { Conflict, InvalidInput, NotFound } from './errors.ts';
-import { getListById, type ListRow } from './db/lists.ts';
-import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from './db/members.ts';
-import { withTransaction, type Queryable } from './db/pool.ts';
-import { allowHit } from './db/rate-limits.ts';
+import { Conflict, InvalidInput, NotFound } from '../errors.ts';
+import { recordAudit } from '../db/audit.ts';
+import { getListById, type ListRow } from '../db/lists.ts';
+import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from '../db/members.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { allowHit } from '../db/rate-limits.ts';
 import {
   insertRequest, requestById, requestForConfirmation, requestsAwaitingApproval, setRequestState,
   type RequestAction, type SubscriptionRequestRow,
-} from './db/subscription-requests.ts';
-import { normalizeEmail, roleAddress } from './mail/address.ts';
-import { absoluteUrl, confirmUrl, unsubscribeUrl } from './mail/urls.ts';
+} from '../db/subscription-requests.ts';
+import { normalizeEmail, roleAddress } from '../mail/address.ts';
+import { absoluteUrl, confirmUrl, unsubscribeUrl } from '../mail/urls.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
+import type { CoreSettings } from './settings.ts';
 
 /**
  * Joining and leaving a list through its addresses and links: double opt-in by mail or by link, with the list's
@@ -27,8 +28,8 @@ export interface RequestOptions {
   name?: string;
   mode?: DeliveryMode;
   via: 'web' | 'mail' | 'admin';
-  /** base of the links put in mail; defaults to PUBLIC_URL */
-  publicUrl?: string;
+  /** PUBLIC_URL (the base of the links put in mail) and how long a confirmation link lasts */
+  settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'>;
 }
 
 /** What the requester may be told. `pending`: a confirmation mail went to the address (or would have). */
@@ -43,12 +44,23 @@ export async function requestSubscription(pool: pg.Pool, list: ListRow, email: s
   if (opts.via === 'admin') {
     await withTransaction(pool, async (tx) => {
       const outcome = await addMember(tx, list.id, address, mode, opts.name ?? null);
-      if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, address, opts.publicUrl);
+      if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, address, opts.settings.publicUrl);
     });
     return 'subscribed';
   }
   await startRequest(pool, list, address, 'subscribe', opts);
   return 'pending';
+}
+
+/**
+ * A subscription asked for on the web (this form, or an owner's "send a confirmation request"):
+ * always double opt-in. A list whose policy is "open" takes members without an owner's approval,
+ * but an address typed into a web form is still confirmed by its owner first; otherwise the form
+ * would subscribe strangers' addresses at will.
+ */
+export async function requestWebSubscription(pool: pg.Pool, list: ListRow, email: string, opts: { name?: string; mode: DeliveryMode; settings: RequestOptions['settings'] }): Promise<void> {
+  const policy = list.subscribe_policy === 'open' ? 'confirm' : list.subscribe_policy;
+  await requestSubscription(pool, { ...list, subscribe_policy: policy }, email, { ...opts, via: 'web' });
 }
 
 export async function requestUnsubscription(pool: pg.Pool, list: ListRow, email: string, opts: RequestOptions): Promise<RequestOutcome> {
@@ -60,11 +72,11 @@ export async function requestUnsubscription(pool: pg.Pool, list: ListRow, email:
 async function startRequest(pool: pg.Pool, list: ListRow, email: string, action: RequestAction, opts: RequestOptions) {
   if (!(await allowHit(pool, `confirm-mail:${list.id}:${email}`, PER_ADDRESS_PER_HOUR, 3600))) return;
   const token = crypto.randomBytes(16).toString('hex');
-  const publicUrl = opts.publicUrl ?? config().publicUrl;
+  const { publicUrl, confirmTokenHours } = opts.settings;
   await withTransaction(pool, async (tx) => {
     await insertRequest(tx, {
       listId: list.id, email, name: opts.name ?? null, mode: opts.mode ?? 'each', action, via: opts.via,
-      tokenHash: hashToken(token), state: 'confirm', expiresInHours: config().confirmTokenHours,
+      tokenHash: hashToken(token), state: 'confirm', expiresInHours: confirmTokenHours,
     });
     const verb = action === 'subscribe' ? 'join' : 'leave';
     await sendNotice(tx, {
@@ -81,7 +93,7 @@ async function startRequest(pool: pg.Pool, list: ListRow, email: string, action:
         '',
         'or simply reply to this message.',
         '',
-        `If you did not ask for this, ignore this message: nothing changes. The link expires in ${config().confirmTokenHours} hours.`,
+        `If you did not ask for this, ignore this message: nothing changes. The link expires in ${confirmTokenHours} hours.`,
       ].join('\n'),
     });
   });
@@ -96,7 +108,7 @@ export interface ConfirmResult {
 }
 
 /** Confirms a request by its token (a reply to LIST-confirm+TOKEN@ or the web link). Idempotent. */
-export async function confirm(pool: pg.Pool, token: string, opts: { publicUrl?: string } = {}): Promise<ConfirmResult> {
+export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreSettings, 'publicUrl'>): Promise<ConfirmResult> {
   if (!/^[a-f0-9]{32}$/i.test(token)) throw new NotFound('this confirmation link is not valid', 'unknown_token');
   return withTransaction(pool, async (tx) => {
     const req = await requestForConfirmation(tx, hashToken(token.toLowerCase()));
@@ -116,7 +128,7 @@ export async function confirm(pool: pg.Pool, token: string, opts: { publicUrl?: 
         `${req.email} asked to join ${list.address} and confirmed the address.\n\nApprove or decline it in the list's admin pages.\n`);
       return { action: req.action, state: 'approval', list, email: req.email };
     }
-    await subscribeNow(tx, list, req, opts.publicUrl);
+    await subscribeNow(tx, list, req, settings.publicUrl);
     await setRequestState(tx, req.id, 'done', null);
     return { action: req.action, state: 'done', list, email: req.email };
   });
@@ -128,30 +140,32 @@ export async function pendingApprovals(db: Queryable, listId: number): Promise<S
 }
 
 /** An owner's decision on a confirmed subscription request. */
-export async function decideSubscription(pool: pg.Pool, requestId: number, decision: 'approve' | 'reject', by: string, opts: { publicUrl?: string } = {}): Promise<void> {
+/** An owner's or moderator's decision on a request awaiting approval, audited in its transaction; `actor` is their account. */
+export async function decideSubscription(pool: pg.Pool, requestId: number, decision: 'approve' | 'reject', actor: string, settings: Pick<CoreSettings, 'publicUrl'>): Promise<void> {
   await withTransaction(pool, async (tx) => {
     const req = await requestById(tx, requestId, { forUpdate: true });
     if (!req) throw new NotFound(`no subscription request ${requestId}`, 'no_such_request');
     if (req.state !== 'approval') throw new Conflict(`subscription request ${requestId} is not waiting for approval (it is ${req.state})`, 'already_decided');
     const list = await getListById(tx, req.list_id);
     if (decision === 'approve') {
-      await subscribeNow(tx, list, req, opts.publicUrl);
-      await setRequestState(tx, req.id, 'done', by);
+      await subscribeNow(tx, list, req, settings.publicUrl);
+      await setRequestState(tx, req.id, 'done', actor);
     } else {
-      await setRequestState(tx, req.id, 'rejected', by);
+      await setRequestState(tx, req.id, 'rejected', actor);
       await sendNotice(tx, { to: req.email, list, subject: `Your request to join ${list.address}`, text: `Your request to join ${list.address} was declined by the list owner.\n` });
     }
+    await recordAudit(tx, { actor, action: `subscription.${decision}`, list, target: req.email, detail: { request: req.id, mode: req.mode } });
   });
 }
 
-async function subscribeNow(tx: Queryable, list: ListRow, req: SubscriptionRequestRow, publicUrl?: string) {
+async function subscribeNow(tx: Queryable, list: ListRow, req: SubscriptionRequestRow, publicUrl: string) {
   const outcome = await addMember(tx, list.id, req.email, req.mode, req.name);
   // A member disabled by bounces who subscribes again gets delivery back with a clean score.
   await reenableMember(tx, list.id, req.email);
   if (outcome !== 'unchanged') await welcome(tx, list, req.email, publicUrl);
 }
 
-async function welcome(tx: Queryable, list: ListRow, email: string, publicUrl = config().publicUrl) {
+async function welcome(tx: Queryable, list: ListRow, email: string, publicUrl: string) {
   const member = await findMember(tx, list.id, email);
   if (!member) return;
   await sendNotice(tx, {

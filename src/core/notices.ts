@@ -1,12 +1,12 @@
-import { config } from './config.ts';
-import type { ListRow } from './db/lists.ts';
-import { listOwners } from './db/lists.ts';
-import { enqueueMail, insertOutboundMail, notifyOutbox } from './db/outbox.ts';
-import type { Queryable } from './db/pool.ts';
-import { InvalidInput } from './errors.ts';
-import { normalizeEmail, NOTICE_BOUNCE_TOKEN, roleAddress, verpAddress } from './mail/address.ts';
-import { composeText } from './mail/compose.ts';
-import { displayName } from './mail/header-block.ts';
+import type { CoreSettings } from './settings.ts';
+import type { ListRow } from '../db/lists.ts';
+import { listOwners } from '../db/lists.ts';
+import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
+import type { Queryable } from '../db/pool.ts';
+import { InvalidInput } from '../errors.ts';
+import { normalizeEmail, NOTICE_BOUNCE_TOKEN, roleAddress, verpAddress } from '../mail/address.ts';
+import { composeText } from '../mail/compose.ts';
+import { displayName } from '../mail/header-block.ts';
 
 /**
  * Mail we send on our own account (confirmations, held-post and bounce notices, login links),
@@ -14,12 +14,17 @@ import { displayName } from './mail/header-block.ts';
  * in the caller's transaction when `db` is one, so a notice exists only if the change it
  * announces was committed.
  */
-export interface Notice {
+export type Notice = NoticeContent & (
+  /** the list the notice is about: it then comes from LIST-request@ and bounces to the list */
+  | { list: ListRow; site?: undefined }
+  /** a site notice that belongs to no list (login links): from NOTICE_FROM, on MAIL_DOMAIN */
+  | { list?: undefined; site: Pick<CoreSettings, 'noticeFrom' | 'mailDomain'> }
+);
+
+interface NoticeContent {
   to: string;
   subject: string;
   text: string;
-  /** the list the notice is about: it then comes from LIST-request@ and bounces to the list */
-  list?: ListRow;
   from?: string;
   replyTo?: string;
   inReplyTo?: string | null;
@@ -30,10 +35,9 @@ export interface Notice {
 
 /** Queues one mail; returns its outbox row id. */
 export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
-  const cfg = config();
   const to = normalizeEmail(n.to);
   if (!to) throw new InvalidInput(`cannot send a notice to "${n.to}": not an e-mail address`, 'invalid_email');
-  const from = n.from ?? (n.list ? listSender(n.list) : cfg.noticeFrom);
+  const from = n.from ?? (n.list ? listSender(n.list) : n.site.noticeFrom);
   const raw = composeText({
     from,
     to,
@@ -43,10 +47,10 @@ export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
     headers: n.headers,
     inReplyTo: n.inReplyTo,
     autoSubmitted: n.autoSubmitted,
-    domain: n.list?.domain ?? cfg.mailDomain,
+    domain: n.list ? n.list.domain : n.site.mailDomain,
   });
   const mailId = await insertOutboundMail(db, raw);
-  const envelopeFrom = n.list ? verpAddress(n.list.address, NOTICE_BOUNCE_TOKEN) : cfg.noticeFrom;
+  const envelopeFrom = n.list ? verpAddress(n.list.address, NOTICE_BOUNCE_TOKEN) : n.site.noticeFrom;
   const [id] = await enqueueMail(db, 'notice', n.list?.id ?? null, mailId, [{ email: to, envelopeFrom }]);
   await notifyOutbox(db);
   return id;

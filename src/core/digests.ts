@@ -1,11 +1,11 @@
 import type pg from 'pg';
-import { digestMembers, listsWithDueDigest, lockListForDigest, nextDigestIssue, takeDigestItems } from './db/digests.ts';
-import { enqueueMail, insertOutboundMail, notifyOutbox } from './db/outbox.ts';
-import { listKey } from './db/list-key.ts';
-import { withTransaction } from './db/pool.ts';
-import { log } from './log.ts';
-import { mimeDigest, plainDigest, type DigestInfo, type DigestMessage } from './mail/digest.ts';
-import { verpAddress } from './mail/address.ts';
+import { digestMembers, listsWithDueDigest, lockListForDigest, nextDigestIssue, takeDigestItems } from '../db/digests.ts';
+import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
+import { withTransaction } from '../db/pool.ts';
+import { log } from '../log.ts';
+import { mimeDigest, plainDigest, type DigestInfo, type DigestMessage } from '../mail/digest.ts';
+import { verpAddress } from '../mail/address.ts';
+import { listKey } from '../db/list-key.ts';
 
 /**
  * Digests: when a list's waiting posts reach its size threshold, or the oldest has waited a day

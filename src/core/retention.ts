@@ -1,13 +1,13 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
-import { config, type Config } from './config.ts';
-import { pruneBounces } from './db/bounces.ts';
-import { expireHeld, pruneDecidedHeld, type ExpiredHeld } from './db/held.ts';
-import { pruneIngestErrors, recordIngestError, type IngestError } from './db/ingest-errors.ts';
-import { getListById } from './db/lists.ts';
-import { withTransaction, type Queryable } from './db/pool.ts';
-import { allowHit } from './db/rate-limits.ts';
-import type { Logger } from './log.ts';
+import type { Config } from '../config.ts';
+import { pruneBounces } from '../db/bounces.ts';
+import { expireHeld, pruneDecidedHeld, type ExpiredHeld } from '../db/held.ts';
+import { pruneIngestErrors, recordIngestError, type IngestError } from '../db/ingest-errors.ts';
+import { getListById } from '../db/lists.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { allowHit } from '../db/rate-limits.ts';
+import type { Logger } from '../log.ts';
 import { noticeToOwners } from './notices.ts';
 
 /**
@@ -26,7 +26,7 @@ const DAY = 86_400;
  * size and SHA-256; past the quotas, a line without the bytes. Several statements: call it inside
  * the caller's transaction when there is one, as before.
  */
-export async function keepRejected(db: Queryable, r: Rejected, limits: Config['retention'] = config().retention): Promise<number> {
+export async function keepRejected(db: Queryable, r: Rejected, limits: Config['retention']): Promise<number> {
   const size = r.raw.length;
   const over = await overQuota(db, r, limits);
   const cap = limits.rejectedMaxKb * 1024;

@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
-import { mboxRows, type MboxScope } from './db/archive-mbox.ts';
-import type { Queryable } from './db/pool.ts';
-import { mboxrdEntry } from './mail/mbox.ts';
+import { mboxRows, type MboxScope } from '../db/archive-mbox.ts';
+import type { Queryable } from '../db/pool.ts';
+import { mboxrdEntry } from '../mail/mbox.ts';
 
 /**
  * Writes a list's messages (or a month, or a thread) as mboxrd, page by page, waiting for the

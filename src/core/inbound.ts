@@ -1,16 +1,17 @@
 import type pg from 'pg';
-import { isFaultOfInput } from './db/pg-errors.ts';
+import { isFaultOfInput } from '../db/pg-errors.ts';
 import { handleBounceMail } from './bounces.ts';
-import type { ListRow, ResolvedRecipient } from './db/lists.ts';
-import { allowHit } from './db/rate-limits.ts';
-import { AppError, RejectedMessage, TemporaryFailure } from './errors.ts';
-import type { Logger } from './log.ts';
-import { normalizeEmail, roleAddress } from './mail/address.ts';
-import { findCommand, isAutomatic } from './mail/commands.ts';
-import { parse, type ParsedMessage } from './mail/parse.ts';
+import type { ListRow, ResolvedRecipient } from '../db/lists.ts';
+import { allowHit } from '../db/rate-limits.ts';
+import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { normalizeEmail, roleAddress } from '../mail/address.ts';
+import { findCommand, isAutomatic } from '../mail/commands.ts';
+import { parse, type ParsedMessage } from '../mail/parse.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
-import { post } from './posting.ts';
+import { post } from './post.ts';
 import { keepRejected } from './retention.ts';
+import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 
 export interface Inbound {
@@ -30,7 +31,7 @@ export type RecipientResult = AppError | null;
  * (SMTP, LMTP, import). The message is parsed once, then each recipient is handled and committed
  * on its own: a retry after a partial failure finds the done ones already there (Message-ID).
  */
-export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientResult[]> {
+export async function receive(pool: pg.Pool, msg: Inbound, settings: CoreSettings): Promise<RecipientResult[]> {
   let parsed: ParsedMessage;
   try {
     parsed = await parse(msg.raw);
@@ -44,7 +45,7 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
         listId: msg.recipients[0]?.list.id,
         reason,
         raw: msg.raw,
-      });
+      }, settings.retention);
     } catch (recordErr) {
       // Not kept, so not refused: the sender keeps the message and tries again.
       msg.log.error({ err: recordErr, reason }, 'could not record an unparseable message');
@@ -59,13 +60,13 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
   const results: RecipientResult[] = [];
   for (const rcpt of msg.recipients) {
     try {
-      await handle(pool, rcpt, msg, parsed, log);
+      await handle(pool, settings, rcpt, msg, parsed, log);
       results.push(null);
     } catch (err) {
       if (err instanceof AppError) {
         results.push(err);
       } else if (isFaultOfInput(err)) {
-        results.push(await keepUnstorable(pool, rcpt, msg, parsed, err as Error, log));
+        results.push(await keepUnstorable(pool, settings, rcpt, msg, parsed, err as Error, log));
       } else {
         log.error({ err, rcpt: rcpt.address }, 'failed to take in message');
         results.push(new TemporaryFailure('4.3.0 temporary failure storing the message, try again later'));
@@ -75,21 +76,21 @@ export async function receive(pool: pg.Pool, msg: Inbound): Promise<RecipientRes
   return results;
 }
 
-async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, log: Logger) {
+async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, log: Logger) {
   const list = rcpt.list;
   switch (rcpt.role) {
     case 'post': {
-      const outcome = await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log });
+      const outcome = await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log, settings });
       if (outcome.kind === 'refused') throw outcome.error;
       return;
     }
     case 'bounces':
-      await handleBounceMail(pool, list, rcpt.token, msg.raw, parsed, log);
+      await handleBounceMail(pool, list, rcpt.token, msg.raw, parsed, log, settings);
       return;
     case 'owner':
       // Owners hear everything, including automatic mail, but never their own forward again.
       if ((parsed.headers.get('x-loop') ?? []).some((v) => v.toLowerCase().includes(roleAddress(list.address, 'owner')))) {
-        return keep(pool, rcpt, msg, parsed, 'mail to the owner address came back round (X-Loop): not forwarded again');
+        return keep(pool, settings, rcpt, msg, parsed, 'mail to the owner address came back round (X-Loop): not forwarded again');
       }
       await forwardToOwners(pool, list, msg.raw);
       return;
@@ -98,28 +99,28 @@ async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: I
   }
   // The command addresses answer people only: never a bounce, an auto-reply or another list.
   if (isAutomatic(parsed.headers, msg.envelopeFrom, parsed.fromEmail)) {
-    return keep(pool, rcpt, msg, parsed, `automatic mail to the ${rcpt.role} address: not answered`);
+    return keep(pool, settings, rcpt, msg, parsed, `automatic mail to the ${rcpt.role} address: not answered`);
   }
   const sender = normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '');
-  if (!sender) return keep(pool, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
+  if (!sender) return keep(pool, settings, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
   if (!(await allowHit(pool, `mail-command:${sender}`, COMMANDS_PER_HOUR, 3600))) {
     log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: not answered');
-    return keep(pool, rcpt, msg, parsed, `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender}: not answered`);
+    return keep(pool, settings, rcpt, msg, parsed, `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender}: not answered`);
   }
   switch (rcpt.role) {
     case 'subscribe':
-      await requestSubscription(pool, list, sender, { via: 'mail' });
+      await requestSubscription(pool, list, sender, { via: 'mail', settings });
       return;
     case 'unsubscribe':
-      await requestUnsubscription(pool, list, sender, { via: 'mail' });
+      await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
       return;
     case 'confirm':
-      await confirmByMail(pool, list, rcpt.token ?? '', sender, parsed, log);
+      await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log);
       return;
     case 'request': {
       const command = findCommand(parsed.subject, parsed.text);
-      if (command?.name === 'subscribe') await requestSubscription(pool, list, sender, { via: 'mail', mode: command.mode ?? undefined });
-      else if (command?.name === 'unsubscribe') await requestUnsubscription(pool, list, sender, { via: 'mail' });
+      if (command?.name === 'subscribe') await requestSubscription(pool, list, sender, { via: 'mail', mode: command.mode ?? undefined, settings });
+      else if (command?.name === 'unsubscribe') await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
       else await sendHelp(pool, list, sender, parsed, command === null);
       return;
     }
@@ -128,9 +129,9 @@ async function handle(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: I
 
 const COMMANDS_PER_HOUR = 20;
 
-async function confirmByMail(pool: pg.Pool, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger) {
+async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger) {
   try {
-    const result = await confirm(pool, token);
+    const result = await confirm(pool, token, settings);
     log.info({ list: list.address, action: result.action, state: result.state }, 'confirmed by mail');
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
@@ -169,10 +170,10 @@ async function sendHelp(pool: pg.Pool, list: ListRow, to: string, parsed: Parsed
  * retry: it is kept aside with the reason and answered 554, never 451 forever. If even the record
  * cannot be written, that is the system's fault: 451, and the sender keeps the message.
  */
-async function keepUnstorable(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, err: Error, log: Logger): Promise<AppError> {
+async function keepUnstorable(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, err: Error, log: Logger): Promise<AppError> {
   const reason = `the message could not be stored: ${err.message}`;
   try {
-    await keep(pool, rcpt, msg, parsed, reason);
+    await keep(pool, settings, rcpt, msg, parsed, reason);
   } catch (recordErr) {
     log.error({ err: recordErr, cause: err.message, rcpt: rcpt.address }, 'could not record an unstorable message');
     return new TemporaryFailure('4.3.0 temporary failure storing the message, try again later');
@@ -182,7 +183,7 @@ async function keepUnstorable(pool: pg.Pool, rcpt: Inbound['recipients'][number]
 }
 
 /** Mail we take but do not act on is kept with why, never silently dropped. */
-async function keep(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, reason: string) {
+async function keep(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, reason: string) {
   await keepRejected(pool, {
     listId: rcpt.list.id,
     envelopeFrom: msg.envelopeFrom,
@@ -191,5 +192,5 @@ async function keep(pool: pg.Pool, rcpt: Inbound['recipients'][number], msg: Inb
     messageId: parsed.messageId,
     reason,
     raw: msg.raw,
-  });
+  }, settings.retention);
 }

@@ -7,15 +7,15 @@ import type pg from 'pg';
 import {
   finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
   settleArchive, tuneForBulkLoad, type BatchRecord,
-} from './db/archive-import.ts';
-import type { Database } from './db/database.ts';
-import type { ListRow } from './db/lists.ts';
-import { isConnectionLoss } from './db/pool.ts';
-import { InvalidInput, isAppError, TemporaryFailure } from './errors.ts';
-import { NotAnMbox, readMbox, type MboxMessage } from './mail/mbox.ts';
-import { parse, type ParsedMessage } from './mail/parse.ts';
-import { undoPipermailFrom } from './mail/pipermail.ts';
-import { archiveMessageId } from './mail/raw-headers.ts';
+} from '../db/archive-import.ts';
+import type { Database } from '../db/database.ts';
+import type { ListRow } from '../db/lists.ts';
+import { isConnectionLoss } from '../db/pool.ts';
+import { InvalidInput, isAppError, TemporaryFailure } from '../errors.ts';
+import { NotAnMbox, readMbox, type MboxMessage } from '../mail/mbox.ts';
+import { parse, type ParsedMessage } from '../mail/parse.ts';
+import { undoPipermailFrom } from '../mail/pipermail.ts';
+import { archiveMessageId } from '../mail/raw-headers.ts';
 
 /**
  * `listkeeper import`: an mbox file into a list's archive, in batches of a few hundred messages

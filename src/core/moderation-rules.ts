@@ -1,5 +1,5 @@
-import { automaticMark, type AutomaticMark } from './mail/automatic.ts';
-import { roleCandidates, splitAddress } from './mail/address.ts';
+import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
+import { roleCandidates, splitAddress } from '../mail/address.ts';
 
 /**
  * Whether a post goes to the list, waits for a moderator, or is dropped: an ordered table of

@@ -1,0 +1,32 @@
+import type pg from 'pg';
+import { recordAudit } from '../db/audit.ts';
+import type { ListRow } from '../db/lists.ts';
+import { messageInList } from '../db/message-admin.ts';
+import { hideMessage as markHidden, unhideMessage as markShown } from '../db/messages.ts';
+import { withTransaction } from '../db/pool.ts';
+import { NotFound } from '../errors.ts';
+
+/**
+ * Hiding an archived message from one list's readers (privacy, spam, legal) and showing it again:
+ * it leaves the archive, search, feeds and downloads of that list, and the change is audited in
+ * its transaction. `actor` is the moderator's account.
+ */
+export async function hideMessage(pool: pg.Pool, list: ListRow, messageId: string, opts: { category: string; note?: string; actor: string }): Promise<void> {
+  await withTransaction(pool, async (tx) => {
+    await mustBeInList(tx, list, messageId);
+    await markHidden(tx, list.id, messageId, opts.note ? `${opts.category}: ${opts.note}` : opts.category, opts.actor);
+    await recordAudit(tx, { actor: opts.actor, action: 'message.hide', list, target: messageId, detail: { reason: opts.category, ...(opts.note ? { note: opts.note } : {}) } });
+  });
+}
+
+export async function unhideMessage(pool: pg.Pool, list: ListRow, messageId: string, opts: { actor: string }): Promise<void> {
+  await withTransaction(pool, async (tx) => {
+    await mustBeInList(tx, list, messageId);
+    await markShown(tx, list.id, messageId);
+    await recordAudit(tx, { actor: opts.actor, action: 'message.unhide', list, target: messageId });
+  });
+}
+
+async function mustBeInList(tx: pg.PoolClient, list: ListRow, messageId: string): Promise<void> {
+  if (!(await messageInList(tx, list.id, messageId))) throw new NotFound(`No message <${messageId}> in the archive of ${list.address}.`);
+}

@@ -1,0 +1,172 @@
+import type pg from 'pg';
+import { Conflict, InvalidInput, NotFound } from '../errors.ts';
+import { claimHeldNotice, decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, takeUnnotifiedHeld, type HeldRow } from '../db/held.ts';
+import { recordAudit } from '../db/audit.ts';
+import { getListById, type ListRow } from '../db/lists.ts';
+import { listHasMessageId } from '../db/messages.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { upsertSenderRule } from '../db/sender-rules.ts';
+import { log } from '../log.ts';
+import { normalizeEmail } from '../mail/address.ts';
+import { parse } from '../mail/parse.ts';
+import { acceptPost, refuse, type Post, type PostOutcome } from './accept-post.ts';
+import type { Decision } from './moderation-rules.ts';
+import { noticeToOwners, sendNotice } from './notices.ts';
+import type { CoreSettings } from './settings.ts';
+
+/**
+ * Holding a post and deciding it: a post the rules did not accept is held for a moderator (and
+ * the owners told) or recorded as dropped; the moderation queue lists held posts; a moderator's
+ * decision (CLI `held`/`moderate`, the web panel) approves one through the same path as an
+ * accepted post (accept-post.ts), exactly once, or rejects (the sender is told) or discards it.
+ */
+export interface HeldSummary {
+  id: number;
+  message_id: string;
+  from: string;
+  subject: string;
+  reason: string;
+  received_at: Date;
+  size: number;
+}
+
+export async function listHeld(db: Queryable, listId: number): Promise<HeldSummary[]> {
+  return (await pendingHeld(db, listId)).map((h) => ({
+    id: h.id,
+    message_id: h.message_id,
+    from: h.from_email,
+    subject: h.subject,
+    reason: h.reason,
+    received_at: h.received_at,
+    size: h.size,
+  }));
+}
+
+export type HeldMessage = HeldRow;
+
+/** One held post with its raw bytes (any state: decided ones show who decided what). */
+export async function getHeld(db: Queryable, id: number): Promise<HeldMessage | null> {
+  return heldById(db, id);
+}
+
+export type ModerationAction = 'approve' | 'reject' | 'discard';
+
+export interface ModerationOptions {
+  /** who decides, for decided_by and the audit log: the panel's account, or `cli:USER` */
+  actor: string;
+  /** why (mailed to the sender on reject) */
+  reason?: string;
+  /** act only on a post held for this list (the panel: ids come from the browser) */
+  listId?: number;
+  /** also always accept (allow) or drop (ban) the post's sender on the list, in the same transaction */
+  senderRule?: 'allow' | 'ban';
+  /** what is kept of an approval refused for a reused Message-ID (RETENTION_*) */
+  settings: Pick<CoreSettings, 'retention'>;
+}
+
+/**
+ * A moderator's decision on one held post, in one transaction with its audit entry: approve
+ * (accepted through the same path as any post, exactly once, byte for byte as held), reject
+ * (the sender is told why) or discard. A second decision on the same post is a Conflict.
+ */
+export async function moderate(pool: pg.Pool, id: number, action: ModerationAction, opts: ModerationOptions): Promise<void> {
+  if (!['approve', 'reject', 'discard'].includes(action)) throw new InvalidInput(`action must be approve, reject or discard (got "${action}")`);
+  const peek = await heldById(pool, id);
+  if (!peek || (opts.listId !== undefined && peek.list_id !== opts.listId)) throw new NotFound(`no held message ${id}`, 'no_such_held');
+  // Parse before taking locks; the raw bytes of a held row never change.
+  const message = action === 'approve' ? await parse(peek.raw, peek.received_at) : null;
+  await withTransaction(pool, async (tx) => {
+    const held = await heldById(tx, id, { forUpdate: true });
+    if (!held) throw new NotFound(`no held message ${id}`, 'no_such_held');
+    if (held.state !== 'held') {
+      throw new Conflict(`held message ${id} was already ${held.state} by ${held.decided_by ?? 'someone'}`, 'already_decided');
+    }
+    const list = await getListById(tx, held.list_id);
+    const reason = opts.reason?.trim() || null;
+    const sender = normalizeEmail(held.from_email || held.envelope_from || '');
+    if (opts.senderRule && sender) await upsertSenderRule(tx, list.id, sender, opts.senderRule, null, opts.actor);
+    if (action === 'approve') {
+      await decideHeld(tx, id, 'approved', opts.actor, reason);
+      // Byte for byte as held: an approval links only to an equal archived message.
+      const post = { list, raw: held.raw, message: message!, envelopeFrom: held.envelope_from, log: log.child({ messageId: message!.messageId, heldId: held.id }), settings: opts.settings };
+      const outcome = await acceptPost(tx, post, { exact: true });
+      if (outcome.kind === 'refused') {
+        throw new Conflict(`held message ${id} cannot be approved: the archive of ${list.address} already has a different message with its Message-ID <${held.message_id}>; reject or discard it`, 'message_id_reused');
+      }
+    } else if (action === 'reject') {
+      await decideHeld(tx, id, 'rejected', opts.actor, reason);
+      await tellSender(tx, list, held.from_email || held.envelope_from, { subject: held.subject, messageId: held.message_id },
+        reason ?? 'a moderator declined it.');
+    } else {
+      await decideHeld(tx, id, 'discarded', opts.actor, reason);
+    }
+    await recordAudit(tx, {
+      actor: opts.actor, action: `held.${action}${opts.senderRule ? `-${opts.senderRule}` : ''}`, list, target: held.message_id,
+      detail: { id, from: held.from_email, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
+    });
+    log.info({ heldId: id, list: list.address, action, by: opts.actor }, 'held message moderated');
+  });
+}
+
+/** Keeps a post the rules did not accept: held for a moderator, or recorded as dropped. */
+export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
+  // A Message-ID names one message per list: a redelivery is a duplicate, and another message
+  // is refused, so that what waits for a moderator is never confused with what the list has. A
+  // post the rules drop (a loop above all: our own copy, changed) is only recorded, never refused:
+  // a refusal would bounce back to whoever sent it, perhaps our own bounce address.
+  const archived = await listHasMessageId(tx, p.list.id, p.message.messageId, p.raw);
+  if (archived === 'same') return { kind: 'duplicate' };
+  if (archived === 'different' && decision.action === 'hold') return refuse(tx, p, 'the archive of the list');
+  const heldId = await insertHeld(tx, {
+    listId: p.list.id,
+    messageId: p.message.messageId,
+    raw: p.raw,
+    fromEmail: p.message.fromEmail || (p.envelopeFrom ?? '').toLowerCase(),
+    fromName: p.message.fromName,
+    subject: p.message.subject,
+    envelopeFrom: p.envelopeFrom,
+    reason: decision.reason,
+    rule: decision.rule,
+    state: decision.action === 'hold' ? 'held' : 'discarded',
+  });
+  if (heldId === null) {
+    // A post with this Message-ID already waits for a moderator: the same one sent again, or not.
+    return (await heldSameContent(tx, p.list.id, p.message.messageId, p.raw)) ? { kind: 'duplicate' } : refuse(tx, p, 'the moderation queue of the list');
+  }
+  p.log.info({ list: p.list.address, rule: decision.rule, action: decision.action, heldId }, decision.action === 'hold' ? 'post held' : 'post dropped by rule');
+  if (decision.action === 'hold') {
+    await notifyOwnersOfHeld(tx, p.list);
+    return { kind: 'held', heldId, decision };
+  }
+  if (decision.action === 'reject') await tellSender(tx, p.list, p.message.fromEmail || p.envelopeFrom, p.message, decision.reason);
+  return { kind: 'discarded', decision };
+}
+
+/**
+ * Tells the owners about held posts, at most once per the list's notice interval: the first
+ * held post of a quiet list is announced at once; a flood is summed up in the next notice
+ * (sent by the delivery worker's maintenance when the interval has passed).
+ */
+export async function notifyOwnersOfHeld(tx: Queryable, list: ListRow): Promise<boolean> {
+  if (!(await claimHeldNotice(tx, list.id))) return false;
+  const held = await takeUnnotifiedHeld(tx, list.id);
+  if (held.length === 0) return false;
+  const lines = held.map((h) => `  #${h.id}  ${h.from_email}: ${h.subject || '(no subject)'}\n         ${h.reason}`);
+  await noticeToOwners(tx, list, `${held.length} post${held.length === 1 ? '' : 's'} held for moderation on ${list.address}`,
+    [`${held.length === 1 ? 'A post is' : `${held.length} posts are`} waiting for a moderator on ${list.address}:`, '', ...lines, '',
+      'Approve, reject or discard them in the list\'s moderation queue, or with', `  listkeeper moderate ID approve|reject|discard`].join('\n'));
+  return true;
+}
+
+/** Tells a sender their post was rejected, with the reason. */
+export async function tellSender(tx: Queryable, list: ListRow, to: string | null, message: { subject: string; messageId: string }, reason: string): Promise<void> {
+  if (!to) return;
+  await sendNotice(tx, {
+    to,
+    list,
+    subject: `Your message to ${list.address} was rejected`,
+    inReplyTo: message.messageId,
+    autoSubmitted: 'auto-replied',
+    text: [`Your message "${message.subject || '(no subject)'}" to ${list.address} was not distributed to the list.`, '', `Reason: ${reason}`, ''].join('\n'),
+  });
+}

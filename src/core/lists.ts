@@ -1,0 +1,76 @@
+import type pg from 'pg';
+import { recordAudit } from '../db/audit.ts';
+import { addListRole, countOwners, deleteListIn, deletionImpact, removeListRole, updateCoreSettings, type CoreSettings, type DeletionImpact, type ListRole } from '../db/list-admin.ts';
+import { createList as insertList, updateDeliverySettings, type DeliverySettings, type ListRow, type NewList } from '../db/lists.ts';
+import { withTransaction } from '../db/pool.ts';
+import { Conflict, InvalidInput } from '../errors.ts';
+import { listAddressProblem } from '../mail/address.ts';
+
+/**
+ * A list's life as its administrators change it, from the panel and the command line alike:
+ * creating it, its settings, its owners and moderators, deleting it. Each change is written with
+ * its audit entry in one transaction; `actor` is the panel's account or `cli:USER`.
+ */
+
+export interface ListCreation extends Omit<NewList, 'name'> {
+  /** defaults to the local part */
+  name?: string;
+}
+
+/** Creates a list; an address without @ takes `mailDomain`. Owners are e-mail addresses, already checked. */
+export async function createList(pool: pg.Pool, input: ListCreation, opts: { actor: string; mailDomain: string }): Promise<ListRow> {
+  const address = (input.address.includes('@') ? input.address : `${input.address}@${opts.mailDomain}`).toLowerCase();
+  const problem = listAddressProblem(address);
+  if (problem) throw new InvalidInput(problem);
+  const owners = [...new Set(input.owners)];
+  return withTransaction(pool, async (tx) => {
+    const list = await insertList(tx, { ...input, address, name: input.name || address.split('@')[0], owners });
+    await recordAudit(tx, { actor: opts.actor, action: 'list.create', list, target: list.address, detail: { owners } });
+    return list;
+  });
+}
+
+/** Saves a list's settings; `changed` (what differs, secrets named but not copied) is the audit entry's detail. */
+export async function updateListSettings(
+  pool: pg.Pool, list: ListRow, settings: { core: CoreSettings; delivery: Partial<DeliverySettings> }, opts: { actor: string; changed: Record<string, unknown> },
+): Promise<void> {
+  await withTransaction(pool, async (tx) => {
+    await updateCoreSettings(tx, list.id, settings.core);
+    await updateDeliverySettings(tx, list.id, settings.delivery);
+    if (Object.keys(opts.changed).length > 0) await recordAudit(tx, { actor: opts.actor, action: 'list.settings', list, target: list.address, detail: opts.changed });
+  });
+}
+
+/** Makes `email` an owner or a moderator of the list; false when it already was. */
+export async function addRole(pool: pg.Pool, list: ListRow, email: string, role: ListRole, opts: { actor: string }): Promise<boolean> {
+  return withTransaction(pool, async (tx) => {
+    const added = await addListRole(tx, list.id, email, role);
+    if (added) await recordAudit(tx, { actor: opts.actor, action: 'role.add', list, target: email, detail: { role } });
+    return added;
+  });
+}
+
+/**
+ * Takes a role away; false when `email` did not have it. A list keeps at least one owner unless
+ * `mayRemoveLastOwner` (a site administrator).
+ */
+export async function removeRole(pool: pg.Pool, list: ListRow, email: string, role: ListRole, opts: { actor: string; mayRemoveLastOwner?: boolean }): Promise<boolean> {
+  return withTransaction(pool, async (tx) => {
+    if (role === 'owner' && !opts.mayRemoveLastOwner && (await countOwners(tx, list.id)) <= 1) {
+      throw new Conflict('A list keeps at least one owner: add another owner first.', 'last_owner');
+    }
+    const removed = await removeListRole(tx, list.id, email, role);
+    if (removed) await recordAudit(tx, { actor: opts.actor, action: 'role.remove', list, target: email, detail: { role } });
+    return removed;
+  });
+}
+
+/** Deletes a list and what belonged to it alone; the audit entry keeps its address and what went. */
+export async function deleteList(pool: pg.Pool, list: ListRow, opts: { actor: string }): Promise<DeletionImpact> {
+  return withTransaction(pool, async (tx) => {
+    const impact = await deletionImpact(tx, list.id);
+    await deleteListIn(tx, list.id);
+    await recordAudit(tx, { actor: opts.actor, action: 'list.delete', list: { id: null, address: list.address }, target: list.address, detail: { ...impact } });
+    return impact;
+  });
+}

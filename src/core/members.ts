@@ -1,0 +1,104 @@
+import type pg from 'pg';
+import { recordAudit } from '../db/audit.ts';
+import { getListById, type ListRow } from '../db/lists.ts';
+import { addMember, findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome, type DeliveryMode, type DigestFormat } from '../db/members.ts';
+import { withTransaction } from '../db/pool.ts';
+import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
+import type { CoreSettings } from './settings.ts';
+import { requestWebSubscription } from './subscriptions.ts';
+
+/**
+ * An administrator changing a list's members, from the panel and the command line alike: adding
+ * (at once, no confirmation), inviting (a confirmation request), removing, re-enabling delivery,
+ * changing the delivery mode. Each change is audited; `actor` is the panel's account or
+ * `cli:USER`. Addresses are already checked by the caller.
+ */
+
+export interface MemberEntry {
+  email: string;
+  name?: string | null;
+  /** the entry's own delivery mode, else the one given for all */
+  mode?: DeliveryMode | null;
+}
+
+/** Adds members at once, in one transaction with the audit entry; each address with what happened to it. */
+export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode }): Promise<{ email: string; outcome: AddOutcome }[]> {
+  if (entries.length === 0) return [];
+  return withTransaction(pool, async (tx) => {
+    const done: { email: string; outcome: AddOutcome }[] = [];
+    for (const e of entries) done.push({ email: e.email, outcome: await addMember(tx, list.id, e.email, e.mode ?? opts.mode, e.name ?? null) });
+    await recordAudit(tx, { actor: opts.actor, action: 'member.add', list, ...entriesDetail(entries, opts.mode) });
+    return done;
+  });
+}
+
+/**
+ * Sends each address a confirmation request, as the web form does: nobody is added until the
+ * address agrees. Each request is its own transaction (with its rate limit); the audit entry
+ * follows them.
+ */
+export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'> }): Promise<void> {
+  if (entries.length === 0) return;
+  for (const e of entries) await requestWebSubscription(pool, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? opts.mode, settings: opts.settings });
+  await recordAudit(pool, { actor: opts.actor, action: 'member.invite', list, ...entriesDetail(entries, opts.mode) });
+}
+
+function entriesDetail(entries: MemberEntry[], mode: DeliveryMode) {
+  return {
+    target: entries.length === 1 ? entries[0].email : null,
+    detail: { count: entries.length, mode, ...(entries.length <= 20 ? { addresses: entries.map((e) => e.email) } : {}) },
+  };
+}
+
+export type MemberChange = 'remove' | 'reenable' | { mode: DeliveryMode };
+
+/**
+ * Removes members (they become unsubscribed), re-enables their delivery or sets their mode, in
+ * one transaction with the audit entry; for each address in turn, whether it changed.
+ */
+export async function changeMembers(pool: pg.Pool, list: ListRow, emails: string[], change: MemberChange, opts: { actor: string }): Promise<boolean[]> {
+  if (emails.length === 0) return [];
+  return withTransaction(pool, async (tx) => {
+    const changed: boolean[] = [];
+    for (const email of emails) {
+      const done = change === 'remove'
+        ? await removeMember(tx, list.id, email)
+        : change === 'reenable' ? await reenableMember(tx, list.id, email) : await setMemberMode(tx, list.id, email, change.mode);
+      changed.push(done);
+    }
+    await recordAudit(tx, {
+      actor: opts.actor, action: `member.${typeof change === 'string' ? change : 'mode'}`, list, target: emails.length === 1 ? emails[0] : null,
+      detail: { addresses: emails.slice(0, 100), count: emails.length, changed: changed.filter(Boolean).length, ...(typeof change === 'object' ? { mode: change.mode } : {}) },
+    });
+    return changed;
+  });
+}
+
+export type OwnChange = { mode: DeliveryMode; digestFormat?: DigestFormat | null } | 'unsubscribe' | 'reenable';
+
+/**
+ * A member changing their own subscription from their account page: the delivery mode (and digest
+ * format), leaving, or turning delivery back on after bounces. Only `email`'s own subscription;
+ * audited as self.* in the change's transaction. The list, for the answer.
+ */
+export async function changeOwnSubscription(pool: pg.Pool, memberId: number, email: string, change: OwnChange): Promise<ListRow> {
+  return withTransaction(pool, async (tx) => {
+    const member = await findMemberById(tx, memberId);
+    if (!member) throw new NotFound('No such subscription.');
+    if (member.email !== email) throw new Forbidden('That subscription is not yours.');
+    const list = await getListById(tx, member.list_id);
+    if (change === 'unsubscribe') {
+      await removeMember(tx, list.id, member.email);
+      await recordAudit(tx, { actor: email, action: 'self.unsubscribe', list, target: member.email });
+    } else if (change === 'reenable') {
+      if (member.status !== 'disabled') throw new InvalidInput('This subscription is not disabled.');
+      await reenableMember(tx, list.id, member.email);
+      await recordAudit(tx, { actor: email, action: 'self.reenable', list, target: member.email });
+    } else {
+      await setMemberMode(tx, list.id, member.email, change.mode);
+      if (change.digestFormat) await setDigestFormat(tx, list.id, member.email, change.digestFormat);
+      await recordAudit(tx, { actor: email, action: 'self.mode', list, target: member.email, detail: { mode: change.mode, ...(change.digestFormat ? { digest_format: change.digestFormat } : {}) } });
+    }
+    return list;
+  });
+}

@@ -1,0 +1,54 @@
+import type pg from 'pg';
+import { GroupCommit } from '../db/batch.ts';
+import { acceptIntoLists } from '../db/messages.ts';
+import { senderFacts, type SenderFacts } from '../db/sender-rules.ts';
+import { listId } from '../mail/list-headers.ts';
+import { afterAccept, type Post, type PostOutcome } from './accept-post.ts';
+import { holdOrDrop } from './hold.ts';
+import { decide, type PostFacts } from './moderation-rules.ts';
+
+/**
+ * The post pipeline. Posts that arrive together share one transaction (group commit, db/batch.ts),
+ * committed before any sender hears 250: the sender facts of the whole batch are read in one
+ * statement, the moderation rules decide each post, the accepted ones are archived with one
+ * outbox row per member who takes each post in one more statement (accept-post.ts), and the
+ * others are held for a moderator (kept out of the archive) or recorded as dropped by a rule
+ * (hold.ts).
+ */
+export function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
+  let committer = committers.get(pool);
+  if (!committer) {
+    committer = new GroupCommit(pool, postBatch, {
+      lockKeys: (q) => [q.message.messageId, ...(q.message.inReplyTo ? [q.message.inReplyTo] : []), ...q.message.references],
+    });
+    committers.set(pool, committer);
+  }
+  return committer.run(p);
+}
+
+const committers = new WeakMap<pg.Pool, GroupCommit<Post, PostOutcome>>();
+
+async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[]> {
+  const senders = batch.map((p) => (p.message.fromEmail || p.envelopeFrom || '').toLowerCase());
+  const facts = await senderFacts(tx, batch.map((p, i) => ({ listId: p.list.id, email: senders[i] })));
+  // Decide on the list's settings as committed now, not as the listener's cache last saw them.
+  const posts = batch.map((p, i) => (facts[i].list ? { ...p, list: { ...p.list, ...facts[i].list } } : p));
+  const decisions = posts.map((p, i) => decide(postFacts(p, senders[i], facts[i])));
+
+  const outcomes: PostOutcome[] = new Array(posts.length);
+  const accepted = posts.flatMap((p, i) => (decisions[i].action === 'accept' ? [i] : []));
+  const archived = await acceptIntoLists(tx, accepted.map((i) => posts[i]));
+  for (const [k, i] of accepted.entries()) outcomes[i] = await afterAccept(tx, posts[i], archived[k]);
+  for (const [i, p] of posts.entries()) outcomes[i] ??= await holdOrDrop(tx, p, decisions[i]);
+  return outcomes;
+}
+
+function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
+  return {
+    list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size },
+    sender: { email: sender, envelopeFrom: p.envelopeFrom, memberStatus: facts.memberStatus },
+    senderRules: facts.rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
+    message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
+    now: new Date(),
+  };
+}

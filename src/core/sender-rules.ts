@@ -1,0 +1,45 @@
+import type pg from 'pg';
+import { recordAudit } from '../db/audit.ts';
+import type { ListRow } from '../db/lists.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { deleteSenderRule, senderRules, upsertSenderRule, type SenderRuleRow } from '../db/sender-rules.ts';
+import { InvalidInput } from '../errors.ts';
+import { normalizeEmail } from '../mail/address.ts';
+
+/*
+ * A list's sender rules, which the moderation rules read: an address or '@domain' always
+ * accepted (allow) or silently dropped (ban). Each change is audited in its transaction.
+ */
+
+/** Always accept (allow) or silently drop (ban) a sender's posts on a list; `email` may be '@domain'. */
+export async function addSenderRule(pool: pg.Pool, list: ListRow, email: string, kind: 'allow' | 'ban', opts: { expiresAt?: Date | null; actor: string }): Promise<SenderRuleRow> {
+  const key = senderKey(email);
+  if (kind !== 'allow' && kind !== 'ban') throw new InvalidInput('a sender rule is allow or ban');
+  const expiresAt = opts.expiresAt ?? null;
+  return withTransaction(pool, async (tx) => {
+    const rule = await upsertSenderRule(tx, list.id, key, kind, expiresAt, opts.actor);
+    await recordAudit(tx, { actor: opts.actor, action: `sender.${kind}`, list, target: rule.email, detail: expiresAt ? { expires: expiresAt.toISOString() } : {} });
+    return rule;
+  });
+}
+
+export async function removeSenderRule(pool: pg.Pool, list: ListRow, email: string, opts: { actor: string }): Promise<boolean> {
+  const key = senderKey(email);
+  return withTransaction(pool, async (tx) => {
+    const removed = await deleteSenderRule(tx, list.id, key);
+    if (removed) await recordAudit(tx, { actor: opts.actor, action: 'sender.remove', list, target: email });
+    return removed;
+  });
+}
+
+export async function listSenderRules(db: Queryable, listId: number): Promise<SenderRuleRow[]> {
+  return senderRules(db, listId);
+}
+
+function senderKey(email: string): string {
+  const value = email.trim().toLowerCase();
+  if (value.startsWith('@') && normalizeEmail(`x${value}`)) return value;
+  const address = normalizeEmail(value);
+  if (!address) throw new InvalidInput(`"${email}" is not an e-mail address or @domain`, 'invalid_email');
+  return address;
+}
