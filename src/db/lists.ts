@@ -187,12 +187,6 @@ export async function getListById(db: Queryable, listId: number): Promise<ListRo
   return rows[0];
 }
 
-export async function listModerators(db: Queryable, listId: number): Promise<string[]> {
-  const { rows } = await db.query<{ email: string }>(
-    `select distinct email from list_roles where list_id = $1 order by email`, [listId]);
-  return rows.map((r) => r.email);
-}
-
 /** Lists by id, each with whether its local part is unique (web paths use it then). */
 export async function listsByIds(db: Queryable, ids: number[]): Promise<(ListRow & { unique_local: boolean })[]> {
   const { rows } = await db.query<ListRow & { unique_local: boolean }>(
