@@ -70,11 +70,6 @@ export async function subscriptionsOf(db: Queryable, email: string): Promise<Sub
   return rows;
 }
 
-export async function findMemberById(db: Queryable, memberId: number): Promise<MemberRow | null> {
-  const { rows } = await db.query<MemberRow>('select * from members where id = $1', [memberId]);
-  return rows[0] ?? null;
-}
-
 /** Bulk removal (members become 'unsubscribed'; rows stay for history). */
 export async function removeMembers(db: Queryable, listId: number, emails: string[]): Promise<number> {
   const { rowCount } = await db.query(

@@ -2,9 +2,10 @@ import { Router } from 'express';
 import { findAccount, setPasswordHash } from '../../db/accounts.ts';
 import { recordAudit } from '../../db/audit.ts';
 import { hashPassword, passwordProblem, verifyPassword } from '../../db/credentials.ts';
-import { listById, listsForStaff } from '../../db/list-admin.ts';
-import { findMemberById, subscriptionsOf } from '../../db/member-admin.ts';
-import { reenableMember, removeMember, setDigestFormat, setMemberMode, type DeliveryMode } from '../../db/members.ts';
+import { listsForStaff } from '../../db/list-admin.ts';
+import { getListById } from '../../db/lists.ts';
+import { subscriptionsOf } from '../../db/member-admin.ts';
+import { findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type DeliveryMode } from '../../db/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import type { WebContext } from '../app.ts';
@@ -37,7 +38,7 @@ export function accountRouter(ctx: WebContext): Router {
     const member = await findMemberById(db, positiveInt(String(req.params.id), 0));
     if (!member) throw new NotFound('No such subscription.');
     if (member.email !== viewer.email) throw new Forbidden('That subscription is not yours.');
-    const list = await listById(db, member.list_id);
+    const list = await getListById(db, member.list_id);
     const action = oneOf('action', field(req, 'action'), ['mode', 'unsubscribe', 'reenable'] as const);
     let message: string;
     if (action === 'mode') {
