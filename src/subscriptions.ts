@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
+import { hashToken } from './auth/credentials.ts';
 import { config } from './config.ts';
 import { Conflict, InvalidInput, NotFound } from './errors.ts';
 import { getListById, type ListRow } from './db/lists.ts';
@@ -165,10 +166,6 @@ async function welcome(tx: Queryable, list: ListRow, email: string, publicUrl = 
       `or send a message with "unsubscribe" to ${roleAddress(list.address, 'request')}.`,
     ].join('\n'),
   });
-}
-
-export function hashToken(token: string): string {
-  return crypto.createHash('sha256').update(token).digest('hex');
 }
 
 function checkedEmail(email: string): string {

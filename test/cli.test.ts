@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { cli } from './helpers/cli.ts';
 import pg from 'pg';
+import { hashToken } from '../src/auth/credentials.ts';
 import { findList } from '../src/db/lists.ts';
-import { confirm, hashToken, requestSubscription } from '../src/subscriptions.ts';
+import { confirm, requestSubscription } from '../src/subscriptions.ts';
 
 let db: TestDatabase;
 let env: Record<string, string>;

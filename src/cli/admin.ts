@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { issueLoginToken, upsertAccount } from '../db/accounts.ts';
 import { recordAudit } from '../db/audit.ts';
-import { hashPassword } from '../db/credentials.ts';
+import { hashPassword } from '../auth/credentials.ts';
 import { InvalidInput } from '../errors.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { runCommand } from './context.ts';

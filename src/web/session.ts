@@ -1,5 +1,5 @@
 import type { Request, RequestHandler, Response } from 'express';
-import { hashToken as hashSecret, looksLikeToken, newToken } from '../db/credentials.ts';
+import { hashToken as hashSecret, looksLikeToken, newToken } from '../auth/credentials.ts';
 import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
 import type { WebContext } from './app.ts';
 import { cookies, secureCookies } from './cookies.ts';

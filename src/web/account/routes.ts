@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { findAccount, setPasswordHash } from '../../db/accounts.ts';
 import { recordAudit } from '../../db/audit.ts';
-import { hashPassword, passwordProblem, verifyPassword } from '../../db/credentials.ts';
+import { hashPassword, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
 import { listsForStaff } from '../../db/list-admin.ts';
 import { getListById } from '../../db/lists.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
