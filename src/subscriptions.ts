@@ -3,8 +3,9 @@ import type pg from 'pg';
 import { hashToken } from './auth/credentials.ts';
 import { config } from './config.ts';
 import { Conflict, InvalidInput, NotFound } from './errors.ts';
+import type { DeliveryMode } from './list-policies.ts';
 import { getListById, type ListRow } from './db/lists.ts';
-import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from './db/members.ts';
+import { addMember, findMember, reenableMember, removeMember } from './db/members.ts';
 import { withTransaction, type Queryable } from './db/pool.ts';
 import { allowHit } from './db/rate-limits.ts';
 import {

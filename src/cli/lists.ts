@@ -1,13 +1,11 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { allLists, createList, findList, listOwners, listStats, type ListRow } from '../db/lists.ts';
+import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { listAddressProblem, normalizeEmail } from '../mail/address.ts';
 import type { Queryable } from '../db/pool.ts';
 import { collect, printJson, printTable, runCommand } from './context.ts';
 
-const POST = ['open', 'members', 'moderated'] as const;
-const SUBSCRIBE = ['open', 'confirm', 'approve'] as const;
-const ARCHIVE = ['public', 'members', 'private'] as const;
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new InvalidInput(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
@@ -58,9 +56,9 @@ export function registerListCommands(program: Command) {
           address: full,
           name: o.name ?? full.split('@')[0],
           description: o.description,
-          postPolicy: oneOf('--post-policy', o.postPolicy, POST),
-          subscribePolicy: oneOf('--subscribe-policy', o.subscribePolicy, SUBSCRIBE),
-          archive: oneOf('--archive', o.archive, ARCHIVE),
+          postPolicy: oneOf('--post-policy', o.postPolicy, POST_POLICIES),
+          subscribePolicy: oneOf('--subscribe-policy', o.subscribePolicy, SUBSCRIBE_POLICIES),
+          archive: oneOf('--archive', o.archive, ARCHIVE_POLICIES),
           owners,
         });
         process.stdout.write(`created list ${created.address}\n`);

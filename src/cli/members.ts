@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { findList } from '../db/lists.ts';
-import { addMember, memberRoster, removeMember, type DeliveryMode } from '../db/members.ts';
+import { addMember, memberRoster, removeMember } from '../db/members.ts';
+import { DELIVERY_MODES, isOneOf } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { printJson, printTable, runCommand } from './context.ts';
-
-const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
 
 function emails(values: string[]): string[] {
   return values.map((v) => {
@@ -24,7 +23,7 @@ export function registerMemberCommands(program: Command) {
     .description('add members (an administrator add: no confirmation is asked)')
     .action((ref: string, addrs: string[], o) =>
       runCommand(async ({ db }) => {
-        if (!MODES.includes(o.mode)) throw new InvalidInput(`--mode must be one of ${MODES.join(', ')} (got "${o.mode}")`);
+        if (!isOneOf(o.mode, DELIVERY_MODES)) throw new InvalidInput(`--mode must be one of ${DELIVERY_MODES.join(', ')} (got "${o.mode}")`);
         const list = await findList(db.pool, ref);
         for (const email of emails(addrs)) {
           const outcome = await addMember(db.pool, list.id, email, o.mode);

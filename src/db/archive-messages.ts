@@ -1,4 +1,4 @@
-import type { ArchivePolicy } from './lists.ts';
+import type { ArchivePolicy } from '../list-policies.ts';
 import type { Queryable } from './pool.ts';
 import { LIST_KEY, listLastModified, type Reader } from './archive.ts';
 

@@ -1,4 +1,5 @@
-import type { ArchivePolicy, ListRow } from './lists.ts';
+import type { ArchivePolicy } from '../list-policies.ts';
+import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
 /**

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import type { ArchivePolicy, ListRow, PostPolicy, SubscribePolicy } from './lists.ts';
+import type { ArchivePolicy, PostPolicy, SubscribePolicy } from '../list-policies.ts';
+import type { ListRow } from './lists.ts';
 import { withTransaction, type Queryable } from './pool.ts';
 
 export type ListRole = 'owner' | 'moderator';

@@ -1,10 +1,7 @@
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
+import type { ArchivePolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
 import type { Queryable } from './pool.ts';
-
-export type PostPolicy = 'open' | 'members' | 'moderated';
-export type SubscribePolicy = 'open' | 'confirm' | 'approve';
-export type ArchivePolicy = 'public' | 'members' | 'private';
 
 /** A row of `lists`: identity and policies, the sending options, and digest/notice state. */
 export interface ListRow extends DeliverySettings {
@@ -23,9 +20,6 @@ export interface ListRow extends DeliverySettings {
   digest_last_sent_at: Date | null;
   held_notified_at: Date | null;
 }
-
-export type ReplyToPolicy = 'none' | 'list' | 'address';
-export type DmarcMitigation = 'none' | 'munge_from';
 
 export interface NewList {
   address: string;

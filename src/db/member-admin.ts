@@ -1,4 +1,5 @@
-import type { DeliveryMode, MemberRow, MemberStatus } from './members.ts';
+import type { DeliveryMode, MemberStatus } from '../list-policies.ts';
+import type { MemberRow } from './members.ts';
 import type { Queryable } from './pool.ts';
 
 export interface MemberFilter {

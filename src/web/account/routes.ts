@@ -5,9 +5,10 @@ import { hashPassword, passwordProblem, verifyPassword } from '../../auth/creden
 import { listsForStaff } from '../../db/list-admin.ts';
 import { getListById } from '../../db/lists.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
-import { findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type DeliveryMode } from '../../db/members.ts';
+import { findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode } from '../../db/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
+import { DELIVERY_MODES, DIGEST_FORMATS } from '../../list-policies.ts';
 import type { WebContext } from '../app.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -15,8 +16,6 @@ import { currentSessionHash, flash } from '../session.ts';
 import { field, oneOf, positiveInt } from '../admin/form.ts';
 import { requireLogin } from '../auth/guards.ts';
 
-
-const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
 
 /** Self-service for anyone logged in: their subscriptions, delivery mode, password, sessions. */
 export function accountRouter(ctx: WebContext): Router {
@@ -30,7 +29,7 @@ export function accountRouter(ctx: WebContext): Router {
       findAccount(db, viewer.accountId),
       listsForStaff(db, viewer.email, false),
     ]);
-    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions, hasPassword: !!account?.password_hash, staffLists, modes: MODES });
+    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions, hasPassword: !!account?.password_hash, staffLists, modes: DELIVERY_MODES });
   });
 
   r.post('/account/subscriptions/:id', requireLogin, requireCsrf, async (req, res) => {
@@ -42,8 +41,8 @@ export function accountRouter(ctx: WebContext): Router {
     const action = oneOf('action', field(req, 'action'), ['mode', 'unsubscribe', 'reenable'] as const);
     let message: string;
     if (action === 'mode') {
-      const mode = oneOf('Delivery', field(req, 'mode'), MODES);
-      const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), ['mime', 'plain'] as const) : null;
+      const mode = oneOf('Delivery', field(req, 'mode'), DELIVERY_MODES);
+      const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), DIGEST_FORMATS) : null;
       await setMemberMode(db, list.id, member.email, mode);
       if (format) await setDigestFormat(db, list.id, member.email, format);
       message = `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
