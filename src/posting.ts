@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { insertHeld, claimHeldNotice, heldSameContent, takeUnnotifiedHeld, type HeldRow } from './db/held.ts';
 import type { ListRow } from './db/lists.ts';
 import { acceptIntoLists, listHasMessageId, type ArchiveResult } from './db/messages.ts';
-import { GroupCommit } from './db/batch.ts';
+import { GroupCommit } from './db/group-commit.ts';
 import type { Queryable } from './db/pool.ts';
 import { senderFacts, type SenderFacts } from './db/sender-rules.ts';
 import { RejectedMessage } from './errors.ts';
@@ -30,7 +30,7 @@ export type PostOutcome =
   | { kind: 'refused'; error: RejectedMessage };
 
 /**
- * The post pipeline. Posts that arrive together share one transaction (group commit, db/batch.ts),
+ * The post pipeline. Posts that arrive together share one transaction (group commit, db/group-commit.ts),
  * committed before any sender hears 250: the sender facts of the whole batch are read in one
  * statement, the moderation rules decide each post, the accepted ones are archived with one
  * outbox row per member who takes each post in one more statement, and the others are held for a
