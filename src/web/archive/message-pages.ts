@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { Request, Response } from 'express';
-import { archivedMessage, messagePage as messagePageData, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
+import { findPermalink, messageWithNeighbours, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
 import { NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
@@ -70,7 +70,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
   const obfuscate = !viewer;
   const id = normalizeMessageId(String(req.params.id));
   if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
-  const data = await messagePageData(ctx.db.readPool, id, readerOf(viewer), preferredList(req));
+  const data = await messageWithNeighbours(ctx.db.readPool, id, readerOf(viewer), preferredList(req));
   const r = resolvePermalink(data.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') return sendHidden(ctx, req, res, id, r);
   if (r.kind === 'choice') return sendChoice(ctx, req, res, id, r, (key) => `${messageHref(id)}?list=${encodeURIComponent(key)}`);
@@ -202,7 +202,7 @@ async function permalinkTarget(ctx: WebContext, req: Request, res: Response, tar
   const viewer = viewerOf(req);
   const id = normalizeMessageId(String(req.params.id));
   if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
-  const found = await archivedMessage(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
+  const found = await findPermalink(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
   const r = resolvePermalink(found.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') {
     setCacheHeaders(req, res, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists) });
