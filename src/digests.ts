@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { digestMembers, listsWithDueDigest, lockListForDigest, nextDigestIssue, takeDigestItems } from './db/digests.ts';
+import { localPartIsUnique } from './db/lists.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from './db/outbox.ts';
 import { withTransaction } from './db/pool.ts';
 import { DIGEST_FORMATS } from './list-policies.ts';
@@ -31,9 +32,9 @@ export async function sendDigest(pool: pg.Pool, listId: number, publicUrl: strin
     const members = await digestMembers(tx, listId);
     if (members.length === 0) return false; // nobody reads digests: the waiting posts are simply let go
     const { volume, issue } = await nextDigestIssue(tx, listId);
-    const unique = await tx.query<{ n: number }>('select count(*)::int as n from lists where local_part = $1', [list.local_part]);
+    const unique = await localPartIsUnique(tx, list.local_part);
     const info: DigestInfo = {
-      list: { address: list.address, path: unique.rows[0].n === 1 ? list.local_part : list.address, publicUrl, name: list.name, domain: list.domain },
+      list: { address: list.address, path: unique ? list.local_part : list.address, publicUrl, name: list.name, domain: list.domain },
       volume,
       issue,
       date: new Date(),

@@ -190,3 +190,9 @@ export async function listsByIds(db: Queryable, ids: number[]): Promise<(ListRow
   );
   return rows;
 }
+
+/** Whether no other list shares this local part (web paths then use it alone, LIST_KEY in db/archive.ts). */
+export async function localPartIsUnique(db: Queryable, localPart: string): Promise<boolean> {
+  const { rows } = await db.query<{ n: number }>('select count(*)::int as n from lists where local_part = $1', [localPart]);
+  return rows[0].n === 1;
+}

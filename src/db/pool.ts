@@ -142,3 +142,20 @@ export async function inTransaction<C extends pg.ClientBase, T>(client: C, fn: (
     throw err;
   }
 }
+
+/** Whether the database answers at all: the web's /healthz. Throws what the connection threw. */
+export async function ping(db: Queryable): Promise<void> {
+  await db.query('select 1');
+}
+
+/**
+ * TCP keepalives for this session (a long-lived dedicated connection): the server notices a peer
+ * that vanished after about idle + 3 x interval seconds instead of the system's two hours.
+ */
+export async function setKeepalives(db: Queryable, idleSeconds: number, intervalSeconds: number): Promise<void> {
+  await db.query(
+    `select set_config('tcp_keepalives_idle', $1, false), set_config('tcp_keepalives_interval', $2, false),
+            set_config('tcp_keepalives_count', '3', false)`,
+    [String(idleSeconds), String(intervalSeconds)],
+  );
+}
