@@ -23,8 +23,8 @@ import { benchDatabase } from './bench-db.ts';
  */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SINK = '/usr/sbin/smtp-sink';
-const SIZES = [1_000, 10_000];
-const WORKERS = [1, 2];
+const SIZES = (process.env.BENCH_DELIVERY_SIZES ?? "1000,10000").split(",").map(Number);
+const WORKERS = (process.env.BENCH_DELIVERY_WORKERS ?? "1,2").split(",").map(Number);
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -62,14 +62,35 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 function startWorker(url: string, relay: string): ChildProcess {
-  return spawn(process.execPath, [path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--worker'], {
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
+  return spawn(process.execPath, [...profile, path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--worker'], {
     cwd: ROOT,
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', process.env.BENCH_WORKER_LOG ? 'inherit' : 'ignore', 'inherit'],
     env: {
-      ...process.env, DATABASE_URL: url, RELAY_URL: relay, LOG_LEVEL: 'warn', MAIL_DOMAIN: 'lists.bench.example',
+      ...process.env, DATABASE_URL: url, RELAY_URL: relay, LOG_LEVEL: process.env.BENCH_WORKER_LOG ?? 'warn', MAIL_DOMAIN: 'lists.bench.example',
       PUBLIC_URL: 'https://lists.bench.example', DELIVERY_BATCH_SIZE: '500', DELIVERY_CONNECTIONS: '16', DELIVERY_POLL_MS: '1000',
     },
   });
+}
+
+/**
+ * CPU seconds (user + system) the worker processes have used so far, from /proc: unlike the
+ * rates, it hardly moves when other work shares the machine, so a change in the cost per copy
+ * shows even on a busy machine.
+ */
+function cpuSeconds(workers: ChildProcess[]): number {
+  const tick = 100; // USER_HZ on Linux
+  let total = 0;
+  for (const w of workers) {
+    try {
+      const stat = fs.readFileSync(`/proc/${w.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / tick;
+    } catch {
+      return NaN; // not Linux, or the worker is gone
+    }
+  }
+  return total;
 }
 
 async function waitForWorkers(pool: pg.Pool, n: number) {
@@ -122,7 +143,7 @@ export async function run(): Promise<void> {
   try {
     await migrate(pool);
     console.log(`relay: ${relay.name}; 2 KB post; VERP and a one-click header per copy; batch 500, 16 connections per worker`);
-    console.log('members   workers   fan-out commit   all sent after   deliveries/s   sending rate/s');
+    console.log('members   workers   fan-out commit   all sent after   deliveries/s   sending rate/s   worker CPU per 1000');
     for (const n of WORKERS) {
       const workers = Array.from({ length: n }, () => startWorker(db.url, relay.url));
       try {
@@ -130,8 +151,10 @@ export async function run(): Promise<void> {
         // Warm-up posts: connections open, code paths compiled by V8 (a worker runs for days).
         for (let i = 0; i < 3; i++) await fanOut(pool, 2000, `warm${n}x${i}`);
         for (const members of SIZES) {
+          const cpu0 = cpuSeconds(workers);
           const r = await fanOut(pool, members, `b${members}w${n}`);
-          console.log(`${String(members).padStart(7)}   ${String(n).padStart(7)}   ${r.enqueueMs.toFixed(0).padStart(11)} ms   ${r.seconds.toFixed(2).padStart(12)} s   ${Math.round(members / r.seconds).toString().padStart(12)}   ${Math.round(members / r.sendSeconds).toString().padStart(14)}`);
+          const cpuMs = ((cpuSeconds(workers) - cpu0) * 1e6) / members;
+          console.log(`${String(members).padStart(7)}   ${String(n).padStart(7)}   ${r.enqueueMs.toFixed(0).padStart(11)} ms   ${r.seconds.toFixed(2).padStart(12)} s   ${Math.round(members / r.seconds).toString().padStart(12)}   ${Math.round(members / r.sendSeconds).toString().padStart(14)}   ${cpuMs.toFixed(0).padStart(12)} ms`);
         }
       } finally {
         await stopWorkers(workers);

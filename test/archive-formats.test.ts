@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Corpus } from '../bench/corpus.ts';
 import { fastParse } from '../src/mail/fast-parse.ts';
-import { parse, parseMime, type ParsedMessage } from '../src/mail/parse.ts';
+import { parseMime, type ParsedMessage } from '../src/mail/parse.ts';
 import { atomFeed } from '../src/mail/atom.ts';
 import { attachmentHeaders } from '../src/mail/attachment-type.ts';
 import { decodeHeaderWords } from '../src/mail/header-words.ts';

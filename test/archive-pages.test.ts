@@ -3,7 +3,7 @@ import type { ListRow } from '../src/db/lists.ts';
 import { hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { readMbox } from '../src/mail/mbox.ts';
 import { canReadArchive } from '../src/web/archive/access.ts';
-import { loggedIn, WebClient } from './helpers/browser.ts';
+import { loggedIn } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { archive, fixture, mail, newList } from './fixtures/archive/seed.ts';
@@ -13,7 +13,6 @@ let web: RunningWeb;
 let dev: ListRow;
 let staff: ListRow;
 let secret: ListRow;
-let anon: WebClient;
 const raws = new Map<string, Buffer>();
 const WEIRD = 'weird/id+plus%pct?q#h@example.org';
 const quote = Array.from({ length: 6 }, (_, i) => `> quoted line ${i + 1} of the plan`).join('\n');
@@ -33,7 +32,6 @@ const page = async (path: string) => {
 beforeAll(async () => {
   db = await testDatabase();
   web = await startWeb(db);
-  anon = new WebClient(web.url);
   dev = await newList(db.pool, 'dev@lists.example.org', 'public', { name: 'Developers', description: 'Development of the thing' });
   staff = await newList(db.pool, 'staff@lists.example.org', 'members', { name: 'Staff' });
   secret = await newList(db.pool, 'secret@lists.example.org', 'private', { name: 'Secret' });

@@ -11,7 +11,6 @@ import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smt
  */
 let db: TestDatabase;
 let smtp: RunningIngest;
-let dev: ListRow;
 let open: ListRow;
 
 async function mail(to: string, from: string, opts: { subject?: string; body?: string } = {}) {
@@ -30,7 +29,7 @@ const tokenIn = (raw: string) => /^Subject: confirm ([a-f0-9]{32})\r?$/m.exec(ra
 beforeAll(async () => {
   db = await testDatabase();
   smtp = await startIngest(db.pool);
-  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  await createList(db.pool, { address: 'dev@lists.example.org', name: 'dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
   open = await createList(db.pool, { address: 'open@lists.example.org', name: 'open', description: '', postPolicy: 'members', subscribePolicy: 'open', archive: 'public', owners: ['owner@example.org'] });
 });
 

@@ -153,5 +153,6 @@ describe('serve with WEB_PROCESSES=2 on a port in use', () => {
     } finally {
       blocker.close();
     }
-  }, 30_000);
+    // Three processes start and stop here; a loaded machine takes seconds for each.
+  }, 60_000);
 });

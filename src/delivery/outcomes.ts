@@ -13,8 +13,10 @@ const RETRY_MS = [200, 1000];
 
 /**
  * What happened to each copy, written back in bulk: one UPDATE for the delivered rows, one for
- * the deferred, one for the failed, every `flushRows` results or `flushMs`. Writes are chained,
- * never concurrent.
+ * the deferred, one for the failed, every `flushRows` results or `flushMs`. Writes never run
+ * concurrently, and results that arrive while one runs all go into the next (group commit): when
+ * commits are slow (a busy disk's fsync), each carries more rows instead of queueing behind
+ * each other with `flushRows` apiece, which capped sending at `flushRows` per commit.
  *
  * Copies sent but not yet recorded are the ones a crash sends twice, so their number is bounded:
  * the worker asks `room()` before each send and waits while sent-but-unrecorded copies and copies
@@ -28,9 +30,11 @@ export class Outcomes {
   private sent: number[] = [];
   private retry: Retry[] = [];
   private failed: Failure[] = [];
-  /** rows handed to a write that has not finished */
+  /** rows handed to the write that has not finished */
   private writingRows = 0;
-  private writing: Promise<void> = Promise.resolve();
+  private writing: Promise<void> | null = null;
+  /** results came while a write ran that should not wait for flushRows or flushMs */
+  private again = false;
   private lastWrite = Date.now();
   private error: unknown = null;
   private waiters: (() => void)[] = [];
@@ -90,9 +94,12 @@ export class Outcomes {
   /** Writes everything pending, kept results included, and waits for it; throws if a write failed. */
   async finish(): Promise<void> {
     this.error = null;
-    this.queueWrite();
-    await this.writing;
-    if (this.error) throw this.error;
+    for (;;) {
+      this.queueWrite();
+      if (!this.writing) break;
+      await this.writing;
+      if (this.error) throw this.error;
+    }
   }
 
   private maybeWrite() {
@@ -102,19 +109,27 @@ export class Outcomes {
 
   private queueWrite() {
     if (this.failing) return; // kept until finish() tries again
+    if (this.writing) {
+      // One write at a time: what is pending goes, all of it, as soon as this one is done.
+      this.again = true;
+      return;
+    }
     const sent = this.sent.splice(0);
     const retry = this.retry.splice(0);
     const failed = this.failed.splice(0);
     this.lastWrite = Date.now();
     const rows = sent.length + retry.length + failed.length;
     if (rows === 0) return;
-    this.writingRows += rows;
-    this.writing = this.writing
-      .then(() => this.write(sent, retry, failed))
-      .finally(() => {
-        this.writingRows -= rows;
-        for (const wake of this.waiters.splice(0)) wake();
-      });
+    this.writingRows = rows;
+    this.writing = this.write(sent, retry, failed).catch((err) => void (this.error ??= err)).finally(() => {
+      this.writingRows = 0;
+      this.writing = null;
+      if (this.again || this.waiters.length > 0) {
+        this.again = false;
+        this.queueWrite();
+      }
+      for (const wake of this.waiters.splice(0)) wake();
+    });
   }
 
   /** One set of results, step by step; a step that cannot be written goes back to the pending ones. */

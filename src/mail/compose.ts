@@ -28,7 +28,6 @@ export function newMessageId(domain: string): string {
 export function composeText(m: TextMail): Buffer {
   const messageId = newMessageId(m.domain);
   const body = m.text.replace(/\r?\n/g, '\r\n').replace(/(\r\n)?$/, '\r\n');
-  // eslint-disable-next-line no-control-regex
   const ascii = /^[\x00-\x7f]*$/.test(body) && body.split('\r\n').every((l) => l.length <= 998);
   const lines = [
     `From: ${m.from}`,

@@ -1,6 +1,6 @@
 import { headerEnd, unfold } from './header-block.ts';
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
-import { bounded, messageDate, type ParsedMessage } from './parse.ts';
+import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
 
 /**
  * The common case of list mail, parsed without the MIME machinery: one text/plain part in UTF-8 or
@@ -12,8 +12,8 @@ import { bounded, messageDate, type ParsedMessage } from './parse.ts';
 const HEADER_LINE = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
 const SIMPLE_TYPE = /^text\/plain\s*(?:;\s*charset\s*=\s*"?(utf-8|us-ascii)"?\s*)?;?$/i;
 const ASCII = /^[\x20-\x7e\t]*$/;
-const NAME_ADDR = /^(?:"([^"\\]*)"|([^"<>,;:\\()@\[\]]*?))\s*<([^\s<>@,;:"\\()\[\]]+@[^\s<>@,;:"\\()\[\]]+)>$/;
-const BARE_ADDR = /^<?([^\s<>@,;:"\\()\[\]]+@[^\s<>@,;:"\\()\[\]]+)>?$/;
+const NAME_ADDR = /^(?:"([^"\\]*)"|([^"<>,;:\\()@[\]]*?))\s*<([^\s<>@,;:"\\()[\]]+@[^\s<>@,;:"\\()[\]]+)>$/;
+const BARE_ADDR = /^<?([^\s<>@,;:"\\()[\]]+@[^\s<>@,;:"\\()[\]]+)>?$/;
 const SINGLE = ['subject', 'from', 'date', 'content-type', 'content-transfer-encoding'];
 
 export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage | null {

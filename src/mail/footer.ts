@@ -8,7 +8,6 @@ import { headerFields, headerValue, withoutFields } from './header-block.ts';
  */
 export function footerPart(text: string, eol: string): string {
   const body = text.replace(/\r?\n/g, eol);
-  // eslint-disable-next-line no-control-regex
   const ascii = /^[\x00-\x7f]*$/.test(body);
   const encoded = ascii ? body : (Buffer.from(body, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join(eol);
   return [

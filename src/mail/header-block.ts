@@ -99,7 +99,6 @@ export function headerLines(lines: string[], eol: string): Buffer {
 
 /** A header value encoded as RFC 2047 words when it is not plain ASCII. */
 export function encodeWord(text: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x20-\x7e]*$/.test(text)) return text;
   const out: string[] = [];
   // Keep each encoded word under 75 characters: 45 bytes of UTF-8 per word at most.
@@ -119,7 +118,6 @@ export function encodeWord(text: string): string {
 export function displayName(name: string): string {
   const clean = name.replace(/[\r\n]+/g, ' ').trim();
   if (!clean) return '';
-  // eslint-disable-next-line no-control-regex
   if (!/^[\x20-\x7e]*$/.test(clean)) return encodeWord(clean);
   if (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$/.test(clean)) return clean;
   return `"${clean.replace(/(["\\])/g, '\\$1')}"`;

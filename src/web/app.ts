@@ -2,7 +2,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
-import type nunjucks from 'nunjucks';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
@@ -14,23 +13,13 @@ import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
 import { archiveRouter } from './archive/routes.ts';
+import type { WebContext } from './context.ts';
 import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
 import { checkBody, checkUrl, refusedByDatabase } from './request-input.ts';
 import { sessionMiddleware } from './session.ts';
 import { subscriptionRouter } from './subscription-routes.ts';
 import { createViews } from './views.ts';
-
-/** What every route gets: the database, the configuration, the view environment. */
-export interface WebContext {
-  db: Database;
-  cfg: Config;
-  views: nunjucks.Environment;
-  /** rendered public archive pages (PAGE_CACHE_MB > 0); archive routes consult it */
-  pageCache?: PageCache;
-  /** messages parsed once for their pages and attachments (MESSAGE_CACHE_MB) */
-  parsedMessages: ParsedMessages;
-}
 
 const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../public');
 

@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { hashToken as hashSecret, looksLikeToken, newToken } from '../auth/credentials.ts';
 import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
-import type { WebContext } from './app.ts';
+import type { WebContext } from './context.ts';
 import { cookieOptions, cookies, secureCookies } from './cookies.ts';
 
 /**

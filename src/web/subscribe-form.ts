@@ -5,7 +5,7 @@ import type { DeliveryMode } from '../list-policies.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { log } from '../log.ts';
-import type { WebContext } from './app.ts';
+import type { WebContext } from './context.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';
 import { field } from './admin/form.ts';

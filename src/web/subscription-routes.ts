@@ -6,7 +6,7 @@ import { findMemberByToken, reenableMember, unsubscribeByToken } from '../db/mem
 import { requestByToken } from '../db/subscription-requests.ts';
 import { log } from '../log.ts';
 import { confirm } from '../subscriptions.ts';
-import type { WebContext } from './app.ts';
+import type { WebContext } from './context.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';
 

@@ -57,7 +57,7 @@ export async function restartEmbedded(clusterDir: string, downMs = 0): Promise<v
       await run(bins.pg_ctl, [...args, '-D', clusterDir], { ...runAs, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
     } catch (err) {
       const e = err as { stderr?: string; stdout?: string; message: string };
-      throw new Error(`pg_ctl ${args[0]} failed: ${e.stderr || e.stdout || e.message}`);
+      throw new Error(`pg_ctl ${args[0]} failed: ${e.stderr || e.stdout || e.message}`, { cause: err });
     }
   };
   if (downMs <= 0) {

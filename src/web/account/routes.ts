@@ -9,7 +9,7 @@ import { findMemberById, reenableMember, removeMember, setDigestFormat, setMembe
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import { DELIVERY_MODES, DIGEST_FORMATS } from '../../list-policies.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { currentSessionHash, flash } from '../session.ts';

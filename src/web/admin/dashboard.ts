@@ -5,7 +5,7 @@ import { listsForStaff } from '../../db/list-admin.ts';
 import { recentFailedDeliveries, siteTotals } from '../../db/operations.ts';
 import { deliveryHistory, queueStats } from '../../db/outbox.ts';
 import { redactSecrets } from '../../log.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { render } from '../render.ts';
 import { requireSiteAdmin, requireStaff } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';

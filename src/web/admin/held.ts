@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { recentAudit, recordAudit } from '../../db/audit.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

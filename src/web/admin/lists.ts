@@ -9,7 +9,7 @@ import { memberCounts } from '../../db/member-admin.ts';
 import { withTransaction } from '../../db/pool.ts';
 import { Conflict, InvalidInput } from '../../errors.ts';
 import { listAddressProblem, normalizeEmail } from '../../mail/address.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

@@ -34,7 +34,7 @@ export function parseMemberLines(text: string, maxEntries = 10_000): ImportResul
       return;
     }
     let email: string | null;
-    let name: string | null = null;
+    let name: string | null;
     let mode: string | null = null;
     if (columns) {
       email = normalizeEmail(cells[columns.email] ?? '');

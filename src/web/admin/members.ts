@@ -6,7 +6,7 @@ import { memberAudit, memberBatch, memberCounts, removeMembers, searchMembers, t
 import { NotFound } from '../../errors.ts';
 import { DELIVERY_MODES, MEMBER_STATUSES, type DeliveryMode } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

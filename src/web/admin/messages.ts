@@ -3,7 +3,7 @@ import { recordAudit } from '../../db/audit.ts';
 import { listMessagesForModeration, messageInList } from '../../db/message-admin.ts';
 import { hideMessage, unhideMessage } from '../../db/messages.ts';
 import { NotFound } from '../../errors.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

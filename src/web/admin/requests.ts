@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { recordAudit } from '../../db/audit.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { accountRouter } from '../account/routes.ts';
 import { authRouter } from '../auth/routes.ts';
 import { subscribeRouter } from '../subscribe-form.ts';

@@ -9,10 +9,11 @@ import { log } from '../../log.ts';
 import { atomFeed } from '../../mail/atom.ts';
 import { monthRange } from '../../mail/months.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
-import { notModified, sendBody, setCacheHeaders } from './http.ts';
+import { notModified } from './conditional.ts';
+import { sendBody, setCacheHeaders } from './http.ts';
 import { authorName, listHref, messageHref, shownSubject } from './present.ts';
 
 /**

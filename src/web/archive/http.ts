@@ -1,8 +1,9 @@
 import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { csrfToken } from '../csrf.ts';
 import { viewerOf } from '../viewer.ts';
+import { notModified } from './conditional.ts';
 import { offerToPageCache } from './page-cache.ts';
 
 /**
@@ -54,31 +55,6 @@ export function sendBody(req: Request, res: Response, body: string | Buffer) {
   offerToPageCache(res, bytes);
   if (res.statusCode === 200 && notModified(req, res)) return;
   res.send(bytes);
-}
-
-/**
- * Whether the client already has this version, by the ETag and Last-Modified already set on the
- * response; if so, answers 304 and returns true.
- */
-export function notModified(req: Request, res: Response): boolean {
-  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-  const etag = res.get('ETag');
-  const inm = req.get('if-none-match');
-  let fresh = false;
-  if (inm) {
-    const strip = (t: string) => t.trim().replace(/^W\//, '');
-    fresh = etag !== undefined && (inm.trim() === '*' || inm.split(',').some((t) => strip(t) === strip(etag)));
-  } else {
-    const ims = Date.parse(req.get('if-modified-since') ?? '');
-    const lm = Date.parse(res.get('Last-Modified') ?? '');
-    fresh = !Number.isNaN(ims) && !Number.isNaN(lm) && lm <= ims;
-  }
-  if (!fresh) return false;
-  res.status(304);
-  res.removeHeader('Content-Type');
-  res.removeHeader('Content-Length');
-  res.end();
-  return true;
 }
 
 /** Page number from ?page=, 1 and up. */

@@ -3,7 +3,7 @@ import { adjacentMonths, archiveIndex, listMonths, monthThreads, movedThread, re
 import { NotFound } from '../../errors.ts';
 import { monthRange } from '../../mail/months.ts';
 import { renderText } from '../../mail/render-body.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';

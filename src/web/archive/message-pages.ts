@@ -9,7 +9,7 @@ import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { ParsedMessage } from '../../mail/parse.ts';
 import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
 import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-body.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readerOf } from './access.ts';
 import { sendBody, sendPage, setCacheHeaders } from './http.ts';

@@ -4,7 +4,7 @@ import { archiveVersion, type ArchiveVersion as Version } from '../../db/archive
 import { log } from '../../log.ts';
 import { pageCacheRequests } from '../../metrics.ts';
 import { viewerOf } from '../viewer.ts';
-import { notModified } from './http.ts';
+import { notModified } from './conditional.ts';
 
 /**
  * Rendered archive pages for anonymous readers of public lists, kept in memory and served again

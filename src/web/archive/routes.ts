@@ -1,5 +1,5 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { feed, monthMbox, threadMbox } from './downloads.ts';
 import { declareQuery } from './http.ts';
 import { indexPage, listPage, monthPage, threadPage } from './list-pages.ts';

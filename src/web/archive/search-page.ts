@@ -5,7 +5,7 @@ import type { ReaderList } from '../../db/archive.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
 import { normalizeMessageId } from '../../mail/message-id.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
 import { readableList, readableLists, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';

@@ -2,7 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { roleOnList, type ListRole } from '../../db/list-admin.ts';
 import { findList, type ListRow } from '../../db/lists.ts';
 import { Forbidden } from '../../errors.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 
 /**
  * Server-side access checks. Every admin route passes through one of these; pages only hide the

@@ -7,7 +7,7 @@ import { hasAnyListRole } from '../../db/list-admin.ts';
 import { allowHit, clearHits, currentHits } from '../../db/rate-limits.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { normalizeEmail } from '../../mail/address.ts';
-import type { WebContext } from '../app.ts';
+import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { endSession, flash, startSession } from '../session.ts';

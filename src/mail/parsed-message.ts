@@ -1,0 +1,71 @@
+/*
+ * What parsing gives, whichever parser read the message (fast-parse.ts or parse.ts's MIME parse):
+ * our own type, and the rules both apply to the date and to the sizes of what is stored.
+ */
+
+/**
+ * Our own view of a message. mailparser is in maintenance mode: it stays behind parse() (parse.ts)
+ * so that replacing it touches nothing else.
+ */
+export interface ParsedMessage {
+  messageId: string;
+  /** true when the message had no usable Message-ID and `messageId` was derived from its bytes */
+  generatedId: boolean;
+  subject: string;
+  fromName: string;
+  fromEmail: string;
+  date: Date;
+  inReplyTo: string | null;
+  references: string[];
+  text: string;
+  html: string | null;
+  attachments: ParsedAttachment[];
+  /** header lines by lower-case name, values unfolded, in order of appearance */
+  headers: Map<string, string[]>;
+}
+
+export interface ParsedAttachment {
+  filename: string | null;
+  contentType: string;
+  size: number;
+  content: Buffer;
+  contentId: string | null;
+  inline: boolean;
+}
+
+const FUTURE_SLACK_MS = 24 * 3600 * 1000;
+const EARLIEST = Date.UTC(1980, 0, 1);
+
+/**
+ * The Date header when it is plausible; otherwise the time of the first Received hop that has a
+ * parsable date; otherwise when we received it. Future dates beyond a day are not trusted.
+ */
+export function messageDate(headerDate: Date | undefined, received: string[], receivedAt: Date): Date {
+  const plausible = (d: Date | undefined) =>
+    d !== undefined && !Number.isNaN(d.getTime()) && d.getTime() >= EARLIEST && d.getTime() <= receivedAt.getTime() + FUTURE_SLACK_MS;
+  if (plausible(headerDate)) return headerDate!;
+  for (const line of received) {
+    const semi = line.lastIndexOf(';');
+    if (semi < 0) continue;
+    const d = new Date(line.slice(semi + 1).trim().replace(/\s*\([^)]*\)\s*$/, ''));
+    if (plausible(d)) return d;
+  }
+  return receivedAt;
+}
+
+/**
+ * Limits on what is stored of a message's headers, so that no message can fail to be stored
+ * for its size (and so be retried forever): the subject takes part in the search index, whose
+ * entries have a size limit; the author's address is an index key. The raw bytes keep it all.
+ */
+const MAX_SUBJECT = 1000;
+const MAX_NAME = 500;
+const MAX_ADDRESS = 254;
+
+export function bounded(m: ParsedMessage): ParsedMessage {
+  const subject = m.subject.length > MAX_SUBJECT ? `${m.subject.slice(0, MAX_SUBJECT)}…` : m.subject;
+  const fromName = m.fromName.length > MAX_NAME ? `${m.fromName.slice(0, MAX_NAME)}…` : m.fromName;
+  // An "address" longer than any address can be, or with control characters, is no address.
+  const fromEmail = m.fromEmail.length > MAX_ADDRESS || /[\u0000-\u001f\u007f]/.test(m.fromEmail) ? '' : m.fromEmail;
+  return subject === m.subject && fromName === m.fromName && fromEmail === m.fromEmail ? m : { ...m, subject, fromName, fromEmail };
+}
