@@ -30,7 +30,10 @@ export function cleanDump(dump: string): string {
     .filter((l) => !/^\\(un)?restrict /.test(l))
     .filter((l) => !/^SET [a-z_]+ = /.test(l) && !l.startsWith("SELECT pg_catalog.set_config('search_path'"))
     .filter((l) => !/^-- Dumped (from|by) /.test(l));
-  const body = lines.join('\n').replace(/\n{3,}/g, '\n\n').trim();
+  const body = lines
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim();
   return `${HEADER}\n${body}\n`;
 }
 
