@@ -8,6 +8,7 @@ import { withTransaction, type Queryable } from './db/pool.ts';
 import type { Logger } from './log.ts';
 import { roleAddress } from './mail/address.ts';
 import { readBounce, type BounceReport } from './mail/bounce.ts';
+import { absoluteUrl, unsubscribeUrl } from './mail/urls.ts';
 import { BOUNCE_HALF_LIFE_DAYS, BOUNCE_WEIGHT, classifyText } from './mail/bounce-rules.ts';
 import type { ParsedMessage } from './mail/parse.ts';
 import { sendNotice } from './notices.ts';
@@ -86,7 +87,7 @@ async function tellDisabled(tx: Queryable, list: ListRow, member: MemberRow) {
       '',
       'To turn delivery back on, open this link and choose "Re-enable delivery":',
       '',
-      `    ${publicUrl}/u/${member.token}`,
+      `    ${absoluteUrl(publicUrl, unsubscribeUrl(member.token))}`,
       '',
       `or send a message with "subscribe" to ${roleAddress(list.address, 'request')}.`,
     ].join('\n'),

@@ -1,12 +1,12 @@
 import type pg from 'pg';
 import { digestMembers, listsWithDueDigest, lockListForDigest, nextDigestIssue, takeDigestItems } from './db/digests.ts';
-import { localPartIsUnique } from './db/lists.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from './db/outbox.ts';
+import { listKey } from './db/list-key.ts';
 import { withTransaction } from './db/pool.ts';
 import { DIGEST_FORMATS } from './list-policies.ts';
 import { log } from './log.ts';
 import { mimeDigest, plainDigest, type DigestInfo, type DigestMessage } from './mail/digest.ts';
-import { verpAddress } from './mail/list-headers.ts';
+import { verpAddress } from './mail/address.ts';
 
 /**
  * Digests: when a list's waiting posts reach its size threshold, or the oldest has waited a day
@@ -32,9 +32,8 @@ export async function sendDigest(pool: pg.Pool, listId: number, publicUrl: strin
     const members = await digestMembers(tx, listId);
     if (members.length === 0) return false; // nobody reads digests: the waiting posts are simply let go
     const { volume, issue } = await nextDigestIssue(tx, listId);
-    const unique = await localPartIsUnique(tx, list.local_part);
     const info: DigestInfo = {
-      list: { address: list.address, path: unique ? list.local_part : list.address, publicUrl, name: list.name, domain: list.domain },
+      list: { address: list.address, key: await listKey(tx, list.id), publicUrl, name: list.name, domain: list.domain },
       volume,
       issue,
       date: new Date(),

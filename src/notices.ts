@@ -4,10 +4,9 @@ import { listOwners } from './db/lists.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from './db/outbox.ts';
 import type { Queryable } from './db/pool.ts';
 import { InvalidInput } from './errors.ts';
-import { normalizeEmail, roleAddress } from './mail/address.ts';
+import { normalizeEmail, NOTICE_BOUNCE_TOKEN, roleAddress, verpAddress } from './mail/address.ts';
 import { composeText } from './mail/compose.ts';
 import { displayName } from './mail/header-block.ts';
-import { NOTICE_BOUNCE_TOKEN } from './mail/list-headers.ts';
 
 /**
  * Mail we send on our own account (confirmations, held-post and bounce notices, login links),
@@ -47,7 +46,7 @@ export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
     domain: n.list?.domain ?? cfg.mailDomain,
   });
   const mailId = await insertOutboundMail(db, raw);
-  const envelopeFrom = n.list ? roleAddress(n.list.address, 'bounces', NOTICE_BOUNCE_TOKEN) : cfg.noticeFrom;
+  const envelopeFrom = n.list ? verpAddress(n.list.address, NOTICE_BOUNCE_TOKEN) : cfg.noticeFrom;
   const [id] = await enqueueMail(db, 'notice', n.list?.id ?? null, mailId, [{ email: to, envelopeFrom }]);
   await notifyOutbox(db);
   return id;
@@ -68,7 +67,7 @@ export async function forwardToOwners(db: Queryable, list: ListRow, raw: Buffer)
   const ownerAddress = roleAddress(list.address, 'owner');
   const eol = raw.includes('\r\n') ? '\r\n' : '\n';
   const mailId = await insertOutboundMail(db, Buffer.concat([Buffer.from(`X-Loop: ${ownerAddress}${eol}`), raw]));
-  const envelopeFrom = roleAddress(list.address, 'bounces', NOTICE_BOUNCE_TOKEN);
+  const envelopeFrom = verpAddress(list.address, NOTICE_BOUNCE_TOKEN);
   const ids = await enqueueMail(db, 'notice', list.id, mailId, owners.map((email) => ({ email, envelopeFrom })));
   await notifyOutbox(db);
   return ids.length;

@@ -13,6 +13,7 @@ import {
   type RequestAction, type SubscriptionRequestRow,
 } from './db/subscription-requests.ts';
 import { normalizeEmail, roleAddress } from './mail/address.ts';
+import { absoluteUrl, confirmUrl, unsubscribeUrl } from './mail/urls.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 
 /**
@@ -78,7 +79,7 @@ async function startRequest(pool: pg.Pool, list: ListRow, email: string, action:
         '',
         'To confirm, open this link:',
         '',
-        `    ${publicUrl}/confirm/${token}`,
+        `    ${absoluteUrl(publicUrl, confirmUrl(token))}`,
         '',
         'or simply reply to this message.',
         '',
@@ -163,7 +164,7 @@ async function welcome(tx: Queryable, list: ListRow, email: string, publicUrl = 
       `You are now subscribed to ${list.address}${list.description ? ` (${list.description})` : ''}.`,
       '',
       `To post, write to ${list.address}.`,
-      `To leave the list, open ${publicUrl}/u/${member.token}`,
+      `To leave the list, open ${absoluteUrl(publicUrl, unsubscribeUrl(member.token))}`,
       `or send a message with "unsubscribe" to ${roleAddress(list.address, 'request')}.`,
     ].join('\n'),
   });

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ListRow } from '../src/db/lists.ts';
 import { hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { readMbox } from '../src/mail/mbox.ts';
+import * as urls from '../src/mail/urls.ts';
 import { canReadArchive } from '../src/web/archive/access.ts';
 import { loggedIn } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -113,6 +114,31 @@ describe('browsing the archive', () => {
     expect(text).toContain('href="/lists/dev/2026-10/"');
     expect(text).toContain('href="/lists/dev/2026-11.mbox"');
     expect((await page('/lists/dev/2026-13/')).status).toBe(404);
+  });
+
+  it('answers under /lists/LIST/ only the shapes it declares: any other part is 404, and the subscribe form there still answers', async () => {
+    for (const path of ['/lists/dev/thread', '/lists/dev/thread/12a', '/lists/dev/thread/12a.mbox', '/lists/dev/thread/1234567890123456', '/lists/dev/2026-11.mbox.mbox',
+      '/lists/dev/feed.atom.mbox', '/lists/dev/2026-1/', '/lists/dev/nonsense', '/lists/dev/.mbox']) {
+      expect((await page(path)).status, path).toBe(404);
+    }
+    expect((await page('/lists/dev/subscribe')).status).toBe(200);
+    expect((await page('/lists/dev/feed.atom')).status).toBe(200);
+    expect((await page('/lists/dev/2026-11')).status).toBe(200);
+    // Percent-escaped unreserved characters name the same URL (RFC 3986 §6.2.2.2).
+    for (const path of ['/lists/dev/feed%2Eatom', '/lists/dev/fe%65d.atom', '/lists/dev/2026-11%2Embox', '/lists/dev/2026%2D11/']) {
+      expect((await page(path)).status, path).toBe(200);
+    }
+  });
+
+  it('answers every URL shape that mail/urls.ts builds, and builds the links the pages show', async () => {
+    const month = (await page(urls.monthUrl('dev', '2026-11'))).text;
+    const threadId = /href="\/lists\/dev\/thread\/(\d+)">Release plan/.exec(month)![1];
+    expect(month).toContain(`href="${urls.threadUrl('dev', threadId)}"`);
+    for (const url of [urls.listUrl('dev'), urls.listUrl('announce@lists.example.org'), urls.monthMboxUrl('dev', '2026-11'), urls.feedUrl('dev'),
+      urls.threadUrl('dev', threadId), urls.threadMboxUrl('dev', threadId), urls.messageUrl(WEIRD), urls.messageUrl('plan-1@example.org', 'dev'),
+      urls.rawMessageUrl(WEIRD), urls.attachmentUrl('attachments@example.net', 3, 'dot.png'), urls.attachmentUrl('attachments@example.net', 3), urls.subscribeUrl('dev')]) {
+      expect((await get(url)).status, url).toBe(200);
+    }
   });
 
   it('shows a thread as an indented tree, each message linked to its permalink, long quotes folded', async () => {

@@ -7,6 +7,7 @@ import { addMember, findMember, setDigestFormat } from '../src/db/members.ts';
 import { queueStats } from '../src/db/outbox.ts';
 import { setResolvers } from '../src/delivery/dns.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { verpAddress } from '../src/mail/address.ts';
 import { parse } from '../src/mail/parse.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -110,6 +111,22 @@ describe('fan-out', () => {
       senders.set(m.to, m.from);
     }
     expect(new Set(senders.values()).size).toBe(relay.messages.length);
+  });
+
+  it('builds in SQL, for every copy of a post, the VERP address verpAddress builds, whatever the list\'s name', async () => {
+    // accept_post (sql/0013) writes each copy's envelope sender from verpParts; digests and notices
+    // use verpAddress: both must agree, or bounces would not find their member.
+    const odd = await newList('ops.team_2-x');
+    for (const email of ['gil@x.example', 'hal@y.example']) await addMember(db.pool, odd.id, email, 'each');
+    relay.clear();
+    await postTo('ops.team_2-x', { id: 'verp-agree@example.org', subject: 'VERP' });
+    await relay.waitFor(2);
+    await drained(db);
+    expect(relay.messages).toHaveLength(2);
+    for (const m of relay.messages) {
+      const member = await findMember(db.pool, odd.id, m.to);
+      expect(m.from).toBe(verpAddress(odd.address, member!.token));
+    }
   });
 
   it('leaves the author\'s DKIM signature valid on the delivered copy', async () => {

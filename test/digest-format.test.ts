@@ -20,7 +20,7 @@ const RAW = Buffer.from([
 ].join('\r\n'));
 
 describe('digests', () => {
-  const info = { list: { address: 'dev@lists.example.org', path: 'dev', publicUrl: 'https://lists.example.org', name: 'dev', domain: 'lists.example.org' }, volume: 1, issue: 7, date: now };
+  const info = { list: { address: 'dev@lists.example.org', key: 'dev', publicUrl: 'https://lists.example.org', name: 'dev', domain: 'lists.example.org' }, volume: 1, issue: 7, date: now };
   const messages = [
     { messageId: 'a@x', raw: RAW, subject: 'Über die Planung', fromName: 'Alice', fromEmail: 'alice@example.org', date: now, text: 'Hello, list.\n' },
     { messageId: 'b@x', raw: Buffer.from('From: bob@example.net\r\nSubject: Re: plan\r\nMessage-ID: <b@x>\r\n\r\nAgreed.\r\n'), subject: 'Re: plan', fromName: '', fromEmail: 'bob@example.net', date: now, text: 'Agreed.\n' },

@@ -20,7 +20,7 @@ const RAW = Buffer.from([
 
 function options(over: Partial<CopyOptions> = {}): CopyOptions {
   return {
-    list: { address: 'dev@lists.example.org', path: 'dev', publicUrl: 'https://lists.example.org', name: 'dev' },
+    list: { address: 'dev@lists.example.org', key: 'dev', publicUrl: 'https://lists.example.org', name: 'dev' },
     messageId: 'plan/1+x@example.org', subject: 'Über die Planung', fromName: 'Alice', fromEmail: 'alice@example.org',
     subjectPrefix: '', footer: '', replyTo: { policy: 'none', address: null }, mungeFrom: false, ...over,
   };

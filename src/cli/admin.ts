@@ -4,6 +4,7 @@ import { recordAudit } from '../db/audit.ts';
 import { hashPassword } from '../auth/credentials.ts';
 import { InvalidInput } from '../errors.ts';
 import { normalizeEmail } from '../mail/address.ts';
+import { absoluteUrl, loginLinkUrl } from '../mail/urls.ts';
 import { runCommand } from './context.ts';
 
 /** A login link printed by `admin create` without --password stays valid this long. */
@@ -29,7 +30,7 @@ export function registerAdminCommands(program: Command) {
           process.stdout.write(`log in at ${cfg.publicUrl}/login\n`);
         } else {
           const token = await issueLoginToken(db.pool, email, 'login', LINK_HOURS * 3600);
-          process.stdout.write(`one-time login link (valid ${LINK_HOURS} hours):\n  ${cfg.publicUrl}/login/link/${token}?next=${encodeURIComponent('/admin/')}\n`);
+          process.stdout.write(`one-time login link (valid ${LINK_HOURS} hours):\n  ${absoluteUrl(cfg.publicUrl, loginLinkUrl(token, '/admin/'))}\n`);
         }
       }),
     );

@@ -1,6 +1,7 @@
 import type { ArchivePolicy } from '../list-policies.ts';
 import type { Queryable } from './pool.ts';
-import { LIST_KEY, listLastModified, type Reader } from './archive.ts';
+import { listLastModified, type Reader } from './archive.ts';
+import { LIST_KEY } from './list-key.ts';
 
 /** Read queries for one Message-ID: its permalink page, its neighbours, its raw bytes; the feed. */
 

@@ -1,4 +1,5 @@
 import type { ArchivePolicy } from '../list-policies.ts';
+import { LIST_KEY } from './list-key.ts';
 import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
@@ -15,10 +16,6 @@ export interface Reader {
   email: string | null;
   siteAdmin: boolean;
 }
-
-// The URL key of a list `l`: its local part when no other list shares it, else its full address.
-export const LIST_KEY = `case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
-                       then l.address else l.local_part end`;
 
 /**
  * Last-Modified of the archive pages of the list whose id is `listId` (an SQL expression): the

@@ -1,6 +1,7 @@
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
 import type { ArchivePolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
+import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
 /** A row of `lists`: identity and policies, the sending options, and digest/notice state. */
@@ -181,18 +182,12 @@ export async function getListById(db: Queryable, listId: number): Promise<ListRo
   return rows[0];
 }
 
-/** Lists by id, each with whether its local part is unique (web paths use it then). */
-export async function listsByIds(db: Queryable, ids: number[]): Promise<(ListRow & { unique_local: boolean })[]> {
-  const { rows } = await db.query<ListRow & { unique_local: boolean }>(
-    `select l.*, (select count(*) from lists o where o.local_part = l.local_part) = 1 as unique_local
+/** Lists by id, each with its URL key (list-key.ts). */
+export async function listsByIds(db: Queryable, ids: number[]): Promise<(ListRow & { key: string })[]> {
+  const { rows } = await db.query<ListRow & { key: string }>(
+    `select l.*, ${LIST_KEY} as key
        from lists l where l.id = any($1::bigint[])`,
     [ids],
   );
   return rows;
-}
-
-/** Whether no other list shares this local part (web paths then use it alone, LIST_KEY in db/archive.ts). */
-export async function localPartIsUnique(db: Queryable, localPart: string): Promise<boolean> {
-  const { rows } = await db.query<{ n: number }>('select count(*)::int as n from lists where local_part = $1', [localPart]);
-  return rows[0].n === 1;
 }

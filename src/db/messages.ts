@@ -1,5 +1,6 @@
 import type { Queryable } from './pool.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
+import { verpParts } from '../mail/address.ts';
 
 /**
  * What archiving a message into a list did (archive_message in sql/0013). A Message-ID identifies a
@@ -31,7 +32,7 @@ export async function archiveMessage(db: Queryable, listId: number, raw: Buffer,
 }
 
 export interface Acceptance {
-  list: { id: number; local_part: string; domain: string };
+  list: { id: number; address: string };
   raw: Buffer;
   message: ParsedMessage;
   /** link only to a byte-for-byte equal archived message (an approval: what was held goes out) */
@@ -49,8 +50,8 @@ export async function acceptIntoLists(db: Queryable, posts: Acceptance[]): Promi
     // Named, so each connection parses it once per batch size.
     name: `accept_posts_${posts.length}`,
     text: acceptStatement(posts.length),
-    // VERP: each copy's envelope sender is LIST-bounces+TOKEN@ (mail/list-headers.ts verpAddress).
-    values: posts.flatMap((p) => [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, `${p.list.local_part}-bounces+`, p.list.domain]),
+    // VERP: each copy's envelope sender is LIST-bounces+TOKEN@, built by SQL from verpParts.
+    values: posts.flatMap((p) => { const verp = verpParts(p.list.address); return [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, verp.prefix, verp.domain]; }),
   });
   return rows.sort((a, b) => a.ord - b.ord).map((r) => ({ ...archiveResult(r), copies: r.copies }));
 }

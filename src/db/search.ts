@@ -1,5 +1,5 @@
 import { InvalidInput } from '../errors.ts';
-import { LIST_KEY } from './archive.ts';
+import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
 /**

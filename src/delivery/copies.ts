@@ -49,7 +49,7 @@ export class CopyCache {
         const signer = l.dkim_domain && l.dkim_selector && l.dkim_private_key
           ? new DKIM({ domainName: l.dkim_domain, keySelector: l.dkim_selector, privateKey: l.dkim_private_key })
           : null;
-        fresh.set(l.id, { ...l, identity: { address: l.address, path: l.unique_local ? l.local_part : l.address, publicUrl: this.publicUrl }, signer });
+        fresh.set(l.id, { ...l, identity: { address: l.address, key: l.key, publicUrl: this.publicUrl }, signer });
       }
       for (const id of listIds) {
         const l = fresh.get(id);

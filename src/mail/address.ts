@@ -48,6 +48,27 @@ export function roleAddress(listAddress: string, role: Role, token?: string): st
   return `${parts.local}-${role}${token ? `+${token}` : ''}@${parts.domain}`;
 }
 
+/**
+ * The VERP envelope sender of a list's mail to one member: dev-bounces+TOKEN@lists.example.org
+ * (a bounce to it names the member; roleCandidates reads it back). Notices use NOTICE_BOUNCE_TOKEN.
+ */
+export function verpAddress(listAddress: string, token: string): string {
+  const { prefix, domain } = verpParts(listAddress);
+  return `${prefix}${token}@${domain}`;
+}
+
+/**
+ * verpAddress around its token, for SQL that builds it for every member at once: accept_post
+ * (sql/0013) writes `prefix || token || '@' || domain`, as verpAddress does here.
+ */
+export function verpParts(listAddress: string): { prefix: string; domain: string } {
+  const parts = splitAddress(listAddress)!;
+  return { prefix: `${parts.local}-bounces+`, domain: parts.domain };
+}
+
+/** The token of a notice's envelope sender: bounces of notices are recorded but never scored. */
+export const NOTICE_BOUNCE_TOKEN = 'notice';
+
 const LOCAL_PART = /^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$/;
 
 /** Why a list address is not acceptable, or null when it is. */

@@ -1,5 +1,5 @@
 import { roleAddress, splitAddress } from './address.ts';
-import { messageIdPath } from './message-id.ts';
+import { absoluteUrl, listUrl, messageUrl, subscribeUrl, unsubscribeUrl } from './urls.ts';
 
 /**
  * The list headers every copy carries (RFC 2369, 2919, 5064, 8058; docs/delivery.md, "Every copy"). They are added at
@@ -9,8 +9,8 @@ import { messageIdPath } from './message-id.ts';
 export interface ListIdentity {
   /** the list's address, e.g. dev@lists.example.org */
   address: string;
-  /** how the list appears in web paths: its local part when unique, else its address */
-  path: string;
+  /** the list's URL key (db/list-key.ts) */
+  key: string;
   /** PUBLIC_URL, without a trailing slash */
   publicUrl: string;
 }
@@ -29,15 +29,14 @@ export const LIST_FIELDS = new Set([
 
 /** The lines shared by every copy of one message on one list. */
 export function listHeaderLines(list: ListIdentity, messageId: string | null): string[] {
-  const base = `${list.publicUrl}/lists/${encodeURIComponent(list.path).replace(/%40/g, '@')}`;
   const lines = [
     `List-Id: ${listId(list.address)}`,
     `List-Post: <mailto:${list.address}>`,
     `List-Help: <mailto:${roleAddress(list.address, 'request')}?subject=help>`,
-    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${base}/subscribe>`,
-    `List-Archive: <${base}/>`,
+    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${absoluteUrl(list.publicUrl, subscribeUrl(list.key))}>`,
+    `List-Archive: <${absoluteUrl(list.publicUrl, listUrl(list.key))}>`,
   ];
-  if (messageId) lines.push(`Archived-At: <${list.publicUrl}/message-id/${messageIdPath(messageId)}>`);
+  if (messageId) lines.push(`Archived-At: <${absoluteUrl(list.publicUrl, messageUrl(messageId))}>`);
   lines.push('Precedence: list');
   return lines;
 }
@@ -47,15 +46,7 @@ export function memberHeaderLines(list: ListIdentity, token: string | null): str
   const mailto = `<mailto:${roleAddress(list.address, 'unsubscribe')}>`;
   if (!token) return [`List-Unsubscribe: ${mailto}`];
   return [
-    `List-Unsubscribe: ${mailto}, <${list.publicUrl}/u/${token}>`,
+    `List-Unsubscribe: ${mailto}, <${absoluteUrl(list.publicUrl, unsubscribeUrl(token))}>`,
     'List-Unsubscribe-Post: List-Unsubscribe=One-Click',
   ];
 }
-
-/** The VERP envelope sender that identifies a member: dev-bounces+TOKEN@lists.example.org. */
-export function verpAddress(listAddress: string, token: string): string {
-  return roleAddress(listAddress, 'bounces', token);
-}
-
-/** The token of a notice's envelope sender: bounces of notices are recorded but never scored. */
-export const NOTICE_BOUNCE_TOKEN = 'notice';

@@ -11,6 +11,7 @@ import { auditLines } from './audit-view.ts';
 import { addSenderRule, getHeld, listHeld, listSenderRules, moderate, removeSenderRule, type ModerationAction } from '../../held.ts';
 import { field, fields, oneOf, positiveInt } from './form.ts';
 import { heldPreview } from './held-preview.ts';
+import { adminListUrl } from '../../mail/urls.ts';
 
 /** What a moderator can do to held posts, one at a time or ticked in bulk. */
 const ACTIONS = ['approve', 'reject', 'discard', 'approve-allow', 'discard-ban'] as const;
@@ -54,7 +55,7 @@ export function heldRouter(ctx: WebContext): Router {
     const reason = field(req, 'reason', 2000);
     if (ids.length === 0) {
       flash(ctx, res, 'Tick at least one message first.', 'error');
-      return res.redirect(303, `/admin/lists/${list.address}/held`);
+      return res.redirect(303, adminListUrl(list.address, 'held'));
     }
     const by = actor(req);
     let done = 0;
@@ -84,7 +85,7 @@ export function heldRouter(ctx: WebContext): Router {
       });
     }
     flash(ctx, res, `${done} message${done === 1 ? '' : 's'} ${DONE[action]}.${skipped.length ? ` Already handled or not found: ${skipped.join(', ')}.` : ''}`, done === 0 ? 'error' : 'flash');
-    res.redirect(303, `/admin/lists/${list.address}/held`);
+    res.redirect(303, adminListUrl(list.address, 'held'));
   });
 
   // Sender rules: always accept (allow) or silently drop (ban) an address or a whole @domain.
@@ -92,7 +93,7 @@ export function heldRouter(ctx: WebContext): Router {
     const { list } = listAccessOf(res);
     const action = oneOf('Action', field(req, 'action'), ['add', 'remove'] as const);
     const email = field(req, 'email', 254).toLowerCase();
-    const back = `/admin/lists/${list.address}/held#senders`;
+    const back = adminListUrl(list.address, 'held#senders');
     try {
       if (action === 'add') {
         const kind = oneOf('Rule', field(req, 'kind'), ['allow', 'ban'] as const);

@@ -17,6 +17,7 @@ import { actor, listAccessOf, requireList, requireSiteAdmin } from '../auth/guar
 import { auditLines } from './audit-view.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
 import { changedSettings, readSettings } from './settings-form.ts';
+import { adminListUrl } from '../../mail/urls.ts';
 
 const OPTIONS = { post: POST_POLICIES, subscribe: SUBSCRIBE_POLICIES, archive: ARCHIVE_POLICIES, replyTo: REPLY_TO_POLICIES, dmarc: DMARC_MITIGATIONS };
 
@@ -24,7 +25,6 @@ const OPTIONS = { post: POST_POLICIES, subscribe: SUBSCRIBE_POLICIES, archive: A
 export function listsRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;
-  const base = (address: string) => `/admin/lists/${address}`;
 
   r.get('/admin/lists/new', requireSiteAdmin, (req, res) => {
     render(ctx.views, req, res, 'admin/list-new.njk', { title: 'New list', options: OPTIONS, form: { post_policy: 'members', subscribe_policy: 'confirm', archive: 'public' }, mailDomain: ctx.cfg.mailDomain });
@@ -60,7 +60,7 @@ export function listsRouter(ctx: WebContext): Router {
       });
       await recordAudit(db, { actor: actor(req), action: 'list.create', list, target: list.address, detail: { owners } });
       flash(ctx, res, `List ${list.address} created.`);
-      res.redirect(303, `${base(list.address)}/settings`);
+      res.redirect(303, adminListUrl(list.address, 'settings'));
     } catch (err) {
       if (!(err instanceof InvalidInput || err instanceof Conflict)) throw err;
       render(ctx.views, req, res, 'admin/list-new.njk', { title: 'New list', options: OPTIONS, form, error: err.message, mailDomain: ctx.cfg.mailDomain }, 400);
@@ -92,7 +92,7 @@ export function listsRouter(ctx: WebContext): Router {
       if (Object.keys(changed).length > 0) await recordAudit(c, { actor: actor(req), action: 'list.settings', list, target: list.address, detail: changed });
     });
     flash(ctx, res, Object.keys(changed).length > 0 ? `Saved: ${Object.keys(changed).join(', ')}.` : 'Nothing changed.');
-    res.redirect(303, `${base(list.address)}/settings`);
+    res.redirect(303, adminListUrl(list.address, 'settings'));
   });
 
   r.post('/admin/lists/:list/roles', requireList(ctx, 'owner'), requireCsrf, async (req, res) => {
@@ -102,7 +102,7 @@ export function listsRouter(ctx: WebContext): Router {
     const email = normalizeEmail(field(req, 'email', 254));
     if (!email) {
       flash(ctx, res, 'Give an e-mail address.', 'error');
-      return res.redirect(303, `${base(list.address)}/settings#roles`);
+      return res.redirect(303, adminListUrl(list.address, 'settings#roles'));
     }
     if (action === 'add') {
       const added = await addListRole(db, list.id, email, role);
@@ -111,20 +111,20 @@ export function listsRouter(ctx: WebContext): Router {
     } else {
       if (role === 'owner' && viewerRole !== 'admin' && (await countOwners(db, list.id)) <= 1) {
         flash(ctx, res, 'A list keeps at least one owner: add another owner first.', 'error');
-        return res.redirect(303, `${base(list.address)}/settings#roles`);
+        return res.redirect(303, adminListUrl(list.address, 'settings#roles'));
       }
       const removed = await removeListRole(db, list.id, email, role);
       if (removed) await recordAudit(db, { actor: actor(req), action: `role.remove`, list, target: email, detail: { role } });
       flash(ctx, res, removed ? `${email} is no longer ${role === 'owner' ? 'an owner' : 'a moderator'}.` : 'Nothing changed.');
     }
-    res.redirect(303, `${base(list.address)}/settings#roles`);
+    res.redirect(303, adminListUrl(list.address, 'settings#roles'));
   });
 
   r.get('/admin/lists/:list/audit', requireList(ctx, 'owner'), async (req, res) => {
     const { list } = listAccessOf(res);
     const before = positiveInt(query(req, 'before'), 0) || null;
     const rows = await recentAudit(db, { listId: list.id, beforeId: before, limit: 100 });
-    render(ctx.views, req, res, 'admin/audit.njk', { title: `Audit log · ${list.address}`, tab: 'audit', entries: auditLines(rows), more: rows.length === 100 ? rows[rows.length - 1].id : null, base: `${base(list.address)}/audit` });
+    render(ctx.views, req, res, 'admin/audit.njk', { title: `Audit log · ${list.address}`, tab: 'audit', entries: auditLines(rows), more: rows.length === 100 ? rows[rows.length - 1].id : null, base: adminListUrl(list.address, 'audit') });
   });
 
   r.get('/admin/lists/:list/delete', requireList(ctx, 'admin'), async (req, res) => {

@@ -15,6 +15,7 @@ import { field, fields, oneOf, optionalOneOf, positiveInt, query } from './form.
 import { csvCell, parseMemberLines } from './member-import.ts';
 import { multipartForm } from './multipart.ts';
 import { requestWebSubscription } from '../subscribe-form.ts';
+import { adminListUrl } from '../../mail/urls.ts';
 
 const PAGE_SIZE = 50;
 
@@ -44,7 +45,7 @@ export function membersRouter(ctx: WebContext): Router {
     render(ctx.views, req, res, 'admin/members.njk', {
       title: `Members · ${list.address}`, tab: 'members', members: rows, total, counts, filter, modes: DELIVERY_MODES, statuses: MEMBER_STATUSES,
       page, pages, prev: page > 1 ? pageUrl(page - 1) : null, next: page < pages ? pageUrl(page + 1) : null,
-      exportUrl: `/admin/lists/${list.address}/members.csv${params.size ? `?${params}` : ''}`,
+      exportUrl: `${adminListUrl(list.address, 'members.csv')}${params.size ? `?${params}` : ''}`,
       back: req.originalUrl,
     });
   });
@@ -131,7 +132,7 @@ export function membersRouter(ctx: WebContext): Router {
 
 /** Back to the members page the form came from (keeping its filters), never elsewhere. */
 function safeBack(req: Request, address: string): string {
-  const base = `/admin/lists/${address}/members`;
+  const base = adminListUrl(address, 'members');
   const back = field(req, 'back', 1000);
   return back.startsWith(`${base}?`) || back.startsWith(`${base}/`) || back === base ? back : base;
 }

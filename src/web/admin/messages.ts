@@ -9,6 +9,7 @@ import { render } from '../render.ts';
 import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
+import { adminListUrl } from '../../mail/urls.ts';
 
 export const HIDE_REASONS = ['privacy', 'spam', 'legal'] as const;
 const PAGE_SIZE = 50;
@@ -31,7 +32,7 @@ export function messagesRouter(ctx: WebContext): Router {
     render(ctx.views, req, res, 'admin/messages.njk', {
       title: `Archive · ${list.address}`, tab: 'messages', messages: rows, total, q, hiddenOnly, reasons: HIDE_REASONS,
       page, pages, prev: page > 1 ? pageUrl(page - 1) : null, next: page < pages ? pageUrl(page + 1) : null,
-      back: `/admin/lists/${list.address}/messages${params.size ? `?${params}` : ''}`,
+      back: `${adminListUrl(list.address, 'messages')}${params.size ? `?${params}` : ''}`,
     });
   });
 
@@ -51,7 +52,8 @@ export function messagesRouter(ctx: WebContext): Router {
       flash(ctx, res, 'Message visible again.');
     }
     const back = field(req, 'back', 1000);
-    res.redirect(303, back.startsWith(`/admin/lists/${list.address}/messages`) ? back : `/admin/lists/${list.address}/messages`);
+    const messages = adminListUrl(list.address, 'messages');
+    res.redirect(303, back.startsWith(messages) ? back : messages);
   });
 
   return r;

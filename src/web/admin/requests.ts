@@ -7,6 +7,7 @@ import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { decideSubscription, pendingApprovals } from '../../subscriptions.ts';
 import { field, fields, oneOf, positiveInt } from './form.ts';
+import { adminListUrl } from '../../mail/urls.ts';
 
 /** Subscription requests held for approval (lists with subscribe policy "approve"). */
 export function requestsRouter(ctx: WebContext): Router {
@@ -30,7 +31,7 @@ export function requestsRouter(ctx: WebContext): Router {
       await recordAudit(db, { actor: actor(req), action: `subscription.${decision}`, list, target: p.email, detail: { request: p.id, mode: p.mode } });
     }
     flash(ctx, res, pending.length === 0 ? 'Tick at least one request first.' : `${pending.length} request${pending.length === 1 ? '' : 's'} ${decision === 'approve' ? 'approved' : 'rejected'}.`, pending.length === 0 ? 'error' : 'flash');
-    res.redirect(303, `/admin/lists/${list.address}/requests`);
+    res.redirect(303, adminListUrl(list.address, 'requests'));
   });
 
   return r;

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { NextFunction, Request, Response } from 'express';
+import type { Request, Response } from 'express';
 import { exportMbox } from '../../archive-export.ts';
 import { latestMessages } from '../../db/archive-messages.ts';
 import { mboxVersion, type MboxScope } from '../../db/archive-mbox.ts';
@@ -7,14 +7,14 @@ import type { ReaderList } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { atomFeed } from '../../mail/atom.ts';
-import { monthRange } from '../../mail/months.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
 import { notModified } from './conditional.ts';
-import { sendBody, setCacheHeaders } from './http.ts';
-import { authorName, listHref, messageHref, shownSubject } from './present.ts';
+import { routeMonth, sendBody, setCacheHeaders } from './http.ts';
+import { absoluteUrl, feedUrl, listUrl, messageUrl } from '../../mail/urls.ts';
+import { authorName, shownSubject } from './present.ts';
 
 /**
  * Downloads: a month (/lists/LIST/YYYY-MM.mbox) or a thread (/lists/LIST/thread/ID.mbox) as
@@ -42,41 +42,37 @@ async function sendMbox(ctx: WebContext, req: Request, res: Response, list: Read
   }
 }
 
-export async function monthMbox(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const m = /^(\d{4}-\d{2})\.mbox$/.exec(String(req.params.part));
-  const range = m ? monthRange(m[1]) : null;
-  if (!range) return next();
+export async function monthMbox(ctx: WebContext, req: Request, res: Response) {
+  const range = routeMonth(res);
   const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
   await sendMbox(ctx, req, res, list, { listId: list.id, after: range.start, before: range.end }, `${list.local_part}-${range.month}.mbox`);
 }
 
-export async function threadMbox(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const m = /^(\d{1,15})\.mbox$/.exec(String(req.params.id));
-  if (!m) return next();
+export async function threadMbox(ctx: WebContext, req: Request, res: Response) {
+  const thread = String(req.params.thread);
   const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
-  await sendMbox(ctx, req, res, list, { listId: list.id, threadId: Number(m[1]) }, `${list.local_part}-thread-${m[1]}.mbox`);
+  await sendMbox(ctx, req, res, list, { listId: list.id, threadId: Number(thread) }, `${list.local_part}-thread-${thread}.mbox`);
 }
 
-export async function feed(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  if (req.params.part !== 'feed.atom') return next();
+export async function feed(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
   const latest = await latestMessages(db, list.id, FEED_ENTRIES);
-  const base = `${ctx.cfg.publicUrl}${listHref(list.key)}`;
+  const base = absoluteUrl(ctx.cfg.publicUrl, listUrl(list.key));
   // The list's Last-Modified, not the newest entry's: hiding a message changes the feed too.
   const updated = list.last_modified ?? list.created_at;
   const xml = atomFeed({
     id: base,
     title: list.name,
     subtitle: list.description || list.address,
-    selfUrl: `${base}feed.atom`,
+    selfUrl: absoluteUrl(ctx.cfg.publicUrl, feedUrl(list.key)),
     htmlUrl: base,
     updated,
     entries: latest.map((e) => ({
-      id: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
-      url: `${ctx.cfg.publicUrl}${messageHref(e.message_id)}`,
+      id: absoluteUrl(ctx.cfg.publicUrl, messageUrl(e.message_id)),
+      url: absoluteUrl(ctx.cfg.publicUrl, messageUrl(e.message_id)),
       title: shownSubject(e.subject, obfuscate),
       author: authorName(e.from_name, e.from_email, obfuscate),
       updated: e.date,

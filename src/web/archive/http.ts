@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
+import type { MonthRange } from '../../mail/months.ts';
 import type { WebContext } from '../context.ts';
 import { csrfToken } from '../csrf.ts';
 import { viewerOf } from '../viewer.ts';
@@ -75,6 +76,16 @@ export interface Pager {
  * The query parameters an archive page reads, declared by its route (routes.ts): the page cache
  * keys pages by these alone, and links to other pages of it carry these alone.
  */
+/** The month of a route's :month, checked and read by its param handler (routes.ts). */
+export function routeMonth(res: Response): MonthRange {
+  return res.locals.month as MonthRange;
+}
+
+/** The Message-ID of a route's :msgid, without brackets, checked and read by its param handler (routes.ts). */
+export function routeMessageId(res: Response): string {
+  return res.locals.messageId as string;
+}
+
 export function declareQuery(params: readonly string[]) {
   return (_req: Request, res: Response, next: () => void) => {
     res.locals.queryParams = params;

@@ -1,13 +1,13 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { Request, Response } from 'express';
 import { adjacentMonths, archiveIndex, listMonths, monthThreads, movedThread, recentThreads, threadTree, type ThreadSummary } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
-import { monthRange } from '../../mail/months.ts';
 import { renderText } from '../../mail/render-body.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
-import { pageParam, pager, sendPage } from './http.ts';
-import { authorName, listHref, messageHref, participants, shownSubject } from './present.ts';
+import { pageParam, pager, routeMonth, sendPage } from './http.ts';
+import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
+import { authorName, participants, shownSubject } from './present.ts';
 
 /** Browsing pages: the lists (/), one list, one month of it, one thread. */
 
@@ -25,7 +25,7 @@ export async function indexPage(ctx: WebContext, req: Request, res: Response) {
   const restricted = lists.some((l) => l.readable && l.archive !== 'public');
   sendPage(ctx, req, res, 'archive/index.njk', {
     title: 'Lists',
-    lists: lists.map((l) => ({ ...l, href: listHref(l.key) })),
+    lists: lists.map((l) => ({ ...l, href: listUrl(l.key) })),
     pager: pager(req, page, total, LISTS_PER_PAGE),
   }, { restricted, lastModified: latest });
 }
@@ -33,8 +33,8 @@ export async function indexPage(ctx: WebContext, req: Request, res: Response) {
 function threadRows(threads: ThreadSummary[], obfuscate: boolean, key: string) {
   return threads.map((t) => ({
     ...t,
-    href: `${listHref(key)}thread/${t.thread_id}`,
-    rootHref: messageHref(t.root_message_id),
+    href: threadUrl(key, t.thread_id),
+    rootHref: messageUrl(t.root_message_id),
     subject: shownSubject(t.subject, obfuscate),
     replies: Math.max(0, t.thread_messages - 1),
     participants: participants(t.participants, obfuscate),
@@ -48,21 +48,20 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   const list = await readableList(db, viewer, String(req.params.list));
   const [months, recent] = await Promise.all([listMonths(db, list.id), recentThreads(db, list.id, 20)]);
   const { key, last_modified: lastModified } = list;
-  const base = listHref(key);
+  const base = listUrl(key);
   sendPage(ctx, req, res, 'archive/list.njk', {
     title: list.name,
     list,
     key,
     base,
     messages: months.reduce((n, m) => n + m.messages, 0),
-    months: months.map((m) => ({ ...m, href: `${base}${m.month}/`, mbox: `${base}${m.month}.mbox` })),
+    months: months.map((m) => ({ ...m, href: monthUrl(key, m.month), mbox: monthMboxUrl(key, m.month) })),
     recent: threadRows(recent, !viewer, key),
   }, { restricted: list.archive !== 'public', lastModified, form: true });
 }
 
-export async function monthPage(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const range = monthRange(String(req.params.part));
-  if (!range) return next();
+export async function monthPage(ctx: WebContext, req: Request, res: Response) {
+  const range = routeMonth(res);
   const viewer = viewerOf(req);
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
@@ -72,15 +71,15 @@ export async function monthPage(ctx: WebContext, req: Request, res: Response, ne
     adjacentMonths(db, list.id, range.start, range.end),
   ]);
   const { key, last_modified: lastModified } = list;
-  const base = listHref(key);
+  const base = listUrl(key);
   sendPage(ctx, req, res, 'archive/month.njk', {
     title: `${list.name}: ${range.month}`,
     list,
     base,
     month: range.month,
-    mbox: `${base}${range.month}.mbox`,
-    prev: around.prev ? `${base}${around.prev}/` : null,
-    next: around.next ? `${base}${around.next}/` : null,
+    mbox: monthMboxUrl(key, range.month),
+    prev: around.prev ? monthUrl(key, around.prev) : null,
+    next: around.next ? monthUrl(key, around.next) : null,
     prevMonth: around.prev,
     nextMonth: around.next,
     threads: threadRows(month.threads, !viewer, key),
@@ -90,21 +89,19 @@ export async function monthPage(ctx: WebContext, req: Request, res: Response, ne
   }, { restricted: list.archive !== 'public', lastModified });
 }
 
-export async function threadPage(ctx: WebContext, req: Request, res: Response, next: NextFunction) {
-  const id = String(req.params.id);
-  if (!/^\d{1,15}$/.test(id)) return next();
+export async function threadPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
-  const threadId = Number(id);
+  const threadId = Number(req.params.thread);
   const page = pageParam(req);
   const entries = await threadTree(db, list.id, threadId, THREAD_MESSAGES_PER_PAGE, (page - 1) * THREAD_MESSAGES_PER_PAGE);
   const { key, last_modified: lastModified } = list;
-  const base = listHref(key);
+  const base = listUrl(key);
   if (entries.length === 0) {
     const moved = page === 1 ? await movedThread(db, threadId) : null;
-    if (moved) return res.redirect(301, `${base}thread/${moved}`);
+    if (moved) return res.redirect(301, threadUrl(key, moved));
     throw new NotFound('There is no such thread in this list.', 'no_such_thread');
   }
   const total = entries[0].total;
@@ -113,10 +110,10 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response, n
     list,
     base,
     threadId,
-    mbox: `${base}thread/${threadId}.mbox`,
+    mbox: threadMboxUrl(key, threadId),
     total,
     messages: entries.map((e) => ({
-      href: messageHref(e.message_id),
+      href: messageUrl(e.message_id),
       subject: shownSubject(e.subject, obfuscate),
       author: authorName(e.from_name, e.from_email, obfuscate),
       date: e.date,

@@ -4,16 +4,16 @@ import { findPermalink, messageWithNeighbours, type ArchivedMessage, type Messag
 import { NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
-import { messageIdPath, normalizeMessageId } from '../../mail/message-id.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { ParsedMessage } from '../../mail/parse.ts';
 import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
 import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-body.ts';
+import { attachmentUrl, listUrl, messageUrl, rawMessageUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readerOf } from './access.ts';
-import { sendBody, sendPage, setCacheHeaders } from './http.ts';
-import { authorFull, authorName, listHref, messageHref, messageLink, shownSubject } from './present.ts';
+import { routeMessageId, sendBody, sendPage, setCacheHeaders } from './http.ts';
+import { authorFull, authorName, messageLink, shownSubject } from './present.ts';
 import { messageAtFault } from './parsed-messages.ts';
 import { resolvePermalink, type Resolution } from './permalink.ts';
 
@@ -40,7 +40,7 @@ function sendHidden(ctx: WebContext, req: Request, res: Response, messageId: str
     messageId,
     reason: r.copy.hidden_reason || 'no reason given',
     hiddenAt: r.copy.hidden_at,
-    lists: uniqueLists(r.lists).map((l) => ({ ...l, href: listHref(l.key) })),
+    lists: uniqueLists(r.lists).map((l) => ({ ...l, href: listUrl(l.key) })),
   }, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists) }, 410);
 }
 
@@ -56,7 +56,7 @@ function sendChoice(ctx: WebContext, req: Request, res: Response, messageId: str
       subject: shownSubject(c.subject, obfuscate),
       author: authorName(c.from_name, c.from_email, obfuscate),
       date: c.date,
-      lists: c.lists.map((l) => ({ name: l.name, address: l.address, href: listHref(l.key) })),
+      lists: c.lists.map((l) => ({ name: l.name, address: l.address, href: listUrl(l.key) })),
     })),
   }, { restricted: restrictedOf(lists), lastModified: changedAt(lists) }, 300);
 }
@@ -68,21 +68,19 @@ function uniqueLists(copies: MessageCopy[]): MessageCopy[] {
 export async function messagePage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
-  const id = normalizeMessageId(String(req.params.id));
-  if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  const id = routeMessageId(res);
   const data = await messageWithNeighbours(ctx.db.readPool, id, readerOf(viewer), preferredList(req));
   const r = resolvePermalink(data.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') return sendHidden(ctx, req, res, id, r);
-  if (r.kind === 'choice') return sendChoice(ctx, req, res, id, r, (key) => `${messageHref(id)}?list=${encodeURIComponent(key)}`);
+  if (r.kind === 'choice') return sendChoice(ctx, req, res, id, r, (key) => messageUrl(id, key));
   const m = data.message!;
   const nb = data.neighbours!;
   const list = r.lists.find((l) => l.list_id === data.list_id) ?? r.lists[0];
   const parsed = await messageView(ctx, m, req.query.view === 'html');
-  const base = listHref(list.key);
-  const path = messageIdPath(m.message_id);
+  const base = listUrl(list.key);
   // When the Message-ID names more than one message, the page's own links say which.
-  const which = r.shared ? `?list=${encodeURIComponent(list.key)}` : '';
-  const body = renderBody(m, parsed, req, obfuscate, path, which);
+  const which = r.shared ? list.key : null;
+  const body = renderBody(m, parsed, req, obfuscate, which);
   const link = (n: Neighbour | null) => (n ? messageLink(n, obfuscate) : null);
   const header = (name: string) => {
     const v = parsed?.header(name);
@@ -97,19 +95,19 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     from: authorFull(m.from_name, m.from_email, obfuscate),
     to: header('to'),
     cc: header('cc'),
-    inReplyTo: m.in_reply_to ? { id: m.in_reply_to, href: messageHref(m.in_reply_to) } : null,
+    inReplyTo: m.in_reply_to ? { id: m.in_reply_to, href: messageUrl(m.in_reply_to) } : null,
     list: { ...list, id: list.list_id },
-    otherLists: r.lists.filter((l) => l.list_id !== list.list_id).map((l) => ({ ...l, href: `${messageHref(m.message_id)}?list=${encodeURIComponent(l.key)}` })),
+    otherLists: r.lists.filter((l) => l.list_id !== list.list_id).map((l) => ({ ...l, href: messageUrl(m.message_id, l.key) })),
     base,
-    threadHref: `${base}thread/${m.thread_id}`,
-    threadMbox: `${base}thread/${m.thread_id}.mbox`,
-    rawHref: `/message-id/raw/${path}${which}`,
+    threadHref: threadUrl(list.key, m.thread_id),
+    threadMbox: threadMboxUrl(list.key, m.thread_id),
+    rawHref: rawMessageUrl(m.message_id, which),
     body,
     attachments: (parsed?.attachments ?? []).map((a, i) => ({
       name: a.filename || `attachment-${i + 1}`,
       type: a.contentType,
       size: a.size,
-      href: `/message-id/attachment/${path}/${i + 1}/${encodeURIComponent(a.filename || `attachment-${i + 1}`)}${which}`,
+      href: attachmentUrl(m.message_id, i + 1, a.filename || `attachment-${i + 1}`, which),
     })),
     parent: link(nb.parent),
     prevInThread: link(nb.prev_in_thread),
@@ -174,7 +172,7 @@ async function parsedView(ctx: WebContext, m: ArchivedMessage): Promise<MessageV
 }
 
 /** The text part by default; the sanitised HTML part for HTML-only mail or when asked (?view=html). */
-function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request, obfuscate: boolean, path: string, which: string) {
+function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request, obfuscate: boolean, which: string | null) {
   const html = parsed?.html ?? null;
   const topType = parsed?.topType ?? '';
   const wantHtml = html !== null && (req.query.view === 'html' || (req.query.view !== 'text' && /^\s*text\/html/i.test(topType)));
@@ -187,7 +185,7 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
     html: sanitizeHtml(html, {
       obfuscate,
       remoteImages: req.query.images === 'remote',
-      cidUrl: (cid) => (cids.has(cid) ? `/message-id/attachment/${path}/${cids.get(cid)}/inline${which}` : null),
+      cidUrl: (cid) => (cids.has(cid) ? attachmentUrl(m.message_id, cids.get(cid)!, 'inline', which) : null),
     }),
     hasHtml: true,
     remote: hasRemoteImages(html),
@@ -200,8 +198,7 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
  */
 async function permalinkTarget(ctx: WebContext, req: Request, res: Response, target: (key: string) => string, withRaw = true): Promise<{ m: ArchivedMessage; lists: MessageCopy[] } | null> {
   const viewer = viewerOf(req);
-  const id = normalizeMessageId(String(req.params.id));
-  if (!id) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
+  const id = routeMessageId(res);
   const found = await findPermalink(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
   const r = resolvePermalink(found.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') {
@@ -217,8 +214,7 @@ async function permalinkTarget(ctx: WebContext, req: Request, res: Response, tar
 }
 
 export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
-  const path = messageIdPath(normalizeMessageId(String(req.params.id)) ?? '');
-  const f = await permalinkTarget(ctx, req, res, (key) => `/message-id/raw/${path}?list=${encodeURIComponent(key)}`);
+  const f = await permalinkTarget(ctx, req, res, (key) => rawMessageUrl(routeMessageId(res), key));
   if (!f) return;
   setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists) });
   // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
@@ -230,9 +226,7 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
 }
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
-  const path = messageIdPath(normalizeMessageId(String(req.params.id)) ?? '');
-  const rest = `${req.params.n}${req.params.name ? `/${encodeURIComponent(String(req.params.name))}` : ''}`;
-  const f = await permalinkTarget(ctx, req, res, (key) => `/message-id/attachment/${path}/${rest}?list=${encodeURIComponent(key)}`, false);
+  const f = await permalinkTarget(ctx, req, res, (key) => attachmentUrl(routeMessageId(res), String(req.params.n), req.params.name ? String(req.params.name) : null, key), false);
   if (!f) return;
   const n = Number(req.params.n);
   const parsed = await ctx.parsedMessages.content(ctx.db.readPool, f.m);

@@ -1,16 +1,8 @@
-import { messageIdPath } from '../../mail/message-id.ts';
 import { defangSchemes, obfuscateAddress, obfuscateText } from '../../mail/obfuscate.ts';
 import { escapeHtml } from '../../mail/render-body.ts';
+import { messageUrl } from '../../mail/urls.ts';
 
 /** What archive pages show of messages and lists, shaped for the views. */
-
-export function messageHref(messageId: string): string {
-  return `/message-id/${messageIdPath(messageId)}`;
-}
-
-export function listHref(key: string): string {
-  return `/lists/${encodeURIComponent(key).replace(/%40/g, '@')}/`;
-}
 
 /** A subject as shown: addresses in it are obfuscated for anonymous readers, like the body's. */
 export function shownSubject(subject: string, obfuscate: boolean): string {
@@ -39,7 +31,7 @@ export interface MessageLink {
 }
 
 export function messageLink(m: { message_id: string; subject: string; from_name: string; from_email: string; date: Date | string }, obfuscate: boolean): MessageLink {
-  return { href: messageHref(m.message_id), subject: shownSubject(m.subject, obfuscate), author: authorName(m.from_name, m.from_email, obfuscate), date: new Date(m.date) };
+  return { href: messageUrl(m.message_id), subject: shownSubject(m.subject, obfuscate), author: authorName(m.from_name, m.from_email, obfuscate), date: new Date(m.date) };
 }
 
 /** A ts_headline excerpt (matches between \u0001 and \u0002) as safe HTML with <mark>. */

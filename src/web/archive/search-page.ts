@@ -9,7 +9,8 @@ import type { WebContext } from '../context.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
 import { readableList, readableLists, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';
-import { authorName, excerptHtml, listHref, messageHref, shownSubject } from './present.ts';
+import { listUrl, messageUrl } from '../../mail/urls.ts';
+import { authorName, excerptHtml, shownSubject } from './present.ts';
 
 /**
  * /search?q=&list=&from=&after=&before=: full-text search over the archives this reader may
@@ -48,7 +49,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   if (form.q && MESSAGE_ID.test(form.q)) {
     const id = normalizeMessageId(form.q);
     const copies = id ? await messageCopies(db, id, readerOf(viewer)) : [];
-    if (copies.some((c) => c.readable && c.hidden_at === null)) return res.redirect(302, messageHref(id!));
+    if (copies.some((c) => c.readable && c.hidden_at === null)) return res.redirect(302, messageUrl(id!));
   }
 
   const list = form.list ? await listFilter(db, viewer, form.list, errors) : null;
@@ -87,13 +88,13 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     cap: CAP,
     total,
     hits: (result?.hits ?? []).map((h) => ({
-      href: messageHref(h.message_id),
+      href: messageUrl(h.message_id),
       subject: shownSubject(h.subject, obfuscate),
       author: authorName(h.from_name, h.from_email, obfuscate),
       date: h.date,
       excerpt: excerptHtml(h.excerpt, obfuscate),
       listKey: h.list_key,
-      listHref: listHref(h.list_key),
+      listHref: listUrl(h.list_key),
     })),
     pager: result && (result.capped || !result.ranked) ? pager(req, page, null, PER_PAGE, more) : pager(req, page, total, PER_PAGE),
   }, { restricted: list ? list.archive !== 'public' : Boolean(viewer) }, errors.length > 0 ? 400 : 200);

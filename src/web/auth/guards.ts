@@ -2,6 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { roleOnList, type ListRole } from '../../db/list-admin.ts';
 import { findList, type ListRow } from '../../db/lists.ts';
 import { Forbidden } from '../../errors.ts';
+import { adminListUrl, loginUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 
 /**
@@ -15,11 +16,6 @@ export type Need = 'moderator' | 'owner' | 'admin';
 export type EffectiveRole = ListRole | 'admin';
 
 const RANK: Record<EffectiveRole, number> = { moderator: 1, owner: 2, admin: 3 };
-
-/** Where a visitor goes to log in and come back here afterwards. */
-export function loginUrl(next: string): string {
-  return `/login?next=${encodeURIComponent(next)}`;
-}
 
 /** Anonymous visitors are sent to the login page (303), with the way back. */
 export function requireLogin(req: Request, res: Response, next: NextFunction) {
@@ -60,7 +56,7 @@ export function requireList(ctx: WebContext, need: Need): RequestHandler {
       throw new Forbidden(need === 'admin' ? 'Only site administrators may do this.' : `You need to be ${need === 'owner' ? 'an owner' : 'a moderator or owner'} of ${list.address} to do this.`);
     }
     const access: ListAccess = { list, role, can: { moderate: true, manage: RANK[role] >= RANK.owner, admin: role === 'admin' } };
-    Object.assign(res.locals, access, { listBase: `/admin/lists/${list.address}` });
+    Object.assign(res.locals, access, { listBase: adminListUrl(list.address) });
     next();
   };
 }

@@ -7,6 +7,7 @@ import { hasAnyListRole } from '../../db/list-admin.ts';
 import { allowHit, clearHits, currentHits } from '../../db/rate-limits.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { normalizeEmail } from '../../mail/address.ts';
+import { absoluteUrl, loginLinkUrl, passwordResetUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -100,8 +101,7 @@ export function authRouter(ctx: WebContext): Router {
     const known = purpose === 'login' ? await knownAddress(db, email) : (await findAccountByEmail(db, email)) !== null;
     if (!known) return;
     const token = await issueLoginToken(db, email, purpose, purpose === 'login' ? LINK_TTL : RESET_TTL);
-    const suffix = next ? `?next=${encodeURIComponent(next)}` : '';
-    const link = `${ctx.cfg.publicUrl}/login/${purpose === 'login' ? 'link' : 'reset'}/${token}${suffix}`;
+    const link = absoluteUrl(ctx.cfg.publicUrl, purpose === 'login' ? loginLinkUrl(token, next) : passwordResetUrl(token, next));
     await sendNotice(db, {
       to: email,
       subject: purpose === 'login' ? 'Your login link' : 'Choose a new password',
