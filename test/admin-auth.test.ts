@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { upsertAccount } from '../src/db/accounts.ts';
-import { hashPassword } from '../src/db/credentials.ts';
+import { hashPassword } from '../src/auth/credentials.ts';
 import { addMember } from '../src/db/members.ts';
 import { createList } from '../src/db/lists.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';

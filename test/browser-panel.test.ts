@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upsertAccount } from '../src/db/accounts.ts';
-import { hashPassword } from '../src/db/credentials.ts';
+import { hashPassword } from '../src/auth/credentials.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { createList, findList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';

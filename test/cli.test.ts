@@ -3,8 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { cli } from './helpers/cli.ts';
 import pg from 'pg';
+import { hashToken } from '../src/auth/credentials.ts';
 import { findList } from '../src/db/lists.ts';
-import { confirm, hashToken, requestSubscription } from '../src/core/subscriptions.ts';
+import { confirm, requestSubscription } from '../src/core/subscriptions.ts';
 import { config } from '../src/config.ts';
 
 let db: TestDatabase;

@@ -6,7 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { Corpus } from '../bench/corpus.ts';
-import { GroupCommit } from '../src/db/batch.ts';
+import { GroupCommit } from '../src/db/group-commit.ts';
 import { Listener } from '../src/db/listener.ts';
 import { createList } from '../src/db/lists.ts';
 import { createPool, withTransaction, type Queryable } from '../src/db/pool.ts';

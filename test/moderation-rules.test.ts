@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decide, type PostFacts } from '../src/core/moderation-rules.ts';
 
-/** The moderation rules of src/moderation.ts: a pure decision over plain facts, one rule table. */
+/** The moderation rules of src/core/moderation-rules.ts: a pure decision over plain facts, one rule table. */
 
 const now = new Date('2026-11-02T10:00:00Z');
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type pg from 'pg';
-import { GroupCommit } from '../src/db/batch.ts';
+import { GroupCommit } from '../src/db/group-commit.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upsertAccount } from '../src/db/accounts.ts';
-import { hashPassword } from '../src/db/credentials.ts';
+import { hashPassword } from '../src/auth/credentials.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';

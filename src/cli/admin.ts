@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { makeSiteAdmin } from '../core/accounts.ts';
 import { issueLoginToken } from '../db/accounts.ts';
-import { hashPassword } from '../db/credentials.ts';
+import { hashPassword } from '../auth/credentials.ts';
 import { InvalidInput } from '../errors.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { absoluteUrl, loginLinkUrl } from '../mail/urls.ts';

@@ -1,14 +1,12 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { allLists, findList, listOwners, listStats, type ListRow } from '../db/lists.ts';
+import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import type { Queryable } from '../db/pool.ts';
 import { createList } from '../core/lists.ts';
 import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
 
-const POST = ['open', 'members', 'moderated'] as const;
-const SUBSCRIBE = ['open', 'confirm', 'approve'] as const;
-const ARCHIVE = ['public', 'members', 'private'] as const;
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new InvalidInput(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
@@ -56,9 +54,9 @@ export function registerListCommands(program: Command) {
           address,
           name: o.name,
           description: o.description,
-          postPolicy: oneOf('--post-policy', o.postPolicy, POST),
-          subscribePolicy: oneOf('--subscribe-policy', o.subscribePolicy, SUBSCRIBE),
-          archive: oneOf('--archive', o.archive, ARCHIVE),
+          postPolicy: oneOf('--post-policy', o.postPolicy, POST_POLICIES),
+          subscribePolicy: oneOf('--subscribe-policy', o.subscribePolicy, SUBSCRIBE_POLICIES),
+          archive: oneOf('--archive', o.archive, ARCHIVE_POLICIES),
           owners,
         }, { actor: cliActor(), mailDomain: cfg.mailDomain });
         process.stdout.write(`created list ${created.address}\n`);

@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { findList } from '../db/lists.ts';
-import { memberRoster, type DeliveryMode } from '../db/members.ts';
+import { memberRoster } from '../db/members.ts';
+import { DELIVERY_MODES, isOneOf } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { addMembers, changeMembers } from '../core/members.ts';
 import { cliActor, printJson, printTable, runCommand } from './context.ts';
-
-const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
 
 function emails(values: string[]): string[] {
   return values.map((v) => {
@@ -25,7 +24,7 @@ export function registerMemberCommands(program: Command) {
     .description('add members (an administrator add: no confirmation is asked)')
     .action((ref: string, addrs: string[], o) =>
       runCommand(async ({ db }) => {
-        if (!MODES.includes(o.mode)) throw new InvalidInput(`--mode must be one of ${MODES.join(', ')} (got "${o.mode}")`);
+        if (!isOneOf(o.mode, DELIVERY_MODES)) throw new InvalidInput(`--mode must be one of ${DELIVERY_MODES.join(', ')} (got "${o.mode}")`);
         const list = await findList(db.pool, ref);
         for (const { email, outcome } of await addMembers(db.pool, list, emails(addrs).map((email) => ({ email })), { actor: cliActor(), mode: o.mode })) {
           process.stdout.write(`${email}: ${outcome === 'unchanged' ? 'already subscribed' : outcome}\n`);

@@ -6,11 +6,11 @@ import zlib from 'node:zlib';
 import type pg from 'pg';
 import {
   finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
-  settleArchive, tuneForBulkLoad, type BatchRecord,
+  settleArchive, tuneForBulkLoad, untuneForBulkLoad, type BatchRecord,
 } from '../db/archive-import.ts';
 import type { Database } from '../db/database.ts';
 import type { ListRow } from '../db/lists.ts';
-import { isConnectionLoss } from '../db/pool.ts';
+import { inTransaction, isConnectionLoss } from '../db/pool.ts';
 import { InvalidInput, isAppError, TemporaryFailure } from '../errors.ts';
 import { NotAnMbox, readMbox, type MboxMessage } from '../mail/mbox.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
@@ -165,7 +165,7 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   } finally {
     // The bulk-load settings (synchronous_commit off above all) must not outlive the import on
     // connections that go back to the pool.
-    for (const w of writers) await w.query('reset all').then(() => w.release(), (err) => w.release(err));
+    for (const w of writers) await untuneForBulkLoad(w).then(() => w.release(), (err) => w.release(err));
     fileStream.destroy();
   }
   state.bytes = state.interrupted ? state.bytes : size;
@@ -232,18 +232,6 @@ async function writeOneByOne(client: pg.PoolClient, runId: number, listId: numbe
   }
   await recordImportBatch(client, runId, record(p, o));
   return o;
-}
-
-async function inTransaction<T>(client: pg.PoolClient, fn: () => Promise<T>): Promise<T> {
-  await client.query('begin');
-  try {
-    const r = await fn();
-    await client.query('commit');
-    return r;
-  } catch (err) {
-    await client.query('rollback').catch(() => undefined);
-    throw err;
-  }
 }
 
 /** Size, gzip or not, and a fingerprint (size and the hash of the first MiB) naming the file's content. */

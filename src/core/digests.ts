@@ -6,6 +6,7 @@ import { log } from '../log.ts';
 import { mimeDigest, plainDigest, type DigestInfo, type DigestMessage } from '../mail/digest.ts';
 import { verpAddress } from '../mail/address.ts';
 import { listKey } from '../db/list-key.ts';
+import { DIGEST_FORMATS } from '../list-policies.ts';
 
 /**
  * Digests: when a list's waiting posts reach its size threshold, or the oldest has waited a day
@@ -40,7 +41,7 @@ export async function sendDigest(pool: pg.Pool, listId: number, publicUrl: strin
     const messages: DigestMessage[] = items.map((m) => ({
       messageId: m.message_id, raw: m.raw, subject: m.subject, fromName: m.from_name, fromEmail: m.from_email, date: m.date, text: m.body,
     }));
-    for (const format of ['mime', 'plain'] as const) {
+    for (const format of DIGEST_FORMATS) {
       const readers = members.filter((m) => m.digest_format === format);
       if (readers.length === 0) continue;
       const mailId = await insertOutboundMail(tx, format === 'mime' ? mimeDigest(info, messages) : plainDigest(info, messages));

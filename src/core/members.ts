@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome, type DeliveryMode, type DigestFormat } from '../db/members.ts';
+import { addMember, findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
+import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { withTransaction } from '../db/pool.ts';
 import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';

@@ -1,5 +1,6 @@
 import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
 import { roleCandidates, splitAddress } from '../mail/address.ts';
+import type { PostPolicy } from '../list-policies.ts';
 
 /**
  * Whether a post goes to the list, waits for a moderator, or is dropped: an ordered table of
@@ -28,7 +29,7 @@ export interface PostFacts {
     address: string;
     /** `<dev.lists.example.org>` */
     listId: string;
-    postPolicy: 'open' | 'members' | 'moderated';
+    postPolicy: PostPolicy;
     /** bytes; 0 means no limit */
     maxMessageSize: number;
   };

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { GroupCommit } from '../db/batch.ts';
+import { GroupCommit } from '../db/group-commit.ts';
 import { acceptIntoLists } from '../db/messages.ts';
 import { senderFacts, type SenderFacts } from '../db/sender-rules.ts';
 import { listId } from '../mail/list-headers.ts';
@@ -8,7 +8,7 @@ import { holdOrDrop } from './hold.ts';
 import { decide, type PostFacts } from './moderation-rules.ts';
 
 /**
- * The post pipeline. Posts that arrive together share one transaction (group commit, db/batch.ts),
+ * The post pipeline. Posts that arrive together share one transaction (group commit, db/group-commit.ts),
  * committed before any sender hears 250: the sender facts of the whole batch are read in one
  * statement, the moderation rules decide each post, the accepted ones are archived with one
  * outbox row per member who takes each post in one more statement (accept-post.ts), and the

@@ -1,9 +1,11 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
+import { hashToken } from '../auth/credentials.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, findMember, reenableMember, removeMember, type DeliveryMode } from '../db/members.ts';
+import { addMember, findMember, reenableMember, removeMember } from '../db/members.ts';
+import type { DeliveryMode } from '../list-policies.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import {
@@ -180,10 +182,6 @@ async function welcome(tx: Queryable, list: ListRow, email: string, publicUrl: s
       `or send a message with "unsubscribe" to ${roleAddress(list.address, 'request')}.`,
     ].join('\n'),
   });
-}
-
-export function hashToken(token: string): string {
-  return crypto.createHash('sha256').update(token).digest('hex');
 }
 
 function checkedEmail(email: string): string {

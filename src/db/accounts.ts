@@ -1,4 +1,4 @@
-import { hashToken, newToken } from './credentials.ts';
+import { hashToken, newToken } from '../auth/credentials.ts';
 import type { Queryable } from './pool.ts';
 
 export interface AccountRow {

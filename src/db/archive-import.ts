@@ -125,6 +125,11 @@ export async function tuneForBulkLoad(db: Queryable): Promise<void> {
   await db.query(`set work_mem = '64MB'`);
 }
 
+/** Undoes tuneForBulkLoad (every session setting back to its default), before the client is pooled again. */
+export async function untuneForBulkLoad(db: Queryable): Promise<void> {
+  await db.query('reset all');
+}
+
 /**
  * After a load: the search index's pending entries merged (searches scan them one by one until
  * then), and fresh planner statistics, so archive pages get good plans at once.

@@ -1,4 +1,4 @@
-import type { ArchivePolicy } from './lists.ts';
+import type { ArchivePolicy } from '../list-policies.ts';
 import type { Queryable } from './pool.ts';
 import { listLastModified, type Reader } from './archive.ts';
 import { LIST_KEY } from './list-key.ts';
@@ -32,7 +32,7 @@ export interface MessageCopy {
 export interface ArchivedMessage {
   id: number;
   message_id: string;
-  /** null when the query left the bytes out (see PAGE_RAW_MAX, archivedMessage's withRaw) */
+  /** null when the query left the bytes out (see PAGE_RAW_MAX, findPermalink's withRaw) */
   raw: Buffer | null;
   size: number;
   subject: string;
@@ -80,7 +80,7 @@ const MESSAGE_COLUMNS = `m.id, m.message_id, m.size, m.subject, m.from_name, m.f
 /** The pairs under a Message-ID for this reader, without the messages themselves. */
 export async function messageCopies(db: Queryable, messageId: string, reader: Reader): Promise<MessageCopy[]> {
   const { rows } = await db.query<{ copies: MessageCopy[] }>({
-    name: 'archive-message-copies',
+    name: 'message-copies',
     text: `with ${COPIES} select coalesce((select json_agg(copies order by copies.list_id) from copies), '[]') as copies`,
     values: [messageId, reader.email, reader.siteAdmin, null],
   });
@@ -92,9 +92,9 @@ export async function messageCopies(db: Queryable, messageId: string, reader: Re
  * its raw bytes (the raw URL; attachments are served from the web's kept parse and need them only
  * to parse, web/archive/parsed-messages.ts): raw is null without them.
  */
-export async function archivedMessage(db: Queryable, messageId: string, reader: Reader, preferredList: string | null = null, withRaw = true): Promise<Permalink> {
+export async function findPermalink(db: Queryable, messageId: string, reader: Reader, preferredList: string | null = null, withRaw = true): Promise<Permalink> {
   const { rows } = await db.query<{ copies: MessageCopy[]; list_id: number | null; message: ArchivedMessage | null; raw: Buffer | null; body: string | null }>({
-    name: 'archive-message',
+    name: 'permalink',
     text: `with ${COPIES}
      select coalesce((select json_agg(copies order by copies.list_id) from copies), '[]') as copies,
             (select list_id from c) as list_id,
@@ -128,7 +128,7 @@ export interface Neighbours {
   last_modified: Date | null;
 }
 
-export interface MessagePage extends Permalink {
+export interface MessageWithNeighbours extends Permalink {
   neighbours: Neighbours | null;
 }
 
@@ -144,12 +144,12 @@ export const PAGE_RAW_MAX = 256 * 1024;
  * reader's access to each, the chosen message (with its raw bytes, up to PAGE_RAW_MAX) and its
  * neighbours in the list it is shown in. Only messages shown in that list are neighbours.
  */
-export async function messagePage(db: Queryable, messageId: string, reader: Reader, preferredList: string | null): Promise<MessagePage> {
+export async function messageWithNeighbours(db: Queryable, messageId: string, reader: Reader, preferredList: string | null): Promise<MessageWithNeighbours> {
   const pick = `json_build_object('message_id', x.message_id, 'subject', x.subject, 'from_name', x.from_name, 'from_email', x.from_email, 'date', x.date)`;
   const inThread = `from messages x join list_messages y on y.message_id = x.id and y.list_id = (select list_id from c) where x.thread_id = m.thread_id and y.hidden_at is null`;
   const inList = `from list_messages y join messages x on x.id = y.message_id where y.list_id = (select list_id from c) and y.hidden_at is null`;
   const { rows } = await db.query<{ copies: MessageCopy[]; list_id: number | null; message: ArchivedMessage | null; raw: Buffer | null; body: string | null; neighbours: Neighbours | null }>({
-    name: 'archive-message-page',
+    name: 'message-with-neighbours',
     text: `with ${COPIES},
      m as (select * from messages where id = (select mid from c))
      select coalesce((select json_agg(copies order by copies.list_id) from copies), '[]') as copies,

@@ -1,5 +1,6 @@
+import type { ArchivePolicy } from '../list-policies.ts';
 import { LIST_KEY } from './list-key.ts';
-import type { ArchivePolicy, ListRow } from './lists.ts';
+import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
 /**
@@ -297,4 +298,16 @@ export async function adjacentMonths(db: Queryable, listId: number, start: Date,
     values: [listId, start, end],
   });
   return rows[0];
+}
+
+export interface ArchiveVersion {
+  version: number;
+  /** no change was in flight: every change counted is committed and visible */
+  settled: boolean;
+}
+
+/** The archive change counter (archive_version() in sql/0011): the web's page cache keys on it. */
+export async function archiveVersion(db: Queryable): Promise<ArchiveVersion> {
+  const { rows } = await db.query<{ version: string; settled: boolean }>('select version, settled from archive_version()');
+  return { version: Number(rows[0].version), settled: rows[0].settled };
 }

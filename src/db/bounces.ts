@@ -88,13 +88,3 @@ export async function memberBounces(db: Queryable, memberId: number, limit = 50)
   );
   return rows;
 }
-
-/** A list's recent bounces, newest first. */
-export async function listBounces(db: Queryable, listId: number, limit = 100): Promise<(BounceRow & { email: string | null })[]> {
-  const { rows } = await db.query<BounceRow & { email: string | null }>(
-    `select b.*, m.email from bounces b left join members m on m.id = b.member_id
-      where b.list_id = $1 order by b.received_at desc, b.id desc limit $2`,
-    [listId, limit],
-  );
-  return rows;
-}

@@ -1,3 +1,4 @@
+import type { DigestFormat } from '../list-policies.ts';
 import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
@@ -65,7 +66,7 @@ export interface DigestMember {
   id: number;
   email: string;
   token: string;
-  digest_format: 'mime' | 'plain';
+  digest_format: DigestFormat;
 }
 
 export async function digestMembers(db: Queryable, listId: number): Promise<DigestMember[]> {

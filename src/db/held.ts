@@ -79,11 +79,6 @@ export async function heldById(db: Queryable, id: number, opts: { forUpdate?: bo
   return rows[0] ?? null;
 }
 
-export async function isHeld(db: Queryable, listId: number, messageId: string): Promise<boolean> {
-  const { rows } = await db.query(`select 1 from held_messages where list_id = $1 and message_id = $2 and state = 'held'`, [listId, messageId]);
-  return rows.length > 0;
-}
-
 /** Whether the post waiting for a moderator under this Message-ID is the same message as `raw`. */
 export async function heldSameContent(db: Queryable, listId: number, messageId: string, raw: Buffer): Promise<boolean> {
   const { rows } = await db.query<{ same: boolean }>(

@@ -1,6 +1,6 @@
-import { NotFound } from '../errors.ts';
 import type pg from 'pg';
-import type { ArchivePolicy, ListRow, PostPolicy, SubscribePolicy } from './lists.ts';
+import type { ArchivePolicy, PostPolicy, SubscribePolicy } from '../list-policies.ts';
+import type { ListRow } from './lists.ts';
 import { withTransaction, type Queryable } from './pool.ts';
 
 export type ListRole = 'owner' | 'moderator';
@@ -121,12 +121,6 @@ export async function deleteListIn(c: Queryable, listId: number): Promise<void> 
 export async function hasAnyListRole(db: Queryable, email: string): Promise<boolean> {
   const { rows } = await db.query<{ any: boolean }>('select exists (select 1 from list_roles where email = $1) as any', [email]);
   return rows[0].any;
-}
-
-export async function listById(db: Queryable, listId: number): Promise<ListRow> {
-  const { rows } = await db.query<ListRow>('select * from lists where id = $1', [listId]);
-  if (!rows[0]) throw new NotFound('No such list.', 'no_such_list');
-  return rows[0];
 }
 
 export interface ListCounts {

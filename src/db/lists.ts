@@ -1,11 +1,8 @@
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
+import type { ArchivePolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
-
-export type PostPolicy = 'open' | 'members' | 'moderated';
-export type SubscribePolicy = 'open' | 'confirm' | 'approve';
-export type ArchivePolicy = 'public' | 'members' | 'private';
 
 /** A row of `lists`: identity and policies, the sending options, and digest/notice state. */
 export interface ListRow extends DeliverySettings {
@@ -24,9 +21,6 @@ export interface ListRow extends DeliverySettings {
   digest_last_sent_at: Date | null;
   held_notified_at: Date | null;
 }
-
-export type ReplyToPolicy = 'none' | 'list' | 'address';
-export type DmarcMitigation = 'none' | 'munge_from';
 
 export interface NewList {
   address: string;
@@ -186,12 +180,6 @@ export async function getListById(db: Queryable, listId: number): Promise<ListRo
   const { rows } = await db.query<ListRow>('select * from lists where id = $1', [listId]);
   if (!rows[0]) throw new NotFound(`no list with id ${listId}`, 'no_such_list');
   return rows[0];
-}
-
-export async function listModerators(db: Queryable, listId: number): Promise<string[]> {
-  const { rows } = await db.query<{ email: string }>(
-    `select distinct email from list_roles where list_id = $1 order by email`, [listId]);
-  return rows.map((r) => r.email);
 }
 
 /** Lists by id, each with its URL key (list-key.ts). */

@@ -1,4 +1,5 @@
-import type { DeliveryMode, MemberRow, MemberStatus } from './members.ts';
+import type { DeliveryMode, MemberStatus } from '../list-policies.ts';
+import type { MemberRow } from './members.ts';
 import type { Queryable } from './pool.ts';
 
 export interface MemberFilter {
@@ -68,11 +69,6 @@ export async function subscriptionsOf(db: Queryable, email: string): Promise<Sub
     [email],
   );
   return rows;
-}
-
-export async function findMemberById(db: Queryable, memberId: number): Promise<MemberRow | null> {
-  const { rows } = await db.query<MemberRow>('select * from members where id = $1', [memberId]);
-  return rows[0] ?? null;
 }
 
 /** Bulk removal (members become 'unsubscribed'; rows stay for history). */

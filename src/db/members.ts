@@ -1,7 +1,5 @@
+import type { DeliveryMode, DigestFormat, MemberStatus } from '../list-policies.ts';
 import type { Queryable } from './pool.ts';
-
-export type DeliveryMode = 'each' | 'digest' | 'nomail';
-export type MemberStatus = 'active' | 'pending' | 'disabled' | 'unsubscribed';
 
 export interface MemberRow {
   id: number;
@@ -20,8 +18,6 @@ export interface MemberRow {
   disabled_at: Date | null;
   disabled_reason: string | null;
 }
-
-export type DigestFormat = 'mime' | 'plain';
 
 export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
 

@@ -77,9 +77,18 @@ export async function claimBatch(db: Queryable, worker: string, limit: number): 
   return rows;
 }
 
-const HOURLY = (column: 'sent' | 'deferred' | 'failed') =>
-  `insert into delivery_hourly (hour, ${column}) select date_trunc('hour', now()), count(*) from done having count(*) > 0
+type HourlyColumn = 'sent' | 'deferred' | 'failed' | 'bounced';
+
+/**
+ * The one statement that adds to this hour's counts (delivery_hourly): `count` is an SQL
+ * expression, read from `from` when given (the rows a statement's `done` step changed).
+ */
+function addToHour(column: HourlyColumn, count: string, from = ''): string {
+  return `insert into delivery_hourly (hour, ${column}) select date_trunc('hour', now()), ${count} ${from}
    on conflict (hour) do update set ${column} = delivery_hourly.${column} + excluded.${column}`;
+}
+
+const ROWS_DONE = ['count(*)', 'from done having count(*) > 0'] as const;
 
 /** Marks rows delivered, in one statement. */
 export async function markSent(db: Queryable, ids: number[]): Promise<void> {
@@ -87,7 +96,7 @@ export async function markSent(db: Queryable, ids: number[]): Promise<void> {
   await db.query(
     `with done as (update outbox set state = 'sent', sent_at = now(), attempts = attempts + 1, locked_by = null, last_error = null
                     where id = any($1::bigint[]) returning 1)
-     ${HOURLY('sent')}`,
+     ${addToHour('sent', ...ROWS_DONE)}`,
     [ids],
   );
 }
@@ -130,18 +139,14 @@ export async function markFailed(db: Queryable, errors: RowError[]): Promise<voi
     `with done as (
        update outbox o set state = 'failed', attempts = o.attempts + 1, last_error = u.error, locked_by = null
          from unnest($1::bigint[], $2::text[]) as u(id, error) where o.id = u.id returning 1)
-     ${HOURLY('failed')}`,
+     ${addToHour('failed', ...ROWS_DONE)}`,
     [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000))],
   );
 }
 
-async function countHourly(db: Queryable, column: 'sent' | 'deferred' | 'failed', n: number) {
+async function countHourly(db: Queryable, column: HourlyColumn, n: number) {
   if (n <= 0) return;
-  await db.query(
-    `insert into delivery_hourly (hour, ${column}) values (date_trunc('hour', now()), $1)
-     on conflict (hour) do update set ${column} = delivery_hourly.${column} + excluded.${column}`,
-    [n],
-  );
+  await db.query(addToHour(column, '$1::integer'), [n]);
 }
 
 /** Claimed rows a stopping worker did not get to go back to the queue, untouched. */
@@ -255,10 +260,7 @@ export async function deliveryHistory(db: Queryable, days = 7): Promise<HourlyCo
 }
 
 export async function countBounceHourly(db: Queryable): Promise<void> {
-  await db.query(
-    `insert into delivery_hourly (hour, bounced) values (date_trunc('hour', now()), 1)
-     on conflict (hour) do update set bounced = delivery_hourly.bounced + 1`,
-  );
+  await countHourly(db, 'bounced', 1);
 }
 
 /** Raw sources for a batch: archived messages by id. */

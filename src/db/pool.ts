@@ -118,16 +118,44 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
+    return await inTransaction(client, fn, begin, (rollbackErr) => {
+      broken = rollbackErr;
+    });
+  } finally {
+    client.release(broken);
+  }
+}
+
+/**
+ * Runs `fn` in one transaction on a client the caller holds (an import keeps one for its session's
+ * temporary tables): committed if it returns, rolled back if it throws, the first error thrown.
+ * A rollback that fails is given to `onRollbackError`: the connection is likely lost.
+ */
+export async function inTransaction<C extends pg.ClientBase, T>(client: C, fn: (client: C) => Promise<T>, begin = 'begin', onRollbackError?: (err: Error) => void): Promise<T> {
+  try {
     await client.query(begin);
     const result = await fn(client);
     await client.query('commit');
     return result;
   } catch (err) {
-    await client.query('rollback').catch((rollbackErr: Error) => {
-      broken = rollbackErr;
-    });
+    await client.query('rollback').catch((rollbackErr: Error) => onRollbackError?.(rollbackErr));
     throw err;
-  } finally {
-    client.release(broken);
   }
+}
+
+/** Whether the database answers at all: the web's /healthz. Throws what the connection threw. */
+export async function ping(db: Queryable): Promise<void> {
+  await db.query('select 1');
+}
+
+/**
+ * TCP keepalives for this session (a long-lived dedicated connection): the server notices a peer
+ * that vanished after about idle + 3 x interval seconds instead of the system's two hours.
+ */
+export async function setKeepalives(db: Queryable, idleSeconds: number, intervalSeconds: number): Promise<void> {
+  await db.query(
+    `select set_config('tcp_keepalives_idle', $1, false), set_config('tcp_keepalives_interval', $2, false),
+            set_config('tcp_keepalives_count', '3', false)`,
+    [String(idleSeconds), String(intervalSeconds)],
+  );
 }

@@ -1,4 +1,4 @@
-import type { DeliveryMode } from './members.ts';
+import type { DeliveryMode } from '../list-policies.ts';
 import type { Queryable } from './pool.ts';
 
 /**

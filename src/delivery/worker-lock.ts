@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { retakeWorkerLock, takeNewWorkerLock } from '../db/outbox.ts';
+import { setKeepalives } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 
 /**
@@ -63,11 +64,7 @@ export class WorkerLock {
       // closing its connection within about a lease, instead of the system's two hours.
       const idle = Math.max(1, Math.floor(this.leaseSeconds / 2));
       const interval = Math.max(1, Math.floor(this.leaseSeconds / 6));
-      await client.query(
-        `select set_config('tcp_keepalives_idle', $1, false), set_config('tcp_keepalives_interval', $2, false),
-                set_config('tcp_keepalives_count', '3', false)`,
-        [String(idle), String(interval)],
-      );
+      await setKeepalives(client, idle, interval);
       const ok = this.key === null ? (this.key = await takeNewWorkerLock(client)) !== null : await retakeWorkerLock(client, this.key);
       if (!ok) throw new Error(`the delivery worker lock ${this.key ?? ''} is held by another session`);
       if (this.stopped || this.client !== client) {

@@ -1,3 +1,4 @@
+import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../list-policies.ts';
 import { automaticMark } from './automatic.ts';
 
 /**
@@ -5,7 +6,7 @@ import { automaticMark } from './automatic.ts';
  * subject or in the first lines of the body. Also: whether a message was sent by a machine, in
  * which case command addresses must not answer it (mail loops, auto-responders, bounces).
  */
-export type Command = { name: 'subscribe'; mode: 'each' | 'digest' | 'nomail' | null } | { name: 'unsubscribe' } | { name: 'help' };
+export type Command = { name: 'subscribe'; mode: DeliveryMode | null } | { name: 'unsubscribe' } | { name: 'help' };
 
 const WORDS: Record<string, Command['name']> = {
   subscribe: 'subscribe',
@@ -25,7 +26,7 @@ function commandIn(line: string): Command | null {
   if (!name) return null;
   if (name === 'subscribe') {
     const mode = m[2].toLowerCase();
-    return { name, mode: mode === 'digest' || mode === 'nomail' || mode === 'each' ? mode : null };
+    return { name, mode: isOneOf(mode, DELIVERY_MODES) ? mode : null };
   }
   return { name };
 }

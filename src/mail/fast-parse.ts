@@ -1,3 +1,4 @@
+import { headerEnd, unfold } from './header-block.ts';
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
 import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
 
@@ -16,14 +17,9 @@ const BARE_ADDR = /^<?([^\s<>@,;:"\\()[\]]+@[^\s<>@,;:"\\()[\]]+)>?$/;
 const SINGLE = ['subject', 'from', 'date', 'content-type', 'content-transfer-encoding'];
 
 export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage | null {
-  let split = raw.indexOf('\r\n\r\n');
-  let sepLength = 4;
-  const lf = raw.indexOf('\n\n');
-  if (lf >= 0 && (split < 0 || lf < split)) {
-    split = lf;
-    sepLength = 2;
-  }
-  if (split <= 0 || split > 64 * 1024) return null;
+  const end = headerEnd(raw);
+  const split = end?.at ?? -1;
+  if (!end || split <= 0 || split > 64 * 1024) return null;
   const lines = raw.toString('latin1', 0, split).split(/\r?\n/);
   const headers = new Map<string, string[]>();
   for (let i = 0; i < lines.length; ) {
@@ -32,7 +28,7 @@ export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage |
     let line = lines[i++];
     while (i < lines.length && (lines[i].startsWith(' ') || lines[i].startsWith('\t'))) line += `\n${lines[i++]}`;
     const key = m[1].toLowerCase();
-    const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+    const value = unfold(line.slice(line.indexOf(':') + 1));
     const list = headers.get(key);
     if (list) list.push(value);
     else headers.set(key, [value]);
@@ -55,7 +51,7 @@ export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage |
   if (!from) return null;
 
   const ownId = normalizeMessageId(headers.get('message-id')?.[0]);
-  const text = raw.toString('utf8', split + sepLength).replace(/\r?\n/g, '\n');
+  const text = raw.toString('utf8', split + 2 * end.eol.length).replace(/\r?\n/g, '\n');
   return bounded({
     messageId: ownId ?? generatedMessageId(raw),
     generatedId: ownId === null,

@@ -11,11 +11,33 @@ export interface SplitMessage {
   eol: string;
 }
 
-export function splitMessage(raw: Buffer): SplitMessage {
+export interface HeaderEnd {
+  /** where the blank line that ends the header section starts: the line ending of the last field */
+  at: number;
+  /** the line ending around it: the separator is two of these */
+  eol: '\r\n' | '\n';
+}
+
+/**
+ * Where the header section ends: at the first "\r\n\r\n" or "\n\n", whichever comes first (a
+ * message stored with bare newlines has the second); null when there is no blank line.
+ */
+export function headerEnd(raw: Buffer): HeaderEnd | null {
   const crlf = raw.indexOf('\r\n\r\n');
   const lf = raw.indexOf('\n\n');
-  if (crlf >= 0 && (lf < 0 || crlf < lf)) return { head: raw.subarray(0, crlf + 2), rest: raw.subarray(crlf + 2), eol: '\r\n' };
-  if (lf >= 0) return { head: raw.subarray(0, lf + 1), rest: raw.subarray(lf + 1), eol: '\n' };
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return { at: crlf, eol: '\r\n' };
+  if (lf >= 0) return { at: lf, eol: '\n' };
+  return null;
+}
+
+/** A header value without its folding: each line break before white space becomes one space; trimmed. */
+export function unfold(value: string): string {
+  return value.replace(/\r?\n[ \t]+/g, ' ').trim();
+}
+
+export function splitMessage(raw: Buffer): SplitMessage {
+  const end = headerEnd(raw);
+  if (end) return { head: raw.subarray(0, end.at + end.eol.length), rest: raw.subarray(end.at + end.eol.length), eol: end.eol };
   // Only headers: make sure the last one ends with a newline.
   const eol = raw.includes('\r\n') ? '\r\n' : '\n';
   const endsWithNewline = raw.length > 0 && raw[raw.length - 1] === 0x0a;
@@ -54,7 +76,7 @@ export function headerFields(head: Buffer): HeaderField[] {
 /** The unfolded value of a field as text (latin1 keeps 8-bit bytes one to one). */
 export function fieldValue(field: HeaderField): string {
   const text = field.bytes.toString('latin1');
-  return text.slice(text.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+  return unfold(text.slice(text.indexOf(':') + 1));
 }
 
 /** The first value of a header, or null. */

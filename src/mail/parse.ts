@@ -1,6 +1,7 @@
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { RejectedMessage } from '../errors.ts';
 import { fastParse } from './fast-parse.ts';
+import { unfold } from './header-block.ts';
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
 import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
 
@@ -27,7 +28,7 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
   }
   const headers = new Map<string, string[]>();
   for (const { key, line } of mail.headerLines ?? []) {
-    const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+    const value = unfold(line.slice(line.indexOf(':') + 1));
     const list = headers.get(key);
     if (list) list.push(value);
     else headers.set(key, [value]);

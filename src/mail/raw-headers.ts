@@ -1,3 +1,4 @@
+import { headerEnd, unfold } from './header-block.ts';
 import { generatedMessageId, normalizeMessageId } from './message-id.ts';
 
 /**
@@ -8,9 +9,7 @@ import { generatedMessageId, normalizeMessageId } from './message-id.ts';
 /** The header section: bytes up to the first empty line (or all of it). */
 export function headerSection(raw: Buffer): string {
   const limit = Math.min(raw.length, 256 * 1024);
-  let end = raw.indexOf('\n\n');
-  const crlf = raw.indexOf('\r\n\r\n');
-  if (crlf >= 0 && (end < 0 || crlf < end)) end = crlf;
+  const end = headerEnd(raw)?.at ?? -1;
   return raw.toString('latin1', 0, end < 0 || end > limit ? limit : end);
 }
 
@@ -18,7 +17,7 @@ export function headerSection(raw: Buffer): string {
 export function firstHeader(section: string, name: string): string | null {
   const re = new RegExp(`^${name}[ \\t]*:(.*(?:\\r?\\n[ \\t].*)*)`, 'im');
   const m = re.exec(section);
-  return m ? m[1].replace(/\r?\n[ \t]+/g, ' ').trim() : null;
+  return m ? unfold(m[1]) : null;
 }
 
 /** The Message-ID the archive will know this message by: its own, or the stable generated one. */

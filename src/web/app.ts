@@ -7,6 +7,7 @@ import type { Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { outboxDepth } from '../db/outbox.ts';
+import { ping } from '../db/pool.ts';
 import { registry, setOutboxDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
@@ -40,7 +41,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
 
   app.get('/healthz', async (_req, res) => {
     try {
-      await db.pool.query('select 1');
+      await ping(db.pool);
       res.json({ status: 'ok', database: 'ok' });
     } catch (err) {
       log.warn({ err }, 'health check failed');

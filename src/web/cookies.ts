@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { CookieOptions, Request } from 'express';
 
 /** Cookies of a request, parsed once (no cookie-parser dependency for a dozen lines). */
 export function cookies(req: Request): Record<string, string> {
@@ -23,4 +23,9 @@ export function cookies(req: Request): Record<string, string> {
 /** Whether cookies we set must be Secure: when the public URL is https. */
 export function secureCookies(publicUrl: string): boolean {
   return publicUrl.startsWith('https:');
+}
+
+/** Every cookie we set or clear: for the whole site, HttpOnly, SameSite=Lax unless said otherwise. */
+export function cookieOptions(secure: boolean, sameSite: 'lax' | 'strict' = 'lax'): CookieOptions {
+  return { path: '/', httpOnly: true, sameSite, secure };
 }

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
-import { cookies } from './cookies.ts';
+import { cookieOptions, cookies } from './cookies.ts';
 
 /**
  * CSRF protection for every form: a double-submit token. A random value lives in a SameSite=Strict
@@ -16,7 +16,7 @@ export function csrfToken(req: Request, res: Response): string {
     cookies(req)[COOKIE] = token;
     // Secure like the session cookie (PUBLIC_URL is https, see session.ts), or when this very
     // request came over TLS.
-    res.cookie(COOKIE, token, { httpOnly: true, sameSite: 'strict', secure: req.secure || res.locals.secureCookies === true, path: '/' });
+    res.cookie(COOKIE, token, cookieOptions(req.secure || res.locals.secureCookies === true, 'strict'));
   }
   return token;
 }

@@ -1,8 +1,8 @@
 import type { Request, RequestHandler, Response } from 'express';
-import { hashToken as hashSecret, looksLikeToken, newToken } from '../db/credentials.ts';
+import { hashToken as hashSecret, looksLikeToken, newToken } from '../auth/credentials.ts';
 import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
 import type { WebContext } from './context.ts';
-import { cookies, secureCookies } from './cookies.ts';
+import { cookieOptions, cookies, secureCookies } from './cookies.ts';
 
 /**
  * Sessions stored in PostgreSQL (so any web instance serves any visitor). The cookie carries a
@@ -25,14 +25,14 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
     if (flash) {
       const [kind, ...text] = flash.split(':');
       res.locals.flash = { kind: kind === 'error' ? 'error' : 'flash', text: text.join(':').slice(0, 500) };
-      res.clearCookie(FLASH_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax', secure });
+      res.clearCookie(FLASH_COOKIE, cookieOptions(secure));
     }
     const id = jar[SESSION_COOKIE];
     if (!id) return next();
     try {
       const found = looksLikeToken(id) ? await sessionAccount(ctx.db.pool, hashSecret(id)) : null;
       if (!found) {
-        res.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax', secure });
+        res.clearCookie(SESSION_COOKIE, cookieOptions(secure));
         return next();
       }
       req.viewer = { accountId: found.account_id, email: found.email, isSiteAdmin: found.is_site_admin };
@@ -52,14 +52,14 @@ export async function startSession(ctx: WebContext, req: Request, res: Response,
   await pruneSessions(ctx.db.pool);
   const id = newToken();
   await createSession(ctx.db.pool, hashSecret(id), accountId, req.ip ?? null, req.get('user-agent') ?? null);
-  res.cookie(SESSION_COOKIE, id, { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies(ctx.cfg.publicUrl), maxAge: MAX_AGE_MS });
+  res.cookie(SESSION_COOKIE, id, { ...cookieOptions(secureCookies(ctx.cfg.publicUrl)), maxAge: MAX_AGE_MS });
   return hashSecret(id);
 }
 
 export async function endSession(ctx: WebContext, req: Request, res: Response): Promise<void> {
   const id = cookies(req)[SESSION_COOKIE];
   if (id && looksLikeToken(id)) await deleteSession(ctx.db.pool, hashSecret(id));
-  if (id) res.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies(ctx.cfg.publicUrl) });
+  if (id) res.clearCookie(SESSION_COOKIE, cookieOptions(secureCookies(ctx.cfg.publicUrl)));
 }
 
 /** The hash of the current session id, to keep this session when logging out the others. */
@@ -70,5 +70,5 @@ export function currentSessionHash(req: Request): string | null {
 
 /** A notice shown once on the next page (after a redirect). */
 export function flash(ctx: WebContext, res: Response, text: string, kind: 'flash' | 'error' = 'flash'): void {
-  res.cookie(FLASH_COOKIE, `${kind}:${text.slice(0, 500)}`, { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies(ctx.cfg.publicUrl) });
+  res.cookie(FLASH_COOKIE, `${kind}:${text.slice(0, 500)}`, cookieOptions(secureCookies(ctx.cfg.publicUrl)));
 }

@@ -1,7 +1,7 @@
 import { Router, type Request } from 'express';
 import { listForReader } from '../db/archive.ts';
 import { InvalidInput, NotFound } from '../errors.ts';
-import type { DeliveryMode } from '../db/members.ts';
+import type { DeliveryMode } from '../list-policies.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { log } from '../log.ts';

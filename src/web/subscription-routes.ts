@@ -1,10 +1,11 @@
 import { Router, type Request, type Response } from 'express';
+import { hashToken } from '../auth/credentials.ts';
 import { AppError, NotFound } from '../errors.ts';
 import { getListById } from '../db/lists.ts';
 import { findMemberByToken, reenableMember, unsubscribeByToken } from '../db/members.ts';
 import { requestByToken } from '../db/subscription-requests.ts';
 import { log } from '../log.ts';
-import { confirm, hashToken } from '../core/subscriptions.ts';
+import { confirm } from '../core/subscriptions.ts';
 import type { WebContext } from './context.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';

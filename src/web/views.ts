@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nunjucks from 'nunjucks';
-import { MIN_PASSWORD } from '../db/credentials.ts';
+import { MIN_PASSWORD } from '../auth/credentials.ts';
 import * as urls from '../mail/urls.ts';
 
 const VIEWS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../views');

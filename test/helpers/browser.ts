@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Browser } from 'playwright-core';
 import { upsertAccount } from '../../src/db/accounts.ts';
-import { hashToken, newToken } from '../../src/db/credentials.ts';
+import { hashToken, newToken } from '../../src/auth/credentials.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createSession } from '../../src/db/sessions.ts';
 

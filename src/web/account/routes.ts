@@ -1,12 +1,12 @@
 import { Router } from 'express';
 import { findAccount, setPasswordHash } from '../../db/accounts.ts';
-import { hashPassword, passwordProblem, verifyPassword } from '../../db/credentials.ts';
+import { hashPassword, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
 import { listsForStaff } from '../../db/list-admin.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
-import type { DeliveryMode } from '../../db/members.ts';
 import { changeOwnSubscription } from '../../core/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { NotFound } from '../../errors.ts';
+import { DELIVERY_MODES, DIGEST_FORMATS } from '../../list-policies.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -14,8 +14,6 @@ import { currentSessionHash, flash } from '../session.ts';
 import { field, oneOf, positiveInt } from '../admin/form.ts';
 import { requireLogin } from '../auth/guards.ts';
 
-
-const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
 
 /** Self-service for anyone logged in: their subscriptions, delivery mode, password, sessions. */
 export function accountRouter(ctx: WebContext): Router {
@@ -29,7 +27,7 @@ export function accountRouter(ctx: WebContext): Router {
       findAccount(db, viewer.accountId),
       listsForStaff(db, viewer.email, false),
     ]);
-    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions, hasPassword: !!account?.password_hash, staffLists, modes: MODES });
+    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions, hasPassword: !!account?.password_hash, staffLists, modes: DELIVERY_MODES });
   });
 
   r.post('/account/subscriptions/:id', requireLogin, requireCsrf, async (req, res) => {
@@ -38,8 +36,8 @@ export function accountRouter(ctx: WebContext): Router {
     const action = oneOf('action', field(req, 'action'), ['mode', 'unsubscribe', 'reenable'] as const);
     let message: string;
     if (action === 'mode') {
-      const mode = oneOf('Delivery', field(req, 'mode'), MODES);
-      const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), ['mime', 'plain'] as const) : null;
+      const mode = oneOf('Delivery', field(req, 'mode'), DELIVERY_MODES);
+      const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), DIGEST_FORMATS) : null;
       const list = await changeOwnSubscription(db, id, viewer.email, { mode, digestFormat: format });
       message = `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
     } else if (action === 'unsubscribe') {

@@ -2,6 +2,7 @@ import { Router } from 'express';
 import { recentAudit } from '../../db/audit.ts';
 import { deletionImpact, listCounts, listRoles, type ListRole } from '../../db/list-admin.ts';
 import type { ListRow } from '../../db/lists.ts';
+import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
 import { memberCounts } from '../../db/member-admin.ts';
 import { addRole, createList, deleteList, removeRole, updateListSettings } from '../../core/lists.ts';
 import { Conflict, InvalidInput } from '../../errors.ts';
@@ -13,10 +14,10 @@ import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList, requireSiteAdmin } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
-import { ARCHIVE_POLICIES, DMARC, POST_POLICIES, REPLY_TO, SUBSCRIBE_POLICIES, changedSettings, readSettings } from './settings-form.ts';
+import { changedSettings, readSettings } from './settings-form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
-const OPTIONS = { post: POST_POLICIES, subscribe: SUBSCRIBE_POLICIES, archive: ARCHIVE_POLICIES, replyTo: REPLY_TO, dmarc: DMARC };
+const OPTIONS = { post: POST_POLICIES, subscribe: SUBSCRIBE_POLICIES, archive: ARCHIVE_POLICIES, replyTo: REPLY_TO_POLICIES, dmarc: DMARC_MITIGATIONS };
 
 /** Creating lists, a list's overview, its settings, owners and moderators, deleting it. */
 export function listsRouter(ctx: WebContext): Router {

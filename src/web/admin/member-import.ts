@@ -1,4 +1,4 @@
-import type { DeliveryMode } from '../../db/members.ts';
+import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 
 /**
@@ -16,8 +16,6 @@ export interface ImportResult {
   entries: ImportEntry[];
   problems: { line: number; text: string; reason: string }[];
 }
-
-const MODES = ['each', 'digest', 'nomail'];
 
 export function parseMemberLines(text: string, maxEntries = 10_000): ImportResult {
   const entries: ImportEntry[] = [];
@@ -54,7 +52,7 @@ export function parseMemberLines(text: string, maxEntries = 10_000): ImportResul
       }
     }
     if (!email) return void problems.push({ line: i + 1, text: line.slice(0, 200), reason: 'not an e-mail address' });
-    if (mode && !MODES.includes(mode)) return void problems.push({ line: i + 1, text: line.slice(0, 200), reason: `unknown delivery mode "${mode}"` });
+    if (mode && !isOneOf(mode, DELIVERY_MODES)) return void problems.push({ line: i + 1, text: line.slice(0, 200), reason: `unknown delivery mode "${mode}"` });
     if (seen.has(email)) return;
     if (entries.length >= maxEntries) return void problems.push({ line: i + 1, text: line.slice(0, 200), reason: `more than ${maxEntries} addresses at once` });
     seen.add(email);

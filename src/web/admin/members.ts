@@ -1,10 +1,11 @@
 import { Router, type Request } from 'express';
 import { recordAudit } from '../../db/audit.ts';
-import { findMember, type DeliveryMode, type MemberStatus } from '../../db/members.ts';
+import { findMember } from '../../db/members.ts';
 import { memberBounces } from '../../db/bounces.ts';
 import { memberAudit, memberBatch, memberCounts, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
 import { addMembers, changeMembers, inviteMembers } from '../../core/members.ts';
 import { NotFound } from '../../errors.ts';
+import { DELIVERY_MODES, MEMBER_STATUSES, type DeliveryMode } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
@@ -16,8 +17,6 @@ import { csvCell, parseMemberLines } from './member-import.ts';
 import { multipartForm } from './multipart.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
-const MODES: DeliveryMode[] = ['each', 'digest', 'nomail'];
-const STATUSES: MemberStatus[] = ['active', 'pending', 'disabled', 'unsubscribed'];
 const PAGE_SIZE = 50;
 
 /** A list's members: search, filters, pages; add (one, pasted, CSV), bulk changes, export, details. */
@@ -28,8 +27,8 @@ export function membersRouter(ctx: WebContext): Router {
 
   const filterOf = (req: Request): MemberFilter => ({
     q: query(req, 'q', 200) || null,
-    mode: optionalOneOf(query(req, 'mode'), MODES),
-    status: optionalOneOf(query(req, 'status'), STATUSES),
+    mode: optionalOneOf(query(req, 'mode'), DELIVERY_MODES),
+    status: optionalOneOf(query(req, 'status'), MEMBER_STATUSES),
   });
 
   r.get('/admin/lists/:list/members', owner, async (req, res) => {
@@ -44,7 +43,7 @@ export function membersRouter(ctx: WebContext): Router {
     const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
     const pageUrl = (p: number) => `?${new URLSearchParams([...params, ['page', String(p)]])}`;
     render(ctx.views, req, res, 'admin/members.njk', {
-      title: `Members · ${list.address}`, tab: 'members', members: rows, total, counts, filter, modes: MODES, statuses: STATUSES,
+      title: `Members · ${list.address}`, tab: 'members', members: rows, total, counts, filter, modes: DELIVERY_MODES, statuses: MEMBER_STATUSES,
       page, pages, prev: page > 1 ? pageUrl(page - 1) : null, next: page < pages ? pageUrl(page + 1) : null,
       exportUrl: `${adminListUrl(list.address, 'members.csv')}${params.size ? `?${params}` : ''}`,
       back: req.originalUrl,
@@ -72,7 +71,7 @@ export function membersRouter(ctx: WebContext): Router {
 
   r.post('/admin/lists/:list/members/add', owner, ...multipartForm(), requireCsrf, async (req, res) => {
     const { list } = listAccessOf(res);
-    const mode = oneOf('Delivery', field(req, 'mode') || 'each', MODES);
+    const mode = oneOf('Delivery', field(req, 'mode') || 'each', DELIVERY_MODES);
     const invite = field(req, 'invite') === '1';
     let text = field(req, 'addresses', 2_000_000);
     const single = field(req, 'email', 254);
@@ -111,7 +110,7 @@ export function membersRouter(ctx: WebContext): Router {
     const member = await findMember(db, list.id, String(req.params.email).toLowerCase());
     if (!member) throw new NotFound(`${req.params.email} is not a member of ${list.address}.`);
     const [bounces, audit] = await Promise.all([memberBounces(db, member.id), memberAudit(db, list.id, member.email)]);
-    render(ctx.views, req, res, 'admin/member.njk', { title: `${member.email} · ${list.address}`, tab: 'members', member, bounces, audit, modes: MODES });
+    render(ctx.views, req, res, 'admin/member.njk', { title: `${member.email} · ${list.address}`, tab: 'members', member, bounces, audit, modes: DELIVERY_MODES });
   });
 
   return r;

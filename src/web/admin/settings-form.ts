@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
+import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
@@ -8,12 +9,6 @@ import { field } from './form.ts';
  * The list settings form: every option of a list, read from the submitted form and checked.
  * Problems are collected so the page can show them all at once next to the values typed.
  */
-export const POST_POLICIES = ['open', 'members', 'moderated'] as const;
-export const SUBSCRIBE_POLICIES = ['open', 'confirm', 'approve'] as const;
-export const ARCHIVE_POLICIES = ['public', 'members', 'private'] as const;
-export const REPLY_TO = ['none', 'list', 'address'] as const;
-export const DMARC = ['none', 'munge_from'] as const;
-
 export interface SettingsInput {
   core: CoreSettings;
   delivery: Partial<DeliverySettings>;
@@ -48,7 +43,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     archive: pick('archive', 'Archive', ARCHIVE_POLICIES, list.archive),
   };
 
-  const replyTo = pick('reply_to', 'Reply-To', REPLY_TO, list.reply_to);
+  const replyTo = pick('reply_to', 'Reply-To', REPLY_TO_POLICIES, list.reply_to);
   const replyToRaw = field(req, 'reply_to_address', 254);
   const replyToAddress = replyToRaw ? normalizeEmail(replyToRaw) : null;
   if (replyToRaw && !replyToAddress) problems.push(`Reply-To address: "${replyToRaw}" is not an e-mail address.`);
@@ -64,7 +59,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     footer: field(req, 'footer', 5000),
     reply_to: replyTo,
     reply_to_address: replyToAddress,
-    dmarc_mitigation: pick('dmarc_mitigation', 'DMARC mitigation', DMARC, list.dmarc_mitigation),
+    dmarc_mitigation: pick('dmarc_mitigation', 'DMARC mitigation', DMARC_MITIGATIONS, list.dmarc_mitigation),
     dkim_domain: dkimDomain,
     dkim_selector: dkimSelector,
     max_message_size: count('max_message_kb', 'Maximum message size', list.max_message_size, { min: 0, max: 1_000_000, scale: 1024 }),

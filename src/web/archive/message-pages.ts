@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { Request, Response } from 'express';
-import { archivedMessage, messagePage as messagePageData, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
+import { findPermalink, messageWithNeighbours, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
 import { NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
@@ -69,7 +69,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
   const viewer = viewerOf(req);
   const obfuscate = !viewer;
   const id = routeMessageId(res);
-  const data = await messagePageData(ctx.db.readPool, id, readerOf(viewer), preferredList(req));
+  const data = await messageWithNeighbours(ctx.db.readPool, id, readerOf(viewer), preferredList(req));
   const r = resolvePermalink(data.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') return sendHidden(ctx, req, res, id, r);
   if (r.kind === 'choice') return sendChoice(ctx, req, res, id, r, (key) => messageUrl(id, key));
@@ -199,7 +199,7 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
 async function permalinkTarget(ctx: WebContext, req: Request, res: Response, target: (key: string) => string, withRaw = true): Promise<{ m: ArchivedMessage; lists: MessageCopy[] } | null> {
   const viewer = viewerOf(req);
   const id = routeMessageId(res);
-  const found = await archivedMessage(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
+  const found = await findPermalink(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
   const r = resolvePermalink(found.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') {
     setCacheHeaders(req, res, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists) });

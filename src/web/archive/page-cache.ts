@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type pg from 'pg';
+import { archiveVersion, type ArchiveVersion as Version } from '../../db/archive.ts';
 import { log } from '../../log.ts';
 import { pageCacheRequests } from '../../metrics.ts';
 import { viewerOf } from '../viewer.ts';
@@ -144,12 +145,6 @@ export class PageCache {
   }
 }
 
-interface Version {
-  version: number;
-  /** no change was in flight: every change counted is committed and visible */
-  settled: boolean;
-}
-
 /**
  * Reads of the archive change counter, shared: read() resolves with the result of a query begun
  * after the call, so it sees every change committed before it. Callers that arrive while a query
@@ -176,9 +171,7 @@ class ArchiveVersion {
   }
 
   private start(): Promise<Version> {
-    const query = this.pool
-      .query<{ version: string; settled: boolean }>('select version, settled from archive_version()')
-      .then((r) => ({ version: Number(r.rows[0].version), settled: r.rows[0].settled }));
+    const query = archiveVersion(this.pool);
     this.running = query;
     const done = () => {
       if (this.running === query) this.running = null;

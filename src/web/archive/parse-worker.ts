@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { parentPort, workerData } from 'node:worker_threads';
+import { messageRaw } from '../../db/message-raw.ts';
 import { isAppError } from '../../errors.ts';
 import { parse } from '../../mail/parse.ts';
 
@@ -57,8 +58,7 @@ async function rawOf(job: ParseJob): Promise<Buffer | null> {
   if (job.raw) return Buffer.from(job.raw.buffer, job.raw.byteOffset, job.raw.byteLength);
   const c = await connection();
   try {
-    const { rows } = await c.query<{ raw: Buffer }>('select raw from messages where id = $1', [job.messageRowId]);
-    return rows[0]?.raw ?? null;
+    return await messageRaw(c, job.messageRowId);
   } catch (err) {
     if (client === c) client = null;
     c.end().catch(() => undefined);

@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import {
   consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, recordLogin, setPasswordHash, upsertAccount, voidLoginTokens,
 } from '../../db/accounts.ts';
-import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../db/credentials.ts';
+import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
 import { hasAnyListRole } from '../../db/list-admin.ts';
 import { allowHit, clearHits, currentHits } from '../../db/rate-limits.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
