@@ -1,3 +1,12 @@
+/*
+ * Archive benchmark: imports a deterministic corpus (BENCH_MESSAGES, default 100,000) through
+ * `importMbox`, then measures over HTTP, against `listkeeper serve --web` in its own processes
+ * (one per core): search (rare words, common words, phrases), the message page, a month page and
+ * the page of a 300-message thread, with the page cache off (every request does the work), then
+ * the message page again with the cache on. Prints p50/p95/max latencies (one request at a time)
+ * and requests per second (8 connections), measured with wrk when installed (bench/http-load.ts).
+ */
+
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -13,14 +22,6 @@ import { benchDatabase } from './bench-db.ts';
 import { Corpus } from './corpus.ts';
 import { load, loadClient, warm, type LoadResult } from './http-load.ts';
 
-/**
- * Archive benchmark: imports a deterministic corpus (BENCH_MESSAGES, default 100,000) through
- * `importMbox`, then measures over HTTP, against `listkeeper serve --web` in its own processes
- * (one per core): search (rare words, common words, phrases), the message page, a month page and
- * the page of a 300-message thread, with the page cache off (every request does the work), then
- * the message page again with the cache on. Prints p50/p95/max latencies (one request at a time)
- * and requests per second (8 connections), measured with wrk when installed (bench/http-load.ts).
- */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // One web process per core, as the README advises for production.
 const WEB_PROCESSES = os.availableParallelism();

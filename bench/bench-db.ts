@@ -1,12 +1,13 @@
+/*
+ * A throw-away database for one benchmark: on DATABASE_URL's server when set, else on an
+ * embedded server kept in .bench-data/ (never the user's ./data).
+ */
+
 import crypto from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import { openEmbedded } from '../src/db/embedded.ts';
 
-/**
- * A throw-away database for one benchmark: on DATABASE_URL's server when set, else on an
- * embedded server kept in .bench-data/ (never the user's ./data).
- */
 export interface BenchDatabase {
   url: string;
   drop(): Promise<void>;

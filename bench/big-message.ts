@@ -1,3 +1,13 @@
+/*
+ * Large messages on the web (issue 10, item 10): a 10 MB message with 25 attachments, served by a
+ * real `listkeeper serve --web` (one process, page cache off, so every request reaches the page).
+ * Prints the first view, repeat views (p50/p95/max of 50), its attachments, and what unrelated
+ * small pages cost while four other large messages are viewed for the first time at once.
+ *
+ *   npx tsx bench/big-message.ts              # this checkout
+ *   LK_ROOT=/path/to/other/checkout npx tsx bench/big-message.ts   # the same load on other code
+ */
+
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
@@ -8,15 +18,6 @@ import { bigMessage } from '../test/fixtures/archive/big-message.ts';
 import { archive, mail, newList } from '../test/fixtures/archive/seed.ts';
 import { benchDatabase, percentile } from './bench-db.ts';
 
-/**
- * Large messages on the web (issue 10, item 10): a 10 MB message with 25 attachments, served by a
- * real `listkeeper serve --web` (one process, page cache off, so every request reaches the page).
- * Prints the first view, repeat views (p50/p95/max of 50), its attachments, and what unrelated
- * small pages cost while four other large messages are viewed for the first time at once.
- *
- *   npx tsx bench/big-message.ts              # this checkout
- *   LK_ROOT=/path/to/other/checkout npx tsx bench/big-message.ts   # the same load on other code
- */
 const ROOT = process.env.LK_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export async function run(): Promise<void> {

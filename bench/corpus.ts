@@ -1,7 +1,4 @@
-import fs from 'node:fs';
-import { mboxrdEntry } from '../src/mail/mbox.ts';
-
-/**
+/*
  * A deterministic mailing-list corpus: the same seed and size always give the same bytes.
  *
  * Realistic in the ways that matter to archives: words follow a Zipf distribution over a large
@@ -11,6 +8,10 @@ import { mboxrdEntry } from '../src/mail/mbox.ts';
  * authors post with a Zipf distribution too; some messages are HTML or carry an attachment.
  * Messages come out in date order, as an archive's mbox would hold them.
  */
+
+import fs from 'node:fs';
+import { mboxrdEntry } from '../src/mail/mbox.ts';
+
 export interface CorpusOptions {
   messages: number;
   seed?: number;

@@ -1,3 +1,12 @@
+/*
+ * Fan-out of one post to 1,000 and 10,000 members through a local relay, every copy with its
+ * member's VERP envelope sender and one-click header, by one and by two `listkeeper serve
+ * --worker` processes. The relay is Postfix's smtp-sink when installed (it costs the machine
+ * little CPU), else an smtp-server in this process. Prints deliveries/s from the start of the
+ * post's transaction (which writes one outbox row per member) to the last row marked sent, and
+ * the sending rate alone (from its commit).
+ */
+
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -14,14 +23,6 @@ import { config } from '../src/config.ts';
 import { log } from '../src/log.ts';
 import { benchDatabase } from './bench-db.ts';
 
-/**
- * Fan-out of one post to 1,000 and 10,000 members through a local relay, every copy with its
- * member's VERP envelope sender and one-click header, by one and by two `listkeeper serve
- * --worker` processes. The relay is Postfix's smtp-sink when installed (it costs the machine
- * little CPU), else an smtp-server in this process. Prints deliveries/s from the start of the
- * post's transaction (which writes one outbox row per member) to the last row marked sent, and
- * the sending rate alone (from its commit).
- */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SINK = '/usr/sbin/smtp-sink';
 const SIZES = (process.env.BENCH_DELIVERY_SIZES ?? "1000,10000").split(",").map(Number);

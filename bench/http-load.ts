@@ -1,11 +1,4 @@
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import { percentile } from './bench-db.ts';
-
-/**
+/*
  * HTTP load for the benchmarks: GETs cycling through a list of URLs, on `connections` keep-alive
  * connections for `seconds`, reporting latency percentiles and requests per second.
  *
@@ -13,6 +6,14 @@ import { percentile } from './bench-db.ts';
  * what Node's own client does per request, which matters when client and server share two cores.
  * Without wrk it falls back to node:http and says so. Any answer other than 200 fails the run.
  */
+
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { percentile } from './bench-db.ts';
+
 export interface LoadResult {
   p50: number;
   p95: number;

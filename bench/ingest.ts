@@ -1,3 +1,10 @@
+/*
+ * Ingest over SMTP: 20 concurrent sessions that reuse their connections, against a real
+ * `listkeeper serve --smtp` process. Messages are committed and indexed (tsvector + GIN) and
+ * threaded (a third are replies) before each 250. Prints msgs/s for 1 KB and 20 KB messages and
+ * the server's peak memory, to show that memory does not grow with message size.
+ */
+
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -7,12 +14,6 @@ import pg from 'pg';
 import { benchDatabase } from './bench-db.ts';
 import { dotStuff, SmtpSession } from './smtp-client.ts';
 
-/**
- * Ingest over SMTP: 20 concurrent sessions that reuse their connections, against a real
- * `listkeeper serve --smtp` process. Messages are committed and indexed (tsvector + GIN) and
- * threaded (a third are replies) before each 250. Prints msgs/s for 1 KB and 20 KB messages and
- * the server's peak memory, to show that memory does not grow with message size.
- */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SESSIONS = 20;
 const WORDS = 'the database replication query index vacuum planner commit transaction lock tuple page buffer checkpoint wal archive standby replica partition trigger function schema'.split(' ');

@@ -1,7 +1,8 @@
-/**
+/*
  * `npm run bench`: every benchmark in turn, each printing its own figures. Pick some with
  * `npm run bench -- ingest archive`.
  */
+
 const all = ['ingest', 'delivery', 'archive'];
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : all;
 for (const name of chosen) {

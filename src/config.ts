@@ -1,12 +1,13 @@
+/*
+ * The only reader of process.env. One schema, parsed once; a bad value stops start-up with one
+ * line naming the variable. Every variable is described in docs/configuration.md.
+ */
+
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { log, redactUrl } from './log.ts';
 
-/**
- * The only reader of process.env. One schema, parsed once; a bad value stops start-up with one
- * line naming the variable. Every variable is described in docs/configuration.md.
- */
 const port = z.coerce.number().int().min(0).max(65535);
 const url = (protocols: string[]) =>
   z.string().refine((v) => {

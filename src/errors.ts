@@ -1,7 +1,8 @@
-/**
+/*
  * The few error classes the core throws. Each carries a stable `code`, the HTTP `status`
  * and the SMTP `responseCode` that the edges translate it into; nothing else is mapped there.
  */
+
 export class AppError extends Error {
   constructor(
     message: string,

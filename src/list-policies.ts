@@ -1,8 +1,9 @@
-/**
+/*
  * The values a list's and a member's settings may take: each set once, as an array (for checking
  * input: the CLI, the panel's forms, mailed commands) and as the type derived from it. The
  * schema's check constraints (sql/0001, sql/0003) hold the same sets. A leaf: it imports nothing.
  */
+
 export const POST_POLICIES = ['open', 'members', 'moderated'] as const;
 export type PostPolicy = (typeof POST_POLICIES)[number];
 

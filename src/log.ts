@@ -1,6 +1,4 @@
-import { pino } from 'pino';
-
-/**
+/*
  * The one logger. Structured JSON; children carry {session}, {messageId} or {outboxId, attempt}
  * so a single grep follows one message end to end. Its level is set from LOG_LEVEL by config.ts.
  * `serve` logs to stdout; other commands log to stderr (useCliLogging), keeping stdout for their
@@ -10,6 +8,9 @@ import { pino } from 'pino';
  * hold a URL keep the URL with its password masked (redactUrl). Code that logs a URL under
  * another name calls redactUrl itself.
  */
+
+import { pino } from 'pino';
+
 let toStderr = false;
 const destination = { write: (line: string) => (toStderr ? process.stderr : process.stdout).write(line) };
 

@@ -1,6 +1,7 @@
+/* The Prometheus registry and the counters every part shares; served at /metrics. */
+
 import client from 'prom-client';
 
-/** The Prometheus registry and the counters every part shares; served at /metrics. */
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
 

@@ -1,7 +1,8 @@
+/* The crash loop's posts (test/chaos-loop.ts): who sent what to which list, and what the server answered. */
+
 import type { Random } from './helpers/random.ts';
 import { ConnectionLost, SmtpSession } from './helpers/smtp-session.ts';
 
-/** The crash loop's posts (test/chaos-loop.ts): who sent what to which list, and what the server answered. */
 export const DOMAIN = 'lists.example.org';
 export const LISTS = [`chaos-a@${DOMAIN}`, `chaos-b@${DOMAIN}`];
 

@@ -1,17 +1,4 @@
-import path from 'node:path';
-import pg from 'pg';
-import { createList } from '../src/db/lists.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { restartEmbedded, terminateBackends } from './helpers/db-faults.ts';
-import { DOMAIN, LISTS, startLoad, type PostRecord } from './chaos-load.ts';
-import { account, lastWords, type CrashLoopReport } from './chaos-report.ts';
-import { startFaultRelay } from './helpers/fault-relay.ts';
-import { random, type Random } from './helpers/random.ts';
-import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-process.ts';
-
-export { formatReport, type CrashLoopReport } from './chaos-report.ts';
-
-/**
+/*
  * The crash loop: the real `listkeeper serve --smtp --worker` takes concurrent posts
  * to lists with members and delivers them to a relay that lives in this process, and is killed
  * with SIGKILL at a random moment, again and again. Optional faults join some iterations: the
@@ -25,6 +12,20 @@ export { formatReport, type CrashLoopReport } from './chaos-report.ts';
  * - serve never dies on its own, delivery moves again after a relay outage, and SIGTERM stops
  *   it within 10 s.
  */
+
+import path from 'node:path';
+import pg from 'pg';
+import { createList } from '../src/db/lists.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { restartEmbedded, terminateBackends } from './helpers/db-faults.ts';
+import { DOMAIN, LISTS, startLoad, type PostRecord } from './chaos-load.ts';
+import { account, lastWords, type CrashLoopReport } from './chaos-report.ts';
+import { startFaultRelay } from './helpers/fault-relay.ts';
+import { random, type Random } from './helpers/random.ts';
+import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-process.ts';
+
+export { formatReport, type CrashLoopReport } from './chaos-report.ts';
+
 export type Fault = 'relay-outage' | 'backend-termination' | 'db-restart';
 
 export interface CrashLoopOptions {

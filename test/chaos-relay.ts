@@ -1,11 +1,4 @@
-import pg from 'pg';
-import { createList } from '../src/db/lists.ts';
-import { makeCertificates } from './helpers/certificates.ts';
-import { startFaultRelay, type FaultRelay, type FaultRelayOptions, type RelayStep, type StepFault } from './helpers/fault-relay.ts';
-import { spawnServe } from './helpers/serve-process.ts';
-import { message, sendRaw, startIngest } from './helpers/smtp.ts';
-
-/**
+/*
  * The relay-fault sweep (relay faults and transport security), run by `npm run chaos -- relay`: the real
  * `listkeeper serve --worker` delivers one post to two members through a relay that misbehaves in
  * one way per case: 4xx or 5xx at each SMTP step, a hang, a dropped connection, slowness, an
@@ -18,6 +11,14 @@ import { message, sendRaw, startIngest } from './helpers/smtp.ts';
  *   whose certificate does not verify; it never appears in the log;
  * - SIGTERM stops the worker within 10 s.
  */
+
+import pg from 'pg';
+import { createList } from '../src/db/lists.ts';
+import { makeCertificates } from './helpers/certificates.ts';
+import { startFaultRelay, type FaultRelay, type FaultRelayOptions, type RelayStep, type StepFault } from './helpers/fault-relay.ts';
+import { spawnServe } from './helpers/serve-process.ts';
+import { message, sendRaw, startIngest } from './helpers/smtp.ts';
+
 export interface RelayCaseResult {
   name: string;
   outcome: string;

@@ -1,9 +1,10 @@
+/* What the crash loop (test/chaos-loop.ts) found: its figures, its checks, and how they print. */
+
 import type pg from 'pg';
 import type { PostRecord } from './chaos-load.ts';
 import type { FaultRelay } from './helpers/fault-relay.ts';
 import { problemLines } from './helpers/serve-process.ts';
 
-/** What the crash loop (test/chaos-loop.ts) found: its figures, its checks, and how they print. */
 export interface CrashLoopReport {
   seed: number;
   iterations: number;

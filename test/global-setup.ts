@@ -1,3 +1,8 @@
+/*
+ * Migrates a template database once; every test file clones it (create database … template …).
+ * Uses DATABASE_URL when set (CI), else an embedded server in .test-data/.
+ */
+
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
@@ -5,10 +10,6 @@ import { openEmbedded, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { log } from '../src/log.ts';
 
-/**
- * Migrates a template database once; every test file clones it (create database … template …).
- * Uses DATABASE_URL when set (CI), else an embedded server in .test-data/.
- */
 let embedded: EmbeddedDatabase | undefined;
 let adminUrl: string;
 let template: string;

@@ -1,11 +1,12 @@
+/*
+ * How secrets are kept in the database: passwords as argon2id hashes (PHC strings), session ids
+ * and mailed tokens as SHA-256 hex digests (they are random and long, so a fast hash is enough).
+ */
+
 import crypto from 'node:crypto';
 import { hash, verify } from '@node-rs/argon2';
 import { InvalidInput } from '../errors.ts';
 
-/**
- * How secrets are kept in the database: passwords as argon2id hashes (PHC strings), session ids
- * and mailed tokens as SHA-256 hex digests (they are random and long, so a fast hash is enough).
- */
 // NIST SP 800-63B: at least 8 characters, no composition rules; argon2id makes guessing slow.
 export const MIN_PASSWORD = 8;
 const MAX_PASSWORD = 256;

@@ -1,3 +1,5 @@
+/* `listkeeper import LIST FILE.mbox` and `listkeeper export LIST [--month YYYY-MM]` (docs/command-line.md). */
+
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { exportMbox } from '../core/archive-export.ts';
@@ -9,7 +11,6 @@ import { log } from '../log.ts';
 import { monthRange } from '../mail/months.ts';
 import { runCommand } from './context.ts';
 
-/** `listkeeper import LIST FILE.mbox` and `listkeeper export LIST [--month YYYY-MM]` (docs/command-line.md). */
 export function registerArchiveCommands(program: Command) {
   program
     .command('import')

@@ -1,3 +1,9 @@
+/*
+ * Accepting a post: archived, threaded, one outbox copy per member who takes it, or refused when
+ * its Message-ID already names another message of the list. The pipeline (post.ts) accepts in
+ * bulk; an approval (hold.ts) accepts one held post.
+ */
+
 import type { ListRow } from '../db/lists.ts';
 import { acceptIntoLists, type ArchiveResult } from '../db/messages.ts';
 import type { Queryable } from '../db/pool.ts';
@@ -8,11 +14,6 @@ import type { Decision } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
 
-/**
- * Accepting a post: archived, threaded, one outbox copy per member who takes it, or refused when
- * its Message-ID already names another message of the list. The pipeline (post.ts) accepts in
- * bulk; an approval (hold.ts) accepts one held post.
- */
 export interface Post {
   list: ListRow;
   raw: Buffer;

@@ -1,3 +1,15 @@
+/*
+ * `listkeeper import`: an mbox file into a list's archive, in batches of a few hundred messages
+ * per transaction, stored set-based by import_messages() (sql/0004). Two batches are written at
+ * once on two connections while the next one is parsed here, so PostgreSQL (tsvectors, indexes)
+ * and this process work in parallel (parse() reads plain-text mail without the MIME parser).
+ * Each batch commits with a row recording its byte range, so
+ * an interrupted import resumes after the last unbroken run of committed batches, and a second
+ * run of the same file adds nothing: Message-IDs already in the list are recognised from the
+ * headers alone, without parsing. A message that cannot be parsed or stored is reported with its
+ * position and skipped.
+ */
+
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,17 +29,6 @@ import { parse, type ParsedMessage } from '../mail/parse.ts';
 import { undoPipermailFrom } from '../mail/pipermail.ts';
 import { archiveMessageId } from '../mail/raw-headers.ts';
 
-/**
- * `listkeeper import`: an mbox file into a list's archive, in batches of a few hundred messages
- * per transaction, stored set-based by import_messages() (sql/0004). Two batches are written at
- * once on two connections while the next one is parsed here, so PostgreSQL (tsvectors, indexes)
- * and this process work in parallel (parse() reads plain-text mail without the MIME parser).
- * Each batch commits with a row recording its byte range, so
- * an interrupted import resumes after the last unbroken run of committed batches, and a second
- * run of the same file adds nothing: Message-IDs already in the list are recognised from the
- * headers alone, without parsing. A message that cannot be parsed or stored is reported with its
- * position and skipped.
- */
 export interface ImportOptions {
   batchSize?: number;
   /** batches written at the same time (connections) */

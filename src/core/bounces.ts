@@ -1,3 +1,11 @@
+/*
+ * Bounces: DSNs arriving at LIST-bounces+TOKEN@ (the token names the member), and permanent
+ * failures met while sending. Hard and soft bounces raise the member's score (which decays over
+ * time); past the list's threshold the member is disabled and told how to turn delivery back on.
+ * Policy rejections (5.7.x, spam, DMARC), delay warnings and auto-replies (out of office, vacation)
+ * are recorded but never counted: only a delivery report (src/mail/bounce.ts) can cost a member.
+ */
+
 import type pg from 'pg';
 import { insertBounce, raiseBounceScore } from '../db/bounces.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
@@ -13,13 +21,6 @@ import { absoluteUrl, unsubscribeUrl } from '../mail/urls.ts';
 import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
-/**
- * Bounces: DSNs arriving at LIST-bounces+TOKEN@ (the token names the member), and permanent
- * failures met while sending. Hard and soft bounces raise the member's score (which decays over
- * time); past the list's threshold the member is disabled and told how to turn delivery back on.
- * Policy rejections (5.7.x, spam, DMARC), delay warnings and auto-replies (out of office, vacation)
- * are recorded but never counted: only a delivery report (src/mail/bounce.ts) can cost a member.
- */
 export async function handleBounceMail(pool: pg.Pool, list: ListRow, token: string | undefined, raw: Buffer, parsed: ParsedMessage, log: Logger, settings: Pick<CoreSettings, 'publicUrl'>): Promise<void> {
   const member = token ? await findMemberByToken(pool, token) : null;
   const ours = member && member.list_id === list.id ? member : null;

@@ -1,3 +1,10 @@
+/*
+ * Digests: when a list's waiting posts reach its size threshold, or the oldest has waited a day
+ * (digest_interval_hours), whichever comes first, members in digest mode get one message: MIME
+ * or RFC 1153 plain text, as each prefers. Run by the delivery workers' maintenance; the list
+ * row lock makes sure only one worker builds a given digest.
+ */
+
 import type pg from 'pg';
 import { digestMembers, listsWithDueDigest, lockListForDigest, nextDigestIssue, takeDigestItems } from '../db/digests.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
@@ -8,12 +15,6 @@ import { verpAddress } from '../mail/address.ts';
 import { listKey } from '../db/list-key.ts';
 import { DIGEST_FORMATS } from '../list-policies.ts';
 
-/**
- * Digests: when a list's waiting posts reach its size threshold, or the oldest has waited a day
- * (digest_interval_hours), whichever comes first, members in digest mode get one message: MIME
- * or RFC 1153 plain text, as each prefers. Run by the delivery workers' maintenance; the list
- * row lock makes sure only one worker builds a given digest.
- */
 export async function sendDueDigests(pool: pg.Pool, publicUrl: string): Promise<number> {
   let sent = 0;
   for (const listId of await listsWithDueDigest(pool)) {

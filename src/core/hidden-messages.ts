@@ -1,3 +1,9 @@
+/*
+ * Hiding an archived message from one list's readers (privacy, spam, legal) and showing it again:
+ * it leaves the archive, search, feeds and downloads of that list, and the change is audited in
+ * its transaction. `actor` is the moderator's account.
+ */
+
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import type { ListRow } from '../db/lists.ts';
@@ -6,11 +12,6 @@ import { hideMessage as markHidden, unhideMessage as markShown } from '../db/mes
 import { withTransaction } from '../db/pool.ts';
 import { NotFound } from '../errors.ts';
 
-/**
- * Hiding an archived message from one list's readers (privacy, spam, legal) and showing it again:
- * it leaves the archive, search, feeds and downloads of that list, and the change is audited in
- * its transaction. `actor` is the moderator's account.
- */
 export async function hideMessage(pool: pg.Pool, list: ListRow, messageId: string, opts: { category: string; note?: string; actor: string }): Promise<void> {
   await withTransaction(pool, async (tx) => {
     await mustBeInList(tx, list, messageId);

@@ -1,3 +1,10 @@
+/*
+ * Holding a post and deciding it: a post the rules did not accept is held for a moderator (and
+ * the owners told) or recorded as dropped; the moderation queue lists held posts; a moderator's
+ * decision (CLI `held`/`moderate`, the web panel) approves one through the same path as an
+ * accepted post (accept-post.ts), exactly once, or rejects (the sender is told) or discards it.
+ */
+
 import type pg from 'pg';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { claimHeldNotice, decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, takeUnnotifiedHeld, type HeldRow } from '../db/held.ts';
@@ -14,12 +21,6 @@ import type { Decision } from './moderation-rules.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
-/**
- * Holding a post and deciding it: a post the rules did not accept is held for a moderator (and
- * the owners told) or recorded as dropped; the moderation queue lists held posts; a moderator's
- * decision (CLI `held`/`moderate`, the web panel) approves one through the same path as an
- * accepted post (accept-post.ts), exactly once, or rejects (the sender is told) or discards it.
- */
 export interface HeldSummary {
   id: number;
   message_id: string;

@@ -1,3 +1,9 @@
+/*
+ * A list's life as its administrators change it, from the panel and the command line alike:
+ * creating it, its settings, its owners and moderators, deleting it. Each change is written with
+ * its audit entry in one transaction; `actor` is the panel's account or `cli:USER`.
+ */
+
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { addListRole, countOwners, deleteListIn, deletionImpact, removeListRole, updateCoreSettings, type CoreSettings, type DeletionImpact, type ListRole } from '../db/list-admin.ts';
@@ -5,12 +11,6 @@ import { createList as insertList, updateDeliverySettings, type DeliverySettings
 import { withTransaction } from '../db/pool.ts';
 import { Conflict, InvalidInput } from '../errors.ts';
 import { listAddressProblem } from '../mail/address.ts';
-
-/**
- * A list's life as its administrators change it, from the panel and the command line alike:
- * creating it, its settings, its owners and moderators, deleting it. Each change is written with
- * its audit entry in one transaction; `actor` is the panel's account or `cli:USER`.
- */
 
 export interface ListCreation extends Omit<NewList, 'name'> {
   /** defaults to the local part */

@@ -1,3 +1,10 @@
+/*
+ * An administrator changing a list's members, from the panel and the command line alike: adding
+ * (at once, no confirmation), inviting (a confirmation request), removing, re-enabling delivery,
+ * changing the delivery mode. Each change is audited; `actor` is the panel's account or
+ * `cli:USER`. Addresses are already checked by the caller.
+ */
+
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
@@ -7,13 +14,6 @@ import { withTransaction } from '../db/pool.ts';
 import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
 import { requestWebSubscription } from './subscriptions.ts';
-
-/**
- * An administrator changing a list's members, from the panel and the command line alike: adding
- * (at once, no confirmation), inviting (a confirmation request), removing, re-enabling delivery,
- * changing the delivery mode. Each change is audited; `actor` is the panel's account or
- * `cli:USER`. Addresses are already checked by the caller.
- */
 
 export interface MemberEntry {
   email: string;

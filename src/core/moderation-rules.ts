@@ -1,12 +1,13 @@
-import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
-import { roleCandidates, splitAddress } from '../mail/address.ts';
-import type { PostPolicy } from '../list-policies.ts';
-
-/**
+/*
  * Whether a post goes to the list, waits for a moderator, or is dropped: an ordered table of
  * rules over plain data (Mailman 3's chains in miniature). The first rule that has an opinion
  * decides. Pure: the caller gathers the facts (membership, sender rules) beforehand.
  */
+
+import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
+import { roleCandidates, splitAddress } from '../mail/address.ts';
+import type { PostPolicy } from '../list-policies.ts';
+
 export type Action = 'accept' | 'hold' | 'reject' | 'discard';
 
 export interface Decision {

@@ -1,3 +1,10 @@
+/*
+ * Mail we send on our own account (confirmations, held-post and bounce notices, login links),
+ * always through the outbound queue: the worker delivers it with retries like any post. Queued
+ * in the caller's transaction when `db` is one, so a notice exists only if the change it
+ * announces was committed.
+ */
+
 import type { CoreSettings } from './settings.ts';
 import type { ListRow } from '../db/lists.ts';
 import { listOwners } from '../db/lists.ts';
@@ -8,12 +15,6 @@ import { normalizeEmail, NOTICE_BOUNCE_TOKEN, roleAddress, verpAddress } from '.
 import { composeText } from '../mail/compose.ts';
 import { displayName } from '../mail/header-block.ts';
 
-/**
- * Mail we send on our own account (confirmations, held-post and bounce notices, login links),
- * always through the outbound queue: the worker delivers it with retries like any post. Queued
- * in the caller's transaction when `db` is one, so a notice exists only if the change it
- * announces was committed.
- */
 export type Notice = NoticeContent & (
   /** the list the notice is about: it then comes from LIST-request@ and bounces to the list */
   | { list: ListRow; site?: undefined }

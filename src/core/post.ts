@@ -1,3 +1,12 @@
+/*
+ * The post pipeline. Posts that arrive together share one transaction (group commit, db/group-commit.ts),
+ * committed before any sender hears 250: the sender facts of the whole batch are read in one
+ * statement, the moderation rules decide each post, the accepted ones are archived with one
+ * outbox row per member who takes each post in one more statement (accept-post.ts), and the
+ * others are held for a moderator (kept out of the archive) or recorded as dropped by a rule
+ * (hold.ts).
+ */
+
 import type pg from 'pg';
 import { GroupCommit } from '../db/group-commit.ts';
 import { acceptIntoLists } from '../db/messages.ts';
@@ -7,14 +16,6 @@ import { afterAccept, type Post, type PostOutcome } from './accept-post.ts';
 import { holdOrDrop } from './hold.ts';
 import { decide, type PostFacts } from './moderation-rules.ts';
 
-/**
- * The post pipeline. Posts that arrive together share one transaction (group commit, db/group-commit.ts),
- * committed before any sender hears 250: the sender facts of the whole batch are read in one
- * statement, the moderation rules decide each post, the accepted ones are archived with one
- * outbox row per member who takes each post in one more statement (accept-post.ts), and the
- * others are held for a moderator (kept out of the archive) or recorded as dropped by a rule
- * (hold.ts).
- */
 export function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
   let committer = committers.get(pool);
   if (!committer) {

@@ -1,3 +1,10 @@
+/*
+ * What we keep of mail we do not distribute, and for how long. A stranger can
+ * make us store what they send: every kept item is capped, the bytes kept per sender, per client
+ * and per day are bounded, and every record goes after a configurable number of days. The SMTP
+ * answer never depends on any of it.
+ */
+
 import crypto from 'node:crypto';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
@@ -10,12 +17,6 @@ import { allowHit } from '../db/rate-limits.ts';
 import type { Logger } from '../log.ts';
 import { noticeToOwners } from './notices.ts';
 
-/**
- * What we keep of mail we do not distribute, and for how long. A stranger can
- * make us store what they send: every kept item is capped, the bytes kept per sender, per client
- * and per day are bounded, and every record goes after a configurable number of days. The SMTP
- * answer never depends on any of it.
- */
 export type Rejected = Omit<IngestError, 'size' | 'sha256'>;
 
 const DAY = 86_400;

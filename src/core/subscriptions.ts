@@ -1,3 +1,13 @@
+/*
+ * Joining and leaving a list through its addresses and links: double opt-in by mail or by link, with the list's
+ * subscribe policy (open and confirm: the address confirms; approve: the address confirms, then an
+ * owner approves). Every request made by mail or on the web is confirmed by the address, whatever
+ * the policy: a From line and a form field can name anyone, and "open" means that no owner has to
+ * approve, not that nobody has to confirm. Only an administrator's add takes effect at once.
+ * Nothing here ever tells a requester whether an address is subscribed: the same answer and the
+ * same mail go out either way, and only the mailbox owner can act on it.
+ */
+
 import crypto from 'node:crypto';
 import type pg from 'pg';
 import { hashToken } from '../auth/credentials.ts';
@@ -17,15 +27,6 @@ import { absoluteUrl, confirmUrl, unsubscribeUrl } from '../mail/urls.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
-/**
- * Joining and leaving a list through its addresses and links: double opt-in by mail or by link, with the list's
- * subscribe policy (open and confirm: the address confirms; approve: the address confirms, then an
- * owner approves). Every request made by mail or on the web is confirmed by the address, whatever
- * the policy: a From line and a form field can name anyone, and "open" means that no owner has to
- * approve, not that nobody has to confirm. Only an administrator's add takes effect at once.
- * Nothing here ever tells a requester whether an address is subscribed: the same answer and the
- * same mail go out either way, and only the mailbox owner can act on it.
- */
 export interface RequestOptions {
   name?: string;
   mode?: DeliveryMode;

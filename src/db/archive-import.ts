@@ -1,7 +1,7 @@
+/* Bulk writes of `listkeeper import`: batches through import_messages() and the progress row. */
+
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { Queryable } from './pool.ts';
-
-/** Bulk writes of `listkeeper import`: batches through import_messages() and the progress row. */
 
 export interface ImportRun {
   id: number;

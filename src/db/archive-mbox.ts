@@ -1,11 +1,12 @@
-import type { Queryable } from './pool.ts';
-
-/**
+/*
  * The messages of a list (a month of it, or one thread) in date order, read in pages through a
  * keyset cursor: each page is one short query that resumes after the last (date, id) seen, so
  * memory stays at one page whatever the size of the archive, and no long transaction holds back
  * a read replica. Hidden messages are left out.
  */
+
+import type { Queryable } from './pool.ts';
+
 export interface MboxScope {
   listId: number;
   /** inclusive lower bound on the date */

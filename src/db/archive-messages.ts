@@ -1,9 +1,9 @@
+/* Read queries for one Message-ID: its permalink page, its neighbours, its raw bytes; the feed. */
+
 import type { ArchivePolicy } from '../list-policies.ts';
 import type { Queryable } from './pool.ts';
 import { listLastModified, type Reader } from './archive.ts';
 import { LIST_KEY } from './list-key.ts';
-
-/** Read queries for one Message-ID: its permalink page, its neighbours, its raw bytes; the feed. */
 
 /**
  * One (message, list) pair under a Message-ID: a Message-ID may name several messages (one per

@@ -1,15 +1,15 @@
-import type { ArchivePolicy } from '../list-policies.ts';
-import { LIST_KEY } from './list-key.ts';
-import type { ListRow } from './lists.ts';
-import type { Queryable } from './pool.ts';
-
-/**
+/*
  * Read queries of the archive's browsing pages: the lists, a list's months and recent threads, a
  * month's threads, a thread as a tree. Every query leaves out messages hidden in the list (hiding
  * is per list: list_messages.hidden_at, sql/0013); all run on the
  * read pool (a replica when DATABASE_READ_URL is set). Who may read which list is decided by the
  * SQL function can_read_archive() (sql/0004), the one definition of archive access.
  */
+
+import type { ArchivePolicy } from '../list-policies.ts';
+import { LIST_KEY } from './list-key.ts';
+import type { ListRow } from './lists.ts';
+import type { Queryable } from './pool.ts';
 
 /** The reader, as the queries need it: an address (logged in) and whether a site administrator. */
 export interface Reader {

@@ -1,6 +1,7 @@
+/* Bounces and members' bounce scores (sql/0003_delivery.sql). */
+
 import type { Queryable } from './pool.ts';
 
-/** Bounces and members' bounce scores (sql/0003_delivery.sql). */
 export type BounceKind = 'hard' | 'soft' | 'policy' | 'unknown';
 
 export interface BounceRow {

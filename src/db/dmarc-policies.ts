@@ -1,6 +1,7 @@
+/* DMARC policies of authors' domains, cached in PostgreSQL so every instance shares one lookup. */
+
 import type { Queryable } from './pool.ts';
 
-/** DMARC policies of authors' domains, cached in PostgreSQL so every instance shares one lookup. */
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 
 export async function cachedDmarcPolicy(db: Queryable, domain: string, maxAgeSeconds: number): Promise<DmarcPolicy | null> {

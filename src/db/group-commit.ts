@@ -1,8 +1,4 @@
-import type pg from 'pg';
-import { log } from '../log.ts';
-import { isConnectionLoss, withTransaction } from './pool.ts';
-
-/**
+/*
  * Group commit. Concurrent callers of run() that arrive while earlier work is committing share one
  * transaction, and their items go to `work` together, so that it can do them in a few set-based
  * statements: one BEGIN/COMMIT, one WAL flush and a handful of round trips for many items. That
@@ -16,6 +12,11 @@ import { isConnectionLoss, withTransaction } from './pool.ts';
  * caller gets its item's result or an error, never silence. `work` must therefore touch only the
  * database through `tx` (it may run twice), and return one result per item, in order.
  */
+
+import type pg from 'pg';
+import { log } from '../log.ts';
+import { isConnectionLoss, withTransaction } from './pool.ts';
+
 export interface GroupCommitOptions<I> {
   /**
    * The Message-IDs an item will lock (lock_thread_keys in sql/0001): a shared transaction takes

@@ -1,6 +1,7 @@
+/* Held posts (sql/0003_delivery.sql): kept out of the archive until a moderator approves them. */
+
 import type { Queryable } from './pool.ts';
 
-/** Held posts (sql/0003_delivery.sql): kept out of the archive until a moderator approves them. */
 export type HeldState = 'held' | 'approved' | 'rejected' | 'discarded';
 
 export interface HeldRow {

@@ -1,10 +1,11 @@
-import type { Queryable } from './pool.ts';
-
-/**
+/*
  * A list's URL key, the LIST of /lists/LIST/ (docs/urls.md; mail/urls.ts builds the links): its
  * local part when no other list shares it, else its full address. This is the one definition:
  * queries select `${LIST_KEY} as key` for a list row `l`, and listKey() asks it for one list.
  */
+
+import type { Queryable } from './pool.ts';
+
 export const LIST_KEY = `case when exists (select 1 from lists o where o.local_part = l.local_part and o.id <> l.id)
                        then l.address else l.local_part end`;
 

@@ -1,10 +1,11 @@
+/* A row of `lists`: identity and policies, the sending options, and digest/notice state. */
+
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
 import type { ArchivePolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
-/** A row of `lists`: identity and policies, the sending options, and digest/notice state. */
 export interface ListRow extends DeliverySettings {
   id: number;
   address: string;

@@ -1,9 +1,9 @@
-import type { Queryable } from './pool.ts';
-
-/**
+/*
  * Read-only figures for the operations dashboard beyond the queue's own (db/outbox.ts queueStats,
  * deliveryHistory): recent delivery problems and site totals.
  */
+
+import type { Queryable } from './pool.ts';
 
 export async function recentFailedDeliveries(db: Queryable, limit: number) {
   const { rows } = await db.query<{ id: number; recipient: string; list_address: string | null; attempts: number; last_error: string | null; at: Date }>(

@@ -1,10 +1,11 @@
-import type { Queryable } from './pool.ts';
-
-/**
+/*
  * The outbound queue (sql/0003_delivery.sql): one row per (message, recipient). Rows are written
  * in the transaction that accepts a post, claimed by workers with FOR UPDATE SKIP LOCKED, and
  * finished in bulk, one statement per batch.
  */
+
+import type { Queryable } from './pool.ts';
+
 export type OutboxKind = 'post' | 'digest' | 'notice';
 export type OutboxState = 'queued' | 'sending' | 'sent' | 'failed';
 

@@ -1,8 +1,4 @@
-import { InvalidInput } from '../errors.ts';
-import { LIST_KEY } from './list-key.ts';
-import type { Queryable } from './pool.ts';
-
-/**
+/*
  * Full-text search as pgarchives does it: the `listkeeper` text-search configuration (no e-mail
  * addresses, URLs or host names as words), subject weighted A above body D, websearch syntax
  * ("a phrase", or, -word), ranked, with ts_headline excerpts.
@@ -12,6 +8,11 @@ import type { Queryable } from './pool.ts';
  * whatever the word. When there were more, the result says so (`capped`), and the pages after
  * the ranked set list the older matches by date.
  */
+
+import { InvalidInput } from '../errors.ts';
+import { LIST_KEY } from './list-key.ts';
+import type { Queryable } from './pool.ts';
+
 export interface SearchQuery {
   /** websearch syntax; null to list by the filters alone, newest first */
   q: string | null;

@@ -1,7 +1,8 @@
+/* Per-list sender allowlist and banlist. `email` is an address or '@domain'. */
+
 import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
-/** Per-list sender allowlist and banlist. `email` is an address or '@domain'. */
 export type SenderRuleKind = 'allow' | 'ban';
 
 export interface SenderRuleRow {

@@ -1,10 +1,11 @@
-import type { DeliveryMode } from '../list-policies.ts';
-import type { Queryable } from './pool.ts';
-
-/**
+/*
  * (Un)subscription requests waiting for the address to confirm (state confirm) or for an owner
  * (state approval). The token itself is never stored, only its SHA-256.
  */
+
+import type { DeliveryMode } from '../list-policies.ts';
+import type { Queryable } from './pool.ts';
+
 export type RequestAction = 'subscribe' | 'unsubscribe';
 export type RequestState = 'confirm' | 'approval' | 'done' | 'rejected';
 export type RequestVia = 'web' | 'mail' | 'admin';

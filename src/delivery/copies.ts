@@ -1,3 +1,14 @@
+/*
+ * The copies a worker sends. Everything shared by many rows of one post is prepared once and kept
+ * for a minute (a 10,000-member fan-out is claimed in many batches): each message's bytes with
+ * its list's headers, prefix and footer, the DMARC decision. A member's copy is then three buffers
+ * joined, built just before it is sent, so memory stays bounded by the sends in flight.
+ *
+ * The lists' settings themselves are read again for every batch (one small query): a prefix,
+ * footer or key changed a moment ago applies to the next post, on every worker, with no cache to
+ * expire (a post already being sent keeps the copy it started with).
+ */
+
 import DKIM from 'nodemailer/lib/dkim';
 import type { ListRow } from '../db/lists.ts';
 import { listsByIds } from '../db/lists.ts';
@@ -9,16 +20,6 @@ import { memberCopy, prepareCopy, withMemberLines, type PreparedCopy } from '../
 import type { ListIdentity } from '../mail/list-headers.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
 
-/**
- * The copies a worker sends. Everything shared by many rows of one post is prepared once and kept
- * for a minute (a 10,000-member fan-out is claimed in many batches): each message's bytes with
- * its list's headers, prefix and footer, the DMARC decision. A member's copy is then three buffers
- * joined, built just before it is sent, so memory stays bounded by the sends in flight.
- *
- * The lists' settings themselves are read again for every batch (one small query): a prefix,
- * footer or key changed a moment ago applies to the next post, on every worker, with no cache to
- * expire (a post already being sent keeps the copy it started with).
- */
 const KEEP_MS = 60_000;
 const MAX_ENTRIES = 64;
 

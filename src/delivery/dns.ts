@@ -1,9 +1,10 @@
-import dns from 'node:dns';
-
-/**
+/*
  * The DNS lookups delivery makes (MX hosts for direct delivery, DMARC policies of authors'
  * domains). Tests replace them with setResolvers(): DNS is the one outside service we stub.
  */
+
+import dns from 'node:dns';
+
 export interface Resolvers {
   mx(domain: string): Promise<{ exchange: string; priority: number }[]>;
   /** TXT records as returned by dns.promises.resolveTxt: each record is a list of strings */

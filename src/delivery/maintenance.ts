@@ -1,3 +1,8 @@
+/*
+ * What the workers do besides sending, every few seconds. Every task is safe when several
+ * workers run it at once (atomic claims and row locks), so no leader is needed.
+ */
+
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { decayBounceScores } from '../db/bounces.ts';
@@ -13,10 +18,6 @@ import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
 import { notifyOwnersOfHeld } from '../core/hold.ts';
 import { pruneKept } from '../core/retention.ts';
 
-/**
- * What the workers do besides sending, every few seconds. Every task is safe when several
- * workers run it at once (atomic claims and row locks), so no leader is needed.
- */
 export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger, except: string | null = null): Promise<void> {
   const n = await reclaimStale(pool, cfg.delivery.leaseSeconds, except);
   if (n > 0) log.warn({ rows: n }, 'rows claimed by a worker that stopped were put back in the queue');

@@ -1,8 +1,4 @@
-import type tls from 'node:tls';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import type { RelayTls } from '../config.ts';
-
-/**
+/*
  * One SMTP session on nodemailer's SMTPConnection: opened under the target's TLS policy (AUTH
  * only over TLS with a verified certificate), then used for one copy after another.
  *
@@ -12,6 +8,11 @@ import type { RelayTls } from '../config.ts';
  * network wait is bounded by nodemailer's connection, greeting and socket timeouts (`stepMs`);
  * abort() is the caller's deadline for a whole copy, and shutdown.
  */
+
+import type tls from 'node:tls';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { RelayTls } from '../config.ts';
+
 export interface SmtpTarget {
   host: string;
   port: number;

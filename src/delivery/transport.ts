@@ -1,3 +1,8 @@
+/*
+ * Where copies go: one pooled relay (RELAY_URL, e.g. a local Postfix), or each recipient
+ * domain's MX hosts directly, with a small connection limit per host.
+ */
+
 import fs from 'node:fs';
 import tls from 'node:tls';
 import type { Config } from '../config.ts';
@@ -5,10 +10,6 @@ import type { Logger } from '../log.ts';
 import { resolvers } from './dns.ts';
 import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SmtpTarget } from './smtp-pool.ts';
 
-/**
- * Where copies go: one pooled relay (RELAY_URL, e.g. a local Postfix), or each recipient
- * domain's MX hosts directly, with a small connection limit per host.
- */
 export interface Transport {
   send(domain: string, envelope: Envelope, message: Buffer): Promise<SendResult>;
   /** how many sends to keep in flight */

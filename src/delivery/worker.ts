@@ -1,3 +1,16 @@
+/*
+ * One delivery worker: claims a batch of due outbox rows (FOR UPDATE SKIP LOCKED, so any number
+ * of workers on any number of machines share the queue), sends each copy, and records the
+ * outcome in bulk: one UPDATE for the delivered rows, one for the deferred, one for the failed.
+ * Only one batch is in flight: a worker killed mid-batch leaves at most that batch to be sent
+ * again.
+ *
+ * Liveness: the worker holds a session advisory lock for its life (worker-lock.ts), so its rows
+ * go back to the queue as soon as its process or connection dies; and it beats a heartbeat only
+ * while it makes progress (a send finished within the lease, or nothing is in flight), so the
+ * rows of a worker that is alive but stuck go back after the lease.
+ */
+
 import crypto from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
@@ -11,18 +24,6 @@ import { Outcomes } from './outcomes.ts';
 import { createTransport, type Transport } from './transport.ts';
 import { WorkerLock } from './worker-lock.ts';
 
-/**
- * One delivery worker: claims a batch of due outbox rows (FOR UPDATE SKIP LOCKED, so any number
- * of workers on any number of machines share the queue), sends each copy, and records the
- * outcome in bulk: one UPDATE for the delivered rows, one for the deferred, one for the failed.
- * Only one batch is in flight: a worker killed mid-batch leaves at most that batch to be sent
- * again.
- *
- * Liveness: the worker holds a session advisory lock for its life (worker-lock.ts), so its rows
- * go back to the queue as soon as its process or connection dies; and it beats a heartbeat only
- * while it makes progress (a send finished within the lease, or nothing is in flight), so the
- * rows of a worker that is alive but stuck go back after the lease.
- */
 export interface WorkerOptions {
   name?: string;
   transport?: Transport;

@@ -1,7 +1,8 @@
-/**
+/*
  * The addresses each list answers at (docs/mail.md), as pure string logic. `dev@`, `dev-request@`,
  * `dev-subscribe@`, `dev-unsubscribe@`, `dev-confirm+TOKEN@`, `dev-owner@`, `dev-bounces+TOKEN@`.
  */
+
 export type Role = 'post' | 'request' | 'subscribe' | 'unsubscribe' | 'confirm' | 'owner' | 'bounces';
 
 export interface RoleCandidate {

@@ -1,7 +1,8 @@
-/**
+/*
  * An Atom 1.0 feed (RFC 4287) as a string. Text is escaped, and characters XML 1.0 does not allow
  * (control characters from mail bodies, lone surrogates) are dropped, so the feed always parses.
  */
+
 export interface AtomFeed {
   id: string;
   title: string;

@@ -1,9 +1,10 @@
-/**
+/*
  * How an attachment is served: only types a browser shows without running anything are shown
  * inline (common raster images, plain text); everything else, HTML and SVG included, is
  * downloaded as application/octet-stream. The file name survives in Content-Disposition, encoded
  * per RFC 6266 / 5987 with a plain ASCII fallback.
  */
+
 const INLINE = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'text/plain']);
 
 export interface ServedAs {

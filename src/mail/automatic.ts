@@ -1,10 +1,11 @@
-/**
+/*
  * Whether a message was sent by a program rather than a person, read from its envelope and
  * headers alone (RFC 3834 Auto-Submitted, RFC 5321 null reverse-path, the Precedence and
  * X-Autoreply conventions). One place for the question that three stages ask: the posting rules
  * (automatic mail is never distributed as it stands), the command addresses (never answered) and
  * the bounce reader (an auto-reply is never a bounce). Pure.
  */
+
 export type AutomaticKind =
   /** a delivery report: null envelope sender or MAILER-DAEMON */
   | 'delivery-report'

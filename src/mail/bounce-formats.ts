@@ -1,4 +1,4 @@
-/**
+/*
  * The plain-text bounce formats that mail systems still send instead of a DSN (RFC 3464), as data.
  * A report counts only when it comes from a mail system (see MAIL_SYSTEM_FROM) and carries one of
  * these signatures: text that merely contains numbers that look like status codes (a phone
@@ -7,6 +7,7 @@
  * Collected from the formats GNU Mailman's bounce detectors (flufl.bounce) and the MTAs'
  * own sources write; each has a fixture in test/fixtures/bounces/ where one was at hand.
  */
+
 export interface BounceFormat {
   name: string;
   /** the sentence the mail system opens its report with */

@@ -1,4 +1,4 @@
-/**
+/*
  * How a failed delivery is classified, as data (in the spirit of zone-mta's bounces.txt). The
  * first rule whose pattern matches "<status> <diagnostic>" wins.
  *
@@ -7,6 +7,7 @@
  * - hard: the address is gone (unknown user, no such domain, disabled mailbox).
  * - soft: a temporary condition of the member's mailbox (full, over quota, deferred).
  */
+
 export type BounceKind = 'hard' | 'soft' | 'policy' | 'unknown';
 
 export interface BounceRule {

@@ -1,8 +1,4 @@
-import { autoResponderMark, autoSubmitted, isVacationSubject } from './automatic.ts';
-import { MAIL_SYSTEM_FROM, plainBounceFormat, RETURNED_COPY } from './bounce-formats.ts';
-import { classifyText, type BounceKind } from './bounce-rules.ts';
-
-/**
+/*
  * Reading bounces: DSNs (RFC 3464, multipart/report with a message/delivery-status part) from
  * any MTA, and the plain-text reports some mail systems still send (classic Exim, qmail, Postfix
  * and Sendmail notices, …: bounce-formats.ts). Nothing else is a bounce, whatever numbers it
@@ -10,6 +6,11 @@ import { classifyText, type BounceKind } from './bounce-rules.ts';
  * as an auto-reply and never counts. Pure: it reads the raw bytes and the parsed text,
  * classification comes from bounce-rules.ts.
  */
+
+import { autoResponderMark, autoSubmitted, isVacationSubject } from './automatic.ts';
+import { MAIL_SYSTEM_FROM, plainBounceFormat, RETURNED_COPY } from './bounce-formats.ts';
+import { classifyText, type BounceKind } from './bounce-rules.ts';
+
 export interface BounceReport {
   recipient: string | null;
   action: string | null;

@@ -1,11 +1,12 @@
-import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../list-policies.ts';
-import { automaticMark } from './automatic.ts';
-
-/**
+/*
  * Commands mailed to LIST-request@, one of the list's addresses: `subscribe`, `unsubscribe`, `help`, in the
  * subject or in the first lines of the body. Also: whether a message was sent by a machine, in
  * which case command addresses must not answer it (mail loops, auto-responders, bounces).
  */
+
+import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../list-policies.ts';
+import { automaticMark } from './automatic.ts';
+
 export type Command = { name: 'subscribe'; mode: DeliveryMode | null } | { name: 'unsubscribe' } | { name: 'help' };
 
 const WORDS: Record<string, Command['name']> = {

@@ -1,11 +1,12 @@
-import crypto from 'node:crypto';
-import { encodeWord } from './header-block.ts';
-
-/**
+/*
  * Plain-text mail we write ourselves: notices, confirmations, replies to commands. Marked
  * Auto-Submitted (RFC 3834) so that auto-responders do not answer them and our own command
  * addresses ignore anything that answers automatically.
  */
+
+import crypto from 'node:crypto';
+import { encodeWord } from './header-block.ts';
+
 export interface TextMail {
   from: string;
   to: string;

@@ -1,13 +1,14 @@
+/*
+ * Digests for members in digest mode: MIME (RFC 2046 multipart/digest, each post a
+ * message/rfc822 part, byte for byte) and plain text (RFC 1153). Pure builders; the list's
+ * shared headers are included, the per-member List-Unsubscribe lines are added when sending.
+ */
+
 import crypto from 'node:crypto';
 import { newMessageId } from './compose.ts';
 import { encodeWord } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
 
-/**
- * Digests for members in digest mode: MIME (RFC 2046 multipart/digest, each post a
- * message/rfc822 part, byte for byte) and plain text (RFC 1153). Pure builders; the list's
- * shared headers are included, the per-member List-Unsubscribe lines are added when sending.
- */
 export interface DigestMessage {
   messageId: string;
   raw: Buffer;

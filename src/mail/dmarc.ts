@@ -1,8 +1,9 @@
-/**
+/*
  * DMARC records (RFC 7489), as far as a list needs them: does the author's domain ask receivers
  * to reject or quarantine mail that fails? Then a list copy whose signature no longer verifies
  * (subject prefix, footer) must not keep the author's From.
  */
+
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 
 export function parseDmarc(record: string): Map<string, string> {

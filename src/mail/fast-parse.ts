@@ -1,14 +1,15 @@
-import { headerEnd, unfold } from './header-block.ts';
-import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
-import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
-
-/**
+/*
  * The common case of list mail, parsed without the MIME machinery: one text/plain part in UTF-8 or
  * US-ASCII, 7bit or 8bit, not flowed, with plain ASCII Subject and a simple From. Bulk import
  * parses most messages here, about twenty times faster than parse(). It gives exactly what
  * parse() gives (a test holds it to that) and returns null for anything else, which then goes
  * through parse().
  */
+
+import { headerEnd, unfold } from './header-block.ts';
+import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
+import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
+
 const HEADER_LINE = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
 const SIMPLE_TYPE = /^text\/plain\s*(?:;\s*charset\s*=\s*"?(utf-8|us-ascii)"?\s*)?;?$/i;
 const ASCII = /^[\x20-\x7e\t]*$/;

@@ -1,11 +1,12 @@
-import crypto from 'node:crypto';
-import { headerFields, headerValue, withoutFields } from './header-block.ts';
-
-/**
+/*
  * A list footer added as its own MIME part, so the author's parts stay byte for byte as written:
  * a multipart/mixed message gets one more part before its closing boundary; anything else is
  * wrapped in a new multipart/mixed whose first part is the original content.
  */
+
+import crypto from 'node:crypto';
+import { headerFields, headerValue, withoutFields } from './header-block.ts';
+
 export function footerPart(text: string, eol: string): string {
   const body = text.replace(/\r?\n/g, eol);
   const ascii = /^[\x00-\x7f]*$/.test(body);

@@ -1,7 +1,8 @@
-/**
+/*
  * Byte-level work on a message's header section, for copies that must leave everything we do not
  * deliberately change exactly as the author (and their DKIM signature) had it.
  */
+
 export interface SplitMessage {
   /** the header section, each field with its line ending, without the blank line */
   head: Buffer;

@@ -1,7 +1,8 @@
-/**
+/*
  * RFC 2047 encoded words ("=?utf-8?q?J=C3=BCrgen?=") in a header value, decoded for display.
  * Unknown charsets and malformed words are left as they are.
  */
+
 const WORD = /=\?([^?\s]+)\?([bqBQ])\?([^?\s]*)\?=/g;
 
 export function decodeHeaderWords(value: string): string {

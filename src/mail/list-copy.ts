@@ -1,8 +1,4 @@
-import { addFooter } from './footer.ts';
-import { displayName, encodeWord, headerFields, headerLines, headerValue, splitMessage, withoutFields } from './header-block.ts';
-import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
-
-/**
+/*
  * The copy of a post that goes to the members. Prepared once per (message, list); each member's
  * copy is then `head + member lines + body`, three buffers, so a fan-out to thousands does not
  * re-parse or re-build anything per recipient.
@@ -11,6 +7,11 @@ import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } fr
  * author's headers or body (subject prefix, Reply-To, From rewriting, footer) are applied here
  * and only when the list asks for them.
  */
+
+import { addFooter } from './footer.ts';
+import { displayName, encodeWord, headerFields, headerLines, headerValue, splitMessage, withoutFields } from './header-block.ts';
+import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
+
 export interface CopyOptions {
   list: ListIdentity & { name: string };
   messageId: string;

@@ -1,11 +1,12 @@
-import { roleAddress, splitAddress } from './address.ts';
-import { absoluteUrl, listUrl, messageUrl, subscribeUrl, unsubscribeUrl } from './urls.ts';
-
-/**
+/*
  * The list headers every copy carries (RFC 2369, 2919, 5064, 8058; docs/delivery.md, "Every copy"). They are added at
  * the top of the author's header section; the author's own fields are not touched, so their DKIM
  * signature still verifies.
  */
+
+import { roleAddress, splitAddress } from './address.ts';
+import { absoluteUrl, listUrl, messageUrl, subscribeUrl, unsubscribeUrl } from './urls.ts';
+
 export interface ListIdentity {
   /** the list's address, e.g. dev@lists.example.org */
   address: string;

@@ -1,4 +1,4 @@
-/**
+/*
  * mbox files, read as a stream and written as mboxrd.
  *
  * Reading accepts what archives hold in practice: mboxrd (">From " quoting reversible), mboxo as

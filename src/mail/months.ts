@@ -1,4 +1,5 @@
-/** Archive months ("YYYY-MM", UTC): the unit of month pages and month mbox files. */
+/* Archive months ("YYYY-MM", UTC): the unit of month pages and month mbox files. */
+
 export interface MonthRange {
   month: string;
   start: Date;

@@ -1,8 +1,9 @@
-/**
+/*
  * Addresses shown to anonymous readers lose their domain ("alice@…"), as archives do to keep
  * harvesters away; logged-in readers see them whole. Message-IDs in permalinks are not touched:
  * they are identities, not addresses.
  */
+
 const ADDRESS = /([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64})@([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)/g;
 
 export function obfuscateAddress(email: string): string {

@@ -1,10 +1,10 @@
-import { headerEnd, unfold } from './header-block.ts';
-import { generatedMessageId, normalizeMessageId } from './message-id.ts';
-
-/**
+/*
  * Cheap looks at a raw message's header section without parsing the MIME structure: enough to
  * recognise a message already archived (its Message-ID) before paying for a full parse.
  */
+
+import { headerEnd, unfold } from './header-block.ts';
+import { generatedMessageId, normalizeMessageId } from './message-id.ts';
 
 /** The header section: bytes up to the first empty line (or all of it). */
 export function headerSection(raw: Buffer): string {

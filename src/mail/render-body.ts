@@ -1,11 +1,12 @@
-import sanitize from 'sanitize-html';
-import { defangSchemes, obfuscateText } from './obfuscate.ts';
-
-/**
+/*
  * Message bodies as HTML fragments for archive pages: plain text escaped, links made clickable,
  * long quotes folded into <details> (works without JavaScript); HTML parts sanitised through an
  * allow-list with nothing that runs, nothing that loads from elsewhere unless the reader asks.
  */
+
+import sanitize from 'sanitize-html';
+import { defangSchemes, obfuscateText } from './obfuscate.ts';
+
 export interface RenderOptions {
   /** anonymous reader: addresses lose their domain */
   obfuscate: boolean;

@@ -1,6 +1,4 @@
-import { messageIdPath } from './message-id.ts';
-
-/**
+/*
  * Every link listkeeper puts in pages and mail (docs/urls.md), one function per URL shape: the web
  * routes (web/archive/routes.ts, web/subscription-routes.ts, web/subscribe-form.ts, web/auth/,
  * web/admin/) answer these shapes, and nothing else builds them. Each returns a path from the site's root; mail and feeds,
@@ -10,6 +8,8 @@ import { messageIdPath } from './message-id.ts';
  * KEY is a list's URL key (its local part when unique, else its address: LIST_KEY in db/list-key.ts);
  * MSGID a Message-ID without its brackets (message-id.ts messageIdPath).
  */
+
+import { messageIdPath } from './message-id.ts';
 
 /** `/lists/KEY/`: a list's archive. The @ of an address stays readable. */
 export function listUrl(key: string): string {

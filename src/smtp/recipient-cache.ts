@@ -1,8 +1,4 @@
-import type pg from 'pg';
-import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
-import { Listener } from '../db/listener.ts';
-
-/**
+/*
  * Remembers which RCPT TO addresses are lists, so the hot path of a busy listener does not ask
  * PostgreSQL once per message. Only positive answers are kept (a list created a moment ago is
  * found by the next lookup), every change to `lists` clears the cache through NOTIFY from any
@@ -11,6 +7,11 @@ import { Listener } from '../db/listener.ts';
  * moderation rules read the list's settings again in the transaction that commits it
  * (senderFacts).
  */
+
+import type pg from 'pg';
+import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
+import { Listener } from '../db/listener.ts';
+
 const MAX_ENTRIES = 10_000;
 const MAX_AGE_MS = 60_000;
 

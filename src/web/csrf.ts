@@ -1,12 +1,13 @@
-import crypto from 'node:crypto';
-import type { NextFunction, Request, Response } from 'express';
-import { cookieOptions, cookies } from './cookies.ts';
-
-/**
+/*
  * CSRF protection for every form: a double-submit token. A random value lives in a SameSite=Strict
  * cookie and must come back in the form's `_csrf` field (or the X-CSRF-Token header). Stateless, so
  * any number of web instances accept each other's forms. Forms get the token via csrfToken().
  */
+
+import crypto from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import { cookieOptions, cookies } from './cookies.ts';
+
 const COOKIE = 'lk_csrf';
 
 export function csrfToken(req: Request, res: Response): string {

@@ -1,12 +1,4 @@
-import cluster, { type Worker } from 'node:cluster';
-import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import client from 'prom-client';
-import { log } from '../log.ts';
-import { registry } from '../metrics.ts';
-
-/**
+/*
  * The web role on several cores (WEB_PROCESSES > 1). Node answers requests on one thread, so one
  * `serve` process forks that many web processes (node:cluster): they share the listening socket
  * and the primary hands each new connection to the next one. Each process has its own pools and
@@ -16,6 +8,14 @@ import { registry } from '../metrics.ts';
  * /metrics asks the primary, which adds up every process's registry (its own included), so a
  * scrape sees the whole server whichever process answers it.
  */
+
+import cluster, { type Worker } from 'node:cluster';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import client from 'prom-client';
+import { log } from '../log.ts';
+import { registry } from '../metrics.ts';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/listkeeper.js');
 const WEB_PROCESS_ENV = 'LISTKEEPER_WEB_PROCESS';

@@ -1,9 +1,4 @@
-import type { NextFunction, Request, Response } from 'express';
-import { InvalidInput, isAppError } from '../errors.ts';
-import { log } from '../log.ts';
-import { webRefusals } from './web-metrics.ts';
-
-/**
+/*
  * Where the web checks what a visitor typed, before any route sees it: a request whose path or
  * query string is not well-formed percent-encoded UTF-8, or carries a NUL (which PostgreSQL text
  * cannot hold), is refused with 400; so is a form field with a NUL. Handlers can then pass
@@ -14,6 +9,11 @@ import { webRefusals } from './web-metrics.ts';
  * a word too long for a tsquery) are caused by the value a visitor sent, so they are a 400 with
  * a plain message, never a 500. Every refusal is logged and counted.
  */
+
+import type { NextFunction, Request, Response } from 'express';
+import { InvalidInput, isAppError } from '../errors.ts';
+import { log } from '../log.ts';
+import { webRefusals } from './web-metrics.ts';
 
 const NUL = '\u0000';
 

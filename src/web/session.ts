@@ -1,14 +1,15 @@
+/*
+ * Sessions stored in PostgreSQL (so any web instance serves any visitor). The cookie carries a
+ * random id; the table holds its SHA-256 only. Cookies are HttpOnly, SameSite=Lax, and Secure when
+ * PUBLIC_URL is https. Also carries one-shot "flash" notices across a redirect.
+ */
+
 import type { Request, RequestHandler, Response } from 'express';
 import { hashToken as hashSecret, looksLikeToken, newToken } from '../auth/credentials.ts';
 import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
 import type { WebContext } from './context.ts';
 import { cookieOptions, cookies, secureCookies } from './cookies.ts';
 
-/**
- * Sessions stored in PostgreSQL (so any web instance serves any visitor). The cookie carries a
- * random id; the table holds its SHA-256 only. Cookies are HttpOnly, SameSite=Lax, and Secure when
- * PUBLIC_URL is https. Also carries one-shot "flash" notices across a redirect.
- */
 const SESSION_COOKIE = 'lk_session';
 const FLASH_COOKIE = 'lk_flash';
 const MAX_AGE_MS = 90 * 24 * 3600 * 1000;

@@ -1,3 +1,12 @@
+/*
+ * /lists/LIST/subscribe: web subscription with double opt-in. It resists subscription bombing:
+ * nothing is subscribed until the address owner follows the mailed link; confirmation mails are
+ * rate-limited per IP and per address (over the address limit nothing more is sent, silently);
+ * and the answer is the same whether or not the address is already subscribed. A private list is
+ * not there for those who may not read its archive (404, GET and POST alike), as on its archive
+ * pages: they could not learn from this form that it exists, nor use it.
+ */
+
 import { Router, type Request } from 'express';
 import { listForReader } from '../db/archive.ts';
 import { InvalidInput, NotFound } from '../errors.ts';
@@ -15,14 +24,6 @@ import { requestWebSubscription } from '../core/subscriptions.ts';
 import { readerOf } from './archive/access.ts';
 import { viewerOf } from './viewer.ts';
 
-/**
- * /lists/LIST/subscribe: web subscription with double opt-in. It resists subscription bombing:
- * nothing is subscribed until the address owner follows the mailed link; confirmation mails are
- * rate-limited per IP and per address (over the address limit nothing more is sent, silently);
- * and the answer is the same whether or not the address is already subscribed. A private list is
- * not there for those who may not read its archive (404, GET and POST alike), as on its archive
- * pages: they could not learn from this form that it exists, nor use it.
- */
 const LIMITS = { perIp: 10, perEmail: 3, windowSeconds: 24 * 3600 };
 
 /** The list a subscribe URL names, as far as this visitor may know of it. */

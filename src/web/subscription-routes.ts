@@ -1,3 +1,9 @@
+/*
+ * Links from mail: `/u/TOKEN` (RFC 8058 one-click unsubscribe: GET shows a page, POST with
+ * List-Unsubscribe=One-Click acts at once, without cookies or CSRF, as mail providers send it)
+ * and `/confirm/TOKEN` (double opt-in: GET shows a button, POST confirms, with CSRF).
+ */
+
 import { Router, type Request, type Response } from 'express';
 import { hashToken } from '../auth/credentials.ts';
 import { AppError, NotFound } from '../errors.ts';
@@ -10,11 +16,6 @@ import type { WebContext } from './context.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';
 
-/**
- * Links from mail: `/u/TOKEN` (RFC 8058 one-click unsubscribe: GET shows a page, POST with
- * List-Unsubscribe=One-Click acts at once, without cookies or CSRF, as mail providers send it)
- * and `/confirm/TOKEN` (double opt-in: GET shows a button, POST confirms, with CSRF).
- */
 export function subscriptionRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;

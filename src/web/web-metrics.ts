@@ -1,7 +1,7 @@
+/* Counters of the web role, served at /metrics with the others (summed over web processes). */
+
 import client from 'prom-client';
 import { registry } from '../metrics.ts';
-
-/** Counters of the web role, served at /metrics with the others (summed over web processes). */
 
 export const webRefusals = new client.Counter({
   name: 'listkeeper_web_refused_requests_total',

@@ -1,3 +1,8 @@
+/*
+ * Two ways to drive the web panel in tests: WebClient, a fetch with a cookie jar (for route and
+ * role tables), and a real headless Chromium through playwright-core (for end-to-end flows).
+ */
+
 import crypto from 'node:crypto';
 import type { Browser } from 'playwright-core';
 import { upsertAccount } from '../../src/db/accounts.ts';
@@ -5,10 +10,6 @@ import { hashToken, newToken } from '../../src/auth/credentials.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createSession } from '../../src/db/sessions.ts';
 
-/**
- * Two ways to drive the web panel in tests: WebClient, a fetch with a cookie jar (for route and
- * role tables), and a real headless Chromium through playwright-core (for end-to-end flows).
- */
 export interface Reply {
   status: number;
   location: string | null;

@@ -1,3 +1,9 @@
+/*
+ * A real SMTP server on an ephemeral port that stands in for the relay (or a recipient's MX):
+ * it records every envelope and message, and can be told to refuse recipients (4xx or 5xx at
+ * RCPT TO) or to be slow, to exercise retries, bounces and crashes.
+ */
+
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { parseConfig, type Config } from '../../src/config.ts';
@@ -5,11 +11,6 @@ import type { Database } from '../../src/db/database.ts';
 import { DeliveryWorker } from '../../src/delivery/worker.ts';
 import { log } from '../../src/log.ts';
 
-/**
- * A real SMTP server on an ephemeral port that stands in for the relay (or a recipient's MX):
- * it records every envelope and message, and can be told to refuse recipients (4xx or 5xx at
- * RCPT TO) or to be slow, to exercise retries, bounces and crashes.
- */
 export interface Captured {
   from: string;
   to: string;

@@ -1,13 +1,14 @@
+/*
+ * Certificates for TLS tests, made with the openssl command: a test CA and a certificate it
+ * signed for 127.0.0.1 / localhost (good, once the CA is trusted: NODE_EXTRA_CA_CERTS=caFile),
+ * and two bad ones: self-signed for another name, and signed by the CA but expired.
+ */
+
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/**
- * Certificates for TLS tests, made with the openssl command: a test CA and a certificate it
- * signed for 127.0.0.1 / localhost (good, once the CA is trusted: NODE_EXTRA_CA_CERTS=caFile),
- * and two bad ones: self-signed for another name, and signed by the CA but expired.
- */
 export interface TestCertificates {
   dir: string;
   /** the CA's certificate (PEM file) to trust */

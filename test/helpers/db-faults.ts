@@ -1,14 +1,14 @@
+/*
+ * Database faults for tests and the crash loop: the backends of one process terminated under
+ * its feet (pg_terminate_backend), and the whole PostgreSQL server restarted under load (only a
+ * server the test owns: never the machine's shared one).
+ */
+
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-
-/**
- * Database faults for tests and the crash loop: the backends of one process terminated under
- * its feet (pg_terminate_backend), and the whole PostgreSQL server restarted under load (only a
- * server the test owns: never the machine's shared one).
- */
 
 /**
  * Terminates every backend that a listkeeper process opened (its pools and its LISTEN client

@@ -1,7 +1,4 @@
-import net from 'node:net';
-import tls from 'node:tls';
-
-/**
+/*
  * An SMTP relay that misbehaves on demand, for delivery fault tests and the crash loop. It is a
  * small hand-written server (not smtp-server) because the faults must land at any step,
  * including the greeting, EHLO and the DATA command, which smtp-server has no hook for.
@@ -11,6 +8,10 @@ import tls from 'node:tls';
  * (with a good or a bad certificate) and AUTH, and records whether each message and each
  * password arrived over TLS. Messages are recorded with their envelope and exact bytes.
  */
+
+import net from 'node:net';
+import tls from 'node:tls';
+
 export type RelayStep = 'connect' | 'ehlo' | 'starttls' | 'auth' | 'mail' | 'rcpt' | 'data' | 'dot';
 
 export interface StepFault {

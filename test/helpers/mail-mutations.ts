@@ -1,10 +1,11 @@
-import type { Random } from './random.ts';
-
-/**
+/*
  * Ways to damage a real message, for the SMTP fuzz run: each takes the bytes and a random
  * source and returns new bytes and a short note of what it did (printed with any failure, so
  * the input can be rebuilt). They work on bytes (latin1), never on decoded text.
  */
+
+import type { Random } from './random.ts';
+
 export interface Mutated {
   raw: Buffer;
   detail: string;

@@ -1,7 +1,8 @@
-/**
+/*
  * A small seeded random source (mulberry32), so that a fault run prints its seed and can be
  * played again with the same choices. Timing on a busy machine still varies between runs.
  */
+
 export interface Random {
   /** in [0, 1) */
   next(): number;

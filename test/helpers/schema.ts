@@ -1,6 +1,4 @@
-import type pg from 'pg';
-
-/**
+/*
  * A database's schema as sorted lines of text, read from the catalogs over the connection given:
  * relations, columns (in order, with type, nullability, default, identity), constraints, indexes,
  * sequences, functions (an md5 of pg_get_functiondef), triggers, views, types, text search
@@ -9,6 +7,9 @@ import type pg from 'pg';
  * what pg_dump and the catalogs print differently across versions never enters the comparison.
  * Names print unqualified for objects in public: the connection's search_path is set to public.
  */
+
+import type pg from 'pg';
+
 export async function describeSchema(db: pg.ClientBase): Promise<string[]> {
   await db.query(`select set_config('search_path', 'public', false)`);
   const { rows } = await db.query<{ line: string }>(SCHEMA_LINES);

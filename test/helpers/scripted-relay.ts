@@ -1,12 +1,13 @@
-import net from 'node:net';
-
-/**
+/*
  * A bare SMTP server on a real socket whose every step is scripted, for relay faults: a reply
  * code at any step (greeting, EHLO/HELO, MAIL, RCPT, DATA, the end of the message), a delay
  * before each reply, a step it never answers (a black hole before the greeting, a stall after
  * the message), a step it answers one continuation line at a time forever, and a stop and a
  * restart on the same port. smtp-server can do none of these.
  */
+
+import net from 'node:net';
+
 export type Step = 'greeting' | 'ehlo' | 'mail' | 'rcpt' | 'data' | 'dot';
 
 export interface Script {

@@ -1,13 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import { BIN, ROOT } from './cli.ts';
-
-/**
+/*
  * The real `listkeeper serve` as a child process, with the roles asked for, for fault tests:
  * it can be killed with any signal at any moment, and says whether it died on its own.
  * (cli.ts startServe runs `--smtp --web` for the operability tests; this one takes any roles
  * and keeps what the process wrote, for the report when it dies.)
  */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { BIN, ROOT } from './cli.ts';
+
 export type Role = 'smtp' | 'web' | 'worker';
 
 export interface ServeProcess {

@@ -1,14 +1,4 @@
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import type pg from 'pg';
-import { log } from '../../src/log.ts';
-import { messageIdPath } from '../../src/mail/message-id.ts';
-import { HEAVY, MUTATIONS, withMessageId } from './mail-mutations.ts';
-import { random } from './random.ts';
-import { ConnectionLost, SmtpSession, sentBytes, type Transaction } from './smtp-session.ts';
-
-/**
+/*
  * The SMTP fuzz run: real messages (every .eml under test/fixtures, and CPython's
  * test_email corpus in test/fixtures/corpus/), each given a Message-ID of its own and then
  * damaged by one or two mutations, sent over real SMTP to the ingest listener for a list with
@@ -22,6 +12,17 @@ import { ConnectionLost, SmtpSession, sentBytes, type Transaction } from './smtp
  *
  * One in ten inputs names the list twice (once in capitals) and a second list, so that every accepted RCPT TO must get the message.
  */
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type pg from 'pg';
+import { log } from '../../src/log.ts';
+import { messageIdPath } from '../../src/mail/message-id.ts';
+import { HEAVY, MUTATIONS, withMessageId } from './mail-mutations.ts';
+import { random } from './random.ts';
+import { ConnectionLost, SmtpSession, sentBytes, type Transaction } from './smtp-session.ts';
+
 export interface FuzzCase {
   n: number;
   seed: string;

@@ -1,11 +1,12 @@
-import net from 'node:net';
-
-/**
+/*
  * An SMTP client for fault tests: one connection, messages sent one after another over it, the
  * exact bytes given (bare LFs, NULs and 8-bit bytes included; only dot-stuffing is added), every
  * reply awaited with a deadline, and a connection that breaks failing what waits instead of
  * hanging. nodemailer would rewrite bare LFs, and the bench client never gives up.
  */
+
+import net from 'node:net';
+
 export interface Reply {
   code: number;
   text: string;

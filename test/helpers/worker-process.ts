@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { BIN, ROOT } from './cli.ts';
-
-/**
+/*
  * A real `listkeeper serve --worker` process, logging at info, for tests that kill it, send it
  * SIGTERM or read what it logged.
  */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { BIN, ROOT } from './cli.ts';
+
 export interface WorkerProcess {
   child: ChildProcess;
   output(): string;

@@ -1,3 +1,5 @@
+/* Self-service for anyone logged in: their subscriptions, delivery mode, password, sessions. */
+
 import { Router } from 'express';
 import { findAccount, setPasswordHash } from '../../db/accounts.ts';
 import { hashPassword, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
@@ -15,7 +17,6 @@ import { field, oneOf, positiveInt } from '../admin/form.ts';
 import { requireLogin } from '../auth/guards.ts';
 
 
-/** Self-service for anyone logged in: their subscriptions, delivery mode, password, sessions. */
 export function accountRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;

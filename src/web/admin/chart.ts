@@ -1,10 +1,11 @@
-import type { HourlyCounts } from '../../db/outbox.ts';
-
-/**
+/*
  * A small bar chart of deliveries per hour, laid out here and drawn as inline SVG by the view:
  * no JavaScript, readable in any browser. Each hour is one stacked bar: sent, deferred, failed,
  * bounced.
  */
+
+import type { HourlyCounts } from '../../db/outbox.ts';
+
 export interface Bar {
   x: number;
   width: number;

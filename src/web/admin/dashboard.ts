@@ -1,3 +1,5 @@
+/* The panel's home (the viewer's lists), the operations dashboard and the site-wide audit log. */
+
 import { Router } from 'express';
 import { recentAudit } from '../../db/audit.ts';
 import { recentIngestErrors } from '../../db/ingest-errors.ts';
@@ -12,7 +14,6 @@ import { auditLines } from './audit-view.ts';
 import { fillHours, hourlyChart } from './chart.ts';
 import { positiveInt, query } from './form.ts';
 
-/** The panel's home (the viewer's lists), the operations dashboard and the site-wide audit log. */
 export function dashboardRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;

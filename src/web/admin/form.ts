@@ -1,8 +1,9 @@
+/* Reading submitted forms: one place that turns loose form values into checked ones. */
+
 import type { Request } from 'express';
 import { InvalidInput } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 
-/** Reading submitted forms: one place that turns loose form values into checked ones. */
 export function field(req: Request, name: string, max = 10_000): string {
   const v = (req.body as Record<string, unknown> | undefined)?.[name];
   const s = Array.isArray(v) ? String(v[0] ?? '') : typeof v === 'string' ? v : '';

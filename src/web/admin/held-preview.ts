@@ -1,11 +1,12 @@
-import sanitizeHtml from 'sanitize-html';
-import { parse } from '../../mail/parse.ts';
-
-/**
+/*
  * What a moderator sees of a held message: the headers that matter and the body as plain text.
  * Never the message's HTML: an HTML-only message is reduced to its text, and everything is
  * escaped by the view. Remote images, scripts and tracking pixels therefore never load.
  */
+
+import sanitizeHtml from 'sanitize-html';
+import { parse } from '../../mail/parse.ts';
+
 export interface HeldPreview {
   headers: { name: string; value: string }[];
   text: string;

@@ -1,3 +1,5 @@
+/* What a moderator can do to held posts, one at a time or ticked in bulk. */
+
 import { Router } from 'express';
 import { recentAudit } from '../../db/audit.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
@@ -13,7 +15,6 @@ import { field, fields, oneOf, positiveInt } from './form.ts';
 import { heldPreview } from './held-preview.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
-/** What a moderator can do to held posts, one at a time or ticked in bulk. */
 const ACTIONS = ['approve', 'reject', 'discard', 'approve-allow', 'discard-ban'] as const;
 type Action = (typeof ACTIONS)[number];
 

@@ -1,11 +1,12 @@
-import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../../list-policies.ts';
-import { normalizeEmail } from '../../mail/address.ts';
-
-/**
+/*
  * Addresses pasted or uploaded by an owner: one per line, as `address`, `Name <address>`, or CSV
  * rows (`email,name,mode` — a header row naming the columns may come first, in any order).
  * Bad lines are reported with their number, never silently dropped.
  */
+
+import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../../list-policies.ts';
+import { normalizeEmail } from '../../mail/address.ts';
+
 export interface ImportEntry {
   email: string;
   name: string | null;

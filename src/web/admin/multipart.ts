@@ -1,12 +1,13 @@
-import express, { type NextFunction, type Request, type Response } from 'express';
-import { InvalidInput } from '../../errors.ts';
-import { checkBody } from '../request-input.ts';
-
-/**
+/*
  * multipart/form-data for the one form that uploads a file (members from a CSV file). The body is
  * small (capped) and read whole, then split on its boundary: text fields land in req.body like
  * urlencoded ones, files in req.files. Forms without a file keep using urlencoded.
  */
+
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { InvalidInput } from '../../errors.ts';
+import { checkBody } from '../request-input.ts';
+
 export interface UploadedFile {
   field: string;
   filename: string;

@@ -1,3 +1,5 @@
+/* Subscription requests held for approval (lists with subscribe policy "approve"). */
+
 import { Router } from 'express';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
@@ -8,7 +10,6 @@ import { decideSubscription, pendingApprovals } from '../../core/subscriptions.t
 import { field, fields, oneOf, positiveInt } from './form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
-/** Subscription requests held for approval (lists with subscribe policy "approve"). */
 export function requestsRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;

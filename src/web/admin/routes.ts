@@ -1,17 +1,4 @@
-import { Router } from 'express';
-import type { WebContext } from '../context.ts';
-import { accountRouter } from '../account/routes.ts';
-import { authRouter } from '../auth/routes.ts';
-import { subscribeRouter } from '../subscribe-form.ts';
-import { requireLogin } from '../auth/guards.ts';
-import { dashboardRouter } from './dashboard.ts';
-import { heldRouter } from './held.ts';
-import { listsRouter } from './lists.ts';
-import { membersRouter } from './members.ts';
-import { messagesRouter } from './messages.ts';
-import { requestsRouter } from './requests.ts';
-
-/**
+/*
  * Accounts, self-service and the admin panel. Each page family is its own router; every /admin
  * route checks the viewer's role on the server (auth/guards.ts) and every form carries a CSRF token.
  *
@@ -25,6 +12,20 @@ import { requestsRouter } from './requests.ts';
  *   /admin/lists/LIST/members[.csv,/add,/bulk,/EMAIL]           members.ts
  *   /admin/lists/LIST/messages[/hide,/unhide]                   messages.ts
  */
+
+import { Router } from 'express';
+import type { WebContext } from '../context.ts';
+import { accountRouter } from '../account/routes.ts';
+import { authRouter } from '../auth/routes.ts';
+import { subscribeRouter } from '../subscribe-form.ts';
+import { requireLogin } from '../auth/guards.ts';
+import { dashboardRouter } from './dashboard.ts';
+import { heldRouter } from './held.ts';
+import { listsRouter } from './lists.ts';
+import { membersRouter } from './members.ts';
+import { messagesRouter } from './messages.ts';
+import { requestsRouter } from './requests.ts';
+
 export function adminRouter(ctx: WebContext): Router {
   const r = Router();
   r.use(authRouter(ctx));

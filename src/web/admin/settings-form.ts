@@ -1,3 +1,8 @@
+/*
+ * The list settings form: every option of a list, read from the submitted form and checked.
+ * Problems are collected so the page can show them all at once next to the values typed.
+ */
+
 import type { Request } from 'express';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
@@ -5,10 +10,6 @@ import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, 
 import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
-/**
- * The list settings form: every option of a list, read from the submitted form and checked.
- * Problems are collected so the page can show them all at once next to the values typed.
- */
 export interface SettingsInput {
   core: CoreSettings;
   delivery: Partial<DeliverySettings>;

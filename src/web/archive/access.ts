@@ -1,15 +1,16 @@
+/*
+ * Who may read an archive (its `archive` setting): everyone for a 'public' list; for 'members' and 'private'
+ * lists, a logged-in viewer who is an active member, an owner or moderator of the list, or a site
+ * administrator. The rule itself is the SQL function can_read_archive() (sql/0004), so pages,
+ * search, feeds and downloads all apply the same one.
+ */
+
 import { listForReader, readableListIds, readerMayRead, type Reader, type ReaderList } from '../../db/archive.ts';
 import type { ListRow } from '../../db/lists.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import type { Viewer } from '../viewer.ts';
 
-/**
- * Who may read an archive (its `archive` setting): everyone for a 'public' list; for 'members' and 'private'
- * lists, a logged-in viewer who is an active member, an owner or moderator of the list, or a site
- * administrator. The rule itself is the SQL function can_read_archive() (sql/0004), so pages,
- * search, feeds and downloads all apply the same one.
- */
 export function readerOf(viewer: Viewer | null | undefined): Reader {
   return { email: viewer?.email?.toLowerCase() ?? null, siteAdmin: viewer?.isSiteAdmin === true };
 }

@@ -1,3 +1,9 @@
+/*
+ * Downloads: a month (/lists/LIST/YYYY-MM.mbox) or a thread (/lists/LIST/thread/ID.mbox) as
+ * mboxrd, streamed page by page with validators computed first (so a 304 costs one small query);
+ * and the list's Atom feed (/lists/LIST/feed.atom).
+ */
+
 import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
 import { exportMbox } from '../../core/archive-export.ts';
@@ -16,11 +22,6 @@ import { routeMonth, sendBody, setCacheHeaders } from './http.ts';
 import { absoluteUrl, feedUrl, listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, shownSubject } from './present.ts';
 
-/**
- * Downloads: a month (/lists/LIST/YYYY-MM.mbox) or a thread (/lists/LIST/thread/ID.mbox) as
- * mboxrd, streamed page by page with validators computed first (so a 304 costs one small query);
- * and the list's Atom feed (/lists/LIST/feed.atom).
- */
 const FEED_ENTRIES = 30;
 
 async function sendMbox(ctx: WebContext, req: Request, res: Response, list: ReaderList, scope: MboxScope, filename: string) {

@@ -1,3 +1,13 @@
+/*
+ * HTTP for archive pages: cache headers suited to a cache in front (as pgarchives behind Varnish)
+ * and validators. Public archives seen by anonymous readers are `public, max-age=60`; anything
+ * seen by a logged-in reader is `private, no-cache` (it may show addresses in full); restricted
+ * archives are `private, no-store`. Every page carries Last-Modified and an ETag (a hash of the
+ * body, or of the data for downloads), and a conditional request that still matches gets 304.
+ * Conditionals are evaluated as RFC 9110 §13 says, whatever Cache-Control the request carries:
+ * `no-cache` tells caches to revalidate, which is exactly what a conditional request does.
+ */
+
 import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { MonthRange } from '../../mail/months.ts';
@@ -7,15 +17,6 @@ import { viewerOf } from '../viewer.ts';
 import { notModified } from './conditional.ts';
 import { offerToPageCache } from './page-cache.ts';
 
-/**
- * HTTP for archive pages: cache headers suited to a cache in front (as pgarchives behind Varnish)
- * and validators. Public archives seen by anonymous readers are `public, max-age=60`; anything
- * seen by a logged-in reader is `private, no-cache` (it may show addresses in full); restricted
- * archives are `private, no-store`. Every page carries Last-Modified and an ETag (a hash of the
- * body, or of the data for downloads), and a conditional request that still matches gets 304.
- * Conditionals are evaluated as RFC 9110 §13 says, whatever Cache-Control the request carries:
- * `no-cache` tells caches to revalidate, which is exactly what a conditional request does.
- */
 export const PUBLIC_MAX_AGE = 60;
 
 export interface CachePolicy {

@@ -1,3 +1,5 @@
+/* Browsing pages: the lists (/), one list, one month of it, one thread. */
+
 import type { Request, Response } from 'express';
 import { adjacentMonths, archiveIndex, listMonths, monthThreads, movedThread, recentThreads, threadTree, type ThreadSummary } from '../../db/archive.ts';
 import { NotFound } from '../../errors.ts';
@@ -8,8 +10,6 @@ import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, routeMonth, sendPage } from './http.ts';
 import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
 import { authorName, participants, shownSubject } from './present.ts';
-
-/** Browsing pages: the lists (/), one list, one month of it, one thread. */
 
 const LISTS_PER_PAGE = 100;
 const THREADS_PER_PAGE = 100;

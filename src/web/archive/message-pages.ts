@@ -1,3 +1,10 @@
+/*
+ * /message-id/MSGID (the permalink), /message-id/raw/MSGID (the bytes as received) and
+ * /message-id/attachment/MSGID/N/NAME. MSGID may come with or without its angle brackets; ?list=
+ * picks the list to show it in, and which message when the Message-ID names several (permalink.ts
+ * decides what this reader sees). A message hidden in every readable list answers 410 with why.
+ */
+
 import { isUtf8 } from 'node:buffer';
 import type { Request, Response } from 'express';
 import { findPermalink, messageWithNeighbours, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
@@ -16,13 +23,6 @@ import { routeMessageId, sendBody, sendPage, setCacheHeaders } from './http.ts';
 import { authorFull, authorName, messageLink, shownSubject } from './present.ts';
 import { messageAtFault } from './parsed-messages.ts';
 import { resolvePermalink, type Resolution } from './permalink.ts';
-
-/**
- * /message-id/MSGID (the permalink), /message-id/raw/MSGID (the bytes as received) and
- * /message-id/attachment/MSGID/N/NAME. MSGID may come with or without its angle brackets; ?list=
- * picks the list to show it in, and which message when the Message-ID names several (permalink.ts
- * decides what this reader sees). A message hidden in every readable list answers 410 with why.
- */
 
 /** ?list=: the list key or address the reader asked for. */
 function preferredList(req: Request): string | null {

@@ -1,12 +1,4 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type pg from 'pg';
-import { archiveVersion, type ArchiveVersion as Version } from '../../db/archive.ts';
-import { log } from '../../log.ts';
-import { pageCacheRequests } from '../../metrics.ts';
-import { viewerOf } from '../viewer.ts';
-import { notModified } from './conditional.ts';
-
-/**
+/*
  * Rendered archive pages for anonymous readers of public lists, kept in memory and served again
  * without rendering: the pages that a cache in front (Varnish at postgresql.org) would share
  * anyway, since they go out as `Cache-Control: public`. Unlike such a cache this one never serves
@@ -26,6 +18,15 @@ import { notModified } from './conditional.ts';
  * fixed order): anything else in the query string (?utm_source=…, a cache buster) neither makes
  * a new entry nor bypasses the cache.
  */
+
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type pg from 'pg';
+import { archiveVersion, type ArchiveVersion as Version } from '../../db/archive.ts';
+import { log } from '../../log.ts';
+import { pageCacheRequests } from '../../metrics.ts';
+import { viewerOf } from '../viewer.ts';
+import { notModified } from './conditional.ts';
+
 const MAX_AGE_MS = 10_000;
 /** Bigger bodies (an mbox download, a large raw message) are not worth the memory. */
 const MAX_ENTRY_BYTES = 512 * 1024;

@@ -1,16 +1,16 @@
-import pg from 'pg';
-import { parentPort, workerData } from 'node:worker_threads';
-import { messageRaw } from '../../db/message-raw.ts';
-import { isAppError } from '../../errors.ts';
-import { parse } from '../../mail/parse.ts';
-
-/**
+/*
  * The thread that parses large messages for the web (parse-thread.ts starts it): the MIME parse of
  * a 10 MB message costs about a second of CPU, and reading its bytes from PostgreSQL (20 MB of
  * hex to decode) a good part of another, which would stall every other request of the web
  * process. So the thread reads the bytes itself, on its own connection, and answers each job with
  * what a message page shows; attachment bytes are handed over, not copied.
  */
+
+import pg from 'pg';
+import { parentPort, workerData } from 'node:worker_threads';
+import { messageRaw } from '../../db/message-raw.ts';
+import { isAppError } from '../../errors.ts';
+import { parse } from '../../mail/parse.ts';
 
 export interface ThreadData {
   /** where archived messages are read: DATABASE_READ_URL, else the primary */

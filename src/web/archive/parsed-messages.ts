@@ -1,13 +1,4 @@
-import { messageRaw } from '../../db/message-raw.ts';
-import type { Queryable } from '../../db/pool.ts';
-import { NotFound, RejectedMessage } from '../../errors.ts';
-import { parse } from '../../mail/parse.ts';
-import { messageParses, parsedMessageRequests } from '../web-metrics.ts';
-import { ParseThread, type MessageContent } from './parse-thread.ts';
-
-export type { MessageContent } from './parse-thread.ts';
-
-/**
+/*
  * Parsed messages for the web, kept in memory: a message page with attachments, or HTML, needs a
  * MIME parse, and a 10 MB message with 25 attachments costs about a second of CPU to parse. So
  * each message is parsed once, and its text, HTML, headers and attachments are kept in a
@@ -25,6 +16,16 @@ export type { MessageContent } from './parse-thread.ts';
  * message's fault are kept too, for FAILURE_TTL_MS, so that a message the parser chokes on is not
  * parsed again on every view.
  */
+
+import { messageRaw } from '../../db/message-raw.ts';
+import type { Queryable } from '../../db/pool.ts';
+import { NotFound, RejectedMessage } from '../../errors.ts';
+import { parse } from '../../mail/parse.ts';
+import { messageParses, parsedMessageRequests } from '../web-metrics.ts';
+import { ParseThread, type MessageContent } from './parse-thread.ts';
+
+export type { MessageContent } from './parse-thread.ts';
+
 const IN_PROCESS_MAX = 256 * 1024;
 const FAILURE_TTL_MS = 10 * 60 * 1000;
 /** Per entry, besides its strings and attachments. */

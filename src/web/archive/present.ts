@@ -1,8 +1,8 @@
+/* What archive pages show of messages and lists, shaped for the views. */
+
 import { defangSchemes, obfuscateAddress, obfuscateText } from '../../mail/obfuscate.ts';
 import { escapeHtml } from '../../mail/render-body.ts';
 import { messageUrl } from '../../mail/urls.ts';
-
-/** What archive pages show of messages and lists, shaped for the views. */
 
 /** A subject as shown: addresses in it are obfuscated for anonymous readers, like the body's. */
 export function shownSubject(subject: string, obfuscate: boolean): string {

@@ -1,15 +1,4 @@
-import { Router, type NextFunction, type Request, type Response } from 'express';
-import { NotFound } from '../../errors.ts';
-import { normalizeMessageId } from '../../mail/message-id.ts';
-import { monthRange } from '../../mail/months.ts';
-import type { WebContext } from '../context.ts';
-import { feed, monthMbox, threadMbox } from './downloads.ts';
-import { declareQuery } from './http.ts';
-import { indexPage, listPage, monthPage, threadPage } from './list-pages.ts';
-import { attachment, messagePage, rawMessage } from './message-pages.ts';
-import { searchPage } from './search-page.ts';
-
-/**
+/*
  * The readers' archive, whose URLs are stable (docs/urls.md): one route per URL shape (mail/urls.ts
  * builds the links), each with the query parameters its page reads.
  *
@@ -31,6 +20,18 @@ import { searchPage } from './search-page.ts';
  * is not one is not this route, and ends as 404 unless a later one takes it (/lists/LIST/subscribe);
  * a :msgid that is no Message-ID is 404 at once. Handlers read them with routeMonth, routeMessageId.
  */
+
+import { Router, type NextFunction, type Request, type Response } from 'express';
+import { NotFound } from '../../errors.ts';
+import { normalizeMessageId } from '../../mail/message-id.ts';
+import { monthRange } from '../../mail/months.ts';
+import type { WebContext } from '../context.ts';
+import { feed, monthMbox, threadMbox } from './downloads.ts';
+import { declareQuery } from './http.ts';
+import { indexPage, listPage, monthPage, threadPage } from './list-pages.ts';
+import { attachment, messagePage, rawMessage } from './message-pages.ts';
+import { searchPage } from './search-page.ts';
+
 export function archiveRouter(ctx: WebContext): Router {
   const r = Router();
   type Handler = (ctx: WebContext, req: Request, res: Response) => Promise<unknown>;

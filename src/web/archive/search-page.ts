@@ -1,3 +1,8 @@
+/*
+ * /search?q=&list=&from=&after=&before=: full-text search over the archives this reader may
+ * read. A query that is a Message-ID goes straight to that message.
+ */
+
 import type { Request, Response } from 'express';
 import { messageCopies } from '../../db/archive-messages.ts';
 import { hasSearchTerms, searchMessages, type SearchResult } from '../../db/search.ts';
@@ -12,10 +17,6 @@ import { pageParam, pager, sendPage } from './http.ts';
 import { listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, excerptHtml, shownSubject } from './present.ts';
 
-/**
- * /search?q=&list=&from=&after=&before=: full-text search over the archives this reader may
- * read. A query that is a Message-ID goes straight to that message.
- */
 const PER_PAGE = 20;
 const CAP = 300;
 const MESSAGE_ID = /^<?[^\s<>@]+@[^\s<>@]+>?$/;

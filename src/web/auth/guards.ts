@@ -1,3 +1,11 @@
+/*
+ * Server-side access checks. Every admin route passes through one of these; pages only hide the
+ * links a viewer may not follow, they never decide access.
+ *
+ * Roles, weakest first: moderator (held queue, hiding messages), owner (also settings, members,
+ * moderators), site administrator (everything, on every list, and the site itself).
+ */
+
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { roleOnList, type ListRole } from '../../db/list-admin.ts';
 import { findList, type ListRow } from '../../db/lists.ts';
@@ -5,13 +13,6 @@ import { Forbidden } from '../../errors.ts';
 import { adminListUrl, loginUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 
-/**
- * Server-side access checks. Every admin route passes through one of these; pages only hide the
- * links a viewer may not follow, they never decide access.
- *
- * Roles, weakest first: moderator (held queue, hiding messages), owner (also settings, members,
- * moderators), site administrator (everything, on every list, and the site itself).
- */
 export type Need = 'moderator' | 'owner' | 'admin';
 export type EffectiveRole = ListRole | 'admin';
 

@@ -1,3 +1,17 @@
+/*
+ * Logging in and out: password (argon2), or a one-time link by mail; password reset by mail.
+ * No answer tells whether an account exists: wrong address and wrong password read the same and
+ * cost the same argon2 work, and "a link is on its way" is said for any address; the link itself
+ * is made and mailed after the answer is sent, so known and unknown addresses take the same time.
+ *
+ * Password attempts are limited in PostgreSQL (every web instance shares the counts) so that
+ * guessing is slow, but a stranger's failures never lock the owner out: every attempt counts per
+ * IP; failures count per address and IP (10 close that pair: a guesser on one network) and per
+ * address from anywhere (100, NIST SP 800-63B's ceiling, close the address to passwords: a
+ * guesser on many networks). The owner's right password from another network still works, and a
+ * mailed login link always does.
+ */
+
 import { Router, type Request, type Response } from 'express';
 import {
   consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, recordLogin, setPasswordHash, upsertAccount, voidLoginTokens,
@@ -17,19 +31,6 @@ import { safeNext } from './guards.ts';
 import { sendNotice } from '../../core/notices.ts';
 import { afterResponse } from '../after-response.ts';
 
-/**
- * Logging in and out: password (argon2), or a one-time link by mail; password reset by mail.
- * No answer tells whether an account exists: wrong address and wrong password read the same and
- * cost the same argon2 work, and "a link is on its way" is said for any address; the link itself
- * is made and mailed after the answer is sent, so known and unknown addresses take the same time.
- *
- * Password attempts are limited in PostgreSQL (every web instance shares the counts) so that
- * guessing is slow, but a stranger's failures never lock the owner out: every attempt counts per
- * IP; failures count per address and IP (10 close that pair: a guesser on one network) and per
- * address from anywhere (100, NIST SP 800-63B's ceiling, close the address to passwords: a
- * guesser on many networks). The owner's right password from another network still works, and a
- * mailed login link always does.
- */
 const LOGIN_LIMIT = { perIp: 30, failuresPerPair: 10, failuresPerEmail: 100, windowSeconds: 15 * 60 };
 const LINK_LIMIT = { perIp: 20, perEmail: 3, windowSeconds: 60 * 60 };
 const LINK_TTL = 60 * 60;
