@@ -23,7 +23,7 @@ import { Corpus } from './corpus.ts';
 import { load, loadClient, warm, type LoadResult } from './http-load.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// One web process per core, as the README advises for production.
+// One web process per core, as docs/operations.md advises for production.
 const WEB_PROCESSES = os.availableParallelism();
 const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
 

@@ -1,5 +1,5 @@
 /*
- * Large messages on the web (issue 10, item 10): a 10 MB message with 25 attachments, served by a
+ * Large messages on the web: a 10 MB message with 25 attachments, served by a
  * real `listkeeper serve --web` (one process, page cache off, so every request reaches the page).
  * Prints the first view, repeat views (p50/p95/max of 50), its attachments, and what unrelated
  * small pages cost while four other large messages are viewed for the first time at once.
