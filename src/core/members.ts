@@ -10,6 +10,7 @@ import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
 import { addMember, findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
+import { removeMembers } from '../db/member-admin.ts';
 import { withTransaction } from '../db/pool.ts';
 import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
@@ -61,11 +62,14 @@ export async function changeMembers(pool: pg.Pool, list: ListRow, emails: string
   if (emails.length === 0) return [];
   return withTransaction(pool, async (tx) => {
     const changed: boolean[] = [];
-    for (const email of emails) {
-      const done = change === 'remove'
-        ? await removeMember(tx, list.id, email)
-        : change === 'reenable' ? await reenableMember(tx, list.id, email) : await setMemberMode(tx, list.id, email, change.mode);
-      changed.push(done);
+    if (change === 'remove') {
+      // One statement however many are selected; an address named twice changed only once.
+      const removed = new Set(await removeMembers(tx, list.id, emails));
+      for (const email of emails) changed.push(removed.delete(email));
+    } else {
+      for (const email of emails) {
+        changed.push(change === 'reenable' ? await reenableMember(tx, list.id, email) : await setMemberMode(tx, list.id, email, change.mode));
+      }
     }
     await recordAudit(tx, {
       actor: opts.actor, action: `member.${typeof change === 'string' ? change : 'mode'}`, list, target: emails.length === 1 ? emails[0] : null,

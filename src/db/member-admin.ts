@@ -71,13 +71,14 @@ export async function subscriptionsOf(db: Queryable, email: string): Promise<Sub
   return rows;
 }
 
-/** Bulk removal (members become 'unsubscribed'; rows stay for history). */
-export async function removeMembers(db: Queryable, listId: number, emails: string[]): Promise<number> {
-  const { rowCount } = await db.query(
-    `update members set status = 'unsubscribed', updated_at = now() where list_id = $1 and email = any($2::text[]) and status <> 'unsubscribed'`,
+/** Bulk removal in one statement (members become 'unsubscribed'; rows stay for history); the addresses it changed. */
+export async function removeMembers(db: Queryable, listId: number, emails: string[]): Promise<string[]> {
+  const { rows } = await db.query<{ email: string }>(
+    `update members set status = 'unsubscribed', updated_at = now() where list_id = $1 and email = any($2::text[]) and status <> 'unsubscribed'
+     returning email`,
     [listId, emails],
   );
-  return rowCount ?? 0;
+  return rows.map((r) => r.email);
 }
 
 /** Audit entries about one address on one list. */
