@@ -1,23 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { mimeDigest, plainDigest } from '../src/mail/digest.ts';
 import { parse } from '../src/mail/parse.ts';
+import { SAMPLE_POST } from './helpers/sample-post.ts';
 
 /** Building digests (src/mail/digest.ts): MIME (multipart/digest) and RFC 1153 plain text. */
 
 const now = new Date('2026-11-02T10:00:00Z');
 
-const RAW = Buffer.from([
-  'From: Alice <alice@example.org>',
-  'To: dev@lists.example.org',
-  'Subject: =?UTF-8?Q?=C3=9Cber_die_Planung?=',
-  'Date: Mon, 02 Nov 2026 10:00:00 +0000',
-  'Message-ID: <plan/1+x@example.org>',
-  'MIME-Version: 1.0',
-  'Content-Type: text/plain; charset=utf-8',
-  '',
-  'Hello, list.',
-  '',
-].join('\r\n'));
+const RAW = SAMPLE_POST;
 
 describe('digests', () => {
   const info = { list: { address: 'dev@lists.example.org', key: 'dev', publicUrl: 'https://lists.example.org', name: 'dev', domain: 'lists.example.org' }, volume: 1, issue: 7, date: now };

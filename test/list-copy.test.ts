@@ -2,21 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { headerFields, splitMessage } from '../src/mail/header-block.ts';
 import { memberCopy, prepareCopy, type CopyOptions } from '../src/mail/list-copy.ts';
 import { parse } from '../src/mail/parse.ts';
+import { SAMPLE_POST } from './helpers/sample-post.ts';
 
 /** Each member's copy of a post (src/mail/list-copy.ts): the list headers on top, the author's bytes kept. */
 
-const RAW = Buffer.from([
-  'From: Alice <alice@example.org>',
-  'To: dev@lists.example.org',
-  'Subject: =?UTF-8?Q?=C3=9Cber_die_Planung?=',
-  'Date: Mon, 02 Nov 2026 10:00:00 +0000',
-  'Message-ID: <plan/1+x@example.org>',
-  'MIME-Version: 1.0',
-  'Content-Type: text/plain; charset=utf-8',
-  '',
-  'Hello, list.',
-  '',
-].join('\r\n'));
+const RAW = SAMPLE_POST;
 
 function options(over: Partial<CopyOptions> = {}): CopyOptions {
   return {
