@@ -776,6 +776,7 @@ CREATE TABLE public.held_messages (
     decided_by text,
     decision_reason text,
     notified_at timestamp with time zone,
+    checks jsonb,
     CONSTRAINT held_messages_state_check CHECK ((state = ANY (ARRAY['held'::text, 'approved'::text, 'rejected'::text, 'discarded'::text])))
 );
 
@@ -996,7 +997,8 @@ CREATE TABLE public.messages (
     thread_id bigint NOT NULL,
     parent_id bigint,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
-    tsv tsvector GENERATED ALWAYS AS ((setweight(to_tsvector('public.listkeeper'::regconfig, subject), 'A'::"char") || setweight(to_tsvector('public.listkeeper'::regconfig, "left"(body, 200000)), 'D'::"char"))) STORED
+    tsv tsvector GENERATED ALWAYS AS ((setweight(to_tsvector('public.listkeeper'::regconfig, subject), 'A'::"char") || setweight(to_tsvector('public.listkeeper'::regconfig, "left"(body, 200000)), 'D'::"char"))) STORED,
+    checks jsonb
 );
 ALTER TABLE ONLY public.messages ALTER COLUMN tsv SET STORAGE MAIN;
 

@@ -121,6 +121,33 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(members.map((m: { email: string }) => m.email)).not.toContain('good@example.com');
   });
 
+  it('changes settings by name with list set, VALUE @FILE included, and refuses bad ones all at once without changing any', async () => {
+    const footerFile = `${os.tmpdir()}/lk-footer-${process.pid}.txt`;
+    const fs = await import('node:fs');
+    fs.writeFileSync(footerFile, 'Unsubscribe: see List-Unsubscribe\n');
+    await cli(['list', 'create', 'settable', '--owner', 'o@example.org'], env);
+    const ok = await cli(['list', 'set', 'settable', 'subject_prefix=[settable]', 'post_policy=moderated', `footer=@${footerFile}`, 'reply_to_address=Replies@Example.org'], env);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('changed subject_prefix, post_policy, footer, reply_to_address');
+    const list = await findList(db.pool, 'settable@lists.example.org');
+    expect(list).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated', footer: 'Unsubscribe: see List-Unsubscribe', reply_to_address: 'replies@example.org' });
+
+    const bad = await cli(['list', 'set', 'settable', 'subject_prefix=[x]', 'post_policy=everyone', 'colour=blue', 'max_message_size=-1'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('post_policy: must be one of open, members, moderated');
+    expect(bad.stderr).toContain('colour: no such setting');
+    expect(bad.stderr).toContain('max_message_size: must be a whole number');
+    expect((await findList(db.pool, 'settable@lists.example.org')).subject_prefix).toBe('[settable]');
+
+    const missing = await cli(['list', 'set', 'settable', `footer=@${footerFile}.missing`], env);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('ENOENT');
+    const { rows } = await db.pool.query(`select detail from audit_log where action = 'list.settings' and list_address = 'settable@lists.example.org'`);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].detail).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated' });
+  });
+
   it('reports an unknown list on stderr with a non-zero exit', async () => {
     const r = await cli(['members', 'nosuch'], env);
     expect(r.code).not.toBe(0);

@@ -5,6 +5,8 @@ import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-pol
 import { normalizeEmail } from '../mail/address.ts';
 import type { Queryable } from '../db/pool.ts';
 import { createList } from '../core/lists.ts';
+import { LIST_SETTINGS, parseListSettings, setListSettings } from '../core/list-settings.ts';
+import fs from 'node:fs';
 import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
 
 
@@ -79,6 +81,26 @@ export function registerListCommands(program: Command) {
     );
 
   list
+    .command('set')
+    .argument('<list>', 'list address, or its local part when unique')
+    .argument('<settings...>', 'KEY=VALUE pairs; VALUE @FILE reads a file; KEY= clears an optional setting')
+    .description(`change settings by name (${Object.keys(LIST_SETTINGS).join(', ')})`)
+    .action((ref: string, settings: string[]) =>
+      runCommand(async ({ cfg, db }) => {
+        const pairs = settings.map((s): [string, string] => {
+          const eq = s.indexOf('=');
+          if (eq <= 0) throw new InvalidInput(`"${s}" is not KEY=VALUE`);
+          const value = s.slice(eq + 1);
+          return [s.slice(0, eq), value.startsWith('@') ? readValueFile(value.slice(1)) : value];
+        });
+        const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
+        const changed = await setListSettings(db.pool, list, parseListSettings(pairs), { actor: cliActor() });
+        const names = Object.keys(changed);
+        process.stdout.write(names.length > 0 ? `${list.address}: changed ${names.join(', ')}\n` : `${list.address}: nothing changed\n`);
+      }),
+    );
+
+  list
     .command('ls')
     .option('--json', 'machine-readable output')
     .description('all lists')
@@ -90,4 +112,13 @@ export function registerListCommands(program: Command) {
         printTable(rows, ['address', 'post_policy', 'archive', 'members', 'messages', 'description']);
       }),
     );
+}
+
+/** The text of a settings file (`KEY=@FILE`), with one clear error when it cannot be read. */
+function readValueFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').replace(/\n$/, '');
+  } catch (err) {
+    throw new InvalidInput(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }

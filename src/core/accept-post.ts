@@ -5,11 +5,12 @@
  */
 
 import type { ListRow } from '../db/lists.ts';
-import { acceptIntoLists, type ArchiveResult } from '../db/messages.ts';
+import { acceptIntoLists, storeChecks, type ArchiveResult } from '../db/messages.ts';
 import type { Queryable } from '../db/pool.ts';
 import { RejectedMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
+import type { PostChecks } from '../mail/post-checks.ts';
 import type { Decision } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
@@ -19,6 +20,8 @@ export interface Post {
   raw: Buffer;
   message: ParsedMessage;
   envelopeFrom: string | null;
+  /** what was learnt as it arrived (core/post-checks.ts); stored with the message */
+  checks?: PostChecks;
   log: Logger;
   /** what is kept of a refused post (RETENTION_*) */
   settings: Pick<CoreSettings, 'retention'>;
@@ -40,6 +43,7 @@ export type PostOutcome =
  */
 export async function acceptPost(tx: Queryable, p: Post, opts: { exact?: boolean } = {}): Promise<PostOutcome> {
   const [archived] = await acceptIntoLists(tx, [{ ...p, exact: opts.exact }]);
+  if (archived.created && p.checks) await storeChecks(tx, [{ id: archived.id, checks: p.checks }]);
   return afterAccept(tx, p, archived);
 }
 

@@ -89,7 +89,7 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
     if (action === 'approve') {
       await decideHeld(tx, id, 'approved', opts.actor, reason);
       // Byte for byte as held: an approval links only to an equal archived message.
-      const post = { list, raw: held.raw, message: message!, envelopeFrom: held.envelope_from, log: log.child({ messageId: message!.messageId, heldId: held.id }), settings: opts.settings };
+      const post = { list, raw: held.raw, message: message!, envelopeFrom: held.envelope_from, checks: held.checks ?? undefined, log: log.child({ messageId: message!.messageId, heldId: held.id }), settings: opts.settings };
       const outcome = await acceptPost(tx, post, { exact: true });
       if (outcome.kind === 'refused') {
         throw new Conflict(`held message ${id} cannot be approved: the archive of ${list.address} already has a different message with its Message-ID <${held.message_id}>; reject or discard it`, 'message_id_reused');
@@ -129,6 +129,7 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
     reason: decision.reason,
     rule: decision.rule,
     state: decision.action === 'hold' ? 'held' : 'discarded',
+    checks: p.checks,
   });
   if (heldId === null) {
     // A post with this Message-ID already waits for a moderator: the same one sent again, or not.

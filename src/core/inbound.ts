@@ -8,8 +8,10 @@ import type { Logger } from '../log.ts';
 import { normalizeEmail, roleAddress } from '../mail/address.ts';
 import { findCommand, isAutomatic } from '../mail/commands.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
+import type { Peer, PostChecks } from '../mail/post-checks.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './post.ts';
+import { checkPost } from './post-checks.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
@@ -18,6 +20,8 @@ export interface Inbound {
   envelopeFrom: string | null;
   /** the SMTP client's IP address, for the per-client quota on kept rejected mail */
   client?: string | null;
+  /** the SMTP session's client, HELO and TLS, for the trace line and the authentication checks */
+  peer?: Peer | null;
   recipients: (ResolvedRecipient & { address: string })[];
   raw: Buffer;
   log: Logger;
@@ -57,10 +61,22 @@ export async function receive(pool: pg.Pool, msg: Inbound, settings: CoreSetting
   }
 
   const log = msg.log.child({ messageId: parsed.messageId });
+  // Posts are checked once, whatever the number of lists they went to.
+  const postedTo = msg.recipients.filter((r) => r.role === 'post').map((r) => r.list);
+  let checks: PostChecks = {};
+  if (postedTo.length > 0) {
+    try {
+      checks = await checkPost({ raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, lists: postedTo, log }, settings);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      // A check that asks to be tried again (the scanner is down and SPAM_CHECK_FAIL=tempfail).
+      return msg.recipients.map(() => err);
+    }
+  }
   const results: RecipientResult[] = [];
   for (const rcpt of msg.recipients) {
     try {
-      await handle(pool, settings, rcpt, msg, parsed, log);
+      await handle(pool, settings, rcpt, msg, parsed, checks, log);
       results.push(null);
     } catch (err) {
       if (err instanceof AppError) {
@@ -76,11 +92,11 @@ export async function receive(pool: pg.Pool, msg: Inbound, settings: CoreSetting
   return results;
 }
 
-async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, log: Logger) {
+async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, checks: PostChecks, log: Logger) {
   const list = rcpt.list;
   switch (rcpt.role) {
     case 'post': {
-      const outcome = await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, log, settings });
+      const outcome = await post(pool, { list, raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, checks, log, settings });
       if (outcome.kind === 'refused') throw outcome.error;
       return;
     }

@@ -1,5 +1,6 @@
 /* Held posts (sql/0003_delivery.sql): kept out of the archive until a moderator approves them. */
 
+import type { PostChecks } from '../mail/post-checks.ts';
 import type { Queryable } from './pool.ts';
 
 export type HeldState = 'held' | 'approved' | 'rejected' | 'discarded';
@@ -22,6 +23,8 @@ export interface HeldRow {
   decided_by: string | null;
   decision_reason: string | null;
   notified_at: Date | null;
+  /** what the arrival checks found (mail/post-checks.ts) */
+  checks: PostChecks | null;
 }
 
 export interface NewHeld {
@@ -36,18 +39,19 @@ export interface NewHeld {
   rule: string;
   /** already decided by a rule (discarded), or waiting for a moderator (held) */
   state: 'held' | 'discarded';
+  checks?: PostChecks;
 }
 
 /** Stores a held (or rule-discarded) post. Null when the same Message-ID is already held on the list. */
 export async function insertHeld(db: Queryable, h: NewHeld): Promise<number | null> {
   const { rows } = await db.query<{ id: number }>(
     `insert into held_messages (list_id, message_id, raw, size, from_email, from_name, subject, envelope_from, reason, rule,
-                                state, decided_at, decided_by)
+                                state, decided_at, decided_by, checks)
      values ($1, $2, $3::bytea, length($3::bytea), $4, $5, $6, $7, $8, $9, $10::text,
-             case when $10::text = 'held' then null else now() end, case when $10::text = 'held' then null else 'rule:' || $9::text end)
+             case when $10::text = 'held' then null else now() end, case when $10::text = 'held' then null else 'rule:' || $9::text end, $11::jsonb)
      on conflict (list_id, message_id) where state = 'held' do nothing
      returning id`,
-    [h.listId, h.messageId, h.raw, h.fromEmail, h.fromName, h.subject, h.envelopeFrom, h.reason, h.rule, h.state],
+    [h.listId, h.messageId, h.raw, h.fromEmail, h.fromName, h.subject, h.envelopeFrom, h.reason, h.rule, h.state, h.checks && Object.keys(h.checks).length > 0 ? JSON.stringify(h.checks) : null],
   );
   return rows[0]?.id ?? null;
 }

@@ -137,41 +137,34 @@ export interface DeliverySettings {
   held_notice_minutes: number;
 }
 
+/**
+ * The column type of each sending option, for the update below. A new option is one line here
+ * (and one in DeliverySettings): the statement is built from the keys given.
+ */
+const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
+  subject_prefix: 'text',
+  footer: 'text',
+  reply_to: 'text',
+  reply_to_address: 'text',
+  dmarc_mitigation: 'text',
+  dkim_domain: 'text',
+  dkim_selector: 'text',
+  dkim_private_key: 'text',
+  max_message_size: 'int',
+  digest_size_threshold: 'int',
+  digest_interval_hours: 'int',
+  bounce_threshold: 'real',
+  held_notice_minutes: 'int',
+};
+
 /** Changes the given sending options of a list; the others keep their values. */
 export async function updateDeliverySettings(db: Queryable, listId: number, s: Partial<DeliverySettings>): Promise<ListRow> {
-  const has = (k: keyof DeliverySettings) => Object.prototype.hasOwnProperty.call(s, k);
+  // Only known column names reach the SQL text; values are parameters.
+  const keys = (Object.keys(s) as (keyof DeliverySettings)[]).filter((k) => Object.prototype.hasOwnProperty.call(DELIVERY_COLUMNS, k) && s[k] !== undefined);
+  const sets = keys.map((k, i) => `${k} = $${i + 2}::${DELIVERY_COLUMNS[k]}`);
   const { rows } = await db.query<ListRow>(
-    `update lists set
-       subject_prefix        = case when $2  then $3  else subject_prefix end,
-       footer                = case when $4  then $5  else footer end,
-       reply_to              = case when $6  then $7  else reply_to end,
-       reply_to_address      = case when $8  then $9  else reply_to_address end,
-       dmarc_mitigation      = case when $10 then $11 else dmarc_mitigation end,
-       dkim_domain           = case when $12 then $13 else dkim_domain end,
-       dkim_selector         = case when $14 then $15 else dkim_selector end,
-       dkim_private_key      = case when $16 then $17 else dkim_private_key end,
-       max_message_size      = case when $18 then $19::int else max_message_size end,
-       digest_size_threshold = case when $20 then $21::int else digest_size_threshold end,
-       digest_interval_hours = case when $22 then $23::int else digest_interval_hours end,
-       bounce_threshold      = case when $24 then $25::real else bounce_threshold end,
-       held_notice_minutes   = case when $26 then $27::int else held_notice_minutes end
-     where id = $1 returning *`,
-    [
-      listId,
-      has('subject_prefix'), s.subject_prefix ?? '',
-      has('footer'), s.footer ?? '',
-      has('reply_to'), s.reply_to ?? 'none',
-      has('reply_to_address'), s.reply_to_address ?? null,
-      has('dmarc_mitigation'), s.dmarc_mitigation ?? 'none',
-      has('dkim_domain'), s.dkim_domain ?? null,
-      has('dkim_selector'), s.dkim_selector ?? null,
-      has('dkim_private_key'), s.dkim_private_key ?? null,
-      has('max_message_size'), s.max_message_size ?? 0,
-      has('digest_size_threshold'), s.digest_size_threshold ?? 30720,
-      has('digest_interval_hours'), s.digest_interval_hours ?? 24,
-      has('bounce_threshold'), s.bounce_threshold ?? 3,
-      has('held_notice_minutes'), s.held_notice_minutes ?? 15,
-    ],
+    sets.length > 0 ? `update lists set ${sets.join(', ')} where id = $1 returning *` : 'select * from lists where id = $1',
+    [listId, ...keys.map((k) => s[k] ?? null)],
   );
   if (!rows[0]) throw new NotFound(`no list with id ${listId}`, 'no_such_list');
   return rows[0];

@@ -1,6 +1,7 @@
 import type { Queryable } from './pool.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import { verpParts } from '../mail/address.ts';
+import type { PostChecks } from '../mail/post-checks.ts';
 
 /**
  * What archiving a message into a list did (archive_message in sql/0013). A Message-ID identifies a
@@ -90,6 +91,18 @@ function messageParams(listId: number, raw: Buffer, m: ParsedMessage): unknown[]
 
 function archiveResult(r: ArchiveRow): ArchiveResult {
   return { id: r.id, created: r.created, addedToList: r.added_to_list, threadId: r.thread_id, sameContent: r.same_content };
+}
+
+/** Keeps what the arrival checks found with newly stored messages (one statement for the batch). */
+export async function storeChecks(db: Queryable, items: { id: number; checks: PostChecks }[]): Promise<void> {
+  if (items.length === 0) return;
+  await db.query({
+    name: 'store-checks',
+    text: `update messages m set checks = v.checks
+             from unnest($1::bigint[], $2::jsonb[]) v(id, checks)
+            where m.id = v.id and m.checks is null`,
+    values: [items.map((i) => i.id), items.map((i) => JSON.stringify(i.checks))],
+  });
 }
 
 /**

@@ -4,6 +4,7 @@
  * finished in bulk, one statement per batch.
  */
 
+import type { PostChecks } from '../mail/post-checks.ts';
 import type { Queryable } from './pool.ts';
 
 export type OutboxKind = 'post' | 'digest' | 'notice';
@@ -266,8 +267,8 @@ export async function countBounceHourly(db: Queryable): Promise<void> {
 
 /** Raw sources for a batch: archived messages by id. */
 export async function messageSources(db: Queryable, ids: number[]) {
-  const { rows } = await db.query<{ id: number; message_id: string; raw: Buffer; subject: string; from_name: string; from_email: string }>(
-    'select id, message_id, raw, subject, from_name, from_email from messages where id = any($1::bigint[])',
+  const { rows } = await db.query<{ id: number; message_id: string; raw: Buffer; subject: string; from_name: string; from_email: string; checks: PostChecks | null }>(
+    'select id, message_id, raw, subject, from_name, from_email, checks from messages where id = any($1::bigint[])',
     [ids],
   );
   return rows;

@@ -16,6 +16,7 @@ import { mailSources, messageSources, type ClaimedRow } from '../db/outbox.ts';
 import type { Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { needsFromRewrite } from '../mail/dmarc.ts';
+import { traceFields } from '../mail/post-checks.ts';
 import { memberCopy, prepareCopy, withMemberLines, type PreparedCopy } from '../mail/list-copy.ts';
 import type { ListIdentity } from '../mail/list-headers.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
@@ -93,6 +94,7 @@ export class CopyCache {
       footer: list.footer,
       replyTo: { policy: list.reply_to, address: list.reply_to_address },
       mungeFrom,
+      trace: traceFields(m.checks),
     });
   }
 

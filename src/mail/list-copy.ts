@@ -24,9 +24,13 @@ export interface CopyOptions {
   replyTo: { policy: 'none' | 'list' | 'address'; address: string | null };
   /** rewrite From to the list (DMARC mitigation for p=reject/quarantine authors) */
   mungeFrom: boolean;
+  /** trace fields of the hop into listkeeper (mail/post-checks.ts traceFields), put on top */
+  trace?: string[];
 }
 
 export interface PreparedCopy {
+  /** trace fields (Received, Authentication-Results): the very top of every copy */
+  trace: Buffer;
   head: Buffer;
   body: Buffer;
   eol: string;
@@ -74,7 +78,7 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
   if (o.footer.trim()) ({ head, rest } = addFooter(head, rest, o.footer, eol));
 
   const top = buildTop(added, subjectTail, eol);
-  return { head: Buffer.concat([top, head]), body: rest, eol, list: o.list };
+  return { trace: headerLines(o.trace ?? [], eol), head: Buffer.concat([top, head]), body: rest, eol, list: o.list };
 }
 
 function buildTop(lines: string[], subjectTail: Buffer | null, eol: string): Buffer {
@@ -88,7 +92,7 @@ function buildTop(lines: string[], subjectTail: Buffer | null, eol: string): Buf
 
 /** One member's copy. */
 export function memberCopy(p: PreparedCopy, token: string | null): Buffer {
-  return Buffer.concat([headerLines(memberHeaderLines(p.list, token), p.eol), p.head, p.body]);
+  return Buffer.concat([p.trace, headerLines(memberHeaderLines(p.list, token), p.eol), p.head, p.body]);
 }
 
 /** Per-member lines for composed mail (digests) that already carries the list's shared headers. */

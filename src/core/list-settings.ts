@@ -1,0 +1,114 @@
+/*
+ * A list's settings by name, as `listkeeper list set LIST KEY=VALUE...` takes them (and the REST
+ * API will): each name with how its text value is checked and turned into the stored value. A new
+ * setting is one entry here (and its column in db/lists.ts DeliverySettings).
+ */
+
+import type pg from 'pg';
+import type { CoreSettings } from '../db/list-admin.ts';
+import type { DeliverySettings, ListRow } from '../db/lists.ts';
+import { InvalidInput } from '../errors.ts';
+import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
+import { normalizeEmail } from '../mail/address.ts';
+import { updateListSettings } from './lists.ts';
+
+interface Setting {
+  /** core settings are the list's identity and policies; delivery ones its sending options */
+  group: 'core' | 'delivery';
+  /** the stored value for a text value, or an InvalidInput saying what is allowed */
+  parse(value: string): unknown;
+  /** shown as "replaced"/"removed" in the audit log, never copied */
+  secret?: boolean;
+}
+
+const oneOf = (allowed: readonly string[]) => (v: string) => {
+  if (!allowed.includes(v)) throw new Error(`one of ${allowed.join(', ')}`);
+  return v;
+};
+const text = (max: number) => (v: string) => {
+  if (v.length > max) throw new Error(`at most ${max} characters`);
+  return v;
+};
+const number = (min: number, max: number, opts: { integer?: boolean } = {}) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max || (opts.integer !== false && !Number.isInteger(n))) {
+    throw new Error(`a ${opts.integer === false ? 'number' : 'whole number'} from ${min} to ${max}`);
+  }
+  return n;
+};
+const optional = (parse: (v: string) => unknown) => (v: string) => (v === '' ? null : parse(v));
+const email = (v: string) => {
+  const e = normalizeEmail(v);
+  if (!e) throw new Error('an e-mail address');
+  return e;
+};
+const domainName = (v: string) => {
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i.test(v)) throw new Error('a domain name');
+  return v.toLowerCase();
+};
+const selector = (v: string) => {
+  if (!/^[A-Za-z0-9._-]{1,63}$/.test(v)) throw new Error('letters, digits, ".", "_" and "-"');
+  return v;
+};
+const privateKey = (v: string) => {
+  const key = v.replace(/\r\n/g, '\n').trim();
+  if (!/^-----BEGIN (RSA |EC )?PRIVATE KEY-----[\s\S]+-----END (RSA |EC )?PRIVATE KEY-----$/.test(key)) throw new Error('a PEM private key ("-----BEGIN PRIVATE KEY-----"…)');
+  return key;
+};
+
+export const LIST_SETTINGS: Record<string, Setting> = {
+  name: { group: 'core', parse: (v) => { if (!v.trim()) throw new Error('a name'); return text(200)(v.trim()); } },
+  description: { group: 'core', parse: text(1000) },
+  post_policy: { group: 'core', parse: oneOf(POST_POLICIES) },
+  subscribe_policy: { group: 'core', parse: oneOf(SUBSCRIBE_POLICIES) },
+  archive: { group: 'core', parse: oneOf(ARCHIVE_POLICIES) },
+  subject_prefix: { group: 'delivery', parse: text(100) },
+  footer: { group: 'delivery', parse: text(5000) },
+  reply_to: { group: 'delivery', parse: oneOf(REPLY_TO_POLICIES) },
+  reply_to_address: { group: 'delivery', parse: optional(email) },
+  dmarc_mitigation: { group: 'delivery', parse: oneOf(DMARC_MITIGATIONS) },
+  max_message_size: { group: 'delivery', parse: number(0, 1024 * 1024 * 1024) },
+  digest_size_threshold: { group: 'delivery', parse: number(1024, 100 * 1024 * 1024) },
+  digest_interval_hours: { group: 'delivery', parse: number(1, 24 * 31) },
+  bounce_threshold: { group: 'delivery', parse: number(0.5, 100, { integer: false }) },
+  held_notice_minutes: { group: 'delivery', parse: number(0, 7 * 24 * 60) },
+  dkim_domain: { group: 'delivery', parse: optional(domainName) },
+  dkim_selector: { group: 'delivery', parse: optional(selector) },
+  dkim_private_key: { group: 'delivery', parse: optional(privateKey), secret: true },
+};
+
+/** Checks KEY=VALUE settings against LIST_SETTINGS: every problem at once, as one InvalidInput. */
+export function parseListSettings(pairs: [string, string][]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, value] of pairs) {
+    const setting = Object.prototype.hasOwnProperty.call(LIST_SETTINGS, name) ? LIST_SETTINGS[name] : undefined;
+    if (!setting) {
+      problems.push(`${name}: no such setting (settings: ${Object.keys(LIST_SETTINGS).join(', ')})`);
+      continue;
+    }
+    try {
+      out[name] = setting.parse(value);
+    } catch (err) {
+      problems.push(`${name}: must be ${(err as Error).message}${setting.secret ? '' : ` (got ${JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)})`}`);
+    }
+  }
+  if (problems.length > 0) throw new InvalidInput(problems.join('; '));
+  return out;
+}
+
+/** Saves settings by name (parseListSettings's output) with one audit entry of what changed. */
+export async function setListSettings(pool: pg.Pool, list: ListRow, values: Record<string, unknown>, opts: { actor: string }): Promise<Record<string, unknown>> {
+  const before = list as unknown as Record<string, unknown>;
+  const core = { name: list.name, description: list.description, post_policy: list.post_policy, subscribe_policy: list.subscribe_policy, archive: list.archive } as CoreSettings;
+  const delivery: Record<string, unknown> = {};
+  const changed: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(values)) {
+    const setting = LIST_SETTINGS[name];
+    if (setting.group === 'core') (core as unknown as Record<string, unknown>)[name] = value;
+    else delivery[name] = value;
+    if ((before[name] ?? null) !== (value ?? null)) changed[name] = setting.secret ? (value ? 'replaced' : 'removed') : value;
+  }
+  await updateListSettings(pool, list, { core, delivery: delivery as Partial<DeliverySettings> }, { actor: opts.actor, changed });
+  return changed;
+}
