@@ -53,6 +53,7 @@ const schema = z.object({
   RELAY_TLS: z.enum(['opportunistic', 'require', 'verify']).default('opportunistic'),
   RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
   SMTP_HELO_NAME: domain.optional(),
+  DNS_SERVERS: z.string().regex(/^\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?(\s*,\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?)*\s*$/i, 'must be comma-separated host or host:port resolvers').optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: positiveInt.default(20),
@@ -105,6 +106,8 @@ export interface Config {
   relayTlsCa?: string;
   /** our name in EHLO, to the relay and to MX hosts (SMTP_HELO_NAME, default MAIL_DOMAIN) */
   heloName: string;
+  /** resolvers for every lookup (DNS_SERVERS); empty: the system's */
+  dnsServers: string[];
   dataDir: string;
   logLevel: string;
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
@@ -180,6 +183,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,
     relayTlsCa: e.RELAY_TLS_CA,
     heloName: (e.SMTP_HELO_NAME ?? e.MAIL_DOMAIN).toLowerCase(),
+    dnsServers: (e.DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, updateDeliverySettings, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember, setDigestFormat } from '../src/db/members.ts';
 import { queueStats } from '../src/db/outbox.ts';
-import { setResolvers } from '../src/delivery/dns.ts';
+import { setResolvers } from '../src/dns.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { verpAddress } from '../src/mail/address.ts';
 import { parse } from '../src/mail/parse.ts';

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../src/config.ts';
 import { createList } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
-import { setResolvers } from '../src/delivery/dns.ts';
+import { setResolvers } from '../src/dns.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay, type RelayOptions } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';

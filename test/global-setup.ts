@@ -9,8 +9,10 @@ import type { TestProject } from 'vitest/node';
 import { openEmbedded, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { log } from '../src/log.ts';
+import { StubDns } from './helpers/stub-dns.ts';
 
 let embedded: EmbeddedDatabase | undefined;
+let dns: StubDns | undefined;
 let adminUrl: string;
 let template: string;
 
@@ -23,6 +25,13 @@ declare module 'vitest' {
 
 export async function setup(project: TestProject) {
   log.level = process.env.LOG_LEVEL ?? 'silent';
+  // Tests never touch the internet: every lookup, in the test processes (setup-log.ts) and in
+  // the serve and CLI processes they start (which inherit the environment), goes to a stub that
+  // knows no names unless a test gives it some.
+  if (!process.env.DNS_SERVERS) {
+    dns = new StubDns();
+    process.env.DNS_SERVERS = await dns.start();
+  }
   if (process.env.DATABASE_URL) {
     adminUrl = process.env.DATABASE_URL;
   } else {
@@ -45,6 +54,7 @@ export async function setup(project: TestProject) {
 export async function teardown() {
   await admin(`drop database if exists ${template} with (force)`).catch(() => undefined);
   await embedded?.release();
+  await dns?.stop();
 }
 
 async function admin(sql: string) {

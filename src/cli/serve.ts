@@ -34,6 +34,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const roles = webProcess ? { smtp: false, web: true, worker: false } : asked;
   const all = !roles.smtp && !roles.web && !roles.worker;
   const cfg = config();
+  (await import('../dns.ts')).useDnsServers(cfg.dnsServers);
   guardProcess();
   const db: Database = await openDatabase(cfg, 'serve');
   // Shutdown order: intake first (SMTP then web), then delivery drains, then the pool closes.

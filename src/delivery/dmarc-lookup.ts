@@ -2,7 +2,7 @@ import { cachedDmarcPolicy, storeDmarcPolicy, type DmarcPolicy } from '../db/dma
 import type { Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { policyOf } from '../mail/dmarc.ts';
-import { resolvers } from './dns.ts';
+import { resolvers } from '../dns.ts';
 
 const CACHE_SECONDS = 24 * 3600;
 

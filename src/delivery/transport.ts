@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import tls from 'node:tls';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { resolvers } from './dns.ts';
+import { resolvers } from '../dns.ts';
 import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SmtpTarget } from './smtp-pool.ts';
 
 export interface Transport {

@@ -1,6 +1,7 @@
 /*
- * The DNS lookups delivery makes (MX hosts for direct delivery, DMARC policies of authors'
- * domains). Tests replace them with setResolvers(): DNS is the one outside service we stub.
+ * Every DNS lookup listkeeper makes: MX hosts for direct delivery, the TXT records of SPF, DKIM,
+ * DMARC and ARC, and what mailauth asks for. DNS is the one outside service tests stub: in the
+ * process with setResolvers(), or across processes with DNS_SERVERS pointing at a stub server.
  */
 
 import dns from 'node:dns';
@@ -9,6 +10,11 @@ export interface Resolvers {
   mx(domain: string): Promise<{ exchange: string; priority: number }[]>;
   /** TXT records as returned by dns.promises.resolveTxt: each record is a list of strings */
   txt(name: string): Promise<string[][]>;
+  /**
+   * Any record type, as dns.promises.resolve(name, rrtype) answers: the resolver mailauth calls
+   * (SPF asks for TXT, A, AAAA, MX and PTR; DKIM, DMARC and ARC for TXT).
+   */
+  resolve(name: string, rrtype: string): Promise<unknown[]>;
 }
 
 // Every network wait has a deadline: 5 s per query, two tries (c-ares' defaults allow minutes).
@@ -17,6 +23,7 @@ const resolver = new dns.promises.Resolver({ timeout: 5_000, tries: 2 });
 const system: Resolvers = {
   mx: (domain) => resolver.resolveMx(domain),
   txt: (name) => resolver.resolveTxt(name),
+  resolve: (name, rrtype) => resolver.resolve(name, rrtype) as Promise<unknown[]>,
 };
 
 let current: Resolvers = system;
@@ -30,3 +37,7 @@ export function setResolvers(r?: Partial<Resolvers>): void {
   current = r ? { ...system, ...r } : system;
 }
 
+/** Sends every lookup to these servers (DNS_SERVERS: `host` or `host:port`, IPv6 as `[addr]:port`). */
+export function useDnsServers(servers: string[]): void {
+  if (servers.length > 0) resolver.setServers(servers);
+}
