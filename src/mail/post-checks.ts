@@ -26,6 +26,8 @@ export interface AuthChecks {
   dkim: string;
   dmarc: string;
   arc: string;
+  /** the highest instance (i=) of the ARC chain the post arrived with; 0 when it had none */
+  arcInstance: number;
   /** the From header's domain */
   fromDomain: string | null;
   /** SPF or DKIM passed for a domain aligned with From (DMARC's test, whatever the policy) */
