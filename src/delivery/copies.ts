@@ -15,9 +15,9 @@ import { listsByIds } from '../db/lists.ts';
 import { mailSources, messageSources, type ClaimedRow } from '../db/outbox.ts';
 import type { Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
-import { needsFromRewrite } from '../mail/dmarc.ts';
+import { needsMitigation } from '../mail/dmarc.ts';
 import { traceFields } from '../mail/post-checks.ts';
-import { memberCopy, prepareCopy, withMemberLines, type PreparedCopy } from '../mail/list-copy.ts';
+import { memberCopy, prepareCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
 import type { ListIdentity } from '../mail/list-headers.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
 
@@ -81,9 +81,7 @@ export class CopyCache {
   }
 
   private async preparePost(db: Queryable, m: Awaited<ReturnType<typeof messageSources>>[number], list: CachedList): Promise<PreparedCopy> {
-    const mungeFrom = list.dmarc_mitigation === 'munge_from' && m.from_email.includes('@')
-      ? needsFromRewrite(await dmarcPolicyFor(db, m.from_email.split('@')[1], this.log))
-      : false;
+    const mitigation = await this.mitigation(db, list.dmarc_mitigation, m.from_email);
     return prepareCopy(m.raw, {
       list: { ...list.identity, name: list.name },
       messageId: m.message_id,
@@ -93,9 +91,23 @@ export class CopyCache {
       subjectPrefix: list.subject_prefix,
       footer: list.footer,
       replyTo: { policy: list.reply_to, address: list.reply_to_address },
-      mungeFrom,
+      mitigation,
       trace: traceFields(m.checks),
     });
+  }
+
+  /**
+   * The DMARC mitigation for one post: munge_from_always for every post; munge_from and
+   * wrap_message for an author whose domain may have a failing copy rejected or quarantined
+   * (pct counted, mail/dmarc.ts), or whose policy could not be looked up (fail closed).
+   */
+  private async mitigation(db: Queryable, mode: ListRow['dmarc_mitigation'], fromEmail: string): Promise<CopyOptions['mitigation']> {
+    if (mode === 'none') return 'none';
+    if (mode === 'munge_from_always') return 'munge_from';
+    const at = fromEmail.lastIndexOf('@');
+    // No domain to look up: nothing a receiver could align with, nothing to mitigate.
+    if (at < 0) return 'none';
+    return needsMitigation(await dmarcPolicyFor(db, fromEmail.slice(at + 1), this.log)) ? mode : 'none';
   }
 
   /** The bytes for one row, or null when its source is gone (list or message deleted meanwhile). */
