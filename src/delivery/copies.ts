@@ -16,6 +16,7 @@ import { mailSources, messageSources, type ClaimedRow } from '../db/outbox.ts';
 import type { Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { needsMitigation } from '../mail/dmarc.ts';
+import { toSevenBit } from '../mail/seven-bit.ts';
 import { traceFields } from '../mail/post-checks.ts';
 import { memberCopy, prepareCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
 import type { ListIdentity } from '../mail/list-headers.ts';
@@ -110,8 +111,12 @@ export class CopyCache {
     return needsMitigation(await dmarcPolicyFor(db, fromEmail.slice(at + 1), this.log)) ? mode : 'none';
   }
 
-  /** The bytes for one row, or null when its source is gone (list or message deleted meanwhile). */
-  async copy(db: Queryable, row: ClaimedRow): Promise<Buffer | null> {
+  /**
+   * The bytes for one row, or null when its source is gone (list or message deleted meanwhile).
+   * `sevenBit`: every 8-bit body re-encoded (mail/seven-bit.ts) for a server without 8BITMIME,
+   * before the list's signature, which signs the final bytes; null when that cannot be done.
+   */
+  async copy(db: Queryable, row: ClaimedRow, opts: { sevenBit?: boolean } = {}): Promise<Buffer | null> {
     if (!this.prepared(row)) await this.prepare(db, [row]);
     let raw: Buffer | null = null;
     const list = row.list_id === null ? undefined : this.lists.get(row.list_id)?.value;
@@ -122,6 +127,7 @@ export class CopyCache {
       const mail = this.mails.get(row.mail_id)?.value ?? null;
       raw = mail && row.kind === 'digest' && list ? withMemberLines(mail, list.identity, row.member_token) : mail;
     }
+    if (raw && opts.sevenBit) raw = toSevenBit(raw);
     return raw && list?.signer ? sign(list.signer, raw) : raw;
   }
 
