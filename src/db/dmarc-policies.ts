@@ -11,7 +11,7 @@ export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 export async function cachedDmarcPolicy(db: Queryable, domain: string, recordSeconds: number, noRecordSeconds: number): Promise<DmarcPolicy | null> {
   const { rows } = await db.query<{ policy: DmarcPolicy }>(
     `select policy from dmarc_policies
-      where domain = $1 and fetched_at > now() - make_interval(secs => case when has_record then $2 else $3 end)`,
+      where domain = $1 and fetched_at > now() - make_interval(secs => case when has_record then $2::int else $3::int end)`,
     [domain, recordSeconds, noRecordSeconds],
   );
   return rows[0]?.policy ?? null;
