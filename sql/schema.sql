@@ -751,6 +751,7 @@ CREATE TABLE public.dmarc_policies (
     domain text NOT NULL,
     policy text NOT NULL,
     fetched_at timestamp with time zone DEFAULT now() NOT NULL,
+    has_record boolean DEFAULT true NOT NULL,
     CONSTRAINT dmarc_policies_policy_check CHECK ((policy = ANY (ARRAY['none'::text, 'quarantine'::text, 'reject'::text])))
 );
 
@@ -895,7 +896,7 @@ CREATE TABLE public.lists (
     CONSTRAINT lists_bounce_threshold_check CHECK ((bounce_threshold > (0)::double precision)),
     CONSTRAINT lists_digest_interval_hours_check CHECK ((digest_interval_hours > 0)),
     CONSTRAINT lists_digest_size_threshold_check CHECK ((digest_size_threshold > 0)),
-    CONSTRAINT lists_dmarc_mitigation_check CHECK ((dmarc_mitigation = ANY (ARRAY['none'::text, 'munge_from'::text]))),
+    CONSTRAINT lists_dmarc_mitigation_check CHECK ((dmarc_mitigation = ANY (ARRAY['none'::text, 'munge_from'::text, 'munge_from_always'::text, 'wrap_message'::text]))),
     CONSTRAINT lists_held_notice_minutes_check CHECK ((held_notice_minutes >= 0)),
     CONSTRAINT lists_max_message_size_check CHECK ((max_message_size >= 0)),
     CONSTRAINT lists_post_policy_check CHECK ((post_policy = ANY (ARRAY['open'::text, 'members'::text, 'moderated'::text]))),

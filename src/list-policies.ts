@@ -1,7 +1,7 @@
 /*
  * The values a list's and a member's settings may take: each set once, as an array (for checking
  * input: the CLI, the panel's forms, mailed commands) and as the type derived from it. The
- * schema's check constraints (sql/0001, sql/0003) hold the same sets. A leaf: it imports nothing.
+ * schema's check constraints (sql/0001, sql/0003, sql/0029) hold the same sets. A leaf: it imports nothing.
  */
 
 export const POST_POLICIES = ['open', 'members', 'moderated'] as const;
@@ -16,7 +16,8 @@ export type ArchivePolicy = (typeof ARCHIVE_POLICIES)[number];
 export const REPLY_TO_POLICIES = ['none', 'list', 'address'] as const;
 export type ReplyToPolicy = (typeof REPLY_TO_POLICIES)[number];
 
-export const DMARC_MITIGATIONS = ['none', 'munge_from'] as const;
+/** munge_from and wrap_message only for authors whose domain asks for reject or quarantine (mail/dmarc.ts) */
+export const DMARC_MITIGATIONS = ['none', 'munge_from', 'munge_from_always', 'wrap_message'] as const;
 export type DmarcMitigation = (typeof DMARC_MITIGATIONS)[number];
 
 export const DELIVERY_MODES = ['each', 'digest', 'nomail'] as const;

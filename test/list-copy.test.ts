@@ -12,7 +12,7 @@ function options(over: Partial<CopyOptions> = {}): CopyOptions {
   return {
     list: { address: 'dev@lists.example.org', key: 'dev', publicUrl: 'https://lists.example.org', name: 'dev' },
     messageId: 'plan/1+x@example.org', subject: 'Über die Planung', fromName: 'Alice', fromEmail: 'alice@example.org',
-    subjectPrefix: '', footer: '', replyTo: { policy: 'none', address: null }, mungeFrom: false, ...over,
+    subjectPrefix: '', footer: '', replyTo: { policy: 'none', address: null }, mitigation: 'none', ...over,
   };
 }
 
@@ -59,7 +59,7 @@ describe('list copies', () => {
   });
 
   it('rewrites From to the list and keeps the author in Reply-To for DMARC mitigation', async () => {
-    const parsed = await parse(memberCopy(prepareCopy(RAW, options({ mungeFrom: true })), 't'));
+    const parsed = await parse(memberCopy(prepareCopy(RAW, options({ mitigation: 'munge_from' })), 't'));
     expect(parsed.fromEmail).toBe('dev@lists.example.org');
     expect(parsed.fromName).toBe('Alice via dev');
     expect(parsed.headers.get('reply-to')).toEqual(['Alice <alice@example.org>']);

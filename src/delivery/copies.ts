@@ -15,9 +15,10 @@ import { listsByIds } from '../db/lists.ts';
 import { mailSources, messageSources, type ClaimedRow } from '../db/outbox.ts';
 import type { Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
-import { needsFromRewrite } from '../mail/dmarc.ts';
+import { needsMitigation } from '../mail/dmarc.ts';
+import { toSevenBit } from '../mail/seven-bit.ts';
 import { traceFields } from '../mail/post-checks.ts';
-import { memberCopy, prepareCopy, withMemberLines, type PreparedCopy } from '../mail/list-copy.ts';
+import { memberCopy, prepareCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
 import type { ListIdentity } from '../mail/list-headers.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
 
@@ -81,9 +82,7 @@ export class CopyCache {
   }
 
   private async preparePost(db: Queryable, m: Awaited<ReturnType<typeof messageSources>>[number], list: CachedList): Promise<PreparedCopy> {
-    const mungeFrom = list.dmarc_mitigation === 'munge_from' && m.from_email.includes('@')
-      ? needsFromRewrite(await dmarcPolicyFor(db, m.from_email.split('@')[1], this.log))
-      : false;
+    const mitigation = await this.mitigation(db, list.dmarc_mitigation, m.from_email);
     return prepareCopy(m.raw, {
       list: { ...list.identity, name: list.name },
       messageId: m.message_id,
@@ -93,13 +92,31 @@ export class CopyCache {
       subjectPrefix: list.subject_prefix,
       footer: list.footer,
       replyTo: { policy: list.reply_to, address: list.reply_to_address },
-      mungeFrom,
+      mitigation,
       trace: traceFields(m.checks),
     });
   }
 
-  /** The bytes for one row, or null when its source is gone (list or message deleted meanwhile). */
-  async copy(db: Queryable, row: ClaimedRow): Promise<Buffer | null> {
+  /**
+   * The DMARC mitigation for one post: munge_from_always for every post; munge_from and
+   * wrap_message for an author whose domain may have a failing copy rejected or quarantined
+   * (pct counted, mail/dmarc.ts), or whose policy could not be looked up (fail closed).
+   */
+  private async mitigation(db: Queryable, mode: ListRow['dmarc_mitigation'], fromEmail: string): Promise<CopyOptions['mitigation']> {
+    if (mode === 'none') return 'none';
+    if (mode === 'munge_from_always') return 'munge_from';
+    const at = fromEmail.lastIndexOf('@');
+    // No domain to look up: nothing a receiver could align with, nothing to mitigate.
+    if (at < 0) return 'none';
+    return needsMitigation(await dmarcPolicyFor(db, fromEmail.slice(at + 1), this.log)) ? mode : 'none';
+  }
+
+  /**
+   * The bytes for one row, or null when its source is gone (list or message deleted meanwhile).
+   * `sevenBit`: every 8-bit body re-encoded (mail/seven-bit.ts) for a server without 8BITMIME,
+   * before the list's signature, which signs the final bytes; null when that cannot be done.
+   */
+  async copy(db: Queryable, row: ClaimedRow, opts: { sevenBit?: boolean } = {}): Promise<Buffer | null> {
     if (!this.prepared(row)) await this.prepare(db, [row]);
     let raw: Buffer | null = null;
     const list = row.list_id === null ? undefined : this.lists.get(row.list_id)?.value;
@@ -110,6 +127,7 @@ export class CopyCache {
       const mail = this.mails.get(row.mail_id)?.value ?? null;
       raw = mail && row.kind === 'digest' && list ? withMemberLines(mail, list.identity, row.member_token) : mail;
     }
+    if (raw && opts.sevenBit) raw = toSevenBit(raw);
     return raw && list?.signer ? sign(list.signer, raw) : raw;
   }
 

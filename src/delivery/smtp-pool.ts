@@ -1,7 +1,7 @@
 import type { Logger } from '../log.ts';
-import { SmtpSession, type Envelope, type SmtpError, type SmtpTarget } from './smtp-session.ts';
+import { SmtpSession, type Envelope, type SevenBit, type SmtpError, type SmtpTarget } from './smtp-session.ts';
 
-export type { Envelope, SmtpTarget };
+export type { Envelope, SevenBit, SmtpTarget };
 
 /**
  * A pool of SMTP sessions (smtp-session.ts) to one host. nodemailer's own pool goes through its
@@ -54,8 +54,11 @@ export class SmtpPool {
     this.sweeper.unref();
   }
 
-  /** Sends one message to one recipient; never throws, the result says what happened. */
-  async send(envelope: Envelope, message: Buffer): Promise<SendResult> {
+  /**
+   * Sends one message to one recipient; never throws, the result says what happened.
+   * `sevenBit` makes the 7-bit form, for a server without 8BITMIME (smtp-session.ts).
+   */
+  async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
     for (let attempt = 0; ; attempt++) {
       const conn = await this.acquire();
       if (!conn) return shutdownResult();
@@ -68,7 +71,7 @@ export class SmtpPool {
       const deadline = setTimeout(() => conn.abort(`no result within ${Math.round(this.timeouts.copyMs / 1000)} s, the time one copy may take`, 'ETIMEDOUT'), this.timeouts.copyMs);
       try {
         if (!conn.opened) await conn.open();
-        const response = await conn.send(envelope, message);
+        const response = await conn.send(envelope, message, sevenBit);
         this.release(conn);
         this.isUp();
         return { ok: true, response };

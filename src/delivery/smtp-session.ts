@@ -12,6 +12,7 @@
 import type tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { RelayTls } from '../config.ts';
+import { hasEightBit } from '../mail/seven-bit.ts';
 
 export interface SmtpTarget {
   host: string;
@@ -31,6 +32,9 @@ export interface Envelope {
   from: string;
   to: string;
 }
+
+/** The copy made 7-bit (mail/seven-bit.ts, then signed), null when it cannot be. */
+export type SevenBit = () => Promise<Buffer | null>;
 
 /** nodemailer's errors, and the step of ours they happened in */
 export type SmtpError = Error & { code?: string; responseCode?: number; response?: string; command?: string; step?: string };
@@ -107,9 +111,35 @@ export class SmtpSession {
     this.opened = true;
   }
 
-  send(envelope: Envelope, message: Buffer): Promise<string> {
+  /** The extensions the server named in its EHLO reply (nodemailer keeps them, upper case). */
+  offers(extension: string): boolean {
+    return ((this.smtp as unknown as { _supportedExtensions?: string[] })._supportedExtensions ?? []).includes(extension);
+  }
+
+  /**
+   * Sends one copy. MAIL FROM says BODY=8BITMIME when the copy has 8-bit bytes, and SMTPUTF8
+   * when an address is not ASCII (nodemailer adds both when the server offers them). A server
+   * without 8BITMIME gets `sevenBit()` instead (mail/seven-bit.ts); one without SMTPUTF8 cannot
+   * take the copy at all (RFC 6531 §3.4): a permanent failure that says why, nothing sent.
+   */
+  async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<string> {
+    const t = this.target;
+    if (!isAscii(envelope.from) || !isAscii(envelope.to)) {
+      if (!this.offers('SMTPUTF8')) {
+        const who = isAscii(envelope.to) ? `sender ${envelope.from}` : `recipient ${envelope.to}`;
+        throw envelopeError(`5.6.7 ${t.host} does not offer SMTPUTF8, which the non-ASCII ${who} needs (RFC 6531 §3.4); not sent`);
+      }
+    }
+    let bytes = message;
+    let eightBit = hasEightBit(message);
+    if (eightBit && !this.offers('8BITMIME')) {
+      const converted = sevenBit ? await sevenBit() : null;
+      if (!converted) throw envelopeError(`5.6.3 ${t.host} does not offer 8BITMIME, and the copy has 8-bit header fields that cannot be made 7-bit; not sent`);
+      bytes = converted;
+      eightBit = false;
+    }
     return this.call<string>('sending the copy', (done) => {
-      this.smtp.send({ from: envelope.from, to: [envelope.to] }, message, (err, info) => {
+      this.smtp.send({ from: envelope.from, to: [envelope.to], use8BitMime: eightBit }, bytes, (err, info) => {
         this.messages++;
         this.lastUsed = Date.now();
         if (err) return done(err);
@@ -173,3 +203,11 @@ export class SmtpSession {
   }
 }
 
+function isAscii(text: string): boolean {
+  return /^[\x00-\x7f]*$/.test(text);
+}
+
+/** A refusal of ours, before MAIL FROM: permanent, reported as the server's would be. */
+function envelopeError(text: string): SmtpError {
+  return Object.assign(new Error(text), { code: 'EENVELOPE', responseCode: 554, response: `554 ${text}`, command: 'MAIL FROM' });
+}

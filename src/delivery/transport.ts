@@ -8,10 +8,11 @@ import tls from 'node:tls';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { resolvers } from '../dns.ts';
-import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SmtpTarget } from './smtp-pool.ts';
+import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SevenBit, type SmtpTarget } from './smtp-pool.ts';
 
 export interface Transport {
-  send(domain: string, envelope: Envelope, message: Buffer): Promise<SendResult>;
+  /** `sevenBit`: the copy for a server that does not offer 8BITMIME (smtp-session.ts) */
+  send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult>;
   /** how many sends to keep in flight */
   readonly lanes: number;
   /** closes idle connections; sends in progress finish */
@@ -57,8 +58,8 @@ export class RelayTransport implements Transport {
     this.lanes = connections;
   }
 
-  send(_domain: string, envelope: Envelope, message: Buffer): Promise<SendResult> {
-    return this.pool.send(envelope, message);
+  send(_domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
+    return this.pool.send(envelope, message, sevenBit);
   }
 
   close() {
@@ -82,7 +83,7 @@ export class MxTransport implements Transport {
     this.lanes = Math.max(cfg.delivery.connections, cfg.delivery.domainConnections);
   }
 
-  async send(domain: string, envelope: Envelope, message: Buffer): Promise<SendResult> {
+  async send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
     let hosts: string[];
     try {
       hosts = await this.hosts(domain);
@@ -95,7 +96,7 @@ export class MxTransport implements Transport {
     let last: SendResult | null = null;
     for (const host of hosts) {
       if (this.closed) return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
-      last = await this.pool(host).send(envelope, message);
+      last = await this.pool(host).send(envelope, message, sevenBit);
       // Only a host that would not hold a session (no connection, 4xx/5xx greeting, EHLO, TLS)
       // moves on to the next MX.
       if (!sessionFailure(last)) return last;

@@ -303,7 +303,9 @@ export class DeliveryWorker {
         outcomes.failedFor(row, 'the message or list no longer exists', 'none');
         return true;
       }
-      const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw);
+      // Built only for a server without 8BITMIME: converted before the list signs it.
+      const sevenBit = () => this.copies.copy(this.pool, row, { sevenBit: true });
+      const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw, sevenBit);
       if (result.ok) outcomes.delivered(row);
       else if (result.aborted) return false;
       else if (result.temporary) outcomes.deferred(row, result.response);

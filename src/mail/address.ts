@@ -3,6 +3,8 @@
  * `dev-subscribe@`, `dev-unsubscribe@`, `dev-confirm+TOKEN@`, `dev-owner@`, `dev-bounces+TOKEN@`.
  */
 
+import url from 'node:url';
+
 export type Role = 'post' | 'request' | 'subscribe' | 'unsubscribe' | 'confirm' | 'owner' | 'bounces';
 
 export interface RoleCandidate {
@@ -82,10 +84,30 @@ export function listAddressProblem(address: string): string | null {
   return null;
 }
 
-const EMAIL = /^[^\s@<>()",;:\\[\]]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
+// No white space, controls (C0, DEL, C1) or specials; UTF-8 is allowed (RFC 6531, SMTPUTF8).
+const LOCAL = /^[^\s@<>()",;:\\[\]\u0000-\u001f\u007f-\u009f]+$/;
+const ASCII_DOMAIN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
 
-/** A subscriber address in canonical (lower-case) form, or null when it is not one. */
+/**
+ * A subscriber address in canonical form, or null when it is not one: lower case, NFC, at most
+ * 64 octets before the @ and 254 in all. International addresses (RFC 6531) are taken: a
+ * UTF-8 local part, and a domain of U-labels, kept as U-labels after IDNA (UTS #46) mapping,
+ * the spelling a post's From has. Copies to them need SMTPUTF8 (delivery/smtp-session.ts).
+ */
 export function normalizeEmail(value: string): string | null {
-  const email = value.trim().toLowerCase();
-  return EMAIL.test(email) && email.length <= 254 ? email : null;
+  const email = value.trim().toLowerCase().normalize('NFC');
+  const at = email.lastIndexOf('@');
+  if (at <= 0) return null;
+  const local = email.slice(0, at);
+  let domain = email.slice(at + 1);
+  if (!LOCAL.test(local) || Buffer.byteLength(local) > 64) return null;
+  if (/[^\x00-\x7f]/.test(domain)) {
+    const ascii = url.domainToASCII(domain);
+    if (!ASCII_DOMAIN.test(ascii)) return null;
+    domain = url.domainToUnicode(ascii);
+  } else if (!ASCII_DOMAIN.test(domain)) return null;
+  const canonical = `${local}@${domain}`;
+  // Idempotent by construction: what the mapping gives must map to itself.
+  if (canonical !== canonical.toLowerCase().normalize('NFC')) return null;
+  return Buffer.byteLength(canonical) <= 254 ? canonical : null;
 }

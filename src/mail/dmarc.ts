@@ -1,10 +1,15 @@
 /*
- * DMARC records (RFC 7489), as far as a list needs them: does the author's domain ask receivers
- * to reject or quarantine mail that fails? Then a list copy whose signature no longer verifies
- * (subject prefix, footer) must not keep the author's From.
+ * DMARC records (RFC 7489), as far as a list needs them: may a receiver reject or quarantine a
+ * copy that keeps the author's From, now that the author's signature no longer verifies (subject
+ * prefix, footer) and the list's own domain is not aligned with it? Then the list mitigates.
  */
 
+import { getDomain } from 'tldts';
+
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
+
+/** A lookup's outcome: a policy, or a DNS failure (which mitigates, as Mailman does: fail closed). */
+export type DmarcLookup = DmarcPolicy | 'temperror';
 
 export function parseDmarc(record: string): Map<string, string> {
   const tags = new Map<string, string>();
@@ -15,17 +20,43 @@ export function parseDmarc(record: string): Map<string, string> {
   return tags;
 }
 
-/** The policy that applies; `fromOrganisation` when the record came from the parent domain (sp= then). */
+/** One step down, what RFC 7489 §6.6.4 gives a message that pct did not select. */
+const LOWER: Record<DmarcPolicy, DmarcPolicy> = { reject: 'quarantine', quarantine: 'none', none: 'none' };
+
+/**
+ * The harshest treatment a failing message may get under this record: the policy that list
+ * mitigation has to plan for. `fromOrganisation` when the record came from the organisational
+ * domain (sp= applies then).
+ *
+ * pct (RFC 7489 §6.6.4): a message pct does not select gets the next lower policy, so with
+ * p=reject every message may be rejected (pct > 0) or at least quarantined (pct=0): mitigate;
+ * with p=quarantine a message may be quarantined whenever pct > 0: mitigate; p=quarantine with
+ * pct=0 is p=none for every message. A list cannot know which messages a receiver's sampling
+ * selects, so any chance of reject or quarantine counts. DMARCbis' t=y (testing) is pct=0.
+ */
 export function policyOf(record: string | null, fromOrganisation: boolean): DmarcPolicy {
   if (!record) return 'none';
   const tags = parseDmarc(record);
   if (tags.get('v') !== 'dmarc1') return 'none';
-  const p = (fromOrganisation ? tags.get('sp') ?? tags.get('p') : tags.get('p')) ?? 'none';
-  if (tags.get('pct') === '0') return 'none';
-  return p === 'reject' || p === 'quarantine' ? p : 'none';
+  const asked = (fromOrganisation ? tags.get('sp') ?? tags.get('p') : tags.get('p')) ?? 'none';
+  const p: DmarcPolicy = asked === 'reject' || asked === 'quarantine' ? asked : 'none';
+  // An invalid pct is ignored (the default, 100, applies).
+  const pctTag = tags.get('pct');
+  const pct = pctTag !== undefined && /^\d{1,3}$/.test(pctTag) && Number(pctTag) <= 100 ? Number(pctTag) : 100;
+  return pct === 0 || tags.get('t') === 'y' ? LOWER[p] : p;
 }
 
-/** Whether to rewrite From for an author whose domain publishes this policy. */
-export function needsFromRewrite(policy: DmarcPolicy): boolean {
-  return policy === 'reject' || policy === 'quarantine';
+/** Whether copies from an author with this lookup outcome need mitigation (munge_from, wrap_message). */
+export function needsMitigation(outcome: DmarcLookup): boolean {
+  return outcome === 'reject' || outcome === 'quarantine' || outcome === 'temperror';
+}
+
+/**
+ * The organisational domain (RFC 7489 §3.2) from the Public Suffix List, as mailauth finds it
+ * (tldts, ICANN and private sections): mail.gmx.de → gmx.de, foo.bar.co.uk → bar.co.uk. A name
+ * that is itself a public suffix, or not a domain, is its own.
+ */
+export function organisationalDomain(domain: string): string {
+  const d = domain.toLowerCase().replace(/\.$/, '');
+  return getDomain(d, { allowIcannDomains: true, allowPrivateDomains: true }) ?? d;
 }

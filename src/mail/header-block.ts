@@ -99,8 +99,8 @@ export function headerLines(lines: string[], eol: string): Buffer {
 }
 
 /** A header value encoded as RFC 2047 words when it is not plain ASCII. */
-export function encodeWord(text: string): string {
-  if (/^[\x20-\x7e]*$/.test(text)) return text;
+export function encodeWord(text: string, force = false): string {
+  if (!force && /^[\x20-\x7e]*$/.test(text)) return text;
   const out: string[] = [];
   // Keep each encoded word under 75 characters: 45 bytes of UTF-8 per word at most.
   let chunk = '';
@@ -119,7 +119,50 @@ export function encodeWord(text: string): string {
 export function displayName(name: string): string {
   const clean = name.replace(/[\r\n]+/g, ' ').trim();
   if (!clean) return '';
-  if (!/^[\x20-\x7e]*$/.test(clean)) return encodeWord(clean);
+  // Encoded words also for a run too long to fold (a header line may not exceed 998 octets).
+  if (!/^[\x20-\x7e]*$/.test(clean) || /[^ ]{61}/.test(clean)) return encodeWord(clean, true);
   if (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$/.test(clean)) return clean;
   return `"${clean.replace(/(["\\])/g, '\\$1')}"`;
+}
+
+/** RFC 5322 §2.1.1: a line must not exceed 998 octets (without its CRLF), and should not exceed 78. */
+export const MAX_LINE = 998;
+const SOFT_LINE = 78;
+
+/**
+ * One header field (name, value, final line ending; folds already in it are kept) folded at white
+ * space so that its lines keep to `soft` octets (78) where they can and to 998 always. Folding only puts a
+ * line break before white space that is there, so the unfolded value is the same. Null when a
+ * run with no white space in it is too long for any fold: the caller must build the field otherwise.
+ */
+export function foldField(field: Buffer, eol: string, soft = SOFT_LINE): Buffer | null {
+  let text = field.toString('latin1');
+  if (text.endsWith(eol)) text = text.slice(0, -eol.length);
+  const out: string[] = [];
+  for (const physical of text.split(eol)) {
+    let line = physical;
+    while (line.length > soft) {
+      const cut = breakAt(line, soft);
+      if (cut < 0) break;
+      out.push(line.slice(0, cut));
+      line = line.slice(cut);
+    }
+    if (line.length > MAX_LINE) return null;
+    out.push(line);
+  }
+  return Buffer.from(out.join(eol) + eol, 'latin1');
+}
+
+/**
+ * Where to break a line too long: before the last white space within 78 octets, else the first
+ * one after it (within 998); never so that a line is white space only. -1 when there is none.
+ */
+function breakAt(line: string, soft: number): number {
+  const first = line.search(/[^ \t]/);
+  let last = line.length - 1;
+  while (last >= 0 && (line[last] === ' ' || line[last] === '\t')) last--;
+  const ok = (i: number) => (line[i] === ' ' || line[i] === '\t') && i > first && i < last;
+  for (let i = soft; i > 0; i--) if (ok(i)) return i;
+  for (let i = soft + 1; i <= Math.min(line.length - 1, MAX_LINE); i++) if (ok(i)) return i;
+  return -1;
 }

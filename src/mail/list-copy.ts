@@ -4,12 +4,13 @@
  * re-parse or re-build anything per recipient.
  *
  * By default only list headers are added at the top. The per-list options that change the
- * author's headers or body (subject prefix, Reply-To, From rewriting, footer) are applied here
- * and only when the list asks for them.
+ * author's headers or body (subject prefix, Reply-To, DMARC mitigation, footer) are applied here
+ * and only when the list asks for them. Every field added is folded: no line over 998 octets.
  */
 
 import { addFooter } from './footer.ts';
-import { displayName, encodeWord, headerFields, headerLines, headerValue, splitMessage, withoutFields } from './header-block.ts';
+import { MAX_LINE, foldField, encodeWord, headerFields, headerLines, splitMessage, withoutFields } from './header-block.ts';
+import { rewriteFrom } from './from-rewrite.ts';
 import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
 
 export interface CopyOptions {
@@ -22,8 +23,11 @@ export interface CopyOptions {
   subjectPrefix: string;
   footer: string;
   replyTo: { policy: 'none' | 'list' | 'address'; address: string | null };
-  /** rewrite From to the list (DMARC mitigation for p=reject/quarantine authors) */
-  mungeFrom: boolean;
+  /**
+   * DMARC mitigation for this post (decided in delivery/copies.ts): From rewritten to the list, or
+   * the post wrapped whole as a message/rfc822 attachment of a message from the list.
+   */
+  mitigation: 'none' | 'munge_from' | 'wrap_message';
   /** trace fields of the hop into listkeeper (mail/post-checks.ts traceFields), put on top */
   trace?: string[];
 }
@@ -37,6 +41,9 @@ export interface PreparedCopy {
   list: ListIdentity;
 }
 
+/** What a wrapper (wrap_message) keeps of the post's header: what a reader sees and threads by. */
+const WRAPPER_KEEPS = new Set(['to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'references']);
+
 export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
   const split = splitMessage(raw);
   const { eol } = split;
@@ -44,7 +51,16 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
   let rest = split.rest;
   const fields = headerFields(head);
   const drop = new Set<string>([...LIST_FIELDS].filter((n) => fields.some((f) => f.name === n)));
-  const added: string[] = listHeaderLines(o.list, o.messageId);
+  const added: (string | Buffer)[] = listHeaderLines(o.list, o.messageId);
+  if (o.mitigation === 'wrap_message') {
+    // Mailman's wrap_message: a new message from the list whose one part is the post, its bytes
+    // (and the author's signature) intact. RFC 2046 §5.2.1: message/rfc822 is 7bit or 8bit.
+    // The content fields go in `head`, where addFooter looks for them.
+    const content = ['MIME-Version: 1.0', 'Content-Type: message/rfc822', 'Content-Disposition: inline'];
+    if (raw.some((b) => b >= 0x80)) content.push('Content-Transfer-Encoding: 8bit');
+    head = Buffer.concat([...fields.filter((f) => WRAPPER_KEEPS.has(f.name)).map((f) => f.bytes), headerLines(content, eol)]);
+    rest = Buffer.concat([Buffer.from(eol), raw]);
+  }
   // A post that came without a Message-ID goes out with the one the archive gave it, so every
   // member's client threads replies to it alike and its Archived-At names an ID the copy carries.
   if (!fields.some((f) => f.name === 'message-id')) added.push(`Message-ID: <${o.messageId}>`);
@@ -60,18 +76,15 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
     subjectTail = Buffer.from(value, 'latin1');
   }
 
-  const authorReplyTo = headerValue(fields, 'reply-to');
-  if (o.mungeFrom) {
-    const name = o.fromName || o.fromEmail.split('@')[0];
-    added.push(`From: ${displayName(`${name} via ${o.list.name}`)} <${o.list.address}>`);
-    drop.add('from');
-    if (o.replyTo.policy === 'none' && !authorReplyTo) {
-      added.push(`Reply-To: ${o.fromName ? `${displayName(o.fromName)} ` : ''}<${o.fromEmail}>`);
-    }
-  }
-  if (o.replyTo.policy === 'list' || (o.replyTo.policy === 'address' && o.replyTo.address)) {
+  const listSetsReplyTo = o.replyTo.policy === 'list' || (o.replyTo.policy === 'address' && !!o.replyTo.address);
+  if (listSetsReplyTo) {
     added.push(`Reply-To: <${o.replyTo.policy === 'list' ? o.list.address : o.replyTo.address}>`);
     drop.add('reply-to');
+  }
+  if (o.mitigation !== 'none') {
+    const rewrite = rewriteFrom({ fields, fromName: o.fromName, fromEmail: o.fromEmail, list: o.list, listSetsReplyTo, eol });
+    added.push(...rewrite.fields);
+    for (const name of rewrite.replaces) drop.add(name);
   }
 
   head = withoutFields(head, drop);
@@ -81,11 +94,22 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
   return { trace: headerLines(o.trace ?? [], eol), head: Buffer.concat([top, head]), body: rest, eol, list: o.list };
 }
 
-function buildTop(lines: string[], subjectTail: Buffer | null, eol: string): Buffer {
+/**
+ * The new fields, folded only where a line would exceed 998 octets (the list's own fields stay one
+ * line each, as readers and tests expect them); Buffers are fields ready as they are.
+ */
+function buildTop(lines: (string | Buffer)[], subjectTail: Buffer | null, eol: string): Buffer {
   const parts: Buffer[] = [];
   for (const line of lines) {
-    if (line.startsWith('Subject: ') && subjectTail) parts.push(Buffer.from(line, 'utf8'), subjectTail, Buffer.from(eol));
-    else parts.push(Buffer.from(`${line}${eol}`, 'utf8'));
+    if (Buffer.isBuffer(line)) parts.push(line);
+    else if (line.startsWith('Subject: ') && subjectTail) {
+      const subject = Buffer.concat([Buffer.from(line, 'utf8'), subjectTail, Buffer.from(eol)]);
+      // The author's subject is as long as it was; only a line the prefix pushed too far is folded.
+      parts.push(foldField(subject, eol, MAX_LINE) ?? subject);
+    } else {
+      const field = Buffer.from(`${line}${eol}`, 'utf8');
+      parts.push(foldField(field, eol, MAX_LINE) ?? field);
+    }
   }
   return Buffer.concat(parts);
 }

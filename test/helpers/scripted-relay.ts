@@ -27,12 +27,18 @@ export interface Delivered {
   from: string;
   to: string[];
   raw: Buffer;
+  /** the MAIL FROM command as sent, parameters included */
+  mail: string;
+  /** the name the client gave in EHLO/HELO/LHLO in this session */
+  helo: string;
 }
 
 export interface ScriptedRelay {
   port: number;
   url: string;
   delivered: Delivered[];
+  /** every command line received, in order, over all sessions (UTF-8) */
+  commands: string[];
   /** sessions opened so far */
   sessions(): number;
   setScript(script: Script): void;
@@ -56,6 +62,7 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
   let script = initial;
   let opened = 0;
   const delivered: Delivered[] = [];
+  const commands: string[] = [];
   const sockets = new Set<net.Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -76,6 +83,8 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
     let inData = false;
     let handshake = false;
     let from = '';
+    let mailLine = '';
+    let helo = '';
     let to: string[] = [];
     const reply = (step: Step, after?: () => void) => {
       const s = script;
@@ -117,7 +126,7 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
           buffer = buffer.subarray(end + 5);
           inData = false;
           const text = script.replies?.dot ?? DEFAULTS.dot;
-          const mail = { from, to, raw: Buffer.from(raw) };
+          const mail = { from, to, raw: Buffer.from(raw), mail: mailLine, helo };
           reply('dot', () => {
             if (text.startsWith('2')) delivered.push(mail);
           });
@@ -125,7 +134,8 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
         }
         const eol = buffer.indexOf('\r\n');
         if (eol < 0) return;
-        const line = buffer.subarray(0, eol).toString('latin1');
+        const line = buffer.subarray(0, eol).toString('utf8');
+        commands.push(line);
         buffer = buffer.subarray(eol + 2);
         const verb = line.slice(0, 4).toUpperCase();
         if (verb === 'EHLO' && script.brokenTls) socket.write('250-scripted.test\r\n250 STARTTLS\r\n');
@@ -134,9 +144,13 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
           handshake = true;
           return;
         }
-        else if (verb === 'EHLO' || verb === 'HELO' || verb === 'LHLO') reply('ehlo');
+        else if (verb === 'EHLO' || verb === 'HELO' || verb === 'LHLO') {
+          helo = line.slice(5).trim();
+          reply('ehlo');
+        }
         else if (verb === 'MAIL') {
           from = /<([^>]*)>/.exec(line)?.[1] ?? '';
+          mailLine = line;
           to = [];
           reply('mail');
         } else if (verb === 'RCPT') {
@@ -174,6 +188,7 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
     port,
     url: `smtp://127.0.0.1:${port}`,
     delivered,
+    commands,
     sessions: () => opened,
     setScript: (s) => { script = s; },
     pause: closeAll,
