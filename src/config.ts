@@ -3,6 +3,7 @@
  * line naming the variable. Every variable is described in docs/configuration.md.
  */
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -44,6 +45,9 @@ const schema = z.object({
   SMTP_MAX_SIZE: positiveInt.default(25 * 1024 * 1024),
   SMTP_MEMORY_MB: positiveInt.optional(),
   SMTP_DATA_TIMEOUT: positiveInt.default(600),
+  SMTP_TLS_CERT: z.string().optional(),
+  SMTP_TLS_KEY: z.string().optional(),
+  SMTP_REQUIRE_TLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
@@ -88,8 +92,13 @@ export interface Config {
   /**
    * memoryBytes: message data the listener holds at once across sessions (src/smtp/memory-budget.ts);
    * dataTimeoutMs: the longest DATA phase before a 451 and a closed connection.
+   * tls: the PEM files of STARTTLS (SMTP_TLS_CERT, SMTP_TLS_KEY), read again on SIGHUP; null: no STARTTLS.
+   * requireTls: MAIL is refused before STARTTLS (SMTP_REQUIRE_TLS).
    */
-  smtp: { host: string; port: number; lmtp: boolean; maxSize: number; memoryBytes: number; dataTimeoutMs: number };
+  smtp: {
+    host: string; port: number; lmtp: boolean; maxSize: number; memoryBytes: number; dataTimeoutMs: number;
+    tls: TlsFiles | null; requireTls: boolean;
+  };
   /**
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
    * processes: web processes sharing the port (src/web/processes.ts); 1 serves from `serve` itself.
@@ -148,6 +157,60 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+/** Where the ingest listener's certificate and key are (PEM files). */
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+}
+
+/**
+ * Reads and checks the STARTTLS certificate and key: both readable PEM, the key unencrypted and
+ * the certificate's. Throws a ConfigError naming the variable at fault; called at start-up and
+ * again on SIGHUP (where an error keeps the certificate in use).
+ */
+export function readTlsFiles(files: TlsFiles): { cert: string; key: string } {
+  const read = (name: string, file: string) => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      // The code only: fs's message quotes the value, and a key pasted in place of a path is a secret.
+      throw new ConfigError(`Invalid configuration: ${name}=${JSON.stringify(printable(name, file))} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  const cert = read('SMTP_TLS_CERT', files.certFile);
+  const key = read('SMTP_TLS_KEY', files.keyFile);
+  let x509: crypto.X509Certificate;
+  try {
+    x509 = new crypto.X509Certificate(cert);
+  } catch {
+    throw new ConfigError(`Invalid configuration: SMTP_TLS_CERT=${JSON.stringify(files.certFile)} must be a PEM file starting with the server's certificate`);
+  }
+  let privateKey: crypto.KeyObject;
+  try {
+    privateKey = crypto.createPrivateKey(key);
+  } catch {
+    throw new ConfigError(`Invalid configuration: SMTP_TLS_KEY=${JSON.stringify(printable('SMTP_TLS_KEY', files.keyFile))} must be a PEM file with a private key without a passphrase`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw new ConfigError(`Invalid configuration: SMTP_TLS_KEY=${JSON.stringify(printable('SMTP_TLS_KEY', files.keyFile))} is not the key of the certificate in SMTP_TLS_CERT=${JSON.stringify(files.certFile)}`);
+  }
+  return { cert, key };
+}
+
+/** SMTP_TLS_CERT and SMTP_TLS_KEY go together, and SMTP_REQUIRE_TLS needs them. */
+function ingestTls(e: { SMTP_TLS_CERT?: string; SMTP_TLS_KEY?: string; SMTP_REQUIRE_TLS: string }): { tls: TlsFiles | null; requireTls: boolean } {
+  const requireTls = e.SMTP_REQUIRE_TLS === '1' || e.SMTP_REQUIRE_TLS === 'true';
+  if (e.SMTP_TLS_CERT && !e.SMTP_TLS_KEY) throw new ConfigError('Invalid configuration: SMTP_TLS_KEY is not set, and SMTP_TLS_CERT needs it (STARTTLS is offered with both or neither)');
+  if (e.SMTP_TLS_KEY && !e.SMTP_TLS_CERT) throw new ConfigError('Invalid configuration: SMTP_TLS_CERT is not set, and SMTP_TLS_KEY needs it (STARTTLS is offered with both or neither)');
+  if (!e.SMTP_TLS_CERT || !e.SMTP_TLS_KEY) {
+    if (requireTls) throw new ConfigError('Invalid configuration: SMTP_REQUIRE_TLS=1 needs SMTP_TLS_CERT and SMTP_TLS_KEY (without a certificate no client could send mail)');
+    return { tls: null, requireTls };
+  }
+  const tls = { certFile: e.SMTP_TLS_CERT, keyFile: e.SMTP_TLS_KEY };
+  readTlsFiles(tls);
+  return { tls, requireTls };
+}
+
 /**
  * The ingest listener's memory budget by default: one maximum-size message at a time, or several
  * smaller ones summing to it (the bound the listener had when it took large messages one by one),
@@ -177,6 +240,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE,
       memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : defaultMemoryBytes(e.SMTP_MAX_SIZE),
       dataTimeoutMs: e.SMTP_DATA_TIMEOUT * 1000,
+      ...ingestTls(e),
     },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
     relayUrl: e.RELAY_URL,

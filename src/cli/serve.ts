@@ -41,6 +41,8 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const intake: Part[] = [];
   const background: Part[] = [];
   const urls: string[] = [];
+  // What SIGHUP reloads: the ingest listener's certificate (SMTP_TLS_CERT, SMTP_TLS_KEY).
+  const reloads: (() => void)[] = [];
   try {
     if (all || roles.smtp) {
       // Roles load lazily so that other commands start fast and never pull in express or smtp-server.
@@ -48,6 +50,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
       const smtp = new IngestServer(db.pool, { ...cfg.smtp, databaseUrl: db.url, settings: cfg });
       const addr = await smtp.start();
       intake.push({ name: 'smtp', stop: () => smtp.stop() });
+      if (cfg.smtp.tls) reloads.push(() => smtp.reloadTls());
       urls.push(`${cfg.smtp.lmtp ? 'lmtp' : 'smtp'}://${addr.address}:${addr.port}`);
     }
     if (all || roles.web) {
@@ -91,11 +94,19 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
     // The primary stops its web processes (SIGTERM, or the IPC channel closing when it dies); a
     // Ctrl-C reaches the whole process group, and the primary's own SIGTERM follows it.
     process.on('SIGINT', () => undefined);
+    process.on('SIGHUP', () => undefined);
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
     joinPrimary(() => void shutdown('primary gone'));
   } else {
     process.on('SIGINT', () => void shutdown('SIGINT'));
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    // SIGHUP reloads, as for Postfix and nginx (systemd: ExecReload=kill -HUP $MAINPID); it never
+    // stops the server, even with nothing to reload.
+    process.on('SIGHUP', () => {
+      if (stopping) return;
+      if (reloads.length === 0) log.info({ signal: 'SIGHUP' }, 'nothing to reload (no SMTP_TLS_CERT in this process)');
+      for (const reload of reloads) reload();
+    });
   }
 }
 

@@ -18,6 +18,8 @@ export interface Peer {
   tls?: { protocol: string; cipher: string } | null;
   /** SMTP, ESMTP, ESMTPS, LMTP… (RFC 3848 "with" keywords) */
   protocol?: string;
+  /** the ingest's id of the transaction (the Received line's id, the 250 reply's "queued as") */
+  id?: string;
 }
 
 /** What the authentication checks found (mailauth): each method's result, and what follows. */

@@ -1,14 +1,15 @@
-import crypto from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type pg from 'pg';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
-import { config, defaultMemoryBytes } from '../config.ts';
+import { config, defaultMemoryBytes, readTlsFiles, type TlsFiles } from '../config.ts';
 import type { CoreSettings } from '../core/settings.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../core/inbound.ts';
 import { log } from '../log.ts';
+import type { Peer } from '../mail/post-checks.ts';
 import { smtpMessages } from '../metrics.ts';
 
 export interface SmtpOptions {
@@ -26,6 +27,10 @@ export interface SmtpOptions {
   databaseUrl?: string;
   /** what the use cases need of the configuration; default config() */
   settings?: CoreSettings;
+  /** PEM files of the certificate and key: STARTTLS is offered only with them (reloadTls() reads them again) */
+  tls?: TlsFiles | null;
+  /** MAIL is refused (530 5.7.0) until the session has done STARTTLS */
+  requireTls?: boolean;
 }
 
 /** One RCPT TO that was answered 250, in the order given (duplicates included). */
@@ -50,7 +55,7 @@ function coalesceWrites(socket: Socket) {
   } as Socket['write'];
 }
 
-type Session = SMTPServerSession & { accepted?: Recipient[] };
+type Session = SMTPServerSession & { accepted?: Recipient[]; tls?: Peer['tls'] };
 
 /** smtp-server's live connections (its own `connections` set), to end one whose DATA overran. */
 type Connections = Set<{ id: string; send(code: number, message: string): void; close(): void }>;
@@ -76,6 +81,7 @@ export class IngestServer {
   constructor(private pool: pg.Pool, private opts: SmtpOptions) {
     if (opts.databaseUrl) this.recipients = new RecipientCache(pool, opts.databaseUrl);
     this.budget = new MemoryBudget(opts.memoryBytes ?? defaultMemoryBytes(opts.maxSize));
+    const pem = opts.tls ? readTlsFiles(opts.tls) : null;
     this.server = new SMTPServer({
       lmtp: opts.lmtp,
       name: 'listkeeper',
@@ -84,14 +90,27 @@ export class IngestServer {
       // Oversized messages are answered in onData, once per accepted recipient (LMTP).
       rejectOversized: false,
       authOptional: true,
-      disabledCommands: ['AUTH', 'STARTTLS'],
+      // STARTTLS only with a certificate of ours: smtp-server's built-in one is a placeholder.
+      disabledCommands: pem ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      ...(pem ?? {}),
+      // XFORWARD only in LMTP mode, where the client is Postfix handing over what its own client
+      // said (lmtp_send_xforward_command = yes): the checks then see the real IP and HELO. Facing
+      // the internet (SMTP mode) any client could claim any address with it, so it is off there.
+      useXForward: opts.lmtp,
       logger: false,
       maxClients: 500,
       onConnect: (session, cb) => {
         (session as Session).accepted = [];
         cb();
       },
+      onSecure: (socket, session, cb) => {
+        // For the Received line: the version the session settled on and its cipher.
+        const tls = socket as TLSSocket;
+        (session as Session).tls = { protocol: tls.getProtocol() ?? 'TLS', cipher: tls.getCipher()?.name ?? 'unknown' };
+        cb();
+      },
       onMailFrom: (_address, session, cb) => {
+        if (opts.requireTls && !session.secure) return cb(smtpError('5.7.0 Must issue a STARTTLS command first', 530));
         // A new transaction: smtp-server has reset the envelope, this is our half of it.
         (session as Session).accepted = [];
         cb();
@@ -186,17 +205,21 @@ export class IngestServer {
     // One delivery per address, however often (and in whatever case) it was given.
     const unique = accepted.filter((r, i) => accepted.findIndex((o) => o.address === r.address) === i);
     const mailFrom = session.envelope.mailFrom;
+    const id = `${session.id}-${session.transaction}`;
+    const forwarded = session.xForward?.has('ADDR') ?? false;
     const results = await receive(this.pool, {
       envelopeFrom: mailFrom ? mailFrom.address || null : null,
-      // Behind Postfix (LMTP) every client is Postfix itself: the quotas on kept junk go by sender then.
-      client: this.opts.lmtp ? null : session.remoteAddress,
+      // Behind Postfix (LMTP) the client is Postfix itself, unless XFORWARD named the one before it:
+      // without that, the quotas on kept junk go by sender.
+      client: this.opts.lmtp && !forwarded ? null : session.remoteAddress,
+      peer: peerOf(session, id),
       recipients: unique,
       raw,
       log: log.child({ session: session.id }),
     }, this.opts.settings ?? config());
     for (const r of results) smtpMessages.inc({ result: r ? 'rejected' : 'accepted' });
     const byAddress = new Map(unique.map((r, i) => [r.address, results[i]]));
-    const ok = `2.0.0 Ok: queued as ${crypto.randomUUID()}`;
+    const ok = `2.0.0 Ok: queued as ${id}`;
     if (this.opts.lmtp) {
       // RFC 2033: one reply for every RCPT TO that was accepted, in order.
       return accepted.map((r) => {
@@ -210,6 +233,25 @@ export class IngestServer {
     return ok;
   }
 
+  /**
+   * Reads the certificate and key again (SIGHUP) for the connections that come next; sessions
+   * already encrypted keep theirs. A file that cannot be used is logged and the old certificate
+   * stays: a botched renewal never takes TLS down. Returns whether the new one is in use.
+   */
+  reloadTls(): boolean {
+    if (!this.opts.tls) return false;
+    let pem: { cert: string; key: string };
+    try {
+      pem = readTlsFiles(this.opts.tls);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'TLS certificate not reloaded: the one loaded before stays in use');
+      return false;
+    }
+    this.server.updateSecureContext(pem);
+    log.info({ cert: this.opts.tls.certFile }, 'TLS certificate reloaded');
+    return true;
+  }
+
   async start(): Promise<AddressInfo> {
     await this.recipients?.start();
     await new Promise<void>((resolve, reject) => {
@@ -221,7 +263,7 @@ export class IngestServer {
     });
     this.listening = true;
     const addr = this.server.server.address() as AddressInfo;
-    log.info({ port: addr.port, lmtp: this.opts.lmtp }, `${this.opts.lmtp ? 'LMTP' : 'SMTP'} ingest listening`);
+    log.info({ port: addr.port, lmtp: this.opts.lmtp, starttls: !!this.opts.tls, requireTls: !!this.opts.requireTls }, `${this.opts.lmtp ? 'LMTP' : 'SMTP'} ingest listening`);
     return addr;
   }
 
@@ -232,4 +274,21 @@ export class IngestServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await this.recipients?.stop();
   }
+}
+
+/**
+ * The client as the checks and the Received line see it: behind Postfix, the one XFORWARD named
+ * (smtp-server puts it in the session). The reverse name is smtp-server's own lookup, or
+ * XFORWARD NAME; "[ip]" is its stand-in when there is none.
+ */
+function peerOf(session: Session, id: string): Peer {
+  const name = session.clientHostname;
+  return {
+    ip: session.remoteAddress || null,
+    helo: session.hostNameAppearsAs || null,
+    hostname: name && !name.startsWith('[') ? name : null,
+    tls: session.secure ? session.tls ?? null : null,
+    protocol: session.transmissionType,
+    id,
+  };
 }
