@@ -18,7 +18,7 @@ const S = '/admin/lists/dev@lists.example.org/settings';
 const settingsForm = (over: Record<string, string> = {}) => ({
   name: 'Developers', description: 'Talk about the code', post_policy: 'members', subscribe_policy: 'confirm', archive: 'public',
   subject_prefix: '', footer: '', reply_to: 'none', reply_to_address: '', dmarc_mitigation: 'none', max_message_kb: '0',
-  dkim_domain: '', dkim_selector: '', dkim_private_key: '', digest_size_kb: '30', digest_interval_hours: '24', bounce_threshold: '3', held_notice_minutes: '15',
+  dkim_domain: '', dkim_selector: '', dkim_private_key: '', digest_size_kb: '30', digest_interval_hours: '24', bounce_threshold: '3', bounce_warnings: '3', bounce_warning_interval_days: '7', held_notice_minutes: '15',
   ...over,
 });
 
@@ -42,7 +42,7 @@ afterAll(async () => {
 describe('list settings', () => {
   it('shows every setting of the list in one form', async () => {
     const page = await owner.get(S);
-    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'held_notice_minutes']) {
+    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'bounce_warnings', 'bounce_warning_interval_days', 'held_notice_minutes']) {
       expect(page.text, name).toContain(`name="${name}"`);
     }
   });
