@@ -77,6 +77,19 @@ describe('list settings', () => {
     expect((await findList(db.pool, 'dev')).post_policy).toBe('moderated');
   });
 
+  it('saves how often and how long a disabled member is reminded, within bounds', async () => {
+    expect((await findList(db.pool, 'dev'))).toMatchObject({ bounce_warnings: 3, bounce_warning_interval_days: 7 });
+    const bad = await owner.post(S, settingsForm({ bounce_warnings: '-1', bounce_warning_interval_days: '0' }));
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('Reminders to a disabled member');
+    expect(bad.text).toContain('Days between reminders');
+    expect((await owner.post(S, settingsForm({ bounce_warnings: '0', bounce_warning_interval_days: '2' }))).status).toBe(303);
+    expect((await findList(db.pool, 'dev'))).toMatchObject({ bounce_warnings: 0, bounce_warning_interval_days: 2 });
+    const page = await owner.get(S);
+    expect(page.text).toMatch(/name="bounce_warning_interval_days" value="2"/);
+    await owner.post(S, settingsForm());
+  });
+
   it('stores a DKIM key without ever showing it again', async () => {
     const key = '-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAsecret\n-----END PRIVATE KEY-----';
     await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', dkim_private_key: key }));
