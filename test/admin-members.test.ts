@@ -126,6 +126,9 @@ describe('finding and changing members', () => {
     expect(detail.text).toMatch(/class="warning-state">2 of 3 sent/);
     await owner.post(`${M}/bulk`, { emails: 'bouncy@example.net', action: 'reenable' });
     expect(await findMember(db.pool, dev.id, 'bouncy@example.net')).toMatchObject({ status: 'active', bounce_score: 0 });
+    // An outstanding probe shows too.
+    await db.pool.query(`update members set bounce_probe_token = 'probe-' || md5('x'), bounce_probe_sent_at = now() where id = $1`, [member.id]);
+    expect((await owner.get(`${M}/bouncy@example.net`)).text).toMatch(/class="probe-state">sent [^<]*if it bounces, delivery is disabled; if not, it expires after 6 days/);
     expect((await owner.get(`${M}/nobody@example.net`)).status).toBe(404);
   });
 

@@ -86,7 +86,7 @@ export async function tellOwnersDisabled(tx: Queryable, list: ListRow, member: M
   return noticeToOwners(tx, list, `${member.email}'s delivery from ${list.address} disabled by bounces`, [
     `Delivery to ${member.email} has been turned off: ${reason}.`,
     '',
-    `Its bounce score had reached ${round(member.bounce_score)} (the list disables at ${list.bounce_threshold}), so a probe was`,
+    `Its bounce score had reached ${round(member.bounce_score)} (the list probes at ${list.bounce_threshold}), so a probe was`,
     'sent to the address, and the probe bounced too.',
     ...(diagnostic ? ['', 'The last bounce said:', '', `    ${oneLine(diagnostic)}`] : []),
     '',

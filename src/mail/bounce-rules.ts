@@ -37,7 +37,7 @@ export const BOUNCE_RULES: readonly BounceRule[] = [
   { pattern: /\b5\.\d{1,3}\.\d{1,3}\b|(?:^|\s)5\d\d[\s-]/, kind: 'hard', category: 'permanent' },
 ];
 
-/** How much a bounce adds to a member's score; the list's bounce_threshold disables them. */
+/** How much a bounce adds to a member's score; at the list's bounce_threshold the member is probed. */
 export const BOUNCE_WEIGHT: Record<BounceKind, number> = { hard: 1, soft: 0.5, policy: 0, unknown: 0 };
 
 /** Scores halve every this many days: soft bounces now and then never add up to a disable. */
