@@ -672,6 +672,7 @@ CREATE TABLE public.bounces (
     diagnostic text,
     counted boolean NOT NULL,
     score_after real,
+    probe boolean DEFAULT false NOT NULL,
     CONSTRAINT bounces_kind_check CHECK ((kind = ANY (ARRAY['hard'::text, 'soft'::text, 'policy'::text, 'unknown'::text]))),
     CONSTRAINT bounces_source_check CHECK ((source = ANY (ARRAY['dsn'::text, 'smtp'::text])))
 );
@@ -891,9 +892,13 @@ CREATE TABLE public.lists (
     bounce_threshold real DEFAULT 3.0 NOT NULL,
     held_notice_minutes integer DEFAULT 15 NOT NULL,
     held_notified_at timestamp with time zone,
+    bounce_warnings integer DEFAULT 3 NOT NULL,
+    bounce_warning_interval_days integer DEFAULT 7 NOT NULL,
     CONSTRAINT lists_address_check CHECK ((address = lower(address))),
     CONSTRAINT lists_archive_check CHECK ((archive = ANY (ARRAY['public'::text, 'members'::text, 'private'::text]))),
     CONSTRAINT lists_bounce_threshold_check CHECK ((bounce_threshold > (0)::double precision)),
+    CONSTRAINT lists_bounce_warning_interval_days_check CHECK (((bounce_warning_interval_days >= 1) AND (bounce_warning_interval_days <= 365))),
+    CONSTRAINT lists_bounce_warnings_check CHECK (((bounce_warnings >= 0) AND (bounce_warnings <= 100))),
     CONSTRAINT lists_digest_interval_hours_check CHECK ((digest_interval_hours > 0)),
     CONSTRAINT lists_digest_size_threshold_check CHECK ((digest_size_threshold > 0)),
     CONSTRAINT lists_dmarc_mitigation_check CHECK ((dmarc_mitigation = ANY (ARRAY['none'::text, 'munge_from'::text, 'munge_from_always'::text, 'wrap_message'::text]))),
@@ -955,6 +960,11 @@ CREATE TABLE public.members (
     bounce_updated_at timestamp with time zone,
     disabled_at timestamp with time zone,
     disabled_reason text,
+    bounce_probe_token text,
+    bounce_probe_sent_at timestamp with time zone,
+    bounce_warnings_sent integer DEFAULT 0 NOT NULL,
+    bounce_warned_at timestamp with time zone,
+    unsubscribed_reason text,
     CONSTRAINT members_digest_format_check CHECK ((digest_format = ANY (ARRAY['mime'::text, 'plain'::text]))),
     CONSTRAINT members_email_check CHECK ((email = lower(email))),
     CONSTRAINT members_mode_check CHECK ((mode = ANY (ARRAY['each'::text, 'digest'::text, 'nomail'::text]))),
@@ -1605,6 +1615,24 @@ CREATE INDEX lists_local_part ON public.lists USING btree (local_part);
 --
 
 CREATE INDEX login_tokens_email ON public.login_tokens USING btree (email, created_at);
+
+--
+-- Name: members_bounce_disabled; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX members_bounce_disabled ON public.members USING btree (bounce_warned_at) WHERE ((status = 'disabled'::text) AND (bounce_warned_at IS NOT NULL));
+
+--
+-- Name: members_bounce_probe_due; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX members_bounce_probe_due ON public.members USING btree (bounce_probe_sent_at) WHERE (bounce_probe_sent_at IS NOT NULL);
+
+--
+-- Name: members_bounce_probe_token; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX members_bounce_probe_token ON public.members USING btree (bounce_probe_token) WHERE (bounce_probe_token IS NOT NULL);
 
 --
 -- Name: members_digest_readers; Type: INDEX; Schema: public; Owner: -

@@ -18,7 +18,7 @@ const S = '/admin/lists/dev@lists.example.org/settings';
 const settingsForm = (over: Record<string, string> = {}) => ({
   name: 'Developers', description: 'Talk about the code', post_policy: 'members', subscribe_policy: 'confirm', archive: 'public',
   subject_prefix: '', footer: '', reply_to: 'none', reply_to_address: '', dmarc_mitigation: 'none', max_message_kb: '0',
-  dkim_domain: '', dkim_selector: '', dkim_private_key: '', digest_size_kb: '30', digest_interval_hours: '24', bounce_threshold: '3', held_notice_minutes: '15',
+  dkim_domain: '', dkim_selector: '', dkim_private_key: '', digest_size_kb: '30', digest_interval_hours: '24', bounce_threshold: '3', bounce_warnings: '3', bounce_warning_interval_days: '7', held_notice_minutes: '15',
   ...over,
 });
 
@@ -42,7 +42,7 @@ afterAll(async () => {
 describe('list settings', () => {
   it('shows every setting of the list in one form', async () => {
     const page = await owner.get(S);
-    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'held_notice_minutes']) {
+    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'bounce_warnings', 'bounce_warning_interval_days', 'held_notice_minutes']) {
       expect(page.text, name).toContain(`name="${name}"`);
     }
   });
@@ -75,6 +75,19 @@ describe('list settings', () => {
     expect(r.text).toContain('Maximum message size');
     expect(r.text).toContain('Bounce threshold');
     expect((await findList(db.pool, 'dev')).post_policy).toBe('moderated');
+  });
+
+  it('saves how often and how long a disabled member is reminded, within bounds', async () => {
+    expect((await findList(db.pool, 'dev'))).toMatchObject({ bounce_warnings: 3, bounce_warning_interval_days: 7 });
+    const bad = await owner.post(S, settingsForm({ bounce_warnings: '-1', bounce_warning_interval_days: '0' }));
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('Reminders to a disabled member');
+    expect(bad.text).toContain('Days between reminders');
+    expect((await owner.post(S, settingsForm({ bounce_warnings: '0', bounce_warning_interval_days: '2' }))).status).toBe(303);
+    expect((await findList(db.pool, 'dev'))).toMatchObject({ bounce_warnings: 0, bounce_warning_interval_days: 2 });
+    const page = await owner.get(S);
+    expect(page.text).toMatch(/name="bounce_warning_interval_days" value="2"/);
+    await owner.post(S, settingsForm());
   });
 
   it('stores a DKIM key without ever showing it again', async () => {

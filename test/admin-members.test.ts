@@ -107,7 +107,8 @@ describe('finding and changing members', () => {
   it('re-enables a member disabled by bounces and shows their bounce details', async () => {
     await addMember(db.pool, dev.id, 'bouncy@example.net', 'each');
     const member = (await findMember(db.pool, dev.id, 'bouncy@example.net'))!;
-    await db.pool.query(`update members set status = 'disabled', bounce_score = 3.5, disabled_reason = 'too many bounces' where id = $1`, [member.id]);
+    await db.pool.query(`update members set status = 'disabled', bounce_score = 3.5, disabled_reason = 'too many bounces',
+                                bounce_warnings_sent = 2, bounce_warned_at = now() where id = $1`, [member.id]);
     await db.pool.query(
       `insert into bounces (list_id, member_id, source, recipient, kind, category, status, diagnostic, counted, score_after)
        values ($1, $2, 'dsn', 'bouncy@example.net', 'hard', 'mailbox_unknown', '5.1.1', '550 5.1.1 <bouncy@example.net>: user unknown', true, 3.5),
@@ -122,8 +123,12 @@ describe('finding and changing members', () => {
     expect(detail.text).toContain('mailbox_unknown');
     expect(detail.text).toContain("not the member&#39;s fault");
     expect(detail.text).toContain('too many bounces');
+    expect(detail.text).toMatch(/class="warning-state">2 of 3 sent/);
     await owner.post(`${M}/bulk`, { emails: 'bouncy@example.net', action: 'reenable' });
     expect(await findMember(db.pool, dev.id, 'bouncy@example.net')).toMatchObject({ status: 'active', bounce_score: 0 });
+    // An outstanding probe shows too.
+    await db.pool.query(`update members set bounce_probe_token = 'probe-' || md5('x'), bounce_probe_sent_at = now() where id = $1`, [member.id]);
+    expect((await owner.get(`${M}/bouncy@example.net`)).text).toMatch(/class="probe-state">sent [^<]*if it bounces, delivery is disabled; if not, it expires after 6 days/);
     expect((await owner.get(`${M}/nobody@example.net`)).status).toBe(404);
   });
 

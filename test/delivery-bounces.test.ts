@@ -27,6 +27,16 @@ async function bounce(email: string, sample: string) {
   return (await findMember(db.pool, dev.id, email))!;
 }
 
+/** The first message the relay got for `to` whose Subject contains `subject` (waits for it). */
+async function mailTo(to: string, subject: string) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    for (const m of relay.to(to)) if ((await parse(m.raw)).subject.includes(subject)) return m;
+    if (Date.now() > deadline) throw new Error(`no mail to ${to} about "${subject}"`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 beforeAll(async () => {
   db = await testDatabase();
   relay = await startCaptureRelay();
@@ -77,15 +87,20 @@ describe('bounces at the VERP address', () => {
     expect((await bounce('vic@example.org', 'vacation-auto-reply.eml')).bounce_score).toBe(0);
   });
 
-  it('disables a member past the threshold and tells them how to turn delivery back on', async () => {
+  it('probes a member at the threshold, and disables them and tells them how to turn delivery back on when the probe bounces', async () => {
     await bounce('bob@example.net', 'postfix-user-unknown.eml');
-    const bob = await bounce('bob@example.net', 'gmail-no-such-user.eml');
+    const probed = await bounce('bob@example.net', 'gmail-no-such-user.eml');
+    expect(probed.status).toBe('active');
+    expect(probed.bounce_score).toBeCloseTo(3, 3);
+    expect(probed.bounce_probe_token).toMatch(/^probe-[a-f0-9]{32}$/);
+    const probe = await mailTo('bob@example.net', 'probe message');
+    expect(probe.from).toBe(`dev-bounces+${probed.bounce_probe_token}@lists.example.org`);
+    const res = await sendRaw(smtp.port, { from: '', to: [probe.from] }, fixture('postfix-user-unknown.eml'));
+    expect(res.ok, res.response).toBe(true);
+    const bob = (await findMember(db.pool, dev.id, 'bob@example.net'))!;
     expect(bob.status).toBe('disabled');
-    expect(bob.bounce_score).toBeCloseTo(3, 3);
     expect(bob.disabled_reason).toContain('no_such_user');
-    const deadline = Date.now() + 10_000;
-    while (relay.to('bob@example.net').length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    const notice = await parse(relay.to('bob@example.net')[0].raw);
+    const notice = await parse((await mailTo('bob@example.net', 'is disabled')).raw);
     expect(notice.subject).toBe('Your delivery from dev@lists.example.org is disabled');
     expect(notice.text).toContain(`/u/${bob.token}`);
     expect(notice.text).toContain('Re-enable delivery');

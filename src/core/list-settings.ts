@@ -71,6 +71,8 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   digest_size_threshold: { group: 'delivery', parse: number(1024, 100 * 1024 * 1024) },
   digest_interval_hours: { group: 'delivery', parse: number(1, 24 * 31) },
   bounce_threshold: { group: 'delivery', parse: number(0.5, 100, { integer: false }) },
+  bounce_warnings: { group: 'delivery', parse: number(0, 100) },
+  bounce_warning_interval_days: { group: 'delivery', parse: number(1, 365) },
   held_notice_minutes: { group: 'delivery', parse: number(0, 7 * 24 * 60) },
   dkim_domain: { group: 'delivery', parse: optional(domainName) },
   dkim_selector: { group: 'delivery', parse: optional(selector) },

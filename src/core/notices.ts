@@ -32,6 +32,12 @@ interface NoticeContent {
   /** extra header lines ("Name: value") */
   headers?: string[];
   autoSubmitted?: 'auto-generated' | 'auto-replied';
+  /**
+   * The VERP token of a list notice's envelope sender (NOTICE_BOUNCE_TOKEN when not given): a
+   * bounce probe carries its own, so that its bounce names it; `memberId` goes with it.
+   */
+  bounceToken?: string;
+  memberId?: number;
 }
 
 /** Queues one mail; returns its outbox row id. */
@@ -51,8 +57,8 @@ export async function sendNotice(db: Queryable, n: Notice): Promise<number> {
     domain: n.list ? n.list.domain : n.site.mailDomain,
   });
   const mailId = await insertOutboundMail(db, raw);
-  const envelopeFrom = n.list ? verpAddress(n.list.address, NOTICE_BOUNCE_TOKEN) : n.site.noticeFrom;
-  const [id] = await enqueueMail(db, 'notice', n.list?.id ?? null, mailId, [{ email: to, envelopeFrom }]);
+  const envelopeFrom = n.list ? verpAddress(n.list.address, n.bounceToken ?? NOTICE_BOUNCE_TOKEN) : n.site.noticeFrom;
+  const [id] = await enqueueMail(db, 'notice', n.list?.id ?? null, mailId, [{ email: to, envelopeFrom, memberId: n.memberId }]);
   await notifyOutbox(db);
   return id;
 }

@@ -1,5 +1,11 @@
-/* Bounces and members' bounce scores (sql/0003_delivery.sql). */
+/*
+ * Bounces and members' bounce scores (sql/0003_delivery.sql), and what follows a score that
+ * reaches the threshold: the probe, the warnings of a disabled member, the removal
+ * (sql/0030_bounce_probes.sql).
+ */
 
+import { PROBE_TOKEN } from '../mail/address.ts';
+import type { MemberRow } from './members.ts';
 import type { Queryable } from './pool.ts';
 
 export type BounceKind = 'hard' | 'soft' | 'policy' | 'unknown';
@@ -17,6 +23,8 @@ export interface BounceRow {
   diagnostic: string | null;
   counted: boolean;
   score_after: number | null;
+  /** a bounce of a probe: it decides whether the member is disabled */
+  probe: boolean;
 }
 
 export interface NewBounce {
@@ -30,13 +38,14 @@ export interface NewBounce {
   diagnostic: string | null;
   counted: boolean;
   scoreAfter: number | null;
+  probe?: boolean;
 }
 
 export async function insertBounce(db: Queryable, b: NewBounce): Promise<number> {
   const { rows } = await db.query<{ id: number }>(
-    `insert into bounces (list_id, member_id, source, recipient, kind, category, status, diagnostic, counted, score_after)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id`,
-    [b.listId, b.memberId, b.source, b.recipient, b.kind, b.category, b.status, b.diagnostic?.slice(0, 2000) ?? null, b.counted, b.scoreAfter],
+    `insert into bounces (list_id, member_id, source, recipient, kind, category, status, diagnostic, counted, score_after, probe)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id`,
+    [b.listId, b.memberId, b.source, b.recipient, b.kind, b.category, b.status, b.diagnostic?.slice(0, 2000) ?? null, b.counted, b.scoreAfter, b.probe ?? false],
   );
   return rows[0].id;
 }
@@ -86,6 +95,94 @@ export async function memberBounces(db: Queryable, memberId: number, limit = 50)
   const { rows } = await db.query<BounceRow>(
     'select * from bounces where member_id = $1 order by received_at desc, id desc limit $2',
     [memberId, limit],
+  );
+  return rows;
+}
+
+// ---- Probes, warnings, removal ----
+
+/** A probe's token, as its VERP address carries it (src/mail/address.ts PROBE_TOKEN). */
+const NEW_PROBE_TOKEN = `'probe-' || replace(gen_random_uuid()::text, '-', '')`;
+
+/**
+ * Starts a probe for an active member who has none outstanding: the new probe token, or null
+ * (not active, or a probe already on its way: one at a time).
+ */
+export async function startProbe(db: Queryable, memberId: number): Promise<string | null> {
+  const { rows } = await db.query<{ token: string }>(
+    `update members set bounce_probe_token = ${NEW_PROBE_TOKEN}, bounce_probe_sent_at = now(), updated_at = now()
+      where id = $1 and status = 'active' and bounce_probe_token is null
+     returning bounce_probe_token as token`,
+    [memberId],
+  );
+  return rows[0]?.token ?? null;
+}
+
+export async function findMemberByProbeToken(db: Queryable, token: string): Promise<MemberRow | null> {
+  if (!PROBE_TOKEN.test(token)) return null;
+  const { rows } = await db.query<MemberRow>('select * from members where bounce_probe_token = $1', [token]);
+  return rows[0] ?? null;
+}
+
+/**
+ * Forgets up to `limit` probes sent more than `days` ago that nobody bounced: mail reaches the
+ * member after all, so the score that led to the probe is cleared too. One statement with row
+ * locks skipped, so workers running it together each take other rows.
+ */
+export async function expireProbes(db: Queryable, days: number, limit: number): Promise<Pick<MemberRow, 'id' | 'list_id' | 'email' | 'status'>[]> {
+  const { rows } = await db.query<Pick<MemberRow, 'id' | 'list_id' | 'email' | 'status'>>(
+    `with due as (
+       select id from members where bounce_probe_sent_at < now() - make_interval(days => $1)
+        order by bounce_probe_sent_at limit $2 for update skip locked)
+     update members m set bounce_probe_token = null, bounce_probe_sent_at = null,
+            bounce_score = case when m.status = 'active' then 0 else m.bounce_score end,
+            bounce_updated_at = now(), updated_at = now()
+       from due where m.id = due.id
+     returning m.id, m.list_id, m.email, m.status`,
+    [days, limit],
+  );
+  return rows;
+}
+
+/**
+ * Claims up to `limit` disabled members due for their next warning (fewer sent than the list's
+ * bounce_warnings, the last one bounce_warning_interval_days ago) and counts the warning as sent:
+ * the caller queues it in the same transaction. Rows another worker holds are skipped, and a row
+ * it has just warned no longer qualifies, so no warning goes out twice.
+ */
+export async function claimDueWarnings(db: Queryable, limit: number): Promise<MemberRow[]> {
+  const { rows } = await db.query<MemberRow>(
+    `with due as (
+       select m.id from members m join lists l on l.id = m.list_id
+        where m.status = 'disabled' and m.bounce_warned_at is not null
+          and m.bounce_warnings_sent < l.bounce_warnings
+          and m.bounce_warned_at <= now() - make_interval(days => l.bounce_warning_interval_days)
+        order by m.bounce_warned_at limit $1 for update of m skip locked)
+     update members m set bounce_warnings_sent = m.bounce_warnings_sent + 1, bounce_warned_at = now(), updated_at = now()
+       from due where m.id = due.id
+     returning m.*`,
+    [limit],
+  );
+  return rows;
+}
+
+/**
+ * Claims up to `limit` disabled members whose last warning went unanswered for an interval (or
+ * at once when the list sends no warnings) and unsubscribes them, with the reason.
+ */
+export async function claimDueRemovals(db: Queryable, limit: number): Promise<MemberRow[]> {
+  const { rows } = await db.query<MemberRow>(
+    `with due as (
+       select m.id from members m join lists l on l.id = m.list_id
+        where m.status = 'disabled' and m.bounce_warned_at is not null
+          and m.bounce_warnings_sent >= l.bounce_warnings
+          and (l.bounce_warnings = 0 or m.bounce_warned_at <= now() - make_interval(days => l.bounce_warning_interval_days))
+        order by m.bounce_warned_at limit $1 for update of m skip locked)
+     update members m set status = 'unsubscribed', updated_at = now(),
+            unsubscribed_reason = left('bounces: ' || coalesce(m.disabled_reason, 'delivery kept failing'), 500)
+       from due where m.id = due.id
+     returning m.*`,
+    [limit],
   );
   return rows;
 }

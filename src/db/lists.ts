@@ -134,6 +134,9 @@ export interface DeliverySettings {
   digest_size_threshold: number;
   digest_interval_hours: number;
   bounce_threshold: number;
+  /** reminders a disabled member gets before removal (the disable notice is the first) */
+  bounce_warnings: number;
+  bounce_warning_interval_days: number;
   held_notice_minutes: number;
 }
 
@@ -154,6 +157,8 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   digest_size_threshold: 'int',
   digest_interval_hours: 'int',
   bounce_threshold: 'real',
+  bounce_warnings: 'int',
+  bounce_warning_interval_days: 'int',
   held_notice_minutes: 'int',
 };
 

@@ -17,6 +17,12 @@ export interface MemberRow {
   bounce_updated_at: Date | null;
   disabled_at: Date | null;
   disabled_reason: string | null;
+  // sql/0030_bounce_probes.sql
+  bounce_probe_token: string | null;
+  bounce_probe_sent_at: Date | null;
+  bounce_warnings_sent: number;
+  bounce_warned_at: Date | null;
+  unsubscribed_reason: string | null;
 }
 
 export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
@@ -31,7 +37,7 @@ export async function addMember(db: Queryable, listId: number, email: string, mo
      up as (
        insert into members (list_id, email, mode, name) values ($1, $2, $3, $4)
        on conflict (list_id, email) do update
-         set status = 'active', mode = excluded.mode, name = coalesce(excluded.name, members.name), updated_at = now()
+         set status = 'active', mode = excluded.mode, name = coalesce(excluded.name, members.name), unsubscribed_reason = null, updated_at = now()
          where members.status <> 'active' or members.mode <> excluded.mode
        returning 1)
      select case when not exists (select 1 from before) then 'added'
@@ -114,11 +120,11 @@ export async function setDigestFormat(db: Queryable, listId: number, email: stri
   return (rowCount ?? 0) > 0;
 }
 
-/** Turns delivery back on for a member disabled by bounces: status active, bounce score 0. */
+/** Turns delivery back on for a member disabled by bounces: status active, bounce score 0, no probe. */
 export async function reenableMember(db: Queryable, listId: number, email: string): Promise<boolean> {
   const { rowCount } = await db.query(
     `update members set status = 'active', bounce_score = 0, bounce_updated_at = now(), disabled_at = null,
-            disabled_reason = null, updated_at = now()
+            disabled_reason = null, bounce_probe_token = null, bounce_probe_sent_at = null, updated_at = now()
       where list_id = $1 and email = $2 and status in ('active', 'disabled')`,
     [listId, email],
   );
@@ -135,14 +141,22 @@ export async function unsubscribeByToken(db: Queryable, token: string): Promise<
   return rows[0] ?? null;
 }
 
-/** Sets a member's status to disabled with a reason (bounces). True when it changed. */
-export async function disableMember(db: Queryable, memberId: number, reason: string): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `update members set status = 'disabled', disabled_at = now(), disabled_reason = $2, updated_at = now()
-      where id = $1 and status = 'active'`,
-    [memberId, reason],
+/**
+ * Disables an active member with a reason (a bounced probe: only while `probeToken` is still the
+ * member's outstanding probe). The notice that tells them is their first warning, when the list
+ * sends warnings at all. The member row after, or null when nothing changed.
+ */
+export async function disableMember(db: Queryable, memberId: number, reason: string, probeToken: string | null = null): Promise<MemberRow | null> {
+  const { rows } = await db.query<MemberRow>(
+    `update members m set status = 'disabled', disabled_at = now(), disabled_reason = $2,
+            bounce_probe_token = null, bounce_probe_sent_at = null,
+            bounce_warnings_sent = least(l.bounce_warnings, 1), bounce_warned_at = now(), updated_at = now()
+       from lists l
+      where l.id = m.list_id and m.id = $1 and m.status = 'active' and ($3::text is null or m.bounce_probe_token = $3)
+     returning m.*`,
+    [memberId, reason, probeToken],
   );
-  return (rowCount ?? 0) > 0;
+  return rows[0] ?? null;
 }
 
 export async function findMemberById(db: Queryable, id: number): Promise<MemberRow | null> {

@@ -1,8 +1,9 @@
 import type pg from 'pg';
-import { recordDeliveryFailure } from '../core/bounces.ts';
+import { recordDeliveryFailure, recordProbeFailure } from '../core/bounces.ts';
 import { markFailed, markRetry, markSent, type ClaimedRow, type RowError } from '../db/outbox.ts';
 import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import { probeTokenOf } from '../mail/address.ts';
 import { deliveries } from './metrics.ts';
 
 type Retry = RowError & { row: ClaimedRow };
@@ -151,6 +152,12 @@ export class Outcomes {
       log.warn({ recipient: f.row.recipient, error: f.error }, 'delivery failed permanently');
       // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count;
       // nor do refusals of our sender at MAIL FROM or of the content after DATA).
+      // A refused probe is a bounced probe (see core/bounces.ts).
+      const probe = f.row.kind === 'notice' && f.row.list_id !== null && f.stage !== 'none' ? probeTokenOf(f.row.envelope_from) : null;
+      if (probe) {
+        await recordProbeFailure(this.pool, { publicUrl: this.publicUrl }, probe, f.row.list_id!, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
+          .catch((err) => log.error({ err }, 'could not record the bounce of a refused probe'));
+      }
       if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice' && f.stage !== 'none') {
         await recordDeliveryFailure(this.pool, { publicUrl: this.publicUrl }, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
           .catch((err) => log.error({ err }, 'could not record the bounce of a failed copy'));

@@ -72,6 +72,21 @@ export function verpParts(listAddress: string): { prefix: string; domain: string
 /** The token of a notice's envelope sender: bounces of notices are recorded but never scored. */
 export const NOTICE_BOUNCE_TOKEN = 'notice';
 
+/**
+ * The token of a bounce probe's envelope sender, dev-bounces+probe-HEX@: it names one probe (a
+ * member's own token is plain hex), so a bounce to it says that this probe, and nothing else, failed.
+ */
+export const PROBE_TOKEN = /^probe-[a-f0-9]{32}$/;
+
+/** The probe token in a VERP envelope sender, or null when the address is not a probe's. */
+export function probeTokenOf(envelopeFrom: string): string | null {
+  const parts = splitAddress(envelopeFrom);
+  const plus = parts ? parts.local.indexOf('+') : -1;
+  if (!parts || plus < 0 || !parts.local.slice(0, plus).endsWith('-bounces')) return null;
+  const token = parts.local.slice(plus + 1);
+  return PROBE_TOKEN.test(token) ? token : null;
+}
+
 const LOCAL_PART = /^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$/;
 
 /** Why a list address is not acceptable, or null when it is. */

@@ -37,11 +37,18 @@ export const BOUNCE_RULES: readonly BounceRule[] = [
   { pattern: /\b5\.\d{1,3}\.\d{1,3}\b|(?:^|\s)5\d\d[\s-]/, kind: 'hard', category: 'permanent' },
 ];
 
-/** How much a bounce adds to a member's score; the list's bounce_threshold disables them. */
+/** How much a bounce adds to a member's score; at the list's bounce_threshold the member is probed. */
 export const BOUNCE_WEIGHT: Record<BounceKind, number> = { hard: 1, soft: 0.5, policy: 0, unknown: 0 };
 
 /** Scores halve every this many days: soft bounces now and then never add up to a disable. */
 export const BOUNCE_HALF_LIFE_DAYS = 7;
+
+/**
+ * A probe nobody bounced within this many days expires: the member stays, the score is cleared.
+ * Longer than the five days Postfix (and our own workers, DELIVERY_GIVE_UP_HOURS) keep retrying a
+ * deferred message, so that the bounce of a probe to a full mailbox still comes back in time.
+ */
+export const BOUNCE_PROBE_DAYS = 6;
 
 export function classifyText(status: string | null, diagnostic: string | null): { kind: BounceKind; category: string } {
   const text = `${status ?? ''} ${diagnostic ?? ''}`.replace(/\s+/g, ' ');

@@ -7,6 +7,7 @@ import { addMembers, changeMembers, inviteMembers } from '../../core/members.ts'
 import { NotFound } from '../../errors.ts';
 import { DELIVERY_MODES, MEMBER_STATUSES, type DeliveryMode } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
+import { BOUNCE_PROBE_DAYS } from '../../mail/bounce-rules.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -110,7 +111,7 @@ export function membersRouter(ctx: WebContext): Router {
     const member = await findMember(db, list.id, String(req.params.email).toLowerCase());
     if (!member) throw new NotFound(`${req.params.email} is not a member of ${list.address}.`);
     const [bounces, audit] = await Promise.all([memberBounces(db, member.id), memberAudit(db, list.id, member.email)]);
-    render(ctx.views, req, res, 'admin/member.njk', { title: `${member.email} · ${list.address}`, tab: 'members', member, bounces, audit, modes: DELIVERY_MODES });
+    render(ctx.views, req, res, 'admin/member.njk', { title: `${member.email} · ${list.address}`, tab: 'members', member, bounces, audit, modes: DELIVERY_MODES, probeDays: BOUNCE_PROBE_DAYS });
   });
 
   return r;

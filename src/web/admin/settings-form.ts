@@ -67,6 +67,8 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     digest_size_threshold: count('digest_size_kb', 'Digest size', list.digest_size_threshold, { min: 1, max: 100_000, scale: 1024 }),
     digest_interval_hours: count('digest_interval_hours', 'Digest interval', list.digest_interval_hours, { min: 1, max: 24 * 31 }),
     bounce_threshold: count('bounce_threshold', 'Bounce threshold', list.bounce_threshold, { min: 0.5, max: 100, decimals: true }),
+    bounce_warnings: count('bounce_warnings', 'Reminders to a disabled member', list.bounce_warnings, { min: 0, max: 100 }),
+    bounce_warning_interval_days: count('bounce_warning_interval_days', 'Days between reminders', list.bounce_warning_interval_days, { min: 1, max: 365 }),
     held_notice_minutes: count('held_notice_minutes', 'Held-message notices', list.held_notice_minutes, { min: 0, max: 7 * 24 * 60 }),
   };
   // The private key is write-only: an empty field keeps the stored one; a checkbox removes it.
