@@ -1151,6 +1151,17 @@ CREATE TABLE public.sessions (
 );
 
 --
+-- Name: size_refusals; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.size_refusals (
+    list_id bigint NOT NULL,
+    message_id bigint NOT NULL,
+    response text NOT NULL,
+    refused_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: subscription_requests; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1491,6 +1502,13 @@ ALTER TABLE ONLY public.sender_rules
 
 ALTER TABLE ONLY public.sessions
     ADD CONSTRAINT sessions_pkey PRIMARY KEY (id_hash);
+
+--
+-- Name: size_refusals size_refusals_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.size_refusals
+    ADD CONSTRAINT size_refusals_pkey PRIMARY KEY (list_id, message_id);
 
 --
 -- Name: subscription_requests subscription_requests_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -1902,6 +1920,20 @@ ALTER TABLE ONLY public.sender_rules
 
 ALTER TABLE ONLY public.sessions
     ADD CONSTRAINT sessions_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id) ON DELETE CASCADE;
+
+--
+-- Name: size_refusals size_refusals_list_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.size_refusals
+    ADD CONSTRAINT size_refusals_list_id_fkey FOREIGN KEY (list_id) REFERENCES public.lists(id) ON DELETE CASCADE;
+
+--
+-- Name: size_refusals size_refusals_message_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.size_refusals
+    ADD CONSTRAINT size_refusals_message_id_fkey FOREIGN KEY (message_id) REFERENCES public.messages(id) ON DELETE CASCADE;
 
 --
 -- Name: subscription_requests subscription_requests_list_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -

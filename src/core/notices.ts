@@ -5,11 +5,13 @@
  * announces was committed.
  */
 
+import type pg from 'pg';
 import type { CoreSettings } from './settings.ts';
 import type { ListRow } from '../db/lists.ts';
-import { listOwners } from '../db/lists.ts';
+import { getListById, listOwners } from '../db/lists.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
-import type { Queryable } from '../db/pool.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { claimSizeRefusal, refusedPost } from '../db/size-refusals.ts';
 import { InvalidInput } from '../errors.ts';
 import { normalizeEmail, NOTICE_BOUNCE_TOKEN, roleAddress, verpAddress } from '../mail/address.ts';
 import { composeText } from '../mail/compose.ts';
@@ -89,4 +91,50 @@ export async function noticeToOwners(db: Queryable, list: ListRow, subject: stri
   const owners = await listOwners(db, list.id);
   for (const to of owners) await sendNotice(db, { to, subject, text, list, from: `${displayName(`${list.name} list`)} <${roleAddress(list.address, 'owner')}>` });
   return owners.length;
+}
+
+/**
+ * Copies of a post were refused for their size (552 5.3.4): the post was archived, but the list's
+ * headers and footer made each copy bigger than the relay or a member's server takes. The owners
+ * and the author are told once per post and list (claimSizeRefusal is the guard, in the same
+ * transaction as the notices: several workers, or one retrying, tell them once). Returns whether
+ * this call sent the notices.
+ */
+export async function tellPostTooBig(pool: pg.Pool, listId: number, messageId: number, response: string): Promise<boolean> {
+  return withTransaction(pool, async (tx) => {
+    if (!(await claimSizeRefusal(tx, listId, messageId, response))) return false;
+    const list = await getListById(tx, listId);
+    const post = await refusedPost(tx, messageId);
+    if (!post) return true;
+    const what = `"${post.subject || '(no subject)'}" (${post.size} bytes, Message-ID <${post.message_id}>)`;
+    const owners = await listOwners(tx, list.id);
+    await noticeToOwners(tx, list, `A post to ${list.address} was too big to deliver`, [
+      `The post ${what} from ${post.from_email || 'an unknown sender'} was archived, but its copies were refused as too big to deliver after the list's headers were added:`,
+      '',
+      `    ${response}`,
+      '',
+      'A copy is bigger than its post by the list\'s headers (and footer). When the relay is a Postfix, give the',
+      'listener listkeeper sends to a message_size_limit with a margin over SMTP_MAX_SIZE (see "Behind Postfix"',
+      'in docs/operations.md), or lower the list\'s max_message_size so that such posts are held instead.',
+    ].join('\n'));
+    const author = normalizeEmail(post.from_email);
+    if (author && !owners.includes(author)) {
+      await sendNotice(tx, {
+        to: author,
+        list,
+        subject: `Your message to ${list.address} was too big to deliver`,
+        inReplyTo: post.message_id,
+        autoSubmitted: 'auto-replied',
+        text: [
+          `Your message ${what} to ${list.address} was archived, but it could not be delivered to the list's members:`,
+          'it was too big to deliver after the list\'s headers were added.',
+          '',
+          `    ${response}`,
+          '',
+          'Please send it again smaller, for example with a link in place of a large attachment.',
+        ].join('\n'),
+      });
+    }
+    return true;
+  });
 }

@@ -1,9 +1,11 @@
 import type pg from 'pg';
 import { recordDeliveryFailure, recordProbeFailure } from '../core/bounces.ts';
+import { tellPostTooBig } from '../core/notices.ts';
 import { markFailed, markRetry, markSent, type ClaimedRow, type RowError } from '../db/outbox.ts';
 import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { probeTokenOf } from '../mail/address.ts';
+import { refusedForSize } from '../mail/bounce-rules.ts';
 import { deliveries } from './metrics.ts';
 
 type Retry = RowError & { row: ClaimedRow };
@@ -147,9 +149,17 @@ export class Outcomes {
     for (const r of retry) {
       this.log.child({ outboxId: r.id, attempt: r.row.attempts + 1 }).info({ recipient: r.row.recipient, error: r.error }, gaveUp.has(r.id) ? 'delivery given up' : 'delivery deferred');
     }
+    // Copies of a post refused for their size, one per post and list: its owners and author are told.
+    const tooBig = new Map<string, Failure>();
     for (const f of failed) {
       const log = this.log.child({ outboxId: f.id, attempt: f.row.attempts + 1 });
       log.warn({ recipient: f.row.recipient, error: f.error }, 'delivery failed permanently');
+      // Too big is about the message (the list's headers made the copy pass a limit), never a
+      // bounce of the member's, at whatever stage it was said.
+      if (f.row.kind === 'post' && f.row.list_id !== null && f.row.message_id !== null && refusedForSize(f.error)) {
+        tooBig.set(`${f.row.list_id}:${f.row.message_id}`, f);
+        continue;
+      }
       // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count;
       // nor do refusals of our sender at MAIL FROM or of the content after DATA).
       // A refused probe is a bounced probe (see core/bounces.ts).
@@ -162,6 +172,12 @@ export class Outcomes {
         await recordDeliveryFailure(this.pool, { publicUrl: this.publicUrl }, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
           .catch((err) => log.error({ err }, 'could not record the bounce of a failed copy'));
       }
+    }
+    for (const f of tooBig.values()) {
+      const log = this.log.child({ outboxId: f.id, listId: f.row.list_id, messageId: f.row.message_id });
+      await tellPostTooBig(this.pool, f.row.list_id!, f.row.message_id!, f.error)
+        .then((told) => told && log.warn({ error: f.error }, 'copies of a post were refused for their size: owners and author told'))
+        .catch((err) => log.error({ err }, 'could not tell the owners that a post was too big to deliver'));
     }
   }
 

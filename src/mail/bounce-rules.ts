@@ -57,3 +57,12 @@ export function classifyText(status: string | null, diagnostic: string | null): 
   }
   return { kind: 'unknown', category: 'unrecognised' };
 }
+
+/**
+ * A refusal of a message for its size (552 5.3.4, "message size exceeds fixed limit"): about the
+ * message, never about the member it was sent to.
+ */
+export function refusedForSize(response: string): boolean {
+  const status = /\b([45]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] ?? null;
+  return classifyText(status, response).category === 'message_too_big';
+}
