@@ -111,6 +111,10 @@ describe.skipIf(!root)('behind Postfix, from the recipe as written', () => {
     expect(r.out).toMatch(/<- {2}250 2\.0\.0 Ok: queued/);
     await until('the copies to bob and carol', async () => internet.to('bob@members.example').length > 0 && internet.to('carol@members.example').length > 0);
     expect(await archived('hello-1@example.org')).toBeGreaterThan(2000);
+    // XFORWARD: listkeeper's trace line names swaks's HELO, not Postfix's own name.
+    const { rows } = await db.pool.query<{ received: string }>(`select checks->>'received' as received from messages where message_id = 'hello-1@example.org'`);
+    expect(rows[0].received).toMatch(/^from client\.example\.net \(.*\[127\.0\.0\.1\]\)/);
+    expect(rows[0].received).not.toContain('mx.example.org (');
     const [copy] = internet.to('bob@members.example');
     const text = copy.raw.toString('utf8');
     const bob = (await findMember(db.pool, dev.id, 'bob@members.example'))!;
