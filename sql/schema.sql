@@ -890,6 +890,8 @@ CREATE TABLE public.lists (
     bounce_threshold real DEFAULT 3.0 NOT NULL,
     held_notice_minutes integer DEFAULT 15 NOT NULL,
     held_notified_at timestamp with time zone,
+    spam_hold_score real DEFAULT 6,
+    spam_reject_score real DEFAULT 15,
     CONSTRAINT lists_address_check CHECK ((address = lower(address))),
     CONSTRAINT lists_archive_check CHECK ((archive = ANY (ARRAY['public'::text, 'members'::text, 'private'::text]))),
     CONSTRAINT lists_bounce_threshold_check CHECK ((bounce_threshold > (0)::double precision)),

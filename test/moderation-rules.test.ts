@@ -7,7 +7,7 @@ const now = new Date('2026-11-02T10:00:00Z');
 
 function facts(over: { policy?: PostFacts['list']['postPolicy']; member?: PostFacts['sender']['memberStatus']; rules?: PostFacts['senderRules']; size?: number; max?: number; subject?: string; headers?: Record<string, string> } = {}): PostFacts {
   return {
-    list: { address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0 },
+    list: { address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0, spamHoldScore: 6, spamRejectScore: 15 },
     sender: { email: 'alice@example.org', envelopeFrom: 'alice@example.org', memberStatus: over.member === undefined ? 'active' : over.member },
     senderRules: over.rules ?? [],
     message: {

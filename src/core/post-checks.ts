@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { Peer, PostChecks } from '../mail/post-checks.ts';
 import type { CoreSettings } from './settings.ts';
+import { scanForSpam } from './spam-check.ts';
 
 export interface PostCheckInput {
   raw: Buffer;
@@ -23,7 +24,8 @@ export interface PostCheckInput {
 }
 
 export async function checkPost(input: PostCheckInput, settings: CoreSettings): Promise<PostChecks> {
-  void input;
-  void settings;
-  return {};
+  const checks: PostChecks = {};
+  // The spam scan (rspamd): { spam } or { spamUnchecked }; throws 451 when SPAM_CHECK_FAIL=tempfail.
+  Object.assign(checks, await scanForSpam(input, settings.spamCheck));
+  return checks;
 }
