@@ -892,6 +892,8 @@ CREATE TABLE public.lists (
     bounce_threshold real DEFAULT 3.0 NOT NULL,
     held_notice_minutes integer DEFAULT 15 NOT NULL,
     held_notified_at timestamp with time zone,
+    spam_hold_score real DEFAULT 6,
+    spam_reject_score real DEFAULT 15,
     bounce_warnings integer DEFAULT 3 NOT NULL,
     bounce_warning_interval_days integer DEFAULT 7 NOT NULL,
     CONSTRAINT lists_address_check CHECK ((address = lower(address))),

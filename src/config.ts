@@ -58,6 +58,10 @@ const schema = z.object({
   RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
   SMTP_HELO_NAME: domain.optional(),
   DNS_SERVERS: z.string().regex(/^\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?(\s*,\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?)*\s*$/i, 'must be comma-separated host or host:port resolvers').optional(),
+  // The spam check (src/core/spam-check.ts; docs/mail.md): an rspamd controller or normal worker
+  SPAM_CHECK_URL: url(['http:', 'https:']).optional(),
+  SPAM_CHECK_FAIL: z.enum(['accept', 'tempfail']).default('accept'),
+  SPAM_CHECK_TIMEOUT: z.coerce.number().positive().max(600).default(10),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: positiveInt.default(20),
@@ -115,6 +119,12 @@ export interface Config {
   relayTlsCa?: string;
   /** our name in EHLO, to the relay and to MX hosts (SMTP_HELO_NAME, default MAIL_DOMAIN) */
   heloName: string;
+  /**
+   * The spam check of every post (src/core/spam-check.ts). url: rspamd's controller (or normal
+   * worker), its password as the URL's password; unset: no check. fail: what a post gets when the
+   * scanner does not answer (accepted unscanned, or 451). timeoutMs: the deadline of one scan.
+   */
+  spamCheck: { url?: string; fail: 'accept' | 'tempfail'; timeoutMs: number };
   /** resolvers for every lookup (DNS_SERVERS); empty: the system's */
   dnsServers: string[];
   dataDir: string;
@@ -247,6 +257,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,
     relayTlsCa: e.RELAY_TLS_CA,
     heloName: (e.SMTP_HELO_NAME ?? e.MAIL_DOMAIN).toLowerCase(),
+    spamCheck: { url: e.SPAM_CHECK_URL, fail: e.SPAM_CHECK_FAIL, timeoutMs: Math.round(e.SPAM_CHECK_TIMEOUT * 1000) },
     dnsServers: (e.DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,

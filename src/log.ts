@@ -14,7 +14,7 @@ import { pino } from 'pino';
 let toStderr = false;
 const destination = { write: (line: string) => (toStderr ? process.stderr : process.stdout).write(line) };
 
-const URL_FIELDS = ['relay', 'relayUrl', 'databaseUrl', 'connectionString'];
+const URL_FIELDS = ['relay', 'relayUrl', 'databaseUrl', 'connectionString', 'spamCheckUrl'];
 const SECRET_FIELDS = ['password', 'pass', 'auth'];
 // Request paths: some carry a token that acts as a password (one-click unsubscribe, login links).
 const PATH_FIELDS = ['url'];

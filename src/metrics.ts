@@ -19,6 +19,22 @@ export const pageCacheRequests = new client.Counter({
   registers: [registry],
 });
 
+/** Posts the spam scanner did not answer for (SPAM_CHECK_URL), by why: timeout, connection, status, response. */
+export const spamCheckFailures = new client.Counter({
+  name: 'listkeeper_spam_check_failures_total',
+  help: 'Spam checks that got no usable answer from rspamd, by reason (the post was then accepted unscanned or answered 451, as SPAM_CHECK_FAIL says)',
+  labelNames: ['reason'],
+  registers: [registry],
+});
+
+/** How long rspamd took to answer, to set SPAM_CHECK_TIMEOUT from. */
+export const spamCheckSeconds = new client.Histogram({
+  name: 'listkeeper_spam_check_seconds',
+  help: 'Time rspamd took to scan a post (answered scans only)',
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+
 /** What the outbox gauges read at scrape time; set by the process that serves /metrics. */
 export interface OutboxDepth {
   queued: number;

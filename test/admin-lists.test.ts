@@ -42,7 +42,7 @@ afterAll(async () => {
 describe('list settings', () => {
   it('shows every setting of the list in one form', async () => {
     const page = await owner.get(S);
-    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'bounce_warnings', 'bounce_warning_interval_days', 'held_notice_minutes']) {
+    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'bounce_warnings', 'bounce_warning_interval_days', 'held_notice_minutes', 'spam_hold_score', 'spam_reject_score']) {
       expect(page.text, name).toContain(`name="${name}"`);
     }
   });
@@ -88,6 +88,22 @@ describe('list settings', () => {
     const page = await owner.get(S);
     expect(page.text).toMatch(/name="bounce_warning_interval_days" value="2"/);
     await owner.post(S, settingsForm());
+  });
+
+  it('saves the spam thresholds, empty turning one off, and keeps them when the form leaves them out', async () => {
+    expect(await findList(db.pool, 'dev')).toMatchObject({ spam_hold_score: 6, spam_reject_score: 15 });
+    expect((await owner.get(S)).text).toMatch(/name="spam_hold_score" value="6"/);
+    expect((await owner.post(S, settingsForm({ spam_hold_score: '8.5', spam_reject_score: '' }))).status).toBe(303);
+    expect(await findList(db.pool, 'dev')).toMatchObject({ spam_hold_score: 8.5, spam_reject_score: null });
+    expect((await owner.get(S)).text).toMatch(/name="spam_reject_score" value=""/);
+    // A form without the fields (an older page, a script) does not turn the check off.
+    await owner.post(S, settingsForm());
+    expect(await findList(db.pool, 'dev')).toMatchObject({ spam_hold_score: 8.5, spam_reject_score: null });
+    const bad = await owner.post(S, settingsForm({ spam_hold_score: 'lots' }));
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('Hold at spam score');
+    await owner.post(S, settingsForm({ spam_hold_score: '6', spam_reject_score: '15' }));
+    expect(await findList(db.pool, 'dev')).toMatchObject({ spam_hold_score: 6, spam_reject_score: 15 });
   });
 
   it('stores a DKIM key without ever showing it again', async () => {

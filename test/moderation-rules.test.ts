@@ -5,9 +5,9 @@ import { decide, type PostFacts } from '../src/core/moderation-rules.ts';
 
 const now = new Date('2026-11-02T10:00:00Z');
 
-function facts(over: { policy?: PostFacts['list']['postPolicy']; member?: PostFacts['sender']['memberStatus']; rules?: PostFacts['senderRules']; size?: number; max?: number; subject?: string; headers?: Record<string, string> } = {}): PostFacts {
+function facts(over: { spam?: PostFacts['spam']; hold?: number | null; reject?: number | null; policy?: PostFacts['list']['postPolicy']; member?: PostFacts['sender']['memberStatus']; rules?: PostFacts['senderRules']; size?: number; max?: number; subject?: string; headers?: Record<string, string> } = {}): PostFacts {
   return {
-    list: { address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0 },
+    list: { address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0, spamHoldScore: over.hold === undefined ? 6 : over.hold, spamRejectScore: over.reject === undefined ? 15 : over.reject },
     sender: { email: 'alice@example.org', envelopeFrom: 'alice@example.org', memberStatus: over.member === undefined ? 'active' : over.member },
     senderRules: over.rules ?? [],
     message: {
@@ -15,6 +15,7 @@ function facts(over: { policy?: PostFacts['list']['postPolicy']; member?: PostFa
       subject: over.subject ?? 'Release planning',
       headers: new Map(Object.entries(over.headers ?? {}).map(([k, v]) => [k, [v]])),
     },
+    spam: over.spam,
     now,
   };
 }
@@ -91,5 +92,37 @@ describe('moderation rules', () => {
 
   it('holds "unsubscribe" sent to the whole list', () => {
     expect(decide(facts({ subject: 'unsubscribe' }))).toMatchObject({ action: 'hold', rule: 'administrivia' });
+  });
+
+  describe('spam scores (rspamd) against the list\'s thresholds', () => {
+    const verdict = (score: number, symbols = ['BAYES_SPAM', 'RBL_SPAMHAUS', 'MIME_GOOD']) => ({ score, action: 'add header', symbols });
+
+    it('holds a post at the hold threshold and names the score and the symbols', () => {
+      expect(decide(facts({ spam: verdict(6) }))).toEqual({ action: 'hold', rule: 'spam', reason: 'spam score 6 ≥ 6 (symbols: BAYES_SPAM, RBL_SPAMHAUS, MIME_GOOD)' });
+    });
+
+    it('rejects a post at the reject threshold, ahead of holding it', () => {
+      expect(decide(facts({ spam: verdict(15.5) }))).toMatchObject({ action: 'reject', rule: 'spam', reason: 'spam score 15.5 ≥ 15 (symbols: BAYES_SPAM, RBL_SPAMHAUS, MIME_GOOD)' });
+    });
+
+    it('accepts a score under the hold threshold', () => {
+      expect(decide(facts({ spam: verdict(5.99) }))).toMatchObject({ action: 'accept', rule: 'default' });
+    });
+
+    it('decides nothing when a threshold is off or the post was not scanned', () => {
+      expect(decide(facts({ spam: verdict(40), hold: null, reject: null }))).toMatchObject({ action: 'accept' });
+      expect(decide(facts({ spam: verdict(40), reject: null }))).toMatchObject({ action: 'hold', rule: 'spam' });
+      expect(decide(facts({ spam: null }))).toMatchObject({ action: 'accept' });
+    });
+
+    it('holds spam from an allowed sender (an address is easily forged)', () => {
+      const rules = [{ kind: 'allow' as const, email: 'alice@example.org', expiresAt: null }];
+      expect(decide(facts({ spam: verdict(9), rules }))).toMatchObject({ action: 'hold', rule: 'spam' });
+    });
+
+    it('shows at most eight symbols, the highest-scoring ones as given', () => {
+      const symbols = Array.from({ length: 12 }, (_, i) => `SYM_${i}`);
+      expect(decide(facts({ spam: verdict(9, symbols) })).reason).toBe(`spam score 9 ≥ 6 (symbols: ${symbols.slice(0, 8).join(', ')}, …)`);
+    });
   });
 });

@@ -32,7 +32,7 @@ export type PostOutcome =
   | { kind: 'duplicate'; archive?: ArchiveResult }
   | { kind: 'held'; heldId: number; decision: Decision }
   | { kind: 'discarded'; decision: Decision }
-  /** a different message under a Message-ID the list already has: kept aside, answered 554 */
+  /** kept aside and answered with the error: a different message under a Message-ID the list already has (554), or a post a rule rejects (550 5.7.1) */
   | { kind: 'refused'; error: RejectedMessage };
 
 /**

@@ -37,6 +37,13 @@ const number = (min: number, max: number, opts: { integer?: boolean } = {}) => (
   return n;
 };
 const optional = (parse: (v: string) => unknown) => (v: string) => (v === '' ? null : parse(v));
+// A spam score threshold (rspamd scores run from below 0 to well above 15); "off" or empty: none.
+const spamThreshold = (v: string) => {
+  if (v === '' || v.toLowerCase() === 'off') return null;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < -100 || n > 1000) throw new Error('a score from -100 to 1000, or off');
+  return n;
+};
 const email = (v: string) => {
   const e = normalizeEmail(v);
   if (!e) throw new Error('an e-mail address');
@@ -74,6 +81,8 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   bounce_warnings: { group: 'delivery', parse: number(0, 100) },
   bounce_warning_interval_days: { group: 'delivery', parse: number(1, 365) },
   held_notice_minutes: { group: 'delivery', parse: number(0, 7 * 24 * 60) },
+  spam_hold_score: { group: 'delivery', parse: spamThreshold },
+  spam_reject_score: { group: 'delivery', parse: spamThreshold },
   dkim_domain: { group: 'delivery', parse: optional(domainName) },
   dkim_selector: { group: 'delivery', parse: optional(selector) },
   dkim_private_key: { group: 'delivery', parse: optional(privateKey), secret: true },

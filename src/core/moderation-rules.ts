@@ -7,6 +7,7 @@
 import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
 import { roleCandidates, splitAddress } from '../mail/address.ts';
 import type { PostPolicy } from '../list-policies.ts';
+import type { SpamChecks } from '../mail/post-checks.ts';
 
 export type Action = 'accept' | 'hold' | 'reject' | 'discard';
 
@@ -33,6 +34,9 @@ export interface PostFacts {
     postPolicy: PostPolicy;
     /** bytes; 0 means no limit */
     maxMessageSize: number;
+    /** spam score from which a post is held / refused; null: that threshold is off */
+    spamHoldScore: number | null;
+    spamRejectScore: number | null;
   };
   sender: {
     /** the From address, or the envelope sender when From has none */
@@ -50,6 +54,8 @@ export interface PostFacts {
     /** header values by lower-case name */
     headers: Map<string, string[]>;
   };
+  /** the spam scanner's verdict (core/spam-check.ts); absent when there is no scanner or it did not answer */
+  spam?: SpamChecks | null;
   now: Date;
 }
 
@@ -81,6 +87,13 @@ function markOf(f: PostFacts): AutomaticMark | null {
   if (!marks.has(f)) marks.set(f, automaticMark(f.message.headers, f.sender.envelopeFrom, f.sender.email));
   return marks.get(f)!;
 }
+
+/** The verdict as people read it: "spam score 9.2 ≥ 6 (symbols: A, B, …)", the highest-scoring symbols first. */
+function spamReason(spam: SpamChecks, threshold: number): string {
+  const shown = spam.symbols.slice(0, SYMBOLS_SHOWN).join(', ') + (spam.symbols.length > SYMBOLS_SHOWN ? ', …' : '');
+  return `spam score ${spam.score} ≥ ${threshold}${shown ? ` (symbols: ${shown})` : ''}`;
+}
+const SYMBOLS_SHOWN = 8;
 
 const ADDRESSES = /[^\s<>,;:"'()[\]]+@[^\s<>,;:"'()[\]]+/g;
 
@@ -116,6 +129,19 @@ export const RULES: readonly Rule[] = [
     check: (f) => {
       const mark = markOf(f);
       return mark?.kind === 'delivery-report' ? { action: 'discard', reason: `a delivery report, not a post: ${mark.evidence}` } : null;
+    },
+  },
+  {
+    // The spam scanner's score against the list's thresholds. Before the allowlist: an allowed
+    // address is easily forged, and spam under it must not reach the members.
+    name: 'spam',
+    check: (f) => {
+      const { spam } = f;
+      if (!spam) return null;
+      const { spamRejectScore: reject, spamHoldScore: hold } = f.list;
+      if (reject !== null && spam.score >= reject) return { action: 'reject', reason: spamReason(spam, reject) };
+      if (hold !== null && spam.score >= hold) return { action: 'hold', reason: spamReason(spam, hold) };
+      return null;
     },
   },
   {

@@ -11,6 +11,7 @@ import type { ParsedMessage } from '../mail/parse.ts';
 import type { Peer, PostChecks } from '../mail/post-checks.ts';
 import { receivedField } from '../mail/received.ts';
 import type { CoreSettings } from './settings.ts';
+import { scanForSpam } from './spam-check.ts';
 
 export interface PostCheckInput {
   raw: Buffer;
@@ -27,5 +28,7 @@ export async function checkPost(input: PostCheckInput, settings: CoreSettings): 
   const checks: PostChecks = {};
   // The trace line of the hop into listkeeper, for the copies only: the archive keeps the bytes as received.
   if (input.peer) checks.received = receivedField(input.peer, { by: settings.heloName, id: input.peer.id, date: new Date() });
+  // The spam scan (rspamd): { spam } or { spamUnchecked }; throws 451 when SPAM_CHECK_FAIL=tempfail.
+  Object.assign(checks, await scanForSpam(input, settings.spamCheck));
   return checks;
 }

@@ -138,6 +138,10 @@ export interface DeliverySettings {
   bounce_warnings: number;
   bounce_warning_interval_days: number;
   held_notice_minutes: number;
+  /** spam score (rspamd) from which a post is held; null: never held for its score */
+  spam_hold_score: number | null;
+  /** spam score from which a post is refused (550 5.7.1); null: never refused for its score */
+  spam_reject_score: number | null;
 }
 
 /**
@@ -160,6 +164,8 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   bounce_warnings: 'int',
   bounce_warning_interval_days: 'int',
   held_notice_minutes: 'int',
+  spam_hold_score: 'real',
+  spam_reject_score: 'real',
 };
 
 /** Changes the given sending options of a list; the others keep their values. */

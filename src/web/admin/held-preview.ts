@@ -6,6 +6,7 @@
 
 import sanitizeHtml from 'sanitize-html';
 import { parse } from '../../mail/parse.ts';
+import type { PostChecks, SpamChecks } from '../../mail/post-checks.ts';
 
 export interface HeldPreview {
   headers: { name: string; value: string }[];
@@ -14,12 +15,17 @@ export interface HeldPreview {
   fromHtml: boolean;
   attachments: { filename: string; contentType: string; size: number }[];
   problem: string | null;
+  /** the spam scanner's verdict as the post arrived (score, rspamd's action, symbols highest first) */
+  spam: SpamChecks | null;
+  /** why the post was not scanned, when the scanner did not answer */
+  spamUnchecked: string | null;
 }
 
 const MAX_CHARS = 20_000;
 const SHOWN = ['from', 'reply-to', 'to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'list-id', 'content-type'];
 
-export async function heldPreview(raw: Buffer): Promise<HeldPreview> {
+export async function heldPreview(raw: Buffer, checks?: PostChecks | null): Promise<HeldPreview> {
+  const spam = { spam: checks?.spam ?? null, spamUnchecked: checks?.spamUnchecked ?? null };
   try {
     const m = await parse(raw);
     const headers = SHOWN.flatMap((name) => (m.headers.get(name) ?? []).map((value) => ({ name: displayName(name), value: value.slice(0, 500) })));
@@ -36,11 +42,12 @@ export async function heldPreview(raw: Buffer): Promise<HeldPreview> {
       fromHtml,
       attachments: m.attachments.map((a) => ({ filename: a.filename ?? '(no name)', contentType: a.contentType, size: a.size })),
       problem: null,
+      ...spam,
     };
   } catch (err) {
     // Unparseable: show the start of the raw bytes as text, which is still safe once escaped.
     const text = raw.subarray(0, MAX_CHARS).toString('latin1');
-    return { headers: [], text, truncated: raw.length > MAX_CHARS, fromHtml: false, attachments: [], problem: (err as Error).message };
+    return { headers: [], text, truncated: raw.length > MAX_CHARS, fromHtml: false, attachments: [], problem: (err as Error).message, ...spam };
   }
 }
 

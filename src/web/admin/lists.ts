@@ -69,7 +69,7 @@ export function listsRouter(ctx: WebContext): Router {
 
   r.get('/admin/lists/:list/settings', requireList(ctx, 'owner'), async (req, res) => {
     const { list } = listAccessOf(res);
-    render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: formValues(list), roles: await listRoles(db, list.id) });
+    render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: formValues(list), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url });
   });
 
   r.post('/admin/lists/:list/settings', requireList(ctx, 'owner'), requireCsrf, async (req, res) => {
@@ -77,7 +77,7 @@ export function listsRouter(ctx: WebContext): Router {
     const input = readSettings(req, list);
     if (input.problems.length > 0) {
       const typed = { ...formValues(list), ...req.body, dkim_private_key: undefined };
-      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, roles: await listRoles(db, list.id) }, 400);
+      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url }, 400);
     }
     const changed = changedSettings(list, input);
     await updateListSettings(db, list, input, { actor: actor(req), changed });

@@ -34,6 +34,19 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     return Math.round(n * (opts.scale ?? 1) * 100) / 100;
   };
 
+  // A spam score threshold: empty turns it off; a form without the field leaves it as it is.
+  const threshold = (name: string, label: string, current: number | null): number | null => {
+    if (!Object.prototype.hasOwnProperty.call(req.body ?? {}, name)) return current;
+    const raw = field(req, name, 20);
+    if (raw === '' || raw.toLowerCase() === 'off') return null;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < -100 || n > 1000) {
+      problems.push(`${label}: enter a score from -100 to 1000, or leave it empty to turn it off.`);
+      return current;
+    }
+    return n;
+  };
+
   const name = field(req, 'name', 200);
   if (!name) problems.push('Name: a list needs a name.');
   const core: CoreSettings = {
@@ -70,6 +83,8 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     bounce_warnings: count('bounce_warnings', 'Reminders to a disabled member', list.bounce_warnings, { min: 0, max: 100 }),
     bounce_warning_interval_days: count('bounce_warning_interval_days', 'Days between reminders', list.bounce_warning_interval_days, { min: 1, max: 365 }),
     held_notice_minutes: count('held_notice_minutes', 'Held-message notices', list.held_notice_minutes, { min: 0, max: 7 * 24 * 60 }),
+    spam_hold_score: threshold('spam_hold_score', 'Hold at spam score', list.spam_hold_score),
+    spam_reject_score: threshold('spam_reject_score', 'Refuse at spam score', list.spam_reject_score),
   };
   // The private key is write-only: an empty field keeps the stored one; a checkbox removes it.
   const key = field(req, 'dkim_private_key', 20_000).replace(/\r\n/g, '\n');
