@@ -151,7 +151,9 @@ describe('the spam check with a real rspamd', () => {
     expect(await archived('spammy@example.org')).toBeUndefined();
     const h = await held('spammy@example.org');
     expect(h.rule).toBe('spam');
-    expect(h.checks.spam.score).toBeGreaterThanOrEqual(SPAMMY_SCORE);
+    // The test rule's 9, give or take what rspamd's other rules (the client's address) add or take away.
+    expect(h.checks.spam.score).toBeGreaterThanOrEqual(SPAMMY_SCORE - 1);
+    expect(h.checks.spam.score).toBeGreaterThanOrEqual(6);
     expect(h.checks.spam.symbols[0]).toBe('LISTKEEPER_TEST_SPAMMY');
     expect(h.reason).toBe(`spam score ${h.checks.spam.score} ≥ 6 (symbols: ${h.checks.spam.symbols.slice(0, 8).join(', ')}${h.checks.spam.symbols.length > 8 ? ', …' : ''})`);
     expect(h.reason).toMatch(/^spam score \d+(\.\d+)? ≥ 6 \(symbols: LISTKEEPER_TEST_SPAMMY, /);
