@@ -53,6 +53,7 @@ const schema = z.object({
   RELAY_TLS: z.enum(['opportunistic', 'require', 'verify']).default('opportunistic'),
   RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
   SMTP_HELO_NAME: domain.optional(),
+  AUTH_CHECK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
   DNS_SERVERS: z.string().regex(/^\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?(\s*,\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?)*\s*$/i, 'must be comma-separated host or host:port resolvers').optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -108,6 +109,11 @@ export interface Config {
   heloName: string;
   /** resolvers for every lookup (DNS_SERVERS); empty: the system's */
   dnsServers: string[];
+  /**
+   * The longest a post's authentication checks (SPF, DKIM, DMARC, ARC) may take, all lookups
+   * together; past it the methods not finished are recorded as temperror and the post goes on.
+   */
+  authCheckTimeoutMs: number;
   dataDir: string;
   logLevel: string;
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
@@ -184,6 +190,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     relayTlsCa: e.RELAY_TLS_CA,
     heloName: (e.SMTP_HELO_NAME ?? e.MAIL_DOMAIN).toLowerCase(),
     dnsServers: (e.DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    authCheckTimeoutMs: e.AUTH_CHECK_TIMEOUT_MS,
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,

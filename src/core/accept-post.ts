@@ -74,3 +74,21 @@ export async function refuse(tx: Queryable, p: Post, where: string): Promise<Pos
   p.log.warn({ messageId: p.message.messageId, list: p.list.address }, 'reused Message-ID with different content refused and kept aside');
   return { kind: 'refused', error: new RejectedMessage(`5.7.0 ${reason}; the message was kept for the list owner`, 'message_id_reused', 554) };
 }
+
+/**
+ * A post a rule refuses (auth_policy=reject): kept aside with the reason, like any refused mail,
+ * and answered 550 at the end of DATA. The refusal goes to the server that is handing the post
+ * over, which tells its real sender; a notice mailed to From would go to whoever was forged.
+ */
+export async function refuseByRule(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
+  await keepRejected(tx, {
+    listId: p.list.id,
+    envelopeFrom: p.envelopeFrom,
+    recipients: [p.list.address],
+    messageId: p.message.messageId,
+    reason: `refused by the list's rule "${decision.rule}": ${decision.reason}`,
+    raw: p.raw,
+  }, p.settings.retention);
+  p.log.info({ messageId: p.message.messageId, list: p.list.address, rule: decision.rule }, 'post refused by rule');
+  return { kind: 'refused', error: new RejectedMessage(`${decision.smtpStatus ?? '5.7.1'} ${decision.reason}`, `refused_${decision.rule}`, 550) };
+}

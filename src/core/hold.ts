@@ -16,7 +16,7 @@ import { upsertSenderRule } from '../db/sender-rules.ts';
 import { log } from '../log.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { parse } from '../mail/parse.ts';
-import { acceptPost, refuse, type Post, type PostOutcome } from './accept-post.ts';
+import { acceptPost, refuse, refuseByRule, type Post, type PostOutcome } from './accept-post.ts';
 import type { Decision } from './moderation-rules.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
@@ -118,6 +118,7 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
   const archived = await listHasMessageId(tx, p.list.id, p.message.messageId, p.raw);
   if (archived === 'same') return { kind: 'duplicate' };
   if (archived === 'different' && decision.action === 'hold') return refuse(tx, p, 'the archive of the list');
+  if (decision.action === 'reject') return refuseByRule(tx, p, decision);
   const heldId = await insertHeld(tx, {
     listId: p.list.id,
     messageId: p.message.messageId,
@@ -140,7 +141,6 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
     await notifyOwnersOfHeld(tx, p.list);
     return { kind: 'held', heldId, decision };
   }
-  if (decision.action === 'reject') await tellSender(tx, p.list, p.message.fromEmail || p.envelopeFrom, p.message, decision.reason);
   return { kind: 'discarded', decision };
 }
 

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { CoreSettings } from '../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../db/lists.ts';
 import { InvalidInput } from '../errors.ts';
-import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
+import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { updateListSettings } from './lists.ts';
 
@@ -72,6 +72,7 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   digest_interval_hours: { group: 'delivery', parse: number(1, 24 * 31) },
   bounce_threshold: { group: 'delivery', parse: number(0.5, 100, { integer: false }) },
   held_notice_minutes: { group: 'delivery', parse: number(0, 7 * 24 * 60) },
+  auth_policy: { group: 'delivery', parse: oneOf(AUTH_POLICIES) },
   dkim_domain: { group: 'delivery', parse: optional(domainName) },
   dkim_selector: { group: 'delivery', parse: optional(selector) },
   dkim_private_key: { group: 'delivery', parse: optional(privateKey), secret: true },

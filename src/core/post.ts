@@ -48,10 +48,11 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
 
 function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
   return {
-    list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size },
+    list: { address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size, authPolicy: p.list.auth_policy },
     sender: { email: sender, envelopeFrom: p.envelopeFrom, memberStatus: facts.memberStatus },
     senderRules: facts.rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
     message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
+    auth: p.checks?.auth ?? null,
     now: new Date(),
   };
 }

@@ -2,7 +2,7 @@
 
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
-import type { ArchivePolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
+import type { ArchivePolicy, AuthPolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
@@ -135,6 +135,8 @@ export interface DeliverySettings {
   digest_interval_hours: number;
   bounce_threshold: number;
   held_notice_minutes: number;
+  /** what happens to a post that fails authentication (core/moderation-rules.ts) */
+  auth_policy: AuthPolicy;
 }
 
 /**
@@ -155,6 +157,7 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   digest_interval_hours: 'int',
   bounce_threshold: 'real',
   held_notice_minutes: 'int',
+  auth_policy: 'text',
 };
 
 /** Changes the given sending options of a list; the others keep their values. */

@@ -30,6 +30,11 @@ export interface AuthChecks {
   arcInstance: number;
   /** the From header's domain */
   fromDomain: string | null;
+  /**
+   * the DMARC policy that applies to From's domain (p=, or sp= for a subdomain): reject,
+   * quarantine or none; null without a record or when it could not be read
+   */
+  dmarcPolicy?: string | null;
   /** SPF or DKIM passed for a domain aligned with From (DMARC's test, whatever the policy) */
   aligned: boolean;
   /** the value of Authentication-Results (authserv-id; method=result …), without the field name */

@@ -190,6 +190,9 @@ export class IngestServer {
       envelopeFrom: mailFrom ? mailFrom.address || null : null,
       // Behind Postfix (LMTP) every client is Postfix itself: the quotas on kept junk go by sender then.
       client: this.opts.lmtp ? null : session.remoteAddress,
+      // For SPF: the client that handed the post over. Over LMTP that is Postfix, not the sender's
+      // server, so SPF is left out there (DKIM and DMARC still apply) until XFORWARD says who it was.
+      peer: this.opts.lmtp ? null : { ip: session.remoteAddress, helo: session.hostNameAppearsAs || null },
       recipients: unique,
       raw,
       log: log.child({ session: session.id }),
