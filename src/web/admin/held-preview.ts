@@ -6,6 +6,18 @@
 
 import sanitizeHtml from 'sanitize-html';
 import { parse } from '../../mail/parse.ts';
+import type { PostChecks } from '../../mail/post-checks.ts';
+
+/** How the post authenticated as it arrived, for people: one line per method, and the verdict. */
+export interface AuthView {
+  methods: { name: string; result: string; ok: boolean }[];
+  fromDomain: string | null;
+  aligned: boolean;
+  /** DMARC policy of From's domain, when it has one */
+  dmarcPolicy: string | null;
+  /** the Authentication-Results value, unfolded */
+  header: string;
+}
 
 export interface HeldPreview {
   headers: { name: string; value: string }[];
@@ -14,12 +26,15 @@ export interface HeldPreview {
   fromHtml: boolean;
   attachments: { filename: string; contentType: string; size: number }[];
   problem: string | null;
+  /** null for posts held before listkeeper checked posts */
+  auth: AuthView | null;
 }
 
 const MAX_CHARS = 20_000;
 const SHOWN = ['from', 'reply-to', 'to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'list-id', 'content-type'];
 
-export async function heldPreview(raw: Buffer): Promise<HeldPreview> {
+export async function heldPreview(raw: Buffer, checks?: PostChecks | null): Promise<HeldPreview> {
+  const auth = authView(checks);
   try {
     const m = await parse(raw);
     const headers = SHOWN.flatMap((name) => (m.headers.get(name) ?? []).map((value) => ({ name: displayName(name), value: value.slice(0, 500) })));
@@ -36,12 +51,26 @@ export async function heldPreview(raw: Buffer): Promise<HeldPreview> {
       fromHtml,
       attachments: m.attachments.map((a) => ({ filename: a.filename ?? '(no name)', contentType: a.contentType, size: a.size })),
       problem: null,
+      auth,
     };
   } catch (err) {
     // Unparseable: show the start of the raw bytes as text, which is still safe once escaped.
     const text = raw.subarray(0, MAX_CHARS).toString('latin1');
-    return { headers: [], text, truncated: raw.length > MAX_CHARS, fromHtml: false, attachments: [], problem: (err as Error).message };
+    return { headers: [], text, truncated: raw.length > MAX_CHARS, fromHtml: false, attachments: [], problem: (err as Error).message, auth };
   }
+}
+
+export function authView(checks: PostChecks | null | undefined): AuthView | null {
+  const a = checks?.auth;
+  if (!a) return null;
+  const method = (name: string, result: string) => ({ name, result, ok: result === 'pass' });
+  return {
+    methods: [method('SPF', a.spf), method('DKIM', a.dkim), method('DMARC', a.dmarc), method('ARC', a.arc)],
+    fromDomain: a.fromDomain,
+    aligned: a.aligned,
+    dmarcPolicy: a.dmarcPolicy ?? null,
+    header: a.header.replace(/\r?\n[ \t]*/g, ' '),
+  };
 }
 
 function displayName(name: string): string {

@@ -46,7 +46,7 @@ export function heldRouter(ctx: WebContext): Router {
     const { list } = listAccessOf(res);
     const held = await getHeld(db, positiveInt(String(req.params.id), 0));
     if (!held || held.list_id !== list.id) throw new NotFound('That message is no longer in the queue.');
-    render(ctx.views, req, res, 'admin/held-message.njk', { title: `Held: ${held.subject || '(no subject)'}`, tab: 'held', held, preview: await heldPreview(held.raw) });
+    render(ctx.views, req, res, 'admin/held-message.njk', { title: `Held: ${held.subject || '(no subject)'}`, tab: 'held', held, preview: await heldPreview(held.raw, held.checks) });
   });
 
   r.post('/admin/lists/:list/held', moderator, requireCsrf, async (req, res) => {

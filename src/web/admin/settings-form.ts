@@ -6,7 +6,7 @@
 import type { Request } from 'express';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
-import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
+import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
@@ -68,6 +68,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     digest_interval_hours: count('digest_interval_hours', 'Digest interval', list.digest_interval_hours, { min: 1, max: 24 * 31 }),
     bounce_threshold: count('bounce_threshold', 'Bounce threshold', list.bounce_threshold, { min: 0.5, max: 100, decimals: true }),
     held_notice_minutes: count('held_notice_minutes', 'Held-message notices', list.held_notice_minutes, { min: 0, max: 7 * 24 * 60 }),
+    auth_policy: pick('auth_policy', 'Posts that fail authentication', AUTH_POLICIES, list.auth_policy),
   };
   // The private key is write-only: an empty field keeps the stored one; a checkbox removes it.
   const key = field(req, 'dkim_private_key', 20_000).replace(/\r\n/g, '\n');
