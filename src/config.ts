@@ -57,6 +57,7 @@ const schema = z.object({
   RELAY_TLS: z.enum(['opportunistic', 'require', 'verify']).default('opportunistic'),
   RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
   SMTP_HELO_NAME: domain.optional(),
+  AUTH_CHECK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
   DNS_SERVERS: z.string().regex(/^\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?(\s*,\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?)*\s*$/i, 'must be comma-separated host or host:port resolvers').optional(),
   // The spam check (src/core/spam-check.ts; docs/mail.md): an rspamd controller or normal worker
   SPAM_CHECK_URL: url(['http:', 'https:']).optional(),
@@ -127,6 +128,11 @@ export interface Config {
   spamCheck: { url?: string; fail: 'accept' | 'tempfail'; timeoutMs: number };
   /** resolvers for every lookup (DNS_SERVERS); empty: the system's */
   dnsServers: string[];
+  /**
+   * The longest a post's authentication checks (SPF, DKIM, DMARC, ARC) may take, all lookups
+   * together; past it the methods not finished are recorded as temperror and the post goes on.
+   */
+  authCheckTimeoutMs: number;
   dataDir: string;
   logLevel: string;
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
@@ -259,6 +265,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     heloName: (e.SMTP_HELO_NAME ?? e.MAIL_DOMAIN).toLowerCase(),
     spamCheck: { url: e.SPAM_CHECK_URL, fail: e.SPAM_CHECK_FAIL, timeoutMs: Math.round(e.SPAM_CHECK_TIMEOUT * 1000) },
     dnsServers: (e.DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    authCheckTimeoutMs: e.AUTH_CHECK_TIMEOUT_MS,
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,

@@ -20,6 +20,10 @@ export type ReplyToPolicy = (typeof REPLY_TO_POLICIES)[number];
 export const DMARC_MITIGATIONS = ['none', 'munge_from', 'munge_from_always', 'wrap_message'] as const;
 export type DmarcMitigation = (typeof DMARC_MITIGATIONS)[number];
 
+/** What a post that fails authentication gets (DMARC fail, or a member's address not aligned): sql/0026. */
+export const AUTH_POLICIES = ['accept', 'hold', 'reject'] as const;
+export type AuthPolicy = (typeof AUTH_POLICIES)[number];
+
 export const DELIVERY_MODES = ['each', 'digest', 'nomail'] as const;
 export type DeliveryMode = (typeof DELIVERY_MODES)[number];
 

@@ -19,6 +19,7 @@ const settingsForm = (over: Record<string, string> = {}) => ({
   name: 'Developers', description: 'Talk about the code', post_policy: 'members', subscribe_policy: 'confirm', archive: 'public',
   subject_prefix: '', footer: '', reply_to: 'none', reply_to_address: '', dmarc_mitigation: 'none', max_message_kb: '0',
   dkim_domain: '', dkim_selector: '', dkim_private_key: '', digest_size_kb: '30', digest_interval_hours: '24', bounce_threshold: '3', bounce_warnings: '3', bounce_warning_interval_days: '7', held_notice_minutes: '15',
+  auth_policy: 'hold',
   ...over,
 });
 
@@ -42,7 +43,7 @@ afterAll(async () => {
 describe('list settings', () => {
   it('shows every setting of the list in one form', async () => {
     const page = await owner.get(S);
-    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'bounce_warnings', 'bounce_warning_interval_days', 'held_notice_minutes', 'spam_hold_score', 'spam_reject_score']) {
+    for (const name of ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', 'subject_prefix', 'footer', 'reply_to', 'reply_to_address', 'dmarc_mitigation', 'max_message_kb', 'dkim_domain', 'dkim_selector', 'dkim_private_key', 'digest_size_kb', 'digest_interval_hours', 'bounce_threshold', 'bounce_warnings', 'bounce_warning_interval_days', 'held_notice_minutes', 'spam_hold_score', 'spam_reject_score', 'auth_policy']) {
       expect(page.text, name).toContain(`name="${name}"`);
     }
   });
@@ -64,6 +65,17 @@ describe('list settings', () => {
     expect(rows[0].actor).toBe('owner@example.org');
     expect(rows[0].detail).toMatchObject({ post_policy: 'moderated', subject_prefix: '[dev]', max_message_size: 524288 });
     expect((await owner.get(S)).text).toContain('Saved:');
+  });
+
+  it('saves what happens to posts that fail authentication, hold by default', async () => {
+    expect((await findList(db.pool, 'dev')).auth_policy).toBe('hold');
+    expect((await owner.get(S)).text).toMatch(/<option value="hold" selected>/);
+    expect((await owner.post(S, settingsForm({ post_policy: 'moderated', subscribe_policy: 'approve', archive: 'private', auth_policy: 'reject' }))).status).toBe(303);
+    expect((await findList(db.pool, 'dev')).auth_policy).toBe('reject');
+    const bad = await owner.post(S, settingsForm({ auth_policy: 'maybe' }));
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('Posts that fail authentication: choose one of accept, hold, reject.');
+    await owner.post(S, settingsForm({ post_policy: 'moderated', subscribe_policy: 'approve', archive: 'private', auth_policy: 'hold' }));
   });
 
   it('refuses bad values all at once and keeps the list as it was', async () => {

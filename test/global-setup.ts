@@ -9,7 +9,7 @@ import type { TestProject } from 'vitest/node';
 import { openEmbedded, type EmbeddedDatabase } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { log } from '../src/log.ts';
-import { StubDns } from './helpers/stub-dns.ts';
+import { LOOPBACK_SPF, StubDns } from './helpers/stub-dns.ts';
 
 let embedded: EmbeddedDatabase | undefined;
 let dns: StubDns | undefined;
@@ -27,9 +27,12 @@ export async function setup(project: TestProject) {
   log.level = process.env.LOG_LEVEL ?? 'silent';
   // Tests never touch the internet: every lookup, in the test processes (setup-log.ts) and in
   // the serve and CLI processes they start (which inherit the environment), goes to a stub that
-  // knows no names unless a test gives it some.
+  // knows no names unless a test gives it some, but for one thing: every domain lets loopback
+  // send its mail (SPF, LOOPBACK_SPF), so test posts from 127.0.0.1 authenticate as a real
+  // sender's would when the envelope sender's domain is From's. A test of forgery gives the
+  // forged domain a record of its own (test/post-authentication.test.ts).
   if (!process.env.DNS_SERVERS) {
-    dns = new StubDns();
+    dns = new StubDns({ defaultSpf: LOOPBACK_SPF });
     process.env.DNS_SERVERS = await dns.start();
   }
   if (process.env.DATABASE_URL) {

@@ -35,6 +35,30 @@ describe('list copies', () => {
     ]);
   });
 
+  it('drops Authentication-Results written under our authserv-id, keeps other hosts\' ones, and puts ours on top', () => {
+    const raw = Buffer.concat([Buffer.from([
+      'Authentication-Results: Lists.Example.org (forged);\r\n dkim=pass header.d=example.org',
+      'Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.org',
+      'Authentication-Results: lists.example.org.evil.example; dkim=pass',
+      '',
+    ].join('\r\n')), RAW]);
+    const ours = 'Authentication-Results: lists.example.org;\r\n spf=pass smtp.mailfrom=alice@example.org';
+    const copy = memberCopy(prepareCopy(raw, options({ authservId: 'lists.example.org', trace: [ours] })), 't');
+    const results = headerFields(splitMessage(copy).head).filter((f) => f.name === 'authentication-results').map((f) => f.bytes.toString());
+    expect(results).toEqual([
+      `${ours}\r\n`,
+      'Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.org\r\n',
+      'Authentication-Results: lists.example.org.evil.example; dkim=pass\r\n',
+    ]);
+  });
+
+  it('folds trace fields with the post\'s own line ending', () => {
+    const lf = Buffer.from(RAW.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+    const copy = memberCopy(prepareCopy(lf, options({ trace: ['Authentication-Results: lists.example.org;\r\n spf=pass'] })), 't').toString('latin1');
+    expect(copy.startsWith('Authentication-Results: lists.example.org;\n spf=pass\n')).toBe(true);
+    expect(copy).not.toContain('\r');
+  });
+
   it('replaces list headers another list put on the message', () => {
     const raw = Buffer.concat([Buffer.from('List-Id: <users.other.example>\r\nPrecedence: bulk\r\n'), RAW]);
     const fields = headerFields(splitMessage(memberCopy(prepareCopy(raw, options()), 't')).head);

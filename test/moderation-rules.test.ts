@@ -1,13 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { decide, type PostFacts } from '../src/core/moderation-rules.ts';
+import type { AuthChecks } from '../src/mail/post-checks.ts';
 
 /** The moderation rules of src/core/moderation-rules.ts: a pure decision over plain facts, one rule table. */
 
 const now = new Date('2026-11-02T10:00:00Z');
+const PASSED: AuthChecks = { spf: 'pass', dkim: 'none', dmarc: 'none', arc: 'none', arcInstance: 0, fromDomain: 'example.org', aligned: true, dmarcPolicy: null, header: 'lists.example.org; spf=pass' };
+const FORGED: Partial<AuthChecks> = { spf: 'fail', aligned: false };
 
-function facts(over: { spam?: PostFacts['spam']; hold?: number | null; reject?: number | null; policy?: PostFacts['list']['postPolicy']; member?: PostFacts['sender']['memberStatus']; rules?: PostFacts['senderRules']; size?: number; max?: number; subject?: string; headers?: Record<string, string> } = {}): PostFacts {
+function facts(over: { spam?: PostFacts['spam']; hold?: number | null; reject?: number | null; policy?: PostFacts['list']['postPolicy']; member?: PostFacts['sender']['memberStatus']; rules?: PostFacts['senderRules']; size?: number; max?: number; subject?: string; headers?: Record<string, string>; auth?: Partial<AuthChecks> | null; authPolicy?: PostFacts['list']['authPolicy'] } = {}): PostFacts {
   return {
-    list: { address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0, spamHoldScore: over.hold === undefined ? 6 : over.hold, spamRejectScore: over.reject === undefined ? 15 : over.reject },
+    list: {
+      address: 'dev@lists.example.org', listId: '<dev.lists.example.org>', postPolicy: over.policy ?? 'members', maxMessageSize: over.max ?? 0,
+      spamHoldScore: over.hold === undefined ? 6 : over.hold, spamRejectScore: over.reject === undefined ? 15 : over.reject, authPolicy: over.authPolicy ?? 'hold',
+    },
     sender: { email: 'alice@example.org', envelopeFrom: 'alice@example.org', memberStatus: over.member === undefined ? 'active' : over.member },
     senderRules: over.rules ?? [],
     message: {
@@ -16,6 +22,8 @@ function facts(over: { spam?: PostFacts['spam']; hold?: number | null; reject?: 
       headers: new Map(Object.entries(over.headers ?? {}).map(([k, v]) => [k, [v]])),
     },
     spam: over.spam,
+    // By default the post authenticated: SPF passed for example.org, aligned with From.
+    auth: over.auth === null ? null : { ...PASSED, ...over.auth },
     now,
   };
 }
@@ -124,5 +132,57 @@ describe('moderation rules', () => {
       const symbols = Array.from({ length: 12 }, (_, i) => `SYM_${i}`);
       expect(decide(facts({ spam: verdict(9, symbols) })).reason).toBe(`spam score 9 ≥ 6 (symbols: ${symbols.slice(0, 8).join(', ')}, …)`);
     });
+  });
+});
+
+describe('authentication rule', () => {
+  it('holds a member address that neither SPF nor DKIM vouches for, and says why', () => {
+    const d = decide(facts({ auth: FORGED }));
+    expect(d).toMatchObject({ action: 'hold', rule: 'authentication' });
+    expect(d.reason).toBe('From is a member but neither SPF nor DKIM passes for example.org');
+  });
+
+  it('refuses it with 5.7.26 when the list says reject, and only records it when the list says accept', () => {
+    expect(decide(facts({ auth: FORGED, authPolicy: 'reject' }))).toMatchObject({ action: 'reject', rule: 'authentication', smtpStatus: '5.7.26' });
+    expect(decide(facts({ auth: FORGED, authPolicy: 'accept' }))).toMatchObject({ action: 'accept', rule: 'default' });
+  });
+
+  it('lets a member whose DKIM signature aligns post', () => {
+    expect(decide(facts({ auth: { spf: 'fail', dkim: 'pass', aligned: true } })).action).toBe('accept');
+  });
+
+  it('does not let an allow rule on the address admit a forgery of it', () => {
+    const allow = [{ kind: 'allow' as const, email: 'alice@example.org', expiresAt: null }];
+    expect(decide(facts({ auth: FORGED, rules: allow })).rule).toBe('authentication');
+    expect(decide(facts({ member: null, policy: 'moderated', auth: FORGED, rules: allow })).rule).toBe('allowed');
+  });
+
+  it('holds a post whose From domain fails DMARC with p=reject or p=quarantine, member or not', () => {
+    const failing = { dmarc: 'fail', dmarcPolicy: 'reject', aligned: false, fromDomain: 'strict.example' };
+    const d = decide(facts({ member: null, policy: 'open', auth: failing }));
+    expect(d).toMatchObject({ action: 'hold', rule: 'authentication', reason: 'From strict.example fails DMARC (p=reject)' });
+    expect(decide(facts({ member: null, policy: 'open', auth: { ...failing, dmarcPolicy: 'quarantine' } })).reason).toContain('(p=quarantine)');
+    // p=none asks receivers for nothing: a stranger on an open list goes through.
+    expect(decide(facts({ member: null, policy: 'open', auth: { ...failing, dmarcPolicy: 'none' } })).action).toBe('accept');
+  });
+
+  it('leaves a stranger on an open list alone when nothing authenticates (they could post anyway)', () => {
+    expect(decide(facts({ member: null, policy: 'open', auth: { spf: 'none', aligned: false } })).action).toBe('accept');
+  });
+
+  it('holds, never refuses, when a DNS lookup failed for now', () => {
+    const d = decide(facts({ auth: { spf: 'temperror', dkim: 'temperror', dmarc: 'temperror', aligned: false }, authPolicy: 'reject' }));
+    expect(d).toMatchObject({ action: 'hold', rule: 'authentication' });
+    expect(d.reason).toContain('temperror');
+  });
+
+  it('decides a refusal before a hold for size or moderation, but after the silent drops', () => {
+    expect(decide(facts({ auth: FORGED, authPolicy: 'reject', policy: 'moderated', size: 200_000, max: 1000 })).action).toBe('reject');
+    expect(decide(facts({ auth: FORGED, authPolicy: 'reject', rules: [{ kind: 'ban', email: 'alice@example.org', expiresAt: null }] })).rule).toBe('banned');
+    expect(decide(facts({ auth: FORGED, authPolicy: 'reject', headers: { 'list-id': '<dev.lists.example.org>' } })).rule).toBe('loop');
+  });
+
+  it('has no opinion on a post that was not checked (imported, or held before the checks existed)', () => {
+    expect(decide(facts({ auth: null })).action).toBe('accept');
   });
 });

@@ -74,3 +74,22 @@ export async function refuse(tx: Queryable, p: Post, where: string): Promise<Pos
   p.log.warn({ messageId: p.message.messageId, list: p.list.address }, 'reused Message-ID with different content refused and kept aside');
   return { kind: 'refused', error: new RejectedMessage(`5.7.0 ${reason}; the message was kept for the list owner`, 'message_id_reused', 554) };
 }
+
+/**
+ * A post a rule refuses (auth_policy=reject, spam over the reject threshold): kept aside with the
+ * reason, like any refused mail (committed with the batch), and answered 550 at the end of DATA.
+ * The refusal goes to the server that is handing the post over, which tells its real sender; a
+ * notice mailed to From would go to whoever was forged (backscatter).
+ */
+export async function refuseByRule(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
+  await keepRejected(tx, {
+    listId: p.list.id,
+    envelopeFrom: p.envelopeFrom,
+    recipients: [p.list.address],
+    messageId: p.message.messageId,
+    reason: `refused by the ${decision.rule} rule: ${decision.reason}`,
+    raw: p.raw,
+  }, p.settings.retention);
+  p.log.info({ messageId: p.message.messageId, list: p.list.address, rule: decision.rule }, 'post refused by rule');
+  return { kind: 'refused', error: new RejectedMessage(`${decision.smtpStatus ?? '5.7.1'} ${decision.reason}: refused by the policy of ${p.list.address}`, `refused_${decision.rule}`, 550) };
+}

@@ -6,7 +6,7 @@
  */
 
 import type pg from 'pg';
-import { Conflict, InvalidInput, NotFound, RejectedMessage } from '../errors.ts';
+import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { claimHeldNotice, decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, takeUnnotifiedHeld, type HeldRow } from '../db/held.ts';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
@@ -16,10 +16,9 @@ import { upsertSenderRule } from '../db/sender-rules.ts';
 import { log } from '../log.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { parse } from '../mail/parse.ts';
-import { acceptPost, refuse, type Post, type PostOutcome } from './accept-post.ts';
+import { acceptPost, refuse, refuseByRule, type Post, type PostOutcome } from './accept-post.ts';
 import type { Decision } from './moderation-rules.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
-import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
 
 export interface HeldSummary {
@@ -118,8 +117,8 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
   // a refusal would bounce back to whoever sent it, perhaps our own bounce address.
   const archived = await listHasMessageId(tx, p.list.id, p.message.messageId, p.raw);
   if (archived === 'same') return { kind: 'duplicate' };
-  if (decision.action === 'reject') return rejectPost(tx, p, decision);
   if (archived === 'different' && decision.action === 'hold') return refuse(tx, p, 'the archive of the list');
+  if (decision.action === 'reject') return refuseByRule(tx, p, decision);
   const heldId = await insertHeld(tx, {
     listId: p.list.id,
     messageId: p.message.messageId,
@@ -143,25 +142,6 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
     return { kind: 'held', heldId, decision };
   }
   return { kind: 'discarded', decision };
-}
-
-/**
- * A post a rule refuses (spam over the list's reject threshold): answered 550 5.7.1 with the
- * reason while the sender's server is still connected, so that it is that server which tells its
- * user, and never we who mail a forged sender (backscatter). Kept in ingest_errors, committed
- * with the batch, for the owners to look at, as other refused mail is.
- */
-async function rejectPost(tx: Queryable, p: Post, decision: Decision): Promise<PostOutcome> {
-  await keepRejected(tx, {
-    listId: p.list.id,
-    envelopeFrom: p.envelopeFrom,
-    recipients: [p.list.address],
-    messageId: p.message.messageId,
-    reason: `refused by the ${decision.rule} rule: ${decision.reason}`,
-    raw: p.raw,
-  }, p.settings.retention);
-  p.log.info({ list: p.list.address, rule: decision.rule, reason: decision.reason }, 'post refused by rule');
-  return { kind: 'refused', error: new RejectedMessage(`5.7.1 ${decision.reason}: refused by the policy of ${p.list.address}`, `rejected_${decision.rule}`, 550) };
 }
 
 /**

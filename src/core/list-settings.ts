@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { CoreSettings } from '../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../db/lists.ts';
 import { InvalidInput } from '../errors.ts';
-import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
+import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { updateListSettings } from './lists.ts';
 
@@ -83,6 +83,7 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   held_notice_minutes: { group: 'delivery', parse: number(0, 7 * 24 * 60) },
   spam_hold_score: { group: 'delivery', parse: spamThreshold },
   spam_reject_score: { group: 'delivery', parse: spamThreshold },
+  auth_policy: { group: 'delivery', parse: oneOf(AUTH_POLICIES) },
   dkim_domain: { group: 'delivery', parse: optional(domainName) },
   dkim_selector: { group: 'delivery', parse: optional(selector) },
   dkim_private_key: { group: 'delivery', parse: optional(privateKey), secret: true },

@@ -6,8 +6,8 @@
 
 import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
 import { roleCandidates, splitAddress } from '../mail/address.ts';
-import type { PostPolicy } from '../list-policies.ts';
-import type { SpamChecks } from '../mail/post-checks.ts';
+import type { AuthPolicy, PostPolicy } from '../list-policies.ts';
+import type { AuthChecks, SpamChecks } from '../mail/post-checks.ts';
 
 export type Action = 'accept' | 'hold' | 'reject' | 'discard';
 
@@ -17,6 +17,8 @@ export interface Decision {
   rule: string;
   /** for people: shown to moderators, and to the sender on rejection */
   reason: string;
+  /** for a rejection: the enhanced status code of the SMTP refusal (RFC 3463); 5.7.1 when not given */
+  smtpStatus?: string;
 }
 
 export interface SenderRuleFact {
@@ -37,6 +39,8 @@ export interface PostFacts {
     /** spam score from which a post is held / refused; null: that threshold is off */
     spamHoldScore: number | null;
     spamRejectScore: number | null;
+    /** what a post that fails authentication gets (sql/0026) */
+    authPolicy: AuthPolicy;
   };
   sender: {
     /** the From address, or the envelope sender when From has none */
@@ -56,6 +60,8 @@ export interface PostFacts {
   };
   /** the spam scanner's verdict (core/spam-check.ts); absent when there is no scanner or it did not answer */
   spam?: SpamChecks | null;
+  /** how the post authenticated as it arrived (core/post-authentication.ts); null when it was not checked */
+  auth: AuthChecks | null;
   now: Date;
 }
 
@@ -94,6 +100,24 @@ function spamReason(spam: SpamChecks, threshold: number): string {
   return `spam score ${spam.score} ≥ ${threshold}${shown ? ` (symbols: ${shown})` : ''}`;
 }
 const SYMBOLS_SHOWN = 8;
+const isMember = (f: PostFacts) => f.sender.memberStatus === 'active' || f.sender.memberStatus === 'disabled';
+
+/**
+ * Why the post's authentication fails the list's test, or null: From's domain publishes a DMARC
+ * policy that asks receivers to act (reject, quarantine) and the post fails it; or From is a
+ * member and neither SPF nor DKIM passes for a domain aligned with From, which is what a forged
+ * member address looks like (members-only lists would otherwise take anyone who types one).
+ * A domain with p=none asked for nothing, and a stranger's unsigned post on an open list proves
+ * nothing a stranger could not do anyway: those are left to the other rules.
+ */
+function authFailure(f: PostFacts): string | null {
+  const a = f.auth;
+  if (!a) return null;
+  const from = a.fromDomain ?? '(no domain)';
+  if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${from} fails DMARC (p=${a.dmarcPolicy})`;
+  if (isMember(f) && !a.aligned) return `From is a member but neither SPF nor DKIM passes for ${from}`;
+  return null;
+}
 
 const ADDRESSES = /[^\s<>,;:"'()[\]]+@[^\s<>,;:"'()[\]]+/g;
 
@@ -129,6 +153,24 @@ export const RULES: readonly Rule[] = [
     check: (f) => {
       const mark = markOf(f);
       return mark?.kind === 'delivery-report' ? { action: 'discard', reason: `a delivery report, not a post: ${mark.evidence}` } : null;
+    },
+  },
+  {
+    // After the three discards: a loop, a ban and a delivery report are dropped whoever sent them
+    // (refusing them would only breed bounces). Before everything that accepts or merely holds:
+    // 'allowed' names an address, and an address is exactly what a forger copies, so an allow rule
+    // must not let a forgery through; and before 'automatic', 'size', 'moderated' and
+    // 'members-only' so that auth_policy=reject refuses a forgery outright instead of queueing it,
+    // and a held one shows the moderator the reason that matters most: who sent it is in doubt.
+    name: 'authentication',
+    check: (f) => {
+      if (f.list.authPolicy === 'accept') return null;
+      const why = authFailure(f);
+      if (!why) return null;
+      // A lookup that failed for now proves nothing either way: a person decides, nobody is refused for it.
+      const unsure = f.auth && [f.auth.spf, f.auth.dkim, f.auth.dmarc].includes('temperror');
+      if (unsure) return { action: 'hold', reason: `${why}, but a DNS lookup failed for the time being (temperror): the checks could not finish` };
+      return f.list.authPolicy === 'reject' ? { action: 'reject', reason: why, smtpStatus: '5.7.26' } : { action: 'hold', reason: why };
     },
   },
   {
@@ -177,7 +219,7 @@ export const RULES: readonly Rule[] = [
   {
     name: 'members-only',
     check: (f) =>
-      f.list.postPolicy === 'members' && f.sender.memberStatus !== 'active' && f.sender.memberStatus !== 'disabled'
+      f.list.postPolicy === 'members' && !isMember(f)
         ? { action: 'hold', reason: `the sender ${f.sender.email || '(unknown)'} is not a member of the list` }
         : null,
   },

@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { Peer, PostChecks } from '../mail/post-checks.ts';
 import { receivedField } from '../mail/received.ts';
+import { authenticatePost } from './post-authentication.ts';
 import type { CoreSettings } from './settings.ts';
 import { scanForSpam } from './spam-check.ts';
 
@@ -30,5 +31,7 @@ export async function checkPost(input: PostCheckInput, settings: CoreSettings): 
   if (input.peer) checks.received = receivedField(input.peer, { by: settings.heloName, id: input.peer.id, date: new Date() });
   // The spam scan (rspamd): { spam } or { spamUnchecked }; throws 451 when SPAM_CHECK_FAIL=tempfail.
   Object.assign(checks, await scanForSpam(input, settings.spamCheck));
+  // SPF, DKIM, DMARC, ARC; bounded in time, never throws (post-authentication.ts).
+  checks.auth = await authenticatePost(input, settings);
   return checks;
 }

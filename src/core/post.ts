@@ -50,12 +50,13 @@ function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
   return {
     list: {
       address: p.list.address, listId: listId(p.list.address), postPolicy: p.list.post_policy, maxMessageSize: p.list.max_message_size,
-      spamHoldScore: p.list.spam_hold_score, spamRejectScore: p.list.spam_reject_score,
+      spamHoldScore: p.list.spam_hold_score, spamRejectScore: p.list.spam_reject_score, authPolicy: p.list.auth_policy,
     },
     sender: { email: sender, envelopeFrom: p.envelopeFrom, memberStatus: facts.memberStatus },
     senderRules: facts.rules.map((r) => ({ kind: r.kind, email: r.email, expiresAt: r.expires_at })),
     message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
     spam: p.checks?.spam ?? null,
+    auth: p.checks?.auth ?? null,
     now: new Date(),
   };
 }

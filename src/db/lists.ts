@@ -2,7 +2,7 @@
 
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
-import type { ArchivePolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
+import type { ArchivePolicy, AuthPolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
@@ -142,6 +142,8 @@ export interface DeliverySettings {
   spam_hold_score: number | null;
   /** spam score from which a post is refused (550 5.7.1); null: never refused for its score */
   spam_reject_score: number | null;
+  /** what happens to a post that fails authentication (core/moderation-rules.ts) */
+  auth_policy: AuthPolicy;
 }
 
 /**
@@ -166,6 +168,7 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   held_notice_minutes: 'int',
   spam_hold_score: 'real',
   spam_reject_score: 'real',
+  auth_policy: 'text',
 };
 
 /** Changes the given sending options of a list; the others keep their values. */

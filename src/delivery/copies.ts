@@ -37,7 +37,8 @@ export class CopyCache {
   private posts = new Map<string, Entry<PreparedCopy | null>>();
   private mails = new Map<number, Entry<Buffer | null>>();
 
-  constructor(private readonly publicUrl: string, private readonly log: Logger) {}
+  /** authservId: our name in Authentication-Results (SMTP_HELO_NAME); copies drop incoming ones that use it */
+  constructor(private readonly publicUrl: string, private readonly log: Logger, private readonly authservId?: string) {}
 
   /** Loads whatever the rows need that is not cached yet. */
   async prepare(db: Queryable, rows: ClaimedRow[]): Promise<void> {
@@ -94,6 +95,7 @@ export class CopyCache {
       replyTo: { policy: list.reply_to, address: list.reply_to_address },
       mitigation,
       trace: traceFields(m.checks),
+      authservId: this.authservId,
     });
   }
 

@@ -60,7 +60,7 @@ export class DeliveryWorker {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.log = rootLog.child({ worker: this.name });
     this.transport = opts.transport ?? createTransport(cfg, this.log);
-    this.copies = new CopyCache(cfg.publicUrl, this.log);
+    this.copies = new CopyCache(cfg.publicUrl, this.log, cfg.heloName);
     this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke());
     this.outcomes = new Outcomes(pool, cfg.delivery.giveUpHours, Math.max(1, Math.floor(cfg.delivery.batchSize / 4)), this.log, cfg.publicUrl);
   }

@@ -9,7 +9,7 @@
  */
 
 import { addFooter } from './footer.ts';
-import { MAX_LINE, foldField, encodeWord, headerFields, headerLines, splitMessage, withoutFields } from './header-block.ts';
+import { MAX_LINE, foldField, encodeWord, fieldValue, headerFields, headerLines, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
 import { rewriteFrom } from './from-rewrite.ts';
 import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
 
@@ -30,6 +30,8 @@ export interface CopyOptions {
   mitigation: 'none' | 'munge_from' | 'wrap_message';
   /** trace fields of the hop into listkeeper (mail/post-checks.ts traceFields), put on top */
   trace?: string[];
+  /** our authserv-id (SMTP_HELO_NAME): Authentication-Results with it that came in with the post are dropped */
+  authservId?: string;
 }
 
 export interface PreparedCopy {
@@ -88,10 +90,27 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
   }
 
   head = withoutFields(head, drop);
+  // Only we write results under our name (RFC 8601 §5): one that arrived with the post is a forgery
+  // or stale, and a reader trusting our authserv-id would believe it.
+  if (o.authservId) head = withoutOurResults(head, o.authservId);
   if (o.footer.trim()) ({ head, rest } = addFooter(head, rest, o.footer, eol));
 
   const top = buildTop(added, subjectTail, eol);
-  return { trace: headerLines(o.trace ?? [], eol), head: Buffer.concat([top, head]), body: rest, eol, list: o.list };
+  // Trace values may be folded (CRLF and a space): each copy keeps the post's own line ending.
+  const trace = (o.trace ?? []).map((t) => t.replace(/\r?\n/g, eol));
+  return { trace: headerLines(trace, eol), head: Buffer.concat([top, head]), body: rest, eol, list: o.list };
+}
+
+/** The header without Authentication-Results fields whose authserv-id is ours. */
+function withoutOurResults(head: Buffer, authservId: string): Buffer {
+  const fields = headerFields(head);
+  const ours = (f: HeaderField) => f.name === 'authentication-results' && authservIdOf(fieldValue(f)) === authservId.toLowerCase();
+  return fields.some(ours) ? Buffer.concat(fields.filter((f) => !ours(f)).map((f) => f.bytes)) : head;
+}
+
+/** The authserv-id an Authentication-Results value starts with (RFC 8601 §2.2), comments aside, in lower case. */
+function authservIdOf(value: string): string {
+  return value.replace(/\([^()]*\)/g, ' ').trim().split(/[\s;]/)[0].toLowerCase();
 }
 
 /**

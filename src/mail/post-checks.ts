@@ -16,6 +16,11 @@ export interface Peer {
   hostname?: string | null;
   /** TLS of the session, when STARTTLS was used: protocol (TLSv1.3) and cipher name */
   tls?: { protocol: string; cipher: string } | null;
+  /**
+   * the client is a relay in front of us, not the sender's server (LMTP from Postfix without
+   * XFORWARD): its address and HELO say nothing SPF could judge
+   */
+  relay?: boolean;
   /** SMTP, ESMTP, ESMTPS, LMTP… (RFC 3848 "with" keywords) */
   protocol?: string;
   /** the ingest's id of the transaction (the Received line's id, the 250 reply's "queued as") */
@@ -32,6 +37,11 @@ export interface AuthChecks {
   arcInstance: number;
   /** the From header's domain */
   fromDomain: string | null;
+  /**
+   * the DMARC policy that applies to From's domain (p=, or sp= for a subdomain): reject,
+   * quarantine or none; null without a record or when it could not be read
+   */
+  dmarcPolicy?: string | null;
   /** SPF or DKIM passed for a domain aligned with From (DMARC's test, whatever the policy) */
   aligned: boolean;
   /** the value of Authentication-Results (authserv-id; method=result …), without the field name */

@@ -212,7 +212,8 @@ export class IngestServer {
       // Behind Postfix (LMTP) the client is Postfix itself, unless XFORWARD named the one before it:
       // without that, the quotas on kept junk go by sender.
       client: this.opts.lmtp && !forwarded ? null : session.remoteAddress,
-      peer: peerOf(session, id),
+      // Over LMTP without XFORWARD the client is Postfix itself: SPF is left out then (post-authentication.ts).
+      peer: { ...peerOf(session, id), ...(this.opts.lmtp && !forwarded ? { relay: true } : {}) },
       recipients: unique,
       raw,
       log: log.child({ session: session.id }),

@@ -17,11 +17,31 @@ export interface StubRecords {
 
 const TYPES: Record<number, keyof StubRecords> = { 16: 'txt', 15: 'mx', 1: 'a', 28: 'aaaa' };
 
+/**
+ * The SPF record the suite's stub publishes for every domain nobody set (global-setup.ts): mail
+ * from loopback passes SPF for any envelope sender, as a domain's own server would in production,
+ * so a test post from 127.0.0.1 whose envelope domain is From's authenticates and aligns.
+ */
+export const LOOPBACK_SPF = 'v=spf1 ip4:127.0.0.0/8 ip6:::1 -all';
+
+export interface StubOptions {
+  /** TXT answered for a host name (not _dmarc., _domainkey. …) that has no records set */
+  defaultSpf?: string;
+}
+
+/** The default SPF record for `name`, when it is a host name with nothing set. */
+function fallbackTxt(name: string, records: Map<string, StubRecords>, opts: StubOptions): string[] | null {
+  if (!opts.defaultSpf || records.has(name) || name.split('.').some((label) => label.startsWith('_'))) return null;
+  return [opts.defaultSpf];
+}
+
 export class StubDns {
   readonly records = new Map<string, StubRecords>();
   /** names asked for, in order (lower case, with the record type) */
   readonly asked: string[] = [];
   private socket = dgram.createSocket('udp4');
+
+  constructor(private readonly opts: StubOptions = {}) {}
 
   async start(): Promise<string> {
     this.socket.on('message', (msg, rinfo) => {
@@ -54,7 +74,8 @@ export class StubDns {
     const question = q.subarray(12, off + 5);
     const name = labels.join('.').toLowerCase();
     this.asked.push(`${name}/${TYPES[qtype] ?? qtype}`);
-    const entry = this.records.get(name);
+    const fallback = TYPES[qtype] === 'txt' ? fallbackTxt(name, this.records, this.opts) : null;
+    const entry = this.records.get(name) ?? (fallback ? { txt: fallback } : undefined);
     const kind = TYPES[qtype];
     const rdatas = entry && kind ? rdata(kind, entry) : [];
     const header = Buffer.alloc(12);
@@ -108,16 +129,18 @@ function encodeName(name: string): Buffer {
 }
 
 /** The same table as in-process resolvers (setResolvers), for tests that do not spawn processes. */
-export function stubResolvers(records: Map<string, StubRecords>): Partial<Resolvers> {
-  const find = (name: string) => {
-    const r = records.get(name.toLowerCase().replace(/\.$/, ''));
+export function stubResolvers(records: Map<string, StubRecords>, opts: StubOptions = {}): Partial<Resolvers> {
+  const find = (name: string, type?: string) => {
+    const key = name.toLowerCase().replace(/\.$/, '');
+    const fallback = type === 'TXT' ? fallbackTxt(key, records, opts) : null;
+    const r = records.get(key) ?? (fallback ? { txt: fallback } : undefined);
     if (!r) throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
     return r;
   };
   const nodata = (name: string) => Object.assign(new Error(`ENODATA ${name}`), { code: 'ENODATA' });
   return {
     txt: async (name) => {
-      const t = find(name).txt;
+      const t = find(name, 'TXT').txt;
       if (!t?.length) throw nodata(name);
       return t.map((s) => [s]);
     },
@@ -127,7 +150,7 @@ export function stubResolvers(records: Map<string, StubRecords>): Partial<Resolv
       return m;
     },
     resolve: async (name, rrtype) => {
-      const r = find(name);
+      const r = find(name, rrtype);
       const v = rrtype === 'TXT' ? r.txt?.map((s) => [s]) : rrtype === 'MX' ? r.mx : rrtype === 'A' ? r.a : rrtype === 'AAAA' ? r.aaaa : undefined;
       if (!v?.length) throw nodata(name);
       return v;

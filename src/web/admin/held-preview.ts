@@ -8,6 +8,17 @@ import sanitizeHtml from 'sanitize-html';
 import { parse } from '../../mail/parse.ts';
 import type { PostChecks, SpamChecks } from '../../mail/post-checks.ts';
 
+/** How the post authenticated as it arrived, for people: one line per method, and the verdict. */
+export interface AuthView {
+  methods: { name: string; result: string; ok: boolean }[];
+  fromDomain: string | null;
+  aligned: boolean;
+  /** DMARC policy of From's domain, when it has one */
+  dmarcPolicy: string | null;
+  /** the Authentication-Results value, unfolded */
+  header: string;
+}
+
 export interface HeldPreview {
   headers: { name: string; value: string }[];
   text: string;
@@ -19,6 +30,8 @@ export interface HeldPreview {
   spam: SpamChecks | null;
   /** why the post was not scanned, when the scanner did not answer */
   spamUnchecked: string | null;
+  /** null for posts held before listkeeper checked posts */
+  auth: AuthView | null;
 }
 
 const MAX_CHARS = 20_000;
@@ -26,6 +39,7 @@ const SHOWN = ['from', 'reply-to', 'to', 'cc', 'subject', 'date', 'message-id', 
 
 export async function heldPreview(raw: Buffer, checks?: PostChecks | null): Promise<HeldPreview> {
   const spam = { spam: checks?.spam ?? null, spamUnchecked: checks?.spamUnchecked ?? null };
+  const auth = authView(checks);
   try {
     const m = await parse(raw);
     const headers = SHOWN.flatMap((name) => (m.headers.get(name) ?? []).map((value) => ({ name: displayName(name), value: value.slice(0, 500) })));
@@ -43,12 +57,26 @@ export async function heldPreview(raw: Buffer, checks?: PostChecks | null): Prom
       attachments: m.attachments.map((a) => ({ filename: a.filename ?? '(no name)', contentType: a.contentType, size: a.size })),
       problem: null,
       ...spam,
+      auth,
     };
   } catch (err) {
     // Unparseable: show the start of the raw bytes as text, which is still safe once escaped.
     const text = raw.subarray(0, MAX_CHARS).toString('latin1');
-    return { headers: [], text, truncated: raw.length > MAX_CHARS, fromHtml: false, attachments: [], problem: (err as Error).message, ...spam };
+    return { headers: [], text, truncated: raw.length > MAX_CHARS, fromHtml: false, attachments: [], problem: (err as Error).message, ...spam, auth };
   }
+}
+
+export function authView(checks: PostChecks | null | undefined): AuthView | null {
+  const a = checks?.auth;
+  if (!a) return null;
+  const method = (name: string, result: string) => ({ name, result, ok: result === 'pass' });
+  return {
+    methods: [method('SPF', a.spf), method('DKIM', a.dkim), method('DMARC', a.dmarc), method('ARC', a.arc)],
+    fromDomain: a.fromDomain,
+    aligned: a.aligned,
+    dmarcPolicy: a.dmarcPolicy ?? null,
+    header: a.header.replace(/\r?\n[ \t]*/g, ' '),
+  };
 }
 
 function displayName(name: string): string {

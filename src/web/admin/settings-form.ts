@@ -6,7 +6,7 @@
 import type { Request } from 'express';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
-import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
+import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
@@ -85,6 +85,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     held_notice_minutes: count('held_notice_minutes', 'Held-message notices', list.held_notice_minutes, { min: 0, max: 7 * 24 * 60 }),
     spam_hold_score: threshold('spam_hold_score', 'Hold at spam score', list.spam_hold_score),
     spam_reject_score: threshold('spam_reject_score', 'Refuse at spam score', list.spam_reject_score),
+    auth_policy: pick('auth_policy', 'Posts that fail authentication', AUTH_POLICIES, list.auth_policy),
   };
   // The private key is write-only: an empty field keeps the stored one; a checkbox removes it.
   const key = field(req, 'dkim_private_key', 20_000).replace(/\r\n/g, '\n');

@@ -1,0 +1,188 @@
+/*
+ * How a post authenticates as it arrives: SPF for the envelope sender and the client's IP, DKIM,
+ * DMARC and ARC, checked by mailauth with every lookup through src/dns.ts (so DNS_SERVERS and the
+ * tests' stubs apply). The result says what each method found, whether SPF or DKIM passed for a
+ * domain aligned with From, and the Authentication-Results value every copy carries. The
+ * moderation rules (moderation-rules.ts, rule 'authentication') decide what follows from it.
+ *
+ * Bounded in time: a resolver that does not answer yields temperror results after
+ * AUTH_CHECK_TIMEOUT_MS, and the post goes on; it is never stuck behind DNS, never lost.
+ */
+
+import { authenticate, type DNSResolver } from 'mailauth';
+import { getDomain } from 'tldts';
+import { resolvers } from '../dns.ts';
+import type { Logger } from '../log.ts';
+import { fieldValue, headerFields, splitMessage } from '../mail/header-block.ts';
+import type { AuthChecks, Peer } from '../mail/post-checks.ts';
+import type { CoreSettings } from './settings.ts';
+
+export interface AuthInput {
+  raw: Buffer;
+  /** MAIL FROM; null for the null reverse-path (SPF then checks postmaster@HELO, as RFC 7208 §2.4 says) */
+  envelopeFrom: string | null;
+  /** the SMTP client; without its IP (not over SMTP, or behind Postfix without XFORWARD) SPF is not checked */
+  peer: Peer | null;
+  log: Logger;
+}
+
+type Settings = Pick<CoreSettings, 'heloName' | 'authCheckTimeoutMs'>;
+type Outcome = Awaited<ReturnType<typeof authenticate>>;
+
+export async function authenticatePost(input: AuthInput, settings: Settings): Promise<AuthChecks> {
+  const started = Date.now();
+  const budget = settings.authCheckTimeoutMs;
+  // Lookups stop a little before the whole check does, so that mailauth records what it found
+  // (a DKIM pass, a DMARC temperror) rather than the backstop's blanket temperror.
+  const lookupsEnd = started + budget - Math.min(1_000, budget / 10);
+  const resolve = resolvers().resolve;
+  const resolver = (name: string, rrtype: string) => withDeadline(resolve(name, rrtype), lookupsEnd, `${name}/${rrtype}`);
+  // SPF judges the server that handed the post over: not a relay in front of us (LMTP without XFORWARD).
+  const sender = input.peer && !input.peer.relay ? input.peer : null;
+  const ip = sender?.ip || undefined;
+
+  let timer: NodeJS.Timeout | undefined;
+  const backstop = new Promise<null>((done) => (timer = setTimeout(() => done(null), budget)));
+  try {
+    const outcome = await Promise.race([
+      authenticate(input.raw, {
+        ip,
+        helo: sender?.helo || undefined,
+        sender: input.envelopeFrom || undefined,
+        mta: settings.heloName,
+        resolver: resolver as DNSResolver,
+        disableBimi: true,
+      }),
+      backstop,
+    ]);
+    if (!outcome) {
+      input.log.warn({ ms: Date.now() - started }, 'authentication checks ran out of time: recorded as temperror');
+      return timedOut(input, settings.heloName);
+    }
+    return summarise(outcome, settings.heloName, ip !== undefined);
+  } catch (err) {
+    // mailauth turns DNS trouble into results; anything else is a bug there or here, and must not
+    // cost the post: it is recorded as a temporary error.
+    input.log.error({ err }, 'authentication checks failed');
+    return timedOut(input, settings.heloName);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function withDeadline<T>(lookup: Promise<T>, end: number, what: string): Promise<T> {
+  const left = end - Date.now();
+  const timeout = () => Object.assign(new Error(`DNS lookup of ${what} timed out`), { code: 'ETIMEOUT' });
+  if (left <= 0) {
+    lookup.catch(() => undefined);
+    return Promise.reject(timeout());
+  }
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    lookup,
+    new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(timeout()), left))),
+  ]).finally(() => clearTimeout(timer));
+}
+
+const PASS = 'pass';
+
+function summarise(o: Outcome, authservId: string, spfChecked: boolean): AuthChecks {
+  const fromDomain = domainOf(o.dkim.headerFrom?.length === 1 ? o.dkim.headerFrom[0] : null);
+  const signatures = o.dkim.results ?? [];
+  const dkim = signatures.find((r) => r.status.result === PASS) ?? signatures[0];
+  const spf = spfChecked && o.spf ? o.spf : null;
+  const dmarc = o.dmarc || null;
+  const arc = o.arc || null;
+
+  // DMARC's own verdict when the domain has a record (it knows adkim/aspf=s); without one, the
+  // same test in relaxed mode: the passing domain's organisational domain is From's.
+  let aligned: boolean;
+  if (dmarc && (dmarc.status.result === 'pass' || dmarc.status.result === 'fail')) {
+    aligned = dmarc.status.result === 'pass';
+  } else {
+    const passed = [
+      ...(spf?.status.result === PASS && spf.domain ? [spf.domain as string] : []),
+      ...signatures.filter((r) => r.status.result === PASS).map((r) => r.signingDomain),
+    ];
+    aligned = fromDomain !== null && passed.some((d) => sameOrganisation(d, fromDomain));
+  }
+
+  const rows = [
+    ...signatures.map((r) => r.info),
+    ...(spf ? [spf.info as string] : []),
+    arc?.info ?? 'arc=none',
+    ...(dmarc?.info ? [dmarc.info] : []),
+  ];
+  return {
+    spf: spf ? spf.status.result : 'none',
+    dkim: dkim ? dkim.status.result : 'none',
+    dmarc: dmarc ? dmarc.status.result : 'none',
+    arc: arc ? arc.status.result : 'none',
+    arcInstance: typeof arc?.i === 'number' ? arc.i : 0,
+    fromDomain,
+    aligned,
+    dmarcPolicy: dmarc && dmarc.status.result !== 'none' && dmarc.status.result !== 'temperror' ? ((dmarc as { policy?: string }).policy ?? null) : null,
+    header: authenticationResults(authservId, rows),
+  };
+}
+
+/** What is recorded when the checks did not finish: every method a temporary error. */
+function timedOut(input: AuthInput, authservId: string): AuthChecks {
+  const comment = '(the checks did not finish in time)';
+  const spf = input.peer?.ip && !input.peer.relay ? 'temperror' : 'none';
+  // The chain's length is still known without DNS: whoever extends it must not restart at i=1.
+  const seals = headerFields(splitMessage(input.raw).head).filter((f) => f.name === 'arc-seal');
+  const arcInstance = Math.max(0, ...seals.map((f) => Number(/(?:^|;)\s*i\s*=\s*(\d+)/.exec(fieldValue(f))?.[1] ?? 0)));
+  return {
+    spf,
+    dkim: 'temperror',
+    dmarc: 'temperror',
+    // Not a result RFC 8617 defines for arc=, so kept out of the header; it tells the sealer the chain was not checked.
+    arc: arcInstance > 0 ? 'temperror' : 'none',
+    arcInstance,
+    fromDomain: null,
+    aligned: false,
+    dmarcPolicy: null,
+    header: authenticationResults(authservId, [
+      `dkim=temperror ${comment}`,
+      ...(spf === 'temperror' ? [`spf=temperror ${comment}`] : []),
+      `dmarc=temperror ${comment}`,
+    ]),
+  };
+}
+
+/**
+ * The value of Authentication-Results (RFC 8601): our authserv-id, then one method result per
+ * line, folded with CRLF as mailauth writes it (each copy's line ending replaces it).
+ */
+function authenticationResults(authservId: string, rows: string[]): string {
+  return `${authservId};\r\n ${rows.map(fold).join(';\r\n ')}`;
+}
+
+/** Folds a long method result at spaces, so that no line of the field passes 998 octets (RFC 5322 §2.1.1). */
+function fold(row: string): string {
+  const clean = row.replace(/[\r\n]+\s*/g, ' ');
+  if (clean.length <= 160) return clean;
+  const words = clean.split(' ');
+  const lines: string[] = [];
+  let line = '';
+  for (const w of words) {
+    if (line && line.length + 1 + w.length > 160) {
+      lines.push(line);
+      line = w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) lines.push(line);
+  return lines.join('\r\n ');
+}
+
+function domainOf(address: string | null): string | null {
+  const at = address?.lastIndexOf('@') ?? -1;
+  return address && at > 0 ? address.slice(at + 1).toLowerCase().replace(/\.$/, '') || null : null;
+}
+
+/** Relaxed alignment (RFC 7489 §3.1): the two domains share their organisational domain. */
+function sameOrganisation(a: string, b: string): boolean {
+  const org = (d: string) => (getDomain(d.toLowerCase(), { allowPrivateDomains: true }) ?? d.toLowerCase());
+  return org(a) === org(b);
+}
