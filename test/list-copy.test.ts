@@ -1,6 +1,9 @@
+import crypto from 'node:crypto';
+import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { describe, expect, it } from 'vitest';
 import { headerFields, splitMessage } from '../src/mail/header-block.ts';
-import { memberCopy, prepareCopy, type CopyOptions } from '../src/mail/list-copy.ts';
+import { memberCopy, prepareCopy, signCopies, signedMemberCopy, type CopyOptions } from '../src/mail/list-copy.ts';
+import { listKey } from '../src/mail/list-signing.ts';
 import { parse } from '../src/mail/parse.ts';
 import { SAMPLE_POST } from './helpers/sample-post.ts';
 
@@ -69,5 +72,41 @@ describe('list copies', () => {
   it('sets Reply-To to the list when the list asks for it', async () => {
     const parsed = await parse(memberCopy(prepareCopy(RAW, options({ replyTo: { policy: 'list', address: null } })), 't'));
     expect(parsed.headers.get('reply-to')).toEqual(['<dev@lists.example.org>']);
+  });
+
+  it('offers one-click unsubscribe (List-Unsubscribe-Post) only when PUBLIC_URL is https, the http link still offered as a page', () => {
+    const plain = memberCopy(prepareCopy(RAW, options({ list: { ...options().list, publicUrl: 'http://127.0.0.1:8080' } })), 'tok123').toString();
+    expect(plain).toContain('List-Unsubscribe: <mailto:dev-unsubscribe@lists.example.org>, <http://127.0.0.1:8080/u/tok123>\r\n');
+    expect(plain).not.toMatch(/List-Unsubscribe-Post/i);
+    const secure = memberCopy(prepareCopy(RAW, options()), 'tok123').toString();
+    expect(secure).toContain('List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n');
+  });
+
+  it('signs each member\'s copy over its own List-Unsubscribe lines and the shared part, with one ARC set for all', async () => {
+    const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const key = listKey('lists.example.org', 'lists', privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    const resolver = async (name: string) => {
+      if (name === 'lists._domainkey.lists.example.org') return [[`v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`]];
+      throw Object.assign(new Error('nxdomain'), { code: 'ENOTFOUND' });
+    };
+    const prepared = await signCopies(prepareCopy(RAW, options({ subjectPrefix: '[dev]', footer: 'The footer.' })), key, undefined);
+    const [a, b] = await Promise.all([signedMemberCopy(prepared, 'tok-a'), signedMemberCopy(prepared, 'tok-b')]);
+    for (const copy of [a, b]) {
+      const dkim = await dkimVerify(copy, { resolver });
+      expect(dkim.results.map((r) => [r.signingDomain, r.status.result])).toEqual([['lists.example.org', 'pass']]);
+      const h = String((dkim.results[0] as { signingHeaders?: { keys: string } }).signingHeaders?.keys).toLowerCase().split(/:\s*/);
+      expect(h).toEqual(expect.arrayContaining(['list-unsubscribe', 'list-unsubscribe-post', 'from', 'subject', 'list-id']));
+    }
+    const seal = (raw: Buffer) => raw.toString().split('\r\n\r\n')[0].split(/\r\n(?=\S)/).filter((l) => /^ARC-/.test(l));
+    expect(seal(a)).toHaveLength(3);
+    expect(seal(a)).toEqual(seal(b));
+    // The same body hash for both (computed once), different signatures.
+    const bh = (raw: Buffer) => /bh=([^;]+)/.exec(raw.toString())![1];
+    expect(bh(a)).toBe(bh(b));
+    const signature = (raw: Buffer) => raw.toString().split(/\r\n(?=\S)/)[0];
+    expect(signature(a)).toMatch(/^DKIM-Signature: /);
+    expect(signature(a)).not.toBe(signature(b));
+    // Without a key, the same copy unsigned.
+    expect((await signedMemberCopy(prepareCopy(RAW, options()), 'tok-a')).equals(memberCopy(prepareCopy(RAW, options()), 'tok-a'))).toBe(true);
   });
 });
