@@ -106,6 +106,12 @@ describe('list copies', () => {
     const signature = (raw: Buffer) => raw.toString().split(/\r\n(?=\S)/)[0];
     expect(signature(a)).toMatch(/^DKIM-Signature: /);
     expect(signature(a)).not.toBe(signature(b));
+    // A post stored with bare newlines: signed as it goes on the wire (nodemailer sends CRLF).
+    const lf = Buffer.from(RAW.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+    const lfCopy = await signedMemberCopy(await signCopies(prepareCopy(lf, options({ footer: 'The footer.' })), key, undefined), 'tok-c');
+    expect(lfCopy.includes('\r\n')).toBe(false);
+    const wire = Buffer.from(lfCopy.toString('latin1').replace(/\n/g, '\r\n'), 'latin1');
+    expect((await dkimVerify(wire, { resolver })).results.map((r) => r.status.result)).toEqual(['pass']);
     // Without a key, the same copy unsigned.
     expect((await signedMemberCopy(prepareCopy(RAW, options()), 'tok-a')).equals(memberCopy(prepareCopy(RAW, options()), 'tok-a'))).toBe(true);
   });

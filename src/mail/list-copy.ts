@@ -11,7 +11,7 @@
 import { addFooter } from './footer.ts';
 import { displayName, encodeWord, headerFields, headerLines, headerValue, splitMessage, withoutFields } from './header-block.ts';
 import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
-import { arcSealFor, arcSet, bodyHash, dkimSignature, headerRows, type HeaderRow, type ListKey } from './list-signing.ts';
+import { arcSealFor, arcSet, bodyHash, dkimSignature, headerRows, signedFields, type ListKey, type SignedFields } from './list-signing.ts';
 import type { AuthChecks } from './post-checks.ts';
 
 export interface CopyOptions {
@@ -46,8 +46,8 @@ export interface CopySigning {
   key: ListKey;
   /** the body hash, shared by the ARC-Message-Signature and every member's DKIM-Signature */
   bodyHash: string;
-  /** the shared header section (`head`) as mailauth's rows, below each member's lines */
-  rows: HeaderRow[];
+  /** the shared header section's signed fields (below each member's lines), canonicalised once */
+  fields: SignedFields;
   /** the ARC set, above the trace fields; empty when the post gets none */
   arc: Buffer;
 }
@@ -121,7 +121,7 @@ export async function signCopies(p: PreparedCopy, key: ListKey, auth: AuthChecks
   const rows = headerRows(p.head);
   const seal = key.key.asymmetricKeyType === 'rsa' ? arcSealFor(auth, rows, key.domain) : null;
   const arc = seal ? await arcSet(key, rows, bh, seal) : [];
-  return { ...p, signing: { key, bodyHash: bh, rows, arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol) } };
+  return { ...p, signing: { key, bodyHash: bh, fields: signedFields(rows), arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol) } };
 }
 
 /**
@@ -133,7 +133,7 @@ export async function signedMemberCopy(p: PreparedCopy, token: string | null): P
   const member = headerLines(memberHeaderLines(p.list, token), p.eol);
   if (!p.signing) return Buffer.concat([p.trace, member, p.head, p.body]);
   const s = p.signing;
-  const signature = await dkimSignature(s.key, [...headerRows(member), ...s.rows], s.bodyHash);
+  const signature = await dkimSignature(s.key, headerRows(member), s.fields, s.bodyHash);
   return Buffer.concat([headerLines([signature.replace(/\r\n/g, p.eol)], p.eol), s.arc, p.trace, member, p.head, p.body]);
 }
 

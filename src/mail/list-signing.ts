@@ -15,8 +15,7 @@ import crypto from 'node:crypto';
 import { promisify } from 'node:util';
 import { createSeal, getARChain } from 'mailauth/lib/arc/index.js';
 import { dkimBody } from 'mailauth/lib/dkim/body/index.js';
-import { generateCanonicalizedHeader } from 'mailauth/lib/dkim/header/index.js';
-import { formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders, type HeaderRow } from 'mailauth/lib/tools.js';
+import { formatRelaxedLine, formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders, type HeaderRow } from 'mailauth/lib/tools.js';
 import type { AuthChecks } from './post-checks.ts';
 
 export type { HeaderRow };
@@ -74,32 +73,60 @@ export function bodyHash(body: Buffer): string {
 
 const signAsync = promisify(crypto.sign);
 
-/** `DKIM-Signature: …` (folded with CRLF, no line ending at the end) over `rows` and a body hash. */
-export async function dkimSignature(k: ListKey, rows: HeaderRow[], bh: string, fields = LIST_SIGNED_FIELDS): Promise<string> {
-  const algorithm = `${k.key.asymmetricKeyType}-sha256`;
-  const { canonicalizedHeader, dkimHeaderOpts } = generateCanonicalizedHeader('DKIM', getSigningHeaderLines(rows, fields), {
-    signingDomain: k.domain,
-    selector: k.selector,
-    algorithm,
-    canonicalization: 'relaxed/relaxed',
-    bodyHash: bh,
-    // t= fixed here: left out, mailauth would take the time twice (before and after signing)
-    signTime: new Date(),
-  });
-  // As mailauth's DkimSigner does: RSA signs the canonical header with SHA-256, Ed25519 its SHA-256 hash.
-  const signature = k.key.asymmetricKeyType === 'rsa'
-    ? await signAsync('sha256', canonicalizedHeader, k.key)
-    : await signAsync(null, crypto.createHash('sha256').update(canonicalizedHeader).digest(), k.key);
-  return formatSignatureHeaderLine('DKIM', { ...dkimHeaderOpts, b: signature.toString('base64') }, true);
+/**
+ * The header fields a signature covers that are the same on every copy of a post, signed as
+ * mailauth's signer would (getSigningHeaderLines: every occurrence, bottom-up), in relaxed form.
+ * Computed once per post: each member's signature then canonicalises only its own lines.
+ */
+export interface SignedFields {
+  /** the h= names of these fields */
+  keys: string;
+  /** their relaxed canonical form, in signing order */
+  canonical: Buffer;
 }
 
-/** A whole message signed (digests and notices: one body each, so no body hash to share). */
+export function signedFields(rows: HeaderRow[], fields = LIST_SIGNED_FIELDS): SignedFields {
+  const signed = getSigningHeaderLines(rows, fields);
+  return { keys: signed.keys, canonical: Buffer.concat(signed.headers.map((h) => formatRelaxedLine(h.line, '\r\n'))) };
+}
+
+/**
+ * `DKIM-Signature: …` (folded with CRLF, no line ending at the end) for a copy whose header is
+ * `above` (each member's own lines) on top of the fields `below` covers, with body hash `bh`.
+ *
+ * This is mailauth's relaxedHeaders (lib/dkim/header/relaxed.js) in two parts. The fields are
+ * taken bottom-up, so the shared ones (below) come first in h= and in the hashed data, then the
+ * member's; then the signature field itself, formatted by mailauth with a placeholder b= that is
+ * then emptied, as RFC 6376 §3.7 hashes it.
+ */
+export async function dkimSignature(k: ListKey, above: HeaderRow[], below: SignedFields, bh: string, fields = LIST_SIGNED_FIELDS): Promise<string> {
+  const own = getSigningHeaderLines(above, fields);
+  const tags = {
+    a: `${k.key.asymmetricKeyType}-sha256`,
+    c: 'relaxed/relaxed',
+    d: k.domain,
+    s: k.selector,
+    h: [below.keys, own.keys].filter(Boolean).join(': '),
+    bh,
+    // t= fixed once: mailauth's default takes the time twice (before and after signing)
+    t: Math.floor(Date.now() / 1000),
+  };
+  const unsigned = formatRelaxedLine(formatSignatureHeaderLine('DKIM', { ...tags, b: 'a'.repeat(73) }, true)).toString('binary').replace(/([;:\s]+b=)[^;]+/, '$1');
+  const canonical = Buffer.concat([below.canonical, ...own.headers.map((h) => formatRelaxedLine(h.line, '\r\n')), Buffer.from(unsigned, 'binary')]);
+  // As mailauth's DkimSigner does: RSA signs the canonical header with SHA-256, Ed25519 its SHA-256 hash.
+  const signature = k.key.asymmetricKeyType === 'rsa'
+    ? await signAsync('sha256', canonical, k.key)
+    : await signAsync(null, crypto.createHash('sha256').update(canonical).digest(), k.key);
+  return formatSignatureHeaderLine('DKIM', { ...tags, b: signature.toString('base64') }, true);
+}
+
+/** A whole message signed (digests and notices: one body each, so nothing to share). */
 export async function signMessage(k: ListKey, raw: Buffer): Promise<Buffer> {
   const crlf = raw.indexOf('\r\n\r\n');
   const lf = raw.indexOf('\n\n');
   const [at, sep] = crlf >= 0 && (lf < 0 || crlf < lf) ? [crlf, 4] : lf >= 0 ? [lf, 2] : [raw.length, 0];
   const eol = sep === 2 ? '\n' : '\r\n';
-  const signature = await dkimSignature(k, headerRows(raw.subarray(0, at)), bodyHash(raw.subarray(at + sep)));
+  const signature = await dkimSignature(k, [], signedFields(headerRows(raw.subarray(0, at))), bodyHash(raw.subarray(at + sep)));
   return Buffer.concat([Buffer.from(`${signature.replace(/\r\n/g, eol)}${eol}`, 'latin1'), raw]);
 }
 

@@ -1,7 +1,7 @@
 /*
  * Types for the parts of mailauth's signer that list-signing.ts calls directly (mailauth ships
  * declarations for its public functions only). Checked against mailauth 4.13: lib/tools.js,
- * lib/dkim/header, lib/dkim/body, lib/arc.
+ * lib/dkim/body (lib/arc has its own).
  */
 
 declare module 'mailauth/lib/tools.js' {
@@ -14,16 +14,9 @@ declare module 'mailauth/lib/tools.js' {
   }
   export function parseHeaders(buf: Buffer): { parsed: HeaderRow[]; original: Buffer };
   export function getSigningHeaderLines(rows: HeaderRow[], fieldNames: string, verify?: boolean): { keys: string; headers: HeaderRow[] };
+  /** a field in relaxed canonical form (RFC 6376 §3.4.2), `suffix` appended */
+  export function formatRelaxedLine(line: Buffer | string, suffix?: string): Buffer;
   export function formatSignatureHeaderLine(type: 'DKIM' | 'ARC' | 'AS', values: Record<string, unknown>, folded?: boolean): string;
-}
-
-declare module 'mailauth/lib/dkim/header/index.js' {
-  import type { HeaderRow } from 'mailauth/lib/tools.js';
-  export function generateCanonicalizedHeader(
-    type: 'DKIM' | 'ARC',
-    signingHeaderLines: { keys: string; headers: HeaderRow[] },
-    options: { signingDomain: string; selector: string; algorithm: string; canonicalization: string; bodyHash: string; signTime?: Date },
-  ): { canonicalizedHeader: Buffer; signatureHeaderLine: string; dkimHeaderOpts: Record<string, unknown> };
 }
 
 declare module 'mailauth/lib/dkim/body/index.js' {
