@@ -208,6 +208,13 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     const badSelector = await cli(['list', 'dkim', 'gen', '--generate', '--selector', 'no spaces'], env);
     expect(badSelector.code).not.toBe(0);
     expect(badSelector.stderr).toContain('dkim_selector: must be letters, digits');
+    // Without --selector: the list's own name and the day, so two lists of a domain never share a record.
+    await cli(['list', 'create', 'ops.team', '--owner', 'o@example.org'], env);
+    const dflt = await cli(['list', 'dkim', 'ops.team', '--generate'], env);
+    expect(dflt.code).toBe(0);
+    const day = new Date().toISOString().slice(0, 10).replace(/-/g, '');
+    expect((await findList(db.pool, 'ops.team@lists.example.org')).dkim_selector).toBe(`ops-team-${day}`);
+    expect(dflt.stdout).toContain(`ops-team-${day}._domainkey.lists.example.org. IN TXT "v=DKIM1; k=rsa; p=`);
   });
 
   it('reports an unknown list on stderr with a non-zero exit', async () => {

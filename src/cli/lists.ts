@@ -105,7 +105,7 @@ export function registerListCommands(program: Command) {
     .command('dkim')
     .argument('<list>', 'list address, or its local part when unique')
     .option('--generate', 'make a new RSA-2048 key for the list (replacing any) and store it')
-    .option('--selector <selector>', 'the selector of the new key (default: lk + today\'s date, e.g. lk20250601)')
+    .option('--selector <selector>', 'the selector of the new key (default: the list\'s local part and today\'s date, e.g. dev-20250601)')
     .description('show the DNS record of the list\'s DKIM key, or make a new key with --generate')
     .action((ref: string, o) =>
       runCommand(async ({ cfg, db }) => {

@@ -20,15 +20,20 @@ export interface ListDkim {
   record: string;
 }
 
-/** A selector that names when the key was made, so a later key (rotation) gets another one. */
-export function defaultSelector(now = new Date()): string {
-  return `lk${now.toISOString().slice(0, 10).replace(/-/g, '')}`;
+/**
+ * A selector that names the list and the day the key was made: lists of one domain each get
+ * their own record, and a later key (rotation) gets another one, so the old record can stay
+ * published while mail signed with it is on its way.
+ */
+export function defaultSelector(address: string, now = new Date()): string {
+  const local = splitAddress(address)!.local.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'list';
+  return `${local}-${now.toISOString().slice(0, 10).replace(/-/g, '')}`;
 }
 
 /** Makes and stores a new key for the list, signing from the next post on; returns its record. */
 export async function generateListKey(pool: pg.Pool, list: ListRow, opts: { selector?: string; actor: string }): Promise<ListDkim> {
   const domain = splitAddress(list.address)!.domain;
-  const selector = opts.selector ?? defaultSelector();
+  const selector = opts.selector ?? defaultSelector(list.address);
   const { privateKey } = await generateKeyPair('rsa', { modulusLength: 2048 });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   // Through the settings' own checks (the selector's characters, the key parsing).
