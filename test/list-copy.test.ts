@@ -3,7 +3,8 @@ import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { describe, expect, it } from 'vitest';
 import { headerFields, splitMessage } from '../src/mail/header-block.ts';
 import { memberCopy, prepareCopy, signCopies, signedMemberCopy, type CopyOptions } from '../src/mail/list-copy.ts';
-import { listKey } from '../src/mail/list-signing.ts';
+import { arcSealFor, headerRows, listKey } from '../src/mail/list-signing.ts';
+import type { AuthChecks } from '../src/mail/post-checks.ts';
 import { parse } from '../src/mail/parse.ts';
 import { SAMPLE_POST } from './helpers/sample-post.ts';
 
@@ -114,5 +115,21 @@ describe('list copies', () => {
     expect((await dkimVerify(wire, { resolver })).results.map((r) => r.status.result)).toEqual(['pass']);
     // Without a key, the same copy unsigned.
     expect((await signedMemberCopy(prepareCopy(RAW, options()), 'tok-a')).equals(memberCopy(prepareCopy(RAW, options()), 'tok-a'))).toBe(true);
+  });
+
+  it('picks the ARC instance and cv from the arrival checks and the chain the post carries (RFC 8617 §5.1)', () => {
+    const auth = (arc: string, arcInstance: number): AuthChecks => ({ spf: 'pass', dkim: 'pass', dmarc: 'pass', arc, arcInstance, fromDomain: 'example.org', aligned: true, header: 'mx.lists.example.org; dkim=pass header.d=example.org' });
+    const chain = (...cvs: string[]) => headerRows(Buffer.from(cvs.map((cv, i) => `ARC-Seal: i=${i + 1}; a=rsa-sha256; t=1; cv=${cv};\r\n d=fwd.example; s=s; b=x\r\n`).join('') + 'From: a@example.org\r\n'));
+    const none = headerRows(Buffer.from('From: a@example.org\r\n'));
+    expect(arcSealFor(undefined, none, 'lists.example.org')).toEqual({ instance: 1, cv: 'none', results: 'lists.example.org; none' });
+    expect(arcSealFor(auth('none', 0), none, 'lists.example.org')).toEqual({ instance: 1, cv: 'none', results: 'mx.lists.example.org; dkim=pass header.d=example.org' });
+    expect(arcSealFor(auth('pass', 2), chain('none', 'pass'), 'x')).toMatchObject({ instance: 3, cv: 'pass' });
+    expect(arcSealFor(auth('fail', 1), chain('none'), 'x')).toMatchObject({ instance: 2, cv: 'fail' });
+    // the checks validated another chain than the one the stored post carries: not a pass
+    expect(arcSealFor(auth('pass', 1), chain('none', 'pass'), 'x')).toMatchObject({ instance: 3, cv: 'fail' });
+    // a chain that ended at an earlier hop, one nobody checked, one at the limit: no set
+    expect(arcSealFor(auth('fail', 2), chain('none', 'fail'), 'x')).toBeNull();
+    expect(arcSealFor(undefined, chain('none'), 'x')).toBeNull();
+    expect(arcSealFor(auth('pass', 50), chain('none', ...Array(49).fill('pass')), 'x')).toBeNull();
   });
 });
