@@ -148,6 +148,75 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(rows[0].detail).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated' });
   });
 
+  it('takes a DKIM key with list set only when it parses as a signing key, and never echoes it', async () => {
+    const fs = await import('node:fs');
+    const crypto = await import('node:crypto');
+    await cli(['list', 'create', 'keyed', '--owner', 'o@example.org'], env);
+    const good = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    // Looks like a PEM key (the armour is right) but the base64 inside is cut short.
+    const lines = good.trim().split('\n');
+    const broken = [...lines.slice(0, 6), lines[lines.length - 1]].join('\n');
+    const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const file = (name: string, text: string) => { const f = `${os.tmpdir()}/lk-${name}-${process.pid}.pem`; fs.writeFileSync(f, text); return f; };
+
+    const bad = await cli(['list', 'set', 'keyed', `dkim_private_key=@${file('broken', broken)}`], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('dkim_private_key: must be a PEM private key that parses');
+    expect(bad.stderr).not.toContain(lines[2]);
+    const wrongType = await cli(['list', 'set', 'keyed', `dkim_private_key=@${file('ec', ec)}`], env);
+    expect(wrongType.code).not.toBe(0);
+    expect(wrongType.stderr).toContain('an RSA key of at least 1024 bits (2048 advised) or an Ed25519 key (got ec)');
+    expect((await findList(db.pool, 'keyed@lists.example.org')).dkim_private_key).toBeNull();
+
+    const ok = await cli(['list', 'set', 'keyed', `dkim_private_key=@${file('good', good)}`, 'dkim_selector=mine', 'dkim_domain=lists.example.org'], env);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect((await findList(db.pool, 'keyed@lists.example.org')).dkim_private_key).toBe(good.trim());
+    // Without --generate: the record of the stored key, its public half derived from it.
+    const show = await cli(['list', 'dkim', 'keyed'], env);
+    expect(show.code).toBe(0);
+    const pub = crypto.createPublicKey(good).export({ type: 'spki', format: 'der' }).toString('base64');
+    const record = show.stdout.split('\n').find((l) => l.startsWith('mine._domainkey.lists.example.org. IN TXT '))!;
+    expect(JSON.parse(`[${record.slice(record.indexOf('TXT ') + 4).replace(/" "/g, '","')}]`).join('')).toBe(`v=DKIM1; k=rsa; p=${pub}`);
+  });
+
+  it('makes a list\'s DKIM key with list dkim --generate and prints the DNS record to publish, in strings of at most 255 characters', async () => {
+    await cli(['list', 'create', 'gen', '--owner', 'o@example.org'], env);
+    const none = await cli(['list', 'dkim', 'gen'], env);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('gen@lists.example.org has no DKIM key: make one with "listkeeper list dkim gen@lists.example.org --generate"');
+
+    const r = await cli(['list', 'dkim', 'gen', '--generate', '--selector', 'k2025'], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const list = await findList(db.pool, 'gen@lists.example.org');
+    expect(list).toMatchObject({ dkim_domain: 'lists.example.org', dkim_selector: 'k2025' });
+    const crypto = await import('node:crypto');
+    const key = crypto.createPrivateKey(list.dkim_private_key!);
+    expect(key.asymmetricKeyDetails?.modulusLength).toBe(2048);
+    const record = r.stdout.split('\n').find((l) => l.startsWith('k2025._domainkey.lists.example.org. IN TXT "'))!;
+    const strings = [...record.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+    expect(strings.length).toBeGreaterThan(1);
+    for (const s of strings) expect(s.length).toBeLessThanOrEqual(255);
+    const pub = crypto.createPublicKey(key).export({ type: 'spki', format: 'der' }).toString('base64');
+    expect(strings.join('')).toBe(`v=DKIM1; k=rsa; p=${pub}`);
+    // The record shown later is the same one.
+    expect((await cli(['list', 'dkim', 'gen'], env)).stdout).toContain(record);
+    const { rows } = await db.pool.query(`select detail from audit_log where action = 'list.settings' and list_address = 'gen@lists.example.org'`);
+    expect(rows.map((x) => x.detail)).toEqual([{ dkim_domain: 'lists.example.org', dkim_selector: 'k2025', dkim_private_key: 'replaced' }]);
+
+    const badSelector = await cli(['list', 'dkim', 'gen', '--generate', '--selector', 'no spaces'], env);
+    expect(badSelector.code).not.toBe(0);
+    expect(badSelector.stderr).toContain('dkim_selector: must be letters, digits');
+    // Without --selector: the list's own name and the day, so two lists of a domain never share a record.
+    await cli(['list', 'create', 'ops.team', '--owner', 'o@example.org'], env);
+    const dflt = await cli(['list', 'dkim', 'ops.team', '--generate'], env);
+    expect(dflt.code).toBe(0);
+    const day = new Date().toISOString().slice(0, 10).replace(/-/g, '');
+    expect((await findList(db.pool, 'ops.team@lists.example.org')).dkim_selector).toBe(`ops-team-${day}`);
+    expect(dflt.stdout).toContain(`ops-team-${day}._domainkey.lists.example.org. IN TXT "v=DKIM1; k=rsa; p=`);
+  });
+
   it('reports an unknown list on stderr with a non-zero exit', async () => {
     const r = await cli(['members', 'nosuch'], env);
     expect(r.code).not.toBe(0);

@@ -1,6 +1,10 @@
+import crypto from 'node:crypto';
+import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { describe, expect, it } from 'vitest';
 import { headerFields, splitMessage } from '../src/mail/header-block.ts';
-import { memberCopy, prepareCopy, type CopyOptions } from '../src/mail/list-copy.ts';
+import { memberCopy, prepareCopy, signCopies, signedMemberCopy, type CopyOptions } from '../src/mail/list-copy.ts';
+import { arcSealFor, headerRows, listKey } from '../src/mail/list-signing.ts';
+import type { AuthChecks } from '../src/mail/post-checks.ts';
 import { parse } from '../src/mail/parse.ts';
 import { SAMPLE_POST } from './helpers/sample-post.ts';
 
@@ -93,5 +97,63 @@ describe('list copies', () => {
   it('sets Reply-To to the list when the list asks for it', async () => {
     const parsed = await parse(memberCopy(prepareCopy(RAW, options({ replyTo: { policy: 'list', address: null } })), 't'));
     expect(parsed.headers.get('reply-to')).toEqual(['<dev@lists.example.org>']);
+  });
+
+  it('offers one-click unsubscribe (List-Unsubscribe-Post) only when PUBLIC_URL is https, the http link still offered as a page', () => {
+    const plain = memberCopy(prepareCopy(RAW, options({ list: { ...options().list, publicUrl: 'http://127.0.0.1:8080' } })), 'tok123').toString();
+    expect(plain).toContain('List-Unsubscribe: <mailto:dev-unsubscribe@lists.example.org>, <http://127.0.0.1:8080/u/tok123>\r\n');
+    expect(plain).not.toMatch(/List-Unsubscribe-Post/i);
+    const secure = memberCopy(prepareCopy(RAW, options()), 'tok123').toString();
+    expect(secure).toContain('List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n');
+  });
+
+  it('signs each member\'s copy over its own List-Unsubscribe lines and the shared part, with one ARC set for all', async () => {
+    const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const key = listKey('lists.example.org', 'lists', privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    const resolver = async (name: string) => {
+      if (name === 'lists._domainkey.lists.example.org') return [[`v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`]];
+      throw Object.assign(new Error('nxdomain'), { code: 'ENOTFOUND' });
+    };
+    const prepared = await signCopies(prepareCopy(RAW, options({ subjectPrefix: '[dev]', footer: 'The footer.' })), key, undefined);
+    const [a, b] = await Promise.all([signedMemberCopy(prepared, 'tok-a'), signedMemberCopy(prepared, 'tok-b')]);
+    for (const copy of [a, b]) {
+      const dkim = await dkimVerify(copy, { resolver });
+      expect(dkim.results.map((r) => [r.signingDomain, r.status.result])).toEqual([['lists.example.org', 'pass']]);
+      const h = String((dkim.results[0] as { signingHeaders?: { keys: string } }).signingHeaders?.keys).toLowerCase().split(/:\s*/);
+      expect(h).toEqual(expect.arrayContaining(['list-unsubscribe', 'list-unsubscribe-post', 'from', 'subject', 'list-id']));
+    }
+    const seal = (raw: Buffer) => raw.toString().split('\r\n\r\n')[0].split(/\r\n(?=\S)/).filter((l) => /^ARC-/.test(l));
+    expect(seal(a)).toHaveLength(3);
+    expect(seal(a)).toEqual(seal(b));
+    // The same body hash for both (computed once), different signatures.
+    const bh = (raw: Buffer) => /bh=([^;]+)/.exec(raw.toString())![1];
+    expect(bh(a)).toBe(bh(b));
+    const signature = (raw: Buffer) => raw.toString().split(/\r\n(?=\S)/)[0];
+    expect(signature(a)).toMatch(/^DKIM-Signature: /);
+    expect(signature(a)).not.toBe(signature(b));
+    // A post stored with bare newlines: signed as it goes on the wire (nodemailer sends CRLF).
+    const lf = Buffer.from(RAW.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+    const lfCopy = await signedMemberCopy(await signCopies(prepareCopy(lf, options({ footer: 'The footer.' })), key, undefined), 'tok-c');
+    expect(lfCopy.includes('\r\n')).toBe(false);
+    const wire = Buffer.from(lfCopy.toString('latin1').replace(/\n/g, '\r\n'), 'latin1');
+    expect((await dkimVerify(wire, { resolver })).results.map((r) => r.status.result)).toEqual(['pass']);
+    // Without a key, the same copy unsigned.
+    expect((await signedMemberCopy(prepareCopy(RAW, options()), 'tok-a')).equals(memberCopy(prepareCopy(RAW, options()), 'tok-a'))).toBe(true);
+  });
+
+  it('picks the ARC instance and cv from the arrival checks and the chain the post carries (RFC 8617 §5.1)', () => {
+    const auth = (arc: string, arcInstance: number): AuthChecks => ({ spf: 'pass', dkim: 'pass', dmarc: 'pass', arc, arcInstance, fromDomain: 'example.org', aligned: true, header: 'mx.lists.example.org; dkim=pass header.d=example.org' });
+    const chain = (...cvs: string[]) => headerRows(Buffer.from(cvs.map((cv, i) => `ARC-Seal: i=${i + 1}; a=rsa-sha256; t=1; cv=${cv};\r\n d=fwd.example; s=s; b=x\r\n`).join('') + 'From: a@example.org\r\n'));
+    const none = headerRows(Buffer.from('From: a@example.org\r\n'));
+    expect(arcSealFor(undefined, none, 'lists.example.org')).toEqual({ instance: 1, cv: 'none', results: 'lists.example.org; none' });
+    expect(arcSealFor(auth('none', 0), none, 'lists.example.org')).toEqual({ instance: 1, cv: 'none', results: 'mx.lists.example.org; dkim=pass header.d=example.org' });
+    expect(arcSealFor(auth('pass', 2), chain('none', 'pass'), 'x')).toMatchObject({ instance: 3, cv: 'pass' });
+    expect(arcSealFor(auth('fail', 1), chain('none'), 'x')).toMatchObject({ instance: 2, cv: 'fail' });
+    // the checks validated another chain than the one the stored post carries: not a pass
+    expect(arcSealFor(auth('pass', 1), chain('none', 'pass'), 'x')).toMatchObject({ instance: 3, cv: 'fail' });
+    // a chain that ended at an earlier hop, one nobody checked, one at the limit: no set
+    expect(arcSealFor(auth('fail', 2), chain('none', 'fail'), 'x')).toBeNull();
+    expect(arcSealFor(undefined, chain('none'), 'x')).toBeNull();
+    expect(arcSealFor(auth('pass', 50), chain('none', ...Array(49).fill('pass')), 'x')).toBeNull();
   });
 });

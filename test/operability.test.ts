@@ -42,6 +42,12 @@ describe('operating listkeeper serve', () => {
     expect(entry.level).toBe(30);
   });
 
+  it('warns at start-up that copies carry no one-click unsubscribe while PUBLIC_URL is not https', () => {
+    const warning = running.output().split('\n').filter((l) => l.includes('List-Unsubscribe-Post')).map((l) => JSON.parse(l));
+    expect(warning).toEqual([expect.objectContaining({ level: 40, publicUrl: expect.stringMatching(/^http:\/\//) })]);
+    expect(warning[0].msg).toMatch(/PUBLIC_URL is not https.*RFC 8058 one-click unsubscribe needs an https link/);
+  });
+
   it('exposes Prometheus metrics including ingest counts', async () => {
     // A notice waiting for a worker for a minute and a half (this process runs none).
     await db.pool.query(`with m as (insert into outbound_mail (raw) values ('x') returning id)

@@ -5,6 +5,7 @@ import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-pol
 import { normalizeEmail } from '../mail/address.ts';
 import type { Queryable } from '../db/pool.ts';
 import { createList } from '../core/lists.ts';
+import { currentListKey, generateListKey } from '../core/list-dkim.ts';
 import { LIST_SETTINGS, parseListSettings, setListSettings } from '../core/list-settings.ts';
 import fs from 'node:fs';
 import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
@@ -97,6 +98,25 @@ export function registerListCommands(program: Command) {
         const changed = await setListSettings(db.pool, list, parseListSettings(pairs), { actor: cliActor() });
         const names = Object.keys(changed);
         process.stdout.write(names.length > 0 ? `${list.address}: changed ${names.join(', ')}\n` : `${list.address}: nothing changed\n`);
+      }),
+    );
+
+  list
+    .command('dkim')
+    .argument('<list>', 'list address, or its local part when unique')
+    .option('--generate', 'make a new RSA-2048 key for the list (replacing any) and store it')
+    .option('--selector <selector>', 'the selector of the new key (default: the list\'s local part and today\'s date, e.g. dev-20250601)')
+    .description('show the DNS record of the list\'s DKIM key, or make a new key with --generate')
+    .action((ref: string, o) =>
+      runCommand(async ({ cfg, db }) => {
+        if (o.selector !== undefined && !o.generate) throw new InvalidInput('--selector goes with --generate');
+        const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
+        const dkim = o.generate ? await generateListKey(db.pool, list, { selector: o.selector, actor: cliActor() }) : currentListKey(list);
+        if (!dkim) return void process.stdout.write(`${list.address} has no DKIM key: make one with "listkeeper list dkim ${list.address} --generate"\n`);
+        process.stdout.write(
+          `${list.address} ${o.generate ? 'now signs' : 'signs'} its copies as d=${dkim.domain}, s=${dkim.selector}.\n` +
+          `Publish this DNS record${o.generate ? ' (copies fail DKIM until it is published)' : ''}:\n\n${dkim.record}\n`,
+        );
       }),
     );
 

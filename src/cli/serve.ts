@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { config } from '../config.ts';
 import { openDatabase, type Database } from '../db/database.ts';
 import { log } from '../log.ts';
+import { offersOneClick } from '../mail/list-headers.ts';
 import { fail } from './context.ts';
 
 /** A long-lived part of the process: started once, stopped idempotently, in order. */
@@ -36,6 +37,9 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const cfg = config();
   (await import('../dns.ts')).useDnsServers(cfg.dnsServers);
   guardProcess();
+  if (!webProcess && !offersOneClick(cfg.publicUrl)) {
+    log.warn({ publicUrl: cfg.publicUrl }, 'PUBLIC_URL is not https: copies carry no List-Unsubscribe-Post, because RFC 8058 one-click unsubscribe needs an https link (Gmail and Yahoo require one-click from bulk senders); set PUBLIC_URL=https://…');
+  }
   const db: Database = await openDatabase(cfg, 'serve');
   // Shutdown order: intake first (SMTP then web), then delivery drains, then the pool closes.
   const intake: Part[] = [];

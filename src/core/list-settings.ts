@@ -4,6 +4,7 @@
  * setting is one entry here (and its column in db/lists.ts DeliverySettings).
  */
 
+import crypto from 'node:crypto';
 import type pg from 'pg';
 import type { CoreSettings } from '../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../db/lists.ts';
@@ -59,7 +60,19 @@ const selector = (v: string) => {
 };
 const privateKey = (v: string) => {
   const key = v.replace(/\r\n/g, '\n').trim();
-  if (!/^-----BEGIN (RSA |EC )?PRIVATE KEY-----[\s\S]+-----END (RSA |EC )?PRIVATE KEY-----$/.test(key)) throw new Error('a PEM private key ("-----BEGIN PRIVATE KEY-----"…)');
+  if (!/^-----BEGIN (RSA )?PRIVATE KEY-----[\s\S]+-----END (RSA )?PRIVATE KEY-----$/.test(key)) throw new Error('a PEM private key ("-----BEGIN PRIVATE KEY-----"…)');
+  // The text must be a key that signs, not just look like one: a key that does not parse would
+  // only show up when the first copy is signed (and wait in the queue).
+  let parsed: crypto.KeyObject;
+  try {
+    parsed = crypto.createPrivateKey({ key, format: 'pem' });
+  } catch {
+    throw new Error('a PEM private key that parses (this one does not: truncated or damaged?)');
+  }
+  const bits = parsed.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (parsed.asymmetricKeyType === 'rsa' ? bits < 1024 : parsed.asymmetricKeyType !== 'ed25519') {
+    throw new Error(`an RSA key of at least 1024 bits (2048 advised) or an Ed25519 key (got ${parsed.asymmetricKeyType}${bits ? ` ${bits}` : ''})`);
+  }
   return key;
 };
 

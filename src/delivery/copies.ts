@@ -9,7 +9,6 @@
  * expire (a post already being sent keeps the copy it started with).
  */
 
-import DKIM from 'nodemailer/lib/dkim';
 import type { ListRow } from '../db/lists.ts';
 import { listsByIds } from '../db/lists.ts';
 import { mailSources, messageSources, type ClaimedRow } from '../db/outbox.ts';
@@ -18,14 +17,16 @@ import type { Logger } from '../log.ts';
 import { needsMitigation } from '../mail/dmarc.ts';
 import { toSevenBit } from '../mail/seven-bit.ts';
 import { traceFields } from '../mail/post-checks.ts';
-import { memberCopy, prepareCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
+import { memberCopy, prepareCopy, signCopies, signedMemberCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
 import type { ListIdentity } from '../mail/list-headers.ts';
+import { listKey, signMessage, type ListKey } from '../mail/list-signing.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
 
 const KEEP_MS = 60_000;
 const MAX_ENTRIES = 64;
 
-type CachedList = ListRow & { identity: ListIdentity; signer: DKIM | null };
+/** signer: the list's parsed DKIM key; an Error when the stored key does not parse (copies wait) */
+type CachedList = ListRow & { identity: ListIdentity; signer: ListKey | Error | null };
 
 interface Entry<T> {
   value: T;
@@ -50,9 +51,7 @@ export class CopyCache {
     const fresh = new Map<number, CachedList>();
     if (listIds.length > 0) {
       for (const l of await listsByIds(db, listIds)) {
-        const signer = l.dkim_domain && l.dkim_selector && l.dkim_private_key
-          ? new DKIM({ domainName: l.dkim_domain, keySelector: l.dkim_selector, privateKey: l.dkim_private_key })
-          : null;
+        const signer = l.dkim_domain && l.dkim_selector && l.dkim_private_key ? parseKey(l.dkim_domain, l.dkim_selector, l.dkim_private_key) : null;
         fresh.set(l.id, { ...l, identity: { address: l.address, key: l.key, publicUrl: this.publicUrl }, signer });
       }
       for (const id of listIds) {
@@ -84,7 +83,7 @@ export class CopyCache {
 
   private async preparePost(db: Queryable, m: Awaited<ReturnType<typeof messageSources>>[number], list: CachedList): Promise<PreparedCopy> {
     const mitigation = await this.mitigation(db, list.dmarc_mitigation, m.from_email);
-    return prepareCopy(m.raw, {
+    const prepared = prepareCopy(m.raw, {
       list: { ...list.identity, name: list.name },
       messageId: m.message_id,
       subject: m.subject,
@@ -97,6 +96,8 @@ export class CopyCache {
       trace: traceFields(m.checks),
       authservId: this.authservId,
     });
+    // The body hash and the ARC set once per post; each member's copy then signs its header only.
+    return list.signer instanceof Error || !list.signer ? prepared : signCopies(prepared, list.signer, m.checks?.auth);
   }
 
   /**
@@ -124,13 +125,19 @@ export class CopyCache {
     const list = row.list_id === null ? undefined : this.lists.get(row.list_id)?.value;
     if (row.message_id !== null) {
       const prepared = this.posts.get(`${row.message_id}:${row.list_id}`)?.value;
-      raw = prepared ? memberCopy(prepared, row.member_token) : null;
+      if (!prepared) return null;
+      if (prepared.signing === undefined && list?.signer instanceof Error) throw keyError(list);
+      if (!opts.sevenBit) return signedMemberCopy(prepared, row.member_token);
+      // A server without 8BITMIME: the re-encoded copy is signed whole, DKIM only (the post's ARC
+      // set was made over the 8-bit body; a copy converted for one server is rare enough).
+      raw = toSevenBit(memberCopy(prepared, row.member_token));
     } else if (row.mail_id !== null) {
       const mail = this.mails.get(row.mail_id)?.value ?? null;
       raw = mail && row.kind === 'digest' && list ? withMemberLines(mail, list.identity, row.member_token) : mail;
+      if (raw && opts.sevenBit) raw = toSevenBit(raw);
     }
-    if (raw && opts.sevenBit) raw = toSevenBit(raw);
-    return raw && list?.signer ? sign(list.signer, raw) : raw;
+    if (list?.signer instanceof Error) throw keyError(list);
+    return raw && list?.signer ? signMessage(list.signer, raw) : raw;
   }
 
   private prepared(row: ClaimedRow): boolean {
@@ -147,8 +154,15 @@ export class CopyCache {
   }
 }
 
-async function sign(signer: DKIM, raw: Buffer): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of signer.sign(raw)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+function parseKey(domain: string, selector: string, pem: string): ListKey | Error {
+  try {
+    return listKey(domain, selector, pem);
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+/** A list whose stored key does not parse: its copies are deferred, not sent unsigned. */
+function keyError(list: CachedList): Error {
+  return new Error(`the DKIM key of ${list.address} does not parse (${(list.signer as Error).message}): set a new one with "listkeeper list dkim ${list.address} --generate" or "list set"`);
 }

@@ -12,6 +12,8 @@ import { addFooter } from './footer.ts';
 import { MAX_LINE, foldField, encodeWord, fieldValue, headerFields, headerLines, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
 import { rewriteFrom } from './from-rewrite.ts';
 import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
+import { arcSealFor, arcSet, bodyHash, dkimSignature, headerRows, signedFields, type ListKey, type SignedFields } from './list-signing.ts';
+import type { AuthChecks } from './post-checks.ts';
 
 export interface CopyOptions {
   list: ListIdentity & { name: string };
@@ -41,6 +43,19 @@ export interface PreparedCopy {
   body: Buffer;
   eol: string;
   list: ListIdentity;
+  /** set when the list signs (signCopies): what every member's signature shares */
+  signing?: CopySigning;
+}
+
+/** The parts of the list's signatures computed once per post (docs/delivery.md, "The list's signatures"). */
+export interface CopySigning {
+  key: ListKey;
+  /** the body hash, shared by the ARC-Message-Signature and every member's DKIM-Signature */
+  bodyHash: string;
+  /** the shared header section's signed fields (below each member's lines), canonicalised once */
+  fields: SignedFields;
+  /** the ARC set, above the trace fields; empty when the post gets none */
+  arc: Buffer;
 }
 
 /** What a wrapper (wrap_message) keeps of the post's header: what a reader sees and threads by. */
@@ -136,6 +151,33 @@ function buildTop(lines: (string | Buffer)[], subjectTail: Buffer | null, eol: s
 /** One member's copy. */
 export function memberCopy(p: PreparedCopy, token: string | null): Buffer {
   return Buffer.concat([p.trace, headerLines(memberHeaderLines(p.list, token), p.eol), p.head, p.body]);
+}
+
+/**
+ * Makes a prepared copy one the list signs: the body hash and the ARC set are computed here, once
+ * for all members. The ARC set (from the arrival checks `auth`; RSA keys only, the one algorithm
+ * of RFC 8617) covers the shared header section and the body, not the member's lines.
+ */
+export async function signCopies(p: PreparedCopy, key: ListKey, auth: AuthChecks | undefined): Promise<PreparedCopy> {
+  // `body` starts with the blank line that ends the header section.
+  const bh = bodyHash(p.body.subarray(p.body.indexOf(0x0a) + 1));
+  const rows = headerRows(p.head);
+  const seal = key.key.asymmetricKeyType === 'rsa' ? arcSealFor(auth, rows, key.domain) : null;
+  const arc = seal ? await arcSet(key, rows, bh, seal) : [];
+  return { ...p, signing: { key, bodyHash: bh, fields: signedFields(rows), arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol) } };
+}
+
+/**
+ * One member's copy, signed when the list signs: the member's DKIM-Signature on top (it covers
+ * their List-Unsubscribe lines and the shared fields), then the post's ARC set, the trace fields,
+ * the member's lines and the shared part. Only the header hash is signed per member.
+ */
+export async function signedMemberCopy(p: PreparedCopy, token: string | null): Promise<Buffer> {
+  const member = headerLines(memberHeaderLines(p.list, token), p.eol);
+  if (!p.signing) return Buffer.concat([p.trace, member, p.head, p.body]);
+  const s = p.signing;
+  const signature = await dkimSignature(s.key, headerRows(member), s.fields, s.bodyHash);
+  return Buffer.concat([headerLines([signature.replace(/\r\n/g, p.eol)], p.eol), s.arc, p.trace, member, p.head, p.body]);
 }
 
 /** Per-member lines for composed mail (digests) that already carries the list's shared headers. */

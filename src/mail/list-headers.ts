@@ -42,12 +42,20 @@ export function listHeaderLines(list: ListIdentity, messageId: string | null): s
   return lines;
 }
 
-/** The lines that name one member: where their one-click unsubscribe goes (RFC 8058). */
+/** One-click unsubscribe (RFC 8058 §3) needs an https URI: PUBLIC_URL must be https. */
+export function offersOneClick(publicUrl: string): boolean {
+  return /^https:\/\//i.test(publicUrl);
+}
+
+/**
+ * The lines that name one member: where their unsubscribe link goes. List-Unsubscribe-Post
+ * (one-click, RFC 8058) only when the link is https; an http link is still offered as a page to
+ * open (RFC 2369), which a mail client shows rather than POSTs to.
+ */
 export function memberHeaderLines(list: ListIdentity, token: string | null): string[] {
   const mailto = `<mailto:${roleAddress(list.address, 'unsubscribe')}>`;
   if (!token) return [`List-Unsubscribe: ${mailto}`];
-  return [
-    `List-Unsubscribe: ${mailto}, <${absoluteUrl(list.publicUrl, unsubscribeUrl(token))}>`,
-    'List-Unsubscribe-Post: List-Unsubscribe=One-Click',
-  ];
+  const lines = [`List-Unsubscribe: ${mailto}, <${absoluteUrl(list.publicUrl, unsubscribeUrl(token))}>`];
+  if (offersOneClick(list.publicUrl)) lines.push('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
+  return lines;
 }

@@ -4,6 +4,7 @@
  */
 
 import type { Request } from 'express';
+import { LIST_SETTINGS } from '../../core/list-settings.ts';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
 import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
@@ -91,8 +92,12 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
   const key = field(req, 'dkim_private_key', 20_000).replace(/\r\n/g, '\n');
   if (field(req, 'dkim_clear_key') === '1') delivery.dkim_private_key = null;
   else if (key) {
-    if (!/^-----BEGIN (RSA |EC )?PRIVATE KEY-----[\s\S]+-----END (RSA |EC )?PRIVATE KEY-----$/.test(key)) problems.push('DKIM private key: paste a PEM private key ("-----BEGIN PRIVATE KEY-----"…).');
-    else delivery.dkim_private_key = key;
+    // The same check as `listkeeper list set`: the key must parse and be able to sign DKIM.
+    try {
+      delivery.dkim_private_key = LIST_SETTINGS.dkim_private_key.parse(key) as string;
+    } catch (err) {
+      problems.push(`DKIM private key: paste ${(err as Error).message}.`);
+    }
   }
   return { core, delivery, problems };
 }

@@ -1,0 +1,214 @@
+/*
+ * The list's own signatures on its copies (docs/delivery.md, "The list's signatures"): a DKIM
+ * signature on every copy that covers the one-click headers (RFC 8058 §4), and an ARC set
+ * (RFC 8617) that vouches for what the arrival checks found.
+ *
+ * Built on mailauth's canonicalisation (its header and body canonicalisers, its signature field
+ * formatting, its ARC sealer). The one thing done here with node:crypto directly is the RSA
+ * signature of the DKIM header hash: mailauth's DkimSigner parses the PEM key again for every
+ * signature (crypto.createPrivateKey, ~0.4 ms, more than the signature itself), and a list signs
+ * once per member. Here the key is parsed once per batch and the signature runs in libuv's thread
+ * pool (the async form of crypto.sign), so the event loop keeps sending while copies are signed.
+ */
+
+import crypto from 'node:crypto';
+import { promisify } from 'node:util';
+import { createSeal, getARChain } from 'mailauth/lib/arc/index.js';
+import { dkimBody } from 'mailauth/lib/dkim/body/index.js';
+import { formatRelaxedLine, formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders, type HeaderRow } from 'mailauth/lib/tools.js';
+import type { AuthChecks } from './post-checks.ts';
+
+export type { HeaderRow };
+
+/** A list's DKIM key, parsed once. */
+export interface ListKey {
+  domain: string;
+  selector: string;
+  pem: string;
+  key: crypto.KeyObject;
+}
+
+/** Parses a stored key; throws when it is not an RSA or Ed25519 private key. */
+export function listKey(domain: string, selector: string, pem: string): ListKey {
+  const key = crypto.createPrivateKey({ key: pem, format: 'pem' });
+  if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key cannot sign DKIM (RSA or Ed25519)`);
+  return { domain, selector, pem, key };
+}
+
+/**
+ * What the list's DKIM signature covers: the author's identity and the message's structure, the
+ * list's headers, and the member's own List-Unsubscribe and List-Unsubscribe-Post (RFC 8058 §4
+ * requires both). Each field is signed as often as it occurs; a field the copy lacks is not named.
+ */
+export const LIST_SIGNED_FIELDS = [
+  'From', 'Sender', 'Reply-To', 'To', 'Cc', 'Subject', 'Date', 'Message-ID', 'In-Reply-To', 'References',
+  'MIME-Version', 'Content-Type', 'Content-Transfer-Encoding', 'Content-ID', 'Content-Description',
+  'List-Id', 'List-Unsubscribe', 'List-Unsubscribe-Post', 'List-Post', 'List-Help', 'List-Subscribe',
+  'List-Owner', 'List-Archive', 'Archived-At', 'Precedence',
+].join(':');
+
+/**
+ * What the ARC-Message-Signature covers: computed once per post, so it leaves out the two lines
+ * that differ per member (List-Unsubscribe, List-Unsubscribe-Post); it covers the author's
+ * DKIM-Signature (not the list's, which is added above it per member: a verifier takes the
+ * bottom-most instance of a field, the author's).
+ */
+export const ARC_SIGNED_FIELDS = LIST_SIGNED_FIELDS.split(':')
+  .filter((f) => f !== 'List-Unsubscribe' && f !== 'List-Unsubscribe-Post')
+  .concat(['DKIM-Signature'])
+  .join(':');
+
+/** The header section as mailauth's rows (folded lines kept together, CRLF inside). */
+export function headerRows(head: Buffer): HeaderRow[] {
+  return parseHeaders(head).parsed.filter((r) => r.key);
+}
+
+/** The body hash (relaxed, SHA-256) of a body as it goes on the wire: every line ending CRLF. */
+export function bodyHash(body: Buffer): string {
+  const hasher = dkimBody('relaxed', 'sha256', false);
+  // Copies go out with CRLF whatever the stored line endings (nodemailer's data stream).
+  hasher.update(body.includes('\n') ? Buffer.from(body.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1') : body);
+  return hasher.digest('base64');
+}
+
+const signAsync = promisify(crypto.sign);
+
+/**
+ * The header fields a signature covers that are the same on every copy of a post, signed as
+ * mailauth's signer would (getSigningHeaderLines: every occurrence, bottom-up), in relaxed form.
+ * Computed once per post: each member's signature then canonicalises only its own lines.
+ */
+export interface SignedFields {
+  /** the h= names of these fields */
+  keys: string;
+  /** their relaxed canonical form, in signing order */
+  canonical: Buffer;
+}
+
+export function signedFields(rows: HeaderRow[], fields = LIST_SIGNED_FIELDS): SignedFields {
+  const signed = getSigningHeaderLines(rows, fields);
+  return { keys: signed.keys, canonical: Buffer.concat(signed.headers.map((h) => formatRelaxedLine(h.line, '\r\n'))) };
+}
+
+/**
+ * `DKIM-Signature: …` (folded with CRLF, no line ending at the end) for a copy whose header is
+ * `above` (each member's own lines) on top of the fields `below` covers, with body hash `bh`.
+ *
+ * This is mailauth's relaxedHeaders (lib/dkim/header/relaxed.js) in two parts. The fields are
+ * taken bottom-up, so the shared ones (below) come first in h= and in the hashed data, then the
+ * member's; then the signature field itself, formatted by mailauth with a placeholder b= that is
+ * then emptied, as RFC 6376 §3.7 hashes it.
+ */
+export async function dkimSignature(k: ListKey, above: HeaderRow[], below: SignedFields, bh: string, fields = LIST_SIGNED_FIELDS): Promise<string> {
+  const own = getSigningHeaderLines(above, fields);
+  const tags = {
+    a: `${k.key.asymmetricKeyType}-sha256`,
+    c: 'relaxed/relaxed',
+    d: k.domain,
+    s: k.selector,
+    h: [below.keys, own.keys].filter(Boolean).join(': '),
+    bh,
+    // t= fixed once: mailauth's default takes the time twice (before and after signing)
+    t: Math.floor(Date.now() / 1000),
+  };
+  const unsigned = formatRelaxedLine(formatSignatureHeaderLine('DKIM', { ...tags, b: 'a'.repeat(73) }, true)).toString('binary').replace(/([;:\s]+b=)[^;]+/, '$1');
+  const canonical = Buffer.concat([below.canonical, ...own.headers.map((h) => formatRelaxedLine(h.line, '\r\n')), Buffer.from(unsigned, 'binary')]);
+  // As mailauth's DkimSigner does: RSA signs the canonical header with SHA-256, Ed25519 its SHA-256 hash.
+  const signature = k.key.asymmetricKeyType === 'rsa'
+    ? await signAsync('sha256', canonical, k.key)
+    : await signAsync(null, crypto.createHash('sha256').update(canonical).digest(), k.key);
+  return formatSignatureHeaderLine('DKIM', { ...tags, b: signature.toString('base64') }, true);
+}
+
+/** A whole message signed (digests and notices: one body each, so nothing to share). */
+export async function signMessage(k: ListKey, raw: Buffer): Promise<Buffer> {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  const [at, sep] = crlf >= 0 && (lf < 0 || crlf < lf) ? [crlf, 4] : lf >= 0 ? [lf, 2] : [raw.length, 0];
+  const eol = sep === 2 ? '\n' : '\r\n';
+  const signature = await dkimSignature(k, [], signedFields(headerRows(raw.subarray(0, at))), bodyHash(raw.subarray(at + sep)));
+  return Buffer.concat([Buffer.from(`${signature.replace(/\r\n/g, eol)}${eol}`, 'latin1'), raw]);
+}
+
+/** The ARC set to add: its instance, the chain validation status, the A-R value it carries. */
+export interface ArcSeal {
+  instance: number;
+  cv: 'none' | 'pass' | 'fail';
+  /** `authserv-id; method=result …` */
+  results: string;
+}
+
+/** The highest instance of the ARC chain in a header section, and the cv= of its seal. */
+export function incomingChain(rows: HeaderRow[]): { instance: number; cv: string | null } {
+  let instance = 0;
+  let cv: string | null = null;
+  for (const r of rows) {
+    if (r.key !== 'arc-seal') continue;
+    const value = r.line.toString('latin1');
+    const i = Number(/[:;\s]i\s*=\s*(\d+)/i.exec(value)?.[1] ?? 0);
+    if (i > instance) {
+      instance = i;
+      cv = /[;\s]cv\s*=\s*([a-z]+)/i.exec(value)?.[1]?.toLowerCase() ?? null;
+    }
+  }
+  return { instance, cv };
+}
+
+/**
+ * Which ARC set a copy gets (RFC 8617 §5.1), from the arrival checks and the chain the post
+ * carries: i = the incoming instance + 1; cv=none for the first set, pass when the incoming chain
+ * validated, fail when it did not. None when the chain already failed at an earlier hop (its seal
+ * says cv=fail: the chain has ended), when it is at the limit of 50, or when the post carries a
+ * chain that no check has validated (a post stored before the checks ran): we cannot vouch for it.
+ */
+export function arcSealFor(auth: AuthChecks | undefined, rows: HeaderRow[], authservId: string): ArcSeal | null {
+  const chain = incomingChain(rows);
+  if (chain.cv === 'fail' || chain.instance >= 50) return null;
+  const results = auth?.header?.trim() || `${authservId}; none`;
+  if (chain.instance === 0) return { instance: 1, cv: 'none', results };
+  if (!auth) return null;
+  const validated = auth.arc === 'pass' && auth.arcInstance === chain.instance;
+  return { instance: chain.instance + 1, cv: validated ? 'pass' : 'fail', results };
+}
+
+/**
+ * The ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results, in that order, each
+ * folded with CRLF) over a header section and a body hash, by mailauth's sealer.
+ */
+export async function arcSet(k: ListKey, rows: HeaderRow[], bh: string, seal: ArcSeal): Promise<string[]> {
+  // With cv=pass the seal signs the earlier sets too: mailauth reads them from the parsed chain.
+  const chain = seal.cv === 'pass' ? getARChain({ parsed: rows }) : false;
+  const { headers } = await createSeal(false, {
+    headers: { parsed: rows },
+    arc: { chain },
+    seal: {
+      i: seal.instance,
+      cv: seal.cv,
+      signingDomain: k.domain,
+      selector: k.selector,
+      privateKey: k.pem,
+      algorithm: `${k.key.asymmetricKeyType}-sha256`,
+      authResults: seal.results,
+      // a string: mailauth falls back to its default list (with List-Unsubscribe) for anything else
+      headerList: ARC_SIGNED_FIELDS,
+      bodyHash: bh,
+      signTime: new Date(),
+    },
+  });
+  return headers;
+}
+
+/**
+ * The DNS record that publishes a key's public half, as a zone-file line:
+ * `S._domainkey.DOMAIN. IN TXT "v=DKIM1; k=rsa; p=…"`, the value split into strings of at most 255
+ * characters (the limit of one TXT string; resolvers join them).
+ */
+export function dkimTxtRecord(domain: string, selector: string, pem: string): string {
+  const publicKey = crypto.createPublicKey(crypto.createPrivateKey({ key: pem, format: 'pem' }));
+  const der = publicKey.export({ type: 'spki', format: 'der' });
+  // Ed25519 publishes the bare 32-byte key (RFC 8463), RSA the SubjectPublicKeyInfo.
+  const ed25519 = publicKey.asymmetricKeyType === 'ed25519';
+  const value = `v=DKIM1; k=${ed25519 ? 'ed25519' : 'rsa'}; p=${(ed25519 ? der.subarray(der.length - 32) : der).toString('base64')}`;
+  const strings = value.match(/.{1,255}/g)!.map((s) => `"${s}"`);
+  return `${selector}._domainkey.${domain}. IN TXT ${strings.join(' ')}`;
+}

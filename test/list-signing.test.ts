@@ -1,0 +1,214 @@
+/*
+ * The list's signatures on delivered copies, checked by tools nobody here wrote: Debian's dkimpy
+ * (dkim.verify, dkim.arc_verify) and authheaders, with a DNS function serving the test keys.
+ * Real copies: posts go in over SMTP, a worker delivers them to a capture relay.
+ */
+
+import { dkimSign } from 'mailauth/lib/dkim/sign.js';
+import { sealMessage } from 'mailauth/lib/arc/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { config } from '../src/config.ts';
+import { listHeld, moderate } from '../src/core/hold.ts';
+import { createList, updateDeliverySettings, type ListRow } from '../src/db/lists.ts';
+import { addMember, findMember } from '../src/db/members.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import type { AuthChecks } from '../src/mail/post-checks.ts';
+import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { dkimpyVerify, testKey } from './helpers/dkimpy.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+
+let db: TestDatabase;
+let relay: CaptureRelay;
+let smtp: RunningIngest;
+let worker: DeliveryWorker;
+
+const author = testKey();
+const listKey = testKey();
+const forwarderKey = testKey();
+const records = {
+  'author._domainkey.example.org': author.txt,
+  'lists._domainkey.lists.example.org': listKey.txt,
+  'fwd._domainkey.forwarder.example': forwarderKey.txt,
+};
+const MEMBERS = ['ann@x.example', 'ben@y.example', 'cat@z.example'];
+
+async function newList(local: string, opts: { signed?: boolean; postPolicy?: 'open' | 'moderated' } = {}): Promise<ListRow> {
+  const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: opts.postPolicy ?? 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+  for (const email of MEMBERS) await addMember(db.pool, list.id, email, 'each');
+  if (opts.signed) await updateDeliverySettings(db.pool, list.id, { dkim_domain: 'lists.example.org', dkim_selector: 'lists', dkim_private_key: listKey.pem });
+  return list;
+}
+
+/** A post signed by its author's domain (example.org), as a real one would be. */
+async function authorSigned(id: string, to: string, subject = 'Signed by the author'): Promise<Buffer> {
+  const unsigned = Buffer.from(message({ id, from: 'Alice <alice@example.org>', to, subject, body: 'Signed text.\nSecond line.\n' }));
+  const key = { signingDomain: 'example.org', selector: 'author', privateKey: author.pem, canonicalization: 'relaxed/relaxed' };
+  const { signatures } = await dkimSign(unsigned, { ...key, signatureData: [key] });
+  return Buffer.concat([Buffer.from(signatures), unsigned]);
+}
+
+async function post(list: ListRow, raw: Buffer) {
+  const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [list.address] }, raw);
+  expect(res.ok, res.response).toBe(true);
+}
+
+/** This post's copies, one per member, once all have arrived. */
+async function copiesOf(id: string): Promise<Map<string, Buffer>> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const found = relay.messages.filter((m) => m.raw.includes(`<${id}>`));
+    if (found.length >= MEMBERS.length) return new Map(found.map((m) => [m.to, m.raw]));
+    if (Date.now() > deadline) throw new Error(`${found.length} copies of ${id} arrived`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const field = (raw: Buffer, name: string) => raw.toString('latin1').split('\r\n\r\n')[0].replace(/\r\n[ \t]+/g, ' ').split('\r\n')
+  .filter((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`)).map((l) => l.slice(name.length + 1).trim());
+
+const hFields = (h: string) => h.toLowerCase().split(':');
+
+beforeAll(async () => {
+  db = await testDatabase();
+  relay = await startCaptureRelay();
+  smtp = await startIngest(db.pool);
+  worker = await startWorker(db, workerConfig(relay));
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+describe('dkimpy on delivered copies', () => {
+  it('finds the author\'s DKIM signature valid on every copy of a list with the default settings, and no list signature or ARC set', async () => {
+    const list = await newList('plain');
+    await post(list, await authorSigned('plain-1@example.org', list.address));
+    const copies = await copiesOf('plain-1@example.org');
+    for (const raw of copies.values()) {
+      const r = await dkimpyVerify(raw, records);
+      expect(r.dkim).toEqual([expect.objectContaining({ d: 'example.org', s: 'author', valid: true })]);
+      expect(r.dkim_verify).toBe(true);
+      expect(r.arc.sets).toEqual([]);
+      expect(field(raw, 'ARC-Seal')).toEqual([]);
+    }
+  });
+
+  it('finds the list\'s signature valid on every copy, covering List-Unsubscribe and List-Unsubscribe-Post, one different signature per member', async () => {
+    const list = await newList('signed', { signed: true });
+    await post(list, await authorSigned('signed-1@example.org', list.address));
+    const copies = await copiesOf('signed-1@example.org');
+    const signatures = new Set<string>();
+    for (const [to, raw] of copies) {
+      const member = await findMember(db.pool, list.id, to);
+      expect(field(raw, 'List-Unsubscribe')).toEqual([`<mailto:signed-unsubscribe@lists.example.org>, <https://lists.example.org/u/${member!.token}>`]);
+      expect(field(raw, 'List-Unsubscribe-Post')).toEqual(['List-Unsubscribe=One-Click']);
+      const r = await dkimpyVerify(raw, records);
+      // the list's signature on top, the author's below it: both verify
+      expect(r.dkim.map((s) => [s.d, s.valid])).toEqual([['lists.example.org', true], ['example.org', true]]);
+      expect(r.dkim_verify).toBe(true);
+      const h = hFields(r.dkim[0].h);
+      for (const name of ['from', 'to', 'subject', 'date', 'message-id', 'list-id', 'list-unsubscribe', 'list-unsubscribe-post', 'mime-version', 'content-type', 'list-post']) {
+        expect(h, name).toContain(name);
+      }
+      expect(r.authentication_results).toMatch(/dkim=pass header\.d=lists\.example\.org/);
+      signatures.add(field(raw, 'DKIM-Signature')[0]);
+    }
+    expect(signatures.size).toBe(MEMBERS.length);
+  });
+
+  it('seals every copy with one ARC set that validates (cv=pass), made once for the post', async () => {
+    const copies = await copiesOf('signed-1@example.org');
+    const seals = new Set<string>();
+    for (const raw of copies.values()) {
+      const r = await dkimpyVerify(raw, records);
+      expect(r.arc.cv, r.arc.reason).toBe('pass');
+      expect(r.arc.sets).toEqual([{ instance: 1, cv: 'none', ams_valid: true, as_valid: true }]);
+      expect(r.authentication_results).toMatch(/arc=pass/);
+      // no arrival checks were stored for this post: the set says so
+      expect(field(raw, 'ARC-Authentication-Results')).toEqual(['i=1; lists.example.org; none']);
+      // the AMS leaves out the member's lines, so it is the same on every copy
+      const ams = field(raw, 'ARC-Message-Signature')[0];
+      expect(hFields(/h=([^;]+)/.exec(ams.replace(/\s+/g, ''))![1])).not.toContain('list-unsubscribe');
+      seals.add(field(raw, 'ARC-Seal')[0]);
+    }
+    expect(seals.size).toBe(1);
+  });
+
+  it('keeps the list\'s signature and the ARC chain valid when the list changes the subject and adds a footer (the author\'s breaks)', async () => {
+    const list = await newList('prefixed', { signed: true });
+    await updateDeliverySettings(db.pool, list.id, { subject_prefix: '[prefixed]', footer: 'Unsubscribe: see the List-Unsubscribe header.' });
+    await post(list, await authorSigned('prefixed-1@example.org', list.address));
+    for (const raw of (await copiesOf('prefixed-1@example.org')).values()) {
+      expect(field(raw, 'Subject')).toEqual(['[prefixed] Signed by the author']);
+      const r = await dkimpyVerify(raw, records);
+      expect(r.dkim.map((s) => [s.d, s.valid])).toEqual([['lists.example.org', true], ['example.org', false]]);
+      expect(r.arc.cv, r.arc.reason).toBe('pass');
+    }
+  });
+
+  async function heldPost(list: ListRow, raw: Buffer, auth: AuthChecks) {
+    await post(list, raw);
+    const [held] = await listHeld(db.pool, list.id);
+    expect(held).toBeDefined();
+    // As the arrival checks store them (the checks run before the moderation decision).
+    await db.pool.query(`update held_messages set checks = $2 where id = $1`, [held.id, JSON.stringify({ auth })]);
+    await moderate(db.pool, held.id, 'approve', { actor: 'mod@example.org', settings: config() });
+  }
+
+  /** A post that went through an earlier hop (forwarder.example) that sealed it with ARC i=1. */
+  async function forwarded(id: string, to: string): Promise<Buffer> {
+    const signed = await authorSigned(id, to, 'Forwarded to the list');
+    // authResults and cv are read by mailauth's sealer (lib/arc createSeal) though its types omit them.
+    const seal = {
+      signingDomain: 'forwarder.example',
+      selector: 'fwd',
+      privateKey: forwarderKey.pem,
+      authResults: 'forwarder.example; dkim=pass header.d=example.org; spf=pass smtp.mailfrom=example.org',
+      cv: 'none',
+    };
+    const set = await sealMessage(signed, seal);
+    return Buffer.concat([set, signed]);
+  }
+
+  const auth = (arc: string, arcInstance: number): AuthChecks => ({
+    spf: 'none', dkim: 'pass', dmarc: 'pass', arc, arcInstance, fromDomain: 'example.org', aligned: true,
+    header: `lists.example.org; dkim=pass header.d=example.org; arc=${arc} (i=${arcInstance}); dmarc=pass header.from=example.org`,
+  });
+
+  it('extends an ARC chain the post arrived with (i=2, cv=pass), and dkimpy validates the whole chain', async () => {
+    const list = await newList('relayed', { signed: true, postPolicy: 'moderated' });
+    const raw = await forwarded('relayed-1@example.org', list.address);
+    expect((await dkimpyVerify(raw, records)).arc.cv).toBe('pass');
+    await heldPost(list, raw, auth('pass', 1));
+    const copies = await copiesOf('relayed-1@example.org');
+    for (const copy of copies.values()) {
+      const r = await dkimpyVerify(copy, records);
+      expect(r.arc.cv, r.arc.reason).toBe('pass');
+      expect(r.arc.sets).toEqual([
+        { instance: 2, cv: 'pass', ams_valid: true, as_valid: true },
+        { instance: 1, cv: 'none', ams_valid: true, as_valid: true },
+      ]);
+      expect(field(copy, 'ARC-Authentication-Results')).toContain('i=2; lists.example.org; dkim=pass header.d=example.org; arc=pass (i=1); dmarc=pass header.from=example.org');
+      expect(r.dkim.map((s) => [s.d, s.valid])).toEqual([['lists.example.org', true], ['example.org', true]]);
+    }
+  });
+
+  it('says cv=fail when the chain the post arrived with did not validate', async () => {
+    const list = await newList('broken', { signed: true, postPolicy: 'moderated' });
+    await heldPost(list, await forwarded('broken-1@example.org', list.address), auth('fail', 1));
+    for (const copy of (await copiesOf('broken-1@example.org')).values()) {
+      const r = await dkimpyVerify(copy, records);
+      // RFC 8617 §5.1.2: a seal saying cv=fail signs its own set only (mailauth does so); dkimpy
+      // 1.1.4 hashes every set for it, so its as_valid is not asserted. The chain has ended.
+      expect(r.arc.sets[0]).toMatchObject({ instance: 2, cv: 'fail', ams_valid: true });
+      expect(r.arc.cv).not.toBe('pass');
+      expect(field(copy, 'ARC-Seal').filter((v) => v.startsWith('i=2;'))).toEqual([expect.stringMatching(/cv=fail/)]);
+      expect(r.dkim[0]).toMatchObject({ d: 'lists.example.org', valid: true });
+    }
+    await drained(db);
+  });
+});
