@@ -213,8 +213,14 @@ describe('warnings and removal of a disabled member', () => {
     try {
       const probed = await bounceToThreshold('dan@example.net');
       await dsnTo(`dev-bounces+${probed.bounce_probe_token}@lists.example.org`, 'postfix-user-unknown.eml');
-      await runBounceChores(db.pool, PUBLIC_URL, log);
-      const dan = await member('dan@example.net');
+      // The test's live worker runs the same chores on its own timer and may hold the row (SKIP
+      // LOCKED) while ours runs: whichever pass takes it, the member goes, once.
+      let dan = await member('dan@example.net');
+      for (const deadline = Date.now() + 10_000; dan.status !== 'unsubscribed' && Date.now() < deadline;) {
+        await runBounceChores(db.pool, PUBLIC_URL, log);
+        dan = await member('dan@example.net');
+        if (dan.status !== 'unsubscribed') await new Promise((r) => setTimeout(r, 100));
+      }
       expect(dan.status).toBe('unsubscribed');
       expect(dan.bounce_warnings_sent).toBe(0);
       expect((await mailsTo('owner@example.org', 'dan@example.net removed from')).length).toBe(1);
