@@ -86,6 +86,12 @@ async function recordBounce(tx: Queryable, list: ListRow, member: MemberRow | nu
       log.info({ list: list.address, member: member!.email, score: score!.score }, 'bounce probe sent');
     }
   }
+  await storeBounce(tx, list, member, source, report, { counted, scoreAfter });
+  log.info({ list: list.address, member: member?.email, kind: report.kind, category: report.category, counted }, 'bounce recorded');
+}
+
+/** The bounce's record (the panel shows why a score moved or did not), and the hourly count. */
+async function storeBounce(tx: Queryable, list: ListRow, member: MemberRow | null, source: 'dsn' | 'smtp', report: BounceReport, o: { counted: boolean; scoreAfter: number | null; probe?: boolean }) {
   await insertBounce(tx, {
     listId: list.id,
     memberId: member?.id ?? null,
@@ -95,11 +101,9 @@ async function recordBounce(tx: Queryable, list: ListRow, member: MemberRow | nu
     category: report.category,
     status: report.status,
     diagnostic: report.diagnostic,
-    counted,
-    scoreAfter,
+    ...o,
   });
   if (report.failed) await countBounceHourly(tx);
-  log.info({ list: list.address, member: member?.email, kind: report.kind, category: report.category, counted }, 'bounce recorded');
 }
 
 /**
@@ -117,19 +121,6 @@ async function recordProbeBounce(tx: Queryable, list: ListRow, member: MemberRow
     await recordAudit(tx, { actor: 'bounces', action: 'member.disable', list, target: disabled.email, detail: { reason, diagnostic: report.diagnostic?.slice(0, 500) ?? null } });
     log.info({ list: list.address, member: disabled.email, score: disabled.bounce_score }, 'member disabled by bounces: the probe bounced');
   }
-  await insertBounce(tx, {
-    listId: list.id,
-    memberId: member?.id ?? null,
-    source,
-    recipient: report.recipient ?? member?.email ?? null,
-    kind: report.failed ? report.kind : 'unknown',
-    category: report.category,
-    status: report.status,
-    diagnostic: report.diagnostic,
-    counted: disabled !== null,
-    scoreAfter: member?.bounce_score ?? null,
-    probe: true,
-  });
-  if (report.failed) await countBounceHourly(tx);
+  await storeBounce(tx, list, member, source, report, { counted: disabled !== null, scoreAfter: member?.bounce_score ?? null, probe: true });
   log.info({ list: list.address, member: member?.email, kind: report.kind, category: report.category, disabled: disabled !== null }, 'probe bounce recorded');
 }
