@@ -163,6 +163,8 @@ async function fanOut(pool: pg.Pool, members: number, run: string, signed = fals
 }
 
 export async function run(): Promise<void> {
+  // config() sets the log level from LOG_LEVEL when first called: call it first, then quieten.
+  config();
   log.level = 'warn';
   const db = await benchDatabase('lk_bench_delivery');
   const pool = createPool(db.url, 4, 'bench');

@@ -12,7 +12,7 @@ import { addFooter } from './footer.ts';
 import { MAX_LINE, foldField, encodeWord, fieldValue, headerFields, headerLines, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
 import { rewriteFrom } from './from-rewrite.ts';
 import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
-import { arcSealFor, arcSet, bodyHash, dkimSignature, headerRows, signedFields, type ListKey, type SignedFields } from './list-signing.ts';
+import { arcSealFor, arcSet, bodyHash, headerRows, MemberSigner, signedFields, type ListKey, type SignedFields } from './list-signing.ts';
 import type { AuthChecks } from './post-checks.ts';
 
 export interface CopyOptions {
@@ -56,6 +56,8 @@ export interface CopySigning {
   fields: SignedFields;
   /** the ARC set, above the trace fields; empty when the post gets none */
   arc: Buffer;
+  /** each member's DKIM-Signature from the above */
+  signer: MemberSigner;
 }
 
 /** What a wrapper (wrap_message) keeps of the post's header: what a reader sees and threads by. */
@@ -164,7 +166,8 @@ export async function signCopies(p: PreparedCopy, key: ListKey, auth: AuthChecks
   const rows = headerRows(p.head);
   const seal = key.key.asymmetricKeyType === 'rsa' ? arcSealFor(auth, rows, key.domain) : null;
   const arc = seal ? await arcSet(key, rows, bh, seal) : [];
-  return { ...p, signing: { key, bodyHash: bh, fields: signedFields(rows), arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol) } };
+  const fields = signedFields(rows);
+  return { ...p, signing: { key, bodyHash: bh, fields, arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol), signer: new MemberSigner(key, fields, bh) } };
 }
 
 /**
@@ -173,10 +176,11 @@ export async function signCopies(p: PreparedCopy, key: ListKey, auth: AuthChecks
  * the member's lines and the shared part. Only the header hash is signed per member.
  */
 export async function signedMemberCopy(p: PreparedCopy, token: string | null): Promise<Buffer> {
-  const member = headerLines(memberHeaderLines(p.list, token), p.eol);
+  const lines = memberHeaderLines(p.list, token);
+  const member = headerLines(lines, p.eol);
   if (!p.signing) return Buffer.concat([p.trace, member, p.head, p.body]);
   const s = p.signing;
-  const signature = await dkimSignature(s.key, headerRows(member), s.fields, s.bodyHash);
+  const signature = await s.signer.sign(lines);
   return Buffer.concat([headerLines([signature.replace(/\r\n/g, p.eol)], p.eol), s.arc, p.trace, member, p.head, p.body]);
 }
 

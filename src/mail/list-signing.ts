@@ -120,6 +120,42 @@ export async function dkimSignature(k: ListKey, above: HeaderRow[], below: Signe
   return formatSignatureHeaderLine('DKIM', { ...tags, b: signature.toString('base64') }, true);
 }
 
+/**
+ * Every member's DKIM-Signature for one post, from what the post's copies share. The member's own
+ * lines are the only fields that differ, and they are always the same names (List-Unsubscribe,
+ * and List-Unsubscribe-Post with a token): so the signature field up to `b=` (its tags, t= once
+ * per post) and its canonical form are made once per set of names, and a member costs the
+ * canonical form of their lines, one RSA signature and the folding of b=. What is signed is what
+ * dkimSignature() signs, byte for byte (test/list-signing.test.ts has dkimpy check every copy).
+ */
+export class MemberSigner {
+  private readonly time = Math.floor(Date.now() / 1000);
+  private readonly templates = new Map<string, { unsigned: string; canonical: Buffer }>();
+
+  constructor(private readonly k: ListKey, private readonly below: SignedFields, private readonly bh: string, private readonly fields = LIST_SIGNED_FIELDS) {}
+
+  /** `DKIM-Signature: …` (folded with CRLF, no line ending) for a copy with these member lines on top. */
+  async sign(lines: string[]): Promise<string> {
+    const wanted = new Set(this.fields.toLowerCase().split(':'));
+    // Signing order is bottom-up (mailauth's getSigningHeaderLines when signing).
+    const own = lines.filter((l) => wanted.has(l.slice(0, l.indexOf(':')).trim().toLowerCase())).reverse();
+    const names = own.map((l) => l.slice(0, l.indexOf(':')).trim()).join(': ');
+    let t = this.templates.get(names);
+    if (!t) {
+      const tags = { a: `${this.k.key.asymmetricKeyType}-sha256`, c: 'relaxed/relaxed', d: this.k.domain, s: this.k.selector, h: [this.below.keys, names].filter(Boolean).join(': '), bh: this.bh, t: this.time, b: '' };
+      const unsigned = formatSignatureHeaderLine('DKIM', tags, true);
+      t = { unsigned, canonical: formatRelaxedLine(unsigned) };
+      this.templates.set(names, t);
+    }
+    const canonical = Buffer.concat([this.below.canonical, ...own.map((l) => formatRelaxedLine(l, '\r\n')), t.canonical]);
+    const signature = this.k.key.asymmetricKeyType === 'rsa'
+      ? await signAsync('sha256', canonical, this.k.key)
+      : await signAsync(null, crypto.createHash('sha256').update(canonical).digest(), this.k.key);
+    // b= is the last tag and ends the template: its value follows, folded (FWS inside b= is ignored).
+    return `${t.unsigned}\r\n ${signature.toString('base64').replace(/.{75}/g, '$&\r\n ').trimEnd()}`;
+  }
+}
+
 /** A whole message signed (digests and notices: one body each, so nothing to share). */
 export async function signMessage(k: ListKey, raw: Buffer): Promise<Buffer> {
   const crlf = raw.indexOf('\r\n\r\n');
