@@ -1,6 +1,6 @@
 /*
  * Every DNS lookup listkeeper makes: MX hosts for direct delivery, the TXT records of SPF, DKIM,
- * DMARC and ARC, and what mailauth asks for. DNS is the one outside service tests stub: in the
+ * DMARC and ARC, what mailauth asks for, and the ingest client's reverse name. DNS is the one outside service tests stub: in the
  * process with setResolvers(), or across processes with DNS_SERVERS pointing at a stub server.
  */
 
@@ -15,6 +15,8 @@ export interface Resolvers {
    * (SPF asks for TXT, A, AAAA, MX and PTR; DKIM, DMARC and ARC for TXT).
    */
   resolve(name: string, rrtype: string): Promise<unknown[]>;
+  /** PTR names of an address (the ingest listener's client, for its Received line) */
+  reverse(ip: string): Promise<string[]>;
 }
 
 // Every network wait has a deadline: 5 s per query, two tries (c-ares' defaults allow minutes).
@@ -24,6 +26,7 @@ const system: Resolvers = {
   mx: (domain) => resolver.resolveMx(domain),
   txt: (name) => resolver.resolveTxt(name),
   resolve: (name, rrtype) => resolver.resolve(name, rrtype) as Promise<unknown[]>,
+  reverse: (ip) => resolver.reverse(ip),
 };
 
 let current: Resolvers = system;

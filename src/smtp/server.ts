@@ -8,6 +8,7 @@ import type { CoreSettings } from '../core/settings.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../core/inbound.ts';
+import { resolvers } from '../dns.ts';
 import { log } from '../log.ts';
 import type { Peer } from '../mail/post-checks.ts';
 import { smtpMessages } from '../metrics.ts';
@@ -97,6 +98,8 @@ export class IngestServer {
       // said (lmtp_send_xforward_command = yes): the checks then see the real IP and HELO. Facing
       // the internet (SMTP mode) any client could claim any address with it, so it is off there.
       useXForward: opts.lmtp,
+      // The client's reverse name (for the Received line) through src/dns.ts, as every lookup: DNS_SERVERS applies.
+      resolver: { reverse: (ip, cb) => void resolvers().reverse(ip).then((names) => cb(null, names), (err: Error) => cb(err)) },
       logger: false,
       maxClients: 500,
       onConnect: (session, cb) => {

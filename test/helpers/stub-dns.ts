@@ -2,6 +2,7 @@
  * A DNS server on loopback for tests (DNS is the edge of the world we stub): answers TXT, MX, A
  * and AAAA from a table the test fills, NXDOMAIN for every other name, over UDP. Child processes
  * (serve, the CLI) reach it through DNS_SERVERS; in-process code can use stubResolvers() instead.
+ * PTR queries get NXDOMAIN: a client has no reverse name in tests.
  */
 
 import dgram from 'node:dgram';
