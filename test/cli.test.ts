@@ -132,6 +132,10 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(ok.stdout).toContain('changed subject_prefix, post_policy, footer, reply_to_address');
     const list = await findList(db.pool, 'settable@lists.example.org');
     expect(list).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated', footer: 'Unsubscribe: see List-Unsubscribe', reply_to_address: 'replies@example.org' });
+    // list show --json gives every setting by the name list set takes, never the private key.
+    const shown = JSON.parse((await cli(['list', 'show', 'settable', '--json'], env)).stdout);
+    expect(shown).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated', reply_to_address: 'replies@example.org', auth_policy: 'hold', dkim_key: false });
+    expect(shown).not.toHaveProperty('dkim_private_key');
 
     const bad = await cli(['list', 'set', 'settable', 'subject_prefix=[x]', 'post_policy=everyone', 'colour=blue', 'max_message_size=-1'], env);
     expect(bad.code).not.toBe(0);

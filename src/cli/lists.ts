@@ -16,6 +16,9 @@ function oneOf<T extends string>(name: string, value: string, allowed: readonly 
   return value as T;
 }
 
+/** Settings listJson already shows first, under the same names. */
+const CORE_FIELDS = { name: 1, description: 1, post_policy: 1, subscribe_policy: 1, archive: 1 };
+
 export async function listJson(db: Queryable, list: ListRow) {
   const stats = await listStats(db, list.id);
   return {
@@ -26,6 +29,9 @@ export async function listJson(db: Queryable, list: ListRow) {
     subscribe_policy: list.subscribe_policy,
     archive: list.archive,
     owners: await listOwners(db, list.id),
+    // Every setting `list set` takes, by the same name; the private key only as whether there is one.
+    ...Object.fromEntries(Object.entries(LIST_SETTINGS).filter(([name, setting]) => !setting.secret && !(name in CORE_FIELDS)).map(([name]) => [name, (list as unknown as Record<string, unknown>)[name] ?? null])),
+    dkim_key: list.dkim_private_key !== null,
     members: stats.members,
     messages: stats.messages,
     last_activity: stats.last_activity,
