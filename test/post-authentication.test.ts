@@ -132,6 +132,22 @@ describe('authentication of posts', () => {
     }
   });
 
+  it('holds a forged member post whose From the rules and the checks read differently (the rules fall back to the envelope)', async () => {
+    // Mallory signs for signed.example, which she controls; our parser finds no address in the
+    // first From entry (or no From field at all) and takes the envelope sender, bob, a member;
+    // mailauth reads mallory@signed.example and finds it aligned with the signature.
+    for (const [id, from] of [['parse-gap-1@signed.example', '<>, <mallory@signed.example>'], ['parse-gap-2@signed.example', null]] as const) {
+      let raw = message({ id, from: 'placeholder@x.example' });
+      raw = from === null
+        ? raw.replace('From: placeholder@x.example\r\n', 'From : mallory@signed.example\r\n')
+        : raw.replace('placeholder@x.example', from);
+      const res = await post('dev', 'bob@example.net', await signed(raw));
+      expect(res.ok, res.response).toBe(true);
+      expect(await archivedChecks(id)).toBeUndefined();
+      expect((await heldRow(id))?.rule, id).toMatch(/^(authentication|members-only)$/);
+    }
+  });
+
   it('holds a post whose From domain publishes p=reject and fails DMARC, even from a stranger on an open list', async () => {
     const res = await post('open', 'dave@strict.example', message({ id: 'dmarc@strict.example', from: 'dave@strict.example', to: 'open@lists.example.org' }));
     expect(res.ok, res.response).toBe(true);
