@@ -209,7 +209,12 @@ describe('authentication of posts', () => {
       id: 'copy@signed.example', from: 'carol@signed.example', subject: 'Copies',
       headers: { 'Authentication-Results': 'lists.example.org; dkim=pass header.d=forged.example (forged)' },
     }));
-    const withOther = Buffer.concat([Buffer.from('Authentication-Results: mx.signed.example; spf=pass smtp.mailfrom=signed.example\r\n'), raw]);
+    const withOther = Buffer.concat([
+      Buffer.from('Authentication-Results: mx.signed.example; spf=pass smtp.mailfrom=signed.example\r\n'),
+      // Comments nest (RFC 5322 §3.2.2): authres reads this one's authserv-id as lists.example.org.
+      Buffer.from('Authentication-Results: ((x)) lists.example.org; dkim=pass header.d=forged.example (nested)\r\n'),
+      raw,
+    ]);
     expect((await post('dev', 'carol@signed.example', withOther)).ok).toBe(true);
     await drained(db);
     const copy = relay.to('erin@loopback.example').find((m) => m.raw.includes('copy@signed.example'))!.raw;
@@ -219,6 +224,7 @@ describe('authentication of posts', () => {
     expect(results[0]).toMatch(/^Authentication-Results: lists\.example\.org; dkim=pass header\.i=@signed\.example /);
     expect(results[1]).toBe('Authentication-Results: mx.signed.example; spf=pass smtp.mailfrom=signed.example');
     expect(head).not.toContain('(forged)');
+    expect(head).not.toContain('(nested)');
     expect(head.startsWith('Authentication-Results: lists.example.org;')).toBe(true);
 
     // An independent parser of RFC 8601 (Debian's python3-authres, which python3-authheaders uses) reads it alike.
