@@ -237,4 +237,26 @@ describe('authentication of posts', () => {
     });
     expect(parsed.trim().split('\n')).toEqual(['lists.example.org', 'dkim pass', 'spf fail', 'arc none', 'dmarc none']);
   });
+
+  it('keeps a hostile envelope sender inside the comment of our Authentication-Results', async () => {
+    relay.clear();
+    const raw = await signed(message({ id: 'comment@signed.example', from: 'carol@signed.example', subject: 'Comment' }));
+    // smtp-server takes no white space in MAIL FROM; authres needs none around the injected result.
+    const sender = '"x);dkim=pass(y"@example.net';
+    const res = await post('dev', 'carol@signed.example', raw, sender);
+    expect(res.ok, res.response).toBe(true);
+    await drained(db);
+    const copy = relay.to('erin@loopback.example').find((m) => m.raw.includes('comment@signed.example'))!.raw;
+    const head = copy.toString('latin1').split('\r\n\r\n')[0];
+    const ours = head.split(/\r\n(?=[^ \t])/)[0];
+    expect(ours).toMatch(/^Authentication-Results: lists\.example\.org;/);
+    const python = '/usr/bin/python3';
+    if (!fs.existsSync(python)) return;
+    const script = 'import sys, authres; h = authres.AuthenticationResultsHeader.parse(sys.stdin.read()); [print(r.method, r.result) for r in h.results]';
+    const parsed = await new Promise<string>((resolve, reject) => {
+      const child = execFile(python, ['-c', script], (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)));
+      child.stdin!.end(ours);
+    });
+    expect(parsed.trim().split('\n')).toEqual(['dkim pass', 'spf fail', 'arc none', 'dmarc none']);
+  });
 });
