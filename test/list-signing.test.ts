@@ -4,6 +4,7 @@
  * Real copies: posts go in over SMTP, a worker delivers them to a capture relay.
  */
 
+import crypto from 'node:crypto';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { sealMessage } from 'mailauth/lib/arc/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { listHeld, moderate } from '../src/core/hold.ts';
 import { createList, updateDeliverySettings, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { dkimTxtRecord } from '../src/mail/list-signing.ts';
 import type { AuthChecks } from '../src/mail/post-checks.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -212,5 +214,51 @@ describe('dkimpy on delivered copies', () => {
       expect(r.dkim[0]).toMatchObject({ d: 'lists.example.org', valid: true });
     }
     await drained(db);
+  });
+});
+
+describe('the list\'s signature on copies of unusual posts', () => {
+  const ed = (() => {
+    const { privateKey } = crypto.generateKeyPairSync('ed25519');
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const record = dkimTxtRecord('lists.example.org', 'ed', pem);
+    const txt = [...record.matchAll(/"([^"]*)"/g)].map((m) => m[1]).join('');
+    return { pem, txt };
+  })();
+  const all = { ...records, 'ed._domainkey.lists.example.org': ed.txt };
+
+  async function variant(local: string, settings: Parameters<typeof updateDeliverySettings>[2], raw: Buffer, id: string, key = { selector: 'lists', pem: listKey.pem }) {
+    const list = await newList(local);
+    await updateDeliverySettings(db.pool, list.id, { dkim_domain: 'lists.example.org', dkim_selector: key.selector, dkim_private_key: key.pem, ...settings });
+    await post(list, raw);
+    const copies = await copiesOf(id);
+    for (const copy of copies.values()) {
+      const r = await dkimpyVerify(copy, all);
+      expect(r.dkim[0], `${local}: ${copy.toString('latin1').slice(0, 3000)}`).toMatchObject({ d: 'lists.example.org', valid: true });
+    }
+  }
+
+  it('is valid on a post with bare LF line endings, a prefix and a footer', async () => {
+    const raw = Buffer.from(message({ id: 'lf-1@example.org', from: 'Alice <alice@example.org>', to: 'lf@lists.example.org', body: 'One.\nTwo.\n' }).replace(/\r\n/g, '\n'));
+    await variant('lf', { subject_prefix: '[lf]', footer: 'The footer.' }, raw, 'lf-1@example.org');
+  });
+
+  it('is valid on a post whose header has no From', async () => {
+    const raw = Buffer.from(message({ id: 'nofrom-1@example.org', to: 'nofrom@lists.example.org' }).replace(/^From: .*\r\n/m, ''));
+    await variant('nofrom', {}, raw, 'nofrom-1@example.org');
+  });
+
+  it('is valid with wrap_message and with munge_from_always (Reply-To the list)', async () => {
+    await variant('wrapped', { dmarc_mitigation: 'wrap_message', footer: 'Footer.' }, await authorSigned('wrap-1@example.org', 'wrapped@lists.example.org'), 'wrap-1@example.org');
+    await variant('munged', { dmarc_mitigation: 'munge_from_always', reply_to: 'list' }, await authorSigned('munge-1@example.org', 'munged@lists.example.org'), 'munge-1@example.org');
+  });
+
+  it('is valid with an Ed25519 list key', async () => {
+    await variant('edkey', {}, await authorSigned('ed-1@example.org', 'edkey@lists.example.org'), 'ed-1@example.org', { selector: 'ed', pem: ed.pem });
+  });
+
+  it('is valid on an 8-bit post with a footer', async () => {
+    const raw = Buffer.from(message({ id: 'eight-1@example.org', to: 'eight@lists.example.org', body: 'Grüße aus Köln.\n' }).replace('Content-Type: text/plain; charset=utf-8', 'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit'), 'utf8');
+    await variant('eight', { footer: 'Fußzeile.' }, raw, 'eight-1@example.org');
   });
 });

@@ -132,6 +132,22 @@ describe('authentication of posts', () => {
     }
   });
 
+  it('holds a forged member post whose From the rules and the checks read differently (the rules fall back to the envelope)', async () => {
+    // Mallory signs for signed.example, which she controls; our parser finds no address in the
+    // first From entry (or no From field at all) and takes the envelope sender, bob, a member;
+    // mailauth reads mallory@signed.example and finds it aligned with the signature.
+    for (const [id, from] of [['parse-gap-1@signed.example', '<>, <mallory@signed.example>'], ['parse-gap-2@signed.example', null]] as const) {
+      let raw = message({ id, from: 'placeholder@x.example' });
+      raw = from === null
+        ? raw.replace('From: placeholder@x.example\r\n', 'From : mallory@signed.example\r\n')
+        : raw.replace('placeholder@x.example', from);
+      const res = await post('dev', 'bob@example.net', await signed(raw));
+      expect(res.ok, res.response).toBe(true);
+      expect(await archivedChecks(id)).toBeUndefined();
+      expect((await heldRow(id))?.rule, id).toMatch(/^(authentication|members-only)$/);
+    }
+  });
+
   it('holds a post whose From domain publishes p=reject and fails DMARC, even from a stranger on an open list', async () => {
     const res = await post('open', 'dave@strict.example', message({ id: 'dmarc@strict.example', from: 'dave@strict.example', to: 'open@lists.example.org' }));
     expect(res.ok, res.response).toBe(true);
@@ -193,7 +209,12 @@ describe('authentication of posts', () => {
       id: 'copy@signed.example', from: 'carol@signed.example', subject: 'Copies',
       headers: { 'Authentication-Results': 'lists.example.org; dkim=pass header.d=forged.example (forged)' },
     }));
-    const withOther = Buffer.concat([Buffer.from('Authentication-Results: mx.signed.example; spf=pass smtp.mailfrom=signed.example\r\n'), raw]);
+    const withOther = Buffer.concat([
+      Buffer.from('Authentication-Results: mx.signed.example; spf=pass smtp.mailfrom=signed.example\r\n'),
+      // Comments nest (RFC 5322 §3.2.2): authres reads this one's authserv-id as lists.example.org.
+      Buffer.from('Authentication-Results: ((x)) lists.example.org; dkim=pass header.d=forged.example (nested)\r\n'),
+      raw,
+    ]);
     expect((await post('dev', 'carol@signed.example', withOther)).ok).toBe(true);
     await drained(db);
     const copy = relay.to('erin@loopback.example').find((m) => m.raw.includes('copy@signed.example'))!.raw;
@@ -203,6 +224,7 @@ describe('authentication of posts', () => {
     expect(results[0]).toMatch(/^Authentication-Results: lists\.example\.org; dkim=pass header\.i=@signed\.example /);
     expect(results[1]).toBe('Authentication-Results: mx.signed.example; spf=pass smtp.mailfrom=signed.example');
     expect(head).not.toContain('(forged)');
+    expect(head).not.toContain('(nested)');
     expect(head.startsWith('Authentication-Results: lists.example.org;')).toBe(true);
 
     // An independent parser of RFC 8601 (Debian's python3-authres, which python3-authheaders uses) reads it alike.
@@ -214,5 +236,27 @@ describe('authentication of posts', () => {
       child.stdin!.end(head.split(/\r\n(?=[^ \t])/)[0]);
     });
     expect(parsed.trim().split('\n')).toEqual(['lists.example.org', 'dkim pass', 'spf fail', 'arc none', 'dmarc none']);
+  });
+
+  it('keeps a hostile envelope sender inside the comment of our Authentication-Results', async () => {
+    relay.clear();
+    const raw = await signed(message({ id: 'comment@signed.example', from: 'carol@signed.example', subject: 'Comment' }));
+    // smtp-server takes no white space in MAIL FROM; authres needs none around the injected result.
+    const sender = '"x);dkim=pass(y"@example.net';
+    const res = await post('dev', 'carol@signed.example', raw, sender);
+    expect(res.ok, res.response).toBe(true);
+    await drained(db);
+    const copy = relay.to('erin@loopback.example').find((m) => m.raw.includes('comment@signed.example'))!.raw;
+    const head = copy.toString('latin1').split('\r\n\r\n')[0];
+    const ours = head.split(/\r\n(?=[^ \t])/)[0];
+    expect(ours).toMatch(/^Authentication-Results: lists\.example\.org;/);
+    const python = '/usr/bin/python3';
+    if (!fs.existsSync(python)) return;
+    const script = 'import sys, authres; h = authres.AuthenticationResultsHeader.parse(sys.stdin.read()); [print(r.method, r.result) for r in h.results]';
+    const parsed = await new Promise<string>((resolve, reject) => {
+      const child = execFile(python, ['-c', script], (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)));
+      child.stdin!.end(ours);
+    });
+    expect(parsed.trim().split('\n')).toEqual(['dkim pass', 'spf fail', 'arc none', 'dmarc none']);
   });
 });

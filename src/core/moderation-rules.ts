@@ -4,6 +4,7 @@
  * decides. Pure: the caller gathers the facts (membership, sender rules) beforehand.
  */
 
+import { domainToASCII } from 'node:url';
 import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
 import { roleCandidates, splitAddress } from '../mail/address.ts';
 import type { AuthPolicy, PostPolicy } from '../list-policies.ts';
@@ -116,7 +117,19 @@ function authFailure(f: PostFacts): string | null {
   const from = a.fromDomain ?? '(no domain)';
   if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${from} fails DMARC (p=${a.dmarcPolicy})`;
   if (isMember(f) && !a.aligned) return `From is a member but neither SPF nor DKIM passes for ${from}`;
+  // The membership was looked up for sender.email (our parser's From, or the envelope sender when
+  // it found none); the alignment is mailauth's, for the From it read. Where the two readings
+  // differ ("From: <>, <x@signed.example>", "From : x@…", no From), the pass is not the member's.
+  if (isMember(f) && !sameDomain(a.fromDomain, splitAddress(f.sender.email)?.domain ?? null)) {
+    return `From is a member but the authenticated From domain (${from}) is not the member's`;
+  }
   return null;
+}
+
+function sameDomain(a: string | null, b: string | null): boolean {
+  if (!a || !b) return false;
+  const ascii = (d: string) => domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
+  return ascii(a) === ascii(b);
 }
 
 const ADDRESSES = /[^\s<>,;:"'()[\]]+@[^\s<>,;:"'()[\]]+/g;

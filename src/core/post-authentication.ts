@@ -161,7 +161,7 @@ function authenticationResults(authservId: string, rows: string[]): string {
 
 /** Folds a long method result at spaces, so that no line of the field passes 998 octets (RFC 5322 §2.1.1). */
 function fold(row: string): string {
-  const clean = row.replace(/[\r\n]+\s*/g, ' ');
+  const clean = flatComments(row.replace(/[\r\n]+\s*/g, ' '));
   if (clean.length <= 160) return clean;
   const words = clean.split(' ');
   const lines: string[] = [];
@@ -174,6 +174,42 @@ function fold(row: string): string {
   }
   if (line) lines.push(line);
   return lines.join('\r\n ');
+}
+
+/**
+ * The row with every comment flat and closed: mailauth escapes ")" in a comment but not "(", so a
+ * client's envelope sender ("x) ; dkim=pass (y"@…) opened a nested comment that never closed, and
+ * readers (python3-authres) found results in it. Inside a comment, "(", ")" and "\\" that were
+ * text become "?"; quoted strings outside comments are left as they are.
+ */
+function flatComments(row: string): string {
+  let out = '';
+  let quoted = false;
+  let inComment = false;
+  for (let i = 0; i < row.length; i++) {
+    const c = row[i];
+    if (inComment) {
+      if (c === '\\') {
+        i++;
+        out += '?';
+      } else if (c === '(') out += '?';
+      else {
+        if (c === ')') inComment = false;
+        out += c;
+      }
+    } else if (quoted) {
+      if (c === '\\' && i + 1 < row.length) out += c + row[++i];
+      else {
+        if (c === '"') quoted = false;
+        out += c;
+      }
+    } else {
+      if (c === '"') quoted = true;
+      else if (c === '(') inComment = true;
+      out += c;
+    }
+  }
+  return out + (inComment ? ')' : quoted ? '"' : '');
 }
 
 function domainOf(address: string | null): string | null {

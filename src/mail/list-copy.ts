@@ -127,7 +127,18 @@ function withoutOurResults(head: Buffer, authservId: string): Buffer {
 
 /** The authserv-id an Authentication-Results value starts with (RFC 8601 §2.2), comments aside, in lower case. */
 function authservIdOf(value: string): string {
-  return value.replace(/\([^()]*\)/g, ' ').trim().split(/[\s;]/)[0].toLowerCase();
+  // Comments nest (RFC 5322 §3.2.2): "((x)) ours;" is ours to a reader. One pass, counting depth.
+  let bare = '';
+  let depth = 0;
+  for (let i = 0; i < value.length && bare.length < 300; i++) {
+    const c = value[i];
+    if (c === '\\') i++;
+    else if (c === '(') depth++;
+    else if (c === ')' && depth > 0) bare += --depth === 0 ? ' ' : '';
+    else if (depth === 0) bare += c;
+  }
+  // The authserv-id may be a quoted-string (RFC 8601 §2.2: value).
+  return bare.trim().split(/[\s;]/)[0].replace(/^"(.*)"$/, '$1').toLowerCase();
 }
 
 /**
