@@ -414,6 +414,11 @@ describe('migrations', { timeout: 90_000 }, () => {
     const raceEnv = { ...env, DATABASE_URL: u.toString() };
     const [a, b] = await Promise.all([cli(['migrate'], raceEnv), cli(['migrate'], raceEnv)]);
     expect([a.code, b.code, a.stderr + b.stderr]).toEqual([0, 0, '']);
+    // One names the files it applied, the other found nothing pending; so does a third run.
+    const outputs = [a.stdout, b.stdout].sort();
+    expect(outputs[0]).toMatch(/^applied 0001_foundation\.sql, 0002_\w+\.sql, /);
+    expect(outputs[1]).toBe('nothing to apply: the database is up to date\n');
+    expect((await cli(['migrate'], raceEnv)).stdout).toBe('nothing to apply: the database is up to date\n');
     const client = new pg.Client({ connectionString: u.toString() });
     await client.connect();
     const { rows } = await client.query('select name, count(*)::int as n from schema_migrations group by name');
