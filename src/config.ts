@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import util from 'node:util';
 import { z } from 'zod';
 import { log, redactUrl } from './log.ts';
 
@@ -38,7 +39,8 @@ const schema = z.object({
   DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
   DATABASE_READ_URL: url(['postgres:', 'postgresql:']).optional(),
   MAIL_DOMAIN: domain.default('lists.localhost'),
-  PUBLIC_URL: url(['http:', 'https:']).default('http://127.0.0.1:8080'),
+  // Unset: http://WEB_HOST:WEB_PORT (publicUrlOf), so that moving the listener moves the links.
+  PUBLIC_URL: url(['http:', 'https:']).optional(),
   SMTP_HOST: z.string().min(1).default('127.0.0.1'),
   SMTP_PORT: port.default(2525),
   SMTP_LMTP: z.enum(['0', '1', 'true', 'false']).default('0'),
@@ -251,7 +253,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     databaseUrl: e.DATABASE_URL,
     databaseReadUrl: e.DATABASE_READ_URL,
     mailDomain: e.MAIL_DOMAIN.toLowerCase(),
-    publicUrl: e.PUBLIC_URL.replace(/\/+$/, ''),
+    publicUrl: (e.PUBLIC_URL ?? defaultPublicUrl(e.WEB_HOST, e.WEB_PORT)).replace(/\/+$/, ''),
     smtp: {
       host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE,
       memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : defaultMemoryBytes(e.SMTP_MAX_SIZE),
@@ -297,6 +299,16 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
 }
 
 /**
+ * PUBLIC_URL when unset: the web listener's own address. A wildcard host (0.0.0.0, ::) is no
+ * address to link to, so links name 127.0.0.1; port 0 (an ephemeral port, known only once
+ * listening) keeps the historical 8080.
+ */
+export function defaultPublicUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' || host === '::' || host === '[::]' ? '127.0.0.1' : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return `http://${name}:${port === 0 ? 8080 : port}`;
+}
+
+/**
  * A value as an error message may show it: passwords in URLs as *** (valid URL or not), and
  * nothing at all of a variable named like a secret (configuration errors never print a secret).
  */
@@ -305,12 +317,55 @@ function printable(name: string, value: string): string {
   return redactUrl(value);
 }
 
+/**
+ * The variables of a `.env` file in `dir` (none when there is no such file), for config() to put
+ * under the environment's own: NAME=VALUE lines as Node's parser reads them (`#` comments,
+ * `export ` prefixes, quoted values, multi-line in double quotes). A line that is none of these
+ * stops start-up with one line giving its number, never its text (it may hold a secret).
+ */
+export function readDotEnv(dir: string): Record<string, string> {
+  const file = path.join(dir, '.env');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return {};
+    throw new ConfigError(`Invalid configuration: ${file} cannot be read (${code ?? 'error'})`);
+  }
+  const bad = malformedLine(text);
+  if (bad) throw new ConfigError(`Invalid configuration: ${file} line ${bad}: expected NAME=VALUE (a name of letters, digits and _), a # comment or a blank line`);
+  return util.parseEnv(text) as Record<string, string>;
+}
+
+/** The number of the first line of a .env text that is not NAME=VALUE, a comment or blank; 0 if none. */
+function malformedLine(text: string): number {
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  let open: string | null = null; // the quote of a value that goes on over several lines
+  for (const [i, line] of lines.entries()) {
+    if (open) {
+      if (line.includes(open)) open = null;
+      continue;
+    }
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const m = /^(?:export\s+)?[A-Za-z_][A-Za-z0-9_.-]*\s*=\s*(.*)$/.exec(trimmed);
+    if (!m) return i + 1;
+    const quote = m[1][0];
+    if ((quote === '"' || quote === "'" || quote === '`') && !m[1].slice(1).includes(quote)) open = quote;
+  }
+  return 0;
+}
+
 let loaded: Config | undefined;
 
-/** The process configuration, parsed from the environment on first use. */
+/**
+ * The process configuration, parsed on first use from the environment over the `.env` file of
+ * the working directory: a variable set in both takes the environment's value.
+ */
 export function config(): Config {
   if (!loaded) {
-    loaded = parseConfig(process.env);
+    loaded = parseConfig({ ...readDotEnv(process.cwd()), ...process.env });
     log.level = loaded.logLevel;
   }
   return loaded;

@@ -7,6 +7,8 @@ import { registerMigrate } from './cli/migrate.ts';
 import { registerModerationCommands } from './cli/moderation.ts';
 import { registerQueueCommand } from './cli/queue.ts';
 import { registerServe } from './cli/serve.ts';
+import { registerRoleCommands } from './cli/list-roles.ts';
+import { registerSenderRuleCommands } from './cli/sender-rules.ts';
 
 const program = new Command('listkeeper')
   .description('Mailing lists with searchable archives, built around PostgreSQL')
@@ -18,6 +20,8 @@ registerServe(program);
 registerMigrate(program);
 registerListCommands(program);
 registerMemberCommands(program);
+registerRoleCommands(program);
+registerSenderRuleCommands(program);
 registerArchiveCommands(program);
 registerModerationCommands(program);
 registerQueueCommand(program);

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { hashToken } from '../src/auth/credentials.ts';
 import { findList } from '../src/db/lists.ts';
 import { confirm, requestSubscription } from '../src/core/subscriptions.ts';
-import { config } from '../src/config.ts';
+import { config, parseConfig } from '../src/config.ts';
 
 let db: TestDatabase;
 let env: Record<string, string>;
@@ -113,12 +113,128 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     }
   });
 
-  it('rejects a malformed e-mail address without adding anyone', async () => {
-    const r = await cli(['subscribe', 'dev', 'good@example.com', 'not-an-address'], env);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/"not-an-address" is not an e-mail address/);
+  it('subscribe takes "Name <addr>", adds every valid address even when one is bad, reports each, and exits 1', async () => {
+    const r = await cli(['subscribe', 'dev', 'good@example.com', 'not-an-address', 'Ann Example <Ann@Example.com>', '"Bo, B." <bo@example.com>'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('listkeeper: "not-an-address" is not an e-mail address\n');
+    expect(r.stdout).toBe('good@example.com: added\nann@example.com: added\nbo@example.com: added\n');
     const members = JSON.parse((await cli(['members', 'dev', '--json'], env)).stdout);
-    expect(members.map((m: { email: string }) => m.email)).not.toContain('good@example.com');
+    expect(members.filter((m: { email: string }) => ['good@example.com', 'ann@example.com', 'bo@example.com'].includes(m.email)).map((m: { email: string; name: string | null }) => [m.email, m.name]))
+      .toEqual([['ann@example.com', 'Ann Example'], ['bo@example.com', 'Bo, B.'], ['good@example.com', null]]);
+    const json = await cli(['subscribe', 'dev', 'good@example.com', 'x@', 'new@example.com', '--json'], env);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toEqual([
+      { email: 'good@example.com', name: null, result: 'unchanged' },
+      { input: 'x@', result: 'invalid', error: '"x@" is not an e-mail address' },
+      { email: 'new@example.com', name: null, result: 'added' },
+    ]);
+    const { rows } = await db.pool.query(`select actor, detail from audit_log where action = 'member.add' and detail->'addresses' ? 'ann@example.com'`);
+    expect(rows).toEqual([{ actor: `cli:${os.userInfo().username}`, detail: { count: 3, mode: 'each', addresses: ['good@example.com', 'ann@example.com', 'bo@example.com'] } }]);
+    const un = await cli(['unsubscribe', 'dev', 'good@example.com', 'nobody@example.com', 'bad', '--json'], env);
+    expect(un.code).toBe(1);
+    expect(JSON.parse(un.stdout)).toEqual([
+      { email: 'good@example.com', result: 'unsubscribed' },
+      { email: 'nobody@example.com', result: 'unchanged' },
+      { input: 'bad', result: 'invalid', error: '"bad" is not an e-mail address' },
+    ]);
+    await cli(['unsubscribe', 'dev', 'ann@example.com', 'bo@example.com', 'new@example.com'], env);
+    const unknown = await cli(['subscribe', 'nosuch', 'a@example.com'], env);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/no list nosuch/);
+  });
+
+  it('adds, lists and removes moderators, reporting each address, audited as cli:USER', async () => {
+    await cli(['list', 'create', 'modded', '--owner', 'o@example.org'], env);
+    const none = await cli(['moderators', 'modded'], env);
+    expect(none.stdout).toContain('modded@lists.example.org has no moderators');
+    const add = await cli(['moderators', 'modded', 'add', 'Mia@Example.org', 'nope', 'max@example.org'], env);
+    expect(add.code).toBe(1);
+    expect(add.stdout).toBe('mia@example.org: added\nmax@example.org: added\n');
+    expect(add.stderr).toBe('listkeeper: "nope" is not an e-mail address\n');
+    const again = await cli(['moderators', 'modded', 'add', 'mia@example.org', '--json'], env);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual([{ email: 'mia@example.org', result: 'unchanged' }]);
+    expect(JSON.parse((await cli(['moderators', 'modded', '--json'], env)).stdout)).toEqual([{ email: 'max@example.org' }, { email: 'mia@example.org' }]);
+    // The owner is not a moderator: removing them as one changes nothing.
+    const rm = await cli(['moderators', 'modded', 'remove', 'max@example.org', 'o@example.org', '--json'], env);
+    expect(JSON.parse(rm.stdout)).toEqual([{ email: 'max@example.org', result: 'removed' }, { email: 'o@example.org', result: 'unchanged' }]);
+    expect((await cli(['moderators', 'modded'], env)).stdout).toBe('mia@example.org\n');
+    expect(JSON.parse((await cli(['list', 'show', 'modded', '--json'], env)).stdout).owners).toEqual(['o@example.org']);
+    const { rows } = await db.pool.query(`select actor, action, target, detail from audit_log where list_address = 'modded@lists.example.org' and action like 'role.%' order by id`);
+    const actor = `cli:${os.userInfo().username}`;
+    expect(rows).toEqual([
+      { actor, action: 'role.add', target: 'mia@example.org', detail: { role: 'moderator' } },
+      { actor, action: 'role.add', target: 'max@example.org', detail: { role: 'moderator' } },
+      { actor, action: 'role.remove', target: 'max@example.org', detail: { role: 'moderator' } },
+    ]);
+    const badAction = await cli(['moderators', 'modded', 'promote', 'a@example.org'], env);
+    expect(badAction.code).not.toBe(0);
+    expect(badAction.stderr).toContain('action must be add or remove (got "promote")');
+    const unknown = await cli(['moderators', 'nosuch', 'add', 'a@example.org'], env);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/no list nosuch/);
+  });
+
+  it('allows, bans (for N days) and removes sender rules by address or @domain, audited as cli:USER', async () => {
+    const ban = await cli(['rules', 'modded', 'ban', '@Spam.example', '--days', '7', '--json'], env);
+    expect(ban.stderr).toBe('');
+    const banned = JSON.parse(ban.stdout);
+    expect(banned).toMatchObject({ pattern: '@spam.example', kind: 'ban' });
+    const days = (Date.parse(banned.expires_at) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(6.99);
+    expect(days).toBeLessThan(7.01);
+    const allow = await cli(['rules', 'modded', 'allow', 'Friend@Example.net'], env);
+    expect(allow.code).toBe(0);
+    expect(allow.stdout).toBe('friend@example.net: always accepted on modded@lists.example.org\n');
+    const rules = JSON.parse((await cli(['rules', 'modded', '--json'], env)).stdout);
+    expect(rules.map((r: { pattern: string; kind: string; expires_at: string | null }) => [r.pattern, r.kind, r.expires_at === null])).toEqual([['friend@example.net', 'allow', true], ['@spam.example', 'ban', false]]);
+    // What the moderation rules read: the banned domain's posts are dropped.
+    const { rows: facts } = await db.pool.query(`select email, kind from sender_rules where list_id = (select id from lists where local_part = 'modded') order by email`);
+    expect(facts).toEqual([{ email: '@spam.example', kind: 'ban' }, { email: 'friend@example.net', kind: 'allow' }]);
+    const rm = await cli(['rules', 'modded', 'remove', '@spam.example', '--json'], env);
+    expect(JSON.parse(rm.stdout)).toEqual({ pattern: '@spam.example', removed: true });
+    const again = await cli(['rules', 'modded', 'remove', '@spam.example'], env);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('@spam.example: there was no rule: nothing changed');
+    const { rows } = await db.pool.query(`select actor, action, target from audit_log where list_address = 'modded@lists.example.org' and action like 'sender.%' order by id`);
+    const actor = `cli:${os.userInfo().username}`;
+    expect(rows).toEqual([
+      { actor, action: 'sender.ban', target: '@spam.example' },
+      { actor, action: 'sender.allow', target: 'friend@example.net' },
+      { actor, action: 'sender.remove', target: '@spam.example' },
+    ]);
+    for (const [args, message] of [
+      [['rules', 'modded', 'ban', 'not a pattern'], '"not a pattern" is not an e-mail address or @domain'],
+      [['rules', 'modded', 'ban', '@'], '"@" is not an e-mail address or @domain'],
+      [['rules', 'modded', 'ban', 'x@example.org', '--days', 'soon'], '--days must be a whole number of days from 1 (got "soon")'],
+      [['rules', 'modded', 'remove', 'x@example.org', '--days', '3'], '--days goes with allow or ban'],
+      [['rules', 'modded', 'block', 'x@example.org'], 'action must be one of allow, ban, remove (got "block")'],
+      [['rules', 'modded', 'ban'], 'rules ban needs an e-mail address or @domain'],
+    ] as [string[], string][]) {
+      const r = await cli(args, env);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr).toContain(message);
+    }
+    expect((await cli(['rules', 'nosuch', 'ban', '@x.example'], env)).code).toBe(3);
+  });
+
+  it('deletes a list for good only with --yes (or a typed confirmation on a terminal), saying what went, audited', async () => {
+    await cli(['list', 'create', 'doomed', '--owner', 'o@example.org'], env);
+    await cli(['subscribe', 'doomed', 'a@example.com', 'b@example.com'], env);
+    const refused = await cli(['list', 'delete', 'doomed'], env);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toBe('listkeeper: deleting doomed@lists.example.org cannot be undone: add --yes to confirm\n');
+    expect((await cli(['list', 'show', 'doomed'], env)).code).toBe(0);
+    const r = await cli(['list', 'delete', 'doomed', '--yes', '--json'], env);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ address: 'doomed@lists.example.org', deleted: true, members: 2, messages: 0, only_here: 0, roles: 1 });
+    expect((await cli(['list', 'show', 'doomed'], env)).code).toBe(3);
+    const { rows } = await db.pool.query(`select actor, list_id, target, detail from audit_log where action = 'list.delete'`);
+    expect(rows).toEqual([{ actor: `cli:${os.userInfo().username}`, list_id: null, target: 'doomed@lists.example.org', detail: { members: 2, messages: 0, onlyHere: 0, roles: 1 } }]);
+    await cli(['list', 'create', 'doomed2'], env);
+    const text = await cli(['list', 'delete', 'doomed2', '--yes'], env);
+    expect(text.stdout).toBe('deleted list doomed2@lists.example.org: 0 members, 0 owner and moderator roles, 0 archived messages that were in no other list\n');
+    expect((await cli(['list', 'delete', 'nosuch', '--yes'], env)).code).toBe(3);
   });
 
   it('changes settings by name with list set, VALUE @FILE included, and refuses bad ones all at once without changing any', async () => {
@@ -227,6 +343,55 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(r.stderr).toMatch(/no list nosuch/);
   });
 
+  it('reads a .env file in the working directory, under the environment, and stops on a malformed one with one line', async () => {
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-dotenv-'));
+    try {
+      fs.writeFileSync(path.join(dir, '.env'), `# shared with serve\nexport DATABASE_URL=${db.url}\nMAIL_DOMAIN=dotenv.example\nWEB_PORT="9137"\nLOG_LEVEL=silent\n`);
+      // DATABASE_URL only from the file; MAIL_DOMAIN from the environment, which wins.
+      const r = await cli(['list', 'create', 'fromenv', '--owner', 'o@example.org'], { DATABASE_URL: undefined, MAIL_DOMAIN: 'lists.example.org' }, undefined, dir);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('created list fromenv@lists.example.org\n');
+      const fromFile = await cli(['list', 'create', 'fileonly'], { DATABASE_URL: undefined, MAIL_DOMAIN: undefined }, undefined, dir);
+      expect(fromFile.stdout).toBe('created list fileonly@dotenv.example\n');
+      // PUBLIC_URL unset: it follows WEB_PORT from the file, in the links the CLI prints as in mail.
+      const admin = await cli(['admin', 'create', 'root@example.org'], { DATABASE_URL: undefined, PUBLIC_URL: undefined, WEB_PORT: undefined }, undefined, dir);
+      expect(admin.stdout).toMatch(/^ {2}http:\/\/127\.0\.0\.1:9137\/login\//m);
+      fs.writeFileSync(path.join(dir, '.env'), `MAIL_DOMAIN=ok.example\nSECRET_THING hunter2\n`);
+      const bad = await cli(['list', 'ls'], { DATABASE_URL: undefined }, undefined, dir);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toBe(`listkeeper: Invalid configuration: ${path.join(dir, '.env')} line 2: expected NAME=VALUE (a name of letters, digits and _), a # comment or a blank line\n`);
+      expect(bad.stderr).not.toContain('hunter2');
+      // A quoted value over several lines (a PEM key) is one variable, not malformed lines.
+      fs.writeFileSync(path.join(dir, '.env'), `DATABASE_URL=${db.url}\nNOTE="first\nsecond"\nMAIL_DOMAIN=multi.example\n`);
+      const multi = await cli(['list', 'create', 'multi'], { DATABASE_URL: undefined, MAIL_DOMAIN: undefined }, undefined, dir);
+      expect(multi.stdout).toBe('created list multi@multi.example\n');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await db.pool.query(`delete from lists where local_part in ('fromenv', 'fileonly', 'multi')`);
+    }
+  });
+
+  it('defaults PUBLIC_URL to http://WEB_HOST:WEB_PORT, so that setting only WEB_PORT moves every link in mail', async () => {
+    expect(parseConfig({}).publicUrl).toBe('http://127.0.0.1:8080');
+    expect(parseConfig({ WEB_PORT: '9090' }).publicUrl).toBe('http://127.0.0.1:9090');
+    expect(parseConfig({ WEB_HOST: 'lists.example.org', WEB_PORT: '80' }).publicUrl).toBe('http://lists.example.org:80');
+    expect(parseConfig({ WEB_HOST: '0.0.0.0', WEB_PORT: '9090' }).publicUrl).toBe('http://127.0.0.1:9090');
+    expect(parseConfig({ WEB_HOST: '::1', WEB_PORT: '9090' }).publicUrl).toBe('http://[::1]:9090');
+    expect(parseConfig({ WEB_PORT: '9090', PUBLIC_URL: 'https://lists.example.org/' }).publicUrl).toBe('https://lists.example.org');
+    // A confirmation mail queued with that configuration links to the moved port.
+    const list = await findList(db.pool, 'dev');
+    expect(await requestSubscription(db.pool, list, 'porty@example.com', { via: 'web', mode: 'each', settings: parseConfig({ WEB_PORT: '9090', MAIL_DOMAIN: 'lists.example.org' }) })).toBe('pending');
+    const { rows } = await db.pool.query(`select convert_from(m.raw, 'UTF8') as raw from outbox o join outbound_mail m on m.id = o.mail_id where o.recipient = 'porty@example.com'`);
+    expect(rows).toHaveLength(1);
+    const text = rows[0].raw as string;
+    expect(text).toMatch(/http:\/\/127\.0\.0\.1:9090\/\S+/);
+    expect(text).not.toContain(':8080');
+    await db.pool.query(`delete from outbox where recipient = 'porty@example.com'`);
+    await db.pool.query(`delete from subscription_requests where email = 'porty@example.com'`);
+  });
+
   it('stops on invalid configuration with one line naming the variable', async () => {
     const r = await cli(['list', 'ls'], { ...env, SMTP_PORT: 'seventy' });
     expect(r.code).not.toBe(0);
@@ -249,6 +414,11 @@ describe('migrations', { timeout: 90_000 }, () => {
     const raceEnv = { ...env, DATABASE_URL: u.toString() };
     const [a, b] = await Promise.all([cli(['migrate'], raceEnv), cli(['migrate'], raceEnv)]);
     expect([a.code, b.code, a.stderr + b.stderr]).toEqual([0, 0, '']);
+    // One names the files it applied, the other found nothing pending; so does a third run.
+    const outputs = [a.stdout, b.stdout].sort();
+    expect(outputs[0]).toMatch(/^applied 0001_foundation\.sql, 0002_\w+\.sql, /);
+    expect(outputs[1]).toBe('nothing to apply: the database is up to date\n');
+    expect((await cli(['migrate'], raceEnv)).stdout).toBe('nothing to apply: the database is up to date\n');
     const client = new pg.Client({ connectionString: u.toString() });
     await client.connect();
     const { rows } = await client.query('select name, count(*)::int as n from schema_migrations group by name');

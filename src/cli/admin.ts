@@ -1,10 +1,5 @@
 import type { Command } from 'commander';
-import { makeSiteAdmin } from '../core/accounts.ts';
-import { issueLoginToken } from '../db/accounts.ts';
-import { hashPassword } from '../auth/credentials.ts';
 import { InvalidInput } from '../errors.ts';
-import { normalizeEmail } from '../mail/address.ts';
-import { absoluteUrl, loginLinkUrl } from '../mail/urls.ts';
 import { runCommand } from './context.ts';
 
 /** A login link printed by `admin create` without --password stays valid this long. */
@@ -20,6 +15,11 @@ export function registerAdminCommands(program: Command) {
     .description('create a site administrator (or make an existing account one)')
     .action((address: string, o: { password?: string }) =>
       runCommand(async ({ cfg, db }) => {
+        const { normalizeEmail } = await import('../mail/address.ts');
+        const { hashPassword } = await import('../auth/credentials.ts');
+        const { makeSiteAdmin } = await import('../core/accounts.ts');
+        const { issueLoginToken } = await import('../db/accounts.ts');
+        const { absoluteUrl, loginLinkUrl } = await import('../mail/urls.ts');
         const email = normalizeEmail(address);
         if (!email) throw new InvalidInput(`"${address}" is not an e-mail address`);
         const passwordHash = o.password !== undefined ? await hashPassword(o.password) : undefined;

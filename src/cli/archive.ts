@@ -1,15 +1,12 @@
 /* `listkeeper import LIST FILE.mbox` and `listkeeper export LIST [--month YYYY-MM]` (docs/command-line.md). */
 
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { exportMbox } from '../core/archive-export.ts';
-import { importMbox, type BrokenMessage, type ImportState } from '../core/archive-import.ts';
-import { config } from '../config.ts';
-import { findList } from '../db/lists.ts';
+import type { BrokenMessage, ImportState } from '../core/archive-import.ts';
 import { InvalidInput } from '../errors.ts';
-import { log } from '../log.ts';
-import { monthRange } from '../mail/months.ts';
-import { runCommand } from './context.ts';
+import { loadConfig, runCommand } from './context.ts';
+
+// Each action imports the modules it uses (await import), so a command loads only its own.
 
 export function registerArchiveCommands(program: Command) {
   program
@@ -22,8 +19,10 @@ export function registerArchiveCommands(program: Command) {
       runCommand(async ({ db }) => {
         const batchSize = Number(o.batchSize);
         if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 5000) throw new InvalidInput('--batch-size must be a whole number from 1 to 5000');
+        const { findList } = await import('../db/lists.ts');
+        const { importMbox } = await import('../core/archive-import.ts');
         const list = await findList(db.pool, ref);
-        const progress = progressReporter(file);
+        const progress = progressReporter(file, (await import('cli-progress')).default);
         const ac = new AbortController();
         const onSignal = () => {
           if (ac.signal.aborted) process.exit(130);
@@ -59,14 +58,21 @@ export function registerArchiveCommands(program: Command) {
     .argument('<list>', 'list address or unique local part')
     .option('--month <YYYY-MM>', 'only this month (UTC)')
     .description('write a list archive to stdout as mboxrd')
-    .action((ref: string, o) => {
+    .action(async (ref: string, o) => {
       // stdout carries the mbox: keep log lines off it.
-      config();
-      log.level = 'silent';
+      try {
+        await loadConfig();
+      } catch {
+        // runCommand reports it.
+      }
+      (await import('../log.ts')).log.level = 'silent';
       process.stdout.on('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'EPIPE') process.exit(0);
       });
       return runCommand(async ({ db }) => {
+        const { monthRange } = await import('../mail/months.ts');
+        const { findList } = await import('../db/lists.ts');
+        const { exportMbox } = await import('../core/archive-export.ts');
         const range = o.month ? monthRange(o.month) : null;
         if (o.month && !range) throw new InvalidInput(`--month must be YYYY-MM (got "${o.month}")`);
         const list = await findList(db.readPool, ref);
@@ -76,13 +82,13 @@ export function registerArchiveCommands(program: Command) {
 }
 
 /** A progress bar on a terminal, plain lines (every few seconds) otherwise; both on stderr. */
-function progressReporter(file: string) {
+function progressReporter(file: string, progressBars: typeof cliProgress) {
   const tty = process.stderr.isTTY === true;
   const mb = (n: number) => (n / 1048576).toFixed(1);
   const multi = tty
-    ? new cliProgress.MultiBar(
+    ? new progressBars.MultiBar(
         { stream: process.stderr, format: 'importing [{bar}] {percentage}% | {done}/{size} MB | {seen} messages | {rate} msgs/s', hideCursor: true, clearOnComplete: false },
-        cliProgress.Presets.shades_classic,
+        progressBars.Presets.shades_classic,
       )
     : null;
   let bar: cliProgress.SingleBar | null = null;

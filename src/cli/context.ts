@@ -1,8 +1,7 @@
 import os from 'node:os';
-import { config, ConfigError, type Config } from '../config.ts';
-import { openDatabase, type Database } from '../db/database.ts';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
-import { useCliLogging } from '../log.ts';
 
 /** What a CLI command works with. */
 export interface CliContext {
@@ -12,14 +11,16 @@ export interface CliContext {
 
 /**
  * Runs one command against the database (embedded or DATABASE_URL) and closes it afterwards.
- * Errors go to stderr as one line and set a non-zero exit code.
+ * Errors go to stderr as one line and set a non-zero exit code. The configuration, the logger
+ * and the database code are loaded here, not when the program starts, so that `--help` and a
+ * command's own modules (imported by its action) are all a command pays for.
  */
-export async function runCommand(fn: (ctx: CliContext) => Promise<void>): Promise<void> {
+export async function runCommand(fn: (ctx: CliContext) => Promise<void>, opts: { migrate?: boolean } = {}): Promise<void> {
   let db: Database | undefined;
   try {
-    const cfg = config();
-    useCliLogging(cfg.logLevelSet);
-    db = await openDatabase(cfg, 'cli');
+    const cfg = await loadConfig();
+    (await import('../log.ts')).useCliLogging(cfg.logLevelSet);
+    db = await (await import('../db/database.ts')).openDatabase(cfg, 'cli', opts);
     await fn({ cfg, db });
   } catch (err) {
     fail(err);
@@ -33,14 +34,37 @@ export function cliActor(): string {
   return `cli:${os.userInfo().username}`;
 }
 
+/** The configuration (environment over .env); an invalid one throws a ConfigError. */
+export async function loadConfig(): Promise<Config> {
+  return (await import('../config.ts')).config();
+}
+
 export function fail(err: unknown): void {
-  const message = err instanceof ConfigError || isAppError(err) ? err.message : `error: ${(err as Error)?.message ?? err}`;
+  // A ConfigError by name: importing config.ts here would load zod for every command's --help.
+  const plain = (err instanceof Error && err.constructor.name === 'ConfigError') || isAppError(err);
+  const message = plain ? (err as Error).message : `error: ${(err as Error)?.message ?? err}`;
   process.stderr.write(`listkeeper: ${message}\n`);
   process.exitCode = isAppError(err) && err.status === 404 ? 3 : 1;
 }
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** What a command did with each address it was given: done (`email`) or refused (`input`, `error`). */
+export type EachResult = { result: string } & ({ email: string; name?: string | null } | { input: string; error: string });
+
+/**
+ * One line per address (stdout when done, in the words of `labels`; stderr when refused), or the
+ * JSON array with the results as they are; exit 1 if any was refused.
+ */
+export function reportEach(results: EachResult[], json?: boolean, labels: Record<string, string> = {}) {
+  if (json) printJson(results);
+  for (const r of results) {
+    if ('error' in r) process.stderr.write(`listkeeper: ${r.error}\n`);
+    else if (!json) process.stdout.write(`${r.email}: ${labels[r.result] ?? r.result}\n`);
+  }
+  if (results.some((r) => 'error' in r)) process.exitCode = 1;
 }
 
 /** A plain aligned table for humans. */

@@ -1,15 +1,13 @@
 import type { Command } from 'commander';
-import { InvalidInput } from '../errors.ts';
-import { allLists, findList, listOwners, listStats, type ListRow } from '../db/lists.ts';
-import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
-import { normalizeEmail } from '../mail/address.ts';
-import type { Queryable } from '../db/pool.ts';
-import { createList } from '../core/lists.ts';
-import { currentListKey, generateListKey } from '../core/list-dkim.ts';
-import { LIST_SETTINGS, parseListSettings, setListSettings } from '../core/list-settings.ts';
 import fs from 'node:fs';
+import { InvalidInput } from '../errors.ts';
+import type { ListRow } from '../db/lists.ts';
+import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
+import type { Queryable } from '../db/pool.ts';
 import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
+import { registerListDelete } from './list-delete.ts';
 
+// Each action imports the modules it uses (await import), so a command loads only its own.
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new InvalidInput(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
@@ -20,6 +18,8 @@ function oneOf<T extends string>(name: string, value: string, allowed: readonly 
 const CORE_FIELDS = { name: 1, description: 1, post_policy: 1, subscribe_policy: 1, archive: 1 };
 
 export async function listJson(db: Queryable, list: ListRow) {
+  const { listOwners, listStats } = await import('../db/lists.ts');
+  const { LIST_SETTINGS } = await import('../core/list-settings.ts');
   const stats = await listStats(db, list.id);
   return {
     address: list.address,
@@ -40,7 +40,7 @@ export async function listJson(db: Queryable, list: ListRow) {
 }
 
 export function registerListCommands(program: Command) {
-  const list = program.command('list').description('create and inspect lists');
+  const list = program.command('list').description('create, change, inspect and delete lists');
 
   list
     .command('create')
@@ -54,6 +54,8 @@ export function registerListCommands(program: Command) {
     .description('create a list')
     .action((address: string, o) =>
       runCommand(async ({ cfg, db }) => {
+        const { normalizeEmail } = await import('../mail/address.ts');
+        const { createList } = await import('../core/lists.ts');
         const owners = (o.owner as string[]).map((e) => {
           const email = normalizeEmail(e);
           if (!email) throw new InvalidInput(`--owner "${e}" is not an e-mail address`);
@@ -79,6 +81,7 @@ export function registerListCommands(program: Command) {
     .description('show one list')
     .action((ref: string, o) =>
       runCommand(async ({ cfg, db }) => {
+        const { findList } = await import('../db/lists.ts');
         const info = await listJson(db.pool, await findList(db.pool, ref, { mailDomain: cfg.mailDomain }));
         if (o.json) return printJson(info);
         for (const [k, v] of Object.entries(info)) {
@@ -91,9 +94,11 @@ export function registerListCommands(program: Command) {
     .command('set')
     .argument('<list>', 'list address, or its local part when unique')
     .argument('<settings...>', 'KEY=VALUE pairs; VALUE @FILE reads a file; KEY= clears an optional setting')
-    .description(`change settings by name (${Object.keys(LIST_SETTINGS).join(', ')})`)
+    .description('change settings by name (those `list show LIST --json` prints; docs/command-line.md)')
     .action((ref: string, settings: string[]) =>
       runCommand(async ({ cfg, db }) => {
+        const { findList } = await import('../db/lists.ts');
+        const { parseListSettings, setListSettings } = await import('../core/list-settings.ts');
         const pairs = settings.map((s): [string, string] => {
           const eq = s.indexOf('=');
           if (eq <= 0) throw new InvalidInput(`"${s}" is not KEY=VALUE`);
@@ -116,6 +121,8 @@ export function registerListCommands(program: Command) {
     .action((ref: string, o) =>
       runCommand(async ({ cfg, db }) => {
         if (o.selector !== undefined && !o.generate) throw new InvalidInput('--selector goes with --generate');
+        const { findList } = await import('../db/lists.ts');
+        const { currentListKey, generateListKey } = await import('../core/list-dkim.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const dkim = o.generate ? await generateListKey(db.pool, list, { selector: o.selector, actor: cliActor() }) : currentListKey(list);
         if (!dkim) return void process.stdout.write(`${list.address} has no DKIM key: make one with "listkeeper list dkim ${list.address} --generate"\n`);
@@ -132,12 +139,15 @@ export function registerListCommands(program: Command) {
     .description('all lists')
     .action((o) =>
       runCommand(async ({ db }) => {
+        const { allLists } = await import('../db/lists.ts');
         const rows = await Promise.all((await allLists(db.pool)).map((l) => listJson(db.pool, l)));
         if (o.json) return printJson(rows);
         if (rows.length === 0) return void process.stdout.write('no lists yet: listkeeper list create NAME\n');
         printTable(rows, ['address', 'post_policy', 'archive', 'members', 'messages', 'description']);
       }),
     );
+
+  registerListDelete(list);
 }
 
 /** The text of a settings file (`KEY=@FILE`), with one clear error when it cannot be read. */

@@ -1,48 +1,63 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
-import { findList } from '../db/lists.ts';
-import { memberRoster } from '../db/members.ts';
 import { DELIVERY_MODES, isOneOf } from '../list-policies.ts';
-import { normalizeEmail } from '../mail/address.ts';
-import { addMembers, changeMembers } from '../core/members.ts';
-import { cliActor, printJson, printTable, runCommand } from './context.ts';
+import { cliActor, printJson, printTable, reportEach, runCommand, type EachResult } from './context.ts';
 
-function emails(values: string[]): string[] {
-  return values.map((v) => {
-    const email = normalizeEmail(v);
-    if (!email) throw new InvalidInput(`"${v}" is not an e-mail address`);
-    return email;
+/** What `subscribe` and `unsubscribe` were given: `EMAIL` or `"Name <EMAIL>"`, checked one by one. */
+interface Mailbox { input: string; email: string | null; name: string | null }
+
+async function mailboxes(values: string[]): Promise<Mailbox[]> {
+  const { normalizeEmail } = await import('../mail/address.ts');
+  return values.map((input) => {
+    const angle = /^(.*)<([^<>]+)>\s*$/s.exec(input.trim());
+    const name = angle ? angle[1].trim().replace(/^"(.*)"$/s, '$1').trim() || null : null;
+    return { input, email: normalizeEmail(angle ? angle[2] : input), name: name?.slice(0, 200) ?? null };
   });
+}
+
+function refused(m: Mailbox): EachResult {
+  return { input: m.input, result: 'invalid', error: `"${m.input}" is not an e-mail address` };
 }
 
 export function registerMemberCommands(program: Command) {
   program
     .command('subscribe')
     .argument('<list>')
-    .argument('<email...>')
+    .argument('<email...>', 'EMAIL or "Name <EMAIL>"')
     .option('--mode <mode>', 'each|digest|nomail', 'each')
-    .description('add members (an administrator add: no confirmation is asked)')
-    .action((ref: string, addrs: string[], o) =>
-      runCommand(async ({ db }) => {
+    .option('--json', 'machine-readable output: [{email, name, result}] (added, reactivated, updated, unchanged; invalid with input and error)')
+    .description('add members (an administrator add: no confirmation is asked); every valid address is added, the exit code is 1 if any was not')
+    .action((ref: string, addrs: string[], o: { mode: string; json?: boolean }) =>
+      runCommand(async ({ cfg, db }) => {
         if (!isOneOf(o.mode, DELIVERY_MODES)) throw new InvalidInput(`--mode must be one of ${DELIVERY_MODES.join(', ')} (got "${o.mode}")`);
-        const list = await findList(db.pool, ref);
-        for (const { email, outcome } of await addMembers(db.pool, list, emails(addrs).map((email) => ({ email })), { actor: cliActor(), mode: o.mode })) {
-          process.stdout.write(`${email}: ${outcome === 'unchanged' ? 'already subscribed' : outcome}\n`);
-        }
+        const { findList } = await import('../db/lists.ts');
+        const { addMembers } = await import('../core/members.ts');
+        const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
+        const given = await mailboxes(addrs);
+        const good = given.filter((m) => m.email !== null);
+        const added = await addMembers(db.pool, list, good.map((m) => ({ email: m.email!, name: m.name })), { actor: cliActor(), mode: o.mode });
+        let next = 0;
+        const results = given.map((m): EachResult => (m.email === null ? refused(m) : { email: m.email, name: m.name, result: added[next++].outcome }));
+        reportEach(results, o.json, { unchanged: 'already subscribed' });
       }),
     );
 
   program
     .command('unsubscribe')
     .argument('<list>')
-    .argument('<email...>')
-    .description('remove members')
-    .action((ref: string, addrs: string[]) =>
-      runCommand(async ({ db }) => {
-        const list = await findList(db.pool, ref);
-        const all = emails(addrs);
-        const removed = await changeMembers(db.pool, list, all, 'remove', { actor: cliActor() });
-        for (const [i, email] of all.entries()) process.stdout.write(`${email}: ${removed[i] ? 'unsubscribed' : 'was not subscribed'}\n`);
+    .argument('<email...>', 'EMAIL or "Name <EMAIL>"')
+    .option('--json', 'machine-readable output: [{email, result}] (unsubscribed, unchanged; invalid with input and error)')
+    .description('remove members; every valid address is removed, the exit code is 1 if any was not')
+    .action((ref: string, addrs: string[], o: { json?: boolean }) =>
+      runCommand(async ({ cfg, db }) => {
+        const { findList } = await import('../db/lists.ts');
+        const { changeMembers } = await import('../core/members.ts');
+        const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
+        const given = await mailboxes(addrs);
+        const removed = await changeMembers(db.pool, list, given.flatMap((m) => (m.email ? [m.email] : [])), 'remove', { actor: cliActor() });
+        let next = 0;
+        const results = given.map((m): EachResult => (m.email === null ? refused(m) : { email: m.email, result: removed[next++] ? 'unsubscribed' : 'unchanged' }));
+        reportEach(results, o.json, { unchanged: 'was not subscribed' });
       }),
     );
 
@@ -52,8 +67,10 @@ export function registerMemberCommands(program: Command) {
     .option('--json', 'machine-readable output')
     .description("a list's members")
     .action((ref: string, o) =>
-      runCommand(async ({ db }) => {
-        const list = await findList(db.pool, ref);
+      runCommand(async ({ cfg, db }) => {
+        const { findList } = await import('../db/lists.ts');
+        const { memberRoster } = await import('../db/members.ts');
+        const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const rows = await memberRoster(db.pool, list.id);
         if (o.json) return printJson(rows);
         printTable(rows, ['email', 'name', 'mode', 'status', 'bounce_score']);

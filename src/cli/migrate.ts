@@ -4,11 +4,13 @@ import { runCommand } from './context.ts';
 export function registerMigrate(program: Command) {
   program
     .command('migrate')
-    .description('apply pending database migrations (also done at every start)')
+    .description('apply pending database migrations (also done at every start) and say which')
     .action(() =>
-      runCommand(async () => {
-        // openDatabase() has already migrated under the advisory lock.
-        process.stdout.write('database is up to date\n');
-      }),
+      runCommand(async ({ db }) => {
+        // Opened without migrating, so that this command can name what it applies.
+        const { migrate } = await import('../db/migrate.ts');
+        const applied = await migrate(db.pool);
+        process.stdout.write(applied.length === 0 ? 'nothing to apply: the database is up to date\n' : `applied ${applied.join(', ')}\n`);
+      }, { migrate: false }),
     );
 }

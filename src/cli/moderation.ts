@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
-import { findList } from '../db/lists.ts';
-import { listHeld, moderate, type ModerationAction } from '../core/hold.ts';
+import type { ModerationAction } from '../core/hold.ts';
 import { cliActor, printJson, printTable, runCommand } from './context.ts';
 
 const ACTIONS: ModerationAction[] = ['approve', 'reject', 'discard'];
@@ -14,6 +13,8 @@ export function registerModerationCommands(program: Command) {
     .description('messages awaiting moderation')
     .action((ref: string, o) =>
       runCommand(async ({ db }) => {
+        const { findList } = await import('../db/lists.ts');
+        const { listHeld } = await import('../core/hold.ts');
         const list = await findList(db.pool, ref);
         const held = await listHeld(db.pool, list.id);
         if (o.json) {
@@ -34,6 +35,7 @@ export function registerModerationCommands(program: Command) {
       runCommand(async ({ cfg, db }) => {
         if (!/^\d+$/.test(id)) throw new InvalidInput(`held message id must be a number (got "${id}")`);
         if (!ACTIONS.includes(action as ModerationAction)) throw new InvalidInput(`action must be one of ${ACTIONS.join(', ')} (got "${action}")`);
+        const { moderate } = await import('../core/hold.ts');
         await moderate(db.pool, Number(id), action as ModerationAction, { reason: o.reason, actor: cliActor(), settings: cfg });
         const past = { approve: 'approved', reject: 'rejected', discard: 'discarded' }[action as ModerationAction];
         process.stdout.write(`held message ${id} ${past}\n`);

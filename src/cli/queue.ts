@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { queueStats } from '../db/outbox.ts';
-import { redactSecrets } from '../log.ts';
 import { printJson, runCommand } from './context.ts';
 
 export function registerQueueCommand(program: Command) {
@@ -10,6 +8,8 @@ export function registerQueueCommand(program: Command) {
     .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked)')
     .action((o) =>
       runCommand(async ({ db, cfg }) => {
+        const { queueStats } = await import('../db/outbox.ts');
+        const { redactSecrets } = await import('../log.ts');
         const stats = await queueStats(db.pool, cfg.delivery.leaseSeconds);
         // An error text may quote a URL with its password (a relay's message, a misconfiguration).
         if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { config } from '../config.ts';
-import { openDatabase, type Database } from '../db/database.ts';
-import { log } from '../log.ts';
-import { offersOneClick } from '../mail/list-headers.ts';
-import { fail } from './context.ts';
+import type { Database } from '../db/database.ts';
+import type { log as logger } from '../log.ts';
+import { fail, loadConfig } from './context.ts';
 
 /** A long-lived part of the process: started once, stopped idempotently, in order. */
 interface Part {
@@ -34,9 +32,13 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const webProcess = isWebProcess();
   const roles = webProcess ? { smtp: false, web: true, worker: false } : asked;
   const all = !roles.smtp && !roles.web && !roles.worker;
-  const cfg = config();
+  const cfg = await loadConfig();
+  // Loaded here, not at start: other commands never pay for what only serve uses.
+  const { log } = await import('../log.ts');
+  const { offersOneClick } = await import('../mail/list-headers.ts');
+  const { openDatabase } = await import('../db/database.ts');
   (await import('../dns.ts')).useDnsServers(cfg.dnsServers);
-  guardProcess();
+  guardProcess(log);
   if (!webProcess && !offersOneClick(cfg.publicUrl)) {
     log.warn({ publicUrl: cfg.publicUrl }, 'PUBLIC_URL is not https: copies carry no List-Unsubscribe-Post, because RFC 8058 one-click unsubscribe needs an https link (Gmail and Yahoo require one-click from bulk senders); set PUBLIC_URL=https://…');
   }
@@ -121,7 +123,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
  * uncaught exception may have left any state half-changed, so that one still ends the process,
  * with a log line saying why, for the supervisor to restart it.
  */
-function guardProcess() {
+function guardProcess(log: typeof logger) {
   process.on('unhandledRejection', (reason) => {
     log.error({ err: reason }, 'unhandled promise rejection (a bug): logged, and the server keeps running');
   });

@@ -10,11 +10,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real `listkeeper` binary with the given environment added. */
-export function cli(args: string[], env: Record<string, string | undefined>, input?: string): Promise<CliResult> {
+/** Runs the real `listkeeper` binary with the given environment added (undefined removes a variable), in `cwd` (the repository). */
+export function cli(args: string[], env: Record<string, string | undefined>, input?: string, cwd = ROOT): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
+      cwd,
       env: { ...process.env, LOG_LEVEL: 'silent', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
