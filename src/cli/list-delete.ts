@@ -1,6 +1,8 @@
 /*
  * `listkeeper list delete LIST`: deletes a list for good, as the panel's Delete does, after
- * saying what goes with it. It asks first: `--yes`, or the list's address typed on a terminal.
+ * saying what goes with it. On a terminal it asks first (the list's address typed, or `--yes`);
+ * from a script (no terminal) it does what it was told, as DESIGN's `list delete LIST` and
+ * Mailman's `mailman remove` do.
  */
 
 import type { Command } from 'commander';
@@ -13,7 +15,7 @@ export function registerListDelete(list: Command) {
   list
     .command('delete')
     .argument('<list>', 'list address, or its local part when unique')
-    .option('--yes', 'delete without asking (scripts)')
+    .option('--yes', 'delete without asking on a terminal (a script is never asked)')
     .option('--json', 'machine-readable output: {address, deleted, members, messages, only_here, roles}')
     .description('delete a list for good: its members, roles, held posts and the messages archived in it alone')
     .action((ref: string, o: { yes?: boolean; json?: boolean }) =>
@@ -22,9 +24,8 @@ export function registerListDelete(list: Command) {
         const { deletionImpact } = await import('../db/list-admin.ts');
         const { deleteList } = await import('../core/lists.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
-        if (!o.yes) {
-          // Without --yes only a person at a terminal can say yes, by typing the address.
-          if (!process.stdin.isTTY) throw new InvalidInput(`deleting ${list.address} cannot be undone: add --yes to confirm`);
+        if (!o.yes && process.stdin.isTTY) {
+          // A person at a terminal confirms by typing the address.
           process.stderr.write(impactText(list.address, await deletionImpact(db.pool, list.id)));
           const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
           const answer = await rl.question(`Type ${list.address} to delete it for good: `).finally(() => rl.close());
