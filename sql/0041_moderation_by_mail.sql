@@ -5,6 +5,7 @@
 alter table held_messages add column mail_token_hash text;
 create unique index held_messages_mail_token on held_messages (mail_token_hash) where mail_token_hash is not null;
 
--- Whether the sender of a held post is told it awaits a moderator (Mailman's respond_to_post_requests,
--- on by default as there); never for spam, automatic mail or a post that failed authentication.
-alter table lists add column notify_held_sender boolean not null default true;
+-- Whether the sender of a held post is told it awaits a moderator (Mailman's respond_to_post_requests).
+-- Off by default, unlike Mailman: a From line that no check vouches for (a domain without DMARC)
+-- would make the list write to whoever it names. Never for spam, automatic mail or a failed check.
+alter table lists add column notify_held_sender boolean not null default false;

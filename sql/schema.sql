@@ -898,7 +898,7 @@ CREATE TABLE public.lists (
     spam_reject_score real DEFAULT 15,
     bounce_warnings integer DEFAULT 3 NOT NULL,
     bounce_warning_interval_days integer DEFAULT 7 NOT NULL,
-    notify_held_sender boolean DEFAULT true NOT NULL,
+    notify_held_sender boolean DEFAULT false NOT NULL,
     CONSTRAINT lists_address_check CHECK ((address = lower(address))),
     CONSTRAINT lists_archive_check CHECK ((archive = ANY (ARRAY['public'::text, 'members'::text, 'private'::text]))),
     CONSTRAINT lists_auth_policy_check CHECK ((auth_policy = ANY (ARRAY['accept'::text, 'hold'::text, 'reject'::text]))),

@@ -8,6 +8,7 @@ import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { setResolvers } from '../src/dns.ts';
 import { parse } from '../src/mail/parse.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { SPAMMY_SUBJECT, startRspamd, type RunningRspamd } from './helpers/rspamd.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
@@ -46,6 +47,7 @@ async function newList(postPolicy: 'members' | 'moderated' = 'moderated') {
   const moderator = `mod-${local}@example.org`;
   const list = await createList(db.pool, { address, name: local, description: '', postPolicy, subscribePolicy: 'confirm', archive: 'public', owners: [owner] });
   await addListRole(db.pool, list.id, moderator, 'moderator');
+  await updateDeliverySettings(db.pool, list.id, { notify_held_sender: true });
   for (const email of MEMBERS) await addMember(db.pool, list.id, email, 'each');
   return { list, local, address, owner, moderator, id: (n: number | string) => `${local}-${n}@example.org` };
 }
@@ -154,14 +156,24 @@ describe('the sender of a held post', () => {
     expect(notice.headers.get('in-reply-to')?.[0]).toContain(id(1));
   });
 
-  it('is not told when the list turns it off', async () => {
+  it('is not told unless the list turns it on (the default is off)', async () => {
     const { list, address, id, moderator } = await newList();
-    await updateDeliverySettings(db.pool, list.id, { notify_held_sender: false });
+    await db.pool.query('update lists set notify_held_sender = default where id = $1', [list.id]);
     const sender = 'quiet@elsewhere.example';
     await send(address, sender, { id: id(1) });
     expect(await mailTo(moderator, 1)).toHaveLength(1);
     await settle();
     expect(relay.to(sender)).toHaveLength(0);
+  });
+
+  it('is a setting by name: list set LIST notify_held_sender=yes|no, shown by list show --json', async () => {
+    const { address } = await newList();
+    const env = { DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' };
+    expect((await cli(['list', 'set', address, 'notify_held_sender=no'], env)).code).toBe(0);
+    expect(JSON.parse((await cli(['list', 'show', address, '--json'], env)).stdout)).toMatchObject({ notify_held_sender: false });
+    const bad = await cli(['list', 'set', address, 'notify_held_sender=maybe'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('notify_held_sender: must be yes or no');
   });
 
   it('is never told for suspected spam, automatic mail or a post that fails authentication', async () => {
