@@ -779,6 +779,7 @@ CREATE TABLE public.held_messages (
     decision_reason text,
     notified_at timestamp with time zone,
     checks jsonb,
+    mail_token_hash text,
     CONSTRAINT held_messages_state_check CHECK ((state = ANY (ARRAY['held'::text, 'approved'::text, 'rejected'::text, 'discarded'::text])))
 );
 
@@ -897,6 +898,7 @@ CREATE TABLE public.lists (
     spam_reject_score real DEFAULT 15,
     bounce_warnings integer DEFAULT 3 NOT NULL,
     bounce_warning_interval_days integer DEFAULT 7 NOT NULL,
+    notify_held_sender boolean DEFAULT false NOT NULL,
     CONSTRAINT lists_address_check CHECK ((address = lower(address))),
     CONSTRAINT lists_archive_check CHECK ((archive = ANY (ARRAY['public'::text, 'members'::text, 'private'::text]))),
     CONSTRAINT lists_auth_policy_check CHECK ((auth_policy = ANY (ARRAY['accept'::text, 'hold'::text, 'reject'::text]))),
@@ -1577,6 +1579,12 @@ CREATE INDEX bounces_received ON public.bounces USING btree (received_at);
 --
 
 CREATE INDEX held_messages_decided ON public.held_messages USING btree (decided_at) WHERE (state <> 'held'::text);
+
+--
+-- Name: held_messages_mail_token; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX held_messages_mail_token ON public.held_messages USING btree (mail_token_hash) WHERE (mail_token_hash IS NOT NULL);
 
 --
 -- Name: held_messages_pending; Type: INDEX; Schema: public; Owner: -

@@ -5,6 +5,8 @@ import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { message, sendRaw, startIngest } from './helpers/smtp.ts';
+import { cli } from './helpers/cli.ts';
 import { loggedIn, queuedMail, type WebClient } from './helpers/browser.ts';
 
 let db: TestDatabase;
@@ -144,5 +146,39 @@ describe('finding and changing members', () => {
     const filtered = await owner.get(`${M}.csv?mode=nomail`);
     const emails = filtered.text.trim().split('\r\n').slice(1).map((l) => l.split(',')[0]);
     expect(emails).toEqual(['bulk01@example.com', 'bulk02@example.com', 'carol@example.org']);
+  });
+});
+
+describe('pending subscriptions', () => {
+  it('counts and lists an address that asked by mail and has not confirmed, as members --json does', async () => {
+    const ops = await createList(db.pool, { address: 'ops@lists.example.org', name: 'Ops', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+    await addMember(db.pool, ops.id, 'member@example.org', 'each');
+    await addMember(db.pool, ops.id, 'former@example.org', 'each');
+    await db.pool.query(`update members set status = 'unsubscribed' where list_id = $1 and email = 'former@example.org'`, [ops.id]);
+    const smtp = await startIngest(db.pool);
+    try {
+      for (const from of ['asker@example.org', 'former@example.org']) {
+        const res = await sendRaw(smtp.port, { from, to: ['ops-subscribe@lists.example.org'] }, message({ from, to: 'ops-subscribe@lists.example.org', subject: 'subscribe' }));
+        expect(res.ok, res.response).toBe(true);
+      }
+    } finally {
+      await smtp.stop();
+    }
+    const O = '/admin/lists/ops@lists.example.org/members';
+    const page = await owner.get(O);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('1 active · 0 disabled by bounces · 2 pending · 0 unsubscribed');
+    expect(page.text).toMatch(/<td>asker@example\.org<\/td>[\s\S]*?<span class="badge">pending<\/span>/);
+    // A pending request has no member page and no bulk box yet.
+    expect(page.text).not.toContain('value="asker@example.org"');
+    expect(page.text).toContain('value="member@example.org"');
+    const pending = await owner.get(`${O}?status=pending`);
+    expect(pending.text).toMatch(/2 matches/);
+    expect(pending.text).toContain('former@example.org');
+    expect(pending.text).not.toContain('member@example.org<');
+    const json = JSON.parse((await cli(['members', 'ops@lists.example.org', '--json'], { DATABASE_URL: db.url })).stdout) as { email: string; status: string }[];
+    expect(json.filter((m) => m.status === 'pending').map((m) => m.email)).toEqual(['asker@example.org', 'former@example.org']);
+    const csv = await owner.get(`${O}.csv?status=pending`);
+    expect(csv.text.trim().split('\r\n').slice(1).map((l) => l.split(',')[0])).toEqual(['asker@example.org', 'former@example.org']);
   });
 });

@@ -23,8 +23,8 @@ export interface Post {
   /** what was learnt as it arrived (core/post-checks.ts); stored with the message */
   checks?: PostChecks;
   log: Logger;
-  /** what is kept of a refused post (RETENTION_*) */
-  settings: Pick<CoreSettings, 'retention'>;
+  /** what is kept of a refused post (RETENTION_*); PUBLIC_URL for the links of held notices */
+  settings: Pick<CoreSettings, 'retention' | 'publicUrl'>;
 }
 
 export type PostOutcome =

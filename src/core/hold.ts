@@ -1,13 +1,13 @@
 /*
  * Holding a post and deciding it: a post the rules did not accept is held for a moderator (and
- * the owners told) or recorded as dropped; the moderation queue lists held posts; a moderator's
+ * the owners and moderators told: held-notices.ts) or recorded as dropped; the moderation queue lists held posts; a moderator's
  * decision (CLI `held`/`moderate`, the web panel) approves one through the same path as an
  * accepted post (accept-post.ts), exactly once, or rejects (the sender is told) or discards it.
  */
 
 import type pg from 'pg';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
-import { claimHeldNotice, decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, takeUnnotifiedHeld, type HeldRow } from '../db/held.ts';
+import { decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, type HeldRow } from '../db/held.ts';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
 import { listHasMessageId } from '../db/messages.ts';
@@ -18,7 +18,8 @@ import { normalizeEmail } from '../mail/address.ts';
 import { parse } from '../mail/parse.ts';
 import { acceptPost, refuse, refuseByRule, type Post, type PostOutcome } from './accept-post.ts';
 import type { Decision } from './moderation-rules.ts';
-import { noticeToOwners, sendNotice } from './notices.ts';
+import { notifyModeratorsOfHeld, tellSenderHeld } from './held-notices.ts';
+import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
 export interface HeldSummary {
@@ -61,8 +62,8 @@ export interface ModerationOptions {
   listId?: number;
   /** also always accept (allow) or drop (ban) the post's sender on the list, in the same transaction */
   senderRule?: 'allow' | 'ban';
-  /** what is kept of an approval refused for a reused Message-ID (RETENTION_*) */
-  settings: Pick<CoreSettings, 'retention'>;
+  /** what is kept of an approval refused for a reused Message-ID (RETENTION_*), and PUBLIC_URL */
+  settings: Pick<CoreSettings, 'retention' | 'publicUrl'>;
 }
 
 /**
@@ -138,26 +139,11 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
   }
   p.log.info({ list: p.list.address, rule: decision.rule, action: decision.action, heldId }, decision.action === 'hold' ? 'post held' : 'post dropped by rule');
   if (decision.action === 'hold') {
-    await notifyOwnersOfHeld(tx, p.list);
+    await notifyModeratorsOfHeld(tx, p.list, p.settings);
+    await tellSenderHeld(tx, { list: p.list, heldId, decision, message: p.message, envelopeFrom: p.envelopeFrom, checks: p.checks });
     return { kind: 'held', heldId, decision };
   }
   return { kind: 'discarded', decision };
-}
-
-/**
- * Tells the owners about held posts, at most once per the list's notice interval: the first
- * held post of a quiet list is announced at once; a flood is summed up in the next notice
- * (sent by the delivery worker's maintenance when the interval has passed).
- */
-export async function notifyOwnersOfHeld(tx: Queryable, list: ListRow): Promise<boolean> {
-  if (!(await claimHeldNotice(tx, list.id))) return false;
-  const held = await takeUnnotifiedHeld(tx, list.id);
-  if (held.length === 0) return false;
-  const lines = held.map((h) => `  #${h.id}  ${h.from_email}: ${h.subject || '(no subject)'}\n         ${h.reason}`);
-  await noticeToOwners(tx, list, `${held.length} post${held.length === 1 ? '' : 's'} held for moderation on ${list.address}`,
-    [`${held.length === 1 ? 'A post is' : `${held.length} posts are`} waiting for a moderator on ${list.address}:`, '', ...lines, '',
-      'Approve, reject or discard them in the list\'s moderation queue, or with', `  listkeeper moderate ID approve|reject|discard`].join('\n'));
-  return true;
 }
 
 /** Tells a sender their post was rejected, with the reason. */

@@ -6,12 +6,13 @@ import { allowHit } from '../db/rate-limits.ts';
 import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { normalizeEmail, roleAddress } from '../mail/address.ts';
-import { findCommand, isAutomatic } from '../mail/commands.ts';
+import { findCommand, findModerationCommand, isAutomatic, MODERATION_TOKEN } from '../mail/commands.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
 import type { Peer, PostChecks } from '../mail/post-checks.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './post.ts';
 import { checkPost } from './post-checks.ts';
+import { moderateByMail } from './moderation-mail.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
@@ -130,11 +131,22 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
     case 'unsubscribe':
       await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
       return;
-    case 'confirm':
+    case 'confirm': {
+      if (MODERATION_TOKEN.test(rcpt.token ?? '')) {
+        const notActed = await moderateByMail(pool, list, rcpt.token!, sender, parsed, settings, log);
+        if (notActed) await keep(pool, settings, rcpt, msg, parsed, notActed);
+        return;
+      }
       await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log);
       return;
+    }
     case 'request': {
       const command = findCommand(parsed.subject, parsed.text);
+      // A decision on a held post counts only at the post's own address (the notice's Reply-To).
+      if (!command && findModerationCommand(parsed.subject, parsed.text)) {
+        log.warn({ list: list.address, sender }, 'moderation command without a held post\'s token: not acted on');
+        return keep(pool, settings, rcpt, msg, parsed, 'a moderation command sent to the -request address, without the token of a held post: not acted on');
+      }
       if (command?.name === 'subscribe') await requestSubscription(pool, list, sender, { via: 'mail', mode: command.mode ?? undefined, settings });
       else if (command?.name === 'unsubscribe') await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
       else await sendHelp(pool, list, sender, parsed, command === null);

@@ -45,6 +45,12 @@ const spamThreshold = (v: string) => {
   if (v.trim() === '' || !Number.isFinite(n) || n < -100 || n > 1000) throw new Error('a score from -100 to 1000, or off');
   return n;
 };
+const yesNo = (v: string) => {
+  const t = v.trim().toLowerCase();
+  if (['yes', 'true', 'on', '1'].includes(t)) return true;
+  if (['no', 'false', 'off', '0'].includes(t)) return false;
+  throw new Error('yes or no');
+};
 const email = (v: string) => {
   const e = normalizeEmail(v);
   if (!e) throw new Error('an e-mail address');
@@ -94,6 +100,7 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   bounce_warnings: { group: 'delivery', parse: number(0, 100) },
   bounce_warning_interval_days: { group: 'delivery', parse: number(1, 365) },
   held_notice_minutes: { group: 'delivery', parse: number(0, 7 * 24 * 60) },
+  notify_held_sender: { group: 'delivery', parse: yesNo },
   spam_hold_score: { group: 'delivery', parse: spamThreshold },
   spam_reject_score: { group: 'delivery', parse: spamThreshold },
   auth_policy: { group: 'delivery', parse: oneOf(AUTH_POLICIES) },

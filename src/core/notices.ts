@@ -8,7 +8,7 @@
 import type pg from 'pg';
 import type { CoreSettings } from './settings.ts';
 import type { ListRow } from '../db/lists.ts';
-import { getListById, listOwners } from '../db/lists.ts';
+import { getListById, listModerators, listOwners } from '../db/lists.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { claimSizeRefusal, refusedPost } from '../db/size-refusals.ts';
@@ -91,6 +91,18 @@ export async function noticeToOwners(db: Queryable, list: ListRow, subject: stri
   const owners = await listOwners(db, list.id);
   for (const to of owners) await sendNotice(db, { to, subject, text, list, from: `${displayName(`${list.name} list`)} <${roleAddress(list.address, 'owner')}>` });
   return owners.length;
+}
+
+/**
+ * Sends the same notice to each owner and moderator of a list (held posts: what moderators act on),
+ * from LIST-owner@ like the owners' notices; `replyTo` is where a plain reply goes.
+ */
+export async function noticeToModerators(db: Queryable, list: ListRow, subject: string, text: string, opts: { replyTo?: string } = {}): Promise<number> {
+  const moderators = await listModerators(db, list.id);
+  for (const to of moderators) {
+    await sendNotice(db, { to, subject, text, list, replyTo: opts.replyTo, from: `${displayName(`${list.name} list`)} <${roleAddress(list.address, 'owner')}>` });
+  }
+  return moderators.length;
 }
 
 /**

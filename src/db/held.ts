@@ -25,6 +25,8 @@ export interface HeldRow {
   notified_at: Date | null;
   /** what the arrival checks found (mail/post-checks.ts) */
   checks: PostChecks | null;
+  /** SHA-256 of the token that moderates this post by mail (core/moderation-mail.ts), once announced */
+  mail_token_hash: string | null;
 }
 
 export interface NewHeld {
@@ -131,6 +133,24 @@ export async function takeUnnotifiedHeld(db: Queryable, listId: number): Promise
     [listId],
   );
   return rows.sort((a, b) => a.id - b.id);
+}
+
+/** Gives held posts their moderation-by-mail tokens (their hashes), in the order of `ids`. */
+export async function setHeldMailTokens(db: Queryable, ids: number[], tokenHashes: string[]): Promise<void> {
+  await db.query(
+    `update held_messages h set mail_token_hash = t.hash
+       from unnest($1::bigint[], $2::text[]) as t(id, hash) where h.id = t.id`,
+    [ids, tokenHashes],
+  );
+}
+
+/** The held post (any state) a moderation-by-mail token was given to, on one list. */
+export async function heldByMailToken(db: Queryable, listId: number, tokenHash: string): Promise<HeldRow | null> {
+  const { rows } = await db.query<HeldRow>(
+    'select * from held_messages where list_id = $1 and mail_token_hash = $2',
+    [listId, tokenHash],
+  );
+  return rows[0] ?? null;
 }
 
 /** Lists that have held posts nobody was told about and whose notice interval has passed. */

@@ -94,6 +94,13 @@ export async function listOwners(db: Queryable, listId: number): Promise<string[
   return rows.map((r) => r.email);
 }
 
+/** Everyone who moderates a list: its owners and its moderators, each once. */
+export async function listModerators(db: Queryable, listId: number): Promise<string[]> {
+  const { rows } = await db.query<{ email: string }>(
+    `select distinct email from list_roles where list_id = $1 and role in ('owner', 'moderator') order by email`, [listId]);
+  return rows.map((r) => r.email);
+}
+
 export interface ResolvedRecipient {
   list: ListRow;
   role: Role;
@@ -144,6 +151,8 @@ export interface DeliverySettings {
   spam_reject_score: number | null;
   /** what happens to a post that fails authentication (core/moderation-rules.ts) */
   auth_policy: AuthPolicy;
+  /** whether the sender of a held post is told it awaits a moderator (Mailman's respond_to_post_requests) */
+  notify_held_sender: boolean;
 }
 
 /**
@@ -169,6 +178,7 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   spam_hold_score: 'real',
   spam_reject_score: 'real',
   auth_policy: 'text',
+  notify_held_sender: 'boolean',
 };
 
 /** Changes the given sending options of a list; the others keep their values. */

@@ -14,15 +14,46 @@ function likePattern(q: string | null | undefined): string | null {
   return t ? `%${t.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
 }
 
-/** One page of a list's members matching a filter, and how many match in all. */
-export async function searchMembers(db: Queryable, listId: number, f: MemberFilter, limit: number, offset: number): Promise<{ rows: MemberRow[]; total: number }> {
-  const { rows } = await db.query<MemberRow & { total: number }>(
-    `select m.*, count(*) over ()::int as total from members m
-      where m.list_id = $1
-        and ($2::text is null or m.email ilike $2 or coalesce(m.name, '') ilike $2)
-        and ($3::text is null or m.mode = $3)
-        and ($4::text is null or m.status = $4)
-      order by m.email
+/**
+ * A list's roster as the panel shows it, the same as `listkeeper members` (db/members.ts
+ * memberRoster): every member row, and as `pending` the addresses whose subscription waits for
+ * their confirmation (not expired) or an owner's approval, which live in subscription_requests
+ * until decided; a pending request of a former member shows instead of their `unsubscribed` row.
+ * `request` marks those pending entries (they have no member page and no bulk actions).
+ */
+const ROSTER = `
+  with pending as (
+    select distinct on (email) email, name, mode, created_at from subscription_requests
+     where list_id = $1 and action = 'subscribe' and (state = 'approval' or (state = 'confirm' and expires_at > now()))
+     order by email, created_at desc),
+  roster as (
+    select m.email, m.name, m.mode, m.status, m.bounce_score, m.created_at, false as request from members m
+     where m.list_id = $1 and not (m.status = 'unsubscribed' and m.email in (select email from pending))
+    union all
+    select p.email, p.name, p.mode, 'pending', 0, p.created_at, true from pending p
+     where not exists (select 1 from members m where m.list_id = $1 and m.email = p.email and m.status <> 'unsubscribed'))`;
+
+/** One line of the panel's roster (ROSTER). */
+export interface RosterLine {
+  email: string;
+  name: string | null;
+  mode: DeliveryMode;
+  status: MemberStatus;
+  bounce_score: number;
+  created_at: Date;
+  /** a subscription request waiting for confirmation or approval, not a member row */
+  request: boolean;
+}
+
+/** One page of a list's roster matching a filter, and how many match in all. */
+export async function searchMembers(db: Queryable, listId: number, f: MemberFilter, limit: number, offset: number): Promise<{ rows: RosterLine[]; total: number }> {
+  const { rows } = await db.query<RosterLine & { total: number }>(
+    `${ROSTER}
+     select r.*, count(*) over ()::int as total from roster r
+      where ($2::text is null or r.email ilike $2 or coalesce(r.name, '') ilike $2)
+        and ($3::text is null or r.mode = $3)
+        and ($4::text is null or r.status = $4)
+      order by r.email
       limit $5 offset $6`,
     [listId, likePattern(f.q), f.mode ?? null, f.status ?? null, limit, offset],
   );
@@ -31,7 +62,7 @@ export async function searchMembers(db: Queryable, listId: number, f: MemberFilt
 
 export async function memberCounts(db: Queryable, listId: number): Promise<Record<MemberStatus, number>> {
   const { rows } = await db.query<{ status: MemberStatus; n: number }>(
-    `select status, count(*)::int as n from members where list_id = $1 group by status`,
+    `${ROSTER} select status, count(*)::int as n from roster group by status`,
     [listId],
   );
   const out: Record<MemberStatus, number> = { active: 0, pending: 0, disabled: 0, unsubscribed: 0 };
@@ -39,15 +70,16 @@ export async function memberCounts(db: Queryable, listId: number): Promise<Recor
   return out;
 }
 
-/** Members after `afterEmail` in address order: the CSV export pages through a list this way. */
-export async function memberBatch(db: Queryable, listId: number, f: MemberFilter, afterEmail: string, limit: number): Promise<MemberRow[]> {
-  const { rows } = await db.query<MemberRow>(
-    `select * from members m
-      where m.list_id = $1 and m.email > $2
-        and ($3::text is null or m.email ilike $3 or coalesce(m.name, '') ilike $3)
-        and ($4::text is null or m.mode = $4)
-        and ($5::text is null or m.status = $5)
-      order by m.email limit $6`,
+/** Roster lines after `afterEmail` in address order: the CSV export pages through a list this way. */
+export async function memberBatch(db: Queryable, listId: number, f: MemberFilter, afterEmail: string, limit: number): Promise<RosterLine[]> {
+  const { rows } = await db.query<RosterLine>(
+    `${ROSTER}
+     select r.* from roster r
+      where r.email > $2
+        and ($3::text is null or r.email ilike $3 or coalesce(r.name, '') ilike $3)
+        and ($4::text is null or r.mode = $4)
+        and ($5::text is null or r.status = $5)
+      order by r.email limit $6`,
     [listId, afterEmail, likePattern(f.q), f.mode ?? null, f.status ?? null, limit],
   );
   return rows;

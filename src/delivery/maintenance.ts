@@ -16,7 +16,7 @@ import { runBounceChores } from '../core/bounce-warnings.ts';
 import { sendDueDigests } from '../core/digests.ts';
 import type { Logger } from '../log.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
-import { notifyOwnersOfHeld } from '../core/hold.ts';
+import { notifyModeratorsOfHeld } from '../core/held-notices.ts';
 import { pruneKept } from '../core/retention.ts';
 
 export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger, except: string | null = null): Promise<void> {
@@ -26,7 +26,7 @@ export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger, except: s
 
 export async function periodic(pool: pg.Pool, cfg: Config, log: Logger): Promise<void> {
   for (const listId of await listsAwaitingHeldNotice(pool)) {
-    await withTransaction(pool, async (tx) => notifyOwnersOfHeld(tx, await getListById(tx, listId)));
+    await withTransaction(pool, async (tx) => notifyModeratorsOfHeld(tx, await getListById(tx, listId), cfg));
   }
   const digests = await sendDueDigests(pool, cfg.publicUrl);
   if (digests > 0) log.info({ digests }, 'digests queued');

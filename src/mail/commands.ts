@@ -55,3 +55,42 @@ export function isAutomatic(headers: Map<string, string[]>, envelopeFrom: string
   if (headers.get('precedence')?.[0]?.trim().toLowerCase() === 'list') return true;
   return headers.has('list-id');
 }
+
+/**
+ * A moderator's decision mailed back about one held post (core/moderation-mail.ts): `approve`,
+ * `discard`, or `reject` with the reason the sender is told.
+ */
+export interface ModerationCommand {
+  action: 'approve' | 'reject' | 'discard';
+  reason: string | null;
+}
+
+/** The token of a held post's reply address, LIST-confirm+mod-TOKEN@ (a subscription's is plain hex). */
+export const MODERATION_TOKEN = /^mod-[a-f0-9]{32}$/;
+
+const MODERATION_LINE = /^\s*(?:(?:re|aw|fwd?)\s*:\s*)*(approve|reject|discard)\b[\s:,.!-]*(.*)$/i;
+
+function moderationIn(line: string): ModerationCommand | null {
+  const m = MODERATION_LINE.exec(line);
+  if (!m) return null;
+  const action = m[1].toLowerCase() as ModerationCommand['action'];
+  const reason = action === 'reject' ? m[2].trim().slice(0, 500) || null : null;
+  return { action, reason };
+}
+
+/**
+ * The decision in a moderator's reply: the subject, else the first line of the body that is not
+ * quoted, blank or the "On … wrote:" line above a quote. Only that line: a word further down, in
+ * prose, is not taken for a decision.
+ */
+export function findModerationCommand(subject: string, text: string): ModerationCommand | null {
+  const fromSubject = moderationIn(subject);
+  if (fromSubject) return fromSubject;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('>') || /wrote:$/i.test(line)) continue;
+    if (/^--\s*$/.test(line)) return null; // signature
+    return moderationIn(line);
+  }
+  return null;
+}

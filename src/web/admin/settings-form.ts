@@ -48,6 +48,12 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     return n;
   };
 
+  // A yes/no choice: a form without the field leaves it as it is.
+  const yesNo = (name: string, current: boolean): boolean => {
+    if (!Object.prototype.hasOwnProperty.call(req.body ?? {}, name)) return current;
+    return ['1', 'yes', 'on', 'true'].includes(field(req, name, 10).toLowerCase());
+  };
+
   const name = field(req, 'name', 200);
   if (!name) problems.push('Name: a list needs a name.');
   const core: CoreSettings = {
@@ -86,6 +92,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     held_notice_minutes: count('held_notice_minutes', 'Held-message notices', list.held_notice_minutes, { min: 0, max: 7 * 24 * 60 }),
     spam_hold_score: threshold('spam_hold_score', 'Hold at spam score', list.spam_hold_score),
     spam_reject_score: threshold('spam_reject_score', 'Refuse at spam score', list.spam_reject_score),
+    notify_held_sender: yesNo('notify_held_sender', list.notify_held_sender),
     auth_policy: pick('auth_policy', 'Posts that fail authentication', AUTH_POLICIES, list.auth_policy),
   };
   // The private key is write-only: an empty field keeps the stored one; a checkbox removes it.

@@ -1,0 +1,68 @@
+/*
+ * Moderation by mail, as Mailman does it: a moderator replies to a held notice (its Reply-To is
+ * LIST-confirm+mod-TOKEN@, the token of one held post: held-notices.ts) with `approve`,
+ * `reject REASON` or `discard`. Two things must hold, or nothing happens: the token names a post
+ * held on this list (128 random bits, stored hashed, dead once the post is decided), and the
+ * reply's From is an owner or moderator of the list. The decision goes through moderate(), with
+ * its audit entry (actor `mail:ADDRESS`), and the moderator is told the outcome by mail.
+ */
+
+import type pg from 'pg';
+import { hashToken } from '../auth/credentials.ts';
+import { heldByMailToken } from '../db/held.ts';
+import { roleOnList } from '../db/list-admin.ts';
+import type { ListRow } from '../db/lists.ts';
+import { AppError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { findModerationCommand } from '../mail/commands.ts';
+import type { ParsedMessage } from '../mail/parse.ts';
+import { heldPostUrl } from './held-notices.ts';
+import { moderate } from './hold.ts';
+import { sendNotice } from './notices.ts';
+import type { CoreSettings } from './settings.ts';
+
+const DONE = { approve: 'approved', reject: 'rejected', discard: 'discarded' } as const;
+
+/**
+ * Acts on a moderator's reply. Returns null when it was answered, or why it was not acted on
+ * (an unknown token, a sender who does not moderate the list): such mail gets no answer, since
+ * its From may be forged, and the caller keeps it with that reason.
+ */
+export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string, sender: string, parsed: ParsedMessage,
+  settings: Pick<CoreSettings, 'retention' | 'publicUrl'>, log: Logger): Promise<string | null> {
+  const held = await heldByMailToken(pool, list.id, hashToken(token));
+  if (!held) {
+    log.warn({ list: list.address, sender }, 'moderation by mail with an unknown token: not acted on');
+    return 'moderation by mail: the token names no held post of this list; not acted on';
+  }
+  const role = await roleOnList(pool, list.id, sender);
+  if (!role) {
+    log.warn({ list: list.address, sender, heldId: held.id }, 'moderation by mail from an address that does not moderate the list: not acted on');
+    return `moderation by mail from ${sender}, who is not an owner or moderator of the list: not acted on`;
+  }
+  const what = `#${held.id} "${held.subject || '(no subject)'}" from ${held.from_email || 'an unknown sender'}`;
+  const answer = (subject: string, lines: string[]) => sendNotice(pool, {
+    to: sender, list, subject, inReplyTo: parsed.messageId, autoSubmitted: 'auto-replied',
+    text: [...lines, '', `The held post: ${heldPostUrl(settings.publicUrl, list, held.id)}`].join('\n'),
+  });
+  const command = findModerationCommand(parsed.subject, parsed.text);
+  if (!command) {
+    await answer(`Re: ${parsed.subject || 'held post'}`, [
+      `No decision was found in your reply about the held post ${what} on ${list.address}.`,
+      '',
+      'Reply with one of these as the subject or the first line: approve, reject REASON, discard.',
+    ]);
+    return null;
+  }
+  try {
+    await moderate(pool, held.id, command.action, { actor: `mail:${sender}`, reason: command.reason ?? undefined, listId: list.id, settings });
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    await answer(`Could not ${command.action} the held post on ${list.address}`, [`The held post ${what} was not ${DONE[command.action]}: ${err.message}.`]);
+    return null;
+  }
+  await answer(`Held post ${DONE[command.action]} on ${list.address}`, [
+    `The held post ${what} was ${DONE[command.action]}${command.reason ? ` (reason given to the sender: ${command.reason})` : ''}.`,
+  ]);
+  return null;
+}

@@ -1,0 +1,264 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.ts';
+import { listHeld } from '../src/core/hold.ts';
+import { addListRole } from '../src/db/list-admin.ts';
+import { createList, updateDeliverySettings } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { setResolvers } from '../src/dns.ts';
+import { parse } from '../src/mail/parse.ts';
+import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import { cli } from './helpers/cli.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { SPAMMY_SUBJECT, startRspamd, type RunningRspamd } from './helpers/rspamd.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { LOOPBACK_SPF, stubResolvers, type StubRecords } from './helpers/stub-dns.ts';
+
+/*
+ * Held-post notices (issue 13, items 1 and 2), over a real SMTP socket into the ingest listener and
+ * a delivery worker sending to a capture relay: the owners and moderators are told, with links;
+ * the sender may be told, never for spam, automatic mail or a forgery; and a moderator decides by
+ * replying, with the post's token, from their own address. rspamd is the real one (Debian's);
+ * DNS is stubbed in the process (a p=reject domain for the forgery).
+ */
+
+const records = new Map<string, StubRecords>([
+  ['strict.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] }],
+  ['_dmarc.strict.example', { txt: ['v=DMARC1; p=reject'] }],
+]);
+
+let db: TestDatabase;
+let relay: CaptureRelay;
+let smtp: RunningIngest;
+let worker: DeliveryWorker;
+let rspamd: RunningRspamd;
+let settings: Config;
+
+const MEMBERS = ['ann@x.example', 'ben@y.example'];
+const STRANGER = 'stranger@elsewhere.example';
+const PUBLIC = 'https://lists.example.org';
+
+let lists = 0;
+/** A list of its own for each test: an owner, a moderator, two members. */
+async function newList(postPolicy: 'members' | 'moderated' = 'moderated') {
+  const local = `held-${++lists}`;
+  const address = `${local}@lists.example.org`;
+  const owner = `owner-${local}@example.org`;
+  const moderator = `mod-${local}@example.org`;
+  const list = await createList(db.pool, { address, name: local, description: '', postPolicy, subscribePolicy: 'confirm', archive: 'public', owners: [owner] });
+  await addListRole(db.pool, list.id, moderator, 'moderator');
+  await updateDeliverySettings(db.pool, list.id, { notify_held_sender: true });
+  for (const email of MEMBERS) await addMember(db.pool, list.id, email, 'each');
+  return { list, local, address, owner, moderator, id: (n: number | string) => `${local}-${n}@example.org` };
+}
+
+async function send(to: string, from: string, opts: { id?: string; subject?: string; body?: string; headers?: Record<string, string> } = {}) {
+  const res = await sendRaw(smtp.port, { from, to: [to] }, message({ id: opts.id, from, to, subject: opts.subject ?? 'Hello', body: opts.body, headers: opts.headers }));
+  expect(res.ok, res.response).toBe(true);
+}
+
+/** Mail the relay took for an address, once at least `n` have come (or after 10 s). */
+async function mailTo(address: string, n: number) {
+  const deadline = Date.now() + 10_000;
+  while (relay.to(address).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  return Promise.all(relay.to(address).map(async (m) => ({ raw: m.raw.toString(), parsed: await parse(m.raw) })));
+}
+const settle = async () => {
+  await drained(db);
+  await new Promise((r) => setTimeout(r, 300));
+};
+const copiesOf = (messageId: string) => relay.messages.filter((m) => MEMBERS.includes(m.to) && m.raw.toString('latin1').includes(`Message-ID: <${messageId}>`));
+const heldState = async (messageId: string) => (await db.pool.query('select id, state, decided_by, decision_reason, rule from held_messages where message_id = $1', [messageId])).rows[0];
+const awaitsNotices = (to: string) => relay.to(to).filter((m) => m.raw.toString().includes('awaits moderator approval'));
+const replyAddress = (raw: string) => /^Reply-To: (\S+-confirm\+mod-[a-f0-9]{32}@lists\.example\.org)\r?$/m.exec(raw)?.[1] ?? null;
+
+/** A post held on a list of its own, with the moderators' notice and its reply address. */
+async function heldPost(subject = 'Please let me in') {
+  const l = await newList();
+  const messageId = l.id(1);
+  await send(l.address, STRANGER, { id: messageId, subject });
+  const [notice] = await mailTo(l.moderator, 1);
+  const address = replyAddress(notice.raw);
+  expect(address).not.toBeNull();
+  return { ...l, messageId, notice, replyTo: address! };
+}
+
+beforeAll(async () => {
+  setResolvers(stubResolvers(records, { defaultSpf: LOOPBACK_SPF }));
+  db = await testDatabase();
+  relay = await startCaptureRelay();
+  rspamd = await startRspamd();
+  settings = { ...workerConfig(relay), spamCheck: { url: rspamd.url, fail: 'accept', timeoutMs: 10_000 }, authCheckTimeoutMs: 1500 };
+  smtp = await startIngest(db.pool, { settings });
+  worker = await startWorker(db, workerConfig(relay));
+}, 60_000);
+
+afterAll(async () => {
+  setResolvers();
+  await worker?.stop();
+  await smtp?.stop();
+  await rspamd?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+describe('the held notice', () => {
+  it('goes to the owners and the moderators, with links to the queue and to the post, and a reply address', async () => {
+    const { list, local, owner, moderator, address, id } = await newList();
+    await send(address, STRANGER, { id: id(1), subject: 'Please let me in' });
+    const [held] = await listHeld(db.pool, list.id);
+    for (const to of [owner, moderator]) {
+      const notices = await mailTo(to, 1);
+      expect(notices).toHaveLength(1);
+      const { parsed, raw } = notices[0];
+      expect(parsed.subject).toBe(`1 post held for moderation on ${address}`);
+      expect(parsed.text).toContain(`${STRANGER}: Please let me in`);
+      expect(parsed.text).toContain(`The moderation queue: ${PUBLIC}/admin/lists/${address}/held\n`);
+      expect(parsed.text).toContain(`${PUBLIC}/admin/lists/${address}/held/${held.id}\n`);
+      expect(replyAddress(raw)).toMatch(new RegExp(`^${local}-confirm\\+mod-[a-f0-9]{32}@lists\\.example\\.org$`));
+    }
+    // The same token for both: it belongs to the post, not to a moderator.
+    expect(replyAddress((await mailTo(owner, 1))[0].raw)).toBe(replyAddress((await mailTo(moderator, 1))[0].raw));
+  });
+
+  it('sums up several posts with a link and a reply address for each', async () => {
+    const { list, moderator, address, id } = await newList();
+    await send(address, STRANGER, { id: id(1) });
+    await mailTo(moderator, 1);
+    await send(address, 'other@elsewhere.example', { id: id(2), subject: 'Second' });
+    await send(address, 'third@elsewhere.example', { id: id(3), subject: 'Third' });
+    await db.pool.query(`update lists set held_notified_at = now() - interval '1 hour' where id = $1`, [list.id]);
+    const notices = await mailTo(moderator, 2);
+    expect(notices).toHaveLength(2);
+    const summary = notices[1];
+    expect(summary.parsed.subject).toBe(`2 posts held for moderation on ${address}`);
+    expect(replyAddress(summary.raw)).toBeNull();
+    const byMail = [...summary.parsed.text!.matchAll(/by mail: (\S+-confirm\+mod-[a-f0-9]{32}@lists\.example\.org)/g)].map((m) => m[1]);
+    expect(new Set(byMail).size).toBe(2);
+    for (const h of (await listHeld(db.pool, list.id)).slice(1)) expect(summary.parsed.text).toContain(`${PUBLIC}/admin/lists/${address}/held/${h.id}\n`);
+  });
+});
+
+describe('the sender of a held post', () => {
+  it('is told once within the rate limit that the post awaits a moderator, with the reason', async () => {
+    const { address, id } = await newList();
+    const sender = 'newcomer@elsewhere.example';
+    await send(address, sender, { id: id(1), subject: 'First question' });
+    await send(address, sender, { id: id(2), subject: 'Second question' });
+    await settle();
+    const told = awaitsNotices(sender);
+    expect(told).toHaveLength(1);
+    const notice = await parse(told[0].raw);
+    expect(notice.subject).toBe(`Your message to ${address} awaits moderator approval`);
+    expect(notice.text).toContain('"First question"');
+    expect(notice.text).toContain('Reason: the list is moderated');
+    expect(notice.headers.get('auto-submitted')?.[0]).toBe('auto-replied');
+    expect(notice.headers.get('in-reply-to')?.[0]).toContain(id(1));
+  });
+
+  it('is not told unless the list turns it on (the default is off)', async () => {
+    const { list, address, id, moderator } = await newList();
+    await db.pool.query('update lists set notify_held_sender = default where id = $1', [list.id]);
+    const sender = 'quiet@elsewhere.example';
+    await send(address, sender, { id: id(1) });
+    expect(await mailTo(moderator, 1)).toHaveLength(1);
+    await settle();
+    expect(relay.to(sender)).toHaveLength(0);
+  });
+
+  it('is a setting by name: list set LIST notify_held_sender=yes|no, shown by list show --json', async () => {
+    const { address } = await newList();
+    const env = { DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' };
+    expect((await cli(['list', 'set', address, 'notify_held_sender=no'], env)).code).toBe(0);
+    expect(JSON.parse((await cli(['list', 'show', address, '--json'], env)).stdout)).toMatchObject({ notify_held_sender: false });
+    const bad = await cli(['list', 'set', address, 'notify_held_sender=maybe'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('notify_held_sender: must be yes or no');
+  });
+
+  it('is never told for suspected spam, automatic mail or a post that fails authentication', async () => {
+    const spam = await newList();
+    await updateDeliverySettings(db.pool, spam.list.id, { spam_hold_score: 5 });
+    await send(spam.address, 'spammer@elsewhere.example', { id: spam.id(1), subject: `Buy now ${SPAMMY_SUBJECT}` });
+    const automatic = await newList();
+    await send(automatic.address, 'robot@elsewhere.example', { id: automatic.id(1), subject: 'Out of office', headers: { 'Auto-Submitted': 'auto-replied' } });
+    // From a domain whose DMARC says p=reject, sent from a server it does not allow: a forgery.
+    const forged = await newList('members');
+    await send(forged.address, 'ceo@strict.example', { id: forged.id(1), subject: 'Urgent' });
+    expect((await heldState(spam.id(1)))?.rule).toBe('spam');
+    expect((await heldState(automatic.id(1)))?.rule).toBe('automatic');
+    expect((await heldState(forged.id(1)))?.rule).toBe('authentication');
+    // The moderators hear of each; the senders of none.
+    for (const l of [spam, automatic, forged]) expect(await mailTo(l.moderator, 1)).toHaveLength(1);
+    await settle();
+    for (const sender of ['spammer@elsewhere.example', 'robot@elsewhere.example', 'ceo@strict.example']) expect(relay.to(sender)).toHaveLength(0);
+  });
+});
+
+describe('moderation by mail', () => {
+  it('approves a post once on a moderator\'s reply; a second reply does nothing but say so', async () => {
+    const { moderator, replyTo, messageId, notice } = await heldPost();
+    await send(replyTo, moderator, { subject: `Re: ${notice.parsed.subject}`, body: `approve\n\n> ${notice.parsed.text!.split('\n')[0]}\n` });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'approved', decided_by: `mail:${moderator}` });
+    expect(copiesOf(messageId).map((m) => m.to).sort()).toEqual(MEMBERS);
+    const audit = await db.pool.query(`select actor, action from audit_log where target = $1`, [messageId]);
+    expect(audit.rows).toEqual([{ actor: `mail:${moderator}`, action: 'held.approve' }]);
+    const answers = await mailTo(moderator, 2);
+    expect(answers[1].parsed.subject).toMatch(/^Held post approved on /);
+    expect(answers[1].parsed.text).toContain('"Please let me in" from stranger@elsewhere.example was approved');
+
+    await send(replyTo, moderator, { subject: 'approve' });
+    await settle();
+    expect(copiesOf(messageId)).toHaveLength(2);
+    expect((await db.pool.query(`select 1 from audit_log where target = $1`, [messageId])).rows).toHaveLength(1);
+    const again = await mailTo(moderator, 3);
+    expect(again[2].parsed.subject).toMatch(/^Could not approve the held post/);
+    expect(again[2].parsed.text).toContain(`already approved by mail:${moderator}`);
+  });
+
+  it('does nothing for a reply from someone who does not moderate the list, nor for one without the token, and keeps them', async () => {
+    const { local, address, moderator, replyTo, messageId } = await heldPost();
+    const eve = 'eve@elsewhere.example';
+    await send(replyTo, eve, { subject: 'approve' });
+    await send(replyTo, STRANGER, { body: 'approve\n' });
+    await send(`${local}-request@lists.example.org`, moderator, { subject: 'approve' });
+    await send(`${local}-confirm+mod-${'0'.repeat(32)}@lists.example.org`, moderator, { subject: 'approve' });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'held', decided_by: null });
+    expect(copiesOf(messageId)).toHaveLength(0);
+    expect(relay.to(eve)).toHaveLength(0);
+    expect(relay.to(moderator)).toHaveLength(1); // the notice, and no answer
+    const kept = await db.pool.query<{ reason: string; envelope_from: string }>(
+      `select reason, envelope_from from ingest_errors where recipients[1] like $1 order by id`, [`${local}-%`]);
+    expect(kept.rows).toEqual([
+      { envelope_from: eve, reason: `moderation by mail from ${eve}, who is not an owner or moderator of the list: not acted on` },
+      { envelope_from: STRANGER, reason: `moderation by mail from ${STRANGER}, who is not an owner or moderator of the list: not acted on` },
+      { envelope_from: moderator, reason: 'a moderation command sent to the -request address, without the token of a held post: not acted on' },
+      { envelope_from: moderator, reason: 'moderation by mail: the token names no held post of this list; not acted on' },
+    ]);
+    expect(address).toContain(local);
+  });
+
+  it('rejects with the reason given, and the sender is told it', async () => {
+    const { moderator, replyTo, messageId } = await heldPost('Cheap watches');
+    await send(replyTo, moderator, { subject: 'Re: 1 post held', body: 'Reject: off topic here, please write to the users list\n\nthanks\n' });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'rejected', decided_by: `mail:${moderator}`, decision_reason: 'off topic here, please write to the users list' });
+    const rejection = (await mailTo(STRANGER, 1)).map((m) => m.parsed).find((m) => /was rejected$/.test(m.subject));
+    expect(rejection?.text).toContain('Reason: off topic here, please write to the users list');
+    expect(copiesOf(messageId)).toHaveLength(0);
+  });
+
+  it('discards on "discard", and a reply with no decision gets a short how-to', async () => {
+    const { moderator, replyTo, messageId } = await heldPost();
+    await send(replyTo, moderator, { subject: 'Re: held', body: 'On Mon, someone wrote:\n> A post is waiting\n\nI think we should look at this\n' });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'held' });
+    const howTo = await mailTo(moderator, 2);
+    expect(howTo[1].parsed.text).toContain('Reply with one of these as the subject or the first line: approve, reject REASON, discard.');
+    await send(replyTo, moderator, { body: 'On Mon, someone wrote:\n> A post is waiting\n\ndiscard\n' });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'discarded', decided_by: `mail:${moderator}` });
+  });
+});
