@@ -2,6 +2,8 @@
 
 import type { Request, Response } from 'express';
 import { adjacentMonths, archiveIndex, listMonths, monthThreads, recentThreads, type ThreadSummary } from '../../db/archive.ts';
+import { findMember } from '../../db/members.ts';
+import type { MemberStatus } from '../../list-policies.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
@@ -11,6 +13,8 @@ import { authorName, participants, shownSubject } from './present.ts';
 
 const LISTS_PER_PAGE = 100;
 const THREADS_PER_PAGE = 100;
+/** Subscriptions that make the subscribe form pointless (an unsubscribed address may come back). */
+const SUBSCRIBED = new Set<MemberStatus>(['active', 'disabled', 'pending']);
 
 export async function indexPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
@@ -43,7 +47,10 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
-  const [months, recent] = await Promise.all([listMonths(db, list.id), recentThreads(db, list.id, 20)]);
+  const [months, recent, member] = await Promise.all([
+    listMonths(db, list.id), recentThreads(db, list.id, 20),
+    viewer ? findMember(db, list.id, viewer.email.toLowerCase()) : null,
+  ]);
   const { key, last_modified: lastModified } = list;
   const base = listUrl(key);
   sendPage(ctx, req, res, 'archive/list.njk', {
@@ -54,6 +61,8 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
     messages: months.reduce((n, m) => n + m.messages, 0),
     months: months.map((m) => ({ ...m, href: monthUrl(key, m.month), mbox: monthMboxUrl(key, m.month) })),
     recent: threadRows(recent, !viewer, key),
+    // A member is not offered the subscribe form again, but where to manage the subscription.
+    subscription: member && SUBSCRIBED.has(member.status) ? member.status : null,
   }, { restricted: list.archive !== 'public', lastModified, form: true });
 }
 
