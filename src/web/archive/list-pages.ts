@@ -9,7 +9,7 @@ import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, routeMonth, sendPage } from './http.ts';
 import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadUrl } from '../../mail/urls.ts';
-import { authorName, participants, shownSubject } from './present.ts';
+import { participants, shownSubject } from './present.ts';
 
 const LISTS_PER_PAGE = 100;
 const THREADS_PER_PAGE = 100;

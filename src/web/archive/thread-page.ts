@@ -83,9 +83,9 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response) {
       hasAttachments: e.has_attachments,
       truncated: e.body_truncated,
       body: renderText(e.body!, { obfuscate }),
-      inReplyTo: e.parent !== null && e.parent_pos !== null
-        ? { href: anchor(e.parent, e.parent_pos), author: parent ? author(parent) : `message ${e.parent_pos}` }
-        : null,
+      // A parent outside the outline's window (threads of over OUTLINE_SPAN messages): its permalink.
+      inReplyTo: parent ? { href: anchor(parent.id, parent.pos), author: author(parent) }
+        : e.parent_message_id ? { href: messageUrl(e.parent_message_id), author: 'an earlier message' } : null,
     };
   });
   sendPage(ctx, req, res, 'archive/thread.njk', {
