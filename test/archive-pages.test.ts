@@ -8,6 +8,10 @@ import { loggedIn } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { archive, fixture, mail, newList } from './fixtures/archive/seed.ts';
+import { BIG, bigId, bigThreadShape, seedBigThread } from './fixtures/archive/big-thread.ts';
+import { upsertAccount } from '../src/db/accounts.ts';
+import { hashPassword } from '../src/auth/credentials.ts';
+import { WebClient } from './helpers/browser.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -450,6 +454,199 @@ describe('Last-Modified after hiding and showing again', () => {
     const res = await page('/message-id/attachment/attachments@example.net/3/dot.png');
     expect(res.status).toBe(410);
     expect(res.text).toContain('legal: a takedown');
+  });
+});
+
+describe('a thread of 300 messages', () => {
+  let big: ListRow;
+  let threadId: number;
+  const idOf = new Map<number, string>(); // row id -> Message-ID
+  const { parent, depth } = bigThreadShape();
+  const k = (msgid: string) => Number(/^big-(\d+)@/.exec(msgid)![1]);
+
+  beforeAll(async () => {
+    big = await newList(db.pool, 'big@lists.example.org', 'public', { name: 'Big' });
+    await seedBigThread(db.pool, big);
+    const { rows } = await db.pool.query<{ id: number; message_id: string; thread_id: number }>(`select id, message_id, thread_id from messages where message_id like 'big-%'`);
+    for (const r of rows) idOf.set(Number(r.id), r.message_id);
+    threadId = rows[0].thread_id;
+    expect(new Set(rows.map((r) => r.thread_id)).size).toBe(1);
+  }, 60_000);
+
+  const outlineOf = (html: string) => [...html.matchAll(/<li class="o i(\d+)[^"]*" id="o(\d+)">(?:<span class="depth"[^>]*>(\d+)<\/span> )?<a href="([^"]*)">([\s\S]*?)<\/a>/g)]
+    .map((m) => ({ indent: Number(m[1]), id: Number(m[2]), shownDepth: m[3] ? Number(m[3]) : null, href: m[4], text: m[5] }));
+  const bodiesOf = (html: string) => [...html.matchAll(/<li class="msg d\d+" id="m(\d+)">\s*<div class="msg-head"><a class="subject" href="\/message-id\/([^"]+)">[\s\S]*?<div class="small msg-place">(?:in reply to <a class="in-reply-to" href="([^"]*)">)?/g)]
+    .map((m) => ({ id: Number(m[1]), msgid: decodeURIComponent(m[2]), replyHref: m[3] ?? null }));
+
+  it('opens with an outline listing every message once, at its depth, with deep replies numbered rather than indented', async () => {
+    const { status, text } = await page(`/lists/big/thread/${threadId}`);
+    expect(status).toBe(200);
+    expect(text.indexOf('id="outline-title"')).toBeLessThan(text.indexOf('<ol class="tree">'));
+    const outline = outlineOf(text);
+    expect(outline).toHaveLength(BIG);
+    const msgids = outline.map((o) => idOf.get(o.id)!);
+    expect(new Set(msgids).size).toBe(BIG);
+    // Reading order: a reply after its parent.
+    const place = new Map(msgids.map((m, i) => [k(m), i]));
+    for (let n = 1; n < BIG; n++) expect(place.get(n)!).toBeGreaterThan(place.get(parent[n])!);
+    for (const o of outline) {
+      const n = k(idOf.get(o.id)!);
+      expect(o.indent, `indent of ${n}`).toBe(Math.min(depth[n], 8));
+      expect(o.shownDepth, `depth of ${n}`).toBe(depth[n] > 8 ? depth[n] : null);
+      expect(o.text).toContain(`Person ${n % 17}`);
+    }
+    expect(Math.max(...depth)).toBeGreaterThan(12);
+    // Subjects where they change: the first message's and the renamed branch's, not every "Re:".
+    expect(outline.filter((o) => o.text.includes('o-subject')).map((o) => k(idOf.get(o.id)!))).toEqual([0, 100]);
+  });
+
+  it('shows 50 bodies a page, and every outline link leads to its message on the page that holds it', async () => {
+    const first = await page(`/lists/big/thread/${threadId}`);
+    const outline = outlineOf(first.text);
+    const seen = new Set<number>();
+    for (let p = 1; p <= 6; p++) {
+      const { status, text } = await page(`/lists/big/thread/${threadId}${p > 1 ? `?page=${p}` : ''}`);
+      expect(status).toBe(200);
+      const bodies = bodiesOf(text);
+      expect(bodies, `page ${p}`).toHaveLength(50);
+      for (const b of bodies) {
+        expect(idOf.get(b.id)).toBe(b.msgid);
+        expect(seen.has(b.id)).toBe(false);
+        seen.add(b.id);
+        expect(text).toContain(`Message number ${k(b.msgid)} of the long discussion.`);
+        // The outline on this page links to it as an anchor on this very page.
+        expect(outlineOf(text).find((o) => o.id === b.id)!.href).toBe(`#m${b.id}`);
+      }
+      // The outline of page 1 links here for these messages.
+      for (const b of bodies) expect(outline.find((o) => o.id === b.id)!.href).toBe(p === 1 ? `#m${b.id}` : `/lists/big/thread/${threadId}?page=${p}#m${b.id}`);
+      if (p < 6) expect(text).toContain(`href="/lists/big/thread/${threadId}?page=${p + 1}"`);
+    }
+    expect(seen.size).toBe(BIG);
+    expect((await page(`/lists/big/thread/${threadId}?page=7`)).status).toBe(404);
+  });
+
+  it('marks each reply "in reply to" its parent, linked to the parent\'s anchor', async () => {
+    let replies = 0;
+    for (let p = 1; p <= 6; p++) {
+      const text = (await page(`/lists/big/thread/${threadId}?page=${p}`)).text;
+      const here = new Set(bodiesOf(text).map((b) => b.id));
+      for (const b of bodiesOf(text)) {
+        const n = k(b.msgid);
+        if (n === 0) {
+          expect(b.replyHref).toBeNull();
+          continue;
+        }
+        replies++;
+        const m = /^(?:\/lists\/big\/thread\/\d+(?:\?page=(\d+))?)?#m(\d+)$/.exec(b.replyHref!);
+        expect(m, b.replyHref!).not.toBeNull();
+        const parentRow = Number(m![2]);
+        expect(idOf.get(parentRow), `parent of ${n}`).toBe(bigId(parent[n]));
+        // Same page: a bare anchor; another page: that page's URL with the anchor.
+        if (here.has(parentRow)) expect(b.replyHref).toBe(`#m${parentRow}`);
+        else {
+          const target = await page(`/lists/big/thread/${threadId}${m![1] ? `?page=${m![1]}` : ''}`);
+          expect(bodiesOf(target.text).map((x) => x.id)).toContain(parentRow);
+        }
+      }
+    }
+    expect(replies).toBe(BIG - 1);
+  });
+
+  it('keeps the page cache and conditional GETs working on every page', async () => {
+    const url = `/lists/big/thread/${threadId}?page=2`;
+    const a = await get(url);
+    const body = await a.text();
+    const etag = a.headers.get('etag')!;
+    expect(etag).toBeTruthy();
+    expect(a.headers.get('cache-control')).toBe('public, max-age=60');
+    const again = await get(`${url}&utm_source=x`);
+    expect(again.headers.get('etag')).toBe(etag);
+    expect(await again.text()).toBe(body);
+    const cond = await get(url, { 'if-none-match': etag });
+    expect(cond.status).toBe(304);
+    const since = await get(url, { 'if-modified-since': a.headers.get('last-modified')! });
+    expect(since.status).toBe(304);
+    // Another page is another entry.
+    expect((await get(`/lists/big/thread/${threadId}?page=3`, { 'if-none-match': etag })).status).toBe(200);
+  });
+});
+
+describe('no dead ends for members-only archives', () => {
+  const PASSWORD = 'correct horse battery staple';
+
+  beforeAll(async () => {
+    await upsertAccount(db.pool, 'reader@example.org', { passwordHash: await hashPassword(PASSWORD) });
+    await db.pool.query(`insert into members (list_id, email, status) values ($1, 'reader@example.org', 'active'), ($2, 'pending@example.org', 'pending')`, [staff.id, dev.id]);
+  });
+
+  it('answers 403 with a login link that returns to the page, and a subscribe link', async () => {
+    const threadId = (await db.pool.query(`select thread_id from messages where message_id = 'staff-1@example.org'`)).rows[0].thread_id;
+    for (const path of ['/lists/staff/', `/lists/staff/thread/${threadId}?page=1`, '/lists/staff/2026-11/']) {
+      const { status, text } = await page(path);
+      expect(status, path).toBe(403);
+      expect(text).toContain(`<a class="login" href="/login?next=${encodeURIComponent(path)}">Log in</a>`);
+      expect(text).toContain(`<a class="subscribe" href="${urls.subscribeUrl('staff@lists.example.org')}">Subscribe to Staff</a>`);
+      expect(text).not.toContain('confidential numbers');
+    }
+    expect((await page(urls.subscribeUrl('staff@lists.example.org'))).status).toBe(200);
+  });
+
+  it('logs in from that link and comes back to the page', async () => {
+    const c = new WebClient(web.url);
+    const login = await c.get('/login?next=%2Flists%2Fstaff%2F');
+    expect(login.text).toContain('name="next" value="/lists/staff/"');
+    const r = await c.post('/login', { email: 'reader@example.org', password: PASSWORD, next: '/lists/staff/' });
+    expect(r.status).toBe(303);
+    expect(r.location).toBe('/lists/staff/');
+    const back = await c.get(r.location!);
+    expect(back.status).toBe(200);
+    expect(back.text).toContain('Salary review');
+  });
+
+  it('refuses to return anywhere off the site', async () => {
+    for (const next of ['//evil.example/', 'https://evil.example/', '/\\evil.example', '/\t/evil.example', '/\\/evil.example', 'javascript:alert(1)', ' //evil.example']) {
+      const c = new WebClient(web.url);
+      const r = await c.post('/login', { email: 'reader@example.org', password: PASSWORD, next });
+      expect(r.status, JSON.stringify(next)).toBe(303);
+      expect(r.location, JSON.stringify(next)).toBe('/account');
+      // Already logged in, /login?next= sends straight on: to the same safe place.
+      const again = await c.get(`/login?next=${encodeURIComponent(next)}`);
+      expect(again.location, JSON.stringify(next)).toBe('/account');
+    }
+  });
+
+  it('offers a logged-in non-member the subscribe link, and names no list on a permalink', async () => {
+    const stranger = await loggedIn(db, web.url, 'stranger@example.org');
+    const r = await stranger.get('/lists/staff/');
+    expect(r.status).toBe(403);
+    expect(r.text).toContain('stranger@example.org is not one');
+    expect(r.text).not.toContain('class="login"');
+    expect(r.text).toContain(`href="${urls.subscribeUrl('staff@lists.example.org')}"`);
+    const anon = await page('/message-id/staff-1@example.org');
+    expect(anon.status).toBe(403);
+    expect(anon.text).toContain(`<a class="login" href="/login?next=${encodeURIComponent('/message-id/staff-1@example.org')}">`);
+    expect(anon.text).not.toContain('staff@lists.example.org');
+    expect(anon.text).not.toContain('Salary review');
+  });
+
+  it('shows a member "you are subscribed" instead of the subscribe form, and others the form', async () => {
+    const member = await loggedIn(db, web.url, 'reader@example.org');
+    const mine = await member.get('/lists/staff/');
+    expect(mine.status).toBe(200);
+    expect(mine.text).toContain('You are subscribed as <strong>reader@example.org</strong>');
+    expect(mine.text).toContain('<a href="/account">Manage or unsubscribe on your account page</a>');
+    expect(mine.text).not.toContain('<form class="subscribe');
+    // Not a member of dev: the form.
+    const other = await member.get('/lists/dev/');
+    expect(other.text).toContain('<form class="subscribe');
+    expect(other.text).not.toContain('You are subscribed');
+    // Asked and not confirmed yet: told so, not offered the form again.
+    const pending = await (await loggedIn(db, web.url, 'pending@example.org')).get('/lists/dev/');
+    expect(pending.text).toContain('the confirmation message we sent is waiting for you');
+    expect(pending.text).not.toContain('<form class="subscribe');
+    // Unsubscribed: the form again.
+    const gone = await (await loggedIn(db, web.url, 'gone@example.org')).get('/lists/staff/');
+    expect(gone.status).toBe(403);
   });
 });
 

@@ -6,11 +6,13 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
+import { loginUrl } from '../mail/urls.ts';
 import { outboxDepth } from '../db/outbox.ts';
 import { ping } from '../db/pool.ts';
 import { registry, setOutboxDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
+import { MembersOnly } from './archive/access.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
 import { archiveRouter } from './archive/routes.ts';
 import type { WebContext } from './context.ts';
@@ -78,6 +80,10 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   app.use((req, res) => render(ctx.views, req, res, 'error.njk', { title: 'Not found', message: 'There is no page at this address.' }, 404));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     err = refusedByDatabase(req, err) ?? err;
+    if (err instanceof MembersOnly) {
+      // Not a dead end: log in and come back here, or subscribe.
+      return render(ctx.views, req, res, 'archive/members-only.njk', { title: 'Members only', message: err.message, list: err.list, loginHref: loginUrl(req.originalUrl) }, err.status);
+    }
     if (isAppError(err)) {
       return render(ctx.views, req, res, 'error.njk', { title: 'Error', message: err.message }, err.status);
     }

@@ -24,14 +24,28 @@ export async function readableLists(db: Queryable, viewer: Viewer | null | undef
   return readableListIds(db, readerOf(viewer));
 }
 
+/**
+ * 403 for an archive open to members only. The error page (views/archive/members-only.njk) links
+ * to the login page with the way back, and to the list's subscribe form when the list is named.
+ */
+export class MembersOnly extends Forbidden {
+  constructor(
+    message: string,
+    /** the list, when the page may name it (its URL does); null for a permalink */
+    readonly list: { key: string; address: string; name: string } | null,
+  ) {
+    super(message, 'archive_restricted');
+  }
+}
+
 /** A 'private' list is not even named to those who may not read it; a 'members' list says why. */
-export function denied(list: Pick<ListRow, 'archive' | 'address'>, viewer: Viewer | null | undefined): Error {
+export function denied(list: Pick<ReaderList, 'archive' | 'address' | 'key' | 'name'>, viewer: Viewer | null | undefined): Error {
   if (list.archive === 'private') return new NotFound('There is no list archive at this address.', 'no_such_list');
-  return new Forbidden(
+  return new MembersOnly(
     viewer
-      ? `The archive of ${list.address} is open to its members only.`
-      : `The archive of ${list.address} is open to its members only: log in to read it.`,
-    'archive_restricted',
+      ? `The archive of ${list.address} is open to its members only, and ${viewer.email} is not one.`
+      : `The archive of ${list.address} is open to its members only.`,
+    { key: list.key, address: list.address, name: list.name },
   );
 }
 

@@ -101,17 +101,19 @@ export function declareQuery(params: readonly string[]) {
  */
 export function pager(req: Request, page: number, total: number | null, perPage: number, more = false): Pager {
   const pages = total === null ? null : Math.max(1, Math.ceil(total / perPage));
-  const declared = (req.res?.locals.queryParams ?? []) as readonly string[];
-  const link = (p: number) => {
-    const q = new URLSearchParams();
-    for (const k of declared) {
-      const v = req.query[k];
-      if (k !== 'page' && typeof v === 'string') q.set(k, v);
-    }
-    if (p > 1) q.set('page', String(p));
-    const s = q.toString();
-    return `${req.path}${s ? `?${s}` : ''}`;
-  };
   const hasNext = pages === null ? more : page < pages;
-  return { page, pages, prev: page > 1 ? link(page - 1) : null, next: hasNext ? link(page + 1) : null };
+  return { page, pages, prev: page > 1 ? pageLink(req, page - 1) : null, next: hasNext ? pageLink(req, page + 1) : null };
+}
+
+/** The link to page `p` of this page, with its other declared query parameters. */
+export function pageLink(req: Request, p: number): string {
+  const declared = (req.res?.locals.queryParams ?? []) as readonly string[];
+  const q = new URLSearchParams();
+  for (const k of declared) {
+    const v = req.query[k];
+    if (k !== 'page' && typeof v === 'string') q.set(k, v);
+  }
+  if (p > 1) q.set('page', String(p));
+  const s = q.toString();
+  return `${req.path}${s ? `?${s}` : ''}`;
 }

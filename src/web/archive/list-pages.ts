@@ -1,19 +1,20 @@
-/* Browsing pages: the lists (/), one list, one month of it, one thread. */
+/* Browsing pages: the lists (/), one list, one month of it (a thread's page: thread-page.ts). */
 
 import type { Request, Response } from 'express';
-import { adjacentMonths, archiveIndex, listMonths, monthThreads, movedThread, recentThreads, threadTree, type ThreadSummary } from '../../db/archive.ts';
-import { NotFound } from '../../errors.ts';
-import { renderText } from '../../mail/render-body.ts';
+import { adjacentMonths, archiveIndex, listMonths, monthThreads, recentThreads, type ThreadSummary } from '../../db/archive.ts';
+import { findMember } from '../../db/members.ts';
+import type { MemberStatus } from '../../list-policies.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, routeMonth, sendPage } from './http.ts';
-import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
-import { authorName, participants, shownSubject } from './present.ts';
+import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadUrl } from '../../mail/urls.ts';
+import { participants, shownSubject } from './present.ts';
 
 const LISTS_PER_PAGE = 100;
 const THREADS_PER_PAGE = 100;
-const THREAD_MESSAGES_PER_PAGE = 500;
+/** Subscriptions that make the subscribe form pointless (an unsubscribed address may come back). */
+const SUBSCRIBED = new Set<MemberStatus>(['active', 'disabled', 'pending']);
 
 export async function indexPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
@@ -46,7 +47,10 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const db = ctx.db.readPool;
   const list = await readableList(db, viewer, String(req.params.list));
-  const [months, recent] = await Promise.all([listMonths(db, list.id), recentThreads(db, list.id, 20)]);
+  const [months, recent, member] = await Promise.all([
+    listMonths(db, list.id), recentThreads(db, list.id, 20),
+    viewer ? findMember(db, list.id, viewer.email.toLowerCase()) : null,
+  ]);
   const { key, last_modified: lastModified } = list;
   const base = listUrl(key);
   sendPage(ctx, req, res, 'archive/list.njk', {
@@ -57,6 +61,8 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
     messages: months.reduce((n, m) => n + m.messages, 0),
     months: months.map((m) => ({ ...m, href: monthUrl(key, m.month), mbox: monthMboxUrl(key, m.month) })),
     recent: threadRows(recent, !viewer, key),
+    // A member is not offered the subscribe form again, but where to manage the subscription.
+    subscription: member && SUBSCRIBED.has(member.status) ? member.status : null,
   }, { restricted: list.archive !== 'public', lastModified, form: true });
 }
 
@@ -86,43 +92,5 @@ export async function monthPage(ctx: WebContext, req: Request, res: Response) {
     threadCount: month.total,
     messageCount: month.messages,
     pager: pager(req, page, month.total, THREADS_PER_PAGE),
-  }, { restricted: list.archive !== 'public', lastModified });
-}
-
-export async function threadPage(ctx: WebContext, req: Request, res: Response) {
-  const viewer = viewerOf(req);
-  const obfuscate = !viewer;
-  const db = ctx.db.readPool;
-  const list = await readableList(db, viewer, String(req.params.list));
-  const threadId = Number(req.params.thread);
-  const page = pageParam(req);
-  const entries = await threadTree(db, list.id, threadId, THREAD_MESSAGES_PER_PAGE, (page - 1) * THREAD_MESSAGES_PER_PAGE);
-  const { key, last_modified: lastModified } = list;
-  const base = listUrl(key);
-  if (entries.length === 0) {
-    const moved = page === 1 ? await movedThread(db, threadId) : null;
-    if (moved) return res.redirect(301, threadUrl(key, moved));
-    throw new NotFound('There is no such thread in this list.', 'no_such_thread');
-  }
-  const total = entries[0].total;
-  sendPage(ctx, req, res, 'archive/thread.njk', {
-    title: shownSubject(entries[0].subject, obfuscate),
-    list,
-    base,
-    threadId,
-    mbox: threadMboxUrl(key, threadId),
-    total,
-    messages: entries.map((e) => ({
-      href: messageUrl(e.message_id),
-      subject: shownSubject(e.subject, obfuscate),
-      author: authorName(e.from_name, e.from_email, obfuscate),
-      date: e.date,
-      depth: Math.min(e.depth, 12),
-      realDepth: e.depth,
-      hasAttachments: e.has_attachments,
-      truncated: e.body_truncated,
-      body: renderText(e.body, { obfuscate }),
-    })),
-    pager: pager(req, page, total, THREAD_MESSAGES_PER_PAGE),
   }, { restricted: list.archive !== 'public', lastModified });
 }

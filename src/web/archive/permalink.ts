@@ -1,5 +1,6 @@
 import type { MessageCopy } from '../../db/archive-messages.ts';
-import { Forbidden, NotFound } from '../../errors.ts';
+import { NotFound } from '../../errors.ts';
+import { MembersOnly } from './access.ts';
 import type { Viewer } from '../viewer.ts';
 
 /**
@@ -33,7 +34,8 @@ export function resolvePermalink(copies: MessageCopy[], preferred: string | null
   const readable = copies.filter((c) => c.readable);
   if (readable.length === 0) {
     if (copies.some((c) => c.archive === 'members')) {
-      throw new Forbidden(`This message is in an archive open to list members only${viewer ? '' : ': log in to read it'}.`, 'archive_restricted');
+      // The list is not named: which list holds a Message-ID is not this reader's to learn.
+      throw new MembersOnly(`This message is in an archive open to list members only${viewer ? `, and ${viewer.email} is not a member of it` : ''}.`, null);
     }
     throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
   }

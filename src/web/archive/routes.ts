@@ -28,9 +28,10 @@ import { monthRange } from '../../mail/months.ts';
 import type { WebContext } from '../context.ts';
 import { feed, monthMbox, threadMbox } from './downloads.ts';
 import { declareQuery } from './http.ts';
-import { indexPage, listPage, monthPage, threadPage } from './list-pages.ts';
+import { indexPage, listPage, monthPage } from './list-pages.ts';
 import { attachment, messagePage, rawMessage } from './message-pages.ts';
 import { searchPage } from './search-page.ts';
+import { threadPage } from './thread-page.ts';
 
 export function archiveRouter(ctx: WebContext): Router {
   const r = Router();

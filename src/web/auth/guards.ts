@@ -71,8 +71,12 @@ export function actor(req: Request): string {
   return req.viewer?.email ?? 'anonymous';
 }
 
-/** A return path that stays on this site (no //host or scheme tricks). */
+/**
+ * A return path that stays on this site (no //host or scheme tricks). Browsers read a backslash
+ * as a slash and drop tabs and line breaks, so `/\evil` and `/<TAB>/evil` would leave the site:
+ * a path with a backslash or any control character is refused outright.
+ */
 export function safeNext(value: unknown, fallback: string): string {
-  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\') || value.length > 1000) return fallback;
-  return /[\r\n]/.test(value) ? fallback : value;
+  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//') || value.length > 1000) return fallback;
+  return /[\\\u0000-\u001f\u007f]/.test(value) ? fallback : value;
 }
