@@ -116,7 +116,14 @@ describe('the moderation queue', () => {
 
   it('discards in bulk with checkboxes, silently', async () => {
     const ids = [await hold({ id: 'spam1@example.org', from: 'S <s1@spam.example>' }), await hold({ id: 'spam2@example.org', from: 'S <s2@spam.example>' }), await hold({ id: 'spam3@example.org', from: 'S <s3@spam.example>' })];
-    const r = await mod.post(H, { ids: ids.map(String), action: 'discard' });
+    // The first POST only asks: a page naming the posts, with a confirm button; nothing is discarded yet.
+    const ask = await mod.post(H, { ids: ids.map(String), action: 'discard' });
+    expect(ask.status).toBe(200);
+    expect(ask.text).toContain('Discard these messages?');
+    for (const i of [1, 2, 3]) expect(ask.text).toContain(`s${i}@spam.example`);
+    expect(ask.text).toMatch(/<input type="hidden" name="confirm" value="1">/);
+    for (const id of ids) expect((await state(id)).state).toBe('held');
+    const r = await mod.post(H, { ids: ids.map(String), action: 'discard', confirm: '1' });
     expect(r.status).toBe(303);
     for (const id of ids) expect((await state(id)).state).toBe('discarded');
     expect(await queuedMail(db)).toHaveLength(0);
@@ -129,7 +136,9 @@ describe('the moderation queue', () => {
     const a = await hold({ id: 'friend@example.org', from: 'Friend <friend@example.org>' });
     const b = await hold({ id: 'troll@example.org', from: 'Troll <troll@example.org>' });
     await mod.post(H, { ids: String(a), action: 'approve-allow' });
-    await mod.post(H, { ids: String(b), action: 'discard-ban' });
+    expect((await mod.post(H, { ids: String(b), action: 'discard-ban' })).status).toBe(200);
+    expect((await state(b)).state).toBe('held');
+    await mod.post(H, { ids: String(b), action: 'discard-ban', confirm: '1' });
     const { rows } = await db.pool.query('select email, kind, created_by from sender_rules where list_id = $1 order by email', [dev.id]);
     expect(rows).toEqual([
       { email: 'friend@example.org', kind: 'allow', created_by: 'mod@example.org' },
@@ -147,10 +156,102 @@ describe('the moderation queue', () => {
 
   it('ignores held ids of another list sent through a list the moderator does handle', async () => {
     const id = await hold({ id: 'not-yours@example.org' });
-    const r = await otherMod.post('/admin/lists/qa@lists.example.org/held', { ids: String(id), action: 'discard' });
+    const r = await otherMod.post('/admin/lists/qa@lists.example.org/held', { ids: String(id), action: 'discard', confirm: '1' });
     expect(r.status).toBe(303);
     expect((await state(id)).state).toBe('held');
     expect((await otherMod.get(`/admin/lists/qa@lists.example.org/held/${id}`)).status).toBe(404);
-    expect((await otherMod.post(H, { ids: String(id), action: 'discard' })).status).toBe(403);
+    expect((await otherMod.post(H, { ids: String(id), action: 'discard', confirm: '1' })).status).toBe(403);
+    expect((await otherMod.post(`${H}/sender`, { sender: '@example.org', action: 'discard-sender', confirm: '1' })).status).toBe(403);
+    expect((await state(id)).state).toBe('held');
+  });
+
+  it('pages a flood of held posts, 50 a page, with an honest count', async () => {
+    await clearQueue();
+    await floodHeld(120, 'flood.example');
+    const first = await mod.get(H);
+    expect(first.text).toContain('120 messages held; showing 1–50, page 1 of 3.');
+    expect(first.text.match(/name="ids" value=/g)).toHaveLength(50);
+    const third = await mod.get(`${H}?page=3`);
+    expect(third.text).toContain('showing 101–120, page 3 of 3');
+    expect(third.text.match(/name="ids" value=/g)).toHaveLength(20);
+    expect(third.text).toContain('Flood 120<');
+    expect(third.text).not.toContain('Flood 100<');
+    expect((await mod.get(`${H}?page=9`)).location).toBe(`${H}?page=3`);
+  });
+
+  it('"select all on this page" acts on every post listed on the page, and only those, after confirming', async () => {
+    await clearQueue();
+    const ids = await floodHeld(60, 'flood.example');
+    const page = await mod.get(H);
+    const pageIds = [...page.text.matchAll(/name="page_ids" value="(\d+)"/g)].map((m) => m[1]);
+    expect(pageIds).toEqual(ids.slice(0, 50).map(String));
+    const ask = await mod.post(H, { all: '1', page_ids: pageIds, action: 'discard', page: '1' });
+    expect(ask.status).toBe(200);
+    expect(ask.text.match(/name="ids" value=/g)).toHaveLength(50);
+    expect(await heldCount()).toBe(60);
+    const r = await mod.post(H, { ids: pageIds, action: 'discard', page: '1', confirm: '1' });
+    expect(r.status).toBe(303);
+    const { rows } = await db.pool.query(`select id from held_messages where list_id = $1 and state = 'held' order by id`, [dev.id]);
+    expect(rows.map((x) => x.id)).toEqual(ids.slice(50));
+    const audited = await db.pool.query(`select count(*)::int as n from audit_log where action = 'held.discard' and (detail->>'id')::bigint = any($1::bigint[])`, [ids]);
+    expect(audited.rows[0].n).toBe(50);
+    // A second click is harmless: nothing is held any more among those ids.
+    const again = await mod.post(H, { ids: pageIds, action: 'discard', confirm: '1' });
+    expect(again.status).toBe(303);
+    expect(await heldCount()).toBe(10);
+  });
+
+  it('discards all held from one address, or bans a whole domain and discards all held from it', async () => {
+    await clearQueue();
+    await floodHeld(3, 'bad.example');
+    const bob = await hold({ id: 'bob-1@other.example', from: 'Bob <bob@other.example>' });
+    const bob2 = await hold({ id: 'bob-2@other.example', from: 'Bob <bob@other.example>' });
+    const carol = await hold({ id: 'carol@other.example', from: 'Carol <carol@other.example>' });
+    // One address.
+    const ask = await mod.post(`${H}/sender`, { sender: 'Bob@Other.example', action: 'discard-sender' });
+    expect(ask.status).toBe(200);
+    expect(ask.text).toContain('Discard all held from bob@other.example?');
+    expect(ask.text).toContain('2 held messages');
+    expect((await state(bob)).state).toBe('held');
+    expect((await mod.post(`${H}/sender`, { sender: 'bob@other.example', action: 'discard-sender' }, { csrf: false })).status).toBe(403);
+    expect((await state(bob)).state).toBe('held');
+    await mod.post(`${H}/sender`, { sender: 'bob@other.example', action: 'discard-sender', confirm: '1' });
+    expect([(await state(bob)).state, (await state(bob2)).state, (await state(carol)).state]).toEqual(['discarded', 'discarded', 'held']);
+    // A whole domain, from a ticked post: the ban rule is written, every post held from it goes.
+    const [one] = (await db.pool.query(`select id from held_messages where from_email like '%@bad.example' and state = 'held' order by id limit 1`)).rows;
+    const askDomain = await mod.post(H, { ids: String(one.id), action: 'discard-ban-domain' });
+    expect(askDomain.text).toContain('Domains: @bad.example.');
+    expect((await db.pool.query(`select 1 from sender_rules where email = '@bad.example'`)).rows).toHaveLength(0);
+    await mod.post(H, { ids: String(one.id), action: 'discard-ban-domain', confirm: '1' });
+    expect((await db.pool.query(`select email, kind, created_by from sender_rules where list_id = $1 and email = '@bad.example'`, [dev.id])).rows)
+      .toEqual([{ email: '@bad.example', kind: 'ban', created_by: 'mod@example.org' }]);
+    expect((await db.pool.query(`select state from held_messages where from_email like '%@bad.example'`)).rows.map((x) => x.state)).toEqual(['discarded', 'discarded', 'discarded']);
+    expect((await state(carol)).state).toBe('held');
+    const audit = await db.pool.query(`select action, target from audit_log where action in ('sender.ban', 'held.discard-ban') and (target = '@bad.example' or detail->>'sender' = '@bad.example') order by id`);
+    expect(audit.rows.map((x) => x.action)).toEqual(['sender.ban', 'held.discard-ban', 'held.discard-ban', 'held.discard-ban']);
+    // The next post from the domain is dropped, not held.
+    await sendRaw(smtp.port, { from: 'new@bad.example', to: ['dev@lists.example.org'] }, message({ id: 'late@bad.example', from: 'N <new@bad.example>', to: 'dev@lists.example.org' }));
+    expect((await db.pool.query(`select state from held_messages where message_id = 'late@bad.example'`)).rows).toEqual([{ state: 'discarded' }]);
+    // Ban by the sender form: confirmed, then the rule exists even though nothing was held.
+    await mod.post(`${H}/sender`, { sender: '@worse.example', action: 'discard-ban-sender', confirm: '1' });
+    expect((await db.pool.query(`select kind from sender_rules where email = '@worse.example'`)).rows).toEqual([{ kind: 'ban' }]);
   });
 });
+
+async function clearQueue() {
+  await db.pool.query(`update held_messages set state = 'discarded', decided_by = 'test' where state = 'held'`);
+}
+
+const heldCount = async () => (await db.pool.query<{ n: number }>(`select count(*)::int as n from held_messages where list_id = $1 and state = 'held'`, [dev.id])).rows[0].n;
+
+/** `n` held posts on dev, from n addresses at `domain`, received a second apart in order; their ids. */
+async function floodHeld(n: number, domain: string): Promise<number[]> {
+  const { rows } = await db.pool.query<{ id: number }>(
+    `insert into held_messages (list_id, message_id, raw, size, from_email, from_name, subject, reason, rule, state, received_at)
+     select $1, 'flood-' || g || '-' || $3 || '@' || $2, convert_to('Subject: Flood ' || g, 'UTF8'), 20, 'user' || g || '@' || $2, '', 'Flood ' || g,
+            'moderated list', 'moderated', 'held', now() - interval '1 day' + make_interval(secs => g)
+       from generate_series(1, $4::int) g returning id`,
+    [dev.id, domain, Date.now(), n],
+  );
+  return rows.map((r) => Number(r.id)).sort((a, b) => a - b);
+}

@@ -99,7 +99,16 @@ describe('finding and changing members', () => {
     expect(r.location).toBe(back);
     expect((await findMember(db.pool, dev.id, 'bulk01@example.com'))!.mode).toBe('nomail');
     expect((await findMember(db.pool, dev.id, 'bulk02@example.com'))!.mode).toBe('nomail');
-    await owner.post(`${M}/bulk`, { emails: ['bulk03@example.com'], action: 'remove', back: 'https://evil.example/' });
+    // Removing asks first: the page names who goes, and nothing changes until its button is pressed.
+    const ask = await owner.post(`${M}/bulk`, { emails: ['bulk03@example.com'], action: 'remove', back: 'https://evil.example/' });
+    expect(ask.status).toBe(200);
+    expect(ask.text).toContain('Remove bulk03@example.com?');
+    expect(ask.text).toContain(`<input type="hidden" name="back" value="${M}">`);
+    expect((await findMember(db.pool, dev.id, 'bulk03@example.com'))!.status).toBe('active');
+    expect((await owner.post(`${M}/bulk`, { emails: ['bulk03@example.com'], action: 'remove', confirm: '1' }, { csrf: false })).status).toBe(403);
+    expect((await findMember(db.pool, dev.id, 'bulk03@example.com'))!.status).toBe('active');
+    const done = await owner.post(`${M}/bulk`, { emails: ['bulk03@example.com'], action: 'remove', back: 'https://evil.example/', confirm: '1' });
+    expect(done.location).toBe(M);
     expect((await findMember(db.pool, dev.id, 'bulk03@example.com'))!.status).toBe('unsubscribed');
     const audit = await db.pool.query(`select action, detail from audit_log where action in ('member.mode', 'member.remove') order by id`);
     expect(audit.rows.map((x) => x.action)).toEqual(['member.mode', 'member.remove']);

@@ -54,6 +54,7 @@ const ACTIONS: [string, Need, Record<string, string>][] = [
   [`${L}/members/add`, 'owner', { addresses: 'not-an-address' }],
   [`${L}/members/bulk`, 'owner', { action: 'remove' }],
   [`${L}/held`, 'moderator', { action: 'approve' }],
+  [`${L}/held/sender`, 'moderator', { action: 'discard-sender', sender: '' }],
   [`${L}/requests`, 'moderator', { action: 'approve' }],
   [`${L}/messages/hide`, 'moderator', { message_id: 'nothing@example.org', reason: 'spam' }],
   [`${L}/messages/unhide`, 'moderator', { message_id: 'nothing@example.org' }],

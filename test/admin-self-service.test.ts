@@ -62,14 +62,25 @@ describe('a member manages their own subscriptions', () => {
   });
 
   it('unsubscribes', async () => {
-    await member.post(`/account/subscriptions/${await idOf(qa, 'me@example.org')}`, { action: 'unsubscribe' });
+    const id = await idOf(qa, 'me@example.org');
+    const ask = await member.post(`/account/subscriptions/${id}`, { action: 'unsubscribe' });
+    expect(ask.status).toBe(200);
+    expect(ask.text).toContain('Leave QA (qa@lists.example.org)?');
+    expect(ask.text).toContain(`action="/account/subscriptions/${id}"`);
+    expect((await findMember(db.pool, qa.id, 'me@example.org'))!.status).toBe('active');
+    expect((await member.post(`/account/subscriptions/${id}`, { action: 'unsubscribe', confirm: '1' }, { csrf: false })).status).toBe(403);
+    expect((await findMember(db.pool, qa.id, 'me@example.org'))!.status).toBe('active');
+    expect((await member.post(`/account/subscriptions/${id}`, { action: 'unsubscribe', confirm: '1' })).status).toBe(303);
     expect((await findMember(db.pool, qa.id, 'me@example.org'))!.status).toBe('unsubscribed');
+    const audit = await db.pool.query(`select actor, action from audit_log where action = 'self.unsubscribe' and list_id = $1`, [qa.id]);
+    expect(audit.rows).toEqual([{ actor: 'me@example.org', action: 'self.unsubscribe' }]);
     expect((await member.get('/account')).text).not.toContain('href="/lists/qa@lists.example.org/"');
   });
 
   it("cannot touch someone else's subscription", async () => {
     const r = await member.post(`/account/subscriptions/${await idOf(qa, 'someone@example.org')}`, { action: 'unsubscribe' });
     expect(r.status).toBe(403);
+    expect((await member.post(`/account/subscriptions/${await idOf(qa, 'someone@example.org')}`, { action: 'unsubscribe', confirm: '1' })).status).toBe(403);
     expect((await findMember(db.pool, qa.id, 'someone@example.org'))!.status).toBe('active');
   });
 

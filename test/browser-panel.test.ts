@@ -67,8 +67,8 @@ async function shot(page: Page, name: string) {
   if (SCREENSHOTS) await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-async function logIn(email: string, next = ''): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+async function logIn(email: string, next = '', opts: { javaScriptEnabled?: boolean } = {}): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, ...opts });
   const page = await context.newPage();
   await page.goto(`${web.url}/login${next ? `?next=${encodeURIComponent(next)}` : ''}`);
   await page.fill('form[action="/login"] input[name=email]', email);
@@ -128,12 +128,39 @@ describe('the web panel in Chromium', () => {
     await shot(page, 'held-queue');
     for (let i = 0; i < 3; i++) await rows.nth(i).locator('input[type=checkbox]').check();
     await page.click('button[value=discard]');
-    await page.waitForURL(/\/held$/);
+    // Discarding asks first, naming the posts.
+    expect(await page.textContent('.confirm h2')).toContain('Discard these messages?');
+    expect(await page.locator('.confirm-items li').allTextContents()).toEqual([1, 2, 3].map((i) => `spammer${i}@junk.example — Cheap watches ${i}`));
+    await page.click('.confirm-form button[type=submit]');
     expect(await page.textContent('[role=status]')).toContain('3 messages discarded');
     expect(await page.locator('table.held tbody tr').count()).toBe(1);
     expect(await page.textContent('table.held')).toContain('A real question');
     const { rows: states } = await db.pool.query(`select state from held_messages where message_id like 'junk-%' order by message_id`);
     expect(states.map((r) => r.state)).toEqual(['discarded', 'discarded', 'discarded']);
+    await page.context().close();
+  });
+
+  it('selects all on a page and discards them after confirming, with JavaScript off', async () => {
+    // 55 posts from a flood, all older than what is already held: the first page is 50 of them.
+    const { rows: flood } = await db.pool.query<{ id: string }>(
+      `insert into held_messages (list_id, message_id, raw, size, from_email, from_name, subject, reason, rule, state, received_at)
+       select $1, 'wave-' || g || '@flood.example', convert_to('Subject: Wave ' || g, 'UTF8'), 20, 'bot' || g || '@flood.example', '', 'Wave ' || g,
+              'moderated list', 'moderated', 'held', now() - interval '1 day' + make_interval(secs => g)
+         from generate_series(1, 55) g returning id`, [dev.id]);
+    const page = await logIn('owner@example.org', '/admin/lists/dev@lists.example.org/held', { javaScriptEnabled: false });
+    expect(await page.textContent('p.held-count')).toContain('56 messages held; showing 1–50, page 1 of 2.');
+    await page.check('input[name=all]');
+    await page.click('button[value=discard]');
+    expect(await page.textContent('.confirm h2')).toContain('Discard these messages?');
+    expect(await page.locator('.confirm-items li').count()).toBe(50);
+    // Nothing is discarded before the confirmation.
+    expect((await db.pool.query(`select count(*)::int as n from held_messages where list_id = $1 and state = 'held'`, [dev.id])).rows[0].n).toBe(56);
+    await page.click('.confirm-form button[type=submit]');
+    expect(await page.textContent('[role=status]')).toContain('50 messages discarded');
+    expect(await page.textContent('p.held-count')).toContain('6 messages held.');
+    const { rows } = await db.pool.query(`select id::text, message_id from held_messages where list_id = $1 and state = 'held' order by received_at, id`, [dev.id]);
+    expect(rows.map((r) => r.message_id)).toEqual(['wave-51@flood.example', 'wave-52@flood.example', 'wave-53@flood.example', 'wave-54@flood.example', 'wave-55@flood.example', 'keep@example.org']);
+    expect(rows.map((r) => r.id)).toEqual([...flood.slice(50).map((r) => String(r.id)), rows[5].id]);
     await page.context().close();
   });
 

@@ -164,7 +164,7 @@ describe('every route, by property', () => {
     '/login/reset/{}', '/?page={}', '/lists/dev/2026-11/?page={}', '/message-id/hello@example.org?view={}&images={}&list={}', '/login?next={}&email={}',
   ];
   const adminRoutes = [
-    '/admin/lists/{}/', '/admin/lists/dev/members?q={}&mode={}&status={}&page={}', '/admin/lists/dev/members/{}', '/admin/lists/dev/held/{}',
+    '/admin/lists/{}/', '/admin/lists/dev/members?q={}&mode={}&status={}&page={}', '/admin/lists/dev/members/{}', '/admin/lists/dev/held/{}', '/admin/lists/dev/held?page={}',
     '/admin/lists/dev/messages?q={}&page={}', '/admin/audit?page={}', '/admin/lists/dev/audit?page={}', '/admin/lists/{}/settings', '/admin/lists/dev/requests?page={}',
   ];
   const value = fc.oneof(fc.string({ unit: 'binary', maxLength: 60 }), fc.constantFrom('0', '-1', '1e999', '99999999999999999999', '', '..', '%', 'NaN', '[]', 'dev', 'hello@example.org'));

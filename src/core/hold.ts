@@ -7,8 +7,8 @@
 
 import type pg from 'pg';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
-import { decideHeld, heldById, heldSameContent, insertHeld, pendingHeld, type HeldRow } from '../db/held.ts';
-import { recordAudit } from '../db/audit.ts';
+import { decideHeld, discardHeldFromSender, heldById, heldSameContent, insertHeld, pendingHeld, type HeldListRow, type HeldRow } from '../db/held.ts';
+import { recordAudit, recordAudits } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
 import { listHasMessageId } from '../db/messages.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
@@ -21,6 +21,7 @@ import type { Decision } from './moderation-rules.ts';
 import { notifyModeratorsOfHeld, tellSenderHeld } from './held-notices.ts';
 import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
+import { senderKey } from './sender-rules.ts';
 
 export interface HeldSummary {
   id: number;
@@ -107,6 +108,29 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
       detail: { id, from: held.from_email, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
     });
     log.info({ heldId: id, list: list.address, action, by: opts.actor }, 'held message moderated');
+  });
+}
+
+/**
+ * Discards every post of the list still held from an address or a whole '@domain' (a flood), and
+ * with `ban` also bans that sender, in one transaction with an audit entry per post. Posts decided
+ * meanwhile are left alone, so a second click does nothing. Returns the posts discarded.
+ */
+export async function discardHeldFrom(pool: pg.Pool, list: ListRow, sender: string, opts: { actor: string; ban?: boolean; reason?: string }): Promise<{ sender: string; discarded: HeldListRow[] }> {
+  const key = senderKey(sender);
+  const reason = opts.reason?.trim() || null;
+  return withTransaction(pool, async (tx) => {
+    if (opts.ban) {
+      await upsertSenderRule(tx, list.id, key, 'ban', null, opts.actor);
+      await recordAudit(tx, { actor: opts.actor, action: 'sender.ban', list, target: key, detail: { from: 'held queue' } });
+    }
+    const discarded = await discardHeldFromSender(tx, list.id, key, opts.actor, reason);
+    await recordAudits(tx, discarded.map((h) => ({
+      actor: opts.actor, action: `held.discard${opts.ban ? '-ban' : ''}`, list, target: h.message_id,
+      detail: { id: h.id, from: h.from_email, subject: h.subject.slice(0, 200), sender: key, ...(reason ? { reason } : {}) },
+    })));
+    log.info({ list: list.address, sender: key, discarded: discarded.length, ban: !!opts.ban, by: opts.actor }, 'held messages discarded by sender');
+    return { sender: key, discarded };
   });
 }
 

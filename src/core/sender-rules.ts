@@ -36,7 +36,8 @@ export async function listSenderRules(db: Queryable, listId: number): Promise<Se
   return senderRules(db, listId);
 }
 
-function senderKey(email: string): string {
+/** An address or '@domain' as rules store it; InvalidInput when it is neither. */
+export function senderKey(email: string): string {
   const value = email.trim().toLowerCase();
   if (value.startsWith('@') && normalizeEmail(`x${value}`)) return value;
   const address = normalizeEmail(value);

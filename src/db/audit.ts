@@ -30,6 +30,17 @@ export async function recordAudit(db: Queryable, e: AuditEntry): Promise<void> {
   );
 }
 
+/** Many entries in one statement (a bulk decision on a flood of held posts). */
+export async function recordAudits(db: Queryable, entries: AuditEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await db.query(
+    `insert into audit_log (actor, action, list_id, list_address, target, detail)
+     select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])`,
+    [entries.map((e) => e.actor), entries.map((e) => e.action), entries.map((e) => e.list?.id ?? null), entries.map((e) => e.list?.address ?? null),
+      entries.map((e) => e.target ?? null), entries.map((e) => JSON.stringify(e.detail ?? {}))],
+  );
+}
+
 /** Newest first; optionally one list's entries, one family of actions, entries before an id (paging). */
 export async function recentAudit(
   db: Queryable, opts: { listId?: number | null; beforeId?: number | null; actionPrefix?: string | null; limit?: number } = {},

@@ -78,6 +78,57 @@ export async function pendingHeld(db: Queryable, listId: number): Promise<HeldLi
   return rows;
 }
 
+/** One page of a list's queue, oldest first, and how many posts it holds in all. */
+export async function heldPage(db: Queryable, listId: number, limit: number, offset: number): Promise<{ rows: HeldListRow[]; total: number }> {
+  const [page, count] = await Promise.all([
+    db.query<HeldListRow>(
+      `select id, message_id, from_email, from_name, subject, reason, received_at, size
+         from held_messages where list_id = $1 and state = 'held' order by received_at, id limit $2 offset $3`,
+      [listId, limit, offset],
+    ),
+    db.query<{ n: number }>(`select count(*)::int as n from held_messages where list_id = $1 and state = 'held'`, [listId]),
+  ]);
+  return { rows: page.rows, total: count.rows[0].n };
+}
+
+/** Those of `ids` still held for this list (ids of other lists or already decided are left out). */
+export async function heldAmong(db: Queryable, listId: number, ids: number[]): Promise<HeldListRow[]> {
+  const { rows } = await db.query<HeldListRow>(
+    `select id, message_id, from_email, from_name, subject, reason, received_at, size
+       from held_messages where list_id = $1 and state = 'held' and id = any($2::bigint[]) order by received_at, id`,
+    [listId, ids],
+  );
+  return rows;
+}
+
+// An address matches itself; '@domain' matches every address whose part after the last '@' is
+// that domain, as the sender rules match it (sender-rules.ts).
+const FROM_SENDER = `case when starts_with($2::text, '@') then right(lower(from_email), length($2::text)) = $2::text else lower(from_email) = $2::text end`;
+
+/** How many posts of a list from an address or '@domain' are held, and the oldest `limit` of them. */
+export async function heldFromSender(db: Queryable, listId: number, sender: string, limit: number): Promise<{ rows: HeldListRow[]; total: number }> {
+  const [page, count] = await Promise.all([
+    db.query<HeldListRow>(
+      `select id, message_id, from_email, from_name, subject, reason, received_at, size
+         from held_messages where list_id = $1 and state = 'held' and ${FROM_SENDER} order by received_at, id limit $3`,
+      [listId, sender, limit],
+    ),
+    db.query<{ n: number }>(`select count(*)::int as n from held_messages where list_id = $1 and state = 'held' and ${FROM_SENDER}`, [listId, sender]),
+  ]);
+  return { rows: page.rows, total: count.rows[0].n };
+}
+
+/** Discards every post of a list still held from an address or '@domain'; returns those it discarded. */
+export async function discardHeldFromSender(db: Queryable, listId: number, sender: string, by: string, reason: string | null): Promise<HeldListRow[]> {
+  const { rows } = await db.query<HeldListRow>(
+    `update held_messages set state = 'discarded', decided_at = now(), decided_by = $3, decision_reason = $4
+      where list_id = $1 and state = 'held' and ${FROM_SENDER}
+      returning id, message_id, from_email, from_name, subject, reason, received_at, size`,
+    [listId, sender, by, reason],
+  );
+  return rows.sort((a, b) => a.id - b.id);
+}
+
 export async function heldById(db: Queryable, id: number, opts: { forUpdate?: boolean } = {}): Promise<HeldRow | null> {
   const { rows } = await db.query<HeldRow>(
     `select * from held_messages where id = $1 ${opts.forUpdate ? 'for update' : ''}`,

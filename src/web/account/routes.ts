@@ -7,7 +7,8 @@ import { listsForStaff } from '../../db/list-admin.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
 import { changeOwnSubscription } from '../../core/members.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
-import { NotFound } from '../../errors.ts';
+import { Forbidden, NotFound } from '../../errors.ts';
+import { findMemberById } from '../../db/members.ts';
 import { DELIVERY_MODES, DIGEST_FORMATS } from '../../list-policies.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
@@ -15,6 +16,7 @@ import { render } from '../render.ts';
 import { currentSessionHash, flash } from '../session.ts';
 import { field, oneOf, positiveInt } from '../admin/form.ts';
 import { requireLogin } from '../auth/guards.ts';
+import { confirmPage } from '../admin/confirm.ts';
 
 
 export function accountRouter(ctx: WebContext): Router {
@@ -42,6 +44,21 @@ export function accountRouter(ctx: WebContext): Router {
       const list = await changeOwnSubscription(db, id, viewer.email, { mode, digestFormat: format });
       message = `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
     } else if (action === 'unsubscribe') {
+      if (field(req, 'confirm') !== '1') {
+        // Only one's own current subscriptions; a second click after leaving just says so.
+        const sub = (await subscriptionsOf(db, viewer.email)).find((s) => Number(s.id) === id);
+        if (!sub) {
+          const other = await findMemberById(db, id);
+          if (other && other.email !== viewer.email) throw new Forbidden('That subscription is not yours.');
+          flash(ctx, res, 'You are not subscribed there (any more).', 'error');
+          return res.redirect(303, '/account');
+        }
+        return confirmPage(ctx, req, res, {
+          title: `Leave ${sub.list_address}?`, heading: `Leave ${sub.list_name} (${sub.list_address})?`,
+          consequence: `You stop getting its mail at once. To come back you subscribe again and confirm by mail.`,
+          items: [], count: 1, more: 0, button: 'Unsubscribe', action: `/account/subscriptions/${id}`, cancel: '/account', hidden: [['action', 'unsubscribe']],
+        }, 'account/confirm.njk');
+      }
       message = `You have left ${(await changeOwnSubscription(db, id, viewer.email, 'unsubscribe')).address}.`;
     } else {
       message = `Delivery from ${(await changeOwnSubscription(db, id, viewer.email, 'reenable')).address} is on again.`;

@@ -16,6 +16,7 @@ import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { field, fields, oneOf, optionalOneOf, positiveInt, query } from './form.ts';
 import { csvCell, parseMemberLines } from './member-import.ts';
 import { multipartForm } from './multipart.ts';
+import { confirmPage } from './confirm.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
 const PAGE_SIZE = 50;
@@ -98,6 +99,15 @@ export function membersRouter(ctx: WebContext): Router {
     if (emails.length === 0) {
       flash(ctx, res, 'Tick at least one member first.', 'error');
       return res.redirect(303, back);
+    }
+    if (action === 'remove' && field(req, 'confirm') !== '1') {
+      return confirmPage(ctx, req, res, {
+        title: `Confirm · ${list.address}`, tab: 'members', heading: `Remove ${emails.length === 1 ? emails[0] : `${emails.length} members`}?`,
+        consequence: `They stop getting mail from ${list.address} at once and are not told. Adding them again later is possible.`,
+        items: emails.slice(0, 100), count: emails.length, more: Math.max(0, emails.length - 100), button: 'Remove',
+        action: adminListUrl(list.address, 'members/bulk'), cancel: back,
+        hidden: [['action', 'remove'], ['back', back], ...emails.map((e) => ['emails', e] as [string, string])],
+      });
     }
     const change = action === 'remove' || action === 'reenable' ? action : { mode: action.slice(5) as DeliveryMode };
     const changed = (await changeMembers(db, list, emails, change, { actor: actor(req) })).filter(Boolean).length;
