@@ -899,6 +899,7 @@ CREATE TABLE public.lists (
     bounce_warnings integer DEFAULT 3 NOT NULL,
     bounce_warning_interval_days integer DEFAULT 7 NOT NULL,
     notify_held_sender boolean DEFAULT false NOT NULL,
+    roster_visibility text DEFAULT 'owners'::text NOT NULL,
     CONSTRAINT lists_address_check CHECK ((address = lower(address))),
     CONSTRAINT lists_archive_check CHECK ((archive = ANY (ARRAY['public'::text, 'members'::text, 'private'::text]))),
     CONSTRAINT lists_auth_policy_check CHECK ((auth_policy = ANY (ARRAY['accept'::text, 'hold'::text, 'reject'::text]))),
@@ -912,6 +913,7 @@ CREATE TABLE public.lists (
     CONSTRAINT lists_max_message_size_check CHECK ((max_message_size >= 0)),
     CONSTRAINT lists_post_policy_check CHECK ((post_policy = ANY (ARRAY['open'::text, 'members'::text, 'moderated'::text]))),
     CONSTRAINT lists_reply_to_check CHECK ((reply_to = ANY (ARRAY['none'::text, 'list'::text, 'address'::text]))),
+    CONSTRAINT lists_roster_visibility_check CHECK ((roster_visibility = ANY (ARRAY['owners'::text, 'members'::text, 'anyone'::text]))),
     CONSTRAINT lists_subscribe_policy_check CHECK ((subscribe_policy = ANY (ARRAY['open'::text, 'confirm'::text, 'approve'::text])))
 );
 

@@ -24,6 +24,10 @@ export type DmarcMitigation = (typeof DMARC_MITIGATIONS)[number];
 export const AUTH_POLICIES = ['accept', 'hold', 'reject'] as const;
 export type AuthPolicy = (typeof AUTH_POLICIES)[number];
 
+/** Who may see a list's member list (/lists/LIST/members): sql/0044. */
+export const ROSTER_VISIBILITIES = ['owners', 'members', 'anyone'] as const;
+export type RosterVisibility = (typeof ROSTER_VISIBILITIES)[number];
+
 export const DELIVERY_MODES = ['each', 'digest', 'nomail'] as const;
 export type DeliveryMode = (typeof DELIVERY_MODES)[number];
 

@@ -2,7 +2,7 @@
 
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
-import type { ArchivePolicy, AuthPolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, SubscribePolicy } from '../list-policies.ts';
+import type { ArchivePolicy, AuthPolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, RosterVisibility, SubscribePolicy } from '../list-policies.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
@@ -153,6 +153,8 @@ export interface DeliverySettings {
   auth_policy: AuthPolicy;
   /** whether the sender of a held post is told it awaits a moderator (Mailman's respond_to_post_requests) */
   notify_held_sender: boolean;
+  /** who may see the member list on /lists/LIST/members: owners (and moderators), members, anyone */
+  roster_visibility: RosterVisibility;
 }
 
 /**
@@ -179,6 +181,7 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   spam_reject_score: 'real',
   auth_policy: 'text',
   notify_held_sender: 'boolean',
+  roster_visibility: 'text',
 };
 
 /** Changes the given sending options of a list; the others keep their values. */

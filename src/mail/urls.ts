@@ -21,6 +21,11 @@ export function subscribeUrl(key: string): string {
   return `${listUrl(key)}subscribe`;
 }
 
+/** `/lists/KEY/members`: the read-only member list (the list's roster_visibility says for whom). */
+export function rosterUrl(key: string): string {
+  return `${listUrl(key)}members`;
+}
+
 /** `/lists/KEY/YYYY-MM/`: one month of a list. */
 export function monthUrl(key: string, month: string): string {
   return `${listUrl(key)}${month}/`;

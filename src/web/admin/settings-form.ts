@@ -7,7 +7,7 @@ import type { Request } from 'express';
 import { LIST_SETTINGS } from '../../core/list-settings.ts';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
-import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
+import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
@@ -94,6 +94,9 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     spam_reject_score: threshold('spam_reject_score', 'Refuse at spam score', list.spam_reject_score),
     notify_held_sender: yesNo('notify_held_sender', list.notify_held_sender),
     auth_policy: pick('auth_policy', 'Posts that fail authentication', AUTH_POLICIES, list.auth_policy),
+    // A form without the field (an older page) leaves it as it is.
+    roster_visibility: Object.prototype.hasOwnProperty.call(req.body ?? {}, 'roster_visibility')
+      ? pick('roster_visibility', 'Who may see the members', ROSTER_VISIBILITIES, list.roster_visibility) : list.roster_visibility,
   };
   // The private key is write-only: an empty field keeps the stored one; a checkbox removes it.
   const key = field(req, 'dkim_private_key', 20_000).replace(/\r\n/g, '\n');

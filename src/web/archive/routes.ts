@@ -6,6 +6,7 @@
  *   /search                                  searchPage   ?q ?list ?from ?after ?before ?page
  *   /lists/LIST  (and /lists/LIST/)          listPage
  *   /lists/LIST/feed.atom                    feed
+ *   /lists/LIST/members                      rosterPage (roster-page.ts)
  *   /lists/LIST/YYYY-MM.mbox                 monthMbox
  *   /lists/LIST/YYYY-MM                      monthPage    ?page
  *   /lists/LIST/thread/ID.mbox               threadMbox
@@ -30,6 +31,7 @@ import { feed, monthMbox, threadMbox } from './downloads.ts';
 import { declareQuery } from './http.ts';
 import { indexPage, listPage, monthPage } from './list-pages.ts';
 import { attachment, messagePage, rawMessage } from './message-pages.ts';
+import { rosterPage } from './roster-page.ts';
 import { searchPage } from './search-page.ts';
 import { threadPage } from './thread-page.ts';
 
@@ -60,6 +62,8 @@ export function archiveRouter(ctx: WebContext): Router {
   r.get('/search', reads('q', 'list', 'from', 'after', 'before', 'page'), h(searchPage));
   r.get('/lists/:list', reads(), h(listPage));
   r.get('/lists/:list/feed.atom', reads(), h(feed));
+  // Never from the page cache: who sees it depends on who asks.
+  r.get('/lists/:list/members', declareQuery([]), h(rosterPage));
   r.get('/lists/:list/:month.mbox', reads(), h(monthMbox));
   r.get('/lists/:list/:month', reads('page'), h(monthPage));
   r.get('/lists/:list/thread/:thread.mbox', reads(), h(threadMbox));

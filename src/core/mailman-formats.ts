@@ -1,0 +1,367 @@
+/*
+ * What `listkeeper import-mailman` reads, turned into one plan: the list's address, its settings
+ * by LIST_SETTINGS name (as `list set` takes them), owners, moderators, members with their modes,
+ * banned and allowed senders, and each Mailman setting that has no equivalent here. Pure: files
+ * in, plan out. The formats, and which Mailman setting becomes which (docs/command-line.md):
+ *
+ * Mailman 3: the JSON of its REST API (what Postorius reads), one response per file or several
+ * under one object {config, members, owners, moderators, bans}: GET /3.1/lists/LIST/config, the
+ * rosters GET /3.1/lists/LIST/roster/{member,owner,moderator} ({entries: [{email, display_name,
+ * delivery_mode, role…}]}; an entry may carry delivery_status from the member's preferences) and
+ * GET /3.1/lists/LIST/bans ({entries: [{email…}]}).
+ *
+ * Mailman 2: `config_list -o FILE LIST` (Python assignments) and `list_members` output, one
+ * address or `Name <address>` (-f) a line, one file per flag: the file's name says which, by
+ * containing "regular", "digest" or "nomail" (list_members -r, -d, -n). Without a flag
+ * list_members prints regular and digest members alike, so a name without one is refused.
+ */
+
+import path from 'node:path';
+import { InvalidInput } from '../errors.ts';
+import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
+import { normalizeEmail } from '../mail/address.ts';
+import { parseAssignments, PythonSyntaxError, type PyValue } from './mailman-python.ts';
+
+export interface ImportMember {
+  email: string;
+  name: string | null;
+  mode: DeliveryMode;
+  digestFormat: DigestFormat | null;
+}
+
+export interface ImportPlan {
+  format: 'mailman3' | 'mailman2';
+  address: string | null;
+  /** setting name → text value, checked later by parseListSettings */
+  settings: [string, string][];
+  owners: string[];
+  moderators: string[];
+  members: ImportMember[];
+  bans: string[];
+  allows: string[];
+  /** a Mailman setting (or part of one) listkeeper has no equivalent for, and why */
+  unmapped: { setting: string; value: string; note: string }[];
+  /** input refused line by line (an address that is none): reported, the rest imported */
+  problems: { file: string; line: number | null; input: string; error: string }[];
+}
+
+export interface InputFile {
+  name: string;
+  text: string;
+}
+
+/** Reads every file into one plan; a file that is of no known format, or no configuration among them, is an InvalidInput. */
+export function readMailmanFiles(files: InputFile[]): ImportPlan {
+  const plan: ImportPlan = { format: 'mailman3', address: null, settings: [], owners: [], moderators: [], members: [], bans: [], allows: [], unmapped: [], problems: [] };
+  let configs = 0;
+  const memberFiles: InputFile[] = [];
+  for (const f of files) {
+    const t = f.text.replace(/^\uFEFF/, '').trim();
+    if (t.startsWith('{') || t.startsWith('[') || /\.json$/i.test(f.name)) {
+      let json: unknown;
+      try {
+        json = JSON.parse(t);
+      } catch (err) {
+        throw new InvalidInput(`${f.name}: not JSON (${(err as Error).message})`, 'bad_import');
+      }
+      configs += readMailman3(f.name, json, plan);
+    } else if (/^\s*#\s*-\*- python -\*-|mailing list configuration settings|^[a-z_]+ = /m.test(t)) {
+      plan.format = 'mailman2';
+      configs += 1;
+      readMailman2Config(f.name, t, plan);
+    } else {
+      memberFiles.push(f);
+    }
+  }
+  // Regular, then digest, then nomail: list_members -n repeats members the others list too.
+  const order = (f: InputFile) => ['regular', 'digest', 'nomail'].indexOf(memberFlag(f));
+  for (const f of memberFiles.sort((a, b) => order(a) - order(b))) readMemberLines(f, plan);
+  if (configs === 0) throw new InvalidInput('no list configuration among the files: give the Mailman 3 list config JSON or Mailman 2 config_list -o output', 'bad_import');
+  if (configs > 1) throw new InvalidInput('more than one list configuration among the files: import one list at a time', 'bad_import');
+  if (!plan.address) throw new InvalidInput('the configuration names no list address (list_name and mail_host, or host_name)', 'bad_import');
+  return plan;
+}
+
+function memberFlag(f: InputFile): 'regular' | 'digest' | 'nomail' {
+  const base = path.basename(f.name).toLowerCase();
+  if (base.includes('nomail')) return 'nomail';
+  if (base.includes('digest')) return 'digest';
+  if (base.includes('regular')) return 'regular';
+  const looksLikeMembers = f.text.split('\n').some((l) => normalizeEmail(l.replace(/^.*<([^<>]+)>\s*$/, '$1').trim()));
+  throw new InvalidInput(looksLikeMembers
+    ? `${f.name}: cannot tell which list_members output this is: name the file after its flag (…regular…, …digest…, …nomail…)`
+    : `${f.name}: not a format import-mailman knows (Mailman 3 REST JSON, config_list -o output, list_members output)`, 'bad_import');
+}
+
+function readMemberLines(f: InputFile, plan: ImportPlan) {
+  const flag = memberFlag(f);
+  f.text.split(/\r?\n/).forEach((raw, n) => {
+    const line = raw.trim();
+    if (!line) return;
+    const angle = /^(.*)<([^<>]+)>$/s.exec(line);
+    const email = normalizeEmail(angle ? angle[2] : line);
+    if (!email) return void plan.problems.push({ file: f.name, line: n + 1, input: line, error: `${f.name}:${n + 1}: "${line}" is not an e-mail address` });
+    const name = angle ? angle[1].trim().replace(/^"(.*)"$/s, '$1').trim() || null : null;
+    const known = plan.members.find((m) => m.email === email);
+    if (flag === 'nomail' && known) known.mode = 'nomail';
+    else if (!known) plan.members.push({ email, name, mode: flag === 'regular' ? 'each' : flag, digestFormat: null });
+    else if (flag === 'digest') known.mode = 'digest';
+  });
+}
+
+// ---- Mailman 3 ----
+
+/** One JSON document; how many list configurations it held. */
+function readMailman3(file: string, json: unknown, plan: ImportPlan): number {
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new InvalidInput(`${file}: not a Mailman 3 REST response (a JSON object)`, 'bad_import');
+  const o = json as Record<string, unknown>;
+  if (typeof o.list_name === 'string' || typeof o.fqdn_listname === 'string') {
+    readMailman3Config(o, plan);
+    return 1;
+  }
+  if (Array.isArray(o.entries) || typeof o.total_size === 'number') {
+    readMailman3Entries(file, (o.entries ?? []) as unknown[], plan);
+    return 0;
+  }
+  const parts = ['config', 'members', 'owners', 'moderators', 'bans'].filter((k) => k in o);
+  if (parts.length === 0) throw new InvalidInput(`${file}: not a format import-mailman knows (a list config, a roster or bans, or {config, members, owners, moderators, bans})`, 'bad_import');
+  let configs = 0;
+  for (const k of parts) {
+    if (k === 'bans' && Array.isArray(o.bans)) readMailman3Entries(file, o.bans.map((b) => (typeof b === 'string' ? { email: b, self_link: '/bans/' } : b)), plan, 'ban');
+    else if (k !== 'config' && Array.isArray(o[k])) readMailman3Entries(file, o[k] as unknown[], plan, k === 'members' ? 'member' : k.slice(0, -1));
+    else if (k !== 'config' && o[k] && typeof o[k] === 'object' && Array.isArray((o[k] as { entries?: unknown }).entries)) readMailman3Entries(file, (o[k] as { entries: unknown[] }).entries, plan, k === 'bans' ? 'ban' : k === 'members' ? 'member' : k.slice(0, -1));
+    else configs += readMailman3(`${file} (${k})`, o[k], plan);
+  }
+  return configs;
+}
+
+const MM3_DIGEST: Record<string, DigestFormat> = { plaintext_digests: 'plain', mime_digests: 'mime', summary_digests: 'mime' };
+
+function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan, role?: string) {
+  entries.forEach((e, n) => {
+    const entry = (e ?? {}) as Record<string, unknown>;
+    const raw = String(entry.email ?? entry.address ?? '');
+    const kind = String(entry.role ?? role ?? (String(entry.self_link ?? '').includes('/bans/') ? 'ban' : ''));
+    if (kind === 'ban') {
+      // A ban is an address or a regular expression (^…); only ^.*@domain$ has an equivalent.
+      return void addBan(plan, 'bans', raw);
+    }
+    const email = normalizeEmail(raw);
+    if (!email) return void plan.problems.push({ file, line: null, input: raw, error: `${file}: entry ${n + 1}: "${raw}" is not an e-mail address` });
+    if (kind === 'owner') pushOnce(plan.owners, email);
+    else if (kind === 'moderator') pushOnce(plan.moderators, email);
+    else if (kind === 'member') {
+      const delivery = String(entry.delivery_mode ?? 'regular');
+      const status = String(entry.delivery_status ?? 'enabled');
+      if (entry.moderation_action && entry.moderation_action !== 'defer') plan.unmapped.push({ setting: `moderation_action (${email})`, value: String(entry.moderation_action), note: 'no per-member moderation: use post_policy or a sender rule' });
+      plan.members.push({
+        email,
+        name: typeof entry.display_name === 'string' && entry.display_name ? entry.display_name.slice(0, 200) : null,
+        mode: status !== 'enabled' ? 'nomail' : delivery === 'regular' ? 'each' : 'digest',
+        digestFormat: MM3_DIGEST[delivery] ?? null,
+      });
+    } else if (kind !== 'nonmember') {
+      throw new InvalidInput(`${file}: entry ${n + 1} is neither a member, an owner, a moderator nor a ban`, 'bad_import');
+    }
+  });
+}
+
+function pushOnce(to: string[], v: string) {
+  if (!to.includes(v)) to.push(v);
+}
+
+function addBan(plan: ImportPlan, setting: string, raw: string, kind: 'ban' | 'allow' = 'ban') {
+  const domain = /^\^?\.\*@((?:[a-z0-9-]+\\\.)+[a-z0-9-]+)\$?$/i.exec(raw.trim());
+  const key = domain ? `@${domain[1].replace(/\\\./g, '.').toLowerCase()}` : raw.trim().startsWith('^') ? null : normalizeEmail(raw);
+  if (!key) return void plan.unmapped.push({ setting, value: raw, note: 'a regular expression: rules here are an address or a whole @domain' });
+  pushOnce(kind === 'ban' ? plan.bans : plan.allows, key);
+}
+
+const MM3_REPLY: Record<string, string> = { no_munging: 'none', point_to_list: 'list', explicit_header: 'address', explicit_header_only: 'address' };
+const MM3_SUBSCRIBE: Record<string, string> = { open: 'open', confirm: 'confirm', moderate: 'approve', confirm_then_moderate: 'approve' };
+const MM3_ARCHIVE: Record<string, string> = { public: 'public', private: 'members', never: 'private' };
+const MM3_ROSTER: Record<string, string> = { moderators: 'owners', members: 'members', public: 'anyone' };
+/** config keys that are not settings: identities, addresses derived from the name, state */
+const MM3_NOT_SETTINGS = new Set(['list_name', 'mail_host', 'fqdn_listname', 'list_id', 'http_etag', 'self_link', 'created_at', 'last_post_at', 'digest_last_sent_at', 'next_digest_number', 'post_id', 'volume',
+  'bounces_address', 'join_address', 'leave_address', 'owner_address', 'posting_address', 'request_address', 'no_reply_address']);
+
+function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
+  const fq = typeof c.fqdn_listname === 'string' ? c.fqdn_listname : `${c.list_name}@${c.mail_host}`;
+  plan.address = fq.toLowerCase();
+  const used = new Set<string>(MM3_NOT_SETTINGS);
+  const val = (k: string) => {
+    used.add(k);
+    return c[k];
+  };
+  const set = (name: string, v: unknown) => plan.settings.push([name, String(v)]);
+  const note = (k: string, note: string) => plan.unmapped.push({ setting: k, value: show(c[k]), note });
+
+  if (typeof val('display_name') === 'string' && c.display_name) set('name', c.display_name);
+  if (typeof val('description') === 'string') set('description', c.description);
+  if (typeof val('subject_prefix') === 'string') set('subject_prefix', String(c.subject_prefix).trim());
+  const reply = val('reply_goes_to_list');
+  if (typeof reply === 'string') {
+    if (MM3_REPLY[reply]) set('reply_to', MM3_REPLY[reply]);
+    else note('reply_goes_to_list', 'unknown value');
+    if (reply === 'explicit_header_only') note('reply_goes_to_list', 'the author\'s own Reply-To is kept besides the list\'s address');
+  }
+  if (typeof val('reply_to_address') === 'string') set('reply_to_address', c.reply_to_address);
+  const memberAction = String(val('default_member_action') ?? 'defer');
+  const nonmemberAction = String(val('default_nonmember_action') ?? 'hold');
+  set('post_policy', memberAction === 'hold' ? 'moderated' : nonmemberAction === 'accept' ? 'open' : 'members');
+  if (['reject', 'discard'].includes(memberAction)) note('default_member_action', 'members\' posts are held, not refused or dropped');
+  if (['reject', 'discard'].includes(nonmemberAction)) note('default_nonmember_action', 'non-members\' posts are held, not refused or dropped (a ban rule drops one sender\'s)');
+  const sub = val('subscription_policy');
+  if (typeof sub === 'string' && MM3_SUBSCRIBE[sub]) set('subscribe_policy', MM3_SUBSCRIBE[sub]);
+  if (sub === 'moderate') note('subscription_policy', 'the address confirms by mail before an owner approves');
+  const arch = val('archive_policy');
+  if (typeof arch === 'string' && MM3_ARCHIVE[arch]) set('archive', MM3_ARCHIVE[arch]);
+  if (arch === 'never') note('archive_policy', 'posts are archived all the same, shown to nobody but members and moderators (archive=private)');
+  if (typeof val('max_message_size') === 'number' || /^\d+$/.test(String(c.max_message_size ?? ''))) set('max_message_size', Number(c.max_message_size) * 1024);
+  if (c.digest_size_threshold !== undefined && Number(val('digest_size_threshold')) > 0) set('digest_size_threshold', Math.max(1024, Math.round(Number(c.digest_size_threshold) * 1024)));
+  const dmarc = val('dmarc_mitigate_action');
+  const always = val('dmarc_mitigate_unconditionally') === true;
+  if (dmarc === 'no_mitigation') set('dmarc_mitigation', 'none');
+  else if (dmarc === 'munge_from') set('dmarc_mitigation', always ? 'munge_from_always' : 'munge_from');
+  else if (dmarc === 'wrap_message') {
+    set('dmarc_mitigation', 'wrap_message');
+    if (always) note('dmarc_mitigate_unconditionally', 'messages are wrapped only for authors whose domain asks for reject or quarantine');
+  } else if (dmarc !== undefined) {
+    set('dmarc_mitigation', 'munge_from');
+    note('dmarc_mitigate_action', 'posts from strict DMARC domains are not refused or dropped: the From is rewritten instead (dmarc_mitigation=munge_from)');
+  }
+  if (dmarc === 'munge_from' || dmarc === 'no_mitigation' || dmarc === undefined) used.add('dmarc_mitigate_unconditionally');
+  const roster = val('member_roster_visibility');
+  if (typeof roster === 'string' && MM3_ROSTER[roster]) set('roster_visibility', MM3_ROSTER[roster]);
+  if (typeof val('respond_to_post_requests') === 'boolean') set('notify_held_sender', c.respond_to_post_requests ? 'yes' : 'no');
+  if (typeof val('bounce_score_threshold') === 'number') set('bounce_threshold', c.bounce_score_threshold);
+  if (typeof val('bounce_you_are_disabled_warnings') === 'number') set('bounce_warnings', c.bounce_you_are_disabled_warnings);
+  const interval = /^(\d+)d$/.exec(String(val('bounce_you_are_disabled_warnings_interval') ?? ''));
+  if (interval) set('bounce_warning_interval_days', Math.max(1, Number(interval[1])));
+  for (const [k, list] of [['accept_these_nonmembers', 'allow'], ['discard_these_nonmembers', 'ban']] as const) {
+    const v = val(k);
+    if (Array.isArray(v)) for (const p of v) addBan(plan, k, String(p), list);
+  }
+  // What is left has no equivalent; empty values and defaults that listkeeper shares are not worth a line.
+  for (const [k, v] of Object.entries(c)) {
+    if (used.has(k) || v === null || v === '' || (Array.isArray(v) && v.length === 0)) continue;
+    plan.unmapped.push({ setting: k, value: show(v), note: 'no equivalent' });
+  }
+}
+
+// ---- Mailman 2 ----
+
+const MM2_REPLY = ['none', 'list', 'address'];
+const MM2_SUBSCRIBE = ['open', 'confirm', 'approve', 'approve'];
+const MM2_ROSTER = ['anyone', 'members', 'owners'];
+const MM2_NOT_SETTINGS = new Set(['host_name', 'real_name']);
+
+function readMailman2Config(file: string, text: string, plan: ImportPlan) {
+  let assignments: ReturnType<typeof parseAssignments>;
+  try {
+    assignments = parseAssignments(text);
+  } catch (err) {
+    if (err instanceof PythonSyntaxError) throw new InvalidInput(`${file}: not config_list output: ${err.message}`, 'bad_import');
+    throw err;
+  }
+  const c = new Map(assignments.map((a) => [a.name, a.value]));
+  const header = /^## "([^"]+)" mailing list configuration settings/m.exec(text);
+  const local = (header?.[1] ?? String(c.get('real_name') ?? '')).toLowerCase();
+  const host = c.get('host_name');
+  plan.address = local && typeof host === 'string' && host ? `${local}@${host.toLowerCase()}` : null;
+  const used = new Set<string>(MM2_NOT_SETTINGS);
+  const val = (k: string) => {
+    used.add(k);
+    return c.get(k);
+  };
+  const num = (k: string) => {
+    const v = val(k);
+    return typeof v === 'boolean' ? Number(v) : typeof v === 'number' ? v : null;
+  };
+  const set = (name: string, v: unknown) => plan.settings.push([name, String(v)]);
+  const note = (k: string, n: string) => plan.unmapped.push({ setting: k, value: show(c.get(k)), note: n });
+
+  if (typeof c.get('real_name') === 'string') set('name', c.get('real_name'));
+  if (typeof val('description') === 'string') set('description', c.get('description'));
+  if (typeof val('subject_prefix') === 'string') {
+    const prefix = String(c.get('subject_prefix')).trim();
+    set('subject_prefix', prefix);
+    if (/%\d*d/.test(prefix)) note('subject_prefix', 'the post number (%d) is not filled in');
+  }
+  const reply = num('reply_goes_to_list');
+  if (reply !== null && MM2_REPLY[reply]) set('reply_to', MM2_REPLY[reply]);
+  if (typeof val('reply_to_address') === 'string') set('reply_to_address', c.get('reply_to_address'));
+  const moderated = num('default_member_moderation') === 1;
+  const nonmember = num('generic_nonmember_action') ?? 1;
+  set('post_policy', moderated ? 'moderated' : nonmember === 0 ? 'open' : 'members');
+  if (moderated && (num('member_moderation_action') ?? 0) > 0) note('member_moderation_action', 'moderated members\' posts are held, not refused or dropped');
+  if (!moderated) used.add('member_moderation_action');
+  if (nonmember >= 2) note('generic_nonmember_action', 'non-members\' posts are held, not refused or dropped (a ban rule drops one sender\'s)');
+  const sub = num('subscribe_policy');
+  if (sub !== null && MM2_SUBSCRIBE[sub]) set('subscribe_policy', MM2_SUBSCRIBE[sub]);
+  const archive = num('archive');
+  const archivePrivate = num('archive_private');
+  if (archive === 0) {
+    set('archive', 'private');
+    note('archive', 'posts are archived all the same, shown to nobody but members and moderators (archive=private)');
+  } else if (archivePrivate !== null) set('archive', archivePrivate === 1 ? 'members' : 'public');
+  const size = num('max_message_size');
+  if (size !== null) set('max_message_size', size * 1024);
+  const digestSize = num('digest_size_threshhold');
+  if (digestSize !== null && digestSize > 0) set('digest_size_threshold', Math.max(1024, Math.round(digestSize * 1024)));
+  const dmarc = num('dmarc_moderation_action');
+  const fromIsList = num('from_is_list');
+  if (fromIsList === 1) set('dmarc_mitigation', 'munge_from_always');
+  else if (fromIsList === 2) {
+    set('dmarc_mitigation', 'wrap_message');
+    note('from_is_list', 'messages are wrapped only for authors whose domain asks for reject or quarantine');
+  } else if (dmarc === 1 || dmarc === 2) set('dmarc_mitigation', dmarc === 1 ? 'munge_from' : 'wrap_message');
+  else if (dmarc === 0) set('dmarc_mitigation', 'none');
+  else if (dmarc !== null) {
+    set('dmarc_mitigation', 'munge_from');
+    note('dmarc_moderation_action', 'posts from strict DMARC domains are not refused or dropped: the From is rewritten instead (dmarc_mitigation=munge_from)');
+  }
+  const roster = num('private_roster');
+  if (roster !== null && MM2_ROSTER[roster]) set('roster_visibility', MM2_ROSTER[roster]);
+  const respond = num('respond_to_post_requests');
+  if (respond !== null) set('notify_held_sender', respond ? 'yes' : 'no');
+  const threshold = num('bounce_score_threshold');
+  if (threshold !== null) set('bounce_threshold', threshold);
+  const warnings = num('bounce_you_are_disabled_warnings');
+  if (warnings !== null) set('bounce_warnings', warnings);
+  const every = num('bounce_you_are_disabled_warnings_interval');
+  if (every !== null) set('bounce_warning_interval_days', Math.max(1, every));
+  const footer = val('msg_footer');
+  if (typeof footer === 'string') {
+    const filled = fillFooter(footer, { real_name: String(c.get('real_name') ?? ''), list_name: local, _internal_name: local, host_name: String(host ?? ''), description: String(c.get('description') ?? ''), info: String(c.get('info') ?? '') });
+    set('footer', filled);
+    const left = [...new Set(filled.match(/%\([a-z_]+\)s/g) ?? [])];
+    if (left.length > 0) note('msg_footer', `kept as text with ${left.join(', ')} not filled in: edit the footer`);
+  }
+  for (const [k, role] of [['owner', 'owners'], ['moderator', 'moderators']] as const) {
+    const v = val(k);
+    for (const e of Array.isArray(v) ? v : []) {
+      const email = normalizeEmail(String(e));
+      if (email) pushOnce(plan[role], email);
+      else plan.problems.push({ file, line: null, input: String(e), error: `${file}: ${k}: "${String(e)}" is not an e-mail address` });
+    }
+  }
+  for (const [k, kind] of [['ban_list', 'ban'], ['discard_these_nonmembers', 'ban'], ['accept_these_nonmembers', 'allow']] as const) {
+    const v = val(k);
+    for (const p of Array.isArray(v) ? v : []) addBan(plan, k, String(p), kind);
+  }
+  for (const a of assignments) {
+    if (used.has(a.name) || a.value === '' || a.value === null || (Array.isArray(a.value) && a.value.length === 0)) continue;
+    plan.unmapped.push({ setting: a.name, value: show(a.value), note: 'no equivalent' });
+  }
+}
+
+function fillFooter(text: string, vars: Record<string, string>): string {
+  return text.replace(/%\(([a-z_]+)\)s/g, (all, k: string) => (Object.prototype.hasOwnProperty.call(vars, k) ? vars[k] : all));
+}
+
+function show(v: PyValue | unknown): string {
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  const one = s.replace(/\s+/g, ' ');
+  return one.length > 60 ? `${one.slice(0, 60)}…` : one;
+}

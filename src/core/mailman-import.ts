@@ -1,0 +1,110 @@
+/*
+ * `listkeeper import-mailman`: a Mailman list (mailman-formats.ts reads it) made into a list here,
+ * in one transaction: the list (created when it does not exist), its settings, owners,
+ * moderators, members (added at once, as an administrator's add: no confirmation) and sender
+ * rules, with one audit entry. Running it again changes only what differs, and says when nothing
+ * did. Nothing is removed: a member, a role or a rule that is here and not in Mailman stays.
+ */
+
+import type pg from 'pg';
+import { recordAudit } from '../db/audit.ts';
+import { addListRole, updateCoreSettings, type CoreSettings } from '../db/list-admin.ts';
+import { createList as insertList, updateDeliverySettings, type DeliverySettings, type ListRow } from '../db/lists.ts';
+import { addMember, findMember, setDigestFormat, type AddOutcome } from '../db/members.ts';
+import { withTransaction } from '../db/pool.ts';
+import { senderRules, upsertSenderRule } from '../db/sender-rules.ts';
+import { InvalidInput } from '../errors.ts';
+import { listAddressProblem } from '../mail/address.ts';
+import { LIST_SETTINGS, parseListSettings } from './list-settings.ts';
+import type { ImportPlan } from './mailman-formats.ts';
+
+export interface ImportResult {
+  list: string;
+  created: boolean;
+  /** settings that changed, with their new values (none when the list already had them) */
+  settings: Record<string, unknown>;
+  owners_added: string[];
+  moderators_added: string[];
+  members: Record<AddOutcome, number>;
+  rules_added: { pattern: string; kind: 'allow' | 'ban' }[];
+  changed: boolean;
+}
+
+export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: { actor: string }): Promise<ImportResult> {
+  const address = plan.address!;
+  const problem = listAddressProblem(address);
+  if (problem) throw new InvalidInput(`${address}: ${problem}`);
+  const values = parseListSettings(plan.settings);
+  if (values.reply_to === 'address' && !values.reply_to_address) {
+    // Mailman keeps an explicit Reply-To without an address; here the choice needs one.
+    delete values.reply_to;
+  }
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<ListRow>('select * from lists where address = $1 for update', [address]);
+    let list = rows[0];
+    const created = !list;
+    if (!list) {
+      list = await insertList(tx, {
+        address, name: String(values.name ?? address.split('@')[0]), description: String(values.description ?? ''),
+        postPolicy: (values.post_policy ?? 'members') as ListRow['post_policy'], subscribePolicy: (values.subscribe_policy ?? 'confirm') as ListRow['subscribe_policy'],
+        archive: (values.archive ?? 'public') as ListRow['archive'], owners: plan.owners,
+      });
+      await recordAudit(tx, { actor: opts.actor, action: 'list.create', list, target: address, detail: { owners: plan.owners, from: plan.format } });
+    }
+
+    const before = list as unknown as Record<string, unknown>;
+    const core = { name: list.name, description: list.description, post_policy: list.post_policy, subscribe_policy: list.subscribe_policy, archive: list.archive } as CoreSettings;
+    const delivery: Record<string, unknown> = {};
+    const settings: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(values)) {
+      if ((before[name] ?? null) === (value ?? null)) continue;
+      settings[name] = value;
+      if (LIST_SETTINGS[name].group === 'core') (core as unknown as Record<string, unknown>)[name] = value;
+      else delivery[name] = value;
+    }
+    if (Object.keys(settings).length > 0) {
+      await updateCoreSettings(tx, list.id, core);
+      await updateDeliverySettings(tx, list.id, delivery as Partial<DeliverySettings>);
+    }
+
+    const owners_added: string[] = [];
+    const moderators_added: string[] = [];
+    for (const email of plan.owners) if ((await addListRole(tx, list.id, email, 'owner')) && !created) owners_added.push(email);
+    if (created) owners_added.push(...plan.owners);
+    for (const email of plan.moderators) if (await addListRole(tx, list.id, email, 'moderator')) moderators_added.push(email);
+
+    const members: Record<AddOutcome, number> = { added: 0, reactivated: 0, updated: 0, unchanged: 0 };
+    for (const m of plan.members) {
+      let outcome = await addMember(tx, list.id, m.email, m.mode, m.name);
+      if (m.digestFormat) {
+        const row = await findMember(tx, list.id, m.email);
+        if (row && row.digest_format !== m.digestFormat) {
+          await setDigestFormat(tx, list.id, m.email, m.digestFormat);
+          if (outcome === 'unchanged') outcome = 'updated';
+        }
+      }
+      members[outcome]++;
+    }
+
+    const existing = new Map((await senderRules(tx, list.id)).map((r) => [r.email, r]));
+    const rules_added: ImportResult['rules_added'] = [];
+    for (const [kind, patterns] of [['allow', plan.allows], ['ban', plan.bans]] as const) {
+      for (const pattern of patterns) {
+        const had = existing.get(pattern);
+        if (had && had.kind === kind && had.expires_at === null) continue;
+        await upsertSenderRule(tx, list.id, pattern, kind, null, opts.actor);
+        existing.set(pattern, { ...(had ?? { list_id: list.id, email: pattern, created_by: opts.actor, created_at: new Date() }), kind, expires_at: null });
+        rules_added.push({ pattern, kind });
+      }
+    }
+
+    const changed = created || Object.keys(settings).length > 0 || owners_added.length + moderators_added.length + rules_added.length > 0 || members.added + members.reactivated + members.updated > 0;
+    if (changed) {
+      await recordAudit(tx, {
+        actor: opts.actor, action: 'list.import', list, target: address,
+        detail: { from: plan.format, settings, owners_added, moderators_added, members, rules_added: rules_added.length, unmapped: plan.unmapped.length },
+      });
+    }
+    return { list: address, created, settings, owners_added, moderators_added, members, rules_added, changed };
+  });
+}

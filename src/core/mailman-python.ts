@@ -1,0 +1,108 @@
+/*
+ * The Python assignments Mailman 2's `config_list -o` writes: `name = repr(value)` (strings as
+ * '…' or "…", several lines as """…""", numbers, True/False/None, lists), with # comments
+ * between them. Only literals are read; nothing is evaluated.
+ */
+
+export type PyValue = string | number | boolean | null | PyValue[];
+
+export class PythonSyntaxError extends Error {}
+
+/** The assignments of a config_list file, in order; a line that is none is a PythonSyntaxError with its number. */
+export function parseAssignments(text: string): { name: string; value: PyValue; line: number }[] {
+  const out: { name: string; value: PyValue; line: number }[] = [];
+  let i = 0;
+  const lineAt = (pos: number) => text.slice(0, pos).split('\n').length;
+  const fail = (what: string): never => {
+    throw new PythonSyntaxError(`line ${lineAt(i)}: ${what}`);
+  };
+  const spaces = () => {
+    while (i < text.length && (text[i] === ' ' || text[i] === '\t')) i++;
+  };
+  const blank = () => {
+    for (;;) {
+      while (i < text.length && /\s/.test(text[i])) i++;
+      if (text[i] !== '#') return;
+      while (i < text.length && text[i] !== '\n') i++;
+    }
+  };
+
+  const str = (): string => {
+    if (text[i] === 'u' || text[i] === 'U') i++;
+    const triple = text.startsWith('"""', i) || text.startsWith("'''", i);
+    const quote = triple ? text.slice(i, i + 3) : text[i];
+    i += quote.length;
+    let s = '';
+    for (;;) {
+      if (i >= text.length) fail('a string that does not end');
+      if (text.startsWith(quote, i)) {
+        i += quote.length;
+        return s;
+      }
+      const c = text[i++];
+      if (c === '\n' && !triple) fail('a string that does not end on its line');
+      if (c !== '\\') {
+        s += c;
+        continue;
+      }
+      const e = text[i++];
+      const hex = (n: number) => {
+        const h = text.slice(i, i + n);
+        if (!/^[0-9a-fA-F]+$/.test(h) || h.length !== n) fail('a bad escape in a string');
+        i += n;
+        return String.fromCodePoint(parseInt(h, 16));
+      };
+      if (e === 'n') s += '\n';
+      else if (e === 't') s += '\t';
+      else if (e === 'r') s += '\r';
+      else if (e === 'x') s += hex(2);
+      else if (e === 'u') s += hex(4);
+      else if (e === 'U') s += hex(8);
+      else if (e === '\n') s += '';
+      else if (e === '\\' || e === "'" || e === '"') s += e;
+      else s += `\\${e}`;
+    }
+  };
+
+  const value = (): PyValue => {
+    spaces();
+    const c = text[i];
+    if (c === '"' || c === "'" || ((c === 'u' || c === 'U') && (text[i + 1] === '"' || text[i + 1] === "'"))) return str();
+    if (c === '[' || c === '(') {
+      const close = c === '[' ? ']' : ')';
+      i++;
+      const items: PyValue[] = [];
+      for (;;) {
+        blank();
+        if (text[i] === close) {
+          i++;
+          return items;
+        }
+        items.push(value());
+        blank();
+        if (text[i] === ',') i++;
+        else if (text[i] !== close) fail(`"," or "${close}" in a list`);
+      }
+    }
+    const word = /^(True|False|None|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)L?/.exec(text.slice(i, i + 40));
+    if (!word) fail('a value that is not a string, a number, True, False, None or a list');
+    i += word![0].length;
+    return word![1] === 'True' ? true : word![1] === 'False' ? false : word![1] === 'None' ? null : Number(word![1]);
+  };
+
+  for (;;) {
+    blank();
+    if (i >= text.length) return out;
+    const start = i;
+    const name = /^[A-Za-z_]\w*/.exec(text.slice(i, i + 100));
+    if (!name) fail('not an assignment (NAME = VALUE)');
+    i += name![0].length;
+    spaces();
+    if (text[i] !== '=') fail(`"=" after ${name![0]}`);
+    i++;
+    const v = value();
+    spaces();
+    if (i < text.length && text[i] !== '\n' && text[i] !== '#' && text[i] !== '\r') fail(`more after the value of ${name![0]}`);
+    out.push({ name: name![0], value: v, line: lineAt(start) });
+  }
+}

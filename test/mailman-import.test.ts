@@ -1,0 +1,127 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { cli, ROOT } from './helpers/cli.ts';
+
+let db: TestDatabase;
+let env: Record<string, string>;
+const F = path.join(ROOT, 'test/fixtures/mailman');
+const MM3 = ['config.json', 'members.json', 'owners.json', 'moderators.json', 'bans.json'].map((f) => path.join(F, 'mm3', f));
+const MM2 = ['bees.config', 'bees-regular.txt', 'bees-digest.txt', 'bees-nomail.txt'].map((f) => path.join(F, 'mm2', f));
+
+beforeAll(async () => {
+  db = await testDatabase();
+  env = { DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' };
+});
+afterAll(async () => { await db?.drop(); });
+
+const show = async (list: string) => JSON.parse((await cli(['list', 'show', list, '--json'], env)).stdout);
+const members = async (list: string) => JSON.parse((await cli(['members', list, '--json'], env)).stdout);
+const rules = async (list: string) => JSON.parse((await cli(['rules', list, '--json'], env)).stdout).map((r: { pattern: string; kind: string }) => `${r.kind} ${r.pattern}`).sort();
+const digestFormats = async (list: string) => Object.fromEntries((await db.pool.query(
+  `select m.email, m.digest_format from members m join lists l on l.id = m.list_id where l.address = $1`, [list])).rows.map((r) => [r.email, r.digest_format]));
+
+describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
+  it('creates a list from a Mailman 3 REST export: settings, members with their modes, owners, moderators, bans', async () => {
+    const r = await cli(['import-mailman', ...MM3], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^created list ant@example\.com \(from Mailman 3\)/);
+    expect(await show('ant@example.com')).toMatchObject({
+      name: 'Ant', description: 'Talk about ants', post_policy: 'members', subscribe_policy: 'confirm', archive: 'members',
+      subject_prefix: '[Ant]', reply_to: 'list', reply_to_address: null, max_message_size: 40 * 1024, dmarc_mitigation: 'munge_from',
+      roster_visibility: 'members', notify_held_sender: true, bounce_threshold: 5, bounce_warnings: 3, bounce_warning_interval_days: 7,
+      digest_size_threshold: 30 * 1024, owners: ['queen@example.com'],
+    });
+    expect(await members('ant@example.com')).toEqual([
+      { email: 'anne@example.com', name: 'Anne Person', mode: 'each', status: 'active', bounce_score: 0 },
+      { email: 'bart@example.com', name: 'Bart Person', mode: 'digest', status: 'active', bounce_score: 0 },
+      { email: 'cris@example.org', name: null, mode: 'digest', status: 'active', bounce_score: 0 },
+      { email: 'dave@example.org', name: 'Dave', mode: 'nomail', status: 'active', bounce_score: 0 },
+    ]);
+    expect(await digestFormats('ant@example.com')).toMatchObject({ 'bart@example.com': 'plain', 'cris@example.org': 'mime' });
+    expect(JSON.parse((await cli(['moderators', 'ant@example.com', '--json'], env)).stdout)).toEqual([{ email: 'worker@example.com' }]);
+    expect(await rules('ant@example.com')).toEqual(['allow partner@example.net', 'ban @junk.example', 'ban @spam.example', 'ban troll@example.net']);
+  });
+
+  it('reports each Mailman setting without an equivalent on a line of its own', async () => {
+    const r = await cli(['import-mailman', ...MM3], env);
+    const lines = r.stdout.split('\n');
+    expect(lines).toContain('  info = A list for people who study ants.: no equivalent');
+    expect(lines).toContain('  send_welcome_message = true: no equivalent');
+    expect(lines).toContain('  bans = ^bot[0-9]+@example\\.com$: a regular expression: rules here are an address or a whole @domain');
+    expect(lines).toContain('  moderation_action (dave@example.org) = hold: no per-member moderation: use post_policy or a sender rule');
+    // Identities and derived addresses are not settings: not reported.
+    expect(r.stdout).not.toMatch(/posting_address|http_etag|list_name/);
+    const json = JSON.parse((await cli(['import-mailman', '--json', ...MM3], env)).stdout);
+    expect(json.unmapped).toContainEqual({ setting: 'max_num_recipients', value: '10', note: 'no equivalent' });
+    expect(json.unmapped.length).toBe(lines.filter((l) => /^ {2}\S.*: /.test(l) && !/^ {2}(members|set|owners|moderators|banned|always)/.test(l)).length);
+  });
+
+  it('changes nothing when run again, and says so', async () => {
+    const before = (await db.pool.query(`select count(*)::int as n from audit_log`)).rows[0].n;
+    const r = await cli(['import-mailman', '--json', ...MM3], env);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(r.stdout);
+    expect(json).toMatchObject({ list: 'ant@example.com', created: false, changed: false, settings: {}, owners_added: [], moderators_added: [], rules_added: [], members: { added: 0, reactivated: 0, updated: 0, unchanged: 4 } });
+    expect((await cli(['import-mailman', ...MM3], env)).stdout).toMatch(/^ant@example\.com: nothing changed \(already imported\)/);
+    expect((await db.pool.query(`select count(*)::int as n from audit_log`)).rows[0].n).toBe(before);
+  });
+
+  it('puts back what was changed since, and only that', async () => {
+    expect((await cli(['list', 'set', 'ant@example.com', 'subject_prefix=[changed]'], env)).code).toBe(0);
+    expect((await cli(['subscribe', 'ant@example.com', 'anne@example.com', '--mode', 'nomail'], env)).code).toBe(0);
+    const json = JSON.parse((await cli(['import-mailman', '--json', ...MM3], env)).stdout);
+    expect(json).toMatchObject({ changed: true, settings: { subject_prefix: '[Ant]' }, members: { updated: 1, unchanged: 3 } });
+    expect((await db.pool.query(`select detail->'settings' as s from audit_log where action = 'list.import' order by id desc limit 1`)).rows[0].s).toEqual({ subject_prefix: '[Ant]' });
+  });
+
+  it('creates a list from Mailman 2 config_list output and list_members output by flag', async () => {
+    const r = await cli(['import-mailman', ...MM2], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^created list bees@lists\.example\.com \(from Mailman 2\)/);
+    expect(await show('bees@lists.example.com')).toMatchObject({
+      name: 'Bees', description: "Bees and their keepers' list", post_policy: 'members', subscribe_policy: 'approve', archive: 'members',
+      subject_prefix: '[Bees]', reply_to: 'address', reply_to_address: 'hive@example.com', max_message_size: 100 * 1024,
+      dmarc_mitigation: 'munge_from', roster_visibility: 'anyone', notify_held_sender: true,
+      footer: '_______________________________________________\nBees mailing list\nBees@lists.example.com\n%(web_page_url)slistinfo%(cgiext)s/bees',
+      owners: ['keeper@example.com', 'second.keeper@example.com'],
+    });
+    expect((await members('bees@lists.example.com')).map((m: { email: string; name: string | null; mode: string }) => `${m.email} ${m.mode} ${m.name ?? ''}`)).toEqual([
+      'amy@example.com each Amy Apiarist', 'ben@example.com each ', 'carl@example.org nomail Carl', 'dora@example.com digest Dora',
+    ]);
+    expect(JSON.parse((await cli(['moderators', 'bees@lists.example.com', '--json'], env)).stdout)).toEqual([{ email: 'drone@example.com' }]);
+    expect(await rules('bees@lists.example.com')).toEqual(['allow friend@example.org', 'ban @bad.example', 'ban spammer@example.net']);
+    const lines = r.stdout.split('\n');
+    expect(lines).toContain('  unsubscribe_policy = 0: no equivalent');
+    expect(lines).toContain('  ban_list = ^[0-9]+@example\\.org$: a regular expression: rules here are an address or a whole @domain');
+    expect(lines.some((l) => l.startsWith('  msg_footer = ') && l.endsWith('not filled in: edit the footer'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('  dmarc_moderation_action = 3: '))).toBe(true);
+    expect(JSON.parse((await cli(['import-mailman', '--json', ...MM2], env)).stdout)).toMatchObject({ changed: false, members: { unchanged: 4 } });
+  });
+
+  it('refuses a file that is not JSON or of no known format, before anything is written', async () => {
+    const count = async () => (await db.pool.query(`select (select count(*) from lists)::int as l, (select count(*) from members)::int as m`)).rows[0];
+    const before = await count();
+    const notJson = await cli(['import-mailman', path.join(F, 'not-json.json'), ...MM3], env);
+    expect(notJson.code).toBe(1);
+    expect(notJson.stderr).toMatch(/^listkeeper: .*not-json\.json: not JSON/);
+    const unknown = await cli(['import-mailman', path.join(F, 'unknown.json')], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/unknown\.json: not a format import-mailman knows/);
+    const unnamed = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'mm3/../mm2/bees-regular.txt'), path.join(ROOT, 'package.json')], env);
+    expect(unnamed.code).toBe(1);
+    const noConfig = await cli(['import-mailman', path.join(F, 'mm2/bees-regular.txt')], env);
+    expect(noConfig.stderr).toMatch(/no list configuration among the files/);
+    expect(await count()).toEqual(before);
+  });
+
+  it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
+    const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'bad-members-regular.txt')], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/bad-members-regular\.txt:2: "this is not an address" is not an e-mail address/);
+    const emails = (await members('bees@lists.example.com')).map((m: { email: string }) => m.email);
+    expect(emails).toEqual(expect.arrayContaining(['eve@example.com', 'frank@example.com', 'amy@example.com']));
+  });
+});
