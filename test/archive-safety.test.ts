@@ -12,7 +12,7 @@ const get = (path: string) => fetch(`${web.url}${path}`, { redirect: 'manual' })
 const text = async (path: string) => (await get(path)).text();
 
 /** What must never reach a reader's browser from archived HTML. */
-function expectInert(html: string, from = '<main>') {
+function expectInert(html: string, from = '<main id="content"') {
   const main = html.slice(html.indexOf(from), html.indexOf('</main>'));
   expect(main.length).toBeGreaterThan(0);
   expect(main).not.toMatch(/<script/i);

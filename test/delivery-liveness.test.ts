@@ -163,8 +163,8 @@ describe('the dashboard', () => {
     try {
       const admin = await loggedIn(db, web.url, 'admin@example.org', { siteAdmin: true });
       const page = (await admin.get('/admin/dashboard')).text;
-      expect(page).toMatch(/<td>ghost:1:abc<\/td><td><strong>stale<\/strong><\/td>/);
-      expect(page).toContain(`<td>${worker.name}</td><td>live</td>`);
+      expect(page).toMatch(/<td data-label="Worker">ghost:1:abc<\/td><td data-label="State"><strong>stale<\/strong><\/td>/);
+      expect(page).toContain(`<td data-label="Worker">${worker.name}</td><td data-label="State">live</td>`);
     } finally {
       await web.stop();
       await db.pool.query(`delete from delivery_workers where name = 'ghost:1:abc'`);

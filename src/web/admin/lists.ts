@@ -14,7 +14,7 @@ import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList, requireSiteAdmin } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
-import { changedSettings, readSettings } from './settings-form.ts';
+import { changedSettings, invalidFields, readSettings } from './settings-form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
 const OPTIONS = { post: POST_POLICIES, subscribe: SUBSCRIBE_POLICIES, archive: ARCHIVE_POLICIES, replyTo: REPLY_TO_POLICIES, dmarc: DMARC_MITIGATIONS };
@@ -77,7 +77,7 @@ export function listsRouter(ctx: WebContext): Router {
     const input = readSettings(req, list);
     if (input.problems.length > 0) {
       const typed = { ...formValues(list), ...req.body, dkim_private_key: undefined };
-      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url }, 400);
+      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, invalidFields: invalidFields(input.problems), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url }, 400);
     }
     const changed = changedSettings(list, input);
     await updateListSettings(db, list, input, { actor: actor(req), changed });

@@ -11,25 +11,32 @@ import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPL
 import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
+/** What is wrong with one field: the page marks the field and points it at this text. */
+export interface SettingsProblem {
+  field: string;
+  text: string;
+}
+
 export interface SettingsInput {
   core: CoreSettings;
   delivery: Partial<DeliverySettings>;
-  problems: string[];
+  problems: SettingsProblem[];
 }
 
 export function readSettings(req: Request, list: ListRow): SettingsInput {
-  const problems: string[] = [];
+  const problems: SettingsProblem[] = [];
+  const problem = (name: string, text: string) => void problems.push({ field: name, text });
   const pick = <T extends string>(name: string, label: string, allowed: readonly T[], current: T): T => {
     const v = field(req, name);
     if ((allowed as readonly string[]).includes(v)) return v as T;
-    problems.push(`${label}: choose one of ${allowed.join(', ')}.`);
+    problem(name, `${label}: choose one of ${allowed.join(', ')}.`);
     return current;
   };
   const count = (name: string, label: string, current: number, opts: { min: number; max: number; scale?: number; decimals?: boolean }): number => {
     const raw = field(req, name);
     const n = Number(raw);
     if (raw === '' || !Number.isFinite(n) || n < opts.min || n > opts.max || (!opts.decimals && !Number.isInteger(n))) {
-      problems.push(`${label}: enter a ${opts.decimals ? 'number' : 'whole number'} from ${opts.min} to ${opts.max}.`);
+      problem(name, `${label}: enter a ${opts.decimals ? 'number' : 'whole number'} from ${opts.min} to ${opts.max}.`);
       return current;
     }
     return Math.round(n * (opts.scale ?? 1) * 100) / 100;
@@ -42,7 +49,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     if (raw === '' || raw.toLowerCase() === 'off') return null;
     const n = Number(raw);
     if (!Number.isFinite(n) || n < -100 || n > 1000) {
-      problems.push(`${label}: enter a score from -100 to 1000, or leave it empty to turn it off.`);
+      problem(name, `${label}: enter a score from -100 to 1000, or leave it empty to turn it off.`);
       return current;
     }
     return n;
@@ -55,7 +62,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
   };
 
   const name = field(req, 'name', 200);
-  if (!name) problems.push('Name: a list needs a name.');
+  if (!name) problem('name', 'Name: a list needs a name.');
   const core: CoreSettings = {
     name: name || list.name,
     description: field(req, 'description', 1000),
@@ -67,13 +74,13 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
   const replyTo = pick('reply_to', 'Reply-To', REPLY_TO_POLICIES, list.reply_to);
   const replyToRaw = field(req, 'reply_to_address', 254);
   const replyToAddress = replyToRaw ? normalizeEmail(replyToRaw) : null;
-  if (replyToRaw && !replyToAddress) problems.push(`Reply-To address: "${replyToRaw}" is not an e-mail address.`);
-  if (replyTo === 'address' && !replyToAddress) problems.push('Reply-To address: give the address replies should go to.');
+  if (replyToRaw && !replyToAddress) problem('reply_to_address', `Reply-To address: "${replyToRaw}" is not an e-mail address.`);
+  if (replyTo === 'address' && !replyToAddress) problem('reply_to_address', 'Reply-To address: give the address replies should go to.');
 
   const dkimDomain = field(req, 'dkim_domain', 253).toLowerCase() || null;
   const dkimSelector = field(req, 'dkim_selector', 63) || null;
-  if (dkimDomain && !/^[a-z0-9.-]+\.[a-z]{2,}$/.test(dkimDomain)) problems.push('DKIM domain: enter a domain name.');
-  if (dkimSelector && !/^[A-Za-z0-9._-]+$/.test(dkimSelector)) problems.push('DKIM selector: letters, digits, ".", "_" and "-" only.');
+  if (dkimDomain && !/^[a-z0-9.-]+\.[a-z]{2,}$/.test(dkimDomain)) problem('dkim_domain', 'DKIM domain: enter a domain name.');
+  if (dkimSelector && !/^[A-Za-z0-9._-]+$/.test(dkimSelector)) problem('dkim_selector', 'DKIM selector: letters, digits, ".", "_" and "-" only.');
 
   const delivery: Partial<DeliverySettings> = {
     subject_prefix: field(req, 'subject_prefix', 100),
@@ -106,10 +113,22 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     try {
       delivery.dkim_private_key = LIST_SETTINGS.dkim_private_key.parse(key) as string;
     } catch (err) {
-      problems.push(`DKIM private key: paste ${(err as Error).message}.`);
+      problem('dkim_private_key', `DKIM private key: paste ${(err as Error).message}.`);
     }
   }
   return { core, delivery, problems };
+}
+
+/**
+ * For the page: each field with a problem, and the ids of the texts that describe it
+ * (`problem-N`, N counting from 1 in the order shown), for aria-describedby.
+ */
+export function invalidFields(problems: SettingsProblem[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  problems.forEach((p, i) => {
+    out[p.field] = out[p.field] ? `${out[p.field]} problem-${i + 1}` : `problem-${i + 1}`;
+  });
+  return out;
 }
 
 /** What changed, for the audit log (secrets are named, never copied). */
