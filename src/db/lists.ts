@@ -153,6 +153,14 @@ export interface DeliverySettings {
   auth_policy: AuthPolicy;
   /** whether the sender of a held post is told it awaits a moderator (Mailman's respond_to_post_requests) */
   notify_held_sender: boolean;
+  /** the list's own texts (mail/templates.ts); '' is the built-in one */
+  template_welcome: string;
+  template_goodbye: string;
+  template_held: string;
+  template_confirm: string;
+  /** whether new members are welcomed and leaving ones told goodbye (Mailman's send_welcome_message, send_goodbye_message) */
+  send_welcome: boolean;
+  send_goodbye: boolean;
 }
 
 /**
@@ -179,6 +187,12 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   spam_reject_score: 'real',
   auth_policy: 'text',
   notify_held_sender: 'boolean',
+  template_welcome: 'text',
+  template_goodbye: 'text',
+  template_held: 'text',
+  template_confirm: 'text',
+  send_welcome: 'boolean',
+  send_goodbye: 'boolean',
 };
 
 /** Changes the given sending options of a list; the others keep their values. */
