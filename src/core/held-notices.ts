@@ -14,8 +14,10 @@ import { normalizeEmail, roleAddress, splitAddress } from '../mail/address.ts';
 import { isAutomatic } from '../mail/commands.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { PostChecks } from '../mail/post-checks.ts';
+import { renderTemplate } from '../mail/templates.ts';
 import { absoluteUrl, adminListUrl } from '../mail/urls.ts';
 import type { Decision } from './moderation-rules.ts';
+import { templateValues } from './member-notices.ts';
 import { noticeToModerators, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
@@ -85,6 +87,8 @@ export interface HeldArrival {
   message: ParsedMessage;
   envelopeFrom: string | null;
   checks?: PostChecks;
+  /** PUBLIC_URL, for the archive link of the list's own text (template_held) */
+  publicUrl: string;
 }
 
 /**
@@ -110,15 +114,17 @@ export async function tellSenderHeld(tx: Queryable, h: HeldArrival): Promise<boo
     subject: `Your message to ${list.address} awaits moderator approval`,
     inReplyTo: message.messageId,
     autoSubmitted: 'auto-replied',
-    text: [
-      `Your message "${message.subject || '(no subject)'}" to ${list.address} is held until a moderator of the list looks at it.`,
-      '',
-      `Reason: ${h.decision.reason}`,
-      '',
-      'If it is approved, it goes to the list; if it is rejected, you will be told why.',
-      'Other posts you send to the list within the hour are not acknowledged one by one.',
-      `To reach the people running the list, write to ${roleAddress(list.address, 'owner')}.`,
-    ].join('\n'),
+    text: list.template_held.trim()
+      ? renderTemplate(list.template_held, await templateValues(tx, list, h.publicUrl, { member_email: to, subject: message.subject || '(no subject)', reason: h.decision.reason }))
+      : [
+        `Your message "${message.subject || '(no subject)'}" to ${list.address} is held until a moderator of the list looks at it.`,
+        '',
+        `Reason: ${h.decision.reason}`,
+        '',
+        'If it is approved, it goes to the list; if it is rejected, you will be told why.',
+        'Other posts you send to the list within the hour are not acknowledged one by one.',
+        `To reach the people running the list, write to ${roleAddress(list.address, 'owner')}.`,
+      ].join('\n'),
   });
   return true;
 }

@@ -164,7 +164,7 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
   p.log.info({ list: p.list.address, rule: decision.rule, action: decision.action, heldId }, decision.action === 'hold' ? 'post held' : 'post dropped by rule');
   if (decision.action === 'hold') {
     await notifyModeratorsOfHeld(tx, p.list, p.settings);
-    await tellSenderHeld(tx, { list: p.list, heldId, decision, message: p.message, envelopeFrom: p.envelopeFrom, checks: p.checks });
+    await tellSenderHeld(tx, { list: p.list, heldId, decision, message: p.message, envelopeFrom: p.envelopeFrom, checks: p.checks, publicUrl: p.settings.publicUrl });
     return { kind: 'held', heldId, decision };
   }
   return { kind: 'discarded', decision };

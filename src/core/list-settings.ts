@@ -11,6 +11,7 @@ import type { DeliverySettings, ListRow } from '../db/lists.ts';
 import { InvalidInput } from '../errors.ts';
 import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
+import { checkTemplate, type TemplateName } from '../mail/templates.ts';
 import { updateListSettings } from './lists.ts';
 
 interface Setting {
@@ -82,6 +83,9 @@ const privateKey = (v: string) => {
   return key;
 };
 
+// A list's own text (mail/templates.ts): its variables are checked now, never in a broken mail.
+const template = (name: TemplateName) => (v: string) => checkTemplate(name, text(5000)(v.replace(/\r\n/g, '\n')));
+
 export const LIST_SETTINGS: Record<string, Setting> = {
   name: { group: 'core', parse: (v) => { if (!v.trim()) throw new Error('a name'); return text(200)(v.trim()); } },
   description: { group: 'core', parse: text(1000) },
@@ -89,7 +93,7 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   subscribe_policy: { group: 'core', parse: oneOf(SUBSCRIBE_POLICIES) },
   archive: { group: 'core', parse: oneOf(ARCHIVE_POLICIES) },
   subject_prefix: { group: 'delivery', parse: text(100) },
-  footer: { group: 'delivery', parse: text(5000) },
+  footer: { group: 'delivery', parse: template('footer') },
   reply_to: { group: 'delivery', parse: oneOf(REPLY_TO_POLICIES) },
   reply_to_address: { group: 'delivery', parse: optional(email) },
   dmarc_mitigation: { group: 'delivery', parse: oneOf(DMARC_MITIGATIONS) },
@@ -101,6 +105,12 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   bounce_warning_interval_days: { group: 'delivery', parse: number(1, 365) },
   held_notice_minutes: { group: 'delivery', parse: number(0, 7 * 24 * 60) },
   notify_held_sender: { group: 'delivery', parse: yesNo },
+  send_welcome: { group: 'delivery', parse: yesNo },
+  send_goodbye: { group: 'delivery', parse: yesNo },
+  template_welcome: { group: 'delivery', parse: template('welcome') },
+  template_goodbye: { group: 'delivery', parse: template('goodbye') },
+  template_held: { group: 'delivery', parse: template('held') },
+  template_confirm: { group: 'delivery', parse: template('confirm') },
   spam_hold_score: { group: 'delivery', parse: spamThreshold },
   spam_reject_score: { group: 'delivery', parse: spamThreshold },
   auth_policy: { group: 'delivery', parse: oneOf(AUTH_POLICIES) },

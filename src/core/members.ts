@@ -14,6 +14,7 @@ import { removeMembers } from '../db/member-admin.ts';
 import { withTransaction } from '../db/pool.ts';
 import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
+import { welcome } from './member-notices.ts';
 import { requestWebSubscription } from './subscriptions.ts';
 
 export interface MemberEntry {
@@ -23,12 +24,20 @@ export interface MemberEntry {
   mode?: DeliveryMode | null;
 }
 
-/** Adds members at once, in one transaction with the audit entry; each address with what happened to it. */
-export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode }): Promise<{ email: string; outcome: AddOutcome }[]> {
+/**
+ * Adds members at once, in one transaction with the audit entry; each address with what happened
+ * to it. A new (or returning) member is welcomed when the list welcomes (send_welcome), as after a
+ * confirmed subscription.
+ */
+export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; settings: Pick<CoreSettings, 'publicUrl'> }): Promise<{ email: string; outcome: AddOutcome }[]> {
   if (entries.length === 0) return [];
   return withTransaction(pool, async (tx) => {
     const done: { email: string; outcome: AddOutcome }[] = [];
-    for (const e of entries) done.push({ email: e.email, outcome: await addMember(tx, list.id, e.email, e.mode ?? opts.mode, e.name ?? null) });
+    for (const e of entries) {
+      const outcome = await addMember(tx, list.id, e.email, e.mode ?? opts.mode, e.name ?? null);
+      if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, e.email, opts.settings.publicUrl);
+      done.push({ email: e.email, outcome });
+    }
     await recordAudit(tx, { actor: opts.actor, action: 'member.add', list, ...entriesDetail(entries, opts.mode) });
     return done;
   });

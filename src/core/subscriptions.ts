@@ -14,7 +14,7 @@ import { hashToken } from '../auth/credentials.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, findMember, reenableMember, removeMember } from '../db/members.ts';
+import { addMember, reenableMember, removeMember } from '../db/members.ts';
 import type { DeliveryMode } from '../list-policies.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
@@ -23,7 +23,7 @@ import {
   type RequestAction, type SubscriptionRequestRow,
 } from '../db/subscription-requests.ts';
 import { normalizeEmail, roleAddress } from '../mail/address.ts';
-import { absoluteUrl, confirmUrl, unsubscribeUrl } from '../mail/urls.ts';
+import { confirmationText, goodbye, welcome } from './member-notices.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
@@ -81,23 +81,12 @@ async function startRequest(pool: pg.Pool, list: ListRow, email: string, action:
       listId: list.id, email, name: opts.name ?? null, mode: opts.mode ?? 'each', action, via: opts.via,
       tokenHash: hashToken(token), state: 'confirm', expiresInHours: confirmTokenHours,
     });
-    const verb = action === 'subscribe' ? 'join' : 'leave';
     await sendNotice(tx, {
       to: email,
       list,
       subject: `confirm ${token}`,
       replyTo: roleAddress(list.address, 'confirm', token),
-      text: [
-        `Someone (perhaps you) asked to ${verb} the mailing list ${list.address} with the address ${email}.`,
-        '',
-        'To confirm, open this link:',
-        '',
-        `    ${absoluteUrl(publicUrl, confirmUrl(token))}`,
-        '',
-        'or simply reply to this message.',
-        '',
-        `If you did not ask for this, ignore this message: nothing changes. The link expires in ${confirmTokenHours} hours.`,
-      ].join('\n'),
+      text: await confirmationText(tx, list, { email, action, token, publicUrl, hours: confirmTokenHours }),
     });
   });
 }
@@ -121,7 +110,7 @@ export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreS
     if (req.state === 'rejected') throw new Conflict('this request was declined by the list owner', 'request_rejected');
     if (req.expired) throw new InvalidInput('this confirmation link has expired: please ask again', 'token_expired');
     if (req.action === 'unsubscribe') {
-      await removeMember(tx, list.id, req.email);
+      if (await removeMember(tx, list.id, req.email)) await goodbye(tx, list, req.email, settings.publicUrl);
       await setRequestState(tx, req.id, 'done', null);
       return { action: req.action, state: 'done', list, email: req.email };
     }
@@ -166,23 +155,6 @@ async function subscribeNow(tx: Queryable, list: ListRow, req: SubscriptionReque
   // A member disabled by bounces who subscribes again gets delivery back with a clean score.
   await reenableMember(tx, list.id, req.email);
   if (outcome !== 'unchanged') await welcome(tx, list, req.email, publicUrl);
-}
-
-async function welcome(tx: Queryable, list: ListRow, email: string, publicUrl: string) {
-  const member = await findMember(tx, list.id, email);
-  if (!member) return;
-  await sendNotice(tx, {
-    to: email,
-    list,
-    subject: `Welcome to ${list.address}`,
-    text: [
-      `You are now subscribed to ${list.address}${list.description ? ` (${list.description})` : ''}.`,
-      '',
-      `To post, write to ${list.address}.`,
-      `To leave the list, open ${absoluteUrl(publicUrl, unsubscribeUrl(member.token))}`,
-      `or send a message with "unsubscribe" to ${roleAddress(list.address, 'request')}.`,
-    ].join('\n'),
-  });
 }
 
 function checkedEmail(email: string): string {

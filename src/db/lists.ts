@@ -155,6 +155,14 @@ export interface DeliverySettings {
   notify_held_sender: boolean;
   /** who may see the member list on /lists/LIST/members: owners (and moderators), members, anyone */
   roster_visibility: RosterVisibility;
+  /** the list's own texts (mail/templates.ts); '' is the built-in one */
+  template_welcome: string;
+  template_goodbye: string;
+  template_held: string;
+  template_confirm: string;
+  /** whether new members are welcomed and leaving ones told goodbye (Mailman's send_welcome_message, send_goodbye_message) */
+  send_welcome: boolean;
+  send_goodbye: boolean;
 }
 
 /**
@@ -182,6 +190,12 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   auth_policy: 'text',
   notify_held_sender: 'boolean',
   roster_visibility: 'text',
+  template_welcome: 'text',
+  template_goodbye: 'text',
+  template_held: 'text',
+  template_confirm: 'text',
+  send_welcome: 'boolean',
+  send_goodbye: 'boolean',
 };
 
 /** Changes the given sending options of a list; the others keep their values. */

@@ -17,6 +17,7 @@ import type { Logger } from '../log.ts';
 import { needsMitigation } from '../mail/dmarc.ts';
 import { toSevenBit } from '../mail/seven-bit.ts';
 import { traceFields } from '../mail/post-checks.ts';
+import { listTemplateValues, renderTemplate } from '../mail/templates.ts';
 import { memberCopy, prepareCopy, signCopies, signedMemberCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
 import type { ListIdentity } from '../mail/list-headers.ts';
 import { listKey, signMessage, type ListKey } from '../mail/list-signing.ts';
@@ -90,7 +91,7 @@ export class CopyCache {
       fromName: m.from_name,
       fromEmail: m.from_email,
       subjectPrefix: list.subject_prefix,
-      footer: list.footer,
+      footer: renderTemplate(list.footer, listTemplateValues(list, list.identity.key, list.identity.publicUrl)),
       replyTo: { policy: list.reply_to, address: list.reply_to_address },
       mitigation,
       trace: traceFields(m.checks),

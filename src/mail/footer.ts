@@ -1,7 +1,9 @@
 /*
  * A list footer added as its own MIME part, so the author's parts stay byte for byte as written:
  * a multipart/mixed message gets one more part before its closing boundary; anything else is
- * wrapped in a new multipart/mixed whose first part is the original content.
+ * wrapped in a new multipart/mixed whose first part is the original content. An HTML-only post
+ * (one text/html part) is the exception: a text part after it is shown by most clients as an
+ * attachment, so the footer goes inside the HTML, before </body>.
  */
 
 import crypto from 'node:crypto';
@@ -27,6 +29,10 @@ export function addFooter(head: Buffer, rest: Buffer, footer: string, eol: strin
   const fields = headerFields(head);
   const contentType = headerValue(fields, 'content-type') ?? '';
   const part = footerPart(footer, eol);
+  if (/^\s*text\/html\b/i.test(contentType) && !/charset\s*=\s*"?(utf-?16|utf-?32|ucs)/i.test(contentType)) {
+    const inside = footerInHtml(rest, footer, (headerValue(fields, 'content-transfer-encoding') ?? '7bit').trim().toLowerCase(), eol);
+    if (inside) return { head, rest: inside };
+  }
   const mixed = /^\s*multipart\/mixed\b/i.exec(contentType);
   const boundary = /boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))/i.exec(contentType);
   if (mixed && boundary) {
@@ -58,4 +64,71 @@ export function addFooter(head: Buffer, rest: Buffer, footer: string, eol: strin
     Buffer.from(`${body.length && body[body.length - 1] !== 0x0a ? eol : ''}--${b}${eol}${part}${eol}--${b}--${eol}`),
   ]);
   return { head: newHead, rest: newRest };
+}
+
+/**
+ * The footer as HTML: every character that is markup, `=` (so quoted-printable needs no escape) or
+ * not ASCII is a character reference, so the lines are plain ASCII whatever the part's charset;
+ * each line break is a <br>.
+ */
+export function footerHtmlLines(text: string): string[] {
+  const escape = (line: string) => line.replace(/[&<>"'=]|[^\x20-\x7e]/gu, (c) => `&#${c.codePointAt(0)};`);
+  const lines = text.replace(/\r\n?/g, '\n').replace(/\n+$/, '').split('\n').map(escape);
+  return ['<hr>', '<div class="list-footer">', ...lines.map((l, i) => (i < lines.length - 1 ? `${l}<br>` : l)), '</div>'];
+}
+
+// A line of the footer cut to fit: `max` characters, at a space when there is one.
+function cut(line: string, max: number): string[] {
+  const out: string[] = [];
+  let rest = line;
+  while (rest.length > max) {
+    const space = rest.lastIndexOf(' ', max);
+    const at = space > 0 ? space : max;
+    out.push(rest.slice(0, at));
+    rest = rest.slice(at);
+  }
+  return [...out, rest];
+}
+
+/**
+ * The body (`rest`, from its blank line) of a text/html part with the footer before its last
+ * </body> (else </html>, else at the end), in the part's own transfer encoding; null for an
+ * encoding we do not know, which then gets the footer as a part of its own.
+ */
+function footerInHtml(rest: Buffer, footer: string, cte: string, eol: string): Buffer | null {
+  const start = rest.indexOf(0x0a) + 1;
+  const blank = rest.subarray(0, start);
+  const body = rest.subarray(start);
+  const lines = footerHtmlLines(footer);
+  if (cte === 'base64') {
+    const html = Buffer.from(body.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, ''), 'base64');
+    const withFooter = insertBeforeEnd(html, Buffer.from(`${eol}${lines.join(eol)}${eol}`));
+    const encoded = (withFooter.toString('base64').match(/.{1,76}/g) ?? []).join(eol);
+    return Buffer.concat([blank, Buffer.from(`${encoded}${eol}`)]);
+  }
+  let snippet: string[];
+  if (cte === 'quoted-printable') {
+    // No `=` and no 8-bit in the lines: quoted-printable only needs its soft line breaks, and a
+    // space at the end of a line written as =20.
+    snippet = lines.flatMap((l) => {
+      const parts = cut(l, 70);
+      return parts.map((p, i) => (i < parts.length - 1 ? `${p}=` : p.replace(/ $/, '=20')));
+    });
+  } else if (cte === '7bit' || cte === '8bit' || cte === 'binary' || cte === '') {
+    snippet = lines.flatMap((l) => cut(l, 900));
+  } else {
+    return null;
+  }
+  return Buffer.concat([blank, insertBeforeEnd(body, Buffer.from(`${eol}${snippet.join(eol)}${eol}`))]);
+}
+
+function insertBeforeEnd(html: Buffer, snippet: Buffer): Buffer {
+  const text = html.toString('latin1').toLowerCase();
+  let at = text.lastIndexOf('</body');
+  if (at < 0) at = text.lastIndexOf('</html');
+  if (at < 0) {
+    const sep = html.length > 0 && html[html.length - 1] !== 0x0a ? snippet : snippet.subarray(snippet.indexOf(0x0a) + 1);
+    return Buffer.concat([html, sep]);
+  }
+  return Buffer.concat([html.subarray(0, at), snippet, html.subarray(at)]);
 }

@@ -16,7 +16,10 @@ import { auditLines } from './audit-view.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
 import { changedSettings, invalidFields, readSettings } from './settings-form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
+import { TEMPLATE_NAMES, TEMPLATE_VARIABLES } from '../../mail/templates.ts';
 
+// Each text's variables as the settings page lists them: "{list_name}, {list_address}, …".
+const TEMPLATE_HINTS = Object.fromEntries(TEMPLATE_NAMES.map((n) => [n, TEMPLATE_VARIABLES[n].map((v) => `{${v}}`).join(', ')]));
 const OPTIONS = { post: POST_POLICIES, subscribe: SUBSCRIBE_POLICIES, archive: ARCHIVE_POLICIES, replyTo: REPLY_TO_POLICIES, dmarc: DMARC_MITIGATIONS };
 
 /** Creating lists, a list's overview, its settings, owners and moderators, deleting it. */
@@ -69,7 +72,7 @@ export function listsRouter(ctx: WebContext): Router {
 
   r.get('/admin/lists/:list/settings', requireList(ctx, 'owner'), async (req, res) => {
     const { list } = listAccessOf(res);
-    render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: formValues(list), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url });
+    render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: formValues(list), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url, templateVariables: TEMPLATE_HINTS });
   });
 
   r.post('/admin/lists/:list/settings', requireList(ctx, 'owner'), requireCsrf, async (req, res) => {
@@ -77,7 +80,7 @@ export function listsRouter(ctx: WebContext): Router {
     const input = readSettings(req, list);
     if (input.problems.length > 0) {
       const typed = { ...formValues(list), ...req.body, dkim_private_key: undefined };
-      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, invalidFields: invalidFields(input.problems), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url }, 400);
+      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, invalidFields: invalidFields(input.problems), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url, templateVariables: TEMPLATE_HINTS }, 400);
     }
     const changed = changedSettings(list, input);
     await updateListSettings(db, list, input, { actor: actor(req), changed });

@@ -86,7 +86,7 @@ export function membersRouter(ctx: WebContext): Router {
       await inviteMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg });
       outcomes.invited.push(...entries.map((e) => e.email));
     } else {
-      for (const { email, outcome } of await addMembers(db, list, entries, { actor: actor(req), mode })) outcomes[outcome].push(email);
+      for (const { email, outcome } of await addMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg })) outcomes[outcome].push(email);
     }
     render(ctx.views, req, res, 'admin/members-added.njk', { title: `Members added · ${list.address}`, tab: 'members', outcomes, problems, invite }, problems.length > 0 && entries.length === 0 ? 400 : 200);
   });

@@ -61,6 +61,18 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     return ['1', 'yes', 'on', 'true'].includes(field(req, name, 10).toLowerCase());
   };
 
+  // A list's own text, checked as `list set` checks it (unknown variables are named); a form
+  // without the field leaves it as it is.
+  const template = (name: 'footer' | 'template_welcome' | 'template_goodbye' | 'template_held' | 'template_confirm', label: string, current: string): string => {
+    if (!Object.prototype.hasOwnProperty.call(req.body ?? {}, name)) return current;
+    try {
+      return LIST_SETTINGS[name].parse(field(req, name, 5000)) as string;
+    } catch (err) {
+      problem(name, `${label}: must be ${(err as Error).message}.`);
+      return current;
+    }
+  };
+
   const name = field(req, 'name', 200);
   if (!name) problem('name', 'Name: a list needs a name.');
   const core: CoreSettings = {
@@ -84,7 +96,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
 
   const delivery: Partial<DeliverySettings> = {
     subject_prefix: field(req, 'subject_prefix', 100),
-    footer: field(req, 'footer', 5000),
+    footer: template('footer', 'Footer', list.footer),
     reply_to: replyTo,
     reply_to_address: replyToAddress,
     dmarc_mitigation: pick('dmarc_mitigation', 'DMARC mitigation', DMARC_MITIGATIONS, list.dmarc_mitigation),
@@ -100,6 +112,12 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     spam_hold_score: threshold('spam_hold_score', 'Hold at spam score', list.spam_hold_score),
     spam_reject_score: threshold('spam_reject_score', 'Refuse at spam score', list.spam_reject_score),
     notify_held_sender: yesNo('notify_held_sender', list.notify_held_sender),
+    send_welcome: yesNo('send_welcome', list.send_welcome),
+    send_goodbye: yesNo('send_goodbye', list.send_goodbye),
+    template_welcome: template('template_welcome', 'Welcome', list.template_welcome),
+    template_goodbye: template('template_goodbye', 'Goodbye', list.template_goodbye),
+    template_confirm: template('template_confirm', 'Confirmation request', list.template_confirm),
+    template_held: template('template_held', 'Held-post notice to the sender', list.template_held),
     auth_policy: pick('auth_policy', 'Posts that fail authentication', AUTH_POLICIES, list.auth_policy),
     // A form without the field (an older page) leaves it as it is.
     roster_visibility: Object.prototype.hasOwnProperty.call(req.body ?? {}, 'roster_visibility')
