@@ -9,10 +9,10 @@
 --
 
 --
--- Name: accept_post(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, text, text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: accept_post(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, text, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.accept_post(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean, p_bounce_prefix text, p_bounce_domain text) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean, copies integer)
+CREATE FUNCTION public.accept_post(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean, p_bounce_prefix text, p_bounce_domain text, p_checks jsonb) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean, copies integer)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
@@ -21,7 +21,7 @@ declare
   v_copies integer := 0;
 begin
   select * into a from archive_message(p_list_id, p_message_id, p_raw, p_subject, p_from_name, p_from_email,
-                                       p_date, p_in_reply_to, p_refs, p_body, p_has_attachments, p_exact);
+                                       p_date, p_in_reply_to, p_refs, p_body, p_has_attachments, p_exact, p_checks);
   if a.added_to_list then
     insert into outbox (kind, list_id, message_id, member_id, member_token, recipient, domain, envelope_from)
       select 'post', p_list_id, a.id, m.id, m.token, m.email, split_part(m.email, '@', 2),
@@ -47,10 +47,10 @@ begin
 end $$;
 
 --
--- Name: archive_message(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean); Type: FUNCTION; Schema: public; Owner: -
+-- Name: archive_message(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.archive_message(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean)
+CREATE FUNCTION public.archive_message(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean, p_checks jsonb) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
@@ -111,9 +111,9 @@ begin
   end if;
 
   insert into messages (message_id, raw, size, subject, from_name, from_email, date, in_reply_to,
-                        refs, body, has_attachments, thread_id, parent_id)
+                        refs, body, has_attachments, thread_id, parent_id, checks)
   values (p_message_id, p_raw, length(p_raw), p_subject, p_from_name, p_from_email, p_date,
-          p_in_reply_to, p_refs, p_body, p_has_attachments, v_thread, v_parent)
+          p_in_reply_to, p_refs, p_body, p_has_attachments, v_thread, v_parent, p_checks)
   returning messages.id into v_id;
 
   if coalesce(v_parent_rank, 2147483647) > 1 and cardinality(v_candidates) > 0 then

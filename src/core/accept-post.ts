@@ -5,7 +5,7 @@
  */
 
 import type { ListRow } from '../db/lists.ts';
-import { acceptIntoLists, storeChecks, type ArchiveResult } from '../db/messages.ts';
+import { acceptIntoLists, type ArchiveResult } from '../db/messages.ts';
 import type { Queryable } from '../db/pool.ts';
 import { RejectedMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -43,7 +43,6 @@ export type PostOutcome =
  */
 export async function acceptPost(tx: Queryable, p: Post, opts: { exact?: boolean } = {}): Promise<PostOutcome> {
   const [archived] = await acceptIntoLists(tx, [{ ...p, exact: opts.exact }]);
-  if (archived.created && p.checks) await storeChecks(tx, [{ id: archived.id, checks: p.checks }]);
   return afterAccept(tx, p, archived);
 }
 

@@ -9,7 +9,7 @@
 
 import type pg from 'pg';
 import { GroupCommit } from '../db/group-commit.ts';
-import { acceptIntoLists, storeChecks } from '../db/messages.ts';
+import { acceptIntoLists } from '../db/messages.ts';
 import { senderFacts, type SenderFacts } from '../db/sender-rules.ts';
 import { listId } from '../mail/list-headers.ts';
 import { afterAccept, type Post, type PostOutcome } from './accept-post.ts';
@@ -39,8 +39,6 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
   const outcomes: PostOutcome[] = new Array(posts.length);
   const accepted = posts.flatMap((p, i) => (decisions[i].action === 'accept' ? [i] : []));
   const archived = await acceptIntoLists(tx, accepted.map((i) => posts[i]));
-  // What the checks found goes with each newly stored message (the first arrival's, for a cross-post).
-  await storeChecks(tx, accepted.flatMap((i, k) => (archived[k].created && posts[i].checks && Object.keys(posts[i].checks!).length > 0 ? [{ id: archived[k].id, checks: posts[i].checks! }] : [])));
   for (const [k, i] of accepted.entries()) outcomes[i] = await afterAccept(tx, posts[i], archived[k]);
   for (const [i, p] of posts.entries()) outcomes[i] ??= await holdOrDrop(tx, p, decisions[i]);
   return outcomes;

@@ -22,12 +22,12 @@ export interface ArchiveResult {
   sameContent: boolean;
 }
 
-/** Stores and threads a message in a list (archive_message in sql/0013). */
+/** Stores and threads a message in a list (archive_message in sql/0046). */
 export async function archiveMessage(db: Queryable, listId: number, raw: Buffer, m: ParsedMessage, opts: { exact?: boolean } = {}): Promise<ArchiveResult> {
   const { rows } = await db.query<ArchiveRow>({
     name: 'archive_message',
-    text: 'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
-    values: [...messageParams(listId, raw, m), opts.exact ?? false],
+    text: 'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)',
+    values: [...messageParams(listId, raw, m), opts.exact ?? false, null],
   });
   return archiveResult(rows[0]);
 }
@@ -38,10 +38,12 @@ export interface Acceptance {
   message: ParsedMessage;
   /** link only to a byte-for-byte equal archived message (an approval: what was held goes out) */
   exact?: boolean;
+  /** what the arrival checks found, stored with a newly stored message (messages.checks) */
+  checks?: PostChecks;
 }
 
 /**
- * Accepts posts into their lists (accept_post in sql/0013), in one round trip for the lot, in
+ * Accepts posts into their lists (accept_post in sql/0046), in one round trip for the lot, in
  * order: each is archived and threaded, gets one outbox copy per member who takes each post and a
  * digest item, and the delivery workers are woken. `copies` is 0 for a message the list already had.
  */
@@ -52,12 +54,17 @@ export async function acceptIntoLists(db: Queryable, posts: Acceptance[]): Promi
     name: `accept_posts_${posts.length}`,
     text: acceptStatement(posts.length),
     // VERP: each copy's envelope sender is LIST-bounces+TOKEN@, built by SQL from verpParts.
-    values: posts.flatMap((p) => { const verp = verpParts(p.list.address); return [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, verp.prefix, verp.domain]; }),
+    values: posts.flatMap((p) => { const verp = verpParts(p.list.address); return [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, verp.prefix, verp.domain, checksParam(p.checks)]; }),
   });
   return rows.sort((a, b) => a.ord - b.ord).map((r) => ({ ...archiveResult(r), copies: r.copies }));
 }
 
-const ACCEPT_TYPES = ['bigint', 'text', 'bytea', 'text', 'text', 'text', 'timestamptz', 'text', 'text[]', 'text', 'boolean', 'boolean', 'text', 'text'];
+const ACCEPT_TYPES = ['bigint', 'text', 'bytea', 'text', 'text', 'text', 'timestamptz', 'text', 'text[]', 'text', 'boolean', 'boolean', 'text', 'text', 'jsonb'];
+
+/** The checks as a jsonb parameter; none found is stored as null. */
+function checksParam(checks: PostChecks | undefined): string | null {
+  return checks && Object.keys(checks).length > 0 ? JSON.stringify(checks) : null;
+}
 const acceptStatements = new Map<number, string>();
 
 /**
@@ -91,18 +98,6 @@ function messageParams(listId: number, raw: Buffer, m: ParsedMessage): unknown[]
 
 function archiveResult(r: ArchiveRow): ArchiveResult {
   return { id: r.id, created: r.created, addedToList: r.added_to_list, threadId: r.thread_id, sameContent: r.same_content };
-}
-
-/** Keeps what the arrival checks found with newly stored messages (one statement for the batch). */
-export async function storeChecks(db: Queryable, items: { id: number; checks: PostChecks }[]): Promise<void> {
-  if (items.length === 0) return;
-  await db.query({
-    name: 'store-checks',
-    text: `update messages m set checks = v.checks
-             from unnest($1::bigint[], $2::jsonb[]) v(id, checks)
-            where m.id = v.id and m.checks is null`,
-    values: [items.map((i) => i.id), items.map((i) => JSON.stringify(i.checks))],
-  });
 }
 
 /**
