@@ -76,7 +76,8 @@ export function registerMemberCommands(program: Command) {
         const { memberRoster } = await import('../db/members.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const rows = await memberRoster(db.pool, list.id);
-        if (o.json) return printJson(rows);
+        // The documented shape, plus nomail_until only for a member whose nomail has an end date.
+        if (o.json) return printJson(rows.map(({ nomail_until, ...r }) => (nomail_until ? { ...r, nomail_until } : r)));
         printTable(rows, ['email', 'name', 'mode', 'status', 'bounce_score']);
       }),
     );
