@@ -384,6 +384,21 @@ begin
 end $$;
 
 --
+-- Name: members_end_vacation_on_mode_change(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.members_end_vacation_on_mode_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if new.mode <> 'nomail' then
+    new.nomail_until := null;
+    new.mode_before_nomail := null;
+  end if;
+  return new;
+end $$;
+
+--
 -- Name: message_header_for_comparison(bytea); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -979,9 +994,13 @@ CREATE TABLE public.members (
     bounce_warnings_sent integer DEFAULT 0 NOT NULL,
     bounce_warned_at timestamp with time zone,
     unsubscribed_reason text,
+    nomail_until timestamp with time zone,
+    mode_before_nomail text,
     CONSTRAINT members_digest_format_check CHECK ((digest_format = ANY (ARRAY['mime'::text, 'plain'::text]))),
     CONSTRAINT members_email_check CHECK ((email = lower(email))),
+    CONSTRAINT members_mode_before_nomail_check CHECK ((mode_before_nomail = ANY (ARRAY['each'::text, 'digest'::text]))),
     CONSTRAINT members_mode_check CHECK ((mode = ANY (ARRAY['each'::text, 'digest'::text, 'nomail'::text]))),
+    CONSTRAINT members_nomail_until_check CHECK (((nomail_until IS NULL) OR (mode = 'nomail'::text))),
     CONSTRAINT members_status_check CHECK ((status = ANY (ARRAY['active'::text, 'pending'::text, 'disabled'::text, 'unsubscribed'::text])))
 );
 
@@ -1685,6 +1704,12 @@ CREATE INDEX members_digest_readers ON public.members USING btree (list_id) WHER
 CREATE INDEX members_email ON public.members USING btree (email);
 
 --
+-- Name: members_nomail_until; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX members_nomail_until ON public.members USING btree (nomail_until) WHERE (nomail_until IS NOT NULL);
+
+--
 -- Name: messages_date; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1803,6 +1828,12 @@ CREATE TRIGGER lists_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pub
 --
 
 CREATE TRIGGER lists_changed_archive AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.lists FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
+
+--
+-- Name: members members_end_vacation; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER members_end_vacation BEFORE UPDATE OF mode ON public.members FOR EACH ROW EXECUTE FUNCTION public.members_end_vacation_on_mode_change();
 
 --
 -- Name: messages messages_changed; Type: TRIGGER; Schema: public; Owner: -

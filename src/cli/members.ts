@@ -25,17 +25,21 @@ export function registerMemberCommands(program: Command) {
     .argument('<list>')
     .argument('<email...>', 'EMAIL or "Name <EMAIL>"')
     .option('--mode <mode>', 'each|digest|nomail', 'each')
+    .option('--until <YYYY-MM-DD>', 'with --mode nomail: pause delivery until that day (UTC), then go back to the mode held before')
     .option('--json', 'machine-readable output: [{email, name, result}] (added, reactivated, updated, unchanged; invalid with input and error)')
     .description('add members (an administrator add: no confirmation is asked); every valid address is added, the exit code is 1 if any was not')
-    .action((ref: string, addrs: string[], o: { mode: string; json?: boolean }) =>
+    .action((ref: string, addrs: string[], o: { mode: string; until?: string; json?: boolean }) =>
       runCommand(async ({ cfg, db }) => {
         if (!isOneOf(o.mode, DELIVERY_MODES)) throw new InvalidInput(`--mode must be one of ${DELIVERY_MODES.join(', ')} (got "${o.mode}")`);
+        if (o.until !== undefined && o.mode !== 'nomail') throw new InvalidInput('--until goes with --mode nomail (a pause of delivery that ends that day)');
+        const { parseResumeDate } = await import('../core/vacation.ts');
+        const until = o.until === undefined ? null : parseResumeDate(o.until);
         const { findList } = await import('../db/lists.ts');
         const { addMembers } = await import('../core/members.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const given = await mailboxes(addrs);
         const good = given.filter((m) => m.email !== null);
-        const added = await addMembers(db.pool, list, good.map((m) => ({ email: m.email!, name: m.name })), { actor: cliActor(), mode: o.mode, settings: cfg });
+        const added = await addMembers(db.pool, list, good.map((m) => ({ email: m.email!, name: m.name })), { actor: cliActor(), mode: o.mode, until, settings: cfg });
         let next = 0;
         const results = given.map((m): EachResult => (m.email === null ? refused(m) : { email: m.email, name: m.name, result: added[next++].outcome }));
         reportEach(results, o.json, { unchanged: 'already subscribed' });
@@ -72,7 +76,8 @@ export function registerMemberCommands(program: Command) {
         const { memberRoster } = await import('../db/members.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const rows = await memberRoster(db.pool, list.id);
-        if (o.json) return printJson(rows);
+        // The documented shape, plus nomail_until only for a member whose nomail has an end date.
+        if (o.json) return printJson(rows.map(({ nomail_until, ...r }) => (nomail_until ? { ...r, nomail_until } : r)));
         printTable(rows, ['email', 'name', 'mode', 'status', 'bounce_score']);
       }),
     );

@@ -8,7 +8,7 @@
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, findMemberById, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
+import { addMember, findMember, findMemberById, pauseMember, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { removeMembers } from '../db/member-admin.ts';
 import { withTransaction } from '../db/pool.ts';
@@ -16,6 +16,7 @@ import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
 import { welcome } from './member-notices.ts';
 import { requestWebSubscription } from './subscriptions.ts';
+import { resumeDay } from './vacation.ts';
 
 export interface MemberEntry {
   email: string;
@@ -29,16 +30,24 @@ export interface MemberEntry {
  * to it. A new (or returning) member is welcomed when the list welcomes (send_welcome), as after a
  * confirmed subscription.
  */
-export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; settings: Pick<CoreSettings, 'publicUrl'> }): Promise<{ email: string; outcome: AddOutcome }[]> {
+export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; until?: Date | null; settings: Pick<CoreSettings, 'publicUrl'> }): Promise<{ email: string; outcome: AddOutcome }[]> {
   if (entries.length === 0) return [];
+  if (opts.until && entries.some((e) => (e.mode ?? opts.mode) !== 'nomail')) throw new InvalidInput('An end date goes only with the "nomail" mode.');
   return withTransaction(pool, async (tx) => {
     const done: { email: string; outcome: AddOutcome }[] = [];
     for (const e of entries) {
-      const outcome = await addMember(tx, list.id, e.email, e.mode ?? opts.mode, e.name ?? null);
+      // A vacation resumes the mode an active member had before it, so that is read first.
+      const before = opts.until ? await findMember(tx, list.id, e.email) : null;
+      let outcome = await addMember(tx, list.id, e.email, e.mode ?? opts.mode, e.name ?? null);
+      if (opts.until) {
+        const paused = await pauseMember(tx, list.id, e.email, opts.until, before?.status === 'active' && before.mode !== 'nomail' ? before.mode : null);
+        if (paused && outcome === 'unchanged') outcome = 'updated';
+      }
       if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, e.email, opts.settings.publicUrl);
       done.push({ email: e.email, outcome });
     }
-    await recordAudit(tx, { actor: opts.actor, action: 'member.add', list, ...entriesDetail(entries, opts.mode) });
+    const detail = entriesDetail(entries, opts.mode);
+    await recordAudit(tx, { actor: opts.actor, action: 'member.add', list, ...detail, detail: { ...detail.detail, ...(opts.until ? { until: resumeDay(opts.until) } : {}) } });
     return done;
   });
 }
@@ -61,7 +70,8 @@ function entriesDetail(entries: MemberEntry[], mode: DeliveryMode) {
   };
 }
 
-export type MemberChange = 'remove' | 'reenable' | { mode: DeliveryMode };
+/** A mode; `until` (with `nomail` only) makes it a vacation that ends that day. */
+export type MemberChange = 'remove' | 'reenable' | { mode: DeliveryMode; until?: Date | null };
 
 /**
  * Removes members (they become unsubscribed), re-enables their delivery or sets their mode, in
@@ -69,6 +79,7 @@ export type MemberChange = 'remove' | 'reenable' | { mode: DeliveryMode };
  */
 export async function changeMembers(pool: pg.Pool, list: ListRow, emails: string[], change: MemberChange, opts: { actor: string }): Promise<boolean[]> {
   if (emails.length === 0) return [];
+  if (typeof change === 'object' && change.until && change.mode !== 'nomail') throw new InvalidInput('An end date goes only with the "nomail" mode.');
   return withTransaction(pool, async (tx) => {
     const changed: boolean[] = [];
     if (change === 'remove') {
@@ -77,18 +88,20 @@ export async function changeMembers(pool: pg.Pool, list: ListRow, emails: string
       for (const email of emails) changed.push(removed.delete(email));
     } else {
       for (const email of emails) {
-        changed.push(change === 'reenable' ? await reenableMember(tx, list.id, email) : await setMemberMode(tx, list.id, email, change.mode));
+        changed.push(change === 'reenable' ? await reenableMember(tx, list.id, email)
+          : change.until ? await pauseMember(tx, list.id, email, change.until)
+          : await setMemberMode(tx, list.id, email, change.mode));
       }
     }
     await recordAudit(tx, {
       actor: opts.actor, action: `member.${typeof change === 'string' ? change : 'mode'}`, list, target: emails.length === 1 ? emails[0] : null,
-      detail: { addresses: emails.slice(0, 100), count: emails.length, changed: changed.filter(Boolean).length, ...(typeof change === 'object' ? { mode: change.mode } : {}) },
+      detail: { addresses: emails.slice(0, 100), count: emails.length, changed: changed.filter(Boolean).length, ...(typeof change === 'object' ? { mode: change.mode, ...(change.until ? { until: resumeDay(change.until) } : {}) } : {}) },
     });
     return changed;
   });
 }
 
-export type OwnChange = { mode: DeliveryMode; digestFormat?: DigestFormat | null } | 'unsubscribe' | 'reenable';
+export type OwnChange = { mode: DeliveryMode; digestFormat?: DigestFormat | null; until?: Date | null } | 'unsubscribe' | 'reenable';
 
 /**
  * A member changing their own subscription from their account page: the delivery mode (and digest
@@ -109,9 +122,11 @@ export async function changeOwnSubscription(pool: pg.Pool, memberId: number, ema
       await reenableMember(tx, list.id, member.email);
       await recordAudit(tx, { actor: email, action: 'self.reenable', list, target: member.email });
     } else {
-      await setMemberMode(tx, list.id, member.email, change.mode);
+      if (change.until && change.mode !== 'nomail') throw new InvalidInput('An end date goes only with "no mail".');
+      if (change.until) await pauseMember(tx, list.id, member.email, change.until);
+      else await setMemberMode(tx, list.id, member.email, change.mode);
       if (change.digestFormat) await setDigestFormat(tx, list.id, member.email, change.digestFormat);
-      await recordAudit(tx, { actor: email, action: 'self.mode', list, target: member.email, detail: { mode: change.mode, ...(change.digestFormat ? { digest_format: change.digestFormat } : {}) } });
+      await recordAudit(tx, { actor: email, action: 'self.mode', list, target: member.email, detail: { mode: change.mode, ...(change.until ? { until: resumeDay(change.until) } : {}), ...(change.digestFormat ? { digest_format: change.digestFormat } : {}) } });
     }
     return list;
   });

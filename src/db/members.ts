@@ -23,6 +23,9 @@ export interface MemberRow {
   bounce_warnings_sent: number;
   bounce_warned_at: Date | null;
   unsubscribed_reason: string | null;
+  // sql/0048_nomail_until.sql: a vacation, `nomail` until then, and the mode to go back to
+  nomail_until: Date | null;
+  mode_before_nomail: DeliveryMode | null;
 }
 
 export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
@@ -65,6 +68,8 @@ export type RosterEntry = {
   mode: DeliveryMode;
   status: MemberStatus;
   bounce_score: number;
+  /** the day delivery resumes (YYYY-MM-DD, UTC) when `nomail` is a vacation */
+  nomail_until: string | null;
 };
 
 /**
@@ -79,10 +84,10 @@ export async function memberRoster(db: Queryable, listId: number): Promise<Roste
        select distinct on (email) email, name, mode from subscription_requests
         where list_id = $1 and action = 'subscribe' and (state = 'approval' or (state = 'confirm' and expires_at > now()))
         order by email, created_at desc)
-     select m.email, m.name, m.mode, m.status, m.bounce_score from members m
+     select m.email, m.name, m.mode, m.status, m.bounce_score, to_char(m.nomail_until at time zone 'UTC', 'YYYY-MM-DD') as nomail_until from members m
       where m.list_id = $1 and not (m.status = 'unsubscribed' and m.email in (select email from pending))
      union all
-     select p.email, p.name, p.mode, 'pending', 0 from pending p
+     select p.email, p.name, p.mode, 'pending', 0, null from pending p
       where not exists (select 1 from members m where m.list_id = $1 and m.email = p.email and m.status <> 'unsubscribed')
      order by email`,
     [listId],
@@ -103,13 +108,52 @@ export async function findMemberByToken(db: Queryable, token: string): Promise<M
   return rows[0] ?? null;
 }
 
-/** Changes how a member receives the list (each, digest, nomail). */
+/** Changes how a member receives the list (each, digest, nomail); a plain `nomail` has no end, so it ends a vacation too. */
 export async function setMemberMode(db: Queryable, listId: number, email: string, mode: DeliveryMode): Promise<boolean> {
   const { rowCount } = await db.query(
-    `update members set mode = $3, updated_at = now() where list_id = $1 and email = $2 and mode <> $3`,
+    `update members set mode = $3, nomail_until = null, mode_before_nomail = null, updated_at = now()
+      where list_id = $1 and email = $2 and (mode <> $3 or nomail_until is not null)`,
     [listId, email, mode],
   );
   return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Pauses delivery until `until` (a vacation): mode `nomail`, remembering the mode to go back to,
+ * which is `before` when given (the caller read it before another change), else the member's
+ * current mode, else the one remembered by a vacation already running. Whether anything changed.
+ */
+export async function pauseMember(db: Queryable, listId: number, email: string, until: Date, before: DeliveryMode | null = null): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update members
+        set mode_before_nomail = coalesce($4, case when mode <> 'nomail' then mode else mode_before_nomail end),
+            mode = 'nomail', nomail_until = $3, updated_at = now()
+      where list_id = $1 and email = $2
+        and (mode <> 'nomail' or nomail_until is distinct from $3 or ($4::text is not null and mode_before_nomail is distinct from $4))`,
+    [listId, email, until, before],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Ends the vacations that are due: each claimed member goes back to the mode it had (`each` when
+ * none was remembered; the trigger of sql/0048 clears the date). Claimed with SKIP LOCKED, so two
+ * workers at once never take the same row; returns the members as they are now, with the date
+ * that ended.
+ */
+export async function claimEndedVacations(db: Queryable, limit: number): Promise<(MemberRow & { ended_until: Date })[]> {
+  const { rows } = await db.query<MemberRow & { ended_until: Date }>(
+    `with due as (
+       select id, nomail_until from members
+        where nomail_until <= now() and mode = 'nomail'
+        order by nomail_until limit $1
+        for update skip locked)
+     update members m set mode = coalesce(m.mode_before_nomail, 'each'), updated_at = now()
+       from due where m.id = due.id
+     returning m.*, due.nomail_until as ended_until`,
+    [limit],
+  );
+  return rows;
 }
 
 export async function setDigestFormat(db: Queryable, listId: number, email: string, format: DigestFormat): Promise<boolean> {

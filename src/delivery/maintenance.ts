@@ -14,6 +14,7 @@ import { pruneRateLimits } from '../db/rate-limits.ts';
 import { pruneExpiredRequests } from '../db/subscription-requests.ts';
 import { runBounceChores } from '../core/bounce-warnings.ts';
 import { sendDueDigests } from '../core/digests.ts';
+import { runVacationEnds } from '../core/vacation.ts';
 import type { Logger } from '../log.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
 import { notifyModeratorsOfHeld } from '../core/held-notices.ts';
@@ -31,6 +32,7 @@ export async function periodic(pool: pg.Pool, cfg: Config, log: Logger): Promise
   const digests = await sendDueDigests(pool, cfg.publicUrl);
   if (digests > 0) log.info({ digests }, 'digests queued');
   await runBounceChores(pool, cfg.publicUrl, log);
+  await runVacationEnds(pool, cfg.publicUrl, log);
 }
 
 /** The slow chores: an hourly pass is plenty. */

@@ -6,6 +6,7 @@ import { hashPassword, passwordProblem, verifyPassword } from '../../auth/creden
 import { listsForStaff } from '../../db/list-admin.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
 import { changeOwnSubscription } from '../../core/members.ts';
+import { parseResumeDate, resumeDay } from '../../core/vacation.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { Forbidden, NotFound } from '../../errors.ts';
 import { findMemberById } from '../../db/members.ts';
@@ -30,7 +31,8 @@ export function accountRouter(ctx: WebContext): Router {
       findAccount(db, viewer.accountId),
       listsForStaff(db, viewer.email, false),
     ]);
-    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions, hasPassword: !!account?.password_hash, staffLists, modes: DELIVERY_MODES });
+    const tomorrow = resumeDay(new Date(Date.now() + 86_400_000));
+    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions: subscriptions.map((s) => ({ ...s, until_day: s.nomail_until ? resumeDay(s.nomail_until) : '' })), tomorrow, hasPassword: !!account?.password_hash, staffLists, modes: DELIVERY_MODES });
   });
 
   r.post('/account/subscriptions/:id', requireLogin, requireCsrf, async (req, res) => {
@@ -41,8 +43,11 @@ export function accountRouter(ctx: WebContext): Router {
     if (action === 'mode') {
       const mode = oneOf('Delivery', field(req, 'mode'), DELIVERY_MODES);
       const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), DIGEST_FORMATS) : null;
-      const list = await changeOwnSubscription(db, id, viewer.email, { mode, digestFormat: format });
-      message = `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
+      // The date box stays filled when another mode is picked: it counts only with "no mail".
+      const until = mode === 'nomail' && field(req, 'until') ? parseResumeDate(field(req, 'until')) : null;
+      const list = await changeOwnSubscription(db, id, viewer.email, { mode, digestFormat: format, until });
+      message = until ? `${list.address}: delivery is paused until ${resumeDay(until)}, then resumes by itself.`
+        : `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
     } else if (action === 'unsubscribe') {
       if (field(req, 'confirm') !== '1') {
         // Only one's own current subscriptions; a second click after leaving just says so.

@@ -4,6 +4,7 @@ import { findMember } from '../../db/members.ts';
 import { memberBounces } from '../../db/bounces.ts';
 import { memberAudit, memberBatch, memberCounts, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
 import { addMembers, changeMembers, inviteMembers } from '../../core/members.ts';
+import { parseResumeDate, resumeDay } from '../../core/vacation.ts';
 import { NotFound } from '../../errors.ts';
 import { DELIVERY_MODES, MEMBER_STATUSES, type DeliveryMode } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
@@ -94,8 +95,10 @@ export function membersRouter(ctx: WebContext): Router {
   r.post('/admin/lists/:list/members/bulk', owner, requireCsrf, async (req, res) => {
     const { list } = listAccessOf(res);
     const emails = [...new Set(fields(req, 'emails').map((e) => normalizeEmail(e)).filter((e): e is string => !!e))];
-    const action = oneOf('Action', field(req, 'action'), ['remove', 'reenable', 'mode-each', 'mode-digest', 'mode-nomail'] as const);
+    const action = oneOf('Action', field(req, 'action'), ['remove', 'reenable', 'mode-each', 'mode-digest', 'mode-nomail', 'pause'] as const);
     const back = safeBack(req, list.address);
+    // A vacation: nomail until the day given, checked before anything else is looked at.
+    const until = action === 'pause' ? parseResumeDate(field(req, 'until')) : null;
     if (emails.length === 0) {
       flash(ctx, res, 'Tick at least one member first.', 'error');
       return res.redirect(303, back);
@@ -109,9 +112,9 @@ export function membersRouter(ctx: WebContext): Router {
         hidden: [['action', 'remove'], ['back', back], ...emails.map((e) => ['emails', e] as [string, string])],
       });
     }
-    const change = action === 'remove' || action === 'reenable' ? action : { mode: action.slice(5) as DeliveryMode };
+    const change = action === 'remove' || action === 'reenable' ? action : until ? { mode: 'nomail' as const, until } : { mode: action.slice(5) as DeliveryMode };
     const changed = (await changeMembers(db, list, emails, change, { actor: actor(req) })).filter(Boolean).length;
-    const verb = action === 'remove' ? 'removed' : action === 'reenable' ? 're-enabled' : `switched to ${action.slice(5)}`;
+    const verb = action === 'remove' ? 'removed' : action === 'reenable' ? 're-enabled' : until ? `paused until ${resumeDay(until)}` : `switched to ${action.slice(5)}`;
     flash(ctx, res, `${changed} of ${emails.length} member${emails.length === 1 ? '' : 's'} ${verb}.`);
     res.redirect(303, back);
   });
@@ -121,7 +124,7 @@ export function membersRouter(ctx: WebContext): Router {
     const member = await findMember(db, list.id, String(req.params.email).toLowerCase());
     if (!member) throw new NotFound(`${req.params.email} is not a member of ${list.address}.`);
     const [bounces, audit] = await Promise.all([memberBounces(db, member.id), memberAudit(db, list.id, member.email)]);
-    render(ctx.views, req, res, 'admin/member.njk', { title: `${member.email} · ${list.address}`, tab: 'members', member, bounces, audit, modes: DELIVERY_MODES, probeDays: BOUNCE_PROBE_DAYS });
+    render(ctx.views, req, res, 'admin/member.njk', { title: `${member.email} · ${list.address}`, tab: 'members', member, untilDay: member.nomail_until ? resumeDay(member.nomail_until) : '', tomorrow: resumeDay(new Date(Date.now() + 86_400_000)), bounces, audit, modes: DELIVERY_MODES, probeDays: BOUNCE_PROBE_DAYS });
   });
 
   return r;
