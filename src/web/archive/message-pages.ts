@@ -119,7 +119,8 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     threadMessages: nb.thread_messages,
     threadPosition: nb.thread_position,
     reply,
-    loginHref: loginUrl(req.originalUrl),
+    // Built from the page's own URL: the page cache serves it for every query it ignores.
+    loginHref: loginUrl(messageUrl(m.message_id, which)),
   }, { restricted: restrictedOf(r.lists), lastModified: nb.last_modified });
 }
 
