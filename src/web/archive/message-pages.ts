@@ -15,7 +15,7 @@ import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { ParsedMessage } from '../../mail/parse.ts';
 import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
 import { hasRemoteImages, renderText, sanitizeHtml } from '../../mail/render-body.ts';
-import { attachmentUrl, listUrl, messageUrl, rawMessageUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
+import { attachmentUrl, listUrl, loginUrl, messageUrl, rawMessageUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readerOf } from './access.ts';
@@ -23,6 +23,7 @@ import { routeMessageId, sendBody, sendPage, setCacheHeaders } from './http.ts';
 import { authorFull, authorName, messageLink, shownSubject } from './present.ts';
 import { messageAtFault } from './parsed-messages.ts';
 import { resolvePermalink, type Resolution } from './permalink.ts';
+import { replyOffer } from './reply.ts';
 
 /** ?list=: the list key or address the reader asked for. */
 function preferredList(req: Request): string | null {
@@ -76,7 +77,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
   const m = data.message!;
   const nb = data.neighbours!;
   const list = r.lists.find((l) => l.list_id === data.list_id) ?? r.lists[0];
-  const parsed = await messageView(ctx, m, req.query.view === 'html');
+  const [parsed, reply] = await Promise.all([messageView(ctx, m, req.query.view === 'html'), replyOffer(ctx.db.readPool, viewer, list, m)]);
   const base = listUrl(list.key);
   // When the Message-ID names more than one message, the page's own links say which.
   const which = r.shared ? list.key : null;
@@ -117,6 +118,9 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     replies: nb.replies.map((x) => messageLink(x, obfuscate)),
     threadMessages: nb.thread_messages,
     threadPosition: nb.thread_position,
+    reply,
+    // Built from the page's own URL: the page cache serves it for every query it ignores.
+    loginHref: loginUrl(messageUrl(m.message_id, which)),
   }, { restricted: restrictedOf(r.lists), lastModified: nb.last_modified });
 }
 

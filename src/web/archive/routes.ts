@@ -14,6 +14,7 @@
  *   /message-id/raw/MSGID                    rawMessage
  *   /message-id/attachment/MSGID/N[/NAME]    attachment
  *   /message-id/MSGID                        messagePage  ?list ?view ?images
+ *   POST /message-id/reply/MSGID             postReply (reply.ts): a member's reply from the web
  *
  * LIST is a list's local part when unique, else its address; MSGID a Message-ID without
  * brackets, percent-encoded where needed (with brackets works too); YYYY-MM a month (months.ts);
@@ -27,10 +28,12 @@ import { NotFound } from '../../errors.ts';
 import { normalizeMessageId } from '../../mail/message-id.ts';
 import { monthRange } from '../../mail/months.ts';
 import type { WebContext } from '../context.ts';
+import { requireCsrf } from '../csrf.ts';
 import { feed, monthMbox, threadMbox } from './downloads.ts';
 import { declareQuery } from './http.ts';
 import { indexPage, listPage, monthPage } from './list-pages.ts';
 import { attachment, messagePage, rawMessage } from './message-pages.ts';
+import { postReply } from './reply.ts';
 import { rosterPage } from './roster-page.ts';
 import { searchPage } from './search-page.ts';
 import { threadPage } from './thread-page.ts';
@@ -71,6 +74,7 @@ export function archiveRouter(ctx: WebContext): Router {
   r.get('/message-id/raw/:msgid', reads(), h(rawMessage));
   r.get('/message-id/attachment/:msgid/:n{/:name}', reads(), h(attachment));
   r.get('/message-id/:msgid', reads('list', 'view', 'images'), h(messagePage));
+  r.post('/message-id/reply/:msgid', requireCsrf, h(postReply));
   return r;
 }
 

@@ -1,0 +1,101 @@
+/*
+ * Reply from the web: a logged-in active member of the list writes a reply on a message page
+ * (POST /message-id/reply/MSGID, CSRF-checked). It becomes the mail their own client would send
+ * (mail/web-reply.ts) and goes through receive(), the path of mail arriving over SMTP, so the
+ * list's moderation rules decide: archived, held for a moderator, or refused. Everyone else is
+ * offered a mailto: link with the reply's headers (RFC 6068).
+ */
+
+import type { Request, Response } from 'express';
+import { receive } from '../../core/inbound.ts';
+import type { MessageCopy } from '../../db/archive-messages.ts';
+import { findPermalink } from '../../db/archive-messages.ts';
+import { getListById } from '../../db/lists.ts';
+import { findMember } from '../../db/members.ts';
+import type { Queryable } from '../../db/pool.ts';
+import { allowHit } from '../../db/rate-limits.ts';
+import { messageReferences, postFate } from '../../db/web-replies.ts';
+import { Forbidden, NotFound } from '../../errors.ts';
+import { log } from '../../log.ts';
+import { messageIdPath } from '../../mail/message-id.ts';
+import { messageUrl, threadUrl } from '../../mail/urls.ts';
+import { composeReply, mailtoReply, replyReferences, replySubject } from '../../mail/web-reply.ts';
+import type { WebContext } from '../context.ts';
+import { render } from '../render.ts';
+import { viewerOf, type Viewer } from '../viewer.ts';
+import { readerOf } from './access.ts';
+import { routeMessageId } from './http.ts';
+import { resolvePermalink } from './permalink.ts';
+
+/** Replies one account may send from the web in an hour. */
+export const REPLIES_PER_HOUR = 10;
+/** The longest reply text taken, in UTF-8 bytes. */
+export const MAX_REPLY_BYTES = 64 * 1024;
+
+/** Where the form posts to. */
+export function replyUrl(messageId: string): string {
+  return `/message-id/reply/${messageIdPath(messageId)}`;
+}
+
+/** What a message page offers this reader: the form to an active member of the list, else a mailto: link. */
+export async function replyOffer(db: Queryable, viewer: Viewer | null, list: MessageCopy, m: { message_id: string; subject: string }) {
+  const mailto = mailtoReply(list.address, m.subject, m.message_id);
+  const member = viewer ? await findMember(db, list.list_id, viewer.email.toLowerCase()) : null;
+  if (member?.status === 'active') return { kind: 'form' as const, action: replyUrl(m.message_id), list: list.key, subject: replySubject(m.subject), mailto, maxBytes: MAX_REPLY_BYTES };
+  return { kind: 'mailto' as const, mailto };
+}
+
+export async function postReply(ctx: WebContext, req: Request, res: Response) {
+  const viewer = viewerOf(req);
+  if (!viewer) throw new Forbidden('Log in as a member of the list to reply from the web, or reply by mail.', 'not_logged_in');
+  const id = routeMessageId(res);
+  const asked = typeof req.body?.list === 'string' ? req.body.list.trim().toLowerCase() : null;
+  const pool = ctx.db.pool;
+  const found = await findPermalink(pool, id, readerOf(viewer), asked, false);
+  const r = resolvePermalink(found.copies, asked, viewer);
+  if (r.kind !== 'show' || !found.message) throw new NotFound('There is no message with this Message-ID to reply to.', 'no_such_message');
+  const m = found.message;
+  const copy = r.lists.find((l) => l.list_id === r.listId) ?? r.lists[0];
+  const member = await findMember(pool, copy.list_id, viewer.email.toLowerCase());
+  if (member?.status !== 'active') throw new Forbidden(`Only active members of ${copy.address} may reply from the web; you can reply by mail.`, 'not_a_member');
+
+  const text = typeof req.body?.body === 'string' ? req.body.body : '';
+  const page = (vars: Record<string, unknown>, status: number) => render(ctx.views, req, res, 'archive/reply.njk', {
+    title: replySubject(m.subject),
+    parent: { subject: m.subject, href: messageUrl(m.message_id, r.shared ? copy.key : null) },
+    form: { action: replyUrl(m.message_id), list: copy.key, subject: replySubject(m.subject), maxBytes: MAX_REPLY_BYTES },
+    listAddress: copy.address,
+    text,
+    ...vars,
+  }, status);
+  if (text.trim() === '') return page({ error: 'The reply is empty: write something first.' }, 400);
+  if (Buffer.byteLength(text) > MAX_REPLY_BYTES) return page({ error: `The reply is longer than ${MAX_REPLY_BYTES / 1024} KB; shorten it or send it by mail.` }, 413);
+  if (!(await allowHit(pool, `web-reply:account:${viewer.accountId}`, REPLIES_PER_HOUR, 3600))) {
+    return page({ error: `You have sent ${REPLIES_PER_HOUR} replies from the web in the last hour, the most allowed. Wait a while, or reply by mail.` }, 429);
+  }
+
+  const list = await getListById(pool, copy.list_id);
+  const { raw, messageId } = composeReply({
+    fromEmail: member.email,
+    fromName: member.name ?? undefined,
+    to: list.address,
+    subject: replySubject(m.subject),
+    text,
+    parentId: m.message_id,
+    references: replyReferences(await messageReferences(pool, m.id), m.message_id),
+    domain: ctx.cfg.mailDomain,
+  });
+  const replyLog = log.child({ via: 'web', account: viewer.accountId });
+  const [failure] = await receive(pool, { envelopeFrom: member.email, client: null, peer: null, recipients: [{ list, role: 'post', address: list.address }], raw, log: replyLog, submittedBy: member.email }, ctx.cfg);
+  if (failure) return page({ error: `The reply was not posted: ${failure.message}` }, failure.status);
+  const fate = await postFate(pool, list.id, messageId);
+  replyLog.info({ list: list.address, messageId, fate }, 'reply from the web');
+  render(ctx.views, req, res, 'archive/reply-sent.njk', {
+    title: fate === 'archived' ? 'Reply posted' : fate === 'held' ? 'Reply held for a moderator' : 'Reply not posted',
+    fate,
+    listAddress: list.address,
+    parentHref: messageUrl(m.message_id, r.shared ? copy.key : null),
+    replyHref: messageUrl(messageId, r.shared ? copy.key : null),
+    threadHref: threadUrl(copy.key, m.thread_id),
+  });
+}
