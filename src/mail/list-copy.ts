@@ -12,7 +12,7 @@ import { addFooter } from './footer.ts';
 import { MAX_LINE, foldField, encodeWord, fieldValue, headerFields, headerLines, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
 import { rewriteFrom } from './from-rewrite.ts';
 import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
-import { arcSealFor, arcSet, bodyHash, headerRows, MemberSigner, signedFields, type ListKey, type SignedFields } from './list-signing.ts';
+import { arcSealFor, arcSet, bodyHash, headerRows, MemberSigner, signedFields, type ListKey } from './list-signing.ts';
 import type { AuthChecks } from './post-checks.ts';
 
 export interface CopyOptions {
@@ -49,14 +49,9 @@ export interface PreparedCopy {
 
 /** The parts of the list's signatures computed once per post (docs/delivery.md, "The list's signatures"). */
 export interface CopySigning {
-  key: ListKey;
-  /** the body hash, shared by the ARC-Message-Signature and every member's DKIM-Signature */
-  bodyHash: string;
-  /** the shared header section's signed fields (below each member's lines), canonicalised once */
-  fields: SignedFields;
   /** the ARC set, above the trace fields; empty when the post gets none */
   arc: Buffer;
-  /** each member's DKIM-Signature from the above */
+  /** each member's DKIM-Signature: the key, the body hash and the shared fields, prepared once */
   signer: MemberSigner;
 }
 
@@ -177,8 +172,7 @@ export async function signCopies(p: PreparedCopy, key: ListKey, auth: AuthChecks
   const rows = headerRows(p.head);
   const seal = key.key.asymmetricKeyType === 'rsa' ? arcSealFor(auth, rows, key.domain) : null;
   const arc = seal ? await arcSet(key, rows, bh, seal) : [];
-  const fields = signedFields(rows);
-  return { ...p, signing: { key, bodyHash: bh, fields, arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol), signer: new MemberSigner(key, fields, bh) } };
+  return { ...p, signing: { arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol), signer: new MemberSigner(key, signedFields(rows), bh) } };
 }
 
 /**

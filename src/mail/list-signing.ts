@@ -91,54 +91,31 @@ export function signedFields(rows: HeaderRow[], fields = LIST_SIGNED_FIELDS): Si
 }
 
 /**
- * `DKIM-Signature: …` (folded with CRLF, no line ending at the end) for a copy whose header is
- * `above` (each member's own lines) on top of the fields `below` covers, with body hash `bh`.
- *
- * This is mailauth's relaxedHeaders (lib/dkim/header/relaxed.js) in two parts. The fields are
- * taken bottom-up, so the shared ones (below) come first in h= and in the hashed data, then the
- * member's; then the signature field itself, formatted by mailauth with a placeholder b= that is
- * then emptied, as RFC 6376 §3.7 hashes it.
- */
-export async function dkimSignature(k: ListKey, above: HeaderRow[], below: SignedFields, bh: string, fields = LIST_SIGNED_FIELDS): Promise<string> {
-  const own = getSigningHeaderLines(above, fields);
-  const tags = {
-    a: `${k.key.asymmetricKeyType}-sha256`,
-    c: 'relaxed/relaxed',
-    d: k.domain,
-    s: k.selector,
-    h: [below.keys, own.keys].filter(Boolean).join(': '),
-    bh,
-    // t= fixed once: mailauth's default takes the time twice (before and after signing)
-    t: Math.floor(Date.now() / 1000),
-  };
-  const unsigned = formatRelaxedLine(formatSignatureHeaderLine('DKIM', { ...tags, b: 'a'.repeat(73) }, true)).toString('binary').replace(/([;:\s]+b=)[^;]+/, '$1');
-  const canonical = Buffer.concat([below.canonical, ...own.headers.map((h) => formatRelaxedLine(h.line, '\r\n')), Buffer.from(unsigned, 'binary')]);
-  // As mailauth's DkimSigner does: RSA signs the canonical header with SHA-256, Ed25519 its SHA-256 hash.
-  const signature = k.key.asymmetricKeyType === 'rsa'
-    ? await signAsync('sha256', canonical, k.key)
-    : await signAsync(null, crypto.createHash('sha256').update(canonical).digest(), k.key);
-  return formatSignatureHeaderLine('DKIM', { ...tags, b: signature.toString('base64') }, true);
-}
-
-/**
  * Every member's DKIM-Signature for one post, from what the post's copies share. The member's own
  * lines are the only fields that differ, and they are always the same names (List-Unsubscribe,
  * and List-Unsubscribe-Post with a token): so the signature field up to `b=` (its tags, t= once
  * per post) and its canonical form are made once per set of names, and a member costs the
- * canonical form of their lines, one RSA signature and the folding of b=. What is signed is what
- * dkimSignature() signs, byte for byte (test/list-signing.test.ts has dkimpy check every copy).
+ * canonical form of their lines, one RSA signature and the folding of b=.
+ *
+ * This is mailauth's relaxedHeaders (lib/dkim/header/relaxed.js) in two parts. The fields are
+ * taken bottom-up, so the shared ones (below) come first in h= and in the hashed data, then the
+ * member's; then the signature field itself up to its empty b=, as RFC 6376 §3.7 hashes it.
+ * test/list-signing.test.ts has dkimpy verify every copy.
  */
 export class MemberSigner {
   private readonly time = Math.floor(Date.now() / 1000);
   private readonly templates = new Map<string, { unsigned: string; canonical: Buffer }>();
+  /** the names of the fields a signature covers, lower case */
+  private readonly wanted: Set<string>;
 
-  constructor(private readonly k: ListKey, private readonly below: SignedFields, private readonly bh: string, private readonly fields = LIST_SIGNED_FIELDS) {}
+  constructor(private readonly k: ListKey, private readonly below: SignedFields, private readonly bh: string, fields = LIST_SIGNED_FIELDS) {
+    this.wanted = new Set(fields.toLowerCase().split(':'));
+  }
 
   /** `DKIM-Signature: …` (folded with CRLF, no line ending) for a copy with these member lines on top. */
   async sign(lines: string[]): Promise<string> {
-    const wanted = new Set(this.fields.toLowerCase().split(':'));
     // Signing order is bottom-up (mailauth's getSigningHeaderLines when signing).
-    const own = lines.filter((l) => wanted.has(l.slice(0, l.indexOf(':')).trim().toLowerCase())).reverse();
+    const own = lines.filter((l) => this.wanted.has(l.slice(0, l.indexOf(':')).trim().toLowerCase())).reverse();
     const names = own.map((l) => l.slice(0, l.indexOf(':')).trim()).join(': ');
     let t = this.templates.get(names);
     if (!t) {
@@ -162,7 +139,7 @@ export async function signMessage(k: ListKey, raw: Buffer): Promise<Buffer> {
   const lf = raw.indexOf('\n\n');
   const [at, sep] = crlf >= 0 && (lf < 0 || crlf < lf) ? [crlf, 4] : lf >= 0 ? [lf, 2] : [raw.length, 0];
   const eol = sep === 2 ? '\n' : '\r\n';
-  const signature = await dkimSignature(k, [], signedFields(headerRows(raw.subarray(0, at))), bodyHash(raw.subarray(at + sep)));
+  const signature = await new MemberSigner(k, signedFields(headerRows(raw.subarray(0, at))), bodyHash(raw.subarray(at + sep))).sign([]);
   return Buffer.concat([Buffer.from(`${signature.replace(/\r\n/g, eol)}${eol}`, 'latin1'), raw]);
 }
 
