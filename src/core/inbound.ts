@@ -72,8 +72,7 @@ export async function receive(pool: pg.Pool, msg: Inbound, settings: CoreSetting
   let checks: PostChecks = {};
   if (postedTo.length > 0) {
     try {
-      checks = await checkPost({ raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, lists: postedTo, log }, settings);
-      if (msg.submittedBy && normalizeEmail(parsed.fromEmail) === normalizeEmail(msg.submittedBy)) checks.auth = loginAuth(msg.submittedBy, settings.heloName);
+      checks = await checkPost({ raw: msg.raw, message: parsed, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, lists: postedTo, log }, settings);
     } catch (err) {
       if (!(err instanceof AppError)) throw err;
       // A check that asks to be tried again (the scanner is down and SPAM_CHECK_FAIL=tempfail).
@@ -162,16 +161,6 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
 }
 
 const COMMANDS_PER_HOUR = 20;
-
-/** The authentication of a post whose From a login vouched for: aligned, as a DKIM pass would be. */
-function loginAuth(email: string, authservId: string): PostChecks['auth'] {
-  const address = normalizeEmail(email)!;
-  return {
-    spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none', arcInstance: 0,
-    fromDomain: address.slice(address.lastIndexOf('@') + 1), dmarcPolicy: null, aligned: true,
-    header: `${authservId}; auth=pass smtp.auth=${address}`,
-  };
-}
 
 async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger) {
   try {

@@ -20,6 +20,8 @@ export interface PostCheckInput {
   envelopeFrom: string | null;
   /** who handed the message over; null for messages that did not come over SMTP (import, tests) */
   peer: Peer | null;
+  /** the address a login vouched for (a member's reply from the web); see authenticatePost */
+  submittedBy?: string | null;
   /** the lists it was posted to (their thresholds decide, not the checks) */
   lists: ListRow[];
   log: Logger;
