@@ -12,6 +12,7 @@
 import { authenticate, type DNSResolver } from 'mailauth';
 import { getDomain } from 'tldts';
 import { resolvers } from '../dns.ts';
+import { beforeDeadline } from '../deadline.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import type { Logger } from '../log.ts';
 import { fieldValue, headerFields, splitMessage } from '../mail/header-block.ts';
@@ -80,17 +81,7 @@ export async function authenticatePost(input: AuthInput, settings: Settings): Pr
 }
 
 function withDeadline<T>(lookup: Promise<T>, end: number, what: string): Promise<T> {
-  const left = end - Date.now();
-  const timeout = () => Object.assign(new Error(`DNS lookup of ${what} timed out`), { code: 'ETIMEOUT' });
-  if (left <= 0) {
-    lookup.catch(() => undefined);
-    return Promise.reject(timeout());
-  }
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    lookup,
-    new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(timeout()), left))),
-  ]).finally(() => clearTimeout(timer));
+  return beforeDeadline(lookup, end, () => Object.assign(new Error(`DNS lookup of ${what} timed out`), { code: 'ETIMEOUT' }));
 }
 
 const PASS = 'pass';

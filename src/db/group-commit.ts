@@ -45,6 +45,20 @@ export interface GroupCommitOptions<I> {
  */
 const BEGIN = 'begin; set local plan_cache_mode = force_generic_plan';
 
+/** The default budgets (GroupCommitOptions.maxKeys, maxConcurrent): the reference cap on advisory locks. */
+export const DEFAULT_MAX_KEYS = 1000;
+export const DEFAULT_MAX_CONCURRENT = 3;
+
+/**
+ * Slots of PostgreSQL's shared lock table that one process's group commit may fill at once with
+ * default budgets: every transaction in flight holding its whole key budget, plus the first item's
+ * own keys (always taken, whatever the budget: a message id, its parent and the newest references).
+ * `listkeeper doctor` compares the lock table with this.
+ */
+export function advisoryLockCap(firstItemKeys: number): number {
+  return DEFAULT_MAX_CONCURRENT * (DEFAULT_MAX_KEYS + firstItemKeys);
+}
+
 interface Pending<I, O> {
   item: I;
   keys: string[];
@@ -71,8 +85,8 @@ export class GroupCommit<I, O> {
     private opts: GroupCommitOptions<I>,
   ) {
     this.maxBatch = opts.maxBatch ?? 64;
-    this.maxKeys = opts.maxKeys ?? 1000;
-    this.maxConcurrent = opts.maxConcurrent ?? 3;
+    this.maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+    this.maxConcurrent = opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT;
     this.minBatch = opts.minBatch ?? 8;
     this.gatherMs = opts.gatherMs ?? 3;
   }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { log } from '../log.ts';
-import { isConnectionLoss } from './pool.ts';
+import { isConnectionLoss, type Queryable, withTimeout } from './pool.ts';
 
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
@@ -57,6 +57,20 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
     client.release(failed);
   }
   return applied;
+}
+
+/**
+ * The files in sql/ that this database has not applied (all of them when it was never migrated):
+ * readiness (/healthz?ready) and `listkeeper doctor` report them; only migrate() applies them.
+ */
+export async function pendingMigrations(db: Queryable, timeoutMs?: number): Promise<string[]> {
+  const { rows } = await db.query<{ name: string }>(withTimeout('select name from schema_migrations', timeoutMs)).catch((err: { code?: string }) => {
+    // 42P01: no schema_migrations yet (a database nothing has migrated)
+    if (err.code === '42P01') return { rows: [] as { name: string }[] };
+    throw err;
+  });
+  const done = new Set(rows.map((r) => r.name));
+  return migrationFiles().filter((f) => !done.has(f));
 }
 
 export function migrationFiles(): string[] {

@@ -144,8 +144,19 @@ export async function inTransaction<C extends pg.ClientBase, T>(client: C, fn: (
 }
 
 /** Whether the database answers at all: the web's /healthz. Throws what the connection threw. */
-export async function ping(db: Queryable): Promise<void> {
-  await db.query('select 1');
+export async function ping(db: Queryable, timeoutMs?: number): Promise<void> {
+  await db.query(withTimeout('select 1', timeoutMs));
+}
+
+/**
+ * A statement that gives up after `timeoutMs` (pg's query_timeout) rather than wait on a stuck
+ * server. Through pool.query the client is then released with the error, and pg-pool closes it
+ * instead of pooling a connection still waiting for its answer. (The wait for a free client is
+ * not covered: callers that must not hang put a deadline around the whole call, src/deadline.ts.)
+ */
+export function withTimeout(text: string, timeoutMs?: number, values?: unknown[]): pg.QueryConfig {
+  // query_timeout is honoured per query by pg's Client.query; @types/pg only lists it for clients.
+  return { text, values, ...(timeoutMs ? { query_timeout: timeoutMs } : {}) } as pg.QueryConfig;
 }
 
 /**

@@ -217,11 +217,15 @@ export async function arcSet(k: ListKey, rows: HeaderRow[], bh: string, seal: Ar
  * characters (the limit of one TXT string; resolvers join them).
  */
 export function dkimTxtRecord(domain: string, selector: string, pem: string): string {
+  const strings = dkimTxtValue(pem).match(/.{1,255}/g)!.map((s) => `"${s}"`);
+  return `${selector}._domainkey.${domain}. IN TXT ${strings.join(' ')}`;
+}
+
+/** The TXT value that publishes a private key's public half: `v=DKIM1; k=rsa; p=…`. */
+export function dkimTxtValue(pem: string): string {
   const publicKey = crypto.createPublicKey(crypto.createPrivateKey({ key: pem, format: 'pem' }));
   const der = publicKey.export({ type: 'spki', format: 'der' });
   // Ed25519 publishes the bare 32-byte key (RFC 8463), RSA the SubjectPublicKeyInfo.
   const ed25519 = publicKey.asymmetricKeyType === 'ed25519';
-  const value = `v=DKIM1; k=${ed25519 ? 'ed25519' : 'rsa'}; p=${(ed25519 ? der.subarray(der.length - 32) : der).toString('base64')}`;
-  const strings = value.match(/.{1,255}/g)!.map((s) => `"${s}"`);
-  return `${selector}._domainkey.${domain}. IN TXT ${strings.join(' ')}`;
+  return `v=DKIM1; k=${ed25519 ? 'ed25519' : 'rsa'}; p=${(ed25519 ? der.subarray(der.length - 32) : der).toString('base64')}`;
 }

@@ -9,6 +9,8 @@ import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
 import { outboxDepth } from '../db/outbox.ts';
 import { ping } from '../db/pool.ts';
+import { CHECK_MS, readiness } from '../core/readiness.ts';
+import { within } from '../deadline.ts';
 import { registry, setOutboxDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
@@ -41,9 +43,17 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   // Before anything reads the URL: no route sees a path or query that is not clean UTF-8.
   app.use(checkUrl);
 
-  app.get('/healthz', async (_req, res) => {
+  // Up (the process answers and reaches its database: the answer it always gave), or with ?ready,
+  // ready for traffic (core/readiness.ts). Both answer 503 within a deadline, never hang.
+  app.get('/healthz', async (req, res) => {
+    if (req.query.ready !== undefined) {
+      const r = await readiness(db.pool, cfg.dataDir);
+      if (!r.ready) log.warn({ checks: r.checks }, 'not ready');
+      res.status(r.ready ? 200 : 503).json({ status: r.ready ? 'ready' : 'not ready', checks: r.checks });
+      return;
+    }
     try {
-      await ping(db.pool);
+      await within(ping(db.pool, CHECK_MS), CHECK_MS, 'the database');
       res.json({ status: 'ok', database: 'ok' });
     } catch (err) {
       log.warn({ err }, 'health check failed');
