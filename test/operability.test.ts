@@ -1,9 +1,16 @@
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList } from '../src/db/lists.ts';
+import { createPool } from '../src/db/pool.ts';
+import { upgradeMarkerFile } from '../src/db/upgrade-marker.ts';
 import { startServe, type RunningServe } from './helpers/cli.ts';
+import { stuckableProxy } from './helpers/db-faults.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
+import { startWeb } from './helpers/web.ts';
 
 let db: TestDatabase;
 let serve: ChildProcess;
@@ -28,6 +35,12 @@ describe('operating listkeeper serve', () => {
     const res = await fetch(`${webUrl}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ok', database: 'ok' });
+  });
+
+  it('answers ready when the database answers, every migration is applied and no upgrade runs', async () => {
+    const res = await fetch(`${webUrl}/healthz?ready`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ready', checks: { database: 'ok', migrations: 'ok', upgrade: 'ok' } });
   });
 
   it('logs JSON lines that carry the SMTP session and the Message-ID', async () => {
@@ -72,5 +85,72 @@ describe('operating listkeeper serve', () => {
     expect(running.output()).toContain('"msg":"stopped"');
     const after = await sendRaw(smtpPort, { from: 'a@example.org', to: ['ops@lists.example.org'] }, message({}));
     expect(after.ok).toBe(false);
+  });
+});
+
+describe('readiness (/healthz?ready) of a web process whose database fails it', () => {
+  let proxy: Awaited<ReturnType<typeof stuckableProxy>>;
+  let web: Awaited<ReturnType<typeof startWeb>>;
+  let dataDir: string;
+  const pools: { end(): Promise<void> }[] = [];
+
+  beforeAll(async () => {
+    proxy = await stuckableProxy(db.url);
+    const pool = createPool(proxy.url, 4, 'web');
+    pools.push(pool);
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-ready-'));
+    web = await startWeb({ pool, readPool: pool, url: proxy.url, close: async () => undefined }, { DATA_DIR: dataDir });
+  });
+
+  afterAll(async () => {
+    await web?.stop();
+    await proxy?.close();
+    for (const p of pools) await p.end().catch(() => undefined);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const ready = async () => {
+    // Longer than any check's deadline: a request that hangs fails here instead of answering.
+    const res = await fetch(`${web.url}/healthz?ready`, { signal: AbortSignal.timeout(30_000) });
+    return { status: res.status, body: await res.json() };
+  };
+
+  it('is not ready while a migration in sql/ is not applied, and names it', async () => {
+    const { rows } = await db.pool.query<{ name: string }>(`select name from schema_migrations order by name desc limit 1`);
+    await db.pool.query(`delete from schema_migrations where name = $1`, [rows[0].name]);
+    try {
+      const r = await ready();
+      expect(r.status).toBe(503);
+      expect(r.body.status).toBe('not ready');
+      expect(r.body.checks).toEqual({ database: 'ok', migrations: `1 not applied: ${rows[0].name}`, upgrade: 'ok' });
+    } finally {
+      await db.pool.query(`insert into schema_migrations (name) values ($1)`, [rows[0].name]);
+    }
+    expect((await ready()).status).toBe(200);
+  });
+
+  it('is not ready while the upgrade marker says a PostgreSQL upgrade runs', async () => {
+    fs.writeFileSync(upgradeMarkerFile(dataDir), 'upgrading PostgreSQL 17 to 18\n');
+    try {
+      const r = await ready();
+      expect(r.status).toBe(503);
+      expect(r.body.checks.upgrade).toBe('in progress: upgrading PostgreSQL 17 to 18');
+      expect(r.body.checks.database).toBe('ok');
+    } finally {
+      fs.rmSync(upgradeMarkerFile(dataDir));
+    }
+  });
+
+  it('answers 503 naming the database when the database is stuck, instead of hanging', async () => {
+    expect((await ready()).status).toBe(200);
+    proxy.freeze();
+    const r = await ready();
+    expect(r.status).toBe(503);
+    expect(r.body.checks.database).toMatch(/^failed: .*did not answer within 2 s|^failed: Query read timeout/);
+    expect(r.body.checks.upgrade).toBe('ok');
+    // The plain health check, too, answers within its deadline.
+    const res = await fetch(`${web.url}/healthz`, { signal: AbortSignal.timeout(30_000) });
+    expect(res.status).toBe(503);
+    expect((await res.json()).status).toBe('error');
   });
 });
