@@ -1,0 +1,212 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateListKey, type ListDkim } from '../src/core/list-dkim.ts';
+import { createList } from '../src/db/lists.ts';
+import { dkimTxtValue } from '../src/mail/list-signing.ts';
+import { makeCertificates, type TestCertificates } from './helpers/certificates.ts';
+import { cli } from './helpers/cli.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { StubDns } from './helpers/stub-dns.ts';
+
+interface Finding {
+  status: 'ok' | 'warn' | 'fail';
+  check: string;
+  what: string;
+  fix: string | null;
+}
+
+let db: TestDatabase;
+let dns: StubDns;
+let dnsServer: string;
+let dataDir: string;
+let certs: TestCertificates;
+let key: ListDkim;
+const DOMAIN = 'lists.example.org';
+
+beforeAll(async () => {
+  db = await testDatabase();
+  // A stub of our own (no default SPF): what it answers is what this file publishes.
+  dns = new StubDns();
+  dnsServer = await dns.start();
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-doctor-'));
+  certs = makeCertificates();
+  const list = await createList(db.pool, { address: `dev@${DOMAIN}`, name: 'dev', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  key = await generateListKey(db.pool, list, { actor: 'test' });
+  publishGoodRecords();
+}, 60_000);
+
+afterAll(async () => {
+  await dns?.stop();
+  await db?.drop();
+  certs?.remove();
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+const dkimName = () => `${key.selector}._domainkey.${DOMAIN}`;
+
+function publishGoodRecords() {
+  dns.set(DOMAIN, { mx: [{ exchange: `mx.${DOMAIN}`, priority: 10 }], txt: ['v=spf1 a:mx.lists.example.org -all'] });
+  dns.set(`_dmarc.${DOMAIN}`, { txt: ['v=DMARC1; p=reject; rua=mailto:dmarc@lists.example.org'] });
+  // The value exactly as `listkeeper list dkim` prints it, less the zone-file syntax around it.
+  const value = [...key.record.matchAll(/"([^"]*)"/g)].map((m) => m[1]).join('');
+  dns.set(dkimName(), { txt: [value] });
+}
+
+function doctor(args: string[] = ['--json'], env: Record<string, string> = {}) {
+  return cli(['doctor', ...args], { DATABASE_URL: db.url, DNS_SERVERS: dnsServer, MAIL_DOMAIN: DOMAIN, DATA_DIR: dataDir, ...env });
+}
+
+async function findings(env: Record<string, string> = {}) {
+  const r = await doctor(['--json'], env);
+  const out = JSON.parse(r.stdout) as { status: string; findings: Finding[] };
+  return { code: r.code, ...out, of: (check: string) => out.findings.filter((f) => f.check === check) };
+}
+
+describe('listkeeper doctor', () => {
+  it('finds a list domain with correct MX, SPF, DKIM and DMARC records in order, and exits 0', async () => {
+    const r = await findings();
+    expect(r.code).toBe(0);
+    expect(r.of('dns.mx')).toEqual([{ status: 'ok', check: 'dns.mx', what: `${DOMAIN} MX 10 mx.${DOMAIN}`, fix: null }]);
+    expect(r.of('dns.spf')).toEqual([expect.objectContaining({ status: 'ok', what: `${DOMAIN} SPF "v=spf1 a:mx.lists.example.org -all"` })]);
+    expect(r.of('dns.dmarc')).toEqual([expect.objectContaining({ status: 'ok' })]);
+    expect(r.of('dns.dkim')).toEqual([{ status: 'ok', check: 'dns.dkim', what: `dev@${DOMAIN} DKIM record ${dkimName()} holds its key`, fix: null }]);
+    expect(r.of('database')).toEqual([expect.objectContaining({ status: 'ok', what: expect.stringMatching(/^PostgreSQL \d+/) })]);
+    expect(r.of('migrations')).toEqual([expect.objectContaining({ status: 'ok' })]);
+    expect(r.of('upgrade')).toEqual([expect.objectContaining({ status: 'ok' })]);
+    expect(r.of('synchronous_commit')).toEqual([expect.objectContaining({ status: 'ok', what: 'synchronous_commit is on' })]);
+    expect(r.of('max_locks_per_transaction')[0].what).toMatch(/^max_locks_per_transaction \d+ x \d+ connections = \d+ locks; listkeeper's group commit may hold 3156$/);
+    expect(r.of('queue')).toEqual([expect.objectContaining({ status: 'ok', what: 'nothing waiting; no delivery worker running' })]);
+    expect(r.of('tls')).toEqual([expect.objectContaining({ status: 'ok', what: expect.stringContaining('no certificate configured') })]);
+    expect(r.of('disk')).toEqual([expect.objectContaining({ what: expect.stringMatching(new RegExp(`^DATA_DIR ${dataDir}: [\\d.]+ GiB free \\(\\d+%\\)$`)) })]);
+    expect(r.status).not.toBe('fail');
+  });
+
+  it('prints JSON of {status, findings: [{status, check, what, fix}]} and one line per finding, its fix under it', async () => {
+    dns.records.delete(`_dmarc.${DOMAIN}`);
+    try {
+      const json = await doctor(['--json']);
+      const out = JSON.parse(json.stdout);
+      expect(Object.keys(out)).toEqual(['status', 'findings']);
+      expect(out.status).toBe('fail');
+      for (const f of out.findings) {
+        expect(Object.keys(f)).toEqual(['status', 'check', 'what', 'fix']);
+        expect(['ok', 'warn', 'fail']).toContain(f.status);
+        expect(f.fix === null).toBe(f.status === 'ok');
+      }
+      const text = await doctor([]);
+      expect(text.code).toBe(1);
+      const lines = text.stdout.trimEnd().split('\n');
+      const dmarc = lines.findIndex((l) => /^fail +dns\.dmarc +lists\.example\.org has no DMARC record/.test(l));
+      expect(dmarc).toBeGreaterThan(-1);
+      expect(lines[dmarc + 1].trim()).toBe(`fix: publish _dmarc.${DOMAIN}. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@${DOMAIN}"`);
+      expect(lines.at(-1)).toMatch(/^\d+ ok, \d+ warn, [1-9]\d* fail$/);
+    } finally {
+      publishGoodRecords();
+    }
+  });
+
+  it('fails a list whose DKIM selector has no record, and the fix is the exact TXT record to publish', async () => {
+    dns.records.delete(dkimName());
+    try {
+      const r = await findings();
+      expect(r.code).toBe(1);
+      expect(r.of('dns.dkim')).toEqual([{
+        status: 'fail', check: 'dns.dkim',
+        what: `dev@${DOMAIN} signs with selector ${key.selector}, but ${dkimName()} has no DKIM record: its copies fail DKIM`,
+        fix: `publish ${key.record}`,
+      }]);
+    } finally {
+      publishGoodRecords();
+    }
+  });
+
+  it('fails a DKIM record that holds another key than the list signs with', async () => {
+    const other = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    dns.set(dkimName(), { txt: [dkimTxtValue(other)] });
+    try {
+      const r = await findings();
+      expect(r.code).toBe(1);
+      expect(r.of('dns.dkim')).toEqual([expect.objectContaining({ status: 'fail', what: `the DKIM record at ${dkimName()} does not hold dev@${DOMAIN}'s public key: its copies fail DKIM`, fix: `publish ${key.record}` })]);
+    } finally {
+      publishGoodRecords();
+    }
+  });
+
+  it('fails a domain without MX or SPF records, and warns of a list without a DKIM key', async () => {
+    await createList(db.pool, { address: 'ops@other.example.org', name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    try {
+      const r = await findings();
+      expect(r.code).toBe(1);
+      expect(r.of('dns.mx')).toContainEqual(expect.objectContaining({ status: 'fail', what: 'other.example.org has no MX record: mail to its lists goes nowhere', fix: expect.stringContaining('publish other.example.org. IN MX 10 ') }));
+      expect(r.of('dns.spf')).toContainEqual(expect.objectContaining({ status: 'fail', fix: expect.stringContaining('publish other.example.org. IN TXT "v=spf1 ') }));
+      expect(r.of('dns.dkim')).toContainEqual({
+        status: 'warn', check: 'dns.dkim', what: 'ops@other.example.org has no DKIM key: its copies go out unsigned',
+        fix: 'run "listkeeper list dkim ops@other.example.org --generate" and publish the record it prints',
+      });
+    } finally {
+      await db.pool.query(`delete from lists where address = 'ops@other.example.org'`);
+    }
+  });
+
+  it('warns of a certificate that expires within 21 days, and fails an expired one', async () => {
+    const file = (name: string) => path.join(certs.dir, name);
+    const soon = await findings({ SMTP_TLS_CERT: file('good.pem'), SMTP_TLS_KEY: file('good.key') });
+    expect(soon.of('tls')).toEqual([expect.objectContaining({
+      status: 'warn', what: expect.stringMatching(new RegExp(`^SMTP_TLS_CERT ${file('good.pem')}: CN=localhost is valid until \\S+ \\([01] days\\)$`)),
+      fix: expect.stringContaining('renew the certificate'),
+    })]);
+    expect(soon.code).toBe(0);
+
+    const expired = await findings({ SMTP_TLS_CERT: file('expired.pem'), SMTP_TLS_KEY: file('expired.key') });
+    expect(expired.of('tls')).toEqual([expect.objectContaining({ status: 'fail', what: `SMTP_TLS_CERT ${file('expired.pem')}: CN=localhost expired on 2020-01-02T00:00:00.000Z` })]);
+    expect(expired.code).toBe(1);
+  });
+
+  it('warns when the oldest waiting message is over an hour old, and fails past DELIVERY_GIVE_UP_HOURS', async () => {
+    const { rows } = await db.pool.query<{ id: number }>(`with m as (insert into outbound_mail (raw) values ('x') returning id)
+      insert into outbox (kind, mail_id, recipient, domain, envelope_from, created_at)
+      select 'notice', id, 'r@example.net', 'example.net', 'bounces@lists.example.org', now() - interval '2 hours' from m returning id`);
+    try {
+      const old = await findings();
+      expect(old.of('queue')).toEqual([expect.objectContaining({ status: 'warn', what: expect.stringMatching(new RegExp(`^the oldest of 1 waiting message\\(s\\) was queued 2\\.0 h ago \\(#${rows[0].id} to r@example\\.net, 0 attempt\\(s\\)\\); no delivery worker running$`)) })]);
+      expect(old.of('queue')[0].fix).toMatch(/^start a delivery worker \("listkeeper serve --worker"\); then run "listkeeper queue"/);
+      expect(old.code).toBe(0);
+
+      await db.pool.query(`update outbox set created_at = now() - interval '6 days' where id = $1`, [rows[0].id]);
+      const older = await findings({ DELIVERY_GIVE_UP_HOURS: '120' });
+      expect(older.of('queue')).toEqual([expect.objectContaining({ status: 'fail', what: expect.stringMatching(/6\.0 days ago .*: older than DELIVERY_GIVE_UP_HOURS \(120\)$/) })]);
+      expect(older.code).toBe(1);
+    } finally {
+      await db.pool.query(`delete from outbox where id = $1`, [rows[0].id]);
+    }
+  });
+
+  it('fails a pending migration and synchronous_commit off, and does not migrate', async () => {
+    const { rows } = await db.pool.query<{ name: string }>(`select name from schema_migrations order by name desc limit 1`);
+    await db.pool.query(`delete from schema_migrations where name = $1`, [rows[0].name]);
+    await db.pool.query(`alter database ${db.name} set synchronous_commit = off`);
+    try {
+      const r = await findings();
+      expect(r.code).toBe(1);
+      expect(r.of('migrations')).toEqual([{ status: 'fail', check: 'migrations', what: `1 migration(s) not applied: ${rows[0].name}`, fix: 'run "listkeeper migrate" (serve applies them at start-up too)' }]);
+      expect(r.of('synchronous_commit')).toEqual([expect.objectContaining({ status: 'fail', fix: expect.stringContaining('ALTER SYSTEM SET synchronous_commit = on') })]);
+      expect((await db.pool.query(`select 1 from schema_migrations where name = $1`, [rows[0].name])).rows).toEqual([]);
+    } finally {
+      await db.pool.query(`alter database ${db.name} reset synchronous_commit`);
+      await db.pool.query(`insert into schema_migrations (name) values ($1) on conflict do nothing`, [rows[0].name]);
+    }
+  });
+
+  it('fails, naming the database, when nothing answers at DATABASE_URL', async () => {
+    const url = new URL(db.url);
+    url.port = '1'; // nothing listens on port 1
+    const r = await findings({ DATABASE_URL: url.toString() });
+    expect(r.code).toBe(1);
+    expect(r.findings[0]).toEqual(expect.objectContaining({ status: 'fail', check: 'database', what: expect.stringMatching(/^cannot reach the database: .*ECONNREFUSED/) }));
+    expect(r.of('tls')).toHaveLength(1);
+    expect(r.of('disk')).toHaveLength(1);
+  });
+});
