@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerAdminCommands } from './cli/admin.ts';
 import { registerArchiveCommands } from './cli/archive.ts';
+import { registerBackupCommands } from './cli/backup.ts';
 import { registerListCommands } from './cli/lists.ts';
 import { registerMailmanImport } from './cli/mailman-import.ts';
 import { registerMemberCommands } from './cli/members.ts';
@@ -28,5 +29,6 @@ registerMailmanImport(program);
 registerModerationCommands(program);
 registerQueueCommand(program);
 registerAdminCommands(program);
+registerBackupCommands(program);
 
 await program.parseAsync(process.argv);
