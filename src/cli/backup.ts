@@ -17,7 +17,7 @@ export function registerBackupCommands(program: Command) {
         const progress = progressReporter('backup', (await import('cli-progress')).default);
         let result;
         try {
-          result = await backupToFile(db.pool, file, { onProgress: (p) => progress.update(p.table ?? 'done', p.rowsDone, p.rowsTotal, p.bytes) });
+          result = await backupToFile(db.pool, file, { onProgress: (p) => progress.update(p.table ?? 'done', p.rowsDone, p.rowsTotal, p.bytes, p.table === null) });
         } finally {
           progress.stop();
         }
@@ -45,7 +45,7 @@ export function registerBackupCommands(program: Command) {
           let result;
           try {
             result = await restoreFromFile(db.pool, file, {
-              onProgress: (p) => progress.update(p.table ? `${p.phase} ${p.table}` : p.phase, p.rowsDone, p.rowsTotal, p.bytes),
+              onProgress: (p) => progress.update(p.table ? `${p.phase} ${p.table}` : p.phase, p.rowsDone, p.rowsTotal, p.bytes, p.table === null),
             });
           } catch (err) {
             (err as Error).message = `restore refused, the database is left as it was: ${(err as Error).message}`;
@@ -82,16 +82,16 @@ function progressReporter(what: string, progressBars: typeof cliProgress) {
   let barStarted = false;
   let lastLine = -Infinity;
   return {
-    update(step: string, rowsDone: number, rowsTotal: number, bytes: number) {
+    /** `milestone`: a step with no table (all copied, indexing, all checked), always shown. */
+    update(step: string, rowsDone: number, rowsTotal: number, bytes: number, milestone: boolean) {
       if (bar) {
         if (!barStarted) bar.start(rowsTotal, 0, { mb: mb(bytes), step });
         barStarted = true;
         bar.update(rowsDone, { mb: mb(bytes), step });
         return;
       }
-      // A line every 2 s at most, and the last one (all done, or all checked).
-      const last = step === 'done' || step === 'checking';
-      if (!last && performance.now() - lastLine < 2000) return;
+      // A line every 2 s at most, and each milestone.
+      if (!milestone && performance.now() - lastLine < 2000) return;
       lastLine = performance.now();
       const pct = rowsTotal ? Math.floor((100 * rowsDone) / rowsTotal) : 100;
       const secs = ((performance.now() - started) / 1000).toFixed(0);

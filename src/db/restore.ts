@@ -30,7 +30,7 @@ import { applyMigration, createMigrationsTable, lockMigrationsForTransaction, mi
 import type { Queryable } from './pool.ts';
 
 export interface RestoreProgress {
-  phase: 'loading' | 'checking';
+  phase: 'loading' | 'indexing' | 'checking';
   table: string | null;
   tableIndex: number;
   tables: number;
@@ -86,6 +86,11 @@ export async function restoreBackup(pool: pg.Pool, input: Readable, opts: { onPr
 
     const keys = await foreignKeys(client);
     for (const k of keys) await client.query(`alter table ${ident(k.table)} drop constraint ${ident(k.name)}`);
+    // Indexes are built once after the load rather than row by row during it (as pg_restore does):
+    // the full-text GIN index above all. Those behind a constraint (primary keys) stay.
+    const indexes = await plainIndexes(client);
+    for (const x of indexes) await client.query(`drop index ${ident(x.name)}`);
+    await client.query(`set local maintenance_work_mem = '256MB'`);
     for (const t of header.tables) await client.query(`alter table ${ident(t.name)} disable trigger user`);
 
     const rowsTotal = header.tables.reduce((n, t) => n + t.rows, 0);
@@ -132,6 +137,8 @@ export async function restoreBackup(pool: pg.Pool, input: Readable, opts: { onPr
     }
     await readTrailer(reader, ends);
 
+    report('indexing', null, header.tables.length);
+    for (const x of indexes) await client.query(x.definition);
     for (const s of header.sequences) await client.query('select setval($1::regclass, $2::bigint, $3)', [ident(s.name), s.last_value, s.is_called]);
     for (const t of header.tables) await client.query(`alter table ${ident(t.name)} enable trigger user`);
     for (const k of keys) {
@@ -231,6 +238,18 @@ async function checkTablesMatch(db: Queryable, header: BackupHeader): Promise<vo
     const same = mine && JSON.stringify(mine.columns) === JSON.stringify(t.columns);
     if (!same) throw new InvalidInput(`the backup's table ${t.name} does not match the schema its migrations make here: this backup cannot be restored by this listkeeper`, 'restore_check_failed');
   }
+}
+
+/** Indexes that no constraint owns, with the statement that makes each again. */
+async function plainIndexes(db: Queryable): Promise<{ name: string; definition: string }[]> {
+  const { rows } = await db.query<{ name: string; definition: string }>(
+    `select c.relname as name, pg_get_indexdef(c.oid) as definition
+       from pg_index i join pg_class c on c.oid = i.indexrelid
+      where c.relnamespace = current_schema()::regnamespace
+        and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid)
+      order by c.relname`,
+  );
+  return rows;
 }
 
 async function foreignKeys(db: Queryable): Promise<{ table: string; name: string; definition: string }[]> {
