@@ -18,8 +18,9 @@ import { addListRole } from '../src/db/list-admin.ts';
 import { createList } from '../src/db/lists.ts';
 import { addMember, disableMember, findMember } from '../src/db/members.ts';
 import { upsertSenderRule } from '../src/db/sender-rules.ts';
+import { isAlive } from '../src/db/embedded.ts';
 import { withDatabase } from './global-setup.ts';
-import { cli } from './helpers/cli.ts';
+import { cli, ROOT } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { spawnServe, type ServeProcess } from './helpers/serve-process.ts';
 import { sendRaw } from './helpers/smtp.ts';
@@ -29,6 +30,9 @@ let serve: ServeProcess;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-backup-'));
 const made: string[] = [];
 const FILE = path.join(dir, 'site.lkb');
+// The embedded default (DATABASE_URL unset): PostgreSQL 18, where the machine's server is 15.
+const embeddedDir = path.join(ROOT, '.test-data', `backup-${crypto.randomBytes(4).toString('hex')}`);
+const embedded = { DATABASE_URL: undefined, DATABASE_READ_URL: undefined, DATA_DIR: embeddedDir, MAIL_DOMAIN: 'lists.example.org' };
 
 /** A new, truly empty database (not cloned from the migrated template). */
 async function emptyDatabase(): Promise<string> {
@@ -126,6 +130,11 @@ afterAll(async () => {
   await db?.drop();
   for (const name of made) await admin(`drop database if exists ${name} with (force)`).catch(() => undefined);
   fs.rmSync(dir, { recursive: true, force: true });
+  const pidFile = path.join(embeddedDir, 'postgres', 'postmaster.pid');
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]) : undefined;
+  if (isAlive(pid)) process.kill(pid!, 'SIGINT');
+  for (let i = 0; i < 50 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  fs.rmSync(embeddedDir, { recursive: true, force: true });
 });
 
 describe('listkeeper backup and restore', () => {
@@ -281,6 +290,21 @@ describe('listkeeper backup and restore', () => {
     );
     expect(await relations(empty)).toBe(0);
   }, 60_000);
+
+  it('restores into the embedded PostgreSQL (another major than the machine\'s), whose backup then has the same bytes per table', async () => {
+    const restored = await cli(['restore', FILE], embedded);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stdout).toContain('checked: every table reads back');
+    const again = path.join(dir, 'from-embedded.lkb');
+    const backup = await cli(['backup', again], embedded);
+    expect(backup.code, backup.stderr).toBe(0);
+    const second = await readBackup(again);
+    expect(second.header.server_version).toMatch(/^PostgreSQL \d+/);
+    expect(second.header.migrations).toEqual(header.migrations);
+    expect(second.ends).toEqual(ends);
+    const members = await cli(['members', 'dev', '--json'], embedded);
+    expect(JSON.parse(members.stdout)).toHaveLength(5);
+  }, 180_000);
 
   it('writes and restores a gzipped backup (FILE.gz)', async () => {
     const gz = path.join(dir, 'site.lkb.gz');
