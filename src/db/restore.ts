@@ -18,7 +18,7 @@
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type pg from 'pg';
@@ -45,28 +45,40 @@ export interface RestoreResult {
   seconds: number;
 }
 
-/** Opens FILE (`-` for stdin; gzip is recognised by its magic bytes) and restores it. */
+/** Opens FILE (`-` for stdin; gzip is recognised by its first bytes, either way) and restores it. */
 export async function restoreFromFile(pool: pg.Pool, file: string, opts: { onProgress?: (p: RestoreProgress) => void } = {}): Promise<RestoreResult> {
-  let input: Readable;
-  if (file === '-') input = process.stdin;
+  let raw: Readable;
+  if (file === '-') raw = process.stdin;
   else {
-    let fd: number;
     try {
-      fd = fs.openSync(file, 'r');
+      raw = fs.createReadStream('', { fd: fs.openSync(file, 'r') });
     } catch (err) {
       throw new InvalidInput(`cannot read ${file}: ${(err as Error).message}`);
     }
-    const magic = Buffer.alloc(2);
-    fs.readSync(fd, magic, 0, 2, 0);
-    const raw = fs.createReadStream('', { fd });
-    input = magic[0] === 0x1f && magic[1] === 0x8b ? raw.pipe(zlib.createGunzip()) : raw;
-    raw.on('error', (err) => input.destroy(err));
   }
+  const input = await gunzipIfGzip(raw);
   try {
     return await restoreBackup(pool, input, opts);
   } finally {
     input.destroy();
+    raw.destroy();
   }
+}
+
+/** The stream itself, or its gunzipped bytes when it starts as gzip does (1f 8b). */
+async function gunzipIfGzip(raw: Readable): Promise<Readable> {
+  const chunks = raw[Symbol.asyncIterator]();
+  const first = await chunks.next();
+  async function* again() {
+    if (!first.done) yield first.value as Buffer;
+    for (let c = await chunks.next(); !c.done; c = await chunks.next()) yield c.value as Buffer;
+  }
+  const stream = Readable.from(again(), { objectMode: false });
+  const gzip = !first.done && (first.value as Buffer)[0] === 0x1f && (first.value as Buffer)[1] === 0x8b;
+  if (!gzip) return stream;
+  const gunzip = zlib.createGunzip();
+  stream.on('error', (err) => gunzip.destroy(err));
+  return stream.pipe(gunzip);
 }
 
 export async function restoreBackup(pool: pg.Pool, input: Readable, opts: { onProgress?: (p: RestoreProgress) => void } = {}): Promise<RestoreResult> {
