@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerAdminCommands } from './cli/admin.ts';
 import { registerArchiveCommands } from './cli/archive.ts';
 import { registerDoctorCommand } from './cli/doctor.ts';
+import { registerBackupCommands } from './cli/backup.ts';
 import { registerListCommands } from './cli/lists.ts';
 import { registerMailmanImport } from './cli/mailman-import.ts';
 import { registerMemberCommands } from './cli/members.ts';
@@ -30,5 +31,6 @@ registerModerationCommands(program);
 registerQueueCommand(program);
 registerAdminCommands(program);
 registerDoctorCommand(program);
+registerBackupCommands(program);
 
 await program.parseAsync(process.argv);

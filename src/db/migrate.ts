@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { log } from '../log.ts';
 import { isConnectionLoss, type Queryable, withTimeout } from './pool.ts';
+import { isConnectionLoss, type Queryable } from './pool.ts';
 
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
@@ -25,17 +26,14 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
   let file: string | undefined;
   try {
     await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
-    await client.query(`create table if not exists schema_migrations (
-      name text primary key, applied_at timestamptz not null default now())`);
+    await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
     for (file of migrationFiles()) {
       if (done.has(file)) continue;
-      const sql = fs.readFileSync(path.join(SQL_DIR, file), 'utf8');
       try {
         await client.query('begin');
-        await client.query(sql);
-        await client.query('insert into schema_migrations (name) values ($1)', [file]);
+        await applyMigration(client, file);
         await client.query('commit');
       } catch (err) {
         await client.query('rollback').catch(() => undefined);
@@ -71,6 +69,20 @@ export async function pendingMigrations(db: Queryable, timeoutMs?: number): Prom
   });
   const done = new Set(rows.map((r) => r.name));
   return migrationFiles().filter((f) => !done.has(f));
+/** Holds off every migrating process until the caller's transaction ends (restore loads a schema). */
+export async function lockMigrationsForTransaction(client: Queryable): Promise<void> {
+  await client.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+}
+
+export async function createMigrationsTable(client: Queryable): Promise<void> {
+  await client.query(`create table if not exists schema_migrations (
+      name text primary key, applied_at timestamptz not null default now())`);
+}
+
+/** Runs one file of sql/ and records it, in the caller's transaction (restore runs them all in one). */
+export async function applyMigration(client: Queryable, file: string): Promise<void> {
+  await client.query(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
+  await client.query('insert into schema_migrations (name) values ($1)', [file]);
 }
 
 export function migrationFiles(): string[] {

@@ -1,0 +1,273 @@
+/*
+ * `listkeeper restore FILE`: a backup (backup.ts) into an empty database, in ONE transaction, so
+ * that a refused or broken file leaves the database as empty as it was:
+ *
+ *   1. the header: a format and a schema this code knows (a backup from a newer listkeeper is refused);
+ *   2. the migrations the backup's database had, exactly those (later ones run afterwards, as at start);
+ *   3. foreign keys set aside and user triggers off, then COPY FROM per table (the rows go in as
+ *      they were: no trigger rewrites or counts them), each table's bytes checked against its sha256;
+ *   4. the trailer: every table accounted for, the file's overall sha256 equal;
+ *   5. sequences set, triggers back on, foreign keys added again (PostgreSQL checks every row);
+ *   6. the check: each table read back with the backup's own query must give the same row count
+ *      and the same sha256 as when it was backed up; then commit.
+ *
+ * Setting foreign keys aside (rather than session_replication_role = replica) needs no superuser:
+ * the restoring role owns the tables, since its migrations created them.
+ */
+
+import crypto from 'node:crypto';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import type pg from 'pg';
+import pgCopy from 'pg-copy-streams';
+import { Conflict, InvalidInput } from '../errors.ts';
+import { backupTables, collatableKeys, copyInSql, copyOutSql, ident } from './backup-catalog.ts';
+import { BackupFileError, FORMAT_VERSION, FrameReader, type BackupHeader, type BackupTrailer, type TableEnd } from './backup-format.ts';
+import { applyMigration, createMigrationsTable, lockMigrationsForTransaction, migrationFiles } from './migrate.ts';
+import type { Queryable } from './pool.ts';
+
+export interface RestoreProgress {
+  phase: 'loading' | 'indexing' | 'checking';
+  table: string | null;
+  tableIndex: number;
+  tables: number;
+  rowsDone: number;
+  rowsTotal: number;
+  bytes: number;
+}
+
+export interface RestoreResult {
+  header: BackupHeader;
+  tables: TableEnd[];
+  seconds: number;
+}
+
+/** Opens FILE (`-` for stdin; gzip is recognised by its first bytes, either way) and restores it. */
+export async function restoreFromFile(pool: pg.Pool, file: string, opts: { onProgress?: (p: RestoreProgress) => void } = {}): Promise<RestoreResult> {
+  let raw: Readable;
+  if (file === '-') raw = process.stdin;
+  else {
+    try {
+      raw = fs.createReadStream('', { fd: fs.openSync(file, 'r') });
+    } catch (err) {
+      throw new InvalidInput(`cannot read ${file}: ${(err as Error).message}`);
+    }
+  }
+  const input = await gunzipIfGzip(raw);
+  try {
+    return await restoreBackup(pool, input, opts);
+  } finally {
+    input.destroy();
+    raw.destroy();
+  }
+}
+
+/** The stream itself, or its gunzipped bytes when it starts as gzip does (1f 8b). */
+async function gunzipIfGzip(raw: Readable): Promise<Readable> {
+  const chunks = raw[Symbol.asyncIterator]();
+  const first = await chunks.next();
+  async function* again() {
+    if (!first.done) yield first.value as Buffer;
+    for (let c = await chunks.next(); !c.done; c = await chunks.next()) yield c.value as Buffer;
+  }
+  const stream = Readable.from(again(), { objectMode: false });
+  const gzip = !first.done && (first.value as Buffer)[0] === 0x1f && (first.value as Buffer)[1] === 0x8b;
+  if (!gzip) return stream;
+  const gunzip = zlib.createGunzip();
+  stream.on('error', (err) => gunzip.destroy(err));
+  return stream.pipe(gunzip);
+}
+
+export async function restoreBackup(pool: pg.Pool, input: Readable, opts: { onProgress?: (p: RestoreProgress) => void } = {}): Promise<RestoreResult> {
+  const started = performance.now();
+  const reader = new FrameReader(input);
+  const header = await readHeader(reader);
+  const client = await pool.connect();
+  let failed: unknown;
+  try {
+    await refuseNonEmpty(client);
+    await client.query('begin');
+    await client.query('set local idle_in_transaction_session_timeout = 0');
+    await lockMigrationsForTransaction(client);
+    await createMigrationsTable(client);
+    for (const m of header.migrations) await applyMigration(client, m);
+    await checkTablesMatch(client, header);
+
+    const keys = await foreignKeys(client);
+    for (const k of keys) await client.query(`alter table ${ident(k.table)} drop constraint ${ident(k.name)}`);
+    // Indexes are built once after the load rather than row by row during it (as pg_restore does):
+    // the full-text GIN index above all. Those behind a constraint (primary keys) stay.
+    const indexes = await plainIndexes(client);
+    for (const x of indexes) await client.query(`drop index ${ident(x.name)}`);
+    await client.query(`set local maintenance_work_mem = '256MB'`);
+    for (const t of header.tables) await client.query(`alter table ${ident(t.name)} disable trigger user`);
+
+    const rowsTotal = header.tables.reduce((n, t) => n + t.rows, 0);
+    let rowsDone = 0;
+    const report = (phase: RestoreProgress['phase'], table: string | null, tableIndex: number) =>
+      opts.onProgress?.({ phase, table, tableIndex, tables: header.tables.length, rowsDone, rowsTotal, bytes: reader.bytes });
+    const ends: TableEnd[] = [];
+    for (const [i, t] of header.tables.entries()) {
+      report('loading', t.name, i);
+      const copy = client.query(pgCopy.from(copyInSql(t)));
+      let refused: Error | null = null;
+      copy.on('error', (err: Error) => (refused ??= err));
+      const hash = crypto.createHash('sha256');
+      let end: TableEnd | null = null;
+      let last = performance.now();
+      try {
+        while (!end) {
+          const f = await reader.next();
+          if (!f) throw new BackupFileError('the backup file is truncated (it ends before its trailer): it was not written to the end');
+          if (f.kind === 'D') {
+            hash.update(f.payload);
+            if (!copy.write(f.payload)) await once(copy, 'drain');
+            if (refused) throw refused;
+          } else if (f.kind === 'E') end = parseJson<TableEnd>(f.payload, 'a table end');
+          else throw new BackupFileError(`the backup file is corrupt: a ${f.kind} record inside table ${t.name}`);
+          if (performance.now() - last > 500) {
+            last = performance.now();
+            report('loading', t.name, i);
+          }
+        }
+        if (end.table !== t.name || end.rows !== t.rows || end.sha256 !== hash.digest('hex')) {
+          throw new BackupFileError(`the backup file is corrupt: table ${t.name}'s data does not match its checksum or row count`);
+        }
+        copy.end();
+        await finished(copy);
+      } catch (err) {
+        copy.destroy();
+        if (!isPgError(err)) throw err;
+        throw new BackupFileError(`the backup file is corrupt: PostgreSQL refused table ${t.name}'s data (${(err as Error).message})`);
+      }
+      if (copy.rowCount !== t.rows) throw new BackupFileError(`the backup file is corrupt: table ${t.name} loaded ${copy.rowCount} rows, its header says ${t.rows}`);
+      ends.push(end);
+      rowsDone += t.rows;
+    }
+    await readTrailer(reader, ends);
+
+    report('indexing', null, header.tables.length);
+    for (const x of indexes) await client.query(x.definition);
+    for (const s of header.sequences) await client.query('select setval($1::regclass, $2::bigint, $3)', [ident(s.name), s.last_value, s.is_called]);
+    for (const t of header.tables) await client.query(`alter table ${ident(t.name)} enable trigger user`);
+    for (const k of keys) {
+      try {
+        await client.query(`alter table ${ident(k.table)} add constraint ${ident(k.name)} ${k.definition}`);
+      } catch (err) {
+        throw new InvalidInput(`the restored rows break foreign key ${k.name} on ${k.table} (${(err as Error).message})`, 'restore_check_failed');
+      }
+    }
+
+    // Read every table back exactly as the backup read it: the same bytes, or the restore is refused.
+    rowsDone = 0;
+    for (const [i, t] of header.tables.entries()) {
+      report('checking', t.name, i);
+      const copy = client.query(pgCopy.to(copyOutSql(t, await collatableKeys(client, t.name))));
+      const hash = crypto.createHash('sha256');
+      for await (const chunk of copy as AsyncIterable<Buffer>) hash.update(chunk);
+      if (copy.rowCount !== t.rows || hash.digest('hex') !== ends[i].sha256) {
+        throw new InvalidInput(`check failed: table ${t.name} reads back as ${copy.rowCount} rows whose checksum differs from the backup's (${t.rows} rows)`, 'restore_check_failed');
+      }
+      rowsDone += t.rows;
+    }
+    report('checking', null, header.tables.length);
+    await client.query('commit');
+    return { header, tables: ends, seconds: (performance.now() - started) / 1000 };
+  } catch (err) {
+    failed = err;
+    await client.query('rollback').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release(failed instanceof Error && !(failed instanceof InvalidInput || failed instanceof Conflict) ? failed : undefined);
+  }
+}
+
+function isPgError(err: unknown): boolean {
+  return typeof (err as { severity?: unknown }).severity === 'string';
+}
+
+async function readHeader(reader: FrameReader): Promise<BackupHeader> {
+  await reader.start();
+  const f = await reader.next();
+  if (!f || f.kind !== 'H') throw new BackupFileError('the backup file is corrupt: it has no header');
+  const header = parseJson<BackupHeader>(f.payload, 'its header');
+  if (header.format !== FORMAT_VERSION) {
+    throw new InvalidInput(`this backup is in format ${header.format}, which this listkeeper (format ${FORMAT_VERSION}) cannot read: restore it with the listkeeper that made it or a later one`, 'newer_backup');
+  }
+  const known = new Set(migrationFiles());
+  const unknown = header.migrations.filter((m) => !known.has(m));
+  if (unknown.length > 0) {
+    throw new InvalidInput(
+      `this backup comes from a newer listkeeper: its schema has migrations this version does not know (${unknown.join(', ')}); restore it with that version or a later one`,
+      'newer_backup',
+    );
+  }
+  return header;
+}
+
+async function readTrailer(reader: FrameReader, ends: TableEnd[]): Promise<void> {
+  const f = await reader.next();
+  if (!f) throw new BackupFileError('the backup file is truncated (it ends before its trailer): it was not written to the end');
+  if (f.kind !== 'T') throw new BackupFileError(`the backup file is corrupt: a ${f.kind} record where its trailer should be`);
+  const trailer = parseJson<BackupTrailer>(f.payload, 'its trailer');
+  const same = trailer.tables.length === ends.length && trailer.tables.every((t, i) => t.table === ends[i].table && t.rows === ends[i].rows && t.sha256 === ends[i].sha256);
+  if (!same || trailer.sha256 !== reader.digest()) throw new BackupFileError('the backup file is corrupt: its checksum does not match its contents');
+  if ((await reader.next()) !== null) throw new BackupFileError('the backup file is corrupt: it goes on after its trailer');
+}
+
+function parseJson<T>(payload: Buffer, what: string): T {
+  try {
+    return JSON.parse(payload.toString('utf8')) as T;
+  } catch {
+    throw new BackupFileError(`the backup file is corrupt: ${what} is not readable`);
+  }
+}
+
+/** "Empty": no table, view or sequence outside PostgreSQL's own schemas. */
+async function refuseNonEmpty(db: Queryable): Promise<void> {
+  const { rows } = await db.query<{ n: number; some: string | null }>(
+    `select count(*)::int as n, min(n.nspname || '.' || c.relname) as some
+       from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+        and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'`,
+  );
+  if (rows[0].n > 0) {
+    throw new Conflict(
+      `the database is not empty (${rows[0].n} tables and sequences, such as ${rows[0].some}): restore only goes into an empty database; create one (createdb) or point DATABASE_URL or DATA_DIR at a new one`,
+      'database_not_empty',
+    );
+  }
+}
+
+/** The migrated schema must have each backed-up table with the same stored columns, or COPY would misplace values. */
+async function checkTablesMatch(db: Queryable, header: BackupHeader): Promise<void> {
+  const here = new Map((await backupTables(db)).map((t) => [t.name, t]));
+  for (const t of header.tables) {
+    const mine = here.get(t.name);
+    const same = mine && JSON.stringify(mine.columns) === JSON.stringify(t.columns);
+    if (!same) throw new InvalidInput(`the backup's table ${t.name} does not match the schema its migrations make here: this backup cannot be restored by this listkeeper`, 'restore_check_failed');
+  }
+}
+
+/** Indexes that no constraint owns, with the statement that makes each again. */
+async function plainIndexes(db: Queryable): Promise<{ name: string; definition: string }[]> {
+  const { rows } = await db.query<{ name: string; definition: string }>(
+    `select c.relname as name, pg_get_indexdef(c.oid) as definition
+       from pg_index i join pg_class c on c.oid = i.indexrelid
+      where c.relnamespace = current_schema()::regnamespace
+        and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid)
+      order by c.relname`,
+  );
+  return rows;
+}
+
+async function foreignKeys(db: Queryable): Promise<{ table: string; name: string; definition: string }[]> {
+  const { rows } = await db.query<{ table: string; name: string; definition: string }>(
+    `select conrelid::regclass::text as table, conname as name, pg_get_constraintdef(oid) as definition
+       from pg_constraint where contype = 'f' and connamespace = current_schema()::regnamespace order by conname`,
+  );
+  return rows;
+}
