@@ -50,6 +50,8 @@ const schema = z.object({
   SMTP_TLS_CERT: z.string().optional(),
   SMTP_TLS_KEY: z.string().optional(),
   SMTP_REQUIRE_TLS: z.enum(['0', '1', 'true', 'false']).default('0'),
+  // Unset: none for loopback peers and LMTP, 100 ms for others (src/smtp/greeting.ts)
+  SMTP_GREETING_DELAY_MS: z.coerce.number().int().min(0).max(60_000).optional(),
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
@@ -101,10 +103,11 @@ export interface Config {
    * dataTimeoutMs: the longest DATA phase before a 451 and a closed connection.
    * tls: the PEM files of STARTTLS (SMTP_TLS_CERT, SMTP_TLS_KEY), read again on SIGHUP; null: no STARTTLS.
    * requireTls: MAIL is refused before STARTTLS (SMTP_REQUIRE_TLS).
+   * greetingDelayMs: the wait before the greeting for every peer (SMTP_GREETING_DELAY_MS); null: chosen per peer.
    */
   smtp: {
     host: string; port: number; lmtp: boolean; maxSize: number; memoryBytes: number; dataTimeoutMs: number;
-    tls: TlsFiles | null; requireTls: boolean;
+    tls: TlsFiles | null; requireTls: boolean; greetingDelayMs: number | null;
   };
   /**
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
@@ -258,6 +261,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE,
       memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : defaultMemoryBytes(e.SMTP_MAX_SIZE),
       dataTimeoutMs: e.SMTP_DATA_TIMEOUT * 1000,
+      greetingDelayMs: e.SMTP_GREETING_DELAY_MS ?? null,
       ...ingestTls(e),
     },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
