@@ -68,7 +68,10 @@ export async function run(rows: string[] = ROWS): Promise<void> {
         stdio: 'ignore',
       });
       const base = `http://127.0.0.1:${port}`;
-      await waitFor(`${base}/healthz`);
+      await waitFor(`${base}/healthz`).catch((err) => {
+        child.kill('SIGTERM');
+        throw err;
+      });
       return { child, base };
     };
     let base: string;
@@ -147,7 +150,8 @@ async function freePort(): Promise<number> {
 }
 
 async function waitFor(url: string) {
-  for (let i = 0; i < 300; i++) {
+  // Two minutes: start-up takes seconds, but a machine shared with other work can be slow.
+  for (let i = 0; i < 1200; i++) {
     try {
       if ((await fetch(url)).ok) return;
     } catch {
