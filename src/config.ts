@@ -5,6 +5,7 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
 import { z } from 'zod';
@@ -69,7 +70,8 @@ const schema = z.object({
   SPAM_CHECK_TIMEOUT: z.coerce.number().positive().max(600).default(10),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DB_POOL_SIZE: positiveInt.default(20),
+  // Unset: defaultPoolSize(cores)
+  DB_POOL_SIZE: positiveInt.optional(),
   // Delivery (docs/delivery.md; each variable in docs/configuration.md)
   DELIVERY_BATCH_SIZE: positiveInt.default(500),
   DELIVERY_CONNECTIONS: positiveInt.default(16),
@@ -241,6 +243,18 @@ export function defaultMemoryBytes(maxSize: number): number {
   return Math.max(32 * 1024 * 1024, maxSize);
 }
 
+/**
+ * DB_POOL_SIZE when unset: the most connections one process's pool opens. Each is a PostgreSQL
+ * process of its own (several MB), and a fixed 20 per pool kept 40 of them under a web load that
+ * two cores could not use (issue 14). PostgreSQL beside us runs at most a query per core at once:
+ * twice the cores keeps each busy while the other half's answers travel, plus one, as the usual
+ * formula has it; and at least five, for the ingest listener's group commit (three batches in
+ * flight, src/db/group-commit.ts) beside a lookup and the delivery worker.
+ */
+export function defaultPoolSize(cores: number): number {
+  return Math.max(5, 2 * cores + 1);
+}
+
 export function parseConfig(env: Record<string, string | undefined>): Config {
   // Empty strings mean "unset": shells and compose files often export VAR= .
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -275,7 +289,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,
-    dbPoolSize: e.DB_POOL_SIZE,
+    dbPoolSize: e.DB_POOL_SIZE ?? defaultPoolSize(os.availableParallelism()),
     delivery: {
       batchSize: e.DELIVERY_BATCH_SIZE,
       connections: e.DELIVERY_CONNECTIONS,

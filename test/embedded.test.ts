@@ -3,7 +3,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config.ts';
+import { embeddedConnections } from '../src/db/database.ts';
 import { isAlive } from '../src/db/embedded.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
 
@@ -23,6 +26,20 @@ function postmasterPid(): number | null {
 }
 
 const alive = (pid: number | null) => isAlive(pid ?? undefined);
+
+/** Settings of the running embedded server, asked over its port with its password (DATA_DIR/postgres.secret). */
+async function serverSettings(names: string[]): Promise<Record<string, string>> {
+  const port = fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3];
+  const password = fs.readFileSync(path.join(dataDir, 'postgres.secret'), 'utf8').trim();
+  const client = new pg.Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/listkeeper` });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ name: string; setting: string }>('select name, current_setting(name) as setting from unnest($1::text[]) as name', [names]);
+    return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+  } finally {
+    await client.end();
+  }
+}
 
 function startServe(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [BIN, 'serve', '--smtp'], {
@@ -79,6 +96,10 @@ describe('embedded PostgreSQL', () => {
       // The CLI attached to serve's server: it is still the same one, still running.
       expect(postmasterPid()).toBe(pid);
       expect(alive(pid)).toBe(true);
+      // It runs with the settings of a small appliance (src/db/embedded.ts), not PostgreSQL's defaults.
+      expect(await serverSettings(['shared_buffers', 'max_connections', 'autovacuum_max_workers'])).toEqual({
+        shared_buffers: '64MB', max_connections: String(embeddedConnections(parseConfig(env))), autovacuum_max_workers: '2',
+      });
     } finally {
       serve.kill('SIGTERM');
       await new Promise((r) => serve.once('exit', r));
