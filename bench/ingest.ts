@@ -27,6 +27,7 @@ import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import pg from 'pg';
 import { LOOPBACK_SPF, StubDns } from '../test/helpers/stub-dns.ts';
 import { benchDatabase } from './bench-db.ts';
+import { describeMemory, peakMemoryDuring, systemMemory } from './pss.ts';
 import { dotStuff, SmtpSession } from './smtp-client.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -175,10 +176,11 @@ export async function run(rows: string[] = ROWS): Promise<void> {
     await pool.query('analyze');
     for (const [row, label, bytes, count] of [['1k', '1 KB', 1024, Number(process.env.BENCH_INGEST_1K ?? 6000)], ['20k', '20 KB', 20 * 1024, Number(process.env.BENCH_INGEST_20K ?? 1500)]] as const) {
       if (!rows.includes(row)) continue;
-      const rate = await load(port, `run${bytes}`, count, bytes);
+      const { result: rate, peak } = await peakMemoryDuring(load(port, `run${bytes}`, count, bytes), () => systemMemory(server!.pid!, bench.url, bench.postmasterPid));
       const { rows: stored } = await pool.query(`select count(*)::int as n from messages where message_id like $1`, [`run${bytes}-%`]);
       if (stored[0].n !== count) throw new Error(`expected ${count} stored messages, found ${stored[0].n}`);
       console.log(`  ${label.padEnd(6)} ${rate.toFixed(0).padStart(6)} msgs/s   (${count} messages, all stored; server peak RSS ${peakRssMb(server).toFixed(0)} MB)`);
+      console.log(`         under this load: ${describeMemory(peak)}`);
     }
     // Authentication at its dearest: each post's RSA-2048 signature verified, its key looked up.
     if (rows.includes('signed')) await signedRow(port, pool, signed);
