@@ -24,8 +24,10 @@ import { load, loadClient, warm, type LoadResult } from './http-load.ts';
 import { describeMemory, peakMemoryDuring, systemMemory, type SystemMemory } from './pss.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// One web process per core, as docs/operations.md advises for production.
-const WEB_PROCESSES = os.availableParallelism();
+// One web process per core, as docs/operations.md advises for production (BENCH_WEB_PROCESSES=1: the default).
+const WEB_PROCESSES = Number(process.env.BENCH_WEB_PROCESSES ?? os.availableParallelism());
+// Connections of the req/s load (BENCH_HTTP_CONNECTIONS: more readers at once, more pooled connections wanted)
+const BUSY_CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 8);
 const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
 
 const ROWS = ['search', 'message', 'month', 'thread', 'cached'];
@@ -76,7 +78,7 @@ export async function run(rows: string[] = ROWS): Promise<void> {
     };
     let base: string;
     ({ child: server, base } = await web(0));
-    console.log(`web: ${WEB_PROCESSES} processes (WEB_PROCESSES); load client: ${loadClient}; latency with one request at a time, req/s with 8 connections`);
+    console.log(`web: ${WEB_PROCESSES} processes (WEB_PROCESSES); load client: ${loadClient}; latency with one request at a time, req/s with ${BUSY_CONNECTIONS} connections`);
 
     const info = corpus.info;
     const search = async (label: string, queries: string[]) => {
@@ -129,7 +131,7 @@ export async function run(rows: string[] = ROWS): Promise<void> {
 async function page(label: string, urls: string[], base: string, memory?: () => Promise<SystemMemory>): Promise<SystemMemory | undefined> {
   await warm(base, urls.slice(0, 50));
   const serial = await load(base, urls, { connections: 1, seconds: 4 });
-  const busyLoad = load(base, urls, { connections: 8, seconds: 4 });
+  const busyLoad = load(base, urls, { connections: BUSY_CONNECTIONS, seconds: 4 });
   const { result: busy, peak } = memory ? await peakMemoryDuring(busyLoad, memory) : { result: await busyLoad, peak: undefined };
   report(label, serial, busy.perSecond);
   return peak;
