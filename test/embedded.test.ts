@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config.ts';
+import { defaultPoolSize, parseConfig } from '../src/config.ts';
 import { embeddedConnections } from '../src/db/database.ts';
 import { isAlive } from '../src/db/embedded.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
@@ -60,6 +60,19 @@ afterAll(async () => {
   if (alive(pid)) process.kill(pid!, 'SIGINT');
   for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
   fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('sizes for a small machine', () => {
+  it('sizes pools by the cores unless DB_POOL_SIZE says, and the embedded server for the pools', () => {
+    expect([1, 2, 4, 8].map(defaultPoolSize)).toEqual([5, 5, 9, 17]);
+    expect(parseConfig({}).dbPoolSize).toBe(defaultPoolSize(os.availableParallelism()));
+    expect(parseConfig({ DB_POOL_SIZE: '20' }).dbPoolSize).toBe(20);
+    expect(() => parseConfig({ DB_POOL_SIZE: '0' })).toThrow(/DB_POOL_SIZE/);
+    // Every process's pool and its dedicated connections fit: serve, its web processes and a CLI command.
+    const big = parseConfig({ DB_POOL_SIZE: '40', WEB_PROCESSES: '8' });
+    expect(embeddedConnections(big)).toBeGreaterThanOrEqual((8 + 2) * 40);
+    expect(embeddedConnections(parseConfig({}))).toBeGreaterThanOrEqual(100);
+  });
 });
 
 describe('embedded PostgreSQL', () => {
