@@ -21,13 +21,21 @@ import { messageIdPath } from '../src/mail/message-id.ts';
 import { benchDatabase } from './bench-db.ts';
 import { Corpus } from './corpus.ts';
 import { load, loadClient, warm, type LoadResult } from './http-load.ts';
+import { describeMemory, peakMemoryDuring, systemMemory, type SystemMemory } from './pss.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// One web process per core, as docs/operations.md advises for production.
-const WEB_PROCESSES = os.availableParallelism();
+// One web process per core, as docs/operations.md advises for production (BENCH_WEB_PROCESSES=1: the default).
+const WEB_PROCESSES = Number(process.env.BENCH_WEB_PROCESSES ?? os.availableParallelism());
+// Connections of the req/s load (BENCH_HTTP_CONNECTIONS: more readers at once, more pooled connections wanted)
+const BUSY_CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 8);
 const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
 
-export async function run(): Promise<void> {
+const ROWS = ['search', 'message', 'month', 'thread', 'cached'];
+
+/** rows: some of ROWS (`npm run bench -- archive:message`); the import always runs. */
+export async function run(rows: string[] = ROWS): Promise<void> {
+  const unknown = rows.filter((r) => !ROWS.includes(r));
+  if (unknown.length) throw new Error(`no such archive row: ${unknown.join(', ')} (rows: ${ROWS.join(', ')})`);
   const n = Number(process.env.BENCH_MESSAGES ?? 100_000);
   const outDir = path.join(ROOT, 'bench/out');
   fs.mkdirSync(outDir, { recursive: true });
@@ -62,12 +70,15 @@ export async function run(): Promise<void> {
         stdio: 'ignore',
       });
       const base = `http://127.0.0.1:${port}`;
-      await waitFor(`${base}/healthz`);
+      await waitFor(`${base}/healthz`).catch((err) => {
+        child.kill('SIGTERM');
+        throw err;
+      });
       return { child, base };
     };
     let base: string;
     ({ child: server, base } = await web(0));
-    console.log(`web: ${WEB_PROCESSES} processes (WEB_PROCESSES); load client: ${loadClient}; latency with one request at a time, req/s with 8 connections`);
+    console.log(`web: ${WEB_PROCESSES} processes (WEB_PROCESSES); load client: ${loadClient}; latency with one request at a time, req/s with ${BUSY_CONNECTIONS} connections`);
 
     const info = corpus.info;
     const search = async (label: string, queries: string[]) => {
@@ -75,22 +86,30 @@ export async function run(): Promise<void> {
       await warm(base, urls);
       report(`search ${label}`, await load(base, urls, { connections: 1, seconds: 3 }));
     };
-    await search('rare words', info.rareWords);
-    await search('common words', info.commonWords);
-    await search('phrases', info.phrases.map((p) => `"${p}"`));
+    if (rows.includes('search')) {
+      await search('rare words', info.rareWords);
+      await search('common words', info.commonWords);
+      await search('phrases', info.phrases.map((p) => `"${p}"`));
+    }
 
     const { rows: sample } = await db.pool.query<{ message_id: string }>('select message_id from messages order by id % 997, id limit 2000');
     const messageUrls = sample.map((r) => `/message-id/${messageIdPath(r.message_id)}`);
-    await page('message page', messageUrls, base);
+    // The whole system's memory under that load (bench/pss.ts): what issue 14 set a goal for.
+    if (rows.includes('message')) {
+      const memory = await page('message page', messageUrls, base, () => systemMemory(server!.pid!, bdb.url, bdb.postmasterPid));
+      console.log(`  under the message page load: ${describeMemory(memory!)}`);
+    }
     const { rows: months } = await db.pool.query<{ m: string }>(`select distinct to_char(date, 'YYYY-MM') as m from list_messages limit 12`);
-    await page('month page', months.map((r) => `/lists/dev/${r.m}/`), base);
-    if (info.bigThreadRoot) {
+    if (rows.includes('month')) await page('month page', months.map((r) => `/lists/dev/${r.m}/`), base);
+    if (rows.includes('thread') && info.bigThreadRoot) {
       const { rows } = await db.pool.query<{ thread_id: number; n: number }>(
         'select thread_id, (select count(*) from messages x where x.thread_id = m.thread_id)::int as n from messages m where message_id = $1', [info.bigThreadRoot]);
       await page(`thread page (${rows[0].n} messages)`, [`/lists/dev/thread/${rows[0].thread_id}`], base);
     }
     server.kill('SIGTERM');
     await new Promise((r) => server!.once('exit', r));
+    server = undefined;
+    if (!rows.includes('cached')) return;
     // Repeat views: the same 2,000 messages, read again and again within the cache's 10 s (each
     // process caches its own copy of a page); 4 s of load fill the caches first.
     ({ child: server, base } = await web(64));
@@ -105,12 +124,17 @@ export async function run(): Promise<void> {
   }
 }
 
-/** Latency with one request at a time, then requests per second with 8 connections. */
-async function page(label: string, urls: string[], base: string) {
+/**
+ * Latency with one request at a time, then requests per second with 8 connections; with `memory`,
+ * the peak of the system's memory sampled during the 8 connections' load.
+ */
+async function page(label: string, urls: string[], base: string, memory?: () => Promise<SystemMemory>): Promise<SystemMemory | undefined> {
   await warm(base, urls.slice(0, 50));
   const serial = await load(base, urls, { connections: 1, seconds: 4 });
-  const busy = await load(base, urls, { connections: 8, seconds: 4 });
+  const busyLoad = load(base, urls, { connections: BUSY_CONNECTIONS, seconds: 4 });
+  const { result: busy, peak } = memory ? await peakMemoryDuring(busyLoad, memory) : { result: await busyLoad, peak: undefined };
   report(label, serial, busy.perSecond);
+  return peak;
 }
 
 function report(label: string, r: LoadResult, perSecond?: number) {
@@ -128,7 +152,8 @@ async function freePort(): Promise<number> {
 }
 
 async function waitFor(url: string) {
-  for (let i = 0; i < 300; i++) {
+  // Two minutes: start-up takes seconds, but a machine shared with other work can be slow.
+  for (let i = 0; i < 1200; i++) {
     try {
       if ((await fetch(url)).ok) return;
     } catch {

@@ -4,12 +4,15 @@
  */
 
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { openEmbedded } from '../src/db/embedded.ts';
 
 export interface BenchDatabase {
   url: string;
+  /** the embedded server's postmaster (the whole server is the benchmark's); unset on DATABASE_URL's */
+  postmasterPid?: number;
   drop(): Promise<void>;
 }
 
@@ -22,6 +25,7 @@ export async function benchDatabase(prefix: string): Promise<BenchDatabase> {
   u.pathname = `/${name}`;
   return {
     url: u.toString(),
+    postmasterPid: embedded ? Number(fs.readFileSync(path.resolve('.bench-data/postgres/postmaster.pid'), 'utf8').split('\n')[0]) : undefined,
     async drop() {
       await admin(adminUrl, `drop database if exists ${name} with (force)`);
       await embedded?.release();

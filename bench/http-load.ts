@@ -7,7 +7,7 @@
  * Without wrk it falls back to node:http and says so. Any answer other than 200 fails the run.
  */
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -50,14 +50,19 @@ done = function(summary, latency, requests)
 end
 `;
 
-function wrk(base: string, urls: string[], opts: { connections: number; seconds: number }): LoadResult {
+// Spawned, not spawnSync: the caller's event loop keeps running (the memory sampler of bench/pss.ts).
+async function wrk(base: string, urls: string[], opts: { connections: number; seconds: number }): Promise<LoadResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-wrk-'));
   try {
     fs.writeFileSync(path.join(dir, 'urls'), urls.join('\n') + '\n');
     fs.writeFileSync(path.join(dir, 'load.lua'), SCRIPT);
-    const out = spawnSync('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '-s', path.join(dir, 'load.lua'), base], {
-      env: { ...process.env, LK_URLS: path.join(dir, 'urls') }, encoding: 'utf8',
+    const child = spawn('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '-s', path.join(dir, 'load.lua'), base], {
+      env: { ...process.env, LK_URLS: path.join(dir, 'urls') }, stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const out = { stdout: '', stderr: '', status: null as number | null };
+    child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+    out.status = await new Promise<number | null>((resolve) => child.once('close', resolve));
     const line = /^LK (\{.*\})$/m.exec(out.stdout);
     if (out.status !== 0 || !line) throw new Error(`wrk failed: ${out.stderr || out.stdout}`);
     const r = JSON.parse(line[1]);

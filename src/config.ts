@@ -5,6 +5,7 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
 import { z } from 'zod';
@@ -50,6 +51,8 @@ const schema = z.object({
   SMTP_TLS_CERT: z.string().optional(),
   SMTP_TLS_KEY: z.string().optional(),
   SMTP_REQUIRE_TLS: z.enum(['0', '1', 'true', 'false']).default('0'),
+  // Unset: none for loopback peers and LMTP, 100 ms for others (src/smtp/greeting.ts)
+  SMTP_GREETING_DELAY_MS: z.coerce.number().int().min(0).max(60_000).optional(),
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
@@ -67,7 +70,8 @@ const schema = z.object({
   SPAM_CHECK_TIMEOUT: z.coerce.number().positive().max(600).default(10),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DB_POOL_SIZE: positiveInt.default(20),
+  // Unset: defaultPoolSize(cores)
+  DB_POOL_SIZE: positiveInt.optional(),
   // Delivery (docs/delivery.md; each variable in docs/configuration.md)
   DELIVERY_BATCH_SIZE: positiveInt.default(500),
   DELIVERY_CONNECTIONS: positiveInt.default(16),
@@ -101,10 +105,11 @@ export interface Config {
    * dataTimeoutMs: the longest DATA phase before a 451 and a closed connection.
    * tls: the PEM files of STARTTLS (SMTP_TLS_CERT, SMTP_TLS_KEY), read again on SIGHUP; null: no STARTTLS.
    * requireTls: MAIL is refused before STARTTLS (SMTP_REQUIRE_TLS).
+   * greetingDelayMs: the wait before the greeting for every peer (SMTP_GREETING_DELAY_MS); null: chosen per peer.
    */
   smtp: {
     host: string; port: number; lmtp: boolean; maxSize: number; memoryBytes: number; dataTimeoutMs: number;
-    tls: TlsFiles | null; requireTls: boolean;
+    tls: TlsFiles | null; requireTls: boolean; greetingDelayMs: number | null;
   };
   /**
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
@@ -238,6 +243,18 @@ export function defaultMemoryBytes(maxSize: number): number {
   return Math.max(32 * 1024 * 1024, maxSize);
 }
 
+/**
+ * DB_POOL_SIZE when unset: the most connections one process's pool opens. Each is a PostgreSQL
+ * process of its own (several MB), and a fixed 20 per pool kept 40 of them under a web load that
+ * two cores could not use (issue 14). PostgreSQL beside us runs at most a query per core at once:
+ * twice the cores keeps each busy while the other half's answers travel, plus one, as the usual
+ * formula has it; and at least five, for the ingest listener's group commit (three batches in
+ * flight, src/db/group-commit.ts) beside a lookup and the delivery worker.
+ */
+export function defaultPoolSize(cores: number): number {
+  return Math.max(5, 2 * cores + 1);
+}
+
 export function parseConfig(env: Record<string, string | undefined>): Config {
   // Empty strings mean "unset": shells and compose files often export VAR= .
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -258,6 +275,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       host: e.SMTP_HOST, port: e.SMTP_PORT, lmtp: e.SMTP_LMTP === '1' || e.SMTP_LMTP === 'true', maxSize: e.SMTP_MAX_SIZE,
       memoryBytes: e.SMTP_MEMORY_MB ? e.SMTP_MEMORY_MB * 1024 * 1024 : defaultMemoryBytes(e.SMTP_MAX_SIZE),
       dataTimeoutMs: e.SMTP_DATA_TIMEOUT * 1000,
+      greetingDelayMs: e.SMTP_GREETING_DELAY_MS ?? null,
       ...ingestTls(e),
     },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
@@ -271,7 +289,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,
-    dbPoolSize: e.DB_POOL_SIZE,
+    dbPoolSize: e.DB_POOL_SIZE ?? defaultPoolSize(os.availableParallelism()),
     delivery: {
       batchSize: e.DELIVERY_BATCH_SIZE,
       connections: e.DELIVERY_CONNECTIONS,

@@ -3,7 +3,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { defaultPoolSize, parseConfig } from '../src/config.ts';
+import { embeddedConnections } from '../src/db/database.ts';
 import { isAlive } from '../src/db/embedded.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
 
@@ -24,6 +27,20 @@ function postmasterPid(): number | null {
 
 const alive = (pid: number | null) => isAlive(pid ?? undefined);
 
+/** Settings of the running embedded server, asked over its port with its password (DATA_DIR/postgres.secret). */
+async function serverSettings(names: string[]): Promise<Record<string, string>> {
+  const port = fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3];
+  const password = fs.readFileSync(path.join(dataDir, 'postgres.secret'), 'utf8').trim();
+  const client = new pg.Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/listkeeper` });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ name: string; setting: string }>('select name, current_setting(name) as setting from unnest($1::text[]) as name', [names]);
+    return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+  } finally {
+    await client.end();
+  }
+}
+
 function startServe(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [BIN, 'serve', '--smtp'], {
     cwd: ROOT,
@@ -43,6 +60,19 @@ afterAll(async () => {
   if (alive(pid)) process.kill(pid!, 'SIGINT');
   for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
   fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('sizes for a small machine', () => {
+  it('sizes pools by the cores unless DB_POOL_SIZE says, and the embedded server for the pools', () => {
+    expect([1, 2, 4, 8].map(defaultPoolSize)).toEqual([5, 5, 9, 17]);
+    expect(parseConfig({}).dbPoolSize).toBe(defaultPoolSize(os.availableParallelism()));
+    expect(parseConfig({ DB_POOL_SIZE: '20' }).dbPoolSize).toBe(20);
+    expect(() => parseConfig({ DB_POOL_SIZE: '0' })).toThrow(/DB_POOL_SIZE/);
+    // Every process's pool and its dedicated connections fit: serve, its web processes and a CLI command.
+    const big = parseConfig({ DB_POOL_SIZE: '40', WEB_PROCESSES: '8' });
+    expect(embeddedConnections(big)).toBeGreaterThanOrEqual((8 + 2) * 40);
+    expect(embeddedConnections(parseConfig({}))).toBeGreaterThanOrEqual(100);
+  });
 });
 
 describe('embedded PostgreSQL', () => {
@@ -79,6 +109,10 @@ describe('embedded PostgreSQL', () => {
       // The CLI attached to serve's server: it is still the same one, still running.
       expect(postmasterPid()).toBe(pid);
       expect(alive(pid)).toBe(true);
+      // It runs with the settings of a small appliance (src/db/embedded.ts), not PostgreSQL's defaults.
+      expect(await serverSettings(['shared_buffers', 'max_connections', 'autovacuum_max_workers'])).toEqual({
+        shared_buffers: '64MB', max_connections: String(embeddedConnections(parseConfig(env))), autovacuum_max_workers: '2',
+      });
     } finally {
       serve.kill('SIGTERM');
       await new Promise((r) => serve.once('exit', r));

@@ -1,6 +1,9 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config.ts';
 import { createList } from '../src/db/lists.ts';
+import { setResolvers } from '../src/dns.ts';
+import { DEFAULT_GREETING_DELAY_MS, greetingDelayMs } from '../src/smtp/greeting.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
@@ -273,6 +276,49 @@ describe('large messages and slow senders', () => {
       expect(await listsOf('never-ends@example.org')).toEqual([]);
     } finally {
       await strict.stop();
+    }
+  });
+});
+
+describe('early talkers (issue 14, item 9)', () => {
+  it('waits before the greeting only for SMTP peers off loopback, unless the wait is configured', () => {
+    const unset = { lmtp: false, configured: null };
+    for (const peer of ['127.0.0.1', '127.3.2.1', '::1', '::ffff:127.0.0.1']) expect(greetingDelayMs(peer, unset), peer).toBe(0);
+    for (const peer of ['192.0.2.7', '::ffff:192.0.2.7', '2001:db8::1', '10.127.0.1']) expect(greetingDelayMs(peer, unset), peer).toBe(DEFAULT_GREETING_DELAY_MS);
+    expect(DEFAULT_GREETING_DELAY_MS).toBeGreaterThan(0);
+    // LMTP: the client is our own MTA, which faced the internet
+    expect(greetingDelayMs('192.0.2.7', { lmtp: true, configured: null })).toBe(0);
+    // Set, it applies to everyone (behind a local proxy every peer is on loopback)
+    expect(greetingDelayMs('127.0.0.1', { lmtp: false, configured: 5000 })).toBe(5000);
+    expect(greetingDelayMs('192.0.2.7', { lmtp: true, configured: 250 })).toBe(250);
+    expect(greetingDelayMs('192.0.2.7', { lmtp: false, configured: 0 })).toBe(0);
+  });
+
+  it('reads SMTP_GREETING_DELAY_MS, unset meaning "chosen per peer"', () => {
+    expect(parseConfig({}).smtp.greetingDelayMs).toBeNull();
+    expect(parseConfig({ SMTP_GREETING_DELAY_MS: '' }).smtp.greetingDelayMs).toBeNull();
+    expect(parseConfig({ SMTP_GREETING_DELAY_MS: '0' }).smtp.greetingDelayMs).toBe(0);
+    expect(parseConfig({ SMTP_GREETING_DELAY_MS: '250' }).smtp.greetingDelayMs).toBe(250);
+    expect(() => parseConfig({ SMTP_GREETING_DELAY_MS: '-1' })).toThrow(/SMTP_GREETING_DELAY_MS/);
+  });
+
+  it('refuses a client that talks before the greeting with 421, and takes nothing from it', async () => {
+    // A long wait (on loopback too, as configured): the greeting cannot come before the command.
+    // The reverse lookup answers at once, so that nothing but the wait holds the greeting back.
+    setResolvers({ reverse: async () => [] });
+    const wary = await startIngest(db.pool, { greetingDelayMs: 5000 });
+    const c = new Client(wary.port);
+    try {
+      c.write(`EHLO spammer.example\r\nMAIL FROM:<spam@example.org>\r\nRCPT TO:<pub@lists.example.org>\r\nDATA\r\n${message({ id: 'early-talker@example.org' })}\r\n.\r\n`);
+      const [first] = await c.replyCount(1);
+      expect(first).toMatch(/^421 .*talk too soon/);
+      while (!c.closed) await new Promise((r) => setTimeout(r, 20));
+      expect(c.replies.some((r) => r.startsWith('220') || r.startsWith('250'))).toBe(false);
+      expect(await listsOf('early-talker@example.org')).toEqual([]);
+    } finally {
+      setResolvers();
+      c.close();
+      await wary.stop();
     }
   });
 });

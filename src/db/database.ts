@@ -13,11 +13,20 @@ export interface Database {
 }
 
 /**
+ * What the embedded server must allow: a pool per process (serve, its web processes, a CLI
+ * command beside them), each with a few dedicated connections (LISTEN, a parse thread), and the
+ * default 100 at least.
+ */
+export function embeddedConnections(cfg: Config): number {
+  return Math.max(100, (cfg.web.processes + 2) * (cfg.dbPoolSize + 4));
+}
+
+/**
  * Connects to DATABASE_URL, or to the embedded server in DATA_DIR when it is unset, and applies
  * pending migrations. close() ends the pools and, for the embedded server, lets it go.
  */
 export async function openDatabase(cfg: Config, role: string, opts: { migrate?: boolean } = {}): Promise<Database> {
-  const embedded = cfg.databaseUrl ? undefined : await openEmbedded(cfg.dataDir);
+  const embedded = cfg.databaseUrl ? undefined : await openEmbedded(cfg.dataDir, { maxConnections: embeddedConnections(cfg) });
   const url = cfg.databaseUrl ?? embedded!.url;
   const pool = createPool(url, cfg.dbPoolSize, role);
   const readPool = cfg.databaseReadUrl ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`) : pool;

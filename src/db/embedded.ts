@@ -23,7 +23,30 @@ interface Binaries { pg_ctl: string; initdb: string; postgres: string }
 
 const SUPERUSER = 'postgres';
 
-export async function openEmbedded(dataDir: string): Promise<EmbeddedDatabase> {
+/**
+ * Settings for a server that shares a small machine with listkeeper (PostgreSQL's defaults assume
+ * a machine of its own). shared_buffers 64 MB rather than 128: every backend that touches a
+ * buffer maps it, and the kernel's page cache keeps the rest of the data just as well without
+ * counting against the processes; an archive's hot pages (indexes, recent months) fit. max_connections
+ * follows the pools (src/db/database.ts) instead of a fixed 200 (each slot is shared memory
+ * for its locks). work_mem stays modest (4 MB per sort or hash, the default), maintenance_work_mem
+ * (VACUUM, CREATE INDEX) 32 MB, and two autovacuum workers rather than three.
+ */
+function applianceSettings(maxConnections: number): string {
+  return [
+    'shared_buffers=64MB',
+    `max_connections=${maxConnections}`,
+    'work_mem=4MB',
+    'maintenance_work_mem=32MB',
+    'autovacuum_max_workers=2',
+  ].map((s) => `-c ${s}`).join(' ');
+}
+
+/**
+ * The embedded server in dataDir/postgres, started if no process runs it yet. size.maxConnections:
+ * what the processes that will share it may open at most (used when this call starts it).
+ */
+export async function openEmbedded(dataDir: string, size: { maxConnections: number } = { maxConnections: 100 }): Promise<EmbeddedDatabase> {
   const clusterDir = path.join(dataDir, 'postgres');
   const ownerFile = path.join(dataDir, 'postgres.owner');
   const secretFile = path.join(dataDir, 'postgres.secret');
@@ -45,7 +68,7 @@ export async function openEmbedded(dataDir: string): Promise<EmbeddedDatabase> {
   if (running === undefined) {
     const port = await freePort();
     const logFile = path.join(clusterDir, 'server.log');
-    const opts = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200`;
+    const opts = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= ${applianceSettings(size.maxConnections)}`;
     const result = pgCtl(bins, runAs, ['start', '-D', clusterDir, '-l', logFile, '-w', '-t', '60', '-o', opts]);
     if (result.status !== 0) {
       // Another process may have won the race to start it; attach to theirs if so.

@@ -25,6 +25,11 @@ const KEEPALIVE_IDLE_MS = 10_000;
  * rather than as a startup parameter, which a pooler such as PgBouncer refuses.
  */
 const IDLE_IN_TRANSACTION_MS = 60_000;
+/**
+ * A pooled connection idle this long is closed: a quiet system holds few PostgreSQL backends
+ * (each several MB), and a burst pays a few milliseconds per connection to open them again.
+ */
+const IDLE_CLOSE_MS = 10_000;
 
 /** Connection settings that every listkeeper connection shares, pooled or dedicated. */
 export function connectionConfig(connectionString: string, role: string): pg.ClientConfig {
@@ -42,7 +47,7 @@ export function createPool(connectionString: string, max: number, role: string):
   const pool = new pg.Pool({
     ...connectionConfig(connectionString, role),
     max,
-    idleTimeoutMillis: 30_000,
+    idleTimeoutMillis: IDLE_CLOSE_MS,
     onConnect: async (client) => {
       await client.query(`set idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`);
     },

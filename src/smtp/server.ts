@@ -1,10 +1,11 @@
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type pg from 'pg';
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { SMTPServer, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
 import { config, defaultMemoryBytes, readTlsFiles, type TlsFiles } from '../config.ts';
 import type { CoreSettings } from '../core/settings.ts';
+import { GreetingServer, greetingDelayMs } from './greeting.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../core/inbound.ts';
@@ -32,6 +33,8 @@ export interface SmtpOptions {
   tls?: TlsFiles | null;
   /** MAIL is refused (530 5.7.0) until the session has done STARTTLS */
   requireTls?: boolean;
+  /** the wait before the greeting for every peer; unset or null: chosen per peer (src/smtp/greeting.ts) */
+  greetingDelayMs?: number | null;
 }
 
 /** One RCPT TO that was answered 250, in the order given (duplicates included). */
@@ -83,7 +86,8 @@ export class IngestServer {
     if (opts.databaseUrl) this.recipients = new RecipientCache(pool, opts.databaseUrl);
     this.budget = new MemoryBudget(opts.memoryBytes ?? defaultMemoryBytes(opts.maxSize));
     const pem = opts.tls ? readTlsFiles(opts.tls) : null;
-    this.server = new SMTPServer({
+    const delay = { lmtp: opts.lmtp, configured: opts.greetingDelayMs ?? null };
+    this.server = new GreetingServer({
       lmtp: opts.lmtp,
       name: 'listkeeper',
       banner: 'listkeeper ready',
@@ -127,7 +131,7 @@ export class IngestServer {
           (err: Error) => cb(err),
         );
       },
-    });
+    }, (peer) => greetingDelayMs(peer, delay));
     this.server.on('error', (err) => log.error({ err }, 'smtp server error'));
     this.server.server.on('connection', coalesceWrites);
   }
