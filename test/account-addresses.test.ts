@@ -113,7 +113,7 @@ describe('adding an address', () => {
   it("cannot take another account's address, and answers as for any other address", async () => {
     const owner = await loggedIn(db, web.url, 'dora@example.org');
     const me = await loggedIn(db, web.url, 'eve@example.org');
-    const flashOf = (r: { headers: Headers }) => decodeURIComponent(r.headers.getSetCookie().findLast((l) => l.startsWith('lk_flash='))!.split(';')[0]);
+    const flashOf = (r: { headers: Headers }) => decodeURIComponent(r.headers.getSetCookie().filter((l) => l.startsWith('lk_flash=')).at(-1)!.split(';')[0]);
     const free = await me.post('/account/addresses', { email: 'free@example.org' });
     const taken = await me.post('/account/addresses', { email: 'dora@example.org' });
     expect(taken.status).toBe(free.status);
