@@ -6,6 +6,10 @@ import { addMember, findMember } from '../src/db/members.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { loggedIn, mailArrives, queuedMail, WebClient } from './helpers/browser.ts';
+import { archive, mail } from './fixtures/archive/seed.ts';
+import { parse } from '../src/mail/parse.ts';
+import { messageUrl } from '../src/mail/urls.ts';
+import { replyUrl } from '../src/web/archive/reply.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -290,5 +294,28 @@ describe('subscriptions and addresses', () => {
     const other = await me.post('/lists/open-list/subscribe', { email: 'max.other@example.org' });
     expect(other.text).toContain('Check your mail');
     expect(await findMember(db.pool, open.id, 'max.other@example.org')).toBeNull();
+  });
+});
+
+describe('replying from the web with several addresses', () => {
+  it('lets a member pick which subscribed address the reply comes from, and no other', async () => {
+    const me = await loggedIn(db, web.url, 'ned@example.org');
+    await addVerified(me, 'ned2@example.org');
+    await addVerified(me, 'ned3@example.org');
+    await addMember(db.pool, dev.id, 'ned2@example.org', 'each');
+    await addMember(db.pool, dev.id, 'ned3@example.org', 'each');
+    await archive(db.pool, dev, mail({ id: 'topic@example.org', subject: 'Topic', date: 'Mon, 02 Mar 2026 10:00:00 +0000' }));
+    const page = (await me.get(messageUrl('topic@example.org'))).text;
+    expect(page).toContain('<select id="reply-from" name="from">');
+    expect(page).toContain('<option value="ned2@example.org" selected>');
+    expect(page).toContain('<option value="ned3@example.org">');
+    expect(page).not.toContain('<option value="ned@example.org"');
+    // The primary address is not subscribed: it cannot be the From.
+    expect((await me.post(replyUrl('topic@example.org'), { list: 'dev', from: 'ned@example.org', body: 'Hello' })).status).toBe(403);
+    const r = await me.post(replyUrl('topic@example.org'), { list: 'dev', from: 'ned3@example.org', body: 'Agreed.' });
+    expect(r.text).toContain('Reply posted');
+    const { rows } = await db.pool.query<{ raw: Buffer }>(`select raw from messages where in_reply_to = 'topic@example.org'`);
+    expect(rows).toHaveLength(1);
+    expect((await parse(rows[0].raw)).fromEmail).toBe('ned3@example.org');
   });
 });

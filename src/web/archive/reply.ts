@@ -48,7 +48,7 @@ export async function replyOffer(db: Queryable, viewer: Viewer | null, list: Mes
   const mailto = mailtoReply(list.address, m.subject, m.message_id);
   const members = viewer ? await activeMemberships(db, viewer, list.list_id) : [];
   if (members.length > 0) {
-    return { kind: 'form' as const, action: replyUrl(m.message_id), list: list.key, subject: replySubject(m.subject), mailto, maxBytes: MAX_REPLY_BYTES, from: members.map((x) => x.email) };
+    return { kind: 'form' as const, action: replyUrl(m.message_id), list: list.key, subject: replySubject(m.subject), mailto, maxBytes: MAX_REPLY_BYTES, from: members.map((x) => x.email), chosen: members[0].email };
   }
   return { kind: 'mailto' as const, mailto };
 }
