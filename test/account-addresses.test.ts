@@ -290,6 +290,11 @@ describe('subscriptions and addresses', () => {
     expect(request.rows).toEqual([{ state: 'approval' }]);
     expect((await queuedMail(db, 'owner@example.org')).map((m) => m.subject)).toContain('Subscription request for approve-list@lists.example.org needs approval');
 
+    // Subscribing again changes nothing and asks nobody.
+    const again = await me.post('/lists/open-list/subscribe', { email: 'max2@example.org' });
+    expect(again.text).toContain('is already subscribed to');
+    expect(await findMember(db.pool, open.id, 'max2@example.org')).toMatchObject({ mode: 'digest' });
+
     // An address that is not a verified one of the account still confirms by mail.
     const other = await me.post('/lists/open-list/subscribe', { email: 'max.other@example.org' });
     expect(other.text).toContain('Check your mail');

@@ -15,7 +15,7 @@ import { hashToken } from '../auth/credentials.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, reenableMember, removeMember, type AddOutcome } from '../db/members.ts';
+import { addMember, findMember, reenableMember, removeMember, type AddOutcome } from '../db/members.ts';
 import type { DeliveryMode } from '../list-policies.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
@@ -135,6 +135,8 @@ export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreS
 export async function subscribeVerifiedAddress(pool: pg.Pool, list: ListRow, email: string, opts: { name?: string; mode: DeliveryMode; actor: string; settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'> }): Promise<'subscribed' | 'unchanged' | 'approval'> {
   const address = checkedEmail(email);
   return withTransaction(pool, async (tx) => {
+    // Already on the list: nothing to ask the owners (a mode change is the account page's).
+    if ((await findMember(tx, list.id, address))?.status === 'active') return 'unchanged';
     const state = list.subscribe_policy === 'approve' ? 'approval' : 'done';
     // A request row all the same: the owners' queue and the history read it, as for any request.
     const req = await insertRequest(tx, {
