@@ -65,7 +65,7 @@ export async function recordLogin(db: Queryable, accountId: number): Promise<voi
   await db.query('update accounts set last_login_at = now() where id = $1', [accountId]);
 }
 
-/** Whether anyone may receive a login link for this address: an account, or a current subscription. */
+/** Whether anyone may receive a login link for this address: a verified address of an account, a current subscription, a role. */
 export async function knownAddress(db: Queryable, email: string): Promise<boolean> {
   const { rows } = await db.query<{ known: boolean }>(
     `select exists (select 1 from account_addresses where email = $1 and verified_at is not null)
