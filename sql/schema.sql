@@ -47,6 +47,19 @@ begin
 end $$;
 
 --
+-- Name: accounts_primary_is_verified(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.accounts_primary_is_verified() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into account_addresses (account_id, email, verified_at) values (new.id, new.email, now())
+    on conflict (account_id, email) do update set verified_at = coalesce(account_addresses.verified_at, now());
+  return new;
+end $$;
+
+--
 -- Name: archive_message(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -153,21 +166,21 @@ begin
 end $$;
 
 --
--- Name: can_read_archive(bigint, text, text, boolean); Type: FUNCTION; Schema: public; Owner: -
+-- Name: can_read_archive(bigint, text, text[], boolean); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.can_read_archive(p_list_id bigint, p_archive text, p_email text, p_site_admin boolean) RETURNS boolean
+CREATE FUNCTION public.can_read_archive(p_list_id bigint, p_archive text, p_emails text[], p_site_admin boolean) RETURNS boolean
     LANGUAGE plpgsql STABLE
     AS $$
 begin
   if p_archive = 'public' or p_site_admin then
     return true;
   end if;
-  if p_email is null then
+  if p_emails is null or cardinality(p_emails) = 0 then
     return false;
   end if;
-  return exists (select 1 from members m where m.list_id = p_list_id and m.email = lower(p_email) and m.status = 'active')
-      or exists (select 1 from list_roles r where r.list_id = p_list_id and r.email = lower(p_email));
+  return exists (select 1 from members m where m.list_id = p_list_id and m.email = any(p_emails) and m.status = 'active')
+      or exists (select 1 from list_roles r where r.list_id = p_list_id and r.email = any(p_emails));
 end $$;
 
 --
@@ -549,6 +562,18 @@ ALTER TEXT SEARCH CONFIGURATION public.listkeeper
 
 ALTER TEXT SEARCH CONFIGURATION public.listkeeper
     ADD MAPPING FOR uint WITH simple;
+
+--
+-- Name: account_addresses; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.account_addresses (
+    account_id bigint NOT NULL,
+    email text NOT NULL,
+    verified_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT account_addresses_email_check CHECK ((email = lower(email)))
+);
 
 --
 -- Name: accounts; Type: TABLE; Schema: public; Owner: -
@@ -966,8 +991,9 @@ CREATE TABLE public.login_tokens (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone NOT NULL,
     used_at timestamp with time zone,
+    account_id bigint,
     CONSTRAINT login_tokens_email_check CHECK ((email = lower(email))),
-    CONSTRAINT login_tokens_purpose_check CHECK ((purpose = ANY (ARRAY['login'::text, 'reset'::text])))
+    CONSTRAINT login_tokens_purpose_check CHECK (((purpose = ANY (ARRAY['login'::text, 'reset'::text, 'verify'::text])) AND ((purpose = 'verify'::text) = (account_id IS NOT NULL))))
 );
 
 --
@@ -1341,6 +1367,13 @@ ALTER TABLE ONLY public.outbox ALTER COLUMN id SET DEFAULT nextval('public.outbo
 ALTER TABLE ONLY public.subscription_requests ALTER COLUMN id SET DEFAULT nextval('public.subscription_requests_id_seq'::regclass);
 
 --
+-- Name: account_addresses account_addresses_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.account_addresses
+    ADD CONSTRAINT account_addresses_pkey PRIMARY KEY (account_id, email);
+
+--
 -- Name: accounts accounts_email_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1570,6 +1603,12 @@ ALTER TABLE ONLY public.thread_moves
 
 ALTER TABLE ONLY public.unresolved_refs
     ADD CONSTRAINT unresolved_refs_pkey PRIMARY KEY (message_id, ref);
+
+--
+-- Name: account_addresses_verified_email; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX account_addresses_verified_email ON public.account_addresses USING btree (email) WHERE (verified_at IS NOT NULL);
 
 --
 -- Name: archive_imports_fingerprint; Type: INDEX; Schema: public; Owner: -
@@ -1812,6 +1851,12 @@ CREATE INDEX subscription_requests_expires ON public.subscription_requests USING
 CREATE INDEX unresolved_refs_ref ON public.unresolved_refs USING btree (ref);
 
 --
+-- Name: accounts accounts_primary_is_verified; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER accounts_primary_is_verified AFTER INSERT OR UPDATE OF email ON public.accounts FOR EACH ROW EXECUTE FUNCTION public.accounts_primary_is_verified();
+
+--
 -- Name: list_messages list_messages_changed; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -1852,6 +1897,13 @@ CREATE TRIGGER messages_thread_moves AFTER UPDATE ON public.messages REFERENCING
 --
 
 CREATE TRIGGER outbox_forget_list AFTER DELETE ON public.lists FOR EACH ROW EXECUTE FUNCTION public.outbox_forget_list();
+
+--
+-- Name: account_addresses account_addresses_account_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.account_addresses
+    ADD CONSTRAINT account_addresses_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id) ON DELETE CASCADE;
 
 --
 -- Name: archive_import_batches archive_import_batches_import_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
@@ -1936,6 +1988,13 @@ ALTER TABLE ONLY public.list_messages
 
 ALTER TABLE ONLY public.list_roles
     ADD CONSTRAINT list_roles_list_id_fkey FOREIGN KEY (list_id) REFERENCES public.lists(id) ON DELETE CASCADE;
+
+--
+-- Name: login_tokens login_tokens_account_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.login_tokens
+    ADD CONSTRAINT login_tokens_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id) ON DELETE CASCADE;
 
 --
 -- Name: members members_list_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -

@@ -312,7 +312,7 @@ describe('archive access', () => {
   });
 
   it('decides access with canReadArchive for any viewer', async () => {
-    const viewer = (email: string, isSiteAdmin = false) => ({ accountId: 1, email, isSiteAdmin });
+    const viewer = (email: string, isSiteAdmin = false) => ({ accountId: 1, email, emails: [email.toLowerCase()], isSiteAdmin });
     expect(await canReadArchive(db.pool, null, dev)).toBe(true);
     expect(await canReadArchive(db.pool, null, staff)).toBe(false);
     expect(await canReadArchive(db.pool, null, secret)).toBe(false);

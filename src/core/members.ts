@@ -8,11 +8,11 @@
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, findMember, findMemberById, pauseMember, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
+import { addMember, findMember, findMemberById, moveMemberAddress, pauseMember, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { removeMembers } from '../db/member-admin.ts';
 import { withTransaction } from '../db/pool.ts';
-import { Forbidden, InvalidInput, NotFound } from '../errors.ts';
+import { Conflict, Forbidden, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
 import { welcome } from './member-notices.ts';
 import { requestWebSubscription } from './subscriptions.ts';
@@ -103,16 +103,23 @@ export async function changeMembers(pool: pg.Pool, list: ListRow, emails: string
 
 export type OwnChange = { mode: DeliveryMode; digestFormat?: DigestFormat | null; until?: Date | null } | 'unsubscribe' | 'reenable';
 
+/** A logged-in person: their primary address (the audit's actor) and all their verified ones. */
+export interface SelfRef {
+  email: string;
+  emails: string[];
+}
+
 /**
  * A member changing their own subscription from their account page: the delivery mode (and digest
- * format), leaving, or turning delivery back on after bounces. Only `email`'s own subscription;
- * audited as self.* in the change's transaction. The list, for the answer.
+ * format), leaving, or turning delivery back on after bounces. Only a subscription of one of
+ * `who`'s verified addresses; audited as self.* in the change's transaction. The list, for the answer.
  */
-export async function changeOwnSubscription(pool: pg.Pool, memberId: number, email: string, change: OwnChange): Promise<ListRow> {
+export async function changeOwnSubscription(pool: pg.Pool, memberId: number, who: SelfRef, change: OwnChange): Promise<ListRow> {
+  const email = who.email;
   return withTransaction(pool, async (tx) => {
     const member = await findMemberById(tx, memberId);
     if (!member) throw new NotFound('No such subscription.');
-    if (member.email !== email) throw new Forbidden('That subscription is not yours.');
+    if (!who.emails.includes(member.email)) throw new Forbidden('That subscription is not yours.');
     const list = await getListById(tx, member.list_id);
     if (change === 'unsubscribe') {
       await removeMember(tx, list.id, member.email);
@@ -128,6 +135,29 @@ export async function changeOwnSubscription(pool: pg.Pool, memberId: number, ema
       if (change.digestFormat) await setDigestFormat(tx, list.id, member.email, change.digestFormat);
       await recordAudit(tx, { actor: email, action: 'self.mode', list, target: member.email, detail: { mode: change.mode, ...(change.until ? { until: resumeDay(change.until) } : {}), ...(change.digestFormat ? { digest_format: change.digestFormat } : {}) } });
     }
+    return list;
+  });
+}
+
+/**
+ * Switches one of a member's own subscriptions to another of their verified addresses (the
+ * Mailman 3 "subscribe with a different address" of a user): same member row, mode and history.
+ * Refused when that address is already on the list. Audited as self.address. The list, for the answer.
+ */
+export async function switchOwnSubscription(pool: pg.Pool, memberId: number, who: SelfRef, to: string): Promise<ListRow> {
+  return withTransaction(pool, async (tx) => {
+    const member = await findMemberById(tx, memberId);
+    if (!member || member.status === 'unsubscribed') throw new NotFound('No such subscription.');
+    if (!who.emails.includes(member.email)) throw new Forbidden('That subscription is not yours.');
+    if (!who.emails.includes(to)) throw new InvalidInput(`${to} is not one of your verified addresses.`, 'not_verified');
+    const list = await getListById(tx, member.list_id);
+    if (to === member.email) throw new InvalidInput(`${list.address} already sends to ${to}.`, 'same_address');
+    const other = await findMember(tx, list.id, to);
+    if (other && other.status !== 'unsubscribed') {
+      throw new Conflict(`${to} is already subscribed to ${list.address}: leave one of the two subscriptions first, then switch.`, 'already_subscribed');
+    }
+    await moveMemberAddress(tx, member.id, list.id, to);
+    await recordAudit(tx, { actor: who.email, action: 'self.address', list, target: to, detail: { from: member.email } });
     return list;
   });
 }

@@ -35,7 +35,7 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
     log.warn({ list: list.address, sender }, 'moderation by mail with an unknown token: not acted on');
     return 'moderation by mail: the token names no held post of this list; not acted on';
   }
-  const role = await roleOnList(pool, list.id, sender);
+  const role = await roleOnList(pool, list.id, [sender]);
   if (!role) {
     log.warn({ list: list.address, sender, heldId: held.id }, 'moderation by mail from an address that does not moderate the list: not acted on');
     return `moderation by mail from ${sender}, who is not an owner or moderator of the list: not acted on`;

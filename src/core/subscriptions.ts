@@ -3,7 +3,8 @@
  * subscribe policy (open and confirm: the address confirms; approve: the address confirms, then an
  * owner approves). Every request made by mail or on the web is confirmed by the address, whatever
  * the policy: a From line and a form field can name anyone, and "open" means that no owner has to
- * approve, not that nobody has to confirm. Only an administrator's add takes effect at once.
+ * approve, not that nobody has to confirm. Only an administrator's add takes effect at once, and a
+ * logged-in person's subscription of one of their verified addresses (subscribeVerifiedAddress).
  * Nothing here ever tells a requester whether an address is subscribed: the same answer and the
  * same mail go out either way, and only the mailbox owner can act on it.
  */
@@ -14,7 +15,7 @@ import { hashToken } from '../auth/credentials.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, reenableMember, removeMember } from '../db/members.ts';
+import { addMember, findMember, reenableMember, removeMember, type AddOutcome } from '../db/members.ts';
 import type { DeliveryMode } from '../list-policies.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
@@ -116,14 +117,44 @@ export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreS
     }
     if (list.subscribe_policy === 'approve') {
       await setRequestState(tx, req.id, 'approval', null);
-      await noticeToOwners(tx, list, `Subscription request for ${list.address} needs approval`,
-        `${req.email} asked to join ${list.address} and confirmed the address.\n\nApprove or decline it in the list's admin pages.\n`);
+      await askOwners(tx, list, req.email);
       return { action: req.action, state: 'approval', list, email: req.email };
     }
     await subscribeNow(tx, list, req, settings.publicUrl);
     await setRequestState(tx, req.id, 'done', null);
     return { action: req.action, state: 'done', list, email: req.email };
   });
+}
+
+/**
+ * A logged-in person subscribing one of their verified addresses (the account page's proof that
+ * it is theirs stands for the confirmation mail): subscribed at once ('subscribed', or
+ * 'unchanged' when it already was), or, on a list whose policy is "approve", a request waiting
+ * for an owner ('approval') as after a confirmed one. Audited as self.subscribe under `actor`.
+ */
+export async function subscribeVerifiedAddress(pool: pg.Pool, list: ListRow, email: string, opts: { name?: string; mode: DeliveryMode; actor: string; settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'> }): Promise<'subscribed' | 'unchanged' | 'approval'> {
+  const address = checkedEmail(email);
+  return withTransaction(pool, async (tx) => {
+    // Already on the list: nothing to ask the owners (a mode change is the account page's).
+    if ((await findMember(tx, list.id, address))?.status === 'active') return 'unchanged';
+    const state = list.subscribe_policy === 'approve' ? 'approval' : 'done';
+    // A request row all the same: the owners' queue and the history read it, as for any request.
+    const req = await insertRequest(tx, {
+      listId: list.id, email: address, name: opts.name ?? null, mode: opts.mode, action: 'subscribe', via: 'web',
+      tokenHash: hashToken(crypto.randomBytes(16).toString('hex')), state, expiresInHours: opts.settings.confirmTokenHours,
+    });
+    await recordAudit(tx, { actor: opts.actor, action: 'self.subscribe', list, target: address, detail: { request: req.id, mode: opts.mode, verified: true } });
+    if (state === 'approval') {
+      await askOwners(tx, list, address);
+      return 'approval';
+    }
+    return (await subscribeNow(tx, list, req, opts.settings.publicUrl)) === 'unchanged' ? 'unchanged' : 'subscribed';
+  });
+}
+
+async function askOwners(tx: Queryable, list: ListRow, email: string) {
+  await noticeToOwners(tx, list, `Subscription request for ${list.address} needs approval`,
+    `${email} asked to join ${list.address} and confirmed the address.\n\nApprove or decline it in the list's admin pages.\n`);
 }
 
 /** Subscription requests waiting for an owner. */
@@ -150,11 +181,12 @@ export async function decideSubscription(pool: pg.Pool, requestId: number, decis
   });
 }
 
-async function subscribeNow(tx: Queryable, list: ListRow, req: SubscriptionRequestRow, publicUrl: string) {
+async function subscribeNow(tx: Queryable, list: ListRow, req: SubscriptionRequestRow, publicUrl: string): Promise<AddOutcome> {
   const outcome = await addMember(tx, list.id, req.email, req.mode, req.name);
   // A member disabled by bounces who subscribes again gets delivery back with a clean score.
   await reenableMember(tx, list.id, req.email);
   if (outcome !== 'unchanged') await welcome(tx, list, req.email, publicUrl);
+  return outcome;
 }
 
 function checkedEmail(email: string): string {

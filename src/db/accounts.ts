@@ -10,8 +10,13 @@ export interface AccountRow {
   last_login_at: Date | null;
 }
 
+/** The account one of whose verified addresses this is (its primary or another); unverified ones name none. */
 export async function findAccountByEmail(db: Queryable, email: string): Promise<AccountRow | null> {
-  const { rows } = await db.query<AccountRow>('select * from accounts where email = $1', [email]);
+  const { rows } = await db.query<AccountRow>(
+    `select a.* from account_addresses aa join accounts a on a.id = aa.account_id
+      where aa.email = $1 and aa.verified_at is not null`,
+    [email],
+  );
   return rows[0] ?? null;
 }
 
@@ -21,14 +26,25 @@ export async function findAccount(db: Queryable, id: number): Promise<AccountRow
 }
 
 /**
- * Creates the account, or updates an existing one: a given password hash replaces the old one,
- * and site-administrator rights are only ever added here, never taken away.
+ * Creates the account, or updates an existing one (the one holding `email` among its verified
+ * addresses): a given password hash replaces the old one, and site-administrator rights are only
+ * ever added here, never taken away. A new account's address becomes its verified primary one
+ * (the trigger of sql/0049).
  */
 export async function upsertAccount(
   db: Queryable,
   email: string,
   opts: { passwordHash?: string | null; siteAdmin?: boolean } = {},
 ): Promise<{ account: AccountRow; created: boolean }> {
+  const holder = await findAccountByEmail(db, email);
+  if (holder) {
+    const { rows } = await db.query<AccountRow>(
+      `update accounts set password_hash = coalesce($2, password_hash), is_site_admin = is_site_admin or $3
+        where id = $1 returning *`,
+      [holder.id, opts.passwordHash ?? null, opts.siteAdmin ?? false],
+    );
+    return { account: rows[0], created: false };
+  }
   const { rows } = await db.query<AccountRow & { created: boolean }>(
     `insert into accounts (email, password_hash, is_site_admin) values ($1, $2, $3)
      on conflict (email) do update
@@ -49,10 +65,10 @@ export async function recordLogin(db: Queryable, accountId: number): Promise<voi
   await db.query('update accounts set last_login_at = now() where id = $1', [accountId]);
 }
 
-/** Whether anyone may receive a login link for this address: an account, or a current subscription. */
+/** Whether anyone may receive a login link for this address: a verified address of an account, a current subscription, a role. */
 export async function knownAddress(db: Queryable, email: string): Promise<boolean> {
   const { rows } = await db.query<{ known: boolean }>(
-    `select exists (select 1 from accounts where email = $1)
+    `select exists (select 1 from account_addresses where email = $1 and verified_at is not null)
          or exists (select 1 from members where email = $1 and status in ('active', 'disabled', 'pending'))
          or exists (select 1 from list_roles where email = $1) as known`,
     [email],
@@ -60,29 +76,38 @@ export async function knownAddress(db: Queryable, email: string): Promise<boolea
   return rows[0].known;
 }
 
-/** Hashed one-time tokens for mailed links. */
-export async function createLoginToken(db: Queryable, tokenHash: string, email: string, purpose: 'login' | 'reset', ttlSeconds: number): Promise<void> {
+/** What a mailed link is for: logging in, choosing a new password, verifying an added address. */
+export type TokenPurpose = 'login' | 'reset' | 'verify';
+
+/** What a usable token stands for: the address it was mailed to; for 'verify', the account that asked. */
+export interface TokenTarget {
+  email: string;
+  account_id: number | null;
+}
+
+/** Hashed one-time tokens for mailed links; a 'verify' token names the account it adds the address to. */
+export async function createLoginToken(db: Queryable, tokenHash: string, email: string, purpose: TokenPurpose, ttlSeconds: number, accountId: number | null = null): Promise<void> {
   await db.query(
-    `insert into login_tokens (token_hash, email, purpose, expires_at) values ($1, $2, $3, now() + make_interval(secs => $4))`,
-    [tokenHash, email, purpose, ttlSeconds],
+    `insert into login_tokens (token_hash, email, purpose, expires_at, account_id) values ($1, $2, $3, now() + make_interval(secs => $4), $5)`,
+    [tokenHash, email, purpose, ttlSeconds, accountId],
   );
 }
 
 /** A token that is still usable (not expired, not used), without using it. */
-export async function peekLoginToken(db: Queryable, tokenHash: string, purpose: 'login' | 'reset'): Promise<{ email: string } | null> {
-  const { rows } = await db.query<{ email: string }>(
-    `select email from login_tokens where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now()`,
+export async function peekLoginToken(db: Queryable, tokenHash: string, purpose: TokenPurpose): Promise<TokenTarget | null> {
+  const { rows } = await db.query<TokenTarget>(
+    `select email, account_id from login_tokens where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now()`,
     [tokenHash, purpose],
   );
   return rows[0] ?? null;
 }
 
 /** Uses a token once: the first caller gets its address, every later one null. */
-export async function consumeLoginToken(db: Queryable, tokenHash: string, purpose: 'login' | 'reset'): Promise<{ email: string } | null> {
-  const { rows } = await db.query<{ email: string }>(
+export async function consumeLoginToken(db: Queryable, tokenHash: string, purpose: TokenPurpose): Promise<TokenTarget | null> {
+  const { rows } = await db.query<TokenTarget>(
     `update login_tokens set used_at = now()
       where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now()
-      returning email`,
+      returning email, account_id`,
     [tokenHash, purpose],
   );
   return rows[0] ?? null;
@@ -99,9 +124,9 @@ export async function pruneLoginTokens(db: Queryable): Promise<number> {
 }
 
 /** Makes a one-time link token for an address; only its hash is stored. */
-export async function issueLoginToken(db: Queryable, email: string, purpose: 'login' | 'reset', ttlSeconds: number): Promise<string> {
+export async function issueLoginToken(db: Queryable, email: string, purpose: TokenPurpose, ttlSeconds: number, accountId: number | null = null): Promise<string> {
   const token = newToken();
   await pruneLoginTokens(db);
-  await createLoginToken(db, hashToken(token), email, purpose, ttlSeconds);
+  await createLoginToken(db, hashToken(token), email, purpose, ttlSeconds, accountId);
   return token;
 }

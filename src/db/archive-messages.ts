@@ -61,7 +61,7 @@ export interface Permalink {
 }
 
 /**
- * The pairs under Message-ID $1 for the reader ($2 address, $3 site administrator), and the pair
+ * The pairs under Message-ID $1 for the reader ($2 verified addresses, $3 site administrator), and the pair
  * chosen for them, preferring list $4 (its URL key or address).
  */
 const COPIES = `copies as (
@@ -82,7 +82,7 @@ export async function messageCopies(db: Queryable, messageId: string, reader: Re
   const { rows } = await db.query<{ copies: MessageCopy[] }>({
     name: 'message-copies',
     text: `with ${COPIES} select coalesce((select json_agg(copies order by copies.list_id) from copies), '[]') as copies`,
-    values: [messageId, reader.email, reader.siteAdmin, null],
+    values: [messageId, reader.emails, reader.siteAdmin, null],
   });
   return rows[0].copies;
 }
@@ -101,7 +101,7 @@ export async function findPermalink(db: Queryable, messageId: string, reader: Re
             (select row_to_json(x) from (select ${MESSAGE_COLUMNS} from messages m where m.id = (select mid from c)) x) as message,
             (select m.raw from messages m where $5 and m.id = (select mid from c)) as raw,
             (select m.body from messages m where m.id = (select mid from c)) as body`,
-    values: [messageId, reader.email, reader.siteAdmin, preferredList, withRaw],
+    values: [messageId, reader.emails, reader.siteAdmin, preferredList, withRaw],
   });
   const r = rows[0];
   return { copies: r.copies, list_id: r.list_id, message: r.message ? revive({ ...r.message, raw: r.raw, body: r.body ?? '' }) : null };
@@ -167,7 +167,7 @@ export async function messageWithNeighbours(db: Queryable, messageId: string, re
               'thread_position', (select count(*)::int ${inThread} and (x.date, x.id) <= (m.date, m.id)),
               'last_modified', ${listLastModified('(select list_id from c)')})
               from m) as neighbours`,
-    values: [messageId, reader.email, reader.siteAdmin, preferredList],
+    values: [messageId, reader.emails, reader.siteAdmin, preferredList],
   });
   const r = rows[0];
   const neighbours = r.neighbours ? { ...r.neighbours, last_modified: r.neighbours.last_modified ? new Date(r.neighbours.last_modified) : null } : null;

@@ -11,9 +11,9 @@ import { LIST_KEY } from './list-key.ts';
 import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
 
-/** The reader, as the queries need it: an address (logged in) and whether a site administrator. */
+/** The reader, as the queries need it: their verified addresses (none when anonymous) and whether a site administrator. */
 export interface Reader {
-  email: string | null;
+  emails: string[];
   siteAdmin: boolean;
 }
 
@@ -30,9 +30,9 @@ export function listLastModified(listId: string): string {
 
 export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {
   if (list.archive === 'public' || reader.siteAdmin) return true;
-  if (!reader.email) return false;
+  if (reader.emails.length === 0) return false;
   const { rows } = await db.query<{ ok: boolean }>({
-    name: 'archive-may-read', text: 'select can_read_archive($1, $2, $3, $4) as ok', values: [list.id, list.archive, reader.email, reader.siteAdmin],
+    name: 'archive-may-read', text: 'select can_read_archive($1, $2, $3, $4) as ok', values: [list.id, list.archive, reader.emails, reader.siteAdmin],
   });
   return rows[0].ok;
 }
@@ -40,7 +40,7 @@ export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<Li
 /** Ids of the lists whose archive the reader may read. */
 export async function readableListIds(db: Queryable, reader: Reader): Promise<number[]> {
   const { rows } = await db.query<{ id: number }>({
-    name: 'archive-readable-lists', text: 'select id from lists l where can_read_archive(l.id, l.archive, $1, $2)', values: [reader.email, reader.siteAdmin],
+    name: 'archive-readable-lists', text: 'select id from lists l where can_read_archive(l.id, l.archive, $1, $2)', values: [reader.emails, reader.siteAdmin],
   });
   return rows.map((r) => r.id);
 }
@@ -68,7 +68,7 @@ export async function listForReader(db: Queryable, ref: string, reader: Reader):
                   (select count(*) from found)::int as matches,
                   ${listLastModified('l.id')} as last_modified
              from found l order by l.id limit 1`,
-    values: [key, !key.includes('@'), reader.email, reader.siteAdmin],
+    values: [key, !key.includes('@'), reader.emails, reader.siteAdmin],
   });
   return rows[0] ?? null;
 }
@@ -101,7 +101,7 @@ export async function archiveIndex(db: Queryable, reader: Reader, limit: number,
       where l.archive <> 'private' or r.readable
       order by l.address
       limit $3 offset $4`,
-    values: [reader.email, reader.siteAdmin, limit, offset],
+    values: [reader.emails, reader.siteAdmin, limit, offset],
   });
   return { lists: rows, total: rows[0]?.total ?? 0 };
 }

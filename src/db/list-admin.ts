@@ -5,11 +5,11 @@ import { withTransaction, type Queryable } from './pool.ts';
 
 export type ListRole = 'owner' | 'moderator';
 
-/** The strongest role an address holds on a list: owner, moderator, or none. */
-export async function roleOnList(db: Queryable, listId: number, email: string): Promise<ListRole | null> {
+/** The strongest role any of these addresses (one person's) holds on a list: owner, moderator, or none. */
+export async function roleOnList(db: Queryable, listId: number, emails: string[]): Promise<ListRole | null> {
   const { rows } = await db.query<{ role: ListRole }>(
-    `select role from list_roles where list_id = $1 and email = $2 order by role = 'owner' desc limit 1`,
-    [listId, email],
+    `select role from list_roles where list_id = $1 and email = any($2::text[]) order by role = 'owner' desc limit 1`,
+    [listId, emails],
   );
   return rows[0]?.role ?? null;
 }
@@ -22,18 +22,18 @@ export interface ListWithRole extends ListRow {
 }
 
 /** The lists a viewer may administer (all of them for a site administrator), with their role. */
-export async function listsForStaff(db: Queryable, email: string, siteAdmin: boolean): Promise<ListWithRole[]> {
+export async function listsForStaff(db: Queryable, emails: string[], siteAdmin: boolean): Promise<ListWithRole[]> {
   const { rows } = await db.query<ListWithRole>(
     `select l.*, r.role,
             (select count(*) from members m where m.list_id = l.id and m.status in ('active', 'disabled'))::int as members,
             (select count(*) from held_messages h where h.list_id = l.id and h.state = 'held')::int as held,
             (select count(*) from subscription_requests s where s.list_id = l.id and s.state = 'approval')::int as requests
        from lists l
-       left join lateral (select role from list_roles where list_id = l.id and email = $1
+       left join lateral (select role from list_roles where list_id = l.id and email = any($1::text[])
                            order by role = 'owner' desc limit 1) r on true
       where $2 or r.role is not null
       order by l.address`,
-    [email, siteAdmin],
+    [emails, siteAdmin],
   );
   return rows;
 }
@@ -118,8 +118,11 @@ export async function deleteListIn(c: Queryable, listId: number): Promise<void> 
   await c.query('delete from messages where id = any($1::bigint[])', [rows.map((r) => r.id)]);
 }
 
-export async function hasAnyListRole(db: Queryable, email: string): Promise<boolean> {
-  const { rows } = await db.query<{ any: boolean }>('select exists (select 1 from list_roles where email = $1) as any', [email]);
+/** Whether the account holds a role on any list through one of its verified addresses. */
+export async function hasAnyListRole(db: Queryable, accountId: number): Promise<boolean> {
+  const { rows } = await db.query<{ any: boolean }>(
+    `select exists (select 1 from list_roles r join account_addresses aa on aa.email = r.email
+                     where aa.account_id = $1 and aa.verified_at is not null) as any`, [accountId]);
   return rows[0].any;
 }
 

@@ -85,20 +85,20 @@ export async function memberBatch(db: Queryable, listId: number, f: MemberFilter
   return rows;
 }
 
-/** Every subscription of one address, with its list (a member's own page). */
+/** Every subscription of one person's addresses, with its list (a member's own page). */
 export interface Subscription extends MemberRow {
   list_address: string;
   list_name: string;
   list_description: string;
 }
 
-export async function subscriptionsOf(db: Queryable, email: string): Promise<Subscription[]> {
+export async function subscriptionsOf(db: Queryable, emails: string[]): Promise<Subscription[]> {
   const { rows } = await db.query<Subscription>(
     `select m.*, l.address as list_address, l.name as list_name, l.description as list_description
        from members m join lists l on l.id = m.list_id
-      where m.email = $1 and m.status <> 'unsubscribed'
-      order by l.address`,
-    [email],
+      where m.email = any($1::text[]) and m.status <> 'unsubscribed'
+      order by l.address, m.email`,
+    [emails],
   );
   return rows;
 }

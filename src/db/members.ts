@@ -100,6 +100,19 @@ export async function findMember(db: Queryable, listId: number, email: string): 
   return rows[0] ?? null;
 }
 
+/**
+ * One person's rows on a list, by all their addresses (`emails`, the preferred first): active
+ * ones first, then in the order of `emails`.
+ */
+export async function membershipsOn(db: Queryable, listId: number, emails: string[]): Promise<MemberRow[]> {
+  const { rows } = await db.query<MemberRow>(
+    `select * from members where list_id = $1 and email = any($2::text[])
+      order by status = 'active' desc, array_position($2::text[], email)`,
+    [listId, emails],
+  );
+  return rows;
+}
+
 // ---- Delivery ----
 
 export async function findMemberByToken(db: Queryable, token: string): Promise<MemberRow | null> {
@@ -162,6 +175,21 @@ export async function setDigestFormat(db: Queryable, listId: number, email: stri
     [listId, email, format],
   );
   return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Moves a subscription to another address of the same person: the row keeps its id, mode and
+ * history. A leftover unsubscribed row of that address on the list gives way (the pair is
+ * unique). Bounces counted against the old address do not follow it: the new one was just verified.
+ */
+export async function moveMemberAddress(db: Queryable, memberId: number, listId: number, email: string): Promise<void> {
+  await db.query(`delete from members where list_id = $1 and email = $2 and status = 'unsubscribed' and id <> $3`, [listId, email, memberId]);
+  await db.query(
+    `update members set email = $2, bounce_score = 0, bounce_updated_at = now(), bounce_probe_token = null, bounce_probe_sent_at = null,
+            status = case when status = 'disabled' then 'active' else status end, disabled_at = null, disabled_reason = null, updated_at = now()
+      where id = $1`,
+    [memberId, email],
+  );
 }
 
 /** Turns delivery back on for a member disabled by bounces: status active, bounce score 0, no probe. */

@@ -9,3 +9,8 @@ export function isFaultOfInput(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && /^(22|54)[0-9A-Z]{3}$/.test(code);
 }
+
+/** A unique index refused the row (SQLSTATE 23505): someone else got there first. */
+export function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: unknown })?.code === '23505';
+}

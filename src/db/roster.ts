@@ -2,14 +2,14 @@
 
 import type { Queryable } from './pool.ts';
 
-/** What a logged-in address is to a list: one of its owners or moderators, a member, or nothing. */
+/** What a logged-in person (by any of their verified addresses) is to a list: one of its owners or moderators, a member, or nothing. */
 export type Standing = 'staff' | 'member' | null;
 
-export async function standingOnList(db: Queryable, listId: number, email: string): Promise<Standing> {
+export async function standingOnList(db: Queryable, listId: number, emails: string[]): Promise<Standing> {
   const { rows } = await db.query<{ staff: boolean; member: boolean }>(
-    `select exists (select 1 from list_roles where list_id = $1 and email = $2) as staff,
-            exists (select 1 from members where list_id = $1 and email = $2 and status in ('active', 'disabled')) as member`,
-    [listId, email],
+    `select exists (select 1 from list_roles where list_id = $1 and email = any($2::text[])) as staff,
+            exists (select 1 from members where list_id = $1 and email = any($2::text[]) and status in ('active', 'disabled')) as member`,
+    [listId, emails],
   );
   return rows[0].staff ? 'staff' : rows[0].member ? 'member' : null;
 }

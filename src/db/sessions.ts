@@ -4,6 +4,8 @@ import type { Queryable } from './pool.ts';
 export interface SessionAccount {
   account_id: number;
   email: string;
+  /** every verified address of the account, the primary first */
+  emails: string[];
   is_site_admin: boolean;
   /** owner or moderator of at least one list */
   has_list_role: boolean;
@@ -25,10 +27,13 @@ export async function createSession(db: Queryable, idHash: string, accountId: nu
 
 export async function sessionAccount(db: Queryable, idHash: string): Promise<SessionAccount | null> {
   const { rows } = await db.query<SessionAccount>(
-    `select a.id as account_id, a.email, a.is_site_admin,
-            exists (select 1 from list_roles r where r.email = a.email) as has_list_role,
+    `select a.id as account_id, a.email, a.is_site_admin, v.emails,
+            exists (select 1 from list_roles r where r.email = any(v.emails)) as has_list_role,
             s.last_seen_at < now() - interval '5 minutes' as stale
        from sessions s join accounts a on a.id = s.account_id
+            cross join lateral (select array(select aa.email from account_addresses aa
+                                              where aa.account_id = a.id and aa.verified_at is not null
+                                              order by aa.email <> a.email, aa.email) as emails) v
       where s.id_hash = $1 and s.expires_at > now()`,
     [idHash],
   );

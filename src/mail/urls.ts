@@ -101,6 +101,11 @@ export function passwordResetUrl(token: string, next?: string | null): string {
   return `/login/reset/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
 }
 
+/** `/account/addresses/verify/TOKEN`: the mailed link that verifies an address added to an account. */
+export function verifyAddressUrl(token: string): string {
+  return `/account/addresses/verify/${token}`;
+}
+
 /**
  * `/admin/lists/ADDRESS[/PAGE]`: a list's pages in the panel (web/admin/routes.ts lists them);
  * without PAGE the base that templates extend (`listBase`), with '' its overview.

@@ -36,7 +36,7 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
         res.clearCookie(SESSION_COOKIE, cookieOptions(secure));
         return next();
       }
-      req.viewer = { accountId: found.account_id, email: found.email, isSiteAdmin: found.is_site_admin };
+      req.viewer = { accountId: found.account_id, email: found.email, emails: found.emails, isSiteAdmin: found.is_site_admin };
       res.locals.viewerIsModerator = found.has_list_role;
       if (found.stale) await touchSession(ctx.db.pool, hashSecret(id));
       next();

@@ -5,6 +5,10 @@
  * and the answer is the same whether or not the address is already subscribed. A private list is
  * not there for those who may not read its archive (404, GET and POST alike), as on its archive
  * pages: they could not learn from this form that it exists, nor use it.
+ *
+ * A logged-in visitor who subscribes one of their account's verified addresses has already proved
+ * it is theirs: no confirmation mail, the list's policy decides at once (subscribed, or a request
+ * for its owners when the policy is "approve"). Any other address takes the mailed path.
  */
 
 import { Router, type Request } from 'express';
@@ -20,7 +24,7 @@ import { render } from './render.ts';
 import { field } from './admin/form.ts';
 import type pg from 'pg';
 import type { ListRow } from '../db/lists.ts';
-import { requestWebSubscription } from '../core/subscriptions.ts';
+import { requestWebSubscription, subscribeVerifiedAddress } from '../core/subscriptions.ts';
 import { readerOf } from './archive/access.ts';
 import { viewerOf } from './viewer.ts';
 
@@ -41,7 +45,7 @@ export function subscribeRouter(ctx: WebContext): Router {
 
   r.get('/lists/:list/subscribe', async (req, res) => {
     const list = await subscribableList(db, req);
-    render(ctx.views, req, res, 'subscribe/form.njk', { title: `Subscribe to ${list.name}`, list, email: req.viewer?.email ?? '' });
+    render(ctx.views, req, res, 'subscribe/form.njk', { title: `Subscribe to ${list.name}`, list, email: req.viewer?.email ?? '', own: req.viewer?.emails ?? [] });
   });
 
   r.post('/lists/:list/subscribe', requireCsrf, async (req, res) => {
@@ -49,10 +53,15 @@ export function subscribeRouter(ctx: WebContext): Router {
     const email = normalizeEmail(field(req, 'email', 254));
     const name = field(req, 'name', 200) || undefined;
     const mode: DeliveryMode = field(req, 'mode') === 'digest' ? 'digest' : 'each';
-    const vars = { title: `Subscribe to ${list.name}`, list, email: field(req, 'email', 254), name: name ?? '' };
+    const viewer = viewerOf(req);
+    const vars = { title: `Subscribe to ${list.name}`, list, email: field(req, 'email', 254), name: name ?? '', own: viewer?.emails ?? [] };
     if (!email) return render(ctx.views, req, res, 'subscribe/form.njk', { ...vars, error: 'Enter a valid e-mail address.' }, 400);
     if (!(await allowHit(db, `subscribe:ip:${req.ip}`, LIMITS.perIp, LIMITS.windowSeconds))) {
       return render(ctx.views, req, res, 'subscribe/form.njk', { ...vars, error: 'Too many subscription requests from your network today. Try again tomorrow, or subscribe by mail.' }, 429);
+    }
+    if (viewer?.emails.includes(email)) {
+      const outcome = await subscribeVerifiedAddress(db, list, email, { name, mode, actor: viewer.email, settings: ctx.cfg });
+      return render(ctx.views, req, res, 'subscribe/done.njk', { ...vars, email, outcome });
     }
     // A filled-in honeypot (a field people never see) is a robot: answer as usual, send nothing.
     const robot = field(req, 'website') !== '';

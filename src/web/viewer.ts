@@ -6,7 +6,10 @@ import type { Request } from 'express';
  */
 export interface Viewer {
   accountId: number;
+  /** the account's primary address (what the audit log and the pages name it by) */
   email: string;
+  /** all its verified addresses, the primary first: membership and roles count for any of them */
+  emails: string[];
   isSiteAdmin: boolean;
 }
 

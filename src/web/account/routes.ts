@@ -1,11 +1,12 @@
-/* Self-service for anyone logged in: their subscriptions, delivery mode, password, sessions. */
+/* Self-service for anyone logged in: their addresses (addresses.ts), subscriptions, delivery mode, password, sessions. */
 
 import { Router } from 'express';
 import { findAccount, setPasswordHash } from '../../db/accounts.ts';
 import { hashPassword, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
 import { listsForStaff } from '../../db/list-admin.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
-import { changeOwnSubscription } from '../../core/members.ts';
+import { changeOwnSubscription, switchOwnSubscription } from '../../core/members.ts';
+import { accountAddresses } from '../../db/account-addresses.ts';
 import { parseResumeDate, resumeDay } from '../../core/vacation.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { Forbidden, NotFound } from '../../errors.ts';
@@ -15,46 +16,53 @@ import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { currentSessionHash, flash } from '../session.ts';
-import { field, oneOf, positiveInt } from '../admin/form.ts';
+import { email as emailField, field, oneOf, positiveInt } from '../admin/form.ts';
 import { requireLogin } from '../auth/guards.ts';
 import { confirmPage } from '../admin/confirm.ts';
+import { addressesRouter } from './addresses.ts';
 
 
 export function accountRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;
+  r.use(addressesRouter(ctx));
 
   r.get('/account', requireLogin, async (req, res) => {
     const viewer = req.viewer!;
-    const [subscriptions, account, staffLists] = await Promise.all([
-      subscriptionsOf(db, viewer.email),
+    const [subscriptions, account, staffLists, addresses] = await Promise.all([
+      subscriptionsOf(db, viewer.emails),
       findAccount(db, viewer.accountId),
-      listsForStaff(db, viewer.email, false),
+      listsForStaff(db, viewer.emails, false),
+      accountAddresses(db, viewer.accountId),
     ]);
     const tomorrow = resumeDay(new Date(Date.now() + 86_400_000));
-    render(ctx.views, req, res, 'account/index.njk', { title: 'Your account', subscriptions: subscriptions.map((s) => ({ ...s, until_day: s.nomail_until ? resumeDay(s.nomail_until) : '' })), tomorrow, hasPassword: !!account?.password_hash, staffLists, modes: DELIVERY_MODES });
+    render(ctx.views, req, res, 'account/index.njk', {
+      title: 'Your account',
+      subscriptions: subscriptions.map((s) => ({ ...s, until_day: s.nomail_until ? resumeDay(s.nomail_until) : '', others: viewer.emails.filter((e) => e !== s.email) })),
+      addresses, tomorrow, hasPassword: !!account?.password_hash, staffLists, modes: DELIVERY_MODES,
+    });
   });
 
   r.post('/account/subscriptions/:id', requireLogin, requireCsrf, async (req, res) => {
     const viewer = req.viewer!;
     const id = positiveInt(String(req.params.id), 0);
-    const action = oneOf('action', field(req, 'action'), ['mode', 'unsubscribe', 'reenable'] as const);
+    const action = oneOf('action', field(req, 'action'), ['mode', 'unsubscribe', 'reenable', 'address'] as const);
     let message: string;
     if (action === 'mode') {
       const mode = oneOf('Delivery', field(req, 'mode'), DELIVERY_MODES);
       const format = field(req, 'digest_format') ? oneOf('Digest format', field(req, 'digest_format'), DIGEST_FORMATS) : null;
       // The date box stays filled when another mode is picked: it counts only with "no mail".
       const until = mode === 'nomail' && field(req, 'until') ? parseResumeDate(field(req, 'until')) : null;
-      const list = await changeOwnSubscription(db, id, viewer.email, { mode, digestFormat: format, until });
+      const list = await changeOwnSubscription(db, id, viewer, { mode, digestFormat: format, until });
       message = until ? `${list.address}: delivery is paused until ${resumeDay(until)}, then resumes by itself.`
         : `${list.address}: delivery is now "${mode}"${mode === 'digest' && format ? ` (${format === 'plain' ? 'plain text' : 'MIME'} digests)` : ''}.`;
     } else if (action === 'unsubscribe') {
       if (field(req, 'confirm') !== '1') {
         // Only one's own current subscriptions; a second click after leaving just says so.
-        const sub = (await subscriptionsOf(db, viewer.email)).find((s) => Number(s.id) === id);
+        const sub = (await subscriptionsOf(db, viewer.emails)).find((s) => Number(s.id) === id);
         if (!sub) {
           const other = await findMemberById(db, id);
-          if (other && other.email !== viewer.email) throw new Forbidden('That subscription is not yours.');
+          if (other && !viewer.emails.includes(other.email)) throw new Forbidden('That subscription is not yours.');
           flash(ctx, res, 'You are not subscribed there (any more).', 'error');
           return res.redirect(303, '/account');
         }
@@ -64,9 +72,12 @@ export function accountRouter(ctx: WebContext): Router {
           items: [], count: 1, more: 0, button: 'Unsubscribe', action: `/account/subscriptions/${id}`, cancel: '/account', hidden: [['action', 'unsubscribe']],
         }, 'account/confirm.njk');
       }
-      message = `You have left ${(await changeOwnSubscription(db, id, viewer.email, 'unsubscribe')).address}.`;
+      message = `You have left ${(await changeOwnSubscription(db, id, viewer, 'unsubscribe')).address}.`;
+    } else if (action === 'address') {
+      const to = emailField('Address', field(req, 'email', 254));
+      message = `${(await switchOwnSubscription(db, id, viewer, to)).address} now sends to ${to}.`;
     } else {
-      message = `Delivery from ${(await changeOwnSubscription(db, id, viewer.email, 'reenable')).address} is on again.`;
+      message = `Delivery from ${(await changeOwnSubscription(db, id, viewer, 'reenable')).address} is on again.`;
     }
     flash(ctx, res, message);
     res.redirect(303, '/account');

@@ -20,7 +20,7 @@ export function dashboardRouter(ctx: WebContext): Router {
 
   r.get('/admin/', requireStaff, async (req, res) => {
     const viewer = req.viewer!;
-    const lists = await listsForStaff(db, viewer.email, viewer.isSiteAdmin);
+    const lists = await listsForStaff(db, viewer.emails, viewer.isSiteAdmin);
     const totals = viewer.isSiteAdmin ? await siteTotals(db) : null;
     render(ctx.views, req, res, 'admin/home.njk', { title: 'Admin', home: true, lists, totals });
   });

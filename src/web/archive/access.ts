@@ -1,6 +1,7 @@
 /*
  * Who may read an archive (its `archive` setting): everyone for a 'public' list; for 'members' and 'private'
- * lists, a logged-in viewer who is an active member, an owner or moderator of the list, or a site
+ * lists, a logged-in viewer who is an active member, an owner or moderator of the list (by any of
+ * the account's verified addresses), or a site
  * administrator. The rule itself is the SQL function can_read_archive() (sql/0004), so pages,
  * search, feeds and downloads all apply the same one.
  */
@@ -12,7 +13,7 @@ import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import type { Viewer } from '../viewer.ts';
 
 export function readerOf(viewer: Viewer | null | undefined): Reader {
-  return { email: viewer?.email?.toLowerCase() ?? null, siteAdmin: viewer?.isSiteAdmin === true };
+  return { emails: viewer?.emails ?? [], siteAdmin: viewer?.isSiteAdmin === true };
 }
 
 /** For other parts of the app: may this viewer read this list's archive? */
@@ -38,12 +39,17 @@ export class MembersOnly extends Forbidden {
   }
 }
 
+/** "x@example.org is not" or, for an account with several addresses, "none of your addresses is". */
+export function notMemberPhrase(viewer: Viewer): string {
+  return viewer.emails.length > 1 ? 'none of your addresses is' : `${viewer.email} is not`;
+}
+
 /** A 'private' list is not even named to those who may not read it; a 'members' list says why. */
 export function denied(list: Pick<ReaderList, 'archive' | 'address' | 'key' | 'name'>, viewer: Viewer | null | undefined): Error {
   if (list.archive === 'private') return new NotFound('There is no list archive at this address.', 'no_such_list');
   return new MembersOnly(
     viewer
-      ? `The archive of ${list.address} is open to its members only, and ${viewer.email} is not one.`
+      ? `The archive of ${list.address} is open to its members only, and ${notMemberPhrase(viewer)} one.`
       : `The archive of ${list.address} is open to its members only.`,
     { key: list.key, address: list.address, name: list.name },
   );

@@ -2,7 +2,7 @@
 
 import type { Request, Response } from 'express';
 import { adjacentMonths, archiveIndex, listMonths, monthThreads, recentThreads, type ThreadSummary } from '../../db/archive.ts';
-import { findMember } from '../../db/members.ts';
+import { membershipsOn } from '../../db/members.ts';
 import type { MemberStatus } from '../../list-policies.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
@@ -49,7 +49,7 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   const list = await readableList(db, viewer, String(req.params.list));
   const [months, recent, member] = await Promise.all([
     listMonths(db, list.id), recentThreads(db, list.id, 20),
-    viewer ? findMember(db, list.id, viewer.email.toLowerCase()) : null,
+    viewer ? membershipsOn(db, list.id, viewer.emails).then((rows) => rows[0] ?? null) : null,
   ]);
   const { key, last_modified: lastModified } = list;
   const base = listUrl(key);

@@ -1,6 +1,6 @@
 import type { MessageCopy } from '../../db/archive-messages.ts';
 import { NotFound } from '../../errors.ts';
-import { MembersOnly } from './access.ts';
+import { MembersOnly, notMemberPhrase } from './access.ts';
 import type { Viewer } from '../viewer.ts';
 
 /**
@@ -35,7 +35,7 @@ export function resolvePermalink(copies: MessageCopy[], preferred: string | null
   if (readable.length === 0) {
     if (copies.some((c) => c.archive === 'members')) {
       // The list is not named: which list holds a Message-ID is not this reader's to learn.
-      throw new MembersOnly(`This message is in an archive open to list members only${viewer ? `, and ${viewer.email} is not a member of it` : ''}.`, null);
+      throw new MembersOnly(`This message is in an archive open to list members only${viewer ? `, and ${notMemberPhrase(viewer)} a member of it` : ''}.`, null);
     }
     throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
   }

@@ -3,7 +3,8 @@
  * (POST /message-id/reply/MSGID, CSRF-checked). It becomes the mail their own client would send
  * (mail/web-reply.ts) and goes through receive(), the path of mail arriving over SMTP, so the
  * list's moderation rules decide: archived, held for a moderator, or refused. Everyone else is
- * offered a mailto: link with the reply's headers (RFC 6068).
+ * offered a mailto: link with the reply's headers (RFC 6068). The From is one of the account's
+ * verified addresses subscribed to the list: the member picks which when there are several.
  */
 
 import type { Request, Response } from 'express';
@@ -11,7 +12,7 @@ import { receive } from '../../core/inbound.ts';
 import type { MessageCopy } from '../../db/archive-messages.ts';
 import { findPermalink } from '../../db/archive-messages.ts';
 import { getListById } from '../../db/lists.ts';
-import { findMember } from '../../db/members.ts';
+import { membershipsOn, type MemberRow } from '../../db/members.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { allowHit } from '../../db/rate-limits.ts';
 import { messageReferences, postFate } from '../../db/web-replies.ts';
@@ -37,11 +38,18 @@ export function replyUrl(messageId: string): string {
   return `/message-id/reply/${messageIdPath(messageId)}`;
 }
 
+/** The viewer's active subscriptions to a list, by any of their verified addresses (the primary first). */
+async function activeMemberships(db: Queryable, viewer: Viewer, listId: number): Promise<MemberRow[]> {
+  return (await membershipsOn(db, listId, viewer.emails)).filter((m) => m.status === 'active');
+}
+
 /** What a message page offers this reader: the form to an active member of the list, else a mailto: link. */
 export async function replyOffer(db: Queryable, viewer: Viewer | null, list: MessageCopy, m: { message_id: string; subject: string }) {
   const mailto = mailtoReply(list.address, m.subject, m.message_id);
-  const member = viewer ? await findMember(db, list.list_id, viewer.email.toLowerCase()) : null;
-  if (member?.status === 'active') return { kind: 'form' as const, action: replyUrl(m.message_id), list: list.key, subject: replySubject(m.subject), mailto, maxBytes: MAX_REPLY_BYTES };
+  const members = viewer ? await activeMemberships(db, viewer, list.list_id) : [];
+  if (members.length > 0) {
+    return { kind: 'form' as const, action: replyUrl(m.message_id), list: list.key, subject: replySubject(m.subject), mailto, maxBytes: MAX_REPLY_BYTES, from: members.map((x) => x.email), chosen: members[0].email };
+  }
   return { kind: 'mailto' as const, mailto };
 }
 
@@ -56,14 +64,17 @@ export async function postReply(ctx: WebContext, req: Request, res: Response) {
   if (r.kind !== 'show' || !found.message) throw new NotFound('There is no message with this Message-ID to reply to.', 'no_such_message');
   const m = found.message;
   const copy = r.lists.find((l) => l.list_id === r.listId) ?? r.lists[0];
-  const member = await findMember(pool, copy.list_id, viewer.email.toLowerCase());
-  if (member?.status !== 'active') throw new Forbidden(`Only active members of ${copy.address} may reply from the web; you can reply by mail.`, 'not_a_member');
+  const members = await activeMemberships(pool, viewer, copy.list_id);
+  if (members.length === 0) throw new Forbidden(`Only active members of ${copy.address} may reply from the web; you can reply by mail.`, 'not_a_member');
+  const askedFrom = typeof req.body?.from === 'string' ? req.body.from.trim().toLowerCase() : '';
+  const member = askedFrom ? members.find((x) => x.email === askedFrom) : members[0];
+  if (!member) throw new Forbidden(`${askedFrom} is not one of your addresses subscribed to ${copy.address}.`, 'not_a_member');
 
   const text = typeof req.body?.body === 'string' ? req.body.body : '';
   const page = (vars: Record<string, unknown>, status: number) => render(ctx.views, req, res, 'archive/reply.njk', {
     title: replySubject(m.subject),
     parent: { subject: m.subject, href: messageUrl(m.message_id, r.shared ? copy.key : null) },
-    form: { action: replyUrl(m.message_id), list: copy.key, subject: replySubject(m.subject), maxBytes: MAX_REPLY_BYTES },
+    form: { action: replyUrl(m.message_id), list: copy.key, subject: replySubject(m.subject), maxBytes: MAX_REPLY_BYTES, from: members.map((x) => x.email), chosen: member.email },
     listAddress: copy.address,
     text,
     ...vars,

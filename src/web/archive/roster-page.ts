@@ -26,7 +26,7 @@ export async function rosterPage(ctx: WebContext, req: Request, res: Response) {
   if (!list) throw absent;
   if (list.matches > 1) throw new InvalidInput(`"${req.params.list}" names more than one list: use its full address`, 'ambiguous_list');
   if (list.archive === 'private' && !list.readable) throw absent;
-  const standing = viewer ? (viewer.isSiteAdmin ? 'staff' : await standingOnList(db, list.id, viewer.email.toLowerCase())) : null;
+  const standing = viewer ? (viewer.isSiteAdmin ? 'staff' : await standingOnList(db, list.id, viewer.emails)) : null;
   const allowed = list.roster_visibility === 'anyone' || standing === 'staff' || (list.roster_visibility === 'members' && standing === 'member');
   if (!allowed && list.roster_visibility === 'owners') throw absent;
   if (!allowed) {

@@ -52,7 +52,7 @@ export function requireList(ctx: WebContext, need: Need): RequestHandler {
   return async (req, res, next) => {
     if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
     const list = await findList(ctx.db.pool, String(req.params.list));
-    const role: EffectiveRole | null = req.viewer.isSiteAdmin ? 'admin' : await roleOnList(ctx.db.pool, list.id, req.viewer.email);
+    const role: EffectiveRole | null = req.viewer.isSiteAdmin ? 'admin' : await roleOnList(ctx.db.pool, list.id, req.viewer.emails);
     if (!role || RANK[role] < RANK[need]) {
       throw new Forbidden(need === 'admin' ? 'Only site administrators may do this.' : `You need to be ${need === 'owner' ? 'an owner' : 'a moderator or owner'} of ${list.address} to do this.`);
     }

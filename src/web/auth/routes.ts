@@ -10,6 +10,9 @@
  * address from anywhere (100, NIST SP 800-63B's ceiling, close the address to passwords: a
  * guesser on many networks). The owner's right password from another network still works, and a
  * mailed login link always does.
+ *
+ * Any verified address of an account logs into it (password or link); an address added to an
+ * account but not verified yet is no way into that account (findAccountByEmail, upsertAccount).
  */
 
 import { Router, type Request, type Response } from 'express';
@@ -68,10 +71,10 @@ export function authRouter(ctx: WebContext): Router {
     }
     await clearHits(db, pairKey);
     await loginAs(req, res, account.id);
-    res.redirect(303, next || (account.is_site_admin || (await hasRole(account.email)) ? '/admin/' : '/account'));
+    res.redirect(303, next || (account.is_site_admin || (await hasRole(account.id)) ? '/admin/' : '/account'));
   });
 
-  const hasRole = (email: string) => hasAnyListRole(db, email);
+  const hasRole = (accountId: number) => hasAnyListRole(db, accountId);
 
   async function loginAs(req: Request, res: Response, accountId: number) {
     await startSession(ctx, req, res, accountId);
@@ -130,7 +133,7 @@ export function authRouter(ctx: WebContext): Router {
     if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
     const { account } = await upsertAccount(db, found.email);
     await loginAs(req, res, account.id);
-    res.redirect(303, defaultNext(req) || (account.is_site_admin || (await hasRole(account.email)) ? '/admin/' : '/account'));
+    res.redirect(303, defaultNext(req) || (account.is_site_admin || (await hasRole(account.id)) ? '/admin/' : '/account'));
   });
 
   r.get('/login/reset', (req, res) => page(req, res, 'reset-request.njk', { title: 'Reset your password', email: query(req, 'email', 254) }));
@@ -152,12 +155,12 @@ export function authRouter(ctx: WebContext): Router {
     if (problem) return page(req, res, 'reset.njk', { title: 'Choose a new password', email: valid.email, token, error: problem }, 400);
     const used = await consumeLoginToken(db, hashToken(token), 'reset');
     const account = used ? await findAccountByEmail(db, used.email) : null;
-    if (!account) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
+    if (!used || !account) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
     await setPasswordHash(db, account.id, await hashPassword(password));
-    await voidLoginTokens(db, account.email, 'reset');
+    await voidLoginTokens(db, used.email, 'reset');
     await deleteAccountSessions(db, account.id);
     // The address's owner proved it: failures from anywhere no longer count against it.
-    await clearHits(db, `login:fail:${account.email}`);
+    await clearHits(db, `login:fail:${used.email}`);
     await loginAs(req, res, account.id);
     flash(ctx, res, 'Your password has been changed; other sessions were logged out.');
     res.redirect(303, '/account');

@@ -1,0 +1,326 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { upsertAccount } from '../src/db/accounts.ts';
+import { hashPassword } from '../src/auth/credentials.ts';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember, findMember } from '../src/db/members.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { loggedIn, mailArrives, queuedMail, WebClient } from './helpers/browser.ts';
+import { archive, mail } from './fixtures/archive/seed.ts';
+import { parse } from '../src/mail/parse.ts';
+import { messageUrl } from '../src/mail/urls.ts';
+import { replyUrl } from '../src/web/archive/reply.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let secret: ListRow;
+let dev: ListRow;
+const PASSWORD = 'correct horse battery';
+
+const newList = (local: string, subscribePolicy: 'open' | 'confirm' | 'approve', archive: 'public' | 'members' = 'public') => createList(db.pool, {
+  address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'members', subscribePolicy, archive, owners: ['owner@example.org'],
+});
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  secret = await newList('secret', 'confirm', 'members');
+  dev = await newList('dev', 'confirm');
+});
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+beforeEach(async () => {
+  await db.pool.query('delete from rate_limits');
+  await db.pool.query('delete from outbox');
+  await db.pool.query('delete from outbound_mail');
+});
+
+/** The verification link in the last mail to `to`, as a path. */
+async function linkTo(to: string): Promise<string> {
+  const mails = await queuedMail(db, to);
+  expect(mails.at(-1)!.subject).toBe('Confirm your address');
+  return new URL(/https?:\/\/\S+\/account\/addresses\/verify\/\S+/.exec(mails.at(-1)!.text)![0]).pathname;
+}
+
+/** Adds an address and follows the mailed link: what a person does with their second address. */
+async function addVerified(c: WebClient, email: string): Promise<void> {
+  expect((await c.post('/account/addresses', { email })).status).toBe(303);
+  const link = await linkTo(email);
+  expect((await c.post(link)).status).toBe(303);
+}
+
+const verifiedAt = async (account: string, email: string) => (await db.pool.query(
+  `select aa.verified_at from account_addresses aa join accounts a on a.id = aa.account_id where a.email = $1 and aa.email = $2`, [account, email])).rows[0]?.verified_at;
+
+/** The account a session belongs to, by the /account page's "Logged in as". */
+const loggedInAs = async (c: WebClient) => /Logged in as <strong>([^<]+)<\/strong>/.exec((await c.get('/account')).text)?.[1] ?? null;
+
+describe('adding an address', () => {
+  it('mails a link that verifies it, once, in a session of the account that asked', async () => {
+    const me = await loggedIn(db, web.url, 'ann@example.org');
+    const added = await me.post('/account/addresses', { email: 'Ann.Work@Example.org' });
+    expect(added.status).toBe(303);
+    const page = (await me.get('/account')).text;
+    expect(page).toContain('A link is on its way to ann.work@example.org');
+    expect(page).toMatch(/data-address="ann\.work@example\.org">[\s\S]*?awaiting confirmation/);
+    expect(await verifiedAt('ann@example.org', 'ann.work@example.org')).toBeNull();
+
+    const mails = await queuedMail(db, 'ann.work@example.org');
+    expect(mails).toHaveLength(1);
+    expect(mails[0].text).toContain('logged in to');
+    expect(mails[0].text).toContain('as ann@example.org');
+    const link = await linkTo('ann.work@example.org');
+    // Logged out, the link leads to the login page and back.
+    const anonymous = await new WebClient(web.url).get(link);
+    expect(anonymous.status).toBe(303);
+    expect(anonymous.location).toBe(`/login?next=${encodeURIComponent(link)}`);
+    // Opening it shows a button; a mail scanner's GET does not use it up.
+    const ask = await me.get(link);
+    expect(ask.status).toBe(200);
+    expect(ask.text).toContain('Add <strong>ann.work@example.org</strong> to your account');
+    expect(await verifiedAt('ann@example.org', 'ann.work@example.org')).toBeNull();
+    const done = await me.post(link);
+    expect(done.status).toBe(303);
+    expect(done.location).toBe('/account');
+    expect(await verifiedAt('ann@example.org', 'ann.work@example.org')).toBeInstanceOf(Date);
+    expect((await me.get('/account')).text).toMatch(/data-address="ann\.work@example\.org">[\s\S]*?>verified</);
+    // Used once.
+    expect((await me.post(link)).status).toBe(410);
+    const audit = await db.pool.query(`select actor, action, target from audit_log where target = 'ann.work@example.org' order by id`);
+    expect(audit.rows).toEqual([
+      { actor: 'ann@example.org', action: 'account.address_add', target: 'ann.work@example.org' },
+      { actor: 'ann@example.org', action: 'account.address_verify', target: 'ann.work@example.org' },
+    ]);
+  });
+
+  it('refuses an expired link, and one asked for by another account without using it up', async () => {
+    const me = await loggedIn(db, web.url, 'bea@example.org');
+    const someoneElse = await loggedIn(db, web.url, 'carl@example.org');
+    await me.post('/account/addresses', { email: 'bea2@example.org' });
+    const link = await linkTo('bea2@example.org');
+    const foreign = await someoneElse.get(link);
+    expect(foreign.status).toBe(403);
+    expect(foreign.text).toContain('was asked for by another account');
+    expect((await someoneElse.post(link)).status).toBe(403);
+    expect(await db.pool.query(`select 1 from account_addresses aa join accounts a on a.id = aa.account_id where a.email = 'carl@example.org' and aa.email = 'bea2@example.org'`)).toHaveProperty('rowCount', 0);
+    // Still good for the account that asked, until it expires.
+    await db.pool.query(`update login_tokens set expires_at = now() - interval '1 second' where purpose = 'verify' and email = 'bea2@example.org'`);
+    const expired = await me.post(link);
+    expect(expired.status).toBe(410);
+    expect(expired.text).toContain('This link has expired');
+    expect(await verifiedAt('bea@example.org', 'bea2@example.org')).toBeNull();
+    expect((await me.get('/account/addresses/verify/not-a-token')).status).toBe(410);
+  });
+
+  it("cannot take another account's address, and answers as for any other address", async () => {
+    const owner = await loggedIn(db, web.url, 'dora@example.org');
+    const me = await loggedIn(db, web.url, 'eve@example.org');
+    const flashOf = (r: { headers: Headers }) => decodeURIComponent(r.headers.getSetCookie().filter((l) => l.startsWith('lk_flash=')).at(-1)!.split(';')[0]);
+    const free = await me.post('/account/addresses', { email: 'free@example.org' });
+    const taken = await me.post('/account/addresses', { email: 'dora@example.org' });
+    expect(taken.status).toBe(free.status);
+    expect(flashOf(taken).replace('dora@example.org', 'X')).toBe(flashOf(free).replace('free@example.org', 'X'));
+    expect((await me.get('/account')).text).toMatch(/data-address="dora@example\.org">[\s\S]*?awaiting confirmation/);
+    expect(await queuedMail(db, 'dora@example.org')).toHaveLength(1);
+    // Whoever follows the link (here the asker, as if they read that mailbox) changes nothing.
+    const refused = await me.post(await linkTo('dora@example.org'));
+    expect(refused.status).toBe(409);
+    expect(refused.text).toContain('already a verified address of another account');
+    expect(await verifiedAt('eve@example.org', 'dora@example.org')).toBeNull();
+    expect(await verifiedAt('dora@example.org', 'dora@example.org')).toBeInstanceOf(Date);
+    expect(await loggedInAs(owner)).toBe('dora@example.org');
+  });
+
+  it('refuses every new form without its CSRF token, and nothing changes', async () => {
+    const me = await loggedIn(db, web.url, 'fay@example.org');
+    await addVerified(me, 'fay2@example.org');
+    await me.post('/account/addresses', { email: 'fay3@example.org' });
+    const link = await linkTo('fay3@example.org');
+    await addMember(db.pool, dev.id, 'fay@example.org', 'each');
+    const member = (await findMember(db.pool, dev.id, 'fay@example.org'))!;
+    for (const [path, form] of [
+      ['/account/addresses', { email: 'fay4@example.org' }],
+      ['/account/addresses/remove', { email: 'fay2@example.org', confirm: '1' }],
+      ['/account/addresses/primary', { email: 'fay2@example.org' }],
+      [link, {}],
+      [`/account/subscriptions/${member.id}`, { action: 'address', email: 'fay2@example.org' }],
+    ] as const) {
+      expect((await me.post(path, form, { csrf: false })).status, path).toBe(403);
+      expect((await me.post(path, form, { csrf: 'wrong' })).status, path).toBe(403);
+    }
+    const { rows } = await db.pool.query(`select aa.email, aa.verified_at is not null as verified from account_addresses aa join accounts a on a.id = aa.account_id where a.email = 'fay@example.org' order by aa.email`);
+    expect(rows).toEqual([{ email: 'fay2@example.org', verified: true }, { email: 'fay3@example.org', verified: false }, { email: 'fay@example.org', verified: true }]);
+    expect((await findMember(db.pool, dev.id, 'fay@example.org'))!.id).toBe(member.id);
+  });
+});
+
+describe('removing an address and choosing the primary one', () => {
+  it('asks before removing, and never removes the primary address', async () => {
+    const me = await loggedIn(db, web.url, 'gus@example.org');
+    await addVerified(me, 'gus2@example.org');
+    await addMember(db.pool, dev.id, 'gus2@example.org', 'each');
+    const ask = await me.post('/account/addresses/remove', { email: 'gus2@example.org' });
+    expect(ask.status).toBe(200);
+    expect(ask.text).toContain('Remove gus2@example.org from your account?');
+    expect(ask.text).toContain('<li>dev@lists.example.org</li>');
+    expect(ask.text).toContain('name="confirm" value="1"');
+    expect(await verifiedAt('gus@example.org', 'gus2@example.org')).toBeInstanceOf(Date);
+    const removed = await me.post('/account/addresses/remove', { email: 'gus2@example.org', confirm: '1' });
+    expect(removed.status).toBe(303);
+    expect(await verifiedAt('gus@example.org', 'gus2@example.org')).toBeUndefined();
+    const primary = await me.post('/account/addresses/remove', { email: 'gus@example.org', confirm: '1' });
+    expect(primary.status).toBe(400);
+    expect(primary.text).toContain('Your primary address cannot be removed');
+    expect(await verifiedAt('gus@example.org', 'gus@example.org')).toBeInstanceOf(Date);
+    expect((await db.pool.query(`select action from audit_log where target = 'gus2@example.org' order by id`)).rows.map((r) => r.action))
+      .toEqual(['account.address_add', 'account.address_verify', 'account.address_remove']);
+  });
+
+  it('makes a verified address primary, but not an unverified one', async () => {
+    const me = await loggedIn(db, web.url, 'hal@example.org');
+    await addVerified(me, 'hal2@example.org');
+    await me.post('/account/addresses', { email: 'hal3@example.org' });
+    expect((await me.post('/account/addresses/primary', { email: 'hal3@example.org' })).status).toBe(400);
+    expect((await me.post('/account/addresses/primary', { email: 'hal2@example.org' })).status).toBe(303);
+    expect(await loggedInAs(me)).toBe('hal2@example.org');
+    expect((await me.get('/account')).text).toMatch(/data-address="hal2@example\.org">[\s\S]*?primary/);
+    // The former primary address stays a verified one, and can now be removed.
+    expect((await me.post('/account/addresses/remove', { email: 'hal@example.org', confirm: '1' })).status).toBe(303);
+    const audit = await db.pool.query(`select actor, detail from audit_log where action = 'account.primary' and target = 'hal2@example.org'`);
+    expect(audit.rows).toEqual([{ actor: 'hal@example.org', detail: { previous: 'hal@example.org' } }]);
+  });
+});
+
+describe('logging in', () => {
+  it('with any verified address lands in the same account; an unverified address is no way in', async () => {
+    await upsertAccount(db.pool, 'ivy@example.org', { passwordHash: await hashPassword(PASSWORD) });
+    const me = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.20' });
+    expect((await me.post('/login', { email: 'ivy@example.org', password: PASSWORD })).status).toBe(303);
+    await addVerified(me, 'ivy.work@example.org');
+    await me.post('/account/addresses', { email: 'ivy.pending@example.org' });
+
+    const byPassword = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.21' });
+    expect((await byPassword.post('/login', { email: 'Ivy.Work@example.org', password: PASSWORD })).status).toBe(303);
+    expect(await loggedInAs(byPassword)).toBe('ivy@example.org');
+
+    const byLink = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.22' });
+    expect((await byLink.post('/login/link', { email: 'ivy.work@example.org' })).status).toBe(200);
+    const mail = (await mailArrives(db, 'ivy.work@example.org', 2)).find((m) => m.subject === 'Your login link')!;
+    const link = new URL(/https?:\/\/\S+\/login\/link\/\S+/.exec(mail.text)![0]).pathname;
+    expect((await byLink.post(link)).status).toBe(303);
+    expect(await loggedInAs(byLink)).toBe('ivy@example.org');
+
+    const unverified = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.23' });
+    const refused = await unverified.post('/login', { email: 'ivy.pending@example.org', password: PASSWORD });
+    expect(refused.status).toBe(401);
+    expect(await loggedInAs(unverified)).toBeNull();
+  });
+});
+
+describe('membership through a second address', () => {
+  it('opens a members-only archive when only the verified second address is subscribed', async () => {
+    await addMember(db.pool, secret.id, 'jo.home@example.org', 'each');
+    const me = await loggedIn(db, web.url, 'jo@example.org');
+    expect((await me.get('/lists/secret/')).status).toBe(403);
+    await me.post('/account/addresses', { email: 'jo.home@example.org' });
+    // Not before the address is verified.
+    expect((await me.get('/lists/secret/')).status).toBe(403);
+    await me.post(await linkTo('jo.home@example.org'));
+    expect((await me.get('/lists/secret/')).status).toBe(200);
+    const account = (await me.get('/account')).text;
+    expect(account).toMatch(/data-list="secret@lists\.example\.org">[\s\S]*?jo\.home@example\.org/);
+  });
+});
+
+describe('subscriptions and addresses', () => {
+  it("switches a subscription to another verified address, keeping the member's row and mode", async () => {
+    const me = await loggedIn(db, web.url, 'kim@example.org');
+    await addVerified(me, 'kim2@example.org');
+    await addMember(db.pool, dev.id, 'kim@example.org', 'digest');
+    const before = (await findMember(db.pool, dev.id, 'kim@example.org'))!;
+    const r = await me.post(`/account/subscriptions/${before.id}`, { action: 'address', email: 'kim2@example.org' });
+    expect(r.status).toBe(303);
+    const after = (await findMember(db.pool, dev.id, 'kim2@example.org'))!;
+    expect(after).toMatchObject({ id: before.id, mode: 'digest', status: 'active', token: before.token });
+    expect(await findMember(db.pool, dev.id, 'kim@example.org')).toBeNull();
+    expect((await me.get('/account')).text).toContain('dev@lists.example.org now sends to kim2@example.org.');
+    const audit = await db.pool.query(`select actor, target, detail from audit_log where action = 'self.address'`);
+    expect(audit.rows).toContainEqual({ actor: 'kim@example.org', target: 'kim2@example.org', detail: { from: 'kim@example.org' } });
+    // Not to an address that is not a verified one of the account.
+    expect((await me.post(`/account/subscriptions/${before.id}`, { action: 'address', email: 'stranger@example.org' })).status).toBe(400);
+  });
+
+  it('refuses to switch to an address already subscribed to the list', async () => {
+    const me = await loggedIn(db, web.url, 'lee@example.org');
+    await addVerified(me, 'lee2@example.org');
+    await addMember(db.pool, dev.id, 'lee@example.org', 'each');
+    await addMember(db.pool, dev.id, 'lee2@example.org', 'digest');
+    const id = (await findMember(db.pool, dev.id, 'lee@example.org'))!.id;
+    const r = await me.post(`/account/subscriptions/${id}`, { action: 'address', email: 'lee2@example.org' });
+    expect(r.status).toBe(409);
+    expect(r.text).toContain('lee2@example.org is already subscribed to dev@lists.example.org');
+    expect((await findMember(db.pool, dev.id, 'lee@example.org'))!.id).toBe(id);
+    expect((await findMember(db.pool, dev.id, 'lee2@example.org'))!.mode).toBe('digest');
+  });
+
+  it("subscribes a chosen verified address at once, following the list's policy", async () => {
+    const open = await newList('open-list', 'open');
+    const confirmed = await newList('confirm-list', 'confirm');
+    const approved = await newList('approve-list', 'approve');
+    const me = await loggedIn(db, web.url, 'max@example.org');
+    await addVerified(me, 'max2@example.org');
+    const form = (await me.get('/lists/open-list/subscribe')).text;
+    expect(form).toContain('<option value="max2@example.org">');
+
+    for (const list of [open, confirmed]) {
+      const r = await me.post(`/lists/${list.local_part}/subscribe`, { email: 'max2@example.org', mode: 'digest' });
+      expect(r.status).toBe(200);
+      expect(r.text).toContain('<strong>max2@example.org</strong> is now subscribed');
+      expect(await findMember(db.pool, list.id, 'max2@example.org')).toMatchObject({ status: 'active', mode: 'digest' });
+    }
+    // No confirmation request went out: the address was verified already.
+    expect((await queuedMail(db, 'max2@example.org')).map((m) => m.subject)).not.toContainEqual(expect.stringMatching(/^confirm /));
+
+    const r = await me.post('/lists/approve-list/subscribe', { email: 'max2@example.org' });
+    expect(r.text).toContain('Waiting for approval');
+    expect(await findMember(db.pool, approved.id, 'max2@example.org')).toBeNull();
+    const request = await db.pool.query(`select state from subscription_requests where list_id = $1 and email = 'max2@example.org'`, [approved.id]);
+    expect(request.rows).toEqual([{ state: 'approval' }]);
+    expect((await queuedMail(db, 'owner@example.org')).map((m) => m.subject)).toContain('Subscription request for approve-list@lists.example.org needs approval');
+
+    // Subscribing again changes nothing and asks nobody.
+    const again = await me.post('/lists/open-list/subscribe', { email: 'max2@example.org' });
+    expect(again.text).toContain('is already subscribed to');
+    expect(await findMember(db.pool, open.id, 'max2@example.org')).toMatchObject({ mode: 'digest' });
+
+    // An address that is not a verified one of the account still confirms by mail.
+    const other = await me.post('/lists/open-list/subscribe', { email: 'max.other@example.org' });
+    expect(other.text).toContain('Check your mail');
+    expect(await findMember(db.pool, open.id, 'max.other@example.org')).toBeNull();
+  });
+});
+
+describe('replying from the web with several addresses', () => {
+  it('lets a member pick which subscribed address the reply comes from, and no other', async () => {
+    const me = await loggedIn(db, web.url, 'ned@example.org');
+    await addVerified(me, 'ned2@example.org');
+    await addVerified(me, 'ned3@example.org');
+    await addMember(db.pool, dev.id, 'ned2@example.org', 'each');
+    await addMember(db.pool, dev.id, 'ned3@example.org', 'each');
+    await archive(db.pool, dev, mail({ id: 'topic@example.org', subject: 'Topic', date: 'Mon, 02 Mar 2026 10:00:00 +0000' }));
+    const page = (await me.get(messageUrl('topic@example.org'))).text;
+    expect(page).toContain('<select id="reply-from" name="from">');
+    expect(page).toContain('<option value="ned2@example.org" selected>');
+    expect(page).toContain('<option value="ned3@example.org">');
+    expect(page).not.toContain('<option value="ned@example.org"');
+    // The primary address is not subscribed: it cannot be the From.
+    expect((await me.post(replyUrl('topic@example.org'), { list: 'dev', from: 'ned@example.org', body: 'Hello' })).status).toBe(403);
+    const r = await me.post(replyUrl('topic@example.org'), { list: 'dev', from: 'ned3@example.org', body: 'Agreed.' });
+    expect(r.text).toContain('Reply posted');
+    const { rows } = await db.pool.query<{ raw: Buffer }>(`select raw from messages where in_reply_to = 'topic@example.org'`);
+    expect(rows).toHaveLength(1);
+    expect((await parse(rows[0].raw)).fromEmail).toBe('ned3@example.org');
+  });
+});
