@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashPassword } from '../src/auth/credentials.ts';
 import { upsertAccount } from '../src/db/accounts.ts';
 import { expectFitsAndAccessible, launchChromium, VIEWPORTS } from './helpers/browser.ts';
@@ -43,6 +43,9 @@ let db: TestDatabase;
 let web: RunningWeb;
 let browser: Browser;
 const reports = new Map<string, CliResult>();
+
+// A browser and several pages per test on a shared two-core machine: more than the default 30 s.
+vi.setConfig({ testTimeout: 120_000 });
 
 beforeAll(async () => {
   db = await testDatabase();

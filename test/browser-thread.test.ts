@@ -1,5 +1,5 @@
 import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BIG, bigId, bigThreadShape, seedBigThread } from './fixtures/archive/big-thread.ts';
 import { newList } from './fixtures/archive/seed.ts';
 import { expectFitsAndAccessible, launchChromium, VIEWPORTS } from './helpers/browser.ts';
@@ -12,6 +12,9 @@ let db: TestDatabase;
 let web: RunningWeb;
 let browser: Browser;
 let threadId: number;
+
+// A browser and several pages per test on a shared two-core machine: more than the default 30 s.
+vi.setConfig({ testTimeout: 120_000 });
 
 beforeAll(async () => {
   db = await testDatabase();
@@ -66,5 +69,5 @@ describe.each(VIEWPORTS)('a 300-message thread on a $name', ({ viewport }) => {
     const n = Number(/^big-(\d+)@/.exec(lastMsgid)![1]);
     expect(decodeURIComponent(parentHref!.replace('/message-id/', ''))).toBe(bigId(parent[n]));
     await context.close();
-  }, 60_000);
+  });
 });
