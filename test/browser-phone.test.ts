@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upsertAccount } from '../src/db/accounts.ts';
 import { recordAudit } from '../src/db/audit.ts';
@@ -10,7 +9,7 @@ import { addMember } from '../src/db/members.ts';
 import { upsertSenderRule } from '../src/db/sender-rules.ts';
 import { insertRequest } from '../src/db/subscription-requests.ts';
 import { archive, mail } from './fixtures/archive/seed.ts';
-import { launchChromium, loggedIn } from './helpers/browser.ts';
+import { axeViolations, launchChromium, loggedIn, pageWidth } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
@@ -19,7 +18,6 @@ import { startWeb, type RunningWeb } from './helpers/web.ts';
  * is wider than the screen, and axe-core (WCAG 2 A and AA rules) finds no violation.
  */
 
-const axeSource: string = (createRequire(import.meta.url)('axe-core') as { source: string }).source;
 const PHONE = { width: 390, height: 844 };
 // Long unbroken strings are what push a page wider than a phone.
 const LONG_SENDER = 'a.very.long.sender.address.that.never.breaks@subdomain.of.a.long.example.org';
@@ -72,33 +70,11 @@ afterAll(async () => {
   await db?.drop();
 });
 
-interface AxeResult {
-  violations: { id: string; impact: string; help: string; nodes: { target: string[] }[] }[];
-}
-
-/** axe-core's violations on the page, one line each: rule, then the elements it names. */
-async function axeViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ content: axeSource });
-  const result = await page.evaluate(() => (window as unknown as { axe: { run(): Promise<AxeResult> } }).axe.run());
-  return result.violations.map((v) => `${v.id} (${v.impact}: ${v.help}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
-
-/** How wide the page is, and the widest elements if it is wider than the screen. */
-async function width(page: Page): Promise<{ scrollWidth: number; widest: string[] }> {
-  return page.evaluate((limit) => {
-    const widest = [...document.querySelectorAll('body *')]
-      .filter((e) => e.getBoundingClientRect().right > limit + 0.5)
-      .slice(-5)
-      .map((e) => `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).replace(/ /g, '.')}` : ''} → ${Math.round(e.getBoundingClientRect().right)}`);
-    return { scrollWidth: document.documentElement.scrollWidth, widest };
-  }, PHONE.width);
-}
-
 async function check(path: string, opts: { status?: number; post?: Record<string, string> } = {}) {
   const page = await context.newPage();
   const res = await page.goto(`${web.url}${path}`);
   expect(res!.status(), path).toBe(opts.status ?? 200);
-  const w = await width(page);
+  const w = await pageWidth(page, PHONE.width);
   expect(w.scrollWidth, `${path} is ${w.scrollWidth} px wide: ${w.widest.join('; ')}`).toBeLessThanOrEqual(PHONE.width);
   const violations = await axeViolations(page);
   expect(violations, `${path}:\n${violations.join('\n')}`).toEqual([]);
@@ -146,7 +122,7 @@ describe('the admin pages on a 390 px phone, with axe-core', () => {
     }
     expect(await page.locator('[aria-invalid=true]').count()).toBe(2);
     expect(await axeViolations(page)).toEqual([]);
-    expect((await width(page)).scrollWidth).toBeLessThanOrEqual(PHONE.width);
+    expect((await pageWidth(page, PHONE.width)).scrollWidth).toBeLessThanOrEqual(PHONE.width);
     await page.close();
   });
 });

@@ -1,17 +1,14 @@
-import { createRequire } from 'node:module';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import { messageUrl } from '../src/mail/urls.ts';
 import { archive, mail } from './fixtures/archive/seed.ts';
-import { launchChromium, loggedIn } from './helpers/browser.ts';
+import { axeViolations, launchChromium, loggedIn, VIEWPORTS } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
 /** Reply from the web in headless Chromium, on a desktop and a 390 px phone, with axe-core. */
-
-const axeSource: string = (createRequire(import.meta.url)('axe-core') as { source: string }).source;
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -34,16 +31,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function axeViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ content: axeSource });
-  const result = await page.evaluate(() => (window as unknown as { axe: { run(): Promise<{ violations: { id: string; nodes: { target: string[] }[] }[] }> } }).axe.run());
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
-
-describe.each([
-  { name: 'desktop', viewport: { width: 1280, height: 900 } },
-  { name: 'phone', viewport: { width: 390, height: 844 } },
-])('reply from the web on a $name', ({ name, viewport }) => {
+describe.each(VIEWPORTS)('reply from the web on a $name', ({ name, viewport }) => {
   it('a member opens the form, sends a reply, and it is archived in the thread', async () => {
     const id = `browser-${name}@example.org`;
     await archive(db.pool, dev, mail({ id, subject: `Question on ${name}`, date: 'Mon, 02 Mar 2026 10:00:00 +0000' }));

@@ -4,7 +4,9 @@
  */
 
 import crypto from 'node:crypto';
-import type { Browser } from 'playwright-core';
+import { createRequire } from 'node:module';
+import type { Browser, Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { upsertAccount } from '../../src/db/accounts.ts';
 import { hashToken, newToken } from '../../src/auth/credentials.ts';
 import type { Database } from '../../src/db/database.ts';
@@ -86,6 +88,46 @@ export async function launchChromium(): Promise<Browser> {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
 }
+
+const axeSource: string = (createRequire(import.meta.url)('axe-core') as { source: string }).source;
+
+interface AxeResult {
+  violations: { id: string; impact: string; help: string; nodes: { target: string[] }[] }[];
+}
+
+/** axe-core's violations on the page (WCAG 2 A and AA and best practice), one line each: rule, then the elements it names. */
+export async function axeViolations(page: Page): Promise<string[]> {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(() => (window as unknown as { axe: { run(): Promise<AxeResult> } }).axe.run());
+  return result.violations.map((v) => `${v.id} (${v.impact}: ${v.help}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+/** How wide the page is, and the elements reaching past `limit` px (the last five), to say what overflows. */
+export async function pageWidth(page: Page, limit: number): Promise<{ scrollWidth: number; widest: string[] }> {
+  return page.evaluate((lim) => {
+    const widest = [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > lim + 0.5)
+      .slice(-5)
+      .map((e) => `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).replace(/ /g, '.')}` : ''} → ${Math.round(e.getBoundingClientRect().right)}`);
+    return { scrollWidth: document.documentElement.scrollWidth, widest };
+  }, limit);
+}
+
+/** The page is no wider than its viewport and axe-core finds nothing: the bar for every page a browser test opens. */
+export async function expectFitsAndAccessible(page: Page): Promise<void> {
+  const limit = page.viewportSize()!.width;
+  const label = new URL(page.url()).pathname;
+  const w = await pageWidth(page, limit);
+  expect(w.scrollWidth, `${label} is ${w.scrollWidth} px wide at ${limit}: ${w.widest.join('; ')}`).toBeLessThanOrEqual(limit);
+  const violations = await axeViolations(page);
+  expect(violations, `${label} at ${limit} px:\n${violations.join('\n')}`).toEqual([]);
+}
+
+/** The two widths every flow is checked at: a desktop and a 390 px phone. */
+export const VIEWPORTS = [
+  { name: 'desktop', viewport: { width: 1280, height: 900 } },
+  { name: 'phone', viewport: { width: 390, height: 844 } },
+] as const;
 
 /** Mail queued for delivery (the outbound queue), oldest first, parsed: what the panel sent. */
 export async function queuedMail(db: Database, to?: string): Promise<{ to: string; subject: string; text: string }[]> {
