@@ -78,6 +78,7 @@ export async function run(): Promise<void> {
     await search('rare words', info.rareWords);
     await search('common words', info.commonWords);
     await search('phrases', info.phrases.map((p) => `"${p}"`));
+    await search('two words', info.phrases);
 
     const { rows: sample } = await db.pool.query<{ message_id: string }>('select message_id from messages order by id % 997, id limit 2000');
     const messageUrls = sample.map((r) => `/message-id/${messageIdPath(r.message_id)}`);
