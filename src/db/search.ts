@@ -107,22 +107,26 @@ const NO_SPACES = /[\u0E00-\u0EFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\
 
 /**
  * The query text as the database is to parse it: websearchText(), and each run of CJK (etc.)
- * characters outside quotes made a phrase, so that search_text() turns 日本語 into the bigrams
- * 日本 <-> 本語 (found where they stand together) rather than two words found anywhere.
+ * characters outside quotes made a phrase and put through search_text(), as documents are, so
+ * that 日本語 becomes the bigrams 日本 <-> 本語 (found where they stand together). Only such a
+ * query asks the database: calling search_text() inside the search would be inlined, and so
+ * re-planned, at each place the tsquery appears.
  */
-function queryText(q: string): string {
+async function queryText(db: Queryable, q: string): Promise<string> {
   const safe = websearchText(q);
   if (!NO_SPACES.test(safe)) return safe;
   NO_SPACES.lastIndex = 0;
-  return safe.split('"').map((part, i) => (i % 2 === 1 ? part : part.replace(NO_SPACES, (run) => `"${run}"`))).join('"');
+  const quoted = safe.split('"').map((part, i) => (i % 2 === 1 ? part : part.replace(NO_SPACES, (run) => `"${run}"`))).join('"');
+  const { rows } = await db.query<{ t: string }>('select search_text($1) as t', [quoted]);
+  return rows[0].t;
 }
 
-const TSQUERY = (param: string) => `websearch_to_tsquery('listkeeper', search_text(${param}))`;
+const TSQUERY = (param: string) => `websearch_to_tsquery('listkeeper', ${param})`;
 
 /** Whether a websearch query has any word left once stop words are dropped. */
 export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean> {
   try {
-    const { rows } = await db.query<{ n: number }>(`select numnode(${TSQUERY('$1')}) as n`, [queryText(q)]);
+    const { rows } = await db.query<{ n: number }>(`select numnode(${TSQUERY('$1')}) as n`, [await queryText(db, q)]);
     return rows[0].n > 0;
   } catch (err) {
     throw searchRefused(err);
@@ -130,16 +134,16 @@ export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean>
 }
 
 /** The WHERE clause for a search and its parameters; the tsquery expression when there are words. */
-function filters(s: SearchQuery) {
+function filters(s: Texts) {
   const params: unknown[] = [s.listIds];
   const p = (v: unknown) => `$${params.push(v)}`;
   const where = [`exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any($1::bigint[]) and lm.hidden_at is null)`];
   // The tsquery is written inline (not in a CTE) so the planner sees it (folded to a constant):
   // for a common word it walks the date index, for a rare one it uses GIN.
   const parts: string[] = [];
-  if (s.q) parts.push(TSQUERY(p(queryText(s.q))));
+  if (s.q) parts.push(TSQUERY(p(s.q)));
   if (s.subject) {
-    const subject = TSQUERY(p(queryText(s.subject)));
+    const subject = TSQUERY(p(s.subject));
     parts.push(subject);
     // The index finds the words anywhere; the subject alone is checked on those rows.
     where.push(`to_tsvector('listkeeper', search_text(m.subject)) @@ ${subject}`);
@@ -166,41 +170,56 @@ function filters(s: SearchQuery) {
  */
 export async function searchMessages(db: Queryable, s: SearchQuery): Promise<SearchResult> {
   try {
-    return await runSearch(db, s);
+    return await runSearch(db, {
+      ...s,
+      q: s.q === null ? null : await queryText(db, s.q),
+      subject: s.subject === null ? null : await queryText(db, s.subject),
+    });
   } catch (err) {
     throw searchRefused(err);
   }
 }
 
-async function runSearch(db: Queryable, s: SearchQuery): Promise<SearchResult> {
+/** A search whose texts went through queryText(). */
+type Texts = SearchQuery;
+
+async function runSearch(db: Queryable, s: Texts): Promise<SearchResult> {
   const f = filters(s);
   const ranked = s.sort === 'relevance' && f.tsquery !== null && s.offset < s.cap;
   let page: string;
   if (ranked) {
-    // ts_rank, not ts_rank_cd: over 300 candidates it costs a fifth as much, and the weights
-    // (subject A, name B, body D) are what order them.
-    page = `with cand as (select m.id, m.date, m.tsv from messages m where ${f.where} order by m.date desc limit ${f.p(s.cap + 1)}),
-            numbered as (select c.*, row_number() over (order by c.date desc) as n, count(*) over () as candidates from cand c)
-            select c.id, c.date, ts_rank(c.tsv, ${f.tsquery}) as rank, c.candidates
-              from numbered c where c.n <= ${f.p(s.cap)}
-             order by rank desc, c.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
+    // Ranked as they are found, in the scan that finds them, so the rows carried on are narrow (no
+    // tsvector through a window or a sort: that cost four times the scan). ts_rank, not
+    // ts_rank_cd: over 300 candidates it costs a third as much, and the weights (subject A,
+    // name B, body D) are what order them. The `cap + 1`th match only says there are more.
+    page = `with cand as materialized (
+              select m.id, m.date, ts_rank(m.tsv, ${f.tsquery}) as rank from messages m where ${f.where}
+               order by m.date desc limit ${f.p(s.cap + 1)})
+            select c.id, c.date, c.rank, (select count(*) from cand) as candidates
+              from (select * from cand order by date desc limit ${f.p(s.cap)}) c
+             order by c.rank desc, c.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
   } else {
     // By date; past the ranked set this goes on from the first match not ranked (the ranked set
     // is the `cap` most recent, so the same offset).
     page = `select m.id, m.date, 0::real as rank, null::bigint as candidates from messages m where ${f.where}
              order by m.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
   }
-  // Excerpts for the shown hits only, from the start of the body (the headline parses all the
-  // text it is given: 2,000 characters is a screenful and costs half of 4,000).
+  // Excerpts for the shown hits only. ts_headline parses all the text it is given, and that
+  // parsing is most of a search's time: so it gets 600 characters around the first place where a
+  // typed word (or its start, for other forms of it) occurs, not the whole body.
   const excerpt = f.tsquery
-    ? `ts_headline('listkeeper', left(m.body, 2000), ${f.tsquery},
-         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')`
+    ? `case when p.n <= ${f.p(s.limit)} then ts_headline('listkeeper', substr(m.body, greatest(1, x.at - 200), 600), ${f.tsquery},
+         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "') end`
     : 'left(m.body, 300)';
+  const at = f.tsquery
+    ? `cross join lateral (select coalesce(min(nullif(strpos(lower(left(m.body, 100000)), w), 0)), 1) as at from unnest(${f.p(excerptHints(s))}::text[]) w) x`
+    : '';
   const { rows } = await db.query<SearchHit & { candidates: string | null }>(
-    `with page as (${page})
+    // n: the place on the page; the row past the page (there to tell of a next page) needs no excerpt
+    `with page as (select p0.*, row_number() over (order by p0.rank desc, p0.date desc) as n from (${page}) p0)
      select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates, ${excerpt} as excerpt,
             l.id as list_id, ${LIST_KEY} as list_key
-       from page p join messages m on m.id = p.id
+       from page p join messages m on m.id = p.id ${at}
        cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
                             where lm.message_id = m.id and lm.list_id = any($1::bigint[]) and lm.hidden_at is null order by l.id limit 1) l
       order by p.rank desc, p.date desc`,
@@ -220,8 +239,20 @@ async function runSearch(db: Queryable, s: SearchQuery): Promise<SearchResult> {
   return { hits, more, total: Math.max(await estimate(db, s), s.cap + 1), exact: false, capped, ranked };
 }
 
+/** Lower-case strings to look for in a body for its excerpt: the typed words, and their starts. */
+function excerptHints(s: Texts): string[] {
+  const words = `${s.q ?? ''} ${s.subject ?? ''}`.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) ?? [];
+  const hints = new Set<string>();
+  for (const w of words.slice(0, 20)) {
+    if (w === 'or') continue;
+    hints.add(w);
+    if (w.length > 4) hints.add(w.slice(0, Math.max(4, w.length - 3)));
+  }
+  return [...hints];
+}
+
 /** How many match, counted up to `bound`; null past it. */
-async function boundedCount(db: Queryable, s: SearchQuery, bound: number): Promise<number | null> {
+async function boundedCount(db: Queryable, s: Texts, bound: number): Promise<number | null> {
   const f = filters(s);
   const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from (select 1 from messages m where ${f.where} limit ${f.p(bound + 1)}) x`, f.params);
   return rows[0].n > bound ? null : rows[0].n;
@@ -232,7 +263,7 @@ async function boundedCount(db: Queryable, s: SearchQuery, bound: number): Promi
  * (exact for a single word it has seen often), without reading a row. Counting a common word's
  * matches exactly reads every one of them, which is what the ranked set avoids.
  */
-async function estimate(db: Queryable, s: SearchQuery): Promise<number> {
+async function estimate(db: Queryable, s: Texts): Promise<number> {
   const f = filters(s);
   const { rows } = await db.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`explain (format json) select 1 from messages m where ${f.where}`, f.params);
   return Math.round(rows[0]['QUERY PLAN'][0].Plan['Plan Rows']);

@@ -20,7 +20,7 @@ import { authorName, excerptHtml, shownSubject } from './present.ts';
 import { MAX_OPERATORS, parseSearchQuery, startsWithOperator, type Operator } from './search-operators.ts';
 
 const PER_PAGE = 20;
-const CAP = 300;
+const CAP = 100;
 const SORTS: readonly SearchSort[] = ['relevance', 'date'];
 const EXAMPLE: Record<Operator, string> = {
   from: 'from:jane@example.org or from:"Jane Doe"', subject: 'subject:vacuum or subject:"two words"', list: 'list:dev',
