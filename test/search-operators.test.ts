@@ -62,7 +62,8 @@ describe('parseSearchQuery', () => {
     const p = parseSearchQuery('vacuum FROM:"Jane Doe" subject:"two words" list:dev after:2026-01-01 before:2026-12-31 "a from:phrase" url:x');
     expect(p.words).toBe('vacuum "a from:phrase" url:x');
     expect(p.ops).toEqual({ from: ['Jane Doe'], subject: ['two words'], list: ['dev'], after: ['2026-01-01'], before: ['2026-12-31'] });
-    expect(parseSearchQuery('from: x').empty).toEqual(['from']);
+    expect(parseSearchQuery('subject: x').ops.subject).toEqual(['x']);
+    expect(parseSearchQuery('x from: ').empty).toEqual(['from']);
     expect(parseSearchQuery('notfrom:x').ops.from).toEqual([]);
   });
 });

@@ -1,12 +1,14 @@
 /*
  * Full-text search as pgarchives does it: the `listkeeper` text-search configuration (no e-mail
- * addresses, URLs or host names as words), subject weighted A above body D, websearch syntax
- * ("a phrase", or, -word), ranked, with ts_headline excerpts.
+ * addresses, URLs or host names as words), subject weighted A, author's name B, body D
+ * (sql/0050_search.sql; CJK and Thai text as bigrams through search_text()), websearch syntax
+ * ("a phrase", or, -word), ranked, with ts_headline excerpts. The operators typed in the box are
+ * taken apart before this (web/archive/search-operators.ts) and arrive as fields.
  *
  * Ranking every match of a common word is what makes searches slow (it reads every matching
  * tsvector), so only the most recent `cap` matches are ranked: the date index finds them quickly
- * whatever the word. When there were more, the result says so (`capped`), and the pages after
- * the ranked set list the older matches by date.
+ * whatever the word. When there were more, the result says so (`capped`), the pages after the
+ * ranked set list the older matches by date, and the count is the planner's estimate.
  */
 
 import { InvalidInput } from '../errors.ts';
@@ -109,8 +111,8 @@ const NO_SPACES = /[\u0E00-\u0EFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\
  * The query text as the database is to parse it: websearchText(), and each run of CJK (etc.)
  * characters outside quotes made a phrase and put through search_text(), as documents are, so
  * that 日本語 becomes the bigrams 日本 <-> 本語 (found where they stand together). Only such a
- * query asks the database: calling search_text() inside the search would be inlined, and so
- * re-planned, at each place the tsquery appears.
+ * query asks the database, once, before the search: the search's SQL then holds a plain
+ * parameter wherever the tsquery appears.
  */
 async function queryText(db: Queryable, q: string): Promise<string> {
   const safe = websearchText(q);
@@ -190,7 +192,7 @@ async function runSearch(db: Queryable, s: Texts): Promise<SearchResult> {
   if (ranked) {
     // Ranked as they are found, in the scan that finds them, so the rows carried on are narrow (no
     // tsvector through a window or a sort: that cost four times the scan). ts_rank, not
-    // ts_rank_cd: over 300 candidates it costs a third as much, and the weights (subject A,
+    // ts_rank_cd: over 300 candidates it cost a third as much, and the weights (subject A,
     // name B, body D) are what order them. The `cap + 1`th match only says there are more.
     page = `with cand as materialized (
               select m.id, m.date, ts_rank(m.tsv, ${f.tsquery}) as rank from messages m where ${f.where}

@@ -20,9 +20,9 @@ export interface ParsedQuery {
 /** At most this many operators: a query is typed, not generated. */
 export const MAX_OPERATORS = 20;
 
-// An operator at the start of a word: name, colon, then a quoted value (to the next quote or the
-// end) or a bare one (to the next space).
-const OPERATOR = /^(from|subject|list|before|after):(?:"([^"]*)"?|(\S*))/i;
+// An operator at the start of a word: name, colon, then (after spaces, as Gmail allows:
+// `subject: dinner`) a quoted value (to the next quote or the end) or a bare one (to the next space).
+const OPERATOR = /^(from|subject|list|before|after):\s*(?:"([^"]*)"?|(\S*))/i;
 
 export function parseSearchQuery(q: string): ParsedQuery {
   const ops: Record<Operator, string[]> = { from: [], subject: [], list: [], before: [], after: [] };

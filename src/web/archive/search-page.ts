@@ -115,7 +115,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     searched: result !== null,
     capped: result?.capped ?? false,
     byDate: result ? !result.ranked : false,
-    olderMatches: result ? !result.ranked && sort === 'relevance' : false,
+    olderMatches: result ? !result.ranked && sort === 'relevance' && Boolean(parsed.words || subject) : false,
     cap: CAP,
     count: result ? countText(result.total, result.exact) : '',
     hits: (result?.hits ?? []).map((h) => ({
