@@ -90,6 +90,7 @@ export async function run(rows: string[] = ROWS): Promise<void> {
       await search('rare words', info.rareWords);
       await search('common words', info.commonWords);
       await search('phrases', info.phrases.map((p) => `"${p}"`));
+      await search('two words', info.phrases);
     }
 
     const { rows: sample } = await db.pool.query<{ message_id: string }>('select message_id from messages order by id % 997, id limit 2000');

@@ -515,6 +515,24 @@ begin
 end $$;
 
 --
+-- Name: search_text(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.search_text(t text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+begin
+  if t !~ '[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]' then
+    return t;
+  end if;
+  return (select string_agg(
+                   case when length(r.m[1]) > 1 and r.m[1] ~ '^[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]'
+                        then ' ' || (select string_agg(substr(r.m[1], i, 2), ' ' order by i) from generate_series(1, length(r.m[1]) - 1) i) || ' '
+                        else r.m[1] end, '' order by r.n)
+            from regexp_matches(t, '[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]+|[^\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]+', 'g') with ordinality as r(m, n));
+end $$;
+
+--
 -- Name: listkeeper; Type: TEXT SEARCH CONFIGURATION; Schema: public; Owner: -
 --
 
@@ -1067,8 +1085,8 @@ CREATE TABLE public.messages (
     thread_id bigint NOT NULL,
     parent_id bigint,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
-    tsv tsvector GENERATED ALWAYS AS ((setweight(to_tsvector('public.listkeeper'::regconfig, subject), 'A'::"char") || setweight(to_tsvector('public.listkeeper'::regconfig, "left"(body, 200000)), 'D'::"char"))) STORED,
-    checks jsonb
+    checks jsonb,
+    tsv tsvector GENERATED ALWAYS AS (((setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text(subject)), 'A'::"char") || setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text(from_name)), 'B'::"char")) || setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text("left"(body, 200000))), 'D'::"char"))) STORED
 );
 ALTER TABLE ONLY public.messages ALTER COLUMN tsv SET STORAGE MAIN;
 

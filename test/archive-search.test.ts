@@ -112,17 +112,19 @@ describe('full-text search', () => {
       batch.push({ raw, message: await parse(raw) });
     }
     await importBatch(db.pool, list.id, batch);
+    // The count past the ranked set is the planner's estimate, from the statistics autovacuum keeps.
+    await db.pool.query('analyze messages, list_messages');
     const html = await (await get('/search?q=plentiful')).text();
-    expect(html).toContain('More than 300 messages match');
+    expect(html).toContain('About 1,000 messages match: the 100 most recent are ranked');
     expect(html.match(/<a class="subject"/g)!.length).toBe(20);
     expect((await hits('q=plentiful'))[0]).toBe('busy-1004@example.org');
-    // The ranked set is the 300 most recent; then the older ones follow by date, none twice.
+    // The ranked set is the 100 most recent; then the older ones follow by date, none twice.
     const seen = new Set<string>();
     for (let page = 1; page <= 51; page++) for (const id of await hits(`q=plentiful&page=${page}`)) seen.add(id);
     expect(seen.size).toBe(1005);
-    const later = await (await get('/search?q=plentiful&page=16')).text();
-    expect(later).toContain('Older matches, newest first');
-    expect((await hits('q=plentiful&page=16'))[0]).toBe('busy-704@example.org');
-    expect(later).toContain('href="/search?q=plentiful&amp;page=17"');
+    const later = await (await get('/search?q=plentiful&page=6')).text();
+    expect(later).toContain('older matches here, newest first');
+    expect((await hits('q=plentiful&page=6'))[0]).toBe('busy-904@example.org');
+    expect(later).toContain('href="/search?q=plentiful&amp;page=7"');
   });
 });

@@ -1,29 +1,37 @@
 /*
  * Full-text search as pgarchives does it: the `listkeeper` text-search configuration (no e-mail
- * addresses, URLs or host names as words), subject weighted A above body D, websearch syntax
- * ("a phrase", or, -word), ranked, with ts_headline excerpts.
+ * addresses, URLs or host names as words), subject weighted A, author's name B, body D
+ * (sql/0050_search.sql; CJK and Thai text as bigrams through search_text()), websearch syntax
+ * ("a phrase", or, -word), ranked, with ts_headline excerpts. The operators typed in the box are
+ * taken apart before this (web/archive/search-operators.ts) and arrive as fields.
  *
  * Ranking every match of a common word is what makes searches slow (it reads every matching
  * tsvector), so only the most recent `cap` matches are ranked: the date index finds them quickly
- * whatever the word. When there were more, the result says so (`capped`), and the pages after
- * the ranked set list the older matches by date.
+ * whatever the word. When there were more, the result says so (`capped`), the pages after the
+ * ranked set list the older matches by date, and the count is the planner's estimate.
  */
 
 import { InvalidInput } from '../errors.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
+export type SearchSort = 'relevance' | 'date';
+
 export interface SearchQuery {
   /** websearch syntax; null to list by the filters alone, newest first */
   q: string | null;
-  /** lists to search: those the reader may read, narrowed by the list filter */
+  /** websearch syntax matched against subjects only (the subject: operator); null for none */
+  subject: string | null;
+  /** lists to search: those the reader may read, narrowed by the list filters */
   listIds: number[];
-  /** an address (exact) or part of a name */
-  from: string | null;
+  /** each an address (exact) or part of a name or address; all must match */
+  from: string[];
   /** inclusive */
   after: Date | null;
   /** exclusive */
   before: Date | null;
+  /** relevance ranks the most recent `cap` matches; date lists every match newest first */
+  sort: SearchSort;
   limit: number;
   offset: number;
   cap: number;
@@ -44,12 +52,16 @@ export interface SearchHit {
 }
 
 export interface SearchResult {
+  /** the page, plus one more row when there is a next page (see `more`) */
   hits: SearchHit[];
-  /** matches considered (at most cap + 1) */
-  candidates: number;
+  /** whether a later page has matches */
+  more: boolean;
+  /** how many messages match: exact, or the planner's estimate when `exact` is false */
+  total: number;
+  exact: boolean;
   /** more matches than the cap: only the most recent were ranked */
   capped: boolean;
-  /** this page comes from the ranked set (else: older matches by date) */
+  /** this page is ranked by relevance (else: by date, newest first) */
   ranked: boolean;
 }
 
@@ -92,70 +104,164 @@ function searchRefused(err: unknown): unknown {
   return err;
 }
 
+// Scripts written without spaces; the same ranges as search_text() in sql/0050_search.sql.
+const NO_SPACES = /[\u0E00-\u0EFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\u{20000}-\u{2FA1F}]{2,}/gu;
+
+/**
+ * The query text as the database is to parse it: websearchText(), and each run of CJK (etc.)
+ * characters outside quotes made a phrase and put through search_text(), as documents are, so
+ * that 日本語 becomes the bigrams 日本 <-> 本語 (found where they stand together). Only such a
+ * query asks the database, once, before the search: the search's SQL then holds a plain
+ * parameter wherever the tsquery appears.
+ */
+async function queryText(db: Queryable, q: string): Promise<string> {
+  const safe = websearchText(q);
+  if (!NO_SPACES.test(safe)) return safe;
+  NO_SPACES.lastIndex = 0;
+  const quoted = safe.split('"').map((part, i) => (i % 2 === 1 ? part : part.replace(NO_SPACES, (run) => `"${run}"`))).join('"');
+  const { rows } = await db.query<{ t: string }>('select search_text($1) as t', [quoted]);
+  return rows[0].t;
+}
+
+const TSQUERY = (param: string) => `websearch_to_tsquery('listkeeper', ${param})`;
+
 /** Whether a websearch query has any word left once stop words are dropped. */
 export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean> {
   try {
-    const { rows } = await db.query<{ n: number }>(`select numnode(websearch_to_tsquery('listkeeper', $1)) as n`, [websearchText(q)]);
+    const { rows } = await db.query<{ n: number }>(`select numnode(${TSQUERY('$1')}) as n`, [await queryText(db, q)]);
     return rows[0].n > 0;
   } catch (err) {
     throw searchRefused(err);
   }
 }
 
+/** The WHERE clause for a search and its parameters; the tsquery expression when there are words. */
+function filters(s: Texts) {
+  const params: unknown[] = [s.listIds];
+  const p = (v: unknown) => `$${params.push(v)}`;
+  const where = [`exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any($1::bigint[]) and lm.hidden_at is null)`];
+  // The tsquery is written inline (not in a CTE) so the planner sees it (folded to a constant):
+  // for a common word it walks the date index, for a rare one it uses GIN.
+  const parts: string[] = [];
+  if (s.q) parts.push(TSQUERY(p(s.q)));
+  if (s.subject) {
+    const subject = TSQUERY(p(s.subject));
+    parts.push(subject);
+    // The index finds the words anywhere; the subject alone is checked on those rows.
+    where.push(`to_tsvector('listkeeper', search_text(m.subject)) @@ ${subject}`);
+  }
+  const tsquery = parts.length ? parts.join(' && ') : null;
+  if (tsquery) where.push(`m.tsv @@ (${tsquery})`);
+  for (const f of s.from) {
+    const v = f.trim();
+    if (v.includes('@') && !/\s/.test(v)) where.push(`m.from_email = ${p(v.toLowerCase())}`);
+    else {
+      const like = p(`%${v.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      where.push(`(m.from_name ilike ${like} or m.from_email ilike ${like})`);
+    }
+  }
+  if (s.after) where.push(`m.date >= ${p(s.after)}`);
+  if (s.before) where.push(`m.date < ${p(s.before)}`);
+  return { where: where.join('\n and '), params, p, tsquery };
+}
+
 /**
- * One page of results. Offsets inside the ranked set (the most recent `cap` matches) are ranked;
- * beyond it, older matches follow by date. The tsquery is written inline (not in a CTE) so the
- * planner sees it: for a common word it walks the date index, for a rare one it uses GIN.
+ * One page of results, one row more than the page when there is a next one. Ranked (relevance,
+ * words given, inside the ranked set): the most recent `cap` matches are ranked and the page
+ * taken from them; past the ranked set, or sorted by date, matches follow newest first.
  */
 export async function searchMessages(db: Queryable, s: SearchQuery): Promise<SearchResult> {
   try {
-    return await runSearch(db, { ...s, q: s.q === null ? null : websearchText(s.q) });
+    return await runSearch(db, {
+      ...s,
+      q: s.q === null ? null : await queryText(db, s.q),
+      subject: s.subject === null ? null : await queryText(db, s.subject),
+    });
   } catch (err) {
     throw searchRefused(err);
   }
 }
 
-async function runSearch(db: Queryable, s: SearchQuery): Promise<SearchResult> {
-  const byAddress = s.from && s.from.includes('@') ? s.from.trim().toLowerCase() : null;
-  const byName = s.from && !byAddress ? `%${s.from.trim().replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
-  const ranked = s.offset < s.cap;
-  const { rows } = await db.query<SearchHit & { candidates: number }>(
-    `with cand as (
-       select m.id, m.date, m.tsv
-         from messages m
-        where ($1::text is null or m.tsv @@ websearch_to_tsquery('listkeeper', $1))
-          and exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any($2::bigint[]) and lm.hidden_at is null)
-          and ($3::text is null or m.from_email = $3)
-          and ($4::text is null or m.from_name ilike $4 or m.from_email ilike $4)
-          and ($5::timestamptz is null or m.date >= $5)
-          and ($6::timestamptz is null or m.date < $6)
-        order by m.date desc
-        limit case when $10 then $7 + 1 else $8 end
-        offset case when $10 then 0 else $9 end
-     ),
-     numbered as (select c.*, row_number() over (order by c.date desc) as n from cand c),
-     page as (
-       select c.id, c.date,
-              case when $1::text is null or not $10 then 0 else ts_rank_cd(c.tsv, websearch_to_tsquery('listkeeper', $1)) end as rank,
-              (select count(*) from cand)::int as candidates
-         from numbered c
-        where not $10 or c.n <= $7
-        order by rank desc, c.date desc
-        limit $8 offset case when $10 then $9 else 0 end
-     )
-     select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates,
-            case when $1::text is null then left(m.body, 300)
-                 else ts_headline('listkeeper', left(m.body, 4000), websearch_to_tsquery('listkeeper', $1),
-                        'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "')
-            end as excerpt,
-            l.id as list_id,
-            ${LIST_KEY} as list_key
+/** A search whose texts went through queryText(). */
+type Texts = SearchQuery;
+
+async function runSearch(db: Queryable, s: Texts): Promise<SearchResult> {
+  const f = filters(s);
+  const ranked = s.sort === 'relevance' && f.tsquery !== null && s.offset < s.cap;
+  let page: string;
+  if (ranked) {
+    // Ranked as they are found, in the scan that finds them, so the rows carried on are narrow (no
+    // tsvector through a window or a sort: that cost four times the scan). ts_rank, not
+    // ts_rank_cd: over 300 candidates it cost a third as much, and the weights (subject A,
+    // name B, body D) are what order them. The `cap + 1`th match only says there are more.
+    page = `with cand as materialized (
+              select m.id, m.date, ts_rank(m.tsv, ${f.tsquery}) as rank from messages m where ${f.where}
+               order by m.date desc limit ${f.p(s.cap + 1)})
+            select c.id, c.date, c.rank, (select count(*) from cand) as candidates
+              from (select * from cand order by date desc limit ${f.p(s.cap)}) c
+             order by c.rank desc, c.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
+  } else {
+    // By date; past the ranked set this goes on from the first match not ranked (the ranked set
+    // is the `cap` most recent, so the same offset).
+    page = `select m.id, m.date, 0::real as rank, null::bigint as candidates from messages m where ${f.where}
+             order by m.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
+  }
+  // Excerpts for the shown hits only. ts_headline parses all the text it is given, and that
+  // parsing is most of a search's time: so it gets 600 characters around the first place where
+  // the first typed word (its start, for other forms of it) occurs, not the whole body. (One
+  // strpos() in the select list: a lateral join over every typed word cost 3 ms a search.)
+  const excerpt = f.tsquery
+    ? `case when p.n <= ${f.p(s.limit)} then ts_headline('listkeeper', substr(m.body, greatest(1, strpos(lower(left(m.body, 20000)), ${f.p(excerptHint(s))}) - 200), 600), ${f.tsquery},
+         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "') end`
+    : 'left(m.body, 300)';
+  const { rows } = await db.query<SearchHit & { candidates: string | null }>(
+    // n: the place on the page; the row past the page (there to tell of a next page) needs no excerpt
+    `with page as (select p0.*, row_number() over (order by p0.rank desc, p0.date desc) as n from (${page}) p0)
+     select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates, ${excerpt} as excerpt,
+            l.id as list_id, ${LIST_KEY} as list_key
        from page p join messages m on m.id = p.id
        cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
-                            where lm.message_id = m.id and lm.list_id = any($2::bigint[]) and lm.hidden_at is null order by l.id limit 1) l
+                            where lm.message_id = m.id and lm.list_id = any($1::bigint[]) and lm.hidden_at is null order by l.id limit 1) l
       order by p.rank desc, p.date desc`,
-    [s.q, s.listIds, byAddress, byName, s.after, s.before, s.cap, s.limit, s.offset, ranked],
+    f.params,
   );
-  const candidates = ranked ? (rows[0]?.candidates ?? 0) : s.cap + 1;
-  return { hits: rows, candidates, capped: candidates > s.cap, ranked };
+  const more = rows.length > s.limit;
+  const hits = rows.slice(0, s.limit).map(({ candidates: _, ...h }) => h);
+  let total: number | null;
+  let capped = false;
+  if (ranked) {
+    const candidates = Number(rows[0]?.candidates ?? 0);
+    capped = candidates > s.cap;
+    total = capped ? null : candidates;
+  } else if (s.offset === 0 && !more) total = hits.length;
+  else total = await boundedCount(db, s, s.cap);
+  if (total !== null) return { hits, more, total, exact: true, capped, ranked };
+  return { hits, more, total: Math.max(await estimate(db, s), s.cap + 1), exact: false, capped, ranked };
+}
+
+/**
+ * Where a body's excerpt starts: near the first typed word, found by its start (so that "indexes"
+ * finds "index"); an empty string when there is no word, and strpos() then gives the beginning.
+ */
+function excerptHint(s: Texts): string {
+  const word = `${s.q ?? ''} ${s.subject ?? ''}`.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu)?.find((w) => w !== 'or') ?? '';
+  return word.length > 4 ? word.slice(0, Math.max(4, word.length - 3)) : word;
+}
+
+/** How many match, counted up to `bound`; null past it. */
+async function boundedCount(db: Queryable, s: Texts, bound: number): Promise<number | null> {
+  const f = filters(s);
+  const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from (select 1 from messages m where ${f.where} limit ${f.p(bound + 1)}) x`, f.params);
+  return rows[0].n > bound ? null : rows[0].n;
+}
+
+/**
+ * The planner's estimate of how many match: from the statistics ANALYZE keeps of the lexemes
+ * (exact for a single word it has seen often), without reading a row. Counting a common word's
+ * matches exactly reads every one of them, which is what the ranked set avoids.
+ */
+async function estimate(db: Queryable, s: Texts): Promise<number> {
+  const f = filters(s);
+  const { rows } = await db.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`explain (format json) select 1 from messages m where ${f.where}`, f.params);
+  return Math.round(rows[0]['QUERY PLAN'][0].Plan['Plan Rows']);
 }

@@ -62,7 +62,7 @@ export function archiveRouter(ctx: WebContext): Router {
 
   r.use(unreservedInLastPart);
   r.get('/', reads('page'), h(indexPage));
-  r.get('/search', reads('q', 'list', 'from', 'after', 'before', 'page'), h(searchPage));
+  r.get('/search', reads('q', 'list', 'from', 'after', 'before', 'sort', 'page'), h(searchPage));
   r.get('/lists/:list', reads(), h(listPage));
   r.get('/lists/:list/feed.atom', reads(), h(feed));
   // Never from the page cache: who sees it depends on who asks.

@@ -1,11 +1,12 @@
 /*
- * /search?q=&list=&from=&after=&before=: full-text search over the archives this reader may
- * read. A query that is a Message-ID goes straight to that message.
+ * /search?q=&list=&from=&after=&before=&sort=: full-text search over the archives this reader may
+ * read. The box takes operators too (from:, subject:, list:, before:, after:; search-operators.ts),
+ * combined with the form's fields. A query that is a Message-ID goes straight to that message.
  */
 
 import type { Request, Response } from 'express';
 import { messageCopies } from '../../db/archive-messages.ts';
-import { hasSearchTerms, searchMessages, type SearchResult } from '../../db/search.ts';
+import { hasSearchTerms, searchMessages, type SearchResult, type SearchSort } from '../../db/search.ts';
 import type { ReaderList } from '../../db/archive.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
@@ -16,9 +17,15 @@ import { readableList, readableLists, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';
 import { listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, excerptHtml, shownSubject } from './present.ts';
+import { MAX_OPERATORS, parseSearchQuery, startsWithOperator, type Operator } from './search-operators.ts';
 
 const PER_PAGE = 20;
-const CAP = 300;
+const CAP = 100;
+const SORTS: readonly SearchSort[] = ['relevance', 'date'];
+const EXAMPLE: Record<Operator, string> = {
+  from: 'from:jane@example.org or from:"Jane Doe"', subject: 'subject:vacuum or subject:"two words"', list: 'list:dev',
+  before: 'before:2024-01-31', after: 'after:2024-01-31',
+};
 const MESSAGE_ID = /^<?[^\s<>@]+@[^\s<>@]+>?$/;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -40,54 +47,77 @@ function day(v: string, name: string, errors: string[]): Date | null {
 export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const db = ctx.db.readPool;
-  const form = { q: text(req.query.q), list: text(req.query.list, 300), from: text(req.query.from, 300), after: text(req.query.after, 10), before: text(req.query.before, 10) };
+  const form = {
+    q: text(req.query.q), list: text(req.query.list, 300), from: text(req.query.from, 300),
+    after: text(req.query.after, 10), before: text(req.query.before, 10), sort: text(req.query.sort, 20),
+  };
   const errors: string[] = [];
-  const after = day(form.after, 'after', errors);
-  const beforeDay = day(form.before, 'before', errors);
-  // "before" names the last day wanted: everything earlier than the next midnight.
-  const before = beforeDay ? new Date(beforeDay.getTime() + 24 * 3600 * 1000) : null;
 
-  if (form.q && MESSAGE_ID.test(form.q)) {
+  // A bare Message-ID (with or without <>) opens the message; from:x@y is an operator.
+  if (form.q && MESSAGE_ID.test(form.q) && (form.q.startsWith('<') || !startsWithOperator(form.q))) {
     const id = normalizeMessageId(form.q);
     const copies = id ? await messageCopies(db, id, readerOf(viewer)) : [];
     if (copies.some((c) => c.readable && c.hidden_at === null)) return res.redirect(302, messageUrl(id!));
   }
 
-  const list = form.list ? await listFilter(db, viewer, form.list, errors) : null;
-  const listIds = list ? [list.id] : await readableLists(db, viewer);
+  const parsed = parseSearchQuery(form.q);
+  const { ops } = parsed;
+  if (Object.values(ops).reduce((n, v) => n + v.length, parsed.empty.length) > MAX_OPERATORS) {
+    errors.push(`This search has too many operators: at most ${MAX_OPERATORS}.`);
+  }
+  for (const name of new Set(parsed.empty)) errors.push(`"${name}:" needs a value, like ${EXAMPLE[name]}.`);
+  // Dates from the form and the box narrow together: the latest "after", the earliest "before".
+  const afters = [day(form.after, 'after', errors), ...ops.after.map((v) => day(v, 'after:', errors))].filter((d) => d !== null);
+  const befores = [day(form.before, 'before', errors), ...ops.before.map((v) => day(v, 'before:', errors))].filter((d) => d !== null);
+  const after = afters.length ? new Date(Math.max(...afters.map((d) => d.getTime()))) : null;
+  // "before" names the last day wanted: everything earlier than the next midnight.
+  const before = befores.length ? new Date(Math.min(...befores.map((d) => d.getTime())) + 24 * 3600 * 1000) : null;
+  if (form.sort && !SORTS.includes(form.sort as SearchSort)) errors.push('"sort" must be "relevance" or "date".');
+
+  // Each list named (the form's, list: operators) narrows the readable lists.
+  const lists: ReaderList[] = [];
+  for (const ref of [form.list, ...ops.list].filter(Boolean)) {
+    const l = await listFilter(db, viewer, ref, errors);
+    if (l) lists.push(l);
+  }
+  // (Two different lists leave nothing: a message is found once, in either.)
+  const listIds = lists.length === 0 ? await readableLists(db, viewer) : lists.every((l) => l.id === lists[0].id) ? [lists[0].id] : [];
+  const from = [form.from, ...ops.from].filter(Boolean);
+  // A subject: value of several words is a phrase, as Gmail takes it.
+  const subject = ops.subject.map((v) => (/\s/.test(v) && !v.includes('"') ? `"${v}"` : v)).join(' ') || null;
+  const sort: SearchSort = form.sort === 'date' || (form.sort !== 'relevance' && !parsed.words && !subject) ? 'date' : 'relevance';
   const page = pageParam(req);
   let result: SearchResult | null = null;
   let noTerms = false;
   let noSuchMessageId = false;
   if ((form.q || form.from) && errors.length === 0) {
     result = await searchMessages(db, {
-      q: form.q || null, listIds, from: form.from || null, after, before,
+      q: parsed.words || null, subject, listIds, from, after, before, sort,
       limit: PER_PAGE, offset: (page - 1) * PER_PAGE, cap: CAP,
     });
     // Nothing found: say so plainly when the query had no searchable word at all (a Message-ID
     // has none: addresses are not indexed as words), without telling whether a hidden or
     // unreadable message has that Message-ID.
-    if (result.hits.length === 0 && form.q && !(await hasSearchTerms(db, form.q))) {
-      if (MESSAGE_ID.test(form.q)) noSuchMessageId = true;
+    if (result.hits.length === 0 && parsed.words && !(await hasSearchTerms(db, parsed.words))) {
+      if (MESSAGE_ID.test(parsed.words)) noSuchMessageId = true;
       else noTerms = true;
       result = null;
     }
   }
   const obfuscate = !viewer;
-  const total = result ? Math.min(result.candidates, CAP) : 0;
-  const more = (result?.hits.length ?? 0) === PER_PAGE && (result?.capped || !result?.ranked);
   sendPage(ctx, req, res, 'archive/search.njk', {
     title: form.q ? `Search: ${form.q}` : 'Search',
     form,
+    sort,
     errors,
     noTerms,
     noSuchMessageId,
     searched: result !== null,
-    list,
     capped: result?.capped ?? false,
     byDate: result ? !result.ranked : false,
+    olderMatches: result ? !result.ranked && sort === 'relevance' && Boolean(parsed.words || subject) : false,
     cap: CAP,
-    total,
+    count: result ? countText(result.total, result.exact) : '',
     hits: (result?.hits ?? []).map((h) => ({
       href: messageUrl(h.message_id),
       subject: shownSubject(h.subject, obfuscate),
@@ -97,8 +127,15 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
       listKey: h.list_key,
       listHref: listUrl(h.list_key),
     })),
-    pager: result && (result.capped || !result.ranked) ? pager(req, page, null, PER_PAGE, more) : pager(req, page, total, PER_PAGE),
-  }, { restricted: list ? list.archive !== 'public' : Boolean(viewer) }, errors.length > 0 ? 400 : 200);
+    pager: result && result.exact ? pager(req, page, result.total, PER_PAGE) : pager(req, page, null, PER_PAGE, result?.more ?? false),
+  }, { restricted: lists.length ? lists.some((l) => l.archive !== 'public') : Boolean(viewer) }, errors.length > 0 ? 400 : 200);
+}
+
+/** "1 message found", "42 messages found", or an estimate to two figures: "about 1,200 messages match". */
+export function countText(total: number, exact: boolean): string {
+  if (exact) return `${total.toLocaleString('en-US')} message${total === 1 ? '' : 's'} found`;
+  const figure = 10 ** Math.max(0, Math.floor(Math.log10(total)) - 1);
+  return `About ${(Math.round(total / figure) * figure).toLocaleString('en-US')} messages match`;
 }
 
 /**
