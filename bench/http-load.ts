@@ -5,11 +5,14 @@
  * It uses wrk (Debian package `wrk`) when installed: a C client that costs the machine a tenth of
  * what Node's own client does per request, which matters when client and server share two cores.
  * Without wrk it falls back to node:http and says so. Any answer other than 200 fails the run.
+ * Also the servers' plumbing the HTTP benchmarks share: a free loopback port, waiting for a server
+ * to answer, stopping it.
  */
 
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { percentile } from './bench-db.ts';
@@ -108,4 +111,37 @@ function get(agent: http.Agent, url: string): Promise<number> {
       res.on('end', () => resolve(performance.now() - t));
     }).on('error', reject);
   });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().on('error', reject).listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until `url` answers 200, for at most `seconds`; each try has its own 2 s deadline. */
+export async function waitFor(url: string, seconds = 30): Promise<void> {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(2000) })).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer within ${seconds} s`);
+}
+
+/** SIGTERM, and SIGKILL if the process has not exited within `seconds`. */
+export async function stopProcess(child: ChildProcess, seconds = 10): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), seconds * 1000);
+  await exited;
+  clearTimeout(timer);
 }

@@ -3,7 +3,7 @@
  * `npm run bench -- ingest archive`.
  */
 
-const all = ['ingest', 'delivery', 'archive'];
+const all = ['ingest', 'delivery', 'archive', 'search-compare'];
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : all;
 for (const name of chosen) {
   let mod: { run(): Promise<void> };
