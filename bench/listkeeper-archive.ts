@@ -52,3 +52,17 @@ export async function startWeb(databaseUrl: string, cacheMb: number): Promise<We
   }
   return server;
 }
+
+/** listkeeper ranks at most this many matches, and says "More than 300" beyond (src/web/archive/search-page.ts). */
+export const SEARCH_CAP = 300;
+
+/**
+ * Matches a listkeeper search page reports: "N messages found.", "More than 300 messages
+ * match" (capped: counted as 301), "No messages found." or no count at all when the query had
+ * nothing to search for.
+ */
+export function searchHitsOf(html: string): { hits: number; capped: boolean } {
+  if (/More than \d+ messages match/.test(html)) return { hits: SEARCH_CAP + 1, capped: true };
+  const m = /(\d+) messages? found\./.exec(html);
+  return { hits: m ? Number(m[1]) : 0, capped: false };
+}

@@ -93,7 +93,7 @@ export function searchUrl(q: string): string {
  * Matches a public-inbox search page reports: "Results 1-200 of ~1630" (Xapian's estimate when
  * marked ~), nothing of the kind when there are none.
  */
-export function hitsOf(html: string): { hits: number; estimated: boolean } {
+export function searchHitsOf(html: string): { hits: number; estimated: boolean } {
   const m = /Results \d+-\d+ of (~?)(\d+)/.exec(html);
   return m ? { hits: Number(m[2]), estimated: m[1] === '~' } : { hits: 0, estimated: false };
 }

@@ -23,11 +23,9 @@ import { useCliLogging } from '../src/log.ts';
 import { benchDatabase } from './bench-db.ts';
 import { Corpus } from './corpus.ts';
 import { load, loadClient, type LoadResult } from './http-load.ts';
-import { importCorpus, startWeb, WEB_PROCESSES } from './listkeeper-archive.ts';
-import { hitsOf as piHitsOf, PublicInbox, publicInboxInstalled, searchUrl as piSearchUrl } from './public-inbox.ts';
+import { importCorpus, SEARCH_CAP as CAP, searchHitsOf as lkHitsOf, startWeb, WEB_PROCESSES } from './listkeeper-archive.ts';
+import { searchHitsOf as piHitsOf, PublicInbox, publicInboxInstalled, searchUrl as piSearchUrl } from './public-inbox.ts';
 
-/** listkeeper ranks at most this many matches and says "More than 300" beyond (src/web/archive/search-page.ts). */
-const CAP = 300;
 const ROUND_SECONDS = 2;
 const QUIET_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 const BUSY_ROUNDS = Math.max(1, Math.ceil(QUIET_ROUNDS / 2));
@@ -138,16 +136,6 @@ function queryClasses(corpus: Corpus): QueryClass[] {
       pi: info.authorNames.map((a) => piSearchUrl(`f:"${a}"`)),
     },
   ];
-}
-
-/**
- * Matches a listkeeper search page reports: "N messages found.", "More than 300 messages
- * match" (capped), "No messages found." or no count at all when the query had nothing to search.
- */
-export function lkHitsOf(html: string): { hits: number; capped: boolean } {
-  if (/More than \d+ messages match/.test(html)) return { hits: CAP + 1, capped: true };
-  const m = /(\d+) messages? found\./.exec(html);
-  return { hits: m ? Number(m[1]) : 0, capped: false };
 }
 
 interface Hits {

@@ -4,6 +4,7 @@ import type { ListRow } from '../src/db/lists.ts';
 import { parse } from '../src/mail/parse.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { searchHitsOf } from '../bench/listkeeper-archive.ts';
 import { archive, mail, newList } from './fixtures/archive/seed.ts';
 
 let db: TestDatabase;
@@ -114,6 +115,7 @@ describe('full-text search', () => {
     await importBatch(db.pool, list.id, batch);
     const html = await (await get('/search?q=plentiful')).text();
     expect(html).toContain('More than 300 messages match');
+    expect(searchHitsOf(html)).toEqual({ hits: 301, capped: true });
     expect(html.match(/<a class="subject"/g)!.length).toBe(20);
     expect((await hits('q=plentiful'))[0]).toBe('busy-1004@example.org');
     // The ranked set is the 300 most recent; then the older ones follow by date, none twice.
@@ -124,5 +126,11 @@ describe('full-text search', () => {
     expect(later).toContain('Older matches, newest first');
     expect((await hits('q=plentiful&page=16'))[0]).toBe('busy-704@example.org');
     expect(later).toContain('href="/search?q=plentiful&amp;page=17"');
+  });
+
+  it('states its count in the words bench/search-compare.ts reads for recall', async () => {
+    expect(searchHitsOf(await (await get('/search?q=vacuum')).text())).toEqual({ hits: 4, capped: false });
+    expect(searchHitsOf(await (await get('/search?q=index')).text())).toEqual({ hits: 1, capped: false });
+    expect(searchHitsOf(await (await get('/search?q=nosuchwordanywhere')).text())).toEqual({ hits: 0, capped: false });
   });
 });
