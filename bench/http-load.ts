@@ -58,7 +58,8 @@ function wrk(base: string, urls: string[], opts: { connections: number; seconds:
   try {
     fs.writeFileSync(path.join(dir, 'urls'), urls.join('\n') + '\n');
     fs.writeFileSync(path.join(dir, 'load.lua'), SCRIPT);
-    const out = spawnSync('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '-s', path.join(dir, 'load.lua'), base], {
+    // --timeout: wrk's own 2 s would count a slow answer on a busy machine as a failure, not a latency.
+    const out = spawnSync('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--timeout', '30s', '-s', path.join(dir, 'load.lua'), base], {
       env: { ...process.env, LK_URLS: path.join(dir, 'urls') }, encoding: 'utf8',
     });
     const line = /^LK (\{.*\})$/m.exec(out.stdout);
