@@ -9,7 +9,7 @@
  * to answer, stopping it.
  */
 
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -53,22 +53,32 @@ done = function(summary, latency, requests)
 end
 `;
 
-function wrk(base: string, urls: string[], opts: { connections: number; seconds: number }): LoadResult {
+// Run asynchronously: a benchmark blocked in spawnSync cannot take Ctrl-C and clean up (tsx
+// kills a child that does not acknowledge the signal within 60 ms).
+async function wrk(base: string, urls: string[], opts: { connections: number; seconds: number }): Promise<LoadResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-wrk-'));
+  const remove = () => fs.rmSync(dir, { recursive: true, force: true });
+  process.once('exit', remove); // a benchmark that exits on Ctrl-C does not wait for this run
   try {
     fs.writeFileSync(path.join(dir, 'urls'), urls.join('\n') + '\n');
     fs.writeFileSync(path.join(dir, 'load.lua'), SCRIPT);
     // --timeout: wrk's own 2 s would count a slow answer on a busy machine as a failure, not a latency.
-    const out = spawnSync('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--timeout', '30s', '-s', path.join(dir, 'load.lua'), base], {
-      env: { ...process.env, LK_URLS: path.join(dir, 'urls') }, encoding: 'utf8',
+    const child = spawn('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--timeout', '30s', '-s', path.join(dir, 'load.lua'), base], {
+      env: { ...process.env, LK_URLS: path.join(dir, 'urls') }, stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const line = /^LK (\{.*\})$/m.exec(out.stdout);
-    if (out.status !== 0 || !line) throw new Error(`wrk failed: ${out.stderr || out.stdout}`);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const status = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+    const line = /^LK (\{.*\})$/m.exec(stdout);
+    if (status !== 0 || !line) throw new Error(`wrk failed: ${stderr || stdout}`);
     const r = JSON.parse(line[1]);
     if (r.errors > 0) throw new Error(`wrk: ${r.errors} requests failed or did not answer 200 (${urls[0]} …)`);
     return { p50: r.p50 / 1000, p95: r.p95 / 1000, max: r.max / 1000, requests: r.requests, perSecond: Math.round(r.requests / (r.us / 1e6)) };
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    process.off('exit', remove);
+    remove();
   }
 }
 
