@@ -7,25 +7,19 @@
  * and requests per second (8 connections), measured with wrk when installed (bench/http-load.ts).
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { importMbox } from '../src/core/archive-import.ts';
 import { parseConfig } from '../src/config.ts';
 import { openDatabase } from '../src/db/database.ts';
-import { createList } from '../src/db/lists.ts';
 import { messageIdPath } from '../src/mail/message-id.ts';
 import { benchDatabase } from './bench-db.ts';
 import { Corpus } from './corpus.ts';
 import { load, loadClient, warm, type LoadResult } from './http-load.ts';
+import { importCorpus, startWeb, WEB_PROCESSES, type WebServer } from './listkeeper-archive.ts';
 import { describeMemory, peakMemoryDuring, systemMemory, type SystemMemory } from './pss.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// One web process per core, as docs/operations.md advises for production (BENCH_WEB_PROCESSES=1: the default).
-const WEB_PROCESSES = Number(process.env.BENCH_WEB_PROCESSES ?? os.availableParallelism());
 // Connections of the req/s load (BENCH_HTTP_CONNECTIONS: more readers at once, more pooled connections wanted)
 const BUSY_CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 8);
 const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
@@ -47,37 +41,16 @@ export async function run(rows: string[] = ROWS): Promise<void> {
   const bdb = await benchDatabase('lk_bench_archive');
   const cfg = parseConfig({ DATABASE_URL: bdb.url, LOG_LEVEL: 'warn' });
   const db = await openDatabase(cfg, 'bench');
-  let server: ChildProcess | undefined;
+  let server: WebServer | undefined;
   try {
-    const list = await createList(db.pool, {
-      address: 'dev@lists.example.org', name: 'Developers', description: 'bench', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [],
-    });
-    const t0 = performance.now();
-    const state = await importMbox(db, list, file);
-    const importSeconds = (performance.now() - t0) / 1000;
+    const imported = await importCorpus(db, file);
     console.log(`corpus: ${corpus.size} messages, ${mb.toFixed(1)} MB mbox`);
-    console.log(`import: ${state.added} messages in ${importSeconds.toFixed(1)} s = ${Math.round(state.added / importSeconds)} msgs/s (batches of 500, threading and tsvector included)`);
-    await db.pool.query('vacuum analyze messages, list_messages');
+    console.log(`import: ${imported.added} messages in ${imported.seconds.toFixed(1)} s = ${Math.round(imported.added / imported.seconds)} msgs/s (batches of 500, threading and tsvector included)`);
 
     // First without the page cache (PAGE_CACHE_MB=0): every request does the work, which is what
     // the goals are about. Then the message page again as deployed, cache on, for repeat views.
-    const web = async (cacheMb: number) => {
-      const port = await freePort();
-      const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
-      const child = spawn(process.execPath, [...profile, path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
-        cwd: ROOT,
-        env: { ...process.env, DATABASE_URL: bdb.url, WEB_PORT: String(port), LOG_LEVEL: 'warn', PAGE_CACHE_MB: String(cacheMb), WEB_PROCESSES: String(WEB_PROCESSES) },
-        stdio: 'ignore',
-      });
-      const base = `http://127.0.0.1:${port}`;
-      await waitFor(`${base}/healthz`).catch((err) => {
-        child.kill('SIGTERM');
-        throw err;
-      });
-      return { child, base };
-    };
-    let base: string;
-    ({ child: server, base } = await web(0));
+    server = await startWeb(bdb.url, 0);
+    let base = server.base;
     console.log(`web: ${WEB_PROCESSES} processes (WEB_PROCESSES); load client: ${loadClient}; latency with one request at a time, req/s with ${BUSY_CONNECTIONS} connections`);
 
     const info = corpus.info;
@@ -97,7 +70,7 @@ export async function run(rows: string[] = ROWS): Promise<void> {
     const messageUrls = sample.map((r) => `/message-id/${messageIdPath(r.message_id)}`);
     // The whole system's memory under that load (bench/pss.ts): what issue 14 set a goal for.
     if (rows.includes('message')) {
-      const memory = await page('message page', messageUrls, base, () => systemMemory(server!.pid!, bdb.url, bdb.postmasterPid));
+      const memory = await page('message page', messageUrls, base, () => systemMemory(server!.child.pid!, bdb.url, bdb.postmasterPid));
       console.log(`  under the message page load: ${describeMemory(memory!)}`);
     }
     const { rows: months } = await db.pool.query<{ m: string }>(`select distinct to_char(date, 'YYYY-MM') as m from list_messages limit 12`);
@@ -107,18 +80,18 @@ export async function run(rows: string[] = ROWS): Promise<void> {
         'select thread_id, (select count(*) from messages x where x.thread_id = m.thread_id)::int as n from messages m where message_id = $1', [info.bigThreadRoot]);
       await page(`thread page (${rows[0].n} messages)`, [`/lists/dev/thread/${rows[0].thread_id}`], base);
     }
-    server.kill('SIGTERM');
-    await new Promise((r) => server!.once('exit', r));
+    await server.stop();
     server = undefined;
     if (!rows.includes('cached')) return;
     // Repeat views: the same 2,000 messages, read again and again within the cache's 10 s (each
     // process caches its own copy of a page); 4 s of load fill the caches first.
-    ({ child: server, base } = await web(64));
+    server = await startWeb(bdb.url, 64);
+    base = server.base;
     await load(base, messageUrls, { connections: 8, seconds: 4 });
     await page('message page, page cache on', messageUrls, base);
     console.log(GOALS);
   } finally {
-    server?.kill('SIGTERM');
+    await server?.stop();
     await db.close();
     await bdb.drop();
     fs.rmSync(file, { force: true });
@@ -141,28 +114,6 @@ async function page(label: string, urls: string[], base: string, memory?: () => 
 function report(label: string, r: LoadResult, perSecond?: number) {
   const f = (x: number) => x.toFixed(1).padStart(6);
   console.log(`${label.padEnd(30)} p50 ${f(r.p50)} ms  p95 ${f(r.p95)} ms  max ${f(r.max)} ms${perSecond ? `  ${perSecond} req/s` : ''}  (${r.requests} requests)`);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor(url: string) {
-  // Two minutes: start-up takes seconds, but a machine shared with other work can be slow.
-  for (let i = 0; i < 1200; i++) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not answer`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -33,6 +33,12 @@ export interface CorpusInfo {
   commonWords: string[];
   /** two-word phrases that occur in the corpus */
   phrases: string[];
+  /** two-word phrases of words that are not stop words (search engines that keep stop words and those that drop them find the same) */
+  contentPhrases: string[];
+  /** two words from one message, not adjacent, neither a stop word (an AND query) */
+  wordPairs: string[];
+  /** full names of senders, from the most to the least prolific */
+  authorNames: string[];
   /** Message-ID of the first message of the 300-message thread, if the corpus is big enough */
   bigThreadRoot: string | null;
 }
@@ -267,7 +273,19 @@ export class Corpus {
       const at = Math.floor(rand() * (words.length - 1));
       phrases.push(`${words[at]} ${words[at + 1]}`);
     }
-    return { rareWords, commonWords, phrases, bigThreadRoot };
+    // Drawn after the sets above so that those stay as they were for the same seed.
+    const contentPhrases: string[] = [];
+    const wordPairs: string[] = [];
+    for (let tries = 0; (contentPhrases.length < 20 || wordPairs.length < 20) && tries < 10_000 && this.order.length > 0; tries++) {
+      const words = this.newText(this.order[Math.floor(rand() * this.order.length)].seed)[0].split(' ');
+      const at = Math.floor(rand() * (words.length - 1));
+      const other = Math.floor(rand() * words.length);
+      if (contentPhrases.length < 20 && !stop.has(words[at]) && !stop.has(words[at + 1]) && words[at] !== words[at + 1]) contentPhrases.push(`${words[at]} ${words[at + 1]}`);
+      if (wordPairs.length < 20 && Math.abs(other - at) > 1 && !stop.has(words[at]) && !stop.has(words[other]) && words[at] !== words[other]) wordPairs.push(`${words[at]} ${words[other]}`);
+    }
+    // Authors post with a Zipf distribution over their index: spread the picks over it.
+    const authorNames = [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2000, 2500, 2999].map((i) => this.authors[i].name);
+    return { rareWords, commonWords, phrases, contentPhrases, wordPairs, authorNames, bigThreadRoot };
   }
 }
 

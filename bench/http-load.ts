@@ -5,11 +5,14 @@
  * It uses wrk (Debian package `wrk`) when installed: a C client that costs the machine a tenth of
  * what Node's own client does per request, which matters when client and server share two cores.
  * Without wrk it falls back to node:http and says so. Any answer other than 200 fails the run.
+ * Also the servers' plumbing the HTTP benchmarks share: a free loopback port, waiting for a server
+ * to answer, stopping it.
  */
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { percentile } from './bench-db.ts';
@@ -50,26 +53,32 @@ done = function(summary, latency, requests)
 end
 `;
 
-// Spawned, not spawnSync: the caller's event loop keeps running (the memory sampler of bench/pss.ts).
+// Run asynchronously: a benchmark blocked in spawnSync cannot take Ctrl-C and clean up (tsx
+// kills a child that does not acknowledge the signal within 60 ms).
 async function wrk(base: string, urls: string[], opts: { connections: number; seconds: number }): Promise<LoadResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-wrk-'));
+  const remove = () => fs.rmSync(dir, { recursive: true, force: true });
+  process.once('exit', remove); // a benchmark that exits on Ctrl-C does not wait for this run
   try {
     fs.writeFileSync(path.join(dir, 'urls'), urls.join('\n') + '\n');
     fs.writeFileSync(path.join(dir, 'load.lua'), SCRIPT);
-    const child = spawn('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '-s', path.join(dir, 'load.lua'), base], {
+    // --timeout: wrk's own 2 s would count a slow answer on a busy machine as a failure, not a latency.
+    const child = spawn('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--timeout', '30s', '-s', path.join(dir, 'load.lua'), base], {
       env: { ...process.env, LK_URLS: path.join(dir, 'urls') }, stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const out = { stdout: '', stderr: '', status: null as number | null };
-    child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
-    out.status = await new Promise<number | null>((resolve) => child.once('close', resolve));
-    const line = /^LK (\{.*\})$/m.exec(out.stdout);
-    if (out.status !== 0 || !line) throw new Error(`wrk failed: ${out.stderr || out.stdout}`);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const status = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+    const line = /^LK (\{.*\})$/m.exec(stdout);
+    if (status !== 0 || !line) throw new Error(`wrk failed: ${stderr || stdout}`);
     const r = JSON.parse(line[1]);
     if (r.errors > 0) throw new Error(`wrk: ${r.errors} requests failed or did not answer 200 (${urls[0]} …)`);
     return { p50: r.p50 / 1000, p95: r.p95 / 1000, max: r.max / 1000, requests: r.requests, perSecond: Math.round(r.requests / (r.us / 1e6)) };
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    process.off('exit', remove);
+    remove();
   }
 }
 
@@ -113,4 +122,37 @@ function get(agent: http.Agent, url: string): Promise<number> {
       res.on('end', () => resolve(performance.now() - t));
     }).on('error', reject);
   });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().on('error', reject).listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until `url` answers 200, for at most `seconds`; each try has its own 2 s deadline. */
+export async function waitFor(url: string, seconds = 30): Promise<void> {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(2000) })).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer within ${seconds} s`);
+}
+
+/** SIGTERM, and SIGKILL if the process has not exited within `seconds`. */
+export async function stopProcess(child: ChildProcess, seconds = 10): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), seconds * 1000);
+  await exited;
+  clearTimeout(timer);
 }

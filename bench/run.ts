@@ -4,7 +4,7 @@
  * (the benchmark names its rows; one that has none runs whole).
  */
 
-const all = ['ingest', 'delivery', 'archive'];
+const all = ['ingest', 'delivery', 'archive', 'search-compare'];
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : all;
 for (const arg of chosen) {
   const [name, rows] = arg.split(':');

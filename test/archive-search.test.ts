@@ -4,6 +4,7 @@ import type { ListRow } from '../src/db/lists.ts';
 import { parse } from '../src/mail/parse.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { searchHitsOf } from '../bench/listkeeper-archive.ts';
 import { archive, mail, newList } from './fixtures/archive/seed.ts';
 
 let db: TestDatabase;
@@ -116,6 +117,7 @@ describe('full-text search', () => {
     await db.pool.query('analyze messages, list_messages');
     const html = await (await get('/search?q=plentiful')).text();
     expect(html).toContain('About 1,000 messages match: the 100 most recent are ranked');
+    expect(searchHitsOf(html)).toEqual({ hits: 1000, estimated: true });
     expect(html.match(/<a class="subject"/g)!.length).toBe(20);
     expect((await hits('q=plentiful'))[0]).toBe('busy-1004@example.org');
     // The ranked set is the 100 most recent; then the older ones follow by date, none twice.
@@ -126,5 +128,11 @@ describe('full-text search', () => {
     expect(later).toContain('older matches here, newest first');
     expect((await hits('q=plentiful&page=6'))[0]).toBe('busy-904@example.org');
     expect(later).toContain('href="/search?q=plentiful&amp;page=7"');
+  });
+
+  it('states its count in the words bench/search-compare.ts reads for recall', async () => {
+    expect(searchHitsOf(await (await get('/search?q=vacuum')).text())).toEqual({ hits: 4, estimated: false });
+    expect(searchHitsOf(await (await get('/search?q=index')).text())).toEqual({ hits: 1, estimated: false });
+    expect(searchHitsOf(await (await get('/search?q=nosuchwordanywhere')).text())).toEqual({ hits: 0, estimated: false });
   });
 });
