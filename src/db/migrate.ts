@@ -4,7 +4,6 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { log } from '../log.ts';
 import { isConnectionLoss, type Queryable, withTimeout } from './pool.ts';
-import { isConnectionLoss, type Queryable } from './pool.ts';
 
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
@@ -69,6 +68,8 @@ export async function pendingMigrations(db: Queryable, timeoutMs?: number): Prom
   });
   const done = new Set(rows.map((r) => r.name));
   return migrationFiles().filter((f) => !done.has(f));
+}
+
 /** Holds off every migrating process until the caller's transaction ends (restore loads a schema). */
 export async function lockMigrationsForTransaction(client: Queryable): Promise<void> {
   await client.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
