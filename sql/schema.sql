@@ -9,6 +9,18 @@
 --
 
 --
+-- Name: pg_trgm; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+
+--
+-- Name: EXTENSION pg_trgm; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON EXTENSION pg_trgm IS 'text similarity measurement and index searching based on trigrams';
+
+--
 -- Name: accept_post(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, text, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1765,6 +1777,13 @@ CREATE INDEX members_email ON public.members USING btree (email);
 --
 
 CREATE INDEX members_nomail_until ON public.members USING btree (nomail_until) WHERE (nomail_until IS NOT NULL);
+
+--
+-- Name: messages_author_trgm; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX messages_author_trgm ON public.messages USING gin ((((from_name || '
+'::text) || from_email)) public.gin_trgm_ops);
 
 --
 -- Name: messages_date; Type: INDEX; Schema: public; Owner: -
