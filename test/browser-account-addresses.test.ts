@@ -1,16 +1,14 @@
-import { createRequire } from 'node:module';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
-import { launchChromium, loggedIn } from './helpers/browser.ts';
+import { expectFitsAndAccessible, launchChromium, loggedIn, VIEWPORTS } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
 /** The addresses section of /account in headless Chromium on a 390 px phone, with axe-core. */
 
-const axeSource: string = (createRequire(import.meta.url)('axe-core') as { source: string }).source;
-const PHONE = { width: 390, height: 844 };
+const PHONE = VIEWPORTS[1].viewport;
 const LONG = 'a.very.long.second.address.that.never.breaks@subdomain.of.a.long.example.org';
 
 let db: TestDatabase;
@@ -36,20 +34,6 @@ afterAll(async () => {
   await web?.stop();
   await db?.drop();
 });
-
-/** No wider than the phone, and nothing axe-core objects to (the checks of test/browser-phone.test.ts). */
-async function expectFitsAndAccessible(page: Page): Promise<void> {
-  const label = new URL(page.url()).pathname;
-  const w = await page.evaluate((limit) => ({
-    scrollWidth: document.documentElement.scrollWidth,
-    widest: [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > limit + 0.5).slice(-5)
-      .map((e) => `${e.tagName.toLowerCase()}.${String(e.className)} → ${Math.round(e.getBoundingClientRect().right)}`),
-  }), PHONE.width);
-  expect(w.scrollWidth, `${label}: ${w.widest.join('; ')}`).toBeLessThanOrEqual(PHONE.width);
-  await page.addScriptTag({ content: axeSource });
-  const result = await page.evaluate(() => (window as unknown as { axe: { run(): Promise<{ violations: { id: string; nodes: { target: string[] }[] }[] }> } }).axe.run());
-  expect(result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), label).toEqual([]);
-}
 
 describe('the addresses of an account on a 390 px phone', () => {
   it('adds an address, removes it after the confirmation page, and switches a subscription', async () => {
