@@ -115,6 +115,7 @@ async function compare(cleanups: (() => Promise<void> | void)[]) {
     const quiet = await interleaved(lk.base, lkUrls, piBase, piUrls, 1, QUIET_ROUNDS);
     const busy = await interleaved(lk.base, lkUrls, piBase, piUrls, BUSY_CONNECTIONS, BUSY_ROUNDS);
     printClass(`${c.label} (${c.lk.length} queries${timed.length < c.lk.length ? `, ${timed.length} timed` : ''})`, quiet, busy, lkHits, piHits);
+    printDisagreements(c, lkHits, piHits);
   }
 }
 
@@ -220,6 +221,14 @@ function printClass(label: string, quiet: { lk: Figures; pi: Figures }, busy: { 
   row('listkeeper', quiet.lk, busy.lk, lkHits);
   row('public-inbox', quiet.pi, busy.pi, piHits);
   console.log(`  ${'ratio lk/pi'.padEnd(14)} ${ratio(quiet.lk.p50, quiet.pi.p50)}    ${ratio(quiet.lk.p95, quiet.pi.p95)}    ${ratio(quiet.lk.max, quiet.pi.max)}    | ${ratio(busy.lk.perSecond, busy.pi.perSecond)}       ${ratio(busy.lk.p50, busy.pi.p50)}    ${ratio(busy.lk.p95, busy.pi.p95)}`);
+}
+
+/** The queries whose counts differ (up to five), so that a gap in recall can be looked into. */
+function printDisagreements(c: QueryClass, lk: Hits, pi: Hits) {
+  const differ = c.lk.map((_, i) => i).filter((i) => Math.min(lk.each[i], CAP) !== Math.min(pi.each[i], CAP));
+  if (differ.length === 0) return;
+  console.log(`  counts differ for ${differ.length} of ${c.lk.length} queries (lk · pi):`);
+  for (const i of differ.slice(0, 5)) console.log(`    ${decodeURIComponent(c.lk[i].replace(/^\/search\?/, ''))}: ${lk.each[i]} · ${pi.each[i]}`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -8,6 +8,11 @@ import { createPool } from './pool.ts';
 export interface Database {
   pool: pg.Pool;
   readPool: pg.Pool;
+  /**
+   * Searches' fixed statements (db/search-scan.ts), on the read server, over connections that
+   * keep generic plans; absent, searches use readPool. Opened on first use: only web processes search.
+   */
+  searchPool?: pg.Pool;
   url: string;
   close(): Promise<void>;
 }
@@ -18,7 +23,12 @@ export interface Database {
  * default 100 at least.
  */
 export function embeddedConnections(cfg: Config): number {
-  return Math.max(100, (cfg.web.processes + 2) * (cfg.dbPoolSize + 4));
+  return Math.max(100, (cfg.web.processes + 2) * (cfg.dbPoolSize + searchPoolSize(cfg) + 4));
+}
+
+/** Searches hold a connection for a millisecond or two: a few serve a process. */
+export function searchPoolSize(cfg: Config): number {
+  return Math.max(2, Math.ceil(cfg.dbPoolSize / 3));
 }
 
 /**
@@ -30,9 +40,11 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   const url = cfg.databaseUrl ?? embedded!.url;
   const pool = createPool(url, cfg.dbPoolSize, role);
   const readPool = cfg.databaseReadUrl ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`) : pool;
+  const searchPool = createPool(cfg.databaseReadUrl ?? url, searchPoolSize(cfg), `${role}-search`, { plan_cache_mode: 'force_generic_plan' });
   try {
     if (opts.migrate !== false) await migrate(pool);
   } catch (err) {
+    await searchPool.end();
     if (readPool !== pool) await readPool.end();
     await pool.end();
     await embedded?.release();
@@ -42,10 +54,12 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   return {
     pool,
     readPool,
+    searchPool,
     url,
     async close() {
       if (closed) return;
       closed = true;
+      await searchPool.end();
       if (readPool !== pool) await readPool.end();
       await pool.end();
       await embedded?.release();

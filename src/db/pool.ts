@@ -43,13 +43,19 @@ export function connectionConfig(connectionString: string, role: string): pg.Cli
   };
 }
 
-export function createPool(connectionString: string, max: number, role: string): pg.Pool {
+/** Session settings a pool may add to every connection (names and values from our code, not input). */
+export type SessionSettings = Record<string, string>;
+
+export function createPool(connectionString: string, max: number, role: string, settings: SessionSettings = {}): pg.Pool {
+  const set = Object.entries({ idle_in_transaction_session_timeout: String(IDLE_IN_TRANSACTION_MS), ...settings })
+    .map(([k, v]) => `set ${k} = ${v}`)
+    .join('; ');
   const pool = new pg.Pool({
     ...connectionConfig(connectionString, role),
     max,
     idleTimeoutMillis: IDLE_CLOSE_MS,
     onConnect: async (client) => {
-      await client.query(`set idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`);
+      await client.query(set);
     },
   });
   // pg-pool listens for errors only on idle clients. One that loses its backend while checked

@@ -2,8 +2,11 @@
  * Full-text search as pgarchives does it: the `listkeeper` text-search configuration (no e-mail
  * addresses, URLs or host names as words), subject weighted A, author's name B, body D
  * (sql/0050_search.sql; CJK and Thai text as bigrams through search_text()), websearch syntax
- * ("a phrase", or, -word), ranked, with ts_headline excerpts. The operators typed in the box are
- * taken apart before this (web/archive/search-operators.ts) and arrive as fields.
+ * ("a phrase", or, -word), ranked, with excerpts whose matched words are marked
+ * (search-excerpt.ts). The operators typed in the box are taken apart before this
+ * (web/archive/search-operators.ts) and arrive as fields. A search is one statement: the lists
+ * the reader may read are worked out in it, and plain word searches take one of two plans fixed
+ * in advance (search-scan.ts) instead of being planned each time.
  *
  * Ranking every match of a common word is what makes searches slow (it reads every matching
  * tsvector), so only the most recent `cap` matches are ranked: the date index finds them quickly
@@ -15,7 +18,11 @@ import { InvalidInput } from '../errors.ts';
 import { LIST_KEY } from './list-key.ts';
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { withTransaction, type Queryable } from './pool.ts';
+import type { Queryable } from './pool.ts';
+import type { Reader } from './archive.ts';
+import { markExcerpt } from './search-excerpt.ts';
+import { chooseScan, type Scan } from './search-scan.ts';
+import { NO_SPACES_RUN, queryLexemes } from './search-words.ts';
 
 export type SearchSort = 'relevance' | 'date';
 
@@ -24,8 +31,9 @@ export interface SearchQuery {
   q: string | null;
   /** websearch syntax matched against subjects only (the subject: operator); null for none */
   subject: string | null;
-  /** lists to search: those the reader may read, narrowed by the list filters */
-  listIds: number[];
+  /** lists to search (null: all); only those the reader may read are searched */
+  listIds: number[] | null;
+  reader: Reader;
   /** each an address (exact) or part of a name or address; all must match */
   from: string[];
   /** inclusive */
@@ -37,6 +45,8 @@ export interface SearchQuery {
   limit: number;
   offset: number;
   cap: number;
+  /** for a plain word search, this way of reading rather than search-scan.ts's choice (tests compare them) */
+  scan?: Scan;
 }
 
 export interface SearchHit {
@@ -106,8 +116,6 @@ function searchRefused(err: unknown): unknown {
   return err;
 }
 
-// Scripts written without spaces; the same ranges as search_text() in sql/0050_search.sql.
-const NO_SPACES = /[\u0E00-\u0EFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\u{20000}-\u{2FA1F}]{2,}/gu;
 
 /**
  * The query text as the database is to parse it: websearchText(), and each run of CJK (etc.)
@@ -118,9 +126,8 @@ const NO_SPACES = /[\u0E00-\u0EFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\
  */
 async function queryText(db: Queryable, q: string): Promise<string> {
   const safe = websearchText(q);
-  if (!NO_SPACES.test(safe)) return safe;
-  NO_SPACES.lastIndex = 0;
-  const quoted = safe.split('"').map((part, i) => (i % 2 === 1 ? part : part.replace(NO_SPACES, (run) => `"${run}"`))).join('"');
+  if (!safe.match(NO_SPACES_RUN)) return safe;
+  const quoted = safe.split('"').map((part, i) => (i % 2 === 1 ? part : part.replace(NO_SPACES_RUN, (run) => `"${run}"`))).join('"');
   const { rows } = await db.query<{ t: string }>('select search_text($1) as t', [quoted]);
   return rows[0].t;
 }
@@ -137,15 +144,30 @@ export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean>
   }
 }
 
-/** The WHERE clause for a search and its parameters; the tsquery expression when there are words. */
-function filters(s: Texts) {
-  const params: unknown[] = [s.listIds];
+/** How a statement finds the matches: planned for its values, or one of search-scan.ts's two fixed shapes. */
+type Mode = 'planned' | Scan;
+
+/**
+ * The CTEs, WHERE clause and parameters of a search. $1-$3 always name the lists: the ones asked
+ * for (null: all) narrowed to those the reader may read, by the one rule (can_read_archive), in
+ * the same statement, so that a search costs one trip to the database.
+ */
+function filters(s: Texts, mode: Mode) {
+  const params: unknown[] = [s.listIds, s.reader.emails, s.reader.siteAdmin];
   const p = (v: unknown) => `$${params.push(v)}`;
-  const where = [`exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any($1::bigint[]) and lm.hidden_at is null)`];
-  // The tsquery is written inline (not in a CTE) so the planner sees it (folded to a constant):
-  // for a common word it walks the date index, for a rare one it uses GIN.
+  const ctes = [`readable as materialized (select coalesce(array_agg(l.id), '{}') as ids from lists l
+                  where ($1::bigint[] is null or l.id = any($1::bigint[])) and can_read_archive(l.id, l.archive, $2::text[], $3::boolean))`];
+  const where = [`exists (select 1 from list_messages lm where lm.message_id = m.id and lm.list_id = any(${READABLE}) and lm.hidden_at is null)`];
   const parts: string[] = [];
-  if (s.q) parts.push(TSQUERY(p(s.q)));
+  if (mode === 'planned') {
+    // Written inline (not in a CTE) so the planner sees it (folded to a constant): for a common
+    // word it walks the date index, for a rare one it uses GIN.
+    if (s.q) parts.push(TSQUERY(p(s.q)));
+  } else {
+    // One fixed plan for any words: the tsquery is computed once (an InitPlan), not per row.
+    ctes.push(`q as materialized (select ${TSQUERY(p(s.q))} as q)`);
+    parts.push('(select q from q)');
+  }
   if (s.subject) {
     const subject = TSQUERY(p(s.subject));
     parts.push(subject);
@@ -153,7 +175,8 @@ function filters(s: Texts) {
     where.push(`to_tsvector('listkeeper', search_text(m.subject)) @@ ${subject}`);
   }
   const tsquery = parts.length ? parts.join(' && ') : null;
-  if (tsquery) where.push(`m.tsv @@ (${tsquery})`);
+  // A function call rather than the operator: no index can serve it, so the plan walks by date.
+  if (tsquery) where.push(mode === 'walk' ? `ts_match_vq(m.tsv, ${tsquery})` : `m.tsv @@ (${tsquery})`);
   for (const f of s.from) {
     const v = f.trim();
     if (v.includes('@') && !/\s/.test(v)) where.push(`m.from_email = ${p(v.toLowerCase())}`);
@@ -167,21 +190,24 @@ function filters(s: Texts) {
   }
   if (s.after) where.push(`m.date >= ${p(s.after)}`);
   if (s.before) where.push(`m.date < ${p(s.before)}`);
-  return { where: where.join('\n and '), params, p, tsquery };
+  return { ctes, where: where.join('\n and '), params, p, tsquery };
 }
+
+const READABLE = '(select ids from readable)::bigint[]';
 
 /**
  * One page of results, one row more than the page when there is a next one. Ranked (relevance,
  * words given, inside the ranked set): the most recent `cap` matches are ranked and the page
  * taken from them; past the ranked set, or sorted by date, matches follow newest first.
  */
-export async function searchMessages(db: pg.Pool, s: SearchQuery): Promise<SearchResult> {
+export async function searchMessages(db: SearchPools, s: SearchQuery): Promise<SearchResult> {
   try {
+    const pool = db.readPool;
     return await runSearch(db, {
       ...s,
-      q: s.q === null ? null : await queryText(db, s.q),
-      subject: s.subject === null ? null : await queryText(db, s.subject),
-    });
+      q: s.q === null ? null : await queryText(pool, s.q),
+      subject: s.subject === null ? null : await queryText(pool, s.subject),
+    }, s);
   } catch (err) {
     throw searchRefused(err);
   }
@@ -190,20 +216,33 @@ export async function searchMessages(db: pg.Pool, s: SearchQuery): Promise<Searc
 /** A search whose texts went through queryText(). */
 type Texts = SearchQuery;
 
-async function runSearch(db: pg.Pool, s: Texts): Promise<SearchResult> {
-  const f = filters(s);
-  const ranked = s.sort === 'relevance' && f.tsquery !== null && s.offset < s.cap;
+/** The pools a search uses: archive reads, and the one whose connections keep generic plans. */
+export interface SearchPools {
+  readPool: pg.Pool;
+  /** connections with plan_cache_mode = force_generic_plan (database.ts); readPool when absent */
+  searchPool?: pg.Pool;
+}
+
+async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise<SearchResult> {
+  const ranked = s.sort === 'relevance' && (s.q !== null || s.subject !== null) && s.offset < s.cap;
+  // Words alone, over every readable list: one of two fixed shapes, planned once. Anything else
+  // (a list, an author, dates, a subject, sorting by date) is planned for its values.
+  const plain = ranked && s.q !== null && s.subject === null && s.listIds === null && s.from.length === 0 && !s.after && !s.before;
+  const mode: Mode = plain ? (s.scan ?? (await chooseScan(db.readPool, typed.q!, s.cap))) : 'planned';
+  const f = filters(s, mode);
   let page: string;
   if (ranked) {
     // Ranked as they are found, in the scan that finds them, so the rows carried on are narrow (no
     // tsvector through a window or a sort: that cost four times the scan). ts_rank, not
     // ts_rank_cd: over 300 candidates it cost a third as much, and the weights (subject A,
-    // name B, body D) are what order them. The `cap + 1`th match only says there are more.
-    page = `with cand as materialized (
+    // name B, body D) are what order them. The `cap + 1`th match only says there are more. The
+    // limits are written into the text: a generic plan takes a parameter's limit for a tenth of
+    // the rows, and would walk the date index for a rare word.
+    f.ctes.push(`cand as materialized (
               select m.id, m.date, ts_rank(m.tsv, ${f.tsquery}) as rank from messages m where ${f.where}
-               order by m.date desc limit ${f.p(s.cap + 1)})
-            select c.id, c.date, c.rank, (select count(*) from cand) as candidates
-              from (select * from cand order by date desc limit ${f.p(s.cap)}) c
+               order by m.date desc limit ${Math.trunc(s.cap) + 1})`);
+    page = `select c.id, c.date, c.rank, (select count(*) from cand) as candidates
+              from (select * from cand order by date desc limit ${Math.trunc(s.cap)}) c
              order by c.rank desc, c.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
   } else {
     // By date; past the ranked set this goes on from the first match not ranked (the ranked set
@@ -211,28 +250,24 @@ async function runSearch(db: pg.Pool, s: Texts): Promise<SearchResult> {
     page = `select m.id, m.date, 0::real as rank, null::bigint as candidates from messages m where ${f.where}
              order by m.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
   }
-  // Excerpts for the shown hits only. ts_headline parses all the text it is given, and that
-  // parsing is most of a search's time: so it gets 600 characters around the first place where
-  // the first typed word (its start, for other forms of it) occurs, not the whole body. (One
-  // strpos() in the select list: a lateral join over every typed word cost 3 ms a search.)
+  // The text around the first place where the first typed word (its start, for other forms of
+  // it) occurs, for the shown hits only; the words are marked here (markExcerpt), not by
+  // ts_headline, whose parsing cost 0.1 ms a hit, more than the rest of a rare word's search.
   const excerpt = f.tsquery
-    ? `case when p.n <= ${f.p(s.limit)} then ts_headline('listkeeper', substr(m.body, greatest(1, strpos(lower(left(m.body, 20000)), ${f.p(excerptHint(s))}) - 200), 600), ${f.tsquery},
-         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "') end`
+    ? `case when p.n <= ${f.p(s.limit)} then substr(m.body, greatest(1, strpos(lower(left(m.body, 20000)), ${f.p(excerptHint(typed))}) - 200), 600) end`
     : 'left(m.body, 300)';
-  const { rows } = await customPlanned<SearchHit & { candidates: string | null }>(
-    db,
-    // n: the place on the page; the row past the page (there to tell of a next page) needs no excerpt
-    `with page as (select p0.*, row_number() over (order by p0.rank desc, p0.date desc) as n from (${page}) p0)
+  const sql = `with ${f.ctes.join(',\n')},
+     page as (select p0.*, row_number() over (order by p0.rank desc, p0.date desc) as n from (${page}) p0)
      select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates, ${excerpt} as excerpt,
             l.id as list_id, ${LIST_KEY} as list_key
        from page p join messages m on m.id = p.id
        cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
-                            where lm.message_id = m.id and lm.list_id = any($1::bigint[]) and lm.hidden_at is null order by l.id limit 1) l
-      order by p.rank desc, p.date desc`,
-    f.params,
-  );
+                            where lm.message_id = m.id and lm.list_id = any(${READABLE}) and lm.hidden_at is null order by l.id limit 1) l
+      order by p.n`;
+  const { rows } = await run<SearchHit & { candidates: string | null }>(db, mode, sql, f.params);
   const more = rows.length > s.limit;
-  const hits = rows.slice(0, s.limit).map(({ candidates: _, ...h }) => h);
+  const words = f.tsquery ? queryLexemes(`${typed.q ?? ''} ${typed.subject ?? ''}`) : null;
+  const hits = rows.slice(0, s.limit).map(({ candidates: _, ...h }) => ({ ...h, excerpt: words ? markExcerpt(h.excerpt ?? '', words) : h.excerpt }));
   let total: number | null;
   let capped = false;
   if (ranked) {
@@ -242,35 +277,35 @@ async function runSearch(db: pg.Pool, s: Texts): Promise<SearchResult> {
   } else if (s.offset === 0 && !more) total = hits.length;
   else total = await boundedCount(db, s, s.cap);
   if (total !== null) return { hits, more, total, exact: true, capped, ranked };
+  // The planner's estimate, from the statistics as they are now (search-scan.ts's copy may be minutes old).
   return { hits, more, total: Math.max(await estimate(db, s), s.cap + 1), exact: false, capped, ranked };
 }
 
 /**
- * Runs a search statement named after its text (a few dozen shapes: which filters are given) and
- * planned for its values. Named: parsing and planning it as an unnamed statement cost 2-3 ms a
- * search on a 10k archive, more than running it. Planned for its values (plan_cache_mode, for this
- * transaction only): the best plan depends on the words (a common word walks the date index, a
- * rare one asks GIN), and the generic plan a named statement settles on after five runs took one
- * way for all, twice as slow for common words.
+ * Runs a search statement. The fixed shapes are named after their text and run on connections
+ * that keep generic plans: planned once per connection, since planning the search for its values
+ * cost more than running it. The rest run unnamed, so planned for their values each time: the
+ * best plan for an author, a list or a date range depends on them.
  */
-async function customPlanned<R extends pg.QueryResultRow>(db: pg.Pool, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+async function run<R extends pg.QueryResultRow>(db: SearchPools, mode: Mode, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  if (mode === 'planned') return db.readPool.query<R>(text, values);
   const name = `search-${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
-  return withTransaction(db, (client) => client.query<R>({ name, text, values }), 'begin read only; set local plan_cache_mode = force_custom_plan');
+  return (db.searchPool ?? db.readPool).query<R>({ name, text, values });
 }
 
 /**
  * Where a body's excerpt starts: near the first typed word, found by its start (so that "indexes"
  * finds "index"); an empty string when there is no word, and strpos() then gives the beginning.
  */
-function excerptHint(s: Texts): string {
+function excerptHint(s: SearchQuery): string {
   const word = `${s.q ?? ''} ${s.subject ?? ''}`.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu)?.find((w) => w !== 'or') ?? '';
   return word.length > 4 ? word.slice(0, Math.max(4, word.length - 3)) : word;
 }
 
 /** How many match, counted up to `bound`; null past it. */
-async function boundedCount(db: pg.Pool, s: Texts, bound: number): Promise<number | null> {
-  const f = filters(s);
-  const { rows } = await customPlanned<{ n: number }>(db, `select count(*)::int as n from (select 1 from messages m where ${f.where} limit ${f.p(bound + 1)}) x`, f.params);
+async function boundedCount(db: SearchPools, s: Texts, bound: number): Promise<number | null> {
+  const f = filters(s, 'planned');
+  const { rows } = await run<{ n: number }>(db, 'planned', `with ${f.ctes.join(',\n')} select count(*)::int as n from (select 1 from messages m where ${f.where} limit ${f.p(bound + 1)}) x`, f.params);
   return rows[0].n > bound ? null : rows[0].n;
 }
 
@@ -279,8 +314,8 @@ async function boundedCount(db: pg.Pool, s: Texts, bound: number): Promise<numbe
  * (exact for a single word it has seen often), without reading a row. Counting a common word's
  * matches exactly reads every one of them, which is what the ranked set avoids.
  */
-async function estimate(db: Queryable, s: Texts): Promise<number> {
-  const f = filters(s);
-  const { rows } = await db.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`explain (format json) select 1 from messages m where ${f.where}`, f.params);
+async function estimate(db: SearchPools, s: Texts): Promise<number> {
+  const f = filters(s, 'planned');
+  const { rows } = await db.readPool.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`explain (format json) with ${f.ctes.join(',\n')} select 1 from messages m where ${f.where}`, f.params);
   return Math.round(rows[0]['QUERY PLAN'][0].Plan['Plan Rows']);
 }

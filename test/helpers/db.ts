@@ -19,10 +19,13 @@ export async function testDatabase(): Promise<TestDatabase> {
   await adminQuery(adminUrl, `create database ${name} template ${template}`);
   const url = withDatabase(adminUrl, name);
   const pool = createPool(url, 10, 'test');
+  // As database.ts opens it: searches' fixed statements keep generic plans.
+  const searchPool = createPool(url, 2, 'test-search', { plan_cache_mode: 'force_generic_plan' });
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
+    await searchPool.end();
     await pool.end();
   };
   return {
@@ -30,6 +33,7 @@ export async function testDatabase(): Promise<TestDatabase> {
     url,
     pool,
     readPool: pool,
+    searchPool,
     close,
     async drop() {
       await close();

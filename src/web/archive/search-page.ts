@@ -13,7 +13,7 @@ import { InvalidInput, NotFound } from '../../errors.ts';
 import { normalizeMessageId } from '../../mail/message-id.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
-import { readableList, readableLists, readerOf } from './access.ts';
+import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';
 import { listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, excerptHtml, shownSubject } from './present.ts';
@@ -81,7 +81,8 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     if (l) lists.push(l);
   }
   // (Two different lists leave nothing: a message is found once, in either.)
-  const listIds = lists.length === 0 ? await readableLists(db, viewer) : lists.every((l) => l.id === lists[0].id) ? [lists[0].id] : [];
+  // (null: every list the reader may read, worked out in the search's own statement.)
+  const listIds = lists.length === 0 ? null : lists.every((l) => l.id === lists[0].id) ? [lists[0].id] : [];
   const from = [form.from, ...ops.from].filter(Boolean);
   // A subject: value of several words is a phrase, as Gmail takes it.
   const subject = ops.subject.map((v) => (/\s/.test(v) && !v.includes('"') ? `"${v}"` : v)).join(' ') || null;
@@ -91,8 +92,8 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   let noTerms = false;
   let noSuchMessageId = false;
   if ((form.q || form.from) && errors.length === 0) {
-    result = await searchMessages(db, {
-      q: parsed.words || null, subject, listIds, from, after, before, sort,
+    result = await searchMessages(ctx.db, {
+      q: parsed.words || null, subject, listIds, reader: readerOf(viewer), from, after, before, sort,
       limit: PER_PAGE, offset: (page - 1) * PER_PAGE, cap: CAP,
     });
     // Nothing found: say so plainly when the query had no searchable word at all (a Message-ID

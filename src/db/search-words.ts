@@ -1,0 +1,62 @@
+/*
+ * The words of a search as PostgreSQL's `listkeeper` text-search configuration sees them (a copy
+ * of `english`: Snowball's English stemmer, Porter2, and its stop words), computed in JavaScript
+ * for the two things that must not cost a trip to the database: choosing how a search reads the
+ * archive (search-scan.ts) and marking the matched words in excerpts. Neither decides what is
+ * found: that is the tsquery, in the database. Where the two stemmers disagree on a word, the
+ * cost is a slower plan or an unmarked word, never a wrong result.
+ */
+
+import { stem } from 'porter2';
+
+/** PostgreSQL's english.stop (share/tsearch_data), which the english configuration drops. */
+const STOP_WORDS = new Set('i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself it its itself they them their theirs themselves what which who whom this that these those am is are was were be been being have has had having do does did doing a an the and but if or because as until while of at by for with about against between into through during before after above below to from up down in out on off over under again further then once here there when where why how all any both each few more most other some such no nor not only own same so than too very s t can will just don should now'.split(' '));
+
+// Scripts written without spaces; the same ranges as search_text() in sql/0050_search.sql.
+const NO_SPACES_CLASS = '[\\u0E00-\\u0EFF\\u1000-\\u109F\\u1780-\\u17FF\\u3040-\\u30FF\\u3400-\\u4DBF\\u4E00-\\u9FFF\\uAC00-\\uD7AF\\uF900-\\uFAFF\\u{20000}-\\u{2FA1F}]';
+/** A run of such characters (global: for replace and match) */
+export const NO_SPACES_RUN = new RegExp(`${NO_SPACES_CLASS}{2,}`, 'gu');
+/** One such character, anywhere */
+export const NO_SPACES_CHAR = new RegExp(NO_SPACES_CLASS, 'u');
+const STARTS_NO_SPACES = new RegExp(`^${NO_SPACES_CLASS}`, 'u');
+
+/** The lexemes of one word of text: its stem, none for a stop word, the bigrams of a CJK run. */
+export function wordLexemes(word: string): string[] {
+  const w = word.toLowerCase();
+  if (STARTS_NO_SPACES.test(w)) {
+    const chars = [...w];
+    if (chars.length < 2) return [w];
+    return chars.slice(1).map((c, i) => chars[i] + c);
+  }
+  if (STOP_WORDS.has(w)) return [];
+  // Snowball stems ASCII words; PostgreSQL's english_stem takes other letters as they are.
+  return /^[a-z']+$/.test(w) ? [stem(w)] : [w];
+}
+
+/** Word-like runs of text (letters, digits), each with where it starts and ends. */
+export function textWords(text: string): { word: string; start: number; end: number }[] {
+  return [...text.matchAll(/[\p{L}\p{N}]+(?:'[\p{L}]+)?/gu)].map((m) => ({ word: m[0], start: m.index, end: m.index + m[0].length }));
+}
+
+/**
+ * A websearch query (what websearch_to_tsquery takes) as alternatives (split on "or"), each the
+ * lexemes every match must have; words after a '-' are left out (they narrow, never widen).
+ */
+export function queryAlternatives(q: string): string[][] {
+  const alternatives: string[][] = [[]];
+  // Quoted phrases count as their words; "or" outside quotes starts another alternative.
+  for (const token of q.replace(/"/g, ' ').split(/\s+/).filter(Boolean)) {
+    if (token.toLowerCase() === 'or') {
+      alternatives.push([]);
+      continue;
+    }
+    if (token.startsWith('-')) continue;
+    for (const { word } of textWords(token)) alternatives[alternatives.length - 1].push(...wordLexemes(word));
+  }
+  return alternatives.filter((a) => a.length > 0);
+}
+
+/** Every lexeme a query asks for, to mark in excerpts. */
+export function queryLexemes(q: string): Set<string> {
+  return new Set(queryAlternatives(q).flat());
+}

@@ -1,0 +1,177 @@
+/*
+ * Plain word searches take one of two fixed plans (db/search-scan.ts), with the words' stems and
+ * excerpts worked out in JavaScript (db/search-words.ts, db/search-excerpt.ts). None of that may
+ * change what is found: the fixed plans give what a plan made for the values gives, the lists
+ * a reader may not read stay out, and the JavaScript stemmer agrees with PostgreSQL's.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importBatch } from '../src/db/archive-import.ts';
+import { searchMessages, type SearchQuery } from '../src/db/search.ts';
+import { markExcerpt } from '../src/db/search-excerpt.ts';
+import { chooseScan, expectedMatches } from '../src/db/search-scan.ts';
+import { queryLexemes, wordLexemes } from '../src/db/search-words.ts';
+import { parse } from '../src/mail/parse.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { mail, newList } from './fixtures/archive/seed.ts';
+
+let db: TestDatabase;
+let devId: number;
+const anonymous = { emails: [], siteAdmin: false };
+
+// Words of mail, with the forms stemmers trip on: plurals, -ing, -ed, -y, -ies, -ly, -ness,
+// apostrophes, capitals, digits, and the stop words the english configuration drops.
+const WORDS = `The planner's estimates were wrong: indexes, indexing and indexed tables; vacuuming ran
+  happily, daily, generously; replication slots replicate; queries queried querying; bloat bloated
+  bloating; happiness, emptiness, fairly, transactional, transactions, conditional, conditionally,
+  hopeful, hopefulness, relational, rationalize, organization, organizing, dying, lying, tying,
+  skies, news, gas, this, is, was, has, does, doing, done, an, the, of, and, or, not, no, nor,
+  SELECT, Update, WAL, pg15, 2026, x86_64, sizes, sized, analysis, analyses, analyze, analyzed,
+  running, runner, runs, ran, cats, caresses, ponies, ties, tied, feed, agreed, plastered, bled,
+  motoring, sing, hopping, filing, failing, tanned, falling, hissing, fizzed, hoping, communism,
+  general, generate, generation, arsenal, commune, news, innings, outing, canning, proceed, exceed,
+  succeed, herring, earring, atlas, cosmos, bias, andes, howe, idly, gently, ugly, early, only,
+  singly, sky, dying, consign, consigned, consigning, consignment, knack, knackeries, kneel, kneels`;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  const dev = await newList(db.pool, 'dev@lists.example.org');
+  const staff = await newList(db.pool, 'staff@lists.example.org', 'private');
+  devId = dev.id;
+  // 600 messages: "common" in every one, "sometimes" in every tenth, "seldom" in three, and
+  // a private list's message with all of them.
+  const batch = [];
+  for (let i = 0; i < 600; i++) {
+    const extra = `${i % 10 === 0 ? ' sometimes' : ''}${i % 200 === 7 ? ' seldom' : ''}`;
+    const raw = mail({
+      id: `m-${i}@example.org`, subject: `Note ${i}`, body: `common words here${extra}, number ${i}\n`,
+      date: new Date(Date.UTC(2026, 0, 1, 0, i)).toUTCString(),
+    });
+    batch.push({ raw, message: await parse(raw) });
+  }
+  await importBatch(db.pool, dev.id, batch);
+  const secret = mail({ id: 'secret@example.org', subject: 'Secret', body: 'common sometimes seldom\n', date: new Date(Date.UTC(2026, 1, 1)).toUTCString() });
+  await importBatch(db.pool, staff.id, [{ raw: secret, message: await parse(secret) }]);
+  await db.pool.query('analyze messages, list_messages');
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+const query = (q: string, more: Partial<SearchQuery> = {}): SearchQuery => ({
+  q, subject: null, listIds: null, reader: anonymous, from: [], after: null, before: null, sort: 'relevance', limit: 20, offset: 0, cap: 100, ...more,
+});
+const ids = (r: { hits: { message_id: string }[] }) => r.hits.map((h) => h.message_id);
+
+describe('the two fixed plans of a word search', () => {
+  it('walks the date index for a common word and asks the index for a rare one', async () => {
+    expect(await chooseScan(db.readPool, 'common', 100)).toBe('walk');
+    expect(await chooseScan(db.readPool, 'seldom', 100)).toBe('index');
+    expect(await chooseScan(db.readPool, 'nosuchword', 100)).toBe('index');
+    // Both words needed: as rare as the rarer, give or take.
+    expect(await chooseScan(db.readPool, 'common seldom', 100)).toBe('index');
+  });
+
+  it('reckons matches from the statistics as the planner does for one word', () => {
+    const stats = { freq: new Map([['common', 1], ['sometim', 0.1]]), otherFreq: 0.001, rows: 600 };
+    expect(expectedMatches(stats, 'common')).toBe(600);
+    expect(expectedMatches(stats, 'sometimes')).toBeCloseTo(60);
+    expect(expectedMatches(stats, 'seldom')).toBeCloseTo(0.6);
+    // An alternative widens, a word after a minus does not narrow the reckoning.
+    expect(expectedMatches(stats, 'seldom or sometimes')).toBeGreaterThan(60);
+    expect(expectedMatches(stats, 'sometimes -common')).toBeCloseTo(60);
+  });
+
+  for (const q of ['common', 'sometimes', 'seldom', '"common words"', 'seldom or sometimes', 'sometimes -seldom', 'common sometimes']) {
+    it(`finds the same for ${q} whichever way it reads, and what a plan made for the values finds`, async () => {
+      const walk = await searchMessages(db, query(q, { scan: 'walk' }));
+      const index = await searchMessages(db, query(q, { scan: 'index' }));
+      // A list named: planned for its values, the path every other search takes.
+      const planned = await searchMessages(db, query(q, { listIds: [devId] }));
+      expect(ids(walk)).toEqual(ids(planned));
+      expect(ids(index)).toEqual(ids(planned));
+      expect([walk.total, walk.exact, walk.capped]).toEqual([planned.total, planned.exact, planned.capped]);
+      expect([index.total, index.exact, index.capped]).toEqual([planned.total, planned.exact, planned.capped]);
+      expect(ids(walk)).not.toContain('secret@example.org');
+      expect(walk.hits.length).toBeGreaterThan(0);
+    });
+  }
+
+  it('counts exactly within the ranked set and estimates past it', async () => {
+    const few = await searchMessages(db, query('seldom'));
+    expect([few.total, few.exact]).toEqual([3, true]);
+    const many = await searchMessages(db, query('common'));
+    expect(many.exact).toBe(false);
+    expect(many.capped).toBe(true);
+    expect(many.total).toBeGreaterThan(500);
+    expect(many.total).toBeLessThan(700);
+  });
+
+  it('leaves out private lists unless the reader may read them', async () => {
+    expect(ids(await searchMessages(db, query('seldom')))).not.toContain('secret@example.org');
+    const admin = await searchMessages(db, query('seldom', { reader: { emails: [], siteAdmin: true } }));
+    expect(ids(admin)).toContain('secret@example.org');
+    expect(admin.hits.find((h) => h.message_id === 'secret@example.org')!.list_key).toBe('staff');
+  });
+
+  it('plans each fixed statement once per connection: generic plans only', async () => {
+    for (let i = 0; i < 8; i++) await searchMessages(db, query(i % 2 ? 'common' : 'seldom'));
+    const { rows } = await db.searchPool!.query<{ generic_plans: number; custom_plans: number }>(
+      "select generic_plans::int, custom_plans::int from pg_prepared_statements where name like 'search-%'",
+    );
+    expect(rows.length).toBeGreaterThan(0);
+    for (const r of rows) {
+      expect(r.custom_plans).toBe(0);
+      expect(r.generic_plans).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('words as PostgreSQL takes them', () => {
+  it('stems every word as the listkeeper configuration does, and drops the same stop words', async () => {
+    const words = [...new Set(WORDS.match(/[\p{L}\p{N}]+(?:'[\p{L}]+)?/gu)!)];
+    const { rows } = await db.pool.query<{ word: string; lexemes: string[] }>(
+      "select w as word, coalesce(array(select unnest(tsvector_to_array(to_tsvector('listkeeper', w))) order by 1), '{}') as lexemes from unnest($1::text[]) w",
+      [words],
+    );
+    const differ = rows.filter((r) => JSON.stringify([...wordLexemes(r.word)].sort()) !== JSON.stringify(r.lexemes));
+    expect(differ.map((r) => `${r.word}: js ${wordLexemes(r.word).join(',')} pg ${r.lexemes.join(',')}`)).toEqual([]);
+    expect(rows.length).toBeGreaterThan(120);
+  });
+
+  it('splits CJK runs into the pairs search_text() indexes', async () => {
+    expect(wordLexemes('日本語')).toEqual(['日本', '本語']);
+    const { rows } = await db.pool.query<{ l: string[] }>("select tsvector_to_array(to_tsvector('listkeeper', search_text('日本語'))) as l");
+    expect([...rows[0].l].sort()).toEqual(['日本', '本語']);
+  });
+});
+
+describe('excerpts', () => {
+  it('marks every form of the asked-for words, and nothing else', () => {
+    const text = 'Autovacuum freezes old tuples. The wraparound horizon matters; freezing is cheap.';
+    expect(markExcerpt(text, queryLexemes('freeze wraparound'))).toBe(
+      'Autovacuum \u0001freezes\u0002 old tuples. The \u0001wraparound\u0002 horizon matters; \u0001freezing\u0002 is cheap.',
+    );
+    expect(markExcerpt(text, queryLexemes('"old tuples" -horizon'))).toContain('\u0001old\u0002 \u0001tuples\u0002');
+    expect(markExcerpt(text, queryLexemes('nothing'))).toBe(text);
+  });
+
+  it('marks CJK pairs inside a run', () => {
+    expect(markExcerpt('これは日本語のテキストです', queryLexemes('日本語'))).toBe('これは\u0001日本語\u0002のテキストです');
+  });
+
+  it('gives two fragments of a long text around the first matches, joined by an ellipsis', () => {
+    const filler = (n: number) => Array.from({ length: n }, (_, i) => `w${i}`).join(' ');
+    const text = `${filler(50)} needle ${filler(60)} needle ${filler(50)}`;
+    const out = markExcerpt(text, queryLexemes('needle'));
+    const parts = out.split(' … ');
+    expect(parts).toHaveLength(2);
+    for (const p of parts) {
+      expect(p).toContain('\u0001needle\u0002');
+      expect(p.split(' ').length).toBeLessThanOrEqual(30);
+    }
+    // Without a match: the beginning.
+    expect(markExcerpt(filler(100), queryLexemes('needle'))).toBe(filler(30));
+  });
+});
