@@ -247,7 +247,9 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   } else {
     // By date; past the ranked set this goes on from the first match not ranked (the ranked set
     // is the `cap` most recent, so the same offset).
-    page = `select m.id, m.date, 0::real as rank, null::bigint as candidates from messages m where ${f.where}
+    // The matches are counted here too, up to `cap + 1` (one InitPlan, in the same trip).
+    page = `select m.id, m.date, 0::real as rank, (select count(*) from (select 1 from messages m where ${f.where} limit ${Math.trunc(s.cap) + 1}) x) as candidates
+              from messages m where ${f.where}
              order by m.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
   }
   // The text around the first place where the first typed word (its start, for other forms of
@@ -270,12 +272,13 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   const hits = rows.slice(0, s.limit).map(({ candidates: _, ...h }) => ({ ...h, excerpt: words ? markExcerpt(h.excerpt ?? '', words) : h.excerpt }));
   let total: number | null;
   let capped = false;
+  const candidates = Number(rows[0]?.candidates ?? 0);
   if (ranked) {
-    const candidates = Number(rows[0]?.candidates ?? 0);
     capped = candidates > s.cap;
     total = capped ? null : candidates;
   } else if (s.offset === 0 && !more) total = hits.length;
-  else total = await boundedCount(db, s, s.cap);
+  // A page past the last has no row to carry the count: counted apart.
+  else total = rows.length > 0 ? (candidates > s.cap ? null : candidates) : await boundedCount(db, s, s.cap);
   if (total !== null) return { hits, more, total, exact: true, capped, ranked };
   // The planner's estimate, from the statistics as they are now (search-scan.ts's copy may be minutes old).
   return { hits, more, total: Math.max(await estimate(db, s), s.cap + 1), exact: false, capped, ranked };
