@@ -12,6 +12,14 @@ export const smtpMessages = new client.Counter({
   registers: [registry],
 });
 
+/** Reads meant for the replica (DATABASE_READ_URL) that went to the primary, by why (db/read-pool.ts). */
+export const readFallbacks = new client.Counter({
+  name: 'listkeeper_read_fallbacks_total',
+  help: 'Archive reads sent to the primary instead of the read replica, by reason: unreachable (the replica is down), fresh (the reader has just written), recovery_conflict (the replica cancelled the read)',
+  labelNames: ['reason'],
+  registers: [registry],
+});
+
 export const pageCacheRequests = new client.Counter({
   name: 'listkeeper_page_cache_requests_total',
   help: 'Anonymous archive page requests by whether the page cache served them (hit) or not (miss)',

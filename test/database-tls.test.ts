@@ -7,63 +7,38 @@
  * with a clear error.
  */
 
-import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCertificates, type TestCertificates } from './helpers/certificates.ts';
 import { cli, startServe, type RunningServe } from './helpers/cli.ts';
+import { clusterRoot, PrivatePostgres } from './helpers/private-postgres.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
-
-const BIN_DIR = fs.existsSync('/usr/lib/postgresql') ? fs.readdirSync('/usr/lib/postgresql').map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(`${d}/initdb`)) : undefined;
 
 let certs: TestCertificates;
 let tmp: string;
-let cluster: string;
-let port: number;
+let server: PrivatePostgres;
 let serve: RunningServe | undefined;
 
-/** Runs a PostgreSQL binary as the postgres user when we are root (initdb refuses root). */
-function pgRun(bin: string, args: string[]) {
-  const asRoot = process.getuid?.() === 0;
-  const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
-  const r = spawnSync(path.join(BIN_DIR!, bin), args, { encoding: 'utf8', ...(asRoot ? { uid: id('-u'), gid: id('-g') } : {}), env: { ...process.env, LC_ALL: 'C' } });
-  if (r.status !== 0) throw new Error(`${bin} failed: ${r.stderr || r.stdout}`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-const url = (params: string, host = 'localhost') => `postgres://postgres@${host}:${port}/lk?${params}`;
+const url = (params: string, host = 'localhost') => server.url('lk', host, params);
 const verified = () => url(`sslmode=verify-full&sslrootcert=${encodeURIComponent(certs.caFile)}`);
 
 beforeAll(async () => {
-  if (!BIN_DIR) throw new Error('the machine PostgreSQL binaries (/usr/lib/postgresql/*/bin) are needed for this test');
   certs = makeCertificates();
   fs.chmodSync(certs.dir, 0o755);
   fs.chmodSync(certs.caFile, 0o644);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-dbtls-'));
-  fs.chmodSync(tmp, 0o777);
-  cluster = path.join(tmp, 'pg');
-  pgRun('initdb', ['-D', cluster, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync']);
-  // The server's key and certificate, readable by the server only; TLS required from TCP clients.
-  fs.writeFileSync(path.join(cluster, 'server.crt'), certs.good.cert);
-  fs.writeFileSync(path.join(cluster, 'server.key'), certs.good.key, { mode: 0o600 });
-  const owner = fs.statSync(path.join(cluster, 'PG_VERSION'));
-  for (const f of ['server.crt', 'server.key']) fs.chownSync(path.join(cluster, f), owner.uid, owner.gid);
-  fs.appendFileSync(path.join(cluster, 'postgresql.conf'), "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nfsync = off\n");
-  fs.writeFileSync(path.join(cluster, 'pg_hba.conf'), 'hostssl all all 127.0.0.0/8 trust\nhostnossl all all 127.0.0.0/8 reject\n');
-  port = await freePort();
-  pgRun('pg_ctl', ['start', '-w', '-t', '60', '-D', cluster, '-l', path.join(cluster, 'server.log'), '-o', `-p ${port} -c listen_addresses=127.0.0.1,127.0.0.2 -c unix_socket_directories=''`]);
+  tmp = clusterRoot('lk-dbtls-');
+  // TLS required from every TCP client; the server also answers on 127.0.0.2, a name its
+  // certificate does not carry.
+  server = await PrivatePostgres.create(path.join(tmp, 'pg'), {
+    conf: "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'",
+    hba: 'hostssl all all 127.0.0.0/8 trust\nhostnossl all all 127.0.0.0/8 reject\n',
+    listen: '127.0.0.1,127.0.0.2',
+  });
+  server.writeFile('server.crt', certs.good.cert);
+  server.writeFile('server.key', certs.good.key, 0o600);
+  server.start();
   const admin = new pg.Client({ connectionString: verified().replace('/lk?', '/postgres?') });
   await admin.connect();
   await admin.query('create database lk');
@@ -72,7 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   serve?.child.kill('SIGKILL');
-  if (cluster && fs.existsSync(path.join(cluster, 'postmaster.pid'))) pgRun('pg_ctl', ['stop', '-m', 'immediate', '-D', cluster]);
+  server?.stop('immediate');
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   certs?.remove();
 });

@@ -142,7 +142,7 @@ describe('the parse thread', () => {
   const rowId = async (messageId: string) => (await db.pool.query('select id from messages where message_id = $1', [messageId])).rows[0].id as number;
 
   it('reads a message by row id on its own connection, and says when there is none', async () => {
-    const thread = new ParseThread(db.url);
+    const thread = new ParseThread([db.url]);
     try {
       const content = await thread.parse({ messageRowId: await rowId('big@example.org') }, new Date());
       expect(content.attachments).toHaveLength(25);
@@ -155,13 +155,13 @@ describe('the parse thread', () => {
   });
 
   it('stops a parse that passes its deadline, and parses the next message on a new thread', async () => {
-    const thread = new ParseThread(db.url, { deadlineMs: 1, maxWaiting: 16 });
+    const thread = new ParseThread([db.url], { deadlineMs: 1, maxWaiting: 16 });
     try {
       await expect(thread.parse({ messageRowId: await rowId('big@example.org') }, new Date())).rejects.toMatchObject({ code: 'parse_timeout', status: 503 });
     } finally {
       await thread.stop();
     }
-    const patient = new ParseThread(db.url, { deadlineMs: 60_000, maxWaiting: 16 });
+    const patient = new ParseThread([db.url], { deadlineMs: 60_000, maxWaiting: 16 });
     try {
       expect((await patient.parse({ raw: big.raw }, new Date())).attachments).toHaveLength(25);
     } finally {
@@ -170,7 +170,7 @@ describe('the parse thread', () => {
   });
 
   it('answers 503 at once when too many parses wait, and fails what waits when it stops', async () => {
-    const thread = new ParseThread(db.url, { deadlineMs: 60_000, maxWaiting: 1 });
+    const thread = new ParseThread([db.url], { deadlineMs: 60_000, maxWaiting: 1 });
     const id = await rowId('big@example.org');
     // Settled into values at once, so that their rejections are handled when stop() makes them.
     const first = thread.parse({ messageRowId: id }, new Date()).catch((err: unknown) => err);

@@ -3,6 +3,7 @@ import type { Config } from '../config.ts';
 import { openEmbedded } from './embedded.ts';
 import { migrate } from './migrate.ts';
 import { createPool } from './pool.ts';
+import { ReplicaPool } from './read-pool.ts';
 
 /** The process's connections: the primary, and the pool archive reads use (a replica or the primary). */
 export interface Database {
@@ -26,6 +27,11 @@ export function embeddedConnections(cfg: Config): number {
   return Math.max(100, (cfg.web.processes + 2) * (cfg.dbPoolSize + searchPoolSize(cfg) + 4));
 }
 
+/** Where archive reads go, in order: the replica (DATABASE_READ_URL) and then the primary, or the primary alone. */
+export function readUrls(cfg: Pick<Config, 'databaseReadUrl'>, primaryUrl: string): string[] {
+  return cfg.databaseReadUrl ? [cfg.databaseReadUrl, primaryUrl] : [primaryUrl];
+}
+
 /** Searches hold a connection for a millisecond or two: a few serve a process. */
 export function searchPoolSize(cfg: Config): number {
   return Math.max(2, Math.ceil(cfg.dbPoolSize / 3));
@@ -39,8 +45,13 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   const embedded = cfg.databaseUrl ? undefined : await openEmbedded(cfg.dataDir, { maxConnections: embeddedConnections(cfg) });
   const url = cfg.databaseUrl ?? embedded!.url;
   const pool = createPool(url, cfg.dbPoolSize, role);
-  const readPool = cfg.databaseReadUrl ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`) : pool;
-  const searchPool = createPool(cfg.databaseReadUrl ?? url, searchPoolSize(cfg), `${role}-search`, { plan_cache_mode: 'force_generic_plan' });
+  // On a replica, both fall back to the primary (read-pool.ts); the search pool's fallback is the
+  // primary's ordinary pool, where its statements are planned as usual.
+  const readPool = cfg.databaseReadUrl ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, {}, ReplicaPool).fallBackTo(pool, `${role}-read`) : pool;
+  const generic = { plan_cache_mode: 'force_generic_plan' };
+  const searchPool = cfg.databaseReadUrl
+    ? createPool(cfg.databaseReadUrl, searchPoolSize(cfg), `${role}-search`, generic, ReplicaPool).fallBackTo(pool, `${role}-search`)
+    : createPool(url, searchPoolSize(cfg), `${role}-search`, generic);
   try {
     if (opts.migrate !== false) await migrate(pool);
   } catch (err) {

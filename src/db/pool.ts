@@ -46,11 +46,13 @@ export function connectionConfig(connectionString: string, role: string): pg.Cli
 /** Session settings a pool may add to every connection (names and values from our code, not input). */
 export type SessionSettings = Record<string, string>;
 
-export function createPool(connectionString: string, max: number, role: string, settings: SessionSettings = {}): pg.Pool {
+export function createPool(connectionString: string, max: number, role: string, settings?: SessionSettings): pg.Pool;
+export function createPool<P extends pg.Pool>(connectionString: string, max: number, role: string, settings: SessionSettings, PoolClass: new (config: pg.PoolConfig) => P): P;
+export function createPool(connectionString: string, max: number, role: string, settings: SessionSettings = {}, PoolClass: new (config: pg.PoolConfig) => pg.Pool = pg.Pool): pg.Pool {
   const set = Object.entries({ idle_in_transaction_session_timeout: String(IDLE_IN_TRANSACTION_MS), ...settings })
     .map(([k, v]) => `set ${k} = ${v}`)
     .join('; ');
-  const pool = new pg.Pool({
+  const pool = new PoolClass({
     ...connectionConfig(connectionString, role),
     max,
     idleTimeoutMillis: IDLE_CLOSE_MS,
@@ -110,6 +112,15 @@ export function isConnectionLoss(err: unknown): boolean {
   }
   // node-postgres's own errors for a dead socket carry no code.
   return typeof message === 'string' && /Connection terminated|not queryable|timeout exceeded when trying to connect/.test(message);
+}
+
+/**
+ * Whether a replica cancelled the statement because replaying the primary's changes needed what it
+ * read (SQLSTATE 40001, "conflict with recovery"): the same read on the primary would succeed.
+ */
+export function isRecoveryConflict(err: unknown): boolean {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  return code === '40001' && typeof message === 'string' && /conflict with recovery/.test(message);
 }
 
 /**

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import type { Config } from '../config.ts';
-import type { Database } from '../db/database.ts';
+import { readUrls, type Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
@@ -22,6 +22,7 @@ import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
 import { checkBody, checkUrl, refusedByDatabase } from './request-input.ts';
 import { sessionMiddleware } from './session.ts';
+import { freshReads } from './fresh-reads.ts';
 import { subscriptionRouter } from './subscription-routes.ts';
 import { createViews } from './views.ts';
 
@@ -34,7 +35,7 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
  * `parsedMessages` (also WebServer's, which stops its parse thread) keeps parsed messages.
  */
 export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache; parsedMessages?: ParsedMessages } = {}): express.Express {
-  const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024, cfg.databaseReadUrl ?? db.url);
+  const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024, readUrls(cfg, db.url));
   const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages };
   const app = express();
   app.disable('x-powered-by');
@@ -81,6 +82,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   app.use('/static', express.static(PUBLIC_DIR, { maxAge: '1h' }));
   app.use(express.urlencoded({ extended: false, limit: '5mb' }));
   app.use(checkBody);
+  app.use(freshReads(ctx));
   app.use(sessionMiddleware(ctx));
 
   app.use(subscriptionRouter(ctx));

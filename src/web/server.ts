@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
-import type { Database } from '../db/database.ts';
+import { readUrls, type Database } from '../db/database.ts';
 import { log } from '../log.ts';
 import { settleAfterResponse } from './after-response.ts';
 import { createApp } from './app.ts';
@@ -21,7 +21,7 @@ export class WebServer {
       this.pageCache = new PageCache(this.db.pool, this.cfg.web.pageCacheMb * 1024 * 1024);
       await this.pageCache.start();
     }
-    this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, this.cfg.databaseReadUrl ?? this.db.url);
+    this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, readUrls(this.cfg, this.db.url));
     const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }));
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {

@@ -41,9 +41,9 @@ export class ParseThread {
   private nextId = 1;
   private stopped = false;
 
-  /** `databaseUrl`: where the thread reads archived messages (the read pool's server). */
+  /** `databaseUrls`: where the thread reads archived messages, in order (the read server, then the primary). */
   constructor(
-    private databaseUrl: string,
+    private databaseUrls: string[],
     private limits: { deadlineMs: number; maxWaiting: number } = { deadlineMs: PARSE_DEADLINE_MS, maxWaiting: MAX_WAITING },
   ) {}
 
@@ -95,7 +95,7 @@ export class ParseThread {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(ENTRY, { workerData: { databaseUrl: this.databaseUrl } satisfies ThreadData });
+    const worker = new Worker(ENTRY, { workerData: { databaseUrls: this.databaseUrls } satisfies ThreadData });
     worker.unref();
     worker.on('message', (reply: ParseReply | 'ready') => (reply === 'ready' ? this.ready.add(worker) : this.answer(reply)));
     worker.on('error', (err) => {

@@ -9,12 +9,17 @@
 import pg from 'pg';
 import { parentPort, workerData } from 'node:worker_threads';
 import { messageRaw } from '../../db/message-raw.ts';
+import { isConnectionLoss } from '../../db/pool.ts';
 import { isAppError } from '../../errors.ts';
 import { parse } from '../../mail/parse.ts';
 
 export interface ThreadData {
-  /** where archived messages are read: DATABASE_READ_URL, else the primary */
-  databaseUrl: string;
+  /**
+   * where archived messages are read, in order: DATABASE_READ_URL then the primary (a replica
+   * that is down, or has not replayed the message yet, leaves the read to the primary), or the
+   * primary alone
+   */
+  databaseUrls: string[];
 }
 
 export interface ParseJob {
@@ -39,31 +44,45 @@ export type ParseReply =
   | { id: number; ok: false; message: string; code: string | null };
 
 const CONNECT_TIMEOUT_MS = 10_000;
-let client: pg.Client | null = null;
+/** a server that could not be reached is left alone this long (as db/read-pool.ts does) */
+const RETRY_MS = 5_000;
+const clients = new Map<string, pg.Client>();
+const downUntil = new Map<string, number>();
 
-/** The thread's one connection, opened on first use and again after it fails. */
-async function connection(): Promise<pg.Client> {
-  if (client) return client;
-  const { databaseUrl } = workerData as ThreadData;
-  const c = new pg.Client({ connectionString: databaseUrl, application_name: `listkeeper:${process.pid}:parse`, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+/** The thread's connection to one server, opened on first use and again after it fails. */
+async function connection(url: string): Promise<pg.Client> {
+  const open = clients.get(url);
+  if (open) return open;
+  const c = new pg.Client({ connectionString: url, application_name: `listkeeper:${process.pid}:parse`, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   c.on('error', () => {
-    if (client === c) client = null;
+    if (clients.get(url) === c) clients.delete(url);
   });
   await c.connect();
-  client = c;
+  clients.set(url, c);
   return c;
 }
 
 async function rawOf(job: ParseJob): Promise<Buffer | null> {
   if (job.raw) return Buffer.from(job.raw.buffer, job.raw.byteOffset, job.raw.byteLength);
-  const c = await connection();
-  try {
-    return await messageRaw(c, job.messageRowId);
-  } catch (err) {
-    if (client === c) client = null;
-    c.end().catch(() => undefined);
-    throw err;
+  const urls = (workerData as ThreadData).databaseUrls;
+  const usable = urls.filter((u) => (downUntil.get(u) ?? 0) <= Date.now());
+  const tries = usable.length > 0 ? usable : urls.slice(-1);
+  for (const [i, url] of tries.entries()) {
+    const last = i === tries.length - 1;
+    let c: pg.Client | undefined;
+    try {
+      c = await connection(url);
+      const raw = await messageRaw(c, job.messageRowId);
+      // Not there: perhaps not replayed yet. The next server (the primary) has the last word.
+      if (raw || last) return raw;
+    } catch (err) {
+      if (c && clients.get(url) === c) clients.delete(url);
+      c?.end().catch(() => undefined);
+      if (last || !isConnectionLoss(err)) throw err;
+      downUntil.set(url, Date.now() + RETRY_MS);
+    }
   }
+  return null;
 }
 
 const port = parentPort;
@@ -71,7 +90,7 @@ if (port) {
   port.on('message', async (job: ParseJob | 'stop') => {
     if (job === 'stop') {
       // Ends the connection cleanly; with the port closed, the thread has nothing left and ends.
-      await client?.end().catch(() => undefined);
+      await Promise.all([...clients.values()].map((c) => c.end().catch(() => undefined)));
       port.close();
       return;
     }

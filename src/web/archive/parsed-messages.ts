@@ -51,10 +51,10 @@ export class ParsedMessages {
 
   /**
    * `maxBytes` 0 keeps nothing (every view parses; concurrent views still share a parse).
-   * `databaseUrl`: where the parse thread reads large messages (the read pool's server).
+   * `databaseUrls`: where the parse thread reads large messages, in order (the read server, then the primary).
    */
-  constructor(private maxBytes: number, databaseUrl: string) {
-    this.thread = new ParseThread(databaseUrl);
+  constructor(private maxBytes: number, databaseUrls: string[]) {
+    this.thread = new ParseThread(databaseUrls);
   }
 
   async stop(): Promise<void> {

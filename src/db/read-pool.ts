@@ -1,0 +1,107 @@
+/*
+ * The pool archive reads use when DATABASE_READ_URL names a replica: archive pages, search,
+ * downloads, `export`. Two things send a read to the primary instead:
+ *
+ * - The replica cannot be reached (refused, terminated, shut down): the read is run again on the
+ *   primary at once, so the reader sees a page, not an error. The replica is then left alone for
+ *   REPLICA_RETRY_MS before a read tries it again; each outage is logged when it starts and when
+ *   it ends, and every read sent to the primary for it is counted
+ *   (listkeeper_read_fallbacks_total{reason="unreachable"}).
+ * - The read must see a write the replica may not have replayed yet: inside readFromPrimary()
+ *   (the web runs the requests of a browser that has just written there: web/fresh-reads.ts),
+ *   counted with reason="fresh".
+ *
+ * A read the replica cancelled because replaying the primary's changes needed its rows ("conflict
+ * with recovery") is run again on the primary too (reason="recovery_conflict"). A statement that
+ * fails for another reason (a syntax error, a timeout) is not: it would fail on the primary too.
+ */
+
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pg from 'pg';
+import { log } from '../log.ts';
+import { readFallbacks } from '../metrics.ts';
+import { briefError, isConnectionLoss, isRecoveryConflict } from './pool.ts';
+
+const REPLICA_RETRY_MS = 5_000;
+
+const primaryReads = new AsyncLocalStorage<boolean>();
+
+/** Runs fn with every read-pool read in it (and in what it starts) sent to the primary. */
+export function readFromPrimary<T>(fn: () => T): T {
+  return primaryReads.run(true, fn);
+}
+
+/**
+ * A pool on the replica that falls back to `primary` (set with fallBackTo()). Only the promise
+ * forms of query() and connect() are ours; listkeeper uses no other.
+ */
+export class ReplicaPool extends pg.Pool {
+  private primary: pg.Pool | null = null;
+  private downUntil = 0;
+  private role = 'read';
+
+  fallBackTo(primary: pg.Pool, role: string): this {
+    this.primary = primary;
+    this.role = role;
+    return this;
+  }
+
+  /** Where the next read goes: the primary while the replica is down or the read must be fresh. */
+  private target(): 'replica' | 'primary' {
+    if (!this.primary) return 'replica';
+    if (primaryReads.getStore() === true) {
+      readFallbacks.inc({ reason: 'fresh' });
+      return 'primary';
+    }
+    if (Date.now() < this.downUntil) {
+      readFallbacks.inc({ reason: 'unreachable' });
+      return 'primary';
+    }
+    return 'replica';
+  }
+
+  private lost(err: unknown) {
+    const wasUp = this.downUntil === 0;
+    this.downUntil = Date.now() + REPLICA_RETRY_MS;
+    readFallbacks.inc({ reason: 'unreachable' });
+    if (wasUp) log.warn({ error: briefError(err), role: this.role, retryMs: REPLICA_RETRY_MS }, 'read replica unreachable: reading from the primary');
+  }
+
+  private back() {
+    if (this.downUntil === 0) return;
+    this.downUntil = 0;
+    log.info({ role: this.role }, 'read replica reachable again: reading from it');
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pg's overloads; see the class comment
+  override query(...args: any[]): any {
+    if (typeof args[args.length - 1] === 'function') return super.query(...(args as Parameters<pg.Pool['query']>));
+    return this.read((pool) => (pool === this ? super.query(...(args as [string])) : pool.query(...(args as [string]))));
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as query()
+  override connect(...args: any[]): any {
+    if (args.length > 0) return super.connect(...(args as Parameters<pg.Pool['connect']>));
+    return this.read((pool) => (pool === this ? super.connect() : pool.connect()));
+  }
+
+  private async read<T>(run: (pool: pg.Pool) => Promise<T>): Promise<T> {
+    if (this.target() === 'primary') return run(this.primary!);
+    const retrying = this.downUntil !== 0;
+    try {
+      const result = await run(this);
+      if (retrying) this.back();
+      return result;
+    } catch (err) {
+      if (!this.primary) throw err;
+      if (isRecoveryConflict(err)) {
+        // The replica is up; only this read met the replay.
+        readFallbacks.inc({ reason: 'recovery_conflict' });
+        return run(this.primary);
+      }
+      if (!isConnectionLoss(err)) throw err;
+      this.lost(err);
+      return run(this.primary);
+    }
+  }
+}

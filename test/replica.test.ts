@@ -1,0 +1,163 @@
+/*
+ * A real streaming replica (issue 14, item 4): a private primary of the machine's PostgreSQL and a
+ * standby made with `pg_basebackup -R`, listkeeper given DATABASE_URL (primary) and
+ * DATABASE_READ_URL (standby). Replay on the standby is paused to tell who answered: what the
+ * standby has not replayed, only the primary can show.
+ *
+ * - archive pages and search read from the standby;
+ * - a browser that has just written (a POST) reads from the primary (read-your-writes);
+ * - with the standby gone, reads fall back to the primary, logged and counted, and go back to
+ *   the standby when it returns.
+ */
+
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, startServe, type RunningServe } from './helpers/cli.ts';
+import { clusterRoot, PrivatePostgres } from './helpers/private-postgres.ts';
+import { message, sendRaw } from './helpers/smtp.ts';
+
+let tmp: string;
+let primary: PrivatePostgres;
+let standby: PrivatePostgres;
+let serve: RunningServe | undefined;
+const LIST = 'dev@lists.example.org';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function on<T>(server: PrivatePostgres, sql: string, database = 'lk'): Promise<T[]> {
+  const c = new pg.Client({ connectionString: server.url(database) });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(100);
+  }
+}
+
+/** The standby has replayed everything the primary has written so far. */
+async function caughtUp() {
+  const [{ lsn }] = await on<{ lsn: string }>(primary, 'select pg_current_wal_lsn()::text as lsn', 'postgres');
+  await until('the standby replays to ' + lsn, async () => {
+    const [{ ok }] = await on<{ ok: boolean }>(standby, `select pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn as ok`, 'postgres');
+    return ok;
+  });
+}
+
+async function post(id: string, subject: string) {
+  const r = await sendRaw(serve!.smtpPort, { from: 'alice@example.org', to: [LIST] }, message({ id, to: LIST, subject }));
+  expect(r.ok).toBe(true);
+}
+
+const page = async (p: string, cookie?: string) => {
+  const res = await fetch(`${serve!.webUrl}${p}`, { headers: cookie ? { cookie } : {}, redirect: 'manual' });
+  return { status: res.status, html: await res.text(), cookies: res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ') };
+};
+
+async function fallbacks(reason: string): Promise<number> {
+  const text = await (await fetch(`${serve!.webUrl}/metrics`)).text();
+  const m = new RegExp(`listkeeper_read_fallbacks_total\\{reason="${reason}"\\} (\\d+)`).exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+beforeAll(async () => {
+  tmp = clusterRoot('lk-replica-');
+  primary = await PrivatePostgres.create(path.join(tmp, 'primary'));
+  primary.start();
+  await on(primary, 'create database lk', 'postgres');
+  standby = await PrivatePostgres.standbyOf(primary, path.join(tmp, 'standby'));
+  standby.start();
+  const env = { DATABASE_URL: primary.url('lk'), MAIL_DOMAIN: 'lists.example.org' };
+  expect((await cli(['migrate'], env)).code).toBe(0);
+  expect((await cli(['list', 'create', LIST, '--name', 'Developers', '--post-policy', 'open'], env)).code).toBe(0);
+  await caughtUp();
+  serve = await startServe({ ...env, DATABASE_READ_URL: standby.url('lk'), WEB_PROCESSES: '1' }, ['--smtp', '--web', '--worker']);
+}, 120_000);
+
+afterAll(async () => {
+  serve?.child.kill('SIGKILL');
+  standby?.stop('immediate');
+  primary?.stop('immediate');
+  const fs = await import('node:fs');
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('a streaming replica for archive reads', () => {
+  it('serves archive pages and search from the standby', async () => {
+    await on(standby, 'select pg_wal_replay_pause()', 'postgres');
+    try {
+      await post('unreplayed@example.org', 'Only the primary has this yet');
+      // The primary has it; the standby, paused, does not, and the anonymous reader asks the standby.
+      expect((await on<{ n: number }>(primary, "select count(*)::int as n from messages where message_id = 'unreplayed@example.org'"))[0].n).toBe(1);
+      expect((await page('/message-id/unreplayed@example.org')).status).toBe(404);
+      expect((await page('/search?q=primary')).html).not.toContain('Only the primary has this yet');
+    } finally {
+      await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+    }
+    await caughtUp();
+    expect((await page('/message-id/unreplayed@example.org')).html).toContain('Only the primary has this yet');
+    expect((await page('/search?q=primary')).html).toContain('1 message found');
+  });
+
+  it('reads from the primary for a browser that has just written', async () => {
+    await on(standby, 'select pg_wal_replay_pause()', 'postgres');
+    try {
+      await post('just-written@example.org', 'Fresh off the press');
+      // A POST (here the subscribe form, which any visitor may send) sets the cookie.
+      const form = await page(`/lists/dev/subscribe`);
+      const csrf = /name="_csrf" value="([^"]+)"/.exec(form.html)?.[1];
+      const formCookie = form.cookies;
+      const res = await fetch(`${serve!.webUrl}/lists/dev/subscribe`, {
+        method: 'POST', redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: formCookie },
+        body: new URLSearchParams({ email: 'reader@example.org', ...(csrf ? { _csrf: csrf } : {}) }).toString(),
+      });
+      const fresh = res.headers.getSetCookie().find((c) => c.startsWith('lk_fresh='));
+      expect(fresh).toMatch(/Max-Age=10/);
+      const before = await fallbacks('fresh');
+      const seen = await page('/message-id/just-written@example.org', fresh!.split(';')[0]);
+      expect(seen.status).toBe(200);
+      expect(seen.html).toContain('Fresh off the press');
+      expect(await fallbacks('fresh')).toBeGreaterThan(before);
+      // Anyone else still reads the standby, which has not replayed it.
+      expect((await page('/message-id/just-written@example.org')).status).toBe(404);
+      // A cookie that claims more than the fresh window is not believed.
+      expect((await page('/message-id/just-written@example.org', `lk_fresh=${Date.now() + 3_600_000}`)).status).toBe(404);
+    } finally {
+      await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+    }
+  });
+
+  it('falls back to the primary while the standby is down, says so, and goes back to it', async () => {
+    await caughtUp();
+    standby.stop('immediate');
+    const before = await fallbacks('unreachable');
+    for (const p of ['/message-id/unreplayed@example.org', '/search?q=primary', '/lists/dev/']) {
+      const r = await page(p);
+      expect(r.status, p).toBe(200);
+    }
+    expect((await page('/message-id/unreplayed@example.org')).html).toContain('Only the primary has this yet');
+    expect(await fallbacks('unreachable')).toBeGreaterThan(before);
+    expect(serve!.output()).toContain('read replica unreachable: reading from the primary');
+
+    standby.start();
+    // Once it is back (the retry interval is 5 s), a paused standby shows reads go to it again.
+    await caughtUp();
+    await on(standby, 'select pg_wal_replay_pause()', 'postgres');
+    try {
+      await post('after-return@example.org', 'Written while the standby was paused again');
+      await until('reads go back to the standby', async () => (await page('/message-id/after-return@example.org')).status === 404, 20_000);
+      expect(serve!.output()).toContain('read replica reachable again');
+    } finally {
+      await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+    }
+  }, 60_000);
+});
