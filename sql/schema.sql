@@ -976,6 +976,7 @@ CREATE TABLE public.lists (
     template_confirm text DEFAULT ''::text NOT NULL,
     send_welcome boolean DEFAULT true NOT NULL,
     send_goodbye boolean DEFAULT true NOT NULL,
+    synchronous_commit text,
     CONSTRAINT lists_address_check CHECK ((address = lower(address))),
     CONSTRAINT lists_archive_check CHECK ((archive = ANY (ARRAY['public'::text, 'members'::text, 'private'::text]))),
     CONSTRAINT lists_auth_policy_check CHECK ((auth_policy = ANY (ARRAY['accept'::text, 'hold'::text, 'reject'::text]))),
@@ -990,7 +991,8 @@ CREATE TABLE public.lists (
     CONSTRAINT lists_post_policy_check CHECK ((post_policy = ANY (ARRAY['open'::text, 'members'::text, 'moderated'::text]))),
     CONSTRAINT lists_reply_to_check CHECK ((reply_to = ANY (ARRAY['none'::text, 'list'::text, 'address'::text]))),
     CONSTRAINT lists_roster_visibility_check CHECK ((roster_visibility = ANY (ARRAY['owners'::text, 'members'::text, 'anyone'::text]))),
-    CONSTRAINT lists_subscribe_policy_check CHECK ((subscribe_policy = ANY (ARRAY['open'::text, 'confirm'::text, 'approve'::text])))
+    CONSTRAINT lists_subscribe_policy_check CHECK ((subscribe_policy = ANY (ARRAY['open'::text, 'confirm'::text, 'approve'::text]))),
+    CONSTRAINT lists_synchronous_commit_check CHECK ((synchronous_commit = ANY (ARRAY['local'::text, 'remote_write'::text, 'on'::text, 'remote_apply'::text])))
 );
 
 --

@@ -63,6 +63,8 @@ const schema = z.object({
   RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
   SMTP_HELO_NAME: domain.optional(),
   AUTH_CHECK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  // list-policies.ts SYNCHRONOUS_COMMITS (config imports nothing but log; test/synchronous-commit.test.ts checks they agree)
+  POST_SYNCHRONOUS_COMMIT: z.enum(['local', 'remote_write', 'on', 'remote_apply']).optional(),
   DNS_SERVERS: z.string().regex(/^\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?(\s*,\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?)*\s*$/i, 'must be comma-separated host or host:port resolvers').optional(),
   // The spam check (src/core/spam-check.ts; docs/mail.md): an rspamd controller or normal worker
   SPAM_CHECK_URL: url(['http:', 'https:']).optional(),
@@ -140,6 +142,8 @@ export interface Config {
    * together; past it the methods not finished are recorded as temperror and the post goes on.
    */
   authCheckTimeoutMs: number;
+  /** what a post's accepting transaction waits for before the 250, unless its list says (null: the server's setting) */
+  postSynchronousCommit: 'local' | 'remote_write' | 'on' | 'remote_apply' | null;
   dataDir: string;
   logLevel: string;
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
@@ -286,6 +290,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     spamCheck: { url: e.SPAM_CHECK_URL, fail: e.SPAM_CHECK_FAIL, timeoutMs: Math.round(e.SPAM_CHECK_TIMEOUT * 1000) },
     dnsServers: (e.DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     authCheckTimeoutMs: e.AUTH_CHECK_TIMEOUT_MS,
+    postSynchronousCommit: e.POST_SYNCHRONOUS_COMMIT ?? null,
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,

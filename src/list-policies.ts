@@ -21,6 +21,13 @@ export const DMARC_MITIGATIONS = ['none', 'munge_from', 'munge_from_always', 'wr
 export type DmarcMitigation = (typeof DMARC_MITIGATIONS)[number];
 
 /** What a post that fails authentication gets (DMARC fail, or a member's address not aligned): sql/0026. */
+/**
+ * What the accepting transaction waits for (PostgreSQL's synchronous_commit), weakest first:
+ * this server's disk; also the synchronous standby's memory; its disk; its replay.
+ */
+export const SYNCHRONOUS_COMMITS = ['local', 'remote_write', 'on', 'remote_apply'] as const;
+export type SynchronousCommit = (typeof SYNCHRONOUS_COMMITS)[number];
+
 export const AUTH_POLICIES = ['accept', 'hold', 'reject'] as const;
 export type AuthPolicy = (typeof AUTH_POLICIES)[number];
 

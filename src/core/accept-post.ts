@@ -24,7 +24,7 @@ export interface Post {
   checks?: PostChecks;
   log: Logger;
   /** what is kept of a refused post (RETENTION_*); PUBLIC_URL for the links of held notices */
-  settings: Pick<CoreSettings, 'retention' | 'publicUrl'>;
+  settings: Pick<CoreSettings, 'retention' | 'publicUrl'> & Partial<Pick<CoreSettings, 'postSynchronousCommit'>>;
 }
 
 export type PostOutcome =

@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { CoreSettings } from '../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../db/lists.ts';
 import { InvalidInput } from '../errors.ts';
-import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
+import { ARCHIVE_POLICIES, AUTH_POLICIES, SYNCHRONOUS_COMMITS, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { checkTemplate, type TemplateName } from '../mail/templates.ts';
 import { updateListSettings } from './lists.ts';
@@ -114,6 +114,8 @@ export const LIST_SETTINGS: Record<string, Setting> = {
   spam_hold_score: { group: 'delivery', parse: spamThreshold },
   spam_reject_score: { group: 'delivery', parse: spamThreshold },
   auth_policy: { group: 'delivery', parse: oneOf(AUTH_POLICIES) },
+  // empty or "default": the site's POST_SYNCHRONOUS_COMMIT
+  synchronous_commit: { group: 'delivery', parse: (v) => (v === '' || v === 'default' ? null : oneOf(SYNCHRONOUS_COMMITS)(v)) },
   roster_visibility: { group: 'delivery', parse: oneOf(ROSTER_VISIBILITIES) },
   dkim_domain: { group: 'delivery', parse: optional(domainName) },
   dkim_selector: { group: 'delivery', parse: optional(selector) },

@@ -11,6 +11,7 @@ import type pg from 'pg';
 import { GroupCommit } from '../db/group-commit.ts';
 import { acceptIntoLists } from '../db/messages.ts';
 import { senderFacts, type SenderFacts } from '../db/sender-rules.ts';
+import { SYNCHRONOUS_COMMITS, type SynchronousCommit } from '../list-policies.ts';
 import { listId } from '../mail/list-headers.ts';
 import { afterAccept, type Post, type PostOutcome } from './accept-post.ts';
 import { holdOrDrop } from './hold.ts';
@@ -41,7 +42,15 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
   const archived = await acceptIntoLists(tx, accepted.map((i) => posts[i]));
   for (const [k, i] of accepted.entries()) outcomes[i] = await afterAccept(tx, posts[i], archived[k]);
   for (const [i, p] of posts.entries()) outcomes[i] ??= await holdOrDrop(tx, p, decisions[i]);
+  // The batch commits once: it waits as long as its most demanding list asks.
+  const wait = strongest(posts.map((p) => p.list.synchronous_commit ?? p.settings.postSynchronousCommit ?? null));
+  if (wait) await tx.query(`set local synchronous_commit = ${wait}`);
   return outcomes;
+}
+
+/** The most demanding of the levels (SYNCHRONOUS_COMMITS is weakest first); null when none is set. */
+export function strongest(levels: (SynchronousCommit | null)[]): SynchronousCommit | null {
+  return levels.reduce<SynchronousCommit | null>((a, l) => (l && (!a || SYNCHRONOUS_COMMITS.indexOf(l) > SYNCHRONOUS_COMMITS.indexOf(a)) ? l : a), null);
 }
 
 function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {

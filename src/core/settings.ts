@@ -5,4 +5,4 @@
 
 import type { Config } from '../config.ts';
 
-export type CoreSettings = Pick<Config, 'mailDomain' | 'publicUrl' | 'noticeFrom' | 'confirmTokenHours' | 'retention' | 'heloName' | 'spamCheck' | 'authCheckTimeoutMs'>;
+export type CoreSettings = Pick<Config, 'mailDomain' | 'publicUrl' | 'noticeFrom' | 'confirmTokenHours' | 'retention' | 'heloName' | 'spamCheck' | 'authCheckTimeoutMs' | 'postSynchronousCommit'>;

@@ -2,7 +2,7 @@
 
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { roleCandidates, splitAddress, type Role } from '../mail/address.ts';
-import type { ArchivePolicy, AuthPolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, RosterVisibility, SubscribePolicy } from '../list-policies.ts';
+import type { ArchivePolicy, AuthPolicy, DmarcMitigation, PostPolicy, ReplyToPolicy, RosterVisibility, SubscribePolicy, SynchronousCommit } from '../list-policies.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { Queryable } from './pool.ts';
 
@@ -151,6 +151,8 @@ export interface DeliverySettings {
   spam_reject_score: number | null;
   /** what happens to a post that fails authentication (core/moderation-rules.ts) */
   auth_policy: AuthPolicy;
+  /** what accepting a post waits for (sql/0052); null: the site's POST_SYNCHRONOUS_COMMIT */
+  synchronous_commit: SynchronousCommit | null;
   /** whether the sender of a held post is told it awaits a moderator (Mailman's respond_to_post_requests) */
   notify_held_sender: boolean;
   /** who may see the member list on /lists/LIST/members: owners (and moderators), members, anyone */
@@ -188,6 +190,7 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   spam_hold_score: 'real',
   spam_reject_score: 'real',
   auth_policy: 'text',
+  synchronous_commit: 'text',
   notify_held_sender: 'boolean',
   roster_visibility: 'text',
   template_welcome: 'text',

@@ -42,7 +42,7 @@ export interface SenderFacts {
   list: PostingSettings | null;
 }
 
-export type PostingSettings = Pick<ListRow, 'post_policy' | 'max_message_size' | 'spam_hold_score' | 'spam_reject_score' | 'auth_policy'>;
+export type PostingSettings = Pick<ListRow, 'post_policy' | 'max_message_size' | 'spam_hold_score' | 'spam_reject_score' | 'auth_policy' | 'synchronous_commit'>;
 
 /**
  * What moderation needs to know about posts, in one round trip for any number of them:
@@ -58,7 +58,7 @@ export async function senderFacts(db: Queryable, asks: { listId: number; email: 
     // Named: parsed once per connection, as it runs for every batch of posts. Named columns, not
     // l.*: a prepared statement fails once its result type changes (a migration adding a column).
     name: 'sender_facts',
-    text: `select l.id as list_id, l.post_policy, l.max_message_size, l.spam_hold_score, l.spam_reject_score, l.auth_policy, (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
+    text: `select l.id as list_id, l.post_policy, l.max_message_size, l.spam_hold_score, l.spam_reject_score, l.auth_policy, l.synchronous_commit, (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
                   coalesce((select json_agg(r order by r.email = x.email desc) from sender_rules r
                              where r.list_id = x.list_id and r.email in (x.email, x.domain)), '[]'::json) as rules
              from unnest($1::bigint[], $2::text[], $3::text[]) with ordinality x(list_id, email, domain, ord)
@@ -69,6 +69,6 @@ export async function senderFacts(db: Queryable, asks: { listId: number; email: 
   return rows.map((row) => ({
     memberStatus: row.member_status,
     rules: row.rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
-    list: row.list_id === null ? null : { post_policy: row.post_policy, max_message_size: row.max_message_size, spam_hold_score: row.spam_hold_score, spam_reject_score: row.spam_reject_score, auth_policy: row.auth_policy },
+    list: row.list_id === null ? null : { post_policy: row.post_policy, max_message_size: row.max_message_size, spam_hold_score: row.spam_hold_score, spam_reject_score: row.spam_reject_score, auth_policy: row.auth_policy, synchronous_commit: row.synchronous_commit },
   }));
 }

@@ -7,7 +7,7 @@ import type { Request } from 'express';
 import { LIST_SETTINGS } from '../../core/list-settings.ts';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
-import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
+import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES, SYNCHRONOUS_COMMITS } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
@@ -119,6 +119,10 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     template_confirm: template('template_confirm', 'Confirmation request', list.template_confirm),
     template_held: template('template_held', 'Held-post notice to the sender', list.template_held),
     auth_policy: pick('auth_policy', 'Posts that fail authentication', AUTH_POLICIES, list.auth_policy),
+    // '' is the site's setting; a form without the field (an older page) leaves it as it is.
+    synchronous_commit: Object.prototype.hasOwnProperty.call(req.body ?? {}, 'synchronous_commit')
+      ? (field(req, 'synchronous_commit') === '' ? null : pick('synchronous_commit', 'Acknowledging posts', SYNCHRONOUS_COMMITS, list.synchronous_commit ?? 'local'))
+      : list.synchronous_commit,
     // A form without the field (an older page) leaves it as it is.
     roster_visibility: Object.prototype.hasOwnProperty.call(req.body ?? {}, 'roster_visibility')
       ? pick('roster_visibility', 'Who may see the members', ROSTER_VISIBILITIES, list.roster_visibility) : list.roster_visibility,
