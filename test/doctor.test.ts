@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateListKey, type ListDkim } from '../src/core/list-dkim.ts';
 import { createList } from '../src/db/lists.ts';
+import { versionRefusal } from '../src/db/server-settings.ts';
 import { dkimTxtValue } from '../src/mail/list-signing.ts';
 import { makeCertificates, type TestCertificates } from './helpers/certificates.ts';
 import { cli } from './helpers/cli.ts';
@@ -208,5 +209,21 @@ describe('listkeeper doctor', () => {
     expect(r.findings[0]).toEqual(expect.objectContaining({ status: 'fail', check: 'database', what: expect.stringMatching(/^cannot reach the database: .*ECONNREFUSED/) }));
     expect(r.of('tls')).toHaveLength(1);
     expect(r.of('disk')).toHaveLength(1);
+  });
+});
+
+describe('the PostgreSQL versions listkeeper runs on', () => {
+  it('refuses a server older than the oldest it is tested with, in one line that says which it supports', () => {
+    expect(versionRefusal(130004, '13.4')).toBe('PostgreSQL 13.4 is older than 15, the oldest listkeeper supports (it is tested with 15 and 18): upgrade the server');
+    expect(versionRefusal(149999, '14.99')).toContain('older than 15');
+    expect(versionRefusal(150019, '15.19 (Debian 15.19-0+deb12u1)')).toBeNull();
+    expect(versionRefusal(180001, '18.1')).toBeNull();
+  });
+
+  it('accepts this machine’s server at start', async () => {
+    const { rows } = await db.pool.query<{ num: number; version: string }>("select current_setting('server_version_num')::int as num, current_setting('server_version') as version");
+    expect(versionRefusal(rows[0].num, rows[0].version)).toBeNull();
+    const migrated = await cli(['migrate'], { DATABASE_URL: db.url });
+    expect(migrated.code).toBe(0);
   });
 });

@@ -13,7 +13,7 @@ import { advisoryLockCap } from '../db/group-commit.ts';
 import { allLists, type ListRow } from '../db/lists.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { queueStats } from '../db/outbox.ts';
-import { serverSettings, type ServerSettings } from '../db/server-settings.ts';
+import { OLDEST_SUPPORTED_MAJOR, serverSettings, versionRefusal, type ServerSettings } from '../db/server-settings.ts';
 import { upgradeInProgress, upgradeMarkerFile } from '../db/upgrade-marker.ts';
 import { MAX_REFERENCES } from '../mail/message-id.ts';
 import { certificateFindings } from './doctor-certificates.ts';
@@ -25,7 +25,6 @@ export type { Finding, Status } from './doctor-findings.ts';
 /** The deadline of each database statement. */
 export const QUERY_MS = 5_000;
 /** The oldest PostgreSQL major listkeeper supports (README). */
-const OLDEST_MAJOR = 15;
 const GIB = 1024 ** 3;
 /** The queue's oldest waiting row is worth a look past this age. */
 const QUEUE_WARN_HOURS = 1;
@@ -67,10 +66,8 @@ async function listFindings(pool: pg.Pool, cfg: Config): Promise<Finding[]> {
 }
 
 function versionFinding(s: ServerSettings): Finding {
-  const major = Math.floor(s.versionNum / 10_000);
-  if (major < OLDEST_MAJOR) {
-    return fail('database', `PostgreSQL ${s.version} is older than ${OLDEST_MAJOR}, the oldest listkeeper supports`, `upgrade the server to PostgreSQL ${OLDEST_MAJOR} or later`);
-  }
+  const refusal = versionRefusal(s.versionNum, s.version);
+  if (refusal) return fail('database', refusal, `upgrade the server to PostgreSQL ${OLDEST_SUPPORTED_MAJOR} or later`);
   return ok('database', `PostgreSQL ${s.version}`);
 }
 

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { log } from '../log.ts';
 import { isConnectionLoss, type Queryable, withTimeout } from './pool.ts';
+import { versionRefusal } from './server-settings.ts';
 
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
@@ -24,6 +25,11 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
   let failed: Error | undefined;
   let file: string | undefined;
   try {
+    // Before anything touches the schema: a server too old is refused in one line.
+    const { rows: [server] } = await client.query<{ num: number; version: string }>(
+      `select current_setting('server_version_num')::int as num, current_setting('server_version') as version`);
+    const refusal = versionRefusal(server.num, server.version);
+    if (refusal) throw new Error(refusal);
     await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
     await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');

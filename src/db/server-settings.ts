@@ -6,6 +6,20 @@
 
 import { type Queryable, withTimeout } from './pool.ts';
 
+/**
+ * The oldest PostgreSQL major listkeeper runs on: the oldest it is tested with (Debian 12's 15;
+ * the embedded server is the newest, 18). An external DATABASE_URL is never upgraded by
+ * listkeeper: an older server is refused at start, before any migration touches it.
+ */
+export const OLDEST_SUPPORTED_MAJOR = 15;
+
+/** Why a server of this version cannot be used, or null when it can. */
+export function versionRefusal(versionNum: number, version: string): string | null {
+  const major = Math.floor(versionNum / 10_000);
+  if (major >= OLDEST_SUPPORTED_MAJOR) return null;
+  return `PostgreSQL ${version} is older than ${OLDEST_SUPPORTED_MAJOR}, the oldest listkeeper supports (it is tested with ${OLDEST_SUPPORTED_MAJOR} and 18): upgrade the server`;
+}
+
 export interface ServerSettings {
   /** server_version_num, e.g. 150008 */
   versionNum: number;
