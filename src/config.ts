@@ -39,6 +39,8 @@ export type RelayTls = 'opportunistic' | 'require' | 'verify';
 const schema = z.object({
   DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
   DATABASE_READ_URL: url(['postgres:', 'postgresql:']).optional(),
+  DATABASE_DIRECT_URL: url(['postgres:', 'postgresql:']).optional(),
+  DATABASE_POOL_MODE: z.enum(['session', 'transaction']).default('session'),
   MAIL_DOMAIN: domain.default('lists.localhost'),
   // Unset: http://WEB_HOST:WEB_PORT (publicUrlOf), so that moving the listener moves the links.
   PUBLIC_URL: url(['http:', 'https:']).optional(),
@@ -100,6 +102,13 @@ const schema = z.object({
 export interface Config {
   databaseUrl?: string;
   databaseReadUrl?: string;
+  /**
+   * A connection that is a whole session, for what needs one (LISTEN, session advisory locks,
+   * migrations, imports, backups) when DATABASE_URL goes through a pooler in transaction mode.
+   */
+  databaseDirectUrl?: string;
+  /** 'transaction': DATABASE_URL (and DATABASE_READ_URL) is a PgBouncer in pool_mode=transaction (db/pooler.ts) */
+  databasePoolMode: 'session' | 'transaction';
   mailDomain: string;
   publicUrl: string;
   /**
@@ -269,10 +278,15 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`Invalid configuration: ${name}=${JSON.stringify(printable(name, env[name] ?? ''))} ${issue.message}`);
   }
   const e = result.data;
+  if (e.DATABASE_POOL_MODE === 'transaction' && (!e.DATABASE_URL || !e.DATABASE_DIRECT_URL)) {
+    throw new ConfigError('Invalid configuration: DATABASE_POOL_MODE=transaction needs DATABASE_URL (the pooler) and DATABASE_DIRECT_URL (the server itself, for LISTEN, locks, migrations, imports and backups)');
+  }
   const relayCredentials = e.RELAY_URL ? new URL(e.RELAY_URL).username !== '' : false;
   return {
     databaseUrl: e.DATABASE_URL,
     databaseReadUrl: e.DATABASE_READ_URL,
+    databaseDirectUrl: e.DATABASE_DIRECT_URL,
+    databasePoolMode: e.DATABASE_POOL_MODE,
     mailDomain: e.MAIL_DOMAIN.toLowerCase(),
     publicUrl: (e.PUBLIC_URL ?? defaultPublicUrl(e.WEB_HOST, e.WEB_PORT)).replace(/\/+$/, ''),
     smtp: {

@@ -17,7 +17,7 @@ export function registerBackupCommands(program: Command) {
         const progress = progressReporter('backup', (await import('cli-progress')).default);
         let result;
         try {
-          result = await backupToFile(db.pool, file, { onProgress: (p) => progress.update(p.table ?? 'done', p.rowsDone, p.rowsTotal, p.bytes, p.table === null) });
+          result = await backupToFile(db.sessionPool ?? db.pool, file, { onProgress: (p) => progress.update(p.table ?? 'done', p.rowsDone, p.rowsTotal, p.bytes, p.table === null) });
         } finally {
           progress.stop();
         }
@@ -44,7 +44,7 @@ export function registerBackupCommands(program: Command) {
           const progress = progressReporter('restore', (await import('cli-progress')).default);
           let result;
           try {
-            result = await restoreFromFile(db.pool, file, {
+            result = await restoreFromFile(db.sessionPool ?? db.pool, file, {
               onProgress: (p) => progress.update(p.table ? `${p.phase} ${p.table}` : p.phase, p.rowsDone, p.rowsTotal, p.bytes, p.table === null),
             });
           } catch (err) {
@@ -59,7 +59,7 @@ export function registerBackupCommands(program: Command) {
             `restored ${file} (made ${result.header.created_at}, schema ${result.header.migrations.at(-1)}): ${result.tables.length} tables, ` +
               `${rows} rows (${messages} messages) in ${result.seconds.toFixed(1)} s; checked: every table reads back with the backup's row count and sha256\n`,
           );
-          const applied = await migrate(db.pool);
+          const applied = await migrate(db.sessionPool ?? db.pool);
           if (applied.length > 0) process.stdout.write(`then applied the newer migrations: ${applied.join(', ')}\n`);
         },
         { migrate: false },

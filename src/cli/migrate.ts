@@ -9,7 +9,7 @@ export function registerMigrate(program: Command) {
       runCommand(async ({ db }) => {
         // Opened without migrating, so that this command can name what it applies.
         const { migrate } = await import('../db/migrate.ts');
-        const applied = await migrate(db.pool);
+        const applied = await migrate(db.sessionPool ?? db.pool);
         process.stdout.write(applied.length === 0 ? 'nothing to apply: the database is up to date\n' : `applied ${applied.join(', ')}\n`);
       }, { migrate: false }),
     );

@@ -53,7 +53,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
     if (all || roles.smtp) {
       // Roles load lazily so that other commands start fast and never pull in express or smtp-server.
       const { IngestServer } = await import('../smtp/server.ts');
-      const smtp = new IngestServer(db.pool, { ...cfg.smtp, databaseUrl: db.url, settings: cfg });
+      const smtp = new IngestServer(db.pool, { ...cfg.smtp, databaseUrl: db.directUrl ?? db.url, settings: cfg });
       const addr = await smtp.start();
       intake.push({ name: 'smtp', stop: () => smtp.stop() });
       if (cfg.smtp.tls) reloads.push(() => smtp.reloadTls());

@@ -98,7 +98,7 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   const inflight = new Set<Promise<void>>();
   try {
     for (let i = 0; i < (opts.writers ?? 2); i++) {
-      writers.push(await db.pool.connect());
+      writers.push(await (db.sessionPool ?? db.pool).connect());
       await tuneForBulkLoad(writers[i]);
     }
     const free = [...writers];

@@ -14,7 +14,11 @@ export interface Database {
    * keep generic plans; absent, searches use readPool. Opened on first use: only web processes search.
    */
   searchPool?: pg.Pool;
+  /** for what needs a whole session (migrations, imports, backups): = pool unless behind a transaction pooler */
+  sessionPool?: pg.Pool;
   url: string;
+  /** for dedicated session connections (LISTEN, the delivery lock, the parse thread): = url unless behind a transaction pooler */
+  directUrl?: string;
   close(): Promise<void>;
 }
 
@@ -27,9 +31,13 @@ export function embeddedConnections(cfg: Config): number {
   return Math.max(100, (cfg.web.processes + 2) * (cfg.dbPoolSize + searchPoolSize(cfg) + 4));
 }
 
-/** Where archive reads go, in order: the replica (DATABASE_READ_URL) and then the primary, or the primary alone. */
-export function readUrls(cfg: Pick<Config, 'databaseReadUrl'>, primaryUrl: string): string[] {
-  return cfg.databaseReadUrl ? [cfg.databaseReadUrl, primaryUrl] : [primaryUrl];
+/**
+ * Where the parse thread's dedicated connection reads, in order: the replica (DATABASE_READ_URL)
+ * and then the primary, or the primary alone. Behind a transaction pooler, only the primary's
+ * direct URL, a whole session (the thread's statements are named).
+ */
+export function readUrls(cfg: Pick<Config, 'databaseReadUrl' | 'databasePoolMode'>, primaryUrl: string): string[] {
+  return cfg.databaseReadUrl && cfg.databasePoolMode !== 'transaction' ? [cfg.databaseReadUrl, primaryUrl] : [primaryUrl];
 }
 
 /** Searches hold a connection for a millisecond or two: a few serve a process. */
@@ -44,21 +52,35 @@ export function searchPoolSize(cfg: Config): number {
 export async function openDatabase(cfg: Config, role: string, opts: { migrate?: boolean } = {}): Promise<Database> {
   const embedded = cfg.databaseUrl ? undefined : await openEmbedded(cfg.dataDir, { maxConnections: embeddedConnections(cfg) });
   const url = cfg.databaseUrl ?? embedded!.url;
-  const pool = createPool(url, cfg.dbPoolSize, role);
+  const pooled = cfg.databasePoolMode === 'transaction';
+  const pool = createPool(url, cfg.dbPoolSize, role, { transactionPooling: pooled });
+  // What needs a whole session (migrations' advisory lock, imports' and backups' settings) goes
+  // around a transaction pooler; without one, it is the same pool.
+  const sessionPool = pooled ? createPool(cfg.databaseDirectUrl!, 2, `${role}-session`) : pool;
   // On a replica, both fall back to the primary (read-pool.ts); the search pool's fallback is the
   // primary's ordinary pool, where its statements are planned as usual.
-  const readPool = cfg.databaseReadUrl ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, {}, ReplicaPool).fallBackTo(pool, `${role}-read`) : pool;
-  const generic = { plan_cache_mode: 'force_generic_plan' };
-  const searchPool = cfg.databaseReadUrl
-    ? createPool(cfg.databaseReadUrl, searchPoolSize(cfg), `${role}-search`, generic, ReplicaPool).fallBackTo(pool, `${role}-search`)
-    : createPool(url, searchPoolSize(cfg), `${role}-search`, generic);
-  try {
-    if (opts.migrate !== false) await migrate(pool);
-  } catch (err) {
-    await searchPool.end();
+  const readPool = cfg.databaseReadUrl
+    ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, { PoolClass: ReplicaPool, transactionPooling: pooled }).fallBackTo(pool, `${role}-read`)
+    : pool;
+  // Generic plans kept per connection need whole sessions: through a transaction pooler, searches
+  // use readPool, planned each time.
+  const generic = { settings: { plan_cache_mode: 'force_generic_plan' } };
+  const searchPool = pooled
+    ? undefined
+    : cfg.databaseReadUrl
+      ? createPool(cfg.databaseReadUrl, searchPoolSize(cfg), `${role}-search`, { ...generic, PoolClass: ReplicaPool }).fallBackTo(pool, `${role}-search`)
+      : createPool(url, searchPoolSize(cfg), `${role}-search`, generic);
+  const end = async () => {
+    await searchPool?.end();
     if (readPool !== pool) await readPool.end();
+    if (sessionPool !== pool) await sessionPool.end();
     await pool.end();
     await embedded?.release();
+  };
+  try {
+    if (opts.migrate !== false) await migrate(sessionPool);
+  } catch (err) {
+    await end();
     throw err;
   }
   let closed = false;
@@ -66,14 +88,13 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
     pool,
     readPool,
     searchPool,
+    sessionPool,
     url,
+    directUrl: pooled ? cfg.databaseDirectUrl! : url,
     async close() {
       if (closed) return;
       closed = true;
-      await searchPool.end();
-      if (readPool !== pool) await readPool.end();
-      await pool.end();
-      await embedded?.release();
+      await end();
     },
   };
 }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { log } from '../log.ts';
+import { unnamedStatements } from './pooler.ts';
 
 /** Anything that can run a query: a pool, or a client inside a transaction. */
 export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
@@ -43,21 +44,31 @@ export function connectionConfig(connectionString: string, role: string): pg.Cli
   };
 }
 
-/** Session settings a pool may add to every connection (names and values from our code, not input). */
-export type SessionSettings = Record<string, string>;
+export interface PoolOptions<P extends pg.Pool> {
+  /** session settings for every connection (names and values from our code, not input) */
+  settings?: Record<string, string>;
+  /**
+   * the server is a pooler in transaction mode (DATABASE_POOL_MODE): no session settings, and
+   * statements are sent unnamed (db/pooler.ts)
+   */
+  transactionPooling?: boolean;
+  PoolClass?: new (config: pg.PoolConfig) => P;
+}
 
-export function createPool(connectionString: string, max: number, role: string, settings?: SessionSettings): pg.Pool;
-export function createPool<P extends pg.Pool>(connectionString: string, max: number, role: string, settings: SessionSettings, PoolClass: new (config: pg.PoolConfig) => P): P;
-export function createPool(connectionString: string, max: number, role: string, settings: SessionSettings = {}, PoolClass: new (config: pg.PoolConfig) => pg.Pool = pg.Pool): pg.Pool {
-  const set = Object.entries({ idle_in_transaction_session_timeout: String(IDLE_IN_TRANSACTION_MS), ...settings })
+export function createPool<P extends pg.Pool = pg.Pool>(connectionString: string, max: number, role: string, opts: PoolOptions<P> = {}): P {
+  const set = Object.entries({ idle_in_transaction_session_timeout: String(IDLE_IN_TRANSACTION_MS), ...opts.settings })
     .map(([k, v]) => `set ${k} = ${v}`)
     .join('; ');
+  const PoolClass = opts.PoolClass ?? (pg.Pool as unknown as new (config: pg.PoolConfig) => P);
   const pool = new PoolClass({
     ...connectionConfig(connectionString, role),
     max,
     idleTimeoutMillis: IDLE_CLOSE_MS,
     onConnect: async (client) => {
-      await client.query(set);
+      // Through a transaction pooler a SET would stay on whichever server connection ran it, for
+      // other clients to inherit: the server's own settings apply (docs/operations.md).
+      if (opts.transactionPooling) unnamedStatements(client);
+      else await client.query(set);
     },
   });
   // pg-pool listens for errors only on idle clients. One that loses its backend while checked

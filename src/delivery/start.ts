@@ -4,7 +4,7 @@ import { DeliveryWorker } from './worker.ts';
 
 /** Starts the delivery worker role (`listkeeper serve --worker`); stop() drains the batch in flight. */
 export async function startDeliveryWorker(db: Database, cfg: Config): Promise<{ name: string; stop(): Promise<void> }> {
-  const worker = new DeliveryWorker(db.pool, db.url, cfg);
+  const worker = new DeliveryWorker(db.pool, db.directUrl ?? db.url, cfg);
   await worker.start();
   return { name: 'worker', stop: () => worker.stop() };
 }

@@ -35,7 +35,7 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
  * `parsedMessages` (also WebServer's, which stops its parse thread) keeps parsed messages.
  */
 export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache; parsedMessages?: ParsedMessages } = {}): express.Express {
-  const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024, readUrls(cfg, db.url));
+  const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024, readUrls(cfg, db.directUrl ?? db.url));
   const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages };
   const app = express();
   app.disable('x-powered-by');

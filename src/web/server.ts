@@ -21,7 +21,7 @@ export class WebServer {
       this.pageCache = new PageCache(this.db.pool, this.cfg.web.pageCacheMb * 1024 * 1024);
       await this.pageCache.start();
     }
-    this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, readUrls(this.cfg, this.db.url));
+    this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, readUrls(this.cfg, this.db.directUrl ?? this.db.url));
     const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }));
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {

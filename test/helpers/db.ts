@@ -20,7 +20,7 @@ export async function testDatabase(): Promise<TestDatabase> {
   const url = withDatabase(adminUrl, name);
   const pool = createPool(url, 10, 'test');
   // As database.ts opens it: searches' fixed statements keep generic plans.
-  const searchPool = createPool(url, 2, 'test-search', { plan_cache_mode: 'force_generic_plan' });
+  const searchPool = createPool(url, 2, 'test-search', { settings: { plan_cache_mode: 'force_generic_plan' } });
   let closed = false;
   const close = async () => {
     if (closed) return;
