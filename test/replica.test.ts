@@ -10,14 +10,12 @@
  *   the standby when it returns.
  */
 
-import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, startServe, type RunningServe } from './helpers/cli.ts';
-import { clusterRoot, PrivatePostgres } from './helpers/private-postgres.ts';
+import { primaryWithStandby, type PrivatePostgres } from './helpers/private-postgres.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
-let tmp: string;
+let servers: Awaited<ReturnType<typeof primaryWithStandby>> | undefined;
 let primary: PrivatePostgres;
 let standby: PrivatePostgres;
 let serve: RunningServe | undefined;
@@ -25,15 +23,7 @@ const LIST = 'dev@lists.example.org';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function on<T>(server: PrivatePostgres, sql: string, database = 'lk'): Promise<T[]> {
-  const c = new pg.Client({ connectionString: server.url(database) });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const on = <T>(server: PrivatePostgres, sql: string, database = 'lk') => server.query<T>(sql, database);
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs;
@@ -69,12 +59,8 @@ async function fallbacks(reason: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  tmp = clusterRoot('lk-replica-');
-  primary = await PrivatePostgres.create(path.join(tmp, 'primary'));
-  primary.start();
-  await on(primary, 'create database lk', 'postgres');
-  standby = await PrivatePostgres.standbyOf(primary, path.join(tmp, 'standby'));
-  standby.start();
+  servers = await primaryWithStandby('lk-replica-');
+  ({ primary, standby } = servers);
   const env = { DATABASE_URL: primary.url('lk'), MAIL_DOMAIN: 'lists.example.org' };
   expect((await cli(['migrate'], env)).code).toBe(0);
   expect((await cli(['list', 'create', LIST, '--name', 'Developers', '--post-policy', 'open'], env)).code).toBe(0);
@@ -84,10 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   serve?.child.kill('SIGKILL');
-  standby?.stop('immediate');
-  primary?.stop('immediate');
-  const fs = await import('node:fs');
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  servers?.remove();
 });
 
 describe('a streaming replica for archive reads', () => {

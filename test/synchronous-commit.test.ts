@@ -6,17 +6,15 @@
  * primary can be killed and the standby promoted with the post there.
  */
 
-import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.ts';
 import { strongest } from '../src/core/post.ts';
 import type { SynchronousCommit } from '../src/list-policies.ts';
 import { cli, startServe, type RunningServe } from './helpers/cli.ts';
-import { clusterRoot, pgRun, PrivatePostgres } from './helpers/private-postgres.ts';
+import { pgRun, primaryWithStandby, type PrivatePostgres } from './helpers/private-postgres.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
-let tmp: string;
+let servers: Awaited<ReturnType<typeof primaryWithStandby>> | undefined;
 let primary: PrivatePostgres;
 let standby: PrivatePostgres;
 let serve: RunningServe | undefined;
@@ -30,29 +28,17 @@ void agree;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function on<T>(server: PrivatePostgres, sql: string, database = 'lk'): Promise<T[]> {
-  const c = new pg.Client({ connectionString: server.url(database) });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const on = <T>(server: PrivatePostgres, sql: string, database = 'lk') => server.query<T>(sql, database);
 
 const send = (list: string, id: string) => sendRaw(serve!.smtpPort, { from: 'alice@example.org', to: [list] }, message({ id, to: list, subject: `post ${id}` }));
 const archivedOn = async (server: PrivatePostgres, id: string) =>
   (await on<{ n: number }>(server, `select count(*)::int as n from messages where message_id = '${id}'`))[0].n === 1;
 
 beforeAll(async () => {
-  tmp = clusterRoot('lk-synccommit-');
-  primary = await PrivatePostgres.create(path.join(tmp, 'primary'));
-  primary.start();
+  servers = await primaryWithStandby('lk-synccommit-');
+  ({ primary, standby } = servers);
   // Everything else commits without waiting for the standby: only the list's setting makes a post wait.
-  await on(primary, 'create database lk', 'postgres');
   await on(primary, 'alter database lk set synchronous_commit = local', 'postgres');
-  standby = await PrivatePostgres.standbyOf(primary, path.join(tmp, 'standby'));
-  standby.start();
   // The standby is synchronous from now on (before it ran, the commands above would have waited for it).
   await on(primary, "alter system set synchronous_standby_names = '*'", 'postgres');
   await on(primary, 'select pg_reload_conf()', 'postgres');
@@ -69,10 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   serve?.child.kill('SIGKILL');
-  standby?.stop('immediate');
-  primary?.stop('immediate');
-  const fs = await import('node:fs');
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  servers?.remove();
 });
 
 describe('synchronous_commit per list', () => {

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 
 export const PG_BIN = fs.existsSync('/usr/lib/postgresql')
   ? fs.readdirSync('/usr/lib/postgresql').sort().reverse().map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(`${d}/initdb`))
@@ -83,4 +84,42 @@ export class PrivatePostgres {
   url(database: string, host = '127.0.0.1', params = ''): string {
     return `postgres://postgres@${host}:${this.port}/${database}${params ? `?${params}` : ''}`;
   }
+
+  /** One statement on a connection of its own. */
+  async query<T>(sql: string, database = 'lk'): Promise<T[]> {
+    const c = new pg.Client({ connectionString: this.url(database) });
+    await c.connect();
+    try {
+      return (await c.query(sql)).rows as T[];
+    } finally {
+      await c.end();
+    }
+  }
+}
+
+/**
+ * A primary with database `lk` and its streaming standby (started), in a folder of their own;
+ * `remove()` stops both as a machine failure would and deletes the folder.
+ */
+export async function primaryWithStandby(prefix: string): Promise<{ primary: PrivatePostgres; standby: PrivatePostgres; remove(): void }> {
+  const dir = clusterRoot(prefix);
+  const primary = await PrivatePostgres.create(path.join(dir, 'primary'));
+  primary.start();
+  await primary.query('create database lk', 'postgres');
+  const standby = await PrivatePostgres.standbyOf(primary, path.join(dir, 'standby'));
+  standby.start();
+  return {
+    primary,
+    standby,
+    remove() {
+      for (const s of [standby, primary]) {
+        try {
+          s.stop('immediate');
+        } catch {
+          // already stopped (a test promoted or stopped it)
+        }
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
