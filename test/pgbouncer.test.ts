@@ -48,12 +48,15 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(tmp, 'users.txt'), '"postgres" ""\n');
   fs.writeFileSync(path.join(tmp, 'pgbouncer.ini'), [
     '[databases]',
-    `lk = host=${server.hostname} port=${server.port || 5432} dbname=${server.pathname.slice(1)} user=postgres`,
+    // The server's own credentials (the embedded server has a password; the machine's trusts).
+    `lk = host=${server.hostname} port=${server.port || 5432} dbname=${server.pathname.slice(1)} user=${decodeURIComponent(server.username || 'postgres')}${server.password ? ` password=${decodeURIComponent(server.password)}` : ''}`,
     '[pgbouncer]',
     'listen_addr = 127.0.0.1', `listen_port = ${port}`, 'unix_socket_dir =',
     'auth_type = trust', `auth_file = ${path.join(tmp, 'users.txt')}`, 'admin_users = postgres',
     'pool_mode = transaction', 'default_pool_size = 3', 'max_client_conn = 500',
     'ignore_startup_parameters = extra_float_digits', 'stats_period = 1',
+    // A server PgBouncer cannot log in to is an error within seconds, not a two-minute wait.
+    'query_wait_timeout = 10', 'server_login_retry = 1',
     `logfile = ${path.join(tmp, 'pgbouncer.log')}`, `pidfile = ${path.join(tmp, 'pgbouncer.pid')}`,
     '',
   ].join('\n'));
@@ -61,13 +64,15 @@ beforeAll(async () => {
   bouncerUrl = `postgres://postgres@127.0.0.1:${port}/lk`;
   adminUrl = `postgres://postgres@127.0.0.1:${port}/pgbouncer`;
   for (let i = 0; ; i++) {
-    const c = new pg.Client({ connectionString: bouncerUrl });
+    const c = new pg.Client({ connectionString: bouncerUrl, connectionTimeoutMillis: 2000 });
     try {
       await c.connect();
+      await c.query('select 1');
       await c.end();
       break;
     } catch (err) {
-      if (i > 100) throw err;
+      await c.end().catch(() => undefined);
+      if (i > 50) throw new Error(`PgBouncer does not answer: ${(err as Error).message}; its log: ${fs.readFileSync(path.join(tmp, 'pgbouncer.log'), 'utf8').slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
