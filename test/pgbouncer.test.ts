@@ -72,7 +72,7 @@ beforeAll(async () => {
       break;
     } catch (err) {
       await c.end().catch(() => undefined);
-      if (i > 50) throw new Error(`PgBouncer does not answer: ${(err as Error).message}; its log: ${fs.readFileSync(path.join(tmp, 'pgbouncer.log'), 'utf8').slice(-2000)}`);
+      if (i > 50) throw new Error(`PgBouncer does not answer: ${(err as Error).message}; its log: ${fs.readFileSync(path.join(tmp, 'pgbouncer.log'), 'utf8').slice(-2000)}`, { cause: err });
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -91,8 +91,12 @@ describe('the two fixed plans of a word search', () => {
       const planned = await searchMessages(db, query(q, { listIds: [devId] }));
       expect(ids(walk)).toEqual(ids(planned));
       expect(ids(index)).toEqual(ids(planned));
-      expect([walk.total, walk.exact, walk.capped]).toEqual([planned.total, planned.exact, planned.capped]);
-      expect([index.total, index.exact, index.capped]).toEqual([planned.total, planned.exact, planned.capped]);
+      for (const r of [walk, index]) {
+        expect([r.exact, r.capped]).toEqual([planned.exact, planned.capped]);
+        // Exact counts agree; past the ranked set each is an estimate (the larger of two reckonings for plain words).
+        if (planned.exact) expect(r.total).toBe(planned.total);
+        else expect(Math.abs(r.total - planned.total)).toBeLessThanOrEqual(planned.total * 0.1);
+      }
       expect(ids(walk)).not.toContain('secret@example.org');
       expect(walk.hits.length).toBeGreaterThan(0);
     });

@@ -101,3 +101,9 @@ export async function chooseScan(db: Queryable, q: string, cap: number): Promise
   const m = expectedMatches(stats, q);
   return 8 * m * m > stats.rows * (cap + 1) ? 'walk' : 'index';
 }
+
+/** expectedMatches() from the statistics at hand, rounded; null before ANALYZE has seen messages. */
+export async function estimateMatches(db: Queryable, q: string): Promise<number | null> {
+  const stats = await lexemeStats(db);
+  return stats.rows === 0 || stats.freq.size === 0 ? null : Math.round(expectedMatches(stats, q));
+}
