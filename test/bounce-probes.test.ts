@@ -196,8 +196,14 @@ describe('warnings and removal of a disabled member', () => {
     // The last warning has its interval too before the member goes.
     expect((await member('ann@example.net')).status).toBe('disabled');
     await daysPassSinceWarning('ann@example.net', 7);
-    await runBounceChores(db.pool, PUBLIC_URL, log);
-    const ann = await member('ann@example.net');
+    // The delivery worker runs the same chores in the background and claims members with SKIP
+    // LOCKED: a pass of ours that meets its lock leaves ann to the next pass (seen once in CI).
+    let ann = await member('ann@example.net');
+    for (let pass = 0; pass < 20 && ann.status !== 'unsubscribed'; pass++) {
+      if (pass > 0) await new Promise((r) => setTimeout(r, 100));
+      await runBounceChores(db.pool, PUBLIC_URL, log);
+      ann = await member('ann@example.net');
+    }
     expect(ann.status).toBe('unsubscribed');
     expect(ann.unsubscribed_reason).toBe('bounces: probe bounced (no_such_user 5.1.1)');
     expect((await mailsTo('ann@example.net', 'You have been removed'))[0].subject).toBe('You have been removed from dev@lists.example.org');
