@@ -53,7 +53,8 @@ interface PendingCheck {
   tables: { table: string; rows: number }[];
 }
 
-const CHECK_FILE = 'listkeeper-upgrade-check.json';
+/** In the new cluster's folder from the switch until its check passes. */
+export const CHECK_FILE = 'listkeeper-upgrade-check.json';
 const PRIVATE_SETTINGS = ['max_connections=20', 'shared_buffers=64MB'];
 
 /** Upgrades DATA_DIR/postgres to the bundled major if it is older; finishes an upgrade a crash interrupted. */
