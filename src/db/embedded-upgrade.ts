@@ -127,7 +127,7 @@ async function upgrade(ctx: UpgradeContext, from: number): Promise<void> {
     } else {
       say('the old cluster has no listkeeper schema yet: nothing to copy');
     }
-    while (running.length > 0) stop(running.pop()!, ctx);
+    while (running.length > 0) stop(running.pop()!, ctx, true);
     fs.writeFileSync(path.join(newDir, CHECK_FILE), JSON.stringify(check));
     fs.writeFileSync(upgradeMarkerFile(dataDir), `upgrading the embedded PostgreSQL ${from} to ${to}: switching clusters (log ${say.file})\n`);
     fs.renameSync(clusterDir, oldDir);
@@ -171,6 +171,9 @@ async function checkAfterSwitch(ctx: UpgradeContext): Promise<void> {
     while (running.length > 0) stop(running.pop()!, ctx);
   } catch (err) {
     while (running.length > 0) stop(running.pop()!, ctx);
+    if (runningPort(clusterDir) !== undefined) {
+      throw failed(dataDir, say, `the upgraded PostgreSQL ${check.to} cluster failed its check (${oneLine(err)}) and would not stop: stop it (pg_ctl stop -D ${clusterDir}), then start again to put the PostgreSQL ${check.from} cluster in ${check.oldDir} back`);
+    }
     const failedDir = path.join(dataDir, `pg-${check.to}-failed-${stamp()}`);
     fs.renameSync(clusterDir, failedDir);
     fs.renameSync(check.oldDir, clusterDir);
@@ -262,9 +265,12 @@ async function start(bins: Binaries, ctx: UpgradeContext, dir: string, running: 
   return port;
 }
 
-function stop([bins, dir]: [Binaries, string], ctx: UpgradeContext) {
+/** Stops a cluster this upgrade started; `strict`: a server that will not stop is an error (its folder is about to move). */
+function stop([bins, dir]: [Binaries, string], ctx: UpgradeContext, strict = false) {
   const result = stopCluster(bins, ctx.runAs, dir);
-  if (result.status !== 0) log.warn({ dir, stderr: result.stderr }, 'stopping a cluster after the upgrade failed');
+  if (result.status === 0) return;
+  if (strict) throw new Error(`PostgreSQL ${bins.major} did not stop on ${dir}: ${lastLine(result.stderr || result.stdout)}`);
+  log.warn({ dir, stderr: result.stderr }, 'stopping a cluster after the upgrade failed');
 }
 
 /** Waits while another live process upgrades; a lock left by a dead one is taken over. */
