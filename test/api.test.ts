@@ -199,7 +199,7 @@ describe('lists', () => {
     expect(made.body).toMatchObject({ address: 'api-dev@lists.example.org', name: 'API Dev', post_policy: 'open', subscribe_policy: 'confirm', archive: 'members', owners: ['owner@example.org'], members: 0, messages: 0 });
     expect((await api('POST', '/lists', { json: { address: 'api-dev' } })).status).toBe(409);
 
-    const patched = await api('PATCH', '/lists/api-dev', { json: { subject_prefix: '[api] ', max_message_size: 2048, notify_held_sender: true, reply_to_address: null, post_policy: 'moderated' } });
+    const patched = await api('PATCH', '/lists/api-dev', { json: { subject_prefix: '[api] ', max_message_size: 2048, notify_held_sender: true, reply_to_address: null, post_policy: 'moderated' }, headers: { 'content-type': 'application/merge-patch+json' } });
     expect(patched.status).toBe(200);
     expect(patched.body).toMatchObject({ subject_prefix: '[api] ', max_message_size: 2048, notify_held_sender: true, reply_to_address: null, post_policy: 'moderated' });
     // The same shape and values as the command line's.

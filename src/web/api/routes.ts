@@ -28,6 +28,8 @@ import { queueApi } from './queue.ts';
 import { rulesApi } from './rules.ts';
 
 export const API_BODY_LIMIT = '1mb';
+// application/json, and its suffixed kinds (application/merge-patch+json for a PATCH).
+const JSON_TYPES = ['application/json', 'application/*+json'];
 
 export function apiRouter(ctx: WebContext): Router {
   const r = Router();
@@ -46,10 +48,10 @@ export function apiRouter(ctx: WebContext): Router {
   // A body is JSON, or nothing: a form or text body is refused rather than read as empty.
   v1.use((req, _res, next) => {
     const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
-    if (hasBody && !req.is('application/json')) throw new ApiRefusal(415, 'unsupported_media_type', 'Send the request body as JSON, with "Content-Type: application/json".');
+    if (hasBody && !req.is(JSON_TYPES)) throw new ApiRefusal(415, 'unsupported_media_type', 'Send the request body as JSON, with "Content-Type: application/json".');
     next();
   });
-  v1.use(express.json({ limit: API_BODY_LIMIT, strict: false }));
+  v1.use(express.json({ limit: API_BODY_LIMIT, strict: false, type: JSON_TYPES }));
   // Strings holding NUL, which no PostgreSQL text can store: a 400 (request-input.ts).
   v1.use(checkBody);
   v1.use(listsApi(ctx));
