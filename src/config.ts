@@ -60,6 +60,8 @@ const schema = z.object({
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   MESSAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
+  // REST API requests per token per minute (src/web/api/auth.ts; docs/api.md)
+  API_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600),
   RELAY_URL: url(['smtp:', 'smtps:']).optional(),
   RELAY_TLS: z.enum(['opportunistic', 'require', 'verify']).default('opportunistic'),
   RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
@@ -126,8 +128,9 @@ export interface Config {
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
    * processes: web processes sharing the port (src/web/processes.ts); 1 serves from `serve` itself.
    * messageCacheMb: parsed messages kept in memory (per process) for their pages and attachments.
+   * apiRateLimit: REST API requests a token may make per minute (API_RATE_LIMIT).
    */
-  web: { host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number };
+  web: { host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number; apiRateLimit: number };
   relayUrl?: string;
   /**
    * How the relay connection is secured. Credentials in RELAY_URL imply verify whatever RELAY_TLS
@@ -296,7 +299,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       greetingDelayMs: e.SMTP_GREETING_DELAY_MS ?? null,
       ...ingestTls(e),
     },
-    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
+    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB, apiRateLimit: e.API_RATE_LIMIT },
     relayUrl: e.RELAY_URL,
     relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,
     relayTlsCa: e.RELAY_TLS_CA,
