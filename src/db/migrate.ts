@@ -9,6 +9,16 @@ import { versionRefusal } from './server-settings.ts';
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
 const MIGRATION_LOCK = 7_283_001;
+// How long one migration may wait for a table's lock, and how many times it tries.
+const LOCK_TIMEOUT_MS = 5_000;
+const LOCK_ATTEMPTS = 6;
+
+export interface MigrateOptions {
+  /** the folder of numbered files (tests give their own) */
+  dir?: string;
+  lockTimeoutMs?: number;
+  attempts?: number;
+}
 
 /**
  * Applies the numbered files in sql/ that have not run yet, each in its own transaction, under a
@@ -16,8 +26,17 @@ const MIGRATION_LOCK = 7_283_001;
  * then finds nothing left to do. A failure (a file PostgreSQL refuses, a lost connection) throws
  * one error naming what failed; the connection is then closed rather than pooled, which also
  * frees the lock if unlocking could not be done.
+ *
+ * Migrations run while the previous release still serves (docs/operations.md, rolling upgrades),
+ * so each one takes its locks under lock_timeout: a migration waiting behind a long transaction
+ * would otherwise queue every reader and writer of that table behind itself. It gives up after
+ * the timeout, rolls back and tries again a few times, then fails naming what it waited for.
+ * Names in schema_migrations that this release has no file for are a newer release's: left alone.
  */
-export async function migrate(pool: pg.Pool): Promise<string[]> {
+export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise<string[]> {
+  const dir = opts.dir ?? SQL_DIR;
+  const lockTimeoutMs = opts.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
+  const attempts = opts.attempts ?? LOCK_ATTEMPTS;
   const client = await pool.connect().catch((err: Error) => {
     throw new Error(`cannot connect to the database to migrate it: ${err.message}`, { cause: err });
   });
@@ -34,15 +53,29 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
     await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
-    for (file of migrationFiles()) {
+    for (file of migrationFiles(dir)) {
       if (done.has(file)) continue;
-      try {
-        await client.query('begin');
-        await applyMigration(client, file);
-        await client.query('commit');
-      } catch (err) {
-        await client.query('rollback').catch(() => undefined);
-        throw err;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await client.query('begin');
+          await client.query(`select set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
+          await applyMigration(client, file, dir);
+          await client.query('commit');
+          break;
+        } catch (err) {
+          await client.query('rollback').catch(() => undefined);
+          // 55P03: lock_not_available, the lock_timeout above
+          if ((err as { code?: string }).code !== '55P03') throw err;
+          if (attempt >= attempts) {
+            throw new Error(
+              `could not take its locks within ${lockTimeoutMs} ms, ${attempts} times (${(err as Error).message}): ` +
+                'a long transaction holds a table it changes (look in pg_stat_activity); nothing of it was applied, and the next start tries again',
+              { cause: err },
+            );
+          }
+          log.warn({ migration: file, attempt, lockTimeoutMs }, 'migration waited too long for a lock; rolled back, trying again');
+          await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 500 * attempt)));
+        }
       }
       applied.push(file);
       log.info({ migration: file }, 'migration applied');
@@ -87,14 +120,14 @@ export async function createMigrationsTable(client: Queryable): Promise<void> {
 }
 
 /** Runs one file of sql/ and records it, in the caller's transaction (restore runs them all in one). */
-export async function applyMigration(client: Queryable, file: string): Promise<void> {
-  await client.query(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
+export async function applyMigration(client: Queryable, file: string, dir = SQL_DIR): Promise<void> {
+  await client.query(fs.readFileSync(path.join(dir, file), 'utf8'));
   await client.query('insert into schema_migrations (name) values ($1)', [file]);
 }
 
-export function migrationFiles(): string[] {
+export function migrationFiles(dir = SQL_DIR): string[] {
   return fs
-    .readdirSync(SQL_DIR)
+    .readdirSync(dir)
     .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
     .sort();
 }
