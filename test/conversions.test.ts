@@ -217,6 +217,28 @@ describe('start-up migrations', () => {
     }
   });
 
+  it('builds an index concurrently outside a transaction, and builds again an index an interrupted build left invalid', async () => {
+    const indexDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-migrations-'));
+    fs.writeFileSync(path.join(indexDir, '9002_probe_index.sql'), '-- listkeeper: no transaction\n-- a unique index over a large table, without blocking its writers\ncreate unique index concurrently if not exists probe_unique on probe (v);\n');
+    await db.pool.query(`create table probe (id int primary key, v int)`);
+    await db.pool.query(`insert into probe select g, g % 1000 from generate_series(1, 2000) g`);
+    // The build fails on the duplicates, as a kill mid-build would: the index stays, invalid.
+    await expect(migrate(db.pool, { dir: indexDir })).rejects.toThrow(/migration 9002_probe_index\.sql failed: could not create unique index "probe_unique"/);
+    const valid = async () => (await db.pool.query<{ valid: boolean }>(`select i.indisvalid as valid from pg_index i where i.indexrelid = 'probe_unique'::regclass`)).rows[0]?.valid;
+    expect(await valid()).toBe(false);
+    await db.pool.query('delete from probe where id > 1000');
+    const one = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      expect(await migrate(one, { dir: indexDir })).toEqual(['9002_probe_index.sql']);
+      // The session the migration ran on goes back to the pool without its lock timeout.
+      const { rows } = await one.query<{ t: string }>(`select current_setting('lock_timeout') as t`);
+      expect(rows[0].t).toBe('0');
+    } finally {
+      await one.end();
+    }
+    expect(await valid()).toBe(true);
+  });
+
   it('leaves alone a migration a newer release applied (a rolling upgrade: the older code starts after the newer one migrated)', async () => {
     await db.pool.query(`insert into schema_migrations (name) values ('9999_from_a_newer_release.sql')`);
     expect(await migrate(db.pool)).toEqual([]);

@@ -55,15 +55,21 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     const done = new Set(rows.map((r) => r.name));
     for (file of migrationFiles(dir)) {
       if (done.has(file)) continue;
+      const text = fs.readFileSync(path.join(dir, file), 'utf8');
+      const outside = NO_TRANSACTION.test(text);
       for (let attempt = 1; ; attempt++) {
         try {
+          if (outside) {
+            await applyOutsideTransaction(client, file, text, lockTimeoutMs);
+            break;
+          }
           await client.query('begin');
           await client.query(`select set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
           await applyMigration(client, file, dir);
           await client.query('commit');
           break;
         } catch (err) {
-          await client.query('rollback').catch(() => undefined);
+          if (!outside) await client.query('rollback').catch(() => undefined);
           // 55P03: lock_not_available, the lock_timeout above
           if ((err as { code?: string }).code !== '55P03') throw err;
           if (attempt >= attempts) {
@@ -119,10 +125,47 @@ export async function createMigrationsTable(client: Queryable): Promise<void> {
       name text primary key, applied_at timestamptz not null default now())`);
 }
 
-/** Runs one file of sql/ and records it, in the caller's transaction (restore runs them all in one). */
+/**
+ * Runs one file of sql/ and records it, in the caller's transaction (restore runs them all in one).
+ * A file meant to run outside a transaction (an index built concurrently) is run as a plain build
+ * here: inside a transaction there is no other way, and restore builds on tables not yet loaded.
+ */
 export async function applyMigration(client: Queryable, file: string, dir = SQL_DIR): Promise<void> {
-  await client.query(fs.readFileSync(path.join(dir, file), 'utf8'));
+  const text = fs.readFileSync(path.join(dir, file), 'utf8');
+  await client.query(NO_TRANSACTION.test(text) ? text.replace(/\bconcurrently\b/gi, '') : text);
   await client.query('insert into schema_migrations (name) values ($1)', [file]);
+}
+
+/**
+ * A file whose first line is `-- listkeeper: no transaction` holds one statement that cannot run in
+ * a transaction: `create index concurrently if not exists …` on a large table, which does not block
+ * writes while it builds. It must be safe to run again (`if not exists`): a crash between the
+ * statement and its record in schema_migrations runs it again at the next start. An interrupted
+ * concurrent build leaves its index invalid, and `if not exists` would keep it: it is dropped first.
+ */
+const NO_TRANSACTION = /^-- listkeeper: no transaction\s*\n/;
+
+async function applyOutsideTransaction(client: pg.PoolClient, file: string, text: string, lockTimeoutMs: number): Promise<void> {
+  await client.query(`select set_config('lock_timeout', $1, false)`, [`${lockTimeoutMs}ms`]);
+  try {
+    const index = /create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?([a-z_][a-z0-9_]*)/i.exec(text)?.[1];
+    if (index) {
+      const { rows } = await client.query<{ drop: string }>(
+        `select format('drop index concurrently if exists %s', c.oid::regclass) as drop
+           from pg_class c join pg_index i on i.indexrelid = c.oid
+          where c.relname = $1 and c.relnamespace = current_schema()::regnamespace and not i.indisvalid`,
+        [index.toLowerCase()],
+      );
+      for (const r of rows) {
+        log.warn({ migration: file, index }, 'an earlier build of this index was interrupted and left it invalid: dropped, built again');
+        await client.query(r.drop);
+      }
+    }
+    await client.query(text);
+    await client.query('insert into schema_migrations (name) values ($1)', [file]);
+  } finally {
+    await client.query('reset lock_timeout');
+  }
 }
 
 export function migrationFiles(dir = SQL_DIR): string[] {
