@@ -10,7 +10,7 @@
  */
 
 import type pg from 'pg';
-import { advanceConversion, claimConversion, finishConversion, recordConversionError, startConversion } from '../db/conversions.ts';
+import { advanceConversion, claimConversion, finishConversion, limitBatch, recordConversionError, startConversion } from '../db/conversions.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { messageDigests } from './conversions/message-digests.ts';
@@ -46,8 +46,7 @@ export async function runConversionBatch(pool: pg.Pool, worker: string, limits: 
   let claimed: string | null = null;
   try {
     return await withTransaction(pool, async (tx) => {
-      // Never wait on a lock held by the site's traffic: a busy row makes the batch fail and be tried again.
-      await tx.query(`select set_config('lock_timeout', '2s', true), set_config('statement_timeout', $1, true)`, [`${limits.statementTimeoutMs ?? 60_000}ms`]);
+      await limitBatch(tx, 2_000, limits.statementTimeoutMs ?? 60_000);
       const row = await claimConversion(tx, jobs.map((j) => j.name));
       if (!row) return { kind: 'idle' } as const;
       claimed = row.name;

@@ -25,6 +25,14 @@ const COLUMNS = `name, last_key::float8 as last_key, rows_done::float8 as rows_d
   total_estimate::float8 as total_estimate, started_at, done_at, locked_by, locked_at, error, error_at`;
 
 /**
+ * Bounds for the rest of the caller's transaction: a batch never waits long on a lock the site's
+ * traffic holds, nor runs long (either makes it fail, recorded, and be tried again later).
+ */
+export async function limitBatch(tx: Queryable, lockTimeoutMs: number, statementTimeoutMs: number): Promise<void> {
+  await tx.query(`select set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`, [`${lockTimeoutMs}ms`, `${statementTimeoutMs}ms`]);
+}
+
+/**
  * An unfinished job among `names` (the ones this release knows: a newer release's job is left to
  * it) that no other transaction holds, locked until the caller's transaction ends; null if none.
  */
