@@ -3,8 +3,8 @@
  * test/rolling-upgrade.test.ts). "Release" = a commit of this repository: its tree is written out
  * with `git archive` (no worktree, nothing added to the repository's .git), once per machine, in
  * the system's temporary folder. It runs with this checkout's node_modules (a symlink) when both
- * package.json files ask for the same dependencies; otherwise its own are installed (npm ci,
- * slower: the test's time budget then includes the install).
+ * package.json files ask for the same run-time dependencies; otherwise its own are installed
+ * (npm ci --omit=dev, slower: the test's time budget then includes the install).
  */
 
 import { execFile, spawn } from 'node:child_process';
@@ -68,9 +68,10 @@ function extract(commit: string, dir: string): Promise<void> {
   });
 }
 
+/** What the code needs at run time (devDependencies are this checkout's tools and tests'). */
 const deps = (root: string) => {
-  const p = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies?: object; devDependencies?: object };
-  return JSON.stringify([p.dependencies ?? {}, p.devDependencies ?? {}]);
+  const p = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  return JSON.stringify(Object.entries(p.dependencies ?? {}).sort(([a], [b]) => a.localeCompare(b)));
 };
 
 async function provideModules(root: string): Promise<void> {
