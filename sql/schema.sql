@@ -509,6 +509,20 @@ begin
 end $$;
 
 --
+-- Name: record_message_digests(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.record_message_digests() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into message_digests (message_id, sha256)
+  select n.id, sha256(n.raw) from new_rows n
+  on conflict (message_id) do nothing;
+  return null;
+end $$;
+
+--
 -- Name: record_thread_moves(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -798,6 +812,24 @@ CREATE SEQUENCE public.bounces_id_seq
 --
 
 ALTER SEQUENCE public.bounces_id_seq OWNED BY public.bounces.id;
+
+--
+-- Name: conversions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.conversions (
+    name text NOT NULL,
+    last_key bigint DEFAULT 0 NOT NULL,
+    rows_done bigint DEFAULT 0 NOT NULL,
+    rows_changed bigint DEFAULT 0 NOT NULL,
+    total_estimate bigint,
+    started_at timestamp with time zone,
+    done_at timestamp with time zone,
+    locked_by text,
+    locked_at timestamp with time zone,
+    error text,
+    error_at timestamp with time zone
+);
 
 --
 -- Name: delivery_hourly; Type: TABLE; Schema: public; Owner: -
@@ -1113,6 +1145,15 @@ CREATE SEQUENCE public.members_id_seq
 --
 
 ALTER SEQUENCE public.members_id_seq OWNED BY public.members.id;
+
+--
+-- Name: message_digests; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.message_digests (
+    message_id bigint NOT NULL,
+    sha256 bytea NOT NULL
+);
 
 --
 -- Name: messages; Type: TABLE; Schema: public; Owner: -
@@ -1503,6 +1544,13 @@ ALTER TABLE ONLY public.bounces
     ADD CONSTRAINT bounces_pkey PRIMARY KEY (id);
 
 --
+-- Name: conversions conversions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.conversions
+    ADD CONSTRAINT conversions_pkey PRIMARY KEY (name);
+
+--
 -- Name: delivery_hourly delivery_hourly_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1606,6 +1654,13 @@ ALTER TABLE ONLY public.members
 
 ALTER TABLE ONLY public.members
     ADD CONSTRAINT members_token_key UNIQUE (token);
+
+--
+-- Name: message_digests message_digests_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.message_digests
+    ADD CONSTRAINT message_digests_pkey PRIMARY KEY (message_id);
 
 --
 -- Name: messages messages_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -1981,6 +2036,12 @@ CREATE TRIGGER members_end_vacation BEFORE UPDATE OF mode ON public.members FOR 
 CREATE TRIGGER messages_changed AFTER DELETE OR UPDATE OR TRUNCATE ON public.messages FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
 
 --
+-- Name: messages messages_digests; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER messages_digests AFTER INSERT ON public.messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.record_message_digests();
+
+--
 -- Name: messages messages_thread_moves; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2096,6 +2157,13 @@ ALTER TABLE ONLY public.login_tokens
 
 ALTER TABLE ONLY public.members
     ADD CONSTRAINT members_list_id_fkey FOREIGN KEY (list_id) REFERENCES public.lists(id) ON DELETE CASCADE;
+
+--
+-- Name: message_digests message_digests_message_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.message_digests
+    ADD CONSTRAINT message_digests_message_id_fkey FOREIGN KEY (message_id) REFERENCES public.messages(id) ON DELETE CASCADE;
 
 --
 -- Name: messages messages_parent_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -

@@ -88,6 +88,9 @@ const schema = z.object({
   DELIVERY_TIMEOUT_SECONDS: positiveInt.default(30),
   DELIVERY_GIVE_UP_HOURS: z.coerce.number().positive().default(120),
   DELIVERY_KEEP_DAYS: positiveInt.default(7),
+  // Conversion jobs (core/conversions.ts): rows per short transaction, and the pause between two
+  CONVERSION_BATCH_ROWS: z.coerce.number().int().min(1).max(100_000).default(1000),
+  CONVERSION_PAUSE_MS: z.coerce.number().int().min(0).max(60_000).default(50),
   CONFIRM_TOKEN_HOURS: positiveInt.default(72),
   NOTICE_FROM: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
   // Retention of rejected mail, decided posts and bounce records (src/core/retention.ts)
@@ -161,6 +164,8 @@ export interface Config {
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
   logLevelSet: boolean;
   dbPoolSize: number;
+  /** background conversion jobs: rows per batch (one short transaction), pause between batches */
+  conversions: { batchRows: number; pauseMs: number };
   delivery: {
     batchSize: number;
     connections: number;
@@ -312,6 +317,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,
     dbPoolSize: e.DB_POOL_SIZE ?? defaultPoolSize(os.availableParallelism()),
+    conversions: { batchRows: e.CONVERSION_BATCH_ROWS, pauseMs: e.CONVERSION_PAUSE_MS },
     delivery: {
       batchSize: e.DELIVERY_BATCH_SIZE,
       connections: e.DELIVERY_CONNECTIONS,

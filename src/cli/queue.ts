@@ -1,19 +1,23 @@
 import type { Command } from 'commander';
+import type { ConversionRow } from '../db/conversions.ts';
 import { printJson, runCommand } from './context.ts';
 
 export function registerQueueCommand(program: Command) {
   program
     .command('queue')
     .option('--json', 'machine-readable output')
-    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked)')
+    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked), background conversions')
     .action((o) =>
       runCommand(async ({ db, cfg }) => {
         const { queueStats } = await import('../db/outbox.ts');
         const { redactSecrets } = await import('../log.ts');
+        const { conversionProgress } = await import('../db/conversions.ts');
         const stats = await queueStats(db.pool, cfg.delivery.leaseSeconds);
+        const conversions = await conversionProgress(db.pool);
         // An error text may quote a URL with its password (a relay's message, a misconfiguration).
         if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);
-        if (o.json) return printJson(stats);
+        for (const c of conversions) if (c.error) c.error = redactSecrets(c.error);
+        if (o.json) return printJson({ ...stats, conversions });
         const c = stats.counts;
         const lines = [
           `queued   ${c.queued}${stats.deferred ? ` (${stats.deferred} waiting to retry)` : ''}`,
@@ -24,8 +28,16 @@ export function registerQueueCommand(program: Command) {
             ? `oldest   #${stats.oldest.id} to ${stats.oldest.recipient}, queued ${stats.oldest.created_at.toISOString()}, next try ${stats.oldest.run_at.toISOString()}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`
             : 'oldest   nothing waiting',
           `workers  ${stats.workers.length ? stats.workers.map((w) => (w.stale ? `${w.name} (stale: last heartbeat ${w.heartbeat_at.toISOString()})` : w.name)).join(', ') : 'none running'}`,
+          ...conversions.map((c) => `conversion ${c.name}: ${conversionState(c)}`),
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
       }),
     );
+}
+
+function conversionState(c: ConversionRow): string {
+  if (c.done_at) return `done ${c.done_at.toISOString()}, ${c.rows_done} rows looked at, ${c.rows_changed} changed`;
+  const of = c.total_estimate ? ` of about ${c.total_estimate} (${Math.min(100, Math.floor((100 * c.rows_done) / c.total_estimate))}%)` : '';
+  const state = c.started_at ? `${c.rows_done} rows${of}, ${c.rows_changed} changed, last batch by ${c.locked_by} at ${c.locked_at?.toISOString()}` : 'waiting for a delivery worker';
+  return c.error ? `${state}; last error at ${c.error_at?.toISOString()}: ${c.error}` : state;
 }

@@ -8,10 +8,11 @@ import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
 import { outboxDepth } from '../db/outbox.ts';
+import { conversionProgress } from '../db/conversions.ts';
 import { ping } from '../db/pool.ts';
 import { CHECK_MS, readiness } from '../core/readiness.ts';
 import { within } from '../deadline.ts';
-import { registry, setOutboxDepthSource } from '../metrics.ts';
+import { registry, setConversionSource, setOutboxDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import { apiErrorHandler } from './api/errors.ts';
 import { apiRouter } from './api/routes.ts';
@@ -64,6 +65,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
     }
   });
   setOutboxDepthSource(() => outboxDepth(db.pool));
+  setConversionSource(() => conversionProgress(db.pool));
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await serverMetrics());
   });
