@@ -1,0 +1,151 @@
+/*
+ * Logging in with a directory account (LDAP simple bind), as ElepHaaS and Postorius' LDAP backend
+ * do: the user's DN is made from a template (LDAP_BIND_DN) or found by a search (LDAP_SEARCH_BASE
+ * and LDAP_SEARCH_FILTER, optionally as a service account), and the password is the one the
+ * directory accepts in a bind as that DN. The account's address is the entry's mail attribute.
+ *
+ * What a stranger types ends up in a filter and a DN, so both are escaped (RFC 4515, RFC 4514):
+ * `*)(uid=*` is a user name with odd characters, never a wildcard. An empty password is refused
+ * before any bind: RFC 4513 5.1.2 makes a bind with a DN and no password an "unauthenticated"
+ * one that some servers answer with success. Every operation has a deadline. Passwords go over
+ * ldaps://, or ldap:// upgraded by StartTLS (certificate checked) unless the directory is local.
+ */
+
+import { Client, InvalidCredentialsError } from 'ldapts';
+import { within } from '../deadline.ts';
+import { InvalidInput, TemporaryFailure } from '../errors.ts';
+
+export interface LdapSettings {
+  url: string;
+  /** `uid={user},ou=people,dc=example,dc=org`: the user's DN, {user} its escaped name */
+  bindDn?: string;
+  /** search-then-bind: where and how the user's entry is looked for ({user} escaped as a filter value) */
+  searchBase?: string;
+  searchFilter: string;
+  /** the account that searches (anonymous when unset) */
+  bindUser?: string;
+  bindPassword?: string;
+  mailAttribute: string;
+  /** DN of a group (groupOfNames, groupOfUniqueNames or posixGroup) whose members are site administrators */
+  adminGroup?: string;
+  timeoutMs: number;
+}
+
+/** Who the directory says logged in. admin: null when no admin group is configured. */
+export interface LdapIdentity {
+  dn: string;
+  email: string;
+  admin: boolean | null;
+}
+
+const MAX_USER = 256;
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** RFC 4515 3: a value in a search filter, with `*`, `(`, `)`, `\` and control characters as \XX (UTF-8 stays as it is). */
+export function escapeFilterValue(value: string): string {
+  return value.replace(/[*()\\\u0000-\u001f\u007f]/g, (ch) => `\\${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * RFC 4514 2.4: a value in a DN's attribute, with `"+,;<>\=` escaped by a backslash, a leading
+ * space or `#` and a trailing space escaped, and control characters as \XX.
+ */
+export function escapeDnValue(value: string): string {
+  const chars = Array.from(value);
+  return chars.map((ch, i) => {
+    const code = ch.codePointAt(0)!;
+    if (code < 0x20 || code === 0x7f) return `\\${code.toString(16).padStart(2, '0')}`;
+    if ('"+,;<>\\='.includes(ch)) return `\\${ch}`;
+    if ((i === 0 && (ch === ' ' || ch === '#')) || (i === chars.length - 1 && ch === ' ')) return `\\${ch}`;
+    return ch;
+  }).join('');
+}
+
+/** `{user}` replaced by the escaped name, every time it occurs. */
+function fill(template: string, value: string): string {
+  return template.split('{user}').join(value);
+}
+
+export class LdapLogin {
+  constructor(private readonly s: LdapSettings) {}
+
+  /**
+   * The identity of `user` when `password` is theirs; null when the directory says it is not (or
+   * there is no such user). Throws InvalidInput for a name or password that is refused unasked,
+   * TemporaryFailure when the directory cannot be reached or does not answer in time.
+   */
+  async authenticate(userInput: string, password: string): Promise<LdapIdentity | null> {
+    const user = userInput.trim();
+    if (!user || user.length > MAX_USER || /[\u0000-\u001f\u007f]/.test(user)) throw new InvalidInput('Enter your user name.', 'ldap_user');
+    // Never an unauthenticated bind (RFC 4513 5.1.2): it "succeeds" without proving anything.
+    if (password === '') throw new InvalidInput('Enter your password.', 'ldap_password');
+    const client = new Client({ url: this.s.url, timeout: this.s.timeoutMs, connectTimeout: this.s.timeoutMs });
+    // ldapts' timeouts cover each operation; the whole exchange has one deadline too.
+    const work = this.exchange(client, user, password);
+    try {
+      return await within(work, this.s.timeoutMs * 2, 'the directory (LDAP_URL)');
+    } catch (err) {
+      if (err instanceof InvalidInput) throw err;
+      throw new TemporaryFailure(`The directory could not be asked: ${(err as Error).message}`, 'ldap_unavailable');
+    } finally {
+      void client.unbind().catch(() => undefined);
+    }
+  }
+
+  private async exchange(client: Client, user: string, password: string): Promise<LdapIdentity | null> {
+    // A password crosses the network only encrypted: ldaps://, or ldap:// with StartTLS unless
+    // the directory is on this machine.
+    const url = new URL(this.s.url);
+    if (url.protocol === 'ldap:' && !LOOPBACK.has(url.hostname)) await client.startTLS({ servername: url.hostname });
+    let dn: string;
+    if (this.s.bindDn) {
+      dn = fill(this.s.bindDn, escapeDnValue(user));
+    } else {
+      if (this.s.bindUser) await client.bind(this.s.bindUser, this.s.bindPassword ?? '');
+      const { searchEntries } = await client.search(this.s.searchBase!, {
+        scope: 'sub', filter: fill(this.s.searchFilter, escapeFilterValue(user)), attributes: ['dn'], sizeLimit: 2, timeLimit: Math.ceil(this.s.timeoutMs / 1000),
+      }).catch((err: Error) => {
+        // More than one entry for a name is a directory we cannot log into safely.
+        if (err.name === 'SizeLimitExceededError') return { searchEntries: [{ dn: '' }, { dn: '' }] };
+        throw err;
+      });
+      if (searchEntries.length !== 1) return null;
+      dn = searchEntries[0].dn;
+    }
+    try {
+      await client.bind(dn, password);
+    } catch (err) {
+      if (err instanceof InvalidCredentialsError) return null;
+      // No such entry (32) from some servers for a DN made from a template: the same as a wrong password.
+      if ((err as { code?: number }).code === 32) return null;
+      throw err;
+    }
+    const email = await this.mailOf(client, dn);
+    if (!email) throw new InvalidInput(`The directory has no address (${this.s.mailAttribute}) for this user, so no account can be chosen.`, 'ldap_no_mail');
+    const admin = this.s.adminGroup ? await this.isMember(client, dn, user) : null;
+    return { dn, email, admin };
+  }
+
+  private async mailOf(client: Client, dn: string): Promise<string | null> {
+    const { searchEntries } = await client.search(dn, { scope: 'base', filter: '(objectClass=*)', attributes: [this.s.mailAttribute], timeLimit: Math.ceil(this.s.timeoutMs / 1000) });
+    const entry = searchEntries[0];
+    if (!entry) return null;
+    const key = Object.keys(entry).find((k) => k.toLowerCase() === this.s.mailAttribute.toLowerCase());
+    const values = key ? entry[key] : [];
+    const first = (Array.isArray(values) ? values : [values]).map((v) => v.toString()).find((v) => v.includes('@'));
+    return first ?? null;
+  }
+
+  /** Whether the group entry names the user: member / uniqueMember (a DN) or memberUid (a name). */
+  private async isMember(client: Client, dn: string, user: string): Promise<boolean> {
+    const filter = `(|(member=${escapeFilterValue(dn)})(uniqueMember=${escapeFilterValue(dn)})(memberUid=${escapeFilterValue(user)}))`;
+    try {
+      const { searchEntries } = await client.search(this.s.adminGroup!, { scope: 'base', filter, attributes: ['dn'], timeLimit: Math.ceil(this.s.timeoutMs / 1000) });
+      return searchEntries.length > 0;
+    } catch (err) {
+      // A group that does not exist (or that the user may not read) has no members we can see.
+      if ((err as { code?: number }).code === 32) return false;
+      throw err;
+    }
+  }
+}
