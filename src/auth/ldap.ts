@@ -86,7 +86,11 @@ export class LdapLogin {
       return await within(work, this.s.timeoutMs * 2, 'the directory (LDAP_URL)');
     } catch (err) {
       if (err instanceof InvalidInput) throw err;
-      throw new TemporaryFailure(`The directory could not be asked: ${(err as Error).message}`, 'ldap_unavailable');
+      const message = (err as Error).message;
+      if (/timed? ?out|did not answer/i.test(message)) {
+        throw new TemporaryFailure(`The directory did not answer within ${this.s.timeoutMs / 1000} s (LDAP_TIMEOUT); try again later.`, 'ldap_timeout');
+      }
+      throw new TemporaryFailure(`The directory could not be asked: ${message}`, 'ldap_unavailable');
     } finally {
       void client.unbind().catch(() => undefined);
     }

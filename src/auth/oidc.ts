@@ -146,7 +146,9 @@ export class OidcLogin {
     if (e.code === 'ETIMEOUT' || e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'OAUTH_TIMEOUT' || e.message === 'fetch failed') {
       return new TemporaryFailure(`The OpenID provider could not be reached: ${e.message}`, 'oidc_unavailable');
     }
-    return new InvalidInput(`The provider's answer was refused: ${e.message}${e.error ? ` (${e.error})` : ''}`, 'oidc_invalid');
+    // openid-client's message is generic ("unexpected JWT claim value"); its cause names the check ("nonce").
+    const detail = e.cause instanceof Error ? e.cause.message : e.message;
+    return new InvalidInput(`The provider's answer was refused: ${detail}${e.error ? ` (${e.error})` : ''}`, 'oidc_invalid');
   }
 }
 
