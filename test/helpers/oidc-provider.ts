@@ -99,7 +99,7 @@ export async function signIn(client: WebClient, authorizationUrl: string, user: 
     const action = /<form[^>]*action="([^"]+)"/.exec(reply.text)?.[1];
     const prompt = /name="prompt" value="([^"]+)"/.exec(reply.text)?.[1];
     if (!action || !prompt) throw new Error(`no interaction form at ${here}:\n${reply.text.slice(0, 500)}`);
-    const form = prompt === 'login' ? { prompt, login: user, password: 'any' } : { prompt };
+    const form: Record<string, string> = prompt === 'login' ? { prompt, login: user, password: 'any' } : { prompt };
     const posted: Reply = await client.post(new URL(action.replace(/&amp;/g, '&'), here).href, form, { csrf: false });
     if (posted.status < 300 || posted.status >= 400) throw new Error(`the provider answered ${posted.status} to the ${prompt} form:\n${posted.text.slice(0, 500)}`);
     next = new URL(posted.location!, here).href;
