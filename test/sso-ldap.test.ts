@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { escapeDnValue, escapeFilterValue } from '../src/auth/ldap.ts';
 import { parseConfig } from '../src/config.ts';
+import { upsertAccount } from '../src/db/accounts.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { WebClient } from './helpers/browser.ts';
@@ -134,6 +135,15 @@ describe('logging in with a directory account (LDAP)', () => {
     expect((await accountOf('bob@example.org')).is_site_admin).toBe(true);
     expect((await c.get('/admin/')).status).toBe(200);
     expect((await accountOf('ann@example.org')).is_site_admin).toBe(false);
+    expect(await accountOf('bob@example.org')).toMatchObject({ site_admin_via: 'ldap' });
+  });
+
+  it('leaves a site administrator made by the command line one, though not in the group', async () => {
+    await upsertAccount(db.pool, 'ann@example.org', { siteAdmin: true });
+    const c = client(direct);
+    expect((await login(c, 'ann', pw('ann'))).location).toBe('/admin/');
+    expect(await accountOf('ann@example.org')).toMatchObject({ is_site_admin: true, site_admin_via: null });
+    await db.pool.query(`update accounts set is_site_admin = false where email = 'ann@example.org'`);
   });
 
   it('refuses an entry without an address, saying why', async () => {

@@ -7,7 +7,7 @@ import { redactPath } from '../src/log.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { WebClient } from './helpers/browser.ts';
-import { ADMIN_GROUP, CLIENT_ID, CLIENT_SECRET, providerPort, signIn, startProvider, type RunningProvider } from './helpers/oidc-provider.ts';
+import { ADMIN_GROUP, CLIENT_ID, CLIENT_SECRET, OIDC_USERS, providerPort, signIn, startProvider, type RunningProvider } from './helpers/oidc-provider.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -123,6 +123,32 @@ describe('logging in with OpenID Connect', () => {
     const d = client();
     await d.get(await signIn(d, (await startLogin(d)).href, 'carol'));
     expect((await d.get('/admin/audit')).status).toBe(403);
+  });
+
+  it('takes back the rights the group gave once the user has left it, and never those given by the command line', async () => {
+    const saved = OIDC_USERS.root.groups;
+    try {
+      const c = client();
+      await c.get(await signIn(c, (await startLogin(c)).href, 'root'));
+      expect(await accountOf('root@example.org')).toMatchObject({ is_site_admin: true, site_admin_via: 'oidc' });
+      OIDC_USERS.root.groups = ['staff'];
+      const d = client();
+      const r = await d.get(await signIn(d, (await startLogin(d)).href, 'root'));
+      expect(r.location).toBe('/account');
+      expect(await accountOf('root@example.org')).toMatchObject({ is_site_admin: false, site_admin_via: null });
+      expect((await d.get('/admin/audit')).status).toBe(403);
+      const { rows } = await db.pool.query(`select detail from audit_log where action = 'account.site_admin_revoke' and target = 'root@example.org'`);
+      expect(rows[0].detail).toMatchObject({ via: 'oidc' });
+    } finally {
+      OIDC_USERS.root.groups = saved;
+    }
+    // Carol, made a site administrator by the command line, is not in the group: she stays one.
+    await upsertAccount(db.pool, 'carol.holder@example.org', { siteAdmin: true });
+    const e = client();
+    await e.get(await signIn(e, (await startLogin(e)).href, 'carol'));
+    expect(await accountOf('carol@example.org')).toMatchObject({ email: 'carol.holder@example.org', is_site_admin: true, site_admin_via: null });
+    expect((await e.get('/admin/audit')).status).toBe(200);
+    await db.pool.query(`update accounts set is_site_admin = false where email = 'carol.holder@example.org'`);
   });
 
   it('keeps the return path across the provider', async () => {

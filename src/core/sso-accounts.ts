@@ -9,12 +9,14 @@
  * An address that an account added but never verified gives no way into that account: the
  * provider proved the address, not the claim of whoever typed it into their account.
  *
- * A provider's admin group grants site administration at login; leaving the group does not take
- * it away (it may have been given by `listkeeper account add --site-admin` too): remove it there.
+ * A provider's admin group (OIDC_ADMIN_GROUP, LDAP_ADMIN_GROUP) makes its members site
+ * administrators at login, and at the first login after someone left the group the rights that
+ * group gave are taken back (accounts.site_admin_via). A site administrator made by
+ * `listkeeper account add --site-admin` stays one whatever a provider says.
  */
 
 import type pg from 'pg';
-import { findAccountByEmail, upsertAccount, type AccountRow } from '../db/accounts.ts';
+import { applySsoSiteAdmin, findAccount, upsertAccount, type AccountRow } from '../db/accounts.ts';
 import { recordAudit } from '../db/audit.ts';
 import { withTransaction } from '../db/pool.ts';
 import { InvalidInput } from '../errors.ts';
@@ -36,13 +38,13 @@ export async function accountForSso(pool: pg.Pool, identity: SsoIdentity): Promi
   const email = normalizeEmail(identity.email);
   if (!email) throw new InvalidInput(`The provider's address "${identity.email.slice(0, 254)}" is not an e-mail address we can use.`, 'sso_email');
   return withTransaction(pool, async (tx) => {
-    const before = await findAccountByEmail(tx, email);
-    const result = await upsertAccount(tx, email, { siteAdmin: identity.admin === true });
+    const result = await upsertAccount(tx, email);
     const detail = { via: identity.method, subject: identity.subject };
     if (result.created) await recordAudit(tx, { actor: email, action: 'account.create', target: email, detail });
-    if (result.account.is_site_admin && !(before?.is_site_admin ?? false)) {
-      await recordAudit(tx, { actor: email, action: 'account.site_admin', target: result.account.email, detail: { ...detail, group: true } });
-    }
-    return result;
+    if (identity.admin === null) return result;
+    const change = await applySsoSiteAdmin(tx, result.account.id, identity.method, identity.admin);
+    if (!change) return result;
+    await recordAudit(tx, { actor: email, action: change === 'granted' ? 'account.site_admin' : 'account.site_admin_revoke', target: result.account.email, detail });
+    return { account: (await findAccount(tx, result.account.id))!, created: result.created };
   });
 }
