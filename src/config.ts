@@ -117,6 +117,7 @@ const schema = z.object({
   LDAP_BIND_PASSWORD: z.string().min(1).optional(),
   LDAP_MAIL_ATTRIBUTE: z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'must be an attribute name').default('mail'),
   LDAP_ADMIN_GROUP: z.string().min(1).optional(),
+  LDAP_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
   LDAP_LABEL: z.string().min(1).max(100).default('directory account'),
   LDAP_TIMEOUT: z.coerce.number().positive().max(120).default(10),
 });
@@ -220,6 +221,8 @@ export interface Config {
     ldap: {
       url: string; bindDn?: string; searchBase?: string; searchFilter: string; bindUser?: string; bindPassword?: string;
       mailAttribute: string; adminGroup?: string; label: string; timeoutMs: number;
+      /** PEM file of CA certificates trusted for ldaps:// and StartTLS besides the system's */
+      tlsCaFile?: string;
     } | null;
   };
 }
@@ -398,10 +401,10 @@ function loginMethods(e: z.infer<typeof schema>): Config['login'] {
     ldap = {
       url: e.LDAP_URL, bindDn: e.LDAP_BIND_DN, searchBase: e.LDAP_SEARCH_BASE, searchFilter: e.LDAP_SEARCH_FILTER, bindUser: e.LDAP_BIND_USER,
       bindPassword: e.LDAP_BIND_PASSWORD, mailAttribute: e.LDAP_MAIL_ATTRIBUTE, adminGroup: e.LDAP_ADMIN_GROUP, label: e.LDAP_LABEL,
-      timeoutMs: Math.round(e.LDAP_TIMEOUT * 1000),
+      timeoutMs: Math.round(e.LDAP_TIMEOUT * 1000), tlsCaFile: e.LDAP_TLS_CA,
     };
-  } else if (e.LDAP_BIND_DN || e.LDAP_SEARCH_BASE || e.LDAP_BIND_USER || e.LDAP_ADMIN_GROUP) {
-    throw new ConfigError('Invalid configuration: LDAP_BIND_DN, LDAP_SEARCH_BASE, LDAP_BIND_USER and LDAP_ADMIN_GROUP need LDAP_URL');
+  } else if (e.LDAP_BIND_DN || e.LDAP_SEARCH_BASE || e.LDAP_BIND_USER || e.LDAP_ADMIN_GROUP || e.LDAP_TLS_CA) {
+    throw new ConfigError('Invalid configuration: LDAP_BIND_DN, LDAP_SEARCH_BASE, LDAP_BIND_USER, LDAP_ADMIN_GROUP and LDAP_TLS_CA need LDAP_URL');
   }
   const password = e.PASSWORD_LOGIN === 'on';
   const magicLink = e.MAGIC_LINK_LOGIN === 'on';

@@ -6,6 +6,7 @@ import { upsertAccount } from '../src/db/accounts.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { WebClient } from './helpers/browser.ts';
+import { makeCertificates } from './helpers/certificates.ts';
 import { ADMINS_GROUP, BASE, PEOPLE, PEOPLE_ENTRIES, SERVICE_DN, SERVICE_PASSWORD, startSlapd, type RunningSlapd } from './helpers/slapd.ts';
 
 let db: TestDatabase;
@@ -186,6 +187,44 @@ describe('logging in with a directory account (LDAP)', () => {
       expect(r.text).toContain('The directory could not be asked');
     } finally {
       await gone.stop();
+    }
+  });
+});
+
+describe('passwords only over TLS to a directory elsewhere', () => {
+  it('upgrades ldap:// with StartTLS (or speaks ldaps://), checks the certificate against LDAP_TLS_CA, and sends no password when it cannot be trusted', async () => {
+    const certs = makeCertificates();
+    // 127.0.0.2 is a loopback address to the kernel, but not one listkeeper treats as this machine.
+    const remote = await startSlapd({ host: '127.0.0.2', tls: certs.good });
+    const env = { LDAP_URL: remote.url, LDAP_BIND_DN: `uid={user},${PEOPLE}`, LDAP_TIMEOUT: '2' };
+    const trusting = await startWeb(db, { ...env, LDAP_TLS_CA: certs.caFile });
+    const untrusting = await startWeb(db, env);
+    try {
+      const r = await login(client(trusting), 'ann', pw('ann'));
+      expect(r.status, `${/<p class="error"[^>]*>([^<]*)/.exec(r.text)?.[1]}\n${remote.output()}`).toBe(303);
+      await expect.poll(() => remote.output()).toMatch(/STARTTLS/);
+      // The directory refuses simple binds without encryption (simple_bind=64): the bind was over TLS.
+      expect(remote.output()).toMatch(/BIND dn="uid=ann,ou=people,dc=example,dc=org" mech=SIMPLE bind_ssf=0 ssf=(?!0\b)\d+/);
+
+      const mark = remote.output().length;
+      const refused = await login(client(untrusting), 'ann', pw('ann'));
+      expect(refused.status).toBe(503);
+      expect(refused.text).toContain('The directory could not be asked');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(remote.output().slice(mark)).not.toContain('BIND');
+
+      // ldaps:// speaks TLS from the first byte, with the same certificate check.
+      const ldaps = await startWeb(db, { ...env, LDAP_URL: remote.ldapsUrl!, LDAP_TLS_CA: certs.caFile });
+      try {
+        expect((await login(client(ldaps), 'ann', pw('ann'))).status).toBe(303);
+      } finally {
+        await ldaps.stop();
+      }
+    } finally {
+      await trusting.stop();
+      await untrusting.stop();
+      await remote.stop();
+      certs.remove();
     }
   });
 });

@@ -11,6 +11,9 @@
  * ldaps://, or ldap:// upgraded by StartTLS (certificate checked) unless the directory is local.
  */
 
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
 import { Client, InvalidCredentialsError } from 'ldapts';
 import { within } from '../deadline.ts';
 import { InvalidInput, TemporaryFailure } from '../errors.ts';
@@ -29,6 +32,8 @@ export interface LdapSettings {
   /** DN of a group (groupOfNames, groupOfUniqueNames or posixGroup) whose members are site administrators */
   adminGroup?: string;
   timeoutMs: number;
+  /** PEM file of CA certificates trusted besides the system's (a private CA) */
+  tlsCaFile?: string;
 }
 
 /** Who the directory says logged in. admin: null when no admin group is configured. */
@@ -67,7 +72,18 @@ function fill(template: string, value: string): string {
 }
 
 export class LdapLogin {
-  constructor(private readonly s: LdapSettings) {}
+  private readonly tlsOptions: tls.ConnectionOptions;
+
+  constructor(private readonly s: LdapSettings) {
+    const host = new URL(s.url).hostname.replace(/^\[|\]$/g, '');
+    // Certificates are always checked (rejectUnauthorized is Node's default); a private CA adds to the system's.
+    // host: the name the certificate must carry (StartTLS upgrades a socket, which names none);
+    // servername (SNI) only for a name, never an address (RFC 6066).
+    this.tlsOptions = {
+      host, ...(net.isIP(host) ? {} : { servername: host }),
+      ...(s.tlsCaFile ? { ca: [...tls.rootCertificates, fs.readFileSync(s.tlsCaFile, 'utf8')] } : {}),
+    };
+  }
 
   /**
    * The identity of `user` when `password` is theirs; null when the directory says it is not (or
@@ -79,7 +95,9 @@ export class LdapLogin {
     if (!user || user.length > MAX_USER || /[\u0000-\u001f\u007f]/.test(user)) throw new InvalidInput('Enter your user name.', 'ldap_user');
     // Never an unauthenticated bind (RFC 4513 5.1.2): it "succeeds" without proving anything.
     if (password === '') throw new InvalidInput('Enter your password.', 'ldap_password');
-    const client = new Client({ url: this.s.url, timeout: this.s.timeoutMs, connectTimeout: this.s.timeoutMs });
+    // ldapts speaks TLS from the start whenever tlsOptions are given: only for ldaps://.
+    const ldaps = this.s.url.startsWith('ldaps:');
+    const client = new Client({ url: this.s.url, timeout: this.s.timeoutMs, connectTimeout: this.s.timeoutMs, ...(ldaps ? { tlsOptions: { ...this.tlsOptions } } : {}) });
     // ldapts' timeouts cover each operation; the whole exchange has one deadline too.
     const work = this.exchange(client, user, password);
     try {
@@ -100,7 +118,8 @@ export class LdapLogin {
     // A password crosses the network only encrypted: ldaps://, or ldap:// with StartTLS unless
     // the directory is on this machine.
     const url = new URL(this.s.url);
-    if (url.protocol === 'ldap:' && !LOOPBACK.has(url.hostname)) await client.startTLS({ servername: url.hostname });
+    // A copy: startTLS writes the socket it upgrades into the options it is given.
+    if (url.protocol === 'ldap:' && !LOOPBACK.has(url.hostname)) await client.startTLS({ ...this.tlsOptions });
     let dn: string;
     if (this.s.bindDn) {
       dn = fill(this.s.bindDn, escapeDnValue(user));

@@ -5,7 +5,8 @@
  *
  * The directory: dc=example,dc=org with people (ann, bob, a "smith, jr" whose uid needs DN
  * escaping, nomail without an address), a groupOfNames of site administrators (bob), and a
- * service account for search-then-bind. It allows unauthenticated binds (a DN with an empty
+ * service account for search-then-bind. With `tls`, it offers StartTLS and refuses a simple bind
+ * over a connection that is not encrypted. It allows unauthenticated binds (a DN with an empty
  * password, RFC 4513 5.1.2), as some servers do, so that a test can show we never make one.
  */
 
@@ -33,6 +34,8 @@ export const PEOPLE_ENTRIES: Record<string, { password: string; mail: string | n
 
 export interface RunningSlapd {
   url: string;
+  /** ldaps:// on a second port, with `tls` */
+  ldapsUrl: string | null;
   pid: number;
   output(): string;
   /** SIGSTOP: the port still accepts connections (the kernel's backlog), nothing answers */
@@ -64,11 +67,22 @@ function ldif(): string {
   ].join('\n');
 }
 
-export async function startSlapd(): Promise<RunningSlapd> {
+export interface SlapdOptions {
+  /** the loopback address it listens on (default 127.0.0.1) */
+  host?: string;
+  /** a certificate and key (PEM): StartTLS offered, and simple binds refused without it (security simple_bind=64) */
+  tls?: { cert: string; key: string };
+}
+
+export async function startSlapd(opts: SlapdOptions = {}): Promise<RunningSlapd> {
   if (!fs.existsSync(SLAPD)) throw new Error(`${SLAPD} is missing: install Debian's slapd package (.ci/run does)`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-slapd-'));
   fs.mkdirSync(path.join(dir, 'data'));
   const conf = path.join(dir, 'slapd.conf');
+  if (opts.tls) {
+    fs.writeFileSync(path.join(dir, 'server.pem'), opts.tls.cert);
+    fs.writeFileSync(path.join(dir, 'server.key'), opts.tls.key, { mode: 0o600 });
+  }
   fs.writeFileSync(conf, [
     'include /etc/ldap/schema/core.schema',
     'include /etc/ldap/schema/cosine.schema',
@@ -78,6 +92,11 @@ export async function startSlapd(): Promise<RunningSlapd> {
     'modulepath /usr/lib/ldap',
     'moduleload back_mdb',
     'allow bind_anon_dn',
+    ...(opts.tls ? [
+      `TLSCertificateFile ${path.join(dir, 'server.pem')}`,
+      `TLSCertificateKeyFile ${path.join(dir, 'server.key')}`,
+      'security simple_bind=64',
+    ] : []),
     'database mdb',
     `suffix "${BASE}"`,
     `rootdn "cn=admin,${BASE}"`,
@@ -92,9 +111,11 @@ export async function startSlapd(): Promise<RunningSlapd> {
   if (added.status !== 0) throw new Error(`slapadd failed:\n${added.stdout}${added.stderr}`);
 
   const port = await freePort();
-  const url = `ldap://127.0.0.1:${port}`;
+  const host = opts.host ?? '127.0.0.1';
+  const url = `ldap://${host}:${port}`;
+  const ldapsUrl = opts.tls ? `ldaps://${host}:${await freePort()}` : null;
   // -d: stay in the foreground (and log to stderr); 'stats' shows each bind and search.
-  const child: ChildProcess = spawn(SLAPD, ['-f', conf, '-h', `${url}/`, '-d', 'stats'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(SLAPD, ['-f', conf, '-h', [url, ldapsUrl].filter(Boolean).map((u) => `${u}/`).join(' '), '-d', 'stats'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -116,7 +137,7 @@ export async function startSlapd(): Promise<RunningSlapd> {
       throw new Error(`slapd exited with ${child.exitCode} before it was ready:\n${output}`);
     }
     const open = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      const s = net.connect(port, host, () => (s.destroy(), resolve(true)));
       s.on('error', () => resolve(false));
     });
     if (open) break;
@@ -127,7 +148,7 @@ export async function startSlapd(): Promise<RunningSlapd> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return {
-    url, pid: child.pid!, output: () => output, stop,
+    url, ldapsUrl, pid: child.pid!, output: () => output, stop,
     freeze: () => child.kill('SIGSTOP'),
     thaw: () => child.kill('SIGCONT'),
   };
