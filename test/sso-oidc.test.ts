@@ -6,7 +6,7 @@ import { parseConfig } from '../src/config.ts';
 import { redactPath } from '../src/log.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
-import { WebClient } from './helpers/browser.ts';
+import { loggedIn, WebClient } from './helpers/browser.ts';
 import { ADMIN_GROUP, CLIENT_ID, CLIENT_SECRET, OIDC_USERS, providerPort, signIn, startProvider, type RunningProvider } from './helpers/oidc-provider.ts';
 
 let db: TestDatabase;
@@ -274,6 +274,12 @@ describe('which ways of logging in are on', () => {
       expect((await c.post('/login/link', { email: 'pw@example.org' })).status).toBe(404);
       expect((await c.get('/login/reset')).status).toBe(404);
       expect(c.jar.get('lk_session')).toBeUndefined();
+      // Logged in (by single sign-on), there is no password to set either.
+      const member = await loggedIn(db, sso.url, 'pw@example.org');
+      const account = await member.get('/account');
+      expect(account.text).toContain('Sessions');
+      expect(account.text).not.toContain('action="/account/password"');
+      expect((await member.post('/account/password', { password: 'another long one', confirm: 'another long one' })).status).toBe(404);
     } finally {
       await sso.stop();
     }
