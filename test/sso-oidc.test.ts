@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { upsertAccount } from '../src/db/accounts.ts';
 import { addPendingAddress, verifyAddress } from '../src/db/account-addresses.ts';
 import { hashPassword } from '../src/auth/credentials.ts';
 import { parseConfig } from '../src/config.ts';
-import { redactPath } from '../src/log.ts';
+import { log, redactPath } from '../src/log.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
@@ -46,6 +46,23 @@ async function startLogin(c: WebClient, next = ''): Promise<URL> {
 async function accountOf(email: string) {
   const { rows } = await db.pool.query('select a.* from accounts a join account_addresses aa on aa.account_id = a.id where aa.email = $1 and aa.verified_at is not null', [email]);
   return rows[0] ?? null;
+}
+
+/** What the app logs (at warn and above) while `fn` runs. */
+async function logged<T>(fn: () => Promise<T>): Promise<{ reply: T; lines: string[] }> {
+  const lines: string[] = [];
+  const level = log.level;
+  log.level = 'warn';
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    lines.push(...String(chunk).split('\n').filter(Boolean));
+    return true;
+  });
+  try {
+    return { reply: await fn(), lines };
+  } finally {
+    spy.mockRestore();
+    log.level = level;
+  }
 }
 
 describe('logging in with OpenID Connect', () => {
@@ -157,11 +174,15 @@ describe('logging in with OpenID Connect', () => {
     expect(r.location).toBe('/account?tab=lists');
   });
 
-  it('refuses a callback whose state was changed, and starts no session', async () => {
+  it('refuses a callback whose state was changed, and starts no session; the refusal is logged without the code or secret', async () => {
     const c = client();
     const callback = new URL(await signIn(c, (await startLogin(c)).href, 'carol'));
     callback.searchParams.set('state', `${callback.searchParams.get('state')}x`);
-    const r = await c.get(callback.href);
+    const { reply: r, lines } = await logged(() => c.get(callback.href));
+    const refusal = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'single sign-on refused');
+    expect(refusal).toMatchObject({ level: 40, method: 'oidc', code: 'oidc_state', ip: '198.51.100.20' });
+    expect(lines.join('')).not.toContain(callback.searchParams.get('code')!);
+    expect(lines.join('')).not.toContain(CLIENT_SECRET);
     expect(r.status).toBe(400);
     expect(r.text).toContain('does not match the one this browser started');
     expect(c.jar.get('lk_session')).toBeUndefined();

@@ -108,7 +108,8 @@ export class LdapLogin {
       if (/timed? ?out|did not answer/i.test(message)) {
         throw new TemporaryFailure(`The directory did not answer within ${this.s.timeoutMs / 1000} s (LDAP_TIMEOUT); try again later.`, 'ldap_timeout');
       }
-      throw new TemporaryFailure(`The directory could not be asked: ${message}`, 'ldap_unavailable');
+      // What went wrong (an address, a certificate) is for the log, not for a stranger's page.
+      throw Object.assign(new TemporaryFailure('The directory could not be reached; try again later.', 'ldap_unavailable'), { cause: err });
     } finally {
       void client.unbind().catch(() => undefined);
     }

@@ -67,7 +67,8 @@ export function ssoRouter(ctx: WebContext): Router {
   /** An error of ours (a refusal, the provider not answering) shown on the login page and logged; anything else goes on. */
   function refused(req: Request, res: Response, method: string, err: unknown, vars: Record<string, unknown> = {}) {
     if (!isAppError(err)) throw err;
-    log.warn({ method, code: err.code, ip: req.ip, reason: err.message }, 'single sign-on refused');
+    const cause = err.cause instanceof Error ? err.cause.message : undefined;
+    log.warn({ method, code: err.code, ip: req.ip, reason: err.message, cause }, 'single sign-on refused');
     return loginPage(req, res, err.status, err.message, vars);
   }
 
