@@ -630,7 +630,10 @@ CREATE TABLE public.accounts (
     is_site_admin boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     last_login_at timestamp with time zone,
-    CONSTRAINT accounts_email_check CHECK ((email = lower(email)))
+    site_admin_via text,
+    CONSTRAINT accounts_email_check CHECK ((email = lower(email))),
+    CONSTRAINT accounts_site_admin_via_admin CHECK (((site_admin_via IS NULL) OR is_site_admin)),
+    CONSTRAINT accounts_site_admin_via_check CHECK ((site_admin_via = ANY (ARRAY['oidc'::text, 'ldap'::text])))
 );
 
 --

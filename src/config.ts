@@ -102,6 +102,29 @@ const schema = z.object({
   KEEP_DECIDED_DAYS: positiveInt.default(30),
   KEEP_BOUNCES_DAYS: positiveInt.default(180),
   HELD_EXPIRE_DAYS: z.coerce.number().int().min(0).default(30),
+  // Ways to log in to the panel (docs/single-sign-on.md): password and mailed link on by default,
+  // OpenID Connect and LDAP off until configured.
+  PASSWORD_LOGIN: z.enum(['on', 'off']).default('on'),
+  MAGIC_LINK_LOGIN: z.enum(['on', 'off']).default('on'),
+  OIDC_ISSUER: url(['https:', 'http:']).optional(),
+  OIDC_CLIENT_ID: z.string().min(1).max(1000).optional(),
+  OIDC_CLIENT_SECRET: z.string().min(1).optional(),
+  OIDC_SCOPES: z.string().regex(/(^|\s)openid(\s|$)/, 'must include openid').default('openid email profile'),
+  OIDC_GROUPS_CLAIM: z.string().min(1).max(200).default('groups'),
+  OIDC_ADMIN_GROUP: z.string().min(1).max(1000).optional(),
+  OIDC_LABEL: z.string().min(1).max(100).default('single sign-on'),
+  OIDC_TIMEOUT: z.coerce.number().positive().max(120).default(10),
+  LDAP_URL: url(['ldap:', 'ldaps:']).optional(),
+  LDAP_BIND_DN: z.string().includes('{user}', { message: 'must contain {user}' }).optional(),
+  LDAP_SEARCH_BASE: z.string().min(1).optional(),
+  LDAP_SEARCH_FILTER: z.string().regex(/^\(.*\{user\}.*\)$/, 'must be a filter in parentheses containing {user}').default('(uid={user})'),
+  LDAP_BIND_USER: z.string().min(1).optional(),
+  LDAP_BIND_PASSWORD: z.string().min(1).optional(),
+  LDAP_MAIL_ATTRIBUTE: z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'must be an attribute name').default('mail'),
+  LDAP_ADMIN_GROUP: z.string().min(1).optional(),
+  LDAP_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
+  LDAP_LABEL: z.string().min(1).max(100).default('directory account'),
+  LDAP_TIMEOUT: z.coerce.number().positive().max(120).default(10),
 });
 
 export interface Config {
@@ -196,6 +219,19 @@ export interface Config {
     keepDecidedDays: number;
     keepBouncesDays: number;
     heldExpireDays: number;
+  };
+  /** The ways to log in (docs/single-sign-on.md); oidc and ldap null when not configured. */
+  login: {
+    password: boolean;
+    magicLink: boolean;
+    /** the redirect URI is PUBLIC_URL + /login/oidc/callback, made where it is used */
+    oidc: { issuer: string; clientId: string; clientSecret?: string; scopes: string; groupsClaim: string; adminGroup?: string; label: string; timeoutMs: number } | null;
+    ldap: {
+      url: string; bindDn?: string; searchBase?: string; searchFilter: string; bindUser?: string; bindPassword?: string;
+      mailAttribute: string; adminGroup?: string; label: string; timeoutMs: number;
+      /** PEM file of CA certificates trusted for ldaps:// and StartTLS besides the system's */
+      tlsCaFile?: string;
+    } | null;
   };
 }
 
@@ -341,7 +377,50 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       keepBouncesDays: e.KEEP_BOUNCES_DAYS,
       heldExpireDays: e.HELD_EXPIRE_DAYS,
     },
+    login: loginMethods(e),
   };
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** The ways to log in, checked together: each SSO method complete, and at least one way left in. */
+function loginMethods(e: z.infer<typeof schema>): Config['login'] {
+  let oidc: Config['login']['oidc'] = null;
+  if (e.OIDC_ISSUER || e.OIDC_CLIENT_ID) {
+    if (!e.OIDC_ISSUER || !e.OIDC_CLIENT_ID) throw new ConfigError('Invalid configuration: OIDC_ISSUER and OIDC_CLIENT_ID go together (OpenID Connect login needs both)');
+    const issuer = new URL(e.OIDC_ISSUER);
+    // Over plain http anyone on the way could forge the provider's keys and answers.
+    if (issuer.protocol === 'http:' && !LOOPBACK.has(issuer.hostname)) {
+      throw new ConfigError(`Invalid configuration: OIDC_ISSUER=${JSON.stringify(e.OIDC_ISSUER)} must be an https URL (http only for a loopback host)`);
+    }
+    oidc = {
+      issuer: e.OIDC_ISSUER, clientId: e.OIDC_CLIENT_ID, clientSecret: e.OIDC_CLIENT_SECRET, scopes: e.OIDC_SCOPES.trim().split(/\s+/).join(' '),
+      groupsClaim: e.OIDC_GROUPS_CLAIM, adminGroup: e.OIDC_ADMIN_GROUP, label: e.OIDC_LABEL, timeoutMs: Math.round(e.OIDC_TIMEOUT * 1000),
+    };
+  } else if (e.OIDC_CLIENT_SECRET || e.OIDC_ADMIN_GROUP) {
+    throw new ConfigError('Invalid configuration: OIDC_CLIENT_SECRET and OIDC_ADMIN_GROUP need OIDC_ISSUER and OIDC_CLIENT_ID');
+  }
+  let ldap: Config['login']['ldap'] = null;
+  if (e.LDAP_URL) {
+    if (!e.LDAP_BIND_DN === !e.LDAP_SEARCH_BASE) {
+      throw new ConfigError('Invalid configuration: LDAP_URL needs either LDAP_BIND_DN (a DN template with {user}) or LDAP_SEARCH_BASE (search, then bind), not both');
+    }
+    if (!e.LDAP_BIND_USER !== !e.LDAP_BIND_PASSWORD) throw new ConfigError('Invalid configuration: LDAP_BIND_USER and LDAP_BIND_PASSWORD go together');
+    if (e.LDAP_BIND_USER && !e.LDAP_SEARCH_BASE) throw new ConfigError('Invalid configuration: LDAP_BIND_USER is only used with LDAP_SEARCH_BASE (search, then bind)');
+    ldap = {
+      url: e.LDAP_URL, bindDn: e.LDAP_BIND_DN, searchBase: e.LDAP_SEARCH_BASE, searchFilter: e.LDAP_SEARCH_FILTER, bindUser: e.LDAP_BIND_USER,
+      bindPassword: e.LDAP_BIND_PASSWORD, mailAttribute: e.LDAP_MAIL_ATTRIBUTE, adminGroup: e.LDAP_ADMIN_GROUP, label: e.LDAP_LABEL,
+      timeoutMs: Math.round(e.LDAP_TIMEOUT * 1000), tlsCaFile: e.LDAP_TLS_CA,
+    };
+  } else if (e.LDAP_BIND_DN || e.LDAP_SEARCH_BASE || e.LDAP_BIND_USER || e.LDAP_ADMIN_GROUP || e.LDAP_TLS_CA) {
+    throw new ConfigError('Invalid configuration: LDAP_BIND_DN, LDAP_SEARCH_BASE, LDAP_BIND_USER, LDAP_ADMIN_GROUP and LDAP_TLS_CA need LDAP_URL');
+  }
+  const password = e.PASSWORD_LOGIN === 'on';
+  const magicLink = e.MAGIC_LINK_LOGIN === 'on';
+  if (!password && !magicLink && !oidc && !ldap) {
+    throw new ConfigError('Invalid configuration: PASSWORD_LOGIN=off and MAGIC_LINK_LOGIN=off leave no way to log in (configure OIDC_ISSUER or LDAP_URL, or turn one back on)');
+  }
+  return { password, magicLink, oidc, ldap };
 }
 
 /**

@@ -15,7 +15,7 @@ let toStderr = false;
 const destination = { write: (line: string) => (toStderr ? process.stderr : process.stdout).write(line) };
 
 const URL_FIELDS = ['relay', 'relayUrl', 'databaseUrl', 'connectionString', 'spamCheckUrl'];
-const SECRET_FIELDS = ['password', 'pass', 'auth'];
+const SECRET_FIELDS = ['password', 'pass', 'auth', 'clientSecret', 'bindPassword'];
 // Request paths: some carry a token that acts as a password (one-click unsubscribe, login links).
 const PATH_FIELDS = ['url'];
 
@@ -71,9 +71,12 @@ export function redactUrl(value: string): string {
   }
 }
 
-/** A request path with the tokens of mailed links masked: /u/***, /confirm/***, /login/link/***. */
+/**
+ * A request path with the tokens of mailed links masked: /u/***, /confirm/***, /login/link/***;
+ * and the query of the OpenID callback (its one-time code and state) as ?***.
+ */
 export function redactPath(path: string): string {
-  return path.replace(/^(\/(?:u|confirm|login\/link|login\/reset))\/[^/?#]+/, '$1/***');
+  return path.replace(/^(\/(?:u|confirm|login\/link|login\/reset))\/[^/?#]+/, '$1/***').replace(/^(\/login\/oidc\/callback)\?.*/, '$1?***');
 }
 
 /** Free text (an error message, a reason) with the password of any URL in it masked. */

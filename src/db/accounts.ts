@@ -6,6 +6,8 @@ export interface AccountRow {
   email: string;
   password_hash: string | null;
   is_site_admin: boolean;
+  /** the single sign-on whose admin group made the account a site administrator (sql/0054); null: the command line */
+  site_admin_via: 'oidc' | 'ldap' | null;
   created_at: Date;
   last_login_at: Date | null;
 }
@@ -28,8 +30,9 @@ export async function findAccount(db: Queryable, id: number): Promise<AccountRow
 /**
  * Creates the account, or updates an existing one (the one holding `email` among its verified
  * addresses): a given password hash replaces the old one, and site-administrator rights are only
- * ever added here, never taken away. A new account's address becomes its verified primary one
- * (the trigger of sql/0049).
+ * ever added here, never taken away; given here, they are no longer a provider's to take back
+ * (site_admin_via). A new account's address becomes its verified primary one (the trigger of
+ * sql/0049).
  */
 export async function upsertAccount(
   db: Queryable,
@@ -39,7 +42,8 @@ export async function upsertAccount(
   const holder = await findAccountByEmail(db, email);
   if (holder) {
     const { rows } = await db.query<AccountRow>(
-      `update accounts set password_hash = coalesce($2, password_hash), is_site_admin = is_site_admin or $3
+      `update accounts set password_hash = coalesce($2, password_hash), is_site_admin = is_site_admin or $3,
+              site_admin_via = case when $3 then null else site_admin_via end
         where id = $1 returning *`,
       [holder.id, opts.passwordHash ?? null, opts.siteAdmin ?? false],
     );
@@ -49,12 +53,28 @@ export async function upsertAccount(
     `insert into accounts (email, password_hash, is_site_admin) values ($1, $2, $3)
      on conflict (email) do update
        set password_hash = coalesce(excluded.password_hash, accounts.password_hash),
-           is_site_admin = accounts.is_site_admin or excluded.is_site_admin
+           is_site_admin = accounts.is_site_admin or excluded.is_site_admin,
+           site_admin_via = case when excluded.is_site_admin then null else accounts.site_admin_via end
      returning *, (xmax = 0) as created`,
     [email, opts.passwordHash ?? null, opts.siteAdmin ?? false],
   );
   const { created, ...account } = rows[0];
   return { account, created };
+}
+
+/**
+ * What a single sign-on's admin group says at a login: in it, the account becomes a site
+ * administrator recorded as given by `via` (unless it already is one); out of it, the rights
+ * `via` gave are taken back, and those given otherwise stay. Returns the change, if any.
+ */
+export async function applySsoSiteAdmin(db: Queryable, accountId: number, via: 'oidc' | 'ldap', inGroup: boolean): Promise<'granted' | 'revoked' | null> {
+  const { rows } = await db.query<{ change: 'granted' | 'revoked' }>(
+    `update accounts set is_site_admin = $3, site_admin_via = case when $3 then $2 else null end
+      where id = $1 and (($3 and not is_site_admin) or (not $3 and is_site_admin and site_admin_via = $2))
+      returning case when $3 then 'granted' else 'revoked' end as change`,
+    [accountId, via, inGroup],
+  );
+  return rows[0]?.change ?? null;
 }
 
 export async function setPasswordHash(db: Queryable, accountId: number, hash: string): Promise<void> {

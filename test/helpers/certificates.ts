@@ -1,6 +1,7 @@
 /*
  * Certificates for TLS tests, made with the openssl command: a test CA and a certificate it
- * signed for 127.0.0.1 / localhost (good, once the CA is trusted: NODE_EXTRA_CA_CERTS=caFile),
+ * signed for 127.0.0.1 / localhost (and 127.0.0.2, a loopback address the code under test does not
+ * treat as local) (good, once the CA is trusted: NODE_EXTRA_CA_CERTS=caFile),
  * and two bad ones: self-signed for another name, and signed by the CA but expired.
  */
 
@@ -31,7 +32,7 @@ export function makeCertificates(): TestCertificates {
   key('ca.key');
   openssl(['req', '-x509', '-new', '-key', file('ca.key'), '-subj', '/CN=listkeeper test CA', '-days', '2', '-out', file('ca.pem')]);
 
-  fs.writeFileSync(file('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n');
+  fs.writeFileSync(file('san.ext'), 'subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\nbasicConstraints=CA:FALSE\n');
   key('good.key');
   openssl(['req', '-new', '-key', file('good.key'), '-subj', '/CN=localhost', '-out', file('good.csr')]);
   openssl(['x509', '-req', '-in', file('good.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', file('san.ext'), '-out', file('good.pem')]);

@@ -39,7 +39,7 @@ export function accountRouter(ctx: WebContext): Router {
     render(ctx.views, req, res, 'account/index.njk', {
       title: 'Your account',
       subscriptions: subscriptions.map((s) => ({ ...s, until_day: s.nomail_until ? resumeDay(s.nomail_until) : '', others: viewer.emails.filter((e) => e !== s.email) })),
-      addresses, tomorrow, hasPassword: !!account?.password_hash, staffLists, modes: DELIVERY_MODES,
+      addresses, tomorrow, hasPassword: !!account?.password_hash, passwordLogin: ctx.cfg.login.password, staffLists, modes: DELIVERY_MODES,
     });
   });
 
@@ -83,7 +83,8 @@ export function accountRouter(ctx: WebContext): Router {
     res.redirect(303, '/account');
   });
 
-  r.post('/account/password', requireLogin, requireCsrf, async (req, res) => {
+  // PASSWORD_LOGIN=off: no password to set (it could not be used), and the form is not shown.
+  if (ctx.cfg.login.password) r.post('/account/password', requireLogin, requireCsrf, async (req, res) => {
     const viewer = req.viewer!;
     const account = await findAccount(db, viewer.accountId);
     if (!account) throw new NotFound('No such account.');

@@ -3,6 +3,7 @@
  * route checks the viewer's role on the server (auth/guards.ts) and every form carries a CSRF token.
  *
  *   /login, /logout, /login/link/TOKEN, /login/reset[/TOKEN]   auth/routes.ts
+ *   /login/oidc[/callback], /login/ldap                         auth/sso-routes.ts
  *   /account                                                    account/routes.ts
  *   /lists/LIST/subscribe                                       subscribe-form.ts
  *   /admin/, /admin/dashboard, /admin/audit                     dashboard.ts
@@ -18,6 +19,7 @@ import { Router } from 'express';
 import type { WebContext } from '../context.ts';
 import { accountRouter } from '../account/routes.ts';
 import { authRouter } from '../auth/routes.ts';
+import { ssoRouter } from '../auth/sso-routes.ts';
 import { subscribeRouter } from '../subscribe-form.ts';
 import { requireLogin } from '../auth/guards.ts';
 import { dashboardRouter } from './dashboard.ts';
@@ -31,6 +33,7 @@ import { tokensRouter } from './tokens.ts';
 export function adminRouter(ctx: WebContext): Router {
   const r = Router();
   r.use(authRouter(ctx));
+  r.use(ssoRouter(ctx));
   r.use(accountRouter(ctx));
   r.use(subscribeRouter(ctx));
   r.use(dashboardRouter(ctx));

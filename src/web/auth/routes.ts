@@ -4,12 +4,11 @@
  * cost the same argon2 work, and "a link is on its way" is said for any address; the link itself
  * is made and mailed after the answer is sent, so known and unknown addresses take the same time.
  *
- * Password attempts are limited in PostgreSQL (every web instance shares the counts) so that
- * guessing is slow, but a stranger's failures never lock the owner out: every attempt counts per
- * IP; failures count per address and IP (10 close that pair: a guesser on one network) and per
- * address from anywhere (100, NIST SP 800-63B's ceiling, close the address to passwords: a
- * guesser on many networks). The owner's right password from another network still works, and a
- * mailed login link always does.
+ * Password attempts are limited in PostgreSQL (login-limits.ts) so that guessing is slow, but a
+ * stranger's failures never lock the owner out.
+ *
+ * PASSWORD_LOGIN=off takes away the password form and resets; MAGIC_LINK_LOGIN=off the mailed
+ * links (their routes answer 404). Single sign-on (OpenID Connect, LDAP) is in sso-routes.ts.
  *
  * Any verified address of an account logs into it (password or link); an address added to an
  * account but not verified yet is no way into that account (findAccountByEmail, upsertAccount).
@@ -17,24 +16,24 @@
 
 import { Router, type Request, type Response } from 'express';
 import {
-  consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, recordLogin, setPasswordHash, upsertAccount, voidLoginTokens,
+  consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, setPasswordHash, upsertAccount, voidLoginTokens,
 } from '../../db/accounts.ts';
 import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
-import { hasAnyListRole } from '../../db/list-admin.ts';
-import { allowHit, clearHits, currentHits } from '../../db/rate-limits.ts';
+import { allowHit, clearHits } from '../../db/rate-limits.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { absoluteUrl, loginLinkUrl, passwordResetUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
-import { endSession, flash, startSession } from '../session.ts';
+import { endSession, flash } from '../session.ts';
 import { field, query } from '../admin/form.ts';
 import { safeNext } from './guards.ts';
 import { sendNotice } from '../../core/notices.ts';
 import { afterResponse } from '../after-response.ts';
+import { LoginLimits } from './login-limits.ts';
+import { loginPageVars, loginSession, landingAfterLogin } from './login-page.ts';
 
-const LOGIN_LIMIT = { perIp: 30, failuresPerPair: 10, failuresPerEmail: 100, windowSeconds: 15 * 60 };
 const LINK_LIMIT = { perIp: 20, perEmail: 3, windowSeconds: 60 * 60 };
 const LINK_TTL = 60 * 60;
 const RESET_TTL = 60 * 60;
@@ -43,7 +42,8 @@ export function authRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;
   const page = (req: Request, res: Response, template: string, vars: Record<string, unknown> = {}, status = 200) =>
-    render(ctx.views, req, res, `auth/${template}`, vars, status);
+    render(ctx.views, req, res, `auth/${template}`, template === 'login.njk' ? { ...loginPageVars(ctx.cfg), ...vars } : vars, status);
+  const { password: passwordLogin, magicLink } = ctx.cfg.login;
   const defaultNext = (req: Request) => safeNext(req.body?.next ?? query(req, 'next'), '');
 
   r.get('/login', (req, res) => {
@@ -51,35 +51,28 @@ export function authRouter(ctx: WebContext): Router {
     page(req, res, 'login.njk', { title: 'Log in', next: defaultNext(req), email: query(req, 'email', 254) });
   });
 
-  r.post('/login', requireCsrf, async (req, res) => {
-    const email = normalizeEmail(field(req, 'email', 254)) ?? field(req, 'email', 254).toLowerCase();
-    const password = field(req, 'password', 1000);
-    const next = defaultNext(req);
-    const pairKey = `login:fail:${email}:${req.ip}`;
-    const emailKey = `login:fail:${email}`;
-    const ipAllowed = await allowHit(db, `login:ip:${req.ip}`, LOGIN_LIMIT.perIp, LOGIN_LIMIT.windowSeconds);
-    const [pairFailures, emailFailures] = ipAllowed ? await currentHits(db, [pairKey, emailKey], LOGIN_LIMIT.windowSeconds) : [0, 0];
-    if (!ipAllowed || pairFailures >= LOGIN_LIMIT.failuresPerPair || emailFailures >= LOGIN_LIMIT.failuresPerEmail) {
-      return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'Too many login attempts. Wait a quarter of an hour, or ask for a login link by mail.' }, 429);
-    }
-    const account = email ? await findAccountByEmail(db, email) : null;
-    const ok = await verifyPassword(account?.password_hash, password);
-    if (!account || !ok) {
-      await allowHit(db, pairKey, LOGIN_LIMIT.failuresPerPair, LOGIN_LIMIT.windowSeconds);
-      await allowHit(db, emailKey, LOGIN_LIMIT.failuresPerEmail, LOGIN_LIMIT.windowSeconds);
-      return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'That address and password do not match an account.' }, 401);
-    }
-    await clearHits(db, pairKey);
-    await loginAs(req, res, account.id);
-    res.redirect(303, next || (account.is_site_admin || (await hasRole(account.id)) ? '/admin/' : '/account'));
-  });
-
-  const hasRole = (accountId: number) => hasAnyListRole(db, accountId);
-
-  async function loginAs(req: Request, res: Response, accountId: number) {
-    await startSession(ctx, req, res, accountId);
-    await recordLogin(db, accountId);
+  if (passwordLogin) {
+    r.post('/login', requireCsrf, async (req, res) => {
+      const email = normalizeEmail(field(req, 'email', 254)) ?? field(req, 'email', 254).toLowerCase();
+      const password = field(req, 'password', 1000);
+      const next = defaultNext(req);
+      const limits = new LoginLimits(db, req.ip ?? '', email);
+      if (!(await limits.allowed())) {
+        return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'Too many login attempts. Wait a quarter of an hour, or ask for a login link by mail.' }, 429);
+      }
+      const account = email ? await findAccountByEmail(db, email) : null;
+      const ok = await verifyPassword(account?.password_hash, password);
+      if (!account || !ok) {
+        await limits.failed();
+        return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'That address and password do not match an account.' }, 401);
+      }
+      await limits.succeeded();
+      await loginAs(req, res, account.id);
+      res.redirect(303, next || (await landingAfterLogin(db, account)));
+    });
   }
+
+  const loginAs = (req: Request, res: Response, accountId: number) => loginSession(ctx, req, res, accountId);
 
   /** Sends a link by mail when the address is known and not over its limit; says the same either way. */
   async function mailLink(req: Request, res: Response, purpose: 'login' | 'reset') {
@@ -116,37 +109,37 @@ export function authRouter(ctx: WebContext): Router {
     });
   }
 
-  r.post('/login/link', requireCsrf, (req, res) => mailLink(req, res, 'login'));
+  if (magicLink) r.post('/login/link', requireCsrf, (req, res) => mailLink(req, res, 'login'));
 
   // Opening the link shows a button; only the POST logs in, so mail scanners that fetch links
   // do not use up the token.
-  r.get('/login/link/:token', async (req, res) => {
+  if (magicLink) r.get('/login/link/:token', async (req, res) => {
     const token = String(req.params.token);
     const found = looksLikeToken(token) ? await peekLoginToken(db, hashToken(token), 'login') : null;
     if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
     page(req, res, 'link.njk', { title: 'Log in', email: found.email, token, next: safeNext(query(req, 'next'), '') });
   });
 
-  r.post('/login/link/:token', requireCsrf, async (req, res) => {
+  if (magicLink) r.post('/login/link/:token', requireCsrf, async (req, res) => {
     const token = String(req.params.token);
     const found = looksLikeToken(token) ? await consumeLoginToken(db, hashToken(token), 'login') : null;
     if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
     const { account } = await upsertAccount(db, found.email);
     await loginAs(req, res, account.id);
-    res.redirect(303, defaultNext(req) || (account.is_site_admin || (await hasRole(account.id)) ? '/admin/' : '/account'));
+    res.redirect(303, defaultNext(req) || (await landingAfterLogin(db, account)));
   });
 
-  r.get('/login/reset', (req, res) => page(req, res, 'reset-request.njk', { title: 'Reset your password', email: query(req, 'email', 254) }));
-  r.post('/login/reset', requireCsrf, (req, res) => mailLink(req, res, 'reset'));
+  if (passwordLogin) r.get('/login/reset', (req, res) => page(req, res, 'reset-request.njk', { title: 'Reset your password', email: query(req, 'email', 254) }));
+  if (passwordLogin) r.post('/login/reset', requireCsrf, (req, res) => mailLink(req, res, 'reset'));
 
-  r.get('/login/reset/:token', async (req, res) => {
+  if (passwordLogin) r.get('/login/reset/:token', async (req, res) => {
     const token = String(req.params.token);
     const found = looksLikeToken(token) ? await peekLoginToken(db, hashToken(token), 'reset') : null;
     if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
     page(req, res, 'reset.njk', { title: 'Choose a new password', email: found.email, token });
   });
 
-  r.post('/login/reset/:token', requireCsrf, async (req, res) => {
+  if (passwordLogin) r.post('/login/reset/:token', requireCsrf, async (req, res) => {
     const token = String(req.params.token);
     const password = field(req, 'password', 1000);
     const valid = looksLikeToken(token) ? await peekLoginToken(db, hashToken(token), 'reset') : null;
