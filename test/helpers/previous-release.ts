@@ -2,8 +2,9 @@
  * The previous release's code, to run beside this one against one database (a rolling upgrade,
  * test/rolling-upgrade.test.ts). "Release" = a commit of this repository: its tree is written out
  * with `git archive` (no worktree, nothing added to the repository's .git), once per machine, in
- * the system's temporary folder. It runs with this checkout's node_modules (a symlink) when both
- * package.json files ask for the same run-time dependencies; otherwise its own are installed
+ * the system's temporary folder. It runs with this checkout's node_modules (a symlink) when this
+ * package.json asks for each of its run-time dependencies with the same range (a dependency
+ * added since is there too, and its code does not load it); otherwise its own are installed
  * (npm ci --omit=dev, slower: the test's time budget then includes the install).
  */
 
@@ -69,14 +70,13 @@ function extract(commit: string, dir: string): Promise<void> {
 }
 
 /** What the code needs at run time (devDependencies are this checkout's tools and tests'). */
-const deps = (root: string) => {
-  const p = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-  return JSON.stringify(Object.entries(p.dependencies ?? {}).sort(([a], [b]) => a.localeCompare(b)));
-};
+const deps = (root: string): Record<string, string> =>
+  (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {};
 
 async function provideModules(root: string): Promise<void> {
   const modules = path.join(root, 'node_modules');
-  if (deps(root) === deps(ROOT)) {
+  const ours = deps(ROOT);
+  if (Object.entries(deps(root)).every(([name, range]) => ours[name] === range)) {
     if (!fs.existsSync(modules)) fs.symlinkSync(path.join(ROOT, 'node_modules'), modules, 'dir');
     return;
   }
