@@ -15,7 +15,7 @@ const LEAVES = ['src/log.ts', 'src/errors.ts', 'src/metrics.ts', 'src/deadline.t
 // The use cases.
 const USE_CASES = ['src/core'];
 // The edges translate protocols into calls to the use cases; cli/ (and main.ts) start them all.
-const EDGES = ['src/smtp', 'src/delivery', 'src/web'];
+const EDGES = ['src/smtp', 'src/delivery', 'src/web', 'src/cache'];
 const TOP = ['src/cli', 'src/main.ts'];
 
 const zones = [

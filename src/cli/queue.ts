@@ -5,15 +5,18 @@ export function registerQueueCommand(program: Command) {
   program
     .command('queue')
     .option('--json', 'machine-readable output')
-    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked)')
+    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked); and the purges waiting for the cache in front (PURGE_URL)')
     .action((o) =>
       runCommand(async ({ db, cfg }) => {
         const { queueStats } = await import('../db/outbox.ts');
+        const { purgeQueueStats } = await import('../db/purges.ts');
         const { redactSecrets } = await import('../log.ts');
         const stats = await queueStats(db.pool, cfg.delivery.leaseSeconds);
         // An error text may quote a URL with its password (a relay's message, a misconfiguration).
         if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);
-        if (o.json) return printJson(stats);
+        const purges = await purgeQueueStats(db.pool);
+        if (purges.oldest?.last_error) purges.oldest.last_error = redactSecrets(purges.oldest.last_error);
+        if (o.json) return printJson({ ...stats, purges: { url: cfg.purge.url ? redactSecrets(cfg.purge.url) : null, ...purges } });
         const c = stats.counts;
         const lines = [
           `queued   ${c.queued}${stats.deferred ? ` (${stats.deferred} waiting to retry)` : ''}`,
@@ -24,6 +27,10 @@ export function registerQueueCommand(program: Command) {
             ? `oldest   #${stats.oldest.id} to ${stats.oldest.recipient}, queued ${stats.oldest.created_at.toISOString()}, next try ${stats.oldest.run_at.toISOString()}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`
             : 'oldest   nothing waiting',
           `workers  ${stats.workers.length ? stats.workers.map((w) => (w.stale ? `${w.name} (stale: last heartbeat ${w.heartbeat_at.toISOString()})` : w.name)).join(', ') : 'none running'}`,
+          `purges   ${purges.keys} key(s) waiting${purges.retrying ? ` (${purges.retrying} to retry)` : ''}${cfg.purge.url ? '' : ' (no PURGE_URL: dropped by the worker)'}`,
+          ...(purges.oldest
+            ? [`         oldest ${purges.oldest.key}, queued ${purges.oldest.queued_at.toISOString()}, next try ${purges.oldest.run_at.toISOString()}, ${purges.oldest.attempts} attempt(s)${purges.oldest.last_error ? `: ${purges.oldest.last_error}` : ''}`]
+            : []),
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
       }),

@@ -8,10 +8,11 @@ import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
 import { outboxDepth } from '../db/outbox.ts';
+import { purgeDepth } from '../db/purges.ts';
 import { ping } from '../db/pool.ts';
 import { CHECK_MS, readiness } from '../core/readiness.ts';
 import { within } from '../deadline.ts';
-import { registry, setOutboxDepthSource } from '../metrics.ts';
+import { registry, setOutboxDepthSource, setPurgeDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import { MembersOnly } from './archive/access.ts';
@@ -62,6 +63,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
     }
   });
   setOutboxDepthSource(() => outboxDepth(db.pool));
+  setPurgeDepthSource(() => purgeDepth(db.pool));
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await serverMetrics());
   });
