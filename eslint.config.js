@@ -33,7 +33,7 @@ const zones = [
   ...EDGES.map((target) => ({
     target,
     from: [...EDGES.filter((e) => e !== target), ...TOP],
-    message: 'The edges (smtp/, delivery/, web/) never import each other; cli/ and main.ts start them.',
+    message: 'The edges (smtp/, delivery/, web/, cache/) never import each other; cli/ and main.ts start them.',
   })),
   { target: 'src/cli', from: 'src/main.ts', message: 'main.ts is the entry point: nothing imports it.' },
 ];
