@@ -16,7 +16,9 @@ import { createList, getListById, type ListRow } from '../src/db/lists.ts';
 import { archiveMessage, hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { purgeQueueStats } from '../src/db/purges.ts';
 import { parse } from '../src/mail/parse.ts';
+import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { spawnServe } from './helpers/serve-process.ts';
 import { message } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
@@ -263,3 +265,36 @@ it('without PURGE_URL the worker drops what the triggers queue', async () => {
     await purger.stop();
   }
 });
+
+it('`listkeeper serve --worker` purges with PURGE_URL, and `queue --json` shows what waits and why', async () => {
+  const endpoint = await standIn();
+  endpoint.set('fail');
+  const pub = await newList('served@lists.example.org', 'Served', 'public');
+  await queued();
+  const serve = await spawnServe({ roles: ['worker'], env: { DATABASE_URL: db.url, PURGE_URL: endpoint.url, PURGE_TIMEOUT: '1' } });
+  try {
+    // The banner names where purges go, without the password.
+    expect(serve.output()).toMatch(/purges to http:\/\/purger:\*\*\*@127\.0\.0\.1:\d+\//);
+    const m = await post(pub, 's1@example.org', 'Mon, 02 Nov 2026 10:00:00 +0000');
+    await until(async () => endpoint.requests.length, (n) => n > 0);
+    await until(() => purgeQueueStats(db.pool), (s) => s.retrying > 0);
+    const shown = await cli(['queue', '--json'], { DATABASE_URL: db.url, PURGE_URL: endpoint.url });
+    expect(shown.code).toBe(0);
+    const q = JSON.parse(shown.stdout);
+    expect(q.purges.url).toBe(endpoint.url.replace('s3cret', '***'));
+    // site, latest, month, thread and message: the list's first message has no neighbours
+    expect(q.purges.keys).toBe(5);
+    expect(q.purges.retrying).toBe(5);
+    expect(q.purges.oldest.last_error).toContain('answered 503');
+    expect(q.counts).toBeDefined();
+    const text = await cli(['queue'], { DATABASE_URL: db.url, PURGE_URL: endpoint.url });
+    expect(text.stdout).toMatch(/^purges   5 key\(s\) waiting \(5 to retry\)$/m);
+    endpoint.set('ok');
+    await db.pool.query('update purges set run_at = now()');
+    await until(async () => (await purgeQueueStats(db.pool)).rows, (n) => n === 0);
+    expect(endpoint.requests.at(-1)?.keys.split(' ')).toEqual(sorted(['site', `latest-${pub.id}`, `month-${pub.id}-2026-11`, `thread-${m.thread_id}`, `message-${m.id}`]));
+  } finally {
+    await serve.kill('SIGTERM');
+    await endpoint.stop();
+  }
+}, 60_000);
