@@ -288,7 +288,7 @@ it('`listkeeper serve --worker` purges with PURGE_URL, and `queue --json` shows 
     expect(q.purges.oldest.last_error).toContain('answered 503');
     expect(q.counts).toBeDefined();
     const text = await cli(['queue'], { DATABASE_URL: db.url, PURGE_URL: endpoint.url });
-    expect(text.stdout).toMatch(/^purges   5 key\(s\) waiting \(5 to retry\)$/m);
+    expect(text.stdout).toMatch(/^purges {3}5 key\(s\) waiting \(5 to retry\)$/m);
     endpoint.set('ok');
     await db.pool.query('update purges set run_at = now()');
     await until(async () => (await purgeQueueStats(db.pool)).rows, (n) => n === 0);
