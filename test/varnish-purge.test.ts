@@ -126,6 +126,10 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     await cached(`/lists/dev-${variant}/feed.atom`);
     // Keys are for the cache: readers do not see them.
     expect((await get(thread)).xkey).toBeNull();
+    // A page asked for before its message arrives: the 404 names no keys, so it is not kept.
+    const replyPage = `/message-id/reply-${variant}@example.org`;
+    expect((await get(replyPage)).status).toBe(404);
+    expect((await get(replyPage)).status).toBe(404);
 
     await post(dev, `reply-${variant}@example.org`, 'First answer', 'Tue, 03 Nov 2026 10:00:00 +0000', { 'In-Reply-To': `<root-${variant}@example.org>` });
     await settled();
@@ -133,6 +137,7 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     expect(t.hit).toBe(false);
     expect(t.body).toContain('First answer');
     expect((await get(rootPage)).hit).toBe(false);
+    expect((await get(replyPage)).status).toBe(200);
     const feed = await get(`/lists/dev-${variant}/feed.atom`);
     expect(feed.hit).toBe(false);
     expect(feed.body).toContain('First answer');
