@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Purger } from '../src/cache/purger.ts';
 import { parseConfig } from '../src/config.ts';
+import { purgesFinding } from '../src/core/doctor.ts';
 import { setListSettings } from '../src/core/list-settings.ts';
 import { deleteList } from '../src/db/list-admin.ts';
 import { createList, getListById, type ListRow } from '../src/db/lists.ts';
@@ -287,6 +288,14 @@ it('`listkeeper serve --worker` purges with PURGE_URL, and `queue --json` shows 
     expect(q.purges.retrying).toBe(5);
     expect(q.purges.oldest.last_error).toContain('answered 503');
     expect(q.counts).toBeDefined();
+    // The doctor says so once the oldest has waited past ten minutes (and says nothing without PURGE_URL).
+    const withUrl = parseConfig({ PURGE_URL: endpoint.url });
+    expect((await purgesFinding(db.pool, withUrl))[0]).toMatchObject({ check: 'purges', status: 'ok' });
+    await db.pool.query("update purges set queued_at = now() - interval '20 minutes'");
+    const late = (await purgesFinding(db.pool, withUrl))[0];
+    expect(late).toMatchObject({ check: 'purges', status: 'warn' });
+    expect(late.what).toMatch(/^5 key\(s\) waiting for the cache in front, the oldest \(\S+\) for 20 min, \d attempt\(s\): .*answered 503/);
+    expect(await purgesFinding(db.pool, parseConfig({}))).toEqual([]);
     const text = await cli(['queue'], { DATABASE_URL: db.url, PURGE_URL: endpoint.url });
     expect(text.stdout).toMatch(/^purges {3}5 key\(s\) waiting \(5 to retry\)$/m);
     endpoint.set('ok');
