@@ -639,8 +639,9 @@ end $$;
 --
 
 CREATE FUNCTION public.queue_archive_purges(p_lists bigint[], p_messages bigint[], p_dates timestamp with time zone[]) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+begin
   insert into purges (key)
   with r as (
     select distinct r.list_id, r.message_id, r.date, m.thread_id
@@ -655,47 +656,64 @@ CREATE FUNCTION public.queue_archive_purges(p_lists bigint[], p_messages bigint[
   union select 'month-' || list_id || '-' || to_char(date at time zone 'UTC', 'YYYY-MM') from r
   union select 'message-' || message_id from r
   union select 'thread-' || thread_id from threads
-  union select 'month-' || t.list_id || '-' || to_char(lm.date at time zone 'UTC', 'YYYY-MM')
-          from threads t join messages x on x.thread_id = t.thread_id
-          join list_messages lm on lm.message_id = x.id and lm.list_id = t.list_id
-  union select 'message-' || n.message_id from r cross join lateral (
-          select y.message_id from list_messages y
-           where y.list_id = r.list_id and y.hidden_at is null and (y.date, y.message_id) < (r.date, r.message_id)
-           order by y.date desc, y.message_id desc limit 1) n
-  union select 'message-' || n.message_id from r cross join lateral (
-          select y.message_id from list_messages y
-           where y.list_id = r.list_id and y.hidden_at is null and (y.date, y.message_id) > (r.date, r.message_id)
-           order by y.date, y.message_id limit 1) n
-$$;
+  union select 'month-' || t.list_id || '-' || d.month from threads t cross join lateral (
+          -- by the thread's index, then each message's row in the list (`offset 0` keeps the planner
+          -- from joining the other way round: a scan of the whole list per post)
+          select distinct to_char(lm.date at time zone 'UTC', 'YYYY-MM') as month
+            from messages x cross join lateral (
+                   select y.date from list_messages y where y.list_id = t.list_id and y.message_id = x.id offset 0) lm
+           where x.thread_id = t.thread_id) d
+  union select 'message-' || n.id from r cross join lateral (
+          select coalesce(
+            (select max(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and date = r.date and message_id < r.message_id and hidden_at is null offset 0) y),
+            (select max(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and hidden_at is null and date = (
+                select max(z.date) from list_messages z where z.list_id = r.list_id and z.date < r.date and z.hidden_at is null) offset 0) y)) as id) n
+         where n.id is not null
+  union select 'message-' || n.id from r cross join lateral (
+          select coalesce(
+            (select min(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and date = r.date and message_id > r.message_id and hidden_at is null offset 0) y),
+            (select min(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and hidden_at is null and date = (
+                select min(z.date) from list_messages z where z.list_id = r.list_id and z.date > r.date and z.hidden_at is null) offset 0) y)) as id) n
+         where n.id is not null;
+end $$;
 
 --
 -- Name: queue_list_purges(bigint[], text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
 CREATE FUNCTION public.queue_list_purges(p_lists bigint[], p_local_parts text[]) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+begin
   insert into purges (key)
   select 'site'
   union select 'list-' || unnest(p_lists)
-  union select 'list-' || l.id from lists l where l.local_part = any(p_local_parts)
-$$;
+  union select 'list-' || l.id from lists l where l.local_part = any(p_local_parts);
+end $$;
 
 --
 -- Name: queue_thread_purges(bigint[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
 CREATE FUNCTION public.queue_thread_purges(p_threads bigint[]) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+begin
   insert into purges (key)
   with t as (select distinct unnest(p_threads) as thread_id)
   select 'thread-' || thread_id from t
-  union select 'month-' || lm.list_id || '-' || to_char(lm.date at time zone 'UTC', 'YYYY-MM')
-          from t join messages x on x.thread_id = t.thread_id
-          join list_messages lm on lm.message_id = x.id
-          join lists l on l.id = lm.list_id and l.archive = 'public'
-$$;
+  union select 'month-' || d.list_id || '-' || d.month from t cross join lateral (
+          select distinct lm.list_id, to_char(lm.date at time zone 'UTC', 'YYYY-MM') as month
+            from messages x cross join lateral (
+                   select y.list_id, y.date from list_messages y
+                     join lists l on l.id = y.list_id and l.archive = 'public'
+                    where y.message_id = x.id offset 0) lm
+           where x.thread_id = t.thread_id) d;
+end $$;
 
 --
 -- Name: record_thread_moves(); Type: FUNCTION; Schema: public; Owner: -
