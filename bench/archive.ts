@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config.ts';
-import { openDatabase } from '../src/db/database.ts';
+import { openDatabase, type Database } from '../src/db/database.ts';
 import { messageIdPath } from '../src/mail/message-id.ts';
 import { benchDatabase } from './bench-db.ts';
 import { Corpus } from './corpus.ts';
@@ -24,7 +24,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BUSY_CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 8);
 const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
 
-const ROWS = ['search', 'message', 'month', 'thread', 'cached'];
+const ROWS = ['search', 'message', 'month', 'thread', 'cached', 'size'];
 
 /** rows: some of ROWS (`npm run bench -- archive:message`); the import always runs. */
 export async function run(rows: string[] = ROWS): Promise<void> {
@@ -46,6 +46,7 @@ export async function run(rows: string[] = ROWS): Promise<void> {
     const imported = await importCorpus(db, file);
     console.log(`corpus: ${corpus.size} messages, ${mb.toFixed(1)} MB mbox`);
     console.log(`import: ${imported.added} messages in ${imported.seconds.toFixed(1)} s = ${Math.round(imported.added / imported.seconds)} msgs/s (batches of 500, threading and tsvector included)`);
+    if (rows.includes('size')) console.log(await databaseSize(db, imported.added));
 
     // First without the page cache (PAGE_CACHE_MB=0): every request does the work, which is what
     // the goals are about. Then the message page again as deployed, cache on, for repeat views.
@@ -109,6 +110,19 @@ async function page(label: string, urls: string[], base: string, memory?: () => 
   const { result: busy, peak } = memory ? await peakMemoryDuring(busyLoad, memory) : { result: await busyLoad, peak: undefined };
   report(label, serial, busy.perSecond);
   return peak;
+}
+
+/** The database's size on disk per message, and its biggest parts (after the import's VACUUM ANALYZE). */
+async function databaseSize(db: Database, messages: number): Promise<string> {
+  const { rows } = await db.pool.query<{ name: string; bytes: string }>(
+    `select 'database' as name, pg_database_size(current_database()) as bytes
+     union all select 'messages (heap and TOAST)', pg_table_size('messages')
+     union all select 'messages indexes', pg_indexes_size('messages')
+     union all select 'of which full text (GIN)', pg_relation_size('messages_tsv')
+     union all select 'list_messages and its indexes', pg_total_relation_size('list_messages')`);
+  const per = (b: string) => `${(Number(b) / messages / 1024).toFixed(2)} KB`;
+  const mb = (b: string) => `${(Number(b) / 1048576).toFixed(0)} MB`;
+  return `database size: ${rows.map((r) => `${r.name} ${mb(r.bytes)} (${per(r.bytes)} a message)`).join('; ')}`;
 }
 
 function report(label: string, r: LoadResult, perSecond?: number) {

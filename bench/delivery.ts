@@ -162,7 +162,8 @@ async function fanOut(pool: pg.Pool, members: number, run: string, signed = fals
   return { enqueueMs, seconds, sendSeconds: seconds - enqueueMs / 1000 };
 }
 
-export async function run(): Promise<void> {
+/** `opts`: the list sizes and worker counts to run (bench/scale.ts asks for 100,000 members and one worker). */
+export async function run(_rows?: string[], opts: { sizes: number[]; workers: number[] } = { sizes: SIZES, workers: WORKERS }): Promise<void> {
   // config() sets the log level from LOG_LEVEL when first called: call it first, then quieten.
   config();
   log.level = 'warn';
@@ -175,13 +176,13 @@ export async function run(): Promise<void> {
     console.log(`ceiling: RSA-2048 signatures on one core (node:crypto, this process): ${Math.round(ceiling.wall)}/s, ${Math.round(ceiling.cpu)} per CPU-second`);
     console.log(`relay: ${relay.name}; 2 KB post; VERP and a one-click header per copy; batch 500, 16 connections per worker`);
     console.log('members   workers   list DKIM+ARC   fan-out commit   all sent after   deliveries/s   sending rate/s   worker CPU per 1000   per CPU-second');
-    for (const n of WORKERS) {
+    for (const n of opts.workers) {
       const workers = Array.from({ length: n }, () => startWorker(db.url, relay.url));
       try {
         await waitForWorkers(pool, n);
         // Warm-up posts: connections open, code paths compiled by V8 (a worker runs for days).
         for (let i = 0; i < 3; i++) await fanOut(pool, 2000, `warm${n}x${i}`, i === 2);
-        for (const members of SIZES) {
+        for (const members of opts.sizes) {
           for (const signed of [false, true]) {
             const cpu0 = cpuSeconds(workers);
             const r = await fanOut(pool, members, `b${members}w${n}${signed ? 's' : ''}`, signed);

@@ -716,6 +716,20 @@ begin
 end $$;
 
 --
+-- Name: record_message_digests(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.record_message_digests() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into message_digests (message_id, sha256)
+  select n.id, sha256(n.raw) from new_rows n
+  on conflict (message_id) do nothing;
+  return null;
+end $$;
+
+--
 -- Name: record_thread_moves(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -844,6 +858,41 @@ CREATE SEQUENCE public.accounts_id_seq
 ALTER SEQUENCE public.accounts_id_seq OWNED BY public.accounts.id;
 
 --
+-- Name: api_tokens; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.api_tokens (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    scope text NOT NULL,
+    token_hash text NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_used_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    revoked_by text,
+    CONSTRAINT api_tokens_name_check CHECK (((length(name) >= 1) AND (length(name) <= 80))),
+    CONSTRAINT api_tokens_scope_check CHECK ((scope = ANY (ARRAY['read'::text, 'moderate'::text, 'admin'::text])))
+);
+
+--
+-- Name: api_tokens_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.api_tokens_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: api_tokens_id_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.api_tokens_id_seq OWNED BY public.api_tokens.id;
+
+--
 -- Name: archive_changes; Type: SEQUENCE; Schema: public; Owner: -
 --
 
@@ -970,6 +1019,24 @@ CREATE SEQUENCE public.bounces_id_seq
 --
 
 ALTER SEQUENCE public.bounces_id_seq OWNED BY public.bounces.id;
+
+--
+-- Name: conversions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.conversions (
+    name text NOT NULL,
+    last_key bigint DEFAULT 0 NOT NULL,
+    rows_done bigint DEFAULT 0 NOT NULL,
+    rows_changed bigint DEFAULT 0 NOT NULL,
+    total_estimate bigint,
+    started_at timestamp with time zone,
+    done_at timestamp with time zone,
+    locked_by text,
+    locked_at timestamp with time zone,
+    error text,
+    error_at timestamp with time zone
+);
 
 --
 -- Name: delivery_hourly; Type: TABLE; Schema: public; Owner: -
@@ -1287,6 +1354,15 @@ CREATE SEQUENCE public.members_id_seq
 ALTER SEQUENCE public.members_id_seq OWNED BY public.members.id;
 
 --
+-- Name: message_digests; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.message_digests (
+    message_id bigint NOT NULL,
+    sha256 bytea NOT NULL
+);
+
+--
 -- Name: messages; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1572,6 +1648,12 @@ CREATE TABLE public.unresolved_refs (
 ALTER TABLE ONLY public.accounts ALTER COLUMN id SET DEFAULT nextval('public.accounts_id_seq'::regclass);
 
 --
+-- Name: api_tokens id; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens ALTER COLUMN id SET DEFAULT nextval('public.api_tokens_id_seq'::regclass);
+
+--
 -- Name: archive_imports id; Type: DEFAULT; Schema: public; Owner: -
 --
 
@@ -1665,6 +1747,20 @@ ALTER TABLE ONLY public.accounts
     ADD CONSTRAINT accounts_pkey PRIMARY KEY (id);
 
 --
+-- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
+
+--
+-- Name: api_tokens api_tokens_token_hash_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_token_hash_key UNIQUE (token_hash);
+
+--
 -- Name: archive_import_batches archive_import_batches_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1691,6 +1787,13 @@ ALTER TABLE ONLY public.audit_log
 
 ALTER TABLE ONLY public.bounces
     ADD CONSTRAINT bounces_pkey PRIMARY KEY (id);
+
+--
+-- Name: conversions conversions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.conversions
+    ADD CONSTRAINT conversions_pkey PRIMARY KEY (name);
 
 --
 -- Name: delivery_hourly delivery_hourly_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -1796,6 +1899,13 @@ ALTER TABLE ONLY public.members
 
 ALTER TABLE ONLY public.members
     ADD CONSTRAINT members_token_key UNIQUE (token);
+
+--
+-- Name: message_digests message_digests_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.message_digests
+    ADD CONSTRAINT message_digests_pkey PRIMARY KEY (message_id);
 
 --
 -- Name: messages messages_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -2226,6 +2336,12 @@ CREATE TRIGGER members_end_vacation BEFORE UPDATE OF mode ON public.members FOR 
 CREATE TRIGGER messages_changed AFTER DELETE OR UPDATE OR TRUNCATE ON public.messages FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
 
 --
+-- Name: messages messages_digests; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER messages_digests AFTER INSERT ON public.messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.record_message_digests();
+
+--
 -- Name: messages messages_purge_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2353,6 +2469,13 @@ ALTER TABLE ONLY public.login_tokens
 
 ALTER TABLE ONLY public.members
     ADD CONSTRAINT members_list_id_fkey FOREIGN KEY (list_id) REFERENCES public.lists(id) ON DELETE CASCADE;
+
+--
+-- Name: message_digests message_digests_message_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.message_digests
+    ADD CONSTRAINT message_digests_message_id_fkey FOREIGN KEY (message_id) REFERENCES public.messages(id) ON DELETE CASCADE;
 
 --
 -- Name: messages messages_parent_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -

@@ -60,6 +60,8 @@ const schema = z.object({
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   MESSAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
+  // REST API requests per token per minute (src/web/api/auth.ts; docs/api.md)
+  API_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600),
   RELAY_URL: url(['smtp:', 'smtps:']).optional(),
   RELAY_TLS: z.enum(['opportunistic', 'require', 'verify']).default('opportunistic'),
   RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
@@ -89,6 +91,9 @@ const schema = z.object({
   DELIVERY_TIMEOUT_SECONDS: positiveInt.default(30),
   DELIVERY_GIVE_UP_HOURS: z.coerce.number().positive().default(120),
   DELIVERY_KEEP_DAYS: positiveInt.default(7),
+  // Conversion jobs (core/conversions.ts): rows per short transaction, and the pause between two
+  CONVERSION_BATCH_ROWS: z.coerce.number().int().min(1).max(100_000).default(1000),
+  CONVERSION_PAUSE_MS: z.coerce.number().int().min(0).max(60_000).default(50),
   CONFIRM_TOKEN_HOURS: positiveInt.default(72),
   NOTICE_FROM: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
   // Retention of rejected mail, decided posts and bounce records (src/core/retention.ts)
@@ -129,8 +134,9 @@ export interface Config {
    * pageCacheMb: rendered public archive pages kept in memory (per process); 0 turns the cache off.
    * processes: web processes sharing the port (src/web/processes.ts); 1 serves from `serve` itself.
    * messageCacheMb: parsed messages kept in memory (per process) for their pages and attachments.
+   * apiRateLimit: REST API requests a token may make per minute (API_RATE_LIMIT).
    */
-  web: { host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number };
+  web: { host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number; apiRateLimit: number };
   relayUrl?: string;
   /**
    * How the relay connection is secured. Credentials in RELAY_URL imply verify whatever RELAY_TLS
@@ -168,6 +174,8 @@ export interface Config {
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
   logLevelSet: boolean;
   dbPoolSize: number;
+  /** background conversion jobs: rows per batch (one short transaction), pause between batches */
+  conversions: { batchRows: number; pauseMs: number };
   delivery: {
     batchSize: number;
     connections: number;
@@ -306,7 +314,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       greetingDelayMs: e.SMTP_GREETING_DELAY_MS ?? null,
       ...ingestTls(e),
     },
-    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB },
+    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB, apiRateLimit: e.API_RATE_LIMIT },
     relayUrl: e.RELAY_URL,
     relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,
     relayTlsCa: e.RELAY_TLS_CA,
@@ -320,6 +328,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,
     dbPoolSize: e.DB_POOL_SIZE ?? defaultPoolSize(os.availableParallelism()),
+    conversions: { batchRows: e.CONVERSION_BATCH_ROWS, pauseMs: e.CONVERSION_PAUSE_MS },
     delivery: {
       batchSize: e.DELIVERY_BATCH_SIZE,
       connections: e.DELIVERY_CONNECTIONS,

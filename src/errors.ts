@@ -54,6 +54,16 @@ export class TemporaryFailure extends AppError {
   }
 }
 
+/**
+ * The embedded database's PostgreSQL upgrade could not be made (or was refused): the message is
+ * one line that says what the operator does next and where the old cluster is.
+ */
+export class UpgradeFailed extends AppError {
+  constructor(message: string, code = 'upgrade_failed') {
+    super(message, code, 503, 451);
+  }
+}
+
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }

@@ -12,6 +12,7 @@ import { registerQueueCommand } from './cli/queue.ts';
 import { registerServe } from './cli/serve.ts';
 import { registerRoleCommands } from './cli/list-roles.ts';
 import { registerSenderRuleCommands } from './cli/sender-rules.ts';
+import { registerTokenCommands } from './cli/tokens.ts';
 
 const program = new Command('listkeeper')
   .description('Mailing lists with searchable archives, built around PostgreSQL')
@@ -30,6 +31,7 @@ registerMailmanImport(program);
 registerModerationCommands(program);
 registerQueueCommand(program);
 registerAdminCommands(program);
+registerTokenCommands(program);
 registerDoctorCommand(program);
 registerBackupCommands(program);
 

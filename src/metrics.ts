@@ -94,6 +94,57 @@ export const outboxOldestQueued = new client.Gauge({
   },
 });
 
+/** What the conversion gauges read at scrape time (db/conversions.ts); set by the process that serves /metrics. */
+export interface ConversionGauge {
+  name: string;
+  rows_done: number;
+  total_estimate: number | null;
+  done_at: Date | null;
+}
+let conversionSource: (() => Promise<ConversionGauge[]>) | null = null;
+let lastConversions: { at: number; value: Promise<ConversionGauge[] | null> } | null = null;
+
+export function setConversionSource(fn: () => Promise<ConversionGauge[]>) {
+  conversionSource = fn;
+  lastConversions = null;
+}
+
+/** One query per scrape for both conversion gauges; a failed one leaves them as they were. */
+function conversionsNow(): Promise<ConversionGauge[] | null> | null {
+  if (!conversionSource) return null;
+  if (!lastConversions || Date.now() - lastConversions.at > 1000) lastConversions = { at: Date.now(), value: conversionSource().catch(() => null) };
+  return lastConversions.value;
+}
+
+export const conversionRows = new client.Gauge({
+  name: 'listkeeper_conversion_rows',
+  help: 'Background conversion jobs (sql/0056): rows looked at so far (done) and rows expected when the job started (estimate), by job',
+  labelNames: ['name', 'kind'],
+  registers: [registry],
+  aggregator: 'max',
+  async collect() {
+    const jobs = await conversionsNow();
+    if (!jobs) return;
+    for (const j of jobs) {
+      this.set({ name: j.name, kind: 'done' }, j.rows_done);
+      if (j.total_estimate !== null) this.set({ name: j.name, kind: 'estimate' }, j.total_estimate);
+    }
+  },
+});
+
+export const conversionFinished = new client.Gauge({
+  name: 'listkeeper_conversion_finished',
+  help: 'Whether a background conversion job has finished (1) or still has rows to go (0), by job',
+  labelNames: ['name'],
+  registers: [registry],
+  aggregator: 'max',
+  async collect() {
+    const jobs = await conversionsNow();
+    if (!jobs) return;
+    for (const j of jobs) this.set({ name: j.name }, j.done_at ? 1 : 0);
+  },
+});
+
 /** Keys sent to the cache in front (PURGE_URL) by result: sent (it answered 2xx) or failed (retried later). */
 export const purgeKeys = new client.Counter({
   name: 'listkeeper_purge_keys_total',

@@ -28,6 +28,7 @@ const PAGES: [string, Need][] = [
   ['/admin/', 'staff'],
   ['/admin/dashboard', 'siteAdmin'],
   ['/admin/audit', 'siteAdmin'],
+  ['/admin/tokens', 'siteAdmin'],
   ['/admin/lists/new', 'siteAdmin'],
   [`${L}/`, 'moderator'],
   ['/admin/lists/dev/', 'moderator'],
@@ -48,6 +49,8 @@ const PAGES: [string, Need][] = [
 // Bodies that get past the guard without changing anything (they fail validation or select nothing).
 const ACTIONS: [string, Need, Record<string, string>][] = [
   ['/admin/lists/new', 'siteAdmin', { address: '' }],
+  ['/admin/tokens', 'siteAdmin', { name: 'x', scope: 'no-such-scope' }],
+  ['/admin/tokens/999999/revoke', 'siteAdmin', {}],
   [`${L}/settings`, 'owner', { name: '' }],
   [`${L}/roles`, 'owner', { action: 'add', role: 'moderator', email: '' }],
   [`${L}/delete`, 'siteAdmin', { confirm: 'no' }],

@@ -1,5 +1,6 @@
 import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiToken } from '../src/core/api-tokens.ts';
 import { upsertAccount } from '../src/db/accounts.ts';
 import { recordAudit } from '../src/db/audit.ts';
 import { insertHeld } from '../src/db/held.ts';
@@ -42,6 +43,7 @@ beforeAll(async () => {
   await addMember(db.pool, dev.id, LONG_SENDER, 'digest');
   await insertRequest(db.pool, { listId: dev.id, email: `waiting.${LONG_SENDER}`, name: 'Someone Waiting', mode: 'each', action: 'subscribe', via: 'web', tokenHash: 'x'.repeat(64), state: 'approval', expiresInHours: 24 });
   await upsertSenderRule(db.pool, dev.id, '@spam.example', 'ban', null, 'owner@example.org');
+  await createApiToken(db.pool, { scope: 'moderate', name: 'nightly-sync-of-the-membership-database', actor: 'owner@example.org' });
   const heldRaw = mail({ id: LONG_ID, from: `Long Name <${LONG_SENDER}>`, subject: 'A question about the release of version 2.0 and its very long subject line', date: 'Mon, 2 Mar 2026 10:00:00 +0000' });
   heldId = (await insertHeld(db.pool, { listId: dev.id, messageId: LONG_ID, raw: heldRaw, fromEmail: LONG_SENDER, fromName: 'Long Name', subject: 'A question about the release of version 2.0 and its very long subject line', envelopeFrom: LONG_SENDER, reason: 'every post to this list is held for moderation', rule: 'moderated', state: 'held' }))!;
   await recordAudit(db.pool, { actor: 'owner@example.org', action: 'held.approve', list: { id: dev.id, address: dev.address }, target: LONG_ID, detail: { from: LONG_SENDER } });
@@ -97,10 +99,23 @@ describe('the admin pages on a 390 px phone, with axe-core', () => {
     [`${list}/audit`],
     ['/admin/audit'],
     ['/admin/dashboard'],
+    ['/admin/tokens'],
     ['/admin/lists/new'],
     ['/account'],
   ])('%s', async (path) => {
     await check(path.replace('HELD', String(heldId)));
+  });
+
+  it('shows a new API token once, fitting the phone', async () => {
+    const page = await context.newPage();
+    await page.goto(`${web.url}/admin/tokens`);
+    await page.fill('input[name=name]', 'phone-made');
+    await page.click('form[action="/admin/tokens"] button[type=submit]');
+    await page.waitForLoadState();
+    expect(await page.textContent('#new-token')).toMatch(/^lkt_[A-Za-z0-9_-]{43}$/);
+    expect((await pageWidth(page, PHONE.width)).scrollWidth).toBeLessThanOrEqual(PHONE.width);
+    expect(await axeViolations(page)).toEqual([]);
+    await page.close();
   });
 
   it('marks a settings error on its field', async () => {

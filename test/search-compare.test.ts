@@ -19,3 +19,15 @@ describe('public-inbox search pages, read by the search bench', () => {
     expect(searchHitsOf(none)).toEqual({ hits: 0, estimated: false });
   });
 });
+
+describe('npm run bench -- --scale SIZE', () => {
+  it('reads sizes as people write them, and refuses what is not one', async () => {
+    const { scaleMessages } = await import('../bench/scale.ts');
+    expect(scaleMessages('1m')).toBe(1_000_000);
+    expect(scaleMessages('250k')).toBe(250_000);
+    expect(scaleMessages('1.5M')).toBe(1_500_000);
+    expect(scaleMessages('50000')).toBe(50_000);
+    expect(() => scaleMessages('lots')).toThrow(/--scale takes a number/);
+    expect(() => scaleMessages('10')).toThrow(/at least 1,000/);
+  });
+});

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
 import fs from 'node:fs';
 import { InvalidInput } from '../errors.ts';
-import type { ListRow } from '../db/lists.ts';
 import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
-import type { Queryable } from '../db/pool.ts';
 import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
 import { registerListDelete } from './list-delete.ts';
 
@@ -12,31 +10,6 @@ import { registerListDelete } from './list-delete.ts';
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new InvalidInput(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
   return value as T;
-}
-
-/** Settings listJson already shows first, under the same names. */
-const CORE_FIELDS = { name: 1, description: 1, post_policy: 1, subscribe_policy: 1, archive: 1 };
-
-export async function listJson(db: Queryable, list: ListRow) {
-  const { listOwners, listStats } = await import('../db/lists.ts');
-  const { LIST_SETTINGS } = await import('../core/list-settings.ts');
-  const stats = await listStats(db, list.id);
-  return {
-    address: list.address,
-    name: list.name,
-    description: list.description,
-    post_policy: list.post_policy,
-    subscribe_policy: list.subscribe_policy,
-    archive: list.archive,
-    owners: await listOwners(db, list.id),
-    // Every setting `list set` takes, by the same name; the private key only as whether there is one.
-    ...Object.fromEntries(Object.entries(LIST_SETTINGS).filter(([name, setting]) => !setting.secret && !(name in CORE_FIELDS)).map(([name]) => [name, (list as unknown as Record<string, unknown>)[name] ?? null])),
-    dkim_key: list.dkim_private_key !== null,
-    members: stats.members,
-    messages: stats.messages,
-    last_activity: stats.last_activity,
-    created_at: list.created_at,
-  };
 }
 
 export function registerListCommands(program: Command) {
@@ -82,7 +55,8 @@ export function registerListCommands(program: Command) {
     .action((ref: string, o) =>
       runCommand(async ({ cfg, db }) => {
         const { findList } = await import('../db/lists.ts');
-        const info = await listJson(db.pool, await findList(db.pool, ref, { mailDomain: cfg.mailDomain }));
+        const { listSummary } = await import('../core/list-summary.ts');
+        const info = await listSummary(db.pool, await findList(db.pool, ref, { mailDomain: cfg.mailDomain }));
         if (o.json) return printJson(info);
         for (const [k, v] of Object.entries(info)) {
           process.stdout.write(`${k.padEnd(17)} ${Array.isArray(v) ? v.join(', ') : v instanceof Date ? v.toISOString() : (v ?? '')}\n`);
@@ -140,7 +114,8 @@ export function registerListCommands(program: Command) {
     .action((o) =>
       runCommand(async ({ db }) => {
         const { allLists } = await import('../db/lists.ts');
-        const rows = await Promise.all((await allLists(db.pool)).map((l) => listJson(db.pool, l)));
+        const { listSummary } = await import('../core/list-summary.ts');
+        const rows = await Promise.all((await allLists(db.pool)).map((l) => listSummary(db.pool, l)));
         if (o.json) return printJson(rows);
         if (rows.length === 0) return void process.stdout.write('no lists yet: listkeeper list create NAME\n');
         printTable(rows, ['address', 'post_policy', 'archive', 'members', 'messages', 'description']);

@@ -7,12 +7,8 @@ import { cliActor, printJson, printTable, reportEach, runCommand, type EachResul
 interface Mailbox { input: string; email: string | null; name: string | null }
 
 async function mailboxes(values: string[]): Promise<Mailbox[]> {
-  const { normalizeEmail } = await import('../mail/address.ts');
-  return values.map((input) => {
-    const angle = /^(.*)<([^<>]+)>\s*$/s.exec(input.trim());
-    const name = angle ? angle[1].trim().replace(/^"(.*)"$/s, '$1').trim() || null : null;
-    return { input, email: normalizeEmail(angle ? angle[2] : input), name: name?.slice(0, 200) ?? null };
-  });
+  const { parseMailbox } = await import('../mail/address.ts');
+  return values.map((input) => ({ input, ...parseMailbox(input) }));
 }
 
 function refused(m: Mailbox): EachResult {

@@ -1,22 +1,26 @@
 import type { Command } from 'commander';
+import type { ConversionRow } from '../db/conversions.ts';
 import { printJson, runCommand } from './context.ts';
 
 export function registerQueueCommand(program: Command) {
   program
     .command('queue')
     .option('--json', 'machine-readable output')
-    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked); and the purges waiting for the cache in front (PURGE_URL)')
+    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked), background conversions; and the purges waiting for the cache in front (PURGE_URL)')
     .action((o) =>
       runCommand(async ({ db, cfg }) => {
         const { queueStats } = await import('../db/outbox.ts');
         const { purgeQueueStats } = await import('../db/purges.ts');
         const { redactSecrets } = await import('../log.ts');
+        const { conversionProgress } = await import('../db/conversions.ts');
         const stats = await queueStats(db.pool, cfg.delivery.leaseSeconds);
+        const conversions = await conversionProgress(db.pool);
         // An error text may quote a URL with its password (a relay's message, a misconfiguration).
         if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);
+        for (const c of conversions) if (c.error) c.error = redactSecrets(c.error);
         const purges = await purgeQueueStats(db.pool);
         if (purges.oldest?.last_error) purges.oldest.last_error = redactSecrets(purges.oldest.last_error);
-        if (o.json) return printJson({ ...stats, purges: { url: cfg.purge.url ? redactSecrets(cfg.purge.url) : null, ...purges } });
+        if (o.json) return printJson({ ...stats, conversions, purges: { url: cfg.purge.url ? redactSecrets(cfg.purge.url) : null, ...purges } });
         const c = stats.counts;
         const lines = [
           `queued   ${c.queued}${stats.deferred ? ` (${stats.deferred} waiting to retry)` : ''}`,
@@ -27,6 +31,7 @@ export function registerQueueCommand(program: Command) {
             ? `oldest   #${stats.oldest.id} to ${stats.oldest.recipient}, queued ${stats.oldest.created_at.toISOString()}, next try ${stats.oldest.run_at.toISOString()}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`
             : 'oldest   nothing waiting',
           `workers  ${stats.workers.length ? stats.workers.map((w) => (w.stale ? `${w.name} (stale: last heartbeat ${w.heartbeat_at.toISOString()})` : w.name)).join(', ') : 'none running'}`,
+          ...conversions.map((c) => `conversion ${c.name}: ${conversionState(c)}`),
           `purges   ${purges.keys} key(s) waiting${purges.retrying ? ` (${purges.retrying} to retry)` : ''}${cfg.purge.url ? '' : ' (no PURGE_URL: dropped by the worker)'}`,
           ...(purges.oldest
             ? [`         oldest ${purges.oldest.key}, queued ${purges.oldest.queued_at.toISOString()}, next try ${purges.oldest.run_at.toISOString()}, ${purges.oldest.attempts} attempt(s)${purges.oldest.last_error ? `: ${purges.oldest.last_error}` : ''}`]
@@ -35,4 +40,11 @@ export function registerQueueCommand(program: Command) {
         process.stdout.write(`${lines.join('\n')}\n`);
       }),
     );
+}
+
+function conversionState(c: ConversionRow): string {
+  if (c.done_at) return `done ${c.done_at.toISOString()}, ${c.rows_done} rows looked at, ${c.rows_changed} changed`;
+  const of = c.total_estimate ? ` of about ${c.total_estimate} (${Math.min(100, Math.floor((100 * c.rows_done) / c.total_estimate))}%)` : '';
+  const state = c.started_at ? `${c.rows_done} rows${of}, ${c.rows_changed} changed, last batch by ${c.locked_by} at ${c.locked_at?.toISOString()}` : 'waiting for a delivery worker';
+  return c.error ? `${state}; last error at ${c.error_at?.toISOString()}: ${c.error}` : state;
 }

@@ -12,6 +12,9 @@ import { hideMessage as markHidden, unhideMessage as markShown } from '../db/mes
 import { withTransaction } from '../db/pool.ts';
 import { NotFound } from '../errors.ts';
 
+/** Why a message may be hidden (the panel's choices, the REST API's values). */
+export const HIDE_REASONS = ['privacy', 'spam', 'legal'] as const;
+
 export async function hideMessage(pool: pg.Pool, list: ListRow, messageId: string, opts: { category: string; note?: string; actor: string }): Promise<void> {
   await withTransaction(pool, async (tx) => {
     await mustBeInList(tx, list, messageId);

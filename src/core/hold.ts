@@ -34,15 +34,12 @@ export interface HeldSummary {
 }
 
 export async function listHeld(db: Queryable, listId: number): Promise<HeldSummary[]> {
-  return (await pendingHeld(db, listId)).map((h) => ({
-    id: h.id,
-    message_id: h.message_id,
-    from: h.from_email,
-    subject: h.subject,
-    reason: h.reason,
-    received_at: h.received_at,
-    size: h.size,
-  }));
+  return (await pendingHeld(db, listId)).map(heldSummary);
+}
+
+/** A held post as `listkeeper held --json` and the REST API show it (they leave out `size`). */
+export function heldSummary(h: HeldListRow): HeldSummary {
+  return { id: h.id, message_id: h.message_id, from: h.from_email, subject: h.subject, reason: h.reason, received_at: h.received_at, size: h.size };
 }
 
 export type HeldMessage = HeldRow;

@@ -91,6 +91,19 @@ export async function heldPage(db: Queryable, listId: number, limit: number, off
   return { rows: page.rows, total: count.rows[0].n };
 }
 
+/**
+ * Posts still held for a list after id `afterId`, in arrival order (the REST API's pages: a page
+ * boundary stays put while posts before it are decided).
+ */
+export async function heldAfter(db: Queryable, listId: number, afterId: number, limit: number): Promise<HeldListRow[]> {
+  const { rows } = await db.query<HeldListRow>(
+    `select id, message_id, from_email, from_name, subject, reason, received_at, size
+       from held_messages where list_id = $1 and state = 'held' and id > $2 order by id limit $3`,
+    [listId, afterId, limit],
+  );
+  return rows;
+}
+
 /** Those of `ids` still held for this list (ids of other lists or already decided are left out). */
 export async function heldAmong(db: Queryable, listId: number, ids: number[]): Promise<HeldListRow[]> {
   const { rows } = await db.query<HeldListRow>(

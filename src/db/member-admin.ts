@@ -27,10 +27,11 @@ const ROSTER = `
      where list_id = $1 and action = 'subscribe' and (state = 'approval' or (state = 'confirm' and expires_at > now()))
      order by email, created_at desc),
   roster as (
-    select m.email, m.name, m.mode, m.status, m.bounce_score, m.created_at, false as request from members m
+    select m.email, m.name, m.mode, m.status, m.bounce_score, m.created_at, false as request,
+           to_char(m.nomail_until at time zone 'UTC', 'YYYY-MM-DD') as nomail_until from members m
      where m.list_id = $1 and not (m.status = 'unsubscribed' and m.email in (select email from pending))
     union all
-    select p.email, p.name, p.mode, 'pending', 0, p.created_at, true from pending p
+    select p.email, p.name, p.mode, 'pending', 0, p.created_at, true, null from pending p
      where not exists (select 1 from members m where m.list_id = $1 and m.email = p.email and m.status <> 'unsubscribed'))`;
 
 /** One line of the panel's roster (ROSTER). */
@@ -43,6 +44,8 @@ export interface RosterLine {
   created_at: Date;
   /** a subscription request waiting for confirmation or approval, not a member row */
   request: boolean;
+  /** the day delivery resumes (YYYY-MM-DD, UTC) when `nomail` is a vacation */
+  nomail_until: string | null;
 }
 
 /** One page of a list's roster matching a filter, and how many match in all. */

@@ -9,6 +9,16 @@ import { versionRefusal } from './server-settings.ts';
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
 const MIGRATION_LOCK = 7_283_001;
+// How long one migration may wait for a table's lock, and how many times it tries.
+const LOCK_TIMEOUT_MS = 5_000;
+const LOCK_ATTEMPTS = 6;
+
+export interface MigrateOptions {
+  /** the folder of numbered files (tests give their own) */
+  dir?: string;
+  lockTimeoutMs?: number;
+  attempts?: number;
+}
 
 /**
  * Applies the numbered files in sql/ that have not run yet, each in its own transaction, under a
@@ -16,8 +26,17 @@ const MIGRATION_LOCK = 7_283_001;
  * then finds nothing left to do. A failure (a file PostgreSQL refuses, a lost connection) throws
  * one error naming what failed; the connection is then closed rather than pooled, which also
  * frees the lock if unlocking could not be done.
+ *
+ * Migrations run while the previous release still serves (docs/operations.md, rolling upgrades),
+ * so each one takes its locks under lock_timeout: a migration waiting behind a long transaction
+ * would otherwise queue every reader and writer of that table behind itself. It gives up after
+ * the timeout, rolls back and tries again a few times, then fails naming what it waited for.
+ * Names in schema_migrations that this release has no file for are a newer release's: left alone.
  */
-export async function migrate(pool: pg.Pool): Promise<string[]> {
+export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise<string[]> {
+  const dir = opts.dir ?? SQL_DIR;
+  const lockTimeoutMs = opts.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
+  const attempts = opts.attempts ?? LOCK_ATTEMPTS;
   const client = await pool.connect().catch((err: Error) => {
     throw new Error(`cannot connect to the database to migrate it: ${err.message}`, { cause: err });
   });
@@ -34,15 +53,35 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
     await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
-    for (file of migrationFiles()) {
+    for (file of migrationFiles(dir)) {
       if (done.has(file)) continue;
-      try {
-        await client.query('begin');
-        await applyMigration(client, file);
-        await client.query('commit');
-      } catch (err) {
-        await client.query('rollback').catch(() => undefined);
-        throw err;
+      const text = fs.readFileSync(path.join(dir, file), 'utf8');
+      const outside = NO_TRANSACTION.test(text);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          if (outside) {
+            await applyOutsideTransaction(client, file, text, lockTimeoutMs);
+            break;
+          }
+          await client.query('begin');
+          await client.query(`select set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
+          await applyMigration(client, file, dir);
+          await client.query('commit');
+          break;
+        } catch (err) {
+          if (!outside) await client.query('rollback').catch(() => undefined);
+          // 55P03: lock_not_available, the lock_timeout above
+          if ((err as { code?: string }).code !== '55P03') throw err;
+          if (attempt >= attempts) {
+            throw new Error(
+              `could not take its locks within ${lockTimeoutMs} ms, ${attempts} times (${(err as Error).message}): ` +
+                'a long transaction holds a table it changes (look in pg_stat_activity); nothing of it was applied, and the next start tries again',
+              { cause: err },
+            );
+          }
+          log.warn({ migration: file, attempt, lockTimeoutMs }, 'migration waited too long for a lock; rolled back, trying again');
+          await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 500 * attempt)));
+        }
       }
       applied.push(file);
       log.info({ migration: file }, 'migration applied');
@@ -86,15 +125,52 @@ export async function createMigrationsTable(client: Queryable): Promise<void> {
       name text primary key, applied_at timestamptz not null default now())`);
 }
 
-/** Runs one file of sql/ and records it, in the caller's transaction (restore runs them all in one). */
-export async function applyMigration(client: Queryable, file: string): Promise<void> {
-  await client.query(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
+/**
+ * Runs one file of sql/ and records it, in the caller's transaction (restore runs them all in one).
+ * A file meant to run outside a transaction (an index built concurrently) is run as a plain build
+ * here: inside a transaction there is no other way, and restore builds on tables not yet loaded.
+ */
+export async function applyMigration(client: Queryable, file: string, dir = SQL_DIR): Promise<void> {
+  const text = fs.readFileSync(path.join(dir, file), 'utf8');
+  await client.query(NO_TRANSACTION.test(text) ? text.replace(/\bconcurrently\b/gi, '') : text);
   await client.query('insert into schema_migrations (name) values ($1)', [file]);
 }
 
-export function migrationFiles(): string[] {
+/**
+ * A file whose first line is `-- listkeeper: no transaction` holds one statement that cannot run in
+ * a transaction: `create index concurrently if not exists …` on a large table, which does not block
+ * writes while it builds. It must be safe to run again (`if not exists`): a crash between the
+ * statement and its record in schema_migrations runs it again at the next start. An interrupted
+ * concurrent build leaves its index invalid, and `if not exists` would keep it: it is dropped first.
+ */
+const NO_TRANSACTION = /^-- listkeeper: no transaction\s*\n/;
+
+async function applyOutsideTransaction(client: pg.PoolClient, file: string, text: string, lockTimeoutMs: number): Promise<void> {
+  await client.query(`select set_config('lock_timeout', $1, false)`, [`${lockTimeoutMs}ms`]);
+  try {
+    const index = /create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?([a-z_][a-z0-9_]*)/i.exec(text)?.[1];
+    if (index) {
+      const { rows } = await client.query<{ drop: string }>(
+        `select format('drop index concurrently if exists %s', c.oid::regclass) as drop
+           from pg_class c join pg_index i on i.indexrelid = c.oid
+          where c.relname = $1 and c.relnamespace = current_schema()::regnamespace and not i.indisvalid`,
+        [index.toLowerCase()],
+      );
+      for (const r of rows) {
+        log.warn({ migration: file, index }, 'an earlier build of this index was interrupted and left it invalid: dropped, built again');
+        await client.query(r.drop);
+      }
+    }
+    await client.query(text);
+    await client.query('insert into schema_migrations (name) values ($1)', [file]);
+  } finally {
+    await client.query('reset lock_timeout');
+  }
+}
+
+export function migrationFiles(dir = SQL_DIR): string[] {
   return fs
-    .readdirSync(SQL_DIR)
+    .readdirSync(dir)
     .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
     .sort();
 }

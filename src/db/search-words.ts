@@ -33,9 +33,18 @@ export function wordLexemes(word: string): string[] {
   return /^[a-z']+$/.test(w) ? [stem(w)] : [w];
 }
 
-/** Word-like runs of text (letters, digits), each with where it starts and ends. */
-export function textWords(text: string): { word: string; start: number; end: number }[] {
-  return [...text.matchAll(/[\p{L}\p{N}]+(?:'[\p{L}]+)?/gu)].map((m) => ({ word: m[0], start: m.index, end: m.index + m[0].length }));
+/** A word-like run of text (letters, digits, an apostrophe's ending), global: for exec loops. */
+export const WORD_PATTERN = /[\p{L}\p{N}]+(?:'[\p{L}]+)?/gu;
+
+export interface TextWord {
+  word: string;
+  start: number;
+  end: number;
+}
+
+/** Word-like runs of text, each with where it starts and ends. */
+export function textWords(text: string): TextWord[] {
+  return [...text.matchAll(WORD_PATTERN)].map((m) => ({ word: m[0], start: m.index, end: m.index + m[0].length }));
 }
 
 /**

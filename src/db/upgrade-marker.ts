@@ -1,8 +1,8 @@
 /*
- * The sign that a PostgreSQL upgrade is under way: the file DATA_DIR/upgrade-in-progress. Nothing
- * writes it yet. The upgrade of the embedded cluster at start-up (issue 15, item 1) is to write it,
- * with a line saying what it does, before it stops the old cluster, and to remove it once the new
- * one has passed its check; a failed upgrade leaves it, saying why. Until it is gone, readiness
+ * The sign that a PostgreSQL upgrade is under way: the file DATA_DIR/upgrade-in-progress. The
+ * upgrade of the embedded cluster at start-up (embedded-upgrade.ts) writes it, with a line saying
+ * what it does, before it starts the old cluster for the copy, and removes it once the new one has
+ * passed its check; a failed upgrade leaves it, saying why. Until it is gone, readiness
  * (/healthz?ready) answers 503 and `listkeeper doctor` fails. This module is the one place both
  * sides take the name from. With an external DATABASE_URL nothing upgrades, and there is no file.
  */

@@ -17,6 +17,7 @@ import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow, type WorkerIdentity } from '../db/outbox.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
+import { runConversions } from '../core/conversions.ts';
 import { CopyCache } from './copies.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
 import { Listener } from '../db/listener.ts';
@@ -45,8 +46,9 @@ export class DeliveryWorker {
   private pending = false;
   private wake: (() => void) | null = null;
   private timers: NodeJS.Timeout[] = [];
-  // Two chains: the heartbeat never waits behind a slow chore (a digest run), nor the reverse.
-  private chains = { beat: Promise.resolve(), chores: Promise.resolve() };
+  // Separate chains: the heartbeat never waits behind a slow chore (a digest run), nor the
+  // reverse; a conversion job (minutes of batches) holds up neither.
+  private chains = { beat: Promise.resolve(), chores: Promise.resolve(), conversions: Promise.resolve() };
   /** copies being built or sent now, and when the last one finished (the heartbeat's proof) */
   private inFlight = 0;
   private lastProgress = Date.now();
@@ -91,6 +93,8 @@ export class DeliveryWorker {
     });
     this.every('chores', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log));
     this.every('chores', 3_600_000, () => hourly(this.pool, this.cfg, this.log));
+    this.every('conversions', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () =>
+      runConversions(this.pool, this.name, this.cfg.conversions, this.log, () => this.stopping));
     this.running = this.loop();
     this.log.info({ relay: this.cfg.relayUrl ? redactUrl(this.cfg.relayUrl) : 'direct MX', tls: this.cfg.relayUrl ? this.cfg.relayTls : 'opportunistic', lockKey: key }, 'delivery worker started');
   }
@@ -122,7 +126,7 @@ export class DeliveryWorker {
       await this.running;
     }
     this.transport.close();
-    await Promise.all([this.chains.beat, this.chains.chores]).catch(() => undefined);
+    await Promise.all([this.chains.beat, this.chains.chores, this.chains.conversions]).catch(() => undefined);
     await this.notifier?.stop();
     await removeWorker(this.pool, this.name).catch((err) => this.log.warn({ err }, 'could not deregister worker'));
     await this.lock.stop();

@@ -126,3 +126,13 @@ export function normalizeEmail(value: string): string | null {
   if (canonical !== canonical.toLowerCase().normalize('NFC')) return null;
   return Buffer.byteLength(canonical) <= 254 ? canonical : null;
 }
+
+/**
+ * `EMAIL` or `"Name <EMAIL>"` as an administrator gives it (`listkeeper subscribe`, the REST API):
+ * the canonical address (null when it is none) and the name, if any (at most 200 characters).
+ */
+export function parseMailbox(input: string): { email: string | null; name: string | null } {
+  const angle = /^(.*)<([^<>]+)>\s*$/s.exec(input.trim());
+  const name = angle ? angle[1].trim().replace(/^"(.*)"$/s, '$1').trim() || null : null;
+  return { email: normalizeEmail(angle ? angle[2] : input), name: name?.slice(0, 200) ?? null };
+}

@@ -8,12 +8,15 @@ import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
 import { outboxDepth } from '../db/outbox.ts';
+import { conversionProgress } from '../db/conversions.ts';
 import { purgeDepth } from '../db/purges.ts';
 import { ping } from '../db/pool.ts';
 import { CHECK_MS, readiness } from '../core/readiness.ts';
 import { within } from '../deadline.ts';
-import { registry, setOutboxDepthSource, setPurgeDepthSource } from '../metrics.ts';
+import { registry, setConversionSource, setOutboxDepthSource, setPurgeDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
+import { apiErrorHandler } from './api/errors.ts';
+import { apiRouter } from './api/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import { MembersOnly } from './archive/access.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
@@ -63,6 +66,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
     }
   });
   setOutboxDepthSource(() => outboxDepth(db.pool));
+  setConversionSource(() => conversionProgress(db.pool));
   setPurgeDepthSource(() => purgeDepth(db.pool));
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await serverMetrics());
@@ -81,6 +85,9 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
       crossOriginEmbedderPolicy: false,
     }),
   );
+  // The REST API before the pages' body parser, session and CSRF: under /api only a bearer token
+  // counts, no cookie is read (api/auth.ts).
+  app.use('/api', apiRouter(ctx));
   app.use('/static', express.static(PUBLIC_DIR, { maxAge: '1h' }));
   app.use(express.urlencoded({ extended: false, limit: '5mb' }));
   app.use(checkBody);
@@ -93,6 +100,8 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
 
   app.use((req, res) => render(ctx.views, req, res, 'error.njk', { title: 'Not found', message: 'There is no page at this address.' }, 404));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    // What checkUrl refuses before the API's router runs is answered in the API's JSON too.
+    if (req.originalUrl.startsWith('/api/')) return apiErrorHandler(err, req, res, _next);
     err = refusedByDatabase(req, err) ?? err;
     if (err instanceof MembersOnly) {
       // Not a dead end: log in and come back here, or subscribe.

@@ -10,10 +10,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real `listkeeper` binary with the given environment added (undefined removes a variable), in `cwd` (the repository). */
-export function cli(args: string[], env: Record<string, string | undefined>, input?: string, cwd = ROOT): Promise<CliResult> {
+/**
+ * Runs the real `listkeeper` binary with the given environment added (undefined removes a variable),
+ * in `cwd` (the repository); `bin` another checkout's (test/helpers/previous-release.ts).
+ */
+export function cli(args: string[], env: Record<string, string | undefined>, input?: string, cwd = ROOT, bin = BIN): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [bin, ...args], {
       cwd,
       env: { ...process.env, LOG_LEVEL: 'silent', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],

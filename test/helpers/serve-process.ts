@@ -7,6 +7,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { BIN, ROOT } from './cli.ts';
 
 export type Role = 'smtp' | 'web' | 'worker';
@@ -33,13 +34,16 @@ export interface ServeOptions {
   /** append everything the process writes to this file too */
   logFile?: string;
   readyTimeoutMs?: number;
+  /** another checkout's code to run (test/helpers/previous-release.ts); this one by default */
+  root?: string;
 }
 
 const KEEP = 256 * 1024;
 
 export function spawnServe(opts: ServeOptions): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', ...opts.roles.map((r) => `--${r}`)], {
-    cwd: ROOT,
+  const root = opts.root ?? ROOT;
+  const child = spawn(process.execPath, [opts.root ? path.join(root, 'bin/listkeeper.js') : BIN, 'serve', ...opts.roles.map((r) => `--${r}`)], {
+    cwd: root,
     env: { ...process.env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info', MAIL_DOMAIN: 'lists.example.org', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

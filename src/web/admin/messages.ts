@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { listMessagesForModeration } from '../../db/message-admin.ts';
-import { hideMessage, unhideMessage } from '../../core/hidden-messages.ts';
+import { HIDE_REASONS, hideMessage, unhideMessage } from '../../core/hidden-messages.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -9,7 +9,6 @@ import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
-export const HIDE_REASONS = ['privacy', 'spam', 'legal'] as const;
 const PAGE_SIZE = 50;
 
 /** Archive moderation: find a list's archived message, hide it with a reason, unhide it. */

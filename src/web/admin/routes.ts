@@ -11,6 +11,7 @@
  *   /admin/lists/LIST/requests                                  requests.ts
  *   /admin/lists/LIST/members[.csv,/add,/bulk,/EMAIL]           members.ts
  *   /admin/lists/LIST/messages[/hide,/unhide]                   messages.ts
+ *   /admin/tokens[/ID/revoke]                                   tokens.ts (REST API tokens)
  */
 
 import { Router } from 'express';
@@ -25,6 +26,7 @@ import { listsRouter } from './lists.ts';
 import { membersRouter } from './members.ts';
 import { messagesRouter } from './messages.ts';
 import { requestsRouter } from './requests.ts';
+import { tokensRouter } from './tokens.ts';
 
 export function adminRouter(ctx: WebContext): Router {
   const r = Router();
@@ -37,6 +39,7 @@ export function adminRouter(ctx: WebContext): Router {
   r.use(requestsRouter(ctx));
   r.use(membersRouter(ctx));
   r.use(messagesRouter(ctx));
+  r.use(tokensRouter(ctx));
   // Anything else under /admin: anonymous visitors still go to the login page first.
   r.use('/admin', requireLogin);
   return r;

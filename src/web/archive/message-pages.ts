@@ -6,8 +6,10 @@
  */
 
 import { isUtf8 } from 'node:buffer';
+import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
 import { findPermalink, messageWithNeighbours, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
+import { messageDigest } from '../../db/message-digests.ts';
 import { NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
@@ -227,6 +229,9 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   if (!raw) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
   res.setHeader('Content-Type', isUtf8(raw) ? 'text/plain; charset=utf-8' : 'text/plain');
   res.set('Content-Disposition', 'inline');
+  // The stored digest (sql/0056); computed from the bytes while the conversion has not reached it.
+  const sha256 = (await messageDigest(ctx.db.readPool, f.m.id)) ?? crypto.createHash('sha256').update(raw).digest();
+  res.set('Repr-Digest', `sha-256=:${sha256.toString('base64')}:`);
   sendBody(req, res, raw);
 }
 

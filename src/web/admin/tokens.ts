@@ -1,0 +1,46 @@
+/*
+ * /admin/tokens: tokens of the REST API (docs/api.md), for site administrators only. A new token
+ * is shown once, on the page that answers the form (never in a redirect, a cookie or a log);
+ * afterwards only its name, scope and use are listed. Revoking takes effect at the next request.
+ */
+
+import { Router } from 'express';
+import { createApiToken, parseScope, revokeApiToken } from '../../core/api-tokens.ts';
+import { allApiTokens, API_SCOPES } from '../../db/api-tokens.ts';
+import type { WebContext } from '../context.ts';
+import { requireCsrf } from '../csrf.ts';
+import { render } from '../render.ts';
+import { flash } from '../session.ts';
+import { actor, requireSiteAdmin } from '../auth/guards.ts';
+import { field, positiveInt } from './form.ts';
+import { isAppError } from '../../errors.ts';
+
+export function tokensRouter(ctx: WebContext): Router {
+  const r = Router();
+  const db = ctx.db.pool;
+  const page = async (vars: Record<string, unknown> = {}) => ({ title: 'API tokens', tokens: await allApiTokens(db), scopes: API_SCOPES, apiBase: `${ctx.cfg.publicUrl}/api/v1`, ...vars });
+
+  r.get('/admin/tokens', requireSiteAdmin, async (req, res) => {
+    render(ctx.views, req, res, 'admin/tokens.njk', await page());
+  });
+
+  r.post('/admin/tokens', requireSiteAdmin, requireCsrf, async (req, res) => {
+    try {
+      const { token, row } = await createApiToken(db, { scope: parseScope(field(req, 'scope', 20)), name: field(req, 'name', 100), actor: actor(req) });
+      // The only time the secret is sent: no cache may keep the page.
+      res.set('Cache-Control', 'no-store');
+      render(ctx.views, req, res, 'admin/tokens.njk', await page({ created: { token, row } }));
+    } catch (err) {
+      if (!isAppError(err) || err.status !== 400) throw err;
+      render(ctx.views, req, res, 'admin/tokens.njk', await page({ error: err.message, form: { name: field(req, 'name', 100) } }), 400);
+    }
+  });
+
+  r.post('/admin/tokens/:id/revoke', requireSiteAdmin, requireCsrf, async (req, res) => {
+    const row = await revokeApiToken(db, positiveInt(String(req.params.id), 0), { actor: actor(req) });
+    flash(ctx, res, `Token "${row.name}" (#${row.id}) revoked: its next request is refused.`);
+    res.redirect(303, '/admin/tokens');
+  });
+
+  return r;
+}

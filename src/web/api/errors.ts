@@ -1,0 +1,43 @@
+/*
+ * Every refusal of the REST API is JSON: `{error, detail}`, `error` a stable code for scripts and
+ * `detail` a sentence for people, with the HTTP status that says what went wrong. The core's
+ * errors carry both already (errors.ts); the body parser's and PostgreSQL's input errors are
+ * translated here; anything else is a 500 that is logged and says nothing of its cause.
+ */
+
+import type { NextFunction, Request, Response } from 'express';
+import { AppError, isAppError } from '../../errors.ts';
+import { log } from '../../log.ts';
+import { refusedByDatabase } from '../request-input.ts';
+
+/** An HTTP refusal of the API itself (authentication, scope, rate limit, media type). */
+export class ApiRefusal extends AppError {
+  constructor(status: number, code: string, message: string, readonly headers: Record<string, string> = {}) {
+    super(message, code, status, 550);
+  }
+}
+
+export function sendError(res: Response, status: number, error: string, detail: string, headers: Record<string, string> = {}): void {
+  res.status(status).set({ 'Cache-Control': 'no-store', ...headers }).json({ error, detail });
+}
+
+// The body parser's errors (express.json) by their `type`.
+const BODY_ERRORS: Record<string, [number, string, string]> = {
+  'entity.parse.failed': [400, 'invalid_json', 'The request body is not valid JSON.'],
+  'entity.too.large': [413, 'too_large', 'The request body is larger than the API takes (1 MB).'],
+  'encoding.unsupported': [415, 'unsupported_encoding', 'The request body\'s charset is not supported: send UTF-8.'],
+  'charset.unsupported': [415, 'unsupported_encoding', 'The request body\'s charset is not supported: send UTF-8.'],
+};
+
+export function apiErrorHandler(err: unknown, req: Request, res: Response, _next: NextFunction): void {
+  const body = BODY_ERRORS[(err as { type?: string })?.type ?? ''];
+  if (body) return sendError(res, ...body);
+  err = refusedByDatabase(req, err) ?? err;
+  if (err instanceof ApiRefusal) return sendError(res, err.status, err.code, err.message, err.headers);
+  if (isAppError(err)) {
+    // 422 (a message the SMTP side could not take) and 503 keep their status; the rest are the usual four.
+    return sendError(res, err.status, err.code, err.message);
+  }
+  log.error({ err, url: req.originalUrl, method: req.method }, 'api request failed');
+  sendError(res, 500, 'internal_error', 'Something failed on the server; it is logged. Try again later.');
+}

@@ -1,0 +1,186 @@
+/*
+ * The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json. Its schemas are JSON
+ * Schema 2020-12; test/api.test.ts checks every response its tests receive against them, so a
+ * change of shape that is not made here too fails the suite.
+ */
+
+import { LIST_SETTINGS } from '../../core/list-settings.ts';
+import { API_SCOPES } from '../../db/api-tokens.ts';
+import { HIDE_REASONS } from '../../core/hidden-messages.ts';
+import { ARCHIVE_POLICIES, DELIVERY_MODES, MEMBER_STATUSES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
+
+type Schema = Record<string, unknown>;
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const nullable = (type: string, extra: Schema = {}): Schema => ({ type: [type, 'null'], ...extra });
+const dateTime: Schema = { type: 'string', format: 'date-time' };
+const object = (properties: Record<string, Schema>, required = Object.keys(properties)): Schema => ({ type: 'object', properties, required, additionalProperties: false });
+const pageOf = (item: string): Schema => object({
+  items: { type: 'array', items: ref(item) },
+  next_cursor: nullable('string', { description: 'give it as ?cursor= for the next page; null on the last page' }),
+  next: nullable('string', { description: 'the URL of the next page (also in the Link header); null on the last page' }),
+});
+
+// Settings `list set` takes appear in a list by the same names (core/list-summary.ts).
+const SHOWN_SETTINGS = Object.entries(LIST_SETTINGS).filter(([name, s]) => !s.secret && !['name', 'description', 'post_policy', 'subscribe_policy', 'archive'].includes(name)).map(([name]) => name);
+
+const schemas: Record<string, Schema> = {
+  Error: object({ error: { type: 'string', description: 'a stable code, e.g. invalid_input, invalid_token, insufficient_scope, no_such_list' }, detail: { type: 'string' } }),
+  List: object({
+    address: { type: 'string' }, name: { type: 'string' }, description: { type: 'string' },
+    post_policy: { enum: [...POST_POLICIES] }, subscribe_policy: { enum: [...SUBSCRIBE_POLICIES] }, archive: { enum: [...ARCHIVE_POLICIES] },
+    owners: { type: 'array', items: { type: 'string' } },
+    ...Object.fromEntries(SHOWN_SETTINGS.map((name) => [name, { description: `the setting \`${name}\` (docs/command-line.md, list set)` }])),
+    dkim_key: { type: 'boolean', description: 'whether the list has a DKIM private key (the key itself is never shown)' },
+    members: { type: 'integer' }, messages: { type: 'integer' }, last_activity: nullable('string', { format: 'date-time' }), created_at: dateTime,
+  }),
+  ListPage: pageOf('List'),
+  ListDeleted: object({ address: { type: 'string' }, deleted: { const: true }, members: { type: 'integer' }, messages: { type: 'integer' }, only_here: { type: 'integer' }, roles: { type: 'integer' } }),
+  Member: object({
+    email: { type: 'string' }, name: nullable('string'), mode: { enum: [...DELIVERY_MODES] }, status: { enum: [...MEMBER_STATUSES] }, bounce_score: { type: 'number' },
+    nomail_until: { type: 'string', format: 'date', description: 'only when delivery is paused until that day' },
+  }, ['email', 'name', 'mode', 'status', 'bounce_score']),
+  MemberPage: pageOf('Member'),
+  AddResult: {
+    oneOf: [
+      object({ email: { type: 'string' }, name: nullable('string'), result: { enum: ['added', 'reactivated', 'updated', 'unchanged'] } }),
+      object({ input: { type: 'string' }, result: { const: 'invalid' }, error: { type: 'string' } }),
+    ],
+  },
+  MemberRemoved: object({ email: { type: 'string' }, result: { enum: ['unsubscribed', 'unchanged'] } }),
+  Held: object({ id: { type: 'integer' }, message_id: { type: 'string' }, from: { type: 'string' }, subject: { type: 'string' }, reason: { type: 'string' }, received_at: dateTime }),
+  HeldPage: pageOf('Held'),
+  HeldDetail: object({
+    id: { type: 'integer' }, message_id: { type: 'string' }, from: { type: 'string' }, subject: { type: 'string' }, reason: { type: 'string' }, received_at: dateTime,
+    state: { enum: ['held', 'approved', 'rejected', 'discarded'] }, decided_at: nullable('string', { format: 'date-time' }), decided_by: nullable('string'), decision_reason: nullable('string'),
+  }),
+  Rule: object({ pattern: { type: 'string' }, kind: { enum: ['allow', 'ban'] }, expires_at: nullable('string', { format: 'date-time' }), created_by: nullable('string'), created_at: dateTime }),
+  RulePage: pageOf('Rule'),
+  RuleSet: object({ pattern: { type: 'string' }, kind: { enum: ['allow', 'ban'] }, expires_at: nullable('string', { format: 'date-time' }) }),
+  RuleRemoved: object({ pattern: { type: 'string' }, removed: { const: true } }),
+  Hidden: object({ message_id: { type: 'string' }, hidden: { const: true }, reason: { enum: [...HIDE_REASONS] }, note: nullable('string') }),
+  Unhidden: object({ message_id: { type: 'string' }, hidden: { const: false } }),
+  Queue: object({
+    counts: object({ queued: { type: 'integer' }, sending: { type: 'integer' }, sent: { type: 'integer' }, failed: { type: 'integer' } }),
+    deferred: { type: 'integer', description: 'queued rows waiting for a retry' },
+    oldest: {
+      oneOf: [{ type: 'null' }, object({ id: { type: 'integer' }, recipient: { type: 'string' }, kind: { enum: ['post', 'digest', 'notice'] }, created_at: dateTime, run_at: dateTime, attempts: { type: 'integer' }, last_error: nullable('string') })],
+    },
+    workers: { type: 'array', items: object({ name: { type: 'string' }, host: { type: 'string' }, pid: { type: 'integer' }, started_at: dateTime, heartbeat_at: dateTime, stale: { type: 'boolean' } }) },
+  }),
+  AuditEntry: object({
+    id: { type: 'integer' }, at: dateTime, actor: { type: 'string', description: 'an account\'s address, cli:USER, or api:NAME#ID for a token' },
+    action: { type: 'string' }, list_id: nullable('integer'), list_address: nullable('string'), target: nullable('string'), detail: { type: 'object' },
+  }),
+  AuditPage: pageOf('AuditEntry'),
+  ListCreate: {
+    type: 'object', required: ['address'], additionalProperties: false,
+    properties: {
+      address: { type: 'string', description: 'without @ the list takes MAIL_DOMAIN' }, name: { type: 'string' }, description: { type: 'string' },
+      owners: { type: 'array', items: { type: 'string' } },
+      post_policy: { enum: [...POST_POLICIES], default: 'members' }, subscribe_policy: { enum: [...SUBSCRIBE_POLICIES], default: 'confirm' }, archive: { enum: [...ARCHIVE_POLICIES], default: 'public' },
+    },
+  },
+  ListSettings: {
+    type: 'object', minProperties: 1, additionalProperties: false, description: 'settings by the names `listkeeper list set` takes; null clears an optional one, true/false are yes/no',
+    properties: Object.fromEntries(Object.keys(LIST_SETTINGS).map((name) => [name, { type: ['string', 'number', 'boolean', 'null'] }])),
+  },
+  MemberEntry: {
+    oneOf: [
+      { type: 'string', description: '"EMAIL" or "Name <EMAIL>"' },
+      { type: 'object', required: ['email'], additionalProperties: false, properties: { email: { type: 'string' }, name: nullable('string'), mode: { enum: [...DELIVERY_MODES] } } },
+    ],
+  },
+  MemberAdd: {
+    type: 'object', additionalProperties: false, description: 'one member (email, name, mode) or many (members); until (YYYY-MM-DD) goes with mode nomail',
+    properties: { email: { type: 'string' }, name: nullable('string'), mode: { enum: [...DELIVERY_MODES], default: 'each' }, until: { type: 'string', format: 'date' }, members: { type: 'array', maxItems: 10_000, items: ref('MemberEntry') } },
+  },
+  MemberChange: {
+    type: 'object', additionalProperties: false, description: 'a mode (with until for a pause of nomail), or status "active" to re-enable delivery',
+    properties: { mode: { enum: [...DELIVERY_MODES] }, until: { type: 'string', format: 'date' }, status: { const: 'active' } },
+  },
+  Decision: { type: 'object', additionalProperties: false, properties: { reason: { type: 'string', description: 'mailed to the sender on reject' } } },
+  RuleCreate: { type: 'object', required: ['pattern', 'kind'], additionalProperties: false, properties: { pattern: { type: 'string', description: 'an address or @domain' }, kind: { enum: ['allow', 'ban'] }, days: { type: 'integer', minimum: 1 } } },
+  Hide: { type: 'object', required: ['message_id', 'reason'], additionalProperties: false, properties: { message_id: { type: 'string' }, reason: { enum: [...HIDE_REASONS] }, note: { type: 'string' } } },
+  Unhide: { type: 'object', required: ['message_id'], additionalProperties: false, properties: { message_id: { type: 'string' } } },
+};
+
+const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ref('Error') } } });
+const ERRORS: Record<string, string> = {
+  400: 'invalid input (a field, JSON that does not parse, a cursor)', 401: 'no token, or one that is wrong or revoked', 403: 'the token\'s scope does not allow this',
+  404: 'no such list, member, held message, rule or message', 429: 'too many requests from this token, or too many wrong tokens from this address',
+};
+const WRITE_ERRORS: Record<string, string> = { 409: 'conflicts with the current state (already decided, already exists)', 413: 'the body is over 1 MB', 415: 'the body is not JSON' };
+
+const param = (name: string, description: string, where: 'path' | 'query' = 'path', schema: Schema = { type: 'string' }) => ({ name, in: where, required: where === 'path', description, schema });
+const LIST = param('list', 'the list\'s address, or its local part when unique');
+const PAGE = [param('limit', 'items per page, 1 to 500 (default 100)', 'query', { type: 'integer', minimum: 1, maximum: 500 }), param('cursor', 'next_cursor of the page before', 'query')];
+
+function op(o: { summary: string; scope: (typeof API_SCOPES)[number]; params?: unknown[]; body?: string; status?: number; response: string }) {
+  const errors = o.body || o.scope !== 'read' ? { ...ERRORS, ...WRITE_ERRORS } : ERRORS;
+  return {
+    summary: o.summary,
+    'x-scope': o.scope,
+    description: `Needs a token with the ${o.scope} scope${o.scope === 'admin' ? '' : ' or wider'}.`,
+    parameters: o.params ?? [],
+    ...(o.body ? { requestBody: { required: o.body !== 'Decision', content: { 'application/json': { schema: ref(o.body) } } } } : {}),
+    responses: {
+      [o.status ?? 200]: { description: 'done', content: { 'application/json': { schema: o.response.startsWith('[') ? { type: 'array', items: ref(o.response.slice(1, -1)) } : ref(o.response) } } },
+      ...Object.fromEntries(Object.entries(errors).map(([status, d]) => [status, errorResponse(d)])),
+    },
+  };
+}
+
+export function openApiDocument() {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'listkeeper REST API', version: '1', description: 'Lists, members, moderation, sender rules, archive hiding, the outbound queue and the audit log. Resources have the shapes of the command line\'s --json output. See docs/api.md.' },
+    servers: [{ url: '/api/v1' }],
+    security: [{ bearerAuth: [] }],
+    components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'a token from the panel (/admin/tokens) or `listkeeper token create`' } }, schemas },
+    paths: {
+      '/lists': {
+        get: op({ summary: 'all lists, by address', scope: 'read', params: PAGE, response: 'ListPage' }),
+        post: op({ summary: 'create a list', scope: 'admin', body: 'ListCreate', status: 201, response: 'List' }),
+      },
+      '/lists/{list}': {
+        get: op({ summary: 'one list with its settings', scope: 'read', params: [LIST], response: 'List' }),
+        patch: op({ summary: 'change settings (as `list set`)', scope: 'admin', params: [LIST], body: 'ListSettings', response: 'List' }),
+        delete: op({ summary: 'delete a list for good', scope: 'admin', params: [LIST], response: 'ListDeleted' }),
+      },
+      '/lists/{list}/members': {
+        get: op({
+          summary: 'the roster, by address', scope: 'read', response: 'MemberPage',
+          params: [LIST, ...PAGE, param('status', 'only this status', 'query', { enum: [...MEMBER_STATUSES] }), param('mode', 'only this mode', 'query', { enum: [...DELIVERY_MODES] }), param('q', 'part of the address or name', 'query')],
+        }),
+        post: op({ summary: 'add members at once (no confirmation)', scope: 'admin', params: [LIST], body: 'MemberAdd', response: '[AddResult]' }),
+      },
+      '/lists/{list}/members/{email}': {
+        patch: op({ summary: 'change a member\'s mode, or re-enable delivery', scope: 'admin', params: [LIST, param('email', 'the member\'s address')], body: 'MemberChange', response: 'Member' }),
+        delete: op({ summary: 'remove a member', scope: 'admin', params: [LIST, param('email', 'the member\'s address')], response: 'MemberRemoved' }),
+      },
+      '/lists/{list}/held': { get: op({ summary: 'posts awaiting moderation, oldest first', scope: 'read', params: [LIST, ...PAGE], response: 'HeldPage' }) },
+      '/lists/{list}/held/{id}': { get: op({ summary: 'one held post and its state', scope: 'read', params: [LIST, param('id', 'the held post\'s id', 'path', { type: 'integer' })], response: 'HeldDetail' }) },
+      '/lists/{list}/held/{id}/{action}': {
+        post: op({
+          summary: 'approve (archived and sent, as an accepted post), reject (the sender is told the reason) or discard', scope: 'moderate', body: 'Decision', response: 'HeldDetail',
+          params: [LIST, param('id', 'the held post\'s id', 'path', { type: 'integer' }), param('action', 'the decision', 'path', { enum: ['approve', 'reject', 'discard'] })],
+        }),
+      },
+      '/lists/{list}/rules': {
+        get: op({ summary: 'sender rules, by pattern', scope: 'read', params: [LIST, ...PAGE], response: 'RulePage' }),
+        post: op({ summary: 'always accept (allow) or silently drop (ban) an address or @domain', scope: 'moderate', params: [LIST], body: 'RuleCreate', response: 'RuleSet' }),
+      },
+      '/lists/{list}/rules/{pattern}': { delete: op({ summary: 'remove a sender rule', scope: 'moderate', params: [LIST, param('pattern', 'an address or @domain')], response: 'RuleRemoved' }) },
+      '/lists/{list}/messages/hide': { post: op({ summary: 'hide an archived message from the list\'s readers', scope: 'moderate', params: [LIST], body: 'Hide', response: 'Hidden' }) },
+      '/lists/{list}/messages/unhide': { post: op({ summary: 'show a hidden message again', scope: 'moderate', params: [LIST], body: 'Unhide', response: 'Unhidden' }) },
+      '/queue': { get: op({ summary: 'the outbound queue: counts by state, the oldest waiting, the workers', scope: 'read', response: 'Queue' }) },
+      '/audit': {
+        get: op({
+          summary: 'the audit log, newest first', scope: 'read', response: 'AuditPage',
+          params: [...PAGE, param('list', 'only this list\'s entries', 'query'), param('action', 'only actions starting with this, e.g. held.', 'query')],
+        }),
+      },
+    },
+  };
+}

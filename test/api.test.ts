@@ -1,0 +1,487 @@
+/*
+ * The REST API (/api/v1, docs/api.md) over real HTTP to the real app: tokens from the command line
+ * and the panel, each scope's boundaries, refusals as {error, detail} with their status, pages of
+ * collections, and the same effects as the command line (a held post approved here is archived
+ * and queued for the members). Every response of this file is checked against the OpenAPI
+ * document the server publishes (test/helpers/openapi.ts), and every operation of the document
+ * must have been exercised by the end.
+ */
+
+import crypto from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiToken } from '../src/core/api-tokens.ts';
+import { createList } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import { cli } from './helpers/cli.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { loggedIn, queuedMail, type WebClient } from './helpers/browser.ts';
+import { OpenApiChecker } from './helpers/openapi.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let smtp: RunningIngest;
+let env: Record<string, string>;
+let checker: OpenApiChecker;
+const tokens: Record<'read' | 'moderate' | 'admin', string> = { read: '', moderate: '', admin: '' };
+let adminTokenId = 0;
+
+interface ApiReply {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  headers: Headers;
+}
+
+/**
+ * One API request; its response is checked against the OpenAPI document (status documented, body
+ * valid) unless `unchecked` (a URL outside the document, to test the fallback).
+ */
+async function api(method: string, path: string, opts: { token?: string | null; json?: unknown; body?: string; headers?: Record<string, string>; base?: string; unchecked?: boolean } = {}): Promise<ApiReply> {
+  const headers: Record<string, string> = { ...opts.headers };
+  const token = opts.token === undefined ? tokens.admin : opts.token;
+  if (token) headers.authorization = `Bearer ${token}`;
+  let body = opts.body;
+  if (opts.json !== undefined) {
+    body = JSON.stringify(opts.json);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(`${opts.base ?? web.url}${path.startsWith('/api/') ? path : `/api/v1${path}`}`, { method, headers, body, redirect: 'manual' });
+  const text = await res.text();
+  expect(res.headers.get('content-type'), `${method} ${path}: ${text.slice(0, 200)}`).toMatch(/^application\/json/);
+  const parsed = JSON.parse(text);
+  // No cookie is ever set by the API (sessions, CSRF and flash notices are the pages').
+  expect(res.headers.getSetCookie(), `${method} ${path} set a cookie`).toEqual([]);
+  if (!opts.unchecked) expect(checker.check(method, path.startsWith('/api/') ? path : `/api/v1${path}`, res.status, parsed)).toEqual([]);
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+async function hold(id: string, from = 'alice@example.org', subject = 'Hello'): Promise<number> {
+  const sent = await sendRaw(smtp.port, { from, to: ['mod@lists.example.org'] }, message({ id, from: `Sender <${from}>`, to: 'mod@lists.example.org', subject }));
+  expect(sent.ok, sent.response).toBe(true);
+  const { rows } = await db.pool.query<{ id: number }>(`select id from held_messages where message_id = $1`, [id]);
+  return rows[0].id;
+}
+
+const postCopies = async (messageId: string) =>
+  (await db.pool.query(`select o.recipient from outbox o join messages m on m.id = o.message_id where o.kind = 'post' and m.message_id = $1 order by o.recipient`, [messageId])).rows.map((r) => r.recipient);
+
+beforeAll(async () => {
+  db = await testDatabase();
+  env = { DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' };
+  web = await startWeb(db);
+  smtp = await startIngest(db.pool);
+  checker = new OpenApiChecker(await (await fetch(`${web.url}/api/v1/openapi.json`)).json());
+  // The admin token as an operator makes it: from the command line.
+  const made = await cli(['token', 'create', '--scope', 'admin', '--name', 'ops-script', '--json'], env);
+  expect(made.stderr).toBe('');
+  const created = JSON.parse(made.stdout);
+  tokens.admin = created.token;
+  adminTokenId = created.id;
+  tokens.read = (await createApiToken(db.pool, { scope: 'read', name: 'dashboard', actor: 'test' })).token;
+  tokens.moderate = (await createApiToken(db.pool, { scope: 'moderate', name: 'mod-bot', actor: 'test' })).token;
+  const mod = await createList(db.pool, { address: 'mod@lists.example.org', name: 'Moderated', description: 'held posts', postPolicy: 'moderated', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+  await addMember(db.pool, mod.id, 'reader1@example.net', 'each');
+  await addMember(db.pool, mod.id, 'reader2@example.net', 'each');
+  await addMember(db.pool, mod.id, 'digester@example.net', 'digest');
+});
+afterAll(async () => {
+  await smtp?.stop();
+  await web?.stop();
+  await db?.drop();
+});
+
+describe('tokens', () => {
+  it('token create prints the secret once; only its SHA-256 is stored, and token ls never shows it', async () => {
+    expect(tokens.admin).toMatch(/^lkt_[A-Za-z0-9_-]{43}$/);
+    const { rows } = await db.pool.query(`select * from api_tokens where id = $1`, [adminTokenId]);
+    expect(rows[0]).toMatchObject({ name: 'ops-script', scope: 'admin', token_hash: crypto.createHash('sha256').update(tokens.admin).digest('hex'), revoked_at: null });
+    expect(JSON.stringify(rows[0])).not.toContain(tokens.admin.slice(4));
+    const ls = await cli(['token', 'ls', '--json'], env);
+    expect(ls.code).toBe(0);
+    expect(JSON.parse(ls.stdout).map((t: { name: string; scope: string }) => `${t.name}:${t.scope}`)).toEqual(['mod-bot:moderate', 'dashboard:read', 'ops-script:admin']);
+    expect(ls.stdout).not.toContain('lkt_');
+    expect(ls.stdout).not.toContain('token_hash');
+    // Plain output for a shell: the token alone on stdout, the words on stderr.
+    const plain = await cli(['token', 'create', '--scope', 'read'], env);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toMatch(/^lkt_[A-Za-z0-9_-]{43}\n$/);
+    expect(plain.stderr).toContain('not shown again');
+    const bad = await cli(['token', 'create', '--scope', 'root'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('scope must be one of read, moderate, admin');
+    const audit = await db.pool.query(`select actor, action, target from audit_log where action = 'token.create' and target = $1`, [`api:ops-script#${adminTokenId}`]);
+    expect(audit.rows).toEqual([{ actor: expect.stringMatching(/^cli:/), action: 'token.create', target: `api:ops-script#${adminTokenId}` }]);
+  });
+
+  it('refuses a request without a token, with a wrong one, or with only a logged-in session cookie (401)', async () => {
+    const none = await api('GET', '/lists', { token: null });
+    expect(none.status).toBe(401);
+    expect(none.body).toEqual({ error: 'unauthorized', detail: expect.stringContaining('Authorization: Bearer') });
+    expect(none.headers.get('www-authenticate')).toBe('Bearer realm="listkeeper"');
+    const wrong = await api('GET', '/lists', { token: `lkt_${'A'.repeat(43)}` });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.error).toBe('invalid_token');
+    expect(wrong.headers.get('www-authenticate')).toContain('error="invalid_token"');
+    // A site administrator's browser session does not authenticate an API call: cookies are not read.
+    const admin = await loggedIn(db, web.url, 'siteadmin@example.org', { siteAdmin: true });
+    const cookie = [...admin.jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const withCookie = await api('POST', '/lists', { token: null, json: { address: 'csrf-victim' }, headers: { cookie } });
+    expect(withCookie.status).toBe(401);
+    expect((await db.pool.query(`select 1 from lists where address = 'csrf-victim@lists.example.org'`)).rowCount).toBe(0);
+  });
+
+  it('records when a token was last used', async () => {
+    await db.pool.query(`update api_tokens set last_used_at = null where name = 'dashboard'`);
+    expect((await api('GET', '/queue', { token: tokens.read })).status).toBe(200);
+    const { rows } = await db.pool.query(`select last_used_at from api_tokens where name = 'dashboard'`);
+    expect(Date.now() - rows[0].last_used_at.getTime()).toBeLessThan(60_000);
+  });
+
+  it('serves the OpenAPI document without a token, and its schemas compile as JSON Schema 2020-12', async () => {
+    const res = await fetch(`${web.url}/api/v1/openapi.json`);
+    expect(res.status).toBe(200);
+    const doc = await res.json();
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(checker.compileAll()).toContain('List');
+  });
+});
+
+describe('scopes', () => {
+  it('read reads everything and changes nothing; moderate also moderates; only admin changes lists and members (403 insufficient_scope)', async () => {
+    const held = await hold('scope-check@example.org');
+    const L = '/lists/mod@lists.example.org';
+    const table: [string, string, unknown, Record<'read' | 'moderate' | 'admin', number>][] = [
+      ['GET', '/lists', undefined, { read: 200, moderate: 200, admin: 200 }],
+      ['GET', `${L}/members`, undefined, { read: 200, moderate: 200, admin: 200 }],
+      ['GET', `${L}/held`, undefined, { read: 200, moderate: 200, admin: 200 }],
+      ['GET', '/audit', undefined, { read: 200, moderate: 200, admin: 200 }],
+      ['POST', `${L}/rules`, { pattern: '@scope.example', kind: 'ban' }, { read: 403, moderate: 200, admin: 200 }],
+      ['PATCH', L, { description: 'changed by scope test' }, { read: 403, moderate: 403, admin: 200 }],
+      ['POST', `${L}/members`, { email: 'scope@example.net' }, { read: 403, moderate: 403, admin: 200 }],
+      ['POST', '/lists', { address: 'scoped' }, { read: 403, moderate: 403, admin: 201 }],
+    ];
+    for (const [method, path, json, want] of table) {
+      for (const scope of ['read', 'moderate', 'admin'] as const) {
+        const r = await api(method, path, { token: tokens[scope], json });
+        expect(r.status, `${scope} ${method} ${path}: ${JSON.stringify(r.body)}`).toBe(want[scope]);
+        if (r.status === 403) expect(r.body.error).toBe('insufficient_scope');
+      }
+    }
+    // A read token cannot decide a held post; a moderate token can.
+    expect((await api('POST', `${L}/held/${held}/discard`, { token: tokens.read })).status).toBe(403);
+    expect((await api('GET', `${L}/held/${held}`, { token: tokens.read })).body.state).toBe('held');
+    const done = await api('POST', `${L}/held/${held}/discard`, { token: tokens.moderate });
+    expect(done.status).toBe(200);
+    expect(done.body).toMatchObject({ id: held, state: 'discarded', decided_by: expect.stringMatching(/^api:mod-bot#\d+$/) });
+  });
+
+  it('refuses a revoked token at once (401), and the CLI revokes by id', async () => {
+    const { token, row } = await createApiToken(db.pool, { scope: 'admin', name: 'short-lived', actor: 'test' });
+    expect((await api('GET', '/lists', { token })).status).toBe(200);
+    const r = await cli(['token', 'revoke', String(row.id)], env);
+    expect(r.stdout).toBe(`token ${row.id} "short-lived" revoked\n`);
+    const after = await api('GET', '/lists', { token });
+    expect(after.status).toBe(401);
+    expect(after.body.error).toBe('invalid_token');
+    const again = await cli(['token', 'revoke', String(row.id)], env);
+    expect(again.code).toBe(3);
+    expect(again.stderr).toContain('already revoked');
+  });
+});
+
+describe('lists', () => {
+  it('creates a list, shows it in the shape of `list show --json`, changes settings through list set\'s checks, and deletes it', async () => {
+    const made = await api('POST', '/lists', { json: { address: 'api-dev', name: 'API Dev', description: 'made over HTTP', owners: ['Owner@Example.org'], post_policy: 'open', archive: 'members' } });
+    expect(made.status).toBe(201);
+    expect(made.headers.get('location')).toBe('/api/v1/lists/api-dev%40lists.example.org');
+    expect(made.body).toMatchObject({ address: 'api-dev@lists.example.org', name: 'API Dev', post_policy: 'open', subscribe_policy: 'confirm', archive: 'members', owners: ['owner@example.org'], members: 0, messages: 0 });
+    expect((await api('POST', '/lists', { json: { address: 'api-dev' } })).status).toBe(409);
+
+    const patched = await api('PATCH', '/lists/api-dev', { json: { subject_prefix: '[api] ', max_message_size: 2048, notify_held_sender: true, reply_to_address: null, post_policy: 'moderated' }, headers: { 'content-type': 'application/merge-patch+json' } });
+    expect(patched.status).toBe(200);
+    expect(patched.body).toMatchObject({ subject_prefix: '[api] ', max_message_size: 2048, notify_held_sender: true, reply_to_address: null, post_policy: 'moderated' });
+    // The same shape and values as the command line's.
+    const show = await cli(['list', 'show', 'api-dev', '--json'], env);
+    expect(JSON.parse(show.stdout)).toEqual(JSON.parse(JSON.stringify(patched.body)));
+    // Refused by the same checks as `list set`, all problems at once, nothing changed.
+    const bad = await api('PATCH', '/lists/api-dev', { json: { post_policy: 'everyone', max_message_size: -1, colour: 'blue', subject_prefix: 'unchanged' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toBe('invalid_input');
+    const cliBad = await cli(['list', 'set', 'api-dev', 'post_policy=everyone', 'max_message_size=-1', 'colour=blue', 'subject_prefix=unchanged'], env);
+    expect(`listkeeper: ${bad.body.detail}\n`).toBe(cliBad.stderr);
+    expect((await api('GET', '/lists/api-dev')).body.subject_prefix).toBe('[api] ');
+    expect((await api('PATCH', '/lists/api-dev', { json: { footer: { text: 'x' } } })).status).toBe(400);
+    expect((await api('PATCH', '/lists/api-dev', { json: {} })).status).toBe(400);
+    const audit = await db.pool.query(`select actor, detail from audit_log where action = 'list.settings' and list_address = 'api-dev@lists.example.org'`);
+    expect(audit.rows).toEqual([{ actor: `api:ops-script#${adminTokenId}`, detail: { subject_prefix: '[api] ', max_message_size: 2048, notify_held_sender: true, post_policy: 'moderated' } }]);
+
+    const gone = await api('DELETE', '/lists/api-dev');
+    expect(gone.body).toEqual({ address: 'api-dev@lists.example.org', deleted: true, members: 0, messages: 0, only_here: 0, roles: 1 });
+    const missing = await api('GET', '/lists/api-dev');
+    expect(missing.status).toBe(404);
+    expect(missing.body).toEqual({ error: 'no_such_list', detail: 'no list api-dev' });
+  });
+
+  it('pages through lists by address with limit and cursor, following next', async () => {
+    for (const name of ['page-a', 'page-b', 'page-c']) await createList(db.pool, { address: `${name}@lists.example.org`, name, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    const all: string[] = [];
+    let next: string | null = '/lists?limit=2';
+    let pages = 0;
+    while (next) {
+      const r: ApiReply = await api('GET', next);
+      expect(r.body.items.length).toBeLessThanOrEqual(2);
+      if (r.body.next) expect(r.headers.get('link')).toBe(`<${r.body.next}>; rel="next"`);
+      all.push(...r.body.items.map((l: { address: string }) => l.address));
+      next = r.body.next;
+      pages++;
+    }
+    const expected = (await db.pool.query(`select address from lists`)).rows.map((r) => r.address).sort();
+    expect(all).toEqual(expected);
+    expect(pages).toBe(Math.ceil(expected.length / 2));
+    expect((await api('GET', '/lists?limit=0')).status).toBe(400);
+    expect((await api('GET', '/lists?limit=501')).status).toBe(400);
+    const forged = await api('GET', '/lists?cursor=not-a-cursor');
+    expect(forged.status).toBe(400);
+    expect(forged.body.error).toBe('invalid_cursor');
+  });
+});
+
+describe('members', () => {
+  it('adds in bulk with modes and names, reporting each entry, and pages the roster as `members --json` shows it', async () => {
+    const r = await api('POST', '/lists/mod/members', {
+      json: { mode: 'digest', members: ['Zed <zed@example.net>', 'not an address', { email: 'Yan@Example.net', name: 'Yan', mode: 'nomail' }, 'reader1@example.net', { email: 'x@y' }] },
+    });
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual([
+      { email: 'zed@example.net', name: 'Zed', result: 'added' },
+      { input: 'not an address', result: 'invalid', error: '"not an address" is not an e-mail address' },
+      { email: 'yan@example.net', name: 'Yan', result: 'added' },
+      { email: 'reader1@example.net', name: null, result: 'updated' },
+      { input: 'x@y', result: 'invalid', error: '"x@y" is not an e-mail address' },
+    ]);
+    const pages: unknown[] = [];
+    let next: string | null = '/api/v1/lists/mod/members?limit=2';
+    while (next) {
+      const p: ApiReply = await api('GET', next);
+      pages.push(...p.body.items);
+      next = p.body.next;
+    }
+    const members = await cli(['members', 'mod', '--json'], env);
+    expect(pages).toEqual(JSON.parse(members.stdout));
+    expect(pages).toContainEqual({ email: 'yan@example.net', name: 'Yan', mode: 'nomail', status: 'active', bounce_score: 0 });
+    const filtered = await api('GET', '/lists/mod/members?mode=digest');
+    expect(filtered.body.items.map((m: { email: string }) => m.email)).toEqual(['digester@example.net', 'reader1@example.net', 'zed@example.net']);
+    expect((await api('GET', '/lists/mod/members?status=gone')).status).toBe(400);
+    const audit = await db.pool.query(`select actor, detail from audit_log where action = 'member.add' and actor like 'api:%'`);
+    expect(audit.rows).toContainEqual({ actor: `api:ops-script#${adminTokenId}`, detail: expect.objectContaining({ count: 3, mode: 'digest' }) });
+  });
+
+  it('changes a member\'s mode (a pause with an end date), removes a member, and says 404 for one who is not there', async () => {
+    const until = new Date(Date.now() + 10 * 86_400_000).toISOString().slice(0, 10);
+    const paused = await api('PATCH', '/lists/mod/members/zed@example.net', { json: { mode: 'nomail', until } });
+    expect(paused.status).toBe(200);
+    expect(paused.body).toEqual({ email: 'zed@example.net', name: 'Zed', mode: 'nomail', status: 'active', bounce_score: 0, nomail_until: until });
+    expect((await api('PATCH', '/lists/mod/members/zed@example.net', { json: { mode: 'each', until } })).status).toBe(400);
+    expect((await api('PATCH', '/lists/mod/members/zed@example.net', { json: { mode: 'each' } })).body.mode).toBe('each');
+    const removed = await api('DELETE', '/lists/mod/members/zed@example.net');
+    expect(removed.body).toEqual({ email: 'zed@example.net', result: 'unsubscribed' });
+    expect((await api('DELETE', '/lists/mod/members/zed@example.net')).body).toEqual({ email: 'zed@example.net', result: 'unchanged' });
+    const missing = await api('PATCH', '/lists/mod/members/zed@example.net', { json: { mode: 'each' } });
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toBe('no_such_member');
+  });
+});
+
+describe('held messages', () => {
+  it('lists held posts as `held --json` does, and an approval releases the post to the members exactly as `moderate` does', async () => {
+    const a = await hold('approve-api@example.org', 'alice@example.org', 'Approve via API');
+    const b = await hold('reject-api@example.org', 'bob@example.org', 'Reject via API');
+    const c = await hold('page-api@example.org', 'carol@example.org', 'Third');
+    const first = await api('GET', '/lists/mod/held?limit=2', { token: tokens.read });
+    const second = await api('GET', first.body.next, { token: tokens.read });
+    const listed = [...first.body.items, ...second.body.items];
+    expect(second.body.next).toBeNull();
+    const cliHeld = await cli(['held', 'mod', '--json'], env);
+    expect(listed).toEqual(JSON.parse(cliHeld.stdout));
+    expect(listed.map((h: { id: number }) => h.id)).toEqual([a, b, c]);
+    expect(listed[0]).toEqual({ id: a, message_id: 'approve-api@example.org', from: 'alice@example.org', subject: 'Approve via API', reason: expect.any(String), received_at: expect.any(String) });
+
+    const approved = await api('POST', `/lists/mod/held/${a}/approve`, { token: tokens.moderate });
+    expect(approved.status).toBe(200);
+    expect(approved.body).toMatchObject({ id: a, state: 'approved', decided_by: expect.stringMatching(/^api:mod-bot#/) });
+    // Archived, and one copy queued for each member who takes each post (reader1 went to digests above), as an accepted post.
+    expect(await postCopies('approve-api@example.org')).toEqual(['reader2@example.net', 'scope@example.net']);
+    expect((await fetch(`${web.url}/message-id/approve-api@example.org`)).status).toBe(200);
+    const twice = await api('POST', `/lists/mod/held/${a}/approve`, { token: tokens.moderate });
+    expect(twice.status).toBe(409);
+    expect(twice.body.error).toBe('already_decided');
+    expect(await postCopies('approve-api@example.org')).toEqual(['reader2@example.net', 'scope@example.net']);
+
+    const rejected = await api('POST', `/lists/mod/held/${b}/reject`, { token: tokens.moderate, json: { reason: 'Please stay on topic.' } });
+    expect(rejected.body).toMatchObject({ state: 'rejected', decision_reason: 'Please stay on topic.' });
+    const notice = await queuedMail(db, 'bob@example.org');
+    expect(notice).toHaveLength(1);
+    expect(notice[0].text).toContain('Please stay on topic.');
+
+    expect((await api('POST', `/lists/mod/held/${c}/shred`, { token: tokens.moderate })).status).toBe(404);
+    expect((await api('POST', `/lists/page-a/held/${c}/discard`, { token: tokens.moderate })).status).toBe(404);
+    expect((await api('GET', '/lists/mod/held/99999999', { token: tokens.read })).body.error).toBe('no_such_held');
+    const audit = await db.pool.query(`select action, target from audit_log where actor like 'api:mod-bot#%' and action like 'held.%' order by id`);
+    expect(audit.rows).toEqual([
+      { action: 'held.discard', target: 'scope-check@example.org' },
+      { action: 'held.approve', target: 'approve-api@example.org' },
+      { action: 'held.reject', target: 'reject-api@example.org' },
+    ]);
+  });
+});
+
+describe('sender rules, hidden messages, queue, audit', () => {
+  it('allows, bans and removes senders as `rules` does', async () => {
+    const set = await api('POST', '/lists/mod/rules', { token: tokens.moderate, json: { pattern: 'Friend@Example.org', kind: 'allow', days: 7 } });
+    expect(set.body).toMatchObject({ pattern: 'friend@example.org', kind: 'allow' });
+    expect(new Date(set.body.expires_at).getTime() - Date.now()).toBeGreaterThan(6.9 * 86_400_000);
+    expect((await api('POST', '/lists/mod/rules', { token: tokens.moderate, json: { pattern: 'not-an-address', kind: 'ban' } })).body.error).toBe('invalid_email');
+    expect((await api('POST', '/lists/mod/rules', { token: tokens.moderate, json: { pattern: '@x.example', kind: 'ban', days: 0 } })).status).toBe(400);
+    const listed = await api('GET', '/lists/mod/rules', { token: tokens.read });
+    const cliRules = await cli(['rules', 'mod', '--json'], env);
+    expect(listed.body.items).toEqual(JSON.parse(cliRules.stdout).sort((x: { pattern: string }, y: { pattern: string }) => (x.pattern < y.pattern ? -1 : 1)));
+    expect(listed.body.items.map((r: { pattern: string; kind: string }) => `${r.kind} ${r.pattern}`)).toEqual(['ban @scope.example', 'allow friend@example.org']);
+    const removed = await api('DELETE', `/lists/mod/rules/${encodeURIComponent('@scope.example')}`, { token: tokens.moderate });
+    expect(removed.body).toEqual({ pattern: '@scope.example', removed: true });
+    expect((await api('DELETE', `/lists/mod/rules/${encodeURIComponent('@scope.example')}`, { token: tokens.moderate })).status).toBe(404);
+  });
+
+  it('hides an archived message from its readers and shows it again', async () => {
+    const hidden = await api('POST', '/lists/mod/messages/hide', { token: tokens.moderate, json: { message_id: '<approve-api@example.org>', reason: 'privacy', note: 'asked by the author' } });
+    expect(hidden.body).toEqual({ message_id: 'approve-api@example.org', hidden: true, reason: 'privacy', note: 'asked by the author' });
+    const page = await fetch(`${web.url}/message-id/approve-api@example.org`);
+    expect(page.status).toBe(410);
+    expect(await page.text()).toContain('privacy: asked by the author');
+    expect((await api('POST', '/lists/mod/messages/hide', { token: tokens.moderate, json: { message_id: 'approve-api@example.org', reason: 'boredom' } })).status).toBe(400);
+    expect((await api('POST', '/lists/mod/messages/hide', { token: tokens.moderate, json: { message_id: 'nowhere@example.org', reason: 'spam' } })).status).toBe(404);
+    const shown = await api('POST', '/lists/mod/messages/unhide', { token: tokens.moderate, json: { message_id: 'approve-api@example.org' } });
+    expect(shown.body).toEqual({ message_id: 'approve-api@example.org', hidden: false });
+    expect((await fetch(`${web.url}/message-id/approve-api@example.org`)).status).toBe(200);
+  });
+
+  it('reports the outbound queue as `queue --json` does', async () => {
+    const q = await api('GET', '/queue', { token: tokens.read });
+    const cliQueue = JSON.parse((await cli(['queue', '--json'], env)).stdout);
+    expect(q.body).toEqual(cliQueue);
+    const { rows } = await db.pool.query(`select count(*)::int as n from outbox where state = 'queued'`);
+    expect(q.body.counts.queued).toBe(rows[0].n);
+    expect(q.body.counts.queued).toBeGreaterThanOrEqual(3);
+  });
+
+  it('pages the audit log newest first, with every change named after its token', async () => {
+    const seen: { id: number; actor: string; action: string }[] = [];
+    let next: string | null = '/api/v1/audit?limit=5';
+    while (next) {
+      const p: ApiReply = await api('GET', next, { token: tokens.read });
+      seen.push(...p.body.items);
+      next = p.body.next;
+    }
+    const { rows } = await db.pool.query(`select id from audit_log order by id desc`);
+    expect(seen.map((e) => e.id)).toEqual(rows.map((r) => r.id));
+    const oneList = await api('GET', '/audit?list=mod&action=sender.', { token: tokens.read });
+    expect(oneList.body.items.map((e: { action: string; actor: string }) => `${e.action} ${e.actor.replace(/#\d+$/, '')}`)).toEqual(['sender.remove api:mod-bot', 'sender.allow api:mod-bot', 'sender.ban api:ops-script', 'sender.ban api:mod-bot']);
+  });
+});
+
+describe('hostile and malformed requests', () => {
+  it('answers bad JSON 400, a form body 415, a body over 1 MB 413, a NUL 400, an unknown route 404, all as {error, detail}', async () => {
+    const badJson = await api('POST', '/lists', { body: '{"address": ', headers: { 'content-type': 'application/json' } });
+    expect(badJson.status).toBe(400);
+    expect(badJson.body).toEqual({ error: 'invalid_json', detail: 'The request body is not valid JSON.' });
+    const form = await api('POST', '/lists', { body: 'address=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(form.status).toBe(415);
+    const big = await api('POST', '/lists/mod/members', { json: { members: Array.from({ length: 40_000 }, (_, i) => `someone-${i}@example.net`) } });
+    expect(big.status).toBe(413);
+    expect(big.body.error).toBe('too_large');
+    const nul = await api('POST', '/lists', { json: { address: 'nul\u0000list' } });
+    expect(nul.status).toBe(400);
+    expect(nul.body.error).toBe('bad_request');
+    const array = await api('PATCH', '/lists/mod', { json: ['post_policy'] });
+    expect(array.status).toBe(400);
+    const unknown = await api('GET', '/nothing-here', { unchecked: true });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error).toBe('not_found');
+    const badUrl = await api('GET', '/lists/%ff');
+    expect(badUrl.status).toBe(400);
+    expect(badUrl.body.error).toBe('bad_request');
+  });
+});
+
+describe('rate limits', () => {
+  it('limits each token to API_RATE_LIMIT requests a minute (429 with Retry-After), other tokens unaffected', async () => {
+    const limited = await startWeb(db, { API_RATE_LIMIT: '3' });
+    try {
+      const { token } = await createApiToken(db.pool, { scope: 'read', name: 'busy', actor: 'test' });
+      for (let i = 0; i < 3; i++) expect((await api('GET', '/queue', { token, base: limited.url })).status).toBe(200);
+      const over = await api('GET', '/queue', { token, base: limited.url });
+      expect(over.status).toBe(429);
+      expect(over.body.error).toBe('rate_limited');
+      expect(over.headers.get('retry-after')).toBe('60');
+      const other = await createApiToken(db.pool, { scope: 'read', name: 'calm', actor: 'test' });
+      expect((await api('GET', '/queue', { token: other.token, base: limited.url })).status).toBe(200);
+    } finally {
+      await limited.stop();
+    }
+  });
+
+  it('after 30 wrong tokens from one address, refuses that address (429) even with a good token; another address still gets in', async () => {
+    const from = { 'x-forwarded-for': '203.0.113.77' };
+    for (let i = 0; i < 30; i++) {
+      const r = await api('GET', '/lists', { token: `lkt_${crypto.randomBytes(32).toString('base64url')}`, headers: from });
+      expect(r.status).toBe(401);
+    }
+    const blocked = await api('GET', '/lists', { token: tokens.read, headers: from });
+    expect(blocked.status).toBe(429);
+    expect(blocked.headers.get('retry-after')).toBe('900');
+    expect((await api('GET', '/lists', { token: tokens.read, headers: { 'x-forwarded-for': '203.0.113.78' } })).status).toBe(200);
+  });
+});
+
+describe('the panel\'s token page', () => {
+  let admin: WebClient;
+  beforeAll(async () => {
+    admin = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
+  });
+
+  it('is for site administrators only', async () => {
+    const owner = await loggedIn(db, web.url, 'owner@example.org');
+    expect((await owner.get('/admin/tokens')).status).toBe(403);
+    expect((await owner.post('/admin/tokens', { name: 'sneaky', scope: 'admin' })).status).toBe(403);
+    expect((await fetch(`${web.url}/admin/tokens`, { redirect: 'manual' })).status).toBe(303);
+    expect((await db.pool.query(`select 1 from api_tokens where name = 'sneaky'`)).rowCount).toBe(0);
+  });
+
+  it('creates a token shown once (CSRF-checked), lists it without its secret, and revokes it: its next call is 401', async () => {
+    expect((await admin.post('/admin/tokens', { name: 'no-csrf', scope: 'read' }, { csrf: false })).status).toBe(403);
+    const created = await admin.post('/admin/tokens', { name: 'panel-made', scope: 'moderate' });
+    expect(created.status).toBe(200);
+    expect(created.headers.get('cache-control')).toBe('no-store');
+    const token = /id="new-token">(lkt_[A-Za-z0-9_-]{43})</.exec(created.text)![1];
+    expect((await api('POST', '/lists/mod/rules', { token, json: { pattern: 'panel@example.org', kind: 'ban' } })).status).toBe(200);
+    const listing = await admin.get('/admin/tokens');
+    expect(listing.text).toContain('panel-made');
+    expect(listing.text).not.toContain(token);
+    const { rows } = await db.pool.query(`select id from api_tokens where name = 'panel-made'`);
+    const revoke = await admin.post(`/admin/tokens/${rows[0].id}/revoke`);
+    expect(revoke.status).toBe(303);
+    expect((await api('GET', '/lists', { token })).status).toBe(401);
+    const audit = await db.pool.query(`select actor, action from audit_log where target = $1 order by id`, [`api:panel-made#${rows[0].id}`]);
+    expect(audit.rows).toEqual([{ actor: 'root@example.org', action: 'token.create' }, { actor: 'root@example.org', action: 'token.revoke' }]);
+    const badScope = await admin.post('/admin/tokens', { name: 'x', scope: 'root' });
+    expect(badScope.status).toBe(400);
+  });
+});
+
+describe('the OpenAPI document', () => {
+  it('has had every one of its operations exercised by the responses above', () => {
+    const all = Object.entries(checker.doc.paths).flatMap(([template, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${template}`));
+    expect(all.filter((op) => !checker.exercised.has(op))).toEqual([]);
+  });
+});

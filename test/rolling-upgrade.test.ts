@@ -1,0 +1,141 @@
+/*
+ * A rolling upgrade (docs/operations.md, "Upgrades"): the previous release (a fixed commit of this
+ * repository, test/helpers/previous-release.ts) migrates an empty database and serves a list; this
+ * release's migrations are applied while it runs; it goes on posting, delivering and serving pages
+ * on the new schema, with this release running beside it on the same database; then it stops, and
+ * the conversion job this release brought finishes.
+ */
+
+import crypto from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { migrationFiles } from '../src/db/migrate.ts';
+import { withDatabase } from './global-setup.ts';
+import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
+import { cli } from './helpers/cli.ts';
+import { previousRelease, type Release } from './helpers/previous-release.ts';
+import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-process.ts';
+import { message, sendRaw } from './helpers/smtp.ts';
+import { until } from './helpers/worker-process.ts';
+
+const adminUrl = inject('adminDatabaseUrl');
+const name = `lk_rolling_${crypto.randomBytes(5).toString('hex')}`;
+const url = withDatabase(adminUrl, name);
+let prev: Release;
+let relay: CaptureRelay;
+let old: ServeProcess | null = null;
+let current: ServeProcess | null = null;
+let pool: pg.Pool;
+const MEMBERS = ['ann@example.net', 'bob@example.net'];
+
+async function admin(sql: string) {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+const env = () => ({ DATABASE_URL: url, RELAY_URL: relay.url, DELIVERY_POLL_MS: '200', WEB_PROCESSES: '1' });
+const oldCli = (args: string[]) => cli(args, { DATABASE_URL: url }, undefined, prev.root, prev.bin);
+
+async function post(serve: ServeProcess, id: string, subject: string) {
+  const sent = await sendRaw(serve.smtpPort!, { from: 'alice@example.org', to: ['dev@lists.example.org'] }, message({ id, subject, body: `${subject}.\n` }));
+  expect(sent.ok, sent.response).toBe(true);
+}
+
+/** The copies the relay got of one post, by recipient. */
+const copiesOf = (id: string) => relay.messages.filter((m) => m.raw.toString('latin1').includes(`Message-ID: <${id}>`)).map((m) => m.to).sort();
+
+async function delivered(id: string) {
+  await until(() => copiesOf(id).length >= MEMBERS.length, `both copies of ${id}`, 20_000);
+  expect(copiesOf(id)).toEqual(MEMBERS);
+}
+
+async function page(serve: ServeProcess, path: string): Promise<string> {
+  const res = await fetch(`${serve.webUrl}${path}`);
+  expect(res.status, path).toBe(200);
+  return res.text();
+}
+
+beforeAll(async () => {
+  [prev, relay] = await Promise.all([previousRelease(), startCaptureRelay()]);
+  await admin(`create database ${name}`);
+  pool = new pg.Pool({ connectionString: url, max: 2 });
+}, 300_000);
+
+afterAll(async () => {
+  await Promise.all([old?.kill('SIGKILL'), current?.kill('SIGKILL')]);
+  await pool?.end();
+  await relay?.stop();
+  await admin(`drop database if exists ${name} with (force)`);
+});
+
+describe(`the previous release beside this one on one database`, () => {
+  it('the previous release migrates an empty database and serves a list', async () => {
+    const migrated = await oldCli(['migrate']);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const newer = migrationFiles().filter((f) => !prev.migrations.includes(f));
+    expect(newer.length, 'this release brings migrations the previous one does not have').toBeGreaterThan(0);
+    const created = await oldCli(['list', 'create', 'dev@lists.example.org', '--post-policy', 'open', '--archive', 'public']);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await oldCli(['subscribe', 'dev@lists.example.org', ...MEMBERS])).code).toBe(0);
+    old = await spawnServe({ roles: ['smtp', 'web', 'worker'], env: env(), root: prev.root });
+    await post(old, 'before@example.org', 'Posted before the upgrade');
+    await delivered('before@example.org');
+  }, 60_000);
+
+  it("this release's migrations apply while the previous release serves, quickly", async () => {
+    const t0 = Date.now();
+    const r = await cli(['migrate'], { DATABASE_URL: url });
+    expect(r.code, r.stderr).toBe(0);
+    const newer = migrationFiles().filter((f) => !prev.migrations.includes(f));
+    for (const f of newer) expect(r.stdout).toContain(f);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    // The previous release still calls itself ready: the newer migrations are not "pending" to it.
+    const ready = await fetch(`${old!.webUrl}/healthz?ready`);
+    expect(await ready.json()).toMatchObject({ status: 'ready' });
+  }, 30_000);
+
+  it('the previous release posts, delivers and serves pages on the new schema, beside this release', async () => {
+    await post(old!, 'during-old@example.org', 'Posted to the old release during the upgrade');
+    await delivered('during-old@example.org');
+    current = await spawnServe({ roles: ['smtp', 'web', 'worker'], env: env() });
+    await post(current, 'during-new@example.org', 'Posted to the new release during the upgrade');
+    await delivered('during-new@example.org');
+    // Each release reads what the other archived.
+    for (const s of [old!, current]) {
+      const list = await page(s, '/lists/dev/');
+      for (const subject of ['Posted before the upgrade', 'Posted to the old release during the upgrade', 'Posted to the new release during the upgrade']) {
+        expect(list).toContain(subject);
+      }
+      expect(await page(s, '/message-id/during-new@example.org')).toContain('Posted to the new release during the upgrade.');
+      expect(await page(s, '/message-id/during-old@example.org')).toContain('Posted to the old release during the upgrade.');
+    }
+    // A message the old release archived on the new schema got its digest from the new trigger.
+    const { rows } = await pool.query<{ ok: boolean }>(
+      `select d.sha256 = sha256(m.raw) as ok from messages m join message_digests d on d.message_id = m.id where m.message_id = 'during-old@example.org'`);
+    expect(rows).toEqual([{ ok: true }]);
+  }, 60_000);
+
+  it('the previous release stops cleanly, having logged no error, and the conversion finishes under this one', async () => {
+    await old!.kill('SIGTERM');
+    expect((await old!.exited).code).toBe(0);
+    expect(problemLines(old!.output()).filter((l) => l.level >= 50)).toEqual([]);
+    old = null;
+    await until(async () => {
+      const { rows } = await pool.query<{ done: boolean }>(`select done_at is not null as done from conversions where name = 'message-digests'`);
+      return rows[0].done;
+    }, 'the message-digests conversion', 20_000);
+    const { rows } = await pool.query<{ messages: number; right: number }>(
+      `select (select count(*)::int from messages) as messages,
+              (select count(*)::int from messages m join message_digests d on d.message_id = m.id where d.sha256 = sha256(m.raw)) as right`);
+    expect(rows[0]).toEqual({ messages: 3, right: 3 });
+    // Each member got each post once, whichever release's worker sent it (and a welcome on subscribing).
+    const posts = ['before@example.org', 'during-old@example.org', 'during-new@example.org'];
+    expect(relay.messages.map((m) => posts.find((id) => m.raw.toString('latin1').includes(`Message-ID: <${id}>`)) ?? /^Subject: (.*)$/m.exec(m.raw.toString('latin1'))?.[1]).sort())
+      .toEqual([...posts, ...posts, 'Welcome to dev@lists.example.org', 'Welcome to dev@lists.example.org'].sort());
+  }, 30_000);
+});
