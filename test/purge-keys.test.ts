@@ -254,6 +254,29 @@ it('the purger sends each key once per PURGE, keeps failed and timed-out purges 
   }
 });
 
+it('stopping cuts a purge request in flight and gives its rows back untried', async () => {
+  const endpoint = await standIn();
+  endpoint.set('hang');
+  const pub = await newList('stopping@lists.example.org', 'Stopping', 'public');
+  await queued();
+  await post(pub, 'st1@example.org', 'Mon, 02 Nov 2026 10:00:00 +0000');
+  const purger = new Purger(db.pool, db.url, parseConfig({ PURGE_URL: endpoint.url, PURGE_TIMEOUT: '60' }).purge, { pollMs: 100 });
+  try {
+    await purger.start();
+    await until(async () => endpoint.requests.length, (n) => n > 0);
+    const t = Date.now();
+    await purger.stop();
+    expect(Date.now() - t).toBeLessThan(5_000);
+    const { rows } = await db.pool.query<{ n: number; locked: number; tried: number }>(
+      'select count(*)::int as n, count(locked_by)::int as locked, count(*) filter (where attempts > 0)::int as tried from purges');
+    expect(rows[0]).toEqual({ n: 5, locked: 0, tried: 0 });
+  } finally {
+    await purger.stop();
+    await endpoint.stop();
+    await queued();
+  }
+});
+
 it('without PURGE_URL the worker drops what the triggers queue', async () => {
   const pub = await newList('nocache@lists.example.org', 'No cache', 'public');
   await post(pub, 'n1@example.org', 'Mon, 02 Nov 2026 10:00:00 +0000');

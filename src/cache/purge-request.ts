@@ -46,9 +46,10 @@ function target(url: string): { url: string; authorization: string | null } {
 }
 
 /** Sends one purge; throws with a message fit for the queue's last_error when the cache did not confirm it. */
-export async function sendPurge(url: string, keys: string[], timeoutMs: number): Promise<void> {
+export async function sendPurge(url: string, keys: string[], timeoutMs: number, stop?: AbortSignal): Promise<void> {
   const t = target(url);
   const controller = new AbortController();
+  stop?.addEventListener('abort', () => controller.abort(), { once: true });
   const work = (async () => {
     const res = await fetch(t.url, {
       method: PURGE_METHOD,

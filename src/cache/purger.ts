@@ -14,7 +14,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { Listener } from '../db/listener.ts';
-import { claimPurges, deletePurges, discardPurges, PURGE_CHANNEL, retryPurges, type ClaimedPurge } from '../db/purges.ts';
+import { claimPurges, deletePurges, discardPurges, PURGE_CHANNEL, releasePurges, retryPurges, type ClaimedPurge } from '../db/purges.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { purgeKeys } from '../metrics.ts';
 import { purgeChunks, sendPurge } from './purge-request.ts';
@@ -41,6 +41,8 @@ export class Purger {
   private pending = true;
   private wake: (() => void) | null = null;
   private readonly pollMs: number;
+  /** cuts the request in flight when stopping: its rows go back untried */
+  private readonly cut = new AbortController();
 
   constructor(private readonly pool: pg.Pool, private readonly listenUrl: string, private readonly cfg: Config['purge'], opts: PurgerOptions = {}) {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
@@ -57,9 +59,10 @@ export class Purger {
     this.log.info({ url: this.cfg.url ? redactUrl(this.cfg.url) : null }, this.cfg.url ? 'purger started' : 'no PURGE_URL: queued purges are dropped');
   }
 
-  /** Stops after the round in flight (each request has its deadline). Idempotent. */
+  /** Stops now: a request in flight is cut and its rows go back to the queue untried. Idempotent. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.cut.abort();
     this.wake?.();
     await this.running;
     await this.notifier?.stop();
@@ -101,14 +104,25 @@ export class Purger {
     if (rows.length === 0) return false;
     const byKey = new Map<string, ClaimedPurge[]>();
     for (const r of rows) byKey.set(r.key, [...(byKey.get(r.key) ?? []), r]);
-    for (const keys of purgeChunks([...byKey.keys()].sort())) {
-      const ids = keys.flatMap((k) => byKey.get(k)!.map((r) => r.id));
+    const chunks = purgeChunks([...byKey.keys()].sort());
+    const idsOf = (keys: string[]) => keys.flatMap((k) => byKey.get(k)!.map((r) => r.id));
+    for (const [i, keys] of chunks.entries()) {
+      const ids = idsOf(keys);
+      // Stopping: this chunk and the rest go back as they were, for the next worker.
+      if (this.stopping) {
+        await releasePurges(this.pool, idsOf(chunks.slice(i).flat()));
+        break;
+      }
       try {
-        await sendPurge(url, keys, this.cfg.timeoutMs);
+        await sendPurge(url, keys, this.cfg.timeoutMs, this.cut.signal);
         await deletePurges(this.pool, ids);
         purgeKeys.inc({ result: 'sent' }, keys.length);
         this.log.debug({ keys }, 'purged');
       } catch (err) {
+        if (this.stopping) {
+          await releasePurges(this.pool, idsOf(chunks.slice(i).flat()));
+          break;
+        }
         const message = (err as Error).message;
         await retryPurges(this.pool, ids, message);
         purgeKeys.inc({ result: 'failed' }, keys.length);
