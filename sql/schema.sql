@@ -509,6 +509,213 @@ begin
 end $$;
 
 --
+-- Name: purge_list_messages_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_list_messages_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_archive_purges(array_agg(list_id), array_agg(message_id), array_agg(date)) from old_rows having count(*) > 0;
+  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  return null;
+end $$;
+
+--
+-- Name: purge_list_messages_inserted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_list_messages_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_archive_purges(array_agg(list_id), array_agg(message_id), array_agg(date)) from new_rows having count(*) > 0;
+  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  return null;
+end $$;
+
+--
+-- Name: purge_list_messages_updated(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_list_messages_updated() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_archive_purges(array_agg(x.list_id), array_agg(x.message_id), array_agg(x.date))
+     from (select o.list_id, o.message_id, o.date from old_rows o join new_rows n using (list_id, message_id)
+            where o.hidden_at is distinct from n.hidden_at or o.date <> n.date
+           union
+           select n.list_id, n.message_id, n.date from old_rows o join new_rows n using (list_id, message_id)
+            where o.hidden_at is distinct from n.hidden_at or o.date <> n.date) x
+   having count(*) > 0;
+  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  return null;
+end $$;
+
+--
+-- Name: purge_lists_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_lists_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_list_purges(array_agg(id), array_agg(local_part)) from old_rows having count(*) > 0;
+  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  return null;
+end $$;
+
+--
+-- Name: purge_lists_inserted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_lists_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_list_purges(array_agg(id), array_agg(local_part)) from new_rows having count(*) > 0;
+  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  return null;
+end $$;
+
+--
+-- Name: purge_lists_updated(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_lists_updated() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_list_purges(array_agg(x.id), array_agg(x.local_part)) from (
+    select o.id, o.local_part from old_rows o join new_rows n using (id)
+     where (o.name, o.description, o.archive, o.address, o.local_part, o.domain)
+           is distinct from (n.name, n.description, n.archive, n.address, n.local_part, n.domain)
+    union
+    select n.id, n.local_part from old_rows o join new_rows n using (id)
+     where o.local_part <> n.local_part) x
+  having count(*) > 0;
+  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  return null;
+end $$;
+
+--
+-- Name: purge_messages_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_messages_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_thread_purges(array_agg(thread_id)) from old_rows having count(*) > 0;
+  if found then
+    insert into purges (key) select distinct 'message-' || id from old_rows;
+    perform pg_notify('listkeeper_purges', '');
+  end if;
+  return null;
+end $$;
+
+--
+-- Name: purge_messages_updated(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purge_messages_updated() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform queue_thread_purges(array_agg(t)) from (
+    select o.thread_id from old_rows o join new_rows n using (id)
+     where o.thread_id <> n.thread_id or o.parent_id is distinct from n.parent_id
+    union
+    select n.thread_id from old_rows o join new_rows n using (id)
+     where o.thread_id <> n.thread_id or o.parent_id is distinct from n.parent_id) x(t)
+   having count(*) > 0;
+  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  return null;
+end $$;
+
+--
+-- Name: queue_archive_purges(bigint[], bigint[], timestamp with time zone[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.queue_archive_purges(p_lists bigint[], p_messages bigint[], p_dates timestamp with time zone[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into purges (key)
+  with r as (
+    select distinct r.list_id, r.message_id, r.date, m.thread_id
+      from unnest(p_lists, p_messages, p_dates) as r(list_id, message_id, date)
+      join lists l on l.id = r.list_id and l.archive = 'public'
+      left join messages m on m.id = r.message_id
+  ), threads as (
+    select distinct list_id, thread_id from r where thread_id is not null
+  )
+  select 'site' from r
+  union select 'latest-' || list_id from r
+  union select 'month-' || list_id || '-' || to_char(date at time zone 'UTC', 'YYYY-MM') from r
+  union select 'message-' || message_id from r
+  union select 'thread-' || thread_id from threads
+  union select 'month-' || t.list_id || '-' || d.month from threads t cross join lateral (
+          -- by the thread's index, then each message's row in the list (`offset 0` keeps the planner
+          -- from joining the other way round: a scan of the whole list per post)
+          select distinct to_char(lm.date at time zone 'UTC', 'YYYY-MM') as month
+            from messages x cross join lateral (
+                   select y.date from list_messages y where y.list_id = t.list_id and y.message_id = x.id offset 0) lm
+           where x.thread_id = t.thread_id) d
+  union select 'message-' || n.id from r cross join lateral (
+          select coalesce(
+            (select max(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and date = r.date and message_id < r.message_id and hidden_at is null offset 0) y),
+            (select max(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and hidden_at is null and date = (
+                select max(z.date) from list_messages z where z.list_id = r.list_id and z.date < r.date and z.hidden_at is null) offset 0) y)) as id) n
+         where n.id is not null
+  union select 'message-' || n.id from r cross join lateral (
+          select coalesce(
+            (select min(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and date = r.date and message_id > r.message_id and hidden_at is null offset 0) y),
+            (select min(y.message_id) from (select message_id from list_messages
+              where list_id = r.list_id and hidden_at is null and date = (
+                select min(z.date) from list_messages z where z.list_id = r.list_id and z.date > r.date and z.hidden_at is null) offset 0) y)) as id) n
+         where n.id is not null;
+end $$;
+
+--
+-- Name: queue_list_purges(bigint[], text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.queue_list_purges(p_lists bigint[], p_local_parts text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into purges (key)
+  select 'site'
+  union select 'list-' || unnest(p_lists)
+  union select 'list-' || l.id from lists l where l.local_part = any(p_local_parts);
+end $$;
+
+--
+-- Name: queue_thread_purges(bigint[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.queue_thread_purges(p_threads bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into purges (key)
+  with t as (select distinct unnest(p_threads) as thread_id)
+  select 'thread-' || thread_id from t
+  union select 'month-' || d.list_id || '-' || d.month from t cross join lateral (
+          select distinct lm.list_id, to_char(lm.date at time zone 'UTC', 'YYYY-MM') as month
+            from messages x cross join lateral (
+                   select y.list_id, y.date from list_messages y
+                     join lists l on l.id = y.list_id and l.archive = 'public'
+                    where y.message_id = x.id offset 0) lm
+           where x.thread_id = t.thread_id) d;
+end $$;
+
+--
 -- Name: record_message_digests(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1273,6 +1480,38 @@ CREATE SEQUENCE public.outbox_id_seq
 ALTER SEQUENCE public.outbox_id_seq OWNED BY public.outbox.id;
 
 --
+-- Name: purges; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.purges (
+    id bigint NOT NULL,
+    key text NOT NULL,
+    queued_at timestamp with time zone DEFAULT now() NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    locked_by text,
+    locked_at timestamp with time zone,
+    last_error text
+);
+
+--
+-- Name: purges_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.purges_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: purges_id_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.purges_id_seq OWNED BY public.purges.id;
+
+--
 -- Name: rate_limits; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1476,6 +1715,12 @@ ALTER TABLE ONLY public.outbound_mail ALTER COLUMN id SET DEFAULT nextval('publi
 --
 
 ALTER TABLE ONLY public.outbox ALTER COLUMN id SET DEFAULT nextval('public.outbox_id_seq'::regclass);
+
+--
+-- Name: purges id; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.purges ALTER COLUMN id SET DEFAULT nextval('public.purges_id_seq'::regclass);
 
 --
 -- Name: subscription_requests id; Type: DEFAULT; Schema: public; Owner: -
@@ -1685,6 +1930,13 @@ ALTER TABLE ONLY public.outbound_mail
 
 ALTER TABLE ONLY public.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
+
+--
+-- Name: purges purges_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.purges
+    ADD CONSTRAINT purges_pkey PRIMARY KEY (id);
 
 --
 -- Name: rate_limits rate_limits_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -1967,6 +2219,18 @@ CREATE UNIQUE INDEX outbox_post_once ON public.outbox USING btree (list_id, mess
 CREATE INDEX outbox_sending ON public.outbox USING btree (locked_by) WHERE (state = 'sending'::text);
 
 --
+-- Name: purges_due; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX purges_due ON public.purges USING btree (run_at);
+
+--
+-- Name: purges_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX purges_key ON public.purges USING btree (key);
+
+--
 -- Name: rate_limits_window; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2015,6 +2279,24 @@ CREATE TRIGGER accounts_primary_is_verified AFTER INSERT OR UPDATE OF email ON p
 CREATE TRIGGER list_messages_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.list_messages FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
 
 --
+-- Name: list_messages list_messages_purge_delete; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER list_messages_purge_delete AFTER DELETE ON public.list_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_list_messages_deleted();
+
+--
+-- Name: list_messages list_messages_purge_insert; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER list_messages_purge_insert AFTER INSERT ON public.list_messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_list_messages_inserted();
+
+--
+-- Name: list_messages list_messages_purge_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER list_messages_purge_update AFTER UPDATE ON public.list_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_list_messages_updated();
+
+--
 -- Name: lists lists_changed; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2025,6 +2307,24 @@ CREATE TRIGGER lists_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pub
 --
 
 CREATE TRIGGER lists_changed_archive AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.lists FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
+
+--
+-- Name: lists lists_purge_delete; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_purge_delete AFTER DELETE ON public.lists REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_lists_deleted();
+
+--
+-- Name: lists lists_purge_insert; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_purge_insert AFTER INSERT ON public.lists REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_lists_inserted();
+
+--
+-- Name: lists lists_purge_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_purge_update AFTER UPDATE ON public.lists REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_lists_updated();
 
 --
 -- Name: members members_end_vacation; Type: TRIGGER; Schema: public; Owner: -
@@ -2043,6 +2343,18 @@ CREATE TRIGGER messages_changed AFTER DELETE OR UPDATE OR TRUNCATE ON public.mes
 --
 
 CREATE TRIGGER messages_digests AFTER INSERT ON public.messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.record_message_digests();
+
+--
+-- Name: messages messages_purge_delete; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER messages_purge_delete AFTER DELETE ON public.messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_messages_deleted();
+
+--
+-- Name: messages messages_purge_update; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER messages_purge_update AFTER UPDATE ON public.messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_messages_updated();
 
 --
 -- Name: messages messages_thread_moves; Type: TRIGGER; Schema: public; Owner: -

@@ -74,6 +74,9 @@ const schema = z.object({
   SPAM_CHECK_URL: url(['http:', 'https:']).optional(),
   SPAM_CHECK_FAIL: z.enum(['accept', 'tempfail']).default('accept'),
   SPAM_CHECK_TIMEOUT: z.coerce.number().positive().max(600).default(10),
+  // The cache in front of the archive (src/cache/purger.ts; docs/operations.md "Behind Varnish")
+  PURGE_URL: url(['http:', 'https:']).optional(),
+  PURGE_TIMEOUT: z.coerce.number().positive().max(600).default(5),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // Unset: defaultPoolSize(cores)
@@ -173,6 +176,13 @@ export interface Config {
    * scanner does not answer (accepted unscanned, or 451). timeoutMs: the deadline of one scan.
    */
   spamCheck: { url?: string; fail: 'accept' | 'tempfail'; timeoutMs: number };
+  /**
+   * The cache in front of the archive (src/cache/purger.ts). url: where PURGE requests naming the
+   * changed pages' keys go (its user and password, if any, as Basic authentication); unset: no
+   * cache to purge, and the worker drops what the triggers queue. timeoutMs: the deadline of one
+   * purge request.
+   */
+  purge: { url?: string; timeoutMs: number };
   /** resolvers for every lookup (DNS_SERVERS); empty: the system's */
   dnsServers: string[];
   /**
@@ -346,6 +356,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     relayTlsCa: e.RELAY_TLS_CA,
     heloName: (e.SMTP_HELO_NAME ?? e.MAIL_DOMAIN).toLowerCase(),
     spamCheck: { url: e.SPAM_CHECK_URL, fail: e.SPAM_CHECK_FAIL, timeoutMs: Math.round(e.SPAM_CHECK_TIMEOUT * 1000) },
+    purge: { url: e.PURGE_URL, timeoutMs: Math.round(e.PURGE_TIMEOUT * 1000) },
     dnsServers: (e.DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     authCheckTimeoutMs: e.AUTH_CHECK_TIMEOUT_MS,
     postSynchronousCommit: e.POST_SYNCHRONOUS_COMMIT ?? null,

@@ -144,3 +144,52 @@ export const conversionFinished = new client.Gauge({
     for (const j of jobs) this.set({ name: j.name }, j.done_at ? 1 : 0);
   },
 });
+
+/** Keys sent to the cache in front (PURGE_URL) by result: sent (it answered 2xx) or failed (retried later). */
+export const purgeKeys = new client.Counter({
+  name: 'listkeeper_purge_keys_total',
+  help: 'Surrogate keys purged from the cache in front of the archive (PURGE_URL), by result: sent, failed (queued again with backoff); counted by the process running the worker role',
+  labelNames: ['result'],
+  registers: [registry],
+});
+
+/** What the purge queue gauges read at scrape time (db/purges.ts purgeDepth). */
+export interface PurgeDepth {
+  keys: number;
+  oldestSeconds: number;
+}
+let purgeDepthSource: (() => Promise<PurgeDepth>) | null = null;
+let lastPurgeDepth: { at: number; value: Promise<PurgeDepth | null> } | null = null;
+
+export function setPurgeDepthSource(fn: () => Promise<PurgeDepth>) {
+  purgeDepthSource = fn;
+  lastPurgeDepth = null;
+}
+
+function purgeDepthNow(): Promise<PurgeDepth | null> | null {
+  if (!purgeDepthSource) return null;
+  if (!lastPurgeDepth || Date.now() - lastPurgeDepth.at > 1000) lastPurgeDepth = { at: Date.now(), value: purgeDepthSource().catch(() => null) };
+  return lastPurgeDepth.value;
+}
+
+export const purgeQueueKeys = new client.Gauge({
+  name: 'listkeeper_purge_queue_keys',
+  help: 'Distinct surrogate keys waiting to be purged from the cache in front (PURGE_URL), read at scrape time',
+  registers: [registry],
+  aggregator: 'max',
+  async collect() {
+    const d = await purgeDepthNow();
+    if (d) this.set(d.keys);
+  },
+});
+
+export const purgeOldestQueued = new client.Gauge({
+  name: 'listkeeper_purge_oldest_queued_seconds',
+  help: 'Age of the oldest purge waiting for the cache in front (0 when none): the cache may serve pages this stale',
+  registers: [registry],
+  aggregator: 'max',
+  async collect() {
+    const d = await purgeDepthNow();
+    if (d) this.set(d.oldestSeconds);
+  },
+});

@@ -6,10 +6,11 @@ export function registerQueueCommand(program: Command) {
   program
     .command('queue')
     .option('--json', 'machine-readable output')
-    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked), background conversions')
+    .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked), background conversions; and the purges waiting for the cache in front (PURGE_URL)')
     .action((o) =>
       runCommand(async ({ db, cfg }) => {
         const { queueStats } = await import('../db/outbox.ts');
+        const { purgeQueueStats } = await import('../db/purges.ts');
         const { redactSecrets } = await import('../log.ts');
         const { conversionProgress } = await import('../db/conversions.ts');
         const stats = await queueStats(db.pool, cfg.delivery.leaseSeconds);
@@ -17,7 +18,9 @@ export function registerQueueCommand(program: Command) {
         // An error text may quote a URL with its password (a relay's message, a misconfiguration).
         if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);
         for (const c of conversions) if (c.error) c.error = redactSecrets(c.error);
-        if (o.json) return printJson({ ...stats, conversions });
+        const purges = await purgeQueueStats(db.pool);
+        if (purges.oldest?.last_error) purges.oldest.last_error = redactSecrets(purges.oldest.last_error);
+        if (o.json) return printJson({ ...stats, conversions, purges: { url: cfg.purge.url ? redactSecrets(cfg.purge.url) : null, ...purges } });
         const c = stats.counts;
         const lines = [
           `queued   ${c.queued}${stats.deferred ? ` (${stats.deferred} waiting to retry)` : ''}`,
@@ -29,6 +32,10 @@ export function registerQueueCommand(program: Command) {
             : 'oldest   nothing waiting',
           `workers  ${stats.workers.length ? stats.workers.map((w) => (w.stale ? `${w.name} (stale: last heartbeat ${w.heartbeat_at.toISOString()})` : w.name)).join(', ') : 'none running'}`,
           ...conversions.map((c) => `conversion ${c.name}: ${conversionState(c)}`),
+          `purges   ${purges.keys} key(s) waiting${purges.retrying ? ` (${purges.retrying} to retry)` : ''}${cfg.purge.url ? '' : ' (no PURGE_URL: dropped by the worker)'}`,
+          ...(purges.oldest
+            ? [`         oldest ${purges.oldest.key}, queued ${purges.oldest.queued_at.toISOString()}, next try ${purges.oldest.run_at.toISOString()}, ${purges.oldest.attempts} attempt(s)${purges.oldest.last_error ? `: ${purges.oldest.last_error}` : ''}`]
+            : []),
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
       }),

@@ -34,7 +34,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const all = !roles.smtp && !roles.web && !roles.worker;
   const cfg = await loadConfig();
   // Loaded here, not at start: other commands never pay for what only serve uses.
-  const { log } = await import('../log.ts');
+  const { log, redactUrl } = await import('../log.ts');
   const { offersOneClick } = await import('../mail/list-headers.ts');
   const { openDatabase } = await import('../db/database.ts');
   (await import('../dns.ts')).useDnsServers(cfg.dnsServers);
@@ -71,6 +71,9 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
       const { startDeliveryWorker } = await import('../delivery/start.ts');
       background.push(await startDeliveryWorker(db, cfg));
       urls.push('delivery worker running');
+      const { startPurger } = await import('../cache/purger.ts');
+      background.push(await startPurger(db.pool, db.directUrl ?? db.url, cfg));
+      if (cfg.purge.url) urls.push(`purges to ${redactUrl(cfg.purge.url)}`);
     }
   } catch (err) {
     for (const part of [...intake, ...background]) await part.stop().catch(() => undefined);

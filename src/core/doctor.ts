@@ -13,6 +13,7 @@ import { advisoryLockCap } from '../db/group-commit.ts';
 import { allLists, type ListRow } from '../db/lists.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { queueStats } from '../db/outbox.ts';
+import { purgeQueueStats } from '../db/purges.ts';
 import { OLDEST_SUPPORTED_MAJOR, serverSettings, versionRefusal, type ServerSettings } from '../db/server-settings.ts';
 import { upgradeInProgress, upgradeMarkerFile } from '../db/upgrade-marker.ts';
 import { MAX_REFERENCES } from '../mail/message-id.ts';
@@ -48,10 +49,10 @@ async function databaseFindings(pool: pg.Pool, cfg: Config): Promise<Finding[]> 
       await upgradeFinding(cfg.dataDir),
     ];
   }
-  const [migrations, upgrade, lists, queue] = await Promise.all([
-    migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg),
+  const [migrations, upgrade, lists, queue, purges] = await Promise.all([
+    migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg), purgesFinding(pool, cfg),
   ]);
-  return [versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...lists, queue];
+  return [versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...lists, queue, ...purges];
 }
 
 /** The DNS records of the lists' domains and keys (a database not migrated yet has no lists to read). */
@@ -164,6 +165,25 @@ async function queueFinding(pool: pg.Pool, cfg: Config): Promise<Finding> {
   if (hours > cfg.delivery.giveUpHours) return fail('queue', `${what}: older than DELIVERY_GIVE_UP_HOURS (${cfg.delivery.giveUpHours})`, fix);
   if (hours > QUEUE_WARN_HOURS || live === 0) return warn('queue', what, fix);
   return ok('queue', what);
+}
+
+/** Purges waiting longer than this mean the cache in front may be serving pages that old. */
+const PURGE_WARN_MINUTES = 10;
+
+/** With PURGE_URL: the oldest purge waiting for the cache in front (none without PURGE_URL: nothing to check). */
+export async function purgesFinding(pool: pg.Pool, cfg: Config): Promise<Finding[]> {
+  if (!cfg.purge.url) return [];
+  let stats;
+  try {
+    stats = await within(purgeQueueStats(pool), QUERY_MS, 'the purge queue query');
+  } catch (err) {
+    return [fail('purges', `cannot read the purge queue: ${(err as Error).message}`, SCHEMA_FIX)];
+  }
+  if (!stats.oldest) return [ok('purges', 'nothing waiting for the cache in front')];
+  const hours = stats.oldestSeconds / 3600;
+  const what = `${stats.keys} key(s) waiting for the cache in front, the oldest (${stats.oldest.key}) for ${formatAge(hours)}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`;
+  if (hours * 60 <= PURGE_WARN_MINUTES) return [ok('purges', what)];
+  return [warn('purges', `${what}; the cache may serve pages this old`, 'check that PURGE_URL answers PURGE requests (docs/operations.md, "Behind Varnish") and that a worker runs ("listkeeper serve --worker")')];
 }
 
 function formatAge(hours: number): string {

@@ -11,10 +11,11 @@ import type { BackupTable } from './backup-format.ts';
  * Left out on purpose: state that belongs to running processes or expires within hours, and that
  * a restored site does better without. Web sessions and login links (people log in again: a
  * backup file then carries no live credential but password hashes), rate-limit windows, the
- * delivery workers' heartbeats (a restored site's workers register themselves), and the
+ * delivery workers' heartbeats (a restored site's workers register themselves), purges waiting for
+ * the cache in front (a restore changes every page: purge the whole cache after one), and the
  * migrations table (restore applies the migrations themselves; the header lists them).
  */
-export const EXCLUDED_TABLES = ['sessions', 'login_tokens', 'rate_limits', 'delivery_workers', 'schema_migrations'];
+export const EXCLUDED_TABLES = ['sessions', 'login_tokens', 'rate_limits', 'delivery_workers', 'purges', 'schema_migrations'];
 
 /** The tables to copy, parents before children (foreign keys), each with its columns and key; `rows` is 0 here. */
 export async function backupTables(db: Queryable): Promise<BackupTable[]> {

@@ -9,10 +9,11 @@ import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
 import { outboxDepth } from '../db/outbox.ts';
 import { conversionProgress } from '../db/conversions.ts';
+import { purgeDepth } from '../db/purges.ts';
 import { ping } from '../db/pool.ts';
 import { CHECK_MS, readiness } from '../core/readiness.ts';
 import { within } from '../deadline.ts';
-import { registry, setConversionSource, setOutboxDepthSource } from '../metrics.ts';
+import { registry, setConversionSource, setOutboxDepthSource, setPurgeDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
 import { apiErrorHandler } from './api/errors.ts';
 import { apiRouter } from './api/routes.ts';
@@ -66,6 +67,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   });
   setOutboxDepthSource(() => outboxDepth(db.pool));
   setConversionSource(() => conversionProgress(db.pool));
+  setPurgeDepthSource(() => purgeDepth(db.pool));
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await serverMetrics());
   });

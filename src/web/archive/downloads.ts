@@ -21,14 +21,15 @@ import { notModified } from './conditional.ts';
 import { routeMonth, sendBody, setCacheHeaders } from './http.ts';
 import { absoluteUrl, feedUrl, listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, shownSubject } from './present.ts';
+import { latestKey, listKey, monthKey, threadKey } from './cache-keys.ts';
 
 const FEED_ENTRIES = 30;
 
-async function sendMbox(ctx: WebContext, req: Request, res: Response, list: ReaderList, scope: MboxScope, filename: string) {
+async function sendMbox(ctx: WebContext, req: Request, res: Response, list: ReaderList, scope: MboxScope, filename: string, keys: string[]) {
   const version = await mboxVersion(ctx.db.readPool, scope);
   if (version.messages === 0) throw new NotFound('There are no messages to download here.', 'empty');
   res.set('ETag', `"mbox-${crypto.createHash('sha1').update(`${scope.listId}:${version.digest}`).digest('hex').slice(0, 24)}"`);
-  setCacheHeaders(req, res, { restricted: list.archive !== 'public', lastModified: version.last_modified });
+  setCacheHeaders(req, res, { restricted: list.archive !== 'public', lastModified: version.last_modified, keys });
   if (notModified(req, res)) return;
   res.set('Content-Type', 'application/mbox');
   res.set('Content-Disposition', `attachment; filename="${filename}"`);
@@ -46,13 +47,13 @@ async function sendMbox(ctx: WebContext, req: Request, res: Response, list: Read
 export async function monthMbox(ctx: WebContext, req: Request, res: Response) {
   const range = routeMonth(res);
   const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
-  await sendMbox(ctx, req, res, list, { listId: list.id, after: range.start, before: range.end }, `${list.local_part}-${range.month}.mbox`);
+  await sendMbox(ctx, req, res, list, { listId: list.id, after: range.start, before: range.end }, `${list.local_part}-${range.month}.mbox`, [listKey(list.id), monthKey(list.id, range.month)]);
 }
 
 export async function threadMbox(ctx: WebContext, req: Request, res: Response) {
   const thread = String(req.params.thread);
   const list = await readableList(ctx.db.readPool, viewerOf(req), String(req.params.list));
-  await sendMbox(ctx, req, res, list, { listId: list.id, threadId: Number(thread) }, `${list.local_part}-thread-${thread}.mbox`);
+  await sendMbox(ctx, req, res, list, { listId: list.id, threadId: Number(thread) }, `${list.local_part}-thread-${thread}.mbox`, [listKey(list.id), threadKey(Number(thread))]);
 }
 
 export async function feed(ctx: WebContext, req: Request, res: Response) {
@@ -80,7 +81,7 @@ export async function feed(ctx: WebContext, req: Request, res: Response) {
       summary: obfuscate ? obfuscateText(e.body) : e.body,
     })),
   });
-  setCacheHeaders(req, res, { restricted: list.archive !== 'public', lastModified: updated });
+  setCacheHeaders(req, res, { restricted: list.archive !== 'public', lastModified: updated, keys: [listKey(list.id), latestKey(list.id)] });
   res.type('application/atom+xml; charset=utf-8');
   sendBody(req, res, xml);
 }

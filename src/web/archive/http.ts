@@ -25,6 +25,8 @@ export interface CachePolicy {
   lastModified?: Date | null;
   /** the page holds a per-visitor token (a form): never shared */
   personal?: boolean;
+  /** what the page shows, for a cache in front to purge it by (cache-keys.ts) */
+  keys?: string[];
 }
 
 export function setCacheHeaders(req: Request, res: Response, p: CachePolicy) {
@@ -34,6 +36,11 @@ export function setCacheHeaders(req: Request, res: Response, p: CachePolicy) {
   else res.set('Cache-Control', `public, max-age=${PUBLIC_MAX_AGE}`);
   res.vary('Cookie');
   if (p.lastModified) res.set('Last-Modified', p.lastModified.toUTCString());
+  // Both names: Fastly and others read Surrogate-Key, Varnish's vmod-xkey reads xkey.
+  if (p.keys?.length) {
+    res.set('Surrogate-Key', p.keys.join(' '));
+    res.set('xkey', p.keys.join(' '));
+  }
 }
 
 /**

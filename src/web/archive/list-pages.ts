@@ -10,6 +10,7 @@ import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, routeMonth, sendPage } from './http.ts';
 import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadUrl } from '../../mail/urls.ts';
 import { participants, shownSubject } from './present.ts';
+import { latestKey, listKey, monthKey, SITE_KEY } from './cache-keys.ts';
 
 const LISTS_PER_PAGE = 100;
 const THREADS_PER_PAGE = 100;
@@ -28,7 +29,7 @@ export async function indexPage(ctx: WebContext, req: Request, res: Response) {
     title: 'Lists',
     lists: lists.map((l) => ({ ...l, href: listUrl(l.key) })),
     pager: pager(req, page, total, LISTS_PER_PAGE),
-  }, { restricted, lastModified: latest });
+  }, { restricted, lastModified: latest, keys: [SITE_KEY] });
 }
 
 function threadRows(threads: ThreadSummary[], obfuscate: boolean, key: string) {
@@ -63,7 +64,7 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
     recent: threadRows(recent, !viewer, key),
     // A member is not offered the subscribe form again, but where to manage the subscription.
     subscription: member && SUBSCRIBED.has(member.status) ? member.status : null,
-  }, { restricted: list.archive !== 'public', lastModified, form: true });
+  }, { restricted: list.archive !== 'public', lastModified, form: true, keys: [listKey(list.id), latestKey(list.id)] });
 }
 
 export async function monthPage(ctx: WebContext, req: Request, res: Response) {
@@ -92,5 +93,5 @@ export async function monthPage(ctx: WebContext, req: Request, res: Response) {
     threadCount: month.total,
     messageCount: month.messages,
     pager: pager(req, page, month.total, THREADS_PER_PAGE),
-  }, { restricted: list.archive !== 'public', lastModified });
+  }, { restricted: list.archive !== 'public', lastModified, keys: [listKey(list.id), monthKey(list.id, range.month)] });
 }

@@ -26,6 +26,7 @@ import { authorFull, authorName, messageLink, shownSubject } from './present.ts'
 import { messageAtFault } from './parsed-messages.ts';
 import { resolvePermalink, type Resolution } from './permalink.ts';
 import { replyOffer } from './reply.ts';
+import { copyKeys, threadKey } from './cache-keys.ts';
 
 /** ?list=: the list key or address the reader asked for. */
 function preferredList(req: Request): string | null {
@@ -44,7 +45,7 @@ function sendHidden(ctx: WebContext, req: Request, res: Response, messageId: str
     reason: r.copy.hidden_reason || 'no reason given',
     hiddenAt: r.copy.hidden_at,
     lists: uniqueLists(r.lists).map((l) => ({ ...l, href: listUrl(l.key) })),
-  }, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists) }, 410);
+  }, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists), keys: copyKeys(r.lists) }, 410);
 }
 
 /** 300: the Message-ID names several messages this reader may read; each is offered with its list. */
@@ -61,7 +62,7 @@ function sendChoice(ctx: WebContext, req: Request, res: Response, messageId: str
       date: c.date,
       lists: c.lists.map((l) => ({ name: l.name, address: l.address, href: listUrl(l.key) })),
     })),
-  }, { restricted: restrictedOf(lists), lastModified: changedAt(lists) }, 300);
+  }, { restricted: restrictedOf(lists), lastModified: changedAt(lists), keys: copyKeys(lists) }, 300);
 }
 
 function uniqueLists(copies: MessageCopy[]): MessageCopy[] {
@@ -123,7 +124,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     reply,
     // Built from the page's own URL: the page cache serves it for every query it ignores.
     loginHref: loginUrl(messageUrl(m.message_id, which)),
-  }, { restricted: restrictedOf(r.lists), lastModified: nb.last_modified });
+  }, { restricted: restrictedOf(r.lists), lastModified: nb.last_modified, keys: [...copyKeys(r.lists), threadKey(m.thread_id)] });
 }
 
 /** What the page shows of a message's content. */
@@ -208,7 +209,7 @@ async function permalinkTarget(ctx: WebContext, req: Request, res: Response, tar
   const found = await findPermalink(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
   const r = resolvePermalink(found.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') {
-    setCacheHeaders(req, res, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists) });
+    setCacheHeaders(req, res, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists), keys: copyKeys(r.lists) });
     res.status(410).type('text/plain').send(`This message was removed from the archive: ${r.copy.hidden_reason || 'no reason given'}\n`);
     return null;
   }
@@ -222,7 +223,7 @@ async function permalinkTarget(ctx: WebContext, req: Request, res: Response, tar
 export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   const f = await permalinkTarget(ctx, req, res, (key) => rawMessageUrl(routeMessageId(res), key));
   if (!f) return;
-  setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists) });
+  setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists), keys: copyKeys(f.lists) });
   // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
   const raw = f.m.raw;
   if (!raw) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
@@ -242,7 +243,7 @@ export async function attachment(ctx: WebContext, req: Request, res: Response) {
   const a = Number.isInteger(n) && n >= 1 ? parsed.attachments[n - 1] : undefined;
   if (!a) throw new NotFound('This message has no such attachment.', 'no_such_attachment');
   const served = attachmentHeaders(a.contentType, a.filename, `attachment-${n}`);
-  setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists) });
+  setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists), keys: copyKeys(f.lists) });
   res.set('Content-Type', served.contentType);
   res.set('Content-Disposition', served.disposition);
   res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");

@@ -31,7 +31,7 @@ const MAX_AGE_MS = 10_000;
 /** Bigger bodies (an mbox download, a large raw message) are not worth the memory. */
 const MAX_ENTRY_BYTES = 512 * 1024;
 /** Response headers that are the same for everyone who gets this page. */
-const KEPT_HEADERS = ['content-type', 'cache-control', 'vary', 'last-modified', 'etag', 'content-security-policy', 'content-disposition', 'repr-digest'];
+const KEPT_HEADERS = ['content-type', 'cache-control', 'vary', 'last-modified', 'etag', 'content-security-policy', 'content-disposition', 'repr-digest', 'surrogate-key', 'xkey'];
 
 interface Entry {
   body: Buffer;

@@ -15,6 +15,7 @@ import type { WebContext } from '../context.ts';
 import { viewerOf, type Viewer } from '../viewer.ts';
 import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, sendPage } from './http.ts';
+import { SITE_KEY } from './cache-keys.ts';
 import { listUrl, messageUrl } from '../../mail/urls.ts';
 import { authorName, excerptHtml, shownSubject } from './present.ts';
 import { MAX_OPERATORS, parseSearchQuery, startsWithOperator, type Operator } from './search-operators.ts';
@@ -129,7 +130,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
       listHref: listUrl(h.list_key),
     })),
     pager: result && result.exact ? pager(req, page, result.total, PER_PAGE) : pager(req, page, null, PER_PAGE, result?.more ?? false),
-  }, { restricted: lists.length ? lists.some((l) => l.archive !== 'public') : Boolean(viewer) }, errors.length > 0 ? 400 : 200);
+  }, { restricted: lists.length ? lists.some((l) => l.archive !== 'public') : Boolean(viewer), keys: [SITE_KEY] }, errors.length > 0 ? 400 : 200);
 }
 
 /** "1 message found", "42 messages found", or an estimate to two figures: "about 1,200 messages match". */

@@ -21,6 +21,7 @@ import { viewerOf } from '../viewer.ts';
 import { readableList } from './access.ts';
 import { pageLink, pageParam, pager, sendPage } from './http.ts';
 import { authorName, shownSubject } from './present.ts';
+import { listKey, threadKey } from './cache-keys.ts';
 
 export const BODIES_PER_PAGE = 50;
 /** The outline of a longer thread is shown this many messages at a time (a multiple of BODIES_PER_PAGE). */
@@ -102,5 +103,5 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response) {
     first: bodyFrom + 1,
     last: bodyFrom + messages.length,
     pager: pager(req, page, total, BODIES_PER_PAGE),
-  }, { restricted: list.archive !== 'public', lastModified });
+  }, { restricted: list.archive !== 'public', lastModified, keys: [listKey(list.id), threadKey(threadId)] });
 }

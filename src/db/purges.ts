@@ -1,0 +1,100 @@
+/*
+ * The purge queue (sql/0055): keys of archive pages a cache in front must drop, queued by triggers
+ * in the transaction of the change; claimed by the purger (src/cache/purger.ts) with SKIP LOCKED,
+ * like the outbox, and deleted once the cache has answered.
+ */
+
+import type { Queryable } from './pool.ts';
+
+export const PURGE_CHANNEL = 'listkeeper_purges';
+
+export interface ClaimedPurge {
+  id: number;
+  key: string;
+  attempts: number;
+}
+
+/**
+ * Claims up to `limit` due rows, oldest first, and every other row with one of their keys that no
+ * live purger holds, waiting to retry or not (a duplicate is sent once, now). A claim older than
+ * `leaseSeconds` is a dead purger's: taken over.
+ */
+export async function claimPurges(db: Queryable, purger: string, limit: number, leaseSeconds: number): Promise<ClaimedPurge[]> {
+  const { rows } = await db.query<ClaimedPurge>(
+    `with due as (
+       select id, key from purges
+        where run_at <= now() and (locked_at is null or locked_at < now() - make_interval(secs => $3))
+        order by id limit $2 for update skip locked
+     ), same as (
+       select p.id from purges p
+        where p.key in (select key from due) and (p.locked_at is null or p.locked_at < now() - make_interval(secs => $3))
+        for update skip locked
+     )
+     update purges p set locked_by = $1, locked_at = now()
+      where p.id in (select id from due union select id from same)
+     returning p.id::int as id, p.key, p.attempts`,
+    [purger, limit, leaseSeconds],
+  );
+  return rows;
+}
+
+/** The cache dropped these keys: their rows are done. */
+export async function deletePurges(db: Queryable, ids: number[]): Promise<void> {
+  await db.query('delete from purges where id = any($1::bigint[])', [ids]);
+}
+
+/** The cache did not answer or refused: tried again later, the wait growing with each attempt (at most exp(7) s ≈ 18 min). */
+export async function retryPurges(db: Queryable, ids: number[], error: string): Promise<void> {
+  await db.query(
+    `update purges set attempts = attempts + 1, locked_by = null, locked_at = null, last_error = left($2, 500),
+            run_at = greatest(now(), run_at) + exp(least(attempts + 1, 7)) * interval '1 second'
+      where id = any($1::bigint[])`,
+    [ids, error],
+  );
+}
+
+/** Gives claimed rows back untried (the purger stops). */
+export async function releasePurges(db: Queryable, ids: number[]): Promise<void> {
+  await db.query('update purges set locked_by = null, locked_at = null where id = any($1::bigint[])', [ids]);
+}
+
+/** Without PURGE_URL nothing is in front to purge: what the triggers queued is dropped. */
+export async function discardPurges(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query('delete from purges');
+  return rowCount ?? 0;
+}
+
+export interface PurgeDepth {
+  /** distinct keys waiting (what the next requests will carry) */
+  keys: number;
+  /** rows waiting; more than keys when changes repeat a key */
+  rows: number;
+  /** age of the oldest waiting row, 0 when none */
+  oldestSeconds: number;
+}
+
+export async function purgeDepth(db: Queryable): Promise<PurgeDepth> {
+  const { rows } = await db.query<{ keys: number; rows: number; oldest: number }>(
+    `select count(distinct key)::int as keys, count(*)::int as rows,
+            coalesce(extract(epoch from now() - min(queued_at)), 0)::float8 as oldest
+       from purges`,
+  );
+  return { keys: rows[0].keys, rows: rows[0].rows, oldestSeconds: rows[0].oldest };
+}
+
+export interface PurgeQueueStats extends PurgeDepth {
+  /** keys whose last attempt failed, waiting for their next try */
+  retrying: number;
+  /** the oldest waiting key, with its last failure */
+  oldest: { key: string; queued_at: Date; run_at: Date; attempts: number; last_error: string | null } | null;
+}
+
+/** The purge queue for `listkeeper queue`. */
+export async function purgeQueueStats(db: Queryable): Promise<PurgeQueueStats> {
+  const depth = await purgeDepth(db);
+  const { rows } = await db.query<{ retrying: number }>('select count(distinct key)::int as retrying from purges where attempts > 0');
+  const oldest = await db.query<NonNullable<PurgeQueueStats['oldest']>>(
+    'select key, queued_at, run_at, attempts, last_error from purges order by queued_at, id limit 1',
+  );
+  return { ...depth, retrying: rows[0].retrying, oldest: oldest.rows[0] ?? null };
+}

@@ -1,0 +1,187 @@
+/*
+ * listkeeper behind a real Varnish (Debian's varnishd 7.1), with the VCL of docs/operations.md as
+ * written, in both forms (vmod-xkey, and bans for a Varnish without it): pages are cached, a
+ * change purges exactly the pages it changes and leaves other lists' cached, a hidden message's
+ * page goes at once, and purges made while Varnish cannot be reached are delivered when it can.
+ */
+
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Purger } from '../src/cache/purger.ts';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { archiveMessage, hideMessage } from '../src/db/messages.ts';
+import { purgeQueueStats } from '../src/db/purges.ts';
+import { parse } from '../src/mail/parse.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message } from './helpers/smtp.ts';
+import { freePort, readVcl, startVarnish, type Varnish } from './helpers/varnish.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+});
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+
+/** A TCP path to Varnish that can be cut and restored (the network between worker and cache). */
+async function gateTo(port: number) {
+  const listenPort = await freePort();
+  let server: net.Server | null = null;
+  const sockets = new Set<net.Socket>();
+  const open = () => new Promise<void>((resolve) => {
+    server = net.createServer((client) => {
+      const upstream = net.connect(port, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('close', () => sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    server.listen(listenPort, '127.0.0.1', () => resolve());
+  });
+  const close = () => new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    if (!server) return resolve();
+    server.close(() => resolve());
+    server = null;
+  });
+  await open();
+  return { url: `http://127.0.0.1:${listenPort}/`, open, close };
+}
+
+async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await what();
+    if (ok(v) || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => {
+  let varnish: Varnish;
+  let gate: Awaited<ReturnType<typeof gateTo>>;
+  let purger: Purger;
+  let dev: ListRow;
+  let ops: ListRow;
+  let threadId: number;
+
+  const newList = (local: string) =>
+    createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  const post = async (list: ListRow, id: string, subject: string, date: string, headers: Record<string, string> = {}) => {
+    const raw = Buffer.from(message({ id, subject, date, headers, to: list.address }));
+    await archiveMessage(db.pool, list.id, raw, await parse(raw));
+  };
+  /** A GET through Varnish: a hit carries two transaction ids in X-Varnish (this request's and the object's). */
+  const get = async (path: string) => {
+    const res = await fetch(`${varnish.url}${path}`);
+    const body = await res.text();
+    const xv = res.headers.get('x-varnish') ?? '';
+    return { status: res.status, body, hit: xv.trim().split(/\s+/).length === 2, xkey: res.headers.get('xkey') };
+  };
+  const cached = async (path: string) => {
+    await get(path);
+    const again = await get(path);
+    expect(again.hit, `${path} is cached`).toBe(true);
+    return again;
+  };
+  const settled = async () => {
+    const s = await until(() => purgeQueueStats(db.pool), (x) => x.rows === 0);
+    expect(s.rows, `purge queue empty (last error: ${s.oldest?.last_error})`).toBe(0);
+  };
+
+  beforeAll(async () => {
+    dev = await newList(`dev-${variant}`);
+    ops = await newList(`ops-${variant}`);
+    await post(dev, `root-${variant}@example.org`, 'Root of the thread', 'Mon, 02 Nov 2026 10:00:00 +0000');
+    await post(ops, `ops-${variant}@example.org`, 'Unrelated ops talk', 'Mon, 02 Nov 2026 10:00:00 +0000');
+    threadId = (await db.pool.query<{ t: number }>('select thread_id::int as t from messages where message_id = $1', [`root-${variant}@example.org`])).rows[0].t;
+    const port = Number(new URL(web.url).port);
+    varnish = await startVarnish(readVcl()[variant], port);
+    gate = await gateTo(varnish.port);
+    await db.pool.query('delete from purges');
+    purger = new Purger(db.pool, db.url, { url: gate.url, timeoutMs: 2_000 }, { pollMs: 100 });
+    await purger.start();
+  }, 90_000);
+  afterAll(async () => {
+    await purger?.stop();
+    await gate?.close();
+    await varnish?.stop();
+  });
+
+  it('a reply purges its thread, list and message pages, and leaves another list\'s pages cached', async () => {
+    const thread = `/lists/dev-${variant}/thread/${threadId}`;
+    const opsMonth = `/lists/ops-${variant}/2026-11`;
+    const rootPage = `/message-id/root-${variant}@example.org`;
+    expect((await cached(thread)).body).not.toContain('First answer');
+    await cached(opsMonth);
+    await cached(rootPage);
+    await cached(`/lists/dev-${variant}/feed.atom`);
+    // Keys are for the cache: readers do not see them.
+    expect((await get(thread)).xkey).toBeNull();
+    // A page asked for before its message arrives: the 404 names no keys, so it is not kept.
+    const replyPage = `/message-id/reply-${variant}@example.org`;
+    expect((await get(replyPage)).status).toBe(404);
+    expect((await get(replyPage)).status).toBe(404);
+
+    await post(dev, `reply-${variant}@example.org`, 'First answer', 'Tue, 03 Nov 2026 10:00:00 +0000', { 'In-Reply-To': `<root-${variant}@example.org>` });
+    await settled();
+    const t = await get(thread);
+    expect(t.hit).toBe(false);
+    expect(t.body).toContain('First answer');
+    expect((await get(rootPage)).hit).toBe(false);
+    expect((await get(replyPage)).status).toBe(200);
+    const feed = await get(`/lists/dev-${variant}/feed.atom`);
+    expect(feed.hit).toBe(false);
+    expect(feed.body).toContain('First answer');
+    const other = await get(opsMonth);
+    expect(other.hit).toBe(true);
+    expect(other.body).toContain('Unrelated ops talk');
+  });
+
+  it('hiding a message purges its page: the next reader gets 410, not the cached copy', async () => {
+    const page = `/message-id/reply-${variant}@example.org`;
+    expect((await cached(page)).status).toBe(200);
+    await hideMessage(db.pool, dev.id, `reply-${variant}@example.org`, 'privacy', 'tester');
+    await settled();
+    const after = await get(page);
+    expect(after.status).toBe(410);
+    expect(after.body).not.toContain('First answer');
+  });
+
+  it('purges made while Varnish cannot be reached stay queued, and are delivered when it can', async () => {
+    const thread = `/lists/dev-${variant}/thread/${threadId}`;
+    await cached(thread);
+    await gate.close();
+    await post(dev, `late-${variant}@example.org`, 'Answer while the cache is away', 'Wed, 04 Nov 2026 10:00:00 +0000', { 'In-Reply-To': `<root-${variant}@example.org>` });
+    const failed = await until(() => purgeQueueStats(db.pool), (s) => s.retrying > 0);
+    expect(failed.oldest?.last_error).toMatch(/ECONNREFUSED|ECONNRESET|socket/i);
+    // Varnish still holds the old page: the purge has not reached it.
+    const stale = await get(thread);
+    expect(stale.hit).toBe(true);
+    expect(stale.body).not.toContain('Answer while the cache is away');
+    await gate.open();
+    await settled();
+    const fresh = await get(thread);
+    expect(fresh.hit).toBe(false);
+    expect(fresh.body).toContain('Answer while the cache is away');
+  });
+
+  it('varnishd killed and started again: what was queued meanwhile is delivered to it', async () => {
+    await varnish.kill();
+    await post(dev, `dead-${variant}@example.org`, 'Posted while varnishd was down', 'Thu, 05 Nov 2026 10:00:00 +0000');
+    const failed = await until(() => purgeQueueStats(db.pool), (s) => s.retrying > 0);
+    expect(failed.retrying).toBeGreaterThan(0);
+    await varnish.start();
+    await settled();
+    const month = await get(`/lists/dev-${variant}/2026-11`);
+    expect(month.body).toContain('Posted while varnishd was down');
+  }, 60_000);
+});
