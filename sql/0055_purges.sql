@@ -28,6 +28,20 @@ create table purges (
 create index purges_key on purges (key);
 create index purges_due on purges (run_at);
 
+-- Whether anything is in front to purge: the worker's purger turns it on when PURGE_URL is set and
+-- off when it is not (src/cache/purger.ts). Off, the triggers below do not fire at all, so a site
+-- without a cache pays nothing for them (they tripled an mbox import's time).
+create table purge_switch (
+  only_row   boolean primary key default true check (only_row),
+  enabled    boolean not null default false,
+  changed_at timestamptz not null default now()
+);
+insert into purge_switch default values;
+
+create function purging() returns boolean language sql stable as $$
+  select coalesce((select enabled from purge_switch), false)
+$$;
+
 -- Messages reaching, leaving, hidden in or shown again in lists (rows of list_messages). Only
 -- public archives are shared by a cache; a list whose archive stops being public is purged whole
 -- by the lists trigger. Neighbours by date: their pages link to the message ("next by date").
@@ -39,6 +53,13 @@ create index purges_due on purges (run_at);
 create function queue_archive_purges(p_lists bigint[], p_messages bigint[], p_dates timestamptz[]) returns void
 language plpgsql as $$
 begin
+  -- Many messages at once (an import, a list's archive hidden or deleted): the list's pages
+  -- whole, rather than each message's neighbours and months, which cost more than the import.
+  if cardinality(p_messages) > 50 then
+    insert into purges (key)
+    select 'site' union select 'list-' || l.id from lists l where l.id = any(p_lists) and l.archive = 'public';
+    return;
+  end if;
   insert into purges (key)
   with r as (
     select distinct r.list_id, r.message_id, r.date, m.thread_id
@@ -83,6 +104,11 @@ end $$;
 create function queue_thread_purges(p_threads bigint[]) returns void
 language plpgsql as $$
 begin
+  -- Many threads at once (an import joining threads as their parents arrive): every public list.
+  if cardinality(p_threads) > 50 then
+    insert into purges (key) select 'site' union select 'list-' || l.id from lists l where l.archive = 'public';
+    return;
+  end if;
   insert into purges (key)
   with t as (select distinct unnest(p_threads) as thread_id)
   select 'thread-' || thread_id from t
@@ -125,11 +151,11 @@ begin
 end $$;
 
 create trigger list_messages_purge_insert after insert on list_messages
-  referencing new table as new_rows for each statement execute function purge_list_messages_inserted();
+  referencing new table as new_rows for each statement when (purging()) execute function purge_list_messages_inserted();
 create trigger list_messages_purge_delete after delete on list_messages
-  referencing old table as old_rows for each statement execute function purge_list_messages_deleted();
+  referencing old table as old_rows for each statement when (purging()) execute function purge_list_messages_deleted();
 create trigger list_messages_purge_update after update on list_messages
-  referencing old table as old_rows new table as new_rows for each statement execute function purge_list_messages_updated();
+  referencing old table as old_rows new table as new_rows for each statement when (purging()) execute function purge_list_messages_updated();
 
 -- A message deleted (its list_messages rows go with it, and their trigger no longer finds its
 -- thread), or joined to another thread or parent when a missing parent arrives.
@@ -157,9 +183,9 @@ begin
 end $$;
 
 create trigger messages_purge_delete after delete on messages
-  referencing old table as old_rows for each statement execute function purge_messages_deleted();
+  referencing old table as old_rows for each statement when (purging()) execute function purge_messages_deleted();
 create trigger messages_purge_update after update on messages
-  referencing old table as old_rows new table as new_rows for each statement execute function purge_messages_updated();
+  referencing old table as old_rows new table as new_rows for each statement when (purging()) execute function purge_messages_updated();
 
 -- Lists: what archive pages show of a list (name, description, address, whether its archive is
 -- public) changed, or the list came or went. A list's URL key is its local part unless another
@@ -203,8 +229,8 @@ begin
 end $$;
 
 create trigger lists_purge_insert after insert on lists
-  referencing new table as new_rows for each statement execute function purge_lists_inserted();
+  referencing new table as new_rows for each statement when (purging()) execute function purge_lists_inserted();
 create trigger lists_purge_delete after delete on lists
-  referencing old table as old_rows for each statement execute function purge_lists_deleted();
+  referencing old table as old_rows for each statement when (purging()) execute function purge_lists_deleted();
 create trigger lists_purge_update after update on lists
-  referencing old table as old_rows new table as new_rows for each statement execute function purge_lists_updated();
+  referencing old table as old_rows new table as new_rows for each statement when (purging()) execute function purge_lists_updated();

@@ -635,6 +635,16 @@ begin
 end $$;
 
 --
+-- Name: purging(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.purging() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce((select enabled from purge_switch), false)
+$$;
+
+--
 -- Name: queue_archive_purges(bigint[], bigint[], timestamp with time zone[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -642,6 +652,13 @@ CREATE FUNCTION public.queue_archive_purges(p_lists bigint[], p_messages bigint[
     LANGUAGE plpgsql
     AS $$
 begin
+  -- Many messages at once (an import, a list's archive hidden or deleted): the list's pages
+  -- whole, rather than each message's neighbours and months, which cost more than the import.
+  if cardinality(p_messages) > 50 then
+    insert into purges (key)
+    select 'site' union select 'list-' || l.id from lists l where l.id = any(p_lists) and l.archive = 'public';
+    return;
+  end if;
   insert into purges (key)
   with r as (
     select distinct r.list_id, r.message_id, r.date, m.thread_id
@@ -703,6 +720,11 @@ CREATE FUNCTION public.queue_thread_purges(p_threads bigint[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
 begin
+  -- Many threads at once (an import joining threads as their parents arrive): every public list.
+  if cardinality(p_threads) > 50 then
+    insert into purges (key) select 'site' union select 'list-' || l.id from lists l where l.archive = 'public';
+    return;
+  end if;
   insert into purges (key)
   with t as (select distinct unnest(p_threads) as thread_id)
   select 'thread-' || thread_id from t
@@ -1480,6 +1502,17 @@ CREATE SEQUENCE public.outbox_id_seq
 ALTER SEQUENCE public.outbox_id_seq OWNED BY public.outbox.id;
 
 --
+-- Name: purge_switch; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.purge_switch (
+    only_row boolean DEFAULT true NOT NULL,
+    enabled boolean DEFAULT false NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT purge_switch_only_row_check CHECK (only_row)
+);
+
+--
 -- Name: purges; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1932,6 +1965,13 @@ ALTER TABLE ONLY public.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
 
 --
+-- Name: purge_switch purge_switch_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.purge_switch
+    ADD CONSTRAINT purge_switch_pkey PRIMARY KEY (only_row);
+
+--
 -- Name: purges purges_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2282,19 +2322,19 @@ CREATE TRIGGER list_messages_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCAT
 -- Name: list_messages list_messages_purge_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER list_messages_purge_delete AFTER DELETE ON public.list_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_list_messages_deleted();
+CREATE TRIGGER list_messages_purge_delete AFTER DELETE ON public.list_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_list_messages_deleted();
 
 --
 -- Name: list_messages list_messages_purge_insert; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER list_messages_purge_insert AFTER INSERT ON public.list_messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_list_messages_inserted();
+CREATE TRIGGER list_messages_purge_insert AFTER INSERT ON public.list_messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_list_messages_inserted();
 
 --
 -- Name: list_messages list_messages_purge_update; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER list_messages_purge_update AFTER UPDATE ON public.list_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_list_messages_updated();
+CREATE TRIGGER list_messages_purge_update AFTER UPDATE ON public.list_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_list_messages_updated();
 
 --
 -- Name: lists lists_changed; Type: TRIGGER; Schema: public; Owner: -
@@ -2312,19 +2352,19 @@ CREATE TRIGGER lists_changed_archive AFTER INSERT OR DELETE OR UPDATE OR TRUNCAT
 -- Name: lists lists_purge_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER lists_purge_delete AFTER DELETE ON public.lists REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_lists_deleted();
+CREATE TRIGGER lists_purge_delete AFTER DELETE ON public.lists REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_lists_deleted();
 
 --
 -- Name: lists lists_purge_insert; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER lists_purge_insert AFTER INSERT ON public.lists REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_lists_inserted();
+CREATE TRIGGER lists_purge_insert AFTER INSERT ON public.lists REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_lists_inserted();
 
 --
 -- Name: lists lists_purge_update; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER lists_purge_update AFTER UPDATE ON public.lists REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_lists_updated();
+CREATE TRIGGER lists_purge_update AFTER UPDATE ON public.lists REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_lists_updated();
 
 --
 -- Name: members members_end_vacation; Type: TRIGGER; Schema: public; Owner: -
@@ -2348,13 +2388,13 @@ CREATE TRIGGER messages_digests AFTER INSERT ON public.messages REFERENCING NEW 
 -- Name: messages messages_purge_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER messages_purge_delete AFTER DELETE ON public.messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_messages_deleted();
+CREATE TRIGGER messages_purge_delete AFTER DELETE ON public.messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_messages_deleted();
 
 --
 -- Name: messages messages_purge_update; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER messages_purge_update AFTER UPDATE ON public.messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.purge_messages_updated();
+CREATE TRIGGER messages_purge_update AFTER UPDATE ON public.messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_messages_updated();
 
 --
 -- Name: messages messages_thread_moves; Type: TRIGGER; Schema: public; Owner: -

@@ -5,17 +5,22 @@
  * runs real Varnish) through failures and timeouts.
  */
 
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Purger } from '../src/cache/purger.ts';
 import { parseConfig } from '../src/config.ts';
+import { importMbox } from '../src/core/archive-import.ts';
 import { purgesFinding } from '../src/core/doctor.ts';
 import { setListSettings } from '../src/core/list-settings.ts';
 import { deleteList } from '../src/db/list-admin.ts';
 import { createList, getListById, type ListRow } from '../src/db/lists.ts';
 import { archiveMessage, hideMessage, unhideMessage } from '../src/db/messages.ts';
-import { purgeQueueStats } from '../src/db/purges.ts';
+import { purgeQueueStats, setPurging } from '../src/db/purges.ts';
+import { mboxrdEntry } from '../src/mail/mbox.ts';
 import { parse } from '../src/mail/parse.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -53,6 +58,8 @@ beforeAll(async () => {
   dev = await newList('dev@lists.example.org', 'Dev', 'public');
   ops = await newList('ops@lists.example.org', 'Ops', 'public');
   secret = await newList('secret@lists.example.org', 'Secret', 'private');
+  // As a purger with PURGE_URL leaves it (off, the triggers queue nothing: the last tests).
+  await setPurging(db.pool, true);
   await queued();
 });
 afterAll(async () => {
@@ -277,7 +284,24 @@ it('stopping cuts a purge request in flight and gives its rows back untried', as
   }
 });
 
-it('without PURGE_URL the worker drops what the triggers queue', async () => {
+it('many messages at once (an import) purge their lists whole instead of each message\'s pages', async () => {
+  const bulk = await newList('bulk@lists.example.org', 'Bulk', 'public');
+  await queued();
+  const file = path.join(os.tmpdir(), `lk-purge-bulk-${process.pid}.mbox`);
+  const raws = Array.from({ length: 120 }, (_, i) => Buffer.from(message({
+    from: `a${i % 7}@example.org`, to: bulk.address, subject: `bulk ${i}`, id: `bulk${i}@example.org`,
+    date: new Date(Date.UTC(2026, 0, 1 + (i % 60))).toUTCString(), headers: i > 0 ? { 'In-Reply-To': `<bulk${i - 1}@example.org>` } : {},
+  })));
+  fs.writeFileSync(file, Buffer.concat(raws.map((r) => mboxrdEntry(r, 'someone@example.org', new Date('2026-01-01T00:00:00Z')))));
+  try {
+    expect((await importMbox(db, bulk, file, { batchSize: 60 })).added).toBe(120);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+  expect(await queued()).toEqual(sorted(['site', `list-${bulk.id}`]));
+});
+
+it('without PURGE_URL the worker turns the triggers\' queuing off and drops what they queued', async () => {
   const pub = await newList('nocache@lists.example.org', 'No cache', 'public');
   await post(pub, 'n1@example.org', 'Mon, 02 Nov 2026 10:00:00 +0000');
   expect((await purgeQueueStats(db.pool)).keys).toBeGreaterThan(0);
@@ -285,6 +309,9 @@ it('without PURGE_URL the worker drops what the triggers queue', async () => {
   await purger.start();
   try {
     expect((await until(() => purgeQueueStats(db.pool), (s) => s.rows === 0)).rows).toBe(0);
+    expect((await db.pool.query('select enabled from purge_switch')).rows[0].enabled).toBe(false);
+    await post(pub, 'n2@example.org', 'Mon, 02 Nov 2026 11:00:00 +0000');
+    expect((await db.pool.query('select count(*)::int as n from purges')).rows[0].n).toBe(0);
   } finally {
     await purger.stop();
   }

@@ -6,7 +6,8 @@
  * when it is back, in order, after a restart of either side too. Woken by NOTIFY from the
  * triggers, and polls as the guarantee.
  *
- * Without PURGE_URL there is nothing to purge: it drops what the triggers queue instead.
+ * Without PURGE_URL there is nothing to purge: it turns the triggers' queuing off (purge_switch)
+ * and drops what they queued before.
  */
 
 import crypto from 'node:crypto';
@@ -14,7 +15,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { Listener } from '../db/listener.ts';
-import { claimPurges, deletePurges, discardPurges, PURGE_CHANNEL, releasePurges, retryPurges, type ClaimedPurge } from '../db/purges.ts';
+import { claimPurges, deletePurges, discardPurges, PURGE_CHANNEL, releasePurges, retryPurges, setPurging, type ClaimedPurge } from '../db/purges.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { purgeKeys } from '../metrics.ts';
 import { purgeChunks, sendPurge } from './purge-request.ts';
@@ -51,6 +52,8 @@ export class Purger {
   }
 
   async start(): Promise<void> {
+    // Every worker of a site shares its configuration: the switch follows PURGE_URL.
+    await setPurging(this.pool, Boolean(this.cfg.url));
     if (this.cfg.url) {
       this.notifier = new Listener(this.listenUrl, [PURGE_CHANNEL], () => this.poke(), () => this.poke(), this.log);
       await this.notifier.start();

@@ -58,6 +58,14 @@ export async function releasePurges(db: Queryable, ids: number[]): Promise<void>
   await db.query('update purges set locked_by = null, locked_at = null where id = any($1::bigint[])', [ids]);
 }
 
+/**
+ * Turns the triggers' queuing on or off (sql/0055's purge_switch): on where a purger has a
+ * PURGE_URL to send to; off, changes to the archive queue nothing and cost nothing more.
+ */
+export async function setPurging(db: Queryable, enabled: boolean): Promise<void> {
+  await db.query('update purge_switch set enabled = $1, changed_at = now() where enabled <> $1', [enabled]);
+}
+
 /** Without PURGE_URL nothing is in front to purge: what the triggers queued is dropped. */
 export async function discardPurges(db: Queryable): Promise<number> {
   const { rowCount } = await db.query('delete from purges');
