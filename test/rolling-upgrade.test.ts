@@ -13,6 +13,7 @@ import { migrationFiles } from '../src/db/migrate.ts';
 import { withDatabase } from './global-setup.ts';
 import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';
+import { adminQuery } from './helpers/db.ts';
 import { previousRelease, type Release } from './helpers/previous-release.ts';
 import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-process.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
@@ -28,15 +29,7 @@ let current: ServeProcess | null = null;
 let pool: pg.Pool;
 const MEMBERS = ['ann@example.net', 'bob@example.net'];
 
-async function admin(sql: string) {
-  const c = new pg.Client({ connectionString: adminUrl });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
+const admin = (sql: string) => adminQuery(adminUrl, sql);
 
 const env = () => ({ DATABASE_URL: url, RELAY_URL: relay.url, DELIVERY_POLL_MS: '200', WEB_PROCESSES: '1' });
 const oldCli = (args: string[]) => cli(args, { DATABASE_URL: url }, undefined, prev.root, prev.bin);

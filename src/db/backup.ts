@@ -66,7 +66,8 @@ export async function backupToFile(pool: pg.Pool, file: string, opts: { onProgre
   }
 }
 
-function syncDir(dir: string) {
+/** Makes a rename or a new file in `dir` durable (fsync of the folder). */
+export function syncDir(dir: string) {
   const d = fs.openSync(dir, 'r');
   try {
     fs.fsyncSync(d);

@@ -24,7 +24,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { UpgradeFailed } from '../errors.ts';
 import { log } from '../log.ts';
-import { writeBackup } from './backup.ts';
+import { syncDir, writeBackup } from './backup.ts';
 import {
   type Binaries, checkReachable, clusterMajor, clusterUrl, ensureDatabase, freePort, initCluster, installHint, isAlive, olderBinaries, readOwner,
   type RunAs, runningPort, startCluster, stopCluster, waitForConnections,
@@ -327,13 +327,4 @@ function oneLine(err: unknown): string {
 
 function lastLine(text: string): string {
   return text.trim().split('\n').filter(Boolean).pop() ?? '';
-}
-
-function syncDir(dir: string) {
-  const d = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(d);
-  } finally {
-    fs.closeSync(d);
-  }
 }

@@ -42,7 +42,8 @@ export async function testDatabase(): Promise<TestDatabase> {
   };
 }
 
-async function adminQuery(url: string, sql: string) {
+/** One statement on the server's administrative database (create or drop a database). */
+export async function adminQuery(url: string, sql: string) {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {

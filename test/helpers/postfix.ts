@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './cli.ts';
+import { childPids } from './proc.ts';
 
 const SBIN = '/usr/sbin';
 
@@ -228,18 +229,7 @@ function instancePids(dir: string): number[] {
   if (!fs.existsSync(pidFile)) return [];
   const master = Number(fs.readFileSync(pidFile, 'utf8').trim());
   if (!master) return [];
-  const pids = [master];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === master) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
+  return [master, ...childPids(master)];
 }
 
 function alive(pid: number): boolean {

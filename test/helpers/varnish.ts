@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './cli.ts';
+import { childPids } from './proc.ts';
 
 export const VARNISHD = '/usr/sbin/varnishd';
 const DOC = path.join(ROOT, 'docs/operations.md');
@@ -86,7 +87,7 @@ export async function startVarnish(vcl: string, backendPort: number): Promise<Va
   const down = async (signal: NodeJS.Signals) => {
     const c = child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const pids = await childPids(c.pid!);
+    const pids = childPids(c.pid!);
     const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
     c.kill(signal);
     for (const pid of pids) {
@@ -122,20 +123,4 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** The children of a process, from /proc (Linux). */
-async function childPids(pid: number): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) found.push(Number(entry));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return found;
 }
