@@ -9,18 +9,10 @@ export function registerQueueCommand(program: Command) {
     .description('outbound queue status: rows by state, the oldest waiting, the workers (stale ones marked), background conversions; and the purges waiting for the cache in front (PURGE_URL)')
     .action((o) =>
       runCommand(async ({ db, cfg }) => {
-        const { queueStats } = await import('../db/outbox.ts');
-        const { purgeQueueStats } = await import('../db/purges.ts');
-        const { redactSecrets } = await import('../log.ts');
-        const { conversionProgress } = await import('../db/conversions.ts');
-        const stats = await queueStats(db.pool, cfg.delivery.leaseSeconds);
-        const conversions = await conversionProgress(db.pool);
-        // An error text may quote a URL with its password (a relay's message, a misconfiguration).
-        if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);
-        for (const c of conversions) if (c.error) c.error = redactSecrets(c.error);
-        const purges = await purgeQueueStats(db.pool);
-        if (purges.oldest?.last_error) purges.oldest.last_error = redactSecrets(purges.oldest.last_error);
-        if (o.json) return printJson({ ...stats, conversions, purges: { url: cfg.purge.url ? redactSecrets(cfg.purge.url) : null, ...purges } });
+        const { queueStatus } = await import('../core/queue-status.ts');
+        const status = await queueStatus(db.pool, cfg);
+        if (o.json) return printJson(status);
+        const { conversions, purges, ...stats } = status;
         const c = stats.counts;
         const lines = [
           `queued   ${c.queued}${stats.deferred ? ` (${stats.deferred} waiting to retry)` : ''}`,

@@ -67,6 +67,19 @@ const schemas: Record<string, Schema> = {
       oneOf: [{ type: 'null' }, object({ id: { type: 'integer' }, recipient: { type: 'string' }, kind: { enum: ['post', 'digest', 'notice'] }, created_at: dateTime, run_at: dateTime, attempts: { type: 'integer' }, last_error: nullable('string') })],
     },
     workers: { type: 'array', items: object({ name: { type: 'string' }, host: { type: 'string' }, pid: { type: 'integer' }, started_at: dateTime, heartbeat_at: dateTime, stale: { type: 'boolean' } }) },
+    conversions: {
+      type: 'array', description: 'background conversion jobs (docs/operations.md, Conversions in the background)',
+      items: object({
+        name: { type: 'string' }, last_key: { type: 'number' }, rows_done: { type: 'number' }, rows_changed: { type: 'number' }, total_estimate: nullable('number'),
+        started_at: nullable('string', { format: 'date-time' }), done_at: nullable('string', { format: 'date-time' }), locked_by: nullable('string'),
+        locked_at: nullable('string', { format: 'date-time' }), error: nullable('string'), error_at: nullable('string', { format: 'date-time' }),
+      }),
+    },
+    purges: object({
+      url: nullable('string', { description: 'PURGE_URL, its password as ***; null when unset' }), keys: { type: 'integer' }, rows: { type: 'integer' },
+      oldestSeconds: { type: 'number' }, retrying: { type: 'integer' },
+      oldest: { oneOf: [{ type: 'null' }, object({ key: { type: 'string' }, queued_at: dateTime, run_at: dateTime, attempts: { type: 'integer' }, last_error: nullable('string') })] },
+    }),
   }),
   AuditEntry: object({
     id: { type: 'integer' }, at: dateTime, actor: { type: 'string', description: 'an account\'s address, cli:USER, or api:NAME#ID for a token' },
@@ -174,7 +187,7 @@ export function openApiDocument() {
       '/lists/{list}/rules/{pattern}': { delete: op({ summary: 'remove a sender rule', scope: 'moderate', params: [LIST, param('pattern', 'an address or @domain')], response: 'RuleRemoved' }) },
       '/lists/{list}/messages/hide': { post: op({ summary: 'hide an archived message from the list\'s readers', scope: 'moderate', params: [LIST], body: 'Hide', response: 'Hidden' }) },
       '/lists/{list}/messages/unhide': { post: op({ summary: 'show a hidden message again', scope: 'moderate', params: [LIST], body: 'Unhide', response: 'Unhidden' }) },
-      '/queue': { get: op({ summary: 'the outbound queue: counts by state, the oldest waiting, the workers', scope: 'read', response: 'Queue' }) },
+      '/queue': { get: op({ summary: 'the outbound queue: counts by state, the oldest waiting, the workers, background conversions, purges waiting', scope: 'read', response: 'Queue' }) },
       '/audit': {
         get: op({
           summary: 'the audit log, newest first', scope: 'read', response: 'AuditPage',
