@@ -29,12 +29,12 @@ beforeAll(async () => {
   fs.chmodSync(certs.dir, 0o755);
   fs.chmodSync(certs.caFile, 0o644);
   tmp = clusterRoot('lk-dbtls-');
-  // TLS required from every TCP client; the server also answers on 127.0.0.2, a name its
+  // TLS required from every TCP client; the server also answers on 127.0.0.3, a name its
   // certificate does not carry.
   server = await PrivatePostgres.create(path.join(tmp, 'pg'), {
     conf: "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'",
     hba: 'hostssl all all 127.0.0.0/8 trust\nhostnossl all all 127.0.0.0/8 reject\n',
-    listen: '127.0.0.1,127.0.0.2',
+    listen: '127.0.0.1,127.0.0.3',
   });
   server.writeFile('server.crt', certs.good.cert);
   server.writeFile('server.key', certs.good.key, 0o600);
@@ -73,8 +73,8 @@ describe('TLS to PostgreSQL', () => {
     expect(plain.code).not.toBe(0);
     expect(plain.stderr).toMatch(/no encryption|pg_hba\.conf/);
     // Verification includes the name: the certificate is for localhost and 127.0.0.1, and the
-    // same server reached as 127.0.0.2 is refused.
-    const wrongName = await cli(['list', 'ls'], { DATABASE_URL: url(`sslmode=verify-full&sslrootcert=${encodeURIComponent(certs.caFile)}`, '127.0.0.2') });
+    // same server reached as 127.0.0.3 is refused (the test certificate names 127.0.0.2 too).
+    const wrongName = await cli(['list', 'ls'], { DATABASE_URL: url(`sslmode=verify-full&sslrootcert=${encodeURIComponent(certs.caFile)}`, '127.0.0.3') });
     expect(wrongName.code).not.toBe(0);
     expect(wrongName.stderr).toMatch(/does not match|altnames/i);
     // One line that says why, not a stack.
