@@ -209,6 +209,26 @@ describe('a relay that goes away and comes back (a real serve --worker process)'
 });
 
 describe('SIGTERM', () => {
+  it('during start-up, with the delivery worker already running, is held until every role has started, then stops them cleanly', async () => {
+    // The purger starts after the delivery worker: hold its first statement with a lock.
+    const blocker = await db.pool.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table purge_switch in access exclusive mode');
+      proc = await spawnWorker({ DATABASE_URL: db.url, RELAY_URL: relay.url });
+      await until(async () => (await db.pool.query(`select 1 from pg_locks where relation = 'purge_switch'::regclass and not granted`)).rowCount! > 0, 'the purger waiting for its switch');
+      proc.child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(proc.child.exitCode).toBeNull();
+      expect(proc.child.signalCode).toBeNull();
+    } finally {
+      await blocker.query('rollback');
+      blocker.release();
+    }
+    expect(await proc.exited).toBe(0);
+    expect((await db.pool.query('select name from delivery_workers')).rows).toEqual([]);
+  });
+
   const hangs: { name: string; script: Script }[] = [
     { name: 'a black hole', script: { stall: 'greeting' } },
     { name: 'a relay stalled after the message', script: { stall: 'dot' } },

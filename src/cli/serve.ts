@@ -42,6 +42,15 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   if (!webProcess && !offersOneClick(cfg.publicUrl)) {
     log.warn({ publicUrl: cfg.publicUrl }, 'PUBLIC_URL is not https: copies carry no List-Unsubscribe-Post, because RFC 8058 one-click unsubscribe needs an https link (Gmail and Yahoo require one-click from bulk senders); set PUBLIC_URL=https://…');
   }
+  // A signal while the roles start is held until they all have, then stops them: its default
+  // action would kill a delivery worker that already has copies in flight (its rows would wait
+  // for the lease to run out instead of going back at once).
+  let held: string | null = null;
+  const hold = (signal: NodeJS.Signals) => {
+    if (!(webProcess && signal === 'SIGINT')) held ??= signal;
+  };
+  process.on('SIGTERM', hold);
+  process.on('SIGINT', hold);
   const db: Database = await openDatabase(cfg, 'serve');
   // Shutdown order: intake first (SMTP then web), then delivery drains, then the pool closes.
   const intake: Part[] = [];
@@ -117,6 +126,9 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
       for (const reload of reloads) reload();
     });
   }
+  process.off('SIGTERM', hold);
+  process.off('SIGINT', hold);
+  if (held) void shutdown(held);
 }
 
 /**
