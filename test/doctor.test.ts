@@ -185,6 +185,27 @@ describe('listkeeper doctor', () => {
     }
   });
 
+  it('warns of a background conversion that no worker advances or whose last batch failed, and says when all are done', async () => {
+    const { rows } = await db.pool.query<{ name: string }>('select name from conversions order by name');
+    expect(rows.map((r) => r.name)).toContain('message-digests');
+    try {
+      const idle = await findings();
+      expect(idle.of('conversions')).toEqual(rows.map((r) => expect.objectContaining({
+        status: 'warn', what: expect.stringMatching(new RegExp(`^conversion ${r.name}: 0 row\\(s\\) done; not started$`)), fix: expect.stringContaining('listkeeper serve --worker'),
+      })));
+      await db.pool.query(`update conversions set rows_done = 1200, total_estimate = 5000, locked_by = 'w1', locked_at = now() - interval '3 minutes',
+                                  error = 'canceling statement due to lock timeout', error_at = now() where name = 'message-digests'`);
+      const failing = (await findings()).of('conversions').find((f) => f.what.startsWith('conversion message-digests'));
+      expect(failing).toMatchObject({ status: 'warn', what: expect.stringMatching(/^conversion message-digests: 1,200 row\(s\) done of about 5,000; its last batch failed at .*: canceling statement due to lock timeout$/) });
+      await db.pool.query(`update conversions set error = null, error_at = null where name = 'message-digests'`);
+      expect((await findings()).of('conversions').find((f) => f.what.startsWith('conversion message-digests'))).toMatchObject({ status: 'ok', what: expect.stringMatching(/running \(last batch by w1\)$/) });
+      await db.pool.query(`update conversions set done_at = now()`);
+      expect((await findings()).of('conversions')).toEqual([expect.objectContaining({ status: 'ok', what: 'background conversions: all done' })]);
+    } finally {
+      await db.pool.query(`update conversions set done_at = null, rows_done = 0, total_estimate = null, locked_by = null, locked_at = null, error = null, error_at = null`);
+    }
+  });
+
   it('fails a pending migration and synchronous_commit off, and does not migrate', async () => {
     const { rows } = await db.pool.query<{ name: string }>(`select name from schema_migrations order by name desc limit 1`);
     await db.pool.query(`delete from schema_migrations where name = $1`, [rows[0].name]);

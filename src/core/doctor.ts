@@ -12,6 +12,7 @@ import { within } from '../deadline.ts';
 import { advisoryLockCap } from '../db/group-commit.ts';
 import { allLists, type ListRow } from '../db/lists.ts';
 import { pendingMigrations } from '../db/migrate.ts';
+import { conversionProgress, type ConversionRow } from '../db/conversions.ts';
 import { queueStats } from '../db/outbox.ts';
 import { purgeQueueStats } from '../db/purges.ts';
 import { OLDEST_SUPPORTED_MAJOR, serverSettings, versionRefusal, type ServerSettings } from '../db/server-settings.ts';
@@ -49,10 +50,10 @@ async function databaseFindings(pool: pg.Pool, cfg: Config): Promise<Finding[]> 
       await upgradeFinding(cfg.dataDir),
     ];
   }
-  const [migrations, upgrade, lists, queue, purges] = await Promise.all([
-    migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg), purgesFinding(pool, cfg),
+  const [migrations, upgrade, lists, queue, purges, conversions] = await Promise.all([
+    migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg), purgesFinding(pool, cfg), conversionsFindings(pool),
   ]);
-  return [versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...lists, queue, ...purges];
+  return [versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...lists, queue, ...purges, ...conversions];
 }
 
 /** The DNS records of the lists' domains and keys (a database not migrated yet has no lists to read). */
@@ -169,6 +170,8 @@ async function queueFinding(pool: pg.Pool, cfg: Config): Promise<Finding> {
 
 /** Purges waiting longer than this mean the cache in front may be serving pages that old. */
 const PURGE_WARN_MINUTES = 10;
+/** A conversion no worker has advanced for this long is reported (a batch takes seconds). */
+const CONVERSION_STALL_MINUTES = 10;
 
 /** With PURGE_URL: the oldest purge waiting for the cache in front (none without PURGE_URL: nothing to check). */
 export async function purgesFinding(pool: pg.Pool, cfg: Config): Promise<Finding[]> {
@@ -184,6 +187,32 @@ export async function purgesFinding(pool: pg.Pool, cfg: Config): Promise<Finding
   const what = `${stats.keys} key(s) waiting for the cache in front, the oldest (${stats.oldest.key}) for ${formatAge(hours)}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`;
   if (hours * 60 <= PURGE_WARN_MINUTES) return [ok('purges', what)];
   return [warn('purges', `${what}; the cache may serve pages this old`, 'check that PURGE_URL answers PURGE requests (docs/operations.md, "Behind Varnish") and that a worker runs ("listkeeper serve --worker")')];
+}
+
+/**
+ * The background conversions (src/core/conversions.ts): one that failed its last batch, or that
+ * no worker has advanced for CONVERSION_STALL_MINUTES, is a warning; reads are correct meanwhile.
+ */
+export async function conversionsFindings(pool: pg.Pool): Promise<Finding[]> {
+  let jobs: ConversionRow[];
+  try {
+    jobs = await within(conversionProgress(pool), QUERY_MS, 'the conversions query');
+  } catch (err) {
+    return [fail('conversions', `cannot read the background conversions: ${(err as Error).message}`, SCHEMA_FIX)];
+  }
+  const open = jobs.filter((j) => !j.done_at);
+  if (open.length === 0) return [ok('conversions', `background conversions: ${jobs.length ? 'all done' : 'none'}`)];
+  return open.map((j) => {
+    const progress = `conversion ${j.name}: ${j.rows_done.toLocaleString('en-US')} row(s) done${j.total_estimate ? ` of about ${j.total_estimate.toLocaleString('en-US')}` : ''}`;
+    if (j.error) {
+      return warn('conversions', `${progress}; its last batch failed${j.error_at ? ` at ${j.error_at.toISOString()}` : ''}: ${j.error}`, 'the workers try it again every few seconds: fix what the error names ("listkeeper queue" shows the progress)');
+    }
+    const idleMinutes = j.locked_at ? (Date.now() - j.locked_at.getTime()) / 60_000 : null;
+    if (idleMinutes === null || idleMinutes > CONVERSION_STALL_MINUTES) {
+      return warn('conversions', `${progress}; ${idleMinutes === null ? 'not started' : `no batch for ${formatAge(idleMinutes / 60)}`}`, 'start a delivery worker ("listkeeper serve --worker"): the workers run the conversions');
+    }
+    return ok('conversions', `${progress}, running (last batch by ${j.locked_by ?? 'a worker'})`);
+  });
 }
 
 function formatAge(hours: number): string {
