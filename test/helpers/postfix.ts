@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './cli.ts';
-import { childPids } from './proc.ts';
+import { alive, childPids } from './proc.ts';
 
 const SBIN = '/usr/sbin';
 
@@ -232,14 +232,6 @@ function instancePids(dir: string): number[] {
   return [master, ...childPids(master)];
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** `postfix -c DIR stop`, then SIGKILL for whatever of this instance is left; the folder goes. */
 async function stopPostfix(dir: string, configDir: string) {

@@ -19,3 +19,13 @@ export function childPids(pid: number): number[] {
   }
   return found;
 }
+
+/** Whether a process still exists (signal 0 tests without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -11,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './cli.ts';
-import { childPids } from './proc.ts';
+import { alive, childPids } from './proc.ts';
 
 export const VARNISHD = '/usr/sbin/varnishd';
 const DOC = path.join(ROOT, 'docs/operations.md');
@@ -116,11 +116,3 @@ export async function startVarnish(vcl: string, backendPort: number): Promise<Va
   };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
