@@ -65,7 +65,7 @@ export async function upgradeIfNeeded(ctx: UpgradeContext): Promise<void> {
   if ((major === ctx.bundled.major && !pending) || (major === undefined && !marker)) return;
   await withUpgradeLock(ctx.dataDir, async () => {
     putBackAfterInterruptedSwitch(ctx);
-    if (fs.existsSync(path.join(ctx.clusterDir, CHECK_FILE))) return checkAfterSwitch(ctx);
+    if (fs.existsSync(path.join(ctx.clusterDir, CHECK_FILE))) return checkAfterSwitch(ctx, true);
     const from = clusterMajor(ctx.clusterDir);
     if (from === undefined || from === ctx.bundled.major) return;
     if (from > ctx.bundled.major) {
@@ -74,7 +74,7 @@ export async function upgradeIfNeeded(ctx: UpgradeContext): Promise<void> {
       );
     }
     await upgrade(ctx, from);
-    await checkAfterSwitch(ctx);
+    await checkAfterSwitch(ctx, false);
   });
 }
 
@@ -143,10 +143,12 @@ async function upgrade(ctx: UpgradeContext, from: number): Promise<void> {
 }
 
 /** The switched cluster, started with the bundled binaries and compared with what was copied; a failure puts the old one back. */
-async function checkAfterSwitch(ctx: UpgradeContext): Promise<void> {
+async function checkAfterSwitch(ctx: UpgradeContext, resumed: boolean): Promise<void> {
   const { dataDir, clusterDir, bundled } = ctx;
   const check = JSON.parse(fs.readFileSync(path.join(clusterDir, CHECK_FILE), 'utf8')) as PendingCheck;
   const say = upgradeLog(dataDir, check.logFile);
+  // A process stopped after the renames but before it said so: the log still tells the switch.
+  if (resumed) say(`switched: the new cluster is ${clusterDir}, the old one is kept in ${check.oldDir} (found so by a later start; the process that switched stopped before its check)`);
   const running: [Binaries, string][] = [];
   try {
     // Left running by an upgrading process that died during its check (we hold the lock).
