@@ -941,7 +941,9 @@ CREATE TABLE public.archive_import_batches (
     imported integer NOT NULL,
     duplicates integer NOT NULL,
     broken integer NOT NULL,
-    committed_at timestamp with time zone DEFAULT now() NOT NULL
+    committed_at timestamp with time zone DEFAULT now() NOT NULL,
+    part smallint DEFAULT 0 NOT NULL,
+    parts smallint DEFAULT 1 NOT NULL
 );
 
 --
@@ -1801,7 +1803,7 @@ ALTER TABLE ONLY public.api_tokens
 --
 
 ALTER TABLE ONLY public.archive_import_batches
-    ADD CONSTRAINT archive_import_batches_pkey PRIMARY KEY (import_id, first_offset);
+    ADD CONSTRAINT archive_import_batches_pkey PRIMARY KEY (import_id, first_offset, part);
 
 --
 -- Name: archive_imports archive_imports_pkey; Type: CONSTRAINT; Schema: public; Owner: -

@@ -6,13 +6,15 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Corpus } from '../bench/corpus.ts';
 import { exportMbox } from '../src/core/archive-export.ts';
-import { importMbox, type BrokenMessage } from '../src/core/archive-import.ts';
+import pg from 'pg';
+import { importMbox, partOf, type BrokenMessage } from '../src/core/archive-import.ts';
 import { importBatch, recordImportBatch, resumePoint, startImportRun } from '../src/db/archive-import.ts';
 import type { ListRow } from '../src/db/lists.ts';
 import { archiveMessage } from '../src/db/messages.ts';
 import type { Queryable } from '../src/db/pool.ts';
 import { generatedMessageId } from '../src/mail/message-id.ts';
 import { mboxrdEntry, readMbox } from '../src/mail/mbox.ts';
+import { archiveIdentity } from '../src/mail/raw-headers.ts';
 import { parse } from '../src/mail/parse.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -113,11 +115,12 @@ describe('importing mbox files', () => {
     try {
       const list = await newList(other.pool, 'resume@lists.example.org');
       const ac = new AbortController();
-      const partial = await importMbox(other, list, corpusFile, { batchSize: 100, signal: ac.signal, onProgress: () => ac.abort() });
+      // Chunks of 2 × 50: the import stops after the chunk in flight when asked.
+      const partial = await importMbox(other, list, corpusFile, { batchSize: 50, signal: ac.signal, onProgress: () => ac.abort() });
       expect(partial.interrupted).toBe(true);
       expect(partial.added).toBeGreaterThanOrEqual(100);
       expect(partial.added).toBeLessThan(400);
-      const rest = await importMbox(other, list, corpusFile, { batchSize: 100 });
+      const rest = await importMbox(other, list, corpusFile, { batchSize: 50 });
       expect(rest.resumedAt).toBe(partial.seen);
       expect(rest).toMatchObject({ seen: 400, added: 400, duplicates: 0, interrupted: false });
       expect(await count(other.pool, list.id)).toBe(400);
@@ -126,13 +129,56 @@ describe('importing mbox files', () => {
     }
   });
 
-  it('resumes after the longest unbroken chain of committed batches (two are written at a time)', async () => {
+  it('resumes after the longest unbroken chain of wholly committed chunks (a batch per writer each)', async () => {
     const list = await newList(db.pool, 'gap@lists.example.org');
     const run = await startImportRun(db.pool, list.id, '/tmp/gap.mbox', 'fingerprint-gap');
-    for (const [first, next, index] of [[0, 100, 10], [100, 250, 20], [400, 500, 40]]) {
-      await recordImportBatch(db.pool, run.id, { firstOffset: first, nextOffset: next, nextIndex: index, seen: 10, imported: 9, duplicates: 1, broken: 0 });
+    const totals = { seen: 10, imported: 9, duplicates: 1, broken: 0 };
+    for (const [first, next, index, part] of [[0, 100, 10, 0], [0, 100, 10, 1], [100, 250, 20, 1], [100, 250, 20, 0], [250, 400, 30, 1], [400, 500, 40, 0], [400, 500, 40, 1]]) {
+      await recordImportBatch(db.pool, run.id, { firstOffset: first, nextOffset: next, nextIndex: index, part, parts: 2, ...totals });
     }
-    expect(await resumePoint(db.pool, run.id)).toEqual({ nextOffset: 250, nextIndex: 20, seen: 20, imported: 18, duplicates: 2, broken: 0 });
+    // [250, 400) has only its second part: the import goes on there, re-reading it up to 400.
+    expect(await resumePoint(db.pool, run.id)).toEqual({ nextOffset: 250, nextIndex: 20, seen: 40, imported: 36, duplicates: 4, broken: 0, partialEnd: 400 });
+    // A part recorded again (by the resumed run) keeps what the first record counted.
+    expect(await recordImportBatch(db.pool, run.id, { firstOffset: 250, nextOffset: 400, nextIndex: 30, part: 1, parts: 2, seen: 10, imported: 0, duplicates: 10, broken: 0 }))
+      .toEqual(totals);
+  });
+
+  it('resumes a chunk of which one writer committed and the other was cut off, and counts every message once', async () => {
+    const other = await testDatabase();
+    const holder = new pg.Client({ connectionString: other.url });
+    await holder.connect();
+    try {
+      const list = await newList(other.pool, 'cut@lists.example.org');
+      // The first chunk is 2 × 100 messages. Hold the thread lock of a message the second writer
+      // stores (and nothing of the first writer's names), so that writer waits while the first commits.
+      const chunk = await Promise.all(corpus.slice(0, 200).map(async (c) => ({ ...archiveIdentity(c.raw), parsed: await parse(c.raw) })));
+      const first = chunk.filter((m) => partOf(m.threadKey, 2) === 0);
+      const named = new Set(first.flatMap((m) => [m.messageId, m.parsed.inReplyTo, ...m.parsed.references]));
+      const blocked = chunk.find((m) => partOf(m.threadKey, 2) === 1 && !named.has(m.messageId))!;
+      expect(first.length).toBeGreaterThan(50);
+      await holder.query('select pg_advisory_lock(hashtextextended($1, 7283))', [blocked.messageId]);
+      const cut = importMbox(other, list, corpusFile, {
+        batchSize: 100,
+        // The first writer's batch committed: the other writer, waiting on the lock, loses its connection.
+        onProgress: () => void holder.query(`select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and not granted`),
+      });
+      await expect(cut).rejects.toThrow(/connection was lost during the import/);
+      // The first writer may have gone on to the next chunk meanwhile: never the blocked part.
+      const cutAt = await count(other.pool, list.id);
+      expect(cutAt).toBeGreaterThanOrEqual(first.length);
+      expect(cutAt).toBeLessThan(400);
+      await holder.query('select pg_advisory_unlock_all()');
+
+      const rest = await importMbox(other, list, corpusFile, { batchSize: 100 });
+      expect(rest.resumedAt).toBe(null); // from the first chunk, which was not whole
+      expect(rest).toMatchObject({ seen: 400, added: 400, duplicates: 0, broken: 0, interrupted: false });
+      expect(await count(other.pool, list.id)).toBe(400);
+      const { rows } = await other.pool.query('select part, parts, seen, imported from archive_import_batches where first_offset = 0 order by import_id, part');
+      expect(rows).toEqual([{ part: 0, parts: 2, seen: first.length, imported: first.length }, { part: 1, parts: 2, seen: 200 - first.length, imported: 200 - first.length }]);
+    } finally {
+      await holder.end();
+      await other.drop();
+    }
   });
 
   it('threads a shuffled mbox exactly like the ordered one, and like archiving one message at a time', async () => {

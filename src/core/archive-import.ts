@@ -1,10 +1,13 @@
 /*
  * `listkeeper import`: an mbox file into a list's archive, in batches of a few hundred messages
- * per transaction, stored set-based by import_messages() (sql/0004). Two batches are written at
- * once on two connections while the next one is parsed here, so PostgreSQL (tsvectors, indexes)
- * and this process work in parallel (parse() reads plain-text mail without the MIME parser).
- * Each batch commits with a row recording its byte range, so
- * an interrupted import resumes after the last unbroken run of committed batches, and a second
+ * per transaction, stored set-based by import_messages() (sql/0004). The file is read in chunks,
+ * and each chunk is split by thread into one batch per writer (connection), written at once
+ * while the next chunk is parsed here, so PostgreSQL (tsvectors, indexes) and this process work
+ * in parallel (parse() reads plain-text mail without the MIME parser). Split by thread, because
+ * storing a message locks its thread's Message-IDs (lock_thread_keys): consecutive batches of a
+ * file in date order share threads, and two writers given them took turns on those locks.
+ * Each batch commits with a row recording its chunk's byte range and its part, so an interrupted
+ * import resumes at the first chunk not wholly committed (sql/0057), and a second
  * run of the same file adds nothing: Message-IDs already in the list are recognised from the
  * headers alone, without parsing. A message that cannot be parsed or stored is reported with its
  * position and skipped.
@@ -18,7 +21,7 @@ import zlib from 'node:zlib';
 import type pg from 'pg';
 import {
   finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
-  settleArchive, tuneForBulkLoad, untuneForBulkLoad, type BatchRecord,
+  settleArchive, tuneForBulkLoad, untuneForBulkLoad,
 } from '../db/archive-import.ts';
 import type { Database } from '../db/database.ts';
 import type { ListRow } from '../db/lists.ts';
@@ -27,7 +30,7 @@ import { InvalidInput, isAppError, TemporaryFailure } from '../errors.ts';
 import { NotAnMbox, readMbox, type MboxMessage } from '../mail/mbox.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
 import { undoPipermailFrom } from '../mail/pipermail.ts';
-import { archiveMessageId } from '../mail/raw-headers.ts';
+import { archiveIdentity } from '../mail/raw-headers.ts';
 
 export interface ImportOptions {
   batchSize?: number;
@@ -61,9 +64,14 @@ export interface BrokenMessage {
   reason: string;
 }
 
-interface Prepared {
+/** One writer's share of a chunk of the file: the chunk's range, and the messages of its threads. */
+interface Part {
   firstOffset: number;
-  entries: MboxMessage[];
+  last: MboxMessage;
+  part: number;
+  parts: number;
+  /** messages of the chunk given to this part, parsed or not */
+  seen: number;
   parsed: { raw: Buffer; message: ParsedMessage; entry: MboxMessage }[];
   broken: number;
 }
@@ -71,7 +79,9 @@ interface Prepared {
 interface Outcome {
   created: number;
   added: number;
+  duplicates: number;
   broken: number;
+  seen: number;
 }
 
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -80,6 +90,7 @@ const BATCH_BYTES = 32 * 1024 * 1024;
 
 export async function importMbox(db: Database, list: ListRow, file: string, opts: ImportOptions = {}): Promise<ImportState> {
   const batchSize = opts.batchSize ?? 500;
+  const writerCount = Math.max(1, opts.writers ?? 2);
   const started = performance.now();
   const source = path.resolve(file);
   const { size, fingerprint, gzipped } = await describeFile(source);
@@ -97,24 +108,23 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   const writers: pg.PoolClient[] = [];
   const inflight = new Set<Promise<void>>();
   try {
-    for (let i = 0; i < (opts.writers ?? 2); i++) {
+    for (let i = 0; i < writerCount; i++) {
       writers.push(await (db.sessionPool ?? db.pool).connect());
       await tuneForBulkLoad(writers[i]);
     }
     const free = [...writers];
     let failure: unknown = null;
-    const dispatch = async (p: Prepared) => {
+    const dispatch = async (p: Part) => {
       while (free.length === 0) await Promise.race(inflight);
       if (failure) throw failure;
       const client = free.pop()!;
       const job: Promise<void> = write(client, run.id, list.id, p, opts.onBroken)
         .then((o) => {
-          const seen = p.entries.length;
           Object.assign(state, {
-            seen: state.seen + seen, added: state.added + o.added, stored: state.stored + o.created, broken: state.broken + o.broken,
-            duplicates: state.duplicates + seen - o.added - o.broken,
+            seen: state.seen + o.seen, added: state.added + o.added, stored: state.stored + o.created, broken: state.broken + o.broken,
+            duplicates: state.duplicates + o.duplicates,
             // committed so far (for gzip, compressed bytes read: offsets count decompressed bytes)
-            bytes: gzipped ? fileStream.bytesRead : Math.max(state.bytes, p.entries[p.entries.length - 1].end),
+            bytes: gzipped ? fileStream.bytesRead : Math.max(state.bytes, p.last.end),
             seconds: (performance.now() - started) / 1000,
           });
           opts.onProgress?.(state);
@@ -127,25 +137,32 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
       inflight.add(job);
     };
 
+    // A chunk is a batch per writer. The one an interrupted run left partly committed is read again
+    // up to exactly where it ended then, so that its parts are the same.
     let pending: MboxMessage[] = [];
     let pendingBytes = 0;
-    let batchStart = from.nextOffset;
+    let chunkStart = from.nextOffset;
+    let chunkEnd = from.partialEnd;
     const chunks = gzipped ? skipBytes(stream, from.nextOffset) : stream;
+    const writeChunk = async () => {
+      for (const part of await prepare(db.pool, list.id, chunkStart, pending, writerCount, opts.onBroken)) await dispatch(part);
+      chunkStart = pending[pending.length - 1].end;
+      chunkEnd = null;
+      pending = [];
+      pendingBytes = 0;
+    };
     for await (const entry of readMbox(chunks, { startOffset: from.nextOffset, startIndex: from.nextIndex })) {
       pending.push(entry);
       pendingBytes += entry.raw.length;
-      if (pending.length < batchSize && pendingBytes < BATCH_BYTES) continue;
-      const prepared = await prepare(db.pool, list.id, batchStart, pending, opts.onBroken);
-      batchStart = entry.end;
-      pending = [];
-      pendingBytes = 0;
-      await dispatch(prepared);
+      const full = chunkEnd !== null ? entry.end >= chunkEnd : pending.length >= batchSize * writerCount || pendingBytes >= BATCH_BYTES;
+      if (!full) continue;
+      await writeChunk();
       if (opts.signal?.aborted) {
         state.interrupted = true;
         break;
       }
     }
-    if (!state.interrupted && pending.length > 0) await dispatch(await prepare(db.pool, list.id, batchStart, pending, opts.onBroken));
+    if (!state.interrupted && pending.length > 0) await writeChunk();
     await Promise.all(inflight);
     if (failure) throw failure;
     if (!state.interrupted) {
@@ -174,39 +191,56 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   return state;
 }
 
-/** Parses the messages the list does not have yet; the others are counted as duplicates. */
-async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entries: MboxMessage[], onBroken?: (b: BrokenMessage) => void): Promise<Prepared> {
-  const ids = entries.map((e) => archiveMessageId(e.raw));
-  const known = await messageIdsInList(pool, listId, ids);
-  const out: Prepared = { firstOffset, entries, parsed: [], broken: 0 };
+/**
+ * Parses the messages the list does not have yet (the others are counted as duplicates) and
+ * splits the chunk into `parts` batches by thread (archiveIdentity's thread key).
+ */
+async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entries: MboxMessage[], parts: number, onBroken?: (b: BrokenMessage) => void): Promise<Part[]> {
+  // From the raw headers, so that a message falls in the same part whether it is parsed or not
+  // (a resumed run finds some of a chunk already stored, and must split it as the first run did).
+  const ids = entries.map((e) => archiveIdentity(e.raw));
+  const known = await messageIdsInList(pool, listId, ids.map((id) => id.messageId));
+  const last = entries[entries.length - 1];
+  const out: Part[] = Array.from({ length: parts }, (_, part) => ({ firstOffset, last, part, parts, seen: 0, parsed: [], broken: 0 }));
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
-    if (known.has(ids[i])) continue;
+    const p = out[partOf(ids[i].threadKey, parts)];
+    p.seen++;
+    if (known.has(ids[i].messageId)) continue;
     try {
-      out.parsed.push({ raw: entry.raw, message: undoPipermailFrom(await parse(entry.raw)), entry });
+      p.parsed.push({ raw: entry.raw, message: undoPipermailFrom(await parse(entry.raw)), entry });
     } catch (err) {
-      out.broken++;
+      p.broken++;
       onBroken?.({ index: entry.index, offset: entry.offset, messageId: null, reason: isAppError(err) ? err.message : String(err) });
     }
   }
   return out;
 }
 
-function record(p: Prepared, o: Outcome): BatchRecord {
-  const last = p.entries[p.entries.length - 1];
-  const seen = p.entries.length;
-  return { firstOffset: p.firstOffset, nextOffset: last.end, nextIndex: last.index + 1, seen, imported: o.added, duplicates: seen - o.added - o.broken, broken: o.broken };
+/** A thread key's writer: FNV-1a of the key. Only speed depends on it (the locks keep threading right). */
+export function partOf(key: string, parts: number): number {
+  if (parts === 1) return 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % parts;
+}
+
+/** The part's record, and what it counted: the record an earlier run committed for it, if any. */
+async function record(client: pg.PoolClient, runId: number, p: Part, created: number, added: number, broken: number): Promise<Outcome> {
+  const mine = { seen: p.seen, imported: added, duplicates: p.seen - added - broken, broken };
+  const kept = await recordImportBatch(client, runId, {
+    ...mine, firstOffset: p.firstOffset, nextOffset: p.last.end, nextIndex: p.last.index + 1, part: p.part, parts: p.parts,
+  });
+  return { created, added: kept.imported, duplicates: kept.duplicates, broken: kept.broken, seen: kept.seen };
 }
 
 /** One batch in one transaction with its record; on a storage error, message by message. */
-async function write(client: pg.PoolClient, runId: number, listId: number, p: Prepared, onBroken?: (b: BrokenMessage) => void): Promise<Outcome> {
+async function write(client: pg.PoolClient, runId: number, listId: number, p: Part, onBroken?: (b: BrokenMessage) => void): Promise<Outcome> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await inTransaction(client, async () => {
         const r = p.parsed.length ? await importBatch(client, listId, p.parsed) : { created: 0, added: 0 };
-        const o = { ...r, broken: p.broken };
-        await recordImportBatch(client, runId, record(p, o));
-        return o;
+        return record(client, runId, p, r.created, r.added, p.broken);
       });
     } catch (err) {
       // A lost connection says nothing about the messages: the import stops, to resume later.
@@ -218,21 +252,20 @@ async function write(client: pg.PoolClient, runId: number, listId: number, p: Pr
 }
 
 /** Finds the message PostgreSQL refused: each in its own transaction, the refused one reported. */
-async function writeOneByOne(client: pg.PoolClient, runId: number, listId: number, p: Prepared, onBroken?: (b: BrokenMessage) => void): Promise<Outcome> {
-  const o: Outcome = { created: 0, added: 0, broken: p.broken };
+async function writeOneByOne(client: pg.PoolClient, runId: number, listId: number, p: Part, onBroken?: (b: BrokenMessage) => void): Promise<Outcome> {
+  let [created, added, broken] = [0, 0, p.broken];
   for (const one of p.parsed) {
     try {
       const r = await inTransaction(client, () => importBatch(client, listId, [one]));
-      o.created += r.created;
-      o.added += r.added;
+      created += r.created;
+      added += r.added;
     } catch (err) {
       if (isConnectionLoss(err)) throw err;
-      o.broken++;
+      broken++;
       onBroken?.({ index: one.entry.index, offset: one.entry.offset, messageId: one.message.messageId, reason: `could not be stored: ${(err as Error).message}` });
     }
   }
-  await recordImportBatch(client, runId, record(p, o));
-  return o;
+  return inTransaction(client, () => record(client, runId, p, created, added, broken));
 }
 
 /** Size, gzip or not, and a fingerprint (size and the hash of the first MiB) naming the file's content. */

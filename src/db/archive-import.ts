@@ -38,40 +38,68 @@ export interface ImportTotals {
 export interface ResumePoint extends ImportTotals {
   nextOffset: number;
   nextIndex: number;
+  /** the chunk at nextOffset when some of its parts committed: where it ends (re-read up to there) */
+  partialEnd: number | null;
 }
 
-/** Where an interrupted run goes on: the end of the unbroken chain of committed batches from the start. */
+/**
+ * Where an interrupted run goes on: the end of the unbroken chain of complete chunks from the
+ * start (a chunk is complete when every one of its parts is recorded), and the totals of that chain.
+ */
 export async function resumePoint(db: Queryable, runId: number): Promise<ResumePoint> {
   const { rows } = await db.query<ResumePoint>(
-    `with recursive chain (first_offset, next_offset, next_index, seen, imported, duplicates, broken) as (
+    `with recursive chunks as (
+       select first_offset, max(next_offset) as next_offset, max(next_index) as next_index,
+              sum(seen) as seen, sum(imported) as imported, sum(duplicates) as duplicates, sum(broken) as broken,
+              count(*) = max(parts) as complete
+         from archive_import_batches where import_id = $1 group by first_offset
+     ), chain (first_offset, next_offset, next_index, seen, imported, duplicates, broken) as (
        select first_offset, next_offset, next_index, seen, imported, duplicates, broken
-         from archive_import_batches where import_id = $1 and first_offset = 0
+         from chunks where first_offset = 0 and complete
        union all
-       select b.first_offset, b.next_offset, b.next_index, b.seen, b.imported, b.duplicates, b.broken
-         from chain c join archive_import_batches b on b.import_id = $1 and b.first_offset = c.next_offset
+       select k.first_offset, k.next_offset, k.next_index, k.seen, k.imported, k.duplicates, k.broken
+         from chain c join chunks k on k.first_offset = c.next_offset and k.complete
+     ), totals as (
+       select coalesce(max(next_offset), 0)::bigint as "nextOffset", coalesce(max(next_index), 0)::int as "nextIndex",
+              coalesce(sum(seen), 0)::int as seen, coalesce(sum(imported), 0)::int as imported,
+              coalesce(sum(duplicates), 0)::int as duplicates, coalesce(sum(broken), 0)::int as broken
+         from chain
      )
-     select coalesce(max(next_offset), 0)::bigint as "nextOffset", coalesce(max(next_index), 0)::int as "nextIndex",
-            coalesce(sum(seen), 0)::int as seen, coalesce(sum(imported), 0)::int as imported,
-            coalesce(sum(duplicates), 0)::int as duplicates, coalesce(sum(broken), 0)::int as broken
-       from chain`,
+     select t.*, (select k.next_offset from chunks k where k.first_offset = t."nextOffset" and not k.complete)::bigint as "partialEnd"
+       from totals t`,
     [runId],
   );
-  return rows[0];
+  const r = rows[0];
+  return { ...r, nextOffset: Number(r.nextOffset), partialEnd: r.partialEnd === null ? null : Number(r.partialEnd) };
 }
 
 export interface BatchRecord extends ImportTotals {
   firstOffset: number;
   nextOffset: number;
   nextIndex: number;
+  /** which part of its chunk, of how many (one per writer) */
+  part: number;
+  parts: number;
 }
 
-/** A batch's range and counts; called in the batch's transaction so they commit with its messages. */
-export async function recordImportBatch(db: Queryable, runId: number, b: BatchRecord): Promise<void> {
-  await db.query(
-    `insert into archive_import_batches (import_id, first_offset, next_offset, next_index, seen, imported, duplicates, broken)
-     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing`,
-    [runId, b.firstOffset, b.nextOffset, b.nextIndex, b.seen, b.imported, b.duplicates, b.broken],
+/**
+ * A batch's range and counts; called in the batch's transaction so they commit with its messages.
+ * When this part was recorded by an earlier, interrupted run (its messages are now duplicates),
+ * that record stands and its totals are returned, so nothing is counted twice.
+ */
+export async function recordImportBatch(db: Queryable, runId: number, b: BatchRecord): Promise<ImportTotals> {
+  const { rows } = await db.query<ImportTotals>(
+    `with added as (
+       insert into archive_import_batches (import_id, first_offset, next_offset, next_index, seen, imported, duplicates, broken, part, parts)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict do nothing
+       returning seen, imported, duplicates, broken)
+     select * from added
+     union all
+     select seen, imported, duplicates, broken from archive_import_batches
+      where import_id = $1 and first_offset = $2 and part = $9 and not exists (select 1 from added)`,
+    [runId, b.firstOffset, b.nextOffset, b.nextIndex, b.seen, b.imported, b.duplicates, b.broken, b.part, b.parts],
   );
+  return rows[0];
 }
 
 export async function finishImportRun(db: Queryable, runId: number): Promise<void> {

@@ -4,7 +4,7 @@
  */
 
 import { headerEnd, unfold } from './header-block.ts';
-import { generatedMessageId, normalizeMessageId } from './message-id.ts';
+import { generatedMessageId, messageIdList, normalizeMessageId } from './message-id.ts';
 
 /** The header section: bytes up to the first empty line (or all of it). */
 export function headerSection(raw: Buffer): string {
@@ -20,7 +20,14 @@ export function firstHeader(section: string, name: string): string | null {
   return m ? unfold(m[1]) : null;
 }
 
-/** The Message-ID the archive will know this message by: its own, or the stable generated one. */
-export function archiveMessageId(raw: Buffer): string {
-  return normalizeMessageId(firstHeader(headerSection(raw), 'message-id')) ?? generatedMessageId(raw);
+/**
+ * The Message-ID the archive will know this message by (its own, or the stable generated one),
+ * and what its thread is known by before it is threaded: the first of all its References (the
+ * thread's start, where mail programs keep it), else its In-Reply-To, else itself.
+ */
+export function archiveIdentity(raw: Buffer): { messageId: string; threadKey: string } {
+  const section = headerSection(raw);
+  const messageId = normalizeMessageId(firstHeader(section, 'message-id')) ?? generatedMessageId(raw);
+  const threadKey = messageIdList(firstHeader(section, 'references'))[0] ?? normalizeMessageId(firstHeader(section, 'in-reply-to')) ?? messageId;
+  return { messageId, threadKey };
 }
