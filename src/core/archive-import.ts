@@ -112,12 +112,14 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
       writers.push(await (db.sessionPool ?? db.pool).connect());
       await tuneForBulkLoad(writers[i]);
     }
-    const free = [...writers];
+    // Writer i writes part i of every chunk, one after the other: the parts of one chunk share no
+    // thread, but part i of the next chunk shares threads with part i of this one.
+    const busy: (Promise<void> | undefined)[] = writers.map(() => undefined);
     let failure: unknown = null;
     const dispatch = async (p: Part) => {
-      while (free.length === 0) await Promise.race(inflight);
+      await busy[p.part];
       if (failure) throw failure;
-      const client = free.pop()!;
+      const client = writers[p.part];
       const job: Promise<void> = write(client, run.id, list.id, p, opts.onBroken)
         .then((o) => {
           Object.assign(state, {
@@ -130,10 +132,8 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
           opts.onProgress?.(state);
         })
         .catch((err) => void (failure ??= err))
-        .finally(() => {
-          free.push(client);
-          inflight.delete(job);
-        });
+        .finally(() => inflight.delete(job));
+      busy[p.part] = job;
       inflight.add(job);
     };
 
