@@ -205,6 +205,9 @@ describe('listkeeper backup and restore', () => {
     // auto: the PATH's pg_dump (15) is not the embedded server's major (18), so the listkeeper format.
     const backup = await cli(['backup', again], embedded);
     expect(backup.stdout).toMatch(/; method: listkeeper\n$/);
+    const forced = await cli(['backup', path.join(dir, 'refused.lkb'), '--method', 'pg_dump'], embedded);
+    expect(forced.code).toBe(1);
+    expect(forced.stderr).toMatch(/^listkeeper: --method pg_dump needs a pg_dump of the server's major version \(PostgreSQL 18\), and the pg_dump on the PATH is version 15\.\d+: install PostgreSQL 18's client programs \(Debian: postgresql-client-18\) or use --method listkeeper\n$/);
     expect(backup.code, backup.stderr).toBe(0);
     const second = await readBackup(again);
     expect(second.header.server_version).toMatch(/^PostgreSQL \d+/);

@@ -26,12 +26,17 @@ const STDERR_KEPT = 4096;
 export function findPgTool(name: PgToolName): Promise<PgTool | null> {
   return new Promise((resolve) => {
     let out = '';
-    const child = spawn(name, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'], timeout: VERSION_TIMEOUT_MS, env: { ...process.env, LC_ALL: 'C' } });
+    const child = spawn(name, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C' } });
+    // Our own timer rather than spawn's `timeout`, which outlives a program that never started and holds the process open.
+    const timer = setTimeout(() => child.kill('SIGKILL'), VERSION_TIMEOUT_MS);
     child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
-    child.on('error', () => resolve(null)); // ENOENT: not on the PATH
+    child.on('error', () => {
+      clearTimeout(timer);
+      resolve(null); // ENOENT: not on the PATH
+    });
     child.on('close', (code) => {
-      if (code !== 0) return resolve(null);
-      resolve(parseVersion(name, out));
+      clearTimeout(timer);
+      resolve(code === 0 ? parseVersion(name, out) : null);
     });
   });
 }
