@@ -5,8 +5,9 @@
  * byte for byte, counts, settings, memberships, the queue. And the refusals, each leaving the
  * database empty, even when pg_restore had already committed: a damaged byte in pg_dump's
  * archive, a truncated file, a file cut just before its trailer, a trailer whose checksum of a
- * table differs (the check fails after pg_restore's commit); no pg_restore on the PATH; a
- * pg_dump of another major (a script on the PATH that says it is 18) with --method pg_dump.
+ * table differs (the check fails after pg_restore's commit); pg_restore's own error; no
+ * pg_restore on the PATH; a pg_dump of another major (a script on the PATH that says it is 18)
+ * with --method pg_dump; a pg_dump that fails part-way (a script too).
  * The listkeeper format: test/backup-restore.test.ts.
  */
 
@@ -216,6 +217,35 @@ describe('listkeeper backup and restore with pg_dump', () => {
     );
     const old = fakeTools('old-tools', { pg_restore: '14.12' });
     await restoreRefused(FILE, /: restoring it needs pg_restore 15 or later, and the PATH's is version 14\.12; install/, { PATH: old });
+  }, 60_000);
+
+  it('shows pg_restore\'s own error when it fails, and leaves the database as it was', async () => {
+    // Empty by restore's measure (no table), but without the schema pg_dump's archive restores into.
+    const empty = await scratch.create();
+    await query(empty, 'drop schema public');
+    const res = await cli(['restore', FILE], { DATABASE_URL: empty });
+    expect(res.code).toBe(1);
+    expect(res.stderr.trim().split('\n').at(-1)).toMatch(
+      /^listkeeper: restore refused, the database is left as it was: pg_restore failed \(exit 1\): pg_restore: error: could not execute query: ERROR: schema "public" does not exist Command was: CREATE EXTENSION/,
+    );
+    expect(await restoredObjects(empty)).toBe(0);
+    expect(await query(empty, `select count(*)::int as n from pg_namespace where nspname = 'public'`)).toEqual([{ n: 0 }]);
+  }, 60_000);
+
+  it('shows pg_dump\'s own error when it fails part-way, and writes no file', async () => {
+    // The edge of the world: a pg_dump of the right major that writes the start of an archive and fails.
+    const bin = path.join(dir, 'failing-pg_dump');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(
+      path.join(bin, 'pg_dump'),
+      `#!/bin/sh\nif [ "$1" = --version ]; then echo 'pg_dump (PostgreSQL) 15.99'; exit 0; fi\nprintf PGDMP\necho 'pg_dump: error: query failed: server closed the connection unexpectedly' >&2\nexit 1\n`,
+      { mode: 0o755 },
+    );
+    const file = path.join(dir, 'failed.lkb');
+    const res = await cli(['backup', file], { DATABASE_URL: db.url, PATH: bin });
+    expect(res.code).toBe(1);
+    expect(res.stderr.trim().split('\n').at(-1)).toBe('listkeeper: pg_dump failed (exit 1): pg_dump: error: query failed: server closed the connection unexpectedly');
+    expect(fs.existsSync(file) || fs.existsSync(`${file}.tmp`)).toBe(false);
   }, 60_000);
 
   it('--method pg_dump refuses a pg_dump of another major than the server\'s with one line, and auto then takes the listkeeper format', async () => {

@@ -104,12 +104,15 @@ export function toolFailure(tool: PgToolName, run: ToolRun, end: { code: number 
   return `${tool} failed (${how})${said ? `: ${said}` : ''}`;
 }
 
-/** A URL (or libpq conninfo) without its password, and the password; a conninfo is left as it is. */
+/**
+ * A URL for libpq without its password, and the password; a conninfo is left as it is. node-postgres'
+ * `sslmode=no-verify` (encrypt, check nothing) is libpq's `require`; libpq knows no other name for it.
+ */
 export function splitPassword(url: string): { dbname: string; password: string | null } {
   if (!/^postgres(ql)?:\/\//.test(url)) return { dbname: url, password: null };
   const u = new URL(url);
-  if (!u.password) return { dbname: url, password: null };
-  const password = decodeURIComponent(u.password);
+  if (u.searchParams.get('sslmode') === 'no-verify') u.searchParams.set('sslmode', 'require');
+  const password = u.password ? decodeURIComponent(u.password) : null;
   u.password = '';
   return { dbname: u.toString(), password };
 }

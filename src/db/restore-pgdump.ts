@@ -126,7 +126,8 @@ async function feed(reader: FrameReader, run: ToolRun, progress: () => void): Pr
     bytes += data.length;
     if (run.child.exitCode !== null || run.child.signalCode !== null) return 'pg_restore ended';
     if (!stdin.write(data)) {
-      const ended = await Promise.race([once(stdin, 'drain').then(() => false), run.ended.then(() => true)]);
+      // A pipe pg_restore closed (it failed) rejects the wait for 'drain': its exit says why.
+      const ended = await Promise.race([once(stdin, 'drain').then(() => false, () => true), run.ended.then(() => true)]);
       if (ended) return 'pg_restore ended';
     }
     if (performance.now() - last > 500) {
