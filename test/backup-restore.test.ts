@@ -1,8 +1,10 @@
 /*
- * `listkeeper backup` of a populated site while `serve` takes posts over SMTP, then `listkeeper
- * restore` into a new empty database, compared with the source: every raw message byte for byte,
+ * `listkeeper backup --method listkeeper` (the format of COPY per table, the embedded default's)
+ * of a populated site while `serve` takes posts over SMTP, then `listkeeper restore` into a new
+ * empty database, compared with the source: every raw message byte for byte,
  * the counts the backup's header gives, the lists' settings and the memberships. And the refusals:
  * a database that is not empty, a truncated or corrupted file, a backup from a newer schema.
+ * The pg_dump method: test/backup-pgdump.test.ts.
  */
 
 import crypto from 'node:crypto';
@@ -10,125 +12,33 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { generateListKey } from '../src/core/list-dkim.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameReader, FrameWriter, type BackupHeader, type TableEnd } from '../src/db/backup-format.ts';
-import { addListRole } from '../src/db/list-admin.ts';
-import { createList } from '../src/db/lists.ts';
-import { addMember, disableMember, findMember } from '../src/db/members.ts';
-import { upsertSenderRule } from '../src/db/sender-rules.ts';
 import { isAlive } from '../src/db/embedded.ts';
-import { withDatabase } from './global-setup.ts';
+import { keepPosting, populateSite, query, readBackup, relations, scratchDatabases } from './helpers/backup-site.ts';
 import { cli, ROOT } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
-import { spawnServe, type ServeProcess } from './helpers/serve-process.ts';
-import { sendRaw } from './helpers/smtp.ts';
+import type { ServeProcess } from './helpers/serve-process.ts';
 
 let db: TestDatabase;
 let serve: ServeProcess;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-backup-'));
-const made: string[] = [];
+const scratch = scratchDatabases();
+const emptyDatabase = scratch.create;
 const FILE = path.join(dir, 'site.lkb');
 // The embedded default (DATABASE_URL unset): PostgreSQL 18, where the machine's server is 15.
 const embeddedDir = path.join(ROOT, '.test-data', `backup-${crypto.randomBytes(4).toString('hex')}`);
 const embedded = { DATABASE_URL: undefined, DATABASE_READ_URL: undefined, DATA_DIR: embeddedDir, MAIL_DOMAIN: 'lists.example.org' };
 
-/** A new, truly empty database (not cloned from the migrated template). */
-async function emptyDatabase(): Promise<string> {
-  const name = `lk_restore_${crypto.randomBytes(5).toString('hex')}`;
-  await admin(`create database ${name}`);
-  made.push(name);
-  return withDatabase(inject('adminDatabaseUrl'), name);
-}
-
-async function admin(sql: string) {
-  const c = new pg.Client({ connectionString: inject('adminDatabaseUrl') });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
-async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query<T>(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
-
-const relations = async (url: string) =>
-  (await query<{ n: number }>(url, `select count(*)::int as n from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public'`))[0].n;
-
-/** The header and table ends of a backup file, read with the format's own reader. */
-async function readBackup(file: string): Promise<{ header: BackupHeader; ends: TableEnd[] }> {
-  const reader = new FrameReader(fs.createReadStream(file));
-  await reader.start();
-  let header: BackupHeader | undefined;
-  const ends: TableEnd[] = [];
-  for (let f = await reader.next(); f; f = await reader.next()) {
-    if (f.kind === 'H') header = JSON.parse(f.payload.toString());
-    if (f.kind === 'E') ends.push(JSON.parse(f.payload.toString()));
-  }
-  return { header: header!, ends };
-}
-
-function post(id: string, to: string, body: Buffer | string = `Body of ${id}.\r\n`): Buffer {
-  const head = [`From: Poster <poster@example.org>`, `To: ${to}`, `Subject: post ${id}`, `Date: Wed, 02 Dec 2026 10:00:00 +0000`, `Message-ID: <${id}@example.org>`, 'MIME-Version: 1.0'];
-  return Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n`), typeof body === 'string' ? Buffer.from(`Content-Type: text/plain; charset=utf-8\r\n\r\n${body}`) : body]);
-}
-
-// 8-bit bytes that are not UTF-8 (latin-1 text and every byte 0x80-0xff), declared as such.
-const EIGHT_BIT = Buffer.concat([
-  Buffer.from('Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'),
-  Buffer.from('Gr\xfc\xdfe aus K\xf6ln, \xa9 2026.\r\n', 'latin1'),
-  Buffer.from(Array.from({ length: 128 }, (_, i) => 0x80 + i).filter((b) => b !== 0x85)),
-  Buffer.from('\r\n'),
-]);
-
 beforeAll(async () => {
   db = await testDatabase();
-  const owners = ['owner@example.org'];
-  const dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: 'Développement', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners });
-  const ann = await createList(db.pool, { address: 'announce@lists.example.org', name: 'Announce', description: '', postPolicy: 'open', subscribePolicy: 'open', archive: 'members', owners });
-  await createList(db.pool, { address: 'mod@lists.example.org', name: 'Moderated', description: '', postPolicy: 'moderated', subscribePolicy: 'approve', archive: 'private', owners });
-  await generateListKey(db.pool, dev, { actor: 'test' });
-  await db.pool.query(`update lists set subject_prefix = '[dev] ', footer = 'Footer ünïcode', reply_to = 'list' where id = $1`, [dev.id]);
-  for (const [email, mode] of [
-    ['each1@example.org', 'each'],
-    ['each2@example.net', 'each'],
-    ['digest@example.org', 'digest'],
-    ['nomail@example.org', 'nomail'],
-  ] as const) {
-    await addMember(db.pool, dev.id, email, mode, `Name of ${email}`);
-  }
-  await addMember(db.pool, ann.id, 'each1@example.org', 'digest');
-  await addMember(db.pool, dev.id, 'bouncy@example.org', 'each');
-  await disableMember(db.pool, (await findMember(db.pool, dev.id, 'bouncy@example.org'))!.id, 'bounces');
-  await addListRole(db.pool, dev.id, 'moderator@example.org', 'moderator');
-  await upsertSenderRule(db.pool, dev.id, 'spammer@example.com', 'ban', null, 'test');
-  await upsertSenderRule(db.pool, dev.id, '@trusted.example', 'allow', new Date('2030-01-01T00:00:00Z'), 'test');
-
-  serve = await spawnServe({ roles: ['smtp'], env: { DATABASE_URL: db.url } });
-  const send = async (raw: Buffer, to: string[]) => {
-    const r = await sendRaw(serve.smtpPort!, { from: 'poster@example.org', to }, raw);
-    expect(r.ok, r.response).toBe(true);
-  };
-  for (let i = 0; i < 5; i++) await send(post(`dev-${i}`, 'dev@lists.example.org'), ['dev@lists.example.org']);
-  await send(post('cross', 'dev@lists.example.org, announce@lists.example.org'), ['dev@lists.example.org', 'announce@lists.example.org']);
-  await send(post('eight-bit', 'dev@lists.example.org', EIGHT_BIT), ['dev@lists.example.org']);
-  await send(post('held', 'mod@lists.example.org'), ['mod@lists.example.org']);
+  serve = await populateSite(db);
 }, 120_000);
 
 afterAll(async () => {
   await serve?.kill();
   await db?.drop();
-  for (const name of made) await admin(`drop database if exists ${name} with (force)`).catch(() => undefined);
+  await scratch.dropAll();
   fs.rmSync(dir, { recursive: true, force: true });
   const pidFile = path.join(embeddedDir, 'postgres', 'postmaster.pid');
   const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]) : undefined;
@@ -143,28 +53,24 @@ describe('listkeeper backup and restore', () => {
   let ends: TableEnd[];
 
   it('backs up the whole site while posts keep arriving over SMTP, with a progress line', async () => {
-    let load = true;
-    let sent = 0;
-    const loader = (async () => {
-      while (load) {
-        const r = await sendRaw(serve.smtpPort!, { from: 'poster@example.org', to: ['dev@lists.example.org'] }, post(`load-${sent}`, 'dev@lists.example.org'));
-        expect(r.ok, r.response).toBe(true);
-        sent++;
-      }
-    })();
+    const load = keepPosting(serve);
     // Some posts land before the snapshot is taken (the process starts up first).
-    while (sent < 3) await new Promise((r) => setTimeout(r, 50));
-    const sentBefore = sent;
-    const res = await cli(['backup', FILE], { DATABASE_URL: db.url });
-    const sentDuring = sent - sentBefore;
-    load = false;
-    await loader;
+    while (load.sent() < 3) await new Promise((r) => setTimeout(r, 50));
+    const sentBefore = load.sent();
+    const res = await cli(['backup', FILE, '--method', 'listkeeper'], { DATABASE_URL: db.url });
+    const sentDuring = load.sent() - sentBefore;
+    await load.stop();
     expect(res.stderr).toMatch(/^backup: 100% \(\d+ of \d+ rows\), [\d.]+ MB, \d+ s: done$/m);
     expect(res.code, res.stderr).toBe(0);
-    expect(res.stdout).toMatch(/^backed up \d+ tables, \d+ rows \(\d+ messages\) to .*site\.lkb: [\d.]+ MB in [\d.]+ s, schema \d{4}_\w+\.sql\n$/);
+    expect(res.stdout).toMatch(/^backed up \d+ tables, \d+ rows \(\d+ messages\) to .*site\.lkb: [\d.]+ MB in [\d.]+ s, schema \d{4}_\w+\.sql; method: listkeeper\n$/);
     expect(sentDuring).toBeGreaterThan(0);
     expect(fs.existsSync(`${FILE}.tmp`)).toBe(false);
-    ({ header, ends } = await readBackup(FILE));
+    const file = await readBackup(FILE);
+    ({ ends } = file);
+    header = file.header as BackupHeader;
+    // --method listkeeper: the format of COPY (FORMAT binary) per table, not pg_dump's, though the PATH has a pg_dump of the server's major.
+    expect(header.format).toBe(1);
+    expect([...file.kinds].sort()).toEqual(['D', 'E', 'H', 'T']);
     const names = header.tables.map((t) => t.name);
     for (const t of ['lists', 'members', 'list_roles', 'sender_rules', 'messages', 'list_messages', 'held_messages', 'outbox', 'accounts']) expect(names).toContain(t);
     for (const t of ['sessions', 'rate_limits', 'schema_migrations']) expect(names).not.toContain(t);
@@ -296,7 +202,12 @@ describe('listkeeper backup and restore', () => {
     expect(restored.code, restored.stderr).toBe(0);
     expect(restored.stdout).toContain('checked: every table reads back');
     const again = path.join(dir, 'from-embedded.lkb');
+    // auto: the PATH's pg_dump (15) is not the embedded server's major (18), so the listkeeper format.
     const backup = await cli(['backup', again], embedded);
+    expect(backup.stdout).toMatch(/; method: listkeeper\n$/);
+    const forced = await cli(['backup', path.join(dir, 'refused.lkb'), '--method', 'pg_dump'], embedded);
+    expect(forced.code).toBe(1);
+    expect(forced.stderr).toMatch(/^listkeeper: --method pg_dump needs a pg_dump of the server's major version \(PostgreSQL 18\), and the pg_dump on the PATH is version 15\.\d+: install PostgreSQL 18's client programs \(Debian: postgresql-client-18\) or use --method listkeeper\n$/);
     expect(backup.code, backup.stderr).toBe(0);
     const second = await readBackup(again);
     expect(second.header.server_version).toMatch(/^PostgreSQL \d+/);
@@ -308,7 +219,7 @@ describe('listkeeper backup and restore', () => {
 
   it('writes and restores a gzipped backup (FILE.gz)', async () => {
     const gz = path.join(dir, 'site.lkb.gz');
-    const res = await cli(['backup', gz], { DATABASE_URL: db.url });
+    const res = await cli(['backup', gz, '--method', 'listkeeper'], { DATABASE_URL: db.url });
     expect(res.code, res.stderr).toBe(0);
     expect(fs.readFileSync(gz).subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
     const empty = await emptyDatabase();

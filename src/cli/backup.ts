@@ -2,6 +2,7 @@
 
 import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { InvalidInput } from '../errors.ts';
 import { runCommand } from './context.ts';
 
 // Each action imports the modules it uses (await import), so a command loads only its own.
@@ -10,14 +11,22 @@ export function registerBackupCommands(program: Command) {
   program
     .command('backup')
     .argument('<file>', 'where to write it (FILE.gz is gzipped; - for stdout)')
+    .option('--method <method>', 'auto|listkeeper|pg_dump: auto uses a pg_dump of the server\'s major when the PATH has one', 'auto')
     .description('write a consistent backup of the whole database, while serve runs')
-    .action((file: string) =>
+    .action((file: string, o: { method: string }) =>
       runCommand(async ({ db }) => {
-        const { backupToFile } = await import('../db/backup.ts');
+        const { backupToFile, BACKUP_METHODS } = await import('../db/backup.ts');
+        const method = BACKUP_METHODS.find((m) => m === o.method);
+        if (!method) throw new InvalidInput(`--method must be one of ${BACKUP_METHODS.join(', ')} (got "${o.method}")`);
         const progress = progressReporter('backup', (await import('cli-progress')).default);
         let result;
         try {
-          result = await backupToFile(db.sessionPool ?? db.pool, file, { onProgress: (p) => progress.update(p.table ?? 'done', p.rowsDone, p.rowsTotal, p.bytes, p.table === null) });
+          result = await backupToFile(db.sessionPool ?? db.pool, file, {
+            method,
+            // The server the session pool reaches (not a transaction pooler): pg_dump imports the snapshot there.
+            url: db.directUrl ?? db.url,
+            onProgress: (p) => progress.update(p.table ?? 'done', p.rowsDone, p.rowsTotal, p.bytes, p.table === null),
+          });
         } finally {
           progress.stop();
         }
@@ -26,14 +35,15 @@ export function registerBackupCommands(program: Command) {
         // With FILE `-` stdout carries the backup: the summary goes to stderr.
         (file === '-' ? process.stderr : process.stdout).write(
           `backed up ${result.tables.length} tables, ${rows} rows (${messages} messages) to ${file === '-' ? 'stdout' : file}: ` +
-            `${mb(result.bytes)} MB in ${result.seconds.toFixed(1)} s, schema ${result.header.migrations.at(-1)}\n`,
+            `${mb(result.bytes)} MB in ${result.seconds.toFixed(1)} s, schema ${result.header.migrations.at(-1)}; ` +
+            `method: ${result.tool ? `pg_dump ${result.tool.version}` : 'listkeeper'}\n`,
         );
       }),
     );
 
   program
     .command('restore')
-    .argument('<file>', 'a file written by listkeeper backup (- for stdin)')
+    .argument('<file>', 'a file written by listkeeper backup, with either method (- for stdin)')
     .description('restore a backup into an empty database, then check it')
     .action((file: string) =>
       // Opened without migrating: the database must still be empty when the restore looks at it.
@@ -45,10 +55,13 @@ export function registerBackupCommands(program: Command) {
           let result;
           try {
             result = await restoreFromFile(db.sessionPool ?? db.pool, file, {
+              url: db.directUrl ?? db.url,
               onProgress: (p) => progress.update(p.table ? `${p.phase} ${p.table}` : p.phase, p.rowsDone, p.rowsTotal, p.bytes, p.table === null),
             });
           } catch (err) {
-            (err as Error).message = `restore refused, the database is left as it was: ${(err as Error).message}`;
+            // Only when even emptying it again failed does the message say otherwise itself.
+            if ((err as { code?: string }).code !== 'restore_left_partial') (err as Error).message = `restore refused, the database is left as it was: ${(err as Error).message}`;
+            else (err as Error).message = `restore failed: ${(err as Error).message}`;
             throw err;
           } finally {
             progress.stop();

@@ -4,8 +4,11 @@
  * the transient ones below, with its stored columns and primary key, and every sequence.
  */
 
+import crypto from 'node:crypto';
+import type pg from 'pg';
+import pgCopy from 'pg-copy-streams';
 import type { Queryable } from './pool.ts';
-import type { BackupTable } from './backup-format.ts';
+import type { BackupTable, TableEnd } from './backup-format.ts';
 
 /**
  * Left out on purpose: state that belongs to running processes or expires within hours, and that
@@ -73,6 +76,21 @@ const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
 export function copyOutSql(t: BackupTable, collatable: Set<string>): string {
   const order = t.key.map((k) => (collatable.has(k) ? `${ident(k)} collate "C"` : ident(k))).join(', ');
   return `copy (select ${t.columns.map((c) => ident(c.name)).join(', ')} from ${ident(t.name)} order by ${order}) to stdout (format binary)`;
+}
+
+/**
+ * Reads table `t` with copyOutSql and gives its row count and the sha256 of its COPY bytes, the
+ * one fingerprint of a table that every backup method records and every restore checks; each
+ * chunk goes to `onChunk` too (the listkeeper format writes them into the file), awaited in turn.
+ */
+export async function readTable(client: pg.PoolClient, t: BackupTable, onChunk?: (chunk: Buffer) => Promise<void>): Promise<TableEnd> {
+  const copy = client.query(pgCopy.to(copyOutSql(t, await collatableKeys(client, t.name))));
+  const hash = crypto.createHash('sha256');
+  for await (const chunk of copy as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    if (onChunk) await onChunk(chunk);
+  }
+  return { table: t.name, rows: copy.rowCount, sha256: hash.digest('hex') };
 }
 
 export function copyInSql(t: BackupTable): string {

@@ -1,13 +1,25 @@
 /*
  * The backup file's container: one stream of length-framed records, so that writing and reading
  * it keep only one frame in memory whatever the archive's size (docs/operations.md, "Backups").
+ * Two methods write it; the header's `format` says which.
  *
+ * The listkeeper format (format 1), any server:
  *   MAGIC
  *   'H' header   JSON: format, created_at, server version, schema (migrations applied),
  *                tables in load order with their columns and row counts, sequences' values
  *   per table:   'D' COPY (FORMAT binary) bytes, in frames of at most MAX_FRAME
  *                'E' JSON {table, rows, sha256} (sha256 of that table's COPY bytes)
  *   'T' trailer  JSON {tables: [{table, rows, sha256}], sha256} (sha256 of every byte before it)
+ *
+ * The pg_dump format (format "pg_dump"), when a pg_dump of the server's major is on the PATH:
+ *   MAGIC
+ *   'H' header   JSON: as above without sequences (pg_dump carries them), plus the server's
+ *                version number and pg_dump's version
+ *   'P' frames   pg_dump's custom-format archive, each frame its sha256 (32 bytes) then its
+ *                bytes, so that a damaged frame is refused before pg_restore reads it
+ *   'T' trailer  JSON {tables: [{table, rows, sha256}], pg_dump: {bytes, sha256}, sha256}: each
+ *                table's rows and sha256 as the listkeeper format computes them, from the same
+ *                snapshot, for restore's check; the archive's; the file's
  *
  * A frame is its kind (1 byte), its length (uint32 big-endian) and the payload. The whole stream
  * may be gzipped (a FILE ending in .gz is written so; a reader detects it by its magic bytes).
@@ -23,7 +35,10 @@ export const FORMAT_VERSION = 1;
 /** Larger COPY chunks are split; a reader refuses a longer frame as corruption rather than buffer it. */
 export const MAX_FRAME = 1 << 20;
 
-export type FrameKind = 'H' | 'D' | 'E' | 'T';
+export type FrameKind = 'H' | 'D' | 'E' | 'P' | 'T';
+const KINDS: string[] = ['H', 'D', 'E', 'P', 'T'];
+/** A 'P' frame's sha256 before its bytes. */
+export const FRAME_DIGEST = 32;
 
 export interface BackupTable {
   name: string;
@@ -34,17 +49,36 @@ export interface BackupTable {
   rows: number;
 }
 
-export interface BackupHeader {
-  format: number;
+interface HeaderCommon {
   created_at: string;
   server_version: string;
   /** the migrations applied to the database backed up: its schema version */
   migrations: string[];
   tables: BackupTable[];
-  sequences: { name: string; last_value: string; is_called: boolean }[];
-  /** tables left out on purpose (transient state), for the reader's information */
+  /** tables left out on purpose (transient state; their definitions are in a pg_dump archive, not their rows) */
   excluded: string[];
 }
+
+/** The listkeeper format's header. */
+export interface BackupHeader extends HeaderCommon {
+  format: number;
+  sequences: { name: string; last_value: string; is_called: boolean }[];
+}
+
+/** The pg_dump format's header. */
+export interface PgDumpHeader extends HeaderCommon {
+  format: typeof PG_DUMP_FORMAT;
+  server_version_num: number;
+  /** as `pg_dump --version` gave it (`15.20`), and its major: restore needs a pg_restore of that major or later */
+  pg_dump_version: string;
+  pg_dump_major: number;
+}
+
+export const PG_DUMP_FORMAT = 'pg_dump';
+
+export type AnyBackupHeader = BackupHeader | PgDumpHeader;
+
+export const isPgDumpHeader = (h: AnyBackupHeader): h is PgDumpHeader => h.format === PG_DUMP_FORMAT;
 
 export interface TableEnd {
   table: string;
@@ -54,6 +88,8 @@ export interface TableEnd {
 
 export interface BackupTrailer {
   tables: TableEnd[];
+  /** the pg_dump format's archive: its length and sha256 */
+  pg_dump?: { bytes: number; sha256: string };
   sha256: string;
 }
 
@@ -61,6 +97,15 @@ export interface BackupTrailer {
 export class BackupFileError extends InvalidInput {
   constructor(message: string) {
     super(message, 'bad_backup_file');
+  }
+}
+
+/** A JSON record of the file (header, table end, trailer), or one line saying it is unreadable. */
+export function parseRecord<T>(payload: Buffer, what: string): T {
+  try {
+    return JSON.parse(payload.toString('utf8')) as T;
+  } catch {
+    throw new BackupFileError(`the backup file is corrupt: ${what} is not readable`);
   }
 }
 
@@ -93,7 +138,15 @@ export class FrameWriter {
     } while (at < payload.length);
   }
 
-  async json(kind: Exclude<FrameKind, 'D'>, value: unknown): Promise<void> {
+  /** Writes a part of a pg_dump archive as 'P' frames, each led by its own sha256. */
+  async pgDump(data: Buffer): Promise<void> {
+    for (let at = 0; at < data.length; at += MAX_FRAME - FRAME_DIGEST) {
+      const part = data.subarray(at, at + MAX_FRAME - FRAME_DIGEST);
+      await this.frame('P', Buffer.concat([crypto.createHash('sha256').update(part).digest(), part]));
+    }
+  }
+
+  async json(kind: 'H' | 'E' | 'T', value: unknown): Promise<void> {
     const payload = Buffer.from(JSON.stringify(value));
     if (payload.length > MAX_FRAME) throw new Error(`backup ${kind} record too large (${payload.length} bytes)`);
     await this.frame(kind, payload);
@@ -136,7 +189,7 @@ export class FrameReader {
     if (head === null) return null;
     const kind = head.toString('latin1', 0, 1) as FrameKind;
     const length = head.readUInt32BE(1);
-    if (!['H', 'D', 'E', 'T'].includes(kind) || length > MAX_FRAME) {
+    if (!KINDS.includes(kind) || length > MAX_FRAME) {
       throw new BackupFileError(`the backup file is corrupt at byte ${this.bytes - 5} (not a valid record)`);
     }
     const payload = length === 0 ? Buffer.alloc(0) : await this.take(length);

@@ -1,55 +1,54 @@
 /*
  * `listkeeper backup FILE`: every table that a site needs (lists, members, keys, archive, queue),
  * read in one REPEATABLE READ READ ONLY transaction (one snapshot: the file is consistent while
- * serve goes on writing), each as `COPY … TO STDOUT (FORMAT binary)`, streamed frame by frame into
- * one file (backup-format.ts). Memory stays bounded by a frame whatever the archive's size.
+ * serve goes on writing), streamed frame by frame into one file (backup-format.ts). Memory stays
+ * bounded by a frame whatever the archive's size. Two methods (docs/operations.md, "Backups"):
  *
- * Why not pg_dump: the embedded default ships no pg_dump, and the machine's client tools are often
- * of another major. One format, made and checked by listkeeper itself, restores the same way from
- * either server (docs/operations.md says when to use pg_dump or pgBackRest instead).
+ * - pg_dump (backup-pgdump.ts), chosen by default when a pg_dump of the server's major is on the
+ *   PATH: pg_dump's custom format, from the same snapshot;
+ * - listkeeper, everywhere else (the embedded default ships no pg_dump, and the machine's client
+ *   tools are often of another major): each table as `COPY … TO STDOUT (FORMAT binary)`.
+ *
+ * Both record each table's row count and sha256 from the same query (readTable), which restore
+ * checks the restored tables against, whichever method made the file.
  */
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { PassThrough, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
-import crypto from 'node:crypto';
+import type { Writable } from 'node:stream';
 import type pg from 'pg';
-import pgCopy from 'pg-copy-streams';
-import { backupTables, collatableKeys, copyOutSql, EXCLUDED_TABLES, ident, sequenceNames } from './backup-catalog.ts';
-import { FORMAT_VERSION, FrameWriter, type BackupHeader, type TableEnd } from './backup-format.ts';
+import { InvalidInput } from '../errors.ts';
+import { ident, readTable, sequenceNames } from './backup-catalog.ts';
+import { FORMAT_VERSION, type BackupHeader, type TableEnd } from './backup-format.ts';
+import { writePgDumpBackup } from './backup-pgdump.ts';
+import { openOutput, openSnapshot, sameRows, type BackupProgress, type BackupResult } from './backup-snapshot.ts';
+import { findPgTool, serverMajor, type PgTool } from './pg-tools.ts';
 
-export interface BackupProgress {
-  /** the table being copied (null once all are done) */
-  table: string | null;
-  tableIndex: number;
-  tables: number;
-  /** rows of the tables copied so far, of all rows in the snapshot */
-  rowsDone: number;
-  rowsTotal: number;
-  /** bytes written so far (before compression) */
-  bytes: number;
-}
+export type { BackupProgress, BackupResult };
 
-export interface BackupResult {
-  header: BackupHeader;
-  tables: TableEnd[];
-  bytes: number;
-  seconds: number;
+export const BACKUP_METHODS = ['auto', 'listkeeper', 'pg_dump'] as const;
+
+export interface BackupOptions {
+  /** `auto` (the default): pg_dump when one of the server's major is on the PATH, else listkeeper */
+  method?: (typeof BACKUP_METHODS)[number];
+  /** the server's URL for pg_dump: the one `pool` connects to (a snapshot is imported on the server that exported it) */
+  url?: string;
+  onProgress?: (p: BackupProgress) => void;
 }
 
 /**
  * Writes a backup to FILE (gzipped when it ends in .gz) through FILE.tmp, synced to disk and then
  * renamed, so FILE is either the previous file or a whole new backup; `-` writes to stdout.
  */
-export async function backupToFile(pool: pg.Pool, file: string, opts: { onProgress?: (p: BackupProgress) => void } = {}): Promise<BackupResult> {
+export async function backupToFile(pool: pg.Pool, file: string, opts: BackupOptions = {}): Promise<BackupResult> {
   const gzip = file.endsWith('.gz');
-  if (file === '-') return writeBackup(pool, process.stdout, { gzip: false, ...opts });
+  // Chosen before FILE.tmp is made: a refused --method pg_dump leaves nothing behind.
+  const tool = await chooseMethod(pool, opts.method ?? 'auto');
+  if (file === '-') return writeBackup(pool, process.stdout, { ...opts, gzip: false, tool });
   const tmp = `${file}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600); // it holds password hashes and DKIM private keys
   try {
-    const result = await writeBackup(pool, fs.createWriteStream('', { fd, autoClose: false }), { gzip, ...opts });
+    const result = await writeBackup(pool, fs.createWriteStream('', { fd, autoClose: false }), { ...opts, gzip, tool });
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fs.renameSync(tmp, file);
@@ -76,35 +75,43 @@ export function syncDir(dir: string) {
   }
 }
 
+/**
+ * The pg_dump to use, or null for the listkeeper format: `auto` takes a pg_dump on the PATH of the
+ * server's major (an older one cannot read a newer server; a newer one would make an archive
+ * that only its own major's pg_restore reads); `pg_dump` insists on one, with one line saying
+ * why there is none.
+ */
+export async function chooseMethod(pool: pg.Pool, method: NonNullable<BackupOptions['method']>): Promise<PgTool | null> {
+  if (method === 'listkeeper') return null;
+  const [tool, versionNum] = await Promise.all([
+    findPgTool('pg_dump'),
+    pool.query<{ v: string }>("select current_setting('server_version_num') as v").then((r) => Number(r.rows[0].v)),
+  ]);
+  const major = serverMajor(versionNum);
+  if (tool && tool.major === major) return tool;
+  if (method === 'auto') return null;
+  const found = tool ? `the pg_dump on the PATH is ${tool.major === null ? `not PostgreSQL's (it says "${tool.version}")` : `version ${tool.version}`}` : 'there is no pg_dump on the PATH';
+  throw new InvalidInput(
+    `--method pg_dump needs a pg_dump of the server's major version (PostgreSQL ${major}), and ${found}: install PostgreSQL ${major}'s client programs (Debian: postgresql-client-${major}) or use --method listkeeper`,
+    'no_matching_pg_dump',
+  );
+}
+
 /** Streams a backup into `sink`, which is ended (but not closed when it is stdout) when done. */
-export async function writeBackup(pool: pg.Pool, sink: Writable, opts: { gzip: boolean; onProgress?: (p: BackupProgress) => void }): Promise<BackupResult> {
+export async function writeBackup(pool: pg.Pool, sink: Writable, opts: Omit<BackupOptions, 'method'> & { gzip: boolean; tool?: PgTool | null }): Promise<BackupResult> {
+  if (opts.tool) {
+    if (!opts.url) throw new Error('a backup with pg_dump needs the server\'s URL');
+    return writePgDumpBackup(pool, sink, { ...opts, url: opts.url, tool: opts.tool });
+  }
   const started = performance.now();
-  const out = opts.gzip ? zlib.createGzip() : new PassThrough();
-  const done = pipeline(out, sink);
-  // Rejects when writing fails (disk full, a closed pipe), which ends a wait for 'drain'.
-  const failed = done.then(() => new Promise<never>(() => undefined));
-  failed.catch(() => undefined);
-  done.catch(() => undefined); // awaited below
-  const writer = new FrameWriter(out, failed);
+  const output = openOutput(sink, opts.gzip);
+  const { writer } = output;
   const client = await pool.connect();
   let result: BackupResult;
   try {
-    await client.query('begin isolation level repeatable read read only');
-    // Waiting on a slow disk or pipe between two tables must not end the snapshot (pool.ts sets a limit).
-    await client.query('set local idle_in_transaction_session_timeout = 0');
-    const tables = await backupTables(client);
-    for (const t of tables) {
-      t.rows = (await client.query<{ n: number }>(`select count(*)::bigint as n from ${ident(t.name)}`)).rows[0].n;
-    }
-    const header: BackupHeader = {
-      format: FORMAT_VERSION,
-      created_at: new Date().toISOString(),
-      server_version: (await client.query<{ v: string }>('select version() as v')).rows[0].v,
-      migrations: (await client.query<{ name: string }>('select name from schema_migrations order by name')).rows.map((r) => r.name),
-      tables,
-      sequences: [],
-      excluded: EXCLUDED_TABLES,
-    };
+    const snapshot = await openSnapshot(client);
+    const { tables } = snapshot;
+    const header: BackupHeader = { format: FORMAT_VERSION, ...snapshot, sequences: [] };
     // A sequence is outside the snapshot: its value now is at least the one any copied row took
     // from it, which is all a restored site needs (its next id is past every row's).
     for (const name of await sequenceNames(client)) {
@@ -120,20 +127,15 @@ export async function writeBackup(pool: pg.Pool, sink: Writable, opts: { gzip: b
       opts.onProgress?.({ table, tableIndex, tables: tables.length, rowsDone, rowsTotal, bytes: writer.bytes });
     for (const [i, t] of tables.entries()) {
       report(t.name, i);
-      const hash = crypto.createHash('sha256');
-      const copy = client.query(pgCopy.to(copyOutSql(t, await collatableKeys(client, t.name))));
       let last = performance.now();
-      for await (const chunk of copy as AsyncIterable<Buffer>) {
-        hash.update(chunk);
+      const end = await readTable(client, t, async (chunk) => {
         await writer.frame('D', chunk);
         if (performance.now() - last > 500) {
           last = performance.now();
           report(t.name, i);
         }
-      }
-      // Same snapshot, same rows: a difference would mean the snapshot did not hold.
-      if (copy.rowCount !== t.rows) throw new Error(`table ${t.name}: copied ${copy.rowCount} rows where the snapshot counted ${t.rows}`);
-      const end = { table: t.name, rows: t.rows, sha256: hash.digest('hex') };
+      });
+      sameRows(t, end);
       ends.push(end);
       await writer.json('E', end);
       rowsDone += t.rows;
@@ -142,17 +144,16 @@ export async function writeBackup(pool: pg.Pool, sink: Writable, opts: { gzip: b
     report(null, tables.length);
     const digest = writer.digest();
     await writer.json('T', { tables: ends, sha256: digest });
-    result = { header, tables: ends, bytes: writer.bytes, seconds: 0 };
+    result = { header, tables: ends, bytes: writer.bytes, seconds: 0, method: 'listkeeper' };
   } catch (err) {
     await client.query('rollback').catch(() => undefined);
-    out.destroy(err as Error);
-    await done.catch(() => undefined);
+    await output.abandon(err as Error);
     throw err;
   } finally {
     client.release();
   }
-  out.end();
-  await done;
+  await output.finish();
   result.seconds = (performance.now() - started) / 1000;
   return result;
 }
+

@@ -1,6 +1,7 @@
 /*
- * `listkeeper restore FILE`: a backup (backup.ts) into an empty database, in ONE transaction, so
- * that a refused or broken file leaves the database as empty as it was:
+ * `listkeeper restore FILE`: a backup (backup.ts) into an empty database. A backup made with
+ * pg_dump goes to restore-pgdump.ts; one in the listkeeper format is restored here, in ONE
+ * transaction, so that a refused or broken file leaves the database as empty as it was:
  *
  *   1. the header: a format and a schema this code knows (a backup from a newer listkeeper is refused);
  *   2. the migrations the backup's database had, exactly those (later ones run afterwards, as at start);
@@ -25,29 +26,34 @@ import zlib from 'node:zlib';
 import type pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import { Conflict, InvalidInput } from '../errors.ts';
-import { backupTables, collatableKeys, copyInSql, copyOutSql, ident } from './backup-catalog.ts';
-import { BackupFileError, FORMAT_VERSION, FrameReader, type BackupHeader, type BackupTrailer, type TableEnd } from './backup-format.ts';
+import { backupTables, copyInSql, ident } from './backup-catalog.ts';
+import {
+  BackupFileError,
+  FORMAT_VERSION,
+  FrameReader,
+  isPgDumpHeader,
+  parseRecord,
+  PG_DUMP_FORMAT,
+  type AnyBackupHeader,
+  type BackupHeader,
+  type BackupTrailer,
+  type TableEnd,
+} from './backup-format.ts';
 import { applyMigration, createMigrationsTable, lockMigrationsForTransaction, migrationFiles } from './migrate.ts';
 import type { Queryable } from './pool.ts';
+import { checkRestoredTables, refuseNonEmpty, type RestoreProgress, type RestoreResult } from './restore-check.ts';
+import { restorePgDump } from './restore-pgdump.ts';
 
-export interface RestoreProgress {
-  phase: 'loading' | 'indexing' | 'checking';
-  table: string | null;
-  tableIndex: number;
-  tables: number;
-  rowsDone: number;
-  rowsTotal: number;
-  bytes: number;
-}
+export type { RestoreProgress, RestoreResult };
 
-export interface RestoreResult {
-  header: BackupHeader;
-  tables: TableEnd[];
-  seconds: number;
+export interface RestoreOptions {
+  /** the server's URL, for pg_restore (a backup made with pg_dump) */
+  url?: string;
+  onProgress?: (p: RestoreProgress) => void;
 }
 
 /** Opens FILE (`-` for stdin; gzip is recognised by its first bytes, either way) and restores it. */
-export async function restoreFromFile(pool: pg.Pool, file: string, opts: { onProgress?: (p: RestoreProgress) => void } = {}): Promise<RestoreResult> {
+export async function restoreFromFile(pool: pg.Pool, file: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
   let raw: Readable;
   if (file === '-') raw = process.stdin;
   else {
@@ -82,10 +88,12 @@ async function gunzipIfGzip(raw: Readable): Promise<Readable> {
   return stream.pipe(gunzip);
 }
 
-export async function restoreBackup(pool: pg.Pool, input: Readable, opts: { onProgress?: (p: RestoreProgress) => void } = {}): Promise<RestoreResult> {
+export async function restoreBackup(pool: pg.Pool, input: Readable, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const started = performance.now();
   const reader = new FrameReader(input);
-  const header = await readHeader(reader);
+  const any = await readHeader(reader);
+  if (isPgDumpHeader(any)) return restorePgDump(pool, reader, any, opts, started);
+  const header: BackupHeader = any;
   const client = await pool.connect();
   let failed: unknown;
   try {
@@ -129,7 +137,7 @@ export async function restoreBackup(pool: pg.Pool, input: Readable, opts: { onPr
             hash.update(f.payload);
             if (!copy.write(f.payload)) await once(copy, 'drain');
             if (refused) throw refused;
-          } else if (f.kind === 'E') end = parseJson<TableEnd>(f.payload, 'a table end');
+          } else if (f.kind === 'E') end = parseRecord<TableEnd>(f.payload, 'a table end');
           else throw new BackupFileError(`the backup file is corrupt: a ${f.kind} record inside table ${t.name}`);
           if (performance.now() - last > 500) {
             last = performance.now();
@@ -166,17 +174,10 @@ export async function restoreBackup(pool: pg.Pool, input: Readable, opts: { onPr
 
     // Read every table back exactly as the backup read it: the same bytes, or the restore is refused.
     rowsDone = 0;
-    for (const [i, t] of header.tables.entries()) {
-      report('checking', t.name, i);
-      const copy = client.query(pgCopy.to(copyOutSql(t, await collatableKeys(client, t.name))));
-      const hash = crypto.createHash('sha256');
-      for await (const chunk of copy as AsyncIterable<Buffer>) hash.update(chunk);
-      if (copy.rowCount !== t.rows || hash.digest('hex') !== ends[i].sha256) {
-        throw new InvalidInput(`check failed: table ${t.name} reads back as ${copy.rowCount} rows whose checksum differs from the backup's (${t.rows} rows)`, 'restore_check_failed');
-      }
-      rowsDone += t.rows;
-    }
-    report('checking', null, header.tables.length);
+    await checkRestoredTables(client, header.tables, ends, (table, i, done) => {
+      rowsDone = done;
+      report('checking', table, i);
+    });
     await client.query('commit');
     return { header, tables: ends, seconds: (performance.now() - started) / 1000 };
   } catch (err) {
@@ -192,13 +193,16 @@ function isPgError(err: unknown): boolean {
   return typeof (err as { severity?: unknown }).severity === 'string';
 }
 
-async function readHeader(reader: FrameReader): Promise<BackupHeader> {
+async function readHeader(reader: FrameReader): Promise<AnyBackupHeader> {
   await reader.start();
   const f = await reader.next();
   if (!f || f.kind !== 'H') throw new BackupFileError('the backup file is corrupt: it has no header');
-  const header = parseJson<BackupHeader>(f.payload, 'its header');
-  if (header.format !== FORMAT_VERSION) {
-    throw new InvalidInput(`this backup is in format ${header.format}, which this listkeeper (format ${FORMAT_VERSION}) cannot read: restore it with the listkeeper that made it or a later one`, 'newer_backup');
+  const header = parseRecord<AnyBackupHeader>(f.payload, 'its header');
+  if (header.format !== FORMAT_VERSION && header.format !== PG_DUMP_FORMAT) {
+    throw new InvalidInput(
+      `this backup is in format ${header.format}, which this listkeeper (formats ${FORMAT_VERSION} and ${PG_DUMP_FORMAT}) cannot read: restore it with the listkeeper that made it or a later one`,
+      'newer_backup',
+    );
   }
   const known = new Set(migrationFiles());
   const unknown = header.migrations.filter((m) => !known.has(m));
@@ -215,34 +219,10 @@ async function readTrailer(reader: FrameReader, ends: TableEnd[]): Promise<void>
   const f = await reader.next();
   if (!f) throw new BackupFileError('the backup file is truncated (it ends before its trailer): it was not written to the end');
   if (f.kind !== 'T') throw new BackupFileError(`the backup file is corrupt: a ${f.kind} record where its trailer should be`);
-  const trailer = parseJson<BackupTrailer>(f.payload, 'its trailer');
+  const trailer = parseRecord<BackupTrailer>(f.payload, 'its trailer');
   const same = trailer.tables.length === ends.length && trailer.tables.every((t, i) => t.table === ends[i].table && t.rows === ends[i].rows && t.sha256 === ends[i].sha256);
   if (!same || trailer.sha256 !== reader.digest()) throw new BackupFileError('the backup file is corrupt: its checksum does not match its contents');
   if ((await reader.next()) !== null) throw new BackupFileError('the backup file is corrupt: it goes on after its trailer');
-}
-
-function parseJson<T>(payload: Buffer, what: string): T {
-  try {
-    return JSON.parse(payload.toString('utf8')) as T;
-  } catch {
-    throw new BackupFileError(`the backup file is corrupt: ${what} is not readable`);
-  }
-}
-
-/** "Empty": no table, view or sequence outside PostgreSQL's own schemas. */
-async function refuseNonEmpty(db: Queryable): Promise<void> {
-  const { rows } = await db.query<{ n: number; some: string | null }>(
-    `select count(*)::int as n, min(n.nspname || '.' || c.relname) as some
-       from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
-        and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'`,
-  );
-  if (rows[0].n > 0) {
-    throw new Conflict(
-      `the database is not empty (${rows[0].n} tables and sequences, such as ${rows[0].some}): restore only goes into an empty database; create one (createdb) or point DATABASE_URL or DATA_DIR at a new one`,
-      'database_not_empty',
-    );
-  }
 }
 
 /** The migrated schema must have each backed-up table with the same stored columns, or COPY would misplace values. */
