@@ -72,6 +72,11 @@ async function lexemeStats(db: Queryable): Promise<LexemeStats> {
   }
 }
 
+/** Whether ANALYZE has seen the messages: before, there is nothing to choose by (a new or small archive). */
+function ready(stats: Pick<LexemeStats, 'freq' | 'rows'>): boolean {
+  return stats.rows > 0 && stats.freq.size > 0;
+}
+
 /**
  * How many messages a query is expected to match: a word's share from the statistics, and
  * alternatives combined. The words of one alternative are not independent (a first and a last
@@ -101,7 +106,7 @@ export async function chooseScan(db: Queryable, q: string, cap: number): Promise
 
 /** chooseScan() for the statistics given. */
 export function scanFor(stats: Pick<LexemeStats, 'freq' | 'otherFreq' | 'rows'>, q: string, cap: number): Scan {
-  if (stats.rows === 0 || stats.freq.size === 0) return 'index'; // no statistics yet: a small or new archive
+  if (!ready(stats)) return 'index';
   // Only the listed lexemes' shares are known; any other is rarer than the least listed, often
   // far rarer. Taken at half of it (the planner's guess), a word in 186 of 524,000 messages was
   // expected in 3,200 and walked 240 ms through the archive. Walking is chosen only on the
@@ -123,12 +128,11 @@ function hasPhrase(q: string): boolean {
 
 /** Whether ANALYZE's statistics of the lexemes are at hand (chooseScan() then chose by them). */
 export async function hasLexemeStats(db: Queryable): Promise<boolean> {
-  const stats = await lexemeStats(db);
-  return stats.rows > 0 && stats.freq.size > 0;
+  return ready(await lexemeStats(db));
 }
 
 /** expectedMatches() from the statistics at hand, rounded; null before ANALYZE has seen messages. */
 export async function estimateMatches(db: Queryable, q: string): Promise<number | null> {
   const stats = await lexemeStats(db);
-  return stats.rows === 0 || stats.freq.size === 0 ? null : Math.round(expectedMatches(stats, q));
+  return ready(stats) ? Math.round(expectedMatches(stats, q)) : null;
 }
