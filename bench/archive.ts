@@ -45,7 +45,7 @@ export async function run(rows: string[] = ROWS): Promise<void> {
   try {
     const imported = await importCorpus(db, file);
     console.log(`corpus: ${corpus.size} messages, ${mb.toFixed(1)} MB mbox`);
-    console.log(`import: ${imported.added} messages in ${imported.seconds.toFixed(1)} s = ${Math.round(imported.added / imported.seconds)} msgs/s (batches of 500, threading and tsvector included)`);
+    console.log(`import: ${imported.added} messages in ${imported.seconds.toFixed(1)} s = ${Math.round(imported.added / imported.seconds)} msgs/s (chunks of 1,000 split by thread between 2 writers; threading and tsvector included)`);
     if (rows.includes('size')) console.log(await databaseSize(db, imported.added));
 
     // First without the page cache (PAGE_CACHE_MB=0): every request does the work, which is what
