@@ -12,7 +12,8 @@ import type { Database } from '../src/db/database.ts';
 import { createList } from '../src/db/lists.ts';
 import { freePort, spawnListkeeper, stopProcess, waitFor } from './http-load.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// LK_ROOT=/other/checkout: serve that checkout's code (of the same schema) under the same load.
+const ROOT = process.env.LK_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** One web process per core, as docs/operations.md advises for production (BENCH_WEB_PROCESSES=1: the default). */
 export const WEB_PROCESSES = Number(process.env.BENCH_WEB_PROCESSES ?? os.availableParallelism());
 
