@@ -89,7 +89,8 @@ export async function run(rows: string[] = ROWS): Promise<void> {
     server = await startWeb(bdb.url, 64);
     base = server.base;
     await load(base, messageUrls, { connections: 8, seconds: 4 });
-    await page('message page, page cache on', messageUrls, base);
+    const cached = await page('message page, page cache on', messageUrls, base, () => systemMemory(server!.child.pid!, bdb.url, bdb.postmasterPid));
+    console.log(`  with the default settings (page cache on): ${describeMemory(cached!)}`);
     console.log(GOALS);
   } finally {
     await server?.stop();

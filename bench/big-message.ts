@@ -8,7 +8,6 @@
  *   LK_ROOT=/path/to/other/checkout npx tsx bench/big-message.ts   # the same load on other code
  */
 
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -17,6 +16,7 @@ import { openDatabase } from '../src/db/database.ts';
 import { bigMessage } from '../test/fixtures/archive/big-message.ts';
 import { archive, mail, newList } from '../test/fixtures/archive/seed.ts';
 import { benchDatabase, percentile } from './bench-db.ts';
+import { spawnListkeeper } from './http-load.ts';
 
 const ROOT = process.env.LK_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -25,7 +25,7 @@ export async function run(): Promise<void> {
   const cfg = parseConfig({ DATABASE_URL: bdb.url, LOG_LEVEL: 'warn' });
   const db = await openDatabase(cfg, 'bench');
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
+  const child = spawnListkeeper(ROOT, ['serve', '--web'], {
     cwd: ROOT,
     env: { ...process.env, DATABASE_URL: bdb.url, WEB_PORT: String(port), LOG_LEVEL: 'warn', PAGE_CACHE_MB: '0', WEB_PROCESSES: '1' },
     stdio: 'ignore',

@@ -24,6 +24,7 @@ import { acceptPost } from '../src/core/accept-post.ts';
 import { config } from '../src/config.ts';
 import { log } from '../src/log.ts';
 import { benchDatabase } from './bench-db.ts';
+import { spawnListkeeper } from './http-load.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SINK = '/usr/sbin/smtp-sink';
@@ -66,8 +67,7 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 function startWorker(url: string, relay: string): ChildProcess {
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
-  return spawn(process.execPath, [...profile, path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--worker'], {
+  return spawnListkeeper(ROOT, ['serve', '--worker'], {
     cwd: ROOT,
     stdio: ['ignore', process.env.BENCH_WORKER_LOG ? 'inherit' : 'ignore', 'inherit'],
     env: {

@@ -9,7 +9,7 @@
  * to answer, stopping it.
  */
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -122,6 +122,17 @@ function get(agent: http.Agent, url: string): Promise<number> {
       res.on('end', () => resolve(performance.now() - t));
     }).on('error', reject);
   });
+}
+
+/**
+ * `listkeeper ARGS` started as a user starts it: the bin itself, so that the node flags on its #!
+ * line apply (bin/listkeeper.js: the heap sizes the memory figures are about). `root`: the
+ * checkout to run. BENCH_PROFILE=DIR adds a CPU profile through NODE_OPTIONS.
+ */
+export function spawnListkeeper(root: string, args: string[], opts: SpawnOptions & { env: NodeJS.ProcessEnv }): ChildProcess {
+  const profile = process.env.BENCH_PROFILE ? `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` : '';
+  const env = profile ? { ...opts.env, NODE_OPTIONS: `${opts.env.NODE_OPTIONS ?? ''} ${profile}`.trim() } : opts.env;
+  return spawn(path.join(root, 'bin/listkeeper.js'), args, { ...opts, env });
 }
 
 export async function freePort(): Promise<number> {

@@ -27,6 +27,7 @@ import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import pg from 'pg';
 import { LOOPBACK_SPF, StubDns } from '../test/helpers/stub-dns.ts';
 import { benchDatabase } from './bench-db.ts';
+import { spawnListkeeper } from './http-load.ts';
 import { describeMemory, peakMemoryDuring, systemMemory } from './pss.ts';
 import { dotStuff, SmtpSession } from './smtp-client.ts';
 
@@ -104,7 +105,7 @@ function peakRssMb(child: ChildProcess): number {
 }
 
 async function startServer(url: string, port: number, dnsServers: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : []), '--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--smtp'], {
+  const child = spawnListkeeper(ROOT, ['serve', '--smtp'], {
     env: { ...process.env, DATABASE_URL: url, SMTP_PORT: String(port), LOG_LEVEL: 'warn', SMTP_MAX_SIZE: String(64 * 1024 * 1024), MAIL_DOMAIN: 'lists.bench.example', DNS_SERVERS: dnsServers },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -3,16 +3,17 @@
  * `importMbox`, and `listkeeper serve --web` in its own processes answering over HTTP.
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { importMbox } from '../src/core/archive-import.ts';
 import type { Database } from '../src/db/database.ts';
 import { createList } from '../src/db/lists.ts';
-import { freePort, stopProcess, waitFor } from './http-load.ts';
+import { freePort, spawnListkeeper, stopProcess, waitFor } from './http-load.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// LK_ROOT=/other/checkout: serve that checkout's code (of the same schema) under the same load.
+const ROOT = process.env.LK_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** One web process per core, as docs/operations.md advises for production (BENCH_WEB_PROCESSES=1: the default). */
 export const WEB_PROCESSES = Number(process.env.BENCH_WEB_PROCESSES ?? os.availableParallelism());
 
@@ -37,8 +38,7 @@ export interface WebServer {
 /** `serve --web` on a free loopback port with WEB_PROCESSES processes; `cacheMb` 0 turns the page cache off. */
 export async function startWeb(databaseUrl: string, cacheMb: number): Promise<WebServer> {
   const port = await freePort();
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
-  const child = spawn(process.execPath, [...profile, path.join(ROOT, 'bin/listkeeper.js'), 'serve', '--web'], {
+  const child = spawnListkeeper(ROOT, ['serve', '--web'], {
     cwd: ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, WEB_PORT: String(port), LOG_LEVEL: 'warn', PAGE_CACHE_MB: String(cacheMb), WEB_PROCESSES: String(WEB_PROCESSES) },
     stdio: 'ignore',
