@@ -197,6 +197,8 @@ export interface Config {
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
   logLevelSet: boolean;
   dbPoolSize: number;
+  /** DB_POOL_SIZE for a process that runs the web role alone (webPoolSize() when unset) */
+  webDbPoolSize: number;
   /** background conversion jobs: rows per batch (one short transaction), pause between batches */
   conversions: { batchRows: number; pauseMs: number };
   delivery: {
@@ -322,6 +324,16 @@ export function defaultPoolSize(cores: number): number {
   return Math.max(5, 2 * cores + 1);
 }
 
+/**
+ * DB_POOL_SIZE when unset, for a process that runs the web role alone (`serve --web`, and each of
+ * WEB_PROCESSES): its queries come from one event loop, which on the machine's cores keeps one
+ * query per core in flight and one more arriving; it has no group commit to set a floor. Two
+ * backends fewer on two cores were 15–20 MB of the system's memory under the message page's load.
+ */
+export function webPoolSize(cores: number): number {
+  return cores + 1;
+}
+
 export function parseConfig(env: Record<string, string | undefined>): Config {
   // Empty strings mean "unset": shells and compose files often export VAR= .
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -364,6 +376,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,
     dbPoolSize: e.DB_POOL_SIZE ?? defaultPoolSize(os.availableParallelism()),
+    webDbPoolSize: e.DB_POOL_SIZE ?? webPoolSize(os.availableParallelism()),
     conversions: { batchRows: e.CONVERSION_BATCH_ROWS, pauseMs: e.CONVERSION_PAUSE_MS },
     delivery: {
       batchSize: e.DELIVERY_BATCH_SIZE,

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { defaultPoolSize, parseConfig } from '../src/config.ts';
+import { defaultPoolSize, parseConfig, webPoolSize } from '../src/config.ts';
 import { embeddedConnections } from '../src/db/database.ts';
 import { isAlive } from '../src/db/embedded.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
@@ -67,6 +67,10 @@ describe('sizes for a small machine', () => {
     expect([1, 2, 4, 8].map(defaultPoolSize)).toEqual([5, 5, 9, 17]);
     expect(parseConfig({}).dbPoolSize).toBe(defaultPoolSize(os.availableParallelism()));
     expect(parseConfig({ DB_POOL_SIZE: '20' }).dbPoolSize).toBe(20);
+    // A web-only process (serve --web, each of WEB_PROCESSES) has no group commit: cores + 1.
+    expect([1, 2, 4, 8].map(webPoolSize)).toEqual([2, 3, 5, 9]);
+    expect(parseConfig({}).webDbPoolSize).toBe(webPoolSize(os.availableParallelism()));
+    expect(parseConfig({ DB_POOL_SIZE: '20' }).webDbPoolSize).toBe(20);
     expect(() => parseConfig({ DB_POOL_SIZE: '0' })).toThrow(/DB_POOL_SIZE/);
     // Every process's pool and its dedicated connections fit: serve, its web processes and a CLI command.
     const big = parseConfig({ DB_POOL_SIZE: '40', WEB_PROCESSES: '8' });

@@ -32,7 +32,9 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const webProcess = isWebProcess();
   const roles = webProcess ? { smtp: false, web: true, worker: false } : asked;
   const all = !roles.smtp && !roles.web && !roles.worker;
-  const cfg = await loadConfig();
+  const loaded = await loadConfig();
+  const webOnly = roles.web && !roles.smtp && !roles.worker;
+  const cfg = webOnly ? { ...loaded, dbPoolSize: loaded.webDbPoolSize } : loaded;
   // Loaded here, not at start: other commands never pay for what only serve uses.
   const { log, redactUrl } = await import('../log.ts');
   const { offersOneClick } = await import('../mail/list-headers.ts');
