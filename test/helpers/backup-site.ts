@@ -161,3 +161,43 @@ export async function readBackup(file: string): Promise<{ header: AnyBackupHeade
   }
   return { header: header!, ends, trailer: trailer!, kinds };
 }
+
+/**
+ * What a restore must give back, compared with the source site: every raw message byte for
+ * byte (the 8-bit one too), the cross-post as one message in two lists, search on the restored
+ * archive, settings (the DKIM key among them), memberships, roles, rules and accounts, the held
+ * posts, the queue as the snapshot had it, and sequences past the restored rows.
+ */
+export async function expectSameSite(sourceUrl: string, targetUrl: string, messageRows: number) {
+  const sums = `select id, message_id, encode(sha256(raw), 'hex') as sum, length(raw) as size from messages order by id`;
+  const restored = await query<{ id: string }>(targetUrl, sums);
+  const source = new Map((await query<{ id: string }>(sourceUrl, sums)).map((r) => [r.id, r]));
+  expect(restored.length).toBe(messageRows);
+  for (const m of restored) expect(m).toEqual(source.get(m.id));
+  const raw = async (url: string, mid: string) => (await query<{ raw: Buffer }>(url, `select raw from messages where message_id = '${mid}'`))[0].raw;
+  expect((await raw(targetUrl, 'eight-bit@example.org')).equals(await raw(sourceUrl, 'eight-bit@example.org'))).toBe(true);
+  expect((await raw(targetUrl, 'eight-bit@example.org')).includes(Buffer.from([0xfc, 0xdf]))).toBe(true);
+  const cross = `select l.local_part from list_messages lm join lists l on l.id = lm.list_id join messages m on m.id = lm.message_id where m.message_id = 'cross@example.org' order by 1`;
+  expect(await query(targetUrl, cross)).toEqual([{ local_part: 'announce' }, { local_part: 'dev' }]);
+  // The generated tsvector was computed again.
+  expect(await query(targetUrl, `select message_id from messages where tsv @@ websearch_to_tsquery('listkeeper', 'eight') order by 1`)).toEqual([{ message_id: 'eight-bit@example.org' }]);
+  for (const sql of [
+    'select * from lists order by id',
+    'select * from members order by id',
+    'select * from list_roles order by list_id, email, role',
+    'select * from sender_rules order by list_id, email',
+    'select * from accounts order by id',
+    'select id, list_id, message_id, encode(sha256(raw), \'hex\') as raw, reason from held_messages order by id',
+  ]) {
+    expect(await query(targetUrl, sql)).toEqual(await query(sourceUrl, sql));
+  }
+  const [list] = await query<{ dkim_private_key: string }>(targetUrl, `select dkim_private_key from lists where local_part = 'dev'`);
+  expect(list.dkim_private_key).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+  const outbox = 'select id, kind, list_id, message_id, recipient, state from outbox order by id';
+  const sourceOutbox = new Map((await query<{ id: string }>(sourceUrl, outbox)).map((r) => [r.id, r]));
+  const restoredOutbox = await query<{ id: string }>(targetUrl, outbox);
+  expect(restoredOutbox.length).toBeGreaterThan(0);
+  for (const r of restoredOutbox) expect(r).toEqual(sourceOutbox.get(r.id));
+  const [{ next, max }] = await query<{ next: string; max: string }>(targetUrl, `select nextval('messages_id_seq')::text as next, (select max(id) from messages)::text as max`);
+  expect(Number(next)).toBeGreaterThan(Number(max));
+}
