@@ -201,3 +201,14 @@ export async function expectSameSite(sourceUrl: string, targetUrl: string, messa
   const [{ next, max }] = await query<{ next: string; max: string }>(targetUrl, `select nextval('messages_id_seq')::text as next, (select max(id) from messages)::text as max`);
   expect(Number(next)).toBeGreaterThan(Number(max));
 }
+
+/** A restore that succeeded: its summary and progress lines, and every table with the header's row count. */
+export async function expectRestored(res: { code: number | null; stdout: string; stderr: string }, targetUrl: string, header: { tables: { name: string; rows: number }[] }) {
+  expect(res.code, res.stderr).toBe(0);
+  expect(res.stdout).toMatch(/^restored .*site\.lkb \(made .*, schema \d{4}_\w+\.sql\): \d+ tables, \d+ rows \(\d+ messages\) in [\d.]+ s; checked: every table reads back with the backup's row count and sha256\n$/);
+  expect(res.stderr).toMatch(/^restore: 100% .*: checking$/m);
+  for (const t of header.tables) {
+    const [{ n }] = await query<{ n: number }>(targetUrl, `select count(*)::int as n from "${t.name}"`);
+    expect({ table: t.name, rows: n }).toEqual({ table: t.name, rows: t.rows });
+  }
+}
