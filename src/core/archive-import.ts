@@ -202,9 +202,10 @@ async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entri
   const known = await messageIdsInList(pool, listId, ids.map((id) => id.messageId));
   const last = entries[entries.length - 1];
   const out: Part[] = Array.from({ length: parts }, (_, part) => ({ firstOffset, last, part, parts, seen: 0, parsed: [], broken: 0 }));
+  const partOfEntry = partsByThread(ids, parts);
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
-    const p = out[partOf(ids[i].threadKey, parts)];
+    const p = out[partOfEntry[i]];
     p.seen++;
     if (known.has(ids[i].messageId)) continue;
     try {
@@ -215,6 +216,40 @@ async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entri
     }
   }
   return out;
+}
+
+/**
+ * Each message's part: messages that name a common Message-ID (as themselves, In-Reply-To or
+ * References: the keys their threads lock) are one group, and a group goes where the thread key
+ * of its first message in the chunk sends it. So no two parts of a chunk lock a common key, even
+ * for mail that gives only In-Reply-To (a chain of replies, each naming the one before); and a
+ * thread whose mail gives References keeps one part from chunk to chunk (its first Reference).
+ */
+function partsByThread(ids: { threadKey: string; keys: string[] }[], parts: number): number[] {
+  const up = new Map<string, string>();
+  const find = (x: string): string => {
+    let root = x;
+    while (up.get(root) !== root) root = up.get(root)!;
+    for (let y = x; y !== root; ) {
+      const next = up.get(y)!;
+      up.set(y, root);
+      y = next;
+    }
+    return root;
+  };
+  for (const { keys } of ids) {
+    for (const k of keys) if (!up.has(k)) up.set(k, k);
+    for (const k of keys.slice(1)) {
+      const [a, b] = [find(keys[0]), find(k)];
+      if (a !== b) up.set(a, b);
+    }
+  }
+  const firstOfGroup = new Map<string, string>();
+  return ids.map(({ threadKey, keys }) => {
+    const group = find(keys[0]);
+    if (!firstOfGroup.has(group)) firstOfGroup.set(group, threadKey);
+    return partOf(firstOfGroup.get(group)!, parts);
+  });
 }
 
 /** A thread key's writer: FNV-1a of the key. Only speed depends on it (the locks keep threading right). */

@@ -21,13 +21,16 @@ export function firstHeader(section: string, name: string): string | null {
 }
 
 /**
- * The Message-ID the archive will know this message by (its own, or the stable generated one),
- * and what its thread is known by before it is threaded: the first of all its References (the
- * thread's start, where mail programs keep it), else its In-Reply-To, else itself.
+ * The Message-ID the archive will know this message by (its own, or the stable generated one);
+ * what its thread is known by before it is threaded: the first of all its References (the
+ * thread's start, where mail programs keep it), else its In-Reply-To, else itself; and every
+ * Message-ID it names (itself, In-Reply-To, References), the keys its thread locks are taken on.
  */
-export function archiveIdentity(raw: Buffer): { messageId: string; threadKey: string } {
+export function archiveIdentity(raw: Buffer): { messageId: string; threadKey: string; keys: string[] } {
   const section = headerSection(raw);
   const messageId = normalizeMessageId(firstHeader(section, 'message-id')) ?? generatedMessageId(raw);
-  const threadKey = messageIdList(firstHeader(section, 'references'))[0] ?? normalizeMessageId(firstHeader(section, 'in-reply-to')) ?? messageId;
-  return { messageId, threadKey };
+  const refs = messageIdList(firstHeader(section, 'references'));
+  const inReplyTo = normalizeMessageId(firstHeader(section, 'in-reply-to'));
+  const threadKey = refs[0] ?? inReplyTo ?? messageId;
+  return { messageId, threadKey, keys: [messageId, ...(inReplyTo ? [inReplyTo] : []), ...refs] };
 }
