@@ -33,6 +33,9 @@ const WORDS = `The planner's estimates were wrong: indexes, indexing and indexed
   succeed, herring, earring, atlas, cosmos, bias, andes, howe, idly, gently, ugly, early, only,
   singly, sky, dying, consign, consigned, consigning, consignment, knack, knackeries, kneel, kneels`;
 
+/** every fiftieth message's author (and the private list's); Alice Example wrote the rest */
+const RARE_WRITER = 'Rare Writer <rare@example.org>';
+
 beforeAll(async () => {
   db = await testDatabase();
   const dev = await newList(db.pool, 'dev@lists.example.org');
@@ -45,12 +48,12 @@ beforeAll(async () => {
     const extra = `${i % 10 === 0 ? ' sometimes' : ''}${i % 200 === 7 ? ' seldom' : ''}`;
     const raw = mail({
       id: `m-${i}@example.org`, subject: `Note ${i}`, body: `common words here${extra}, number ${i}\n`,
-      date: new Date(Date.UTC(2026, 0, 1, 0, i)).toUTCString(),
+      date: new Date(Date.UTC(2026, 0, 1, 0, i)).toUTCString(), from: i % 50 === 3 ? RARE_WRITER : undefined,
     });
     batch.push({ raw, message: await parse(raw) });
   }
   await importBatch(db.pool, dev.id, batch);
-  const secret = mail({ id: 'secret@example.org', subject: 'Secret', body: 'common sometimes seldom\n', date: new Date(Date.UTC(2026, 1, 1)).toUTCString() });
+  const secret = mail({ id: 'secret@example.org', subject: 'Secret', body: 'common sometimes seldom\n', date: new Date(Date.UTC(2026, 1, 1)).toUTCString(), from: RARE_WRITER });
   await importBatch(db.pool, staff.id, [{ raw: secret, message: await parse(secret) }]);
   await db.pool.query('analyze messages, list_messages');
 });
@@ -150,6 +153,31 @@ describe('the two fixed plans of a word search', () => {
       expect(r.generic_plans).toBeGreaterThan(0);
     }
   });
+});
+
+describe('listings by date', () => {
+  // Message i is dated minute i: newest first is i descending. A listing with few matches sorts
+  // them; one with many walks the date index (search.ts, fewMatches(): 100 to 465 here).
+  const newestFirst = (keep: (i: number) => boolean) => Array.from({ length: 600 }, (_, k) => 599 - k).filter(keep).map((i) => `m-${i}@example.org`);
+  const cases: [string, Partial<SearchQuery>, string[]][] = [
+    ['a word in every message (the walk)', { q: 'common' }, newestFirst(() => true)],
+    ['a word in every tenth (sorted)', { q: 'sometimes' }, newestFirst((i) => i % 10 === 0)],
+    ['an author of twelve (sorted)', { q: null, from: ['Rare Writer'] }, newestFirst((i) => i % 50 === 3)],
+    ['an author of 588 (the walk)', { q: null, from: ['Alice Example'] }, newestFirst((i) => i % 50 !== 3)],
+    ['an author of twelve and a word', { q: 'common', from: ['rare@example.org'] }, newestFirst((i) => i % 50 === 3)],
+  ];
+  for (const [label, more, expected] of cases) {
+    it(`lists ${label} newest first, page after page, without the private list's message`, async () => {
+      for (const offset of [0, 20, 40, 580]) {
+        const r = await searchMessages(db, query('', { ...more, sort: 'date', offset }));
+        expect(ids(r)).toEqual(expected.slice(offset, offset + 20));
+        expect(r.more).toBe(offset + 20 < expected.length);
+        expect(r.ranked).toBe(false);
+      }
+      const first = await searchMessages(db, query('', { ...more, sort: 'date' }));
+      if (expected.length <= 100) expect([first.total, first.exact]).toEqual([expected.length, true]);
+    });
+  }
 });
 
 describe('words as PostgreSQL takes them', () => {

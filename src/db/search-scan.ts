@@ -131,6 +131,11 @@ export async function hasLexemeStats(db: Queryable): Promise<boolean> {
   return ready(await lexemeStats(db));
 }
 
+/** How many messages the archive holds, as ANALYZE last counted (0 before it has). */
+export async function archiveRows(db: Queryable): Promise<number> {
+  return (await lexemeStats(db)).rows;
+}
+
 /** expectedMatches() from the statistics at hand, rounded; null before ANALYZE has seen messages. */
 export async function estimateMatches(db: Queryable, q: string): Promise<number | null> {
   const stats = await lexemeStats(db);

@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import helmet from 'helmet';
 import type { Config } from '../config.ts';
 import { readUrls, type Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
@@ -25,6 +24,7 @@ import type { WebContext } from './context.ts';
 import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
 import { checkBody, checkUrl, refusedByDatabase } from './request-input.ts';
+import { securityHeaders } from './security-headers.ts';
 import { sessionMiddleware } from './session.ts';
 import { freshReads } from './fresh-reads.ts';
 import { subscriptionRouter } from './subscription-routes.ts';
@@ -73,7 +73,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   });
 
   app.use(
-    helmet({
+    securityHeaders({
       contentSecurityPolicy: {
         directives: {
           'default-src': ["'self'"], 'img-src': ["'self'", 'data:'], 'style-src': ["'self'", "'unsafe-inline'"], 'script-src': ["'self'"], 'form-action': ["'self'"], 'frame-ancestors': ["'none'"],
