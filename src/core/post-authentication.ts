@@ -18,6 +18,9 @@ import type { Logger } from '../log.ts';
 import { fieldValue, headerFields, splitMessage } from '../mail/header-block.ts';
 import type { AuthChecks, Peer } from '../mail/post-checks.ts';
 import type { CoreSettings } from './settings.ts';
+import { rememberSpfRanges } from '../mail/spf-ranges.ts';
+
+rememberSpfRanges();
 
 export interface AuthInput {
   raw: Buffer;
