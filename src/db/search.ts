@@ -253,10 +253,23 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
     // The index shape reads its matches behind `offset 0`, which keeps the date order away from
     // them: a generic plan takes any tsquery for 0.5% of the rows, and on a 524,000-message
     // archive it walked the date index for a word in 186 of them (320 ms) instead of asking GIN.
-    const matches = `select m.id, m.date, ts_rank(m.tsv, ${f.tsquery}) as rank from messages m where ${f.where}`;
-    f.ctes.push(`cand as materialized (
-              ${mode === 'index' ? `select * from (${matches} offset 0) x` : matches}
-               order by date desc limit ${Math.trunc(s.cap) + 1})`);
+    //
+    // Walking, a match's tsvector has just been read to test it, and it is ranked there. Otherwise
+    // only the `cap + 1` most recent matches are ranked, after they are chosen: ranking reads the
+    // whole tsvector (out of line, in TOAST, for most messages), and a word in several hundred
+    // messages of a million-message archive was read, ranked and sorted in full for the 101 kept.
+    const limit = Math.trunc(s.cap) + 1;
+    if (mode === 'walk') {
+      f.ctes.push(`cand as materialized (
+              select m.id, m.date, ts_rank(m.tsv, ${f.tsquery}) as rank from messages m where ${f.where}
+               order by date desc limit ${limit})`);
+    } else {
+      const found = `select m.id, m.date from messages m where ${f.where}`;
+      f.ctes.push(`cand as materialized (
+              select x.id, x.date, ts_rank(r.tsv, ${f.tsquery}) as rank
+                from (select * from (${mode === 'index' ? `select * from (${found} offset 0) y` : found}) z order by date desc limit ${limit}) x
+                join messages r on r.id = x.id)`);
+    }
     page = `select c.id, c.date, c.rank, (select count(*) from cand) as candidates
               from (select * from cand order by date desc limit ${Math.trunc(s.cap)}) c
              order by c.rank desc, c.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
