@@ -19,8 +19,11 @@ import { fieldValue, headerFields, splitMessage } from '../mail/header-block.ts'
 import type { AuthChecks, Peer } from '../mail/post-checks.ts';
 import type { CoreSettings } from './settings.ts';
 import { rememberSpfRanges } from '../mail/spf-ranges.ts';
+import { fasterDkimHeaderScan } from '../mail/dkim-header-end.ts';
 
+// Two costs of mailauth's on every post, worked around where it loads (each file says how).
 rememberSpfRanges();
+fasterDkimHeaderScan();
 
 export interface AuthInput {
   raw: Buffer;

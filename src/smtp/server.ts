@@ -10,7 +10,7 @@ import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../core/inbound.ts';
 import { resolvers } from '../dns.ts';
-import { log } from '../log.ts';
+import { lazyChild, log } from '../log.ts';
 import type { Peer } from '../mail/post-checks.ts';
 import { smtpMessages } from '../metrics.ts';
 
@@ -223,7 +223,7 @@ export class IngestServer {
       peer: { ...peerOf(session, id), ...(this.opts.lmtp && !forwarded ? { relay: true } : {}) },
       recipients: unique,
       raw,
-      log: log.child({ session: session.id }),
+      log: lazyChild(log, { session: session.id }),
     }, this.opts.settings ?? config());
     for (const r of results) smtpMessages.inc({ result: r ? 'rejected' : 'accepted' });
     const byAddress = new Map(unique.map((r, i) => [r.address, results[i]]));

@@ -1,0 +1,83 @@
+/*
+ * mailauth reads a message for DKIM (verifying on arrival, signing on delivery) through its
+ * MessageParser, whose processChunk() looks for the blank line that ends the header byte by byte
+ * and, for every byte, pushes it onto an array and copies the array's last four: a 1 KB post's
+ * header cost 30 KB of garbage and the listener's collector a share of its time. This is the same
+ * method without the copies: the same state (the last bytes seen, in `stateBytes`), the same
+ * split of header and body, the same calls. It replaces mailauth's only where mailauth's is the
+ * one it was written against (its text's hash); any other version is left as it is.
+ */
+
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+/** sha1 of MessageParser.prototype.processChunk.toString() in mailauth 4.13 */
+const KNOWN = '5c2eb6ced7c04d7d3fdd1711f9ecf2aed988924d';
+const LF = 0x0a;
+const CR = 0x0d;
+
+interface Parser {
+  state: 'header' | 'body';
+  stateBytes: number[];
+  headerChunks: Buffer[];
+  headers: unknown;
+  messageHeaders(headers: unknown): Promise<void>;
+  nextChunk(chunk: Buffer): Promise<void>;
+}
+
+let result: boolean | undefined;
+
+/** Installs the method; true when it is in place (false: mailauth is another version). Idempotent. */
+export function fasterDkimHeaderScan(): boolean {
+  if (result !== undefined) return result;
+  const fromMailauth = createRequire(createRequire(import.meta.url).resolve('mailauth'));
+  const { MessageParser } = fromMailauth('./dkim/message-parser.js') as { MessageParser: { prototype: { processChunk: (chunk: Buffer) => Promise<void> } } };
+  const { parseHeaders } = fromMailauth('./tools.js') as { parseHeaders: (b: Buffer) => unknown };
+  const original = MessageParser.prototype.processChunk;
+  if (createHash('sha1').update(original.toString()).digest('hex') !== KNOWN) return (result = false);
+
+  MessageParser.prototype.processChunk = async function processChunk(this: Parser, input: Buffer): Promise<void> {
+    let chunk = input;
+    if (!chunk || !chunk.length) return;
+    if (this.state === 'header') {
+      const seen = this.stateBytes;
+      // The two bytes before the current one (-1: none yet), as mailauth reads them from stateBytes.
+      let b1 = seen.length > 0 ? seen[seen.length - 1] : -1;
+      let b2 = seen.length > 1 ? seen[seen.length - 2] : -1;
+      for (let i = 0; i < chunk.length; i++) {
+        const c = chunk[i];
+        if (c === LF && (b1 === LF || (b1 === CR && b2 === LF))) {
+          this.stateBytes = lastFour(seen, chunk, i + 1);
+          this.state = 'body';
+          if (i === chunk.length - 1) {
+            this.headerChunks.push(chunk);
+            this.headers = parseHeaders(Buffer.concat(this.headerChunks));
+            await this.messageHeaders(this.headers);
+            return;
+          }
+          this.headerChunks.push(chunk.subarray(0, i + 1));
+          this.headers = parseHeaders(Buffer.concat(this.headerChunks));
+          await this.messageHeaders(this.headers);
+          chunk = chunk.subarray(i + 1);
+          break;
+        }
+        b2 = b1;
+        b1 = c;
+      }
+      if (this.state === 'header') this.stateBytes = lastFour(seen, chunk, chunk.length);
+    }
+    if (this.state !== 'body') {
+      this.headerChunks.push(chunk);
+      return;
+    }
+    await this.nextChunk(chunk);
+  };
+  return (result = true);
+}
+
+/** The last four of `seen` followed by chunk[0, end). */
+function lastFour(seen: number[], chunk: Buffer, end: number): number[] {
+  const out = end >= 4 ? [] : seen.slice(-(4 - end));
+  for (let i = Math.max(0, end - 4); i < end; i++) out.push(chunk[i]);
+  return out;
+}
