@@ -190,7 +190,8 @@ export async function run(rows: string[] = ROWS): Promise<void> {
       console.log(`  5 MB   ${big.toFixed(1).padStart(6)} msgs/s   (20 messages; server peak RSS ${peakRssMb(server).toFixed(0)} MB)`);
     }
     if (rows.includes('per-connection')) {
-      const count = Number(process.env.BENCH_INGEST_PER_CONNECTION ?? 5000);
+      // 20,000: long enough that the first seconds (new connections' code still cold) weigh little.
+      const count = Number(process.env.BENCH_INGEST_PER_CONNECTION ?? 20_000);
       const rate = await loadPerConnection(port, count);
       const { rows: stored } = await pool.query(`select count(*)::int as n from messages where message_id like '%@source.bench.example'`);
       if (stored[0].n !== count) throw new Error(`expected ${count} stored messages from smtp-source, found ${stored[0].n}`);
