@@ -144,6 +144,8 @@ describe('the two fixed plans of a word search', () => {
 
   it('plans each fixed statement once per connection: generic plans only', async () => {
     for (let i = 0; i < 8; i++) await searchMessages(db, query(i % 2 ? 'common' : 'seldom'));
+    // An author alone, on the first pages, has fixed texts too.
+    for (let i = 0; i < 4; i++) await searchMessages(db, query('', { q: null, from: [i % 2 ? 'Rare Writer' : 'Alice Example'], sort: 'date', offset: 20 * (i % 2) }));
     const { rows } = await db.searchPool!.query<{ generic_plans: number; custom_plans: number }>(
       "select generic_plans::int, custom_plans::int from pg_prepared_statements where name like 'search-%'",
     );
