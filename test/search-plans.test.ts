@@ -159,7 +159,7 @@ describe('the two fixed plans of a word search', () => {
 
 describe('listings by date', () => {
   // Message i is dated minute i: newest first is i descending. A listing with few matches sorts
-  // them; one with many walks the date index (search.ts, fewMatches(): 100 to 465 here).
+  // them; one with many walks the date index (search.ts, fewMatches(): 128 or 256 here).
   const newestFirst = (keep: (i: number) => boolean) => Array.from({ length: 600 }, (_, k) => 599 - k).filter(keep).map((i) => `m-${i}@example.org`);
   const cases: [string, Partial<SearchQuery>, string[]][] = [
     ['a word in every message (the walk)', { q: 'common' }, newestFirst(() => true)],

@@ -244,7 +244,7 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   // (a list, an author, dates, a subject, sorting by date) is planned for its values.
   const plain = ranked && s.q !== null && s.subject === null && s.listIds === null && s.from.length === 0 && !s.after && !s.before;
   const mode: Mode = plain ? (s.scan ?? (await chooseScan(db.readPool, typed.q!, s.cap))) : 'planned';
-  // An author alone, on the first pages: a few fixed texts (one per page and bound below), kept
+  // An author alone, on the first pages: a few fixed texts (one per page and bound), kept
   // planned on the search pool as the word searches are: planning it cost 0.85 ms of 2.2.
   const authorOnly = !ranked && s.q === null && s.subject === null && s.listIds === null && !s.after && !s.before && s.from.length === 1 && s.offset < s.cap;
   const f = filters(s, mode);
@@ -390,16 +390,17 @@ function excerptHint(s: SearchQuery): string {
 
 /**
  * Up to how many matches a listing by date sorts rather than walking the date index for. Walking
- * tests about rows × wanted / matches messages (~1.4 µs each: the author's trigrams are tested
- * on each), sorting fetches every match (~2.4 µs each: measured on a 10k archive), so sorting
- * wins below the square root of rows × wanted × 0.6: 350 matches on 10,000 messages for a first
- * page, 3,500 on a million (rounded up to a power of two: 128 to 8,192).
+ * tests about rows × wanted / matches messages, sorting fetches every match first, and the
+ * frequent case pays for that first step too before it walks. On 10,000 messages a walked row
+ * cost ~1.4 µs and a fetched match ~2.4 µs (the square root of rows × wanted × 0.6: 350); on a
+ * million, a fetched match cost 20–30 µs (scattered over a 3.8 GB heap, each checked against its
+ * lists) while the walk reads the heap in date order, and a bound of 4,096 cost the most frequent
+ * authors 66–106 ms before their walk began. So the bound stays small, 128 or 256: a rare author
+ * is sorted, a frequent one pays at most a few milliseconds more than walking alone.
  */
 async function fewMatches(db: Queryable, wanted: number): Promise<number> {
   const rows = await archiveRows(db);
-  const bound = Math.max(100, Math.min(5000, Math.sqrt(rows * (wanted + 1) * 0.6)));
-  // A power of two, so that the statements that hold it are few (each is planned and kept).
-  return 2 ** Math.ceil(Math.log2(bound));
+  return Math.sqrt(rows * (wanted + 1) * 0.6) > 128 ? 256 : 128;
 }
 
 /** How many match, counted up to `bound`; null past it. */
