@@ -193,22 +193,24 @@ function filters(s: Texts, mode: Mode) {
   }
   if (s.after) where.push(`m.date >= ${p(s.after)}`);
   if (s.before) where.push(`m.date < ${p(s.before)}`);
-  const inReadable = `lm.message_id = m.id and lm.list_id = any(${READABLE}) and lm.hidden_at is null`;
+  /** the list check of a row `alias` that has the message's id */
+  const readable = (alias: string) => `exists (select 1 from list_messages lm where ${inReadableList(alias)})`;
   return {
-    ctes, params, p, tsquery,
-    where: [`exists (select 1 from list_messages lm where ${inReadable})`, ...where].join('\n and '),
+    ctes, params, p, tsquery, readable,
+    where: [readable('m'), ...where].join('\n and '),
     /** the conditions on the message alone, without the list check (the index shape's first step) */
     whereMessage: where.join('\n and '),
-    /** the list check of a row `alias` that has the message's id and date */
-    readable: (alias: string) => `exists (select 1 from list_messages lm where lm.message_id = ${alias}.id and lm.list_id = any(${READABLE}) and lm.hidden_at is null)`,
     // The same test with the list check asked of each row found (a subquery PostgreSQL does not
     // turn into a join): where the matches are few but their number unknown, the planner would
     // otherwise hash every list_messages row of the archive to join them (2.2 ms on 10,000).
-    whereEach: [`(select true from list_messages lm where ${inReadable} limit 1)`, ...where].join('\n and '),
+    whereEach: [`(select true from list_messages lm where ${inReadableList('m')} limit 1)`, ...where].join('\n and '),
   };
 }
 
 const READABLE = '(select ids from readable)::bigint[]';
+
+/** `lm` is a visible copy of message `alias` in a list the reader may read. */
+const inReadableList = (alias: string) => `lm.message_id = ${alias}.id and lm.list_id = any(${READABLE}) and lm.hidden_at is null`;
 
 /**
  * One page of results, one row more than the page when there is a next one. Ranked (relevance,
@@ -322,7 +324,7 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
             l.id as list_id, ${LIST_KEY} as list_key
        from page p join messages m on m.id = p.id
        cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
-                            where lm.message_id = m.id and lm.list_id = any(${READABLE}) and lm.hidden_at is null order by l.id limit 1) l
+                            where ${inReadableList('m')} order by l.id limit 1) l
       order by p.n`;
   const { rows } = await run<SearchHit & { candidates: string | null }>(db, mode === 'planned' && !authorOnly ? 'planned' : 'fixed', sql, f.params);
   const more = rows.length > s.limit;

@@ -9,7 +9,8 @@
  */
 
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { MessageParser } from 'mailauth/lib/dkim/message-parser.js';
+import { parseHeaders } from 'mailauth/lib/tools.js';
 
 /** sha1 of MessageParser.prototype.processChunk.toString() in mailauth 4.13 */
 const KNOWN = '5c2eb6ced7c04d7d3fdd1711f9ecf2aed988924d';
@@ -30,9 +31,6 @@ let result: boolean | undefined;
 /** Installs the method; true when it is in place (false: mailauth is another version). Idempotent. */
 export function fasterDkimHeaderScan(): boolean {
   if (result !== undefined) return result;
-  const fromMailauth = createRequire(createRequire(import.meta.url).resolve('mailauth'));
-  const { MessageParser } = fromMailauth('./dkim/message-parser.js') as { MessageParser: { prototype: { processChunk: (chunk: Buffer) => Promise<void> } } };
-  const { parseHeaders } = fromMailauth('./tools.js') as { parseHeaders: (b: Buffer) => unknown };
   const original = MessageParser.prototype.processChunk;
   if (createHash('sha1').update(original.toString()).digest('hex') !== KNOWN) return (result = false);
 

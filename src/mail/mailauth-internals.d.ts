@@ -1,7 +1,7 @@
 /*
- * Types for the parts of mailauth's signer that list-signing.ts calls directly (mailauth ships
- * declarations for its public functions only). Checked against mailauth 4.13: lib/tools.js,
- * lib/dkim/body (lib/arc has its own).
+ * Types for the parts of mailauth that list-signing.ts and dkim-header-end.ts use directly
+ * (mailauth ships declarations for its public functions only). Checked against mailauth 4.13:
+ * lib/tools.js, lib/dkim/body, lib/dkim/message-parser.js (lib/arc has its own).
  */
 
 declare module 'mailauth/lib/tools.js' {
@@ -24,4 +24,11 @@ declare module 'mailauth/lib/dkim/body/index.js' {
     update(chunk: Buffer): void;
     digest(encoding: 'base64'): string;
   };
+}
+
+declare module 'mailauth/lib/dkim/message-parser.js' {
+  /** the Writable that splits a message into header and body for DKIM (verifier and signer extend it) */
+  export class MessageParser {
+    processChunk(chunk: Buffer): Promise<void>;
+  }
 }
