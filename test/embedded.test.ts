@@ -7,6 +7,8 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defaultPoolSize, parseConfig, webPoolSize } from '../src/config.ts';
 import { embeddedConnections } from '../src/db/database.ts';
+import { clusterDataBytes, sharedBuffersMb } from '../src/db/embedded-settings.ts';
+import { sharedBuffersFinding } from '../src/core/doctor.ts';
 import { isAlive } from '../src/db/embedded.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
 
@@ -77,6 +79,31 @@ describe('sizes for a small machine', () => {
     expect(embeddedConnections(big)).toBeGreaterThanOrEqual((8 + 2) * 40);
     expect(embeddedConnections(parseConfig({}))).toBeGreaterThanOrEqual(100);
   });
+
+  it('gives the embedded server shared_buffers by the size of its data: an eighth, 16 to 64 MB', () => {
+    const MB = 1048576;
+    expect([0, 90 * MB, 129 * MB, 300 * MB, 511 * MB, 5000 * MB].map(sharedBuffersMb)).toEqual([16, 16, 24, 40, 64, 64]);
+    // The data is what base/ holds (every database, sparse files counted by their size), read before a start.
+    const cluster = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-cluster-'));
+    try {
+      expect(clusterDataBytes(cluster)).toBe(0);
+      fs.mkdirSync(path.join(cluster, 'base', '16384'), { recursive: true });
+      fs.mkdirSync(path.join(cluster, 'base', '5'));
+      fs.writeFileSync(path.join(cluster, 'global.file'), Buffer.alloc(4096)); // outside base/: not counted
+      fs.truncateSync((fs.writeFileSync(path.join(cluster, 'base', '16384', '2619'), ''), path.join(cluster, 'base', '16384', '2619')), 300 * MB);
+      fs.writeFileSync(path.join(cluster, 'base', '5', '1259'), Buffer.alloc(8192));
+      expect(clusterDataBytes(cluster)).toBe(300 * MB + 8192);
+      expect(sharedBuffersMb(clusterDataBytes(cluster))).toBe(40);
+      // A server started small whose data has grown is told to restart, with the size it would get.
+      expect(sharedBuffersFinding(16, 'command line', 300 * MB)).toMatchObject({
+        status: 'warn', what: 'shared_buffers 16 MB, chosen for the data when the embedded server started; it holds 300 MB of data now, for which it would choose 40 MB',
+        fix: expect.stringMatching(/^restart listkeeper/),
+      });
+      expect(sharedBuffersFinding(64, 'command line', 5000 * MB).status).toBe('ok');
+    } finally {
+      fs.rmSync(cluster, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('embedded PostgreSQL', () => {
@@ -113,15 +140,45 @@ describe('embedded PostgreSQL', () => {
       // The CLI attached to serve's server: it is still the same one, still running.
       expect(postmasterPid()).toBe(pid);
       expect(alive(pid)).toBe(true);
-      // It runs with the settings of a small appliance (src/db/embedded.ts), not PostgreSQL's defaults.
+      // It runs with the settings of a small appliance (src/db/embedded.ts), not PostgreSQL's
+      // defaults: shared_buffers for a few megabytes of data is the smallest step.
       expect(await serverSettings(['shared_buffers', 'max_connections', 'autovacuum_max_workers'])).toEqual({
-        shared_buffers: '64MB', max_connections: String(embeddedConnections(parseConfig(env))), autovacuum_max_workers: '2',
+        shared_buffers: '16MB', max_connections: String(embeddedConnections(parseConfig(env))), autovacuum_max_workers: '2',
       });
+      // doctor says what it chose and for how much data (and would ask for a restart past it).
+      const doctor = JSON.parse((await cli(['doctor', '--json'], env)).stdout);
+      expect(doctor.findings.filter((f: { check: string }) => f.check === 'shared_buffers')).toEqual([
+        { status: 'ok', check: 'shared_buffers', what: expect.stringMatching(/^shared_buffers 16 MB, chosen for the data when the embedded server started; it holds \d+ MB of data now$/), fix: null },
+      ]);
     } finally {
       serve.kill('SIGTERM');
       await new Promise((r) => serve.once('exit', r));
     }
     expect(alive(postmasterPid())).toBe(false);
+  }, 120_000);
+
+  it('keeps a shared_buffers the operator set with ALTER SYSTEM at the next start', async () => {
+    let serve = await startServe();
+    try {
+      const port = fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3];
+      const password = fs.readFileSync(path.join(dataDir, 'postgres.secret'), 'utf8').trim();
+      const client = new pg.Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/listkeeper` });
+      await client.connect();
+      await client.query(`alter system set shared_buffers = '24MB'`);
+      await client.end();
+      serve.kill('SIGTERM');
+      await new Promise((r) => serve.once('exit', r));
+      serve = await startServe();
+      // The rest of its settings are still listkeeper's.
+      expect(await serverSettings(['shared_buffers', 'work_mem', 'autovacuum_max_workers'])).toEqual({ shared_buffers: '24MB', work_mem: '4MB', autovacuum_max_workers: '2' });
+      const doctor = JSON.parse((await cli(['doctor', '--json'], env)).stdout);
+      expect(doctor.findings.find((f: { check: string }) => f.check === 'shared_buffers')).toMatchObject({
+        status: 'ok', what: expect.stringMatching(/^shared_buffers 24 MB, set in the server's configuration \(configuration file\); \d+ MB of data$/),
+      });
+    } finally {
+      serve.kill('SIGTERM');
+      await new Promise((r) => serve.once('exit', r));
+    }
   }, 120_000);
 
   it('stops a stale postmaster left by a kill -9 of serve before starting afresh', async () => {

@@ -11,6 +11,7 @@ import type { Config } from '../config.ts';
 import { within } from '../deadline.ts';
 import { advisoryLockCap } from '../db/group-commit.ts';
 import { allLists, type ListRow } from '../db/lists.ts';
+import { sharedBuffersMb } from '../db/embedded-settings.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { conversionProgress, type ConversionRow } from '../db/conversions.ts';
 import { queueStats } from '../db/outbox.ts';
@@ -50,10 +51,14 @@ async function databaseFindings(pool: pg.Pool, cfg: Config): Promise<Finding[]> 
       await upgradeFinding(cfg.dataDir),
     ];
   }
-  const [migrations, upgrade, lists, queue, purges, conversions] = await Promise.all([
+  const [migrations, upgrade, lists, queue, purges, conversions, buffers] = await Promise.all([
     migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg), purgesFinding(pool, cfg), conversionsFindings(pool),
+    cfg.databaseUrl ? undefined : embeddedBuffersFinding(pool),
   ]);
-  return [versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...lists, queue, ...purges, ...conversions];
+  return [
+    versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...(buffers ? [buffers] : []),
+    ...lists, queue, ...purges, ...conversions,
+  ];
 }
 
 /** The DNS records of the lists' domains and keys (a database not migrated yet has no lists to read). */
@@ -117,6 +122,32 @@ function lockTableFinding(s: ServerSettings): Finding {
   if (capacity < cap) return fail('max_locks_per_transaction', what, fix);
   if (capacity < 2 * cap) return warn('max_locks_per_transaction', `${what}: less than twice that`, fix);
   return ok('max_locks_per_transaction', what);
+}
+
+/**
+ * The embedded server sizes shared_buffers for its data when it starts (db/embedded.ts); an
+ * archive that has grown much since asks for a restart to get the larger size.
+ */
+async function embeddedBuffersFinding(pool: pg.Pool): Promise<Finding> {
+  try {
+    const { rows } = await within(pool.query<{ mb: number; source: string; bytes: string }>(
+      `select setting::bigint * current_setting('block_size')::int / 1048576 as mb, source,
+              (select sum(pg_database_size(oid)) from pg_database)::bigint as bytes
+         from pg_settings where name = 'shared_buffers'`), QUERY_MS, 'the shared_buffers query');
+    return sharedBuffersFinding(Number(rows[0].mb), rows[0].source, Number(rows[0].bytes));
+  } catch (err) {
+    return fail('shared_buffers', `cannot read the embedded server's shared_buffers: ${(err as Error).message}`, 'check the database connection');
+  }
+}
+
+/** source: pg_settings.source ("command line" when listkeeper chose it, "configuration file" after ALTER SYSTEM). */
+export function sharedBuffersFinding(mb: number, source: string, dataBytes: number): Finding {
+  const data = `${Math.round(dataBytes / 1048576)} MB of data`;
+  if (source !== 'command line') return ok('shared_buffers', `shared_buffers ${mb} MB, set in the server's configuration (${source}); ${data}`);
+  const wanted = sharedBuffersMb(dataBytes);
+  const what = `shared_buffers ${mb} MB, chosen for the data when the embedded server started; it holds ${data} now`;
+  if (wanted > mb) return warn('shared_buffers', `${what}, for which it would choose ${wanted} MB`, 'restart listkeeper (or the embedded server, docs/operations.md) at a quiet moment to give it the larger size');
+  return ok('shared_buffers', what);
 }
 
 /** A list without a DKIM key sends unsigned copies, which big receivers now refuse from bulk senders. */

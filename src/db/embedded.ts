@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { log } from '../log.ts';
+import { applianceSettings } from './embedded-settings.ts';
 import { upgradeIfNeeded } from './embedded-upgrade.ts';
 import {
   bundledBinaries, checkReachable, clusterMajor, clusterUrl, ensureDatabase, freePort, initCluster, isAlive, readOwner, runningPort, serverUser, startCluster, stopCluster, waitForConnections,
@@ -21,19 +22,6 @@ export { isAlive };
 export interface EmbeddedDatabase {
   url: string;
   release(): Promise<void>;
-}
-
-/**
- * Settings for a server that shares a small machine with listkeeper (PostgreSQL's defaults assume
- * a machine of its own). shared_buffers 64 MB rather than 128: every backend that touches a
- * buffer maps it, and the kernel's page cache keeps the rest of the data just as well without
- * counting against the processes; an archive's hot pages (indexes, recent months) fit. max_connections
- * follows the pools (src/db/database.ts) instead of a fixed 200 (each slot is shared memory
- * for its locks). work_mem stays modest (4 MB per sort or hash, the default), maintenance_work_mem
- * (VACUUM, CREATE INDEX) 32 MB, and two autovacuum workers rather than three.
- */
-function applianceSettings(maxConnections: number): string[] {
-  return ['shared_buffers=64MB', `max_connections=${maxConnections}`, 'work_mem=4MB', 'maintenance_work_mem=32MB', 'autovacuum_max_workers=2'];
 }
 
 /**
@@ -64,7 +52,7 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
   if (running === undefined) {
     const port = await freePort();
     const logFile = path.join(clusterDir, 'server.log');
-    const result = startCluster(bins, runAs, clusterDir, port, logFile, applianceSettings(size.maxConnections));
+    const result = startCluster(bins, runAs, clusterDir, port, logFile, applianceSettings(clusterDir, size.maxConnections));
     if (result.status !== 0) {
       // Another process may have won the race to start it; attach to theirs if so.
       running = runningPort(clusterDir);

@@ -1,0 +1,73 @@
+/*
+ * The embedded server's settings for a small machine it shares with listkeeper, chosen as it
+ * starts (db/embedded.ts), and the rule `listkeeper doctor` checks them against.
+ */
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Settings for a server that shares a small machine with listkeeper (PostgreSQL's defaults assume
+ * a machine of its own). shared_buffers follows the data (sharedBuffersMb): every backend that
+ * touches a buffer maps it, and the kernel's page cache keeps the rest of the data just as well
+ * without counting against the processes. max_connections follows the pools (src/db/database.ts)
+ * instead of a fixed 200 (each slot is shared memory for its locks). work_mem stays modest (4 MB
+ * per sort or hash, the default), maintenance_work_mem (VACUUM, CREATE INDEX) 32 MB, and two
+ * autovacuum workers rather than three. What the operator set with ALTER SYSTEM (postgresql.auto.conf) wins over any of these.
+ */
+export function applianceSettings(clusterDir: string, maxConnections: number): string[] {
+  const settings: Record<string, () => string> = {
+    shared_buffers: () => `${sharedBuffersMb(clusterDataBytes(clusterDir))}MB`,
+    max_connections: () => String(maxConnections),
+    work_mem: () => '4MB',
+    maintenance_work_mem: () => '32MB',
+    autovacuum_max_workers: () => '2',
+  };
+  const operators = operatorSettings(clusterDir);
+  return Object.entries(settings).filter(([name]) => !operators.has(name)).map(([name, value]) => `${name}=${value()}`);
+}
+
+/**
+ * shared_buffers for a server starting on dataBytes of data: an eighth of it, in steps of 8 MB,
+ * from 16 MB to 64 MB. A 10,000-message archive (about 120 MB with the template databases) gets
+ * 16 MB, which held the same page rates as 64 MB and kept the whole system under 200 MB; past half
+ * a gigabyte it gets 64 MB, which a million messages needed (with 16 MB every search and page
+ * figure there was worse, and a post to 100,000 members on a small database is sent at about
+ * 2,000-2,700 copies/s against 3,800: docs/benchmarks.md "The embedded server and web pools"). Chosen at each
+ * start, so a server started small grows into its archive at its next start.
+ */
+export function sharedBuffersMb(dataBytes: number): number {
+  const eighth = Math.ceil(dataBytes / 8 / (8 * 1048576)) * 8;
+  return Math.min(64, Math.max(16, eighth));
+}
+
+/** Bytes in the cluster's databases (base/), from the files' sizes; read before the server starts. */
+export function clusterDataBytes(clusterDir: string): number {
+  let total = 0;
+  const walk = (dir: string) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return; // not there yet (a new cluster) or not ours to read: counts as nothing
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) total += fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0;
+    }
+  };
+  walk(path.join(clusterDir, 'base'));
+  return total;
+}
+
+/** The parameters postgresql.auto.conf sets (ALTER SYSTEM), by name in lower case. */
+function operatorSettings(clusterDir: string): Set<string> {
+  let text = '';
+  try {
+    text = fs.readFileSync(path.join(clusterDir, 'postgresql.auto.conf'), 'utf8');
+  } catch {
+    // none yet
+  }
+  return new Set(text.split('\n').map((line) => /^\s*([a-z_.]+)\s*=/i.exec(line)?.[1].toLowerCase()).filter((n): n is string => !!n));
+}
