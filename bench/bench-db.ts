@@ -16,7 +16,7 @@ export interface BenchDatabase {
   postmasterPid?: number;
   /**
    * Restarts the embedded server (close connections to it first), so that it sizes itself for the
-   * data now in it as any later start would (shared_buffers, src/db/embedded.ts); url and
+   * data now in it as any later start would (shared_buffers, src/db/embedded-settings.ts); url and
    * postmasterPid follow. Says what it chose; undefined on DATABASE_URL's server, left as it is.
    */
   restart(): Promise<string | undefined>;

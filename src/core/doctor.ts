@@ -125,8 +125,8 @@ function lockTableFinding(s: ServerSettings): Finding {
 }
 
 /**
- * The embedded server sizes shared_buffers for its data when it starts (db/embedded.ts); an
- * archive that has grown much since asks for a restart to get the larger size.
+ * The embedded server sizes shared_buffers for its data when it starts
+ * (db/embedded-settings.ts); an archive that has grown since asks for a restart to get more.
  */
 async function embeddedBuffersFinding(pool: pg.Pool): Promise<Finding> {
   try {
