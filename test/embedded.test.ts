@@ -157,6 +157,34 @@ describe('embedded PostgreSQL', () => {
     expect(alive(postmasterPid())).toBe(false);
   }, 120_000);
 
+  it('says after an import when the data has outgrown the shared_buffers the server started with', async () => {
+    const serve = await startServe();
+    let ballast: string | undefined;
+    const mbox = path.join(dataDir, 'one.mbox');
+    try {
+      // 300 MB more data, as pg_database_size counts it (a sparse file in the database's
+      // directory), since the server chose 16 MB for a few megabytes at its start.
+      const port = fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3];
+      const password = fs.readFileSync(path.join(dataDir, 'postgres.secret'), 'utf8').trim();
+      const client = new pg.Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/listkeeper` });
+      await client.connect();
+      const oid = (await client.query<{ oid: string }>('select oid::text from pg_database where datname = current_database()')).rows[0].oid;
+      await client.end();
+      ballast = path.join(dataDir, 'postgres', 'base', oid, 'test-ballast');
+      fs.writeFileSync(ballast, '');
+      fs.truncateSync(ballast, 300 * 1048576);
+      fs.writeFileSync(mbox, 'From a@example.com Mon Jan  1 00:00:00 2024\nFrom: a@example.com\nSubject: one\nMessage-ID: <one@example.com>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\nbody\n');
+      const r = await cli(['import', 'dev', mbox], env);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/1 messages added/);
+      expect(r.stderr).toMatch(/^note: shared_buffers 16 MB, chosen for the data when the embedded server started; it holds 3\d\d MB of data now, for which it would choose 4\d MB: restart listkeeper/m);
+    } finally {
+      if (ballast) fs.rmSync(ballast, { force: true });
+      serve.kill('SIGTERM');
+      await new Promise((r) => serve.once('exit', r));
+    }
+  }, 120_000);
+
   it('keeps a shared_buffers the operator set with ALTER SYSTEM at the next start', async () => {
     let serve = await startServe();
     try {

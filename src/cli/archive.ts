@@ -16,7 +16,7 @@ export function registerArchiveCommands(program: Command) {
     .option('--batch-size <n>', 'messages per transaction', '500')
     .description('import an mbox file into a list archive (resumable, idempotent)')
     .action((ref: string, file: string, o) =>
-      runCommand(async ({ db }) => {
+      runCommand(async ({ cfg, db }) => {
         const batchSize = Number(o.batchSize);
         if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 5000) throw new InvalidInput('--batch-size must be a whole number from 1 to 5000');
         const { findList } = await import('../db/lists.ts');
@@ -49,6 +49,11 @@ export function registerArchiveCommands(program: Command) {
         if (state.interrupted) {
           process.stdout.write('run the same command again to resume\n');
           process.exitCode = 130;
+        }
+        // The embedded server sized its buffers for the data it started on: a big import outgrows them.
+        if (!cfg.databaseUrl && state.added > 0) {
+          const buffers = await (await import('../core/doctor-buffers.ts')).embeddedBuffersFinding(db.pool);
+          if (buffers.status === 'warn') process.stderr.write(`note: ${buffers.what}: ${buffers.fix}\n`);
         }
       }),
     );

@@ -1,5 +1,8 @@
 /** What `listkeeper doctor` says about one thing it checked (src/core/doctor.ts). */
 
+/** The deadline of each database statement of a check. */
+export const QUERY_MS = 5_000;
+
 export type Status = 'ok' | 'warn' | 'fail';
 
 export interface Finding {

@@ -11,7 +11,6 @@ import type { Config } from '../config.ts';
 import { within } from '../deadline.ts';
 import { advisoryLockCap } from '../db/group-commit.ts';
 import { allLists, type ListRow } from '../db/lists.ts';
-import { sharedBuffersMb } from '../db/embedded-settings.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { conversionProgress, type ConversionRow } from '../db/conversions.ts';
 import { queueStats } from '../db/outbox.ts';
@@ -21,12 +20,12 @@ import { upgradeInProgress, upgradeMarkerFile } from '../db/upgrade-marker.ts';
 import { MAX_REFERENCES } from '../mail/message-id.ts';
 import { certificateFindings } from './doctor-certificates.ts';
 import { dnsFindings } from './doctor-dns.ts';
-import { fail, ok, warn, type Finding } from './doctor-findings.ts';
+import { embeddedBuffersFinding } from './doctor-buffers.ts';
+import { fail, ok, QUERY_MS, warn, type Finding } from './doctor-findings.ts';
 
-export type { Finding, Status } from './doctor-findings.ts';
+export { QUERY_MS, type Finding, type Status } from './doctor-findings.ts';
+export { sharedBuffersFinding } from './doctor-buffers.ts';
 
-/** The deadline of each database statement. */
-export const QUERY_MS = 5_000;
 /** The oldest PostgreSQL major listkeeper supports (README). */
 const GIB = 1024 ** 3;
 /** The queue's oldest waiting row is worth a look past this age. */
@@ -122,32 +121,6 @@ function lockTableFinding(s: ServerSettings): Finding {
   if (capacity < cap) return fail('max_locks_per_transaction', what, fix);
   if (capacity < 2 * cap) return warn('max_locks_per_transaction', `${what}: less than twice that`, fix);
   return ok('max_locks_per_transaction', what);
-}
-
-/**
- * The embedded server sizes shared_buffers for its data when it starts
- * (db/embedded-settings.ts); an archive that has grown since asks for a restart to get more.
- */
-async function embeddedBuffersFinding(pool: pg.Pool): Promise<Finding> {
-  try {
-    const { rows } = await within(pool.query<{ mb: number; source: string; bytes: string }>(
-      `select setting::bigint * current_setting('block_size')::int / 1048576 as mb, source,
-              (select sum(pg_database_size(oid)) from pg_database)::bigint as bytes
-         from pg_settings where name = 'shared_buffers'`), QUERY_MS, 'the shared_buffers query');
-    return sharedBuffersFinding(Number(rows[0].mb), rows[0].source, Number(rows[0].bytes));
-  } catch (err) {
-    return fail('shared_buffers', `cannot read the embedded server's shared_buffers: ${(err as Error).message}`, 'check the database connection');
-  }
-}
-
-/** source: pg_settings.source ("command line" when listkeeper chose it, "configuration file" after ALTER SYSTEM). */
-export function sharedBuffersFinding(mb: number, source: string, dataBytes: number): Finding {
-  const data = `${Math.round(dataBytes / 1048576)} MB of data`;
-  if (source !== 'command line') return ok('shared_buffers', `shared_buffers ${mb} MB, set in the server's configuration (${source}); ${data}`);
-  const wanted = sharedBuffersMb(dataBytes);
-  const what = `shared_buffers ${mb} MB, chosen for the data when the embedded server started; it holds ${data} now`;
-  if (wanted > mb) return warn('shared_buffers', `${what}, for which it would choose ${wanted} MB`, 'restart listkeeper (or the embedded server, docs/operations.md) at a quiet moment to give it the larger size');
-  return ok('shared_buffers', what);
 }
 
 /** A list without a DKIM key sends unsigned copies, which big receivers now refuse from bulk senders. */
