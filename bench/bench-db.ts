@@ -17,9 +17,9 @@ export interface BenchDatabase {
   /**
    * Restarts the embedded server (close connections to it first), so that it sizes itself for the
    * data now in it as any later start would (shared_buffers, src/db/embedded-settings.ts); url and
-   * postmasterPid follow. Says what it chose; undefined on DATABASE_URL's server, left as it is.
+   * postmasterPid follow. Says what it chose. The embedded server only: DATABASE_URL's is not ours.
    */
-  restart(): Promise<string | undefined>;
+  restart(): Promise<string>;
   drop(): Promise<void>;
 }
 
@@ -40,7 +40,7 @@ export async function benchDatabase(prefix: string): Promise<BenchDatabase> {
     url: dbUrl(),
     postmasterPid: postmaster(),
     async restart() {
-      if (!embedded) return undefined;
+      if (!embedded) throw new Error(`DATABASE_URL's server is not the benchmark's to restart`);
       await embedded.release();
       embedded = await openEmbedded(BENCH_DATA);
       adminUrl = embedded.url;

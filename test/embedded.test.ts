@@ -29,18 +29,25 @@ function postmasterPid(): number | null {
 
 const alive = (pid: number | null) => isAlive(pid ?? undefined);
 
-/** Settings of the running embedded server, asked over its port with its password (DATA_DIR/postgres.secret). */
-async function serverSettings(names: string[]): Promise<Record<string, string>> {
+/** Runs fn on a connection to the running embedded server, over its port with its password (DATA_DIR/postgres.secret). */
+async function withServer<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const port = fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3];
   const password = fs.readFileSync(path.join(dataDir, 'postgres.secret'), 'utf8').trim();
   const client = new pg.Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/listkeeper` });
   await client.connect();
   try {
-    const { rows } = await client.query<{ name: string; setting: string }>('select name, current_setting(name) as setting from unnest($1::text[]) as name', [names]);
-    return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+    return await fn(client);
   } finally {
     await client.end();
   }
+}
+
+/** Settings of the running embedded server. */
+async function serverSettings(names: string[]): Promise<Record<string, string>> {
+  return withServer(async (client) => {
+    const { rows } = await client.query<{ name: string; setting: string }>('select name, current_setting(name) as setting from unnest($1::text[]) as name', [names]);
+    return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+  });
 }
 
 function startServe(): Promise<ChildProcess> {
@@ -162,14 +169,9 @@ describe('embedded PostgreSQL', () => {
     let ballast: string | undefined;
     const mbox = path.join(dataDir, 'one.mbox');
     try {
-      // 300 MB more data, as pg_database_size counts it (a sparse file in the database's
-      // directory), since the server chose 16 MB for a few megabytes at its start.
-      const port = fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3];
-      const password = fs.readFileSync(path.join(dataDir, 'postgres.secret'), 'utf8').trim();
-      const client = new pg.Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/listkeeper` });
-      await client.connect();
-      const oid = (await client.query<{ oid: string }>('select oid::text from pg_database where datname = current_database()')).rows[0].oid;
-      await client.end();
+      // 300 MB more data in the database's directory, as a start measures it (a sparse file),
+      // since the server chose 16 MB for a few megabytes at its start.
+      const oid = await withServer(async (client) => (await client.query<{ oid: string }>('select oid::text from pg_database where datname = current_database()')).rows[0].oid);
       ballast = path.join(dataDir, 'postgres', 'base', oid, 'test-ballast');
       fs.writeFileSync(ballast, '');
       fs.truncateSync(ballast, 300 * 1048576);
@@ -188,12 +190,7 @@ describe('embedded PostgreSQL', () => {
   it('keeps a shared_buffers the operator set with ALTER SYSTEM at the next start', async () => {
     let serve = await startServe();
     try {
-      const port = fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3];
-      const password = fs.readFileSync(path.join(dataDir, 'postgres.secret'), 'utf8').trim();
-      const client = new pg.Client({ connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/listkeeper` });
-      await client.connect();
-      await client.query(`alter system set shared_buffers = '24MB'`);
-      await client.end();
+      await withServer((client) => client.query(`alter system set shared_buffers = '24MB'`));
       serve.kill('SIGTERM');
       await new Promise((r) => serve.once('exit', r));
       serve = await startServe();

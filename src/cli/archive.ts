@@ -52,7 +52,7 @@ export function registerArchiveCommands(program: Command) {
         }
         // The embedded server sized its buffers for the data it started on: a big import outgrows them.
         if (!cfg.databaseUrl && state.added > 0) {
-          const buffers = await (await import('../core/doctor-buffers.ts')).embeddedBuffersFinding(db.pool);
+          const buffers = await (await import('../core/doctor-buffers.ts')).embeddedBuffersFinding(db.pool, cfg.dataDir);
           if (buffers.status === 'warn') process.stderr.write(`note: ${buffers.what}: ${buffers.fix}\n`);
         }
       }),

@@ -3,22 +3,23 @@
  * finding, and the note `listkeeper import` prints after an import that outgrew them.
  */
 
+import path from 'node:path';
 import type pg from 'pg';
 import { within } from '../deadline.ts';
-import { sharedBuffersMb } from '../db/embedded-settings.ts';
+import { clusterDataBytes, sharedBuffersMb } from '../db/embedded-settings.ts';
 import { fail, ok, QUERY_MS, warn, type Finding } from './doctor-findings.ts';
 
 /**
  * The embedded server sizes shared_buffers for its data when it starts
  * (db/embedded-settings.ts); an archive that has grown since asks for a restart to get more.
  */
-export async function embeddedBuffersFinding(pool: pg.Pool): Promise<Finding> {
+export async function embeddedBuffersFinding(pool: pg.Pool, dataDir: string): Promise<Finding> {
   try {
-    const { rows } = await within(pool.query<{ mb: number; source: string; bytes: string }>(
-      `select setting::bigint * current_setting('block_size')::int / 1048576 as mb, source,
-              (select sum(pg_database_size(oid)) from pg_database)::bigint as bytes
+    const { rows } = await within(pool.query<{ mb: number; source: string }>(
+      `select setting::bigint * current_setting('block_size')::int / 1048576 as mb, source
          from pg_settings where name = 'shared_buffers'`), QUERY_MS, 'the shared_buffers query');
-    return sharedBuffersFinding(Number(rows[0].mb), rows[0].source, Number(rows[0].bytes));
+    // The data measured as a start measures it, so that a restart gives what this finding says.
+    return sharedBuffersFinding(Number(rows[0].mb), rows[0].source, clusterDataBytes(path.join(dataDir, 'postgres')));
   } catch (err) {
     return fail('shared_buffers', `cannot read the embedded server's shared_buffers: ${(err as Error).message}`, 'check the database connection');
   }

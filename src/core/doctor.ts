@@ -52,7 +52,7 @@ async function databaseFindings(pool: pg.Pool, cfg: Config): Promise<Finding[]> 
   }
   const [migrations, upgrade, lists, queue, purges, conversions, buffers] = await Promise.all([
     migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg), purgesFinding(pool, cfg), conversionsFindings(pool),
-    cfg.databaseUrl ? undefined : embeddedBuffersFinding(pool),
+    cfg.databaseUrl ? undefined : embeddedBuffersFinding(pool, cfg.dataDir),
   ]);
   return [
     versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...(buffers ? [buffers] : []),

@@ -16,15 +16,15 @@ import path from 'node:path';
  * autovacuum workers rather than three. What the operator set with ALTER SYSTEM (postgresql.auto.conf) wins over any of these.
  */
 export function applianceSettings(clusterDir: string, maxConnections: number): string[] {
-  const settings: Record<string, () => string> = {
-    shared_buffers: () => `${sharedBuffersMb(clusterDataBytes(clusterDir))}MB`,
-    max_connections: () => String(maxConnections),
-    work_mem: () => '4MB',
-    maintenance_work_mem: () => '32MB',
-    autovacuum_max_workers: () => '2',
+  const settings: Record<string, string> = {
+    shared_buffers: `${sharedBuffersMb(clusterDataBytes(clusterDir))}MB`,
+    max_connections: String(maxConnections),
+    work_mem: '4MB',
+    maintenance_work_mem: '32MB',
+    autovacuum_max_workers: '2',
   };
   const operators = operatorSettings(clusterDir);
-  return Object.entries(settings).filter(([name]) => !operators.has(name)).map(([name, value]) => `${name}=${value()}`);
+  return Object.entries(settings).filter(([name]) => !operators.has(name)).map(([name, value]) => `${name}=${value}`);
 }
 
 /**
