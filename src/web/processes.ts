@@ -10,6 +10,7 @@
  */
 
 import cluster, { type Worker } from 'node:cluster';
+import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +18,8 @@ import client from 'prom-client';
 import { log } from '../log.ts';
 import { registry } from '../metrics.ts';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/listkeeper.js');
+// realpath: run from the launcher's compiled copy, bin/ is a link to the checkout's (bin/compiled.js).
+const BIN = fs.realpathSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/listkeeper.js'));
 const WEB_PROCESS_ENV = 'LISTKEEPER_WEB_PROCESS';
 const RESTART_DELAY_MS = 1000;
 const STOP_TIMEOUT_MS = 15_000;

@@ -19,8 +19,12 @@ const PARSE_DEADLINE_MS = 30_000;
 const MAX_WAITING = 16;
 const STOP_TIMEOUT_MS = 2000;
 
-// The worker runs TypeScript like the rest of the program: its entry registers tsx first.
-const ENTRY = new URL('./parse-worker-boot.mjs', import.meta.url);
+// The worker runs as the rest of the program does: from the launcher's compiled copy (this module
+// is then a .js file beside parse-worker.js), or from the TypeScript sources, whose entry
+// registers tsx first.
+const ENTRY = import.meta.url.endsWith('.ts')
+  ? new URL('./parse-worker-boot.mjs', import.meta.url)
+  : new URL('./parse-worker.js', import.meta.url);
 
 /** A message to parse: its bytes, or its row id for the thread to read them. */
 export type ParseSource = { raw: Buffer } | { messageRowId: number };
