@@ -36,7 +36,8 @@ const LEFT_TS_IMPORT = /"\.\.?\/[^"\n]+\.ts"/;
  */
 export async function compiledEntry(root, cacheDir = process.env.LISTKEEPER_COMPILE_CACHE) {
   if (cacheDir === 'off') return null;
-  const dir = cacheDir || path.join(root, 'node_modules', '.cache', 'listkeeper');
+  root = path.resolve(root);
+  const dir = path.resolve(cacheDir || path.join(root, 'node_modules', '.cache', 'listkeeper'));
   try {
     const copy = path.join(dir, sourceKey(root));
     if (!fs.existsSync(copy)) await makeCopy(root, dir, copy);
