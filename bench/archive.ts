@@ -50,7 +50,7 @@ export async function run(rows: string[] = ROWS, opts: { keep?: boolean } = {}):
   try {
     const imported = await importCorpus(db, file);
     console.log(`corpus: ${corpus.size} messages, ${mb.toFixed(1)} MB mbox`);
-    console.log(`import: ${imported.added} messages in ${imported.seconds.toFixed(1)} s = ${Math.round(imported.added / imported.seconds)} msgs/s (chunks of 1,000 split by thread between 2 writers; threading and tsvector included)`);
+    console.log(`import: ${imported.added} messages in ${imported.seconds.toFixed(1)} s = ${Math.round(imported.added / imported.seconds)} msgs/s (chunks of ${imported.chunkMessages.toLocaleString('en-US')} split by thread between ${imported.writers} writers; threading and tsvector included)`);
     if (rows.includes('size')) console.log(await databaseSize(db, imported.added));
     // The embedded server chose its settings when it started on an empty database; a server
     // started on this archive (any restart, an upgrade) sizes them for it: measure that one.

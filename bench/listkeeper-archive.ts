@@ -18,7 +18,7 @@ const ROOT = process.env.LK_ROOT ?? path.resolve(path.dirname(fileURLToPath(impo
 export const WEB_PROCESSES = Number(process.env.BENCH_WEB_PROCESSES ?? os.availableParallelism());
 
 /** The list dev@lists.example.org (public archive) with the mbox imported; statistics fresh. */
-export async function importCorpus(db: Database, mbox: string): Promise<{ added: number; seconds: number }> {
+export async function importCorpus(db: Database, mbox: string): Promise<{ added: number; seconds: number; writers: number; chunkMessages: number }> {
   const list = await createList(db.pool, {
     address: 'dev@lists.example.org', name: 'Developers', description: 'bench', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [],
   });
@@ -26,7 +26,7 @@ export async function importCorpus(db: Database, mbox: string): Promise<{ added:
   const state = await importMbox(db, list, mbox);
   const seconds = (performance.now() - t0) / 1000;
   await db.pool.query('vacuum analyze messages, list_messages');
-  return { added: state.added, seconds };
+  return { added: state.added, seconds, writers: state.writers, chunkMessages: state.chunkMessages };
 }
 
 export interface WebServer {

@@ -55,6 +55,9 @@ export interface ImportState {
   broken: number;
   seconds: number;
   interrupted: boolean;
+  /** connections that wrote at once, and the messages of a chunk they split between them */
+  writers: number;
+  chunkMessages: number;
 }
 
 export interface BrokenMessage {
@@ -101,6 +104,7 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   const state: ImportState = {
     runId: run.id, resumedAt: from.nextOffset > 0 ? from.nextIndex : null, bytes: 0, totalBytes: size, seen: from.seen,
     added: from.imported, stored: 0, duplicates: from.duplicates, broken: from.broken, seconds: 0, interrupted: false,
+    writers: writerCount, chunkMessages: batchSize * writerCount,
   };
 
   const fileStream = fs.createReadStream(source, { start: gzipped ? 0 : from.nextOffset, highWaterMark: 1 << 20 });
@@ -154,7 +158,7 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
     for await (const entry of readMbox(chunks, { startOffset: from.nextOffset, startIndex: from.nextIndex })) {
       pending.push(entry);
       pendingBytes += entry.raw.length;
-      const full = chunkEnd !== null ? entry.end >= chunkEnd : pending.length >= batchSize * writerCount || pendingBytes >= BATCH_BYTES;
+      const full = chunkEnd !== null ? entry.end >= chunkEnd : pending.length >= state.chunkMessages || pendingBytes >= BATCH_BYTES;
       if (!full) continue;
       await writeChunk();
       if (opts.signal?.aborted) {
@@ -225,7 +229,7 @@ async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entri
  * for mail that gives only In-Reply-To (a chain of replies, each naming the one before); and a
  * thread whose mail gives References keeps one part from chunk to chunk (its first Reference).
  */
-function partsByThread(ids: { threadKey: string; keys: string[] }[], parts: number): number[] {
+export function partsByThread(ids: { threadKey: string; keys: string[] }[], parts: number): number[] {
   const up = new Map<string, string>();
   const find = (x: string): string => {
     let root = x;
