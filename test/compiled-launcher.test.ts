@@ -50,11 +50,18 @@ function project(name: string): string {
 const run = (entry: URL) => JSON.parse(execFileSync(process.execPath, [fileURLToPath(entry)], { encoding: 'utf8' }));
 const copies = (dir: string) => fs.readdirSync(dir).sort();
 
+/** compiledEntry with its notes kept (what it would print on stderr before running through tsx). */
+async function entryOf(root: string, cacheDir?: string): Promise<{ entry: URL | null; notes: string[] }> {
+  const notes: string[] = [];
+  const entry = await compiledEntry(root, cacheDir, (line) => notes.push(line));
+  return { entry, notes };
+}
+
 describe('the compiled copy of the sources', () => {
   it('is made under node_modules/.cache and runs as the sources would', async () => {
     const root = project('plain');
-    const entry = await compiledEntry(root, '');
-    expect(entry).not.toBeNull();
+    const { entry, notes } = await entryOf(root, '');
+    expect(notes).toEqual([]);
     const file = fileURLToPath(entry!);
     expect(file).toBe(path.join(root, 'node_modules', '.cache', 'listkeeper', sourceKey(root), 'src', 'main.js'));
     expect(fs.readFileSync(file, 'utf8')).not.toMatch(/\.ts"/);
@@ -69,19 +76,28 @@ describe('the compiled copy of the sources', () => {
     });
   });
 
-  it('is reused while the sources stay as they are, and made anew after an edit', async () => {
+  it('is reused while the sources stay as they are, and made anew after an edit, even one that keeps size and time', async () => {
     const root = project('edited');
     const cache = path.join(tmp, 'cache-edited');
-    const first = await compiledEntry(root, cache);
-    const made = fs.statSync(fileURLToPath(first!)).mtimeMs;
-    expect((await compiledEntry(root, cache))!.href).toBe(first!.href);
-    expect(fs.statSync(fileURLToPath(first!)).mtimeMs).toBe(made);
+    const first = (await entryOf(root, cache)).entry!;
+    const made = fs.statSync(fileURLToPath(first)).mtimeMs;
+    expect((await entryOf(root, cache)).entry!.href).toBe(first.href);
+    expect(fs.statSync(fileURLToPath(first)).mtimeMs).toBe(made);
 
     fs.writeFileSync(path.join(root, 'src/lib/later.ts'), 'export const later = "edited";\n');
-    const second = await compiledEntry(root, cache);
-    expect(second!.href).not.toBe(first!.href);
-    expect(run(second!).later).toBe('edited');
-    expect(copies(cache)).toHaveLength(2);
+    const second = (await entryOf(root, cache)).entry!;
+    expect(second.href).not.toBe(first.href);
+    expect(run(second).later).toBe('edited');
+
+    // The same size, and the modification time set back (tar, rsync -a, cp -p, touch -r).
+    const later = path.join(root, 'src/lib/later.ts');
+    const { atime, mtime } = fs.statSync(later);
+    fs.writeFileSync(later, 'export const later = "edit2d";\n');
+    fs.utimesSync(later, atime, mtime);
+    const third = (await entryOf(root, cache)).entry!;
+    expect(third.href).not.toBe(second.href);
+    expect(run(third).later).toBe('edit2d');
+    expect(copies(cache)).toHaveLength(3);
   });
 
   it('is kept apart for two checkouts of the same sources', async () => {
@@ -90,63 +106,116 @@ describe('the compiled copy of the sources', () => {
     fs.cpSync(one, two, { recursive: true, preserveTimestamps: true });
     fs.writeFileSync(path.join(two, 'views/page.txt'), 'the other view');
     const cache = path.join(tmp, 'cache-shared');
-    expect(run((await compiledEntry(one, cache))!).view).toBe('a view');
-    expect(run((await compiledEntry(two, cache))!).view).toBe('the other view');
+    expect(run((await entryOf(one, cache)).entry!).view).toBe('a view');
+    expect(run((await entryOf(two, cache)).entry!).view).toBe('the other view');
     expect(copies(cache)).toEqual([sourceKey(one), sourceKey(two)].sort());
   });
 
-  it('is made once by processes that start together', async () => {
+  it('is made once by processes that start together, none of them falling back', async () => {
     const root = project('together');
     const cache = path.join(tmp, 'cache-together');
-    const script = `import('${pathToFileURL(path.join(ROOT, 'bin/compiled.js')).href}').then(async (m) => console.log((await m.compiledEntry(process.argv[1], process.argv[2])).href))`;
-    const hrefs = await Promise.all(
-      Array.from(
-        { length: 4 },
-        () =>
-          new Promise<string>((resolve, reject) => {
-            const child = spawn(process.execPath, ['-e', script, root, cache]);
-            let out = '';
-            child.stdout.on('data', (d) => (out += d));
-            child.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`exit ${code}`))));
-          }),
-      ),
-    );
-    expect(new Set(hrefs).size).toBe(1);
-    expect(copies(cache)).toEqual([sourceKey(root)]);
-    expect(run(new URL(hrefs[0]))).toMatchObject({ word: 'relative' });
+    const script = `import('${pathToFileURL(path.join(ROOT, 'bin/compiled.js')).href}').then(async (m) => console.log(String((await m.compiledEntry(process.argv[1], process.argv[2]))?.href)))`;
+    for (let round = 0; round < 2; round++) {
+      if (round === 1) fs.writeFileSync(path.join(root, 'src/lib/later.ts'), 'export const later = "again";\n');
+      const outputs = await Promise.all(
+        Array.from(
+          { length: 8 },
+          () =>
+            new Promise<{ out: string; err: string }>((resolve, reject) => {
+              const child = spawn(process.execPath, ['-e', script, root, cache]);
+              let out = '';
+              let err = '';
+              child.stdout.on('data', (d) => (out += d));
+              child.stderr.on('data', (d) => (err += d));
+              child.on('close', (code) => (code === 0 ? resolve({ out: out.trim(), err }) : reject(new Error(`exit ${code}: ${err}`))));
+            }),
+        ),
+      );
+      expect(outputs.map((o) => o.err).join('')).toBe('');
+      expect(new Set(outputs.map((o) => o.out))).toEqual(
+        new Set([pathToFileURL(path.join(cache, sourceKey(root), 'src', 'main.js')).href]),
+      );
+    }
+    expect(copies(cache)).toHaveLength(2);
+    expect(copies(cache)).toContain(sourceKey(root));
   });
 
-  it('is not used when it cannot be made: tsx runs the sources', async () => {
+  it('is not used when it cannot be made or trusted, and says why: tsx runs the sources', async () => {
     const root = project('unmade');
     const file = path.join(tmp, 'not-a-folder');
     fs.writeFileSync(file, '');
-    expect(await compiledEntry(root, file)).toBeNull();
-    expect(await compiledEntry(root, 'off')).toBeNull();
+    const notFolder = await entryOf(root, file);
+    expect(notFolder.entry).toBeNull();
+    expect(notFolder.notes).toEqual([expect.stringMatching(/^listkeeper: running the TypeScript sources through tsx .*not-a-folder/)]);
+
+    expect(await entryOf(root, 'off')).toEqual({ entry: null, notes: [] });
+    expect((await entryOf(root, 'relative/cache')).notes[0]).toContain(
+      'LISTKEEPER_COMPILE_CACHE must be an absolute path (got "relative/cache")',
+    );
+
+    // A folder anyone may write: someone else could have put the copy there.
+    const open = path.join(tmp, 'cache-open');
+    fs.mkdirSync(open);
+    fs.chmodSync(open, 0o777);
+    const planted = await entryOf(root, open);
+    expect(planted.entry).toBeNull();
+    expect(planted.notes[0]).toContain('may be written by anyone (mode 777)');
+
     fs.writeFileSync(path.join(root, 'src/broken.ts'), 'export const = ;\n');
     const cache = path.join(tmp, 'cache-broken');
-    expect(await compiledEntry(root, cache)).toBeNull();
+    const broken = await entryOf(root, cache);
+    expect(broken.entry).toBeNull();
+    expect(broken.notes[0]).toMatch(/esbuild: /);
     expect(fs.readdirSync(cache)).toEqual([]);
   });
 
-  it('keeps the newest copies and those under a day old', async () => {
+  it.skipIf(process.getuid?.() !== 0)('refuses a copy another user made (as root)', async () => {
+    const root = project('planted');
+    const cache = path.join(tmp, 'cache-planted');
+    const copy = path.join(cache, sourceKey(root));
+    fs.mkdirSync(path.join(copy, 'src'), { recursive: true });
+    fs.writeFileSync(path.join(copy, 'src', 'main.js'), 'console.log("planted")');
+    fs.chownSync(copy, 65534, 65534);
+    const planted = await entryOf(root, cache);
+    expect(planted.entry).toBeNull();
+    expect(planted.notes[0]).toContain('belongs to another user (uid 65534)');
+  });
+
+  it('refuses an import node could not load from the copy (JSON), rather than make a copy that fails', async () => {
+    const root = project('json');
+    fs.writeFileSync(path.join(root, 'src/data.json'), '{"n": 7}');
+    fs.writeFileSync(path.join(root, 'src/main.ts'), "import data from './data.json';\nconsole.log(data.n);\n");
+    const json = await entryOf(root, path.join(tmp, 'cache-json'));
+    expect(json.entry).toBeNull();
+    expect(json.notes[0]).toContain('"./data.json" cannot be imported from the compiled copy');
+  });
+
+  it('keeps the newest copies and those started within a month; a start counts as use', async () => {
     const root = project('pruned');
     const cache = path.join(tmp, 'cache-pruned');
-    const old = (Date.now() - 2 * 24 * 3600_000) / 1000;
+    const old = (Date.now() - 40 * 24 * 3600_000) / 1000;
+    const made = async (name: string, age: number) => {
+      fs.mkdirSync(path.join(cache, name), { recursive: true });
+      fs.utimesSync(path.join(cache, name), old - age, old - age);
+    };
     for (const [name, age] of [
       ['a', 1],
       ['b', 2],
       ['c', 3],
       ['d', 4],
-    ] as const) {
-      fs.mkdirSync(path.join(cache, name), { recursive: true });
-      fs.utimesSync(path.join(cache, name), old - age, old - age);
-    }
+    ] as const)
+      await made(name, age);
     fs.mkdirSync(path.join(cache, 'recent'));
     fs.mkdirSync(path.join(cache, '.tmp-1-abcd'));
     fs.utimesSync(path.join(cache, '.tmp-1-abcd'), old, old);
-    await compiledEntry(root, cache);
-    // the new copy, the recent one, and the newest of the old ones (three in all before the age rule)
-    expect(copies(cache)).toEqual(['a', 'recent', sourceKey(root)].sort());
+    // A copy of this tree made long ago and started now: its start marks it used.
+    const key = sourceKey(root);
+    await entryOf(root, cache);
+    fs.utimesSync(path.join(cache, key), old, old);
+    await entryOf(root, cache);
+    expect(fs.statSync(path.join(cache, key)).mtimeMs).toBeGreaterThan(Date.now() - 60_000);
+    // the started copy, the recent one and the newest of the old ones (three in all before the age rule)
+    expect(copies(cache)).toEqual(['a', 'recent', key].sort());
   });
 
   it('runs listkeeper itself, and so does tsx', async () => {
@@ -157,6 +226,10 @@ describe('the compiled copy of the sources', () => {
     expect(tsx).toEqual(compiled);
     expect(copies(cache)).toEqual([sourceKey(ROOT)]);
     expect(fs.existsSync(path.join(cache, sourceKey(ROOT), 'src', 'web', 'archive', 'parse-worker.js'))).toBe(true);
+    fs.writeFileSync(path.join(tmp, 'a-file'), '');
+    const unwritable = await cli(['--version'], { LISTKEEPER_COMPILE_CACHE: path.join(tmp, 'a-file') });
+    expect(unwritable.stdout).toBe(compiled.stdout);
+    expect(unwritable.stderr).toMatch(/^listkeeper: running the TypeScript sources through tsx/);
     expect(BIN.endsWith('bin/listkeeper.js')).toBe(true);
   });
 });
