@@ -19,10 +19,11 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // Copies are removed once unused for this long, beyond the newest few. A copy's folder time is
-// its last start; a server that has run longer than this on a copy three builds old would lose
-// the views and templates it reads through it.
+// its last use: each start sets it, and a running process sets it again every day, so the copy a
+// server reads its views and templates through is never taken from under it.
 const KEEP_NEWEST = 3;
 const KEEP_UNUSED_MS = 30 * 24 * 3600_000;
+const IN_USE_EVERY_MS = 24 * 3600_000;
 // Folders a build or a removal left behind.
 const LEFTOVER_MS = 3600_000;
 
@@ -67,6 +68,8 @@ export async function compiledEntry(
   } catch {
     // Another process is pruning too; what is left goes next time.
   }
+  const inUse = copy;
+  setInterval(() => markUsed(inUse), IN_USE_EVERY_MS).unref();
   return pathToFileURL(path.join(copy, 'src', 'main.js'));
 }
 

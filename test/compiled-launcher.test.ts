@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { compiledEntry, sourceKey } from '../bin/compiled.js';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
 
@@ -216,6 +216,22 @@ describe('the compiled copy of the sources', () => {
     expect(fs.statSync(path.join(cache, key)).mtimeMs).toBeGreaterThan(Date.now() - 60_000);
     // the started copy, the recent one and the newest of the old ones (three in all before the age rule)
     expect(copies(cache)).toEqual(['a', 'recent', key].sort());
+  });
+
+  it('marks its copy used every day while the process runs', async () => {
+    const root = project('running');
+    const cache = path.join(tmp, 'cache-running');
+    expect((await entryOf(root, cache)).entry).not.toBeNull();
+    const copy = path.join(cache, sourceKey(root));
+    vi.useFakeTimers({ toFake: ['setInterval', 'Date'] });
+    try {
+      await entryOf(root, cache);
+      const started = fs.statSync(copy).mtimeMs;
+      vi.advanceTimersByTime(24 * 3600_000);
+      expect(fs.statSync(copy).mtimeMs - started).toBeGreaterThanOrEqual(24 * 3600_000 - 1000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('runs listkeeper itself, and so does tsx', async () => {
