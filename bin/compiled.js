@@ -46,27 +46,29 @@ export async function compiledEntry(
   try {
     if (cacheDir && !path.isAbsolute(cacheDir)) throw new Error(`LISTKEEPER_COMPILE_CACHE must be an absolute path (got "${cacheDir}")`);
     const dir = cacheDir || path.join(root, 'node_modules', '.cache', 'listkeeper');
+    const owners = [process.getuid?.() ?? 0, 0, fs.statSync(root).uid];
     copy = path.join(dir, sourceKey(root));
     if (fs.existsSync(copy)) {
-      trusted(dir, root);
-      trusted(copy, root);
+      trusted(dir, owners);
+      trusted(copy, owners);
       markUsed(copy);
     } else {
       fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-      trusted(dir, root);
+      trusted(dir, owners);
       fs.accessSync(dir, fs.constants.W_OK);
       await makeCopy(root, dir, copy);
+      // Copies pile up only as new ones are made: the old ones are looked at then.
+      try {
+        pruneCopies(dir, copy);
+      } catch {
+        // Another process is pruning too; what is left goes next time.
+      }
     }
   } catch (err) {
     note(
       `listkeeper: running the TypeScript sources through tsx (slower to start, ~35 MB more per process): ${reason(err)}. See docs/command-line.md#start-up-time; LISTKEEPER_COMPILE_CACHE=off says nothing.`,
     );
     return null;
-  }
-  try {
-    pruneCopies(path.dirname(copy), copy);
-  } catch {
-    // Another process is pruning too; what is left goes next time.
   }
   const inUse = copy;
   setInterval(() => markUsed(inUse), IN_USE_EVERY_MS).unref();
@@ -82,15 +84,14 @@ function reason(err) {
 }
 
 /**
- * Code in the folder will run as this user: it must be a real folder (not a link), belong to this
- * user, root or the checkout's owner (who may change the sources anyway), and not be writable by
- * everyone.
+ * Code in the folder will run as this user: it must be a real folder (not a link), belong to one
+ * of `owners` (this user, root, the checkout's owner, who may change the sources anyway), and not
+ * be writable by everyone.
  * @param {string} p
- * @param {string} root
+ * @param {number[]} owners
  */
-function trusted(p, root) {
+function trusted(p, owners) {
   const st = fs.lstatSync(p);
-  const owners = [process.getuid?.() ?? 0, 0, fs.statSync(root).uid];
   if (!st.isDirectory()) throw new Error(`${p} is not a folder`);
   if (!owners.includes(st.uid)) throw new Error(`${p} belongs to another user (uid ${st.uid})`);
   if ((st.mode & 0o002) !== 0) throw new Error(`${p} may be written by anyone (mode ${(st.mode & 0o777).toString(8)})`);
