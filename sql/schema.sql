@@ -1218,7 +1218,8 @@ CREATE TABLE public.list_messages (
     hidden_at timestamp with time zone,
     hidden_by text,
     visibility_changed_at timestamp with time zone
-);
+)
+WITH (autovacuum_vacuum_insert_scale_factor='0.02');
 
 --
 -- Name: list_roles; Type: TABLE; Schema: public; Owner: -
@@ -1411,7 +1412,8 @@ CREATE TABLE public.messages (
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     checks jsonb,
     tsv tsvector GENERATED ALWAYS AS (((setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text(subject)), 'A'::"char") || setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text(from_name)), 'B'::"char")) || setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text("left"(body, 200000))), 'D'::"char"))) STORED
-);
+)
+WITH (autovacuum_vacuum_insert_scale_factor='0.02');
 ALTER TABLE ONLY public.messages ALTER COLUMN tsv SET STORAGE MAIN;
 
 --
@@ -2122,16 +2124,16 @@ CREATE INDEX ingest_errors_received ON public.ingest_errors USING btree (receive
 CREATE INDEX list_messages_by_date ON public.list_messages USING btree (list_id, date DESC);
 
 --
+-- Name: list_messages_by_message; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX list_messages_by_message ON public.list_messages USING btree (message_id) INCLUDE (list_id, hidden_at);
+
+--
 -- Name: list_messages_hidden; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX list_messages_hidden ON public.list_messages USING btree (list_id) WHERE (hidden_at IS NOT NULL);
-
---
--- Name: list_messages_message; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX list_messages_message ON public.list_messages USING btree (message_id);
 
 --
 -- Name: list_messages_visibility_changed; Type: INDEX; Schema: public; Owner: -
@@ -2195,6 +2197,12 @@ CREATE INDEX messages_author_trgm ON public.messages USING gin ((((from_name || 
 '::text) || from_email)) public.gin_trgm_ops);
 
 --
+-- Name: messages_by_thread; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX messages_by_thread ON public.messages USING btree (thread_id, date, id) INCLUDE (parent_id);
+
+--
 -- Name: messages_date; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2211,12 +2219,6 @@ CREATE INDEX messages_from_date ON public.messages USING btree (from_email, date
 --
 
 CREATE INDEX messages_message_id ON public.messages USING btree (message_id);
-
---
--- Name: messages_thread; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX messages_thread ON public.messages USING btree (thread_id, date);
 
 --
 -- Name: messages_tsv; Type: INDEX; Schema: public; Owner: -

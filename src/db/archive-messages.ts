@@ -148,6 +148,9 @@ export async function messageWithNeighbours(db: Queryable, messageId: string, re
   const pick = `json_build_object('message_id', x.message_id, 'subject', x.subject, 'from_name', x.from_name, 'from_email', x.from_email, 'date', x.date)`;
   const inThread = `from messages x join list_messages y on y.message_id = x.id and y.list_id = (select list_id from c) where x.thread_id = m.thread_id and y.hidden_at is null`;
   const inList = `from list_messages y join messages x on x.id = y.message_id where y.list_id = (select list_id from c) and y.hidden_at is null`;
+  // The replies' ids from messages_by_thread alone (it carries id and parent_id, sql/0059), then
+  // those rows by id: testing parent_id on the rows themselves read every message of the thread.
+  const replyIds = 'select r.id from messages r where r.thread_id = m.thread_id and r.parent_id = m.id';
   const { rows } = await db.query<{ copies: MessageCopy[]; list_id: number | null; message: ArchivedMessage | null; raw: Buffer | null; body: string | null; neighbours: Neighbours | null }>({
     name: 'message-with-neighbours',
     text: `with ${COPIES},
@@ -162,7 +165,7 @@ export async function messageWithNeighbours(db: Queryable, messageId: string, re
               'next_in_thread', (select ${pick} ${inThread} and (x.date, x.id) > (m.date, m.id) order by x.date, x.id limit 1),
               'prev_by_date', (select ${pick} ${inList} and y.date <= m.date and (y.date < m.date or y.message_id < m.id) order by y.date desc, y.message_id desc limit 1),
               'next_by_date', (select ${pick} ${inList} and y.date >= m.date and (y.date > m.date or y.message_id > m.id) order by y.date, y.message_id limit 1),
-              'replies', coalesce((select json_agg(z.r order by z.date) from (select ${pick} as r, x.date ${inThread} and x.parent_id = m.id order by x.date limit 100) z), '[]'),
+              'replies', coalesce((select json_agg(z.r order by z.date) from (select ${pick} as r, x.date from messages x join list_messages y on y.message_id = x.id and y.list_id = (select list_id from c) where x.id = any(array(${replyIds})) and y.hidden_at is null order by x.date limit 100) z), '[]'),
               'thread_messages', (select count(*)::int ${inThread}),
               'thread_position', (select count(*)::int ${inThread} and (x.date, x.id) <= (m.date, m.id)),
               'last_modified', ${listLastModified('(select list_id from c)')})
