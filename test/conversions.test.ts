@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate } from '../src/db/migrate.ts';
+import { MIGRATION_LOCK, migrate } from '../src/db/migrate.ts';
 import type { ListRow } from '../src/db/lists.ts';
 import { loggedIn } from './helpers/browser.ts';
 import { cli } from './helpers/cli.ts';
@@ -237,6 +237,32 @@ describe('start-up migrations', () => {
       await one.end();
     }
     expect(await valid()).toBe(true);
+  });
+
+  it('waits for another process building an index concurrently without holding the snapshot that build waits for', async () => {
+    // The other process: it holds the migration lock and builds an index concurrently, which waits
+    // for every transaction with an older snapshot. A waiter inside pg_advisory_lock would be one,
+    // and PostgreSQL would end one of the two as a deadlock (as CI saw with two `migrate` at once).
+    await db.pool.query(`create table probe_race (id int primary key, v int)`);
+    await db.pool.query(`insert into probe_race select g, g from generate_series(1, 1000) g`);
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    await other.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    const emptyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-migrations-'));
+    let waiterDone = false;
+    const waiter = migrate(db.pool, { dir: emptyDir }).finally(() => (waiterDone = true));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(waiterDone).toBe(false);
+      await other.query('create index concurrently probe_race_v on probe_race (v)');
+      expect(waiterDone).toBe(false);
+    } finally {
+      await other.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+      await other.end();
+    }
+    expect(await waiter).toEqual([]);
+    const { rows } = await db.pool.query<{ valid: boolean }>(`select indisvalid as valid from pg_index where indexrelid = 'probe_race_v'::regclass`);
+    expect(rows[0].valid).toBe(true);
   });
 
   it('leaves alone a migration a newer release applied (a rolling upgrade: the older code starts after the newer one migrated)', async () => {

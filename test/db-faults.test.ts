@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { Corpus } from '../bench/corpus.ts';
 import { GroupCommit } from '../src/db/group-commit.ts';
+import { MIGRATION_LOCK } from '../src/db/migrate.ts';
 import { Listener } from '../src/db/listener.ts';
 import { createList } from '../src/db/lists.ts';
 import { createPool, withTransaction, type Queryable } from '../src/db/pool.ts';
@@ -284,12 +285,13 @@ describe('one-shot commands', () => {
     const url = withDatabase(adminUrl, name);
     const holder = new pg.Client({ connectionString: url });
     try {
-      // Another migrator holds the lock: `migrate` waits on it, checked out from its pool.
+      // Another migrator holds the lock: `migrate` waits for it, asking again every 100 ms on a
+      // connection checked out from its pool.
       await holder.connect();
-      await holder.query('select pg_advisory_lock(7283001)');
+      await holder.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
       const run = cli(['migrate'], { DATABASE_URL: url });
       await until('migrate waits for the lock', async () => {
-        const { rows } = await admin.query(`select 1 from pg_stat_activity where datname = $1 and application_name like 'listkeeper:%' and wait_event_type = 'Lock'`, [name]);
+        const { rows } = await admin.query(`select 1 from pg_stat_activity where datname = $1 and application_name like 'listkeeper:%' and query like '%pg_try_advisory_lock%'`, [name]);
         return rows.length > 0;
       });
       expect(await terminateBackends(admin, name)).toBeGreaterThan(0);
@@ -299,7 +301,7 @@ describe('one-shot commands', () => {
       expect(r.stderr.trim()).toMatch(/^listkeeper: error: migrating the database failed: terminating connection due to administrator command \(the database connection was lost; run it again/);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
 
-      await holder.query('select pg_advisory_unlock(7283001)');
+      await holder.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]);
       const again = await cli(['migrate'], { DATABASE_URL: url });
       expect(again.stderr).toBe('');
       // The first run never got the lock, so the second applies everything, and says which.

@@ -8,7 +8,7 @@ import { versionRefusal } from './server-settings.ts';
 
 const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
 // Any constant works; it only has to be the same in every listkeeper process.
-const MIGRATION_LOCK = 7_283_001;
+export const MIGRATION_LOCK = 7_283_001;
 // How long one migration may wait for a table's lock, and how many times it tries.
 const LOCK_TIMEOUT_MS = 5_000;
 const LOCK_ATTEMPTS = 6;
@@ -49,7 +49,7 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
       `select current_setting('server_version_num')::int as num, current_setting('server_version') as version`);
     const refusal = versionRefusal(server.num, server.version);
     if (refusal) throw new Error(refusal);
-    await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    await takeMigrationLock(client);
     await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
@@ -99,6 +99,35 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     client.release(failed);
   }
   return applied;
+}
+
+// How often a process that found another one migrating asks for the lock again.
+const LOCK_POLL_MS = 100;
+
+/**
+ * Takes the session's migration lock, asking again and again rather than waiting in one statement:
+ * a statement waiting in pg_advisory_lock holds a snapshot, and the holder's `create index
+ * concurrently` waits for every older snapshot to go, so each would wait for the other and
+ * PostgreSQL would end one of them as a deadlock. Between asks this session holds no snapshot.
+ */
+async function takeMigrationLock(client: pg.PoolClient): Promise<void> {
+  // A connection ended between asks reports why (e.g. terminated by an administrator) as an
+  // event; the next query would only say "not queryable".
+  let lost: Error | undefined;
+  const onError = (err: Error) => (lost ??= err);
+  client.on('error', onError);
+  try {
+    for (let said = false; ; ) {
+      const { rows } = await client.query<{ got: boolean }>('select pg_try_advisory_lock($1) as got', [MIGRATION_LOCK]);
+      if (rows[0].got) return;
+      if (!said) log.info('another process is migrating the database: waiting for it to finish');
+      said = true;
+      await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+      if (lost) throw lost;
+    }
+  } finally {
+    client.removeListener('error', onError);
+  }
 }
 
 /**
