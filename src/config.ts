@@ -519,3 +519,8 @@ export function config(): Config {
   }
   return loaded;
 }
+
+/** Forgets the parsed configuration: the next config() reads the environment again (tests). */
+export function forgetConfig(): void {
+  loaded = undefined;
+}
