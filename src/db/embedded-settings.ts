@@ -4,6 +4,7 @@
  */
 
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /**
@@ -29,16 +30,19 @@ export function applianceSettings(clusterDir: string, maxConnections: number): s
 
 /**
  * shared_buffers for a server starting on dataBytes of data: an eighth of it, in steps of 8 MB,
- * from 16 MB to 64 MB. A 10,000-message archive (about 120 MB with the template databases) gets
- * 16 MB, which held the same page rates as 64 MB and kept the whole system under 200 MB; past half
- * a gigabyte it gets 64 MB, which a million messages needed (with 16 MB every search and page
- * figure there was worse, and a post to 100,000 members on a small database is sent at about
- * 2,000-2,700 copies/s against 3,800: docs/benchmarks.md "The embedded server and web pools"). Chosen at each
- * start, so a server started small grows into its archive at its next start.
+ * from 16 MB up to an eighth of the machine's memory. A 10,000-message archive (about 120 MB with
+ * the template databases) gets 16 MB, which held the same page rates as 64 MB and kept the whole
+ * system under 200 MB. A million messages (5 GB) gets 640 MB on a machine of 5 GB or more: with
+ * the 64 MB that was the ceiling before, the pages of twenty rare words no longer fitted and every
+ * search read them again from the kernel's cache (p95 32-51 ms against 11-28 ms at 640 MB:
+ * docs/scaling.md). The ceiling leaves the rest of a small machine to listkeeper and the kernel's
+ * cache. Chosen at each start, so a server started small grows into its archive (or its outbox:
+ * docs/benchmarks.md "shared_buffers by the size of the data") at its next start.
  */
-export function sharedBuffersMb(dataBytes: number): number {
+export function sharedBuffersMb(dataBytes: number, memoryBytes = os.totalmem()): number {
   const eighth = Math.ceil(dataBytes / 8 / (8 * 1048576)) * 8;
-  return Math.min(64, Math.max(16, eighth));
+  const ceiling = Math.max(16, Math.floor(memoryBytes / 8 / (8 * 1048576)) * 8);
+  return Math.min(ceiling, Math.max(16, eighth));
 }
 
 /** Bytes in the cluster's databases (base/), from the files' sizes; read before the server starts. */
