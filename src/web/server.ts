@@ -1,10 +1,11 @@
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
 import { readUrls, type Database } from '../db/database.ts';
 import { log } from '../log.ts';
 import { settleAfterResponse } from './after-response.ts';
 import { createApp } from './app.ts';
+import { expressServer } from './http-server.ts';
 import { PageCache } from './archive/page-cache.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
 
@@ -22,7 +23,7 @@ export class WebServer {
       await this.pageCache.start();
     }
     this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, readUrls(this.cfg, this.db.directUrl ?? this.db.url));
-    const server = http.createServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }));
+    const server = expressServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }));
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
