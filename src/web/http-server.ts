@@ -10,16 +10,20 @@
  */
 
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import type { Express } from 'express';
+
+/** http.ServerResponse as the function it is (its typings only declare the class) */
+type ServerResponseFunction = (this: http.ServerResponse, req: http.IncomingMessage, options?: unknown) => void;
 
 export function expressServer(app: Express): http.Server {
   // Old-style constructors: a class's `prototype` cannot be replaced, and Node calls these with `new`.
-  function Request(this: http.IncomingMessage, socket: import('node:net').Socket) {
+  function Request(this: http.IncomingMessage, socket: Socket) {
     http.IncomingMessage.call(this, socket);
   }
   Request.prototype = app.request;
   function Response(this: http.ServerResponse, req: http.IncomingMessage, options?: unknown) {
-    (http.ServerResponse as unknown as (this: http.ServerResponse, req: http.IncomingMessage, options?: unknown) => void).call(this, req, options);
+    (http.ServerResponse as unknown as ServerResponseFunction).call(this, req, options);
   }
   Response.prototype = app.response;
   return http.createServer({
