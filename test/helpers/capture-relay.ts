@@ -52,6 +52,12 @@ export interface CaptureRelay {
   /** resolves once `n` messages have arrived (throws after timeoutMs) */
   waitFor(n: number, timeoutMs?: number): Promise<Captured[]>;
   to(address: string): Captured[];
+  /**
+   * The first message (to `address`, or to anyone when null) whose bytes contain `marker`, once it
+   * has arrived (throws after timeoutMs). drained() returns when nothing is due, so a copy that
+   * met a temporary failure under load and waits for its retry is not there yet: wait for it.
+   */
+  copy(address: string | null, marker: string, timeoutMs?: number): Promise<Captured>;
   clear(): void;
   stop(): Promise<void>;
 }
@@ -129,6 +135,19 @@ export async function startCaptureRelay(opts: RelayOptions = {}): Promise<Captur
       return messages;
     },
     to: (address) => messages.filter((m) => m.to === address.toLowerCase()),
+    async copy(address, marker, timeoutMs = 15_000) {
+      const find = () => messages.find((m) => (address === null || m.to === address.toLowerCase()) && m.raw.includes(marker));
+      const deadline = Date.now() + timeoutMs;
+      for (let found = find(); ; found = find()) {
+        if (found) return found;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`capture relay: no message${address ? ` to ${address}` : ''} containing ${marker} within ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(left, 200));
+          waiters.push(() => { clearTimeout(t); resolve(); });
+        });
+      }
+    },
     clear: () => { messages.length = 0; attempts.clear(); auths.length = 0; },
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
