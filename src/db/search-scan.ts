@@ -170,11 +170,6 @@ function hasPhrase(q: string): boolean {
   return q.split('"').some((part, i) => i % 2 === 1 && queryAlternatives(part).some((words) => new Set(words).size > 1));
 }
 
-/** Whether ANALYZE's statistics of the lexemes are at hand (chooseScan() then chose by them). */
-export async function hasLexemeStats(db: Queryable): Promise<boolean> {
-  return ready(await lexemeStats(db));
-}
-
 /** How many messages the archive holds, as ANALYZE last counted (0 before it has). */
 export async function archiveRows(db: Queryable): Promise<number> {
   return (await lexemeStats(db)).rows;

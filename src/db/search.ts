@@ -147,7 +147,6 @@ export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean>
   }
 }
 
-
 /** How a statement finds the matches: planned for its values, or one of search-scan.ts's two fixed shapes. */
 type Mode = 'planned' | Scan;
 

@@ -70,6 +70,20 @@ export async function startCaptureRelay(opts: RelayOptions = {}): Promise<Captur
   let dataRule: RcptRule | null = null;
   let delay = 0;
   const waiters: (() => void)[] = [];
+  /** What `found` gives once it gives something, checked as each message arrives (and every 200 ms); throws after timeoutMs. */
+  async function arrival<T>(found: () => T | undefined, timeoutMs: number, failure: () => string): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = found();
+      if (value !== undefined) return value;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`capture relay: ${failure()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 200));
+        waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+  }
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: [...(opts.auth ? [] : ['AUTH']), ...(opts.tls && !opts.secure ? [] : ['STARTTLS'])],
@@ -123,31 +137,15 @@ export async function startCaptureRelay(opts: RelayOptions = {}): Promise<Captur
     setDataRule: (r) => { dataRule = r; },
     setDelay: (ms) => { delay = ms; },
     async waitFor(n, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (messages.length < n) {
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`capture relay: waited for ${n} messages, got ${messages.length}`);
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(left, 200));
-          waiters.push(() => { clearTimeout(t); resolve(); });
-        });
-      }
+      await arrival(() => (messages.length >= n ? messages : undefined), timeoutMs, () => `waited for ${n} messages, got ${messages.length}`);
       return messages;
     },
     to: (address) => messages.filter((m) => m.to === address.toLowerCase()),
-    async copy(address, marker, timeoutMs = 15_000) {
-      const find = () => messages.find((m) => (address === null || m.to === address.toLowerCase()) && m.raw.includes(marker));
-      const deadline = Date.now() + timeoutMs;
-      for (let found = find(); ; found = find()) {
-        if (found) return found;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`capture relay: no message${address ? ` to ${address}` : ''} containing ${marker} within ${timeoutMs} ms`);
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(left, 200));
-          waiters.push(() => { clearTimeout(t); resolve(); });
-        });
-      }
-    },
+    copy: (address, marker, timeoutMs = 15_000) => arrival(
+      () => messages.find((m) => (address === null || m.to === address.toLowerCase()) && m.raw.includes(marker)),
+      timeoutMs,
+      () => `no message${address ? ` to ${address}` : ''} containing ${marker} within ${timeoutMs} ms`,
+    ),
     clear: () => { messages.length = 0; attempts.clear(); auths.length = 0; },
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
