@@ -34,6 +34,8 @@ beforeAll(async () => {
   await put(dev, 'pg-6@example.org', 'Old vacuum story', 'vacuum full locks the table\n', 'Wed, 10 Jun 2025 10:00:00 +0000');
   await put(ops, 'ops-1@example.org', 'Vacuum on the ops cluster', 'It ran for hours.\n');
   await put(staff, 'staff-1@example.org', 'Vacuum budget', 'Money for vacuum.\n');
+  // A word far into a body, capitalised, after text of two-byte characters.
+  await put(dev, 'pg-7@example.org', 'Notes', `${'Große Übung für Köche. '.repeat(45)}\nThe Zebraquirk setting matters.\n`);
 });
 
 afterAll(async () => {
@@ -68,6 +70,13 @@ describe('full-text search', () => {
   it('highlights the matching words in excerpts', async () => {
     const html = await (await get('/search?q=wraparound')).text();
     expect(html).toContain('<mark>wraparound</mark>');
+  });
+
+  it('starts an excerpt at the first match, whatever its case, past characters of several bytes', async () => {
+    // 1,000 characters before the word: an excerpt from the start would not reach it, and one
+    // placed by bytes instead of characters would start after it.
+    const html = await (await get('/search?q=zebraquirk')).text();
+    expect(html).toContain('<mark>Zebraquirk</mark> setting matters');
   });
 
   it('filters by list, by author address or name, and by date', async () => {

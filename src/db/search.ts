@@ -340,8 +340,9 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   // The text around the first place where the first typed word (its start, for other forms of
   // it) occurs, for the shown hits only; the words are marked here (markExcerpt), not by
   // ts_headline, whose parsing cost 0.1 ms a hit, more than the rest of a rare word's search.
+  const hint = excerptHint(typed);
   const excerpt = f.tsquery
-    ? `case when p.n <= ${f.p(s.limit)} then substr(m.body, greatest(1, strpos(lower(left(m.body, 20000)), ${f.p(excerptHint(typed))}) - 200), 600) end`
+    ? `case when p.n <= ${f.p(s.limit)} then substr(m.body, greatest(1, strpos(${loweredBody(hint)}, ${f.p(hint)}) - 200), 600) end`
     : 'left(m.body, 300)';
   const sql = `with ${f.ctes.join(',\n')},
      page as (select p0.*, row_number() over (order by p0.rank desc, p0.date desc) as n from (${page}) p0)
@@ -413,6 +414,19 @@ function statementName(text: string): string {
 function excerptHint(s: SearchQuery): string {
   const word = `${s.q ?? ''} ${s.subject ?? ''}`.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu)?.find((w) => w !== 'or') ?? '';
   return word.length > 4 ? word.slice(0, Math.max(4, word.length - 3)) : word;
+}
+
+/**
+ * The body (its first 20,000 characters) in lower case, where the excerpt's hint is looked for.
+ * lower() with the database's collation maps every character through the C library, and left()
+ * counts characters to copy them: together 15 µs a hit on 1 KB bodies, most of the excerpt's cost.
+ * A body within 20,000 bytes is within 20,000 characters and is taken whole; and a hint of ASCII
+ * alone is found as well where only ASCII letters are lowered, which the "C" collation does byte by
+ * byte, without changing where anything stands (8.6 µs a hit for both).
+ */
+function loweredBody(hint: string): string {
+  const body = 'case when octet_length(m.body) > 20000 then left(m.body, 20000) else m.body end';
+  return /^[\x00-\x7f]*$/.test(hint) ? `lower((${body}) collate "C")` : `lower(${body})`;
 }
 
 /**
