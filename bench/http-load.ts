@@ -127,12 +127,15 @@ function get(agent: http.Agent, url: string): Promise<number> {
 /**
  * `listkeeper ARGS` started as a user starts it: the bin itself, so that the node flags on its #!
  * line apply (bin/listkeeper.js: the heap sizes the memory figures are about). `root`: the
- * checkout to run. BENCH_PROFILE=DIR adds a CPU profile through NODE_OPTIONS.
+ * checkout to run. BENCH_PROFILE=DIR adds a CPU profile: node is then started by name with the
+ * #! line's flags and --cpu-prof (Node 20 refuses --cpu-prof in NODE_OPTIONS).
  */
 export function spawnListkeeper(root: string, args: string[], opts: SpawnOptions & { env: NodeJS.ProcessEnv }): ChildProcess {
-  const profile = process.env.BENCH_PROFILE ? `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE}` : '';
-  const env = profile ? { ...opts.env, NODE_OPTIONS: `${opts.env.NODE_OPTIONS ?? ''} ${profile}`.trim() } : opts.env;
-  return spawn(path.join(root, 'bin/listkeeper.js'), args, { ...opts, env });
+  const bin = path.join(root, 'bin/listkeeper.js');
+  if (!process.env.BENCH_PROFILE) return spawn(bin, args, opts);
+  const shebang = fs.readFileSync(bin, 'utf8').split('\n', 1)[0];
+  const flags = shebang.split(/\s+/).filter((f) => f.startsWith('--'));
+  return spawn(process.execPath, [...flags, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, bin, ...args], opts);
 }
 
 export async function freePort(): Promise<number> {
