@@ -11,7 +11,8 @@
  * round) so that whatever else runs on the machine weighs on both; and the matches each reports
  * for each query, summed, as a check of recall. Before the timing, both servers are loaded with
  * every timed query for a while (BENCH_WARM_SECONDS, default 10 each), so that the figures are
- * those of running servers, not of code still being compiled. Needs the Debian package `public-inbox`; without
+ * those of running servers, not of code still being compiled; and every class's latency is
+ * measured before any load with several connections. Needs the Debian package `public-inbox`; without
  * it, says so and stops (failing only when BENCH_REQUIRE_PUBLIC_INBOX=1).
  */
 
@@ -118,22 +119,32 @@ async function compare(cleanups: (() => Promise<void> | void)[]) {
   // calls), and each web process warms on its own; with only the single requests above, the
   // first class's rounds timed listkeeper still compiling (rare words read 2.0 ms at p50 where
   // the same server, warm, answers in 1.0). public-inbox gets the same load, so whatever it
-  // caches is warm too.
+  // caches is warm too. The warm-up ends with one connection, as the latency rounds run.
   if (WARM_SECONDS > 0) {
-    const lkAll = classes.flatMap((k) => k.lkUrls);
-    const piAll = classes.flatMap((k) => k.piUrls);
-    await load(lk.base, lkAll, { connections: BUSY_CONNECTIONS, seconds: WARM_SECONDS });
-    await load(piBase, piAll, { connections: BUSY_CONNECTIONS, seconds: WARM_SECONDS });
-    console.log(`warm-up: every timed query, ${BUSY_CONNECTIONS} connections for ${WARM_SECONDS} s on each system (BENCH_WARM_SECONDS)`);
+    for (const [base, urls] of [[lk.base, classes.flatMap((k) => k.lkUrls)], [piBase, classes.flatMap((k) => k.piUrls)]] as const) {
+      await load(base, urls, { connections: BUSY_CONNECTIONS, seconds: WARM_SECONDS });
+      // Two runs of one connection: each is a new connection, and they go to different workers.
+      for (let i = 0; i < 2; i++) await load(base, urls, { connections: 1, seconds: WARM_SECONDS / 2 });
+    }
+    console.log(`warm-up: every timed query, ${BUSY_CONNECTIONS} connections for ${WARM_SECONDS} s and then one for ${WARM_SECONDS} s, on each system (BENCH_WARM_SECONDS)`);
   }
-  for (const { c, lkHits, piHits, timed, lkUrls, piUrls } of classes) {
-    if (timed.length === 0) {
+  // Latency with one connection for every class first, then load with several: on this
+  // 2-core machine a server answered a single connection up to half again slower for 10-20 s
+  // after heavy load (both node's and PostgreSQL's CPU per request up; a CPU hog run instead of
+  // the load did not do it), and rounds of one connection that followed rounds of eight measured
+  // that, not a quiet machine.
+  const timedClasses = classes.filter((k) => k.timed.length > 0);
+  const quiet = [];
+  for (const k of timedClasses) quiet.push(await interleaved(lk.base, k.lkUrls, piBase, k.piUrls, 1, QUIET_ROUNDS));
+  const busy = [];
+  for (const k of timedClasses) busy.push(await interleaved(lk.base, k.lkUrls, piBase, k.piUrls, BUSY_CONNECTIONS, BUSY_ROUNDS));
+  for (const { c, lkHits, piHits, timed } of classes) {
+    const i = timedClasses.findIndex((k) => k.c === c);
+    if (i < 0) {
       console.log(`\n${c.label}: no query matches anything in public-inbox; not timed`);
       continue;
     }
-    const quiet = await interleaved(lk.base, lkUrls, piBase, piUrls, 1, QUIET_ROUNDS);
-    const busy = await interleaved(lk.base, lkUrls, piBase, piUrls, BUSY_CONNECTIONS, BUSY_ROUNDS);
-    printClass(`${c.label} (${c.lk.length} queries${timed.length < c.lk.length ? `, ${timed.length} timed` : ''})`, quiet, busy, lkHits, piHits);
+    printClass(`${c.label} (${c.lk.length} queries${timed.length < c.lk.length ? `, ${timed.length} timed` : ''})`, quiet[i], busy[i], lkHits, piHits);
     printDisagreements(c, lkHits, piHits);
   }
 }
