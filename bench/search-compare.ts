@@ -177,8 +177,7 @@ interface Hits {
 }
 
 /**
- * Each URL once, one at a time. A 404 is an
- * answer too: public-inbox's for no match.
+ * Each URL once, one at a time. A 404 is an answer too: public-inbox's for no match.
  */
 async function hitsFor(base: string, urls: string[], parse: (html: string) => { hits: number }): Promise<Hits> {
   const h: Hits = { each: [], sum: 0, none: 0, over: 0 };
