@@ -164,7 +164,7 @@ describe('logging in with a directory account (LDAP)', () => {
   });
 
   it('answers 503 with a clear message within LDAP_TIMEOUT when the directory stops answering', async () => {
-    slapd.freeze();
+    await slapd.freeze();
     try {
       const c = client(direct);
       const t0 = Date.now();

@@ -38,8 +38,12 @@ export interface RunningSlapd {
   ldapsUrl: string | null;
   pid: number;
   output(): string;
-  /** SIGSTOP: the port still accepts connections (the kernel's backlog), nothing answers */
-  freeze(): void;
+  /**
+   * SIGSTOP: the port still accepts connections (the kernel's backlog), nothing answers. Resolves
+   * once every thread of slapd is stopped: kill() returns before a busy thread has stopped, and
+   * under load one answered a bind after the signal (a login that should have timed out passed).
+   */
+  freeze(): Promise<void>;
   thaw(): void;
   stop(): Promise<void>;
 }
@@ -149,7 +153,24 @@ export async function startSlapd(opts: SlapdOptions = {}): Promise<RunningSlapd>
   }
   return {
     url, ldapsUrl, pid: child.pid!, output: () => output, stop,
-    freeze: () => child.kill('SIGSTOP'),
+    freeze: async () => {
+      child.kill('SIGSTOP');
+      const deadline = Date.now() + 5000;
+      while (!allThreadsStopped(child.pid!)) {
+        if (Date.now() > deadline) throw new Error(`slapd (${child.pid}) did not stop within 5 s of SIGSTOP`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
     thaw: () => child.kill('SIGCONT'),
   };
+}
+
+/** Whether every thread of a process is stopped (state T in /proc/PID/task/TID/stat). */
+function allThreadsStopped(pid: number): boolean {
+  const tasks = fs.readdirSync(`/proc/${pid}/task`);
+  // The state follows the command name in parentheses, which may itself hold spaces.
+  return tasks.every((tid) => {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] === 'T';
+  });
 }
