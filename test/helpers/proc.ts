@@ -4,14 +4,22 @@
 
 import fs from 'node:fs';
 
+/**
+ * The fields of a /proc stat file after the command name (state, ppid, …): the name is in
+ * parentheses and may itself hold spaces or parentheses.
+ */
+function statFields(file: string): string[] {
+  const stat = fs.readFileSync(file, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** The children of a process (its direct ones). */
 export function childPids(pid: number): number[] {
   const found: number[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const ppid = Number(statFields(`/proc/${entry}/stat`)[1]);
       if (ppid === pid) found.push(Number(entry));
     } catch {
       // exited while we looked
@@ -28,4 +36,9 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Whether every thread of a process is stopped (state T: SIGSTOP has taken effect in each). */
+export function allThreadsStopped(pid: number): boolean {
+  return fs.readdirSync(`/proc/${pid}/task`).every((tid) => statFields(`/proc/${pid}/task/${tid}/stat`)[0] === 'T');
 }

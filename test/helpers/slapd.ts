@@ -15,7 +15,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { allThreadsStopped } from './proc.ts';
 import { freePort } from './rspamd.ts';
+import { until } from './worker-process.ts';
 
 export const SLAPD = '/usr/sbin/slapd';
 export const SLAPADD = '/usr/sbin/slapadd';
@@ -155,22 +157,8 @@ export async function startSlapd(opts: SlapdOptions = {}): Promise<RunningSlapd>
     url, ldapsUrl, pid: child.pid!, output: () => output, stop,
     freeze: async () => {
       child.kill('SIGSTOP');
-      const deadline = Date.now() + 5000;
-      while (!allThreadsStopped(child.pid!)) {
-        if (Date.now() > deadline) throw new Error(`slapd (${child.pid}) did not stop within 5 s of SIGSTOP`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await until(() => allThreadsStopped(child.pid!), `every thread of slapd (${child.pid}) to stop after SIGSTOP`, 5000);
     },
     thaw: () => child.kill('SIGCONT'),
   };
-}
-
-/** Whether every thread of a process is stopped (state T in /proc/PID/task/TID/stat). */
-function allThreadsStopped(pid: number): boolean {
-  const tasks = fs.readdirSync(`/proc/${pid}/task`);
-  // The state follows the command name in parentheses, which may itself hold spaces.
-  return tasks.every((tid) => {
-    const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] === 'T';
-  });
 }
