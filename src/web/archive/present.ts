@@ -34,10 +34,14 @@ export function messageLink(m: { message_id: string; subject: string; from_name:
   return { href: messageUrl(m.message_id), subject: shownSubject(m.subject, obfuscate), author: authorName(m.from_name, m.from_email, obfuscate), date: new Date(m.date) };
 }
 
-/** A ts_headline excerpt (matches between \u0001 and \u0002) as safe HTML with <mark>. */
+/** Control characters no page shows; \u0001 and \u0002 among them, which mark matches in excerpts. */
+const CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g;
+
+/** An excerpt (matches between \u0001 and \u0002, search-excerpt.ts) as safe HTML with <mark>. */
 export function excerptHtml(excerpt: string, obfuscate: boolean): string {
-  const text = obfuscate ? obfuscateText(excerpt) : excerpt;
-  return defangSchemes(escapeHtml(text).replace(/\u0001/g, '<mark>').replace(/\u0002/g, '</mark>').replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, ''));
+  const text = escapeHtml(obfuscate ? obfuscateText(excerpt) : excerpt);
+  // One pass over the text: the marks made tags, any other control character dropped.
+  return defangSchemes(text.replace(CONTROLS, (c) => (c === '\u0001' ? '<mark>' : c === '\u0002' ? '</mark>' : '')));
 }
 
 /** Participants of a thread as shown (names, or obfuscated addresses). */
