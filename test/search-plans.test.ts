@@ -276,6 +276,16 @@ describe('excerpts', () => {
     expect(markExcerpt(text, queryLexemes('nothing'))).toBe(text);
   });
 
+  it('makes every run of white space one space, trims, and keeps its places past apostrophes, emoji and accents', () => {
+    expect(markExcerpt('  Vacuum\u00a0\u00a0runs\t\tnightly;\r\n\r\n> vacuuming   again\u2028done  ', queryLexemes('vacuum'))).toBe(
+      '\u0001Vacuum\u0002 runs nightly; > \u0001vacuuming\u0002 again done',
+    );
+    expect(markExcerpt("don't stop: it's the database's vacuum 😀😀 vacuumed, l'été vacuum", queryLexemes('vacuum'))).toBe(
+      "don't stop: it's the database's \u0001vacuum\u0002 😀😀 \u0001vacuumed\u0002, l'été \u0001vacuum\u0002",
+    );
+    expect(markExcerpt('Große Übung für Köche. Zebraquirk!', queryLexemes('zebraquirk'))).toBe('Große Übung für Köche. \u0001Zebraquirk\u0002!');
+  });
+
   it('marks CJK pairs inside a run', () => {
     expect(markExcerpt('これは日本語のテキストです', queryLexemes('日本語'))).toBe('これは\u0001日本語\u0002のテキストです');
   });
