@@ -57,10 +57,14 @@ export function sendPage(ctx: WebContext, req: Request, res: Response, template:
   sendBody(req, res, html);
 }
 
-/** Sends a body with a strong ETag of its bytes, or 304 when the client has it already. */
+/**
+ * Sends a body with a strong ETag of its bytes, or 304 when the client has it already. The
+ * one-shot crypto.hash(): createHash() looks the digest up in OpenSSL 3 on every call, and took
+ * 20 µs a search page in a running server against 6.5.
+ */
 export function sendBody(req: Request, res: Response, body: string | Buffer) {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-  res.set('ETag', `"${crypto.createHash('sha1').update(bytes).digest('base64url')}"`);
+  res.set('ETag', `"${crypto.hash('sha1', bytes, 'base64url')}"`);
   offerToPageCache(res, bytes);
   if (res.statusCode === 200 && notModified(req, res)) return;
   res.send(bytes);
