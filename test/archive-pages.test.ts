@@ -340,6 +340,18 @@ describe('caching', () => {
     }
   });
 
+  it('answers HEAD with the headers of GET and no body', async () => {
+    for (const url of ['/lists/dev/2026-11/', '/message-id/plan-1@example.org', '/search?q=plan', '/lists/dev/feed.atom']) {
+      const full = await get(url);
+      const body = Buffer.from(await full.arrayBuffer());
+      const head = await fetch(`${web.url}${url}`, { method: 'HEAD' });
+      expect(head.status, url).toBe(200);
+      expect(Buffer.from(await head.arrayBuffer()).length, url).toBe(0);
+      expect(Number(head.headers.get('content-length')), url).toBe(body.length);
+      for (const h of ['content-type', 'etag', 'cache-control', 'vary']) expect(head.headers.get(h), `${url} ${h}`).toBe(full.headers.get(h));
+    }
+  });
+
   it('lets a shared cache keep public pages for anonymous readers, and sets no cookie on them', async () => {
     const res = await get('/lists/dev/2026-11/');
     expect(res.headers.get('cache-control')).toBe('public, max-age=60');

@@ -108,7 +108,9 @@ export class PageCache {
           this.entries.set(key, hit);
           for (const [name, value] of hit.headers) res.setHeader(name, value);
           if (notModified(req, res)) return;
-          res.status(200).end(req.method === 'HEAD' ? undefined : hit.body);
+          // Node sends no body to a HEAD request; its Content-Length is the GET's.
+          res.setHeader('Content-Length', hit.body.length);
+          res.status(200).end(hit.body);
         },
         // The database will fail the render too, with the right error page.
         () => this.miss(res, key, null, next),
