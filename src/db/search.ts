@@ -349,8 +349,8 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
      select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates, p.matched, ${excerpt} as excerpt,
             l.id as list_id, ${LIST_KEY} as list_key
        from page p join messages m on m.id = p.id
-       cross join lateral (select min(lm.list_id) as id from list_messages lm where ${inReadableList('m')}) shown_in
-       join lists l on l.id = shown_in.id
+       cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
+                            where ${inReadableList('m')} order by l.id limit 1) l
       order by p.n`;
   const { rows } = await run<SearchHit & { candidates: string | null; matched: string | null }>(db, mode === 'planned' && !authorOnly ? 'planned' : 'fixed', sql, f.params);
   const more = rows.length > s.limit;
