@@ -274,6 +274,11 @@ describe('excerpts', () => {
     );
     expect(markExcerpt(text, queryLexemes('"old tuples" -horizon'))).toContain('\u0001old\u0002 \u0001tuples\u0002');
     expect(markExcerpt(text, queryLexemes('nothing'))).toBe(text);
+    // Forms whose stem ends otherwise than the word (Porter2 changes its last letters), and the
+    // irregular ones whose stem starts otherwise (dying: die).
+    expect(markExcerpt('The possibility is possible; generously, the generous reader stops dying and dies.', queryLexemes('possibilities generous die'))).toBe(
+      'The \u0001possibility\u0002 is \u0001possible\u0002; \u0001generously\u0002, the \u0001generous\u0002 reader stops \u0001dying\u0002 and \u0001dies\u0002.',
+    );
   });
 
   it('makes every run of white space one space, trims, and keeps its places past apostrophes, emoji and accents', () => {
