@@ -214,11 +214,23 @@ class OneLine {
   add(from: number, to: number) {
     const t = this.text;
     let run = from;
-    for (let i = from; i < to; i++) {
-      if (!isSpace(t.charCodeAt(i))) continue;
+    let i = from;
+    while (i < to) {
+      const c = t.charCodeAt(i);
+      if (!isSpace(c)) {
+        i++;
+        continue;
+      }
+      // One space between words is already what the line wants: the run goes on through it, so
+      // that a fragment is copied a line at a time rather than a word at a time.
+      if (c === 0x20 && i > run && i + 1 < to && !isSpace(t.charCodeAt(i + 1))) {
+        i++;
+        continue;
+      }
       if (i > run) this.put(t.slice(run, i));
       this.space = true;
-      run = i + 1;
+      while (i < to && isSpace(t.charCodeAt(i))) i++;
+      run = i;
     }
     if (to > run) this.put(t.slice(run, to));
   }
