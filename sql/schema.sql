@@ -165,6 +165,21 @@ begin
 end $$;
 
 --
+-- Name: archive_reader_belongs(bigint, text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.archive_reader_belongs(p_list_id bigint, p_emails text[]) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if p_emails is null or cardinality(p_emails) = 0 then
+    return false;
+  end if;
+  return exists (select 1 from members m where m.list_id = p_list_id and m.email = any(p_emails) and m.status = 'active')
+      or exists (select 1 from list_roles r where r.list_id = p_list_id and r.email = any(p_emails));
+end $$;
+
+--
 -- Name: archive_version(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -182,18 +197,10 @@ end $$;
 --
 
 CREATE FUNCTION public.can_read_archive(p_list_id bigint, p_archive text, p_emails text[], p_site_admin boolean) RETURNS boolean
-    LANGUAGE plpgsql STABLE
+    LANGUAGE sql STABLE
     AS $$
-begin
-  if p_archive = 'public' or p_site_admin then
-    return true;
-  end if;
-  if p_emails is null or cardinality(p_emails) = 0 then
-    return false;
-  end if;
-  return exists (select 1 from members m where m.list_id = p_list_id and m.email = any(p_emails) and m.status = 'active')
-      or exists (select 1 from list_roles r where r.list_id = p_list_id and r.email = any(p_emails));
-end $$;
+  select (p_archive = 'public') is true or p_site_admin is true or archive_reader_belongs(p_list_id, p_emails)
+$$;
 
 --
 -- Name: count_archive_change(); Type: FUNCTION; Schema: public; Owner: -

@@ -8,6 +8,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importBatch } from '../src/db/archive-import.ts';
+import { addListRole } from '../src/db/list-admin.ts';
+import { addMember } from '../src/db/members.ts';
 import { searchMessages, type SearchQuery } from '../src/db/search.ts';
 import { markExcerpt } from '../src/db/search-excerpt.ts';
 import { chooseScan, expectedMatches, scanFor, windowFor } from '../src/db/search-scan.ts';
@@ -307,5 +309,29 @@ describe('excerpts', () => {
     }
     // Without a match: the beginning.
     expect(markExcerpt(filler(100), queryLexemes('needle'))).toBe(filler(30));
+  });
+});
+
+describe('who may read an archive (can_read_archive)', () => {
+  it('answers as before for every kind of reader, and is written into the query rather than called', async () => {
+    const { rows: [staff] } = await db.pool.query<{ id: string }>("select id from lists where address = 'staff@lists.example.org'");
+    await addMember(db.pool, Number(staff.id), 'member@example.org', 'each');
+    await addListRole(db.pool, Number(staff.id), 'mod@example.org', 'moderator');
+    const may = async (archive: string | null, emails: string[] | null, siteAdmin: boolean | null) =>
+      (await db.pool.query<{ ok: boolean | null }>('select can_read_archive($1, $2, $3, $4) as ok', [staff.id, archive, emails, siteAdmin])).rows[0].ok;
+    expect(await may('public', [], false)).toBe(true);
+    expect(await may('private', [], true)).toBe(true);
+    expect(await may('private', ['member@example.org'], false)).toBe(true);
+    expect(await may('private', ['other@example.org', 'mod@example.org'], false)).toBe(true);
+    expect(await may('private', ['other@example.org'], false)).toBe(false);
+    // Never null, whatever is missing.
+    expect(await may('private', [], null)).toBe(false);
+    expect(await may('private', null, false)).toBe(false);
+    expect(await may(null, [], false)).toBe(false);
+    // Inlined: a public archive is answered by the expression, with no function call per list.
+    const { rows } = await db.pool.query<{ 'QUERY PLAN': string }>("explain (costs off) select id from lists l where can_read_archive(l.id, l.archive, '{}'::text[], false)");
+    const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(plan).toContain("(archive = 'public'::text) IS TRUE");
+    expect(plan).not.toContain('can_read_archive');
   });
 });

@@ -3,7 +3,7 @@
  * month's threads, a thread as a tree. Every query leaves out messages hidden in the list (hiding
  * is per list: list_messages.hidden_at, sql/0013); all run on the
  * read pool (a replica when DATABASE_READ_URL is set). Who may read which list is decided by the
- * SQL function can_read_archive() (sql/0004), the one definition of archive access.
+ * SQL function can_read_archive() (sql/0063), the one definition of archive access.
  */
 
 import type { ArchivePolicy } from '../list-policies.ts';

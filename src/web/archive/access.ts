@@ -2,7 +2,7 @@
  * Who may read an archive (its `archive` setting): everyone for a 'public' list; for 'members' and 'private'
  * lists, a logged-in viewer who is an active member, an owner or moderator of the list (by any of
  * the account's verified addresses), or a site
- * administrator. The rule itself is the SQL function can_read_archive() (sql/0004), so pages,
+ * administrator. The rule itself is the SQL function can_read_archive() (sql/0063), so pages,
  * search, feeds and downloads all apply the same one.
  */
 
