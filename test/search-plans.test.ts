@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importBatch } from '../src/db/archive-import.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { addMember } from '../src/db/members.ts';
-import { searchMessages, type SearchQuery } from '../src/db/search.ts';
+import { hasSearchTerms, searchMessages, websearchText, type SearchQuery } from '../src/db/search.ts';
 import { markExcerpt } from '../src/db/search-excerpt.ts';
 import { chooseScan, expectedMatches, scanFor, windowFor } from '../src/db/search-scan.ts';
 import { queryLexemes, wordLexemes } from '../src/db/search-words.ts';
@@ -335,3 +335,37 @@ describe('who may read an archive (can_read_archive)', () => {
     expect(plan).not.toContain('can_read_archive');
   });
 });
+
+describe('whether a query has anything to search for', () => {
+  it('answers plain queries without the database as the database would, and asks it otherwise', async () => {
+    const vocabulary = ['the', 'a', 'of', 'and', 'or', 'OR', 'not', "don't", 'vacuum', 'Index', 'indexes', '42', '-7', 'x86', 'foo-bar', 'the-a', 'is-it', '-the', '-vacuum', '"the a"', '"vacuum of"', '"', '-', '--', 'can', 'will', 'just', 's', 't', 'über', 'a.b', 'x@y.org'];
+    let seed = 11;
+    const next = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    const queries = new Set<string>(vocabulary);
+    while (queries.size < 1500) queries.add(Array.from({ length: 1 + next(4) }, () => vocabulary[next(vocabulary.length)]).join(' '));
+    let answeredHere = 0;
+    for (const q of queries) {
+      const { rows } = await db.pool.query<{ n: number }>("select numnode(websearch_to_tsquery('listkeeper', $1)) as n", [websearchText(q)]);
+      const asked = await countingQueries(() => hasSearchTerms(db.pool, q));
+      expect(asked.result, q).toBe(rows[0].n > 0);
+      if (asked.queries === 0) answeredHere++;
+    }
+    // A third of these are plain and have a word the database keeps: found without asking it.
+    expect(answeredHere).toBeGreaterThan(queries.size / 3);
+  });
+});
+
+/** What `fn` returns, and how many statements it sent through db.pool. */
+async function countingQueries<T>(fn: () => Promise<T>): Promise<{ result: T; queries: number }> {
+  const original = db.pool.query.bind(db.pool);
+  let queries = 0;
+  (db.pool as { query: unknown }).query = (...args: Parameters<typeof original>) => {
+    queries++;
+    return original(...args);
+  };
+  try {
+    return { result: await fn(), queries };
+  } finally {
+    (db.pool as { query: unknown }).query = original;
+  }
+}

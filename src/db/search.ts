@@ -137,8 +137,21 @@ async function queryText(db: Queryable, q: string): Promise<string> {
 
 const TSQUERY = (param: string) => `websearch_to_tsquery('listkeeper', ${param})`;
 
-/** Whether a websearch query has any word left once stop words are dropped. */
+/**
+ * A query of ASCII letters, digits, spaces, quotes and '-' alone: PostgreSQL's parser makes only
+ * words, numbers and hyphenated words of it, and the `listkeeper` configuration keeps every such
+ * token but the stop words, which search-words.ts has as the same list.
+ */
+const PLAIN_QUERY = /^[A-Za-z0-9\s"-]*$/;
+
+/**
+ * Whether a websearch query has any word left once stop words are dropped. Asked after a search
+ * found nothing, to tell "nothing matches" from "nothing to search for". Where the query is plain
+ * and a word of it is found here, the answer is yes without asking the database (a typo's search
+ * then costs one statement, not two); otherwise, or when no word is found here, the database says.
+ */
 export async function hasSearchTerms(db: Queryable, q: string): Promise<boolean> {
+  if (PLAIN_QUERY.test(q) && queryLexemes(q).size > 0) return true;
   try {
     const { rows } = await db.query<{ n: number }>(`select numnode(${TSQUERY('$1')}) as n`, [await queryText(db, q)]);
     return rows[0].n > 0;
