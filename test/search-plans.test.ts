@@ -11,7 +11,7 @@ import { importBatch } from '../src/db/archive-import.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { addMember } from '../src/db/members.ts';
 import { hasSearchTerms, searchMessages, websearchText, type SearchQuery } from '../src/db/search.ts';
-import { markExcerpt } from '../src/db/search-excerpt.ts';
+import { EXCERPT_CHARS, EXCERPT_LEAD, excerptWindow, markExcerpt } from '../src/db/search-excerpt.ts';
 import { chooseScan, expectedMatches, scanFor, windowFor } from '../src/db/search-scan.ts';
 import { queryLexemes, wordLexemes } from '../src/db/search-words.ts';
 import { parse } from '../src/mail/parse.ts';
@@ -309,6 +309,48 @@ describe('excerpts', () => {
     }
     // Without a match: the beginning.
     expect(markExcerpt(filler(100), queryLexemes('needle'))).toBe(filler(30));
+  });
+});
+
+describe('the excerpt window of a body sent whole', () => {
+  it('is what the database cuts: characters counted as PostgreSQL counts them, only A-Z lowered', async () => {
+    // Bodies of words with capitals, accents, a Kelvin sign (lower() of "C" leaves it, JavaScript
+    // lowers it to k), a dotted capital I (two units lowered), emoji outside the BMP (one
+    // character there, two units here), and the hint at the start, near it, far in, or absent.
+    const pieces = ['Vacuum', 'vacuum', 'VACUUM', 'vac', 'index', 'İndex', '\u212Aelvin', 'kelvin', 'über', 'Ünïcode', '😀', '𝔘𝔫𝔦', 'x', '  ', '\n', 'word', 'Wörd', 'naïve', '日本語', 'end.'];
+    let seed = 5;
+    const next = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    const bodies: string[] = [];
+    for (let i = 0; i < 400; i++) bodies.push(Array.from({ length: next(400) }, () => pieces[next(pieces.length)]).join(next(3) === 0 ? '' : ' '));
+    const hints = ['vacu', 'vac', 'index', 'kelvin', 'word', 'end', 'zzz', 'x', ''];
+    const pairs = bodies.flatMap((b, i) => [hints[i % hints.length], hints[(i * 7 + 3) % hints.length]].map((h) => [b, h] as const));
+    const { rows } = await db.pool.query<{ cut: string }>(
+      `select substr(b, greatest(1, strpos(lower(b collate "C"), h) - ${EXCERPT_LEAD}), ${EXCERPT_CHARS}) as cut
+         from unnest($1::text[], $2::text[]) with ordinality as t(b, h, n) order by n`,
+      [pairs.map(([b]) => b), pairs.map(([, h]) => h)],
+    );
+    const differ = pairs.filter(([b, h], i) => excerptWindow(b, h) !== rows[i].cut);
+    expect(differ).toEqual([]);
+    // Cases the generated ones must hold, said plainly.
+    expect(excerptWindow(`${'😀'.repeat(300)} Vacuum`, 'vacu')).toBe(`${'😀'.repeat(199)} Vacuum`);
+    expect(excerptWindow(`${'a'.repeat(300)} \u212Aelvin kelvin`, 'kelvin').startsWith('a'.repeat(200 - 8))).toBe(true);
+  });
+
+  it('gives a search the excerpt it gave when the database cut it', async () => {
+    // The same text as a short body (sent whole, cut here) and a long one (cut by the database).
+    const text = `${'filler words '.repeat(30)}the Zebrafinch nests here ${'more words '.repeat(30)}`;
+    const long = `${text}${'\npadding line of the long copy'.repeat(400)}`;
+    const batch = [];
+    for (const [id, body] of [['short-copy@example.org', text], ['long-copy@example.org', long]]) {
+      const raw = mail({ id, subject: 'Copies', body, date: new Date(Date.UTC(2026, 2, 1)).toUTCString() });
+      batch.push({ raw, message: await parse(raw) });
+    }
+    await importBatch(db.pool, devId, batch);
+    const r = await searchMessages(db, query('zebrafinch'));
+    expect(r.hits.map((h) => h.message_id).sort()).toEqual(['long-copy@example.org', 'short-copy@example.org']);
+    const [a, b] = r.hits.map((h) => h.excerpt);
+    expect(a).toContain('\u0001Zebrafinch\u0002');
+    expect(a).toBe(b);
   });
 });
 

@@ -13,6 +13,48 @@
 
 import { NO_SPACES_CHAR, wordLexemes } from './search-words.ts';
 
+/** The excerpt's window: this many characters, starting this many before the first typed word. */
+export const EXCERPT_CHARS = 600;
+export const EXCERPT_LEAD = 200;
+
+/**
+ * The window of a whole body that search.ts's SQL would have cut for an ASCII `hint`:
+ * substr(body, greatest(1, strpos(lower(body collate "C"), hint) - EXCERPT_LEAD), EXCERPT_CHARS),
+ * counting characters (code points) as PostgreSQL does, and lowering only A-Z as the "C"
+ * collation does. The body is one search.ts sent whole (a few KB), so the 20,000-character bound
+ * on the search never comes into it.
+ */
+export function excerptWindow(body: string, hint: string): string {
+  const at = hint === '' ? 0 : asciiCaseless(hint).exec(body)?.index ?? -1;
+  if (!SURROGATE.test(body)) {
+    const from = Math.max(0, at - EXCERPT_LEAD);
+    return body.slice(from, from + EXCERPT_CHARS);
+  }
+  // Characters outside the BMP are two code units here and one character there.
+  const chars = [...body];
+  const from = at < 0 ? 0 : Math.max(0, [...body.slice(0, at)].length - EXCERPT_LEAD);
+  return chars.slice(from, from + EXCERPT_CHARS).join('');
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+/**
+ * A pattern finding an ASCII word whatever the case of its ASCII letters, and only of those:
+ * without the u flag, case-insensitive matching never folds a character beyond ASCII into one
+ * within it (ECMA-262 Canonicalize), so the Kelvin sign is not a k, as in the "C" collation.
+ */
+function asciiCaseless(hint: string): RegExp {
+  let re = caseless.get(hint);
+  if (re === undefined) {
+    re = new RegExp(hint.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&'), 'i');
+    if (caseless.size >= 256) caseless.clear();
+    caseless.set(hint, re);
+  }
+  return re;
+}
+
+const caseless = new Map<string, RegExp>();
+
 const FRAGMENTS = 2;
 const FRAGMENT_WORDS = 30;
 /** words shown before the first match of a fragment */

@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Queryable } from './pool.ts';
 import type { Reader } from './archive.ts';
-import { markExcerpt } from './search-excerpt.ts';
+import { EXCERPT_CHARS, EXCERPT_LEAD, excerptWindow, markExcerpt } from './search-excerpt.ts';
 import { archiveRows, chooseScan, estimateMatches, recentWindow, type RecentWindow, type Scan } from './search-scan.ts';
 import { NO_SPACES_RUN, queryLexemes } from './search-words.ts';
 
@@ -208,8 +208,10 @@ function filters(s: Texts, mode: Mode) {
   if (s.before) where.push(`m.date < ${p(s.before)}`);
   /** the list check of a row `alias` that has the message's id */
   const readable = (alias: string) => `exists (select 1 from list_messages lm where ${inReadableList(alias)})`;
+  /** the first readable list of a row `alias` (null: none): the list check and the list shown, in one lookup */
+  const firstList = (alias: string) => `(select min(lm.list_id) from list_messages lm where ${inReadableList(alias)})`;
   return {
-    ctes, params, p, tsquery, readable,
+    ctes, params, p, tsquery, firstList,
     where: [readable('m'), ...where].join('\n and '),
     /** the conditions on the message alone, without the list check (the index shape's first step) */
     whereMessage: where.join('\n and '),
@@ -263,6 +265,8 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   // planned on the search pool as the word searches are: planning it cost 0.85 ms of 2.2.
   const authorOnly = !ranked && s.q === null && s.subject === null && s.listIds === null && !s.after && !s.before && s.from.length === 1 && s.offset < s.cap;
   const f = filters(s, mode);
+  /** the page's rows carry their list (the index shape found it checking each match) */
+  const listCarried = ranked && mode === 'index';
   let page: string;
   /** by date: up to how many matches are counted exactly (fewMatches()) */
   let few = 0;
@@ -295,8 +299,10 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
       // The index shape reads every match (the GIN index knows no dates), sorts them by date and
       // checks each one's lists: all of them are counted exactly in the same statement (a second
       // statement to count read them again, 25 ms for 314 on a million messages).
-      const matches = (since: string) => `select y.id, y.date from (select m.id, m.date from messages m where ${f.whereMessage}${since}
-                                           order by m.date desc offset 0) y where ${f.readable('y')}`;
+      // Each match's list check finds its first readable list, which is carried to the page: the
+      // lookup the list shown would otherwise make again for each hit (7 µs a hit with the join).
+      const matches = (since: string) => `select y.id, y.date, y.list_id from (select m.id, m.date, ${f.firstList('m')} as list_id from messages m where ${f.whereMessage}${since}
+                                           order by m.date desc offset 0) y where y.list_id is not null`;
       f.ctes.push(`matched as materialized (${matches('')})`);
       let chosen = `select * from matched order by date desc limit ${limit}`;
       count = '(select count(*) from matched)';
@@ -315,7 +321,7 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
         count = `case when (select count(*) from recent) >= ${limit} then -(select count(*) from recent) else ${count} end`;
       }
       f.ctes.push(`cand as materialized (
-              select x.id, x.date, ts_rank(r.tsv, ${f.tsquery}) as rank
+              select x.id, x.date, ts_rank(r.tsv, ${f.tsquery}) as rank, x.list_id
                 from (${chosen}) x
                 join messages r on r.id = x.id)`);
     } else {
@@ -324,7 +330,7 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
                 from (select * from (select m.id, m.date from messages m where ${f.where}) z order by date desc limit ${limit}) x
                 join messages r on r.id = x.id)`);
     }
-    page = `select c.id, c.date, c.rank, (select count(*) from cand) as candidates, ${count} as matched
+    page = `select c.id, c.date, c.rank, ${listCarried ? 'c.list_id' : 'null::bigint as list_id'}, (select count(*) from cand) as candidates, ${count} as matched
               from (select * from cand order by date desc limit ${Math.trunc(s.cap)}) c
              order by c.rank desc, c.date desc limit ${f.p(s.limit + 1)} offset ${f.p(s.offset)}`;
   } else {
@@ -344,7 +350,7 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
     const offset = authorOnly ? String(Math.trunc(s.offset)) : f.p(s.offset);
     few = await fewMatches(db.readPool, s.limit + s.offset);
     f.ctes.push(`few as materialized (select m.id, m.date from messages m where ${f.whereEach} limit ${few + 1})`);
-    page = `select u.id, u.date, 0::real as rank, (select count(*) from few) as candidates, null::bigint as matched
+    page = `select u.id, u.date, 0::real as rank, null::bigint as list_id, (select count(*) from few) as candidates, null::bigint as matched
               from ((select id, date from few where (select count(*) from few) <= ${few} order by date desc limit ${pageOf} offset ${offset})
                     union all
                     (select m.id, m.date from messages m where (select count(*) from few) > ${few} and ${f.where}
@@ -353,22 +359,37 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   // The text around the first place where the first typed word (its start, for other forms of
   // it) occurs, for the shown hits only; the words are marked here (markExcerpt), not by
   // ts_headline, whose parsing cost 0.1 ms a hit, more than the rest of a rare word's search.
+  // A body of a few KB is sent whole and the place found here (excerptWindow(), the same
+  // window): lowering, searching and cutting it in the database cost 8 µs a hit, more than
+  // sending it. A longer one is cut there, and so is any body when the word is not ASCII (the
+  // database's lower() is then the one that decides).
   const hint = excerptHint(typed);
-  const excerpt = f.tsquery
-    ? `case when p.n <= ${f.p(s.limit)} then substr(m.body, greatest(1, strpos(${loweredBody(hint)}, ${f.p(hint)}) - 200), 600) end`
-    : 'left(m.body, 300)';
+  const shown = f.tsquery ? f.p(s.limit) : '';
+  const cut = (body: string) => `substr(${body}, greatest(1, strpos(${loweredBody(hint)}, ${f.p(hint)}) - ${EXCERPT_LEAD}), ${EXCERPT_CHARS})`;
+  const excerpts = !f.tsquery
+    ? 'null::text as body, left(m.body, 300) as excerpt'
+    : ASCII.test(hint)
+      ? `case when p.n <= ${shown} and octet_length(m.body) <= ${WHOLE_BODY_BYTES} then m.body end as body,
+         case when p.n <= ${shown} and octet_length(m.body) > ${WHOLE_BODY_BYTES} then ${cut('m.body')} end as excerpt`
+      : `null::text as body, case when p.n <= ${shown} then ${cut('m.body')} end as excerpt`;
+  const list = listCarried
+    ? 'join lists l on l.id = p.list_id'
+    : `cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
+                            where ${inReadableList('m')} order by l.id limit 1) l`;
   const sql = `with ${f.ctes.join(',\n')},
      page as (select p0.*, row_number() over (order by p0.rank desc, p0.date desc) as n from (${page}) p0)
-     select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates, p.matched, ${excerpt} as excerpt,
+     select m.message_id, m.subject, m.from_name, m.from_email, m.date, p.rank, p.candidates, p.matched, ${excerpts},
             l.id as list_id, ${LIST_KEY} as list_key
        from page p join messages m on m.id = p.id
-       cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
-                            where ${inReadableList('m')} order by l.id limit 1) l
+       ${list}
       order by p.n`;
-  const { rows } = await run<SearchHit & { candidates: string | null; matched: string | null }>(db, mode === 'planned' && !authorOnly ? 'planned' : 'fixed', sql, f.params);
+  const { rows } = await run<SearchHit & { candidates: string | null; matched: string | null; body: string | null }>(db, mode === 'planned' && !authorOnly ? 'planned' : 'fixed', sql, f.params);
   const more = rows.length > s.limit;
   const words = f.tsquery ? queryLexemes(`${typed.q ?? ''} ${typed.subject ?? ''}`) : null;
-  const hits = rows.slice(0, s.limit).map(({ candidates: _, matched: __, ...h }) => ({ ...h, excerpt: words ? markExcerpt(h.excerpt ?? '', words) : h.excerpt }));
+  const hits = rows.slice(0, s.limit).map(({ candidates: _, matched: __, body, ...h }) => {
+    const excerpt = body !== null ? excerptWindow(body, hint) : h.excerpt ?? '';
+    return { ...h, excerpt: words ? markExcerpt(excerpt, words) : excerpt };
+  });
   let total: number | null;
   let capped = false;
   /** what the estimate past the ranked set is at least */
@@ -441,8 +462,13 @@ function excerptHint(s: SearchQuery): string {
  */
 function loweredBody(hint: string): string {
   const body = 'case when octet_length(m.body) > 20000 then left(m.body, 20000) else m.body end';
-  return /^[\x00-\x7f]*$/.test(hint) ? `lower((${body}) collate "C")` : `lower(${body})`;
+  return ASCII.test(hint) ? `lower((${body}) collate "C")` : `lower(${body})`;
 }
+
+const ASCII = /^[\x00-\x7f]*$/;
+
+/** Bodies up to this size are sent whole for their excerpt to be cut in node (excerptWindow()). */
+const WHOLE_BODY_BYTES = 8192;
 
 /**
  * Up to how many matches a listing by date sorts rather than walking the date index for. Walking
