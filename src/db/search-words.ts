@@ -50,8 +50,22 @@ export function textWords(text: string): TextWord[] {
 /**
  * A websearch query (what websearch_to_tsquery takes) as alternatives (split on "or"), each the
  * lexemes every match must have; words after a '-' are left out (they narrow, never widen).
+ * A search asks this of its query four or five times (its plan, its window, its estimate, the
+ * words to mark): the answers for recent queries are kept, and are not to be changed.
  */
-export function queryAlternatives(q: string): string[][] {
+export function queryAlternatives(q: string): readonly (readonly string[])[] {
+  let known = alternativesOf.get(q);
+  if (known === undefined) {
+    known = alternativesIn(q);
+    if (alternativesOf.size >= 512) alternativesOf.clear();
+    alternativesOf.set(q, known);
+  }
+  return known;
+}
+
+const alternativesOf = new Map<string, string[][]>();
+
+function alternativesIn(q: string): string[][] {
   const alternatives: string[][] = [[]];
   // Quoted phrases count as their words; "or" outside quotes starts another alternative.
   for (const token of q.replace(/"/g, ' ').split(/\s+/).filter(Boolean)) {

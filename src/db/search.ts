@@ -467,7 +467,11 @@ function loweredBody(hint: string): string {
 
 const ASCII = /^[\x00-\x7f]*$/;
 
-/** Bodies up to this size are sent whole for their excerpt to be cut in node (excerptWindow()). */
+/**
+ * Bodies up to this size are sent whole for their excerpt to be cut in node (excerptWindow()).
+ * Cutting in the database cost 12 µs a row more than sending the body at 2 and at 4 KB, and
+ * 4.5 µs more at 8.5 KB, about what node then spends reading that much (pgbench, 20 rows).
+ */
 const WHOLE_BODY_BYTES = 8192;
 
 /**
