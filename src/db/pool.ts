@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { log } from '../log.ts';
 import { unnamedStatements } from './pooler.ts';
+import './pg-row-template.ts';
 
 /** Anything that can run a query: a pool, or a client inside a transaction. */
 export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
