@@ -365,13 +365,14 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   // database's lower() is then the one that decides).
   const hint = excerptHint(typed);
   const shown = f.tsquery ? f.p(s.limit) : '';
-  const cut = (body: string) => `substr(${body}, greatest(1, strpos(${loweredBody(hint)}, ${f.p(hint)}) - ${EXCERPT_LEAD}), ${EXCERPT_CHARS})`;
+  // A function, so that the hint becomes a parameter only when the statement cuts somewhere.
+  const cut = () => `substr(m.body, greatest(1, strpos(${loweredBody(hint)}, ${f.p(hint)}) - ${EXCERPT_LEAD}), ${EXCERPT_CHARS})`;
   const excerpts = !f.tsquery
     ? 'null::text as body, left(m.body, 300) as excerpt'
     : ASCII.test(hint)
       ? `case when p.n <= ${shown} and octet_length(m.body) <= ${WHOLE_BODY_BYTES} then m.body end as body,
-         case when p.n <= ${shown} and octet_length(m.body) > ${WHOLE_BODY_BYTES} then ${cut('m.body')} end as excerpt`
-      : `null::text as body, case when p.n <= ${shown} then ${cut('m.body')} end as excerpt`;
+         case when p.n <= ${shown} and octet_length(m.body) > ${WHOLE_BODY_BYTES} then ${cut()} end as excerpt`
+      : `null::text as body, case when p.n <= ${shown} then ${cut()} end as excerpt`;
   const list = listCarried
     ? 'join lists l on l.id = p.list_id'
     : `cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
