@@ -125,6 +125,15 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   }
   const sender = normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '');
   if (!sender) return keep(pool, settings, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
+  // A decision on a held post is guarded by its token, not by the per-address limit below: an
+  // unknown token or a stranger gets no answer, and a token acts once. Counted with the rest, a
+  // moderator clearing a flood, or anyone writing 20 commands in the moderator's name, silenced
+  // the moderator's own decisions for an hour.
+  if (rcpt.role === 'confirm' && MODERATION_TOKEN.test(rcpt.token ?? '')) {
+    const notActed = await moderateByMail(pool, list, rcpt.token!, sender, parsed, settings, log);
+    if (notActed) await keep(pool, settings, rcpt, msg, parsed, notActed);
+    return;
+  }
   if (!(await allowHit(pool, `mail-command:${sender}`, COMMANDS_PER_HOUR, 3600))) {
     log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: not answered');
     return keep(pool, settings, rcpt, msg, parsed, `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender}: not answered`);
@@ -136,15 +145,9 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
     case 'unsubscribe':
       await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
       return;
-    case 'confirm': {
-      if (MODERATION_TOKEN.test(rcpt.token ?? '')) {
-        const notActed = await moderateByMail(pool, list, rcpt.token!, sender, parsed, settings, log);
-        if (notActed) await keep(pool, settings, rcpt, msg, parsed, notActed);
-        return;
-      }
+    case 'confirm':
       await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log);
       return;
-    }
     case 'request': {
       const command = findCommand(parsed.subject, parsed.text);
       // A decision on a held post counts only at the post's own address (the notice's Reply-To).
