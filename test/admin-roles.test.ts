@@ -163,6 +163,14 @@ describe('CSRF', () => {
     expect((await new WebClient(web.url).post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: false })).status).toBe(403);
   });
 
+  it('refuses a token of the right length but other bytes with 403, not 500', async () => {
+    const c = new WebClient(web.url);
+    const odd = `é${c.csrf.slice(1)}`; // as many characters as the cookie's, one more byte
+    const r = await c.post('/login', { email: 'a@example.org', password: 'x' }, { csrf: odd });
+    expect(r.status).toBe(403);
+    expect(r.text).toContain('CSRF check failed');
+  });
+
   it('sends security headers on panel pages', async () => {
     const r = await as.siteAdmin!.get('/admin/');
     expect(r.headers.get('content-security-policy')).toMatch(/default-src 'self'/);

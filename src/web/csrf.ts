@@ -27,8 +27,13 @@ export function requireCsrf(req: Request, res: Response, next: NextFunction) {
   if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
   const expected = cookies(req)[COOKIE];
   const given = (req.body && typeof req.body._csrf === 'string' ? req.body._csrf : undefined) ?? req.get('x-csrf-token');
-  if (expected && given && expected.length === given.length && crypto.timingSafeEqual(Buffer.from(expected), Buffer.from(given))) {
-    return next();
-  }
+  if (expected && given && sameBytes(expected, given)) return next();
   res.status(403).type('text/plain').send('This form has expired or was not sent from this site (CSRF check failed). Go back, reload the page and try again.\n');
+}
+
+/** Compared as bytes: strings of one length may differ in bytes ("é"), and timingSafeEqual throws then. */
+function sameBytes(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && crypto.timingSafeEqual(x, y);
 }
