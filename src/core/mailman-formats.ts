@@ -19,7 +19,7 @@
 import path from 'node:path';
 import { InvalidInput } from '../errors.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
-import { normalizeEmail } from '../mail/address.ts';
+import { normalizeEmail, splitMailbox } from '../mail/address.ts';
 import { parseAssignments, PythonSyntaxError, type PyValue } from './mailman-python.ts';
 
 export interface ImportMember {
@@ -83,11 +83,11 @@ export function readMailmanFiles(files: InputFile[]): ImportPlan {
 }
 
 function memberFlag(f: InputFile): 'regular' | 'digest' | 'nomail' {
-  const base = path.basename(f.name).toLowerCase();
-  if (base.includes('nomail')) return 'nomail';
-  if (base.includes('digest')) return 'digest';
-  if (base.includes('regular')) return 'regular';
-  const looksLikeMembers = f.text.split('\n').some((l) => normalizeEmail(l.replace(/^.*<([^<>]+)>\s*$/, '$1').trim()));
+  // The flag is the last of the words in the file's name: a list called "digest-fans" has its
+  // regular members in digest-fans-regular.txt, and they are not digest members.
+  const flags = [...path.basename(f.name).toLowerCase().matchAll(/(?<=^|[-_.\s])(regular|digest|nomail)(?=[-_.\s]|$)/g)];
+  if (flags.length) return flags[flags.length - 1][1] as 'regular' | 'digest' | 'nomail';
+  const looksLikeMembers = f.text.split('\n').some((l) => { const a = splitMailbox(l).address; return a !== null && normalizeEmail(a) !== null; });
   throw new InvalidInput(looksLikeMembers
     ? `${f.name}: cannot tell which list_members output this is: name the file after its flag (…regular…, …digest…, …nomail…)`
     : `${f.name}: not a format import-mailman knows (Mailman 3 REST JSON, config_list -o output, list_members output)`, 'bad_import');
@@ -98,10 +98,9 @@ function readMemberLines(f: InputFile, plan: ImportPlan) {
   f.text.split(/\r?\n/).forEach((raw, n) => {
     const line = raw.trim();
     if (!line) return;
-    const angle = /^(.*)<([^<>]+)>$/s.exec(line);
-    const email = normalizeEmail(angle ? angle[2] : line);
+    const { address, name } = splitMailbox(line);
+    const email = address === null ? null : normalizeEmail(address);
     if (!email) return void plan.problems.push({ file: f.name, line: n + 1, input: line, error: `${f.name}:${n + 1}: "${line}" is not an e-mail address` });
-    const name = angle ? angle[1].trim().replace(/^"(.*)"$/s, '$1').trim() || null : null;
     const known = plan.members.find((m) => m.email === email);
     if (flag === 'nomail' && known) known.mode = 'nomail';
     else if (!known) plan.members.push({ email, name, mode: flag === 'regular' ? 'each' : flag, digestFormat: null });

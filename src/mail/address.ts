@@ -132,7 +132,20 @@ export function normalizeEmail(value: string): string | null {
  * the canonical address (null when it is none) and the name, if any (at most 200 characters).
  */
 export function parseMailbox(input: string): { email: string | null; name: string | null } {
-  const angle = /^(.*)<([^<>]+)>\s*$/s.exec(input.trim());
-  const name = angle ? angle[1].trim().replace(/^"(.*)"$/s, '$1').trim() || null : null;
-  return { email: normalizeEmail(angle ? angle[2] : input), name: name?.slice(0, 200) ?? null };
+  const { address, name } = splitMailbox(input);
+  return { email: address === null ? null : normalizeEmail(address), name: name?.slice(0, 200) ?? null };
+}
+
+/**
+ * `Name <addr>`, `"Name" <addr>` or a bare address, split (not checked): one mailbox only. A name
+ * with `<` or `>` outside quotes is refused (address null), so that `Ann <a@x>, Ben <b@y>` is an
+ * error rather than Ben named "Ann <a@x>, Ben" with Ann dropped. Quoted pairs (`\"`) are undone.
+ */
+export function splitMailbox(input: string): { address: string | null; name: string | null } {
+  const line = input.trim();
+  const angle = /^("(?:[^"\\]|\\.)*"|[^<>"]*)\s*<([^<>]+)>$/s.exec(line);
+  if (!angle) return { address: /[<>]/.test(line) ? null : line, name: null };
+  const quoted = /^"(.*)"$/s.exec(angle[1]);
+  const name = (quoted ? quoted[1].replace(/\\(.)/gs, '$1') : angle[1]).trim() || null;
+  return { address: angle[2], name };
 }

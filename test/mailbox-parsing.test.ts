@@ -1,0 +1,47 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readMailmanFiles } from '../src/core/mailman-formats.ts';
+import { parseMailbox } from '../src/mail/address.ts';
+
+/**
+ * One mailbox per argument or roster line, as `listkeeper subscribe` and import-mailman read
+ * them: two mailboxes in one, or a name with `<` outside quotes, are refused, never read as one
+ * address with the other folded into its name.
+ */
+describe('a mailbox as an administrator gives it', () => {
+  it('takes an address, Name <address> and "Name" <address>, undoing quoted pairs', () => {
+    expect(parseMailbox('Ann@Example.com')).toEqual({ email: 'ann@example.com', name: null });
+    expect(parseMailbox('  Ann Example <Ann@Example.com> ')).toEqual({ email: 'ann@example.com', name: 'Ann Example' });
+    expect(parseMailbox('"Bo, B." <bo@example.com>')).toEqual({ email: 'bo@example.com', name: 'Bo, B.' });
+    expect(parseMailbox('"O\\"Brien \\(work\\)" <ob@example.com>')).toEqual({ email: 'ob@example.com', name: 'O"Brien (work)' });
+    expect(parseMailbox('"Sam <at home>" <sam@example.com>')).toEqual({ email: 'sam@example.com', name: 'Sam <at home>' });
+    expect(parseMailbox('<only@example.com>')).toEqual({ email: 'only@example.com', name: null });
+  });
+
+  it('refuses two mailboxes in one, or stray angle brackets, instead of keeping the last', () => {
+    for (const input of ['Ann <ann@example.com>, Ben <ben@example.com>', 'Evil <x@example.com> <y@example.com>', 'ann@example.com>', 'Ann <ann@example.com']) {
+      expect(parseMailbox(input).email, input).toBeNull();
+    }
+  });
+});
+
+describe('list_members output named after its flag', () => {
+  const config = { name: 'digest-fans.config', text: fs.readFileSync(path.join(import.meta.dirname, 'fixtures/mailman/mm2/bees.config'), 'utf8') };
+  it('takes the flag from the last word of the file name, not from the list name', () => {
+    const plan = readMailmanFiles([
+      config,
+      { name: 'digest-fans-regular.txt', text: 'Amy <amy@example.com>\n' },
+      { name: 'nomail-digest-fans-digest.txt', text: 'dan@example.com\n' },
+      { name: '/tmp/digest-fans/digest-fans.nomail', text: 'nat@example.com\n' },
+    ]);
+    expect(plan.members.map((m) => [m.email, m.mode])).toEqual([['amy@example.com', 'each'], ['dan@example.com', 'digest'], ['nat@example.com', 'nomail']]);
+    expect(plan.problems).toEqual([]);
+  });
+
+  it('reports a roster line with two mailboxes on it, and keeps the others', () => {
+    const plan = readMailmanFiles([config, { name: 'bees-regular.txt', text: 'Ann <ann@example.com>, Ben <ben@example.com>\ncy@example.com\n' }]);
+    expect(plan.members.map((m) => m.email)).toEqual(['cy@example.com']);
+    expect(plan.problems.map((p) => p.error)).toEqual(['bees-regular.txt:1: "Ann <ann@example.com>, Ben <ben@example.com>" is not an e-mail address']);
+  });
+});
