@@ -5,7 +5,7 @@
  */
 
 import crypto from 'node:crypto';
-import { encodeWord } from './header-block.ts';
+import { subjectField } from './header-block.ts';
 
 export interface TextMail {
   from: string;
@@ -33,7 +33,7 @@ export function composeText(m: TextMail): Buffer {
   const lines = [
     `From: ${m.from}`,
     `To: ${m.to}`,
-    `Subject: ${encodeWord(m.subject.replace(/[\r\n]+/g, ' '))}`,
+    subjectField(m.subject),
     `Date: ${(m.date ?? new Date()).toUTCString().replace(/GMT$/, '+0000')}`,
     `Message-ID: <${messageId}>`,
     ...(m.inReplyTo ? [`In-Reply-To: <${m.inReplyTo}>`, `References: <${m.inReplyTo}>`] : []),

@@ -6,7 +6,7 @@
 
 import crypto from 'node:crypto';
 import { newMessageId } from './compose.ts';
-import { encodeWord } from './header-block.ts';
+import { encodeWord, subjectField } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
 
 export interface DigestMessage {
@@ -38,7 +38,7 @@ function header(d: DigestInfo, contentType: string, extra: string[] = []): strin
   return [
     `From: ${encodeWord(`${d.list.name} list`)} <${d.list.address.replace('@', '-request@')}>`,
     `To: ${d.list.address}`,
-    `Subject: ${encodeWord(subjectOf(d))}`,
+    subjectField(subjectOf(d)),
     `Date: ${d.date.toUTCString().replace(/GMT$/, '+0000')}`,
     `Message-ID: <${newMessageId(d.list.domain)}>`,
     ...listHeaderLines(d.list, null),

@@ -115,6 +115,17 @@ export function encodeWord(text: string, force = false): string {
   return out.join(' ');
 }
 
+/**
+ * A Subject field for mail we write, without its final line ending: folded at white space, and in
+ * encoded words when the text has a run too long to fold, so that no line passes 998 octets (a
+ * subject may be 1,000 characters, and "Re: " makes it more).
+ */
+export function subjectField(subject: string): string {
+  const value = subject.replace(/[\r\n]+/g, ' ');
+  const fold = (v: string) => foldField(Buffer.from(`Subject: ${v}\r\n`, 'latin1'), '\r\n')?.toString('latin1').slice(0, -2) ?? null;
+  return fold(encodeWord(value)) ?? fold(encodeWord(value, true))!;
+}
+
 /** A display name as a quoted string or encoded words, ready for "Name <addr>". */
 export function displayName(name: string): string {
   const clean = name.replace(/[\r\n]+/g, ' ').trim();

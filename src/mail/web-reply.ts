@@ -5,7 +5,7 @@
  */
 
 import { newMessageId } from './compose.ts';
-import { displayName, encodeWord } from './header-block.ts';
+import { displayName, subjectField } from './header-block.ts';
 
 /** References kept in a reply: the thread's first message and the newest ones (RFC 5322 §3.6.4 allows trimming). */
 export const REPLY_REFERENCES = 20;
@@ -43,7 +43,7 @@ export function composeReply(r: WebReply): { raw: Buffer; messageId: string } {
   const lines = [
     `From: ${name ? `${name} <${r.fromEmail}>` : r.fromEmail}`,
     `To: ${r.to}`,
-    `Subject: ${encodeWord(r.subject)}`,
+    subjectField(r.subject),
     `Date: ${(r.date ?? new Date()).toUTCString().replace(/GMT$/, '+0000')}`,
     `Message-ID: <${messageId}>`,
     `In-Reply-To: <${r.parentId}>`,
