@@ -137,6 +137,14 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
       { email: 'nobody@example.com', result: 'unchanged' },
       { input: 'bad', result: 'invalid', error: '"bad" is not an e-mail address' },
     ]);
+    // A new name for an active member is taken (and said); no name given keeps the one there.
+    const renamed = await cli(['subscribe', 'dev', 'Ann Renamed <ann@example.com>', 'bo@example.com', '--json'], env);
+    expect(JSON.parse(renamed.stdout)).toEqual([
+      { email: 'ann@example.com', name: 'Ann Renamed', result: 'updated' },
+      { email: 'bo@example.com', name: null, result: 'unchanged' },
+    ]);
+    const names = await db.pool.query(`select email, name from members where email in ('ann@example.com', 'bo@example.com') order by email`);
+    expect(names.rows).toEqual([{ email: 'ann@example.com', name: 'Ann Renamed' }, { email: 'bo@example.com', name: 'Bo, B.' }]);
     await cli(['unsubscribe', 'dev', 'ann@example.com', 'bo@example.com', 'new@example.com'], env);
     const unknown = await cli(['subscribe', 'nosuch', 'a@example.com'], env);
     expect(unknown.code).toBe(3);

@@ -32,7 +32,7 @@ export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
 
 /**
  * Adds an active member (an administrator's add: no confirmation). An existing row is
- * reactivated, or has its mode changed; the outcome says which.
+ * reactivated, or has its mode or (when one is given) its name changed; the outcome says which.
  */
 export async function addMember(db: Queryable, listId: number, email: string, mode: DeliveryMode, name: string | null = null): Promise<AddOutcome> {
   const { rows } = await db.query<{ outcome: AddOutcome }>(
@@ -42,6 +42,7 @@ export async function addMember(db: Queryable, listId: number, email: string, mo
        on conflict (list_id, email) do update
          set status = 'active', mode = excluded.mode, name = coalesce(excluded.name, members.name), unsubscribed_reason = null, updated_at = now()
          where members.status <> 'active' or members.mode <> excluded.mode
+            or (excluded.name is not null and excluded.name is distinct from members.name)
        returning 1)
      select case when not exists (select 1 from before) then 'added'
                  when (select status from before) <> 'active' then 'reactivated'
