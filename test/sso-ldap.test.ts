@@ -211,7 +211,8 @@ describe('passwords only over TLS to a directory elsewhere', () => {
       expect(refused.status).toBe(503);
       expect(refused.text).toContain('The directory could not be reached; try again later.');
       await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(remote.output().slice(mark)).not.toContain('BIND');
+      // A bind operation, not the earlier connection's UNBIND, which slapd may log after the mark.
+      expect(remote.output().slice(mark)).not.toMatch(/op=\d+ BIND /);
 
       // ldaps:// speaks TLS from the first byte, with the same certificate check.
       const ldaps = await startWeb(db, { ...env, LDAP_URL: remote.ldapsUrl!, LDAP_TLS_CA: certs.caFile });
