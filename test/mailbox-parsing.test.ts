@@ -45,3 +45,10 @@ describe('list_members output named after its flag', () => {
     expect(plan.problems.map((p) => p.error)).toEqual(['bees-regular.txt:1: "Ann <ann@example.com>, Ben <ben@example.com>" is not an e-mail address']);
   });
 });
+
+describe('a Mailman 3 configuration without its host', () => {
+  it('is refused as naming no list address, not imported as LIST@undefined', () => {
+    expect(() => readMailmanFiles([{ name: 'nohost.json', text: '{"list_name": "nohost"}' }])).toThrow(/names no list address/);
+    expect(() => readMailmanFiles([{ name: 'numhost.json', text: '{"list_name": "x", "mail_host": 42}' }])).toThrow(/names no list address/);
+  });
+});

@@ -115,6 +115,14 @@ describe('addresses', () => {
     }), runs(1000));
   });
 
+  it('a list address needs a domain name that mail can reach', () => {
+    expect(listAddressProblem('dev@lists.example.org')).toBeNull();
+    expect(listAddressProblem('dev@bücher.example')).toBeNull();
+    for (const domain of ['bad domain!!', 'undefined', 'exa_mple.org', '-x.org', 'x..org']) {
+      expect(listAddressProblem(`dev@${domain}`), domain).toBe(`"${domain}" is not a domain name`);
+    }
+  });
+
   it("every role address of a list is read back as that list's role, with its token", () => {
     const local = fc.stringMatching(/^[a-z0-9](?:[a-z0-9._-]{0,20}[a-z0-9])?$/);
     const roles: Role[] = ['post', 'request', 'subscribe', 'unsubscribe', 'owner', 'confirm', 'bounces'];

@@ -185,8 +185,10 @@ const MM3_NOT_SETTINGS = new Set(['list_name', 'mail_host', 'fqdn_listname', 'li
   'bounces_address', 'join_address', 'leave_address', 'owner_address', 'posting_address', 'request_address', 'no_reply_address']);
 
 function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
-  const fq = typeof c.fqdn_listname === 'string' ? c.fqdn_listname : `${c.list_name}@${c.mail_host}`;
-  plan.address = fq.toLowerCase();
+  const fq = typeof c.fqdn_listname === 'string' ? c.fqdn_listname
+    : typeof c.list_name === 'string' && typeof c.mail_host === 'string' ? `${c.list_name}@${c.mail_host}` : null;
+  // Without both, no address: readMailmanFiles says so (not "nohost@undefined").
+  if (fq) plan.address = fq.toLowerCase();
   const used = new Set<string>(MM3_NOT_SETTINGS);
   const val = (k: string) => {
     used.add(k);

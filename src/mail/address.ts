@@ -94,6 +94,7 @@ export function listAddressProblem(address: string): string | null {
   const parts = splitAddress(address);
   if (!parts) return `"${address}" is not an e-mail address`;
   if (!LOCAL_PART.test(parts.local)) return `list name "${parts.local}" may use only letters, digits, ".", "_" and "-"`;
+  if (normalizeEmail(`list@${parts.domain}`) === null) return `"${parts.domain}" is not a domain name`;
   const reserved = RESERVED_SUFFIXES.find((s) => parts.local.endsWith(s));
   if (reserved) return `list name "${parts.local}" may not end in "${reserved}": that suffix is one of the list's own addresses`;
   return null;
