@@ -267,6 +267,19 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     const missing = await cli(['list', 'set', 'settable', `footer=@${footerFile}.missing`], env);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain('ENOENT');
+    // A file far too big for a setting, or not text, is refused before anything changes.
+    const big = `${footerFile}.big`;
+    fs.writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 'a'));
+    const tooBig = await cli(['list', 'set', 'settable', `footer=@${big}`], env);
+    expect(tooBig.code).not.toBe(0);
+    expect(tooBig.stderr).toContain(`${big} is 1048577 bytes: a setting's file may hold at most 1048576`);
+    const binary = `${footerFile}.bin`;
+    fs.writeFileSync(binary, Buffer.from([0x66, 0x6f, 0xff, 0xfe, 0x6f]));
+    const notText = await cli(['list', 'set', 'settable', `footer=@${binary}`], env);
+    expect(notText.code).not.toBe(0);
+    expect(notText.stderr).toContain(`${binary} is not UTF-8 text`);
+    for (const f of [big, binary]) fs.rmSync(f);
+    expect((await findList(db.pool, 'settable@lists.example.org')).footer).toBe('Unsubscribe: see List-Unsubscribe');
     const { rows } = await db.pool.query(`select detail from audit_log where action = 'list.settings' and list_address = 'settable@lists.example.org'`);
     expect(rows).toHaveLength(1);
     expect(rows[0].detail).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated' });

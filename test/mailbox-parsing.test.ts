@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMailmanFiles } from '../src/core/mailman-formats.ts';
-import { parseMailbox } from '../src/mail/address.ts';
+import { senderKey } from '../src/core/sender-rules.ts';
+import { normalizeEmail, parseMailbox } from '../src/mail/address.ts';
 
 /**
  * One mailbox per argument or roster line, as `listkeeper subscribe` and import-mailman read
@@ -50,5 +51,43 @@ describe('a Mailman 3 configuration without its host', () => {
   it('is refused as naming no list address, not imported as LIST@undefined', () => {
     expect(() => readMailmanFiles([{ name: 'nohost.json', text: '{"list_name": "nohost"}' }])).toThrow(/names no list address/);
     expect(() => readMailmanFiles([{ name: 'numhost.json', text: '{"list_name": "x", "mail_host": 42}' }])).toThrow(/names no list address/);
+  });
+});
+
+describe('Mailman 3 non-members with their own action', () => {
+  it('become sender rules: accept an allow, discard and reject a ban; anything else reported', () => {
+    const plan = readMailmanFiles([{ name: 'x.json', text: JSON.stringify({
+      config: { list_name: 'x', mail_host: 'lists.example.org' },
+      members: [
+        { email: 'Friend@Example.org', role: 'nonmember', moderation_action: 'accept' },
+        { email: 'spam@example.net', role: 'nonmember', moderation_action: 'discard' },
+        { email: 'rude@example.net', role: 'nonmember', moderation_action: 'reject' },
+        { email: 'maybe@example.net', role: 'nonmember', moderation_action: 'hold' },
+        { email: 'odd@example.net', role: 'nonmember', moderation_action: 'frobnicate' },
+      ],
+    }) }]);
+    expect(plan.allows).toEqual(['friend@example.org']);
+    expect(plan.bans).toEqual(['spam@example.net', 'rude@example.net']);
+    expect(plan.members).toEqual([]);
+    expect(plan.unmapped).toEqual([{ setting: 'moderation_action (odd@example.net, non-member)', value: 'frobnicate', note: 'no equivalent' }]);
+  });
+});
+
+describe('a sender rule for a whole @domain', () => {
+  it('stores the domain as addresses are stored, so that the rule meets their senders', () => {
+    for (const typed of ['@ｅｘａｍｐｌｅ.com', '@e\u0301xample.com', '@EXAMPLE.com', '@xn--bcher-kva.example']) {
+      expect(senderKey(typed), typed).toBe(`@${normalizeEmail(`someone${typed}`)!.split('@')[1]}`);
+    }
+    expect(senderKey('@ｅｘａｍｐｌｅ.com')).toBe('@example.com');
+    expect(() => senderKey('@not a domain')).toThrow(/is not an e-mail address or @domain/);
+  });
+});
+
+describe('a Mailman 2 footer with braces of its own', () => {
+  it('keeps them as literal braces of the template, and fills Mailman\'s fields', () => {
+    const text = fs.readFileSync(path.join(import.meta.dirname, 'fixtures/mailman/mm2/bees.config'), 'utf8')
+      + "\nreal_name = 'Bees {hive}'\nmsg_footer = 'Wiki: https://wiki.example.org/{page_name} for %(real_name)s {{x}}'\n";
+    const plan = readMailmanFiles([{ name: 'bees.config', text }]);
+    expect(plan.settings.find(([k]) => k === 'footer')?.[1]).toBe('Wiki: https://wiki.example.org/{{page_name}} for Bees {{hive}} {{{{x}}}}');
   });
 });

@@ -127,9 +127,22 @@ export function registerListCommands(program: Command) {
 
 /** The text of a settings file (`KEY=@FILE`), with one clear error when it cannot be read. */
 function readValueFile(file: string): string {
+  let bytes: Buffer;
   try {
-    return fs.readFileSync(file, 'utf8').replace(/\n$/, '');
+    // A setting is a key, a template or a footer: a megabyte is far past any, and a mistaken
+    // path (a log, a disk image) is refused before it is read.
+    const size = fs.statSync(file).size;
+    if (size > VALUE_FILE_MAX) throw new InvalidInput(`${file} is ${size} bytes: a setting's file may hold at most ${VALUE_FILE_MAX}`);
+    bytes = fs.readFileSync(file);
   } catch (err) {
+    if (err instanceof InvalidInput) throw err;
     throw new InvalidInput(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/\n$/, '');
+  } catch {
+    throw new InvalidInput(`${file} is not UTF-8 text`);
+  }
 }
+
+const VALUE_FILE_MAX = 1024 * 1024;

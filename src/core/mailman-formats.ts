@@ -159,7 +159,14 @@ function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan,
         mode: status !== 'enabled' ? 'nomail' : delivery === 'regular' ? 'each' : 'digest',
         digestFormat: MM3_DIGEST[delivery] ?? null,
       });
-    } else if (kind !== 'nonmember') {
+    } else if (kind === 'nonmember') {
+      // A non-member's own action is a sender rule here: accept lets them post, discard and reject
+      // refuse them; hold and defer are what a list does with non-members anyway.
+      const action = String(entry.moderation_action ?? '');
+      if (action === 'accept') addBan(plan, 'nonmember moderation_action', email, 'allow');
+      else if (action === 'discard' || action === 'reject') addBan(plan, 'nonmember moderation_action', email);
+      else if (action && action !== 'hold' && action !== 'defer') plan.unmapped.push({ setting: `moderation_action (${email}, non-member)`, value: action, note: 'no equivalent' });
+    } else {
       throw new InvalidInput(`${file}: entry ${n + 1} is neither a member, an owner, a moderator nor a ban`, 'bad_import');
     }
   });
@@ -357,8 +364,13 @@ function readMailman2Config(file: string, text: string, plan: ImportPlan) {
   }
 }
 
+/**
+ * Mailman's %(name)s fields filled in; every brace, the text's own and the values', doubled, since
+ * a footer here is a template where {name} is a variable (src/mail/templates.ts).
+ */
 function fillFooter(text: string, vars: Record<string, string>): string {
-  return text.replace(/%\(([a-z_]+)\)s/g, (all, k: string) => (Object.prototype.hasOwnProperty.call(vars, k) ? vars[k] : all));
+  const literal = (t: string) => t.replace(/[{}]/g, (b) => b + b);
+  return literal(text).replace(/%\(([a-z_]+)\)s/g, (all, k: string) => (Object.prototype.hasOwnProperty.call(vars, k) ? literal(vars[k]) : all));
 }
 
 function show(v: PyValue | unknown): string {

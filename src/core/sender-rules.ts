@@ -39,7 +39,12 @@ export async function listSenderRules(db: Queryable, listId: number): Promise<Se
 /** An address or '@domain' as rules store it; InvalidInput when it is neither. */
 export function senderKey(email: string): string {
   const value = email.trim().toLowerCase();
-  if (value.startsWith('@') && normalizeEmail(`x${value}`)) return value;
+  if (value.startsWith('@')) {
+    // The domain as addresses are stored (NFC, IDNA-mapped: fullwidth letters, decomposed
+    // accents), or the rule would never meet the senders it names.
+    const domain = normalizeEmail(`x${value}`);
+    if (domain) return domain.slice(1);
+  }
   const address = normalizeEmail(value);
   if (!address) throw new InvalidInput(`"${email}" is not an e-mail address or @domain`, 'invalid_email');
   return address;
