@@ -126,6 +126,38 @@ describe('reply from the web', () => {
     expect(r.text).toContain('<textarea');
   });
 
+  it('keeps the text when the database fails after the post, and a second send posts it once', async () => {
+    const body = 'Posted once, whatever the server says the first time.';
+    const encoded = Buffer.from(body).toString('base64').slice(0, 40); // the reply's body is base64
+    const copies = async () => (await archivedReplies(PARENT)).filter((x) => x.raw.toString().includes(encoded));
+    // The post is archived, then the web process's next statement fails (what a dropped connection
+    // after the commit looks like to it): it cannot know the reply went in.
+    await db.pool.query('alter table held_messages rename to held_messages_away');
+    let first;
+    try {
+      first = await member.post(replyUrl(PARENT), { list: 'dev', body });
+    } finally {
+      await db.pool.query('alter table held_messages_away rename to held_messages');
+    }
+    expect(first.status).toBe(503);
+    expect(first.text).toContain('The reply could not be posted just now');
+    expect(first.text).toContain(body);
+    const replyId = /name="reply_id" value="([^"]+)"/.exec(first.text)?.[1];
+    expect(replyId).toMatch(/@/);
+    expect(await copies()).toHaveLength(1);
+
+    const again = await member.post(replyUrl(PARENT), { list: 'dev', body, reply_id: unescape(replyId!) });
+    expect(again.status).toBe(200);
+    expect(again.text).toContain('Reply posted');
+    expect(await copies()).toHaveLength(1);
+    expect((await archivedReplies(PARENT)).map((x) => x.message_id)).toContain(unescape(replyId!));
+
+    // Only an id this server could have made is taken: anything else is a new reply's.
+    const forged = await member.post(replyUrl(PARENT), { list: 'dev', body: 'A new one.', reply_id: PARENT });
+    expect(forged.status).toBe(200);
+    expect((await archivedReplies(PARENT)).map((x) => x.message_id)).not.toContain(PARENT);
+  });
+
   it('refuses a POST without the CSRF token (403)', async () => {
     const before = (await archivedReplies(PARENT)).length;
     const r = await member.post(replyUrl(PARENT), { list: 'dev', body: 'no token' }, { csrf: false });

@@ -33,11 +33,13 @@ export interface WebReply {
   references: string[];
   /** MAIL_DOMAIN, for the new Message-ID */
   domain: string;
+  /** the reply's Message-ID when it has one already (a form sent again); else a new one */
+  messageId?: string;
   date?: Date;
 }
 
 export function composeReply(r: WebReply): { raw: Buffer; messageId: string } {
-  const messageId = newMessageId(r.domain);
+  const messageId = r.messageId ?? newMessageId(r.domain);
   const name = r.fromName ? displayName(r.fromName) : '';
   const body = r.text.replace(/\r\n?/g, '\n').replace(/\n/g, '\r\n').replace(/(\r\n)?$/, '\r\n');
   const lines = [

@@ -15,11 +15,12 @@ import { getListById } from '../../db/lists.ts';
 import { membershipsOn, type MemberRow } from '../../db/members.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { allowHit } from '../../db/rate-limits.ts';
-import { messageReferences, postFate } from '../../db/web-replies.ts';
-import { Forbidden, NotFound } from '../../errors.ts';
+import { messageReferences, postFate, type PostFate } from '../../db/web-replies.ts';
+import { AppError, Forbidden, NotFound } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { messageIdPath } from '../../mail/message-id.ts';
 import { messageUrl, threadUrl } from '../../mail/urls.ts';
+import { newMessageId } from '../../mail/compose.ts';
 import { composeReply, mailtoReply, replyReferences, replySubject } from '../../mail/web-reply.ts';
 import type { WebContext } from '../context.ts';
 import { render } from '../render.ts';
@@ -79,34 +80,60 @@ export async function postReply(ctx: WebContext, req: Request, res: Response) {
     text,
     ...vars,
   }, status);
+  const sent = (fate: PostFate, messageId: string) => render(ctx.views, req, res, 'archive/reply-sent.njk', {
+    title: fate === 'archived' ? 'Reply posted' : fate === 'held' ? 'Reply held for a moderator' : 'Reply not posted',
+    fate,
+    listAddress: copy.address,
+    parentHref: messageUrl(m.message_id, r.shared ? copy.key : null),
+    replyHref: messageUrl(messageId, r.shared ? copy.key : null),
+    threadHref: threadUrl(copy.key, m.thread_id),
+  });
+  // A form shown again after a failure carries the reply's Message-ID: sent again, a reply the
+  // first try did post (its answer lost) is reported, not posted twice.
+  const again = sentAgainId(req.body?.reply_id, ctx.cfg.mailDomain);
+  if (again) {
+    const fate = await postFate(pool, copy.list_id, again);
+    if (fate !== 'not posted') return sent(fate, again);
+  }
   if (text.trim() === '') return page({ error: 'The reply is empty: write something first.' }, 400);
   if (Buffer.byteLength(text) > MAX_REPLY_BYTES) return page({ error: `The reply is longer than ${MAX_REPLY_BYTES / 1024} KB; shorten it or send it by mail.` }, 413);
   if (!(await allowHit(pool, `web-reply:account:${viewer.accountId}`, REPLIES_PER_HOUR, 3600))) {
     return page({ error: `You have sent ${REPLIES_PER_HOUR} replies from the web in the last hour, the most allowed. Wait a while, or reply by mail.` }, 429);
   }
 
-  const list = await getListById(pool, copy.list_id);
-  const { raw, messageId } = composeReply({
-    fromEmail: member.email,
-    fromName: member.name ?? undefined,
-    to: list.address,
-    subject: replySubject(m.subject),
-    text,
-    parentId: m.message_id,
-    references: replyReferences(await messageReferences(pool, m.id), m.message_id),
-    domain: ctx.cfg.mailDomain,
-  });
+  const messageId = again ?? newMessageId(ctx.cfg.mailDomain);
   const replyLog = log.child({ via: 'web', account: viewer.accountId });
-  const [failure] = await receive(pool, { envelopeFrom: member.email, client: null, peer: null, recipients: [{ list, role: 'post', address: list.address }], raw, log: replyLog, submittedBy: member.email }, ctx.cfg);
-  if (failure) return page({ error: `The reply was not posted: ${failure.message}` }, failure.status);
-  const fate = await postFate(pool, list.id, messageId);
-  replyLog.info({ list: list.address, messageId, fate }, 'reply from the web');
-  render(ctx.views, req, res, 'archive/reply-sent.njk', {
-    title: fate === 'archived' ? 'Reply posted' : fate === 'held' ? 'Reply held for a moderator' : 'Reply not posted',
-    fate,
-    listAddress: list.address,
-    parentHref: messageUrl(m.message_id, r.shared ? copy.key : null),
-    replyHref: messageUrl(messageId, r.shared ? copy.key : null),
-    threadHref: threadUrl(copy.key, m.thread_id),
-  });
+  let fate: PostFate;
+  try {
+    const list = await getListById(pool, copy.list_id);
+    const { raw } = composeReply({
+      fromEmail: member.email,
+      fromName: member.name ?? undefined,
+      to: list.address,
+      subject: replySubject(m.subject),
+      text,
+      parentId: m.message_id,
+      references: replyReferences(await messageReferences(pool, m.id), m.message_id),
+      domain: ctx.cfg.mailDomain,
+      messageId,
+    });
+    const [failure] = await receive(pool, { envelopeFrom: member.email, client: null, peer: null, recipients: [{ list, role: 'post', address: list.address }], raw, log: replyLog, submittedBy: member.email }, ctx.cfg);
+    if (failure) return page({ error: `The reply was not posted: ${failure.message}`, replyId: messageId }, failure.status);
+    fate = await postFate(pool, list.id, messageId);
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    // The database went away part-way: the reply may or may not be in. The member keeps the text
+    // and the form keeps the reply's Message-ID, so sending it again posts it once.
+    replyLog.error({ err, messageId }, 'reply from the web: not known to be posted');
+    return page({ error: 'The reply could not be posted just now. Your text is below: send it again in a moment; it will not be posted twice.', replyId: messageId }, 503);
+  }
+  replyLog.info({ list: copy.address, messageId, fate }, 'reply from the web');
+  sent(fate, messageId);
+}
+
+/** A reply's Message-ID as the re-shown form carries it: only one we could have made (newMessageId). */
+function sentAgainId(value: unknown, domain: string): string | null {
+  if (typeof value !== 'string' || value.length > 300) return null;
+  const at = value.lastIndexOf('@');
+  return /^[0-9a-z]{1,12}\.[0-9a-f]{18}$/.test(value.slice(0, at)) && value.slice(at + 1) === domain ? value : null;
 }
