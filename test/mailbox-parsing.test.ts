@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readMailmanFiles } from '../src/core/mailman-formats.ts';
+import { decodeText, readMailmanFiles } from '../src/core/mailman-formats.ts';
 import { senderKey } from '../src/core/sender-rules.ts';
 import { normalizeEmail, parseMailbox } from '../src/mail/address.ts';
 
@@ -89,5 +89,21 @@ describe('a Mailman 2 footer with braces of its own', () => {
       + "\nreal_name = 'Bees {hive}'\nmsg_footer = 'Wiki: https://wiki.example.org/{page_name} for %(real_name)s {{x}}'\n";
     const plan = readMailmanFiles([{ name: 'bees.config', text }]);
     expect(plan.settings.find(([k]) => k === 'footer')?.[1]).toBe('Wiki: https://wiki.example.org/{{page_name}} for Bees {{hive}} {{{{x}}}}');
+  });
+});
+
+describe('a Mailman 2 file in the charset it declares', () => {
+  it('is read in that charset; bytes that are not, or a charset unknown, are an error naming the file', () => {
+    const latin = Buffer.concat([Buffer.from('# -*- python -*-\n# -*- coding: iso-8859-1 -*-\ndescription = "caf'), Buffer.from([0xe9]), Buffer.from('"\n')]);
+    expect(decodeText('bees.config', latin)).toContain('description = "café"');
+    const fixture = fs.readFileSync(path.join(import.meta.dirname, 'fixtures/mailman/mm2/bees.config'), 'latin1').replace('coding: us-ascii', 'coding: iso-8859-1');
+    const config = Buffer.concat([Buffer.from(fixture, 'latin1'), latin.subarray(latin.indexOf('description'))]);
+    const plan = readMailmanFiles([{ name: 'bees.config', text: decodeText('bees.config', config) }]);
+    expect(plan.settings).toContainEqual(['description', 'café']);
+    // A file that says us-ascii with an é in it: an error, not U+FFFD stored.
+    expect(() => decodeText('x.config', Buffer.concat([Buffer.from('# -*- coding: us-ascii -*-\nx = "'), Buffer.from([0xe9]), Buffer.from('"\n')]))).toThrow(/x.config: not valid us-ascii text/);
+    expect(() => decodeText('members.txt', Buffer.from([0x61, 0xff, 0x0a]))).toThrow(/members.txt: not valid utf-8 text/);
+    expect(() => decodeText('y.config', Buffer.from('# -*- coding: klingon-8 -*-\n'))).toThrow(/declares the charset "klingon-8"/);
+    expect(decodeText('bom.txt', Buffer.from('\ufeffann@example.com\n'))).toBe('ann@example.com\n');
   });
 });

@@ -19,9 +19,9 @@ export function registerMailmanImport(program: Command) {
     .description('create or update a list from a Mailman 3 export or a Mailman 2 list; running it again changes nothing')
     .action((files: string[], o: { json?: boolean }) =>
       runCommand(async ({ db }) => {
-        const { readMailmanFiles } = await import('../core/mailman-formats.ts');
+        const { decodeText, readMailmanFiles } = await import('../core/mailman-formats.ts');
         const { importMailmanList } = await import('../core/mailman-import.ts');
-        const plan = readMailmanFiles(files.map((name) => ({ name, text: readFile(name) })));
+        const plan = readMailmanFiles(files.map((name) => ({ name, text: decodeText(name, readFile(name)) })));
         const r = await importMailmanList(db.pool, plan, { actor: cliActor() });
         for (const p of plan.problems) process.stderr.write(`listkeeper: ${p.error}\n`);
         if (plan.problems.length > 0) process.exitCode = 1;
@@ -41,9 +41,9 @@ export function registerMailmanImport(program: Command) {
     );
 }
 
-function readFile(name: string): string {
+function readFile(name: string): Buffer {
   try {
-    return fs.readFileSync(name, 'utf8');
+    return fs.readFileSync(name);
   } catch (err) {
     throw new InvalidInput(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }

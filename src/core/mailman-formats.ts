@@ -378,3 +378,25 @@ function show(v: PyValue | unknown): string {
   const one = s.replace(/\s+/g, ' ');
   return one.length > 60 ? `${one.slice(0, 60)}…` : one;
 }
+
+/**
+ * A file's text in the charset it declares: Mailman 2's config_list writes non-ASCII values raw,
+ * in the list's charset, and says which on a `# -*- coding: X -*-` line (PEP 263) in its first
+ * two lines. Anything else is UTF-8. Bytes that are not the charset's are an error, never
+ * replacement characters stored as the list's text.
+ */
+export function decodeText(name: string, bytes: Buffer): string {
+  const head = bytes.subarray(0, 400).toString('latin1').split('\n', 2).join('\n');
+  const declared = /^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)/m.exec(head)?.[1].toLowerCase() ?? 'utf-8';
+  let decoder: TextDecoder;
+  try {
+    decoder = new TextDecoder(declared === 'us-ascii' || declared === 'ascii' ? 'utf-8' : declared, { fatal: true });
+  } catch {
+    throw new InvalidInput(`${name}: declares the charset "${declared}", which is not one this can read: convert the file to UTF-8 (iconv) and remove that line`, 'bad_import');
+  }
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new InvalidInput(`${name}: not valid ${declared} text: convert the file to UTF-8 (iconv -f CHARSET -t UTF-8)`, 'bad_import');
+  }
+}
