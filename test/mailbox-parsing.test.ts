@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeText, readMailmanFiles } from '../src/core/mailman-formats.ts';
+import { parseAssignments } from '../src/core/mailman-python.ts';
 import { senderKey } from '../src/core/sender-rules.ts';
 import { normalizeEmail, parseMailbox } from '../src/mail/address.ts';
 
@@ -105,5 +106,15 @@ describe('a Mailman 2 file in the charset it declares', () => {
     expect(() => decodeText('members.txt', Buffer.from([0x61, 0xff, 0x0a]))).toThrow(/members.txt: not valid utf-8 text/);
     expect(() => decodeText('y.config', Buffer.from('# -*- coding: klingon-8 -*-\n'))).toThrow(/declares the charset "klingon-8"/);
     expect(decodeText('bom.txt', Buffer.from('\ufeffann@example.com\n'))).toBe('ann@example.com\n');
+  });
+});
+
+describe('config_list assignments', () => {
+  it('carry the line each starts on, across comments and strings of several lines, in any number', () => {
+    const lines = Array.from({ length: 5000 }, (_, i) => `k${i} = 'v${i}'`);
+    lines.splice(3, 0, '# a comment', '', 'multi = """a', 'b', 'c"""');
+    const out = parseAssignments(`${lines.join('\n')}\n`);
+    expect(out.map((a) => [a.name, a.line]).filter((_, i) => [0, 2, 3, 4, out.length - 1].includes(i))).toEqual([['k0', 1], ['k2', 3], ['multi', 6], ['k3', 9], ['k4999', 5005]]);
+    expect(() => parseAssignments(`${lines.join('\n')}\nbad = nope\n`)).toThrow(/^line 5006: /);
   });
 });
