@@ -19,6 +19,7 @@ describe('a mailbox as an administrator gives it', () => {
     expect(parseMailbox('"O\\"Brien \\(work\\)" <ob@example.com>')).toEqual({ email: 'ob@example.com', name: 'O"Brien (work)' });
     expect(parseMailbox('"Sam <at home>" <sam@example.com>')).toEqual({ email: 'sam@example.com', name: 'Sam <at home>' });
     expect(parseMailbox('<only@example.com>')).toEqual({ email: 'only@example.com', name: null });
+    expect(parseMailbox('Ann "The Bee" Apiarist <ann@example.com>')).toEqual({ email: 'ann@example.com', name: 'Ann The Bee Apiarist' });
   });
 
   it('refuses two mailboxes in one, or stray angle brackets, instead of keeping the last', () => {

@@ -144,9 +144,9 @@ export function parseMailbox(input: string): { email: string | null; name: strin
  */
 export function splitMailbox(input: string): { address: string | null; name: string | null } {
   const line = input.trim();
-  const angle = /^("(?:[^"\\]|\\.)*"|[^<>"]*)\s*<([^<>]+)>$/s.exec(line);
+  // The name: words and quoted strings (RFC 5322's phrase), so `Ann "The Bee" Apiarist` is one.
+  const angle = /^((?:[^<>"]|"(?:[^"\\]|\\.)*")*)<([^<>]+)>$/s.exec(line);
   if (!angle) return { address: /[<>]/.test(line) ? null : line, name: null };
-  const quoted = /^"(.*)"$/s.exec(angle[1]);
-  const name = (quoted ? quoted[1].replace(/\\(.)/gs, '$1') : angle[1]).trim() || null;
+  const name = angle[1].replace(/"((?:[^"\\]|\\.)*)"/gs, (_, quoted: string) => quoted.replace(/\\(.)/gs, '$1')).trim() || null;
   return { address: angle[2], name };
 }
