@@ -19,7 +19,7 @@
 import path from 'node:path';
 import { InvalidInput } from '../errors.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
-import { normalizeEmail, splitMailbox } from '../mail/address.ts';
+import { normalizeEmail, parseMailbox, splitMailbox } from '../mail/address.ts';
 import { parseAssignments, PythonSyntaxError, type PyValue } from './mailman-python.ts';
 
 export interface ImportMember {
@@ -87,7 +87,7 @@ function memberFlag(f: InputFile): 'regular' | 'digest' | 'nomail' {
   // regular members in digest-fans-regular.txt, and they are not digest members.
   const flags = [...path.basename(f.name).toLowerCase().matchAll(/(?<=^|[-_.\s])(regular|digest|nomail)(?=[-_.\s]|$)/g)];
   if (flags.length) return flags[flags.length - 1][1] as 'regular' | 'digest' | 'nomail';
-  const looksLikeMembers = f.text.split('\n').some((l) => { const a = splitMailbox(l).address; return a !== null && normalizeEmail(a) !== null; });
+  const looksLikeMembers = f.text.split('\n').some((l) => parseMailbox(l).email !== null);
   throw new InvalidInput(looksLikeMembers
     ? `${f.name}: cannot tell which list_members output this is: name the file after its flag (…regular…, …digest…, …nomail…)`
     : `${f.name}: not a format import-mailman knows (Mailman 3 REST JSON, config_list -o output, list_members output)`, 'bad_import');

@@ -26,6 +26,13 @@ export function newMessageId(domain: string): string {
   return `${Date.now().toString(36)}.${crypto.randomBytes(9).toString('hex')}@${domain}`;
 }
 
+/** Whether `value` has the shape newMessageId(domain) gives (one this server could have made). */
+export function isNewMessageId(value: unknown, domain: string): value is string {
+  if (typeof value !== 'string' || value.length > 300) return false;
+  const at = value.lastIndexOf('@');
+  return /^[0-9a-z]{1,12}\.[0-9a-f]{18}$/.test(value.slice(0, at)) && value.slice(at + 1) === domain;
+}
+
 export function composeText(m: TextMail): Buffer {
   const messageId = newMessageId(m.domain);
   const body = m.text.replace(/\r?\n/g, '\r\n').replace(/(\r\n)?$/, '\r\n');

@@ -20,7 +20,7 @@ import { AppError, Forbidden, NotFound } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { messageIdPath } from '../../mail/message-id.ts';
 import { messageUrl, threadUrl } from '../../mail/urls.ts';
-import { newMessageId } from '../../mail/compose.ts';
+import { isNewMessageId, newMessageId } from '../../mail/compose.ts';
 import { composeReply, mailtoReply, replyReferences, replySubject } from '../../mail/web-reply.ts';
 import type { WebContext } from '../context.ts';
 import { render } from '../render.ts';
@@ -90,7 +90,8 @@ export async function postReply(ctx: WebContext, req: Request, res: Response) {
   });
   // A form shown again after a failure carries the reply's Message-ID: sent again, a reply the
   // first try did post (its answer lost) is reported, not posted twice.
-  const again = sentAgainId(req.body?.reply_id, ctx.cfg.mailDomain);
+  const given: unknown = req.body?.reply_id;
+  const again = isNewMessageId(given, ctx.cfg.mailDomain) ? given : null;
   if (again) {
     const fate = await postFate(pool, copy.list_id, again);
     if (fate !== 'not posted') return sent(fate, again);
@@ -129,11 +130,4 @@ export async function postReply(ctx: WebContext, req: Request, res: Response) {
   }
   replyLog.info({ list: copy.address, messageId, fate }, 'reply from the web');
   sent(fate, messageId);
-}
-
-/** A reply's Message-ID as the re-shown form carries it: only one we could have made (newMessageId). */
-function sentAgainId(value: unknown, domain: string): string | null {
-  if (typeof value !== 'string' || value.length > 300) return null;
-  const at = value.lastIndexOf('@');
-  return /^[0-9a-z]{1,12}\.[0-9a-f]{18}$/.test(value.slice(0, at)) && value.slice(at + 1) === domain ? value : null;
 }
