@@ -54,7 +54,12 @@ describe('logging in with a password', () => {
     const secure = await startWeb(db, { PUBLIC_URL: 'https://lists.example.org' });
     try {
       const form = await fetch(`${secure.url}/login`);
-      expect(form.headers.getSetCookie().find((l) => l.startsWith('lk_csrf='))).toMatch(/;\s*Secure/i);
+      // Over https the anonymous CSRF cookie takes the __Host- prefix: only this host can set it.
+      const csrfCookie = form.headers.getSetCookie().find((l) => l.startsWith('__Host-lk_csrf='));
+      expect(csrfCookie).toMatch(/;\s*Secure/i);
+      expect(csrfCookie).toMatch(/;\s*Path=\//i);
+      expect(csrfCookie).not.toMatch(/Domain=/i);
+      expect(form.headers.getSetCookie().find((l) => l.startsWith('lk_csrf='))).toBeUndefined();
       const c = new WebClient(secure.url, { 'x-forwarded-for': '198.51.100.8' });
       const r = await c.post('/login', { email: 'admin@example.org', password: PASSWORD });
       expect(r.status).toBe(303);

@@ -156,6 +156,27 @@ describe('CSRF', () => {
     expect((await db.pool.query(`select 1 from list_roles where email = 'csrf@example.org'`)).rows).toHaveLength(1);
   });
 
+  it('binds a logged-in form to its session: a planted cookie does not pass, nor another session\'s token', async () => {
+    const owner = as.owner!;
+    const page = await owner.get('/admin/');
+    const token = /name="_csrf" value="([^"]+)"/.exec(page.text)?.[1];
+    expect(token).toBe(owner.csrf);
+    const add = (c: WebClient, csrf: string) => c.post(`${L}/roles`, { action: 'add', role: 'moderator', email: 'bound@example.org' }, { csrf });
+    // A cookie another host of the domain could plant, and the same value in the form: the
+    // double-submit check alone would take it.
+    const planted = 'p'.repeat(32);
+    owner.jar.set('lk_csrf', planted);
+    expect((await add(owner, planted)).status).toBe(403);
+    owner.jar.delete('lk_csrf');
+    // The token of another session, even of the same account's.
+    const other = await loggedIn(db, web.url, 'owner@example.org');
+    expect(other.csrf).not.toBe(owner.csrf);
+    expect((await add(owner, other.csrf)).status).toBe(403);
+    expect((await db.pool.query(`select 1 from list_roles where email = 'bound@example.org'`)).rows).toHaveLength(0);
+    expect((await add(owner, token!)).status).toBe(303);
+    expect((await db.pool.query(`select 1 from list_roles where email = 'bound@example.org'`)).rows).toHaveLength(1);
+  });
+
   it('protects login, logout and self-service too', async () => {
     expect((await new WebClient(web.url).post('/login', { email: 'a@example.org', password: 'x' }, { csrf: false })).status).toBe(403);
     expect((await as.member!.post('/logout', {}, { csrf: false })).status).toBe(403);

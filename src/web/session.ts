@@ -63,6 +63,11 @@ export async function endSession(ctx: WebContext, req: Request, res: Response): 
   if (id) res.clearCookie(SESSION_COOKIE, cookieOptions(secureCookies(ctx.cfg.publicUrl)));
 }
 
+/** The id of the session this request was found logged in with (null when anonymous): csrf.ts derives its token from it. */
+export function sessionIdOf(req: Request): string | null {
+  return req.viewer ? (cookies(req)[SESSION_COOKIE] ?? null) : null;
+}
+
 /** The hash of the current session id, to keep this session when logging out the others. */
 export function currentSessionHash(req: Request): string | null {
   const id = cookies(req)[SESSION_COOKIE];

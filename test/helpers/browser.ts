@@ -11,6 +11,7 @@ import { upsertAccount } from '../../src/db/accounts.ts';
 import { hashToken, newToken } from '../../src/auth/credentials.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createSession } from '../../src/db/sessions.ts';
+import { sessionCsrfToken } from '../../src/web/csrf.ts';
 
 export interface Reply {
   status: number;
@@ -24,12 +25,19 @@ export class WebClient {
 
   constructor(readonly base: string, readonly headers: Record<string, string> = {}) {}
 
-  /** A CSRF cookie as a browser would have from any page; forms send it back in _csrf. */
+  /**
+   * The token a page's forms would carry: logged in, the session's (src/web/csrf.ts); else the
+   * anonymous cookie's, as a browser would have it from any page, under both of its names (the
+   * one over https and the one over http).
+   */
   get csrf(): string {
-    let token = this.jar.get('lk_csrf');
+    const session = this.jar.get('lk_session');
+    if (session) return sessionCsrfToken(session);
+    let token = this.jar.get('__Host-lk_csrf') ?? this.jar.get('lk_csrf');
     if (!token) {
       token = crypto.randomBytes(24).toString('base64url');
       this.jar.set('lk_csrf', token);
+      this.jar.set('__Host-lk_csrf', token);
     }
     return token;
   }
