@@ -263,6 +263,14 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(bad.stderr).toContain('colour: no such setting');
     expect(bad.stderr).toContain('max_message_size: must be a whole number');
     expect((await findList(db.pool, 'settable@lists.example.org')).subject_prefix).toBe('[settable]');
+    // Numbers in decimal only: Number() would read 16 from "0x10" and 1000 from "1e3".
+    for (const odd of ['0x10', '1e3', '0b11', ' ']) {
+      const r = await cli(['list', 'set', 'settable', `max_message_size=${odd}`], env);
+      expect(r.code, odd).not.toBe(0);
+      expect(r.stderr, odd).toContain('max_message_size: must be a whole number');
+    }
+    expect((await cli(['list', 'set', 'settable', 'max_message_size=2048'], env)).code).toBe(0);
+    expect((await findList(db.pool, 'settable@lists.example.org')).max_message_size).toBe(2048);
 
     const missing = await cli(['list', 'set', 'settable', `footer=@${footerFile}.missing`], env);
     expect(missing.code).not.toBe(0);
@@ -280,9 +288,10 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(notText.stderr).toContain(`${binary} is not UTF-8 text`);
     for (const f of [big, binary]) fs.rmSync(f);
     expect((await findList(db.pool, 'settable@lists.example.org')).footer).toBe('Unsubscribe: see List-Unsubscribe');
-    const { rows } = await db.pool.query(`select detail from audit_log where action = 'list.settings' and list_address = 'settable@lists.example.org'`);
-    expect(rows).toHaveLength(1);
+    const { rows } = await db.pool.query(`select detail from audit_log where action = 'list.settings' and list_address = 'settable@lists.example.org' order by id`);
+    expect(rows).toHaveLength(2);
     expect(rows[0].detail).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated' });
+    expect(rows[1].detail).toMatchObject({ max_message_size: 2048 });
   });
 
   it('takes a DKIM key with list set only when it parses as a signing key, and never echoes it', async () => {

@@ -31,9 +31,12 @@ const text = (max: number) => (v: string) => {
   if (v.length > max) throw new Error(`at most ${max} characters`);
   return v;
 };
+// Written in decimal: Number() alone also reads "0x10", "1e3" and "0b11", which a form or a
+// script setting a size meant as something else.
+const DECIMAL = /^\s*[-+]?\d+(\.\d+)?\s*$/;
 const number = (min: number, max: number, opts: { integer?: boolean } = {}) => (v: string) => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max || (opts.integer !== false && !Number.isInteger(n))) {
+  if (!DECIMAL.test(v) || !Number.isFinite(n) || n < min || n > max || (opts.integer !== false && !Number.isInteger(n))) {
     throw new Error(`a ${opts.integer === false ? 'number' : 'whole number'} from ${min} to ${max}`);
   }
   return n;
@@ -43,7 +46,7 @@ const optional = (parse: (v: string) => unknown) => (v: string) => (v === '' ? n
 const spamThreshold = (v: string) => {
   if (v === '' || v.toLowerCase() === 'off') return null;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < -100 || n > 1000) throw new Error('a score from -100 to 1000, or off');
+  if (!DECIMAL.test(v) || !Number.isFinite(n) || n < -100 || n > 1000) throw new Error('a score from -100 to 1000, or off');
   return n;
 };
 const yesNo = (v: string) => {
