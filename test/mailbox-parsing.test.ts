@@ -119,3 +119,27 @@ describe('config_list assignments', () => {
     expect(() => parseAssignments(`${lines.join('\n')}\nbad = nope\n`)).toThrow(/^line 5006: /);
   });
 });
+
+describe('what a Mailman list sets and the import cannot keep', () => {
+  const mm3 = (config: Record<string, unknown>) => readMailmanFiles([{ name: 'x.json', text: JSON.stringify({ list_name: 'x', mail_host: 'lists.example.org', ...config }) }]);
+  const mm2 = (lines: string) => readMailmanFiles([{ name: 'x.config', text: `real_name = 'x'\nhost_name = 'lists.example.org'\n${lines}\n` }]);
+  const setting = (plan: ReturnType<typeof readMailmanFiles>, name: string) => plan.settings.find(([k]) => k === name)?.[1];
+
+  it('reports an explicit Reply-To without an address (Mailman 3 and 2) rather than dropping it unsaid', () => {
+    for (const plan of [mm3({ reply_goes_to_list: 'explicit_header', reply_to_address: '' }), mm3({ reply_goes_to_list: 'explicit_header_only' }), mm2("reply_goes_to_list = 2\nreply_to_address = ''")]) {
+      expect(setting(plan, 'reply_to')).toBeUndefined();
+      expect(plan.unmapped).toContainEqual(expect.objectContaining({ setting: 'reply_goes_to_list', note: 'an explicit Reply-To without an address: Reply-To left as it was' }));
+    }
+    const kept = mm3({ reply_goes_to_list: 'explicit_header', reply_to_address: 'Talk@Example.org' });
+    expect([setting(kept, 'reply_to'), setting(kept, 'reply_to_address')]).toEqual(['address', 'Talk@Example.org']);
+    expect(kept.unmapped.filter((u) => u.setting === 'reply_goes_to_list')).toEqual([]);
+  });
+
+  it('reports a subject prefix with the post number, from Mailman 3 as from Mailman 2', () => {
+    for (const plan of [mm3({ subject_prefix: '[x %d] ' }), mm2("subject_prefix = '[x %05d] '")]) {
+      expect(setting(plan, 'subject_prefix')).toMatch(/^\[x %0?5?d\]$/);
+      expect(plan.unmapped).toContainEqual(expect.objectContaining({ setting: 'subject_prefix', note: 'the post number (%d) is not filled in' }));
+    }
+    expect(mm3({ subject_prefix: '[x] ' }).unmapped.filter((u) => u.setting === 'subject_prefix')).toEqual([]);
+  });
+});

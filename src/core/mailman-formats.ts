@@ -184,6 +184,11 @@ function addBan(plan: ImportPlan, setting: string, raw: string, kind: 'ban' | 'a
 }
 
 const MM3_REPLY: Record<string, string> = { no_munging: 'none', point_to_list: 'list', explicit_header: 'address', explicit_header_only: 'address' };
+// Both Mailmans fill %d (or %05d) of a subject prefix with the post's number.
+const POST_NUMBER_NOTE = 'the post number (%d) is not filled in';
+// Mailman keeps "an explicit Reply-To" with no address in it (and then adds none); the setting
+// here needs the address, so the list keeps its Reply-To as it is.
+const NO_REPLY_ADDRESS_NOTE = 'an explicit Reply-To without an address: Reply-To left as it was';
 const MM3_SUBSCRIBE: Record<string, string> = { open: 'open', confirm: 'confirm', moderate: 'approve', confirm_then_moderate: 'approve' };
 const MM3_ARCHIVE: Record<string, string> = { public: 'public', private: 'members', never: 'private' };
 const MM3_ROSTER: Record<string, string> = { moderators: 'owners', members: 'members', public: 'anyone' };
@@ -206,14 +211,20 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
 
   if (typeof val('display_name') === 'string' && c.display_name) set('name', c.display_name);
   if (typeof val('description') === 'string') set('description', c.description);
-  if (typeof val('subject_prefix') === 'string') set('subject_prefix', String(c.subject_prefix).trim());
-  const reply = val('reply_goes_to_list');
-  if (typeof reply === 'string') {
-    if (MM3_REPLY[reply]) set('reply_to', MM3_REPLY[reply]);
-    else note('reply_goes_to_list', 'unknown value');
-    if (reply === 'explicit_header_only') note('reply_goes_to_list', 'the author\'s own Reply-To is kept besides the list\'s address');
+  if (typeof val('subject_prefix') === 'string') {
+    const prefix = String(c.subject_prefix).trim();
+    set('subject_prefix', prefix);
+    if (/%\d*d/.test(prefix)) note('subject_prefix', POST_NUMBER_NOTE);
   }
-  if (typeof val('reply_to_address') === 'string') set('reply_to_address', c.reply_to_address);
+  const reply = val('reply_goes_to_list');
+  const replyAddress = typeof val('reply_to_address') === 'string' ? String(c.reply_to_address).trim() : '';
+  if (typeof reply === 'string') {
+    if (MM3_REPLY[reply] === 'address' && !replyAddress) note('reply_goes_to_list', NO_REPLY_ADDRESS_NOTE);
+    else if (MM3_REPLY[reply]) set('reply_to', MM3_REPLY[reply]);
+    else note('reply_goes_to_list', 'unknown value');
+    if (reply === 'explicit_header_only' && replyAddress) note('reply_goes_to_list', 'the author\'s own Reply-To is kept besides the list\'s address');
+  }
+  if (replyAddress) set('reply_to_address', replyAddress);
   const memberAction = String(val('default_member_action') ?? 'defer');
   const nonmemberAction = String(val('default_nonmember_action') ?? 'hold');
   set('post_policy', memberAction === 'hold' ? 'moderated' : nonmemberAction === 'accept' ? 'open' : 'members');
@@ -294,11 +305,13 @@ function readMailman2Config(file: string, text: string, plan: ImportPlan) {
   if (typeof val('subject_prefix') === 'string') {
     const prefix = String(c.get('subject_prefix')).trim();
     set('subject_prefix', prefix);
-    if (/%\d*d/.test(prefix)) note('subject_prefix', 'the post number (%d) is not filled in');
+    if (/%\d*d/.test(prefix)) note('subject_prefix', POST_NUMBER_NOTE);
   }
   const reply = num('reply_goes_to_list');
-  if (reply !== null && MM2_REPLY[reply]) set('reply_to', MM2_REPLY[reply]);
-  if (typeof val('reply_to_address') === 'string') set('reply_to_address', c.get('reply_to_address'));
+  const replyAddress = typeof val('reply_to_address') === 'string' ? String(c.get('reply_to_address')).trim() : '';
+  if (reply !== null && MM2_REPLY[reply] === 'address' && !replyAddress) note('reply_goes_to_list', NO_REPLY_ADDRESS_NOTE);
+  else if (reply !== null && MM2_REPLY[reply]) set('reply_to', MM2_REPLY[reply]);
+  if (replyAddress) set('reply_to_address', replyAddress);
   const moderated = num('default_member_moderation') === 1;
   const nonmember = num('generic_nonmember_action') ?? 1;
   set('post_policy', moderated ? 'moderated' : nonmember === 0 ? 'open' : 'members');
