@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeText, readMailmanFiles } from '../src/core/mailman-formats.ts';
+import { parseListSettings } from '../src/core/list-settings.ts';
 import { parseAssignments } from '../src/core/mailman-python.ts';
 import { senderKey } from '../src/core/sender-rules.ts';
 import { normalizeEmail, parseMailbox } from '../src/mail/address.ts';
@@ -141,5 +142,31 @@ describe('what a Mailman list sets and the import cannot keep', () => {
       expect(plan.unmapped).toContainEqual(expect.objectContaining({ setting: 'subject_prefix', note: 'the post number (%d) is not filled in' }));
     }
     expect(mm3({ subject_prefix: '[x] ' }).unmapped.filter((u) => u.setting === 'subject_prefix')).toEqual([]);
+  });
+});
+
+describe('control characters in what an administrator imports or sets', () => {
+  it('refuses a mailbox with a NUL or a line break in it, and names the roster line with the character escaped', () => {
+    expect(parseMailbox('Ann\0 <ann@example.com>')).toEqual({ email: null, name: null });
+    expect(parseMailbox('ann@example.com\nben@example.com')).toEqual({ email: null, name: null });
+    expect(parseMailbox('Ann\tBee <ann@example.com>')).toEqual({ email: 'ann@example.com', name: 'Ann\tBee' });
+    const plan = readMailmanFiles([
+      { name: 'bees.config', text: fs.readFileSync(path.join(import.meta.dirname, 'fixtures/mailman/mm2/bees.config'), 'utf8') },
+      { name: 'bees-regular.txt', text: 'ann@example.com\nName\0 <c@example.com>\n' },
+    ]);
+    expect(plan.members.map((m) => m.email)).toEqual(['ann@example.com']);
+    expect(plan.problems.map((p) => p.error)).toEqual(['bees-regular.txt:2: "Name\\u0000 <c@example.com>" is not an e-mail address']);
+  });
+
+  it('makes spaces of the control characters in a Mailman 3 member\'s name, keeping the member', () => {
+    const plan = readMailmanFiles([{ name: 'x.json', text: JSON.stringify({
+      config: { list_name: 'x', mail_host: 'lists.example.org' },
+      members: [{ email: 'ann@example.com', role: 'member', display_name: 'Ann\0 Bee\nApiarist' }],
+    }) }]);
+    expect(plan.members).toEqual([expect.objectContaining({ email: 'ann@example.com', name: 'Ann Bee Apiarist' })]);
+  });
+
+  it('refuses a setting holding a NUL, naming it, as PostgreSQL would not say which', () => {
+    expect(() => parseListSettings([['description', 'a\0b'], ['name', 'fine']])).toThrow(/^description: must be text without NUL characters \(got "a\\u0000b"\)$/);
   });
 });

@@ -136,6 +136,8 @@ export function parseListSettings(pairs: [string, string][]): Record<string, unk
       continue;
     }
     try {
+      // PostgreSQL stores no NUL in text, and said so without naming the setting.
+      if (value.includes('\0')) throw new Error('text without NUL characters');
       out[name] = setting.parse(value);
     } catch (err) {
       problems.push(`${name}: must be ${(err as Error).message}${setting.secret ? '' : ` (got ${JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)})`}`);

@@ -19,7 +19,7 @@
 import path from 'node:path';
 import { InvalidInput } from '../errors.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
-import { normalizeEmail, parseMailbox, splitMailbox } from '../mail/address.ts';
+import { normalizeEmail, parseMailbox } from '../mail/address.ts';
 import { parseAssignments, PythonSyntaxError, type PyValue } from './mailman-python.ts';
 
 export interface ImportMember {
@@ -98,9 +98,9 @@ function readMemberLines(f: InputFile, plan: ImportPlan) {
   f.text.split(/\r?\n/).forEach((raw, n) => {
     const line = raw.trim();
     if (!line) return;
-    const { address, name } = splitMailbox(line);
-    const email = address === null ? null : normalizeEmail(address);
-    if (!email) return void plan.problems.push({ file: f.name, line: n + 1, input: line, error: `${f.name}:${n + 1}: "${line}" is not an e-mail address` });
+    const { email, name } = parseMailbox(line);
+    // JSON's quoting shows a control character in the line as an escape, not raw on a terminal.
+    if (!email) return void plan.problems.push({ file: f.name, line: n + 1, input: line, error: `${f.name}:${n + 1}: ${JSON.stringify(line)} is not an e-mail address` });
     const known = plan.members.find((m) => m.email === email);
     if (flag === 'nomail' && known) known.mode = 'nomail';
     else if (!known) plan.members.push({ email, name, mode: flag === 'regular' ? 'each' : flag, digestFormat: null });
@@ -146,7 +146,7 @@ function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan,
       return void addBan(plan, 'bans', raw);
     }
     const email = normalizeEmail(raw);
-    if (!email) return void plan.problems.push({ file, line: null, input: raw, error: `${file}: entry ${n + 1}: "${raw}" is not an e-mail address` });
+    if (!email) return void plan.problems.push({ file, line: null, input: raw, error: `${file}: entry ${n + 1}: ${JSON.stringify(raw)} is not an e-mail address` });
     if (kind === 'owner') pushOnce(plan.owners, email);
     else if (kind === 'moderator') pushOnce(plan.moderators, email);
     else if (kind === 'member') {
@@ -155,7 +155,8 @@ function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan,
       if (entry.moderation_action && entry.moderation_action !== 'defer') plan.unmapped.push({ setting: `moderation_action (${email})`, value: String(entry.moderation_action), note: 'no per-member moderation: use post_policy or a sender rule' });
       plan.members.push({
         email,
-        name: typeof entry.display_name === 'string' && entry.display_name ? entry.display_name.slice(0, 200) : null,
+        // Control characters (a NUL, a line break) become spaces: PostgreSQL stores no NUL, and a name is one line.
+        name: typeof entry.display_name === 'string' && entry.display_name.trim() ? entry.display_name.replace(/[\s\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 200) || null : null,
         mode: status !== 'enabled' ? 'nomail' : delivery === 'regular' ? 'each' : 'digest',
         digestFormat: MM3_DIGEST[delivery] ?? null,
       });

@@ -128,11 +128,17 @@ export function normalizeEmail(value: string): string | null {
   return Buffer.byteLength(canonical) <= 254 ? canonical : null;
 }
 
+// C0 controls but the tab, and DEL.
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+
 /**
  * `EMAIL` or `"Name <EMAIL>"` as an administrator gives it (`listkeeper subscribe`, the REST API):
  * the canonical address (null when it is none) and the name, if any (at most 200 characters).
  */
 export function parseMailbox(input: string): { email: string | null; name: string | null } {
+  // A control character (a NUL, a line break) in a name would be stored, or refused by PostgreSQL
+  // without saying which line: the mailbox is refused here instead.
+  if (CONTROL.test(input)) return { email: null, name: null };
   const { address, name } = splitMailbox(input);
   return { email: address === null ? null : normalizeEmail(address), name: name?.slice(0, 200) ?? null };
 }
