@@ -63,7 +63,16 @@ describe('logging in with a password', () => {
       const c = new WebClient(secure.url, { 'x-forwarded-for': '198.51.100.8' });
       const r = await c.post('/login', { email: 'admin@example.org', password: PASSWORD });
       expect(r.status).toBe(303);
-      expect(r.headers.getSetCookie().find((l) => l.startsWith('lk_session='))).toMatch(/;\s*Secure/i);
+      // The session cookie too: a sibling host cannot log this browser into its own account.
+      const sessionCookie = r.headers.getSetCookie().find((l) => l.startsWith('__Host-lk_session='));
+      expect(sessionCookie).toMatch(/;\s*Secure/i);
+      expect(sessionCookie).toMatch(/;\s*Path=\//i);
+      expect(r.headers.getSetCookie().find((l) => l.startsWith('lk_session='))).toBeUndefined();
+      expect((await c.get('/admin/lists/new')).status).toBe(200);
+      // A live session's id under the bare name, as a planted cookie would carry it, logs no one in.
+      const planted = new WebClient(secure.url);
+      planted.jar.set('lk_session', c.jar.get('__Host-lk_session')!);
+      expect((await planted.get('/admin/lists/new')).status).toBe(303);
     } finally {
       await secure.stop();
     }

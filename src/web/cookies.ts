@@ -20,6 +20,17 @@ export function cookies(req: Request): Record<string, string> {
   return out;
 }
 
+/**
+ * A cookie's name as it is set and read: over https with the `__Host-` prefix, which browsers
+ * accept only from this very host, Secure, for path / and without a Domain (RFC 6265bis
+ * §4.1.3.2). So a sibling host of the domain (another app on a subdomain, one taken over) cannot
+ * plant its own session, login or CSRF cookie in a visitor's browser. Plain http has no such
+ * prefix: the bare name.
+ */
+export function cookieName(base: string, secure: boolean): string {
+  return secure ? `__Host-${base}` : base;
+}
+
 /** Whether cookies we set must be Secure: when the public URL is https. */
 export function secureCookies(publicUrl: string): boolean {
   return publicUrl.startsWith('https:');

@@ -3,20 +3,19 @@
  * (which lives in an HttpOnly cookie and is stored only hashed): a cookie planted from another
  * host (a sibling subdomain can set cookies for the parent domain) cannot produce it, and it ends
  * with the session. An anonymous visitor (login, subscribe) gets a double-submit token: a random
- * value in a SameSite=Strict cookie that must come back in the form, named `__Host-lk_csrf` over
- * https, a prefix browsers accept only from the host itself, Secure and for path /. The token
+ * value in a SameSite=Strict cookie that must come back in the form, `__Host-lk_csrf` over https
+ * (cookies.ts: only this host can set it). The token
  * comes back in the form's `_csrf` field (or the X-CSRF-Token header). Stateless either way, so
  * any number of web instances accept each other's forms. Forms get the token via csrfToken().
  */
 
 import crypto from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
-import { cookieOptions, cookies } from './cookies.ts';
+import { cookieName, cookieOptions, cookies } from './cookies.ts';
 import { sessionIdOf } from './session.ts';
 
+/** `__Host-lk_csrf` over https (cookies.ts, cookieName) */
 const COOKIE = 'lk_csrf';
-/** The name over https (RFC 6265bis §4.1.3.2: Secure, Path=/, no Domain, or the browser drops it). */
-const HOST_COOKIE = '__Host-lk_csrf';
 const ANONYMOUS_TOKEN = /^[A-Za-z0-9_-]{32,64}$/;
 
 /** The token of a logged-in session: a hash of its id, under a label of its own (the sessions table holds another hash of it). */
@@ -32,7 +31,7 @@ export function csrfToken(req: Request, res: Response): string {
   const session = sessionIdOf(req);
   if (session) return sessionCsrfToken(session);
   const secure = secureRequest(req, res);
-  const name = secure ? HOST_COOKIE : COOKIE;
+  const name = cookieName(COOKIE, secure);
   let token = cookies(req)[name];
   if (!token || !ANONYMOUS_TOKEN.test(token)) {
     token = crypto.randomBytes(24).toString('base64url');
@@ -48,7 +47,7 @@ export function csrfToken(req: Request, res: Response): string {
 export function requireCsrf(req: Request, res: Response, next: NextFunction) {
   if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
   const session = sessionIdOf(req);
-  const expected = session ? sessionCsrfToken(session) : cookies(req)[secureRequest(req, res) ? HOST_COOKIE : COOKIE];
+  const expected = session ? sessionCsrfToken(session) : cookies(req)[cookieName(COOKIE, secureRequest(req, res))];
   const given = (req.body && typeof req.body._csrf === 'string' ? req.body._csrf : undefined) ?? req.get('x-csrf-token');
   if (expected && given && sameBytes(expected, given)) return next();
   res.status(403).type('text/plain').send('This form has expired or was not sent from this site (CSRF check failed). Go back, reload the page and try again.\n');

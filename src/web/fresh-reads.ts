@@ -9,7 +9,7 @@
 import type { RequestHandler } from 'express';
 import { readFromPrimary } from '../db/read-pool.ts';
 import type { WebContext } from './context.ts';
-import { cookieOptions, cookies, secureCookies } from './cookies.ts';
+import { cookieName, cookieOptions, cookies, secureCookies } from './cookies.ts';
 
 const COOKIE = 'lk_fresh';
 /** longer than a replica on the same network lags, short enough to leave the primary alone */
@@ -18,14 +18,15 @@ export const FRESH_MS = 10_000;
 export function freshReads(ctx: WebContext): RequestHandler {
   if (!ctx.cfg.databaseReadUrl) return (_req, _res, next) => next();
   const secure = secureCookies(ctx.cfg.publicUrl);
+  const cookie = cookieName(COOKIE, secure);
   return (req, res, next) => {
     const now = Date.now();
     if (req.method === 'POST') {
-      res.cookie(COOKIE, String(now + FRESH_MS), { ...cookieOptions(secure), maxAge: FRESH_MS });
+      res.cookie(cookie, String(now + FRESH_MS), { ...cookieOptions(secure), maxAge: FRESH_MS });
       return readFromPrimary(next);
     }
     // A value from the future is not believed past FRESH_MS: the cookie can ask for little.
-    const until = Number(cookies(req)[COOKIE]);
+    const until = Number(cookies(req)[cookie]);
     if (Number.isFinite(until) && until > now && until <= now + FRESH_MS) return readFromPrimary(next);
     next();
   };

@@ -8,35 +8,39 @@ import type { Request, RequestHandler, Response } from 'express';
 import { hashToken as hashSecret, looksLikeToken, newToken } from '../auth/credentials.ts';
 import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
 import type { WebContext } from './context.ts';
-import { cookieOptions, cookies, secureCookies } from './cookies.ts';
+import { cookieName, cookieOptions, cookies, secureCookies } from './cookies.ts';
 
+// Both named with cookieName(): __Host-lk_session over https.
 const SESSION_COOKIE = 'lk_session';
 const FLASH_COOKIE = 'lk_flash';
 const MAX_AGE_MS = 90 * 24 * 3600 * 1000;
 
 export function sessionMiddleware(ctx: WebContext): RequestHandler {
   const secure = secureCookies(ctx.cfg.publicUrl);
+  const sessionCookie = cookieName(SESSION_COOKIE, secure);
+  const flashCookie = cookieName(FLASH_COOKIE, secure);
   return async (req, res, next) => {
     req.viewer = null;
     res.locals.viewerIsModerator = false;
     // Read by csrf.ts too, so that every cookie we set follows the same rule.
     res.locals.secureCookies = secure;
     const jar = cookies(req);
-    const flash = jar[FLASH_COOKIE];
+    const flash = jar[flashCookie];
     if (flash) {
       const [kind, ...text] = flash.split(':');
       res.locals.flash = { kind: kind === 'error' ? 'error' : 'flash', text: text.join(':').slice(0, 500) };
-      res.clearCookie(FLASH_COOKIE, cookieOptions(secure));
+      res.clearCookie(flashCookie, cookieOptions(secure));
     }
-    const id = jar[SESSION_COOKIE];
+    const id = jar[sessionCookie];
     if (!id) return next();
     try {
       const found = looksLikeToken(id) ? await sessionAccount(ctx.db.pool, hashSecret(id)) : null;
       if (!found) {
-        res.clearCookie(SESSION_COOKIE, cookieOptions(secure));
+        res.clearCookie(sessionCookie, cookieOptions(secure));
         return next();
       }
       req.viewer = { accountId: found.account_id, email: found.email, emails: found.emails, isSiteAdmin: found.is_site_admin };
+      res.locals.sessionId = id;
       res.locals.viewerIsModerator = found.has_list_role;
       if (found.stale) await touchSession(ctx.db.pool, hashSecret(id));
       next();
@@ -53,28 +57,31 @@ export async function startSession(ctx: WebContext, req: Request, res: Response,
   await pruneSessions(ctx.db.pool);
   const id = newToken();
   await createSession(ctx.db.pool, hashSecret(id), accountId, req.ip ?? null, req.get('user-agent') ?? null);
-  res.cookie(SESSION_COOKIE, id, { ...cookieOptions(secureCookies(ctx.cfg.publicUrl)), maxAge: MAX_AGE_MS });
+  const secure = secureCookies(ctx.cfg.publicUrl);
+  res.cookie(cookieName(SESSION_COOKIE, secure), id, { ...cookieOptions(secure), maxAge: MAX_AGE_MS });
   return hashSecret(id);
 }
 
 export async function endSession(ctx: WebContext, req: Request, res: Response): Promise<void> {
-  const id = cookies(req)[SESSION_COOKIE];
+  const secure = secureCookies(ctx.cfg.publicUrl);
+  const id = cookies(req)[cookieName(SESSION_COOKIE, secure)];
   if (id && looksLikeToken(id)) await deleteSession(ctx.db.pool, hashSecret(id));
-  if (id) res.clearCookie(SESSION_COOKIE, cookieOptions(secureCookies(ctx.cfg.publicUrl)));
+  if (id) res.clearCookie(cookieName(SESSION_COOKIE, secure), cookieOptions(secure));
 }
 
 /** The id of the session this request was found logged in with (null when anonymous): csrf.ts derives its token from it. */
 export function sessionIdOf(req: Request): string | null {
-  return req.viewer ? (cookies(req)[SESSION_COOKIE] ?? null) : null;
+  return req.viewer && typeof req.res?.locals.sessionId === 'string' ? req.res.locals.sessionId : null;
 }
 
 /** The hash of the current session id, to keep this session when logging out the others. */
 export function currentSessionHash(req: Request): string | null {
-  const id = cookies(req)[SESSION_COOKIE];
+  const id = sessionIdOf(req);
   return id && looksLikeToken(id) ? hashSecret(id) : null;
 }
 
 /** A notice shown once on the next page (after a redirect). */
 export function flash(ctx: WebContext, res: Response, text: string, kind: 'flash' | 'error' = 'flash'): void {
-  res.cookie(FLASH_COOKIE, `${kind}:${text.slice(0, 500)}`, cookieOptions(secureCookies(ctx.cfg.publicUrl)));
+  const secure = secureCookies(ctx.cfg.publicUrl);
+  res.cookie(cookieName(FLASH_COOKIE, secure), `${kind}:${text.slice(0, 500)}`, cookieOptions(secure));
 }

@@ -31,7 +31,7 @@ export class WebClient {
    * one over https and the one over http).
    */
   get csrf(): string {
-    const session = this.jar.get('lk_session');
+    const session = this.jar.get('__Host-lk_session') ?? this.jar.get('lk_session');
     if (session) return sessionCsrfToken(session);
     let token = this.jar.get('__Host-lk_csrf') ?? this.jar.get('lk_csrf');
     if (!token) {

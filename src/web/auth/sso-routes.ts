@@ -25,7 +25,7 @@ import { allowHit } from '../../db/rate-limits.ts';
 import { isAppError } from '../../errors.ts';
 import { log } from '../../log.ts';
 import type { WebContext } from '../context.ts';
-import { cookieOptions, cookies, secureCookies } from '../cookies.ts';
+import { cookieName, cookieOptions, cookies, secureCookies } from '../cookies.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { field, query } from '../admin/form.ts';
@@ -33,14 +33,16 @@ import { safeNext } from './guards.ts';
 import { LOGIN_LIMIT, LoginLimits } from './login-limits.ts';
 import { landingAfterLogin, loginPageVars, loginSession } from './login-page.ts';
 
+// __Host-lk_oidc over https (cookies.ts): a login started by someone else (their state and code)
+// cannot be planted from a sibling host to log this browser into their account. The prefix
+// needs path /, and the cookie lives ten minutes at most.
 const PENDING_COOKIE = 'lk_oidc';
-const PENDING_PATH = '/login/oidc';
 const PENDING_MAX_AGE_MS = 10 * 60 * 1000;
 
 type Pending = PendingLogin & { next: string };
 
-function readPending(req: Request): Pending | null {
-  const raw = cookies(req)[PENDING_COOKIE];
+function readPending(req: Request, secure: boolean): Pending | null {
+  const raw = cookies(req)[cookieName(PENDING_COOKIE, secure)];
   if (!raw || raw.length > 2000) return null;
   try {
     const v = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as Record<string, unknown>;
@@ -59,7 +61,8 @@ export function ssoRouter(ctx: WebContext): Router {
   const ldap = ldapCfg ? new LdapLogin(ldapCfg) : null;
   // Read at each request: tests (and `serve` on port 0) learn PUBLIC_URL after the app is built.
   const redirectUri = () => `${ctx.cfg.publicUrl}/login/oidc/callback`;
-  const pendingOptions = () => ({ ...cookieOptions(secureCookies(ctx.cfg.publicUrl)), path: PENDING_PATH });
+  const pendingOptions = () => cookieOptions(secureCookies(ctx.cfg.publicUrl));
+  const pendingCookie = () => cookieName(PENDING_COOKIE, secureCookies(ctx.cfg.publicUrl));
 
   const loginPage = (req: Request, res: Response, status: number, error: string, vars: Record<string, unknown> = {}) =>
     render(ctx.views, req, res, 'auth/login.njk', { ...loginPageVars(ctx.cfg), title: 'Log in', next: '', ...vars, error }, status);
@@ -85,7 +88,7 @@ export function ssoRouter(ctx: WebContext): Router {
       try {
         const { url, pending } = await oidc.start(redirectUri());
         const value = Buffer.from(JSON.stringify({ ...pending, next })).toString('base64url');
-        res.cookie(PENDING_COOKIE, value, { ...pendingOptions(), maxAge: PENDING_MAX_AGE_MS });
+        res.cookie(pendingCookie(), value, { ...pendingOptions(), maxAge: PENDING_MAX_AGE_MS });
         res.redirect(303, url);
       } catch (err) {
         refused(req, res, 'oidc', err, { next });
@@ -97,8 +100,8 @@ export function ssoRouter(ctx: WebContext): Router {
       if (!(await allowHit(db, `login:ip:${req.ip}`, LOGIN_LIMIT.perIp, LOGIN_LIMIT.windowSeconds))) {
         return loginPage(req, res, 429, 'Too many login attempts. Wait a quarter of an hour.');
       }
-      const pending = readPending(req);
-      res.clearCookie(PENDING_COOKIE, pendingOptions());
+      const pending = readPending(req, secureCookies(ctx.cfg.publicUrl));
+      res.clearCookie(pendingCookie(), pendingOptions());
       if (!pending) {
         log.warn({ method: 'oidc', code: 'oidc_no_pending', ip: req.ip }, 'single sign-on refused');
         return loginPage(req, res, 400, 'This login was not started in this browser, or took longer than ten minutes. Start again.');
