@@ -3,10 +3,10 @@
  * (which lives in an HttpOnly cookie and is stored only hashed): a cookie planted from another
  * host (a sibling subdomain can set cookies for the parent domain) cannot produce it, and it ends
  * with the session. An anonymous visitor (login, subscribe) gets a double-submit token: a random
- * value in a SameSite=Strict cookie that must come back in the form, `__Host-lk_csrf` over https
- * (cookies.ts: only this host can set it). The token
- * comes back in the form's `_csrf` field (or the X-CSRF-Token header). Stateless either way, so
- * any number of web instances accept each other's forms. Forms get the token via csrfToken().
+ * value in a SameSite=Strict cookie, `__Host-lk_csrf` over https (cookies.ts: only this host can
+ * set it). The token comes back in the form's `_csrf` field (or the X-CSRF-Token header).
+ * Stateless either way, so any number of web instances accept each other's forms. Forms get the
+ * token via csrfToken().
  */
 
 import crypto from 'node:crypto';
