@@ -74,6 +74,8 @@ export interface SearchResult {
   /** how many messages match: exact, or the planner's estimate when `exact` is false */
   total: number;
   exact: boolean;
+  /** `total` is only a lower bound (the search leaves out lists whose messages the estimates would count) */
+  atLeast?: boolean;
   /** more matches than the cap: only the most recent were ranked */
   capped: boolean;
   /** this page is ranked by relevance (else: by date, newest first) */
@@ -385,17 +387,20 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
        ${list}
       order by p.n`;
   const { rows } = await run<SearchHit & { candidates: string | null; matched: string | null; body: string | null }>(db, mode === 'planned' && !authorOnly ? 'planned' : 'fixed', sql, f.params);
-  const more = rows.length > s.limit;
+  const candidates = Number(rows[0]?.candidates ?? 0);
+  // The last ranked page cannot fetch the row after it (the page is cut from the ranked set):
+  // when more matched than were ranked, the pages by date follow it.
+  const more = rows.length > s.limit || (ranked && candidates > s.cap && s.offset + s.limit >= s.cap);
   const words = f.tsquery ? queryLexemes(`${typed.q ?? ''} ${typed.subject ?? ''}`) : null;
   const hits = rows.slice(0, s.limit).map(({ candidates: _, matched: __, body, ...h }) => {
-    const excerpt = body !== null ? excerptWindow(body, hint) : h.excerpt ?? '';
+    // The body's own \u0001 and \u0002 go: only the marks made here may become <mark>.
+    const excerpt = withoutMarks(body !== null ? excerptWindow(body, hint) : h.excerpt ?? '');
     return { ...h, excerpt: words ? markExcerpt(excerpt, words) : excerpt };
   });
   let total: number | null;
   let capped = false;
   /** what the estimate past the ranked set is at least */
   const floor = s.cap + 1;
-  const candidates = Number(rows[0]?.candidates ?? 0);
   const matched = rows[0]?.matched == null ? null : Number(rows[0].matched);
   if (ranked) {
     capped = candidates > s.cap;
@@ -416,9 +421,39 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   // independent, which undercounts words of one topic several-fold ("Lena Young": 178 against 779
   // real on the bench corpus): for plain words it was never the larger. Anything else, or before
   // ANALYZE has seen the messages, gets the planner's estimate.
+  //
+  // Both count the messages of every list: where the search leaves out a list with messages (one
+  // this reader may not read, or not asked for), they would tell how often the words occur where
+  // the reader may not look. Then the matches are counted among what is searched, up to a bound.
+  if (!(await searchesEveryArchive(db.readPool, s))) {
+    const counted = await boundedCount(db, s, COUNT_BOUND);
+    return counted === null
+      ? { hits, more, total: COUNT_BOUND + 1, exact: false, capped, ranked, atLeast: true }
+      : { hits, more, total: counted, exact: true, capped, ranked };
+  }
   const reckoned = mode !== 'planned' ? await estimateMatches(db.readPool, typed.q!) : null;
   const guess = reckoned ?? (await estimate(db, s));
   return { hits, more, total: Math.max(guess, floor), exact: false, capped, ranked };
+}
+
+/** Up to how many matches a search that leaves lists out counts, rather than estimating (1,000 matches: a few ms). */
+const COUNT_BOUND = 1000;
+
+/** Whether no list with archived messages is outside this search (not asked for, or not readable by its reader). */
+async function searchesEveryArchive(db: Queryable, s: Texts): Promise<boolean> {
+  const { rows } = await db.query<{ every: boolean }>(
+    `select not exists (select 1 from lists l
+                         where not (($1::bigint[] is null or l.id = any($1::bigint[])) and can_read_archive(l.id, l.archive, $2::text[], $3::boolean))
+                           and exists (select 1 from list_messages lm where lm.list_id = l.id)) as every`,
+    [s.listIds, s.reader.emails, s.reader.siteAdmin],
+  );
+  return rows[0].every;
+}
+
+const MARKS = /[\u0001\u0002]/g;
+
+function withoutMarks(text: string): string {
+  return text.includes('\u0001') || text.includes('\u0002') ? text.replace(MARKS, '') : text;
 }
 
 /**

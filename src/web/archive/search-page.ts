@@ -119,7 +119,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
     byDate: result ? !result.ranked : false,
     olderMatches: result ? !result.ranked && sort === 'relevance' && Boolean(parsed.words || subject) : false,
     cap: CAP,
-    count: result ? countText(result.total, result.exact) : '',
+    count: result ? countText(result.total, result.exact, result.atLeast) : '',
     hits: (result?.hits ?? []).map((h) => ({
       href: messageUrl(h.message_id),
       subject: shownSubject(h.subject, obfuscate),
@@ -138,9 +138,10 @@ function thousands(n: number): string {
   return String(n).replace(/\B(?=(\d{3})+$)/g, ',');
 }
 
-/** "1 message found", "42 messages found", or an estimate to two figures: "about 1,200 messages match". */
-export function countText(total: number, exact: boolean): string {
+/** "1 message found", "42 messages found", an estimate to two figures ("about 1,200 messages match"), or "more than 100 messages match". */
+export function countText(total: number, exact: boolean, atLeast = false): string {
   if (exact) return `${thousands(total)} message${total === 1 ? '' : 's'} found`;
+  if (atLeast) return `More than ${thousands(total - 1)} messages match`;
   const figure = 10 ** Math.max(0, Math.floor(Math.log10(total)) - 1);
   return `About ${thousands(Math.round(total / figure) * figure)} messages match`;
 }
