@@ -1,3 +1,4 @@
+import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { mimeDigest, plainDigest } from '../src/mail/digest.ts';
 import { parse } from '../src/mail/parse.ts';
@@ -24,6 +25,27 @@ describe('digests', () => {
     expect(raw.includes(RAW)).toBe(true);
     expect(raw.toString()).toContain('Content-Type: multipart/digest');
     expect(parsed.text).toContain('1. Über die Planung (Alice <alice@example.org>)');
+  });
+
+  it('names the list in From as one mailbox, whatever punctuation its name holds', async () => {
+    for (const name of ['PostgreSQL: hackers, (EU)', 'Evil <ceo@bank.example>,']) {
+      const odd = { ...info, list: { ...info.list, name } };
+      for (const raw of [mimeDigest(odd, messages), plainDigest(odd, messages)]) {
+        const parsed = await simpleParser(raw);
+        expect(parsed.from?.value, name).toEqual([{ address: 'dev-request@lists.example.org', name: `${name} list` }]);
+      }
+    }
+  });
+
+  it('sends text with lines past 998 octets as base64, whole', async () => {
+    const long = { ...messages[1], subject: `Re: ${'a long subject '.repeat(80)}`, text: `${'one paragraph on one line '.repeat(200)}\n` };
+    for (const raw of [mimeDigest(info, [long]), plainDigest(info, [long])]) {
+      const text = raw.toString('latin1');
+      expect(Math.max(...text.split('\r\n').map((l) => l.length))).toBeLessThanOrEqual(998);
+      const parsed = await parse(raw);
+      expect(parsed.text).toContain(long.subject.trim());
+    }
+    expect((await parse(plainDigest(info, [long]))).text).toContain('one paragraph on one line '.repeat(200).trim());
   });
 
   it('builds an RFC 1153 plain digest', () => {

@@ -5,8 +5,8 @@
  */
 
 import crypto from 'node:crypto';
-import { newMessageId } from './compose.ts';
-import { encodeWord, subjectField } from './header-block.ts';
+import { newMessageId, textBody } from './compose.ts';
+import { displayName, subjectField } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
 
 export interface DigestMessage {
@@ -36,7 +36,7 @@ function topics(messages: DigestMessage[]): string[] {
 
 function header(d: DigestInfo, contentType: string, extra: string[] = []): string[] {
   return [
-    `From: ${encodeWord(`${d.list.name} list`)} <${d.list.address.replace('@', '-request@')}>`,
+    `From: ${displayName(`${d.list.name} list`)} <${d.list.address.replace('@', '-request@')}>`,
     `To: ${d.list.address}`,
     subjectField(subjectOf(d)),
     `Date: ${d.date.toUTCString().replace(/GMT$/, '+0000')}`,
@@ -66,10 +66,12 @@ function intro(d: DigestInfo, messages: DigestMessage[]): string {
 export function mimeDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
   const outer = `=_digest_${crypto.randomBytes(10).toString('hex')}`;
   const inner = `=_posts_${crypto.randomBytes(10).toString('hex')}`;
+  // A topic line can pass 998 octets (a long subject and name): the part is then base64.
+  const topicsPart = textBody(intro(d, messages), { eightBit: true });
   const parts: Buffer[] = [
     Buffer.from(`${header(d, `Content-Type: multipart/mixed; boundary="${outer}"`).join('\r\n')}\r\n\r\n`),
-    Buffer.from(`--${outer}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-Description: Today's Topics (${messages.length} messages)\r\n\r\n`),
-    Buffer.from(intro(d, messages), 'utf8'),
+    Buffer.from(`--${outer}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: ${topicsPart.encoding}\r\nContent-Description: Today's Topics (${messages.length} messages)\r\n\r\n`),
+    Buffer.from(topicsPart.body, 'utf8'),
     Buffer.from(`\r\n--${outer}\r\nContent-Type: multipart/digest; boundary="${inner}"\r\n\r\n`),
   ];
   for (const m of messages) {
@@ -102,9 +104,10 @@ export function plainDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
     );
   });
   body.push(`End of ${subjectOf(d)}`, '*'.repeat(subjectOf(d).length + 7), '');
-  const text = body.join('\r\n');
+  // Posts' text, decoded, often has paragraphs on one line past 998 octets: then base64.
+  const text = textBody(body.join('\r\n'), { eightBit: true });
   return Buffer.concat([
-    Buffer.from(`${header(d, 'Content-Type: text/plain; charset=utf-8', ['Content-Transfer-Encoding: 8bit']).join('\r\n')}\r\n\r\n`),
-    Buffer.from(text, 'utf8'),
+    Buffer.from(`${header(d, 'Content-Type: text/plain; charset=utf-8', [`Content-Transfer-Encoding: ${text.encoding}`]).join('\r\n')}\r\n\r\n`),
+    Buffer.from(text.encoding === 'base64' ? `${text.body}\r\n` : text.body, 'utf8'),
   ]);
 }
