@@ -33,10 +33,26 @@ export function isNewMessageId(value: unknown, domain: string): value is string 
   return /^[0-9a-z]{1,12}\.[0-9a-f]{18}$/.test(value.slice(0, at)) && value.slice(at + 1) === domain;
 }
 
+/**
+ * A text as the body of a text/plain part: its lines ended by `eol` (a lone CR ends one too, as
+ * relays would make it: sent raw, it was rewritten on the wire and broke the list's signature),
+ * and how it travels: 7bit when it is ASCII, 8bit when it is UTF-8 and `eightBit` allows it, with
+ * no line over RFC 5322's 998 octets; else base64 (a pasted paragraph, a decoded post's long lines).
+ */
+export function textBody(text: string, opts: { eol?: string; eightBit?: boolean } = {}): { charset: 'us-ascii' | 'utf-8'; encoding: '7bit' | '8bit' | 'base64'; body: string } {
+  const eol = opts.eol ?? '\r\n';
+  const lines = text.split(/\r\n|\r|\n/);
+  const ascii = /^[\x00-\x7f]*$/.test(text);
+  const fits = lines.every((l) => l.length <= 998 && (ascii || Buffer.byteLength(l) <= 998));
+  const charset = ascii ? 'us-ascii' : 'utf-8';
+  const body = lines.join(eol);
+  if (fits && (ascii || opts.eightBit)) return { charset, encoding: ascii ? '7bit' : '8bit', body };
+  return { charset, encoding: 'base64', body: (Buffer.from(body, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join(eol) };
+}
+
 export function composeText(m: TextMail): Buffer {
   const messageId = newMessageId(m.domain);
-  const body = m.text.replace(/\r?\n/g, '\r\n').replace(/(\r\n)?$/, '\r\n');
-  const ascii = /^[\x00-\x7f]*$/.test(body) && body.split('\r\n').every((l) => l.length <= 998);
+  const { charset, encoding, body } = textBody(m.text.replace(/(\r\n|\r|\n)?$/, '\n'));
   const lines = [
     `From: ${m.from}`,
     `To: ${m.to}`,
@@ -48,9 +64,8 @@ export function composeText(m: TextMail): Buffer {
     `Auto-Submitted: ${m.autoSubmitted ?? 'auto-generated'}`,
     ...(m.headers ?? []),
     'MIME-Version: 1.0',
-    `Content-Type: text/plain; charset=${ascii ? 'us-ascii' : 'utf-8'}`,
-    `Content-Transfer-Encoding: ${ascii ? '7bit' : 'base64'}`,
+    `Content-Type: text/plain; charset=${charset}`,
+    `Content-Transfer-Encoding: ${encoding}`,
   ];
-  const encoded = ascii ? body : `${(Buffer.from(body, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join('\r\n')}\r\n`;
-  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n${encoded}`, 'utf8');
+  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n${encoding === 'base64' ? `${body}\r\n` : body}`, 'utf8');
 }

@@ -7,18 +7,17 @@
  */
 
 import crypto from 'node:crypto';
+import { textBody } from './compose.ts';
 import { headerFields, headerValue, withoutFields } from './header-block.ts';
 
 export function footerPart(text: string, eol: string): string {
-  const body = text.replace(/\r?\n/g, eol);
-  const ascii = /^[\x00-\x7f]*$/.test(body);
-  const encoded = ascii ? body : (Buffer.from(body, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join(eol);
+  const { charset, encoding, body } = textBody(text, { eol });
   return [
-    `Content-Type: text/plain; charset=${ascii ? 'us-ascii' : 'utf-8'}`,
-    `Content-Transfer-Encoding: ${ascii ? '7bit' : 'base64'}`,
+    `Content-Type: text/plain; charset=${charset}`,
+    `Content-Transfer-Encoding: ${encoding}`,
     'Content-Disposition: inline',
     '',
-    encoded,
+    body,
   ].join(eol);
 }
 
@@ -37,8 +36,11 @@ export function addFooter(head: Buffer, rest: Buffer, footer: string, eol: strin
   const boundary = /boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))/i.exec(contentType);
   if (mixed && boundary) {
     const b = boundary[1] ?? boundary[2];
-    const closing = Buffer.from(`--${b}--`);
-    const at = rest.lastIndexOf(closing);
+    // The close delimiter starts a line, and the first is the one (RFC 2046 §5.1.1): what follows
+    // it is the epilogue, where a poster's own "--BOUNDARY--" would otherwise hide the footer.
+    const closing = Buffer.from(`\n--${b}--`);
+    const found = rest.indexOf(closing);
+    const at = found < 0 ? -1 : found + 1;
     if (at >= 0) {
       const before = rest.subarray(0, at);
       const sep = before.length >= eol.length && before.subarray(before.length - eol.length).toString() === eol ? '' : eol;
@@ -77,17 +79,32 @@ export function footerHtmlLines(text: string): string[] {
   return ['<hr>', '<div class="list-footer">', ...lines.map((l, i) => (i < lines.length - 1 ? `${l}<br>` : l)), '</div>'];
 }
 
-// A line of the footer cut to fit: `max` characters, at a space when there is one.
+// A line of the footer cut to fit: `max` characters, at a space when there is one, and never
+// inside a character reference (`&#12428;` cut in two is two pieces of text: CJK has no spaces).
 function cut(line: string, max: number): string[] {
   const out: string[] = [];
   let rest = line;
   while (rest.length > max) {
     const space = rest.lastIndexOf(' ', max);
-    const at = space > 0 ? space : max;
+    let at = space > 0 ? space : max;
+    const amp = rest.lastIndexOf('&', at - 1);
+    if (amp > 0 && rest.indexOf(';', amp) >= at) at = amp;
     out.push(rest.slice(0, at));
     rest = rest.slice(at);
   }
   return [...out, rest];
+}
+
+/**
+ * A base64 body's bytes. Encoders that encode line by line end lines with `=` padding in the
+ * middle of the body; Buffer.from(…, 'base64') stops at the first, and the rest of the post was
+ * lost. So each padded run is decoded on its own; null for what is not base64 at all.
+ */
+function decodeBase64(text: string): Buffer | null {
+  const clean = text.replace(/[^A-Za-z0-9+/=]/g, '');
+  const runs = clean.split(/(?<==)(?=[A-Za-z0-9+/])/);
+  if (runs.some((r) => r.length % 4 !== 0 || /=[^=]/.test(r) || /={3}/.test(r))) return null;
+  return Buffer.concat(runs.map((r) => Buffer.from(r, 'base64')));
 }
 
 /**
@@ -101,7 +118,8 @@ function footerInHtml(rest: Buffer, footer: string, cte: string, eol: string): B
   const body = rest.subarray(start);
   const lines = footerHtmlLines(footer);
   if (cte === 'base64') {
-    const html = Buffer.from(body.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, ''), 'base64');
+    const html = decodeBase64(body.toString('latin1'));
+    if (!html) return null;
     const withFooter = insertBeforeEnd(html, Buffer.from(`${eol}${lines.join(eol)}${eol}`));
     const encoded = (withFooter.toString('base64').match(/.{1,76}/g) ?? []).join(eol);
     return Buffer.concat([blank, Buffer.from(`${encoded}${eol}`)]);
