@@ -68,6 +68,19 @@ describe('list settings', () => {
     expect((await owner.get(S)).text).toContain('Saved:');
   });
 
+  it('saves a template of 5,000 characters sent with CRLF line ends whole, and refuses a longer one rather than cutting it', async () => {
+    // 300 lines: within the textarea's 5,000 characters as LF, 300 more as the browser sends them.
+    const lines = Array.from({ length: 300 }, (_, i) => `Line ${String(i).padStart(3, '0')} of the footer.`);
+    const footer = `${lines.join('\n')}\n{archive_url}`.slice(-4900);
+    expect(footer.length).toBeLessThanOrEqual(5000);
+    expect((await owner.post(S, settingsForm({ footer: footer.replace(/\n/g, '\r\n') }))).status).toBe(303);
+    expect((await findList(db.pool, 'dev')).footer).toBe(footer);
+    const tooLong = await owner.post(S, settingsForm({ footer: `${footer}\n${'x'.repeat(200)}` }));
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.text).toContain('at most 5000 characters');
+    expect((await findList(db.pool, 'dev')).footer).toBe(footer);
+  });
+
   it('saves what happens to posts that fail authentication, hold by default', async () => {
     expect((await findList(db.pool, 'dev')).auth_policy).toBe('hold');
     expect((await owner.get(S)).text).toMatch(/<option value="hold" selected>/);

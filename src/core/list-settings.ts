@@ -87,7 +87,7 @@ const privateKey = (v: string) => {
 };
 
 // A list's own text (mail/templates.ts): its variables are checked now, never in a broken mail.
-const template = (name: TemplateName) => (v: string) => checkTemplate(name, text(5000)(v.replace(/\r\n/g, '\n')));
+const template = (name: TemplateName) => (v: string) => checkTemplate(name, text(5000)(v.replace(/\r\n?/g, '\n')));
 
 export const LIST_SETTINGS: Record<string, Setting> = {
   name: { group: 'core', parse: (v) => { if (!v.trim()) throw new Error('a name'); return text(200)(v.trim()); } },

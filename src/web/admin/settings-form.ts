@@ -66,7 +66,10 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
   const template = (name: 'footer' | 'template_welcome' | 'template_goodbye' | 'template_held' | 'template_confirm', label: string, current: string): string => {
     if (!Object.prototype.hasOwnProperty.call(req.body ?? {}, name)) return current;
     try {
-      return LIST_SETTINGS[name].parse(field(req, name, 5000)) as string;
+      // Read past the setting's limit: browsers send each line end as CRLF, and a text within
+      // the textarea's 5,000 characters was cut short here before its line ends became LF. The
+      // setting's own check then says when it is too long, rather than dropping its end.
+      return LIST_SETTINGS[name].parse(field(req, name, 20_000)) as string;
     } catch (err) {
       problem(name, `${label}: must be ${(err as Error).message}.`);
       return current;
