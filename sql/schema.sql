@@ -423,7 +423,7 @@ CREATE FUNCTION public.members_end_vacation_on_mode_change() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 begin
-  if new.mode <> 'nomail' then
+  if new.mode <> 'nomail' or new.status = 'unsubscribed' then
     new.nomail_until := null;
     new.mode_before_nomail := null;
   end if;
@@ -2381,7 +2381,7 @@ CREATE TRIGGER lists_purge_update AFTER UPDATE ON public.lists REFERENCING OLD T
 -- Name: members members_end_vacation; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER members_end_vacation BEFORE UPDATE OF mode ON public.members FOR EACH ROW EXECUTE FUNCTION public.members_end_vacation_on_mode_change();
+CREATE TRIGGER members_end_vacation BEFORE UPDATE OF mode, status ON public.members FOR EACH ROW EXECUTE FUNCTION public.members_end_vacation_on_mode_change();
 
 --
 -- Name: messages messages_changed; Type: TRIGGER; Schema: public; Owner: -

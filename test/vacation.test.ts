@@ -5,6 +5,7 @@
  */
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { changeOwnSubscription } from '../src/core/members.ts';
 import { parseResumeDate, runVacationEnds } from '../src/core/vacation.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
@@ -171,5 +172,41 @@ describe('the command line', () => {
     expect(wrongMode.code).not.toBe(0);
     expect(wrongMode.stderr).toContain('--until goes with --mode nomail');
     expect(await findMember(db.pool, dev.id, 'late@example.org')).toBeNull();
+  });
+});
+
+describe('a pause and leaving the list', () => {
+  it('ends with an unsubscribe: subscribed again as plain nomail, delivery never resumes by itself', async () => {
+    const sub = (email: string, ...more: string[]) => cli(['subscribe', 'dev', email, ...more, '--json'], env).then((r) => JSON.parse(r.stdout)[0].result);
+    await addMember(db.pool, dev.id, 'carol@example.org', 'each');
+    expect(await sub('carol@example.org', '--mode', 'nomail', '--until', day(5))).toBe('updated');
+    expect(await member('carol@example.org')).toMatchObject({ mode: 'nomail', mode_before_nomail: 'each' });
+    expect((await cli(['unsubscribe', 'dev', 'carol@example.org'], env)).code).toBe(0);
+    expect(await member('carol@example.org')).toMatchObject({ status: 'unsubscribed', nomail_until: null, mode_before_nomail: null });
+    expect(await sub('carol@example.org', '--mode', 'nomail')).toBe('reactivated');
+    expect(await member('carol@example.org')).toMatchObject({ status: 'active', mode: 'nomail', nomail_until: null, mode_before_nomail: null });
+    // Even with the old date come and gone, the worker finds nothing to resume.
+    await db.pool.query(`update members set updated_at = now() - interval '10 days' where email = 'carol@example.org'`);
+    await runVacationEnds(db.pool, PUBLIC_URL, log);
+    expect((await member('carol@example.org')).mode).toBe('nomail');
+  });
+
+  it('ends a running pause when plain nomail is given, and keeps the mode to go back to when a new date is', async () => {
+    const sub = (email: string, ...more: string[]) => cli(['subscribe', 'dev', email, ...more, '--json'], env).then((r) => JSON.parse(r.stdout)[0].result);
+    await addMember(db.pool, dev.id, 'dana@example.org', 'digest');
+    await sub('dana@example.org', '--mode', 'nomail', '--until', day(5));
+    expect(await sub('dana@example.org', '--mode', 'nomail', '--until', day(9))).toBe('updated');
+    expect(await member('dana@example.org')).toMatchObject({ mode: 'nomail', mode_before_nomail: 'digest' });
+    expect(await sub('dana@example.org', '--mode', 'nomail')).toBe('updated');
+    expect(await member('dana@example.org')).toMatchObject({ mode: 'nomail', nomail_until: null, mode_before_nomail: null });
+  });
+
+  it('does not let a member set the mode of a subscription they have left', async () => {
+    await addMember(db.pool, dev.id, 'gone@example.org', 'each');
+    const m = await member('gone@example.org');
+    await changeOwnSubscription(db.pool, m.id, { email: 'gone@example.org', emails: ['gone@example.org'] }, 'unsubscribe');
+    await expect(changeOwnSubscription(db.pool, m.id, { email: 'gone@example.org', emails: ['gone@example.org'] }, { mode: 'nomail', until: new Date(Date.now() + 5 * 86_400_000) }))
+      .rejects.toThrow('You have left this list');
+    expect(await member('gone@example.org')).toMatchObject({ status: 'unsubscribed', nomail_until: null });
   });
 });

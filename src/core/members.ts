@@ -37,10 +37,12 @@ export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEn
     const done: { email: string; outcome: AddOutcome }[] = [];
     for (const e of entries) {
       // A vacation resumes the mode an active member had before it, so that is read first.
+      // (A member already paused goes back to the mode it had before that pause.)
       const before = opts.until ? await findMember(tx, list.id, e.email) : null;
+      const resumeMode = before?.status !== 'active' ? null : before.mode !== 'nomail' ? before.mode : before.mode_before_nomail;
       let outcome = await addMember(tx, list.id, e.email, e.mode ?? opts.mode, e.name ?? null);
       if (opts.until) {
-        const paused = await pauseMember(tx, list.id, e.email, opts.until, before?.status === 'active' && before.mode !== 'nomail' ? before.mode : null);
+        const paused = await pauseMember(tx, list.id, e.email, opts.until, resumeMode);
         if (paused && outcome === 'unchanged') outcome = 'updated';
       }
       if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, e.email, opts.settings.publicUrl);
@@ -121,6 +123,9 @@ export async function changeOwnSubscription(pool: pg.Pool, memberId: number, who
     if (!member) throw new NotFound('No such subscription.');
     if (!who.emails.includes(member.email)) throw new Forbidden('That subscription is not yours.');
     const list = await getListById(tx, member.list_id);
+    // A subscription left is kept for its history; its mode is no longer the member's to set
+    // (a pause set on it would outlive a later subscription).
+    if (member.status === 'unsubscribed' && change !== 'unsubscribe') throw new InvalidInput('You have left this list: subscribe again to receive its mail.');
     if (change === 'unsubscribe') {
       await removeMember(tx, list.id, member.email);
       await recordAudit(tx, { actor: email, action: 'self.unsubscribe', list, target: member.email });

@@ -33,6 +33,8 @@ export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
 /**
  * Adds an active member (an administrator's add: no confirmation). An existing row is
  * reactivated, or has its mode or (when one is given) its name changed; the outcome says which.
+ * The mode given has no end date: a running pause ends here (addMembers sets a new one when
+ * asked); an unsubscribe already ended any (sql/0064).
  */
 export async function addMember(db: Queryable, listId: number, email: string, mode: DeliveryMode, name: string | null = null): Promise<AddOutcome> {
   const { rows } = await db.query<{ outcome: AddOutcome }>(
@@ -40,8 +42,9 @@ export async function addMember(db: Queryable, listId: number, email: string, mo
      up as (
        insert into members (list_id, email, mode, name) values ($1, $2, $3, $4)
        on conflict (list_id, email) do update
-         set status = 'active', mode = excluded.mode, name = coalesce(excluded.name, members.name), unsubscribed_reason = null, updated_at = now()
-         where members.status <> 'active' or members.mode <> excluded.mode
+         set status = 'active', mode = excluded.mode, name = coalesce(excluded.name, members.name), unsubscribed_reason = null,
+             nomail_until = null, mode_before_nomail = null, updated_at = now()
+         where members.status <> 'active' or members.mode <> excluded.mode or members.nomail_until is not null
             or (excluded.name is not null and excluded.name is distinct from members.name)
        returning 1)
      select case when not exists (select 1 from before) then 'added'
