@@ -146,6 +146,12 @@ describe('what a Mailman list sets and the import cannot keep', () => {
 });
 
 describe('control characters in what an administrator imports or sets', () => {
+  it('takes no address holding U+FFFD, what bytes that were not UTF-8 became', () => {
+    expect(normalizeEmail('\ufffd\ufffd@example.org')).toBeNull();
+    expect(normalizeEmail('bob@ex\ufffdmple.org')).toBeNull();
+    expect(normalizeEmail('bob@exämple.org')).toBe('bob@exämple.org');
+  });
+
   it('refuses a mailbox with a NUL or a line break in it, and names the roster line with the character escaped', () => {
     expect(parseMailbox('Ann\0 <ann@example.com>')).toEqual({ email: null, name: null });
     expect(parseMailbox('ann@example.com\nben@example.com')).toEqual({ email: null, name: null });

@@ -96,6 +96,20 @@ describe('NUL and broken encodings', () => {
     expect((await admin.postMultipart('/admin/lists/dev/members/add', form)).status).toBe(400);
   });
 
+  it('refuses a form or JSON body that is not UTF-8 with 400, rather than storing U+FFFD as an address', async () => {
+    const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.41' });
+    const csrf = c.csrf;
+    const form = (body: Buffer) => c.request('POST', '/lists/dev/subscribe', body, { 'content-type': 'application/x-www-form-urlencoded' });
+    const raw = await form(Buffer.concat([Buffer.from('email='), Buffer.from([0xff, 0xfe]), Buffer.from(`@example.org&_csrf=${csrf}`)]));
+    expect(raw.status).toBe(400);
+    expect(raw.text).toContain('not UTF-8');
+    const escaped = await form(Buffer.from(`email=%FFz@example.org&_csrf=${csrf}`));
+    expect(escaped.status).toBe(400);
+    expect((await form(Buffer.from(`email=ok%40example.org&_csrf=${csrf}`))).status).toBe(200);
+    const { rows } = await db.pool.query(`select email from members union all select email from subscription_requests`);
+    expect(rows.map((r) => r.email as string).filter((e) => e.includes('\ufffd'))).toEqual([]);
+  });
+
   it('logs and counts every refusal', async () => {
     const before = await refusals();
     await get('/search?q=%00');

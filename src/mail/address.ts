@@ -111,6 +111,8 @@ const ASCII_DOMAIN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0
  * the spelling a post's From has. Copies to them need SMTPUTF8 (delivery/smtp-session.ts).
  */
 export function normalizeEmail(value: string): string | null {
+  // U+FFFD is what bytes that were not UTF-8 became on the way in: no one's real address.
+  if (value.includes('\ufffd')) return null;
   const email = value.trim().toLowerCase().normalize('NFC');
   const at = email.lastIndexOf('@');
   if (at <= 0) return null;

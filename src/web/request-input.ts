@@ -62,6 +62,29 @@ export function checkUrl(req: Request, _res: Response, next: NextFunction) {
   next(refuse(req, `bad_${problem}`, `This address is not valid: its ${problem === 'path' ? 'path' : 'query string'} must be UTF-8 without NUL characters (%00).`));
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The body parsers' `verify`: a form or JSON body whose bytes, or whose form fields' %-escapes,
+ * are not UTF-8 is refused with 400. The parsers would otherwise make each bad byte a U+FFFD and
+ * hand on a value the visitor never typed (an address "��@example.org" was stored).
+ */
+export function verifyUtf8Body(req: Request, _res: Response, buf: Buffer) {
+  let text: string;
+  try {
+    text = UTF8.decode(buf);
+  } catch {
+    throw refuse(req, 'bad_form', 'This form is not UTF-8 text.');
+  }
+  if (req.is('application/x-www-form-urlencoded') && text.includes('%')) {
+    for (const pair of text.split('&')) {
+      for (const piece of pair.split('=')) {
+        if (!cleanComponent(piece.replace(/\+/g, ' '))) throw refuse(req, 'bad_form', 'This form holds a %-escape that is not UTF-8, or a NUL (%00).');
+      }
+    }
+  }
+}
+
 /** Refuses a form whose fields carry a NUL; runs after the body parsers. */
 export function checkBody(req: Request, _res: Response, next: NextFunction) {
   if (!bodyHasNul(req.body)) return next();

@@ -15,7 +15,7 @@
 
 import express, { Router } from 'express';
 import type { WebContext } from '../context.ts';
-import { checkBody } from '../request-input.ts';
+import { checkBody, verifyUtf8Body } from '../request-input.ts';
 import { auditApi } from './audit.ts';
 import { bearerAuth } from './auth.ts';
 import { ApiRefusal, apiErrorHandler, sendError } from './errors.ts';
@@ -51,7 +51,7 @@ export function apiRouter(ctx: WebContext): Router {
     if (hasBody && !req.is(JSON_TYPES)) throw new ApiRefusal(415, 'unsupported_media_type', 'Send the request body as JSON, with "Content-Type: application/json".');
     next();
   });
-  v1.use(express.json({ limit: API_BODY_LIMIT, strict: false, type: JSON_TYPES }));
+  v1.use(express.json({ limit: API_BODY_LIMIT, strict: false, type: JSON_TYPES, verify: verifyUtf8Body }));
   // Strings holding NUL, which no PostgreSQL text can store: a 400 (request-input.ts).
   v1.use(checkBody);
   v1.use(listsApi(ctx));
