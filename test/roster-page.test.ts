@@ -96,3 +96,25 @@ describe('the member list page (/lists/LIST/members)', () => {
     expect(form.text).toMatch(/<option value="anyone" selected>/);
   });
 });
+
+describe('a private list that shares its name with another', () => {
+  it('is not counted against the name for those who may not read it: the other list answers, the private one is 404', async () => {
+    const pub = await createList(db.pool, { address: 'team@a.example.org', name: 'Team A', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    await updateDeliverySettings(db.pool, pub.id, { roster_visibility: 'anyone' });
+    await createList(db.pool, { address: 'team@b.example.org', name: 'Team B', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'private', owners: [] });
+    const anonymous = new WebClient(web.url);
+    for (const path of ['/lists/team', '/lists/team/members', '/lists/team/subscribe', '/lists/team/feed.atom']) {
+      const r = await anonymous.get(path);
+      expect(r.status, path).toBe(200);
+      expect(r.text, path).not.toContain('more than one list');
+    }
+    // By its address, the private list is what a list that does not exist is.
+    const hidden = await anonymous.get('/lists/team@b.example.org');
+    const none = await anonymous.get('/lists/nobody@b.example.org');
+    expect([hidden.status, none.status]).toEqual([404, 404]);
+    expect(hidden.text.replaceAll('team@b.example.org', 'X')).toBe(none.text.replaceAll('nobody@b.example.org', 'X'));
+    // Who may read both is told the name is ambiguous.
+    const admin = await loggedIn(db, web.url, 'admin@example.org', { siteAdmin: true });
+    expect((await admin.get('/lists/team')).status).toBe(400);
+  });
+});

@@ -58,12 +58,18 @@ export interface ReaderList extends ListRow {
 /**
  * The list a URL names (its address, or its local part when unique), with what every archive page
  * needs about it, in one round trip: its URL key, whether this reader may read it, Last-Modified.
+ * A private list this reader may not read is not there at all: not found by its address, and not
+ * counted against a local part it shares with another (a 400 "names more than one list" told that
+ * it exists, where the docs promise it is named to no one who may not read it).
  */
 export async function listForReader(db: Queryable, ref: string, reader: Reader): Promise<ReaderList | null> {
   const key = ref.trim().toLowerCase();
   const { rows } = await db.query<ReaderList>({
     name: 'archive-list-for-reader',
-    text: `with found as (select * from lists where address = $1 or ($2 and local_part = $1) order by id limit 2)
+    text: `with found as (select * from lists
+                        where (address = $1 or ($2 and local_part = $1))
+                          and (archive <> 'private' or can_read_archive(id, archive, $3, $4))
+                        order by id limit 2)
            select l.*, ${LIST_KEY} as key, can_read_archive(l.id, l.archive, $3, $4) as readable,
                   (select count(*) from found)::int as matches,
                   ${listLastModified('l.id')} as last_modified
