@@ -229,6 +229,16 @@ describe('the count', () => {
     expect(await countLine('walrus or nosuchwordatall')).toMatch(/^130 messages found/);
   });
 
+  it('finds a word typed with a combining accent as the archive holds it, and says so when subject: has only common words', async () => {
+    await archive(db.pool, dev, mail({ id: 'cafe-1@example.org', subject: 'Coffee', body: 'Meet at the café near the station.\n', date: 'Tue, 17 Mar 2026 10:00:00 +0000', from: 'Ann <ann@example.org>' }));
+    expect(await hits('cafe\u0301')).toEqual(['cafe-1@example.org']);
+    expect(await hits('café')).toEqual(['cafe-1@example.org']);
+    const res = await search('autovacuum subject:the');
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain('There is nothing to search for in &quot;subject:the&quot;');
+    expect(sorted(await hits('autovacuum subject:tuning'))).toEqual(['a-1@example.org', 'a-2@example.org']);
+  });
+
   it('makes <mark> only of the matched words, never of a body\'s own control characters', async () => {
     await archive(db.pool, dev, mail({ id: 'ctl-1@example.org', subject: 'Marks', body: 'hello \u0001fake highlight\u0002 and pangolin \u0001 unclosed\n', date: 'Mon, 16 Mar 2026 10:00:00 +0000', from: 'Ctl <ctl@example.org>' }));
     for (const path of ['/search?q=pangolin', '/search?from=Ctl']) {

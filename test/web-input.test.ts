@@ -99,7 +99,7 @@ describe('NUL and broken encodings', () => {
   it('refuses a form or JSON body that is not UTF-8 with 400, rather than storing U+FFFD as an address', async () => {
     const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.41' });
     const csrf = c.csrf;
-    const form = (body: Buffer) => c.request('POST', '/lists/dev/subscribe', body, { 'content-type': 'application/x-www-form-urlencoded' });
+    const form = (body: Buffer) => c.request('POST', '/lists/dev/subscribe', new Uint8Array(body), { 'content-type': 'application/x-www-form-urlencoded' });
     const raw = await form(Buffer.concat([Buffer.from('email='), Buffer.from([0xff, 0xfe]), Buffer.from(`@example.org&_csrf=${csrf}`)]));
     expect(raw.status).toBe(400);
     expect(raw.text).toContain('not UTF-8');

@@ -30,8 +30,9 @@ const EXAMPLE: Record<Operator, string> = {
 const MESSAGE_ID = /^<?[^\s<>@]+@[^\s<>@]+>?$/;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
+// NFC: a word typed with a combining accent ("cafe\u0301") is the word the archive holds ("café").
 function text(v: unknown, max = 500): string {
-  return typeof v === 'string' ? v.trim().slice(0, max) : '';
+  return typeof v === 'string' ? v.normalize('NFC').trim().slice(0, max) : '';
 }
 
 function day(v: string, name: string, errors: string[]): Date | null {
@@ -85,8 +86,12 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   // (null: every list the reader may read, worked out in the search's own statement.)
   const listIds = lists.length === 0 ? null : lists.every((l) => l.id === lists[0].id) ? [lists[0].id] : [];
   const from = [form.from, ...ops.from].filter(Boolean);
-  // A subject: value of several words is a phrase, as Gmail takes it.
+  // A subject: value of several words is a phrase, as Gmail takes it. One of only very common
+  // words (subject:the) would match nothing and empty the whole search: it is said instead.
   const subject = ops.subject.map((v) => (/\s/.test(v) && !v.includes('"') ? `"${v}"` : v)).join(' ') || null;
+  if (subject && errors.length === 0 && !(await hasSearchTerms(db, subject))) {
+    errors.push(`There is nothing to search for in "subject:${ops.subject.join(' subject:')}": it has only very common words.`);
+  }
   const sort: SearchSort = form.sort === 'date' || (form.sort !== 'relevance' && !parsed.words && !subject) ? 'date' : 'relevance';
   const page = pageParam(req);
   let result: SearchResult | null = null;
