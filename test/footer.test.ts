@@ -51,10 +51,11 @@ describe('the footer', () => {
 
   it('adds the footer before the first close delimiter, whatever the epilogue holds', async () => {
     const raw = ['From: a@example.org', 'Subject: x', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="XX"', '',
-      '--XX', 'Content-Type: text/plain', '', 'hi', '--XX--', 'an epilogue with --XX-- in it', '--XX--', ''].join('\r\n');
+      '--XX', 'Content-Type: text/plain', '', 'hi', '--XX--not the end', '--XX--', 'an epilogue with --XX-- in it', '--XX--', ''].join('\r\n');
     const out = withFooter(raw, 'The footer.');
     const text = out.toString();
-    expect(text.indexOf('The footer.')).toBeLessThan(text.indexOf('--XX--'));
+    expect(text.indexOf('The footer.')).toBeLessThan(text.indexOf('--XX--\r\n'));
+    expect(text.indexOf('The footer.')).toBeGreaterThan(text.indexOf('--XX--not the end'));
     const parsed = await parse(out);
     expect(`${parsed.text}${parsed.attachments.map((a) => a.content.toString()).join('')}`).toContain('The footer.');
   });

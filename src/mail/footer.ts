@@ -38,9 +38,7 @@ export function addFooter(head: Buffer, rest: Buffer, footer: string, eol: strin
     const b = boundary[1] ?? boundary[2];
     // The close delimiter starts a line, and the first is the one (RFC 2046 §5.1.1): what follows
     // it is the epilogue, where a poster's own "--BOUNDARY--" would otherwise hide the footer.
-    const closing = Buffer.from(`\n--${b}--`);
-    const found = rest.indexOf(closing);
-    const at = found < 0 ? -1 : found + 1;
+    const at = closeDelimiter(rest, b);
     if (at >= 0) {
       const before = rest.subarray(0, at);
       const sep = before.length >= eol.length && before.subarray(before.length - eol.length).toString() === eol ? '' : eol;
@@ -66,6 +64,16 @@ export function addFooter(head: Buffer, rest: Buffer, footer: string, eol: strin
     Buffer.from(`${body.length && body[body.length - 1] !== 0x0a ? eol : ''}--${b}${eol}${part}${eol}--${b}--${eol}`),
   ]);
   return { head: newHead, rest: newRest };
+}
+
+/** Where the first close delimiter line `--B--` starts (then only white space to the line end); -1 for none. */
+function closeDelimiter(body: Buffer, boundary: string): number {
+  const line = Buffer.from(`\n--${boundary}--`);
+  for (let i = body.indexOf(line); i >= 0; i = body.indexOf(line, i + 1)) {
+    const next = body[i + line.length];
+    if (next === undefined || next === 0x0d || next === 0x0a || next === 0x20 || next === 0x09) return i + 1;
+  }
+  return -1;
 }
 
 /**
