@@ -108,6 +108,19 @@ describe('logging in with a password', () => {
     expect((await stale.get('/admin/')).status).toBe(303);
   });
 
+  it('logs out from a page left open after its session ended elsewhere, without a CSRF refusal', async () => {
+    const c = client();
+    await c.post('/login', { email: 'admin@example.org', password: PASSWORD });
+    const page = await c.get('/admin/');
+    const token = /name="_csrf" value="([^"]+)"/.exec(page.text)![1];
+    const tab = new WebClient(web.url);
+    for (const [k, v] of c.jar) tab.jar.set(k, v);
+    expect((await c.post('/logout')).status).toBe(303);
+    const late = await tab.post('/logout', {}, { csrf: token });
+    expect(late.status).toBe(303);
+    expect(late.location).toBe('/');
+  });
+
   it('answers a wrong password and an unknown address with the same page, status and similar time', async () => {
     const time = async (email: string) => {
       const t = performance.now();

@@ -14,7 +14,7 @@
  * account but not verified yet is no way into that account (findAccountByEmail, upsertAccount).
  */
 
-import { Router, type Request, type Response } from 'express';
+import { Router, type NextFunction, type Request, type Response } from 'express';
 import {
   consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, setPasswordHash, upsertAccount, voidLoginTokens,
 } from '../../db/accounts.ts';
@@ -159,7 +159,11 @@ export function authRouter(ctx: WebContext): Router {
     res.redirect(303, '/account');
   });
 
-  r.post('/logout', requireCsrf, async (req, res) => {
+  // Checked only for a live session: the form's token is the session's (csrf.ts), so a page left
+  // open after its session ended (logged out in another tab or elsewhere, expired) would get a 403
+  // for a logout that has nothing left to do. Without a session it only clears the cookie.
+  const logoutCsrf = (req: Request, res: Response, next: NextFunction) => (req.viewer ? requireCsrf(req, res, next) : next());
+  r.post('/logout', logoutCsrf, async (req, res) => {
     await endSession(ctx, req, res);
     res.redirect(303, '/');
   });
