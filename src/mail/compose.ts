@@ -6,6 +6,7 @@
 
 import crypto from 'node:crypto';
 import { subjectField } from './header-block.ts';
+import { base64Lines } from './base64-lines.ts';
 
 export interface TextMail {
   from: string;
@@ -47,7 +48,7 @@ export function textBody(text: string, opts: { eol?: string; eightBit?: boolean 
   const charset = ascii ? 'us-ascii' : 'utf-8';
   const body = lines.join(eol);
   if (fits && (ascii || opts.eightBit)) return { charset, encoding: ascii ? '7bit' : '8bit', body };
-  return { charset, encoding: 'base64', body: (Buffer.from(body, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join(eol) };
+  return { charset, encoding: 'base64', body: base64Lines(body, eol) };
 }
 
 export function composeText(m: TextMail): Buffer {

@@ -9,6 +9,7 @@
 import crypto from 'node:crypto';
 import { textBody } from './compose.ts';
 import { headerFields, headerValue, withoutFields } from './header-block.ts';
+import { base64Lines } from './base64-lines.ts';
 
 export function footerPart(text: string, eol: string): string {
   const { charset, encoding, body } = textBody(text, { eol });
@@ -129,7 +130,7 @@ function footerInHtml(rest: Buffer, footer: string, cte: string, eol: string): B
     const html = decodeBase64(body.toString('latin1'));
     if (!html) return null;
     const withFooter = insertBeforeEnd(html, Buffer.from(`${eol}${lines.join(eol)}${eol}`));
-    const encoded = (withFooter.toString('base64').match(/.{1,76}/g) ?? []).join(eol);
+    const encoded = base64Lines(withFooter, eol);
     return Buffer.concat([blank, Buffer.from(`${encoded}${eol}`)]);
   }
   let snippet: string[];

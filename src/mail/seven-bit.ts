@@ -11,6 +11,7 @@
 
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { headerFields, headerValue, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
+import { base64Lines } from './base64-lines.ts';
 
 const CTE = new Set(['content-transfer-encoding']);
 
@@ -57,7 +58,7 @@ function leaf(head: Buffer, fields: HeaderField[], body: Buffer, eol: string, ty
   const text = type.startsWith('text/') && (cte === '7bit' || cte === '8bit');
   const encoded = text
     ? qpWrap(qpEncode(body), 76).replace(/\r?\n/g, eol)
-    : (body.toString('base64').match(/.{1,76}/g) ?? []).join(eol) + eol;
+    : base64Lines(body, eol) + eol;
   return Buffer.concat([withoutFields(head, CTE), Buffer.from(`Content-Transfer-Encoding: ${text ? 'quoted-printable' : 'base64'}${eol}${eol}`), Buffer.from(encoded, 'latin1')]);
 }
 

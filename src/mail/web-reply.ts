@@ -6,6 +6,7 @@
 
 import { newMessageId } from './compose.ts';
 import { displayName, subjectField } from './header-block.ts';
+import { base64Lines } from './base64-lines.ts';
 
 /** References kept in a reply: the thread's first message and the newest ones (RFC 5322 §3.6.4 allows trimming). */
 export const REPLY_REFERENCES = 20;
@@ -55,7 +56,7 @@ export function composeReply(r: WebReply): { raw: Buffer; messageId: string } {
     'Content-Type: text/plain; charset=utf-8',
     'Content-Transfer-Encoding: base64',
   ];
-  const encoded = `${(Buffer.from(body, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join('\r\n')}\r\n`;
+  const encoded = `${base64Lines(body, '\r\n')}\r\n`;
   return { raw: Buffer.from(`${lines.join('\r\n')}\r\n\r\n${encoded}`, 'utf8'), messageId };
 }
 
