@@ -26,6 +26,19 @@ describe('the footer', () => {
     expect(parsed.html).toMatch(/The dev list[\s\S]*<\/body>/);
   });
 
+
+  it('finds the last </BODY> whatever its case, in base64 of any line length, and refuses base64 that is not', async () => {
+    const html = '<HTML><Body><p>One</p><p>Two &lt;/body&gt; in text</p></BODY>\r\n</HTML>';
+    const wrapped = (b64(html).match(/.{1,60}/g) ?? []).join('\r\n');
+    const raw = ['From: a@example.org', 'Subject: x', 'Content-Type: text/html', 'Content-Transfer-Encoding: base64', '', wrapped, ''].join('\r\n');
+    const parsed = await parse(withFooter(raw, 'The dev list'));
+    expect(parsed.html).toMatch(/<p>Two &lt;\/body&gt; in text<\/p>\s*<hr>\s*<div class="list-footer">\s*The dev list\s*<\/div>\s*<\/BODY>\r?\n<\/HTML>$/);
+    // Three `=` in a run is no base64: the post is left whole and the footer comes as a part of its own.
+    const broken = ['From: a@example.org', 'Subject: x', 'Content-Type: text/html', 'Content-Transfer-Encoding: base64', '', 'PGI+aGk8L2I+===', ''].join('\r\n');
+    const out = withFooter(broken, 'The dev list').toString('latin1');
+    expect(out).toContain('PGI+aGk8L2I+===');
+    expect(out).toMatch(/Content-Type: multipart\/mixed/);
+  });
   it('cuts a long CJK footer line in a 7bit HTML part between character references, never inside one', async () => {
     const footer = 'これはメーリングリストのフッターです'.repeat(12);
     const raw = ['From: a@example.org', 'Subject: x', 'Content-Type: text/html; charset=us-ascii', '', '<html><body><p>Hi</p></body></html>', ''].join('\r\n');
