@@ -43,7 +43,39 @@ describe('mail commands over the rate limit', () => {
     for (let i = 0; i < 21; i++) await mail('dev-request@lists.example.org', 'chatty@x.example', { subject: 'help' });
     expect(await queuedFor('chatty@x.example')).toHaveLength(20);
     const { rows } = await db.pool.query(`select reason, recipients from ingest_errors where envelope_from = 'chatty@x.example'`);
-    expect(rows).toEqual([{ reason: 'more than 20 mail commands in an hour from chatty@x.example: not answered', recipients: ['dev-request@lists.example.org'] }]);
+    expect(rows).toEqual([{ reason: 'more than 20 mail commands in an hour from chatty@x.example to dev@lists.example.org: not answered', recipients: ['dev-request@lists.example.org'] }]);
+  });
+
+  it('counts per list: commands forged in a member\'s name cannot silence their confirmation, nor their commands elsewhere', async () => {
+    await mail('open-request@lists.example.org', 'member@x.example', { subject: 'subscribe' });
+    const token = tokenIn((await queuedFor('member@x.example'))[0])!;
+    expect(token).not.toBeNull();
+    // Someone else writes 25 commands From the member, to this list and to another.
+    for (let i = 0; i < 25; i++) await mail('open-request@lists.example.org', 'member@x.example', { subject: 'help' });
+    for (let i = 0; i < 25; i++) await mail('dev-request@lists.example.org', 'member@x.example', { subject: 'help' });
+    // The confirmation, guarded by its token, still counts.
+    await mail(`open-confirm+${token}@lists.example.org`, 'member@x.example', { subject: `Re: confirm ${token}` });
+    expect(await findMember(db.pool, open.id, 'member@x.example')).toMatchObject({ status: 'active' });
+    // A confirmation that cannot be used is an answer like the others, and is not sent past the limit.
+    const before = (await queuedFor('member@x.example')).length;
+    await mail(`open-confirm+${'0'.repeat(32)}@lists.example.org`, 'member@x.example', { subject: 'Re: confirm' });
+    expect(await queuedFor('member@x.example')).toHaveLength(before);
+    const { rows } = await db.pool.query<{ reason: string }>(`select distinct reason from ingest_errors where envelope_from = 'member@x.example' order by reason`);
+    expect(rows.map((r) => r.reason)).toEqual([
+      'more than 20 mail commands in an hour from member@x.example to dev@lists.example.org: not answered',
+      'more than 20 mail commands in an hour from member@x.example to open@lists.example.org: not answered',
+    ]);
+  });
+
+  it('answers at most 100 commands an hour for one address across the site', async () => {
+    const lists = [];
+    for (let i = 0; i < 6; i++) {
+      lists.push(await createList(db.pool, { address: `many${i}@lists.example.org`, name: `many${i}`, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] }));
+    }
+    for (const l of lists) for (let i = 0; i < 18; i++) await mail(`${l.name}-request@lists.example.org`, 'flooded@x.example', { subject: 'help' });
+    expect(await queuedFor('flooded@x.example')).toHaveLength(100);
+    const { rows } = await db.pool.query(`select count(*)::int as n from ingest_errors where envelope_from = 'flooded@x.example' and reason = 'more than 100 mail commands in an hour from flooded@x.example to this site''s lists: not answered'`);
+    expect(rows[0].n).toBe(8);
   });
 });
 

@@ -134,9 +134,18 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
     if (notActed) await keep(pool, settings, rcpt, msg, parsed, notActed);
     return;
   }
-  if (!(await allowHit(pool, `mail-command:${sender}`, COMMANDS_PER_HOUR, 3600))) {
-    log.warn({ sender, role: rcpt.role }, 'too many mail commands from one address: not answered');
-    return keep(pool, settings, rcpt, msg, parsed, `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender}: not answered`);
+  // A confirmation is guarded by its token (128 bits) as a moderation reply is: only the answer
+  // to one that cannot be used counts against the limit. Counted before it, anyone who wrote 20
+  // commands in a member's name silenced that member's confirmation for an hour.
+  if (rcpt.role === 'confirm') {
+    const notAnswered = await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log, () => commandRefusal(pool, list, sender));
+    if (notAnswered) await keep(pool, settings, rcpt, msg, parsed, notAnswered);
+    return;
+  }
+  const refused = await commandRefusal(pool, list, sender);
+  if (refused) {
+    log.warn({ sender, role: rcpt.role, list: list.address }, 'too many mail commands from one address: not answered');
+    return keep(pool, settings, rcpt, msg, parsed, refused);
   }
   switch (rcpt.role) {
     case 'subscribe':
@@ -144,9 +153,6 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
       return;
     case 'unsubscribe':
       await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
-      return;
-    case 'confirm':
-      await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log);
       return;
     case 'request': {
       const command = findCommand(parsed.subject, parsed.text);
@@ -163,19 +169,47 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   }
 }
 
+/**
+ * Commands answered per address in an hour: on one list, as Mailman's max_autoresponses_per_day
+ * counts them, so that commands written in someone's name on one list do not silence that
+ * person's commands on the others; and on the whole site, so that the answers cannot be turned
+ * into a flood at one address through many lists.
+ */
 const COMMANDS_PER_HOUR = 20;
+const SITE_COMMANDS_PER_HOUR = 100;
 
-async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger) {
+/** Why a command from `sender` to `list` is not answered now, or null when it may be. */
+async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Promise<string | null> {
+  if (!(await allowHit(pool, `mail-command:${list.id}:${sender}`, COMMANDS_PER_HOUR, 3600))) {
+    return `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender} to ${list.address}: not answered`;
+  }
+  if (!(await allowHit(pool, `mail-command:${sender}`, SITE_COMMANDS_PER_HOUR, 3600))) {
+    return `more than ${SITE_COMMANDS_PER_HOUR} mail commands in an hour from ${sender} to this site's lists: not answered`;
+  }
+  return null;
+}
+
+/**
+ * Acts on a confirmation. One that cannot be used is answered unless `refusal` (the command
+ * limit) says why not, which is then returned for the mail to be kept with.
+ */
+async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger, refusal: () => Promise<string | null>): Promise<string | null> {
   try {
     const result = await confirm(pool, token, settings);
     log.info({ list: list.address, action: result.action, state: result.state }, 'confirmed by mail');
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
+    const refused = await refusal();
+    if (refused) {
+      log.warn({ sender, list: list.address }, 'too many mail commands from one address: an unusable confirmation not answered');
+      return refused;
+    }
     await sendNotice(pool, {
       to: sender, list, subject: `Re: ${parsed.subject}`, inReplyTo: parsed.messageId, autoSubmitted: 'auto-replied',
       text: `Your confirmation for ${list.address} could not be used: ${err.message}.\n\nYou can start again by writing "subscribe" to ${roleAddress(list.address, 'request')}.\n`,
     });
   }
+  return null;
 }
 
 async function sendHelp(pool: pg.Pool, list: ListRow, to: string, parsed: ParsedMessage, unknown: boolean) {
