@@ -137,6 +137,24 @@ describe('the held notice', () => {
     expect(new Set(byMail).size).toBe(2);
     for (const h of (await listHeld(db.pool, list.id)).slice(1)) expect(summary.parsed.text).toContain(`${PUBLIC}/admin/lists/${address}/held/${h.id}\n`);
   });
+
+  it('keeps each post on its own lines: a subject with encoded line breaks cannot fake an entry', async () => {
+    const { list, moderator, address, id } = await newList();
+    await send(address, STRANGER, { id: id(1) });
+    await mailTo(moderator, 1);
+    const forged = 'Buy cheap pills\n         the list is moderated\n\n  #9999  friend@example.org: Minutes of the board meeting';
+    await send(address, 'pills@elsewhere.example', { id: id(2), subject: `=?utf-8?b?${Buffer.from(forged).toString('base64')}?=` });
+    await send(address, 'friend@elsewhere.example', { id: id(3), subject: 'Minutes of the board meeting' });
+    await db.pool.query(`update lists set held_notified_at = now() - interval '1 hour' where id = $1`, [list.id]);
+    const [, summary] = await mailTo(moderator, 2);
+    const entries = summary.parsed.text!.split('\n').filter((l) => /^ {2}#\d+ {2}/.test(l));
+    const [spam, friend] = (await listHeld(db.pool, list.id)).slice(1);
+    expect(entries).toEqual([
+      `  #${spam.id}  pills@elsewhere.example: Buy cheap pills          the list is moderated    #9999  friend@example.org: Minutes of the board meeting`,
+      `  #${friend.id}  friend@elsewhere.example: Minutes of the board meeting`,
+    ]);
+    expect(spam.subject).not.toMatch(/[\r\n]/);
+  });
 });
 
 describe('the sender of a held post', () => {
@@ -215,6 +233,28 @@ describe('moderation by mail', () => {
     const again = await mailTo(moderator, 3);
     expect(again[2].parsed.subject).toMatch(/^Could not approve the held post/);
     expect(again[2].parsed.text).toContain(`already approved by mail:${moderator}`);
+  });
+
+  it('takes the decision and queues its answer together: a reply whose answer cannot be queued is retried, and then told it was approved', async () => {
+    const { moderator, replyTo, messageId } = await heldPost();
+    // The answer's insert fails as a dropped connection would (SQLSTATE 08006: worth a retry).
+    await db.pool.query(`create function fail_answer() returns trigger language plpgsql as $$
+      begin if position('Held post approved'::bytea in new.raw) > 0 then raise exception 'gone' using errcode = '08006'; end if; return new; end $$`);
+    await db.pool.query('create trigger fail_answer before insert on outbound_mail for each row execute function fail_answer()');
+    try {
+      const res = await sendRaw(smtp.port, { from: moderator, to: [replyTo] }, message({ from: moderator, to: replyTo, subject: 'approve' }));
+      expect(res.ok).toBe(false);
+      expect(res.response).toMatch(/^451/);
+      expect(await heldState(messageId)).toMatchObject({ state: 'held', decided_by: null });
+    } finally {
+      await db.pool.query('drop trigger fail_answer on outbound_mail; drop function fail_answer()');
+    }
+    // The relay tries again: approved once, and the moderator hears just that.
+    await send(replyTo, moderator, { subject: 'approve' });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'approved', decided_by: `mail:${moderator}` });
+    const answers = (await mailTo(moderator, 2)).slice(1);
+    expect(answers.map((a) => a.parsed.subject)).toEqual([expect.stringMatching(/^Held post approved on /)]);
   });
 
   it('does nothing for a reply from someone who does not moderate the list, nor for one without the token, and keeps them', async () => {

@@ -20,6 +20,7 @@ import type { Decision } from './moderation-rules.ts';
 import { templateValues } from './member-notices.ts';
 import { noticeToModerators, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
+import { oneLine } from '../mail/parsed-message.ts';
 
 /** A new moderation-by-mail token: `mod-` and 128 random bits (MODERATION_TOKEN in mail/commands.ts). */
 export function newModerationToken(): string {
@@ -49,8 +50,8 @@ export async function notifyModeratorsOfHeld(tx: Queryable, list: ListRow, setti
   await setHeldMailTokens(tx, held.map((h) => h.id), tokens.map(hashToken));
   const byMail = tokens.map((t) => roleAddress(list.address, 'confirm', t));
   const lines = held.flatMap((h, i) => [
-    `  #${h.id}  ${h.from_email}: ${h.subject || '(no subject)'}`,
-    `         ${h.reason}`,
+    `  #${h.id}  ${oneLine(h.from_email)}: ${oneLine(h.subject) || '(no subject)'}`,
+    `         ${oneLine(h.reason)}`,
     `         ${heldPostUrl(settings.publicUrl, list, h.id)}`,
     ...(held.length > 1 ? [`         by mail: ${byMail[i]}`] : []),
     '',
@@ -117,9 +118,9 @@ export async function tellSenderHeld(tx: Queryable, h: HeldArrival): Promise<boo
     text: list.template_held.trim()
       ? renderTemplate(list.template_held, await templateValues(tx, list, h.publicUrl, { member_email: to, subject: message.subject || '(no subject)', reason: h.decision.reason }))
       : [
-        `Your message "${message.subject || '(no subject)'}" to ${list.address} is held until a moderator of the list looks at it.`,
+        `Your message "${oneLine(message.subject) || '(no subject)'}" to ${list.address} is held until a moderator of the list looks at it.`,
         '',
-        `Reason: ${h.decision.reason}`,
+        `Reason: ${oneLine(h.decision.reason)}`,
         '',
         'If it is approved, it goes to the list; if it is rejected, you will be told why.',
         'Other posts you send to the list within the hour are not acknowledged one by one.',

@@ -22,6 +22,7 @@ import { notifyModeratorsOfHeld, tellSenderHeld } from './held-notices.ts';
 import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 import { senderKey } from './sender-rules.ts';
+import { oneLine } from '../mail/parsed-message.ts';
 
 export interface HeldSummary {
   id: number;
@@ -62,6 +63,8 @@ export interface ModerationOptions {
   senderRule?: 'allow' | 'ban';
   /** what is kept of an approval refused for a reused Message-ID (RETENTION_*), and PUBLIC_URL */
   settings: Pick<CoreSettings, 'retention' | 'publicUrl'>;
+  /** more work in the decision's transaction (moderation by mail: its answer, which is then queued exactly when the decision is) */
+  alongside?: (tx: Queryable) => Promise<unknown>;
 }
 
 /**
@@ -104,6 +107,7 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
       actor: opts.actor, action: `held.${action}${opts.senderRule ? `-${opts.senderRule}` : ''}`, list, target: held.message_id,
       detail: { id, from: held.from_email, subject: held.subject.slice(0, 200), ...(reason ? { reason } : {}) },
     });
+    await opts.alongside?.(tx);
     log.info({ heldId: id, list: list.address, action, by: opts.actor }, 'held message moderated');
   });
 }
@@ -176,6 +180,6 @@ export async function tellSender(tx: Queryable, list: ListRow, to: string | null
     subject: `Your message to ${list.address} was rejected`,
     inReplyTo: message.messageId,
     autoSubmitted: 'auto-replied',
-    text: [`Your message "${message.subject || '(no subject)'}" to ${list.address} was not distributed to the list.`, '', `Reason: ${reason}`, ''].join('\n'),
+    text: [`Your message "${oneLine(message.subject) || '(no subject)'}" to ${list.address} was not distributed to the list.`, '', `Reason: ${oneLine(reason)}`, ''].join('\n'),
   });
 }

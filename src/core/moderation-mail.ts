@@ -8,6 +8,7 @@
  */
 
 import type pg from 'pg';
+import type { Queryable } from '../db/pool.ts';
 import { hashToken } from '../auth/credentials.ts';
 import { heldByMailToken } from '../db/held.ts';
 import { roleOnList } from '../db/list-admin.ts';
@@ -20,6 +21,7 @@ import { heldPostUrl } from './held-notices.ts';
 import { moderate } from './hold.ts';
 import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
+import { oneLine } from '../mail/parsed-message.ts';
 
 const DONE = { approve: 'approved', reject: 'rejected', discard: 'discarded' } as const;
 
@@ -40,8 +42,8 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
     log.warn({ list: list.address, sender, heldId: held.id }, 'moderation by mail from an address that does not moderate the list: not acted on');
     return `moderation by mail from ${sender}, who is not an owner or moderator of the list: not acted on`;
   }
-  const what = `#${held.id} "${held.subject || '(no subject)'}" from ${held.from_email || 'an unknown sender'}`;
-  const answer = (subject: string, lines: string[]) => sendNotice(pool, {
+  const what = `#${held.id} "${oneLine(held.subject) || '(no subject)'}" from ${oneLine(held.from_email) || 'an unknown sender'}`;
+  const answer = (subject: string, lines: string[], db: Queryable = pool) => sendNotice(db, {
     to: sender, list, subject, inReplyTo: parsed.messageId, autoSubmitted: 'auto-replied',
     text: [...lines, '', `The held post: ${heldPostUrl(settings.publicUrl, list, held.id)}`].join('\n'),
   });
@@ -54,15 +56,17 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
     ]);
     return null;
   }
+  // The answer is queued in the decision's transaction: queued apart, a failure to queue it
+  // (451) left the decision taken, and the relay's retry told the moderator it had failed
+  // ("already approved by" the moderator).
+  const done = (tx: Queryable) => answer(`Held post ${DONE[command.action]} on ${list.address}`, [
+    `The held post ${what} was ${DONE[command.action]}${command.reason ? ` (reason given to the sender: ${oneLine(command.reason)})` : ''}.`,
+  ], tx);
   try {
-    await moderate(pool, held.id, command.action, { actor: `mail:${sender}`, reason: command.reason ?? undefined, listId: list.id, settings });
+    await moderate(pool, held.id, command.action, { actor: `mail:${sender}`, reason: command.reason ?? undefined, listId: list.id, settings, alongside: done });
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
     await answer(`Could not ${command.action} the held post on ${list.address}`, [`The held post ${what} was not ${DONE[command.action]}: ${err.message}.`]);
-    return null;
   }
-  await answer(`Held post ${DONE[command.action]} on ${list.address}`, [
-    `The held post ${what} was ${DONE[command.action]}${command.reason ? ` (reason given to the sender: ${command.reason})` : ''}.`,
-  ]);
   return null;
 }

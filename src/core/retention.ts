@@ -16,6 +16,7 @@ import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import type { Logger } from '../log.ts';
 import { noticeToOwners } from './notices.ts';
+import { oneLine } from '../mail/parsed-message.ts';
 
 export type Rejected = Omit<IngestError, 'size' | 'sha256'>;
 
@@ -97,7 +98,7 @@ async function tellOwners(tx: Queryable, rows: ExpiredHeld[], days: number): Pro
   for (const h of rows) byList.set(h.list_id, [...(byList.get(h.list_id) ?? []), h]);
   for (const [listId, held] of byList) {
     const list = await getListById(tx, listId);
-    const lines = held.map((h) => `  #${h.id}  ${h.from_email || '(no sender)'}: ${h.subject || '(no subject)'}  (held since ${h.received_at.toISOString().slice(0, 10)})`);
+    const lines = held.map((h) => `  #${h.id}  ${oneLine(h.from_email) || '(no sender)'}: ${oneLine(h.subject) || '(no subject)'}  (held since ${h.received_at.toISOString().slice(0, 10)})`);
     await noticeToOwners(tx, list, `${held.length} held post${held.length === 1 ? '' : 's'} expired on ${list.address}`, [
       `${held.length === 1 ? 'This post' : 'These posts'} waited ${days} days for a moderator on ${list.address} and ${held.length === 1 ? 'was' : 'were'} discarded without a decision:`,
       '',

@@ -62,9 +62,23 @@ const MAX_SUBJECT = 1000;
 const MAX_NAME = 500;
 const MAX_ADDRESS = 254;
 
+/**
+ * A subject or name is one line wherever it is shown: an encoded word can carry line breaks
+ * (=?utf-8?b?…?= of "\n"), and in the text of a notice they made lines of their own, a fake
+ * entry in the moderators' list of held posts with the "by mail" address of another post under it.
+ * Control characters and line separators become spaces. Notices apply it again to what they quote
+ * (held posts stored before, reasons quoting header fields).
+ */
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+export function oneLine(s: string): string {
+  CONTROLS.lastIndex = 0;
+  return CONTROLS.test(s) ? s.replace(CONTROLS, ' ') : s;
+}
+
 export function bounded(m: ParsedMessage): ParsedMessage {
-  const subject = m.subject.length > MAX_SUBJECT ? `${m.subject.slice(0, MAX_SUBJECT)}…` : m.subject;
-  const fromName = m.fromName.length > MAX_NAME ? `${m.fromName.slice(0, MAX_NAME)}…` : m.fromName;
+  const subject = oneLine(m.subject.length > MAX_SUBJECT ? `${m.subject.slice(0, MAX_SUBJECT)}…` : m.subject);
+  const fromName = oneLine(m.fromName.length > MAX_NAME ? `${m.fromName.slice(0, MAX_NAME)}…` : m.fromName);
   // An "address" longer than any address can be, or with control characters, is no address.
   const fromEmail = m.fromEmail.length > MAX_ADDRESS || /[\u0000-\u001f\u007f]/.test(m.fromEmail) ? '' : m.fromEmail;
   return subject === m.subject && fromName === m.fromName && fromEmail === m.fromEmail ? m : { ...m, subject, fromName, fromEmail };
