@@ -5,7 +5,7 @@ import { memberBounces } from '../../db/bounces.ts';
 import { memberAudit, memberBatch, memberCounts, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
 import { addMembers, changeMembers, inviteMembers } from '../../core/members.ts';
 import { parseResumeDate, resumeDay } from '../../core/vacation.ts';
-import { NotFound } from '../../errors.ts';
+import { InvalidInput, NotFound } from '../../errors.ts';
 import { DELIVERY_MODES, MEMBER_STATUSES, type DeliveryMode } from '../../list-policies.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { BOUNCE_PROBE_DAYS } from '../../mail/bounce-rules.ts';
@@ -79,7 +79,7 @@ export function membersRouter(ctx: WebContext): Router {
     let text = field(req, 'addresses', 2_000_000);
     const single = field(req, 'email', 254);
     if (single) text = `${csvCell(single)},${csvCell(field(req, 'name', 200))}\n${text}`;
-    for (const f of req.files ?? []) if (f.field === 'csv') text += `\n${f.content.toString('utf8')}`;
+    for (const f of req.files ?? []) if (f.field === 'csv') text += `\n${csvText(f.content)}`;
     const { entries, problems } = parseMemberLines(text);
     const outcomes: Record<string, string[]> = { added: [], reactivated: [], updated: [], unchanged: [], invited: [] };
     if (invite) {
@@ -137,3 +137,13 @@ function safeBack(req: Request, address: string): string {
   return back.startsWith(`${base}?`) || back.startsWith(`${base}/`) || back === base ? back : base;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** An uploaded CSV file's text (a byte order mark dropped); one that is not UTF-8 is refused, not stored with U+FFFD. */
+function csvText(bytes: Buffer): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw new InvalidInput('The CSV file is not UTF-8 text. Save it as UTF-8 (in a spreadsheet, "CSV UTF-8") and send it again.', 'bad_csv');
+  }
+}
