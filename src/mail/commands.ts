@@ -74,6 +74,9 @@ function moderationIn(line: string): ModerationCommand | null {
   const m = MODERATION_LINE.exec(line);
   if (!m) return null;
   const action = m[1].toLowerCase() as ModerationCommand['action'];
+  // Only "reject" takes words after it. "Approve? not sure" or "approve not" is no decision (the
+  // moderator is told how to write one), where a word followed by anything used to approve.
+  if (action !== 'reject' && m[2].trim() !== '') return null;
   const reason = action === 'reject' ? m[2].trim().slice(0, 500) || null : null;
   return { action, reason };
 }
