@@ -25,6 +25,7 @@ import { LOOPBACK_SPF, stubResolvers, type StubRecords } from './helpers/stub-dn
 const records = new Map<string, StubRecords>([
   ['strict.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] }],
   ['_dmarc.strict.example', { txt: ['v=DMARC1; p=reject'] }],
+  ['weak.example', { txt: ['v=spf1 -all'] }],
 ]);
 
 let db: TestDatabase;
@@ -292,6 +293,41 @@ describe('moderation by mail', () => {
     expect(await heldState(messageId)).toMatchObject({ state: 'approved', decided_by: `mail:${moderator}` });
     expect(copiesOf(messageId).map((m) => m.to).sort()).toEqual(MEMBERS);
     expect((await mailTo(moderator, 22)).some((m) => /^Held post approved on /.test(m.parsed.subject))).toBe(true);
+  });
+
+  it('does not act on a reply whose From is not proven, unless the list trusts From as it is; a DNS failure asks for a retry', async () => {
+    const { list, replyTo, messageId, moderator } = await heldPost();
+    // Moderators whose addresses this server cannot send for: a domain whose DMARC says p=reject,
+    // and one whose SPF passes no server and which signs nothing.
+    for (const m of ['boss@strict.example', 'mod@weak.example']) await addListRole(db.pool, list.id, m, 'moderator');
+    await send(replyTo, 'boss@strict.example', { subject: 'approve' });
+    await send(replyTo, 'mod@weak.example', { subject: 'approve' });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'held', decided_by: null });
+    const kept = await db.pool.query<{ reason: string }>(`select reason from ingest_errors where recipients[1] = $1 order by id`, [replyTo]);
+    expect(kept.rows.map((r) => r.reason)).toEqual([
+      'moderation by mail from boss@strict.example: From strict.example fails DMARC (p=reject); not acted on',
+      'moderation by mail from mod@weak.example: neither SPF nor DKIM passes for weak.example; not acted on',
+    ]);
+    expect(relay.to('boss@strict.example')).toHaveLength(0);
+    // DNS that fails for now: 451, and the moderator's server tries again later.
+    const failing = async () => {
+      throw Object.assign(new Error('SERVFAIL'), { code: 'ESERVFAIL' });
+    };
+    setResolvers({ ...stubResolvers(records, { defaultSpf: LOOPBACK_SPF }), txt: failing, resolve: failing });
+    try {
+      const res = await sendRaw(smtp.port, { from: moderator, to: [replyTo] }, message({ from: moderator, to: replyTo, subject: 'approve' }));
+      expect(res.ok).toBe(false);
+      expect(res.response).toMatch(/^451 4\.7\.0 the sender of this reply could not be authenticated for now/);
+    } finally {
+      setResolvers(stubResolvers(records, { defaultSpf: LOOPBACK_SPF }));
+    }
+    expect(await heldState(messageId)).toMatchObject({ state: 'held' });
+    // A list that trusts From as it is (auth_policy=accept, as for posts) takes the moderator's word.
+    await db.pool.query(`update lists set auth_policy = 'accept' where id = $1`, [list.id]);
+    await send(replyTo, 'mod@weak.example', { subject: 'approve' });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'approved', decided_by: 'mail:mod@weak.example' });
   });
 
   it('rejects with the reason given, and the sender is told it', async () => {

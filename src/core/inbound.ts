@@ -12,6 +12,7 @@ import type { Peer, PostChecks } from '../mail/post-checks.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './post.ts';
 import { checkPost } from './post-checks.ts';
+import { authenticatePost } from './post-authentication.ts';
 import { moderateByMail } from './moderation-mail.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
@@ -130,7 +131,8 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // moderator clearing a flood, or anyone writing 20 commands in the moderator's name, silenced
   // the moderator's own decisions for an hour.
   if (rcpt.role === 'confirm' && MODERATION_TOKEN.test(rcpt.token ?? '')) {
-    const notActed = await moderateByMail(pool, list, rcpt.token!, sender, parsed, settings, log);
+    const notActed = await moderateByMail(pool, list, rcpt.token!, sender, parsed, settings, log,
+      () => authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings));
     if (notActed) await keep(pool, settings, rcpt, msg, parsed, notActed);
     return;
   }

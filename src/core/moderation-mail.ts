@@ -3,8 +3,11 @@
  * LIST-confirm+mod-TOKEN@, the token of one held post: held-notices.ts) with `approve`,
  * `reject REASON` or `discard`. Two things must hold, or nothing happens: the token names a post
  * held on this list (128 random bits, stored hashed, dead once the post is decided), and the
- * reply's From is an owner or moderator of the list. The decision goes through moderate(), with
- * its audit entry (actor `mail:ADDRESS`), and the moderator is told the outcome by mail.
+ * reply's From is an owner or moderator of the list. And unless the list trusts From as it is
+ * (auth_policy=accept), that From must be proven as a member's post must: SPF or DKIM passing for
+ * its domain, no DMARC failure; a token passed on (a forwarded notice) is then of no use to
+ * whoever forges a moderator's address. The decision goes through moderate(), with its audit
+ * entry (actor `mail:ADDRESS`), and the moderator is told the outcome by mail.
  */
 
 import type pg from 'pg';
@@ -13,10 +16,13 @@ import { hashToken } from '../auth/credentials.ts';
 import { heldByMailToken } from '../db/held.ts';
 import { roleOnList } from '../db/list-admin.ts';
 import type { ListRow } from '../db/lists.ts';
-import { AppError } from '../errors.ts';
+import { AppError, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { findModerationCommand } from '../mail/commands.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
+import type { AuthChecks } from '../mail/post-checks.ts';
+import { splitAddress } from '../mail/address.ts';
+import { sameDomain } from './moderation-rules.ts';
 import { heldPostUrl } from './held-notices.ts';
 import { moderate } from './hold.ts';
 import { sendNotice } from './notices.ts';
@@ -31,7 +37,7 @@ const DONE = { approve: 'approved', reject: 'rejected', discard: 'discarded' } a
  * its From may be forged, and the caller keeps it with that reason.
  */
 export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string, sender: string, parsed: ParsedMessage,
-  settings: Pick<CoreSettings, 'retention' | 'publicUrl'>, log: Logger): Promise<string | null> {
+  settings: Pick<CoreSettings, 'retention' | 'publicUrl'>, log: Logger, authenticate: () => Promise<AuthChecks>): Promise<string | null> {
   const held = await heldByMailToken(pool, list.id, hashToken(token));
   if (!held) {
     log.warn({ list: list.address, sender }, 'moderation by mail with an unknown token: not acted on');
@@ -41,6 +47,17 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
   if (!role) {
     log.warn({ list: list.address, sender, heldId: held.id }, 'moderation by mail from an address that does not moderate the list: not acted on');
     return `moderation by mail from ${sender}, who is not an owner or moderator of the list: not acted on`;
+  }
+  if (list.auth_policy !== 'accept') {
+    const unproven = unprovenFrom(await authenticate(), sender);
+    if (unproven === 'temperror') {
+      // DNS did not answer for now: the moderator's server tries again later.
+      throw new TemporaryFailure('4.7.0 the sender of this reply could not be authenticated for now (a DNS lookup failed); try again later', 'auth_temperror');
+    }
+    if (unproven) {
+      log.warn({ list: list.address, sender, heldId: held.id, why: unproven }, 'moderation by mail whose From is not proven: not acted on');
+      return `moderation by mail from ${sender}: ${unproven}; not acted on`;
+    }
   }
   const what = `#${held.id} "${oneLine(held.subject) || '(no subject)'}" from ${oneLine(held.from_email) || 'an unknown sender'}`;
   const answer = (subject: string, lines: string[], db: Queryable = pool) => sendNotice(db, {
@@ -69,4 +86,17 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
     await answer(`Could not ${command.action} the held post on ${list.address}`, [`The held post ${what} was not ${DONE[command.action]}: ${err.message}.`]);
   }
   return null;
+}
+
+/**
+ * Why a reply's From is not proven by its authentication, as for a member's post
+ * (moderation-rules.ts, rule 'authentication'): 'temperror' when a lookup failed for now; null
+ * when SPF or DKIM passed for From's own domain and DMARC does not say it is forged.
+ */
+function unprovenFrom(a: AuthChecks, sender: string): string | null {
+  const from = a.fromDomain ?? '(no domain)';
+  if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${from} fails DMARC (p=${a.dmarcPolicy})`;
+  if (a.aligned && sameDomain(a.fromDomain, splitAddress(sender)?.domain ?? null)) return null;
+  if ([a.spf, a.dkim, a.dmarc].includes('temperror')) return 'temperror';
+  return `neither SPF nor DKIM passes for ${from}`;
 }

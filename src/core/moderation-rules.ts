@@ -126,7 +126,8 @@ function authFailure(f: PostFacts): string | null {
   return null;
 }
 
-function sameDomain(a: string | null, b: string | null): boolean {
+/** Whether two domains are the same, in any case and whether written in Unicode or as xn-- labels. */
+export function sameDomain(a: string | null, b: string | null): boolean {
   if (!a || !b) return false;
   const ascii = (d: string) => domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
   return ascii(a) === ascii(b);
