@@ -414,6 +414,30 @@ describe('hostile and malformed requests', () => {
   });
 });
 
+describe('deep bodies', () => {
+  const nest = (depth: number, inner: unknown = []): unknown => (depth === 0 ? inner : [nest(depth - 1, inner)]);
+
+  it('refuses JSON nested 5,000 deep with 400 too_deep, and names a bad entry by position and type', async () => {
+    const body = `{"members":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    const deep = await api('POST', '/lists/mod/members', { body, headers: { 'content-type': 'application/json' } });
+    expect(deep.status).toBe(400);
+    expect(deep.body).toEqual({ error: 'too_deep', detail: 'This request body nests more than 32 levels deep.' });
+    // A NUL below the five levels the walk used to stop at is refused too.
+    const nul = await api('POST', '/lists/mod/members', { json: { members: [nest(10, ['x\u0000@example.net'])] } });
+    expect(nul.status).toBe(400);
+    expect(nul.body.error).toBe('bad_request');
+    const within = await api('POST', '/lists/mod/members', { json: { members: [nest(20), 7, null, { name: 'No Address' }] } });
+    expect(within.status).toBe(200);
+    const shape = 'an entry is "EMAIL", "Name <EMAIL>" or {"email": ..., "name": ..., "mode": ...}';
+    expect(within.body).toEqual([
+      { input: 'entry 1 (an array)', result: 'invalid', error: shape },
+      { input: 'entry 2 (a number)', result: 'invalid', error: shape },
+      { input: 'entry 3 (null)', result: 'invalid', error: shape },
+      { input: 'entry 4 (an object)', result: 'invalid', error: '"email" is missing or not a string' },
+    ]);
+  });
+});
+
 describe('rate limits', () => {
   it('limits each token to API_RATE_LIMIT requests a minute (429 with Retry-After), other tokens unaffected', async () => {
     const limited = await startWeb(db, { API_RATE_LIMIT: '3' });

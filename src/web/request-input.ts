@@ -1,8 +1,8 @@
 /*
  * Where the web checks what a visitor typed, before any route sees it: a request whose path or
  * query string is not well-formed percent-encoded UTF-8, or carries a NUL (which PostgreSQL text
- * cannot hold), is refused with 400; so is a form field with a NUL. Handlers can then pass
- * strings to queries without each checking them again.
+ * cannot hold), is refused with 400; so is a body field with a NUL, or a body nested deeper than
+ * any of ours. Handlers can then pass strings to queries, and walk bodies, without checking again.
  *
  * Behind it, refusedByDatabase() is the net for what gets through anyway: PostgreSQL's data
  * exceptions (SQLSTATE class 22: a value out of range, a bad date) and program limits (class 54:
@@ -41,18 +41,29 @@ function urlProblem(url: string): string | null {
   return null;
 }
 
-/** Any string in a parsed form body (strings, arrays of them, nested objects) that holds a NUL. */
-export function bodyHasNul(body: unknown, depth = 0): boolean {
-  if (typeof body === 'string') return body.includes(NUL);
-  if (depth > 5 || body === null || typeof body !== 'object' || Buffer.isBuffer(body)) return false;
-  for (const [k, v] of Object.entries(body)) if (k.includes(NUL) || bodyHasNul(v, depth + 1)) return true;
-  return false;
+/** How deep a body may nest: ours nest two or three levels; deeper is only ever an attack. */
+export const BODY_MAX_DEPTH = 32;
+
+/**
+ * What is wrong with a parsed body, walked whole: a string or name holding a NUL, or nesting
+ * deeper than BODY_MAX_DEPTH (code that walks a value, JSON.stringify among it, would overflow
+ * the stack on 5,000 levels). Stopping at the limit keeps this walk itself shallow.
+ */
+export function bodyProblem(body: unknown, depth = 0): 'nul' | 'deep' | null {
+  if (typeof body === 'string') return body.includes(NUL) ? 'nul' : null;
+  if (body === null || typeof body !== 'object' || Buffer.isBuffer(body)) return null;
+  if (depth >= BODY_MAX_DEPTH) return 'deep';
+  for (const [k, v] of Object.entries(body)) {
+    const problem = k.includes(NUL) ? 'nul' : bodyProblem(v, depth + 1);
+    if (problem) return problem;
+  }
+  return null;
 }
 
-function refuse(req: Request, reason: string, detail: string): InvalidInput {
+function refuse(req: Request, reason: string, detail: string, code = 'bad_request'): InvalidInput {
   webRefusals.inc({ reason });
   log.warn({ url: req.originalUrl.slice(0, 300), method: req.method, ip: req.ip, reason }, 'web request refused');
-  return new InvalidInput(detail, 'bad_request');
+  return new InvalidInput(detail, code);
 }
 
 /** Refuses a path or query string that is not clean UTF-8, or that carries a NUL. */
@@ -85,9 +96,11 @@ export function verifyUtf8Body(req: Request, _res: Response, buf: Buffer) {
   }
 }
 
-/** Refuses a form whose fields carry a NUL; runs after the body parsers. */
+/** Refuses a form or JSON body with a NUL in a field, or nested too deep; runs after the body parsers. */
 export function checkBody(req: Request, _res: Response, next: NextFunction) {
-  if (!bodyHasNul(req.body)) return next();
+  const problem = bodyProblem(req.body);
+  if (!problem) return next();
+  if (problem === 'deep') return next(refuse(req, 'too_deep', `This request body nests more than ${BODY_MAX_DEPTH} levels deep.`, 'too_deep'));
   next(refuse(req, 'bad_form', 'This form holds a NUL character (%00), which no field may contain.'));
 }
 

@@ -106,20 +106,25 @@ function memberEmail(value: string): string {
   return email;
 }
 
-/** One entry of an add: "EMAIL", "Name <EMAIL>" or {email, name?, mode?}; refused ones say why. */
-function entry(v: unknown): { input: string; entry: MemberEntry } | { input: string; error: string } {
+/**
+ * One entry of an add (the `i`th, from 0): "EMAIL", "Name <EMAIL>" or {email, name?, mode?};
+ * refused ones say why. An entry without an address is named by position and type, never by
+ * serialising what was sent (a request chooses its size and depth).
+ */
+function entry(v: unknown, i: number): { input: string; entry: MemberEntry } | { input: string; error: string } {
   if (typeof v === 'string') {
     const m = parseMailbox(v.slice(0, 1000));
     return m.email ? { input: v, entry: { email: m.email, name: m.name } } : { input: v, error: `"${v.slice(0, 100)}" is not an e-mail address` };
   }
   if (v && typeof v === 'object' && !Array.isArray(v)) {
     const o = v as Record<string, unknown>;
-    const input = typeof o.email === 'string' ? o.email : JSON.stringify(v).slice(0, 200);
-    const email = typeof o.email === 'string' ? normalizeEmail(o.email) : null;
+    if (typeof o.email !== 'string') return { input: `entry ${i + 1} (an object)`, error: '"email" is missing or not a string' };
+    const input = o.email;
+    const email = normalizeEmail(input);
     if (!email) return { input, error: `"${input.slice(0, 100)}" is not an e-mail address` };
     if (o.name !== undefined && o.name !== null && typeof o.name !== 'string') return { input, error: '"name" must be a string' };
     if (o.mode !== undefined && o.mode !== null && !(typeof o.mode === 'string' && isOneOf(o.mode, DELIVERY_MODES))) return { input, error: `"mode" must be one of ${DELIVERY_MODES.join(', ')}` };
     return { input, entry: { email, name: typeof o.name === 'string' ? o.name.trim().slice(0, 200) || null : null, mode: (o.mode as DeliveryMode | undefined) ?? null } };
   }
-  return { input: JSON.stringify(v ?? null).slice(0, 200), error: 'an entry is "EMAIL", "Name <EMAIL>" or {"email": ..., "name": ..., "mode": ...}' };
+  return { input: `entry ${i + 1} (${Array.isArray(v) ? 'an array' : v === null ? 'null' : `a ${typeof v}`})`, error: 'an entry is "EMAIL", "Name <EMAIL>" or {"email": ..., "name": ..., "mode": ...}' };
 }
