@@ -438,6 +438,26 @@ describe('deep bodies', () => {
   });
 });
 
+describe('undecodable bodies', () => {
+  it('answers a body that does not decompress 400, and an unknown Content-Encoding 415, in the API and the panel', async () => {
+    for (const encoding of ['gzip', 'deflate', 'br']) {
+      const r = await api('PATCH', '/lists/mod', { body: '{"subject_prefix":"x"}', headers: { 'content-type': 'application/json', 'content-encoding': encoding } });
+      expect(r.status, encoding).toBe(400);
+      expect(r.body).toEqual({ error: 'bad_request', detail: 'The request body could not be read: it was cut short, or does not decompress as its Content-Encoding says.' });
+    }
+    const foo = await api('PATCH', '/lists/mod', { body: '{"subject_prefix":"x"}', headers: { 'content-type': 'application/json', 'content-encoding': 'foo' } });
+    expect(foo.status).toBe(415);
+    expect(foo.body).toEqual({ error: 'unsupported_encoding', detail: 'The request body\'s Content-Encoding is not supported: send it as gzip, deflate, br or uncompressed.' });
+    expect((await db.pool.query(`select subject_prefix from lists where address = 'mod@lists.example.org'`)).rows[0].subject_prefix).not.toBe('x');
+    // The panel's forms are read by the same parsers: the same refusals, as pages.
+    for (const [encoding, status] of [['gzip', 400], ['foo', 415]] as const) {
+      const page = await fetch(`${web.url}/login`, { method: 'POST', body: 'email=a%40example.org', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': encoding } });
+      expect(page.status, encoding).toBe(status);
+      expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    }
+  });
+});
+
 describe('rate limits', () => {
   it('limits each token to API_RATE_LIMIT requests a minute (429 with Retry-After), other tokens unaffected', async () => {
     const limited = await startWeb(db, { API_RATE_LIMIT: '3' });
