@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
+import { removeRole } from '../src/core/lists.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
@@ -197,5 +198,23 @@ describe('CSRF', () => {
     expect(r.headers.get('content-security-policy')).toMatch(/default-src 'self'/);
     expect(r.headers.get('content-security-policy')).toMatch(/frame-ancestors 'none'/);
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+  });
+});
+
+describe('owners', () => {
+  it('two owners removing each other at once: one succeeds, the other is refused as the last owner, and one owner remains', async () => {
+    for (let round = 0; round < 10; round++) {
+      const list = await createList(db.pool, { address: `race${round}@lists.example.org`, name: 'Race', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['a@example.org', 'b@example.org'] });
+      // Each removal runs in its own transaction on its own pool connection.
+      const results = await Promise.allSettled([
+        removeRole(db.pool, list, 'b@example.org', 'owner', { actor: 'a@example.org' }),
+        removeRole(db.pool, list, 'a@example.org', 'owner', { actor: 'b@example.org' }),
+      ]);
+      expect(results.filter((r) => r.status === 'fulfilled').map((r) => r.value), `round ${round}`).toEqual([true]);
+      const refused = results.find((r) => r.status === 'rejected');
+      expect((refused?.reason as { code?: string } | undefined)?.code, `round ${round}`).toBe('last_owner');
+      const { rows } = await db.pool.query(`select email from list_roles where list_id = $1 and role = 'owner'`, [list.id]);
+      expect(rows, `round ${round}`).toHaveLength(1);
+    }
   });
 });

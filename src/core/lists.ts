@@ -6,7 +6,7 @@
 
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
-import { addListRole, countOwners, deleteListIn, deletionImpact, removeListRole, updateCoreSettings, type CoreSettings, type DeletionImpact, type ListRole } from '../db/list-admin.ts';
+import { addListRole, countOwners, deleteListIn, deletionImpact, lockListRoles, removeListRole, updateCoreSettings, type CoreSettings, type DeletionImpact, type ListRole } from '../db/list-admin.ts';
 import { createList as insertList, updateDeliverySettings, type DeliverySettings, type ListRow, type NewList } from '../db/lists.ts';
 import { withTransaction } from '../db/pool.ts';
 import { Conflict, InvalidInput } from '../errors.ts';
@@ -56,6 +56,8 @@ export async function addRole(pool: pg.Pool, list: ListRow, email: string, role:
  */
 export async function removeRole(pool: pg.Pool, list: ListRow, email: string, role: ListRole, opts: { actor: string; mayRemoveLastOwner?: boolean }): Promise<boolean> {
   return withTransaction(pool, async (tx) => {
+    // Two owners removing each other would both count two and leave none: count under the lock.
+    if (role === 'owner') await lockListRoles(tx, list.id);
     if (role === 'owner' && !opts.mayRemoveLastOwner && (await countOwners(tx, list.id)) <= 1) {
       throw new Conflict('A list keeps at least one owner: add another owner first.', 'last_owner');
     }

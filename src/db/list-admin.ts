@@ -59,6 +59,14 @@ export async function removeListRole(db: Queryable, listId: number, email: strin
   return (rowCount ?? 0) > 0;
 }
 
+/**
+ * Locks the list's row until the transaction ends, so that changes to its roles made under it
+ * take turns. NO KEY UPDATE: posts and members referencing the list are not held up.
+ */
+export async function lockListRoles(db: Queryable, listId: number): Promise<void> {
+  await db.query(`select 1 from lists where id = $1 for no key update`, [listId]);
+}
+
 export async function countOwners(db: Queryable, listId: number): Promise<number> {
   const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from list_roles where list_id = $1 and role = 'owner'`, [listId]);
   return rows[0].n;
