@@ -280,7 +280,7 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     fs.writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 'a'));
     const tooBig = await cli(['list', 'set', 'settable', `footer=@${big}`], env);
     expect(tooBig.code).not.toBe(0);
-    expect(tooBig.stderr).toContain(`${big} is 1048577 bytes: a setting's file may hold at most 1048576`);
+    expect(tooBig.stderr).toContain(`${big} holds more than 1048576 bytes: a setting's file may hold at most 1048576`);
     const binary = `${footerFile}.bin`;
     fs.writeFileSync(binary, Buffer.from([0x66, 0x6f, 0xff, 0xfe, 0x6f]));
     const notText = await cli(['list', 'set', 'settable', `footer=@${binary}`], env);
@@ -292,6 +292,31 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(rows).toHaveLength(2);
     expect(rows[0].detail).toMatchObject({ subject_prefix: '[settable]', post_policy: 'moderated' });
     expect(rows[1].detail).toMatchObject({ max_message_size: 2048 });
+  });
+
+  it('reads VALUE @FILE from a FIFO no further than 1 MB, refuses a directory, and drops a final CRLF', async () => {
+    const fs = await import('node:fs');
+    const { spawn, execFileSync } = await import('node:child_process');
+    const dir = fs.mkdtempSync(`${os.tmpdir()}/lk-value-`);
+    await cli(['list', 'create', 'fileread', '--owner', 'o@example.org'], env);
+    // A FIFO has no size to check first: 2 MB written into one must be refused, not read whole.
+    const fifo = `${dir}/fifo`;
+    execFileSync('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', `head -c 2000000 /dev/zero | tr '\\0' a > ${fifo}`], { stdio: 'ignore' });
+    try {
+      const r = await cli(['list', 'set', 'fileread', `footer=@${fifo}`], env);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`${fifo} holds more than 1048576 bytes: a setting's file may hold at most 1048576`);
+    } finally {
+      writer.kill();
+    }
+    const folder = await cli(['list', 'set', 'fileread', `footer=@${dir}`], env);
+    expect(folder.code).not.toBe(0);
+    expect(folder.stderr).toContain(`cannot read ${dir}: EISDIR`);
+    fs.writeFileSync(`${dir}/prefix.txt`, '[x]\r\n');
+    expect((await cli(['list', 'set', 'fileread', `subject_prefix=@${dir}/prefix.txt`], env)).code).toBe(0);
+    expect((await findList(db.pool, 'fileread@lists.example.org')).subject_prefix).toBe('[x]');
+    fs.rmSync(dir, { recursive: true });
   });
 
   it('takes a DKIM key with list set only when it parses as a signing key, and never echoes it', async () => {

@@ -129,19 +129,38 @@ export function registerListCommands(program: Command) {
 function readValueFile(file: string): string {
   let bytes: Buffer;
   try {
-    // A setting is a key, a template or a footer: a megabyte is far past any, and a mistaken
-    // path (a log, a disk image) is refused before it is read.
-    const size = fs.statSync(file).size;
-    if (size > VALUE_FILE_MAX) throw new InvalidInput(`${file} is ${size} bytes: a setting's file may hold at most ${VALUE_FILE_MAX}`);
-    bytes = fs.readFileSync(file);
+    bytes = readAtMost(file, VALUE_FILE_MAX + 1);
   } catch (err) {
-    if (err instanceof InvalidInput) throw err;
     throw new InvalidInput(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  // A setting is a key, a template or a footer: a megabyte is far past any, and a mistaken path
+  // (a log, a disk image, /dev/zero) is refused after reading no more than that.
+  if (bytes.length > VALUE_FILE_MAX) throw new InvalidInput(`${file} holds more than ${VALUE_FILE_MAX} bytes: a setting's file may hold at most ${VALUE_FILE_MAX}`);
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/\n$/, '');
+    // One final line end, as editors write it, LF or CRLF.
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/\r?\n$/, '');
   } catch {
     throw new InvalidInput(`${file} is not UTF-8 text`);
+  }
+}
+
+/**
+ * At most `limit` bytes of a file of any kind. Not by its size: a FIFO, /dev/stdin, a device or a
+ * /proc file says 0 and can hold any amount. A directory fails to read (EISDIR).
+ */
+function readAtMost(file: string, limit: number): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(limit);
+    let got = 0;
+    while (got < limit) {
+      const n = fs.readSync(fd, buf, got, limit - got, null);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
