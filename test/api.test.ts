@@ -224,6 +224,19 @@ describe('lists', () => {
     expect(missing.body).toEqual({ error: 'no_such_list', detail: 'no list api-dev' });
   });
 
+  it('refuses 60,000 unknown settings in one short answer: the first 20, a count of the rest, the valid names once', async () => {
+    const json = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, 1]));
+    const r = await api('PATCH', '/lists/mod', { json });
+    expect(r.status).toBe(400);
+    const problems = r.body.detail.split('; ');
+    expect(problems.slice(0, 2)).toEqual(['k0: no such setting', 'k1: no such setting']);
+    expect(problems[19]).toBe('k19: no such setting');
+    expect(problems[20]).toBe('… and 59980 more');
+    expect(problems[21]).toMatch(/^settings: name, description, .*subject_prefix/);
+    expect(problems).toHaveLength(22);
+    expect(r.body.detail.match(/subject_prefix/g)).toHaveLength(1);
+  });
+
   it('pages through lists by address with limit and cursor, following next', async () => {
     for (const name of ['page-a', 'page-b', 'page-c']) await createList(db.pool, { address: `${name}@lists.example.org`, name, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
     const all: string[] = [];
