@@ -398,6 +398,12 @@ describe('sender rules, hidden messages, queue, audit', () => {
     }
     const { rows } = await db.pool.query(`select id from audit_log order by id desc`);
     expect(seen.map((e) => e.id)).toEqual(rows.map((r) => r.id));
+    // A cursor is an id in decimal digits, nothing else Number() would read.
+    for (const odd of ['0x10', ' ', '1e3', '-1']) {
+      const r = await api('GET', `/audit?cursor=${Buffer.from(JSON.stringify(odd)).toString('base64url')}`, { token: tokens.read });
+      expect(r.status, odd).toBe(400);
+      expect(r.body.error, odd).toBe('invalid_cursor');
+    }
     const oneList = await api('GET', '/audit?list=mod&action=sender.', { token: tokens.read });
     expect(oneList.body.items.map((e: { action: string; actor: string }) => `${e.action} ${e.actor.replace(/#\d+$/, '')}`)).toEqual(['sender.remove api:mod-bot', 'sender.allow api:mod-bot', 'sender.ban api:ops-script', 'sender.ban api:mod-bot']);
   });
