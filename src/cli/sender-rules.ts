@@ -26,7 +26,7 @@ export function registerSenderRuleCommands(program: Command) {
         if (o.days !== undefined && action !== 'allow' && action !== 'ban') throw new InvalidInput('--days goes with allow or ban');
         if (o.days !== undefined && !/^[1-9]\d{0,4}$/.test(o.days)) throw new InvalidInput(`--days must be a whole number of days from 1 (got "${o.days}")`);
         const { findList } = await import('../db/lists.ts');
-        const { addSenderRule, listSenderRules, removeSenderRule } = await import('../core/sender-rules.ts');
+        const { addSenderRule, listSenderRules, removeSenderRule, senderKey } = await import('../core/sender-rules.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         if (!action) {
           const rules = (await listSenderRules(db.pool, list.id)).map((r) => ({ pattern: r.email, kind: r.kind, expires_at: r.expires_at, created_by: r.created_by, created_at: r.created_at }));
@@ -36,7 +36,7 @@ export function registerSenderRuleCommands(program: Command) {
         }
         if (action === 'remove') {
           const removed = await removeSenderRule(db.pool, list, pattern!, { actor: cliActor() });
-          const key = pattern!.trim().toLowerCase();
+          const key = senderKey(pattern!);
           if (o.json) return printJson({ pattern: key, removed });
           return void process.stdout.write(removed ? `${key}: rule removed\n` : `${key}: there was no rule: nothing changed\n`);
         }

@@ -27,7 +27,7 @@ export async function removeSenderRule(pool: pg.Pool, list: ListRow, email: stri
   const key = senderKey(email);
   return withTransaction(pool, async (tx) => {
     const removed = await deleteSenderRule(tx, list.id, key);
-    if (removed) await recordAudit(tx, { actor: opts.actor, action: 'sender.remove', list, target: email });
+    if (removed) await recordAudit(tx, { actor: opts.actor, action: 'sender.remove', list, target: key });
     return removed;
   });
 }
