@@ -119,6 +119,17 @@ describe('config_list assignments', () => {
     expect(out.map((a) => [a.name, a.line]).filter((_, i) => [0, 2, 3, 4, out.length - 1].includes(i))).toEqual([['k0', 1], ['k2', 3], ['multi', 6], ['k3', 9], ['k4999', 5005]]);
     expect(() => parseAssignments(`${lines.join('\n')}\nbad = nope\n`)).toThrow(/^line 5006: /);
   });
+
+  it('keep \\u and other unknown escapes as text in byte strings, as Python 2 does, and decode them in u strings', () => {
+    const [info, uni] = parseAssignments('info = """Start with \\documentclass and \\usepackage{hyperref}, \\u00e9."""\nu = u\'caf\\u00e9 \\U0001F41D\'\n');
+    expect(info.value).toBe('Start with \\documentclass and \\usepackage{hyperref}, \\u00e9.');
+    expect(uni.value).toBe('café 🐝');
+  });
+
+  it('read \\x escapes in byte strings as bytes: UTF-8 when they are, else Latin-1; in u strings as code points', () => {
+    const out = parseAssignments("a = 'Caf\\xc3\\xa9 \\xe2\\x82\\xac'\nb = 'caf\\xe9'\nc = u'caf\\xe9'\n");
+    expect(out.map((x) => x.value)).toEqual(['Café €', 'café', 'café']);
+  });
 });
 
 describe('what a Mailman list sets and the import cannot keep', () => {
@@ -142,6 +153,65 @@ describe('what a Mailman list sets and the import cannot keep', () => {
       expect(plan.unmapped).toContainEqual(expect.objectContaining({ setting: 'subject_prefix', note: 'the post number (%d) is not filled in' }));
     }
     expect(mm3({ subject_prefix: '[x] ' }).unmapped.filter((u) => u.setting === 'subject_prefix')).toEqual([]);
+  });
+
+  it('reads "constructor" or "toString" as the unknown values they are, not as Object\'s own properties', () => {
+    const plan = mm3({ reply_goes_to_list: 'constructor', subscription_policy: 'toString', archive_policy: '__proto__', member_roster_visibility: 'hasOwnProperty' });
+    for (const name of ['reply_to', 'subscribe_policy', 'archive', 'roster_visibility']) expect(setting(plan, name)).toBeUndefined();
+    expect(plan.unmapped.filter((u) => u.note === 'unknown value').map((u) => `${u.setting} = ${u.value}`)).toEqual([
+      'reply_goes_to_list = constructor', 'subscription_policy = toString', 'archive_policy = __proto__', 'member_roster_visibility = hasOwnProperty',
+    ]);
+  });
+
+  it('reports a member whose delivery_mode is unknown, naming member and value, and imports the others', () => {
+    const plan = readMailmanFiles([
+      { name: 'x.json', text: JSON.stringify({ list_name: 'x', mail_host: 'lists.example.org' }) },
+      { name: 'members.json', text: JSON.stringify({ entries: [
+        { email: 'ann@example.com', role: 'member', delivery_mode: 'toString' },
+        { email: 'ben@example.com', role: 'member', delivery_mode: 'mime_digests' },
+        { email: 'cy@example.com', role: 'member' },
+      ] }) },
+    ]);
+    expect(plan.members.map((m) => `${m.email} ${m.mode} ${m.digestFormat}`)).toEqual(['ben@example.com digest mime', 'cy@example.com each null']);
+    expect(plan.problems.map((p) => p.error)).toEqual([
+      'members.json: entry 1 (ann@example.com): unknown delivery_mode "toString" (regular, plaintext_digests, mime_digests or summary_digests)',
+    ]);
+  });
+});
+
+describe('large and hostile import files', () => {
+  const config = fs.readFileSync(path.join(import.meta.dirname, 'fixtures/mailman/mm2/bees.config'), 'utf8');
+
+  // Each of these took half a minute or more before (a regex that backtracked over blank lines, a
+  // search of the members read so far for every line): the test's time limit fails them.
+  it('tells a roster with 200,000 blank lines in it from a config_list file, as it does without them', () => {
+    const blanks = '\n'.repeat(200_000);
+    const plan = readMailmanFiles([{ name: 'bees.config', text: config }, { name: 'bees-regular.txt', text: `ann@example.com${blanks}ben@example.com\n` }]);
+    expect(plan.format).toBe('mailman2');
+    expect(plan.address).toBe('bees@lists.example.com');
+    expect(plan.members.map((m) => m.email)).toEqual(['ann@example.com', 'ben@example.com']);
+  });
+
+  it('reads a roster of 100,000 members, each once, with the mode of its last flag', () => {
+    const emails = Array.from({ length: 100_000 }, (_, i) => `m${i}@example.com`);
+    const plan = readMailmanFiles([
+      { name: 'bees.config', text: config },
+      { name: 'bees-regular.txt', text: `${emails.join('\n')}\n` },
+      { name: 'bees-digest.txt', text: `${emails.slice(0, 10).join('\n')}\n` },
+      { name: 'bees-nomail.txt', text: 'm5@example.com\nm99999@example.com\n' },
+    ]);
+    expect(plan.members).toHaveLength(100_000);
+    expect(plan.members.filter((m) => m.mode === 'digest')).toHaveLength(9);
+    expect(plan.members.filter((m) => m.mode === 'nomail').map((m) => m.email)).toEqual(['m5@example.com', 'm99999@example.com']);
+  });
+
+  it('refuses values nested past 100 levels, naming the file, instead of overflowing the stack', () => {
+    const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    expect(() => readMailmanFiles([{ name: 'deep.json', text: `{"list_name": "x", "mail_host": "e.org", "extra": ${deep(200_000)}}` }]))
+      .toThrow('deep.json: JSON nested more than 100 deep: not a Mailman 3 REST response');
+    expect(() => readMailmanFiles([{ name: 'deep.config', text: `${config}\nextra = ${deep(200_000)}\n` }]))
+      .toThrow(/^deep.config: not config_list output: line \d+: lists nested more than 100 deep$/);
+    expect(readMailmanFiles([{ name: 'ok.json', text: `{"list_name": "x", "mail_host": "e.org", "extra": ${deep(50)}, "s": "[[[["}` }]).address).toBe('x@e.org');
   });
 });
 

@@ -8,6 +8,8 @@ export type PyValue = string | number | boolean | null | PyValue[];
 
 export class PythonSyntaxError extends Error {}
 
+const MAX_DEPTH = 100;
+
 /** The assignments of a config_list file, in order; a line that is none is a PythonSyntaxError with its number. */
 export function parseAssignments(text: string): { name: string; value: PyValue; line: number }[] {
   const out: { name: string; value: PyValue; line: number }[] = [];
@@ -40,43 +42,57 @@ export function parseAssignments(text: string): { name: string; value: PyValue; 
   };
 
   const str = (): string => {
-    if (text[i] === 'u' || text[i] === 'U') i++;
+    // Python 2: only u'' strings know \u and \U, and their \xNN is a code point; in a byte string
+    // \xNN is a byte (config_list writes UTF-8 text as 'Caf\xc3\xa9') and "\u" is text.
+    const unicode = text[i] === 'u' || text[i] === 'U';
+    if (unicode) i++;
     const triple = text.startsWith('"""', i) || text.startsWith("'''", i);
     const quote = triple ? text.slice(i, i + 3) : text[i];
     i += quote.length;
     let s = '';
+    let bytes: number[] = [];
+    const flush = () => {
+      if (bytes.length === 0) return;
+      s += decodeBytes(Buffer.from(bytes));
+      bytes = [];
+    };
     for (;;) {
       if (i >= text.length) fail('a string that does not end');
       if (text.startsWith(quote, i)) {
         i += quote.length;
+        flush();
         return s;
       }
       const c = text[i++];
       if (c === '\n' && !triple) fail('a string that does not end on its line');
-      if (c !== '\\') {
-        s += c;
-        continue;
-      }
-      const e = text[i++];
+      const e = c === '\\' ? text[i++] : '';
       const hex = (n: number) => {
         const h = text.slice(i, i + n);
         if (!/^[0-9a-fA-F]+$/.test(h) || h.length !== n) fail('a bad escape in a string');
         i += n;
-        return String.fromCodePoint(parseInt(h, 16));
+        return parseInt(h, 16);
       };
-      if (e === 'n') s += '\n';
+      if (e === 'x' && !unicode) {
+        bytes.push(hex(2));
+        continue;
+      }
+      flush();
+      if (c !== '\\') s += c;
+      else if (e === 'n') s += '\n';
       else if (e === 't') s += '\t';
       else if (e === 'r') s += '\r';
-      else if (e === 'x') s += hex(2);
-      else if (e === 'u') s += hex(4);
-      else if (e === 'U') s += hex(8);
+      else if (e === 'x') s += String.fromCodePoint(hex(2));
+      else if (e === 'u' && unicode) s += String.fromCodePoint(hex(4));
+      else if (e === 'U' && unicode) s += String.fromCodePoint(hex(8));
       else if (e === '\n') s += '';
       else if (e === '\\' || e === "'" || e === '"') s += e;
       else s += `\\${e}`;
     }
   };
 
-  const value = (): PyValue => {
+  const value = (depth = 0): PyValue => {
+    // config_list nests lists one deep: a deeper file is no config_list output (and would exhaust the stack).
+    if (depth > MAX_DEPTH) fail(`lists nested more than ${MAX_DEPTH} deep`);
     spaces();
     const c = text[i];
     if (c === '"' || c === "'" || ((c === 'u' || c === 'U') && (text[i + 1] === '"' || text[i + 1] === "'"))) return str();
@@ -90,7 +106,7 @@ export function parseAssignments(text: string): { name: string; value: PyValue; 
           i++;
           return items;
         }
-        items.push(value());
+        items.push(value(depth + 1));
         blank();
         if (text[i] === ',') i++;
         else if (text[i] !== close) fail(`"," or "${close}" in a list`);
@@ -116,5 +132,14 @@ export function parseAssignments(text: string): { name: string; value: PyValue; 
     spaces();
     if (i < text.length && text[i] !== '\n' && text[i] !== '#' && text[i] !== '\r') fail(`more after the value of ${name![0]}`);
     out.push({ name: name![0], value: v, line: lineAt(start) });
+  }
+}
+
+/** The bytes of a byte string's \x escapes: UTF-8 when they are, else Latin-1 (a character each). */
+function decodeBytes(b: Buffer): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(b);
+  } catch {
+    return b.toString('latin1');
   }
 }
