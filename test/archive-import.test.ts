@@ -81,6 +81,18 @@ describe('importing mbox files', () => {
     expect(rows[1].body).toContain('\nFrom now on we ship monthly.');
   });
 
+  it('keeps a pipermail "X at Y" From within the limits of an address: too long or with a control character, it is none', async () => {
+    const list = await newList(db.pool, 'pipermail-limits@lists.example.org');
+    const file = path.join(tmp, 'pipermail-limits.txt');
+    const entry = (id: string, local: string) =>
+      `From x at example.org  Thu Jan  1 10:00:00 2009\nFrom: ${local} at example.org (Someone)\nDate: Thu, 01 Jan 2009 10:00:00 +0000\nSubject: hi\nMessage-ID: <${id}>\n\nhello\n\n`;
+    fs.writeFileSync(file, entry('pm-long@example.org', 'a'.repeat(3000)) + entry('pm-ctl@example.org', 'ctl\x01x') + entry('pm-ok@example.org', 'Ok'));
+    const state = await importMbox(db, list, file);
+    expect(state).toMatchObject({ seen: 3, added: 3, broken: 0 });
+    const { rows } = await db.pool.query(`select message_id, from_email from messages where message_id like 'pm-%' and message_id not like 'pm-_@%' order by message_id`);
+    expect(rows.map((r) => [r.message_id, r.from_email])).toEqual([['pm-ctl@example.org', ''], ['pm-long@example.org', ''], ['pm-ok@example.org', 'ok@example.org']]);
+  });
+
   it('reads a HyperKitty export: a message without Message-ID gets its stable id, a broken one is reported and skipped', async () => {
     const list = await newList(db.pool, 'ops@lists.example.org');
     const file = path.join(tmp, 'ops.mbox');

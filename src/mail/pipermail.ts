@@ -1,4 +1,5 @@
 import type { ParsedMessage } from './parse.ts';
+import { bounded } from './parsed-message.ts';
 
 /**
  * Mailman 2's pipermail archives (the monthly .txt files) write addresses as
@@ -11,5 +12,8 @@ export function undoPipermailFrom(m: ParsedMessage): ParsedMessage {
   if (!from) return m;
   const match = /^\s*([^\s@()<>]+) at ([a-z0-9.-]+\.[a-z]{2,})\s*(?:\((.*)\))?\s*$/i.exec(from);
   if (!match) return m;
-  return { ...m, fromEmail: `${match[1]}@${match[2]}`.toLowerCase(), fromName: (match[3] ?? m.fromName).trim() };
+  // The parser bounded the From it saw; the address made here gets the same limits (a 3,000
+  // character one made the message's index row too big to store), or is no address.
+  const restored = bounded({ ...m, fromEmail: `${match[1]}@${match[2]}`.toLowerCase(), fromName: (match[3] ?? m.fromName).trim() });
+  return restored.fromEmail ? restored : m;
 }
