@@ -247,6 +247,23 @@ describe('importing mbox files', () => {
     expect(state).toMatchObject({ seen: 4, added: 3, broken: 1 });
   });
 
+  it('refuses a truncated or damaged gzip file, naming it, and leaves the run unfinished to resume', async () => {
+    const list = await newList(db.pool, 'badgz@lists.example.org');
+    const whole = zlib.gzipSync(fixture('pipermail-2009-January.txt'));
+    const truncated = path.join(tmp, 'truncated.txt.gz');
+    fs.writeFileSync(truncated, whole.subarray(0, 200));
+    const damaged = path.join(tmp, 'damaged.txt.gz');
+    fs.writeFileSync(damaged, Buffer.from(whole).fill(0xff, 40, 48));
+    for (const file of [truncated, damaged]) {
+      await expect(importMbox(db, list, file)).rejects.toThrow(`${file}: damaged or truncated gzip data`);
+      // Again: the same run (one row), not a crash or a second row.
+      await expect(importMbox(db, list, file)).rejects.toThrow(`${file}: damaged or truncated gzip data`);
+    }
+    const { rows } = await db.pool.query('select source, finished_at from archive_imports where list_id = $1 order by id', [list.id]);
+    expect(rows).toEqual([{ source: truncated, finished_at: null }, { source: damaged, finished_at: null }]);
+    expect(await count(db.pool, list.id)).toBe(0);
+  });
+
   it('refuses a file that is not an mbox, naming the problem', async () => {
     const list = await newList(db.pool, 'notmbox@lists.example.org');
     const file = path.join(tmp, 'message.eml');
@@ -292,6 +309,15 @@ describe('the import and export commands', () => {
     const missing = await cli(['import', 'cli', path.join(tmp, 'nope.mbox')], env);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain('no such file');
+  });
+
+  it('import of a truncated gzip file says so on one line and exits 1', async () => {
+    await newList(db.pool, 'cli-gz@lists.example.org');
+    const file = path.join(tmp, 'cli-truncated.txt.gz');
+    fs.writeFileSync(file, zlib.gzipSync(fixture('pipermail-2009-January.txt')).subarray(0, 200));
+    const run = await cli(['import', 'cli-gz', file], { DATABASE_URL: db.url });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`listkeeper: ${file}: damaged or truncated gzip data (unexpected end of file)\n`);
   });
 
   it('prints plain progress lines when not on a terminal and reports broken messages by position', async () => {

@@ -16,7 +16,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type pg from 'pg';
 import {
@@ -108,7 +108,9 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   };
 
   const fileStream = fs.createReadStream(source, { start: gzipped ? 0 : from.nextOffset, highWaterMark: 1 << 20 });
-  const stream: Readable = gzipped ? fileStream.pipe(zlib.createGunzip({ chunkSize: 1 << 20 })) : fileStream;
+  // pipeline, not pipe: the gunzip starts at once, and damaged data must not be an 'error' event
+  // nobody listens to yet (it ended the process); it reaches the loop below through the stream.
+  const stream: Readable = gzipped ? pipeline(fileStream, zlib.createGunzip({ chunkSize: 1 << 20 }), () => undefined) : fileStream;
   const writers: pg.PoolClient[] = [];
   const inflight = new Set<Promise<void>>();
   try {
@@ -176,6 +178,8 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   } catch (err) {
     await Promise.allSettled(inflight);
     if (err instanceof NotAnMbox) throw new InvalidInput(`${file}: ${err.message}`, 'not_mbox');
+    // The run stays unfinished with what was committed before the damage: the same file resumes there.
+    if (gzipped && isZlibError(err)) throw new InvalidInput(`${file}: damaged or truncated gzip data (${(err as Error).message})`, 'bad_gzip');
     if (isConnectionLoss(err)) {
       throw new TemporaryFailure(
         `the database connection was lost during the import (${(err as Error).message}); ` +
@@ -305,6 +309,11 @@ async function writeOneByOne(client: pg.PoolClient, runId: number, listId: numbe
     }
   }
   return inTransaction(client, () => record(client, runId, p, created, added, broken));
+}
+
+function isZlibError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('Z_');
 }
 
 /** Size, gzip or not, and a fingerprint (size and the hash of the first MiB) naming the file's content. */
