@@ -28,6 +28,39 @@ describe('mbox files', () => {
     expect([first.offset, first.end, second.offset, second.end]).toEqual([0, file.indexOf('From b@x'), file.indexOf('From b@x'), file.length]);
   });
 
+  it('reads messages of several MiB in small chunks exactly as in one piece', async () => {
+    const body = (n: number, eol: string) => Array.from({ length: n }, (_, i) => (i % 1000 === 0 ? `From here on ${i}` : `line ${i} ${'x'.repeat(40)}`)).join(eol);
+    for (const eol of ['\n', '\r\n']) {
+      const file = Buffer.from([
+        `From a@x Mon Jan  1 00:00:00 2024${eol}Subject: big${eol}${eol}${body(60_000, eol)}${eol}${eol}`,
+        `From b@x Mon Jan  1 00:01:00 2024${eol}Subject: small${eol}${eol}hi${eol}${eol}`,
+        `From c@x Mon Jan  1 00:02:00 2024${eol}Subject: last big${eol}${eol}${body(50_000, eol)}${eol}`,
+      ].join(''), 'latin1');
+      const whole = await read([file]);
+      expect(whole.map((m) => m.fromLine)).toEqual(['From a@x Mon Jan  1 00:00:00 2024', 'From b@x Mon Jan  1 00:01:00 2024', 'From c@x Mon Jan  1 00:02:00 2024']);
+      expect(whole[0].raw.length).toBeGreaterThan(2 << 20);
+      for (const size of [65_536, 1_000_003]) {
+        const chunks = Array.from({ length: Math.ceil(file.length / size) }, (_, k) => file.subarray(k * size, (k + 1) * size));
+        const got = await read(chunks);
+        expect(got.map((m) => [m.offset, m.end, m.fromLine, m.skipped]), `chunks of ${size}`).toEqual(whole.map((m) => [m.offset, m.end, m.fromLine, undefined]));
+        expect(got.every((m, k) => m.raw.equals(whole[k].raw)), `chunks of ${size}`).toBe(true);
+      }
+    }
+  });
+
+  it('passes over a message larger than the limit, reporting why, and reads on', async () => {
+    const big = `From b@x Mon Jan  1 00:01:00 2024\nSubject: big\n\n${'y'.repeat(100)}\n`.padEnd(5 << 20, 'z\n');
+    const file = `From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nhi\n\n${big}\n\nFrom c@x Mon Jan  1 00:02:00 2024\nSubject: three\n\nbye\n`;
+    const chunks = Array.from({ length: Math.ceil(file.length / 65_536) }, (_, k) => file.slice(k * 65_536, (k + 1) * 65_536));
+    const got = await read(chunks, { maxMessageBytes: 2 << 20 });
+    expect(got.map((m) => [m.fromLine, m.raw.toString(), m.skipped])).toEqual([
+      ['From a@x Mon Jan  1 00:00:00 2024', 'Subject: one\n\nhi\n', undefined],
+      ['From b@x Mon Jan  1 00:01:00 2024', '', 'larger than 2 MB (5 MB), the most a message may be'],
+      ['From c@x Mon Jan  1 00:02:00 2024', 'Subject: three\n\nbye\n', undefined],
+    ]);
+    expect(got[2].offset).toBe(file.indexOf('From c@x'));
+  });
+
   it('keeps body lines that start with From but are not From_ lines', async () => {
     const file = 'From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nFrom here on, we test.\n\nFrom the start it was clear.\n';
     const got = await read([file]);

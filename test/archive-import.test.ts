@@ -264,6 +264,19 @@ describe('importing mbox files', () => {
     expect(await count(db.pool, list.id)).toBe(0);
   });
 
+  it('skips a message past 64 MiB (a small gzip file expanding to it), reporting why, and imports the others', async () => {
+    const list = await newList(db.pool, 'bomb@lists.example.org');
+    const file = path.join(tmp, 'bomb.mbox.gz');
+    const small = fixture('pipermail-2009-January.txt');
+    const bomb = Buffer.alloc(70 << 20, 'a line of a huge message\n');
+    bomb.write('From bomb at example.org  Thu Jan  1 09:00:00 2009\nSubject: huge\nMessage-ID: <bomb@example.org>\n\n');
+    fs.writeFileSync(file, zlib.gzipSync(Buffer.concat([bomb, Buffer.from('\n\n'), small])));
+    const broken: BrokenMessage[] = [];
+    const state = await importMbox(db, list, file, { onBroken: (b) => broken.push(b) });
+    expect(state).toMatchObject({ seen: 4, added: 3, broken: 1 });
+    expect(broken).toEqual([{ index: 0, offset: 0, messageId: null, reason: 'larger than 64 MB (70 MB), the most a message may be' }]);
+  });
+
   it('refuses a file that is not an mbox, naming the problem', async () => {
     const list = await newList(db.pool, 'notmbox@lists.example.org');
     const file = path.join(tmp, 'message.eml');

@@ -215,6 +215,11 @@ async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entri
     const entry = entries[i];
     const p = out[partOfEntry[i]];
     p.seen++;
+    if (entry.skipped) {
+      p.broken++;
+      onBroken?.({ index: entry.index, offset: entry.offset, messageId: null, reason: entry.skipped });
+      continue;
+    }
     if (known.has(ids[i].messageId)) continue;
     try {
       p.parsed.push({ raw: entry.raw, message: undoPipermailFrom(await parse(entry.raw)), entry });

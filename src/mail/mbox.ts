@@ -6,7 +6,9 @@
  * monthly archives ("From alice at example.org  Thu Jan  1 …"), with LF or CRLF line ends.
  * A message starts at a "From " line that opens the file or follows an empty line and looks like
  * a real From_ line (a sender and a time of day); quoted ">From " lines lose one ">".
- * Memory is bounded by the largest single message, never by the file.
+ * Memory is bounded by the largest single message, never by the file, and a message larger than
+ * MAX_MESSAGE_BYTES is not kept: it is passed over to the next From_ line and yielded empty, with
+ * the reason in `skipped`.
  */
 
 export interface MboxMessage {
@@ -19,7 +21,16 @@ export interface MboxMessage {
   /** byte offset just after it: where the next message's From_ line starts */
   end: number;
   fromLine: string;
+  /** why the message was passed over (raw is then empty) */
+  skipped?: string;
 }
+
+/** The largest message read (64 MiB): past it, a message is skipped, not held in memory. */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+// A message longer than this moves out of the window that is searched for From_ lines, into a
+// list of pieces joined once at its end: growing one buffer chunk by chunk copied it each time
+// (a 128 MiB message took 100 s).
+const SPILL_BYTES = 1 << 20;
 
 export class NotAnMbox extends Error {}
 
@@ -33,18 +44,44 @@ const FROM_LINE = /^From \S+.*\d{1,2}:\d{2}/;
  * Yields the messages of an mbox stream in order. `startOffset` / `startIndex` say where the stream
  * begins in the file when resuming (the stream must then start at a From_ line).
  */
-export async function* readMbox(source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>, opts: { startOffset?: number; startIndex?: number } = {}): AsyncGenerator<MboxMessage> {
+export async function* readMbox(
+  source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
+  opts: { startOffset?: number; startIndex?: number; maxMessageBytes?: number } = {},
+): AsyncGenerator<MboxMessage> {
+  const max = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   let buf: Buffer = Buffer.alloc(0);
   let base = opts.startOffset ?? 0; // file offset of buf[0]
   let index = opts.startIndex ?? 0;
-  let start = -1; // position in buf of the current message's From_ line, -1 before the first
+  let start = -1; // position in buf of the current message's From_ line (0 when it began in `head`), -1 before the first
   let scan = 0;
+  let offset = 0; // file offset of the current message's From_ line
+  // The current message's bytes before buf[0] when it outgrew the window (dropped past `max`).
+  let head: Buffer[] = [];
+  let headBytes = 0;
+  let headFromLine: string | null = null;
 
   const emit = (sepEnd: number, contentEnd: number): MboxMessage => {
-    const nl = buf.indexOf(LF, start);
-    const fromLine = buf.subarray(start, nl).toString('latin1').replace(/\r$/, '');
-    const msg = { raw: unquote(buf.subarray(nl + 1, contentEnd)), index: index++, offset: base + start, end: base + sepEnd, fromLine };
+    const size = headBytes + contentEnd - start;
+    const whole = size > max ? null : head.length ? Buffer.concat([...head, buf.subarray(start, contentEnd)]) : buf.subarray(start, contentEnd);
+    const nl = whole ? whole.indexOf(LF) : -1;
+    const fromLine = headFromLine ?? (whole ? fromLineOf(whole) : '');
+    const msg: MboxMessage = { raw: whole ? unquote(whole.subarray(nl < 0 ? whole.length : nl + 1)) : Buffer.alloc(0), index: index++, offset, end: base + sepEnd, fromLine };
+    if (!whole) msg.skipped = `larger than ${mib(max)} MB (${mib(size)} MB), the most a message may be`;
+    [head, headBytes, headFromLine] = [[], 0, null];
     return msg;
+  };
+  // Moves what is behind the search (all but the few bytes a From_ line's test looks back at) out of the window.
+  const spill = () => {
+    const cut = scan - 2;
+    if (start < 0 || cut - start < SPILL_BYTES) return;
+    headFromLine ??= fromLineOf(buf.subarray(start, Math.min(cut, start + 1000)));
+    headBytes += cut - start;
+    // Past the limit the message is only counted, so memory stays bounded.
+    head = headBytes > max ? [] : [...head, buf.subarray(start, cut)];
+    buf = buf.subarray(cut);
+    base += cut;
+    scan -= cut;
+    start = 0;
   };
 
   for await (const chunk of source) {
@@ -56,6 +93,7 @@ export async function* readMbox(source: AsyncIterable<Buffer | string> | Iterabl
         if (first === 'more') break;
         start = first;
         scan = start;
+        offset = base + start;
       }
       const i = buf.indexOf(FROM_, scan);
       if (i < 0) {
@@ -77,6 +115,7 @@ export async function* readMbox(source: AsyncIterable<Buffer | string> | Iterabl
       yield emit(i + 1, blankBefore === 1 ? i : i - 1);
       start = i + 1;
       scan = start;
+      offset = base + start;
       // Drop what is behind us so the buffer holds at most one message and a chunk.
       if (start > 1 << 20) {
         buf = buf.subarray(start);
@@ -85,6 +124,7 @@ export async function* readMbox(source: AsyncIterable<Buffer | string> | Iterabl
         start = 0;
       }
     }
+    spill();
   }
   if (start < 0) {
     if (buf.toString('latin1').trim() === '') return;
@@ -93,9 +133,16 @@ export async function* readMbox(source: AsyncIterable<Buffer | string> | Iterabl
   let end = buf.length;
   if (buf[end - 1] === LF && buf[end - 2] === LF) end -= 1;
   else if (buf[end - 1] === LF && buf[end - 2] === CR && buf[end - 3] === LF) end -= 2;
-  if (buf.indexOf(LF, start) < 0) return; // a bare From_ line with nothing after it
+  if (headBytes === 0 && buf.indexOf(LF, start) < 0) return; // a bare From_ line with nothing after it
   yield emit(buf.length, end);
 }
+
+function fromLineOf(b: Buffer): string {
+  const nl = b.indexOf(LF);
+  return b.subarray(0, nl < 0 ? b.length : nl).toString('latin1').replace(/\r$/, '');
+}
+
+const mib = (n: number) => Math.round(n / 1048576);
 
 /** Position of the first From_ line, skipping blank lines at the start; 'more' when undecided. */
 function firstFromLine(buf: Buffer, base: number): number | 'more' {
