@@ -130,6 +130,15 @@ describe('config_list assignments', () => {
     const out = parseAssignments("a = 'Caf\\xc3\\xa9 \\xe2\\x82\\xac'\nb = 'caf\\xe9'\nc = u'caf\\xe9'\n");
     expect(out.map((x) => x.value)).toEqual(['Café €', 'café', 'café']);
   });
+
+  it('read Python 2\'s other escapes as it does: \a \b \f \v, octal bytes or code points; a code point past U+10FFFF is an error', () => {
+    const out = parseAssignments(String.raw`a = 'x\ay\bz\f\v'
+b = 'n\0m\012o\101 \303\251'
+c = u'\101\u00e9\N{DASH}'
+` + '\n');
+    expect(out.map((x) => x.value)).toEqual(['x\x07y\bz\f\v', 'n\0m\noA é', 'Aé\\N{DASH}']);
+    expect(() => parseAssignments(String.raw`f = u'\U00110000'` + '\n')).toThrow(/^line 1: a bad escape in a string/);
+  });
 });
 
 describe('what a Mailman list sets and the import cannot keep', () => {

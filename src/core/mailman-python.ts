@@ -10,6 +10,9 @@ export class PythonSyntaxError extends Error {}
 
 const MAX_DEPTH = 100;
 
+/** Python 2's one-letter escapes (\N{name} in u'' strings is kept as written). */
+const SIMPLE_ESCAPES = new Map([['n', '\n'], ['t', '\t'], ['r', '\r'], ['a', '\x07'], ['b', '\b'], ['f', '\f'], ['v', '\v']]);
+
 /** The assignments of a config_list file, in order; a line that is none is a PythonSyntaxError with its number. */
 export function parseAssignments(text: string): { name: string; value: PyValue; line: number }[] {
   const out: { name: string; value: PyValue; line: number }[] = [];
@@ -72,18 +75,28 @@ export function parseAssignments(text: string): { name: string; value: PyValue; 
         i += n;
         return parseInt(h, 16);
       };
-      if (e === 'x' && !unicode) {
-        bytes.push(hex(2));
+      // An octal escape, \0 to \377: one to three digits, a byte or a code point as \xNN is.
+      const octal = () => {
+        let o = e;
+        while (o.length < 3 && /[0-7]/.test(text[i] ?? '')) o += text[i++];
+        return parseInt(o, 8);
+      };
+      const isOctal = /^[0-7]$/.test(e);
+      if ((e === 'x' || isOctal) && !unicode) {
+        bytes.push(e === 'x' ? hex(2) : octal() & 0xff);
         continue;
       }
       flush();
       if (c !== '\\') s += c;
-      else if (e === 'n') s += '\n';
-      else if (e === 't') s += '\t';
-      else if (e === 'r') s += '\r';
+      else if (SIMPLE_ESCAPES.has(e)) s += SIMPLE_ESCAPES.get(e);
       else if (e === 'x') s += String.fromCodePoint(hex(2));
+      else if (isOctal) s += String.fromCodePoint(octal());
       else if (e === 'u' && unicode) s += String.fromCodePoint(hex(4));
-      else if (e === 'U' && unicode) s += String.fromCodePoint(hex(8));
+      else if (e === 'U' && unicode) {
+        const cp = hex(8);
+        if (cp > 0x10ffff) fail('a bad escape in a string');
+        s += String.fromCodePoint(cp);
+      }
       else if (e === '\n') s += '';
       else if (e === '\\' || e === "'" || e === '"') s += e;
       else s += `\\${e}`;

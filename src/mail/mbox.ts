@@ -64,7 +64,7 @@ export async function* readMbox(
     const size = headBytes + contentEnd - start;
     const whole = size > max ? null : head.length ? Buffer.concat([...head, buf.subarray(start, contentEnd)]) : buf.subarray(start, contentEnd);
     const nl = whole ? whole.indexOf(LF) : -1;
-    const fromLine = headFromLine ?? (whole ? fromLineOf(whole) : '');
+    const fromLine = headFromLine ?? fromLineOf(whole ?? buf.subarray(start, Math.min(contentEnd, start + 1000)));
     const msg: MboxMessage = { raw: whole ? unquote(whole.subarray(nl < 0 ? whole.length : nl + 1)) : Buffer.alloc(0), index: index++, offset, end: base + sepEnd, fromLine };
     if (!whole) msg.skipped = `larger than ${mib(max)} MB (${mib(size)} MB), the most a message may be`;
     [head, headBytes, headFromLine] = [[], 0, null];

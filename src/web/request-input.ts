@@ -53,8 +53,19 @@ export function bodyProblem(body: unknown, depth = 0): 'nul' | 'deep' | null {
   if (typeof body === 'string') return body.includes(NUL) ? 'nul' : null;
   if (body === null || typeof body !== 'object' || Buffer.isBuffer(body)) return null;
   if (depth >= BODY_MAX_DEPTH) return 'deep';
-  for (const [k, v] of Object.entries(body)) {
-    const problem = k.includes(NUL) ? 'nul' : bodyProblem(v, depth + 1);
+  // By index and for…in, not Object.entries: a pair and a string key for every element of a
+  // 1 MB array took 0.3–0.9 s of the web process, ten times JSON.parse of the same body.
+  if (Array.isArray(body)) {
+    for (let i = 0; i < body.length; i++) {
+      const problem = bodyProblem(body[i], depth + 1);
+      if (problem) return problem;
+    }
+    return null;
+  }
+  const o = body as Record<string, unknown>;
+  for (const k in o) {
+    if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
+    const problem = k.includes(NUL) ? 'nul' : bodyProblem(o[k], depth + 1);
     if (problem) return problem;
   }
   return null;

@@ -68,7 +68,9 @@ export function parseMultipart(body: Buffer, boundary: string): { fields: Record
     const part = body.subarray(start, next);
     const headEnd = part.indexOf('\r\n\r\n');
     if (headEnd >= 0) {
-      const head = text(part.subarray(0, headEnd));
+      // The part's header is ASCII in practice; a file name in Latin-1 (curl and such) is read
+      // as Latin-1: it is not used, and the field's name and value are checked as UTF-8 below.
+      const head = latin1OrUtf8(part.subarray(0, headEnd));
       const content = part.subarray(headEnd + 4);
       const disposition = /^content-disposition:(.*)$/im.exec(head)?.[1] ?? '';
       const name = /\bname="([^"]*)"/i.exec(disposition)?.[1];
@@ -99,5 +101,13 @@ function text(bytes: Buffer): string {
     return UTF8.decode(bytes);
   } catch {
     throw new InvalidInput('This form is not UTF-8 text.', 'bad_form');
+  }
+}
+
+function latin1OrUtf8(bytes: Buffer): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    return bytes.toString('latin1');
   }
 }
