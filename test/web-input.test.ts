@@ -118,6 +118,11 @@ describe('NUL and broken encodings', () => {
     const bom = Buffer.concat([Buffer.from('--X\r\nContent-Disposition: form-data; name="csv"; filename="m.csv"\r\n\r\n'), Buffer.from('\ufeffbom@example.org,Bom\r\n'), Buffer.from('\r\n')]);
     expect((await multipart([csrf, field('__proto__', 'x'), bom])).status).toBe(200);
     expect((await db.pool.query(`select name from members where email = 'bom@example.org'`)).rows).toEqual([{ name: 'Bom' }]);
+    // A file name sent in Latin-1 (curl, not a browser) is not what is checked: the file is.
+    const named = Buffer.concat([Buffer.from('--X\r\nContent-Disposition: form-data; name="csv"; filename="Mitglieder-M\xe4rz.csv"\r\n\r\n', 'latin1'),
+      Buffer.from('maerz@example.org,M\u00e4rz\r\n'), Buffer.from('\r\n')]);
+    expect((await multipart([csrf, named])).status).toBe(200);
+    expect((await db.pool.query(`select name from members where email = 'maerz@example.org'`)).rows).toEqual([{ name: 'März' }]);
   });
 
   it('refuses a form or JSON body that is not UTF-8 with 400, rather than storing U+FFFD as an address', async () => {
