@@ -10,6 +10,7 @@ import { archive, mail } from './fixtures/archive/seed.ts';
 import { parse } from '../src/mail/parse.ts';
 import { messageUrl } from '../src/mail/urls.ts';
 import { replyUrl } from '../src/web/archive/reply.ts';
+import { makePrimaryAddress, removeAccountAddress } from '../src/core/account-addresses.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -322,5 +323,21 @@ describe('replying from the web with several addresses', () => {
     const { rows } = await db.pool.query<{ raw: Buffer }>(`select raw from messages where in_reply_to = 'topic@example.org'`);
     expect(rows).toHaveLength(1);
     expect((await parse(rows[0].raw)).fromEmail).toBe('ned3@example.org');
+  });
+});
+
+describe('the primary address', () => {
+  it('is never removed, even while it changes: a removal and "make it primary" at once take turns', async () => {
+    for (let round = 0; round < 10; round++) {
+      const [x, y] = [`race${round}@example.org`, `race${round}-second@example.org`];
+      const { account } = await upsertAccount(db.pool, x);
+      await db.pool.query('insert into account_addresses (account_id, email, verified_at) values ($1, $2, now())', [account.id, y]);
+      const who = { accountId: account.id, email: x };
+      await Promise.allSettled([makePrimaryAddress(db.pool, who, y), removeAccountAddress(db.pool, who, y)]);
+      // Whichever went first, the account's primary address is one of its addresses.
+      const { rows } = await db.pool.query(`select a.email, exists (select 1 from account_addresses aa where aa.account_id = a.id and aa.email = a.email and aa.verified_at is not null) as kept
+                                              from accounts a where a.id = $1`, [account.id]);
+      expect(rows[0].kept, `round ${round}: primary ${rows[0].email}`).toBe(true);
+    }
   });
 });

@@ -93,6 +93,20 @@ describe('a member manages their own subscriptions', () => {
     expect((await c.get('/account')).text).toContain('current password was not right');
     expect((await new WebClient(web.url).post('/login', { email: 'pw@example.org', password: 'second password' })).status).toBe(401);
   });
+
+  it('counts wrong current passwords against the login limits: a session is no way to guess the password', async () => {
+    const c = await loggedIn(db, web.url, 'guess@example.org');
+    await c.post('/account/password', { password: 'the real password', confirm: 'the real password' });
+    for (let i = 0; i < 10; i++) await c.post('/account/password', { current: `guess ${i}`, password: 'taken over now', confirm: 'taken over now' });
+    // The eleventh, though right, is refused until the quarter of an hour has passed.
+    await c.post('/account/password', { current: 'the real password', password: 'taken over now', confirm: 'taken over now' });
+    expect((await c.get('/account')).text).toContain('Too many attempts');
+    // The password is unchanged: its owner logs in from another network (this one is closed to the name too).
+    expect((await new WebClient(web.url).post('/login', { email: 'guess@example.org', password: 'the real password' })).status).toBe(429);
+    expect((await new WebClient(web.url, { 'x-forwarded-for': '198.51.100.99' }).post('/login', { email: 'guess@example.org', password: 'the real password' })).status).toBe(303);
+    const { rows } = await db.pool.query(`select hits from rate_limits where key = 'login:fail:guess@example.org'`);
+    expect(rows).toEqual([{ hits: 10 }]);
+  });
 });
 
 describe('subscribing on the web', () => {

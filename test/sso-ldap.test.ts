@@ -163,6 +163,17 @@ describe('logging in with a directory account (LDAP)', () => {
     expect((await login(client(direct), 'ann', pw('ann'))).status).toBe(303);
   });
 
+  it('counts every spelling the directory takes for one name as that name: fullwidth letters, zero-width characters, case', async () => {
+    const c = client(direct);
+    // The directory matches these as "bob" (RFC 4518): they must not be new names to the limits.
+    const spellings = ['ｂob', 'bｏb', 'BOB', 'bob\u200b', '\u200bbob', 'ｂｏｂ', 'b\u00adob', 'bob', 'Bob', 'ｂoｂ'];
+    for (const [i, user] of spellings.entries()) expect((await login(c, user, `wrong-${i}`)).status).toBe(401);
+    expect((await login(c, 'ｂｏｂ', pw('bob'))).status).toBe(429);
+    // Another network, any spelling, the right password: in, as bob.
+    const other = client(direct);
+    expect((await login(other, 'ｂob\u200b', pw('bob'))).status).toBe(303);
+  });
+
   it('answers 503 with a clear message within LDAP_TIMEOUT when the directory stops answering', async () => {
     await slapd.freeze();
     try {

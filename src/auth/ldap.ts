@@ -91,7 +91,7 @@ export class LdapLogin {
    * TemporaryFailure when the directory cannot be reached or does not answer in time.
    */
   async authenticate(userInput: string, password: string): Promise<LdapIdentity | null> {
-    const user = userInput.trim();
+    const user = ldapLoginName(userInput);
     if (!user || user.length > MAX_USER || /[\u0000-\u001f\u007f]/.test(user)) throw new InvalidInput('Enter your user name.', 'ldap_user');
     // Never an unauthenticated bind (RFC 4513 5.1.2): it "succeeds" without proving anything.
     if (password === '') throw new InvalidInput('Enter your password.', 'ldap_password');
@@ -172,4 +172,14 @@ export class LdapLogin {
       throw err;
     }
   }
+}
+
+/**
+ * A directory user name as the directory compares it (RFC 4518 string preparation, as OpenLDAP and
+ * Active Directory match uid and DNs): NFKC, case folded, without default-ignorable characters
+ * (zero-width spaces and joiners). "ａnn" and "ann\u200b" are ann there, so they are ann here too:
+ * the login limits count them as one name, and the directory is asked the one name.
+ */
+export function ldapLoginName(input: string): string {
+  return input.normalize('NFKC').replace(/\p{Default_Ignorable_Code_Point}/gu, '').toLowerCase().trim();
 }

@@ -66,8 +66,18 @@ export async function verifyAddress(db: Queryable, accountId: number, email: str
   }
 }
 
-/** Removes one of the account's addresses, never its primary one; whether it removed it. */
+/**
+ * Locks the account's row for the rest of the transaction: a removal and a change of the primary
+ * address take turns. Without it, a removal waiting on "make y primary" re-checked only y's row,
+ * not the account's new primary, and deleted it: the account was left with no address to find it by.
+ */
+async function lockAccount(db: Queryable, accountId: number): Promise<void> {
+  await db.query('select 1 from accounts where id = $1 for update', [accountId]);
+}
+
+/** Removes one of the account's addresses, never its primary one; whether it removed it. In a transaction (the lock). */
 export async function removeAddress(db: Queryable, accountId: number, email: string): Promise<boolean> {
+  await lockAccount(db, accountId);
   const { rowCount } = await db.query(
     `delete from account_addresses aa using accounts a
       where a.id = aa.account_id and aa.account_id = $1 and aa.email = $2 and aa.email <> a.email`,
@@ -76,8 +86,9 @@ export async function removeAddress(db: Queryable, accountId: number, email: str
   return (rowCount ?? 0) > 0;
 }
 
-/** Makes a verified address of the account its primary one; whether it did. */
+/** Makes a verified address of the account its primary one; whether it did. In a transaction (the lock). */
 export async function setPrimaryAddress(db: Queryable, accountId: number, email: string): Promise<boolean> {
+  await lockAccount(db, accountId);
   const { rowCount } = await db.query(
     `update accounts set email = $2
       where id = $1 and email <> $2

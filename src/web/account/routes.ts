@@ -18,6 +18,7 @@ import { render } from '../render.ts';
 import { currentSessionHash, flash } from '../session.ts';
 import { email as emailField, field, oneOf, positiveInt } from '../admin/form.ts';
 import { requireLogin } from '../auth/guards.ts';
+import { LoginLimits } from '../auth/login-limits.ts';
 import { confirmPage } from '../admin/confirm.ts';
 import { addressesRouter } from './addresses.ts';
 
@@ -90,9 +91,20 @@ export function accountRouter(ctx: WebContext): Router {
     if (!account) throw new NotFound('No such account.');
     const current = field(req, 'current', 1000);
     const password = field(req, 'password', 1000);
-    if (account.password_hash && !(await verifyPassword(account.password_hash, current))) {
-      flash(ctx, res, 'Your current password was not right; nothing changed.', 'error');
-      return res.redirect(303, '/account');
+    if (account.password_hash) {
+      // The login's limits: a session (a cookie taken, a shared machine) must not be a way to
+      // guess the password without limit, and then use it where the session does not reach.
+      const limits = new LoginLimits(db, req.ip ?? '', account.email);
+      if (!(await limits.allowed())) {
+        flash(ctx, res, 'Too many attempts. Wait a quarter of an hour; nothing changed.', 'error');
+        return res.redirect(303, '/account');
+      }
+      if (!(await verifyPassword(account.password_hash, current))) {
+        await limits.failed();
+        flash(ctx, res, 'Your current password was not right; nothing changed.', 'error');
+        return res.redirect(303, '/account');
+      }
+      await limits.succeeded();
     }
     const problem = passwordProblem(password) ?? (password !== field(req, 'confirm', 1000) ? 'The two new passwords differ.' : null);
     if (problem) {

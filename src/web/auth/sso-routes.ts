@@ -18,7 +18,7 @@
  */
 
 import { Router, type Request, type Response } from 'express';
-import { LdapLogin } from '../../auth/ldap.ts';
+import { LdapLogin, ldapLoginName } from '../../auth/ldap.ts';
 import { OidcLogin, type PendingLogin } from '../../auth/oidc.ts';
 import { accountForSso, type SsoIdentity } from '../../core/sso-accounts.ts';
 import { allowHit } from '../../db/rate-limits.ts';
@@ -130,7 +130,8 @@ export function ssoRouter(ctx: WebContext): Router {
       const password = typeof body?.password === 'string' ? body.password.slice(0, 1000) : '';
       const next = safeNext(field(req, 'next', 1000), '');
       const vars = { next, user };
-      const limits = new LoginLimits(db, req.ip ?? '', `ldap:${user.toLowerCase()}`);
+      // Counted under the name the directory will match, not as typed (other spellings reach the same entry).
+      const limits = new LoginLimits(db, req.ip ?? '', `ldap:${ldapLoginName(user)}`);
       if (!(await limits.allowed())) {
         return loginPage(req, res, 429, 'Too many login attempts. Wait a quarter of an hour.', vars);
       }
