@@ -131,7 +131,7 @@ describe('config_list assignments', () => {
     expect(out.map((x) => x.value)).toEqual(['Café €', 'café', 'café']);
   });
 
-  it('read Python 2\'s other escapes as it does: \a \b \f \v, octal bytes or code points; a code point past U+10FFFF is an error', () => {
+  it('read Python 2\'s other escapes as it does: \\a \\b \\f \\v, octal bytes or code points; a code point past U+10FFFF is an error', () => {
     const out = parseAssignments(String.raw`a = 'x\ay\bz\f\v'
 b = 'n\0m\012o\101 \303\251'
 c = u'\101\u00e9\N{DASH}'
