@@ -63,3 +63,30 @@ describe('bounce classification on real DSN samples', () => {
     expect(classifyText(null, '554 <m@x.example>: Relay access denied')).toMatchObject({ kind: 'policy', category: 'relay' });
   });
 });
+
+describe('hostile bounces', () => {
+  const read = async (raw: string) => {
+    const p = await parse(Buffer.from(raw));
+    return readBounce({ raw: Buffer.from(raw), text: p.text, headers: p.headers });
+  };
+  const dsn = (recipient: string, diagnostic: string) => ['From: MAILER-DAEMON@example.net', 'Subject: failure',
+    'Content-Type: multipart/report; report-type=delivery-status; boundary=B', '', '--B', 'Content-Type: text/plain', '', 'It failed.', '--B',
+    'Content-Type: message/delivery-status', '', 'Reporting-MTA: dns; mx.example.net', '', `Final-Recipient: rfc822; ${recipient}`, 'Action: failed',
+    'Status: 5.0.0', `Diagnostic-Code: smtp; ${diagnostic}`, '', '--B--', ''].join('\r\n');
+
+  // Each of these took the ingest process from seconds to minutes (patterns whose cost grew with
+  // the square of the text); read in linear time, they end well within the test's limit.
+  it('reads a "bounce" of 400,000 empty lines, a recipient of 200,000 letters and a diagnostic of 40,000 words for what they are', async () => {
+    expect((await read(`From: MAILER-DAEMON@example.net\r\nSubject: x\r\n\r\n${'\r\n'.repeat(400_000)}Your message\r\n`))[0])
+      .toMatchObject({ failed: false, category: 'not_a_bounce' });
+    expect((await read(dsn('a'.repeat(200_000), '550 no such user')))[0]).toMatchObject({ recipient: null, kind: 'hard', failed: true });
+    const [words] = await read(dsn('x@y.example', 'dkim '.repeat(40_000)));
+    expect(words).toMatchObject({ recipient: 'x@y.example', failed: true });
+    expect(words.diagnostic!.length).toBeLessThanOrEqual(2000);
+  });
+
+  it('drops NUL characters from the report fields, which PostgreSQL cannot store', async () => {
+    expect((await read(dsn('bob\u0000@example.org', '550 5.1.1 user\u0000 unknown')))[0])
+      .toMatchObject({ recipient: 'bob@example.org', diagnostic: '550 5.1.1 user unknown', kind: 'hard', category: 'no_such_user' });
+  });
+});

@@ -22,7 +22,7 @@ export const BOUNCE_RULES: readonly BounceRule[] = [
   { pattern: /\b[45]\.7\.\d{1,3}\b/, kind: 'policy', category: 'policy' },
   { pattern: /\b(spam|blocked using|black ?list|block ?list|listed (?:at|by|in|on)|spamhaus|spamcop|barracuda|reputation|rbl\b)/i, kind: 'policy', category: 'spam' },
   { pattern: /\b(virus|malware|phish|content rejected|message content|banned attachment)/i, kind: 'policy', category: 'content' },
-  { pattern: /\b(spf|dkim)\b[^.]*\b(fail|reject|invalid)/i, kind: 'policy', category: 'authentication' },
+  { pattern: /\b(spf|dkim)\b[^.]{0,200}\b(fail|reject|invalid)/i, kind: 'policy', category: 'authentication' },
   { pattern: /\b5\.3\.4\b|message (?:size|is too big|too large)|exceeds (?:the )?(?:maximum )?(?:message )?size/i, kind: 'policy', category: 'message_too_big' },
   // Our own relay or sender refused (misconfiguration): never the member's fault.
   { pattern: /relay(?:ing)? (?:access )?(?:denied|not permitted)|not permitted to relay|authentication required|sender address rejected/i, kind: 'policy', category: 'relay' },
@@ -51,7 +51,8 @@ export const BOUNCE_HALF_LIFE_DAYS = 7;
 export const BOUNCE_PROBE_DAYS = 6;
 
 export function classifyText(status: string | null, diagnostic: string | null): { kind: BounceKind; category: string } {
-  const text = `${status ?? ''} ${diagnostic ?? ''}`.replace(/\s+/g, ' ');
+  // A diagnostic is a line or three: the rules read no more than that of a hostile one.
+  const text = `${status ?? ''} ${(diagnostic ?? '').slice(0, 2000)}`.replace(/\s+/g, ' ');
   for (const rule of BOUNCE_RULES) {
     if (rule.pattern.test(text)) return { kind: rule.kind, category: rule.category };
   }

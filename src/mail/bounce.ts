@@ -74,6 +74,9 @@ function fromDsnFields(f: Map<string, string>): BounceReport {
   return { recipient, action, status, diagnostic, kind, category, failed };
 }
 
+/** How much of a plain-text bounce is read for its report. */
+const REPORT_CHARS = 64 * 1024;
+
 const STATUS_IN_TEXT = /\b([45]\.\d{1,3}\.\d{1,3})\b/;
 const SMTP_REPLY_IN_TEXT = /(?:^|\s)([45]\d\d)[\s-][^\n]*/m;
 /** Words of every format for "only a warning: delivery is still being tried". */
@@ -86,9 +89,11 @@ const WARNING = /\b(?:will be retried|warning only|still being retried|delivery 
  */
 function fromPlainText(m: BounceInput): BounceReport | null {
   if (!MAIL_SYSTEM_FROM.test(m.headers.get('from')?.[0] ?? '')) return null;
-  const found = plainBounceFormat(m.text);
+  // A report is a few KB before the returned copy: what a stranger sends past that is not read.
+  const text = m.text.slice(0, REPORT_CHARS);
+  const found = plainBounceFormat(text);
   if (!found) return null;
-  const rest = m.text.slice(found.at);
+  const rest = text.slice(found.at);
   const copy = RETURNED_COPY.exec(rest);
   const report = copy ? rest.slice(0, copy.index) : rest;
   const lines = report.split(/\r?\n/);
@@ -134,7 +139,9 @@ function fieldsOf(block: string): Map<string, string> {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     const name = line.slice(0, colon).trim().toLowerCase();
-    if (!fields.has(name)) fields.set(name, line.slice(colon + 1).trim());
+    // No NUL (PostgreSQL text holds none: the bounce was refused with 554), and no field longer
+    // than any real one (an address is at most 254 characters, a diagnostic a few lines).
+    if (!fields.has(name)) fields.set(name, line.slice(colon + 1, colon + 1 + FIELD_CHARS).replaceAll('\u0000', '').trim());
   }
   return fields;
 }
@@ -146,8 +153,11 @@ function stripType(value: string | null): string | null {
   return (semi >= 0 && semi < 12 ? value.slice(semi + 1) : value).trim() || null;
 }
 
+const FIELD_CHARS = 2000;
+
 function address(value: string | null): string | null {
   if (!value) return null;
-  const m = /<?([^<>\s;,]+@[^<>\s;,]+)>?/.exec(value);
+  // Unanchored, the pattern is tried at every position of a long value without an "@": bounded.
+  const m = /<?([^<>\s;,]+@[^<>\s;,]+)>?/.exec(value.slice(0, 320));
   return m ? m[1].toLowerCase() : null;
 }
