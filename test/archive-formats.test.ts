@@ -6,6 +6,7 @@ import { fastParse } from '../src/mail/fast-parse.ts';
 import { parseMime, type ParsedMessage } from '../src/mail/parse.ts';
 import { atomFeed } from '../src/mail/atom.ts';
 import { attachmentHeaders } from '../src/mail/attachment-type.ts';
+import { attachmentUrl } from '../src/mail/urls.ts';
 import { decodeHeaderWords } from '../src/mail/header-words.ts';
 import { fromLine, mboxrdEntry, quote, readMbox, unquote } from '../src/mail/mbox.ts';
 import { obfuscateText } from '../src/mail/obfuscate.ts';
@@ -130,6 +131,14 @@ describe('downloads and feeds', () => {
     expect(attachmentHeaders('image/jpeg', null, 'attachment-2')).toEqual({ contentType: 'image/jpeg', disposition: 'inline; filename="attachment-2"' });
     expect(attachmentHeaders('text/plain; charset=iso-8859-1', 'a\r\nb.txt', 'x').contentType).toBe('text/plain; charset=iso-8859-1');
     expect(attachmentHeaders('text/plain', 'a\r\nb.txt', 'x').disposition).toBe('inline; filename="ab.txt"');
+  });
+
+  it('names a file with a lone UTF-16 surrogate or bidirectional overrides without failing or misleading', () => {
+    // =?utf-16be?B?2ABhAA==?= decodes to a lone surrogate and "a": encodeURIComponent() threw, and the page answered 500.
+    expect(attachmentHeaders('application/pdf', '\ud800a.pdf', 'x').disposition).toBe(`attachment; filename="_a.pdf"; filename*=UTF-8''%EF%BF%BDa.pdf`);
+    expect(attachmentUrl('m@example.org', 1, '\udc00.pdf')).toBe('/message-id/attachment/m@example.org/1/%EF%BF%BD.pdf');
+    // "evil\u202Egpj.exe" reads as "evilexe.jpg": the override goes.
+    expect(attachmentHeaders('application/octet-stream', 'evil\u202egpj.exe', 'x').disposition).toBe('attachment; filename="evilgpj.exe"');
   });
 
   it('writes Atom without characters XML forbids', () => {

@@ -186,4 +186,23 @@ describe('listkeeper backup and restore', () => {
     const sql = 'select message_id, encode(sha256(raw), \'hex\') from messages order by id';
     expect(await query(empty, sql)).toEqual(await query(db.url, sql));
   }, 120_000);
+
+  it('writes its own new file, mode 0600, whatever FILE.tmp was: never through a symlink, never into a file left there', async () => {
+    const victim = path.join(dir, 'victim.txt');
+    fs.writeFileSync(victim, 'not a backup');
+    const linked = path.join(dir, 'linked.lkb');
+    fs.symlinkSync(victim, `${linked}.tmp`);
+    const left = path.join(dir, 'left.lkb');
+    fs.writeFileSync(`${left}.tmp`, 'stale');
+    fs.chmodSync(`${left}.tmp`, 0o666);
+    for (const file of [linked, left]) {
+      const res = await cli(['backup', file, '--method', 'listkeeper'], { DATABASE_URL: db.url });
+      expect(res.code, res.stderr).toBe(0);
+      const st = fs.lstatSync(file);
+      expect(st.isFile()).toBe(true);
+      expect(st.mode & 0o777).toBe(0o600);
+      expect(fs.existsSync(`${file}.tmp`)).toBe(false);
+    }
+    expect(fs.readFileSync(victim, 'utf8')).toBe('not a backup');
+  }, 120_000);
 });

@@ -136,6 +136,22 @@ describe('listkeeper doctor', () => {
     }
   });
 
+  it('fails a list whose stored DKIM key cannot be read, and still runs every other check', async () => {
+    const { rows: [saved] } = await db.pool.query(`select dkim_private_key from lists where address = $1`, [`dev@${DOMAIN}`]);
+    await db.pool.query(`update lists set dkim_private_key = E'-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----\\n' where address = $1`, [`dev@${DOMAIN}`]);
+    try {
+      const r = await findings();
+      expect(r.code).toBe(1);
+      expect(r.of('dns.dkim')).toEqual([expect.objectContaining({
+        status: 'fail', what: expect.stringMatching(new RegExp(`^dev@${DOMAIN.replace(/\./g, '\\.')} has a DKIM private key that cannot be read \\(.+\\): its copies are not signed$`)),
+        fix: `run "listkeeper list dkim dev@${DOMAIN} --generate" and publish the record it prints`,
+      })]);
+      expect(r.of('dns.mx')).toEqual([expect.objectContaining({ status: 'ok' })]);
+    } finally {
+      await db.pool.query(`update lists set dkim_private_key = $2 where address = $1`, [`dev@${DOMAIN}`, saved.dkim_private_key]);
+    }
+  });
+
   it('fails a domain without MX or SPF records, and warns of a list without a DKIM key', async () => {
     await createList(db.pool, { address: 'ops@other.example.org', name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
     try {

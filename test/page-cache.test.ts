@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { archiveMessage, hideMessage, unhideMessage } from '../src/db/messages.ts';
+import { importBatch } from '../src/db/archive-import.ts';
 import { parse } from '../src/mail/parse.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message } from './helpers/smtp.ts';
@@ -160,4 +161,22 @@ it('never keeps what is not public: restricted archives, logged-in readers, erro
   expect((await fetch(`${web.url}/message-id/first@example.org`)).status).toBe(200);
   await db.pool.query(`update lists set archive = 'private' where id = $1`, [dev.id]);
   expect((await fetch(`${web.url}/message-id/first@example.org`)).status).toBe(404);
+});
+
+it('keeps apart the raw messages that share a Message-ID, by their ?list=', async () => {
+  const lists = [];
+  for (const name of ['alpha', 'beta']) {
+    lists.push(await createList(db.pool, { address: `${name}@lists.example.org`, name, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] }));
+  }
+  for (const list of lists) {
+    // Imported: other content under a known Message-ID is kept as a message of its own.
+    const raw = Buffer.from(message({ id: 'shared@example.org', subject: 'Shared', body: `Written to ${list.name}.` }));
+    await importBatch(db.pool, list.id, [{ raw, message: await parse(raw) }]);
+  }
+  const raw = async (key: string) => (await (await fetch(`${web.url}/message-id/raw/shared@example.org?list=${key}`)).text());
+  // Each asked twice: the second time from the cache, when it keeps the page.
+  for (let round = 0; round < 2; round++) {
+    expect(await raw('beta')).toContain('Written to beta.');
+    expect(await raw('alpha')).toContain('Written to alpha.');
+  }
 });

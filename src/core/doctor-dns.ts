@@ -84,10 +84,19 @@ async function dmarcFinding(domain: string): Promise<Finding> {
 
 /** The list's DKIM record must hold the public half of the key it signs with (lists without a key: doctor.ts). */
 async function dkimFinding(list: ListRow): Promise<Finding | null> {
-  const key = currentListKey(list);
-  if (!key) return null;
+  let key: ReturnType<typeof currentListKey>;
+  let expected: string | null;
+  try {
+    key = currentListKey(list);
+    if (!key) return null;
+    expected = publicKeyTag(dkimTxtValue(list.dkim_private_key!));
+  } catch (err) {
+    // A key damaged in the database (a restore, a hand edit: list set refuses one) is this list's
+    // finding; thrown, it ended the whole doctor run with no finding at all.
+    return fail('dns.dkim', `${list.address} has a DKIM private key that cannot be read (${(err as Error).message}): its copies are not signed`,
+      `run "listkeeper list dkim ${list.address} --generate" and publish the record it prints`);
+  }
   const name = `${key.selector}._domainkey.${key.domain}`;
-  const expected = publicKeyTag(dkimTxtValue(list.dkim_private_key!));
   try {
     const records = (await txt(name)).filter((t) => publicKeyTag(t) !== null);
     if (records.some((t) => publicKeyTag(t) === expected)) return ok('dns.dkim', `${list.address} DKIM record ${name} holds its key`);

@@ -46,7 +46,7 @@ export async function backupToFile(pool: pg.Pool, file: string, opts: BackupOpti
   const tool = await chooseMethod(pool, opts.method ?? 'auto');
   if (file === '-') return writeBackup(pool, process.stdout, { ...opts, gzip: false, tool });
   const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600); // it holds password hashes and DKIM private keys
+  const fd = createPrivate(tmp); // it holds password hashes and DKIM private keys
   try {
     const result = await writeBackup(pool, fs.createWriteStream('', { fd, autoClose: false }), { ...opts, gzip, tool });
     fs.fsyncSync(fd);
@@ -62,6 +62,23 @@ export async function backupToFile(pool: pg.Pool, file: string, opts: BackupOpti
     }
     fs.rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * A new file of our own, mode 0600: never one that is there already. Opened with 'w', a FILE.tmp
+ * left by someone else (in a shared folder) kept its owner and mode 0666, and a symlink was
+ * followed: the backup, secrets and all, went where it pointed. One left by a backup that died is
+ * removed first (the link itself, never what it points to).
+ */
+function createPrivate(file: string): number {
+  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+  try {
+    return fs.openSync(file, flags, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    fs.unlinkSync(file);
+    return fs.openSync(file, flags, 0o600);
   }
 }
 

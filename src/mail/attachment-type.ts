@@ -24,11 +24,21 @@ export function attachmentHeaders(contentType: string, filename: string | null, 
 /** A file name without paths, control characters or characters that break headers. */
 export function safeFilename(name: string | null): string {
   if (!name) return '';
-  const base = name.split(/[\\/]/).pop() ?? '';
-  return base.replace(/[\u0000-\u001f\u007f"]/g, '').replace(/^\.+/, '').trim().slice(0, 200);
+  const base = wellFormed(name).split(/[\\/]/).pop() ?? '';
+  // Bidirectional overrides make "evil\u202Egpj.exe" read as "evilexe.jpg": dropped.
+  return base.replace(/[\u0000-\u001f\u007f"\u202a-\u202e\u2066-\u2069]/g, '').replace(/^\.+/, '').trim().slice(0, 200);
+}
+
+/**
+ * A text without lone UTF-16 surrogates (each becomes U+FFFD), as a file name decoded from
+ * =?utf-16be?…?= can hold: encodeURIComponent() throws on one, and the page answered 500.
+ */
+export function wellFormed(s: string): string {
+  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
 export function contentDisposition(type: 'inline' | 'attachment', name: string): string {
+  name = wellFormed(name);
   const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/[\\"]/g, '_');
   const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   return ascii === name ? `${type}; filename="${ascii}"` : `${type}; filename="${ascii}"; filename*=UTF-8''${encoded}`;

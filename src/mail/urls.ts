@@ -10,6 +10,7 @@
  */
 
 import { messageIdPath } from './message-id.ts';
+import { wellFormed } from './attachment-type.ts';
 
 /** `/lists/KEY/`: a list's archive. The @ of an address stays readable. */
 export function listUrl(key: string): string {
@@ -68,7 +69,7 @@ export function rawMessageUrl(messageId: string, key?: string | null): string {
 
 /** `/message-id/attachment/MSGID/N[/NAME][?list=KEY]`: one attachment (NAME is only for the reader). */
 export function attachmentUrl(messageId: string, n: number | string, name?: string | null, key?: string | null): string {
-  return `/message-id/attachment/${messageIdPath(messageId)}/${n}${name ? `/${encodeURIComponent(name)}` : ''}${inList(key)}`;
+  return `/message-id/attachment/${messageIdPath(messageId)}/${n}${name ? `/${encodeURIComponent(wellFormed(name))}` : ''}${inList(key)}`;
 }
 
 /** `/u/TOKEN`: a member's unsubscribe page and one-click unsubscribe (RFC 8058). */

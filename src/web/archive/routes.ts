@@ -11,8 +11,8 @@
  *   /lists/LIST/YYYY-MM                      monthPage    ?page
  *   /lists/LIST/thread/ID.mbox               threadMbox
  *   /lists/LIST/thread/ID                    threadPage   ?page
- *   /message-id/raw/MSGID                    rawMessage
- *   /message-id/attachment/MSGID/N[/NAME]    attachment
+ *   /message-id/raw/MSGID                    rawMessage   ?list
+ *   /message-id/attachment/MSGID/N[/NAME]    attachment   ?list
  *   /message-id/MSGID                        messagePage  ?list ?view ?images
  *   POST /message-id/reply/MSGID             postReply (reply.ts): a member's reply from the web
  *
@@ -71,8 +71,9 @@ export function archiveRouter(ctx: WebContext): Router {
   r.get('/lists/:list/:month', reads('page'), h(monthPage));
   r.get('/lists/:list/thread/:thread.mbox', reads(), h(threadMbox));
   r.get('/lists/:list/thread/:thread', reads('page'), h(threadPage));
-  r.get('/message-id/raw/:msgid', reads(), h(rawMessage));
-  r.get('/message-id/attachment/:msgid/:n{/:name}', reads(), h(attachment));
+  // ?list= picks one of several messages that share a Message-ID: part of what the page is.
+  r.get('/message-id/raw/:msgid', reads('list'), h(rawMessage));
+  r.get('/message-id/attachment/:msgid/:n{/:name}', reads('list'), h(attachment));
   r.get('/message-id/:msgid', reads('list', 'view', 'images'), h(messagePage));
   r.post('/message-id/reply/:msgid', requireCsrf, h(postReply));
   return r;
