@@ -1,7 +1,10 @@
 import os from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createList } from '../src/db/lists.ts';
-import { addMember } from '../src/db/members.ts';
+import { addMember, findMember, removeMember } from '../src/db/members.ts';
+import { enqueueMail, insertOutboundMail } from '../src/db/outbox.ts';
+import { changeOwnSubscription } from '../src/core/members.ts';
+import { hideMessage } from '../src/core/hidden-messages.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { getHeld, listHeld, moderate } from '../src/core/hold.ts';
 import { addSenderRule } from '../src/core/sender-rules.ts';
@@ -291,5 +294,83 @@ describe('a setting changed while a post is on its way', () => {
     expect(await archived('turned-1@example.org')).toBe(false);
     const held = await listHeld(db.pool, list.id);
     expect(held.map((h) => [h.message_id, h.reason])).toEqual([['turned-1@example.org', expect.stringContaining('moderated')]]);
+  });
+});
+
+describe('copies waiting for a retry', () => {
+  const W = ['ann', 'bob', 'cat', 'dan', 'eve'].map((n) => `${n}@wait.example`);
+  const [ANN, BOB, CAT, DAN, EVE] = W;
+  const outboxOf = async (messageId: string) => (await db.pool.query<{ recipient: string; state: string; last_error: string | null }>(
+    `select o.recipient, o.state, o.last_error from outbox o join messages m on m.id = o.message_id where m.message_id = $1 order by o.recipient`, [messageId])).rows;
+  const marked = (address: string, marker: string) => relay.to(address).filter((m) => m.raw.includes(marker));
+  afterEach(() => relay.setRule(null));
+
+  /** Posts to a list of W's members; every copy but bob's is deferred at RCPT and waits for a retry. */
+  async function postWhileDeferred(local: string) {
+    const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [`owner-${local}@example.org`] });
+    for (const email of W) await addMember(db.pool, list.id, email, 'each');
+    const messageId = `${local}-1@example.org`;
+    // Refused until retryNow(): a retry that comes sooner is deferred again.
+    relay.setRule((a) => (W.includes(a) && a !== BOB ? { code: 451, message: '4.7.1 try again later' } : null));
+    expect((await postTo(local, messageId)).ok).toBe(true);
+    await relay.copy(BOB, `Message-ID: <${messageId}>`);
+    await drained(db);
+    expect((await outboxOf(messageId)).filter((r) => r.state === 'queued').map((r) => r.recipient)).toEqual([ANN, CAT, DAN, EVE]);
+    const member = async (email: string) => (await findMember(db.pool, list.id, email))!;
+    return { list, messageId, member };
+  }
+
+  /** The waiting copies are due again now; returns once the workers have dealt with them. */
+  async function retryNow(messageId: string) {
+    relay.setRule(null);
+    await db.pool.query(`update outbox o set run_at = now() from messages m where m.id = o.message_id and m.message_id = $1 and o.state = 'queued'`, [messageId]);
+    await drained(db);
+  }
+
+  it('are not sent to a member who paused delivery, left or was disabled meanwhile, and say why', async () => {
+    const { messageId, member } = await postWhileDeferred('waiting');
+    await changeOwnSubscription(db.pool, (await member(ANN)).id, { email: ANN, emails: [ANN] }, { mode: 'nomail', until: new Date(Date.now() + 10 * 86_400_000) });
+    await changeOwnSubscription(db.pool, (await member(CAT)).id, { email: CAT, emails: [CAT] }, 'unsubscribe');
+    await db.pool.query(`update members set status = 'disabled', disabled_at = now() where id = $1`, [(await member(EVE)).id]);
+    await retryNow(messageId);
+    expect(marked(DAN, messageId)).toHaveLength(1);
+    for (const gone of [ANN, CAT, EVE]) expect(marked(gone, messageId)).toHaveLength(0);
+    expect(await outboxOf(messageId)).toEqual([
+      { recipient: ANN, state: 'failed', last_error: 'not sent: the member now takes nomail' },
+      { recipient: BOB, state: 'sent', last_error: null },
+      { recipient: CAT, state: 'failed', last_error: 'not sent: the member is unsubscribed' },
+      { recipient: DAN, state: 'sent', last_error: null },
+      { recipient: EVE, state: 'failed', last_error: 'not sent: the member is disabled' },
+    ]);
+  });
+
+  it('of a post a moderator hid meanwhile are not sent at all', async () => {
+    const { list, messageId } = await postWhileDeferred('hiding');
+    await hideMessage(db.pool, list, messageId, { category: 'privacy', actor: 'mod@example.org' });
+    await retryNow(messageId);
+    for (const waiting of [ANN, CAT, DAN, EVE]) expect(marked(waiting, messageId)).toHaveLength(0);
+    const rows = await outboxOf(messageId);
+    expect(rows.filter((r) => r.recipient !== BOB).map((r) => [r.state, r.last_error])).toEqual(Array(4).fill(['failed', 'not sent: the post was hidden by a moderator']));
+  });
+
+  it('of a digest are not sent to a member who left, while notices to them still are', async () => {
+    const list = await createList(db.pool, { address: 'leaving@lists.example.org', name: 'leaving', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['owner-leaving@example.org'] });
+    await addMember(db.pool, list.id, 'fay@wait.example', 'digest');
+    const m = (await findMember(db.pool, list.id, 'fay@wait.example'))!;
+    await removeMember(db.pool, list.id, m.email);
+    const queue = async (kind: 'digest' | 'notice', subject: string) => {
+      const mailId = await insertOutboundMail(db.pool, Buffer.from(message({ id: `${subject}@example.org`, from: 'leaving-request@lists.example.org', to: 'fay@wait.example', subject })));
+      await enqueueMail(db.pool, kind, list.id, mailId, [{ email: 'fay@wait.example', envelopeFrom: 'leaving-bounces@lists.example.org', memberId: m.id, memberToken: m.token }]);
+    };
+    await queue('digest', 'leaving-digest');
+    await queue('notice', 'leaving-notice');
+    await drained(db);
+    expect(marked('fay@wait.example', 'leaving-notice')).toHaveLength(1);
+    expect(marked('fay@wait.example', 'leaving-digest')).toHaveLength(0);
+    const { rows } = await db.pool.query('select kind, state, last_error from outbox where list_id = $1 order by id', [list.id]);
+    expect(rows).toEqual([
+      { kind: 'digest', state: 'failed', last_error: 'not sent: the member is unsubscribed' },
+      { kind: 'notice', state: 'sent', last_error: null },
+    ]);
   });
 });

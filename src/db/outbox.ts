@@ -65,18 +65,51 @@ export async function enqueueMail(db: Queryable, kind: OutboxKind, listId: numbe
   return rows.map((r) => r.id);
 }
 
-/** Claims up to `limit` due rows for one worker. Rows locked by another worker are skipped. */
-export async function claimBatch(db: Queryable, worker: string, limit: number): Promise<ClaimedRow[]> {
-  const { rows } = await db.query<ClaimedRow>(
+export interface Claim {
+  /** rows to send now, locked by the worker */
+  rows: ClaimedRow[];
+  /** due rows settled as failed instead: nobody should get them any more (CANCEL_REASON) */
+  cancelled: number;
+}
+
+/**
+ * Why a due row is no longer to be sent, or null. A copy may wait days for a retry: meanwhile its
+ * member can leave, be disabled, pause delivery or switch to digests, and a moderator can hide the
+ * post. Notices (confirmations, probes) go whatever the member's state: they are about it.
+ * Reads the member by primary key and the post through list_messages_pkey (it includes hidden_at).
+ */
+const CANCEL_REASON = `case
+    when o.kind = 'notice' or o.member_id is null then null
+    when m.status is distinct from 'active' then 'not sent: the member is ' || coalesce(m.status, 'gone')
+    when o.kind = 'post' and lm.hidden_at is not null then 'not sent: the post was hidden by a moderator'
+    when o.kind = 'post' and m.mode <> 'each' then 'not sent: the member now takes ' || m.mode
+    when o.kind = 'digest' and m.mode = 'nomail' then 'not sent: the member paused delivery'
+  end`;
+
+/**
+ * Claims up to `limit` due rows for one worker. Rows locked by another worker are skipped; rows
+ * nobody should get any more are settled in the same statement, as failed with the reason.
+ */
+export async function claimBatch(db: Queryable, worker: string, limit: number): Promise<Claim> {
+  const { rows } = await db.query<ClaimedRow & { cancel: string | null }>(
     `with j as (select id from outbox where state = 'queued' and run_at <= now()
-                 order by run_at, id limit $2 for update skip locked)
-     update outbox o set state = 'sending', locked_by = $1, locked_at = now()
-       from j where o.id = j.id
+                 order by run_at, id limit $2 for update skip locked),
+     c as (select o.id, ${CANCEL_REASON} as cancel
+             from j join outbox o on o.id = j.id
+             left join members m on m.id = o.member_id
+             left join list_messages lm on lm.list_id = o.list_id and lm.message_id = o.message_id)
+     update outbox o set state = case when c.cancel is null then 'sending' else 'failed' end,
+                         locked_by = case when c.cancel is null then $1 end,
+                         locked_at = case when c.cancel is null then now() else o.locked_at end,
+                         last_error = coalesce(c.cancel, o.last_error)
+       from c where o.id = c.id
      returning o.id, o.kind, o.list_id, o.message_id, o.mail_id, o.member_id, o.member_token,
-               o.recipient, o.domain, o.envelope_from, o.attempts, o.created_at`,
+               o.recipient, o.domain, o.envelope_from, o.attempts, o.created_at, c.cancel`,
     [worker, limit],
   );
-  return rows;
+  const claimed: ClaimedRow[] = [];
+  for (const { cancel, ...row } of rows) if (cancel === null) claimed.push(row);
+  return { rows: claimed, cancelled: rows.length - claimed.length };
 }
 
 type HourlyColumn = 'sent' | 'deferred' | 'failed' | 'bounced';

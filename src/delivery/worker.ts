@@ -243,14 +243,15 @@ export class DeliveryWorker {
     const refill = () => {
       if (claiming || exhausted || this.stopping || !this.lock.held) return;
       claiming = (async () => {
-        const rows = await claimBatch(this.pool, this.name, batch);
-        if (rows.length < batch) exhausted = true;
+        const { rows, cancelled } = await claimBatch(this.pool, this.name, batch);
+        if (rows.length + cancelled < batch) exhausted = true;
+        if (cancelled > 0) this.log.info({ rows: cancelled }, 'queued copies cancelled: their member left or paused delivery, or the post was hidden');
         if (rows.length === 0) return;
         await this.copies.prepare(this.pool, rows);
         // Batched by recipient domain: consecutive sends share a destination and its connections.
         rows.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : a.id - b.id));
         buffer.push(...rows);
-        handled += rows.length;
+        handled += rows.length + cancelled;
       })()
         .catch((err) => {
           claimError ??= err;
