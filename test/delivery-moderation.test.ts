@@ -1,7 +1,9 @@
 import os from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createList } from '../src/db/lists.ts';
-import { addMember, findMember, removeMember } from '../src/db/members.ts';
+import { addMember, findMember, pauseMember, removeMember } from '../src/db/members.ts';
+import { periodic } from '../src/delivery/maintenance.ts';
+import { log } from '../src/log.ts';
 import { enqueueMail, insertOutboundMail } from '../src/db/outbox.ts';
 import { changeOwnSubscription } from '../src/core/members.ts';
 import { hideMessage } from '../src/core/hidden-messages.ts';
@@ -372,5 +374,29 @@ describe('copies waiting for a retry', () => {
       { kind: 'digest', state: 'failed', last_error: 'not sent: the member is unsubscribed' },
       { kind: 'notice', state: 'sent', last_error: null },
     ]);
+  });
+});
+
+describe('maintenance', () => {
+  it('ends a vacation that is due even when a digest fails every time', async () => {
+    const list = await createList(db.pool, { address: 'stuck@lists.example.org', name: 'stuck', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['owner-stuck@example.org'] });
+    await addMember(db.pool, list.id, 'reader@stuck.example', 'digest');
+    await addMember(db.pool, list.id, 'away@stuck.example', 'each');
+    await pauseMember(db.pool, list.id, 'away@stuck.example', new Date(Date.now() + 86_400_000));
+    await db.pool.query(`update members set nomail_until = now() - interval '1 minute' where email = 'away@stuck.example'`);
+    // The digest's transaction fails every time it numbers the issue.
+    await db.pool.query(`create function fail_digest() returns trigger language plpgsql as $$ begin raise exception 'no digest today'; end $$;
+      create trigger fail_digest before update of digest_issue on lists for each row when (new.id = ${Number(list.id)}) execute function fail_digest()`);
+    try {
+      expect((await postTo('stuck', 'stuck-1@example.org')).ok).toBe(true);
+      await db.pool.query(`update digest_items set added_at = now() - interval '25 hours' where list_id = $1`, [list.id]);
+      await periodic(db.pool, workerConfig(relay), log);
+      // The worker's own pass may be ending it at the same moment (rows claimed with SKIP LOCKED).
+      for (let i = 0; i < 100 && (await findMember(db.pool, list.id, 'away@stuck.example'))!.mode !== 'each'; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await findMember(db.pool, list.id, 'away@stuck.example')).toMatchObject({ mode: 'each', nomail_until: null });
+      expect((await db.pool.query('select count(*)::int as n from digest_items where list_id = $1', [list.id])).rows[0].n).toBe(1);
+    } finally {
+      await db.pool.query('drop trigger fail_digest on lists; drop function fail_digest()');
+    }
   });
 });

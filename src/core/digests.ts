@@ -6,7 +6,7 @@
  */
 
 import type pg from 'pg';
-import { digestMembers, listsWithDueDigest, lockListForDigest, nextDigestIssue, takeDigestItems } from '../db/digests.ts';
+import { digestMembers, lockListForDigest, nextDigestIssue, takeDigestItems } from '../db/digests.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
 import { withTransaction } from '../db/pool.ts';
 import { log } from '../log.ts';
@@ -14,14 +14,6 @@ import { mimeDigest, plainDigest, type DigestInfo, type DigestMessage } from '..
 import { verpAddress } from '../mail/address.ts';
 import { listKey } from '../db/list-key.ts';
 import { DIGEST_FORMATS } from '../list-policies.ts';
-
-export async function sendDueDigests(pool: pg.Pool, publicUrl: string): Promise<number> {
-  let sent = 0;
-  for (const listId of await listsWithDueDigest(pool)) {
-    if (await sendDigest(pool, listId, publicUrl)) sent++;
-  }
-  return sent;
-}
 
 /** Builds and queues a list's digest now, whatever its size; false when there was nothing to send. */
 export async function sendDigest(pool: pg.Pool, listId: number, publicUrl: string): Promise<boolean> {

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { decayBounceScores } from '../db/bounces.ts';
+import { listsWithDueDigest } from '../db/digests.ts';
 import { listsAwaitingHeldNotice } from '../db/held.ts';
 import { getListById } from '../db/lists.ts';
 import { forgetDeadWorkers, pruneFinished, reclaimStale } from '../db/outbox.ts';
@@ -13,7 +14,7 @@ import { withTransaction } from '../db/pool.ts';
 import { pruneRateLimits } from '../db/rate-limits.ts';
 import { pruneExpiredRequests } from '../db/subscription-requests.ts';
 import { runBounceChores } from '../core/bounce-warnings.ts';
-import { sendDueDigests } from '../core/digests.ts';
+import { sendDigest } from '../core/digests.ts';
 import { runVacationEnds } from '../core/vacation.ts';
 import type { Logger } from '../log.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
@@ -25,23 +26,43 @@ export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger, except: s
   if (n > 0) log.warn({ rows: n }, 'rows claimed by a worker that stopped were put back in the queue');
 }
 
+/**
+ * The frequent chores, each on its own (and per list where they go list by list): one that fails
+ * every time, a digest that cannot be built, is logged and tried again next pass, and does not
+ * keep the others (bounce probes, the end of vacations) from running.
+ */
 export async function periodic(pool: pg.Pool, cfg: Config, log: Logger): Promise<void> {
-  for (const listId of await listsAwaitingHeldNotice(pool)) {
-    await withTransaction(pool, async (tx) => notifyModeratorsOfHeld(tx, await getListById(tx, listId), cfg));
-  }
-  const digests = await sendDueDigests(pool, cfg.publicUrl);
-  if (digests > 0) log.info({ digests }, 'digests queued');
-  await runBounceChores(pool, cfg.publicUrl, log);
-  await runVacationEnds(pool, cfg.publicUrl, log);
+  await chore(log, 'held notices', async () => {
+    for (const listId of await listsAwaitingHeldNotice(pool)) {
+      await chore(log.child({ listId }), 'held notice', () => withTransaction(pool, async (tx) => notifyModeratorsOfHeld(tx, await getListById(tx, listId), cfg)));
+    }
+  });
+  await chore(log, 'digests', async () => {
+    for (const listId of await listsWithDueDigest(pool)) {
+      await chore(log.child({ listId }), 'digest', () => sendDigest(pool, listId, cfg.publicUrl));
+    }
+  });
+  await chore(log, 'bounce chores', () => runBounceChores(pool, cfg.publicUrl, log));
+  await chore(log, 'vacation ends', () => runVacationEnds(pool, cfg.publicUrl, log));
 }
 
-/** The slow chores: an hourly pass is plenty. */
+async function chore(log: Logger, name: string, task: () => Promise<unknown>): Promise<void> {
+  try {
+    await task();
+  } catch (err) {
+    log.error({ err, chore: name }, 'delivery maintenance chore failed');
+  }
+}
+
+/** The slow chores, each on its own as well: an hourly pass is plenty. */
 export async function hourly(pool: pg.Pool, cfg: Config, log: Logger): Promise<void> {
-  await decayBounceScores(pool, BOUNCE_HALF_LIFE_DAYS);
-  const pruned = await pruneFinished(pool, cfg.delivery.keepDays);
-  await pruneExpiredRequests(pool);
-  await pruneRateLimits(pool);
-  await forgetDeadWorkers(pool, cfg.delivery.leaseSeconds);
-  await pruneKept(pool, cfg, log);
-  if (pruned > 0) log.info({ rows: pruned }, 'finished outbox rows pruned');
+  await chore(log, 'bounce score decay', () => decayBounceScores(pool, BOUNCE_HALF_LIFE_DAYS));
+  await chore(log, 'outbox pruning', async () => {
+    const pruned = await pruneFinished(pool, cfg.delivery.keepDays);
+    if (pruned > 0) log.info({ rows: pruned }, 'finished outbox rows pruned');
+  });
+  await chore(log, 'request pruning', () => pruneExpiredRequests(pool));
+  await chore(log, 'rate limit pruning', () => pruneRateLimits(pool));
+  await chore(log, 'dead workers', () => forgetDeadWorkers(pool, cfg.delivery.leaseSeconds));
+  await chore(log, 'retention', () => pruneKept(pool, cfg, log));
 }
