@@ -128,6 +128,18 @@ describe('listkeeper backup and restore', () => {
     expect(await relations(empty)).toBe(0);
   }, 60_000);
 
+  it('refuses a backup whose header is not one listkeeper writes, naming it corrupt, before touching the database', async () => {
+    for (const [name, change] of [['migrations', { migrations: 'x' }], ['tables', { tables: null }], ['sequences', { sequences: [{ name: 'x', last_value: "1'; drop", is_called: true }] }]] as const) {
+      const file = path.join(dir, `shape-${name}.lkb`);
+      fs.writeFileSync(file, await rewriteHeader((h) => ({ ...h, ...change })));
+      const empty = await emptyDatabase();
+      const res = await cli(['restore', file], { DATABASE_URL: empty });
+      expect(res.code, name).toBe(1);
+      expect(res.stderr, name).toMatch(/the backup file is corrupt: its header is not one listkeeper writes$/m);
+      expect(await relations(empty)).toBe(0);
+    }
+  }, 120_000);
+
   it('refuses a backup made by a newer schema, before touching the database', async () => {
     // The same backup with one migration more in its header, rewritten with the format's writer.
     const newer = path.join(dir, 'newer.lkb');
@@ -206,3 +218,20 @@ describe('listkeeper backup and restore', () => {
     expect(fs.readFileSync(victim, 'utf8')).toBe('not a backup');
   }, 120_000);
 });
+
+/** FILE (the suite's listkeeper-format backup) with its header changed, rewritten with the format's writer. */
+async function rewriteHeader(change: (h: BackupHeader) => unknown): Promise<Buffer> {
+  const reader = new FrameReader(fs.createReadStream(FILE));
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const writer = new FrameWriter(out, new Promise<never>(() => undefined));
+  await reader.start();
+  await writer.start();
+  for (let f = await reader.next(); f; f = await reader.next()) {
+    if (f.kind === 'H') await writer.json('H', change(JSON.parse(f.payload.toString()) as BackupHeader));
+    else if (f.kind === 'T') await writer.json('T', { ...JSON.parse(f.payload.toString()), sha256: writer.digest() });
+    else await writer.frame(f.kind, f.payload);
+  }
+  return Buffer.concat(chunks);
+}

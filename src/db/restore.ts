@@ -204,6 +204,7 @@ async function readHeader(reader: FrameReader): Promise<AnyBackupHeader> {
       'newer_backup',
     );
   }
+  checkHeaderShape(header);
   const known = new Set(migrationFiles());
   const unknown = header.migrations.filter((m) => !known.has(m));
   if (unknown.length > 0) {
@@ -215,11 +216,35 @@ async function readHeader(reader: FrameReader): Promise<AnyBackupHeader> {
   return header;
 }
 
+/**
+ * The header has the shape restore reads, checked before anything of it is used: a damaged or
+ * crafted one ("migrations": "x", "tables": null) was refused with JavaScript's own words
+ * ("header.migrations.filter is not a function") rather than as the corrupt file it is.
+ */
+function checkHeaderShape(h: AnyBackupHeader): void {
+  const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  const table = (t: unknown) => {
+    const o = t as Partial<BackupHeader['tables'][number]> | null;
+    return typeof o === 'object' && o !== null && typeof o.name === 'string' && Number.isSafeInteger(o.rows) && (o.rows as number) >= 0 && strings(o.key)
+      && Array.isArray(o.columns) && o.columns.every((c) => typeof c?.name === 'string' && typeof c?.type === 'string');
+  };
+  const sequence = (q: unknown) => {
+    const o = q as Partial<BackupHeader['sequences'][number]> | null;
+    return typeof o === 'object' && o !== null && typeof o.name === 'string' && typeof o.last_value === 'string' && /^-?\d{1,20}$/.test(o.last_value) && typeof o.is_called === 'boolean';
+  };
+  const ok = strings(h.migrations) && Array.isArray(h.tables) && h.tables.every(table) && (h.excluded === undefined || strings(h.excluded))
+    && (isPgDumpHeader(h)
+      ? Number.isSafeInteger(h.pg_dump_major) && typeof h.pg_dump_version === 'string'
+      : Array.isArray(h.sequences) && h.sequences.every(sequence));
+  if (!ok) throw new BackupFileError('the backup file is corrupt: its header is not one listkeeper writes');
+}
+
 async function readTrailer(reader: FrameReader, ends: TableEnd[]): Promise<void> {
   const f = await reader.next();
   if (!f) throw new BackupFileError('the backup file is truncated (it ends before its trailer): it was not written to the end');
   if (f.kind !== 'T') throw new BackupFileError(`the backup file is corrupt: a ${f.kind} record where its trailer should be`);
   const trailer = parseRecord<BackupTrailer>(f.payload, 'its trailer');
+  if (!Array.isArray(trailer?.tables) || typeof trailer.sha256 !== 'string') throw new BackupFileError('the backup file is corrupt: its trailer is not one listkeeper writes');
   const same = trailer.tables.length === ends.length && trailer.tables.every((t, i) => t.table === ends[i].table && t.rows === ends[i].rows && t.sha256 === ends[i].sha256);
   if (!same || trailer.sha256 !== reader.digest()) throw new BackupFileError('the backup file is corrupt: its checksum does not match its contents');
   if ((await reader.next()) !== null) throw new BackupFileError('the backup file is corrupt: it goes on after its trailer');
