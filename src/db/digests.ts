@@ -34,15 +34,43 @@ export interface DigestSource {
   body: string;
 }
 
-/** Removes and returns the waiting messages of a list, in date order (inside the digest's transaction). */
-export async function takeDigestItems(db: Queryable, listId: number): Promise<DigestSource[]> {
+/** Drops the waiting posts that were hidden since: no digest carries them. */
+export async function dropHiddenDigestItems(db: Queryable, listId: number): Promise<void> {
+  await db.query(
+    `delete from digest_items d using list_messages lm
+      where d.list_id = $1 and lm.list_id = $1 and lm.message_id = d.message_id and lm.hidden_at is not null`,
+    [listId],
+  );
+}
+
+/** Drops all the waiting posts of a list (nobody reads its digests). */
+export async function dropDigestItems(db: Queryable, listId: number): Promise<void> {
+  await db.query('delete from digest_items where list_id = $1', [listId]);
+}
+
+/**
+ * Removes and returns the posts of a list's next digest issue, in date order (inside the issue's
+ * transaction): the oldest waiting posts, up to and including the one that reaches `threshold`
+ * bytes (as Mailman fills a digest), and never past `maxBytes` together, but always at least one.
+ * The others wait for the next issue. Sizes are the posts' raw sizes (digest_items.size).
+ */
+export async function takeDigestItems(db: Queryable, listId: number, threshold: number, maxBytes: number): Promise<DigestSource[]> {
   const { rows } = await db.query<DigestSource>(
-    `with taken as (delete from digest_items where list_id = $1 returning message_id)
+    `with waiting as (
+       select d.message_id, d.size, row_number() over w as n, sum(d.size) over w as upto
+         from digest_items d join messages m on m.id = d.message_id
+        where d.list_id = $1
+       window w as (order by m.date, m.id)
+     ), taken as (
+       delete from digest_items d using waiting w
+        where d.list_id = $1 and d.message_id = w.message_id
+          and (w.n = 1 or (w.upto - w.size < $2 and w.upto <= $3))
+       returning d.message_id
+     )
      select m.id, m.message_id, m.raw, m.subject, m.from_name, m.from_email, m.date, m.body
        from messages m join taken t on t.message_id = m.id
-      where not exists (select 1 from list_messages lm where lm.list_id = $1 and lm.message_id = m.id and lm.hidden_at is not null)
       order by m.date, m.id`,
-    [listId],
+    [listId, threshold, maxBytes],
   );
   return rows;
 }
