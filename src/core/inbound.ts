@@ -131,8 +131,9 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // moderator clearing a flood, or anyone writing 20 commands in the moderator's name, silenced
   // the moderator's own decisions for an hour.
   if (rcpt.role === 'confirm' && MODERATION_TOKEN.test(rcpt.token ?? '')) {
+    // The checks of a post, when the same mail also went to a post address: one message, one authentication.
     const notActed = await moderateByMail(pool, list, rcpt.token!, sender, parsed, settings, log,
-      () => authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings));
+      async () => checks.auth ?? authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings));
     if (notActed) await keep(pool, settings, rcpt, msg, parsed, notActed);
     return;
   }

@@ -22,7 +22,7 @@ import { findModerationCommand } from '../mail/commands.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { AuthChecks } from '../mail/post-checks.ts';
 import { splitAddress } from '../mail/address.ts';
-import { sameDomain } from './moderation-rules.ts';
+import { dmarcForgery, sameDomain } from './moderation-rules.ts';
 import { heldPostUrl } from './held-notices.ts';
 import { moderate } from './hold.ts';
 import { sendNotice } from './notices.ts';
@@ -94,9 +94,9 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
  * when SPF or DKIM passed for From's own domain and DMARC does not say it is forged.
  */
 function unprovenFrom(a: AuthChecks, sender: string): string | null {
-  const from = a.fromDomain ?? '(no domain)';
-  if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${from} fails DMARC (p=${a.dmarcPolicy})`;
+  const forged = dmarcForgery(a);
+  if (forged) return forged;
   if (a.aligned && sameDomain(a.fromDomain, splitAddress(sender)?.domain ?? null)) return null;
   if ([a.spf, a.dkim, a.dmarc].includes('temperror')) return 'temperror';
-  return `neither SPF nor DKIM passes for ${from}`;
+  return `neither SPF nor DKIM passes for ${a.fromDomain ?? '(no domain)'}`;
 }

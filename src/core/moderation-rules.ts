@@ -115,7 +115,8 @@ function authFailure(f: PostFacts): string | null {
   const a = f.auth;
   if (!a) return null;
   const from = a.fromDomain ?? '(no domain)';
-  if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${from} fails DMARC (p=${a.dmarcPolicy})`;
+  const forged = dmarcForgery(a);
+  if (forged) return forged;
   if (isMember(f) && !a.aligned) return `From is a member but neither SPF nor DKIM passes for ${from}`;
   // The membership was looked up for sender.email (our parser's From, or the envelope sender when
   // it found none); the alignment is mailauth's, for the From it read. Where the two readings
@@ -123,6 +124,12 @@ function authFailure(f: PostFacts): string | null {
   if (isMember(f) && !sameDomain(a.fromDomain, splitAddress(f.sender.email)?.domain ?? null)) {
     return `From is a member but the authenticated From domain (${from}) is not the member's`;
   }
+  return null;
+}
+
+/** "From D fails DMARC (p=…)" when From's own domain says mail like this is forged (reject, quarantine); else null. */
+export function dmarcForgery(a: AuthChecks): string | null {
+  if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${a.fromDomain ?? '(no domain)'} fails DMARC (p=${a.dmarcPolicy})`;
   return null;
 }
 

@@ -16,7 +16,7 @@ import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList } from '../auth/guards.ts';
 import { field, fields, oneOf, optionalOneOf, positiveInt, query } from './form.ts';
 import { csvCell, parseMemberLines } from './member-import.ts';
-import { multipartForm } from './multipart.ts';
+import { multipartForm, utf8OrNull } from './multipart.ts';
 import { confirmPage } from './confirm.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 
@@ -137,13 +137,9 @@ function safeBack(req: Request, address: string): string {
   return back.startsWith(`${base}?`) || back.startsWith(`${base}/`) || back === base ? back : base;
 }
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
 /** An uploaded CSV file's text (a byte order mark dropped); one that is not UTF-8 is refused, not stored with U+FFFD. */
 function csvText(bytes: Buffer): string {
-  try {
-    return UTF8.decode(bytes);
-  } catch {
-    throw new InvalidInput('The CSV file is not UTF-8 text. Save it as UTF-8 (in a spreadsheet, "CSV UTF-8") and send it again.', 'bad_csv');
-  }
+  const t = utf8OrNull(bytes);
+  if (t === null) throw new InvalidInput('The CSV file is not UTF-8 text. Save it as UTF-8 (in a spreadsheet, "CSV UTF-8") and send it again.', 'bad_csv');
+  return t;
 }

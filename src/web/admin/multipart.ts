@@ -96,18 +96,21 @@ export function parseMultipart(body: Buffer, boundary: string): { fields: Record
   return { fields, files };
 }
 
-function text(bytes: Buffer): string {
+/** The text of bytes that are UTF-8 (a byte order mark dropped); null for bytes that are not. */
+export function utf8OrNull(bytes: Buffer): string | null {
   try {
     return UTF8.decode(bytes);
   } catch {
-    throw new InvalidInput('This form is not UTF-8 text.', 'bad_form');
+    return null;
   }
 }
 
+function text(bytes: Buffer): string {
+  const t = utf8OrNull(bytes);
+  if (t === null) throw new InvalidInput('This form is not UTF-8 text.', 'bad_form');
+  return t;
+}
+
 function latin1OrUtf8(bytes: Buffer): string {
-  try {
-    return UTF8.decode(bytes);
-  } catch {
-    return bytes.toString('latin1');
-  }
+  return utf8OrNull(bytes) ?? bytes.toString('latin1');
 }
