@@ -37,10 +37,15 @@ async function dsnTo(address: string, sample: string) {
   expect(res.ok, res.response).toBe(true);
 }
 
-/** Three hard bounces to the member's own VERP address: the score reaches the threshold (3). */
+/**
+ * Three hard bounces to the member's own VERP address, a day apart (a member is scored once a day):
+ * the score reaches the threshold (3). The days pass for the bounces' dates only, so the score does
+ * not decay.
+ */
 async function bounceToThreshold(email: string): Promise<MemberRow> {
   const m = await member(email);
   for (const sample of ['postfix-user-unknown.eml', 'gmail-no-such-user.eml', 'exchange-recipient-not-found.eml']) {
+    await db.pool.query(`update bounces set received_at = received_at - interval '1 day' where member_id = $1`, [m.id]);
     await dsnTo(`dev-bounces+${m.token}@lists.example.org`, sample);
   }
   return member(email);
@@ -119,7 +124,8 @@ describe('bounce probes', () => {
     expect(probe.text).toContain('You can ignore it');
     expect(probe.text).toContain('RESOLVER.ADR.RecipientNotFound'); // the last bounce's diagnostic
     expect(probe.raw.toString()).toMatch(/^Auto-Submitted: auto-generated/im);
-    // One probe at a time: a fourth bounce raises the score but sends no second probe.
+    // One probe at a time: a fourth bounce, the next day, raises the score but sends no second probe.
+    await db.pool.query(`update bounces set received_at = received_at - interval '1 day' where member_id = $1`, [ann.id]);
     await dsnTo(`dev-bounces+${ann.token}@lists.example.org`, 'postfix-user-unknown.eml');
     expect((await member('ann@example.net')).bounce_probe_token).toBe(ann.bounce_probe_token);
     expect(await queuedNotices('ann@example.net', 'probe message')).toBe(1);

@@ -27,6 +27,11 @@ async function bounce(email: string, sample: string) {
   return (await findMember(db.pool, dev.id, email))!;
 }
 
+/** Lets a day pass for a member's bounces: the next one counts again (one a day, as in Mailman). */
+async function aDayPasses(email: string) {
+  await db.pool.query(`update bounces set received_at = received_at - interval '1 day' where member_id = (select id from members where list_id = $1 and email = $2)`, [dev.id, email]);
+}
+
 /** The first message the relay got for `to` whose Subject contains `subject` (waits for it). */
 async function mailTo(to: string, subject: string) {
   const deadline = Date.now() + 10_000;
@@ -87,8 +92,27 @@ describe('bounces at the VERP address', () => {
     expect((await bounce('vic@example.org', 'vacation-auto-reply.eml')).bounce_score).toBe(0);
   });
 
+  it('scores a member once a day: more bounces that day are recorded but not counted, a hard one tops up a soft one', async () => {
+    // carol's Exchange NDR was counted in an earlier test, today.
+    const carol = await bounce('carol@contoso.example', 'postfix-user-unknown.eml');
+    expect(carol.bounce_score).toBeCloseTo(1, 3);
+    expect((await memberBounces(db.pool, carol.id)).map((b) => [b.kind, b.counted])).toEqual([['hard', false], ['hard', true]]);
+    // erin's full mailbox counted half; her mailbox is gone the same day: topped up to one.
+    const erin = await bounce('erin@example.com', 'postfix-user-unknown.eml');
+    expect(erin.bounce_score).toBeCloseTo(1, 3);
+    expect((await bounce('erin@example.com', 'gmail-no-such-user.eml')).bounce_score).toBeCloseTo(1, 3);
+    expect((await memberBounces(db.pool, erin.id)).map((b) => [b.kind, b.counted])).toEqual([['hard', false], ['hard', true], ['soft', true]]);
+    await aDayPasses('erin@example.com');
+    expect((await bounce('erin@example.com', 'gmail-no-such-user.eml')).bounce_score).toBeCloseTo(2, 2);
+    // Bounces arriving together: the second waits for the first and is not counted.
+    await Promise.all(['postfix-user-unknown.eml', 'gmail-no-such-user.eml', 'exchange-recipient-not-found.eml'].map((s) => bounce('vic@example.org', s)));
+    expect((await findMember(db.pool, dev.id, 'vic@example.org'))!.bounce_score).toBeCloseTo(1, 3);
+  });
+
   it('probes a member at the threshold, and disables them and tells them how to turn delivery back on when the probe bounces', async () => {
+    await aDayPasses('bob@example.net');
     await bounce('bob@example.net', 'postfix-user-unknown.eml');
+    await aDayPasses('bob@example.net');
     const probed = await bounce('bob@example.net', 'gmail-no-such-user.eml');
     expect(probed.status).toBe('active');
     expect(probed.bounce_score).toBeCloseTo(3, 3);

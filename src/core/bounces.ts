@@ -10,7 +10,7 @@
 
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
-import { findMemberByProbeToken, insertBounce, raiseBounceScore, startProbe } from '../db/bounces.ts';
+import { findMemberByProbeToken, insertBounce, kindsCountedToday, raiseBounceScore, startProbe } from '../db/bounces.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
 import { disableMember, findMemberById, findMemberByToken, type MemberRow } from '../db/members.ts';
 import { countBounceHourly } from '../db/outbox.ts';
@@ -71,8 +71,8 @@ export async function recordDeliveryFailure(pool: pg.Pool, settings: Pick<CoreSe
 }
 
 async function recordBounce(tx: Queryable, list: ListRow, member: MemberRow | null, source: 'dsn' | 'smtp', report: BounceReport, log: Logger) {
-  const weight = report.failed ? BOUNCE_WEIGHT[report.kind] : 0;
-  const counted = member !== null && member.status === 'active' && weight > 0;
+  const weight = member !== null && member.status === 'active' && report.failed ? await weightToCount(tx, member.id, report.kind) : 0;
+  const counted = weight > 0;
   let scoreAfter: number | null = member?.bounce_score ?? null;
   if (counted) {
     const score = await raiseBounceScore(tx, member!.id, weight, BOUNCE_HALF_LIFE_DAYS);
@@ -88,6 +88,20 @@ async function recordBounce(tx: Queryable, list: ListRow, member: MemberRow | nu
   }
   await storeBounce(tx, list, member, source, report, { counted, scoreAfter });
   log.info({ list: list.address, member: member?.email, kind: report.kind, category: report.category, counted }, 'bounce recorded');
+}
+
+/**
+ * What a bounce adds to the score: its weight, less what the member's bounces of the last 24 hours
+ * already added. As in Mailman, a member is scored once a day (a hard bounce after a soft one tops
+ * it up to a hard one's weight): a server that refuses everything for an hour while a thread is
+ * busy would otherwise reach the probe in minutes, and the probe, refused by the same server, the
+ * disable.
+ */
+async function weightToCount(tx: Queryable, memberId: number, kind: BounceReport['kind']): Promise<number> {
+  const weight = BOUNCE_WEIGHT[kind];
+  if (weight <= 0) return 0;
+  const today = Math.max(0, ...(await kindsCountedToday(tx, memberId)).map((k) => BOUNCE_WEIGHT[k]));
+  return Math.max(0, weight - today);
 }
 
 /** The bounce's record (the panel shows why a score moved or did not), and the hourly count. */

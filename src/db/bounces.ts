@@ -51,6 +51,21 @@ export async function insertBounce(db: Queryable, b: NewBounce): Promise<number>
 }
 
 /**
+ * The kinds of bounce that moved a member's score in the last 24 hours, after locking the member
+ * so that two bounces arriving together see each other (the second waits for the first's commit,
+ * and its next statement reads it).
+ */
+export async function kindsCountedToday(db: Queryable, memberId: number): Promise<BounceKind[]> {
+  await db.query(`select 1 from members where id = $1 for update`, [memberId]);
+  const { rows } = await db.query<{ kind: BounceKind }>(
+    `select distinct kind from bounces
+      where member_id = $1 and counted and not probe and received_at > now() - interval '24 hours'`,
+    [memberId],
+  );
+  return rows.map((r) => r.kind);
+}
+
+/**
  * Adds `weight` to a member's bounce score after letting the old score decay with the given
  * half-life since it last changed. Returns the new score and the list's threshold.
  */
