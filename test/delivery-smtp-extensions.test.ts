@@ -174,17 +174,19 @@ describe('SMTPUTF8', () => {
   });
 
   it('fails the copy for good, saying why, when the server does not offer SMTPUTF8', async () => {
-    await listWith('noutf', ['jörg@exämple.de', 'ann@noutf.example']);
+    await listWith('noutf', ['jörg@exämple.de', 'ann@noutf.example', 'bob@bücher.example']);
     relay.setScript({ replies: { ehlo: WITH_8BIT } });
     worker = await startWorker(db, workerConfig(relay));
     const before = relay.commands.length;
     await post('noutf', 'noutf-1@example.org');
     await drained(db);
-    expect(deliveredOf('noutf-1@example.org').map((d) => d.to[0])).toEqual(['ann@noutf.example']);
+    // An ASCII local part at an international domain needs no SMTPUTF8: its domain goes in A-labels.
+    expect(deliveredOf('noutf-1@example.org').map((d) => d.to[0]).sort()).toEqual(['ann@noutf.example', 'bob@xn--bcher-kva.example']);
+    expect(deliveredOf('noutf-1@example.org').every((d) => !d.mail.includes('SMTPUTF8'))).toBe(true);
     // Not sent at all: no RCPT TO for the address the server could not take.
-    expect(relay.commands.slice(before).filter((c) => c.startsWith('RCPT'))).toEqual(['RCPT TO:<ann@noutf.example>']);
+    expect(relay.commands.slice(before).filter((c) => c.startsWith('RCPT')).sort()).toEqual(['RCPT TO:<ann@noutf.example>', 'RCPT TO:<bob@xn--bcher-kva.example>']);
     const rows = await outbox('noutf-1@example.org');
-    expect(rows.map((r) => [r.recipient, r.state])).toEqual([['ann@noutf.example', 'sent'], ['jörg@exämple.de', 'failed']]);
-    expect(rows[1].last_error).toMatch(/5\.6\.7 .*does not offer SMTPUTF8.*jörg@exämple\.de/);
+    expect(rows.map((r) => [r.recipient, r.state])).toEqual([['ann@noutf.example', 'sent'], ['bob@bücher.example', 'sent'], ['jörg@exämple.de', 'failed']]);
+    expect(rows[2].last_error).toMatch(/5\.6\.7 .*does not offer SMTPUTF8.*jörg@exämple\.de/);
   });
 });

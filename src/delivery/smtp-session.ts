@@ -12,6 +12,7 @@
 import type tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { RelayTls } from '../config.ts';
+import { envelopeAddress } from '../mail/address.ts';
 import { hasEightBit } from '../mail/seven-bit.ts';
 
 export interface SmtpTarget {
@@ -118,12 +119,13 @@ export class SmtpSession {
 
   /**
    * Sends one copy. MAIL FROM says BODY=8BITMIME when the copy has 8-bit bytes, and SMTPUTF8
-   * when an address is not ASCII (nodemailer adds both when the server offers them). A server
+   * when an address is not ASCII once its domain is in A-labels (envelopeAddress) (nodemailer adds both when the server offers them). A server
    * without 8BITMIME gets `sevenBit()` instead (mail/seven-bit.ts); one without SMTPUTF8 cannot
    * take the copy at all (RFC 6531 §3.4): a permanent failure that says why, nothing sent.
    */
-  async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<string> {
+  async send(given: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<string> {
     const t = this.target;
+    const envelope = { from: envelopeAddress(given.from), to: envelopeAddress(given.to) };
     if (!isAscii(envelope.from) || !isAscii(envelope.to)) {
       if (!this.offers('SMTPUTF8')) {
         const who = isAscii(envelope.to) ? `sender ${envelope.from}` : `recipient ${envelope.to}`;

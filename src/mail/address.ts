@@ -130,6 +130,20 @@ export function normalizeEmail(value: string): string | null {
   return Buffer.byteLength(canonical) <= 254 ? canonical : null;
 }
 
+/**
+ * An address as an SMTP envelope gives it: a domain in U-labels is written in A-labels (xn--),
+ * which every server takes, so that only a non-ASCII local part needs SMTPUTF8 (RFC 6531 §3.2).
+ * `bob@bücher.example` goes out as `bob@xn--bcher-kva.example`; `jörg@exämple.de` as it is.
+ */
+export function envelopeAddress(address: string): string {
+  const at = address.lastIndexOf('@');
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1);
+  if (at <= 0 || /^[\x00-\x7f]*$/.test(domain) || /[^\x00-\x7f]/.test(local)) return address;
+  const ascii = url.domainToASCII(domain);
+  return ascii ? `${local}@${ascii}` : address;
+}
+
 // C0 controls but the tab, and DEL.
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
