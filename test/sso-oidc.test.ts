@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { upsertAccount } from '../src/db/accounts.ts';
 import { addPendingAddress, verifyAddress } from '../src/db/account-addresses.ts';
 import { hashPassword } from '../src/auth/credentials.ts';
+import { verifiedEmail } from '../src/auth/oidc.ts';
 import { parseConfig } from '../src/config.ts';
 import { log, redactPath } from '../src/log.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -224,6 +225,18 @@ describe('logging in with OpenID Connect', () => {
     const r = await c.get(await signIn(c, (await startLogin(c)).href, 'nomail'));
     expect(r.status).toBe(403);
     expect(r.text).toContain('gave no e-mail address');
+  });
+
+  it('reads the address and its verification from one source, never the flag of the ID token with the address of userinfo', () => {
+    expect(verifiedEmail({ sub: 's', email: 'a@example.org', email_verified: true }, null)).toBe('a@example.org');
+    expect(verifiedEmail({ sub: 's' }, { email: 'a@example.org', email_verified: 'true' })).toBe('a@example.org');
+    // The token's flag, about no address, vouches for nothing userinfo names.
+    expect(() => verifiedEmail({ sub: 's', email_verified: true }, { email: 'victim@example.org', email_verified: false })).toThrow(/has not verified victim@example.org/);
+    expect(() => verifiedEmail({ sub: 's', email_verified: true }, { email: 'victim@example.org' })).toThrow(/has not verified/);
+    // Userinfo completes the token's flag only for the token's own address.
+    expect(verifiedEmail({ sub: 's', email: 'a@example.org' }, { email: 'a@example.org', email_verified: true })).toBe('a@example.org');
+    expect(() => verifiedEmail({ sub: 's', email: 'a@example.org' }, { email: 'b@example.org', email_verified: true })).toThrow(/has not verified a@example.org/);
+    expect(() => verifiedEmail({ sub: 's', email_verified: true }, null)).toThrow(/gave no e-mail address/);
   });
 
   it('answers 503 within OIDC_TIMEOUT when the provider stops answering before the code is exchanged', async () => {

@@ -7,7 +7,8 @@
  * same state, and the ID token the same nonce, or nothing happens.
  *
  * What the provider tells us is the address: the `email` claim, only when `email_verified` is
- * true (from the ID token, or from the userinfo endpoint when the token does not carry it).
+ * true, both from the ID token, or from the userinfo endpoint when the token does not carry them
+ * (verifiedEmail).
  */
 
 import * as client from 'openid-client';
@@ -113,23 +114,17 @@ export class OidcLogin {
       throw this.classify(err);
     }
     const idClaims = tokens.claims()!;
-    let claims: Record<string, unknown> = { ...idClaims };
-    if (claims.email === undefined || claims.email_verified === undefined || (this.s.adminGroup && claims[this.s.groupsClaim] === undefined)) {
+    let info: Record<string, unknown> | null = null;
+    if (idClaims.email === undefined || idClaims.email_verified === undefined || (this.s.adminGroup && idClaims[this.s.groupsClaim] === undefined)) {
       try {
-        const info = await within(client.fetchUserInfo(config, tokens.access_token, idClaims.sub), this.s.timeoutMs, 'the OpenID provider (userinfo)');
-        claims = { ...info, ...claims, email: claims.email ?? info.email, email_verified: claims.email_verified ?? info.email_verified };
-        if (claims[this.s.groupsClaim] === undefined) claims[this.s.groupsClaim] = info[this.s.groupsClaim];
+        info = await within(client.fetchUserInfo(config, tokens.access_token, idClaims.sub), this.s.timeoutMs, 'the OpenID provider (userinfo)');
       } catch (err) {
         throw this.classify(err);
       }
     }
-    const email = typeof claims.email === 'string' ? claims.email : null;
-    if (!email) throw new Forbidden('The provider gave no e-mail address, so no account can be chosen.', 'oidc_no_email');
-    // Some providers send the boolean as a string.
-    if (claims.email_verified !== true && claims.email_verified !== 'true') {
-      throw new Forbidden(`The provider has not verified ${email}, so it cannot log in to the account of that address.`, 'oidc_unverified');
-    }
-    return { subject: idClaims.sub, email, admin: this.s.adminGroup ? groupsOf(claims[this.s.groupsClaim]).includes(this.s.adminGroup) : null };
+    const email = verifiedEmail(idClaims, info);
+    const groups = idClaims[this.s.groupsClaim] ?? info?.[this.s.groupsClaim];
+    return { subject: idClaims.sub, email, admin: this.s.adminGroup ? groupsOf(groups).includes(this.s.adminGroup) : null };
   }
 
   private async unavailableAs503<T>(work: Promise<T>): Promise<T> {
@@ -153,6 +148,25 @@ export class OidcLogin {
 }
 
 /** A groups claim as providers send it: an array of names, or one name. */
+/**
+ * The address the provider vouches for. The address and its `email_verified` are read together,
+ * from the ID token or else from userinfo, never the address from one and the flag from the other:
+ * a token that says "verified" without naming an address must not vouch for whatever userinfo names.
+ * Userinfo completes the token's flag only for the same address.
+ */
+export function verifiedEmail(idClaims: Record<string, unknown>, info: Record<string, unknown> | null): string {
+  let email = idClaims.email;
+  let verified = idClaims.email_verified;
+  if (email === undefined && info) ({ email, email_verified: verified } = info);
+  else if (verified === undefined && info && info.email === email) verified = info.email_verified;
+  if (typeof email !== 'string' || !email) throw new Forbidden('The provider gave no e-mail address, so no account can be chosen.', 'oidc_no_email');
+  // Some providers send the boolean as a string.
+  if (verified !== true && verified !== 'true') {
+    throw new Forbidden(`The provider has not verified ${email}, so it cannot log in to the account of that address.`, 'oidc_unverified');
+  }
+  return email;
+}
+
 function groupsOf(value: unknown): string[] {
   if (Array.isArray(value)) return value.filter((g): g is string => typeof g === 'string');
   if (typeof value === 'string') return [value];
