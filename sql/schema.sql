@@ -1492,7 +1492,7 @@ CREATE TABLE public.outbox (
     last_error text,
     CONSTRAINT outbox_check CHECK (((message_id IS NULL) <> (mail_id IS NULL))),
     CONSTRAINT outbox_kind_check CHECK ((kind = ANY (ARRAY['post'::text, 'digest'::text, 'notice'::text]))),
-    CONSTRAINT outbox_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'failed'::text])))
+    CONSTRAINT outbox_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'cancelled'::text])))
 );
 
 --
@@ -2240,10 +2240,10 @@ CREATE INDEX messages_tsv ON public.messages USING gin (tsv);
 CREATE INDEX outbox_due ON public.outbox USING btree (run_at) WHERE (state = 'queued'::text);
 
 --
--- Name: outbox_finished; Type: INDEX; Schema: public; Owner: -
+-- Name: outbox_finished_all; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX outbox_finished ON public.outbox USING btree (COALESCE(sent_at, created_at)) WHERE (state = ANY (ARRAY['sent'::text, 'failed'::text]));
+CREATE INDEX outbox_finished_all ON public.outbox USING btree (COALESCE(sent_at, created_at)) WHERE (state = ANY (ARRAY['sent'::text, 'failed'::text, 'cancelled'::text]));
 
 --
 -- Name: outbox_list; Type: INDEX; Schema: public; Owner: -

@@ -240,6 +240,7 @@ describe('the panel home and the dashboard', () => {
     expect(r.text).toMatch(/sent 40, deferred 3, failed 1, bounced 2/);
     expect(r.text).toContain('max 46/h');
     expect(r.text).toContain('message could not be parsed: test');
+    expect(r.text).toMatch(/<div class="big">0<\/div><div>not sent \(no longer wanted\)/);
     expect(r.text).toContain('list.delete');
     expect(r.text).not.toContain('<script');
   });

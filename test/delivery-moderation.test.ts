@@ -4,7 +4,8 @@ import { createList } from '../src/db/lists.ts';
 import { addMember, findMember, pauseMember, removeMember } from '../src/db/members.ts';
 import { periodic } from '../src/delivery/maintenance.ts';
 import { log } from '../src/log.ts';
-import { enqueueMail, insertOutboundMail } from '../src/db/outbox.ts';
+import { enqueueMail, insertOutboundMail, pruneFinished, queueStats } from '../src/db/outbox.ts';
+import { recentFailedDeliveries } from '../src/db/operations.ts';
 import { changeOwnSubscription } from '../src/core/members.ts';
 import { hideMessage } from '../src/core/hidden-messages.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
@@ -338,12 +339,18 @@ describe('copies waiting for a retry', () => {
     expect(marked(DAN, messageId)).toHaveLength(1);
     for (const gone of [ANN, CAT, EVE]) expect(marked(gone, messageId)).toHaveLength(0);
     expect(await outboxOf(messageId)).toEqual([
-      { recipient: ANN, state: 'failed', last_error: 'not sent: the member now takes nomail' },
+      { recipient: ANN, state: 'cancelled', last_error: 'not sent: the member now takes nomail' },
       { recipient: BOB, state: 'sent', last_error: null },
-      { recipient: CAT, state: 'failed', last_error: 'not sent: the member is unsubscribed' },
+      { recipient: CAT, state: 'cancelled', last_error: 'not sent: the member is unsubscribed' },
       { recipient: DAN, state: 'sent', last_error: null },
-      { recipient: EVE, state: 'failed', last_error: 'not sent: the member is disabled' },
+      { recipient: EVE, state: 'cancelled', last_error: 'not sent: the member is disabled' },
     ]);
+    // Apart from failures: counted on their own, listed nowhere as a delivery problem, pruned as finished rows are.
+    expect((await queueStats(db.pool, 60)).cancelled).toBeGreaterThanOrEqual(3);
+    expect((await recentFailedDeliveries(db.pool, 1000)).filter((f) => f.last_error?.startsWith('not sent:'))).toEqual([]);
+    await db.pool.query(`update outbox o set created_at = now() - interval '30 days', sent_at = o.sent_at - interval '30 days' from messages m where m.id = o.message_id and m.message_id = $1`, [messageId]);
+    await pruneFinished(db.pool, 7);
+    expect(await outboxOf(messageId)).toEqual([]);
   });
 
   it('of a post a moderator hid meanwhile are not sent at all', async () => {
@@ -352,7 +359,7 @@ describe('copies waiting for a retry', () => {
     await retryNow(messageId);
     for (const waiting of [ANN, CAT, DAN, EVE]) expect(marked(waiting, messageId)).toHaveLength(0);
     const rows = await outboxOf(messageId);
-    expect(rows.filter((r) => r.recipient !== BOB).map((r) => [r.state, r.last_error])).toEqual(Array(4).fill(['failed', 'not sent: the post was hidden by a moderator']));
+    expect(rows.filter((r) => r.recipient !== BOB).map((r) => [r.state, r.last_error])).toEqual(Array(4).fill(['cancelled', 'not sent: the post was hidden by a moderator']));
   });
 
   it('of a digest are not sent to a member who left, while notices to them still are', async () => {
@@ -371,7 +378,7 @@ describe('copies waiting for a retry', () => {
     expect(marked('fay@wait.example', 'leaving-digest')).toHaveLength(0);
     const { rows } = await db.pool.query('select kind, state, last_error from outbox where list_id = $1 order by id', [list.id]);
     expect(rows).toEqual([
-      { kind: 'digest', state: 'failed', last_error: 'not sent: the member is unsubscribed' },
+      { kind: 'digest', state: 'cancelled', last_error: 'not sent: the member is unsubscribed' },
       { kind: 'notice', state: 'sent', last_error: null },
     ]);
   });

@@ -19,6 +19,7 @@ export function registerQueueCommand(program: Command) {
           `sending  ${c.sending}`,
           `sent     ${c.sent}`,
           `failed   ${c.failed}`,
+          `cancelled ${stats.cancelled} (not sent: the member left or paused, or the post was hidden)`,
           stats.oldest
             ? `oldest   #${stats.oldest.id} to ${stats.oldest.recipient}, queued ${stats.oldest.created_at.toISOString()}, next try ${stats.oldest.run_at.toISOString()}, ${stats.oldest.attempts} attempt(s)${stats.oldest.last_error ? `: ${stats.oldest.last_error}` : ''}`
             : 'oldest   nothing waiting',

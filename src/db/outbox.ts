@@ -8,7 +8,7 @@ import type { PostChecks } from '../mail/post-checks.ts';
 import type { Queryable } from './pool.ts';
 
 export type OutboxKind = 'post' | 'digest' | 'notice';
-export type OutboxState = 'queued' | 'sending' | 'sent' | 'failed';
+export type OutboxState = 'queued' | 'sending' | 'sent' | 'failed' | 'cancelled';
 
 // Also named in accept_post (sql/0007), which wakes the workers for every accepted post.
 export const OUTBOX_CHANNEL = 'listkeeper_outbox';
@@ -68,7 +68,7 @@ export async function enqueueMail(db: Queryable, kind: OutboxKind, listId: numbe
 export interface Claim {
   /** rows to send now, locked by the worker */
   rows: ClaimedRow[];
-  /** due rows settled as failed instead: nobody should get them any more (CANCEL_REASON) */
+  /** due rows settled as cancelled instead: nobody should get them any more (CANCEL_REASON) */
   cancelled: number;
 }
 
@@ -88,7 +88,7 @@ const CANCEL_REASON = `case
 
 /**
  * Claims up to `limit` due rows for one worker. Rows locked by another worker are skipped; rows
- * nobody should get any more are settled in the same statement, as failed with the reason.
+ * nobody should get any more are settled in the same statement, as cancelled with the reason.
  */
 export async function claimBatch(db: Queryable, worker: string, limit: number): Promise<Claim> {
   const { rows } = await db.query<ClaimedRow & { cancel: string | null }>(
@@ -98,7 +98,7 @@ export async function claimBatch(db: Queryable, worker: string, limit: number): 
              from j join outbox o on o.id = j.id
              left join members m on m.id = o.member_id
              left join list_messages lm on lm.list_id = o.list_id and lm.message_id = o.message_id)
-     update outbox o set state = case when c.cancel is null then 'sending' else 'failed' end,
+     update outbox o set state = case when c.cancel is null then 'sending' else 'cancelled' end,
                          locked_by = case when c.cancel is null then $1 end,
                          locked_at = case when c.cancel is null then now() else o.locked_at end,
                          last_error = coalesce(c.cancel, o.last_error)
@@ -216,7 +216,7 @@ export async function reclaimStale(db: Queryable, leaseSeconds: number, except: 
 /** Forgets finished rows (and composed mail nobody needs any more) after `keepDays`. */
 export async function pruneFinished(db: Queryable, keepDays: number): Promise<number> {
   const { rowCount } = await db.query(
-    `delete from outbox where state in ('sent', 'failed')
+    `delete from outbox where state in ('sent', 'failed', 'cancelled')
         and coalesce(sent_at, created_at) < now() - make_interval(days => $1)`,
     [keepDays],
   );
@@ -228,9 +228,11 @@ export async function pruneFinished(db: Queryable, keepDays: number): Promise<nu
 }
 
 export interface QueueStats {
-  counts: Record<OutboxState, number>;
+  counts: Record<Exclude<OutboxState, 'cancelled'>, number>;
   /** queued rows waiting for a retry (attempted at least once) */
   deferred: number;
+  /** rows settled as nobody should get them any more, apart from the counts of deliveries */
+  cancelled: number;
   /** the oldest row still waiting to be sent */
   oldest: { id: number; recipient: string; kind: OutboxKind; created_at: Date; run_at: Date; attempts: number; last_error: string | null } | null;
   /** stale: its session lock is gone (the process died) or its heartbeat is older than the lease */
@@ -258,10 +260,12 @@ export async function queueStats(db: Queryable, leaseSeconds: number): Promise<Q
   const { rows } = await db.query<{ state: OutboxState; n: number; deferred: number }>(
     `select state, count(*)::int as n, (count(*) filter (where attempts > 0))::int as deferred from outbox group by state`,
   );
-  const counts: Record<OutboxState, number> = { queued: 0, sending: 0, sent: 0, failed: 0 };
+  const counts: QueueStats['counts'] = { queued: 0, sending: 0, sent: 0, failed: 0 };
   let deferred = 0;
+  let cancelled = 0;
   for (const r of rows) {
-    counts[r.state] = r.n;
+    if (r.state === 'cancelled') cancelled = r.n;
+    else counts[r.state] = r.n;
     if (r.state === 'queued') deferred = r.deferred;
   }
   const oldest = await db.query<NonNullable<QueueStats['oldest']>>(
@@ -273,7 +277,7 @@ export async function queueStats(db: Queryable, leaseSeconds: number): Promise<Q
        from delivery_workers w order by started_at`,
     [leaseSeconds],
   );
-  return { counts, deferred, oldest: oldest.rows[0] ?? null, workers: workers.rows };
+  return { counts, deferred, cancelled, oldest: oldest.rows[0] ?? null, workers: workers.rows };
 }
 
 export interface HourlyCounts {

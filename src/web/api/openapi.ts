@@ -63,6 +63,7 @@ const schemas: Record<string, Schema> = {
   Queue: object({
     counts: object({ queued: { type: 'integer' }, sending: { type: 'integer' }, sent: { type: 'integer' }, failed: { type: 'integer' } }),
     deferred: { type: 'integer', description: 'queued rows waiting for a retry' },
+    cancelled: { type: 'integer', description: 'copies not sent because nobody should get them any more (the member left or paused, the post was hidden)' },
     oldest: {
       oneOf: [{ type: 'null' }, object({ id: { type: 'integer' }, recipient: { type: 'string' }, kind: { enum: ['post', 'digest', 'notice'] }, created_at: dateTime, run_at: dateTime, attempts: { type: 'integer' }, last_error: nullable('string') })],
     },
