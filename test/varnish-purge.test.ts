@@ -9,9 +9,11 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Purger } from '../src/cache/purger.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
 import { archiveMessage, hideMessage } from '../src/db/messages.ts';
 import { purgeQueueStats } from '../src/db/purges.ts';
 import { parse } from '../src/mail/parse.ts';
+import { loggedIn, WebClient } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message } from './helpers/smtp.ts';
 import { freePort, readVcl, startVarnish, type Varnish } from './helpers/varnish.ts';
@@ -193,5 +195,32 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     await settled();
     const month = await get(`/lists/dev-${variant}/2026-11`);
     expect(month.body).toContain('Posted while varnishd was down');
+  }, 60_000);
+
+  it('a form is posted with its cookies, and a logged-in reader gets their own pages over https too', async () => {
+    // The subscribe form's CSRF check reads the anonymous cookie: stripped, every post was refused.
+    const anonymous = new WebClient(varnish.url);
+    expect((await anonymous.get(`/lists/dev-${variant}/subscribe`)).status).toBe(200);
+    const sent = await anonymous.post(`/lists/dev-${variant}/subscribe`, { email: `new-${variant}@example.net` });
+    expect(sent.status).toBe(200);
+    expect(sent.text).not.toContain('CSRF check failed');
+    // Over https the session cookie is __Host-lk_session: it must reach the origin like lk_session.
+    const members = await createList(db.pool, { address: `mem-${variant}@lists.example.org`, name: 'mem', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'members', owners: [] });
+    await post(members, `mem-${variant}@example.org`, 'For members only', 'Mon, 02 Nov 2026 10:00:00 +0000');
+    await addMember(db.pool, members.id, `reader-${variant}@example.org`, 'each');
+    const secure = await startWeb(db, { PUBLIC_URL: 'https://lists.example.org' });
+    const front = await startVarnish(readVcl()[variant], Number(new URL(secure.url).port));
+    try {
+      const reader = await loggedIn(db, front.url, `reader-${variant}@example.org`);
+      reader.jar.set('__Host-lk_session', reader.jar.get('lk_session')!);
+      reader.jar.delete('lk_session');
+      const page = await reader.get(`/lists/mem-${variant}/2026-11`);
+      expect(page.status).toBe(200);
+      expect(page.text).toContain('For members only');
+      expect((await new WebClient(front.url).get(`/lists/mem-${variant}/2026-11`)).status).toBe(403);
+    } finally {
+      await front.stop();
+      await secure.stop();
+    }
   }, 60_000);
 });
