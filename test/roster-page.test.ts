@@ -77,6 +77,8 @@ describe('the member list page (/lists/LIST/members)', () => {
     expect(anon.text).not.toContain('example.org');
     expect(anon.text).not.toContain('example.net');
     expect((await member.get(PAGE)).text).toContain('worker@example.org');
+    // Not for a shared cache: nothing purges it when a member leaves or the setting changes.
+    expect(anon.headers.get('cache-control')).toBe('private, no-cache');
     // Someone who unsubscribed is not shown.
     await db.pool.query(`update members set status = 'unsubscribed' where email = 'drone@example.net'`);
     expect((await anonymous.get(PAGE)).text).not.toContain('drone@');

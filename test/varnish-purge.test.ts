@@ -197,6 +197,17 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     expect(month.body).toContain('Posted while varnishd was down');
   }, 60_000);
 
+  it('a member list open to anyone is not kept: one who leaves is gone from it at once', async () => {
+    const roster = `/lists/ops-${variant}/members`;
+    await db.pool.query(`update lists set roster_visibility = 'anyone' where id = $1`, [ops.id]);
+    await addMember(db.pool, ops.id, `leaving-${variant}@example.net`, 'each', 'Leaving Soon');
+    expect((await get(roster)).body).toContain('Leaving Soon');
+    await db.pool.query(`update members set status = 'unsubscribed' where list_id = $1`, [ops.id]);
+    const again = await get(roster);
+    expect(again.hit).toBe(false);
+    expect(again.body).not.toContain('Leaving Soon');
+  });
+
   it('a form is posted with its cookies, and a logged-in reader gets their own pages over https too', async () => {
     // The subscribe form's CSRF check reads the anonymous cookie: stripped, every post was refused.
     const anonymous = new WebClient(varnish.url);

@@ -35,6 +35,8 @@ export async function rosterPage(ctx: WebContext, req: Request, res: Response) {
       : `The members of ${list.address} are shown to its members only: log in to see them.`, 'roster_restricted');
   }
   const members = await visibleRoster(db, list.id);
+  // Never in a shared cache, even when anyone may see it (personal): no purge follows a member who
+  // leaves or a roster that stops being public, so a cache in front would show them for its max-age.
   sendPage(ctx, req, res, 'archive/members.njk', {
     title: `Members of ${list.name}`,
     list,
@@ -42,5 +44,5 @@ export async function rosterPage(ctx: WebContext, req: Request, res: Response) {
     subscribe: subscribeUrl(list.key),
     self: rosterUrl(list.key),
     members: members.map((m) => ({ name: m.name, email: viewer ? m.email : obfuscateAddress(m.email) })),
-  }, { restricted: list.roster_visibility !== 'anyone' || list.archive !== 'public' });
+  }, { restricted: list.roster_visibility !== 'anyone' || list.archive !== 'public', personal: true });
 }
