@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decayBounceScores, memberBounces } from '../src/db/bounces.ts';
+import { decayBounceScores, memberBounces, raiseBounceScore } from '../src/db/bounces.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import { deliveryHistory } from '../src/db/outbox.ts';
@@ -151,6 +151,27 @@ describe('bounces at the VERP address', () => {
     await db.pool.query(`update members set bounce_updated_at = now() - interval '14 days' where email = 'carol@contoso.example'`);
     await decayBounceScores(db.pool, 7);
     expect((await findMember(db.pool, dev.id, 'carol@contoso.example'))!.bounce_score).toBeCloseTo(0.25, 2);
+  });
+
+  it('keeps a bounce counted while the hourly decay runs (another worker\'s chore)', async () => {
+    await addMember(db.pool, dev.id, 'dave@contoso.example', 'each');
+    const dave = (await findMember(db.pool, dev.id, 'dave@contoso.example'))!;
+    await db.pool.query(`update members set bounce_score = 1, bounce_updated_at = now() - interval '14 days' where id = $1`, [dave.id]);
+    // A bounce is being counted (its transaction holds the row) when the decay reads the scores.
+    const bounce = await db.pool.connect();
+    try {
+      await bounce.query('begin');
+      await raiseBounceScore(bounce, dave.id, 1, 7);
+      const decay = decayBounceScores(db.pool, 7);
+      const waiting = async () => (await db.pool.query(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%bounce_score%'`)).rowCount;
+      for (let i = 0; i < 100 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 20));
+      await bounce.query('commit');
+      await decay;
+    } finally {
+      bounce.release();
+    }
+    // 1 halved twice over 14 days, plus the new bounce: not the decayed score without it.
+    expect((await findMember(db.pool, dev.id, 'dave@contoso.example'))!.bounce_score).toBeCloseTo(1.25, 2);
   });
 
   it('counts bounces per hour for the dashboard', async () => {

@@ -84,11 +84,14 @@ export async function raiseBounceScore(db: Queryable, memberId: number, weight: 
 /** Lets every score decay (periodic maintenance); scores that fall under 0.05 become 0. */
 export async function decayBounceScores(db: Queryable, halfLifeDays: number): Promise<number> {
   const { rowCount } = await db.query(
-    `update members set
-        bounce_score = case when s.v < 0.05 then 0 else s.v end, bounce_updated_at = now()
-       from (select id, (bounce_score * power(0.5, extract(epoch from now() - coalesce(bounce_updated_at, now())) / 86400.0 / $1))::real as v
-               from members where bounce_score > 0 and bounce_updated_at < now() - interval '1 hour') s
-      where members.id = s.id`,
+    // Computed from the row being updated, not from a subquery's snapshot: a bounce counted by
+    // another transaction while this runs is waited for and kept (PostgreSQL re-reads the row and
+    // re-checks the condition), where a value read before it would overwrite its weight.
+    `update members m set
+        bounce_score = (select case when d.v < 0.05 then 0 else d.v end from (select
+          (m.bounce_score * power(0.5, extract(epoch from now() - coalesce(m.bounce_updated_at, now())) / 86400.0 / $1))::real as v) d),
+        bounce_updated_at = now()
+      where m.bounce_score > 0 and m.bounce_updated_at < now() - interval '1 hour'`,
     [halfLifeDays],
   );
   return rowCount ?? 0;
