@@ -1535,7 +1535,8 @@ CREATE TABLE public.purges (
     attempts integer DEFAULT 0 NOT NULL,
     locked_by text,
     locked_at timestamp with time zone,
-    last_error text
+    last_error text,
+    sent_at timestamp with time zone
 );
 
 --

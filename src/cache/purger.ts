@@ -1,8 +1,9 @@
 /*
  * The purger (worker role): sends the purge queue (sql/0055, db/purges.ts) to the cache in front of
  * the archive. Claims due rows with SKIP LOCKED (any number of workers share the queue), sends
- * their distinct keys in as few requests as fit (purge-request.ts), deletes the rows the cache
- * confirmed and puts the others back with backoff: a cache that is down or slow gets its purges
+ * their distinct keys in as few requests as fit (purge-request.ts), sends the rows the cache
+ * confirmed once more RESEND_SECONDS later and then deletes them, and puts the others back with
+ * backoff: a cache that is down or slow gets its purges
  * when it is back, in order, after a restart of either side too. Woken by NOTIFY from the
  * triggers, and polls as the guarantee.
  *
@@ -15,7 +16,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { Listener } from '../db/listener.ts';
-import { claimPurges, deletePurges, discardPurges, PURGE_CHANNEL, releasePurges, retryPurges, setPurging, type ClaimedPurge } from '../db/purges.ts';
+import { claimPurges, confirmPurges, discardPurges, PURGE_CHANNEL, releasePurges, retryPurges, setPurging, type ClaimedPurge } from '../db/purges.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { purgeKeys } from '../metrics.ts';
 import { purgeChunks, sendPurge } from './purge-request.ts';
@@ -27,10 +28,17 @@ const LEASE_SECONDS = 120;
 const POLL_MS = 2_000;
 /** Without PURGE_URL the queue is emptied this often. */
 const DISCARD_MS = 60_000;
+/**
+ * Each key is sent again this long after the cache confirmed it (sql/0069): longer than a page
+ * takes to render and than a replica on the same network lags (web/fresh-reads.ts), so a page
+ * rendered from the data before the change, and stored by the cache after the first purge, goes.
+ */
+const RESEND_SECONDS = 10;
 
 export interface PurgerOptions {
   name?: string;
   pollMs?: number;
+  resendSeconds?: number;
 }
 
 export class Purger {
@@ -42,6 +50,7 @@ export class Purger {
   private pending = true;
   private wake: (() => void) | null = null;
   private readonly pollMs: number;
+  private readonly resendSeconds: number;
   /** cuts the request in flight when stopping: its rows go back untried */
   private readonly cut = new AbortController();
 
@@ -49,6 +58,7 @@ export class Purger {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.log = rootLog.child({ purger: this.name });
     this.pollMs = opts.pollMs ?? (cfg.url ? POLL_MS : DISCARD_MS);
+    this.resendSeconds = opts.resendSeconds ?? RESEND_SECONDS;
   }
 
   async start(): Promise<void> {
@@ -118,7 +128,7 @@ export class Purger {
       }
       try {
         await sendPurge(url, keys, this.cfg.timeoutMs, this.cut.signal);
-        await deletePurges(this.pool, ids);
+        await confirmPurges(this.pool, ids, this.resendSeconds);
         purgeKeys.inc({ result: 'sent' }, keys.length);
         this.log.debug({ keys }, 'purged');
       } catch (err) {

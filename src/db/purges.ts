@@ -38,9 +38,19 @@ export async function claimPurges(db: Queryable, purger: string, limit: number, 
   return rows;
 }
 
-/** The cache dropped these keys: their rows are done. */
-export async function deletePurges(db: Queryable, ids: number[]): Promise<void> {
-  await db.query('delete from purges where id = any($1::bigint[])', [ids]);
+/**
+ * The cache dropped these keys. Rows sent for the first time wait `resendSeconds` and are sent once
+ * more (sql/0069: a page being rendered from the old data meanwhile was kept after the first
+ * purge); rows that were sent before are done.
+ */
+export async function confirmPurges(db: Queryable, ids: number[], resendSeconds: number): Promise<void> {
+  await db.query(
+    `with done as (delete from purges where id = any($1::bigint[]) and sent_at is not null)
+     update purges set sent_at = now(), run_at = now() + make_interval(secs => $2), attempts = 0, last_error = null,
+            locked_by = null, locked_at = null
+      where id = any($1::bigint[]) and sent_at is null`,
+    [ids, resendSeconds],
+  );
 }
 
 /** The cache did not answer or refused: tried again later, the wait growing with each attempt (at most exp(7) s ≈ 18 min). */
@@ -72,6 +82,7 @@ export async function discardPurges(db: Queryable): Promise<number> {
   return rowCount ?? 0;
 }
 
+/** Only purges not yet sent count: those waiting for their second send have reached the cache once. */
 export interface PurgeDepth {
   /** distinct keys waiting (what the next requests will carry) */
   keys: number;
@@ -85,7 +96,7 @@ export async function purgeDepth(db: Queryable): Promise<PurgeDepth> {
   const { rows } = await db.query<{ keys: number; rows: number; oldest: number }>(
     `select count(distinct key)::int as keys, count(*)::int as rows,
             coalesce(extract(epoch from now() - min(queued_at)), 0)::float8 as oldest
-       from purges`,
+       from purges where sent_at is null`,
   );
   return { keys: rows[0].keys, rows: rows[0].rows, oldestSeconds: rows[0].oldest };
 }
@@ -100,9 +111,9 @@ export interface PurgeQueueStats extends PurgeDepth {
 /** The purge queue for `listkeeper queue`. */
 export async function purgeQueueStats(db: Queryable): Promise<PurgeQueueStats> {
   const depth = await purgeDepth(db);
-  const { rows } = await db.query<{ retrying: number }>('select count(distinct key)::int as retrying from purges where attempts > 0');
+  const { rows } = await db.query<{ retrying: number }>('select count(distinct key)::int as retrying from purges where attempts > 0 and sent_at is null');
   const oldest = await db.query<NonNullable<PurgeQueueStats['oldest']>>(
-    'select key, queued_at, run_at, attempts, last_error from purges order by queued_at, id limit 1',
+    'select key, queued_at, run_at, attempts, last_error from purges where sent_at is null order by queued_at, id limit 1',
   );
   return { ...depth, retrying: rows[0].retrying, oldest: oldest.rows[0] ?? null };
 }
