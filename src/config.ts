@@ -39,6 +39,7 @@ export type RelayTls = 'opportunistic' | 'require' | 'verify';
 const schema = z.object({
   DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
   DATABASE_READ_URL: url(['postgres:', 'postgresql:']).optional(),
+  DATABASE_READ_MAX_LAG: z.coerce.number().int().min(1).max(3600).default(10),
   DATABASE_DIRECT_URL: url(['postgres:', 'postgresql:']).optional(),
   DATABASE_POOL_MODE: z.enum(['session', 'transaction']).default('session'),
   MAIL_DOMAIN: domain.default('lists.localhost'),
@@ -133,6 +134,8 @@ const schema = z.object({
 export interface Config {
   databaseUrl?: string;
   databaseReadUrl?: string;
+  /** seconds the replica may be behind the primary before reads go to the primary (read-pool.ts) */
+  databaseReadMaxLagMs: number;
   /**
    * A connection that is a whole session, for what needs one (LISTEN, session advisory locks,
    * migrations, imports, backups) when DATABASE_URL goes through a pooler in transaction mode.
@@ -351,6 +354,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   return {
     databaseUrl: e.DATABASE_URL,
     databaseReadUrl: e.DATABASE_READ_URL,
+    databaseReadMaxLagMs: e.DATABASE_READ_MAX_LAG * 1000,
     databaseDirectUrl: e.DATABASE_DIRECT_URL,
     databasePoolMode: e.DATABASE_POOL_MODE,
     mailDomain: e.MAIL_DOMAIN.toLowerCase(),

@@ -15,7 +15,7 @@ export const smtpMessages = new client.Counter({
 /** Reads meant for the replica (DATABASE_READ_URL) that went to the primary, by why (db/read-pool.ts). */
 export const readFallbacks = new client.Counter({
   name: 'listkeeper_read_fallbacks_total',
-  help: 'Archive reads sent to the primary instead of the read replica, by reason: unreachable (the replica is down), fresh (the reader has just written), recovery_conflict (the replica cancelled the read)',
+  help: 'Archive reads sent to the primary instead of the read replica, by reason: unreachable (the replica is down), fresh (the reader has just written), recovery_conflict (the replica cancelled the read), lagging (the replica is more than DATABASE_READ_MAX_LAG behind)',
   labelNames: ['reason'],
   registers: [registry],
 });

@@ -65,7 +65,8 @@ beforeAll(async () => {
   expect((await cli(['migrate'], env)).code).toBe(0);
   expect((await cli(['list', 'create', LIST, '--name', 'Developers', '--post-policy', 'open'], env)).code).toBe(0);
   await caughtUp();
-  serve = await startServe({ ...env, DATABASE_READ_URL: standby.url('lk'), WEB_PROCESSES: '1' }, ['--smtp', '--web', '--worker']);
+  // The lag bound is far enough off that these tests' paused standby stays in use (see the last test).
+  serve = await startServe({ ...env, DATABASE_READ_URL: standby.url('lk'), DATABASE_READ_MAX_LAG: '60', WEB_PROCESSES: '1' }, ['--smtp', '--web', '--worker']);
 }, 120_000);
 
 afterAll(async () => {
@@ -141,6 +142,35 @@ describe('a streaming replica for archive reads', () => {
       expect(serve!.output()).toContain('read replica reachable again');
     } finally {
       await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+    }
+  }, 60_000);
+
+  it('reads from the primary while the standby lags more than DATABASE_READ_MAX_LAG, and from the standby again once it has caught up', async () => {
+    await caughtUp();
+    const env = { DATABASE_URL: primary.url('lk'), DATABASE_READ_URL: standby.url('lk'), DATABASE_READ_MAX_LAG: '2', WEB_PROCESSES: '1' };
+    const lagged = await startServe(env, ['--smtp', '--web']);
+    const at = async (p: string) => (await fetch(`${lagged.webUrl}${p}`, { redirect: 'manual' })).status;
+    try {
+      await on(standby, 'select pg_wal_replay_pause()', 'postgres');
+      await post('while-lagging@example.org', 'Written while the standby stalled');
+      // At first the stalled standby answers (it has not replayed the post); past the bound, the primary.
+      expect(await at('/message-id/while-lagging@example.org')).toBe(404);
+      const t0 = Date.now();
+      await until('reads go to the primary', async () => (await at('/message-id/while-lagging@example.org')) === 200, 15_000);
+      expect(Date.now() - t0).toBeLessThan(8_000);
+      expect(lagged.output()).toContain('read replica lagging more than DATABASE_READ_MAX_LAG: reading from the primary');
+      const metrics = await (await fetch(`${lagged.webUrl}/metrics`)).text();
+      expect(Number(/listkeeper_read_fallbacks_total\{reason="lagging"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeGreaterThan(0);
+      await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+      await caughtUp();
+      await until('the standby is read again', async () => lagged.output().includes('read replica caught up: reading from it'), 10_000);
+      // Paused again: a post the standby has not replayed is not found, so reads went back to it.
+      await on(standby, 'select pg_wal_replay_pause()', 'postgres');
+      await post('after-catching-up@example.org', 'Written after the standby caught up');
+      expect(await at('/message-id/after-catching-up@example.org')).toBe(404);
+    } finally {
+      await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+      lagged.child.kill('SIGKILL');
     }
   }, 60_000);
 });

@@ -60,7 +60,7 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   // On a replica, both fall back to the primary (read-pool.ts); the search pool's fallback is the
   // primary's ordinary pool, where its statements are planned as usual.
   const readPool = cfg.databaseReadUrl
-    ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, { PoolClass: ReplicaPool, transactionPooling: pooled }).fallBackTo(pool, `${role}-read`)
+    ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, { PoolClass: ReplicaPool, transactionPooling: pooled }).fallBackTo(pool, `${role}-read`, cfg.databaseReadMaxLagMs)
     : pool;
   // Generic plans kept per connection need whole sessions: through a transaction pooler, searches
   // use readPool, planned each time.
@@ -68,7 +68,7 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   const searchPool = pooled
     ? undefined
     : cfg.databaseReadUrl
-      ? createPool(cfg.databaseReadUrl, searchPoolSize(cfg), `${role}-search`, { ...generic, PoolClass: ReplicaPool }).fallBackTo(pool, `${role}-search`)
+      ? createPool(cfg.databaseReadUrl, searchPoolSize(cfg), `${role}-search`, { ...generic, PoolClass: ReplicaPool }).fallBackTo(pool, `${role}-search`, cfg.databaseReadMaxLagMs)
       : createPool(url, searchPoolSize(cfg), `${role}-search`, generic);
   const end = async () => {
     await searchPool?.end();

@@ -1,6 +1,6 @@
 /*
  * The pool archive reads use when DATABASE_READ_URL names a replica: archive pages, search,
- * downloads, `export`. Two things send a read to the primary instead:
+ * downloads, `export`. Three things send a read to the primary instead:
  *
  * - The replica cannot be reached (refused, terminated, shut down): the read is run again on the
  *   primary at once, so the reader sees a page, not an error. The replica is then left alone for
@@ -10,6 +10,14 @@
  * - The read must see a write the replica may not have replayed yet: inside readFromPrimary()
  *   (the web runs the requests of a browser that has just written there: web/fresh-reads.ts),
  *   counted with reason="fresh".
+ *
+ * - The replica is more than DATABASE_READ_MAX_LAG (10 s) behind the primary (reason="lagging"):
+ *   a member removed, a list made private or a message hidden for privacy must not stay visible
+ *   for as long as a stalled replica lags. Every second the pool notes the primary's WAL position,
+ *   and asks how far the replica has replayed: behind the position noted MAX_LAG ago, it is
+ *   lagging, and reads go to the primary until it has caught up with that position again. The
+ *   bound is MAX_LAG plus a second or two; the fresh-reads window and the second purge
+ *   (cache/purger.ts) cover what is younger.
  *
  * A read the replica cancelled because replaying the primary's changes needed its rows ("conflict
  * with recovery") is run again on the primary too (reason="recovery_conflict"). A statement that
@@ -23,6 +31,13 @@ import { readFallbacks } from '../metrics.ts';
 import { briefError, isConnectionLoss, isRecoveryConflict } from './pool.ts';
 
 const REPLICA_RETRY_MS = 5_000;
+const LAG_CHECK_MS = 1_000;
+
+/** A pg_lsn's text (`16/B374D848`) as a number that orders as the position does. */
+function lsnOf(text: string): bigint {
+  const [hi, lo] = text.split('/');
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+}
 
 const primaryReads = new AsyncLocalStorage<boolean>();
 
@@ -39,11 +54,55 @@ export class ReplicaPool extends pg.Pool {
   private primary: pg.Pool | null = null;
   private downUntil = 0;
   private role = 'read';
+  private maxLagMs = 10_000;
+  /** the primary's WAL positions noted in the last MAX_LAG, oldest first, and the one before */
+  private positions: { at: number; lsn: bigint }[] = [];
+  private lagging = false;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private checking = false;
 
-  fallBackTo(primary: pg.Pool, role: string): this {
+  fallBackTo(primary: pg.Pool, role: string, maxLagMs = 10_000): this {
     this.primary = primary;
     this.role = role;
+    this.maxLagMs = maxLagMs;
+    this.lagTimer = setInterval(() => void this.checkLag(), LAG_CHECK_MS).unref();
     return this;
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pg's overloads
+  override end(...args: any[]): any {
+    clearInterval(this.lagTimer);
+    return super.end(...(args as []));
+  }
+
+  /** Notes the primary's position, and whether the replica has replayed the one noted MAX_LAG ago. */
+  private async checkLag(): Promise<void> {
+    if (this.checking || !this.primary) return;
+    this.checking = true;
+    try {
+      const now = Date.now();
+      const { rows } = await this.primary.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+      this.positions.push({ at: now, lsn: lsnOf(rows[0].lsn) });
+      // Keep the newest position at least MAX_LAG old, and every one after it.
+      let due = -1;
+      for (let i = 0; i < this.positions.length && this.positions[i].at <= now - this.maxLagMs; i++) due = i;
+      if (due < 0) return;
+      this.positions.splice(0, due);
+      const replica = await super.query<{ lsn: string | null }>('select pg_last_wal_replay_lsn()::text as lsn');
+      // null: not a standby (a primary named as its own replica), never behind.
+      const replayed = replica.rows[0].lsn;
+      const behind = replayed !== null && lsnOf(replayed) < this.positions[0].lsn;
+      if (behind !== this.lagging) {
+        this.lagging = behind;
+        if (behind) log.warn({ role: this.role, maxLagSeconds: this.maxLagMs / 1000 }, 'read replica lagging more than DATABASE_READ_MAX_LAG: reading from the primary');
+        else log.info({ role: this.role }, 'read replica caught up: reading from it');
+      }
+    } catch {
+      // The replica unreachable is read()'s to handle; the primary unreachable fails every write
+      // anyway. Either way the last verdict stands until a check succeeds.
+    } finally {
+      this.checking = false;
+    }
   }
 
   /** Where the next read goes: the primary while the replica is down or the read must be fresh. */
@@ -55,6 +114,10 @@ export class ReplicaPool extends pg.Pool {
     }
     if (Date.now() < this.downUntil) {
       readFallbacks.inc({ reason: 'unreachable' });
+      return 'primary';
+    }
+    if (this.lagging) {
+      readFallbacks.inc({ reason: 'lagging' });
       return 'primary';
     }
     return 'replica';
