@@ -4,6 +4,7 @@ import { parseConfig } from '../src/config.ts';
 import { createList } from '../src/db/lists.ts';
 import { setResolvers } from '../src/dns.ts';
 import { DEFAULT_GREETING_DELAY_MS, greetingDelayMs } from '../src/smtp/greeting.ts';
+import { MAX_RECIPIENTS } from '../src/smtp/server.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
@@ -116,6 +117,23 @@ describe('repeated RCPT TO', () => {
     expect(await c.say('NOOP')).toMatch(/^250/);
     c.close();
     expect(await listsOf('repeat-lmtp@example.org')).toEqual(['other', 'pub']);
+  });
+
+  it('refuses RCPT TO past 1,000 in one transaction, repeats included, with 452 4.5.3, and takes the message for those accepted', async () => {
+    const c = await open(smtp.port);
+    await c.say('MAIL FROM:<alice@example.org>');
+    const before = c.replies.length;
+    c.write('RCPT TO:<pub@lists.example.org>\r\n'.repeat(MAX_RECIPIENTS) + 'RCPT TO:<other@lists.example.org>\r\n');
+    const rcpt = (await c.replyCount(before + MAX_RECIPIENTS + 1)).slice(before);
+    expect(rcpt.filter((r) => r.startsWith('250')).length).toBe(MAX_RECIPIENTS);
+    expect(rcpt.at(-1)).toMatch(/^452 4\.5\.3 /);
+    expect(await c.say('DATA')).toMatch(/^354/);
+    expect(await c.say(`${message({ id: 'many-rcpt@example.org' })}\r\n.`)).toMatch(/^250/);
+    // the next transaction starts afresh
+    await c.say('MAIL FROM:<alice@example.org>');
+    expect(await c.say('RCPT TO:<other@lists.example.org>')).toMatch(/^250/);
+    c.close();
+    expect(await listsOf('many-rcpt@example.org')).toEqual(['pub']);
   });
 
   it('answers an oversized message once per accepted RCPT over LMTP', async () => {

@@ -44,6 +44,14 @@ type Recipient = ResolvedRecipient & { address: string };
 const SMALL_MESSAGE = 1024 * 1024;
 
 /**
+ * RCPT TO answered 250 in one transaction, repeats included (Postfix's smtpd_recipient_limit):
+ * past it, 452 4.5.3, and an MTA sends the rest in another transaction (RFC 5321 4.5.3.1.10).
+ * Each recipient is handled after DATA on its own: without a cap, one message to 40,000
+ * `-bounces+TOKEN` addresses wrote 40,000 rows and held the listener for over a minute.
+ */
+export const MAX_RECIPIENTS = 1000;
+
+/**
  * smtp-server writes every reply with its own socket write, one syscall each. A client that
  * pipelines (Postfix does: MAIL, RCPT and DATA in one packet) gets three replies in one turn of
  * the event loop; corking until the loop moves on sends them in one write.
@@ -137,6 +145,7 @@ export class IngestServer {
   }
 
   private async onRcptTo(address: string, session: Session) {
+    if ((session.accepted?.length ?? 0) >= MAX_RECIPIENTS) throw smtpError('4.5.3 too many recipients', 452);
     let resolved: ResolvedRecipient | null;
     try {
       resolved = this.recipients ? await this.recipients.resolve(address) : await resolveRecipient(this.pool, address);
@@ -210,7 +219,8 @@ export class IngestServer {
 
   private async take(session: Session, accepted: Recipient[], raw: Buffer): Promise<(string | Error)[] | string> {
     // One delivery per address, however often (and in whatever case) it was given.
-    const unique = accepted.filter((r, i) => accepted.findIndex((o) => o.address === r.address) === i);
+    const seen = new Set<string>();
+    const unique = accepted.filter((r) => !seen.has(r.address) && seen.add(r.address));
     const mailFrom = session.envelope.mailFrom;
     const id = `${session.id}-${session.transaction}`;
     const forwarded = session.xForward?.has('ADDR') ?? false;
