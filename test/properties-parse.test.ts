@@ -106,3 +106,13 @@ it('parsing never throws anything but a refusal, whatever the bytes', async () =
     }
   }), { seed: SEED, numRuns: 500 });
 });
+
+it('reads a From whose name holds a run of 60,000 spaces at once, as the MIME parser reads it', async () => {
+  const raw = Buffer.from(`From: a${' '.repeat(60_000)}b <x@example.org>\r\nSubject: spaces\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\nMessage-ID: <long-name@example.org>\r\n\r\nhi\r\n`);
+  const started = performance.now();
+  const quick = fastParse(raw, NOW);
+  // The name's regular expression backtracked over every split of the spaces: 10 s here.
+  expect(performance.now() - started).toBeLessThan(500);
+  expect(quick?.fromEmail).toBe('x@example.org');
+  expect(comparable(quick!)).toEqual(comparable(await parseMime(raw, NOW)));
+});
