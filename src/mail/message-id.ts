@@ -25,8 +25,20 @@ export function normalizeMessageId(value: string | undefined | null): string | n
   if (!value) return null;
   const bracketed = /<([^<>\s]+)>/.exec(value);
   // Without a bracketed id: the first word, stripped of stray brackets ("<<abc@x", "abc@x>").
-  const id = (bracketed ? bracketed[1] : value.trim().split(/\s+/)[0].replace(/^<+|>+$/g, '')) ?? '';
+  const id = (bracketed ? bracketed[1] : unbracketed(value.trim().split(/\s+/)[0])) ?? '';
   return usable(id) ? id : null;
+}
+
+/**
+ * A word without the "<" before it and the ">" after it, by position: /^<+|>+$/g took time
+ * quadratic in a run of ">", and a Message-ID of 150,000 of them held the ingest listener for 7 s.
+ */
+function unbracketed(word: string): string {
+  let start = 0;
+  let end = word.length;
+  while (start < end && word[start] === '<') start++;
+  while (end > start && word[end - 1] === '>') end--;
+  return word.slice(start, end);
 }
 
 /** Every usable bracketed id in a References-style header, in order. */
