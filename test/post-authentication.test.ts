@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type Config } from '../src/config.ts';
+import { MAX_DKIM_SIGNATURES } from '../src/core/post-authentication.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { createList, updateDeliverySettings, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
@@ -98,6 +99,20 @@ describe('authentication of posts', () => {
     expect(auth).toMatchObject({ dkim: 'pass', spf: 'fail', dmarc: 'none', arc: 'none', arcInstance: 0, fromDomain: 'signed.example', aligned: true });
     expect(auth!.header).toMatch(/^lists\.example\.org;\r\n dkim=pass header\.i=@signed\.example header\.s=sel /);
     expect(auth!.header).toContain('spf=fail (lists.example.org: domain of carol@signed.example does not designate 127.0.0.1 as permitted sender)');
+  });
+
+  it('checks only the first DKIM signatures of a post: 2,000 more below them, each with its own l=, cost nothing', async () => {
+    const bogus = Array.from({ length: 2000 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=d${i}.example; s=s; l=${100_000_000 + i}; h=from; bh=AAAA; b=AAAA\r\n`).join('');
+    const body = `${'x'.repeat(76)}\r\n`.repeat(26_000); // 2 MB
+    const raw = await signed(bogus + message({ id: 'many-signatures@signed.example', from: 'Carol <carol@signed.example>', body }));
+    const started = performance.now();
+    const res = await post('dev', 'carol@signed.example', raw);
+    expect(res.ok, res.response).toBe(true);
+    // Every signature's body hash was computed in one turn of the event loop: 17 s here, and the
+    // check's deadline could not fire before it ended (dkim=temperror).
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(await archivedChecks('many-signatures@signed.example')).toMatchObject({ dkim: 'pass', aligned: true });
+    expect(MAX_DKIM_SIGNATURES).toBe(5);
   });
 
   it('holds a forged member post (From a member, unsigned, SPF fails) and says why', async () => {

@@ -93,6 +93,14 @@ export function withoutFields(head: Buffer, names: ReadonlySet<string>): Buffer 
   return Buffer.concat(fields.filter((f) => !names.has(f.name)).map((f) => f.bytes));
 }
 
+/** The message with only the first `keep` of the named field (lower-case name); the same buffer when it has no more. */
+export function withFirstFields(raw: Buffer, name: string, keep: number): Buffer {
+  const { head, rest } = splitMessage(raw);
+  let seen = 0;
+  const kept = headerFields(head).filter((f) => f.name !== name || ++seen <= keep);
+  return seen <= keep ? raw : Buffer.concat([...kept.map((f) => f.bytes), rest]);
+}
+
 /** Lines "Name: value" joined with the message's line ending, each terminated. */
 export function headerLines(lines: string[], eol: string): Buffer {
   return Buffer.from(lines.map((l) => `${l}${eol}`).join(''), 'utf8');
