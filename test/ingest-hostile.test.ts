@@ -1,10 +1,11 @@
 import net from 'node:net';
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.ts';
 import { createList } from '../src/db/lists.ts';
 import { setResolvers } from '../src/dns.ts';
-import { DEFAULT_GREETING_DELAY_MS, greetingDelayMs } from '../src/smtp/greeting.ts';
-import { MAX_RECIPIENTS } from '../src/smtp/server.ts';
+import { DEFAULT_GREETING_DELAY_MS, greetingDelayMs, MAX_SESSIONS_PER_CLIENT, sessionLimit } from '../src/smtp/greeting.ts';
+import { IngestServer, MAX_RECIPIENTS } from '../src/smtp/server.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
@@ -337,6 +338,61 @@ describe('early talkers (issue 14, item 9)', () => {
       setResolvers();
       c.close();
       await wary.stop();
+    }
+  });
+});
+
+/** An address of this machine's that is not loopback (a connection to it comes from it), if any. */
+const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+
+/** The first line a connection to host:port is answered with. */
+function firstLine(host: string, port: number): Promise<{ line: string; socket: net.Socket }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, host);
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      text += d;
+      if (text.includes('\r\n')) resolve({ line: text.slice(0, text.indexOf('\r\n')), socket });
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe('sessions from one address', () => {
+  it('limits a client from the network, not one on loopback nor our own MTA over LMTP', () => {
+    expect(sessionLimit('192.0.2.7', { lmtp: false })).toBe(MAX_SESSIONS_PER_CLIENT);
+    expect(sessionLimit('2001:db8::1', { lmtp: false })).toBe(MAX_SESSIONS_PER_CLIENT);
+    for (const peer of ['127.0.0.1', '::1', '::ffff:127.0.0.1']) expect(sessionLimit(peer, { lmtp: false }), peer).toBeNull();
+    expect(sessionLimit('192.0.2.7', { lmtp: true })).toBeNull();
+  });
+
+  it.skipIf(!external)('answers 421 to one more session than the limit from one address, while others are still greeted', async () => {
+    const server = new IngestServer(db.pool, { host: '0.0.0.0', port: 0, lmtp: false, maxSize: 1024 * 1024, greetingDelayMs: 0 });
+    const { port } = await server.start();
+    const sockets: net.Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_SESSIONS_PER_CLIENT; i++) {
+        const { line, socket } = await firstLine(external!, port);
+        sockets.push(socket);
+        expect(line).toMatch(/^220 /);
+      }
+      // Without a limit of its own, one address could hold all 500 of the listener's sessions.
+      const over = await firstLine(external!, port);
+      sockets.push(over.socket);
+      expect(over.line).toMatch(/^421 4\.7\.0 .*too many connections from your address/);
+      const local = await firstLine('127.0.0.1', port);
+      sockets.push(local.socket);
+      expect(local.line).toMatch(/^220 /);
+      // One session fewer, and the address is greeted again.
+      sockets[0].destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const again = await firstLine(external!, port);
+      sockets.push(again.socket);
+      expect(again.line).toMatch(/^220 /);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await server.stop();
     }
   });
 });

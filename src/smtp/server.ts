@@ -5,7 +5,7 @@ import type { SMTPServer, SMTPServerDataStream, SMTPServerSession } from 'smtp-s
 import { resolveRecipient, type ResolvedRecipient } from '../db/lists.ts';
 import { config, defaultMemoryBytes, readTlsFiles, type TlsFiles } from '../config.ts';
 import type { CoreSettings } from '../core/settings.ts';
-import { GreetingServer, greetingDelayMs } from './greeting.ts';
+import { GreetingServer, greetingDelayMs, sessionLimit } from './greeting.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { RecipientCache } from './recipient-cache.ts';
 import { receive } from '../core/inbound.ts';
@@ -139,7 +139,7 @@ export class IngestServer {
           (err: Error) => cb(err),
         );
       },
-    }, (peer) => greetingDelayMs(peer, delay));
+    }, { delayMs: (peer) => greetingDelayMs(peer, delay), sessionLimit: (peer) => sessionLimit(peer, { lmtp: opts.lmtp }) });
     this.server.on('error', (err) => log.error({ err }, 'smtp server error'));
     this.server.server.on('connection', coalesceWrites);
   }
