@@ -175,6 +175,13 @@ describe('subscribing by mail', () => {
     expect(fwd.subject).toBe('A question for the owners');
     expect(fwd.fromEmail).toBe('worried@x.example');
   });
+
+  it('keeps mail for LIST-owner@ of a list without owners aside with the reason, rather than take it and drop it', async () => {
+    await createList(db.pool, { address: 'orphan@lists.example.org', name: 'orphan', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    await mail('orphan-owner@lists.example.org', 'worried@x.example', { subject: 'Is anybody there?', headers: { 'Message-ID': '<nobody-home@x.example>' } });
+    const { rows } = await db.pool.query('select recipients, reason from ingest_errors where message_id = $1', ['nobody-home@x.example']);
+    expect(rows).toEqual([{ recipients: ['orphan-owner@lists.example.org'], reason: 'mail to the owner address of a list without owners: not forwarded' }]);
+  });
 });
 
 describe('subscribe policies', () => {

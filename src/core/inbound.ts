@@ -115,7 +115,8 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
       if ((parsed.headers.get('x-loop') ?? []).some((v) => v.toLowerCase().includes(roleAddress(list.address, 'owner')))) {
         return keep(pool, settings, rcpt, msg, parsed, 'mail to the owner address came back round (X-Loop): not forwarded again');
       }
-      await forwardToOwners(pool, list, msg.raw);
+      // A list created without owners has nobody to forward to: kept aside, not taken and lost.
+      if ((await forwardToOwners(pool, list, msg.raw)) === 0) return keep(pool, settings, rcpt, msg, parsed, 'mail to the owner address of a list without owners: not forwarded');
       return;
     default:
       break;
