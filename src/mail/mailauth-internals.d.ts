@@ -30,5 +30,6 @@ declare module 'mailauth/lib/dkim/message-parser.js' {
   /** the Writable that splits a message into header and body for DKIM (verifier and signer extend it) */
   export class MessageParser {
     processChunk(chunk: Buffer): Promise<void>;
+    finish(): Promise<void>;
   }
 }
