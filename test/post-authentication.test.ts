@@ -105,12 +105,22 @@ describe('authentication of posts', () => {
     const bogus = Array.from({ length: 2000 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=d${i}.example; s=s; l=${100_000_000 + i}; h=from; bh=AAAA; b=AAAA\r\n`).join('');
     const body = `${'x'.repeat(76)}\r\n`.repeat(26_000); // 2 MB
     const raw = await signed(bogus + message({ id: 'many-signatures@signed.example', from: 'Carol <carol@signed.example>', body }));
-    const started = performance.now();
-    const res = await post('dev', 'carol@signed.example', raw);
+    // Every signature's body hash was computed in one turn of the event loop (17 s here, and the
+    // check's deadline could not fire before it ended), and its key looked up at a domain the
+    // sender chose: the lookups say how many were checked.
+    const asked: string[] = [];
+    setResolvers({ ...stubResolvers(records, { defaultSpf: LOOPBACK_SPF }), txt: (name: string) => {
+      asked.push(name);
+      return stubResolvers(records, { defaultSpf: LOOPBACK_SPF }).txt!(name);
+    } });
+    let res;
+    try {
+      res = await post('dev', 'carol@signed.example', raw);
+    } finally {
+      stubbed();
+    }
     expect(res.ok, res.response).toBe(true);
-    // Every signature's body hash was computed in one turn of the event loop: 17 s here, and the
-    // check's deadline could not fire before it ended (dkim=temperror).
-    expect(performance.now() - started).toBeLessThan(5000);
+    expect(asked.filter((n) => n.includes('._domainkey.')).length).toBeLessThanOrEqual(MAX_DKIM_SIGNATURES);
     expect(await archivedChecks('many-signatures@signed.example')).toMatchObject({ dkim: 'pass', aligned: true });
     expect(MAX_DKIM_SIGNATURES).toBe(5);
   });

@@ -107,12 +107,13 @@ it('parsing never throws anything but a refusal, whatever the bytes', async () =
   }), { seed: SEED, numRuns: 500 });
 });
 
-it('reads a From whose name holds a run of 60,000 spaces at once, as the MIME parser reads it', async () => {
+it('reads five posts whose From names hold runs of 60,000 spaces within the time limit, as the MIME parser reads them', async () => {
+  // The name's regular expression backtracked over every split of the spaces: 10 s a post (the
+  // fast parser takes headers up to 64 KB), so about 50 s here, past the test's time limit.
+  const raws = [1, 2, 3, 4].map((i) => Buffer.from(`From: a${' '.repeat(60_000 - i)}b <x@example.org>\r\nSubject: spaces\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\nMessage-ID: <long-name@example.org>\r\n\r\nhi\r\n`));
+  for (const r of raws) expect(fastParse(r, NOW)?.fromEmail).toBe('x@example.org');
   const raw = Buffer.from(`From: a${' '.repeat(60_000)}b <x@example.org>\r\nSubject: spaces\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\nMessage-ID: <long-name@example.org>\r\n\r\nhi\r\n`);
-  const started = performance.now();
   const quick = fastParse(raw, NOW);
-  // The name's regular expression backtracked over every split of the spaces: 10 s here.
-  expect(performance.now() - started).toBeLessThan(500);
   expect(quick?.fromEmail).toBe('x@example.org');
   expect(comparable(quick!)).toEqual(comparable(await parseMime(raw, NOW)));
 });
@@ -120,9 +121,8 @@ it('reads a From whose name holds a run of 60,000 spaces at once, as the MIME pa
 it('dates a message without a Date header by its Received field, comment and all, at once however long the field', async () => {
   const post = (received: string) => Buffer.from(`Received: from a.example by b.example; ${received}\r\nFrom: a@example.org\r\nSubject: no date\r\nMessage-ID: <no-date@example.org>\r\n\r\nhi\r\n`);
   expect((await parse(post('Fri, 20 Nov 2026 10:00:00 +0000 (UTC)'), NOW)).date.toISOString()).toBe('2026-11-20T10:00:00.000Z');
-  const started = performance.now();
-  const m = await parse(post('('.repeat(150_000)), NOW);
-  // Taking off the trailing comment by a regular expression was quadratic: 15 s here.
-  expect(performance.now() - started).toBeLessThan(1000);
+  // Taking off the trailing comment by a regular expression was quadratic: 15 s for 150,000, so
+  // about a minute here, past the test's time limit.
+  const m = await parse(post('('.repeat(300_000)), NOW);
   expect(m.date).toEqual(NOW);
 });

@@ -79,16 +79,15 @@ describe('Message-IDs', () => {
     }), runs(2000));
   });
 
-  it('strips stray brackets from an unbracketed id as before, and at once from a run of 200,000', () => {
+  it('strips stray brackets from an unbracketed id as before, and within the time limit from a run of 500,000', () => {
     const unbracketed = fc.string({ unit: fc.constantFrom('<', '>', 'a', '@'), maxLength: 12 }).filter((w) => !/<[^<>]+>/.test(w));
     fc.assert(fc.property(unbracketed, (word) => {
       const stripped = word.replace(/^<+|>+$/g, '');
       expect(normalizeMessageId(word)).toBe(/[<>]/.test(stripped) || stripped === '' ? null : stripped);
     }), runs(500));
-    const started = performance.now();
-    expect(normalizeMessageId(`a${'>'.repeat(200_000)}b`)).toBeNull();
-    // The regular expression's time was quadratic in the run: 13 s here.
-    expect(performance.now() - started).toBeLessThan(500);
+    // The regular expression's time was quadratic in the run: 13 s for 200,000, so about 80 s
+    // here, past the test's time limit.
+    expect(normalizeMessageId(`a${'>'.repeat(500_000)}b`)).toBeNull();
   });
 
   it('a generated id is stable for the same bytes and usable', () => {
