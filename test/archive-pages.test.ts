@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ListRow } from '../src/db/lists.ts';
+import { mboxRows } from '../src/db/archive-mbox.ts';
 import { hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { readMbox } from '../src/mail/mbox.ts';
 import * as urls from '../src/mail/urls.ts';
@@ -224,6 +225,33 @@ describe('browsing the archive', () => {
     for await (const m of readMbox([Buffer.from(await thread.arrayBuffer())])) ids.push(/Message-ID: <([^>]+)>/.exec(m.raw.toString())![1]);
     expect(ids).toEqual(['plan-1@example.org', 'plan-2@example.org', 'plan-3@example.org', 'plan-4@example.org']);
     expect((await get('/lists/dev/1999-01.mbox')).status).toBe(404);
+  });
+
+  it('reads an mbox download a bounded number of bytes at a time, however large its messages', async () => {
+    // 200 rows a page held 800 MB in the web process when each message was 4 MB.
+    const bulky = await newList(db.pool, 'bulky@lists.example.org');
+    const body = (i: number) => `${String(i).padStart(2, '0')} ${'x'.repeat(75)}\n`.repeat(500);
+    for (let i = 0; i < 12; i++) {
+      await put(bulky, { id: `bulky-${i}@example.org`, subject: `Bulky ${i}`, date: `Mon, 02 Nov 2026 10:${String(i).padStart(2, '0')}:00 +0000`, body: body(i) });
+    }
+    const size = raws.get('bulky-0@example.org')!.length;
+    const pages: number[] = [];
+    const recording = { query: async (text: string, values: unknown[]) => {
+      const res = await db.pool.query(text, values);
+      pages.push(res.rows.length);
+      return res;
+    } } as unknown as typeof db.pool;
+    const got: string[] = [];
+    for await (const row of mboxRows(recording, { listId: bulky.id }, 200, 2.5 * size)) got.push(/Message-ID: <([^>]+)>/.exec(row.raw.toString())![1]);
+    expect(got).toEqual(Array.from({ length: 12 }, (_, i) => `bulky-${i}@example.org`));
+    // Each page stops at the message that passes the bound (the third of these), never the whole
+    // month; the last one, full by its bytes, is followed by an empty one.
+    expect(pages).toEqual([3, 3, 3, 3, 0]);
+    // The download is whole, as before.
+    const res = await get('/lists/bulky/2026-11.mbox');
+    const downloaded = [];
+    for await (const m of readMbox([Buffer.from(await res.arrayBuffer())])) downloaded.push(m.raw);
+    expect(downloaded.map((r) => r.equals(raws.get(/Message-ID: <([^>]+)>/.exec(r.toString())![1])!))).toEqual(Array(12).fill(true));
   });
 
   it('publishes a well-formed Atom feed of the latest messages with permalinks', async () => {
