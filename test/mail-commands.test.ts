@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { findMember } from '../src/db/members.ts';
+import { requestWebSubscription } from '../src/core/subscriptions.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
@@ -76,6 +77,27 @@ describe('mail commands over the rate limit', () => {
     expect(await queuedFor('flooded@x.example')).toHaveLength(100);
     const { rows } = await db.pool.query(`select count(*)::int as n from ingest_errors where envelope_from = 'flooded@x.example' and reason = 'more than 100 mail commands in an hour from flooded@x.example to this site''s lists: not answered'`);
     expect(rows[0].n).toBe(8);
+  });
+});
+
+describe('confirmations for one address across the site', () => {
+  it('sends one address at most 10 confirmations a day, however many lists are asked, by mail or on the web', async () => {
+    const lists = [];
+    for (let i = 0; i < 5; i++) {
+      lists.push(await createList(db.pool, { address: `bomb${i}@lists.example.org`, name: `bomb${i}`, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] }));
+    }
+    // A stranger writes three times to each list's -subscribe address in the victim's name: each
+    // list alone would allow its three (15).
+    for (const l of lists) for (let i = 0; i < 3; i++) await mail(`${l.name}-subscribe@lists.example.org`, 'bombed@x.example', { subject: 'subscribe' });
+    const sent = await queuedFor('bombed@x.example');
+    expect(sent).toHaveLength(10);
+    expect(sent.every((raw) => tokenIn(raw) !== null)).toBe(true);
+    // The web form (requestWebSubscription, as the form calls it) goes through the same limit.
+    await requestWebSubscription(db.pool, open, 'bombed@x.example', { mode: 'each', settings: { publicUrl: 'https://lists.example.org', confirmTokenHours: 48 } });
+    expect(await queuedFor('bombed@x.example')).toHaveLength(10);
+    // Another address is not affected.
+    await mail('bomb0-subscribe@lists.example.org', 'bystander@x.example', { subject: 'subscribe' });
+    expect(await queuedFor('bystander@x.example')).toHaveLength(1);
   });
 });
 

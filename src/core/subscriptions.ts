@@ -39,8 +39,11 @@ export interface RequestOptions {
 /** What the requester may be told. `pending`: a confirmation mail went to the address (or would have). */
 export type RequestOutcome = 'pending' | 'subscribed';
 
-// A stranger can make us write to an address: a few confirmations per address and hour at most.
+// A stranger can make us write to an address: a few confirmations per address and list an hour,
+// and a few more per address across the site a day. Per list alone, one mail to the -subscribe
+// addresses of 40 lists, sent three times, queued 100 confirmations for one address in a minute.
 const PER_ADDRESS_PER_HOUR = 3;
+const PER_ADDRESS_PER_DAY = 10;
 
 export async function requestSubscription(pool: pg.Pool, list: ListRow, email: string, opts: RequestOptions): Promise<RequestOutcome> {
   const address = checkedEmail(email);
@@ -75,6 +78,7 @@ export async function requestUnsubscription(pool: pg.Pool, list: ListRow, email:
 
 async function startRequest(pool: pg.Pool, list: ListRow, email: string, action: RequestAction, opts: RequestOptions) {
   if (!(await allowHit(pool, `confirm-mail:${list.id}:${email}`, PER_ADDRESS_PER_HOUR, 3600))) return;
+  if (!(await allowHit(pool, `confirm-mail:site:${email}`, PER_ADDRESS_PER_DAY, 86_400))) return;
   const token = crypto.randomBytes(16).toString('hex');
   const { publicUrl, confirmTokenHours } = opts.settings;
   await withTransaction(pool, async (tx) => {
