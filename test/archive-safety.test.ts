@@ -82,6 +82,32 @@ describe('hostile HTML', () => {
   });
 });
 
+describe('bodies too costly to render at every view', () => {
+  const alternative = (id: string, html: string) => Buffer.from([
+    'From: Mallory <mallory@example.net>', 'To: dev@lists.example.org', `Subject: ${id}`, 'Date: Mon, 02 Nov 2026 10:00:00 +0000',
+    `Message-ID: <${id}@example.net>`, 'MIME-Version: 1.0', 'Content-Type: multipart/alternative; boundary=b', '',
+    '--b', 'Content-Type: text/plain', '', `The text version of ${id}.`, '--b', 'Content-Type: text/html', '', html, '--b--', '',
+  ].join('\r\n'));
+
+  it('shows the text of an HTML part nested too deeply to sanitise, and says so', async () => {
+    // 60,000 unclosed <div>s (300 KB) took 5.3 s of the web process's only thread at each view.
+    await archive(db.pool, dev, alternative('deep', `${'<div>'.repeat(60_000)}deep inside`));
+    await archive(db.pool, dev, alternative('fine', `${'<div>'.repeat(100)}<b>fine inside</b>${'</div>'.repeat(100)}`));
+    const started = Date.now();
+    const page = await text('/message-id/deep@example.net?view=html');
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(page).not.toContain('class="html-body"');
+    expect(page).toContain('The text version of deep.');
+    expect(page).toContain('The HTML version of this message is too deeply nested to show here');
+    expect(page).toContain('href="/message-id/raw/deep@example.net">raw message</a>');
+    expect(page).not.toContain('>HTML version</a>');
+    const fine = await text('/message-id/fine@example.net?view=html');
+    expect(fine).toContain('class="html-body"');
+    expect(fine).toContain('<b>fine inside</b>');
+    expect(fine).not.toContain('too deeply nested');
+  });
+});
+
 describe('attachments', () => {
   it('downloads HTML and SVG attachments as application/octet-stream, never rendered', async () => {
     for (const [n, name] of [[1, 'page.html'], [2, 'logo.svg']] as const) {

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
+import { Parser } from 'htmlparser2';
 import { fastParse } from '../src/mail/fast-parse.ts';
+import { htmlParseWork, htmlTooCostly } from '../src/mail/html-cost.ts';
 import { parse, parseMime, type ParsedMessage } from '../src/mail/parse.ts';
 
 /**
@@ -125,4 +127,41 @@ it('dates a message without a Date header by its Received field, comment and all
   // about a minute here, past the test's time limit.
   const m = await parse(post('('.repeat(300_000)), NOW);
   expect(m.date).toEqual(NOW);
+});
+
+/** htmlparser2's own work on `html`: the open elements it holds at each start and end tag. */
+function parserWork(html: string): number {
+  let work = 0;
+  class Counting extends Parser {
+    override onopentagname(start: number, end: number) {
+      work += (this as unknown as { stack: string[] }).stack.length;
+      super.onopentagname(start, end);
+    }
+    override onclosetag(start: number, end: number) {
+      work += (this as unknown as { stack: string[] }).stack.length;
+      super.onclosetag(start, end);
+    }
+  }
+  const parser = new Counting({});
+  parser.write(html);
+  parser.end();
+  return work;
+}
+
+it('counts at least the work htmlparser2 does for any HTML, so a part it lets through is cheap to parse', () => {
+  // Tag soup with what moves the parser's stack: nesting, implied and stray end tags, void and
+  // self-closing elements, and the places where "<" is not a tag (comments, attributes, raw text).
+  const piece = fc.constantFrom(
+    '<div>', '</div>', '<DIV class="a">', '<p>', '</p>', '<li>', '</li>', '<ul>', '</ul>', '<table>', '<tr>', '<td>', '</td>', '</tr>', '</table>',
+    '<br>', '</br>', '<img src=x>', '<div/>', '<b>', '</b>', '</x>', '<option>', '<select>', '<svg>', '<path/>', '</svg>', 'text', ' & ', '<',
+    '<!-- </div></div> -->', '<a title="</div></div>">', '</a>', '<script>', '</div></script>', '<style></div></style>', '<title></b></title>',
+    '<textarea></div>', '</textarea>', '<xmp></div></xmp>', '<!doctype html>', '<?x </div> ?>', '<![CDATA[</div>]]>',
+  );
+  fc.assert(fc.property(fc.array(piece, { maxLength: 300 }), (pieces) => {
+    const html = pieces.join('');
+    expect(htmlParseWork(html)).toBeGreaterThanOrEqual(parserWork(html));
+  }), { seed: SEED, numRuns: 3000 });
+  // Deep nesting is what it is there to find; a long page of ordinary markup is far from it.
+  expect(htmlTooCostly(`${'<div>'.repeat(20_000)}x`)).toBe(true);
+  expect(htmlTooCostly(`<table>${'<tr><td><p><b>cell</b> <a href="https://e.example/">link</a></td></tr>'.repeat(50_000)}</table>`)).toBe(false);
 });

@@ -1,6 +1,7 @@
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { RejectedMessage } from '../errors.ts';
 import { fastParse } from './fast-parse.ts';
+import { htmlTooCostly } from './html-cost.ts';
 import { unfold } from './header-block.ts';
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
 import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
@@ -18,12 +19,15 @@ export async function parse(raw: Buffer, receivedAt = new Date()): Promise<Parse
   return fastParse(raw, receivedAt) ?? parseMime(raw, receivedAt);
 }
 
+const OPTIONS = { skipTextToHtml: true, skipTextLinks: true, skipImageLinks: true };
+
 /** The full MIME parse (mailparser). parse() uses it for everything fastParse() leaves. */
 export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<ParsedMessage> {
   let mail: ParsedMail;
   try {
-    mail = await simpleParser(raw, { skipTextToHtml: true, skipTextLinks: true, skipImageLinks: true });
+    mail = await mimeParse(raw);
   } catch (err) {
+    if (err instanceof RejectedMessage) throw err;
     throw new RejectedMessage(`message could not be parsed: ${(err as Error).message}`, 'unparseable');
   }
   const headers = new Map<string, string[]>();
@@ -60,6 +64,27 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
     })),
     headers,
   });
+}
+
+/**
+ * mailparser's parse, with its HTML read only when that costs little (html-cost.ts). It turns an
+ * HTML part into text unless the part is the HTML of a multipart/alternative, so the parts are
+ * first read without that: a message without HTML, or with multipart/alternative on top, is done;
+ * one with other HTML is parsed again with the conversion once the HTML is known to be cheap, and
+ * refused otherwise (the conversion failed past 2,000 levels anyway, after the cost).
+ */
+async function mimeParse(raw: Buffer): Promise<ParsedMail> {
+  const parts = await simpleParser(raw, { ...OPTIONS, skipHtmlToText: true });
+  if (typeof parts.html !== 'string' || /^multipart\/alternative$/i.test(contentType(parts))) return parts;
+  if (htmlTooCostly(parts.html)) {
+    throw new RejectedMessage('message could not be parsed: its HTML is nested too deeply to be read', 'unparseable');
+  }
+  return simpleParser(raw, OPTIONS);
+}
+
+function contentType(mail: ParsedMail): string {
+  const value = mail.headers.get('content-type') as { value?: string } | string | undefined;
+  return (typeof value === 'string' ? value : value?.value ?? '').trim();
 }
 
 function firstAddress(obj: AddressObject | AddressObject[] | undefined) {

@@ -5,7 +5,16 @@
  */
 
 import sanitize from 'sanitize-html';
+import { htmlTooCostly } from './html-cost.ts';
 import { defangSchemes, obfuscateText } from './obfuscate.ts';
+
+/**
+ * Whether a page may sanitise this HTML part at each view: not when it is nested too deeply to
+ * parse cheaply (html-cost.ts); it is then shown as its text.
+ */
+export function showableHtml(html: string): boolean {
+  return !htmlTooCostly(html);
+}
 
 export interface RenderOptions {
   /** anonymous reader: addresses lose their domain */

@@ -5,6 +5,7 @@
  */
 
 import sanitizeHtml from 'sanitize-html';
+import { showableHtml } from '../../mail/render-body.ts';
 import { parse } from '../../mail/parse.ts';
 import type { PostChecks, SpamChecks } from '../../mail/post-checks.ts';
 
@@ -45,7 +46,8 @@ export async function heldPreview(raw: Buffer, checks?: PostChecks | null): Prom
     const headers = SHOWN.flatMap((name) => (m.headers.get(name) ?? []).map((value) => ({ name: displayName(name), value: value.slice(0, 500) })));
     let text = m.text;
     let fromHtml = false;
-    if (!text.trim() && m.html) {
+    // HTML that costs too much to read (render-body.ts) leaves the preview without text.
+    if (!text.trim() && m.html && showableHtml(m.html)) {
       text = htmlToText(m.html);
       fromHtml = true;
     }
