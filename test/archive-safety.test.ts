@@ -89,22 +89,38 @@ describe('bodies too costly to render at every view', () => {
     '--b', 'Content-Type: text/plain', '', `The text version of ${id}.`, '--b', 'Content-Type: text/html', '', html, '--b--', '',
   ].join('\r\n'));
 
-  it('shows the text of an HTML part nested too deeply to sanitise, and says so', async () => {
-    // 60,000 unclosed <div>s (300 KB) took 5.3 s of the web process's only thread at each view.
+  it('shows the text of an HTML part nested too deeply or too large to sanitise, and says so', async () => {
+    // 60,000 unclosed <div>s (300 KB) took 5.3 s of the web process's only thread at each view;
+    // a 10 MB part 3.2 s.
     await archive(db.pool, dev, alternative('deep', `${'<div>'.repeat(60_000)}deep inside`));
+    await archive(db.pool, dev, alternative('wide', '<p><b>x</b> <a href="https://e.example/">y</a></p>\r\n'.repeat(20_000)));
     await archive(db.pool, dev, alternative('fine', `${'<div>'.repeat(100)}<b>fine inside</b>${'</div>'.repeat(100)}`));
-    const started = Date.now();
-    const page = await text('/message-id/deep@example.net?view=html');
-    expect(Date.now() - started).toBeLessThan(2000);
-    expect(page).not.toContain('class="html-body"');
-    expect(page).toContain('The text version of deep.');
-    expect(page).toContain('The HTML version of this message is too deeply nested to show here');
-    expect(page).toContain('href="/message-id/raw/deep@example.net">raw message</a>');
-    expect(page).not.toContain('>HTML version</a>');
+    for (const id of ['deep', 'wide']) {
+      const started = Date.now();
+      const page = await text(`/message-id/${id}@example.net?view=html`);
+      expect(Date.now() - started, id).toBeLessThan(2000);
+      expect(page).not.toContain('class="html-body"');
+      expect(page).toContain(`The text version of ${id}.`);
+      expect(page).toContain('The HTML version of this message is too large or too deeply nested to show here');
+      expect(page).toContain(`href="/message-id/raw/${id}@example.net">raw message</a>`);
+      expect(page).not.toContain('>HTML version</a>');
+    }
     const fine = await text('/message-id/fine@example.net?view=html');
     expect(fine).toContain('class="html-body"');
     expect(fine).toContain('<b>fine inside</b>');
     expect(fine).not.toContain('too deeply nested');
+  });
+
+  it('shows the first MB of a longer text and links to the raw message for the rest', async () => {
+    const line = `${'> quoted '.repeat(10)}\n`;
+    const body = line.repeat(Math.ceil((1.5 * 1024 * 1024) / line.length));
+    await archive(db.pool, dev, Buffer.from(`From: Mallory <mallory@example.net>\r\nTo: dev@lists.example.org\r\nSubject: long\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <long@example.net>\r\n\r\n${body}THE END\r\n`));
+    const page = await text('/message-id/long@example.net');
+    expect(page).toContain('This message is too long to show here in full');
+    expect(page).toContain('href="/message-id/raw/long@example.net">raw message</a>');
+    expect(page).not.toContain('THE END');
+    expect(page.length).toBeLessThan(6 * 1024 * 1024);
+    expect(await text('/message-id/raw/long@example.net')).toContain('THE END');
   });
 });
 

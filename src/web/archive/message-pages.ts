@@ -16,7 +16,7 @@ import { decodeHeaderWords } from '../../mail/header-words.ts';
 import { obfuscateText } from '../../mail/obfuscate.ts';
 import type { ParsedMessage } from '../../mail/parse.ts';
 import { firstHeader, headerSection } from '../../mail/raw-headers.ts';
-import { hasRemoteImages, renderText, sanitizeHtml, showableHtml } from '../../mail/render-body.ts';
+import { hasRemoteImages, renderText, sanitizeHtml, showableHtml, shownText } from '../../mail/render-body.ts';
 import { attachmentUrl, listUrl, loginUrl, messageUrl, rawMessageUrl, threadMboxUrl, threadUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
@@ -183,10 +183,11 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
   const html = parsed?.html ?? null;
   const topType = parsed?.topType ?? '';
   const wantHtml = html !== null && (req.query.view === 'html' || (req.query.view !== 'text' && /^\s*text\/html/i.test(topType)));
-  // An HTML part too deeply nested to sanitise at every view: its text instead.
+  // An HTML part too large or too deeply nested to sanitise at every view: its text instead.
   const withheld = wantHtml && !showableHtml(html);
   if (!wantHtml || html === null || withheld) {
-    return { kind: 'text', html: renderText(parsed?.text ?? m.body, { obfuscate }), hasHtml: (parsed?.hasHtml ?? false) && !withheld, remote: false, withheld };
+    const shown = shownText(parsed?.text ?? m.body);
+    return { kind: 'text', html: renderText(shown.text, { obfuscate }), hasHtml: (parsed?.hasHtml ?? false) && !withheld, remote: false, cut: shown.cut, withheld };
   }
   const cids = new Map((parsed?.attachments ?? []).map((a, i) => [a.contentId?.replace(/^<|>$/g, '') ?? '', i + 1]));
   return {
