@@ -160,6 +160,18 @@ describe('subscribing on the web', () => {
     expect(last).toBe(429);
   });
 
+  it('limits requests per IPv6 network (/64), not per address of it', async () => {
+    // Each host of a /64 may take any of 2^64 addresses: 13 requests from ::1 to ::13 of one
+    // network all passed the limit of 10 per IP.
+    const statuses = [];
+    for (let i = 1; i <= 11; i++) statuses.push((await subscribe(`v6-${i}@example.org`, `2001:db8:5:6::${i.toString(16)}`)).status);
+    expect(statuses).toEqual([...Array(10).fill(200), 429]);
+    expect((await subscribe('v6-other@example.org', '2001:db8:5:7::1')).status).toBe(200);
+    expect((await subscribe('v6-mapped@example.org', '::ffff:192.0.2.56')).status).toBe(200);
+    const { rows } = await db.pool.query(`select key, hits from rate_limits where key like 'subscribe:ip:%' and (key like '%2001%' or key like '%192.0.2.56%') order by key`);
+    expect(rows).toEqual([{ key: 'subscribe:ip:192.0.2.56', hits: 1 }, { key: 'subscribe:ip:2001:db8:5:6::/64', hits: 11 }, { key: 'subscribe:ip:2001:db8:5:7::/64', hits: 1 }]);
+  });
+
   it('sends nothing for a filled-in honeypot field, with the same answer', async () => {
     const r = await subscribe('bot-target@example.org', '198.51.100.21', { website: 'http://spam.example' });
     expect(r.status).toBe(200);

@@ -13,7 +13,7 @@ import { expireHeld, pruneDecidedHeld, type ExpiredHeld } from '../db/held.ts';
 import { pruneIngestErrors, recordIngestError, type IngestError } from '../db/ingest-errors.ts';
 import { getListById } from '../db/lists.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
-import { allowHit } from '../db/rate-limits.ts';
+import { allowHit, clientKey } from '../db/rate-limits.ts';
 import type { Logger } from '../log.ts';
 import { noticeToOwners } from './notices.ts';
 import { oneLine } from '../mail/parsed-message.ts';
@@ -49,7 +49,7 @@ async function overQuota(db: Queryable, r: Rejected, limits: Config['retention']
   const sender = r.envelopeFrom ? r.envelopeFrom.toLowerCase() : '<>';
   const checks: [key: string, limit: number, says: string][] = [
     ['rejected:all', limits.rejectedPerDay, `over the quota of ${limits.rejectedPerDay} rejected messages a day`],
-    ...(r.client ? [[`rejected:client:${r.client}`, limits.rejectedPerClientPerDay, `over the quota of ${limits.rejectedPerClientPerDay} rejected messages a day from the client ${r.client}`] as [string, number, string]] : []),
+    ...(r.client ? [[`rejected:client:${clientKey(r.client)}`, limits.rejectedPerClientPerDay, `over the quota of ${limits.rejectedPerClientPerDay} rejected messages a day from the client ${r.client}`] as [string, number, string]] : []),
     [`rejected:sender:${sender}`, limits.rejectedPerSenderPerDay, `over the quota of ${limits.rejectedPerSenderPerDay} rejected messages a day from the sender ${sender}`],
   ];
   let over: string | null = null;

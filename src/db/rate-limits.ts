@@ -19,6 +19,25 @@ export async function allowHit(db: Queryable, key: string, limit: number, window
 }
 
 /**
+ * The part of a client's IP address that limits count it by: an IPv4 address whole, an IPv6
+ * address by its /64, the network one subscriber is given (each of its hosts may take any of
+ * 2^64 addresses, and did: 13 subscription requests from 2001:db8:1:2::1 to ::13 all passed a
+ * limit of 10 per IP). An IPv4 address written as IPv6 (::ffff:192.0.2.1) is IPv4.
+ */
+export function clientKey(ip: string | undefined | null): string {
+  if (!ip) return '';
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1];
+  if (!ip.includes(':')) return ip;
+  const [head, tail = ''] = ip.toLowerCase().split('%')[0].split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  // "::" stands for as many zero groups as make eight: the first four are the network.
+  const groups = ip.includes('::') ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+/**
  * Keys carry addresses from strangers: one with control characters (NUL cannot be stored) or of
  * any length becomes its readable start and a hash, so that counting it can never fail.
  */

@@ -15,7 +15,7 @@ import { Router, type Request } from 'express';
 import { listForReader } from '../db/archive.ts';
 import { InvalidInput, NotFound } from '../errors.ts';
 import type { DeliveryMode } from '../list-policies.ts';
-import { allowHit } from '../db/rate-limits.ts';
+import { allowHit, clientKey } from '../db/rate-limits.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { log } from '../log.ts';
 import type { WebContext } from './context.ts';
@@ -56,7 +56,7 @@ export function subscribeRouter(ctx: WebContext): Router {
     const viewer = viewerOf(req);
     const vars = { title: `Subscribe to ${list.name}`, list, email: field(req, 'email', 254), name: name ?? '', own: viewer?.emails ?? [] };
     if (!email) return render(ctx.views, req, res, 'subscribe/form.njk', { ...vars, error: 'Enter a valid e-mail address.' }, 400);
-    if (!(await allowHit(db, `subscribe:ip:${req.ip}`, LIMITS.perIp, LIMITS.windowSeconds))) {
+    if (!(await allowHit(db, `subscribe:ip:${clientKey(req.ip)}`, LIMITS.perIp, LIMITS.windowSeconds))) {
       return render(ctx.views, req, res, 'subscribe/form.njk', { ...vars, error: 'Too many subscription requests from your network today. Try again tomorrow, or subscribe by mail.' }, 429);
     }
     if (viewer?.emails.includes(email)) {

@@ -94,7 +94,7 @@ export function accountRouter(ctx: WebContext): Router {
     if (account.password_hash) {
       // The login's limits: a session (a cookie taken, a shared machine) must not be a way to
       // guess the password without limit, and then use it where the session does not reach.
-      const limits = new LoginLimits(db, req.ip ?? '', account.email);
+      const limits = new LoginLimits(db, req.ip, account.email);
       if (!(await limits.allowed())) {
         flash(ctx, res, 'Too many attempts. Wait a quarter of an hour; nothing changed.', 'error');
         return res.redirect(303, '/account');

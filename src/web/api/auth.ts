@@ -13,7 +13,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { scopeAllows, tokenActor, tokenFor } from '../../core/api-tokens.ts';
 import { touchApiToken, type ApiScope, type ApiTokenRow } from '../../db/api-tokens.ts';
-import { allowHit, currentHits } from '../../db/rate-limits.ts';
+import { allowHit, clientKey, currentHits } from '../../db/rate-limits.ts';
 import { log } from '../../log.ts';
 import type { WebContext } from '../context.ts';
 import { ApiRefusal } from './errors.ts';
@@ -24,7 +24,7 @@ const CHALLENGE = 'Bearer realm="listkeeper"';
 export function bearerAuth(ctx: WebContext): RequestHandler {
   const db = ctx.db.pool;
   return async (req, res, next) => {
-    const failKey = `api-auth-fail:ip:${req.ip}`;
+    const failKey = `api-auth-fail:ip:${clientKey(req.ip)}`;
     const [failures] = await currentHits(db, [failKey], AUTH_FAILURES.windowSeconds);
     if (failures >= AUTH_FAILURES.perIp) {
       throw new ApiRefusal(429, 'rate_limited', 'Too many requests with a wrong token from this address: try again in a quarter of an hour.', { 'Retry-After': String(AUTH_FAILURES.windowSeconds) });

@@ -8,17 +8,19 @@
  */
 
 import type pg from 'pg';
-import { allowHit, clearHits, currentHits } from '../../db/rate-limits.ts';
+import { allowHit, clearHits, clientKey, currentHits } from '../../db/rate-limits.ts';
 
 export const LOGIN_LIMIT = { perIp: 30, failuresPerPair: 10, failuresPerName: 100, windowSeconds: 15 * 60 };
 
 /** The counters of one login name: an address (`login:fail:a@b`) or a directory user (`login:fail:ldap:uid`). */
 export class LoginLimits {
+  private readonly ip: string;
   private readonly pairKey: string;
   private readonly nameKey: string;
 
-  constructor(private readonly db: pg.Pool, private readonly ip: string, name: string) {
-    this.pairKey = `login:fail:${name}:${ip}`;
+  constructor(private readonly db: pg.Pool, ip: string | undefined, name: string) {
+    this.ip = clientKey(ip);
+    this.pairKey = `login:fail:${name}:${this.ip}`;
     this.nameKey = `login:fail:${name}`;
   }
 

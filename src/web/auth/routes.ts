@@ -19,7 +19,7 @@ import {
   consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, setPasswordHash, upsertAccount, voidLoginTokens,
 } from '../../db/accounts.ts';
 import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
-import { allowHit, clearHits } from '../../db/rate-limits.ts';
+import { allowHit, clearHits, clientKey } from '../../db/rate-limits.ts';
 import { deleteAccountSessions } from '../../db/sessions.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { absoluteUrl, loginLinkUrl, passwordResetUrl } from '../../mail/urls.ts';
@@ -56,7 +56,7 @@ export function authRouter(ctx: WebContext): Router {
       const email = normalizeEmail(field(req, 'email', 254)) ?? field(req, 'email', 254).toLowerCase();
       const password = field(req, 'password', 1000);
       const next = defaultNext(req);
-      const limits = new LoginLimits(db, req.ip ?? '', email);
+      const limits = new LoginLimits(db, req.ip, email);
       if (!(await limits.allowed())) {
         return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'Too many login attempts. Wait a quarter of an hour, or ask for a login link by mail.' }, 429);
       }
@@ -82,7 +82,7 @@ export function authRouter(ctx: WebContext): Router {
     if (!email) {
       return page(req, res, purpose === 'login' ? 'login.njk' : 'reset-request.njk', { title: 'Log in', next, error: 'Enter your e-mail address.' }, 400);
     }
-    if (!(await allowHit(db, `maillink:ip:${req.ip}`, LINK_LIMIT.perIp, LINK_LIMIT.windowSeconds))) {
+    if (!(await allowHit(db, `maillink:ip:${clientKey(req.ip)}`, LINK_LIMIT.perIp, LINK_LIMIT.windowSeconds))) {
       return page(req, res, 'sent.njk', { title, email, limited: true }, 429);
     }
     // Over the per-address limit, nothing more is sent, and the page does not say so: otherwise

@@ -21,7 +21,7 @@ import { Router, type Request, type Response } from 'express';
 import { LdapLogin, ldapLoginName } from '../../auth/ldap.ts';
 import { OidcLogin, type PendingLogin } from '../../auth/oidc.ts';
 import { accountForSso, type SsoIdentity } from '../../core/sso-accounts.ts';
-import { allowHit } from '../../db/rate-limits.ts';
+import { allowHit, clientKey } from '../../db/rate-limits.ts';
 import { isAppError } from '../../errors.ts';
 import { log } from '../../log.ts';
 import type { WebContext } from '../context.ts';
@@ -97,7 +97,7 @@ export function ssoRouter(ctx: WebContext): Router {
 
     r.get('/login/oidc/callback', async (req, res) => {
       // Each callback may cost a request to the provider: strangers get the login form's per-IP limit.
-      if (!(await allowHit(db, `login:ip:${req.ip}`, LOGIN_LIMIT.perIp, LOGIN_LIMIT.windowSeconds))) {
+      if (!(await allowHit(db, `login:ip:${clientKey(req.ip)}`, LOGIN_LIMIT.perIp, LOGIN_LIMIT.windowSeconds))) {
         return loginPage(req, res, 429, 'Too many login attempts. Wait a quarter of an hour.');
       }
       const pending = readPending(req, secureCookies(ctx.cfg.publicUrl));
@@ -131,7 +131,7 @@ export function ssoRouter(ctx: WebContext): Router {
       const next = safeNext(field(req, 'next', 1000), '');
       const vars = { next, user };
       // Counted under the name the directory will match, not as typed (other spellings reach the same entry).
-      const limits = new LoginLimits(db, req.ip ?? '', `ldap:${ldapLoginName(user)}`);
+      const limits = new LoginLimits(db, req.ip, `ldap:${ldapLoginName(user)}`);
       if (!(await limits.allowed())) {
         return loginPage(req, res, 429, 'Too many login attempts. Wait a quarter of an hour.', vars);
       }
