@@ -117,6 +117,19 @@ describe('search operators', () => {
     expect((await search('list:staff')).status).toBe(403);
   });
 
+  it('answers a part of a name too short for the author index with a 400, and takes three letters or an address', async () => {
+    // Without three letters or digits in a row the trigram index cannot help: every message was
+    // read for each (0.35 s on 300,000 messages for from:zq, 0.7 s for nineteen of them).
+    for (const q of ['vacuum from:jd', 'from:"j d"', 'from:%%', 'from:a.b']) {
+      const res = await search(q);
+      expect(res.status, q).toBe(400);
+      expect(await res.text(), q).toContain('is too short to look for among authors: give three letters of a name in a row, or a whole address.');
+    }
+    expect((await get('/search?from=jd')).status).toBe(400);
+    expect(sorted(await hits('from:jan'))).toEqual(['a-1@example.org', 'a-3@example.org']);
+    expect(await hits('autovacuum from:jane@example.net', '&after=2026-03-03')).toEqual(['a-3@example.org']);
+  });
+
   it('keeps an unknown word: as text', async () => {
     expect(await hits('colour:autovacuum')).toEqual([]);
     expect(sorted(await hits('tuning:autovacuum'))).toEqual(['a-1@example.org', 'a-2@example.org']);
@@ -173,8 +186,9 @@ describe('search words', () => {
       if (res.status === 400) expect(html, q.slice(0, 40)).toMatch(/class="error"/);
     }
     expect((await search(`${'from:a '.repeat(30)}vacuum`)).status).toBe(400);
-    expect(await hits('from:% vacuum')).toEqual([]);
-    expect(await hits('from:_ vacuum')).toEqual([]);
+    // '%' and '_' are plain characters (alone they are too short to look for: 400 above).
+    expect(await hits('from:jan% vacuum')).toEqual([]);
+    expect(await hits('from:jan_ vacuum')).toEqual([]);
   });
 });
 

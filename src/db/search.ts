@@ -197,7 +197,7 @@ function filters(s: Texts, mode: Mode) {
   if (tsquery) where.push(mode === 'walk' ? `ts_match_vq(m.tsv, ${tsquery})` : `m.tsv @@ (${tsquery})`);
   for (const f of s.from) {
     const v = f.trim();
-    if (v.includes('@') && !/\s/.test(v)) where.push(`m.from_email = ${p(v.toLowerCase())}`);
+    if (isAuthorAddress(v)) where.push(`m.from_email = ${p(v.toLowerCase())}`);
     else {
       // One expression, as indexed by messages_author_trgm (sql/0051): trigrams find the substring.
       // The newline between name and address is never in the value (its white space is made
@@ -222,6 +222,21 @@ function filters(s: Texts, mode: Mode) {
     // otherwise hash every list_messages row of the archive to join them (2.2 ms on 10,000).
     whereEach: [`(select true from list_messages lm where ${inReadableList('m')} limit 1)`, ...where].join('\n and '),
   };
+}
+
+/** An author filter that is an address, matched exactly; anything else is part of a name or address. */
+export function isAuthorAddress(from: string): boolean {
+  const v = from.trim();
+  return v.includes('@') && !/\s/.test(v);
+}
+
+/**
+ * Whether the trigram index can find a part of a name: it needs three letters or digits in a row.
+ * Shorter, every message was read for it (`from:zq`: 0.35 s on 300,000 messages, 19 of them
+ * 0.7 s, and as many again with the next two letters, past the page cache).
+ */
+export function authorFragmentSearchable(from: string): boolean {
+  return /[\p{L}\p{N}]{3}/u.test(from);
 }
 
 const READABLE = '(select ids from readable)::bigint[]';

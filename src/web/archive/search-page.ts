@@ -6,7 +6,7 @@
 
 import type { Request, Response } from 'express';
 import { messageCopies } from '../../db/archive-messages.ts';
-import { hasSearchTerms, searchMessages, type SearchResult, type SearchSort } from '../../db/search.ts';
+import { authorFragmentSearchable, hasSearchTerms, isAuthorAddress, searchMessages, type SearchResult, type SearchSort } from '../../db/search.ts';
 import type { ReaderList } from '../../db/archive.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
@@ -86,6 +86,9 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   // (null: every list the reader may read, worked out in the search's own statement.)
   const listIds = lists.length === 0 ? null : lists.every((l) => l.id === lists[0].id) ? [lists[0].id] : [];
   const from = [form.from, ...ops.from].filter(Boolean);
+  for (const f of from) {
+    if (!isAuthorAddress(f) && !authorFragmentSearchable(f)) errors.push(`"${f}" is too short to look for among authors: give three letters of a name in a row, or a whole address.`);
+  }
   // A subject: value of several words is a phrase, as Gmail takes it. One of only very common
   // words (subject:the) would match nothing and empty the whole search: it is said instead.
   const subject = ops.subject.map((v) => (/\s/.test(v) && !v.includes('"') ? `"${v}"` : v)).join(' ') || null;
