@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setResolvers } from '../src/dns.ts';
+import { LOOPBACK_SPF, stubResolvers, type StubRecords } from './helpers/stub-dns.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { findMember } from '../src/db/members.ts';
 import { requestWebSubscription } from '../src/core/subscriptions.ts';
@@ -98,6 +100,36 @@ describe('confirmations for one address across the site', () => {
     // Another address is not affected.
     await mail('bomb0-subscribe@lists.example.org', 'bystander@x.example', { subject: 'subscribe' });
     expect(await queuedFor('bystander@x.example')).toHaveLength(1);
+  });
+});
+
+describe('mail commands in the name of a domain that says by DMARC they are forged', () => {
+  // strict.example publishes p=reject and sends from elsewhere: mail in its name from loopback
+  // fails SPF and carries no signature, so DMARC fails. loose.example publishes p=none.
+  const records = new Map<string, StubRecords>([
+    ['strict.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] }],
+    ['_dmarc.strict.example', { txt: ['v=DMARC1; p=reject'] }],
+    ['loose.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] }],
+    ['_dmarc.loose.example', { txt: ['v=DMARC1; p=none'] }],
+  ]);
+  beforeAll(() => setResolvers(stubResolvers(records, { defaultSpf: LOOPBACK_SPF })));
+  afterAll(() => setResolvers());
+
+  it('answers nothing, confirmation or help, to a From that fails DMARC with p=reject, and keeps the mail with why', async () => {
+    await mail('open-subscribe@lists.example.org', 'victim@strict.example', { subject: 'subscribe' });
+    await mail('open-request@lists.example.org', 'victim@strict.example', { subject: 'help' });
+    await mail(`open-confirm+${'0'.repeat(32)}@lists.example.org`, 'victim@strict.example', { subject: 'Re: confirm' });
+    expect(await queuedFor('victim@strict.example')).toEqual([]);
+    const { rows } = await db.pool.query<{ reason: string }>(`select reason from ingest_errors where envelope_from = 'victim@strict.example' order by id`);
+    expect(rows.map((r) => r.reason)).toEqual(Array(3).fill('From strict.example fails DMARC (p=reject): not answered, as mail in the name of victim@strict.example'));
+    // Nor are they counted against the address: its own commands are answered as before.
+    const { rows: counted } = await db.pool.query(`select key from rate_limits where key like 'mail-command:%victim@strict.example' or key like 'confirm-mail:%victim@strict.example'`);
+    expect(counted).toEqual([]);
+  });
+
+  it('answers as before where DMARC does not say so (p=none)', async () => {
+    await mail('open-subscribe@lists.example.org', 'someone@loose.example', { subject: 'subscribe' });
+    expect(tokenIn((await queuedFor('someone@loose.example'))[0])).not.toBeNull();
   });
 });
 

@@ -14,6 +14,7 @@ import { post } from './post.ts';
 import { checkPost } from './post-checks.ts';
 import { authenticatePost } from './post-authentication.ts';
 import { moderateByMail } from './moderation-mail.ts';
+import { dmarcForgery } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
@@ -138,13 +139,25 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
     if (notActed) await keep(pool, settings, rcpt, msg, parsed, notActed);
     return;
   }
+  // Every answer from here goes to the From. When its domain says by DMARC (p=reject or
+  // quarantine) that the mail is not its own, the answer (a confirmation, help) would go to
+  // someone who did not write: backscatter. Such mail is kept, unanswered and uncounted.
+  const forgery = async () => {
+    const why = dmarcForgery(checks.auth ?? await authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings));
+    return why && `${why}: not answered, as mail in the name of ${sender}`;
+  };
   // A confirmation is guarded by its token (128 bits) as a moderation reply is: only the answer
   // to one that cannot be used counts against the limit. Counted before it, anyone who wrote 20
   // commands in a member's name silenced that member's confirmation for an hour.
   if (rcpt.role === 'confirm') {
-    const notAnswered = await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log, () => commandRefusal(pool, list, sender));
+    const notAnswered = await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log, async () => (await forgery()) ?? commandRefusal(pool, list, sender));
     if (notAnswered) await keep(pool, settings, rcpt, msg, parsed, notAnswered);
     return;
+  }
+  const forged = await forgery();
+  if (forged) {
+    log.warn({ sender, role: rcpt.role, list: list.address }, 'mail command whose From fails DMARC: not answered');
+    return keep(pool, settings, rcpt, msg, parsed, forged);
   }
   const refused = await commandRefusal(pool, list, sender);
   if (refused) {
@@ -194,8 +207,8 @@ async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Pro
 }
 
 /**
- * Acts on a confirmation. One that cannot be used is answered unless `refusal` (the command
- * limit) says why not, which is then returned for the mail to be kept with.
+ * Acts on a confirmation. One that cannot be used is answered unless `refusal` (a forged From,
+ * the command limit) says why not, which is then returned for the mail to be kept with.
  */
 async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger, refusal: () => Promise<string | null>): Promise<string | null> {
   try {
@@ -205,7 +218,7 @@ async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRo
     if (!(err instanceof AppError)) throw err;
     const refused = await refusal();
     if (refused) {
-      log.warn({ sender, list: list.address }, 'too many mail commands from one address: an unusable confirmation not answered');
+      log.warn({ sender, list: list.address, why: refused }, 'an unusable confirmation not answered');
       return refused;
     }
     await sendNotice(pool, {
