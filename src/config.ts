@@ -5,6 +5,7 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
@@ -24,6 +25,22 @@ const domain = z
   .string()
   .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'must be a domain name');
 const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * The proxies whose X-Forwarded-For is believed (WEB_TRUST_PROXY), as Express takes them: the
+ * names loopback, linklocal and uniquelocal, addresses, and networks as ADDRESS/PREFIX.
+ */
+function proxyList(value: string): string[] | null {
+  const items = value.split(',').map((v) => v.trim()).filter(Boolean);
+  const valid = (item: string) => {
+    if (['loopback', 'linklocal', 'uniquelocal'].includes(item)) return true;
+    const [address, prefix, ...rest] = item.split('/');
+    const family = net.isIP(address);
+    if (family === 0 || rest.length > 0) return false;
+    return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+  };
+  return items.length > 0 && items.every(valid) ? items : null;
+}
 
 function readablePem(file: string): boolean {
   try {
@@ -58,6 +75,7 @@ const schema = z.object({
   SMTP_GREETING_DELAY_MS: z.coerce.number().int().min(0).max(60_000).optional(),
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
+  WEB_TRUST_PROXY: z.string().default('loopback').refine((v) => proxyList(v) !== null, 'must be loopback, linklocal, uniquelocal, addresses or ADDRESS/PREFIX networks, separated by commas'),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   MESSAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
@@ -162,7 +180,11 @@ export interface Config {
    * messageCacheMb: parsed messages kept in memory (per process) for their pages and attachments.
    * apiRateLimit: REST API requests a token may make per minute (API_RATE_LIMIT).
    */
-  web: { host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number; apiRateLimit: number };
+  web: {
+    host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number; apiRateLimit: number;
+    /** the proxies whose X-Forwarded-For names the client (rate limits, logs): WEB_TRUST_PROXY */
+    trustProxy: string[];
+  };
   relayUrl?: string;
   /**
    * How the relay connection is secured. Credentials in RELAY_URL imply verify whatever RELAY_TLS
@@ -366,7 +388,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       greetingDelayMs: e.SMTP_GREETING_DELAY_MS ?? null,
       ...ingestTls(e),
     },
-    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB, apiRateLimit: e.API_RATE_LIMIT },
+    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB, apiRateLimit: e.API_RATE_LIMIT, trustProxy: proxyList(e.WEB_TRUST_PROXY)! },
     relayUrl: e.RELAY_URL,
     relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,
     relayTlsCa: e.RELAY_TLS_CA,

@@ -1,7 +1,10 @@
+import os from 'node:os';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { WebServer } from '../src/web/server.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
 
@@ -221,5 +224,39 @@ describe('subscribing on the web', () => {
     const form = await new WebClient(web.url).get('/lists/club/subscribe');
     expect(form.status).toBe(200);
     expect(form.text).toContain('Subscribe to Club');
+  });
+});
+
+describe('the proxy whose X-Forwarded-For is believed (WEB_TRUST_PROXY)', () => {
+  // A request that reaches the web from this machine's own non-loopback address, as one from a
+  // proxy on another machine would.
+  const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+
+  async function keysThrough(env: Record<string, string>, forwardedFor: string) {
+    const server = new WebServer(db, parseConfig({ MAIL_DOMAIN: 'lists.example.org', LOG_LEVEL: 'silent', ...env }), { host: external!, port: 0 });
+    const { port } = await server.start();
+    try {
+      const r = await new WebClient(`http://${external}:${port}`, { 'x-forwarded-for': forwardedFor }).post('/lists/dev/subscribe', { email: `p-${forwardedFor}@example.org`, mode: 'each' });
+      expect(r.status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+    const { rows } = await db.pool.query<{ key: string }>(`select key from rate_limits where key like 'subscribe:ip:%' order by key`);
+    await db.pool.query('delete from rate_limits');
+    return rows.map((r) => r.key);
+  }
+
+  it.skipIf(!external)('counts a client by the proxy\'s own address unless the proxy is named, and by the client the proxy names once it is', async () => {
+    // By default only a proxy on loopback is believed: anyone could claim any address otherwise.
+    expect(await keysThrough({}, '198.51.100.41')).toEqual([`subscribe:ip:${external}`]);
+    // A proxy on another machine, named: each client is counted on its own, not all as the proxy.
+    expect(await keysThrough({ WEB_TRUST_PROXY: `loopback, ${external}/32` }, '198.51.100.42')).toEqual(['subscribe:ip:198.51.100.42']);
+  });
+
+  it('refuses a WEB_TRUST_PROXY that names no proxy', () => {
+    for (const bad of [' , ', 'everyone', '10.0.0.0/33', '10.0.0.1/8/8', 'fe80::/129']) {
+      expect(() => parseConfig({ WEB_TRUST_PROXY: bad }), bad).toThrow(/WEB_TRUST_PROXY/);
+    }
+    expect(parseConfig({ WEB_TRUST_PROXY: '10.0.0.0/8, fd00::/8, uniquelocal' }).web.trustProxy).toEqual(['10.0.0.0/8', 'fd00::/8', 'uniquelocal']);
   });
 });

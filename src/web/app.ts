@@ -43,7 +43,10 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages };
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
+  // Whose X-Forwarded-For names the client, for the limits per client address and the logs: a
+  // proxy on this machine by default; one elsewhere is named in WEB_TRUST_PROXY, or every client
+  // would be that proxy, and one stranger could use up everyone's limits.
+  app.set('trust proxy', cfg.web.trustProxy);
   app.set('etag', 'strong');
   // Before anything reads the URL: no route sees a path or query that is not clean UTF-8.
   app.use(checkUrl);
