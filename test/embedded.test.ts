@@ -224,4 +224,41 @@ describe('embedded PostgreSQL', () => {
     expect(alive(stale)).toBe(false);
     expect(alive(postmasterPid())).toBe(false);
   }, 120_000);
+
+  it('takes a postmaster.pid whose pid another process now has (after a crash or a reboot) for stale: that process is left alone', async () => {
+    const serve = await startServe();
+    const cluster = path.join(dataDir, 'postgres');
+    const postmaster = postmasterPid()!;
+    serve.kill('SIGKILL');
+    process.kill(postmaster, 'SIGKILL');
+    await new Promise((r) => serve.once('exit', r));
+    // Its backends notice and go; the file stays, as after a power cut.
+    const inCluster = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {
+      try {
+        return fs.readlinkSync(`/proc/${p}/cwd`) === fs.realpathSync(cluster);
+      } catch {
+        return false;
+      }
+    });
+    for (let i = 0; i < 100 && inCluster(); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(inCluster()).toBe(false);
+    // A process of the server's user (postgres under root) that SIGINT would end now has that pid.
+    const owner = fs.statSync(cluster);
+    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { uid: owner.uid, gid: owner.gid, stdio: 'ignore' });
+    try {
+      const file = path.join(cluster, 'postmaster.pid');
+      const lines = fs.readFileSync(file, 'utf8').split('\n');
+      lines[0] = String(other.pid);
+      fs.writeFileSync(file, lines.join('\n'));
+      const started = Date.now();
+      const r = await cli(['members', 'dev', '--json'], env);
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout)[0].email).toBe('a@example.com');
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(alive(other.pid!)).toBe(true);
+      expect(alive(postmasterPid())).toBe(false);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  }, 120_000);
 });

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { log } from '../log.ts';
 import { dedicatedClient } from './pool.ts';
 
 /** One major's server binaries. */
@@ -133,6 +134,7 @@ export function pgCtl(bins: Binaries, runAs: RunAs, args: string[]) {
  * `settings` are extra `-c` options. Returns pg_ctl's result (status 0 when it started).
  */
 export function startCluster(bins: Binaries, runAs: RunAs, clusterDir: string, port: number, logFile: string, settings: string[] = []) {
+  removeStalePidFile(clusterDir);
   const opts = [`-p ${port}`, '-c listen_addresses=127.0.0.1', '-c unix_socket_directories=', ...settings.map((s) => `-c ${s}`)].join(' ');
   return pgCtl(bins, runAs, ['start', '-D', clusterDir, '-l', logFile, '-w', '-t', '60', '-o', opts]);
 }
@@ -144,15 +146,50 @@ export function stopCluster(bins: Binaries, runAs: RunAs, clusterDir: string) {
 
 /** The port of a live postmaster for this cluster, from its postmaster.pid, if one runs. */
 export function runningPort(clusterDir: string): number | undefined {
-  let lines: string[];
+  const lines = pidFileLines(clusterDir);
+  if (!lines) return undefined;
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  return isAlive(pid) && worksIn(pid, clusterDir) !== false && port > 0 ? port : undefined;
+}
+
+function pidFileLines(clusterDir: string): string[] | undefined {
   try {
-    lines = fs.readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n');
+    return fs.readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n');
   } catch {
     return undefined;
   }
-  const pid = Number(lines[0]);
-  const port = Number(lines[3]);
-  return isAlive(pid) && port > 0 ? port : undefined;
+}
+
+/**
+ * Whether a process works in `dir` (a postmaster and its backends work in their data folder), from
+ * /proc/PID/cwd; undefined where that cannot be told (no /proc). A postmaster.pid outlives a crash
+ * or a reboot, and its pid may by then be any process's (the machine's own PostgreSQL, an editor):
+ * taken for the postmaster, pg_ctl stop would send it SIGINT.
+ */
+function worksIn(pid: number, dir: string): boolean | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    return fs.readlinkSync(`/proc/${pid}/cwd`) === fs.realpathSync(dir);
+  } catch {
+    // gone, or another user's process (we, or root, can read the cwd of every postmaster we run)
+    return false;
+  }
+}
+
+/**
+ * A postmaster.pid whose pid now belongs to a process outside the cluster makes PostgreSQL refuse
+ * to start ("lock file already exists") for as long as that process lives. It is removed when no
+ * process works in the cluster's folder (a backend a dead postmaster left would: PostgreSQL's own
+ * check for one needs the file). A file naming a dead pid is left to PostgreSQL, which handles it.
+ */
+function removeStalePidFile(clusterDir: string): void {
+  const pid = Number(pidFileLines(clusterDir)?.[0]);
+  if (!isAlive(pid) || worksIn(pid, clusterDir) !== false) return;
+  const anyone = fs.readdirSync('/proc').some((entry) => /^\d+$/.test(entry) && worksIn(Number(entry), clusterDir));
+  if (anyone) return;
+  log.warn({ clusterDir, pid }, 'removing a stale postmaster.pid: its pid now belongs to a process that is not this cluster\'s server');
+  fs.rmSync(path.join(clusterDir, 'postmaster.pid'), { force: true });
 }
 
 /** Whether a process runs. A zombie (exited, not yet reaped by an init that is slow to) does not. */
