@@ -225,6 +225,29 @@ describe('embedded PostgreSQL', () => {
     expect(alive(postmasterPid())).toBe(false);
   }, 120_000);
 
+  it('leaves the server running under a serve that attached to it when the process that started it dies, and that serve stops it on exit', async () => {
+    const first = await startServe();
+    const second = await startServe();
+    try {
+      const pid = postmasterPid();
+      first.kill('SIGKILL');
+      await new Promise((r) => first.once('exit', r));
+      const r = await cli(['members', 'dev', '--json'], env);
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout)[0].email).toBe('a@example.com');
+      // Still the server the second serve is connected to, and it is using it.
+      expect(postmasterPid()).toBe(pid);
+      expect(alive(pid)).toBe(true);
+      expect(await withServer(async (c) => (await c.query(`select count(*)::int as n from pg_stat_activity where application_name like $1`, [`listkeeper:${second.pid}:%`])).rows[0].n)).toBeGreaterThan(0);
+      expect(fs.readFileSync(path.join(dataDir, 'postgres.owner'), 'utf8')).toBe(String(second.pid));
+    } finally {
+      second.kill('SIGTERM');
+      await new Promise((r) => second.once('exit', r));
+    }
+    // It inherited the server, and stopped it as the last one using it.
+    expect(alive(postmasterPid())).toBe(false);
+  }, 120_000);
+
   it('takes a postmaster.pid whose pid another process now has (after a crash or a reboot) for stale: that process is left alone', async () => {
     const serve = await startServe();
     const cluster = path.join(dataDir, 'postgres');

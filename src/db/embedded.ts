@@ -3,7 +3,8 @@
  * DATA_DIR/postgres. The server runs detached (pg_ctl), so the CLI and `serve` share it: the first
  * process starts it and is its owner; others attach. The owner stops it on exit unless another
  * listkeeper process is still connected, in which case ownership passes to that process.
- * A postmaster whose owner died (kill -9) is stale: it is stopped before a fresh start.
+ * A postmaster whose owner died (kill -9) passes the same way to a process still connected to it;
+ * with none, it is stale: it is stopped before a fresh start.
  */
 
 import crypto from 'node:crypto';
@@ -44,11 +45,19 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
 
   let running = runningPort(clusterDir);
   if (running !== undefined && !isAlive(readOwner(ownerFile))) {
-    log.warn({ clusterDir }, 'stopping a stale embedded PostgreSQL left by a process that died');
-    stopCluster(bins, runAs, clusterDir);
-    running = undefined;
+    // Its owner died, but others that attached to it (a `serve` beside the command that started
+    // it) may still use it: one of them inherits it. Stopped under them, they would be left
+    // connecting to a port nothing listens on.
+    const heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
+    if (heir) {
+      log.warn({ clusterDir, heir }, 'the process that started the embedded PostgreSQL died; listkeeper process that still uses it takes it over');
+      fs.writeFileSync(ownerFile, String(heir));
+    } else {
+      log.warn({ clusterDir }, 'stopping a stale embedded PostgreSQL left by a process that died');
+      stopCluster(bins, runAs, clusterDir);
+      running = undefined;
+    }
   }
-  let owner = false;
   if (running === undefined) {
     const port = await freePort();
     const logFile = path.join(clusterDir, 'server.log');
@@ -59,7 +68,6 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
       if (running === undefined) throw new Error(`embedded PostgreSQL failed to start: ${result.stderr || result.stdout} (see ${logFile})`);
     } else {
       running = port;
-      owner = true;
       fs.writeFileSync(ownerFile, String(process.pid));
     }
   }
@@ -72,7 +80,9 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
   return {
     url: appUrl,
     async release() {
-      if (released || !owner || readOwner(ownerFile) !== process.pid) return;
+      // The owner file says who owns it: this process started it, or inherited it from one that
+      // left or died, and then stops it like the one that started it would have.
+      if (released || readOwner(ownerFile) !== process.pid) return;
       released = true;
       const heir = await otherListkeeperProcess(url);
       if (heir) {
