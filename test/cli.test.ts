@@ -1,7 +1,9 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
-import { cli } from './helpers/cli.ts';
+import { BIN, cli, ROOT } from './helpers/cli.ts';
+import { spawn } from 'node:child_process';
+import { MIGRATION_LOCK } from '../src/db/migrate.ts';
 import pg from 'pg';
 import { hashToken } from '../src/auth/credentials.ts';
 import { findList } from '../src/db/lists.ts';
@@ -481,5 +483,33 @@ describe('migrations', { timeout: 90_000 }, () => {
     await drop.connect();
     await drop.query(`drop database ${name} with (force)`);
     await drop.end();
+  });
+
+  it('serve waiting for another process\'s migration stops at SIGTERM, starting nothing', async () => {
+    // Another process migrates (it may build an index for an hour): it holds the lock.
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    await other.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      const serve = spawn(process.execPath, [BIN, 'serve'], {
+        cwd: ROOT,
+        env: { ...process.env, ...env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      serve.stdout.on('data', (d) => (output += d));
+      serve.stderr.on('data', (d) => (output += d));
+      const exited = new Promise<number | null>((resolve) => serve.once('exit', resolve));
+      for (let i = 0; i < 300 && !output.includes('another process is migrating'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(output).toContain('another process is migrating the database: waiting for it to finish');
+      serve.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      if (code === 'still running') serve.kill('SIGKILL');
+      expect(code).toBe(0);
+      expect(output).toContain('stopped before the roles started');
+      expect(output).not.toContain('listkeeper is running');
+    } finally {
+      await other.end();
+    }
   });
 });

@@ -47,13 +47,22 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   // A signal while the roles start is held until they all have, then stops them: its default
   // action would kill a delivery worker that already has copies in flight (its rows would wait
   // for the lease to run out instead of going back at once).
+  // Until the database is open nothing has started, and opening may wait long for another
+  // process's migration: a signal then ends the wait, and the process.
   let held: string | null = null;
+  const opening = new AbortController();
   const hold = (signal: NodeJS.Signals) => {
-    if (!(webProcess && signal === 'SIGINT')) held ??= signal;
+    if (webProcess && signal === 'SIGINT') return;
+    held ??= signal;
+    opening.abort(signal);
   };
   process.on('SIGTERM', hold);
   process.on('SIGINT', hold);
-  const db: Database = await openDatabase(cfg, 'serve');
+  const db: Database = await openDatabase(cfg, 'serve', { signal: opening.signal }).catch((err) => {
+    if (!held) throw err;
+    log.info({ signal: held, reason: (err as Error).message }, 'stopped before the roles started');
+    process.exit(0);
+  });
   // Shutdown order: intake first (SMTP then web), then delivery drains, then the pool closes.
   const intake: Part[] = [];
   const background: Part[] = [];

@@ -49,7 +49,7 @@ export function searchPoolSize(cfg: Config): number {
  * Connects to DATABASE_URL, or to the embedded server in DATA_DIR when it is unset, and applies
  * pending migrations. close() ends the pools and, for the embedded server, lets it go.
  */
-export async function openDatabase(cfg: Config, role: string, opts: { migrate?: boolean } = {}): Promise<Database> {
+export async function openDatabase(cfg: Config, role: string, opts: { migrate?: boolean; signal?: AbortSignal } = {}): Promise<Database> {
   const embedded = cfg.databaseUrl ? undefined : await openEmbedded(cfg.dataDir, { maxConnections: embeddedConnections(cfg) });
   const url = cfg.databaseUrl ?? embedded!.url;
   const pooled = cfg.databasePoolMode === 'transaction';
@@ -78,7 +78,7 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
     await embedded?.release();
   };
   try {
-    if (opts.migrate !== false) await migrate(sessionPool);
+    if (opts.migrate !== false) await migrate(sessionPool, { signal: opts.signal });
   } catch (err) {
     await end();
     throw err;

@@ -18,6 +18,8 @@ export interface MigrateOptions {
   dir?: string;
   lockTimeoutMs?: number;
   attempts?: number;
+  /** ends the wait for another process's migration (serve stopped by a signal while it waits) */
+  signal?: AbortSignal;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
       `select current_setting('server_version_num')::int as num, current_setting('server_version') as version`);
     const refusal = versionRefusal(server.num, server.version);
     if (refusal) throw new Error(refusal);
-    await takeMigrationLock(client);
+    await takeMigrationLock(client, opts.signal);
     await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
@@ -110,7 +112,7 @@ const LOCK_POLL_MS = 100;
  * concurrently` waits for every older snapshot to go, so each would wait for the other and
  * PostgreSQL would end one of them as a deadlock. Between asks this session holds no snapshot.
  */
-async function takeMigrationLock(client: pg.PoolClient): Promise<void> {
+async function takeMigrationLock(client: pg.PoolClient, signal?: AbortSignal): Promise<void> {
   // A connection ended between asks reports why (e.g. terminated by an administrator) as an
   // event; the next query would only say "not queryable".
   let lost: Error | undefined;
@@ -124,6 +126,8 @@ async function takeMigrationLock(client: pg.PoolClient): Promise<void> {
       said = true;
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
       if (lost) throw lost;
+      // That migration may take an hour (an index built concurrently): the wait can be ended.
+      if (signal?.aborted) throw new Error(`stopped (${String(signal.reason)}) while another process was migrating the database; nothing was applied`);
     }
   } finally {
     client.removeListener('error', onError);
