@@ -225,6 +225,28 @@ describe('embedded PostgreSQL', () => {
     expect(alive(postmasterPid())).toBe(false);
   }, 120_000);
 
+  it('runs commands started together, on a new DATA_DIR and then on its server, each to the end, and stops the server after the last', async () => {
+    const together = `${dataDir}-together`;
+    const postmaster = () => {
+      try {
+        return Number(fs.readFileSync(path.join(together, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      } catch {
+        return undefined;
+      }
+    };
+    try {
+      for (const round of ['new', 'made']) {
+        const runs = await Promise.all([1, 2, 3, 4].map(() => cli(['list', 'ls', '--json'], { ...env, DATA_DIR: together })));
+        expect(runs.map((r) => [round, r.code, r.stderr, r.stdout.trim()])).toEqual(runs.map(() => [round, 0, '', '[]']));
+        expect(isAlive(postmaster())).toBe(false);
+      }
+    } finally {
+      const pid = postmaster();
+      if (isAlive(pid)) process.kill(pid!, 'SIGKILL');
+      fs.rmSync(together, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('leaves the server running under a serve that attached to it when the process that started it dies, and that serve stops it on exit', async () => {
     const first = await startServe();
     const second = await startServe();

@@ -29,6 +29,7 @@ import {
   type Binaries, checkReachable, clusterMajor, clusterUrl, ensureDatabase, freePort, initCluster, installHint, isAlive, olderBinaries, readOwner,
   type RunAs, runningPort, startCluster, stopCluster, waitForConnections,
 } from './embedded-server.ts';
+import { withFileLock } from './file-lock.ts';
 import { createPool, dedicatedClient } from './pool.ts';
 import { restoreBackup } from './restore.ts';
 import { upgradeMarkerFile } from './upgrade-marker.ts';
@@ -275,30 +276,9 @@ function stop([bins, dir]: [Binaries, string], ctx: UpgradeContext, strict = fal
   log.warn({ dir, stderr: result.stderr }, 'stopping a cluster after the upgrade failed');
 }
 
-/** Waits while another live process upgrades; a lock left by a dead one is taken over. */
-async function withUpgradeLock(dataDir: string, fn: () => Promise<void>): Promise<void> {
-  const file = path.join(dataDir, 'upgrade.lock');
-  for (let waited = false; ; ) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = readOwner(file);
-    if (!isAlive(holder)) {
-      fs.rmSync(file, { force: true });
-      continue;
-    }
-    if (!waited) log.warn({ pid: holder }, 'waiting for another listkeeper process to upgrade the embedded PostgreSQL');
-    waited = true;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  try {
-    await fn();
-  } finally {
-    fs.rmSync(file, { force: true });
-  }
+/** Waits while another live process upgrades (for as long as it takes); a lock left by a dead one is taken over. */
+function withUpgradeLock(dataDir: string, fn: () => Promise<void>): Promise<void> {
+  return withFileLock(path.join(dataDir, 'upgrade.lock'), { waiting: 'waiting for another listkeeper process to upgrade the embedded PostgreSQL', pollMs: 250 }, fn);
 }
 
 type UpgradeLog = ((line: string) => void) & { file: string };

@@ -16,6 +16,7 @@ import { upgradeIfNeeded } from './embedded-upgrade.ts';
 import {
   bundledBinaries, checkReachable, clusterMajor, clusterUrl, ensureDatabase, freePort, initCluster, isAlive, readOwner, runningPort, serverUser, startCluster, stopCluster, waitForConnections,
 } from './embedded-server.ts';
+import { withFileLock } from './file-lock.ts';
 import { dedicatedClient } from './pool.ts';
 
 export { isAlive };
@@ -41,65 +42,89 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
   const password = readOrCreateSecret(secretFile);
   // A cluster of an older major is upgraded before anything else uses it (embedded-upgrade.ts).
   await upgradeIfNeeded({ dataDir, clusterDir, ownerFile, password, runAs, bundled: bins });
-  if (clusterMajor(clusterDir) === undefined) initCluster(bins, clusterDir, password, runAs);
 
-  let running = runningPort(clusterDir);
-  if (running !== undefined && !isAlive(readOwner(ownerFile))) {
-    // Its owner died, but others that attached to it (a `serve` beside the command that started
-    // it) may still use it: one of them inherits it. Stopped under them, they would be left
-    // connecting to a port nothing listens on.
-    const heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
-    if (heir) {
-      log.warn({ clusterDir, heir }, 'the process that started the embedded PostgreSQL died; listkeeper process that still uses it takes it over');
-      fs.writeFileSync(ownerFile, String(heir));
-    } else {
-      log.warn({ clusterDir }, 'stopping a stale embedded PostgreSQL left by a process that died');
-      stopCluster(bins, runAs, clusterDir);
-      running = undefined;
+  // Making, starting, attaching to and stopping the server are one process's at a time: two that
+  // started together ran initdb twice, or one found the server the other had just started with
+  // no owner yet and stopped it as stale, or stopped its own as the other attached to it.
+  const lockFile = path.join(dataDir, 'postgres.lock');
+  const locked = <T>(fn: () => Promise<T>) => withFileLock(lockFile, { waiting: 'waiting for another listkeeper process to start or stop the embedded PostgreSQL', staleMs: LOCK_STALE_MS }, fn);
+  const { running, presence } = await locked(async () => {
+    if (clusterMajor(clusterDir) === undefined) initCluster(bins, clusterDir, password, runAs);
+    let running = runningPort(clusterDir);
+    if (running !== undefined && !isAlive(readOwner(ownerFile))) {
+      // Its owner died, but others that attached to it (a `serve` beside the command that started
+      // it) may still use it: one of them inherits it. Stopped under them, they would be left
+      // connecting to a port nothing listens on.
+      const heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
+      if (heir) {
+        log.warn({ clusterDir, heir }, 'the process that started the embedded PostgreSQL died; a listkeeper process that still uses it takes it over');
+        fs.writeFileSync(ownerFile, String(heir));
+      } else {
+        log.warn({ clusterDir }, 'stopping a stale embedded PostgreSQL left by a process that died');
+        stopCluster(bins, runAs, clusterDir);
+        running = undefined;
+      }
     }
-  }
-  if (running === undefined) {
-    const port = await freePort();
-    const logFile = path.join(clusterDir, 'server.log');
-    const result = startCluster(bins, runAs, clusterDir, port, logFile, applianceSettings(clusterDir, size.maxConnections));
-    if (result.status !== 0) {
-      // Another process may have won the race to start it; attach to theirs if so.
-      running = runningPort(clusterDir);
-      if (running === undefined) throw new Error(`embedded PostgreSQL failed to start: ${result.stderr || result.stdout} (see ${logFile})`);
-    } else {
+    if (running === undefined) {
+      const port = await freePort();
+      const logFile = path.join(clusterDir, 'server.log');
+      const result = startCluster(bins, runAs, clusterDir, port, logFile, applianceSettings(clusterDir, size.maxConnections));
+      if (result.status !== 0) throw new Error(`embedded PostgreSQL failed to start: ${(result.stderr || result.stdout).trim()} (see ${logFile})`);
       running = port;
       fs.writeFileSync(ownerFile, String(process.pid));
     }
-  }
-  const url = clusterUrl(password, running, 'postgres');
-  await waitForConnections(url);
-  await ensureDatabase(url, 'listkeeper');
-  const appUrl = clusterUrl(password, running, 'listkeeper');
+    const url = clusterUrl(password, running, 'postgres');
+    await waitForConnections(url);
+    await ensureDatabase(url, 'listkeeper');
+    // Held until release(): the owner, when it lets the server go, sees this process in
+    // pg_stat_activity even before its pools have a connection, and passes the server on.
+    const presence = dedicatedClient(url, 'embedded', () => undefined);
+    await presence.connect();
+    return { running, presence };
+  });
 
   let released = false;
   return {
-    url: appUrl,
+    url: clusterUrl(password, running, 'listkeeper'),
     async release() {
-      // The owner file says who owns it: this process started it, or inherited it from one that
-      // left or died, and then stops it like the one that started it would have.
-      if (released || readOwner(ownerFile) !== process.pid) return;
+      if (released) return;
       released = true;
-      const heir = await otherListkeeperProcess(url);
-      if (heir) {
-        fs.writeFileSync(ownerFile, String(heir));
-        return;
-      }
-      stopCluster(bins, runAs, clusterDir);
-      fs.rmSync(ownerFile, { force: true });
+      await locked(async () => {
+        // The owner file says who owns it: this process started it, or inherited it from one
+        // that left or died, and then stops it like the one that started it would have.
+        if (readOwner(ownerFile) !== process.pid) return;
+        const heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
+        if (heir) {
+          fs.writeFileSync(ownerFile, String(heir));
+          return;
+        }
+        stopCluster(bins, runAs, clusterDir);
+        fs.rmSync(ownerFile, { force: true });
+      }).finally(() => presence.end().catch(() => undefined));
     },
   };
 }
 
+/**
+ * A start-up lock older than this was left by a process that died (its pid may be another's by
+ * now): the work under it (initdb, pg_ctl start and stop, each waiting 60 s at most) is shorter.
+ */
+const LOCK_STALE_MS = 5 * 60_000;
+
+/** The server's password, made by the first process (linked into place whole: a second one reads it). */
 function readOrCreateSecret(file: string): string {
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
-  const secret = crypto.randomBytes(18).toString('base64url');
-  fs.writeFileSync(file, secret, { mode: 0o600 });
-  return secret;
+  if (!fs.existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, crypto.randomBytes(18).toString('base64url'), { mode: 0o600 });
+    try {
+      fs.linkSync(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+  return fs.readFileSync(file, 'utf8').trim();
 }
 
 /** Another live listkeeper process connected to this server (by application_name), if any. */
