@@ -225,6 +225,34 @@ describe('embedded PostgreSQL', () => {
     expect(alive(postmasterPid())).toBe(false);
   }, 120_000);
 
+  it('makes the cluster again at the next start when initdb was killed half-way', async () => {
+    const fresh = `${dataDir}-initdb`;
+    const pgVersion = () => ['postgres', 'postgres.initdb'].some((d) => fs.existsSync(path.join(fresh, d, 'PG_VERSION')));
+    // initdb's pid: the process whose command line names this folder.
+    const initdb = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).find((pid) => {
+      try {
+        const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.includes('initdb') && cmdline.includes(`--pgdata=${fresh}`);
+      } catch {
+        return false;
+      }
+    });
+    try {
+      const first = cli(['list', 'ls'], { ...env, DATA_DIR: fresh });
+      let pid: number | undefined;
+      for (let i = 0; i < 3000 && !(pgVersion() && (pid = initdb())); i++) await new Promise((r) => setTimeout(r, 5));
+      expect(pid).toBeDefined();
+      process.kill(pid!, 'SIGKILL');
+      const r = await first;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^listkeeper: error: initdb \(PostgreSQL \d+\) failed: ended by SIGKILL\n$/);
+      const again = await cli(['list', 'ls', '--json'], { ...env, DATA_DIR: fresh });
+      expect([again.code, again.stderr, again.stdout.trim()]).toEqual([0, '', '[]']);
+    } finally {
+      fs.rmSync(fresh, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('runs commands started together, on a new DATA_DIR and then on its server, each to the end, and stops the server after the last', async () => {
     const together = `${dataDir}-together`;
     const postmaster = () => {

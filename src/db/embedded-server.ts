@@ -104,22 +104,33 @@ export function checkReachable(runAs: RunAs, paths: string[]) {
   }
 }
 
-/** A new cluster in clusterDir (UTF8, C locale, the superuser with `password`, scram-sha-256 only). */
+/**
+ * A new cluster in clusterDir (UTF8, C locale, the superuser with `password`, scram-sha-256 only).
+ * It is made beside it and renamed into place when whole: initdb writes PG_VERSION early, and a
+ * cluster it left half-made (killed, a power cut) would be started at every start after, its
+ * superuser without a password ("password authentication failed"). A clusterDir that exists
+ * already (a mount point, say) cannot be replaced so: initdb fills it in place.
+ */
 export function initCluster(bins: Binaries, clusterDir: string, password: string, runAs: RunAs): void {
-  fs.mkdirSync(clusterDir, { recursive: true, mode: 0o700 });
+  const inPlace = fs.existsSync(clusterDir);
+  const target = inPlace ? clusterDir : `${clusterDir}.initdb`;
+  if (!inPlace) fs.rmSync(target, { recursive: true, force: true }); // a half-made one
+  fs.mkdirSync(target, { recursive: true, mode: 0o700 });
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-initdb-'));
   const pwfile = path.join(tmp, 'password');
   fs.writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
   try {
     if (runAs.uid !== undefined) {
-      for (const p of [clusterDir, tmp, pwfile]) fs.chownSync(p, runAs.uid, runAs.gid!);
+      for (const p of [target, tmp, pwfile]) fs.chownSync(p, runAs.uid, runAs.gid!);
     }
     const result = spawnSync(
       bins.initdb,
-      [`--pgdata=${clusterDir}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
+      [`--pgdata=${target}`, '--auth=scram-sha-256', `--username=${SUPERUSER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
       { ...runAs, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
     );
-    if (result.status !== 0) throw new Error(`initdb (PostgreSQL ${bins.major}) failed: ${(result.stderr || result.error?.message || '').trim()}`);
+    const why = (result.stderr || result.error?.message || (result.signal ? `ended by ${result.signal}` : '')).trim();
+    if (result.status !== 0) throw new Error(`initdb (PostgreSQL ${bins.major}) failed: ${why}`);
+    if (!inPlace) fs.renameSync(target, clusterDir);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
