@@ -512,4 +512,42 @@ describe('migrations', { timeout: 90_000 }, () => {
       await other.end();
     }
   });
+
+  it('serve building an index concurrently that waits for an older transaction (a backup) stops at SIGTERM, and the next start builds it', async () => {
+    // 0059's index not built yet, as on a database of the release before it.
+    await db.pool.query(`drop index messages_by_thread`);
+    await db.pool.query(`delete from schema_migrations where name = '0059_messages_by_thread.sql'`);
+    const backup = new pg.Client({ connectionString: db.url });
+    await backup.connect();
+    await backup.query('begin isolation level repeatable read');
+    await backup.query('select count(*) from lists');
+    try {
+      const serve = spawn(process.execPath, [BIN, 'serve'], {
+        cwd: ROOT,
+        env: { ...process.env, ...env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      serve.stdout.on('data', (d) => (output += d));
+      serve.stderr.on('data', (d) => (output += d));
+      const exited = new Promise<number | null>((resolve) => serve.once('exit', resolve));
+      const waiting = async () => (await db.pool.query(
+        `select 1 from pg_stat_activity where application_name like $1 and wait_event = 'virtualxid' and query like '%create index concurrently%'`, [`listkeeper:${serve.pid}:%`])).rowCount;
+      for (let i = 0; i < 300 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await waiting()).toBe(1);
+      serve.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      if (code === 'still running') serve.kill('SIGKILL');
+      expect(code).toBe(0);
+      expect(output).toContain('stopped before the roles started');
+      expect(output).not.toContain('listkeeper is running');
+    } finally {
+      await backup.query('commit');
+      await backup.end();
+    }
+    const r = await cli(['migrate'], env);
+    expect([r.code, r.stderr, r.stdout]).toEqual([0, '', 'applied 0059_messages_by_thread.sql\n']);
+    const { rows } = await db.pool.query<{ valid: boolean }>(`select indisvalid as valid from pg_index where indexrelid = 'messages_by_thread'::regclass`);
+    expect(rows).toEqual([{ valid: true }]);
+  });
 });

@@ -239,6 +239,35 @@ describe('start-up migrations', () => {
     expect(await valid()).toBe(true);
   });
 
+  it('builds an index concurrently while an older transaction that reads another table runs (a backup): it waits for it rather than fails', async () => {
+    const indexDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-migrations-'));
+    fs.writeFileSync(path.join(indexDir, '9003_probe_snapshot.sql'), '-- listkeeper: no transaction\ncreate index concurrently if not exists probe_snapshot_v on probe_snapshot (v);\n');
+    await db.pool.query(`create table probe_snapshot (id int primary key, v int)`);
+    await db.pool.query(`insert into probe_snapshot select g, g from generate_series(1, 1000) g`);
+    // As `listkeeper backup` does: one snapshot, held while it reads, here of another table.
+    const backup = new pg.Client({ connectionString: db.url });
+    await backup.connect();
+    await backup.query('begin isolation level repeatable read');
+    await backup.query('select count(*) from lists');
+    let settled: string | undefined;
+    const migrating = migrate(db.pool, { dir: indexDir, lockTimeoutMs: 200, attempts: 2 }).then(
+      (applied) => (settled = `applied ${applied.join(', ')}`),
+      (err: Error) => (settled = err.message),
+    );
+    try {
+      // Two attempts under the lock timeout would have failed by now.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect(settled).toBeUndefined();
+    } finally {
+      await backup.query('commit');
+      await backup.end();
+    }
+    await migrating;
+    expect(settled).toBe('applied 9003_probe_snapshot.sql');
+    const { rows } = await db.pool.query<{ valid: boolean }>(`select indisvalid as valid from pg_index where indexrelid = 'probe_snapshot_v'::regclass`);
+    expect(rows[0].valid).toBe(true);
+  });
+
   it('waits for another process building an index concurrently without holding the snapshot that build waits for', async () => {
     // The other process: it holds the migration lock and builds an index concurrently, which waits
     // for every transaction with an older snapshot. A waiter inside pg_advisory_lock would be one,

@@ -45,7 +45,13 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
   const applied: string[] = [];
   let failed: Error | undefined;
   let file: string | undefined;
+  let pid = 0;
+  const cancel = () => void pool.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
   try {
+    // A signal also cancels the statement running (a concurrent index build may wait for hours
+    // for an older transaction): each file is applied whole or not at all, so it can be stopped.
+    ({ rows: [{ pid }] } = await client.query<{ pid: number }>('select pg_backend_pid() as pid'));
+    opts.signal?.addEventListener('abort', cancel, { once: true });
     // Before anything touches the schema: a server too old is refused in one line.
     const { rows: [server] } = await client.query<{ num: number; version: string }>(
       `select current_setting('server_version_num')::int as num, current_setting('server_version') as version`);
@@ -57,12 +63,13 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     const done = new Set(rows.map((r) => r.name));
     for (file of migrationFiles(dir)) {
       if (done.has(file)) continue;
+      if (opts.signal?.aborted) throw new Error(`stopped (${String(opts.signal.reason)}) before it was applied`);
       const text = fs.readFileSync(path.join(dir, file), 'utf8');
       const outside = NO_TRANSACTION.test(text);
       for (let attempt = 1; ; attempt++) {
         try {
           if (outside) {
-            await applyOutsideTransaction(client, file, text, lockTimeoutMs);
+            await applyOutsideTransaction(pool, client, pid, file, text);
             break;
           }
           await client.query('begin');
@@ -95,6 +102,7 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     const lost = isConnectionLoss(err) ? ' (the database connection was lost; run it again: each migration is applied whole or not at all)' : '';
     throw new Error(`${what}: ${failed.message}${lost}`, { cause: err });
   } finally {
+    opts.signal?.removeEventListener('abort', cancel);
     await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch((err: Error) => {
       failed ??= err;
     });
@@ -175,11 +183,19 @@ export async function applyMigration(client: Queryable, file: string, dir = SQL_
  * writes while it builds. It must be safe to run again (`if not exists`): a crash between the
  * statement and its record in schema_migrations runs it again at the next start. An interrupted
  * concurrent build leaves its index invalid, and `if not exists` would keep it: it is dropped first.
+ *
+ * Such a file runs without lock_timeout. A concurrent build or drop blocks no reader or writer of
+ * its table (its lock conflicts only with DDL and VACUUM), but before it ends it waits for every
+ * transaction older than it, whatever that transaction reads: under the timeout, a `listkeeper
+ * backup` in progress (one snapshot for minutes) made each attempt build the index and give up,
+ * and start-up failed for as long as the backup ran. It waits, and says which sessions it waits for.
  */
 const NO_TRANSACTION = /^-- listkeeper: no transaction\s*\n/;
+// How often a statement run outside a transaction that waits for other sessions says which.
+const WAIT_REPORT_MS = 30_000;
 
-async function applyOutsideTransaction(client: pg.PoolClient, file: string, text: string, lockTimeoutMs: number): Promise<void> {
-  await client.query(`select set_config('lock_timeout', $1, false)`, [`${lockTimeoutMs}ms`]);
+async function applyOutsideTransaction(pool: pg.Pool, client: pg.PoolClient, pid: number, file: string, text: string): Promise<void> {
+  const report = setInterval(() => void reportWaits(pool, pid, file), WAIT_REPORT_MS);
   try {
     const index = /create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?([a-z_][a-z0-9_]*)/i.exec(text)?.[1];
     if (index) {
@@ -197,8 +213,20 @@ async function applyOutsideTransaction(client: pg.PoolClient, file: string, text
     await client.query(text);
     await client.query('insert into schema_migrations (name) values ($1)', [file]);
   } finally {
-    await client.query('reset lock_timeout');
+    clearInterval(report);
   }
+}
+
+/** The sessions a migration's backend waits for, in the log (from another pooled connection). */
+async function reportWaits(pool: pg.Pool, pid: number, file: string): Promise<void> {
+  const { rows } = await pool
+    .query(
+      `select pid, application_name, state, extract(epoch from now() - xact_start)::int as transaction_seconds, left(query, 200) as query
+         from pg_stat_activity where pid = any(pg_blocking_pids($1))`,
+      [pid],
+    )
+    .catch(() => ({ rows: [] }));
+  if (rows.length > 0) log.warn({ migration: file, waitingFor: rows }, 'the migration waits for these sessions to end (transactions older than it)');
 }
 
 export function migrationFiles(dir = SQL_DIR): string[] {
