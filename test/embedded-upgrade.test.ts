@@ -162,6 +162,30 @@ describe('upgrading the embedded PostgreSQL at start', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['postgres', 'postgres.secret']);
   });
 
+  it('takes over an upgrade lock left by a process that died, whose pid another process has since', async () => {
+    const dir = path.join(base, 'reused-pid');
+    fs.mkdirSync(path.join(dir, 'postgres'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'postgres', 'PG_VERSION'), '16\n');
+    // Written a minute ago by a process killed mid-upgrade; the pid is now a process started since.
+    const lock = path.join(dir, 'upgrade.lock');
+    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      fs.writeFileSync(lock, String(other.pid));
+      const minuteAgo = new Date(Date.now() - 60_000);
+      fs.utimesSync(lock, minuteAgo, minuteAgo);
+      const started = Date.now();
+      const res = await cli(['list', 'ls'], { ...env, DATA_DIR: dir });
+      // It went on to the upgrade, which stops for its own reason, instead of waiting for ever.
+      expect(res.code).toBe(1);
+      expect(res.stderr).toMatch(/was made by PostgreSQL 16 and this listkeeper runs PostgreSQL \d+: upgrading it needs PostgreSQL 16's server binaries/);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(fs.existsSync(lock)).toBe(false);
+      expect(isAlive(other.pid)).toBe(true);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
   it('does not start an empty database in place of a cluster that an interrupted upgrade moved away', async () => {
     const dir = path.join(base, 'moved-away');
     fs.mkdirSync(dir, { recursive: true });

@@ -1,9 +1,11 @@
 /*
  * A lock between the listkeeper processes that share DATA_DIR: the embedded server's start and
  * stop (embedded.ts) and its upgrade (embedded-upgrade.ts). It is a file created exclusively that
- * names its holder's pid; the kernel does not free it, so one left by a process that died is
- * taken over, and so is one older than `staleMs` (for a holder whose work is bounded: by then
- * its pid may belong to another process, after a reboot say).
+ * names its holder's pid. The kernel does not free it, so one left by a process that died is taken
+ * over, and so is one older than `staleMs` (for a holder whose work is bounded). A live pid alone
+ * does not say the holder lives: after a restart (a container's, above all) it is another
+ * process's, often the very one now waiting; a process that started after the file was written
+ * did not write it.
  */
 
 import fs from 'node:fs';
@@ -37,7 +39,7 @@ export async function withFileLock<T>(file: string, opts: FileLockOptions, fn: (
       }
     }
     const holder = readOwner(file);
-    if (!isAlive(holder) || ageMs(file) > (opts.staleMs ?? Infinity)) {
+    if (!holds(file, holder) || ageMs(file) > (opts.staleMs ?? Infinity)) {
       fs.rmSync(file, { force: true });
       continue;
     }
@@ -51,6 +53,29 @@ export async function withFileLock<T>(file: string, opts: FileLockOptions, fn: (
     return await fn();
   } finally {
     fs.rmSync(file, { force: true });
+  }
+}
+
+/** Whether the process that wrote the lock still runs: alive, not this one (it waits), older than the file. */
+function holds(file: string, pid: number | undefined): boolean {
+  if (!pid || pid === process.pid || !isAlive(pid)) return false;
+  const started = startedAtMs(pid);
+  return started === undefined || started <= Date.now() - ageMs(file) + 1_000;
+}
+
+/**
+ * When a process started (Linux: the boot time in /proc/stat plus field 22 of /proc/PID/stat, in
+ * clock ticks of 1/100 s, which is what Linux uses on every architecture Node runs on); undefined
+ * where it cannot be told.
+ */
+function startedAtMs(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const boot = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+    return Number.isFinite(ticks) && boot > 0 ? boot * 1000 + ticks * 10 : undefined;
+  } catch {
+    return undefined;
   }
 }
 
