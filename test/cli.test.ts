@@ -397,6 +397,13 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(r.stderr).toMatch(/no list nosuch/);
   });
 
+  it('refuses a held message id that is not a number it can look up with one line, not the database\'s error', async () => {
+    for (const id of ['99999999999999999999999', '1e3', '-1', '']) {
+      const r = await cli(['moderate', id, 'approve'], env);
+      expect([r.code, r.stderr]).toEqual([1, `listkeeper: held message id must be a number (got "${id}")\n`]);
+    }
+  });
+
   it('reads a .env file in the working directory, under the environment, and stops on a malformed one with one line', async () => {
     const fs = await import('node:fs');
     const path = await import('node:path');

@@ -33,7 +33,7 @@ export function registerModerationCommands(program: Command) {
     .description('approve, reject or discard a held message')
     .action((id: string, action: string, o) =>
       runCommand(async ({ cfg, db }) => {
-        if (!/^\d+$/.test(id)) throw new InvalidInput(`held message id must be a number (got "${id}")`);
+        if (!/^\d{1,15}$/.test(id)) throw new InvalidInput(`held message id must be a number (got "${id}")`);
         if (!ACTIONS.includes(action as ModerationAction)) throw new InvalidInput(`action must be one of ${ACTIONS.join(', ')} (got "${action}")`);
         const { moderate } = await import('../core/hold.ts');
         await moderate(db.pool, Number(id), action as ModerationAction, { reason: o.reason, actor: cliActor(), settings: cfg });
