@@ -212,6 +212,23 @@ describe('embedded PostgreSQL', () => {
     }
   }, 120_000);
 
+  it('says in one line why the server did not start, from its log, and starts once that is mended', async () => {
+    const cluster = path.join(dataDir, 'postgres');
+    fs.chmodSync(cluster, 0o755);
+    try {
+      const r = await cli(['list', 'ls'], env);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `listkeeper: error: embedded PostgreSQL failed to start: data directory "${cluster}" has invalid permissions: ` +
+          `Permissions should be u=rwx (0700) or u=rwx,g=rx (0750). (see ${path.join(cluster, 'server.log')})\n`,
+      );
+    } finally {
+      fs.chmodSync(cluster, 0o700);
+    }
+    const r = await cli(['list', 'ls', '--json'], env);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+  }, 120_000);
+
   it('stops a stale postmaster left by a kill -9 of serve before starting afresh', async () => {
     const serve = await startServe();
     const stale = postmasterPid();

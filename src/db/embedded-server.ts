@@ -150,6 +150,45 @@ export function startCluster(bins: Binaries, runAs: RunAs, clusterDir: string, p
   return pgCtl(bins, runAs, ['start', '-D', clusterDir, '-l', logFile, '-w', '-t', '60', '-o', opts]);
 }
 
+/** A file's size, 0 when there is none: where a server's log stood before a start. */
+export function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Why a server did not start, in one line: pg_ctl says only "could not start server. Examine the
+ * log output."; the reason (a folder's permissions, a full disk, a bad setting) is the server's
+ * last FATAL or PANIC line in what this start added to its log (`from`: its size before), with
+ * the DETAIL and HINT lines after it.
+ */
+export function whyNotStarted(pgCtlOutput: string, logFile: string, from: number): string {
+  let added = '';
+  try {
+    const fd = fs.openSync(logFile, 'r');
+    try {
+      const start = Math.max(from, fileSize(logFile) - 16_384);
+      const buf = Buffer.alloc(Math.max(0, fileSize(logFile) - start));
+      fs.readSync(fd, buf, 0, buf.length, start);
+      added = buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // no log: pg_ctl's words are all there is
+  }
+  const lines = added.split('\n');
+  let at = lines.length - 1;
+  while (at >= 0 && !/\b(FATAL|PANIC):/.test(lines[at])) at--;
+  const said: string[] = [];
+  for (let i = at; i >= 0 && i < lines.length && (i === at || /\b(DETAIL|HINT):/.test(lines[i])); i++) said.push(lines[i]);
+  const reason = said.map((l) => l.replace(/^.*?\b(FATAL|PANIC|DETAIL|HINT):\s*/, '')).join(': ');
+  return reason || pgCtlOutput.trim().replace(/\s*\n\s*/g, ' ');
+}
+
 /** Stops a cluster (fast: sessions are ended, what is committed stays), waiting at most 60 s. */
 export function stopCluster(bins: Binaries, runAs: RunAs, clusterDir: string) {
   return pgCtl(bins, runAs, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '60']);

@@ -14,7 +14,7 @@ import { log } from '../log.ts';
 import { applianceSettings } from './embedded-settings.ts';
 import { upgradeIfNeeded } from './embedded-upgrade.ts';
 import {
-  bundledBinaries, checkReachable, clusterMajor, clusterUrl, ensureDatabase, freePort, initCluster, isAlive, readOwner, runningPort, serverUser, startCluster, stopCluster, waitForConnections,
+  bundledBinaries, checkReachable, clusterMajor, clusterUrl, ensureDatabase, freePort, initCluster, isAlive, readOwner, runningPort, serverUser, startCluster, stopCluster, waitForConnections, whyNotStarted, fileSize,
 } from './embedded-server.ts';
 import { withFileLock } from './file-lock.ts';
 import { dedicatedClient } from './pool.ts';
@@ -68,8 +68,9 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
     if (running === undefined) {
       const port = await freePort();
       const logFile = path.join(clusterDir, 'server.log');
+      const logged = fileSize(logFile);
       const result = startCluster(bins, runAs, clusterDir, port, logFile, applianceSettings(clusterDir, size.maxConnections));
-      if (result.status !== 0) throw new Error(`embedded PostgreSQL failed to start: ${(result.stderr || result.stdout).trim()} (see ${logFile})`);
+      if (result.status !== 0) throw new Error(`embedded PostgreSQL failed to start: ${whyNotStarted(result.stderr || result.stdout, logFile, logged)} (see ${logFile})`);
       running = port;
       fs.writeFileSync(ownerFile, String(process.pid));
     }
