@@ -315,6 +315,33 @@ describe('embedded PostgreSQL', () => {
     expect(alive(postmasterPid())).toBe(false);
   }, 120_000);
 
+  it.runIf(process.getuid?.() === 0 && fs.existsSync('/usr/bin/setpriv'))('attaches to serve\'s server from a root that cannot read the postgres user\'s /proc/PID/cwd (no CAP_SYS_PTRACE, as in a container)', async () => {
+    const serve = await startServe();
+    try {
+      const pid = postmasterPid();
+      const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn('/usr/bin/setpriv', ['--inh-caps=-sys_ptrace', '--bounding-set=-sys_ptrace', '--', process.execPath, BIN, 'members', 'dev', '--json'], {
+          cwd: ROOT,
+          env: { ...process.env, ...env, DATABASE_URL: '', LOG_LEVEL: 'warn' },
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      expect(JSON.parse(r.stdout)[0].email).toBe('a@example.com');
+      // The same server, its postmaster.pid where it was.
+      expect(postmasterPid()).toBe(pid);
+      expect(alive(pid)).toBe(true);
+    } finally {
+      serve.kill('SIGTERM');
+      await new Promise((r) => serve.once('exit', r));
+    }
+    expect(alive(postmasterPid())).toBe(false);
+  }, 120_000);
+
   it('takes a postmaster.pid whose pid another process now has (after a crash or a reboot) for stale: that process is left alone', async () => {
     const serve = await startServe();
     const cluster = path.join(dataDir, 'postgres');

@@ -200,7 +200,7 @@ export function runningPort(clusterDir: string): number | undefined {
   if (!lines) return undefined;
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  return isAlive(pid) && worksIn(pid, clusterDir) !== false && port > 0 ? port : undefined;
+  return mayWorkIn(pid, clusterDir) && port > 0 ? port : undefined;
 }
 
 function pidFileLines(clusterDir: string): string[] | undefined {
@@ -212,18 +212,27 @@ function pidFileLines(clusterDir: string): string[] | undefined {
 }
 
 /**
- * Whether a process works in `dir` (a postmaster and its backends work in their data folder), from
- * /proc/PID/cwd; undefined where that cannot be told (no /proc). A postmaster.pid outlives a crash
- * or a reboot, and its pid may by then be any process's (the machine's own PostgreSQL, an editor):
- * taken for the postmaster, pg_ctl stop would send it SIGINT.
+ * Whether a process may be a PostgreSQL process working in `dir` (a postmaster and its backends
+ * work in their data folder). A postmaster.pid outlives a crash or a reboot, and its pid may by
+ * then be any process's (the machine's own PostgreSQL, an editor): taken for the postmaster,
+ * pg_ctl stop would send it SIGINT. Told from /proc/PID/cwd. Where that cannot be read (root
+ * without CAP_SYS_PTRACE, as in a container by default, reading the postgres user's processes),
+ * only from its name: a process called postgres may be ours; taking our running server for a
+ * stranger would remove its postmaster.pid. Without /proc (not Linux), any live process may be.
  */
-function worksIn(pid: number, dir: string): boolean | undefined {
-  if (process.platform !== 'linux') return undefined;
+function mayWorkIn(pid: number, dir: string): boolean {
+  if (!isAlive(pid)) return false;
+  if (process.platform !== 'linux') return true;
   try {
     return fs.readlinkSync(`/proc/${pid}/cwd`) === fs.realpathSync(dir);
-  } catch {
-    // gone, or another user's process (we, or root, can read the cwd of every postmaster we run)
-    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') return false; // gone
+    try {
+      return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres';
+    } catch {
+      return false;
+    }
   }
 }
 
@@ -235,8 +244,8 @@ function worksIn(pid: number, dir: string): boolean | undefined {
  */
 function removeStalePidFile(clusterDir: string): void {
   const pid = Number(pidFileLines(clusterDir)?.[0]);
-  if (!isAlive(pid) || worksIn(pid, clusterDir) !== false) return;
-  const anyone = fs.readdirSync('/proc').some((entry) => /^\d+$/.test(entry) && worksIn(Number(entry), clusterDir));
+  if (!isAlive(pid) || mayWorkIn(pid, clusterDir)) return;
+  const anyone = fs.readdirSync('/proc').some((entry) => /^\d+$/.test(entry) && mayWorkIn(Number(entry), clusterDir));
   if (anyone) return;
   log.warn({ clusterDir, pid }, 'removing a stale postmaster.pid: its pid now belongs to a process that is not this cluster\'s server');
   fs.rmSync(path.join(clusterDir, 'postmaster.pid'), { force: true });
