@@ -151,6 +151,7 @@ describe('upgrading the embedded PostgreSQL at start', () => {
     fs.mkdirSync(path.join(dir, 'postgres'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'postgres', 'PG_VERSION'), '16\n');
     fs.writeFileSync(path.join(dir, 'postgres', 'postgresql.conf'), '# made by PostgreSQL 16\n');
+    fs.writeFileSync(path.join(dir, 'postgres.secret'), 'its password', { mode: 0o600 });
     const sums = treeSums(path.join(dir, 'postgres'));
     const res = await cli(['list', 'ls'], { ...env, DATA_DIR: dir });
     expect(res.code).toBe(1);
@@ -166,6 +167,7 @@ describe('upgrading the embedded PostgreSQL at start', () => {
     const dir = path.join(base, 'reused-pid');
     fs.mkdirSync(path.join(dir, 'postgres'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'postgres', 'PG_VERSION'), '16\n');
+    fs.writeFileSync(path.join(dir, 'postgres.secret'), 'its password', { mode: 0o600 });
     // Written a minute ago by a process killed mid-upgrade; the pid is now a process started since.
     const lock = path.join(dir, 'upgrade.lock');
     const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });

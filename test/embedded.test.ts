@@ -229,6 +229,24 @@ describe('embedded PostgreSQL', () => {
     expect([r.code, r.stderr]).toEqual([0, '']);
   }, 120_000);
 
+  it('says in one line that postgres.secret is missing or wrong, makes no new one, and leaves no server running', async () => {
+    const secret = path.join(dataDir, 'postgres.secret');
+    const kept = fs.readFileSync(secret);
+    try {
+      fs.rmSync(secret);
+      const missing = await cli(['list', 'ls'], env);
+      expect([missing.code, missing.stderr]).toEqual([1, `listkeeper: error: ${secret} is missing, and it holds the password of the cluster in ${path.join(dataDir, 'postgres')}: put it back (from a backup of that folder); nothing was changed\n`]);
+      expect(fs.existsSync(secret)).toBe(false);
+      fs.writeFileSync(secret, 'not-the-password', { mode: 0o600 });
+      const wrong = await cli(['list', 'ls'], env);
+      expect([wrong.code, wrong.stderr]).toEqual([1, `listkeeper: error: the password in ${secret} is not the one of the cluster in ${path.join(dataDir, 'postgres')} (was the file replaced?): put back the one made with the cluster\n`]);
+      expect(alive(postmasterPid())).toBe(false);
+    } finally {
+      fs.writeFileSync(secret, kept, { mode: 0o600 });
+    }
+    expect((await cli(['list', 'ls', '--json'], env)).code).toBe(0);
+  }, 120_000);
+
   it('stops a stale postmaster left by a kill -9 of serve before starting afresh', async () => {
     const serve = await startServe();
     const stale = postmasterPid();

@@ -39,7 +39,7 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
   fs.mkdirSync(dataDir, { recursive: true });
   checkReachable(runAs, [dataDir, bins.postgres]);
 
-  const password = readOrCreateSecret(secretFile);
+  const password = readOrCreateSecret(secretFile, clusterDir);
   // A cluster of an older major is upgraded before anything else uses it (embedded-upgrade.ts).
   await upgradeIfNeeded({ dataDir, clusterDir, ownerFile, password, runAs, bundled: bins });
 
@@ -65,6 +65,7 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
         running = undefined;
       }
     }
+    let started = false;
     if (running === undefined) {
       const port = await freePort();
       const logFile = path.join(clusterDir, 'server.log');
@@ -72,16 +73,28 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
       const result = startCluster(bins, runAs, clusterDir, port, logFile, applianceSettings(clusterDir, size.maxConnections));
       if (result.status !== 0) throw new Error(`embedded PostgreSQL failed to start: ${whyNotStarted(result.stderr || result.stdout, logFile, logged)} (see ${logFile})`);
       running = port;
+      started = true;
       fs.writeFileSync(ownerFile, String(process.pid));
     }
     const url = clusterUrl(password, running, 'postgres');
-    await waitForConnections(url);
-    await ensureDatabase(url, 'listkeeper');
-    // Held until release(): the owner, when it lets the server go, sees this process in
-    // pg_stat_activity even before its pools have a connection, and passes the server on.
-    const presence = dedicatedClient(url, 'embedded', () => undefined);
-    await presence.connect();
-    return { running, presence };
+    try {
+      await waitForConnections(url);
+      await ensureDatabase(url, 'listkeeper');
+      // Held until release(): the owner, when it lets the server go, sees this process in
+      // pg_stat_activity even before its pools have a connection, and passes the server on.
+      const presence = dedicatedClient(url, 'embedded', () => undefined);
+      await presence.connect();
+      return { running, presence };
+    } catch (err) {
+      // A server this process started and cannot use is not left running behind it.
+      if (started) {
+        stopCluster(bins, runAs, clusterDir);
+        fs.rmSync(ownerFile, { force: true });
+      }
+      // 28P01: invalid_password
+      if ((err as { code?: string }).code === '28P01') throw new Error(`the password in ${secretFile} is not the one of the cluster in ${clusterDir} (was the file replaced?): put back the one made with the cluster`, { cause: err });
+      throw err;
+    }
   });
 
   let released = false;
@@ -112,9 +125,15 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
  */
 const LOCK_STALE_MS = 5 * 60_000;
 
-/** The server's password, made by the first process (linked into place whole: a second one reads it). */
-function readOrCreateSecret(file: string): string {
+/**
+ * The server's password, made with the cluster by the first process (linked into place whole: a
+ * second one reads it). For a cluster that exists, a new one would not open it: that is an error.
+ */
+function readOrCreateSecret(file: string, clusterDir: string): string {
   if (!fs.existsSync(file)) {
+    if (clusterMajor(clusterDir) !== undefined) {
+      throw new Error(`${file} is missing, and it holds the password of the cluster in ${clusterDir}: put it back (from a backup of that folder); nothing was changed`);
+    }
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, crypto.randomBytes(18).toString('base64url'), { mode: 0o600 });
     try {
