@@ -492,26 +492,38 @@ describe('migrations', { timeout: 90_000 }, () => {
     await drop.end();
   });
 
+  /**
+   * `serve` started, and sent SIGTERM once `at` says it has got where the test wants it (30 s at
+   * most): whether it got there, its exit code ('still running' when it had not exited 10 s after
+   * the signal) and what it printed.
+   */
+  async function serveStoppedAt(at: (output: string, pid: number) => Promise<boolean>) {
+    const serve = spawn(process.execPath, [BIN, 'serve'], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    serve.stdout.on('data', (d) => (output += d));
+    serve.stderr.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((resolve) => serve.once('exit', resolve));
+    let reached = false;
+    for (let i = 0; i < 300 && !(reached = await at(output, serve.pid!)); i++) await new Promise((r) => setTimeout(r, 100));
+    serve.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
+    if (code === 'still running') serve.kill('SIGKILL');
+    return { reached, code, output };
+  }
+
   it('serve waiting for another process\'s migration stops at SIGTERM, starting nothing', async () => {
     // Another process migrates (it may build an index for an hour): it holds the lock.
     const other = new pg.Client({ connectionString: db.url });
     await other.connect();
     await other.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
-      const serve = spawn(process.execPath, [BIN, 'serve'], {
-        cwd: ROOT,
-        env: { ...process.env, ...env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      serve.stdout.on('data', (d) => (output += d));
-      serve.stderr.on('data', (d) => (output += d));
-      const exited = new Promise<number | null>((resolve) => serve.once('exit', resolve));
-      for (let i = 0; i < 300 && !output.includes('another process is migrating'); i++) await new Promise((r) => setTimeout(r, 100));
+      const { reached, code, output } = await serveStoppedAt(async (out) => out.includes('another process is migrating'));
+      expect(reached).toBe(true);
       expect(output).toContain('another process is migrating the database: waiting for it to finish');
-      serve.kill('SIGTERM');
-      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
-      if (code === 'still running') serve.kill('SIGKILL');
       expect(code).toBe(0);
       expect(output).toContain('stopped before the roles started');
       expect(output).not.toContain('listkeeper is running');
@@ -529,22 +541,10 @@ describe('migrations', { timeout: 90_000 }, () => {
     await backup.query('begin isolation level repeatable read');
     await backup.query('select count(*) from lists');
     try {
-      const serve = spawn(process.execPath, [BIN, 'serve'], {
-        cwd: ROOT,
-        env: { ...process.env, ...env, SMTP_PORT: '0', WEB_PORT: '0', LOG_LEVEL: 'info' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      serve.stdout.on('data', (d) => (output += d));
-      serve.stderr.on('data', (d) => (output += d));
-      const exited = new Promise<number | null>((resolve) => serve.once('exit', resolve));
-      const waiting = async () => (await db.pool.query(
-        `select 1 from pg_stat_activity where application_name like $1 and wait_event = 'virtualxid' and query like '%create index concurrently%'`, [`listkeeper:${serve.pid}:%`])).rowCount;
-      for (let i = 0; i < 300 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 100));
-      expect(await waiting()).toBe(1);
-      serve.kill('SIGTERM');
-      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
-      if (code === 'still running') serve.kill('SIGKILL');
+      const waiting = async (_: string, pid: number) => (await db.pool.query(
+        `select 1 from pg_stat_activity where application_name like $1 and wait_event = 'virtualxid' and query like '%create index concurrently%'`, [`listkeeper:${pid}:%`])).rowCount === 1;
+      const { reached, code, output } = await serveStoppedAt(waiting);
+      expect(reached).toBe(true);
       expect(code).toBe(0);
       expect(output).toContain('stopped before the roles started');
       expect(output).not.toContain('listkeeper is running');
