@@ -10,6 +10,7 @@ import { embeddedConnections } from '../src/db/database.ts';
 import { clusterDataBytes, sharedBuffersMb } from '../src/db/embedded-settings.ts';
 import { sharedBuffersFinding } from '../src/core/doctor.ts';
 import { isAlive } from '../src/db/embedded.ts';
+import { withFileLock } from '../src/db/file-lock.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
 
 /**
@@ -69,6 +70,24 @@ afterAll(async () => {
   if (alive(pid)) process.kill(pid!, 'SIGINT');
   for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
   fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('the lock between processes sharing DATA_DIR', () => {
+  it('is taken in turns by callers in one process too: the file names the process, not the caller', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-file-lock-'));
+    try {
+      const order: string[] = [];
+      await Promise.all([1, 2, 3].map((i) => withFileLock(path.join(dir, 'postgres.lock'), { waiting: 'waiting' }, async () => {
+        order.push(`in ${i}`);
+        await new Promise((r) => setTimeout(r, 30));
+        order.push(`out ${i}`);
+      })));
+      expect(order).toEqual(['in 1', 'out 1', 'in 2', 'out 2', 'in 3', 'out 3']);
+      expect(fs.existsSync(path.join(dir, 'postgres.lock'))).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('sizes for a small machine', () => {

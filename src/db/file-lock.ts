@@ -21,7 +21,26 @@ export interface FileLockOptions {
   pollMs?: number;
 }
 
+/** Callers in this process waiting for, or holding, each lock file: the last one's turn. */
+const turns = new Map<string, Promise<void>>();
+
 export async function withFileLock<T>(file: string, opts: FileLockOptions, fn: () => Promise<T>): Promise<T> {
+  // Callers in one process take turns before the file: it names only the process, and a file that
+  // names this process is taken for one left by an earlier process with the same pid.
+  const before = turns.get(file) ?? Promise.resolve();
+  let done!: () => void;
+  const turn = before.then(() => new Promise<void>((resolve) => (done = resolve)));
+  turns.set(file, turn);
+  await before;
+  try {
+    return await lockedByFile(file, opts, fn);
+  } finally {
+    done();
+    if (turns.get(file) === turn) turns.delete(file);
+  }
+}
+
+async function lockedByFile<T>(file: string, opts: FileLockOptions, fn: () => Promise<T>): Promise<T> {
   const started = Date.now();
   for (let said = false; ; ) {
     try {
