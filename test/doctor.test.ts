@@ -222,6 +222,21 @@ describe('listkeeper doctor', () => {
     }
   });
 
+  it('warns of a database migrated by a later release, and migrate says so too', async () => {
+    await db.pool.query(`insert into schema_migrations (name) values ('9998_from_a_later_release.sql'), ('9999_and_another.sql')`);
+    try {
+      const r = await findings();
+      expect(r.of('migrations')).toEqual([{
+        status: 'warn', check: 'migrations', what: 'the database is newer than this listkeeper: 2 migration(s) of a later release (9998_from_a_later_release.sql, 9999_and_another.sql)',
+        fix: 'upgrade this instance to the release that migrated the database (it runs on the newer schema only during a rolling upgrade)',
+      }]);
+      const m = await cli(['migrate'], { DATABASE_URL: db.url, DATA_DIR: dataDir });
+      expect([m.code, m.stdout]).toEqual([0, 'nothing to apply, and the database is newer than this listkeeper: 2 migration(s) of a later release (9998_from_a_later_release.sql, 9999_and_another.sql)\n']);
+    } finally {
+      await db.pool.query(`delete from schema_migrations where name like '999%'`);
+    }
+  });
+
   it('fails a pending migration and synchronous_commit off, and does not migrate', async () => {
     const { rows } = await db.pool.query<{ name: string }>(`select name from schema_migrations order by name desc limit 1`);
     await db.pool.query(`delete from schema_migrations where name = $1`, [rows[0].name]);

@@ -8,9 +8,12 @@ export function registerMigrate(program: Command) {
     .action(() =>
       runCommand(async ({ db }) => {
         // Opened without migrating, so that this command can name what it applies.
-        const { migrate } = await import('../db/migrate.ts');
+        const { migrate, newerMigrations } = await import('../db/migrate.ts');
         const applied = await migrate(db.sessionPool ?? db.pool);
-        process.stdout.write(applied.length === 0 ? 'nothing to apply: the database is up to date\n' : `applied ${applied.join(', ')}\n`);
+        const newer = await newerMigrations(db.pool);
+        if (applied.length > 0) process.stdout.write(`applied ${applied.join(', ')}\n`);
+        else if (newer.length === 0) process.stdout.write('nothing to apply: the database is up to date\n');
+        else process.stdout.write(`nothing to apply, and the database is newer than this listkeeper: ${newer.length} migration(s) of a later release (${newer.join(', ')})\n`);
       }, { migrate: false }),
     );
 }

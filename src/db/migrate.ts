@@ -156,6 +156,20 @@ export async function pendingMigrations(db: Queryable, timeoutMs?: number): Prom
   return migrationFiles().filter((f) => !done.has(f));
 }
 
+/**
+ * Applied migrations this release has no file for: a newer release migrated the database. This
+ * release runs on that schema (a rolling upgrade needs it to), but it says so: it is then the
+ * older code, and one more release older would not be told apart.
+ */
+export async function newerMigrations(db: Queryable, timeoutMs?: number): Promise<string[]> {
+  const { rows } = await db.query<{ name: string }>(withTimeout('select name from schema_migrations order by name', timeoutMs)).catch((err: { code?: string }) => {
+    if (err.code === '42P01') return { rows: [] as { name: string }[] };
+    throw err;
+  });
+  const known = new Set(migrationFiles());
+  return rows.map((r) => r.name).filter((name) => !known.has(name));
+}
+
 /** Holds off every migrating process until the caller's transaction ends (restore loads a schema). */
 export async function lockMigrationsForTransaction(client: Queryable): Promise<void> {
   await client.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
