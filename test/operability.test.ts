@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { healthReason } from '../src/core/readiness.ts';
 import { createList } from '../src/db/lists.ts';
 import { createPool } from '../src/db/pool.ts';
 import { upgradeMarkerFile } from '../src/db/upgrade-marker.ts';
@@ -152,5 +153,25 @@ describe('readiness (/healthz?ready) of a web process whose database fails it', 
     const res = await fetch(`${web.url}/healthz`, { signal: AbortSignal.timeout(30_000) });
     expect(res.status).toBe(503);
     expect((await res.json()).status).toBe('error');
+  });
+
+  it('says what kind of failure it is, never the database\'s address (anyone may ask)', async () => {
+    const port = new URL(proxy.url).port;
+    await proxy.close(); // now refused: "connect ECONNREFUSED 127.0.0.1:PORT" is what pg says
+    for (const p of ['/healthz', '/healthz?ready']) {
+      let body = '';
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${web.url}${p}`, { signal: AbortSignal.timeout(30_000) });
+        expect(res.status, p).toBe(503);
+        body = await res.text();
+        if (body.includes('cannot reach the database')) break; // past the frozen connections being dropped
+      }
+      expect(body, p).toContain('cannot reach the database');
+      expect(body, p).not.toContain(port);
+      expect(body, p).not.toMatch(/ECONNREFUSED|127\.0\.0\.1/);
+    }
+    expect(healthReason(Object.assign(new Error('getaddrinfo ENOTFOUND db.internal'), { code: 'ENOTFOUND' }))).toBe('cannot reach the database');
+    expect(healthReason(Object.assign(new Error('password authentication failed for user "lk"'), { code: '28P01' }))).toBe('the database refused the login');
+    expect(healthReason(new Error('relation "x" at db.internal does not exist'))).toBe('an error (see the log)');
   });
 });

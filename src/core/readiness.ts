@@ -10,6 +10,7 @@ import { within } from '../deadline.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { ping } from '../db/pool.ts';
 import { upgradeInProgress } from '../db/upgrade-marker.ts';
+import { log } from '../log.ts';
 
 /** The deadline of each check: a load balancer's probe typically waits 5 s or less. */
 export const CHECK_MS = 2_000;
@@ -39,8 +40,30 @@ export async function readiness(pool: pg.Pool, dataDir: string): Promise<Readine
   };
   const names = Object.keys(checks) as CheckName[];
   const results = await Promise.all(
-    names.map((name) => within(checks[name](), CHECK_MS, `the ${name} check`).catch((err: Error) => `failed: ${err.message}`)),
+    names.map((name) => within(checks[name](), CHECK_MS, `the ${name} check`).catch((err: Error) => {
+      log.warn({ err, check: name }, 'readiness check failed');
+      return `failed: ${healthReason(err)}`;
+    })),
   );
   const out = Object.fromEntries(names.map((name, i) => [name, results[i]])) as Record<CheckName, string>;
   return { ready: results.every((r) => r === 'ok'), checks: out };
+}
+
+/**
+ * What a health answer says of a failure: its kind, not its text. The text of a database error can
+ * name internal hosts and addresses (`connect ECONNREFUSED 10.0.0.5:5432`, `getaddrinfo ENOTFOUND
+ * db.internal`) to whoever reaches /healthz; the caller logs it whole.
+ */
+export function healthReason(err: unknown): string {
+  const e = err as { code?: string; message?: string } | null;
+  const code = e?.code ?? '';
+  const message = e?.message ?? '';
+  // Our own deadlines (within) and pg's query_timeout say only what did not answer.
+  if (code === 'ETIMEOUT' || /^Query read timeout$/.test(message)) return message;
+  if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE'].includes(code)) return 'cannot reach the database';
+  if (code.startsWith('28')) return 'the database refused the login';
+  if (code === '57P03' || code === '57P01') return 'the database is starting up or shutting down';
+  if (code === '53300') return 'the database has no connection to spare';
+  if (/Connection terminated/i.test(message)) return 'the connection to the database was lost';
+  return 'an error (see the log)';
 }

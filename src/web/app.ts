@@ -10,7 +10,7 @@ import { outboxDepth } from '../db/outbox.ts';
 import { conversionProgress } from '../db/conversions.ts';
 import { purgeDepth } from '../db/purges.ts';
 import { ping } from '../db/pool.ts';
-import { CHECK_MS, readiness } from '../core/readiness.ts';
+import { CHECK_MS, healthReason, readiness } from '../core/readiness.ts';
 import { within } from '../deadline.ts';
 import { registry, setConversionSource, setOutboxDepthSource, setPurgeDepthSource } from '../metrics.ts';
 import { adminRouter } from './admin/routes.ts';
@@ -65,7 +65,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
       res.json({ status: 'ok', database: 'ok' });
     } catch (err) {
       log.warn({ err }, 'health check failed');
-      res.status(503).json({ status: 'error', database: (err as Error).message });
+      res.status(503).json({ status: 'error', database: healthReason(err) });
     }
   });
   setOutboxDepthSource(() => outboxDepth(db.pool));
