@@ -401,4 +401,24 @@ describe('embedded PostgreSQL', () => {
     const after = await sendRaw(embeddedServe.smtpPort, { from: 'alice@example.org', to: ['dev@lists.example.org'] }, message({ id: 'after-restart@example.org' }));
     expect(after.ok, after.response).toBe(true);
   }, 120_000);
+
+  it('serve starts its embedded server again when it dies (kill -9), on its port: 451 meanwhile, 250 after', async () => {
+    expect(embeddedServe, 'the test before started serve').toBeDefined();
+    const [pid, , , port] = fs.readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n');
+    process.kill(Number(pid), 'SIGKILL');
+    const load = postLoop(embeddedServe!.smtpPort, 'dev@lists.example.org', 2);
+    try {
+      await until('posts are refused while it is down', async () => [...load.replies.values()].includes(451));
+      const down = load.replies.size;
+      // Nobody starts it but serve itself.
+      await until('posts are accepted again', async () => [...load.replies.values()].slice(down).filter((c) => c === 250).length >= 5);
+    } finally {
+      await load.stop();
+    }
+    const [newPid, , , newPort] = fs.readFileSync(path.join(cluster, 'postmaster.pid'), 'utf8').split('\n');
+    expect(newPid).not.toBe(pid);
+    expect(newPort).toBe(port);
+    expect(embeddedServe!.output()).toContain('the embedded PostgreSQL died: starting it again on its port');
+    expect(new Set(load.replies.values())).toEqual(new Set([250, 451]));
+  }, 120_000);
 });

@@ -98,11 +98,41 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
   });
 
   let released = false;
+  // A server that died (kill -9, the OOM killer) is started again on its port, where the pools
+  // reconnect: mail gets 451 for a few seconds, not until someone restarts serve. A server stopped
+  // on purpose (pg_ctl stop) removes its postmaster.pid and is left stopped.
+  let restarting = false;
+  const restartIfDied = async () => {
+    if (released || restarting || !diedUnder(clusterDir)) return;
+    restarting = true;
+    try {
+      await locked(async () => {
+        if (released || !diedUnder(clusterDir)) return; // another process started it again
+        log.warn({ clusterDir, port: running }, 'the embedded PostgreSQL died: starting it again on its port');
+        const logFile = path.join(clusterDir, 'server.log');
+        const logged = fileSize(logFile);
+        const result = startCluster(bins, runAs, clusterDir, running, logFile, applianceSettings(clusterDir, size.maxConnections));
+        if (result.status !== 0) {
+          // Its backends may still be leaving (they hold its shared memory): tried again shortly.
+          log.error({ reason: whyNotStarted(result.stderr || result.stdout, logFile, logged) }, 'the embedded PostgreSQL did not start again; trying again shortly');
+          return;
+        }
+        fs.writeFileSync(ownerFile, String(process.pid));
+        log.info({ port: running }, 'the embedded PostgreSQL is running again');
+      });
+    } catch (err) {
+      log.error({ err }, 'starting the embedded PostgreSQL again failed; trying again shortly');
+    } finally {
+      restarting = false;
+    }
+  };
+  const watchdog = setInterval(() => void restartIfDied(), RESTART_CHECK_MS).unref();
   return {
     url: clusterUrl(password, running, 'listkeeper'),
     async release() {
       if (released) return;
       released = true;
+      clearInterval(watchdog);
       await locked(async () => {
         // The owner file says who owns it: this process started it, or inherited it from one
         // that left or died, and then stops it like the one that started it would have.
@@ -117,6 +147,14 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
       }).finally(() => presence.end().catch(() => undefined));
     },
   };
+}
+
+/** How often each attached process looks whether the server died under it. */
+const RESTART_CHECK_MS = 2_000;
+
+/** Whether the server died: its postmaster.pid is there, but no process of it works in its folder. */
+function diedUnder(clusterDir: string): boolean {
+  return fs.existsSync(path.join(clusterDir, 'postmaster.pid')) && runningPort(clusterDir) === undefined;
 }
 
 /**
