@@ -11,7 +11,7 @@ import type { Config } from '../config.ts';
 import { within } from '../deadline.ts';
 import { advisoryLockCap } from '../db/group-commit.ts';
 import { allLists, type ListRow } from '../db/lists.ts';
-import { newerMigrations, pendingMigrations } from '../db/migrate.ts';
+import { migrationState } from '../db/migrate.ts';
 import { conversionProgress, type ConversionRow } from '../db/conversions.ts';
 import { queueStats } from '../db/outbox.ts';
 import { purgeQueueStats } from '../db/purges.ts';
@@ -79,8 +79,7 @@ function versionFinding(s: ServerSettings): Finding {
 
 async function migrationsFinding(pool: pg.Pool): Promise<Finding> {
   try {
-    const pending = await within(pendingMigrations(pool, QUERY_MS), QUERY_MS, 'the migrations query');
-    const newer = await within(newerMigrations(pool, QUERY_MS), QUERY_MS, 'the migrations query');
+    const { pending, newer } = await within(migrationState(pool, QUERY_MS), QUERY_MS, 'the migrations query');
     if (pending.length === 0 && newer.length > 0) {
       return warn('migrations', `the database is newer than this listkeeper: ${newer.length} migration(s) of a later release (${newer.join(', ')})`, 'upgrade this instance to the release that migrated the database (it runs on the newer schema only during a rolling upgrade)');
     }

@@ -7,7 +7,7 @@
 
 import type pg from 'pg';
 import { within } from '../deadline.ts';
-import { pendingMigrations } from '../db/migrate.ts';
+import { migrationState } from '../db/migrate.ts';
 import { ping } from '../db/pool.ts';
 import { upgradeInProgress } from '../db/upgrade-marker.ts';
 import { log } from '../log.ts';
@@ -30,7 +30,7 @@ export async function readiness(pool: pg.Pool, dataDir: string): Promise<Readine
       return 'ok';
     },
     migrations: async () => {
-      const pending = await pendingMigrations(pool, CHECK_MS);
+      const { pending } = await migrationState(pool, CHECK_MS);
       return pending.length === 0 ? 'ok' : `${pending.length} not applied: ${pending.join(', ')}`;
     },
     upgrade: async () => {

@@ -143,31 +143,22 @@ async function takeMigrationLock(client: pg.PoolClient, signal?: AbortSignal): P
 }
 
 /**
- * The files in sql/ that this database has not applied (all of them when it was never migrated):
- * readiness (/healthz?ready) and `listkeeper doctor` report them; only migrate() applies them.
+ * The database's migrations against this release's files in sql/: `pending`, the files it has not
+ * applied (all of them when it was never migrated), which readiness (/healthz?ready) and
+ * `listkeeper doctor` report and only migrate() applies; `newer`, the applied ones this release has
+ * no file for, a newer release's. This release runs on such a schema (a rolling upgrade needs it
+ * to), but says so: it is then the older code, and one more release older would not be told apart.
  */
-export async function pendingMigrations(db: Queryable, timeoutMs?: number): Promise<string[]> {
-  const { rows } = await db.query<{ name: string }>(withTimeout('select name from schema_migrations', timeoutMs)).catch((err: { code?: string }) => {
+export async function migrationState(db: Queryable, timeoutMs?: number): Promise<{ pending: string[]; newer: string[] }> {
+  const { rows } = await db.query<{ name: string }>(withTimeout('select name from schema_migrations order by name', timeoutMs)).catch((err: { code?: string }) => {
     // 42P01: no schema_migrations yet (a database nothing has migrated)
     if (err.code === '42P01') return { rows: [] as { name: string }[] };
     throw err;
   });
+  const files = migrationFiles();
+  const known = new Set(files);
   const done = new Set(rows.map((r) => r.name));
-  return migrationFiles().filter((f) => !done.has(f));
-}
-
-/**
- * Applied migrations this release has no file for: a newer release migrated the database. This
- * release runs on that schema (a rolling upgrade needs it to), but it says so: it is then the
- * older code, and one more release older would not be told apart.
- */
-export async function newerMigrations(db: Queryable, timeoutMs?: number): Promise<string[]> {
-  const { rows } = await db.query<{ name: string }>(withTimeout('select name from schema_migrations order by name', timeoutMs)).catch((err: { code?: string }) => {
-    if (err.code === '42P01') return { rows: [] as { name: string }[] };
-    throw err;
-  });
-  const known = new Set(migrationFiles());
-  return rows.map((r) => r.name).filter((name) => !known.has(name));
+  return { pending: files.filter((f) => !done.has(f)), newer: rows.map((r) => r.name).filter((name) => !known.has(name)) };
 }
 
 /** Holds off every migrating process until the caller's transaction ends (restore loads a schema). */
