@@ -3,7 +3,7 @@ import type { Config } from '../config.ts';
 import { openEmbedded } from './embedded.ts';
 import { migrate } from './migrate.ts';
 import { createPool } from './pool.ts';
-import { ReplicaPool } from './read-pool.ts';
+import { ReplicaLag, ReplicaPool } from './read-pool.ts';
 
 /** The process's connections: the primary, and the pool archive reads use (a replica or the primary). */
 export interface Database {
@@ -59,8 +59,10 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   const sessionPool = pooled ? createPool(cfg.databaseDirectUrl!, 2, `${role}-session`) : pool;
   // On a replica, both fall back to the primary (read-pool.ts); the search pool's fallback is the
   // primary's ordinary pool, where its statements are planned as usual.
+  // One watch of the replica's lag for both of its pools (read-pool.ts).
+  const lag = cfg.databaseReadUrl ? new ReplicaLag(pool, cfg.databaseReadMaxLagMs, `${role}-read`) : undefined;
   const readPool = cfg.databaseReadUrl
-    ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, { PoolClass: ReplicaPool, transactionPooling: pooled }).fallBackTo(pool, `${role}-read`, cfg.databaseReadMaxLagMs)
+    ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, { PoolClass: ReplicaPool, transactionPooling: pooled }).fallBackTo(pool, `${role}-read`, lag)
     : pool;
   // Generic plans kept per connection need whole sessions: through a transaction pooler, searches
   // use readPool, planned each time.
@@ -68,7 +70,7 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   const searchPool = pooled
     ? undefined
     : cfg.databaseReadUrl
-      ? createPool(cfg.databaseReadUrl, searchPoolSize(cfg), `${role}-search`, { ...generic, PoolClass: ReplicaPool }).fallBackTo(pool, `${role}-search`, cfg.databaseReadMaxLagMs)
+      ? createPool(cfg.databaseReadUrl, searchPoolSize(cfg), `${role}-search`, { ...generic, PoolClass: ReplicaPool }).fallBackTo(pool, `${role}-search`, lag)
       : createPool(url, searchPoolSize(cfg), `${role}-search`, generic);
   const end = async () => {
     await searchPool?.end();

@@ -10,14 +10,11 @@
  * - The read must see a write the replica may not have replayed yet: inside readFromPrimary()
  *   (the web runs the requests of a browser that has just written there: web/fresh-reads.ts),
  *   counted with reason="fresh".
- *
  * - The replica is more than DATABASE_READ_MAX_LAG (10 s) behind the primary (reason="lagging"):
  *   a member removed, a list made private or a message hidden for privacy must not stay visible
- *   for as long as a stalled replica lags. Every second the pool notes the primary's WAL position,
- *   and asks how far the replica has replayed: behind the position noted MAX_LAG ago, it is
- *   lagging, and reads go to the primary until it has caught up with that position again. The
- *   bound is MAX_LAG plus a second or two; the fresh-reads window and the second purge
- *   (cache/purger.ts) cover what is younger.
+ *   for as long as a stalled replica lags (ReplicaLag, one per replica, shared by the pools that
+ *   read from it). The bound is MAX_LAG plus a second or two; the fresh-reads window and the
+ *   second purge (cache/purger.ts) cover what is younger.
  *
  * A read the replica cancelled because replaying the primary's changes needed its rows ("conflict
  * with recovery") is run again on the primary too (reason="recovery_conflict"). A statement that
@@ -39,6 +36,66 @@ function lsnOf(text: string): bigint {
   return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
 }
 
+type ReplicaQuery = (text: string) => Promise<pg.QueryResult<{ lsn: string | null }>>;
+
+/**
+ * Whether a replica is more than `maxLagMs` behind its primary: once a second, the primary's WAL
+ * position is noted and the replica asked how far it has replayed; short of the position noted
+ * `maxLagMs` ago, it is lagging until it has replayed that one. One per replica, watched by the
+ * pools that read from it (archive reads, searches) while they are open.
+ */
+export class ReplicaLag {
+  lagging = false;
+  /** the primary's WAL positions noted in the last maxLagMs, oldest first, and the one before */
+  private positions: { at: number; lsn: bigint }[] = [];
+  private replicas: ReplicaQuery[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private checking = false;
+
+  constructor(private readonly primary: pg.Pool, private readonly maxLagMs: number, private readonly role: string) {}
+
+  /** Checks through `replica` (a pool's own query, which never falls back) until the returned function is called. */
+  watch(replica: ReplicaQuery): () => void {
+    this.replicas.push(replica);
+    this.timer ??= setInterval(() => void this.check(), LAG_CHECK_MS).unref();
+    return () => {
+      this.replicas = this.replicas.filter((r) => r !== replica);
+      if (this.replicas.length > 0) return;
+      clearInterval(this.timer);
+      this.timer = undefined;
+    };
+  }
+
+  private async check(): Promise<void> {
+    if (this.checking || this.replicas.length === 0) return;
+    this.checking = true;
+    try {
+      const now = Date.now();
+      const { rows } = await this.primary.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+      this.positions.push({ at: now, lsn: lsnOf(rows[0].lsn) });
+      // Keep the newest position at least maxLagMs old, and every one after it.
+      let due = -1;
+      for (let i = 0; i < this.positions.length && this.positions[i].at <= now - this.maxLagMs; i++) due = i;
+      if (due < 0) return;
+      this.positions.splice(0, due);
+      const replica = await this.replicas[0]('select pg_last_wal_replay_lsn()::text as lsn');
+      // null: not a standby (a primary named as its own replica), never behind.
+      const replayed = replica.rows[0].lsn;
+      const behind = replayed !== null && lsnOf(replayed) < this.positions[0].lsn;
+      if (behind !== this.lagging) {
+        this.lagging = behind;
+        if (behind) log.warn({ role: this.role, maxLagSeconds: this.maxLagMs / 1000 }, 'read replica lagging more than DATABASE_READ_MAX_LAG: reading from the primary');
+        else log.info({ role: this.role }, 'read replica caught up: reading from it');
+      }
+    } catch {
+      // The replica unreachable is the pools' to handle; the primary unreachable fails every
+      // write anyway. Either way the last verdict stands until a check succeeds.
+    } finally {
+      this.checking = false;
+    }
+  }
+}
+
 const primaryReads = new AsyncLocalStorage<boolean>();
 
 /** Runs fn with every read-pool read in it (and in what it starts) sent to the primary. */
@@ -54,55 +111,22 @@ export class ReplicaPool extends pg.Pool {
   private primary: pg.Pool | null = null;
   private downUntil = 0;
   private role = 'read';
-  private maxLagMs = 10_000;
-  /** the primary's WAL positions noted in the last MAX_LAG, oldest first, and the one before */
-  private positions: { at: number; lsn: bigint }[] = [];
-  private lagging = false;
-  private lagTimer: NodeJS.Timeout | undefined;
-  private checking = false;
+  private lag: ReplicaLag | undefined;
+  private unwatch: (() => void) | undefined;
 
-  fallBackTo(primary: pg.Pool, role: string, maxLagMs = 10_000): this {
+  /** `lag`: the watch of this replica's lag, shared with the other pools on it (none: never lagging). */
+  fallBackTo(primary: pg.Pool, role: string, lag?: ReplicaLag): this {
     this.primary = primary;
     this.role = role;
-    this.maxLagMs = maxLagMs;
-    this.lagTimer = setInterval(() => void this.checkLag(), LAG_CHECK_MS).unref();
+    this.lag = lag;
+    this.unwatch = lag?.watch((text) => super.query<{ lsn: string | null }>(text));
     return this;
   }
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pg's overloads
   override end(...args: any[]): any {
-    clearInterval(this.lagTimer);
+    this.unwatch?.();
     return super.end(...(args as []));
-  }
-
-  /** Notes the primary's position, and whether the replica has replayed the one noted MAX_LAG ago. */
-  private async checkLag(): Promise<void> {
-    if (this.checking || !this.primary) return;
-    this.checking = true;
-    try {
-      const now = Date.now();
-      const { rows } = await this.primary.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
-      this.positions.push({ at: now, lsn: lsnOf(rows[0].lsn) });
-      // Keep the newest position at least MAX_LAG old, and every one after it.
-      let due = -1;
-      for (let i = 0; i < this.positions.length && this.positions[i].at <= now - this.maxLagMs; i++) due = i;
-      if (due < 0) return;
-      this.positions.splice(0, due);
-      const replica = await super.query<{ lsn: string | null }>('select pg_last_wal_replay_lsn()::text as lsn');
-      // null: not a standby (a primary named as its own replica), never behind.
-      const replayed = replica.rows[0].lsn;
-      const behind = replayed !== null && lsnOf(replayed) < this.positions[0].lsn;
-      if (behind !== this.lagging) {
-        this.lagging = behind;
-        if (behind) log.warn({ role: this.role, maxLagSeconds: this.maxLagMs / 1000 }, 'read replica lagging more than DATABASE_READ_MAX_LAG: reading from the primary');
-        else log.info({ role: this.role }, 'read replica caught up: reading from it');
-      }
-    } catch {
-      // The replica unreachable is read()'s to handle; the primary unreachable fails every write
-      // anyway. Either way the last verdict stands until a check succeeds.
-    } finally {
-      this.checking = false;
-    }
   }
 
   /** Where the next read goes: the primary while the replica is down or the read must be fresh. */
@@ -116,7 +140,7 @@ export class ReplicaPool extends pg.Pool {
       readFallbacks.inc({ reason: 'unreachable' });
       return 'primary';
     }
-    if (this.lagging) {
+    if (this.lag?.lagging) {
       readFallbacks.inc({ reason: 'lagging' });
       return 'primary';
     }

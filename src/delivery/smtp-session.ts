@@ -118,8 +118,9 @@ export class SmtpSession {
   }
 
   /**
-   * Sends one copy. MAIL FROM says BODY=8BITMIME when the copy has 8-bit bytes, and SMTPUTF8
-   * when an address is not ASCII once its domain is in A-labels (envelopeAddress) (nodemailer adds both when the server offers them). A server
+   * Sends one copy, its envelope's domains in A-labels (envelopeAddress). MAIL FROM says
+   * BODY=8BITMIME when the copy has 8-bit bytes, and SMTPUTF8 when an address is still not ASCII
+   * (a local part; nodemailer adds both when the server offers them). A server
    * without 8BITMIME gets `sevenBit()` instead (mail/seven-bit.ts); one without SMTPUTF8 cannot
    * take the copy at all (RFC 6531 §3.4): a permanent failure that says why, nothing sent.
    */
