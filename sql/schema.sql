@@ -21,10 +21,10 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
 COMMENT ON EXTENSION pg_trgm IS 'text similarity measurement and index searching based on trigrams';
 
 --
--- Name: accept_post(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, text, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
+-- Name: accept_post(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, text, text, jsonb, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.accept_post(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean, p_bounce_prefix text, p_bounce_domain text, p_checks jsonb) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean, copies integer)
+CREATE FUNCTION public.accept_post(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean, p_bounce_prefix text, p_bounce_domain text, p_checks jsonb, p_attachment_text text DEFAULT NULL::text) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean, copies integer)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
@@ -33,7 +33,7 @@ declare
   v_copies integer := 0;
 begin
   select * into a from archive_message(p_list_id, p_message_id, p_raw, p_subject, p_from_name, p_from_email,
-                                       p_date, p_in_reply_to, p_refs, p_body, p_has_attachments, p_exact, p_checks);
+                                       p_date, p_in_reply_to, p_refs, p_body, p_has_attachments, p_exact, p_checks, p_attachment_text);
   if a.added_to_list then
     insert into outbox (kind, list_id, message_id, member_id, member_token, recipient, domain, envelope_from)
       select 'post', p_list_id, a.id, m.id, m.token, m.email, split_part(m.email, '@', 2),
@@ -72,10 +72,10 @@ begin
 end $$;
 
 --
--- Name: archive_message(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, jsonb); Type: FUNCTION; Schema: public; Owner: -
+-- Name: archive_message(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, jsonb, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.archive_message(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean, p_checks jsonb) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean)
+CREATE FUNCTION public.archive_message(p_list_id bigint, p_message_id text, p_raw bytea, p_subject text, p_from_name text, p_from_email text, p_date timestamp with time zone, p_in_reply_to text, p_refs text[], p_body text, p_has_attachments boolean, p_exact boolean, p_checks jsonb, p_attachment_text text DEFAULT NULL::text) RETURNS TABLE(id bigint, created boolean, added_to_list boolean, thread_id bigint, same_content boolean)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
@@ -136,9 +136,9 @@ begin
   end if;
 
   insert into messages (message_id, raw, size, subject, from_name, from_email, date, in_reply_to,
-                        refs, body, has_attachments, thread_id, parent_id, checks)
+                        refs, body, has_attachments, thread_id, parent_id, checks, attachment_text)
   values (p_message_id, p_raw, length(p_raw), p_subject, p_from_name, p_from_email, p_date,
-          p_in_reply_to, p_refs, p_body, p_has_attachments, v_thread, v_parent, p_checks)
+          p_in_reply_to, p_refs, p_body, p_has_attachments, v_thread, v_parent, p_checks, p_attachment_text)
   returning messages.id into v_id;
 
   if coalesce(v_parent_rank, 2147483647) > 1 and cardinality(v_candidates) > 0 then
@@ -238,10 +238,10 @@ CREATE FUNCTION public.delivery_worker_locks() RETURNS SETOF integer
 $$;
 
 --
--- Name: import_messages(bigint, text[], bytea[], text[], text[], text[], timestamp with time zone[], text[], text[], text[], boolean[]); Type: FUNCTION; Schema: public; Owner: -
+-- Name: import_messages(bigint, text[], bytea[], text[], text[], text[], timestamp with time zone[], text[], text[], text[], boolean[], text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.import_messages(p_list_id bigint, p_message_ids text[], p_raws bytea[], p_subjects text[], p_from_names text[], p_from_emails text[], p_dates timestamp with time zone[], p_in_reply_tos text[], p_refs text[], p_bodies text[], p_has_attachments boolean[]) RETURNS TABLE(created integer, added integer)
+CREATE FUNCTION public.import_messages(p_list_id bigint, p_message_ids text[], p_raws bytea[], p_subjects text[], p_from_names text[], p_from_emails text[], p_dates timestamp with time zone[], p_in_reply_tos text[], p_refs text[], p_bodies text[], p_has_attachments boolean[], p_attachment_texts text[] DEFAULT NULL::text[]) RETURNS TABLE(created integer, added integer)
     LANGUAGE plpgsql
     SET jit TO 'off'
     AS $$
@@ -349,9 +349,9 @@ begin
     end if;
 
     insert into messages (id, message_id, raw, size, subject, from_name, from_email, date, in_reply_to, refs, body,
-                          has_attachments, thread_id, parent_id)
+                          has_attachments, thread_id, parent_id, attachment_text)
     select r.id, r.message_id, u.raw, length(u.raw), u.subject, u.from_name, u.from_email, u.date, r.in_reply_to, r.refs,
-           u.body, u.has_attachments, r.thread_id, r.parent_id
+           u.body, u.has_attachments, r.thread_id, r.parent_id, p_attachment_texts[r.ord]
       from import_rows r
       join unnest(p_raws, p_subjects, p_from_names, p_from_emails, p_dates, p_bodies, p_has_attachments)
              with ordinality as u(raw, subject, from_name, from_email, date, body, has_attachments, ord) on u.ord = r.ord
@@ -487,6 +487,23 @@ begin
   end if;
   return rtrim(replace(encode(substring(a from ha.body_start), 'escape'), E'\r\n', E'\n'), E'\n')
        = rtrim(replace(encode(substring(b from hb.body_start), 'escape'), E'\r\n', E'\n'), E'\n');
+end $$;
+
+--
+-- Name: messages_search_vector(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.messages_search_vector() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO '$user', 'public'
+    AS $$
+begin
+  new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
+          || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
+          || setweight(to_tsvector('listkeeper', search_text(left(new.body, 200000))), 'D')
+          || case when new.attachment_text is null then ''::tsvector
+                  else setweight(to_tsvector('listkeeper', search_text(left(new.attachment_text, 200000))), 'D') end;
+  return new;
 end $$;
 
 --
@@ -1418,7 +1435,8 @@ CREATE TABLE public.messages (
     parent_id bigint,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     checks jsonb,
-    tsv tsvector GENERATED ALWAYS AS (((setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text(subject)), 'A'::"char") || setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text(from_name)), 'B'::"char")) || setweight(to_tsvector('public.listkeeper'::regconfig, public.search_text("left"(body, 200000))), 'D'::"char"))) STORED
+    tsv tsvector,
+    attachment_text text
 )
 WITH (autovacuum_vacuum_insert_scale_factor='0.02');
 ALTER TABLE ONLY public.messages ALTER COLUMN tsv SET STORAGE MAIN;
@@ -2407,6 +2425,12 @@ CREATE TRIGGER messages_purge_delete AFTER DELETE ON public.messages REFERENCING
 --
 
 CREATE TRIGGER messages_purge_update AFTER UPDATE ON public.messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_messages_updated();
+
+--
+-- Name: messages messages_search_vector; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER messages_search_vector BEFORE INSERT OR UPDATE OF subject, from_name, body, attachment_text ON public.messages FOR EACH ROW EXECUTE FUNCTION public.messages_search_vector();
 
 --
 -- Name: messages messages_thread_moves; Type: TRIGGER; Schema: public; Owner: -

@@ -74,6 +74,10 @@ describe('listkeeper backup and restore', () => {
     const names = header.tables.map((t) => t.name);
     for (const t of ['lists', 'members', 'list_roles', 'sender_rules', 'messages', 'list_messages', 'held_messages', 'outbox', 'accounts']) expect(names).toContain(t);
     for (const t of ['sessions', 'rate_limits', 'schema_migrations']) expect(names).not.toContain(t);
+    // The search vector is computed from the other columns on restore: left out, as generated columns are.
+    const messageColumns = header.tables.find((t) => t.name === 'messages')!.columns.map((c) => c.name);
+    expect(messageColumns).toContain('attachment_text');
+    expect(messageColumns).not.toContain('tsv');
     // Parents before children.
     expect(names.indexOf('lists')).toBeLessThan(names.indexOf('members'));
     expect(names.indexOf('messages')).toBeLessThan(names.indexOf('list_messages'));

@@ -13,6 +13,7 @@ import type pg from 'pg';
 import { advanceConversion, claimConversion, finishConversion, limitBatch, recordConversionError, startConversion } from '../db/conversions.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import { attachmentText } from './conversions/attachment-text.ts';
 import { messageDigests } from './conversions/message-digests.ts';
 
 export interface ConversionJob {
@@ -27,7 +28,7 @@ export interface ConversionJob {
 }
 
 /** Every job this release knows. A job in the table that is not here belongs to a newer release. */
-export const CONVERSIONS: readonly ConversionJob[] = [messageDigests];
+export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText];
 
 export function conversionJob(name: string): ConversionJob | undefined {
   return CONVERSIONS.find((j) => j.name === name);

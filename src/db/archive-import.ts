@@ -1,6 +1,7 @@
 /* Bulk writes of `listkeeper import`: batches through import_messages() and the progress row. */
 
 import type { ParsedMessage } from '../mail/parse.ts';
+import { attachmentSearchText } from '../mail/attachment-text.ts';
 import type { Queryable } from './pool.ts';
 
 export interface ImportRun {
@@ -118,13 +119,14 @@ export async function messageIdsInList(db: Queryable, listId: number, messageIds
 }
 
 /**
- * Stores and threads parsed messages in one set-based call (see import_messages in sql/0004).
+ * Stores and threads parsed messages in one set-based call (see import_messages in sql/0004;
+ * its latest form is sql/0070's).
  * Returns how many were stored and how many were newly added to the list.
  */
 export async function importBatch(db: Queryable, listId: number, batch: { raw: Buffer; message: ParsedMessage }[]): Promise<{ created: number; added: number }> {
   const col = <T>(f: (m: ParsedMessage, raw: Buffer) => T) => batch.map((b) => f(b.message, b.raw));
   const { rows } = await db.query<{ created: number; added: number }>(
-    'select * from import_messages($1, $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::boolean[])',
+    'select * from import_messages($1, $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::text[])',
     [
       listId,
       col((m) => m.messageId),
@@ -137,6 +139,7 @@ export async function importBatch(db: Queryable, listId: number, batch: { raw: B
       col((m) => m.references.join(' ')),
       col((m) => m.text),
       col((m) => m.attachments.length > 0),
+      col((m) => attachmentSearchText(m.attachments)),
     ],
   );
   return rows[0];

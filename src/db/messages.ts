@@ -2,6 +2,7 @@ import type { Queryable } from './pool.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import { verpParts } from '../mail/address.ts';
 import type { PostChecks } from '../mail/post-checks.ts';
+import { attachmentSearchText } from '../mail/attachment-text.ts';
 
 /**
  * What archiving a message into a list did (archive_message in sql/0013). A Message-ID identifies a
@@ -22,12 +23,12 @@ export interface ArchiveResult {
   sameContent: boolean;
 }
 
-/** Stores and threads a message in a list (archive_message in sql/0046). */
+/** Stores and threads a message in a list (archive_message in sql/0070). */
 export async function archiveMessage(db: Queryable, listId: number, raw: Buffer, m: ParsedMessage, opts: { exact?: boolean } = {}): Promise<ArchiveResult> {
   const { rows } = await db.query<ArchiveRow>({
     name: 'archive_message',
-    text: 'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)',
-    values: [...messageParams(listId, raw, m), opts.exact ?? false, null],
+    text: 'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)',
+    values: [...messageParams(listId, raw, m), opts.exact ?? false, null, attachmentSearchText(m.attachments)],
   });
   return archiveResult(rows[0]);
 }
@@ -43,7 +44,7 @@ export interface Acceptance {
 }
 
 /**
- * Accepts posts into their lists (accept_post in sql/0046), in one round trip for the lot, in
+ * Accepts posts into their lists (accept_post in sql/0070), in one round trip for the lot, in
  * order: each is archived and threaded, gets one outbox copy per member who takes each post and a
  * digest item, and the delivery workers are woken. `copies` is 0 for a message the list already had.
  */
@@ -54,12 +55,12 @@ export async function acceptIntoLists(db: Queryable, posts: Acceptance[]): Promi
     name: `accept_posts_${posts.length}`,
     text: acceptStatement(posts.length),
     // VERP: each copy's envelope sender is LIST-bounces+TOKEN@, built by SQL from verpParts.
-    values: posts.flatMap((p) => { const verp = verpParts(p.list.address); return [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, verp.prefix, verp.domain, checksParam(p.checks)]; }),
+    values: posts.flatMap((p) => { const verp = verpParts(p.list.address); return [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, verp.prefix, verp.domain, checksParam(p.checks), attachmentSearchText(p.message.attachments)]; }),
   });
   return rows.sort((a, b) => a.ord - b.ord).map((r) => ({ ...archiveResult(r), copies: r.copies }));
 }
 
-const ACCEPT_TYPES = ['bigint', 'text', 'bytea', 'text', 'text', 'text', 'timestamptz', 'text', 'text[]', 'text', 'boolean', 'boolean', 'text', 'text', 'jsonb'];
+const ACCEPT_TYPES = ['bigint', 'text', 'bytea', 'text', 'text', 'text', 'timestamptz', 'text', 'text[]', 'text', 'boolean', 'boolean', 'text', 'text', 'jsonb', 'text'];
 
 /** The checks as a jsonb parameter; none found is stored as null. */
 function checksParam(checks: PostChecks | undefined): string | null {

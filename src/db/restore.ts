@@ -26,7 +26,7 @@ import zlib from 'node:zlib';
 import type pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import { Conflict, InvalidInput } from '../errors.ts';
-import { backupTables, copyInSql, ident } from './backup-catalog.ts';
+import { backupTables, copyInSql, DERIVING_TRIGGERS, ident } from './backup-catalog.ts';
 import {
   BackupFileError,
   FORMAT_VERSION,
@@ -113,6 +113,7 @@ export async function restoreBackup(pool: pg.Pool, input: Readable, opts: Restor
     for (const x of indexes) await client.query(`drop index ${ident(x.name)}`);
     await client.query(`set local maintenance_work_mem = '256MB'`);
     for (const t of header.tables) await client.query(`alter table ${ident(t.name)} disable trigger user`);
+    await enableDerivingTriggers(client);
     // Rows a migration inserted (sql/0056's conversion job) are in the backup as they were then.
     if (header.tables.length > 0) await client.query(`truncate ${header.tables.map((t) => ident(t.name)).join(', ')}`);
 
@@ -278,4 +279,16 @@ async function foreignKeys(db: Queryable): Promise<{ table: string; name: string
        from pg_constraint where contype = 'f' and connamespace = current_schema()::regnamespace order by conname`,
   );
   return rows;
+}
+
+/**
+ * The triggers that compute the columns a backup leaves out (DERIVED_COLUMNS) stay on while the
+ * rows are loaded, where the backup's migrations made them (before sql/0070 the search vector was
+ * a generated column, computed by the load itself).
+ */
+async function enableDerivingTriggers(client: pg.PoolClient): Promise<void> {
+  for (const { table, trigger } of DERIVING_TRIGGERS) {
+    const { rowCount } = await client.query('select 1 from pg_trigger where tgrelid = to_regclass($1) and tgname = $2', [table, trigger]);
+    if (rowCount) await client.query(`alter table ${ident(table)} enable trigger ${ident(trigger)}`);
+  }
 }

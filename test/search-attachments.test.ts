@@ -1,0 +1,153 @@
+/*
+ * Text attachments are searched (sql/0070, src/mail/attachment-text.ts): a word found only in an
+ * attached patch or log finds the message, whether it came by SMTP or by an mbox import, and the
+ * messages archived before sql/0070 get theirs from the attachment-text conversion job. Binary
+ * attachments and HTML attachments stay out, whatever they hold.
+ */
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attachmentText } from '../src/core/conversions/attachment-text.ts';
+import { runConversionBatch } from '../src/core/conversions.ts';
+import { importMbox } from '../src/core/archive-import.ts';
+import { attachmentSearchText, MAX_ATTACHMENT_TEXT } from '../src/mail/attachment-text.ts';
+import { mboxrdEntry } from '../src/mail/mbox.ts';
+import type { ParsedAttachment } from '../src/mail/parsed-message.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { newList } from './fixtures/archive/seed.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let smtp: RunningIngest;
+let tmp: string;
+
+/** A post with a body and one attachment of this type and name, its bytes base64-encoded. */
+function withAttachment(o: { id: string; body: string; type: string; filename: string; content: Buffer; disposition?: string }): Buffer {
+  const b = 'part-boundary-1';
+  return Buffer.from([
+    'From: Alice Example <alice@example.org>', 'To: dev@lists.example.org', `Subject: Patch ${o.id}`,
+    'Date: Mon, 02 Nov 2026 10:00:00 +0000', `Message-ID: <${o.id}>`, 'MIME-Version: 1.0',
+    `Content-Type: multipart/mixed; boundary="${b}"`, '',
+    `--${b}`, 'Content-Type: text/plain; charset=utf-8', '', o.body, '',
+    `--${b}`, `Content-Type: ${o.type}; name="${o.filename}"`, `Content-Disposition: ${o.disposition ?? 'attachment'}; filename="${o.filename}"`,
+    'Content-Transfer-Encoding: base64', '', o.content.toString('base64').replace(/.{76}/g, '$&\r\n'), '',
+    `--${b}--`, '',
+  ].join('\r\n'));
+}
+
+const patch = (word: string) => Buffer.from(`diff --git a/src/vacuum.c b/src/vacuum.c\n--- a/src/vacuum.c\n+++ b/src/vacuum.c\n@@ -1,3 +1,4 @@\n+/* ${word}: freeze earlier */\n`);
+
+async function hits(q: string): Promise<string[]> {
+  const html = await (await fetch(`${web.url}/search?q=${encodeURIComponent(q)}`)).text();
+  return [...html.matchAll(/<a class="subject" href="\/message-id\/([^"]+)"/g)].map((m) => decodeURIComponent(m[1])).sort();
+}
+
+async function post(raw: Buffer) {
+  const r = await sendRaw(smtp.port, { from: 'alice@example.org', to: ['dev@lists.example.org'] }, raw);
+  expect(r.ok, r.response).toBe(true);
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  smtp = await startIngest(db.pool);
+  await newList(db.pool, 'dev@lists.example.org');
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-attach-'));
+});
+
+afterAll(async () => {
+  await smtp?.stop();
+  await web?.stop();
+  await db?.drop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('searching text attachments', () => {
+  it('finds a post by a word that only its attached patch holds, and by words split between body and patch', async () => {
+    await post(withAttachment({ id: 'patch-1@example.org', body: 'Here is the patch.', type: 'text/x-diff', filename: 'v1-0001-freeze.patch', content: patch('quokkafreeze') }));
+    expect(await hits('quokkafreeze')).toEqual(['patch-1@example.org']);
+    // One word in the body, the other in the attachment: both are the message's.
+    expect(await hits('patch quokkafreeze')).toEqual(['patch-1@example.org']);
+    const { rows } = await db.pool.query(`select body, attachment_text from messages where message_id = 'patch-1@example.org'`);
+    expect(rows[0].body).not.toContain('quokkafreeze');
+    expect(rows[0].attachment_text).toContain('/* quokkafreeze: freeze earlier */');
+  });
+
+  it('reads a .patch sent as application/octet-stream, and a Latin-1 log', async () => {
+    await post(withAttachment({ id: 'patch-2@example.org', body: 'Attached.', type: 'application/octet-stream', filename: 'fix.patch', content: patch('wombatrelax') }));
+    await post(withAttachment({ id: 'log-1@example.org', body: 'The log.', type: 'text/plain', filename: 'server.log', content: Buffer.from('ERROR: tablespace "caf\u00e9storage" is full\n', 'latin1') }));
+    expect(await hits('wombatrelax')).toEqual(['patch-2@example.org']);
+    expect(await hits('caféstorage')).toEqual(['log-1@example.org']);
+  });
+
+  it('leaves out binary and HTML attachments, whatever words they hold', async () => {
+    await post(withAttachment({ id: 'bin-1@example.org', body: 'A core dump.', type: 'application/octet-stream', filename: 'core.bin', content: Buffer.from('narwhalbinary\n') }));
+    await post(withAttachment({ id: 'bin-2@example.org', body: 'Claims to be text.', type: 'text/plain', filename: 'dump.txt', content: Buffer.concat([Buffer.from('narwhalnul '), Buffer.from([0, 1, 2])]) }));
+    await post(withAttachment({ id: 'html-1@example.org', body: 'A page.', type: 'text/html', filename: 'page.html', content: Buffer.from('<p>narwhalmarkup</p>') }));
+    expect(await hits('narwhalbinary')).toEqual([]);
+    expect(await hits('narwhalnul')).toEqual([]);
+    expect(await hits('narwhalmarkup')).toEqual([]);
+    expect(await hits('core dump')).toEqual(['bin-1@example.org']);
+  });
+
+  it('finds the words of attachments in an imported mbox', async () => {
+    const list = await newList(db.pool, 'imported@lists.example.org');
+    const file = path.join(tmp, 'import.mbox');
+    const raws = [
+      withAttachment({ id: 'imp-1@example.org', body: 'Old patch.', type: 'text/x-patch', filename: 'old.patch', content: patch('pangolinimport') }),
+      withAttachment({ id: 'imp-2@example.org', body: 'No text here.', type: 'image/png', filename: 'x.png', content: Buffer.from('pangolinpng') }),
+    ];
+    fs.writeFileSync(file, Buffer.concat(raws.map((r) => mboxrdEntry(r, 'alice@example.org', new Date('2026-01-01T00:00:00Z')))));
+    const state = await importMbox(db, list, file);
+    expect(state).toMatchObject({ added: 2, broken: 0 });
+    expect(await hits('pangolinimport')).toEqual(['imp-1@example.org']);
+    expect(await hits('pangolinpng')).toEqual([]);
+  });
+
+  it('gives messages archived before sql/0070 their attachments\' text with the conversion job, once', async () => {
+    // As a release before sql/0070 stored them: no attachment text, the vector without it.
+    await post(withAttachment({ id: 'old-1@example.org', body: 'From before.', type: 'text/x-diff', filename: 'a.diff', content: patch('ocelotconvert') }));
+    await post(withAttachment({ id: 'old-2@example.org', body: 'A picture.', type: 'image/png', filename: 'b.png', content: Buffer.from([137, 80, 78, 71, 0]) }));
+    await db.pool.query(`update messages set attachment_text = null where message_id in ('old-1@example.org', 'old-2@example.org')`);
+    expect(await hits('ocelotconvert')).toEqual([]);
+    await db.pool.query(`update conversions set last_key = 0, done_at = null, started_at = null, rows_done = 0, rows_changed = 0 where name = 'attachment-text'`);
+    const { rows: [{ n: total }] } = await db.pool.query<{ n: number }>('select count(*)::int as n from messages');
+    // Small batches: the cursor has to carry the job from one to the next.
+    let batches = 0;
+    for (;;) {
+      const r = await runConversionBatch(db.pool, 'test', { batchRows: 3 }, [attachmentText]);
+      if (r.kind !== 'batch') {
+        expect(r.kind).toBe('done');
+        break;
+      }
+      batches++;
+    }
+    expect(batches).toBe(Math.ceil(total / 3));
+    expect(await hits('ocelotconvert')).toEqual(['old-1@example.org']);
+    const { rows } = await db.pool.query(`select rows_done::int as done, rows_changed::int as changed, done_at from conversions where name = 'attachment-text'`);
+    // Every message seen; the one that had lost its text got it back; those that had theirs kept it.
+    expect(rows[0]).toMatchObject({ done: total, changed: 1 });
+    expect(rows[0].done_at).not.toBeNull();
+  });
+});
+
+describe('attachmentSearchText', () => {
+  const a = (contentType: string, filename: string | null, content: Buffer): ParsedAttachment => ({ contentType, filename, content, size: content.length, contentId: null, inline: false });
+
+  it('keeps at most MAX_ATTACHMENT_TEXT characters in all, cutting no UTF-8 character in two', () => {
+    const big = Buffer.from('€'.repeat(MAX_ATTACHMENT_TEXT)); // 3 bytes each: the 4-byte budget cuts inside one
+    const text = attachmentSearchText([a('text/plain', 'a.txt', big), a('text/plain', 'b.txt', Buffer.from('never reached'))])!;
+    expect(text.length).toBe(MAX_ATTACHMENT_TEXT);
+    expect(text).not.toContain('\uFFFD');
+    expect(text).not.toContain('never reached');
+  });
+
+  it('joins several text attachments and skips blank ones', () => {
+    expect(attachmentSearchText([a('text/plain', null, Buffer.from('one')), a('text/plain', null, Buffer.from('  \n')), a('text/x-csrc', 'x.c', Buffer.from('two'))])).toBe('one\n\ntwo');
+    expect(attachmentSearchText([a('image/png', 'x.png', Buffer.from('no'))])).toBeNull();
+  });
+});
