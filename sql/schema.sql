@@ -498,11 +498,17 @@ CREATE FUNCTION public.messages_search_vector() RETURNS trigger
     SET search_path TO '$user', 'public'
     AS $$
 begin
-  new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
-          || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
-          || setweight(to_tsvector('listkeeper', search_text(left(new.body, 200000))), 'D')
-          || case when new.attachment_text is null then ''::tsvector
-                  else setweight(to_tsvector('listkeeper', search_text(left(new.attachment_text, 200000))), 'D') end;
+  begin
+    new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
+            || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
+            || setweight(to_tsvector('listkeeper', search_text(left(new.body, 200000))), 'D')
+            || case when new.attachment_text is null then ''::tsvector
+                    else setweight(to_tsvector('listkeeper', search_text(left(new.attachment_text, 200000))), 'D') end;
+  exception when program_limit_exceeded then
+    new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
+            || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
+            || setweight(to_tsvector('listkeeper', search_text(left(new.body, 50000))), 'D');
+  end;
   return new;
 end $$;
 
@@ -806,7 +812,12 @@ begin
   end if;
   return (select string_agg(
                    case when length(r.m[1]) > 1 and r.m[1] ~ '^[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]'
-                        then ' ' || (select string_agg(substr(r.m[1], i, 2), ' ' order by i) from generate_series(1, length(r.m[1]) - 1) i) || ' '
+                        then ' ' || case when length(r.m[1]) <= 64
+                                         then (select string_agg(substr(r.m[1], i, 2), ' ' order by i) from generate_series(1, length(r.m[1]) - 1) i)
+                                         else (select string_agg(p.c || p.next, ' ' order by p.o)
+                                                 from (select s.c, lead(s.c) over (order by s.o) as next, s.o
+                                                         from regexp_split_to_table(r.m[1], '') with ordinality s(c, o)) p
+                                                where p.next is not null) end || ' '
                         else r.m[1] end, '' order by r.n)
             from regexp_matches(t, '[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]+|[^\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]+', 'g') with ordinality as r(m, n));
 end $$;

@@ -108,6 +108,25 @@ describe('searching text attachments', () => {
     expect(await hits('pangolinpng')).toEqual([]);
   });
 
+  it('stores a message with more distinct words than a search vector holds, searchable by its subject and the start of its body', async () => {
+    // 200,000 characters of Chinese in distinct pairs: 1.2 MB of words where a vector holds 1 MB.
+    // Before sql/0070 such a message was refused with 554; it is stored now.
+    let seed = 7;
+    const next = () => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), (seed >>>= 0)); // xorshift32
+    const han = Array.from({ length: 200_000 }, () => String.fromCodePoint(0x4e00 + (next() % 20000))).join('');
+    const start = '測試開始'; // the body's first words ("test begins")
+    const raw = Buffer.from(['From: Alice Example <alice@example.org>', 'To: dev@lists.example.org', 'Subject: Wombatlongbody',
+      'Date: Mon, 02 Nov 2026 10:00:00 +0000', 'Message-ID: <long-han@example.org>', 'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: base64', '',
+      Buffer.from(`${start} ${han}\n`).toString('base64').replace(/.{76}/g, '$&\r\n'), ''].join('\r\n'));
+    await post(raw);
+    expect(await hits('wombatlongbody')).toEqual(['long-han@example.org']);
+    expect(await hits(start)).toEqual(['long-han@example.org']);
+    // The same through the attachment: a body that fits, with attachments that make it too many.
+    await post(withAttachment({ id: 'long-attach@example.org', body: `Koalalongattach ${han.slice(0, 40_000)}`, type: 'text/plain', filename: 'more.txt', content: Buffer.from(han.slice(40_000, 120_000)) }));
+    expect(await hits('koalalongattach')).toEqual(['long-attach@example.org']);
+  }, 60_000);
+
   it('gives messages archived before sql/0070 their attachments\' text with the conversion job, once', async () => {
     // As a release before sql/0070 stored them: no attachment text, the vector without it.
     await post(withAttachment({ id: 'old-1@example.org', body: 'From before.', type: 'text/x-diff', filename: 'a.diff', content: patch('ocelotconvert') }));
