@@ -176,6 +176,19 @@ describe('subscribing by mail', () => {
     expect(fwd.fromEmail).toBe('worried@x.example');
   });
 
+  it('forwards at most 10 messages an hour from one sender to LIST-owner@, and 100 in all; keeps the rest aside with the reason', async () => {
+    const busy = await createList(db.pool, { address: 'busy@lists.example.org', name: 'busy', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['busy-owner@example.org', 'busy-owner2@example.org'] });
+    const forwards = async () => (await db.pool.query<{ n: number }>(`select count(*)::int as n from outbox where list_id = $1 and kind = 'notice' and recipient = 'busy-owner@example.org'`, [busy.id])).rows[0].n;
+    const kept = async () => (await db.pool.query<{ reason: string }>(`select reason from ingest_errors where list_id = $1 order by id`, [busy.id])).rows.map((r) => r.reason);
+    for (let i = 0; i < 11; i++) await mail('busy-owner@lists.example.org', 'pest@x.example', { subject: `Again ${i}` });
+    expect(await forwards()).toBe(10);
+    expect(await kept()).toEqual(['more than 10 messages in an hour from pest@x.example to busy-owner@lists.example.org: not forwarded']);
+    // Another sender still gets through, up to the list's 100 an hour in all.
+    for (let i = 0; i < 91; i++) await mail('busy-owner@lists.example.org', `sender${i}@y.example`, { subject: `Hello ${i}` });
+    expect(await forwards()).toBe(100);
+    expect((await kept()).slice(1)).toEqual(['more than 100 messages in an hour to busy-owner@lists.example.org: not forwarded']);
+  }, 60_000);
+
   it('keeps mail for LIST-owner@ of a list without owners aside with the reason, rather than take it and drop it', async () => {
     await createList(db.pool, { address: 'orphan@lists.example.org', name: 'orphan', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
     await mail('orphan-owner@lists.example.org', 'worried@x.example', { subject: 'Is anybody there?', headers: { 'Message-ID': '<nobody-home@x.example>' } });

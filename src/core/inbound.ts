@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { isFaultOfInput } from '../db/pg-errors.ts';
 import { handleBounceMail } from './bounces.ts';
 import type { ListRow, ResolvedRecipient } from '../db/lists.ts';
-import { allowHit } from '../db/rate-limits.ts';
+import { allowHit, clientKey } from '../db/rate-limits.ts';
 import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { normalizeEmail, roleAddress } from '../mail/address.ts';
@@ -116,6 +116,10 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
       if ((parsed.headers.get('x-loop') ?? []).some((v) => v.toLowerCase().includes(roleAddress(list.address, 'owner')))) {
         return keep(pool, settings, rcpt, msg, parsed, 'mail to the owner address came back round (X-Loop): not forwarded again');
       }
+      {
+        const refusal = await ownerForwardRefusal(pool, list, normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '') ?? `client ${clientKey(msg.client)}`);
+        if (refusal) return keep(pool, settings, rcpt, msg, parsed, refusal);
+      }
       // A list created without owners has nobody to forward to: kept aside, not taken and lost.
       if ((await forwardToOwners(pool, list, msg.raw)) === 0) return keep(pool, settings, rcpt, msg, parsed, 'mail to the owner address of a list without owners: not forwarded');
       return;
@@ -194,6 +198,26 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
  */
 const COMMANDS_PER_HOUR = 20;
 const SITE_COMMANDS_PER_HOUR = 100;
+
+/**
+ * Mail to LIST-owner@ forwarded in an hour: from one sender, and in all. Anyone may write to the
+ * owners, and each message is sent on to every one of them: without a bound, one stranger's
+ * script filled the owners' mailboxes at the rate the listener takes mail. What is over is kept
+ * aside with the reason (ingest_errors, the panel's "kept aside"), not lost.
+ */
+const OWNER_FORWARDS_PER_SENDER = 10;
+const OWNER_FORWARDS_PER_LIST = 100;
+
+/** Why mail from `sender` to `list`'s owners is not forwarded now, or null when it may be. */
+async function ownerForwardRefusal(pool: pg.Pool, list: ListRow, sender: string): Promise<string | null> {
+  if (!(await allowHit(pool, `owner-forward:${list.id}:${sender}`, OWNER_FORWARDS_PER_SENDER, 3600))) {
+    return `more than ${OWNER_FORWARDS_PER_SENDER} messages in an hour from ${sender} to ${roleAddress(list.address, 'owner')}: not forwarded`;
+  }
+  if (!(await allowHit(pool, `owner-forward:${list.id}`, OWNER_FORWARDS_PER_LIST, 3600))) {
+    return `more than ${OWNER_FORWARDS_PER_LIST} messages in an hour to ${roleAddress(list.address, 'owner')}: not forwarded`;
+  }
+  return null;
+}
 
 /** Why a command from `sender` to `list` is not answered now, or null when it may be. */
 async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Promise<string | null> {
