@@ -43,10 +43,10 @@ afterAll(async () => {
 
 describe('mail commands over the rate limit', () => {
   it('records the command it does not answer, with the reason, and answers the ones before it', async () => {
-    for (let i = 0; i < 21; i++) await mail('dev-request@lists.example.org', 'chatty@x.example', { subject: 'help' });
-    expect(await queuedFor('chatty@x.example')).toHaveLength(20);
+    for (let i = 0; i < 11; i++) await mail('dev-request@lists.example.org', 'chatty@x.example', { subject: 'help' });
+    expect(await queuedFor('chatty@x.example')).toHaveLength(10);
     const { rows } = await db.pool.query(`select reason, recipients from ingest_errors where envelope_from = 'chatty@x.example'`);
-    expect(rows).toEqual([{ reason: 'more than 20 mail commands in an hour from chatty@x.example to dev@lists.example.org: not answered', recipients: ['dev-request@lists.example.org'] }]);
+    expect(rows).toEqual([{ reason: 'more than 10 mail commands in a day from chatty@x.example to dev@lists.example.org: not answered', recipients: ['dev-request@lists.example.org'] }]);
   });
 
   it('counts per list: commands forged in a member\'s name cannot silence their confirmation, nor their commands elsewhere', async () => {
@@ -65,20 +65,21 @@ describe('mail commands over the rate limit', () => {
     expect(await queuedFor('member@x.example')).toHaveLength(before);
     const { rows } = await db.pool.query<{ reason: string }>(`select distinct reason from ingest_errors where envelope_from = 'member@x.example' order by reason`);
     expect(rows.map((r) => r.reason)).toEqual([
-      'more than 20 mail commands in an hour from member@x.example to dev@lists.example.org: not answered',
-      'more than 20 mail commands in an hour from member@x.example to open@lists.example.org: not answered',
+      'more than 10 mail commands in a day from member@x.example to dev@lists.example.org: not answered',
+      'more than 10 mail commands in a day from member@x.example to open@lists.example.org: not answered',
     ]);
   });
 
-  it('answers at most 100 commands an hour for one address across the site', async () => {
+  it('answers at most 50 commands a day for one address across the site', async () => {
     const lists = [];
     for (let i = 0; i < 6; i++) {
       lists.push(await createList(db.pool, { address: `many${i}@lists.example.org`, name: `many${i}`, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] }));
     }
-    for (const l of lists) for (let i = 0; i < 18; i++) await mail(`${l.name}-request@lists.example.org`, 'flooded@x.example', { subject: 'help' });
-    expect(await queuedFor('flooded@x.example')).toHaveLength(100);
-    const { rows } = await db.pool.query(`select count(*)::int as n from ingest_errors where envelope_from = 'flooded@x.example' and reason = 'more than 100 mail commands in an hour from flooded@x.example to this site''s lists: not answered'`);
-    expect(rows[0].n).toBe(8);
+    // Within each list's 10, but 60 in all.
+    for (const l of lists) for (let i = 0; i < 10; i++) await mail(`${l.name}-request@lists.example.org`, 'flooded@x.example', { subject: 'help' });
+    expect(await queuedFor('flooded@x.example')).toHaveLength(50);
+    const { rows } = await db.pool.query(`select count(*)::int as n from ingest_errors where envelope_from = 'flooded@x.example' and reason = 'more than 50 mail commands in a day from flooded@x.example to this site''s lists: not answered'`);
+    expect(rows[0].n).toBe(10);
   });
 });
 

@@ -191,13 +191,14 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
 }
 
 /**
- * Commands answered per address in an hour: on one list, as Mailman's max_autoresponses_per_day
- * counts them, so that commands written in someone's name on one list do not silence that
- * person's commands on the others; and on the whole site, so that the answers cannot be turned
- * into a flood at one address through many lists.
+ * Commands answered per address in a day: on one list, Mailman's max_autoresponses_per_day (10),
+ * so that commands written in someone's name on one list do not silence that person's commands
+ * on the others; and on the whole site, so that the answers cannot be turned into a flood at one
+ * address through many lists. A From that is forged, where its domain does not say so by DMARC,
+ * still gets the answers: 20 an hour per list and 100 on the site made 2,400 a day.
  */
-const COMMANDS_PER_HOUR = 20;
-const SITE_COMMANDS_PER_HOUR = 100;
+const COMMANDS_PER_DAY = 10;
+const SITE_COMMANDS_PER_DAY = 50;
 
 /**
  * Mail to LIST-owner@ forwarded in an hour: from one sender, and in all. Anyone may write to the
@@ -221,11 +222,11 @@ async function ownerForwardRefusal(pool: pg.Pool, list: ListRow, sender: string)
 
 /** Why a command from `sender` to `list` is not answered now, or null when it may be. */
 async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Promise<string | null> {
-  if (!(await allowHit(pool, `mail-command:${list.id}:${sender}`, COMMANDS_PER_HOUR, 3600))) {
-    return `more than ${COMMANDS_PER_HOUR} mail commands in an hour from ${sender} to ${list.address}: not answered`;
+  if (!(await allowHit(pool, `mail-command:${list.id}:${sender}`, COMMANDS_PER_DAY, 86_400))) {
+    return `more than ${COMMANDS_PER_DAY} mail commands in a day from ${sender} to ${list.address}: not answered`;
   }
-  if (!(await allowHit(pool, `mail-command:${sender}`, SITE_COMMANDS_PER_HOUR, 3600))) {
-    return `more than ${SITE_COMMANDS_PER_HOUR} mail commands in an hour from ${sender} to this site's lists: not answered`;
+  if (!(await allowHit(pool, `mail-command:${sender}`, SITE_COMMANDS_PER_DAY, 86_400))) {
+    return `more than ${SITE_COMMANDS_PER_DAY} mail commands in a day from ${sender} to this site's lists: not answered`;
   }
   return null;
 }
