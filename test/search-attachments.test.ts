@@ -72,6 +72,14 @@ describe('searching text attachments', () => {
     expect(await hits('quokkafreeze')).toEqual(['patch-1@example.org']);
     // One word in the body, the other in the attachment: both are the message's.
     expect(await hits('patch quokkafreeze')).toEqual(['patch-1@example.org']);
+    // The excerpt is the attachment's line with the word, marked, and says where it is from.
+    const html = await (await fetch(`${web.url}/search?q=quokkafreeze`)).text();
+    expect(html).toContain('<span class="muted">In an attachment:</span>');
+    expect(html).toContain('/* <mark>quokkafreeze</mark>: freeze earlier */');
+    // A word of the body shows the body.
+    const body = await (await fetch(`${web.url}/search?q=${encodeURIComponent('"the patch" quokkafreeze')}`)).text();
+    expect(body).toContain('Here is the <mark>patch</mark>.');
+    expect(body).not.toContain('In an attachment:');
     const { rows } = await db.pool.query(`select body, attachment_text from messages where message_id = 'patch-1@example.org'`);
     expect(rows[0].body).not.toContain('quokkafreeze');
     expect(rows[0].attachment_text).toContain('/* quokkafreeze: freeze earlier */');

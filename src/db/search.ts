@@ -61,6 +61,8 @@ export interface SearchHit {
   rank: number;
   /** body excerpt with matches between \u0001 and \u0002 */
   excerpt: string;
+  /** the excerpt is of a text attachment: the first typed word is there and not in the body */
+  inAttachment: boolean;
   /** the first of the searched lists the message is in, and its URL key */
   list_id: number;
   list_key: string;
@@ -383,13 +385,18 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   const hint = excerptHint(typed);
   const shown = f.tsquery ? f.p(s.limit) : '';
   // A function, so that the hint becomes a parameter only when the statement cuts somewhere.
-  const cut = () => `substr(m.body, greatest(1, strpos(${loweredBody(hint)}, ${f.p(hint)}) - ${EXCERPT_LEAD}), ${EXCERPT_CHARS})`;
+  const cut = () => `substr(m.body, greatest(1, strpos(${lowered('m.body', hint)}, ${f.p(hint)}) - ${EXCERPT_LEAD}), ${EXCERPT_CHARS})`;
+  // A hit may match in a text attachment alone (sql/0070): its excerpt is then cut there, in the
+  // database, only for the hits with attachment text (most have none: a null test, no read).
+  const attachmentCut = () => `(select substr(m.attachment_text, greatest(1, a.at - ${EXCERPT_LEAD}), ${EXCERPT_CHARS})
+                                  from (select strpos(${lowered('m.attachment_text', hint)}, ${f.p(hint)}) as at) a where a.at > 0)`;
   const excerpts = !f.tsquery
-    ? 'null::text as body, left(m.body, 300) as excerpt'
-    : ASCII.test(hint)
+    ? 'null::text as body, left(m.body, 300) as excerpt, null::text as attachment_excerpt'
+    : `${ASCII.test(hint)
       ? `case when p.n <= ${shown} and octet_length(m.body) <= ${WHOLE_BODY_BYTES} then m.body end as body,
          case when p.n <= ${shown} and octet_length(m.body) > ${WHOLE_BODY_BYTES} then ${cut()} end as excerpt`
-      : `null::text as body, case when p.n <= ${shown} then ${cut()} end as excerpt`;
+      : `null::text as body, case when p.n <= ${shown} then ${cut()} end as excerpt`},
+       case when p.n <= ${shown} and m.attachment_text is not null and ${f.p(hint)} <> '' then ${attachmentCut()} end as attachment_excerpt`;
   const list = listCarried
     ? 'join lists l on l.id = p.list_id'
     : `cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
@@ -401,16 +408,20 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
        from page p join messages m on m.id = p.id
        ${list}
       order by p.n`;
-  const { rows } = await run<SearchHit & { candidates: string | null; matched: string | null; body: string | null }>(db, mode === 'planned' && !authorOnly ? 'planned' : 'fixed', sql, f.params);
+  const { rows } = await run<SearchHit & { candidates: string | null; matched: string | null; body: string | null; attachment_excerpt: string | null }>(db, mode === 'planned' && !authorOnly ? 'planned' : 'fixed', sql, f.params);
   const candidates = Number(rows[0]?.candidates ?? 0);
   // The last ranked page cannot fetch the row after it (the page is cut from the ranked set):
   // when more matched than were ranked, the pages by date follow it.
   const more = rows.length > s.limit || (ranked && candidates > s.cap && s.offset + s.limit >= s.cap);
   const words = f.tsquery ? queryLexemes(`${typed.q ?? ''} ${typed.subject ?? ''}`) : null;
-  const hits = rows.slice(0, s.limit).map(({ candidates: _, matched: __, body, ...h }) => {
+  const hits = rows.slice(0, s.limit).map(({ candidates: _, matched: __, body, attachment_excerpt: attached, ...h }) => {
+    let excerpt = body !== null ? excerptWindow(body, hint) : h.excerpt ?? '';
+    // Where the body does not have the first typed word and an attachment does, the attachment's text shows.
+    const inAttachment = attached !== null && !excerpt.toLowerCase().includes(hint);
+    if (inAttachment) excerpt = attached;
     // The body's own \u0001 and \u0002 go: only the marks made here may become <mark>.
-    const excerpt = withoutMarks(body !== null ? excerptWindow(body, hint) : h.excerpt ?? '');
-    return { ...h, excerpt: words ? markExcerpt(excerpt, words) : excerpt };
+    excerpt = withoutMarks(excerpt);
+    return { ...h, excerpt: words ? markExcerpt(excerpt, words) : excerpt, inAttachment };
   });
   let total: number | null;
   let capped = false;
@@ -504,16 +515,17 @@ function excerptHint(s: SearchQuery): string {
 }
 
 /**
- * The body (its first 20,000 characters) in lower case, where the excerpt's hint is looked for.
- * lower() with the database's collation maps every character through the C library, and left()
- * counts characters to copy them: together 15 µs a hit on 1 KB bodies, most of the excerpt's cost.
- * A body within 20,000 bytes is within 20,000 characters and is taken whole; and a hint of ASCII
- * alone is found as well where only ASCII letters are lowered, which the "C" collation does byte by
- * byte, without changing where anything stands (8.6 µs a hit for both).
+ * A text column (the body; an attachment's text), its first 20,000 characters, in lower case, where
+ * the excerpt's hint is looked for. lower() with the database's collation maps every character
+ * through the C library, and left() counts characters to copy them: together 15 µs a hit on 1 KB
+ * bodies, most of the excerpt's cost. A text within 20,000 bytes is within 20,000 characters and
+ * is taken whole; and a hint of ASCII alone is found as well where only ASCII letters are lowered,
+ * which the "C" collation does byte by byte, without changing where anything stands (8.6 µs a hit
+ * for both).
  */
-function loweredBody(hint: string): string {
-  const body = 'case when octet_length(m.body) > 20000 then left(m.body, 20000) else m.body end';
-  return ASCII.test(hint) ? `lower((${body}) collate "C")` : `lower(${body})`;
+function lowered(column: string, hint: string): string {
+  const text = `case when octet_length(${column}) > 20000 then left(${column}, 20000) else ${column} end`;
+  return ASCII.test(hint) ? `lower((${text}) collate "C")` : `lower(${text})`;
 }
 
 const ASCII = /^[\x00-\x7f]*$/;

@@ -144,6 +144,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
       author: authorName(h.from_name, h.from_email, obfuscate),
       date: h.date,
       excerpt: excerptHtml(h.excerpt, obfuscate),
+      inAttachment: h.inAttachment,
       listKey: h.list_key,
       listHref: listUrl(h.list_key),
     })),
