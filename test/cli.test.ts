@@ -517,13 +517,15 @@ describe('migrations', { timeout: 90_000 }, () => {
 
   it('serve waiting for another process\'s migration stops at SIGTERM, starting nothing', async () => {
     // Another process migrates (it may build an index for an hour): it holds the lock.
-    const other = new pg.Client({ connectionString: db.url });
+    const other = new pg.Client({ connectionString: db.url, application_name: 'migrator under test' });
     await other.connect();
     await other.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    const { rows: [{ pid }] } = await other.query<{ pid: number }>('select pg_backend_pid() as pid');
     try {
       const { reached, code, output } = await serveStoppedAt(async (out) => out.includes('another process is migrating'));
       expect(reached).toBe(true);
-      expect(output).toContain('another process is migrating the database: waiting for it to finish');
+      // Who holds it, so that a hung holder is found without guessing.
+      expect(output).toMatch(new RegExp(`another process is migrating the database: waiting for it to finish \\(pid ${pid} \\(migrator under test\\)(?: from [0-9a-f.:]+)?, idle for \\d+ s\\)`));
       expect(code).toBe(0);
       expect(output).toContain('stopped before the roles started');
       expect(output).not.toContain('listkeeper is running');

@@ -113,6 +113,37 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
 
 // How often a process that found another one migrating asks for the lock again.
 const LOCK_POLL_MS = 100;
+// How often it says again that it waits, and for whom.
+const HOLDER_REPORT_MS = 60_000;
+
+interface LockHolder {
+  pid: number;
+  application: string;
+  client: string | null;
+  state: string | null;
+  /** seconds since its last statement started, or since its state last changed when idle */
+  seconds: number;
+  query: string;
+}
+
+/** The session holding the migration lock, from pg_locks and pg_stat_activity (null once it is gone). */
+async function migrationLockHolder(client: pg.PoolClient): Promise<LockHolder | null> {
+  const { rows } = await client.query<LockHolder>(
+    `select a.pid, a.application_name as application, host(a.client_addr) as client, a.state,
+            extract(epoch from now() - case when a.state = 'active' then a.query_start else a.state_change end)::int as seconds,
+            left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) as query
+       from pg_locks l join pg_stat_activity a on a.pid = l.pid
+      where l.locktype = 'advisory' and l.granted and l.classid = 0 and l.objid = $1 and l.objsubid = 1
+      limit 1`,
+    [MIGRATION_LOCK],
+  );
+  return rows[0] ?? null;
+}
+
+function holderText(h: LockHolder): string {
+  const who = `pid ${h.pid}${h.application ? ` (${h.application})` : ''}${h.client ? ` from ${h.client}` : ''}`;
+  return h.state === 'active' ? `${who}, running for ${h.seconds} s: ${h.query}` : `${who}, ${h.state ?? 'state unknown'} for ${h.seconds} s`;
+}
 
 /**
  * Takes the session's migration lock, asking again and again rather than waiting in one statement:
@@ -127,11 +158,16 @@ async function takeMigrationLock(client: pg.PoolClient, signal?: AbortSignal): P
   const onError = (err: Error) => (lost ??= err);
   client.on('error', onError);
   try {
-    for (let said = false; ; ) {
+    for (let saidAt = 0; ; ) {
       const { rows } = await client.query<{ got: boolean }>('select pg_try_advisory_lock($1) as got', [MIGRATION_LOCK]);
       if (rows[0].got) return;
-      if (!said) log.info('another process is migrating the database: waiting for it to finish');
-      said = true;
+      // Said at once and again every minute, naming the holder: one that hangs (a process stopped
+      // with its connection open, a statement stuck behind a lock) is found without guessing.
+      if (Date.now() - saidAt >= HOLDER_REPORT_MS) {
+        const holder = await migrationLockHolder(client);
+        log.info({ holder }, `another process is migrating the database: waiting for it to finish${holder ? ` (${holderText(holder)})` : ''}`);
+        saidAt = Date.now();
+      }
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
       if (lost) throw lost;
       // That migration may take an hour (an index built concurrently): the wait can be ended.
