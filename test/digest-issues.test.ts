@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sendDigest } from '../src/core/digests.ts';
+import { sendDigest, sendDueDigest } from '../src/core/digests.ts';
 import { createList, updateDeliverySettings } from '../src/db/lists.ts';
 import { addMember, setDigestFormat } from '../src/db/members.ts';
 import { acceptIntoLists, hideMessage } from '../src/db/messages.ts';
@@ -99,6 +99,21 @@ describe('digest issues', () => {
     expect(digests.map(postsIn)).toEqual([[ids[0]], [ids[1]], [ids[2]]]);
     expect(digests[1].length).toBeGreaterThan(120_000);
     expect(await waiting(list.id)).toBe(0);
+  });
+
+  it('sends a digest found due only if it still is once the list is locked: not the posts that came after another worker sent it', async () => {
+    const { list, local } = await digestList(5_000);
+    await post(list, [2_000, 2_000, 2_000]);
+    // Two workers found it due; the first sends everything.
+    expect(await sendDueDigest(db.pool, list.id, 'https://lists.example.org')).toBe(true);
+    expect(await digestsFor(`mime@${local}.example`)).toHaveLength(1);
+    // A post arrives before the second worker takes the lock: 1 KB of 5, waiting its day.
+    const late = `late-${list.id}@example.org`;
+    const raw = Buffer.from(message({ id: late, to: list.address, subject: 'Late', body: 'x\n'.repeat(500) }));
+    await acceptIntoLists(db.pool, [{ list, raw, message: await parse(raw) }]);
+    expect(await sendDueDigest(db.pool, list.id, 'https://lists.example.org')).toBe(false);
+    expect(await digestsFor(`mime@${local}.example`)).toHaveLength(1);
+    expect(await waiting(list.id)).toBe(1);
   });
 
   it('leaves out a post hidden while it waited, and does not keep it waiting', async () => {

@@ -7,7 +7,7 @@
  */
 
 import type pg from 'pg';
-import { digestMembers, dropDigestItems, dropHiddenDigestItems, lockListForDigest, nextDigestIssue, takeDigestItems } from '../db/digests.ts';
+import { digestDue, digestMembers, dropDigestItems, dropHiddenDigestItems, lockListForDigest, nextDigestIssue, takeDigestItems } from '../db/digests.ts';
 import { enqueueMail, insertOutboundMail, notifyOutbox } from '../db/outbox.ts';
 import { withTransaction } from '../db/pool.ts';
 import { log } from '../log.ts';
@@ -31,15 +31,27 @@ export const DIGEST_ISSUE_MAX_BYTES = 10 * 1024 * 1024;
  */
 export async function sendDigest(pool: pg.Pool, listId: number, publicUrl: string, maxBytes = DIGEST_ISSUE_MAX_BYTES): Promise<boolean> {
   let sent = false;
-  while (await sendDigestIssue(pool, listId, publicUrl, maxBytes)) sent = true;
+  while (await sendDigestIssue(pool, listId, publicUrl, maxBytes, false)) sent = true;
   return sent;
 }
 
-/** Builds and queues one issue; false when there was nothing (more) to send. */
-async function sendDigestIssue(pool: pg.Pool, listId: number, publicUrl: string, maxBytes: number): Promise<boolean> {
+/**
+ * sendDigest() for a list found due a moment ago, if it still is once locked. Two workers can find
+ * it due together; the second one got the lock after the first had sent everything, and sent the
+ * posts that had come in since as a digest of their own, hours before it was due.
+ */
+export async function sendDueDigest(pool: pg.Pool, listId: number, publicUrl: string, maxBytes = DIGEST_ISSUE_MAX_BYTES): Promise<boolean> {
+  if (!(await sendDigestIssue(pool, listId, publicUrl, maxBytes, true))) return false;
+  await sendDigest(pool, listId, publicUrl, maxBytes);
+  return true;
+}
+
+/** Builds and queues one issue; false when there was nothing (more) to send, or, `ifDue`, when it is not due. */
+async function sendDigestIssue(pool: pg.Pool, listId: number, publicUrl: string, maxBytes: number, ifDue: boolean): Promise<boolean> {
   return withTransaction(pool, async (tx) => {
     const list = await lockListForDigest(tx, listId);
     if (!list) return false;
+    if (ifDue && !(await digestDue(tx, listId))) return false;
     const members = await digestMembers(tx, listId);
     if (members.length === 0) {
       await dropDigestItems(tx, listId); // nobody reads digests: the waiting posts are simply let go

@@ -7,14 +7,21 @@ import type { Queryable } from './pool.ts';
  * Lists whose digest is due: the waiting messages reach the size threshold, or the oldest has
  * waited the digest interval (a day by default), whichever comes first.
  */
-export async function listsWithDueDigest(db: Queryable): Promise<number[]> {
+export async function listsWithDueDigest(db: Queryable, onlyList: number | null = null): Promise<number[]> {
   const { rows } = await db.query<{ id: number }>(
     `select l.id from lists l join digest_items d on d.list_id = l.id
+      where $1::bigint is null or l.id = $1
       group by l.id
      having sum(d.size) >= min(l.digest_size_threshold)
          or min(d.added_at) <= now() - make_interval(hours => min(l.digest_interval_hours))`,
+    [onlyList],
   );
-  return rows.map((r) => r.id);
+  return rows.map((r) => Number(r.id));
+}
+
+/** Whether this list's digest is due (listsWithDueDigest's test for one list). */
+export async function digestDue(db: Queryable, listId: number): Promise<boolean> {
+  return (await listsWithDueDigest(db, listId)).length > 0;
 }
 
 /** Locks the list for digesting; null when another worker is at it. */

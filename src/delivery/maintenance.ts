@@ -14,7 +14,7 @@ import { withTransaction } from '../db/pool.ts';
 import { pruneRateLimits } from '../db/rate-limits.ts';
 import { pruneExpiredRequests } from '../db/subscription-requests.ts';
 import { runBounceChores } from '../core/bounce-warnings.ts';
-import { sendDigest } from '../core/digests.ts';
+import { sendDueDigest } from '../core/digests.ts';
 import { runVacationEnds } from '../core/vacation.ts';
 import type { Logger } from '../log.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
@@ -39,7 +39,7 @@ export async function periodic(pool: pg.Pool, cfg: Config, log: Logger): Promise
   });
   await chore(log, 'digests', async () => {
     for (const listId of await listsWithDueDigest(pool)) {
-      await chore(log.child({ listId }), 'digest', () => sendDigest(pool, listId, cfg.publicUrl));
+      await chore(log.child({ listId }), 'digest', () => sendDueDigest(pool, listId, cfg.publicUrl));
     }
   });
   await chore(log, 'bounce chores', () => runBounceChores(pool, cfg.publicUrl, log));
