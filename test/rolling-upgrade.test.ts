@@ -7,6 +7,9 @@
  */
 
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { migrationFiles } from '../src/db/migrate.ts';
@@ -111,6 +114,34 @@ describe(`the previous release beside this one on one database`, () => {
     const { rows } = await pool.query<{ ok: boolean }>(
       `select d.sha256 = sha256(m.raw) as ok from messages m join message_digests d on d.message_id = m.id where m.message_id = 'during-old@example.org'`);
     expect(rows).toEqual([{ ok: true }]);
+  }, 60_000);
+
+  it('a backup the previous release takes of the new schema restores under this release, search vectors and all', async () => {
+    // The previous release backs up the search vector as a column (it was generated, now a
+    // trigger's): this release's restore takes it, and the trigger computes it again as it loads.
+    const file = path.join(os.tmpdir(), `lk-rolling-${crypto.randomBytes(4).toString('hex')}.lkb`);
+    const target = `${name}_restored`;
+    await admin(`create database ${target}`);
+    try {
+      const backup = await oldCli(['backup', file]);
+      expect(backup.code, backup.stderr).toBe(0);
+      const restored = await cli(['restore', file], { DATABASE_URL: withDatabase(adminUrl, target) });
+      expect(restored.code, restored.stderr).toBe(0);
+      const vectors = `select message_id, tsv::text as tsv from messages order by message_id`;
+      const copy = new pg.Client({ connectionString: withDatabase(adminUrl, target) });
+      await copy.connect();
+      try {
+        const { rows } = await copy.query(vectors);
+        expect(rows.map((r) => r.message_id)).toEqual(['before@example.org', 'during-new@example.org', 'during-old@example.org']);
+        expect(rows).toEqual((await pool.query(vectors)).rows);
+        expect(rows.every((r) => r.tsv.includes("'upgrad'"))).toBe(true);
+      } finally {
+        await copy.end();
+      }
+    } finally {
+      fs.rmSync(file, { force: true });
+      await admin(`drop database if exists ${target} with (force)`);
+    }
   }, 60_000);
 
   it('the previous release stops cleanly, having logged no error, and the conversion finishes under this one', async () => {

@@ -29,8 +29,12 @@ export const EXCLUDED_TABLES = ['sessions', 'login_tokens', 'rate_limits', 'deli
 export const DERIVED_COLUMNS = ['messages.tsv'];
 export const DERIVING_TRIGGERS = [{ table: 'messages', trigger: 'messages_search_vector' }];
 
-/** The tables to copy, parents before children (foreign keys), each with its columns and key; `rows` is 0 here. */
-export async function backupTables(db: Queryable): Promise<BackupTable[]> {
+/**
+ * The tables to copy, parents before children (foreign keys), each with its columns and key; `rows`
+ * is 0 here. `excluded`: the tables left out (restore compares with all of them: an older release
+ * left out fewer).
+ */
+export async function backupTables(db: Queryable, excluded: readonly string[] = EXCLUDED_TABLES): Promise<BackupTable[]> {
   const { rows } = await db.query<{ name: string; columns: { name: string; type: string }[]; key: string[] | null; parents: string[] }>(
     `select c.relname as name,
             (select json_agg(json_build_object('name', a.attname::text, 'type', format_type(a.atttypid, a.atttypmod)) order by a.attnum)
@@ -48,7 +52,7 @@ export async function backupTables(db: Queryable): Promise<BackupTable[]> {
       where c.relnamespace = current_schema()::regnamespace and c.relkind in ('r', 'p') and not c.relispartition
         and c.relname <> all($1)
       order by c.relname`,
-    [EXCLUDED_TABLES, DERIVED_COLUMNS],
+    [excluded, DERIVED_COLUMNS],
   );
   for (const r of rows) if (!r.key) throw new Error(`table ${r.name} has no primary key: a backup needs one to read it in a stable order`);
   // Parents first: a reader of the file sees lists before their members. (Restore does not need
