@@ -83,6 +83,9 @@ const SECRET_PARAM = /^(password|pass|sslpassword|secret|token)$/i;
 export function redactUrl(value: string): string {
   try {
     const u = new URL(value);
+    // `app:PASSWORD@db/x` (the scheme forgotten) or `postgres:app:PASSWORD@db/x` parse too, as a
+    // scheme and an opaque path with no password in it: an @ without a host is a mistyped URL.
+    if (!u.host && value.includes('@')) return maskLoosely(value);
     let changed = false;
     if (u.password) {
       u.password = '***';

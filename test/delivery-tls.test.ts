@@ -216,6 +216,9 @@ describe('secrets are never printed', () => {
       RELAY_URL: `smtp://relayuser:${PASSWORD}@relay.example:notaport`,
       DATABASE_URL: `mysql://app:${PASSWORD}@db.example/lists`,
       DATABASE_READ_URL: `postgres//app:${PASSWORD}@db.example/lists`,
+      // These parse as URLs (a scheme, then an opaque path), with no password to the URL parser.
+      SPAM_CHECK_URL: `rspamd:${PASSWORD}@scanner.example`,
+      PURGE_URL: `purger:${PASSWORD}@varnish.example/`,
     };
     for (const [name, value] of Object.entries(cases)) {
       let message = '';
@@ -236,6 +239,14 @@ describe('secrets are never printed', () => {
     expect(res.code).not.toBe(0);
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
     expect(res.stderr).toContain('DATABASE_URL="mysql://app:***@db.example/lists"');
+    expect(res.stderr + res.stdout).not.toContain(PASSWORD);
+  });
+
+  it('masks the password of a URL whose scheme was forgotten', async () => {
+    const res = await cli(['queue'], { DATABASE_URL: `app:${PASSWORD}@db.example/lists` });
+    expect(res.code).not.toBe(0);
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    expect(res.stderr).toContain('DATABASE_URL="app:***@db.example/lists"');
     expect(res.stderr + res.stdout).not.toContain(PASSWORD);
   });
 
