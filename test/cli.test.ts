@@ -59,6 +59,33 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     await pool.end();
   });
 
+  it('takes the list of MAIL_DOMAIN for a local part in import, export and held too, as in every other command', async () => {
+    const fs = await import('node:fs');
+    for (const address of ['ops@other.example', 'ops']) expect((await cli(['list', 'create', address], env)).code).toBe(0);
+    const dir = fs.mkdtempSync(`${os.tmpdir()}/lk-ops-`);
+    try {
+      const mbox = `${dir}/ops.mbox`;
+      fs.writeFileSync(mbox, 'From a@example.org Mon Jan  1 00:00:00 2024\nFrom: a@example.org\nSubject: ops post\nDate: Mon, 01 Jan 2024 10:00:00 +0000\nMessage-ID: <ops-local-part@example.org>\n\nbody\n');
+      const imported = await cli(['import', 'ops', mbox], env);
+      expect(imported.stderr).not.toContain('more than one list');
+      expect(imported.code).toBe(0);
+      expect(imported.stdout).toContain('into ops@lists.example.org: 1 messages added');
+      const exported = await cli(['export', 'ops'], env);
+      expect(exported.code).toBe(0);
+      expect(exported.stdout).toContain('Message-ID: <ops-local-part@example.org>');
+      const held = await cli(['held', 'ops', '--json'], env);
+      expect(held.code).toBe(0);
+      expect(JSON.parse(held.stdout)).toEqual([]);
+      // Held names the list it looked at: the one of MAIL_DOMAIN, not the other domain's.
+      expect((await cli(['held', 'ops'], env)).stdout).toContain('ops@lists.example.org');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      const pool = new pg.Pool({ connectionString: db.url });
+      await pool.query(`delete from lists where local_part = 'ops'`);
+      await pool.end();
+    }
+  });
+
   it('refuses a duplicate list, a bad policy and a reserved suffix with one clear line and a non-zero exit', async () => {
     const dup = await cli(['list', 'create', 'dev@lists.example.org'], env);
     expect(dup.code).not.toBe(0);

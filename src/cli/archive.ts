@@ -21,7 +21,7 @@ export function registerArchiveCommands(program: Command) {
         if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 5000) throw new InvalidInput('--batch-size must be a whole number from 1 to 5000');
         const { findList } = await import('../db/lists.ts');
         const { importMbox } = await import('../core/archive-import.ts');
-        const list = await findList(db.pool, ref);
+        const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const progress = progressReporter(file, (await import('cli-progress')).default);
         const ac = new AbortController();
         const onSignal = () => {
@@ -74,13 +74,13 @@ export function registerArchiveCommands(program: Command) {
       process.stdout.on('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'EPIPE') process.exit(0);
       });
-      return runCommand(async ({ db }) => {
+      return runCommand(async ({ cfg, db }) => {
         const { monthRange } = await import('../mail/months.ts');
         const { findList } = await import('../db/lists.ts');
         const { exportMbox } = await import('../core/archive-export.ts');
         const range = o.month ? monthRange(o.month) : null;
         if (o.month && !range) throw new InvalidInput(`--month must be YYYY-MM (got "${o.month}")`);
-        const list = await findList(db.readPool, ref);
+        const list = await findList(db.readPool, ref, { mailDomain: cfg.mailDomain });
         await exportMbox(db.readPool, { listId: list.id, after: range?.start, before: range?.end }, process.stdout);
       });
     });

@@ -12,10 +12,10 @@ export function registerModerationCommands(program: Command) {
     .option('--json', 'machine-readable output')
     .description('messages awaiting moderation')
     .action((ref: string, o) =>
-      runCommand(async ({ db }) => {
+      runCommand(async ({ cfg, db }) => {
         const { findList } = await import('../db/lists.ts');
         const { listHeld } = await import('../core/hold.ts');
-        const list = await findList(db.pool, ref);
+        const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const held = await listHeld(db.pool, list.id);
         if (o.json) {
           return printJson(held.map((h) => ({ id: h.id, message_id: h.message_id, from: h.from, subject: h.subject, reason: h.reason, received_at: h.received_at })));
