@@ -349,6 +349,33 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it('ends quietly, with its own exit code, when the reader of its output has gone (| head)', async () => {
+    const fs = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    await cli(['list', 'create', 'piped', '--description', 'output for a closed pipe'], env);
+    const dir = fs.mkdtempSync(`${os.tmpdir()}/lk-pipe-`);
+    try {
+      // stdout is a FIFO whose only reader is closed before the command starts: its first write
+      // meets EPIPE, as a command piped into `head` does once head has its lines.
+      const fifo = `${dir}/out`;
+      execFileSync('mkfifo', [fifo]);
+      const reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      const writer = fs.openSync(fifo, fs.constants.O_WRONLY);
+      fs.closeSync(reader);
+      for (const args of [['list', 'show', 'piped'], ['list', 'ls', '--json']]) {
+        const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', writer, 'pipe'] });
+        let stderr = '';
+        child.stderr!.on('data', (d) => (stderr += d));
+        const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+        expect(stderr).toBe('');
+        expect(code).toBe(0);
+      }
+      fs.closeSync(writer);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('takes a DKIM key with list set only when it parses as a signing key, and never echoes it', async () => {
     const fs = await import('node:fs');
     const crypto = await import('node:crypto');

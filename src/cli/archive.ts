@@ -71,9 +71,7 @@ export function registerArchiveCommands(program: Command) {
         // runCommand reports it.
       }
       (await import('../log.ts')).log.level = 'silent';
-      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EPIPE') process.exit(0);
-      });
+      // A reader that closes the pipe early ends it quietly (runCommand).
       return runCommand(async ({ cfg, db }) => {
         const { monthRange } = await import('../mail/months.ts');
         const { findList } = await import('../db/lists.ts');

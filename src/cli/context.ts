@@ -16,6 +16,7 @@ export interface CliContext {
  * command's own modules (imported by its action) are all a command pays for.
  */
 export async function runCommand(fn: (ctx: CliContext) => Promise<void>, opts: { migrate?: boolean } = {}): Promise<void> {
+  quietOnClosedPipe();
   let db: Database | undefined;
   try {
     const cfg = await loadConfig();
@@ -27,6 +28,19 @@ export async function runCommand(fn: (ctx: CliContext) => Promise<void>, opts: {
   } finally {
     await db?.close().catch(() => undefined);
   }
+}
+
+/**
+ * A reader that stops early (`listkeeper members dev | head`) closes the pipe: it has what it
+ * wanted, so the command ends quietly with its exit code, as Unix tools do, instead of dying on
+ * an unhandled EPIPE with a stack trace.
+ */
+function quietOnClosedPipe(): void {
+  if (process.stdout.listenerCount('error') > 0) return;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(process.exitCode ?? 0);
+  });
 }
 
 /** Who acts from the command line, for decided_by and the audit log: `cli:USER`. */
