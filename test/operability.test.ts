@@ -56,7 +56,7 @@ describe('operating listkeeper serve', () => {
     expect(entry.level).toBe(30);
   });
 
-  it('warns at start-up that copies carry no one-click unsubscribe while PUBLIC_URL is not https', () => {
+  it('warns at start-up that mailbox providers do not act on one-click unsubscribe while PUBLIC_URL is not https', () => {
     const warning = running.output().split('\n').filter((l) => l.includes('List-Unsubscribe-Post')).map((l) => JSON.parse(l));
     expect(warning).toEqual([expect.objectContaining({ level: 40, publicUrl: expect.stringMatching(/^http:\/\//) })]);
     expect(warning[0].msg).toMatch(/PUBLIC_URL is not https.*RFC 8058 one-click unsubscribe needs an https link/);

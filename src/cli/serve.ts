@@ -42,7 +42,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   (await import('../dns.ts')).useDnsServers(cfg.dnsServers);
   guardProcess(log);
   if (!webProcess && !offersOneClick(cfg.publicUrl)) {
-    log.warn({ publicUrl: cfg.publicUrl }, 'PUBLIC_URL is not https: copies carry no List-Unsubscribe-Post, because RFC 8058 one-click unsubscribe needs an https link (Gmail and Yahoo require one-click from bulk senders); set PUBLIC_URL=https://…');
+    log.warn({ publicUrl: cfg.publicUrl }, 'PUBLIC_URL is not https: the List-Unsubscribe-Post header of copies goes with an http link, which mailbox providers do not act on, because RFC 8058 one-click unsubscribe needs an https link (Gmail and Yahoo require one-click from bulk senders); set PUBLIC_URL=https://…');
   }
   // A signal while the roles start is held until they all have, then stops them: its default
   // action would kill a delivery worker that already has copies in flight (its rows would wait

@@ -42,20 +42,19 @@ export function listHeaderLines(list: ListIdentity, messageId: string | null): s
   return lines;
 }
 
-/** One-click unsubscribe (RFC 8058 §3) needs an https URI: PUBLIC_URL must be https. */
+/** Whether mailbox providers act on the one-click header: RFC 8058 §3.1 needs an https URI, so PUBLIC_URL must be https. */
 export function offersOneClick(publicUrl: string): boolean {
   return /^https:\/\//i.test(publicUrl);
 }
 
 /**
- * The lines that name one member: where their unsubscribe link goes. List-Unsubscribe-Post
- * (one-click, RFC 8058) only when the link is https; an http link is still offered as a page to
- * open (RFC 2369), which a mail client shows rather than POSTs to.
+ * The lines that name one member: where their unsubscribe link goes, and List-Unsubscribe-Post
+ * (one-click, RFC 8058) on every copy, as the interface promises. The link answers a POST at once
+ * whatever its scheme; mailbox providers act on one-click only when it is https (RFC 8058 §3.1),
+ * which `serve` warns about when PUBLIC_URL is not (offersOneClick).
  */
 export function memberHeaderLines(list: ListIdentity, token: string | null): string[] {
   const mailto = `<mailto:${roleAddress(list.address, 'unsubscribe')}>`;
   if (!token) return [`List-Unsubscribe: ${mailto}`];
-  const lines = [`List-Unsubscribe: ${mailto}, <${absoluteUrl(list.publicUrl, unsubscribeUrl(token))}>`];
-  if (offersOneClick(list.publicUrl)) lines.push('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
-  return lines;
+  return [`List-Unsubscribe: ${mailto}, <${absoluteUrl(list.publicUrl, unsubscribeUrl(token))}>`, 'List-Unsubscribe-Post: List-Unsubscribe=One-Click'];
 }
