@@ -368,6 +368,24 @@ describe('caching', () => {
     }
   });
 
+  it('answers a page with a form 304 only to a client that has its CSRF token: a new token is a new page', async () => {
+    const first = await get('/lists/dev/');
+    const html = await first.text();
+    const cookie = (first.headers.get('set-cookie') ?? '').split(';')[0];
+    const token = /name="_csrf" value="([^"]+)"/.exec(html)?.[1];
+    expect(cookie.split('=')[1]).toBe(token);
+    const lastModified = first.headers.get('last-modified')!;
+    // The same client, cookie and all: its page is current.
+    expect((await get('/lists/dev/', { cookie, 'if-none-match': first.headers.get('etag')! })).status).toBe(304);
+    expect((await get('/lists/dev/', { cookie, 'if-modified-since': lastModified })).status).toBe(304);
+    // A client whose cookie has gone (a browser restarted) gets a new token, so the whole page:
+    // a 304 kept its cached form with the old token, and subscribing from it failed with 403.
+    const again = await get('/lists/dev/', { 'if-modified-since': lastModified });
+    expect(again.status).toBe(200);
+    const fresh = (again.headers.get('set-cookie') ?? '').split(';')[0].split('=')[1];
+    expect(await again.text()).toContain(`name="_csrf" value="${fresh}"`);
+  });
+
   it('answers HEAD with the headers of GET and no body', async () => {
     for (const url of ['/lists/dev/2026-11/', '/message-id/plan-1@example.org', '/search?q=plan', '/lists/dev/feed.atom']) {
       const full = await get(url);

@@ -39,6 +39,7 @@ export function csrfToken(req: Request, res: Response): string {
     // Secure like the session cookie (PUBLIC_URL is https, see session.ts), or when this very
     // request came over TLS.
     res.cookie(name, token, cookieOptions(secure, 'strict'));
+    res.locals.csrfCookieSet = true; // the page differs from any the client has (conditional.ts)
   }
   return token;
 }

@@ -10,6 +10,11 @@ import type { Request, Response } from 'express';
  */
 export function notModified(req: Request, res: Response): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  // A page whose form got a new CSRF token in this response (csrf.ts: the client sent no token
+  // cookie, or its cookie had expired) is not the one the client holds, whatever the date says:
+  // answered 304, the browser kept its old form with the old token beside the new cookie, and
+  // every subscription from it failed the check (403), reload after reload.
+  if (res.locals.csrfCookieSet === true) return false;
   const etag = res.get('ETag');
   const inm = req.get('if-none-match');
   let fresh: boolean;
