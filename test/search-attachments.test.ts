@@ -9,9 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attachmentText } from '../src/core/conversions/attachment-text.ts';
+import { attachmentText, PARSED_BYTES_PER_BATCH } from '../src/core/conversions/attachment-text.ts';
 import { runConversionBatch } from '../src/core/conversions.ts';
 import { importMbox } from '../src/core/archive-import.ts';
+import type { Queryable } from '../src/db/pool.ts';
 import { attachmentSearchText, MAX_ATTACHMENT_TEXT } from '../src/mail/attachment-text.ts';
 import { mboxrdEntry } from '../src/mail/mbox.ts';
 import type { ParsedAttachment } from '../src/mail/parsed-message.ts';
@@ -159,6 +160,50 @@ describe('searching text attachments', () => {
     // Every message seen; the one that had lost its text got it back; those that had theirs kept it.
     expect(rows[0]).toMatchObject({ done: total, changed: 1 });
     expect(rows[0].done_at).not.toBeNull();
+  });
+
+  /** Old messages (no attachment text yet) with a text attachment each; the conversion's cursor set just before them. */
+  async function oldMessages(prefix: string, contents: Buffer[]): Promise<number> {
+    for (const [i, content] of contents.entries()) await post(withAttachment({ id: `${prefix}-${i}@example.org`, body: 'Old.', type: 'text/plain', filename: 'x.log', content }));
+    const { rows: [{ first }] } = await db.pool.query<{ first: number }>(
+      `update messages set attachment_text = null where message_id like $1 returning (select min(id) from messages where message_id like $1) as first`, [`${prefix}-%`]);
+    await db.pool.query(`update conversions set last_key = $1, done_at = null where name = 'attachment-text'`, [first - 1]);
+    return first;
+  }
+
+  it('parses at most PARSED_BYTES_PER_BATCH of raw bytes in a batch past its first message', async () => {
+    // Three messages of more than half the budget each: a batch each, whatever the batch size.
+    // Parsed in one, 100 such messages of 20 MB were minutes of one transaction.
+    const log = Buffer.from('wapitibudget '.repeat(Math.ceil(PARSED_BYTES_PER_BATCH * 0.4 / 13)));
+    await oldMessages('big', [log, log, log]);
+    const seen: number[] = [];
+    for (let r = await runConversionBatch(db.pool, 'test', { batchRows: 100 }, [attachmentText]); r.kind === 'batch'; r = await runConversionBatch(db.pool, 'test', { batchRows: 100 }, [attachmentText])) seen.push(r.seen);
+    expect(seen).toEqual([1, 1, 1]);
+    expect(await hits('wapitibudget')).toEqual(['big-0@example.org', 'big-1@example.org', 'big-2@example.org']);
+  }, 120_000);
+
+  it('leaves the archive settled (the page cache on) while a batch parses: the texts are stored at its end', async () => {
+    const first = await oldMessages('settle', [patch('ibexsettled'), patch('ibexsettled'), patch('ibexsettled')]);
+    const watcher = await db.pool.connect();
+    const client = await db.pool.connect();
+    const settled: boolean[] = [];
+    // The batch's transaction, asking before each message it reads whether a change is in flight.
+    const tx = {
+      async query(text: string, values?: unknown[]) {
+        if (text.startsWith('select raw')) settled.push((await watcher.query('select settled from archive_version()')).rows[0].settled);
+        return client.query(text, values);
+      },
+    } as unknown as Queryable;
+    try {
+      await client.query('begin');
+      expect(await attachmentText.batch(tx, first - 1, 100)).toMatchObject({ seen: 3, changed: 3 });
+      await client.query('commit');
+    } finally {
+      client.release();
+      watcher.release();
+    }
+    expect(settled).toEqual([true, true, true]);
+    expect(await hits('ibexsettled')).toEqual(['settle-0@example.org', 'settle-1@example.org', 'settle-2@example.org']);
   });
 });
 

@@ -6,13 +6,16 @@
 
 import type { Queryable } from './pool.ts';
 
-/** The next `limit` messages by id after `afterId` (keyset: the primary key's index), with whether each has attachments. */
-export async function messagesAfter(tx: Queryable, afterId: number, limit: number): Promise<{ id: number; has_attachments: boolean }[]> {
-  const { rows } = await tx.query<{ id: string; has_attachments: boolean }>(
-    'select id, has_attachments from messages where id > $1 order by id limit $2',
+/**
+ * The next `limit` messages by id after `afterId` (keyset: the primary key's index), each with
+ * whether it is to be read (it has attachments and no text of them stored) and its raw size.
+ */
+export async function messagesAfter(tx: Queryable, afterId: number, limit: number): Promise<{ id: number; unread: boolean; size: number }[]> {
+  const { rows } = await tx.query<{ id: string; unread: boolean; size: number }>(
+    'select id, has_attachments and attachment_text is null as unread, size from messages where id > $1 order by id limit $2',
     [afterId, limit],
   );
-  return rows.map((r) => ({ id: Number(r.id), has_attachments: r.has_attachments }));
+  return rows.map((r) => ({ id: Number(r.id), unread: r.unread, size: r.size }));
 }
 
 /** A message's raw bytes when its attachments' text has not been stored yet; null otherwise. */
@@ -22,10 +25,17 @@ export async function rawWithoutAttachmentText(tx: Queryable, id: number): Promi
 }
 
 /**
- * Stores a message's attachments' text; its search vector is computed again (the trigger of
- * sql/0070). Only where none is stored yet: a later one is never overwritten.
+ * Stores messages' attachments' text in one statement; their search vectors are computed again
+ * (the trigger of sql/0070). Only where none is stored yet: a later one is never overwritten.
+ * Returns how many were stored.
  */
-export async function storeAttachmentText(tx: Queryable, id: number, text: string): Promise<boolean> {
-  const { rowCount } = await tx.query('update messages set attachment_text = $2 where id = $1 and attachment_text is null', [id, text]);
-  return (rowCount ?? 0) > 0;
+export async function storeAttachmentTexts(tx: Queryable, texts: { id: number; text: string }[]): Promise<number> {
+  if (texts.length === 0) return 0;
+  const { rowCount } = await tx.query(
+    `update messages m set attachment_text = x.text
+       from unnest($1::bigint[], $2::text[]) x(id, text)
+      where m.id = x.id and m.attachment_text is null`,
+    [texts.map((t) => t.id), texts.map((t) => t.text)],
+  );
+  return rowCount ?? 0;
 }

@@ -5,11 +5,17 @@
  * finds it by its subject, author and body only, as before.
  *
  * Only messages with attachments are read, each parsed again from its raw bytes, one at a time
- * (a message can be megabytes), at most PARSED_PER_BATCH in a batch so that a batch stays short
- * whatever the batch size. A message that no longer parses is left as it is, not retried.
+ * (a message can be megabytes), at most PARSED_PER_BATCH or PARSED_BYTES_PER_BATCH of them in a
+ * batch so that a batch stays short whatever the batch size and the messages' sizes. A message
+ * that no longer parses is left as it is, not retried.
+ *
+ * The texts are stored in one statement once all are parsed: an update of messages counts as an
+ * archive change (sql/0011), and from that statement to the commit the web's page cache neither
+ * serves nor keeps pages. Stored as each message was parsed, the cache was off for most of every
+ * batch, and so for most of the hours the job runs on a large archive.
  */
 
-import { messagesAfter, rawWithoutAttachmentText, storeAttachmentText } from '../../db/attachment-text.ts';
+import { messagesAfter, rawWithoutAttachmentText, storeAttachmentTexts } from '../../db/attachment-text.ts';
 import { countMessagesAfter } from '../../db/message-digests.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { RejectedMessage } from '../../errors.ts';
@@ -18,6 +24,8 @@ import { parse } from '../../mail/parse.ts';
 
 /** Messages with attachments parsed in one batch, at most (a few ms each). */
 export const PARSED_PER_BATCH = 100;
+/** Raw bytes parsed in one batch, at most, past its first message: 20 MB take more than a second. */
+export const PARSED_BYTES_PER_BATCH = 8 * 1024 * 1024;
 
 export const attachmentText = {
   name: 'attachment-text',
@@ -26,19 +34,21 @@ export const attachmentText = {
   async batch(tx: Queryable, afterKey: number, limit: number) {
     let lastKey: number | null = null;
     let seen = 0;
-    let changed = 0;
     let parsed = 0;
+    let bytes = 0;
+    const texts: { id: number; text: string }[] = [];
     for (const m of await messagesAfter(tx, afterKey, limit)) {
-      if (m.has_attachments) {
-        if (parsed === PARSED_PER_BATCH) break;
+      if (m.unread) {
+        if (parsed === PARSED_PER_BATCH || (parsed > 0 && bytes + m.size > PARSED_BYTES_PER_BATCH)) break;
         parsed++;
+        bytes += m.size;
         const text = await textOf(await rawWithoutAttachmentText(tx, m.id));
-        if (text !== null && (await storeAttachmentText(tx, m.id, text))) changed++;
+        if (text !== null) texts.push({ id: m.id, text });
       }
       lastKey = m.id;
       seen++;
     }
-    return { lastKey, seen, changed };
+    return { lastKey, seen, changed: await storeAttachmentTexts(tx, texts) };
   },
 };
 
