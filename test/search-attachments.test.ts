@@ -93,6 +93,19 @@ describe('searching text attachments', () => {
     expect(await hits('caféstorage')).toEqual(['log-1@example.org']);
   });
 
+  it('reads a text attachment in the charset it declares: Shift_JIS, KOI8-R, UTF-16', async () => {
+    // "エラー: 共有メモリの確保に失敗しました" ("error: could not allocate shared memory") in Shift_JIS, its Russian in KOI8-R.
+    const sjis = Buffer.from('83478389815b3a208ba4974c83818382838a82cc8a6d95db82c98eb8947382b582dc82b582bd', 'hex');
+    const koi8 = Buffer.from('efdbc9c2cbc13a20cec520d5c4c1cccfd3d820d7d9c4c5ccc9d4d820d0c1cdd1d4d8', 'hex');
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('ERROR: marmotwide is full\n', 'utf16le')]);
+    await post(withAttachment({ id: 'sjis-1@example.org', body: 'The log.', type: 'text/plain; charset=Shift_JIS', filename: 'server.log', content: sjis }));
+    await post(withAttachment({ id: 'koi8-1@example.org', body: 'The log.', type: 'text/plain; charset=KOI8-R', filename: 'server.log', content: koi8 }));
+    await post(withAttachment({ id: 'utf16-1@example.org', body: 'The log.', type: 'text/plain; charset=UTF-16', filename: 'server.log', content: utf16 }));
+    expect(await hits('共有メモリ')).toEqual(['sjis-1@example.org']);
+    expect(await hits('выделить')).toEqual(['koi8-1@example.org']);
+    expect(await hits('marmotwide')).toEqual(['utf16-1@example.org']);
+  });
+
   it('leaves out binary and HTML attachments, whatever words they hold', async () => {
     await post(withAttachment({ id: 'bin-1@example.org', body: 'A core dump.', type: 'application/octet-stream', filename: 'core.bin', content: Buffer.from('narwhalbinary\n') }));
     await post(withAttachment({ id: 'bin-2@example.org', body: 'Claims to be text.', type: 'text/plain', filename: 'dump.txt', content: Buffer.concat([Buffer.from('narwhalnul '), Buffer.from([0, 1, 2])]) }));

@@ -18,10 +18,11 @@ const FILE_TYPE = /^application\/(octet-stream|x-patch|x-diff|x-sql|x-shellscrip
 const TEXT_NAME = /\.(patch|diff|txt|log|sql|conf|ini|csv|md|rst|c|h|cc|cpp|py|pl|rb|sh|js|ts|java|go|rs|yaml|yml|json|xml)$/i;
 
 /**
- * The text attachments' text, in order, each as UTF-8 when it is valid UTF-8 and else as Latin-1
- * (a legacy charset's letters then still make words); null when there is none. An attachment with
- * a NUL byte in its first 8 KB is taken for binary whatever its type says. At most
- * MAX_ATTACHMENT_TEXT characters in all.
+ * The text attachments' text, in order, each in the charset it declares (a Shift_JIS log, a
+ * KOI8-R configuration file, UTF-16), or else as UTF-8 when it is valid UTF-8 and as Latin-1
+ * otherwise (a legacy charset's letters then still make words); null when there is none. An
+ * attachment with a NUL in its first 8,192 characters is taken for binary whatever its type says.
+ * At most MAX_ATTACHMENT_TEXT characters in all.
  */
 export function attachmentSearchText(attachments: readonly ParsedAttachment[]): string | null {
   const parts: string[] = [];
@@ -30,17 +31,40 @@ export function attachmentSearchText(attachments: readonly ParsedAttachment[]): 
     if (length >= MAX_ATTACHMENT_TEXT) break;
     const type = a.contentType.split(';')[0].trim();
     if (!TEXT_TYPE.test(type) && !(FILE_TYPE.test(type) && a.filename && TEXT_NAME.test(a.filename))) continue;
-    const head = a.content.subarray(0, 8192);
-    if (head.includes(0)) continue;
-    // Only what can be kept is decoded: a 20 MB log costs no more than its first 200,000
-    // characters (4 bytes at most each).
-    const bytes = a.content.subarray(0, (MAX_ATTACHMENT_TEXT - length) * 4);
-    const text = (utf8(bytes) ?? bytes.toString('latin1')).slice(0, MAX_ATTACHMENT_TEXT - length).replace(/\u0000/g, '');
-    if (!/\S/.test(text)) continue;
+    const text = textOf(a.content, a.charset, MAX_ATTACHMENT_TEXT - length);
+    if (text === null || !/\S/.test(text)) continue;
     parts.push(text);
     length += text.length + 2;
   }
   return parts.length ? parts.join('\n\n') : null;
+}
+
+/** An attachment's first `max` characters, null when it looks binary. */
+function textOf(content: Buffer, charset: string | null | undefined, max: number): string | null {
+  // Only what can be kept is decoded: a 20 MB log costs no more than its first `max`
+  // characters (4 bytes at most each).
+  const bytes = content.subarray(0, max * 4);
+  const text = (declared(charset)?.decode(bytes, { stream: true }) ?? utf8(bytes) ?? bytes.toString('latin1')).slice(0, max);
+  // After decoding: UTF-16's text has NUL bytes, not NUL characters.
+  if (text.slice(0, 8192).includes('\u0000')) return null;
+  return text.replace(/\u0000/g, '');
+}
+
+/**
+ * A decoder for the charset an attachment declares, when the runtime knows it and it is neither
+ * UTF-8 nor Latin-1 (WHATWG's windows-1252, which ASCII and ISO-8859-1 are labels of): those keep
+ * the UTF-8-else-Latin-1 reading, which also gets UTF-8 sent as "us-ascii" or "iso-8859-1" right.
+ * Read as Latin-1, the others (Shift_JIS, GB2312, EUC-KR, KOI8-R) gave words of no language.
+ */
+function declared(charset: string | null | undefined): TextDecoder | null {
+  if (!charset) return null;
+  let decoder: TextDecoder;
+  try {
+    decoder = new TextDecoder(charset);
+  } catch {
+    return null; // a charset the runtime does not know
+  }
+  return decoder.encoding === 'utf-8' || decoder.encoding === 'windows-1252' ? null : decoder;
 }
 
 /**

@@ -57,6 +57,7 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
     attachments: mail.attachments.map((a) => ({
       filename: a.filename ? clean(a.filename) : null,
       contentType: a.contentType || 'application/octet-stream',
+      charset: declaredCharset(a.headers),
       size: a.size ?? a.content.length,
       content: a.content,
       contentId: a.contentId ?? null,
@@ -85,6 +86,12 @@ async function mimeParse(raw: Buffer): Promise<ParsedMail> {
 function contentType(mail: ParsedMail): string {
   const value = mail.headers.get('content-type') as { value?: string } | string | undefined;
   return (typeof value === 'string' ? value : value?.value ?? '').trim();
+}
+
+/** The charset parameter of a part's Content-Type, as mailparser read its headers. */
+function declaredCharset(headers: Map<string, unknown> | undefined): string | null {
+  const charset = (headers?.get('content-type') as { params?: { charset?: unknown } } | undefined)?.params?.charset;
+  return typeof charset === 'string' && charset.trim() ? charset.trim() : null;
 }
 
 function firstAddress(obj: AddressObject | AddressObject[] | undefined) {

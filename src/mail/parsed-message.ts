@@ -27,6 +27,8 @@ export interface ParsedMessage {
 export interface ParsedAttachment {
   filename: string | null;
   contentType: string;
+  /** the charset its Content-Type names, if any: what a text attachment's bytes are in */
+  charset?: string | null;
   size: number;
   content: Buffer;
   contentId: string | null;
