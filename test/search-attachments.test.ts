@@ -106,6 +106,13 @@ describe('searching text attachments', () => {
     expect(await hits('marmotwide')).toEqual(['utf16-1@example.org']);
   });
 
+  it('reads a UTF-8 log with a stray invalid byte as UTF-8, not as Latin-1', async () => {
+    const log = Buffer.concat([Buffer.from('エラー: 共有メモリの確保に失敗しました\n'.repeat(50)), Buffer.from([0xff]), Buffer.from('\nFATAL: журнал повреждён\n')]);
+    await post(withAttachment({ id: 'stray-1@example.org', body: 'The log.', type: 'text/plain', filename: 'server.log', content: log }));
+    expect(await hits('共有メモリ')).toContain('stray-1@example.org');
+    expect(await hits('повреждён')).toEqual(['stray-1@example.org']);
+  });
+
   it('leaves out binary and HTML attachments, whatever words they hold', async () => {
     await post(withAttachment({ id: 'bin-1@example.org', body: 'A core dump.', type: 'application/octet-stream', filename: 'core.bin', content: Buffer.from('narwhalbinary\n') }));
     await post(withAttachment({ id: 'bin-2@example.org', body: 'Claims to be text.', type: 'text/plain', filename: 'dump.txt', content: Buffer.concat([Buffer.from('narwhalnul '), Buffer.from([0, 1, 2])]) }));

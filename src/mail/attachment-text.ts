@@ -19,10 +19,10 @@ const TEXT_NAME = /\.(patch|diff|txt|log|sql|conf|ini|csv|md|rst|c|h|cc|cpp|py|p
 
 /**
  * The text attachments' text, in order, each in the charset it declares (a Shift_JIS log, a
- * KOI8-R configuration file, UTF-16), or else as UTF-8 when it is valid UTF-8 and as Latin-1
- * otherwise (a legacy charset's letters then still make words); null when there is none. An
- * attachment with a NUL in its first 8,192 characters is taken for binary whatever its type says.
- * At most MAX_ATTACHMENT_TEXT characters in all.
+ * KOI8-R configuration file, UTF-16), or else as UTF-8 when it is UTF-8 (a stray invalid byte
+ * aside) and as Latin-1 otherwise (a legacy charset's letters then still make words); null when
+ * there is none. An attachment with a NUL in its first 8,192 characters is taken for binary
+ * whatever its type says. At most MAX_ATTACHMENT_TEXT characters in all.
  */
 export function attachmentSearchText(attachments: readonly ParsedAttachment[]): string | null {
   const parts: string[] = [];
@@ -68,13 +68,21 @@ function declared(charset: string | null | undefined): TextDecoder | null {
 }
 
 /**
- * The bytes as UTF-8, null when they are not UTF-8 (`fatal`). A character cut at the end, where
+ * The bytes as UTF-8, null when they are not UTF-8: when their invalid sequences are as many as
+ * their valid non-ASCII characters (Latin-1 text, whose accented letters are each an invalid
+ * sequence, and whose bytes almost never form a valid one). A UTF-8 log with a stray byte stays
+ * UTF-8, that byte a U+FFFD: refused for it, the whole file was read as Latin-1, and none of its
+ * non-ASCII words (Chinese, Russian, accented) could be found. A character cut at the end, where
  * the bytes were cut, is left out (`stream` keeps it pending) rather than taken for bad UTF-8.
  */
 function utf8(bytes: Buffer): string | null {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes, { stream: true });
-  } catch {
-    return null;
+  const text = new TextDecoder('utf-8').decode(bytes, { stream: true });
+  let invalid = 0;
+  let valid = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0xfffd) invalid++;
+    else if (c > 0x7f) valid++;
   }
+  return invalid === 0 || valid > invalid ? text : null;
 }
