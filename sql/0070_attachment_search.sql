@@ -53,21 +53,29 @@ end $$;
 -- A vector holds at most 1 MB of distinct words (SQLSTATE 54000, "string is too long for
 -- tsvector"): 200,000 characters of Chinese make 2 MB of distinct pairs, and a body and
 -- attachments of distinct words together can pass it too. Such a message was refused (554, kept
--- aside); it is now stored, and searched by its subject, its author and the first 50,000
--- characters of its body (300 KB of pairs at most). The conversion job's update cannot fail on it
--- either, which would stop the job at that message for good.
+-- aside); it is now stored, and searched without its attachments, as before this migration; when
+-- its body alone is too many, by its subject, its author and the first 50,000 characters of its
+-- body (300 KB of pairs at most). Dropping the body's end for its attachments' sake lost words a
+-- search found before, once the conversion job gave the message its attachments' text. The
+-- conversion job's update cannot fail on it either, which would stop the job at that message for
+-- good.
 create function messages_search_vector() returns trigger language plpgsql set search_path from current as $$
+declare
+  head tsvector;
 begin
+  head := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
+       || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B');
   begin
-    new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
-            || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
+    new.tsv := head
             || setweight(to_tsvector('listkeeper', search_text(left(new.body, 200000))), 'D')
             || case when new.attachment_text is null then ''::tsvector
                     else setweight(to_tsvector('listkeeper', search_text(left(new.attachment_text, 200000))), 'D') end;
   exception when program_limit_exceeded then
-    new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
-            || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
-            || setweight(to_tsvector('listkeeper', search_text(left(new.body, 50000))), 'D');
+    begin
+      new.tsv := head || setweight(to_tsvector('listkeeper', search_text(left(new.body, 200000))), 'D');
+    exception when program_limit_exceeded then
+      new.tsv := head || setweight(to_tsvector('listkeeper', search_text(left(new.body, 50000))), 'D');
+    end;
   end;
   return new;
 end $$;

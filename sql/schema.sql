@@ -497,17 +497,22 @@ CREATE FUNCTION public.messages_search_vector() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO '$user', 'public'
     AS $$
+declare
+  head tsvector;
 begin
+  head := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
+       || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B');
   begin
-    new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
-            || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
+    new.tsv := head
             || setweight(to_tsvector('listkeeper', search_text(left(new.body, 200000))), 'D')
             || case when new.attachment_text is null then ''::tsvector
                     else setweight(to_tsvector('listkeeper', search_text(left(new.attachment_text, 200000))), 'D') end;
   exception when program_limit_exceeded then
-    new.tsv := setweight(to_tsvector('listkeeper', search_text(new.subject)), 'A')
-            || setweight(to_tsvector('listkeeper', search_text(new.from_name)), 'B')
-            || setweight(to_tsvector('listkeeper', search_text(left(new.body, 50000))), 'D');
+    begin
+      new.tsv := head || setweight(to_tsvector('listkeeper', search_text(left(new.body, 200000))), 'D');
+    exception when program_limit_exceeded then
+      new.tsv := head || setweight(to_tsvector('listkeeper', search_text(left(new.body, 50000))), 'D');
+    end;
   end;
   return new;
 end $$;

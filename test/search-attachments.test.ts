@@ -156,6 +156,17 @@ describe('searching text attachments', () => {
     expect(await hits('koalalongattach')).toEqual(['long-attach@example.org']);
   }, 60_000);
 
+  it('indexes the whole body of a message whose attachments make its vector too big, as without them', async () => {
+    // 90,000 characters of Chinese in distinct pairs fit a vector (0.9 MB); 20,000 more in an
+    // attachment do not. The word after them was found before sql/0070, and before the conversion
+    // job gave the message its attachment's text.
+    let seed = 11;
+    const next = () => ((seed ^= seed << 13), (seed ^= seed >>> 17), (seed ^= seed << 5), (seed >>>= 0)); // xorshift32
+    const han = (n: number) => Array.from({ length: n }, () => String.fromCodePoint(0x4e00 + (next() % 20000))).join('');
+    await post(withAttachment({ id: 'whole-body@example.org', body: `${han(90_000)} okapitail`, type: 'text/plain', filename: 'more.txt', content: Buffer.from(han(20_000)) }));
+    expect(await hits('okapitail')).toEqual(['whole-body@example.org']);
+  }, 60_000);
+
   it('gives messages archived before sql/0070 their attachments\' text with the conversion job, once', async () => {
     // As a release before sql/0070 stored them: no attachment text, the vector without it.
     await post(withAttachment({ id: 'old-1@example.org', body: 'From before.', type: 'text/x-diff', filename: 'a.diff', content: patch('ocelotconvert') }));
