@@ -106,6 +106,15 @@ describe('searching text attachments', () => {
     expect(await hits('marmotwide')).toEqual(['utf16-1@example.org']);
   });
 
+  it('reads a UTF-8 log labelled with another charset as UTF-8, and ISO-2022-JP (7-bit) by its label', async () => {
+    await post(withAttachment({ id: 'mislabel-1@example.org', body: 'The log.', type: 'text/plain; charset=windows-1251', filename: 'server.log', content: Buffer.from('FATAL: контрольная точка не найдена\n') }));
+    // "共有メモリ" in ISO-2022-JP: ESC $ B, JIS X 0208 pairs, ESC ( B.
+    const jis = Buffer.concat([Buffer.from('ERROR: '), Buffer.from('1b244236264d2d25612562256a1b2842', 'hex'), Buffer.from('\n')]);
+    await post(withAttachment({ id: 'jis-1@example.org', body: 'The log.', type: 'text/plain; charset=ISO-2022-JP', filename: 'server.log', content: jis }));
+    expect(await hits('контрольная')).toEqual(['mislabel-1@example.org']);
+    expect(await hits('共有メモリ')).toContain('jis-1@example.org');
+  });
+
   it('reads a UTF-8 log with a stray invalid byte as UTF-8, not as Latin-1', async () => {
     const log = Buffer.concat([Buffer.from('エラー: 共有メモリの確保に失敗しました\n'.repeat(50)), Buffer.from([0xff]), Buffer.from('\nFATAL: журнал повреждён\n')]);
     await post(withAttachment({ id: 'stray-1@example.org', body: 'The log.', type: 'text/plain', filename: 'server.log', content: log }));

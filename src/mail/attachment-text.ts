@@ -44,10 +44,23 @@ function textOf(content: Buffer, charset: string | null | undefined, max: number
   // Only what can be kept is decoded: a 20 MB log costs no more than its first `max`
   // characters (4 bytes at most each).
   const bytes = content.subarray(0, max * 4);
-  const text = (declared(charset)?.decode(bytes, { stream: true }) ?? utf8(bytes) ?? bytes.toString('latin1')).slice(0, max);
+  const text = decode(bytes, charset).slice(0, max);
   // After decoding: UTF-16's text has NUL bytes, not NUL characters.
   if (text.slice(0, 8192).includes('\u0000')) return null;
   return text.replace(/\u0000/g, '');
+}
+
+/**
+ * The bytes in the charset declared, but for valid UTF-8 with non-ASCII characters, which is
+ * UTF-8 whatever the part says: mislabelled parts are common (a UTF-8 log sent as KOI8-R or
+ * windows-1251 came out as mojibake), and text in a legacy charset is almost never valid UTF-8.
+ * ASCII alone goes by the label: ISO-2022-JP is 7-bit, UTF-16's ASCII is valid UTF-8 with NULs.
+ */
+function decode(bytes: Buffer, charset: string | null | undefined): string {
+  const strict = strictUtf8(bytes);
+  const decoder = declared(charset);
+  if (decoder && (strict === null || !/[^\x00-\x7f]/.test(strict))) return decoder.decode(bytes, { stream: true });
+  return strict ?? utf8(bytes) ?? bytes.toString('latin1');
 }
 
 /**
@@ -68,12 +81,24 @@ function declared(charset: string | null | undefined): TextDecoder | null {
 }
 
 /**
+ * The bytes as UTF-8, null at the first invalid sequence. A character cut at the end, where the
+ * bytes were cut, is left out (`stream` keeps it pending) rather than taken for bad UTF-8.
+ */
+function strictUtf8(bytes: Buffer): string | null {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes, { stream: true });
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The bytes as UTF-8, null when they are not UTF-8: when their invalid sequences are as many as
  * their valid non-ASCII characters (Latin-1 text, whose accented letters are each an invalid
  * sequence, and whose bytes almost never form a valid one). A UTF-8 log with a stray byte stays
  * UTF-8, that byte a U+FFFD: refused for it, the whole file was read as Latin-1, and none of its
- * non-ASCII words (Chinese, Russian, accented) could be found. A character cut at the end, where
- * the bytes were cut, is left out (`stream` keeps it pending) rather than taken for bad UTF-8.
+ * non-ASCII words (Chinese, Russian, accented) could be found. A character cut at the end is
+ * left out, as by strictUtf8.
  */
 function utf8(bytes: Buffer): string | null {
   const text = new TextDecoder('utf-8').decode(bytes, { stream: true });
