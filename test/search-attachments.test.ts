@@ -229,9 +229,9 @@ describe('searching text attachments', () => {
     const settled: boolean[] = [];
     // The batch's transaction, asking before each message it reads whether a change is in flight.
     const tx = {
-      async query(text: string, values?: unknown[]) {
-        if (text.startsWith('select raw')) settled.push((await watcher.query('select settled from archive_version()')).rows[0].settled);
-        return client.query(text, values);
+      async query(q: string | { text: string }, values?: unknown[]) {
+        if ((typeof q === 'string' ? q : q.text).startsWith('select raw')) settled.push((await watcher.query('select settled from archive_version()')).rows[0].settled);
+        return client.query(q as string, values);
       },
     } as unknown as Queryable;
     try {

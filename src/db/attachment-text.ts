@@ -18,12 +18,6 @@ export async function messagesAfter(tx: Queryable, afterId: number, limit: numbe
   return rows.map((r) => ({ id: Number(r.id), unread: r.unread, size: r.size }));
 }
 
-/** A message's raw bytes when its attachments' text has not been stored yet; null otherwise. */
-export async function rawWithoutAttachmentText(tx: Queryable, id: number): Promise<Buffer | null> {
-  const { rows } = await tx.query<{ raw: Buffer }>('select raw from messages where id = $1 and attachment_text is null', [id]);
-  return rows[0]?.raw ?? null;
-}
-
 /**
  * Stores messages' attachments' text in one statement; their search vectors are computed again
  * (the trigger of sql/0070). Only where none is stored yet: a later one is never overwritten.

@@ -15,8 +15,9 @@
  * batch, and so for most of the hours the job runs on a large archive.
  */
 
-import { messagesAfter, rawWithoutAttachmentText, storeAttachmentTexts } from '../../db/attachment-text.ts';
+import { messagesAfter, storeAttachmentTexts } from '../../db/attachment-text.ts';
 import { countMessagesAfter } from '../../db/message-digests.ts';
+import { messageRaw } from '../../db/message-raw.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { RejectedMessage } from '../../errors.ts';
 import { attachmentSearchText } from '../../mail/attachment-text.ts';
@@ -42,7 +43,8 @@ export const attachmentText = {
         if (parsed === PARSED_PER_BATCH || (parsed > 0 && bytes + m.size > PARSED_BYTES_PER_BATCH)) break;
         parsed++;
         bytes += m.size;
-        const text = await textOf(await rawWithoutAttachmentText(tx, m.id));
+        // `unread` was read in this transaction, and the store checks it again.
+        const text = await textOf(await messageRaw(tx, m.id));
         if (text !== null) texts.push({ id: m.id, text });
       }
       lastKey = m.id;
