@@ -396,7 +396,7 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
       ? `case when p.n <= ${shown} and octet_length(m.body) <= ${WHOLE_BODY_BYTES} then m.body end as body,
          case when p.n <= ${shown} and octet_length(m.body) > ${WHOLE_BODY_BYTES} then ${cut()} end as excerpt`
       : `null::text as body, case when p.n <= ${shown} then ${cut()} end as excerpt`},
-       case when p.n <= ${shown} and m.attachment_text is not null and ${f.p(hint)} <> '' then ${attachmentCut()} end as attachment_excerpt`;
+       ${hint === '' ? 'null::text' : `case when p.n <= ${shown} and m.attachment_text is not null then ${attachmentCut()} end`} as attachment_excerpt`;
   const list = listCarried
     ? 'join lists l on l.id = p.list_id'
     : `cross join lateral (select l.* from list_messages lm join lists l on l.id = lm.list_id
