@@ -7,6 +7,7 @@
  */
 
 import type { ArchivePolicy } from '../list-policies.ts';
+import { readingOrder, type ThreadNode } from '../mail/thread-order.ts';
 import { LIST_KEY } from './list-key.ts';
 import type { ListRow } from './lists.ts';
 import type { Queryable } from './pool.ts';
@@ -256,53 +257,54 @@ export interface ThreadWindow {
 /**
  * A thread's messages in one list as a tree, in reading order (each reply under its parent,
  * siblings by date), with their depth, place and parent. A message whose parent is hidden or
- * not in this list hangs from its nearest visible ancestor; messages caught in a reference cycle
- * come last. The outline window comes back whole; bodies only for the body range (reading a body
- * is most of a row's cost, and the page shows a few of them).
+ * not in this list hangs from its nearest visible ancestor (mail/thread-order.ts works the order
+ * out from the thread's ids, parents and dates). The outline window comes back whole; bodies only
+ * for the body range (reading a body is most of a row's cost, and the page shows a few of them).
  */
 export async function threadTree(db: Queryable, listId: number, threadId: number, w: ThreadWindow): Promise<ThreadEntry[]> {
-  const { rows } = await db.query<ThreadEntry>({
-    name: 'archive-thread-tree',
-    text: `with recursive t as (
-       select m.id, m.parent_id, m.date,
-              exists (select 1 from list_messages lm where lm.list_id = $1 and lm.message_id = m.id and lm.hidden_at is null) as visible
-         from messages m
-        where m.thread_id = $2
-     ), walk (id, anc, steps) as (
-       select id, parent_id, 0 from t where visible
-       union all
-       select w.id, t.parent_id, w.steps + 1 from walk w join t on t.id = w.anc where not t.visible and w.steps < 10000
-     ), eff as (
-       select w.id, case when v.visible then w.anc end as parent
-         from walk w left join t v on v.id = w.anc
-        where w.anc is null or v.id is null or v.visible
-     ), tree (id, depth, path, parent) as (
-       select e.id, 0, array[(extract(epoch from t.date) * 1000)::bigint, e.id], e.parent from eff e join t on t.id = e.id where e.parent is null
-       union all
-       select e.id, tr.depth + 1, tr.path || array[(extract(epoch from t.date) * 1000)::bigint, e.id], e.parent
-         from tree tr join eff e on e.parent = tr.id join t on t.id = e.id
-        where tr.depth < 10000
-     ), ordered as (
-       select id, depth, path, parent from tree
-       union all
-       select e.id, 0, array[(extract(epoch from t.date) * 1000)::bigint, e.id], e.parent
-         from eff e join t on t.id = e.id where e.parent is not null and not exists (select 1 from tree x where x.id = e.id)
-     ), page as (
-       -- No self-join to find the parent's place: its estimate (rows squared) pushed the plan's
-       -- cost past jit_above_cost, and JIT compiling cost 0.7 s a view. The page finds parents.
-       select id, depth, parent, pos, total
-         from (select o.*, row_number() over (order by o.path)::int as pos, count(*) over ()::int as total from ordered o) n
-        where pos > $4 and pos <= $4 + $3
-     )
-     select m.id, m.message_id, m.subject, m.from_name, m.from_email, m.date,
-            case when p.pos > $5 and p.pos <= $6 then left(m.body, $7) end as body,
-            p.pos > $5 and p.pos <= $6 and length(m.body) > $7 as body_truncated,
-            m.has_attachments, p.depth, p.pos, p.parent, pm.message_id as parent_message_id, p.total
-       from page p join messages m on m.id = p.id left join messages pm on pm.id = p.parent
-      order by p.pos`,
-    values: [listId, threadId, w.limit, w.offset, w.bodyFrom, w.bodyTo, w.bodyChars ?? 20000],
+  // The date in whole milliseconds, rounded by the database: the order is the same on every read.
+  const { rows: nodes } = await db.query<ThreadNode>({
+    name: 'archive-thread-nodes',
+    text: `select m.id, m.parent_id, (extract(epoch from m.date) * 1000)::bigint as ms,
+                  exists (select 1 from list_messages lm where lm.list_id = $1 and lm.message_id = m.id and lm.hidden_at is null) as visible
+             from messages m
+            where m.thread_id = $2`,
+    values: [listId, threadId],
   });
-  return rows;
+  const order = readingOrder(nodes);
+  const window = order.slice(w.offset, w.offset + w.limit);
+  if (window.length === 0) return [];
+  const inWindow = new Set(window.map((p) => p.id));
+  // A parent outside the window is read for its Message-ID alone (the page links to its permalink).
+  const outside = [...new Set(window.filter((p) => p.parent !== null && !inWindow.has(p.parent)).map((p) => p.parent!))];
+  const withBody = window.slice(Math.max(0, w.bodyFrom - w.offset), Math.max(0, w.bodyTo - w.offset)).map((p) => p.id);
+  const { rows } = await db.query<Omit<ThreadEntry, 'depth' | 'pos' | 'parent' | 'parent_message_id' | 'total'>>({
+    name: 'archive-thread-rows',
+    text: `select m.id, m.message_id, m.subject, m.from_name, m.from_email, m.date,
+                  case when m.id = any($2::bigint[]) then left(m.body, $3) end as body,
+                  m.id = any($2::bigint[]) and length(m.body) > $3 as body_truncated,
+                  m.has_attachments
+             from messages m
+            where m.id = any($1::bigint[])`,
+    values: [[...inWindow, ...outside], withBody, w.bodyChars ?? 20000],
+  });
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const entries: ThreadEntry[] = [];
+  for (let i = 0; i < window.length; i++) {
+    const p = window[i];
+    const r = byId.get(p.id);
+    // Gone since the first read (deleted in between): left out of this view.
+    if (!r) continue;
+    const parent = p.parent === null ? undefined : byId.get(p.parent);
+    // Field by field: a copy of the row with fields added (`{ ...r, depth }`) takes V8's slow
+    // path, 3-5 µs a row, 1.5 ms for a 300-message thread.
+    entries.push({
+      id: r.id, message_id: r.message_id, subject: r.subject, from_name: r.from_name, from_email: r.from_email, date: r.date,
+      body: r.body, body_truncated: r.body_truncated, has_attachments: r.has_attachments,
+      depth: p.depth, pos: w.offset + i + 1, parent: p.parent, parent_message_id: parent ? parent.message_id : null, total: order.length,
+    });
+  }
+  return entries;
 }
 
 /** Where a thread went when it merged into another (its old URL redirects there). */

@@ -22,6 +22,7 @@ import { readableList } from './access.ts';
 import { pageLink, pageParam, pager, sendPage } from './http.ts';
 import { authorName, shownSubject } from './present.ts';
 import { listKey, threadKey } from './cache-keys.ts';
+import { outlineHtml } from './thread-outline.ts';
 
 export const BODIES_PER_PAGE = 50;
 /** The outline of a longer thread is shown this many messages at a time (a multiple of BODIES_PER_PAGE). */
@@ -96,9 +97,8 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response) {
     threadId,
     mbox: threadMboxUrl(key, threadId),
     total,
-    outline,
+    outline: outlineHtml(outline, MAX_INDENT),
     outlinePartial: total > entries.length ? { from: entries[0].pos, to: entries[entries.length - 1].pos } : null,
-    maxIndent: MAX_INDENT,
     messages,
     first: bodyFrom + 1,
     last: bodyFrom + messages.length,
