@@ -100,7 +100,7 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     to: header('to'),
     cc: header('cc'),
     inReplyTo: m.in_reply_to ? { id: m.in_reply_to, href: messageUrl(m.in_reply_to) } : null,
-    list: { ...list, id: list.list_id },
+    list: Object.assign({}, list, { id: list.list_id }),
     otherLists: r.lists.filter((l) => l.list_id !== list.list_id).map((l) => ({ ...l, href: messageUrl(m.message_id, l.key) })),
     base,
     threadHref: threadUrl(list.key, m.thread_id),
