@@ -2,8 +2,8 @@
  * Archive benchmark: imports a deterministic corpus (BENCH_MESSAGES, default 100,000) through
  * `importMbox`, then measures over HTTP, against `listkeeper serve --web` in its own processes
  * (one per core): search (rare words, common words, phrases), the message page, a month page and
- * the page of a 300-message thread, with the page cache off (every request does the work), then
- * the message page again with the cache on. Prints p50/p95/max latencies (one request at a time)
+ * the page of a 300-message thread and of a 3,000-reply chain, with the page cache off (every
+ * request does the work), then the message page again with the cache on. Prints p50/p95/max latencies (one request at a time)
  * and requests per second (8 connections), measured with wrk when installed (bench/http-load.ts).
  */
 
@@ -11,7 +11,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config.ts';
+import { importMbox } from '../src/core/archive-import.ts';
 import { openDatabase, type Database } from '../src/db/database.ts';
+import { findList } from '../src/db/lists.ts';
 import { messageIdPath } from '../src/mail/message-id.ts';
 import { benchDatabase, type BenchDatabase } from './bench-db.ts';
 import { Corpus } from './corpus.ts';
@@ -24,7 +26,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BUSY_CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 8);
 const GOALS = 'goals: import >= 1650 msgs/s; search p95 <= 15 ms (words), <= 60 ms (phrases), max <= 150 ms; message page p95 <= 5 ms and >= 1000 req/s; thread page p95 <= 40 ms';
 
-const ROWS = ['search', 'message', 'month', 'thread', 'cached', 'size'];
+const ROWS = ['search', 'message', 'month', 'thread', 'chain', 'cached', 'size'];
+/** Replies in the `chain` row's thread, each answering the one before (a bot answering itself). */
+const CHAIN = 3_000;
 
 /**
  * rows: some of ROWS (`npm run bench -- archive:message`); the import always runs. keep: leave the
@@ -93,6 +97,18 @@ export async function run(rows: string[] = ROWS, opts: { keep?: boolean } = {}):
         'select thread_id, (select count(*) from messages x where x.thread_id = m.thread_id)::int as n from messages m where message_id = $1', [info.bigThreadRoot]);
       await page(`thread page (${rows[0].n} messages)`, [`/lists/dev/thread/${rows[0].thread_id}`], base);
     }
+    if (rows.includes('chain')) {
+      // A thread as deep as it is long: its page's cost once grew with depth times length.
+      const chain = path.join(outDir, `archive-chain-${process.pid}.mbox`);
+      try {
+        writeChainMbox(chain, CHAIN);
+        await importMbox(db, await findList(db.pool, 'dev@lists.example.org'), chain);
+      } finally {
+        fs.rmSync(chain, { force: true });
+      }
+      const { rows } = await db.pool.query<{ thread_id: number }>(`select thread_id from messages where message_id = 'chain-0@bench.example'`);
+      await page(`thread page (a chain of ${CHAIN.toLocaleString('en-US')} replies)`, [`/lists/dev/thread/${rows[0].thread_id}`], base);
+    }
     await server.stop();
     server = undefined;
     if (rows.includes('cached')) {
@@ -112,6 +128,22 @@ export async function run(rows: string[] = ROWS, opts: { keep?: boolean } = {}):
     await db.close();
     if (!(finished && opts.keep)) await bdb.drop();
     fs.rmSync(file, { force: true });
+  }
+}
+
+/** An mbox of `n` messages, each a reply to the one before, a minute apart. */
+function writeChainMbox(file: string, n: number) {
+  const fd = fs.openSync(file, 'w');
+  try {
+    const start = Date.UTC(2025, 0, 1);
+    for (let i = 0; i < n; i++) {
+      const refs = i === 0 ? '' : `In-Reply-To: <chain-${i - 1}@bench.example>\nReferences: <chain-0@bench.example> <chain-${i - 1}@bench.example>\n`;
+      fs.writeSync(fd, `From builds@bench.example Wed Jan  1 00:00:00 2025\nFrom: Build Bot <builds@bench.example>\nTo: dev@lists.example.org\n`
+        + `Subject: ${i === 0 ? '' : 'Re: '}nightly build status\nDate: ${new Date(start + i * 60_000).toUTCString()}\nMessage-ID: <chain-${i}@bench.example>\n${refs}\n`
+        + `Build ${i} finished.\n\n`);
+    }
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
