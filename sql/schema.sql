@@ -64,6 +64,7 @@ end $$;
 
 CREATE FUNCTION public.accounts_primary_is_verified() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   insert into account_addresses (account_id, email, verified_at) values (new.id, new.email, now())
@@ -208,6 +209,7 @@ $$;
 
 CREATE FUNCTION public.count_archive_change() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform pg_advisory_xact_lock_shared(7283, 11);
@@ -495,7 +497,7 @@ end $$;
 
 CREATE FUNCTION public.messages_search_vector() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path TO '$user', 'public'
+    SET search_path TO 'public'
     AS $$
 declare
   head tsvector;
@@ -535,6 +537,7 @@ end $$;
 
 CREATE FUNCTION public.outbox_forget_list() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   -- Two statements so that each can use its partial index.
@@ -549,6 +552,7 @@ end $$;
 
 CREATE FUNCTION public.purge_list_messages_deleted() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_archive_purges(array_agg(list_id), array_agg(message_id), array_agg(date)) from old_rows having count(*) > 0;
@@ -562,6 +566,7 @@ end $$;
 
 CREATE FUNCTION public.purge_list_messages_inserted() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_archive_purges(array_agg(list_id), array_agg(message_id), array_agg(date)) from new_rows having count(*) > 0;
@@ -575,6 +580,7 @@ end $$;
 
 CREATE FUNCTION public.purge_list_messages_updated() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_archive_purges(array_agg(x.list_id), array_agg(x.message_id), array_agg(x.date))
@@ -594,6 +600,7 @@ end $$;
 
 CREATE FUNCTION public.purge_lists_deleted() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_list_purges(array_agg(id), array_agg(local_part)) from old_rows having count(*) > 0;
@@ -607,6 +614,7 @@ end $$;
 
 CREATE FUNCTION public.purge_lists_inserted() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_list_purges(array_agg(id), array_agg(local_part)) from new_rows having count(*) > 0;
@@ -620,6 +628,7 @@ end $$;
 
 CREATE FUNCTION public.purge_lists_updated() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_list_purges(array_agg(x.id), array_agg(x.local_part)) from (
@@ -640,6 +649,7 @@ end $$;
 
 CREATE FUNCTION public.purge_messages_deleted() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_thread_purges(array_agg(thread_id)) from old_rows having count(*) > 0;
@@ -656,6 +666,7 @@ end $$;
 
 CREATE FUNCTION public.purge_messages_updated() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   perform queue_thread_purges(array_agg(t)) from (
@@ -676,8 +687,8 @@ end $$;
 CREATE FUNCTION public.purging() RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
-  select coalesce((select enabled from purge_switch), false)
-$$;
+      select coalesce((select enabled from public.purge_switch), false)
+    $$;
 
 --
 -- Name: queue_archive_purges(bigint[], bigint[], timestamp with time zone[]); Type: FUNCTION; Schema: public; Owner: -
@@ -685,6 +696,7 @@ $$;
 
 CREATE FUNCTION public.queue_archive_purges(p_lists bigint[], p_messages bigint[], p_dates timestamp with time zone[]) RETURNS void
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   -- Many messages at once (an import, a list's archive hidden or deleted): the list's pages
@@ -739,6 +751,7 @@ end $$;
 
 CREATE FUNCTION public.queue_list_purges(p_lists bigint[], p_local_parts text[]) RETURNS void
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   insert into purges (key)
@@ -753,6 +766,7 @@ end $$;
 
 CREATE FUNCTION public.queue_thread_purges(p_threads bigint[]) RETURNS void
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   -- Many threads at once (an import joining threads as their parents arrive): every public list.
@@ -778,6 +792,7 @@ end $$;
 
 CREATE FUNCTION public.record_message_digests() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   insert into message_digests (message_id, sha256)
@@ -792,6 +807,7 @@ end $$;
 
 CREATE FUNCTION public.record_thread_moves() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'public'
     AS $$
 begin
   insert into thread_moves (old_thread, new_thread)
