@@ -1104,6 +1104,18 @@ CREATE SEQUENCE public.bounces_id_seq
 ALTER SEQUENCE public.bounces_id_seq OWNED BY public.bounces.id;
 
 --
+-- Name: conversion_skips; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.conversion_skips (
+    name text NOT NULL,
+    key bigint NOT NULL,
+    error text NOT NULL,
+    worker text,
+    skipped_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: conversions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1887,6 +1899,13 @@ ALTER TABLE ONLY public.bounces
     ADD CONSTRAINT bounces_pkey PRIMARY KEY (id);
 
 --
+-- Name: conversion_skips conversion_skips_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.conversion_skips
+    ADD CONSTRAINT conversion_skips_pkey PRIMARY KEY (name, key);
+
+--
 -- Name: conversions conversions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2517,6 +2536,13 @@ ALTER TABLE ONLY public.bounces
 
 ALTER TABLE ONLY public.bounces
     ADD CONSTRAINT bounces_member_id_fkey FOREIGN KEY (member_id) REFERENCES public.members(id) ON DELETE CASCADE;
+
+--
+-- Name: conversion_skips conversion_skips_name_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.conversion_skips
+    ADD CONSTRAINT conversion_skips_name_fkey FOREIGN KEY (name) REFERENCES public.conversions(name) ON DELETE CASCADE;
 
 --
 -- Name: digest_items digest_items_list_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -

@@ -100,6 +100,7 @@ export interface ConversionGauge {
   rows_done: number;
   total_estimate: number | null;
   done_at: Date | null;
+  rows_skipped: number;
 }
 let conversionSource: (() => Promise<ConversionGauge[]>) | null = null;
 let lastConversions: { at: number; value: Promise<ConversionGauge[] | null> } | null = null;
@@ -118,7 +119,7 @@ function conversionsNow(): Promise<ConversionGauge[] | null> | null {
 
 export const conversionRows = new client.Gauge({
   name: 'listkeeper_conversion_rows',
-  help: 'Background conversion jobs (sql/0056): rows looked at so far (done) and rows expected when the job started (estimate), by job',
+  help: 'Background conversion jobs (sql/0056): rows looked at so far (done), rows expected when the job started (estimate), and rows skipped because each failed alone (skipped), by job',
   labelNames: ['name', 'kind'],
   registers: [registry],
   aggregator: 'max',
@@ -127,6 +128,7 @@ export const conversionRows = new client.Gauge({
     if (!jobs) return;
     for (const j of jobs) {
       this.set({ name: j.name, kind: 'done' }, j.rows_done);
+      this.set({ name: j.name, kind: 'skipped' }, j.rows_skipped);
       if (j.total_estimate !== null) this.set({ name: j.name, kind: 'estimate' }, j.total_estimate);
     }
   },

@@ -36,8 +36,11 @@ export function registerQueueCommand(program: Command) {
 }
 
 function conversionState(c: ConversionRow): string {
-  if (c.done_at) return `done ${c.done_at.toISOString()}, ${c.rows_done} rows looked at, ${c.rows_changed} changed`;
+  const skipped = c.last_skipped
+    ? `, ${c.rows_skipped} skipped (failed alone; the last, row ${c.last_skipped.key} at ${c.last_skipped.skipped_at.toISOString()}: ${c.last_skipped.error})`
+    : '';
+  if (c.done_at) return `done ${c.done_at.toISOString()}, ${c.rows_done} rows looked at, ${c.rows_changed} changed${skipped}`;
   const of = c.total_estimate ? ` of about ${c.total_estimate} (${Math.min(100, Math.floor((100 * c.rows_done) / c.total_estimate))}%)` : '';
-  const state = c.started_at ? `${c.rows_done} rows${of}, ${c.rows_changed} changed, last batch by ${c.locked_by} at ${c.locked_at?.toISOString()}` : 'waiting for a delivery worker';
+  const state = c.started_at ? `${c.rows_done} rows${of}, ${c.rows_changed} changed${skipped}, last batch by ${c.locked_by} at ${c.locked_at?.toISOString()}` : 'waiting for a delivery worker';
   return c.error ? `${state}; last error at ${c.error_at?.toISOString()}: ${c.error}` : state;
 }

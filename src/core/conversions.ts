@@ -7,11 +7,23 @@
  * does the next rows by key and moves the cursor: killed at any moment, a job loses at most its
  * batch in flight and goes on from its cursor on whichever worker comes next. A job that finds
  * nothing past its cursor marks itself done and is never looked at again.
+ *
+ * A batch that fails (but for a lost connection: the database is gone, nothing can be done now) is
+ * done again one row per transaction, at once. A row that fails alone, with an error that is not
+ * transient (db/pg-errors.ts: not a lost or terminated connection, a serialization failure or
+ * deadlock, a lock or statement timeout, a lack of resources), fails every time: it is skipped,
+ * recorded in `conversion_skips` with its error, and the cursor moves past it, so that one
+ * poisoned row cannot stop a job for good. A transient failure ends the pass, to be tried again on
+ * the next one, and never makes a row skipped. Row by row also gets a job past a batch too slow
+ * for the statement timeout.
  */
 
 import type pg from 'pg';
-import { advanceConversion, claimConversion, finishConversion, limitBatch, recordConversionError, startConversion } from '../db/conversions.ts';
-import { withTransaction, type Queryable } from '../db/pool.ts';
+import {
+  advanceConversion, claimConversion, finishConversion, limitBatch, recordConversionError, skipConversionRow, startConversion,
+} from '../db/conversions.ts';
+import { isTransientFailure } from '../db/pg-errors.ts';
+import { isConnectionLoss, withTransaction, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { attachmentText } from './conversions/attachment-text.ts';
 import { messageDigests } from './conversions/message-digests.ts';
@@ -25,6 +37,8 @@ export interface ConversionJob {
   estimate(db: Queryable, afterKey: number): Promise<number>;
   /** the next rows after `afterKey`, at most `limit`, in the caller's transaction */
   batch(tx: Queryable, afterKey: number, limit: number): Promise<{ lastKey: number | null; seen: number; changed: number }>;
+  /** the key of the first row after `afterKey`, null if none: done alone, a row is named before it is done (keys are integers) */
+  nextKey(db: Queryable, afterKey: number): Promise<number | null>;
 }
 
 /** Every job this release knows. A job in the table that is not here belongs to a newer release. */
@@ -40,52 +54,130 @@ export interface BatchLimits {
   statementTimeoutMs?: number;
 }
 
-type BatchResult = { kind: 'idle' } | { kind: 'batch'; name: string; seen: number; changed: number } | { kind: 'done'; name: string };
+type BatchResult = { kind: 'idle' } | { kind: 'batch'; name: string; seen: number; changed: number; lastKey: number } | { kind: 'done'; name: string };
 
-/** One batch of one job that no one else is working on, in one transaction. */
-export async function runConversionBatch(pool: pg.Pool, worker: string, limits: BatchLimits, jobs: readonly ConversionJob[] = CONVERSIONS): Promise<BatchResult> {
-  let claimed: string | null = null;
+/** A batch failed (rolled back): its job, the cursor it started from and, done alone, the row's key. */
+export class ConversionBatchFailure extends Error {
+  constructor(readonly job: string, readonly cursor: number, readonly key: number | null, cause: unknown) {
+    super((cause as Error)?.message ?? String(cause), { cause });
+    this.name = 'ConversionBatchFailure';
+  }
+}
+
+/** Which batch to run when it is not just the next one of any job: one row of this job, from this cursor only. */
+interface OneRow {
+  name: string;
+  cursor: number;
+}
+
+/**
+ * One batch of one job that no one else is working on, in one transaction. With `one`, the single
+ * row past `one.cursor` of that job, if its cursor is still there (another worker may have moved
+ * it: idle then). A failure is recorded on the job's row and thrown as a ConversionBatchFailure.
+ */
+export async function runConversionBatch(pool: pg.Pool, worker: string, limits: BatchLimits, jobs: readonly ConversionJob[] = CONVERSIONS, one?: OneRow): Promise<BatchResult> {
+  let claimed: { name: string; cursor: number } | null = null;
+  let key: number | null = null;
   try {
     return await withTransaction(pool, async (tx) => {
       await limitBatch(tx, 2_000, limits.statementTimeoutMs ?? 60_000);
-      const row = await claimConversion(tx, jobs.map((j) => j.name));
-      if (!row) return { kind: 'idle' } as const;
-      claimed = row.name;
+      const row = await claimConversion(tx, one ? [one.name] : jobs.map((j) => j.name));
+      if (!row || (one && row.last_key !== one.cursor)) return { kind: 'idle' } as const;
+      claimed = { name: row.name, cursor: row.last_key };
       const job = jobs.find((j) => j.name === row.name)!;
       if (!row.started_at) await startConversion(tx, row.name, await job.estimate(tx, row.last_key));
-      const r = await job.batch(tx, row.last_key, limits.batchRows);
+      let r;
+      if (one) {
+        key = await job.nextKey(tx, row.last_key);
+        // The row named, and it alone: a row committed late behind it is not the one that failed.
+        r = key === null ? { lastKey: null, seen: 0, changed: 0 } : await job.batch(tx, key - 1, 1);
+      } else {
+        r = await job.batch(tx, row.last_key, limits.batchRows);
+      }
       if (r.seen === 0 || r.lastKey === null) {
         await finishConversion(tx, row.name, worker);
         return { kind: 'done', name: row.name } as const;
       }
       await advanceConversion(tx, row.name, worker, r.lastKey, r.seen, r.changed);
-      return { kind: 'batch', name: row.name, seen: r.seen, changed: r.changed } as const;
+      return { kind: 'batch', name: row.name, seen: r.seen, changed: r.changed, lastKey: r.lastKey } as const;
     });
   } catch (err) {
-    if (claimed) await recordConversionError(pool, claimed, worker, (err as Error).message).catch(() => undefined);
-    throw err;
+    if (!claimed) throw err;
+    const { name, cursor } = claimed;
+    await recordConversionError(pool, name, worker, (err as Error).message).catch(() => undefined);
+    throw new ConversionBatchFailure(name, cursor, key, err);
   }
 }
 
 /**
  * Runs batches until no job is left to this worker (all done, or held by other workers), pausing
  * `pauseMs` between two so that the site's own traffic keeps the database, and stopping between
- * batches when `stopping()` says so. A failed batch ends the pass; the next pass tries again.
+ * batches when `stopping()` says so. A batch that fails is done again row by row (rowByRow()); a
+ * transient failure ends the pass, and the next pass tries again.
  */
-export async function runConversions(pool: pg.Pool, worker: string, limits: BatchLimits & { pauseMs: number }, log: Logger, stopping: () => boolean): Promise<void> {
+export async function runConversions(pool: pg.Pool, worker: string, limits: BatchLimits & { pauseMs: number }, log: Logger, stopping: () => boolean, jobs: readonly ConversionJob[] = CONVERSIONS): Promise<void> {
   while (!stopping()) {
     let r: BatchResult;
     try {
-      r = await runConversionBatch(pool, worker, limits);
+      r = await runConversionBatch(pool, worker, limits, jobs);
     } catch (err) {
-      log.error({ err }, 'a conversion batch failed; it is tried again on the next pass');
-      return;
+      const failure = err instanceof ConversionBatchFailure ? err : null;
+      if (!failure || isConnectionLoss(failure.cause)) {
+        log.error({ err: failure?.cause ?? err, conversion: failure?.job }, 'a conversion batch failed; it is tried again on the next pass');
+        return;
+      }
+      log.warn({ err: failure.cause, conversion: failure.job }, 'a conversion batch failed; its rows are done again one at a time');
+      if (!(await rowByRow(pool, worker, limits, log, stopping, jobs, failure))) return;
+      continue;
     }
     if (r.kind === 'idle') return;
     if (r.kind === 'done') {
       log.info({ conversion: r.name }, 'conversion finished');
       continue;
     }
-    if (limits.pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, limits.pauseMs));
+    await pause(limits.pauseMs);
   }
 }
+
+/**
+ * The rows of a failed batch, one per transaction (without pauses: each is a few statements), from
+ * the cursor it started at: as many as the batch could have had. A row that fails alone, not
+ * transiently, is skipped (skipConversionRow()). Returns false when the pass is to end: a
+ * transient failure, the job's cursor moved by another worker (which carries on), or the worker
+ * stopping.
+ */
+async function rowByRow(pool: pg.Pool, worker: string, limits: BatchLimits, log: Logger, stopping: () => boolean, jobs: readonly ConversionJob[], failed: ConversionBatchFailure): Promise<boolean> {
+  let cursor = failed.cursor;
+  for (let n = 0; n < limits.batchRows; n++) {
+    if (stopping()) return false;
+    let r: BatchResult;
+    try {
+      r = await runConversionBatch(pool, worker, limits, jobs, { name: failed.job, cursor });
+    } catch (err) {
+      const f = err instanceof ConversionBatchFailure ? err : null;
+      if (!f || f.key === null || isTransientFailure(f.cause)) {
+        log.error({ err: f?.cause ?? err, conversion: failed.job }, 'a conversion row failed; it is tried again on the next pass');
+        return false;
+      }
+      const message = (f.cause as Error)?.message ?? String(f.cause);
+      try {
+        if (!(await skipConversionRow(pool, f.job, worker, f.cursor, f.key, message))) return false;
+      } catch (skipErr) {
+        log.error({ err: skipErr, conversion: f.job, key: f.key }, 'a conversion row failed alone, and could not be recorded as skipped; it is tried again on the next pass');
+        return false;
+      }
+      log.warn({ err: f.cause, conversion: f.job, key: f.key }, 'a conversion row failed alone, not transiently: skipped (conversion_skips)');
+      cursor = f.key;
+      continue;
+    }
+    if (r.kind === 'idle') return false;
+    if (r.kind === 'done') {
+      log.info({ conversion: r.name }, 'conversion finished');
+      return true;
+    }
+    cursor = r.lastKey;
+  }
+  return true;
+}
+
+const pause = (ms: number) => (ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve());

@@ -17,6 +17,7 @@ import { queueStats } from '../db/outbox.ts';
 import { purgeQueueStats } from '../db/purges.ts';
 import { OLDEST_SUPPORTED_MAJOR, serverSettings, versionRefusal, type ServerSettings } from '../db/server-settings.ts';
 import { upgradeInProgress, upgradeMarkerFile } from '../db/upgrade-marker.ts';
+import { redactSecrets } from '../log.ts';
 import { MAX_REFERENCES } from '../mail/message-id.ts';
 import { certificateFindings } from './doctor-certificates.ts';
 import { dnsFindings } from './doctor-dns.ts';
@@ -207,9 +208,17 @@ export async function conversionsFindings(pool: pg.Pool): Promise<Finding[]> {
   } catch (err) {
     return [fail('conversions', `cannot read the background conversions: ${(err as Error).message}`, SCHEMA_FIX)];
   }
+  const skipped = jobs.filter((j) => j.last_skipped).map((j) => {
+    const last = j.last_skipped!;
+    return warn(
+      'conversions',
+      `conversion ${j.name}${j.done_at ? ' (done)' : ''}: ${j.rows_skipped.toLocaleString('en-US')} row(s) skipped, each having failed alone, not transiently; the last, row ${last.key} at ${last.skipped_at.toISOString()}: ${redactSecrets(last.error)}`,
+      'the rows are in the table conversion_skips with their errors and are left as the job found them: fix what the errors name, then have them done again (docs/operations.md, "Conversions in the background")',
+    );
+  });
   const open = jobs.filter((j) => !j.done_at);
-  if (open.length === 0) return [ok('conversions', `background conversions: ${jobs.length ? 'all done' : 'none'}`)];
-  return open.map((j) => {
+  if (open.length === 0) return skipped.length ? skipped : [ok('conversions', `background conversions: ${jobs.length ? 'all done' : 'none'}`)];
+  return [...skipped, ...open.map((j) => {
     const progress = `conversion ${j.name}: ${j.rows_done.toLocaleString('en-US')} row(s) done${j.total_estimate ? ` of about ${j.total_estimate.toLocaleString('en-US')}` : ''}`;
     if (j.error) {
       return warn('conversions', `${progress}; its last batch failed${j.error_at ? ` at ${j.error_at.toISOString()}` : ''}: ${j.error}`, 'the workers try it again every few seconds: fix what the error names ("listkeeper queue" shows the progress)');
@@ -219,7 +228,7 @@ export async function conversionsFindings(pool: pg.Pool): Promise<Finding[]> {
       return warn('conversions', `${progress}; ${idleMinutes === null ? 'not started' : `no batch for ${formatAge(idleMinutes / 60)}`}`, 'start a delivery worker ("listkeeper serve --worker"): the workers run the conversions');
     }
     return ok('conversions', `${progress}, running (last batch by ${j.locked_by ?? 'a worker'})`);
-  });
+  })];
 }
 
 function formatAge(hours: number): string {

@@ -16,7 +16,10 @@ export async function queueStatus(db: Queryable, cfg: Pick<Config, 'delivery' | 
   const stats = await queueStats(db, cfg.delivery.leaseSeconds);
   if (stats.oldest?.last_error) stats.oldest.last_error = redactSecrets(stats.oldest.last_error);
   const conversions = await conversionProgress(db);
-  for (const c of conversions) if (c.error) c.error = redactSecrets(c.error);
+  for (const c of conversions) {
+    if (c.error) c.error = redactSecrets(c.error);
+    if (c.last_skipped) c.last_skipped.error = redactSecrets(c.last_skipped.error);
+  }
   const purges = await purgeQueueStats(db);
   if (purges.oldest?.last_error) purges.oldest.last_error = redactSecrets(purges.oldest.last_error);
   return { ...stats, conversions, purges: { url: cfg.purge.url ? redactSecrets(cfg.purge.url) : null, ...purges } };

@@ -7,7 +7,14 @@
 
 import type { Queryable } from './pool.ts';
 
-export interface ConversionRow {
+export interface ConversionRow extends ClaimedConversion {
+  /** rows skipped: each failed alone, not transiently (conversion_skips, sql/0072) */
+  rows_skipped: number;
+  /** the last of them, with its error */
+  last_skipped: { key: number; error: string; skipped_at: Date } | null;
+}
+
+export interface ClaimedConversion {
   name: string;
   last_key: number;
   rows_done: number;
@@ -21,8 +28,11 @@ export interface ConversionRow {
   error_at: Date | null;
 }
 
-const COLUMNS = `name, last_key::float8 as last_key, rows_done::float8 as rows_done, rows_changed::float8 as rows_changed,
-  total_estimate::float8 as total_estimate, started_at, done_at, locked_by, locked_at, error, error_at`;
+const COLUMNS = `c.name, c.last_key::float8 as last_key, c.rows_done::float8 as rows_done, c.rows_changed::float8 as rows_changed,
+  c.total_estimate::float8 as total_estimate, c.started_at, c.done_at, c.locked_by, c.locked_at, c.error, c.error_at`;
+const SKIPS = `(select count(*)::float8 from conversion_skips s where s.name = c.name) as rows_skipped,
+  (select json_build_object('key', s.key, 'error', s.error, 'skipped_at', s.skipped_at) from conversion_skips s
+    where s.name = c.name order by s.skipped_at desc, s.key desc limit 1) as last_skipped`;
 
 /**
  * Bounds for the rest of the caller's transaction: a batch never waits long on a lock the site's
@@ -36,10 +46,10 @@ export async function limitBatch(tx: Queryable, lockTimeoutMs: number, statement
  * An unfinished job among `names` (the ones this release knows: a newer release's job is left to
  * it) that no other transaction holds, locked until the caller's transaction ends; null if none.
  */
-export async function claimConversion(tx: Queryable, names: string[]): Promise<ConversionRow | null> {
-  const { rows } = await tx.query<ConversionRow>(
-    `select ${COLUMNS} from conversions where done_at is null and name = any($1::text[])
-      order by name limit 1 for update skip locked`,
+export async function claimConversion(tx: Queryable, names: string[]): Promise<ClaimedConversion | null> {
+  const { rows } = await tx.query<ClaimedConversion>(
+    `select ${COLUMNS} from conversions c where c.done_at is null and c.name = any($1::text[])
+      order by c.name limit 1 for update skip locked`,
     [names],
   );
   return rows[0] ?? null;
@@ -74,8 +84,38 @@ export async function recordConversionError(db: Queryable, name: string, worker:
   await db.query('update conversions set error = left($3, 2000), error_at = now(), locked_by = $2 where name = $1', [name, worker, error]);
 }
 
-/** Every job, finished or not, for `listkeeper queue`, /metrics and the dashboard. */
-export async function conversionProgress(db: Queryable): Promise<ConversionRow[]> {
-  const { rows } = await db.query<ConversionRow>(`select ${COLUMNS} from conversions order by name`);
+/**
+ * A row that failed alone, not transiently, is skipped: recorded with its error, and the cursor
+ * moved past it, in one statement, if the job's cursor is still `cursor` and no other worker holds
+ * the job (else false: that worker carries on). Counted among the rows looked at, not changed.
+ */
+export async function skipConversionRow(db: Queryable, name: string, worker: string, cursor: number, key: number, error: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `with claimed as (select name from conversions where name = $1 and done_at is null and last_key = $3 for update skip locked),
+          skipped as (insert into conversion_skips (name, key, error, worker)
+                      select name, $4, left($5, 2000), $2 from claimed
+                      on conflict (name, key) do update set error = excluded.error, worker = excluded.worker, skipped_at = now()
+                      returning 1)
+     update conversions c set last_key = $4, rows_done = rows_done + 1, locked_by = $2, locked_at = now(), error = null, error_at = null
+       from claimed where c.name = claimed.name`,
+    [name, worker, cursor, key, error],
+  );
+  return rowCount === 1;
+}
+
+/** The rows a job skipped, the last first: for `listkeeper doctor`. */
+export async function conversionSkips(db: Queryable, name: string, limit: number): Promise<{ key: number; error: string; skipped_at: Date }[]> {
+  const { rows } = await db.query<{ key: number; error: string; skipped_at: Date }>(
+    'select key::float8 as key, error, skipped_at from conversion_skips where name = $1 order by skipped_at desc, key desc limit $2',
+    [name, limit],
+  );
   return rows;
+}
+
+/** Every job, finished or not, with the rows it skipped, for `listkeeper queue`, /metrics, the dashboard and `doctor`. */
+export async function conversionProgress(db: Queryable): Promise<ConversionRow[]> {
+  const { rows } = await db.query<ConversionRow & { last_skipped: { key: number; error: string; skipped_at: string } | null }>(
+    `select ${COLUMNS}, ${SKIPS} from conversions c order by c.name`,
+  );
+  return rows.map((r) => ({ ...r, last_skipped: r.last_skipped && { ...r.last_skipped, key: Number(r.last_skipped.key), skipped_at: new Date(r.last_skipped.skipped_at) } }));
 }

@@ -40,6 +40,12 @@ export async function countMessagesAfter(db: Queryable, afterId: number): Promis
   return rows[0].n;
 }
 
+/** The first message after `afterId` by id, null if none: a job's row done alone (core/conversions.ts). */
+export async function firstMessageAfter(db: Queryable, afterId: number): Promise<number | null> {
+  const { rows } = await db.query<{ id: number }>('select id::float8 as id from messages where id > $1 order by id limit 1', [afterId]);
+  return rows[0]?.id ?? null;
+}
+
 /** One message's stored digest, or null when the conversion has not reached it yet. */
 export async function messageDigest(db: Queryable, id: number): Promise<Buffer | null> {
   const { rows } = await db.query<{ sha256: Buffer }>('select sha256 from message_digests where message_id = $1', [id]);

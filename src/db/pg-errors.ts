@@ -1,3 +1,5 @@
+import { isConnectionLoss } from './pool.ts';
+
 /**
  * What a PostgreSQL error says about whose fault it was. SQLSTATE class 22 (data exception: a value
  * PostgreSQL cannot hold, such as NUL in text) and 54 (program limit exceeded: an index row or a
@@ -13,4 +15,19 @@ export function isFaultOfInput(err: unknown): boolean {
 /** A unique index refused the row (SQLSTATE 23505): someone else got there first. */
 export function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: unknown })?.code === '23505';
+}
+
+/**
+ * Whether a failure says nothing about the rows a statement worked on, so that the same work may
+ * succeed when tried again later: the connection lost or the server going away (isConnectionLoss),
+ * class 40 (a serialization failure, a deadlock), 53 (insufficient resources: disk full, out of
+ * memory, too many connections), 55P03 (a lock not got within lock_timeout), 57014 (a statement
+ * cancelled: statement_timeout or pg_cancel_backend), 58 (an I/O error). Anything else (a
+ * constraint refusing a row, a value PostgreSQL cannot hold, an exception of our code) fails the
+ * same way each time it is tried on the same rows.
+ */
+export function isTransientFailure(err: unknown): boolean {
+  if (isConnectionLoss(err)) return true;
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && (/^(40|53|58)[0-9A-Z]{3}$/.test(code) || code === '55P03' || code === '57014' || /^57P0[0-9]$/.test(code));
 }

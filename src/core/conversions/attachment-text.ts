@@ -16,7 +16,7 @@
  */
 
 import { messagesAfter, storeAttachmentTexts } from '../../db/attachment-text.ts';
-import { countMessagesAfter } from '../../db/message-digests.ts';
+import { countMessagesAfter, firstMessageAfter } from '../../db/message-digests.ts';
 import { messageRaw } from '../../db/message-raw.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { RejectedMessage } from '../../errors.ts';
@@ -32,6 +32,7 @@ export const attachmentText = {
   name: 'attachment-text',
   describe: 'text of the text attachments of messages archived before, for search',
   estimate: (db: Queryable, afterKey: number) => countMessagesAfter(db, afterKey),
+  nextKey: (db: Queryable, afterKey: number) => firstMessageAfter(db, afterKey),
   async batch(tx: Queryable, afterKey: number, limit: number) {
     let lastKey: number | null = null;
     let seen = 0;

@@ -6,7 +6,7 @@
  * job has reached a message, the web computes it from the bytes instead.
  */
 
-import { countMessagesAfter, fillMessageDigests } from '../../db/message-digests.ts';
+import { countMessagesAfter, fillMessageDigests, firstMessageAfter } from '../../db/message-digests.ts';
 import type { Queryable } from '../../db/pool.ts';
 
 export const messageDigests = {
@@ -14,4 +14,5 @@ export const messageDigests = {
   describe: 'SHA-256 of every archived message (served as Repr-Digest by the raw download)',
   estimate: (db: Queryable, afterKey: number) => countMessagesAfter(db, afterKey),
   batch: (tx: Queryable, afterKey: number, limit: number) => fillMessageDigests(tx, afterKey, limit),
+  nextKey: (db: Queryable, afterKey: number) => firstMessageAfter(db, afterKey),
 };

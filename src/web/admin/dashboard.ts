@@ -40,7 +40,10 @@ export function dashboardRouter(ctx: WebContext): Router {
     // Error texts may quote a URL with its password: shown masked, as everywhere else.
     if (queue.oldest?.last_error) queue.oldest.last_error = redactSecrets(queue.oldest.last_error);
     for (const f of failed) if (f.last_error) f.last_error = redactSecrets(f.last_error);
-    for (const c of conversions) if (c.error) c.error = redactSecrets(c.error);
+    for (const c of conversions) {
+      if (c.error) c.error = redactSecrets(c.error);
+      if (c.last_skipped) c.last_skipped.error = redactSecrets(c.last_skipped.error);
+    }
     render(ctx.views, req, res, 'admin/dashboard.njk', {
       title: 'Operations', queue, stale: queue.workers.filter((w) => w.stale).length, chart: hourlyChart(fillHours(history, 48)), failed, ingest, audit: auditLines(audit), totals, now: new Date(),
       conversions: conversions.map((c) => ({ ...c, describe: conversionJob(c.name)?.describe ?? 'a newer release\'s job', percent: c.done_at ? 100 : c.total_estimate ? Math.min(99, Math.floor((100 * c.rows_done) / c.total_estimate)) : 0 })),

@@ -74,6 +74,11 @@ const schemas: Record<string, Schema> = {
         name: { type: 'string' }, last_key: { type: 'number' }, rows_done: { type: 'number' }, rows_changed: { type: 'number' }, total_estimate: nullable('number'),
         started_at: nullable('string', { format: 'date-time' }), done_at: nullable('string', { format: 'date-time' }), locked_by: nullable('string'),
         locked_at: nullable('string', { format: 'date-time' }), error: nullable('string'), error_at: nullable('string', { format: 'date-time' }),
+        rows_skipped: { type: 'number', description: 'rows skipped: each failed alone, not transiently' },
+        last_skipped: {
+          description: 'the last row skipped, with its error; null when none was',
+          oneOf: [{ type: 'null' }, object({ key: { type: 'number' }, error: { type: 'string' }, skipped_at: dateTime })],
+        },
       }),
     },
     purges: object({
