@@ -2267,6 +2267,12 @@ CREATE INDEX members_email ON public.members USING btree (email);
 CREATE INDEX members_nomail_until ON public.members USING btree (nomail_until) WHERE (nomail_until IS NOT NULL);
 
 --
+-- Name: messages_attachment_text_unread; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX messages_attachment_text_unread ON public.messages USING btree (id) WHERE (has_attachments AND (attachment_text IS NULL));
+
+--
 -- Name: messages_author_trgm; Type: INDEX; Schema: public; Owner: -
 --
 

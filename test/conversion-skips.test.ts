@@ -96,7 +96,7 @@ it('a backend terminated while its batch waits ends the pass: nothing is skipped
     await holder.query('begin');
     await holder.query('select 1 from messages where message_id = $1 for update', [IDS[3]]);
     const running = pass();
-    await terminateWhen(`wait_event_type = 'Lock' and query like 'update messages m set attachment_text%'`, 'the batch waiting for the held row');
+    await terminateWhen(`wait_event_type = 'Lock' and query like '%update messages m set attachment_text%'`, 'the batch waiting for the held row');
     await running;
   } finally {
     await holder.query('rollback').catch(() => undefined);

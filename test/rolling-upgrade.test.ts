@@ -2,8 +2,10 @@
  * A rolling upgrade (docs/operations.md, "Upgrades"): the previous release (a fixed commit of this
  * repository, test/helpers/previous-release.ts) migrates an empty database and serves a list; this
  * release's migrations are applied while it runs; it goes on posting, delivering and serving pages
- * on the new schema, with this release running beside it on the same database; then it stops, and
- * the conversion job this release brought finishes.
+ * on the new schema, with this release running beside it on the same database; a post with a text
+ * attachment that it archives after this release's attachment-text job has finished is read by
+ * this release's workers all the same; then it stops, and the conversion job this release brought
+ * finishes.
  */
 
 import crypto from 'node:crypto';
@@ -144,6 +146,33 @@ describe(`the previous release beside this one on one database`, () => {
     }
   }, 60_000);
 
+  it("a post the previous release archives after the attachment-text job finished gets its attachment's text from this release's workers", async () => {
+    // The previous release stores no attachment text: the job, done, is opened again for it.
+    await until(async () => {
+      const { rows } = await pool.query<{ done: boolean }>(`select done_at is not null as done from conversions where name = 'attachment-text'`);
+      return rows[0].done;
+    }, 'the attachment-text conversion', 20_000);
+    const b = 'late-boundary';
+    const raw = [
+      'From: alice@example.org', 'To: dev@lists.example.org', 'Subject: A log from the old release', 'Date: Mon, 02 Nov 2026 10:00:00 +0000',
+      'Message-ID: <late-old@example.org>', 'MIME-Version: 1.0', `Content-Type: multipart/mixed; boundary="${b}"`, '',
+      `--${b}`, 'Content-Type: text/plain; charset=utf-8', '', 'The log is attached.', '',
+      `--${b}`, 'Content-Type: text/plain; name="server.log"', 'Content-Disposition: attachment; filename="server.log"', '',
+      'FATAL: quetzalrolling ran out of shared memory', '', `--${b}--`, '',
+    ].join('\r\n');
+    const sent = await sendRaw(old!.smtpPort!, { from: 'alice@example.org', to: ['dev@lists.example.org'] }, raw);
+    expect(sent.ok, sent.response).toBe(true);
+    await delivered('late-old@example.org');
+    const text = await until(async () => {
+      const { rows } = await pool.query<{ text: string | null }>(`select attachment_text as text from messages where message_id = 'late-old@example.org'`);
+      return rows[0]?.text ?? false;
+    }, "the old release's post read by this release's workers", 20_000);
+    expect(text).toContain('quetzalrolling');
+    expect(await page(current!, '/search?q=quetzalrolling')).toContain('A log from the old release');
+    const { rows } = await pool.query<{ done: boolean }>(`select done_at is not null as done from conversions where name = 'attachment-text'`);
+    expect(rows[0].done).toBe(true);
+  }, 60_000);
+
   it('the previous release stops cleanly, having logged no error, and the conversion finishes under this one', async () => {
     await old!.kill('SIGTERM');
     expect((await old!.exited).code).toBe(0);
@@ -156,9 +185,9 @@ describe(`the previous release beside this one on one database`, () => {
     const { rows } = await pool.query<{ messages: number; right: number }>(
       `select (select count(*)::int from messages) as messages,
               (select count(*)::int from messages m join message_digests d on d.message_id = m.id where d.sha256 = sha256(m.raw)) as right`);
-    expect(rows[0]).toEqual({ messages: 3, right: 3 });
+    expect(rows[0]).toEqual({ messages: 4, right: 4 });
     // Each member got each post once, whichever release's worker sent it (and a welcome on subscribing).
-    const posts = ['before@example.org', 'during-old@example.org', 'during-new@example.org'];
+    const posts = ['before@example.org', 'during-old@example.org', 'during-new@example.org', 'late-old@example.org'];
     expect(relay.messages.map((m) => posts.find((id) => m.raw.toString('latin1').includes(`Message-ID: <${id}>`)) ?? /^Subject: (.*)$/m.exec(m.raw.toString('latin1'))?.[1]).sort())
       .toEqual([...posts, ...posts, 'Welcome to dev@lists.example.org', 'Welcome to dev@lists.example.org'].sort());
   }, 30_000);

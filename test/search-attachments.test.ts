@@ -10,11 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachmentText, PARSED_BYTES_PER_BATCH } from '../src/core/conversions/attachment-text.ts';
-import { runConversionBatch } from '../src/core/conversions.ts';
+import { runConversionBatch, runConversions } from '../src/core/conversions.ts';
 import { importMbox } from '../src/core/archive-import.ts';
 import type { Queryable } from '../src/db/pool.ts';
+import { log } from '../src/log.ts';
 import { attachmentSearchText, MAX_ATTACHMENT_TEXT } from '../src/mail/attachment-text.ts';
 import { mboxrdEntry } from '../src/mail/mbox.ts';
+import { parse } from '../src/mail/parse.ts';
 import type { ParsedAttachment } from '../src/mail/parsed-message.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
@@ -244,6 +246,61 @@ describe('searching text attachments', () => {
     }
     expect(settled).toEqual([true, true, true]);
     expect(await hits('ibexsettled')).toEqual(['settle-0@example.org', 'settle-1@example.org', 'settle-2@example.org']);
+  });
+});
+
+describe('messages the previous release archives during a rolling upgrade', () => {
+  /** As the release before sql/0070 archives a message: archive_message() without the attachments' text. */
+  async function archivedByPreviousRelease(raw: Buffer): Promise<number> {
+    const m = await parse(raw);
+    const { rows } = await db.pool.query<{ id: string }>(
+      'select id from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)',
+      [(await db.pool.query<{ id: string }>(`select id from lists where address = 'dev@lists.example.org'`)).rows[0].id,
+        m.messageId, raw, m.subject, m.fromName, m.fromEmail, m.date, m.inReplyTo, m.references, m.text, m.attachments.length > 0, false, null]);
+    return Number(rows[0].id);
+  }
+  const job = async () => (await db.pool.query<{ last_key: number; rows_done: number; done: boolean }>(
+    `select last_key::int, rows_done::int, done_at is not null as done from conversions where name = 'attachment-text'`)).rows[0];
+  /** A pass of the workers' conversion loop, as `serve --worker` runs it every few seconds. */
+  const pass = () => runConversions(db.pool, 'test', { batchRows: 100, pauseMs: 0 }, log, () => false, [attachmentText]);
+
+  it('stores \'\' for a post whose attachments hold no text: read, not "not read yet"', async () => {
+    await post(withAttachment({ id: 'png-new@example.org', body: 'A picture.', type: 'image/png', filename: 'c.png', content: Buffer.from([137, 80, 78, 71, 0]) }));
+    const { rows } = await db.pool.query(`select attachment_text from messages where message_id = 'png-new@example.org'`);
+    expect(rows).toEqual([{ attachment_text: '' }]);
+  });
+
+  it('opens the finished job again for a message archived without its text after it: read from there, not from the start', async () => {
+    for (let r = await pass(), n = 0; !(await job()).done && n < 100; r = await pass(), n++) void r;
+    const finished = await job();
+    expect(finished.done).toBe(true);
+    const before = finished.rows_done;
+
+    // A message the job skipped (sql/0072) stays as it is: it opens nothing.
+    const skipped = await archivedByPreviousRelease(withAttachment({ id: 'late-skipped@example.org', body: 'Skipped.', type: 'text/plain', filename: 's.log', content: Buffer.from('caracalskipped\n') }));
+    await db.pool.query(`insert into conversion_skips (name, key, error) values ('attachment-text', $1, 'failed alone')`, [skipped]);
+    await pass();
+    expect(await job()).toMatchObject({ done: true, rows_done: before });
+
+    const late = await archivedByPreviousRelease(withAttachment({ id: 'late-old@example.org', body: 'From the old release.', type: 'text/x-diff', filename: 'late.diff', content: patch('quetzallate') }));
+    expect(await hits('quetzallate')).toEqual([]);
+    await pass();
+    expect(await hits('quetzallate')).toEqual(['late-old@example.org']);
+    // Walked from where it had finished (the two messages since, the skipped one seen and left as
+    // it is), not the archive again; done again.
+    expect(await job()).toMatchObject({ done: true, rows_done: before + 2, last_key: late });
+    const { rows } = await db.pool.query(`select message_id, attachment_text from messages where message_id like 'late-%' order by id`);
+    expect(rows).toEqual([{ message_id: 'late-skipped@example.org', attachment_text: null }, { message_id: 'late-old@example.org', attachment_text: expect.stringContaining('quetzallate') }]);
+ 
+    // One behind the cursor (archived by the previous release, committed after the job passed its
+    // id): the job walks from it to the end, no further back.
+    const { rows: [{ id: behind }] } = await db.pool.query<{ id: number }>(
+      `update messages set attachment_text = null where message_id = 'patch-2@example.org' returning id::int`);
+    expect(await hits('wombatrelax')).toEqual([]);
+    const { rows: [{ n: since }] } = await db.pool.query<{ n: number }>('select count(*)::int as n from messages where id >= $1', [behind]);
+    await pass();
+    expect(await hits('wombatrelax')).toEqual(['patch-2@example.org']);
+    expect(await job()).toMatchObject({ done: true, rows_done: before + 2 + since });
   });
 });
 

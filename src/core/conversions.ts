@@ -16,11 +16,17 @@
  * poisoned row cannot stop a job for good. A transient failure ends the pass, to be tried again on
  * the next one, and never makes a row skipped. Row by row also gets a job past a batch too slow
  * for the statement timeout.
+ *
+ * A done job whose rows can need it again (`behind`: the attachment-text job, for messages the
+ * previous release archives during a rolling upgrade, after the job passed them) is opened again
+ * by the workers when they find such a row at the end of a pass, its cursor put back before that
+ * row: it walks from there to the end, not the whole archive.
  */
 
 import type pg from 'pg';
 import {
-  advanceConversion, claimConversion, finishConversion, limitBatch, recordConversionError, skipConversionRow, startConversion,
+  advanceConversion, claimConversion, doneConversions, finishConversion, limitBatch, recordConversionError, reopenConversion, skipConversionRow,
+  startConversion,
 } from '../db/conversions.ts';
 import { isTransientFailure } from '../db/pg-errors.ts';
 import { isConnectionLoss, withTransaction, type Queryable } from '../db/pool.ts';
@@ -39,6 +45,11 @@ export interface ConversionJob {
   batch(tx: Queryable, afterKey: number, limit: number): Promise<{ lastKey: number | null; seen: number; changed: number }>;
   /** the key of the first row after `afterKey`, null if none: done alone, a row is named before it is done (keys are integers) */
   nextKey(db: Queryable, afterKey: number): Promise<number | null>;
+  /**
+   * For a job whose rows can need it again once it is done (written by the previous release during
+   * a rolling upgrade): the key of the first such row, null if none. Cheap: asked at every pass.
+   */
+  behind?(db: Queryable): Promise<number | null>;
 }
 
 /** Every job this release knows. A job in the table that is not here belongs to a newer release. */
@@ -113,9 +124,12 @@ export async function runConversionBatch(pool: pg.Pool, worker: string, limits: 
  * Runs batches until no job is left to this worker (all done, or held by other workers), pausing
  * `pauseMs` between two so that the site's own traffic keeps the database, and stopping between
  * batches when `stopping()` says so. A batch that fails is done again row by row (rowByRow()); a
- * transient failure ends the pass, and the next pass tries again.
+ * transient failure ends the pass, and the next pass tries again. With nothing left to claim, the
+ * done jobs with rows behind their cursor are opened again (reopenBehind()), once a pass.
  */
 export async function runConversions(pool: pg.Pool, worker: string, limits: BatchLimits & { pauseMs: number }, log: Logger, stopping: () => boolean, jobs: readonly ConversionJob[] = CONVERSIONS): Promise<void> {
+  // Done jobs are opened again at most once a pass: whatever went wrong, never a loop in one.
+  let looked = false;
   while (!stopping()) {
     let r: BatchResult;
     try {
@@ -130,13 +144,40 @@ export async function runConversions(pool: pg.Pool, worker: string, limits: Batc
       if (!(await rowByRow(pool, worker, limits, log, stopping, jobs, failure))) return;
       continue;
     }
-    if (r.kind === 'idle') return;
+    if (r.kind === 'idle') {
+      if (looked) return;
+      looked = true;
+      if (await reopenBehind(pool, log, jobs)) continue;
+      return;
+    }
     if (r.kind === 'done') {
       log.info({ conversion: r.name }, 'conversion finished');
       continue;
     }
     await pause(limits.pauseMs);
   }
+}
+
+/** Opens again the done jobs that have rows to do behind their cursor (`behind`); whether any was. */
+async function reopenBehind(pool: pg.Pool, log: Logger, jobs: readonly ConversionJob[]): Promise<boolean> {
+  const watched = jobs.filter((j) => j.behind);
+  if (watched.length === 0) return false;
+  let reopened = false;
+  try {
+    for (const done of await doneConversions(pool, watched.map((j) => j.name))) {
+      const job = watched.find((j) => j.name === done.name)!;
+      const key = await job.behind!(pool);
+      if (key === null) continue;
+      const from = Math.min(done.last_key, key - 1);
+      if (await reopenConversion(pool, job.name, from, await job.estimate(pool, from))) {
+        log.info({ conversion: job.name, key }, 'conversion opened again: a row behind it needs it (archived by the previous release)');
+        reopened = true;
+      }
+    }
+  } catch (err) {
+    log.error({ err }, 'could not check the finished conversions for rows behind them; checked again on the next pass');
+  }
+  return reopened;
 }
 
 /**

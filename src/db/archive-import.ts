@@ -1,7 +1,7 @@
 /* Bulk writes of `listkeeper import`: batches through import_messages() and the progress row. */
 
 import type { ParsedMessage } from '../mail/parse.ts';
-import { attachmentSearchText } from '../mail/attachment-text.ts';
+import { storedAttachmentText } from '../mail/attachment-text.ts';
 import type { Queryable } from './pool.ts';
 
 export interface ImportRun {
@@ -139,7 +139,7 @@ export async function importBatch(db: Queryable, listId: number, batch: { raw: B
       col((m) => m.references.join(' ')),
       col((m) => m.text),
       col((m) => m.attachments.length > 0),
-      col((m) => attachmentSearchText(m.attachments)),
+      col((m) => storedAttachmentText(m.attachments)),
     ],
   );
   return rows[0];

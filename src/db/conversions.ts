@@ -79,6 +79,28 @@ export async function finishConversion(tx: Queryable, name: string, worker: stri
   );
 }
 
+/** The jobs among `names` that are done, with their cursor: whether rows behind it need them again is each job's (core/conversions.ts). */
+export async function doneConversions(db: Queryable, names: string[]): Promise<{ name: string; last_key: number }[]> {
+  const { rows } = await db.query<{ name: string; last_key: number }>(
+    'select name, last_key::float8 as last_key from conversions where done_at is not null and name = any($1::text[]) order by name',
+    [names],
+  );
+  return rows;
+}
+
+/**
+ * A done job opened again, its cursor at `fromKey` (rows behind it need it), expecting `estimate`
+ * more rows; false if it was not done any more (another worker opened it first).
+ */
+export async function reopenConversion(db: Queryable, name: string, fromKey: number, estimate: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update conversions set done_at = null, last_key = $2, total_estimate = rows_done + $3, error = null, error_at = null
+      where name = $1 and done_at is not null`,
+    [name, fromKey, estimate],
+  );
+  return rowCount === 1;
+}
+
 /** A batch failed (its transaction was rolled back): what went wrong, for the dashboard and `queue`. */
 export async function recordConversionError(db: Queryable, name: string, worker: string, error: string): Promise<void> {
   await db.query('update conversions set error = left($3, 2000), error_at = now(), locked_by = $2 where name = $1', [name, worker, error]);

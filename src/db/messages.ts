@@ -2,7 +2,7 @@ import type { Queryable } from './pool.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import { verpParts } from '../mail/address.ts';
 import type { PostChecks } from '../mail/post-checks.ts';
-import { attachmentSearchText } from '../mail/attachment-text.ts';
+import { storedAttachmentText } from '../mail/attachment-text.ts';
 
 /**
  * What archiving a message into a list did (archive_message in sql/0013). A Message-ID identifies a
@@ -28,7 +28,7 @@ export async function archiveMessage(db: Queryable, listId: number, raw: Buffer,
   const { rows } = await db.query<ArchiveRow>({
     name: 'archive_message',
     text: 'select * from archive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)',
-    values: [...messageParams(listId, raw, m), opts.exact ?? false, null, attachmentSearchText(m.attachments)],
+    values: [...messageParams(listId, raw, m), opts.exact ?? false, null, storedAttachmentText(m.attachments)],
   });
   return archiveResult(rows[0]);
 }
@@ -55,7 +55,7 @@ export async function acceptIntoLists(db: Queryable, posts: Acceptance[]): Promi
     name: `accept_posts_${posts.length}`,
     text: acceptStatement(posts.length),
     // VERP: each copy's envelope sender is LIST-bounces+TOKEN@, built by SQL from verpParts.
-    values: posts.flatMap((p) => { const verp = verpParts(p.list.address); return [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, verp.prefix, verp.domain, checksParam(p.checks), attachmentSearchText(p.message.attachments)]; }),
+    values: posts.flatMap((p) => { const verp = verpParts(p.list.address); return [...messageParams(p.list.id, p.raw, p.message), p.exact ?? false, verp.prefix, verp.domain, checksParam(p.checks), storedAttachmentText(p.message.attachments)]; }),
   });
   return rows.sort((a, b) => a.ord - b.ord).map((r) => ({ ...archiveResult(r), copies: r.copies }));
 }

@@ -7,6 +7,16 @@
 
 import type { ParsedAttachment } from './parsed-message.ts';
 
+/**
+ * What a message's row stores in messages.attachment_text: null for a message without attachments,
+ * '' for one whose attachments were read and hold no text, else their text. Null with attachments
+ * means "not read yet" (sql/0073): a message archived before sql/0070, or by the release before
+ * this one during a rolling upgrade, which the attachment-text job reads.
+ */
+export function storedAttachmentText(attachments: readonly ParsedAttachment[]): string | null {
+  return attachments.length === 0 ? null : (attachmentSearchText(attachments) ?? '');
+}
+
 /** As much as the search vector takes of the body (sql/0050's left(body, 200000)). */
 export const MAX_ATTACHMENT_TEXT = 200_000;
 

@@ -1,0 +1,16 @@
+-- listkeeper: no transaction
+-- The messages whose attachments nobody has read yet, for the attachment-text job
+-- (src/core/conversions/attachment-text.ts). The previous release, running beside this one during
+-- a rolling upgrade, archives messages without their attachments' text (it calls archive_message()
+-- and import_messages() of sql/0070 without it), also after the job has passed them or has
+-- finished: such messages stayed unsearchable by their attachments for good.
+--
+-- This release stores '' for a message whose attachments hold no text (they were read), so that
+-- null with attachments means "not read yet" and nothing else: messages archived before sql/0070
+-- that the job has not reached, and the previous release's. This index holds exactly those (a few
+-- once the job has passed: a small index, cheap to ask), and the workers ask it at every pass: a
+-- finished job with such a message behind its cursor is opened again from that message, and walks
+-- from there to the end, not the whole archive. On a database where the job had finished before
+-- this, the messages it left null (attachments without text) are read once more, and given ''.
+-- Built without blocking posts (a scan of messages, as any index on it).
+create index concurrently if not exists messages_attachment_text_unread on messages (id) where has_attachments and attachment_text is null;
