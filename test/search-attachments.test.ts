@@ -108,6 +108,17 @@ describe('searching text attachments', () => {
     expect(await hits('marmotwide')).toEqual(['utf16-1@example.org']);
   });
 
+  it('reads UTF-16 in the byte order its bytes show: big-endian without a mark, and a UTF-16 log that declares no charset', async () => {
+    // RFC 2781 allows "UTF-16" without a byte-order mark; TextDecoder reads it as little-endian.
+    const be = (s: string) => Buffer.from(s, 'utf16le').swap16();
+    await post(withAttachment({ id: 'utf16be-1@example.org', body: 'The log.', type: 'text/plain; charset=UTF-16', filename: 'server.log', content: be('ERROR: beaverorder is full\nエラー: 共有メモリの確保に失敗しました\n') }));
+    // As PowerShell's "> file" writes it: UTF-16LE with a mark, sent without a charset.
+    await post(withAttachment({ id: 'utf16-bare@example.org', body: 'The log.', type: 'application/octet-stream', filename: 'out.txt', content: Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('Get-Item: lemmingshell not found\n', 'utf16le')]) }));
+    expect(await hits('beaverorder')).toEqual(['utf16be-1@example.org']);
+    expect(await hits('共有メモリの確保')).toContain('utf16be-1@example.org');
+    expect(await hits('lemmingshell')).toEqual(['utf16-bare@example.org']);
+  });
+
   it('reads a UTF-8 log labelled with another charset as UTF-8, and ISO-2022-JP (7-bit) by its label', async () => {
     await post(withAttachment({ id: 'mislabel-1@example.org', body: 'The log.', type: 'text/plain; charset=windows-1251', filename: 'server.log', content: Buffer.from('FATAL: контрольная точка не найдена\n') }));
     // "共有メモリ" in ISO-2022-JP: ESC $ B, JIS X 0208 pairs, ESC ( B.
@@ -313,6 +324,32 @@ describe('attachmentSearchText', () => {
     expect(text.length).toBe(MAX_ATTACHMENT_TEXT);
     expect(text).not.toContain('\uFFFD');
     expect(text).not.toContain('never reached');
+  });
+
+  it('reads UTF-16 by its mark, else by where its zero bytes are, else by its label', () => {
+    const be = (s: string) => Buffer.from(s, 'utf16le').swap16();
+    const le = (s: string) => Buffer.from(s, 'utf16le');
+    const text = (charset: string | null, content: Buffer) => attachmentSearchText([{ ...a('text/plain', 'x.log', content), charset }]);
+    for (const charset of ['UTF-16', 'utf-16le', 'UTF-16BE', 'unicode']) {
+      expect(text(charset, be('ERROR: disk full\n')), charset).toBe('ERROR: disk full\n');
+      expect(text(charset, le('ERROR: disk full\n')), charset).toBe('ERROR: disk full\n');
+      // A mark wins over the label, and is not part of the text.
+      expect(text(charset, Buffer.concat([Buffer.from([0xfe, 0xff]), be('été\n')])), charset).toBe('été\n');
+      expect(text(charset, Buffer.concat([Buffer.from([0xff, 0xfe]), le('été\n')])), charset).toBe('été\n');
+    }
+    // Japanese with its line ends: the newlines' zero bytes give the order.
+    expect(text('UTF-16', be('共有メモリの確保に失敗しました\n'.repeat(3)))).toBe('共有メモリの確保に失敗しました\n'.repeat(3));
+    // Nothing to tell by (no mark, no zero byte): the label's order, little-endian for "UTF-16".
+    expect(text('UTF-16', le('共有メモリ'))).toBe('共有メモリ');
+    expect(text('UTF-16BE', be('共有メモリ'))).toBe('共有メモリ');
+    // No label, or one that UTF-16 cannot be: read as UTF-16 when it plainly is.
+    for (const charset of [null, 'us-ascii', 'utf-8']) {
+      expect(text(charset, be('ERROR: disk full\n')), String(charset)).toBe('ERROR: disk full\n');
+      expect(text(charset, le('ERROR: disk full\n')), String(charset)).toBe('ERROR: disk full\n');
+      expect(text(charset, Buffer.concat([Buffer.from([0xff, 0xfe]), le('共有メモリ\n')])), String(charset)).toBe('共有メモリ\n');
+    }
+    // A few NULs in ASCII are not UTF-16: still binary.
+    expect(text(null, Buffer.from('ERROR: disk full\0 at \0 offset 17\n'))).toBeNull();
   });
 
   it('joins several text attachments and skips blank ones', () => {

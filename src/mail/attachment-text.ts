@@ -29,10 +29,11 @@ const TEXT_NAME = /\.(patch|diff|txt|log|sql|conf|ini|csv|md|rst|c|h|cc|cpp|py|p
 
 /**
  * The text attachments' text, in order, each in the charset it declares (a Shift_JIS log, a
- * KOI8-R configuration file, UTF-16), or else as UTF-8 when it is UTF-8 (a stray invalid byte
- * aside) and as Latin-1 otherwise (a legacy charset's letters then still make words); null when
- * there is none. An attachment with a NUL in its first 8,192 characters is taken for binary
- * whatever its type says. At most MAX_ATTACHMENT_TEXT characters in all.
+ * KOI8-R configuration file, UTF-16 in the byte order its bytes show), as UTF-16 when it plainly
+ * is, or else as UTF-8 when it is UTF-8 (a stray invalid byte aside) and as Latin-1 otherwise (a
+ * legacy charset's letters then still make words); null when there is none. An attachment with a
+ * NUL in its first 8,192 characters is taken for binary whatever its type says. At most
+ * MAX_ATTACHMENT_TEXT characters in all.
  */
 export function attachmentSearchText(attachments: readonly ParsedAttachment[]): string | null {
   const parts: string[] = [];
@@ -65,12 +66,45 @@ function textOf(content: Buffer, charset: string | null | undefined, max: number
  * UTF-8 whatever the part says: mislabelled parts are common (a UTF-8 log sent as KOI8-R or
  * windows-1251 came out as mojibake), and text in a legacy charset is almost never valid UTF-8.
  * ASCII alone goes by the label: ISO-2022-JP is 7-bit, UTF-16's ASCII is valid UTF-8 with NULs.
+ * UTF-16 is read in the byte order its bytes show (utf16Order), whatever its label says: labelled
+ * UTF-16, or not labelled (or labelled UTF-8, ASCII, Latin-1) but plainly UTF-16, which read as
+ * UTF-8 is full of NULs and was skipped as binary.
  */
 function decode(bytes: Buffer, charset: string | null | undefined): string {
-  const strict = strictUtf8(bytes);
   const decoder = declared(charset);
+  const labelled16 = decoder?.encoding === 'utf-16le' || decoder?.encoding === 'utf-16be';
+  const order = labelled16 || !decoder ? utf16Order(bytes, !decoder) : null;
+  if (order) return new TextDecoder(order).decode(bytes, { stream: true });
+  const strict = strictUtf8(bytes);
   if (decoder && (strict === null || !/[^\x00-\x7f]/.test(strict))) return decoder.decode(bytes, { stream: true });
   return strict ?? utf8(bytes) ?? bytes.toString('latin1');
+}
+
+/**
+ * UTF-16's byte order when the bytes show it: a byte-order mark, else where the zero bytes are.
+ * Each ASCII or Latin-1 character (letters, digits, spaces, line ends) has a zero high byte,
+ * which comes first in big-endian (even offsets) and second in little-endian (odd ones); other
+ * characters have a zero byte rarely (one in 256 has a zero low byte, U+4E00). So a part labelled
+ * UTF-16 goes by the zero bytes in its first 4,096 pairs when one side has two or more and four
+ * times the other's, and by the label's order otherwise (WHATWG's and Windows': little-endian for
+ * plain "UTF-16"): TextDecoder reads "UTF-16" as little-endian always, and a big-endian part
+ * without a mark came out as mojibake ("ERROR" as "䔀刀刀伀刀"). `unlabelled`: the part does not say
+ * UTF-16, so it must be plainly that: a mark, or a zero byte on one side in a quarter of those
+ * pairs and eight times fewer on the other (the binary test after decoding still applies).
+ */
+function utf16Order(bytes: Buffer, unlabelled: boolean): 'utf-16le' | 'utf-16be' | null {
+  if (bytes.length >= 2 && bytes[0] === 0xff && bytes[1] === 0xfe) return 'utf-16le';
+  if (bytes.length >= 2 && bytes[0] === 0xfe && bytes[1] === 0xff) return 'utf-16be';
+  const pairs = Math.min(bytes.length, 8192) >> 1;
+  let even = 0;
+  let odd = 0;
+  for (let i = 0; i < pairs * 2; i += 2) {
+    if (bytes[i] === 0) even++;
+    if (bytes[i + 1] === 0) odd++;
+  }
+  const [most, least] = even > odd ? [even, odd] : [odd, even];
+  const plain = unlabelled ? most > 0 && most * 4 >= pairs && least * 8 <= most : most >= 2 && least * 4 < most;
+  return plain ? (even > odd ? 'utf-16be' : 'utf-16le') : null;
 }
 
 /**
