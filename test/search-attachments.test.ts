@@ -44,6 +44,18 @@ function withAttachment(o: { id: string; body: string; type: string; filename: s
 
 const patch = (word: string) => Buffer.from(`diff --git a/src/vacuum.c b/src/vacuum.c\n--- a/src/vacuum.c\n+++ b/src/vacuum.c\n@@ -1,3 +1,4 @@\n+/* ${word}: freeze earlier */\n`);
 
+/** `n` pseudo-random bytes, none of them 0, as a compressed or encrypted file's without its NULs. */
+function noise(n: number, seed: number): Buffer {
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    out[i] = ((seed >>> 0) % 255) + 1; // xorshift32
+  }
+  return out;
+}
+
 async function hits(q: string): Promise<string[]> {
   const html = await (await fetch(`${web.url}/search?q=${encodeURIComponent(q)}`)).text();
   return [...html.matchAll(/<a class="subject" href="\/message-id\/([^"]+)"/g)].map((m) => decodeURIComponent(m[1])).sort();
@@ -143,6 +155,32 @@ describe('searching text attachments', () => {
     expect(await hits('narwhalnul')).toEqual([]);
     expect(await hits('narwhalmarkup')).toEqual([]);
     expect(await hits('core dump')).toEqual(['bin-1@example.org']);
+  });
+
+  it('leaves out a binary file without a NUL named as text, and keeps text with a few odd bytes, Latin-1 and ISO-2022-JP', async () => {
+    // 8 KB of bytes as a compressed or encrypted file has them, but no NUL, with a word in it as
+    // binaries hold strings: it was indexed as junk words.
+    const junk = noise(8192, 5);
+    junk.write(' narwhalnoise ', 4000, 'latin1');
+    await post(withAttachment({ id: 'noise-1@example.org', body: 'Compressed by mistake.', type: 'application/octet-stream', filename: 'fix.patch', content: junk }));
+    await post(withAttachment({ id: 'noise-2@example.org', body: 'Labelled text.', type: 'text/plain; charset=Shift_JIS', filename: 'dump.log', content: junk }));
+    // A patch with a form feed (GNU sources have them) and a log with a stray control byte, a
+    // terminal's colours and bells, and a byte that is not UTF-8.
+    const odd = Buffer.concat([patch('yakformfeed'), Buffer.from('+\f\n+/* page two */\n')]);
+    const log = Buffer.concat([Buffer.from('LOG: \x1b[31mcheckpoint\x1b[0m starting\x07\n'.repeat(20)), Buffer.from('PANIC: yakstray \x01\x02\x03 at \xff\n', 'latin1')]);
+    // windows-1252's quotes and dashes read as Latin-1 are U+0080–U+009F; ISO-2022-JP without a label is ASCII with ESC.
+    const quotes = Buffer.from('\x93yakquoted\x94 \x96 caf\xe9 r\xe9sum\xe9\n'.repeat(10), 'latin1');
+    const jis = Buffer.concat([Buffer.from('yakjis: '), Buffer.from('1b244236264d2d25612562256a1b2842', 'hex'), Buffer.from('\n')]);
+    await post(withAttachment({ id: 'odd-1@example.org', body: 'A patch.', type: 'text/x-diff', filename: 'odd.patch', content: odd }));
+    await post(withAttachment({ id: 'odd-2@example.org', body: 'A log.', type: 'application/octet-stream', filename: 'server.log', content: log }));
+    await post(withAttachment({ id: 'odd-3@example.org', body: 'Notes.', type: 'text/plain', filename: 'notes.txt', content: quotes }));
+    await post(withAttachment({ id: 'odd-4@example.org', body: 'Japanese.', type: 'application/octet-stream', filename: 'jis.txt', content: jis }));
+    expect(await hits('narwhalnoise')).toEqual([]);
+    expect(await hits('compressed')).toEqual(['noise-1@example.org']);
+    expect(await hits('yakformfeed')).toEqual(['odd-1@example.org']);
+    expect(await hits('yakstray')).toEqual(['odd-2@example.org']);
+    expect(await hits('yakquoted résumé')).toEqual(['odd-3@example.org']);
+    expect(await hits('yakjis')).toEqual(['odd-4@example.org']);
   });
 
   it('finds the words of attachments in an imported mbox', async () => {
@@ -350,6 +388,23 @@ describe('attachmentSearchText', () => {
     }
     // A few NULs in ASCII are not UTF-16: still binary.
     expect(text(null, Buffer.from('ERROR: disk full\0 at \0 offset 17\n'))).toBeNull();
+  });
+
+  it('takes an attachment for binary when more than one character in 32 of its first 8,192 is one no text has', () => {
+    const text = (charset: string | null, content: Buffer) => attachmentSearchText([{ ...a('application/octet-stream', 'x.patch', content), charset }]);
+    // Random bytes without a NUL, read as Latin-1, as UTF-8, in a legacy charset or as UTF-16 (marked or labelled).
+    for (const charset of [null, 'utf-8', 'Shift_JIS', 'KOI8-R', 'EUC-KR', 'UTF-16', 'UTF-16BE']) {
+      for (const n of [512, 8192, 100_000]) expect(text(charset, noise(n, n + 1)), `${charset} ${n}`).toBeNull();
+    }
+    expect(text(null, Buffer.concat([Buffer.from([0xff, 0xfe]), noise(4096, 3)]))).toBeNull();
+    // One in 32 is text; more is not.
+    const line = Buffer.from('ERROR: a log line of thirty-one characters\n'.slice(0, 31));
+    expect(text(null, Buffer.concat(Array.from({ length: 100 }, () => Buffer.concat([line, Buffer.from([0x01])]))))).not.toBeNull();
+    expect(text(null, Buffer.concat(Array.from({ length: 100 }, () => Buffer.concat([line.subarray(0, 30), Buffer.from([0x01, 0x02])]))))).toBeNull();
+    // Past the first 8,192 characters, anything goes.
+    expect(text(null, Buffer.concat([Buffer.from('x'.repeat(8192)), noise(8192, 9)]))).not.toBeNull();
+    // The controls text has: BEL, BS, TAB, LF, VT, FF, CR, ESC; and C1 (windows-1252's punctuation read as Latin-1).
+    expect(text(null, Buffer.from('a\x07\x08\t\n\v\f\r\x1b\x85\x93\x94\x96'.repeat(100), 'latin1'))).not.toBeNull();
   });
 
   it('joins several text attachments and skips blank ones', () => {

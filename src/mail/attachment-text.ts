@@ -31,9 +31,9 @@ const TEXT_NAME = /\.(patch|diff|txt|log|sql|conf|ini|csv|md|rst|c|h|cc|cpp|py|p
  * The text attachments' text, in order, each in the charset it declares (a Shift_JIS log, a
  * KOI8-R configuration file, UTF-16 in the byte order its bytes show), as UTF-16 when it plainly
  * is, or else as UTF-8 when it is UTF-8 (a stray invalid byte aside) and as Latin-1 otherwise (a
- * legacy charset's letters then still make words); null when there is none. An attachment with a
- * NUL in its first 8,192 characters is taken for binary whatever its type says. At most
- * MAX_ATTACHMENT_TEXT characters in all.
+ * legacy charset's letters then still make words); null when there is none. An attachment whose
+ * first 8,192 characters look binary (looksBinary: a NUL, or too many characters no text has) is
+ * left out whatever its type says. At most MAX_ATTACHMENT_TEXT characters in all.
  */
 export function attachmentSearchText(attachments: readonly ParsedAttachment[]): string | null {
   const parts: string[] = [];
@@ -55,11 +55,37 @@ function textOf(content: Buffer, charset: string | null | undefined, max: number
   // Only what can be kept is decoded: a 20 MB log costs no more than its first `max`
   // characters (4 bytes at most each).
   const bytes = content.subarray(0, max * 4);
-  const text = decode(bytes, charset).slice(0, max);
+  const { text, utf16 } = decode(bytes, charset);
   // After decoding: UTF-16's text has NUL bytes, not NUL characters.
-  if (text.slice(0, 8192).includes('\u0000')) return null;
-  return text.replace(/\u0000/g, '');
+  if (looksBinary(text.slice(0, 8192), utf16)) return null;
+  return text.slice(0, max).replace(/\u0000/g, '');
 }
+
+/**
+ * Whether the start of a decoded attachment is binary: a NUL, as git and grep decide, or more than
+ * one character in 32 that no text has. A compressed or encrypted file, a core dump, an image
+ * without a NUL in its first 8 KB were indexed as junk words when named .patch or .log (read as
+ * Latin-1, random bytes give about one such character in ten). What text has is every printable
+ * character, U+0080–U+009F included (windows-1252's quotes and dashes read as Latin-1), and the
+ * controls file(1) counts as text: BEL, BS, TAB, LF, VT, FF, CR and ESC (terminal logs, form feeds
+ * in C sources, ISO-2022-JP's escapes). What it has not: the other C0 controls, DEL, and U+FFFD,
+ * what a byte that is not in the charset decodes to. A log with a stray byte or a short run of
+ * garbage stays text. Read as UTF-16, random bytes are mostly letters of some script, and give
+ * U+FFFD (a lone surrogate) for one pair in 32: there the private use area (U+E000–U+F8FF, one
+ * pair in ten) counts too, which text in a legacy charset can have (a GBK table, carrier emoji).
+ */
+function looksBinary(head: string, utf16 = false): boolean {
+  let odd = 0;
+  for (let i = 0; i < head.length; i++) {
+    const c = head.charCodeAt(i);
+    if (c === 0) return true;
+    if ((c < 0x20 && !TEXT_CONTROL.has(c)) || c === 0x7f || c === 0xfffd || (utf16 && c >= 0xe000 && c <= 0xf8ff)) odd++;
+  }
+  return odd * 32 > head.length;
+}
+
+/** BEL, BS, TAB, LF, VT, FF, CR, ESC. */
+const TEXT_CONTROL = new Set([0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1b]);
 
 /**
  * The bytes in the charset declared, but for valid UTF-8 with non-ASCII characters, which is
@@ -68,16 +94,16 @@ function textOf(content: Buffer, charset: string | null | undefined, max: number
  * ASCII alone goes by the label: ISO-2022-JP is 7-bit, UTF-16's ASCII is valid UTF-8 with NULs.
  * UTF-16 is read in the byte order its bytes show (utf16Order), whatever its label says: labelled
  * UTF-16, or not labelled (or labelled UTF-8, ASCII, Latin-1) but plainly UTF-16, which read as
- * UTF-8 is full of NULs and was skipped as binary.
+ * UTF-8 is full of NULs and was skipped as binary. `utf16`: the text was read as UTF-16.
  */
-function decode(bytes: Buffer, charset: string | null | undefined): string {
+function decode(bytes: Buffer, charset: string | null | undefined): { text: string; utf16: boolean } {
   const decoder = declared(charset);
   const labelled16 = decoder?.encoding === 'utf-16le' || decoder?.encoding === 'utf-16be';
   const order = labelled16 || !decoder ? utf16Order(bytes, !decoder) : null;
-  if (order) return new TextDecoder(order).decode(bytes, { stream: true });
+  if (order) return { text: new TextDecoder(order).decode(bytes, { stream: true }), utf16: true };
   const strict = strictUtf8(bytes);
-  if (decoder && (strict === null || !/[^\x00-\x7f]/.test(strict))) return decoder.decode(bytes, { stream: true });
-  return strict ?? utf8(bytes) ?? bytes.toString('latin1');
+  if (decoder && (strict === null || !/[^\x00-\x7f]/.test(strict))) return { text: decoder.decode(bytes, { stream: true }), utf16: labelled16 };
+  return { text: strict ?? utf8(bytes) ?? bytes.toString('latin1'), utf16: false };
 }
 
 /**
