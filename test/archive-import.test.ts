@@ -264,6 +264,37 @@ describe('importing mbox files', () => {
     expect(await count(db.pool, list.id)).toBe(0);
   });
 
+  it('reads every member of a gzip file of several, and ignores bytes after the last that are not gzip (as gzip -dc), saying so', async () => {
+    // Two members split inside a message, as `cat a.gz b.gz` or a log appended to makes them.
+    const mbox = fixture('pipermail-2009-January.txt');
+    const members = Buffer.concat([zlib.gzipSync(mbox.subarray(0, 700)), zlib.gzipSync(mbox.subarray(700))]);
+    const garbage = Buffer.from('<html>a proxy\'s error page appended by a download</html>\n');
+    const cases = [
+      { name: 'garbage', tail: garbage, trailingGarbage: { offset: members.length, bytes: garbage.length } },
+      // Zero padding (a tape, a block device) is no garbage, to gzip either.
+      { name: 'zeros', tail: Buffer.alloc(4096), trailingGarbage: null },
+      { name: 'nothing', tail: Buffer.alloc(0), trailingGarbage: null },
+    ];
+    for (const c of cases) {
+      const list = await newList(db.pool, `members-${c.name}@lists.example.org`);
+      const file = path.join(tmp, `members-${c.name}.txt.gz`);
+      fs.writeFileSync(file, Buffer.concat([members, c.tail]));
+      const state = await importMbox(db, list, file);
+      expect(state, c.name).toMatchObject({ seen: 3, added: 3, broken: 0, trailingGarbage: c.trailingGarbage });
+      expect(await count(db.pool, list.id)).toBe(3);
+      // Finished: the same file again adds nothing and is not a resume.
+      const { rows } = await db.pool.query('select finished_at from archive_imports where list_id = $1', [list.id]);
+      expect(rows[0].finished_at).not.toBeNull();
+    }
+    // A damaged member after the first is damage, not garbage: it begins as gzip does.
+    const list = await newList(db.pool, 'members-damaged@lists.example.org');
+    const file = path.join(tmp, 'members-damaged.txt.gz');
+    const second = zlib.gzipSync(mbox.subarray(700));
+    second[2] = 7; // not deflate
+    fs.writeFileSync(file, Buffer.concat([zlib.gzipSync(mbox.subarray(0, 700)), second]));
+    await expect(importMbox(db, list, file)).rejects.toThrow(`${file}: damaged or truncated gzip data (unknown compression method)`);
+  });
+
   it('skips a message past 64 MiB (a small gzip file expanding to it), reporting why, and imports the others', async () => {
     const list = await newList(db.pool, 'bomb@lists.example.org');
     const file = path.join(tmp, 'bomb.mbox.gz');
@@ -331,6 +362,17 @@ describe('the import and export commands', () => {
     const run = await cli(['import', 'cli-gz', file], { DATABASE_URL: db.url });
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(`listkeeper: ${file}: damaged or truncated gzip data (unexpected end of file)\n`);
+  });
+
+  it('import of a gzip file with trailing garbage imports it all, warns as gzip does, and exits 0', async () => {
+    await newList(db.pool, 'cli-garbage@lists.example.org');
+    const file = path.join(tmp, 'cli-garbage.txt.gz');
+    const gz = zlib.gzipSync(fixture('pipermail-2009-January.txt'));
+    fs.writeFileSync(file, Buffer.concat([gz, Buffer.from('garbage')]));
+    const run = await cli(['import', 'cli-garbage', file], { DATABASE_URL: db.url });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('3 messages added, 0 already archived, 0 skipped as broken');
+    expect(run.stderr).toContain(`warning: ${file}: decompression OK, trailing garbage ignored (7 bytes from byte ${gz.length} are not gzip data)\n`);
   });
 
   it('prints plain progress lines when not on a terminal and reports broken messages by position', async () => {

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameReader, FrameWriter, type BackupHeader, type TableEnd } from '../src/db/backup-format.ts';
 import { isAlive } from '../src/db/embedded.ts';
@@ -187,6 +188,38 @@ describe('listkeeper backup and restore', () => {
     expect(restored.code, restored.stderr).toBe(0);
     const sql = 'select message_id, encode(sha256(raw), \'hex\') from messages order by id';
     expect(await query(empty, sql)).toEqual(await query(db.url, sql));
+  }, 120_000);
+
+  it('restores a gzipped backup of several members (as gzip -dc reads it), and refuses one that goes on after its gzip data, leaving the database empty', async () => {
+    const bytes = fs.readFileSync(FILE);
+    const gz = zlib.gzipSync(bytes);
+    // Compressed in two parts and joined (cat a.gz b.gz), split inside a frame: one backup.
+    const joined = path.join(dir, 'joined.lkb.gz');
+    fs.writeFileSync(joined, Buffer.concat([zlib.gzipSync(bytes.subarray(0, 1000)), zlib.gzipSync(bytes.subarray(1000))]));
+    const target = await emptyDatabase();
+    const restored = await cli(['restore', joined], { DATABASE_URL: target });
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await query(target, 'select count(*)::int as n from messages')).toEqual([{ n: header.tables.find((t) => t.name === 'messages')!.rows }]);
+    // Bytes after it that are not gzip: listkeeper renames a backup into place whole, so they were
+    // added since. It said "truncated or corrupt (gzip: incorrect header check)".
+    const appended = path.join(dir, 'appended.lkb.gz');
+    fs.writeFileSync(appended, Buffer.concat([gz, Buffer.from('GET /site.lkb.gz HTTP/1.1\r\n')]));
+    const empty = await emptyDatabase();
+    const res = await cli(['restore', appended], { DATABASE_URL: empty });
+    expect(res.code).toBe(1);
+    expect(res.stderr.trim().split('\n').at(-1)).toBe(
+      `listkeeper: restore refused, the database is left as it was: the backup file is corrupt: it goes on after its gzip data (the bytes from byte ${gz.length} are not gzip); ` +
+        'the backup before them checked out against its checksums: to restore it all the same, use gzip -dc FILE | listkeeper restore -',
+    );
+    expect(await relations(empty)).toBe(0);
+    // Garbage after gzip data that ends before the backup's trailer: truncated.
+    const cut = path.join(dir, 'cut-appended.lkb.gz');
+    const cutGz = zlib.gzipSync(bytes.subarray(0, bytes.length >> 1));
+    fs.writeFileSync(cut, Buffer.concat([cutGz, Buffer.from('garbage')]));
+    const cutRes = await cli(['restore', cut], { DATABASE_URL: empty });
+    expect(cutRes.code).toBe(1);
+    expect(cutRes.stderr).toContain(`the backup file is truncated (its gzip data ends before its trailer), and the bytes from byte ${cutGz.length} are not gzip`);
+    expect(await relations(empty)).toBe(0);
   }, 120_000);
 
   it('writes its own new file, mode 0600, whatever FILE.tmp was: never through a symlink, never into a file left there', async () => {

@@ -46,6 +46,11 @@ export function registerArchiveCommands(program: Command) {
             `${state.added} messages added, ${state.duplicates} already archived, ${state.broken} skipped as broken ` +
             `(${state.seconds.toFixed(1)} s, ${rate} msgs/s)\n`,
         );
+        // In GNU gzip's words (gzip exits 2 for a warning): every member before them was read, so the import succeeded.
+        if (state.trailingGarbage) {
+          const { offset, bytes } = state.trailingGarbage;
+          process.stderr.write(`warning: ${file}: decompression OK, trailing garbage ignored (${bytes} bytes from byte ${offset} are not gzip data)\n`);
+        }
         if (state.interrupted) {
           process.stdout.write('run the same command again to resume\n');
           process.exitCode = 130;

@@ -16,8 +16,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pipeline, type Readable } from 'node:stream';
-import zlib from 'node:zlib';
 import type pg from 'pg';
 import {
   finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
@@ -27,6 +25,7 @@ import type { Database } from '../db/database.ts';
 import type { ListRow } from '../db/lists.ts';
 import { inTransaction, isConnectionLoss } from '../db/pool.ts';
 import { InvalidInput, isAppError, TemporaryFailure } from '../errors.ts';
+import { gunzip } from '../gzip.ts';
 import { NotAnMbox, readMbox, type MboxMessage } from '../mail/mbox.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
 import { undoPipermailFrom } from '../mail/pipermail.ts';
@@ -58,6 +57,11 @@ export interface ImportState {
   /** connections that wrote at once, and the messages of a chunk they split between them */
   writers: number;
   chunkMessages: number;
+  /**
+   * A gzip file's bytes after its last member that are not gzip data (from `offset` to its end),
+   * which were not read: GNU gzip's "trailing garbage", ignored as gzip ignores it.
+   */
+  trailingGarbage: { offset: number; bytes: number } | null;
 }
 
 export interface BrokenMessage {
@@ -104,21 +108,18 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
   const state: ImportState = {
     runId: run.id, resumedAt: from.nextOffset > 0 ? from.nextIndex : null, bytes: 0, totalBytes: size, seen: from.seen,
     added: from.imported, stored: 0, duplicates: from.duplicates, broken: from.broken, seconds: 0, interrupted: false,
-    writers: writerCount, chunkMessages: batchSize * writerCount,
+    writers: writerCount, chunkMessages: batchSize * writerCount, trailingGarbage: null,
   };
 
   const fileStream = fs.createReadStream(source, { start: gzipped ? 0 : from.nextOffset, highWaterMark: 1 << 20 });
-  // pipeline, not pipe: the gunzip starts at once, and damaged data must not be an 'error' event
-  // nobody listens to (it ended the process); it reaches the loop below through the stream. The
-  // gunzip keeps a listener of its own for its whole life: zlib can report the damage after the
-  // loop has stopped reading and the pipeline has let go of it (seen once in CI as an uncaught
-  // Z_BUF_ERROR).
-  let stream: Readable = fileStream;
-  if (gzipped) {
-    const gunzip = zlib.createGunzip({ chunkSize: 1 << 20 });
-    gunzip.on('error', () => undefined);
-    stream = pipeline(fileStream, gunzip, () => undefined);
-  }
+  // Every member of the file, as `gzip -dc` reads it (src/gzip.ts); damaged data reaches the loop
+  // below as an error. Bytes after the last member that are not gzip are ignored, as gzip ignores
+  // them, and said in the result: zlib's gunzip took them for damage and stopped the import there,
+  // dropping what it had decompressed of the chunk before them (a small file's every message), and
+  // the run could not be finished.
+  const stream: AsyncIterable<Buffer> = gzipped
+    ? gunzip(fileStream, { chunkSize: 1 << 20, onTrailingGarbage: (offset) => void (state.trailingGarbage = { offset, bytes: size - offset }) })
+    : fileStream;
   const writers: pg.PoolClient[] = [];
   const inflight = new Set<Promise<void>>();
   try {

@@ -27,8 +27,9 @@
 
 import crypto from 'node:crypto';
 import { once } from 'node:events';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { InvalidInput } from '../errors.ts';
+import { TrailingGzipGarbage } from '../gzip.ts';
 
 export const MAGIC = Buffer.from('LISTKEEPER BACKUP\n');
 export const FORMAT_VERSION = 1;
@@ -171,9 +172,11 @@ export class FrameReader {
   private readonly chunks: AsyncIterator<Buffer>;
   private buf: Buffer = Buffer.alloc(0);
   private readonly hash = crypto.createHash('sha256');
+  /** the trailer has been read (and its caller checked it before asking for more) */
+  private trailerRead = false;
   bytes = 0;
 
-  constructor(input: Readable) {
+  constructor(input: AsyncIterable<Buffer>) {
     this.chunks = input[Symbol.asyncIterator]();
   }
 
@@ -195,6 +198,7 @@ export class FrameReader {
     const payload = length === 0 ? Buffer.alloc(0) : await this.take(length);
     if (payload === null) throw truncated();
     if (kind !== 'T') this.hash.update(head).update(payload);
+    else this.trailerRead = true;
     return { kind, payload };
   }
 
@@ -206,7 +210,7 @@ export class FrameReader {
   /** n bytes; null at a clean end of the stream (nothing buffered), a truncation error mid-way. */
   private async take(n: number): Promise<Buffer | null> {
     while (this.buf.length < n) {
-      const { value, done } = await this.chunks.next().catch(gzipError);
+      const { value, done } = await this.chunks.next().catch((err) => gzipError(err, this.trailerRead && this.buf.length === 0));
       if (done) {
         if (this.buf.length === 0) return null;
         throw truncated();
@@ -220,8 +224,24 @@ export class FrameReader {
   }
 }
 
-/** A gzip stream that ends early or is damaged throws zlib errors: one clear line instead. */
-function gzipError(err: unknown): never {
+/**
+ * A gzip stream that ends early or is damaged throws zlib errors: one clear line instead. Bytes
+ * after the gzip data that are not gzip (src/gzip.ts) are refused too, as bytes after the trailer
+ * are: listkeeper writes a backup to FILE.tmp and renames it once whole, so they were added to the
+ * file since (appended to, written over a longer file, two files joined), and restore does not
+ * guess what was meant. After a trailer that checked out, the line says how to restore the
+ * backup before them, knowingly (`gzip -dc` warns about them and leaves them out).
+ */
+function gzipError(err: unknown, afterTrailer: boolean): never {
+  if (err instanceof TrailingGzipGarbage) {
+    if (afterTrailer) {
+      throw new BackupFileError(
+        `the backup file is corrupt: it goes on after its gzip data (the bytes from byte ${err.offset} are not gzip); ` +
+          'the backup before them checked out against its checksums: to restore it all the same, use gzip -dc FILE | listkeeper restore -',
+      );
+    }
+    throw new BackupFileError(`the backup file is truncated (its gzip data ends before its trailer), and the bytes from byte ${err.offset} are not gzip`);
+  }
   const code = (err as { code?: string }).code ?? '';
   if (code.startsWith('Z_') || code === 'ERR_ZLIB') throw new BackupFileError(`the backup file is truncated or corrupt (gzip: ${(err as Error).message})`);
   throw err;

@@ -20,12 +20,12 @@
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import zlib from 'node:zlib';
 import type pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import { Conflict, InvalidInput } from '../errors.ts';
+import { gunzip } from '../gzip.ts';
 import { backupTables, copyInSql, DERIVED_COLUMNS, DERIVING_TRIGGERS, ident } from './backup-catalog.ts';
 import {
   BackupFileError,
@@ -67,28 +67,29 @@ export async function restoreFromFile(pool: pg.Pool, file: string, opts: Restore
   try {
     return await restoreBackup(pool, input, opts);
   } finally {
-    input.destroy();
     raw.destroy();
+    await input.return(undefined).catch(() => undefined);
   }
 }
 
-/** The stream itself, or its gunzipped bytes when it starts as gzip does (1f 8b). */
-async function gunzipIfGzip(raw: Readable): Promise<Readable> {
+/**
+ * The stream's bytes, gunzipped when it starts as gzip does (1f 8b): every member, as `gzip -dc`
+ * reads them. Bytes after the last member that are not gzip are refused (TrailingGzipGarbage,
+ * FrameReader's message): listkeeper writes a backup whole and renames it, so they were added to
+ * the file since, and whatever they are, restore does not guess which backup was meant.
+ */
+async function gunzipIfGzip(raw: Readable): Promise<AsyncGenerator<Buffer>> {
   const chunks = raw[Symbol.asyncIterator]();
   const first = await chunks.next();
   async function* again() {
     if (!first.done) yield first.value as Buffer;
     for (let c = await chunks.next(); !c.done; c = await chunks.next()) yield c.value as Buffer;
   }
-  const stream = Readable.from(again(), { objectMode: false });
   const gzip = !first.done && (first.value as Buffer)[0] === 0x1f && (first.value as Buffer)[1] === 0x8b;
-  if (!gzip) return stream;
-  const gunzip = zlib.createGunzip();
-  stream.on('error', (err) => gunzip.destroy(err));
-  return stream.pipe(gunzip);
+  return gzip ? gunzip(again(), { chunkSize: 1 << 16 }) : again();
 }
 
-export async function restoreBackup(pool: pg.Pool, input: Readable, opts: RestoreOptions = {}): Promise<RestoreResult> {
+export async function restoreBackup(pool: pg.Pool, input: AsyncIterable<Buffer>, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const started = performance.now();
   const reader = new FrameReader(input);
   const any = await readHeader(reader);
