@@ -16,7 +16,7 @@ import { disableMember, findMemberById, findMemberByToken, type MemberRow } from
 import { countBounceHourly } from '../db/outbox.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
-import { PROBE_TOKEN } from '../mail/address.ts';
+import { normalizeEmail, PROBE_TOKEN } from '../mail/address.ts';
 import { readBounce, type BounceReport } from '../mail/bounce.ts';
 import { BOUNCE_HALF_LIFE_DAYS, BOUNCE_WEIGHT, classifyText } from '../mail/bounce-rules.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
@@ -27,7 +27,10 @@ export async function handleBounceMail(pool: pg.Pool, list: ListRow, token: stri
   const probe = token !== undefined && PROBE_TOKEN.test(token) ? token : null;
   const member = !token ? null : probe ? await findMemberByProbeToken(pool, probe) : await findMemberByToken(pool, token);
   const ours = member && member.list_id === list.id ? member : null;
-  const reports = readBounce({ raw, text: parsed.text, headers: parsed.headers });
+  // A report names the address as the envelope had it, its domain in A-labels (envelopeAddress):
+  // read as members spell it, `bob@xn--bcher-kva.example` is the member `bob@bücher.example`.
+  const reports = readBounce({ raw, text: parsed.text, headers: parsed.headers })
+    .map((r) => (r.recipient ? { ...r, recipient: normalizeEmail(r.recipient) ?? r.recipient } : r));
   // One DSN may list several recipients; the member's own address, or the first failure, speaks for it.
   const report = reports.find((r) => r.failed && ours && r.recipient === ours.email) ?? reports.find((r) => r.failed) ?? reports[0];
   // Auto-replies, delay warnings and stray mail are recorded too, as not counted: the panel shows

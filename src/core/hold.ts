@@ -14,7 +14,7 @@ import { listHasMessageId } from '../db/messages.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { upsertSenderRule } from '../db/sender-rules.ts';
 import { log } from '../log.ts';
-import { normalizeEmail } from '../mail/address.ts';
+import { normalizeEmail, postSender } from '../mail/address.ts';
 import { parse } from '../mail/parse.ts';
 import { acceptPost, refuse, refuseByRule, type Post, type PostOutcome } from './accept-post.ts';
 import type { Decision } from './moderation-rules.ts';
@@ -149,7 +149,8 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
     listId: p.list.id,
     messageId: p.message.messageId,
     raw: p.raw,
-    fromEmail: p.message.fromEmail || (p.envelopeFrom ?? '').toLowerCase(),
+    // As the rules read it, so that "discard all from this sender" and a ban meet every spelling.
+    fromEmail: postSender(p.message.fromEmail, p.envelopeFrom),
     fromName: p.message.fromName,
     subject: p.message.subject,
     envelopeFrom: p.envelopeFrom,

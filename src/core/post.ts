@@ -12,6 +12,7 @@ import { GroupCommit } from '../db/group-commit.ts';
 import { acceptIntoLists } from '../db/messages.ts';
 import { senderFacts, type SenderFacts } from '../db/sender-rules.ts';
 import { SYNCHRONOUS_COMMITS, type SynchronousCommit } from '../list-policies.ts';
+import { oldSpelling, postSender } from '../mail/address.ts';
 import { listId } from '../mail/list-headers.ts';
 import { afterAccept, type Post, type PostOutcome } from './accept-post.ts';
 import { holdOrDrop } from './hold.ts';
@@ -31,8 +32,9 @@ export function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
 const committers = new WeakMap<pg.Pool, GroupCommit<Post, PostOutcome>>();
 
 async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[]> {
-  const senders = batch.map((p) => (p.message.fromEmail || p.envelopeFrom || '').toLowerCase());
-  const facts = await senderFacts(tx, batch.map((p, i) => ({ listId: p.list.id, email: senders[i] })));
+  // One spelling per mailbox (bob@xn--bcher-kva.example is bob@bücher.example), as members and rules have it.
+  const senders = batch.map((p) => postSender(p.message.fromEmail, p.envelopeFrom));
+  const facts = await senderFacts(tx, batch.map((p, i) => ({ listId: p.list.id, email: senders[i], oldSpelling: oldSpelling(senders[i]) })));
   // Decide on the list's settings as committed now, not as the listener's cache last saw them.
   const posts = batch.map((p, i) => (facts[i].list ? { ...p, list: { ...p.list, ...facts[i].list } } : p));
   const decisions = posts.map((p, i) => decide(postFacts(p, senders[i], facts[i])));

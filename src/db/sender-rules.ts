@@ -51,20 +51,23 @@ export type PostingSettings = Pick<ListRow, 'post_policy' | 'max_message_size' |
  * learns of changes by NOTIFY, which can come a moment after a post; a policy changed just before
  * must still decide it.
  */
-export async function senderFacts(db: Queryable, asks: { listId: number; email: string }[]): Promise<SenderFacts[]> {
+export async function senderFacts(db: Queryable, asks: { listId: number; email: string; oldSpelling?: string | null }[]): Promise<SenderFacts[]> {
   if (asks.length === 0) return [];
   type Row = PostingSettings & { list_id: number | null; member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] };
   const { rows } = await db.query<Row>({
     // Named: parsed once per connection, as it runs for every batch of posts. Named columns, not
     // l.*: a prepared statement fails once its result type changes (a migration adding a column).
     name: 'sender_facts',
-    text: `select l.id as list_id, l.post_policy, l.max_message_size, l.spam_hold_score, l.spam_reject_score, l.auth_policy, l.synchronous_commit, (select status from members m where m.list_id = x.list_id and m.email = x.email) as member_status,
-                  coalesce((select json_agg(r order by r.email = x.email desc) from sender_rules r
-                             where r.list_id = x.list_id and r.email in (x.email, x.domain)), '[]'::json) as rules
-             from unnest($1::bigint[], $2::text[], $3::text[]) with ordinality x(list_id, email, domain, ord)
+    // `old` is the spelling a release before sql/0072 stored for the same address typed with its
+    // domain in A-labels, matched as well until the address-spellings job has respelled it.
+    text: `select l.id as list_id, l.post_policy, l.max_message_size, l.spam_hold_score, l.spam_reject_score, l.auth_policy, l.synchronous_commit,
+                  (select status from members m where m.list_id = x.list_id and m.email in (x.email, x.old) order by m.email = x.email desc limit 1) as member_status,
+                  coalesce((select json_agg(r order by (r.email = x.email or r.email = x.old) is true desc, r.email in (x.email, x.domain) desc) from sender_rules r
+                             where r.list_id = x.list_id and r.email in (x.email, x.domain, x.old, x.old_domain)), '[]'::json) as rules
+             from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) with ordinality x(list_id, email, domain, old, old_domain, ord)
              left join lists l on l.id = x.list_id
             order by x.ord`,
-    values: [asks.map((a) => a.listId), asks.map((a) => a.email), asks.map((a) => a.email.slice(Math.max(0, a.email.lastIndexOf('@'))))],
+    values: [asks.map((a) => a.listId), asks.map((a) => a.email), asks.map((a) => domainPart(a.email)), asks.map((a) => a.oldSpelling ?? null), asks.map((a) => (a.oldSpelling ? domainPart(a.oldSpelling) : null))],
   });
   return rows.map((row) => ({
     memberStatus: row.member_status,
@@ -72,3 +75,6 @@ export async function senderFacts(db: Queryable, asks: { listId: number; email: 
     list: row.list_id === null ? null : { post_policy: row.post_policy, max_message_size: row.max_message_size, spam_hold_score: row.spam_hold_score, spam_reject_score: row.spam_reject_score, auth_policy: row.auth_policy, synchronous_commit: row.synchronous_commit },
   }));
 }
+
+/** '@domain' of an address, as domain rules are stored (the whole value when it has no '@'). */
+const domainPart = (email: string) => email.slice(Math.max(0, email.lastIndexOf('@')));

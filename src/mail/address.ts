@@ -108,7 +108,10 @@ const ASCII_DOMAIN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0
  * A subscriber address in canonical form, or null when it is not one: lower case, NFC, at most
  * 64 octets before the @ and 254 in all. International addresses (RFC 6531) are taken: a
  * UTF-8 local part, and a domain of U-labels, kept as U-labels after IDNA (UTS #46) mapping,
- * the spelling a post's From has. Copies to them need SMTPUTF8 (delivery/smtp-session.ts).
+ * the spelling a post's From has. A domain given in A-labels (`xn--`) is the same domain and
+ * gets the same spelling: `bob@xn--bcher-kva.example` is `bob@bücher.example`, one member, one
+ * account, one sender rule, whichever way it was typed or a post's From wrote it. Copies to
+ * such addresses need SMTPUTF8 only for a non-ASCII local part (envelopeAddress).
  */
 export function normalizeEmail(value: string): string | null {
   // U+FFFD is what bytes that were not UTF-8 became on the way in: no one's real address.
@@ -117,17 +120,59 @@ export function normalizeEmail(value: string): string | null {
   const at = email.lastIndexOf('@');
   if (at <= 0) return null;
   const local = email.slice(0, at);
-  let domain = email.slice(at + 1);
-  if (!LOCAL.test(local) || Buffer.byteLength(local) > 64) return null;
-  if (/[^\x00-\x7f]/.test(domain)) {
-    const ascii = url.domainToASCII(domain);
-    if (!ASCII_DOMAIN.test(ascii)) return null;
-    domain = url.domainToUnicode(ascii);
-  } else if (!ASCII_DOMAIN.test(domain)) return null;
+  const domain = canonicalDomain(email.slice(at + 1));
+  if (!LOCAL.test(local) || Buffer.byteLength(local) > 64 || domain === null) return null;
   const canonical = `${local}@${domain}`;
   // Idempotent by construction: what the mapping gives must map to itself.
   if (canonical !== canonical.toLowerCase().normalize('NFC')) return null;
   return Buffer.byteLength(canonical) <= 254 ? canonical : null;
+}
+
+// Label separators of IDNA (UTS #46): the full stop, and the ideographic and fullwidth ones it maps to it.
+const LABEL_SEPARATOR = /[.\u3002\uff0e\uff61]/;
+const A_LABEL = /(?:^|[.\u3002\uff0e\uff61])xn--/;
+
+/**
+ * A lower-case, NFC domain in U-labels, or null when it is no domain name. An all-ASCII domain
+ * without an A-label is taken as it is; any other goes through IDNA's mapping (UTS #46) to
+ * A-labels and back. An A-label must be one (RFC 5891 §5.4): read as Unicode and written again,
+ * it gives back exactly what was given. `xn--zz` is not punycode, and `xn--abc-` reads as `abc`,
+ * which is written `abc`: both are refused rather than stored as a second, unreachable spelling.
+ */
+function canonicalDomain(domain: string): string | null {
+  const ascii = /[^\x00-\x7f]/.test(domain) || A_LABEL.test(domain) ? url.domainToASCII(domain) : domain;
+  if (!ASCII_DOMAIN.test(ascii)) return null;
+  if (ascii === domain && !A_LABEL.test(domain)) return domain;
+  const unicode = url.domainToUnicode(ascii);
+  if (url.domainToASCII(unicode) !== ascii) return null;
+  const given = domain.split(LABEL_SEPARATOR);
+  const labels = ascii.split('.');
+  if (given.some((label, i) => /^[\x00-\x7f]*$/.test(label) && label !== labels[i])) return null;
+  return unicode;
+}
+
+/**
+ * Who a post is from, spelled as members and sender rules are: From's address, or the envelope
+ * sender's when From has none, in canonical form; lower case as it came when it is no address
+ * normalizeEmail takes (it can be no one's membership then, but a moderator still sees it).
+ */
+export function postSender(fromEmail: string, envelopeFrom: string | null): string {
+  const given = fromEmail || envelopeFrom || '';
+  return normalizeEmail(given) ?? given.toLowerCase();
+}
+
+/**
+ * The spelling a release before sql/0072 stored for this canonical address when it was typed
+ * with its domain in A-labels (`bob@xn--bcher-kva.example` for `bob@bücher.example`), or null
+ * when its domain is ASCII. Read beside the canonical one until the address-spellings
+ * conversion job has respelled such rows.
+ */
+export function oldSpelling(address: string): string | null {
+  const at = address.lastIndexOf('@');
+  const domain = address.slice(at + 1);
+  if (at <= 0 || /^[\x00-\x7f]*$/.test(domain)) return null;
+  const ascii = url.domainToASCII(domain);
+  return ascii ? `${address.slice(0, at)}@${ascii}` : null;
 }
 
 /**
