@@ -240,6 +240,19 @@ CREATE FUNCTION public.delivery_worker_locks() RETURNS SETOF integer
 $$;
 
 --
+-- Name: idn_address_written(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.idn_address_written() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public'
+    AS $$
+begin
+  update conversions set done_at = null where name = 'address-spellings' and done_at is not null;
+  return null;
+end $$;
+
+--
 -- Name: import_messages(bigint, text[], bytea[], text[], text[], text[], timestamp with time zone[], text[], text[], text[], boolean[], text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -937,6 +950,19 @@ CREATE SEQUENCE public.accounts_id_seq
 --
 
 ALTER SEQUENCE public.accounts_id_seq OWNED BY public.accounts.id;
+
+--
+-- Name: address_spellings; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.address_spellings (
+    tbl text NOT NULL,
+    email text NOT NULL,
+    canonical text,
+    outcome text NOT NULL,
+    rows_changed integer DEFAULT 0 NOT NULL,
+    decided_at timestamp with time zone DEFAULT now() NOT NULL
+);
 
 --
 -- Name: api_tokens; Type: TABLE; Schema: public; Owner: -
@@ -1857,6 +1883,13 @@ ALTER TABLE ONLY public.accounts
     ADD CONSTRAINT accounts_pkey PRIMARY KEY (id);
 
 --
+-- Name: address_spellings address_spellings_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.address_spellings
+    ADD CONSTRAINT address_spellings_pkey PRIMARY KEY (tbl, email);
+
+--
 -- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2394,6 +2427,18 @@ CREATE INDEX subscription_requests_expires ON public.subscription_requests USING
 CREATE INDEX unresolved_refs_ref ON public.unresolved_refs USING btree (ref);
 
 --
+-- Name: account_addresses account_addresses_idn_address; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER account_addresses_idn_address AFTER INSERT OR UPDATE OF email ON public.account_addresses FOR EACH ROW WHEN ((new.email ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
+
+--
+-- Name: accounts accounts_idn_address; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER accounts_idn_address AFTER INSERT OR UPDATE OF email ON public.accounts FOR EACH ROW WHEN ((new.email ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
+
+--
 -- Name: accounts accounts_primary_is_verified; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2422,6 +2467,12 @@ CREATE TRIGGER list_messages_purge_insert AFTER INSERT ON public.list_messages R
 --
 
 CREATE TRIGGER list_messages_purge_update AFTER UPDATE ON public.list_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_list_messages_updated();
+
+--
+-- Name: list_roles list_roles_idn_address; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER list_roles_idn_address AFTER INSERT OR UPDATE OF email ON public.list_roles FOR EACH ROW WHEN ((new.email ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
 
 --
 -- Name: lists lists_changed; Type: TRIGGER; Schema: public; Owner: -
@@ -2458,6 +2509,12 @@ CREATE TRIGGER lists_purge_update AFTER UPDATE ON public.lists REFERENCING OLD T
 --
 
 CREATE TRIGGER members_end_vacation BEFORE UPDATE OF mode, status ON public.members FOR EACH ROW EXECUTE FUNCTION public.members_end_vacation_on_mode_change();
+
+--
+-- Name: members members_idn_address; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER members_idn_address AFTER INSERT OR UPDATE OF email ON public.members FOR EACH ROW WHEN ((new.email ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
 
 --
 -- Name: messages messages_changed; Type: TRIGGER; Schema: public; Owner: -
@@ -2500,6 +2557,18 @@ CREATE TRIGGER messages_thread_moves AFTER UPDATE ON public.messages REFERENCING
 --
 
 CREATE TRIGGER outbox_forget_list AFTER DELETE ON public.lists FOR EACH ROW EXECUTE FUNCTION public.outbox_forget_list();
+
+--
+-- Name: sender_rules sender_rules_idn_address; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER sender_rules_idn_address AFTER INSERT OR UPDATE OF email ON public.sender_rules FOR EACH ROW WHEN ((new.email ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
+
+--
+-- Name: subscription_requests subscription_requests_idn_address; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER subscription_requests_idn_address AFTER INSERT OR UPDATE OF email ON public.subscription_requests FOR EACH ROW WHEN ((new.email ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
 
 --
 -- Name: account_addresses account_addresses_account_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -

@@ -32,6 +32,7 @@ import { isTransientFailure } from '../db/pg-errors.ts';
 import { isConnectionLoss, withTransaction, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { attachmentText } from './conversions/attachment-text.ts';
+import { addressSpellings } from './conversions/address-spellings.ts';
 import { messageDigests } from './conversions/message-digests.ts';
 
 export interface ConversionJob {
@@ -53,7 +54,7 @@ export interface ConversionJob {
 }
 
 /** Every job this release knows. A job in the table that is not here belongs to a newer release. */
-export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText];
+export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText, addressSpellings];
 
 export function conversionJob(name: string): ConversionJob | undefined {
   return CONVERSIONS.find((j) => j.name === name);

@@ -58,7 +58,7 @@ export async function senderFacts(db: Queryable, asks: { listId: number; email: 
     // Named: parsed once per connection, as it runs for every batch of posts. Named columns, not
     // l.*: a prepared statement fails once its result type changes (a migration adding a column).
     name: 'sender_facts',
-    // `old` is the spelling a release before sql/0072 stored for the same address typed with its
+    // `old` is the spelling a release before sql/0074 stored for the same address typed with its
     // domain in A-labels, matched as well until the address-spellings job has respelled it.
     text: `select l.id as list_id, l.post_policy, l.max_message_size, l.spam_hold_score, l.spam_reject_score, l.auth_policy, l.synchronous_commit,
                   (select status from members m where m.list_id = x.list_id and m.email in (x.email, x.old) order by m.email = x.email desc limit 1) as member_status,

@@ -162,7 +162,7 @@ export function postSender(fromEmail: string, envelopeFrom: string | null): stri
 }
 
 /**
- * The spelling a release before sql/0072 stored for this canonical address when it was typed
+ * The spelling a release before sql/0074 stored for this canonical address when it was typed
  * with its domain in A-labels (`bob@xn--bcher-kva.example` for `bob@bücher.example`), or null
  * when its domain is ASCII. Read beside the canonical one until the address-spellings
  * conversion job has respelled such rows.
