@@ -115,6 +115,13 @@ describe('finding and changing members', () => {
     expect(audit.rows[0].detail).toMatchObject({ mode: 'nomail', count: 2 });
   });
 
+  it('removes a member stored by an earlier release with a domain that is no valid A-label, which the conversion leaves as it is', async () => {
+    await db.pool.query(`insert into members (list_id, email, mode) values ($1, 'odd@xn--zz.example', 'each')`, [dev.id]);
+    const done = await owner.post(`${M}/bulk`, { emails: ['odd@xn--zz.example'], action: 'remove', confirm: '1' });
+    expect(done.status).toBe(303);
+    expect((await findMember(db.pool, dev.id, 'odd@xn--zz.example'))!.status).toBe('unsubscribed');
+  });
+
   it('re-enables a member disabled by bounces and shows their bounce details', async () => {
     await addMember(db.pool, dev.id, 'bouncy@example.net', 'each');
     const member = (await findMember(db.pool, dev.id, 'bouncy@example.net'))!;

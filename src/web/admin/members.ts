@@ -94,7 +94,10 @@ export function membersRouter(ctx: WebContext): Router {
 
   r.post('/admin/lists/:list/members/bulk', owner, requireCsrf, async (req, res) => {
     const { list } = listAccessOf(res);
-    const emails = [...new Set(fields(req, 'emails').map((e) => normalizeEmail(e)).filter((e): e is string => !!e))];
+    // The ticked rows' addresses as stored: canonical, or (from a release before sql/0072) with a
+    // domain that is no valid A-label, which the address-spellings job leaves as it is and which
+    // must stay removable. Only rows that match exactly are changed.
+    const emails = [...new Set(fields(req, 'emails').map((e) => normalizeEmail(e) ?? asStored(e)).filter((e): e is string => !!e))];
     const action = oneOf('Action', field(req, 'action'), ['remove', 'reenable', 'mode-each', 'mode-digest', 'mode-nomail', 'pause'] as const);
     const back = safeBack(req, list.address);
     // A vacation: nomail until the day given, checked before anything else is looked at.
@@ -142,4 +145,10 @@ function csvText(bytes: Buffer): string {
   const t = utf8OrNull(bytes);
   if (t === null) throw new InvalidInput('The CSV file is not UTF-8 text. Save it as UTF-8 (in a spreadsheet, "CSV UTF-8") and send it again.', 'bad_csv');
   return t;
+}
+
+/** A ticked address normalizeEmail refuses, as an old row may hold it: lower case, with an '@'; else null. */
+function asStored(value: string): string | null {
+  const v = value.trim().toLowerCase();
+  return v.includes('@') && v.length <= 254 ? v : null;
 }
