@@ -251,6 +251,27 @@ describe('the address-spellings conversion job', () => {
     expect(job.done).toBe(true);
   });
 
+  it('reports a spelling it cannot convert, leaves it as it is, and converts the rest', async () => {
+    const list = await newList();
+    await q(`insert into held_messages (list_id, message_id, raw, size, from_email, reason, rule) values ($1, 'held-stuck@example.net', 'x', 1, $2, 'r', 'moderated'), ($1, 'held-fine@example.net', 'x', 1, $3, 'r', 'moderated')`,
+      [list.id, `stuck@${A}`, `fine@${A}`]);
+    // A constraint (added NOT VALID, as an operator might) that refuses the one row's new spelling.
+    await q(`alter table held_messages add constraint no_stuck_unicode check (from_email <> 'stuck@${U}') not valid`);
+    try {
+      await restart();
+      await runToEnd();
+    } finally {
+      await q('alter table held_messages drop constraint no_stuck_unicode');
+    }
+    expect(await q(`select message_id, from_email from held_messages where list_id = $1 order by message_id`, [list.id]))
+      .toEqual([{ message_id: 'held-fine@example.net', from_email: `fine@${U}` }, { message_id: 'held-stuck@example.net', from_email: `stuck@${A}` }]);
+    const [stuck] = await q<{ canonical: string | null; outcome: string }>(`select canonical, outcome from address_spellings where tbl = 'held_messages' and email = $1`, [`stuck@${A}`]);
+    expect(stuck.canonical).toBeNull();
+    expect(stuck.outcome).toMatch(/^not converted: .*no_stuck_unicode/);
+    expect(await q(`select count(*)::int as n from conversion_skips where name = 'address-spellings'`)).toEqual([{ n: 0 }]);
+    await q(`delete from held_messages where list_id = $1`, [list.id]);
+  });
+
   it('is put back to work by an A-label spelling written after it finished (a previous release during an upgrade)', async () => {
     const list = await newList();
     await restart();

@@ -31,6 +31,7 @@ import {
   type SpelledMember, type SpelledRule, type SpellingTable,
 } from '../../db/address-spellings.ts';
 import { recordAudit } from '../../db/audit.ts';
+import { isTransientFailure } from '../../db/pg-errors.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 
@@ -40,6 +41,8 @@ export const addressSpellings = {
   name: 'address-spellings',
   describe: 'one spelling per mailbox: addresses stored with A-labels (xn--) get their U-labels, duplicates merged',
   estimate: (db: Queryable) => countSpellingsToConvert(db),
+  // The cursor counts batches (above): the next one is there while a spelling is left.
+  nextKey: async (db: Queryable, afterKey: number) => ((await spellingsToConvert(db, 1)).length > 0 ? afterKey + 1 : null),
   async batch(tx: Queryable, afterKey: number, limit: number) {
     const found = await spellingsToConvert(tx, limit);
     let changed = 0;
@@ -49,9 +52,21 @@ export const addressSpellings = {
         await recordSpelling(tx, tbl, email, null, 'not a valid A-label: left as it is', 0);
         continue;
       }
-      const { rows, outcome } = await HANDLERS[tbl](tx, email, canonical);
-      await recordSpelling(tx, tbl, email, canonical, outcome, rows);
-      changed += rows;
+      // Each spelling under a savepoint: one that cannot be converted (a constraint the merge
+      // trips on) is reported and left as it is, so that the next batch does not find it again.
+      // Batches are found by search, not by key, and skipping a key (core/conversions.ts) would
+      // skip nothing here. A lost connection or a timeout still ends the batch, to be tried again.
+      await tx.query('savepoint spelling');
+      try {
+        const { rows, outcome } = await HANDLERS[tbl](tx, email, canonical);
+        await tx.query('release savepoint spelling');
+        await recordSpelling(tx, tbl, email, canonical, outcome, rows);
+        changed += rows;
+      } catch (err) {
+        if (isTransientFailure(err)) throw err;
+        await tx.query('rollback to savepoint spelling');
+        await recordSpelling(tx, tbl, email, null, `not converted: ${(err as Error).message}`, 0);
+      }
     }
     return { lastKey: found.length > 0 ? afterKey + 1 : null, seen: found.length, changed };
   },
