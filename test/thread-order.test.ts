@@ -1,6 +1,10 @@
 import fc from 'fast-check';
+import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { threadTree } from '../src/db/archive.ts';
+import type { Queryable } from '../src/db/pool.ts';
 import { MAX_DEPTH, readingOrder, type ThreadNode } from '../src/mail/thread-order.ts';
+import { archive, mail, newList } from './fixtures/archive/seed.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 
 /**
@@ -110,4 +114,26 @@ it('places a chain deeper than MAX_DEPTH without running out of stack, the rest 
   expect(order).toHaveLength(n);
   expect(order.slice(0, MAX_DEPTH + 1).every((p, i) => p.id === i + 1 && p.depth === i)).toBe(true);
   expect(order.slice(MAX_DEPTH + 1).every((p, i) => p.id === MAX_DEPTH + 2 + i && p.depth === 0 && p.parent === p.id - 1)).toBe(true);
+});
+
+it('leaves out of the page a message hidden between reading the thread and reading its rows', async () => {
+  const list = await newList(db.pool, 'race@lists.example.org');
+  await archive(db.pool, list, mail({ id: 'race-1@example.org', subject: 'Start', date: 'Mon, 02 Nov 2026 10:00:00 +0000', body: 'first' }));
+  await archive(db.pool, list, mail({ id: 'race-2@example.org', subject: 'Re: Start', date: 'Mon, 02 Nov 2026 10:01:00 +0000', body: 'second, hidden in between', inReplyTo: 'race-1@example.org' }));
+  await archive(db.pool, list, mail({ id: 'race-3@example.org', subject: 'Re: Start', date: 'Mon, 02 Nov 2026 10:02:00 +0000', body: 'third', inReplyTo: 'race-2@example.org' }));
+  const { rows: [{ thread_id: threadId }] } = await db.pool.query<{ thread_id: number }>(`select thread_id from messages where message_id = 'race-1@example.org'`);
+  // The reader's connection: a moderator hides race-2 just after the thread's first read.
+  let reads = 0;
+  const query = async (config: unknown) => {
+    const r = await db.pool.query(config as pg.QueryConfig);
+    if (++reads === 1) {
+      await db.pool.query(`update list_messages set hidden_at = now() where list_id = $1 and message_id = (select id from messages where message_id = 'race-2@example.org')`, [list.id]);
+    }
+    return r;
+  };
+  const reader = { query } as unknown as Queryable;
+  const entries = await threadTree(reader, list.id, threadId, { limit: 1000, offset: 0, bodyFrom: 0, bodyTo: 50 });
+  expect(reads).toBe(2);
+  expect(entries.map((e) => e.message_id)).toEqual(['race-1@example.org', 'race-3@example.org']);
+  expect(entries.map((e) => e.body ?? '').join(' ')).not.toContain('hidden in between');
 });

@@ -271,6 +271,11 @@ export async function threadTree(db: Queryable, listId: number, threadId: number
             where m.thread_id = $2`,
     values: [listId, threadId],
   });
+  // A page past the thread's end is answered before the thread is ordered: ?page=99999 of a
+  // large thread would otherwise cost the whole sort for a 404.
+  let shown = 0;
+  for (const n of nodes) if (n.visible) shown++;
+  if (w.offset >= shown || w.bodyFrom >= shown) return [];
   const order = readingOrder(nodes);
   const window = order.slice(w.offset, w.offset + w.limit);
   if (window.length === 0) return [];
@@ -285,15 +290,18 @@ export async function threadTree(db: Queryable, listId: number, threadId: number
                   m.id = any($2::bigint[]) and length(m.body) > $3 as body_truncated,
                   m.has_attachments
              from messages m
-            where m.id = any($1::bigint[])`,
-    values: [[...inWindow, ...outside], withBody, w.bodyChars ?? 20000],
+            where m.id = any($1::bigint[])
+              and exists (select 1 from list_messages lm where lm.list_id = $4 and lm.message_id = m.id and lm.hidden_at is null)`,
+    // Shown in the list is asked again: a message hidden since the first read (a moderator, a
+    // legal request) must not be sent in this page, which a cache in front may keep.
+    values: [[...inWindow, ...outside], withBody, w.bodyChars ?? 20000, listId],
   });
   const byId = new Map(rows.map((r) => [r.id, r]));
   const entries: ThreadEntry[] = [];
   for (let i = 0; i < window.length; i++) {
     const p = window[i];
     const r = byId.get(p.id);
-    // Gone since the first read (deleted in between): left out of this view.
+    // Hidden or deleted since the first read: left out of this view.
     if (!r) continue;
     const parent = p.parent === null ? undefined : byId.get(p.parent);
     // Field by field: a copy of the row with fields added (`{ ...r, depth }`) takes V8's slow
