@@ -154,3 +154,38 @@ it('shows the skipped row in `listkeeper queue` and `doctor`', async () => {
   const findings = await conversionsFindings(db.pool);
   expect(findings).toContainEqual(expect.objectContaining({ status: 'warn', what: expect.stringMatching(new RegExp(`conversion attachment-text \\(done\\): 1 row\\(s\\) skipped.*row ${poison} at .*no_poison`)) }));
 });
+
+it('a failure every row meets skips nothing: the release\'s (a privilege, a table not there) or one the next row meets alike; the job keeps its error and waits', async () => {
+  const reset = async () => {
+    await db.pool.query('update messages set attachment_text = null');
+    await db.pool.query('delete from conversion_skips');
+    await db.pool.query(`update conversions set last_key = 0, done_at = null, started_at = null, rows_done = 0, rows_changed = 0, error = null, error_at = null where name = 'attachment-text'`);
+  };
+  // The release's: every update refused with a code that is no row's (42501, a privilege).
+  await db.pool.query('alter table messages drop constraint no_poison');
+  await reset();
+  await db.pool.query(`create function refuse_all() returns trigger language plpgsql as $$
+    begin raise exception 'attachment text may not be written here' using errcode = '42501'; end $$`);
+  await db.pool.query('create trigger refuse_all before update on messages for each row execute function refuse_all()');
+  try {
+    await pass();
+    expect(await skips()).toEqual([]);
+    expect(await job()).toMatchObject({ last_key: 0, rows_done: 0, done: false, error: expect.stringMatching(/may not be written/) });
+  } finally {
+    await db.pool.query('drop trigger refuse_all on messages');
+  }
+  // A row's kind of failure (a check constraint, class 23), but the next row fails alike: every
+  // row would, so none is skipped.
+  await db.pool.query(`alter table messages add constraint no_updates check (attachment_text is null) not valid`);
+  try {
+    await pass();
+    expect(await skips()).toEqual([]);
+    expect(await job()).toMatchObject({ last_key: 0, rows_done: 0, done: false, error: expect.stringMatching(/no_updates/) });
+  } finally {
+    await db.pool.query('alter table messages drop constraint no_updates');
+  }
+  // Put right, the next pass does every row.
+  await pass();
+  expect(await skips()).toEqual([]);
+  expect(await job()).toMatchObject({ rows_done: 5, rows_changed: 5, done: true, error: null });
+}, 60_000);

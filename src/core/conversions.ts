@@ -11,9 +11,12 @@
  * A batch that fails (but for a lost connection: the database is gone, nothing can be done now) is
  * done again one row per transaction, at once. A row that fails alone, with an error that is not
  * transient (db/pg-errors.ts: not a lost or terminated connection, a serialization failure or
- * deadlock, a lock or statement timeout, a lack of resources), fails every time: it is skipped,
- * recorded in `conversion_skips` with its error, and the cursor moves past it, so that one
- * poisoned row cannot stop a job for good. A transient failure ends the pass, to be tried again on
+ * deadlock, a lock or statement timeout, a lack of resources) and is the row's own (isRowFailure:
+ * a value or constraint refused, an error of the code; not a missing table or a machine out of
+ * files), while the next row does not fail alike (tried and rolled back), fails every time: it is
+ * skipped, recorded in `conversion_skips` with its error, and the cursor moves past it, so that one
+ * poisoned row cannot stop a job for good. A failure every row would meet skips nothing: the job
+ * keeps its error and waits, and the jobs after it are taken first (claimConversion). A transient failure ends the pass, to be tried again on
  * the next one, and never makes a row skipped. Row by row also gets a job past a batch too slow
  * for the statement timeout.
  *
@@ -28,12 +31,13 @@ import {
   advanceConversion, claimConversion, doneConversions, finishConversion, limitBatch, recordConversionError, reopenConversion, skipConversionRow,
   startConversion,
 } from '../db/conversions.ts';
-import { isTransientFailure } from '../db/pg-errors.ts';
+import { isRowFailure, isTransientFailure } from '../db/pg-errors.ts';
 import { isConnectionLoss, withTransaction, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { attachmentText } from './conversions/attachment-text.ts';
 import { addressSpellings } from './conversions/address-spellings.ts';
 import { messageDigests } from './conversions/message-digests.ts';
+import { searchVectors } from './conversions/search-vectors.ts';
 
 export interface ConversionJob {
   /** its row's name in `conversions`, inserted by the migration that brings the job */
@@ -54,7 +58,7 @@ export interface ConversionJob {
 }
 
 /** Every job this release knows. A job in the table that is not here belongs to a newer release. */
-export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText, addressSpellings];
+export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText, addressSpellings, searchVectors];
 
 export function conversionJob(name: string): ConversionJob | undefined {
   return CONVERSIONS.find((j) => j.name === name);
@@ -202,6 +206,12 @@ async function rowByRow(pool: pg.Pool, worker: string, limits: BatchLimits, log:
         return false;
       }
       const message = (f.cause as Error)?.message ?? String(f.cause);
+      // Skipped only when the failure is the row's own: one every row would meet (a table not
+      // there yet, a bug of the release, a machine out of files) would otherwise skip them all.
+      if (!isRowFailure(f.cause) || (await nextFailsAlike(pool, limits, jobs.find((j) => j.name === f.job)!, f.key, message))) {
+        log.error({ err: f.cause, conversion: f.job, key: f.key }, 'a conversion row failed, and not for anything of its own (the next row fails alike, or the error is the release\'s or the machine\'s): nothing skipped, the job waits; tried again on the next pass');
+        return false;
+      }
       try {
         if (!(await skipConversionRow(pool, f.job, worker, f.cursor, f.key, message))) return false;
       } catch (skipErr) {
@@ -220,6 +230,26 @@ async function rowByRow(pool: pg.Pool, worker: string, limits: BatchLimits, log:
     cursor = r.lastKey;
   }
   return true;
+}
+
+const DRY_RUN = Symbol('dry run');
+
+/**
+ * Whether the row after `key` fails with the same message, done alone in a transaction that is
+ * rolled back whatever happens: two rows in a row failing alike is the job's failure, not a row's.
+ */
+async function nextFailsAlike(pool: pg.Pool, limits: BatchLimits, job: ConversionJob, key: number, message: string): Promise<boolean> {
+  try {
+    await withTransaction(pool, async (tx) => {
+      await limitBatch(tx, 2_000, limits.statementTimeoutMs ?? 60_000);
+      const next = await job.nextKey(tx, key);
+      if (next !== null) await job.batch(tx, next - 1, 1);
+      throw DRY_RUN;
+    });
+  } catch (err) {
+    return err !== DRY_RUN && ((err as Error)?.message ?? String(err)) === message;
+  }
+  return false;
 }
 
 const pause = (ms: number) => (ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve());

@@ -48,8 +48,10 @@ export async function limitBatch(tx: Queryable, lockTimeoutMs: number, statement
  */
 export async function claimConversion(tx: Queryable, names: string[]): Promise<ClaimedConversion | null> {
   const { rows } = await tx.query<ClaimedConversion>(
+    // A job whose last batch failed comes after the others: one that cannot go on for now does
+    // not keep them waiting (its error stays until a batch of it succeeds).
     `select ${COLUMNS} from conversions c where c.done_at is null and c.name = any($1::text[])
-      order by c.name limit 1 for update skip locked`,
+      order by c.error_at is not null, c.name limit 1 for update skip locked`,
     [names],
   );
   return rows[0] ?? null;

@@ -31,3 +31,18 @@ export function isTransientFailure(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && (/^(40|53|58)[0-9A-Z]{3}$/.test(code) || code === '55P03' || code === '57014' || /^57P0[0-9]$/.test(code));
 }
+
+/**
+ * Whether a failure that is not transient is the row's own, so that the same work on another row
+ * may well succeed: a value PostgreSQL refuses (class 22, a data exception) or a constraint the
+ * row breaks (class 23), or an error of the code with no code of its own (a parser's, or a bug
+ * that a row's content sets off). Any other code is the release's or the machine's, and every row
+ * would meet it: a table or function that is not there (class 42, an upgrade half done), a
+ * privilege (42501), a Node system error (EMFILE, ENOMEM).
+ */
+export function isRowFailure(err: unknown): boolean {
+  if (isTransientFailure(err)) return false;
+  const code = (err as { code?: unknown })?.code;
+  if (code === undefined || code === null) return true;
+  return typeof code === 'string' && /^(22|23)[0-9A-Z]{3}$/.test(code);
+}

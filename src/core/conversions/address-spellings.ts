@@ -31,7 +31,7 @@ import {
   type SpelledMember, type SpelledRule, type SpellingTable,
 } from '../../db/address-spellings.ts';
 import { recordAudit } from '../../db/audit.ts';
-import { isTransientFailure } from '../../db/pg-errors.ts';
+import { isRowFailure } from '../../db/pg-errors.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 
@@ -46,6 +46,7 @@ export const addressSpellings = {
   async batch(tx: Queryable, afterKey: number, limit: number) {
     const found = await spellingsToConvert(tx, limit);
     let changed = 0;
+    const failed = new Set<string>();
     for (const { tbl, email } of found) {
       const canonical = canonicalSpelling(email);
       if (canonical === null) {
@@ -55,7 +56,7 @@ export const addressSpellings = {
       // Each spelling under a savepoint: one that cannot be converted (a constraint the merge
       // trips on) is reported and left as it is, so that the next batch does not find it again.
       // Batches are found by search, not by key, and skipping a key (core/conversions.ts) would
-      // skip nothing here. A lost connection or a timeout still ends the batch, to be tried again.
+      // skip nothing here.
       await tx.query('savepoint spelling');
       try {
         const { rows, outcome } = await HANDLERS[tbl](tx, email, canonical);
@@ -63,9 +64,14 @@ export const addressSpellings = {
         await recordSpelling(tx, tbl, email, canonical, outcome, rows);
         changed += rows;
       } catch (err) {
-        if (isTransientFailure(err)) throw err;
+        // Only a failure that is the spelling's own (a value or constraint refused) is reported
+        // and left; one that any spelling would meet (a lost connection, a table not there, two
+        // spellings failing alike) fails the batch, to be tried again, and leaves nothing marked.
+        const message = (err as Error)?.message ?? String(err);
+        if (!isRowFailure(err) || failed.has(message)) throw err;
+        failed.add(message);
         await tx.query('rollback to savepoint spelling');
-        await recordSpelling(tx, tbl, email, null, `not converted: ${(err as Error).message}`, 0);
+        await recordSpelling(tx, tbl, email, null, `not converted: ${message}`, 0);
       }
     }
     return { lastKey: found.length > 0 ? afterKey + 1 : null, seen: found.length, changed };
