@@ -20,6 +20,18 @@ export const NO_SPACES_RUN = new RegExp(`${NO_SPACES_CLASS}{2,}`, 'gu');
 export const NO_SPACES_CHAR = new RegExp(NO_SPACES_CLASS, 'u');
 const STARTS_NO_SPACES = new RegExp(`^${NO_SPACES_CLASS}`, 'u');
 
+/**
+ * Punctuation and symbols beyond ASCII, which search_text() (sql/0075) writes as spaces before any
+ * text is parsed, documents and queries alike: under a C or POSIX LC_CTYPE PostgreSQL's parser
+ * takes them for letters, and "“vacuum”" was one word. The same ranges as there.
+ */
+const SYMBOLS = /[\u0080-\u00AC\u00AE-\u00BF\u00D7\u00F7\u2000-\u200B\u200E-\u206F\u20A0-\u20CF\u2100-\u214F\u2190-\u2BFF\u3000-\u303F\uFE30-\uFE6F\uFF01-\uFF0F\uFF1A-\uFF20\uFF3B-\uFF40\uFF5B-\uFF65\u{1F000}-\u{1FAFF}]/gu;
+
+/** A query's text with those as spaces, and soft hyphens dropped, as search_text() writes a document's. */
+export function spacedSymbols(text: string): string {
+  return (text.includes('\u00AD') ? text.replaceAll('\u00AD', '') : text).replace(SYMBOLS, ' ');
+}
+
 /** The lexemes of one word of text: its stem, none for a stop word, the bigrams of a CJK run. */
 export function wordLexemes(word: string): string[] {
   const w = word.toLowerCase();

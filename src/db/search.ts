@@ -23,7 +23,7 @@ import type { Queryable } from './pool.ts';
 import type { Reader } from './archive.ts';
 import { EXCERPT_CHARS, EXCERPT_LEAD, excerptWindow, markExcerpt } from './search-excerpt.ts';
 import { archiveRows, chooseScan, estimateMatches, recentWindow, type RecentWindow, type Scan } from './search-scan.ts';
-import { NO_SPACES_RUN, queryLexemes } from './search-words.ts';
+import { NO_SPACES_RUN, queryLexemes, spacedSymbols } from './search-words.ts';
 
 export type SearchSort = 'relevance' | 'date';
 
@@ -125,14 +125,15 @@ function searchRefused(err: unknown): unknown {
 
 
 /**
- * The query text as the database is to parse it: websearchText(), and each run of CJK (etc.)
+ * The query text as the database is to parse it: its punctuation beyond ASCII as spaces, as
+ * search_text() writes a document's (spacedSymbols()), websearchText(), and each run of CJK (etc.)
  * characters outside quotes made a phrase and put through search_text(), as documents are, so
  * that 日本語 becomes the bigrams 日本 <-> 本語 (found where they stand together). Only such a
  * query asks the database, once, before the search: the search's SQL then holds a plain
  * parameter wherever the tsquery appears.
  */
 async function queryText(db: Queryable, q: string): Promise<string> {
-  const safe = websearchText(q);
+  const safe = websearchText(spacedSymbols(q));
   if (!safe.match(NO_SPACES_RUN)) return safe;
   const quoted = safe.split('"').map((part, i) => (i % 2 === 1 ? part : part.replace(NO_SPACES_RUN, (run) => `"${run}"`))).join('"');
   const { rows } = await db.query<{ t: string }>('select search_text($1) as t', [quoted]);
