@@ -180,6 +180,9 @@ describe('searching text attachments', () => {
     expect(await hits('yakformfeed')).toEqual(['odd-1@example.org']);
     expect(await hits('yakstray')).toEqual(['odd-2@example.org']);
     expect(await hits('yakquoted résumé')).toEqual(['odd-3@example.org']);
+    // Read as windows-1252, as mail labelled (or taken for) Latin-1 is: its quotes and dashes, not C1 controls.
+    const { rows: [notes] } = await db.pool.query<{ t: string }>(`select attachment_text as t from messages where message_id = 'odd-3@example.org'`);
+    expect(notes.t).toContain('\u201cyakquoted\u201d \u2013 café résumé');
     expect(await hits('yakjis')).toEqual(['odd-4@example.org']);
   });
 

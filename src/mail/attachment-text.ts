@@ -103,7 +103,19 @@ function decode(bytes: Buffer, charset: string | null | undefined): { text: stri
   if (order) return { text: new TextDecoder(order).decode(bytes, { stream: true }), utf16: true };
   const strict = strictUtf8(bytes);
   if (decoder && (strict === null || !/[^\x00-\x7f]/.test(strict))) return { text: decoder.decode(bytes, { stream: true }), utf16: labelled16 };
-  return { text: strict ?? utf8(bytes) ?? bytes.toString('latin1'), utf16: false };
+  return { text: strict ?? utf8(bytes) ?? windows1252(bytes), utf16: false };
+}
+
+// windows-1252's characters for the bytes 0x80-0x9F, where ISO-8859-1 has C1 controls (WHATWG's
+// table; the five bytes it leaves undefined stay as they are). Node 20's TextDecoder reads
+// "windows-1252" as ISO-8859-1, so that Outlook's quotes and dashes came out as controls.
+const CP1252 = '\u20ac\u0081\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u008d\u017d\u008f'
+  + '\u0090\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u009d\u017e\u0178';
+
+/** Bytes as windows-1252, which mail labelled ISO-8859-1 or US-ASCII is in practice (WHATWG reads those labels so). */
+function windows1252(bytes: Buffer): string {
+  const latin1 = bytes.toString('latin1');
+  return /[\x80-\x9f]/.test(latin1) ? latin1.replace(/[\x80-\x9f]/g, (c) => CP1252[c.charCodeAt(0) - 0x80]) : latin1;
 }
 
 /**
