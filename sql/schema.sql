@@ -1433,6 +1433,16 @@ CREATE TABLE public.login_tokens (
 );
 
 --
+-- Name: member_token_aliases; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.member_token_aliases (
+    token text NOT NULL,
+    member_id bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: members; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -2038,6 +2048,13 @@ ALTER TABLE ONLY public.login_tokens
     ADD CONSTRAINT login_tokens_pkey PRIMARY KEY (token_hash);
 
 --
+-- Name: member_token_aliases member_token_aliases_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.member_token_aliases
+    ADD CONSTRAINT member_token_aliases_pkey PRIMARY KEY (token);
+
+--
 -- Name: members members_list_id_email_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2270,6 +2287,12 @@ CREATE INDEX lists_local_part ON public.lists USING btree (local_part);
 --
 
 CREATE INDEX login_tokens_email ON public.login_tokens USING btree (email, created_at);
+
+--
+-- Name: member_token_aliases_member; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX member_token_aliases_member ON public.member_token_aliases USING btree (member_id);
 
 --
 -- Name: members_bounce_disabled; Type: INDEX; Schema: public; Owner: -
@@ -2682,6 +2705,13 @@ ALTER TABLE ONLY public.list_roles
 
 ALTER TABLE ONLY public.login_tokens
     ADD CONSTRAINT login_tokens_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id) ON DELETE CASCADE;
+
+--
+-- Name: member_token_aliases member_token_aliases_member_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.member_token_aliases
+    ADD CONSTRAINT member_token_aliases_member_id_fkey FOREIGN KEY (member_id) REFERENCES public.members(id) ON DELETE CASCADE;
 
 --
 -- Name: members members_list_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -

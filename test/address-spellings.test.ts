@@ -11,7 +11,7 @@ import { addressSpellings, strongerMember, strongerRule } from '../src/core/conv
 import { runConversionBatch } from '../src/core/conversions.ts';
 import { addSenderRule } from '../src/core/sender-rules.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
-import { addMember } from '../src/db/members.ts';
+import { addMember, findMemberByToken, unsubscribeByToken } from '../src/db/members.ts';
 import { normalizeEmail, oldSpelling, parseMailbox, postSender } from '../src/mail/address.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -189,6 +189,7 @@ describe('the address-spellings conversion job', () => {
     await q(`insert into login_tokens (token_hash, email, purpose, expires_at) values ('t1', $1, 'login', now() + interval '1 hour')`, [`gus@${A}`]);
     await q(`insert into held_messages (list_id, message_id, raw, size, from_email, reason, rule) values ($1, 'held-idn@example.net', 'x', 1, $2, 'r', 'moderated')`, [one.id, `hal@${A}`]);
 
+    const [{ token: benAToken }] = await q<{ token: string }>('select token from members where id = $1', [benA]);
     await restart();
     expect(await runToEnd()).toBeGreaterThan(1);
 
@@ -249,6 +250,11 @@ describe('the address-spellings conversion job', () => {
     ]);
     const [job] = await q<{ done: boolean; changed: number }>(`select done_at is not null as done, rows_changed::int as changed from conversions where name = 'address-spellings'`);
     expect(job.done).toBe(true);
+
+    // Mail sent before to the removed row carries its token (unsubscribe link, return address): it
+    // names the kept member, and unsubscribes it.
+    expect((await findMemberByToken(db.pool, benAToken))?.id).toBe(benU);
+    expect(await unsubscribeByToken(db.pool, benAToken)).toMatchObject({ id: benU, status: 'unsubscribed' });
   });
 
   it('reports a spelling it cannot convert, leaves it as it is, and converts the rest', async () => {

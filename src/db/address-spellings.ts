@@ -95,6 +95,10 @@ export async function membersSpelled(db: Queryable, spelling: string, canonical:
  */
 export async function mergeMember(db: Queryable, keepId: number, dropId: number, canonical: string): Promise<void> {
   await db.query('update bounces set member_id = $1 where member_id = $2', [keepId, dropId]);
+  // The dropped row's token (and any it had kept) stays good for the kept row: mail sent before
+  // carries it in its unsubscribe link and return address (sql/0076).
+  await db.query('update member_token_aliases set member_id = $1 where member_id = $2', [keepId, dropId]);
+  await db.query('insert into member_token_aliases (token, member_id) select token, $1 from members where id = $2 on conflict (token) do nothing', [keepId, dropId]);
   const { rows } = await db.query<{ name: string | null }>('delete from members where id = $1 returning name', [dropId]);
   await db.query('update members set email = $2, name = coalesce(name, $3), updated_at = now() where id = $1', [keepId, canonical, rows[0]?.name ?? null]);
 }

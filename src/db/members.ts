@@ -119,9 +119,16 @@ export async function membershipsOn(db: Queryable, listId: number, emails: strin
 
 // ---- Delivery ----
 
+/** The member a token names: its own, or one a merged row had (sql/0076), which mail sent before carries. */
 export async function findMemberByToken(db: Queryable, token: string): Promise<MemberRow | null> {
   if (!/^[a-z0-9]{8,64}$/.test(token)) return null;
-  const { rows } = await db.query<MemberRow>('select * from members where token = $1', [token]);
+  const { rows } = await db.query<MemberRow>(
+    `select * from members where token = $1
+     union all
+     select m.* from member_token_aliases a join members m on m.id = a.member_id where a.token = $1
+     limit 1`,
+    [token],
+  );
   return rows[0] ?? null;
 }
 
@@ -211,7 +218,7 @@ export async function reenableMember(db: Queryable, listId: number, email: strin
 export async function unsubscribeByToken(db: Queryable, token: string): Promise<MemberRow | null> {
   const { rows } = await db.query<MemberRow>(
     `update members set status = 'unsubscribed', updated_at = now()
-      where token = $1 and status <> 'unsubscribed' returning *`,
+      where (token = $1 or id = (select member_id from member_token_aliases where token = $1)) and status <> 'unsubscribed' returning *`,
     [token],
   );
   return rows[0] ?? null;
