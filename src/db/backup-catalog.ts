@@ -104,6 +104,11 @@ export async function readTable(client: pg.PoolClient, t: BackupTable, onChunk?:
     hash.update(chunk);
     if (onChunk) await onChunk(chunk);
   }
+  // The stream ends at the server's CopyDone; the row count comes in the CommandComplete after it,
+  // which node-postgres may read later (another packet, a busy machine). A backup once failed on
+  // "copied 0 rows where the snapshot counted 61". The next statement on this connection is
+  // answered only after that message has been handled.
+  await client.query('select 1');
   return { table: t.name, rows: copy.rowCount, sha256: hash.digest('hex') };
 }
 
