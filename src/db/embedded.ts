@@ -55,7 +55,9 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
       // Its owner died, but others that attached to it (a `serve` beside the command that started
       // it) may still use it: one of them inherits it. Stopped under them, they would be left
       // connecting to a port nothing listens on.
-      const heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
+      // Not known (the server would not answer the question): this process takes it over rather
+      // than stop it under whoever may use it.
+      const heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres')).catch(() => process.pid);
       if (heir) {
         log.warn({ clusterDir, heir }, 'the process that started the embedded PostgreSQL died; a listkeeper process that still uses it takes it over');
         fs.writeFileSync(ownerFile, String(heir));
@@ -137,7 +139,14 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
         // The owner file says who owns it: this process started it, or inherited it from one
         // that left or died, and then stops it like the one that started it would have.
         if (readOwner(ownerFile) !== process.pid) return;
-        const heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
+        let heir: number | undefined;
+        try {
+          heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
+        } catch (err) {
+          // Left running: the next process to start finds its owner gone and asks again.
+          log.warn({ err, clusterDir }, 'could not tell whether another listkeeper process uses the embedded PostgreSQL; leaving it running');
+          return;
+        }
         if (heir) {
           fs.writeFileSync(ownerFile, String(heir));
           return;
@@ -187,18 +196,25 @@ function readOrCreateSecret(file: string, clusterDir: string): string {
 
 /** Another live listkeeper process connected to this server (by application_name), if any. */
 async function otherListkeeperProcess(url: string): Promise<number | undefined> {
-  const client = dedicatedClient(url, 'embedded');
-  try {
-    await client.connect();
-    const { rows } = await client.query<{ name: string }>(
-      `select application_name as name from pg_stat_activity where application_name like 'listkeeper:%'`,
-    );
-    const pids = rows.map((r) => Number(r.name.split(':')[1])).filter((pid) => pid !== process.pid && isAlive(pid));
-    return pids[0];
-  } catch {
-    return undefined;
-  } finally {
-    await client.end().catch(() => undefined);
+  // Asked a few times before giving up: under load the server may refuse a connection for a
+  // moment (every slot taken by the processes attached to it). A check that could not be made
+  // throws: it says nothing about other processes, and stopping the server on it stopped it
+  // under commands still running ("the database system is shutting down").
+  for (let attempt = 1; ; attempt++) {
+    const client = dedicatedClient(url, 'embedded');
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ name: string }>(
+        `select application_name as name from pg_stat_activity where application_name like 'listkeeper:%'`,
+      );
+      const pids = rows.map((r) => Number(r.name.split(':')[1])).filter((pid) => pid !== process.pid && isAlive(pid));
+      return pids[0];
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 }
 
