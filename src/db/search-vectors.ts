@@ -5,9 +5,8 @@
  */
 
 import type { Queryable } from './pool.ts';
+import { PG_SYMBOLS_CLASS } from './search-words.ts';
 
-/** The characters search_text() writes as spaces since sql/0075 (the same ranges; a regular expression of PostgreSQL's). */
-const SYMBOLS = '[\\u00ad\\u0080-\\u00ac\\u00ae-\\u00bf\\u00d7\\u00f7\\u2000-\\u200b\\u200e-\\u206f\\u20a0-\\u20cf\\u2100-\\u214f\\u2190-\\u2bff\\u3000-\\u303f\\ufe30-\\ufe6f\\uff01-\\uff0f\\uff1a-\\uff20\\uff3b-\\uff40\\uff5b-\\uff65\\U0001f000-\\U0001faff]';
 
 /**
  * Whether this database parses text under a C or POSIX LC_CTYPE, where PostgreSQL's parser takes
@@ -31,7 +30,7 @@ export async function revectorMessages(tx: Queryable, afterId: number, limit: nu
                    and (m.subject ~ $3 or m.from_name ~ $3 or left(m.body, 200000) ~ $3 or left(m.attachment_text, 200000) ~ $3)
                 returning m.id)
      select (select max(id) from b)::float8 as last, (select count(*) from b)::int as seen, (select count(*) from u)::int as changed`,
-    [afterId, limit, SYMBOLS],
+    [afterId, limit, PG_SYMBOLS_CLASS],
   );
   return { lastKey: rows[0].last, seen: rows[0].seen, changed: rows[0].changed };
 }

@@ -23,9 +23,19 @@ const STARTS_NO_SPACES = new RegExp(`^${NO_SPACES_CLASS}`, 'u');
 /**
  * Punctuation and symbols beyond ASCII, which search_text() (sql/0075) writes as spaces before any
  * text is parsed, documents and queries alike: under a C or POSIX LC_CTYPE PostgreSQL's parser
- * takes them for letters, and "“vacuum”" was one word. The same ranges as there.
+ * takes them for letters, and "“vacuum”" was one word. The same ranges as there, as code points;
+ * the search-vectors job (db/search-vectors.ts) looks for them in PostgreSQL's syntax.
  */
-const SYMBOLS = /[\u0080-\u00AC\u00AE-\u00BF\u00D7\u00F7\u2000-\u200B\u200E-\u206F\u20A0-\u20CF\u2100-\u214F\u2190-\u2BFF\u3000-\u303F\uFE30-\uFE6F\uFF01-\uFF0F\uFF1A-\uFF20\uFF3B-\uFF40\uFF5B-\uFF65\u{1F000}-\u{1FAFF}]/gu;
+const SYMBOL_RANGES: readonly [number, number][] = [
+  [0x80, 0xac], [0xae, 0xbf], [0xd7, 0xd7], [0xf7, 0xf7], [0x2000, 0x200b], [0x200e, 0x206f], [0x20a0, 0x20cf],
+  [0x2100, 0x214f], [0x2190, 0x2bff], [0x3000, 0x303f], [0xfe30, 0xfe6f], [0xff01, 0xff0f], [0xff1a, 0xff20],
+  [0xff3b, 0xff40], [0xff5b, 0xff65], [0x1f000, 0x1faff],
+];
+const hex = (c: number) => c.toString(16);
+const SYMBOLS = new RegExp(`[${SYMBOL_RANGES.map(([a, b]) => `\\u{${hex(a)}}-\\u{${hex(b)}}`).join('')}]`, 'gu');
+
+/** Those characters and the soft hyphen, as a bracket expression of PostgreSQL's regular expressions. */
+export const PG_SYMBOLS_CLASS = `[\\u00ad${SYMBOL_RANGES.map(([a, b]) => `\\U${hex(a).padStart(8, '0')}-\\U${hex(b).padStart(8, '0')}`).join('')}]`;
 
 /** A query's text with those as spaces, and soft hyphens dropped, as search_text() writes a document's. */
 export function spacedSymbols(text: string): string {
