@@ -63,7 +63,7 @@ export function pageParams(req: Request): { limit: number; cursor: string | null
       if (typeof decoded !== 'string') throw new Error('type');
       cursor = decoded;
     } catch {
-      throw new InvalidInput('"cursor" is not one this API gave out: take it from a page\'s next_cursor.', 'invalid_cursor');
+      throw new InvalidInput('"cursor" is not one this API gave out: take it from the Link header of the page before.', 'invalid_cursor');
     }
   }
   return { limit, cursor };
@@ -74,18 +74,17 @@ export function encodeCursor(key: string): string {
 }
 
 /**
- * Sends one page: `{items, next_cursor, next}`, `next` the same URL with the cursor of the next
- * page (also as a Link header), both null on the last page.
+ * Sends one page as the command line's --json would print it, an array. When there is more, the
+ * next page is the same URL with its cursor, in a Link header (RFC 8288): the body keeps the CLI's
+ * shape, and a script that reads only the body still gets the first page in order.
  */
 export function sendPage(req: Request, res: Response, items: unknown[], nextKey: string | null): void {
-  let next: string | null = null;
   if (nextKey !== null) {
     const url = new URL(req.originalUrl, 'http://x');
     url.searchParams.set('cursor', encodeCursor(nextKey));
-    next = `${url.pathname}${url.search}`;
-    res.set('Link', `<${next}>; rel="next"`);
+    res.set('Link', `<${url.pathname}${url.search}>; rel="next"`);
   }
-  res.json({ items, next_cursor: nextKey === null ? null : encodeCursor(nextKey), next });
+  res.json(items);
 }
 
 /** One page of a small collection held in memory, in order of `key`. */

@@ -15,11 +15,6 @@ const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` })
 const nullable = (type: string, extra: Schema = {}): Schema => ({ type: [type, 'null'], ...extra });
 const dateTime: Schema = { type: 'string', format: 'date-time' };
 const object = (properties: Record<string, Schema>, required = Object.keys(properties)): Schema => ({ type: 'object', properties, required, additionalProperties: false });
-const pageOf = (item: string): Schema => object({
-  items: { type: 'array', items: ref(item) },
-  next_cursor: nullable('string', { description: 'give it as ?cursor= for the next page; null on the last page' }),
-  next: nullable('string', { description: 'the URL of the next page (also in the Link header); null on the last page' }),
-});
 
 // Settings `list set` takes appear in a list by the same names (core/list-summary.ts).
 const SHOWN_SETTINGS = Object.entries(LIST_SETTINGS).filter(([name, s]) => !s.secret && !['name', 'description', 'post_policy', 'subscribe_policy', 'archive'].includes(name)).map(([name]) => name);
@@ -34,13 +29,11 @@ const schemas: Record<string, Schema> = {
     dkim_key: { type: 'boolean', description: 'whether the list has a DKIM private key (the key itself is never shown)' },
     members: { type: 'integer' }, messages: { type: 'integer' }, last_activity: nullable('string', { format: 'date-time' }), created_at: dateTime,
   }),
-  ListPage: pageOf('List'),
   ListDeleted: object({ address: { type: 'string' }, deleted: { const: true }, members: { type: 'integer' }, messages: { type: 'integer' }, only_here: { type: 'integer' }, roles: { type: 'integer' } }),
   Member: object({
     email: { type: 'string' }, name: nullable('string'), mode: { enum: [...DELIVERY_MODES] }, status: { enum: [...MEMBER_STATUSES] }, bounce_score: { type: 'number' },
     nomail_until: { type: 'string', format: 'date', description: 'only when delivery is paused until that day' },
   }, ['email', 'name', 'mode', 'status', 'bounce_score']),
-  MemberPage: pageOf('Member'),
   AddResult: {
     oneOf: [
       object({ email: { type: 'string' }, name: nullable('string'), result: { enum: ['added', 'reactivated', 'updated', 'unchanged'] } }),
@@ -49,13 +42,11 @@ const schemas: Record<string, Schema> = {
   },
   MemberRemoved: object({ email: { type: 'string' }, result: { enum: ['unsubscribed', 'unchanged'] } }),
   Held: object({ id: { type: 'integer' }, message_id: { type: 'string' }, from: { type: 'string' }, subject: { type: 'string' }, reason: { type: 'string' }, received_at: dateTime }),
-  HeldPage: pageOf('Held'),
   HeldDetail: object({
     id: { type: 'integer' }, message_id: { type: 'string' }, from: { type: 'string' }, subject: { type: 'string' }, reason: { type: 'string' }, received_at: dateTime,
     state: { enum: ['held', 'approved', 'rejected', 'discarded'] }, decided_at: nullable('string', { format: 'date-time' }), decided_by: nullable('string'), decision_reason: nullable('string'),
   }),
   Rule: object({ pattern: { type: 'string' }, kind: { enum: ['allow', 'ban'] }, expires_at: nullable('string', { format: 'date-time' }), created_by: nullable('string'), created_at: dateTime }),
-  RulePage: pageOf('Rule'),
   RuleSet: object({ pattern: { type: 'string' }, kind: { enum: ['allow', 'ban'] }, expires_at: nullable('string', { format: 'date-time' }) }),
   RuleRemoved: object({ pattern: { type: 'string' }, removed: { const: true } }),
   Hidden: object({ message_id: { type: 'string' }, hidden: { const: true }, reason: { enum: [...HIDE_REASONS] }, note: nullable('string') }),
@@ -91,7 +82,6 @@ const schemas: Record<string, Schema> = {
     id: { type: 'integer' }, at: dateTime, actor: { type: 'string', description: 'an account\'s address, cli:USER, or api:NAME#ID for a token' },
     action: { type: 'string' }, list_id: nullable('integer'), list_address: nullable('string'), target: nullable('string'), detail: { type: 'object' },
   }),
-  AuditPage: pageOf('AuditEntry'),
   ListCreate: {
     type: 'object', required: ['address'], additionalProperties: false,
     properties: {
@@ -133,9 +123,13 @@ const WRITE_ERRORS: Record<string, string> = { 409: 'conflicts with the current 
 
 const param = (name: string, description: string, where: 'path' | 'query' = 'path', schema: Schema = { type: 'string' }) => ({ name, in: where, required: where === 'path', description, schema });
 const LIST = param('list', 'the list\'s address, or its local part when unique');
-const PAGE = [param('limit', 'items per page, 1 to 500 (default 100)', 'query', { type: 'integer', minimum: 1, maximum: 500 }), param('cursor', 'next_cursor of the page before', 'query')];
+const PAGE = [param('limit', 'items per page, 1 to 500 (default 100)', 'query', { type: 'integer', minimum: 1, maximum: 500 }), param('cursor', 'where the page starts: the next page\'s URL in the Link header carries it', 'query')];
 
-function op(o: { summary: string; scope: (typeof API_SCOPES)[number]; params?: unknown[]; body?: string; status?: number; response: string }) {
+// A collection answers as the command line's --json does, an array; the next page's URL is in the
+// Link header (RFC 8288), as GitHub's API gives it, so the body's shape is the CLI's.
+const LINK_HEADER = { Link: { description: 'the next page: `<URL>; rel="next"`; absent on the last page', schema: { type: 'string' } } };
+
+function op(o: { summary: string; scope: (typeof API_SCOPES)[number]; params?: unknown[]; body?: string; status?: number; response: string; paged?: boolean }) {
   const errors = o.body || o.scope !== 'read' ? { ...ERRORS, ...WRITE_ERRORS } : ERRORS;
   return {
     summary: o.summary,
@@ -144,7 +138,7 @@ function op(o: { summary: string; scope: (typeof API_SCOPES)[number]; params?: u
     parameters: o.params ?? [],
     ...(o.body ? { requestBody: { required: o.body !== 'Decision', content: { 'application/json': { schema: ref(o.body) } } } } : {}),
     responses: {
-      [o.status ?? 200]: { description: 'done', content: { 'application/json': { schema: o.response.startsWith('[') ? { type: 'array', items: ref(o.response.slice(1, -1)) } : ref(o.response) } } },
+      [o.status ?? 200]: { description: o.paged ? 'one page, in order; the Link header names the next' : 'done', ...(o.paged ? { headers: LINK_HEADER } : {}), content: { 'application/json': { schema: o.response.startsWith('[') ? { type: 'array', items: ref(o.response.slice(1, -1)) } : ref(o.response) } } },
       ...Object.fromEntries(Object.entries(errors).map(([status, d]) => [status, errorResponse(d)])),
     },
   };
@@ -159,7 +153,7 @@ export function openApiDocument() {
     components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'a token from the panel (/admin/tokens) or `listkeeper token create`' } }, schemas },
     paths: {
       '/lists': {
-        get: op({ summary: 'all lists, by address', scope: 'read', params: PAGE, response: 'ListPage' }),
+        get: op({ summary: 'all lists, by address', scope: 'read', params: PAGE, response: '[List]', paged: true }),
         post: op({ summary: 'create a list', scope: 'admin', body: 'ListCreate', status: 201, response: 'List' }),
       },
       '/lists/{list}': {
@@ -169,7 +163,7 @@ export function openApiDocument() {
       },
       '/lists/{list}/members': {
         get: op({
-          summary: 'the roster, by address', scope: 'read', response: 'MemberPage',
+          summary: 'the roster, by address', scope: 'read', response: '[Member]', paged: true,
           params: [LIST, ...PAGE, param('status', 'only this status', 'query', { enum: [...MEMBER_STATUSES] }), param('mode', 'only this mode', 'query', { enum: [...DELIVERY_MODES] }), param('q', 'part of the address or name', 'query')],
         }),
         post: op({ summary: 'add members at once (no confirmation)', scope: 'admin', params: [LIST], body: 'MemberAdd', response: '[AddResult]' }),
@@ -178,7 +172,7 @@ export function openApiDocument() {
         patch: op({ summary: 'change a member\'s mode, or re-enable delivery', scope: 'admin', params: [LIST, param('email', 'the member\'s address')], body: 'MemberChange', response: 'Member' }),
         delete: op({ summary: 'remove a member', scope: 'admin', params: [LIST, param('email', 'the member\'s address')], response: 'MemberRemoved' }),
       },
-      '/lists/{list}/held': { get: op({ summary: 'posts awaiting moderation, oldest first', scope: 'read', params: [LIST, ...PAGE], response: 'HeldPage' }) },
+      '/lists/{list}/held': { get: op({ summary: 'posts awaiting moderation, oldest first', scope: 'read', params: [LIST, ...PAGE], response: '[Held]', paged: true }) },
       '/lists/{list}/held/{id}': { get: op({ summary: 'one held post and its state', scope: 'read', params: [LIST, param('id', 'the held post\'s id', 'path', { type: 'integer' })], response: 'HeldDetail' }) },
       '/lists/{list}/held/{id}/{action}': {
         post: op({
@@ -187,7 +181,7 @@ export function openApiDocument() {
         }),
       },
       '/lists/{list}/rules': {
-        get: op({ summary: 'sender rules, by pattern', scope: 'read', params: [LIST, ...PAGE], response: 'RulePage' }),
+        get: op({ summary: 'sender rules, by pattern', scope: 'read', params: [LIST, ...PAGE], response: '[Rule]', paged: true }),
         post: op({ summary: 'always accept (allow) or silently drop (ban) an address or @domain', scope: 'moderate', params: [LIST], body: 'RuleCreate', response: 'RuleSet' }),
       },
       '/lists/{list}/rules/{pattern}': { delete: op({ summary: 'remove a sender rule', scope: 'moderate', params: [LIST, param('pattern', 'an address or @domain')], response: 'RuleRemoved' }) },
@@ -196,7 +190,7 @@ export function openApiDocument() {
       '/queue': { get: op({ summary: 'the outbound queue: counts by state, the oldest waiting, the workers, background conversions, purges waiting', scope: 'read', response: 'Queue' }) },
       '/audit': {
         get: op({
-          summary: 'the audit log, newest first', scope: 'read', response: 'AuditPage',
+          summary: 'the audit log, newest first', scope: 'read', response: '[AuditEntry]', paged: true,
           params: [...PAGE, param('list', 'only this list\'s entries', 'query'), param('action', 'only actions starting with this, e.g. held.', 'query')],
         }),
       },
