@@ -76,6 +76,10 @@ const schema = z.object({
   WEB_HOST: z.string().min(1).default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   WEB_TRUST_PROXY: z.string().default('loopback').refine((v) => proxyList(v) !== null, 'must be loopback, linklocal, uniquelocal, addresses or ADDRESS/PREFIX networks, separated by commas'),
+  // Unset: /metrics on the web port only; set: on a listener of its own in every serve process
+  // (src/metrics-server.ts), and no longer on the web port
+  METRICS_PORT: port.optional(),
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   MESSAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
@@ -185,6 +189,8 @@ export interface Config {
     /** the proxies whose X-Forwarded-For names the client (rate limits, logs): WEB_TRUST_PROXY */
     trustProxy: string[];
   };
+  /** METRICS_HOST/METRICS_PORT: /metrics on a listener of its own, off the web port; null when unset */
+  metrics: { host: string; port: number } | null;
   relayUrl?: string;
   /**
    * How the relay connection is secured. Credentials in RELAY_URL imply verify whatever RELAY_TLS
@@ -389,6 +395,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       ...ingestTls(e),
     },
     web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB, apiRateLimit: e.API_RATE_LIMIT, trustProxy: proxyList(e.WEB_TRUST_PROXY)! },
+    metrics: e.METRICS_PORT === undefined ? null : { host: e.METRICS_HOST, port: e.METRICS_PORT },
     relayUrl: e.RELAY_URL,
     relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,
     relayTlsCa: e.RELAY_TLS_CA,

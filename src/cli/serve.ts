@@ -67,6 +67,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const intake: Part[] = [];
   const background: Part[] = [];
   const urls: string[] = [];
+  let allMetrics: (() => Promise<string>) | undefined;
   // What SIGHUP reloads: the ingest listener's certificate (SMTP_TLS_CERT, SMTP_TLS_KEY).
   const reloads: (() => void)[] = [];
   try {
@@ -86,6 +87,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
       const addr = await web.start();
       intake.push({ name: 'web', stop: () => web.stop() });
       urls.push(`http://${addr.address}:${addr.port}/ (public URL ${cfg.publicUrl}${several ? `; ${cfg.web.processes} web processes` : ''})`);
+      if (web instanceof WebProcesses) allMetrics = () => web.allMetrics();
     }
     if (all || roles.worker) {
       const { startDeliveryWorker } = await import('../delivery/start.ts');
@@ -94,6 +96,13 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
       const { startPurger } = await import('../cache/purger.ts');
       background.push(await startPurger(db.pool, db.directUrl ?? db.url, cfg));
       if (cfg.purge.url) urls.push(`purges to ${redactUrl(cfg.purge.url)}`);
+    }
+    // METRICS_PORT: one listener per serve (the primary's speaks for its web processes).
+    if (cfg.metrics && !webProcess) {
+      const { startMetricsServer } = await import('../metrics-server.ts');
+      const metrics = await startMetricsServer(db.pool, cfg.metrics.host, cfg.metrics.port, allMetrics);
+      background.push({ name: 'metrics', stop: () => metrics.stop() });
+      urls.push(`metrics http://${metrics.address.address}:${metrics.address.port}/metrics`);
     }
   } catch (err) {
     for (const part of [...intake, ...background]) await part.stop().catch(() => undefined);

@@ -6,13 +6,11 @@ import { readUrls, type Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
-import { outboxDepth } from '../db/outbox.ts';
-import { conversionProgress } from '../db/conversions.ts';
-import { purgeDepth } from '../db/purges.ts';
 import { ping } from '../db/pool.ts';
 import { CHECK_MS, healthReason, readiness } from '../core/readiness.ts';
 import { within } from '../deadline.ts';
-import { registry, setConversionSource, setOutboxDepthSource, setPurgeDepthSource } from '../metrics.ts';
+import { registry } from '../metrics.ts';
+import { readGaugesFrom } from '../metrics-sources.ts';
 import { adminRouter } from './admin/routes.ts';
 import { apiErrorHandler } from './api/errors.ts';
 import { apiRouter } from './api/routes.ts';
@@ -68,12 +66,13 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
       res.status(503).json({ status: 'error', database: healthReason(err) });
     }
   });
-  setOutboxDepthSource(() => outboxDepth(db.pool));
-  setConversionSource(() => conversionProgress(db.pool));
-  setPurgeDepthSource(() => purgeDepth(db.pool));
-  app.get('/metrics', async (_req, res) => {
-    res.type(registry.contentType).send(await serverMetrics());
-  });
+  // With METRICS_PORT the figures are served on that listener only (src/metrics-server.ts).
+  if (!cfg.metrics) {
+    readGaugesFrom(db.pool);
+    app.get('/metrics', async (_req, res) => {
+      res.type(registry.contentType).send(await serverMetrics());
+    });
+  }
 
   app.use(
     securityHeaders({

@@ -65,7 +65,7 @@ export class WebProcesses {
     const worker = cluster.fork({ ...this.env, [WEB_PROCESS_ENV]: '1' });
     this.workers.add(worker);
     worker.on('message', (m: unknown) => {
-      if (isIpc(m) && m.lk === 'metrics?') void this.metrics().then((text) => worker.send({ lk: 'metrics', id: m.id, text } satisfies Ipc), () => undefined);
+      if (isIpc(m) && m.lk === 'metrics?') void this.allMetrics().then((text) => worker.send({ lk: 'metrics', id: m.id, text } satisfies Ipc), () => undefined);
     });
     const listening = new Promise<AddressInfo>((resolve, reject) => {
       worker.once('listening', (addr) => resolve({ address: addr.address ?? '127.0.0.1', port: addr.port, family: addr.addressType === 6 ? 'IPv6' : 'IPv4' }));
@@ -83,7 +83,7 @@ export class WebProcesses {
   }
 
   /** Every process's metrics added up (counters summed; see metrics.ts for the gauges). */
-  private async metrics(): Promise<string> {
+  async allMetrics(): Promise<string> {
     const own = await registry.getMetricsAsJSON();
     const theirs = await Promise.all([...this.workers].map((w) => this.registryOf(w)));
     const all = [own, ...theirs.filter((j): j is RegistryJson => j !== null)];
