@@ -13,12 +13,14 @@
  * transient (db/pg-errors.ts: not a lost or terminated connection, a serialization failure or
  * deadlock, a lock or statement timeout, a lack of resources) and is the row's own (isRowFailure:
  * a value or constraint refused, an error of the code; not a missing table or a machine out of
- * files), while the next row does not fail alike (tried and rolled back), fails every time: it is
- * skipped, recorded in `conversion_skips` with its error, and the cursor moves past it, so that one
- * poisoned row cannot stop a job for good. A failure every row would meet skips nothing: the job
- * keeps its error and waits, and the jobs after it are taken first (claimConversion). A transient failure ends the pass, to be tried again on
- * the next one, and never makes a row skipped. Row by row also gets a job past a batch too slow
- * for the statement timeout.
+ * files), while the job is seen to work on the rows after it (core/conversion-look-ahead.ts: one
+ * of the next few it has work for, tried and rolled back, is done), fails every time: it is
+ * skipped, recorded in `conversion_skips` with its error, and the cursor moves past it, so that
+ * poisoned rows, one or several in a row, cannot stop a job for good. A failure every row would
+ * meet skips nothing: the job keeps its error and waits, and the jobs after it are taken first
+ * (claimConversion). A transient failure ends the pass, to be tried again on the next one, and
+ * never makes a row skipped. Row by row also gets a job past a batch too slow for the statement
+ * timeout.
  *
  * A done job whose rows can need it again (`behind`: the attachment-text job, for messages the
  * previous release archives during a rolling upgrade, after the job passed them) is opened again
@@ -32,42 +34,22 @@ import {
   startConversion,
 } from '../db/conversions.ts';
 import { isRowFailure, isTransientFailure } from '../db/pg-errors.ts';
-import { isConnectionLoss, withTransaction, type Queryable } from '../db/pool.ts';
+import { isConnectionLoss, withTransaction } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import type { BatchLimits, ConversionJob } from './conversion-job.ts';
+import { whoseFailure } from './conversion-look-ahead.ts';
 import { attachmentText } from './conversions/attachment-text.ts';
 import { addressSpellings } from './conversions/address-spellings.ts';
 import { messageDigests } from './conversions/message-digests.ts';
 import { searchVectors } from './conversions/search-vectors.ts';
 
-export interface ConversionJob {
-  /** its row's name in `conversions`, inserted by the migration that brings the job */
-  name: string;
-  /** what it does, in a line, for the dashboard */
-  describe: string;
-  /** how many rows lie past the cursor when the job starts */
-  estimate(db: Queryable, afterKey: number): Promise<number>;
-  /** the next rows after `afterKey`, at most `limit`, in the caller's transaction */
-  batch(tx: Queryable, afterKey: number, limit: number): Promise<{ lastKey: number | null; seen: number; changed: number }>;
-  /** the key of the first row after `afterKey`, null if none: done alone, a row is named before it is done (keys are integers) */
-  nextKey(db: Queryable, afterKey: number): Promise<number | null>;
-  /**
-   * For a job whose rows can need it again once it is done (written by the previous release during
-   * a rolling upgrade): the key of the first such row, null if none. Cheap: asked at every pass.
-   */
-  behind?(db: Queryable): Promise<number | null>;
-}
+export type { BatchLimits, ConversionJob } from './conversion-job.ts';
 
 /** Every job this release knows. A job in the table that is not here belongs to a newer release. */
 export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText, addressSpellings, searchVectors];
 
 export function conversionJob(name: string): ConversionJob | undefined {
   return CONVERSIONS.find((j) => j.name === name);
-}
-
-export interface BatchLimits {
-  batchRows: number;
-  /** a batch that runs longer is cancelled (and recorded as the job's error): batches stay short */
-  statementTimeoutMs?: number;
 }
 
 type BatchResult = { kind: 'idle' } | { kind: 'batch'; name: string; seen: number; changed: number; lastKey: number } | { kind: 'done'; name: string };
@@ -208,8 +190,13 @@ async function rowByRow(pool: pg.Pool, worker: string, limits: BatchLimits, log:
       const message = (f.cause as Error)?.message ?? String(f.cause);
       // Skipped only when the failure is the row's own: one every row would meet (a table not
       // there yet, a bug of the release, a machine out of files) would otherwise skip them all.
-      if (!isRowFailure(f.cause) || (await nextFailsAlike(pool, limits, jobs.find((j) => j.name === f.job)!, f.key, message))) {
-        log.error({ err: f.cause, conversion: f.job, key: f.key }, 'a conversion row failed, and not for anything of its own (the next row fails alike, or the error is the release\'s or the machine\'s): nothing skipped, the job waits; tried again on the next pass');
+      const whose = isRowFailure(f.cause) ? await whoseFailure(pool, limits, jobs.find((j) => j.name === f.job)!, f.key) : 'job';
+      if (whose === 'unknown') {
+        log.error({ err: f.cause, conversion: f.job, key: f.key }, 'a conversion row failed, and the rows after it could not be tried (a transient failure): nothing skipped; tried again on the next pass');
+        return false;
+      }
+      if (whose === 'job') {
+        log.error({ err: f.cause, conversion: f.job, key: f.key }, 'a conversion row failed, and not for anything of its own (the rows after it fail too, none being done, or the error is the release\'s or the machine\'s): nothing skipped, the job waits; tried again on the next pass');
         return false;
       }
       try {
@@ -230,26 +217,6 @@ async function rowByRow(pool: pg.Pool, worker: string, limits: BatchLimits, log:
     cursor = r.lastKey;
   }
   return true;
-}
-
-const DRY_RUN = Symbol('dry run');
-
-/**
- * Whether the row after `key` fails with the same message, done alone in a transaction that is
- * rolled back whatever happens: two rows in a row failing alike is the job's failure, not a row's.
- */
-async function nextFailsAlike(pool: pg.Pool, limits: BatchLimits, job: ConversionJob, key: number, message: string): Promise<boolean> {
-  try {
-    await withTransaction(pool, async (tx) => {
-      await limitBatch(tx, 2_000, limits.statementTimeoutMs ?? 60_000);
-      const next = await job.nextKey(tx, key);
-      if (next !== null) await job.batch(tx, next - 1, 1);
-      throw DRY_RUN;
-    });
-  } catch (err) {
-    return err !== DRY_RUN && ((err as Error)?.message ?? String(err)) === message;
-  }
-  return false;
 }
 
 const pause = (ms: number) => (ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve());

@@ -127,6 +127,21 @@ export async function skipConversionRow(db: Queryable, name: string, worker: str
   return rowCount === 1;
 }
 
+/** How many rows a job has changed so far, over all its batches (0 for a job not in the table). */
+export async function conversionRowsChanged(db: Queryable, name: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('select rows_changed::float8 as n from conversions where name = $1', [name]);
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * Whether the caller's transaction has written anything yet: PostgreSQL gives a transaction its
+ * id at its first write (of a subtransaction's too), and reads alone never do.
+ */
+export async function transactionWrote(tx: Queryable): Promise<boolean> {
+  const { rows } = await tx.query<{ wrote: boolean }>('select pg_current_xact_id_if_assigned() is not null as wrote');
+  return rows[0].wrote;
+}
+
 /** The rows a job skipped, the last first: for `listkeeper doctor`. */
 export async function conversionSkips(db: Queryable, name: string, limit: number): Promise<{ key: number; error: string; skipped_at: Date }[]> {
   const { rows } = await db.query<{ key: number; error: string; skipped_at: Date }>(
