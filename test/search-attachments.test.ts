@@ -2,7 +2,8 @@
  * Text attachments are searched (sql/0070, src/mail/attachment-text.ts): a word found only in an
  * attached patch or log finds the message, whether it came by SMTP or by an mbox import, and the
  * messages archived before sql/0070 get theirs from the attachment-text conversion job. Binary
- * attachments and HTML attachments stay out, whatever they hold.
+ * attachments and HTML attachments stay out, whatever they hold. ISO-2022-JP without a label is
+ * read by its escape sequences, in attachments and in bodies.
  */
 
 import fs from 'node:fs';
@@ -140,6 +141,36 @@ describe('searching text attachments', () => {
     expect(await hits('共有メモリ')).toContain('jis-1@example.org');
   });
 
+  it('reads ISO-2022-JP that declares no charset, or US-ASCII, by its escape sequences', async () => {
+    // From python3: '日本語のテキスト'.encode('iso2022_jp') and 'ディスクの容量が不足しています'.encode('iso2022_jp').
+    const text = Buffer.from('1b2442467c4b5c386c244e2546252d253925481b2842', 'hex');
+    const disk = Buffer.from('1b2442254725232539252f244e4d464e4c242c4954422d243724462424245e24391b2842', 'hex');
+    await post(withAttachment({ id: 'jis-bare@example.org', body: 'Notes.', type: 'text/plain', filename: 'notes.txt', content: Buffer.concat([Buffer.from('NOTE: '), text, Buffer.from('\n')]) }));
+    await post(withAttachment({ id: 'jis-ascii@example.org', body: 'The log.', type: 'text/plain; charset=us-ascii', filename: 'server.log', content: Buffer.concat([Buffer.from('ERROR: '), disk, Buffer.from('\n')]) }));
+    expect(await hits('日本語')).toEqual(['jis-bare@example.org']);
+    expect(await hits('容量')).toEqual(['jis-ascii@example.org']);
+    const { rows } = await db.pool.query<{ t: string }>(`select attachment_text as t from messages where message_id in ('jis-bare@example.org', 'jis-ascii@example.org') order by message_id`);
+    expect(rows.map((r) => r.t)).toEqual(['ERROR: ディスクの容量が不足しています\n', 'NOTE: 日本語のテキスト\n']);
+  });
+
+  it('reads a body in ISO-2022-JP that declares no charset, or US-ASCII, by its escape sequences', async () => {
+    // From python3: 'メールの本文です'.encode('iso2022_jp') and '添付ファイルの説明です'.encode('iso2022_jp').
+    const body = Buffer.from('1b24422561213c256b244e4b5c4a38244724391b2842', 'hex');
+    const about = Buffer.from('1b2442453a4955255525212524256b244e40624c40244724391b2842', 'hex');
+    // One text/plain part without a charset (the fast parser's), and a multipart message whose
+    // body part says US-ASCII (mailparser's).
+    const head = ['From: Alice Example <alice@example.org>', 'To: dev@lists.example.org', 'Date: Mon, 02 Nov 2026 10:00:00 +0000', 'MIME-Version: 1.0'];
+    await post(Buffer.concat([Buffer.from([...head, 'Subject: Plain JIS', 'Message-ID: <jis-body@example.org>', '', 'BODY: '].join('\r\n')), body, Buffer.from('\r\n')]));
+    await post(Buffer.concat([
+      Buffer.from([...head, 'Subject: Multipart JIS', 'Message-ID: <jis-body-2@example.org>', 'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain; charset=us-ascii', '', 'ABOUT: '].join('\r\n')),
+      about, Buffer.from('\r\n--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename="x.png"\r\n\r\npng\r\n--b--\r\n'),
+    ]));
+    expect(await hits('本文')).toEqual(['jis-body@example.org']);
+    expect(await hits('説明')).toEqual(['jis-body-2@example.org']);
+    const { rows } = await db.pool.query<{ body: string }>(`select body from messages where message_id in ('jis-body@example.org', 'jis-body-2@example.org') order by message_id`);
+    expect(rows.map((r) => r.body.trim())).toEqual(['ABOUT: 添付ファイルの説明です', 'BODY: メールの本文です']);
+  });
+
   it('reads a UTF-8 log with a stray invalid byte as UTF-8, not as Latin-1', async () => {
     const log = Buffer.concat([Buffer.from('エラー: 共有メモリの確保に失敗しました\n'.repeat(50)), Buffer.from([0xff]), Buffer.from('\nFATAL: журнал повреждён\n')]);
     await post(withAttachment({ id: 'stray-1@example.org', body: 'The log.', type: 'text/plain', filename: 'server.log', content: log }));
@@ -168,7 +199,7 @@ describe('searching text attachments', () => {
     // terminal's colours and bells, and a byte that is not UTF-8.
     const odd = Buffer.concat([patch('yakformfeed'), Buffer.from('+\f\n+/* page two */\n')]);
     const log = Buffer.concat([Buffer.from('LOG: \x1b[31mcheckpoint\x1b[0m starting\x07\n'.repeat(20)), Buffer.from('PANIC: yakstray \x01\x02\x03 at \xff\n', 'latin1')]);
-    // windows-1252's quotes and dashes read as Latin-1 are U+0080–U+009F; ISO-2022-JP without a label is ASCII with ESC.
+    // windows-1252's quotes and dashes read as Latin-1 are U+0080–U+009F; ISO-2022-JP without a label has ESC (decoded since).
     const quotes = Buffer.from('\x93yakquoted\x94 \x96 caf\xe9 r\xe9sum\xe9\n'.repeat(10), 'latin1');
     const jis = Buffer.concat([Buffer.from('yakjis: '), Buffer.from('1b244236264d2d25612562256a1b2842', 'hex'), Buffer.from('\n')]);
     await post(withAttachment({ id: 'odd-1@example.org', body: 'A patch.', type: 'text/x-diff', filename: 'odd.patch', content: odd }));

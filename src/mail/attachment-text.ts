@@ -5,6 +5,7 @@
  * the pages show; this is for searching only.
  */
 
+import { decodeIso2022jpRuns } from './iso-2022-jp.ts';
 import type { ParsedAttachment } from './parsed-message.ts';
 
 /**
@@ -31,9 +32,10 @@ const TEXT_NAME = /\.(patch|diff|txt|log|sql|conf|ini|csv|md|rst|c|h|cc|cpp|py|p
  * The text attachments' text, in order, each in the charset it declares (a Shift_JIS log, a
  * KOI8-R configuration file, UTF-16 in the byte order its bytes show), as UTF-16 when it plainly
  * is, or else as UTF-8 when it is UTF-8 (a stray invalid byte aside) and as Latin-1 otherwise (a
- * legacy charset's letters then still make words); null when there is none. An attachment whose
- * first 8,192 characters look binary (looksBinary: a NUL, or too many characters no text has) is
- * left out whatever its type says. At most MAX_ATTACHMENT_TEXT characters in all.
+ * legacy charset's letters then still make words), ISO-2022-JP's escaped runs in it decoded;
+ * null when there is none. An attachment whose first 8,192 characters look binary (looksBinary: a
+ * NUL, or too many characters no text has) is left out whatever its type says. At most
+ * MAX_ATTACHMENT_TEXT characters in all.
  */
 export function attachmentSearchText(attachments: readonly ParsedAttachment[]): string | null {
   const parts: string[] = [];
@@ -91,7 +93,8 @@ const TEXT_CONTROL = new Set([0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1b]);
  * The bytes in the charset declared, but for valid UTF-8 with non-ASCII characters, which is
  * UTF-8 whatever the part says: mislabelled parts are common (a UTF-8 log sent as KOI8-R or
  * windows-1251 came out as mojibake), and text in a legacy charset is almost never valid UTF-8.
- * ASCII alone goes by the label: ISO-2022-JP is 7-bit, UTF-16's ASCII is valid UTF-8 with NULs.
+ * ASCII alone goes by the label: ISO-2022-JP is 7-bit, UTF-16's ASCII is valid UTF-8 with NULs;
+ * without one (or labelled UTF-8, ASCII, Latin-1), ISO-2022-JP is read by its escape sequences.
  * UTF-16 is read in the byte order its bytes show (utf16Order), whatever its label says: labelled
  * UTF-16, or not labelled (or labelled UTF-8, ASCII, Latin-1) but plainly UTF-16, which read as
  * UTF-8 is full of NULs and was skipped as binary. `utf16`: the text was read as UTF-16.
@@ -103,7 +106,8 @@ function decode(bytes: Buffer, charset: string | null | undefined): { text: stri
   if (order) return { text: new TextDecoder(order).decode(bytes, { stream: true }), utf16: true };
   const strict = strictUtf8(bytes);
   if (decoder && (strict === null || !/[^\x00-\x7f]/.test(strict))) return { text: decoder.decode(bytes, { stream: true }), utf16: labelled16 };
-  return { text: strict ?? utf8(bytes) ?? windows1252(bytes), utf16: false };
+  // ISO-2022-JP, 7-bit, reads as ASCII here: its escaped runs are read again (labelled, it was decoded above).
+  return { text: decodeIso2022jpRuns(strict ?? utf8(bytes) ?? windows1252(bytes)), utf16: false };
 }
 
 // windows-1252's characters for the bytes 0x80-0x9F, where ISO-8859-1 has C1 controls (WHATWG's

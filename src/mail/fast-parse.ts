@@ -7,6 +7,7 @@
  */
 
 import { headerEnd, unfold } from './header-block.ts';
+import { decodeIso2022jpRuns } from './iso-2022-jp.ts';
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
 import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
 
@@ -54,7 +55,8 @@ export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage |
   if (!from) return null;
 
   const ownId = normalizeMessageId(headers.get('message-id')?.[0]);
-  const text = raw.toString('utf8', split + 2 * end.eol.length).replace(/\r?\n/g, '\n');
+  // ISO-2022-JP is 7-bit: sent without a charset or as US-ASCII, its escaped runs read as ASCII.
+  const text = decodeIso2022jpRuns(raw.toString('utf8', split + 2 * end.eol.length).replace(/\r?\n/g, '\n'));
   return bounded({
     messageId: ownId ?? generatedMessageId(raw),
     generatedId: ownId === null,

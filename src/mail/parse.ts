@@ -2,6 +2,7 @@ import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { RejectedMessage } from '../errors.ts';
 import { fastParse } from './fast-parse.ts';
 import { htmlTooCostly } from './html-cost.ts';
+import { decodeIso2022jpRuns } from './iso-2022-jp.ts';
 import { unfold } from './header-block.ts';
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
 import { bounded, messageDate, type ParsedMessage } from './parsed-message.ts';
@@ -52,8 +53,9 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
     date: messageDate(mail.date, headers.get('received') ?? [], receivedAt),
     inReplyTo: normalizeMessageId(headers.get('in-reply-to')?.[0]),
     references: threadingReferences(headers.get('references')),
-    text: clean(mail.text ?? ''),
-    html: typeof mail.html === 'string' ? clean(mail.html) : null,
+    // mailparser decodes labelled ISO-2022-JP; sent without a charset or as US-ASCII, its runs read as ASCII.
+    text: decodeIso2022jpRuns(clean(mail.text ?? '')),
+    html: typeof mail.html === 'string' ? decodeIso2022jpRuns(clean(mail.html)) : null,
     attachments: mail.attachments.map((a) => ({
       filename: a.filename ? clean(a.filename) : null,
       contentType: a.contentType || 'application/octet-stream',
