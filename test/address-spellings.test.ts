@@ -12,7 +12,7 @@ import { runConversionBatch } from '../src/core/conversions.ts';
 import { addSenderRule } from '../src/core/sender-rules.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMemberByToken, unsubscribeByToken } from '../src/db/members.ts';
-import { normalizeEmail, oldSpelling, parseMailbox, postSender } from '../src/mail/address.ts';
+import { mailboxSpellings, normalizeEmail, oldSpelling, parseMailbox, postSender } from '../src/mail/address.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
@@ -30,6 +30,14 @@ describe('an address whose domain is in A-labels', () => {
     expect(postSender(`bob@${A}`, null)).toBe(`bob@${U}`);
     expect(oldSpelling(`bob@${U}`)).toBe(`bob@${A}`);
     expect(oldSpelling('bob@example.org')).toBeNull();
+  });
+
+  it('is looked for in the archive in both spellings, as From was sent', () => {
+    expect(mailboxSpellings(`Bob@XN--BCHER-KVA.Example`)).toEqual([`bob@${A}`, `bob@${U}`]);
+    expect(mailboxSpellings(` bob@${U} `)).toEqual([`bob@${U}`, `bob@${A}`]);
+    expect(mailboxSpellings('Bob@Example.org')).toEqual(['bob@example.org']);
+    // No address normalizeEmail takes: only as typed.
+    expect(mailboxSpellings('bob@xn--zz.example')).toEqual(['bob@xn--zz.example']);
   });
 
   it('is refused when it is no A-label: not punycode, or punycode that does not read back as itself', () => {

@@ -78,6 +78,24 @@ describe('search operators', () => {
     expect(await hits('vacuum from:"Doe Jane"')).toEqual([]);
   });
 
+  it('from: or the from field with an address finds its mailbox under either spelling of an international domain', async () => {
+    const put = (id: string, date: string, from: string) => archive(db.pool, dev, mail({ id, subject: 'Partition pruning', body: 'Pruning partitions at plan time.\n', date, from }));
+    await put('idn-1@example.org', 'Mon, 16 Mar 2026 09:00:00 +0000', 'Joerg <joerg@xn--mnchen-3ya.example>');
+    await put('idn-2@example.org', 'Tue, 17 Mar 2026 09:00:00 +0000', 'Joerg <joerg@münchen.example>');
+    await put('idn-3@example.org', 'Wed, 18 Mar 2026 09:00:00 +0000', 'Ann <ann@münchen.example>');
+    // Archived as sent: one mailbox, its domain in A-labels in one message and in U-labels in the other.
+    const { rows } = await db.pool.query<{ from_email: string }>("select from_email from messages where message_id in ('idn-1@example.org', 'idn-2@example.org') order by message_id");
+    expect(rows.map((r) => r.from_email)).toEqual(['joerg@xn--mnchen-3ya.example', 'joerg@münchen.example']);
+    const both = ['idn-2@example.org', 'idn-1@example.org'];
+    for (const address of ['joerg@münchen.example', 'joerg@xn--mnchen-3ya.example', 'Joerg@XN--MNCHEN-3YA.example']) {
+      expect(await hits(`from:${address}`), address).toEqual(both);
+      expect(sorted(await hits(`pruning from:${address}`)), address).toEqual(sorted(both));
+      expect(await hits('', `&from=${encodeURIComponent(address)}`), address).toEqual(both);
+    }
+    // Another mailbox of the domain is not the author's.
+    expect(await hits('from:ann@xn--mnchen-3ya.example')).toEqual(['idn-3@example.org']);
+  });
+
   it('from:x@y is the operator, not a Message-ID; a Message-ID alone still opens the message', async () => {
     const res = await search('from:carol@example.net');
     expect(res.status).toBe(200);

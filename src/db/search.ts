@@ -16,6 +16,7 @@
  */
 
 import { InvalidInput } from '../errors.ts';
+import { mailboxSpellings } from '../mail/address.ts';
 import { LIST_KEY } from './list-key.ts';
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -198,10 +199,18 @@ function filters(s: Texts, mode: Mode) {
   const tsquery = parts.length ? parts.join(' && ') : null;
   // A function call rather than the operator: no index can serve it, so the plan walks by date.
   if (tsquery) where.push(mode === 'walk' ? `ts_match_vq(m.tsv, ${tsquery})` : `m.tsv @@ (${tsquery})`);
+  /** the spellings of an author's address that has several (parameters): whereSpelled has a clause for each */
+  let spelled: string[] = [];
   for (const f of s.from) {
     const v = f.trim();
-    if (isAuthorAddress(v)) where.push(`m.from_email = ${p(v.toLowerCase())}`);
-    else {
+    if (isAuthorAddress(v)) {
+      // Archived messages keep From as it was sent: an address is looked for in each spelling of
+      // its mailbox, its domain in U-labels and in A-labels (mailboxSpellings). An ASCII domain has one.
+      const spellings = mailboxSpellings(v).map(p);
+      if (spellings.length === 1) where.push(`m.from_email = ${spellings[0]}`);
+      else if (spelled.length === 0) spelled = spellings;
+      else where.push(`m.from_email in (${spellings.join(', ')})`);
+    } else {
       // One expression, as indexed by messages_author_trgm (sql/0051): trigrams find the substring.
       // The newline between name and address is never in the value (its white space is made
       // spaces), so a match cannot run from the name into the address.
@@ -215,15 +224,20 @@ function filters(s: Texts, mode: Mode) {
   const readable = (alias: string) => `exists (select 1 from list_messages lm where ${inReadableList(alias)})`;
   /** the first readable list of a row `alias` (null: none): the list check and the list shown, in one lookup */
   const firstList = (alias: string) => `(select min(lm.list_id) from list_messages lm where ${inReadableList(alias)})`;
+  /** the conditions on the message: the author's spellings all, or only the one given */
+  const on = (one?: string) => (spelled.length === 0 ? where : [...where, one ? `m.from_email = ${one}` : `m.from_email in (${spelled.join(', ')})`]);
+  const all = (one?: string) => [readable('m'), ...on(one)].join('\n and ');
   return {
     ctes, params, p, tsquery, firstList,
-    where: [readable('m'), ...where].join('\n and '),
+    where: all(),
     /** the conditions on the message alone, without the list check (the index shape's first step) */
-    whereMessage: where.join('\n and '),
+    whereMessage: on().join('\n and '),
     // The same test with the list check asked of each row found (a subquery PostgreSQL does not
     // turn into a join): where the matches are few but their number unknown, the planner would
     // otherwise hash every list_messages row of the archive to join them (2.2 ms on 10,000).
-    whereEach: [`(select true from list_messages lm where ${inReadableList('m')} limit 1)`, ...where].join('\n and '),
+    whereEach: [`(select true from list_messages lm where ${inReadableList('m')} limit 1)`, ...on()].join('\n and '),
+    /** `where` for each spelling of an author's address that has several, one `=` each; none otherwise */
+    whereSpelled: spelled.map((e) => all(e)),
   };
 }
 
@@ -368,11 +382,25 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
     const offset = authorOnly ? String(Math.trunc(s.offset)) : f.p(s.offset);
     few = await fewMatches(db.readPool, s.limit + s.offset);
     f.ctes.push(`few as materialized (select m.id, m.date from messages m where ${f.whereEach} limit ${few + 1})`);
+    const walk = (where: string, n: string, from: string | null) => `select m.id, m.date from messages m where (select count(*) from few) > ${few} and ${where}
+                      order by m.date desc limit ${n}${from === null ? '' : ` offset ${from}`}`;
+    // An address with several spellings (mailboxSpellings) is walked one spelling at a time, each
+    // newest first on messages_from_date as an address of one spelling is, and the walks merged:
+    // PostgreSQL reads `from_email in (...)` from that index one value after the other, not by
+    // date, and the plan walked the date index instead. For an author of 500 messages in 30,000
+    // that tested 1,253 messages for the first page and 3,653 for the third; the two walks read
+    // 22 and 62. A ranked search keeps `in (...)`: walked apart, a spelling none of whose
+    // messages had the words walked the date index to the archive's start.
+    let walked = walk(f.where, pageOf, offset);
+    if (f.whereSpelled.length > 0) {
+      const upTo = authorOnly ? String(Math.trunc(s.limit) + 1 + Math.trunc(s.offset)) : f.p(s.limit + 1 + s.offset);
+      walked = `select * from (${f.whereSpelled.map((w) => `(${walk(w, upTo, null)})`).join(' union all ')}) w
+                 order by date desc limit ${pageOf} offset ${offset}`;
+    }
     page = `select u.id, u.date, 0::real as rank, null::bigint as list_id, (select count(*) from few) as candidates, null::bigint as matched
               from ((select id, date from few where (select count(*) from few) <= ${few} order by date desc limit ${pageOf} offset ${offset})
                     union all
-                    (select m.id, m.date from messages m where (select count(*) from few) > ${few} and ${f.where}
-                      order by m.date desc limit ${pageOf} offset ${offset})) u`;
+                    (${walked})) u`;
   }
   // The text around the first place where the first typed word (its start, for other forms of
   // it) occurs, for the shown hits only; the words are marked here (markExcerpt), not by

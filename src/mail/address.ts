@@ -176,6 +176,19 @@ export function oldSpelling(address: string): string | null {
 }
 
 /**
+ * The spellings an archived From may have for the mailbox `address` names: as typed (lower case,
+ * as From addresses are stored) and, when its domain is international, in U-labels and in A-labels
+ * (`bob@bücher.example`, `bob@xn--bcher-kva.example`). Archived messages keep the From as it was
+ * sent, so an author's address is looked for in each. One spelling for an ASCII domain.
+ */
+export function mailboxSpellings(address: string): string[] {
+  const typed = address.trim().toLowerCase();
+  const canonical = normalizeEmail(typed);
+  if (canonical === null) return [typed];
+  return [...new Set([typed, canonical, oldSpelling(canonical) ?? canonical])];
+}
+
+/**
  * An address as an SMTP envelope gives it: a domain in U-labels is written in A-labels (xn--),
  * which every server takes, so that only a non-ASCII local part needs SMTPUTF8 (RFC 6531 §3.2).
  * `bob@bücher.example` goes out as `bob@xn--bcher-kva.example`; `jörg@exämple.de` as it is.
