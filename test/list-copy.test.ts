@@ -99,6 +99,15 @@ describe('list copies', () => {
     expect(parsed.headers.get('reply-to')).toEqual(['<dev@lists.example.org>']);
   });
 
+  it('writes a Reply-To address with an international domain in A-labels, as the envelope does', () => {
+    // Stored in U-labels (one spelling per mailbox); raw UTF-8 in a header needs SMTPUTF8.
+    const copy = memberCopy(prepareCopy(RAW, options({ replyTo: { policy: 'address', address: 'help@bücher.example' } })), 't');
+    expect(copy.toString()).toContain('\r\nReply-To: <help@xn--bcher-kva.example>\r\n');
+    expect(copy.subarray(0, copy.length - RAW.length).every((b) => b < 0x80)).toBe(true);
+    // A local part beyond ASCII has no ASCII spelling: it stays as it is.
+    expect(memberCopy(prepareCopy(RAW, options({ replyTo: { policy: 'address', address: 'jörg@bücher.example' } })), 't').toString()).toContain('Reply-To: <jörg@bücher.example>');
+  });
+
   it('offers one-click unsubscribe (List-Unsubscribe-Post) on every copy, with the link PUBLIC_URL makes', () => {
     const plain = memberCopy(prepareCopy(RAW, options({ list: { ...options().list, publicUrl: 'http://127.0.0.1:8080' } })), 'tok123').toString();
     expect(plain).toContain('List-Unsubscribe: <mailto:dev-unsubscribe@lists.example.org>, <http://127.0.0.1:8080/u/tok123>\r\n');

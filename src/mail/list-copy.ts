@@ -8,6 +8,7 @@
  * and only when the list asks for them. Every field added is folded: no line over 998 octets.
  */
 
+import { envelopeAddress } from './address.ts';
 import { addFooter } from './footer.ts';
 import { MAX_LINE, foldField, encodeWord, fieldValue, headerFields, headerLines, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
 import { rewriteFrom } from './from-rewrite.ts';
@@ -90,9 +91,13 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
     subjectTail = Buffer.from(value, 'latin1');
   }
 
-  const listSetsReplyTo = o.replyTo.policy === 'list' || (o.replyTo.policy === 'address' && !!o.replyTo.address);
-  if (listSetsReplyTo) {
-    added.push(`Reply-To: <${o.replyTo.policy === 'list' ? o.list.address : o.replyTo.address}>`);
+  const replyTo = o.replyTo.policy === 'list' ? o.list.address : o.replyTo.policy === 'address' ? o.replyTo.address : null;
+  const listSetsReplyTo = !!replyTo;
+  if (replyTo) {
+    // An international domain in A-labels, as in the envelope: the stored spelling (U-labels) is
+    // raw UTF-8 in a header, which only SMTPUTF8 carries (RFC 6532) and a server without 8BITMIME
+    // is not sent at all (5.6.3).
+    added.push(`Reply-To: <${envelopeAddress(replyTo)}>`);
     drop.add('reply-to');
   }
   if (o.mitigation !== 'none') {
