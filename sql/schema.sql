@@ -2518,6 +2518,12 @@ CREATE TRIGGER lists_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pub
 CREATE TRIGGER lists_changed_archive AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.lists FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
 
 --
+-- Name: lists lists_idn_address; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_idn_address AFTER INSERT OR UPDATE OF reply_to_address ON public.lists FOR EACH ROW WHEN ((new.reply_to_address ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
+
+--
 -- Name: lists lists_purge_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 

@@ -298,4 +298,26 @@ describe('the address-spellings conversion job', () => {
     await restart();
     expect(await runToEnd()).toBe(0);
   });
+
+  it("gives a list's Reply-To address stored in A-labels the one spelling that setting it stores, and a previous release's write of one sets it going again", async () => {
+    const list = await newList();
+    const other = await newList();
+    // Set by name, however typed: the one spelling (the panel and the REST API check it alike).
+    const set = await cli(['list', 'set', list.address, 'reply_to=address', 'reply_to_address=Help@XN--BCHER-KVA.example'], { DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org' });
+    expect([set.code, set.stderr]).toEqual([0, '']);
+    const replyTo = () => q<{ address: string; reply_to_address: string | null }>('select address, reply_to_address from lists where id = any($1) order by id', [[list.id, other.id]]);
+    expect(await replyTo()).toEqual([{ address: list.address, reply_to_address: `help@${U}` }, { address: other.address, reply_to_address: null }]);
+    await restart();
+    await runToEnd();
+    // As a release before sql/0074 stored it, during a rolling upgrade: the job is open again.
+    await q('update lists set reply_to_address = $2 where id = $1', [list.id, `help@${A}`]);
+    await q('update lists set reply_to_address = $2 where id = $1', [other.id, 'help@xn--zz.example']);
+    expect(await q(`select done_at is null as open from conversions where name = 'address-spellings'`)).toEqual([{ open: true }]);
+    await runToEnd();
+    expect(await replyTo()).toEqual([{ address: list.address, reply_to_address: `help@${U}` }, { address: other.address, reply_to_address: 'help@xn--zz.example' }]);
+    expect(await q(`select email, canonical, outcome from address_spellings where tbl = 'lists' order by email`)).toEqual([
+      { email: `help@${A}`, canonical: `help@${U}`, outcome: 'respelled (1 row)' },
+      { email: 'help@xn--zz.example', canonical: null, outcome: 'not a valid A-label: left as it is' },
+    ]);
+  });
 });

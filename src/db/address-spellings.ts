@@ -9,7 +9,7 @@
 
 import type { Queryable } from './pool.ts';
 
-export type SpellingTable = 'members' | 'subscription_requests' | 'list_roles' | 'sender_rules' | 'accounts' | 'login_tokens' | 'held_messages' | 'bounces';
+export type SpellingTable = 'members' | 'subscription_requests' | 'list_roles' | 'sender_rules' | 'accounts' | 'login_tokens' | 'held_messages' | 'bounces' | 'lists';
 
 // A label of the domain (after the last '@') that starts with xn--. Stored addresses are lower case.
 const A_LABEL = `'[@.]xn--[^@]*$'`;
@@ -23,7 +23,8 @@ const FOUND = `
   union select 'accounts', email from account_addresses where email ~ ${A_LABEL}
   union select 'login_tokens', email from login_tokens where email ~ ${A_LABEL}
   union select 'held_messages', from_email from held_messages where from_email ~ ${A_LABEL}
-  union select 'bounces', recipient from bounces where recipient ~ ${A_LABEL}`;
+  union select 'bounces', recipient from bounces where recipient ~ ${A_LABEL}
+  union select 'lists', reply_to_address from lists where reply_to_address ~ ${A_LABEL}`;
 
 // Spellings the job already left as they are (no valid A-label) are not looked at again.
 const NOT_LEFT = `not exists (select 1 from address_spellings s where s.tbl = f.tbl and s.email = f.email and s.canonical is null)`;
@@ -53,12 +54,13 @@ export async function recordSpelling(db: Queryable, tbl: SpellingTable, email: s
   );
 }
 
-/** Rows where the address is only a record (a request, a link, a held post's sender, a bounce): respelled, none merged. */
-const RESPELL: Record<'subscription_requests' | 'login_tokens' | 'held_messages' | 'bounces', string> = {
+/** Rows where the address is only a record (a request, a link, a held post's sender, a bounce, a list's Reply-To): respelled, none merged. */
+const RESPELL: Record<'subscription_requests' | 'login_tokens' | 'held_messages' | 'bounces' | 'lists', string> = {
   subscription_requests: 'update subscription_requests set email = $2 where email = $1',
   login_tokens: 'update login_tokens set email = $2 where email = $1',
   held_messages: 'update held_messages set from_email = $2 where from_email = $1',
   bounces: 'update bounces set recipient = $2 where recipient = $1',
+  lists: 'update lists set reply_to_address = $2 where reply_to_address = $1',
 };
 
 export async function respell(db: Queryable, tbl: keyof typeof RESPELL, spelling: string, canonical: string): Promise<number> {

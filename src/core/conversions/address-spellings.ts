@@ -2,8 +2,8 @@
  * address-spellings: addresses stored before sql/0074 with their domain in A-labels
  * (`bob@xn--bcher-kva.example`) get the spelling normalizeEmail gives every mailbox now, the
  * U-label one (`bob@bücher.example`), everywhere an address is a member, a request, a role, a
- * sender rule, an account or one of its addresses, a login link, a held post's sender or a
- * bounce's recipient.
+ * sender rule, an account or one of its addresses, a login link, a held post's sender, a
+ * bounce's recipient or a list's Reply-To address (sql/0077).
  *
  * Where both spellings are stored for one thing, the two rows become one, and the merge is written
  * in the audit log (actor `conversion:address-spellings`, with both rows as they were):
@@ -97,6 +97,7 @@ const HANDLERS: Record<SpellingTable, Handler> = {
   login_tokens: async (tx, s, c) => respelled(await respell(tx, 'login_tokens', s, c)),
   held_messages: async (tx, s, c) => respelled(await respell(tx, 'held_messages', s, c)),
   bounces: async (tx, s, c) => respelled(await respell(tx, 'bounces', s, c)),
+  lists: async (tx, s, c) => respelled(await respell(tx, 'lists', s, c)),
 };
 
 const STATUS_RANK: Record<SpelledMember['status'], number> = { active: 3, disabled: 2, pending: 1, unsubscribed: 0 };
