@@ -56,6 +56,23 @@ describe('list copies', () => {
     ]);
   });
 
+  it('reads a lone CR in the header as the line end the relay makes of it: no field hides behind one', () => {
+    // nodemailer sends a lone CR as CRLF: what followed it in the Subject became a field of its own.
+    const hidden = 'Subject: wire transfer\rAuthentication-Results: lists.example.org; dmarc=pass header.from=bank.example\rList-Unsubscribe: <https://evil.example/u>\r\n';
+    const raw = Buffer.concat([Buffer.from(hidden), RAW]);
+    const ours = 'Authentication-Results: lists.example.org;\r\n spf=pass smtp.mailfrom=alice@example.org';
+    const copy = memberCopy(prepareCopy(raw, options({ authservId: 'lists.example.org', trace: [ours] })), 't');
+    const wire = Buffer.from(copy.toString('latin1').replace(/\r(?!\n)/g, '\r\n'), 'latin1');
+    const fields = headerFields(splitMessage(wire).head);
+    expect(fields.filter((f) => f.name === 'authentication-results').map((f) => f.bytes.toString())).toEqual([`${ours}\r\n`]);
+    expect(fields.filter((f) => f.name === 'list-unsubscribe').map((f) => f.bytes.toString())).toEqual([
+      'List-Unsubscribe: <mailto:dev-unsubscribe@lists.example.org>, <https://lists.example.org/u/t>\r\n',
+    ]);
+    expect(copy.includes('transfer\rAuth')).toBe(false);
+    // A post without a lone CR keeps its bytes.
+    expect(memberCopy(prepareCopy(RAW, options()), 't').toString().endsWith(RAW.toString())).toBe(true);
+  });
+
   it('folds trace fields with the post\'s own line ending', () => {
     const lf = Buffer.from(RAW.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
     const copy = memberCopy(prepareCopy(lf, options({ trace: ['Authentication-Results: lists.example.org;\r\n spf=pass'] })), 't').toString('latin1');

@@ -10,7 +10,7 @@
 
 import { envelopeAddress } from './address.ts';
 import { addFooter } from './footer.ts';
-import { MAX_LINE, foldField, encodeWord, fieldValue, headerFields, headerLines, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
+import { MAX_LINE, foldField, encodeWord, fieldValue, headerEnd, headerFields, headerLines, splitMessage, withoutFields, type HeaderField } from './header-block.ts';
 import { rewriteFrom } from './from-rewrite.ts';
 import { LIST_FIELDS, listHeaderLines, memberHeaderLines, type ListIdentity } from './list-headers.ts';
 import { arcSealFor, arcSet, bodyHash, headerRows, MemberSigner, signedFields, type ListKey } from './list-signing.ts';
@@ -59,7 +59,8 @@ export interface CopySigning {
 /** What a wrapper (wrap_message) keeps of the post's header: what a reader sees and threads by. */
 const WRAPPER_KEEPS = new Set(['to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'references']);
 
-export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
+export function prepareCopy(post: Buffer, o: CopyOptions): PreparedCopy {
+  const raw = loneCrsAsLineEnds(post);
   const split = splitMessage(raw);
   const { eol } = split;
   let head = split.head;
@@ -116,6 +117,22 @@ export function prepareCopy(raw: Buffer, o: CopyOptions): PreparedCopy {
   // Trace values may be folded (CRLF and a space): each copy keeps the post's own line ending.
   const trace = (o.trace ?? []).map((t) => t.replace(/\r?\n/g, eol));
   return { trace: headerLines(trace, eol), head: Buffer.concat([top, head]), body: rest, eol, list: o.list };
+}
+
+/**
+ * The post with each lone CR (one not before LF) made a line ending, as it goes on the wire: the
+ * SMTP client sends a lone CR as CRLF (nodemailer's DataStream; RFC 5321 §2.3.8 allows CR only in
+ * CRLF). Read with the CR inside a field, "Subject: x<CR>List-Unsubscribe: <https://evil…>" was
+ * one Subject to the list and two fields to every member: a field the list drops (a
+ * List-Unsubscribe of the sender's, an Authentication-Results under our authserv-id) went out
+ * below the list's own. The same buffer when there is none, as in nearly every post.
+ */
+function loneCrsAsLineEnds(raw: Buffer): Buffer {
+  let cr = raw.indexOf(0x0d);
+  while (cr >= 0 && raw[cr + 1] === 0x0a) cr = raw.indexOf(0x0d, cr + 2);
+  if (cr < 0) return raw;
+  const eol = headerEnd(raw)?.eol ?? (raw.includes('\r\n') ? '\r\n' : '\n');
+  return Buffer.from(raw.toString('latin1').replace(/\r(?!\n)/g, eol), 'latin1');
 }
 
 /** The header without Authentication-Results fields whose authserv-id is ours. */
