@@ -133,6 +133,56 @@ describe('the lock connection', () => {
     expect(stats.workers.find((w) => w.name === worker!.name)).toMatchObject({ stale: false });
   });
 
+  it('gives back the rows it claimed when reading their posts fails, and sends them on the next round', async () => {
+    await listWith('prepfault', 3);
+    const original = db.pool.query.bind(db.pool);
+    let failures = 0;
+    // The statement that reads the posts' bytes just after the claim loses its connection, once.
+    (db.pool as { query: unknown }).query = (...args: Parameters<typeof original>) => {
+      if (failures === 0 && typeof args[0] === 'string' && args[0].includes('from messages where id = any')) {
+        failures++;
+        return Promise.reject(new Error('Connection terminated unexpectedly'));
+      }
+      return original(...args);
+    };
+    try {
+      worker = await startWorker(db, workerConfig(relay));
+      await post('prepfault', 'prepfault-1@example.org');
+      // Live, with its lock and a fresh heartbeat: no reclaim hands them back, the worker must.
+      await until(async () => (await states('prepfault-1@example.org')).sent === 3, 'the copies after the failed round', 10_000);
+    } finally {
+      (db.pool as { query: unknown }).query = original;
+    }
+    expect(failures).toBe(1);
+  });
+
+  it('defers the copies of a post whose copy cannot be built, and builds it again for their retry', async () => {
+    const list = await listWith('buildfault', 3);
+    await db.pool.query(`update lists set dmarc_mitigation = 'munge_from' where id = $1`, [list.id]);
+    const original = db.pool.query.bind(db.pool);
+    let failures = 0;
+    // The post's own preparation (its DMARC decision) fails, once: its rows wait, nobody else's.
+    (db.pool as { query: unknown }).query = (...args: Parameters<typeof original>) => {
+      if (failures === 0 && typeof args[0] === 'string' && args[0].includes('from dmarc_policies')) {
+        failures++;
+        return Promise.reject(new Error('Connection terminated unexpectedly'));
+      }
+      return original(...args);
+    };
+    try {
+      worker = await startWorker(db, workerConfig(relay));
+      await post('buildfault', 'buildfault-1@example.org');
+      await until(async () => (await states('buildfault-1@example.org')).sent === 3, 'the copies after their deferral', 15_000);
+    } finally {
+      (db.pool as { query: unknown }).query = original;
+    }
+    expect(failures).toBe(1);
+    const { rows } = await db.pool.query<{ attempts: number }>(
+      `select o.attempts from outbox o join messages m on m.id = o.message_id where m.message_id = 'buildfault-1@example.org'`);
+    // One deferral each, then the send: the rows went through the retry, not back with the batch.
+    expect(rows.map((r) => r.attempts)).toEqual([2, 2, 2]);
+  });
+
   it('claims nothing while another session holds its lock, and delivers once it has it back', async () => {
     await listWith('nolock', 2);
     worker = await startWorker(db, workerConfig(relay));

@@ -36,7 +36,8 @@ interface Entry<T> {
 
 export class CopyCache {
   private lists = new Map<number, Entry<CachedList>>();
-  private posts = new Map<string, Entry<PreparedCopy | null>>();
+  /** an Error when the post's copy could not be built: its rows are deferred (copy() throws it), not the batch's */
+  private posts = new Map<string, Entry<PreparedCopy | Error | null>>();
   private mails = new Map<number, Entry<Buffer | null>>();
 
   /** authservId: our name in Authentication-Results (SMTP_HELO_NAME); copies drop incoming ones that use it */
@@ -72,7 +73,7 @@ export class CopyCache {
       for (const [key, { messageId, listId }] of postKeys) {
         const m = sources.get(messageId);
         const list = fresh.get(listId);
-        this.posts.set(key, { value: m && list ? await this.preparePost(db, m, list) : null, at: Date.now() });
+        this.posts.set(key, { value: m && list ? await this.preparePost(db, m, list).catch((err: Error) => err) : null, at: Date.now() });
       }
     }
     const mailIds = missing(rows.map((r) => r.mail_id), this.mails);
@@ -126,6 +127,7 @@ export class CopyCache {
     const list = row.list_id === null ? undefined : this.lists.get(row.list_id)?.value;
     if (row.message_id !== null) {
       const prepared = this.posts.get(`${row.message_id}:${row.list_id}`)?.value;
+      if (prepared instanceof Error) throw prepared;
       if (!prepared) return null;
       if (prepared.signing === undefined && list?.signer instanceof Error) throw keyError(list);
       if (!opts.sevenBit) return signedMemberCopy(prepared, row.member_token);
@@ -150,7 +152,8 @@ export class CopyCache {
   private evict() {
     const old = Date.now() - KEEP_MS;
     for (const cache of [this.lists, this.posts, this.mails] as Map<unknown, Entry<unknown>>[]) {
-      for (const [k, e] of cache) if (e.at < old || cache.size > MAX_ENTRIES) cache.delete(k);
+      // A copy that could not be built is tried again with the next batch, not kept a minute.
+      for (const [k, e] of cache) if (e.at < old || cache.size > MAX_ENTRIES || e.value instanceof Error) cache.delete(k);
     }
   }
 }

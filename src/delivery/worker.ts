@@ -247,7 +247,14 @@ export class DeliveryWorker {
         if (rows.length + cancelled < batch) exhausted = true;
         if (cancelled > 0) this.log.info({ rows: cancelled }, 'queued copies cancelled: their member left or paused delivery, or the post was hidden');
         if (rows.length === 0) return;
-        await this.copies.prepare(this.pool, rows);
+        try {
+          await this.copies.prepare(this.pool, rows);
+        } catch (err) {
+          // Claimed, and ours while this worker lives (reclaimStale spares a live worker's rows):
+          // given back with the unsent ones, or they stayed `sending` until the process ended.
+          unsent.push(...rows.map((r) => r.id));
+          throw err;
+        }
         // Batched by recipient domain: consecutive sends share a destination and its connections.
         rows.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : a.id - b.id));
         buffer.push(...rows);
