@@ -242,6 +242,24 @@ describe('faults of the message', () => {
     ]);
   });
 
+  it('refuses a part whose Content-Type has thousands of parameters with 554, and takes one with a few hundred', async () => {
+    // mailparser reads a field's parameters in more than linear time: 40 such parts of 50,000
+    // parameters (21.6 MB) held the ingest's event loop for 24 s.
+    const part = (n: number) => `--b\r\nContent-Type: text/plain${Array.from({ length: n }, (_, i) => `; p${i}*=x`).join('')}\r\n\r\nparameters ${n}\r\n`;
+    const many = await refusedOrTaken(message({ id: 'ct-params-many@example.org', headers: { 'Content-Type': 'multipart/mixed; boundary=b' }, body: `${part(5000).repeat(4)}--b--\r\n` }), 'ct-params-many@example.org');
+    expect(many.res.responseCode).toBe(554);
+    expect(many.res.response).toContain('a Content-Type or Content-Disposition field has more than 256 parameters');
+    expect(many.lists).toEqual([]);
+    // Folded over lines, as long RFC 2231 file names are, and counted all the same.
+    const folded = ['--b', `Content-Disposition: attachment${Array.from({ length: 300 }, (_, i) => `;\r\n filename*${i}*=a`).join('')}`, 'Content-Type: text/plain', '', 'x', '--b--', ''].join('\r\n');
+    expect((await refusedOrTaken(message({ id: 'cd-params-folded@example.org', headers: { 'Content-Type': 'multipart/mixed; boundary=b' }, body: folded }), 'cd-params-folded@example.org')).res.responseCode).toBe(554);
+    const some = await refusedOrTaken(message({ id: 'ct-params-some@example.org', headers: { 'Content-Type': 'multipart/mixed; boundary=b' }, body: `${part(200)}--b--\r\n` }), 'ct-params-some@example.org');
+    expect(some.lists).toEqual(['pub']);
+    // Semicolons in a body are not parameters.
+    const prose = await refusedOrTaken(message({ id: 'semicolons@example.org', headers: { 'Content-Type': 'multipart/mixed; boundary=b' }, body: `--b\r\nContent-Type: text/plain\r\n\r\n${'a; b; '.repeat(5000)}\r\n--b--\r\n` }), 'semicolons@example.org');
+    expect(prose.lists).toEqual(['pub']);
+  });
+
   it('threads a message with 20,000 References by the newest of them', async () => {
     await sendRaw(smtp.port, { from: 'alice@example.org', to: ['pub@lists.example.org'] }, message({ id: 'ref-root@example.org', subject: 'root' }));
     const refs = [...Array.from({ length: 20_000 }, (_, i) => `<r${i}@example.org>`), '<ref-root@example.org>'].join('\r\n ');

@@ -2,6 +2,7 @@ import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { RejectedMessage } from '../errors.ts';
 import { fastParse } from './fast-parse.ts';
 import { htmlTooCostly } from './html-cost.ts';
+import { MAX_MIME_PARAMETERS, tooManyMimeParameters } from './mime-parameters.ts';
 import { decodeIso2022jpRuns } from './iso-2022-jp.ts';
 import { unfold } from './header-block.ts';
 import { generatedMessageId, normalizeMessageId, threadingReferences } from './message-id.ts';
@@ -70,13 +71,17 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
 }
 
 /**
- * mailparser's parse, with its HTML read only when that costs little (html-cost.ts). It turns an
+ * mailparser's parse, refused at once for parameters it would take seconds over (mime-parameters.ts),
+ * with its HTML read only when that costs little (html-cost.ts). It turns an
  * HTML part into text unless the part is the HTML of a multipart/alternative, so the parts are
  * first read without that: a message without HTML, or with multipart/alternative on top, is done;
  * one with other HTML is parsed again with the conversion once the HTML is known to be cheap, and
  * refused otherwise (the conversion failed past 2,000 levels anyway, after the cost).
  */
 async function mimeParse(raw: Buffer): Promise<ParsedMail> {
+  if (tooManyMimeParameters(raw)) {
+    throw new RejectedMessage(`message could not be parsed: a Content-Type or Content-Disposition field has more than ${MAX_MIME_PARAMETERS} parameters`, 'unparseable');
+  }
   const parts = await simpleParser(raw, { ...OPTIONS, skipHtmlToText: true });
   if (typeof parts.html !== 'string' || /^multipart\/alternative$/i.test(contentType(parts))) return parts;
   if (htmlTooCostly(parts.html)) {
