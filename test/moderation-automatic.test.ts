@@ -3,6 +3,7 @@ import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { addSenderRule } from '../src/core/sender-rules.ts';
+import { config } from '../src/config.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
@@ -154,6 +155,22 @@ describe('the list\'s own mail coming back', () => {
     await settle();
     expect(await heldRow('to-owners@x.example')).toEqual([expect.objectContaining({ state: 'discarded', rule: 'loop' })]);
     expect(copiesOf('to-owners@x.example')).toHaveLength(0);
+  });
+
+  it('forwards mail to its owners without a verdict forged under our name, in a field or hidden behind a lone CR', async () => {
+    const ours = config().heloName;
+    const raw = message({ id: 'forged-ar@x.example', from: 'ceo@bank.example', to: 'open-owner@lists.example.org', headers: {
+      'Authentication-Results': `${ours}; dkim=pass header.d=bank.example; dmarc=pass header.from=bank.example`,
+      'ARC-Authentication-Results': 'i=1; mx.other.example; spf=pass',
+      Subject: `Wire transfer\rAuthentication-Results: (c) ${ours.toUpperCase()}; dmarc=pass header.from=bank.example`,
+    } });
+    expect((await sendRaw(smtp.port, { from: 'eve@evil.example', to: ['open-owner@lists.example.org'] }, raw)).ok).toBe(true);
+    const text = (await arrival((m) => m.to === OWNER && m.raw.includes('<forged-ar@x.example>'))).raw.toString('latin1');
+    expect(text).not.toMatch(/dmarc=pass/);
+    // Another server's results, and everything else the sender wrote, are forwarded as they came.
+    expect(text).toMatch(/^ARC-Authentication-Results: i=1; mx\.other\.example; spf=pass\r$/m);
+    expect(text).toMatch(/^Subject: Wire transfer\r$/m);
+    expect(text).toMatch(/^X-Loop: open-owner@lists\.example\.org\r\n/);
   });
 
   it('does not take another list\'s X-Loop for its own when one address ends like the other', async () => {

@@ -142,6 +142,14 @@ describe('authentication rule', () => {
     expect(d.reason).toBe('From is a member but neither SPF nor DKIM passes for example.org');
   });
 
+  it('takes a member post no check vouches for on an open list, as a stranger\'s, and still holds it on a moderated one', () => {
+    expect(decide(facts({ auth: FORGED, policy: 'open' }))).toMatchObject({ action: 'accept', rule: 'default' });
+    expect(decide(facts({ auth: FORGED, policy: 'open', member: null }))).toMatchObject({ action: 'accept', rule: 'default' });
+    expect(decide(facts({ auth: FORGED, policy: 'moderated' }))).toMatchObject({ action: 'hold', rule: 'authentication' });
+    // A DMARC forgery is held on an open list all the same.
+    expect(decide(facts({ auth: { ...FORGED, dmarc: 'fail', dmarcPolicy: 'reject' }, policy: 'open' }))).toMatchObject({ action: 'hold', rule: 'authentication' });
+  });
+
   it('refuses it with 5.7.26 when the list says reject, and only records it when the list says accept', () => {
     expect(decide(facts({ auth: FORGED, authPolicy: 'reject' }))).toMatchObject({ action: 'reject', rule: 'authentication', smtpStatus: '5.7.26' });
     expect(decide(facts({ auth: FORGED, authPolicy: 'accept' }))).toMatchObject({ action: 'accept', rule: 'default' });

@@ -121,7 +121,7 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
         if (refusal) return keep(pool, settings, rcpt, msg, parsed, refusal);
       }
       // A list created without owners has nobody to forward to: kept aside, not taken and lost.
-      if ((await forwardToOwners(pool, list, msg.raw)) === 0) return keep(pool, settings, rcpt, msg, parsed, 'mail to the owner address of a list without owners: not forwarded');
+      if ((await forwardToOwners(pool, list, msg.raw, settings.heloName)) === 0) return keep(pool, settings, rcpt, msg, parsed, 'mail to the owner address of a list without owners: not forwarded');
       return;
     default:
       break;

@@ -108,8 +108,8 @@ const isMember = (f: PostFacts) => f.sender.memberStatus === 'active' || f.sende
  * policy that asks receivers to act (reject, quarantine) and the post fails it; or From is a
  * member and neither SPF nor DKIM passes for a domain aligned with From, which is what a forged
  * member address looks like (members-only lists would otherwise take anyone who types one).
- * A domain with p=none asked for nothing, and a stranger's unsigned post on an open list proves
- * nothing a stranger could not do anyway: those are left to the other rules.
+ * A domain with p=none asked for nothing, and an unsigned post on an open list, a member's or a
+ * stranger's, proves nothing a stranger could not do anyway: those are left to the other rules.
  */
 function authFailure(f: PostFacts): string | null {
   const a = f.auth;
@@ -117,6 +117,10 @@ function authFailure(f: PostFacts): string | null {
   const from = a.fromDomain ?? '(no domain)';
   const forged = dmarcForgery(a);
   if (forged) return forged;
+  // On an open list a member's address opens nothing a stranger's does not: anyone may post, so
+  // an unsigned member post is taken as a stranger's is (it was held, and the README's first post
+  // with it).
+  if (f.list.postPolicy === 'open') return null;
   if (isMember(f) && !a.aligned) return `From is a member but neither SPF nor DKIM passes for ${from}`;
   // The membership was looked up for sender.email (our parser's From, or the envelope sender when
   // it found none); the alignment is mailauth's, for the From it read. Where the two readings

@@ -16,6 +16,7 @@ import { InvalidInput } from '../errors.ts';
 import { normalizeEmail, NOTICE_BOUNCE_TOKEN, roleAddress, verpAddress } from '../mail/address.ts';
 import { composeText } from '../mail/compose.ts';
 import { displayName } from '../mail/header-block.ts';
+import { ownerForward } from '../mail/list-copy.ts';
 
 export type Notice = NoticeContent & (
   /** the list the notice is about: it then comes from LIST-request@ and bounces to the list */
@@ -72,12 +73,14 @@ export function listSender(list: ListRow): string {
 
 /**
  * Mail for LIST-owner@ goes to every owner, as it arrived (an X-Loop line on top stops it from
- * coming round again if an owner's address leads back here).
+ * coming round again if an owner's address leads back here), less what claims to be our own
+ * verdict on it (ownerForward: Authentication-Results under `authservId`, SMTP_HELO_NAME).
  */
-export async function forwardToOwners(db: Queryable, list: ListRow, raw: Buffer): Promise<number> {
+export async function forwardToOwners(db: Queryable, list: ListRow, arrived: Buffer, authservId: string): Promise<number> {
   const owners = await listOwners(db, list.id);
   if (owners.length === 0) return 0;
   const ownerAddress = roleAddress(list.address, 'owner');
+  const raw = ownerForward(arrived, authservId);
   const eol = raw.includes('\r\n') ? '\r\n' : '\n';
   const mailId = await insertOutboundMail(db, Buffer.concat([Buffer.from(`X-Loop: ${ownerAddress}${eol}`), raw]));
   const envelopeFrom = verpAddress(list.address, NOTICE_BOUNCE_TOKEN);

@@ -135,6 +135,17 @@ function loneCrsAsLineEnds(raw: Buffer): Buffer {
   return Buffer.from(raw.toString('latin1').replace(/\r(?!\n)/g, eol), 'latin1');
 }
 
+/**
+ * Mail to LIST-owner@ as it is forwarded: read as it goes out (a lone CR made a line end, as for
+ * a copy) and without Authentication-Results fields that use our authserv-id, which only we may
+ * write (RFC 8601 §5): "dmarc=pass" under our name, forged by the sender, was shown to the owners.
+ */
+export function ownerForward(raw: Buffer, authservId: string): Buffer {
+  const split = splitMessage(loneCrsAsLineEnds(raw));
+  const head = withoutOurResults(split.head, authservId);
+  return Buffer.concat([head, split.rest]);
+}
+
 /** The header without Authentication-Results fields whose authserv-id is ours. */
 function withoutOurResults(head: Buffer, authservId: string): Buffer {
   const fields = headerFields(head);
