@@ -441,6 +441,7 @@ describe('hostile and malformed requests', () => {
     const unknown = await api('GET', '/nothing-here', { unchecked: true });
     expect(unknown.status).toBe(404);
     expect(unknown.body.error).toBe('not_found');
+    expect(unknown.body.detail).toBe('There is no GET /api/v1/nothing-here in this API: see /api/v1/openapi.json.');
     const badUrl = await api('GET', '/lists/%ff');
     expect(badUrl.status).toBe(400);
     expect(badUrl.body.error).toBe('bad_request');

@@ -63,7 +63,7 @@ export function apiRouter(ctx: WebContext): Router {
   v1.use(auditApi(ctx));
   r.use('/v1', v1);
 
-  r.use((req, res) => sendError(res, 404, 'not_found', `There is no ${req.method} ${req.path.slice(0, 200)} in this API: see /api/v1/openapi.json.`));
+  r.use((req, res) => sendError(res, 404, 'not_found', `There is no ${req.method} ${(req.baseUrl + req.path).slice(0, 200)} in this API: see /api/v1/openapi.json.`));
   r.use(apiErrorHandler);
   return r;
 }
