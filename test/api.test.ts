@@ -62,7 +62,9 @@ function nextPage(r: ApiReply): string | null {
   if (link === null) return null;
   const m = /^<([^>]+)>; rel="next"$/.exec(link);
   expect(m, `Link: ${link}`).not.toBeNull();
-  return m![1];
+  // Absolute, under PUBLIC_URL: fetch() takes it as it is.
+  expect(m![1].startsWith(`${web.url}/api/v1/`), m![1]).toBe(true);
+  return m![1].slice(web.url.length);
 }
 
 async function hold(id: string, from = 'alice@example.org', subject = 'Hello'): Promise<number> {

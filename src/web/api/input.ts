@@ -75,14 +75,14 @@ export function encodeCursor(key: string): string {
 
 /**
  * Sends one page as the command line's --json would print it, an array. When there is more, the
- * next page is the same URL with its cursor, in a Link header (RFC 8288): the body keeps the CLI's
+ * next page is the same URL with its cursor, under PUBLIC_URL, in a Link header (RFC 8288): the body keeps the CLI's
  * shape, and a script that reads only the body still gets the first page in order.
  */
 export function sendPage(req: Request, res: Response, items: unknown[], nextKey: string | null): void {
   if (nextKey !== null) {
     const url = new URL(req.originalUrl, 'http://x');
     url.searchParams.set('cursor', encodeCursor(nextKey));
-    res.set('Link', `<${url.pathname}${url.search}>; rel="next"`);
+    res.set('Link', `<${res.locals.publicUrl ?? ''}${url.pathname}${url.search}>; rel="next"`);
   }
   res.json(items);
 }

@@ -42,6 +42,8 @@ export function apiRouter(ctx: WebContext): Router {
   // Answers are about one token's view of the data: never stored by a shared cache.
   v1.use((_req, res, next) => {
     res.set('Cache-Control', 'no-store');
+    // The base of the next page's URL in a Link header (sendPage): absolute, as GitHub's are.
+    res.locals.publicUrl = ctx.cfg.publicUrl;
     next();
   });
   v1.use(bearerAuth(ctx));
