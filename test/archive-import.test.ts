@@ -375,11 +375,16 @@ describe('the import and export commands', () => {
     expect(run.stderr).toContain(`warning: ${file}: decompression OK, trailing garbage ignored (7 bytes from byte ${gz.length} are not gzip data)\n`);
   });
 
-  it('prints plain progress lines when not on a terminal and reports broken messages by position', async () => {
+  it('prints plain progress lines off a terminal with --progress, none without, and reports broken messages by position either way', async () => {
     await newList(db.pool, 'cli2@lists.example.org');
     const file = path.join(tmp, 'cli2.mbox');
     fs.writeFileSync(file, fixture('hyperkitty-export.mbox'));
-    const run = await cli(['import', 'cli2', file, '--batch-size', '1'], { DATABASE_URL: db.url });
+    const quiet = await cli(['import', 'cli2', file], { DATABASE_URL: db.url });
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).not.toMatch(/^import .*%/m);
+    expect(quiet.stderr).toMatch(/message 3 at byte \d+ skipped: .*header/);
+    await db.pool.query(`delete from list_messages where list_id = (select id from lists where address = 'cli2@lists.example.org')`);
+    const run = await cli(['import', 'cli2', file, '--batch-size', '1', '--progress'], { DATABASE_URL: db.url });
     expect(run.code).toBe(0);
     expect(run.stderr).toMatch(/^import .*cli2.mbox: \d+% \(/m);
     expect(run.stderr).toMatch(/message 3 at byte \d+ skipped: .*header/);

@@ -14,6 +14,7 @@ export function registerArchiveCommands(program: Command) {
     .argument('<list>', 'list address or unique local part')
     .argument('<file>', 'mbox or mboxrd file (gzip too): Mailman 2 pipermail, Mailman 3 / HyperKitty exports')
     .option('--batch-size <n>', 'messages per transaction', '500')
+    .option('--progress', 'progress lines on stderr when it is not a terminal (a terminal always gets the bar)')
     .description('import an mbox file into a list archive (resumable, idempotent)')
     .action((ref: string, file: string, o) =>
       runCommand(async ({ cfg, db }) => {
@@ -22,7 +23,7 @@ export function registerArchiveCommands(program: Command) {
         const { findList } = await import('../db/lists.ts');
         const { importMbox } = await import('../core/archive-import.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
-        const progress = progressReporter(file, (await import('cli-progress')).default);
+        const progress = progressReporter(file, (await import('cli-progress')).default, o.progress === true);
         const ac = new AbortController();
         const onSignal = () => {
           if (ac.signal.aborted) process.exit(130);
@@ -89,8 +90,11 @@ export function registerArchiveCommands(program: Command) {
     });
 }
 
-/** A progress bar on a terminal, plain lines (every few seconds) otherwise; both on stderr. */
-function progressReporter(file: string, progressBars: typeof cliProgress) {
+/**
+ * A progress bar on a terminal; otherwise plain lines every few seconds with --progress (a log of a
+ * long import from cron), nothing without it, so that stderr holds only what went wrong. Both on stderr.
+ */
+function progressReporter(file: string, progressBars: typeof cliProgress, plainLines: boolean) {
   const tty = process.stderr.isTTY === true;
   const mb = (n: number) => (n / 1048576).toFixed(1);
   const multi = tty
@@ -110,7 +114,7 @@ function progressReporter(file: string, progressBars: typeof cliProgress) {
       if (multi) {
         bar ??= multi.create(s.totalBytes, 0, payload);
         bar.update(Math.min(s.bytes, s.totalBytes), payload);
-      } else if (performance.now() - lastLine > 2000 || (s.bytes >= s.totalBytes && !reachedEnd)) {
+      } else if (plainLines && (performance.now() - lastLine > 2000 || (s.bytes >= s.totalBytes && !reachedEnd))) {
         lastLine = performance.now();
         reachedEnd = s.bytes >= s.totalBytes;
         const pct = s.totalBytes ? Math.floor((100 * s.bytes) / s.totalBytes) : 100;
