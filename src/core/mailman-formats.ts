@@ -284,6 +284,8 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
   if (typeof roster === 'string' && MM3_ROSTER.has(roster)) set('roster_visibility', MM3_ROSTER.get(roster));
   else if (roster !== undefined) note('member_roster_visibility', 'unknown value');
   if (typeof val('respond_to_post_requests') === 'boolean') set('notify_held_sender', c.respond_to_post_requests ? 'yes' : 'no');
+  if (typeof val('send_welcome_message') === 'boolean') set('send_welcome', c.send_welcome_message ? 'yes' : 'no');
+  if (typeof val('send_goodbye_message') === 'boolean') set('send_goodbye', c.send_goodbye_message ? 'yes' : 'no');
   if (typeof val('bounce_score_threshold') === 'number') set('bounce_threshold', c.bounce_score_threshold);
   if (typeof val('bounce_you_are_disabled_warnings') === 'number') set('bounce_warnings', c.bounce_you_are_disabled_warnings);
   const interval = /^(\d+)d$/.exec(String(val('bounce_you_are_disabled_warnings_interval') ?? ''));
@@ -377,6 +379,10 @@ function readMailman2Config(file: string, text: string, plan: ImportPlan) {
   if (roster !== null && MM2_ROSTER[roster]) set('roster_visibility', MM2_ROSTER[roster]);
   const respond = num('respond_to_post_requests');
   if (respond !== null) set('notify_held_sender', respond ? 'yes' : 'no');
+  for (const [mm2, here] of [['send_welcome_msg', 'send_welcome'], ['send_goodbye_msg', 'send_goodbye']] as const) {
+    const v = num(mm2);
+    if (v !== null) set(here, v ? 'yes' : 'no');
+  }
   const threshold = num('bounce_score_threshold');
   if (threshold !== null) set('bounce_threshold', threshold);
   const warnings = num('bounce_you_are_disabled_warnings');
