@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.ts';
-import { listHeld } from '../src/core/hold.ts';
+import { listHeld, moderate } from '../src/core/hold.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { createList, updateDeliverySettings } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
@@ -209,6 +209,15 @@ describe('the sender of a held post', () => {
     expect((await heldState(forged.id(1)))?.rule).toBe('authentication');
     // The moderators hear of each; the senders of none.
     for (const l of [spam, automatic, forged]) expect(await mailTo(l.moderator, 1)).toHaveLength(1);
+    await settle();
+    for (const sender of ['spammer@elsewhere.example', 'robot@elsewhere.example', 'ceo@strict.example']) expect(relay.to(sender)).toHaveLength(0);
+    // Nor when a moderator rejects them with a reason: that notice would go to a From that is
+    // likely someone else's (backscatter).
+    for (const l of [spam, automatic, forged]) {
+      const { id } = await heldState(l.id(1));
+      await moderate(db.pool, id, 'reject', { actor: 'mod@example.org', reason: 'not for this list', settings });
+      expect((await heldState(l.id(1))).state).toBe('rejected');
+    }
     await settle();
     for (const sender of ['spammer@elsewhere.example', 'robot@elsewhere.example', 'ceo@strict.example']) expect(relay.to(sender)).toHaveLength(0);
   });

@@ -77,6 +77,16 @@ export async function notifyModeratorsOfHeld(tx: Queryable, list: ListRow, setti
 /** Rules whose holds never answer the sender: spam, machines, forgeries (and what is only dropped). */
 const SILENT_RULES = new Set(['spam', 'automatic', 'authentication', 'loop', 'banned', 'delivery-report']);
 
+/**
+ * Whether the sender of a post held by `rule` may be written to about it (held, or rejected by a
+ * moderator): not for spam, automatic mail or a forgery, nor when it failed DMARC whatever the list's
+ * policy, nor to a null envelope sender. Their From is likely someone else's: a notice would be
+ * backscatter to the forged address.
+ */
+export function answersSender(rule: string, checks: PostChecks | null | undefined, envelopeFrom: string | null): boolean {
+  return !SILENT_RULES.has(rule) && checks?.auth?.dmarc !== 'fail' && !!envelopeFrom;
+}
+
 // One "awaits moderation" reply per sender, list and hour: a flood of posts (or of forged
 // senders) cannot make the list write to one address more than that.
 const SENDER_NOTICES_PER_HOUR = 1;
@@ -101,10 +111,9 @@ export interface HeldArrival {
  */
 export async function tellSenderHeld(tx: Queryable, h: HeldArrival): Promise<boolean> {
   const { list, message } = h;
-  if (!list.notify_held_sender || SILENT_RULES.has(h.decision.rule)) return false;
-  if (h.checks?.auth?.dmarc === 'fail' || !h.envelopeFrom) return false;
+  if (!list.notify_held_sender || !answersSender(h.decision.rule, h.checks, h.envelopeFrom)) return false;
   if (isAutomatic(message.headers, h.envelopeFrom, message.fromEmail)) return false;
-  const to = normalizeEmail(message.fromEmail || h.envelopeFrom);
+  const to = normalizeEmail(message.fromEmail || h.envelopeFrom || '');
   if (!to) return false;
   const parts = splitAddress(to);
   if (parts?.domain === list.domain && parts.local.startsWith(list.local_part)) return false;

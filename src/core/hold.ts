@@ -18,7 +18,7 @@ import { normalizeEmail, postSender } from '../mail/address.ts';
 import { parse } from '../mail/parse.ts';
 import { acceptPost, refuse, refuseByRule, type Post, type PostOutcome } from './accept-post.ts';
 import type { Decision } from './moderation-rules.ts';
-import { notifyModeratorsOfHeld, tellSenderHeld } from './held-notices.ts';
+import { answersSender, notifyModeratorsOfHeld, tellSenderHeld } from './held-notices.ts';
 import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 import { senderKey } from './sender-rules.ts';
@@ -98,8 +98,11 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
       }
     } else if (action === 'reject') {
       await decideHeld(tx, id, 'rejected', opts.actor, reason);
-      await tellSender(tx, list, held.from_email || held.envelope_from, { subject: held.subject, messageId: held.message_id },
-        reason ?? 'a moderator declined it.');
+      // Not to a sender who may be forged (held as spam, automatic mail, a forgery): backscatter.
+      if (answersSender(held.rule, held.checks, held.envelope_from)) {
+        await tellSender(tx, list, held.from_email || held.envelope_from, { subject: held.subject, messageId: held.message_id },
+          reason ?? 'a moderator declined it.');
+      }
     } else {
       await decideHeld(tx, id, 'discarded', opts.actor, reason);
     }
