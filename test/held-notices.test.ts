@@ -274,6 +274,10 @@ describe('moderation by mail', () => {
     await send(replyTo, STRANGER, { body: 'approve\n' });
     await send(`${local}-request@lists.example.org`, moderator, { subject: 'approve' });
     await send(`${local}-confirm+mod-${'0'.repeat(32)}@lists.example.org`, moderator, { subject: 'approve' });
+    // The moderator's own signed "approve" written to someone else, replayed to the token's address:
+    // only the envelope names it.
+    const replayed = message({ from: moderator, to: 'users@elsewhere.example', subject: 'approve' });
+    expect((await sendRaw(smtp.port, { from: moderator, to: [replyTo] }, replayed)).ok).toBe(true);
     await settle();
     expect(await heldState(messageId)).toMatchObject({ state: 'held', decided_by: null });
     expect(copiesOf(messageId)).toHaveLength(0);
@@ -286,6 +290,7 @@ describe('moderation by mail', () => {
       { envelope_from: STRANGER, reason: `moderation by mail from ${STRANGER}, who is not an owner or moderator of the list: not acted on` },
       { envelope_from: moderator, reason: 'a moderation command sent to the -request address, without the token of a held post: not acted on' },
       { envelope_from: moderator, reason: 'moderation by mail: the token names no held post of this list; not acted on' },
+      { envelope_from: moderator, reason: 'moderation by mail: To and Cc do not name the held post\'s address (only the envelope does); not acted on' },
     ]);
     expect(address).toContain(local);
   });

@@ -1,9 +1,10 @@
 /*
  * Moderation by mail, as Mailman does it: a moderator replies to a held notice (its Reply-To is
  * LIST-confirm+mod-TOKEN@, the token of one held post: held-notices.ts) with `approve`,
- * `reject REASON` or `discard`. Two things must hold, or nothing happens: the token names a post
+ * `reject REASON` or `discard`. Three things must hold, or nothing happens: the token names a post
  * held on this list (128 random bits, stored hashed, dead once the post is decided), and the
- * reply's From is an owner or moderator of the list. And unless the list trusts From as it is
+ * reply's From is an owner or moderator of the list, and the reply names the token's address in
+ * To or Cc, not only in the envelope (addressedToToken). And unless the list trusts From as it is
  * (auth_policy=accept), that From must be proven as a member's post must: SPF or DKIM passing for
  * its domain, no DMARC failure; a token passed on (a forwarded notice) is then of no use to
  * whoever forges a moderator's address. The decision goes through moderate(), with its audit
@@ -42,6 +43,10 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
   if (!held) {
     log.warn({ list: list.address, sender }, 'moderation by mail with an unknown token: not acted on');
     return 'moderation by mail: the token names no held post of this list; not acted on';
+  }
+  if (!addressedToToken(parsed, token)) {
+    log.warn({ list: list.address, sender, heldId: held.id }, 'moderation by mail whose To and Cc do not name the held post\'s address: not acted on');
+    return 'moderation by mail: To and Cc do not name the held post\'s address (only the envelope does); not acted on';
   }
   const role = await roleOnList(pool, list.id, [sender]);
   if (!role) {
@@ -86,6 +91,18 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
     await answer(`Could not ${command.action} the held post on ${list.address}`, [`The held post ${what} was not ${DONE[command.action]}: ${err.message}.`]);
   }
   return null;
+}
+
+/**
+ * Whether the reply names the token's address in To or Cc, as a reply to the notice does (its
+ * Reply-To is that address). The envelope alone is not signed: a mail a moderator signed with
+ * DKIM for another purpose ("Approve." to a public list, its raw bytes in an archive) could
+ * otherwise be replayed to a leaked token's address and decide the post. To and Cc are what DKIM
+ * signatures cover.
+ */
+function addressedToToken(parsed: ParsedMessage, token: string): boolean {
+  const wanted = token.toLowerCase();
+  return [...(parsed.headers.get('to') ?? []), ...(parsed.headers.get('cc') ?? [])].some((v) => v.toLowerCase().includes(wanted));
 }
 
 /**
