@@ -627,6 +627,27 @@ describe('a thread of 300 messages', () => {
     // Another page is another entry.
     expect((await get(`/lists/big/thread/${threadId}?page=3`, { 'if-none-match': etag })).status).toBe(200);
   });
+
+  it('drops a message hidden after its pages were seen from every page at once, each page still in the one order', async () => {
+    const pages = async () => {
+      const texts: string[] = [];
+      for (let p = 1; p <= 6; p++) texts.push((await page(`/lists/big/thread/${threadId}${p > 1 ? `?page=${p}` : ''}`)).text);
+      return texts;
+    };
+    const before = await pages();
+    await hideMessage(db.pool, big.id, bigId(120), 'spam', 'mod@example.org');
+    const after = await pages();
+    const hiddenRow = [...idOf].find(([, m]) => m === bigId(120))![0];
+    const order = outlineOf(before[0]).map((o) => o.id).filter((id) => id !== hiddenRow);
+    for (const [i, text] of after.entries()) {
+      expect(text).not.toContain('Message number 120 of');
+      expect(outlineOf(text).map((o) => o.id), `outline of page ${i + 1}`).toEqual(order);
+      // The bodies of each page are the outline's at that page's places, one fewer from its page on.
+      expect(bodiesOf(text).map((b) => b.id), `bodies of page ${i + 1}`).toEqual(order.slice(i * 50, i * 50 + 50));
+    }
+    await unhideMessage(db.pool, big.id, bigId(120));
+    expect(await pages()).toEqual(before);
+  });
 });
 
 describe('no dead ends for members-only archives', () => {
