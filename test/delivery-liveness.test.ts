@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
-import { queueStats } from '../src/db/outbox.ts';
+import { queueStats, type ClaimedRow } from '../src/db/outbox.ts';
+import { CopyCache } from '../src/delivery/copies.ts';
+import { log } from '../src/log.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { loggedIn } from './helpers/browser.ts';
 import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
@@ -154,6 +156,15 @@ describe('the lock connection', () => {
       (db.pool as { query: unknown }).query = original;
     }
     expect(failures).toBe(1);
+  });
+
+  it('defers, never fails for good, a copy whose post another lane dropped from the cache before it was read', async () => {
+    // Another batch's prepare() evicts a failed read before this row reads it: no entry is not
+    // "the post is gone" (which fails the copy for good), it is a read to do again.
+    const cache = new CopyCache('http://lists.example.org', log);
+    (cache as unknown as { prepare: () => Promise<void> }).prepare = async () => undefined;
+    const row: ClaimedRow = { id: 1, kind: 'post', list_id: 1, message_id: 1, mail_id: null, member_id: null, member_token: null, recipient: 'a@x.example', domain: 'x.example', envelope_from: 'b@lists.example.org', attempts: 1, created_at: new Date() };
+    await expect(cache.copy(db.pool, row)).rejects.toThrow(/not read for its copy/);
   });
 
   it('defers the copies of a post whose copy cannot be built, and builds it again for their retry', async () => {

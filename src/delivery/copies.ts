@@ -126,7 +126,11 @@ export class CopyCache {
     let raw: Buffer | null = null;
     const list = row.list_id === null ? undefined : this.lists.get(row.list_id)?.value;
     if (row.message_id !== null) {
-      const prepared = this.posts.get(`${row.message_id}:${row.list_id}`)?.value;
+      const entry = this.posts.get(`${row.message_id}:${row.list_id}`);
+      // No entry at all is not "the post is gone" (null): another lane's prepare() dropped a failed
+      // one (evict) between this prepare and here. Deferred, never failed for good.
+      if (!entry) throw new Error('the post was not read for its copy (its read failed); tried again later');
+      const prepared = entry.value;
       if (prepared instanceof Error) throw prepared;
       if (!prepared) return null;
       if (prepared.signing === undefined && list?.signer instanceof Error) throw keyError(list);
