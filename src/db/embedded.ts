@@ -68,15 +68,26 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
       }
     }
     let started = false;
-    if (running === undefined) {
+    for (let attempt = 1; running === undefined; attempt++) {
       const port = await freePort();
       const logFile = path.join(clusterDir, 'server.log');
       const logged = fileSize(logFile);
       const result = startCluster(bins, runAs, clusterDir, port, logFile, applianceSettings(clusterDir, size.maxConnections));
-      if (result.status !== 0) throw new Error(`embedded PostgreSQL failed to start: ${whyNotStarted(result.stderr || result.stdout, logFile, logged)} (see ${logFile})`);
-      running = port;
-      started = true;
-      fs.writeFileSync(ownerFile, String(process.pid));
+      if (result.status === 0) {
+        running = port;
+        started = true;
+        fs.writeFileSync(ownerFile, String(process.pid));
+        break;
+      }
+      const why = whyNotStarted(result.stderr || result.stdout, logFile, logged);
+      // "lock file postmaster.pid already exists": a postmaster of this cluster that was not seen
+      // running (still shutting down, its pid file not yet gone, or not yet answering as one) was
+      // there after all. CI saw it once among four commands started together. Attached to if it
+      // runs now; started again once it has gone; an error after 20 s of it.
+      if (!/postmaster\.pid.*already exists/.test(why) || attempt >= 40) throw new Error(`embedded PostgreSQL failed to start: ${why} (see ${logFile})`);
+      log.warn({ clusterDir, attempt }, 'another postmaster of the embedded cluster is there: waiting for it to run or to leave');
+      await new Promise((r) => setTimeout(r, 500));
+      running = runningPort(clusterDir);
     }
     const url = clusterUrl(password, running, 'postgres');
     try {
