@@ -8,9 +8,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
-import { CHECK_MS, healthReason } from './core/readiness.ts';
-import { ping } from './db/pool.ts';
-import { within } from './deadline.ts';
+import { liveness } from './core/readiness.ts';
 import { log } from './log.ts';
 import { registry } from './metrics.ts';
 import { readGaugesFrom } from './metrics-sources.ts';
@@ -53,13 +51,8 @@ async function answer(pool: pg.Pool, metrics: () => Promise<string>, req: http.I
   if (path !== '/metrics' && path !== '/healthz') return send(404, 'text/plain; charset=utf-8', 'Not found: this listener serves /metrics and /healthz.\n');
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain; charset=utf-8', 'Only GET and HEAD.\n', { allow: 'GET, HEAD' });
   if (path === '/healthz') {
-    try {
-      await within(ping(pool, CHECK_MS), CHECK_MS, 'the database');
-      return send(200, 'application/json', JSON.stringify({ status: 'ok', database: 'ok' }));
-    } catch (err) {
-      log.warn({ err }, 'health check failed');
-      return send(503, 'application/json', JSON.stringify({ status: 'error', database: healthReason(err) }));
-    }
+    const live = await liveness(pool);
+    return send(live.status, 'application/json', JSON.stringify(live.body));
   }
   try {
     send(200, registry.contentType, await metrics());

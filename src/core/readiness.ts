@@ -67,3 +67,17 @@ export function healthReason(err: unknown): string {
   if (/Connection terminated/i.test(message)) return 'the connection to the database was lost';
   return 'an error (see the log)';
 }
+
+/**
+ * /healthz without ?ready: the process is up and reaches its database within CHECK_MS. The status
+ * and body both listeners answer with (the web app's, and METRICS_PORT's: src/metrics-server.ts).
+ */
+export async function liveness(pool: pg.Pool): Promise<{ status: 200 | 503; body: { status: 'ok' | 'error'; database: string } }> {
+  try {
+    await within(ping(pool, CHECK_MS), CHECK_MS, 'the database');
+    return { status: 200, body: { status: 'ok', database: 'ok' } };
+  } catch (err) {
+    log.warn({ err }, 'health check failed');
+    return { status: 503, body: { status: 'error', database: healthReason(err) } };
+  }
+}

@@ -6,9 +6,7 @@ import { readUrls, type Database } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
 import { log } from '../log.ts';
 import { loginUrl } from '../mail/urls.ts';
-import { ping } from '../db/pool.ts';
-import { CHECK_MS, healthReason, readiness } from '../core/readiness.ts';
-import { within } from '../deadline.ts';
+import { liveness, readiness } from '../core/readiness.ts';
 import { registry } from '../metrics.ts';
 import { readGaugesFrom } from '../metrics-sources.ts';
 import { adminRouter } from './admin/routes.ts';
@@ -58,13 +56,8 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
       res.status(r.ready ? 200 : 503).json({ status: r.ready ? 'ready' : 'not ready', checks: r.checks });
       return;
     }
-    try {
-      await within(ping(db.pool, CHECK_MS), CHECK_MS, 'the database');
-      res.json({ status: 'ok', database: 'ok' });
-    } catch (err) {
-      log.warn({ err }, 'health check failed');
-      res.status(503).json({ status: 'error', database: healthReason(err) });
-    }
+    const live = await liveness(db.pool);
+    res.status(live.status).json(live.body);
   });
   // With METRICS_PORT the figures are served on that listener only (src/metrics-server.ts).
   if (!cfg.metrics) {
