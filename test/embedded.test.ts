@@ -88,6 +88,43 @@ describe('the lock between processes sharing DATA_DIR', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('is held by one process at a time among processes that take it in a tight loop, and one killed while holding it does not stop the others', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-file-lock-'));
+    // Each round inside the lock makes a file only one may have; finding it made is a second holder.
+    // The lock file made empty and then written let a waiting process take it for stale: CI saw two
+    // commands start and stop the embedded server at once.
+    const contender = (rounds: number, dieInside: boolean) => spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+      import fs from 'node:fs';
+      import { withFileLock } from ${JSON.stringify(path.join(ROOT, 'src/db/file-lock.ts'))};
+      const dir = ${JSON.stringify(dir)};
+      let clashes = 0;
+      for (let i = 0; i < ${rounds}; i++) {
+        await withFileLock(dir + '/postgres.lock', { waiting: 'waiting', pollMs: 1 }, async () => {
+          try { fs.writeFileSync(dir + '/inside', '', { flag: 'wx' }); } catch { clashes++; return; }
+          await new Promise((r) => setTimeout(r, Math.random() * 2));
+          fs.rmSync(dir + '/inside');
+          if (${dieInside}) process.kill(process.pid, 'SIGKILL');
+        });
+      }
+      process.stdout.write(String(clashes));
+    `], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const finished = (child: ReturnType<typeof spawn>) => new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
+      let out = '';
+      child.stdout!.on('data', (d) => (out += d));
+      child.once('close', (code, signal) => resolve({ code, signal, out }));
+    });
+    try {
+      const runs = await Promise.all([
+        ...[1, 2, 3, 4].map(() => finished(contender(150, false))),
+        finished(contender(1, true)),
+      ]);
+      expect(runs.map((r) => [r.code, r.signal, r.out])).toEqual([...[1, 2, 3, 4].map(() => [0, null, '0']), [null, 'SIGKILL', '']]);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('sizes for a small machine', () => {

@@ -149,7 +149,13 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
       await locked(async () => {
         // The owner file says who owns it: this process started it, or inherited it from one
         // that left or died, and then stops it like the one that started it would have.
-        if (readOwner(ownerFile) !== process.pid) return;
+        if (readOwner(ownerFile) !== process.pid) {
+          // Renamed before the lock is let go: an owner releasing next must not pass the server to
+          // a process that is leaving (its presence closed a moment later, its backend gone later
+          // still), or the server outlives the last process that used it.
+          await presence.query(`set application_name = '${LEAVING}'`).catch(() => undefined);
+          return;
+        }
         let heir: number | undefined;
         try {
           heir = await otherListkeeperProcess(clusterUrl(password, running, 'postgres'));
@@ -168,6 +174,9 @@ export async function openEmbedded(dataDir: string, size: { maxConnections: numb
     },
   };
 }
+
+/** The application_name of a presence whose process is letting the server go. */
+const LEAVING = 'listkeeper-leaving';
 
 /** How often each attached process looks whether the server died under it. */
 const RESTART_CHECK_MS = 2_000;
@@ -215,8 +224,10 @@ async function otherListkeeperProcess(url: string): Promise<number | undefined> 
     const client = dedicatedClient(url, 'embedded');
     try {
       await client.connect();
+      // Presences only: a process's pools, ended before it lets the server go, may still show
+      // backends for a moment after, and a leaving process renames its presence (release()).
       const { rows } = await client.query<{ name: string }>(
-        `select application_name as name from pg_stat_activity where application_name like 'listkeeper:%'`,
+        `select application_name as name from pg_stat_activity where application_name like 'listkeeper:%:embedded'`,
       );
       const pids = rows.map((r) => Number(r.name.split(':')[1])).filter((pid) => pid !== process.pid && isAlive(pid));
       return pids[0];

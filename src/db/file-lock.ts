@@ -8,6 +8,7 @@
  * did not write it.
  */
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { isAlive, readOwner } from './embedded-server.ts';
 import { log } from '../log.ts';
@@ -42,24 +43,12 @@ export async function withFileLock<T>(file: string, opts: FileLockOptions, fn: (
 
 async function lockedByFile<T>(file: string, opts: FileLockOptions, fn: () => Promise<T>): Promise<T> {
   const started = Date.now();
-  for (let said = false; ; ) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        // Made but not written (a full disk): an empty lock would name no one.
-        try {
-          fs.rmSync(file, { force: true });
-        } catch {
-          // not ours to remove, or nothing to remove
-        }
-        throw new Error(`cannot take the lock ${file}: ${(err as Error).message}`, { cause: err });
-      }
-    }
+  let mine: fs.Stats | undefined;
+  for (let said = false; !(mine = create(file)); ) {
+    const seen = lockStat(file);
     const holder = readOwner(file);
-    if (!holds(file, holder) || ageMs(file) > (opts.staleMs ?? Infinity)) {
-      fs.rmSync(file, { force: true });
+    if (seen && (!holds(file, holder) || ageMs(file) > (opts.staleMs ?? Infinity))) {
+      breakStale(file, seen, holder);
       continue;
     }
     if (!said && Date.now() - started > 1_000) {
@@ -71,8 +60,62 @@ async function lockedByFile<T>(file: string, opts: FileLockOptions, fn: () => Pr
   try {
     return await fn();
   } finally {
-    fs.rmSync(file, { force: true });
+    // Only the file this process made: one that outlived staleMs may have been taken over since.
+    if (sameFile(lockStat(file), mine)) fs.rmSync(file, { force: true });
   }
+}
+
+/**
+ * Makes the lock file with this process's pid already in it, or answers undefined if it exists.
+ * Written to a file of its own first and linked into place: a lock file created empty and then
+ * written was, for a moment, one that named no one, and a waiting process took it for stale and
+ * removed it, so two held the lock (CI: a command stopped the server under another's feet).
+ */
+function create(file: string): fs.Stats | undefined {
+  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`;
+  try {
+    fs.writeFileSync(tmp, String(process.pid), { flag: 'wx' });
+    fs.linkSync(tmp, file);
+    return fs.statSync(tmp);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    throw new Error(`cannot take the lock ${file}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * Removes a lock file found stale, if it is still the one that was found so. Two waiting processes
+ * that both found it stale would otherwise both remove it, the second removing the lock the first
+ * had just taken in its place. They take turns by a second file, held for a moment only; one left
+ * by a process that died there is removed after BREAKER_STALE_MS.
+ */
+function breakStale(file: string, seen: fs.Stats, holder: number | undefined): void {
+  const breaker = `${file}.break`;
+  if (!create(breaker)) {
+    if (ageMs(breaker) > BREAKER_STALE_MS) fs.rmSync(breaker, { force: true });
+    return;
+  }
+  try {
+    if (sameFile(lockStat(file), seen) && readOwner(file) === holder) fs.rmSync(file, { force: true });
+  } finally {
+    fs.rmSync(breaker, { force: true });
+  }
+}
+
+const BREAKER_STALE_MS = 10_000;
+
+function lockStat(file: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+function sameFile(a: fs.Stats | undefined, b: fs.Stats | undefined): boolean {
+  return !!a && !!b && a.ino === b.ino && a.dev === b.dev;
 }
 
 /** Whether the process that wrote the lock still runs: alive, not this one (it waits), older than the file. */
