@@ -180,3 +180,15 @@ it('keeps apart the raw messages that share a Message-ID, by their ?list=', asyn
     expect(await raw('alpha')).toContain('Written to alpha.');
   }
 });
+
+it('keys a page by the query values the page itself read, even past a thousand parameters', async () => {
+  const list = await createList(db.pool, { address: 'gamma@lists.example.org', name: 'Gamma', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  const raw = Buffer.from(message({ id: 'poison@example.org', subject: 'Marmalade words' }));
+  await archiveMessage(db.pool, list.id, raw, await parse(raw));
+  // Express reads the first 1,000 parameters of a query string only: a request whose `q` comes
+  // after 1,000 others renders the empty search form. It must not be kept as the page of `q`.
+  const junk = Array.from({ length: 1000 }, (_, i) => `j${i}=1`).join('&');
+  for (let i = 0; i < 3; i++) expect((await fetch(`${web.url}/search?${junk}&q=marmalade`)).status).toBe(200);
+  const page = await (await fetch(`${web.url}/search?q=marmalade`)).text();
+  expect(page).toContain('Marmalade words');
+});

@@ -92,7 +92,7 @@ export class PageCache {
   middleware(params: readonly string[]): RequestHandler {
     return (req: Request, res: Response, next: NextFunction) => {
       if ((req.method !== 'GET' && req.method !== 'HEAD') || viewerOf(req)) return next();
-      const key = pageKey(req.originalUrl, params);
+      const key = pageKey(req, params);
       const hit = this.entries.get(key);
       if (!hit || Date.now() - hit.at >= MAX_AGE_MS) {
         // Without a counter value yet (the database was down at start) nothing can be kept: ask.
@@ -185,15 +185,23 @@ class ArchiveVersion {
 }
 
 /**
- * The cache key of a URL: its path, then the parameters the page reads, sorted by name (the
- * values of a repeated one in their order), each as URLSearchParams writes it.
+ * The cache key of a request: its path, then the parameters the page reads, sorted by name (the
+ * values of a repeated one in their order), each as URLSearchParams writes it. The values are
+ * taken from req.query, the very object the page reads, never from a second parse of the URL:
+ * Express's parser (node:querystring) stops at 1,000 parameters, so `?j0=1&…&j999=1&q=x` renders
+ * the page without `q`, and a key read from the whole URL kept that page as the page of `q=x`.
  */
-export function pageKey(url: string, params: readonly string[]): string {
+export function pageKey(req: Request, params: readonly string[]): string {
+  const url = req.originalUrl;
   const q = url.indexOf('?');
   if (q < 0) return url;
-  const kept = [...new URLSearchParams(url.slice(q + 1))].filter(([name]) => params.includes(name));
+  const query = req.query as Record<string, unknown>;
+  const kept: [string, string][] = [];
+  for (const name of [...params].sort()) {
+    const v = query[name];
+    for (const value of Array.isArray(v) ? v : [v]) if (typeof value === 'string') kept.push([name, value]);
+  }
   if (kept.length === 0) return url.slice(0, q);
-  kept.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return `${url.slice(0, q)}?${new URLSearchParams(kept).toString()}`;
 }
 
