@@ -192,3 +192,29 @@ it('keys a page by the query values the page itself read, even past a thousand p
   const page = await (await fetch(`${web.url}/search?q=marmalade`)).text();
   expect(page).toContain('Marmalade words');
 });
+
+it('counts what a kept page costs by its key too: long URLs of small pages stay within PAGE_CACHE_MB', async () => {
+  const small = await startWeb(db, { PAGE_CACHE_MB: '1' });
+  try {
+    const list = await createList(db.pool, { address: 'delta@lists.example.org', name: 'Delta', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    const raw = Buffer.from(message({ id: 'tiny@example.org', subject: 'Tiny', body: 'x' }));
+    await archiveMessage(db.pool, list.id, raw, await parse(raw));
+    const url = `${small.url}/message-id/raw/tiny@example.org`;
+    for (let i = 0; i < 2; i++) expect((await fetch(url)).status).toBe(200);
+    // A few hundred bytes of page under 8 KB of key each: counted by their bodies alone, a megabyte
+    // held thousands of such keys (any cache size was many times over in memory), and kept this one.
+    const padding = 'p'.repeat(8000);
+    for (let i = 0; i < 400; i++) {
+      const res = await fetch(`${url}?list=${i}${padding}`);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const before = await counts();
+    expect((await fetch(url)).status).toBe(200);
+    const after = await counts();
+    expect(after.miss - before.miss).toBe(1);
+    expect(after.hit - before.hit).toBe(0);
+  } finally {
+    await small.stop();
+  }
+});

@@ -38,6 +38,20 @@ interface Entry {
   headers: [string, string][];
   at: number;
   version: number;
+  /** what the entry holds, counted against maxBytes (entrySize) */
+  size: number;
+}
+
+/**
+ * What an entry costs: its body, and its key and headers too. The key is the visitor's URL (up to
+ * Node's 16 KB of request head), so `/message-id/raw/ID?list=<8 KB>` keeps a 300-byte page under
+ * 8 KB of key: counted by bodies alone, PAGE_CACHE_MB held twenty-odd times its size in keys, as
+ * many as an attacker asked for. A string costs up to two bytes a character: counted so.
+ */
+function entrySize(key: string, body: Buffer, headers: [string, string][]): number {
+  let n = body.length + 2 * key.length + 200;
+  for (const [name, value] of headers) n += 2 * (name.length + value.length);
+  return n;
 }
 
 /** What a request that may offer its page carries: the counter value its render is at least as new as. */
@@ -136,14 +150,15 @@ export class PageCache {
       return v === undefined ? [] : [[name, String(v)]];
     });
     const old = this.entries.get(mark.key);
-    if (old) this.bytes -= old.body.length;
+    if (old) this.bytes -= old.size;
     this.entries.delete(mark.key);
-    this.entries.set(mark.key, { body, headers, at: Date.now(), version: mark.version });
-    this.bytes += body.length;
+    const size = entrySize(mark.key, body, headers);
+    this.entries.set(mark.key, { body, headers, at: Date.now(), version: mark.version, size });
+    this.bytes += size;
     for (const [k, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
       this.entries.delete(k);
-      this.bytes -= e.body.length;
+      this.bytes -= e.size;
     }
   }
 }
