@@ -6,10 +6,12 @@
  */
 
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { expressServer } from '../src/web/http-server.ts';
+import { drained } from '../src/writable.ts';
 
 const app = express();
 const server = expressServer(app);
@@ -94,5 +96,41 @@ it('keeps what Express adds: query, cookies, JSON, redirects, error handlers, ov
   } finally {
     server.off('connection', count);
     agent.destroy();
+  }
+});
+
+it('closes a connection whose reader stopped reading a download, and the download stops writing', async () => {
+  const stalling = express();
+  let written = 0;
+  let stopped: () => void;
+  const stoppedEarly = new Promise<void>((resolve) => (stopped = resolve));
+  stalling.get('/big', async (_req, res) => {
+    const chunk = Buffer.alloc(1 << 20, 'x');
+    res.setHeader('Content-Type', 'application/octet-stream');
+    for (let i = 0; i < 512; i++) {
+      if (!res.write(chunk)) await drained(res);
+      if (res.destroyed) return stopped();
+      written++;
+    }
+    res.end();
+  });
+  const s = expressServer(stalling, { stalledMs: 300 });
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const socket = net.connect((s.address() as AddressInfo).port, '127.0.0.1');
+  try {
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.pause(); // reads nothing from here on
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    await stoppedEarly;
+    // Far less than the 512 MB it would have sent: what the kernel's buffers took before it stalled.
+    expect(written).toBeLessThan(64);
+    // Resumed, the client finds the connection ended by the server.
+    socket.resume();
+    await closed;
+  } finally {
+    socket.destroy();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 });

@@ -2,6 +2,7 @@ import type { Writable } from 'node:stream';
 import { mboxRows, type MboxScope } from '../db/archive-mbox.ts';
 import type { Queryable } from '../db/pool.ts';
 import { mboxrdEntry } from '../mail/mbox.ts';
+import { drained } from '../writable.ts';
 
 /**
  * Writes a list's messages (or a month, or a thread) as mboxrd, page by page, waiting for the
@@ -17,20 +18,4 @@ export async function exportMbox(db: Queryable, scope: MboxScope, out: Writable)
     if (!ok) await drained(out);
   }
   return count;
-}
-
-function drained(out: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error) => {
-      out.off('drain', onDrain);
-      out.off('close', onDrain);
-      out.off('error', done);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = () => done();
-    out.on('drain', onDrain);
-    out.on('close', onDrain);
-    out.on('error', done);
-  });
 }

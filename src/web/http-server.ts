@@ -16,7 +16,15 @@ import type { Express } from 'express';
 /** http.ServerResponse as the function it is (its typings only declare the class) */
 type ServerResponseFunction = (this: http.ServerResponse, req: http.IncomingMessage, options?: unknown) => void;
 
-export function expressServer(app: Express): http.Server {
+/**
+ * A connection on which nothing has moved for this long is closed: a reader that stopped reading a
+ * download (an mbox, a raw message, a CSV) held its response and the rows behind it for as long as
+ * it liked, and enough of them would run the process out of memory. Nothing listkeeper serves waits
+ * this long before its first byte. How many connections a client may hold is the proxy's to limit.
+ */
+export const STALLED_MS = 120_000;
+
+export function expressServer(app: Express, opts: { stalledMs?: number } = {}): http.Server {
   // Old-style constructors: a class's `prototype` cannot be replaced, and Node calls these with `new`.
   function Request(this: http.IncomingMessage, socket: Socket) {
     http.IncomingMessage.call(this, socket);
@@ -26,8 +34,11 @@ export function expressServer(app: Express): http.Server {
     (http.ServerResponse as unknown as ServerResponseFunction).call(this, req, options);
   }
   Response.prototype = app.response;
-  return http.createServer({
+  const server = http.createServer({
     IncomingMessage: Request as unknown as typeof http.IncomingMessage,
     ServerResponse: Response as unknown as typeof http.ServerResponse,
   }, app);
+  // With no 'timeout' listener on the server, Node destroys the socket.
+  server.setTimeout(opts.stalledMs ?? STALLED_MS);
+  return server;
 }

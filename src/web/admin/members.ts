@@ -19,6 +19,7 @@ import { csvCell, parseMemberLines } from './member-import.ts';
 import { multipartForm, utf8OrNull } from './multipart.ts';
 import { confirmPage } from './confirm.ts';
 import { adminListUrl } from '../../mail/urls.ts';
+import { drained } from '../../writable.ts';
 
 const PAGE_SIZE = 50;
 
@@ -65,7 +66,8 @@ export function membersRouter(ctx: WebContext): Router {
       const batch = await memberBatch(db, list.id, filter, after, 1000);
       if (batch.length === 0) break;
       const chunk = batch.map((m) => [m.email, m.name, m.mode, m.status, m.bounce_score, m.created_at].map(csvCell).join(',')).join('\r\n');
-      if (!res.write(`${chunk}\r\n`)) await new Promise((resolve) => res.once('drain', resolve));
+      if (!res.write(`${chunk}\r\n`)) await drained(res);
+      if (res.destroyed) break; // cancelled, or its reader stalled: what was sent is still audited
       after = batch[batch.length - 1].email;
     }
     res.end();
