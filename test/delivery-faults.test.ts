@@ -114,6 +114,32 @@ describe('a relay that refuses at each step', () => {
   });
 });
 
+describe('a reply with bytes PostgreSQL text cannot hold', () => {
+  // A relay's or a subscriber's MX's words are foreign input. A NUL in one made every write of
+  // the results fail ("invalid byte sequence for encoding UTF8: 0x00"): the worker kept them and
+  // retried them for ever, sending nothing more, while its heartbeat kept its rows from others.
+  it.each([
+    { step: 'rcpt' as const, reply: '450 4.2.1 mailbox\0busy', state: 'queued', shows: '450 4.2.1 mailbox busy' },
+    { step: 'rcpt' as const, reply: '550 5.1.1 no\0such user', state: 'failed', shows: '550 5.1.1 no such user' },
+    { step: 'greeting' as const, reply: '421 4.3.2 \0\x01busy', state: 'queued', shows: '421 4.3.2 busy' },
+  ])('a $step reply with a NUL is recorded without it, and the worker goes on delivering', async ({ step, reply, state, shows }) => {
+    const local = `nul-${step}-${reply.slice(0, 3)}`;
+    const list = await listWith(local, 1);
+    relay.setScript({ replies: { [step]: reply } });
+    worker = await startWorker(db, workerConfig(relay, { DELIVERY_TIMEOUT_SECONDS: '5', DELIVERY_LEASE_SECONDS: '30' }));
+    await post(local, `${local}-1@example.org`);
+    const [row] = await attempted(`${local}-1@example.org`);
+    expect(row.state).toBe(state);
+    expect(row.locked_by).toBeNull();
+    expect(row.last_error).toContain(shows);
+    relay.setScript({});
+    await addMember(db.pool, list.id, `m2@${local}.example`, 'each');
+    await post(local, `${local}-2@example.org`);
+    await until(async () => (await rowsOf(`${local}-2@example.org`)).every((r) => r.state === 'sent'), 'the next post to be delivered');
+    expect(relay.delivered.filter((d) => d.raw.includes(`${local}-2@example.org`)).flatMap((d) => d.to).sort()).toEqual([`m1@${local}.example`, `m2@${local}.example`]);
+  });
+});
+
 describe('deadlines', () => {
   it('a relay that answers every step slowly, within the deadline, gets every copy', async () => {
     await listWith('slow', 3);

@@ -188,7 +188,10 @@ function shutdownResult(): SendResult {
 
 function failure(e: SmtpError, target: SmtpTarget): SendResult {
   let code = typeof e.responseCode === 'number' ? e.responseCode : null;
-  const response = (e.response ?? e.message ?? String(e)).replace(/\s+/g, ' ').trim();
+  // The server's words are foreign input and end up in PostgreSQL text (outbox.last_error,
+  // bounces): a NUL there made every write of the worker's results fail, and the worker, which
+  // writes its results before it sends anything more, stalled for good. Control characters go.
+  const response = (e.response ?? e.message ?? String(e)).replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
   // The stage says whose problem it is: only RCPT TO refusals are about the recipient's address.
   let stage = e.command ?? (e.code === 'EMESSAGE' ? 'DATA' : 'CONN');
   if (code === null && e.code === 'EMESSAGE') {
