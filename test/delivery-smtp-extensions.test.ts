@@ -145,6 +145,29 @@ describe('8BITMIME', () => {
     expect(row.state).toBe('failed');
     expect(row.last_error).toMatch(/does not offer 8BITMIME.*8-bit header fields/);
   });
+
+  it('fails at once, saying why, a copy nested too deep to be made 7-bit, instead of deferring it for days', async () => {
+    await listWith('nest', ['one@nest.example']);
+    relay.setScript({ replies: { ehlo: BARE } });
+    worker = await startWorker(db, workerConfig(relay));
+    // 5,000 message/rfc822 parts one inside the other (the ingest takes them), an 8-bit body in
+    // the last: converting it part by part overflowed the stack, and the RangeError was taken for
+    // a broken session: the copy was deferred, and tried again (two sessions each time) for days.
+    let inner = 'Subject: inside\r\n\r\nGrüße\r\n';
+    for (let i = 0; i < 5000; i++) inner = `Content-Type: message/rfc822\r\n\r\n${inner}`;
+    const raw = `From: Alice <alice@example.org>\r\nTo: nest@lists.example.org\r\nSubject: deep\r\nMessage-ID: <nest-1@example.org>\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n${inner}`;
+    const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: ['nest@lists.example.org'] }, Buffer.from(raw, 'utf8'));
+    expect(res.ok, res.response).toBe(true);
+    await drained(db);
+    expect(deliveredOf('nest-1@example.org')).toEqual([]);
+    const [row] = await outbox('nest-1@example.org');
+    expect(row.state).toBe('failed');
+    expect(row.last_error).toMatch(/does not offer 8BITMIME.*nested more than \d+ deep/);
+    // A shallow 8-bit message still goes, converted.
+    await post('nest', 'nest-2@example.org', text);
+    await drained(db);
+    expect(deliveredOf('nest-2@example.org')).toHaveLength(1);
+  });
 });
 
 describe('SMTPUTF8', () => {

@@ -13,7 +13,7 @@ import type tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { RelayTls } from '../config.ts';
 import { envelopeAddress } from '../mail/address.ts';
-import { hasEightBit } from '../mail/seven-bit.ts';
+import { hasEightBit, MAX_DEPTH } from '../mail/seven-bit.ts';
 
 export interface SmtpTarget {
   host: string;
@@ -137,7 +137,7 @@ export class SmtpSession {
     let eightBit = hasEightBit(message);
     if (eightBit && !this.offers('8BITMIME')) {
       const converted = sevenBit ? await sevenBit() : null;
-      if (!converted) throw envelopeError(`5.6.3 ${t.host} does not offer 8BITMIME, and the copy has 8-bit header fields that cannot be made 7-bit; not sent`);
+      if (!converted) throw envelopeError(`5.6.3 ${t.host} does not offer 8BITMIME, and the copy cannot be made 7-bit (it has 8-bit header fields, or parts nested more than ${MAX_DEPTH} deep); not sent`);
       bytes = converted;
       eightBit = false;
     }
