@@ -11,6 +11,16 @@ import { deliveries } from './metrics.ts';
 type Retry = RowError & { row: ClaimedRow };
 type Failure = RowError & { row: ClaimedRow; stage: string };
 
+/**
+ * An error's text as PostgreSQL text can hold it, whatever it came from (a server's reply, an
+ * exception's message): one NUL in it failed the whole write of the results, and the worker, which
+ * sends nothing more until its results are written, stalled for good. Long texts are cut.
+ */
+function storable(error: string): string {
+  const text = error.includes('\0') ? error.replaceAll('\0', ' ') : error;
+  return text.length > 2000 ? `${text.slice(0, 2000)}…` : text;
+}
+
 /** Waits between tries of a write whose connection was lost; then the results wait for the next round. */
 const RETRY_MS = [200, 1000];
 
@@ -69,13 +79,13 @@ export class Outcomes {
   }
 
   deferred(row: ClaimedRow, error: string) {
-    this.retry.push({ id: row.id, error, row });
+    this.retry.push({ id: row.id, error: storable(error), row });
     this.maybeWrite();
   }
 
   /** `stage`: the SMTP command refused; only a refused RCPT TO is about the member's address. */
   failedFor(row: ClaimedRow, error: string, stage = 'RCPT TO') {
-    this.failed.push({ id: row.id, error, row, stage });
+    this.failed.push({ id: row.id, error: storable(error), row, stage });
     this.maybeWrite();
   }
 
