@@ -101,9 +101,20 @@ export function expectedMatches(stats: Pick<LexemeStats, 'freq' | 'otherFreq' | 
 
 /**
  * The cheaper way to find a query's `cap` most recent matches. Walking tests about
- * rows × (cap + 1) / matches rows, at about 1 µs each; the index path reads, ranks and sorts every
- * match, at about 8 µs each (measured on a 10k archive: for 582 matches, 2 ms walking against
- * 5 ms by the index). So walking wins when 8 × matches² > rows × (cap + 1).
+ * rows × (cap + 1) / matches rows, reading each one's tsvector; the index path reads every
+ * match's row to date it and ranks only the `cap + 1` newest. Each costs a few µs a row, alike
+ * (on the 10k bench archive, 2026-12-06, medians of 50 alternated runs of the statement: a word in
+ * 602 messages 2.6 ms by the index against 3.6 walking, in 905 3.9 against 3.8, in 1,515 5.7
+ * against 3.4). So walking wins for one word when matches² > rows × (cap + 1).
+ *
+ * Words that must all be there (two or more, not a phrase) match fewer messages than the reckoning
+ * (`expectedMatches` takes the rarest word's share times the square root of the others'): 400 of
+ * 683 reckoned, 706 of 1,103. A walk costs by the real matches, so it wins later: each of the
+ * bench's twenty pairs of common words (reckoned at 0.5 to 1.05 of the bound above) took 2.5–3.9 ms
+ * by the index and 4.5–7.3 walking, and a pair at 2.5 times the bound walked faster (2.8 against
+ * 3.4 ms). Such queries walk past twice the bound. (With 8 µs a match for the index, when it ranked
+ * every match, a word walked from a third of the bound: a pair of words in one message in 206
+ * messages took 16 ms walking against 5 by the index.)
  */
 export async function chooseScan(db: Queryable, q: string, cap: number): Promise<Scan> {
   return scanFor(await lexemeStats(db), q, cap);
@@ -123,7 +134,8 @@ export function scanFor(stats: Pick<LexemeStats, 'freq' | 'otherFreq' | 'rows'>,
   // while the index rechecks each message with all the words (8 µs each). Walk only where even
   // reading the whole archive would cost less than that.
   if (hasPhrase(q)) return 8 * m > stats.rows ? 'walk' : 'index';
-  return 8 * m * m > stats.rows * (cap + 1) ? 'walk' : 'index';
+  const bound = stats.rows * (cap + 1) * (severalWords(q) ? 2 : 1);
+  return m * m > bound ? 'walk' : 'index';
 }
 
 /**
@@ -164,6 +176,11 @@ export function windowFor(stats: Pick<LexemeStats, 'freq' | 'otherFreq' | 'rows'
 
 /** The largest share of the archive a recent window covers. */
 const MAX_WINDOW = 0.1;
+
+/** Whether some alternative of the query needs two or more different words. */
+function severalWords(q: string): boolean {
+  return queryAlternatives(q).some((words) => new Set(words).size > 1);
+}
 
 /** Whether a websearch query quotes two or more words that are not stop words. */
 function hasPhrase(q: string): boolean {
