@@ -62,6 +62,29 @@ describe('mbox files', () => {
     expect(got[2].offset).toBe(file.indexOf('From c@x'));
   });
 
+  it('reads past a "From " line that never ends without holding it in memory', async () => {
+    // A body line "From …" of 160 MiB with no line end (base64 written without breaks): the reader
+    // needs only its start to tell it is no From_ line, and the message is passed over past the limit.
+    const chunk = Buffer.alloc(1 << 20, 0x41);
+    let most = 0;
+    async function* file() {
+      yield Buffer.from('From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nhi\n\nFrom ', 'latin1');
+      for (let k = 0; k < 160; k++) {
+        most = Math.max(most, process.memoryUsage().arrayBuffers);
+        yield chunk;
+      }
+      yield Buffer.from('\n\nFrom c@x Mon Jan  1 00:02:00 2024\nSubject: three\n\nbye\n', 'latin1');
+    }
+    const before = process.memoryUsage().arrayBuffers;
+    const got = [];
+    for await (const m of readMbox(file(), { maxMessageBytes: 2 << 20 })) got.push(m);
+    expect(got.map((m) => [m.fromLine, m.raw.toString(), m.skipped])).toEqual([
+      ['From a@x Mon Jan  1 00:00:00 2024', '', 'larger than 2 MB (160 MB), the most a message may be'],
+      ['From c@x Mon Jan  1 00:02:00 2024', 'Subject: three\n\nbye\n', undefined],
+    ]);
+    expect(most - before).toBeLessThan(48 << 20);
+  }, 120_000);
+
   it('keeps body lines that start with From but are not From_ lines', async () => {
     const file = 'From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nFrom here on, we test.\n\nFrom the start it was clear.\n';
     const got = await read([file]);

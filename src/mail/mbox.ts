@@ -39,6 +39,8 @@ const CR = 0x0d;
 const FROM_ = Buffer.from('\nFrom ');
 // "From sender date": a sender token, then somewhere a time of day.
 const FROM_LINE = /^From \S+.*\d{1,2}:\d{2}/;
+// How much of a From_ line is read to tell it from a body line.
+const FROM_LINE_BYTES = 300;
 
 /**
  * Yields the messages of an mbox stream in order. `startOffset` / `startIndex` say where the stream
@@ -100,14 +102,21 @@ export async function* readMbox(
         scan = Math.max(start, buf.length - FROM_.length);
         break;
       }
+      const blankBefore = buf[i - 1] === LF ? 1 : buf[i - 1] === CR && buf[i - 2] === LF ? 2 : 0;
+      if (blankBefore === 0) {
+        scan = i + 1;
+        continue;
+      }
+      // Only the line's first FROM_LINE_BYTES are tested, so only they are waited for: waiting for
+      // its end held a line with none (a long base64 line after "From ") whole in the window, past
+      // the message limit and copied with every chunk (300 MB took a minute and 1.2 GB).
       const lineEnd = buf.indexOf(LF, i + 1);
-      if (lineEnd < 0) {
+      if (lineEnd < 0 && buf.length - (i + 1) < FROM_LINE_BYTES) {
         scan = i;
         break;
       }
-      const blankBefore = buf[i - 1] === LF ? 1 : buf[i - 1] === CR && buf[i - 2] === LF ? 2 : 0;
-      const line = buf.subarray(i + 1, Math.min(lineEnd, i + 300)).toString('latin1');
-      if (blankBefore === 0 || !FROM_LINE.test(line)) {
+      const line = buf.subarray(i + 1, Math.min(lineEnd < 0 ? buf.length : lineEnd, i + FROM_LINE_BYTES)).toString('latin1');
+      if (!FROM_LINE.test(line)) {
         scan = i + 1;
         continue;
       }
