@@ -516,27 +516,45 @@ export function readDotEnv(dir: string): Record<string, string> {
     throw new ConfigError(`Invalid configuration: ${file} cannot be read (${code ?? 'error'})`);
   }
   const bad = malformedLine(text);
-  if (bad) throw new ConfigError(`Invalid configuration: ${file} line ${bad}: expected NAME=VALUE (a name of letters, digits and _), a # comment or a blank line`);
+  if (bad) {
+    throw new ConfigError(`Invalid configuration: ${file} line ${bad.line}: ${bad.quoted
+      ? 'a quoted value with more after its closing quote (a quote left open, or one inside the value): quote the value whole, once'
+      : 'expected NAME=VALUE (a name of letters, digits and _), a # comment or a blank line'}`);
+  }
   return util.parseEnv(text) as Record<string, string>;
 }
 
-/** The number of the first line of a .env text that is not NAME=VALUE, a comment or blank; 0 if none. */
-function malformedLine(text: string): number {
+/**
+ * The first line of a .env text that is not NAME=VALUE, a comment or blank, or null if none.
+ * A quoted value must end at its closing quote (then only spaces or a # comment): Node's parser
+ * drops whatever follows it, so a quote left open (`HELO="mx.example.org`) took the next lines
+ * into its value up to the next quote, `DATABASE_URL="postgres://…"` among them, and the command
+ * ran on the embedded database instead, saying nothing; `A="x"y` and `A="a\"b"` lost their ends.
+ */
+function malformedLine(text: string): { line: number; quoted: boolean } | null {
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   let open: string | null = null; // the quote of a value that goes on over several lines
+  let opened = 0; // the line that value started on
+  const endsClean = (rest: string) => /^\s*(#.*)?$/.test(rest);
   for (const [i, line] of lines.entries()) {
     if (open) {
-      if (line.includes(open)) open = null;
+      const close = line.indexOf(open);
+      if (close < 0) continue;
+      if (!endsClean(line.slice(close + 1))) return { line: opened, quoted: true };
+      open = null;
       continue;
     }
     const trimmed = line.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     const m = /^(?:export\s+)?[A-Za-z_][A-Za-z0-9_.-]*\s*=\s*(.*)$/.exec(trimmed);
-    if (!m) return i + 1;
+    if (!m) return { line: i + 1, quoted: false };
     const quote = m[1][0];
-    if ((quote === '"' || quote === "'" || quote === '`') && !m[1].slice(1).includes(quote)) open = quote;
+    if (quote !== '"' && quote !== "'" && quote !== '`') continue;
+    const close = m[1].indexOf(quote, 1);
+    if (close < 0) [open, opened] = [quote, i + 1];
+    else if (!endsClean(m[1].slice(close + 1))) return { line: i + 1, quoted: true };
   }
-  return 0;
+  return null;
 }
 
 let loaded: Config | undefined;

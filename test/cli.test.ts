@@ -488,6 +488,33 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     }
   });
 
+  it('stops on a .env quote left open instead of reading the next lines into its value', async () => {
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-dotenv-'));
+    try {
+      // Node's parser read NOTE as "x\nMAIL_DOMAIN=" and dropped MAIL_DOMAIN (DATABASE_URL alike):
+      // the list was made on lists.localhost, with exit 0.
+      fs.writeFileSync(path.join(dir, '.env'), 'NOTE="x\nMAIL_DOMAIN="open.example"\n');
+      const open = await cli(['list', 'create', 'openquote'], { DATABASE_URL: db.url, MAIL_DOMAIN: undefined }, undefined, dir);
+      expect([open.code, open.stdout]).toEqual([1, '']);
+      expect(open.stderr).toBe(`listkeeper: Invalid configuration: ${path.join(dir, '.env')} line 1: a quoted value with more after its closing quote (a quote left open, or one inside the value): quote the value whole, once\n`);
+      // A quote inside a value ended it there: the rest was dropped.
+      fs.writeFileSync(path.join(dir, '.env'), 'MAIL_DOMAIN=ok.example\nSECRET="hunter"2"\n');
+      const inside = await cli(['list', 'ls'], { DATABASE_URL: db.url }, undefined, dir);
+      expect([inside.code, inside.stderr]).toEqual([1, expect.stringContaining('.env line 2: a quoted value with more after its closing quote')]);
+      expect(inside.stderr).not.toContain('hunter');
+      // What stays fine: a comment after the quote, a value over several lines.
+      fs.writeFileSync(path.join(dir, '.env'), 'NOTE="first\nsecond" # two lines\nMAIL_DOMAIN="fine.example"  # the domain\n');
+      const fine = await cli(['list', 'create', 'finequote'], { DATABASE_URL: db.url, MAIL_DOMAIN: undefined }, undefined, dir);
+      expect(fine.stdout).toBe('created list finequote@fine.example\n');
+      expect(await db.pool.query(`select 1 from lists where local_part = 'openquote'`)).toMatchObject({ rowCount: 0 });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await db.pool.query(`delete from lists where local_part in ('openquote', 'finequote')`);
+    }
+  });
+
   it('defaults PUBLIC_URL to http://WEB_HOST:WEB_PORT, so that setting only WEB_PORT moves every link in mail', async () => {
     expect(parseConfig({}).publicUrl).toBe('http://127.0.0.1:8080');
     expect(parseConfig({ WEB_PORT: '9090' }).publicUrl).toBe('http://127.0.0.1:9090');
