@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -116,6 +118,30 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     const noConfig = await cli(['import-mailman', path.join(F, 'mm2/bees-regular.txt')], env);
     expect(noConfig.stderr).toMatch(/no list configuration among the files/);
     expect(await count()).toEqual(before);
+  });
+
+  it('refuses one page of a paginated roster, naming it, and imports every page given together', async () => {
+    // GET …/roster/member?count=2&page=N: each page holds 2 entries and the whole roster's total_size.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm3-pages-'));
+    try {
+      const roster = JSON.parse(fs.readFileSync(path.join(F, 'mm3/members.json'), 'utf8'));
+      const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, list_name: 'paged', fqdn_listname: 'paged@example.com' }));
+      const page = (n: number) => {
+        const file = path.join(dir, `members-page${n}.json`);
+        fs.writeFileSync(file, JSON.stringify({ ...roster, start: (n - 1) * 2, entries: roster.entries.slice((n - 1) * 2, n * 2) }));
+        return file;
+      };
+      const one = await cli(['import-mailman', path.join(dir, 'config.json'), page(1)], env);
+      expect(one.code).toBe(1);
+      expect(one.stderr).toBe(`listkeeper: the member roster is incomplete (${path.join(dir, 'members-page1.json')} holds 2 of 4: one page of a paginated response?): give every page, or fetch it without count and page\n`);
+      expect((await db.pool.query(`select 1 from lists where address = 'paged@example.com'`)).rowCount).toBe(0);
+      const both = await cli(['import-mailman', path.join(dir, 'config.json'), page(1), page(2)], env);
+      expect([both.code, both.stderr]).toEqual([0, '']);
+      expect((await members('paged@example.com')).map((m: { email: string }) => m.email)).toEqual(['anne@example.com', 'bart@example.com', 'cris@example.org', 'dave@example.org']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {

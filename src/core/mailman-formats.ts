@@ -55,6 +55,7 @@ export function readMailmanFiles(files: InputFile[]): ImportPlan {
   const plan: ImportPlan = { format: 'mailman3', address: null, settings: [], owners: [], moderators: [], members: [], bans: [], allows: [], unmapped: [], problems: [] };
   let configs = 0;
   const memberFiles: InputFile[] = [];
+  const pages: RosterPage[] = [];
   for (const f of files) {
     const t = f.text.replace(/^\uFEFF/, '').trim();
     if (t.startsWith('{') || t.startsWith('[') || /\.json$/i.test(f.name)) {
@@ -65,7 +66,7 @@ export function readMailmanFiles(files: InputFile[]): ImportPlan {
       } catch (err) {
         throw new InvalidInput(`${f.name}: not JSON (${(err as Error).message})`, 'bad_import');
       }
-      configs += readMailman3(f.name, json, plan);
+      configs += readMailman3(f.name, json, plan, pages);
     } else if (/^[ \t]*#[ \t]*-\*- python -\*-|mailing list configuration settings|^[a-z_]+ = /m.test(t)) {
       plan.format = 'mailman2';
       configs += 1;
@@ -77,6 +78,7 @@ export function readMailmanFiles(files: InputFile[]): ImportPlan {
   // Regular, then digest, then nomail: list_members -n repeats members the others list too.
   const order = (f: InputFile) => ['regular', 'digest', 'nomail'].indexOf(memberFlag(f));
   for (const f of memberFiles.sort((a, b) => order(a) - order(b))) readMemberLines(f, plan);
+  refuseMissingPages(pages);
   if (configs === 0) throw new InvalidInput('no list configuration among the files: give the Mailman 3 list config JSON or Mailman 2 config_list -o output', 'bad_import');
   if (configs > 1) throw new InvalidInput('more than one list configuration among the files: import one list at a time', 'bad_import');
   if (!plan.address) throw new InvalidInput('the configuration names no list address (list_name and mail_host, or host_name)', 'bad_import');
@@ -134,7 +136,7 @@ function readMemberLines(f: InputFile, plan: ImportPlan) {
 // ---- Mailman 3 ----
 
 /** One JSON document; how many list configurations it held. */
-function readMailman3(file: string, json: unknown, plan: ImportPlan): number {
+function readMailman3(file: string, json: unknown, plan: ImportPlan, pages: RosterPage[]): number {
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new InvalidInput(`${file}: not a Mailman 3 REST response (a JSON object)`, 'bad_import');
   const o = json as Record<string, unknown>;
   if (typeof o.list_name === 'string' || typeof o.fqdn_listname === 'string') {
@@ -142,6 +144,7 @@ function readMailman3(file: string, json: unknown, plan: ImportPlan): number {
     return 1;
   }
   if (Array.isArray(o.entries) || typeof o.total_size === 'number') {
+    notePage(pages, file, o);
     readMailman3Entries(file, (o.entries ?? []) as unknown[], plan);
     return 0;
   }
@@ -151,8 +154,11 @@ function readMailman3(file: string, json: unknown, plan: ImportPlan): number {
   for (const k of parts) {
     if (k === 'bans' && Array.isArray(o.bans)) readMailman3Entries(file, o.bans.map((b) => (typeof b === 'string' ? { email: b, self_link: '/bans/' } : b)), plan, 'ban');
     else if (k !== 'config' && Array.isArray(o[k])) readMailman3Entries(file, o[k] as unknown[], plan, k === 'members' ? 'member' : k.slice(0, -1));
-    else if (k !== 'config' && o[k] && typeof o[k] === 'object' && Array.isArray((o[k] as { entries?: unknown }).entries)) readMailman3Entries(file, (o[k] as { entries: unknown[] }).entries, plan, k === 'bans' ? 'ban' : k === 'members' ? 'member' : k.slice(0, -1));
-    else configs += readMailman3(`${file} (${k})`, o[k], plan);
+    else if (k !== 'config' && o[k] && typeof o[k] === 'object' && Array.isArray((o[k] as { entries?: unknown }).entries)) {
+      const role = k === 'bans' ? 'ban' : k === 'members' ? 'member' : k.slice(0, -1);
+      notePage(pages, `${file} (${k})`, o[k] as Record<string, unknown>, role);
+      readMailman3Entries(file, (o[k] as { entries: unknown[] }).entries, plan, role);
+    } else configs += readMailman3(`${file} (${k})`, o[k], plan, pages);
   }
   return configs;
 }
@@ -198,6 +204,38 @@ function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan,
       throw new InvalidInput(`${file}: entry ${n + 1} is neither a member, an owner, a moderator nor a ban`, 'bad_import');
     }
   });
+}
+
+/** A roster or bans response as read: how many entries it held of the `total_size` it announced. */
+interface RosterPage {
+  file: string;
+  kind: string;
+  entries: number;
+  total: number;
+}
+
+function notePage(pages: RosterPage[], file: string, o: Record<string, unknown>, role?: string) {
+  if (typeof o.total_size !== 'number') return;
+  const entries = Array.isArray(o.entries) ? o.entries : [];
+  const first = (entries[0] ?? {}) as Record<string, unknown>;
+  const kind = role ?? (typeof first.role === 'string' ? first.role : String(first.self_link ?? '').includes('/bans/') ? 'ban' : 'entries');
+  pages.push({ file, kind, entries: entries.length, total: o.total_size });
+}
+
+/**
+ * Mailman's REST API pages a roster when asked (?count=50&page=1): the response then holds one
+ * page of entries and the whole roster's total_size. Imported as it was, the members of the other
+ * pages were silently left out and the command said it succeeded; every page must be given.
+ */
+function refuseMissingPages(pages: RosterPage[]) {
+  for (const kind of new Set(pages.map((p) => p.kind))) {
+    const of = pages.filter((p) => p.kind === kind);
+    const total = Math.max(...of.map((p) => p.total));
+    const got = of.reduce((n, p) => n + p.entries, 0);
+    if (got >= total) continue;
+    const short = of.filter((p) => p.entries < p.total).map((p) => `${p.file} holds ${p.entries} of ${p.total}`).join(', ');
+    throw new InvalidInput(`the ${kind} roster is incomplete (${short}: one page of a paginated response?): give every page, or fetch it without count and page`, 'bad_import');
+  }
 }
 
 function pushOnce(to: string[], v: string) {
