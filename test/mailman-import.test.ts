@@ -144,6 +144,23 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     }
   });
 
+  it('reads a bounce warning interval that is not whole days, as Mailman 3 writes it, and says it was rounded', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm3-interval-'));
+    try {
+      const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
+      // timedelta(days=3, hours=1): rest/helpers.py writes "3d3600.0s" ("7d" only for whole days).
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, list_name: 'intervals', fqdn_listname: 'intervals@example.com', bounce_you_are_disabled_warnings_interval: '3d3600.0s' }));
+      const r = await cli(['import-mailman', '--json', path.join(dir, 'config.json')], env);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      const json = JSON.parse(r.stdout);
+      expect(json.settings.bounce_warning_interval_days).toBe(3);
+      expect(json.unmapped).toContainEqual({ setting: 'bounce_you_are_disabled_warnings_interval', value: '3d3600.0s', note: 'whole days here: 3' });
+      expect(await show('intervals@example.com')).toMatchObject({ bounce_warning_interval_days: 3 });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
     const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'bad-members-regular.txt')], env);
     expect(r.code).toBe(1);

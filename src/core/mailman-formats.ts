@@ -326,8 +326,15 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
   if (typeof val('send_goodbye_message') === 'boolean') set('send_goodbye', c.send_goodbye_message ? 'yes' : 'no');
   if (typeof val('bounce_score_threshold') === 'number') set('bounce_threshold', c.bounce_score_threshold);
   if (typeof val('bounce_you_are_disabled_warnings') === 'number') set('bounce_warnings', c.bounce_you_are_disabled_warnings);
-  const interval = /^(\d+)d$/.exec(String(val('bounce_you_are_disabled_warnings_interval') ?? ''));
-  if (interval) set('bounce_warning_interval_days', Math.max(1, Number(interval[1])));
+  // Mailman's REST API writes a timedelta as "7d", or "0d43200.0s" when it is not whole days
+  // (rest/helpers.py): that form was dropped without a word, as any other would have been.
+  const intervalValue = val('bounce_you_are_disabled_warnings_interval');
+  const interval = /^(\d+)d(?:(\d+(?:\.\d+)?)s)?$/.exec(String(intervalValue ?? ''));
+  if (interval) {
+    const days = Number(interval[1]) + Number(interval[2] ?? 0) / 86400;
+    set('bounce_warning_interval_days', Math.max(1, Math.round(days)));
+    if (!Number.isInteger(days)) note('bounce_you_are_disabled_warnings_interval', `whole days here: ${Math.max(1, Math.round(days))}`);
+  } else if (intervalValue !== undefined && intervalValue !== null) note('bounce_you_are_disabled_warnings_interval', 'unknown value');
   for (const [k, list] of [['accept_these_nonmembers', 'allow'], ['discard_these_nonmembers', 'ban']] as const) {
     const v = val(k);
     if (Array.isArray(v)) for (const p of v) addBan(plan, k, String(p), list);
