@@ -161,6 +161,26 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     }
   });
 
+  it('refuses a file past 256 MB after reading no more than that, a device too, before anything is written', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm-big-'));
+    try {
+      const big = path.join(dir, 'huge-regular.txt');
+      fs.closeSync(fs.openSync(big, 'w'));
+      fs.truncateSync(big, 256 * 1024 * 1024 + 1); // sparse: no disk used
+      const lists = async () => (await db.pool.query(`select count(*)::int as n from lists`)).rows[0].n;
+      const before = await lists();
+      const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), big], env);
+      expect([r.code, r.stdout]).toEqual([1, '']);
+      expect(r.stderr).toBe(`listkeeper: ${big} holds more than 256 MB, the most import-mailman reads from a file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files\n`);
+      // A device has no size to go by: it was read without end (7 GB in 30 s).
+      const zero = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), '/dev/zero'], env);
+      expect([zero.code, zero.stderr]).toEqual([1, 'listkeeper: /dev/zero holds more than 256 MB, the most import-mailman reads from a file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files\n']);
+      expect(await lists()).toBe(before);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
     const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'bad-members-regular.txt')], env);
     expect(r.code).toBe(1);

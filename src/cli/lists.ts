@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import fs from 'node:fs';
 import { InvalidInput } from '../errors.ts';
 import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
 import { registerListDelete } from './list-delete.ts';
+import { readAtMost } from './read-file.ts';
 
 // Each action imports the modules it uses (await import), so a command loads only its own.
 
@@ -141,26 +141,6 @@ function readValueFile(file: string): string {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/\r?\n$/, '');
   } catch {
     throw new InvalidInput(`${file} is not UTF-8 text`);
-  }
-}
-
-/**
- * At most `limit` bytes of a file of any kind. Not by its size: a FIFO, /dev/stdin, a device or a
- * /proc file says 0 and can hold any amount. A directory fails to read (EISDIR).
- */
-function readAtMost(file: string, limit: number): Buffer {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(limit);
-    let got = 0;
-    while (got < limit) {
-      const n = fs.readSync(fd, buf, got, limit - got, null);
-      if (n === 0) break;
-      got += n;
-    }
-    return buf.subarray(0, got);
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

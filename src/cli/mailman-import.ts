@@ -7,9 +7,9 @@
  */
 
 import type { Command } from 'commander';
-import fs from 'node:fs';
 import { InvalidInput } from '../errors.ts';
 import { cliActor, printJson, runCommand } from './context.ts';
+import { readAtMost } from './read-file.ts';
 
 export function registerMailmanImport(program: Command) {
   program
@@ -41,10 +41,23 @@ export function registerMailmanImport(program: Command) {
     );
 }
 
+/**
+ * The whole file, refused past FILE_MAX: it is parsed in memory (JSON, config_list), and read
+ * with readFileSync a mistaken path (/dev/zero, a disk image, a log) took memory without end
+ * (7 GB in 30 s) before anything could say it was no Mailman file.
+ */
 function readFile(name: string): Buffer {
+  let bytes: Buffer;
   try {
-    return fs.readFileSync(name);
+    bytes = readAtMost(name, FILE_MAX + 1);
   } catch (err) {
     throw new InvalidInput(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  if (bytes.length > FILE_MAX) {
+    throw new InvalidInput(`${name} holds more than ${FILE_MAX / 1048576} MB, the most import-mailman reads from a file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files`, 'bad_import');
+  }
+  return bytes;
 }
+
+// Far past any list's configuration, and a roster of some 300,000 members in Mailman 3's JSON.
+const FILE_MAX = 256 * 1024 * 1024;
