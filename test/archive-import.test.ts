@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -353,6 +354,23 @@ describe('the import and export commands', () => {
     const missing = await cli(['import', 'cli', path.join(tmp, 'nope.mbox')], env);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain('no such file');
+  });
+
+  it('import of a pipe or a directory says it needs a regular file, on one line', async () => {
+    await newList(db.pool, 'cli-pipe@lists.example.org');
+    const env = { DATABASE_URL: db.url };
+    // A named pipe with the mbox written into it, as `import LIST <(zcat FILE.gz)` gives one.
+    const fifo = path.join(tmp, 'cli-pipe.mbox');
+    execFileSync('mkfifo', [fifo]);
+    const writer = fs.createWriteStream(fifo);
+    writer.on('error', () => undefined); // the reader may close it unread
+    writer.end(fixture('pipermail-2009-January.txt'));
+    const pipe = await cli(['import', 'cli-pipe', fifo], env);
+    writer.destroy();
+    expect([pipe.code, pipe.stdout]).toEqual([1, '']);
+    expect(pipe.stderr).toBe(`listkeeper: ${fifo} is not a regular file (a pipe or a device): save the mbox to a file and import that (the import resumes by its position in the file)\n`);
+    const dir = await cli(['import', 'cli-pipe', tmp], env);
+    expect([dir.code, dir.stderr]).toEqual([1, `listkeeper: ${tmp} is not a regular file (a directory): save the mbox to a file and import that (the import resumes by its position in the file)\n`]);
   });
 
   it('import of a truncated gzip file says so on one line and exits 1', async () => {

@@ -339,7 +339,13 @@ async function describeFile(file: string): Promise<{ size: number; fingerprint: 
     throw new InvalidInput(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, 'no_file');
   }
   try {
-    const { size } = await handle.stat();
+    const stat = await handle.stat();
+    // The import resumes by its position in the file and reads its head twice: a pipe or a device
+    // died on the first read with "error: ESPIPE: invalid seek, read", a directory with EISDIR.
+    if (!stat.isFile()) {
+      throw new InvalidInput(`${file} is not a regular file (${stat.isDirectory() ? 'a directory' : 'a pipe or a device'}): save the mbox to a file and import that (the import resumes by its position in the file)`, 'no_file');
+    }
+    const { size } = stat;
     const head = Buffer.alloc(Math.min(size, 1 << 20));
     await handle.read(head, 0, head.length, 0);
     const hash = crypto.createHash('sha256').update(head).digest('hex').slice(0, 32);
