@@ -222,6 +222,20 @@ describe('listkeeper backup and restore', () => {
     expect(await relations(empty)).toBe(0);
   }, 120_000);
 
+  it('refuses a folder or an empty name for FILE, and a folder it cannot write in, before making the backup', async () => {
+    const folder = path.join(dir, 'a-folder');
+    fs.mkdirSync(folder);
+    const res = await cli(['backup', folder, '--method', 'listkeeper'], { DATABASE_URL: db.url });
+    // It was refused by the rename at the end ("error: EISDIR … rename"), after the whole backup.
+    expect([res.code, res.stdout, res.stderr]).toEqual([1, '', `listkeeper: backup: ${folder} is a folder: name the file to write (${folder}/site.lkb)\n`]);
+    const empty = await cli(['backup', '', '--method', 'listkeeper'], { DATABASE_URL: db.url });
+    expect([empty.code, empty.stderr]).toEqual([1, 'listkeeper: backup: FILE is empty: name the file to write (site.lkb)\n']);
+    const nowhere = await cli(['backup', path.join(dir, 'no-such-folder', 'x.lkb'), '--method', 'listkeeper'], { DATABASE_URL: db.url });
+    expect([nowhere.code, nowhere.stderr]).toEqual([1, `listkeeper: backup: cannot write ${path.join(dir, 'no-such-folder', 'x.lkb')}.tmp (ENOENT)\n`]);
+    expect(fs.readdirSync(folder)).toEqual([]);
+    expect(fs.existsSync(`${folder}.tmp`)).toBe(false);
+  }, 120_000);
+
   it('writes its own new file, mode 0600, whatever FILE.tmp was: never through a symlink, never into a file left there', async () => {
     const victim = path.join(dir, 'victim.txt');
     fs.writeFileSync(victim, 'not a backup');

@@ -45,8 +45,16 @@ export async function backupToFile(pool: pg.Pool, file: string, opts: BackupOpti
   // Chosen before FILE.tmp is made: a refused --method pg_dump leaves nothing behind.
   const tool = await chooseMethod(pool, opts.method ?? 'auto');
   if (file === '-') return writeBackup(pool, process.stdout, { ...opts, gzip: false, tool });
+  // Refused before the backup is made, not by the rename at its end: a folder for FILE (or an
+  // empty name) failed there with "EISDIR … rename", after the whole database had been read.
+  if (file === '' || file.endsWith('/') || isDirectory(file)) throw new InvalidInput(`backup: ${file === '' ? 'FILE is empty' : `${file} is a folder`}: name the file to write (${path.join(file || '.', 'site.lkb')})`, 'bad_backup_file');
   const tmp = `${file}.tmp`;
-  const fd = createPrivate(tmp); // it holds password hashes and DKIM private keys
+  let fd: number;
+  try {
+    fd = createPrivate(tmp); // it holds password hashes and DKIM private keys
+  } catch (err) {
+    throw new InvalidInput(`backup: cannot write ${tmp} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 'bad_backup_file');
+  }
   try {
     const result = await writeBackup(pool, fs.createWriteStream('', { fd, autoClose: false }), { ...opts, gzip, tool });
     fs.fsyncSync(fd);
@@ -62,6 +70,14 @@ export async function backupToFile(pool: pg.Pool, file: string, opts: BackupOpti
     }
     fs.rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+function isDirectory(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isDirectory(); // a link is replaced by the rename, not followed
+  } catch {
+    return false;
   }
 }
 
