@@ -181,6 +181,25 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     }
   });
 
+  it('stores a domain ban written with A-labels as the rules command stores it, so that it matches', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm3-idn-'));
+    try {
+      const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
+      fs.writeFileSync(path.join(dir, 'list.json'), JSON.stringify({
+        config: { ...config, list_name: 'idn', fqdn_listname: 'idn@example.com', discard_these_nonmembers: [] },
+        bans: ['^.*@xn--bcher-kva\\.example$'],
+      }));
+      const r = await cli(['import-mailman', path.join(dir, 'list.json')], env);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      // Addresses are stored with U-labels: "@xn--bcher-kva.example" matched no sender's domain.
+      expect(await rules('idn@example.com')).toEqual(['allow partner@example.net', 'ban @bücher.example']);
+      expect((await cli(['rules', 'idn@example.com', 'ban', '@xn--bcher-kva.example', '--json'], env)).stdout).toContain('"pattern": "@bücher.example"');
+      expect(await rules('idn@example.com')).toEqual(['allow partner@example.net', 'ban @bücher.example']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
     const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'bad-members-regular.txt')], env);
     expect(r.code).toBe(1);

@@ -244,7 +244,9 @@ function pushOnce(to: string[], v: string) {
 
 function addBan(plan: ImportPlan, setting: string, raw: string, kind: 'ban' | 'allow' = 'ban') {
   const domain = /^\^?\.\*@((?:[a-z0-9-]+\\\.)+[a-z0-9-]+)\$?$/i.exec(raw.trim());
-  const key = domain ? `@${domain[1].replace(/\\\./g, '.').toLowerCase()}` : raw.trim().startsWith('^') ? null : normalizeEmail(raw);
+  // The domain spelled as addresses are stored (U-labels, as core/sender-rules.ts senderKey): a
+  // rule kept as "@xn--bcher-kva.example" matched no sender, whose address says "bücher.example".
+  const key = domain ? normalizeEmail(`x@${domain[1].replace(/\\\./g, '.')}`)?.slice(1) ?? null : raw.trim().startsWith('^') ? null : normalizeEmail(raw);
   if (!key) return void plan.unmapped.push({ setting, value: raw, note: 'a regular expression: rules here are an address or a whole @domain' });
   pushOnce(kind === 'ban' ? plan.bans : plan.allows, key);
 }
