@@ -66,7 +66,7 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     const r = await cli(['import-mailman', '--json', ...MM3], env);
     expect(r.code).toBe(0);
     const json = JSON.parse(r.stdout);
-    expect(json).toMatchObject({ list: 'ant@example.com', created: false, changed: false, settings: {}, owners_added: [], moderators_added: [], rules_added: [], members: { added: 0, reactivated: 0, updated: 0, unchanged: 4 } });
+    expect(json).toMatchObject({ list: 'ant@example.com', created: false, changed: false, settings: {}, owners_added: [], moderators_added: [], rules_added: [], members: { added: 0, reactivated: 0, updated: 0, unchanged: 4, left_unsubscribed: 0 } });
     expect((await cli(['import-mailman', ...MM3], env)).stdout).toMatch(/^ant@example\.com: nothing changed \(already imported\)/);
     expect((await db.pool.query(`select count(*)::int as n from audit_log`)).rows[0].n).toBe(before);
   });
@@ -77,6 +77,17 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     const json = JSON.parse((await cli(['import-mailman', '--json', ...MM3], env)).stdout);
     expect(json).toMatchObject({ changed: true, settings: { subject_prefix: '[Ant]' }, members: { updated: 1, unchanged: 3 } });
     expect((await db.pool.query(`select detail->'settings' as s from audit_log where action = 'list.import' order by id desc limit 1`)).rows[0].s).toEqual({ subject_prefix: '[Ant]' });
+  });
+
+  it('leaves unsubscribed a member who unsubscribed here since, however often it runs', async () => {
+    expect((await cli(['unsubscribe', 'ant@example.com', 'bart@example.com'], env)).code).toBe(0);
+    for (let run = 0; run < 2; run++) {
+      const r = await cli(['import-mailman', '--json', ...MM3], env);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ changed: false, members: { added: 0, reactivated: 0, updated: 0, unchanged: 3, left_unsubscribed: 1 } });
+    }
+    expect((await cli(['import-mailman', ...MM3], env)).stdout).toContain('members: 0 added, 0 reactivated, 0 updated, 3 unchanged, 1 left unsubscribed (they unsubscribed here)');
+    expect((await db.pool.query(`select m.status from members m join lists l on l.id = m.list_id where l.address = 'ant@example.com' and m.email = 'bart@example.com'`)).rows[0].status).toBe('unsubscribed');
   });
 
   it('creates a list from Mailman 2 config_list output and list_members output by flag', async () => {

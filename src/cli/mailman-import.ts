@@ -32,7 +32,7 @@ export function registerMailmanImport(program: Command) {
         if (r.owners_added.length) out.push(`  owners added: ${r.owners_added.join(', ')}`);
         if (r.moderators_added.length) out.push(`  moderators added: ${r.moderators_added.join(', ')}`);
         const m = r.members;
-        out.push(`  members: ${m.added} added, ${m.reactivated} reactivated, ${m.updated} updated, ${m.unchanged} unchanged`);
+        out.push(`  members: ${m.added} added, ${m.reactivated} reactivated, ${m.updated} updated, ${m.unchanged} unchanged${m.left_unsubscribed ? `, ${m.left_unsubscribed} left unsubscribed (they unsubscribed here)` : ''}`);
         for (const rule of r.rules_added) out.push(`  ${rule.kind === 'ban' ? 'banned' : 'always accepted'}: ${rule.pattern}`);
         if (plan.unmapped.length) out.push(`no equivalent for ${plan.unmapped.length} Mailman setting${plan.unmapped.length === 1 ? '' : 's'}:`);
         for (const u of plan.unmapped) out.push(`  ${u.setting} = ${u.value}: ${u.note}`);

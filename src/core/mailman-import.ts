@@ -3,7 +3,9 @@
  * in one transaction: the list (created when it does not exist), its settings, owners,
  * moderators, members (added at once, as an administrator's add: no confirmation) and sender
  * rules, with one audit entry. Running it again changes only what differs, and says when nothing
- * did. Nothing is removed: a member, a role or a rule that is here and not in Mailman stays.
+ * did. Nothing is removed: a member, a role or a rule that is here and not in Mailman stays. A
+ * member who unsubscribed here stays unsubscribed: the export says what Mailman knew, not that
+ * they want the list again.
  */
 
 import type pg from 'pg';
@@ -25,7 +27,8 @@ export interface ImportResult {
   settings: Record<string, unknown>;
   owners_added: string[];
   moderators_added: string[];
-  members: Record<AddOutcome, number>;
+  /** what the members of the export became; left_unsubscribed: unsubscribed here, and left so */
+  members: Record<AddOutcome | 'left_unsubscribed', number>;
   rules_added: { pattern: string; kind: 'allow' | 'ban' }[];
   changed: boolean;
 }
@@ -73,8 +76,14 @@ export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: {
     if (created) owners_added.push(...plan.owners);
     for (const email of plan.moderators) if (await addListRole(tx, list.id, email, 'moderator')) moderators_added.push(email);
 
-    const members: Record<AddOutcome, number> = { added: 0, reactivated: 0, updated: 0, unchanged: 0 };
+    const members: ImportResult['members'] = { added: 0, reactivated: 0, updated: 0, unchanged: 0, left_unsubscribed: 0 };
     for (const m of plan.members) {
+      // Someone who left the list here (their own unsubscribe, an owner's removal) is not put back
+      // by running the import again: a re-run re-subscribed them, against their choice.
+      if (!created && (await findMember(tx, list.id, m.email))?.status === 'unsubscribed') {
+        members.left_unsubscribed++;
+        continue;
+      }
       let outcome = await addMember(tx, list.id, m.email, m.mode, m.name);
       if (m.digestFormat) {
         const row = await findMember(tx, list.id, m.email);
