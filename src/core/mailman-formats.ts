@@ -21,6 +21,7 @@ import { InvalidInput } from '../errors.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { normalizeEmail, parseMailbox } from '../mail/address.ts';
 import { parseAssignments, PythonSyntaxError, type PyValue } from './mailman-python.ts';
+import { senderKey } from './sender-rules.ts';
 
 export interface ImportMember {
   email: string;
@@ -238,15 +239,24 @@ function refuseMissingPages(pages: RosterPage[]) {
   }
 }
 
+/** '@domain' as sender rules store it (senderKey), or null for a domain no address can have. */
+function domainRuleKey(domain: string): string | null {
+  try {
+    return senderKey(`@${domain}`);
+  } catch {
+    return null;
+  }
+}
+
 function pushOnce(to: string[], v: string) {
   if (!to.includes(v)) to.push(v);
 }
 
 function addBan(plan: ImportPlan, setting: string, raw: string, kind: 'ban' | 'allow' = 'ban') {
   const domain = /^\^?\.\*@((?:[a-z0-9-]+\\\.)+[a-z0-9-]+)\$?$/i.exec(raw.trim());
-  // The domain spelled as addresses are stored (U-labels, as core/sender-rules.ts senderKey): a
-  // rule kept as "@xn--bcher-kva.example" matched no sender, whose address says "bücher.example".
-  const key = domain ? normalizeEmail(`x@${domain[1].replace(/\\\./g, '.')}`)?.slice(1) ?? null : raw.trim().startsWith('^') ? null : normalizeEmail(raw);
+  // The domain spelled as the rules command stores it (U-labels): a rule kept as
+  // "@xn--bcher-kva.example" matched no sender, whose address says "bücher.example".
+  const key = domain ? domainRuleKey(domain[1].replace(/\\\./g, '.')) : raw.trim().startsWith('^') ? null : normalizeEmail(raw);
   if (!key) return void plan.unmapped.push({ setting, value: raw, note: 'a regular expression: rules here are an address or a whole @domain' });
   pushOnce(kind === 'ban' ? plan.bans : plan.allows, key);
 }

@@ -80,13 +80,15 @@ export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: {
     for (const m of plan.members) {
       // Someone who left the list here (their own unsubscribe, an owner's removal) is not put back
       // by running the import again: a re-run re-subscribed them, against their choice.
-      if (!created && (await findMember(tx, list.id, m.email))?.status === 'unsubscribed') {
+      const here = created ? null : await findMember(tx, list.id, m.email);
+      if (here?.status === 'unsubscribed') {
         members.left_unsubscribed++;
         continue;
       }
       let outcome = await addMember(tx, list.id, m.email, m.mode, m.name);
       if (m.digestFormat) {
-        const row = await findMember(tx, list.id, m.email);
+        // addMember leaves the digest format as it was: a row read before it says it.
+        const row = here ?? (await findMember(tx, list.id, m.email));
         if (row && row.digest_format !== m.digestFormat) {
           await setDigestFormat(tx, list.id, m.email, m.digestFormat);
           if (outcome === 'unchanged') outcome = 'updated';

@@ -184,7 +184,7 @@ function severalWords(q: string): boolean {
 
 /** Whether a websearch query quotes two or more words that are not stop words. */
 function hasPhrase(q: string): boolean {
-  return q.split('"').some((part, i) => i % 2 === 1 && queryAlternatives(part).some((words) => new Set(words).size > 1));
+  return q.split('"').some((part, i) => i % 2 === 1 && severalWords(part));
 }
 
 /** How many messages the archive holds, as ANALYZE last counted (0 before it has). */
