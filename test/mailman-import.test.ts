@@ -19,6 +19,15 @@ afterAll(async () => { await db?.drop(); });
 
 const show = async (list: string) => JSON.parse((await cli(['list', 'show', list, '--json'], env)).stdout);
 const members = async (list: string) => JSON.parse((await cli(['members', list, '--json'], env)).stdout);
+/** Runs fn in a new temporary folder, removed after it whatever happens. */
+async function inTempDir(prefix: string, fn: (dir: string) => Promise<void>) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  try {
+    await fn(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
 const rules = async (list: string) => JSON.parse((await cli(['rules', list, '--json'], env)).stdout).map((r: { pattern: string; kind: string }) => `${r.kind} ${r.pattern}`).sort();
 const digestFormats = async (list: string) => Object.fromEntries((await db.pool.query(
   `select m.email, m.digest_format from members m join lists l on l.id = m.list_id where l.address = $1`, [list])).rows.map((r) => [r.email, r.digest_format]));
@@ -133,8 +142,7 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
 
   it('refuses one page of a paginated roster, naming it, and imports every page given together', async () => {
     // GET …/roster/member?count=2&page=N: each page holds 2 entries and the whole roster's total_size.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm3-pages-'));
-    try {
+    await inTempDir('lk-mm3-pages-', async (dir) => {
       const roster = JSON.parse(fs.readFileSync(path.join(F, 'mm3/members.json'), 'utf8'));
       const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
       fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, list_name: 'paged', fqdn_listname: 'paged@example.com' }));
@@ -150,14 +158,11 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
       const both = await cli(['import-mailman', path.join(dir, 'config.json'), page(1), page(2)], env);
       expect([both.code, both.stderr]).toEqual([0, '']);
       expect((await members('paged@example.com')).map((m: { email: string }) => m.email)).toEqual(['anne@example.com', 'bart@example.com', 'cris@example.org', 'dave@example.org']);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('reads a bounce warning interval that is not whole days, as Mailman 3 writes it, and says it was rounded', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm3-interval-'));
-    try {
+    await inTempDir('lk-mm3-interval-', async (dir) => {
       const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
       // timedelta(days=3, hours=1): rest/helpers.py writes "3d3600.0s" ("7d" only for whole days).
       fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, list_name: 'intervals', fqdn_listname: 'intervals@example.com', bounce_you_are_disabled_warnings_interval: '3d3600.0s' }));
@@ -167,14 +172,11 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
       expect(json.settings.bounce_warning_interval_days).toBe(3);
       expect(json.unmapped).toContainEqual({ setting: 'bounce_you_are_disabled_warnings_interval', value: '3d3600.0s', note: 'whole days here: 3' });
       expect(await show('intervals@example.com')).toMatchObject({ bounce_warning_interval_days: 3 });
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('refuses a file past 256 MB after reading no more than that, a device too, before anything is written', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm-big-'));
-    try {
+    await inTempDir('lk-mm-big-', async (dir) => {
       const big = path.join(dir, 'huge-regular.txt');
       fs.closeSync(fs.openSync(big, 'w'));
       fs.truncateSync(big, 256 * 1024 * 1024 + 1); // sparse: no disk used
@@ -187,14 +189,11 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
       const zero = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), '/dev/zero'], env);
       expect([zero.code, zero.stderr]).toEqual([1, 'listkeeper: /dev/zero holds more than 256 MB, the most import-mailman reads from a file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files\n']);
       expect(await lists()).toBe(before);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('stores a domain ban written with A-labels as the rules command stores it, so that it matches', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-mm3-idn-'));
-    try {
+    await inTempDir('lk-mm3-idn-', async (dir) => {
       const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
       fs.writeFileSync(path.join(dir, 'list.json'), JSON.stringify({
         config: { ...config, list_name: 'idn', fqdn_listname: 'idn@example.com', discard_these_nonmembers: [] },
@@ -206,9 +205,7 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
       expect(await rules('idn@example.com')).toEqual(['allow partner@example.net', 'ban @bücher.example']);
       expect((await cli(['rules', 'idn@example.com', 'ban', '@xn--bcher-kva.example', '--json'], env)).stdout).toContain('"pattern": "@bücher.example"');
       expect(await rules('idn@example.com')).toEqual(['allow partner@example.net', 'ban @bücher.example']);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
