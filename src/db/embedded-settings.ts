@@ -29,20 +29,23 @@ export function applianceSettings(clusterDir: string, maxConnections: number): s
 }
 
 /**
- * shared_buffers for a server starting on dataBytes of data: an eighth of it, in steps of 8 MB,
+ * shared_buffers for a server starting on dataBytes of data: a quarter of it, in steps of 8 MB,
  * from 16 MB up to an eighth of the machine's memory. A 10,000-message archive (about 120 MB with
- * the template databases) gets 16 MB, which held the same page rates as 64 MB and kept the whole
- * system under 200 MB. A million messages (5 GB) gets 640 MB on a machine of 5 GB or more: with
- * the 64 MB that was the ceiling before, the pages of twenty rare words no longer fitted and every
- * search read them again from the kernel's cache (p95 32-51 ms against 11-28 ms at 640 MB:
- * docs/scaling.md). The ceiling leaves the rest of a small machine to listkeeper and the kernel's
- * cache. Chosen at each start, so a server started small grows into its archive (or its outbox:
- * docs/benchmarks.md "shared_buffers by the size of the data") at its next start.
+ * the template databases) gets 32 MB. An eighth (16 MB) held the archive pages' rates, but not a
+ * search: twenty searches for two common words each read a few hundred heap pages, about 25 MB
+ * together, and with 16 MB every one read 50-100 pages again from the kernel's cache, a system
+ * call each (6.5 ms at p50 against 2.2 with 32 MB; docs/benchmarks.md, tenth session). A million
+ * messages (5 GB) gets 1.25 GB on a machine of 10 GB or more: with the 64 MB that was the ceiling
+ * before, the pages of twenty rare words no longer fitted and every search read them again from
+ * the kernel's cache (p95 32-51 ms against 11-28 ms at 640 MB: docs/scaling.md). The ceiling
+ * leaves the rest of a small machine to listkeeper and the kernel's cache. Chosen at each start,
+ * so a server started small grows into its archive (or its outbox: docs/benchmarks.md
+ * "shared_buffers by the size of the data") at its next start.
  */
 export function sharedBuffersMb(dataBytes: number, memoryBytes = os.totalmem()): number {
-  const eighth = Math.ceil(dataBytes / 8 / (8 * 1048576)) * 8;
+  const quarter = Math.ceil(dataBytes / 4 / (8 * 1048576)) * 8;
   const ceiling = Math.max(16, Math.floor(memoryBytes / 8 / (8 * 1048576)) * 8);
-  return Math.min(ceiling, Math.max(16, eighth));
+  return Math.min(ceiling, Math.max(16, quarter));
 }
 
 /** Bytes in the cluster's databases (base/), from the files' sizes; read before the server starts. */
