@@ -3,7 +3,8 @@ import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import type { Envelope, SendResult } from '../src/delivery/smtp-pool.ts';
-import { startWorker, workerConfig } from './helpers/capture-relay.ts';
+import { deliveries } from '../src/delivery/metrics.ts';
+import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startScriptedRelay, type Script, type ScriptedRelay } from './helpers/scripted-relay.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
@@ -137,6 +138,140 @@ describe('a reply with bytes PostgreSQL text cannot hold', () => {
     await post(local, `${local}-2@example.org`);
     await until(async () => (await rowsOf(`${local}-2@example.org`)).every((r) => r.state === 'sent'), 'the next post to be delivered');
     expect(relay.delivered.filter((d) => d.raw.includes(`${local}-2@example.org`)).flatMap((d) => d.to).sort()).toEqual([`m1@${local}.example`, `m2@${local}.example`]);
+  });
+});
+
+describe('a result the database refuses for what its row holds', () => {
+  // A check or a trigger that refuses one row's error text (a data error, SQLSTATE class 22 or 23)
+  // failed the whole write of the results, on every try: the worker kept them and sent nothing
+  // more, for good. Such a row is now recorded with a fixed text; a refusal that even the fixed
+  // text meets is not the row's doing, and the results are kept as for any database fault.
+  let sink: CaptureRelay;
+  const FIXED = '(the reply could not be stored: SQLSTATE 22023)';
+
+  beforeAll(async () => {
+    sink = await startCaptureRelay();
+  });
+
+  afterAll(async () => {
+    await sink?.stop();
+  });
+
+  /** A trigger on outbox that refuses, with a data error, the updates of one list's rows that `when` picks. */
+  async function refuse(name: string, listId: number, when: string) {
+    await db.pool.query(`create function ${name}() returns trigger language plpgsql as $$
+      begin raise exception 'refused by the test: %', new.last_error using errcode = '22023'; end $$`);
+    await db.pool.query(`create trigger ${name} before update on outbox for each row
+      when (new.list_id = ${listId} and ${when}) execute function ${name}()`);
+  }
+
+  async function allow(name: string) {
+    await db.pool.query(`drop trigger if exists ${name} on outbox`);
+    await db.pool.query(`drop function if exists ${name}()`);
+  }
+
+  const counted = async (result: string) => (await deliveries.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+
+  /** How many copies of each post each recipient got, of the posts whose Message-IDs contain `local`. */
+  function copiesOf(local: string): Record<string, number> {
+    const n: Record<string, number> = {};
+    for (const m of sink.messages) {
+      const id = /^Message-ID: <([^>]*)>/im.exec(m.raw.toString())?.[1];
+      if (id?.includes(local)) n[`${m.to} ${id}`] = (n[`${m.to} ${id}`] ?? 0) + 1;
+    }
+    return n;
+  }
+
+  it('one refused row is recorded with a fixed text, the others with their own, and the worker goes on delivering', async () => {
+    const local = 'poisoned';
+    const list = await listWith(local, 7);
+    const who = (i: number) => `m${i}@${local}.example`;
+    await refuse('refuse_marked', list.id, `new.last_error like '%marker-word%'`);
+    try {
+      const replies: Record<string, { code: number; message: string }> = {
+        [who(1)]: { code: 450, message: '4.2.1 mailbox busy' },
+        [who(2)]: { code: 450, message: '4.2.1 marker-word in the mailbox' },
+        [who(3)]: { code: 451, message: '4.3.0 try again later' },
+        [who(4)]: { code: 550, message: '5.1.1 no such user' },
+        [who(5)]: { code: 550, message: '5.1.1 marker-word user' },
+        [who(6)]: { code: 553, message: '5.1.3 bad address' },
+      };
+      sink.setRule((address) => replies[address] ?? null);
+      const before = { deferred: await counted('deferred'), failed: await counted('failed') };
+      worker = await startWorker(db, workerConfig(sink, { DELIVERY_TIMEOUT_SECONDS: '5', DELIVERY_LEASE_SECONDS: '30' }));
+      await post(local, `${local}-1@example.org`);
+      const rows = await until(async () => {
+        const r = await rowsOf(`${local}-1@example.org`);
+        return r.every((x) => x.attempts > 0 && x.locked_by === null) && r;
+      }, 'every copy of the first post recorded');
+      expect(rows.map((r) => [r.recipient, r.state, r.attempts, r.last_error])).toEqual([
+        [who(1), 'queued', 1, '450 4.2.1 mailbox busy'],
+        [who(2), 'queued', 1, FIXED],
+        [who(3), 'queued', 1, '451 4.3.0 try again later'],
+        [who(4), 'failed', 1, '550 5.1.1 no such user'],
+        [who(5), 'failed', 1, FIXED],
+        [who(6), 'failed', 1, '553 5.1.3 bad address'],
+        [who(7), 'sent', 1, null],
+      ]);
+      // Counted once each, as what the relay said; the refused copies' bounces are recorded too.
+      await until(async () => (await counted('deferred')) - before.deferred === 3 && (await counted('failed')) - before.failed === 3, 'three deferrals and three failures counted');
+      const bounces = await until(async () => {
+        const { rows: b } = await db.pool.query<{ recipient: string }>('select recipient from bounces where list_id = $1 order by recipient', [list.id]);
+        return b.length === 3 && b.map((x) => x.recipient);
+      }, 'a bounce for each refused copy');
+      expect(bounces).toEqual([who(4), who(5), who(6)]);
+
+      // Not stalled: the next post goes to everyone (the deferred copies of the first one follow).
+      sink.setRule(null);
+      await post(local, `${local}-2@example.org`);
+      await until(async () => (await rowsOf(`${local}-2@example.org`)).every((r) => r.state === 'sent'), 'the next post delivered');
+      await until(async () => (await rowsOf(`${local}-1@example.org`)).every((r) => r.state === 'sent' || r.state === 'failed'), 'the deferred copies of the first post delivered on their retry');
+      const copies = copiesOf(local);
+      expect(Object.values(copies).every((n) => n === 1), JSON.stringify(copies)).toBe(true);
+      expect(Object.keys(copies).filter((k) => k.endsWith(`${local}-2@example.org`))).toHaveLength(7);
+      expect(Object.keys(copies).filter((k) => k.endsWith(`${local}-1@example.org`)).sort()).toEqual([1, 2, 3, 7].map((i) => `${who(i)} ${local}-1@example.org`));
+    } finally {
+      sink.setRule(null);
+      await allow('refuse_marked');
+    }
+  });
+
+  it('a refusal that meets the fixed text too is a fault: the results are kept, nothing more is sent, and they are written once the database takes them', async () => {
+    const local = 'refuses-all';
+    const list = await listWith(local, 3);
+    const who = (i: number) => `m${i}@${local}.example`;
+    // Every error text of this list's rows is refused, whatever it says: a broken schema, not a row.
+    await refuse('refuse_every_error', list.id, 'new.last_error is not null');
+    try {
+      sink.setRule((address) => (address === who(1) ? { code: 450, message: '4.2.1 mailbox busy' } : address === who(2) ? { code: 550, message: '5.1.1 no such user' } : null));
+      worker = await startWorker(db, workerConfig(sink, { DELIVERY_TIMEOUT_SECONDS: '5', DELIVERY_LEASE_SECONDS: '30' }));
+      await post(local, `${local}-1@example.org`);
+      await until(() => sink.attempts.has(who(1)) && sink.attempts.has(who(2)) && sink.to(who(3)).length === 1, 'every copy of the first post tried');
+      await post(local, `${local}-2@example.org`);
+      await new Promise((r) => setTimeout(r, 2_000));
+      // Kept by the worker, untouched (the accepted copy's result may have been written before).
+      const kept = await rowsOf(`${local}-1@example.org`);
+      expect(kept.slice(0, 2).map((r) => [r.recipient, r.state, r.attempts, r.last_error])).toEqual([
+        [who(1), 'sending', 0, null],
+        [who(2), 'sending', 0, null],
+      ]);
+      expect((await rowsOf(`${local}-2@example.org`)).every((r) => r.state === 'queued' && r.attempts === 0)).toBe(true);
+      expect(Object.keys(copiesOf(`${local}-2`))).toEqual([]);
+
+      sink.setRule(null);
+      await allow('refuse_every_error');
+      await until(async () => (await rowsOf(`${local}-2@example.org`)).every((r) => r.state === 'sent'), 'the next post delivered once the results are written');
+      expect((await rowsOf(`${local}-1@example.org`)).map((r) => [r.recipient, r.state, r.attempts, r.last_error])).toEqual([
+        [who(1), 'queued', 1, '450 4.2.1 mailbox busy'],
+        [who(2), 'failed', 1, '550 5.1.1 no such user'],
+        [who(3), 'sent', 1, null],
+      ]);
+      const copies = copiesOf(local);
+      expect(Object.values(copies).every((n) => n === 1), JSON.stringify(copies)).toBe(true);
+    } finally {
+      sink.setRule(null);
+      await allow('refuse_every_error');
+    }
   });
 });
 

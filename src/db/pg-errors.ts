@@ -12,6 +12,16 @@ export function isFaultOfInput(err: unknown): boolean {
   return typeof code === 'string' && /^(22|54)[0-9A-Z]{3}$/.test(code);
 }
 
+/**
+ * The database refused a value or a row for what it holds: SQLSTATE class 22 (data exception: a
+ * text it cannot hold, a value out of range) or 23 (integrity constraint violation: a check, a
+ * foreign key, a trigger that says so). The same statement with the same values fails the same way.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^(22|23)[0-9A-Z]{3}$/.test(code);
+}
+
 /** A unique index refused the row (SQLSTATE 23505): someone else got there first. */
 export function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: unknown })?.code === '23505';
@@ -44,5 +54,5 @@ export function isRowFailure(err: unknown): boolean {
   if (isTransientFailure(err)) return false;
   const code = (err as { code?: unknown })?.code;
   if (code === undefined || code === null) return true;
-  return typeof code === 'string' && /^(22|23)[0-9A-Z]{3}$/.test(code);
+  return isDataError(err);
 }

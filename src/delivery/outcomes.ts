@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { recordDeliveryFailure, recordProbeFailure } from '../core/bounces.ts';
 import { tellPostTooBig } from '../core/notices.ts';
 import { markFailed, markRetry, markSent, type ClaimedRow, type RowError } from '../db/outbox.ts';
+import { isDataError } from '../db/pg-errors.ts';
 import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { probeTokenOf } from '../mail/address.ts';
@@ -37,7 +38,9 @@ const RETRY_MS = [200, 1000];
  * of letting it run ahead. A write whose connection is lost is tried again on a fresh one; if the
  * database stays away, the results are kept here (the worker lives on, its rows stay claimed by
  * it) and written before the worker claims anything more: a database fault never turns into
- * copies sent twice.
+ * copies sent twice. A row the database refuses for what it holds is no fault of the database's:
+ * it is recorded with a fixed text instead of its error (writeRows), so that it cannot stall
+ * delivery for good.
  */
 export class Outcomes {
   private sent: number[] = [];
@@ -147,14 +150,27 @@ export class Outcomes {
     });
   }
 
-  /** One set of results, step by step; a step that cannot be written goes back to the pending ones. */
-  private async write(sent: number[], retry: Retry[], failed: Failure[]) {
-    if (!(await this.step(() => markSent(this.pool, sent)))) return this.keep(sent, retry, failed);
+  /**
+   * One set of results, step by step; what a step could not write goes back to the pending ones,
+   * with the steps after it. The rows written are counted, logged and their bounces recorded.
+   */
+  private async write(sent: number[], allRetry: Retry[], allFailed: Failure[]) {
+    try {
+      await this.attempt(() => markSent(this.pool, sent));
+    } catch (err) {
+      this.fault(err);
+      return this.keep(sent, allRetry, allFailed);
+    }
     deliveries.inc({ result: 'sent' }, sent.length);
-    let gaveUp = new Set<number>();
-    if (!(await this.step(async () => (gaveUp = new Set(await markRetry(this.pool, retry, this.giveUpHours)))))) return this.keep([], retry, failed);
+    const deferred = await this.writeRows(allRetry, (rows) => markRetry(this.pool, rows, this.giveUpHours));
+    const refused = deferred.left.length > 0
+      ? { written: [], returned: [], left: allFailed }
+      : await this.writeRows(allFailed, async (rows) => void (await markFailed(this.pool, rows)));
+    this.keep([], deferred.left, refused.left);
+    const retry = deferred.written;
+    const failed = refused.written;
+    const gaveUp = new Set(deferred.returned.flat());
     deliveries.inc({ result: 'deferred' }, retry.length - gaveUp.size);
-    if (!(await this.step(() => markFailed(this.pool, failed)))) return this.keep([], [], failed);
     deliveries.inc({ result: 'failed' }, failed.length + gaveUp.size);
     for (const r of retry) {
       this.log.child({ outboxId: r.id, attempt: r.row.attempts + 1 }).info({ recipient: r.row.recipient, error: r.error }, gaveUp.has(r.id) ? 'delivery given up' : 'delivery deferred');
@@ -191,22 +207,85 @@ export class Outcomes {
     }
   }
 
-  /** Runs a write, again on a fresh connection when the connection was lost; false when it failed. */
-  private async step(write: () => Promise<unknown>): Promise<boolean> {
+  /**
+   * Writes results that each carry their own error text, all in one statement. When the database
+   * refuses that statement for what a row holds (a data error: SQLSTATE class 22 or 23, from a
+   * check, a trigger, a text it will not take), the same statement would fail on every try, and
+   * the worker, which sends nothing more until its results are written, would stall for good. So
+   * the rows are then written one at a time, and a row refused alone is written with a fixed text
+   * in place of its error (the original is logged). If even that is refused, the fault is not the
+   * row's (a broken schema or statement): it and the rows after it are left, to be kept.
+   * Returns the rows written (with their own error text, for the log and bounce classification),
+   * what each statement returned, and the rows left.
+   */
+  private async writeRows<R extends Retry | Failure, T>(rows: R[], write: (rows: R[]) => Promise<T>): Promise<{ written: R[]; returned: T[]; left: R[] }> {
+    const written: R[] = [];
+    const returned: T[] = [];
+    if (rows.length === 0) return { written, returned, left: [] };
+    let refusal: unknown;
+    try {
+      return { written: rows, returned: [await this.attempt(() => write(rows))], left: [] };
+    } catch (err) {
+      if (!isDataError(err)) {
+        this.fault(err);
+        return { written, returned, left: rows };
+      }
+      refusal = err;
+    }
+    if (rows.length > 1) this.log.warn({ err: refusal, rows: rows.length }, 'the database refused a write of delivery results for what a row holds: writing them one at a time');
+    for (const [i, row] of rows.entries()) {
+      try {
+        // A lone row's refusal is known already: it is not tried again as it was.
+        returned.push(await (rows.length > 1 ? this.writeRow(row, write) : this.writeFixed(row, refusal, write)));
+        written.push(row);
+      } catch (err) {
+        this.fault(err);
+        return { written, returned, left: rows.slice(i) };
+      }
+    }
+    return { written, returned, left: [] };
+  }
+
+  /** Writes one row; refused for what it holds, with the fixed text instead. */
+  private async writeRow<R extends Retry | Failure, T>(row: R, write: (rows: R[]) => Promise<T>): Promise<T> {
+    try {
+      return await this.attempt(() => write([row]));
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      return this.writeFixed(row, err, write);
+    }
+  }
+
+  /** Writes a row the database refused for what it holds with a fixed text naming the refusal; logs what it held. */
+  private async writeFixed<R extends Retry | Failure, T>(row: R, refusal: unknown, write: (rows: R[]) => Promise<T>): Promise<T> {
+    const code = (refusal as { code: string }).code;
+    const returned = await this.attempt(() => write([{ ...row, error: `(the reply could not be stored: SQLSTATE ${code})` }]));
+    this.log.child({ outboxId: row.id, attempt: row.row.attempts + 1 }).error(
+      { err: refusal, recipient: row.row.recipient, error: row.error },
+      'the database refused the result of a copy for what its error text holds: recorded with a fixed text instead',
+    );
+    return returned;
+  }
+
+  /** Runs a write, again on a fresh connection when the connection was lost; throws what it finally failed with. */
+  private async attempt<T>(write: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await write();
-        return true;
+        return await write();
       } catch (err) {
         if (isConnectionLoss(err) && attempt < RETRY_MS.length) {
           await new Promise((r) => setTimeout(r, RETRY_MS[attempt]));
           continue;
         }
-        this.error ??= err;
-        this.log.error({ err }, 'could not record delivery results; they are kept and written before anything more is sent');
-        return false;
+        throw err;
       }
     }
+  }
+
+  /** A write failed for a reason that is not a row's: its results are kept, and nothing more is sent until they are written. */
+  private fault(err: unknown) {
+    this.error ??= err;
+    this.log.error({ err }, 'could not record delivery results; they are kept and written before anything more is sent');
   }
 
   private keep(sent: number[], retry: Retry[], failed: Failure[]) {
