@@ -72,6 +72,17 @@ describe('the footer', () => {
     const parsed = await parse(out);
     expect(`${parsed.text}${parsed.attachments.map((a) => a.content.toString()).join('')}`).toContain('The footer.');
   });
+
+  it('keeps the whole footer in a post whose boundary makes a footer line a delimiter', async () => {
+    // Boundary "-": the footer's "-----" is its close delimiter, and what follows would be epilogue.
+    const footer = 'dev mailing list\n-----\nTo unsubscribe, write to dev-request@lists.example.org';
+    const raw = ['From: a@example.org', 'Subject: x', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="-"', '',
+      '---', 'Content-Type: text/plain', '', 'hi', '-----', ''].join('\r\n');
+    const parsed = await parse(withFooter(raw, footer));
+    expect(`${parsed.text}\n${parsed.attachments.map((a) => a.content.toString()).join('\n')}`.replace(/\r\n/g, '\n')).toContain(footer);
+    // A footer without such a line stays readable as it is.
+    expect(withFooter(raw, 'dev mailing list').toString()).toContain('\r\ndev mailing list\r\n');
+  });
 });
 
 describe('text parts of our own', () => {

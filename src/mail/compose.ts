@@ -38,16 +38,17 @@ export function isNewMessageId(value: unknown, domain: string): value is string 
  * A text as the body of a text/plain part: its lines ended by `eol` (a lone CR ends one too, as
  * relays would make it: sent raw, it was rewritten on the wire and broke the list's signature),
  * and how it travels: 7bit when it is ASCII, 8bit when it is UTF-8 and `eightBit` allows it, with
- * no line over RFC 5322's 998 octets; else base64 (a pasted paragraph, a decoded post's long lines).
+ * no line over RFC 5322's 998 octets; else base64 (a pasted paragraph, a decoded post's long lines),
+ * or when `base64` asks for it.
  */
-export function textBody(text: string, opts: { eol?: string; eightBit?: boolean } = {}): { charset: 'us-ascii' | 'utf-8'; encoding: '7bit' | '8bit' | 'base64'; body: string } {
+export function textBody(text: string, opts: { eol?: string; eightBit?: boolean; base64?: boolean } = {}): { charset: 'us-ascii' | 'utf-8'; encoding: '7bit' | '8bit' | 'base64'; body: string } {
   const eol = opts.eol ?? '\r\n';
   const lines = text.split(/\r\n|\r|\n/);
   const ascii = /^[\x00-\x7f]*$/.test(text);
   const fits = lines.every((l) => l.length <= 998 && (ascii || Buffer.byteLength(l) <= 998));
   const charset = ascii ? 'us-ascii' : 'utf-8';
   const body = lines.join(eol);
-  if (fits && (ascii || opts.eightBit)) return { charset, encoding: ascii ? '7bit' : '8bit', body };
+  if (fits && (ascii || opts.eightBit) && !opts.base64) return { charset, encoding: ascii ? '7bit' : '8bit', body };
   return { charset, encoding: 'base64', body: base64Lines(body, eol) };
 }
 

@@ -11,8 +11,14 @@ import { textBody } from './compose.ts';
 import { headerFields, headerValue, withoutFields } from './header-block.ts';
 import { base64LinesBuffer, decodeBase64 } from './base64-lines.ts';
 
+/**
+ * The footer as a text part. In a multipart/mixed post it goes inside the poster's multipart, whose
+ * boundary is the poster's choice: a footer line starting "--" ("-----" under boundary "-") would be
+ * read as a delimiter and the rest of the footer lost in the epilogue. Such a footer goes as
+ * base64, whose lines never start with "-".
+ */
 export function footerPart(text: string, eol: string): string {
-  const { charset, encoding, body } = textBody(text, { eol });
+  const { charset, encoding, body } = textBody(text, { eol, base64: /^--/m.test(text) });
   return [
     `Content-Type: text/plain; charset=${charset}`,
     `Content-Transfer-Encoding: ${encoding}`,
