@@ -155,6 +155,19 @@ describe('the moderation queue', () => {
     expect((await db.pool.query(`select 1 from sender_rules where email = 'troll@example.org'`)).rows).toHaveLength(0);
   });
 
+  it('takes a sender rule for 1 to 99999 days, and refuses any other number of days rather than make the rule last for ever', async () => {
+    const senders = '/admin/lists/dev@lists.example.org/senders';
+    await mod.post(senders, { action: 'add', kind: 'ban', email: 'week@example.org', days: '7' });
+    for (const days of ['-1', '0', '1.5', '1e3', '100000', '100000000']) {
+      const r = await mod.post(senders, { action: 'add', kind: 'ban', email: `typo${days}@example.org`, days });
+      expect(r.status, days).toBe(303);
+      expect(decodeURIComponent(r.headers.getSetCookie().join(';')), days).toContain('a whole number from 1 to 99999');
+    }
+    const { rows } = await db.pool.query<{ email: string; days: number }>(
+      `select email, round(extract(epoch from expires_at - now()) / 86400)::int as days from sender_rules where list_id = $1 and (email like 'typo%' or email = 'week@example.org')`, [dev.id]);
+    expect(rows).toEqual([{ email: 'week@example.org', days: 7 }]);
+  });
+
   it('ignores held ids of another list sent through a list the moderator does handle', async () => {
     const id = await hold({ id: 'not-yours@example.org' });
     const r = await otherMod.post('/admin/lists/qa@lists.example.org/held', { ids: String(id), action: 'discard', confirm: '1' });

@@ -177,7 +177,10 @@ export function heldRouter(ctx: WebContext): Router {
     try {
       if (action === 'add') {
         const kind = oneOf('Rule', field(req, 'kind'), ['allow', 'ban'] as const);
-        const days = field(req, 'days') ? positiveInt(field(req, 'days'), 0) : 0;
+        // As the command line and the API take it: a typo ("-1", "1.5", "9e9") is no rule for ever.
+        const daysText = field(req, 'days');
+        if (daysText && !/^[1-9]\d{0,4}$/.test(daysText)) throw new InvalidInput(`Days: a whole number from 1 to 99999, or nothing for no end (got "${daysText.slice(0, 40)}").`);
+        const days = daysText ? Number(daysText) : 0;
         const expiresAt = days > 0 ? new Date(Date.now() + days * 86_400_000) : null;
         const rule = await addSenderRule(db, list, email, kind, { expiresAt, actor: actor(req) });
         flash(ctx, res, `${rule.email} ${kind === 'allow' ? 'is always accepted' : 'is banned'}${expiresAt ? ` for ${days} day${days === 1 ? '' : 's'}` : ''}.`);
