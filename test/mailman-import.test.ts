@@ -124,6 +124,47 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     expect(JSON.parse((await cli(['import-mailman', '--json', ...MM2], env)).stdout)).toMatchObject({ changed: false, members: { unchanged: 4 } });
   });
 
+  it('keeps a Mailman 2 digest member whose delivery is off a digest reader, paused, with the digest kind the file names', async () => {
+    // list_members -r -f, --digest=plain -f, --digest=mime -f and -n -f of one list: hal, pam and
+    // max have delivery off; pam and max read digests, plain and MIME.
+    const D = path.join(F, 'mm2-digest-nomail');
+    const files = ['wasps.config', 'wasps-regular.txt', 'wasps-digest-plain.txt', 'wasps-digest-mime.txt', 'wasps-nomail.txt'].map((f) => path.join(D, f));
+    const r = await cli(['import-mailman', '--json', ...files], env);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(JSON.parse(r.stdout).unmapped.filter((u: { setting: string }) => u.setting.startsWith('list_members'))).toEqual([]);
+    const rows = (await db.pool.query(
+      `select m.email, m.mode, m.mode_before_nomail, m.nomail_until, m.digest_format from members m join lists l on l.id = m.list_id
+        where l.address = 'wasps@lists.example.com' order by m.email`)).rows.map((m) => `${m.email} ${m.mode} ${m.mode_before_nomail} ${m.nomail_until} ${m.digest_format}`);
+    expect(rows).toEqual([
+      'amy@example.com each null null mime', 'ben@example.com each null null mime', 'hal@example.org nomail null null mime',
+      'max@example.org nomail digest null mime', 'pam@example.com nomail digest null plain', 'pia@example.com digest null null plain',
+    ]);
+    // A later pause with an end date keeps digest as the mode it ends in.
+    expect((await cli(['subscribe', 'wasps@lists.example.com', 'pam@example.com', '--mode', 'nomail', '--until', new Date(Date.now() + 5 * 86_400_000).toISOString().slice(0, 10)], env)).code).toBe(0);
+    expect((await db.pool.query(`select mode_before_nomail from members where email = 'pam@example.com'`)).rows[0].mode_before_nomail).toBe('digest');
+    const again = JSON.parse((await cli(['import-mailman', '--json', ...files], env)).stdout);
+    expect(again.members).toMatchObject({ added: 0, updated: 1, unchanged: 5 });
+    expect(JSON.parse((await cli(['import-mailman', '--json', ...files], env)).stdout)).toMatchObject({ changed: false, members: { unchanged: 6 } });
+    // list_members -d alone mixes plain and MIME readers: said, not silently made MIME.
+    expect(JSON.parse((await cli(['import-mailman', '--json', ...MM2], env)).stdout).unmapped).toContainEqual({
+      setting: 'list_members -d', value: '1 digest member',
+      note: 'plain or MIME not told apart: a new member gets MIME digests; give list_members --digest=plain and --digest=mime output (…digest-plain…, …digest-mime…) to keep each one\'s',
+    });
+  });
+
+  it('keeps a Mailman 3 digest member whose delivery is off a digest reader, paused', async () => {
+    await inTempDir('lk-mm3-paused-digest-', async (dir) => {
+      const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
+      const roster = JSON.parse(fs.readFileSync(path.join(F, 'mm3/members.json'), 'utf8'));
+      const entries = [{ ...roster.entries[1], delivery_status: 'by_user' }];
+      fs.writeFileSync(path.join(dir, 'list.json'), JSON.stringify({ config: { ...config, list_name: 'paused', fqdn_listname: 'paused@example.com' }, members: { ...roster, entries, total_size: 1 } }));
+      const r = await cli(['import-mailman', path.join(dir, 'list.json')], env);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      expect((await db.pool.query(`select m.mode, m.mode_before_nomail, m.digest_format from members m join lists l on l.id = m.list_id where l.address = 'paused@example.com'`)).rows)
+        .toEqual([{ mode: 'nomail', mode_before_nomail: 'digest', digest_format: 'plain' }]);
+    });
+  });
+
   it('refuses a file that is not JSON or of no known format, before anything is written', async () => {
     const count = async () => (await db.pool.query(`select (select count(*) from lists)::int as l, (select count(*) from members)::int as m`)).rows[0];
     const before = await count();

@@ -14,7 +14,7 @@ import { readAtMost } from './read-file.ts';
 export function registerMailmanImport(program: Command) {
   program
     .command('import-mailman')
-    .argument('<file...>', 'Mailman 3: the list\'s REST JSON (config, rosters, bans); Mailman 2: config_list -o output and list_members output named …regular…, …digest…, …nomail…')
+    .argument('<file...>', 'Mailman 3: the list\'s REST JSON (config, rosters, bans); Mailman 2: config_list -o output and list_members output named …regular…, …digest… (…digest-plain…, …digest-mime…), …nomail…')
     .option('--json', 'machine-readable output: what changed, unmapped settings, refused input')
     .description('create or update a list from a Mailman 3 export or a Mailman 2 list; running it again changes nothing')
     .action((files: string[], o: { json?: boolean }) =>

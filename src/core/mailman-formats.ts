@@ -12,8 +12,11 @@
  *
  * Mailman 2: `config_list -o FILE LIST` (Python assignments) and `list_members` output, one
  * address or `Name <address>` (-f) a line, one file per flag: the file's name says which, by
- * containing "regular", "digest" or "nomail" (list_members -r, -d, -n). Without a flag
- * list_members prints regular and digest members alike, so a name without one is refused.
+ * containing "regular", "digest" or "nomail" (list_members -r, -d, -n), and for digest members
+ * the kind after it, "digest-plain" or "digest-mime" (--digest=plain, --digest=mime). Without a
+ * flag list_members prints regular and digest members alike, so a name without one is refused.
+ * Mailman 2 keeps delivery on or off apart from the digest choice: a digest member whose delivery
+ * is off (in both files) is `nomail` here, remembering digest as the mode to go back to.
  */
 
 import path from 'node:path';
@@ -27,6 +30,8 @@ export interface ImportMember {
   email: string;
   name: string | null;
   mode: DeliveryMode;
+  /** with mode `nomail`: the mode delivery resumes in (members.mode_before_nomail), null for `each` */
+  modeBeforeNomail: 'digest' | null;
   digestFormat: DigestFormat | null;
 }
 
@@ -77,8 +82,9 @@ export function readMailmanFiles(files: InputFile[]): ImportPlan {
     }
   }
   // Regular, then digest, then nomail: list_members -n repeats members the others list too.
-  const order = (f: InputFile) => ['regular', 'digest', 'nomail'].indexOf(memberFlag(f));
+  const order = (f: InputFile) => ['regular', 'digest', 'nomail'].indexOf(memberFlag(f).flag);
   for (const f of memberFiles.sort((a, b) => order(a) - order(b))) readMemberLines(f, plan);
+  noteDigestKindUnknown(plan);
   refuseMissingPages(pages);
   if (configs === 0) throw new InvalidInput('no list configuration among the files: give the Mailman 3 list config JSON or Mailman 2 config_list -o output', 'bad_import');
   if (configs > 1) throw new InvalidInput('more than one list configuration among the files: import one list at a time', 'bad_import');
@@ -103,11 +109,15 @@ function jsonDepth(t: string): number {
   return max;
 }
 
-function memberFlag(f: InputFile): 'regular' | 'digest' | 'nomail' {
+type MemberFlag = 'regular' | 'digest' | 'nomail';
+
+/** Which list_members output a file is, by its name; for digest members the kind after the flag (--digest=plain, --digest=mime), when given. */
+function memberFlag(f: InputFile): { flag: MemberFlag; kind: DigestFormat | null } {
   // The flag is the last of the words in the file's name: a list called "digest-fans" has its
   // regular members in digest-fans-regular.txt, and they are not digest members.
-  const flags = [...path.basename(f.name).toLowerCase().matchAll(/(?<=^|[-_.\s])(regular|digest|nomail)(?=[-_.\s]|$)/g)];
-  if (flags.length) return flags[flags.length - 1][1] as 'regular' | 'digest' | 'nomail';
+  const flags = [...path.basename(f.name).toLowerCase().matchAll(/(?<=^|[-_.\s])(regular|digest|nomail)(?:[-_.=\s]+(plain|mime))?(?=[-_.=\s]|$)/g)];
+  const last = flags.at(-1);
+  if (last) return { flag: last[1] as MemberFlag, kind: last[1] === 'digest' ? ((last[2] as DigestFormat | undefined) ?? null) : null };
   const looksLikeMembers = f.text.split('\n').some((l) => parseMailbox(l).email !== null);
   throw new InvalidInput(looksLikeMembers
     ? `${f.name}: cannot tell which list_members output this is: name the file after its flag (…regular…, …digest…, …nomail…)`
@@ -115,7 +125,7 @@ function memberFlag(f: InputFile): 'regular' | 'digest' | 'nomail' {
 }
 
 function readMemberLines(f: InputFile, plan: ImportPlan) {
-  const flag = memberFlag(f);
+  const { flag, kind } = memberFlag(f);
   // By address, not plan.members.find per line: that made 100,000 lines take 40 seconds.
   const byEmail = new Map(plan.members.map((m) => [m.email, m]));
   f.text.split(/\r?\n/).forEach((raw, n) => {
@@ -125,12 +135,31 @@ function readMemberLines(f: InputFile, plan: ImportPlan) {
     // JSON's quoting shows a control character in the line as an escape, not raw on a terminal.
     if (!email) return void plan.problems.push({ file: f.name, line: n + 1, input: line, error: `${f.name}:${n + 1}: ${JSON.stringify(line)} is not an e-mail address` });
     const known = byEmail.get(email);
-    if (flag === 'nomail' && known) known.mode = 'nomail';
-    else if (!known) {
-      const member: ImportMember = { email, name, mode: flag === 'regular' ? 'each' : flag, digestFormat: null };
+    if (!known) {
+      const member: ImportMember = { email, name, mode: flag === 'regular' ? 'each' : flag, modeBeforeNomail: null, digestFormat: kind };
       plan.members.push(member);
       byEmail.set(email, member);
-    } else if (flag === 'digest') known.mode = 'digest';
+    } else if (flag === 'nomail') {
+      // Digest and nomail both: delivery off, and digests when it is back on (not every post).
+      if (known.mode === 'digest') known.modeBeforeNomail = 'digest';
+      known.mode = 'nomail';
+    } else if (flag === 'digest') {
+      known.mode = 'digest';
+      known.digestFormat = kind ?? known.digestFormat;
+    }
+  });
+}
+
+/**
+ * `list_members -d` prints plain and MIME digest members alike: their kind is not in the files,
+ * so say so rather than give them all the default (MIME) without a word.
+ */
+function noteDigestKindUnknown(plan: ImportPlan) {
+  const n = plan.members.filter((m) => (m.mode === 'digest' || m.modeBeforeNomail === 'digest') && !m.digestFormat).length;
+  if (n === 0) return;
+  plan.unmapped.push({
+    setting: 'list_members -d', value: `${n} digest member${n === 1 ? '' : 's'}`,
+    note: 'plain or MIME not told apart: a new member gets MIME digests; give list_members --digest=plain and --digest=mime output (…digest-plain…, …digest-mime…) to keep each one\'s',
   });
 }
 
@@ -192,6 +221,8 @@ function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan,
         // Control characters (a NUL, a line break) become spaces: PostgreSQL stores no NUL, and a name is one line.
         name: typeof entry.display_name === 'string' && entry.display_name.trim() ? entry.display_name.replace(/[\s\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 200) || null : null,
         mode: status !== 'enabled' ? 'nomail' : delivery === 'regular' ? 'each' : 'digest',
+        // A digest reader whose delivery is off goes back to digests when it is on again.
+        modeBeforeNomail: status !== 'enabled' && delivery !== 'regular' ? 'digest' : null,
         digestFormat: MM3_DIGEST.get(delivery) ?? null,
       });
     } else if (kind === 'nonmember') {

@@ -3,7 +3,9 @@
  * in one transaction: the list (created when it does not exist), its settings, owners,
  * moderators, members (added at once, as an administrator's add: no confirmation) and sender
  * rules, with one audit entry. Running it again changes only what differs, and says when nothing
- * did. Nothing is removed: a member, a role or a rule that is here and not in Mailman stays. A
+ * did. A Mailman digest member whose delivery is off becomes `nomail` remembering digest as the
+ * mode to go back to (members.mode_before_nomail), with their digest format when the export gives
+ * it. Nothing is removed: a member, a role or a rule that is here and not in Mailman stays. A
  * member who unsubscribed here stays unsubscribed: the export says what Mailman knew, not that
  * they want the list again.
  */
@@ -12,7 +14,7 @@ import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { addListRole, updateCoreSettings, type CoreSettings } from '../db/list-admin.ts';
 import { createList as insertList, updateDeliverySettings, type DeliverySettings, type ListRow } from '../db/lists.ts';
-import { addMember, findMember, setDigestFormat, type AddOutcome } from '../db/members.ts';
+import { addMember, findMember, setDigestFormat, setModeBeforeNomail, type AddOutcome } from '../db/members.ts';
 import { withTransaction } from '../db/pool.ts';
 import { senderRules, upsertSenderRule } from '../db/sender-rules.ts';
 import { InvalidInput } from '../errors.ts';
@@ -86,6 +88,8 @@ export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: {
         continue;
       }
       let outcome = await addMember(tx, list.id, m.email, m.mode, m.name);
+      // A digest reader whose delivery is off in Mailman: nomail here, going back to digests.
+      if (m.mode === 'nomail' && (await setModeBeforeNomail(tx, list.id, m.email, m.modeBeforeNomail ?? 'each')) && outcome === 'unchanged') outcome = 'updated';
       if (m.digestFormat) {
         // addMember leaves the digest format as it was: a row read before it says it.
         const row = here ?? (await findMember(tx, list.id, m.email));

@@ -180,6 +180,21 @@ export async function claimEndedVacations(db: Queryable, limit: number): Promise
   return rows;
 }
 
+/**
+ * The mode an open-ended `nomail` member goes back to (`each` is kept as null, as a pause with no
+ * mode remembered): what an import writes for a Mailman digest member whose delivery is off. A
+ * member on a vacation, or receiving mail, is left alone. Whether anything changed.
+ */
+export async function setModeBeforeNomail(db: Queryable, listId: number, email: string, mode: 'each' | 'digest'): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update members set mode_before_nomail = nullif($3, 'each'), updated_at = now()
+      where list_id = $1 and email = $2 and mode = 'nomail' and nomail_until is null
+        and mode_before_nomail is distinct from nullif($3, 'each')`,
+    [listId, email, mode],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
 export async function setDigestFormat(db: Queryable, listId: number, email: string, format: DigestFormat): Promise<boolean> {
   const { rowCount } = await db.query(
     `update members set digest_format = $3, updated_at = now() where list_id = $1 and email = $2`,
