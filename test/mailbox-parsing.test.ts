@@ -164,6 +164,17 @@ describe('what a Mailman list sets and the import cannot keep', () => {
     expect(mm3({ subject_prefix: '[x] ' }).unmapped.filter((u) => u.setting === 'subject_prefix')).toEqual([]);
   });
 
+  it('names what a sender entry it cannot keep is: a regular expression (^), another list (@), or no address', () => {
+    for (const plan of [mm2("accept_these_nonmembers = ['^.*@example\\\\.(com|org)$', '@bumblebees', 'not an address']"), mm3({ accept_these_nonmembers: ['^.*@example\\.(com|org)$', '@bumblebees', 'not an address'] })]) {
+      expect(plan.unmapped.map((u) => `${u.value}: ${u.note}`)).toEqual([
+        '^.*@example\\.(com|org)$: a regular expression: rules here are an address or a whole @domain',
+        "@bumblebees: another list's members (Mailman's @LISTNAME): rules here are an address or a whole @domain",
+        'not an address: not an e-mail address: rules here are an address or a whole @domain',
+      ]);
+      expect(plan.allows).toEqual([]);
+    }
+  });
+
   it('reads "constructor" or "toString" as the unknown values they are, not as Object\'s own properties', () => {
     const plan = mm3({ reply_goes_to_list: 'constructor', subscription_policy: 'toString', archive_policy: '__proto__', member_roster_visibility: 'hasOwnProperty' });
     for (const name of ['reply_to', 'subscribe_policy', 'archive', 'roster_visibility']) expect(setting(plan, name)).toBeUndefined();

@@ -119,6 +119,8 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     const lines = r.stdout.split('\n');
     expect(lines).toContain('  unsubscribe_policy = 0: no equivalent');
     expect(lines).toContain('  ban_list = ^[0-9]+@example\\.org$: a regular expression: rules here are an address or a whole @domain');
+    // @bumblebees is Mailman's "the members of the list bumblebees", not a pattern.
+    expect(lines).toContain("  accept_these_nonmembers = @bumblebees: another list's members (Mailman's @LISTNAME): rules here are an address or a whole @domain");
     expect(lines.some((l) => l.startsWith('  msg_footer = ') && l.endsWith('not filled in: edit the footer'))).toBe(true);
     expect(lines.some((l) => l.startsWith('  dmarc_moderation_action = 3: '))).toBe(true);
     expect(JSON.parse((await cli(['import-mailman', '--json', ...MM2], env)).stdout)).toMatchObject({ changed: false, members: { unchanged: 4 } });

@@ -288,7 +288,11 @@ function addBan(plan: ImportPlan, setting: string, raw: string, kind: 'ban' | 'a
   // The domain spelled as the rules command stores it (U-labels): a rule kept as
   // "@xn--bcher-kva.example" matched no sender, whose address says "bücher.example".
   const key = domain ? domainRuleKey(domain[1].replace(/\\\./g, '.')) : raw.trim().startsWith('^') ? null : normalizeEmail(raw);
-  if (!key) return void plan.unmapped.push({ setting, value: raw, note: 'a regular expression: rules here are an address or a whole @domain' });
+  // In Mailman an entry that starts with ^ is a regular expression, one that starts with @ names
+  // another list, whose members it means (not a domain, as @ does in a rule here); any other is an address.
+  const start = raw.trim()[0];
+  const what = start === '^' ? 'a regular expression' : start === '@' ? 'another list\'s members (Mailman\'s @LISTNAME)' : 'not an e-mail address';
+  if (!key) return void plan.unmapped.push({ setting, value: raw, note: `${what}: rules here are an address or a whole @domain` });
   pushOnce(kind === 'ban' ? plan.bans : plan.allows, key);
 }
 
