@@ -174,7 +174,14 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     ]);
     const names = await db.pool.query(`select email, name from members where email in ('ann@example.com', 'bo@example.com') order by email`);
     expect(names.rows).toEqual([{ email: 'ann@example.com', name: 'Ann Renamed' }, { email: 'bo@example.com', name: 'Bo, B.' }]);
-    await cli(['unsubscribe', 'dev', 'ann@example.com', 'bo@example.com', 'new@example.com'], env);
+    // A name copied from a From header, still in RFC 2047 encoded words, is stored decoded.
+    const encoded = await cli(['subscribe', 'dev', '"=?utf-8?q?Jos=C3=A9?=" <jose@example.org>', '=?utf-8?b?w4FuZ2VsYQ==?= <angela@example.org>', '--json'], env);
+    expect(JSON.parse(encoded.stdout)).toEqual([
+      { email: 'jose@example.org', name: 'José', result: 'added' },
+      { email: 'angela@example.org', name: 'Ángela', result: 'added' },
+    ]);
+    expect((await db.pool.query(`select name from members where email in ('jose@example.org', 'angela@example.org') order by email`)).rows).toEqual([{ name: 'Ángela' }, { name: 'José' }]);
+    await cli(['unsubscribe', 'dev', 'ann@example.com', 'bo@example.com', 'new@example.com', 'jose@example.org', 'angela@example.org'], env);
     const unknown = await cli(['subscribe', 'nosuch', 'a@example.com'], env);
     expect(unknown.code).toBe(3);
     expect(unknown.stderr).toMatch(/no list nosuch/);

@@ -23,6 +23,16 @@ describe('a mailbox as an administrator gives it', () => {
     expect(parseMailbox('Ann "The Bee" Apiarist <ann@example.com>')).toEqual({ email: 'ann@example.com', name: 'Ann The Bee Apiarist' });
   });
 
+  it('decodes RFC 2047 encoded words in the name, as a From header copied in gives them', () => {
+    expect(parseMailbox('=?utf-8?q?Jos=C3=A9?= <jose@example.org>')).toEqual({ email: 'jose@example.org', name: 'José' });
+    expect(parseMailbox('"=?UTF-8?B?SsO8cmdlbg==?= =?utf-8?q?_M=C3=BCller?=" <jm@example.org>')).toEqual({ email: 'jm@example.org', name: 'Jürgen Müller' });
+    expect(parseMailbox('=?iso-8859-1?q?Fran=E7ois?= Dupont <fd@example.org>')).toEqual({ email: 'fd@example.org', name: 'François Dupont' });
+    // A control character that an encoded word hid is a space: the name stays one line, without a NUL.
+    expect(parseMailbox('=?utf-8?q?Ann=00Bee=0A?= <ab@example.org>')).toEqual({ email: 'ab@example.org', name: 'Ann Bee' });
+    // A charset nobody knows leaves the word as it was.
+    expect(parseMailbox('=?x-unknown?q?abc?= <u@example.org>')).toEqual({ email: 'u@example.org', name: '=?x-unknown?q?abc?=' });
+  });
+
   it('refuses two mailboxes in one, or stray angle brackets, instead of keeping the last', () => {
     for (const input of ['Ann <ann@example.com>, Ben <ben@example.com>', 'Evil <x@example.com> <y@example.com>', 'ann@example.com>', 'Ann <ann@example.com']) {
       expect(parseMailbox(input).email, input).toBeNull();

@@ -4,6 +4,7 @@
  */
 
 import url from 'node:url';
+import { decodeHeaderWords } from './header-words.ts';
 
 export type Role = 'post' | 'request' | 'subscribe' | 'unsubscribe' | 'confirm' | 'owner' | 'bounces';
 
@@ -207,15 +208,20 @@ const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /**
  * `EMAIL` or `"Name <EMAIL>"` as an administrator gives it (`listkeeper subscribe`, the REST API):
- * the canonical address (null when it is none) and the name, if any (at most 200 characters).
+ * the canonical address (null when it is none) and the name, if any (at most 200 characters),
+ * its RFC 2047 encoded words (`=?utf-8?q?Jos=C3=A9?=`, as a From header gives it) decoded.
  */
 export function parseMailbox(input: string): { email: string | null; name: string | null } {
   // A control character (a NUL, a line break) in a name would be stored, or refused by PostgreSQL
   // without saying which line: the mailbox is refused here instead.
   if (CONTROL.test(input)) return { email: null, name: null };
   const { address, name } = splitMailbox(input);
-  return { email: address === null ? null : normalizeEmail(address), name: name?.slice(0, 200) ?? null };
+  // One decoded may hold a control character all the same (=00, =0A): a space, so the name stays one line.
+  const decoded = name === null ? null : decodeHeaderWords(name).replace(CONTROLS, ' ').trim() || null;
+  return { email: address === null ? null : normalizeEmail(address), name: decoded?.slice(0, 200) ?? null };
 }
+
+const CONTROLS = new RegExp(CONTROL.source, 'g');
 
 /**
  * `Name <addr>`, `"Name" <addr>` or a bare address, split (not checked): one mailbox only. A name
