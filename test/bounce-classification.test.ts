@@ -89,4 +89,13 @@ describe('hostile bounces', () => {
     expect((await read(dsn('bob\u0000@example.org', '550 5.1.1 user\u0000 unknown')))[0])
       .toMatchObject({ recipient: 'bob@example.org', diagnostic: '550 5.1.1 user unknown', kind: 'hard', category: 'no_such_user' });
   });
+
+  it('makes a NUL harmless where an auto-reply or a plain-text report is quoted: a space in the diagnostic, nothing in an address', async () => {
+    expect(await read('From: bob@example.net\r\nSubject: Out of office: Release\u0000planning\r\n\r\nAway.\r\n'))
+      .toEqual([expect.objectContaining({ category: 'auto_reply', diagnostic: 'an automatic reply (Subject: Out of office: Release planning): never counted' })]);
+    expect(await read('From: bob@example.net\r\nX-Autoreply: yes\u0000\r\nSubject: Re: x\r\n\r\nAway.\r\n'))
+      .toEqual([expect.objectContaining({ category: 'auto_reply', diagnostic: 'an automatic reply (x-autoreply: yes ): never counted' })]);
+    const exim = bounce('exim-plain-user-unknown.eml').toString('latin1').replace(/^/, 'X-Failed-Recipients: gone\u0000@example.org\r\n');
+    expect((await read(exim))[0]).toMatchObject({ recipient: 'gone@example.org', failed: true });
+  });
 });

@@ -69,6 +69,19 @@ describe('automatic replies at the VERP address', () => {
     expect(rows[1].diagnostic).toContain('neither a delivery status notification');
     expect(rows[3].diagnostic).toContain('Precedence: auto_reply');
   });
+
+  it('takes an auto-reply whose Subject holds a NUL with 250, recording it with a space for the NUL', async () => {
+    // PostgreSQL stores no NUL in text: the Subject quoted in the record made the whole message a 554.
+    await addMember(db.pool, dev.id, 'nul@example.org', 'each');
+    const member = (await findMember(db.pool, dev.id, 'nul@example.org'))!;
+    const res = await sendRaw(smtp.port, { from: '', to: [`dev-bounces+${member.token}@lists.example.org`] }, fixture('vacation-subject-with-nul.eml'));
+    expect([res.ok, res.response]).toEqual([true, expect.stringMatching(/^250 /)]);
+    const [b] = await memberBounces(db.pool, member.id);
+    expect(b).toMatchObject({ kind: 'unknown', category: 'auto_reply', counted: false });
+    expect(b.diagnostic).toContain('Subject: Out of office: Release planning');
+    expect((await findMember(db.pool, dev.id, 'nul@example.org'))!).toMatchObject({ status: 'active', bounce_score: 0 });
+    expect((await db.pool.query(`select count(*)::int as n from ingest_errors`)).rows[0].n).toBe(0);
+  });
 });
 
 describe('plain-text bounce formats besides DSNs', () => {

@@ -31,6 +31,13 @@ export interface BounceInput {
 }
 
 export function readBounce(m: BounceInput): BounceReport[] {
+  // A report quotes the mail (its Subject, a header, lines of the text) and is stored as text,
+  // where PostgreSQL takes no NUL: one, in an auto-reply's Subject, made the message a 554. In the
+  // diagnostic a NUL is a space; in an address, nothing (as in a DSN's fields).
+  return reportsOf(m).map((r) => ({ ...r, recipient: r.recipient?.replaceAll('\u0000', '') || null, diagnostic: r.diagnostic?.replaceAll('\u0000', ' ') ?? null }));
+}
+
+function reportsOf(m: BounceInput): BounceReport[] {
   // What only auto-responders write wins over everything: such mail is never a bounce.
   const subject = m.headers.get('subject')?.[0] ?? '';
   const responder = autoResponderMark(m.headers) ?? (isVacationSubject(subject) ? { evidence: `Subject: ${subject.slice(0, 200)}` } : null);
