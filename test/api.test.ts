@@ -8,6 +8,7 @@
  */
 
 import crypto from 'node:crypto';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiToken } from '../src/core/api-tokens.ts';
 import { createList } from '../src/db/lists.ts';
@@ -447,6 +448,36 @@ describe('hostile and malformed requests', () => {
     const badUrl = await api('GET', '/lists/%ff');
     expect(badUrl.status).toBe(400);
     expect(badUrl.body.error).toBe('bad_request');
+  });
+});
+
+describe('absolute-form request lines', () => {
+  /** One request written as a proxy writes it, `GET http://host:port/… HTTP/1.1`, over a raw socket: status, Content-Type, body. */
+  async function absoluteForm(target: string): Promise<{ status: number; type: string; body: string }> {
+    const { host } = new URL(web.url);
+    const socket = net.connect(Number(new URL(web.url).port), '127.0.0.1');
+    try {
+      socket.write(`GET ${web.url}${target} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${tokens.admin}\r\nConnection: close\r\n\r\n`);
+      const chunks: Buffer[] = [];
+      for await (const chunk of socket) chunks.push(chunk as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const [head, ...rest] = text.split('\r\n\r\n');
+      return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]), type: /^content-type: *(.*)$/im.exec(head)?.[1] ?? '', body: rest.join('\r\n\r\n') };
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  it("answers an API request that fails before the API's router with the API's JSON error, not the HTML page", async () => {
+    const ok = await absoluteForm('/api/v1/lists/mod');
+    expect([ok.status, ok.type]).toEqual([200, expect.stringMatching(/^application\/json/)]);
+    // A path that is not UTF-8 is refused by checkUrl, before any router runs.
+    const bad = await absoluteForm('/api/v1/lists/%ff');
+    expect([bad.status, bad.type]).toEqual([400, expect.stringMatching(/^application\/json/)]);
+    expect(JSON.parse(bad.body.slice(bad.body.indexOf('{'), bad.body.lastIndexOf('}') + 1))).toMatchObject({ error: 'bad_request' });
+    // A page's address in the same form still gets the page's answer.
+    const page = await absoluteForm('/lists/%ff');
+    expect([page.status, page.type]).toEqual([400, expect.stringMatching(/^text\/html/)]);
   });
 });
 

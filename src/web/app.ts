@@ -95,8 +95,10 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
 
   app.use((req, res) => render(ctx.views, req, res, 'error.njk', { title: 'Not found', message: 'There is no page at this address.' }, 404));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    // What checkUrl refuses before the API's router runs is answered in the API's JSON too.
-    if (req.originalUrl.startsWith('/api/')) return apiErrorHandler(err, req, res, _next);
+    // What checkUrl refuses before the API's router runs is answered in the API's JSON too. By the
+    // path: an absolute-form request line (GET http://host/api/v1/… HTTP/1.1, which HTTP/1.1
+    // allows and some proxies send) keeps its scheme and host in originalUrl, and got the HTML page.
+    if (req.path.startsWith('/api/')) return apiErrorHandler(err, req, res, _next);
     err = refusedByDatabase(req, err) ?? err;
     if (err instanceof MembersOnly) {
       // Not a dead end: log in and come back here, or subscribe.
