@@ -47,6 +47,15 @@ describe('adding members', () => {
     expect(await findMember(db.pool, dev.id, 'p2@example.org')).toMatchObject({ name: 'Pat Two', mode: 'each' });
   });
 
+  it('reads names in pasted lines and CSV rows as subscribe does: encoded words decoded, one line', async () => {
+    const r = await owner.post(`${M}/add`, { addresses: '=?utf-8?q?Jos=C3=A9_Pe=C3=B1a?= <jose@example.org>\n"=?iso-8859-1?q?Ren=E9e?=" <renee@example.org>\nnul@example.org,=?utf-8?q?Nul=0AName?=,each', mode: 'each' });
+    expect(r.status).toBe(200);
+    expect(r.text).toMatch(/<strong>3<\/strong> added/);
+    expect(await findMember(db.pool, dev.id, 'jose@example.org')).toMatchObject({ name: 'José Peña' });
+    expect(await findMember(db.pool, dev.id, 'renee@example.org')).toMatchObject({ name: 'Renée' });
+    expect(await findMember(db.pool, dev.id, 'nul@example.org')).toMatchObject({ name: 'Nul Name' });
+  });
+
   it('adds members from an uploaded CSV file with a header row, quoted cells and per-row modes', async () => {
     const form = new FormData();
     form.set('csv', new Blob([fs.readFileSync(path.join(import.meta.dirname, 'fixtures/admin/members.csv'))], { type: 'text/csv' }), 'members.csv');

@@ -216,12 +216,20 @@ export function parseMailbox(input: string): { email: string | null; name: strin
   // without saying which line: the mailbox is refused here instead.
   if (CONTROL.test(input)) return { email: null, name: null };
   const { address, name } = splitMailbox(input);
-  // One decoded may hold a control character all the same (=00, =0A): a space, so the name stays one line.
-  const decoded = name === null ? null : decodeHeaderWords(name).replace(CONTROLS, ' ').trim() || null;
-  return { email: address === null ? null : normalizeEmail(address), name: decoded?.slice(0, 200) ?? null };
+  return { email: address === null ? null : normalizeEmail(address), name: name === null ? null : displayName(name) };
 }
 
 const CONTROLS = new RegExp(CONTROL.source, 'g');
+
+/**
+ * A member's name as given with an address (`subscribe`, the API, the panel's pasted lines and
+ * CSV files): RFC 2047 encoded words (`=?utf-8?q?Jos=C3=A9?=`, as a From header gives it) decoded,
+ * control characters (raw, or decoded from =00 or =0A) made spaces so that it is one line and
+ * PostgreSQL takes it, at most 200 characters; null when nothing is left.
+ */
+export function displayName(raw: string): string | null {
+  return decodeHeaderWords(raw).replace(CONTROLS, ' ').trim().slice(0, 200) || null;
+}
 
 /**
  * `Name <addr>`, `"Name" <addr>` or a bare address, split (not checked): one mailbox only. A name
