@@ -300,6 +300,15 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(bad.stderr).toContain('colour: no such setting');
     expect(bad.stderr).toContain('max_message_size: must be a whole number');
     expect((await findList(db.pool, 'settable@lists.example.org')).subject_prefix).toBe('[settable]');
+    // A name, description or subject prefix is one line: a line break is refused, on create too.
+    const broken = await cli(['list', 'set', 'settable', 'description=first\nsecond', 'subject_prefix=[x]\r\nBcc: x@example.org', 'name=Two\tparts'], env);
+    expect(broken.code).not.toBe(0);
+    for (const name of ['description', 'subject_prefix', 'name']) expect(broken.stderr).toContain(`${name}: must be one line, without control characters`);
+    expect((await findList(db.pool, 'settable@lists.example.org')).subject_prefix).toBe('[settable]');
+    const created = await cli(['list', 'create', 'twolines', '--name', 'Two\nlines'], env);
+    expect(created.code).not.toBe(0);
+    expect(created.stderr).toContain('name: must be one line, without control characters');
+    expect((await db.pool.query(`select 1 from lists where address = 'twolines@lists.example.org'`)).rowCount).toBe(0);
     // Numbers in decimal only: Number() would read 16 from "0x10" and 1000 from "1e3".
     for (const odd of ['0x10', '1e3', '0b11', ' ']) {
       const r = await cli(['list', 'set', 'settable', `max_message_size=${odd}`], env);

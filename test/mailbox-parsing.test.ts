@@ -60,6 +60,15 @@ describe('list_members output named after its flag', () => {
   });
 });
 
+describe('Mailman settings that are one line here', () => {
+  it('fold a line break in a name, description or subject prefix into a space, where list set would refuse it', () => {
+    const plan = readMailmanFiles([{ name: 'x.json', text: JSON.stringify({
+      config: { list_name: 'x', mail_host: 'lists.example.org', display_name: 'Two\nLines', description: 'first line\r\nsecond line', subject_prefix: '[x]\n' },
+    }) }]);
+    expect(Object.fromEntries(plan.settings.filter(([k]) => ['name', 'description', 'subject_prefix'].includes(k)))).toEqual({ name: 'Two Lines', description: 'first line second line', subject_prefix: '[x]' });
+  });
+});
+
 describe('a Mailman 3 configuration without its host', () => {
   it('is refused as naming no list address, not imported as LIST@undefined', () => {
     expect(() => readMailmanFiles([{ name: 'nohost.json', text: '{"list_name": "nohost"}' }])).toThrow(/names no list address/);

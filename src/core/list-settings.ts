@@ -12,7 +12,7 @@ import { InvalidInput } from '../errors.ts';
 import { ARCHIVE_POLICIES, AUTH_POLICIES, SYNCHRONOUS_COMMITS, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { checkTemplate, type TemplateName } from '../mail/templates.ts';
-import { updateListSettings } from './lists.ts';
+import { oneLineProblem, updateListSettings } from './lists.ts';
 
 interface Setting {
   /** core settings are the list's identity and policies; delivery ones its sending options */
@@ -30,6 +30,11 @@ const oneOf = (allowed: readonly string[]) => (v: string) => {
 const text = (max: number) => (v: string) => {
   if (v.length > max) throw new Error(`at most ${max} characters`);
   return v;
+};
+const line = (max: number) => (v: string) => {
+  const problem = oneLineProblem(v);
+  if (problem) throw new Error(problem);
+  return text(max)(v);
 };
 // Written in decimal: Number() alone also reads "0x10", "1e3" and "0b11", which a form or a
 // script setting a size meant as something else.
@@ -90,12 +95,12 @@ const privateKey = (v: string) => {
 const template = (name: TemplateName) => (v: string) => checkTemplate(name, text(5000)(v.replace(/\r\n?/g, '\n')));
 
 export const LIST_SETTINGS: Record<string, Setting> = {
-  name: { group: 'core', parse: (v) => { if (!v.trim()) throw new Error('a name'); return text(200)(v.trim()); } },
-  description: { group: 'core', parse: text(1000) },
+  name: { group: 'core', parse: (v) => { if (!v.trim()) throw new Error('a name'); return line(200)(v.trim()); } },
+  description: { group: 'core', parse: line(1000) },
   post_policy: { group: 'core', parse: oneOf(POST_POLICIES) },
   subscribe_policy: { group: 'core', parse: oneOf(SUBSCRIBE_POLICIES) },
   archive: { group: 'core', parse: oneOf(ARCHIVE_POLICIES) },
-  subject_prefix: { group: 'delivery', parse: text(100) },
+  subject_prefix: { group: 'delivery', parse: line(100) },
   footer: { group: 'delivery', parse: template('footer') },
   reply_to: { group: 'delivery', parse: oneOf(REPLY_TO_POLICIES) },
   reply_to_address: { group: 'delivery', parse: optional(email) },

@@ -17,11 +17,24 @@ export interface ListCreation extends Omit<NewList, 'name'> {
   name?: string;
 }
 
+/**
+ * Why a list's name, description or subject prefix is refused: each is one line, and goes into
+ * headers (the Subject, List-Id's phrase) and one-line fields. Headers encode or drop a line break
+ * anyway; refused here, it is never stored to surprise a later use.
+ */
+export function oneLineProblem(v: string): string | null {
+  return /[\x00-\x1f\x7f]/.test(v) ? 'one line, without control characters' : null;
+}
+
 /** Creates a list; an address without @ takes `mailDomain`. Owners are e-mail addresses, already checked. */
 export async function createList(pool: pg.Pool, input: ListCreation, opts: { actor: string; mailDomain: string }): Promise<ListRow> {
   const address = (input.address.includes('@') ? input.address : `${input.address}@${opts.mailDomain}`).toLowerCase();
   const problem = listAddressProblem(address);
   if (problem) throw new InvalidInput(problem);
+  for (const [field, value] of [['name', input.name ?? ''], ['description', input.description ?? '']]) {
+    const refused = oneLineProblem(value);
+    if (refused) throw new InvalidInput(`${field}: must be ${refused} (got ${JSON.stringify(value.slice(0, 60))})`);
+  }
   const owners = [...new Set(input.owners)];
   return withTransaction(pool, async (tx) => {
     const list = await insertList(tx, { ...input, address, name: input.name || address.split('@')[0], owners });

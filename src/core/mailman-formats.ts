@@ -296,6 +296,13 @@ function addBan(plan: ImportPlan, setting: string, raw: string, kind: 'ban' | 'a
   pushOnce(kind === 'ban' ? plan.bans : plan.allows, key);
 }
 
+/** Settings that are one line here (core/lists.ts oneLineProblem): Mailman's, with a line break in them, are folded rather than refused. */
+const ONE_LINE = new Set(['name', 'description', 'subject_prefix']);
+
+function oneLine(setting: string, v: string): string {
+  return ONE_LINE.has(setting) ? v.replace(/[\x00-\x1f\x7f]+/g, ' ').trim() : v;
+}
+
 const MM3_REPLY = new Map([['no_munging', 'none'], ['point_to_list', 'list'], ['explicit_header', 'address'], ['explicit_header_only', 'address']]);
 // Both Mailmans fill %d (or %05d) of a subject prefix with the post's number.
 const POST_NUMBER_NOTE = 'the post number (%d) is not filled in';
@@ -319,7 +326,7 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
     used.add(k);
     return c[k];
   };
-  const set = (name: string, v: unknown) => plan.settings.push([name, String(v)]);
+  const set = (name: string, v: unknown) => plan.settings.push([name, oneLine(name, String(v))]);
   const note = (k: string, note: string) => plan.unmapped.push({ setting: k, value: show(c[k]), note });
 
   if (typeof val('display_name') === 'string' && c.display_name) set('name', c.display_name);
@@ -422,7 +429,7 @@ function readMailman2Config(file: string, text: string, plan: ImportPlan) {
     const v = val(k);
     return typeof v === 'boolean' ? Number(v) : typeof v === 'number' ? v : null;
   };
-  const set = (name: string, v: unknown) => plan.settings.push([name, String(v)]);
+  const set = (name: string, v: unknown) => plan.settings.push([name, oneLine(name, String(v))]);
   const note = (k: string, n: string) => plan.unmapped.push({ setting: k, value: show(c.get(k)), note: n });
 
   if (typeof c.get('real_name') === 'string') set('name', c.get('real_name'));
