@@ -333,11 +333,133 @@ describe('the primary address', () => {
       const { account } = await upsertAccount(db.pool, x);
       await db.pool.query('insert into account_addresses (account_id, email, verified_at) values ($1, $2, now())', [account.id, y]);
       const who = { accountId: account.id, email: x };
-      await Promise.allSettled([makePrimaryAddress(db.pool, who, y), removeAccountAddress(db.pool, who, y)]);
+      await Promise.allSettled([makePrimaryAddress(db.pool, who, y, web.cfg), removeAccountAddress(db.pool, who, y, web.cfg)]);
       // Whichever went first, the account's primary address is one of its addresses.
       const { rows } = await db.pool.query(`select a.email, exists (select 1 from account_addresses aa where aa.account_id = a.id and aa.email = a.email and aa.verified_at is not null) as kept
                                               from accounts a where a.id = $1`, [account.id]);
       expect(rows[0].kept, `round ${round}: primary ${rows[0].email}`).toBe(true);
     }
+  });
+});
+
+/** Makes the account's sessions come from a login of `minutes` ago, as a cookie taken some time after the owner logged in. */
+const ageSessions = (email: string, minutes = 16) => db.pool.query(
+  `update sessions set created_at = now() - make_interval(mins => $2) where account_id = (select id from accounts where email = $1)`, [email, minutes]);
+
+const primaryOf = async (accountId: number) => (await db.pool.query('select email from accounts where id = $1', [accountId])).rows[0]?.email;
+
+describe('a session whose login is not recent', () => {
+  it('cannot add, make primary or remove an address, nor set a first password: it is sent to log in again, and nothing changes', async () => {
+    const me = await loggedIn(db, web.url, 'olga@example.org');
+    await addVerified(me, 'olga2@example.org');
+    await db.pool.query('delete from outbox');
+    const { id } = (await db.pool.query(`select id from accounts where email = 'olga@example.org'`)).rows[0];
+    await ageSessions('olga@example.org');
+    // What a stolen cookie was used for: an address of the thief's, made primary, the owner's removed, a password set.
+    for (const [path, form] of [
+      ['/account/addresses', { email: 'thief@example.net' }],
+      ['/account/addresses/primary', { email: 'olga2@example.org' }],
+      ['/account/addresses/remove', { email: 'olga2@example.org' }],
+      ['/account/addresses/remove', { email: 'olga2@example.org', confirm: '1' }],
+      ['/account/password', { password: 'the thief chose this', confirm: 'the thief chose this' }],
+    ] as const) {
+      const r = await me.post(path, form);
+      expect(r.status, path).toBe(303);
+      expect(r.location, path).toBe('/account/reauthenticate');
+    }
+    expect(await primaryOf(id)).toBe('olga@example.org');
+    expect((await db.pool.query('select email from account_addresses where account_id = $1 order by email', [id])).rows.map((r) => r.email))
+      .toEqual(['olga2@example.org', 'olga@example.org']);
+    expect((await db.pool.query('select password_hash from accounts where id = $1', [id])).rows[0].password_hash).toBeNull();
+    expect(await queuedMail(db)).toEqual([]);
+    // The page says how to log in again: no password here, so a link to the primary address.
+    const page = await me.get('/account/reauthenticate');
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('Log in again');
+    expect(page.text).toContain('Mail me a login link');
+    expect(page.text).not.toContain('name="password"');
+  });
+
+  it('logs in again by a link mailed to the primary address, and the fresh session may make the change', async () => {
+    const me = await loggedIn(db, web.url, 'pam@example.org');
+    await addVerified(me, 'pam2@example.org');
+    await ageSessions('pam@example.org');
+    const old = me.jar.get('lk_session')!;
+    const sent = await me.post('/account/reauthenticate/link');
+    expect(sent.status).toBe(200);
+    expect(sent.text).toContain('A login link is on its way to <strong>pam@example.org</strong>');
+    expect(await queuedMail(db, 'pam2@example.org')).toHaveLength(1); // only its verification link
+    const mails = await queuedMail(db, 'pam@example.org');
+    expect(mails.map((m) => m.subject)).toEqual(['Log in again to change your account']);
+    const url = new URL(/https?:\/\/\S+\/login\/link\/\S+/.exec(mails[0].text)![0]);
+    expect(url.searchParams.get('next')).toBe('/account/reauthenticate');
+    const login = await me.post(url.pathname, { next: url.searchParams.get('next')! });
+    expect(login.status).toBe(303);
+    expect(login.location).toBe('/account/reauthenticate');
+    expect(me.jar.get('lk_session')).not.toBe(old);
+    const back = await me.get('/account/reauthenticate');
+    expect(back.location).toBe('/account');
+    expect((await me.get('/account')).text).toContain('For the next 15 minutes you can change your addresses and password');
+    expect((await me.post('/account/addresses/primary', { email: 'pam2@example.org' })).status).toBe(303);
+    expect(await loggedInAs(me)).toBe('pam2@example.org');
+    // The old cookie is worth nothing now.
+    const thief = new WebClient(web.url);
+    thief.jar.set('lk_session', old);
+    expect(await loggedInAs(thief)).toBeNull();
+  });
+
+  it('logs in again with the password, which counts against the login limits; a password is changed with the current one', async () => {
+    await upsertAccount(db.pool, 'quin@example.org', { passwordHash: await hashPassword(PASSWORD) });
+    const me = await loggedIn(db, web.url, 'quin@example.org');
+    await addVerified(me, 'quin2@example.org');
+    await ageSessions('quin@example.org');
+    expect((await me.post('/account/addresses/remove', { email: 'quin2@example.org', confirm: '1' })).location).toBe('/account/reauthenticate');
+    const page = (await me.get('/account/reauthenticate')).text;
+    expect(page).toContain('name="password"');
+    const wrong = await me.post('/account/reauthenticate', { password: 'not it at all' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.text).toContain('That password is not right.');
+    expect((await db.pool.query(`select hits from rate_limits where key = 'login:fail:quin@example.org'`)).rows).toEqual([{ hits: 1 }]);
+    expect((await me.post('/account/addresses/remove', { email: 'quin2@example.org', confirm: '1' })).location).toBe('/account/reauthenticate');
+    const right = await me.post('/account/reauthenticate', { password: PASSWORD });
+    expect(right.status).toBe(303);
+    expect(right.location).toBe('/account');
+    expect((await me.post('/account/addresses/remove', { email: 'quin2@example.org', confirm: '1' })).status).toBe(303);
+    expect(await verifiedAt('quin@example.org', 'quin2@example.org')).toBeUndefined();
+    // The current password is itself the proof: an old session changes it with it.
+    await ageSessions('quin@example.org');
+    expect((await me.post('/account/password', { current: PASSWORD, password: 'a new long password', confirm: 'a new long password' })).location).toBe('/account');
+    expect((await new WebClient(web.url, { 'x-forwarded-for': '198.51.100.30' }).post('/login', { email: 'quin@example.org', password: 'a new long password' })).status).toBe(303);
+  });
+});
+
+describe('notices of changes to the addresses', () => {
+  it('tells the address that stops being primary, without naming the new one', async () => {
+    const me = await loggedIn(db, web.url, 'rita@example.org');
+    await addVerified(me, 'rita.new@example.org');
+    expect((await me.post('/account/addresses/primary', { email: 'rita.new@example.org' })).status).toBe(303);
+    const mails = await queuedMail(db, 'rita@example.org');
+    expect(mails.map((m) => m.subject)).toEqual(['Your primary address was changed']);
+    const text = mails[0].text;
+    expect(text).toContain(`The primary address of your account on ${web.url} was changed on`);
+    expect(text).toMatch(/changed on \d{4}-\d\d-\d\d \d\d:\d\d UTC: it was rita@example\.org \(this address\), it is now another address/);
+    expect(text).toContain('If you did not, someone else may be using your account.');
+    expect(text).toContain('Log out everywhere else');
+    expect(text).not.toContain('rita.new');
+    expect(await queuedMail(db, 'rita.new@example.org')).toHaveLength(1); // its verification link only
+  });
+
+  it('tells a verified address that it was removed, and not one that was never verified', async () => {
+    const me = await loggedIn(db, web.url, 'sam@example.org');
+    await addVerified(me, 'sam.old@example.org');
+    await me.post('/account/addresses', { email: 'sam.typo@example.org' });
+    await db.pool.query('delete from outbox');
+    expect((await me.post('/account/addresses/remove', { email: 'sam.old@example.org', confirm: '1' })).status).toBe(303);
+    expect((await me.post('/account/addresses/remove', { email: 'sam.typo@example.org', confirm: '1' })).status).toBe(303);
+    const mails = await queuedMail(db);
+    expect(mails.map((m) => [m.to, m.subject])).toEqual([['sam.old@example.org', 'An address was removed from your account']]);
+    expect(mails[0].text).toMatch(/sam\.old@example\.org \(this address\) was removed from its account on \S+ on \d{4}-\d\d-\d\d \d\d:\d\d UTC\./);
+    expect(mails[0].text).toContain('If you did not, someone else may be using your account.');
+    expect(mails[0].text).not.toContain('sam@example.org');
   });
 });

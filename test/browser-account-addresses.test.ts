@@ -67,4 +67,24 @@ describe('the addresses of an account on a 390 px phone', () => {
     await expectFitsAndAccessible(page);
     await context.close();
   }, 120_000);
+
+  it('sends an old session to log in again before making an address primary, and mails it a link', async () => {
+    await db.pool.query(`update sessions set created_at = now() - interval '1 hour'`);
+    const context = await browser.newContext({ viewport: PHONE, bypassCSP: true });
+    await context.addCookies([{ name: 'lk_session', value: session, url: web.url }]);
+    const page = await context.newPage();
+    await page.goto(`${web.url}/account`);
+    await page.click(`tr[data-address="${LONG}"] button:has-text("Make primary")`);
+    await page.waitForURL(`${web.url}/account/reauthenticate`);
+    expect(await page.textContent('h1')).toBe('Log in again');
+    await expectFitsAndAccessible(page);
+    await page.click('form[action="/account/reauthenticate/link"] button');
+    await page.waitForLoadState();
+    expect(await page.textContent('[role=status]')).toContain('A login link is on its way to me@example.org');
+    await expectFitsAndAccessible(page);
+    // Still the primary address: nothing was changed.
+    const { rows } = await db.pool.query(`select email from accounts where email = 'me@example.org'`);
+    expect(rows).toHaveLength(1);
+    await context.close();
+  }, 120_000);
 });

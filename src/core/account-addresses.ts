@@ -2,7 +2,9 @@
  * An account's several addresses, as a Mailman 3 user has them: adding one mails a link to it;
  * following that link, logged in as the same account, verifies it; a verified address can become
  * the primary one (accounts.email); any other can be removed. Every change is audited in its
- * transaction under the account's primary address.
+ * transaction under the account's primary address; the address that stops being primary, and a
+ * verified address removed, are told by mail in it too. The web asks for a recent login before
+ * any of these (web/account/reauthenticate.ts).
  *
  * Adding an address never tells whether another account holds it: the same row, the same mail
  * and the same answer either way. The link is refused when followed if the address is verified
@@ -20,7 +22,7 @@ import { withTransaction } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import { InvalidInput } from '../errors.ts';
 import { normalizeEmail } from '../mail/address.ts';
-import { absoluteUrl, verifyAddressUrl } from '../mail/urls.ts';
+import { absoluteUrl, loginUrl, verifyAddressUrl } from '../mail/urls.ts';
 import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
 
@@ -42,7 +44,7 @@ export type AddAddressOutcome = 'sent' | 'yours';
  * one of the account's verified addresses; otherwise 'sent', whatever else is true of it (over
  * the rate limits nothing is mailed, and the answer does not say so).
  */
-export async function addAddress(pool: pg.Pool, who: AccountRef, input: string, settings: Pick<CoreSettings, 'publicUrl' | 'noticeFrom' | 'mailDomain'>): Promise<{ outcome: AddAddressOutcome; email: string }> {
+export async function addAddress(pool: pg.Pool, who: AccountRef, input: string, settings: NoticeSettings): Promise<{ outcome: AddAddressOutcome; email: string }> {
   const email = normalizeEmail(input);
   if (!email) throw new InvalidInput(`"${input}" is not an e-mail address.`, 'invalid_email');
   const underLimit = (await allowHit(pool, `maillink:verify:account:${who.accountId}`, LIMITS.perAccount, LIMITS.windowSeconds))
@@ -92,22 +94,70 @@ export async function followVerifyLink(pool: pg.Pool, who: AccountRef, token: st
   });
 }
 
-/** Removes an address of the account, never its primary one; whether there was one to remove. */
-export async function removeAccountAddress(pool: pg.Pool, who: AccountRef, email: string): Promise<boolean> {
+/** What the notices of this module need: the site's address and where its mail comes from. */
+type NoticeSettings = Pick<CoreSettings, 'publicUrl' | 'noticeFrom' | 'mailDomain'>;
+
+/** "2026-03-02 10:00 UTC": when a change was made, in the notice that tells of it. */
+function noticeTime(at: Date): string {
+  return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+/** What to do when a change to the account was not one's own, at the end of its notice. */
+function notYou(settings: NoticeSettings, withThisAddress: boolean): string {
+  return `If you made this change, there is nothing more to do.\n\n`
+    + `If you did not, someone else may be using your account. `
+    + (withThisAddress
+      ? `Log in with this address (${absoluteUrl(settings.publicUrl, loginUrl())}): on your account page, make it primary again, `
+      : `Log in with another address of the account (${absoluteUrl(settings.publicUrl, loginUrl())}): on your account page, `)
+    + `remove the addresses you do not know, change your password (or set one), and choose "Log out everywhere else". `
+    + `If you cannot log in any more, ask the administrators of ${settings.publicUrl} for help.\n`;
+}
+
+/**
+ * Removes an address of the account, never its primary one; whether there was one to remove. A
+ * verified address is told, in the same transaction (a thief removing the owner's address is seen
+ * at once); one never verified is not, for it may be anyone's (added, then removed, to mail them).
+ */
+export async function removeAccountAddress(pool: pg.Pool, who: AccountRef, email: string, settings: NoticeSettings): Promise<boolean> {
   if (email === who.email) throw new InvalidInput('Your primary address cannot be removed: make another address primary first.', 'primary_address');
   return withTransaction(pool, async (tx) => {
     const removed = await removeAddress(tx, who.accountId, email);
-    if (removed) await recordAudit(tx, { actor: who.email, action: 'account.address_remove', target: email });
-    return removed;
+    if (!removed) return false;
+    await recordAudit(tx, { actor: who.email, action: 'account.address_remove', target: email });
+    if (removed.verified) {
+      // Not the account's primary address: it may be anyone's now, or the thief's.
+      await sendNotice(tx, {
+        site: settings,
+        to: email,
+        subject: 'An address was removed from your account',
+        text: `${email} (this address) was removed from its account on ${settings.publicUrl} on ${noticeTime(new Date())}. `
+          + `It no longer logs in to that account. Its subscriptions to lists stay as they are.\n\n`
+          + notYou(settings, false),
+      });
+    }
+    return true;
   });
 }
 
-/** Makes a verified address the account's primary one (login name, audit name, notices). */
-export async function makePrimaryAddress(pool: pg.Pool, who: AccountRef, email: string): Promise<void> {
+/**
+ * Makes a verified address the account's primary one (login name, audit name, notices). The
+ * address that stops being primary is told, in the same transaction, without the new one.
+ */
+export async function makePrimaryAddress(pool: pg.Pool, who: AccountRef, email: string, settings: NoticeSettings): Promise<void> {
   await withTransaction(pool, async (tx) => {
     if (!(await setPrimaryAddress(tx, who.accountId, email))) {
       throw new InvalidInput(`${email} is not a verified address of your account, or is already its primary one.`, 'not_verified');
     }
     await recordAudit(tx, { actor: who.email, action: 'account.primary', target: email, detail: { previous: who.email } });
+    // "Another address": the one who may have taken the account is not named to its owner's old
+    // address, which may be read by others (a shared or forwarded mailbox).
+    await sendNotice(tx, {
+      site: settings,
+      to: who.email,
+      subject: 'Your primary address was changed',
+      text: `The primary address of your account on ${settings.publicUrl} was changed on ${noticeTime(new Date())}: it was ${who.email} (this address), it is now another address of the account, where the site's mail to you goes from now on. `
+        + `This address stays a verified address of the account: you can still log in with it.\n\n`
+        + notYou(settings, true),
+    });
   });
 }

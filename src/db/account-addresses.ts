@@ -75,15 +75,19 @@ async function lockAccount(db: Queryable, accountId: number): Promise<void> {
   await db.query('select 1 from accounts where id = $1 for update', [accountId]);
 }
 
-/** Removes one of the account's addresses, never its primary one; whether it removed it. In a transaction (the lock). */
-export async function removeAddress(db: Queryable, accountId: number, email: string): Promise<boolean> {
+/**
+ * Removes one of the account's addresses, never its primary one: whether it was verified, or null
+ * when there was none to remove. In a transaction (the lock).
+ */
+export async function removeAddress(db: Queryable, accountId: number, email: string): Promise<{ verified: boolean } | null> {
   await lockAccount(db, accountId);
-  const { rowCount } = await db.query(
+  const { rows } = await db.query<{ verified: boolean }>(
     `delete from account_addresses aa using accounts a
-      where a.id = aa.account_id and aa.account_id = $1 and aa.email = $2 and aa.email <> a.email`,
+      where a.id = aa.account_id and aa.account_id = $1 and aa.email = $2 and aa.email <> a.email
+      returning aa.verified_at is not null as verified`,
     [accountId, email],
   );
-  return (rowCount ?? 0) > 0;
+  return rows[0] ?? null;
 }
 
 /** Makes a verified address of the account its primary one; whether it did. In a transaction (the lock). */

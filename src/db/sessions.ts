@@ -11,11 +11,18 @@ export interface SessionAccount {
   has_list_role: boolean;
   /** the session was last touched long enough ago to refresh its expiry */
   stale: boolean;
+  /** the session was opened by a login less than RECENT_LOGIN_MINUTES ago */
+  recent_login: boolean;
 }
 
 /** Sessions last 14 days after the last visit, and never more than 90 days after the login. */
 const IDLE_DAYS = 14;
 const ABSOLUTE_DAYS = 90;
+/**
+ * How long after a login a session may change the account's addresses and password
+ * (web/account/reauthenticate.ts): past it, the person logs in again, which a cookie alone cannot do.
+ */
+export const RECENT_LOGIN_MINUTES = 15;
 
 export async function createSession(db: Queryable, idHash: string, accountId: number, ip: string | null, userAgent: string | null): Promise<void> {
   await db.query(
@@ -29,13 +36,14 @@ export async function sessionAccount(db: Queryable, idHash: string): Promise<Ses
   const { rows } = await db.query<SessionAccount>(
     `select a.id as account_id, a.email, a.is_site_admin, v.emails,
             exists (select 1 from list_roles r where r.email = any(v.emails)) as has_list_role,
-            s.last_seen_at < now() - interval '5 minutes' as stale
+            s.last_seen_at < now() - interval '5 minutes' as stale,
+            s.created_at > now() - make_interval(mins => $2) as recent_login
        from sessions s join accounts a on a.id = s.account_id
             cross join lateral (select array(select aa.email from account_addresses aa
                                               where aa.account_id = a.id and aa.verified_at is not null
                                               order by aa.email <> a.email, aa.email) as emails) v
       where s.id_hash = $1 and s.expires_at > now()`,
-    [idHash],
+    [idHash, RECENT_LOGIN_MINUTES],
   );
   return rows[0] ?? null;
 }

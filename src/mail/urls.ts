@@ -102,6 +102,11 @@ export function passwordResetUrl(token: string, next?: string | null): string {
   return `/login/reset/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
 }
 
+/** `/account/reauthenticate`: log in again before changing an account's addresses or password. */
+export function reauthenticateUrl(): string {
+  return '/account/reauthenticate';
+}
+
 /** `/account/addresses/verify/TOKEN`: the mailed link that verifies an address added to an account. */
 export function verifyAddressUrl(token: string): string {
   return `/account/addresses/verify/${token}`;

@@ -41,6 +41,7 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
       }
       req.viewer = { accountId: found.account_id, email: found.email, emails: found.emails, isSiteAdmin: found.is_site_admin };
       res.locals.sessionId = id;
+      res.locals.recentLogin = found.recent_login;
       res.locals.viewerIsModerator = found.has_list_role;
       if (found.stale) await touchSession(ctx.db.pool, hashSecret(id));
       next();
@@ -72,6 +73,14 @@ export async function endSession(ctx: WebContext, req: Request, res: Response): 
 /** The id of the session this request was found logged in with (null when anonymous): csrf.ts derives its token from it. */
 export function sessionIdOf(req: Request): string | null {
   return req.viewer && typeof req.res?.locals.sessionId === 'string' ? req.res.locals.sessionId : null;
+}
+
+/**
+ * Whether this request's session was opened by a login less than RECENT_LOGIN_MINUTES ago: what
+ * changing the account's addresses or password asks for (auth/guards.ts requireRecentLogin).
+ */
+export function loggedInRecently(req: Request): boolean {
+  return sessionIdOf(req) !== null && req.res?.locals.recentLogin === true;
 }
 
 /** The hash of the current session id, to keep this session when logging out the others. */

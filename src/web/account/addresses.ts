@@ -2,7 +2,9 @@
  * /account/addresses: the account's addresses (core/account-addresses.ts). Add one (a link is
  * mailed to it), follow that link (a button, so mail scanners that fetch links do not use it up;
  * only in a session of the account that asked), make a verified one primary, remove one (after a
- * confirmation page). Every form is CSRF-checked.
+ * confirmation page). Every form is CSRF-checked. Adding, making primary and removing need a
+ * recent login (requireRecentLogin, reauthenticate.ts): each is a step towards keeping the
+ * account from its owner.
  */
 
 import { Router, type Request, type Response } from 'express';
@@ -14,7 +16,7 @@ import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';
 import { email as emailField, field } from '../admin/form.ts';
-import { requireLogin } from '../auth/guards.ts';
+import { requireLogin, requireRecentLogin } from '../auth/guards.ts';
 import { confirmPage } from '../admin/confirm.ts';
 
 /** What a followed link that did not verify anything says, and its status. */
@@ -31,7 +33,7 @@ export function addressesRouter(ctx: WebContext): Router {
   const verifyPage = (req: Request, res: Response, vars: Record<string, unknown>, status = 200) =>
     render(ctx.views, req, res, 'account/verify.njk', { title: 'Confirm an address', ...vars }, status);
 
-  r.post('/account/addresses', requireLogin, requireCsrf, async (req, res) => {
+  r.post('/account/addresses', requireLogin, requireCsrf, requireRecentLogin, async (req, res) => {
     const { outcome, email } = await addAddress(db, req.viewer!, field(req, 'email', 254), ctx.cfg);
     flash(ctx, res, outcome === 'yours'
       ? `${email} is already one of your addresses.`
@@ -39,14 +41,14 @@ export function addressesRouter(ctx: WebContext): Router {
     res.redirect(303, '/account');
   });
 
-  r.post('/account/addresses/primary', requireLogin, requireCsrf, async (req, res) => {
+  r.post('/account/addresses/primary', requireLogin, requireCsrf, requireRecentLogin, async (req, res) => {
     const email = emailField('Address', field(req, 'email', 254));
-    await makePrimaryAddress(db, req.viewer!, email);
+    await makePrimaryAddress(db, req.viewer!, email, ctx.cfg);
     flash(ctx, res, `${email} is now your primary address: log in with it, and the site writes to it.`);
     res.redirect(303, '/account');
   });
 
-  r.post('/account/addresses/remove', requireLogin, requireCsrf, async (req, res) => {
+  r.post('/account/addresses/remove', requireLogin, requireCsrf, requireRecentLogin, async (req, res) => {
     const viewer = req.viewer!;
     const email = emailField('Address', field(req, 'email', 254));
     if (field(req, 'confirm') !== '1') {
@@ -65,7 +67,7 @@ export function addressesRouter(ctx: WebContext): Router {
         button: 'Remove address', action: '/account/addresses/remove', cancel: '/account', hidden: [['email', email]],
       }, 'account/confirm.njk');
     }
-    const removed = await removeAccountAddress(db, viewer, email);
+    const removed = await removeAccountAddress(db, viewer, email, ctx.cfg);
     flash(ctx, res, removed ? `${email} is no longer one of your addresses.` : `${email} is not one of your addresses (any more).`, removed ? 'flash' : 'error');
     res.redirect(303, '/account');
   });

@@ -1,32 +1,39 @@
-/* Self-service for anyone logged in: their addresses (addresses.ts), subscriptions, delivery mode, password, sessions. */
+/*
+ * Self-service for anyone logged in: their addresses (addresses.ts), subscriptions, delivery mode,
+ * password, sessions. Setting a password where there was none needs a recent login
+ * (reauthenticate.ts); changing one needs the current one.
+ */
 
 import { Router } from 'express';
 import { findAccount, setPasswordHash } from '../../db/accounts.ts';
-import { hashPassword, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
+import { hashPassword, passwordProblem } from '../../auth/credentials.ts';
 import { listsForStaff } from '../../db/list-admin.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
 import { changeOwnSubscription, switchOwnSubscription } from '../../core/members.ts';
 import { accountAddresses } from '../../db/account-addresses.ts';
 import { parseResumeDate, resumeDay } from '../../core/vacation.ts';
-import { deleteAccountSessions } from '../../db/sessions.ts';
+import { deleteAccountSessions, RECENT_LOGIN_MINUTES } from '../../db/sessions.ts';
 import { Forbidden, NotFound } from '../../errors.ts';
 import { findMemberById } from '../../db/members.ts';
 import { DELIVERY_MODES, DIGEST_FORMATS } from '../../list-policies.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
-import { currentSessionHash, flash } from '../session.ts';
+import { currentSessionHash, flash, loggedInRecently } from '../session.ts';
 import { email as emailField, field, oneOf, positiveInt } from '../admin/form.ts';
 import { requireLogin } from '../auth/guards.ts';
-import { LoginLimits } from '../auth/login-limits.ts';
+import { checkAccountPassword } from '../auth/login-limits.ts';
+import { reauthenticateUrl } from '../../mail/urls.ts';
 import { confirmPage } from '../admin/confirm.ts';
 import { addressesRouter } from './addresses.ts';
+import { reauthenticateRouter } from './reauthenticate.ts';
 
 
 export function accountRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;
   r.use(addressesRouter(ctx));
+  r.use(reauthenticateRouter(ctx));
 
   r.get('/account', requireLogin, async (req, res) => {
     const viewer = req.viewer!;
@@ -41,6 +48,7 @@ export function accountRouter(ctx: WebContext): Router {
       title: 'Your account',
       subscriptions: subscriptions.map((s) => ({ ...s, until_day: s.nomail_until ? resumeDay(s.nomail_until) : '', others: viewer.emails.filter((e) => e !== s.email) })),
       addresses, tomorrow, hasPassword: !!account?.password_hash, passwordLogin: ctx.cfg.login.password, staffLists, modes: DELIVERY_MODES,
+      recentLoginMinutes: RECENT_LOGIN_MINUTES,
     });
   });
 
@@ -92,19 +100,16 @@ export function accountRouter(ctx: WebContext): Router {
     const current = field(req, 'current', 1000);
     const password = field(req, 'password', 1000);
     if (account.password_hash) {
-      // The login's limits: a session (a cookie taken, a shared machine) must not be a way to
-      // guess the password without limit, and then use it where the session does not reach.
-      const limits = new LoginLimits(db, req.ip, account.email);
-      if (!(await limits.allowed())) {
-        flash(ctx, res, 'Too many attempts. Wait a quarter of an hour; nothing changed.', 'error');
+      // The current password is the proof that it is the account's owner, however old the session.
+      const check = await checkAccountPassword(db, req.ip, account, current);
+      if (check !== 'right') {
+        flash(ctx, res, check === 'limited' ? 'Too many attempts. Wait a quarter of an hour; nothing changed.' : 'Your current password was not right; nothing changed.', 'error');
         return res.redirect(303, '/account');
       }
-      if (!(await verifyPassword(account.password_hash, current))) {
-        await limits.failed();
-        flash(ctx, res, 'Your current password was not right; nothing changed.', 'error');
-        return res.redirect(303, '/account');
-      }
-      await limits.succeeded();
+    } else if (!loggedInRecently(req)) {
+      // No password to ask for: a password set from a stolen session would let its thief in for
+      // good, so a login of the last minutes is the proof (account/reauthenticate.ts).
+      return res.redirect(303, reauthenticateUrl());
     }
     const problem = passwordProblem(password) ?? (password !== field(req, 'confirm', 1000) ? 'The two new passwords differ.' : null);
     if (problem) {

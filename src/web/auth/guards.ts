@@ -10,8 +10,9 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { roleOnList, type ListRole } from '../../db/list-admin.ts';
 import { findList, type ListRow } from '../../db/lists.ts';
 import { Forbidden } from '../../errors.ts';
-import { adminListUrl, loginUrl } from '../../mail/urls.ts';
+import { adminListUrl, loginUrl, reauthenticateUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
+import { loggedInRecently } from '../session.ts';
 
 export type Need = 'moderator' | 'owner' | 'admin';
 export type EffectiveRole = ListRole | 'admin';
@@ -21,6 +22,18 @@ const RANK: Record<EffectiveRole, number> = { moderator: 1, owner: 2, admin: 3 }
 /** Anonymous visitors are sent to the login page (303), with the way back. */
 export function requireLogin(req: Request, res: Response, next: NextFunction) {
   if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
+  next();
+}
+
+/**
+ * For what would let a stolen session keep the account (its addresses, its password): the session
+ * must come from a login less than RECENT_LOGIN_MINUTES ago (db/sessions.ts), else the person is
+ * sent to log in again (account/reauthenticate.ts) and the change is not made. After requireLogin
+ * and requireCsrf.
+ */
+export function requireRecentLogin(req: Request, res: Response, next: NextFunction) {
+  if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
+  if (!loggedInRecently(req)) return res.redirect(303, reauthenticateUrl());
   next();
 }
 

@@ -8,6 +8,7 @@
  */
 
 import type pg from 'pg';
+import { verifyPassword } from '../../auth/credentials.ts';
 import { allowHit, clearHits, clientKey, currentHits } from '../../db/rate-limits.ts';
 
 export const LOGIN_LIMIT = { perIp: 30, failuresPerPair: 10, failuresPerName: 100, windowSeconds: 15 * 60 };
@@ -41,4 +42,22 @@ export class LoginLimits {
   async succeeded(): Promise<void> {
     await clearHits(this.db, this.pairKey);
   }
+}
+
+export type PasswordCheck = 'right' | 'wrong' | 'limited';
+
+/**
+ * The password of a logged-in account, asked again (changing it, logging in again before a
+ * sensitive change), under the login's limits: a session (a cookie taken, a shared machine) must
+ * not be a way to guess the password without limit, and then use it where the session does not reach.
+ */
+export async function checkAccountPassword(db: pg.Pool, ip: string | undefined, account: { email: string; password_hash: string | null }, password: string): Promise<PasswordCheck> {
+  const limits = new LoginLimits(db, ip, account.email);
+  if (!(await limits.allowed())) return 'limited';
+  if (!(await verifyPassword(account.password_hash, password))) {
+    await limits.failed();
+    return 'wrong';
+  }
+  await limits.succeeded();
+  return 'right';
 }
