@@ -1707,7 +1707,8 @@ CREATE TABLE public.sessions (
     last_seen_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone NOT NULL,
     ip text,
-    user_agent text
+    user_agent text,
+    login_email text
 );
 
 --

@@ -463,3 +463,47 @@ describe('notices of changes to the addresses', () => {
     expect(mails[0].text).not.toContain('sam@example.org');
   });
 });
+
+describe('sessions logged in with an address', () => {
+  /** Logs a new client in by the link mailed to `email`, from its own network. */
+  async function logInByLink(email: string, ip: string): Promise<WebClient> {
+    const c = new WebClient(web.url, { 'x-forwarded-for': ip });
+    const before = (await queuedMail(db, email)).length;
+    expect((await c.post('/login/link', { email })).status).toBe(200);
+    const mail = (await mailArrives(db, email, before + 1)).filter((m) => m.subject === 'Your login link').at(-1)!;
+    expect((await c.post(new URL(/https?:\/\/\S+\/login\/link\/\S+/.exec(mail.text)![0]).pathname)).status).toBe(303);
+    return c;
+  }
+
+  it('end when the address is removed, all but the session removing it; the others stay', async () => {
+    await upsertAccount(db.pool, 'uma@example.org', { passwordHash: await hashPassword(PASSWORD) });
+    const { id } = (await db.pool.query(`select id from accounts where email = 'uma@example.org'`)).rows[0];
+    const owner = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.40' });
+    expect((await owner.post('/login', { email: 'uma@example.org', password: PASSWORD })).status).toBe(303);
+    await addVerified(owner, 'uma.second@example.org');
+    // Logged in with the second address: with the password, and by a link mailed to it.
+    const byPassword = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.41' });
+    expect((await byPassword.post('/login', { email: 'Uma.Second@example.org', password: PASSWORD })).status).toBe(303);
+    const byLink = await logInByLink('uma.second@example.org', '198.51.100.42');
+    const elsewhere = await logInByLink('uma@example.org', '198.51.100.43');
+    const { rows } = await db.pool.query('select login_email from sessions where account_id = $1 order by created_at', [id]);
+    expect(rows.map((r) => r.login_email)).toEqual(['uma@example.org', 'uma.second@example.org', 'uma.second@example.org', 'uma@example.org']);
+
+    expect((await owner.post('/account/addresses/remove', { email: 'uma.second@example.org', confirm: '1' })).status).toBe(303);
+    expect((await owner.get('/account')).text).toContain('uma.second@example.org is no longer one of your addresses. 2 sessions logged in with it were logged out.');
+    expect(await loggedInAs(byPassword)).toBeNull();
+    expect(await loggedInAs(byLink)).toBeNull();
+    expect(await loggedInAs(owner)).toBe('uma@example.org');
+    expect(await loggedInAs(elsewhere)).toBe('uma@example.org');
+    const audit = await db.pool.query(`select detail from audit_log where action = 'account.address_remove' and target = 'uma.second@example.org'`);
+    expect(audit.rows).toEqual([{ detail: { sessions_ended: 2 } }]);
+
+    // The session that removes the address it logged in with stays.
+    await addVerified(owner, 'uma.third@example.org');
+    const third = await logInByLink('uma.third@example.org', '198.51.100.44');
+    expect((await third.post('/account/addresses/remove', { email: 'uma.third@example.org', confirm: '1' })).status).toBe(303);
+    const page = (await third.get('/account')).text;
+    expect(page).toContain('uma.third@example.org is no longer one of your addresses.');
+    expect(page).toContain('Logged in as <strong>uma@example.org</strong>');
+  });
+});

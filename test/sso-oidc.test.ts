@@ -126,6 +126,9 @@ describe('logging in with OpenID Connect', () => {
     const d = client();
     await d.get(await signIn(d, (await startLogin(d)).href, 'carol'));
     expect((await d.get('/account')).text).toContain('carol.holder@example.org');
+    // The session remembers the address the provider vouched for: removing it from the account ends the session.
+    const { rows } = await db.pool.query('select login_email from sessions where account_id = $1', [holder.id]);
+    expect(rows).toEqual([{ login_email: 'carol@example.org' }]);
   });
 
   it('makes a member of the admin group a site administrator, and lands on the panel', async () => {

@@ -18,6 +18,7 @@ import { hashToken, looksLikeToken } from '../auth/credentials.ts';
 import { consumeLoginToken, issueLoginToken, peekLoginToken } from '../db/accounts.ts';
 import { addPendingAddress, removeAddress, setPrimaryAddress, verifyAddress, type VerifyOutcome } from '../db/account-addresses.ts';
 import { recordAudit } from '../db/audit.ts';
+import { deleteSessionsLoggedInWith } from '../db/sessions.ts';
 import { withTransaction } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import { InvalidInput } from '../errors.ts';
@@ -114,16 +115,20 @@ function notYou(settings: NoticeSettings, withThisAddress: boolean): string {
 }
 
 /**
- * Removes an address of the account, never its primary one; whether there was one to remove. A
- * verified address is told, in the same transaction (a thief removing the owner's address is seen
- * at once); one never verified is not, for it may be anyone's (added, then removed, to mail them).
+ * Removes an address of the account, never its primary one: how many sessions logged in with it
+ * it ended, or null when there was no such address. Those sessions end with it (sql/0082), all but
+ * `keepSession` (the hash of the one removing it): the address is no longer a way into the
+ * account, and a thief who logged in by their own address is out. A verified address is told, in
+ * the same transaction (a thief removing the owner's address is seen at once); one never verified
+ * is not, for it may be anyone's (added, then removed, to mail them).
  */
-export async function removeAccountAddress(pool: pg.Pool, who: AccountRef, email: string, settings: NoticeSettings): Promise<boolean> {
+export async function removeAccountAddress(pool: pg.Pool, who: AccountRef, email: string, settings: NoticeSettings, keepSession: string | null = null): Promise<number | null> {
   if (email === who.email) throw new InvalidInput('Your primary address cannot be removed: make another address primary first.', 'primary_address');
   return withTransaction(pool, async (tx) => {
     const removed = await removeAddress(tx, who.accountId, email);
-    if (!removed) return false;
-    await recordAudit(tx, { actor: who.email, action: 'account.address_remove', target: email });
+    if (!removed) return null;
+    const ended = await deleteSessionsLoggedInWith(tx, who.accountId, email, keepSession);
+    await recordAudit(tx, { actor: who.email, action: 'account.address_remove', target: email, detail: ended ? { sessions_ended: ended } : {} });
     if (removed.verified) {
       // Not the account's primary address: it may be anyone's now, or the thief's.
       await sendNotice(tx, {
@@ -131,11 +136,11 @@ export async function removeAccountAddress(pool: pg.Pool, who: AccountRef, email
         to: email,
         subject: 'An address was removed from your account',
         text: `${email} (this address) was removed from its account on ${settings.publicUrl} on ${noticeTime(new Date())}. `
-          + `It no longer logs in to that account. Its subscriptions to lists stay as they are.\n\n`
+          + `It no longer logs in to that account, and the sessions logged in with it there have been logged out. Its subscriptions to lists stay as they are.\n\n`
           + notYou(settings, false),
       });
     }
-    return true;
+    return ended;
   });
 }
 

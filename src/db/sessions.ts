@@ -24,11 +24,12 @@ const ABSOLUTE_DAYS = 90;
  */
 export const RECENT_LOGIN_MINUTES = 15;
 
-export async function createSession(db: Queryable, idHash: string, accountId: number, ip: string | null, userAgent: string | null): Promise<void> {
+/** A new session; `loginEmail` is the address it was logged in with, null when none was (sql/0082). */
+export async function createSession(db: Queryable, idHash: string, accountId: number, ip: string | null, userAgent: string | null, loginEmail: string | null = null): Promise<void> {
   await db.query(
-    `insert into sessions (id_hash, account_id, expires_at, ip, user_agent)
-     values ($1, $2, now() + make_interval(days => $3), $4, left($5, 300))`,
-    [idHash, accountId, IDLE_DAYS, ip, userAgent],
+    `insert into sessions (id_hash, account_id, expires_at, ip, user_agent, login_email)
+     values ($1, $2, now() + make_interval(days => $3), $4, left($5, 300), $6)`,
+    [idHash, accountId, IDLE_DAYS, ip, userAgent, loginEmail],
   );
 }
 
@@ -65,6 +66,18 @@ export async function deleteSession(db: Queryable, idHash: string): Promise<void
 /** Logs an account out everywhere (after a password change or reset), except the session kept. */
 export async function deleteAccountSessions(db: Queryable, accountId: number, keepIdHash: string | null = null): Promise<void> {
   await db.query('delete from sessions where account_id = $1 and id_hash is distinct from $2', [accountId, keepIdHash]);
+}
+
+/**
+ * Ends the account's sessions that were logged in with `email` (an address it no longer has),
+ * except the session kept; how many it ended.
+ */
+export async function deleteSessionsLoggedInWith(db: Queryable, accountId: number, email: string, keepIdHash: string | null): Promise<number> {
+  const { rowCount } = await db.query(
+    'delete from sessions where account_id = $1 and login_email = $2 and id_hash is distinct from $3',
+    [accountId, email, keepIdHash],
+  );
+  return rowCount ?? 0;
 }
 
 export async function pruneSessions(db: Queryable): Promise<number> {

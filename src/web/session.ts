@@ -51,13 +51,16 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
   };
 }
 
-/** Logs the browser in as an account: a fresh id (never reuse one from before the login). */
-export async function startSession(ctx: WebContext, req: Request, res: Response, accountId: number): Promise<string> {
+/**
+ * Logs the browser in as an account: a fresh id (never reuse one from before the login).
+ * `loginEmail`: the address it logged in with (its sessions end when that address is removed).
+ */
+export async function startSession(ctx: WebContext, req: Request, res: Response, accountId: number, loginEmail: string | null): Promise<string> {
   await endSession(ctx, req, res);
   // Logins are rare enough to carry the clean-up of expired sessions (an indexed delete).
   await pruneSessions(ctx.db.pool);
   const id = newToken();
-  await createSession(ctx.db.pool, hashSecret(id), accountId, req.ip ?? null, req.get('user-agent') ?? null);
+  await createSession(ctx.db.pool, hashSecret(id), accountId, req.ip ?? null, req.get('user-agent') ?? null, loginEmail);
   const secure = secureCookies(ctx.cfg.publicUrl);
   res.cookie(cookieName(SESSION_COOKIE, secure), id, { ...cookieOptions(secure), maxAge: MAX_AGE_MS });
   return hashSecret(id);

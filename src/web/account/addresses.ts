@@ -14,7 +14,7 @@ import { addAddress, followVerifyLink, makePrimaryAddress, peekVerifyLink, remov
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
-import { flash } from '../session.ts';
+import { currentSessionHash, flash } from '../session.ts';
 import { email as emailField, field } from '../admin/form.ts';
 import { requireLogin, requireRecentLogin } from '../auth/guards.ts';
 import { confirmPage } from '../admin/confirm.ts';
@@ -67,8 +67,10 @@ export function addressesRouter(ctx: WebContext): Router {
         button: 'Remove address', action: '/account/addresses/remove', cancel: '/account', hidden: [['email', email]],
       }, 'account/confirm.njk');
     }
-    const removed = await removeAccountAddress(db, viewer, email, ctx.cfg);
-    flash(ctx, res, removed ? `${email} is no longer one of your addresses.` : `${email} is not one of your addresses (any more).`, removed ? 'flash' : 'error');
+    // This session stays, even when it was logged in with the address removed.
+    const ended = await removeAccountAddress(db, viewer, email, ctx.cfg, currentSessionHash(req));
+    if (ended === null) flash(ctx, res, `${email} is not one of your addresses (any more).`, 'error');
+    else flash(ctx, res, `${email} is no longer one of your addresses.${ended ? ` ${ended === 1 ? 'A session' : `${ended} sessions`} logged in with it ${ended === 1 ? 'was' : 'were'} logged out.` : ''}`);
     res.redirect(303, '/account');
   });
 

@@ -68,7 +68,8 @@ export function reauthenticateRouter(ctx: WebContext): Router {
       const error = check === 'limited' ? 'Too many attempts. Wait a quarter of an hour, or use a login link.' : 'That password is not right.';
       return page(req, res, { error }, check === 'limited' ? 429 : 401);
     }
-    await loginSession(ctx, req, res, account.id);
+    // Logged in again with the password alone: no address to remember it by (sql/0082).
+    await loginSession(ctx, req, res, account.id, null);
     flash(ctx, res, confirmed);
     res.redirect(303, '/account');
   });

@@ -17,9 +17,13 @@ export function loginPageVars(cfg: Config): Record<string, unknown> {
   return { methods: { password, magicLink, oidc: oidc ? oidc.label : null, ldap: ldap ? ldap.label : null } };
 }
 
-/** Logs the browser in as the account: a fresh session id, and the time of the login recorded. */
-export async function loginSession(ctx: WebContext, req: Request, res: Response, accountId: number): Promise<void> {
-  await startSession(ctx, req, res, accountId);
+/**
+ * Logs the browser in as the account: a fresh session id, and the time of the login recorded.
+ * `loginEmail` is the verified address it logged in with (typed with the password, mailed a link,
+ * vouched for by single sign-on); null when none was.
+ */
+export async function loginSession(ctx: WebContext, req: Request, res: Response, accountId: number, loginEmail: string | null): Promise<void> {
+  await startSession(ctx, req, res, accountId, loginEmail);
   await recordLogin(ctx.db.pool, accountId);
 }
 

@@ -67,12 +67,12 @@ export function authRouter(ctx: WebContext): Router {
         return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'That address and password do not match an account.' }, 401);
       }
       await limits.succeeded();
-      await loginAs(req, res, account.id);
+      await loginAs(req, res, account.id, email);
       res.redirect(303, next || (await landingAfterLogin(db, account)));
     });
   }
 
-  const loginAs = (req: Request, res: Response, accountId: number) => loginSession(ctx, req, res, accountId);
+  const loginAs = (req: Request, res: Response, accountId: number, email: string) => loginSession(ctx, req, res, accountId, email);
 
   /** Sends a link by mail when the address is known and not over its limit; says the same either way. */
   async function mailLink(req: Request, res: Response, purpose: 'login' | 'reset') {
@@ -125,7 +125,7 @@ export function authRouter(ctx: WebContext): Router {
     const found = looksLikeToken(token) ? await consumeLoginToken(db, hashToken(token), 'login') : null;
     if (!found) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
     const { account } = await upsertAccount(db, found.email);
-    await loginAs(req, res, account.id);
+    await loginAs(req, res, account.id, found.email);
     res.redirect(303, defaultNext(req) || (await landingAfterLogin(db, account)));
   });
 
@@ -154,7 +154,7 @@ export function authRouter(ctx: WebContext): Router {
     await deleteAccountSessions(db, account.id);
     // The address's owner proved it: failures from anywhere no longer count against it.
     await clearHits(db, `login:fail:${used.email}`);
-    await loginAs(req, res, account.id);
+    await loginAs(req, res, account.id, used.email);
     flash(ctx, res, 'Your password has been changed; other sessions were logged out.');
     res.redirect(303, '/account');
   });

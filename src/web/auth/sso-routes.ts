@@ -24,6 +24,7 @@ import { accountForSso, type SsoIdentity } from '../../core/sso-accounts.ts';
 import { allowHit, clientKey } from '../../db/rate-limits.ts';
 import { isAppError } from '../../errors.ts';
 import { log } from '../../log.ts';
+import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../context.ts';
 import { cookieName, cookieOptions, cookies, secureCookies } from '../cookies.ts';
 import { requireCsrf } from '../csrf.ts';
@@ -77,7 +78,8 @@ export function ssoRouter(ctx: WebContext): Router {
 
   async function logIn(req: Request, res: Response, identity: SsoIdentity, next: string) {
     const { account, created } = await accountForSso(db, identity);
-    await loginSession(ctx, req, res, account.id);
+    // The address the provider vouched for, as accountForSso found the account by it.
+    await loginSession(ctx, req, res, account.id, normalizeEmail(identity.email));
     log.info({ method: identity.method, accountId: account.id, created, admin: identity.admin }, 'single sign-on');
     res.redirect(303, next || (await landingAfterLogin(db, account)));
   }
