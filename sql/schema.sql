@@ -73,6 +73,19 @@ begin
 end $$;
 
 --
+-- Name: api_token_maker(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.api_token_maker() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public'
+    AS $$
+begin
+  select account_id into new.created_by_account from account_addresses where email = new.created_by and verified_at is not null;
+  return new;
+end $$;
+
+--
 -- Name: archive_message(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, jsonb, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -986,6 +999,8 @@ CREATE TABLE public.api_tokens (
     last_used_at timestamp with time zone,
     revoked_at timestamp with time zone,
     revoked_by text,
+    created_by_account bigint,
+    expires_at timestamp with time zone,
     CONSTRAINT api_tokens_name_check CHECK (((length(name) >= 1) AND (length(name) <= 80))),
     CONSTRAINT api_tokens_scope_check CHECK ((scope = ANY (ARRAY['read'::text, 'moderate'::text, 'admin'::text])))
 );
@@ -2475,6 +2490,12 @@ CREATE TRIGGER accounts_idn_address AFTER INSERT OR UPDATE OF email ON public.ac
 --
 
 CREATE TRIGGER accounts_primary_is_verified AFTER INSERT OR UPDATE OF email ON public.accounts FOR EACH ROW EXECUTE FUNCTION public.accounts_primary_is_verified();
+
+--
+-- Name: api_tokens api_tokens_maker; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER api_tokens_maker BEFORE INSERT ON public.api_tokens FOR EACH ROW WHEN (((new.created_by_account IS NULL) AND (new.created_by !~~ 'cli:%'::text))) EXECUTE FUNCTION public.api_token_maker();
 
 --
 -- Name: list_messages list_messages_changed; Type: TRIGGER; Schema: public; Owner: -

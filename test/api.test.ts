@@ -11,7 +11,9 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiToken } from '../src/core/api-tokens.ts';
+import { mergeAccount } from '../src/db/account-merge.ts';
 import { createList } from '../src/db/lists.ts';
+import { withTransaction } from '../src/db/pool.ts';
 import { addMember } from '../src/db/members.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -587,6 +589,77 @@ describe('the panel\'s token page', () => {
     expect(audit.rows).toEqual([{ actor: 'root@example.org', action: 'token.create' }, { actor: 'root@example.org', action: 'token.revoke' }]);
     const badScope = await admin.post('/admin/tokens', { name: 'x', scope: 'root' });
     expect(badScope.status).toBe(400);
+  });
+});
+
+describe('whose tokens work', () => {
+  const accountId = async (email: string) => (await db.pool.query<{ id: number }>('select id from accounts where email = $1', [email])).rows[0].id;
+  const panelToken = async (c: WebClient, name: string, days = '') =>
+    /id="new-token">(lkt_[A-Za-z0-9_-]{43})</.exec((await c.post('/admin/tokens', { name, scope: 'read', days })).text)![1];
+  const stateOf = async (name: string) => (JSON.parse((await cli(['token', 'ls', '--json'], env)).stdout) as { name: string; state: string }[]).find((t) => t.name === name)?.state;
+
+  it("a token made in the panel works only while its maker is a site administrator, and not once the account is gone", async () => {
+    const maker = await loggedIn(db, web.url, 'maker@example.org', { siteAdmin: true });
+    const token = await panelToken(maker, 'maker-made');
+    expect((await api('GET', '/lists', { token })).status).toBe(200);
+    const { rows } = await db.pool.query(`select created_by, created_by_account, expires_at from api_tokens where name = 'maker-made'`);
+    expect(rows).toEqual([{ created_by: 'maker@example.org', created_by_account: await accountId('maker@example.org'), expires_at: null }]);
+
+    // The rights taken away as docs/single-sign-on.md says: the token stops at its next request.
+    await db.pool.query(`update accounts set is_site_admin = false, site_admin_via = null where email = 'maker@example.org'`);
+    const refused = await api('GET', '/lists', { token });
+    expect(refused.status).toBe(401);
+    expect(refused.body).toEqual({ error: 'invalid_token', detail: expect.stringContaining('the site administrator who made it no longer is one') });
+    expect(await stateOf('maker-made')).toBe('maker_not_admin');
+    const root = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
+    expect((await root.get('/admin/tokens')).text).toContain('its maker is no longer a site administrator');
+    // The operator's token, made on the command line, is no account's.
+    expect((await api('GET', '/lists', { token: tokens.admin })).status).toBe(200);
+    // Rights given back, it works again; the account deleted, never more.
+    await db.pool.query(`update accounts set is_site_admin = true where email = 'maker@example.org'`);
+    expect((await api('GET', '/lists', { token })).status).toBe(200);
+    await db.pool.query(`delete from accounts where email = 'maker@example.org'`);
+    expect((await api('GET', '/lists', { token })).status).toBe(401);
+    expect(await stateOf('maker-made')).toBe('maker_not_admin');
+  });
+
+  it('a token goes with its maker when accounts are merged, and a token the previous release makes in its panel gets its maker too', async () => {
+    const dropped = await loggedIn(db, web.url, 'merged.away@example.org', { siteAdmin: true });
+    const token = await panelToken(dropped, 'merged-maker');
+    await loggedIn(db, web.url, 'merged.kept@example.org');
+    const [keepId, dropId] = [await accountId('merged.kept@example.org'), await accountId('merged.away@example.org')];
+    await withTransaction(db.pool, (tx) => mergeAccount(tx, keepId, dropId));
+    expect((await api('GET', '/lists', { token })).status).toBe(200);
+    expect((await db.pool.query(`select created_by_account from api_tokens where name = 'merged-maker'`)).rows).toEqual([{ created_by_account: keepId }]);
+
+    // A rolling upgrade: the previous release's panel inserts without created_by_account (sql/0083's trigger).
+    await db.pool.query(`insert into api_tokens (name, scope, token_hash, created_by) values ('old-panel', 'read', 'x', 'merged.kept@example.org')`);
+    expect((await db.pool.query(`select created_by_account from api_tokens where name = 'old-panel'`)).rows).toEqual([{ created_by_account: keepId }]);
+  });
+
+  it('a token made with days lapses after them, on the command line and in the panel', async () => {
+    const made = await cli(['token', 'create', '--scope', 'read', '--name', 'lapsing', '--days', '2', '--json'], env);
+    expect(made.code, made.stderr).toBe(0);
+    const created = JSON.parse(made.stdout);
+    expect(Math.abs(Date.parse(created.expires_at) - (Date.now() + 2 * 86_400_000))).toBeLessThan(60_000);
+    expect((await api('GET', '/lists', { token: created.token })).status).toBe(200);
+    expect(await stateOf('lapsing')).toBe('live');
+    await db.pool.query(`update api_tokens set expires_at = now() - interval '1 second' where id = $1`, [created.id]);
+    expect((await api('GET', '/lists', { token: created.token })).status).toBe(401);
+    expect(await stateOf('lapsing')).toBe('expired');
+    for (const days of ['0', '1.5', '1e3', '100000', 'soon']) {
+      const bad = await cli(['token', 'create', '--scope', 'read', '--days', days], env);
+      expect(bad.code, days).toBe(1);
+      expect(bad.stderr, days).toContain('days must be a whole number from 1 to 99999');
+    }
+    const root = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
+    await panelToken(root, 'panel-lapsing', '30');
+    const { rows } = await db.pool.query(`select expires_at from api_tokens where name = 'panel-lapsing'`);
+    expect(Math.abs(rows[0].expires_at.getTime() - (Date.now() + 30 * 86_400_000))).toBeLessThan(60_000);
+    const refused = await root.post('/admin/tokens', { name: 'panel-bad-days', scope: 'read', days: '-3' });
+    expect(refused.status).toBe(400);
+    expect(refused.text).toContain('days must be a whole number from 1 to 99999');
+    expect((await db.pool.query(`select 1 from api_tokens where name = 'panel-bad-days'`)).rowCount).toBe(0);
   });
 });
 

@@ -1,6 +1,9 @@
 /*
  * Tokens of the REST API (docs/api.md), made by site administrators in the panel or with
- * `listkeeper token create`. A token is `lkt_` and 43 base64url characters: 256 random bits, shown
+ * `listkeeper token create`. A token made in the panel is its maker's: it works only while that
+ * account exists and is a site administrator, so taking the rights away (or the account) takes its
+ * tokens too. One made on the command line is the operator's, who has the server. Either may be
+ * made to lapse after some days. A token is `lkt_` and 43 base64url characters: 256 random bits, shown
  * once. Only its SHA-256 is stored: a secret of 256 random bits cannot be guessed or brute-forced
  * from its hash, so the slow hashes passwords need (argon2) would only make every API call slower.
  * The `lkt_` prefix lets secret scanners and people recognise a leaked token.
@@ -39,13 +42,26 @@ export function parseTokenName(value: string | undefined): string {
   return name;
 }
 
-/** Makes a token; the secret is in the answer only, never stored. */
-export async function createApiToken(pool: pg.Pool, opts: { scope: ApiScope; name?: string; actor: string }): Promise<{ token: string; row: ApiTokenRow }> {
+/** How many days a token lasts: a whole number from 1 to 99999 (as sender rules take it), or nothing for no end. */
+export function parseTokenDays(value: string | undefined): number | null {
+  const text = (value ?? '').trim();
+  if (!text) return null;
+  if (!/^[1-9]\d{0,4}$/.test(text)) throw new InvalidInput(`days must be a whole number from 1 to 99999, or nothing for no end (got "${text.slice(0, 40)}")`, 'invalid_days');
+  return Number(text);
+}
+
+/**
+ * Makes a token; the secret is in the answer only, never stored. `account`: the site
+ * administrator's account that makes it in the panel (the token works while it is one); null or
+ * absent: the operator's, on the command line. `days`: it lapses after that many.
+ */
+export async function createApiToken(pool: pg.Pool, opts: { scope: ApiScope; name?: string; actor: string; account?: number | null; days?: number | null }): Promise<{ token: string; row: ApiTokenRow }> {
   const name = parseTokenName(opts.name);
   const token = `${PREFIX}${newToken()}`;
+  const expiresAt = opts.days ? new Date(Date.now() + opts.days * 86_400_000) : null;
   return withTransaction(pool, async (tx) => {
-    const row = await insertApiToken(tx, { name, scope: opts.scope, tokenHash: hashToken(token), createdBy: opts.actor });
-    await recordAudit(tx, { actor: opts.actor, action: 'token.create', target: tokenActor(row), detail: { scope: row.scope } });
+    const row = await insertApiToken(tx, { name, scope: opts.scope, tokenHash: hashToken(token), createdBy: opts.actor, createdByAccount: opts.account ?? null, expiresAt });
+    await recordAudit(tx, { actor: opts.actor, action: 'token.create', target: tokenActor(row), detail: { scope: row.scope, ...(expiresAt ? { expires: expiresAt.toISOString() } : {}) } });
     return { token, row };
   });
 }
@@ -63,7 +79,7 @@ export async function revokeApiToken(pool: pg.Pool, id: number, opts: { actor: s
   });
 }
 
-/** The live token a secret belongs to, or null; a value not shaped like a token is not looked up. */
+/** The token a secret belongs to if it works now (activeApiToken), or null; a value not shaped like a token is not looked up. */
 export async function tokenFor(db: Queryable, secret: string): Promise<ApiTokenRow | null> {
   if (!SHAPE.test(secret)) return null;
   return activeApiToken(db, hashToken(secret));

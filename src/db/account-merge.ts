@@ -30,8 +30,8 @@ export async function accountsOwning(db: Queryable, spelling: string, canonical:
 
 /**
  * Account `dropId` becomes part of `keepId`, then is deleted: its addresses (verified where
- * either account had them verified), its sessions and links in flight, its password if the kept
- * account has none, and site administration if it had it. Returns the addresses it brought.
+ * either account had them verified), its sessions, links in flight and API tokens, its password
+ * if the kept account has none, and site administration if it had it. Returns the addresses it brought.
  */
 export async function mergeAccount(db: Queryable, keepId: number, dropId: number): Promise<string[]> {
   // An address both accounts have: the kept row stays, verified if either was. Its twin goes first,
@@ -51,6 +51,9 @@ export async function mergeAccount(db: Queryable, keepId: number, dropId: number
   const { rows: moved } = await db.query<{ email: string }>('update account_addresses set account_id = $1 where account_id = $2 returning email', [keepId, dropId]);
   await db.query('update sessions set account_id = $1 where account_id = $2', [keepId, dropId]);
   await db.query('update login_tokens set account_id = $1 where account_id = $2', [keepId, dropId]);
+  // Its API tokens too: they work while their maker is a site administrator (sql/0083), as the
+  // kept account is when either was.
+  await db.query('update api_tokens set created_by_account = $1 where created_by_account = $2', [keepId, dropId]);
   await db.query(
     `update accounts k set password_hash = coalesce(k.password_hash, d.password_hash),
             is_site_admin = k.is_site_admin or d.is_site_admin,

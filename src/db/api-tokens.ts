@@ -1,4 +1,8 @@
-/* Tokens of the REST API (sql/0053_api_tokens.sql): stored as the SHA-256 of the secret only. */
+/*
+ * Tokens of the REST API (sql/0053_api_tokens.sql): stored as the SHA-256 of the secret only. A
+ * token made by an account works while that account is a site administrator; one made on the
+ * command line is the operator's; either may lapse (sql/0083).
+ */
 
 import type { Queryable } from './pool.ts';
 
@@ -11,25 +15,39 @@ export interface ApiTokenRow {
   name: string;
   scope: ApiScope;
   created_by: string;
+  /** the account that made it (the panel): it works while that account is a site administrator; null: the command line's, the operator's */
+  created_by_account: number | null;
   created_at: Date;
+  /** when it stops working; null: never */
+  expires_at: Date | null;
   last_used_at: Date | null;
   revoked_at: Date | null;
   revoked_by: string | null;
 }
 
-const COLUMNS = 'id, name, scope, created_by, created_at, last_used_at, revoked_at, revoked_by';
+/** Whether a token works, and if not why: revoked, lapsed, or its maker is no (longer a) site administrator. */
+export type ApiTokenState = 'live' | 'revoked' | 'expired' | 'maker_not_admin';
 
-export async function insertApiToken(db: Queryable, t: { name: string; scope: ApiScope; tokenHash: string; createdBy: string }): Promise<ApiTokenRow> {
+const COLUMNS = 'id, name, scope, created_by, created_by_account, created_at, expires_at, last_used_at, revoked_at, revoked_by';
+
+/** The state of the token `t`, in SQL: the one place that says whether a token works. */
+const STATE = `case when t.revoked_at is not null then 'revoked'
+                    when t.expires_at <= now() then 'expired'
+                    when t.created_by_account is not null
+                     and not exists (select 1 from accounts a where a.id = t.created_by_account and a.is_site_admin) then 'maker_not_admin'
+                    else 'live' end`;
+
+export async function insertApiToken(db: Queryable, t: { name: string; scope: ApiScope; tokenHash: string; createdBy: string; createdByAccount: number | null; expiresAt: Date | null }): Promise<ApiTokenRow> {
   const { rows } = await db.query<ApiTokenRow>(
-    `insert into api_tokens (name, scope, token_hash, created_by) values ($1, $2, $3, $4) returning ${COLUMNS}`,
-    [t.name, t.scope, t.tokenHash, t.createdBy],
+    `insert into api_tokens (name, scope, token_hash, created_by, created_by_account, expires_at) values ($1, $2, $3, $4, $5, $6) returning ${COLUMNS}`,
+    [t.name, t.scope, t.tokenHash, t.createdBy, t.createdByAccount, t.expiresAt],
   );
   return rows[0];
 }
 
-/** The live (not revoked) token with this hash, or null. */
+/** The token with this hash if it works now (live: not revoked, not lapsed, its maker a site administrator), or null. */
 export async function activeApiToken(db: Queryable, tokenHash: string): Promise<ApiTokenRow | null> {
-  const { rows } = await db.query<ApiTokenRow>(`select ${COLUMNS} from api_tokens where token_hash = $1 and revoked_at is null`, [tokenHash]);
+  const { rows } = await db.query<ApiTokenRow>(`select ${COLUMNS} from api_tokens t where t.token_hash = $1 and ${STATE} = 'live'`, [tokenHash]);
   return rows[0] ?? null;
 }
 
@@ -44,9 +62,9 @@ export async function touchApiToken(db: Queryable, id: number): Promise<void> {
   );
 }
 
-/** Every token, newest first, revoked ones included (they say when and by whom). */
-export async function allApiTokens(db: Queryable): Promise<ApiTokenRow[]> {
-  const { rows } = await db.query<ApiTokenRow>(`select ${COLUMNS} from api_tokens order by id desc`);
+/** Every token, newest first, with its state: revoked ones included (they say when and by whom). */
+export async function allApiTokens(db: Queryable): Promise<(ApiTokenRow & { state: ApiTokenState })[]> {
+  const { rows } = await db.query<ApiTokenRow & { state: ApiTokenState }>(`select ${COLUMNS}, ${STATE} as state from api_tokens t order by id desc`);
   return rows;
 }
 

@@ -1,11 +1,13 @@
 /*
  * /admin/tokens: tokens of the REST API (docs/api.md), for site administrators only. A new token
  * is shown once, on the page that answers the form (never in a redirect, a cookie or a log);
- * afterwards only its name, scope and use are listed. Revoking takes effect at the next request.
+ * afterwards only its name, scope, use and state are listed. Revoking takes effect at the next
+ * request. A token made here is its maker's account's: it stops working when that account is no
+ * longer a site administrator (core/api-tokens.ts).
  */
 
 import { Router } from 'express';
-import { createApiToken, parseScope, revokeApiToken } from '../../core/api-tokens.ts';
+import { createApiToken, parseScope, parseTokenDays, revokeApiToken } from '../../core/api-tokens.ts';
 import { allApiTokens, API_SCOPES } from '../../db/api-tokens.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
@@ -26,13 +28,16 @@ export function tokensRouter(ctx: WebContext): Router {
 
   r.post('/admin/tokens', requireSiteAdmin, requireCsrf, async (req, res) => {
     try {
-      const { token, row } = await createApiToken(db, { scope: parseScope(field(req, 'scope', 20)), name: field(req, 'name', 100), actor: actor(req) });
+      const { token, row } = await createApiToken(db, {
+        scope: parseScope(field(req, 'scope', 20)), name: field(req, 'name', 100), days: parseTokenDays(field(req, 'days', 20)),
+        actor: actor(req), account: req.viewer!.accountId,
+      });
       // The only time the secret is sent: no cache may keep the page.
       res.set('Cache-Control', 'no-store');
       render(ctx.views, req, res, 'admin/tokens.njk', await page({ created: { token, row } }));
     } catch (err) {
       if (!isAppError(err) || err.status !== 400) throw err;
-      render(ctx.views, req, res, 'admin/tokens.njk', await page({ error: err.message, form: { name: field(req, 'name', 100) } }), 400);
+      render(ctx.views, req, res, 'admin/tokens.njk', await page({ error: err.message, form: { name: field(req, 'name', 100), days: field(req, 'days', 20) } }), 400);
     }
   });
 

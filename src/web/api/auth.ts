@@ -34,8 +34,8 @@ export function bearerAuth(ctx: WebContext): RequestHandler {
     const token = await tokenFor(db, bearer[1]);
     if (!token) {
       await allowHit(db, failKey, AUTH_FAILURES.perIp, AUTH_FAILURES.windowSeconds);
-      log.warn({ ip: req.ip, url: req.originalUrl.slice(0, 300) }, 'api request with an unknown or revoked token');
-      throw new ApiRefusal(401, 'invalid_token', 'This token is not valid: it is mistyped, or it was revoked.', { 'WWW-Authenticate': `${CHALLENGE}, error="invalid_token"` });
+      log.warn({ ip: req.ip, url: req.originalUrl.slice(0, 300) }, 'api request with an unknown, revoked or lapsed token, or one whose maker is no longer a site administrator');
+      throw new ApiRefusal(401, 'invalid_token', 'This token is not valid: it is mistyped, revoked or past its days, or the site administrator who made it no longer is one.', { 'WWW-Authenticate': `${CHALLENGE}, error="invalid_token"` });
     }
     if (!(await allowHit(db, `api:token:${token.id}`, ctx.cfg.web.apiRateLimit, 60))) {
       throw new ApiRefusal(429, 'rate_limited', `This token made more than ${ctx.cfg.web.apiRateLimit} requests in a minute (API_RATE_LIMIT): slow down.`, { 'Retry-After': '60' });

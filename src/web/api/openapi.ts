@@ -116,7 +116,7 @@ const schemas: Record<string, Schema> = {
 
 const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ref('Error') } } });
 const ERRORS: Record<string, string> = {
-  400: 'invalid input (a field, JSON that does not parse, a cursor)', 401: 'no token, or one that is wrong or revoked', 403: 'the token\'s scope does not allow this',
+  400: 'invalid input (a field, JSON that does not parse, a cursor)', 401: 'no token, or one that is wrong, revoked or lapsed, or whose maker is no longer a site administrator', 403: 'the token\'s scope does not allow this',
   404: 'no such list, member, held message, rule or message', 429: 'too many requests from this token, or too many wrong tokens from this address',
 };
 const WRITE_ERRORS: Record<string, string> = { 409: 'conflicts with the current state (already decided, already exists)', 413: 'the body is over 1 MB', 415: 'the body is not JSON' };
