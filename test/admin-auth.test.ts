@@ -293,6 +293,13 @@ describe('password reset by mail', () => {
     expect((await client().post('/login', { email: 'reset@example.org', password: 'old password 123' })).status).toBe(401);
     expect((await client().post('/login', { email: 'reset@example.org', password: 'new password 456' })).status).toBe(303);
     expect((await client().post(link.pathname, { password: 'another one 789', confirm: 'another one 789' })).status).toBe(410);
+    // The primary address is told, in the change's transaction, and the audit log has it.
+    const told = (await queuedMail(db, 'reset@example.org')).filter((m) => m.subject === 'Your password was changed');
+    expect(told).toHaveLength(1);
+    expect(told[0].text).toMatch(/The password was reset, by a link mailed to one of its addresses, for your account on .* \(reset@example\.org, this address\) on \d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+    expect(told[0].text).toContain('/login/reset)');
+    const audit = await db.pool.query(`select actor from audit_log where action = 'account.password_reset' and target = 'reset@example.org'`);
+    expect(audit.rows).toEqual([{ actor: 'reset@example.org' }]);
   });
 
   it('answers a reset request for an unknown address like a known one, without mail', async () => {

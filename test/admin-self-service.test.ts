@@ -95,6 +95,12 @@ describe('a member manages their own subscriptions', () => {
     await c.post('/account/password', { current: 'wrong', password: 'second password', confirm: 'second password' });
     expect((await c.get('/account')).text).toContain('current password was not right');
     expect((await new WebClient(web.url).post('/login', { email: 'pw@example.org', password: 'second password' })).status).toBe(401);
+    // Setting and changing it are told to the primary address: one notice each, none for the refused try.
+    await c.post('/account/password', { current: 'first password', password: 'second password', confirm: 'second password' });
+    const told = (await queuedMail(db, 'pw@example.org')).map((m) => m.subject).filter((s) => /password/i.test(s)).sort();
+    expect(told).toEqual(['A password was set for your account', 'Your password was changed']);
+    const audit = await db.pool.query(`select action from audit_log where target = 'pw@example.org' and action like 'account.password%' order by id`);
+    expect(audit.rows.map((r) => r.action)).toEqual(['account.password_set', 'account.password_changed']);
   });
 
   it('counts wrong current passwords against the login limits: a session is no way to guess the password', async () => {

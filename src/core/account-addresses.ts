@@ -96,10 +96,10 @@ export async function followVerifyLink(pool: pg.Pool, who: AccountRef, token: st
 }
 
 /** What the notices of this module need: the site's address and where its mail comes from. */
-type NoticeSettings = Pick<CoreSettings, 'publicUrl' | 'noticeFrom' | 'mailDomain'>;
+export type NoticeSettings = Pick<CoreSettings, 'publicUrl' | 'noticeFrom' | 'mailDomain'>;
 
 /** "2026-03-02 10:00 UTC": when a change was made, in the notice that tells of it. */
-function noticeTime(at: Date): string {
+export function noticeTime(at: Date): string {
   return `${at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 

@@ -98,6 +98,11 @@ export function loginLinkUrl(token: string, next?: string | null): string {
 }
 
 /** `/login/reset/TOKEN[?next=PATH]`: a mailed link to choose a new password. */
+/** The page that mails a password reset link. */
+export function passwordResetRequestUrl(): string {
+  return '/login/reset';
+}
+
 export function passwordResetUrl(token: string, next?: string | null): string {
   return `/login/reset/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
 }

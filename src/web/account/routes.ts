@@ -5,7 +5,8 @@
  */
 
 import { Router } from 'express';
-import { findAccount, setPasswordHash } from '../../db/accounts.ts';
+import { savePassword } from '../../core/account-password.ts';
+import { findAccount } from '../../db/accounts.ts';
 import { hashPassword, passwordProblem } from '../../auth/credentials.ts';
 import { listsForStaff } from '../../db/list-admin.ts';
 import { subscriptionsOf } from '../../db/member-admin.ts';
@@ -116,8 +117,9 @@ export function accountRouter(ctx: WebContext): Router {
       flash(ctx, res, problem, 'error');
       return res.redirect(303, '/account');
     }
-    await setPasswordHash(db, account.id, await hashPassword(password));
-    await deleteAccountSessions(db, account.id, currentSessionHash(req));
+    await savePassword(db, { accountId: account.id, email: account.email }, await hashPassword(password), {
+      change: account.password_hash ? 'changed' : 'set', keepSession: currentSessionHash(req), settings: ctx.cfg,
+    });
     flash(ctx, res, 'Password saved. Your other sessions were logged out.');
     res.redirect(303, '/account');
   });

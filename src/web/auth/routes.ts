@@ -15,12 +15,12 @@
  */
 
 import { Router, type NextFunction, type Request, type Response } from 'express';
+import { savePassword } from '../../core/account-password.ts';
 import {
-  consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, setPasswordHash, upsertAccount, voidLoginTokens,
+  consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, upsertAccount, voidLoginTokens,
 } from '../../db/accounts.ts';
 import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
 import { allowHit, clearHits, clientKey } from '../../db/rate-limits.ts';
-import { deleteAccountSessions } from '../../db/sessions.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { absoluteUrl, loginLinkUrl, passwordResetUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
@@ -149,9 +149,8 @@ export function authRouter(ctx: WebContext): Router {
     const used = await consumeLoginToken(db, hashToken(token), 'reset');
     const account = used ? await findAccountByEmail(db, used.email) : null;
     if (!used || !account) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
-    await setPasswordHash(db, account.id, await hashPassword(password));
+    await savePassword(db, { accountId: account.id, email: account.email }, await hashPassword(password), { change: 'reset', keepSession: null, settings: ctx.cfg });
     await voidLoginTokens(db, used.email, 'reset');
-    await deleteAccountSessions(db, account.id);
     // The address's owner proved it: failures from anywhere no longer count against it.
     await clearHits(db, `login:fail:${used.email}`);
     await loginAs(req, res, account.id, used.email);

@@ -1,0 +1,42 @@
+/*
+ * An account's password saved, from its page or by a reset link: with the account's other sessions
+ * ended, its audit entry, and a notice to its primary address, in one transaction. A password set
+ * from a stolen session (or reset by a link mailed to an address a thief added) is the one change
+ * that keeps them in for good; the notice lets the owner see it at once, as the address changes do
+ * (core/account-addresses.ts).
+ */
+
+import type pg from 'pg';
+import { setPasswordHash } from '../db/accounts.ts';
+import { recordAudit } from '../db/audit.ts';
+import { withTransaction } from '../db/pool.ts';
+import { deleteAccountSessions } from '../db/sessions.ts';
+import { absoluteUrl, passwordResetRequestUrl } from '../mail/urls.ts';
+import { noticeTime, type AccountRef, type NoticeSettings } from './account-addresses.ts';
+import { sendNotice } from './notices.ts';
+
+export type PasswordChange = 'set' | 'changed' | 'reset';
+
+/**
+ * Saves the password hash; ends every session of the account but `keepSession` (the hash of the
+ * one saving it; null: all); tells the primary address (`who.email`) what happened and when.
+ */
+export async function savePassword(pool: pg.Pool, who: AccountRef, hash: string, opts: { change: PasswordChange; keepSession: string | null; settings: NoticeSettings }): Promise<void> {
+  const { settings } = opts;
+  await withTransaction(pool, async (tx) => {
+    await setPasswordHash(tx, who.accountId, hash);
+    await deleteAccountSessions(tx, who.accountId, opts.keepSession);
+    await recordAudit(tx, { actor: who.email, action: `account.password_${opts.change}`, target: who.email });
+    const what = opts.change === 'set' ? 'A password was set for' : opts.change === 'reset' ? 'The password was reset, by a link mailed to one of its addresses, for' : 'The password was changed for';
+    await sendNotice(tx, {
+      site: settings,
+      to: who.email,
+      subject: opts.change === 'set' ? 'A password was set for your account' : 'Your password was changed',
+      text: `${what} your account on ${settings.publicUrl} (${who.email}, this address) on ${noticeTime(new Date())}. Its other sessions were logged out.\n\n`
+        + `If you made this change, there is nothing more to do.\n\n`
+        + `If you did not, someone else may be using your account: ask for a new password with this address (${absoluteUrl(settings.publicUrl, passwordResetRequestUrl())}), `
+        + `then, on your account page, remove the addresses you do not know and choose "Log out everywhere else". `
+        + `If you cannot, ask the administrators of ${settings.publicUrl} for help.\n`,
+    });
+  });
+}
