@@ -94,6 +94,11 @@ describe('adding an address', () => {
       { actor: 'ann@example.org', action: 'account.address_add', target: 'ann.work@example.org' },
       { actor: 'ann@example.org', action: 'account.address_verify', target: 'ann.work@example.org' },
     ]);
+    // The primary address is told once, naming the address added and what to do if it was not them.
+    const told = (await queuedMail(db, 'ann@example.org')).filter((m) => m.subject === 'An address was added to your account');
+    expect(told).toHaveLength(1);
+    expect(told[0].text).toMatch(/^ann\.work@example\.org was added to your account on .* \(ann@example\.org, this address\) on \d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+    expect(told[0].text).toContain('remove ann.work@example.org, change your password');
   });
 
   it('refuses an expired link, and one asked for by another account without using it up', async () => {
@@ -389,7 +394,7 @@ describe('a session whose login is not recent', () => {
     expect(sent.status).toBe(200);
     expect(sent.text).toContain('A login link is on its way to <strong>pam@example.org</strong>');
     expect(await queuedMail(db, 'pam2@example.org')).toHaveLength(1); // only its verification link
-    const mails = await queuedMail(db, 'pam@example.org');
+    const mails = (await queuedMail(db, 'pam@example.org')).filter((m) => m.subject !== 'An address was added to your account');
     expect(mails.map((m) => m.subject)).toEqual(['Log in again to change your account']);
     const url = new URL(/https?:\/\/\S+\/login\/link\/\S+/.exec(mails[0].text)![0]);
     expect(url.searchParams.get('next')).toBe('/account/reauthenticate');
@@ -439,7 +444,8 @@ describe('notices of changes to the addresses', () => {
     await addVerified(me, 'rita.new@example.org');
     expect((await me.post('/account/addresses/primary', { email: 'rita.new@example.org' })).status).toBe(303);
     const mails = await queuedMail(db, 'rita@example.org');
-    expect(mails.map((m) => m.subject)).toEqual(['Your primary address was changed']);
+    expect(mails.map((m) => m.subject)).toEqual(['An address was added to your account', 'Your primary address was changed']);
+    mails.shift();
     const text = mails[0].text;
     expect(text).toContain(`The primary address of your account on ${web.url} was changed on`);
     expect(text).toMatch(/changed on \d{4}-\d\d-\d\d \d\d:\d\d UTC: it was rita@example\.org \(this address\), it is now another address/);

@@ -83,14 +83,30 @@ export async function peekVerifyLink(pool: pg.Pool, who: AccountRef, token: stri
  * asked for by another account is not used up ('foreign'); 'taken' when another account has the
  * address verified by now, and nothing changes.
  */
-export async function followVerifyLink(pool: pg.Pool, who: AccountRef, token: string): Promise<{ outcome: VerifyLinkOutcome; email: string | null }> {
+export async function followVerifyLink(pool: pg.Pool, who: AccountRef, token: string, settings: NoticeSettings): Promise<{ outcome: VerifyLinkOutcome; email: string | null }> {
   const peeked = await peekVerifyLink(pool, who, token);
   if (peeked.outcome !== 'ok') return { outcome: peeked.outcome, email: peeked.email };
   return withTransaction(pool, async (tx) => {
     const used = await consumeLoginToken(tx, hashToken(token), 'verify');
     if (!used || used.account_id !== who.accountId) return { outcome: 'expired' as const, email: null };
     const outcome = await verifyAddress(tx, who.accountId, used.email);
-    if (outcome === 'verified') await recordAudit(tx, { actor: who.email, action: 'account.address_verify', target: used.email });
+    if (outcome === 'verified') {
+      await recordAudit(tx, { actor: who.email, action: 'account.address_verify', target: used.email });
+      // A verified address logs in and can reset the password: the primary address is told, so
+      // that one a thief added from a fresh stolen session is seen at once. It is named in full:
+      // the primary address's owner is the account's, and must know which one to remove.
+      await sendNotice(tx, {
+        site: settings,
+        to: who.email,
+        subject: 'An address was added to your account',
+        text: `${used.email} was added to your account on ${settings.publicUrl} (${who.email}, this address) on ${noticeTime(new Date())}. `
+          + `It can now log in to the account and receive its mail.\n\n`
+          + `If you added it, there is nothing more to do.\n\n`
+          + `If you did not, someone else may be using your account. Log in with this address (${absoluteUrl(settings.publicUrl, loginUrl())}): `
+          + `on your account page, remove ${used.email}, change your password (or set one), and choose "Log out everywhere else". `
+          + `If you cannot log in any more, ask the administrators of ${settings.publicUrl} for help.\n`,
+      });
+    }
     return { outcome, email: used.email };
   });
 }

@@ -86,7 +86,7 @@ export function addressesRouter(ctx: WebContext): Router {
   });
 
   r.post('/account/addresses/verify/:token', requireLogin, requireCsrf, async (req, res) => {
-    const { outcome, email } = await followVerifyLink(db, req.viewer!, String(req.params.token));
+    const { outcome, email } = await followVerifyLink(db, req.viewer!, String(req.params.token), ctx.cfg);
     if (outcome === 'verified' || outcome === 'already') {
       flash(ctx, res, outcome === 'verified' ? `${email} is now one of your verified addresses.` : `${email} was already verified.`);
       return res.redirect(303, '/account');
