@@ -125,30 +125,46 @@ function addToHour(column: HourlyColumn, count: string, from = ''): string {
 
 const ROWS_DONE = ['count(*)', 'from done having count(*) > 0'] as const;
 
+/**
+ * A claimed row's result is written only while the row's attempts are what the claim read: the
+ * write is then applied once, however often it is tried. A write whose commit was not heard (the
+ * connection lost after it) is tried again, and counted attempts twice, pushed the retry further
+ * out and counted the hour twice; a row requeued (reclaimStale) and sent again by another worker
+ * has its result written by one of the two, not both. Rows requeued and not yet sent again still
+ * take their result: what was sent is recorded, not sent twice.
+ */
+const CLAIMED = 'o.id = u.id and o.attempts = u.attempts';
+
+/** A claimed row, by its id and the attempts the claim read. */
+export interface ClaimedId {
+  id: number;
+  attempts: number;
+}
+
 /** Marks rows delivered, in one statement. */
-export async function markSent(db: Queryable, ids: number[]): Promise<void> {
-  if (ids.length === 0) return;
+export async function markSent(db: Queryable, sent: ClaimedId[]): Promise<void> {
+  if (sent.length === 0) return;
   await db.query(
-    `with done as (update outbox set state = 'sent', sent_at = now(), attempts = attempts + 1, locked_by = null, last_error = null
-                    where id = any($1::bigint[]) returning 1)
+    `with done as (update outbox o set state = 'sent', sent_at = now(), attempts = o.attempts + 1, locked_by = null, last_error = null
+                     from unnest($1::bigint[], $2::int[]) as u(id, attempts) where ${CLAIMED} returning 1)
      ${addToHour('sent', ...ROWS_DONE)}`,
-    [ids],
+    [sent.map((r) => r.id), sent.map((r) => r.attempts)],
   );
 }
 
-export interface RowError {
-  id: number;
+export interface RowError extends ClaimedId {
   error: string;
 }
 
 /**
  * Puts rows back with exponential backoff (e^attempts seconds, capped at e^10); rows older than
- * the give-up period fail instead. Returns the ids that failed for good.
+ * the give-up period fail instead. Returns the ids that failed for good. One statement, with the
+ * hour's counts, so that it is applied whole or not at all.
  */
 export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: number): Promise<number[]> {
   if (errors.length === 0) return [];
   const { rows } = await db.query<{ id: number; state: OutboxState }>(
-    `with u as (select * from unnest($1::bigint[], $2::text[]) as u(id, error)),
+    `with u as (select * from unnest($1::bigint[], $2::text[], $4::int[]) as u(id, error, attempts)),
      done as (
        update outbox o set
          attempts = o.attempts + 1,
@@ -156,15 +172,16 @@ export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: 
          locked_by = null,
          state = case when o.created_at < now() - make_interval(secs => $3 * 3600) then 'failed' else 'queued' end,
          run_at = greatest(now(), o.run_at) + exp(least(o.attempts + 1, 10)) * interval '1 second'
-       from u where o.id = u.id
-       returning o.id, o.state)
+       from u where ${CLAIMED}
+       returning o.id, o.state),
+     counted as (
+       insert into delivery_hourly (hour, deferred, failed)
+       select date_trunc('hour', now()), count(*) filter (where state = 'queued'), count(*) filter (where state = 'failed') from done having count(*) > 0
+       on conflict (hour) do update set deferred = delivery_hourly.deferred + excluded.deferred, failed = delivery_hourly.failed + excluded.failed)
      select id, state from done`,
-    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), giveUpHours],
+    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), giveUpHours, errors.map((e) => e.attempts)],
   );
-  const failed = rows.filter((r) => r.state === 'failed').map((r) => r.id);
-  await countHourly(db, 'deferred', rows.length - failed.length);
-  await countHourly(db, 'failed', failed.length);
-  return failed;
+  return rows.filter((r) => r.state === 'failed').map((r) => r.id);
 }
 
 /** Marks rows failed for good (a permanent 5xx answer). */
@@ -173,9 +190,9 @@ export async function markFailed(db: Queryable, errors: RowError[]): Promise<voi
   await db.query(
     `with done as (
        update outbox o set state = 'failed', attempts = o.attempts + 1, last_error = u.error, locked_by = null
-         from unnest($1::bigint[], $2::text[]) as u(id, error) where o.id = u.id returning 1)
+         from unnest($1::bigint[], $2::text[], $3::int[]) as u(id, error, attempts) where ${CLAIMED} returning 1)
      ${addToHour('failed', ...ROWS_DONE)}`,
-    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000))],
+    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), errors.map((e) => e.attempts)],
   );
 }
 

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { recordDeliveryFailure, recordProbeFailure } from '../core/bounces.ts';
 import { tellPostTooBig } from '../core/notices.ts';
-import { markFailed, markRetry, markSent, type ClaimedRow, type RowError } from '../db/outbox.ts';
+import { markFailed, markRetry, markSent, type ClaimedId, type ClaimedRow, type RowError } from '../db/outbox.ts';
 import { isDataError } from '../db/pg-errors.ts';
 import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
@@ -43,7 +43,7 @@ const RETRY_MS = [200, 1000];
  * delivery for good.
  */
 export class Outcomes {
-  private sent: number[] = [];
+  private sent: ClaimedId[] = [];
   private retry: Retry[] = [];
   private failed: Failure[] = [];
   /** rows handed to the write that has not finished */
@@ -77,18 +77,18 @@ export class Outcomes {
   }
 
   delivered(row: ClaimedRow) {
-    this.sent.push(row.id);
+    this.sent.push({ id: row.id, attempts: row.attempts });
     this.maybeWrite();
   }
 
   deferred(row: ClaimedRow, error: string) {
-    this.retry.push({ id: row.id, error: storable(error), row });
+    this.retry.push({ id: row.id, attempts: row.attempts, error: storable(error), row });
     this.maybeWrite();
   }
 
   /** `stage`: the SMTP command refused; only a refused RCPT TO is about the member's address. */
   failedFor(row: ClaimedRow, error: string, stage = 'RCPT TO') {
-    this.failed.push({ id: row.id, error: storable(error), row, stage });
+    this.failed.push({ id: row.id, attempts: row.attempts, error: storable(error), row, stage });
     this.maybeWrite();
   }
 
@@ -154,7 +154,7 @@ export class Outcomes {
    * One set of results, step by step; what a step could not write goes back to the pending ones,
    * with the steps after it. The rows written are counted, logged and their bounces recorded.
    */
-  private async write(sent: number[], allRetry: Retry[], allFailed: Failure[]) {
+  private async write(sent: ClaimedId[], allRetry: Retry[], allFailed: Failure[]) {
     try {
       await this.attempt(() => markSent(this.pool, sent));
     } catch (err) {
@@ -288,7 +288,7 @@ export class Outcomes {
     this.log.error({ err }, 'could not record delivery results; they are kept and written before anything more is sent');
   }
 
-  private keep(sent: number[], retry: Retry[], failed: Failure[]) {
+  private keep(sent: ClaimedId[], retry: Retry[], failed: Failure[]) {
     this.sent.unshift(...sent);
     this.retry.unshift(...retry);
     this.failed.unshift(...failed);

@@ -1,0 +1,71 @@
+/*
+ * A claimed row's result is written once, however often the write is tried (db/outbox.ts
+ * CLAIMED): a write whose commit went unheard is tried again on a fresh connection (outcomes.ts),
+ * and a row requeued after its worker looked dead may be claimed and sent by another.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { claimBatch, enqueueMail, insertOutboundMail, markFailed, markRetry, markSent, releaseRows, type ClaimedRow } from '../src/db/outbox.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await testDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+/** Queues one copy for each recipient and claims them all for `worker`. */
+async function claimed(worker: string, recipients: string[]): Promise<ClaimedRow[]> {
+  const mail = await insertOutboundMail(db.pool, Buffer.from('From: a@example.org\r\nSubject: x\r\n\r\nx\r\n'));
+  await enqueueMail(db.pool, 'notice', null, mail, recipients.map((email) => ({ email, envelopeFrom: 'bounces@lists.example.org' })));
+  const { rows } = await claimBatch(db.pool, worker, 100);
+  expect(rows.map((r) => r.recipient).sort()).toEqual([...recipients].sort());
+  return rows;
+}
+
+const hour = async () => (await db.pool.query(`select coalesce(sum(sent), 0)::int as sent, coalesce(sum(deferred), 0)::int as deferred, coalesce(sum(failed), 0)::int as failed from delivery_hourly`)).rows[0];
+const row = async (id: number) => (await db.pool.query(`select state, attempts, last_error, run_at from outbox where id = $1`, [id])).rows[0];
+
+describe('results of claimed copies', () => {
+  it('are applied once when the same write is made twice', async () => {
+    const [a, b, c] = (await claimed('w1', ['a@example.net', 'b@example.net', 'c@example.net'])).sort((x, y) => x.recipient.localeCompare(y.recipient));
+    const before = await hour();
+    for (let i = 0; i < 2; i++) {
+      await markSent(db.pool, [{ id: a.id, attempts: a.attempts }]);
+      expect(await markRetry(db.pool, [{ id: b.id, attempts: b.attempts, error: '451 later' }], 24)).toEqual([]);
+      await markFailed(db.pool, [{ id: c.id, attempts: c.attempts, error: '550 no such user' }]);
+    }
+    expect(await row(a.id)).toMatchObject({ state: 'sent', attempts: 1 });
+    const retried = await row(b.id);
+    expect(retried).toMatchObject({ state: 'queued', attempts: 1, last_error: '451 later' });
+    // e^1 seconds from now, not e^2 from e^1 from now.
+    expect(retried.run_at.getTime() - Date.now()).toBeLessThan(4_000);
+    expect(await row(c.id)).toMatchObject({ state: 'failed', attempts: 1, last_error: '550 no such user' });
+    const after = await hour();
+    expect({ sent: after.sent - before.sent, deferred: after.deferred - before.deferred, failed: after.failed - before.failed }).toEqual({ sent: 1, deferred: 1, failed: 1 });
+  });
+
+  it('of a copy requeued and sent again by another worker are written by one of the two', async () => {
+    const [first] = await claimed('w1', ['d@example.net']);
+    await releaseRows(db.pool, [first.id]); // as reclaimStale does for a worker that looked dead
+    const second = (await claimBatch(db.pool, 'w2', 100)).rows.find((r) => r.id === first.id)!;
+    expect(second).toMatchObject({ id: first.id, attempts: first.attempts });
+    const before = await hour();
+    await markSent(db.pool, [{ id: first.id, attempts: first.attempts }]); // w1's kept result
+    await markRetry(db.pool, [{ id: first.id, attempts: second.attempts, error: '421 busy' }], 24); // w2's
+    expect(await row(first.id)).toMatchObject({ state: 'sent', attempts: 1, last_error: null });
+    const after = await hour();
+    expect({ sent: after.sent - before.sent, deferred: after.deferred - before.deferred }).toEqual({ sent: 1, deferred: 0 });
+  });
+
+  it('of a copy requeued and not yet sent again are written: what was sent is not sent twice', async () => {
+    const [r] = await claimed('w1', ['f@example.net']);
+    await releaseRows(db.pool, [r.id]);
+    await markSent(db.pool, [{ id: r.id, attempts: r.attempts }]);
+    expect(await row(r.id)).toMatchObject({ state: 'sent', attempts: 1 });
+    expect((await claimBatch(db.pool, 'w2', 100)).rows.map((x) => x.id)).not.toContain(r.id);
+  });
+});
