@@ -14,6 +14,7 @@ import { apiErrorHandler } from './api/errors.ts';
 import { apiRouter } from './api/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import { MembersOnly } from './archive/access.ts';
+import { DownloadSlots } from './archive/download-slots.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
 import { archiveRouter } from './archive/routes.ts';
 import type { WebContext } from './context.ts';
@@ -36,7 +37,7 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
  */
 export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache; parsedMessages?: ParsedMessages } = {}): express.Express {
   const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024, readUrls(cfg, db.directUrl ?? db.url));
-  const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages };
+  const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages, downloads: new DownloadSlots(cfg.web.maxDownloads) };
   const app = express();
   app.disable('x-powered-by');
   // Whose X-Forwarded-For names the client, for the limits per client address and the logs: a

@@ -1,6 +1,7 @@
 import type nunjucks from 'nunjucks';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
+import type { DownloadSlots } from './archive/download-slots.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import type { ParsedMessages } from './archive/parsed-messages.ts';
 
@@ -13,4 +14,6 @@ export interface WebContext {
   pageCache?: PageCache;
   /** messages parsed once for their pages and attachments (MESSAGE_CACHE_MB) */
   parsedMessages: ParsedMessages;
+  /** the heavy downloads this process serves at once (WEB_MAX_DOWNLOADS) */
+  downloads: DownloadSlots;
 }

@@ -15,7 +15,8 @@ export class WebServer {
   private pageCache?: PageCache;
   private parsedMessages?: ParsedMessages;
 
-  constructor(private db: Database, private cfg: Config, private opts: { host: string; port: number } = cfg.web) {}
+  /** `stalledMs`: the idle deadline (http-server.ts STALLED_MS), shorter in tests. */
+  constructor(private db: Database, private cfg: Config, private opts: { host: string; port: number; stalledMs?: number } = cfg.web) {}
 
   async start(): Promise<AddressInfo> {
     if (this.cfg.web.pageCacheMb > 0) {
@@ -23,7 +24,7 @@ export class WebServer {
       await this.pageCache.start();
     }
     this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, readUrls(this.cfg, this.db.directUrl ?? this.db.url));
-    const server = expressServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }));
+    const server = expressServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }), { stalledMs: this.opts.stalledMs });
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

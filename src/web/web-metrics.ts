@@ -30,3 +30,16 @@ export const afterResponseWork = new client.Counter({
   labelNames: ['result'],
   registers: [registry],
 });
+
+export const downloadsRunning = new client.Gauge({
+  name: 'listkeeper_web_downloads',
+  help: 'Heavy downloads being sent now (mbox months and threads, raw messages and attachments of 1 MB or more), each holding a slot of WEB_MAX_DOWNLOADS',
+  registers: [registry],
+});
+
+export const downloadsRefused = new client.Counter({
+  name: 'listkeeper_web_downloads_refused_total',
+  help: 'Heavy downloads refused because every slot was taken: by reason, process (WEB_MAX_DOWNLOADS, answered 503) or client (the address had its 2 running, answered 429)',
+  labelNames: ['reason'],
+  registers: [registry],
+});

@@ -8,10 +8,10 @@ export interface RunningWeb {
   stop(): Promise<void>;
 }
 
-/** The real web app on an ephemeral port; PUBLIC_URL points at it. */
-export async function startWeb(db: Database, env: Record<string, string> = {}): Promise<RunningWeb> {
+/** The real web app on an ephemeral port; PUBLIC_URL points at it. `stalledMs`: a shorter idle deadline. */
+export async function startWeb(db: Database, env: Record<string, string> = {}, opts: { stalledMs?: number } = {}): Promise<RunningWeb> {
   const cfg0 = parseConfig({ MAIL_DOMAIN: 'lists.example.org', LOG_LEVEL: 'silent', ...env });
-  const server = new WebServer(db, cfg0, { host: '127.0.0.1', port: 0 });
+  const server = new WebServer(db, cfg0, { host: '127.0.0.1', port: 0, stalledMs: opts.stalledMs });
   const addr = await server.start();
   const url = `http://127.0.0.1:${addr.port}`;
   // Links in pages and mail should point at this very server.

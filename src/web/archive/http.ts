@@ -15,6 +15,7 @@ import type { WebContext } from '../context.ts';
 import { csrfToken } from '../csrf.ts';
 import { viewerOf } from '../viewer.ts';
 import { notModified } from './conditional.ts';
+import { HEAVY_DOWNLOAD_BYTES, type DownloadSlots } from './download-slots.ts';
 import { offerToPageCache } from './page-cache.ts';
 
 export const PUBLIC_MAX_AGE = 60;
@@ -69,13 +70,16 @@ export function sendPage(ctx: WebContext, req: Request, res: Response, template:
  * one-shot crypto.hash(): createHash() looks the digest up in OpenSSL 3 on every call, and took
  * 20 µs a search page in a running server against 6.5. The caller has set the Content-Type; the
  * conditionals are answered here, so Express's res.send() would only check them again (Node
- * sends no body to a HEAD request).
+ * sends no body to a HEAD request). With `downloads` (a raw message, an attachment), a body of
+ * HEAVY_DOWNLOAD_BYTES or more is sent only in a free download slot: the response holds all of it
+ * until the reader has taken it.
  */
-export function sendBody(req: Request, res: Response, body: string | Buffer) {
+export function sendBody(req: Request, res: Response, body: string | Buffer, downloads?: DownloadSlots) {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
   res.setHeader('ETag', `"${crypto.hash('sha1', bytes, 'base64url')}"`);
   offerToPageCache(res, bytes);
   if (res.statusCode === 200 && notModified(req, res)) return;
+  if (downloads && req.method === 'GET' && bytes.length >= HEAVY_DOWNLOAD_BYTES && !downloads.take(req, res)) return;
   res.setHeader('Content-Length', bytes.length);
   res.end(bytes);
 }

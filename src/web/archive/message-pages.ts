@@ -235,7 +235,7 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   // The stored digest (sql/0056); computed from the bytes while the conversion has not reached it.
   const sha256 = (await messageDigest(ctx.db.readPool, f.m.id)) ?? crypto.createHash('sha256').update(raw).digest();
   res.set('Repr-Digest', `sha-256=:${sha256.toString('base64')}:`);
-  sendBody(req, res, raw);
+  sendBody(req, res, raw, ctx.downloads);
 }
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
@@ -250,7 +250,7 @@ export async function attachment(ctx: WebContext, req: Request, res: Response) {
   res.set('Content-Type', served.contentType);
   res.set('Content-Disposition', served.disposition);
   res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");
-  sendBody(req, res, a.content);
+  sendBody(req, res, a.content, ctx.downloads);
 }
 
 /**
