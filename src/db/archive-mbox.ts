@@ -25,9 +25,12 @@ export interface MboxRow {
 
 /**
  * Bytes of raw messages one page holds at most (past its first message): a page of 200 rows of
- * 4 MB each was 800 MB in the web process for one download of a month of attachments.
+ * 4 MB each was 800 MB in the web process for one download of a month of attachments. A reader who
+ * stalls holds its page until the idle deadline: pages of 8 MB rather than 16 took eight such
+ * readers of a month of 2 MB messages from 172–192 MB to 95–122 MB, for some 5% of the rate at
+ * full speed (docs/benchmarks.md, Downloads).
  */
-export const MBOX_PAGE_BYTES = 16 * 1024 * 1024;
+export const MBOX_PAGE_BYTES = 8 * 1024 * 1024;
 
 export async function* mboxRows(db: Queryable, scope: MboxScope, pageSize = 200, pageBytes = MBOX_PAGE_BYTES): AsyncGenerator<MboxRow> {
   let lastDate: Date | null = null;

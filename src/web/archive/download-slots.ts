@@ -39,11 +39,11 @@ export class DownloadSlots {
   private lastLog = -Infinity;
 
   /**
-   * `perProcess` is WEB_MAX_DOWNLOADS, 8 by default: eight stalled mbox downloads of ordinary mail
-   * hold about 8 × 16 MB plus what their sockets have not sent, some 150–200 MB on top of a web
-   * process's 100 MB, what a small machine can spare; a reader who downloads a month as fast as
-   * the network goes keeps a slot for seconds. (Messages of SMTP_MAX_SIZE make a page up to one
-   * such message larger.)
+   * `perProcess` is WEB_MAX_DOWNLOADS, 8 by default: eight readers who stalled on a month of 2 MB
+   * messages held 95–122 MB above a web process's 100 MB at rest (an 8 MB page and the entry the
+   * socket has not taken, each), what a small machine can spare; sixty held 1.1–1.2 GB before
+   * there was a limit (bench/downloads.ts). A reader who downloads as fast as the network goes keeps
+   * a slot for seconds. Messages of SMTP_MAX_SIZE make each hold up to two such messages more.
    */
   constructor(readonly perProcess: number) {
     this.perClient = Math.min(DOWNLOADS_PER_CLIENT, perProcess);
