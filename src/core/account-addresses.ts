@@ -93,18 +93,15 @@ export async function followVerifyLink(pool: pg.Pool, who: AccountRef, token: st
     if (outcome === 'verified') {
       await recordAudit(tx, { actor: who.email, action: 'account.address_verify', target: used.email });
       // A verified address logs in and can reset the password: the primary address is told, so
-      // that one a thief added from a fresh stolen session is seen at once. It is named in full:
-      // the primary address's owner is the account's, and must know which one to remove.
+      // that one a thief added from a fresh stolen session is seen at once. As "another address",
+      // as makePrimaryAddress says it: a mailbox may be read by others (shared, forwarded).
       await sendNotice(tx, {
         site: settings,
         to: who.email,
         subject: 'An address was added to your account',
-        text: `${used.email} was added to your account on ${settings.publicUrl} (${who.email}, this address) on ${noticeTime(new Date())}. `
-          + `It can now log in to the account and receive its mail.\n\n`
-          + `If you added it, there is nothing more to do.\n\n`
-          + `If you did not, someone else may be using your account. Log in with this address (${absoluteUrl(settings.publicUrl, loginUrl())}): `
-          + `on your account page, remove ${used.email}, change your password (or set one), and choose "Log out everywhere else". `
-          + `If you cannot log in any more, ask the administrators of ${settings.publicUrl} for help.\n`,
+        text: `Another address was added to your account on ${settings.publicUrl} (${who.email}, this address) on ${noticeTime(new Date())}. `
+          + `It can now log in to the account and receive its mail. Your account page lists the account's addresses.\n\n`
+          + notYou(settings, false),
       });
     }
     return { outcome, email: used.email };
