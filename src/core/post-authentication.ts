@@ -9,7 +9,8 @@
  * AUTH_CHECK_TIMEOUT_MS, and the post goes on; it is never stuck behind DNS, never lost.
  */
 
-import { authenticate, type DNSResolver } from 'mailauth';
+import { authenticate, dmarc as checkDmarc, type DNSResolver } from 'mailauth';
+import { formatAuthHeaderRow } from 'mailauth/lib/tools.js';
 import { getDomain } from 'tldts';
 import { resolvers } from '../dns.ts';
 import { beforeDeadline } from '../deadline.ts';
@@ -48,6 +49,7 @@ type Settings = Pick<CoreSettings, 'heloName' | 'authCheckTimeoutMs'>;
  */
 export const MAX_DKIM_SIGNATURES = 5;
 type Outcome = Awaited<ReturnType<typeof authenticate>>;
+const PASS = 'pass';
 
 export async function authenticatePost(input: AuthInput, settings: Settings): Promise<AuthChecks> {
   // A post whose From a login vouched for is authenticated by that login (RFC 8601 auth=pass),
@@ -69,13 +71,12 @@ export async function authenticatePost(input: AuthInput, settings: Settings): Pr
   const backstop = new Promise<null>((done) => (timer = setTimeout(() => done(null), budget)));
   try {
     const outcome = await Promise.race([
-      authenticate(withFirstFields(input.raw, 'dkim-signature', MAX_DKIM_SIGNATURES), {
+      checkPost(withFirstFields(input.raw, 'dkim-signature', MAX_DKIM_SIGNATURES), {
         ip,
         helo: sender?.helo || undefined,
         sender: input.envelopeFrom || undefined,
         mta: settings.heloName,
         resolver: resolver as DNSResolver,
-        disableBimi: true,
       }),
       backstop,
     ]);
@@ -94,11 +95,39 @@ export async function authenticatePost(input: AuthInput, settings: Settings): Pr
   }
 }
 
+/**
+ * mailauth's checks, with DMARC done here rather than inside authenticate(): DMARC must not count
+ * a DKIM pass that does not cover the whole body (partialSignatures), and authenticate() judges
+ * DMARC before its caller sees the signatures. The same call as authenticate's otherwise.
+ */
+async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender?: string; mta: string; resolver: DNSResolver }): Promise<Outcome> {
+  const o = await authenticate(raw, { ...opts, disableBimi: true, disableDmarc: true });
+  partialSignatures(o.dkim.results ?? []);
+  const spfDomains = o.spf && o.spf.status.result === PASS && o.spf.domain ? [o.spf.domain as string] : [];
+  const dkimDomains = (o.dkim.results ?? []).filter((r) => r.status.result === PASS).map((r) => ({ id: r.id, domain: r.signingDomain }));
+  o.dmarc = o.dkim.headerFrom ? await checkDmarc({ headerFrom: o.dkim.headerFrom, spfDomains, dkimDomains, arcResult: o.arc || undefined, resolver: opts.resolver }) : false;
+  return o;
+}
+
+/**
+ * A signature whose l= covers only the start of the body (RFC 6376 §8.2): whoever has one such
+ * message can append anything below the signed part, a link, a new MIME part, and the signature
+ * still verifies; mailauth says dkim=pass (undersized) and let DMARC pass on it, so a forgery in
+ * a p=reject domain's name was taken as authenticated. Such a pass is recorded as dkim=policy
+ * (RFC 8601 §2.7.1: signed, but the signature is not acceptable here) and counts for nothing.
+ * A signature with l= that covers the whole body still passes.
+ */
+function partialSignatures(results: Outcome['dkim']['results']): void {
+  for (const r of results ?? []) {
+    if (r.status.result !== PASS || !r.status.underSized) continue;
+    r.status.result = 'policy';
+    r.info = formatAuthHeaderRow('dkim', r.status);
+  }
+}
+
 function withDeadline<T>(lookup: Promise<T>, end: number, what: string): Promise<T> {
   return beforeDeadline(lookup, end, () => Object.assign(new Error(`DNS lookup of ${what} timed out`), { code: 'ETIMEOUT' }));
 }
-
-const PASS = 'pass';
 
 function summarise(o: Outcome, authservId: string, spfChecked: boolean): AuthChecks {
   const fromDomain = domainOf(o.dkim.headerFrom?.length === 1 ? o.dkim.headerFrom[0] : null);

@@ -16,6 +16,8 @@ declare module 'mailauth/lib/tools.js' {
   export function getSigningHeaderLines(rows: HeaderRow[], fieldNames: string, verify?: boolean): { keys: string; headers: HeaderRow[] };
   /** a field in relaxed canonical form (RFC 6376 §3.4.2), `suffix` appended */
   export function formatRelaxedLine(line: Buffer | string, suffix?: string): Buffer;
+  /** one method's result as a row of Authentication-Results (`dkim=pass (comment) header.d=…`) */
+  export function formatAuthHeaderRow(method: string, status: object): string;
   export function formatSignatureHeaderLine(type: 'DKIM' | 'ARC' | 'AS', values: Record<string, unknown>, folded?: boolean): string;
 }
 

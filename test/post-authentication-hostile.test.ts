@@ -1,0 +1,88 @@
+import crypto from 'node:crypto';
+import { dkimSign } from 'mailauth/lib/dkim/sign.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config.ts';
+import { createList } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import { useDnsServers } from '../src/dns.ts';
+import type { AuthChecks } from '../src/mail/post-checks.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { StubDns } from './helpers/stub-dns.ts';
+
+/*
+ * Forgeries that try to pass the authentication checks (src/core/post-authentication.ts) as a
+ * p=reject domain, over a real SMTP session, with DNS from a stub server on loopback: the signer's
+ * key is real, the trick is in what the post does with it.
+ */
+
+const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const privatePem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const publicB64 = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+// Loopback is not these domains' server: only a DKIM signature can vouch for their mail here.
+const ELSEWHERE = 'v=spf1 ip4:192.0.2.0/24 -all';
+
+let dns: StubDns;
+let db: TestDatabase;
+let smtp: RunningIngest;
+
+beforeAll(async () => {
+  dns = new StubDns();
+  dns.set('victim.example', { txt: [ELSEWHERE] });
+  dns.set('sel._domainkey.victim.example', { txt: [`v=DKIM1; k=rsa; p=${publicB64}`] });
+  dns.set('_dmarc.victim.example', { txt: ['v=DMARC1; p=reject'] });
+  useDnsServers([await dns.start()]);
+  db = await testDatabase();
+  const settings = { ...parseConfig({ DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org', LOG_LEVEL: 'silent' }), authCheckTimeoutMs: 3000 };
+  smtp = await startIngest(db.pool, { settings });
+  const members = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  await addMember(db.pool, members.id, 'vera@victim.example', 'each');
+  await createList(db.pool, { address: 'open@lists.example.org', name: 'Open', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+});
+
+afterAll(async () => {
+  useDnsServers((process.env.DNS_SERVERS ?? '').split(',').filter(Boolean));
+  await smtp?.stop();
+  await db?.drop();
+  await dns?.stop();
+});
+
+/** `raw` with a DKIM signature of `domain` on top; `l` signs only that many bytes of the body. */
+async function signed(raw: string, opts: { domain?: string; l?: number } = {}): Promise<string> {
+  const key = { signingDomain: opts.domain ?? 'victim.example', selector: 'sel', privateKey: privatePem, canonicalization: 'relaxed/relaxed', ...(opts.l === undefined ? {} : { maxBodyLength: opts.l }) };
+  const { signatures } = await dkimSign(raw, { ...key, signatureData: [key] });
+  return signatures + raw;
+}
+
+async function fate(messageId: string): Promise<{ archived?: AuthChecks; held?: { rule: string; reason: string; auth: AuthChecks } }> {
+  const archived = await db.pool.query('select checks from messages where message_id = $1', [messageId]);
+  const held = await db.pool.query('select rule, reason, checks from held_messages where message_id = $1', [messageId]);
+  return {
+    archived: archived.rows[0]?.checks?.auth,
+    held: held.rows[0] && { rule: held.rows[0].rule, reason: held.rows[0].reason, auth: held.rows[0].checks.auth },
+  };
+}
+
+describe('forged posts that try to pass as authenticated', () => {
+  it('does not count a DKIM signature whose l= leaves out what was appended below it (dkim=policy, DMARC fails)', async () => {
+    for (const list of ['dev', 'open']) {
+      // A real post of the member's, signed with l= over its one-line body; the forger appends.
+      const original = await signed(message({ id: `l-trick-${list}@victim.example`, from: 'Vera <vera@victim.example>', subject: 'Minutes', body: 'See you.\r\n' }), { l: 10 });
+      const forged = `${original}\r\nNew bank details for the conference fee: ...\r\n`;
+      const res = await sendRaw(smtp.port, { from: 'bounce@elsewhere.example', to: [`${list}@lists.example.org`] }, forged);
+      expect(res.ok, res.response).toBe(true);
+      const { archived, held } = await fate(`l-trick-${list}@victim.example`);
+      expect(archived).toBeUndefined();
+      expect(held).toMatchObject({ rule: 'authentication', reason: 'From victim.example fails DMARC (p=reject)' });
+      expect(held!.auth).toMatchObject({ dkim: 'policy', dmarc: 'fail', aligned: false });
+      expect(held!.auth.header).toMatch(/dkim=policy \(undersized signature: \d+ bytes unsigned\) header\.i=@victim\.example/);
+    }
+  });
+
+  it('still takes a signature whose l= covers the whole body', async () => {
+    const raw = message({ id: 'l-whole@victim.example', from: 'Vera <vera@victim.example>', body: 'See you.\r\n' });
+    const res = await sendRaw(smtp.port, { from: 'vera@victim.example', to: ['dev@lists.example.org'] }, await signed(raw, { l: 10 }));
+    expect(res.ok, res.response).toBe(true);
+    expect((await fate('l-whole@victim.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
+  });
+});
