@@ -31,6 +31,12 @@ beforeAll(async () => {
   dns.set('victim.example', { txt: [ELSEWHERE] });
   dns.set('sel._domainkey.victim.example', { txt: [`v=DKIM1; k=rsa; p=${publicB64}`] });
   dns.set('_dmarc.victim.example', { txt: ['v=DMARC1; p=reject'] });
+  // adkim=s: only a signature of strict.example itself aligns; news.relaxed.example's does for relaxed.example.
+  dns.set('strict.example', { txt: [ELSEWHERE] });
+  dns.set('_dmarc.strict.example', { txt: ['v=DMARC1; p=reject; adkim=s; aspf=s'] });
+  dns.set('relaxed.example', { txt: [ELSEWHERE] });
+  dns.set('_dmarc.relaxed.example', { txt: ['v=DMARC1; p=reject'] });
+  for (const d of ['strict.example', 'vendor.strict.example', 'news.relaxed.example']) dns.set(`sel._domainkey.${d}`, { txt: [`v=DKIM1; k=rsa; p=${publicB64}`] });
   useDnsServers([await dns.start()]);
   db = await testDatabase();
   const settings = { ...parseConfig({ DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org', LOG_LEVEL: 'silent' }), authCheckTimeoutMs: 3000 };
@@ -84,5 +90,27 @@ describe('forged posts that try to pass as authenticated', () => {
     const res = await sendRaw(smtp.port, { from: 'vera@victim.example', to: ['dev@lists.example.org'] }, await signed(raw, { l: 10 }));
     expect(res.ok, res.response).toBe(true);
     expect((await fate('l-whole@victim.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
+  });
+
+  it('holds a post whose domain asks for strict alignment (adkim=s) and that only a subdomain signed', async () => {
+    const raw = await signed(message({ id: 'strict-sub@strict.example', from: 'Sam <sam@strict.example>' }), { domain: 'vendor.strict.example' });
+    const res = await sendRaw(smtp.port, { from: 'sam@strict.example', to: ['open@lists.example.org'] }, raw);
+    expect(res.ok, res.response).toBe(true);
+    const { archived, held } = await fate('strict-sub@strict.example');
+    expect(archived).toBeUndefined();
+    expect(held).toMatchObject({ rule: 'authentication', reason: 'From strict.example fails DMARC (p=reject)' });
+    expect(held!.auth).toMatchObject({ dkim: 'pass', dmarc: 'fail', aligned: false });
+    expect(held!.auth.header).toMatch(/dmarc=fail \(p=REJECT arc=none\) header\.from=strict\.example/);
+  });
+
+  it('takes a post signed by the strict domain itself, and one a subdomain signed for a relaxed domain', async () => {
+    const own = await signed(message({ id: 'strict-own@strict.example', from: 'Sam <sam@strict.example>' }), { domain: 'strict.example' });
+    const sub = await signed(message({ id: 'relaxed-sub@relaxed.example', from: 'Rae <rae@relaxed.example>' }), { domain: 'news.relaxed.example' });
+    for (const [from, raw] of [['sam@strict.example', own], ['rae@relaxed.example', sub]]) {
+      const res = await sendRaw(smtp.port, { from, to: ['open@lists.example.org'] }, raw);
+      expect(res.ok, res.response).toBe(true);
+    }
+    expect((await fate('strict-own@strict.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
+    expect((await fate('relaxed-sub@relaxed.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
   });
 });

@@ -9,7 +9,8 @@
  * AUTH_CHECK_TIMEOUT_MS, and the post goes on; it is never stuck behind DNS, never lost.
  */
 
-import { authenticate, dmarc as checkDmarc, type DNSResolver } from 'mailauth';
+import { domainToASCII } from 'node:url';
+import { authenticate, dmarc as checkDmarc, type DMARCResult, type DNSResolver } from 'mailauth';
 import { formatAuthHeaderRow } from 'mailauth/lib/tools.js';
 import { getDomain } from 'tldts';
 import { resolvers } from '../dns.ts';
@@ -106,7 +107,24 @@ async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender
   const spfDomains = o.spf && o.spf.status.result === PASS && o.spf.domain ? [o.spf.domain as string] : [];
   const dkimDomains = (o.dkim.results ?? []).filter((r) => r.status.result === PASS).map((r) => ({ id: r.id, domain: r.signingDomain }));
   o.dmarc = o.dkim.headerFrom ? await checkDmarc({ headerFrom: o.dkim.headerFrom, spfDomains, dkimDomains, arcResult: o.arc || undefined, resolver: opts.resolver }) : false;
+  if (o.dmarc && o.dkim.headerFrom.length === 1) strictAlignment(o.dmarc, o.dkim.headerFrom[0], spfDomains, dkimDomains.map((d) => d.domain));
   return o;
+}
+
+/**
+ * DMARC's pass checked again for a record that asks for strict alignment (adkim=s, aspf=s; RFC
+ * 7489 §3.1.1): the passing domain must then be From's domain itself, not another of its
+ * organisation's. mailauth 4.13 passes `{ strict }` to its getAlignment as an object, always true,
+ * and then matches organisational domains whatever the record says: a signature of any subdomain
+ * (a hosted customer's, a mailing vendor's) passed for a domain that asked for strict alignment.
+ */
+function strictAlignment(dmarc: DMARCResult, from: string, spfDomains: string[], dkimDomains: string[]): void {
+  if (dmarc.status.result !== PASS) return;
+  const fromDomain = domainOf(from) ?? from;
+  const aligns = (strict: boolean) => (d: string) => (strict ? sameName(d, fromDomain) : sameOrganisation(d, fromDomain));
+  if (spfDomains.some(aligns(dmarc.alignment.spf.strict)) || dkimDomains.some(aligns(dmarc.alignment.dkim.strict))) return;
+  dmarc.status.result = 'fail';
+  dmarc.info = formatAuthHeaderRow('dmarc', dmarc.status);
 }
 
 /**
@@ -258,6 +276,12 @@ function flatComments(row: string): string {
 function domainOf(address: string | null): string | null {
   const at = address?.lastIndexOf('@') ?? -1;
   return address && at > 0 ? address.slice(at + 1).toLowerCase().replace(/\.$/, '') || null : null;
+}
+
+/** Strict alignment (RFC 7489 §3.1): the same name, in any case, in Unicode or as xn-- labels. */
+function sameName(a: string, b: string): boolean {
+  const ascii = (d: string) => domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
+  return ascii(a) === ascii(b);
 }
 
 /** Relaxed alignment (RFC 7489 §3.1): the two domains share their organisational domain. */
