@@ -113,4 +113,20 @@ describe('forged posts that try to pass as authenticated', () => {
     expect((await fate('strict-own@strict.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
     expect((await fate('relaxed-sub@relaxed.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
   });
+
+  it('holds a post whose From names a p=reject domain among several addresses, or in a second From field', async () => {
+    const posts = {
+      'two-addresses@attacker.example': message({ id: 'two-addresses@attacker.example', from: 'Vera <vera@victim.example>, Mallory <m@attacker.example>' }),
+      'two-fields@attacker.example': `From: Mallory <m@attacker.example>\r\n${message({ id: 'two-fields@attacker.example', from: 'Vera <vera@victim.example>' })}`,
+    };
+    for (const [id, raw] of Object.entries(posts)) {
+      const res = await sendRaw(smtp.port, { from: 'm@attacker.example', to: ['open@lists.example.org'] }, raw);
+      expect(res.ok, res.response).toBe(true);
+      const { archived, held } = await fate(id);
+      expect(archived, id).toBeUndefined();
+      expect(held, id).toMatchObject({ rule: 'authentication' });
+      expect(held!.auth).toMatchObject({ dmarc: 'fail', dmarcPolicy: 'reject', aligned: false });
+      expect(held!.auth.header).toContain('dmarc=fail (p=REJECT arc=none) header.from=victim.example');
+    }
+  });
 });

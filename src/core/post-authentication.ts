@@ -106,9 +106,39 @@ async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender
   partialSignatures(o.dkim.results ?? []);
   const spfDomains = o.spf && o.spf.status.result === PASS && o.spf.domain ? [o.spf.domain as string] : [];
   const dkimDomains = (o.dkim.results ?? []).filter((r) => r.status.result === PASS).map((r) => ({ id: r.id, domain: r.signingDomain }));
-  o.dmarc = o.dkim.headerFrom ? await checkDmarc({ headerFrom: o.dkim.headerFrom, spfDomains, dkimDomains, arcResult: o.arc || undefined, resolver: opts.resolver }) : false;
-  if (o.dmarc && o.dkim.headerFrom.length === 1) strictAlignment(o.dmarc, o.dkim.headerFrom[0], spfDomains, dkimDomains.map((d) => d.domain));
+  // One verdict per From domain (mailauth judges a From of one address only, and gives none for
+  // more): the harshest is the post's.
+  const verdicts = await Promise.all(fromDomains(o.dkim.headerFrom ?? []).map(async (from) => {
+    const verdict = await checkDmarc({ headerFrom: from, spfDomains, dkimDomains, arcResult: o.arc || undefined, resolver: opts.resolver });
+    if (verdict) strictAlignment(verdict, from, spfDomains, dkimDomains.map((d) => d.domain));
+    return verdict;
+  }));
+  o.dmarc = harshest(verdicts.filter((v) => v !== false));
   return o;
+}
+
+/**
+ * From domains DMARC is checked for: one address each for the first MAX_FROM_DOMAINS distinct
+ * domains. RFC 7489 §6.6.1 leaves a From of several addresses to the receiver; mailauth gives no
+ * DMARC result at all for one, so "From: vera@victim.example, x@attacker.example" (or two From
+ * fields) escaped the p=reject of victim.example that a From of one address is held for.
+ */
+export const MAX_FROM_DOMAINS = 10;
+
+function fromDomains(addresses: string[]): string[] {
+  const byDomain = new Map<string, string>();
+  for (const a of addresses) {
+    const d = (domainOf(a) ?? a).toLowerCase();
+    if (!byDomain.has(d) && byDomain.size < MAX_FROM_DOMAINS) byDomain.set(d, a);
+  }
+  return [...byDomain.values()];
+}
+
+/** The verdict that asks most of the receiver: a fail (under reject, then quarantine, first), a temperror, a pass, none. */
+function harshest(verdicts: DMARCResult[]): DMARCResult | false {
+  const weight = (v: DMARCResult) => v.status.result === 'fail' ? 10 + (v.policy === 'reject' ? 2 : v.policy === 'quarantine' ? 1 : 0)
+    : v.status.result === 'temperror' ? 5 : v.status.result === 'permerror' ? 4 : v.status.result === PASS ? 1 : 0;
+  return verdicts.reduce<DMARCResult | false>((worst, v) => (!worst || weight(v) > weight(worst) ? v : worst), false);
 }
 
 /**
