@@ -2,12 +2,13 @@ import crypto from 'node:crypto';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.ts';
-import { createList } from '../src/db/lists.ts';
+import { createList, updateDeliverySettings } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import { useDnsServers } from '../src/dns.ts';
 import type { AuthChecks } from '../src/mail/post-checks.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { bodyHash } from '../src/mail/list-signing.ts';
 import { StubDns } from './helpers/stub-dns.ts';
 
 /*
@@ -44,6 +45,8 @@ beforeAll(async () => {
   const members = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Dev', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
   await addMember(db.pool, members.id, 'vera@victim.example', 'each');
   await createList(db.pool, { address: 'open@lists.example.org', name: 'Open', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  const refusing = await createList(db.pool, { address: 'refusing@lists.example.org', name: 'Refusing', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  await updateDeliverySettings(db.pool, refusing.id, { auth_policy: 'reject' });
 });
 
 afterAll(async () => {
@@ -127,6 +130,19 @@ describe('forged posts that try to pass as authenticated', () => {
       expect(held, id).toMatchObject({ rule: 'authentication' });
       expect(held!.auth).toMatchObject({ dmarc: 'fail', dmarcPolicy: 'reject', aligned: false });
       expect(held!.auth.header).toContain('dmarc=fail (p=REJECT arc=none) header.from=victim.example');
+    }
+  });
+
+  it('refuses a forgery that carries a signature whose selector is no DNS name, as it refuses an unsigned one', async () => {
+    const body = 'Pay here.\r\n';
+    for (const [id, selector] of [['long-label', 'a'.repeat(70)], ['control', 'sel\u0001x']]) {
+      // The body hash is right, so the key is looked up: at a name the resolver refuses (EBADNAME).
+      const sig = `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=victim.example; s=${selector}; h=from; bh=${bodyHash(Buffer.from(body))}; b=AAAA\r\n`;
+      const raw = sig + message({ id: `${id}@victim.example`, from: 'Vera <vera@victim.example>', body });
+      const res = await sendRaw(smtp.port, { from: 'm@attacker.example', to: ['refusing@lists.example.org'] }, raw);
+      expect(res.ok, id).toBe(false);
+      expect(res.response, id).toMatch(/^550 5\.7\.26 /);
+      expect((await fate(`${id}@victim.example`)).held).toBeUndefined();
     }
   });
 });

@@ -63,7 +63,7 @@ export async function authenticatePost(input: AuthInput, settings: Settings): Pr
   // (a DKIM pass, a DMARC temperror) rather than the backstop's blanket temperror.
   const lookupsEnd = started + budget - Math.min(1_000, budget / 10);
   const resolve = resolvers().resolve;
-  const resolver = (name: string, rrtype: string) => withDeadline(resolve(name, rrtype), lookupsEnd, `${name}/${rrtype}`);
+  const resolver = (name: string, rrtype: string) => withDeadline(noBadNames(resolve(name, rrtype)), lookupsEnd, `${name}/${rrtype}`);
   // SPF judges the server that handed the post over: not a relay in front of us (LMTP without XFORWARD).
   const sender = input.peer && !input.peer.relay ? input.peer : null;
   const ip = sender?.ip || undefined;
@@ -171,6 +171,19 @@ function partialSignatures(results: Outcome['dkim']['results']): void {
     r.status.result = 'policy';
     r.info = formatAuthHeaderRow('dkim', r.status);
   }
+}
+
+/**
+ * A name that cannot be one in DNS (a label over 63 octets, control characters: the resolver says
+ * EBADNAME) has no records, now or later: it is answered as a name that does not exist. mailauth
+ * took EBADNAME for a failure of the moment, so a signature with such a selector, put on a forgery,
+ * made the post's DKIM result temperror and the authentication rule only held it where the list
+ * refuses forgeries.
+ */
+function noBadNames<T>(lookup: Promise<T>): Promise<T> {
+  return lookup.catch((err: { code?: string; message?: string }) => {
+    throw err?.code === 'EBADNAME' ? Object.assign(new Error(`${err.message ?? 'bad name'} (not a DNS name)`), { code: 'ENOTFOUND' }) : err;
+  });
 }
 
 function withDeadline<T>(lookup: Promise<T>, end: number, what: string): Promise<T> {
