@@ -37,7 +37,10 @@ beforeAll(async () => {
   dns.set('_dmarc.strict.example', { txt: ['v=DMARC1; p=reject; adkim=s; aspf=s'] });
   dns.set('relaxed.example', { txt: [ELSEWHERE] });
   dns.set('_dmarc.relaxed.example', { txt: ['v=DMARC1; p=reject'] });
-  for (const d of ['strict.example', 'vendor.strict.example', 'news.relaxed.example']) dns.set(`sel._domainkey.${d}`, { txt: [`v=DKIM1; k=rsa; p=${publicB64}`] });
+  // An international domain: From in U-labels (bücher.example, as SMTPUTF8 mail writes it), d= in A-labels.
+  dns.set('xn--bcher-kva.example', { txt: [ELSEWHERE] });
+  dns.set('_dmarc.xn--bcher-kva.example', { txt: ['v=DMARC1; p=reject'] });
+  for (const d of ['strict.example', 'vendor.strict.example', 'news.relaxed.example', 'xn--bcher-kva.example', 'news.xn--bcher-kva.example']) dns.set(`sel._domainkey.${d}`, { txt: [`v=DKIM1; k=rsa; p=${publicB64}`] });
   useDnsServers([await dns.start()]);
   db = await testDatabase();
   const settings = { ...parseConfig({ DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org', LOG_LEVEL: 'silent' }), authCheckTimeoutMs: 3000 };
@@ -115,6 +118,17 @@ describe('forged posts that try to pass as authenticated', () => {
     }
     expect((await fate('strict-own@strict.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
     expect((await fate('relaxed-sub@relaxed.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
+  });
+
+  it('takes a post from an international domain signed by it in A-labels, its From in U-labels', async () => {
+    for (const [id, domain] of [['idn-own', 'xn--bcher-kva.example'], ['idn-sub', 'news.xn--bcher-kva.example']]) {
+      const raw = await signed(message({ id: `${id}@xn--bcher-kva.example`, from: 'Bea <bea@bücher.example>' }), { domain });
+      const res = await sendRaw(smtp.port, { from: 'bea@xn--bcher-kva.example', to: ['open@lists.example.org'] }, raw);
+      expect(res.ok, res.response).toBe(true);
+      const { archived, held } = await fate(`${id}@xn--bcher-kva.example`);
+      expect(held, id).toBeUndefined();
+      expect(archived, id).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
+    }
   });
 
   it('holds a post whose From names a p=reject domain among several addresses, or in a second From field', async () => {

@@ -321,15 +321,26 @@ function domainOf(address: string | null): string | null {
   return address && at > 0 ? address.slice(at + 1).toLowerCase().replace(/\.$/, '') || null : null;
 }
 
-/** Strict alignment (RFC 7489 §3.1): the same name, in any case, in Unicode or as xn-- labels. */
-function sameName(a: string, b: string): boolean {
-  const ascii = (d: string) => domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
-  return ascii(a) === ascii(b);
+/** A domain as xn-- labels, lower case, without a final dot: From may name it in Unicode, d= in A-labels. */
+function asciiDomain(d: string): string {
+  return domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
 }
 
-/** Relaxed alignment (RFC 7489 §3.1): the two domains share their organisational domain. */
+/** Strict alignment (RFC 7489 §3.1): the same name, in any case, in Unicode or as xn-- labels. */
+function sameName(a: string, b: string): boolean {
+  return asciiDomain(a) === asciiDomain(b);
+}
+
+/**
+ * Relaxed alignment (RFC 7489 §3.1): the two domains share their organisational domain, in any
+ * case, in Unicode or as xn-- labels (as mailauth compares them: a From of bücher.example signed
+ * d=xn--bcher-kva.example passes its DMARC, and must not fail it again here).
+ */
 function sameOrganisation(a: string, b: string): boolean {
-  const org = (d: string) => (getDomain(d.toLowerCase(), { allowPrivateDomains: true }) ?? d.toLowerCase());
+  const org = (d: string) => {
+    const ascii = asciiDomain(d);
+    return getDomain(ascii, { allowPrivateDomains: true }) ?? ascii;
+  };
   return org(a) === org(b);
 }
 
