@@ -97,12 +97,12 @@ export function loginLinkUrl(token: string, next?: string | null): string {
   return `/login/link/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
 }
 
-/** `/login/reset/TOKEN[?next=PATH]`: a mailed link to choose a new password. */
-/** The page that mails a password reset link. */
+/** `/login/reset`: the page that mails a password reset link. */
 export function passwordResetRequestUrl(): string {
   return '/login/reset';
 }
 
+/** `/login/reset/TOKEN[?next=PATH]`: a mailed link to choose a new password. */
 export function passwordResetUrl(token: string, next?: string | null): string {
   return `/login/reset/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
 }
