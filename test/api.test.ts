@@ -310,6 +310,21 @@ describe('members', () => {
     expect(audit.rows).toContainEqual({ actor: `api:ops-script#${adminTokenId}`, detail: expect.objectContaining({ count: 3, mode: 'digest' }) });
   });
 
+  it('reads a name given as {email, name} as it reads one in "Name <EMAIL>": encoded words decoded, one line', async () => {
+    const r = await api('POST', '/lists/mod/members', {
+      json: { members: [{ email: 'jose@example.net', name: '=?utf-8?q?Jos=C3=A9?= Ruiz' }, { email: 'two-lines@example.net', name: 'Ann\r\nBcc: x@example.com' }] },
+    });
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual([
+      { email: 'jose@example.net', name: 'José Ruiz', result: 'added' },
+      { email: 'two-lines@example.net', name: 'Ann  Bcc: x@example.com', result: 'added' },
+    ]);
+    const stored = await db.pool.query(`select name from members where email = 'two-lines@example.net'`);
+    expect(stored.rows[0].name).toBe('Ann  Bcc: x@example.com');
+    // Not members of mod for the tests below, which count its copies.
+    await db.pool.query(`delete from members where email in ('jose@example.net', 'two-lines@example.net')`);
+  });
+
   it('changes a member\'s mode (a pause with an end date), removes a member, and says 404 for one who is not there', async () => {
     const until = new Date(Date.now() + 10 * 86_400_000).toISOString().slice(0, 10);
     const paused = await api('PATCH', '/lists/mod/members/zed@example.net', { json: { mode: 'nomail', until } });
