@@ -251,7 +251,7 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     for (const [args, message] of [
       [['rules', 'modded', 'ban', 'not a pattern'], '"not a pattern" is not an e-mail address or @domain'],
       [['rules', 'modded', 'ban', '@'], '"@" is not an e-mail address or @domain'],
-      [['rules', 'modded', 'ban', 'x@example.org', '--days', 'soon'], '--days must be a whole number of days from 1 (got "soon")'],
+      [['rules', 'modded', 'ban', 'x@example.org', '--days', 'soon'], '--days must be a whole number from 1 to 99999, or nothing for no end (got "soon")'],
       [['rules', 'modded', 'remove', 'x@example.org', '--days', '3'], '--days goes with allow or ban'],
       [['rules', 'modded', 'block', 'x@example.org'], 'action must be one of allow, ban, remove (got "block")'],
       [['rules', 'modded', 'ban'], 'rules ban needs an e-mail address or @domain'],

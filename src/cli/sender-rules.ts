@@ -7,6 +7,7 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { cliActor, printJson, printTable, runCommand } from './context.ts';
+import { daysFromNow, parseDays } from '../days.ts';
 
 const ACTIONS = ['allow', 'ban', 'remove'] as const;
 
@@ -24,7 +25,7 @@ export function registerSenderRuleCommands(program: Command) {
         if (action !== undefined && !(ACTIONS as readonly string[]).includes(action)) throw new InvalidInput(`action must be one of ${ACTIONS.join(', ')} (got "${action}")`);
         if (action && pattern === undefined) throw new InvalidInput(`rules ${action} needs an e-mail address or @domain`);
         if (o.days !== undefined && action !== 'allow' && action !== 'ban') throw new InvalidInput('--days goes with allow or ban');
-        if (o.days !== undefined && !/^[1-9]\d{0,4}$/.test(o.days)) throw new InvalidInput(`--days must be a whole number of days from 1 (got "${o.days}")`);
+        const days = parseDays(o.days, '--days');
         const { findList } = await import('../db/lists.ts');
         const { addSenderRule, listSenderRules, removeSenderRule, senderKey } = await import('../core/sender-rules.ts');
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
@@ -40,8 +41,7 @@ export function registerSenderRuleCommands(program: Command) {
           if (o.json) return printJson({ pattern: key, removed });
           return void process.stdout.write(removed ? `${key}: rule removed\n` : `${key}: there was no rule: nothing changed\n`);
         }
-        const days = o.days === undefined ? 0 : Number(o.days);
-        const expiresAt = days > 0 ? new Date(Date.now() + days * 86_400_000) : null;
+        const expiresAt = daysFromNow(days);
         const rule = await addSenderRule(db.pool, list, pattern!, action as 'allow' | 'ban', { expiresAt, actor: cliActor() });
         if (o.json) return printJson({ pattern: rule.email, kind: rule.kind, expires_at: rule.expires_at });
         process.stdout.write(`${rule.email}: ${rule.kind === 'allow' ? 'always accepted' : 'banned'} on ${list.address}${expiresAt ? ` until ${expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}\n`);

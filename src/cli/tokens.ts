@@ -21,10 +21,11 @@ export function registerTokenCommands(program: Command) {
     .description('make an API token; it is printed once and cannot be shown again')
     .action((o: { scope: string; name?: string; days?: string; json?: boolean }) =>
       runCommand(async ({ db }) => {
-        const { createApiToken, parseScope, parseTokenDays } = await import('../core/api-tokens.ts');
+        const { createApiToken, parseScope } = await import('../core/api-tokens.ts');
+        const { parseDays } = await import('../days.ts');
         const scope = parseScope(o.scope);
         if (o.days !== undefined && !o.days.trim()) throw new InvalidInput('--days needs a number of days');
-        const { token: secret, row } = await createApiToken(db.pool, { scope, name: o.name, actor: cliActor(), days: parseTokenDays(o.days) });
+        const { token: secret, row } = await createApiToken(db.pool, { scope, name: o.name, actor: cliActor(), days: parseDays(o.days, 'days') });
         if (o.json) return printJson({ id: row.id, name: row.name, scope: row.scope, token: secret, expires_at: row.expires_at });
         process.stdout.write(`${secret}\n`);
         const lapses = row.expires_at ? `, until ${row.expires_at.toISOString()}` : '';

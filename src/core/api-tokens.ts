@@ -16,6 +16,7 @@ import { recordAudit } from '../db/audit.ts';
 import { activeApiToken, API_SCOPES, apiTokenById, insertApiToken, revokeApiToken as markRevoked, type ApiScope, type ApiTokenRow } from '../db/api-tokens.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { InvalidInput, NotFound } from '../errors.ts';
+import { daysFromNow } from '../days.ts';
 
 const PREFIX = 'lkt_';
 const SHAPE = /^lkt_[A-Za-z0-9_-]{43}$/;
@@ -42,14 +43,6 @@ export function parseTokenName(value: string | undefined): string {
   return name;
 }
 
-/** How many days a token lasts: a whole number from 1 to 99999 (as sender rules take it), or nothing for no end. */
-export function parseTokenDays(value: string | undefined): number | null {
-  const text = (value ?? '').trim();
-  if (!text) return null;
-  if (!/^[1-9]\d{0,4}$/.test(text)) throw new InvalidInput(`days must be a whole number from 1 to 99999, or nothing for no end (got "${text.slice(0, 40)}")`, 'invalid_days');
-  return Number(text);
-}
-
 /**
  * Makes a token; the secret is in the answer only, never stored. `account`: the site
  * administrator's account that makes it in the panel (the token works while it is one); null or
@@ -58,7 +51,7 @@ export function parseTokenDays(value: string | undefined): number | null {
 export async function createApiToken(pool: pg.Pool, opts: { scope: ApiScope; name?: string; actor: string; account?: number | null; days?: number | null }): Promise<{ token: string; row: ApiTokenRow }> {
   const name = parseTokenName(opts.name);
   const token = `${PREFIX}${newToken()}`;
-  const expiresAt = opts.days ? new Date(Date.now() + opts.days * 86_400_000) : null;
+  const expiresAt = daysFromNow(opts.days ?? null);
   return withTransaction(pool, async (tx) => {
     const row = await insertApiToken(tx, { name, scope: opts.scope, tokenHash: hashToken(token), createdBy: opts.actor, createdByAccount: opts.account ?? null, expiresAt });
     await recordAudit(tx, { actor: opts.actor, action: 'token.create', target: tokenActor(row), detail: { scope: row.scope, ...(expiresAt ? { expires: expiresAt.toISOString() } : {}) } });

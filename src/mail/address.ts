@@ -216,7 +216,7 @@ export function parseMailbox(input: string): { email: string | null; name: strin
   // without saying which line: the mailbox is refused here instead.
   if (CONTROL.test(input)) return { email: null, name: null };
   const { address, name } = splitMailbox(input);
-  return { email: address === null ? null : normalizeEmail(address), name: name === null ? null : displayName(name) };
+  return { email: address === null ? null : normalizeEmail(address), name: name === null ? null : memberName(name) };
 }
 
 const CONTROLS = new RegExp(CONTROL.source, 'g');
@@ -227,7 +227,7 @@ const CONTROLS = new RegExp(CONTROL.source, 'g');
  * control characters (raw, or decoded from =00 or =0A) made spaces so that it is one line and
  * PostgreSQL takes it, at most 200 characters; null when nothing is left.
  */
-export function displayName(raw: string): string | null {
+export function memberName(raw: string): string | null {
   return decodeHeaderWords(raw).replace(CONTROLS, ' ').trim().slice(0, 200) || null;
 }
 

@@ -16,6 +16,7 @@ import { field, fields, oneOf, positiveInt, query } from './form.ts';
 import { confirmPage } from './confirm.ts';
 import { heldPreview } from './held-preview.ts';
 import { adminListUrl } from '../../mail/urls.ts';
+import { daysFromNow, parseDays } from '../../days.ts';
 
 const ACTIONS = ['approve', 'reject', 'discard', 'approve-allow', 'discard-ban', 'discard-ban-domain'] as const;
 type Action = (typeof ACTIONS)[number];
@@ -178,10 +179,8 @@ export function heldRouter(ctx: WebContext): Router {
       if (action === 'add') {
         const kind = oneOf('Rule', field(req, 'kind'), ['allow', 'ban'] as const);
         // As the command line and the API take it: a typo ("-1", "1.5", "9e9") is no rule for ever.
-        const daysText = field(req, 'days');
-        if (daysText && !/^[1-9]\d{0,4}$/.test(daysText)) throw new InvalidInput(`Days: a whole number from 1 to 99999, or nothing for no end (got "${daysText.slice(0, 40)}").`);
-        const days = daysText ? Number(daysText) : 0;
-        const expiresAt = days > 0 ? new Date(Date.now() + days * 86_400_000) : null;
+        const days = parseDays(field(req, 'days'), 'Days');
+        const expiresAt = daysFromNow(days);
         const rule = await addSenderRule(db, list, email, kind, { expiresAt, actor: actor(req) });
         flash(ctx, res, `${rule.email} ${kind === 'allow' ? 'is always accepted' : 'is banned'}${expiresAt ? ` for ${days} day${days === 1 ? '' : 's'}` : ''}.`);
       } else {

@@ -2,11 +2,11 @@
  * Addresses pasted or uploaded by an owner: one per line, as `address`, `Name <address>`, or CSV
  * rows (`email,name,mode` — a header row naming the columns may come first, in any order).
  * Bad lines are reported with their number, never silently dropped. Names are read as
- * `subscribe` reads them (displayName: encoded words decoded, one line).
+ * `subscribe` reads them (memberName: encoded words decoded, one line).
  */
 
 import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../../list-policies.ts';
-import { displayName, normalizeEmail } from '../../mail/address.ts';
+import { memberName, normalizeEmail } from '../../mail/address.ts';
 
 export interface ImportEntry {
   email: string;
@@ -58,7 +58,7 @@ export function parseMemberLines(text: string, maxEntries = 10_000): ImportResul
     if (seen.has(email)) return;
     if (entries.length >= maxEntries) return void problems.push({ line: i + 1, text: line.slice(0, 200), reason: `more than ${maxEntries} addresses at once` });
     seen.add(email);
-    entries.push({ email, name: name === null ? null : displayName(name), mode: mode as DeliveryMode | null });
+    entries.push({ email, name: name === null ? null : memberName(name), mode: mode as DeliveryMode | null });
   });
   return { entries, problems };
 }

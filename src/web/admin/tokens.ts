@@ -7,7 +7,8 @@
  */
 
 import { Router } from 'express';
-import { createApiToken, parseScope, parseTokenDays, revokeApiToken } from '../../core/api-tokens.ts';
+import { createApiToken, parseScope, revokeApiToken } from '../../core/api-tokens.ts';
+import { parseDays } from '../../days.ts';
 import { allApiTokens, API_SCOPES } from '../../db/api-tokens.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
@@ -29,7 +30,7 @@ export function tokensRouter(ctx: WebContext): Router {
   r.post('/admin/tokens', requireSiteAdmin, requireCsrf, async (req, res) => {
     try {
       const { token, row } = await createApiToken(db, {
-        scope: parseScope(field(req, 'scope', 20)), name: field(req, 'name', 100), days: parseTokenDays(field(req, 'days', 20)),
+        scope: parseScope(field(req, 'scope', 20)), name: field(req, 'name', 100), days: parseDays(field(req, 'days', 20), 'days'),
         actor: actor(req), account: req.viewer!.accountId,
       });
       // The only time the secret is sent: no cache may keep the page.

@@ -10,7 +10,7 @@ import { memberBatch, type MemberFilter } from '../../db/member-admin.ts';
 import { findMember, type MemberRow } from '../../db/members.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
 import { DELIVERY_MODES, MEMBER_STATUSES, isOneOf, type DeliveryMode } from '../../list-policies.ts';
-import { displayName, normalizeEmail, parseMailbox } from '../../mail/address.ts';
+import { memberName, normalizeEmail, parseMailbox } from '../../mail/address.ts';
 import type { WebContext } from '../context.ts';
 import { apiActor, need } from './auth.ts';
 import { body, choice, pageParams, pathList, sendPage, str } from './input.ts';
@@ -108,7 +108,7 @@ function memberEmail(value: string): string {
 
 /**
  * One entry of an add (the `i`th, from 0): "EMAIL", "Name <EMAIL>" or {email, name?, mode?};
- * refused ones say why. A name is read as the panel and `subscribe` read one (displayName: encoded
+ * refused ones say why. A name is read as the panel and `subscribe` read one (memberName: encoded
  * words decoded, one line). An entry without an address is named by position and type, never by
  * serialising what was sent (a request chooses its size and depth).
  */
@@ -125,7 +125,7 @@ function entry(v: unknown, i: number): { input: string; entry: MemberEntry } | {
     if (!email) return { input, error: `"${input.slice(0, 100)}" is not an e-mail address` };
     if (o.name !== undefined && o.name !== null && typeof o.name !== 'string') return { input, error: '"name" must be a string' };
     if (o.mode !== undefined && o.mode !== null && !(typeof o.mode === 'string' && isOneOf(o.mode, DELIVERY_MODES))) return { input, error: `"mode" must be one of ${DELIVERY_MODES.join(', ')}` };
-    return { input, entry: { email, name: typeof o.name === 'string' ? displayName(o.name) : null, mode: (o.mode as DeliveryMode | undefined) ?? null } };
+    return { input, entry: { email, name: typeof o.name === 'string' ? memberName(o.name) : null, mode: (o.mode as DeliveryMode | undefined) ?? null } };
   }
   return { input: `entry ${i + 1} (${Array.isArray(v) ? 'an array' : v === null ? 'null' : `a ${typeof v}`})`, error: 'an entry is "EMAIL", "Name <EMAIL>" or {"email": ..., "name": ..., "mode": ...}' };
 }

@@ -8,6 +8,7 @@ import { LIST_SETTINGS } from '../../core/list-settings.ts';
 import { API_SCOPES } from '../../db/api-tokens.ts';
 import { HIDE_REASONS } from '../../core/hidden-messages.ts';
 import { ARCHIVE_POLICIES, DELIVERY_MODES, MEMBER_STATUSES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
+import { MAX_DAYS } from '../../days.ts';
 
 type Schema = Record<string, unknown>;
 
@@ -109,7 +110,7 @@ const schemas: Record<string, Schema> = {
     properties: { mode: { enum: [...DELIVERY_MODES] }, until: { type: 'string', format: 'date' }, status: { const: 'active' } },
   },
   Decision: { type: 'object', additionalProperties: false, properties: { reason: { type: 'string', description: 'mailed to the sender on reject' } } },
-  RuleCreate: { type: 'object', required: ['pattern', 'kind'], additionalProperties: false, properties: { pattern: { type: 'string', description: 'an address or @domain' }, kind: { enum: ['allow', 'ban'] }, days: { type: 'integer', minimum: 1 } } },
+  RuleCreate: { type: 'object', required: ['pattern', 'kind'], additionalProperties: false, properties: { pattern: { type: 'string', description: 'an address or @domain' }, kind: { enum: ['allow', 'ban'] }, days: { type: 'integer', minimum: 1, maximum: MAX_DAYS } } },
   Hide: { type: 'object', required: ['message_id', 'reason'], additionalProperties: false, properties: { message_id: { type: 'string' }, reason: { enum: [...HIDE_REASONS] }, note: { type: 'string' } } },
   Unhide: { type: 'object', required: ['message_id'], additionalProperties: false, properties: { message_id: { type: 'string' } } },
 };

@@ -5,10 +5,11 @@
 
 import { Router } from 'express';
 import { addSenderRule, listSenderRules, removeSenderRule, senderKey } from '../../core/sender-rules.ts';
-import { InvalidInput, NotFound } from '../../errors.ts';
+import { NotFound } from '../../errors.ts';
 import type { WebContext } from '../context.ts';
 import { apiActor, need } from './auth.ts';
 import { body, choice, pageOf, pageParams, pathList, sendPage, str } from './input.ts';
+import { daysFromNow, parseDays } from '../../days.ts';
 
 export function rulesApi(ctx: WebContext): Router {
   const r = Router();
@@ -27,9 +28,7 @@ export function rulesApi(ctx: WebContext): Router {
     const b = body(req);
     const pattern = str(b, 'pattern', { required: true, max: 300 });
     const kind = choice(b, 'kind', ['allow', 'ban'] as const);
-    const days = b.days ?? null;
-    if (days !== null && !(typeof days === 'number' && Number.isInteger(days) && days >= 1 && days <= 99_999)) throw new InvalidInput('"days" must be a whole number of days from 1.');
-    const expiresAt = days === null ? null : new Date(Date.now() + days * 86_400_000);
+    const expiresAt = daysFromNow(parseDays(b.days, '"days"'));
     const rule = await addSenderRule(db, list, pattern, kind, { expiresAt, actor: apiActor(req, res) });
     res.json({ pattern: rule.email, kind: rule.kind, expires_at: rule.expires_at });
   });
