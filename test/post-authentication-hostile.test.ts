@@ -41,6 +41,8 @@ beforeAll(async () => {
   dns.set('xn--bcher-kva.example', { txt: [ELSEWHERE] });
   dns.set('_dmarc.xn--bcher-kva.example', { txt: ['v=DMARC1; p=reject'] });
   for (const d of ['strict.example', 'vendor.strict.example', 'news.relaxed.example', 'xn--bcher-kva.example', 'news.xn--bcher-kva.example']) dns.set(`sel._domainkey.${d}`, { txt: [`v=DKIM1; k=rsa; p=${publicB64}`] });
+  // Servers that fail for now: the forger's own domain, a selector and a host of the victim's, a DMARC record.
+  for (const name of ['sel._domainkey.dark.example', 'dark.example', 'broken._domainkey.victim.example', 'mail.victim.example', '_dmarc.flaky.example']) dns.set(name, { servfail: true });
   useDnsServers([await dns.start()]);
   db = await testDatabase();
   const settings = { ...parseConfig({ DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org', LOG_LEVEL: 'silent' }), authCheckTimeoutMs: 3000 };
@@ -60,8 +62,8 @@ afterAll(async () => {
 });
 
 /** `raw` with a DKIM signature of `domain` on top; `l` signs only that many bytes of the body. */
-async function signed(raw: string, opts: { domain?: string; l?: number } = {}): Promise<string> {
-  const key = { signingDomain: opts.domain ?? 'victim.example', selector: 'sel', privateKey: privatePem, canonicalization: 'relaxed/relaxed', ...(opts.l === undefined ? {} : { maxBodyLength: opts.l }) };
+async function signed(raw: string, opts: { domain?: string; selector?: string; l?: number } = {}): Promise<string> {
+  const key = { signingDomain: opts.domain ?? 'victim.example', selector: opts.selector ?? 'sel', privateKey: privatePem, canonicalization: 'relaxed/relaxed', ...(opts.l === undefined ? {} : { maxBodyLength: opts.l }) };
   const { signatures } = await dkimSign(raw, { ...key, signatureData: [key] });
   return signatures + raw;
 }
@@ -157,6 +159,41 @@ describe('forged posts that try to pass as authenticated', () => {
       expect(res.ok, id).toBe(false);
       expect(res.response, id).toMatch(/^550 5\.7\.26 /);
       expect((await fate(`${id}@victim.example`)).held).toBeUndefined();
+    }
+  });
+
+  it('refuses a forgery whose only temporary DNS error is for a domain not aligned with From', async () => {
+    // Signed by the forger's own domain, whose DNS does not answer; or sent from an envelope domain of theirs that does not.
+    const posts: [string, string, string][] = [
+      ['dark-dkim', 'm@attacker.example', await signed(message({ id: 'dark-dkim@victim.example', from: 'Vera <vera@victim.example>' }), { domain: 'dark.example' })],
+      ['dark-spf', 'm@dark.example', message({ id: 'dark-spf@victim.example', from: 'Vera <vera@victim.example>' })],
+    ];
+    for (const [id, envelope, raw] of posts) {
+      const res = await sendRaw(smtp.port, { from: envelope, to: ['refusing@lists.example.org'] }, raw);
+      expect(res.ok, id).toBe(false);
+      expect(res.response, id).toMatch(/^550 5\.7\.26 /);
+      expect((await fate(`${id}@victim.example`)).held, id).toBeUndefined();
+    }
+  });
+
+  it('holds, never refuses, a post whose DMARC record, aligned SPF or aligned signature could not be checked for now', async () => {
+    const posts: [string, string, string][] = [
+      ['aligned-dkim@victim.example', 'm@attacker.example', await signed(message({ id: 'aligned-dkim@victim.example', from: 'Vera <vera@victim.example>' }), { selector: 'broken' })],
+      ['aligned-spf@victim.example', 'vera@mail.victim.example', message({ id: 'aligned-spf@victim.example', from: 'Vera <vera@victim.example>' })],
+      ['own-dmarc@flaky.example', 'm@attacker.example', message({ id: 'own-dmarc@flaky.example', from: 'Fay <fay@flaky.example>' })],
+    ];
+    for (const [id, envelope, raw] of posts) {
+      const res = await sendRaw(smtp.port, { from: envelope, to: ['refusing@lists.example.org'] }, raw);
+      if (id.startsWith('own-dmarc')) {
+        // Without a readable DMARC record nothing says it is forged: a stranger on an open list goes through.
+        expect(res.ok, res.response).toBe(true);
+        expect((await fate(id)).archived).toMatchObject({ dmarc: 'temperror', unsure: { result: 'temperror' } });
+        continue;
+      }
+      expect(res.ok, `${id}: ${res.response}`).toBe(true);
+      const { held } = await fate(id);
+      expect(held, id).toMatchObject({ rule: 'authentication' });
+      expect(held!.reason, id).toMatch(/^From victim\.example fails DMARC \(p=reject\), but a DNS lookup failed for the time being \(temperror/);
     }
   });
 });

@@ -23,7 +23,7 @@ import { findModerationCommand } from '../mail/commands.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { AuthChecks } from '../mail/post-checks.ts';
 import { splitAddress } from '../mail/address.ts';
-import { dmarcForgery, sameDomain } from './moderation-rules.ts';
+import { dmarcForgery, sameDomain, unsureAuth } from './moderation-rules.ts';
 import { heldPostUrl } from './held-notices.ts';
 import { moderate } from './hold.ts';
 import { sendNotice } from './notices.ts';
@@ -114,6 +114,6 @@ function unprovenFrom(a: AuthChecks, sender: string): string | null {
   const forged = dmarcForgery(a);
   if (forged) return forged;
   if (a.aligned && sameDomain(a.fromDomain, splitAddress(sender)?.domain ?? null)) return null;
-  if ([a.spf, a.dkim, a.dmarc].includes('temperror')) return 'temperror';
+  if (unsureAuth(a)?.result === 'temperror') return 'temperror';
   return `neither SPF nor DKIM passes for ${a.fromDomain ?? '(no domain)'}`;
 }

@@ -137,6 +137,15 @@ export function dmarcForgery(a: AuthChecks): string | null {
   return null;
 }
 
+/**
+ * Why the checks' verdict is open (post-authentication.ts decides which temporary errors could
+ * have changed it); for checks stored before it said so, any temperror.
+ */
+export function unsureAuth(a: AuthChecks): NonNullable<AuthChecks['unsure']> | null {
+  if (a.unsure !== undefined) return a.unsure;
+  return [a.spf, a.dkim, a.dmarc].includes('temperror') ? { result: 'temperror', reason: 'a DNS lookup failed for the time being (temperror): the checks could not finish' } : null;
+}
+
 /** Whether two domains are the same, in any case and whether written in Unicode or as xn-- labels. */
 export function sameDomain(a: string | null, b: string | null): boolean {
   if (!a || !b) return false;
@@ -192,9 +201,10 @@ export const RULES: readonly Rule[] = [
       if (f.list.authPolicy === 'accept') return null;
       const why = authFailure(f);
       if (!why) return null;
-      // A lookup that failed for now proves nothing either way: a person decides, nobody is refused for it.
-      const unsure = f.auth && [f.auth.spf, f.auth.dkim, f.auth.dmarc].includes('temperror');
-      if (unsure) return { action: 'hold', reason: `${why}, but a DNS lookup failed for the time being (temperror): the checks could not finish` };
+      // A lookup that failed for now, where its answer could have changed the verdict, proves
+      // nothing either way: a person decides, nobody is refused for it.
+      const unsure = f.auth ? unsureAuth(f.auth) : null;
+      if (unsure) return { action: 'hold', reason: `${why}, but ${unsure.reason}` };
       return f.list.authPolicy === 'reject' ? { action: 'reject', reason: why, smtpStatus: '5.7.26' } : { action: 'hold', reason: why };
     },
   },

@@ -50,6 +50,9 @@ type Settings = Pick<CoreSettings, 'heloName' | 'authCheckTimeoutMs'>;
  */
 export const MAX_DKIM_SIGNATURES = 5;
 type Outcome = Awaited<ReturnType<typeof authenticate>>;
+/** A From domain DMARC was checked for, and how its record asks for alignment (relaxed when it has none or could not be read). */
+interface FromDomain { domain: string; dkimStrict: boolean; spfStrict: boolean }
+type Checked = Outcome & { froms: FromDomain[] };
 const PASS = 'pass';
 
 export async function authenticatePost(input: AuthInput, settings: Settings): Promise<AuthChecks> {
@@ -101,20 +104,26 @@ export async function authenticatePost(input: AuthInput, settings: Settings): Pr
  * a DKIM pass that does not cover the whole body (partialSignatures), and authenticate() judges
  * DMARC before its caller sees the signatures. The same call as authenticate's otherwise.
  */
-async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender?: string; mta: string; resolver: DNSResolver }): Promise<Outcome> {
+async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender?: string; mta: string; resolver: DNSResolver }): Promise<Checked> {
   const o = await authenticate(raw, { ...opts, disableBimi: true, disableDmarc: true });
   partialSignatures(o.dkim.results ?? []);
   const spfDomains = o.spf && o.spf.status.result === PASS && o.spf.domain ? [o.spf.domain as string] : [];
   const dkimDomains = (o.dkim.results ?? []).filter((r) => r.status.result === PASS).map((r) => ({ id: r.id, domain: r.signingDomain }));
   // One verdict per From domain (mailauth judges a From of one address only, and gives none for
   // more): the harshest is the post's.
-  const verdicts = await Promise.all(fromDomains(o.dkim.headerFrom ?? []).map(async (from) => {
+  const froms = fromDomains(o.dkim.headerFrom ?? []);
+  const verdicts = await Promise.all(froms.map(async (from) => {
     const verdict = await checkDmarc({ headerFrom: from, spfDomains, dkimDomains, arcResult: o.arc || undefined, resolver: opts.resolver });
     if (verdict) strictAlignment(verdict, from, spfDomains, dkimDomains.map((d) => d.domain));
     return verdict;
   }));
   o.dmarc = harshest(verdicts.filter((v) => v !== false));
-  return o;
+  return Object.assign(o, {
+    froms: froms.map((from, i) => {
+      const alignment = verdicts[i] ? verdicts[i].alignment : undefined;
+      return { domain: domainOf(from) ?? from.toLowerCase(), dkimStrict: alignment?.dkim.strict === true, spfStrict: alignment?.spf.strict === true };
+    }),
+  });
 }
 
 /**
@@ -190,7 +199,7 @@ function withDeadline<T>(lookup: Promise<T>, end: number, what: string): Promise
   return beforeDeadline(lookup, end, () => Object.assign(new Error(`DNS lookup of ${what} timed out`), { code: 'ETIMEOUT' }));
 }
 
-function summarise(o: Outcome, authservId: string, spfChecked: boolean): AuthChecks {
+function summarise(o: Checked, authservId: string, spfChecked: boolean): AuthChecks {
   const fromDomain = domainOf(o.dkim.headerFrom?.length === 1 ? o.dkim.headerFrom[0] : null);
   const signatures = o.dkim.results ?? [];
   const dkim = signatures.find((r) => r.status.result === PASS) ?? signatures[0];
@@ -226,8 +235,26 @@ function summarise(o: Outcome, authservId: string, spfChecked: boolean): AuthChe
     fromDomain,
     aligned,
     dmarcPolicy: dmarc && dmarc.status.result !== 'none' && dmarc.status.result !== 'temperror' ? ((dmarc as { policy?: string }).policy ?? null) : null,
+    unsure: unsureTemperror(o, spf),
     header: authenticationResults(authservId, rows),
   };
+}
+
+/**
+ * The temporary error that leaves the verdict open, if any: DMARC's own (From's record could not
+ * be read), SPF's for an envelope domain aligned with a From domain, or a DKIM signature's whose
+ * d= is aligned with one (relaxed or strict as that domain's record says). Any other could not
+ * have changed the verdict, whatever its lookup would have answered: a forger who signs with a
+ * domain of their own whose DNS does not answer gets no hold out of it where a forgery is refused.
+ */
+function unsureTemperror(o: Checked, spf: Outcome['spf'] | null): AuthChecks['unsure'] {
+  const aligned = (domain: string, strict: (f: FromDomain) => boolean) =>
+    o.froms.some((f) => (strict(f) ? sameName(domain, f.domain) : sameOrganisation(domain, f.domain)));
+  const why = o.dmarc && o.dmarc.status.result === 'temperror' ? `the DMARC record of ${(o.dmarc as { domain?: string }).domain ?? 'the From domain'} could not be read`
+    : spf && spf.status.result === 'temperror' && spf.domain && aligned(spf.domain as string, (f) => f.spfStrict) ? `SPF of ${spf.domain as string} could not be checked`
+      : (o.dkim.results ?? []).filter((r) => r.status.result === 'temperror' && r.signingDomain && aligned(r.signingDomain, (f) => f.dkimStrict))
+        .map((r) => `the DKIM key of ${r.signingDomain} could not be read`)[0];
+  return why ? { result: 'temperror', reason: `a DNS lookup failed for the time being (temperror: ${why}): the checks could not finish` } : null;
 }
 
 /** What is recorded when the checks did not finish: every method a temporary error. */
@@ -247,6 +274,7 @@ function timedOut(input: AuthInput, authservId: string): AuthChecks {
     fromDomain: null,
     aligned: false,
     dmarcPolicy: null,
+    unsure: { result: 'temperror', reason: 'a DNS lookup failed for the time being (temperror): the checks could not finish' },
     header: authenticationResults(authservId, [
       `dkim=temperror ${comment}`,
       ...(spf === 'temperror' ? [`spf=temperror ${comment}`] : []),
@@ -348,7 +376,7 @@ function sameOrganisation(a: string, b: string): boolean {
 function loginAuth(address: string, authservId: string): AuthChecks {
   return {
     spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none', arcInstance: 0,
-    fromDomain: address.slice(address.lastIndexOf('@') + 1), dmarcPolicy: null, aligned: true,
+    fromDomain: address.slice(address.lastIndexOf('@') + 1), dmarcPolicy: null, aligned: true, unsure: null,
     header: `${authservId}; auth=pass smtp.auth=${address}`,
   };
 }

@@ -44,6 +44,14 @@ export interface AuthChecks {
   dmarcPolicy?: string | null;
   /** SPF or DKIM passed for a domain aligned with From (DMARC's test, whatever the policy) */
   aligned: boolean;
+  /**
+   * why the verdict cannot be trusted either way, when that could change it (null: it stands): a
+   * lookup that failed for now (temperror) for DMARC's own record, for SPF of an envelope domain
+   * aligned with From, or for the key of a DKIM signature whose d= is aligned with From. Such a
+   * post is held, never refused; a temperror anywhere else changes nothing. Absent in checks
+   * stored before it existed.
+   */
+  unsure?: { result: 'temperror' | 'permerror'; reason: string } | null;
   /** the value of Authentication-Results (authserv-id; method=result …), without the field name */
   header: string;
 }

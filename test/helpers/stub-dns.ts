@@ -14,9 +14,13 @@ export interface StubRecords {
   mx?: { exchange: string; priority: number }[];
   a?: string[];
   aaaa?: string[];
+  /** the name's server fails (SERVFAIL) for every type: a lookup that fails for the time being */
+  servfail?: boolean;
 }
 
-const TYPES: Record<number, keyof StubRecords> = { 16: 'txt', 15: 'mx', 1: 'a', 28: 'aaaa' };
+type RecordType = Exclude<keyof StubRecords, 'servfail'>;
+
+const TYPES: Record<number, RecordType> = { 16: 'txt', 15: 'mx', 1: 'a', 28: 'aaaa' };
 
 /**
  * The SPF record the suite's stub publishes for every domain nobody set (global-setup.ts): mail
@@ -78,11 +82,11 @@ export class StubDns {
     const fallback = TYPES[qtype] === 'txt' ? fallbackTxt(name, this.records, this.opts) : null;
     const entry = this.records.get(name) ?? (fallback ? { txt: fallback } : undefined);
     const kind = TYPES[qtype];
-    const rdatas = entry && kind ? rdata(kind, entry) : [];
+    const rdatas = entry && kind && !entry.servfail ? rdata(kind, entry) : [];
     const header = Buffer.alloc(12);
     header.writeUInt16BE(q.readUInt16BE(0), 0);
-    // QR, opcode 0, AA, RD copied, RA; rcode NXDOMAIN when the name has no records at all.
-    header.writeUInt16BE(0x8400 | (q[2] & 0x01) << 8 | 0x80 | (entry ? 0 : 3), 2);
+    // QR, opcode 0, AA, RD copied, RA; rcode NXDOMAIN when the name has no records at all, SERVFAIL when asked to.
+    header.writeUInt16BE(0x8400 | (q[2] & 0x01) << 8 | 0x80 | (entry?.servfail ? 2 : entry ? 0 : 3), 2);
     header.writeUInt16BE(1, 4);
     header.writeUInt16BE(rdatas.length, 6);
     const answers = rdatas.map((d) => {
@@ -98,7 +102,7 @@ export class StubDns {
   }
 }
 
-function rdata(kind: keyof StubRecords, r: StubRecords): Buffer[] {
+function rdata(kind: RecordType, r: StubRecords): Buffer[] {
   switch (kind) {
     case 'txt':
       return (r.txt ?? []).map((t) => {
@@ -136,6 +140,7 @@ export function stubResolvers(records: Map<string, StubRecords>, opts: StubOptio
     const fallback = type === 'TXT' ? fallbackTxt(key, records, opts) : null;
     const r = records.get(key) ?? (fallback ? { txt: fallback } : undefined);
     if (!r) throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+    if (r.servfail) throw Object.assign(new Error(`queryTxt ESERVFAIL ${name}`), { code: 'ESERVFAIL' });
     return r;
   };
   const nodata = (name: string) => Object.assign(new Error(`ENODATA ${name}`), { code: 'ENODATA' });
