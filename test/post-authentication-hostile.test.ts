@@ -196,4 +196,19 @@ describe('forged posts that try to pass as authenticated', () => {
       expect(held!.reason, id).toMatch(/^From victim\.example fails DMARC \(p=reject\), but a DNS lookup failed for the time being \(temperror/);
     }
   });
+
+  it('holds, never takes nor refuses, a post whose From names more than ten domains, the victim\'s in eleventh place', async () => {
+    const decoys = Array.from({ length: 10 }, (_, i) => `m${i}@decoy${i}.example`).join(', ');
+    for (const list of ['open', 'refusing']) {
+      const id = `many-from-${list}@attacker.example`;
+      const raw = message({ id, from: `${decoys}, Vera <vera@victim.example>` });
+      const res = await sendRaw(smtp.port, { from: 'm@attacker.example', to: [`${list}@lists.example.org`] }, raw);
+      expect(res.ok, res.response).toBe(true);
+      const { archived, held } = await fate(id);
+      expect(archived, list).toBeUndefined();
+      expect(held, list).toMatchObject({ rule: 'authentication', reason: 'the sender cannot be authenticated: From names more than 10 domains' });
+      expect(held!.auth).toMatchObject({ dmarc: 'permerror', aligned: false, unsure: { result: 'permerror' } });
+      expect(held!.auth.header).toContain('dmarc=permerror (From names more than 10 domains)');
+    }
+  });
 });

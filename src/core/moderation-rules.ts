@@ -199,11 +199,14 @@ export const RULES: readonly Rule[] = [
     name: 'authentication',
     check: (f) => {
       if (f.list.authPolicy === 'accept') return null;
+      const unsure = f.auth ? unsureAuth(f.auth) : null;
+      // Checks that cannot give a verdict at all (a From of more domains than are checked): never
+      // taken as authenticated, whatever the domains checked would say, and never refused either.
+      if (unsure?.result === 'permerror') return { action: 'hold', reason: `the sender cannot be authenticated: ${unsure.reason}` };
       const why = authFailure(f);
       if (!why) return null;
       // A lookup that failed for now, where its answer could have changed the verdict, proves
       // nothing either way: a person decides, nobody is refused for it.
-      const unsure = f.auth ? unsureAuth(f.auth) : null;
       if (unsure) return { action: 'hold', reason: `${why}, but ${unsure.reason}` };
       return f.list.authPolicy === 'reject' ? { action: 'reject', reason: why, smtpStatus: '5.7.26' } : { action: 'hold', reason: why };
     },

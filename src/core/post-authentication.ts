@@ -52,7 +52,7 @@ export const MAX_DKIM_SIGNATURES = 5;
 type Outcome = Awaited<ReturnType<typeof authenticate>>;
 /** A From domain DMARC was checked for, and how its record asks for alignment (relaxed when it has none or could not be read). */
 interface FromDomain { domain: string; dkimStrict: boolean; spfStrict: boolean }
-type Checked = Outcome & { froms: FromDomain[] };
+type Checked = Outcome & { froms: FromDomain[]; tooManyFrom: boolean };
 const PASS = 'pass';
 
 export async function authenticatePost(input: AuthInput, settings: Settings): Promise<AuthChecks> {
@@ -111,7 +111,8 @@ async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender
   const dkimDomains = (o.dkim.results ?? []).filter((r) => r.status.result === PASS).map((r) => ({ id: r.id, domain: r.signingDomain }));
   // One verdict per From domain (mailauth judges a From of one address only, and gives none for
   // more): the harshest is the post's.
-  const froms = fromDomains(o.dkim.headerFrom ?? []);
+  const { froms, more } = fromDomains(o.dkim.headerFrom ?? []);
+  if (more) return Object.assign(o, { dmarc: tooManyFromDomains(), froms: [], tooManyFrom: true });
   const verdicts = await Promise.all(froms.map(async (from) => {
     const verdict = await checkDmarc({ headerFrom: from, spfDomains, dkimDomains, arcResult: o.arc || undefined, resolver: opts.resolver });
     if (verdict) strictAlignment(verdict, from, spfDomains, dkimDomains.map((d) => d.domain));
@@ -123,24 +124,38 @@ async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender
       const alignment = verdicts[i] ? verdicts[i].alignment : undefined;
       return { domain: domainOf(from) ?? from.toLowerCase(), dkimStrict: alignment?.dkim.strict === true, spfStrict: alignment?.spf.strict === true };
     }),
+    tooManyFrom: false,
   });
 }
 
 /**
- * From domains DMARC is checked for: one address each for the first MAX_FROM_DOMAINS distinct
- * domains. RFC 7489 §6.6.1 leaves a From of several addresses to the receiver; mailauth gives no
- * DMARC result at all for one, so "From: vera@victim.example, x@attacker.example" (or two From
- * fields) escaped the p=reject of victim.example that a From of one address is held for.
+ * From domains DMARC is checked for: one address for each distinct domain, up to
+ * MAX_FROM_DOMAINS. RFC 7489 §6.6.1 leaves a From of several addresses to the receiver; mailauth
+ * gives no DMARC result at all for one, so "From: vera@victim.example, x@attacker.example" (or two
+ * From fields) escaped the p=reject of victim.example that a From of one address is held for.
+ * A From of more domains is not checked at all (`more`): the victim's in eleventh place would
+ * escape, so such a post is never taken as authenticated (tooManyFromDomains).
  */
 export const MAX_FROM_DOMAINS = 10;
 
-function fromDomains(addresses: string[]): string[] {
+function fromDomains(addresses: string[]): { froms: string[]; more: boolean } {
   const byDomain = new Map<string, string>();
   for (const a of addresses) {
     const d = (domainOf(a) ?? a).toLowerCase();
-    if (!byDomain.has(d) && byDomain.size < MAX_FROM_DOMAINS) byDomain.set(d, a);
+    if (byDomain.has(d)) continue;
+    if (byDomain.size === MAX_FROM_DOMAINS) return { froms: [], more: true };
+    byDomain.set(d, a);
   }
-  return [...byDomain.values()];
+  return { froms: [...byDomain.values()], more: false };
+}
+
+/**
+ * DMARC's verdict for a From of more than MAX_FROM_DOMAINS domains: permerror, whatever the
+ * domains say (summarise() makes it unsure, never aligned, and the authentication rule holds it).
+ */
+function tooManyFromDomains(): DMARCResult {
+  const status = { result: 'permerror', comment: `From names more than ${MAX_FROM_DOMAINS} domains` };
+  return { status, info: formatAuthHeaderRow('dmarc', status) } as unknown as DMARCResult;
 }
 
 /** The verdict that asks most of the receiver: a fail (under reject, then quarantine, first), a temperror, a pass, none. */
@@ -210,7 +225,9 @@ function summarise(o: Checked, authservId: string, spfChecked: boolean): AuthChe
   // DMARC's own verdict when the domain has a record (it knows adkim/aspf=s); without one, the
   // same test in relaxed mode: the passing domain's organisational domain is From's.
   let aligned: boolean;
-  if (dmarc && (dmarc.status.result === 'pass' || dmarc.status.result === 'fail')) {
+  if (o.tooManyFrom) {
+    aligned = false;
+  } else if (dmarc && (dmarc.status.result === 'pass' || dmarc.status.result === 'fail')) {
     aligned = dmarc.status.result === 'pass';
   } else {
     const passed = [
@@ -235,7 +252,7 @@ function summarise(o: Checked, authservId: string, spfChecked: boolean): AuthChe
     fromDomain,
     aligned,
     dmarcPolicy: dmarc && dmarc.status.result !== 'none' && dmarc.status.result !== 'temperror' ? ((dmarc as { policy?: string }).policy ?? null) : null,
-    unsure: unsureTemperror(o, spf),
+    unsure: o.tooManyFrom ? { result: 'permerror', reason: (dmarc?.status as { comment?: string } | undefined)?.comment ?? 'From names too many domains' } : unsureTemperror(o, spf),
     header: authenticationResults(authservId, rows),
   };
 }

@@ -47,7 +47,8 @@ export interface AuthChecks {
   /**
    * why the verdict cannot be trusted either way, when that could change it (null: it stands): a
    * lookup that failed for now (temperror) for DMARC's own record, for SPF of an envelope domain
-   * aligned with From, or for the key of a DKIM signature whose d= is aligned with From. Such a
+   * aligned with From, or for the key of a DKIM signature whose d= is aligned with From; or a
+   * From of more domains than are checked (permerror, "From names more than 10 domains"). Such a
    * post is held, never refused; a temperror anywhere else changes nothing. Absent in checks
    * stored before it existed.
    */
