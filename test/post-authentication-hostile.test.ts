@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../src/config.ts';
 import { createList, updateDeliverySettings } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
@@ -210,5 +210,24 @@ describe('forged posts that try to pass as authenticated', () => {
       expect(held!.auth).toMatchObject({ dmarc: 'permerror', aligned: false, unsure: { result: 'permerror' } });
       expect(held!.auth.header).toContain('dmarc=permerror (From names more than 10 domains)');
     }
+  });
+
+  it('records a signature whose l= is longer than the body as permerror, and writes nothing to stdout for it', async () => {
+    const body = 'Pay here.\r\n';
+    const sig = `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=victim.example; s=sel; l=100000; h=from; bh=${bodyHash(Buffer.from(body))}; b=AAAA\r\n`;
+    const raw = sig + message({ id: 'long-l@victim.example', from: 'Vera <vera@victim.example>', body });
+    // mailauth's console.log ("TOTAL … EXPECTING …") broke the JSON log on stdout.
+    const log = vi.spyOn(console, 'log');
+    try {
+      const res = await sendRaw(smtp.port, { from: 'm@attacker.example', to: ['open@lists.example.org'] }, raw);
+      expect(res.ok, res.response).toBe(true);
+      expect(log.mock.calls.filter((c) => c.join(' ').includes('EXPECTING'))).toEqual([]);
+    } finally {
+      log.mockRestore();
+    }
+    const { held } = await fate('long-l@victim.example');
+    expect(held).toMatchObject({ rule: 'authentication', reason: 'From victim.example fails DMARC (p=reject)' });
+    expect(held!.auth).toMatchObject({ dkim: 'permerror', dmarc: 'fail' });
+    expect(held!.auth.header).toMatch(/dkim=permerror \(l=100000 is longer than the body of \d+ bytes\) header\.i=@victim\.example header\.s=sel/);
   });
 });

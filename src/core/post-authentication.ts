@@ -22,6 +22,7 @@ import type { AuthChecks, Peer } from '../mail/post-checks.ts';
 import type { CoreSettings } from './settings.ts';
 import { rememberSpfRanges } from '../mail/spf-ranges.ts';
 import { fasterDkimHeaderScan } from '../mail/dkim-header-end.ts';
+import { withoutOverlongSignatures, type OverlongSignature } from '../mail/dkim-length.ts';
 
 // Two costs of mailauth's on every post, worked around where it loads (each file says how).
 rememberSpfRanges();
@@ -105,7 +106,11 @@ export async function authenticatePost(input: AuthInput, settings: Settings): Pr
  * DMARC before its caller sees the signatures. The same call as authenticate's otherwise.
  */
 async function checkPost(raw: Buffer, opts: { ip?: string; helo?: string; sender?: string; mta: string; resolver: DNSResolver }): Promise<Checked> {
-  const o = await authenticate(raw, { ...opts, disableBimi: true, disableDmarc: true });
+  // A signature whose l= passes the end of the body is not shown to mailauth (it prints a line to
+  // stdout for one, in the middle of the JSON log): it is a permerror, recorded here.
+  const { raw: shown, overlong } = withoutOverlongSignatures(raw);
+  const o = await authenticate(shown, { ...opts, disableBimi: true, disableDmarc: true });
+  if (overlong.length) o.dkim.results = [...(o.dkim.results ?? []).filter((r) => r.signingDomain), ...overlong.map(overlongResult)];
   partialSignatures(o.dkim.results ?? []);
   const spfDomains = o.spf && o.spf.status.result === PASS && o.spf.domain ? [o.spf.domain as string] : [];
   const dkimDomains = (o.dkim.results ?? []).filter((r) => r.status.result === PASS).map((r) => ({ id: r.id, domain: r.signingDomain }));
@@ -195,6 +200,12 @@ function partialSignatures(results: Outcome['dkim']['results']): void {
     r.status.result = 'policy';
     r.info = formatAuthHeaderRow('dkim', r.status);
   }
+}
+
+/** The result of a signature whose l= is longer than the body (src/mail/dkim-length.ts): permerror, counting for nothing. */
+function overlongResult(s: OverlongSignature): NonNullable<Outcome['dkim']['results']>[number] {
+  const status = { result: 'permerror', comment: `l=${s.length} is longer than the body of ${s.body} bytes`, header: { i: `@${s.domain}`, s: s.selector } };
+  return { signingDomain: s.domain, selector: s.selector, status, info: formatAuthHeaderRow('dkim', status) } as unknown as NonNullable<Outcome['dkim']['results']>[number];
 }
 
 /**

@@ -25,6 +25,8 @@ declare module 'mailauth/lib/dkim/body/index.js' {
   export function dkimBody(canonicalization: 'relaxed' | 'simple', hashAlgo: string, maxBodyLength: number | false): {
     update(chunk: Buffer): void;
     digest(encoding: 'base64'): string;
+    /** canonicalised body bytes hashed so far (all of them without l=) */
+    bodyHashedBytes: number;
   };
 }
 
