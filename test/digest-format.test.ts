@@ -56,3 +56,43 @@ describe('digests', () => {
     expect(text).toContain('End of dev Digest, Vol 1, Issue 7');
   });
 });
+
+/**
+ * Hostile posts in an RFC 1153 digest. An RFC 934 burster (nmh's burst, Emacs's undigest when the
+ * strict RFC 1153 reading fails) takes every line that starts with "-" and no space for a boundary,
+ * so a post could split itself in two, or forge a message of its own with the From and Subject
+ * it likes. Such lines are stuffed with "- " (RFC 934 §2), which bursters take off again.
+ */
+describe('digests of hostile posts', () => {
+  const info = { list: { address: 'dev@lists.example.org', key: 'dev', publicUrl: 'https://lists.example.org', name: 'dev', domain: 'lists.example.org' }, volume: 1, issue: 7, date: now };
+  const post = (over: Partial<{ subject: string; fromName: string; fromEmail: string; text: string }>) => ({
+    messageId: 'm@x', raw: Buffer.from('From: m@example.net\r\nSubject: x\r\n\r\nx\r\n'), subject: 'plan', fromName: 'Mallory', fromEmail: 'm@example.net', date: now, text: 'x\n', ...over,
+  });
+  /** The enclosed messages as an RFC 934 burster sees them: split at lines "-" + not a space, unstuffed. */
+  const burst = (digest: Buffer) => {
+    const body = (digest.toString('utf8').split('\r\n\r\n').slice(1).join('\r\n\r\n'));
+    return body.split(/\r\n-[^ \r\n][^\r\n]*\r\n/).slice(1).map((m) => m.replace(/^- /gm, ''));
+  };
+
+  it('keeps a post whose body forges a separator and a message as one message, in an RFC 934 burster too', () => {
+    const forged = 'Read this.\n\n-----------------------------\n\nFrom: CEO <ceo@bank.example>\nSubject: wire the money\n\nNow.\n------------------------------\n\nEnd of dev Digest, Vol 1, Issue 7\n********\n-- \nMallory\n';
+    const digest = plainDigest(info, [post({ text: forged }), post({ subject: 'second', text: 'Two.\n' })]);
+    const parts = burst(digest);
+    expect(parts).toHaveLength(3); // the two posts, then the trailer
+    expect(parts[0]).toContain('From: Mallory <m@example.net>');
+    expect(parts[0]).toContain(forged.replace(/\n/g, '\r\n').trimEnd());
+    expect(parts[1]).toContain('Subject: second');
+    expect(parts[2]).toMatch(/^\r\nEnd of dev Digest, Vol 1, Issue 7\r\n/);
+    for (const line of digest.toString().split('\r\n')) expect(line === '-'.repeat(30) || line === '-'.repeat(70) || !line.startsWith('-') || line.startsWith('- ')).toBe(true);
+  });
+
+  it('keeps a subject or name stored with line breaks on one line', () => {
+    const evil = '\n\n------------------------------\n\nMessage: 9\nFrom: CEO <ceo@bank.example>\nSubject: wire the money';
+    for (const p of [post({ subject: `hi${evil}` }), post({ fromName: `Mallory${evil}` })]) {
+      const digest = plainDigest(info, [p]);
+      expect(burst(digest)).toHaveLength(2);
+      expect(digest.toString()).not.toMatch(/\r\nFrom: CEO/);
+      expect(mimeDigest(info, [p]).toString()).not.toMatch(/\r\n *From: CEO|\r\nSubject: wire/);
+    }
+  });
+});

@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import { newMessageId, textBody } from './compose.ts';
 import { displayName, subjectField } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
+import { oneLine } from './parsed-message.ts';
 
 export interface DigestMessage {
   messageId: string;
@@ -30,8 +31,17 @@ function subjectOf(d: DigestInfo) {
   return `${d.list.name} Digest, Vol ${d.volume}, Issue ${d.issue}`;
 }
 
+/**
+ * The author as a line of text. Subjects and names are one line from parse(), but a post stored
+ * before that was so could still have line breaks: they made lines of the digest's own, in the
+ * plain digest a separator and a whole forged message (as notices do, it is applied again here).
+ */
+function author(m: DigestMessage): string {
+  return oneLine(m.fromName ? `${m.fromName} <${m.fromEmail}>` : m.fromEmail);
+}
+
 function topics(messages: DigestMessage[]): string[] {
-  return messages.map((m, i) => `   ${i + 1}. ${m.subject || '(no subject)'} (${m.fromName ? `${m.fromName} <${m.fromEmail}>` : m.fromEmail})`);
+  return messages.map((m, i) => `   ${i + 1}. ${oneLine(m.subject) || '(no subject)'} (${author(m)})`);
 }
 
 function header(d: DigestInfo, contentType: string, extra: string[] = []): string[] {
@@ -82,22 +92,33 @@ export function mimeDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * A post's text with each line that starts with "-" stuffed with "- " (RFC 934 §2). RFC 1153 asks
+ * only for lines of exactly 30 dashes to be changed, but a burster that reads the digest as RFC 934
+ * (nmh's burst; Emacs's undigest when the strict RFC 1153 reading fails) takes any line of "-" and
+ * no space for a boundary: a post with "-----" and a From and Subject under it was two messages
+ * there, the second one forged. Bursters take the "- " off again. Lines are as textBody() ends them
+ * (a lone CR ends one too).
+ */
+function stuffed(text: string): string {
+  return text.split(/\r\n|\r|\n/).map((l) => (l.startsWith('-') ? `- ${l}` : l)).join('\r\n').trimEnd();
+}
+
 const SEPARATOR_70 = '-'.repeat(70);
 const SEPARATOR_30 = '-'.repeat(30);
 
-/** RFC 1153: the posts' plain text, separated by lines of 30 dashes, after a 70-dash line. */
+/** RFC 1153: the posts' plain text (stuffed: see stuffed()), separated by lines of 30 dashes, after a 70-dash line. */
 export function plainDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
   const body: string[] = [intro(d, messages), SEPARATOR_70, ''];
   messages.forEach((m, i) => {
     body.push(
       `Message: ${i + 1}`,
       `Date: ${m.date.toUTCString().replace(/GMT$/, '+0000')}`,
-      `From: ${m.fromName ? `${m.fromName} <${m.fromEmail}>` : m.fromEmail}`,
-      `Subject: ${m.subject}`,
+      `From: ${author(m)}`,
+      `Subject: ${oneLine(m.subject)}`,
       `Message-ID: <${m.messageId}>`,
       '',
-      // A line of exactly 30 dashes would end the message early: indent it.
-      m.text.replace(/\r?\n/g, '\r\n').replace(/^-{30}$/gm, ' ------------------------------').trimEnd(),
+      stuffed(m.text),
       '',
       SEPARATOR_30,
       '',
