@@ -354,6 +354,21 @@ describe('moderation by mail', () => {
     expect(copiesOf(messageId)).toHaveLength(0);
   });
 
+  it('rejects a post whose From is no address a notice can go to, and tells the envelope sender', async () => {
+    for (const from of ['"john smith"@elsewhere.example', 'x@[192.0.2.1]', 'x@-bad-.example']) {
+      const l = await newList();
+      const envelope = `env-${l.local}@elsewhere.example`;
+      const res = await sendRaw(smtp.port, { from: envelope, to: [l.address] }, message({ id: l.id(1), from, to: l.address, subject: 'Odd sender' }));
+      expect(res.ok, res.response).toBe(true);
+      await mailTo(l.moderator, 1);
+      const [held] = await listHeld(db.pool, l.list.id);
+      await moderate(db.pool, held.id, 'reject', { actor: l.moderator, reason: 'off topic', settings });
+      expect(await heldState(l.id(1)), from).toMatchObject({ state: 'rejected' });
+      const [told] = await mailTo(envelope, 1);
+      expect(told?.parsed.text, from).toContain('Reason: off topic');
+    }
+  });
+
   it('discards on "discard", and a reply with no decision gets a short how-to', async () => {
     const { moderator, replyTo, messageId } = await heldPost();
     await send(replyTo, moderator, { subject: 'Re: held', body: 'On Mon, someone wrote:\n> A post is waiting\n\nI think we should look at this\n' });

@@ -100,7 +100,7 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
       await decideHeld(tx, id, 'rejected', opts.actor, reason);
       // Not to a sender who may be forged (held as spam, automatic mail, a forgery): backscatter.
       if (answersSender(held.rule, held.checks, held.envelope_from)) {
-        await tellSender(tx, list, held.from_email || held.envelope_from, { subject: held.subject, messageId: held.message_id },
+        await tellSender(tx, list, [held.from_email, held.envelope_from], { subject: held.subject, messageId: held.message_id },
           reason ?? 'a moderator declined it.');
       }
     } else {
@@ -175,8 +175,14 @@ export async function holdOrDrop(tx: Queryable, p: Post, decision: Decision): Pr
   return { kind: 'discarded', decision };
 }
 
-/** Tells a sender their post was rejected, with the reason. */
-export async function tellSender(tx: Queryable, list: ListRow, to: string | null, message: { subject: string; messageId: string }, reason: string): Promise<void> {
+/**
+ * Tells a sender their post was rejected, with the reason: at the first of `addresses` (From, then
+ * the envelope sender) that is an address. A From that parse() took but is none
+ * ('"john smith"@example.org', 'x@[192.0.2.1]') made sendNotice() throw, and with it the
+ * moderator's reject, by mail too: such a post could only be discarded.
+ */
+export async function tellSender(tx: Queryable, list: ListRow, addresses: Array<string | null>, message: { subject: string; messageId: string }, reason: string): Promise<void> {
+  const to = addresses.map((a) => (a ? normalizeEmail(a) : null)).find((a) => a !== null);
   if (!to) return;
   await sendNotice(tx, {
     to,
