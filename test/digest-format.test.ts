@@ -2,6 +2,7 @@ import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { mimeDigest, plainDigest } from '../src/mail/digest.ts';
 import { parse } from '../src/mail/parse.ts';
+import { hasEightBit, toSevenBit } from '../src/mail/seven-bit.ts';
 import { SAMPLE_POST } from './helpers/sample-post.ts';
 
 /** Building digests (src/mail/digest.ts): MIME (multipart/digest) and RFC 1153 plain text. */
@@ -94,5 +95,32 @@ describe('digests of hostile posts', () => {
       expect(digest.toString()).not.toMatch(/\r\nFrom: CEO/);
       expect(mimeDigest(info, [p]).toString()).not.toMatch(/\r\n *From: CEO|\r\nSubject: wire/);
     }
+  });
+});
+
+describe('MIME digests of 8-bit posts', () => {
+  const info = { list: { address: 'dev@lists.example.org', key: 'dev', publicUrl: 'https://lists.example.org', name: 'dev', domain: 'lists.example.org' }, volume: 1, issue: 7, date: now };
+  const ascii = { messageId: 'a@x', raw: Buffer.from('From: a@example.net\r\nSubject: plain\r\n\r\nplain\r\n'), subject: 'plain', fromName: '', fromEmail: 'a@example.net', date: now, text: 'plain\n' };
+  const eight = { ...ascii, messageId: 'b@x', raw: Buffer.from('From: b@example.net\r\nSubject: latin\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGrüße aus Köln\r\n'), subject: 'latin', text: 'Grüße aus Köln\n' };
+  const labels = (raw: Buffer) => [...raw.toString('latin1').matchAll(/^Content-Transfer-Encoding: (\S+)\r$/gim)].map((m) => m[1]);
+
+  it('labels a post with 8-bit bytes, and the multiparts around it, 8bit (RFC 2046 §5.2.1), and a 7-bit copy of it reads the same', async () => {
+    const raw = mimeDigest(info, [ascii, eight]);
+    const head = raw.subarray(0, raw.indexOf('\r\n\r\n')).toString('latin1');
+    expect(head).toMatch(/^Content-Transfer-Encoding: 8bit$/m);
+    expect(raw.toString('latin1')).toMatch(/Content-Type: multipart\/digest; boundary="[^"]+"\r\nContent-Transfer-Encoding: 8bit\r\n/);
+    expect(raw.toString('latin1')).toMatch(/Content-Type: message\/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nFrom: b@example.net/);
+    expect(raw.toString('latin1')).toMatch(/Content-Type: message\/rfc822\r\n\r\nFrom: a@example.net/);
+    const seven = toSevenBit(raw)!;
+    expect(hasEightBit(seven)).toBe(false);
+    expect(labels(seven)).not.toContain('8bit');
+    const parsed = await simpleParser(seven);
+    expect((await simpleParser(parsed.attachments[1].content)).text).toContain('Grüße aus Köln');
+  });
+
+  it('labels only what has 8-bit bytes: none in a digest of 7-bit posts, the digest itself when its topics are 8-bit', () => {
+    expect(labels(mimeDigest(info, [ascii]))).toEqual(['7bit']); // the topics part only
+    // a subject written in encoded words is 8-bit in the topics: the digest around it says so
+    expect(labels(mimeDigest(info, [{ ...ascii, subject: 'Grüße' }]))).toEqual(['8bit', '8bit']);
   });
 });

@@ -9,6 +9,7 @@ import { newMessageId, textBody } from './compose.ts';
 import { displayName, subjectField } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
 import { oneLine } from './parsed-message.ts';
+import { hasEightBit } from './seven-bit.ts';
 
 export interface DigestMessage {
   messageId: string;
@@ -78,14 +79,19 @@ export function mimeDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
   const inner = `=_posts_${crypto.randomBytes(10).toString('hex')}`;
   // A topic line can pass 998 octets (a long subject and name): the part is then base64.
   const topicsPart = textBody(intro(d, messages), { eightBit: true });
+  // A message/rfc822 part (and a multipart) with 8-bit bytes says so (RFC 2045 §6.4, RFC 2046
+  // §5.2.1): unlabelled it is 7bit, which a relay checking 8-bit bodies (Postfix's
+  // strict_8bitmime_body) refuses. seven-bit.ts relabels each post it converts 7bit.
+  const eightBit = messages.map((m) => hasEightBit(m.raw));
+  const label = eightBit.includes(true) ? 'Content-Transfer-Encoding: 8bit\r\n' : '';
   const parts: Buffer[] = [
-    Buffer.from(`${header(d, `Content-Type: multipart/mixed; boundary="${outer}"`).join('\r\n')}\r\n\r\n`),
+    Buffer.from(`${header(d, `Content-Type: multipart/mixed; boundary="${outer}"`, label || topicsPart.encoding === '8bit' ? ['Content-Transfer-Encoding: 8bit'] : []).join('\r\n')}\r\n\r\n`),
     Buffer.from(`--${outer}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: ${topicsPart.encoding}\r\nContent-Description: Today's Topics (${messages.length} messages)\r\n\r\n`),
     Buffer.from(topicsPart.body, 'utf8'),
-    Buffer.from(`\r\n--${outer}\r\nContent-Type: multipart/digest; boundary="${inner}"\r\n\r\n`),
+    Buffer.from(`\r\n--${outer}\r\nContent-Type: multipart/digest; boundary="${inner}"\r\n${label}\r\n`),
   ];
-  for (const m of messages) {
-    parts.push(Buffer.from(`--${inner}\r\nContent-Type: message/rfc822\r\n\r\n`), m.raw);
+  for (const [i, m] of messages.entries()) {
+    parts.push(Buffer.from(`--${inner}\r\nContent-Type: message/rfc822\r\n${eightBit[i] ? 'Content-Transfer-Encoding: 8bit\r\n' : ''}\r\n`), m.raw);
     if (m.raw.length && m.raw[m.raw.length - 1] !== 0x0a) parts.push(Buffer.from('\r\n'));
   }
   parts.push(Buffer.from(`--${inner}--\r\n\r\n--${outer}--\r\n`));

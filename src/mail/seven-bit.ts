@@ -2,7 +2,7 @@
  * A copy made 7-bit for a server that does not offer 8BITMIME (RFC 6152 §3: the client converts,
  * or does not send). Each part whose body has 8-bit bytes is re-encoded: text as quoted-printable
  * (line breaks stay line breaks, so it reads the same), anything else as base64; a message/rfc822
- * part is converted inside and marked 7bit. Everything else keeps its bytes. Header fields with
+ * part is converted inside and marked 7bit, a multipart loses its label (7bit). Everything else keeps its bytes. Header fields with
  * 8-bit bytes (RFC 6532) cannot be made 7-bit this way, nor parts nested deeper than MAX_DEPTH:
  * null then.
  *
@@ -51,7 +51,8 @@ function entity(bytes: Buffer, defaultType: string, depth: number): Buffer | nul
     const boundary = /boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))/i.exec(headerValue(fields, 'content-type') ?? '');
     if (!boundary) return leaf(head, fields, body, eol, 'application/octet-stream');
     const parts = multipart(body, boundary[1] ?? boundary[2], eol, type === 'multipart/digest' ? 'message/rfc822' : 'text/plain', depth);
-    return parts ? Buffer.concat([head, Buffer.from(eol), parts]) : null;
+    // Its parts are 7-bit now: an 8bit label (a digest's, some authors') would say otherwise.
+    return parts ? Buffer.concat([withoutFields(head, CTE), Buffer.from(eol), parts]) : null;
   }
   if (type === 'message/rfc822') {
     const inner = entity(body, 'text/plain', depth + 1);
