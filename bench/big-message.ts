@@ -16,7 +16,7 @@ import { openDatabase } from '../src/db/database.ts';
 import { bigMessage } from '../test/fixtures/archive/big-message.ts';
 import { archive, mail, newList } from '../test/fixtures/archive/seed.ts';
 import { benchDatabase, percentile } from './bench-db.ts';
-import { spawnListkeeper } from './http-load.ts';
+import { spawnListkeeper, timed } from './http-load.ts';
 
 const ROOT = process.env.LK_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -63,14 +63,6 @@ export async function run(): Promise<void> {
     await db.close();
     await bdb.drop();
   }
-}
-
-async function timed(url: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(url);
-  await res.arrayBuffer();
-  if (res.status !== 200) throw new Error(`${url}: ${res.status}`);
-  return performance.now() - t;
 }
 
 function stats(ms: number[]): string {

@@ -21,7 +21,7 @@ import { openDatabase } from '../src/db/database.ts';
 import { bigMessage } from '../test/fixtures/archive/big-message.ts';
 import { archive, mail, newList } from '../test/fixtures/archive/seed.ts';
 import { benchDatabase, percentile } from './bench-db.ts';
-import { freePort, spawnListkeeper, waitFor } from './http-load.ts';
+import { freePort, spawnListkeeper, timed, waitFor } from './http-load.ts';
 
 const ROOT = process.env.LK_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MESSAGES = 60;
@@ -114,14 +114,6 @@ async function stall(port: number, urlPath: string, ip: string): Promise<{ code:
     socket.once('close', () => reject(new Error('closed before an answer')));
   });
   return { code: Number(/^HTTP\/1\.1 (\d{3})/.exec(first.toString('latin1'))?.[1] ?? 0), socket };
-}
-
-async function timed(url: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(url);
-  await res.arrayBuffer();
-  if (res.status !== 200) throw new Error(`${url}: ${res.status}`);
-  return performance.now() - t;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run();

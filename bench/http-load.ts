@@ -170,3 +170,12 @@ export async function stopProcess(child: ChildProcess, seconds = 10): Promise<vo
   await exited;
   clearTimeout(timer);
 }
+
+/** One GET, read to its end: how long it took, in ms. Any answer other than 200 throws. */
+export async function timed(url: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(url);
+  await res.arrayBuffer();
+  if (res.status !== 200) throw new Error(`${url}: ${res.status}`);
+  return performance.now() - t;
+}
