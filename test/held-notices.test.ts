@@ -156,6 +156,20 @@ describe('the held notice', () => {
     ]);
     expect(spam.subject).not.toMatch(/[\r\n]/);
   });
+
+  it('drops bidirectional overrides from what it quotes: a subject cannot make the next entry read backwards', async () => {
+    const { list, moderator, address, id } = await newList();
+    await send(address, STRANGER, { id: id(1) });
+    await mailTo(moderator, 1);
+    const subject = 'Invoice \u202eelpmaxe.etis@live\u202c and \u2067isolated\u2069';
+    await send(address, 'pills@elsewhere.example', { id: id(2), subject: `=?utf-8?b?${Buffer.from(subject).toString('base64')}?=` });
+    await db.pool.query(`update lists set held_notified_at = now() - interval '1 hour' where id = $1`, [list.id]);
+    const [, summary] = await mailTo(moderator, 2);
+    const [held] = (await listHeld(db.pool, list.id)).slice(1);
+    expect(held.subject).toBe('Invoice elpmaxe.etis@live and isolated');
+    expect(summary.parsed.text).toContain(`  #${held.id}  pills@elsewhere.example: Invoice elpmaxe.etis@live and isolated\n`);
+    expect(summary.parsed.text).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+  });
 });
 
 describe('the sender of a held post', () => {

@@ -17,6 +17,7 @@ import { normalizeEmail, NOTICE_BOUNCE_TOKEN, roleAddress, verpAddress } from '.
 import { composeText } from '../mail/compose.ts';
 import { displayName } from '../mail/header-block.ts';
 import { ownerForward } from '../mail/list-copy.ts';
+import { oneLine } from '../mail/parsed-message.ts';
 
 export type Notice = NoticeContent & (
   /** the list the notice is about: it then comes from LIST-request@ and bounces to the list */
@@ -121,7 +122,7 @@ export async function tellPostTooBig(pool: pg.Pool, listId: number, messageId: n
     const list = await getListById(tx, listId);
     const post = await refusedPost(tx, messageId);
     if (!post) return true;
-    const what = `"${post.subject || '(no subject)'}" (${post.size} bytes, Message-ID <${post.message_id}>)`;
+    const what = `"${oneLine(post.subject) || '(no subject)'}" (${post.size} bytes, Message-ID <${post.message_id}>)`;
     const owners = await listOwners(tx, list.id);
     await noticeToOwners(tx, list, `A post to ${list.address} was too big to deliver`, [
       `The post ${what} from ${post.from_email || 'an unknown sender'} was archived, but its copies were refused as too big to deliver after the list's headers were added:`,

@@ -83,10 +83,19 @@ const MAX_ADDRESS = 254;
  * (held posts stored before, reasons quoting header fields).
  */
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/**
+ * Bidirectional embeddings, overrides and isolates go too: in a one-line field they reorder what
+ * is shown after it ("Re: hi\u202E" made the author a list or digest shows next to the subject
+ * read backwards, a name of the poster's choosing), as they go from attachment names
+ * (attachment-type.ts). Text in Arabic or Hebrew needs none of them to show right.
+ */
+const BIDI = /[\u202a-\u202e\u2066-\u2069]/g;
 
 export function oneLine(s: string): string {
   CONTROLS.lastIndex = 0;
-  return CONTROLS.test(s) ? s.replace(CONTROLS, ' ') : s;
+  const flat = CONTROLS.test(s) ? s.replace(CONTROLS, ' ') : s;
+  BIDI.lastIndex = 0;
+  return BIDI.test(flat) ? flat.replace(BIDI, '') : flat;
 }
 
 export function bounded(m: ParsedMessage): ParsedMessage {

@@ -37,7 +37,8 @@ export function reauthenticateRouter(ctx: WebContext): Router {
   const r = Router();
   const db = ctx.db.pool;
   const { password: passwordLogin, magicLink, oidc, ldap } = ctx.cfg.login;
-  const confirmed = `Thank you. For the next ${RECENT_LOGIN_MINUTES} minutes you can change your addresses and password.`;
+  // Counted from the login, not from this answer: a session already inside the window has less left.
+  const confirmed = `Thank you. For ${RECENT_LOGIN_MINUTES} minutes after your login you can change your addresses and password.`;
 
   async function page(req: Request, res: Response, vars: Record<string, unknown> = {}, status = 200) {
     const account = await findAccount(db, req.viewer!.accountId);
