@@ -180,6 +180,8 @@ describe('list copies', () => {
     // a chain that ended at an earlier hop, one nobody checked, one at the limit: no set
     expect(arcSealFor(auth('fail', 2), chain('none', 'fail'), 'x')).toBeNull();
     expect(arcSealFor(undefined, chain('none'), 'x')).toBeNull();
+    // checks that ran out of time did not validate the chain: no seal, rather than cv=fail ending it
+    expect(arcSealFor(auth('temperror', 1), chain('none'), 'x')).toBeNull();
     expect(arcSealFor(auth('pass', 50), chain('none', ...Array(49).fill('pass')), 'x')).toBeNull();
   });
 });

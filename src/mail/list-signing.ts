@@ -177,14 +177,16 @@ export function incomingChain(rows: HeaderRow[]): { instance: number; cv: string
  * carries: i = the incoming instance + 1; cv=none for the first set, pass when the incoming chain
  * validated, fail when it did not. None when the chain already failed at an earlier hop (its seal
  * says cv=fail: the chain has ended), when it is at the limit of 50, or when the post carries a
- * chain that no check has validated (a post stored before the checks ran): we cannot vouch for it.
+ * chain that no check has validated (a post stored before the checks ran, or whose checks ran out
+ * of time: arc=temperror): we cannot vouch for it either way, and a seal saying cv=fail would end
+ * a chain that may have been sound.
  */
 export function arcSealFor(auth: AuthChecks | undefined, rows: HeaderRow[], authservId: string): ArcSeal | null {
   const chain = incomingChain(rows);
   if (chain.cv === 'fail' || chain.instance >= 50) return null;
   const results = auth?.header?.trim() || `${authservId}; none`;
   if (chain.instance === 0) return { instance: 1, cv: 'none', results };
-  if (!auth) return null;
+  if (!auth || auth.arc === 'temperror') return null;
   const validated = auth.arc === 'pass' && auth.arcInstance === chain.instance;
   return { instance: chain.instance + 1, cv: validated ? 'pass' : 'fail', results };
 }
