@@ -4,9 +4,9 @@
  * decides. Pure: the caller gathers the facts (membership, sender rules) beforehand.
  */
 
-import { domainToASCII } from 'node:url';
 import { automaticMark, type AutomaticMark } from '../mail/automatic.ts';
 import { roleCandidates, splitAddress } from '../mail/address.ts';
+import { sameDomain } from '../mail/dmarc.ts';
 import type { AuthPolicy, PostPolicy } from '../list-policies.ts';
 import type { AuthChecks, SpamChecks } from '../mail/post-checks.ts';
 
@@ -144,13 +144,6 @@ export function dmarcForgery(a: AuthChecks): string | null {
 export function unsureAuth(a: AuthChecks): NonNullable<AuthChecks['unsure']> | null {
   if (a.unsure !== undefined) return a.unsure;
   return [a.spf, a.dkim, a.dmarc].includes('temperror') ? { result: 'temperror', reason: 'a DNS lookup failed for the time being (temperror): the checks could not finish' } : null;
-}
-
-/** Whether two domains are the same, in any case and whether written in Unicode or as xn-- labels. */
-export function sameDomain(a: string | null, b: string | null): boolean {
-  if (!a || !b) return false;
-  const ascii = (d: string) => domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
-  return ascii(a) === ascii(b);
 }
 
 const ADDRESSES = /[^\s<>,;:"'()[\]]+@[^\s<>,;:"'()[\]]+/g;

@@ -9,10 +9,8 @@
  * AUTH_CHECK_TIMEOUT_MS, and the post goes on; it is never stuck behind DNS, never lost.
  */
 
-import { domainToASCII } from 'node:url';
 import { authenticate, dmarc as checkDmarc, type DMARCResult, type DNSResolver } from 'mailauth';
 import { formatAuthHeaderRow } from 'mailauth/lib/tools.js';
-import { getDomain } from 'tldts';
 import { resolvers } from '../dns.ts';
 import { beforeDeadline } from '../deadline.ts';
 import { normalizeEmail } from '../mail/address.ts';
@@ -23,6 +21,7 @@ import type { CoreSettings } from './settings.ts';
 import { rememberSpfRanges } from '../mail/spf-ranges.ts';
 import { fasterDkimHeaderScan } from '../mail/dkim-header-end.ts';
 import { withoutOverlongSignatures, type OverlongSignature } from '../mail/dkim-length.ts';
+import { sameDomain, sameOrganisation } from '../mail/dmarc.ts';
 
 // Two costs of mailauth's on every post, worked around where it loads (each file says how).
 rememberSpfRanges();
@@ -180,7 +179,7 @@ function harshest(verdicts: DMARCResult[]): DMARCResult | false {
 function strictAlignment(dmarc: DMARCResult, from: string, spfDomains: string[], dkimDomains: string[]): void {
   if (dmarc.status.result !== PASS) return;
   const fromDomain = domainOf(from) ?? from;
-  const aligns = (strict: boolean) => (d: string) => (strict ? sameName(d, fromDomain) : sameOrganisation(d, fromDomain));
+  const aligns = (strict: boolean) => (d: string) => (strict ? sameDomain(d, fromDomain) : sameOrganisation(d, fromDomain));
   if (spfDomains.some(aligns(dmarc.alignment.spf.strict)) || dkimDomains.some(aligns(dmarc.alignment.dkim.strict))) return;
   dmarc.status.result = 'fail';
   dmarc.info = formatAuthHeaderRow('dmarc', dmarc.status);
@@ -277,7 +276,7 @@ function summarise(o: Checked, authservId: string, spfChecked: boolean): AuthChe
  */
 function unsureTemperror(o: Checked, spf: Outcome['spf'] | null): AuthChecks['unsure'] {
   const aligned = (domain: string, strict: (f: FromDomain) => boolean) =>
-    o.froms.some((f) => (strict(f) ? sameName(domain, f.domain) : sameOrganisation(domain, f.domain)));
+    o.froms.some((f) => (strict(f) ? sameDomain(domain, f.domain) : sameOrganisation(domain, f.domain)));
   const why = o.dmarc && o.dmarc.status.result === 'temperror' ? `the DMARC record of ${(o.dmarc as { domain?: string }).domain ?? 'the From domain'} could not be read`
     : spf && spf.status.result === 'temperror' && spf.domain && aligned(spf.domain as string, (f) => f.spfStrict) ? `SPF of ${spf.domain as string} could not be checked`
       : (o.dkim.results ?? []).filter((r) => r.status.result === 'temperror' && r.signingDomain && aligned(r.signingDomain, (f) => f.dkimStrict))
@@ -375,29 +374,6 @@ function flatComments(row: string): string {
 function domainOf(address: string | null): string | null {
   const at = address?.lastIndexOf('@') ?? -1;
   return address && at > 0 ? address.slice(at + 1).toLowerCase().replace(/\.$/, '') || null : null;
-}
-
-/** A domain as xn-- labels, lower case, without a final dot: From may name it in Unicode, d= in A-labels. */
-function asciiDomain(d: string): string {
-  return domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
-}
-
-/** Strict alignment (RFC 7489 §3.1): the same name, in any case, in Unicode or as xn-- labels. */
-function sameName(a: string, b: string): boolean {
-  return asciiDomain(a) === asciiDomain(b);
-}
-
-/**
- * Relaxed alignment (RFC 7489 §3.1): the two domains share their organisational domain, in any
- * case, in Unicode or as xn-- labels (as mailauth compares them: a From of bücher.example signed
- * d=xn--bcher-kva.example passes its DMARC, and must not fail it again here).
- */
-function sameOrganisation(a: string, b: string): boolean {
-  const org = (d: string) => {
-    const ascii = asciiDomain(d);
-    return getDomain(ascii, { allowPrivateDomains: true }) ?? ascii;
-  };
-  return org(a) === org(b);
 }
 
 /** The authentication of a post whose From a login vouched for: aligned, as a DKIM pass would be. */

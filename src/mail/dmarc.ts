@@ -4,6 +4,7 @@
  * prefix, footer) and the list's own domain is not aligned with it? Then the list mitigates.
  */
 
+import { domainToASCII } from 'node:url';
 import { getDomain } from 'tldts';
 
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
@@ -59,4 +60,23 @@ export function needsMitigation(outcome: DmarcLookup): boolean {
 export function organisationalDomain(domain: string): string {
   const d = domain.toLowerCase().replace(/\.$/, '');
   return getDomain(d, { allowIcannDomains: true, allowPrivateDomains: true }) ?? d;
+}
+
+/** A domain as xn-- labels, lower case, without a final dot: a From may name it in Unicode, a d= in A-labels. */
+export function asciiDomain(d: string): string {
+  return domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
+}
+
+/** Whether two domains are the same (strict alignment, RFC 7489 §3.1): in any case, in Unicode or as xn-- labels. */
+export function sameDomain(a: string | null, b: string | null): boolean {
+  return !!a && !!b && asciiDomain(a) === asciiDomain(b);
+}
+
+/**
+ * Relaxed alignment (RFC 7489 §3.1): the two domains share their organisational domain, in any
+ * case, in Unicode or as xn-- labels (as mailauth compares them: a From of bücher.example signed
+ * d=xn--bcher-kva.example passes its DMARC).
+ */
+export function sameOrganisation(a: string, b: string): boolean {
+  return organisationalDomain(asciiDomain(a)) === organisationalDomain(asciiDomain(b));
 }
