@@ -77,7 +77,7 @@ export class Outcomes {
   }
 
   delivered(row: ClaimedRow) {
-    this.sent.push({ id: row.id, attempts: row.attempts });
+    this.sent.push(row); // its id and the attempts its claim read: markSent's key
     this.maybeWrite();
   }
 
