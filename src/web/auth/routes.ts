@@ -19,7 +19,7 @@ import { savePassword } from '../../core/account-password.ts';
 import {
   consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, upsertAccount, voidLoginTokens,
 } from '../../db/accounts.ts';
-import { hashPassword, hashToken, looksLikeToken, passwordProblem, verifyPassword } from '../../auth/credentials.ts';
+import { hashPassword, hashToken, looksLikeToken, passwordProblem } from '../../auth/credentials.ts';
 import { allowHit, clearHits, clientKey } from '../../db/rate-limits.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { absoluteUrl, loginLinkUrl, passwordResetUrl } from '../../mail/urls.ts';
@@ -31,7 +31,7 @@ import { field, query } from '../admin/form.ts';
 import { safeNext } from './guards.ts';
 import { sendNotice } from '../../core/notices.ts';
 import { afterResponse } from '../after-response.ts';
-import { LoginLimits } from './login-limits.ts';
+import { checkAccountPassword } from './login-limits.ts';
 import { loginPageVars, loginSession, landingAfterLogin } from './login-page.ts';
 
 const LINK_LIMIT = { perIp: 20, perEmail: 3, windowSeconds: 60 * 60 };
@@ -56,17 +56,15 @@ export function authRouter(ctx: WebContext): Router {
       const email = normalizeEmail(field(req, 'email', 254)) ?? field(req, 'email', 254).toLowerCase();
       const password = field(req, 'password', 1000);
       const next = defaultNext(req);
-      const limits = new LoginLimits(db, req.ip, email);
-      if (!(await limits.allowed())) {
+      const account = email ? await findAccountByEmail(db, email) : null;
+      // An unknown address is checked as an account without a password: the same limits, the same time.
+      const check = await checkAccountPassword(db, req.ip, { email, password_hash: account?.password_hash ?? null }, password);
+      if (check === 'limited') {
         return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'Too many login attempts. Wait a quarter of an hour, or ask for a login link by mail.' }, 429);
       }
-      const account = email ? await findAccountByEmail(db, email) : null;
-      const ok = await verifyPassword(account?.password_hash, password);
-      if (!account || !ok) {
-        await limits.failed();
+      if (!account || check !== 'right') {
         return page(req, res, 'login.njk', { title: 'Log in', next, email, error: 'That address and password do not match an account.' }, 401);
       }
-      await limits.succeeded();
       await loginAs(req, res, account.id, email);
       res.redirect(303, next || (await landingAfterLogin(db, account)));
     });
