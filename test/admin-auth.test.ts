@@ -340,3 +340,68 @@ describe('listkeeper admin create', () => {
     expect(r.stderr).toMatch(/at least 8 characters/);
   });
 });
+
+describe('listkeeper admin ls and admin remove', () => {
+  it('lists the site administrators and who made each', async () => {
+    await upsertAccount(db.pool, 'sso-made@example.org', { siteAdmin: true });
+    await db.pool.query(`update accounts set site_admin_via = 'oidc' where email = 'sso-made@example.org'`);
+    const r = await cli(['admin', 'ls', '--json'], { DATABASE_URL: db.url });
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.stdout) as { email: string; via: string; has_password: boolean }[];
+    expect(rows.find((x) => x.email === 'admin@example.org')).toMatchObject({ via: 'cli', has_password: true });
+    expect(rows.find((x) => x.email === 'sso-made@example.org')).toMatchObject({ via: 'oidc', has_password: false });
+    expect(rows.map((x) => x.email)).not.toContain('member@example.org');
+    const table = await cli(['admin', 'ls'], { DATABASE_URL: db.url });
+    expect(table.stdout).toMatch(/^EMAIL\s+VIA\s+HAS_PASSWORD/);
+    expect(table.stdout).toMatch(/sso-made@example\.org\s+oidc\s+false/);
+  });
+
+  it('takes the rights away at the next request, stops the API tokens the account made, and records it', async () => {
+    await upsertAccount(db.pool, 'leaver@example.org', { passwordHash: await hashPassword(PASSWORD), siteAdmin: true });
+    const { createApiToken } = await import('../src/core/api-tokens.ts');
+    const leaverId = (await db.pool.query(`select id from accounts where email = 'leaver@example.org'`)).rows[0].id as number;
+    const { token } = await createApiToken(db.pool, { scope: 'read', actor: 'leaver@example.org', account: leaverId });
+    const c = client('198.51.100.60');
+    await c.get('/login');
+    expect((await c.post('/login', { email: 'leaver@example.org', password: PASSWORD })).location).toBe('/admin/');
+    expect((await c.get('/admin/audit')).status).toBe(200);
+    const api = () => fetch(`${web.url}/api/v1/lists`, { headers: { authorization: `Bearer ${token}` } });
+    expect((await api()).status).toBe(200);
+
+    const r = await cli(['admin', 'remove', 'Leaver@Example.org'], { DATABASE_URL: db.url });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('leaver@example.org is no longer a site administrator');
+    expect(r.stdout).toContain('1 API token made by leaver@example.org stopped working');
+    // The session is kept (the account may own lists), without the site-wide pages.
+    expect((await c.get('/admin/audit')).status).toBe(403);
+    expect((await api()).status).toBe(401);
+    const { rows } = await db.pool.query(`select actor, detail from audit_log where action = 'account.site_admin_revoke' and target = 'leaver@example.org'`);
+    expect(rows).toEqual([{ actor: 'cli', detail: { via: 'cli', api_tokens_stopped: 1 } }]);
+    const again = await cli(['admin', 'remove', 'leaver@example.org'], { DATABASE_URL: db.url });
+    expect(again.code).toBe(3);
+    expect(again.stderr).toMatch(/leaver@example\.org is not a site administrator/);
+  });
+
+  it('warns that a single sign-on group gives the rights back', async () => {
+    await upsertAccount(db.pool, 'grouped@example.org', { siteAdmin: true });
+    await db.pool.query(`update accounts set site_admin_via = 'ldap' where email = 'grouped@example.org'`);
+    const r = await cli(['admin', 'remove', 'grouped@example.org'], { DATABASE_URL: db.url });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/LDAP directory's admin group, which gives the rights back/);
+  });
+
+  it('refuses to remove the last site administrator, and an address that is not one', async () => {
+    const others = (await db.pool.query(`select email from accounts where is_site_admin and email <> 'admin@example.org'`)).rows.map((x) => x.email as string);
+    for (const email of others) expect((await cli(['admin', 'remove', email], { DATABASE_URL: db.url })).code).toBe(0);
+    const r = await cli(['admin', 'remove', 'admin@example.org'], { DATABASE_URL: db.url });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/admin@example\.org is the last site administrator: make another first/);
+    expect((await db.pool.query(`select is_site_admin from accounts where email = 'admin@example.org'`)).rows[0].is_site_admin).toBe(true);
+    const member = await cli(['admin', 'remove', 'member@example.org'], { DATABASE_URL: db.url });
+    expect(member.code).toBe(3);
+    const bad = await cli(['admin', 'remove', 'not an address'], { DATABASE_URL: db.url });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/is not an e-mail address/);
+  });
+});

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
-import { runCommand } from './context.ts';
+import { printJson, printTable, runCommand } from './context.ts';
 
 /** A login link printed by `admin create` without --password stays valid this long. */
 const LINK_HOURS = 24;
@@ -34,4 +34,36 @@ export function registerAdminCommands(program: Command) {
         }
       }),
     );
+  admin
+    .command('ls')
+    .option('--json', 'machine-readable output: [{email, via, has_password, created_at, last_login_at}]')
+    .description('the site administrators, and who made each one (cli, or the single sign-on\'s admin group)')
+    .action((o: { json?: boolean }) =>
+      runCommand(async ({ db }) => {
+        const { siteAdmins } = await import('../core/accounts.ts');
+        const rows = await siteAdmins(db.pool);
+        if (o.json) return printJson(rows);
+        if (rows.length === 0) return void process.stdout.write('no site administrators yet: listkeeper admin create EMAIL\n');
+        printTable(rows.map((r) => ({ ...r })), ['email', 'via', 'has_password', 'created_at', 'last_login_at']);
+      }),
+    );
+
+  admin
+    .command('remove')
+    .argument('<email>', 'an address of the site administrator')
+    .description('take site-administrator rights away (the account, its list roles and subscriptions stay); refuses the last one')
+    .action((address: string) =>
+      runCommand(async ({ db }) => {
+        const { normalizeEmail } = await import('../mail/address.ts');
+        const { removeSiteAdmin } = await import('../core/accounts.ts');
+        const email = normalizeEmail(address);
+        if (!email) throw new InvalidInput(`"${address}" is not an e-mail address`);
+        const { account, tokens } = await removeSiteAdmin(db.pool, email, { actor: 'cli' });
+        process.stdout.write(`${account.email} is no longer a site administrator\n`);
+        if (tokens > 0) process.stdout.write(`${tokens} API token${tokens === 1 ? '' : 's'} made by ${account.email} stopped working (listkeeper token ls: maker_not_admin)\n`);
+        // The provider's group gives the rights back at the next login: the group is where to remove them.
+        if (account.site_admin_via) process.stderr.write(`note: ${account.email} was made one by the ${account.site_admin_via === 'oidc' ? 'OpenID Connect provider' : 'LDAP directory'}'s admin group, which gives the rights back at its next login unless the account leaves that group\n`);
+      }),
+    );
 }
+

@@ -1,7 +1,9 @@
 import type pg from 'pg';
-import { upsertAccount, type AccountRow } from '../db/accounts.ts';
+import { findAccountByEmail, upsertAccount, type AccountRow } from '../db/accounts.ts';
+import { liveTokensMadeBy } from '../db/api-tokens.ts';
 import { recordAudit } from '../db/audit.ts';
 import { withTransaction } from '../db/pool.ts';
+import { Conflict, NotFound } from '../errors.ts';
 
 /**
  * Makes `email` a site administrator, creating the account if needed (`listkeeper admin create`),
@@ -15,5 +17,49 @@ export async function makeSiteAdmin(pool: pg.Pool, email: string, opts: { passwo
       detail: { site_admin: true, password: opts.passwordHash ? 'set' : 'unchanged' },
     });
     return result;
+  });
+}
+
+/** A site administrator as `admin ls` shows one. */
+export interface SiteAdmin {
+  email: string;
+  /** who made it one: `cli` (the command line or the panel), or the single sign-on whose admin group did */
+  via: 'cli' | 'oidc' | 'ldap';
+  has_password: boolean;
+  created_at: Date;
+  last_login_at: Date | null;
+}
+
+export async function siteAdmins(db: pg.Pool): Promise<SiteAdmin[]> {
+  const { rows } = await db.query<SiteAdmin>(
+    `select email, coalesce(site_admin_via, 'cli') as via, password_hash is not null as has_password, created_at, last_login_at
+       from accounts where is_site_admin order by email`,
+  );
+  return rows;
+}
+
+/**
+ * Takes site-administrator rights from the account holding `email` (`listkeeper admin remove`),
+ * with its audit entry in the same transaction. The account stays, with its list roles and
+ * subscriptions; its sessions lose the panel's site-wide pages at their next request (a session
+ * reads the rights each time), and the API tokens it made in the panel stop working (they work
+ * only while their maker is a site administrator). The last site administrator is kept: without
+ * one, nobody could create lists or read the audit log until `admin create` made another.
+ */
+export async function removeSiteAdmin(pool: pg.Pool, email: string, opts: { actor: string }): Promise<{ account: AccountRow; tokens: number }> {
+  return withTransaction(pool, async (tx) => {
+    // Every administrator's row locked: two removals at once must not each see the other as the
+    // one left (the second waits, and reads the first's removal).
+    const admins = (await tx.query<{ id: number }>('select id from accounts where is_site_admin order by id for update')).rows;
+    const account = await findAccountByEmail(tx, email);
+    if (!account || !admins.some((a) => a.id === account.id)) throw new NotFound(`${email} is not a site administrator (listkeeper admin ls lists them)`);
+    if (admins.length === 1) throw new Conflict(`${account.email} is the last site administrator: make another first (listkeeper admin create EMAIL)`);
+    await tx.query('update accounts set is_site_admin = false, site_admin_via = null where id = $1', [account.id]);
+    const tokens = await liveTokensMadeBy(tx, account.id);
+    await recordAudit(tx, {
+      actor: opts.actor, action: 'account.site_admin_revoke', target: account.email,
+      detail: { via: account.site_admin_via ?? 'cli', api_tokens_stopped: tokens },
+    });
+    return { account, tokens };
   });
 }
