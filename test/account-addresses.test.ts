@@ -427,9 +427,14 @@ describe('a session whose login is not recent', () => {
     expect(wrong.text).toContain('That password is not right.');
     expect((await db.pool.query(`select hits from rate_limits where key = 'login:fail:quin@example.org'`)).rows).toEqual([{ hits: 1 }]);
     expect((await me.post('/account/addresses/remove', { email: 'quin2@example.org', confirm: '1' })).location).toBe('/account/reauthenticate');
+    // As if logged in by a link to the primary address (loggedIn() records none).
+    await db.pool.query(`update sessions set login_email = 'quin@example.org' where account_id = (select id from accounts where email = 'quin@example.org')`);
     const right = await me.post('/account/reauthenticate', { password: PASSWORD });
     expect(right.status).toBe(303);
     expect(right.location).toBe('/account');
+    // The renewed session keeps the address the session was logged in with: removing it would end this one too.
+    const newest = await db.pool.query(`select s.login_email from sessions s join accounts a on a.id = s.account_id where a.email = 'quin@example.org' order by s.created_at desc limit 1`);
+    expect(newest.rows).toEqual([{ login_email: 'quin@example.org' }]);
     expect((await me.post('/account/addresses/remove', { email: 'quin2@example.org', confirm: '1' })).status).toBe(303);
     expect(await verifiedAt('quin@example.org', 'quin2@example.org')).toBeUndefined();
     // The current password is itself the proof: an old session changes it with it.

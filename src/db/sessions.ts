@@ -13,6 +13,8 @@ export interface SessionAccount {
   stale: boolean;
   /** the session was opened by a login less than RECENT_LOGIN_MINUTES ago */
   recent_login: boolean;
+  /** the address it was logged in with (sql/0082), null when none was */
+  login_email: string | null;
 }
 
 /** Sessions last 14 days after the last visit, and never more than 90 days after the login. */
@@ -38,7 +40,7 @@ export async function sessionAccount(db: Queryable, idHash: string): Promise<Ses
     `select a.id as account_id, a.email, a.is_site_admin, v.emails,
             exists (select 1 from list_roles r where r.email = any(v.emails)) as has_list_role,
             s.last_seen_at < now() - interval '5 minutes' as stale,
-            s.created_at > now() - make_interval(mins => $2) as recent_login
+            s.created_at > now() - make_interval(mins => $2) as recent_login, s.login_email
        from sessions s join accounts a on a.id = s.account_id
             cross join lateral (select array(select aa.email from account_addresses aa
                                               where aa.account_id = a.id and aa.verified_at is not null

@@ -42,6 +42,7 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
       req.viewer = { accountId: found.account_id, email: found.email, emails: found.emails, isSiteAdmin: found.is_site_admin };
       res.locals.sessionId = id;
       res.locals.recentLogin = found.recent_login;
+      res.locals.loginEmail = found.login_email;
       res.locals.viewerIsModerator = found.has_list_role;
       if (found.stale) await touchSession(ctx.db.pool, hashSecret(id));
       next();

@@ -69,8 +69,9 @@ export function reauthenticateRouter(ctx: WebContext): Router {
       const error = check === 'limited' ? 'Too many attempts. Wait a quarter of an hour, or use a login link.' : 'That password is not right.';
       return page(req, res, { error }, check === 'limited' ? 429 : 401);
     }
-    // Logged in again with the password alone: no address to remember it by (sql/0082).
-    await loginSession(ctx, req, res, account.id, null);
+    // The same person's session, renewed: it keeps the address it was logged in with, so that
+    // removing that address still ends it (sql/0082).
+    await loginSession(ctx, req, res, account.id, (res.locals.loginEmail as string | null | undefined) ?? null);
     flash(ctx, res, confirmed);
     res.redirect(303, '/account');
   });
