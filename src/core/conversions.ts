@@ -41,12 +41,13 @@ import { whoseFailure } from './conversion-look-ahead.ts';
 import { attachmentText } from './conversions/attachment-text.ts';
 import { addressSpellings } from './conversions/address-spellings.ts';
 import { messageDigests } from './conversions/message-digests.ts';
+import { oneLineFields } from './conversions/one-line-fields.ts';
 import { searchVectors } from './conversions/search-vectors.ts';
 
 export type { BatchLimits, ConversionJob } from './conversion-job.ts';
 
 /** Every job this release knows. A job in the table that is not here belongs to a newer release. */
-export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText, addressSpellings, searchVectors];
+export const CONVERSIONS: readonly ConversionJob[] = [messageDigests, attachmentText, addressSpellings, searchVectors, oneLineFields];
 
 export function conversionJob(name: string): ConversionJob | undefined {
   return CONVERSIONS.find((j) => j.name === name);
