@@ -97,7 +97,9 @@ describe('forged posts that try to pass as authenticated', () => {
     const raw = message({ id: 'l-whole@victim.example', from: 'Vera <vera@victim.example>', body: 'See you.\r\n' });
     const res = await sendRaw(smtp.port, { from: 'vera@victim.example', to: ['dev@lists.example.org'] }, await signed(raw, { l: 10 }));
     expect(res.ok, res.response).toBe(true);
-    expect((await fate('l-whole@victim.example')).archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
+    const f = await fate('l-whole@victim.example');
+    expect(f.held, f.held?.reason).toBeUndefined();
+    expect(f.archived).toMatchObject({ dkim: 'pass', dmarc: 'pass', aligned: true });
   });
 
   it('holds a post whose domain asks for strict alignment (adkim=s) and that only a subdomain signed', async () => {
@@ -144,8 +146,10 @@ describe('forged posts that try to pass as authenticated', () => {
       const { archived, held } = await fate(id);
       expect(archived, id).toBeUndefined();
       expect(held, id).toMatchObject({ rule: 'authentication' });
-      expect(held!.auth).toMatchObject({ dmarc: 'fail', dmarcPolicy: 'reject', aligned: false });
+      expect(held!.auth).toMatchObject({ dmarc: 'fail', dmarcPolicy: 'reject', dmarcDomain: 'victim.example', aligned: false });
       expect(held!.auth.header).toContain('dmarc=fail (p=REJECT arc=none) header.from=victim.example');
+      // The moderators are told which of the From domains failed, not "(no domain)".
+      expect(held!.reason, id).toBe('From victim.example fails DMARC (p=reject)');
     }
   });
 

@@ -133,7 +133,8 @@ function authFailure(f: PostFacts): string | null {
 
 /** "From D fails DMARC (p=…)" when From's own domain says mail like this is forged (reject, quarantine); else null. */
 export function dmarcForgery(a: AuthChecks): string | null {
-  if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${a.fromDomain ?? '(no domain)'} fails DMARC (p=${a.dmarcPolicy})`;
+  // A From of several addresses has no one domain: the one whose verdict this is is named.
+  if (a.dmarc === 'fail' && (a.dmarcPolicy === 'reject' || a.dmarcPolicy === 'quarantine')) return `From ${a.fromDomain ?? a.dmarcDomain ?? '(no domain)'} fails DMARC (p=${a.dmarcPolicy})`;
   return null;
 }
 

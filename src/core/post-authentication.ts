@@ -262,6 +262,7 @@ function summarise(o: Checked, authservId: string, spfChecked: boolean): AuthChe
     fromDomain,
     aligned,
     dmarcPolicy: dmarc && dmarc.status.result !== 'none' && dmarc.status.result !== 'temperror' ? ((dmarc as { policy?: string }).policy ?? null) : null,
+    dmarcDomain: (dmarc as { domain?: string } | null)?.domain ?? null,
     unsure: o.tooManyFrom ? { result: 'permerror', reason: (dmarc?.status as { comment?: string } | undefined)?.comment ?? 'From names too many domains' } : unsureTemperror(o, spf),
     header: authenticationResults(authservId, rows),
   };

@@ -42,6 +42,11 @@ export interface AuthChecks {
    * quarantine or none; null without a record or when it could not be read
    */
   dmarcPolicy?: string | null;
+  /**
+   * the (organisational) domain DMARC's verdict is for: From's, or for a From of several domains
+   * the one whose verdict asked most; null without a verdict. Absent in checks stored before it.
+   */
+  dmarcDomain?: string | null;
   /** SPF or DKIM passed for a domain aligned with From (DMARC's test, whatever the policy) */
   aligned: boolean;
   /**
