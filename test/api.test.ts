@@ -384,6 +384,18 @@ describe('held messages', () => {
   });
 });
 
+describe('held-queue cursors', () => {
+  it('refuses a held-queue cursor that is not an id this API gave out ("1e3", "-1", "0x10", " "), rather than paging from wherever Number() reads it', async () => {
+    const cursor = (key: string) => Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
+    for (const key of ['1e3', '-1', '0x10', ' ', '1.0']) {
+      const r = await api('GET', `/lists/mod/held?cursor=${cursor(key)}`, { token: tokens.read });
+      expect(r.status, key).toBe(400);
+      expect(r.body.error, key).toBe('invalid_cursor');
+    }
+    expect((await api('GET', `/lists/mod/held?cursor=${cursor('0')}`, { token: tokens.read })).status).toBe(200);
+  });
+});
+
 describe('sender rules, hidden messages, queue, audit', () => {
   it('allows, bans and removes senders as `rules` does', async () => {
     const set = await api('POST', '/lists/mod/rules', { token: tokens.moderate, json: { pattern: 'Friend@Example.org', kind: 'allow', days: 7 } });

@@ -44,7 +44,8 @@ export function heldApi(ctx: WebContext): Router {
   r.get('/lists/:list/held', need('read'), async (req, res) => {
     const list = await pathList(ctx, req);
     const page = pageParams(req);
-    const after = page.cursor === null ? 0 : Number(page.cursor);
+    // A held post's id in decimal, as sendPage gave it: Number() would also read "1e3", "-1", "0x10" and " ".
+    const after = page.cursor === null ? 0 : /^\d{1,15}$/.test(page.cursor) ? Number(page.cursor) : NaN;
     if (!Number.isSafeInteger(after)) throw new InvalidInput('"cursor" is not one this API gave out.', 'invalid_cursor');
     const rows = await heldAfter(db, list.id, after, page.limit + 1);
     const shown = rows.slice(0, page.limit);
