@@ -7,7 +7,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { WebClient } from './helpers/browser.ts';
 import { makeCertificates } from './helpers/certificates.ts';
-import { ADMINS_GROUP, BASE, PEOPLE, PEOPLE_ENTRIES, SERVICE_DN, SERVICE_PASSWORD, startSlapd, type RunningSlapd } from './helpers/slapd.ts';
+import { ADMINS_GROUP, BASE, MALLORY, PEOPLE, PEOPLE_ENTRIES, POSIX_ADMINS_GROUP, SERVICE_DN, SERVICE_PASSWORD, startSlapd, type RunningSlapd } from './helpers/slapd.ts';
 
 let db: TestDatabase;
 let slapd: RunningSlapd;
@@ -145,6 +145,27 @@ describe('logging in with a directory account (LDAP)', () => {
     expect((await login(c, 'ann', pw('ann'))).location).toBe('/admin/');
     expect(await accountOf('ann@example.org')).toMatchObject({ is_site_admin: true, site_admin_via: null });
     await db.pool.query(`update accounts set is_site_admin = false where email = 'ann@example.org'`);
+  });
+
+  it('reads memberUid of a posixGroup as the entry\'s uid, not the name typed: a login by address whose mail also holds "bob" is not bob', async () => {
+    // Logging in by address, as many directories are set up: the name typed is a mail value, not a uid.
+    const byMail = await startWeb(db, {
+      LDAP_URL: slapd.url, LDAP_SEARCH_BASE: BASE, LDAP_SEARCH_FILTER: '(&(objectClass=inetOrgPerson)(mail={user}))',
+      LDAP_BIND_USER: SERVICE_DN, LDAP_BIND_PASSWORD: SERVICE_PASSWORD, LDAP_ADMIN_GROUP: POSIX_ADMINS_GROUP, LDAP_TIMEOUT: '1',
+    });
+    try {
+      // mallory types "bob" (a value of her own mail attribute) and her own password: she is mallory, not in the group.
+      const m = client(byMail);
+      expect((await login(m, 'bob', MALLORY.password)).status).toBe(303);
+      expect(await accountOf(MALLORY.mail)).toMatchObject({ is_site_admin: false });
+      expect((await m.get('/admin/')).status).not.toBe(200);
+      // bob, named by memberUid, logs in by his address and is a site administrator.
+      await db.pool.query(`update accounts set is_site_admin = false, site_admin_via = null where email = 'bob@example.org'`);
+      expect((await login(client(byMail), 'bob@example.org', pw('bob'))).location).toBe('/admin/');
+      expect(await accountOf('bob@example.org')).toMatchObject({ is_site_admin: true, site_admin_via: 'ldap' });
+    } finally {
+      await byMail.stop();
+    }
   });
 
   it('refuses an entry without an address, saying why', async () => {

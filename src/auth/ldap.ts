@@ -29,7 +29,7 @@ export interface LdapSettings {
   bindUser?: string;
   bindPassword?: string;
   mailAttribute: string;
-  /** DN of a group (groupOfNames, groupOfUniqueNames or posixGroup) whose members are site administrators */
+  /** DN of a group (groupOfNames, groupOfUniqueNames or posixGroup, by the entry's uid) whose members are site administrators */
   adminGroup?: string;
   timeoutMs: number;
   /** PEM file of CA certificates trusted besides the system's (a private CA) */
@@ -144,25 +144,33 @@ export class LdapLogin {
       if ((err as { code?: number }).code === 32) return null;
       throw err;
     }
-    const email = await this.mailOf(client, dn);
+    const { email, uids } = await this.entryOf(client, dn);
     if (!email) throw new InvalidInput(`The directory has no address (${this.s.mailAttribute}) for this user, so no account can be chosen.`, 'ldap_no_mail');
-    const admin = this.s.adminGroup ? await this.isMember(client, dn, user) : null;
+    const admin = this.s.adminGroup ? await this.isMember(client, dn, uids) : null;
     return { dn, email, admin };
   }
 
-  private async mailOf(client: Client, dn: string): Promise<string | null> {
-    const { searchEntries } = await client.search(dn, { scope: 'base', filter: '(objectClass=*)', attributes: [this.s.mailAttribute], timeLimit: Math.ceil(this.s.timeoutMs / 1000) });
+  /** The entry's address (the first value of the mail attribute that has an @) and its uid values. */
+  private async entryOf(client: Client, dn: string): Promise<{ email: string | null; uids: string[] }> {
+    const { searchEntries } = await client.search(dn, { scope: 'base', filter: '(objectClass=*)', attributes: [this.s.mailAttribute, 'uid'], timeLimit: Math.ceil(this.s.timeoutMs / 1000) });
     const entry = searchEntries[0];
-    if (!entry) return null;
-    const key = Object.keys(entry).find((k) => k.toLowerCase() === this.s.mailAttribute.toLowerCase());
-    const values = key ? entry[key] : [];
-    const first = (Array.isArray(values) ? values : [values]).map((v) => v.toString()).find((v) => v.includes('@'));
-    return first ?? null;
+    if (!entry) return { email: null, uids: [] };
+    const values = (name: string) => {
+      const key = Object.keys(entry).find((k) => k.toLowerCase() === name.toLowerCase());
+      const v = key ? entry[key] : [];
+      return (Array.isArray(v) ? v : [v]).map((x) => x.toString());
+    };
+    return { email: values(this.s.mailAttribute).find((v) => v.includes('@')) ?? null, uids: values('uid').filter(Boolean) };
   }
 
-  /** Whether the group entry names the user: member / uniqueMember (a DN) or memberUid (a name). */
-  private async isMember(client: Client, dn: string, user: string): Promise<boolean> {
-    const filter = `(|(member=${escapeFilterValue(dn)})(uniqueMember=${escapeFilterValue(dn)})(memberUid=${escapeFilterValue(user)}))`;
+  /**
+   * Whether the group entry names the user: member / uniqueMember (the DN) or memberUid (RFC 2307:
+   * a uid of the entry, never the name typed, which the search filter may match in another
+   * attribute, an address or a cn, that some other person's uid spells).
+   */
+  private async isMember(client: Client, dn: string, uids: string[]): Promise<boolean> {
+    const byUid = uids.map((u) => `(memberUid=${escapeFilterValue(u)})`).join('');
+    const filter = `(|(member=${escapeFilterValue(dn)})(uniqueMember=${escapeFilterValue(dn)})${byUid})`;
     try {
       const { searchEntries } = await client.search(this.s.adminGroup!, { scope: 'base', filter, attributes: ['dn'], timeLimit: Math.ceil(this.s.timeoutMs / 1000) });
       return searchEntries.length > 0;

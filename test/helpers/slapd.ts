@@ -4,8 +4,9 @@
  * loopback port. The system's slapd (which the Debian package starts) is neither used nor touched.
  *
  * The directory: dc=example,dc=org with people (ann, bob, a "smith, jr" whose uid needs DN
- * escaping, nomail without an address), a groupOfNames of site administrators (bob), and a
- * service account for search-then-bind. With `tls`, it offers StartTLS and refuses a simple bind
+ * escaping, nomail without an address), a groupOfNames of site administrators (bob), a
+ * posixGroup naming bob by memberUid, mallory (uid mallory) whose mail attribute also holds the
+ * value "bob", and a service account for search-then-bind. With `tls`, it offers StartTLS and refuses a simple bind
  * over a connection that is not encrypted. It allows unauthenticated binds (a DN with an empty
  * password, RFC 4513 5.1.2), as some servers do, so that a test can show we never make one.
  */
@@ -24,6 +25,10 @@ export const SLAPADD = '/usr/sbin/slapadd';
 export const BASE = 'dc=example,dc=org';
 export const PEOPLE = `ou=people,${BASE}`;
 export const ADMINS_GROUP = `cn=listadmins,ou=groups,${BASE}`;
+/** a posixGroup: memberUid bob */
+export const POSIX_ADMINS_GROUP = `cn=posixadmins,ou=groups,${BASE}`;
+/** uid mallory; her mail attribute holds "bob" beside her address, a value some other entry's uid spells */
+export const MALLORY = { uid: 'mallory', password: 'mallory-directory-pw', mail: 'mallory@example.org' };
 export const SERVICE_DN = `cn=service,${BASE}`;
 export const SERVICE_PASSWORD = 'service-secret-pw';
 /** uid → password and address (null: the entry has no mail attribute) */
@@ -70,6 +75,8 @@ function ldif(): string {
     `dn: ${SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: service\nuserPassword: ${SERVICE_PASSWORD}\n`,
     ...people,
     `dn: ${ADMINS_GROUP}\nobjectClass: groupOfNames\ncn: listadmins\nmember: uid=bob,${PEOPLE}\n`,
+    `dn: ${POSIX_ADMINS_GROUP}\nobjectClass: posixGroup\ncn: posixadmins\ngidNumber: 5000\nmemberUid: bob\n`,
+    `dn: uid=${MALLORY.uid},${PEOPLE}\nobjectClass: inetOrgPerson\nuid: ${MALLORY.uid}\ncn: ${MALLORY.uid}\nsn: ${MALLORY.uid}\nuserPassword: ${MALLORY.password}\nmail: bob\nmail: ${MALLORY.mail}\n`,
   ].join('\n');
 }
 
