@@ -115,15 +115,26 @@ export async function deleteList(pool: pg.Pool, listId: number): Promise<void> {
   await withTransaction(pool, (c) => deleteListIn(c, listId));
 }
 
-/** deleteList inside the caller's transaction. */
+/**
+ * deleteList inside the caller's transaction. The list's row is locked first (a post being
+ * archived in it is waited for; one that comes later fails and is retried by its sender), then
+ * the messages it alone has: the same message being archived for another list meanwhile is waited
+ * for, and a message that another list has by then is kept. Read once without locks, such a
+ * message was deleted with that list's copy of it, after its sender had been told 250.
+ */
 export async function deleteListIn(c: Queryable, listId: number): Promise<void> {
+  await c.query('select 1 from lists where id = $1 for update', [listId]);
   const { rows } = await c.query<{ id: number }>(
-    `select lm.message_id as id from list_messages lm where lm.list_id = $1
-        and not exists (select 1 from list_messages o where o.message_id = lm.message_id and o.list_id <> $1)`,
+    `select m.id from list_messages lm join messages m on m.id = lm.message_id where lm.list_id = $1
+        and not exists (select 1 from list_messages o where o.message_id = lm.message_id and o.list_id <> $1)
+        for update of m`,
     [listId],
   );
   await c.query('delete from lists where id = $1', [listId]);
-  await c.query('delete from messages where id = any($1::bigint[])', [rows.map((r) => r.id)]);
+  await c.query(
+    `delete from messages m where m.id = any($1::bigint[]) and not exists (select 1 from list_messages o where o.message_id = m.id)`,
+    [rows.map((r) => r.id)],
+  );
 }
 
 /** Whether the account holds a role on any list through one of its verified addresses. */

@@ -1,0 +1,68 @@
+/*
+ * Races between actors that run at once on one database, as several web processes, workers and
+ * CLI commands do: each test holds one side open on a connection of its own while the other runs,
+ * then lets it go, and checks what survived.
+ */
+
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { deleteList } from '../src/core/lists.ts';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { archiveMessage } from '../src/db/messages.ts';
+import { parse } from '../src/mail/parse.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message } from './helpers/smtp.ts';
+
+let db: TestDatabase;
+
+const newList = (address: string) =>
+  createList(db.pool, { address, name: address.split('@')[0], description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+
+/** A connection of its own, outside the pool (ended by the caller). */
+async function connection(): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  return c;
+}
+
+/** Waits until some other backend of this database waits for a lock. */
+async function someoneWaitsForALock(): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const { rowCount } = await db.pool.query(
+      `select 1 from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and wait_event_type = 'Lock'`);
+    if (rowCount) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('nobody waited for a lock');
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+it('a post cross-posted to another list while its first list is deleted stays in the other list', async () => {
+  const doomed: ListRow = await newList('doomed@lists.example.org');
+  const other: ListRow = await newList('other@lists.example.org');
+  const raw = Buffer.from(message({ id: 'cross@example.org', to: 'doomed@lists.example.org, other@lists.example.org' }));
+  await archiveMessage(db.pool, doomed.id, raw, await parse(raw));
+  // The same message arrives for the other list (its own delivery): archived, not yet committed.
+  const ingest = await connection();
+  try {
+    await ingest.query('begin');
+    const second = await archiveMessage(ingest, other.id, raw, await parse(raw));
+    expect(second).toMatchObject({ created: false, addedToList: true });
+    const deleting = deleteList(db.pool, doomed, { actor: 'test' });
+    await someoneWaitsForALock();
+    await ingest.query('commit');
+    await deleting;
+  } finally {
+    await ingest.end();
+  }
+  const { rows } = await db.pool.query(
+    `select l.address from messages m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id where m.message_id = 'cross@example.org'`);
+  expect(rows).toEqual([{ address: 'other@lists.example.org' }]);
+});
