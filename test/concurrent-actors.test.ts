@@ -6,9 +6,14 @@
 
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { hashToken } from '../src/auth/credentials.ts';
 import { deleteList } from '../src/core/lists.ts';
+import { welcome } from '../src/core/member-notices.ts';
+import { confirm } from '../src/core/subscriptions.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
 import { archiveMessage } from '../src/db/messages.ts';
+import { insertRequest } from '../src/db/subscription-requests.ts';
 import { parse } from '../src/mail/parse.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message } from './helpers/smtp.ts';
@@ -65,4 +70,31 @@ it('a post cross-posted to another list while its first list is deleted stays in
   const { rows } = await db.pool.query(
     `select l.address from messages m join list_messages lm on lm.message_id = m.id join lists l on l.id = lm.list_id where m.message_id = 'cross@example.org'`);
   expect(rows).toEqual([{ address: 'other@lists.example.org' }]);
+});
+
+it('an address subscribed by two hands at once (an admin add and a confirmation link) is welcomed once', async () => {
+  const list = await newList('welcome@lists.example.org');
+  const publicUrl = 'https://lists.example.org';
+  const token = 'ab'.repeat(16);
+  await insertRequest(db.pool, {
+    listId: list.id, email: 'new@example.org', name: null, mode: 'each', action: 'subscribe', via: 'web',
+    tokenHash: hashToken(token), state: 'confirm', expiresInHours: 48,
+  });
+  const admin = await connection();
+  try {
+    // `listkeeper subscribe` adds the address and welcomes it; not yet committed.
+    await admin.query('begin');
+    expect(await addMember(admin, list.id, 'new@example.org', 'each')).toBe('added');
+    await welcome(admin, list, 'new@example.org', publicUrl);
+    const confirming = confirm(db.pool, token, { publicUrl });
+    await someoneWaitsForALock();
+    await admin.query('commit');
+    expect(await confirming).toMatchObject({ state: 'done' });
+  } finally {
+    await admin.end();
+  }
+  const { rows } = await db.pool.query(
+    `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
+      where o.recipient = 'new@example.org' and position('Subject: Welcome to welcome@lists.example.org' in convert_from(b.raw, 'UTF8')) > 0`);
+  expect(rows[0].n).toBe(1);
 });

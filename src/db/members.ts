@@ -35,10 +35,13 @@ export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
  * reactivated, or has its mode or (when one is given) its name changed; the outcome says which.
  * The mode given has no end date: a running pause ends here (addMembers sets a new one when
  * asked); an unsubscribe already ended any (sql/0064).
+ * 'added' is what this statement inserted (xmax = 0: a new row, not an updated one), not an
+ * address missing from its snapshot: two adds at once (an admin's and a confirmation) both
+ * found none, both said 'added', and the member was welcomed twice.
  */
 export async function addMember(db: Queryable, listId: number, email: string, mode: DeliveryMode, name: string | null = null): Promise<AddOutcome> {
   const { rows } = await db.query<{ outcome: AddOutcome }>(
-    `with before as (select status, mode from members where list_id = $1 and email = $2),
+    `with before as (select status from members where list_id = $1 and email = $2),
      up as (
        insert into members (list_id, email, mode, name) values ($1, $2, $3, $4)
        on conflict (list_id, email) do update
@@ -46,11 +49,11 @@ export async function addMember(db: Queryable, listId: number, email: string, mo
              nomail_until = null, mode_before_nomail = null, updated_at = now()
          where members.status <> 'active' or members.mode <> excluded.mode or members.nomail_until is not null
             or (excluded.name is not null and excluded.name is distinct from members.name)
-       returning 1)
-     select case when not exists (select 1 from before) then 'added'
+       returning xmax = 0 as inserted)
+     select case when not exists (select 1 from up) then 'unchanged'
+                 when (select inserted from up) then 'added'
                  when (select status from before) <> 'active' then 'reactivated'
-                 when exists (select 1 from up) then 'updated'
-                 else 'unchanged' end as outcome`,
+                 else 'updated' end as outcome`,
     [listId, email, mode, name],
   );
   return rows[0].outcome;
