@@ -5,7 +5,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { claimBatch, enqueueMail, insertOutboundMail, markFailed, markRetry, markSent, releaseRows, type ClaimedRow } from '../src/db/outbox.ts';
+import { claimBatch, enqueueMail, insertOutboundMail, markFailed, markRetry, markSent, reclaimStale, releaseRows, type ClaimedRow } from '../src/db/outbox.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -50,7 +50,7 @@ describe('results of claimed copies', () => {
 
   it('of a copy requeued and sent again by another worker are written by one of the two', async () => {
     const [first] = await claimed('w1', ['d@example.net']);
-    await releaseRows(db.pool, [first.id]); // as reclaimStale does for a worker that looked dead
+    await releaseRows(db.pool, [first.id], 'w1'); // as reclaimStale does for a worker that looked dead
     const second = (await claimBatch(db.pool, 'w2', 100)).rows.find((r) => r.id === first.id)!;
     expect(second).toMatchObject({ id: first.id, attempts: first.attempts });
     const before = await hour();
@@ -63,9 +63,20 @@ describe('results of claimed copies', () => {
 
   it('of a copy requeued and not yet sent again are written: what was sent is not sent twice', async () => {
     const [r] = await claimed('w1', ['f@example.net']);
-    await releaseRows(db.pool, [r.id]);
+    await releaseRows(db.pool, [r.id], 'w1');
     await markSent(db.pool, [{ id: r.id, attempts: r.attempts }]);
     expect(await row(r.id)).toMatchObject({ state: 'sent', attempts: 1 });
     expect((await claimBatch(db.pool, 'w2', 100)).rows.map((x) => x.id)).not.toContain(r.id);
+  });
+
+  it('given back by a stopping worker are left alone when another worker has claimed them since', async () => {
+    const [r] = await claimed('w1', ['g@example.net']);
+    // w1 lost its lock (its connection dropped): its rows went back to the queue, and w2 took this one.
+    expect(await reclaimStale(db.pool, 60)).toBeGreaterThan(0);
+    expect((await claimBatch(db.pool, 'w2', 100)).rows.map((x) => x.id)).toContain(r.id);
+    // w1 stops and gives back what it had not sent, while w2 is sending it.
+    await releaseRows(db.pool, [r.id], 'w1');
+    expect((await db.pool.query(`select state, locked_by from outbox where id = $1`, [r.id])).rows[0]).toEqual({ state: 'sending', locked_by: 'w2' });
+    expect((await claimBatch(db.pool, 'w3', 100)).rows.map((x) => x.id)).not.toContain(r.id);
   });
 });

@@ -201,10 +201,18 @@ async function countHourly(db: Queryable, column: HourlyColumn, n: number) {
   await db.query(addToHour(column, '$1::integer'), [n]);
 }
 
-/** Claimed rows a stopping worker did not get to go back to the queue, untouched. */
-export async function releaseRows(db: Queryable, ids: number[]): Promise<void> {
+/**
+ * Claimed rows a stopping worker did not get to go back to the queue, untouched: only while they
+ * are still this worker's. A worker that lost its lock had its rows requeued (reclaimStale) and
+ * perhaps claimed by another, which was sending them when this one gave them back; a third then
+ * sent them again.
+ */
+export async function releaseRows(db: Queryable, ids: number[], worker: string): Promise<void> {
   if (ids.length === 0) return;
-  await db.query(`update outbox set state = 'queued', locked_by = null, locked_at = null where id = any($1::bigint[]) and state = 'sending'`, [ids]);
+  await db.query(
+    `update outbox set state = 'queued', locked_by = null, locked_at = null where id = any($1::bigint[]) and state = 'sending' and locked_by = $2`,
+    [ids, worker],
+  );
 }
 
 // Workers that count as alive: a heartbeat younger than their own lease (the caller's, for

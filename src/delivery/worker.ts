@@ -218,7 +218,7 @@ export class DeliveryWorker {
   private async settle(): Promise<void> {
     await this.outcomes.finish();
     if (this.orphans.length > 0) {
-      await releaseRows(this.pool, this.orphans);
+      await releaseRows(this.pool, this.orphans, this.name);
       this.orphans = [];
     }
   }
@@ -290,7 +290,7 @@ export class DeliveryWorker {
       await Promise.all(Array.from({ length: this.transport.lanes }, lane));
     } finally {
       const back = [...unsent, ...buffer.splice(0).map((r) => r.id)];
-      await outcomes.finish().finally(() => releaseRows(this.pool, back).catch((err) => {
+      await outcomes.finish().finally(() => releaseRows(this.pool, back, this.name).catch((err) => {
         this.orphans.push(...back);
         throw err;
       }));
