@@ -184,16 +184,22 @@ export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: 
   return rows.filter((r) => r.state === 'failed').map((r) => r.id);
 }
 
-/** Marks rows failed for good (a permanent 5xx answer). */
-export async function markFailed(db: Queryable, errors: RowError[]): Promise<void> {
-  if (errors.length === 0) return;
-  await db.query(
+/**
+ * Marks rows failed for good (a permanent 5xx answer). Returns the ids written: a row whose
+ * result another worker wrote first (it was requeued and sent again) is not among them, and its
+ * bounce is that worker's to record.
+ */
+export async function markFailed(db: Queryable, errors: RowError[]): Promise<number[]> {
+  if (errors.length === 0) return [];
+  const { rows } = await db.query<{ id: number }>(
     `with done as (
        update outbox o set state = 'failed', attempts = o.attempts + 1, last_error = u.error, locked_by = null
-         from unnest($1::bigint[], $2::text[], $3::int[]) as u(id, error, attempts) where ${CLAIMED} returning 1)
-     ${addToHour('failed', ...ROWS_DONE)}`,
+         from unnest($1::bigint[], $2::text[], $3::int[]) as u(id, error, attempts) where ${CLAIMED} returning o.id),
+     counted as (${addToHour('failed', ...ROWS_DONE)})
+     select id from done`,
     [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), errors.map((e) => e.attempts)],
   );
+  return rows.map((r) => r.id);
 }
 
 async function countHourly(db: Queryable, column: HourlyColumn, n: number) {

@@ -165,10 +165,13 @@ export class Outcomes {
     const deferred = await this.writeRows(allRetry, (rows) => markRetry(this.pool, rows, this.giveUpHours));
     const refused = deferred.left.length > 0
       ? { written: [], returned: [], left: allFailed }
-      : await this.writeRows(allFailed, async (rows) => void (await markFailed(this.pool, rows)));
+      : await this.writeRows(allFailed, (rows) => markFailed(this.pool, rows));
     this.keep([], deferred.left, refused.left);
     const retry = deferred.written;
-    const failed = refused.written;
+    // Only the rows whose result this worker wrote: a copy requeued and refused to two workers
+    // is one bounce, recorded by the one whose result stands.
+    const ours = new Set(refused.returned.flat());
+    const failed = refused.written.filter((f) => ours.has(f.id));
     const gaveUp = new Set(deferred.returned.flat());
     deliveries.inc({ result: 'deferred' }, retry.length - gaveUp.size);
     deliveries.inc({ result: 'failed' }, failed.length + gaveUp.size);
