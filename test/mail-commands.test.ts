@@ -154,3 +154,19 @@ describe('subscribing by mail to a list whose policy is open', () => {
     expect(await queuedFor('owner@example.org')).toEqual([]);
   });
 });
+
+describe('automatic replies to a confirmation', () => {
+  it('does not confirm with a vacation reply that says what it is only in its Subject, and keeps it with why', async () => {
+    await mail('open-subscribe@lists.example.org', 'away@x.example', { subject: 'subscribe' });
+    const token = tokenIn((await queuedFor('away@x.example'))[0])!;
+    // A responder that answers Reply-To, from the mailbox's own address, with no Auto-Submitted,
+    // X-Autoreply or Precedence field and a non-null envelope sender.
+    await mail(`open-confirm+${token}@lists.example.org`, 'away@x.example', { subject: `Automatic reply: confirm ${token}`, body: 'I am out of the office until Monday.\n' });
+    expect(await findMember(db.pool, open.id, 'away@x.example')).toBeNull();
+    const { rows } = await db.pool.query<{ reason: string }>(`select reason from ingest_errors where envelope_from = 'away@x.example'`);
+    expect(rows.map((r) => r.reason)).toEqual([`an automatic reply (Subject: Automatic reply: confirm ${token}) to the confirm address: not acted on`]);
+    // The person's own reply still confirms.
+    await mail(`open-confirm+${token}@lists.example.org`, 'away@x.example', { subject: `Re: confirm ${token}` });
+    expect(await findMember(db.pool, open.id, 'away@x.example')).toMatchObject({ status: 'active' });
+  });
+});

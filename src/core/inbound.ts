@@ -6,7 +6,9 @@ import { allowHit, clientKey } from '../db/rate-limits.ts';
 import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { normalizeEmail, roleAddress } from '../mail/address.ts';
+import { isVacationSubject } from '../mail/automatic.ts';
 import { findCommand, findModerationCommand, isAutomatic, MODERATION_TOKEN } from '../mail/commands.ts';
+import { oneLine } from '../mail/parsed-message.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
 import type { Peer, PostChecks } from '../mail/post-checks.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
@@ -129,6 +131,11 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // The command addresses answer people only: never a bounce, an auto-reply or another list.
   if (isAutomatic(parsed.headers, msg.envelopeFrom, parsed.fromEmail)) {
     return keep(pool, settings, rcpt, msg, parsed, `automatic mail to the ${rcpt.role} address: not answered`);
+  }
+  // Some vacation programs mark their replies only in the Subject ("Automatic reply: confirm …"),
+  // and answer Reply-To: one such reply to a confirmation subscribed an address nobody confirmed.
+  if (isVacationSubject(parsed.subject)) {
+    return keep(pool, settings, rcpt, msg, parsed, `an automatic reply (Subject: ${oneLine(parsed.subject).slice(0, 200)}) to the ${rcpt.role} address: not acted on`);
   }
   const sender = normalizeEmail(parsed.fromEmail) ?? normalizeEmail(msg.envelopeFrom ?? '');
   if (!sender) return keep(pool, settings, rcpt, msg, parsed, `mail to the ${rcpt.role} address without a usable sender address`);
