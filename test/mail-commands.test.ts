@@ -170,3 +170,16 @@ describe('automatic replies to a confirmation', () => {
     expect(await findMember(db.pool, open.id, 'away@x.example')).toMatchObject({ status: 'active' });
   });
 });
+
+describe('confirmations for one mailbox under many sub-addresses', () => {
+  it('counts bob+1@, bob+2@, … as the one mailbox they reach: at most 10 confirmations a day in all', async () => {
+    const lists = [];
+    for (let i = 0; i < 5; i++) {
+      lists.push(await createList(db.pool, { address: `plus${i}@lists.example.org`, name: `plus${i}`, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] }));
+    }
+    // A stranger asks each list for a new spelling of the victim's address each time.
+    for (const l of lists) for (let i = 0; i < 4; i++) await mail(`${l.name}-subscribe@lists.example.org`, `tagged+${l.name}-${i}@x.example`, { subject: 'subscribe' });
+    const { rows } = await db.pool.query<{ n: number }>(`select count(*)::int as n from outbox where recipient like 'tagged+%@x.example' or recipient = 'tagged@x.example'`);
+    expect(rows[0].n).toBe(10);
+  });
+});

@@ -5,7 +5,7 @@ import type { ListRow, ResolvedRecipient } from '../db/lists.ts';
 import { allowHit, clientKey } from '../db/rate-limits.ts';
 import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { normalizeEmail, roleAddress } from '../mail/address.ts';
+import { mailboxKey, normalizeEmail, roleAddress } from '../mail/address.ts';
 import { isVacationSubject } from '../mail/automatic.ts';
 import { findCommand, findModerationCommand, isAutomatic, MODERATION_TOKEN } from '../mail/commands.ts';
 import { oneLine } from '../mail/parsed-message.ts';
@@ -229,10 +229,11 @@ async function ownerForwardRefusal(pool: pg.Pool, list: ListRow, sender: string)
 
 /** Why a command from `sender` to `list` is not answered now, or null when it may be. */
 async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Promise<string | null> {
-  if (!(await allowHit(pool, `mail-command:${list.id}:${sender}`, COMMANDS_PER_DAY, 86_400))) {
+  const mailbox = mailboxKey(sender);
+  if (!(await allowHit(pool, `mail-command:${list.id}:${mailbox}`, COMMANDS_PER_DAY, 86_400))) {
     return `more than ${COMMANDS_PER_DAY} mail commands in a day from ${sender} to ${list.address}: not answered`;
   }
-  if (!(await allowHit(pool, `mail-command:${sender}`, SITE_COMMANDS_PER_DAY, 86_400))) {
+  if (!(await allowHit(pool, `mail-command:${mailbox}`, SITE_COMMANDS_PER_DAY, 86_400))) {
     return `more than ${SITE_COMMANDS_PER_DAY} mail commands in a day from ${sender} to this site's lists: not answered`;
   }
   return null;

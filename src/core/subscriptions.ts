@@ -23,7 +23,7 @@ import {
   insertRequest, requestById, requestForConfirmation, requestsAwaitingApproval, setRequestState,
   type RequestAction, type SubscriptionRequestRow,
 } from '../db/subscription-requests.ts';
-import { normalizeEmail, roleAddress } from '../mail/address.ts';
+import { mailboxKey, normalizeEmail, roleAddress } from '../mail/address.ts';
 import { confirmationText, goodbye, welcome } from './member-notices.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
@@ -77,8 +77,9 @@ export async function requestUnsubscription(pool: pg.Pool, list: ListRow, email:
 }
 
 async function startRequest(pool: pg.Pool, list: ListRow, email: string, action: RequestAction, opts: RequestOptions) {
-  if (!(await allowHit(pool, `confirm-mail:${list.id}:${email}`, PER_ADDRESS_PER_HOUR, 3600))) return;
-  if (!(await allowHit(pool, `confirm-mail:site:${email}`, PER_ADDRESS_PER_DAY, 86_400))) return;
+  const mailbox = mailboxKey(email);
+  if (!(await allowHit(pool, `confirm-mail:${list.id}:${mailbox}`, PER_ADDRESS_PER_HOUR, 3600))) return;
+  if (!(await allowHit(pool, `confirm-mail:site:${mailbox}`, PER_ADDRESS_PER_DAY, 86_400))) return;
   const token = crypto.randomBytes(16).toString('hex');
   const { publicUrl, confirmTokenHours } = opts.settings;
   await withTransaction(pool, async (tx) => {

@@ -129,6 +129,17 @@ export function normalizeEmail(value: string): string | null {
   return Buffer.byteLength(canonical) <= 254 ? canonical : null;
 }
 
+/**
+ * The mailbox an address reaches, for limits on what is sent to one person: a normalized address
+ * less its sub-address (`bob+tag@` is `bob@`, RFC 5233), which lands in the same mailbox. Keyed on
+ * the address alone, each of `bob+1@`, `bob+2@`, … had its own limit on confirmations.
+ */
+export function mailboxKey(email: string): string {
+  const at = email.lastIndexOf('@');
+  const plus = email.indexOf('+');
+  return plus > 0 && plus < at ? `${email.slice(0, plus)}${email.slice(at)}` : email;
+}
+
 // Label separators of IDNA (UTS #46): the full stop, and the ideographic and fullwidth ones it maps to it.
 const LABEL_SEPARATOR = /[.\u3002\uff0e\uff61]/;
 const A_LABEL = /(?:^|[.\u3002\uff0e\uff61])xn--/;
