@@ -10,6 +10,7 @@ import { hashToken } from '../src/auth/credentials.ts';
 import { deleteList } from '../src/core/lists.ts';
 import { welcome } from '../src/core/member-notices.ts';
 import { confirm } from '../src/core/subscriptions.ts';
+import { lockListForDigest } from '../src/db/digests.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import { archiveMessage } from '../src/db/messages.ts';
@@ -97,4 +98,27 @@ it('an address subscribed by two hands at once (an admin add and a confirmation 
     `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
       where o.recipient = 'new@example.org' and position('Subject: Welcome to welcome@lists.example.org' in convert_from(b.raw, 'UTF8')) > 0`);
   expect(rows[0].n).toBe(1);
+});
+
+it('a digest being built does not hold up posts to its list, and keeps a second builder out', async () => {
+  const list = await newList('digested@lists.example.org');
+  const builder = await connection();
+  try {
+    await builder.query('begin');
+    expect(await lockListForDigest(builder, list.id)).toMatchObject({ id: list.id });
+    // A post to the list meanwhile: its list_messages row names the list (a key-share lock).
+    const poster = await connection();
+    try {
+      await poster.query(`set lock_timeout = '2s'`);
+      const raw = Buffer.from(message({ id: 'during-digest@example.org', to: 'digested@lists.example.org' }));
+      expect(await archiveMessage(poster, list.id, raw, await parse(raw))).toMatchObject({ created: true, addedToList: true });
+      // Another worker finds the digest taken.
+      expect(await lockListForDigest(poster, list.id)).toBeNull();
+    } finally {
+      await poster.end();
+    }
+  } finally {
+    await builder.query('rollback');
+    await builder.end();
+  }
 });

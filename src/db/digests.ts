@@ -24,9 +24,14 @@ export async function digestDue(db: Queryable, listId: number): Promise<boolean>
   return (await listsWithDueDigest(db, listId)).length > 0;
 }
 
-/** Locks the list for digesting; null when another worker is at it. */
+/**
+ * Locks the list for digesting; null when another worker is at it. FOR NO KEY UPDATE keeps a
+ * second builder (and a settings change or a delete) out, but not the key-share locks of rows
+ * that name the list: with FOR UPDATE every post to the list, and every subscription, waited
+ * while the issue was built and its copies queued.
+ */
 export async function lockListForDigest(db: Queryable, listId: number): Promise<ListRow | null> {
-  const { rows } = await db.query<ListRow>('select * from lists where id = $1 for update skip locked', [listId]);
+  const { rows } = await db.query<ListRow>('select * from lists where id = $1 for no key update skip locked', [listId]);
   return rows[0] ?? null;
 }
 
