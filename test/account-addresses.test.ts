@@ -296,6 +296,10 @@ describe('subscriptions and addresses', () => {
     const request = await db.pool.query(`select state from subscription_requests where list_id = $1 and email = 'max2@example.org'`, [approved.id]);
     expect(request.rows).toEqual([{ state: 'approval' }]);
     expect((await queuedMail(db, 'owner@example.org')).map((m) => m.subject)).toContain('Subscription request for approve-list@lists.example.org needs approval');
+    // Asked again while that waits (a second click): still waiting, the owners told once.
+    expect((await me.post('/lists/approve-list/subscribe', { email: 'max2@example.org' })).text).toContain('Waiting for approval');
+    expect((await db.pool.query(`select state from subscription_requests where list_id = $1 and email = 'max2@example.org'`, [approved.id])).rows).toEqual([{ state: 'approval' }]);
+    expect((await queuedMail(db, 'owner@example.org')).filter((m) => m.subject.startsWith('Subscription request for approve-list@'))).toHaveLength(1);
 
     // Subscribing again changes nothing and asks nobody.
     const again = await me.post('/lists/open-list/subscribe', { email: 'max2@example.org' });

@@ -122,3 +122,23 @@ it('a digest being built does not hold up posts to its list, and keeps a second 
     await builder.end();
   }
 });
+
+it('two confirmed requests to join a list that needs approval tell the owners once', async () => {
+  const list = await createList(db.pool, {
+    address: 'approving@lists.example.org', name: 'approving', description: '', postPolicy: 'open', subscribePolicy: 'approve', archive: 'public', owners: ['boss@example.org'],
+  });
+  const tokens = ['cd'.repeat(16), 'ef'.repeat(16)];
+  for (const token of tokens) {
+    await insertRequest(db.pool, {
+      listId: list.id, email: 'twice@example.org', name: null, mode: 'each', action: 'subscribe', via: 'mail',
+      tokenHash: hashToken(token), state: 'confirm', expiresInHours: 48,
+    });
+  }
+  // Two confirmation mails of two asks, answered at once.
+  const results = await Promise.all(tokens.map((t) => confirm(db.pool, t, { publicUrl: 'https://lists.example.org' })));
+  expect(results.map((r) => r.state)).toEqual(['approval', 'approval']);
+  const { rows } = await db.pool.query(
+    `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
+      where o.recipient = 'boss@example.org' and position('Subject: Subscription request for approving@lists.example.org needs approval' in convert_from(b.raw, 'UTF8')) > 0`);
+  expect(rows[0].n).toBe(1);
+});

@@ -20,7 +20,7 @@ import type { DeliveryMode } from '../list-policies.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import {
-  insertRequest, requestById, requestForConfirmation, requestsAwaitingApproval, setRequestState,
+  awaitsApproval, insertRequest, requestById, requestForConfirmation, requestsAwaitingApproval, setRequestState,
   type RequestAction, type SubscriptionRequestRow,
 } from '../db/subscription-requests.ts';
 import { mailboxKey, normalizeEmail, roleAddress } from '../mail/address.ts';
@@ -121,8 +121,10 @@ export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreS
       return { action: req.action, state: 'done', list, email: req.email };
     }
     if (list.subscribe_policy === 'approve') {
+      // A second confirmed request for an address already waiting is queued, but not told again.
+      const told = await awaitsApproval(tx, list.id, req.email);
       await setRequestState(tx, req.id, 'approval', null);
-      await askOwners(tx, list, req.email);
+      if (!told) await askOwners(tx, list, req.email);
       return { action: req.action, state: 'approval', list, email: req.email };
     }
     await subscribeNow(tx, list, req, settings.publicUrl);
@@ -143,6 +145,8 @@ export async function subscribeVerifiedAddress(pool: pg.Pool, list: ListRow, ema
     // Already on the list: nothing to ask the owners (a mode change is the account page's).
     if ((await findMember(tx, list.id, address))?.status === 'active') return 'unchanged';
     const state = list.subscribe_policy === 'approve' ? 'approval' : 'done';
+    // Asked again (a second click, a reload) while the first ask waits: the owners were told once.
+    if (state === 'approval' && (await awaitsApproval(tx, list.id, address))) return 'approval';
     // A request row all the same: the owners' queue and the history read it, as for any request.
     const req = await insertRequest(tx, {
       listId: list.id, email: address, name: opts.name ?? null, mode: opts.mode, action: 'subscribe', via: 'web',

@@ -94,6 +94,19 @@ export async function requestsAwaitingApproval(db: Queryable, listId: number): P
   return rows;
 }
 
+/**
+ * Whether a request to join `listId` for `email` already waits for an owner. Asked under a lock
+ * of that address on that list (xact advisory lock), so that two asks at once see each other.
+ */
+export async function awaitsApproval(db: Queryable, listId: number, email: string): Promise<boolean> {
+  await db.query(`select pg_advisory_xact_lock(hashtext('subscription-approval'), hashtext($1 || ' ' || $2))`, [String(listId), email]);
+  const { rowCount } = await db.query(
+    `select 1 from subscription_requests where list_id = $1 and email = $2 and action = 'subscribe' and state = 'approval'`,
+    [listId, email],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
 /** Drops requests nobody confirmed in time. */
 export async function pruneExpiredRequests(db: Queryable): Promise<number> {
   const { rowCount } = await db.query(
