@@ -250,13 +250,37 @@ describe('subscriptions and addresses', () => {
     const r = await me.post(`/account/subscriptions/${before.id}`, { action: 'address', email: 'kim2@example.org' });
     expect(r.status).toBe(303);
     const after = (await findMember(db.pool, dev.id, 'kim2@example.org'))!;
-    expect(after).toMatchObject({ id: before.id, mode: 'digest', status: 'active', token: before.token });
+    expect(after).toMatchObject({ id: before.id, mode: 'digest', status: 'active' });
     expect(await findMember(db.pool, dev.id, 'kim@example.org')).toBeNull();
     expect((await me.get('/account')).text).toContain('dev@lists.example.org now sends to kim2@example.org.');
     const audit = await db.pool.query(`select actor, target, detail from audit_log where action = 'self.address'`);
     expect(audit.rows).toContainEqual({ actor: 'kim@example.org', target: 'kim2@example.org', detail: { from: 'kim@example.org' } });
     // Not to an address that is not a verified one of the account.
     expect((await me.post(`/account/subscriptions/${before.id}`, { action: 'address', email: 'stranger@example.org' })).status).toBe(400);
+  });
+
+  it('gives a switched subscription new unsubscribe links: those in mail sent to the former address neither show nor end it', async () => {
+    const me = await loggedIn(db, web.url, 'ida@example.org');
+    await addVerified(me, 'ida.home@example.org');
+    await addMember(db.pool, dev.id, 'ida@example.org', 'each');
+    const before = (await findMember(db.pool, dev.id, 'ida@example.org'))!;
+    // A token of a row merged into this one (sql/0076) was the former address's too.
+    await db.pool.query('insert into member_token_aliases (token, member_id) values ($1, $2)', ['merged0token0of0ida', before.id]);
+    expect((await me.post(`/account/subscriptions/${before.id}`, { action: 'address', email: 'ida.home@example.org' })).status).toBe(303);
+    const after = (await findMember(db.pool, dev.id, 'ida.home@example.org'))!;
+    expect(after.token).not.toBe(before.token);
+    // Whoever reads the former mailbox (an employer's, once its owner has left) follows an old link.
+    const stranger = new WebClient(web.url);
+    for (const old of [before.token, 'merged0token0of0ida']) {
+      const page = await stranger.get(`/u/${old}`);
+      expect(page.status).toBe(404);
+      expect(page.text).not.toContain('ida.home@example.org');
+      const oneClick = await stranger.request('POST', `/u/${old}`, 'List-Unsubscribe=One-Click', { 'content-type': 'application/x-www-form-urlencoded' });
+      expect(oneClick.status).toBe(404);
+    }
+    expect((await findMember(db.pool, dev.id, 'ida.home@example.org'))!.status).toBe('active');
+    // The new address's own link works.
+    expect((await stranger.get(`/u/${after.token}`)).text).toContain('ida.home@example.org');
   });
 
   it('refuses to switch to an address already subscribed to the list', async () => {

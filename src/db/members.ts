@@ -210,11 +210,15 @@ export async function setDigestFormat(db: Queryable, listId: number, email: stri
  * Moves a subscription to another address of the same person: the row keeps its id, mode and
  * history. A leftover unsubscribed row of that address on the list gives way (the pair is
  * unique). Bounces counted against the old address do not follow it: the new one was just verified.
+ * Nor do its tokens: the mail sent to the old address carries them (/u/TOKEN, LIST-bounces+TOKEN@),
+ * and whoever reads that mailbox now must not see, unsubscribe or bounce the new address with them.
  */
 export async function moveMemberAddress(db: Queryable, memberId: number, listId: number, email: string): Promise<void> {
   await db.query(`delete from members where list_id = $1 and email = $2 and status = 'unsubscribed' and id <> $3`, [listId, email, memberId]);
+  await db.query('delete from member_token_aliases where member_id = $1', [memberId]);
   await db.query(
-    `update members set email = $2, bounce_score = 0, bounce_updated_at = now(), bounce_probe_token = null, bounce_probe_sent_at = null,
+    `update members set email = $2, token = replace(gen_random_uuid()::text, '-', ''),
+            bounce_score = 0, bounce_updated_at = now(), bounce_probe_token = null, bounce_probe_sent_at = null,
             status = case when status = 'disabled' then 'active' else status end, disabled_at = null, disabled_reason = null, updated_at = now()
       where id = $1`,
     [memberId, email],
