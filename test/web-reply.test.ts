@@ -101,6 +101,18 @@ describe('reply from the web', () => {
     expect((await parse(reply.raw)).subject).toBe('Re: Café & co');
   });
 
+  it('sends the subject the form showed, even when the parent\'s reads like an encoded word', async () => {
+    // The parent's subject, decoded, is the text "=?utf-8?b?SSBxdWl0?=": sent as it is, every
+    // reader would decode it again, to "I quit", a subject the member never saw nor wrote.
+    const id = 'encoded-word-subject@example.org';
+    await archive(db.pool, dev, mail({ id, subject: '=?utf-8?q?=3D=3Futf-8=3Fb=3FSSBxdWl0=3F=3D?=', date: 'Mon, 02 Mar 2026 13:00:00 +0000' }));
+    const page = await member.get(messageUrl(id));
+    expect(page.text).toContain('Subject: Re: =?utf-8?b?SSBxdWl0?=');
+    expect((await member.post(replyUrl(id), { list: 'dev', body: 'Agreed.' })).status).toBe(200);
+    const [reply] = await archivedReplies(id);
+    expect((await parse(reply.raw)).subject).toBe('Re: =?utf-8?b?SSBxdWl0?=');
+  });
+
   it('holds a reply to a moderated list for a moderator', async () => {
     const r = await member.post(replyUrl(MODERATED), { list: 'mod', body: 'A held reply' });
     expect(r.status).toBe(200);

@@ -131,7 +131,9 @@ export function encodeWord(text: string, force = false): string {
 export function subjectField(subject: string): string {
   const value = subject.replace(/[\r\n]+/g, ' ');
   const fold = (v: string) => foldField(Buffer.from(`Subject: ${v}\r\n`, 'latin1'), '\r\n')?.toString('latin1').slice(0, -2) ?? null;
-  return fold(encodeWord(value)) ?? fold(encodeWord(value, true))!;
+  // Text with "=?" in it is encoded too: written plain, readers would decode it as an encoded word
+  // (a decoded subject "=?utf-8?b?SSBxdWl0?=" would arrive as "I quit").
+  return fold(encodeWord(value, value.includes('=?'))) ?? fold(encodeWord(value, true))!;
 }
 
 /** A display name as a quoted string or encoded words, ready for "Name <addr>". */
