@@ -14,12 +14,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MAGIC, type PgDumpHeader, type TableEnd } from '../src/db/backup-format.ts';
 import { expectRestored, expectSameSite, keepPosting, populateSite, query, readBackup, restoredObjects, scratchDatabases } from './helpers/backup-site.ts';
-import { cli } from './helpers/cli.ts';
+import { BIN, cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import type { ServeProcess } from './helpers/serve-process.ts';
 
@@ -197,6 +198,40 @@ describe.runIf(server === pgDump)(`listkeeper backup and restore with pg_dump (s
     fs.writeFileSync(wrong, bytes);
     await restoreRefused(wrong, /^listkeeper: restore refused, the database is left as it was: check failed: table lists reads back as 3 rows whose checksum differs from the backup's \(3 rows\)$/);
   }, 60_000);
+
+  it('a restore killed (-9) after pg_restore committed and before its check leaves a database that start-up and restore refuse, naming it', async () => {
+    // pg_restore, then a pause before it exits: listkeeper waits for its exit before the check.
+    const real = execFileSync('sh', ['-c', 'command -v pg_restore'], { encoding: 'utf8' }).trim();
+    const bin = path.join(dir, 'pausing-pg-restore');
+    const committed = path.join(dir, 'pg-restore-committed');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(
+      path.join(bin, 'pg_restore'),
+      `#!/bin/sh\n${real} "$@" || exit $?\n[ "$1" = --version ] && exit 0\necho $$ > ${committed}.tmp && mv ${committed}.tmp ${committed}\nexec sleep 120\n`,
+      { mode: 0o755 },
+    );
+    const target = await scratch.create();
+    const child = spawn(process.execPath, [BIN, 'restore', FILE], {
+      env: { ...process.env, LOG_LEVEL: 'silent', DATABASE_URL: target, PATH: `${bin}:${process.env.PATH}` },
+      stdio: 'ignore',
+    });
+    for (let i = 0; i < 600 && !fs.existsSync(committed); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(fs.existsSync(committed)).toBe(true);
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    process.kill(Number(fs.readFileSync(committed, 'utf8')), 'SIGKILL');
+    // pg_restore's rows are there, committed, and nothing checked them.
+    expect(await query(target, 'select count(*)::int as n from lists')).toEqual([{ n: 3 }]);
+
+    const line = /a restore into this database did not finish \(`listkeeper restore` was stopped after pg_restore committed and before its check\): drop the database, create it again and restore again$/;
+    const start = await cli(['migrate'], { DATABASE_URL: target });
+    expect(start.code, start.stdout).toBe(1);
+    expect(start.stderr.trim().split('\n').at(-1)).toMatch(line);
+    const again = await cli(['restore', FILE], { DATABASE_URL: target });
+    expect(again.code).toBe(1);
+    expect(again.stderr.trim().split('\n').at(-1)).toMatch(/^listkeeper: restore refused, the database is left as it was: /);
+    expect(again.stderr.trim().split('\n').at(-1)).toMatch(line);
+  }, 120_000);
 
   it('refuses a pg_dump backup when the PATH has no pg_restore, naming what to install, and leaves the database empty', async () => {
     const none = fakeTools('no-tools', {});

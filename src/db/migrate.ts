@@ -58,6 +58,7 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     const refusal = versionRefusal(server.num, server.version);
     if (refusal) throw new Error(refusal);
     await takeMigrationLock(client, opts.signal);
+    await refuseUncheckedRestore(client);
     await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
@@ -195,6 +196,25 @@ export async function migrationState(db: Queryable, timeoutMs?: number): Promise
   const known = new Set(files);
   const done = new Set(rows.map((r) => r.name));
   return { pending: files.filter((f) => !done.has(f)), newer: rows.map((r) => r.name).filter((name) => !known.has(name)) };
+}
+
+/**
+ * An empty schema by this name is made, and committed, before pg_restore runs (restore-pgdump.ts):
+ * pg_restore commits on its own, and the check comes after. The restore drops it in the
+ * transaction that ends its check, and with everything else when it fails; a restore killed
+ * (kill -9, a machine that went down) in between leaves it, and with it a database that no
+ * listkeeper process starts on, and that restore names rather than calling it "not empty".
+ */
+export const UNCHECKED_RESTORE = 'listkeeper_restore_unchecked';
+
+export async function refuseUncheckedRestore(db: Queryable): Promise<void> {
+  const { rowCount } = await db.query('select 1 from pg_namespace where nspname = $1', [UNCHECKED_RESTORE]);
+  if (rowCount) {
+    throw new Error(
+      'a restore into this database did not finish (`listkeeper restore` was stopped after pg_restore committed and before its check): ' +
+        'drop the database, create it again and restore again',
+    );
+  }
 }
 
 /** Holds off every migrating process until the caller's transaction ends (restore loads a schema). */

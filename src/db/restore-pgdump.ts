@@ -16,6 +16,9 @@
  * it started (a damaged or truncated file, pg_restore's error, a failed check, a signal) ends with
  * pg_restore stopped and every object that was not in the database before dropped again
  * (emptyAgain): the database is left as empty as it was found, or the error says it is not.
+ * A restore killed outright (kill -9) cannot do that: the schema UNCHECKED_RESTORE (migrate.ts),
+ * made before pg_restore runs and dropped with the check's commit, then stays, and no listkeeper
+ * process starts on that database.
  */
 
 import crypto from 'node:crypto';
@@ -23,9 +26,9 @@ import { once } from 'node:events';
 import type pg from 'pg';
 import { AppError, InvalidInput, TemporaryFailure } from '../errors.ts';
 import { BackupFileError, FRAME_DIGEST, parseRecord, type BackupTrailer, type FrameReader, type PgDumpHeader } from './backup-format.ts';
-import { lockMigrationsForTransaction } from './migrate.ts';
+import { lockMigrationsForTransaction, UNCHECKED_RESTORE } from './migrate.ts';
 import { findPgTool, onInterrupt, runPgTool, toolFailure, type ToolRun } from './pg-tools.ts';
-import type { Queryable } from './pool.ts';
+import { dedicatedClient, type Queryable } from './pool.ts';
 import { checkRestoredTables, refuseNonEmpty, type RestoreProgress, type RestoreResult } from './restore-check.ts';
 
 const TRUNCATED = 'the backup file is truncated (it ends before its trailer): it was not written to the end';
@@ -67,6 +70,10 @@ export async function restorePgDump(
     await lockMigrationsForTransaction(client);
     await refuseNonEmpty(client);
     before = await objectsNow(client);
+    // Committed now, by a connection of its own (pg_restore commits before the check can run, and
+    // the pool may have no other): a restore killed before its check leaves it, and nothing starts
+    // on that database.
+    await markUnchecked(opts.url);
 
     run = runPgTool('pg_restore', ['--exit-on-error', '--single-transaction', '--no-owner', '--no-privileges'], opts.url, appName, { stdin: 'pipe', stdout: 'ignore' });
     const trailer = await Promise.race([feed(reader, run, () => report('loading', 'pg_restore', 0, 0)), interrupted]);
@@ -82,6 +89,7 @@ export async function restorePgDump(
       throw new InvalidInput('check failed: the restored schema_migrations differ from the migrations the backup\'s header lists', 'restore_check_failed');
     }
     await Promise.race([checkRestoredTables(client, header.tables, ends, (table, i, done) => report('checking', table, i, done)), interrupted]);
+    await client.query(`drop schema ${UNCHECKED_RESTORE}`);
     await client.query('commit');
     client.release();
     return { header, tables: ends, seconds: (performance.now() - started) / 1000 };
@@ -93,6 +101,16 @@ export async function restorePgDump(
     throw err;
   } finally {
     stopListening();
+  }
+}
+
+async function markUnchecked(url: string): Promise<void> {
+  const marker = dedicatedClient(url, 'restore');
+  await marker.connect();
+  try {
+    await marker.query(`create schema ${UNCHECKED_RESTORE}`);
+  } finally {
+    await marker.end().catch(() => undefined);
   }
 }
 
