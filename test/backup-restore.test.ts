@@ -7,6 +7,7 @@
  * The pg_dump method: test/backup-pgdump.test.ts.
  */
 
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameReader, FrameWriter, type BackupHeader, type TableEnd } from '../src/db/backup-format.ts';
 import { isAlive } from '../src/db/embedded.ts';
 import { expectRestored, expectSameSite, keepPosting, populateSite, query, readBackup, relations, scratchDatabases } from './helpers/backup-site.ts';
-import { cli, ROOT } from './helpers/cli.ts';
+import { BIN, cli, ROOT } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import type { ServeProcess } from './helpers/serve-process.ts';
 
@@ -255,6 +256,54 @@ describe('listkeeper backup and restore', () => {
     expect(fs.readFileSync(victim, 'utf8')).toBe('not a backup');
   }, 120_000);
 });
+
+describe('listkeeper backup when writing fails part-way', () => {
+  it('ends with exit code 1 and one line when the file cannot grow (a file size limit, as a full disk), leaving neither FILE nor FILE.tmp', async () => {
+    await importBigMessage();
+    const file = path.join(dir, 'limited.lkb');
+    // 2048 blocks of 512 bytes: the header fits, the big message's row does not (a write fails in
+    // the middle of a table's COPY). Ignored, SIGXFSZ becomes the write's EFBIG, as ENOSPC would be.
+    const res = await run('sh', ['-c', `trap '' XFSZ; ulimit -f 2048; exec "$0" "$@"`, process.execPath, BIN, 'backup', file, '--method', 'listkeeper']);
+    // It exited with code 13 and no line: a rollback queued behind the abandoned COPY never ran.
+    expect([res.code, res.stderr.trim().split('\n').at(-1)]).toEqual([1, 'listkeeper: error: EFBIG: file too large, write']);
+    expect(fs.existsSync(file)).toBe(false);
+    expect(fs.existsSync(`${file}.tmp`)).toBe(false);
+  }, 120_000);
+
+  it('ends with exit code 1 and one line when the reader of `backup -` goes away before the end', async () => {
+    await importBigMessage();
+    // It ended quietly with 0, as `members | head` does: `backup - | ssh …` took that for a backup.
+    const res = await run(process.execPath, [BIN, 'backup', '-', '--method', 'listkeeper'], 200_000);
+    expect([res.code, res.stderr.trim().split('\n').at(-1)]).toEqual([1, 'listkeeper: backup: stdout was closed before the backup was written to the end: what was read of it is not a backup']);
+  }, 120_000);
+});
+
+let bigImported = false;
+/** A 3 MB message in dev@, so that the messages table's COPY spans many writes. */
+async function importBigMessage() {
+  if (bigImported) return;
+  const mbox = path.join(dir, 'big.mbox');
+  const body = Array.from({ length: 40_000 }, (_, i) => `line ${i} of a long message, long enough to span many writes`).join('\n');
+  fs.writeFileSync(mbox, `From big@example.org Wed Dec  2 10:00:00 2026\nFrom: Big <big@example.org>\nSubject: big\nMessage-ID: <big@example.org>\nDate: Wed, 02 Dec 2026 11:00:00 +0000\n\n${body}\n\n`);
+  const res = await cli(['import', 'dev@lists.example.org', mbox], { DATABASE_URL: db.url });
+  expect(res.code, res.stderr).toBe(0);
+  bigImported = true;
+}
+
+/** Runs a command with the test database; `closeAfter`: bytes of stdout read before its reader closes it. */
+function run(cmd: string, args: string[], closeAfter?: number): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, LOG_LEVEL: 'silent', DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let read = 0;
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.on('data', (d: Buffer) => {
+      read += d.length;
+      if (closeAfter !== undefined && read >= closeAfter) child.stdout.destroy();
+    });
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
 
 /** FILE (the suite's listkeeper-format backup) with its header changed, rewritten with the format's writer. */
 async function rewriteHeader(change: (h: BackupHeader) => unknown): Promise<Buffer> {

@@ -18,6 +18,15 @@ export function registerBackupCommands(program: Command) {
         const { backupToFile, BACKUP_METHODS } = await import('../db/backup.ts');
         const method = BACKUP_METHODS.find((m) => m === o.method);
         if (!method) throw new InvalidInput(`--method must be one of ${BACKUP_METHODS.join(', ')} (got "${o.method}")`);
+        // A reader that stops early gets a part of a backup: not the quiet exit 0 of `members | head`
+        // (runCommand's), which told `listkeeper backup - | ssh …` that a backup had been made.
+        if (file === '-') {
+          process.stdout.prependListener('error', (err: NodeJS.ErrnoException) => {
+            if (err.code !== 'EPIPE') return;
+            process.stderr.write('listkeeper: backup: stdout was closed before the backup was written to the end: what was read of it is not a backup\n');
+            process.exit(1);
+          });
+        }
         const progress = progressReporter('backup', (await import('cli-progress')).default);
         let result;
         try {

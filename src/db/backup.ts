@@ -141,6 +141,7 @@ export async function writeBackup(pool: pg.Pool, sink: Writable, opts: Omit<Back
   const { writer } = output;
   const client = await pool.connect();
   let result: BackupResult;
+  let failed: Error | undefined;
   try {
     const snapshot = await openSnapshot(client);
     const { tables } = snapshot;
@@ -179,11 +180,15 @@ export async function writeBackup(pool: pg.Pool, sink: Writable, opts: Omit<Back
     await writer.json('T', { tables: ends, sha256: digest });
     result = { header, tables: ends, bytes: writer.bytes, seconds: 0, method: 'listkeeper' };
   } catch (err) {
-    await client.query('rollback').catch(() => undefined);
-    await output.abandon(err as Error);
+    // Not a rollback: a write that failed in the middle of a table (a full disk, a closed pipe)
+    // leaves the connection inside a COPY that nobody reads, and a rollback queued behind it never
+    // ran: the process exited with code 13 and no message, leaving FILE.tmp. Closing the
+    // connection (release with the error) ends the read-only transaction as well.
+    failed = err as Error;
+    await output.abandon(failed);
     throw err;
   } finally {
-    client.release();
+    client.release(failed);
   }
   await output.finish();
   result.seconds = (performance.now() - started) / 1000;
