@@ -14,9 +14,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import zlib from 'node:zlib';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameReader, FrameWriter, type BackupHeader, type TableEnd } from '../src/db/backup-format.ts';
 import { isAlive } from '../src/db/embedded.ts';
+import { MIGRATION_LOCK } from '../src/db/migrate.ts';
 import { expectRestored, expectSameSite, keepPosting, populateSite, query, readBackup, relations, scratchDatabases } from './helpers/backup-site.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -107,6 +109,31 @@ describe('listkeeper backup and restore', () => {
     expect(res.code).toBe(1);
     expect(res.stderr.trim().split('\n').at(-1)).toMatch(/^listkeeper: restore refused, the database is left as it was: the database is not empty \(\d+ tables and sequences, such as public\.\w+\): restore only goes into an empty database/);
     expect(await query(target, 'select count(*)::int as n from messages')).toEqual(before);
+  }, 60_000);
+
+  it('refuses a database that another process filled while the restore waited for the migrations\' lock', async () => {
+    const empty = await emptyDatabase();
+    // This session migrates, as a serve starting would: it holds the lock while the restore starts.
+    const holder = new pg.Client({ connectionString: empty });
+    await holder.connect();
+    try {
+      await holder.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      const restore = cli(['restore', FILE], { DATABASE_URL: empty });
+      for (let i = 0; i < 300; i++) {
+        const { rows } = await holder.query(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and wait_event = 'advisory'`);
+        if (rows.length > 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await holder.query('create table made_meanwhile (id int primary key)');
+      await holder.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+      const res = await restore;
+      expect(res.code).toBe(1);
+      // It looked before it waited, and then loaded the backup beside that table.
+      expect(res.stderr.trim().split('\n').at(-1)).toMatch(/^listkeeper: restore refused, the database is left as it was: the database is not empty \(1 tables and sequences, such as public\.made_meanwhile\)/);
+      expect(await relations(empty)).toBe(2); // the table and its key's index
+    } finally {
+      await holder.end();
+    }
   }, 60_000);
 
   it('refuses a truncated file and leaves the database empty', async () => {

@@ -98,10 +98,12 @@ export async function restoreBackup(pool: pg.Pool, input: AsyncIterable<Buffer>,
   const client = await pool.connect();
   let failed: unknown;
   try {
-    await refuseNonEmpty(client);
     await client.query('begin');
     await client.query('set local idle_in_transaction_session_timeout = 0');
     await lockMigrationsForTransaction(client);
+    // Under the lock: looked at before it, the database could be migrated (a serve starting) or
+    // restored (a second restore) while this one waited for it.
+    await refuseNonEmpty(client);
     await createMigrationsTable(client);
     for (const m of header.migrations) await applyMigration(client, m);
     await checkTablesMatch(client, header);
