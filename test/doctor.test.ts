@@ -232,6 +232,10 @@ describe('listkeeper doctor', () => {
       }]);
       const m = await cli(['migrate'], { DATABASE_URL: db.url, DATA_DIR: dataDir });
       expect([m.code, m.stdout]).toEqual([0, 'nothing to apply, and the database is newer than this listkeeper: 2 migration(s) of a later release (9998_from_a_later_release.sql, 9999_and_another.sql)\n']);
+      // Every migrating start says so too (serve's log; a command's stderr), not only migrate and doctor.
+      const ls = await cli(['list', 'ls'], { DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: undefined });
+      expect(ls.code).toBe(0);
+      expect(ls.stderr).toContain('the database is newer than this listkeeper: 2 migration(s) of a later release (9998_from_a_later_release.sql, 9999_and_another.sql); upgrade this instance');
     } finally {
       await db.pool.query(`delete from schema_migrations where name like '999%'`);
     }

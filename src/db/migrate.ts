@@ -97,6 +97,13 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
       log.info({ migration: file }, 'migration applied');
     }
     file = undefined;
+    // A later release migrated this database: running beside it is a rolling upgrade, and for
+    // long it is an instance left behind (it would fail only where the schema moved on).
+    const known = new Set(migrationFiles(dir));
+    const newer = [...done].filter((name) => !known.has(name)).sort();
+    if (newer.length > 0) {
+      log.warn({ newer }, `the database is newer than this listkeeper: ${newer.length} migration(s) of a later release (${newer.join(', ')}); upgrade this instance once the rolling upgrade is done`);
+    }
   } catch (err) {
     failed = err as Error;
     const what = file ? `migration ${file} failed` : 'migrating the database failed';
