@@ -100,6 +100,35 @@ it('an address subscribed by two hands at once (an admin add and a confirmation 
   expect(rows[0].n).toBe(1);
 });
 
+it('an address added by an admin while its confirmation asking for digests goes through is welcomed once', async () => {
+  const list = await newList('modes@lists.example.org');
+  const publicUrl = 'https://lists.example.org';
+  const token = '12'.repeat(16);
+  await insertRequest(db.pool, {
+    listId: list.id, email: 'modes@example.org', name: null, mode: 'digest', action: 'subscribe', via: 'web',
+    tokenHash: hashToken(token), state: 'confirm', expiresInHours: 48,
+  });
+  const admin = await connection();
+  try {
+    // The admin adds the address for every post and welcomes it; not yet committed.
+    await admin.query('begin');
+    expect(await addMember(admin, list.id, 'modes@example.org', 'each')).toBe('added');
+    await welcome(admin, list, 'modes@example.org', publicUrl);
+    // The confirmation, waiting for it, then changes the mode of the row the admin made.
+    const confirming = confirm(db.pool, token, { publicUrl });
+    await someoneWaitsForALock();
+    await admin.query('commit');
+    expect(await confirming).toMatchObject({ state: 'done' });
+  } finally {
+    await admin.end();
+  }
+  expect((await db.pool.query(`select mode from members where list_id = $1 and email = 'modes@example.org'`, [list.id])).rows).toEqual([{ mode: 'digest' }]);
+  const { rows } = await db.pool.query(
+    `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
+      where o.recipient = 'modes@example.org' and position('Subject: Welcome to modes@lists.example.org' in convert_from(b.raw, 'UTF8')) > 0`);
+  expect(rows[0].n).toBe(1);
+});
+
 it('a digest being built does not hold up posts to its list, and keeps a second builder out', async () => {
   const list = await newList('digested@lists.example.org');
   const builder = await connection();

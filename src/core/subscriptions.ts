@@ -194,7 +194,9 @@ async function subscribeNow(tx: Queryable, list: ListRow, req: SubscriptionReque
   const outcome = await addMember(tx, list.id, req.email, req.mode, req.name);
   // A member disabled by bounces who subscribes again gets delivery back with a clean score.
   await reenableMember(tx, list.id, req.email);
-  if (outcome !== 'unchanged') await welcome(tx, list, req.email, publicUrl);
+  // Welcomed when it joins (or comes back), as addMembers and an admin's add welcome: not for a
+  // mode changed on a row that was already active, such as one an admin's add made a moment ago.
+  if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, req.email, publicUrl);
   return outcome;
 }
 
