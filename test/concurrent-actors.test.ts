@@ -129,6 +129,34 @@ it('an address added by an admin while its confirmation asking for digests goes 
   expect(rows[0].n).toBe(1);
 });
 
+it('a former member put back by an admin while its confirmation asking for digests goes through is welcomed once', async () => {
+  const list = await newList('back@lists.example.org');
+  const publicUrl = 'https://lists.example.org';
+  await addMember(db.pool, list.id, 'back@example.org', 'each');
+  await db.pool.query(`update members set status = 'unsubscribed' where list_id = $1 and email = 'back@example.org'`, [list.id]);
+  const token = '34'.repeat(16);
+  await insertRequest(db.pool, {
+    listId: list.id, email: 'back@example.org', name: null, mode: 'digest', action: 'subscribe', via: 'web',
+    tokenHash: hashToken(token), state: 'confirm', expiresInHours: 48,
+  });
+  const admin = await connection();
+  try {
+    await admin.query('begin');
+    expect(await addMember(admin, list.id, 'back@example.org', 'each')).toBe('reactivated');
+    await welcome(admin, list, 'back@example.org', publicUrl);
+    const confirming = confirm(db.pool, token, { publicUrl });
+    await someoneWaitsForALock();
+    await admin.query('commit');
+    expect(await confirming).toMatchObject({ state: 'done' });
+  } finally {
+    await admin.end();
+  }
+  const { rows } = await db.pool.query(
+    `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
+      where o.recipient = 'back@example.org' and position('Subject: Welcome to back@lists.example.org' in convert_from(b.raw, 'UTF8')) > 0`);
+  expect(rows[0].n).toBe(1);
+});
+
 it('a digest being built does not hold up posts to its list, and keeps a second builder out', async () => {
   const list = await newList('digested@lists.example.org');
   const builder = await connection();

@@ -37,12 +37,14 @@ export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
  * asked); an unsubscribe already ended any (sql/0064).
  * 'added' is what this statement inserted (xmax = 0: a new row, not an updated one), not an
  * address missing from its snapshot: two adds at once (an admin's and a confirmation) both
- * found none, both said 'added', and the member was welcomed twice.
+ * found none, both said 'added', and the member was welcomed twice. Likewise 'reactivated' is
+ * read from the row as it is once locked, in a statement of its own: read in the upsert's
+ * snapshot, a row another add had just made active again still looked unsubscribed.
  */
 export async function addMember(db: Queryable, listId: number, email: string, mode: DeliveryMode, name: string | null = null): Promise<AddOutcome> {
+  const before = await db.query<{ status: string }>('select status from members where list_id = $1 and email = $2 for update', [listId, email]);
   const { rows } = await db.query<{ outcome: AddOutcome }>(
-    `with before as (select status from members where list_id = $1 and email = $2),
-     up as (
+    `with up as (
        insert into members (list_id, email, mode, name) values ($1, $2, $3, $4)
        on conflict (list_id, email) do update
          set status = 'active', mode = excluded.mode, name = coalesce(excluded.name, members.name), unsubscribed_reason = null,
@@ -52,9 +54,9 @@ export async function addMember(db: Queryable, listId: number, email: string, mo
        returning xmax = 0 as inserted)
      select case when not exists (select 1 from up) then 'unchanged'
                  when (select inserted from up) then 'added'
-                 when (select status from before) <> 'active' then 'reactivated'
+                 when $5::text <> 'active' then 'reactivated'
                  else 'updated' end as outcome`,
-    [listId, email, mode, name],
+    [listId, email, mode, name, before.rows[0]?.status ?? null],
   );
   return rows[0].outcome;
 }
