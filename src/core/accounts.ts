@@ -54,8 +54,9 @@ export async function removeSiteAdmin(pool: pg.Pool, email: string, opts: { acto
     const account = await findAccountByEmail(tx, email);
     if (!account || !admins.some((a) => a.id === account.id)) throw new NotFound(`${email} is not a site administrator (listkeeper admin ls lists them)`);
     if (admins.length === 1) throw new Conflict(`${account.email} is the last site administrator: make another first (listkeeper admin create EMAIL)`);
-    await tx.query('update accounts set is_site_admin = false, site_admin_via = null where id = $1', [account.id]);
+    // Counted while they still work: the one definition of a working token (db/api-tokens.ts STATE).
     const tokens = await liveTokensMadeBy(tx, account.id);
+    await tx.query('update accounts set is_site_admin = false, site_admin_via = null where id = $1', [account.id]);
     await recordAudit(tx, {
       actor: opts.actor, action: 'account.site_admin_revoke', target: account.email,
       detail: { via: account.site_admin_via ?? 'cli', api_tokens_stopped: tokens },

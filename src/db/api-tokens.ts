@@ -82,11 +82,8 @@ export async function revokeApiToken(db: Queryable, id: number, by: string): Pro
   return rows[0] ?? null;
 }
 
-/** How many tokens made by this account (in the panel) are neither revoked nor expired. */
+/** How many tokens made by this account (in the panel) work now (STATE: live). */
 export async function liveTokensMadeBy(db: Queryable, accountId: number): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(
-    'select count(*)::int as n from api_tokens where created_by_account = $1 and revoked_at is null and (expires_at is null or expires_at > now())',
-    [accountId],
-  );
+  const { rows } = await db.query<{ n: number }>(`select count(*)::int as n from api_tokens t where t.created_by_account = $1 and ${STATE} = 'live'`, [accountId]);
   return rows[0].n;
 }
