@@ -3,6 +3,7 @@ import PostalMime from 'postal-mime';
 import { describe, expect, it } from 'vitest';
 import { needsMitigation, organisationalDomain, policyOf } from '../src/mail/dmarc.ts';
 import { headerFields, splitMessage, unfold } from '../src/mail/header-block.ts';
+import { rewriteFrom } from '../src/mail/from-rewrite.ts';
 import { memberCopy, prepareCopy, type CopyOptions } from '../src/mail/list-copy.ts';
 import { SAMPLE_POST } from './helpers/sample-post.ts';
 
@@ -183,5 +184,18 @@ describe('wrap_message', () => {
     const copy = memberCopy(prepareCopy(eight, options({ mitigation: 'wrap_message' })), 't');
     expect(values(copy, 'content-transfer-encoding')).toEqual(['8bit']);
     expect(values(memberCopy(prepareCopy(SAMPLE_POST, options({ mitigation: 'wrap_message' })), 't'), 'content-transfer-encoding')).toEqual([]);
+  });
+});
+
+describe('a display name that reads like an encoded word', () => {
+  it('arrives in the rewritten From and Reply-To as the author wrote it, not decoded a second time', async () => {
+    // The author's name, decoded, is the text "=?utf-8?b?QmFuayBvZiBBbWVyaWNh?=": written bare,
+    // every reader decodes it again, and the copy says it is from "Bank of America via dev".
+    const name = '=?utf-8?b?QmFuayBvZiBBbWVyaWNh?=';
+    const { fields } = rewriteFrom({ fields: [], fromName: name, fromEmail: 'mallory@evil.example', list: { name: 'dev', address: 'dev@lists.example.org' }, listSetsReplyTo: false, eol: '\r\n' });
+    const parsed = await simpleParser(Buffer.concat([...fields, Buffer.from('Subject: x\r\n\r\nbody\r\n')]));
+    expect(parsed.from?.value[0]).toMatchObject({ name: `${name} via dev`, address: 'dev@lists.example.org' });
+    const replyTo = parsed.replyTo as { value: { name: string; address: string }[] };
+    expect(replyTo.value[0]).toMatchObject({ name, address: 'mallory@evil.example' });
   });
 });

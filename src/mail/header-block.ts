@@ -106,9 +106,18 @@ export function headerLines(lines: string[], eol: string): Buffer {
   return Buffer.from(lines.map((l) => `${l}${eol}`).join(''), 'utf8');
 }
 
-/** A header value encoded as RFC 2047 words when it is not plain ASCII. */
+/**
+ * Whether text can go into a header as it is: printable ASCII with no "=?" in it. Text holding
+ * "=?" is encoded too (RFC 2047 section 5): written plain, readers decode it as an encoded word
+ * (a decoded subject or name "=?utf-8?b?SSBxdWl0?=" would arrive as "I quit").
+ */
+function plainHeaderText(text: string): boolean {
+  return /^[\x20-\x7e]*$/.test(text) && !text.includes('=?');
+}
+
+/** A header value encoded as RFC 2047 words when it cannot go as it is (plainHeaderText). */
 export function encodeWord(text: string, force = false): string {
-  if (!force && /^[\x20-\x7e]*$/.test(text)) return text;
+  if (!force && plainHeaderText(text)) return text;
   const out: string[] = [];
   // Keep each encoded word under 75 characters: 45 bytes of UTF-8 per word at most.
   let chunk = '';
@@ -131,9 +140,7 @@ export function encodeWord(text: string, force = false): string {
 export function subjectField(subject: string): string {
   const value = subject.replace(/[\r\n]+/g, ' ');
   const fold = (v: string) => foldField(Buffer.from(`Subject: ${v}\r\n`, 'latin1'), '\r\n')?.toString('latin1').slice(0, -2) ?? null;
-  // Text with "=?" in it is encoded too: written plain, readers would decode it as an encoded word
-  // (a decoded subject "=?utf-8?b?SSBxdWl0?=" would arrive as "I quit").
-  return fold(encodeWord(value, value.includes('=?'))) ?? fold(encodeWord(value, true))!;
+  return fold(encodeWord(value)) ?? fold(encodeWord(value, true))!;
 }
 
 /** A display name as a quoted string or encoded words, ready for "Name <addr>". */
@@ -141,7 +148,7 @@ export function displayName(name: string): string {
   const clean = name.replace(/[\r\n]+/g, ' ').trim();
   if (!clean) return '';
   // Encoded words also for a run too long to fold (a header line may not exceed 998 octets).
-  if (!/^[\x20-\x7e]*$/.test(clean) || /[^ ]{61}/.test(clean)) return encodeWord(clean, true);
+  if (!plainHeaderText(clean) || /[^ ]{61}/.test(clean)) return encodeWord(clean, true);
   if (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$/.test(clean)) return clean;
   return `"${clean.replace(/(["\\])/g, '\\$1')}"`;
 }
