@@ -5,10 +5,9 @@
 
 import { Router } from 'express';
 import { recentAudit } from '../../db/audit.ts';
-import { InvalidInput } from '../../errors.ts';
 import type { WebContext } from '../context.ts';
 import { need } from './auth.ts';
-import { pageParams, sendPage } from './input.ts';
+import { idCursor, pageParams, sendPage } from './input.ts';
 import { findList } from '../../db/lists.ts';
 
 export function auditApi(ctx: WebContext): Router {
@@ -16,9 +15,7 @@ export function auditApi(ctx: WebContext): Router {
   const db = ctx.db.pool;
   r.get('/audit', need('read'), async (req, res) => {
     const page = pageParams(req);
-    // An entry's id in decimal, as sendPage gave it: Number() would also read "0x10", "1e3" and " ".
-    if (page.cursor !== null && !/^\d{1,15}$/.test(page.cursor)) throw new InvalidInput('"cursor" is not one this API gave out.', 'invalid_cursor');
-    const before = page.cursor === null ? null : Number(page.cursor);
+    const before = idCursor(page);
     const q = req.query as Record<string, unknown>;
     const list = typeof q.list === 'string' && q.list ? await findList(db, q.list, { mailDomain: ctx.cfg.mailDomain }) : null;
     const action = typeof q.action === 'string' && q.action ? q.action.slice(0, 100) : null;

@@ -11,7 +11,7 @@ import type { ListRow } from '../../db/lists.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
 import type { WebContext } from '../context.ts';
 import { apiActor, need } from './auth.ts';
-import { body, pageParams, pathList, sendPage, str } from './input.ts';
+import { body, idCursor, pageParams, pathList, sendPage, str } from './input.ts';
 
 const ACTIONS: ModerationAction[] = ['approve', 'reject', 'discard'];
 
@@ -44,9 +44,7 @@ export function heldApi(ctx: WebContext): Router {
   r.get('/lists/:list/held', need('read'), async (req, res) => {
     const list = await pathList(ctx, req);
     const page = pageParams(req);
-    // A held post's id in decimal, as sendPage gave it: Number() would also read "1e3", "-1", "0x10" and " ".
-    const after = page.cursor === null ? 0 : /^\d{1,15}$/.test(page.cursor) ? Number(page.cursor) : NaN;
-    if (!Number.isSafeInteger(after)) throw new InvalidInput('"cursor" is not one this API gave out.', 'invalid_cursor');
+    const after = idCursor(page) ?? 0;
     const rows = await heldAfter(db, list.id, after, page.limit + 1);
     const shown = rows.slice(0, page.limit);
     sendPage(req, res, shown.map((h) => summaryJson(heldSummary(h))), rows.length > page.limit ? String(shown[shown.length - 1].id) : null);

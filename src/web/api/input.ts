@@ -69,6 +69,16 @@ export function pageParams(req: Request): { limit: number; cursor: string | null
   return { limit, cursor };
 }
 
+/**
+ * A page's cursor that is a row's id, in decimal as sendPage gave it out; null without a cursor.
+ * Number() would also read "1e3", "-1", "0x10" and " ": those are refused.
+ */
+export function idCursor(page: { cursor: string | null }): number | null {
+  if (page.cursor === null) return null;
+  if (!/^\d{1,15}$/.test(page.cursor)) throw new InvalidInput('"cursor" is not one this API gave out.', 'invalid_cursor');
+  return Number(page.cursor);
+}
+
 export function encodeCursor(key: string): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }
