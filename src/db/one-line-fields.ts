@@ -8,16 +8,24 @@ import type { Queryable } from './pool.ts';
 /** The characters oneLine() takes out of a one-line field since sql/0087, as a regular expression both JavaScript and PostgreSQL read. */
 export const BIDI_CONTROLS = '[\u202a-\u202e\u2066-\u2069]';
 
-/** The next `limit` messages after `afterId` by id; those whose subject or author name holds such a character lose it. */
+/**
+ * The next `limit` messages after `afterId` by id; those whose subject or author name holds such a
+ * character lose it. The UPDATE runs only when the batch holds one: any UPDATE of messages, even
+ * of no row, counts as an archive change (sql/0011), and the web's page cache started afresh at
+ * every batch of a walk over the whole archive, most of whose batches change nothing.
+ */
 export async function cleanMessageFields(tx: Queryable, afterId: number, limit: number): Promise<{ lastKey: number | null; seen: number; changed: number }> {
-  const { rows } = await tx.query<{ last: number | null; seen: number; changed: number }>(
-    `with b as (select id from messages where id > $1 order by id limit $2),
-          u as (update messages m set subject = regexp_replace(m.subject, $3, '', 'g'), from_name = regexp_replace(m.from_name, $3, '', 'g')
-                  from b
-                 where m.id = b.id and (m.subject ~ $3 or m.from_name ~ $3)
-                returning m.id)
-     select (select max(id) from b)::float8 as last, (select count(*) from b)::int as seen, (select count(*) from u)::int as changed`,
+  const { rows: [b] } = await tx.query<{ last: number | null; seen: number; ids: string[] }>(
+    `select max(id)::float8 as last, count(*)::int as seen,
+            coalesce(array_agg(id) filter (where subject ~ $3 or from_name ~ $3), '{}') as ids
+       from (select id, subject, from_name from messages where id > $1 order by id limit $2) b`,
     [afterId, limit, BIDI_CONTROLS],
   );
-  return { lastKey: rows[0].last, seen: rows[0].seen, changed: rows[0].changed };
+  if (b.ids.length === 0) return { lastKey: b.last, seen: b.seen, changed: 0 };
+  const { rowCount } = await tx.query(
+    `update messages set subject = regexp_replace(subject, $2, '', 'g'), from_name = regexp_replace(from_name, $2, '', 'g')
+      where id = any($1::bigint[]) and (subject ~ $2 or from_name ~ $2)`,
+    [b.ids, BIDI_CONTROLS],
+  );
+  return { lastKey: b.last, seen: b.seen, changed: rowCount ?? 0 };
 }
