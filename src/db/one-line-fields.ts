@@ -5,27 +5,26 @@
 
 import type { Queryable } from './pool.ts';
 
-/** The characters oneLine() takes out of a one-line field since sql/0087, as a regular expression both JavaScript and PostgreSQL read. */
-export const BIDI_CONTROLS = '[\u202a-\u202e\u2066-\u2069]';
-
 /**
- * The next `limit` messages after `afterId` by id; those whose subject or author name holds such a
- * character lose it. The UPDATE runs only when the batch holds one: any UPDATE of messages, even
- * of no row, counts as an archive change (sql/0011), and the web's page cache started afresh at
- * every batch of a walk over the whole archive, most of whose batches change nothing.
+ * The next `limit` messages after `afterId` by id; those whose subject or author name holds a
+ * character `pattern` matches (a bracket expression: BIDI_CONTROLS, mail/parsed-message.ts, what
+ * oneLine() takes out) lose it. The UPDATE runs only when the batch holds one: any UPDATE of
+ * messages, even of no row, counts as an archive change (sql/0011), and the web's page cache
+ * started afresh at every batch of a walk over the whole archive, most of whose batches change
+ * nothing.
  */
-export async function cleanMessageFields(tx: Queryable, afterId: number, limit: number): Promise<{ lastKey: number | null; seen: number; changed: number }> {
+export async function cleanMessageFields(tx: Queryable, afterId: number, limit: number, pattern: string): Promise<{ lastKey: number | null; seen: number; changed: number }> {
   const { rows: [b] } = await tx.query<{ last: number | null; seen: number; ids: string[] }>(
     `select max(id)::float8 as last, count(*)::int as seen,
             coalesce(array_agg(id) filter (where subject ~ $3 or from_name ~ $3), '{}') as ids
        from (select id, subject, from_name from messages where id > $1 order by id limit $2) b`,
-    [afterId, limit, BIDI_CONTROLS],
+    [afterId, limit, pattern],
   );
   if (b.ids.length === 0) return { lastKey: b.last, seen: b.seen, changed: 0 };
   const { rowCount } = await tx.query(
     `update messages set subject = regexp_replace(subject, $2, '', 'g'), from_name = regexp_replace(from_name, $2, '', 'g')
       where id = any($1::bigint[]) and (subject ~ $2 or from_name ~ $2)`,
-    [b.ids, BIDI_CONTROLS],
+    [b.ids, pattern],
   );
   return { lastKey: b.last, seen: b.seen, changed: rowCount ?? 0 };
 }

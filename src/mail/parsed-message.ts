@@ -87,9 +87,11 @@ const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
  * Bidirectional embeddings, overrides and isolates go too: in a one-line field they reorder what
  * is shown after it ("Re: hi\u202E" made the author a list or digest shows next to the subject
  * read backwards, a name of the poster's choosing), as they go from attachment names
- * (attachment-type.ts). Text in Arabic or Hebrew needs none of them to show right.
+ * (attachment-type.ts). Text in Arabic or Hebrew needs none of them to show right. As a regular
+ * expression's source that PostgreSQL reads too: the one-line-fields job cleans stored fields with it.
  */
-const BIDI = /[\u202a-\u202e\u2066-\u2069]/g;
+export const BIDI_CONTROLS = '[\u202a-\u202e\u2066-\u2069]';
+const BIDI = new RegExp(BIDI_CONTROLS, 'g');
 
 export function oneLine(s: string): string {
   CONTROLS.lastIndex = 0;

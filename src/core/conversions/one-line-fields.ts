@@ -9,11 +9,12 @@
 import { countMessagesAfter, firstMessageAfter } from '../../db/message-digests.ts';
 import { cleanMessageFields } from '../../db/one-line-fields.ts';
 import type { Queryable } from '../../db/pool.ts';
+import { BIDI_CONTROLS } from '../../mail/parsed-message.ts';
 
 export const oneLineFields = {
   name: 'one-line-fields',
   describe: 'bidirectional controls out of the subjects and author names of messages archived before',
   estimate: (db: Queryable, afterKey: number) => countMessagesAfter(db, afterKey),
-  batch: (tx: Queryable, afterKey: number, limit: number) => cleanMessageFields(tx, afterKey, limit),
+  batch: (tx: Queryable, afterKey: number, limit: number) => cleanMessageFields(tx, afterKey, limit, BIDI_CONTROLS),
   nextKey: (db: Queryable, afterKey: number) => firstMessageAfter(db, afterKey),
 };
