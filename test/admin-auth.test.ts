@@ -391,6 +391,15 @@ describe('listkeeper admin ls and admin remove', () => {
     expect(r.stderr).toMatch(/LDAP directory's admin group, which gives the rights back/);
   });
 
+  it('warns, when a provider\'s admin group is configured, that it gives the rights back to an account made one here too', async () => {
+    await upsertAccount(db.pool, 'also-grouped@example.org', { siteAdmin: true });
+    const oidc = { OIDC_ISSUER: 'https://idp.example.org', OIDC_CLIENT_ID: 'listkeeper', OIDC_ADMIN_GROUP: 'list-admins' };
+    const r = await cli(['admin', 'remove', 'also-grouped@example.org'], { DATABASE_URL: db.url, ...oidc });
+    expect(r.code, r.stderr).toBe(0);
+    // Made one on the command line, but in the group all the same: its next login through the provider makes it one again.
+    expect(r.stderr).toMatch(/OpenID Connect provider's admin group makes its members site administrators when they log in: if also-grouped@example\.org is in it/);
+  });
+
   it('refuses to remove the last site administrator, and an address that is not one', async () => {
     const others = (await db.pool.query(`select email from accounts where is_site_admin and email <> 'admin@example.org'`)).rows.map((x) => x.email as string);
     for (const email of others) expect((await cli(['admin', 'remove', email], { DATABASE_URL: db.url })).code).toBe(0);

@@ -53,7 +53,7 @@ export function registerAdminCommands(program: Command) {
     .argument('<email>', 'an address of the site administrator')
     .description('take site-administrator rights away (the account, its list roles and subscriptions stay); refuses the last one')
     .action((address: string) =>
-      runCommand(async ({ db }) => {
+      runCommand(async ({ cfg, db }) => {
         const { normalizeEmail } = await import('../mail/address.ts');
         const { removeSiteAdmin } = await import('../core/accounts.ts');
         const email = normalizeEmail(address);
@@ -61,8 +61,14 @@ export function registerAdminCommands(program: Command) {
         const { account, tokens } = await removeSiteAdmin(db.pool, email, { actor: 'cli' });
         process.stdout.write(`${account.email} is no longer a site administrator\n`);
         if (tokens > 0) process.stdout.write(`${tokens} API token${tokens === 1 ? '' : 's'} made by ${account.email} stopped working (listkeeper token ls: maker_not_admin)\n`);
-        // The provider's group gives the rights back at the next login: the group is where to remove them.
-        if (account.site_admin_via) process.stderr.write(`note: ${account.email} was made one by the ${account.site_admin_via === 'oidc' ? 'OpenID Connect provider' : 'LDAP directory'}'s admin group, which gives the rights back at its next login unless the account leaves that group\n`);
+        // A provider's group gives the rights back at the next login: the group is where to remove them.
+        // It does so for any account in it, however the account was made one (applySsoSiteAdmin).
+        const name = (via: string) => (via === 'oidc' ? 'OpenID Connect provider' : 'LDAP directory');
+        if (account.site_admin_via) process.stderr.write(`note: ${account.email} was made one by the ${name(account.site_admin_via)}'s admin group, which gives the rights back at its next login unless the account leaves that group\n`);
+        else {
+          const groups = [cfg.login.oidc?.adminGroup ? 'oidc' : null, cfg.login.ldap?.adminGroup ? 'ldap' : null].filter((g) => g !== null);
+          for (const via of groups) process.stderr.write(`note: the ${name(via)}'s admin group makes its members site administrators when they log in: if ${account.email} is in it, its next login that way gives the rights back\n`);
+        }
       }),
     );
 }
