@@ -43,7 +43,7 @@ describe('a copy refused to two workers', () => {
 
     // The first worker claims the copy, sends it, is refused, and looks dead before writing that.
     const [first] = (await claimBatch(db.pool, 'w1', 10)).rows;
-    await releaseRows(db.pool, [first.id], 'w1'); // as reclaimStale does
+    await releaseRows(db.pool, [first.id], 'w1'); // given back to the queue while w1 still held it, as after a lost lock
     // A second worker sends it again over SMTP, is refused too, and records its result and bounce.
     worker = await startWorker(db, workerConfig(relay), 'w2');
     await drained(db);
