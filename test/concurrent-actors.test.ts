@@ -4,6 +4,7 @@
  * then lets it go, and checks what survived.
  */
 
+import crypto from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hashToken } from '../src/auth/credentials.ts';
@@ -73,20 +74,22 @@ it('a post cross-posted to another list while its first list is deleted stays in
   expect(rows).toEqual([{ address: 'other@lists.example.org' }]);
 });
 
-it('an address subscribed by two hands at once (an admin add and a confirmation link) is welcomed once', async () => {
-  const list = await newList('welcome@lists.example.org');
+/**
+ * An admin's add of `email` (`listkeeper subscribe`: added, welcomed, not yet committed) while the
+ * address's confirmation, asking for `mode`, goes through; the welcomes `email` was sent.
+ */
+async function welcomesWhenAddedWhileConfirming(list: ListRow, email: string, mode: 'each' | 'digest', added: 'added' | 'reactivated'): Promise<number> {
   const publicUrl = 'https://lists.example.org';
-  const token = 'ab'.repeat(16);
+  const token = crypto.randomBytes(16).toString('hex');
   await insertRequest(db.pool, {
-    listId: list.id, email: 'new@example.org', name: null, mode: 'each', action: 'subscribe', via: 'web',
+    listId: list.id, email, name: null, mode, action: 'subscribe', via: 'web',
     tokenHash: hashToken(token), state: 'confirm', expiresInHours: 48,
   });
   const admin = await connection();
   try {
-    // `listkeeper subscribe` adds the address and welcomes it; not yet committed.
     await admin.query('begin');
-    expect(await addMember(admin, list.id, 'new@example.org', 'each')).toBe('added');
-    await welcome(admin, list, 'new@example.org', publicUrl);
+    expect(await addMember(admin, list.id, email, 'each')).toBe(added);
+    await welcome(admin, list, email, publicUrl);
     const confirming = confirm(db.pool, token, { publicUrl });
     await someoneWaitsForALock();
     await admin.query('commit');
@@ -96,65 +99,24 @@ it('an address subscribed by two hands at once (an admin add and a confirmation 
   }
   const { rows } = await db.pool.query(
     `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
-      where o.recipient = 'new@example.org' and position('Subject: Welcome to welcome@lists.example.org' in convert_from(b.raw, 'UTF8')) > 0`);
-  expect(rows[0].n).toBe(1);
+      where o.recipient = $1 and position($2 in convert_from(b.raw, 'UTF8')) > 0`,
+    [email, `Subject: Welcome to ${list.address}`]);
+  return rows[0].n as number;
+}
+
+it('an address subscribed by two hands at once (an admin add and a confirmation link) is welcomed once', async () => {
+  expect(await welcomesWhenAddedWhileConfirming(await newList('welcome@lists.example.org'), 'new@example.org', 'each', 'added')).toBe(1);
 });
 
 it('an address added by an admin while its confirmation asking for digests goes through is welcomed once', async () => {
-  const list = await newList('modes@lists.example.org');
-  const publicUrl = 'https://lists.example.org';
-  const token = '12'.repeat(16);
-  await insertRequest(db.pool, {
-    listId: list.id, email: 'modes@example.org', name: null, mode: 'digest', action: 'subscribe', via: 'web',
-    tokenHash: hashToken(token), state: 'confirm', expiresInHours: 48,
-  });
-  const admin = await connection();
-  try {
-    // The admin adds the address for every post and welcomes it; not yet committed.
-    await admin.query('begin');
-    expect(await addMember(admin, list.id, 'modes@example.org', 'each')).toBe('added');
-    await welcome(admin, list, 'modes@example.org', publicUrl);
-    // The confirmation, waiting for it, then changes the mode of the row the admin made.
-    const confirming = confirm(db.pool, token, { publicUrl });
-    await someoneWaitsForALock();
-    await admin.query('commit');
-    expect(await confirming).toMatchObject({ state: 'done' });
-  } finally {
-    await admin.end();
-  }
-  expect((await db.pool.query(`select mode from members where list_id = $1 and email = 'modes@example.org'`, [list.id])).rows).toEqual([{ mode: 'digest' }]);
-  const { rows } = await db.pool.query(
-    `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
-      where o.recipient = 'modes@example.org' and position('Subject: Welcome to modes@lists.example.org' in convert_from(b.raw, 'UTF8')) > 0`);
-  expect(rows[0].n).toBe(1);
+  expect(await welcomesWhenAddedWhileConfirming(await newList('modes@lists.example.org'), 'modes@example.org', 'digest', 'added')).toBe(1);
 });
 
 it('a former member put back by an admin while its confirmation asking for digests goes through is welcomed once', async () => {
   const list = await newList('back@lists.example.org');
-  const publicUrl = 'https://lists.example.org';
   await addMember(db.pool, list.id, 'back@example.org', 'each');
   await db.pool.query(`update members set status = 'unsubscribed' where list_id = $1 and email = 'back@example.org'`, [list.id]);
-  const token = '34'.repeat(16);
-  await insertRequest(db.pool, {
-    listId: list.id, email: 'back@example.org', name: null, mode: 'digest', action: 'subscribe', via: 'web',
-    tokenHash: hashToken(token), state: 'confirm', expiresInHours: 48,
-  });
-  const admin = await connection();
-  try {
-    await admin.query('begin');
-    expect(await addMember(admin, list.id, 'back@example.org', 'each')).toBe('reactivated');
-    await welcome(admin, list, 'back@example.org', publicUrl);
-    const confirming = confirm(db.pool, token, { publicUrl });
-    await someoneWaitsForALock();
-    await admin.query('commit');
-    expect(await confirming).toMatchObject({ state: 'done' });
-  } finally {
-    await admin.end();
-  }
-  const { rows } = await db.pool.query(
-    `select count(*)::int as n from outbox o join outbound_mail b on b.id = o.mail_id
-      where o.recipient = 'back@example.org' and position('Subject: Welcome to back@lists.example.org' in convert_from(b.raw, 'UTF8')) > 0`);
-  expect(rows[0].n).toBe(1);
+  expect(await welcomesWhenAddedWhileConfirming(list, 'back@example.org', 'digest', 'reactivated')).toBe(1);
 });
 
 it('a digest being built does not hold up posts to its list, and keeps a second builder out', async () => {
