@@ -20,17 +20,18 @@ export async function punctuationGlued(db: Queryable): Promise<boolean> {
 
 /**
  * The next `limit` messages after `afterId` by id; those holding such a character get their search
- * vector again (an update of the subject to itself fires messages_search_vector, sql/0070).
+ * vector again (an update of the subject to itself fires messages_search_vector, sql/0070). The
+ * UPDATE runs only when the batch holds one: any UPDATE of messages, even of no row, counts as an
+ * archive change (sql/0011), and the web's page cache started afresh at every batch of the walk.
  */
 export async function revectorMessages(tx: Queryable, afterId: number, limit: number): Promise<{ lastKey: number | null; seen: number; changed: number }> {
-  const { rows } = await tx.query<{ last: number | null; seen: number; changed: number }>(
-    `with b as (select id from messages where id > $1 order by id limit $2),
-          u as (update messages m set subject = m.subject from b
-                 where m.id = b.id
-                   and (m.subject ~ $3 or m.from_name ~ $3 or left(m.body, 200000) ~ $3 or left(m.attachment_text, 200000) ~ $3)
-                returning m.id)
-     select (select max(id) from b)::float8 as last, (select count(*) from b)::int as seen, (select count(*) from u)::int as changed`,
+  const { rows: [b] } = await tx.query<{ last: number | null; seen: number; ids: string[] }>(
+    `select max(id)::float8 as last, count(*)::int as seen,
+            coalesce(array_agg(id) filter (where subject ~ $3 or from_name ~ $3 or left(body, 200000) ~ $3 or left(attachment_text, 200000) ~ $3), '{}') as ids
+       from (select id, subject, from_name, body, attachment_text from messages where id > $1 order by id limit $2) b`,
     [afterId, limit, PG_SYMBOLS_CLASS],
   );
-  return { lastKey: rows[0].last, seen: rows[0].seen, changed: rows[0].changed };
+  if (b.ids.length === 0) return { lastKey: b.last, seen: b.seen, changed: 0 };
+  const { rowCount } = await tx.query('update messages set subject = subject where id = any($1::bigint[])', [b.ids]);
+  return { lastKey: b.last, seen: b.seen, changed: rowCount ?? 0 };
 }
