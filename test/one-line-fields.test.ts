@@ -8,7 +8,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
 /**
- * Subjects and author names stored before oneLine() took out bidirectional controls (sql/0087)
+ * Subjects and author names stored before oneLine() took out bidirectional controls (sql/0084)
  * lose them: archived messages by the one-line-fields job, held posts by the migration.
  */
 
@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 it('takes bidirectional controls out of the subjects and names of messages archived before', async () => {
-  // As a release before sql/0087 stored them.
+  // As a release before sql/0084 stored them.
   await db.pool.query(`update messages set subject = $1, from_name = $2 where message_id = 'spoof@example.org'`, [`Re: plans${RLO}`, `Alice ${FSI}Example`]);
   await db.pool.query(`update conversions set last_key = 0, done_at = null, started_at = null, rows_done = 0, rows_changed = 0 where name = 'one-line-fields'`);
   expect(await (await fetch(`${web.url}/message-id/spoof@example.org`)).text()).toContain(RLO);
@@ -60,7 +60,7 @@ it('the migration cleans held posts', async () => {
     [dev.id, `Mallory${RLO}`, `${FSI}Approve me${RLO} please`],
   );
   // The migration's update, run again (its insert of the job's row would conflict).
-  const sql = fs.readFileSync(new URL('../sql/0087_one_line_fields.sql', import.meta.url), 'utf8');
+  const sql = fs.readFileSync(new URL('../sql/0084_one_line_fields.sql', import.meta.url), 'utf8');
   await db.pool.query(sql.slice(sql.indexOf('update held_messages'), sql.indexOf(';', sql.indexOf('update held_messages'))));
   const { rows } = await db.pool.query(`select from_name, subject from held_messages where message_id = 'held@example.org'`);
   expect(rows).toEqual([{ from_name: 'Mallory', subject: 'Approve me please' }]);

@@ -1,7 +1,7 @@
 /*
  * one-line-fields: a subject or author name with bidirectional embeddings, overrides or isolates
  * (U+202A–U+202E, U+2066–U+2069) reorders what a page shows after it: "Re: hi\u202E" made the
- * author beside it in a list of messages read backwards. Messages archived since sql/0087 are
+ * author beside it in a list of messages read backwards. Messages archived since sql/0084 are
  * stored without them (oneLine(), mail/parsed-message.ts); this job takes them out of the ones
  * archived before. Held posts, a short table, were cleaned by the migration itself.
  */
