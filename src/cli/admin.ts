@@ -40,7 +40,7 @@ export function registerAdminCommands(program: Command) {
     .description('the site administrators, and who made each one (cli, or the single sign-on\'s admin group)')
     .action((o: { json?: boolean }) =>
       runCommand(async ({ db }) => {
-        const { siteAdmins } = await import('../core/accounts.ts');
+        const { siteAdmins } = await import('../db/accounts.ts');
         const rows = await siteAdmins(db.pool);
         if (o.json) return printJson(rows);
         if (rows.length === 0) return void process.stdout.write('no site administrators yet: listkeeper admin create EMAIL\n');
@@ -72,4 +72,3 @@ export function registerAdminCommands(program: Command) {
       }),
     );
 }
-

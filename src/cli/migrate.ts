@@ -8,12 +8,12 @@ export function registerMigrate(program: Command) {
     .action(() =>
       runCommand(async ({ db }) => {
         // Opened without migrating, so that this command can name what it applies.
-        const { migrate, migrationState } = await import('../db/migrate.ts');
+        const { migrate, migrationState, newerSchema } = await import('../db/migrate.ts');
         const applied = await migrate(db.sessionPool ?? db.pool);
         const { newer } = await migrationState(db.pool);
         if (applied.length > 0) process.stdout.write(`applied ${applied.join(', ')}\n`);
         else if (newer.length === 0) process.stdout.write('nothing to apply: the database is up to date\n');
-        else process.stdout.write(`nothing to apply, and the database is newer than this listkeeper: ${newer.length} migration(s) of a later release (${newer.join(', ')})\n`);
+        else process.stdout.write(`nothing to apply, and ${newerSchema(newer)}\n`);
       }, { migrate: false }),
     );
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { findAccountByEmail, upsertAccount, type AccountRow } from '../db/accounts.ts';
+import { dropSiteAdmin, findAccountByEmail, lockSiteAdmins, upsertAccount, type AccountRow } from '../db/accounts.ts';
 import { liveTokensMadeBy } from '../db/api-tokens.ts';
 import { recordAudit } from '../db/audit.ts';
 import { withTransaction } from '../db/pool.ts';
@@ -20,24 +20,6 @@ export async function makeSiteAdmin(pool: pg.Pool, email: string, opts: { passwo
   });
 }
 
-/** A site administrator as `admin ls` shows one. */
-export interface SiteAdmin {
-  email: string;
-  /** who made it one: `cli` (the command line or the panel), or the single sign-on whose admin group did */
-  via: 'cli' | 'oidc' | 'ldap';
-  has_password: boolean;
-  created_at: Date;
-  last_login_at: Date | null;
-}
-
-export async function siteAdmins(db: pg.Pool): Promise<SiteAdmin[]> {
-  const { rows } = await db.query<SiteAdmin>(
-    `select email, coalesce(site_admin_via, 'cli') as via, password_hash is not null as has_password, created_at, last_login_at
-       from accounts where is_site_admin order by email`,
-  );
-  return rows;
-}
-
 /**
  * Takes site-administrator rights from the account holding `email` (`listkeeper admin remove`),
  * with its audit entry in the same transaction. The account stays, with its list roles and
@@ -50,13 +32,13 @@ export async function removeSiteAdmin(pool: pg.Pool, email: string, opts: { acto
   return withTransaction(pool, async (tx) => {
     // Every administrator's row locked: two removals at once must not each see the other as the
     // one left (the second waits, and reads the first's removal).
-    const admins = (await tx.query<{ id: number }>('select id from accounts where is_site_admin order by id for update')).rows;
+    const admins = await lockSiteAdmins(tx);
     const account = await findAccountByEmail(tx, email);
-    if (!account || !admins.some((a) => a.id === account.id)) throw new NotFound(`${email} is not a site administrator (listkeeper admin ls lists them)`);
+    if (!account || !admins.includes(account.id)) throw new NotFound(`${email} is not a site administrator (listkeeper admin ls lists them)`);
     if (admins.length === 1) throw new Conflict(`${account.email} is the last site administrator: make another first (listkeeper admin create EMAIL)`);
     // Counted while they still work: the one definition of a working token (db/api-tokens.ts STATE).
     const tokens = await liveTokensMadeBy(tx, account.id);
-    await tx.query('update accounts set is_site_admin = false, site_admin_via = null where id = $1', [account.id]);
+    await dropSiteAdmin(tx, account.id);
     await recordAudit(tx, {
       actor: opts.actor, action: 'account.site_admin_revoke', target: account.email,
       detail: { via: account.site_admin_via ?? 'cli', api_tokens_stopped: tokens },

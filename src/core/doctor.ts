@@ -11,7 +11,7 @@ import type { Config } from '../config.ts';
 import { within } from '../deadline.ts';
 import { advisoryLockCap } from '../db/group-commit.ts';
 import { allLists, type ListRow } from '../db/lists.ts';
-import { migrationState } from '../db/migrate.ts';
+import { migrationState, newerSchema } from '../db/migrate.ts';
 import { conversionProgress, type ConversionRow } from '../db/conversions.ts';
 import { queueStats } from '../db/outbox.ts';
 import { purgeQueueStats } from '../db/purges.ts';
@@ -82,7 +82,7 @@ async function migrationsFinding(pool: pg.Pool): Promise<Finding> {
   try {
     const { pending, newer } = await within(migrationState(pool, QUERY_MS), QUERY_MS, 'the migrations query');
     if (pending.length === 0 && newer.length > 0) {
-      return warn('migrations', `the database is newer than this listkeeper: ${newer.length} migration(s) of a later release (${newer.join(', ')})`, 'upgrade this instance to the release that migrated the database (it runs on the newer schema only during a rolling upgrade)');
+      return warn('migrations', newerSchema(newer), 'upgrade this instance to the release that migrated the database (it runs on the newer schema only during a rolling upgrade)');
     }
     if (pending.length === 0) return ok('migrations', 'every migration in sql/ is applied');
     return fail('migrations', `${pending.length} migration(s) not applied: ${pending.join(', ')}`, 'run "listkeeper migrate" (serve applies them at start-up too)');

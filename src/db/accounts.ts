@@ -77,6 +77,35 @@ export async function applySsoSiteAdmin(db: Queryable, accountId: number, via: '
   return rows[0]?.change ?? null;
 }
 
+/** A site administrator as `admin ls` shows one. */
+export interface SiteAdmin {
+  email: string;
+  /** who made it one: `cli` (the command line or the panel), or the single sign-on whose admin group did */
+  via: 'cli' | 'oidc' | 'ldap';
+  has_password: boolean;
+  created_at: Date;
+  last_login_at: Date | null;
+}
+
+export async function siteAdmins(db: Queryable): Promise<SiteAdmin[]> {
+  const { rows } = await db.query<SiteAdmin>(
+    `select email, coalesce(site_admin_via, 'cli') as via, password_hash is not null as has_password, created_at, last_login_at
+       from accounts where is_site_admin order by email`,
+  );
+  return rows;
+}
+
+/** Locks every site administrator's row (until the caller's transaction ends) and returns their ids. */
+export async function lockSiteAdmins(tx: Queryable): Promise<number[]> {
+  const { rows } = await tx.query<{ id: number }>('select id from accounts where is_site_admin order by id for update');
+  return rows.map((r) => r.id);
+}
+
+/** Takes the account's site-administrator rights, whoever gave them. */
+export async function dropSiteAdmin(db: Queryable, accountId: number): Promise<void> {
+  await db.query('update accounts set is_site_admin = false, site_admin_via = null where id = $1', [accountId]);
+}
+
 export async function setPasswordHash(db: Queryable, accountId: number, hash: string): Promise<void> {
   await db.query('update accounts set password_hash = $2 where id = $1', [accountId, hash]);
 }

@@ -99,11 +99,8 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     file = undefined;
     // A later release migrated this database: running beside it is a rolling upgrade, and for
     // long it is an instance left behind (it would fail only where the schema moved on).
-    const known = new Set(migrationFiles(dir));
-    const newer = [...done].filter((name) => !known.has(name)).sort();
-    if (newer.length > 0) {
-      log.warn({ newer }, `the database is newer than this listkeeper: ${newer.length} migration(s) of a later release (${newer.join(', ')}); upgrade this instance once the rolling upgrade is done`);
-    }
+    const newer = laterMigrations([...done], migrationFiles(dir));
+    if (newer.length > 0) log.warn({ newer }, `${newerSchema(newer)}; upgrade this instance once the rolling upgrade is done`);
   } catch (err) {
     failed = err as Error;
     const what = file ? `migration ${file} failed` : 'migrating the database failed';
@@ -200,9 +197,19 @@ export async function migrationState(db: Queryable, timeoutMs?: number): Promise
     throw err;
   });
   const files = migrationFiles();
-  const known = new Set(files);
   const done = new Set(rows.map((r) => r.name));
-  return { pending: files.filter((f) => !done.has(f)), newer: rows.map((r) => r.name).filter((name) => !known.has(name)) };
+  return { pending: files.filter((f) => !done.has(f)), newer: laterMigrations(rows.map((r) => r.name), files) };
+}
+
+/** The applied migrations this release has no file for (a later release's), in order. */
+function laterMigrations(applied: string[], files: string[]): string[] {
+  const known = new Set(files);
+  return applied.filter((name) => !known.has(name)).sort();
+}
+
+/** How doctor, `migrate` and every migrating start say that a later release migrated the database. */
+export function newerSchema(newer: string[]): string {
+  return `the database is newer than this listkeeper: ${newer.length} migration(s) of a later release (${newer.join(', ')})`;
 }
 
 /**
