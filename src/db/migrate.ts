@@ -58,7 +58,7 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     const refusal = versionRefusal(server.num, server.version);
     if (refusal) throw new Error(refusal);
     await takeMigrationLock(client, opts.signal);
-    await refuseUncheckedRestore(client);
+    if (await uncheckedRestoreLeft(client)) throw new Error(UNCHECKED_RESTORE_LEFT);
     await createMigrationsTable(client);
     const { rows } = await client.query<{ name: string }>('select name from schema_migrations');
     const done = new Set(rows.map((r) => r.name));
@@ -221,14 +221,15 @@ export function newerSchema(newer: string[]): string {
  */
 export const UNCHECKED_RESTORE = 'listkeeper_restore_unchecked';
 
-export async function refuseUncheckedRestore(db: Queryable): Promise<void> {
+/** What migrate() and restore say of a database an unfinished restore left (UNCHECKED_RESTORE). */
+export const UNCHECKED_RESTORE_LEFT =
+  'a restore into this database did not finish (`listkeeper restore` was stopped after pg_restore committed and before its check): ' +
+  'drop the database, create it again and restore again';
+
+/** Whether an unfinished restore left its marker (UNCHECKED_RESTORE) in this database. */
+export async function uncheckedRestoreLeft(db: Queryable): Promise<boolean> {
   const { rowCount } = await db.query('select 1 from pg_namespace where nspname = $1', [UNCHECKED_RESTORE]);
-  if (rowCount) {
-    throw new Error(
-      'a restore into this database did not finish (`listkeeper restore` was stopped after pg_restore committed and before its check): ' +
-        'drop the database, create it again and restore again',
-    );
-  }
+  return (rowCount ?? 0) > 0;
 }
 
 /** Holds off every migrating process until the caller's transaction ends (restore loads a schema). */

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { Conflict, InvalidInput } from '../errors.ts';
 import { readTable } from './backup-catalog.ts';
-import { refuseUncheckedRestore } from './migrate.ts';
+import { UNCHECKED_RESTORE_LEFT, uncheckedRestoreLeft } from './migrate.ts';
 import type { AnyBackupHeader, BackupTable, TableEnd } from './backup-format.ts';
 import type { Queryable } from './pool.ts';
 
@@ -29,9 +29,7 @@ export interface RestoreResult {
 
 /** "Empty": no table, view or sequence outside PostgreSQL's own schemas. */
 export async function refuseNonEmpty(db: Queryable): Promise<void> {
-  await refuseUncheckedRestore(db).catch((err: Error) => {
-    throw new Conflict(err.message, 'database_not_empty');
-  });
+  if (await uncheckedRestoreLeft(db)) throw new Conflict(UNCHECKED_RESTORE_LEFT, 'database_not_empty');
   const { rows } = await db.query<{ n: number; some: string | null }>(
     `select count(*)::int as n, min(n.nspname || '.' || c.relname) as some
        from pg_class c join pg_namespace n on n.oid = c.relnamespace
