@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decayBounceScores, memberBounces, raiseBounceScore } from '../src/db/bounces.ts';
+import { STRAY_BOUNCES_PER_HOUR } from '../src/core/bounces.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import { deliveryHistory } from '../src/db/outbox.ts';
@@ -145,6 +146,26 @@ describe('bounces at the VERP address', () => {
     expect(res.ok).toBe(true);
     const { rows } = await db.pool.query(`select member_id, counted from bounces where member_id is null`);
     expect(rows).toEqual([{ member_id: null, counted: false }]);
+  });
+
+  it('records reports for no member up to an hourly limit, and still counts a member\'s bounce past it', async () => {
+    const stray = async (to: string) => {
+      const res = await sendRaw(smtp.port, { from: '', to: [to] }, fixture('postfix-user-unknown.eml'));
+      expect(res.ok, res.response).toBe(true);
+    };
+    const strayRows = async () => Number((await db.pool.query(`select count(*) from bounces where member_id is null`)).rows[0].count);
+    const before = await strayRows();
+    // A stranger's flood has all but used the hour's allowance.
+    await db.pool.query(`insert into rate_limits (key, window_start, hits) values ($1, now(), $2)
+                         on conflict (key) do update set window_start = now(), hits = $2`, [`stray-bounce:list:${dev.id}`, STRAY_BOUNCES_PER_HOUR - 1]);
+    await stray('dev-bounces+0123456789abcdef0123456789abcdef@lists.example.org');
+    expect(await strayRows()).toBe(before + 1);
+    await stray('dev-bounces+notice@lists.example.org');
+    await stray('dev-bounces+fedcba9876543210fedcba9876543210@lists.example.org');
+    expect(await strayRows()).toBe(before + 1);
+    // Past the limit too, a report with a member's token is what scoring is for.
+    await addMember(db.pool, dev.id, 'hal@example.org', 'each');
+    expect((await bounce('hal@example.org', 'postfix-user-unknown.eml')).bounce_score).toBe(1);
   });
 
   it('lets scores decay over time', async () => {

@@ -4,6 +4,7 @@ import { addMember, findMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { parse, type ParsedMessage } from '../src/mail/parse.ts';
 import { decideSubscription, pendingApprovals, requestSubscription } from '../src/core/subscriptions.ts';
+import { switchOwnSubscription } from '../src/core/members.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
@@ -272,5 +273,64 @@ describe('one-click unsubscribe', () => {
     const res = await formPost(`${web.url}/u/${member!.token}/reenable`, { _csrf: page.token }, page.cookie);
     expect(res.status).toBe(200);
     expect(await findMember(db.pool, dev.id, 'xia@x.example')).toMatchObject({ status: 'active', bounce_score: 0 });
+  });
+});
+
+describe('a subscription moved to another address', () => {
+  const defer = (address: string) => relay.setRule((a) => (a === address ? { code: 451, message: '4.2.0 mailbox busy, try later' } : null));
+  /** The post's queued copy for a member, once the relay has deferred its first try. */
+  const deferredCopy = async (memberId: number) => {
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+      const { rows } = await db.pool.query(`select id, state, attempts from outbox where member_id = $1 and kind = 'post'`, [memberId]);
+      if (rows[0]?.state === 'queued' && rows[0].attempts > 0) return rows[0].id as number;
+    }
+    throw new Error('the copy was not deferred');
+  };
+
+  it('sends a copy waiting for its retry to the new address, with the new token, and never to the old one', async () => {
+    await addMember(db.pool, dev.id, 'poster.m@x.example', 'each');
+    const member = (await addMember(db.pool, dev.id, 'uma@old.example', 'each'), (await findMember(db.pool, dev.id, 'uma@old.example'))!);
+    defer('uma@old.example');
+    try {
+      await mail('dev@lists.example.org', 'poster.m@x.example', { subject: 'moved-copy-1', body: 'Who reads the old mailbox?' });
+      const queued = await deferredCopy(member.id);
+      await switchOwnSubscription(db.pool, member.id, { email: 'uma@old.example', emails: ['uma@old.example', 'uma@new.example'] }, 'uma@new.example');
+      const moved = (await findMember(db.pool, dev.id, 'uma@new.example'))!;
+      await db.pool.query('update outbox set run_at = now() where id = $1', [queued]);
+      const copy = await relay.copy('uma@new.example', 'moved-copy-1');
+      expect(copy.from).toBe(`dev-bounces+${moved.token}@lists.example.org`);
+      const parsed = await parse(copy.raw);
+      const unsubscribe = (parsed.headers.get('list-unsubscribe') ?? []).join(' ');
+      expect(unsubscribe).toContain(moved.token);
+      expect(unsubscribe).not.toContain(member.token);
+      await settle();
+      expect(relay.to('uma@old.example')).toHaveLength(0);
+      const { rows } = await db.pool.query('select state, recipient from outbox where id = $1', [queued]);
+      expect(rows[0]).toEqual({ state: 'sent', recipient: 'uma@new.example' });
+    } finally {
+      relay.setRule(null);
+    }
+  });
+
+  it('does not send a post twice to an address that had its own copy of it', async () => {
+    await addMember(db.pool, dev.id, 'poster.n@x.example', 'each');
+    await addMember(db.pool, dev.id, 'vic@old.example', 'each');
+    await addMember(db.pool, dev.id, 'vic@new.example', 'each');
+    const member = (await findMember(db.pool, dev.id, 'vic@old.example'))!;
+    defer('vic@old.example');
+    try {
+      await mail('dev@lists.example.org', 'poster.n@x.example', { subject: 'moved-copy-2', body: 'Once is enough.' });
+      const queued = await deferredCopy(member.id);
+      await relay.copy('vic@new.example', 'moved-copy-2');
+      await db.pool.query(`update members set status = 'unsubscribed' where list_id = $1 and email = 'vic@new.example'`, [dev.id]);
+      await switchOwnSubscription(db.pool, member.id, { email: 'vic@old.example', emails: ['vic@old.example', 'vic@new.example'] }, 'vic@new.example');
+      const { rows } = await db.pool.query('select state, recipient, last_error from outbox where id = $1', [queued]);
+      expect(rows[0]).toEqual({ state: 'cancelled', recipient: 'vic@old.example', last_error: 'not sent: the member moved to an address that has its own copy' });
+      await settle();
+      expect(relay.to('vic@new.example')).toHaveLength(1);
+      expect(relay.to('vic@old.example')).toHaveLength(0);
+    } finally {
+      relay.setRule(null);
+    }
   });
 });

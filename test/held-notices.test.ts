@@ -122,6 +122,26 @@ describe('the held notice', () => {
     expect(replyAddress((await mailTo(owner, 1))[0].raw)).toBe(replyAddress((await mailTo(moderator, 1))[0].raw));
   });
 
+  it('does not keep a post waiting while the list\'s digest is being built: its notice follows with the next chores', async () => {
+    const { list, address, moderator, id } = await newList();
+    // The digest builder holds the list row for its whole transaction (lockListForDigest).
+    const digest = await db.pool.connect();
+    try {
+      await digest.query('begin');
+      await digest.query('select 1 from lists where id = $1 for no key update', [list.id]);
+      const sent = sendRaw(smtp.port, { from: STRANGER, to: [address] }, message({ id: id(1), from: STRANGER, to: address, subject: 'During the digest' }));
+      const answer = await Promise.race([sent, new Promise<null>((r) => setTimeout(() => r(null), 8_000))]);
+      expect(answer, 'the SMTP answer waited for the digest').not.toBeNull();
+      expect(answer!.ok, answer!.response).toBe(true);
+      expect((await listHeld(db.pool, list.id)).map((h) => h.subject)).toEqual(['During the digest']);
+    } finally {
+      await digest.query('rollback');
+      digest.release();
+    }
+    const notices = await mailTo(moderator, 1);
+    expect(notices.map((n) => n.parsed.subject)).toEqual([`1 post held for moderation on ${address}`]);
+  });
+
   it('sums up several posts with a link and a reply address for each', async () => {
     const { list, moderator, address, id } = await newList();
     await send(address, STRANGER, { id: id(1) });

@@ -15,6 +15,7 @@ import { getListById, type ListRow } from '../db/lists.ts';
 import { disableMember, findMemberById, findMemberByToken, type MemberRow } from '../db/members.ts';
 import { countBounceHourly } from '../db/outbox.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
+import { allowHit } from '../db/rate-limits.ts';
 import type { Logger } from '../log.ts';
 import { normalizeEmail, PROBE_TOKEN } from '../mail/address.ts';
 import { readBounce, type BounceReport } from '../mail/bounce.ts';
@@ -35,10 +36,23 @@ export async function handleBounceMail(pool: pg.Pool, list: ListRow, token: stri
   const report = reports.find((r) => r.failed && ours && r.recipient === ours.email) ?? reports.find((r) => r.failed) ?? reports[0];
   // Auto-replies, delay warnings and stray mail are recorded too, as not counted: the panel shows
   // why a member's score did not move.
-  await withTransaction(pool, (tx) => (probe
-    ? recordProbeBounce(tx, list, ours, probe, 'dsn', report, log, settings.publicUrl)
-    : recordBounce(tx, list, ours, 'dsn', report, log)));
+  await withTransaction(pool, async (tx) => {
+    if (!ours && !(await allowHit(tx, `stray-bounce:list:${list.id}`, STRAY_BOUNCES_PER_HOUR, 3600))) {
+      log.warn({ list: list.address, recipient: report?.recipient ?? null }, 'bounce for no member of the list not recorded: over the hourly limit');
+      return;
+    }
+    await (probe
+      ? recordProbeBounce(tx, list, ours, probe, 'dsn', report, log, settings.publicUrl)
+      : recordBounce(tx, list, ours, 'dsn', report, log));
+  });
 }
+
+/**
+ * Reports that name no member of the list (no token, an unknown or another list's token) are
+ * recorded for the panel up to this many per list and hour; beyond it they are only logged.
+ * Anyone can mail LIST-bounces@, and each record is a row and an hourly count.
+ */
+export const STRAY_BOUNCES_PER_HOUR = 100;
 
 /**
  * A 5xx answer while sending a probe: the probe bounced, as if its DSN had come back. Refusals

@@ -173,6 +173,9 @@ export async function decideHeld(db: Queryable, id: number, state: Exclude<HeldS
  * Takes the right to notify a list's owners now: true for at most one caller per interval, so a
  * flood of held posts gives one notice per interval, not one per post. The UPDATE runs only when
  * the interval has passed: every UPDATE of lists wakes the ingest listeners' recipient caches.
+ * A list row locked by someone else (a digest being built holds it for its whole transaction)
+ * gives false at once: the post that is being held must not wait for a digest, and its notice
+ * goes with the delivery worker's next chores (listsAwaitingHeldNotice).
  */
 export async function claimHeldNotice(db: Queryable, listId: number): Promise<boolean> {
   const due = await db.query(
@@ -182,7 +185,8 @@ export async function claimHeldNotice(db: Queryable, listId: number): Promise<bo
   if (due.rows.length === 0) return false;
   const { rowCount } = await db.query(
     `update lists set held_notified_at = now()
-      where id = $1 and (held_notified_at is null or held_notified_at <= now() - make_interval(mins => held_notice_minutes))`,
+      where id = (select id from lists where id = $1 for no key update skip locked)
+        and (held_notified_at is null or held_notified_at <= now() - make_interval(mins => held_notice_minutes))`,
     [listId],
   );
   return (rowCount ?? 0) > 0;

@@ -218,12 +218,34 @@ export async function setDigestFormat(db: Queryable, listId: number, email: stri
 export async function moveMemberAddress(db: Queryable, memberId: number, listId: number, email: string): Promise<void> {
   await db.query(`delete from members where list_id = $1 and email = $2 and status = 'unsubscribed' and id <> $3`, [listId, email, memberId]);
   await db.query('delete from member_token_aliases where member_id = $1', [memberId]);
-  await db.query(
+  const { rows } = await db.query<{ token: string }>(
     `update members set email = $2, token = replace(gen_random_uuid()::text, '-', ''),
             bounce_score = 0, bounce_updated_at = now(), bounce_probe_token = null, bounce_probe_sent_at = null,
             status = case when status = 'disabled' then 'active' else status end, disabled_at = null, disabled_reason = null, updated_at = now()
-      where id = $1`,
+      where id = $1 returning token`,
     [memberId, email],
+  );
+  if (rows[0]) await moveQueuedCopies(db, memberId, email, rows[0].token);
+}
+
+/**
+ * The member's copies still waiting in the queue (a retry can wait days) follow the subscription
+ * to its new address, with its new token in the envelope (VERP) and in the links rendered at
+ * sending: the old mailbox may be someone else's by now. A post the new address already has a
+ * copy of (it was on the list before) is not sent twice. Copies being sent right now go as they are.
+ */
+async function moveQueuedCopies(db: Queryable, memberId: number, email: string, token: string): Promise<void> {
+  await db.query(
+    `update outbox o set state = 'cancelled', last_error = 'not sent: the member moved to an address that has its own copy'
+      where o.member_id = $1 and o.state = 'queued' and o.kind = 'post'
+        and exists (select 1 from outbox x where x.list_id = o.list_id and x.message_id = o.message_id and x.recipient = $2)`,
+    [memberId, email],
+  );
+  await db.query(
+    `update outbox o set recipient = $2, domain = split_part($2, '@', 2), member_token = $3,
+            envelope_from = coalesce(replace(o.envelope_from, o.member_token || '@', $3 || '@'), o.envelope_from)
+      where o.member_id = $1 and o.state = 'queued' and o.kind in ('post', 'digest')`,
+    [memberId, email, token],
   );
 }
 
