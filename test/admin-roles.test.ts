@@ -218,3 +218,35 @@ describe('owners', () => {
     }
   });
 });
+
+describe('private lists through /admin', () => {
+  it('a logged-in stranger probing /admin/lists/NAME/ gets the same 404 for a private list as for none, and no address of one', async () => {
+    await createList(db.pool, { address: 'hush@lists.example.org', name: 'Hush', description: '', postPolicy: 'members', subscribePolicy: 'approve', archive: 'private', owners: ['hush-owner@example.org'] });
+    await createList(db.pool, { address: 'twin@a.example.org', name: 'Twin A', description: '', postPolicy: 'members', subscribePolicy: 'approve', archive: 'private', owners: ['twin-owner@example.org'] });
+    await createList(db.pool, { address: 'twin@b.example.org', name: 'Twin B', description: '', postPolicy: 'members', subscribePolicy: 'approve', archive: 'private', owners: ['twin-owner@example.org'] });
+    for (const page of ['', 'held', 'settings', 'members', 'delete']) {
+      const absent = await as.member!.get(`/admin/lists/nothing-here@lists.example.org/${page}`);
+      const hidden = await as.member!.get(`/admin/lists/hush@lists.example.org/${page}`);
+      expect(absent.status).toBe(404);
+      expect(hidden.status, `${page}: ${hidden.text.slice(0, 200)}`).toBe(404);
+      expect(hidden.text).not.toContain('Hush');
+      expect(hidden.text.replace(/hush@lists\.example\.org/g, 'X')).toBe(absent.text.replace(/nothing-here@lists\.example\.org/g, 'X'));
+      // By local part: neither a 403 nor an ambiguity naming the two private lists.
+      const local = await as.member!.get(`/admin/lists/hush/${page}`);
+      expect(local.status).toBe(404);
+      const twins = await as.member!.get(`/admin/lists/twin/${page}`);
+      expect(twins.status).toBe(404);
+      expect(twins.text).not.toMatch(/[ab]\.example\.org/);
+      const post = await as.member!.post(`/admin/lists/hush@lists.example.org/${page || 'held'}`, { action: 'approve' });
+      expect(post.status).toBe(404);
+    }
+    // Those who may know of it: its owner gets in, a site administrator too, and a member of the
+    // list (who reads its archive) is told that it is not theirs to administer.
+    expect((await (await loggedIn(db, web.url, 'hush-owner@example.org')).get('/admin/lists/hush/')).status).toBe(200);
+    expect((await as.siteAdmin!.get('/admin/lists/hush@lists.example.org/')).status).toBe(200);
+    expect((await as.siteAdmin!.get('/admin/lists/twin/')).status).toBe(400);
+    const hush = await db.pool.query<{ id: number }>(`select id from lists where address = 'hush@lists.example.org'`);
+    await addMember(db.pool, hush.rows[0].id, 'reader@example.org', 'each');
+    expect((await (await loggedIn(db, web.url, 'reader@example.org')).get('/admin/lists/hush/')).status).toBe(403);
+  });
+});

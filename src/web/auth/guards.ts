@@ -8,8 +8,9 @@
 
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { roleOnList, type ListRole } from '../../db/list-admin.ts';
+import { listForReader } from '../../db/archive.ts';
 import { findList, type ListRow } from '../../db/lists.ts';
-import { Forbidden } from '../../errors.ts';
+import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
 import { adminListUrl, loginUrl, reauthenticateUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 import { loggedInRecently } from '../session.ts';
@@ -64,7 +65,7 @@ export interface ListAccess {
 export function requireList(ctx: WebContext, need: Need): RequestHandler {
   return async (req, res, next) => {
     if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
-    const list = await findList(ctx.db.pool, String(req.params.list));
+    const list = await adminListFor(ctx, req.viewer, String(req.params.list));
     const role: EffectiveRole | null = req.viewer.isSiteAdmin ? 'admin' : await roleOnList(ctx.db.pool, list.id, req.viewer.emails);
     if (!role || RANK[role] < RANK[need]) {
       throw new Forbidden(need === 'admin' ? 'Only site administrators may do this.' : `You need to be ${need === 'owner' ? 'an owner' : 'a moderator or owner'} of ${list.address} to do this.`);
@@ -73,6 +74,21 @@ export function requireList(ctx: WebContext, need: Need): RequestHandler {
     Object.assign(res.locals, access, { listBase: adminListUrl(list.address) });
     next();
   };
+}
+
+/**
+ * The list named by an /admin URL. A site administrator may name any list. Anyone else is
+ * answered as the archive answers them: a private list they may not read is not there (the same
+ * 404 as a list that does not exist, and not counted when a local part is ambiguous), so that
+ * /admin/lists/NAME/ is no way to learn which private lists exist (a 403 told it, and an
+ * ambiguous local part named every list that has it).
+ */
+async function adminListFor(ctx: WebContext, viewer: NonNullable<Request['viewer']>, ref: string): Promise<ListRow> {
+  if (viewer.isSiteAdmin) return findList(ctx.db.pool, ref);
+  const known = await listForReader(ctx.db.pool, ref, { emails: viewer.emails, siteAdmin: false });
+  if (!known) throw new NotFound(`no list ${ref}`, 'no_such_list');
+  if (known.matches > 1) throw new InvalidInput(`"${ref}" names more than one list: give the full address`, 'ambiguous_list');
+  return findList(ctx.db.pool, known.address);
 }
 
 export function listAccessOf(res: Response): ListAccess {
