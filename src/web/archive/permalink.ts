@@ -43,7 +43,9 @@ export function resolvePermalink(copies: MessageCopy[], preferred: string | null
   if (shown.length === 0) return { kind: 'hidden', copy: readable[0], lists: readable };
   const mids = [...new Set(shown.map((c) => c.mid))];
   const asked = preferred ? shown.find((c) => c.key === preferred || c.address === preferred) : undefined;
-  const shared = new Set(copies.map((c) => c.mid)).size > 1;
+  // Whether the links must say which message: only messages this reader may read count, or the
+  // links would tell that a list they may not read has another message under this Message-ID.
+  const shared = new Set(readable.map((c) => c.mid)).size > 1;
   if (asked || mids.length === 1) {
     const pick = asked ?? shown[0];
     return { kind: 'show', mid: pick.mid, listId: pick.list_id, lists: shown.filter((c) => c.mid === pick.mid), shared };
