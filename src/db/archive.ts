@@ -338,12 +338,16 @@ export async function movedThread(db: Queryable, threadId: number): Promise<numb
   return rows[0]?.thread ?? null;
 }
 
-/** The months before and after [start, end) that have messages in the list, for month navigation. */
+/**
+ * The months before and after [start, end) that have messages the list shows, for month
+ * navigation: a month whose messages are all hidden is no more linked than it is listed
+ * (listMonths), or its link would tell readers when a hidden message was posted.
+ */
 export async function adjacentMonths(db: Queryable, listId: number, start: Date, end: Date): Promise<{ prev: string | null; next: string | null }> {
   const { rows } = await db.query<{ prev: string | null; next: string | null }>({
     name: 'archive-adjacent-months',
-    text: `select to_char((select max(date) from list_messages where list_id = $1 and date < $2) at time zone 'UTC', 'YYYY-MM') as prev,
-            to_char((select min(date) from list_messages where list_id = $1 and date >= $3) at time zone 'UTC', 'YYYY-MM') as next`,
+    text: `select to_char((select max(date) from list_messages where list_id = $1 and date < $2 and hidden_at is null) at time zone 'UTC', 'YYYY-MM') as prev,
+            to_char((select min(date) from list_messages where list_id = $1 and date >= $3 and hidden_at is null) at time zone 'UTC', 'YYYY-MM') as next`,
     values: [listId, start, end],
   });
   return rows[0];
