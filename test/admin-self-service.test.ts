@@ -80,11 +80,21 @@ describe('a member manages their own subscriptions', () => {
     expect((await member.get('/account')).text).not.toContain('href="/lists/qa@lists.example.org/"');
   });
 
-  it("cannot touch someone else's subscription", async () => {
-    const r = await member.post(`/account/subscriptions/${await idOf(qa, 'someone@example.org')}`, { action: 'unsubscribe' });
-    expect(r.status).toBe(403);
-    expect((await member.post(`/account/subscriptions/${await idOf(qa, 'someone@example.org')}`, { action: 'unsubscribe', confirm: '1' })).status).toBe(403);
-    expect((await findMember(db.pool, qa.id, 'someone@example.org'))!.status).toBe('active');
+  it("cannot touch someone else's subscription, and is answered as for an id nobody has", async () => {
+    const theirs = await idOf(qa, 'someone@example.org');
+    const nobodys = 987654321;
+    const ask = async (id: number) => {
+      const r = await member.post(`/account/subscriptions/${id}`, { action: 'unsubscribe' });
+      return [r.status, r.headers.get('location'), (await member.get('/account')).text.match(/You are not subscribed there \(any more\)\./g)?.length ?? 0];
+    };
+    expect(await ask(theirs)).toEqual([303, '/account', 1]);
+    expect(await ask(nobodys)).toEqual([303, '/account', 1]);
+    for (const form of [{ action: 'unsubscribe', confirm: '1' } as Record<string, string>, { action: 'mode', mode: 'digest' }, { action: 'reenable' }, { action: 'address', email: 'me@example.org' }]) {
+      const [a, b] = [await member.post(`/account/subscriptions/${theirs}`, form), await member.post(`/account/subscriptions/${nobodys}`, form)];
+      expect([a.status, b.status], JSON.stringify(form)).toEqual([404, 404]);
+      expect(a.text, JSON.stringify(form)).toBe(b.text);
+    }
+    expect((await findMember(db.pool, qa.id, 'someone@example.org'))).toMatchObject({ status: 'active', mode: 'each' });
   });
 
   it('sets a password, then needs the current one to change it', async () => {

@@ -12,7 +12,7 @@ import { addMember, findMember, findMemberById, moveMemberAddress, pauseMember, 
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { removeMembers } from '../db/member-admin.ts';
 import { withTransaction } from '../db/pool.ts';
-import { Conflict, Forbidden, InvalidInput, NotFound } from '../errors.ts';
+import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
 import { welcome } from './member-notices.ts';
 import { requestWebSubscription } from './subscriptions.ts';
@@ -120,8 +120,8 @@ export async function changeOwnSubscription(pool: pg.Pool, memberId: number, who
   const email = who.email;
   return withTransaction(pool, async (tx) => {
     const member = await findMemberById(tx, memberId);
-    if (!member) throw new NotFound('No such subscription.');
-    if (!who.emails.includes(member.email)) throw new Forbidden('That subscription is not yours.');
+    // Someone else's subscription is answered as one that does not exist: no way to learn whose an id is.
+    if (!member || !who.emails.includes(member.email)) throw new NotFound('No such subscription.');
     const list = await getListById(tx, member.list_id);
     // A subscription left is kept for its history; its mode is no longer the member's to set
     // (a pause set on it would outlive a later subscription).
@@ -152,8 +152,7 @@ export async function changeOwnSubscription(pool: pg.Pool, memberId: number, who
 export async function switchOwnSubscription(pool: pg.Pool, memberId: number, who: SelfRef, to: string): Promise<ListRow> {
   return withTransaction(pool, async (tx) => {
     const member = await findMemberById(tx, memberId);
-    if (!member || member.status === 'unsubscribed') throw new NotFound('No such subscription.');
-    if (!who.emails.includes(member.email)) throw new Forbidden('That subscription is not yours.');
+    if (!member || member.status === 'unsubscribed' || !who.emails.includes(member.email)) throw new NotFound('No such subscription.');
     if (!who.emails.includes(to)) throw new InvalidInput(`${to} is not one of your verified addresses.`, 'not_verified');
     const list = await getListById(tx, member.list_id);
     if (to === member.email) throw new InvalidInput(`${list.address} already sends to ${to}.`, 'same_address');
