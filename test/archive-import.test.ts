@@ -94,6 +94,47 @@ describe('importing mbox files', () => {
     expect(rows.map((r) => [r.message_id, r.from_email])).toEqual([['pm-ctl@example.org', ''], ['pm-long@example.org', ''], ['pm-ok@example.org', 'ok@example.org']]);
   });
 
+  it('dates a message whose Date is missing, garbage or far off by its From_ line, not by the day of the import', async () => {
+    const list = await newList(db.pool, 'old-dates@lists.example.org');
+    const file = path.join(tmp, 'old-dates.txt');
+    const entry = (fromLine: string, id: string, date: string | null) =>
+      `${fromLine}\nFrom: alice at example.org (Alice)\n${date === null ? '' : `Date: ${date}\n`}Subject: ${id}\nMessage-ID: <${id}>\n\nhello\n\n`;
+    fs.writeFileSync(file, [
+      // pipermail's From_ line (two spaces, "at"), a message that says nothing of its date
+      entry('From alice at example.org  Thu Jan  1 10:00:00 2009', 'd-none@example.org', null),
+      // a Date that is no date, and one from a client whose clock said 2999
+      entry('From alice at example.org  Sat Feb 14 08:30:05 2009', 'd-garbage@example.org', 'yesterday-ish'),
+      entry('From alice@example.org Mon Mar  2 23:59:59 2009', 'd-future@example.org', 'Mon, 02 Mar 2999 10:00:00 +0000'),
+      // a Date that is no date, with a Received hop that has one: the hop's, as documented
+      entry('From alice@example.org Mon Mar 16 00:00:00 2009', 'd-received@example.org', 'someday\nReceived: from a.example.org by b.example.org; Sun, 15 Mar 2009 10:00:00 +0000'),
+      // a From_ line with its zone, as some MTAs wrote it
+      entry('From alice@example.org Tue Mar  3 12:00:00 +0200 2009', 'd-zone@example.org', 'Mon, 32 Mar 2009 10:00:00 +0000'),
+      // a plausible Date is kept, whatever the From_ line says
+      entry('From alice@example.org Wed Mar  4 12:00:00 2009', 'd-good@example.org', 'Wed, 04 Mar 2009 11:00:00 +0000'),
+      // a From_ line without a year the parser can read: the import's time, as before
+      entry('From alice@example.org Wed Mar  4 12:00:00', 'd-noyear@example.org', null),
+      // git format-patch puts one fixed date on every From_ line: a Date after it stands, and none is none
+      entry('From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001', 'd-patch@example.org', 'Tue, 05 Mar 2024 09:00:00 +0000'),
+      entry('From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001', 'd-patch-none@example.org', null),
+    ].join(''));
+    const before = Date.now();
+    const state = await importMbox(db, list, file);
+    expect(state).toMatchObject({ seen: 9, added: 9, broken: 0 });
+    const { rows } = await db.pool.query(`select message_id, date from messages where message_id like 'd-%@example.org'`);
+    const dates = Object.fromEntries(rows.map((r) => [r.message_id, (r.date as Date).toISOString()]));
+    expect(dates).toMatchObject({
+      'd-none@example.org': '2009-01-01T10:00:00.000Z',
+      'd-garbage@example.org': '2009-02-14T08:30:05.000Z',
+      'd-future@example.org': '2009-03-02T23:59:59.000Z',
+      'd-zone@example.org': '2009-03-03T10:00:00.000Z',
+      'd-good@example.org': '2009-03-04T11:00:00.000Z',
+      'd-patch@example.org': '2024-03-05T09:00:00.000Z',
+      'd-received@example.org': '2009-03-15T10:00:00.000Z',
+    });
+    expect(new Date(dates['d-noyear@example.org']).getTime()).toBeGreaterThanOrEqual(before - 1000);
+    expect(new Date(dates['d-patch-none@example.org']).getTime()).toBeGreaterThanOrEqual(before - 1000);
+  });
+
   it('reads a HyperKitty export: a message without Message-ID gets its stable id, a broken one is reported and skipped', async () => {
     const list = await newList(db.pool, 'ops@lists.example.org');
     const file = path.join(tmp, 'ops.mbox');

@@ -26,7 +26,7 @@ import type { ListRow } from '../db/lists.ts';
 import { inTransaction, isConnectionLoss } from '../db/pool.ts';
 import { InvalidInput, isAppError, TemporaryFailure } from '../errors.ts';
 import { gunzip } from '../gzip.ts';
-import { NotAnMbox, readMbox, type MboxMessage } from '../mail/mbox.ts';
+import { fromLineDate, NotAnMbox, readMbox, type MboxMessage } from '../mail/mbox.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
 import { undoPipermailFrom } from '../mail/pipermail.ts';
 import { archiveIdentity } from '../mail/raw-headers.ts';
@@ -231,13 +231,32 @@ async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entri
     }
     if (known.has(ids[i].messageId)) continue;
     try {
-      p.parsed.push({ raw: entry.raw, message: undoPipermailFrom(await parse(entry.raw)), entry });
+      p.parsed.push({ raw: entry.raw, message: undoPipermailFrom(await parse(entry.raw, new Date(), undatedAt(entry))), entry });
     } catch (err) {
       p.broken++;
       onBroken?.({ index: entry.index, offset: entry.offset, messageId: null, reason: isAppError(err) ? err.message : String(err) });
     }
   }
   return out;
+}
+
+// The first e-mail was sent in 1971: a From_ line dated before it (the epoch) says nothing; nor
+// does git format-patch's, which is this fixed date on every patch.
+const FIRST_MAIL = Date.UTC(1971, 0, 1);
+const GIT_FORMAT_PATCH = Date.UTC(2001, 8, 17);
+const DAY_MS = 24 * 3600 * 1000;
+
+/**
+ * The date of a message of the file that gives none parse() can believe (no Date, or garbage, or
+ * one more than a day in the future; and no Received hop with one): its From_ line's, written when
+ * it was delivered into the mbox or archived, unless that is none or implausible; then the time
+ * of the import. Dated by the import alone, such messages of a 2009 archive landed in this
+ * month's pages and at the top of the list's feed, among the mail of this week.
+ */
+function undatedAt(entry: MboxMessage): Date {
+  const now = Date.now();
+  const t = fromLineDate(entry.fromLine)?.getTime();
+  return t !== undefined && t >= FIRST_MAIL && t <= now + DAY_MS && t !== GIT_FORMAT_PATCH ? new Date(t) : new Date(now);
 }
 
 /**

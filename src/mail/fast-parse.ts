@@ -20,7 +20,7 @@ const NAME_ADDR = /^(?:"([^"\\]*)"\s*|([^"<>,;:\\()@[\]]*))<([^\s<>@,;:"\\()[\]]
 const BARE_ADDR = /^<?([^\s<>@,;:"\\()[\]]+@[^\s<>@,;:"\\()[\]]+)>?$/;
 const SINGLE = ['subject', 'from', 'date', 'content-type', 'content-transfer-encoding'];
 
-export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage | null {
+export function fastParse(raw: Buffer, receivedAt = new Date(), undated = receivedAt): ParsedMessage | null {
   const end = headerEnd(raw);
   const split = end?.at ?? -1;
   if (!end || split <= 0 || split > 64 * 1024) return null;
@@ -63,7 +63,7 @@ export function fastParse(raw: Buffer, receivedAt = new Date()): ParsedMessage |
     subject,
     fromName: from.name,
     fromEmail: from.address.toLowerCase(),
-    date: messageDate(date, headers.get('received') ?? [], receivedAt),
+    date: messageDate(date, headers.get('received') ?? [], receivedAt, undated),
     inReplyTo: normalizeMessageId(headers.get('in-reply-to')?.[0]),
     references: threadingReferences(headers.get('references')),
     text: text.includes('\u0000') ? text.replace(/\u0000/g, '') : text,

@@ -183,6 +183,29 @@ export function quote(raw: Buffer): Buffer {
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
+// The date of a From_ line: asctime ("Thu Jan  1 10:00:00 2009"), seconds optional, a zone
+// (numeric or a name) before or after the year as some MTAs wrote it. The sender before it may
+// hold spaces (pipermail's "alice at example.org"), so the date is found, not split off.
+const FROM_LINE_DATE = /\s(?:Sun|Mon|Tue|Wed|Thu|Fri|Sat)\s+(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(\d{1,2})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s+(?:([+-]\d{4}|[A-Z]{1,5})\s+)?(\d{4})(?:\s+([+-]\d{4}))?\s*$/;
+
+/**
+ * When the message was delivered into the mbox, by its From_ line (UTC unless the line gives an
+ * offset); null when the line holds no date that exists.
+ */
+export function fromLineDate(line: string): Date | null {
+  const m = FROM_LINE_DATE.exec(line);
+  if (!m) return null;
+  const [, mon, day, hour, minute, second, zoneBefore, year, zoneAfter] = m;
+  const month = MONTHS.indexOf(mon);
+  const [y, d, h, mi, s] = [Number(year), Number(day), Number(hour), Number(minute), Number(second ?? 0)];
+  if (d < 1 || h > 23 || mi > 59 || s > 60) return null;
+  const t = Date.UTC(y, month, d, h, mi, Math.min(s, 59));
+  if (new Date(t).getUTCDate() !== d) return null; // Feb 30
+  const zone = [zoneBefore, zoneAfter].find((z) => z !== undefined && /^[+-]\d{4}$/.test(z));
+  const offset = zone ? (zone[0] === '-' ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(3))) : 0;
+  return new Date(t - offset * 60_000);
+}
+
 /** "From alice@example.org Mon Nov  2 10:00:00 2026": the envelope line, date in asctime form, UTC. */
 export function fromLine(sender: string, date: Date): string {
   const who = /^[^\s@]+@[^\s@]+$/.test(sender) ? sender : 'MAILER-DAEMON';

@@ -13,18 +13,36 @@ export type { ParsedAttachment, ParsedMessage } from './parsed-message.ts';
 // The first line of a message must be a header field ("Name: value").
 const FIRST_HEADER = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
 
-export async function parse(raw: Buffer, receivedAt = new Date()): Promise<ParsedMessage> {
+/**
+ * `receivedAt`: when the message arrived (a Date header more than a day after it is not believed).
+ * `undated`: the date of a message with no date to believe, Received hops included (an import
+ * gives the mbox's From_ line date).
+ */
+export async function parse(raw: Buffer, receivedAt = new Date(), undated = receivedAt): Promise<ParsedMessage> {
   if (!FIRST_HEADER.test(raw.subarray(0, 1000).toString('latin1'))) {
     throw new RejectedMessage('message could not be parsed: it does not start with a header section', 'unparseable');
   }
   // Most list mail is one plain-text part: read it directly, 15x cheaper than the MIME parser.
-  return fastParse(raw, receivedAt) ?? parseMime(raw, receivedAt);
+  return fastParse(raw, receivedAt, undated) ?? parseMime(raw, receivedAt, undated);
+}
+
+/**
+ * The message's Date, or undefined when it has none that parses: mailparser puts the time of the
+ * parse in place of a Date it cannot read, which messageDate() then believed, so a message with
+ * "Date: yesterday-ish" skipped its Received hops and was dated now (by an import, the day of
+ * the import, whenever it was sent).
+ */
+function headerDate(mail: ParsedMail, headers: Map<string, string[]>): Date | undefined {
+  const given = (headers.get('date') ?? []).map((v) => new Date(v).getTime()).filter((t) => !Number.isNaN(t));
+  const picked = mail.date?.getTime();
+  if (picked !== undefined && given.includes(picked)) return mail.date;
+  return given.length > 0 ? new Date(given[0]) : undefined;
 }
 
 const OPTIONS = { skipTextToHtml: true, skipTextLinks: true, skipImageLinks: true };
 
 /** The full MIME parse (mailparser). parse() uses it for everything fastParse() leaves. */
-export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<ParsedMessage> {
+export async function parseMime(raw: Buffer, receivedAt = new Date(), undated = receivedAt): Promise<ParsedMessage> {
   let mail: ParsedMail;
   try {
     mail = await mimeParse(raw);
@@ -51,7 +69,7 @@ export async function parseMime(raw: Buffer, receivedAt = new Date()): Promise<P
     subject: clean(mail.subject ?? ''),
     fromName: clean(from?.name ?? ''),
     fromEmail: clean(from?.address ?? '').toLowerCase(),
-    date: messageDate(mail.date, headers.get('received') ?? [], receivedAt),
+    date: messageDate(headerDate(mail, headers), headers.get('received') ?? [], receivedAt, undated),
     inReplyTo: normalizeMessageId(headers.get('in-reply-to')?.[0]),
     references: threadingReferences(headers.get('references')),
     // mailparser decodes labelled ISO-2022-JP; sent without a charset or as US-ASCII, its runs read as ASCII.

@@ -40,9 +40,10 @@ const EARLIEST = Date.UTC(1980, 0, 1);
 
 /**
  * The Date header when it is plausible; otherwise the time of the first Received hop that has a
- * parsable date; otherwise when we received it. Future dates beyond a day are not trusted.
+ * parsable date; otherwise `undated` (when we received it, unless the caller knows better: an
+ * import, the mbox's From_ line). Dates beyond a day after receivedAt are not trusted.
  */
-export function messageDate(headerDate: Date | undefined, received: string[], receivedAt: Date): Date {
+export function messageDate(headerDate: Date | undefined, received: string[], receivedAt: Date, undated = receivedAt): Date {
   const plausible = (d: Date | undefined) =>
     d !== undefined && !Number.isNaN(d.getTime()) && d.getTime() >= EARLIEST && d.getTime() <= receivedAt.getTime() + FUTURE_SLACK_MS;
   if (plausible(headerDate)) return headerDate!;
@@ -52,7 +53,7 @@ export function messageDate(headerDate: Date | undefined, received: string[], re
     const d = new Date(withoutComment(line.slice(semi + 1).trim()));
     if (plausible(d)) return d;
   }
-  return receivedAt;
+  return undated;
 }
 
 /**
