@@ -135,6 +135,43 @@ describe('importing mbox files', () => {
     expect(new Date(dates['d-patch-none@example.org']).getTime()).toBeGreaterThanOrEqual(before - 1000);
   });
 
+  it('reports a different message under a Message-ID the list or the file already has, rather than counting it as already archived', async () => {
+    const list = await newList(db.pool, 'reused-ids@lists.example.org');
+    const msg = (id: string, body: string, trace = '') =>
+      Buffer.from(`${trace}From: alice@example.org\nDate: Thu, 01 Jan 2009 10:00:00 +0000\nSubject: s ${id}\nMessage-ID: <${id}>\n\n${body}\n`);
+    // Archived live before the import.
+    const live = msg('live@example.org', 'the live message');
+    await archiveMessage(db.pool, list.id, live, await parse(live));
+    const file = path.join(tmp, 'reused-ids.mbox');
+    writeMbox(file, [
+      msg('twice@example.org', 'first of two'),
+      msg('twice@example.org', 'a second message under the same id'),
+      msg('twice@example.org', 'first of two', 'Received: from a by b; Thu, 01 Jan 2009 10:00:01 +0000\n'), // the same, trace aside
+      msg('live@example.org', 'not the live message at all'),
+      live, // the live message itself
+      msg('live@example.org', 'the live message', 'Received: from c by d; Thu, 01 Jan 2009 10:00:02 +0000\n'),
+    ]);
+    const broken: BrokenMessage[] = [];
+    const state = await importMbox(db, list, file, { onBroken: (b) => broken.push(b) });
+    expect(state).toMatchObject({ seen: 6, added: 1, duplicates: 3, broken: 2 });
+    expect(broken.map((b) => [b.index, b.messageId, b.reason])).toEqual([
+      [1, 'twice@example.org', 'Message-ID <twice@example.org> already names a different message in this file or in the archive of reused-ids@lists.example.org'],
+      [3, 'live@example.org', 'Message-ID <live@example.org> already names a different message in this file or in the archive of reused-ids@lists.example.org'],
+    ]);
+    const { rows } = await db.pool.query(
+      `select m.body from messages m join list_messages lm on lm.message_id = m.id where lm.list_id = $1 order by m.message_id`, [list.id]);
+    expect(rows.map((r) => r.body.trim())).toEqual(['the live message', 'first of two']);
+    // A second run says the same of them.
+    const again = await importMbox(db, list, file, { onBroken: () => {} });
+    expect(again).toMatchObject({ seen: 6, added: 0, duplicates: 4, broken: 2 });
+    // Into an empty list, in chunks of two messages: the first under each id is stored, and the
+    // others are compared with it also when its batch is still on its way.
+    const empty = await newList(db.pool, 'reused-ids-2@lists.example.org');
+    const chunked: number[] = [];
+    expect(await importMbox(db, empty, file, { batchSize: 1, onBroken: (b) => chunked.push(b.index) })).toMatchObject({ seen: 6, added: 2, duplicates: 1, broken: 3 });
+    expect(chunked).toEqual([1, 4, 5]);
+  });
+
   it('reads a HyperKitty export: a message without Message-ID gets its stable id, a broken one is reported and skipped', async () => {
     const list = await newList(db.pool, 'ops@lists.example.org');
     const file = path.join(tmp, 'ops.mbox');

@@ -18,8 +18,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import {
-  finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, startImportRun,
-  settleArchive, tuneForBulkLoad, untuneForBulkLoad,
+  differFromList, finishImportRun, importBatch, latestImportRun, messageIdsInList, recordImportBatch, resumePoint, sameMessage,
+  settleArchive, startImportRun, tuneForBulkLoad, untuneForBulkLoad,
 } from '../db/archive-import.ts';
 import type { Database } from '../db/database.ts';
 import type { ListRow } from '../db/lists.ts';
@@ -159,8 +159,11 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
     let chunkStart = from.nextOffset;
     let chunkEnd = from.partialEnd;
     const chunks = gzipped ? skipBytes(stream, from.nextOffset) : stream;
+    let previous = new Map<string, Buffer>();
     const writeChunk = async () => {
-      for (const part of await prepare(db.pool, list.id, chunkStart, pending, writerCount, opts.onBroken)) await dispatch(part);
+      const prepared = await prepare(db.pool, list, chunkStart, pending, writerCount, previous, opts.onBroken);
+      previous = prepared.firsts;
+      for (const part of prepared.parts) await dispatch(part);
       chunkStart = pending[pending.length - 1].end;
       chunkEnd = null;
       pending = [];
@@ -209,17 +212,37 @@ export async function importMbox(db: Database, list: ListRow, file: string, opts
 }
 
 /**
- * Parses the messages the list does not have yet (the others are counted as duplicates) and
- * splits the chunk into `parts` batches by thread (archiveIdentity's thread key).
+ * Parses the messages the list does not have yet (the others are counted as duplicates, or
+ * reported when they are different messages under a Message-ID the list or the file has) and
+ * splits the chunk into `parts` batches by thread (archiveIdentity's thread key). `previous`: the
+ * first message under each Message-ID of the chunk before, whose batches may not have committed.
  */
-async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entries: MboxMessage[], parts: number, onBroken?: (b: BrokenMessage) => void): Promise<Part[]> {
+async function prepare(
+  pool: pg.Pool, list: ListRow, firstOffset: number, entries: MboxMessage[], parts: number, previous: Map<string, Buffer>, onBroken?: (b: BrokenMessage) => void,
+): Promise<{ parts: Part[]; firsts: Map<string, Buffer> }> {
   // From the raw headers, so that a message falls in the same part whether it is parsed or not
   // (a resumed run finds some of a chunk already stored, and must split it as the first run did).
   const ids = entries.map((e) => archiveIdentity(e.raw));
-  const known = await messageIdsInList(pool, listId, ids.map((id) => id.messageId));
+  const known = await messageIdsInList(pool, list.id, ids.map((id) => id.messageId));
+  // A Message-ID the list has names that message: one of another size is compared with it (so a
+  // second run of a file compares nothing), and a different one is reported, as live mail with it
+  // is refused (accept-post.ts): it was counted as "already archived" and silently left out.
+  const sized = entries.flatMap((e, i) => (!e.skipped && known.has(ids[i].messageId) && known.get(ids[i].messageId) !== e.raw.length ? [i] : []));
+  const differ = await differFromList(pool, list.id, sized.map((i) => ({ messageId: ids[i].messageId, raw: entries[i].raw })));
+  const reused = new Set([...differ].map((k) => sized[k]));
+  // The first message of the chunk under each Message-ID the list does not have is the one stored;
+  // those of the chunk before may still be on their way (their batches not committed).
+  const firstOfId = new Map<string, Buffer>();
   const last = entries[entries.length - 1];
   const out: Part[] = Array.from({ length: parts }, (_, part) => ({ firstOffset, last, part, parts, seen: 0, parsed: [], broken: 0 }));
   const partOfEntry = partsByThread(ids, parts);
+  const reusedId = (i: number) => {
+    out[partOfEntry[i]].broken++;
+    onBroken?.({
+      index: entries[i].index, offset: entries[i].offset, messageId: ids[i].messageId,
+      reason: `Message-ID <${ids[i].messageId}> already names a different message in this file or in the archive of ${list.address}`,
+    });
+  };
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     const p = out[partOfEntry[i]];
@@ -229,15 +252,25 @@ async function prepare(pool: pg.Pool, listId: number, firstOffset: number, entri
       onBroken?.({ index: entry.index, offset: entry.offset, messageId: null, reason: entry.skipped });
       continue;
     }
+    if (reused.has(i)) {
+      reusedId(i);
+      continue;
+    }
     if (known.has(ids[i].messageId)) continue;
+    const first = firstOfId.get(ids[i].messageId) ?? previous.get(ids[i].messageId);
+    if (first) {
+      if (!first.equals(entry.raw) && !(await sameMessage(pool, first, entry.raw))) reusedId(i);
+      continue;
+    }
     try {
       p.parsed.push({ raw: entry.raw, message: undoPipermailFrom(await parse(entry.raw, new Date(), undatedAt(entry))), entry });
+      firstOfId.set(ids[i].messageId, entry.raw);
     } catch (err) {
       p.broken++;
       onBroken?.({ index: entry.index, offset: entry.offset, messageId: null, reason: isAppError(err) ? err.message : String(err) });
     }
   }
-  return out;
+  return { parts: out, firsts: firstOfId };
 }
 
 // The first e-mail was sent in 1971: a From_ line dated before it (the epoch) says nothing; nor

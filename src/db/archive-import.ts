@@ -107,15 +107,36 @@ export async function finishImportRun(db: Queryable, runId: number): Promise<voi
   await db.query('update archive_imports set finished_at = now() where id = $1', [runId]);
 }
 
-/** Which of these Message-IDs the list already has. */
-export async function messageIdsInList(db: Queryable, listId: number, messageIds: string[]): Promise<Set<string>> {
-  if (messageIds.length === 0) return new Set();
-  const { rows } = await db.query<{ message_id: string }>(
-    `select m.message_id from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
+/** Which of these Message-IDs the list already has, with the size of its message under each. */
+export async function messageIdsInList(db: Queryable, listId: number, messageIds: string[]): Promise<Map<string, number>> {
+  if (messageIds.length === 0) return new Map();
+  const { rows } = await db.query<{ message_id: string; size: number }>(
+    `select m.message_id, m.size from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
       where m.message_id = any($2::text[])`,
     [listId, messageIds],
   );
-  return new Set(rows.map((r) => r.message_id));
+  return new Map(rows.map((r) => [r.message_id, r.size]));
+}
+
+/**
+ * Which of these messages differ from the list's message under their Message-ID (trace header
+ * fields aside: message_same_content in sql/0013, the rule live mail is held to), by position.
+ */
+export async function differFromList(db: Queryable, listId: number, items: { messageId: string; raw: Buffer }[]): Promise<Set<number>> {
+  if (items.length === 0) return new Set();
+  const { rows } = await db.query<{ ord: number }>(
+    `select x.ord::int from unnest($2::text[], $3::bytea[]) with ordinality x(message_id, raw, ord)
+      where not exists (select 1 from messages m join list_messages lm on lm.message_id = m.id and lm.list_id = $1
+                         where m.message_id = x.message_id and message_same_content(m.raw, x.raw, false))`,
+    [listId, items.map((i) => i.messageId), items.map((i) => i.raw)],
+  );
+  return new Set(rows.map((r) => r.ord - 1));
+}
+
+/** Whether two messages are the same one, trace header fields aside (message_same_content). */
+export async function sameMessage(db: Queryable, a: Buffer, b: Buffer): Promise<boolean> {
+  const { rows } = await db.query<{ same: boolean }>('select message_same_content($1, $2, false) as same', [a, b]);
+  return rows[0].same;
 }
 
 /**
