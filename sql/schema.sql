@@ -596,7 +596,17 @@ CREATE FUNCTION public.purge_list_messages_inserted() RETURNS trigger
     AS $$
 begin
   perform queue_archive_purges(array_agg(list_id), array_agg(message_id), array_agg(date)) from new_rows having count(*) > 0;
-  if found then perform pg_notify('listkeeper_purges', ''); end if;
+  if found then
+    insert into purges (key)
+    select distinct 'message-' || o.id
+      from new_rows n
+      join lists l on l.id = n.list_id and l.archive = 'public'
+      join messages m on m.id = n.message_id
+      join messages o on o.message_id = m.message_id and o.id <> m.id
+     -- an import's batch is coarsened to its lists (queue_archive_purges), which these pages carry
+     where (select count(*) from new_rows) <= 50;
+    perform pg_notify('listkeeper_purges', '');
+  end if;
   return null;
 end $$;
 

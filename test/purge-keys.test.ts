@@ -207,6 +207,19 @@ async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, ms = 15_0
   }
 }
 
+it('a different message under a Message-ID already archived purges the permalink page of the one before', async () => {
+  const [one, two] = [await newList('one@lists.example.org', 'One', 'public'), await newList('two@lists.example.org', 'Two', 'public')];
+  const first = await post(one, 'shared-id@example.org', 'Thu, 03 Dec 2026 10:00:00 +0000');
+  await queued();
+  // Another message (another date, so other bytes) under the same id, in another public list.
+  const raw = Buffer.from(message({ id: 'shared-id@example.org', subject: 'Another', date: 'Fri, 04 Dec 2026 10:00:00 +0000' }));
+  await archiveMessage(db.pool, two.id, raw, await parse(raw));
+  const { rows } = await db.pool.query<{ id: number }>('select id::int from messages where message_id = $1 and id <> $2', ['shared-id@example.org', first.id]);
+  expect(rows).toHaveLength(1);
+  // /message-id/shared-id@example.org, kept under message-FIRST, is now a choice of two.
+  expect(await queued()).toEqual(expect.arrayContaining([`message-${first.id}`, `message-${rows[0].id}`]));
+});
+
 it('the purger sends each key once per PURGE, keeps failed and timed-out purges queued, and retries them with backoff', async () => {
   const endpoint = await standIn();
   const cfg = parseConfig({ PURGE_URL: endpoint.url, PURGE_TIMEOUT: '0.5' }).purge;
