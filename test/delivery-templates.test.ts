@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
+import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, findList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
@@ -156,6 +157,23 @@ describe('a list\'s own texts', () => {
     expect((await cli(['list', 'set', 'dev', 'send_welcome=on'], env)).code).toBe(0);
     expect((await cli(['subscribe', 'dev', 'loud@x.example'], env)).code).toBe(0);
     expect((await nthMailTo('loud@x.example', 0)).text).toContain('Hi loud@x.example, welcome to Developers');
+  });
+
+  it('writes the From of a list whose name is 200 CJK characters in lines of at most 998 octets, the name whole', async () => {
+    // 200 characters is what `list set name=` takes; in encoded words they are some 1,000 octets,
+    // and "From: … <LIST-request@…>" was one line of 1,027: a relay that holds to RFC 5322 §2.1.1
+    // (Exim's message_linelength_limit) refuses every notice of such a list.
+    const name = '開発者のためのメーリングリスト'.repeat(14).slice(0, 200);
+    expect((await cli(['list', 'create', 'cjk', '--name', 'x', '--owner', 'owner@example.org'], env)).code).toBe(0);
+    const set = await cli(['list', 'set', 'cjk', `name=${name}`], env);
+    expect(set.code, set.stderr).toBe(0);
+    expect((await cli(['subscribe', 'cjk', 'wide@x.example'], env)).code).toBe(0);
+    const w = await nthMailTo('wide@x.example', 0);
+    const head = w.raw.toString('latin1').split('\r\n\r\n')[0];
+    expect(Math.max(...head.split('\r\n').map((l) => l.length))).toBeLessThanOrEqual(998);
+    expect(w.headers.get('from')?.[0]).toContain('cjk-request@lists.example.org');
+    const from = (await simpleParser(w.raw)).from?.value;
+    expect(from).toEqual([{ address: 'cjk-request@lists.example.org', name: `${name} list` }]);
   });
 });
 

@@ -38,6 +38,17 @@ describe('digests', () => {
     }
   });
 
+  it('writes the From of a list whose name is 200 CJK characters in lines of at most 998 octets, the name whole', async () => {
+    // In encoded words the name is some 1,000 octets: the From line was 1,027 octets on every issue.
+    const name = '開発者のためのメーリングリスト'.repeat(14).slice(0, 200);
+    const wide = { ...info, list: { ...info.list, name } };
+    for (const raw of [mimeDigest(wide, messages), plainDigest(wide, messages)]) {
+      const head = raw.toString('latin1').split('\r\n\r\n')[0];
+      expect(Math.max(...head.split('\r\n').map((l) => l.length))).toBeLessThanOrEqual(998);
+      expect((await simpleParser(raw)).from?.value).toEqual([{ address: 'dev-request@lists.example.org', name: `${name} list` }]);
+    }
+  });
+
   it('sends text with lines past 998 octets as base64, whole', async () => {
     const long = { ...messages[1], subject: `Re: ${'a long subject '.repeat(80)}`, text: `${'one paragraph on one line '.repeat(200)}\n` };
     for (const raw of [mimeDigest(info, [long]), plainDigest(info, [long])]) {

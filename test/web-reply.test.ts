@@ -94,6 +94,23 @@ describe('reply from the web', () => {
     expect((await member.get(messageUrl(PARENT))).text).toContain(messageUrl(reply.message_id));
   });
 
+  it('writes the From of a member whose name is 200 CJK characters in lines of at most 998 octets, the name whole', async () => {
+    // The web subscription form takes a name of 200 characters. In encoded words it was a From
+    // line of over 1,000 octets, which every member's copy of the reply carried as it was.
+    const name = '山田太郎と申します。よろしくお願いいたします'.repeat(10).slice(0, 200);
+    await addMember(db.pool, dev.id, 'wide@example.org', 'each', name);
+    const wide = await loggedIn(db, web.url, 'wide@example.org');
+    const id = 'wide-name-parent@example.org';
+    await archive(db.pool, dev, mail({ id, subject: 'A wide name', date: 'Mon, 02 Mar 2026 14:00:00 +0000' }));
+    expect((await wide.post(replyUrl(id), { list: 'dev', body: 'Hello.' })).status).toBe(200);
+    const [reply] = await archivedReplies(id);
+    const head = reply.raw.toString('latin1').split('\r\n\r\n')[0];
+    expect(Math.max(...head.split('\r\n').map((l) => l.length))).toBeLessThanOrEqual(998);
+    const parsed = await parse(reply.raw);
+    expect(parsed.fromEmail).toBe('wide@example.org');
+    expect(parsed.fromName).toBe(name);
+  });
+
   it('does not double "Re:"', async () => {
     const r = await member.post(replyUrl(ODD), { list: 'dev', body: 'Merci' });
     expect(r.status).toBe(200);

@@ -5,7 +5,7 @@
  */
 
 import crypto from 'node:crypto';
-import { subjectField } from './header-block.ts';
+import { subjectField, writtenField } from './header-block.ts';
 import { base64Lines } from './base64-lines.ts';
 
 export interface TextMail {
@@ -56,13 +56,13 @@ export function composeText(m: TextMail): Buffer {
   const messageId = newMessageId(m.domain);
   const { charset, encoding, body } = textBody(m.text.replace(/(\r\n|\r|\n)?$/, '\n'));
   const lines = [
-    `From: ${m.from}`,
+    writtenField(`From: ${m.from}`),
     `To: ${m.to}`,
     subjectField(m.subject),
     `Date: ${(m.date ?? new Date()).toUTCString().replace(/GMT$/, '+0000')}`,
     `Message-ID: <${messageId}>`,
     ...(m.inReplyTo ? [`In-Reply-To: <${m.inReplyTo}>`, `References: <${m.inReplyTo}>`] : []),
-    ...(m.replyTo ? [`Reply-To: ${m.replyTo}`] : []),
+    ...(m.replyTo ? [writtenField(`Reply-To: ${m.replyTo}`)] : []),
     `Auto-Submitted: ${m.autoSubmitted ?? 'auto-generated'}`,
     ...(m.headers ?? []),
     'MIME-Version: 1.0',

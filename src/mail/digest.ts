@@ -6,7 +6,7 @@
 
 import crypto from 'node:crypto';
 import { newMessageId, textBody } from './compose.ts';
-import { displayName, subjectField } from './header-block.ts';
+import { displayName, subjectField, writtenField } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
 import { oneLine } from './parsed-message.ts';
 import { hasEightBit } from './seven-bit.ts';
@@ -47,7 +47,7 @@ function topics(messages: DigestMessage[]): string[] {
 
 function header(d: DigestInfo, contentType: string, extra: string[] = []): string[] {
   return [
-    `From: ${displayName(`${d.list.name} list`)} <${d.list.address.replace('@', '-request@')}>`,
+    writtenField(`From: ${displayName(`${d.list.name} list`)} <${d.list.address.replace('@', '-request@')}>`),
     `To: ${d.list.address}`,
     subjectField(subjectOf(d)),
     `Date: ${d.date.toUTCString().replace(/GMT$/, '+0000')}`,

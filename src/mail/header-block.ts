@@ -153,6 +153,19 @@ export function displayName(name: string): string {
   return `"${clean.replace(/(["\\])/g, '\\$1')}"`;
 }
 
+/**
+ * A field of mail we write ("Name: value", without its line ending), folded only where a line
+ * would pass 998 octets, so that short fields stay one line as readers and tests expect. A display
+ * name from displayName() always folds: its encoded words and quoted words are runs of at most 75
+ * characters between spaces. A list's name of 200 CJK characters is some 1,000 octets of encoded
+ * words, and "From: … <LIST-request@…>" went out as one line past the limit, on every notice and
+ * digest of the list (and a member's name so on every copy of their replies from the web).
+ */
+export function writtenField(line: string): string {
+  const folded = foldField(Buffer.from(`${line}\r\n`, 'utf8'), '\r\n', MAX_LINE);
+  return folded ? folded.subarray(0, folded.length - 2).toString('utf8') : line;
+}
+
 /** RFC 5322 §2.1.1: a line must not exceed 998 octets (without its CRLF), and should not exceed 78. */
 export const MAX_LINE = 998;
 const SOFT_LINE = 78;

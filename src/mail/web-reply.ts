@@ -5,7 +5,7 @@
  */
 
 import { newMessageId } from './compose.ts';
-import { displayName, subjectField } from './header-block.ts';
+import { displayName, subjectField, writtenField } from './header-block.ts';
 import { base64Lines } from './base64-lines.ts';
 
 /** References kept in a reply: the thread's first message and the newest ones (RFC 5322 §3.6.4 allows trimming). */
@@ -44,7 +44,7 @@ export function composeReply(r: WebReply): { raw: Buffer; messageId: string } {
   const name = r.fromName ? displayName(r.fromName) : '';
   const body = r.text.replace(/\r\n?/g, '\n').replace(/\n/g, '\r\n').replace(/(\r\n)?$/, '\r\n');
   const lines = [
-    `From: ${name ? `${name} <${r.fromEmail}>` : r.fromEmail}`,
+    writtenField(`From: ${name ? `${name} <${r.fromEmail}>` : r.fromEmail}`),
     `To: ${r.to}`,
     subjectField(r.subject),
     `Date: ${(r.date ?? new Date()).toUTCString().replace(/GMT$/, '+0000')}`,
