@@ -9,6 +9,7 @@ import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { sealMessage } from 'mailauth/lib/arc/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { config } from '../src/config.ts';
+import { sendDigest } from '../src/core/digests.ts';
 import { listHeld, moderate } from '../src/core/hold.ts';
 import { createList, updateDeliverySettings, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
@@ -18,7 +19,7 @@ import type { AuthChecks } from '../src/mail/post-checks.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { dkimpyVerify, testKey } from './helpers/dkimpy.ts';
-import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { message, sendRaw, smtpDialogue, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
 let db: TestDatabase;
 let relay: CaptureRelay;
@@ -271,6 +272,35 @@ describe('the list\'s signature on copies of unusual posts', () => {
 
   it('is valid with an Ed25519 list key', async () => {
     await variant('edkey', {}, await authorSigned('ed-1@example.org', 'edkey@lists.example.org'), 'ed-1@example.org', { selector: 'ed', pem: ed.pem });
+  });
+
+  it('is valid on a MIME digest of a post with a lone CR in its body', async () => {
+    // The digest carries the post byte for byte; the SMTP client sends its lone CR as CRLF
+    // (RFC 5321 §2.3.8), so the body hash must be taken over the body as it goes on the wire:
+    // taken over the lone CR, the digest failed DKIM for every reader of a signing list.
+    const list = await createList(db.pool, { address: 'crdigest@lists.example.org', name: 'crdigest', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+    await updateDeliverySettings(db.pool, list.id, { dkim_domain: 'lists.example.org', dkim_selector: 'lists', dkim_private_key: listKey.pem });
+    await addMember(db.pool, list.id, 'dee@d.example', 'digest');
+    // Raw on the socket: nodemailer (sendRaw) would send the lone CR as CRLF.
+    const smtpIn = await smtpDialogue(smtp.port);
+    expect(await smtpIn.say('EHLO client.example')).toMatch(/^250/m);
+    expect(await smtpIn.say('MAIL FROM:<alice@example.org>')).toMatch(/^250/);
+    expect(await smtpIn.say(`RCPT TO:<${list.address}>`)).toMatch(/^250/);
+    expect(await smtpIn.say('DATA')).toMatch(/^354/);
+    expect(await smtpIn.say(`${message({ id: 'cr-digest-1@example.org', to: list.address, subject: 'Lone CR', body: 'Before\rafter the lone CR.\n' })}\r\n.`)).toMatch(/^250/);
+    smtpIn.close();
+    const stored = await db.pool.query<{ raw: Buffer }>(`select raw from messages where message_id = 'cr-digest-1@example.org'`);
+    expect(stored.rows[0].raw.toString('latin1')).toContain('Before\rafter');
+    expect(await sendDigest(db.pool, list.id, config().publicUrl)).toBe(true);
+    const deadline = Date.now() + 15_000;
+    while (relay.to('dee@d.example').length === 0) {
+      if (Date.now() > deadline) throw new Error('no digest arrived');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const digest = relay.to('dee@d.example')[0].raw;
+    expect(digest.toString('latin1')).toContain('Content-Type: multipart/digest');
+    expect(digest.toString('latin1')).toContain('Before\r\nafter the lone CR.');
+    expect((await dkimpyVerify(digest, all)).dkim[0]).toMatchObject({ d: 'lists.example.org', valid: true });
   });
 
   it('is valid on an 8-bit post with a footer', async () => {

@@ -68,11 +68,17 @@ export function headerRows(head: Buffer): HeaderRow[] {
   return parseHeaders(head).parsed.filter((r) => r.key);
 }
 
-/** The body hash (relaxed, SHA-256) of a body as it goes on the wire: every line ending CRLF. */
+/**
+ * The body hash (relaxed, SHA-256) of a body as it goes on the wire: every line ending CRLF, a
+ * bare LF and a lone CR alike (nodemailer's data stream sends both as CRLF, RFC 5321 §2.3.8).
+ * Copies of a post have their lone CRs made line ends before (list-copy.ts), but a digest carries
+ * each post byte for byte: hashed over a post's lone CR, the digest's signature failed for every
+ * reader once the relay had the CRLF.
+ */
 export function bodyHash(body: Buffer): string {
   const hasher = dkimBody('relaxed', 'sha256', false);
-  // Copies go out with CRLF whatever the stored line endings (nodemailer's data stream).
-  hasher.update(body.includes('\n') ? Buffer.from(body.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1') : body);
+  const text = body.toString('latin1');
+  hasher.update(/\r(?!\n)|(?<!\r)\n/.test(text) ? Buffer.from(text.replace(/\r\n|\r|\n/g, '\r\n'), 'latin1') : body);
   return hasher.digest('base64');
 }
 
