@@ -159,6 +159,21 @@ describe('a list\'s own texts', () => {
     expect((await nthMailTo('loud@x.example', 0)).text).toContain('Hi loud@x.example, welcome to Developers');
   });
 
+  it('writes a member whose domain is international in A-labels in the To of its notices, as in the envelope', async () => {
+    // The member is stored in U-labels (bob@bücher.example). Written so in To, the notice had a
+    // raw UTF-8 header field, which only SMTPUTF8 carries (RFC 6532 §3): a server without 8BITMIME
+    // was not sent it at all (5.6.3, "8-bit header fields"), so such a subscriber never got a
+    // welcome or a confirmation to answer.
+    expect((await cli(['subscribe', 'dev', 'bob@xn--bcher-kva.example'], env)).code).toBe(0);
+    expect(await findMember(db.pool, dev.id, 'bob@bücher.example')).toMatchObject({ status: 'active' });
+    // (smtp-server, the capture relay, gives the envelope's domain in U-labels)
+    const w = await nthMailTo('bob@bücher.example', 0);
+    const head = w.raw.toString('latin1').split('\r\n\r\n')[0];
+    expect(head).toMatch(/^To: bob@xn--bcher-kva\.example\r?$/m);
+    expect(/[\x80-\xff]/.test(head)).toBe(false);
+    expect(w.text).toContain('welcome to Developers');
+  });
+
   it('writes the From of a list whose name is 200 CJK characters in lines of at most 998 octets, the name whole', async () => {
     // 200 characters is what `list set name=` takes; in encoded words they are some 1,000 octets,
     // and "From: … <LIST-request@…>" was one line of 1,027: a relay that holds to RFC 5322 §2.1.1

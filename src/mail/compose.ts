@@ -5,6 +5,7 @@
  */
 
 import crypto from 'node:crypto';
+import { envelopeAddress } from './address.ts';
 import { subjectField, writtenField } from './header-block.ts';
 import { base64Lines } from './base64-lines.ts';
 
@@ -57,7 +58,9 @@ export function composeText(m: TextMail): Buffer {
   const { charset, encoding, body } = textBody(m.text.replace(/(\r\n|\r|\n)?$/, '\n'));
   const lines = [
     writtenField(`From: ${m.from}`),
-    `To: ${m.to}`,
+    // An international domain in A-labels, as in the envelope: in U-labels the field is raw UTF-8,
+    // which only SMTPUTF8 carries (RFC 6532), and a server without 8BITMIME is not sent it at all.
+    `To: ${envelopeAddress(m.to)}`,
     subjectField(m.subject),
     `Date: ${(m.date ?? new Date()).toUTCString().replace(/GMT$/, '+0000')}`,
     `Message-ID: <${messageId}>`,
