@@ -303,6 +303,20 @@ describe('the list\'s signature on copies of unusual posts', () => {
     expect((await dkimpyVerify(digest, all)).dkim[0]).toMatchObject({ d: 'lists.example.org', valid: true });
   });
 
+  it('does not sign mail to LIST-owner@ that it forwards: a stranger\'s From in the list\'s domain gets no aligned signature', async () => {
+    // Anyone may write to the owners. Signed with the list's key (d=lists.example.org), a message
+    // From "postmaster@lists.example.org" by a stranger reached the owners with DKIM and DMARC
+    // passing for the list's own domain: a forgery the owners' mail provider showed as genuine.
+    await newList('fwd', { signed: true });
+    const forged = Buffer.from(message({ id: 'owner-fwd-1@example.org', from: 'Postmaster <postmaster@lists.example.org>', to: 'fwd-owner@lists.example.org', subject: 'Your list key expired', body: 'Log in at https://evil.example/ now.\n' }));
+    const res = await sendRaw(smtp.port, { from: 'mallory@evil.example', to: ['fwd-owner@lists.example.org'] }, forged);
+    expect(res.ok, res.response).toBe(true);
+    const forward = (await relay.copy('owner@example.org', 'owner-fwd-1@example.org')).raw;
+    expect(forward.toString('latin1')).toContain('X-Loop: fwd-owner@lists.example.org');
+    expect(field(forward, 'DKIM-Signature').filter((v) => /d=lists\.example\.org/.test(v))).toEqual([]);
+    expect((await dkimpyVerify(forward, all)).dkim.filter((d) => d.valid)).toEqual([]);
+  });
+
   it('is valid on an 8-bit post with a footer', async () => {
     const raw = Buffer.from(message({ id: 'eight-1@example.org', to: 'eight@lists.example.org', body: 'Grüße aus Köln.\n' }).replace('Content-Type: text/plain; charset=utf-8', 'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit'), 'utf8');
     await variant('eight', { footer: 'Fußzeile.' }, raw, 'eight-1@example.org');

@@ -75,15 +75,14 @@ export function listSender(list: ListRow): string {
 /**
  * Mail for LIST-owner@ goes to every owner, as it arrived (an X-Loop line on top stops it from
  * coming round again if an owner's address leads back here), less what claims to be our own
- * verdict on it (ownerForward: Authentication-Results under `authservId`, SMTP_HELO_NAME).
+ * verdict on it (ownerForward: Authentication-Results under `authservId`, SMTP_HELO_NAME). The
+ * list does not sign it (isOwnerForward): it is a stranger's message, not the list's.
  */
 export async function forwardToOwners(db: Queryable, list: ListRow, arrived: Buffer, authservId: string): Promise<number> {
   const owners = await listOwners(db, list.id);
   if (owners.length === 0) return 0;
   const ownerAddress = roleAddress(list.address, 'owner');
-  const raw = ownerForward(arrived, authservId);
-  const eol = raw.includes('\r\n') ? '\r\n' : '\n';
-  const mailId = await insertOutboundMail(db, Buffer.concat([Buffer.from(`X-Loop: ${ownerAddress}${eol}`), raw]));
+  const mailId = await insertOutboundMail(db, ownerForward(arrived, authservId, ownerAddress));
   const envelopeFrom = verpAddress(list.address, NOTICE_BOUNCE_TOKEN);
   const ids = await enqueueMail(db, 'notice', list.id, mailId, owners.map((email) => ({ email, envelopeFrom })));
   await notifyOutbox(db);

@@ -18,7 +18,7 @@ import { needsMitigation } from '../mail/dmarc.ts';
 import { toSevenBit } from '../mail/seven-bit.ts';
 import { traceFields } from '../mail/post-checks.ts';
 import { listTemplateValues, renderTemplate } from '../mail/templates.ts';
-import { memberCopy, prepareCopy, signCopies, signedMemberCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
+import { isOwnerForward, memberCopy, prepareCopy, signCopies, signedMemberCopy, withMemberLines, type CopyOptions, type PreparedCopy } from '../mail/list-copy.ts';
 import type { ListIdentity } from '../mail/list-headers.ts';
 import { listKey, signMessage, type ListKey } from '../mail/list-signing.ts';
 import { dmarcPolicyFor } from './dmarc-lookup.ts';
@@ -140,6 +140,8 @@ export class CopyCache {
       raw = toSevenBit(memberCopy(prepared, row.member_token));
     } else if (row.mail_id !== null) {
       const mail = this.mails.get(row.mail_id)?.value ?? null;
+      // The list signs what it writes (notices, digests), never a stranger's message it forwards.
+      if (mail && isOwnerForward(mail)) return opts.sevenBit ? toSevenBit(mail) : mail;
       raw = mail && row.kind === 'digest' && list ? withMemberLines(mail, list.identity, row.member_token) : mail;
       if (raw && opts.sevenBit) raw = toSevenBit(raw);
     }

@@ -136,14 +136,29 @@ function loneCrsAsLineEnds(raw: Buffer): Buffer {
 }
 
 /**
- * Mail to LIST-owner@ as it is forwarded: read as it goes out (a lone CR made a line end, as for
- * a copy) and without Authentication-Results fields that use our authserv-id, which only we may
- * write (RFC 8601 §5): "dmarc=pass" under our name, forged by the sender, was shown to the owners.
+ * Mail to LIST-owner@ as it is forwarded: an X-Loop line naming `ownerAddress` on top (it stops
+ * the message from coming round again if an owner's address leads back here), read as it goes out
+ * (a lone CR made a line end, as for a copy) and without Authentication-Results fields that use
+ * our authserv-id, which only we may write (RFC 8601 §5): "dmarc=pass" under our name, forged by
+ * the sender, was shown to the owners.
  */
-export function ownerForward(raw: Buffer, authservId: string): Buffer {
+export function ownerForward(raw: Buffer, authservId: string, ownerAddress: string): Buffer {
   const split = splitMessage(loneCrsAsLineEnds(raw));
   const head = withoutOurResults(split.head, authservId);
-  return Buffer.concat([head, split.rest]);
+  return Buffer.concat([Buffer.from(`${FORWARD_MARK}${ownerAddress}${split.eol}`), head, split.rest]);
+}
+
+const FORWARD_MARK = 'X-Loop: ';
+
+/**
+ * Whether a queued mail is a forward made by ownerForward(), a stranger's message, rather than
+ * mail the list wrote (notices and digests start with their From). The list does not sign a
+ * forward: its key on a message From "postmaster@" the list's domain, written by anyone, made
+ * DKIM and DMARC pass for the list's own domain at the owners' provider. The author's own
+ * signature, if any, still verifies: the forward only gains a line on top.
+ */
+export function isOwnerForward(raw: Buffer): boolean {
+  return raw.subarray(0, FORWARD_MARK.length).toString('latin1') === FORWARD_MARK;
 }
 
 /** The header without Authentication-Results fields whose authserv-id is ours. */
