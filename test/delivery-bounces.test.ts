@@ -3,6 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decayBounceScores, memberBounces, raiseBounceScore } from '../src/db/bounces.ts';
 import { STRAY_BOUNCES_PER_HOUR } from '../src/core/bounces.ts';
+import { sendProbe } from '../src/core/bounce-notices.ts';
+import { queuedMail } from './helpers/browser.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember, findMember } from '../src/db/members.ts';
 import { deliveryHistory } from '../src/db/outbox.ts';
@@ -166,6 +168,17 @@ describe('bounces at the VERP address', () => {
     // Past the limit too, a report with a member's token is what scoring is for.
     await addMember(db.pool, dev.id, 'hal@example.org', 'each');
     expect((await bounce('hal@example.org', 'postfix-user-unknown.eml')).bounce_score).toBe(1);
+  });
+
+  it('quotes a bounce\'s diagnostic in notices on one line, without controls or bidirectional overrides', async () => {
+    await addMember(db.pool, dev.id, 'ivo@example.org', 'each');
+    const ivo = (await findMember(db.pool, dev.id, 'ivo@example.org'))!;
+    // Whoever sends the DSN writes its Diagnostic-Code: a right-to-left override would show the
+    // rest of the line reversed, a NEL (a C1 control) breaks the line in some readers.
+    await sendProbe(db.pool, dev, ivo, 'probe-0123456789abcdef0123456789abcdef', 'smtp; 550 5.1.1 gone\u202e moc.knab.www\u0085Click here');
+    const [probe] = (await queuedMail(db, 'ivo@example.org')).filter((m) => m.subject.includes('probe message'));
+    const said = probe.text.split('\n').find((l) => l.includes('550 5.1.1'))!;
+    expect(said).toBe('    smtp; 550 5.1.1 gone moc.knab.www Click here');
   });
 
   it('lets scores decay over time', async () => {

@@ -8,6 +8,7 @@ import type { ListRow } from '../db/lists.ts';
 import type { MemberRow } from '../db/members.ts';
 import type { Queryable } from '../db/pool.ts';
 import { roleAddress } from '../mail/address.ts';
+import { oneLine } from '../mail/parsed-message.ts';
 import { absoluteUrl, unsubscribeUrl } from '../mail/urls.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 
@@ -31,7 +32,7 @@ export async function sendProbe(tx: Queryable, list: ListRow, member: Member, to
       `Mail from the list to ${member.email} has bounced several times lately, so this message checks`,
       'whether the address still works. If this message reaches you, nothing more happens: you do',
       'not need to do anything to stay a member.',
-      ...(lastDiagnostic ? ['', 'The last bounce said:', '', `    ${oneLine(lastDiagnostic)}`] : []),
+      ...(lastDiagnostic ? ['', 'The last bounce said:', '', `    ${quoted(lastDiagnostic)}`] : []),
       '',
       `Questions go to the list's owners: ${roleAddress(list.address, 'owner')}`,
     ].join('\n'),
@@ -88,7 +89,7 @@ export async function tellOwnersDisabled(tx: Queryable, list: ListRow, member: M
     '',
     `Its bounce score had reached ${round(member.bounce_score)} (the list probes at ${list.bounce_threshold}), so a probe was`,
     'sent to the address, and the probe bounced too.',
-    ...(diagnostic ? ['', 'The last bounce said:', '', `    ${oneLine(diagnostic)}`] : []),
+    ...(diagnostic ? ['', 'The last bounce said:', '', `    ${quoted(diagnostic)}`] : []),
     '',
     list.bounce_warnings > 0
       ? `The member is told how to turn delivery back on, ${list.bounce_warnings} time(s) ${list.bounce_warning_interval_days} day(s) apart, and removed from the list after that.`
@@ -106,8 +107,13 @@ export async function tellOwnersRemoved(tx: Queryable, list: ListRow, member: Me
   ].join('\n'));
 }
 
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim().slice(0, 500);
+/**
+ * A remote server's words, quoted on one line: whoever sends a DSN writes them. The shared
+ * oneLine() makes controls spaces (C1 ones too, NEL among them) and drops bidirectional overrides,
+ * which would reorder the notice's text after them; white space runs are one space.
+ */
+function quoted(text: string): string {
+  return oneLine(text).replace(/\s+/g, ' ').trim().slice(0, 500);
 }
 
 function round(n: number): number {
