@@ -101,6 +101,7 @@ declare
   v_parent bigint;
   v_parent_rank bigint;
   v_reused boolean := false;
+  v_public boolean := (select l.archive = 'public' from lists l where l.id = p_list_id) is true;
   r record;
 begin
   -- Candidate parents, closest first (In-Reply-To, then References from the last), without
@@ -142,6 +143,7 @@ begin
     select m.id, m.thread_id, u.o into v_parent, v_thread, v_parent_rank
       from unnest(v_candidates) with ordinality u(c, o)
       join messages m on m.message_id = u.c
+     where threads_with(m.id, p_list_id)
      order by u.o, (select false from list_messages lm where lm.list_id = p_list_id and lm.message_id = m.id limit 1) nulls last, m.id
      limit 1;
   end if;
@@ -166,7 +168,8 @@ begin
   if not v_reused then
     for r in select u.message_id as child, u.priority, m.thread_id as child_thread
                from unresolved_refs u join messages m on m.id = u.message_id
-              where u.ref = p_message_id loop
+              where u.ref = p_message_id
+                and (v_public or (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = u.message_id limit 1)) loop
       update messages set parent_id = v_id where messages.id = r.child;
       delete from unresolved_refs where message_id = r.child and priority >= r.priority;
       update messages set thread_id = v_thread where messages.thread_id = r.child_thread and r.child_thread <> v_thread;
@@ -328,6 +331,7 @@ begin
       select c.id, c.prio, p.id as parent, p.thread_id as parent_thread,
              (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = p.id limit 1) is not null as in_list
         from import_candidates c join messages p on p.message_id = c.ref
+       where threads_with(p.id, p_list_id)
       union all
       select c.id, c.prio, p.id, null, true
         from import_candidates c join import_rows p on p.message_id = c.ref
@@ -358,6 +362,9 @@ begin
       from import_rows p join unresolved_refs u on u.ref = p.message_id join messages c on c.id = u.message_id
      -- a reused Message-ID (another list's message has it) adopts nobody: the first one did
      where (select true from messages m where m.message_id = p.message_id limit 1) is null
+       -- a message of another list joins this one's thread only when this list is public
+       and ((select l.archive = 'public' from lists l where l.id = p_list_id) is true
+            or (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = c.id limit 1))
      order by u.message_id, u.priority;
     if found then
       insert into import_labels (thread, label)
@@ -886,6 +893,17 @@ begin
                         else r.m[1] end, '' order by r.n)
             from regexp_matches(v, '[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]+|[^\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]+', 'g') with ordinality as r(m, n));
 end $$;
+
+--
+-- Name: threads_with(bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.threads_with(p_message bigint, p_list bigint) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select exists (select 1 from list_messages lm join lists l on l.id = lm.list_id
+                  where lm.message_id = p_message and (lm.list_id = p_list or l.archive = 'public'))
+$$;
 
 --
 -- Name: listkeeper; Type: TEXT SEARCH CONFIGURATION; Schema: public; Owner: -
