@@ -101,7 +101,6 @@ declare
   v_parent bigint;
   v_parent_rank bigint;
   v_reused boolean := false;
-  v_public boolean := (select l.archive = 'public' from lists l where l.id = p_list_id) is true;
   r record;
 begin
   -- Candidate parents, closest first (In-Reply-To, then References from the last), without
@@ -169,7 +168,8 @@ begin
     for r in select u.message_id as child, u.priority, m.thread_id as child_thread
                from unresolved_refs u join messages m on m.id = u.message_id
               where u.ref = p_message_id
-                and (v_public or (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = u.message_id limit 1)) loop
+                and ((select l.archive = 'public' from lists l where l.id = p_list_id) is true
+                     or (select true from list_messages lm where lm.list_id = p_list_id and lm.message_id = u.message_id limit 1)) loop
       update messages set parent_id = v_id where messages.id = r.child;
       delete from unresolved_refs where message_id = r.child and priority >= r.priority;
       update messages set thread_id = v_thread where messages.thread_id = r.child_thread and r.child_thread <> v_thread;
