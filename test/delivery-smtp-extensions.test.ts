@@ -170,6 +170,39 @@ describe('8BITMIME', () => {
   });
 });
 
+describe('a list on an international domain', () => {
+  it('writes its addresses in A-labels in every copy and notice, which a server without 8BITMIME then takes', async () => {
+    // The list is stored in U-labels, as every address is (normalizeEmail). Written so in List-Id,
+    // List-Post, a notice's From and Message-ID, each copy's header was raw UTF-8: refused for
+    // every member by a relay without 8BITMIME (and sent without SMTPUTF8 by one with it).
+    const list = await createList(db.pool, { address: 'intl@bücher.example', name: 'intl', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    expect(list.address).toBe('intl@bücher.example');
+    await addMember(db.pool, list.id, 'ann@example.net', 'each');
+    relay.setScript({ replies: { ehlo: BARE } });
+    worker = await startWorker(db, workerConfig(relay));
+    const to = 'intl@xn--bcher-kva.example';
+    const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [to] }, Buffer.from(message({ id: 'intl-1@example.org', to }), 'utf8'));
+    expect(res.ok, res.response).toBe(true);
+    const help = await sendRaw(smtp.port, { from: 'alice@example.org', to: ['intl-request@xn--bcher-kva.example'] }, Buffer.from(message({ id: 'intl-2@example.org', to: 'intl-request@xn--bcher-kva.example', subject: 'help', body: 'help\n' }), 'utf8'));
+    expect(help.ok, help.response).toBe(true);
+    await drained(db);
+    expect((await outbox('intl-1@example.org')).map((r) => [r.recipient, r.state])).toEqual([['ann@example.net', 'sent']]);
+    // latin1: one character a byte, so that a UTF-8 byte is a character past \x7f.
+    const copy = { raw: deliveredOf('intl-1@example.org')[0].raw.toString('latin1') };
+    const head = (raw: string) => raw.slice(0, raw.indexOf('\r\n\r\n'));
+    expect(head(copy.raw)).toMatch(/^[\x00-\x7f]*$/);
+    expect(copy.raw).toContain('\r\nList-Id: <intl.xn--bcher-kva.example>\r\n');
+    expect(copy.raw).toContain('\r\nList-Post: <mailto:intl@xn--bcher-kva.example>\r\n');
+    expect(copy.raw).toMatch(/\r\nList-Unsubscribe: <mailto:intl-unsubscribe@xn--bcher-kva\.example>/);
+    const answer = relay.delivered.find((d) => d.to[0] === 'alice@example.org');
+    expect(answer, 'the answer to "help"').toBeDefined();
+    const notice = { raw: answer!.raw.toString('latin1') };
+    expect(head(notice.raw)).toMatch(/^[\x00-\x7f]*$/);
+    expect(notice.raw).toMatch(/^From: .*<intl-request@xn--bcher-kva\.example>\r$/m);
+    expect(notice.raw).toMatch(/^Message-ID: <[^>]+@xn--bcher-kva\.example>\r$/m);
+  });
+});
+
 describe('SMTPUTF8', () => {
   it('subscribes an international address from the command line, and still refuses garbage', async () => {
     await listWith('intl', []);

@@ -18,6 +18,17 @@ describe('digests', () => {
     { messageId: 'b@x', raw: Buffer.from('From: bob@example.net\r\nSubject: Re: plan\r\nMessage-ID: <b@x>\r\n\r\nAgreed.\r\n'), subject: 'Re: plan', fromName: '', fromEmail: 'bob@example.net', date: now, text: 'Agreed.\n' },
   ];
 
+  it('writes a list on an international domain in A-labels in both digests\' header', () => {
+    const intl = { ...info, list: { ...info.list, address: 'dev@bücher.example', domain: 'bücher.example' } };
+    for (const raw of [mimeDigest(intl, [messages[1]]), plainDigest(intl, [messages[1]])]) {
+      const head = raw.subarray(0, raw.indexOf('\r\n\r\n'));
+      expect(head.every((b) => b < 0x80)).toBe(true);
+      expect(head.toString()).toMatch(/^From: .*<dev-request@xn--bcher-kva\.example>\r$/m);
+      expect(head.toString()).toMatch(/^To: dev@xn--bcher-kva\.example\r$/m);
+      expect(head.toString()).toMatch(/^Message-ID: <[^>]+@xn--bcher-kva\.example>\r$/m);
+    }
+  });
+
   it('builds a MIME digest with each post as a message/rfc822 part, byte for byte', async () => {
     const raw = mimeDigest(info, messages);
     const parsed = await parse(raw);

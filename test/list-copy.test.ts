@@ -125,6 +125,19 @@ describe('list copies', () => {
     expect(memberCopy(prepareCopy(RAW, options({ replyTo: { policy: 'address', address: 'jörg@bücher.example' } })), 't').toString()).toContain('Reply-To: <jörg@bücher.example>');
   });
 
+  it('writes a list on an international domain in A-labels: its list headers, and From when the author is rewritten', () => {
+    const list = { ...options().list, address: 'dev@bücher.example' };
+    for (const mitigation of ['none', 'munge_from'] as const) {
+      const copy = memberCopy(prepareCopy(RAW, options({ list, mitigation, fromEmail: 'alice@exämple.de', replyTo: { policy: 'list', address: null } })), 't');
+      expect(copy.subarray(0, copy.length - RAW.length).every((b) => b < 0x80), mitigation).toBe(true);
+      expect(copy.toString()).toContain('\r\nList-Id: <dev.xn--bcher-kva.example>\r\n');
+      expect(copy.toString()).toContain('\r\nReply-To: <dev@xn--bcher-kva.example>\r\n');
+    }
+    const munged = memberCopy(prepareCopy(RAW, options({ list, mitigation: 'munge_from', fromEmail: 'alice@exämple.de' })), 't').toString();
+    expect(munged).toMatch(/^From: .* via dev <dev@xn--bcher-kva\.example>\r$/m);
+    expect(munged).toMatch(/^Reply-To: Alice <alice@xn--exmple-cua\.de>\r$/m);
+  });
+
   it('offers one-click unsubscribe (List-Unsubscribe-Post) on every copy, with the link PUBLIC_URL makes', () => {
     const plain = memberCopy(prepareCopy(RAW, options({ list: { ...options().list, publicUrl: 'http://127.0.0.1:8080' } })), 'tok123').toString();
     expect(plain).toContain('List-Unsubscribe: <mailto:dev-unsubscribe@lists.example.org>, <http://127.0.0.1:8080/u/tok123>\r\n');

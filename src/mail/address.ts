@@ -209,9 +209,26 @@ export function envelopeAddress(address: string): string {
   const at = address.lastIndexOf('@');
   const local = address.slice(0, at);
   const domain = address.slice(at + 1);
-  if (at <= 0 || /^[\x00-\x7f]*$/.test(domain) || /[^\x00-\x7f]/.test(local)) return address;
-  const ascii = url.domainToASCII(domain);
-  return ascii ? `${local}@${ascii}` : address;
+  if (at <= 0 || /[^\x00-\x7f]/.test(local)) return address;
+  return `${local}@${asciiDomain(domain)}`;
+}
+
+/** A domain in A-labels (`bücher.example` is `xn--bcher-kva.example`): as headers and envelopes write it. */
+export function asciiDomain(domain: string): string {
+  if (/^[\x00-\x7f]*$/.test(domain)) return domain;
+  return url.domainToASCII(domain) || domain;
+}
+
+/**
+ * A mailbox we write in a header field (`"dev list" <dev-request@bücher.example>`, or a bare
+ * address) with the address's domain in A-labels, as envelopeAddress() writes it: in U-labels the
+ * field is raw UTF-8, which only SMTPUTF8 carries (RFC 6532), and a server without 8BITMIME is not
+ * sent it at all. The display name is the caller's (displayName() encodes it).
+ */
+export function headerMailbox(mailbox: string): string {
+  const angle = /<([^<>]*)>\s*$/.exec(mailbox);
+  if (!angle) return envelopeAddress(mailbox.trim());
+  return `${mailbox.slice(0, angle.index)}<${envelopeAddress(angle[1])}>`;
 }
 
 // C0 controls but the tab, and DEL.

@@ -5,7 +5,7 @@
  */
 
 import crypto from 'node:crypto';
-import { envelopeAddress } from './address.ts';
+import { asciiDomain, envelopeAddress, headerMailbox } from './address.ts';
 import { subjectField, writtenField } from './header-block.ts';
 import { base64Lines } from './base64-lines.ts';
 
@@ -25,14 +25,14 @@ export interface TextMail {
 }
 
 export function newMessageId(domain: string): string {
-  return `${Date.now().toString(36)}.${crypto.randomBytes(9).toString('hex')}@${domain}`;
+  return `${Date.now().toString(36)}.${crypto.randomBytes(9).toString('hex')}@${asciiDomain(domain)}`;
 }
 
 /** Whether `value` has the shape newMessageId(domain) gives (one this server could have made). */
 export function isNewMessageId(value: unknown, domain: string): value is string {
   if (typeof value !== 'string' || value.length > 300) return false;
   const at = value.lastIndexOf('@');
-  return /^[0-9a-z]{1,12}\.[0-9a-f]{18}$/.test(value.slice(0, at)) && value.slice(at + 1) === domain;
+  return /^[0-9a-z]{1,12}\.[0-9a-f]{18}$/.test(value.slice(0, at)) && value.slice(at + 1) === asciiDomain(domain);
 }
 
 /**
@@ -57,15 +57,15 @@ export function composeText(m: TextMail): Buffer {
   const messageId = newMessageId(m.domain);
   const { charset, encoding, body } = textBody(m.text.replace(/(\r\n|\r|\n)?$/, '\n'));
   const lines = [
-    writtenField(`From: ${m.from}`),
     // An international domain in A-labels, as in the envelope: in U-labels the field is raw UTF-8,
     // which only SMTPUTF8 carries (RFC 6532), and a server without 8BITMIME is not sent it at all.
+    writtenField(`From: ${headerMailbox(m.from)}`),
     `To: ${envelopeAddress(m.to)}`,
     subjectField(m.subject),
     `Date: ${(m.date ?? new Date()).toUTCString().replace(/GMT$/, '+0000')}`,
     `Message-ID: <${messageId}>`,
     ...(m.inReplyTo ? [`In-Reply-To: <${m.inReplyTo}>`, `References: <${m.inReplyTo}>`] : []),
-    ...(m.replyTo ? [writtenField(`Reply-To: ${m.replyTo}`)] : []),
+    ...(m.replyTo ? [writtenField(`Reply-To: ${headerMailbox(m.replyTo)}`)] : []),
     `Auto-Submitted: ${m.autoSubmitted ?? 'auto-generated'}`,
     ...(m.headers ?? []),
     'MIME-Version: 1.0',

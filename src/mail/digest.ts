@@ -6,6 +6,7 @@
 
 import crypto from 'node:crypto';
 import { newMessageId, textBody } from './compose.ts';
+import { envelopeAddress } from './address.ts';
 import { displayName, subjectField, writtenField } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
 import { oneLine } from './parsed-message.ts';
@@ -46,9 +47,11 @@ function topics(messages: DigestMessage[]): string[] {
 }
 
 function header(d: DigestInfo, contentType: string, extra: string[] = []): string[] {
+  // An international domain in A-labels, as list-headers.ts writes it.
+  const address = envelopeAddress(d.list.address);
   return [
-    writtenField(`From: ${displayName(`${d.list.name} list`)} <${d.list.address.replace('@', '-request@')}>`),
-    `To: ${d.list.address}`,
+    writtenField(`From: ${displayName(`${d.list.name} list`)} <${address.replace('@', '-request@')}>`),
+    `To: ${address}`,
     subjectField(subjectOf(d)),
     `Date: ${d.date.toUTCString().replace(/GMT$/, '+0000')}`,
     `Message-ID: <${newMessageId(d.list.domain)}>`,

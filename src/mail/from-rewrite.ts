@@ -13,6 +13,7 @@
  */
 
 import addressparser from 'nodemailer/lib/addressparser';
+import { envelopeAddress } from './address.ts';
 import { displayName, fieldValue, foldField, type HeaderField } from './header-block.ts';
 
 export interface RewriteInput {
@@ -34,20 +35,22 @@ export interface Rewrite {
 }
 
 export function rewriteFrom(o: RewriteInput): Rewrite {
-  const from = field(`From: ${displayName(`${viaName(o.fromName, o.fromEmail)} via ${o.list.name}`)} <${o.list.address}>`, o.eol);
+  // Addresses with an international domain in A-labels, as the envelope writes them (list-headers.ts).
+  const from = field(`From: ${displayName(`${viaName(o.fromName, o.fromEmail)} via ${o.list.name}`)} <${envelopeAddress(o.list.address)}>`, o.eol);
   const addTo = o.listSetsReplyTo ? 'Cc' : 'Reply-To';
   const existing = o.fields.filter((f) => f.name === addTo.toLowerCase());
-  const author = `${o.fromName.trim() ? `${displayName(o.fromName)} ` : ''}<${o.fromEmail}>`;
-  const authorOnly = field(`${addTo}: ${author}`, o.eol) ?? field(`${addTo}: <${o.fromEmail}>`, o.eol);
+  const authorAddress = envelopeAddress(o.fromEmail);
+  const author = `${o.fromName.trim() ? `${displayName(o.fromName)} ` : ''}<${authorAddress}>`;
+  const authorOnly = field(`${addTo}: ${author}`, o.eol) ?? field(`${addTo}: <${authorAddress}>`, o.eol);
   let reach: Buffer | null;
   if (existing.length === 0) reach = authorOnly;
   else {
     // The addresses already there keep their bytes (encoded words, 8-bit text as written).
     const values = existing.map((f) => rawValue(f, o.eol));
     const listed = existing.flatMap((f) => addresses(fieldValue(f)));
-    const authorKey = Buffer.from(o.fromEmail.toLowerCase(), 'utf8').toString('latin1');
+    const authorKeys = [o.fromEmail, authorAddress].map((a) => Buffer.from(a.toLowerCase(), 'utf8').toString('latin1'));
     const parts = [Buffer.from(`${addTo}: `), ...values.flatMap((v, i) => (i ? [Buffer.from(', '), v] : [v]))];
-    if (!listed.includes(authorKey)) parts.push(Buffer.from(`, ${author}`, 'utf8'));
+    if (!authorKeys.some((k) => listed.includes(k))) parts.push(Buffer.from(`, ${author}`, 'utf8'));
     // Folded at the white space that is there; a value with an unfoldable run (the author's own
     // header was already too long) gives way to the author's address alone.
     reach = foldField(Buffer.concat([...parts, Buffer.from(o.eol)]), o.eol) ?? authorOnly;

@@ -4,7 +4,7 @@
  * signature still verifies.
  */
 
-import { roleAddress, splitAddress } from './address.ts';
+import { asciiDomain, envelopeAddress, roleAddress, splitAddress } from './address.ts';
 import { absoluteUrl, listUrl, messageUrl, subscribeUrl, unsubscribeUrl } from './urls.ts';
 
 export interface ListIdentity {
@@ -16,10 +16,10 @@ export interface ListIdentity {
   publicUrl: string;
 }
 
-/** `<dev.lists.example.org>` (RFC 2919). */
+/** `<dev.lists.example.org>` (RFC 2919: a dot-atom, so an international domain is in A-labels). */
 export function listId(address: string): string {
   const parts = splitAddress(address)!;
-  return `<${parts.local}.${parts.domain}>`;
+  return `<${parts.local}.${asciiDomain(parts.domain)}>`;
 }
 
 /** Field names we set on every copy; an incoming copy of any of them is dropped to keep one of each. */
@@ -28,13 +28,18 @@ export const LIST_FIELDS = new Set([
   'list-archive', 'list-owner', 'archived-at', 'precedence',
 ]);
 
-/** The lines shared by every copy of one message on one list. */
+/**
+ * The lines shared by every copy of one message on one list. Addresses are written with their
+ * domain in A-labels (envelopeAddress): a list on an international domain in U-labels made every
+ * copy's header raw UTF-8, which a relay without 8BITMIME refused for every member.
+ */
 export function listHeaderLines(list: ListIdentity, messageId: string | null): string[] {
+  const address = envelopeAddress(list.address);
   const lines = [
     `List-Id: ${listId(list.address)}`,
-    `List-Post: <mailto:${list.address}>`,
-    `List-Help: <mailto:${roleAddress(list.address, 'request')}?subject=help>`,
-    `List-Subscribe: <mailto:${roleAddress(list.address, 'subscribe')}>, <${absoluteUrl(list.publicUrl, subscribeUrl(list.key))}>`,
+    `List-Post: <mailto:${address}>`,
+    `List-Help: <mailto:${roleAddress(address, 'request')}?subject=help>`,
+    `List-Subscribe: <mailto:${roleAddress(address, 'subscribe')}>, <${absoluteUrl(list.publicUrl, subscribeUrl(list.key))}>`,
     `List-Archive: <${absoluteUrl(list.publicUrl, listUrl(list.key))}>`,
   ];
   if (messageId) lines.push(`Archived-At: <${absoluteUrl(list.publicUrl, messageUrl(messageId))}>`);
@@ -54,7 +59,7 @@ export function offersOneClick(publicUrl: string): boolean {
  * which `serve` warns about when PUBLIC_URL is not (offersOneClick).
  */
 export function memberHeaderLines(list: ListIdentity, token: string | null): string[] {
-  const mailto = `<mailto:${roleAddress(list.address, 'unsubscribe')}>`;
+  const mailto = `<mailto:${roleAddress(envelopeAddress(list.address), 'unsubscribe')}>`;
   if (!token) return [`List-Unsubscribe: ${mailto}`];
   return [`List-Unsubscribe: ${mailto}, <${absoluteUrl(list.publicUrl, unsubscribeUrl(token))}>`, 'List-Unsubscribe-Post: List-Unsubscribe=One-Click'];
 }
