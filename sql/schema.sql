@@ -853,13 +853,17 @@ CREATE FUNCTION public.record_thread_moves() RETURNS trigger
     SET search_path TO 'public'
     AS $$
 begin
-  insert into thread_moves (old_thread, new_thread)
-    select distinct o.thread_id, n.thread_id
+  insert into thread_moves (old_thread, new_thread, lists)
+    select o.thread_id, n.thread_id, coalesce(array_agg(distinct lm.list_id) filter (where lm.list_id is not null), '{}')
       from old_rows o join new_rows n on n.id = o.id
+      left join list_messages lm on lm.message_id = o.id
      where o.thread_id <> n.thread_id
        -- a thread that still has messages was split, not moved
        and not exists (select 1 from messages m where m.thread_id = o.thread_id)
-  on conflict (old_thread) do update set new_thread = excluded.new_thread, moved_at = now();
+     group by o.thread_id, n.thread_id
+  on conflict (old_thread) do update
+    set new_thread = excluded.new_thread, moved_at = now(),
+        lists = array(select distinct x from unnest(coalesce(thread_moves.lists, '{}') || excluded.lists) x order by x);
   return null;
 end $$;
 
@@ -1826,7 +1830,8 @@ CREATE SEQUENCE public.thread_ids
 CREATE TABLE public.thread_moves (
     old_thread bigint NOT NULL,
     new_thread bigint NOT NULL,
-    moved_at timestamp with time zone DEFAULT now() NOT NULL
+    moved_at timestamp with time zone DEFAULT now() NOT NULL,
+    lists bigint[]
 );
 
 --

@@ -461,6 +461,33 @@ describe('threads that merge', () => {
     expect(res.status).toBe(301);
     expect(res.headers.get('location')).toBe(`/lists/merge/thread/${newThread}`);
   });
+
+  it('redirects an old thread only in a list it was shown in: a private reply adopted by a public message is not told', async () => {
+    // A private list's reply arrives before the public message it answers, which adopts it
+    // (sql/0086 allows it: the adopting list is public). The private thread's old number
+    // redirected in every list, the public one too, telling its readers a private list replied.
+    const open = await newList(db.pool, 'merge-open@lists.example.org');
+    const hush = await newList(db.pool, 'merge-hush@lists.example.org', 'private');
+    await put(hush, { id: 'hush-child@example.org', subject: 'Re: open parent', date: 'Mon, 02 Nov 2026 10:00:00 +0000', inReplyTo: 'open-parent@example.org' });
+    const thread = async () => (await db.pool.query(`select thread_id from messages where message_id = 'hush-child@example.org'`)).rows[0].thread_id;
+    const oldThread = await thread();
+    await put(open, { id: 'open-parent@example.org', subject: 'open parent', date: 'Mon, 02 Nov 2026 09:00:00 +0000' });
+    const newThread = await thread();
+    expect(newThread).not.toBe(oldThread);
+    const answer = await get(`/lists/merge-open/thread/${oldThread}`);
+    expect(answer.status).toBe(404);
+    expect(await answer.text()).toContain('There is no such thread in this list.');
+    // The public thread itself answers, with the private reply left out.
+    const shown = await get(`/lists/merge-open/thread/${newThread}`);
+    expect(shown.status).toBe(200);
+    expect(await shown.text()).not.toContain('hush-child');
+    // Moves record the lists they moved messages of; a merge within the private list is its own.
+    await put(hush, { id: 'hush-2@example.org', subject: 'Re: hush root', date: 'Mon, 02 Nov 2026 11:00:00 +0000', inReplyTo: 'hush-root@example.org' });
+    const hushOld = (await db.pool.query(`select thread_id from messages where message_id = 'hush-2@example.org'`)).rows[0].thread_id;
+    await put(hush, { id: 'hush-root@example.org', subject: 'hush root', date: 'Mon, 02 Nov 2026 10:30:00 +0000' });
+    expect((await db.pool.query('select lists from thread_moves where old_thread = $1', [hushOld])).rows).toEqual([{ lists: [String(hush.id)] }]);
+    expect((await get(`/lists/merge-open/thread/${hushOld}`)).status).toBe(404);
+  });
 });
 
 describe('Last-Modified after hiding and showing again', () => {

@@ -324,16 +324,24 @@ export async function threadTree(db: Queryable, listId: number, threadId: number
   return entries;
 }
 
-/** Where a thread went when it merged into another (its old URL redirects there). */
-export async function movedThread(db: Queryable, threadId: number): Promise<number | null> {
+/**
+ * Where a thread of this list went when it merged into another (its old URL redirects there): only
+ * a thread that had messages in the list (thread_moves.lists, sql/0087; unknown for moves recorded
+ * before), and only to a thread the list shows. Without both, another list's private thread that
+ * merged into a public one redirected in the public list too, telling that it had been there.
+ */
+export async function movedThread(db: Queryable, listId: number, threadId: number): Promise<number | null> {
   const { rows } = await db.query<{ thread: number }>({
     name: 'archive-moved-thread',
     text: `with recursive chain (thread, n) as (
-       select new_thread, 1 from thread_moves where old_thread = $1
+       select new_thread, 1 from thread_moves where old_thread = $1 and (lists is null or $2 = any(lists))
        union all
        select tm.new_thread, c.n + 1 from chain c join thread_moves tm on tm.old_thread = c.thread where c.n < 50
-     ) select thread from chain order by n desc limit 1`,
-    values: [threadId],
+     ), last as (select thread from chain order by n desc limit 1)
+     select thread from last
+      where exists (select 1 from messages m join list_messages lm on lm.message_id = m.id
+                     where m.thread_id = last.thread and lm.list_id = $2 and lm.hidden_at is null)`,
+    values: [threadId, listId],
   });
   return rows[0]?.thread ?? null;
 }

@@ -47,7 +47,7 @@ export async function threadPage(ctx: WebContext, req: Request, res: Response) {
   const entries = await threadTree(db, list.id, threadId, { limit: OUTLINE_SPAN, offset: outlineFrom, bodyFrom, bodyTo: bodyFrom + BODIES_PER_PAGE });
   const { key, last_modified: lastModified } = list;
   if (entries.length === 0 || !entries.some((e) => e.body !== null)) {
-    const moved = page === 1 ? await movedThread(db, threadId) : null;
+    const moved = page === 1 ? await movedThread(db, list.id, threadId) : null;
     if (moved) return res.redirect(301, threadUrl(key, moved));
     throw new NotFound('There is no such thread in this list.', 'no_such_thread');
   }
