@@ -251,6 +251,30 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     });
   });
 
+  it('refuses a roster whose "entries" is not an array, and reports an entry whose fields are objects, each in one line of its own words', async () => {
+    await inTempDir('lk-mm3-shapes-', async (dir) => {
+      const config = path.join(dir, 'config.json');
+      fs.writeFileSync(config, JSON.stringify({ list_name: 'shapes', mail_host: 'example.com' }));
+      // JavaScript's words before: "error: entries.forEach is not a function".
+      const notArray = path.join(dir, 'members.json');
+      fs.writeFileSync(notArray, JSON.stringify({ total_size: 1, entries: { email: 'anne@example.com' } }));
+      const r = await cli(['import-mailman', config, notArray], env);
+      expect([r.code, r.stdout, r.stderr]).toEqual([1, '', `listkeeper: ${notArray}: "entries" is not an array: not a Mailman 3 REST response\n`]);
+      expect((await db.pool.query(`select 1 from lists where address = 'shapes@example.com'`)).rowCount).toBe(0);
+      // An object where a string belongs ("error: Cannot convert object to primitive value" stopped
+      // the import): that entry is reported, the others are imported.
+      const odd = path.join(dir, 'odd.json');
+      fs.writeFileSync(odd, JSON.stringify({ members: [{ email: { toString: 1 } }, { email: 'bea@example.com', delivery_mode: { toString: 1 } }, { email: 'cy@example.com', role: 'member' }] }));
+      const o = await cli(['import-mailman', config, odd], env);
+      expect(o.code).toBe(1);
+      expect(o.stderr).toBe(
+        `listkeeper: ${odd}: entry 1: "{\\"toString\\":1}" is not an e-mail address\n` +
+          `listkeeper: ${odd}: entry 2 (bea@example.com): unknown delivery_mode "{\\"toString\\":1}" (regular, plaintext_digests, mime_digests or summary_digests)\n`,
+      );
+      expect((await members('shapes@example.com')).map((m: { email: string }) => m.email)).toEqual(['cy@example.com']);
+    });
+  });
+
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
     const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'bad-members-regular.txt')], env);
     expect(r.code).toBe(1);

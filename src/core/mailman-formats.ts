@@ -174,6 +174,8 @@ function readMailman3(file: string, json: unknown, plan: ImportPlan, pages: Rost
     return 1;
   }
   if (Array.isArray(o.entries) || typeof o.total_size === 'number') {
+    // Read as an array, anything else stopped the command with "entries.forEach is not a function".
+    if (o.entries !== undefined && !Array.isArray(o.entries)) throw new InvalidInput(`${file}: "entries" is not an array: not a Mailman 3 REST response`, 'bad_import');
     notePage(pages, file, o);
     readMailman3Entries(file, (o.entries ?? []) as unknown[], plan);
     return 0;
@@ -193,14 +195,23 @@ function readMailman3(file: string, json: unknown, plan: ImportPlan, pages: Rost
   return configs;
 }
 
+/**
+ * A JSON value as text: a string as it is, anything else as its JSON. String() of an object made
+ * "[object Object]", and one whose "toString" is no function stopped the command with
+ * "Cannot convert object to primitive value".
+ */
+function text(v: unknown): string {
+  return typeof v === 'string' ? v : v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
 // Maps, not objects: a value read from the file ("constructor", "toString") must not find Object's own.
 const MM3_DIGEST = new Map<string, DigestFormat>([['plaintext_digests', 'plain'], ['mime_digests', 'mime'], ['summary_digests', 'mime']]);
 
 function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan, role?: string) {
   entries.forEach((e, n) => {
     const entry = (e ?? {}) as Record<string, unknown>;
-    const raw = String(entry.email ?? entry.address ?? '');
-    const kind = String(entry.role ?? role ?? (String(entry.self_link ?? '').includes('/bans/') ? 'ban' : ''));
+    const raw = text(entry.email ?? entry.address ?? '');
+    const kind = text(entry.role ?? role ?? (text(entry.self_link ?? '').includes('/bans/') ? 'ban' : ''));
     if (kind === 'ban') {
       // A ban is an address or a regular expression (^…); only ^.*@domain$ has an equivalent.
       return void addBan(plan, 'bans', raw);
@@ -210,12 +221,12 @@ function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan,
     if (kind === 'owner') pushOnce(plan.owners, email);
     else if (kind === 'moderator') pushOnce(plan.moderators, email);
     else if (kind === 'member') {
-      const delivery = String(entry.delivery_mode ?? 'regular');
+      const delivery = text(entry.delivery_mode ?? 'regular');
       if (delivery !== 'regular' && !MM3_DIGEST.has(delivery)) {
         return void plan.problems.push({ file, line: null, input: email, error: `${file}: entry ${n + 1} (${email}): unknown delivery_mode ${JSON.stringify(delivery)} (regular, plaintext_digests, mime_digests or summary_digests)` });
       }
-      const status = String(entry.delivery_status ?? 'enabled');
-      if (entry.moderation_action && entry.moderation_action !== 'defer') plan.unmapped.push({ setting: `moderation_action (${email})`, value: String(entry.moderation_action), note: 'no per-member moderation: use post_policy or a sender rule' });
+      const status = text(entry.delivery_status ?? 'enabled');
+      if (entry.moderation_action && entry.moderation_action !== 'defer') plan.unmapped.push({ setting: `moderation_action (${email})`, value: text(entry.moderation_action), note: 'no per-member moderation: use post_policy or a sender rule' });
       plan.members.push({
         email,
         // Control characters (a NUL, a line break) become spaces: PostgreSQL stores no NUL, and a name is one line.
@@ -228,7 +239,7 @@ function readMailman3Entries(file: string, entries: unknown[], plan: ImportPlan,
     } else if (kind === 'nonmember') {
       // A non-member's own action is a sender rule here: accept lets them post, discard and reject
       // refuse them; hold and defer are what a list does with non-members anyway.
-      const action = String(entry.moderation_action ?? '');
+      const action = text(entry.moderation_action ?? '');
       if (action === 'accept') addBan(plan, 'nonmember moderation_action', email, 'allow');
       else if (action === 'discard' || action === 'reject') addBan(plan, 'nonmember moderation_action', email);
       else if (action && action !== 'hold' && action !== 'defer') plan.unmapped.push({ setting: `moderation_action (${email}, non-member)`, value: action, note: 'no equivalent' });
@@ -250,7 +261,7 @@ function notePage(pages: RosterPage[], file: string, o: Record<string, unknown>,
   if (typeof o.total_size !== 'number') return;
   const entries = Array.isArray(o.entries) ? o.entries : [];
   const first = (entries[0] ?? {}) as Record<string, unknown>;
-  const kind = role ?? (typeof first.role === 'string' ? first.role : String(first.self_link ?? '').includes('/bans/') ? 'ban' : 'entries');
+  const kind = role ?? (typeof first.role === 'string' ? first.role : text(first.self_link ?? '').includes('/bans/') ? 'ban' : 'entries');
   pages.push({ file, kind, entries: entries.length, total: o.total_size });
 }
 
@@ -345,8 +356,8 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
     if (reply === 'explicit_header_only' && replyAddress) note('reply_goes_to_list', 'the author\'s own Reply-To is kept besides the list\'s address');
   }
   if (replyAddress) set('reply_to_address', replyAddress);
-  const memberAction = String(val('default_member_action') ?? 'defer');
-  const nonmemberAction = String(val('default_nonmember_action') ?? 'hold');
+  const memberAction = text(val('default_member_action') ?? 'defer');
+  const nonmemberAction = text(val('default_nonmember_action') ?? 'hold');
   set('post_policy', memberAction === 'hold' ? 'moderated' : nonmemberAction === 'accept' ? 'open' : 'members');
   if (['reject', 'discard'].includes(memberAction)) note('default_member_action', 'members\' posts are held, not refused or dropped');
   if (['reject', 'discard'].includes(nonmemberAction)) note('default_nonmember_action', 'non-members\' posts are held, not refused or dropped (a ban rule drops one sender\'s)');
@@ -358,8 +369,8 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
   if (typeof arch === 'string' && MM3_ARCHIVE.has(arch)) set('archive', MM3_ARCHIVE.get(arch));
   else if (arch !== undefined) note('archive_policy', 'unknown value');
   if (arch === 'never') note('archive_policy', 'posts are archived all the same, shown to nobody but members and moderators (archive=private)');
-  if (typeof val('max_message_size') === 'number' || /^\d+$/.test(String(c.max_message_size ?? ''))) set('max_message_size', Number(c.max_message_size) * 1024);
-  if (c.digest_size_threshold !== undefined && Number(val('digest_size_threshold')) > 0) set('digest_size_threshold', Math.max(1024, Math.round(Number(c.digest_size_threshold) * 1024)));
+  if (typeof val('max_message_size') === 'number' || /^\d+$/.test(text(c.max_message_size ?? ''))) set('max_message_size', Number(c.max_message_size) * 1024);
+  if (c.digest_size_threshold !== undefined && Number(text(val('digest_size_threshold'))) > 0) set('digest_size_threshold', Math.max(1024, Math.round(Number(c.digest_size_threshold) * 1024)));
   const dmarc = val('dmarc_mitigate_action');
   const always = val('dmarc_mitigate_unconditionally') === true;
   if (dmarc === 'no_mitigation') set('dmarc_mitigation', 'none');
@@ -383,7 +394,7 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
   // Mailman's REST API writes a timedelta as "7d", or "0d43200.0s" when it is not whole days
   // (rest/helpers.py): that form was dropped without a word, as any other would have been.
   const intervalValue = val('bounce_you_are_disabled_warnings_interval');
-  const interval = /^(\d+)d(?:(\d+(?:\.\d+)?)s)?$/.exec(String(intervalValue ?? ''));
+  const interval = /^(\d+)d(?:(\d+(?:\.\d+)?)s)?$/.exec(text(intervalValue ?? ''));
   if (interval) {
     const days = Number(interval[1]) + Number(interval[2] ?? 0) / 86400;
     set('bounce_warning_interval_days', Math.max(1, Math.round(days)));
@@ -391,7 +402,7 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
   } else if (intervalValue !== undefined && intervalValue !== null) note('bounce_you_are_disabled_warnings_interval', 'unknown value');
   for (const [k, list] of [['accept_these_nonmembers', 'allow'], ['discard_these_nonmembers', 'ban']] as const) {
     const v = val(k);
-    if (Array.isArray(v)) for (const p of v) addBan(plan, k, String(p), list);
+    if (Array.isArray(v)) for (const p of v) addBan(plan, k, text(p), list);
   }
   // What is left has no equivalent; empty values and defaults that listkeeper shares are not worth a line.
   for (const [k, v] of Object.entries(c)) {
