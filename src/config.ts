@@ -549,7 +549,9 @@ function malformedLine(text: string): { line: number; quoted: boolean } | null {
     }
     const trimmed = line.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
-    const m = /^(?:export\s+)?[A-Za-z_][A-Za-z0-9_.-]*\s*=\s*(.*)$/.exec(trimmed);
+    // `export` and one space, exactly as Node's parser strips it: after two spaces or a tab it
+    // read the variable as " NAME" or "export\tNAME", and NAME went unset without a word.
+    const m = /^(?:export )?[A-Za-z_][A-Za-z0-9_.-]*\s*=\s*(.*)$/.exec(trimmed);
     if (!m) return { line: i + 1, quoted: false };
     const quote = m[1][0];
     if (quote !== '"' && quote !== "'" && quote !== '`') continue;

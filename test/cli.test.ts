@@ -531,6 +531,30 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     }
   });
 
+  it('stops on a .env `export` followed by more than one space or a tab, which Node reads as another name', async () => {
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lk-dotenv-'));
+    try {
+      // Node's parser took "export  MAIL_DOMAIN" as the name " MAIL_DOMAIN" (a tab: "export\tMAIL_DOMAIN"):
+      // MAIL_DOMAIN went unset and the list was made on lists.localhost, with exit 0 (DATABASE_URL
+      // so written ran the command on the embedded database instead).
+      for (const spacing of ['  ', '\t']) {
+        fs.writeFileSync(path.join(dir, '.env'), `# the domain\nexport${spacing}MAIL_DOMAIN=spaced.example\n`);
+        const r = await cli(['list', 'create', 'spacedexport'], { DATABASE_URL: db.url, MAIL_DOMAIN: undefined }, undefined, dir);
+        expect([r.code, r.stdout, r.stderr], JSON.stringify(spacing)).toEqual([1, '', `listkeeper: Invalid configuration: ${path.join(dir, '.env')} line 2: expected NAME=VALUE (a name of letters, digits and _), a # comment or a blank line\n`]);
+      }
+      expect(await db.pool.query(`select 1 from lists where local_part = 'spacedexport'`)).toMatchObject({ rowCount: 0 });
+      // One space, as shells write it, is read.
+      fs.writeFileSync(path.join(dir, '.env'), 'export MAIL_DOMAIN=spaced.example\n');
+      const ok = await cli(['list', 'create', 'spacedexport'], { DATABASE_URL: db.url, MAIL_DOMAIN: undefined }, undefined, dir);
+      expect(ok.stdout).toBe('created list spacedexport@spaced.example\n');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await db.pool.query(`delete from lists where local_part = 'spacedexport'`);
+    }
+  });
+
   it('defaults PUBLIC_URL to http://WEB_HOST:WEB_PORT, so that setting only WEB_PORT moves every link in mail', async () => {
     expect(parseConfig({}).publicUrl).toBe('http://127.0.0.1:8080');
     expect(parseConfig({ WEB_PORT: '9090' }).publicUrl).toBe('http://127.0.0.1:9090');
