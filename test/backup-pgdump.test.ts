@@ -187,6 +187,22 @@ describe.runIf(server === pgDump)(`listkeeper backup and restore with pg_dump (s
     await restoreRefused(cut, /^listkeeper: restore refused, the database is left as it was: the backup file is truncated \(it ends before its trailer\)/);
   }, 60_000);
 
+  it('refuses a trailer of another shape (not under the file\'s checksum) with one line, and empties the database again', async () => {
+    const bytes = fs.readFileSync(FILE);
+    const last = frames(bytes).at(-1)!;
+    const trailer = JSON.parse(bytes.toString('utf8', last.at + 5, last.at + 5 + last.length));
+    expect(Object.keys(trailer)).toEqual(expect.arrayContaining(['tables', 'sha256', 'pg_dump']));
+    for (const [name, payload] of [['null', null], ['no-tables', { ...trailer, tables: undefined }], ['null-table', { ...trailer, tables: [null] }]] as const) {
+      const body = Buffer.from(JSON.stringify(payload));
+      const head = Buffer.alloc(5);
+      head.write('T', 0, 'latin1');
+      head.writeUInt32BE(body.length, 1);
+      const file = path.join(dir, `trailer-${name}.lkb`);
+      fs.writeFileSync(file, Buffer.concat([bytes.subarray(0, last.at), head, body]));
+      await restoreRefused(file, /^listkeeper: restore refused, the database is left as it was: the backup file is corrupt: its trailer is not one listkeeper writes$/);
+    }
+  }, 120_000);
+
   it('drops what pg_restore committed when the check then fails (a table reads back with another sha256 than the trailer\'s)', async () => {
     const bytes = fs.readFileSync(FILE);
     // The trailer is not covered by the file's sha256 (it holds it): change one hex digit of lists' sha256.

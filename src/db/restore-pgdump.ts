@@ -127,7 +127,12 @@ async function feed(reader: FrameReader, run: ToolRun, progress: () => void): Pr
     const f = await reader.next();
     if (!f) throw new BackupFileError(TRUNCATED);
     if (f.kind === 'T') {
-      const trailer = parseRecord<BackupTrailer>(f.payload, 'its trailer');
+      const trailer = parseRecord<BackupTrailer | null>(f.payload, 'its trailer');
+      // The trailer is not under the file's checksum (it holds it): its shape is checked before it
+      // is read, or a hand-made one stopped the restore with JavaScript's own words.
+      if (!trailer || typeof trailer !== 'object' || !Array.isArray(trailer.tables) || !trailer.tables.every((t) => t && typeof t === 'object') || typeof trailer.sha256 !== 'string') {
+        throw new BackupFileError('the backup file is corrupt: its trailer is not one listkeeper writes');
+      }
       if (trailer.pg_dump?.bytes !== bytes || trailer.pg_dump.sha256 !== archive.digest('hex') || trailer.sha256 !== reader.digest()) {
         throw new BackupFileError('the backup file is corrupt: its checksum does not match its contents');
       }
