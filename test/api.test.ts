@@ -617,6 +617,18 @@ describe('the panel\'s token page', () => {
     const badScope = await admin.post('/admin/tokens', { name: 'x', scope: 'root' });
     expect(badScope.status).toBe(400);
   });
+
+  it('makes a token only in a session of a recent login: a stolen old cookie cannot mint one that outlives it', async () => {
+    const stale = await loggedIn(db, web.url, 'stale.admin@example.org', { siteAdmin: true });
+    await db.pool.query(`update sessions set created_at = now() - interval '16 minutes' where account_id = (select id from accounts where email = 'stale.admin@example.org')`);
+    const refused = await stale.post('/admin/tokens', { name: 'thief-kept', scope: 'admin' });
+    expect(refused.status).toBe(303);
+    expect(refused.location).toBe('/account/reauthenticate');
+    expect(refused.text).not.toMatch(/lkt_/);
+    expect((await db.pool.query(`select 1 from api_tokens where name = 'thief-kept'`)).rowCount).toBe(0);
+    // Listing and revoking stay open to it: they keep nothing.
+    expect((await stale.get('/admin/tokens')).status).toBe(200);
+  });
 });
 
 describe('whose tokens work', () => {
