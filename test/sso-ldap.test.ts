@@ -195,6 +195,17 @@ describe('logging in with a directory account (LDAP)', () => {
     expect((await login(other, 'ｂob\u200b', pw('bob'))).status).toBe(303);
   });
 
+  it('counts a name with more spaces inside as that name: the directory binds "smith,   jr" as "smith, jr"', async () => {
+    const c = client(direct);
+    // RFC 4518 2.6.1: a run of spaces matches one. Each run length was a new name with limits of its own.
+    for (let i = 0; i < 10; i++) expect((await login(c, `smith,${' '.repeat(i + 2)}jr`, `wrong-${i}`)).status).toBe(401);
+    expect((await login(c, 'smith, jr', pw('smith, jr'))).status).toBe(429);
+    expect((await login(c, 'smith,            jr', pw('smith, jr'))).status).toBe(429);
+    expect((await db.pool.query(`select hits from rate_limits where key = 'login:fail:ldap:smith, jr'`)).rows).toEqual([{ hits: 10 }]);
+    const other = client(direct);
+    expect((await login(other, 'smith,  jr', pw('smith, jr'))).status).toBe(303);
+  });
+
   it('answers 503 with a clear message within LDAP_TIMEOUT when the directory stops answering', async () => {
     await slapd.freeze();
     try {

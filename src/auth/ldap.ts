@@ -185,9 +185,11 @@ export class LdapLogin {
 /**
  * A directory user name as the directory compares it (RFC 4518 string preparation, as OpenLDAP and
  * Active Directory match uid and DNs): NFKC, case folded, without default-ignorable characters
- * (zero-width spaces and joiners). "ａnn" and "ann\u200b" are ann there, so they are ann here too:
- * the login limits count them as one name, and the directory is asked the one name.
+ * (zero-width spaces and joiners), and with a run of spaces inside as one space (RFC 4518 2.6.1,
+ * insignificant space handling: "smith,   jr" binds as "smith, jr"). "ａnn" and "ann\u200b" are
+ * ann there, so they are ann here too: the login limits count them as one name, and the directory
+ * is asked the one name.
  */
 export function ldapLoginName(input: string): string {
-  return input.normalize('NFKC').replace(/\p{Default_Ignorable_Code_Point}/gu, '').toLowerCase().trim();
+  return input.normalize('NFKC').replace(/\p{Default_Ignorable_Code_Point}/gu, '').toLowerCase().trim().replace(/ {2,}/g, ' ');
 }
