@@ -275,6 +275,20 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     });
   });
 
+  it('takes a setting with half of a surrogate pair, as U+FFFD the way a text column stores it, and records it in the audit log', async () => {
+    await inTempDir('lk-mm3-surrogate-', async (dir) => {
+      const config = path.join(dir, 'config.json');
+      // As the file has it: the escape of a lone half. JSON.stringify wrote it back as "\ud800" for
+      // the audit entry, which jsonb refuses: the import stopped with "invalid input syntax for type json".
+      fs.writeFileSync(config, '{"list_name": "halves", "mail_host": "example.com", "subject_prefix": "[x\\ud800]", "description": "d\\udc00"}');
+      const r = await cli(['import-mailman', config], env);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      expect(await show('halves@example.com')).toMatchObject({ subject_prefix: '[x\ufffd]', description: 'd\ufffd' });
+      const { rows } = await db.pool.query(`select detail->'settings' as s from audit_log where action = 'list.import' and list_address = 'halves@example.com'`);
+      expect(rows).toEqual([{ s: { subject_prefix: '[x\ufffd]', description: 'd\ufffd' } }]);
+    });
+  });
+
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
     const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'bad-members-regular.txt')], env);
     expect(r.code).toBe(1);

@@ -26,8 +26,32 @@ export interface AuditRow {
 export async function recordAudit(db: Queryable, e: AuditEntry): Promise<void> {
   await db.query(
     `insert into audit_log (actor, action, list_id, list_address, target, detail) values ($1, $2, $3, $4, $5, $6)`,
-    [e.actor, e.action, e.list?.id ?? null, e.list?.address ?? null, e.target ?? null, JSON.stringify(e.detail ?? {})],
+    [e.actor, e.action, e.list?.id ?? null, e.list?.address ?? null, e.target ?? null, detailJson(e.detail)],
   );
+}
+
+/**
+ * An entry's detail as JSON PostgreSQL takes. JSON.stringify writes a lone surrogate (from a
+ * file's "\ud800", a JavaScript string cut between a pair) as the escape `\ud800`, which jsonb
+ * refuses: the whole change failed with "invalid input syntax for type json". Each such string,
+ * and key, is made well-formed first (U+FFFD in place of the lone half), as the text columns
+ * beside it store it.
+ */
+function detailJson(detail: Record<string, unknown> | undefined): string {
+  return JSON.stringify(detail ?? {}, (_key, value: unknown) => {
+    if (typeof value === 'string') return wellFormed(value);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    const entries = Object.entries(value);
+    return entries.some(([k]) => LONE_SURROGATE.test(k)) ? Object.fromEntries(entries.map(([k, v]) => [wellFormed(k), v])) : value;
+  });
+}
+
+// A high half not followed by a low one, or a low half not after a high one (String.prototype.toWellFormed, not in TypeScript's lib yet).
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, 'g');
+
+function wellFormed(s: string): string {
+  return LONE_SURROGATE.test(s) ? s.replace(LONE_SURROGATES, '\ufffd') : s;
 }
 
 /** Many entries in one statement (a bulk decision on a flood of held posts). */
@@ -37,7 +61,7 @@ export async function recordAudits(db: Queryable, entries: AuditEntry[]): Promis
     `insert into audit_log (actor, action, list_id, list_address, target, detail)
      select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])`,
     [entries.map((e) => e.actor), entries.map((e) => e.action), entries.map((e) => e.list?.id ?? null), entries.map((e) => e.list?.address ?? null),
-      entries.map((e) => e.target ?? null), entries.map((e) => JSON.stringify(e.detail ?? {}))],
+      entries.map((e) => e.target ?? null), entries.map((e) => detailJson(e.detail))],
   );
 }
 
