@@ -289,6 +289,28 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     });
   });
 
+  it('reports a post action or a size Mailman 3 does not have as an unknown value, taking the default, instead of dropping it without a word', async () => {
+    await inTempDir('lk-mm3-unknown-', async (dir) => {
+      const config = path.join(dir, 'config.json');
+      fs.writeFileSync(config, JSON.stringify({ list_name: 'odd-actions', mail_host: 'example.com', default_member_action: 'holdd', default_nonmember_action: { x: 1 }, max_message_size: 'big' }));
+      const r = await cli(['import-mailman', '--json', config], env);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      const { unmapped } = JSON.parse(r.stdout);
+      for (const setting of ['default_member_action', 'default_nonmember_action', 'max_message_size']) {
+        expect(unmapped, setting).toContainEqual(expect.objectContaining({ setting, note: 'unknown value' }));
+      }
+      expect(await show('odd-actions@example.com')).toMatchObject({ post_policy: 'members' });
+      // Mailman 2: a number outside the choices.
+      const mm2 = path.join(dir, 'odd.config');
+      fs.writeFileSync(mm2, '## "odd-numbers" mailing list configuration settings\nhost_name = \'example.com\'\nreply_goes_to_list = -1\nsubscribe_policy = 1.5\n');
+      const two = await cli(['import-mailman', '--json', mm2], env);
+      expect([two.code, two.stderr]).toEqual([0, '']);
+      const notes = JSON.parse(two.stdout).unmapped;
+      expect(notes).toContainEqual({ setting: 'reply_goes_to_list', value: '-1', note: 'unknown value' });
+      expect(notes).toContainEqual({ setting: 'subscribe_policy', value: '1.5', note: 'unknown value' });
+    });
+  });
+
   it('reports a member line that is no address and imports the good ones, exiting 1', async () => {
     const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), path.join(F, 'bad-members-regular.txt')], env);
     expect(r.code).toBe(1);

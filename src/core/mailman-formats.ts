@@ -204,6 +204,9 @@ function text(v: unknown): string {
   return typeof v === 'string' ? v : v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v);
 }
 
+/** What Mailman 3 does with a post (default_member_action, default_nonmember_action). */
+const MM3_ACTIONS = new Set(['hold', 'reject', 'discard', 'accept', 'defer']);
+
 // Maps, not objects: a value read from the file ("constructor", "toString") must not find Object's own.
 const MM3_DIGEST = new Map<string, DigestFormat>([['plaintext_digests', 'plain'], ['mime_digests', 'mime'], ['summary_digests', 'mime']]);
 
@@ -356,8 +359,16 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
     if (reply === 'explicit_header_only' && replyAddress) note('reply_goes_to_list', 'the author\'s own Reply-To is kept besides the list\'s address');
   }
   if (replyAddress) set('reply_to_address', replyAddress);
-  const memberAction = text(val('default_member_action') ?? 'defer');
-  const nonmemberAction = text(val('default_nonmember_action') ?? 'hold');
+  // An action Mailman does not have is reported, and the default taken: it was taken without a word.
+  const action = (k: string, otherwise: string) => {
+    const v = val(k);
+    if (v === undefined || v === null) return otherwise;
+    if (typeof v === 'string' && MM3_ACTIONS.has(v)) return v;
+    note(k, 'unknown value');
+    return otherwise;
+  };
+  const memberAction = action('default_member_action', 'defer');
+  const nonmemberAction = action('default_nonmember_action', 'hold');
   set('post_policy', memberAction === 'hold' ? 'moderated' : nonmemberAction === 'accept' ? 'open' : 'members');
   if (['reject', 'discard'].includes(memberAction)) note('default_member_action', 'members\' posts are held, not refused or dropped');
   if (['reject', 'discard'].includes(nonmemberAction)) note('default_nonmember_action', 'non-members\' posts are held, not refused or dropped (a ban rule drops one sender\'s)');
@@ -369,7 +380,9 @@ function readMailman3Config(c: Record<string, unknown>, plan: ImportPlan) {
   if (typeof arch === 'string' && MM3_ARCHIVE.has(arch)) set('archive', MM3_ARCHIVE.get(arch));
   else if (arch !== undefined) note('archive_policy', 'unknown value');
   if (arch === 'never') note('archive_policy', 'posts are archived all the same, shown to nobody but members and moderators (archive=private)');
-  if (typeof val('max_message_size') === 'number' || /^\d+$/.test(text(c.max_message_size ?? ''))) set('max_message_size', Number(c.max_message_size) * 1024);
+  const size = val('max_message_size');
+  if (typeof size === 'number' || /^\d+$/.test(text(size ?? ''))) set('max_message_size', Number(size) * 1024);
+  else if (size !== undefined && size !== null) note('max_message_size', 'unknown value');
   if (c.digest_size_threshold !== undefined && Number(text(val('digest_size_threshold'))) > 0) set('digest_size_threshold', Math.max(1024, Math.round(Number(c.digest_size_threshold) * 1024)));
   const dmarc = val('dmarc_mitigate_action');
   const always = val('dmarc_mitigate_unconditionally') === true;
@@ -454,6 +467,7 @@ function readMailman2Config(file: string, text: string, plan: ImportPlan) {
   const replyAddress = typeof val('reply_to_address') === 'string' ? String(c.get('reply_to_address')).trim() : '';
   if (reply !== null && MM2_REPLY[reply] === 'address' && !replyAddress) note('reply_goes_to_list', NO_REPLY_ADDRESS_NOTE);
   else if (reply !== null && MM2_REPLY[reply]) set('reply_to', MM2_REPLY[reply]);
+  else if (reply !== null) note('reply_goes_to_list', 'unknown value');
   if (replyAddress) set('reply_to_address', replyAddress);
   const moderated = num('default_member_moderation') === 1;
   const nonmember = num('generic_nonmember_action') ?? 1;
@@ -463,6 +477,7 @@ function readMailman2Config(file: string, text: string, plan: ImportPlan) {
   if (nonmember >= 2) note('generic_nonmember_action', 'non-members\' posts are held, not refused or dropped (a ban rule drops one sender\'s)');
   const sub = num('subscribe_policy');
   if (sub !== null && MM2_SUBSCRIBE[sub]) set('subscribe_policy', MM2_SUBSCRIBE[sub]);
+  else if (sub !== null) note('subscribe_policy', 'unknown value');
   const archive = num('archive');
   const archivePrivate = num('archive_private');
   if (archive === 0) {
