@@ -113,6 +113,18 @@ describe('a member manages their own subscriptions', () => {
     expect(audit.rows.map((r) => r.action)).toEqual(['account.password_set', 'account.password_changed']);
   });
 
+  it('tells a site administrator, in a password notice, to revoke API tokens they did not make; others are not told of tokens', async () => {
+    // A token made from a stolen session outlives a new password and "Log out everywhere else".
+    const admin = await loggedIn(db, web.url, 'pw-admin@example.org', { siteAdmin: true });
+    const member = await loggedIn(db, web.url, 'pw-member@example.org');
+    for (const c of [admin, member]) await c.post('/account/password', { password: 'a password here', confirm: 'a password here' });
+    const [toAdmin] = (await queuedMail(db, 'pw-admin@example.org')).filter((m) => m.subject === 'A password was set for your account');
+    const [toMember] = (await queuedMail(db, 'pw-member@example.org')).filter((m) => m.subject === 'A password was set for your account');
+    expect(toAdmin.text).toMatch(/As a site administrator, also revoke the API tokens you did not make \(http[^)]*\/admin\/tokens\)/);
+    expect(toMember.text).toContain('Log out everywhere else');
+    expect(toMember.text).not.toMatch(/token/i);
+  });
+
   it('counts wrong current passwords against the login limits: a session is no way to guess the password', async () => {
     const c = await loggedIn(db, web.url, 'guess@example.org');
     await c.post('/account/password', { password: 'the real password', confirm: 'the real password' });

@@ -15,11 +15,11 @@
 
 import type pg from 'pg';
 import { hashToken, looksLikeToken } from '../auth/credentials.ts';
-import { consumeLoginToken, issueLoginToken, peekLoginToken } from '../db/accounts.ts';
+import { consumeLoginToken, findAccount, issueLoginToken, peekLoginToken } from '../db/accounts.ts';
 import { addPendingAddress, removeAddress, setPrimaryAddress, verifyAddress, type VerifyOutcome } from '../db/account-addresses.ts';
 import { recordAudit } from '../db/audit.ts';
 import { deleteSessionsLoggedInWith } from '../db/sessions.ts';
-import { withTransaction } from '../db/pool.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import { InvalidInput } from '../errors.ts';
 import { normalizeEmail } from '../mail/address.ts';
@@ -101,7 +101,7 @@ export async function followVerifyLink(pool: pg.Pool, who: AccountRef, token: st
         subject: 'An address was added to your account',
         text: `Another address was added to your account on ${settings.publicUrl} (${who.email}, this address) on ${noticeTime(new Date())}. `
           + `It can now log in to the account and receive its mail. Your account page lists the account's addresses.\n\n`
-          + notYou(settings, false),
+          + notYou(settings, false, await tokensAdvice(tx, who.accountId, settings)),
       });
     }
     return { outcome, email: used.email };
@@ -117,14 +117,26 @@ export function noticeTime(at: Date): string {
 }
 
 /** What to do when a change to the account was not one's own, at the end of its notice. */
-function notYou(settings: NoticeSettings, withThisAddress: boolean): string {
+function notYou(settings: NoticeSettings, withThisAddress: boolean, tokens: string): string {
   return `If you made this change, there is nothing more to do.\n\n`
     + `If you did not, someone else may be using your account. `
     + (withThisAddress
       ? `Log in with this address (${absoluteUrl(settings.publicUrl, loginUrl())}): on your account page, make it primary again, `
       : `Log in with another address of the account (${absoluteUrl(settings.publicUrl, loginUrl())}): on your account page, `)
     + `remove the addresses you do not know, change your password (or set one), and choose "Log out everywhere else". `
+    + tokens
     + `If you cannot log in any more, ask the administrators of ${settings.publicUrl} for help.\n`;
+}
+
+/**
+ * For a site administrator's account, the line of a "not you?" notice about API tokens: a token
+ * made from a stolen session outlives it, and neither a new password nor "Log out everywhere else"
+ * stops it, so the way back includes revoking the ones they did not make. Empty for anyone else.
+ */
+export async function tokensAdvice(db: Queryable, accountId: number, settings: NoticeSettings): Promise<string> {
+  const account = await findAccount(db, accountId);
+  if (!account?.is_site_admin) return '';
+  return `As a site administrator, also revoke the API tokens you did not make (${absoluteUrl(settings.publicUrl, '/admin/tokens')}): they keep working after all this. `;
 }
 
 /**
@@ -150,7 +162,7 @@ export async function removeAccountAddress(pool: pg.Pool, who: AccountRef, email
         subject: 'An address was removed from your account',
         text: `${email} (this address) was removed from its account on ${settings.publicUrl} on ${noticeTime(new Date())}. `
           + `It no longer logs in to that account, and the sessions logged in with it there have been logged out. Its subscriptions to lists stay as they are.\n\n`
-          + notYou(settings, false),
+          + notYou(settings, false, await tokensAdvice(tx, who.accountId, settings)),
       });
     }
     return ended;
@@ -175,7 +187,7 @@ export async function makePrimaryAddress(pool: pg.Pool, who: AccountRef, email: 
       subject: 'Your primary address was changed',
       text: `The primary address of your account on ${settings.publicUrl} was changed on ${noticeTime(new Date())}: it was ${who.email} (this address), it is now another address of the account, where the site's mail to you goes from now on. `
         + `This address stays a verified address of the account: you can still log in with it.\n\n`
-        + notYou(settings, true),
+        + notYou(settings, true, await tokensAdvice(tx, who.accountId, settings)),
     });
   });
 }

@@ -12,7 +12,7 @@ import { recordAudit } from '../db/audit.ts';
 import { withTransaction } from '../db/pool.ts';
 import { deleteAccountSessions } from '../db/sessions.ts';
 import { absoluteUrl, passwordResetRequestUrl } from '../mail/urls.ts';
-import { noticeTime, type AccountRef, type NoticeSettings } from './account-addresses.ts';
+import { noticeTime, tokensAdvice, type AccountRef, type NoticeSettings } from './account-addresses.ts';
 import { sendNotice } from './notices.ts';
 
 export type PasswordChange = 'set' | 'changed' | 'reset';
@@ -36,6 +36,7 @@ export async function savePassword(pool: pg.Pool, who: AccountRef, hash: string,
         + `If you made this change, there is nothing more to do.\n\n`
         + `If you did not, someone else may be using your account: ask for a new password with this address (${absoluteUrl(settings.publicUrl, passwordResetRequestUrl())}), `
         + `then, on your account page, remove the addresses you do not know and choose "Log out everywhere else". `
+        + (await tokensAdvice(tx, who.accountId, settings))
         + `If you cannot, ask the administrators of ${settings.publicUrl} for help.\n`,
     });
   });
