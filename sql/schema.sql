@@ -2393,6 +2393,12 @@ CREATE INDEX messages_author_trgm ON public.messages USING gin ((((from_name || 
 '::text) || from_email)) public.gin_trgm_ops);
 
 --
+-- Name: messages_bidi_fields; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX messages_bidi_fields ON public.messages USING btree (id) WHERE ((subject ~ '[‪-‮⁦-⁩]'::text) OR (from_name ~ '[‪-‮⁦-⁩]'::text));
+
+--
 -- Name: messages_by_thread; Type: INDEX; Schema: public; Owner: -
 --
 

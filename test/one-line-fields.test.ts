@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runConversionBatch } from '../src/core/conversions.ts';
+import { runConversionBatch, runConversions } from '../src/core/conversions.ts';
 import { oneLineFields } from '../src/core/conversions/one-line-fields.ts';
 import type { ListRow } from '../src/db/lists.ts';
+import { log } from '../src/log.ts';
 import { archive, mail, newList } from './fixtures/archive/seed.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
@@ -78,4 +79,22 @@ it('a pass over messages that hold none changes nothing, and leaves the archive\
   expect(await version()).toBe(before);
   const { rows: [job] } = await db.pool.query(`select rows_changed::int as changed, done_at is not null as done from conversions where name = 'one-line-fields'`);
   expect(job).toEqual({ changed: 0, done: true });
+});
+
+it('opens the finished job again for a message the previous release archives with a control during a rolling upgrade', async () => {
+  const pass = () => runConversions(db.pool, 'test', { batchRows: 100, pauseMs: 0 }, log, () => false, [oneLineFields]);
+  await pass();
+  const job = async () => (await db.pool.query(`select last_key::int, done_at is not null as done from conversions where name = 'one-line-fields'`)).rows[0];
+  expect(await job()).toMatchObject({ done: true });
+  // As the release before sql/0084 archives a post: its subject and name as the mail wrote them.
+  await archive(db.pool, dev, mail({ id: 'late-spoof@example.org', subject: 'Re: budget', date: 'Tue, 03 Nov 2026 10:00:00 +0000' }));
+  await db.pool.query(`update messages set subject = $1, from_name = $2 where message_id = 'late-spoof@example.org'`, [`Re: budget${RLO}`, `Bob ${FSI}Example`]);
+  // The index of sql/0088 answers for it, and only for it.
+  const plan = (await db.pool.query(`explain select id from messages where subject ~ U&'[\\202A-\\202E\\2066-\\2069]' or from_name ~ U&'[\\202A-\\202E\\2066-\\2069]' order by id limit 1`)).rows.map((r) => r['QUERY PLAN']).join('\n');
+  expect(plan).toContain('messages_bidi_fields');
+  await pass();
+  const { rows } = await db.pool.query(`select subject, from_name from messages where message_id = 'late-spoof@example.org'`);
+  expect(rows).toEqual([{ subject: 'Re: budget', from_name: 'Bob Example' }]);
+  expect(await job()).toMatchObject({ done: true });
+  expect(await (await fetch(`${web.url}/message-id/late-spoof@example.org`)).text()).not.toContain(RLO);
 });

@@ -28,3 +28,17 @@ export async function cleanMessageFields(tx: Queryable, afterId: number, limit: 
   );
   return { lastKey: b.last, seen: b.seen, changed: rowCount ?? 0 };
 }
+
+/**
+ * The first message whose subject or author name holds a bidirectional control, null if none: one
+ * the previous release archived during a rolling upgrade (the partial index of sql/0088 holds just
+ * those; its predicate is this condition, written the same way).
+ */
+export async function firstMessageWithBidi(db: Queryable): Promise<number | null> {
+  const { rows } = await db.query<{ id: number }>(
+    `select id::float8 as id from messages
+      where subject ~ U&'[\\202A-\\202E\\2066-\\2069]' or from_name ~ U&'[\\202A-\\202E\\2066-\\2069]'
+      order by id limit 1`,
+  );
+  return rows[0]?.id ?? null;
+}
