@@ -209,6 +209,14 @@ describe('the sender of a held post', () => {
     expect(notice.headers.get('in-reply-to')?.[0]).toContain(id(1));
   });
 
+  it('is told once an hour per mailbox: posts in the names of its sub-addresses (bob+1@, bob+2@, …) are not told one by one', async () => {
+    const { address, id } = await newList();
+    for (const n of [1, 2, 3]) await send(address, `flooded+${n}@elsewhere.example`, { id: id(n), subject: `Post ${n}` });
+    await settle();
+    const told = relay.messages.filter((m) => /^flooded(\+\d+)?@elsewhere\.example$/.test(m.to) && m.raw.toString().includes('awaits moderator approval'));
+    expect(told.map((m) => m.to)).toEqual(['flooded+1@elsewhere.example']);
+  });
+
   it('is not told unless the list turns it on (the default is off)', async () => {
     const { list, address, id, moderator } = await newList();
     await db.pool.query('update lists set notify_held_sender = default where id = $1', [list.id]);

@@ -10,7 +10,7 @@ import { claimHeldNotice, setHeldMailTokens, takeUnnotifiedHeld } from '../db/he
 import type { ListRow } from '../db/lists.ts';
 import type { Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
-import { normalizeEmail, roleAddress, splitAddress } from '../mail/address.ts';
+import { mailboxKey, normalizeEmail, roleAddress, splitAddress } from '../mail/address.ts';
 import { isAutomatic } from '../mail/commands.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { PostChecks } from '../mail/post-checks.ts';
@@ -87,8 +87,9 @@ export function answersSender(rule: string, checks: PostChecks | null | undefine
   return !SILENT_RULES.has(rule) && checks?.auth?.dmarc !== 'fail' && !!envelopeFrom;
 }
 
-// One "awaits moderation" reply per sender, list and hour: a flood of posts (or of forged
-// senders) cannot make the list write to one address more than that.
+// One "awaits moderation" reply per mailbox, list and hour: a flood of posts (or of forged
+// senders) cannot make the list write to one mailbox more than that. Keyed on the address as
+// written, each of bob+1@, bob+2@, … had its own hour, and posts in their names flooded bob@.
 const SENDER_NOTICES_PER_HOUR = 1;
 
 export interface HeldArrival {
@@ -117,7 +118,7 @@ export async function tellSenderHeld(tx: Queryable, h: HeldArrival): Promise<boo
   if (!to) return false;
   const parts = splitAddress(to);
   if (parts?.domain === list.domain && parts.local.startsWith(list.local_part)) return false;
-  if (!(await allowHit(tx, `held-notice:${list.id}:${to}`, SENDER_NOTICES_PER_HOUR, 3600))) return false;
+  if (!(await allowHit(tx, `held-notice:${list.id}:${mailboxKey(to)}`, SENDER_NOTICES_PER_HOUR, 3600))) return false;
   await sendNotice(tx, {
     to,
     list,
