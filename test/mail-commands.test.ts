@@ -128,6 +128,19 @@ describe('mail commands in the name of a domain that says by DMARC they are forg
     expect(counted).toEqual([]);
   });
 
+  it('answers nothing either when the p=reject From hides among more domains than are checked', async () => {
+    // Eleven From domains: DMARC gives no verdict at all (permerror), and the first address, the
+    // one an answer would go to, is the victim's.
+    const from = ['victim2@strict.example', ...Array.from({ length: 10 }, (_, i) => `x@d${i}.example`)].join(', ');
+    for (const [to, subject] of [['open-subscribe@lists.example.org', 'subscribe'], ['open-request@lists.example.org', 'help'], [`open-confirm+${'0'.repeat(32)}@lists.example.org`, 'Re: confirm']]) {
+      const res = await sendRaw(smtp.port, { from: 'x@d0.example', to: [to] }, message({ from, to, subject }));
+      expect(res.ok, res.response).toBe(true);
+    }
+    expect(await queuedFor('victim2@strict.example')).toEqual([]);
+    const { rows } = await db.pool.query<{ reason: string }>(`select reason from ingest_errors where envelope_from = 'x@d0.example' order by id`);
+    expect(rows.map((r) => r.reason)).toEqual(Array(3).fill('the sender cannot be authenticated (From names more than 10 domains): not answered, as mail in the name of victim2@strict.example'));
+  });
+
   it('answers as before where DMARC does not say so (p=none)', async () => {
     await mail('open-subscribe@lists.example.org', 'someone@loose.example', { subject: 'subscribe' });
     expect(tokenIn((await queuedFor('someone@loose.example'))[0])).not.toBeNull();

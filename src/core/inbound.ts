@@ -16,7 +16,7 @@ import { post } from './post.ts';
 import { checkPost } from './post-checks.ts';
 import { authenticatePost } from './post-authentication.ts';
 import { moderateByMail } from './moderation-mail.ts';
-import { dmarcForgery } from './moderation-rules.ts';
+import { dmarcForgery, unsureAuth } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
@@ -152,9 +152,13 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   }
   // Every answer from here goes to the From. When its domain says by DMARC (p=reject or
   // quarantine) that the mail is not its own, the answer (a confirmation, help) would go to
-  // someone who did not write: backscatter. Such mail is kept, unanswered and uncounted.
+  // someone who did not write: backscatter. Such mail is kept, unanswered and uncounted. So is
+  // mail whose checks give no verdict at all (a From of more domains than are checked): put a
+  // p=reject address first among ten others, and DMARC said nothing, so the answers went to it.
   const forgery = async () => {
-    const why = dmarcForgery(checks.auth ?? await authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings));
+    const auth = checks.auth ?? await authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings);
+    const unsure = unsureAuth(auth);
+    const why = dmarcForgery(auth) ?? (unsure?.result === 'permerror' ? `the sender cannot be authenticated (${unsure.reason})` : null);
     return why && `${why}: not answered, as mail in the name of ${sender}`;
   };
   // A confirmation is guarded by its token (128 bits) as a moderation reply is: only the answer
