@@ -265,6 +265,23 @@ describe('the sender of a held post', () => {
   });
 });
 
+describe('the sender of a held post, where the list takes From as it is (auth_policy=accept)', () => {
+  it('is not told, nor told of a rejection, when the p=reject From hides among more domains than are checked', async () => {
+    const l = await newList();
+    // No spam thresholds either (SPAM_CHECK_URL is unset by default): rspamd would hold it as spam.
+    await updateDeliverySettings(db.pool, l.list.id, { auth_policy: 'accept', spam_hold_score: null, spam_reject_score: null });
+    // Eleven From domains: DMARC gives no verdict (permerror), where for the first alone it fails.
+    const from = ['ceo@strict.example', ...Array.from({ length: 10 }, (_, i) => `x@d${i}.example`)].join(', ');
+    const res = await sendRaw(smtp.port, { from: 'x@d0.example', to: [l.address] }, message({ id: l.id(1), from, to: l.address, subject: 'Urgent' }));
+    expect(res.ok, res.response).toBe(true);
+    expect(await heldState(l.id(1))).toMatchObject({ state: 'held', rule: 'moderated' });
+    expect(await mailTo(l.moderator, 1)).toHaveLength(1);
+    await moderate(db.pool, (await heldState(l.id(1))).id, 'reject', { actor: 'mod@example.org', reason: 'no', settings });
+    await settle();
+    expect(relay.to('ceo@strict.example')).toHaveLength(0);
+  });
+});
+
 describe('moderation by mail', () => {
   it('approves a post once on a moderator\'s reply; a second reply does nothing but say so', async () => {
     const { moderator, replyTo, messageId, notice } = await heldPost();

@@ -16,7 +16,7 @@ import type { ParsedMessage } from '../mail/parse.ts';
 import type { PostChecks } from '../mail/post-checks.ts';
 import { renderTemplate } from '../mail/templates.ts';
 import { absoluteUrl, adminListUrl } from '../mail/urls.ts';
-import type { Decision } from './moderation-rules.ts';
+import { unsureAuth, type Decision } from './moderation-rules.ts';
 import { templateValues } from './member-notices.ts';
 import { noticeToModerators, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
@@ -80,11 +80,13 @@ const SILENT_RULES = new Set(['spam', 'automatic', 'authentication', 'loop', 'ba
 /**
  * Whether the sender of a post held by `rule` may be written to about it (held, or rejected by a
  * moderator): not for spam, automatic mail or a forgery, nor when it failed DMARC whatever the list's
- * policy, nor to a null envelope sender. Their From is likely someone else's: a notice would be
- * backscatter to the forged address.
+ * policy, nor when DMARC could give no verdict at all (a From of more domains than are checked: a
+ * p=reject address first among them escaped its check), nor to a null envelope sender. Their From
+ * is likely someone else's: a notice would be backscatter to the forged address.
  */
 export function answersSender(rule: string, checks: PostChecks | null | undefined, envelopeFrom: string | null): boolean {
-  return !SILENT_RULES.has(rule) && checks?.auth?.dmarc !== 'fail' && !!envelopeFrom;
+  const auth = checks?.auth;
+  return !SILENT_RULES.has(rule) && auth?.dmarc !== 'fail' && !(auth && unsureAuth(auth)?.result === 'permerror') && !!envelopeFrom;
 }
 
 // One "awaits moderation" reply per mailbox, list and hour: a flood of posts (or of forged
