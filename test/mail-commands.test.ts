@@ -141,6 +141,24 @@ describe('mail commands in the name of a domain that says by DMARC they are forg
     expect(rows.map((r) => r.reason)).toEqual(Array(3).fill('the sender cannot be authenticated (From names more than 10 domains): not answered, as mail in the name of victim2@strict.example'));
   });
 
+  it('answers 451 while the From domain\'s DMARC record cannot be read, and as usual once it can', async () => {
+    // A lookup that fails for now (SERVFAIL, or a forger's slow DNS) leaves no verdict: answered,
+    // a p=reject domain's address got the confirmation. The sender's server tries again instead.
+    records.set('_dmarc.flaky.example', { servfail: true });
+    records.set('flaky.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] });
+    for (const [to, subject] of [['open-subscribe@lists.example.org', 'subscribe'], ['open-request@lists.example.org', 'help'], [`open-confirm+${'0'.repeat(32)}@lists.example.org`, 'Re: confirm']]) {
+      const res = await sendRaw(smtp.port, { from: 'someone@flaky.example', to: [to] }, message({ from: 'someone@flaky.example', to, subject }));
+      expect(res.ok, to).toBe(false);
+      expect(res.response, to).toMatch(/^451 4\.7\.0 the sender could not be authenticated for now/);
+    }
+    expect(await queuedFor('someone@flaky.example')).toEqual([]);
+    expect((await db.pool.query(`select 1 from ingest_errors where envelope_from = 'someone@flaky.example'`)).rowCount).toBe(0);
+    // The record readable again (p=none): the retry is answered.
+    records.set('_dmarc.flaky.example', { txt: ['v=DMARC1; p=none'] });
+    await mail('open-subscribe@lists.example.org', 'someone@flaky.example', { subject: 'subscribe' });
+    expect(tokenIn((await queuedFor('someone@flaky.example'))[0])).not.toBeNull();
+  });
+
   it('answers as before where DMARC does not say so (p=none)', async () => {
     await mail('open-subscribe@lists.example.org', 'someone@loose.example', { subject: 'subscribe' });
     expect(tokenIn((await queuedFor('someone@loose.example'))[0])).not.toBeNull();

@@ -155,9 +155,16 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // someone who did not write: backscatter. Such mail is kept, unanswered and uncounted. So is
   // mail whose checks give no verdict at all (a From of more domains than are checked): put a
   // p=reject address first among ten others, and DMARC said nothing, so the answers went to it.
+  // Checks that could not finish for now (a DNS lookup failed where the verdict hangs on it: the
+  // From domain's DMARC record, slow perhaps because a forger made it so) are no verdict either:
+  // answered, the help or confirmation went to a p=reject domain's address. 451 instead, as
+  // moderation by mail does: the sender's server tries again, and a real sender is answered then.
   const forgery = async () => {
     const auth = checks.auth ?? await authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings);
     const unsure = unsureAuth(auth);
+    if (unsure?.result === 'temperror' && !dmarcForgery(auth)) {
+      throw new TemporaryFailure('4.7.0 the sender could not be authenticated for now (a DNS lookup failed); try again later', 'auth_temperror');
+    }
     const why = dmarcForgery(auth) ?? (unsure?.result === 'permerror' ? `the sender cannot be authenticated (${unsure.reason})` : null);
     return why && `${why}: not answered, as mail in the name of ${sender}`;
   };
