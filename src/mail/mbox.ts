@@ -208,16 +208,23 @@ export function fromLineDate(line: string): Date | null {
 
 /** "From alice@example.org Mon Nov  2 10:00:00 2026": the envelope line, date in asctime form, UTC. */
 export function fromLine(sender: string, date: Date): string {
-  const who = /^[^\s@]+@[^\s@]+$/.test(sender) ? sender : 'MAILER-DAEMON';
+  const who = /^[^\s@\u0000-\u001f\u007f]+@[^\s@\u0000-\u001f\u007f]+$/.test(sender) ? sender : 'MAILER-DAEMON';
   const d = Number.isNaN(date.getTime()) ? new Date(0) : date;
   const pad = (n: number) => String(n).padStart(2, '0');
   const time = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
   return `From ${who} ${DAYS[d.getUTCDay()]} ${MONTHS[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, ' ')} ${time} ${d.getUTCFullYear()}`;
 }
 
-/** One message as an mboxrd entry: From_ line, quoted bytes, a line end if missing, a blank line. */
+/**
+ * One message as an mboxrd entry: From_ line, quoted bytes, a line end if missing, a blank line.
+ * The From_ line is UTF-8 (an international sender as its From has it): as latin1 each character
+ * lost all but its low byte, and a From address of "\u0a0a\u0a0aFrom\u0a20…" (characters a
+ * parser takes as letters) became blank lines and a From_ line of the sender's choosing, the
+ * start of a forged message in every reader's mail program. In UTF-8 only ASCII makes bytes
+ * below 0x80, and fromLine() lets no white space or control character through.
+ */
 export function mboxrdEntry(raw: Buffer, sender: string, date: Date): Buffer {
   const body = quote(raw);
   const endsWithNewline = body.length > 0 && body[body.length - 1] === LF;
-  return Buffer.concat([Buffer.from(`${fromLine(sender, date)}\n`, 'latin1'), body, Buffer.from(endsWithNewline ? '\n' : '\n\n', 'latin1')]);
+  return Buffer.concat([Buffer.from(`${fromLine(sender, date)}\n`, 'utf8'), body, Buffer.from(endsWithNewline ? '\n' : '\n\n', 'latin1')]);
 }

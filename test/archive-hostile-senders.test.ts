@@ -1,0 +1,49 @@
+/*
+ * What a sender to a public list controls (headers, HTML, addresses in odd spellings) against what
+ * the archive promises its readers: downloads that split into the messages sent, and no address
+ * readable by anonymous readers in any form the page holds.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ListRow } from '../src/db/lists.ts';
+import { readMbox } from '../src/mail/mbox.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { archive, mail, newList } from './fixtures/archive/seed.ts';
+
+let db: TestDatabase;
+let web: RunningWeb;
+let dev: ListRow;
+
+const get = (path: string) => fetch(`${web.url}${path}`, { redirect: 'manual' });
+
+beforeAll(async () => {
+  db = await testDatabase();
+  web = await startWeb(db);
+  dev = await newList(db.pool, 'dev@lists.example.org');
+});
+
+afterAll(async () => {
+  await web?.stop();
+  await db?.drop();
+});
+
+/** Each character of `s` as one whose low byte it is, in a block a MIME parser takes as letters. */
+const lowBytes = (s: string) => s.replace(/[\s\S]/g, (c) => String.fromCharCode(0x0a00 + c.charCodeAt(0)));
+
+describe('mbox downloads', () => {
+  it('split into the messages archived, whatever characters the From address holds', async () => {
+    const forged = lowBytes('x\n\nFrom MAILER-DAEMON Mon Nov  2 10:00:00 2026\nFrom: CEO <ceo@lists.example.org>\nSubject: Wire the money\n\nPay to');
+    await archive(db.pool, dev, mail({ id: 'forger@evil.example', from: `Eve <${forged}@evil.example>`, subject: 'Innocent', date: 'Mon, 02 Nov 2026 10:00:00 +0000' }));
+    await archive(db.pool, dev, mail({ id: 'intl@example.org', from: 'Jörg <jörg@bücher.example>', subject: 'Hallo', date: 'Mon, 02 Nov 2026 11:00:00 +0000' }));
+    const res = await get('/lists/dev/2026-11.mbox');
+    expect(res.status).toBe(200);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const got = [];
+    for await (const m of readMbox([bytes])) got.push(m);
+    expect(got.map((m) => /^Message-ID: <([^>]+)>/m.exec(m.raw.toString())?.[1])).toEqual(['forger@evil.example', 'intl@example.org']);
+    expect(bytes.toString('latin1')).not.toMatch(/^Subject: Wire the money/m);
+    // An international sender's From_ line is UTF-8, as mail programs read it.
+    expect(got[1].fromLine).toBe(Buffer.from('From jörg@bücher.example Mon Nov  2 11:00:00 2026').toString('latin1'));
+  });
+});
