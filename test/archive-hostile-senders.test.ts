@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ListRow } from '../src/db/lists.ts';
 import { readMbox } from '../src/mail/mbox.ts';
+import { loggedIn } from './helpers/browser.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { archive, mail, newList } from './fixtures/archive/seed.ts';
@@ -45,5 +46,36 @@ describe('mbox downloads', () => {
     expect(bytes.toString('latin1')).not.toMatch(/^Subject: Wire the money/m);
     // An international sender's From_ line is UTF-8, as mail programs read it.
     expect(got[1].fromLine).toBe(Buffer.from('From jörg@bücher.example Mon Nov  2 11:00:00 2026').toString('latin1'));
+  });
+});
+
+/** An HTML-only message. */
+function htmlMail(id: string, subject: string, html: string): Buffer {
+  return Buffer.from([
+    'From: Mallory <mallory@evil.example>', 'To: dev@lists.example.org', `Subject: ${subject}`, 'Date: Tue, 03 Nov 2026 10:00:00 +0000',
+    `Message-ID: <${id}>`, 'MIME-Version: 1.0', 'Content-Type: text/html; charset=utf-8', '', html, '',
+  ].join('\r\n'));
+}
+
+/** The part of a page that shows the message. */
+const mainOf = (html: string) => html.slice(html.indexOf('<main id="content"'), html.indexOf('</main>'));
+
+describe('addresses for anonymous readers', () => {
+  it('are obfuscated in an HTML part however it spells them: entities, tags within, attributes, a mailto: with white space', async () => {
+    const html = [
+      '<p>Mail ann&#64;example.net or bob@<b></b>ex<i>ample</i>.net.</p>',
+      '<p><span title="carol@example.net">hover</span> <a href="https://track.example/?u=dave@example.net" title="erin@example.net">link</a></p>',
+      '<p><a href=" mail\tto:frank@example.net">write</a> <img alt="grace@example.net" src="cid:none@example.net"></p>',
+    ].join('\n');
+    await archive(db.pool, dev, htmlMail('html-addresses@evil.example', 'Contacts', html));
+    // As a reader sees it: the inline tags within the text gone.
+    const anonymous = mainOf(await (await get('/message-id/html-addresses@evil.example')).text()).replace(/<\/?[bi]>/g, '');
+    expect(anonymous).toContain('ann@…');
+    expect(anonymous).toContain('bob@….');
+    for (const local of ['ann', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace']) expect(anonymous, local).not.toMatch(new RegExp(`${local}(@|&#64;|%40)(?!…)`));
+    expect(anonymous).not.toContain('mail\tto');
+    const reader = await loggedIn(db, web.url, 'reader@example.org');
+    const full = mainOf((await reader.get('/message-id/html-addresses@evil.example')).text);
+    for (const address of ['ann@example.net', 'carol@example.net', 'dave@example.net', 'erin@example.net', 'grace@example.net']) expect(full).toContain(address);
   });
 });

@@ -17,6 +17,57 @@ export function obfuscateText(text: string): string {
   return text.replace(ADDRESS, '$1@…');
 }
 
+// Tags a sanitised HTML part may hold that keep a run of text going: an address may be spread
+// over them ("alice<b></b>@example.org" reads as one). Any other tag ends the run.
+const INLINE_TAG = /^<\/?(a|abbr|b|cite|code|del|em|i|ins|kbd|q|s|samp|small|span|strike|strong|sub|sup|tt|u)\b/i;
+const MARKUP = /<[^>]*>|&(?:amp|lt|gt|quot|#39);|[^<&]+|&/g;
+const ENTITY: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" };
+
+/**
+ * Every address in the text of sanitised HTML (sanitize-html's output: tags, text with only its
+ * own five entities) obfuscated, wherever inline tags or entities fall within it. The parser hands
+ * a text filter its text in pieces (before and after "&#64;" or a tag), so no piece held the
+ * address that the reader sees.
+ */
+export function obfuscateMarkup(html: string): string {
+  if (!html.includes('@')) return html;
+  // The text, and for each of its characters the piece of the markup it came from.
+  const pieces = html.match(MARKUP) ?? [];
+  let text = '';
+  const from: number[] = [];
+  pieces.forEach((p, i) => {
+    if (p[0] === '<') {
+      if (INLINE_TAG.test(p)) return;
+      text += '\n';
+      from.push(-1);
+    } else if (p[0] === '&') {
+      text += ENTITY[p] ?? p;
+      from.push(i);
+    } else {
+      text += p;
+      for (let k = 0; k < p.length; k++) from.push(i);
+    }
+  });
+  const drop = new Set<number>();
+  const ellipsis = new Set<number>();
+  for (const m of text.matchAll(ADDRESS)) {
+    const domainAt = m.index! + m[1].length + 1;
+    for (let k = domainAt; k < m.index! + m[0].length; k++) drop.add(k);
+    ellipsis.add(domainAt);
+  }
+  if (drop.size === 0) return html;
+  // Each text piece rebuilt from its characters that stay; tags as they were.
+  const kept = pieces.map((p) => (p[0] === '<' ? p : ''));
+  for (let k = 0; k < text.length; k++) {
+    const i = from[k];
+    if (i < 0) continue;
+    if (ellipsis.has(k)) kept[i] += '…';
+    if (drop.has(k)) continue;
+    kept[i] += pieces[i][0] === '&' ? pieces[i] : text[k];
+  }
+  return kept.join('');
+}
+
 /**
  * URL schemes that would run code if a reader pasted them are shown with an encoded colon, so
  * the escaped page source never holds "javascript:" at all (the reader still sees the text).

@@ -6,7 +6,7 @@
 
 import sanitize from 'sanitize-html';
 import { htmlTooCostly } from './html-cost.ts';
-import { defangSchemes, obfuscateText } from './obfuscate.ts';
+import { defangSchemes, obfuscateMarkup, obfuscateText } from './obfuscate.ts';
 
 /**
  * The most of a text a page renders, in characters; the page says when it shows less and links
@@ -98,7 +98,11 @@ const SAFE_DATA_IMAGE = /^data:image\/(png|jpeg|gif|webp);base64,[a-z0-9+/=\s]+$
 
 /** An HTML part reduced to harmless markup. */
 export function sanitizeHtml(html: string, opts: HtmlOptions): string {
-  return sanitize(html, {
+  // Attributes as a page may show them (a tooltip, an image's text, a link, where a browser drops
+  // tabs and line ends: "alice@exa\tmple.org" is the address), each address obfuscated.
+  const shown = (attribs: sanitize.Attributes): sanitize.Attributes => (!opts.obfuscate ? attribs
+    : Object.fromEntries(Object.entries(attribs).map(([k, v]) => [k, v.includes('@') ? obfuscateText(v.replace(/[\t\n\r]/g, '')) : v])));
+  const clean = sanitize(html, {
     allowedTags: [
       'a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'cite', 'code', 'col', 'colgroup', 'dd', 'del', 'div', 'dl', 'dt',
       'em', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'i', 'img', 'ins', 'kbd', 'li', 'ol', 'p', 'pre', 'q', 's', 'samp',
@@ -118,12 +122,16 @@ export function sanitizeHtml(html: string, opts: HtmlOptions): string {
     disallowedTagsMode: 'discard',
     transformTags: {
       a: (tagName, attribs): sanitize.Tag => {
-        const href = attribs.href ?? '';
+        // The scheme as a browser reads it (and sanitize-html checks it): without the white space
+        // and control characters around and within it (" mail\tto:").
+        const href = (attribs.href ?? '').replace(/[\u0000-\u0020]/g, '');
         if (/^mailto:/i.test(href) && opts.obfuscate) return { tagName: 'span', attribs: {} };
-        return { tagName, attribs: { ...attribs, rel: 'nofollow noopener noreferrer' } };
+        return { tagName, attribs: { ...shown(attribs), rel: 'nofollow noopener noreferrer' } };
       },
-      img: (tagName, attribs): sanitize.Tag => {
-        const src = (attribs.src ?? '').trim();
+      img: (tagName, original): sanitize.Tag => {
+        // Decided on the source as sent (a cid: is a Content-ID, often shaped like an address).
+        const src = (original.src ?? '').trim();
+        const attribs = shown(original);
         const alt = attribs.alt ?? '';
         if (/^cid:/i.test(src)) {
           const url = opts.cidUrl?.(src.slice(4).replace(/^<|>$/g, ''));
@@ -135,13 +143,13 @@ export function sanitizeHtml(html: string, opts: HtmlOptions): string {
         }
         return { tagName: 'span', attribs: { class: 'img-placeholder', title: alt || 'image not loaded' } };
       },
+      span: (tagName, attribs): sanitize.Tag => ({ tagName, attribs: shown(attribs) }),
     },
     allowedClasses: { span: ['img-placeholder'] },
-    textFilter: (text) => {
-      const t = opts.obfuscate ? obfuscateText(text) : text;
-      return /script\s*:/i.test(t) ? t.replace(/\b(javascript|vbscript|livescript)\s*:/gi, '$1\u200b:') : t;
-    },
+    textFilter: (text) => (/script\s*:/i.test(text) ? text.replace(/\b(javascript|vbscript|livescript)\s*:/gi, '$1\u200b:') : text),
   });
+  // Addresses in the text, once it is whole: the filter above sees it in pieces.
+  return opts.obfuscate ? obfuscateMarkup(clean) : clean;
 }
 
 /** Whether an HTML part would load anything from elsewhere if allowed to. */
