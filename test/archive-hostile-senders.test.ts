@@ -78,4 +78,14 @@ describe('addresses for anonymous readers', () => {
     const full = mainOf((await reader.get('/message-id/html-addresses@evil.example')).text);
     for (const address of ['ann@example.net', 'carol@example.net', 'dave@example.net', 'erin@example.net', 'grace@example.net']) expect(full).toContain(address);
   });
+
+  it('are obfuscated in search excerpts when the searched word is part of one', async () => {
+    await archive(db.pool, dev, mail({ id: 'excerpt@evil.example', subject: 'Gadgets', date: 'Wed, 04 Nov 2026 10:00:00 +0000', body: 'Ivan says the frobnicator is here: ask henry.owner@frobnicator.example or ivan@example.org about it.\n' }));
+    for (const q of ['frobnicator', 'ivan']) {
+      const res = await get(`/search?q=${q}&list=dev`);
+      const text = mainOf(await res.text());
+      expect(text, q).toContain('<mark>');
+      expect(text.replace(/<\/?mark>/g, ''), q).toContain('henry.owner@… or ivan@… about it');
+    }
+  });
 });

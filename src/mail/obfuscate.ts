@@ -17,15 +17,15 @@ export function obfuscateText(text: string): string {
   return text.replace(ADDRESS, '$1@…');
 }
 
-// Tags a sanitised HTML part may hold that keep a run of text going: an address may be spread
-// over them ("alice<b></b>@example.org" reads as one). Any other tag ends the run.
-const INLINE_TAG = /^<\/?(a|abbr|b|cite|code|del|em|i|ins|kbd|q|s|samp|small|span|strike|strong|sub|sup|tt|u)\b/i;
+// Tags a sanitised HTML part (or a search excerpt's <mark>) may hold that keep a run of text going:
+// an address may be spread over them ("alice<b></b>@example.org" reads as one). Any other tag ends the run.
+const INLINE_TAG = /^<\/?(a|abbr|b|cite|code|del|em|i|ins|kbd|mark|q|s|samp|small|span|strike|strong|sub|sup|tt|u)\b/i;
 const MARKUP = /<[^>]*>|&(?:amp|lt|gt|quot|#39);|[^<&]+|&/g;
 const ENTITY: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" };
 
 /**
- * Every address in the text of sanitised HTML (sanitize-html's output: tags, text with only its
- * own five entities) obfuscated, wherever inline tags or entities fall within it. The parser hands
+ * Every address in the text of sanitised HTML (sanitize-html's output or escapeHtml's: tags, text
+ * with only their five entities) obfuscated, wherever inline tags or entities fall within it. The parser hands
  * a text filter its text in pieces (before and after "&#64;" or a tag), so no piece held the
  * address that the reader sees.
  */

@@ -1,6 +1,6 @@
 /* What archive pages show of messages and lists, shaped for the views. */
 
-import { defangSchemes, obfuscateAddress, obfuscateText } from '../../mail/obfuscate.ts';
+import { defangSchemes, obfuscateAddress, obfuscateMarkup, obfuscateText } from '../../mail/obfuscate.ts';
 import { escapeHtml } from '../../mail/render-body.ts';
 import { messageUrl } from '../../mail/urls.ts';
 
@@ -39,9 +39,10 @@ const CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g;
 
 /** An excerpt (matches between \u0001 and \u0002, search-excerpt.ts) as safe HTML with <mark>. */
 export function excerptHtml(excerpt: string, obfuscate: boolean): string {
-  const text = escapeHtml(obfuscate ? obfuscateText(excerpt) : excerpt);
   // One pass over the text: the marks made tags, any other control character dropped.
-  return defangSchemes(text.replace(CONTROLS, (c) => (c === '\u0001' ? '<mark>' : c === '\u0002' ? '</mark>' : '')));
+  const html = escapeHtml(excerpt).replace(CONTROLS, (c) => (c === '\u0001' ? '<mark>' : c === '\u0002' ? '</mark>' : ''));
+  // Addresses after the marks are made: a searched word is marked inside one ("ann@<mark>example</mark>.org").
+  return defangSchemes(obfuscate ? obfuscateMarkup(html) : html);
 }
 
 /** Participants of a thread as shown (names, or obfuscated addresses). */
