@@ -88,4 +88,14 @@ describe('addresses for anonymous readers', () => {
       expect(text.replace(/<\/?mark>/g, ''), q).toContain('henry.owner@… or ivan@… about it');
     }
   });
+
+  it('are obfuscated in the reply-by-mail link of a message page', async () => {
+    await archive(db.pool, dev, mail({ id: 'reply-subject@evil.example', subject: 'Write to judy.private@example.net', date: 'Thu, 05 Nov 2026 10:00:00 +0000' }));
+    const anonymous = mainOf(await (await get('/message-id/reply-subject@evil.example')).text());
+    const mailto = /href="(mailto:[^"]+)"/.exec(anonymous)![1];
+    expect(decodeURIComponent(mailto.replace(/&amp;/g, '&'))).toContain('subject=Re: Write to judy.private@…&');
+    expect(anonymous).not.toMatch(/judy\.private(@|%40)(?!…|%E2%80%A6)/i);
+    const reader = await loggedIn(db, web.url, 'reader@example.org');
+    expect((await reader.get('/message-id/reply-subject@evil.example')).text).toContain('subject=Re%3A%20Write%20to%20judy.private%40example.net');
+  });
 });

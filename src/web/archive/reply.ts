@@ -19,6 +19,7 @@ import { messageReferences, postFate, type PostFate } from '../../db/web-replies
 import { AppError, Forbidden, NotFound } from '../../errors.ts';
 import { log } from '../../log.ts';
 import { messageIdPath } from '../../mail/message-id.ts';
+import { obfuscateText } from '../../mail/obfuscate.ts';
 import { messageUrl, threadUrl } from '../../mail/urls.ts';
 import { isNewMessageId, newMessageId } from '../../mail/compose.ts';
 import { composeReply, mailtoReply, replyReferences, replySubject } from '../../mail/web-reply.ts';
@@ -46,7 +47,8 @@ async function activeMemberships(db: Queryable, viewer: Viewer, listId: number):
 
 /** What a message page offers this reader: the form to an active member of the list, else a mailto: link. */
 export async function replyOffer(db: Queryable, viewer: Viewer | null, list: MessageCopy, m: { message_id: string; subject: string }) {
-  const mailto = mailtoReply(list.address, m.subject, m.message_id);
+  // The subject as the page shows it: an address in it is no less readable percent-encoded in a link.
+  const mailto = mailtoReply(list.address, viewer ? m.subject : obfuscateText(m.subject), m.message_id);
   const members = viewer ? await activeMemberships(db, viewer, list.list_id) : [];
   if (members.length > 0) {
     return { kind: 'form' as const, action: replyUrl(m.message_id), list: list.key, subject: replySubject(m.subject), mailto, maxBytes: MAX_REPLY_BYTES, from: members.map((x) => x.email), chosen: members[0].email };
