@@ -98,4 +98,19 @@ describe('addresses for anonymous readers', () => {
     const reader = await loggedIn(db, web.url, 'reader@example.org');
     expect((await reader.get('/message-id/reply-subject@evil.example')).text).toContain('subject=Re%3A%20Write%20to%20judy.private%40example.net');
   });
+
+  it('are obfuscated when their domain is international, in either spelling', async () => {
+    await archive(db.pool, dev, mail({
+      id: 'idn@evil.example', subject: 'Kontakt kim@bücher.example', date: 'Fri, 06 Nov 2026 10:00:00 +0000', headers: { Cc: 'Leo <leo@例え.jp>' },
+      body: 'Schreib an mallory@müller.example, 山田@例え。jp oder nina@xn--mller-kva.example.\n',
+    }));
+    const pages = ['/message-id/idn@evil.example', '/lists/dev/2026-11/', '/lists/dev/feed.atom', '/search?q=schreib&list=dev'];
+    for (const url of pages) {
+      const text = await (await get(url)).text();
+      expect(text, url).toContain('Kontakt kim@…');
+      for (const domain of ['bücher', '例え', 'müller', 'xn--mller-kva']) expect(text, `${url}: ${domain}`).not.toContain(domain);
+    }
+    const message = mainOf(await (await get('/message-id/idn@evil.example')).text());
+    for (const shown of ['Kontakt kim@…', 'leo@…', 'mallory@…, 山田@… oder nina@….']) expect(message).toContain(shown);
+  });
 });

@@ -4,7 +4,9 @@
  * they are identities, not addresses.
  */
 
-const ADDRESS = /([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64})@([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)/g;
+// International addresses too (RFC 6531): letters and digits of any script, and the full stops
+// IDNA reads as dots (。．｡), as a mail program takes "jörg@bücher。example".
+const ADDRESS = /([\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~.-]{1,64})@([\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?(?:[.\u3002\uff0e\uff61][\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?)+)/gu;
 
 export function obfuscateAddress(email: string): string {
   const at = email.lastIndexOf('@');
