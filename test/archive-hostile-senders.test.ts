@@ -113,4 +113,20 @@ describe('addresses for anonymous readers', () => {
     const message = mainOf(await (await get('/message-id/idn@evil.example')).text());
     for (const shown of ['Kontakt kim@…', 'leo@…', 'mallory@…, 山田@… oder nina@….']) expect(message).toContain(shown);
   });
+
+  it('cannot be read back a piece at a time through the author filter of a search', async () => {
+    await archive(db.pool, dev, mail({ id: 'oracle@example.org', from: 'Oscar <oscar.hidden@quietdomain.example>', subject: 'Quiet', date: 'Sat, 07 Nov 2026 10:00:00 +0000' }));
+    const hits = async (from: string, viewer?: Awaited<ReturnType<typeof loggedIn>>) => {
+      const path = `/search?from=${encodeURIComponent(from)}&list=dev`;
+      const html = viewer ? (await viewer.get(path)).text : await (await get(path)).text();
+      return html.includes('/message-id/oracle@example.org');
+    };
+    // What the page shows, the name and the address before its @, finds the author.
+    expect(await hits('Oscar')).toBe(true);
+    expect(await hits('oscar.hid')).toBe(true);
+    // The domain, which anonymous readers are not shown, does not: each guess would tell a piece of it.
+    for (const part of ['quietdomain', 'ietdom', 'hidden@quiet', 'domain.example']) expect(await hits(part), part).toBe(false);
+    const reader = await loggedIn(db, web.url, 'reader@example.org');
+    expect(await hits('quietdomain', reader)).toBe(true);
+  });
 });

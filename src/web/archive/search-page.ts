@@ -112,7 +112,7 @@ export async function searchPage(ctx: WebContext, req: Request, res: Response) {
   let noSuchMessageId = false;
   if ((form.q || form.from) && errors.length === 0) {
     result = await searchMessages(ctx.db, {
-      q: parsed.words || null, subject, listIds, reader: readerOf(viewer), from, after, before, sort,
+      q: parsed.words || null, subject, listIds, reader: readerOf(viewer), from, domainsHidden: !viewer, after, before, sort,
       limit: PER_PAGE, offset: (page - 1) * PER_PAGE, cap: CAP,
     });
     // Nothing found: say so plainly when the query had no searchable word at all (a Message-ID
