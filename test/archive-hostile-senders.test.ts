@@ -129,4 +129,24 @@ describe('addresses for anonymous readers', () => {
     const reader = await loggedIn(db, web.url, 'reader@example.org');
     expect(await hits('quietdomain', reader)).toBe(true);
   });
+
+  it('are obfuscated in the names of attachments, which still download', async () => {
+    const raw = Buffer.from([
+      'From: Mallory <mallory@evil.example>', 'To: dev@lists.example.org', 'Subject: Card', 'Date: Sun, 08 Nov 2026 10:00:00 +0000',
+      'Message-ID: <card@evil.example>', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="b"', '',
+      '--b', 'Content-Type: text/plain; charset=utf-8', '', 'My card.', '--b',
+      'Content-Type: text/plain; charset=utf-8; name="kate.card@example.net.txt"', 'Content-Disposition: attachment; filename="kate.card@example.net.txt"', '',
+      'BEGIN:VCARD', '--b--', '',
+    ].join('\r\n'));
+    await archive(db.pool, dev, raw);
+    const anonymous = mainOf(await (await get('/message-id/card@evil.example')).text());
+    expect(anonymous).toContain('kate.card@…');
+    expect(anonymous).not.toMatch(/kate\.card(@|%40)(?!…|%E2%80%A6)/);
+    const href = /href="(\/message-id\/attachment\/[^"]+)"/.exec(anonymous)![1];
+    const res = await get(href.replace(/&amp;/g, '&'));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('BEGIN:VCARD');
+    const reader = await loggedIn(db, web.url, 'reader@example.org');
+    expect((await reader.get('/message-id/card@evil.example')).text).toContain('kate.card@example.net.txt');
+  });
 });

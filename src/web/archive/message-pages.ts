@@ -107,12 +107,11 @@ export async function messagePage(ctx: WebContext, req: Request, res: Response) 
     threadMbox: threadMboxUrl(list.key, m.thread_id),
     rawHref: rawMessageUrl(m.message_id, which),
     body,
-    attachments: (parsed?.attachments ?? []).map((a, i) => ({
-      name: a.filename || `attachment-${i + 1}`,
-      type: a.contentType,
-      size: a.size,
-      href: attachmentUrl(m.message_id, i + 1, a.filename || `attachment-${i + 1}`, which),
-    })),
+    attachments: (parsed?.attachments ?? []).map((a, i) => {
+      // A file name is the sender's text like any other ("alice@example.org.vcf"); NAME in the URL is only for the reader.
+      const name = a.filename ? (obfuscate ? obfuscateText(a.filename) : a.filename) : `attachment-${i + 1}`;
+      return { name, type: a.contentType, size: a.size, href: attachmentUrl(m.message_id, i + 1, name, which) };
+    }),
     parent: link(nb.parent),
     prevInThread: link(nb.prev_in_thread),
     nextInThread: link(nb.next_in_thread),
