@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { listAddressProblem, normalizeEmail, roleAddress, roleCandidates, splitAddress, type Role } from '../src/mail/address.ts';
 import { mboxrdEntry, quote, readMbox, unquote } from '../src/mail/mbox.ts';
+import { ADDRESS, obfuscateText } from '../src/mail/obfuscate.ts';
 import { generatedMessageId, messageIdList, messageIdPath, normalizeMessageId } from '../src/mail/message-id.ts';
 
 /**
@@ -181,5 +182,16 @@ describe('mboxrd', () => {
       const expected = entries.map((e) => (e.raw.length && e.raw[e.raw.length - 1] === 0x0a ? e.raw : Buffer.concat([e.raw, Buffer.from('\n')])));
       expect(read.map((b) => b.toString('latin1'))).toEqual(expected.map((b) => b.toString('latin1')));
     }), runs(1000));
+  });
+});
+
+describe('address obfuscation', () => {
+  // obfuscateText tries the pattern only on the runs without white space that hold an "@": the
+  // same result as trying it along the whole text, which cost ~0.3 ms per 20 KB body.
+  const pieces = fc.constantFrom('a', 'Z', '9', '@', '.', '-', '_', '+', ' ', '\n', '\t', '\r', '\u00a0', '\u2003', '\u3000', '\u0085', '。', 'ü', '日', '\u0301', '<', '>', '"', 'x@y.org', 'z@ä.de', '😀', '\ud800');
+  it('obfuscates what the pattern finds along the whole text, and nothing else', () => {
+    fc.assert(fc.property(fc.oneof(fc.string({ unit: pieces, maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 80 })), (text) => {
+      expect(obfuscateText(text)).toBe(text.replace(ADDRESS, '$1@…'));
+    }), runs(20000));
   });
 });

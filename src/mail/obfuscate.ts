@@ -4,19 +4,41 @@
  * they are identities, not addresses.
  */
 
-// International addresses too (RFC 6531): letters and digits of any script, and the full stops
-// IDNA reads as dots (。．｡), as a mail program takes "jörg@bücher。example".
-const ADDRESS = /([\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~.-]{1,64})@([\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?(?:[.\u3002\uff0e\uff61][\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?)+)/gu;
+// What is an address to obfuscate. International addresses too (RFC 6531): letters and digits of
+// any script, and the full stops IDNA reads as dots (。．｡), as a mail program takes "jörg@bücher。example".
+export const ADDRESS = /([\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~.-]{1,64})@([\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?(?:[.\u3002\uff0e\uff61][\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?)+)/gu;
 
 export function obfuscateAddress(email: string): string {
   const at = email.lastIndexOf('@');
   return at < 0 ? email : `${email.slice(0, at)}@…`;
 }
 
-/** Every address in a text, obfuscated. */
+/**
+ * Every address in a text, obfuscated. The pattern is tried only on the runs without white space
+ * that hold an "@" (no address has white space in it): tried at every position of a body, it cost
+ * about 0.3 ms per 20 KB, for every message of a thread page each anonymous reader opens.
+ */
 export function obfuscateText(text: string): string {
-  if (!text.includes('@')) return text;
-  return text.replace(ADDRESS, '$1@…');
+  let at = text.indexOf('@');
+  if (at < 0) return text;
+  let out = '';
+  let done = 0;
+  while (at >= 0) {
+    let start = at;
+    while (start > done && !isSpace(text.charCodeAt(start - 1))) start--;
+    let end = at + 1;
+    while (end < text.length && !isSpace(text.charCodeAt(end))) end++;
+    out += text.slice(done, start) + text.slice(start, end).replace(ADDRESS, '$1@…');
+    done = end;
+    at = text.indexOf('@', end);
+  }
+  return out + text.slice(done);
+}
+
+const SPACE = /\s/;
+
+function isSpace(c: number): boolean {
+  return c <= 0x20 || (c >= 0x7f && SPACE.test(String.fromCharCode(c)));
 }
 
 // Tags a sanitised HTML part (or a search excerpt's <mark>) may hold that keep a run of text going:
