@@ -389,10 +389,11 @@ describe('early talkers (issue 14, item 9)', () => {
 /** An address of this machine's that is not loopback (a connection to it comes from it), if any. */
 const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
 
-/** The first line a connection to host:port is answered with. */
-function firstLine(host: string, port: number): Promise<{ line: string; socket: net.Socket }> {
+/** The first line a connection to host:port is answered with (after `send`, written at once). */
+function firstLine(host: string, port: number, send?: string): Promise<{ line: string; socket: net.Socket }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, host);
+    if (send) socket.write(send);
     let text = '';
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => {
@@ -434,6 +435,31 @@ describe('sessions from one address', () => {
       const again = await firstLine(external!, port);
       sockets.push(again.socket);
       expect(again.line).toMatch(/^220 /);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await server.stop();
+    }
+  });
+
+  it('counts an IPv6 client by its /64, not by each of its addresses', async () => {
+    const server = new IngestServer(db.pool, { host: '127.0.0.1', port: 0, lmtp: false, maxSize: 1024 * 1024, greetingDelayMs: 0 });
+    // This machine has no 2^64 addresses to connect from: each connection names its client in a
+    // PROXY header (smtp-server's useProxy, read when a connection arrives), as a proxy would.
+    (server as unknown as { server: { options: { useProxy: boolean } } }).server.options.useProxy = true;
+    const { port } = await server.start();
+    const sockets: net.Socket[] = [];
+    const from = async (ip: string) => {
+      const { line, socket } = await firstLine('127.0.0.1', port, `PROXY TCP6 ${ip} ::1 40000 25\r\n`);
+      sockets.push(socket);
+      return line;
+    };
+    try {
+      // One host, a new address of its /64 for each session.
+      for (let i = 1; i <= MAX_SESSIONS_PER_CLIENT; i++) expect(await from(`2001:db8:1:2::${i.toString(16)}`)).toMatch(/^220 /);
+      // Counted by address, it could go on to take every one of the listener's 500 sessions.
+      expect(await from('2001:db8:1:2:ffff::1')).toMatch(/^421 4\.7\.0 .*too many connections from your address/);
+      // Another network is another client, greeted as ever.
+      expect(await from('2001:db8:1:3::1')).toMatch(/^220 /);
     } finally {
       for (const s of sockets) s.destroy();
       await server.stop();

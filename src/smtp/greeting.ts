@@ -12,6 +12,7 @@ import { isIP, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection.js';
+import { clientKey } from '../db/rate-limits.ts';
 
 /** smtp-server's own wait, kept for peers on the network. */
 export const DEFAULT_GREETING_DELAY_MS = 100;
@@ -39,7 +40,9 @@ export function greetingDelayMs(peer: string, opts: { lmtp: boolean; configured:
  * past it, 421. maxClients is for the whole listener, and one address that held all 500 of its
  * sessions open (a byte now and then) shut every other sender out. Not limited: an LMTP client
  * (our own MTA, every session is its) and a loopback peer (a local MTA; behind a local proxy
- * every peer looks like loopback, and one limit for all would be the listener's).
+ * every peer looks like loopback, and one limit for all would be the listener's). An IPv6 client
+ * is counted by its /64, as every limit per address is (clientKey): counted by its address, one
+ * host that took 500 of its network's 2^64 addresses held all 500 sessions again.
  */
 export const MAX_SESSIONS_PER_CLIENT = 50;
 
@@ -80,10 +83,11 @@ class GreetingConnection extends SMTPConnection {
   }
 }
 
-/** The sessions open from one address (this one's included). */
+/** The sessions open from one client (this one's included): one IPv4 address, one IPv6 /64. */
 function sessionsFrom(connections: Set<{ remoteAddress: string }>, address: string): number {
+  const client = clientKey(address);
   let n = 0;
-  for (const c of connections) if (c.remoteAddress === address) n++;
+  for (const c of connections) if (clientKey(c.remoteAddress) === client) n++;
   return n;
 }
 
