@@ -14,6 +14,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { archive, mail, newList } from './fixtures/archive/seed.ts';
 import { bigMessage } from './fixtures/archive/big-message.ts';
+import { HEAVY_DOWNLOAD_BYTES } from '../src/web/archive/download-slots.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -182,6 +183,44 @@ describe('heavy downloads at once', () => {
       // One of the address's two ends: it may start another.
       stalled[0].socket.destroy();
       expect(await eventually(() => wholeMonth(web.url, '198.51.100.7'), (r) => r.status === 200)).toEqual({ status: 200, messages: MONTH_MESSAGES });
+    } finally {
+      for (const s of stalled) s.socket.destroy();
+    }
+    await eventually(() => metric('listkeeper_web_downloads'), (n) => n === 0);
+  }, 60_000);
+
+  it('reads a large raw message only once it has a slot: a flood of refused requests reads none of it', async () => {
+    const stalled: Stalled[] = [];
+    // Every row the web reads, watched for the large message's bytes (readPool is this pool here).
+    const query = db.pool.query;
+    let bigReads = 0;
+    db.pool.query = async function (this: typeof db.pool, ...args: unknown[]) {
+      const result = await (query as (...a: unknown[]) => Promise<{ rows?: Record<string, unknown>[] }>).apply(this, args);
+      if (result?.rows?.some((row) => Object.values(row).some((v) => Buffer.isBuffer(v) && v.length >= HEAVY_DOWNLOAD_BYTES))) bigReads++;
+      return result;
+    } as typeof query;
+    onTestFinished(() => {
+      db.pool.query = query;
+    });
+    try {
+      stalled.push(await stall(web.url, BIG_RAW, '198.51.100.20'), await stall(web.url, BIG_RAW, '198.51.100.20'));
+      expect(stalled.map((s) => s.status)).toEqual([200, 200]);
+      expect(bigReads).toBe(2);
+      bigReads = 0;
+      // Read first and refused after, each of these cost a read of all 12 MB: a flood of them held
+      // the read pool and hundreds of MB while the pages of every other reader waited seconds.
+      for (let i = 0; i < 5; i++) {
+        const refused = await get(web.url, BIG_RAW, '198.51.100.20');
+        expect(refused.status).toBe(429);
+        expect(await refused.text()).toBe('This address has 2 downloads running already. Try again when one of them has finished.\n');
+      }
+      expect(bigReads).toBe(0);
+      // Another reader is served meanwhile: the message whole, and a page.
+      const whole = await get(web.url, BIG_RAW, '198.51.100.21');
+      expect(whole.status).toBe(200);
+      expect(Buffer.from(await whole.arrayBuffer()).equals(bigMessage({ id: 'big-1@example.org', attachments: 1, bytes: 12 * 1024 * 1024, date: '02 Nov 2026 10:00:00 +0000' }).raw)).toBe(true);
+      expect(bigReads).toBe(1);
+      expect(await (await get(web.url, SMALL_PAGE, '198.51.100.20')).text()).toContain('Small 1');
     } finally {
       for (const s of stalled) s.socket.destroy();
     }

@@ -90,18 +90,19 @@ export async function messageCopies(db: Queryable, messageId: string, reader: Re
 /**
  * A permalink's pairs and chosen message, with the message's text and, unless `withRaw` is false,
  * its raw bytes (the raw URL; attachments are served from the web's kept parse and need them only
- * to parse, web/archive/parsed-messages.ts): raw is null without them.
+ * to parse, web/archive/parsed-messages.ts): raw is null without them, and for a message of
+ * `rawBelow` bytes or more (the raw URL reads a large one only once it has a download slot).
  */
-export async function findPermalink(db: Queryable, messageId: string, reader: Reader, preferredList: string | null = null, withRaw = true): Promise<Permalink> {
+export async function findPermalink(db: Queryable, messageId: string, reader: Reader, preferredList: string | null = null, withRaw = true, rawBelow: number | null = null): Promise<Permalink> {
   const { rows } = await db.query<{ copies: MessageCopy[]; list_id: number | null; message: ArchivedMessage | null; raw: Buffer | null; body: string | null }>({
     name: 'permalink',
     text: `with ${COPIES}
      select coalesce((select json_agg(copies order by copies.list_id) from copies), '[]') as copies,
             (select list_id from c) as list_id,
             (select row_to_json(x) from (select ${MESSAGE_COLUMNS} from messages m where m.id = (select mid from c)) x) as message,
-            (select m.raw from messages m where $5 and m.id = (select mid from c)) as raw,
+            (select m.raw from messages m where $5 and m.id = (select mid from c) and ($6::int is null or m.size < $6)) as raw,
             (select m.body from messages m where m.id = (select mid from c)) as body`,
-    values: [messageId, reader.emails, reader.siteAdmin, preferredList, withRaw],
+    values: [messageId, reader.emails, reader.siteAdmin, preferredList, withRaw, rawBelow],
   });
   const r = rows[0];
   return { copies: r.copies, list_id: r.list_id, message: r.message ? revive(Object.assign(r.message, { raw: r.raw, body: r.body ?? '' })) : null };

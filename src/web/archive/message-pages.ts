@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import type { Request, Response } from 'express';
 import { findPermalink, messageWithNeighbours, type ArchivedMessage, type MessageCopy, type Neighbour } from '../../db/archive-messages.ts';
 import { messageDigest } from '../../db/message-digests.ts';
+import { messageRaw } from '../../db/message-raw.ts';
 import { NotFound } from '../../errors.ts';
 import { attachmentHeaders } from '../../mail/attachment-type.ts';
 import { decodeHeaderWords } from '../../mail/header-words.ts';
@@ -21,6 +22,7 @@ import { attachmentUrl, listUrl, loginUrl, messageUrl, rawMessageUrl, threadMbox
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
 import { readerOf } from './access.ts';
+import { HEAVY_DOWNLOAD_BYTES } from './download-slots.ts';
 import { routeMessageId, sendBody, sendPage, setCacheHeaders } from './http.ts';
 import { authorFull, authorName, messageLink, shownSubject } from './present.ts';
 import { messageAtFault } from './parsed-messages.ts';
@@ -205,10 +207,10 @@ function renderBody(m: ArchivedMessage, parsed: MessageView | null, req: Request
  * The message behind a raw or attachment URL for this reader: the one permalink.ts shows, or an
  * answer already sent (410 for a hidden message, a choice when the Message-ID names several).
  */
-async function permalinkTarget(ctx: WebContext, req: Request, res: Response, target: (key: string) => string, withRaw = true): Promise<{ m: ArchivedMessage; lists: MessageCopy[] } | null> {
+async function permalinkTarget(ctx: WebContext, req: Request, res: Response, target: (key: string) => string, withRaw = true, rawBelow: number | null = null): Promise<{ m: ArchivedMessage; lists: MessageCopy[] } | null> {
   const viewer = viewerOf(req);
   const id = routeMessageId(res);
-  const found = await findPermalink(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw);
+  const found = await findPermalink(ctx.db.readPool, id, readerOf(viewer), preferredList(req), withRaw, rawBelow);
   const r = resolvePermalink(found.copies, preferredList(req), viewer);
   if (r.kind === 'hidden') {
     setCacheHeaders(req, res, { restricted: restrictedOf(r.lists), lastModified: changedAt(r.lists), keys: copyKeys(r.lists) });
@@ -223,18 +225,24 @@ async function permalinkTarget(ctx: WebContext, req: Request, res: Response, tar
 }
 
 export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
-  const f = await permalinkTarget(ctx, req, res, (key) => rawMessageUrl(routeMessageId(res), key));
+  // A large message's bytes are read only once it has a download slot: read first and refused
+  // after, each 503 while the slots were taken cost a read of the whole message, and a flood of
+  // them held the read pool and hundreds of MB while pages waited seconds.
+  const heavyGet = req.method === 'GET' ? HEAVY_DOWNLOAD_BYTES : null;
+  const f = await permalinkTarget(ctx, req, res, (key) => rawMessageUrl(routeMessageId(res), key), true, heavyGet);
   if (!f) return;
   setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists), keys: copyKeys(f.lists) });
+  const heavy = heavyGet !== null && f.m.size >= heavyGet;
+  if (heavy && !ctx.downloads.take(req, res)) return;
   // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
-  const raw = f.m.raw;
+  const raw = heavy ? await messageRaw(ctx.db.readPool, f.m.id) : f.m.raw;
   if (!raw) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
   res.setHeader('Content-Type', isUtf8(raw) ? 'text/plain; charset=utf-8' : 'text/plain');
   res.set('Content-Disposition', 'inline');
   // The stored digest (sql/0056); computed from the bytes while the conversion has not reached it.
   const sha256 = (await messageDigest(ctx.db.readPool, f.m.id)) ?? crypto.createHash('sha256').update(raw).digest();
   res.set('Repr-Digest', `sha-256=:${sha256.toString('base64')}:`);
-  sendBody(req, res, raw, ctx.downloads);
+  sendBody(req, res, raw, heavy ? undefined : ctx.downloads);
 }
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
