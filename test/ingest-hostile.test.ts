@@ -5,7 +5,7 @@ import { parseConfig } from '../src/config.ts';
 import { createList } from '../src/db/lists.ts';
 import { setResolvers } from '../src/dns.ts';
 import { DEFAULT_GREETING_DELAY_MS, greetingDelayMs, MAX_SESSIONS_PER_CLIENT, sessionLimit } from '../src/smtp/greeting.ts';
-import { IngestServer, MAX_RECIPIENTS } from '../src/smtp/server.ts';
+import { IngestServer, MAX_RECIPIENTS, MAX_UNKNOWN_RECIPIENTS } from '../src/smtp/server.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
@@ -462,6 +462,41 @@ describe('sessions from one address', () => {
       expect(await from('2001:db8:1:3::1')).toMatch(/^220 /);
     } finally {
       for (const s of sockets) s.destroy();
+      await server.stop();
+    }
+  });
+});
+
+describe('unknown recipients in one session', () => {
+  /** The replies' codes of a pipelined session (one code a reply), until the server closes it or QUIT is answered. */
+  function codesOf(port: number, lines: string[], proxy?: string): Promise<number[]> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1');
+      let text = '';
+      socket.setEncoding('latin1');
+      if (proxy) socket.write(proxy);
+      socket.once('data', () => socket.write(lines.map((l) => `${l}\r\n`).join('')));
+      socket.on('data', (d: string) => (text += d));
+      socket.on('error', reject);
+      const done = () => resolve(text.split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => Number(l.slice(0, 3))));
+      socket.on('close', done);
+      setTimeout(() => socket.destroy(), 10_000);
+    });
+  }
+
+  it('closes a session from the network with 421 past the limit of guesses, and leaves loopback (a local MTA) alone', async () => {
+    const server = new IngestServer(db.pool, { host: '127.0.0.1', port: 0, lmtp: false, maxSize: 1024 * 1024, greetingDelayMs: 0 });
+    (server as unknown as { server: { options: { useProxy: boolean } } }).server.options.useProxy = true;
+    const { port } = await server.start();
+    const guesses = Array.from({ length: MAX_UNKNOWN_RECIPIENTS + 5 }, (_, i) => `RCPT TO:<guess-${i}@lists.example.org>`);
+    const session = ['EHLO client.example', 'MAIL FROM:<probe@example.net>', ...guesses, 'QUIT'];
+    try {
+      // Listed first: 220 greeting, 250 EHLO, 250 MAIL, then the guesses.
+      const network = await codesOf(port, session, 'PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n');
+      expect(network).toEqual([220, 250, 250, ...Array(MAX_UNKNOWN_RECIPIENTS).fill(550), 421]);
+      const local = await codesOf(port, session, 'PROXY TCP4 127.0.0.1 127.0.0.1 40000 25\r\n');
+      expect(local).toEqual([220, 250, 250, ...Array(guesses.length).fill(550), 221]);
+    } finally {
       await server.stop();
     }
   });

@@ -52,6 +52,13 @@ const SMALL_MESSAGE = 1024 * 1024;
 export const MAX_RECIPIENTS = 1000;
 
 /**
+ * Unknown recipients one session may name before it is closed with 421 (Postfix's
+ * smtpd_hard_error_limit is 20): past it a client is guessing list names, each guess a lookup.
+ * Not counted for an LMTP client or a loopback peer (our own MTA, whose mail is everyone's).
+ */
+export const MAX_UNKNOWN_RECIPIENTS = 20;
+
+/**
  * smtp-server writes every reply with its own socket write, one syscall each. A client that
  * pipelines (Postfix does: MAIL, RCPT and DATA in one packet) gets three replies in one turn of
  * the event loop; corking until the loop moves on sends them in one write.
@@ -67,7 +74,7 @@ function coalesceWrites(socket: Socket) {
   } as Socket['write'];
 }
 
-type Session = SMTPServerSession & { accepted?: Recipient[]; tls?: Peer['tls'] };
+type Session = SMTPServerSession & { accepted?: Recipient[]; tls?: Peer['tls']; unknownRecipients?: number };
 
 /** smtp-server's live connections (its own `connections` set), to end one whose DATA overran. */
 type Connections = Set<{ id: string; send(code: number, message: string): void; close(): void }>;
@@ -153,7 +160,14 @@ export class IngestServer {
       log.error({ err, session: session.id }, 'recipient lookup failed');
       throw smtpError('4.3.0 temporary failure looking up the recipient', 451);
     }
-    if (!resolved) throw smtpError(`5.1.1 <${address}>: no such list here`, 550);
+    if (!resolved) {
+      session.unknownRecipients = (session.unknownRecipients ?? 0) + 1;
+      if (session.unknownRecipients > MAX_UNKNOWN_RECIPIENTS && sessionLimit(session.remoteAddress, { lmtp: !!this.opts.lmtp }) !== null) {
+        log.warn({ session: session.id, peer: session.remoteAddress }, 'too many unknown recipients in one session: closing it');
+        throw smtpError(`4.7.0 too many unknown recipients (more than ${MAX_UNKNOWN_RECIPIENTS}); closing the connection`, 421);
+      }
+      throw smtpError(`5.1.1 <${address}>: no such list here`, 550);
+    }
     (session.accepted ??= []).push({ ...resolved, address: address.toLowerCase() });
   }
 
