@@ -215,6 +215,16 @@ describe('heavy downloads at once', () => {
         expect(await refused.text()).toBe('This address has 2 downloads running already. Try again when one of them has finished.\n');
       }
       expect(bigReads).toBe(0);
+      // Nor a HEAD, whose ETag and length are the bytes': it too waits for a slot, and is refused without them.
+      for (let i = 0; i < 5; i++) {
+        const head = await fetch(`${web.url}${BIG_RAW}`, { method: 'HEAD', headers: { 'x-forwarded-for': '198.51.100.20' } });
+        expect(head.status).toBe(429);
+      }
+      expect(bigReads).toBe(0);
+      const head = await fetch(`${web.url}${BIG_RAW}`, { method: 'HEAD', headers: { 'x-forwarded-for': '198.51.100.22' } });
+      expect([head.status, head.headers.get('content-length')]).toEqual([200, String(bigMessage({ id: 'big-1@example.org', attachments: 1, bytes: 12 * 1024 * 1024, date: '02 Nov 2026 10:00:00 +0000' }).raw.length)]);
+      expect(bigReads).toBe(1);
+      bigReads = 0;
       // Another reader is served meanwhile: the message whole, and a page.
       const whole = await get(web.url, BIG_RAW, '198.51.100.21');
       expect(whole.status).toBe(200);

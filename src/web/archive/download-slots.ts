@@ -11,8 +11,8 @@
  * client cannot take every slot. Past the process's limit a download is answered 503, past the
  * client's 429, both with Retry-After. A slot is held until the response closes, however it ends:
  * sent, the reader gone, an error, the idle deadline. A HEAD request or a 304 sends no body and
- * takes none, except a 304 of a large raw message: its bytes (its ETag's source) are read only in a
- * slot, so that a refusal costs a small query, never the read of the whole message.
+ * takes none, except a HEAD or a 304 of a large raw message: its bytes (its ETag's source) are read
+ * only in a slot, so that a refusal costs a small query, never the read of the whole message.
  */
 
 import type { Request, Response } from 'express';

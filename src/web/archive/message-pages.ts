@@ -228,7 +228,8 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   // A large message's bytes are read only once it has a download slot: read first and refused
   // after, each 503 while the slots were taken cost a read of the whole message, and a flood of
   // them held the read pool and hundreds of MB while pages waited seconds.
-  const heavyGet = req.method === 'GET' ? HEAVY_DOWNLOAD_BYTES : null;
+  // A HEAD too: it sends no body, but its ETag and length are the bytes', read as a GET reads them.
+  const heavyGet = req.method === 'GET' || req.method === 'HEAD' ? HEAVY_DOWNLOAD_BYTES : null;
   const f = await permalinkTarget(ctx, req, res, (key) => rawMessageUrl(routeMessageId(res), key), true, heavyGet);
   if (!f) return;
   setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists), keys: copyKeys(f.lists) });
