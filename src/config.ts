@@ -111,6 +111,8 @@ const schema = z.object({
   DELIVERY_CONNECTIONS: positiveInt.default(16),
   DELIVERY_DOMAIN_CONNECTIONS: positiveInt.default(3),
   DELIVERY_MX_PORT: port.default(25),
+  // Networks that are not public but that direct delivery may reach (src/delivery/mx-addresses.ts)
+  DELIVERY_MX_ALLOW: z.string().default('').refine((v) => v.trim() === '' || proxyList(v) !== null, 'must be loopback, linklocal, uniquelocal, addresses or ADDRESS/PREFIX networks, separated by commas'),
   DELIVERY_POLL_MS: positiveInt.default(5000),
   DELIVERY_LEASE_SECONDS: positiveInt.default(60),
   DELIVERY_TIMEOUT_SECONDS: positiveInt.default(30),
@@ -240,6 +242,8 @@ export interface Config {
     connections: number;
     domainConnections: number;
     mxPort: number;
+    /** DELIVERY_MX_ALLOW: non-public networks MX hosts may be reached on (none by default) */
+    mxAllow: string[];
     pollMs: number;
     leaseSeconds: number;
     /** deadline of each network wait: connecting, the greeting, each command, the end of DATA */
@@ -419,6 +423,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       connections: e.DELIVERY_CONNECTIONS,
       domainConnections: e.DELIVERY_DOMAIN_CONNECTIONS,
       mxPort: e.DELIVERY_MX_PORT,
+      mxAllow: proxyList(e.DELIVERY_MX_ALLOW) ?? [],
       pollMs: e.DELIVERY_POLL_MS,
       leaseSeconds: e.DELIVERY_LEASE_SECONDS,
       timeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,

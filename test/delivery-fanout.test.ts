@@ -386,7 +386,7 @@ describe('direct MX delivery', () => {
   it('looks up the recipient domain\'s MX when no relay is configured', async () => {
     await worker.stop();
     setResolvers({ mx: async (domain) => (domain === 'mx.example' ? [{ exchange: '127.0.0.1', priority: 10 }] : []) });
-    const direct = await startWorker(db, workerConfig(relay, { RELAY_URL: '', DELIVERY_MX_PORT: String(relay.port) }));
+    const direct = await startWorker(db, workerConfig(relay, { RELAY_URL: '', DELIVERY_MX_PORT: String(relay.port), DELIVERY_MX_ALLOW: 'loopback' }));
     try {
       const list = await newList('direct');
       await addMember(db.pool, list.id, 'someone@mx.example', 'each');

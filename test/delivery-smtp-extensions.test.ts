@@ -81,7 +81,7 @@ describe('the EHLO name', () => {
     await worker.stop();
 
     setResolvers({ mx: async (domain) => (domain === 'helo.example' ? [{ exchange: '127.0.0.1', priority: 10 }] : []) });
-    worker = await startWorker(db, workerConfig(relay, { RELAY_URL: '', DELIVERY_MX_PORT: String(relay.port), SMTP_HELO_NAME: 'mx-out.example.net' }));
+    worker = await startWorker(db, workerConfig(relay, { RELAY_URL: '', DELIVERY_MX_PORT: String(relay.port), DELIVERY_MX_ALLOW: 'loopback', SMTP_HELO_NAME: 'mx-out.example.net' }));
     await post('helo', 'helo-3@example.org');
     await drained(db);
     expect(deliveredOf('helo-3@example.org').map((d) => d.helo)).toEqual(['mx-out.example.net']);

@@ -17,6 +17,8 @@ import { hasEightBit, MAX_DEPTH } from '../mail/seven-bit.ts';
 
 export interface SmtpTarget {
   host: string;
+  /** the name for TLS (SNI) when `host` is an address looked up from it */
+  servername?: string;
   port: number;
   /** TLS from the first byte (smtps://) */
   secure: boolean;
@@ -57,6 +59,7 @@ export class SmtpSession {
     const t = this.target;
     const smtp = new SMTPConnection({
       host: t.host,
+      ...(t.servername ? { servername: t.servername } : {}),
       port: t.port,
       secure: t.secure,
       name: t.name,

@@ -4,10 +4,12 @@
  */
 
 import fs from 'node:fs';
+import net, { type BlockList } from 'node:net';
 import tls from 'node:tls';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { resolvers } from '../dns.ts';
+import { allowList, refusedAddress } from './mx-addresses.ts';
 import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SevenBit, type SmtpTarget } from './smtp-pool.ts';
 
 export interface Transport {
@@ -77,10 +79,12 @@ export class MxTransport implements Transport {
   private pools = new Map<string, SmtpPool>();
   private mx = new Map<string, { hosts: string[]; expires: number }>();
   private closed = false;
+  private readonly allow: BlockList;
   readonly lanes: number;
 
   constructor(private cfg: Config, private log: Logger) {
     this.lanes = Math.max(cfg.delivery.connections, cfg.delivery.domainConnections);
+    this.allow = allowList(cfg.delivery.mxAllow);
   }
 
   async send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
@@ -94,14 +98,47 @@ export class MxTransport implements Transport {
     }
     if (hosts.length === 0) return { ok: false, temporary: false, code: 556, response: `5.1.10 ${domain} does not accept mail (null MX)`, stage: 'RCPT TO' };
     let last: SendResult | null = null;
+    const unusable: string[] = [];
     for (const host of hosts) {
-      if (this.closed) return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
-      last = await this.pool(host).send(envelope, message, sevenBit);
-      // Only a host that would not hold a session (no connection, 4xx/5xx greeting, EHLO, TLS)
-      // moves on to the next MX.
-      if (!sessionFailure(last)) return last;
+      let addresses: string[];
+      try {
+        addresses = await this.addresses(host);
+      } catch (err) {
+        unusable.push(`${host}: address lookup failed (${(err as { code?: string }).code ?? (err as Error).message})`);
+        continue;
+      }
+      for (const address of addresses) {
+        const refused = refusedAddress(address, this.allow);
+        if (refused) {
+          unusable.push(`${host} is ${address}, ${refused}`);
+          continue;
+        }
+        if (this.closed) return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
+        last = await this.pool(host, address).send(envelope, message, sevenBit);
+        // Only a host that would not hold a session (no connection, 4xx/5xx greeting, EHLO, TLS)
+        // moves on to the next MX.
+        if (!sessionFailure(last)) return last;
+      }
+      if (addresses.length === 0) unusable.push(`${host}: no address`);
     }
-    return last!;
+    if (last) return last;
+    // Deferred, not failed: the domain's DNS may be put right.
+    const why = unusable.slice(0, 3).join('; ');
+    return { ok: false, temporary: true, code: null, response: `4.4.4 no MX host of ${domain} may be connected to: ${why}`, stage: 'CONN' };
+  }
+
+  /** The host's addresses, IPv4 first, looked up through resolvers() (DNS_SERVERS, its deadlines). */
+  private async addresses(host: string): Promise<string[]> {
+    if (net.isIP(host)) return [host];
+    const family = (rrtype: string) =>
+      (resolvers().resolve(host, rrtype) as Promise<string[]>).then(
+        (found) => ({ found, err: null }),
+        (err: { code?: string }) => ({ found: [] as string[], err: err.code === 'ENODATA' || err.code === 'ENOTFOUND' ? null : err }),
+      );
+    const [v4, v6] = await Promise.all([family('A'), family('AAAA')]);
+    const found = [...v4.found, ...v6.found].filter((a) => typeof a === 'string' && net.isIP(a));
+    if (found.length === 0 && (v4.err || v6.err)) throw v4.err ?? v6.err;
+    return found;
   }
 
   private async hosts(domain: string): Promise<string[]> {
@@ -121,19 +158,22 @@ export class MxTransport implements Transport {
     return hosts;
   }
 
-  private pool(host: string): SmtpPool {
-    let pool = this.pools.get(host);
+  /** One pool per address: the connection limit is per server, whatever names point to it. */
+  private pool(host: string, address: string): SmtpPool {
+    let pool = this.pools.get(address);
     if (!pool) {
       pool = new SmtpPool(
-        // STARTTLS whenever offered; a certificate is not checked (no MX publishes which to expect
-        // without DANE or MTA-STS), as Postfix's default "may".
-        { host, port: this.cfg.delivery.mxPort, secure: false, tls: 'opportunistic', name: this.cfg.heloName },
+        // The address checked above, not the name, which nodemailer would look up again (and a
+        // name's owner may answer differently the second time). STARTTLS whenever offered; a
+        // certificate is not checked (no MX publishes which to expect without DANE or MTA-STS),
+        // as Postfix's default "may".
+        { host: address, servername: net.isIP(host) ? undefined : host, port: this.cfg.delivery.mxPort, secure: false, tls: 'opportunistic', name: this.cfg.heloName },
         this.cfg.delivery.domainConnections,
-        this.log.child({ mx: host }),
+        this.log.child({ mx: host, address }),
         poolTimeouts(this.cfg),
         { idleMs: 10_000, maxMessages: 100 },
       );
-      this.pools.set(host, pool);
+      this.pools.set(address, pool);
     }
     return pool;
   }

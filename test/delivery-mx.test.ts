@@ -1,0 +1,110 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import { setResolvers } from '../src/dns.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { startWorker, workerConfig } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { startScriptedRelay, type ScriptedRelay } from './helpers/scripted-relay.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { LOOPBACK_SPF, stubResolvers, type StubRecords } from './helpers/stub-dns.ts';
+import { until } from './helpers/worker-process.ts';
+
+/**
+ * Direct delivery to MX hosts, against the owner of a member's domain: its DNS and its servers
+ * are theirs. The scripted relay on loopback stands for every MX host (DELIVERY_MX_PORT); DNS is
+ * stubbed in the process.
+ */
+let db: TestDatabase;
+let smtp: RunningIngest;
+let relay: ScriptedRelay;
+let worker: DeliveryWorker | undefined;
+const dns = new Map<string, StubRecords>();
+
+async function listWith(local: string, members: string[]): Promise<ListRow> {
+  const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  for (const m of members) await addMember(db.pool, list.id, m, 'each');
+  return list;
+}
+
+async function post(local: string, id: string) {
+  const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [`${local}@lists.example.org`] }, message({ id, to: `${local}@lists.example.org` }));
+  expect(res.ok, res.response).toBe(true);
+}
+
+async function rowsOf(id: string) {
+  const { rows } = await db.pool.query<{ recipient: string; state: string; attempts: number; last_error: string | null }>(
+    `select o.recipient, o.state, o.attempts, o.last_error from outbox o join messages m on m.id = o.message_id
+      where m.message_id = $1 order by o.recipient`,
+    [id],
+  );
+  return rows;
+}
+
+const attempted = (id: string) => until(async () => {
+  const rows = await rowsOf(id);
+  return rows.length > 0 && rows.every((r) => r.attempts > 0) && rows;
+}, `a first attempt at every copy of ${id}`);
+
+function direct(env: Record<string, string> = {}) {
+  return workerConfig(relay, { RELAY_URL: '', DELIVERY_MX_PORT: String(relay.port), ...env });
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+  smtp = await startIngest(db.pool);
+  relay = await startScriptedRelay();
+  setResolvers(stubResolvers(dns, { defaultSpf: LOOPBACK_SPF }));
+});
+
+afterEach(async () => {
+  await worker?.stop();
+  worker = undefined;
+  relay.setScript({});
+});
+
+afterAll(async () => {
+  setResolvers();
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+describe('MX hosts at addresses that are not public', () => {
+  it('are never connected to: loopback by IP literal, by name, as IPv4-mapped IPv6, private and link-local', async () => {
+    dns.set('literal.example', { mx: [{ exchange: '127.0.0.1', priority: 10 }] });
+    dns.set('named.example', { mx: [{ exchange: 'mx.named.example', priority: 10 }] });
+    dns.set('mx.named.example', { a: ['127.0.0.1'] });
+    dns.set('mapped.example', { mx: [{ exchange: 'mx.mapped.example', priority: 10 }] });
+    dns.set('mx.mapped.example', { aaaa: ['::ffff:127.0.0.1'] });
+    dns.set('inside.example', { mx: [{ exchange: 'a.inside.example', priority: 10 }, { exchange: 'b.inside.example', priority: 20 }] });
+    dns.set('a.inside.example', { a: ['10.0.0.5'] });
+    dns.set('b.inside.example', { a: ['169.254.169.254'] });
+    dns.set('nomx.example', { a: ['127.0.0.2'] }); // no MX: the domain itself
+    const members = ['m@literal.example', 'm@named.example', 'm@mapped.example', 'm@inside.example', 'm@nomx.example'];
+    await listWith('private', members);
+    const before = relay.sessions();
+    worker = await startWorker(db, direct());
+    await post('private', 'private-1@example.org');
+    const rows = await attempted('private-1@example.org');
+    expect(relay.sessions()).toBe(before);
+    expect(rows.map((r) => r.state)).toEqual(['queued', 'queued', 'queued', 'queued', 'queued']);
+    const errors = Object.fromEntries(rows.map((r) => [r.recipient, r.last_error]));
+    expect(errors['m@literal.example']).toContain('127.0.0.1 is 127.0.0.1, not a public address');
+    expect(errors['m@named.example']).toContain('mx.named.example is 127.0.0.1, not a public address');
+    expect(errors['m@mapped.example']).toContain('mx.mapped.example is ::ffff:127.0.0.1, not a public address');
+    expect(errors['m@inside.example']).toContain('a.inside.example is 10.0.0.5, not a public address');
+    expect(errors['m@inside.example']).toContain('b.inside.example is 169.254.169.254, not a public address');
+    expect(errors['m@nomx.example']).toContain('nomx.example is 127.0.0.2, not a public address');
+  });
+
+  it('are connected to when DELIVERY_MX_ALLOW names their network, at the address looked up', async () => {
+    dns.set('allowed.example', { mx: [{ exchange: 'mx.allowed.example', priority: 10 }] });
+    dns.set('mx.allowed.example', { a: ['127.0.0.1'] });
+    await listWith('allowed', ['m@allowed.example']);
+    worker = await startWorker(db, direct({ DELIVERY_MX_ALLOW: 'loopback' }));
+    await post('allowed', 'allowed-1@example.org');
+    await until(() => relay.delivered.some((d) => d.to.includes('m@allowed.example')), 'the copy');
+    expect((await rowsOf('allowed-1@example.org')).map((r) => r.state)).toEqual(['sent']);
+  });
+});
