@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
@@ -106,5 +107,56 @@ describe('MX hosts at addresses that are not public', () => {
     await post('allowed', 'allowed-1@example.org');
     await until(() => relay.delivered.some((d) => d.to.includes('m@allowed.example')), 'the copy');
     expect((await rowsOf('allowed-1@example.org')).map((r) => r.state)).toEqual(['sent']);
+  });
+});
+
+/** Servers on 127.0.0.FIRST… that accept TCP on one port and never say a word. */
+async function blackHoles(first: number, count: number): Promise<{ port: number; connections: () => number; stop: () => Promise<void> }> {
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const servers: net.Server[] = [];
+  let port = 0;
+  for (let i = 0; i < count; i++) {
+    const server = net.createServer((s) => {
+      connections++;
+      sockets.add(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, `127.0.0.${first + i}`, () => resolve());
+    });
+    port = (server.address() as net.AddressInfo).port;
+    servers.push(server);
+  }
+  return {
+    port,
+    connections: () => connections,
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    },
+  };
+}
+
+describe('a domain with many MX hosts, each silent', () => {
+  it('costs a copy a few connection attempts within one deadline, not one timeout per MX record', async () => {
+    const holes = await blackHoles(2, 20);
+    try {
+      dns.set('many.example', { mx: Array.from({ length: 20 }, (_, i) => ({ exchange: `mx${i}.many.example`, priority: 10 + i })) });
+      for (let i = 0; i < 20; i++) dns.set(`mx${i}.many.example`, { a: [`127.0.0.${2 + i}`] });
+      await listWith('many', ['m@many.example']);
+      worker = await startWorker(db, direct({ DELIVERY_MX_PORT: String(holes.port), DELIVERY_MX_ALLOW: 'loopback', DELIVERY_TIMEOUT_SECONDS: '1' }));
+      const started = Date.now();
+      await post('many', 'many-1@example.org');
+      const [row] = await attempted('many-1@example.org');
+      expect(row.state).toBe('queued');
+      expect(row.last_error).toMatch(/127\.0\.0\.\d+/);
+      // Lease 2 s: the copy may take 1.3 s. One timeout per record was 20 connections and 20 s.
+      expect(holes.connections()).toBeLessThanOrEqual(5);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await holes.stop();
+    }
   });
 });

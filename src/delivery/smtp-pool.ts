@@ -56,9 +56,10 @@ export class SmtpPool {
 
   /**
    * Sends one message to one recipient; never throws, the result says what happened.
-   * `sevenBit` makes the 7-bit form, for a server without 8BITMIME (smtp-session.ts).
+   * `sevenBit` makes the 7-bit form, for a server without 8BITMIME (smtp-session.ts); `end`
+   * (ms since the epoch) cuts the copy earlier than `copyMs` would.
    */
-  async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
+  async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit, end?: number): Promise<SendResult> {
     for (let attempt = 0; ; attempt++) {
       const conn = await this.acquire();
       if (!conn) return shutdownResult();
@@ -67,8 +68,15 @@ export class SmtpPool {
         this.discard(conn);
         return this.down.result;
       }
+      // `end`: the caller's deadline for the copy as a whole (several MX hosts share one). Spent
+      // waiting for a connection, it says nothing about the host: deferred, the host untouched.
+      const ms = Math.min(this.timeouts.copyMs, (end ?? Infinity) - Date.now());
+      if (ms <= 0) {
+        this.release(conn);
+        return { ok: false, temporary: true, code: null, response: `${this.target.host}:${this.target.port}: ETIMEDOUT: no time left for the copy, spent waiting for a connection`, stage: 'CONN' };
+      }
       const reused = conn.opened;
-      const deadline = setTimeout(() => conn.abort(`no result within ${Math.round(this.timeouts.copyMs / 1000)} s, the time one copy may take`, 'ETIMEDOUT'), this.timeouts.copyMs);
+      const deadline = setTimeout(() => conn.abort(`no result within ${Math.round(this.timeouts.copyMs / 1000)} s, the time one copy may take`, 'ETIMEDOUT'), ms);
       try {
         if (!conn.opened) await conn.open();
         const response = await conn.send(envelope, message, sevenBit);

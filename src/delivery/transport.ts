@@ -8,6 +8,7 @@ import net, { type BlockList } from 'node:net';
 import tls from 'node:tls';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
+import { beforeDeadline } from '../deadline.ts';
 import { resolvers } from '../dns.ts';
 import { allowList, refusedAddress } from './mx-addresses.ts';
 import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SevenBit, type SmtpTarget } from './smtp-pool.ts';
@@ -74,6 +75,12 @@ export class RelayTransport implements Transport {
 }
 
 const MX_CACHE_MS = 5 * 60_000;
+/**
+ * Addresses tried for one copy, over all its MX hosts (Postfix's smtp_mx_address_limit): a
+ * domain that publishes hundreds of MX records, each silent, cost a lane one connection timeout
+ * per record.
+ */
+const MX_ADDRESSES_TRIED = 5;
 
 export class MxTransport implements Transport {
   private pools = new Map<string, SmtpPool>();
@@ -88,6 +95,8 @@ export class MxTransport implements Transport {
   }
 
   async send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
+    // One deadline for the copy, whichever MX hosts it goes through, lookups included.
+    const end = Date.now() + poolTimeouts(this.cfg).copyMs;
     let hosts: string[];
     try {
       hosts = await this.hosts(domain);
@@ -99,22 +108,26 @@ export class MxTransport implements Transport {
     if (hosts.length === 0) return { ok: false, temporary: false, code: 556, response: `5.1.10 ${domain} does not accept mail (null MX)`, stage: 'RCPT TO' };
     let last: SendResult | null = null;
     const unusable: string[] = [];
+    let tried = 0;
     for (const host of hosts) {
+      if (tried >= MX_ADDRESSES_TRIED || Date.now() >= end) break;
       let addresses: string[];
       try {
-        addresses = await this.addresses(host);
+        addresses = await beforeDeadline(this.addresses(host), end, () => Object.assign(new Error('timed out'), { code: 'ETIMEOUT' }));
       } catch (err) {
         unusable.push(`${host}: address lookup failed (${(err as { code?: string }).code ?? (err as Error).message})`);
         continue;
       }
       for (const address of addresses) {
+        if (tried >= MX_ADDRESSES_TRIED || Date.now() >= end) break;
         const refused = refusedAddress(address, this.allow);
         if (refused) {
           unusable.push(`${host} is ${address}, ${refused}`);
           continue;
         }
         if (this.closed) return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
-        last = await this.pool(host, address).send(envelope, message, sevenBit);
+        tried++;
+        last = await this.pool(host, address).send(envelope, message, sevenBit, end);
         // Only a host that would not hold a session (no connection, 4xx/5xx greeting, EHLO, TLS)
         // moves on to the next MX.
         if (!sessionFailure(last)) return last;
@@ -123,7 +136,7 @@ export class MxTransport implements Transport {
     }
     if (last) return last;
     // Deferred, not failed: the domain's DNS may be put right.
-    const why = unusable.slice(0, 3).join('; ');
+    const why = unusable.length > 0 ? unusable.slice(0, 3).join('; ') : 'no time left';
     return { ok: false, temporary: true, code: null, response: `4.4.4 no MX host of ${domain} may be connected to: ${why}`, stage: 'CONN' };
   }
 
