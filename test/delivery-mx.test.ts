@@ -160,3 +160,30 @@ describe('a domain with many MX hosts, each silent', () => {
     }
   });
 });
+
+describe('an MX host that takes the message and never answers its end', () => {
+  it('holds one connection for one deadline; its other copies are deferred at once, and another domain\'s member is not kept waiting', async () => {
+    const tarpit = await startScriptedRelay({ stall: 'dot' });
+    const fast = await startScriptedRelay({}, { host: '127.0.0.2', port: tarpit.port });
+    try {
+      dns.set('slow.example', { mx: [{ exchange: '127.0.0.1', priority: 10 }] });
+      dns.set('zz-fast.example', { mx: [{ exchange: '127.0.0.2', priority: 10 }] });
+      // Sorted by domain, the slow domain's copies come first in the batch.
+      const slow = Array.from({ length: 12 }, (_, i) => `m${String(i).padStart(2, '0')}@slow.example`);
+      await listWith('tarpit', [...slow, 'last@zz-fast.example']);
+      worker = await startWorker(db, direct({ DELIVERY_MX_PORT: String(tarpit.port), DELIVERY_MX_ALLOW: 'loopback', DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_DOMAIN_CONNECTIONS: '1' }));
+      await post('tarpit', 'tarpit-1@example.org');
+      await until(() => fast.delivered.some((d) => d.to.includes('last@zz-fast.example')), 'the copy to the other domain');
+      // One copy per connection to the tarpit, each waiting out the deadline, was 12 sessions
+      // (and 12 deadlines) before the other domain's member got theirs.
+      expect(tarpit.sessions()).toBeLessThanOrEqual(3);
+      const rows = await attempted('tarpit-1@example.org');
+      expect(rows.filter((r) => r.recipient.endsWith('@slow.example')).map((r) => r.state)).toEqual(slow.map(() => 'queued'));
+      expect(rows.find((r) => r.recipient === 'm05@slow.example')!.last_error).toMatch(/timeout|ETIMEDOUT/i);
+      expect(tarpit.delivered).toEqual([]);
+    } finally {
+      await fast.stop();
+      await tarpit.stop();
+    }
+  });
+});

@@ -32,7 +32,7 @@ export function sessionFailure(result: SendResult): boolean {
   return !result.ok && !result.aborted && !ENVELOPE_STAGES.has(result.stage);
 }
 
-/** After a session could not be opened, copies for this host are deferred at once for this long. */
+/** After a session could not be opened, or timed out, copies for this host are deferred at once for this long. */
 const DOWN_MS = 2_000;
 
 export class SmtpPool {
@@ -101,6 +101,10 @@ export class SmtpPool {
         this.discard(conn);
         // A reused connection the server had closed meanwhile: try once more on a fresh one.
         if (reused && attempt === 0 && !e.responseCode && !conn.aborted) continue;
+        // A session that went silent (a step's or the copy's deadline passed) is a host that
+        // tarpits: the copies queued behind it are deferred at once, not each given a fresh
+        // connection and a whole deadline, holding lanes that other domains' copies wait for.
+        if (e.code === 'ETIMEDOUT') return this.isDown(failure(e, this.target));
         return failure(e, this.target);
       } finally {
         clearTimeout(deadline);

@@ -58,7 +58,9 @@ const DEFAULTS: Record<Step, string> = {
   dot: '250 2.0.0 queued',
 };
 
-export async function startScriptedRelay(initial: Script = {}): Promise<ScriptedRelay> {
+/** `at`: another loopback address, and a port (another MX host on DELIVERY_MX_PORT) */
+export async function startScriptedRelay(initial: Script = {}, at: { host?: string; port?: number } = {}): Promise<ScriptedRelay> {
+  const host = at.host ?? '127.0.0.1';
   let script = initial;
   let opened = 0;
   const delivered: Delivered[] = [];
@@ -174,7 +176,10 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
   };
 
   let server = net.createServer(session);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port ?? 0, host, () => resolve());
+  });
   const port = (server.address() as net.AddressInfo).port;
 
   const closeAll = async () => {
@@ -186,7 +191,7 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
 
   return {
     port,
-    url: `smtp://127.0.0.1:${port}`,
+    url: `smtp://${host}:${port}`,
     delivered,
     commands,
     sessions: () => opened,
@@ -196,7 +201,7 @@ export async function startScriptedRelay(initial: Script = {}): Promise<Scripted
       server = net.createServer(session);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, '127.0.0.1', () => resolve());
+        server.listen(port, host, () => resolve());
       });
     },
     stop: closeAll,
