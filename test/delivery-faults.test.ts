@@ -6,6 +6,7 @@ import type { Envelope, SendResult } from '../src/delivery/smtp-pool.ts';
 import { deliveries } from '../src/delivery/metrics.ts';
 import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { attemptedRows, outboxRowsOf } from './helpers/outbox-rows.ts';
 import { startScriptedRelay, type Script, type ScriptedRelay } from './helpers/scripted-relay.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
@@ -35,28 +36,10 @@ async function post(local: string, id: string) {
   expect(res.ok, res.response).toBe(true);
 }
 
-interface Row {
-  recipient: string;
-  state: string;
-  attempts: number;
-  last_error: string | null;
-  locked_by: string | null;
-}
-
-async function rowsOf(id: string): Promise<Row[]> {
-  const { rows } = await db.pool.query<Row>(
-    `select o.recipient, o.state, o.attempts, o.last_error, o.locked_by from outbox o join messages m on m.id = o.message_id
-      where m.message_id = $1 order by o.recipient`,
-    [id],
-  );
-  return rows;
-}
+const rowsOf = (id: string) => outboxRowsOf(db.pool, id);
 
 /** Every row of the post has had its first attempt (or is done). */
-const attempted = (id: string) => until(async () => {
-  const rows = await rowsOf(id);
-  return rows.length > 0 && rows.every((r) => r.attempts > 0) && rows;
-}, `a first attempt at every copy of ${id}`);
+const attempted = (id: string) => attemptedRows(db.pool, id);
 
 beforeAll(async () => {
   db = await testDatabase();

@@ -6,6 +6,7 @@ import { setResolvers } from '../src/dns.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { startWorker, workerConfig } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { attemptedRows, outboxRowsOf } from './helpers/outbox-rows.ts';
 import { startScriptedRelay, type ScriptedRelay } from './helpers/scripted-relay.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { LOOPBACK_SPF, stubResolvers, type StubRecords } from './helpers/stub-dns.ts';
@@ -33,19 +34,10 @@ async function post(local: string, id: string) {
   expect(res.ok, res.response).toBe(true);
 }
 
-async function rowsOf(id: string) {
-  const { rows } = await db.pool.query<{ recipient: string; state: string; attempts: number; last_error: string | null }>(
-    `select o.recipient, o.state, o.attempts, o.last_error from outbox o join messages m on m.id = o.message_id
-      where m.message_id = $1 order by o.recipient`,
-    [id],
-  );
-  return rows;
-}
+const rowsOf = (id: string) => outboxRowsOf(db.pool, id);
 
-const attempted = (id: string) => until(async () => {
-  const rows = await rowsOf(id);
-  return rows.length > 0 && rows.every((r) => r.attempts > 0) && rows;
-}, `a first attempt at every copy of ${id}`);
+/** Every row of the post has had its first attempt (or is done). */
+const attempted = (id: string) => attemptedRows(db.pool, id);
 
 function direct(env: Record<string, string> = {}) {
   return workerConfig(relay, { RELAY_URL: '', DELIVERY_MX_PORT: String(relay.port), ...env });
