@@ -284,6 +284,30 @@ describe('listkeeper backup and restore', () => {
   }, 120_000);
 });
 
+describe('listkeeper restore of a database an operator added to', () => {
+  it('restores a table of their own and a column they added to lists, which backup copied, rather than refusing the file', async () => {
+    // The operator keeps a table of theirs (a serial key) and a column on lists in the site's database.
+    const source = await emptyDatabase();
+    expect((await cli(['migrate'], { DATABASE_URL: source })).code).toBe(0);
+    expect((await cli(['list', 'create', 'ops@lists.example.org'], { DATABASE_URL: source })).code).toBe(0);
+    await query(source, `create table local_notes (id serial primary key, note varchar(40) not null);
+      insert into local_notes (note) values ('billing contact'), ('renew in march');
+      alter table lists add column cost_centre text; update lists set cost_centre = 'CC-7'`);
+    const file = path.join(dir, 'operator.lkb');
+    const backup = await cli(['backup', file, '--method', 'listkeeper'], { DATABASE_URL: source });
+    expect(backup.code, backup.stderr).toBe(0);
+
+    // Before, the restore refused the file ("the backup's table local_notes does not match the schema its migrations make here").
+    const target = await emptyDatabase();
+    const res = await cli(['restore', file], { DATABASE_URL: target });
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/^made from the backup, not by listkeeper's migrations \(added to the database by hand\): column lists\.cost_centre, table local_notes; /m);
+    expect(await query(target, 'select id, note from local_notes order by id')).toEqual([{ id: 1, note: 'billing contact' }, { id: 2, note: 'renew in march' }]);
+    expect(await query(target, 'select address, cost_centre from lists')).toEqual([{ address: 'ops@lists.example.org', cost_centre: 'CC-7' }]);
+    expect(await query(target, 'select last_value::int as v from local_notes_id_seq')).toEqual([{ v: 2 }]);
+  }, 120_000);
+});
+
 describe('listkeeper backup when writing fails part-way', () => {
   it('ends with exit code 1 and one line when the file cannot grow (a file size limit, as a full disk), leaving neither FILE nor FILE.tmp', async () => {
     await importBigMessage();

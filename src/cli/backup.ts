@@ -81,6 +81,12 @@ export function registerBackupCommands(program: Command) {
             `restored ${file} (made ${result.header.created_at}, schema ${result.header.migrations.at(-1)}): ${result.tables.length} tables, ` +
               `${rows} rows (${messages} messages) in ${result.seconds.toFixed(1)} s; checked: every table reads back with the backup's row count and sha256\n`,
           );
+          if (result.recreated?.length) {
+            process.stdout.write(
+              `made from the backup, not by listkeeper's migrations (added to the database by hand): ${result.recreated.join(', ')}; ` +
+                'their rows are restored, their defaults, indexes and constraints other than the primary key are not\n',
+            );
+          }
           const applied = await migrate(db.sessionPool ?? db.pool);
           if (applied.length > 0) process.stdout.write(`then applied the newer migrations: ${applied.join(', ')}\n`);
         },

@@ -25,6 +25,8 @@ export interface RestoreResult {
   header: AnyBackupHeader;
   tables: TableEnd[];
   seconds: number;
+  /** tables and columns the backup had and listkeeper's migrations do not make (an operator's), made from the backup's header */
+  recreated?: string[];
 }
 
 /** "Empty": no table, view or sequence outside PostgreSQL's own schemas. */

@@ -36,6 +36,7 @@ import {
   PG_DUMP_FORMAT,
   type AnyBackupHeader,
   type BackupHeader,
+  type BackupTable,
   type BackupTrailer,
   type TableEnd,
 } from './backup-format.ts';
@@ -106,7 +107,7 @@ export async function restoreBackup(pool: pg.Pool, input: AsyncIterable<Buffer>,
     await refuseNonEmpty(client);
     await createMigrationsTable(client);
     for (const m of header.migrations) await applyMigration(client, m);
-    await checkTablesMatch(client, header);
+    const recreated = await checkTablesMatch(client, header);
 
     const keys = await foreignKeys(client);
     for (const k of keys) await client.query(`alter table ${ident(k.table)} drop constraint ${ident(k.name)}`);
@@ -166,7 +167,11 @@ export async function restoreBackup(pool: pg.Pool, input: AsyncIterable<Buffer>,
 
     report('indexing', null, header.tables.length);
     for (const x of indexes) await client.query(x.definition);
-    for (const s of header.sequences) await client.query('select setval($1::regclass, $2::bigint, $3)', [ident(s.name), s.last_value, s.is_called]);
+    for (const s of header.sequences) {
+      // An operator's own sequence (a serial column of a table of theirs, made again above).
+      await client.query(`create sequence if not exists ${ident(s.name)}`);
+      await client.query('select setval($1::regclass, $2::bigint, $3)', [ident(s.name), s.last_value, s.is_called]);
+    }
     for (const t of header.tables) await client.query(`alter table ${ident(t.name)} enable trigger user`);
     for (const k of keys) {
       try {
@@ -183,7 +188,7 @@ export async function restoreBackup(pool: pg.Pool, input: AsyncIterable<Buffer>,
       report('checking', table, i);
     });
     await client.query('commit');
-    return { header, tables: ends, seconds: (performance.now() - started) / 1000 };
+    return { header, tables: ends, seconds: (performance.now() - started) / 1000, recreated };
   } catch (err) {
     failed = err;
     await client.query('rollback').catch(() => undefined);
@@ -254,19 +259,46 @@ async function readTrailer(reader: FrameReader, ends: TableEnd[]): Promise<void>
   if ((await reader.next()) !== null) throw new BackupFileError('the backup file is corrupt: it goes on after its trailer');
 }
 
-/** The migrated schema must have each backed-up table with the same stored columns, or COPY would misplace values. */
-async function checkTablesMatch(db: Queryable, header: BackupHeader): Promise<void> {
+/**
+ * The migrated schema must have each backed-up table with the same stored columns, or COPY would
+ * misplace values. A table or a column the migrations do not make is one an operator added to the
+ * database (a table of their own, a column on lists): backup copied it as any other, and restore
+ * refused the file for it, so every backup taken since could not be restored. It is made here from
+ * the header (its columns' types and primary key: not its defaults, other constraints or indexes),
+ * and named in what is returned. A column of this schema that the backup lacks, or has with
+ * another type, is still refused.
+ */
+async function checkTablesMatch(db: Queryable, header: BackupHeader): Promise<string[]> {
   // Every table but the migrations' own, those this release leaves out too: an older one, backing
   // up this schema during a rolling upgrade, copied some of them (purges), and they load like the others.
   const here = new Map((await backupTables(db, ['schema_migrations'])).map((t) => [t.name, t]));
+  const refused = (t: BackupTable) =>
+    new InvalidInput(`the backup's table ${t.name} does not match the schema its migrations make here: this backup cannot be restored by this listkeeper`, 'restore_check_failed');
+  const recreated: string[] = [];
   for (const t of header.tables) {
-    const mine = here.get(t.name);
     // A release before sql/0070, backing up this schema during a rolling upgrade, copies the
     // search vector as any column: loaded, the trigger computes it again anyway.
     const columns = t.columns.filter((c) => !DERIVED_COLUMNS.includes(`${t.name}.${c.name}`));
-    const same = mine && JSON.stringify(mine.columns) === JSON.stringify(columns);
-    if (!same) throw new InvalidInput(`the backup's table ${t.name} does not match the schema its migrations make here: this backup cannot be restored by this listkeeper`, 'restore_check_failed');
+    const mine = here.get(t.name);
+    if (!mine) {
+      if (t.key.length === 0 || !t.key.every((k) => columns.some((c) => c.name === k))) throw refused(t);
+      await db.query(`create table ${ident(t.name)} (${columns.map((c) => `${ident(c.name)} ${c.type}`).join(', ')}, primary key (${t.key.map(ident).join(', ')}))`)
+        .catch((err: Error) => {
+          throw new InvalidInput(`the backup's table ${t.name}, which listkeeper's migrations do not make, could not be made here (${err.message})`, 'restore_check_failed');
+        });
+      recreated.push(`table ${t.name}`);
+      continue;
+    }
+    if (JSON.stringify(mine.columns) === JSON.stringify(columns)) continue;
+    // Only added columns may differ: each of this schema's, with its type, in the backup.
+    const theirs = new Map(columns.map((c) => [c.name, c.type]));
+    if (!mine.columns.every((c) => theirs.get(c.name) === c.type)) throw refused(t);
+    for (const c of columns.filter((c) => !mine.columns.some((m) => m.name === c.name))) {
+      await db.query(`alter table ${ident(t.name)} add column ${ident(c.name)} ${c.type}`);
+      recreated.push(`column ${t.name}.${c.name}`);
+    }
   }
+  return recreated;
 }
 
 /** Indexes that no constraint owns, with the statement that makes each again. */
