@@ -305,6 +305,19 @@ describe('listkeeper restore of a database an operator added to', () => {
     expect(await query(target, 'select id, note from local_notes order by id')).toEqual([{ id: 1, note: 'billing contact' }, { id: 2, note: 'renew in march' }]);
     expect(await query(target, 'select address, cost_centre from lists')).toEqual([{ address: 'ops@lists.example.org', cost_centre: 'CC-7' }]);
     expect(await query(target, 'select last_value::int as v from local_notes_id_seq')).toEqual([{ v: 2 }]);
+
+    // The header is the file's, and anyone can write a file: a "type" that is a statement is refused, not run.
+    for (const type of ['int); create table pwned (x int); --', "text default 'x'"]) {
+      const hostile = path.join(dir, 'operator-hostile.lkb');
+      fs.writeFileSync(hostile, await rewriteHeader((h) => ({
+        ...h, tables: h.tables.map((t) => (t.name === 'local_notes' ? { ...t, columns: t.columns.map((c) => (c.name === 'note' ? { ...c, type } : c)) } : t)),
+      }), file));
+      const empty = await emptyDatabase();
+      const refused = await cli(['restore', hostile], { DATABASE_URL: empty });
+      expect(refused.code, type).toBe(1);
+      expect(refused.stderr, type).toMatch(/the backup's table local_notes does not match the schema its migrations make here/);
+      expect(await query(empty, `select count(*)::int as n from pg_class where relname = 'pwned'`)).toEqual([{ n: 0 }]);
+    }
   }, 120_000);
 });
 
@@ -357,8 +370,8 @@ function run(cmd: string, args: string[], closeAfter?: number): Promise<{ code: 
 }
 
 /** FILE (the suite's listkeeper-format backup) with its header changed, rewritten with the format's writer. */
-async function rewriteHeader(change: (h: BackupHeader) => unknown): Promise<Buffer> {
-  const reader = new FrameReader(fs.createReadStream(FILE));
+async function rewriteHeader(change: (h: BackupHeader) => unknown, from = FILE): Promise<Buffer> {
+  const reader = new FrameReader(fs.createReadStream(from));
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));

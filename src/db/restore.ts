@@ -268,6 +268,11 @@ async function readTrailer(reader: FrameReader, ends: TableEnd[]): Promise<void>
  * and named in what is returned. A column of this schema that the backup lacks, or has with
  * another type, is still refused.
  */
+// A type as format_type() writes one: words (a schema before a dot), a modifier of digits after
+// one of them ("character varying(40)", "timestamp(3) with time zone", "numeric(10,2)"), arrays,
+// or "char" in its quotes.
+const TYPE_NAME = /^(?:"char"|[a-z_][a-z0-9_]*(?:\(\d+(?:,\d+)?\))?(?:[ .][a-z_][a-z0-9_]*(?:\(\d+(?:,\d+)?\))?)*)(?:\[\])*$/;
+
 async function checkTablesMatch(db: Queryable, header: BackupHeader): Promise<string[]> {
   // Every table but the migrations' own, those this release leaves out too: an older one, backing
   // up this schema during a rolling upgrade, copied some of them (purges), and they load like the others.
@@ -280,6 +285,9 @@ async function checkTablesMatch(db: Queryable, header: BackupHeader): Promise<st
     // search vector as any column: loaded, the trigger computes it again anyway.
     const columns = t.columns.filter((c) => !DERIVED_COLUMNS.includes(`${t.name}.${c.name}`));
     const mine = here.get(t.name);
+    // The header is the file's, and a file can be written by anyone: a type goes into the statement
+    // below as written, so it must read as a type name and nothing more (no ";", no quote).
+    if (!columns.every((c) => TYPE_NAME.test(c.type))) throw refused(t);
     if (!mine) {
       if (t.key.length === 0 || !t.key.every((k) => columns.some((c) => c.name === k))) throw refused(t);
       await db.query(`create table ${ident(t.name)} (${columns.map((c) => `${ident(c.name)} ${c.type}`).join(', ')}, primary key (${t.key.map(ident).join(', ')}))`)
