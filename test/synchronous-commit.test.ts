@@ -85,6 +85,34 @@ describe('synchronous_commit per list', () => {
     expect(await archivedOn(standby, 'waits@example.org')).toBe(true);
   }, 60_000);
 
+  it('answers a post committed before its connection died only once the standby has it', async () => {
+    standby.stop('fast');
+    let answered = false;
+    const waiting = send(SAFE, 'retried@example.org').then((r) => {
+      answered = true;
+      return r;
+    });
+    // The post is committed on the primary, its COMMIT waiting for the standby: that backend is killed.
+    let pid: number | undefined;
+    for (let i = 0; i < 100 && pid === undefined; i++) {
+      await sleep(100);
+      pid = (await on<{ pid: number }>(primary, "select pid from pg_stat_activity where wait_event = 'SyncRep'", 'postgres'))[0]?.pid;
+    }
+    expect(pid).toBeDefined();
+    await on(primary, `select pg_terminate_backend(${pid})`, 'postgres');
+    // Tried again on a new connection, the post is found already there: its 250 still waits for the standby.
+    try {
+      expect(await archivedOn(primary, 'retried@example.org')).toBe(true);
+      await sleep(3000);
+      expect(answered).toBe(false);
+    } finally {
+      standby.start();
+    }
+    const r = await waiting;
+    expect(r.ok).toBe(true);
+    expect(await archivedOn(standby, 'retried@example.org')).toBe(true);
+  }, 60_000);
+
   it('keeps an acknowledged post when the primary dies and the standby is promoted', async () => {
     const r = await send(SAFE, 'survives@example.org');
     expect(r.ok).toBe(true);

@@ -47,6 +47,12 @@ async function postBatch(tx: pg.PoolClient, batch: Post[]): Promise<PostOutcome[
   // The batch commits once: it waits as long as its most demanding list asks.
   const wait = strongest(posts.map((p) => p.list.synchronous_commit ?? p.settings.postSynchronousCommit ?? null));
   if (wait) await tx.query(`set local synchronous_commit = ${wait}`);
+  // A duplicate is answered 250 too, but a transaction that wrote no WAL commits without waiting
+  // for anyone (a transaction id alone is not enough): a post whose COMMIT was cut off while it
+  // waited for the standby (its backend terminated) is committed on the primary alone, and its
+  // retry was answered at once. One WAL record makes this COMMIT wait as a new post's would, and
+  // a standby that has it has everything committed before it.
+  if (outcomes.some((o) => o.kind === 'duplicate')) await tx.query("select pg_logical_emit_message(true, 'listkeeper', 'duplicate post')");
   return outcomes;
 }
 
