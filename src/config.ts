@@ -4,6 +4,7 @@
  */
 
 import crypto from 'node:crypto';
+import dns from 'node:dns';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -25,6 +26,17 @@ const domain = z
   .string()
   .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'must be a domain name');
 const positiveInt = z.coerce.number().int().positive();
+
+function dnsServersValid(value: string): boolean {
+  const servers = value.split(',').map((s) => s.trim());
+  if (servers.some((s) => s === '')) return false;
+  try {
+    new dns.Resolver().setServers(servers);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The proxies whose X-Forwarded-For is believed (WEB_TRUST_PROXY), as Express takes them: the
@@ -94,7 +106,9 @@ const schema = z.object({
   AUTH_CHECK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
   // list-policies.ts SYNCHRONOUS_COMMITS (config imports nothing but log; test/synchronous-commit.test.ts checks they agree)
   POST_SYNCHRONOUS_COMMIT: z.enum(['local', 'remote_write', 'on', 'remote_apply']).optional(),
-  DNS_SERVERS: z.string().regex(/^\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?(\s*,\s*(\[[0-9a-f:.]+\]|[0-9a-z.:-]+)(:\d+)?)*\s*$/i, 'must be comma-separated host or host:port resolvers').optional(),
+  // What the resolver's setServers() takes (src/dns.ts useDnsServers): checked here, so that a name
+  // or a bad port stops start-up naming the variable rather than with the resolver's own error.
+  DNS_SERVERS: z.string().refine(dnsServersValid, 'must be comma-separated resolver addresses: IP, IP:port or [IPv6]:port').optional(),
   // The spam check (src/core/spam-check.ts; docs/mail.md): an rspamd controller or normal worker
   SPAM_CHECK_URL: url(['http:', 'https:']).optional(),
   SPAM_CHECK_FAIL: z.enum(['accept', 'tempfail']).default('accept'),

@@ -582,6 +582,18 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     const url = await cli(['list', 'ls'], { ...env, PUBLIC_URL: 'ftp://nope' });
     expect(url.stderr).toMatch(/PUBLIC_URL/);
   });
+
+  it('stops on a DNS_SERVERS entry that is not an IP address or IP:port with one line naming it, before serve starts anything', async () => {
+    for (const value of ['127.0.0.1:5353', '[::1]:53', '::1', '127.0.0.1, 192.0.2.1:53']) {
+      expect(parseConfig({ DNS_SERVERS: value }).dnsServers.length).toBeGreaterThan(0);
+    }
+    for (const value of ['1.2.3.4:xx', 'dns.example.net:53', '300.1.1.1']) {
+      const r = await cli(['serve', '--worker'], { ...env, DNS_SERVERS: value });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^listkeeper: Invalid configuration: DNS_SERVERS=/)]);
+      expect(r.stdout).not.toContain('listkeeper is running');
+    }
+  });
 });
 
 describe('migrations', { timeout: 90_000 }, () => {
