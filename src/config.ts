@@ -26,6 +26,8 @@ const domain = z
   .string()
   .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'must be a domain name');
 const positiveInt = z.coerce.number().int().positive();
+// A listener's address as listen() takes it: an IP address (IPv6 without brackets) or a host name.
+const listenHost = z.string().refine((v) => net.isIP(v) !== 0 || domain.safeParse(v).success, 'must be an IP address (IPv6 without brackets) or a host name');
 
 function dnsServersValid(value: string): boolean {
   const servers = value.split(',').map((s) => s.trim());
@@ -74,7 +76,7 @@ const schema = z.object({
   MAIL_DOMAIN: domain.default('lists.localhost'),
   // Unset: http://WEB_HOST:WEB_PORT (publicUrlOf), so that moving the listener moves the links.
   PUBLIC_URL: url(['http:', 'https:']).optional(),
-  SMTP_HOST: z.string().min(1).default('127.0.0.1'),
+  SMTP_HOST: listenHost.default('127.0.0.1'),
   SMTP_PORT: port.default(2525),
   SMTP_LMTP: z.enum(['0', '1', 'true', 'false']).default('0'),
   SMTP_MAX_SIZE: positiveInt.default(25 * 1024 * 1024),
@@ -85,13 +87,13 @@ const schema = z.object({
   SMTP_REQUIRE_TLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   // Unset: none for loopback peers and LMTP, 100 ms for others (src/smtp/greeting.ts)
   SMTP_GREETING_DELAY_MS: z.coerce.number().int().min(0).max(60_000).optional(),
-  WEB_HOST: z.string().min(1).default('127.0.0.1'),
+  WEB_HOST: listenHost.default('127.0.0.1'),
   WEB_PORT: port.default(8080),
   WEB_TRUST_PROXY: z.string().default('loopback').refine((v) => proxyList(v) !== null, 'must be loopback, linklocal, uniquelocal, addresses or ADDRESS/PREFIX networks, separated by commas'),
   // Unset: /metrics on the web port only; set: on a listener of its own in every serve process
   // (src/metrics-server.ts), and no longer on the web port
   METRICS_PORT: port.optional(),
-  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  METRICS_HOST: listenHost.default('127.0.0.1'),
   PAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   MESSAGE_CACHE_MB: z.coerce.number().int().min(0).default(64),
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),

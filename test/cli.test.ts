@@ -583,6 +583,20 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(url.stderr).toMatch(/PUBLIC_URL/);
   });
 
+  it('stops on a listener host that is neither an IP address nor a host name with one line naming the variable', async () => {
+    for (const value of ['localhost', '0.0.0.0', '::', '::1', '10.0.0.5', 'lists.example.org']) {
+      expect(parseConfig({ WEB_HOST: value, SMTP_HOST: value, METRICS_HOST: value }).web.host).toBe(value);
+    }
+    for (const [name, role] of [['WEB_HOST', '--web'], ['SMTP_HOST', '--smtp'], ['METRICS_HOST', '--web']] as const) {
+      for (const value of ['not a host', '[::1]', 'http://127.0.0.1']) {
+        const r = await cli(['serve', role], { ...env, [name]: value, WEB_PORT: '0', SMTP_PORT: '0', METRICS_PORT: '0' });
+        expect(r.code).not.toBe(0);
+        expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^listkeeper: Invalid configuration: ${name}=`))]);
+        expect(r.stdout).not.toContain('listkeeper is running');
+      }
+    }
+  });
+
   it('stops on a DNS_SERVERS entry that is not an IP address or IP:port with one line naming it, before serve starts anything', async () => {
     for (const value of ['127.0.0.1:5353', '[::1]:53', '::1', '127.0.0.1, 192.0.2.1:53']) {
       expect(parseConfig({ DNS_SERVERS: value }).dnsServers.length).toBeGreaterThan(0);
