@@ -192,19 +192,21 @@ export class Outcomes {
       // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count;
       // nor do refusals of our sender at MAIL FROM or of the content after DATA).
       // A refused probe is a bounced probe (see core/bounces.ts).
+      // The row's result is written already and will not come back here: a bounce whose
+      // connection is lost is tried again on a fresh one (as the result was), not dropped.
       const probe = f.row.kind === 'notice' && f.row.list_id !== null && f.stage !== 'none' ? probeTokenOf(f.row.envelope_from) : null;
       if (probe) {
-        await recordProbeFailure(this.pool, { publicUrl: this.publicUrl }, probe, f.row.list_id!, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
+        await this.attempt(() => recordProbeFailure(this.pool, { publicUrl: this.publicUrl }, probe, f.row.list_id!, f.row.recipient, f.error, log, f.stage === 'RCPT TO'))
           .catch((err) => log.error({ err }, 'could not record the bounce of a refused probe'));
       }
       if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice' && f.stage !== 'none') {
-        await recordDeliveryFailure(this.pool, { publicUrl: this.publicUrl }, f.row.member_id, f.row.list_id, f.row.recipient, f.error, log, f.stage === 'RCPT TO')
+        await this.attempt(() => recordDeliveryFailure(this.pool, { publicUrl: this.publicUrl }, f.row.member_id, f.row.list_id!, f.row.recipient, f.error, log, f.stage === 'RCPT TO'))
           .catch((err) => log.error({ err }, 'could not record the bounce of a failed copy'));
       }
     }
     for (const f of tooBig.values()) {
       const log = this.log.child({ outboxId: f.id, listId: f.row.list_id, messageId: f.row.message_id });
-      await tellPostTooBig(this.pool, f.row.list_id!, f.row.message_id!, f.error)
+      await this.attempt(() => tellPostTooBig(this.pool, f.row.list_id!, f.row.message_id!, f.error))
         .then((told) => told && log.warn({ error: f.error }, 'copies of a post were refused for their size: owners and author told'))
         .catch((err) => log.error({ err }, 'could not tell the owners that a post was too big to deliver'));
     }
