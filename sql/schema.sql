@@ -1185,6 +1185,15 @@ CREATE SEQUENCE public.bounces_id_seq
 ALTER SEQUENCE public.bounces_id_seq OWNED BY public.bounces.id;
 
 --
+-- Name: chore_runs; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.chore_runs (
+    name text NOT NULL,
+    ran_at timestamp with time zone NOT NULL
+);
+
+--
 -- Name: conversion_skips; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1997,6 +2006,13 @@ ALTER TABLE ONLY public.audit_log
 
 ALTER TABLE ONLY public.bounces
     ADD CONSTRAINT bounces_pkey PRIMARY KEY (id);
+
+--
+-- Name: chore_runs chore_runs_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.chore_runs
+    ADD CONSTRAINT chore_runs_pkey PRIMARY KEY (name);
 
 --
 -- Name: conversion_skips conversion_skips_pkey; Type: CONSTRAINT; Schema: public; Owner: -

@@ -20,6 +20,7 @@ import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { runConversions } from '../core/conversions.ts';
 import { CopyCache } from './copies.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
+import { claimChoreRun } from '../db/chore-runs.ts';
 import { Listener } from '../db/listener.ts';
 import { Outcomes } from './outcomes.ts';
 import { createTransport, type Transport } from './transport.ts';
@@ -92,7 +93,12 @@ export class DeliveryWorker {
       await reclaim(this.pool, this.cfg, this.log, this.stalled ? null : this.name);
     });
     this.every('chores', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log));
-    this.every('chores', 3_600_000, () => hourly(this.pool, this.cfg, this.log));
+    // The hourly chores, for the whole fleet: asked often, run when an hour has passed since any
+    // worker last ran them (db/chore-runs.ts). A timer of an hour from each start never fired in a
+    // fleet restarted more often than that.
+    this.every('chores', Math.min(60_000, Math.max(1_000, this.cfg.delivery.pollMs * 10)), async () => {
+      if (await claimChoreRun(this.pool, 'hourly', 3600)) await hourly(this.pool, this.cfg, this.log);
+    });
     this.every('conversions', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () =>
       runConversions(this.pool, this.name, this.cfg.conversions, this.log, () => this.stopping));
     this.running = this.loop();
