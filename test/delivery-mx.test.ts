@@ -179,3 +179,34 @@ describe('an MX host that takes the message and never answers its end', () => {
     }
   });
 });
+
+describe('an MX host that answers slowly, within the deadlines', () => {
+  it('takes no more of a worker\'s lanes than its connections: another domain\'s copy goes at once, the slow domain\'s go in order, each once', async () => {
+    // Addresses no other test's copies (retried meanwhile by this worker) go to.
+    const slowHost = await startScriptedRelay({ delayMs: 150 }, { host: '127.0.0.30' });
+    const fast = await startScriptedRelay({}, { host: '127.0.0.31', port: slowHost.port });
+    const busy = () => slowHost.delivered.filter((d) => d.to[0].endsWith('@busy.example'));
+    try {
+      dns.set('busy.example', { mx: [{ exchange: '127.0.0.30', priority: 10 }] });
+      dns.set('zz-idle.example', { mx: [{ exchange: '127.0.0.31', priority: 10 }] });
+      // Sorted by domain, the slow domain's copies come first in the batch.
+      const slow = Array.from({ length: 6 }, (_, i) => `m${i}@busy.example`);
+      await listWith('busy', [...slow, 'last@zz-idle.example']);
+      // Four lanes, one connection per MX host. Lease 10 s: no copy is cut while it waits.
+      worker = await startWorker(db, direct({ DELIVERY_MX_PORT: String(slowHost.port), DELIVERY_MX_ALLOW: 'loopback', DELIVERY_DOMAIN_CONNECTIONS: '1', DELIVERY_LEASE_SECONDS: '10' }));
+      await post('busy', 'busy-1@example.org');
+      await until(() => fast.delivered.some((d) => d.to.includes('last@zz-idle.example')), 'the copy to the other domain');
+      // Every lane used to queue for the slow host's one connection, and the other domain's copy
+      // was taken only once the slow domain's last copy had a lane: after three of them were sent.
+      expect(busy().length).toBeLessThanOrEqual(1);
+      await until(() => busy().length === slow.length, 'the slow domain\'s copies', 20_000);
+      expect(busy().map((d) => d.to)).toEqual(slow.map((m) => [m]));
+      expect(slowHost.sessions()).toBe(1);
+      expect(fast.delivered.filter((d) => d.to[0].endsWith('@zz-idle.example')).map((d) => d.to)).toEqual([['last@zz-idle.example']]);
+      await until(async () => (await rowsOf('busy-1@example.org')).every((r) => r.state === 'sent'), 'every row sent');
+    } finally {
+      await fast.stop();
+      await slowHost.stop();
+    }
+  });
+});

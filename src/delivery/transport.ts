@@ -18,6 +18,11 @@ export interface Transport {
   send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult>;
   /** how many sends to keep in flight */
   readonly lanes: number;
+  /**
+   * how many of them one recipient domain may take (direct MX: its hosts' connection limit, so
+   * lanes beyond it wait in the pool while other domains' copies could go); none for a relay
+   */
+  readonly domainLanes?: number;
   /** closes idle connections; sends in progress finish */
   close(): void;
   /** destroys every connection now; sends in progress return `aborted` (shutdown) */
@@ -88,9 +93,11 @@ export class MxTransport implements Transport {
   private closed = false;
   private readonly allow: BlockList;
   readonly lanes: number;
+  readonly domainLanes: number;
 
   constructor(private cfg: Config, private log: Logger) {
     this.lanes = Math.max(cfg.delivery.connections, cfg.delivery.domainConnections);
+    this.domainLanes = cfg.delivery.domainConnections;
     this.allow = allowList(cfg.delivery.mxAllow);
   }
 

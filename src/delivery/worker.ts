@@ -274,19 +274,55 @@ export class DeliveryWorker {
           claiming = null;
         });
     };
+    // Sends in flight by recipient domain. A domain takes at most `domainLanes` lanes: more would
+    // only wait for its hosts' connections (a slow host holding every lane) while copies for other
+    // domains further on in the batch, whose hosts are idle, wait behind them.
+    const perDomain = this.transport.domainLanes ?? Infinity;
+    const busy = new Map<string, number>();
+    let freed: { promise: Promise<void>; resolve: () => void } | null = null;
+    /** The first buffered copy whose domain has a lane to spare: a domain's copies keep their order. */
+    const take = (): ClaimedRow | undefined => {
+      const i = perDomain === Infinity ? 0 : buffer.findIndex((r) => (busy.get(r.domain) ?? 0) < perDomain);
+      if (i < 0 || i >= buffer.length) return undefined;
+      const [row] = buffer.splice(i, 1);
+      busy.set(row.domain, (busy.get(row.domain) ?? 0) + 1);
+      return row;
+    };
+    const done = (row: ClaimedRow) => {
+      const n = busy.get(row.domain)! - 1;
+      if (n === 0) busy.delete(row.domain);
+      else busy.set(row.domain, n);
+      freed?.resolve();
+      freed = null;
+    };
     const lane = async () => {
       for (;;) {
         if (buffer.length <= batch / 2) refill();
         await outcomes.room(batch, () => this.inFlight);
-        const row = this.stopping || !this.lock.held || outcomes.failing ? undefined : buffer.shift();
+        const halted = this.stopping || !this.lock.held || outcomes.failing;
+        const row = halted ? undefined : take();
         if (!row) {
-          if (claiming && !this.stopping && this.lock.held && !outcomes.failing) {
+          if (!halted && buffer.length > 0) {
+            // Every buffered copy is for a domain at its limit: wait for one of its sends to end
+            // (or for more copies to be claimed).
+            if (!freed) {
+              let resolve!: () => void;
+              freed = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+            }
+            await Promise.race([freed.promise, ...(claiming ? [claiming] : [])]);
+            continue;
+          }
+          if (claiming && !halted) {
             await claiming;
             continue;
           }
           return;
         }
-        if (!(await this.deliver(row, outcomes))) unsent.push(row.id);
+        try {
+          if (!(await this.deliver(row, outcomes))) unsent.push(row.id);
+        } finally {
+          done(row);
+        }
       }
     };
     try {
