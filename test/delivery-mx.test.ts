@@ -3,7 +3,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import { setResolvers } from '../src/dns.ts';
+import { MxTransport } from '../src/delivery/transport.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { log } from '../src/log.ts';
 import { startWorker, workerConfig } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { attemptedRows, outboxRowsOf } from './helpers/outbox-rows.ts';
@@ -207,6 +209,38 @@ describe('an MX host that answers slowly, within the deadlines', () => {
     } finally {
       await fast.stop();
       await slowHost.stop();
+    }
+  });
+});
+
+describe('MX answers and per-address pools', () => {
+  it('are forgotten once unused for a while, never while a send uses the pool, and made again when needed', async () => {
+    const hosts = [relay, await startScriptedRelay({}, { host: '127.0.0.3', port: relay.port }), await startScriptedRelay({ delayMs: 100 }, { host: '127.0.0.4', port: relay.port })];
+    const cfg = direct({ DELIVERY_MX_ALLOW: 'loopback', DELIVERY_DOMAIN_CONNECTIONS: '1', DELIVERY_LEASE_SECONDS: '10', LOG_LEVEL: 'silent' });
+    log.level = 'silent';
+    // Minutes in production; a fraction of a second here.
+    const transport = new MxTransport(cfg, log, { sweepMs: 50, poolIdleMs: 300, mxCacheMs: 300, connectionIdleMs: 100 });
+    const send = (to: string) => transport.send(to.split('@')[1], { from: 'bounces@lists.example.org', to }, Buffer.from(`Subject: ${to}\r\n\r\nhi\r\n`));
+    try {
+      ['127.0.0.1', '127.0.0.3', '127.0.0.4'].forEach((a, i) => dns.set(`prune${i}.example`, { mx: [{ exchange: a, priority: 10 }] }));
+      dns.set('prune3.example', { mx: [{ exchange: '127.0.0.1', priority: 10 }] }); // shares 127.0.0.1's pool
+      const first = await Promise.all(['a@prune0.example', 'a@prune1.example', 'a@prune3.example'].map(send));
+      expect(first.map((r) => r.ok)).toEqual([true, true, true]);
+      expect(transport.cached).toEqual({ domains: 3, pools: 2 });
+      // A slow host, one connection: its second copy waits in the pool for seconds, far past
+      // poolIdleMs, while the sweep runs; neither is cut.
+      const slow = await Promise.all(['a@prune2.example', 'b@prune2.example'].map(send));
+      expect(slow.map((r) => r.ok)).toEqual([true, true]);
+      expect(hosts[2].delivered.map((d) => d.to)).toEqual([['a@prune2.example'], ['b@prune2.example']]);
+      await until(() => transport.cached.domains === 0 && transport.cached.pools === 0, 'the answers and pools forgotten', 5_000);
+      const before = hosts[1].sessions();
+      expect((await send('c@prune1.example')).ok).toBe(true);
+      expect(hosts[1].sessions()).toBe(before + 1);
+      expect(transport.cached).toEqual({ domains: 1, pools: 1 });
+    } finally {
+      transport.close();
+      await hosts[1].stop();
+      await hosts[2].stop();
     }
   });
 });

@@ -40,18 +40,29 @@ export class SmtpPool {
   private conns = new Set<SmtpSession>();
   private waiting: (() => void)[] = [];
   private closed = false;
-  private sweeper: NodeJS.Timeout;
+  private sweeper: NodeJS.Timeout | undefined;
   private down: { until: number; result: SendResult } | null = null;
+  /** sends in progress, and when the last one ended (unusedSince) */
+  private active = 0;
+  private lastSend = Date.now();
 
   constructor(
     readonly target: SmtpTarget,
     private readonly max: number,
     private readonly log: Logger,
     private readonly timeouts: PoolTimeouts,
-    private readonly opts: { maxMessages?: number; idleMs?: number } = {},
+    /** `sweep: false`: no timer of its own, the owner calls sweep() (MxTransport, for all its pools) */
+    private readonly opts: { maxMessages?: number; idleMs?: number; sweep?: boolean } = {},
   ) {
-    this.sweeper = setInterval(() => this.sweep(), 5_000);
-    this.sweeper.unref();
+    if (opts.sweep !== false) {
+      this.sweeper = setInterval(() => this.sweep(), 5_000);
+      this.sweeper.unref();
+    }
+  }
+
+  /** Since when nothing has used the pool (no send, no connection, no waiter); null while something does. */
+  get unusedSince(): number | null {
+    return this.active === 0 && this.conns.size === 0 && this.waiting.length === 0 ? this.lastSend : null;
   }
 
   /**
@@ -60,6 +71,16 @@ export class SmtpPool {
    * (ms since the epoch) cuts the copy earlier than `copyMs` would.
    */
   async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit, end?: number): Promise<SendResult> {
+    this.active++;
+    try {
+      return await this.sendOnce(envelope, message, sevenBit, end);
+    } finally {
+      this.active--;
+      this.lastSend = Date.now();
+    }
+  }
+
+  private async sendOnce(envelope: Envelope, message: Buffer, sevenBit?: SevenBit, end?: number): Promise<SendResult> {
     for (let attempt = 0; ; attempt++) {
       const conn = await this.acquire();
       if (!conn) return shutdownResult();
@@ -162,7 +183,8 @@ export class SmtpPool {
     this.waiting.shift()?.();
   }
 
-  private sweep() {
+  /** Closes connections idle longer than `idleMs`. */
+  sweep() {
     const limit = Date.now() - (this.opts.idleMs ?? 30_000);
     const keep: SmtpSession[] = [];
     for (const c of this.idle) {

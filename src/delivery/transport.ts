@@ -79,7 +79,20 @@ export class RelayTransport implements Transport {
   }
 }
 
-const MX_CACHE_MS = 5 * 60_000;
+/**
+ * How long MX answers are kept; how often the transport's one timer closes idle connections and
+ * forgets expired answers and pools unused for `poolIdleMs` (otherwise both grew with every
+ * domain and MX address the worker ever sent to, each pool with a timer of its own); and how long
+ * a connection may stay idle.
+ */
+export interface MxTuning {
+  mxCacheMs: number;
+  sweepMs: number;
+  poolIdleMs: number;
+  connectionIdleMs: number;
+}
+
+const MX_TUNING: MxTuning = { mxCacheMs: 5 * 60_000, sweepMs: 5_000, poolIdleMs: 3 * 60_000, connectionIdleMs: 10_000 };
 /**
  * Addresses tried for one copy, over all its MX hosts (Postfix's smtp_mx_address_limit): a
  * domain that publishes hundreds of MX records, each silent, cost a lane one connection timeout
@@ -92,13 +105,37 @@ export class MxTransport implements Transport {
   private mx = new Map<string, { hosts: string[]; expires: number }>();
   private closed = false;
   private readonly allow: BlockList;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly tuning: MxTuning;
   readonly lanes: number;
   readonly domainLanes: number;
 
-  constructor(private cfg: Config, private log: Logger) {
+  constructor(private cfg: Config, private log: Logger, tuning: Partial<MxTuning> = {}) {
     this.lanes = Math.max(cfg.delivery.connections, cfg.delivery.domainConnections);
     this.domainLanes = cfg.delivery.domainConnections;
     this.allow = allowList(cfg.delivery.mxAllow);
+    this.tuning = { ...MX_TUNING, ...tuning };
+    this.sweeper = setInterval(() => this.sweep(), this.tuning.sweepMs);
+    this.sweeper.unref();
+  }
+
+  /** MX answers and pools held now (tests) */
+  get cached(): { domains: number; pools: number } {
+    return { domains: this.mx.size, pools: this.pools.size };
+  }
+
+  private sweep() {
+    const now = Date.now();
+    for (const [domain, entry] of this.mx) if (entry.expires <= now) this.mx.delete(domain);
+    for (const [address, pool] of this.pools) {
+      // Only a pool nothing uses: no send, no connection, no waiter (a send takes one of these
+      // at once, in the same turn as pool() hands the pool out).
+      const since = pool.unusedSince;
+      if (since !== null && now - since >= this.tuning.poolIdleMs) {
+        pool.close();
+        this.pools.delete(address);
+      } else pool.sweep();
+    }
   }
 
   async send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
@@ -174,7 +211,7 @@ export class MxTransport implements Transport {
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
       hosts = [domain];
     }
-    this.mx.set(domain, { hosts, expires: Date.now() + MX_CACHE_MS });
+    this.mx.set(domain, { hosts, expires: Date.now() + this.tuning.mxCacheMs });
     return hosts;
   }
 
@@ -191,7 +228,7 @@ export class MxTransport implements Transport {
         this.cfg.delivery.domainConnections,
         this.log.child({ mx: host, address }),
         poolTimeouts(this.cfg),
-        { idleMs: 10_000, maxMessages: 100 },
+        { idleMs: this.tuning.connectionIdleMs, maxMessages: 100, sweep: false },
       );
       this.pools.set(address, pool);
     }
@@ -200,12 +237,14 @@ export class MxTransport implements Transport {
 
   close() {
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const p of this.pools.values()) p.close();
     this.pools.clear();
   }
 
   abort() {
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const p of this.pools.values()) p.abort();
     this.pools.clear();
   }
