@@ -282,13 +282,16 @@ export class DeliveryWorker {
     let freed: { promise: Promise<void>; resolve: () => void } | null = null;
     /** The first buffered copy whose domain has a lane to spare: a domain's copies keep their order. */
     const take = (): ClaimedRow | undefined => {
-      const i = perDomain === Infinity ? 0 : buffer.findIndex((r) => (busy.get(r.domain) ?? 0) < perDomain);
-      if (i < 0 || i >= buffer.length) return undefined;
+      // A relay is one host: its copies go in claim order, as they always did.
+      if (perDomain === Infinity) return buffer.shift();
+      const i = buffer.findIndex((r) => (busy.get(r.domain) ?? 0) < perDomain);
+      if (i < 0) return undefined;
       const [row] = buffer.splice(i, 1);
       busy.set(row.domain, (busy.get(row.domain) ?? 0) + 1);
       return row;
     };
     const done = (row: ClaimedRow) => {
+      if (perDomain === Infinity) return;
       const n = busy.get(row.domain)! - 1;
       if (n === 0) busy.delete(row.domain);
       else busy.set(row.domain, n);
