@@ -182,9 +182,8 @@ export function postSender(fromEmail: string, envelopeFrom: string | null): stri
 export function oldSpelling(address: string): string | null {
   const at = address.lastIndexOf('@');
   const domain = address.slice(at + 1);
-  if (at <= 0 || /^[\x00-\x7f]*$/.test(domain)) return null;
-  const ascii = url.domainToASCII(domain);
-  return ascii ? `${address.slice(0, at)}@${ascii}` : null;
+  const ascii = asciiDomain(domain);
+  return at > 0 && ascii !== domain ? `${address.slice(0, at)}@${ascii}` : null;
 }
 
 /**

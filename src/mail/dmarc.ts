@@ -4,8 +4,8 @@
  * prefix, footer) and the list's own domain is not aligned with it? Then the list mitigates.
  */
 
-import { domainToASCII } from 'node:url';
 import { getDomain } from 'tldts';
+import { asciiDomain } from './address.ts';
 
 export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 
@@ -62,14 +62,14 @@ export function organisationalDomain(domain: string): string {
   return getDomain(d, { allowIcannDomains: true, allowPrivateDomains: true }) ?? d;
 }
 
-/** A domain as xn-- labels, lower case, without a final dot: a From may name it in Unicode, a d= in A-labels. */
-export function asciiDomain(d: string): string {
-  return domainToASCII(d.toLowerCase().replace(/\.$/, '')) || d.toLowerCase();
+/** A domain as compared: xn-- labels, lower case, without a final dot (a From may name it in Unicode, a d= in A-labels). */
+function comparable(d: string): string {
+  return asciiDomain(d.toLowerCase().replace(/\.$/, ''));
 }
 
 /** Whether two domains are the same (strict alignment, RFC 7489 §3.1): in any case, in Unicode or as xn-- labels. */
 export function sameDomain(a: string | null, b: string | null): boolean {
-  return !!a && !!b && asciiDomain(a) === asciiDomain(b);
+  return !!a && !!b && comparable(a) === comparable(b);
 }
 
 /**
@@ -78,5 +78,5 @@ export function sameDomain(a: string | null, b: string | null): boolean {
  * d=xn--bcher-kva.example passes its DMARC).
  */
 export function sameOrganisation(a: string, b: string): boolean {
-  return organisationalDomain(asciiDomain(a)) === organisationalDomain(asciiDomain(b));
+  return organisationalDomain(comparable(a)) === organisationalDomain(comparable(b));
 }
