@@ -77,10 +77,15 @@ function plain(address: string): { address: string; family: 'ipv4' | 'ipv6' } {
   return { address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' };
 }
 
+let own: { readAt: number; addresses: Set<string> } | null = null;
+
+/** This machine's addresses, read again at most once a minute: asked for every copy sent directly. */
 function ownAddresses(): Set<string> {
-  const own = new Set<string>();
-  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) own.add(plain(i.address).address);
-  return own;
+  if (own && Date.now() - own.readAt < 60_000) return own.addresses;
+  const addresses = new Set<string>();
+  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) addresses.add(plain(i.address).address);
+  own = { readAt: Date.now(), addresses };
+  return addresses;
 }
 
 /**
