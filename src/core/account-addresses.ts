@@ -101,7 +101,7 @@ export async function followVerifyLink(pool: pg.Pool, who: AccountRef, token: st
         subject: 'An address was added to your account',
         text: `Another address was added to your account on ${settings.publicUrl} (${who.email}, this address) on ${noticeTime(new Date())}. `
           + `It can now log in to the account and receive its mail. Your account page lists the account's addresses.\n\n`
-          + notYou(settings, false, await tokensAdvice(tx, who.accountId, settings)),
+          + (await notYou(tx, who, settings, false)),
       });
     }
     return { outcome, email: used.email };
@@ -117,7 +117,8 @@ export function noticeTime(at: Date): string {
 }
 
 /** What to do when a change to the account was not one's own, at the end of its notice. */
-function notYou(settings: NoticeSettings, withThisAddress: boolean, tokens: string): string {
+async function notYou(db: Queryable, who: AccountRef, settings: NoticeSettings, withThisAddress: boolean): Promise<string> {
+  const tokens = await tokensAdvice(db, who.accountId, settings);
   return `If you made this change, there is nothing more to do.\n\n`
     + `If you did not, someone else may be using your account. `
     + (withThisAddress
@@ -162,7 +163,7 @@ export async function removeAccountAddress(pool: pg.Pool, who: AccountRef, email
         subject: 'An address was removed from your account',
         text: `${email} (this address) was removed from its account on ${settings.publicUrl} on ${noticeTime(new Date())}. `
           + `It no longer logs in to that account, and the sessions logged in with it there have been logged out. Its subscriptions to lists stay as they are.\n\n`
-          + notYou(settings, false, await tokensAdvice(tx, who.accountId, settings)),
+          + (await notYou(tx, who, settings, false)),
       });
     }
     return ended;
@@ -187,7 +188,7 @@ export async function makePrimaryAddress(pool: pg.Pool, who: AccountRef, email: 
       subject: 'Your primary address was changed',
       text: `The primary address of your account on ${settings.publicUrl} was changed on ${noticeTime(new Date())}: it was ${who.email} (this address), it is now another address of the account, where the site's mail to you goes from now on. `
         + `This address stays a verified address of the account: you can still log in with it.\n\n`
-        + notYou(settings, true, await tokensAdvice(tx, who.accountId, settings)),
+        + (await notYou(tx, who, settings, true)),
     });
   });
 }

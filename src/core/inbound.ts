@@ -161,11 +161,12 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // moderation by mail does: the sender's server tries again, and a real sender is answered then.
   const forgery = async () => {
     const auth = checks.auth ?? await authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings);
+    const forged = dmarcForgery(auth);
     const unsure = unsureAuth(auth);
-    if (unsure?.result === 'temperror' && !dmarcForgery(auth)) {
+    if (!forged && unsure?.result === 'temperror') {
       throw new TemporaryFailure('4.7.0 the sender could not be authenticated for now (a DNS lookup failed); try again later', 'auth_temperror');
     }
-    const why = dmarcForgery(auth) ?? (unsure?.result === 'permerror' ? `the sender cannot be authenticated (${unsure.reason})` : null);
+    const why = forged ?? (unsure?.result === 'permerror' ? `the sender cannot be authenticated (${unsure.reason})` : null);
     return why && `${why}: not answered, as mail in the name of ${sender}`;
   };
   // A confirmation is guarded by its token (128 bits) as a moderation reply is: only the answer
