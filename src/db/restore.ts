@@ -259,6 +259,11 @@ async function readTrailer(reader: FrameReader, ends: TableEnd[]): Promise<void>
   if ((await reader.next()) !== null) throw new BackupFileError('the backup file is corrupt: it goes on after its trailer');
 }
 
+// A type as format_type() writes one: words (a schema before a dot), a modifier of digits after
+// one of them ("character varying(40)", "timestamp(3) with time zone", "numeric(10,2)"), arrays,
+// or "char" in its quotes.
+const TYPE_NAME = /^(?:"char"|[a-z_][a-z0-9_]*(?:\(\d+(?:,\d+)?\))?(?:[ .][a-z_][a-z0-9_]*(?:\(\d+(?:,\d+)?\))?)*)(?:\[\])*$/;
+
 /**
  * The migrated schema must have each backed-up table with the same stored columns, or COPY would
  * misplace values. A table or a column the migrations do not make is one an operator added to the
@@ -268,11 +273,6 @@ async function readTrailer(reader: FrameReader, ends: TableEnd[]): Promise<void>
  * and named in what is returned. A column of this schema that the backup lacks, or has with
  * another type, is still refused.
  */
-// A type as format_type() writes one: words (a schema before a dot), a modifier of digits after
-// one of them ("character varying(40)", "timestamp(3) with time zone", "numeric(10,2)"), arrays,
-// or "char" in its quotes.
-const TYPE_NAME = /^(?:"char"|[a-z_][a-z0-9_]*(?:\(\d+(?:,\d+)?\))?(?:[ .][a-z_][a-z0-9_]*(?:\(\d+(?:,\d+)?\))?)*)(?:\[\])*$/;
-
 async function checkTablesMatch(db: Queryable, header: BackupHeader): Promise<string[]> {
   // Every table but the migrations' own, those this release leaves out too: an older one, backing
   // up this schema during a rolling upgrade, copied some of them (purges), and they load like the others.
