@@ -8,7 +8,7 @@ import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from 
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { attemptedRows, outboxRowsOf } from './helpers/outbox-rows.ts';
 import { startScriptedRelay, type Script, type ScriptedRelay } from './helpers/scripted-relay.ts';
-import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { postTo, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
 import { DeliveryWorker as Worker } from '../src/delivery/worker.ts';
 
@@ -31,10 +31,7 @@ async function listWith(local: string, members: number): Promise<ListRow> {
   return list;
 }
 
-async function post(local: string, id: string) {
-  const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [`${local}@lists.example.org`] }, message({ id, to: `${local}@lists.example.org` }));
-  expect(res.ok, res.response).toBe(true);
-}
+const post = (local: string, id: string) => postTo(smtp.port, local, id);
 
 const rowsOf = (id: string) => outboxRowsOf(db.pool, id);
 

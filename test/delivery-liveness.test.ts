@@ -9,7 +9,7 @@ import { loggedIn } from './helpers/browser.ts';
 import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
-import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { postTo, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { startWeb } from './helpers/web.ts';
 import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
 
@@ -34,10 +34,7 @@ async function listWith(local: string, members: number): Promise<ListRow> {
   return list;
 }
 
-async function post(local: string, id: string) {
-  const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [`${local}@lists.example.org`] }, message({ id, to: `${local}@lists.example.org` }));
-  expect(res.ok, res.response).toBe(true);
-}
+const post = (local: string, id: string) => postTo(smtp.port, local, id);
 
 async function states(id: string): Promise<Record<string, number>> {
   const { rows } = await db.pool.query<{ state: string; n: number }>(

@@ -10,7 +10,7 @@ import { startWorker, workerConfig } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { attemptedRows, outboxRowsOf } from './helpers/outbox-rows.ts';
 import { startScriptedRelay, type ScriptedRelay } from './helpers/scripted-relay.ts';
-import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { postTo, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { LOOPBACK_SPF, stubResolvers, type StubRecords } from './helpers/stub-dns.ts';
 import { until } from './helpers/worker-process.ts';
 
@@ -31,10 +31,7 @@ async function listWith(local: string, members: string[]): Promise<ListRow> {
   return list;
 }
 
-async function post(local: string, id: string) {
-  const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [`${local}@lists.example.org`] }, message({ id, to: `${local}@lists.example.org` }));
-  expect(res.ok, res.response).toBe(true);
-}
+const post = (local: string, id: string) => postTo(smtp.port, local, id);
 
 const rowsOf = (id: string) => outboxRowsOf(db.pool, id);
 

@@ -11,7 +11,7 @@ import { drained, startWorker, workerConfig } from './helpers/capture-relay.ts';
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startScriptedRelay, type ScriptedRelay } from './helpers/scripted-relay.ts';
-import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { message, postTo, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 
 /**
  * Outbound SMTP against a scripted server that does or does not offer 8BITMIME and SMTPUTF8:
@@ -33,10 +33,7 @@ async function listWith(local: string, members: string[]): Promise<ListRow> {
   return list;
 }
 
-async function post(local: string, id: string, body = 'Hello, list.\n', headers: Record<string, string> = {}) {
-  const res = await sendRaw(smtp.port, { from: 'alice@example.org', to: [`${local}@lists.example.org`] }, Buffer.from(message({ id, to: `${local}@lists.example.org`, body, headers }), 'utf8'));
-  expect(res.ok, res.response).toBe(true);
-}
+const post = (local: string, id: string, body = 'Hello, list.\n', headers: Record<string, string> = {}) => postTo(smtp.port, local, id, { body, headers });
 
 const deliveredOf = (id: string) => relay.delivered.filter((d) => d.raw.includes(`<${id}>`));
 

@@ -70,6 +70,16 @@ export async function smtpDialogue(port: number): Promise<{ say(line: string): P
   };
 }
 
+/**
+ * Alice's post `id` to LOCAL@lists.example.org over SMTP (a minimal message, `body` and `headers`
+ * as message() takes them); throws with the server's answer unless it is 250.
+ */
+export async function postTo(port: number, local: string, id: string, opts: { body?: string; headers?: Record<string, string> } = {}): Promise<void> {
+  const to = `${local}@lists.example.org`;
+  const res = await sendRaw(port, { from: 'alice@example.org', to: [to] }, Buffer.from(message({ id, to, ...opts }), 'utf8'));
+  if (!res.ok) throw new Error(`post ${id} to ${to} was refused: ${res.response}`);
+}
+
 /** A minimal RFC 5322 message; headers given override the defaults. */
 export function message(opts: { id?: string | null; from?: string; to?: string; subject?: string; body?: string; headers?: Record<string, string>; date?: string }): string {
   const headers: Record<string, string> = {
