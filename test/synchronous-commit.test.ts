@@ -85,6 +85,26 @@ describe('synchronous_commit per list', () => {
     expect(await archivedOn(standby, 'waits@example.org')).toBe(true);
   }, 60_000);
 
+  it("does not hold up another list's posts, however many of the waiting list's posts wait", async () => {
+    standby.stop('fast');
+    // More posts to the waiting list than the listener commits at once (DEFAULT_MAX_CONCURRENT):
+    // an owner who sets their list to wait for the standby must not stop the site's other lists.
+    const waiting = Array.from({ length: 8 }, (_, i) => send(SAFE, `queued-${i}@example.org`));
+    try {
+      for (let i = 0; i < 100; i++) {
+        await sleep(100);
+        const [{ n }] = await on<{ n: number }>(primary, "select count(*)::int as n from pg_stat_activity where wait_event = 'SyncRep'", 'postgres');
+        if (n >= 1) break;
+      }
+      await sleep(500);
+      const plain = await Promise.race([send(PLAIN, 'not-held-up@example.org'), sleep(8000).then(() => ({ ok: 'no answer in 8 s' }))]);
+      expect(plain.ok).toBe(true);
+    } finally {
+      standby.start();
+    }
+    for (const r of await Promise.all(waiting)) expect(r.ok).toBe(true);
+  }, 60_000);
+
   it('answers a post committed before its connection died only once the standby has it', async () => {
     standby.stop('fast');
     let answered = false;

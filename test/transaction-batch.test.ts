@@ -13,6 +13,7 @@ afterAll(async () => { await db?.drop(); });
 interface Job {
   fn: (tx: pg.PoolClient) => Promise<number>;
   keys: string[];
+  lane?: string;
 }
 
 /** A group commit whose items are closures, run one after the other in the shared transaction. */
@@ -23,8 +24,8 @@ function committer(opts: { maxBatch: number; maxConcurrent: number; maxKeys?: nu
     const out: number[] = [];
     for (const j of jobs) out.push(await j.fn(tx));
     return out;
-  }, { ...opts, lockKeys: (j) => j.keys });
-  return { run: (fn: Job['fn'], keys: string[] = []) => gc.run({ fn, keys }), sizes };
+  }, { ...opts, lockKeys: (j) => j.keys, lane: (j) => j.lane ?? '' });
+  return { run: (fn: Job['fn'], keys: string[] = [], lane?: string) => gc.run({ fn, keys, lane }), sizes };
 }
 
 const insert = (n: number) => async (tx: pg.PoolClient) => {
@@ -103,4 +104,32 @@ it('keeps the advisory locks of one transaction under its key budget, however ma
   await Promise.all([first, ...rest]);
   // 40 keys each, at most 100 per transaction: two items at a time after the first.
   expect(b.sizes).toEqual([1, 2, 2, 2, 2, 1]);
+});
+
+it("keeps a transaction for the main lane, however many of another lane's hang, and never mixes lanes", async () => {
+  const b = committer({ maxBatch: 50, maxConcurrent: 3 });
+  // A list's posts whose COMMIT waits for a standby that is away: they do not finish until released.
+  let release!: () => void;
+  const away = new Promise<void>((r) => { release = r; });
+  const hang = (n: number) => async (tx: pg.PoolClient) => {
+    await insert(n)(tx);
+    await away;
+    return n * 2;
+  };
+  // One at a time, as posts come from separate SMTP sessions: each could start a transaction of its own.
+  const waiting: Promise<number>[] = [];
+  for (const n of [400, 401, 402, 403, 404, 405]) {
+    waiting.push(b.run(hang(n), [], 'remote_write'));
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  // Every other list's posts still commit, in transactions of their own lane.
+  const others = await Promise.race([
+    Promise.all([410, 411, 412].map((n) => b.run(insert(n)))),
+    new Promise((r) => setTimeout(() => r('no answer'), 3000)),
+  ]);
+  release();
+  expect(others).toEqual([820, 822, 824]);
+  expect(await Promise.all(waiting)).toEqual([800, 802, 804, 806, 808, 810]);
+  const { rows } = await db.pool.query<{ n: number[] }>('select array_agg(n order by n) as n from batch_probe where n between 400 and 419 group by txid order by min(n)');
+  for (const { n } of rows) expect(n.every((x) => x >= 410) || n.every((x) => x < 410), `one transaction: ${n}`).toBe(true);
 });

@@ -23,6 +23,10 @@ export function post(pool: pg.Pool, p: Post): Promise<PostOutcome> {
   if (!committer) {
     committer = new GroupCommit(pool, postBatch, {
       lockKeys: (q) => [q.message.messageId, ...(q.message.inReplyTo ? [q.message.inReplyTo] : []), ...q.message.references],
+      // A list that waits otherwise than the site (its own synchronous_commit) commits in a lane of
+      // its own: its posts waiting for an absent standby neither take other lists' posts with them
+      // nor keep them from a transaction (docs/operations.md, "250 means on two machines").
+      lane: (q) => (q.list.synchronous_commit && q.list.synchronous_commit !== q.settings.postSynchronousCommit ? q.list.synchronous_commit : ''),
     });
     committers.set(pool, committer);
   }

@@ -24,6 +24,13 @@ export interface GroupCommitOptions<I> {
    * other in a cycle.
    */
   lockKeys: (item: I) => string[];
+  /**
+   * Which transactions an item may share: items of different lanes never share one. '' (the
+   * default) is the main lane; the others together hold at most maxConcurrent - 1 transactions, so
+   * that one is always the main lane's. Posts whose COMMIT waited for an absent synchronous standby
+   * (a list's own synchronous_commit) took every slot, and no other list's post was answered.
+   */
+  lane?: (item: I) => string;
   maxBatch?: number;
   /**
    * lock keys per transaction: each is an advisory lock held to commit, and PostgreSQL's lock table
@@ -62,6 +69,7 @@ export function advisoryLockCap(firstItemKeys: number): number {
 interface Pending<I, O> {
   item: I;
   keys: string[];
+  lane: string;
   resolve: (value: O) => void;
   reject: (err: unknown) => void;
 }
@@ -69,6 +77,8 @@ interface Pending<I, O> {
 export class GroupCommit<I, O> {
   private queue: Pending<I, O>[] = [];
   private running = 0;
+  /** of those, transactions of lanes other than the main one (GroupCommitOptions.lane) */
+  private runningAside = 0;
   private timer: NodeJS.Timeout | null = null;
   private gathered = false;
   /** lock keys of the transactions in flight, with how many hold each */
@@ -93,7 +103,7 @@ export class GroupCommit<I, O> {
 
   run(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      this.queue.push({ item, keys: this.opts.lockKeys(item), resolve, reject });
+      this.queue.push({ item, keys: this.opts.lockKeys(item), lane: this.opts.lane?.(item) ?? '', resolve, reject });
       this.pump();
     });
   }
@@ -121,8 +131,10 @@ export class GroupCommit<I, O> {
       const batch = ready.map((i) => this.queue[i]);
       this.queue = this.queue.filter((_, i) => !taken.has(i));
       const keys = batch.flatMap((p) => p.keys);
+      const aside = batch[0].lane !== '';
       for (const k of keys) this.inFlight.set(k, (this.inFlight.get(k) ?? 0) + 1);
       this.running++;
+      if (aside) this.runningAside++;
       void this.commit(batch).finally(() => {
         for (const k of keys) {
           const n = this.inFlight.get(k)! - 1;
@@ -130,6 +142,7 @@ export class GroupCommit<I, O> {
           else this.inFlight.set(k, n);
         }
         this.running--;
+        if (aside) this.runningAside--;
         this.pump();
       });
     }
@@ -139,18 +152,22 @@ export class GroupCommit<I, O> {
    * The queued items that can start now, in order, up to maxBatch. An item that shares a lock key
    * with a transaction in flight would only sleep on its lock inside PostgreSQL, holding a slot
    * and a connection: it waits here instead, and so does anything queued after it that shares a
-   * key with it (a reply stays behind its parent).
+   * key with it (a reply stays behind its parent). All of one lane: the first item whose lane may
+   * start a transaction now chooses it; an item passed over blocks its keys alike.
    */
   private ready(): number[] {
     const out: number[] = [];
     let blocked: Set<string> | null = null;
     let keyCount = 0;
+    let lane: string | null = null;
     for (let i = 0; i < this.queue.length && out.length < this.maxBatch; i++) {
-      const { keys } = this.queue[i];
-      if (keys.some((k) => this.inFlight.has(k) || blocked?.has(k))) {
+      const { keys, lane: own } = this.queue[i];
+      const passed = lane === null ? own !== '' && this.runningAside >= Math.max(1, this.maxConcurrent - 1) : own !== lane;
+      if (passed || keys.some((k) => this.inFlight.has(k) || blocked?.has(k))) {
         blocked ??= new Set();
         for (const k of keys) blocked.add(k);
       } else {
+        lane = own;
         // The first item always goes (its own keys are bounded by the caller); others up to the budget.
         if (out.length > 0 && keyCount + keys.length > this.maxKeys) break;
         keyCount += keys.length;
