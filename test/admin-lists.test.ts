@@ -138,6 +138,12 @@ describe('list settings', () => {
     const refused = await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', dkim_private_key: fake }));
     expect(refused.text).toContain('DKIM private key: paste a PEM private key that parses');
     expect((await findList(db.pool, 'dev')).dkim_private_key).toBeNull();
+    // An owner's key over 4,096 bits would make the site's delivery workers sign each copy slowly.
+    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const tooBig = await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', dkim_private_key: huge }));
+    expect(tooBig.status).toBe(400);
+    expect(tooBig.text).toContain('DKIM private key: paste an RSA key of 1024 to 4096 bits (2048 advised) or an Ed25519 key (got rsa 4104).');
+    expect((await findList(db.pool, 'dev')).dkim_private_key).toBeNull();
     const key = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().trim();
     await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', dkim_private_key: key }));
     expect((await findList(db.pool, 'dev')).dkim_private_key).toBe(key);

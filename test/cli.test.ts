@@ -409,7 +409,12 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(bad.stderr).not.toContain(lines[2]);
     const wrongType = await cli(['list', 'set', 'keyed', `dkim_private_key=@${file('ec', ec)}`], env);
     expect(wrongType.code).not.toBe(0);
-    expect(wrongType.stderr).toContain('an RSA key of at least 1024 bits (2048 advised) or an Ed25519 key (got ec)');
+    expect(wrongType.stderr).toContain('an RSA key of 1024 to 4096 bits (2048 advised) or an Ed25519 key (got ec)');
+    // RFC 8301's largest: a bigger key made every delivery worker spend up to 313 ms per member's copy.
+    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const tooBig = await cli(['list', 'set', 'keyed', `dkim_private_key=@${file('huge', huge)}`], env);
+    expect(tooBig.code).not.toBe(0);
+    expect(tooBig.stderr).toContain('dkim_private_key: must be an RSA key of 1024 to 4096 bits (2048 advised) or an Ed25519 key (got rsa 4104)');
     expect((await findList(db.pool, 'keyed@lists.example.org')).dkim_private_key).toBeNull();
 
     const ok = await cli(['list', 'set', 'keyed', `dkim_private_key=@${file('good', good)}`, 'dkim_selector=mine', 'dkim_domain=lists.example.org'], env);

@@ -16,6 +16,7 @@ import { addMember, findMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { dkimTxtRecord } from '../src/mail/list-signing.ts';
 import type { AuthChecks } from '../src/mail/post-checks.ts';
+import { attemptedRows } from './helpers/outbox-rows.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { dkimpyVerify, testKey } from './helpers/dkimpy.ts';
@@ -268,6 +269,18 @@ describe('the list\'s signature on copies of unusual posts', () => {
   it('is valid with wrap_message and with munge_from_always (Reply-To the list)', async () => {
     await variant('wrapped', { dmarc_mitigation: 'wrap_message', footer: 'Footer.' }, await authorSigned('wrap-1@example.org', 'wrapped@lists.example.org'), 'wrap-1@example.org');
     await variant('munged', { dmarc_mitigation: 'munge_from_always', reply_to: 'list' }, await authorSigned('munge-1@example.org', 'munged@lists.example.org'), 'munge-1@example.org');
+  });
+
+  it('does not sign with a stored RSA key over 4,096 bits: its copies wait, and no worker spends seconds per member', async () => {
+    // As a release that took any size stored it (an RSA-16384 signature took 313 ms, once per member).
+    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const list = await newList('hugekey');
+    await updateDeliverySettings(db.pool, list.id, { dkim_domain: 'lists.example.org', dkim_selector: 'huge', dkim_private_key: huge });
+    await post(list, await authorSigned('hugekey@example.org', list.address));
+    const rows = await attemptedRows(db.pool, 'hugekey@example.org');
+    expect(rows.map((r) => r.state)).toEqual(MEMBERS.map(() => 'queued'));
+    for (const r of rows) expect(r.last_error).toContain('the DKIM key of hugekey@lists.example.org cannot be used (the key must be an RSA key of 1024 to 4096 bits');
+    expect(relay.messages.filter((m) => m.raw.includes('<hugekey@example.org>'))).toEqual([]);
   });
 
   it('is valid with an Ed25519 list key', async () => {

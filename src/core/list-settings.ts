@@ -11,6 +11,7 @@ import type { DeliverySettings, ListRow } from '../db/lists.ts';
 import { InvalidInput } from '../errors.ts';
 import { ARCHIVE_POLICIES, AUTH_POLICIES, SYNCHRONOUS_COMMITS, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { normalizeEmail } from '../mail/address.ts';
+import { signingKeyProblem } from '../mail/list-signing.ts';
 import { checkTemplate, type TemplateName } from '../mail/templates.ts';
 import { oneLineProblem, updateListSettings } from './lists.ts';
 
@@ -84,10 +85,8 @@ const privateKey = (v: string) => {
   } catch {
     throw new Error('a PEM private key that parses (this one does not: truncated or damaged?)');
   }
-  const bits = parsed.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (parsed.asymmetricKeyType === 'rsa' ? bits < 1024 : parsed.asymmetricKeyType !== 'ed25519') {
-    throw new Error(`an RSA key of at least 1024 bits (2048 advised) or an Ed25519 key (got ${parsed.asymmetricKeyType}${bits ? ` ${bits}` : ''})`);
-  }
+  const problem = signingKeyProblem(parsed);
+  if (problem) throw new Error(problem);
   return key;
 };
 

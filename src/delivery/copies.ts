@@ -26,7 +26,7 @@ import { dmarcPolicyFor } from './dmarc-lookup.ts';
 const KEEP_MS = 60_000;
 const MAX_ENTRIES = 64;
 
-/** signer: the list's parsed DKIM key; an Error when the stored key does not parse (copies wait) */
+/** signer: the list's parsed DKIM key; an Error when the stored key does not parse or cannot sign (copies wait) */
 type CachedList = ListRow & { identity: ListIdentity; signer: ListKey | Error | null };
 
 interface Entry<T> {
@@ -172,7 +172,7 @@ function parseKey(domain: string, selector: string, pem: string): ListKey | Erro
   }
 }
 
-/** A list whose stored key does not parse: its copies are deferred, not sent unsigned. */
+/** A list whose stored key does not parse, or cannot sign (listKey): its copies are deferred, not sent unsigned. */
 function keyError(list: CachedList): Error {
-  return new Error(`the DKIM key of ${list.address} does not parse (${(list.signer as Error).message}): set a new one with "listkeeper list dkim ${list.address} --generate" or "list set"`);
+  return new Error(`the DKIM key of ${list.address} cannot be used (${(list.signer as Error).message}): set a new one with "listkeeper list dkim ${list.address} --generate" or "list set"`);
 }
