@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, findList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
@@ -130,6 +131,28 @@ describe('list settings', () => {
     expect(bad.text).toContain('Hold at spam score');
     await owner.post(S, settingsForm({ spam_hold_score: '6', spam_reject_score: '15' }));
     expect(await findList(db.pool, 'dev')).toMatchObject({ spam_hold_score: 6, spam_reject_score: 15 });
+  });
+
+  it('refuses control characters in the name, description and subject prefix, as list set does', async () => {
+    const before = await findList(db.pool, 'dev');
+    // ESC sequences in the description were stored, and printed raw by `listkeeper list ls` to a
+    // site administrator's terminal (OSC 52 writes their clipboard, others rewrite the screen).
+    const r = await owner.post(S, settingsForm({ name: 'Dev\r\nBcc: x@example.net', description: 'Talk \x1b]52;c;ZWNobyBoaQ==\x07 here', subject_prefix: '[dev]\tx' }));
+    expect(r.status).toBe(400);
+    for (const label of ['Name', 'Description', 'Subject prefix']) expect(r.text).toContain(`${label}: must be one line, without control characters.`);
+    const after = await findList(db.pool, 'dev');
+    expect([after.name, after.description, after.subject_prefix]).toEqual([before.name, before.description, before.subject_prefix]);
+    // Too long is refused, not cut short.
+    const long = await owner.post(S, settingsForm({ description: 'd'.repeat(1001) }));
+    expect(long.status).toBe(400);
+    expect(long.text).toContain('Description: must be at most 1000 characters.');
+  });
+
+  it('turns control characters stored by the panel before it checked them into spaces (sql/0090)', async () => {
+    const list = await createList(db.pool, { address: 'escaped@lists.example.org', name: 'Esc\x1b[2Japed', description: 'one\r\ntwo', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+    await db.pool.query("update lists set subject_prefix = E'[esc]\\x07' where id = $1", [list.id]);
+    await db.pool.query(fs.readFileSync(new URL('../sql/0090_list_lines_without_controls.sql', import.meta.url), 'utf8'));
+    expect(await findList(db.pool, 'escaped')).toMatchObject({ name: 'Esc [2Japed', description: 'one  two', subject_prefix: '[esc] ' });
   });
 
   it('stores a DKIM key without ever showing it again', async () => {

@@ -76,11 +76,23 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     }
   };
 
-  const name = field(req, 'name', 200);
-  if (!name) problem('name', 'Name: a list needs a name.');
+  // A line of text, checked as `list set` checks it (one line, no control characters, its length):
+  // the panel stored what the command refused, and an owner's escape sequences in the description
+  // reached a site administrator's terminal through `listkeeper list ls`. Read past the limit, so
+  // that a text too long is refused rather than cut short.
+  const line = (name: 'name' | 'description' | 'subject_prefix', label: string, current: string): string => {
+    try {
+      return LIST_SETTINGS[name].parse(field(req, name, 2000)) as string;
+    } catch (err) {
+      problem(name, `${label}: must be ${(err as Error).message}.`);
+      return current;
+    }
+  };
+
+  if (!field(req, 'name', 200)) problem('name', 'Name: a list needs a name.');
   const core: CoreSettings = {
-    name: name || list.name,
-    description: field(req, 'description', 1000),
+    name: field(req, 'name', 200) ? line('name', 'Name', list.name) : list.name,
+    description: line('description', 'Description', list.description),
     post_policy: pick('post_policy', 'Who may post', POST_POLICIES, list.post_policy),
     subscribe_policy: pick('subscribe_policy', 'Subscription', SUBSCRIBE_POLICIES, list.subscribe_policy),
     archive: pick('archive', 'Archive', ARCHIVE_POLICIES, list.archive),
@@ -98,7 +110,7 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
   if (dkimSelector && !/^[A-Za-z0-9._-]+$/.test(dkimSelector)) problem('dkim_selector', 'DKIM selector: letters, digits, ".", "_" and "-" only.');
 
   const delivery: Partial<DeliverySettings> = {
-    subject_prefix: field(req, 'subject_prefix', 100),
+    subject_prefix: line('subject_prefix', 'Subject prefix', list.subject_prefix),
     footer: template('footer', 'Footer', list.footer),
     reply_to: replyTo,
     reply_to_address: replyToAddress,
