@@ -61,37 +61,34 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
     return ['1', 'yes', 'on', 'true'].includes(field(req, name, 10).toLowerCase());
   };
 
-  // A list's own text, checked as `list set` checks it (unknown variables are named); a form
-  // without the field leaves it as it is.
+  // A text checked as `list set` checks it (LIST_SETTINGS), read up to `max`, past the setting's
+  // own limit, so that a text too long is refused by name rather than cut short here.
+  const checked = (name: string, label: string, current: string, max: number): string => {
+    try {
+      return LIST_SETTINGS[name].parse(field(req, name, max)) as string;
+    } catch (err) {
+      problem(name, `${label}: must be ${(err as Error).message}.`);
+      return current;
+    }
+  };
+
+  // A list's own text (unknown variables are named); a form without the field leaves it as it is.
+  // Browsers send each line end as CRLF: a text within the textarea's 5,000 characters was cut
+  // short at 5,000 before its line ends became LF.
   const template = (name: 'footer' | 'template_welcome' | 'template_goodbye' | 'template_held' | 'template_confirm', label: string, current: string): string => {
     if (!Object.prototype.hasOwnProperty.call(req.body ?? {}, name)) return current;
-    try {
-      // Read past the setting's limit: browsers send each line end as CRLF, and a text within
-      // the textarea's 5,000 characters was cut short here before its line ends became LF. The
-      // setting's own check then says when it is too long, rather than dropping its end.
-      return LIST_SETTINGS[name].parse(field(req, name, 20_000)) as string;
-    } catch (err) {
-      problem(name, `${label}: must be ${(err as Error).message}.`);
-      return current;
-    }
+    return checked(name, label, current, 20_000);
   };
 
-  // A line of text, checked as `list set` checks it (one line, no control characters, its length):
-  // the panel stored what the command refused, and an owner's escape sequences in the description
-  // reached a site administrator's terminal through `listkeeper list ls`. Read past the limit, so
-  // that a text too long is refused rather than cut short.
-  const line = (name: 'name' | 'description' | 'subject_prefix', label: string, current: string): string => {
-    try {
-      return LIST_SETTINGS[name].parse(field(req, name, 2000)) as string;
-    } catch (err) {
-      problem(name, `${label}: must be ${(err as Error).message}.`);
-      return current;
-    }
-  };
+  // One line each (no control characters), as `list set` has them: the panel stored what the
+  // command refused, and an owner's escape sequences in the description reached a site
+  // administrator's terminal through `listkeeper list ls`.
+  const line = (name: 'name' | 'description' | 'subject_prefix', label: string, current: string) => checked(name, label, current, 2000);
 
-  if (!field(req, 'name', 200)) problem('name', 'Name: a list needs a name.');
+  const named = field(req, 'name', 2000) !== '';
+  if (!named) problem('name', 'Name: a list needs a name.');
   const core: CoreSettings = {
-    name: field(req, 'name', 200) ? line('name', 'Name', list.name) : list.name,
+    name: named ? line('name', 'Name', list.name) : list.name,
     description: line('description', 'Description', list.description),
     post_policy: pick('post_policy', 'Who may post', POST_POLICIES, list.post_policy),
     subscribe_policy: pick('subscribe_policy', 'Subscription', SUBSCRIBE_POLICIES, list.subscribe_policy),
