@@ -433,7 +433,7 @@ describe('a session whose login is not recent', () => {
     expect(me.jar.get('lk_session')).not.toBe(old);
     const back = await me.get('/account/reauthenticate');
     expect(back.location).toBe('/account');
-    expect((await me.get('/account')).text).toContain('For 15 minutes after your login you can change your addresses and password');
+    expect((await me.get('/account')).text).toContain('For 15 minutes after your login you can make the changes that ask for a recent one');
     expect((await me.post('/account/addresses/primary', { email: 'pam2@example.org' })).status).toBe(303);
     expect(await loggedInAs(me)).toBe('pam2@example.org');
     // The old cookie is worth nothing now.

@@ -5,7 +5,7 @@ import { removeRole } from '../src/core/lists.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
-import { loggedIn, WebClient } from './helpers/browser.ts';
+import { loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
 
 /**
  * Every admin route against every role, allowed and forbidden, checked on the server: the table
@@ -215,6 +215,58 @@ describe('owners', () => {
       expect((refused?.reason as { code?: string } | undefined)?.code, `round ${round}`).toBe('last_owner');
       const { rows } = await db.pool.query(`select email from list_roles where list_id = $1 and role = 'owner'`, [list.id]);
       expect(rows, `round ${round}`).toHaveLength(1);
+    }
+  });
+});
+
+describe('owners and moderators need a recent login to change', () => {
+  it('an old session adds or removes no owner or moderator; a fresh login by mailed link returns to the roles and may', async () => {
+    const list = await createList(db.pool, { address: 'kept@lists.example.org', name: 'Kept', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['keeper@example.org', 'co@example.org'] });
+    const rolesOf = async () => (await db.pool.query(`select email, role from list_roles where list_id = $1 order by email`, [list.id])).rows;
+    const before = await rolesOf();
+    const keeper = await loggedIn(db, web.url, 'keeper@example.org');
+    // The cookie of a login 16 minutes ago, as a thief who took it would hold it.
+    await db.pool.query(`update sessions set created_at = now() - interval '16 minutes' where account_id = (select id from accounts where email = 'keeper@example.org')`);
+    const back = '/admin/lists/kept@lists.example.org/settings#roles';
+    const reauth = `/account/reauthenticate?next=${encodeURIComponent(back)}`;
+    for (const form of [
+      { action: 'add', role: 'owner', email: 'thief@example.net' },
+      { action: 'add', role: 'moderator', email: 'thief@example.net' },
+      { action: 'remove', role: 'owner', email: 'co@example.org' },
+    ]) {
+      const r = await keeper.post('/admin/lists/kept@lists.example.org/roles', form);
+      expect(r.status, JSON.stringify(form)).toBe(303);
+      expect(r.location, JSON.stringify(form)).toBe(reauth);
+    }
+    expect(await rolesOf()).toEqual(before);
+    expect((await db.pool.query(`select 1 from audit_log where action like 'role.%' and list_id = $1`, [list.id])).rowCount).toBe(0);
+
+    // The page keeps where to return, and the mailed link brings the fresh session back there.
+    const page = await keeper.get(reauth);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain("adding or removing a list's owners and moderators");
+    expect(page.text).toContain(`name="next" value="${back}"`);
+    expect((await keeper.post('/account/reauthenticate/link', { next: back })).status).toBe(200);
+    const [mail] = (await queuedMail(db, 'keeper@example.org')).filter((m) => m.subject === 'Log in again to change your account');
+    const url = new URL(/https?:\/\/\S+\/login\/link\/\S+/.exec(mail.text)![0]);
+    expect(url.searchParams.get('next')).toBe(reauth);
+    const login = await keeper.post(url.pathname, { next: url.searchParams.get('next')! });
+    expect(login.location).toBe(reauth);
+    expect((await keeper.get(reauth)).location).toBe(back);
+    expect((await keeper.post('/admin/lists/kept@lists.example.org/roles', { action: 'add', role: 'moderator', email: 'helper@example.org' })).location).toBe(back);
+    expect(await rolesOf()).toEqual([...before, { email: 'helper@example.org', role: 'moderator' }].sort((a, b) => a.email.localeCompare(b.email)));
+  });
+
+  it('returns only to a path of this site, and never to the log-in-again page itself', async () => {
+    const c = await loggedIn(db, web.url, 'returns@example.org');
+    for (const [next, to] of [
+      ['//evil.example/x', '/account'],
+      ['https://evil.example/', '/account'],
+      ['/\\evil.example', '/account'],
+      ['/account/reauthenticate?next=%2Faccount%2Freauthenticate', '/account'],
+      ['/admin/', '/admin/'],
+    ]) {
+      expect((await c.get(`/account/reauthenticate?next=${encodeURIComponent(next)}`)).location, next).toBe(to);
     }
   });
 });

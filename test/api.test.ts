@@ -623,7 +623,7 @@ describe('the panel\'s token page', () => {
     await db.pool.query(`update sessions set created_at = now() - interval '16 minutes' where account_id = (select id from accounts where email = 'stale.admin@example.org')`);
     const refused = await stale.post('/admin/tokens', { name: 'thief-kept', scope: 'admin' });
     expect(refused.status).toBe(303);
-    expect(refused.location).toBe('/account/reauthenticate');
+    expect(refused.location).toBe('/account/reauthenticate?next=%2Fadmin%2Ftokens');
     expect(refused.text).not.toMatch(/lkt_/);
     expect((await db.pool.query(`select 1 from api_tokens where name = 'thief-kept'`)).rowCount).toBe(0);
     // Listing and revoking stay open to it: they keep nothing.

@@ -107,9 +107,12 @@ export function passwordResetUrl(token: string, next?: string | null): string {
   return `/login/reset/${token}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
 }
 
-/** `/account/reauthenticate`: log in again before changing an account's addresses or password. */
-export function reauthenticateUrl(): string {
-  return '/account/reauthenticate';
+/**
+ * `/account/reauthenticate[?next=PATH]`: log in again before a change a stolen session could keep
+ * the account or a list by; PATH is where the fresh login returns (the account page if none).
+ */
+export function reauthenticateUrl(next?: string | null): string {
+  return `/account/reauthenticate${next ? `?next=${encodeURIComponent(next)}` : ''}`;
 }
 
 /** `/account/addresses/verify/TOKEN`: the mailed link that verifies an address added to an account. */

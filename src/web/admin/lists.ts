@@ -11,7 +11,7 @@ import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';
-import { actor, listAccessOf, requireList, requireSiteAdmin } from '../auth/guards.ts';
+import { actor, listAccessOf, requireList, requireRecentLoginThen, requireSiteAdmin } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
 import { changedSettings, invalidFields, readSettings } from './settings-form.ts';
@@ -88,7 +88,10 @@ export function listsRouter(ctx: WebContext): Router {
     res.redirect(303, adminListUrl(list.address, 'settings'));
   });
 
-  r.post('/admin/lists/:list/roles', requireList(ctx, 'owner'), requireCsrf, async (req, res) => {
+  // A stolen owner's session that adds its thief as an owner keeps the list after the owner has
+  // logged out everywhere and changed the password; removing the real owners locks them out.
+  const recentLoginThenRoles = requireRecentLoginThen((_req, res) => adminListUrl(listAccessOf(res).list.address, 'settings#roles'));
+  r.post('/admin/lists/:list/roles', requireList(ctx, 'owner'), requireCsrf, recentLoginThenRoles, async (req, res) => {
     const { list, role: viewerRole } = listAccessOf(res);
     const action = oneOf('action', field(req, 'action'), ['add', 'remove'] as const);
     const role = oneOf('Role', field(req, 'role'), ['owner', 'moderator'] as const) as ListRole;

@@ -4,7 +4,7 @@
  * afterwards only its name, scope, use and state are listed. Revoking takes effect at the next
  * request. A token made here is its maker's account's: it stops working when that account is no
  * longer a site administrator (core/api-tokens.ts). Making one needs a recent login
- * (requireRecentLogin): a token outlives the session that made it, so a stolen admin cookie must
+ * (requireRecentLoginThen): a token outlives the session that made it, so a stolen admin cookie must
  * not be able to turn itself into a token that logging out everywhere and a new password leave working.
  */
 
@@ -16,7 +16,7 @@ import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
 import { flash } from '../session.ts';
-import { actor, requireRecentLogin, requireSiteAdmin } from '../auth/guards.ts';
+import { actor, requireRecentLoginThen, requireSiteAdmin } from '../auth/guards.ts';
 import { field, positiveInt } from './form.ts';
 import { isAppError } from '../../errors.ts';
 
@@ -29,7 +29,7 @@ export function tokensRouter(ctx: WebContext): Router {
     render(ctx.views, req, res, 'admin/tokens.njk', await page());
   });
 
-  r.post('/admin/tokens', requireSiteAdmin, requireCsrf, requireRecentLogin, async (req, res) => {
+  r.post('/admin/tokens', requireSiteAdmin, requireCsrf, requireRecentLoginThen(() => '/admin/tokens'), async (req, res) => {
     try {
       const { token, row } = await createApiToken(db, {
         scope: parseScope(field(req, 'scope', 20)), name: field(req, 'name', 100), days: parseDays(field(req, 'days', 20), 'days'),

@@ -27,16 +27,22 @@ export function requireLogin(req: Request, res: Response, next: NextFunction) {
 }
 
 /**
- * For what would let a stolen session keep the account (its addresses, its password): the session
- * must come from a login less than RECENT_LOGIN_MINUTES ago (db/sessions.ts), else the person is
- * sent to log in again (account/reauthenticate.ts) and the change is not made. After requireLogin
- * and requireCsrf.
+ * For what would let a stolen session keep the account or a list after the owner has recovered
+ * (the account's addresses and password, a list's owners and moderators, an API token): the
+ * session must come from a login less than RECENT_LOGIN_MINUTES ago (db/sessions.ts), else the
+ * person is sent to log in again (account/reauthenticate.ts), which returns to `returnTo`, and the
+ * change is not made. After requireLogin (or a role check) and requireCsrf.
  */
-export function requireRecentLogin(req: Request, res: Response, next: NextFunction) {
-  if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
-  if (!loggedInRecently(req)) return res.redirect(303, reauthenticateUrl());
-  next();
+export function requireRecentLoginThen(returnTo: (req: Request, res: Response) => string | null): RequestHandler {
+  return (req, res, next) => {
+    if (!req.viewer) return res.redirect(303, loginUrl(req.originalUrl));
+    if (!loggedInRecently(req)) return res.redirect(303, reauthenticateUrl(returnTo(req, res)));
+    next();
+  };
 }
+
+/** requireRecentLoginThen, back to the account page: for the account's own addresses and password. */
+export const requireRecentLogin = requireRecentLoginThen(() => null);
 
 /** Site administrators and the owners and moderators of at least one list. */
 export function requireStaff(req: Request, res: Response, next: NextFunction) {
