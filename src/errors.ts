@@ -22,6 +22,13 @@ export class InvalidInput extends AppError {
   }
 }
 
+/** A request body over what its sender may send: HTTP 413, SMTP 552. */
+export class TooLarge extends AppError {
+  constructor(message: string, code = 'too_large') {
+    super(message, code, 413, 552);
+  }
+}
+
 export class NotFound extends AppError {
   constructor(message: string, code = 'not_found') {
     super(message, code, 404, 550);

@@ -96,6 +96,27 @@ describe('NUL and broken encodings', () => {
     expect((await admin.postMultipart('/admin/lists/dev/members/add', form)).status).toBe(400);
   });
 
+  it('reads at most 64 KB of a form from a visitor who is not logged in (413, counted), 5 MB from one who is', async () => {
+    const before = await refusals();
+    const stranger = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.41' });
+    const big = `email=root%40example.org&password=x&pad=${'x'.repeat(100 * 1024)}`;
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    for (const path of ['/login', '/login/link', '/lists/dev/subscribe', '/admin/lists/dev/settings']) {
+      const r = await stranger.request('POST', path, big, form);
+      expect(r.status, path).toBe(413);
+      expect(r.text, path).toContain('This form is larger than the 64 KB this site takes from a visitor who is not logged in.');
+    }
+    // Refused before the password was looked at: no failed login counted.
+    expect((await db.pool.query(`select 1 from rate_limits where key like 'login:fail:%'`)).rowCount).toBe(0);
+    expect(await refusals()).toBe(before + 4);
+    // A logged-in form of the same size is read: it gets as far as the CSRF check (no token sent here).
+    const read = await admin.request('POST', '/admin/lists/dev/messages/unhide', `message_id=nothing%40example.org&pad=${'x'.repeat(100 * 1024)}`, form);
+    expect(read.status).toBe(403);
+    const tooBig = await admin.request('POST', '/admin/lists/dev/messages/unhide', `message_id=nothing%40example.org&pad=${'x'.repeat(5 * 1024 * 1024)}`, form);
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.text).toContain('This form is larger than the 5 MB this site takes.');
+  });
+
   it('refuses a multipart form of too many parts, or whose fields or CSV file are not UTF-8, with 400; a field named __proto__ is a field', async () => {
     const multipart = (parts: Buffer[]) => admin.request('POST', '/admin/lists/dev/members/add', new Uint8Array(Buffer.concat([...parts, Buffer.from('--X--\r\n')])),
       { 'content-type': 'multipart/form-data; boundary=X' });

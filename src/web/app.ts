@@ -20,7 +20,7 @@ import { archiveRouter } from './archive/routes.ts';
 import type { WebContext } from './context.ts';
 import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
-import { checkBody, checkUrl, refusedByDatabase, verifyUtf8Body } from './request-input.ts';
+import { checkBody, checkUrl, formBody, refusedByDatabase } from './request-input.ts';
 import { securityHeaders } from './security-headers.ts';
 import { sessionMiddleware } from './session.ts';
 import { freshReads } from './fresh-reads.ts';
@@ -85,10 +85,11 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   // counts, no cookie is read (api/auth.ts).
   app.use('/api', apiRouter(ctx));
   app.use('/static', express.static(PUBLIC_DIR, { maxAge: '1h' }));
-  app.use(express.urlencoded({ extended: false, limit: '5mb', verify: verifyUtf8Body }));
-  app.use(checkBody);
   app.use(freshReads(ctx));
+  // The session first: how large a form may be depends on whether its sender is logged in.
   app.use(sessionMiddleware(ctx));
+  app.use(formBody());
+  app.use(checkBody);
 
   app.use(subscriptionRouter(ctx));
   app.use(archiveRouter(ctx));
