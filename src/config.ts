@@ -99,6 +99,8 @@ const schema = z.object({
   WEB_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
   // Heavy downloads (mbox, large raw messages and attachments) at once per web process (src/web/archive/download-slots.ts)
   WEB_MAX_DOWNLOADS: z.coerce.number().int().min(1).max(10_000).default(8),
+  // Who downloads raw messages and mbox files without logging in (src/web/archive/raw-access.ts)
+  ARCHIVE_RAW_ACCESS: z.enum(['anyone', 'antispam', 'login']).default('anyone'),
   // REST API requests per token per minute (src/web/api/auth.ts; docs/api.md)
   API_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600),
   RELAY_URL: url(['smtp:', 'smtps:']).optional(),
@@ -204,9 +206,11 @@ export interface Config {
    * messageCacheMb: parsed messages kept in memory (per process) for their pages and attachments.
    * apiRateLimit: REST API requests a token may make per minute (API_RATE_LIMIT).
    * maxDownloads: heavy downloads (mbox, large raw messages and attachments) at once per process.
+   * rawAccess: who downloads raw messages and mbox files without logging in (ARCHIVE_RAW_ACCESS).
    */
   web: {
     host: string; port: number; pageCacheMb: number; processes: number; messageCacheMb: number; apiRateLimit: number; maxDownloads: number;
+    rawAccess: 'anyone' | 'antispam' | 'login';
     /** the proxies whose X-Forwarded-For names the client (rate limits, logs): WEB_TRUST_PROXY */
     trustProxy: string[];
   };
@@ -417,7 +421,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       greetingDelayMs: e.SMTP_GREETING_DELAY_MS ?? null,
       ...ingestTls(e),
     },
-    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB, apiRateLimit: e.API_RATE_LIMIT, maxDownloads: e.WEB_MAX_DOWNLOADS, trustProxy: proxyList(e.WEB_TRUST_PROXY)! },
+    web: { host: e.WEB_HOST, port: e.WEB_PORT, pageCacheMb: e.PAGE_CACHE_MB, processes: e.WEB_PROCESSES, messageCacheMb: e.MESSAGE_CACHE_MB, apiRateLimit: e.API_RATE_LIMIT, maxDownloads: e.WEB_MAX_DOWNLOADS, rawAccess: e.ARCHIVE_RAW_ACCESS, trustProxy: proxyList(e.WEB_TRUST_PROXY)! },
     metrics: e.METRICS_PORT === undefined ? null : { host: e.METRICS_HOST, port: e.METRICS_PORT },
     relayUrl: e.RELAY_URL,
     relayTls: relayCredentials ? 'verify' : e.RELAY_TLS,

@@ -49,6 +49,78 @@ describe('mbox downloads', () => {
   });
 });
 
+describe('raw mail kept from address harvesters (ARCHIVE_RAW_ACCESS)', () => {
+  const urls = ['/message-id/raw/harvest@example.org', '/lists/dev/2026-10.mbox'];
+  let threadMbox: string;
+  beforeAll(async () => {
+    await archive(db.pool, dev, mail({ id: 'harvest@example.org', from: 'Ann <ann.private@example.net>', subject: 'Harvest me', date: 'Thu, 01 Oct 2026 10:00:00 +0000' }));
+    const page = await (await get('/message-id/harvest@example.org')).text();
+    threadMbox = /href="([^"]+\.mbox)" rel="nofollow">thread as mbox/.exec(page)![1];
+    urls.push(threadMbox);
+    // Links to raw mail tell crawlers not to follow them, whatever the setting.
+    expect(page).toMatch(/href="\/message-id\/raw\/harvest@example.org[^"]*" rel="nofollow">raw</);
+  });
+  const basic = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
+
+  it('by default serves raw messages and mbox files to anyone, cacheable by a cache in front', async () => {
+    for (const url of urls) {
+      const r = await get(url);
+      expect(r.status, url).toBe(200);
+      expect(await r.text(), url).toContain('ann.private@example.net');
+      expect(r.headers.get('cache-control'), url).toBe('public, max-age=60');
+    }
+  });
+
+  it('antispam: asks anonymous readers for the published user and password, as pgarchives does; logged-in readers pass', async () => {
+    const guarded = await startWeb(db, { ARCHIVE_RAW_ACCESS: 'antispam' });
+    try {
+      for (const url of urls) {
+        const asked = await fetch(`${guarded.url}${url}`, { redirect: 'manual' });
+        expect(asked.status, url).toBe(401);
+        expect(asked.headers.get('www-authenticate'), url).toBe('Basic realm="Please authenticate with user archives and password antispam", charset="UTF-8"');
+        expect(asked.headers.get('cache-control'), url).toBe('no-store');
+        const text = await asked.text();
+        expect(text, url).toContain('curl -u archives:antispam URL');
+        expect(text, url).not.toContain('ann.private');
+        const wrong = await fetch(`${guarded.url}${url}`, { redirect: 'manual', headers: basic('archives', 'guess') });
+        expect(wrong.status, url).toBe(401);
+        const answered = await fetch(`${guarded.url}${url}`, { redirect: 'manual', headers: basic('archives', 'antispam') });
+        expect(answered.status, url).toBe(200);
+        expect(await answered.text(), url).toContain('ann.private@example.net');
+        // Not for a shared cache to hand on to the next reader, who gave no answer.
+        expect(answered.headers.get('cache-control'), url).toBe('private, no-cache');
+        // Asked again without the answer: still refused, though the page cache has seen the file.
+        expect((await fetch(`${guarded.url}${url}`, { redirect: 'manual' })).status, url).toBe(401);
+      }
+      const reader = await loggedIn(db, guarded.url, 'reader@example.org');
+      for (const url of urls) expect((await reader.get(url)).status, url).toBe(200);
+      // The pages themselves are as before.
+      expect((await fetch(`${guarded.url}/message-id/harvest@example.org`)).status).toBe(200);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
+  it('login: sends anonymous readers to log in and come back', async () => {
+    const guarded = await startWeb(db, { ARCHIVE_RAW_ACCESS: 'login' });
+    try {
+      for (const url of urls) {
+        const r = await fetch(`${guarded.url}${url}`, { redirect: 'manual', headers: basic('archives', 'antispam') });
+        expect(r.status, url).toBe(303);
+        expect(r.headers.get('location'), url).toBe(`/login?next=${encodeURIComponent(url)}`);
+      }
+      const reader = await loggedIn(db, guarded.url, 'reader2@example.org');
+      expect((await reader.get(urls[0])).text).toContain('ann.private@example.net');
+    } finally {
+      await guarded.stop();
+    }
+  });
+
+  it('refuses a value it does not know at start-up, naming the variable', async () => {
+    await expect(startWeb(db, { ARCHIVE_RAW_ACCESS: 'nobody' })).rejects.toThrow(/ARCHIVE_RAW_ACCESS/);
+  });
+});
+
 /** An HTML-only message. */
 function htmlMail(id: string, subject: string, html: string): Buffer {
   return Buffer.from([

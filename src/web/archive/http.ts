@@ -37,7 +37,8 @@ const PUBLIC_CACHE_CONTROL = `public, max-age=${PUBLIC_MAX_AGE}`;
 
 export function setCacheHeaders(req: Request, res: Response, p: CachePolicy) {
   const viewer = viewerOf(req);
-  res.setHeader('Cache-Control', p.restricted ? 'private, no-store' : viewer || p.personal ? 'private, no-cache' : PUBLIC_CACHE_CONTROL);
+  // privateDownload: raw mail given without a login under ARCHIVE_RAW_ACCESS (raw-access.ts).
+  res.setHeader('Cache-Control', p.restricted ? 'private, no-store' : viewer || p.personal || res.locals.privateDownload === true ? 'private, no-cache' : PUBLIC_CACHE_CONTROL);
   if (res.hasHeader('Vary')) res.vary('Cookie');
   else res.setHeader('Vary', 'Cookie');
   if (p.lastModified) res.setHeader('Last-Modified', p.lastModified.toUTCString());

@@ -33,6 +33,7 @@ import { feed, monthMbox, threadMbox } from './downloads.ts';
 import { declareQuery } from './http.ts';
 import { indexPage, listPage, monthPage } from './list-pages.ts';
 import { attachment, messagePage, rawMessage } from './message-pages.ts';
+import { rawAccess } from './raw-access.ts';
 import { postReply } from './reply.ts';
 import { rosterPage } from './roster-page.ts';
 import { searchPage } from './search-page.ts';
@@ -67,12 +68,13 @@ export function archiveRouter(ctx: WebContext): Router {
   r.get('/lists/:list/feed.atom', reads(), h(feed));
   // Never from the page cache: who sees it depends on who asks.
   r.get('/lists/:list/members', declareQuery([]), h(rosterPage));
-  r.get('/lists/:list/:month.mbox', reads(), h(monthMbox));
+  const raw = rawAccess(ctx.cfg.web.rawAccess);
+  r.get('/lists/:list/:month.mbox', raw, reads(), h(monthMbox));
   r.get('/lists/:list/:month', reads('page'), h(monthPage));
-  r.get('/lists/:list/thread/:thread.mbox', reads(), h(threadMbox));
+  r.get('/lists/:list/thread/:thread.mbox', raw, reads(), h(threadMbox));
   r.get('/lists/:list/thread/:thread', reads('page'), h(threadPage));
   // ?list= picks one of several messages that share a Message-ID: part of what the page is.
-  r.get('/message-id/raw/:msgid', reads('list'), h(rawMessage));
+  r.get('/message-id/raw/:msgid', raw, reads('list'), h(rawMessage));
   r.get('/message-id/attachment/:msgid/:n{/:name}', reads('list'), h(attachment));
   r.get('/message-id/:msgid', reads('list', 'view', 'images'), h(messagePage));
   r.post('/message-id/reply/:msgid', requireCsrf, h(postReply));
