@@ -1652,6 +1652,7 @@ CREATE TABLE public.outbox (
     locked_at timestamp with time zone,
     sent_at timestamp with time zone,
     last_error text,
+    bounce_stage text,
     CONSTRAINT outbox_check CHECK (((message_id IS NULL) <> (mail_id IS NULL))),
     CONSTRAINT outbox_kind_check CHECK ((kind = ANY (ARRAY['post'::text, 'digest'::text, 'notice'::text]))),
     CONSTRAINT outbox_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'cancelled'::text])))
@@ -2443,6 +2444,12 @@ CREATE INDEX messages_message_id ON public.messages USING btree (message_id);
 --
 
 CREATE INDEX messages_tsv ON public.messages USING gin (tsv);
+
+--
+-- Name: outbox_bounce_pending; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX outbox_bounce_pending ON public.outbox USING btree (id) WHERE (bounce_stage IS NOT NULL);
 
 --
 -- Name: outbox_due; Type: INDEX; Schema: public; Owner: -

@@ -36,7 +36,7 @@ describe('results of claimed copies', () => {
     for (let i = 0; i < 2; i++) {
       await markSent(db.pool, [{ id: a.id, attempts: a.attempts }]);
       expect(await markRetry(db.pool, [{ id: b.id, attempts: b.attempts, error: '451 later' }], 24)).toEqual([]);
-      await markFailed(db.pool, [{ id: c.id, attempts: c.attempts, error: '550 no such user' }]);
+      await markFailed(db.pool, [{ id: c.id, attempts: c.attempts, error: '550 no such user', bounceStage: null }]);
     }
     expect(await row(a.id)).toMatchObject({ state: 'sent', attempts: 1 });
     const retried = await row(b.id);

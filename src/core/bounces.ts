@@ -56,15 +56,14 @@ export const STRAY_BOUNCES_PER_HOUR = 100;
 
 /**
  * A 5xx answer while sending a probe: the probe bounced, as if its DSN had come back. Refusals
- * of our sender or of the content (`aboutRecipient` false) decide nothing.
+ * of our sender or of the content (`aboutRecipient` false) decide nothing. In the caller's
+ * transaction (core/refusals.ts), with the mark of the refused row.
  */
-export async function recordProbeFailure(pool: pg.Pool, settings: Pick<CoreSettings, 'publicUrl'>, token: string, listId: number, recipient: string, response: string, log: Logger, aboutRecipient = true): Promise<void> {
+export async function recordProbeFailure(tx: Queryable, settings: Pick<CoreSettings, 'publicUrl'>, token: string, listId: number, recipient: string, response: string, log: Logger, aboutRecipient = true): Promise<void> {
   const report = smtpReport(recipient, response, aboutRecipient);
-  await withTransaction(pool, async (tx) => {
-    const list = await getListById(tx, listId);
-    const member = await findMemberByProbeToken(tx, token);
-    await recordProbeBounce(tx, list, member && member.list_id === list.id ? member : null, token, 'smtp', report, log, settings.publicUrl);
-  });
+  const list = await getListById(tx, listId);
+  const member = await findMemberByProbeToken(tx, token);
+  await recordProbeBounce(tx, list, member && member.list_id === list.id ? member : null, token, 'smtp', report, log, settings.publicUrl);
 }
 
 function smtpReport(recipient: string, response: string, aboutRecipient: boolean): BounceReport {
@@ -77,14 +76,13 @@ function smtpReport(recipient: string, response: string, aboutRecipient: boolean
 /**
  * A 5xx answer while delivering a copy to a member: the same scoring as a DSN when the recipient
  * was refused; a refusal of our sender or of the content (`aboutRecipient` false) never counts.
+ * In the caller's transaction, as recordProbeFailure.
  */
-export async function recordDeliveryFailure(pool: pg.Pool, settings: Pick<CoreSettings, 'publicUrl'>, memberId: number | null, listId: number, recipient: string, response: string, log: Logger, aboutRecipient = true): Promise<void> {
+export async function recordDeliveryFailure(tx: Queryable, memberId: number | null, listId: number, recipient: string, response: string, log: Logger, aboutRecipient = true): Promise<void> {
   const report = smtpReport(recipient, response, aboutRecipient);
-  await withTransaction(pool, async (tx) => {
-    const list = await getListById(tx, listId);
-    const member = memberId === null ? null : await findMemberById(tx, memberId);
-    await recordBounce(tx, list, member, 'smtp', report, log);
-  });
+  const list = await getListById(tx, listId);
+  const member = memberId === null ? null : await findMemberById(tx, memberId);
+  await recordBounce(tx, list, member, 'smtp', report, log);
 }
 
 async function recordBounce(tx: Queryable, list: ListRow, member: MemberRow | null, source: 'dsn' | 'smtp', report: BounceReport, log: Logger) {

@@ -116,40 +116,43 @@ export async function noticeToModerators(db: Queryable, list: ListRow, subject: 
  * this call sent the notices.
  */
 export async function tellPostTooBig(pool: pg.Pool, listId: number, messageId: number, response: string): Promise<boolean> {
-  return withTransaction(pool, async (tx) => {
-    if (!(await claimSizeRefusal(tx, listId, messageId, response))) return false;
-    const list = await getListById(tx, listId);
-    const post = await refusedPost(tx, messageId);
-    if (!post) return true;
-    const what = `"${oneLine(post.subject) || '(no subject)'}" (${post.size} bytes, Message-ID <${post.message_id}>)`;
-    const owners = await listOwners(tx, list.id);
-    await noticeToOwners(tx, list, `A post to ${list.address} was too big to deliver`, [
-      `The post ${what} from ${post.from_email || 'an unknown sender'} was archived, but its copies were refused as too big to deliver after the list's headers were added:`,
-      '',
-      `    ${response}`,
-      '',
-      'A copy is bigger than its post by the list\'s headers (and footer). When the relay is a Postfix, give the',
-      'listener listkeeper sends to a message_size_limit with a margin over SMTP_MAX_SIZE (see "Behind Postfix"',
-      'in docs/operations.md), or lower the list\'s max_message_size so that such posts are held instead.',
-    ].join('\n'));
-    const author = normalizeEmail(post.from_email);
-    if (author && !owners.includes(author)) {
-      await sendNotice(tx, {
-        to: author,
-        list,
-        subject: `Your message to ${list.address} was too big to deliver`,
-        inReplyTo: post.message_id,
-        autoSubmitted: 'auto-replied',
-        text: [
-          `Your message ${what} to ${list.address} was archived, but it could not be delivered to the list's members:`,
-          'it was too big to deliver after the list\'s headers were added.',
-          '',
-          `    ${response}`,
-          '',
-          'Please send it again smaller, for example with a link in place of a large attachment.',
-        ].join('\n'),
-      });
-    }
-    return true;
-  });
+  return withTransaction(pool, (tx) => tellPostTooBigIn(tx, listId, messageId, response));
+}
+
+/** tellPostTooBig in the caller's transaction (core/refusals.ts, with the marks of the refused rows). */
+export async function tellPostTooBigIn(tx: Queryable, listId: number, messageId: number, response: string): Promise<boolean> {
+  if (!(await claimSizeRefusal(tx, listId, messageId, response))) return false;
+  const list = await getListById(tx, listId);
+  const post = await refusedPost(tx, messageId);
+  if (!post) return true;
+  const what = `"${oneLine(post.subject) || '(no subject)'}" (${post.size} bytes, Message-ID <${post.message_id}>)`;
+  const owners = await listOwners(tx, list.id);
+  await noticeToOwners(tx, list, `A post to ${list.address} was too big to deliver`, [
+    `The post ${what} from ${post.from_email || 'an unknown sender'} was archived, but its copies were refused as too big to deliver after the list's headers were added:`,
+    '',
+    `    ${response}`,
+    '',
+    'A copy is bigger than its post by the list\'s headers (and footer). When the relay is a Postfix, give the',
+    'listener listkeeper sends to a message_size_limit with a margin over SMTP_MAX_SIZE (see "Behind Postfix"',
+    'in docs/operations.md), or lower the list\'s max_message_size so that such posts are held instead.',
+  ].join('\n'));
+  const author = normalizeEmail(post.from_email);
+  if (author && !owners.includes(author)) {
+    await sendNotice(tx, {
+      to: author,
+      list,
+      subject: `Your message to ${list.address} was too big to deliver`,
+      inReplyTo: post.message_id,
+      autoSubmitted: 'auto-replied',
+      text: [
+        `Your message ${what} to ${list.address} was archived, but it could not be delivered to the list's members:`,
+        'it was too big to deliver after the list\'s headers were added.',
+        '',
+        `    ${response}`,
+        '',
+        'Please send it again smaller, for example with a link in place of a large attachment.',
+      ].join('\n'),
+    });
+  }
+  return true;
 }

@@ -184,20 +184,27 @@ export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: 
   return rows.filter((r) => r.state === 'failed').map((r) => r.id);
 }
 
+/** A row refused for good; `bounceStage`: the SMTP stage refused, when the refusal has follow-ups to record (core/refusals.ts). */
+export interface Refusal extends RowError {
+  bounceStage: string | null;
+}
+
 /**
- * Marks rows failed for good (a permanent 5xx answer). Returns the ids written: a row whose
- * result another worker wrote first (it was requeued and sent again) is not among them, and its
- * bounce is that worker's to record.
+ * Marks rows failed for good (a permanent 5xx answer). A row with follow-ups is marked with its
+ * stage in the same statement (db/outbox-refusals.ts), so that they are recorded even if this
+ * worker dies right after. Returns the ids written: a row whose result another worker wrote first
+ * (it was requeued and sent again) is not among them, nor one whose commit went unheard and was
+ * tried again.
  */
-export async function markFailed(db: Queryable, errors: RowError[]): Promise<number[]> {
+export async function markFailed(db: Queryable, errors: Refusal[]): Promise<number[]> {
   if (errors.length === 0) return [];
   const { rows } = await db.query<{ id: number }>(
     `with done as (
-       update outbox o set state = 'failed', attempts = o.attempts + 1, last_error = u.error, locked_by = null
-         from unnest($1::bigint[], $2::text[], $3::int[]) as u(id, error, attempts) where ${CLAIMED} returning o.id),
+       update outbox o set state = 'failed', attempts = o.attempts + 1, last_error = u.error, locked_by = null, bounce_stage = u.stage
+         from unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) as u(id, error, attempts, stage) where ${CLAIMED} returning o.id),
      counted as (${addToHour('failed', ...ROWS_DONE)})
      select id from done`,
-    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), errors.map((e) => e.attempts)],
+    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), errors.map((e) => e.attempts), errors.map((e) => e.bounceStage)],
   );
   return rows.map((r) => r.id);
 }

@@ -14,6 +14,7 @@ import { withTransaction } from '../db/pool.ts';
 import { pruneRateLimits } from '../db/rate-limits.ts';
 import { pruneExpiredRequests } from '../db/subscription-requests.ts';
 import { runBounceChores } from '../core/bounce-warnings.ts';
+import { recordRefusals } from '../core/refusals.ts';
 import { sendDueDigest } from '../core/digests.ts';
 import { runVacationEnds } from '../core/vacation.ts';
 import type { Logger } from '../log.ts';
@@ -42,6 +43,8 @@ export async function periodic(pool: pg.Pool, cfg: Config, log: Logger): Promise
       await chore(log.child({ listId }), 'digest', () => sendDueDigest(pool, listId, cfg.publicUrl));
     }
   });
+  // Refusals whose worker died (or lost its connection) before it recorded their bounces.
+  await chore(log, 'refused copies', () => recordRefusals(pool, cfg, log, null));
   await chore(log, 'bounce chores', () => runBounceChores(pool, cfg.publicUrl, log));
   await chore(log, 'vacation ends', () => runVacationEnds(pool, cfg.publicUrl, log));
 }

@@ -1,16 +1,13 @@
 import type pg from 'pg';
-import { recordDeliveryFailure, recordProbeFailure } from '../core/bounces.ts';
-import { tellPostTooBig } from '../core/notices.ts';
-import { markFailed, markRetry, markSent, type ClaimedId, type ClaimedRow, type RowError } from '../db/outbox.ts';
+import { followUpOf, recordRefusals } from '../core/refusals.ts';
+import { markFailed, markRetry, markSent, type ClaimedId, type ClaimedRow, type Refusal, type RowError } from '../db/outbox.ts';
 import { isDataError } from '../db/pg-errors.ts';
 import { isConnectionLoss } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
-import { probeTokenOf } from '../mail/address.ts';
-import { refusedForSize } from '../mail/bounce-rules.ts';
 import { deliveries } from './metrics.ts';
 
 type Retry = RowError & { row: ClaimedRow };
-type Failure = RowError & { row: ClaimedRow; stage: string };
+type Failure = Refusal & { row: ClaimedRow };
 
 /**
  * An error's text as PostgreSQL text can hold it, whatever it came from (a server's reply, an
@@ -88,7 +85,10 @@ export class Outcomes {
 
   /** `stage`: the SMTP command refused; only a refused RCPT TO is about the member's address. */
   failedFor(row: ClaimedRow, error: string, stage = 'RCPT TO') {
-    this.failed.push({ id: row.id, attempts: row.attempts, error: storable(error), row, stage });
+    const text = storable(error);
+    // Marked with its stage in the statement that settles it when it has a bounce to record.
+    const bounceStage = followUpOf(row, stage, text) ? stage : null;
+    this.failed.push({ id: row.id, attempts: row.attempts, error: text, row, bounceStage });
     this.maybeWrite();
   }
 
@@ -168,8 +168,8 @@ export class Outcomes {
       : await this.writeRows(allFailed, (rows) => markFailed(this.pool, rows));
     this.keep([], deferred.left, refused.left);
     const retry = deferred.written;
-    // Only the rows whose result this worker wrote: a copy requeued and refused to two workers
-    // is one bounce, recorded by the one whose result stands.
+    // Counted and logged: only the rows whose result this worker wrote (a copy requeued and
+    // refused to two workers is one failure, counted by the one whose result stands).
     const ours = new Set(refused.returned.flat());
     const failed = refused.written.filter((f) => ours.has(f.id));
     const gaveUp = new Set(deferred.returned.flat());
@@ -178,38 +178,15 @@ export class Outcomes {
     for (const r of retry) {
       this.log.child({ outboxId: r.id, attempt: r.row.attempts + 1 }).info({ recipient: r.row.recipient, error: r.error }, gaveUp.has(r.id) ? 'delivery given up' : 'delivery deferred');
     }
-    // Copies of a post refused for their size, one per post and list: its owners and author are told.
-    const tooBig = new Map<string, Failure>();
     for (const f of failed) {
-      const log = this.log.child({ outboxId: f.id, attempt: f.row.attempts + 1 });
-      log.warn({ recipient: f.row.recipient, error: f.error }, 'delivery failed permanently');
-      // Too big is about the message (the list's headers made the copy pass a limit), never a
-      // bounce of the member's, at whatever stage it was said.
-      if (f.row.kind === 'post' && f.row.list_id !== null && f.row.message_id !== null && refusedForSize(f.error)) {
-        tooBig.set(`${f.row.list_id}:${f.row.message_id}`, f);
-        continue;
-      }
-      // A refusal of a member's copy is a bounce like any other (5.7.x policy ones do not count;
-      // nor do refusals of our sender at MAIL FROM or of the content after DATA).
-      // A refused probe is a bounced probe (see core/bounces.ts).
-      // The row's result is written already and will not come back here: a bounce whose
-      // connection is lost is tried again on a fresh one (as the result was), not dropped.
-      const probe = f.row.kind === 'notice' && f.row.list_id !== null && f.stage !== 'none' ? probeTokenOf(f.row.envelope_from) : null;
-      if (probe) {
-        await this.attempt(() => recordProbeFailure(this.pool, { publicUrl: this.publicUrl }, probe, f.row.list_id!, f.row.recipient, f.error, log, f.stage === 'RCPT TO'))
-          .catch((err) => log.error({ err }, 'could not record the bounce of a refused probe'));
-      }
-      if (f.row.member_id !== null && f.row.list_id !== null && f.row.kind !== 'notice' && f.stage !== 'none') {
-        await this.attempt(() => recordDeliveryFailure(this.pool, { publicUrl: this.publicUrl }, f.row.member_id, f.row.list_id!, f.row.recipient, f.error, log, f.stage === 'RCPT TO'))
-          .catch((err) => log.error({ err }, 'could not record the bounce of a failed copy'));
-      }
+      this.log.child({ outboxId: f.id, attempt: f.row.attempts + 1 }).warn({ recipient: f.row.recipient, error: f.error }, 'delivery failed permanently');
     }
-    for (const f of tooBig.values()) {
-      const log = this.log.child({ outboxId: f.id, listId: f.row.list_id, messageId: f.row.message_id });
-      await this.attempt(() => tellPostTooBig(this.pool, f.row.list_id!, f.row.message_id!, f.error))
-        .then((told) => told && log.warn({ error: f.error }, 'copies of a post were refused for their size: owners and author told'))
-        .catch((err) => log.error({ err }, 'could not tell the owners that a post was too big to deliver'));
-    }
+    // Their bounces, too-big notices and probes' disables. Every row written is asked, not only
+    // those the write returned: a write whose commit went unheard and was tried again returned
+    // none, but its rows are marked all the same. Whoever clears a mark records it, once.
+    const marked = refused.written.filter((f) => f.bounceStage !== null);
+    await this.attempt(() => recordRefusals(this.pool, { publicUrl: this.publicUrl }, this.log, marked.map((f) => f.id), new Map(marked.map((f) => [f.id, f.error]))))
+      .catch((err) => this.log.error({ err }, 'could not record the bounces of refused copies; the chores record them'));
   }
 
   /**
