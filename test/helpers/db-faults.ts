@@ -130,3 +130,61 @@ export async function stuckableProxy(databaseUrl: string): Promise<{ url: string
     },
   };
 }
+
+/**
+ * A TCP proxy in front of PostgreSQL that, once armed with a piece of a statement's text, lets the
+ * first statement holding it run and commit, then cuts its client off before the answer: a commit
+ * that went unheard, as when a connection dies between COMMIT and its reply. `cut` resolves when
+ * it has happened; later statements and connections pass untouched.
+ */
+export async function unheardCommitProxy(databaseUrl: string): Promise<{ url: string; arm(marker: string): void; cut: Promise<void>; close(): Promise<void> }> {
+  const target = new URL(databaseUrl);
+  const sockets = new Set<net.Socket>();
+  let marker: string | null = null;
+  let done!: () => void;
+  const cut = new Promise<void>((resolve) => (done = resolve));
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    let held: Buffer | null = null;
+    client.on('data', (d: Buffer) => {
+      if (marker !== null && held === null && d.includes(marker)) {
+        marker = null;
+        held = Buffer.alloc(0);
+      }
+      upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => {
+      if (held === null) return void client.write(d);
+      held = Buffer.concat([held, d]);
+      // ReadyForQuery ('Z', length 5) ends the statement's answer: it has committed. Its client
+      // never hears it.
+      if (held.includes(Buffer.from([0x5a, 0, 0, 0, 5]))) {
+        client.destroy();
+        upstream.end();
+        done();
+      }
+    });
+    client.on('close', () => upstream.end());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(databaseUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    arm(text: string) {
+      marker = text;
+    },
+    cut,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
