@@ -6,6 +6,9 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimBatch, enqueueMail, insertOutboundMail, markFailed, markRetry, markSent, reclaimStale, releaseRows, type ClaimedRow } from '../src/db/outbox.ts';
+import { deliveries } from '../src/delivery/metrics.ts';
+import { Outcomes } from '../src/delivery/outcomes.ts';
+import { log } from '../src/log.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -35,7 +38,7 @@ describe('results of claimed copies', () => {
     const before = await hour();
     for (let i = 0; i < 2; i++) {
       await markSent(db.pool, [{ id: a.id, attempts: a.attempts }]);
-      expect(await markRetry(db.pool, [{ id: b.id, attempts: b.attempts, error: '451 later' }], 24)).toEqual([]);
+      expect((await markRetry(db.pool, [{ id: b.id, attempts: b.attempts, error: '451 later' }], 24)).failed).toEqual([]);
       await markFailed(db.pool, [{ id: c.id, attempts: c.attempts, error: '550 no such user', bounceStage: null }]);
     }
     expect(await row(a.id)).toMatchObject({ state: 'sent', attempts: 1 });
@@ -78,5 +81,33 @@ describe('results of claimed copies', () => {
     await releaseRows(db.pool, [r.id], 'w1');
     expect((await db.pool.query(`select state, locked_by from outbox where id = $1`, [r.id])).rows[0]).toEqual({ state: 'sending', locked_by: 'w2' });
     expect((await claimBatch(db.pool, 'w3', 100)).rows.map((x) => x.id)).not.toContain(r.id);
+  });
+});
+
+describe('the deliveries counter of /metrics', () => {
+  const counted = async () => {
+    const values = (await deliveries.get()).values;
+    const of = (result: string) => values.find((v) => v.labels.result === result)?.value ?? 0;
+    return { sent: of('sent'), deferred: of('deferred'), failed: of('failed') };
+  };
+
+  it('counts copies requeued and settled by another worker once, as the hourly counts do', async () => {
+    const rows = (await claimed('w1', ['x@example.net', 'y@example.net'])).sort((a, b) => a.recipient.localeCompare(b.recipient));
+    await releaseRows(db.pool, rows.map((r) => r.id), 'w1'); // as reclaimStale does for a worker that looked dead
+    const again = (await claimBatch(db.pool, 'w2', 100)).rows.sort((a, b) => a.recipient.localeCompare(b.recipient));
+    const [before, hourBefore] = [await counted(), await hour()];
+    // w2 delivers x and is told to try y later; w1, whose lock came back, writes what it kept.
+    const w2 = new Outcomes(db.pool, 24, 100, log, 'https://lists.example.org');
+    w2.delivered(again[0]);
+    w2.deferred(again[1], '421 busy');
+    await w2.finish();
+    const w1 = new Outcomes(db.pool, 24, 100, log, 'https://lists.example.org');
+    w1.deferred(rows[0], '451 later');
+    w1.delivered(rows[1]);
+    await w1.finish();
+
+    const [after, hourAfter] = [await counted(), await hour()];
+    expect({ sent: hourAfter.sent - hourBefore.sent, deferred: hourAfter.deferred - hourBefore.deferred }).toEqual({ sent: 1, deferred: 1 });
+    expect({ sent: after.sent - before.sent, deferred: after.deferred - before.deferred, failed: after.failed - before.failed }).toEqual({ sent: 1, deferred: 1, failed: 0 });
   });
 });

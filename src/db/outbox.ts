@@ -141,15 +141,20 @@ export interface ClaimedId {
   attempts: number;
 }
 
-/** Marks rows delivered, in one statement. */
-export async function markSent(db: Queryable, sent: ClaimedId[]): Promise<void> {
-  if (sent.length === 0) return;
-  await db.query(
+/**
+ * Marks rows delivered, in one statement. Returns the ids written: not those whose result another
+ * worker wrote first, nor those of a write tried again after its commit went unheard.
+ */
+export async function markSent(db: Queryable, sent: ClaimedId[]): Promise<number[]> {
+  if (sent.length === 0) return [];
+  const { rows } = await db.query<{ id: number }>(
     `with done as (update outbox o set state = 'sent', sent_at = now(), attempts = o.attempts + 1, locked_by = null, last_error = null
-                     from unnest($1::bigint[], $2::int[]) as u(id, attempts) where ${CLAIMED} returning 1)
-     ${addToHour('sent', ...ROWS_DONE)}`,
+                     from unnest($1::bigint[], $2::int[]) as u(id, attempts) where ${CLAIMED} returning o.id),
+     counted as (${addToHour('sent', ...ROWS_DONE)})
+     select id from done`,
     [sent.map((r) => r.id), sent.map((r) => r.attempts)],
   );
+  return rows.map((r) => r.id);
 }
 
 export interface RowError extends ClaimedId {
@@ -158,11 +163,12 @@ export interface RowError extends ClaimedId {
 
 /**
  * Puts rows back with exponential backoff (e^attempts seconds, capped at e^10); rows older than
- * the give-up period fail instead. Returns the ids that failed for good. One statement, with the
- * hour's counts, so that it is applied whole or not at all.
+ * the give-up period fail instead. Returns the ids written, put back or failed for good (as
+ * markSent, not those another worker settled). One statement, with the hour's counts, so that it
+ * is applied whole or not at all.
  */
-export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: number): Promise<number[]> {
-  if (errors.length === 0) return [];
+export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: number): Promise<{ queued: number[]; failed: number[] }> {
+  if (errors.length === 0) return { queued: [], failed: [] };
   const { rows } = await db.query<{ id: number; state: OutboxState }>(
     `with u as (select * from unnest($1::bigint[], $2::text[], $4::int[]) as u(id, error, attempts)),
      done as (
@@ -181,7 +187,8 @@ export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: 
      select id, state from done`,
     [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), giveUpHours, errors.map((e) => e.attempts)],
   );
-  return rows.filter((r) => r.state === 'failed').map((r) => r.id);
+  const ids = (state: OutboxState) => rows.filter((r) => r.state === state).map((r) => r.id);
+  return { queued: ids('queued'), failed: ids('failed') };
 }
 
 /** A row refused for good; `bounceStage`: the SMTP stage refused, when the refusal has follow-ups to record (core/refusals.ts). */

@@ -155,25 +155,27 @@ export class Outcomes {
    * with the steps after it. The rows written are counted, logged and their bounces recorded.
    */
   private async write(sent: ClaimedId[], allRetry: Retry[], allFailed: Failure[]) {
+    let delivered: number[];
     try {
-      await this.attempt(() => markSent(this.pool, sent));
+      delivered = await this.attempt(() => markSent(this.pool, sent));
     } catch (err) {
       this.fault(err);
       return this.keep(sent, allRetry, allFailed);
     }
-    deliveries.inc({ result: 'sent' }, sent.length);
     const deferred = await this.writeRows(allRetry, (rows) => markRetry(this.pool, rows, this.giveUpHours));
     const refused = deferred.left.length > 0
       ? { written: [], returned: [], left: allFailed }
       : await this.writeRows(allFailed, (rows) => markFailed(this.pool, rows));
     this.keep([], deferred.left, refused.left);
     const retry = deferred.written;
-    // Counted and logged: only the rows whose result this worker wrote (a copy requeued and
-    // refused to two workers is one failure, counted by the one whose result stands).
+    // Counted: only the rows whose result this worker wrote, as delivery_hourly counts them (a
+    // copy requeued and settled by another worker is that worker's to count). Refusals are
+    // logged on the same terms.
     const ours = new Set(refused.returned.flat());
     const failed = refused.written.filter((f) => ours.has(f.id));
-    const gaveUp = new Set(deferred.returned.flat());
-    deliveries.inc({ result: 'deferred' }, retry.length - gaveUp.size);
+    const gaveUp = new Set(deferred.returned.flatMap((r) => r.failed));
+    deliveries.inc({ result: 'sent' }, delivered.length);
+    deliveries.inc({ result: 'deferred' }, deferred.returned.flatMap((r) => r.queued).length);
     deliveries.inc({ result: 'failed' }, failed.length + gaveUp.size);
     for (const r of retry) {
       this.log.child({ outboxId: r.id, attempt: r.row.attempts + 1 }).info({ recipient: r.row.recipient, error: r.error }, gaveUp.has(r.id) ? 'delivery given up' : 'delivery deferred');
