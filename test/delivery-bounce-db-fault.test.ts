@@ -1,6 +1,6 @@
 /*
  * A refused copy's bounce is recorded after its result, in a transaction of its own
- * (delivery/outcomes.ts). That transaction losing its connection (pg_terminate_backend) must not
+ * (core/refusals.ts). That transaction losing its connection (pg_terminate_backend) must not
  * lose the bounce: a refused probe that is not recorded never disables the member, and the probe
  * then expires as if it had reached them, clearing their score.
  */
