@@ -49,7 +49,7 @@ describe('a copy refused to two workers', () => {
     await drained(db);
     await expect.poll(async () => (await memberBounces(db.pool, hank.id)).length, { timeout: 10_000 }).toBe(1);
     // The first worker's result, kept through its stall, is written now: it is not its to write.
-    const late = new Outcomes(db.pool, 24, 100, log, 'https://lists.example.org');
+    const late = new Outcomes(db.pool, 'w1', 24, 100, log, 'https://lists.example.org');
     late.failedFor(first, refusal, 'RCPT TO');
     await late.finish();
 

@@ -38,8 +38,8 @@ describe('results of claimed copies', () => {
     const before = await hour();
     for (let i = 0; i < 2; i++) {
       await markSent(db.pool, [{ id: a.id, attempts: a.attempts }]);
-      expect((await markRetry(db.pool, [{ id: b.id, attempts: b.attempts, error: '451 later' }], 24)).failed).toEqual([]);
-      await markFailed(db.pool, [{ id: c.id, attempts: c.attempts, error: '550 no such user', bounceStage: null }]);
+      expect((await markRetry(db.pool, 'w1', [{ id: b.id, attempts: b.attempts, error: '451 later' }], 24)).failed).toEqual([]);
+      await markFailed(db.pool, 'w1', [{ id: c.id, attempts: c.attempts, error: '550 no such user', bounceStage: null }]);
     }
     expect(await row(a.id)).toMatchObject({ state: 'sent', attempts: 1 });
     const retried = await row(b.id);
@@ -58,7 +58,7 @@ describe('results of claimed copies', () => {
     expect(second).toMatchObject({ id: first.id, attempts: first.attempts });
     const before = await hour();
     await markSent(db.pool, [{ id: first.id, attempts: first.attempts }]); // w1's kept result
-    await markRetry(db.pool, [{ id: first.id, attempts: second.attempts, error: '421 busy' }], 24); // w2's
+    await markRetry(db.pool, 'w2', [{ id: first.id, attempts: second.attempts, error: '421 busy' }], 24); // w2's
     expect(await row(first.id)).toMatchObject({ state: 'sent', attempts: 1, last_error: null });
     const after = await hour();
     expect({ sent: after.sent - before.sent, deferred: after.deferred - before.deferred }).toEqual({ sent: 1, deferred: 0 });
@@ -70,6 +70,23 @@ describe('results of claimed copies', () => {
     await markSent(db.pool, [{ id: r.id, attempts: r.attempts }]);
     expect(await row(r.id)).toMatchObject({ state: 'sent', attempts: 1 });
     expect((await claimBatch(db.pool, 'w2', 100)).rows.map((x) => x.id)).not.toContain(r.id);
+  });
+
+  it('deferred or refused late by a worker that looked dead are not written over another worker sending them: its result stands', async () => {
+    const [d, f] = (await claimed('w1', ['late-d@example.net', 'late-f@example.net'])).sort((a, b) => a.recipient.localeCompare(b.recipient));
+    await releaseRows(db.pool, [d.id, f.id], 'w1'); // as reclaimStale does for a worker that looked dead
+    const again = (await claimBatch(db.pool, 'w2', 100)).rows.filter((r) => r.id === d.id || r.id === f.id);
+    expect(again).toHaveLength(2);
+    // w1's kept results arrive while w2 is sending both copies: they are not w1's to write.
+    expect(await markRetry(db.pool, 'w1', [{ id: d.id, attempts: d.attempts, error: '421 busy' }], 24)).toEqual({ queued: [], failed: [] });
+    expect(await markFailed(db.pool, 'w1', [{ id: f.id, attempts: f.attempts, error: '550 no such user', bounceStage: 'RCPT TO' }])).toEqual([]);
+    for (const id of [d.id, f.id]) {
+      expect((await db.pool.query(`select state, locked_by, attempts, bounce_stage from outbox where id = $1`, [id])).rows[0]).toEqual({ state: 'sending', locked_by: 'w2', attempts: 0, bounce_stage: null });
+    }
+    // w2's results are written, once each: no third send, no bounce from w1's refusal.
+    expect(await markSent(db.pool, again.map((r) => ({ id: r.id, attempts: r.attempts })))).toEqual(expect.arrayContaining([d.id, f.id]));
+    expect(await row(d.id)).toMatchObject({ state: 'sent', attempts: 1 });
+    expect(await row(f.id)).toMatchObject({ state: 'sent', attempts: 1 });
   });
 
   it('given back by a stopping worker are left alone when another worker has claimed them since', async () => {
@@ -97,11 +114,11 @@ describe('the deliveries counter of /metrics', () => {
     const again = (await claimBatch(db.pool, 'w2', 100)).rows.sort((a, b) => a.recipient.localeCompare(b.recipient));
     const [before, hourBefore] = [await counted(), await hour()];
     // w2 delivers x and is told to try y later; w1, whose lock came back, writes what it kept.
-    const w2 = new Outcomes(db.pool, 24, 100, log, 'https://lists.example.org');
+    const w2 = new Outcomes(db.pool, 'w2', 24, 100, log, 'https://lists.example.org');
     w2.delivered(again[0]);
     w2.deferred(again[1], '421 busy');
     await w2.finish();
-    const w1 = new Outcomes(db.pool, 24, 100, log, 'https://lists.example.org');
+    const w1 = new Outcomes(db.pool, 'w1', 24, 100, log, 'https://lists.example.org');
     w1.deferred(rows[0], '451 later');
     w1.delivered(rows[1]);
     await w1.finish();

@@ -134,6 +134,14 @@ const ROWS_DONE = ['count(*)', 'from done having count(*) > 0'] as const;
  * take their result: what was sent is recorded, not sent twice.
  */
 const CLAIMED = 'o.id = u.id and o.attempts = u.attempts';
+/**
+ * CLAIMED, and not another worker's now: a row requeued from this worker (it looked dead) and
+ * claimed by another since is that worker's to settle. A late deferral or refusal written over it
+ * put it back in the queue (or failed it) while the other worker was sending it, whose result then
+ * matched nothing: the copy went out a third time, or its real result was lost. A late success
+ * still counts (markSent): the copy did go out.
+ */
+const CLAIMED_NOT_TAKEN = (worker: string) => `${CLAIMED} and (o.state <> 'sending' or o.locked_by = ${worker})`;
 
 /** A claimed row, by its id and the attempts the claim read. */
 export interface ClaimedId {
@@ -167,7 +175,7 @@ export interface RowError extends ClaimedId {
  * markSent, not those another worker settled). One statement, with the hour's counts, so that it
  * is applied whole or not at all.
  */
-export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: number): Promise<{ queued: number[]; failed: number[] }> {
+export async function markRetry(db: Queryable, worker: string, errors: RowError[], giveUpHours: number): Promise<{ queued: number[]; failed: number[] }> {
   if (errors.length === 0) return { queued: [], failed: [] };
   const { rows } = await db.query<{ id: number; state: OutboxState }>(
     `with u as (select * from unnest($1::bigint[], $2::text[], $4::int[]) as u(id, error, attempts)),
@@ -178,14 +186,14 @@ export async function markRetry(db: Queryable, errors: RowError[], giveUpHours: 
          locked_by = null,
          state = case when o.created_at < now() - make_interval(secs => $3 * 3600) then 'failed' else 'queued' end,
          run_at = greatest(now(), o.run_at) + exp(least(o.attempts + 1, 10)) * interval '1 second'
-       from u where ${CLAIMED}
+       from u where ${CLAIMED_NOT_TAKEN('$5')}
        returning o.id, o.state),
      counted as (
        insert into delivery_hourly (hour, deferred, failed)
        select date_trunc('hour', now()), count(*) filter (where state = 'queued'), count(*) filter (where state = 'failed') from done having count(*) > 0
        on conflict (hour) do update set deferred = delivery_hourly.deferred + excluded.deferred, failed = delivery_hourly.failed + excluded.failed)
      select id, state from done`,
-    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), giveUpHours, errors.map((e) => e.attempts)],
+    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), giveUpHours, errors.map((e) => e.attempts), worker],
   );
   const ids = (state: OutboxState) => rows.filter((r) => r.state === state).map((r) => r.id);
   return { queued: ids('queued'), failed: ids('failed') };
@@ -203,15 +211,15 @@ export interface Refusal extends RowError {
  * (it was requeued and sent again) is not among them, nor one whose commit went unheard and was
  * tried again.
  */
-export async function markFailed(db: Queryable, errors: Refusal[]): Promise<number[]> {
+export async function markFailed(db: Queryable, worker: string, errors: Refusal[]): Promise<number[]> {
   if (errors.length === 0) return [];
   const { rows } = await db.query<{ id: number }>(
     `with done as (
        update outbox o set state = 'failed', attempts = o.attempts + 1, last_error = u.error, locked_by = null, bounce_stage = u.stage
-         from unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) as u(id, error, attempts, stage) where ${CLAIMED} returning o.id),
+         from unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) as u(id, error, attempts, stage) where ${CLAIMED_NOT_TAKEN('$5')} returning o.id),
      counted as (${addToHour('failed', ...ROWS_DONE)})
      select id from done`,
-    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), errors.map((e) => e.attempts), errors.map((e) => e.bounceStage)],
+    [errors.map((e) => e.id), errors.map((e) => e.error.slice(0, 1000)), errors.map((e) => e.attempts), errors.map((e) => e.bounceStage), worker],
   );
   return rows.map((r) => r.id);
 }

@@ -55,6 +55,8 @@ export class Outcomes {
 
   constructor(
     private readonly pool: pg.Pool,
+    /** the worker whose claims these are (locked_by) */
+    private readonly worker: string,
     private readonly giveUpHours: number,
     private readonly flushRows: number,
     private readonly log: Logger,
@@ -162,10 +164,10 @@ export class Outcomes {
       this.fault(err);
       return this.keep(sent, allRetry, allFailed);
     }
-    const deferred = await this.writeRows(allRetry, (rows) => markRetry(this.pool, rows, this.giveUpHours));
+    const deferred = await this.writeRows(allRetry, (rows) => markRetry(this.pool, this.worker, rows, this.giveUpHours));
     const refused = deferred.left.length > 0
       ? { written: [], returned: [], left: allFailed }
-      : await this.writeRows(allFailed, (rows) => markFailed(this.pool, rows));
+      : await this.writeRows(allFailed, (rows) => markFailed(this.pool, this.worker, rows));
     this.keep([], deferred.left, refused.left);
     const retry = deferred.written;
     // Counted: only the rows whose result this worker wrote, as delivery_hourly counts them (a

@@ -65,7 +65,7 @@ export class DeliveryWorker {
     this.transport = opts.transport ?? createTransport(cfg, this.log);
     this.copies = new CopyCache(cfg.publicUrl, this.log, cfg.heloName);
     this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke());
-    this.outcomes = new Outcomes(pool, cfg.delivery.giveUpHours, Math.max(1, Math.floor(cfg.delivery.batchSize / 4)), this.log, cfg.publicUrl);
+    this.outcomes = new Outcomes(pool, this.name, cfg.delivery.giveUpHours, Math.max(1, Math.floor(cfg.delivery.batchSize / 4)), this.log, cfg.publicUrl);
   }
 
   /** The key of the session lock that says this worker is alive (sql/0020). */
