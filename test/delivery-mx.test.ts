@@ -179,6 +179,30 @@ describe('an MX host that takes the message and never answers its end', () => {
   });
 });
 
+describe('an MX host that takes the message and then gives no reply to its end', () => {
+  it('is not sent the copy again on a fresh connection when it hangs up after the end of data', async () => {
+    const host = await startScriptedRelay({}, { host: '127.0.0.42', port: relay.port });
+    log.level = 'silent';
+    const transport = new MxTransport(direct({ DELIVERY_MX_ALLOW: 'loopback', DELIVERY_LEASE_SECONDS: '10', LOG_LEVEL: 'silent' }), log);
+    const send = (to: string) => transport.send('hangup.example', { from: 'bounces@lists.example.org', to }, Buffer.from(`Subject: ${to}\r\n\r\nhi\r\n`));
+    try {
+      dns.set('hangup.example', { mx: [{ exchange: '127.0.0.42', priority: 10 }] });
+      expect((await send('a@hangup.example')).ok).toBe(true);
+      host.setScript({ hangUp: 'dot' });
+      // On the first copy's connection, reused: a connection lost before the message went is
+      // tried again on a fresh one, but not this.
+      const result = await send('b@hangup.example');
+      expect(result).toMatchObject({ ok: false, temporary: true });
+      expect(!result.ok && result.response).toMatch(/may have been delivered/);
+      expect(host.commands.filter((c) => c === 'DATA')).toHaveLength(2);
+      expect(host.sessions()).toBe(1);
+    } finally {
+      transport.close();
+      await host.stop();
+    }
+  });
+});
+
 describe('an MX host that answers slowly, within the deadlines', () => {
   it('takes no more of a worker\'s lanes than its connections: another domain\'s copy goes at once, the slow domain\'s go in order, each once', async () => {
     // Addresses no other test's copies (retried meanwhile by this worker) go to.

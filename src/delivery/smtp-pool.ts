@@ -120,12 +120,18 @@ export class SmtpPool {
           return failure(e, this.target);
         }
         this.discard(conn);
-        // A reused connection the server had closed meanwhile: try once more on a fresh one.
-        if (reused && attempt === 0 && !e.responseCode && !conn.aborted) continue;
+        if (e.afterData) this.log.warn({ reason: e.message }, 'no reply to the end of data: the copy may have been delivered; not sent again on a fresh connection');
+        // A reused connection the server had closed meanwhile: try once more on a fresh one
+        // (never once the message went: that would be a second copy).
+        if (reused && attempt === 0 && !e.responseCode && !conn.aborted && !e.afterData) continue;
         // A session that went silent (a step's or the copy's deadline passed) is a host that
         // tarpits: the copies queued behind it are deferred at once, not each given a fresh
         // connection and a whole deadline, holding lanes that other domains' copies wait for.
-        if (e.code === 'ETIMEDOUT') return this.isDown(failure(e, this.target));
+        // The copies deferred for it were not sent: none of them may have been delivered.
+        if (e.code === 'ETIMEDOUT') {
+          this.isDown(failure(e, this.target, false));
+          return failure(e, this.target);
+        }
         return failure(e, this.target);
       } finally {
         clearTimeout(deadline);
@@ -220,7 +226,7 @@ function shutdownResult(): SendResult {
   return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
 }
 
-function failure(e: SmtpError, target: SmtpTarget): SendResult {
+function failure(e: SmtpError, target: SmtpTarget, afterData = e.afterData === true): SendResult {
   let code = typeof e.responseCode === 'number' ? e.responseCode : null;
   // The server's words are foreign input and end up in PostgreSQL text (outbox.last_error,
   // bounces): a NUL there made every write of the worker's results fail, and the worker, which
@@ -237,6 +243,7 @@ function failure(e: SmtpError, target: SmtpTarget): SendResult {
   // open (greeting, EHLO, TLS, AUTH) says nothing about this copy: it is retried later.
   const permanent = code !== null && code >= 500 && ENVELOPE_STAGES.has(stage);
   const while_ = e.step ? ` (${e.step})` : '';
-  const text = code === null ? `${target.host}:${target.port}: ${e.code ?? 'ERROR'}: ${response}${while_}` : response;
+  const maybe = afterData ? ', after the end of data: the copy may have been delivered (and may arrive twice)' : '';
+  const text = code === null ? `${target.host}:${target.port}: ${e.code ?? 'ERROR'}: ${response}${while_}${maybe}` : response;
   return { ok: false, temporary: !permanent, code, response: text, stage };
 }

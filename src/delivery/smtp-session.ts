@@ -9,6 +9,7 @@
  * abort() is the caller's deadline for a whole copy, and shutdown.
  */
 
+import { PassThrough } from 'node:stream';
 import type tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { RelayTls } from '../config.ts';
@@ -39,8 +40,12 @@ export interface Envelope {
 /** The copy made 7-bit (mail/seven-bit.ts, then signed), null when it cannot be. */
 export type SevenBit = () => Promise<Buffer | null>;
 
-/** nodemailer's errors, and the step of ours they happened in */
-export type SmtpError = Error & { code?: string; responseCode?: number; response?: string; command?: string; step?: string };
+/**
+ * nodemailer's errors, and the step of ours they happened in. `afterData`: the session failed
+ * without a reply once the whole message and its final dot were handed to the connection, so
+ * the server may have taken it.
+ */
+export type SmtpError = Error & { code?: string; responseCode?: number; response?: string; command?: string; step?: string; afterData?: boolean };
 
 export class SmtpSession {
   smtp!: SMTPConnection;
@@ -144,8 +149,24 @@ export class SmtpSession {
       bytes = converted;
       eightBit = false;
     }
+    // Handed over as a stream whose end says the whole message went to the connection (nodemailer
+    // writes the final dot right after it): from then on a timeout or a lost connection leaves the
+    // copy perhaps delivered.
+    const body = new PassThrough();
+    let handedOver = false;
+    body.once('end', () => (handedOver = true));
+    body.end(bytes);
+    try {
+      return await this.transfer(envelope, body, eightBit);
+    } catch (err) {
+      if (handedOver && !(err as SmtpError).responseCode) (err as SmtpError).afterData = true;
+      throw err;
+    }
+  }
+
+  private transfer(envelope: Envelope, body: PassThrough, eightBit: boolean): Promise<string> {
     return this.call<string>('sending the copy', (done) => {
-      this.smtp.send({ from: envelope.from, to: [envelope.to], use8BitMime: eightBit }, bytes, (err, info) => {
+      this.smtp.send({ from: envelope.from, to: [envelope.to], use8BitMime: eightBit }, body, (err, info) => {
         this.messages++;
         this.lastUsed = Date.now();
         if (err) return done(err);

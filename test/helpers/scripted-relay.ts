@@ -2,8 +2,8 @@
  * A bare SMTP server on a real socket whose every step is scripted, for relay faults: a reply
  * code at any step (greeting, EHLO/HELO, MAIL, RCPT, DATA, the end of the message), a delay
  * before each reply, a step it never answers (a black hole before the greeting, a stall after
- * the message), a step it answers one continuation line at a time forever, and a stop and a
- * restart on the same port. smtp-server can do none of these.
+ * the message) or hangs up at, a step it answers one continuation line at a time forever, and a
+ * stop and a restart on the same port. smtp-server can do none of these.
  */
 
 import net from 'node:net';
@@ -17,6 +17,8 @@ export interface Script {
   delayMs?: number;
   /** never answer this step (greeting: a black hole that accepts TCP and says nothing) */
   stall?: Step;
+  /** close the connection at this step instead of answering it */
+  hangUp?: Step;
   /** answer this step with one "250-" line every 200 ms, never ending the reply */
   trickle?: Step;
   /** offer STARTTLS, say 220 to it, then answer the TLS handshake with garbage */
@@ -91,6 +93,10 @@ export async function startScriptedRelay(initial: Script = {}, at: { host?: stri
     const reply = (step: Step, after?: () => void) => {
       const s = script;
       if (s.stall === step) return;
+      if (s.hangUp === step) {
+        socket.end();
+        return;
+      }
       const text = s.replies?.[step] ?? DEFAULTS[step];
       const send = () => {
         if (socket.destroyed) return;
