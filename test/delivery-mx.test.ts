@@ -234,6 +234,38 @@ describe('an MX host that answers slowly, within the deadlines', () => {
   });
 });
 
+describe('domains whose MX records name the same host', () => {
+  it('take no more of a worker\'s lanes together than the host\'s connections: another host\'s copy goes at once', async () => {
+    // Addresses no other test's copies (retried meanwhile by this worker) go to.
+    const shared = await startScriptedRelay({ delayMs: 150 }, { host: '127.0.0.50' });
+    const other = await startScriptedRelay({}, { host: '127.0.0.51', port: shared.port });
+    try {
+      // Four domains (as many as the worker's lanes), one MX host, as gmail.com and googlemail.com.
+      const domains = ['a-shared.example', 'b-shared.example', 'c-shared.example', 'd-shared.example'];
+      for (const d of domains) dns.set(d, { mx: [{ exchange: 'mx.shared.example', priority: 5 }, { exchange: 'alt.shared.example', priority: 10 }] });
+      dns.set('mx.shared.example', { a: ['127.0.0.50'] });
+      dns.set('zz-other.example', { mx: [{ exchange: '127.0.0.51', priority: 10 }] });
+      // Sorted by domain, the shared host's copies come first in the batch.
+      const members = domains.flatMap((d) => [`m1@${d}`, `m2@${d}`]);
+      await listWith('shared', [...members, 'last@zz-other.example']);
+      // Four lanes, one connection per MX host. Lease 10 s: no copy is cut while it waits.
+      worker = await startWorker(db, direct({ DELIVERY_MX_PORT: String(shared.port), DELIVERY_MX_ALLOW: 'loopback', DELIVERY_DOMAIN_CONNECTIONS: '1', DELIVERY_LEASE_SECONDS: '10' }));
+      await post('shared', 'shared-1@example.org');
+      await until(() => other.delivered.some((d) => d.to.includes('last@zz-other.example')), 'the copy to the other host');
+      // Each domain took a lane of its own, all four queued for the host's one connection, and the
+      // other host's copy waited until every copy for the shared host had been taken.
+      expect(shared.delivered.length).toBeLessThanOrEqual(1);
+      await until(() => shared.delivered.length === members.length, 'the shared host\'s copies', 20_000);
+      expect(shared.sessions()).toBe(1);
+      expect(shared.delivered.map((d) => d.to[0]).sort()).toEqual([...members].sort());
+      await until(async () => (await rowsOf('shared-1@example.org')).every((r) => r.state === 'sent'), 'every row sent');
+    } finally {
+      await other.stop();
+      await shared.stop();
+    }
+  });
+});
+
 describe('MX answers and per-address pools', () => {
   it('are forgotten once unused for a while, never while a send uses the pool, and made again when needed', async () => {
     const hosts = [relay, await startScriptedRelay({}, { host: '127.0.0.3', port: relay.port }), await startScriptedRelay({ delayMs: 100 }, { host: '127.0.0.4', port: relay.port })];

@@ -19,10 +19,13 @@ export interface Transport {
   /** how many sends to keep in flight */
   readonly lanes: number;
   /**
-   * how many of them one recipient domain may take (direct MX: its hosts' connection limit, so
-   * lanes beyond it wait in the pool while other domains' copies could go); none for a relay
+   * how many of them the domains of one laneKey() may take (direct MX: their hosts' connection
+   * limit, so lanes beyond it wait in the pool while other domains' copies could go); none for a
+   * relay
    */
   readonly domainLanes?: number;
+  /** what a domain's sends in flight count against (with domainLanes); never rejects */
+  laneKey?(domain: string): Promise<string>;
   /** closes idle connections; sends in progress finish */
   close(): void;
   /** destroys every connection now; sends in progress return `aborted` (shutdown) */
@@ -100,9 +103,15 @@ const MX_TUNING: MxTuning = { mxCacheMs: 5 * 60_000, sweepMs: 5_000, poolIdleMs:
  */
 const MX_ADDRESSES_TRIED = 5;
 
+/** A domain's MX hosts in the order tried, and its lane key: its most preferred hosts. */
+interface MxAnswer {
+  hosts: string[];
+  lane: string;
+}
+
 export class MxTransport implements Transport {
   private pools = new Map<string, SmtpPool>();
-  private mx = new Map<string, { hosts: string[]; expires: number }>();
+  private mx = new Map<string, MxAnswer & { expires: number }>();
   private closed = false;
   private readonly allow: BlockList;
   private readonly sweeper: NodeJS.Timeout;
@@ -199,20 +208,35 @@ export class MxTransport implements Transport {
   }
 
   private async hosts(domain: string): Promise<string[]> {
+    return (await this.answer(domain)).hosts;
+  }
+
+  /**
+   * The domain's most preferred MX hosts, by name: domains served by the same hosts (gmail.com and
+   * googlemail.com) share one limit of sends in flight, as they share the hosts' connections. The
+   * domain itself when its MX lookup fails.
+   */
+  async laneKey(domain: string): Promise<string> {
+    return this.answer(domain).then((a) => a.lane, () => domain);
+  }
+
+  private async answer(domain: string): Promise<MxAnswer> {
     const cached = this.mx.get(domain);
-    if (cached && cached.expires > Date.now()) return cached.hosts;
-    let hosts: string[];
+    if (cached && cached.expires > Date.now()) return cached;
+    let answer: MxAnswer;
     try {
-      const records = await resolvers().mx(domain);
-      hosts = records.sort((a, b) => a.priority - b.priority).map((r) => r.exchange);
-      if (hosts.length === 1 && (hosts[0] === '' || hosts[0] === '.')) hosts = []; // RFC 7505 null MX
+      const records = (await resolvers().mx(domain)).sort((a, b) => a.priority - b.priority);
+      const best = records.filter((r) => r.priority === records[0].priority);
+      answer = { hosts: records.map((r) => r.exchange), lane: best.map((r) => r.exchange.toLowerCase().replace(/\.$/, '')).sort().join(' ') || domain };
+      // RFC 7505 null MX
+      if (answer.hosts.length === 1 && (answer.hosts[0] === '' || answer.hosts[0] === '.')) answer = { hosts: [], lane: domain };
     } catch (err) {
       // No MX record: the domain itself is the mail host (RFC 5321 §5.1).
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
-      hosts = [domain];
+      answer = { hosts: [domain], lane: domain.toLowerCase() };
     }
-    this.mx.set(domain, { hosts, expires: Date.now() + this.tuning.mxCacheMs });
-    return hosts;
+    this.mx.set(domain, { ...answer, expires: Date.now() + this.tuning.mxCacheMs });
+    return answer;
   }
 
   /** One pool per address: the connection limit is per server, whatever names point to it. */

@@ -19,6 +19,7 @@ import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type 
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { runConversions } from '../core/conversions.ts';
 import { CopyCache } from './copies.ts';
+import { HostLanes } from './host-lanes.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
 import { claimChoreRun } from '../db/chore-runs.ts';
 import { Listener } from '../db/listener.ts';
@@ -246,6 +247,16 @@ export class DeliveryWorker {
     let handled = 0;
     // Rows claimed but not sent because delivery is stopping: back to the queue untouched.
     const unsent: number[] = [];
+    let freed: { promise: Promise<void>; resolve: () => void } | null = null;
+    const wake = () => {
+      freed?.resolve();
+      freed = null;
+    };
+    // Direct delivery: sends in flight by MX host (host-lanes.ts). A relay is one host: its copies
+    // go in claim order, as they always did.
+    const perHost = this.transport.domainLanes;
+    const hostKey = (domain: string) => (this.transport.laneKey?.(domain) ?? Promise.resolve(domain)).catch(() => domain);
+    const hosts = perHost === undefined ? null : new HostLanes(perHost, hostKey, wake);
     const refill = () => {
       if (claiming || exhausted || this.stopping || !this.lock.held) return;
       claiming = (async () => {
@@ -265,6 +276,7 @@ export class DeliveryWorker {
         rows.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : a.id - b.id));
         buffer.push(...rows);
         handled += rows.length + cancelled;
+        hosts?.lookUp(buffer);
       })()
         .catch((err) => {
           claimError ??= err;
@@ -274,40 +286,16 @@ export class DeliveryWorker {
           claiming = null;
         });
     };
-    // Sends in flight by recipient domain. A domain takes at most `domainLanes` lanes: more would
-    // only wait for its hosts' connections (a slow host holding every lane) while copies for other
-    // domains further on in the batch, whose hosts are idle, wait behind them.
-    const perDomain = this.transport.domainLanes ?? Infinity;
-    const busy = new Map<string, number>();
-    let freed: { promise: Promise<void>; resolve: () => void } | null = null;
-    /** The first buffered copy whose domain has a lane to spare: a domain's copies keep their order. */
-    const take = (): ClaimedRow | undefined => {
-      // A relay is one host: its copies go in claim order, as they always did.
-      if (perDomain === Infinity) return buffer.shift();
-      const i = buffer.findIndex((r) => (busy.get(r.domain) ?? 0) < perDomain);
-      if (i < 0) return undefined;
-      const [row] = buffer.splice(i, 1);
-      busy.set(row.domain, (busy.get(row.domain) ?? 0) + 1);
-      return row;
-    };
-    const done = (row: ClaimedRow) => {
-      if (perDomain === Infinity) return;
-      const n = busy.get(row.domain)! - 1;
-      if (n === 0) busy.delete(row.domain);
-      else busy.set(row.domain, n);
-      freed?.resolve();
-      freed = null;
-    };
     const lane = async () => {
       for (;;) {
         if (buffer.length <= batch / 2) refill();
         await outcomes.room(batch, () => this.inFlight);
         const halted = this.stopping || !this.lock.held || outcomes.failing;
-        const row = halted ? undefined : take();
+        const row = halted ? undefined : hosts ? hosts.take(buffer) : buffer.shift();
         if (!row) {
           if (!halted && buffer.length > 0) {
-            // Every buffered copy is for a domain at its limit: wait for one of its sends to end
-            // (or for more copies to be claimed).
+            // Every buffered copy is for a host at its limit, or its lookup: wait for one of its
+            // sends to end, a lookup, or more copies to be claimed.
             if (!freed) {
               let resolve!: () => void;
               freed = { promise: new Promise<void>((r) => (resolve = r)), resolve };
@@ -324,7 +312,7 @@ export class DeliveryWorker {
         try {
           if (!(await this.deliver(row, outcomes))) unsent.push(row.id);
         } finally {
-          done(row);
+          hosts?.done(row);
         }
       }
     };
