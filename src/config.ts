@@ -131,6 +131,9 @@ const schema = z.object({
   DELIVERY_MX_PORT: port.default(25),
   // Networks that are not public but that direct delivery may reach (src/delivery/mx-addresses.ts)
   DELIVERY_MX_ALLOW: z.string().default('').refine((v) => v.trim() === '' || proxyList(v) !== null, 'must be loopback, linklocal, uniquelocal, addresses or ADDRESS/PREFIX networks, separated by commas'),
+  // Addresses direct delivery never reaches though they look public: this machine's as others
+  // see it (a NAT's public address), which its interfaces do not show
+  DELIVERY_MX_DENY: z.string().default('').refine((v) => v.trim() === '' || proxyList(v) !== null, 'must be addresses or ADDRESS/PREFIX networks (or loopback, linklocal, uniquelocal), separated by commas'),
   DELIVERY_POLL_MS: positiveInt.default(5000),
   DELIVERY_LEASE_SECONDS: positiveInt.default(60),
   DELIVERY_TIMEOUT_SECONDS: positiveInt.default(30),
@@ -264,6 +267,8 @@ export interface Config {
     mxPort: number;
     /** DELIVERY_MX_ALLOW: non-public networks MX hosts may be reached on (none by default) */
     mxAllow: string[];
+    /** DELIVERY_MX_DENY: addresses MX hosts are never reached on, before mxAllow (this machine's public address behind a NAT) */
+    mxDeny: string[];
     pollMs: number;
     leaseSeconds: number;
     /** deadline of each network wait: connecting, the greeting, each command, the end of DATA */
@@ -444,6 +449,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       domainConnections: e.DELIVERY_DOMAIN_CONNECTIONS,
       mxPort: e.DELIVERY_MX_PORT,
       mxAllow: proxyList(e.DELIVERY_MX_ALLOW) ?? [],
+      mxDeny: proxyList(e.DELIVERY_MX_DENY) ?? [],
       pollMs: e.DELIVERY_POLL_MS,
       leaseSeconds: e.DELIVERY_LEASE_SECONDS,
       timeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,

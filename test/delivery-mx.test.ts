@@ -99,6 +99,24 @@ describe('MX hosts at addresses that are not public', () => {
     await until(() => relay.delivered.some((d) => d.to.includes('m@allowed.example')), 'the copy');
     expect((await rowsOf('allowed-1@example.org')).map((r) => r.state)).toEqual(['sent']);
   });
+
+  it('are never connected to at an address DELIVERY_MX_DENY names (this machine\'s behind a NAT), though allowed', async () => {
+    // 127.0.0.60 stands for the NAT's public address that forwards to this machine.
+    const self = await startScriptedRelay({}, { host: '127.0.0.60', port: relay.port });
+    try {
+      dns.set('nat.example', { mx: [{ exchange: 'mx.nat.example', priority: 10 }] });
+      dns.set('mx.nat.example', { a: ['127.0.0.60'] });
+      await listWith('nat', ['m@nat.example']);
+      worker = await startWorker(db, direct({ DELIVERY_MX_ALLOW: 'loopback', DELIVERY_MX_DENY: '127.0.0.60' }));
+      await post('nat', 'nat-1@example.org');
+      const [row] = await attempted('nat-1@example.org');
+      expect(self.sessions()).toBe(0);
+      expect(row.state).toBe('queued');
+      expect(row.last_error).toContain('mx.nat.example is 127.0.0.60, named in DELIVERY_MX_DENY');
+    } finally {
+      await self.stop();
+    }
+  });
 });
 
 /** Servers on 127.0.0.FIRST… that accept TCP on one port and never say a word. */

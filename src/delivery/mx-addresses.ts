@@ -47,8 +47,8 @@ const NAMED: Record<string, [string, number, 'ipv4' | 'ipv6'][]> = {
 const notPublic = new net.BlockList();
 for (const [address, prefix, family] of NOT_PUBLIC) notPublic.addSubnet(address, prefix, family);
 
-/** The networks of DELIVERY_MX_ALLOW (as config.ts checked them: names, addresses, ADDRESS/PREFIX). */
-export function allowList(items: string[]): net.BlockList {
+/** The networks of DELIVERY_MX_ALLOW or DELIVERY_MX_DENY (as config.ts checked them: names, addresses, ADDRESS/PREFIX). */
+export function networkList(items: string[]): net.BlockList {
   const list = new net.BlockList();
   for (const item of items) {
     if (NAMED[item]) {
@@ -89,12 +89,14 @@ function ownAddresses(): Set<string> {
 }
 
 /**
- * Why direct delivery must not connect to `address`, or null when it may: it is not public
- * unicast, or it is this machine's own (where the ingest listener may be), and the operator's
- * DELIVERY_MX_ALLOW does not name it.
+ * Why direct delivery must not connect to `address`, or null when it may: the operator's
+ * DELIVERY_MX_DENY names it (this machine's public address behind a NAT, which no interface
+ * shows), or it is not public unicast, or it is this machine's own (where the ingest listener may
+ * be), and the operator's DELIVERY_MX_ALLOW does not name it.
  */
-export function refusedAddress(address: string, allow: net.BlockList): string | null {
+export function refusedAddress(address: string, allow: net.BlockList, deny?: net.BlockList): string | null {
   const a = plain(address);
+  if (deny?.check(a.address, a.family)) return 'named in DELIVERY_MX_DENY';
   if (allow.check(a.address, a.family)) return null;
   if (notPublic.check(a.address, a.family)) return 'not a public address';
   if (ownAddresses().has(a.address)) return 'an address of this machine';

@@ -10,7 +10,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { beforeDeadline } from '../deadline.ts';
 import { resolvers } from '../dns.ts';
-import { allowList, refusedAddress } from './mx-addresses.ts';
+import { networkList, refusedAddress } from './mx-addresses.ts';
 import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SevenBit, type SmtpTarget } from './smtp-pool.ts';
 
 export interface Transport {
@@ -114,6 +114,7 @@ export class MxTransport implements Transport {
   private mx = new Map<string, MxAnswer & { expires: number }>();
   private closed = false;
   private readonly allow: BlockList;
+  private readonly deny: BlockList;
   private readonly sweeper: NodeJS.Timeout;
   private readonly tuning: MxTuning;
   readonly lanes: number;
@@ -122,7 +123,8 @@ export class MxTransport implements Transport {
   constructor(private cfg: Config, private log: Logger, tuning: Partial<MxTuning> = {}) {
     this.lanes = Math.max(cfg.delivery.connections, cfg.delivery.domainConnections);
     this.domainLanes = cfg.delivery.domainConnections;
-    this.allow = allowList(cfg.delivery.mxAllow);
+    this.allow = networkList(cfg.delivery.mxAllow);
+    this.deny = networkList(cfg.delivery.mxDeny);
     this.tuning = { ...MX_TUNING, ...tuning };
     this.sweeper = setInterval(() => this.sweep(), this.tuning.sweepMs);
     this.sweeper.unref();
@@ -173,7 +175,7 @@ export class MxTransport implements Transport {
       }
       for (const address of addresses) {
         if (tried >= MX_ADDRESSES_TRIED || Date.now() >= end) break;
-        const refused = refusedAddress(address, this.allow);
+        const refused = refusedAddress(address, this.allow, this.deny);
         if (refused) {
           unusable.push(`${host} is ${address}, ${refused}`);
           continue;
