@@ -168,6 +168,22 @@ describe('listkeeper doctor', () => {
     }
   });
 
+  it('lists the DKIM findings together after every domain\'s MX, SPF and DMARC, a list without a key among them, in the documented order', async () => {
+    await createList(db.pool, { address: 'ops@other.example.org', name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    try {
+      const r = await findings();
+      const dns = r.findings.map((f) => f.check).filter((c) => c.startsWith('dns'));
+      expect(dns).toEqual(['dns.mx', 'dns.spf', 'dns.dmarc', 'dns.mx', 'dns.spf', 'dns.dmarc', 'dns.dkim', 'dns.dkim']);
+      expect(r.of('dns.dkim').map((f) => f.status)).toEqual(['ok', 'warn']);
+      const checks = r.findings.map((f) => f.check);
+      expect(checks.slice(0, 5)).toEqual(['database', 'migrations', 'upgrade', 'synchronous_commit', 'max_locks_per_transaction']);
+      expect(checks.indexOf('queue')).toBeGreaterThan(checks.lastIndexOf('dns.dkim'));
+      expect(checks.slice(-2)).toEqual(['tls', 'disk']);
+    } finally {
+      await db.pool.query(`delete from lists where address = 'ops@other.example.org'`);
+    }
+  });
+
   it('warns of a certificate that expires within 21 days, and fails an expired one', async () => {
     const file = (name: string) => path.join(certs.dir, name);
     const soon = await findings({ SMTP_TLS_CERT: file('good.pem'), SMTP_TLS_KEY: file('good.key') });

@@ -10,7 +10,7 @@ import type { ListRow } from '../db/lists.ts';
 import { resolvers } from '../dns.ts';
 import { splitAddress } from '../mail/address.ts';
 import { dkimTxtValue } from '../mail/list-signing.ts';
-import { fail, ok, type Finding } from './doctor-findings.ts';
+import { fail, ok, warn, type Finding } from './doctor-findings.ts';
 import { currentListKey } from './list-dkim.ts';
 
 /** Each lookup's deadline: src/dns.ts allows two tries of 5 s. */
@@ -21,7 +21,7 @@ export async function dnsFindings(lists: ListRow[], cfg: Config): Promise<Findin
   if (domains.length === 0) return [ok('dns', 'no lists yet: no DNS records to check')];
   const perDomain = await Promise.all(domains.map((d) => Promise.all([mxFinding(d, cfg), spfFinding(d, cfg), dmarcFinding(d)])));
   const dkim = await Promise.all(lists.map(dkimFinding));
-  return [...perDomain.flat(), ...dkim.filter((f): f is Finding => f !== null)];
+  return [...perDomain.flat(), ...dkim];
 }
 
 /** A name with no such record is an empty answer; any other failure (a timeout, SERVFAIL) throws. */
@@ -82,13 +82,21 @@ async function dmarcFinding(domain: string): Promise<Finding> {
   }
 }
 
-/** The list's DKIM record must hold the public half of the key it signs with (lists without a key: doctor.ts). */
-async function dkimFinding(list: ListRow): Promise<Finding | null> {
+/**
+ * The list's DKIM record must hold the public half of the key it signs with; a list without a key
+ * is a warning (its copies go out unsigned, which big receivers now refuse from bulk senders).
+ * Every list's finding is made here, after the domains' MX, SPF and DMARC, so that the dns.dkim
+ * findings stand together in the order docs/command-line.md shows.
+ */
+async function dkimFinding(list: ListRow): Promise<Finding> {
   let key: ReturnType<typeof currentListKey>;
   let expected: string | null;
   try {
     key = currentListKey(list);
-    if (!key) return null;
+    if (!key) {
+      return warn('dns.dkim', `${list.address} has no DKIM key: its copies go out unsigned`,
+        `run "listkeeper list dkim ${list.address} --generate" and publish the record it prints`);
+    }
     expected = publicKeyTag(dkimTxtValue(list.dkim_private_key!));
   } catch (err) {
     // A key damaged in the database (a restore, a hand edit: list set refuses one) is this list's

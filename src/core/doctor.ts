@@ -69,7 +69,7 @@ async function listFindings(pool: pg.Pool, cfg: Config): Promise<Finding[]> {
   } catch (err) {
     return [fail('dns', `cannot read the lists to check their DNS records: ${(err as Error).message}`, SCHEMA_FIX)];
   }
-  return [...dkimKeyFindings(lists), ...(await dnsFindings(lists, cfg))];
+  return dnsFindings(lists, cfg);
 }
 
 function versionFinding(s: ServerSettings): Finding {
@@ -125,13 +125,6 @@ function lockTableFinding(s: ServerSettings): Finding {
   if (capacity < cap) return fail('max_locks_per_transaction', what, fix);
   if (capacity < 2 * cap) return warn('max_locks_per_transaction', `${what}: less than twice that`, fix);
   return ok('max_locks_per_transaction', what);
-}
-
-/** A list without a DKIM key sends unsigned copies, which big receivers now refuse from bulk senders. */
-function dkimKeyFindings(lists: ListRow[]): Finding[] {
-  return lists
-    .filter((l) => !l.dkim_private_key || !l.dkim_selector || !l.dkim_domain)
-    .map((l) => warn('dns.dkim', `${l.address} has no DKIM key: its copies go out unsigned`, `run "listkeeper list dkim ${l.address} --generate" and publish the record it prints`));
 }
 
 /** The free space where the embedded PostgreSQL keeps its data (DATA_DIR). */
