@@ -392,6 +392,26 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     }
   });
 
+  it('refuses reply_to=address without a reply_to_address, as the panel does, rather than saying it changed and sending no Reply-To', async () => {
+    await cli(['list', 'create', 'replies', '--owner', 'o@example.org'], env);
+    const alone = await cli(['list', 'set', 'replies', 'reply_to=address'], env);
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toBe('listkeeper: reply_to_address: give the address replies should go to (reply_to=address sends them there)\n');
+    expect((await findList(db.pool, 'replies@lists.example.org'))).toMatchObject({ reply_to: 'none', reply_to_address: null });
+    const both = await cli(['list', 'set', 'replies', 'reply_to=address', 'reply_to_address=help@example.org'], env);
+    expect(both.code).toBe(0);
+    expect((await findList(db.pool, 'replies@lists.example.org'))).toMatchObject({ reply_to: 'address', reply_to_address: 'help@example.org' });
+    // Taking the address away while replies go to it is refused too; another policy lets it go.
+    const emptied = await cli(['list', 'set', 'replies', 'reply_to_address='], env);
+    expect(emptied.code).toBe(1);
+    expect(emptied.stderr).toContain('reply_to_address: give the address replies should go to');
+    expect((await cli(['list', 'set', 'replies', 'reply_to=list', 'reply_to_address='], env)).code).toBe(0);
+    expect((await findList(db.pool, 'replies@lists.example.org'))).toMatchObject({ reply_to: 'list', reply_to_address: null });
+    // A list an earlier release left so still takes its other settings.
+    await db.pool.query(`update lists set reply_to = 'address', reply_to_address = null where address = 'replies@lists.example.org'`);
+    expect((await cli(['list', 'set', 'replies', 'subject_prefix=[r]'], env)).code).toBe(0);
+  });
+
   it('takes a DKIM key with list set only when it parses as a signing key, and never echoes it', async () => {
     const fs = await import('node:fs');
     const crypto = await import('node:crypto');

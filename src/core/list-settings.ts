@@ -162,8 +162,19 @@ export function parseListSettings(pairs: [string, string][]): Record<string, unk
   throw new InvalidInput(shown.join('; '));
 }
 
-/** Saves settings by name (parseListSettings's output) with one audit entry of what changed. */
+/**
+ * Saves settings by name (parseListSettings's output) with one audit entry of what changed.
+ * `reply_to=address` needs a `reply_to_address`, given now or already set, as the panel's form
+ * asks: without one the copies carried no Reply-To at all, while the command said it was changed.
+ */
 export async function setListSettings(pool: pg.Pool, list: ListRow, values: Record<string, unknown>, opts: { actor: string }): Promise<Record<string, unknown>> {
+  const replyTo = 'reply_to' in values ? values.reply_to : list.reply_to;
+  const replyToAddress = 'reply_to_address' in values ? values.reply_to_address : list.reply_to_address;
+  // Only a change of either: a list left so by an earlier release still takes its other settings.
+  const touched = 'reply_to' in values || 'reply_to_address' in values;
+  if (touched && replyTo === 'address' && !replyToAddress) {
+    throw new InvalidInput('reply_to_address: give the address replies should go to (reply_to=address sends them there)');
+  }
   const before = list as unknown as Record<string, unknown>;
   const core = { name: list.name, description: list.description, post_policy: list.post_policy, subscribe_policy: list.subscribe_policy, archive: list.archive } as CoreSettings;
   const delivery: Record<string, unknown> = {};
