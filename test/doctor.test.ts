@@ -143,10 +143,26 @@ describe('listkeeper doctor', () => {
       const r = await findings();
       expect(r.code).toBe(1);
       expect(r.of('dns.dkim')).toEqual([expect.objectContaining({
-        status: 'fail', what: expect.stringMatching(new RegExp(`^dev@${DOMAIN.replace(/\./g, '\\.')} has a DKIM private key that cannot be read \\(.+\\): its copies are not signed$`)),
+        status: 'fail', what: expect.stringMatching(new RegExp(`^dev@${DOMAIN.replace(/\./g, '\\.')} has a DKIM private key that cannot be used \\(.+\\): its copies wait in the queue until it is replaced$`)),
         fix: `run "listkeeper list dkim dev@${DOMAIN} --generate" and publish the record it prints`,
       })]);
       expect(r.of('dns.mx')).toEqual([expect.objectContaining({ status: 'ok' })]);
+    } finally {
+      await db.pool.query(`update lists set dkim_private_key = $2 where address = $1`, [`dev@${DOMAIN}`, saved.dkim_private_key]);
+    }
+  });
+
+  it('fails a list whose stored key delivery will not sign with (RSA over 4,096 bits, taken by an older release)', async () => {
+    const { rows: [saved] } = await db.pool.query(`select dkim_private_key from lists where address = $1`, [`dev@${DOMAIN}`]);
+    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    await db.pool.query(`update lists set dkim_private_key = $2 where address = $1`, [`dev@${DOMAIN}`, huge]);
+    try {
+      const r = await findings();
+      expect(r.code).toBe(1);
+      expect(r.of('dns.dkim')).toEqual([expect.objectContaining({
+        status: 'fail',
+        what: `dev@${DOMAIN} has a DKIM private key that cannot be used (the key must be an RSA key of 1024 to 4096 bits (2048 advised) or an Ed25519 key (got rsa 4104)): its copies wait in the queue until it is replaced`,
+      })]);
     } finally {
       await db.pool.query(`update lists set dkim_private_key = $2 where address = $1`, [`dev@${DOMAIN}`, saved.dkim_private_key]);
     }

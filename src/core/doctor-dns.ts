@@ -9,7 +9,7 @@ import { within } from '../deadline.ts';
 import type { ListRow } from '../db/lists.ts';
 import { resolvers } from '../dns.ts';
 import { splitAddress } from '../mail/address.ts';
-import { dkimTxtValue } from '../mail/list-signing.ts';
+import { dkimTxtValue, listKey } from '../mail/list-signing.ts';
 import { fail, ok, warn, type Finding } from './doctor-findings.ts';
 import { currentListKey } from './list-dkim.ts';
 
@@ -97,11 +97,14 @@ async function dkimFinding(list: ListRow): Promise<Finding> {
       return warn('dns.dkim', `${list.address} has no DKIM key: its copies go out unsigned`,
         `run "listkeeper list dkim ${list.address} --generate" and publish the record it prints`);
     }
+    // The check delivery makes (listKey): a key it will not sign with holds the list's copies.
+    listKey(key.domain, key.selector, list.dkim_private_key!);
     expected = publicKeyTag(dkimTxtValue(list.dkim_private_key!));
   } catch (err) {
-    // A key damaged in the database (a restore, a hand edit: list set refuses one) is this list's
-    // finding; thrown, it ended the whole doctor run with no finding at all.
-    return fail('dns.dkim', `${list.address} has a DKIM private key that cannot be read (${(err as Error).message}): its copies are not signed`,
+    // A key damaged in the database (a restore, a hand edit: list set refuses one), or one an older
+    // release took (RSA over 4,096 bits), is this list's finding; thrown, it ended the whole doctor
+    // run with no finding at all.
+    return fail('dns.dkim', `${list.address} has a DKIM private key that cannot be used (${(err as Error).message}): its copies wait in the queue until it is replaced`,
       `run "listkeeper list dkim ${list.address} --generate" and publish the record it prints`);
   }
   const name = `${key.selector}._domainkey.${key.domain}`;
