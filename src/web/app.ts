@@ -18,6 +18,7 @@ import { DownloadSlots } from './archive/download-slots.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
 import { archiveRouter } from './archive/routes.ts';
 import type { WebContext } from './context.ts';
+import { RETRY_AFTER_SECONDS, unavailableDatabase } from './database-faults.ts';
 import { serverMetrics } from './processes.ts';
 import { render } from './render.ts';
 import { checkBody, checkUrl, formBody, refusedByDatabase } from './request-input.ts';
@@ -101,13 +102,14 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
     // path: an absolute-form request line (GET http://host/api/v1/… HTTP/1.1, which HTTP/1.1
     // allows and some proxies send) keeps its scheme and host in originalUrl, and got the HTML page.
     if (req.path.startsWith('/api/')) return apiErrorHandler(err, req, res, _next);
-    err = refusedByDatabase(req, err) ?? err;
+    err = refusedByDatabase(req, err) ?? unavailableDatabase(req, err) ?? err;
     if (err instanceof MembersOnly) {
       // Not a dead end: log in and come back here, or subscribe.
       return render(ctx.views, req, res, 'archive/members-only.njk', { title: 'Members only', message: err.message, list: err.list, loginHref: loginUrl(req.originalUrl) }, err.status);
     }
     if (isAppError(err)) {
-      return render(ctx.views, req, res, 'error.njk', { title: 'Error', message: err.message }, err.status);
+      if (err.status === 503) res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+      return render(ctx.views, req, res, 'error.njk', { title: err.status === 503 ? 'Try again later' : 'Error', message: err.message }, err.status);
     }
     const status = (err as { status?: number }).status;
     if (status && status >= 400 && status < 500) {

@@ -7,7 +7,9 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { hashToken as hashSecret, looksLikeToken, newToken } from '../auth/credentials.ts';
 import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
+import { log } from '../log.ts';
 import type { WebContext } from './context.ts';
+import { isReadOnlyDatabase } from './database-faults.ts';
 import { cookieName, cookieOptions, cookies, secureCookies } from './cookies.ts';
 
 // Both named with cookieName(): __Host-lk_session over https.
@@ -44,12 +46,22 @@ export function sessionMiddleware(ctx: WebContext): RequestHandler {
       res.locals.recentLogin = found.recent_login;
       res.locals.loginEmail = found.login_email;
       res.locals.viewerIsModerator = found.has_list_role;
-      if (found.stale) await touchSession(ctx.db.pool, hashSecret(id));
+      if (found.stale) await touchSession(ctx.db.pool, hashSecret(id)).catch((err) => keepReadingWithout(err));
       next();
     } catch (err) {
       next(err);
     }
   };
+}
+
+/**
+ * A session's touch (its sliding expiry) is a write: a database that takes none (a standby, or
+ * default_transaction_read_only) must not keep its logged-in readers from reading. The session
+ * stays stale, and is touched on a later page.
+ */
+function keepReadingWithout(err: unknown): void {
+  if (!isReadOnlyDatabase(err)) throw err;
+  log.debug({ error: (err as Error).message }, 'session not touched: the database takes no writes');
 }
 
 /**

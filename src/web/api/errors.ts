@@ -2,13 +2,14 @@
  * Every refusal of the REST API is JSON: `{error, detail}`, `error` a stable code for scripts and
  * `detail` a sentence for people, with the HTTP status that says what went wrong. The core's
  * errors carry both already (errors.ts); the body parser's, any other 4xx marked safe to show
- * (zlib's), and PostgreSQL's input errors are translated here; anything else is a 500 that is
- * logged and says nothing of its cause.
+ * (zlib's), PostgreSQL's input errors and the database's own faults (a 503, database-faults.ts) are
+ * translated here; anything else is a 500 that is logged and says nothing of its cause.
  */
 
 import type { NextFunction, Request, Response } from 'express';
 import { AppError, isAppError } from '../../errors.ts';
 import { log } from '../../log.ts';
+import { RETRY_AFTER_SECONDS, unavailableDatabase } from '../database-faults.ts';
 import { refusedByDatabase } from '../request-input.ts';
 
 /** An HTTP refusal of the API itself (authentication, scope, rate limit, media type). */
@@ -42,11 +43,11 @@ export function apiErrorHandler(err: unknown, req: Request, res: Response, _next
   // Any other error that says it may be shown and is the client's (zlib's on a body that does not
   // decompress, a body cut short): its status, with our sentence rather than its terse message.
   if (clientError(err)) return sendError(res, err.status, 'bad_request', 'The request body could not be read: it was cut short, or does not decompress as its Content-Encoding says.');
-  err = refusedByDatabase(req, err) ?? err;
+  err = refusedByDatabase(req, err) ?? unavailableDatabase(req, err) ?? err;
   if (err instanceof ApiRefusal) return sendError(res, err.status, err.code, err.message, err.headers);
   if (isAppError(err)) {
     // 422 (a message the SMTP side could not take) and 503 keep their status; the rest are the usual four.
-    return sendError(res, err.status, err.code, err.message);
+    return sendError(res, err.status, err.code, err.message, err.status === 503 ? { 'Retry-After': String(RETRY_AFTER_SECONDS) } : {});
   }
   log.error({ err, url: req.originalUrl, method: req.method }, 'api request failed');
   sendError(res, 500, 'internal_error', 'Something failed on the server; it is logged. Try again later.');

@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiToken } from '../src/core/api-tokens.ts';
+import { createList } from '../src/db/lists.ts';
+import { loggedIn, WebClient } from './helpers/browser.ts';
+import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-process.ts';
+import { message, sendRaw } from './helpers/smtp.ts';
+
+/**
+ * Database faults that are not a restart, against the real `serve` (ingest, web, worker): the
+ * database made read-only (a standby not promoted, DATABASE_URL on a replica), and an
+ * operator's lock held on a table. Each part must answer in time with a temporary refusal (451,
+ * 503), keep serving what it can, and carry on once the fault is gone, without exiting.
+ */
+let db: TestDatabase;
+let relay: CaptureRelay;
+let serve: ServeProcess;
+const address = 'ops@lists.example.org';
+let n = 0;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  relay = await startCaptureRelay();
+  const list = await createList(db.pool, { address, name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  await db.pool.query(`insert into members (list_id, email, mode) values ($1, 'm1@example.net', 'each')`, [list.id]);
+  serve = await spawnServe({ roles: ['smtp', 'web', 'worker'], env: { DATABASE_URL: db.url, RELAY_URL: relay.url } });
+  expect((await post()).ok).toBe(true);
+}, 60_000);
+
+afterAll(async () => {
+  await serve?.kill();
+  await relay?.stop();
+  await db?.drop();
+});
+
+function post() {
+  const id = `op-${n++}-${Date.now()}@example.org`;
+  return sendRaw(serve.smtpPort!, { from: 'alice@example.org', to: [address] }, message({ id, to: address, subject: `post ${id}` }));
+}
+
+/** Ends serve's backends, so that its next connections see what the database says now (as a failover does). */
+async function reconnectServe(): Promise<void> {
+  await db.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity where application_name like $1`, [`listkeeper:${serve.pid}:%`]);
+}
+
+async function subscribe(web: WebClient, email: string) {
+  await web.get('/lists/ops/subscribe');
+  return web.post('/lists/ops/subscribe', { email });
+}
+
+describe('a database that takes no writes', () => {
+  it('keeps the archive readable, answers a write 503 saying so (not 500), a post 451, and takes both again once it is writable', async () => {
+    const reader = await loggedIn(db, serve.webUrl!, 'reader@example.net');
+    const { token } = await createApiToken(db.pool, { scope: 'read', name: 'dashboard', actor: 'test' });
+    // A session last seen a while ago is touched (a write) on its next page.
+    await db.pool.query(`update sessions set last_seen_at = now() - interval '1 hour'`);
+    await db.pool.query(`alter database ${db.name} set default_transaction_read_only = on`);
+    try {
+      await reconnectServe();
+      expect((await fetch(`${serve.webUrl}/lists/ops/`)).status).toBe(200);
+      expect((await reader.get('/lists/ops/')).status).toBe(200);
+      const write = await subscribe(new WebClient(serve.webUrl!), 'new@example.net');
+      expect(write.status).toBe(503);
+      expect(write.headers.get('retry-after')).toBe('60');
+      expect(write.text).toContain('takes no writes');
+      // The API counts each request against its token's limit, a write: refused alike, in JSON.
+      const api = await fetch(`${serve.webUrl}/api/v1/lists`, { headers: { authorization: `Bearer ${token}` } });
+      expect(api.status).toBe(503);
+      expect(((await api.json()) as { error: string }).error).toBe('read_only');
+      const refused = await post();
+      expect(refused.responseCode, refused.response).toBe(451);
+    } finally {
+      await db.pool.query(`alter database ${db.name} reset default_transaction_read_only`);
+    }
+    await reconnectServe();
+    expect((await subscribe(new WebClient(serve.webUrl!), 'new@example.net')).status).toBe(200);
+    expect((await post()).ok).toBe(true);
+    expect(serve.alive()).toBe(true);
+    expect(problemLines(serve.output()).filter((l) => l.msg === 'web request failed')).toEqual([]);
+  }, 60_000);
+});
