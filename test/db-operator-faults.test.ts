@@ -1,6 +1,8 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiToken } from '../src/core/api-tokens.ts';
 import { createList } from '../src/db/lists.ts';
+import { LOCK_TIMEOUT_MS } from '../src/db/pool.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
 import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -25,7 +27,7 @@ beforeAll(async () => {
   const list = await createList(db.pool, { address, name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
   await db.pool.query(`insert into members (list_id, email, mode) values ($1, 'm1@example.net', 'each')`, [list.id]);
   serve = await spawnServe({ roles: ['smtp', 'web', 'worker'], env: { DATABASE_URL: db.url, RELAY_URL: relay.url } });
-  expect((await post()).ok).toBe(true);
+  expect((await post('first@example.org')).ok).toBe(true);
 }, 60_000);
 
 afterAll(async () => {
@@ -34,8 +36,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-function post() {
-  const id = `op-${n++}-${Date.now()}@example.org`;
+function post(id = `op-${n++}-${Date.now()}@example.org`) {
   return sendRaw(serve.smtpPort!, { from: 'alice@example.org', to: [address] }, message({ id, to: address, subject: `post ${id}` }));
 }
 
@@ -79,4 +80,61 @@ describe('a database that takes no writes', () => {
     expect(serve.alive()).toBe(true);
     expect(problemLines(serve.output()).filter((l) => l.msg === 'web request failed')).toEqual([]);
   }, 60_000);
+});
+
+describe('a table locked by an operator', () => {
+  it('gets a post 451 and a page 503 while LOCK TABLE holds it, rather than holding them until it ends; both are taken after', async () => {
+    const operator = new pg.Client({ connectionString: db.url });
+    await operator.connect();
+    // Held until both have answered, or for 45 s at most: without a deadline they answer only once it ends.
+    let held = true;
+    await operator.query('begin; lock table messages in access exclusive mode');
+    const whileHeld = async <T>(work: Promise<T>) => ({ value: await work, held });
+    const answers = Promise.all([
+      whileHeld(post()),
+      whileHeld(fetch(`${serve.webUrl}/message-id/first@example.org`).then((r) => r.status)),
+    ]);
+    await Promise.race([answers, new Promise((resolve) => setTimeout(resolve, 45_000))]);
+    held = false;
+    await operator.query('commit');
+    await operator.end();
+    const [posted, page] = await answers;
+    expect(posted.value.responseCode, posted.value.response).toBe(451);
+    expect(posted.held).toBe(true);
+    expect(page).toEqual({ value: 503, held: true });
+
+    const after = `after-lock-${Date.now()}@example.org`;
+    expect((await post(after)).ok).toBe(true);
+    await expect.poll(() => relay.messages.filter((m) => m.raw.includes(`<${after}>`)).length, { timeout: 20_000 }).toBe(1);
+    expect(serve.alive()).toBe(true);
+  }, 90_000);
+});
+
+describe('serve\'s lock timeout', () => {
+  it('is not applied to an index a migration builds concurrently: it waits for a backup\'s older transaction past the timeout, and builds once', async () => {
+    const other = await testDatabase();
+    // 0059's index not built yet, as on a database of the release before it (cli.test.ts).
+    await other.pool.query(`drop index messages_by_thread`);
+    await other.pool.query(`delete from schema_migrations where name = '0059_messages_by_thread.sql'`);
+    const backup = new pg.Client({ connectionString: other.url });
+    await backup.connect();
+    await backup.query('begin isolation level repeatable read');
+    await backup.query('select count(*) from lists');
+    let started: ServeProcess | undefined;
+    try {
+      const starting = spawnServe({ roles: ['web'], env: { DATABASE_URL: other.url } });
+      await expect.poll(async () => (await other.pool.query(
+        `select 1 from pg_stat_activity where application_name like 'listkeeper:%' and wait_event = 'virtualxid' and query like '%create index concurrently%'`)).rowCount, { timeout: 30_000 }).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, LOCK_TIMEOUT_MS + 1000));
+      await backup.query('commit');
+      started = await starting;
+      expect(started.output()).not.toContain('migration waited too long for a lock');
+      const { rows } = await other.pool.query<{ valid: boolean }>(`select indisvalid as valid from pg_index where indexrelid = 'messages_by_thread'::regclass`);
+      expect(rows).toEqual([{ valid: true }]);
+    } finally {
+      await backup.end();
+      await started?.kill();
+      await other.drop();
+    }
+  }, 90_000);
 });

@@ -39,6 +39,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   const { log, redactUrl } = await import('../log.ts');
   const { offersOneClick } = await import('../mail/list-headers.ts');
   const { openDatabase } = await import('../db/database.ts');
+  const { LOCK_TIMEOUT_MS } = await import('../db/pool.ts');
   (await import('../dns.ts')).useDnsServers(cfg.dnsServers);
   guardProcess(log);
   if (!webProcess && !offersOneClick(cfg.publicUrl)) {
@@ -58,7 +59,7 @@ export async function serve(asked: { smtp: boolean; web: boolean; worker: boolea
   };
   process.on('SIGTERM', hold);
   process.on('SIGINT', hold);
-  const db: Database = await openDatabase(cfg, 'serve', { signal: opening.signal }).catch((err) => {
+  const db: Database = await openDatabase(cfg, 'serve', { signal: opening.signal, lockTimeoutMs: LOCK_TIMEOUT_MS }).catch((err) => {
     if (!held) throw err;
     log.info({ signal: held, reason: (err as Error).message }, 'stopped before the roles started');
     process.exit(0);

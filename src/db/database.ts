@@ -49,11 +49,14 @@ export function searchPoolSize(cfg: Config): number {
  * Connects to DATABASE_URL, or to the embedded server in DATA_DIR when it is unset, and applies
  * pending migrations. close() ends the pools and, for the embedded server, lets it go.
  */
-export async function openDatabase(cfg: Config, role: string, opts: { migrate?: boolean; signal?: AbortSignal } = {}): Promise<Database> {
+export async function openDatabase(cfg: Config, role: string, opts: { migrate?: boolean; signal?: AbortSignal; lockTimeoutMs?: number } = {}): Promise<Database> {
   const embedded = cfg.databaseUrl ? undefined : await openEmbedded(cfg.dataDir, { maxConnections: embeddedConnections(cfg) });
   const url = cfg.databaseUrl ?? embedded!.url;
   const pooled = cfg.databasePoolMode === 'transaction';
-  const pool = createPool(url, cfg.dbPoolSize, role, { transactionPooling: pooled });
+  // serve's statements give up on a lock in time (LOCK_TIMEOUT_MS); the sessionPool's behind a
+  // pooler (migrations, imports) wait as they need to.
+  const settings: Record<string, string> = opts.lockTimeoutMs ? { lock_timeout: String(opts.lockTimeoutMs) } : {};
+  const pool = createPool(url, cfg.dbPoolSize, role, { transactionPooling: pooled, settings });
   // What needs a whole session (migrations' advisory lock, imports' and backups' settings) goes
   // around a transaction pooler; without one, it is the same pool.
   const sessionPool = pooled ? createPool(cfg.databaseDirectUrl!, 2, `${role}-session`) : pool;
@@ -62,11 +65,11 @@ export async function openDatabase(cfg: Config, role: string, opts: { migrate?: 
   // One watch of the replica's lag for both of its pools (read-pool.ts).
   const lag = cfg.databaseReadUrl ? new ReplicaLag(pool, cfg.databaseReadMaxLagMs, `${role}-read`) : undefined;
   const readPool = cfg.databaseReadUrl
-    ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, { PoolClass: ReplicaPool, transactionPooling: pooled }).fallBackTo(pool, `${role}-read`, lag)
+    ? createPool(cfg.databaseReadUrl, cfg.dbPoolSize, `${role}-read`, { PoolClass: ReplicaPool, transactionPooling: pooled, settings }).fallBackTo(pool, `${role}-read`, lag)
     : pool;
   // Generic plans kept per connection need whole sessions: through a transaction pooler, searches
   // use readPool, planned each time.
-  const generic = { settings: { plan_cache_mode: 'force_generic_plan' } };
+  const generic = { settings: { ...settings, plan_cache_mode: 'force_generic_plan' } };
   const searchPool = pooled
     ? undefined
     : cfg.databaseReadUrl

@@ -271,6 +271,9 @@ const NO_TRANSACTION = /^-- listkeeper: no transaction\s*\n/;
 const WAIT_REPORT_MS = 30_000;
 
 async function applyOutsideTransaction(pool: pg.Pool, client: pg.PoolClient, pid: number, file: string, text: string): Promise<void> {
+  // serve's connections give up on a lock after LOCK_TIMEOUT_MS (db/pool.ts): this one waits.
+  const { rows: [{ lock_timeout: before }] } = await client.query<{ lock_timeout: string }>('show lock_timeout');
+  await client.query(`set lock_timeout = 0`);
   const report = setInterval(() => void reportWaits(pool, pid, file), WAIT_REPORT_MS);
   try {
     const index = /create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?([a-z_][a-z0-9_]*)/i.exec(text)?.[1];
@@ -290,6 +293,7 @@ async function applyOutsideTransaction(pool: pg.Pool, client: pg.PoolClient, pid
     await client.query('insert into schema_migrations (name) values ($1)', [file]);
   } finally {
     clearInterval(report);
+    await client.query(`select set_config('lock_timeout', $1, false)`, [before]).catch(() => undefined);
   }
 }
 

@@ -28,6 +28,18 @@ const KEEPALIVE_IDLE_MS = 10_000;
  */
 const IDLE_IN_TRANSACTION_MS = 60_000;
 /**
+ * How long a statement of `serve` (ingest, web, delivery) waits for a lock before it fails with
+ * 55P03, a transient failure: ingest answers 451, the web 503, the worker defers the copy or
+ * tries its round again. Without it, an operator's LOCK TABLE, VACUUM FULL, ALTER TABLE or REINDEX
+ * held every SMTP session, page and worker round that touched the table for as long as it ran,
+ * each on a pooled connection, until the pool was empty and everything else waited too (the
+ * worker's other queries gave up after CONNECT_TIMEOUT_MS). Our own transactions hold their locks
+ * for milliseconds; 10 s is well inside the worker's lease (60 s) and an SMTP client's patience.
+ * Not for the CLI: an import or a migration may wait as long as it takes (a migration sets its
+ * own, db/migrate.ts).
+ */
+export const LOCK_TIMEOUT_MS = 10_000;
+/**
  * A pooled connection idle this long is closed, so that a system left quiet holds few PostgreSQL
  * backends (each several MB). Not sooner: a new backend is dear before it is useful. Connecting
  * took 17-29 ms and its first search 27-34 ms (its catalog caches filled, the statement planned),

@@ -9,7 +9,7 @@
 import pg from 'pg';
 import { parentPort, workerData } from 'node:worker_threads';
 import { messageRaw } from '../../db/message-raw.ts';
-import { isConnectionLoss } from '../../db/pool.ts';
+import { isConnectionLoss, LOCK_TIMEOUT_MS } from '../../db/pool.ts';
 import { isAppError } from '../../errors.ts';
 import { parse } from '../../mail/parse.ts';
 
@@ -58,6 +58,11 @@ async function connection(url: string): Promise<pg.Client> {
     if (clients.get(url) === c) clients.delete(url);
   });
   await c.connect();
+  // As serve's pools: a table locked by an operator fails the read in time (a 503), not never.
+  await c.query(`set lock_timeout = ${LOCK_TIMEOUT_MS}`).catch((err: Error) => {
+    c.end().catch(() => undefined);
+    throw err;
+  });
   clients.set(url, c);
   return c;
 }
