@@ -1,11 +1,12 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import crypto from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApiToken } from '../src/core/api-tokens.ts';
 import { createList } from '../src/db/lists.ts';
 import { LOCK_TIMEOUT_MS } from '../src/db/pool.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
 import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
-import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { adminQuery, testDatabase, type TestDatabase } from './helpers/db.ts';
 import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-process.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
@@ -79,6 +80,41 @@ describe('a database that takes no writes', () => {
     expect((await post()).ok).toBe(true);
     expect(serve.alive()).toBe(true);
     expect(problemLines(serve.output()).filter((l) => l.msg === 'web request failed')).toEqual([]);
+  }, 60_000);
+});
+
+describe('a database out of connection slots', () => {
+  it('answers pages 503 and posts 451 while no connection can be had, and serves both once slots are free, without exiting', async () => {
+    // A superuser passes CONNECTION LIMIT: serve connects as a role of its own.
+    const role = `lk_test_${crypto.randomBytes(6).toString('hex')}`;
+    const other = await testDatabase();
+    let limited: ServeProcess | undefined;
+    await adminQuery(inject('adminDatabaseUrl'), `create role ${role} login in role pg_read_all_data, pg_write_all_data`);
+    try {
+      await other.pool.query(`grant create on schema public to ${role}`);
+      await createList(other.pool, { address, name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+      const url = new URL(other.url);
+      url.username = role;
+      limited = await spawnServe({ roles: ['smtp', 'web', 'worker'], env: { DATABASE_URL: url.toString(), RELAY_URL: relay.url } });
+      const postThere = () => sendRaw(limited!.smtpPort!, { from: 'alice@example.org', to: [address] }, message({ id: `slots-${n++}@example.org`, to: address }));
+      await other.pool.query(`alter database ${other.name} connection limit 0`);
+      await other.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1`, [role]);
+      const page = await fetch(`${limited.webUrl}/lists/ops/`);
+      expect(page.status).toBe(503);
+      expect(page.headers.get('retry-after')).toBe('60');
+      expect(await page.text()).toContain('unavailable or busy');
+      expect((await postThere()).responseCode).toBe(451);
+
+      await other.pool.query(`alter database ${other.name} connection limit -1`);
+      expect((await fetch(`${limited.webUrl}/lists/ops/`)).status).toBe(200);
+      expect((await postThere()).ok).toBe(true);
+      expect(limited.alive()).toBe(true);
+      expect(problemLines(limited.output()).filter((l) => l.msg === 'web request failed')).toEqual([]);
+    } finally {
+      await limited?.kill();
+      await other.drop();
+      await adminQuery(inject('adminDatabaseUrl'), `drop role if exists ${role}`);
+    }
   }, 60_000);
 });
 
