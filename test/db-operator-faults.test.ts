@@ -83,6 +83,32 @@ describe('a database that takes no writes', () => {
   }, 60_000);
 });
 
+describe('serve started on a database that takes no writes', () => {
+  it('starts (ingest, web, worker) and serves reads, rather than exit at its first write; delivers once the database takes writes', async () => {
+    const other = await testDatabase();
+    let started: ServeProcess | undefined;
+    try {
+      await createList(other.pool, { address, name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+      await other.pool.query(`insert into members (list_id, email, mode) values ((select id from lists), 'late@example.net', 'each')`);
+      await other.pool.query(`alter database ${other.name} set default_transaction_read_only = on`);
+      started = await spawnServe({ roles: ['smtp', 'web', 'worker'], env: { DATABASE_URL: other.url, RELAY_URL: relay.url } });
+      expect((await fetch(`${started.webUrl}/lists/ops/`)).status).toBe(200);
+      const postThere = (id: string) => sendRaw(started!.smtpPort!, { from: 'alice@example.org', to: [address] }, message({ id, to: address }));
+      expect((await postThere(`ro-start-${n++}@example.org`)).responseCode).toBe(451);
+
+      await other.pool.query(`alter database ${other.name} reset default_transaction_read_only`);
+      await other.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity where application_name like $1`, [`listkeeper:${started.pid}:%`]);
+      const id = `writable-${Date.now()}@example.org`;
+      expect((await postThere(id)).ok).toBe(true);
+      await expect.poll(() => relay.to('late@example.net').filter((m) => m.raw.includes(`<${id}>`)).length, { timeout: 30_000 }).toBe(1);
+      expect(started.alive()).toBe(true);
+    } finally {
+      await started?.kill();
+      await other.drop();
+    }
+  }, 90_000);
+});
+
 describe('a database out of connection slots', () => {
   it('answers pages 503 and posts 451 while no connection can be had, and serves both once slots are free, without exiting', async () => {
     // A superuser passes CONNECTION LIMIT: serve connects as a role of its own.

@@ -16,6 +16,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { Listener } from '../db/listener.ts';
+import { waitsOut } from '../db/pg-errors.ts';
 import { claimPurges, confirmPurges, discardPurges, PURGE_CHANNEL, releasePurges, retryPurges, setPurging, type ClaimedPurge } from '../db/purges.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { purgeKeys } from '../metrics.ts';
@@ -48,6 +49,8 @@ export class Purger {
   private running: Promise<void> | null = null;
   private stopping = false;
   private pending = true;
+  /** whether the purge switch follows PURGE_URL yet (setSwitch) */
+  private switched = false;
   private wake: (() => void) | null = null;
   private readonly pollMs: number;
   private readonly resendSeconds: number;
@@ -62,14 +65,23 @@ export class Purger {
   }
 
   async start(): Promise<void> {
-    // Every worker of a site shares its configuration: the switch follows PURGE_URL.
-    await setPurging(this.pool, Boolean(this.cfg.url));
+    // Every worker of a site shares its configuration: the switch follows PURGE_URL. A database
+    // that takes no writes just now does not stop serve: the loop sets it once it can.
+    await this.setSwitch().catch((err) => {
+      if (!waitsOut(err)) throw err;
+      this.log.warn({ err }, 'the purge switch could not be set at start; set once the database takes writes');
+    });
     if (this.cfg.url) {
       this.notifier = new Listener(this.listenUrl, [PURGE_CHANNEL], () => this.poke(), () => this.poke(), this.log);
       await this.notifier.start();
     }
     this.running = this.loop();
     this.log.info({ url: this.cfg.url ? redactUrl(this.cfg.url) : null }, this.cfg.url ? 'purger started' : 'no PURGE_URL: queued purges are dropped');
+  }
+
+  private async setSwitch(): Promise<void> {
+    await setPurging(this.pool, Boolean(this.cfg.url));
+    this.switched = true;
   }
 
   /** Stops now: a request in flight is cut and its rows go back to the queue untried. Idempotent. */
@@ -91,6 +103,7 @@ export class Purger {
     while (!this.stopping) {
       let more = false;
       try {
+        if (!this.switched) await this.setSwitch();
         if (this.cfg.url) more = await this.round(this.cfg.url);
         else await discardPurges(this.pool);
       } catch (err) {

@@ -238,6 +238,11 @@ export async function lockMigrationsForTransaction(client: Queryable): Promise<v
 }
 
 export async function createMigrationsTable(client: Queryable): Promise<void> {
+  // Looked for first: a database that takes no writes (a standby not yet promoted,
+  // default_transaction_read_only) refuses CREATE TABLE IF NOT EXISTS even when the table is
+  // there, and serve must start on one to keep the archive readable.
+  const { rows } = await client.query<{ there: boolean }>(`select to_regclass('schema_migrations') is not null as there`);
+  if (rows[0].there) return;
   await client.query(`create table if not exists schema_migrations (
       name text primary key, applied_at timestamptz not null default now())`);
 }

@@ -22,6 +22,22 @@ export function isDataError(err: unknown): boolean {
   return typeof code === 'string' && /^(22|23)[0-9A-Z]{3}$/.test(code);
 }
 
+/**
+ * A write refused because the database takes none (SQLSTATE 25006): a standby not yet promoted
+ * after a failover, DATABASE_URL on a replica, default_transaction_read_only. Reads still work.
+ */
+export function isReadOnlyDatabase(err: unknown): boolean {
+  return (err as { code?: unknown })?.code === '25006';
+}
+
+/**
+ * A fault of the database that a long-running role waits out rather than stop for: transient, or
+ * a database that takes no writes for now (a failover under way).
+ */
+export function waitsOut(err: unknown): boolean {
+  return isTransientFailure(err) || isReadOnlyDatabase(err);
+}
+
 /** A unique index refused the row (SQLSTATE 23505): someone else got there first. */
 export function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: unknown })?.code === '23505';

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { retakeWorkerLock, takeNewWorkerLock } from '../db/outbox.ts';
+import { waitsOut } from '../db/pg-errors.ts';
 import { setKeepalives } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 
@@ -25,14 +26,22 @@ export class WorkerLock {
     private readonly onChange: (held: boolean) => void = () => undefined,
   ) {}
 
-  /** Connects and takes a new key; throws when that fails (a worker does not start without it). */
-  async start(): Promise<number> {
+  /**
+   * Connects and takes a new key. A database fault that passes (waitsOut: the key comes from a
+   * sequence, which a database that takes no writes refuses) is tried again with backoff, `held`
+   * false meanwhile, and the key null until then; any other failure throws (a worker does not
+   * start without it).
+   */
+  async start(): Promise<number | null> {
     const err = await this.connect(false);
-    if (err) {
+    if (err && waitsOut(err)) {
+      this.log.warn({ err }, 'could not take the delivery worker lock at start; trying again, claiming nothing meanwhile');
+      this.retry();
+    } else if (err) {
       await this.stop();
       throw err;
     }
-    return this.key!;
+    return this.key;
   }
 
   /** Lets the lock go (with its connection); the worker's rows must have been released before. */

@@ -16,6 +16,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow, type WorkerIdentity } from '../db/outbox.ts';
+import { waitsOut } from '../db/pg-errors.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
 import { runConversions } from '../core/conversions.ts';
 import { CopyCache } from './copies.ts';
@@ -55,6 +56,8 @@ export class DeliveryWorker {
   private inFlight = 0;
   private lastProgress = Date.now();
   private stalled = false;
+  /** whether firstBeat() has run: the worker claims nothing before */
+  private beaten = false;
   /** results of sent copies, kept across rounds until the database has them (outcomes.ts) */
   private readonly outcomes: Outcomes;
   /** claimed rows that could not be given back (the database was away): given back next round */
@@ -80,9 +83,12 @@ export class DeliveryWorker {
 
   async start(): Promise<void> {
     const key = await this.lock.start();
-    await heartbeat(this.pool, this.identity());
-    // Rows of workers that died (their lock is free) are sent again now, not after their lease.
-    await reclaim(this.pool, this.cfg, this.log);
+    if (this.lock.held) {
+      await this.firstBeat().catch((err) => {
+        if (!waitsOut(err)) throw err;
+        this.log.warn({ err }, 'delivery worker started without its first heartbeat: it claims nothing until it has beaten');
+      });
+    }
     // Woken by NOTIFY, and after every reconnection: anything queued while away is looked at now.
     this.notifier = new Listener(this.url, [OUTBOX_CHANNEL], () => this.poke(), () => this.poke(), this.log);
     await this.notifier.start();
@@ -104,6 +110,19 @@ export class DeliveryWorker {
       runConversions(this.pool, this.name, this.cfg.conversions, this.log, () => this.stopping));
     this.running = this.loop();
     this.log.info({ relay: this.cfg.relayUrl ? redactUrl(this.cfg.relayUrl) : 'direct MX', tls: this.cfg.relayUrl ? this.cfg.relayTls : 'opportunistic', lockKey: key }, 'delivery worker started');
+  }
+
+  /**
+   * The first heartbeat, then the rows of workers that died (their lock is free) put back in the
+   * queue now rather than after their lease. Nothing is claimed before it: another worker's reclaim
+   * takes the rows of a worker it has never seen beat, and the heartbeat names the lock it holds. A
+   * database that takes no writes at start (a standby not yet promoted, a full disk) does not stop
+   * serve: the loop, once the lock is held, tries again until it does.
+   */
+  private async firstBeat(): Promise<void> {
+    await heartbeat(this.pool, this.identity());
+    await reclaim(this.pool, this.cfg, this.log);
+    this.beaten = true;
   }
 
   /**
@@ -192,6 +211,7 @@ export class DeliveryWorker {
         continue;
       }
       try {
+        if (!this.beaten) await this.firstBeat();
         // What the last round could not write or give back goes first; nothing new before it.
         await this.settle();
         await this.pump();

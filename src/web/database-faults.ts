@@ -7,17 +7,12 @@
  */
 
 import type { Request } from 'express';
-import { isTransientFailure } from '../db/pg-errors.ts';
+import { isReadOnlyDatabase, isTransientFailure } from '../db/pg-errors.ts';
 import { isAppError, TemporaryFailure } from '../errors.ts';
 import { log } from '../log.ts';
 
 /** What the 503 asks a client (and a proxy or crawler) to wait before trying again, in seconds. */
 export const RETRY_AFTER_SECONDS = 60;
-
-/** SQLSTATE 25006: a write in a read-only transaction (a standby, or default_transaction_read_only). */
-export function isReadOnlyDatabase(err: unknown): boolean {
-  return (err as { code?: unknown })?.code === '25006';
-}
 
 /** The 503 to send instead of a 500 for a fault of the database; null for anything else. */
 export function unavailableDatabase(req: Request, err: unknown): TemporaryFailure | null {

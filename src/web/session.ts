@@ -6,10 +6,10 @@
 
 import type { Request, RequestHandler, Response } from 'express';
 import { hashToken as hashSecret, looksLikeToken, newToken } from '../auth/credentials.ts';
+import { isReadOnlyDatabase } from '../db/pg-errors.ts';
 import { createSession, deleteSession, pruneSessions, sessionAccount, touchSession } from '../db/sessions.ts';
 import { log } from '../log.ts';
 import type { WebContext } from './context.ts';
-import { isReadOnlyDatabase } from './database-faults.ts';
 import { cookieName, cookieOptions, cookies, secureCookies } from './cookies.ts';
 
 // Both named with cookieName(): __Host-lk_session over https.
