@@ -13,6 +13,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { scopeAllows, tokenActor, tokenFor } from '../../core/api-tokens.ts';
 import { touchApiToken, type ApiScope, type ApiTokenRow } from '../../db/api-tokens.ts';
+import { isReadOnlyDatabase } from '../../db/pg-errors.ts';
 import { allowHit, clientKey, currentHits } from '../../db/rate-limits.ts';
 import { log } from '../../log.ts';
 import type { WebContext } from '../context.ts';
@@ -37,13 +38,25 @@ export function bearerAuth(ctx: WebContext): RequestHandler {
       log.warn({ ip: req.ip, url: req.originalUrl.slice(0, 300) }, 'api request with an unknown, revoked or lapsed token, or one whose maker is no longer a site administrator');
       throw new ApiRefusal(401, 'invalid_token', 'This token is not valid: it is mistyped, revoked or past its days, or the site administrator who made it no longer is one.', { 'WWW-Authenticate': `${CHALLENGE}, error="invalid_token"` });
     }
-    if (!(await allowHit(db, `api:token:${token.id}`, ctx.cfg.web.apiRateLimit, 60))) {
+    if (!(await unlessReadOnly(allowHit(db, `api:token:${token.id}`, ctx.cfg.web.apiRateLimit, 60), true))) {
       throw new ApiRefusal(429, 'rate_limited', `This token made more than ${ctx.cfg.web.apiRateLimit} requests in a minute (API_RATE_LIMIT): slow down.`, { 'Retry-After': '60' });
     }
-    await touchApiToken(db, token.id);
+    await unlessReadOnly(touchApiToken(db, token.id), undefined);
     res.locals.apiToken = token;
     next();
   };
+}
+
+/**
+ * A database that takes no writes (a failover under way, maintenance) can neither count a request
+ * against its token's limit nor note the token's use: the request goes on with `meanwhile`, so that
+ * the API's reads keep working as the pages do; a write is refused by the database itself (503).
+ */
+async function unlessReadOnly<T>(work: Promise<T>, meanwhile: T): Promise<T> {
+  return work.catch((err: unknown) => {
+    if (isReadOnlyDatabase(err)) return meanwhile;
+    throw err;
+  });
 }
 
 /** Refuses (403) a token whose scope does not include `scope`. */
