@@ -102,7 +102,7 @@ describe('bodies too costly to render at every view', () => {
       expect(page).not.toContain('class="html-body"');
       expect(page).toContain(`The text version of ${id}.`);
       expect(page).toContain('The HTML version of this message is too large or too deeply nested to show here');
-      expect(page).toContain(`href="/message-id/raw/${id}@example.net">raw message</a>`);
+      expect(page).toContain(`href="/message-id/raw/${id}@example.net" rel="nofollow">raw message</a>`);
       expect(page).not.toContain('>HTML version</a>');
     }
     const fine = await text('/message-id/fine@example.net?view=html');
@@ -117,7 +117,7 @@ describe('bodies too costly to render at every view', () => {
     await archive(db.pool, dev, Buffer.from(`From: Mallory <mallory@example.net>\r\nTo: dev@lists.example.org\r\nSubject: long\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <long@example.net>\r\n\r\n${body}THE END\r\n`));
     const page = await text('/message-id/long@example.net');
     expect(page).toContain('This message is too long to show here in full');
-    expect(page).toContain('href="/message-id/raw/long@example.net">raw message</a>');
+    expect(page).toContain('href="/message-id/raw/long@example.net" rel="nofollow">raw message</a>');
     expect(page).not.toContain('THE END');
     expect(page.length).toBeLessThan(6 * 1024 * 1024);
     expect(await text('/message-id/raw/long@example.net')).toContain('THE END');
