@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { indexWaitingForABackup } from './helpers/db-faults.ts';
 import { BIN, cli, ROOT } from './helpers/cli.ts';
 import { spawn } from 'node:child_process';
 import { MIGRATION_LOCK } from '../src/db/migrate.ts';
@@ -708,12 +709,7 @@ describe('migrations', { timeout: 90_000 }, () => {
 
   it('serve building an index concurrently that waits for an older transaction (a backup) stops at SIGTERM, and the next start builds it', async () => {
     // 0059's index not built yet, as on a database of the release before it.
-    await db.pool.query(`drop index messages_by_thread`);
-    await db.pool.query(`delete from schema_migrations where name = '0059_messages_by_thread.sql'`);
-    const backup = new pg.Client({ connectionString: db.url });
-    await backup.connect();
-    await backup.query('begin isolation level repeatable read');
-    await backup.query('select count(*) from lists');
+    const backup = await indexWaitingForABackup(db);
     try {
       const waiting = async (_: string, pid: number) => (await db.pool.query(
         `select 1 from pg_stat_activity where application_name like $1 and wait_event = 'virtualxid' and query like '%create index concurrently%'`, [`listkeeper:${pid}:%`])).rowCount === 1;

@@ -7,6 +7,7 @@ import { LOCK_TIMEOUT_MS } from '../src/db/pool.ts';
 import { loggedIn, WebClient } from './helpers/browser.ts';
 import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
 import { adminQuery, testDatabase, type TestDatabase } from './helpers/db.ts';
+import { indexWaitingForABackup } from './helpers/db-faults.ts';
 import { problemLines, spawnServe, type ServeProcess } from './helpers/serve-process.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
@@ -178,12 +179,7 @@ describe('serve\'s lock timeout', () => {
   it('is not applied to an index a migration builds concurrently: it waits for a backup\'s older transaction past the timeout, and builds once', async () => {
     const other = await testDatabase();
     // 0059's index not built yet, as on a database of the release before it (cli.test.ts).
-    await other.pool.query(`drop index messages_by_thread`);
-    await other.pool.query(`delete from schema_migrations where name = '0059_messages_by_thread.sql'`);
-    const backup = new pg.Client({ connectionString: other.url });
-    await backup.connect();
-    await backup.query('begin isolation level repeatable read');
-    await backup.query('select count(*) from lists');
+    const backup = await indexWaitingForABackup(other);
     let started: ServeProcess | undefined;
     try {
       const starting = spawnServe({ roles: ['web'], env: { DATABASE_URL: other.url } });

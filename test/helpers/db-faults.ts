@@ -111,10 +111,7 @@ export async function stuckableProxy(databaseUrl: string): Promise<{ url: string
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = new URL(databaseUrl);
-  url.hostname = '127.0.0.1';
-  url.port = String((server.address() as net.AddressInfo).port);
+  const url = await listenInFront(server, databaseUrl);
   return {
     url: url.toString(),
     freeze() {
@@ -172,10 +169,7 @@ export async function unheardCommitProxy(databaseUrl: string): Promise<{ url: st
     client.on('close', () => upstream.end());
     upstream.on('close', () => client.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = new URL(databaseUrl);
-  url.hostname = '127.0.0.1';
-  url.port = String((server.address() as net.AddressInfo).port);
+  const url = await listenInFront(server, databaseUrl);
   return {
     url: url.toString(),
     arm(text: string) {
@@ -187,4 +181,28 @@ export async function unheardCommitProxy(databaseUrl: string): Promise<{ url: st
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Starts a proxy's server on a free loopback port; the database URL that goes through it. */
+async function listenInFront(server: net.Server, databaseUrl: string): Promise<URL> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(databaseUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return url;
+}
+
+/**
+ * A database as the release before 0059 left it (its index on messages by thread not built), and
+ * a backup's repeatable-read transaction opened before serve starts: `create index concurrently`
+ * then waits for that transaction to end. The caller ends the client.
+ */
+export async function indexWaitingForABackup(db: { pool: pg.Pool; url: string }): Promise<pg.Client> {
+  await db.pool.query(`drop index messages_by_thread`);
+  await db.pool.query(`delete from schema_migrations where name = '0059_messages_by_thread.sql'`);
+  const backup = new pg.Client({ connectionString: db.url });
+  await backup.connect();
+  await backup.query('begin isolation level repeatable read');
+  await backup.query('select count(*) from lists');
+  return backup;
 }
