@@ -118,12 +118,15 @@ describe('a database out of connection slots', () => {
     const role = `lk_test_${crypto.randomBytes(6).toString('hex')}`;
     const other = await testDatabase();
     let limited: ServeProcess | undefined;
-    await adminQuery(inject('adminDatabaseUrl'), `create role ${role} login in role pg_read_all_data, pg_write_all_data`);
+    // With a password: the embedded server asks one of every role over TCP (the machine's trusts all).
+    const password = crypto.randomBytes(12).toString('hex');
+    await adminQuery(inject('adminDatabaseUrl'), `create role ${role} login password '${password}' in role pg_read_all_data, pg_write_all_data`);
     try {
       await other.pool.query(`grant create on schema public to ${role}`);
       await createList(other.pool, { address, name: 'ops', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
       const url = new URL(other.url);
       url.username = role;
+      url.password = password;
       limited = await spawnServe({ roles: ['smtp', 'web', 'worker'], env: { DATABASE_URL: url.toString(), RELAY_URL: relay.url } });
       const postThere = () => sendRaw(limited!.smtpPort!, { from: 'alice@example.org', to: [address] }, message({ id: `slots-${n++}@example.org`, to: address }));
       await other.pool.query(`alter database ${other.name} connection limit 0`);
