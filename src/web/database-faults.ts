@@ -7,7 +7,7 @@
  */
 
 import type { Request } from 'express';
-import { isReadOnlyDatabase, isTransientFailure } from '../db/pg-errors.ts';
+import { isReadOnlyDatabase, waitsOut } from '../db/pg-errors.ts';
 import { isAppError, TemporaryFailure } from '../errors.ts';
 import { log } from '../log.ts';
 
@@ -16,9 +16,8 @@ export const RETRY_AFTER_SECONDS = 60;
 
 /** The 503 to send instead of a 500 for a fault of the database; null for anything else. */
 export function unavailableDatabase(req: Request, err: unknown): TemporaryFailure | null {
-  if (isAppError(err) || !(err instanceof Error)) return null;
+  if (isAppError(err) || !(err instanceof Error) || !waitsOut(err)) return null;
   const readOnly = isReadOnlyDatabase(err);
-  if (!readOnly && !isTransientFailure(err)) return null;
   log.warn({ url: req.originalUrl.slice(0, 300), method: req.method, error: { message: err.message, code: (err as { code?: unknown }).code } }, 'web request failed on a database fault: answered 503');
   return readOnly
     ? new TemporaryFailure('This site cannot save changes just now: its database takes no writes (maintenance, or a failover under way). Pages can still be read. Try again in a few minutes.', 'read_only')
