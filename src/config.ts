@@ -137,6 +137,8 @@ const schema = z.object({
   DELIVERY_POLL_MS: positiveInt.default(5000),
   DELIVERY_LEASE_SECONDS: positiveInt.default(60),
   DELIVERY_TIMEOUT_SECONDS: positiveInt.default(30),
+  // The reply to the final dot: RFC 5321 §4.5.3.2.6 and Postfix's smtp_data_done_timeout
+  DELIVERY_DATA_DONE_TIMEOUT_SECONDS: positiveInt.default(600),
   DELIVERY_GIVE_UP_HOURS: z.coerce.number().positive().default(120),
   DELIVERY_KEEP_DAYS: positiveInt.default(7),
   // Conversion jobs (core/conversions.ts): rows per short transaction, and the pause between two
@@ -271,8 +273,10 @@ export interface Config {
     mxDeny: string[];
     pollMs: number;
     leaseSeconds: number;
-    /** deadline of each network wait: connecting, the greeting, each command, the end of DATA */
+    /** deadline of each network wait: connecting, the greeting, each command, the message's transfer */
     timeoutSeconds: number;
+    /** deadline of the reply to the end of the message, once it is written (receivers scan content before they answer) */
+    dataDoneTimeoutSeconds: number;
     giveUpHours: number;
     keepDays: number;
   };
@@ -453,6 +457,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       pollMs: e.DELIVERY_POLL_MS,
       leaseSeconds: e.DELIVERY_LEASE_SECONDS,
       timeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
+      dataDoneTimeoutSeconds: e.DELIVERY_DATA_DONE_TIMEOUT_SECONDS,
       giveUpHours: e.DELIVERY_GIVE_UP_HOURS,
       keepDays: e.DELIVERY_KEEP_DAYS,
     },

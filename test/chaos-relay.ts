@@ -96,7 +96,7 @@ async function runCase(c: Case, i: number, env: { pool: pg.Pool; certs: ReturnTy
   }
   const serve = await spawnServe({
     roles: ['worker'],
-    env: { DATABASE_URL: env.databaseUrl, RELAY_URL: url.toString(), DELIVERY_POLL_MS: '200', DELIVERY_LEASE_SECONDS: '5', NODE_EXTRA_CA_CERTS: env.certs.caFile },
+    env: { DATABASE_URL: env.databaseUrl, RELAY_URL: url.toString(), DELIVERY_POLL_MS: '200', DELIVERY_LEASE_SECONDS: '5', DELIVERY_DATA_DONE_TIMEOUT_SECONDS: '5', NODE_EXTRA_CA_CERTS: env.certs.caFile },
   });
   const problems: string[] = [];
   let outcome = '';

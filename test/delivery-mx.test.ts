@@ -180,7 +180,7 @@ describe('an MX host that takes the message and never answers its end', () => {
       // Sorted by domain, the slow domain's copies come first in the batch.
       const slow = Array.from({ length: 12 }, (_, i) => `m${String(i).padStart(2, '0')}@slow.example`);
       await listWith('tarpit', [...slow, 'last@zz-fast.example']);
-      worker = await startWorker(db, direct({ DELIVERY_MX_PORT: String(tarpit.port), DELIVERY_MX_ALLOW: 'loopback', DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_DOMAIN_CONNECTIONS: '1' }));
+      worker = await startWorker(db, direct({ DELIVERY_MX_PORT: String(tarpit.port), DELIVERY_MX_ALLOW: 'loopback', DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_DATA_DONE_TIMEOUT_SECONDS: '1', DELIVERY_DOMAIN_CONNECTIONS: '1' }));
       await post('tarpit', 'tarpit-1@example.org');
       await until(() => fast.delivered.some((d) => d.to.includes('last@zz-fast.example')), 'the copy to the other domain');
       // One copy per connection to the tarpit, each waiting out the deadline, was 12 sessions
@@ -214,6 +214,27 @@ describe('an MX host that takes the message and then gives no reply to its end',
       expect(!result.ok && result.response).toMatch(/may have been delivered/);
       expect(host.commands.filter((c) => c === 'DATA')).toHaveLength(2);
       expect(host.sessions()).toBe(1);
+    } finally {
+      transport.close();
+      await host.stop();
+    }
+  });
+});
+
+describe('shutdown while an MX host has the message and has not answered its end', () => {
+  it('records the copy as perhaps delivered, though another MX host is left to try', async () => {
+    const host = await startScriptedRelay({ stall: 'dot' }, { host: '127.0.0.43', port: relay.port });
+    log.level = 'silent';
+    const transport = new MxTransport(direct({ DELIVERY_MX_ALLOW: 'loopback', LOG_LEVEL: 'silent' }), log);
+    try {
+      dns.set('cut.example', { mx: [{ exchange: '127.0.0.43', priority: 10 }, { exchange: '127.0.0.44', priority: 20 }] });
+      const sending = transport.send('cut.example', { from: 'bounces@lists.example.org', to: 'a@cut.example' }, Buffer.from('Subject: cut\r\n\r\nhi\r\n'));
+      await until(() => host.commands.at(-1) === 'DATA', 'the message handed over');
+      await new Promise((r) => setTimeout(r, 200));
+      transport.abort();
+      const result = await sending;
+      expect(result).toMatchObject({ ok: false, temporary: true, maybeDelivered: true });
+      expect(!result.ok && result.response).toMatch(/ESHUTDOWN.*may have been delivered/);
     } finally {
       transport.close();
       await host.stop();

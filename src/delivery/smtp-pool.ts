@@ -9,20 +9,37 @@ export type { Envelope, SevenBit, SmtpTarget };
  * itself; copies here are ready-made buffers, so they go straight to the connection (measured on this
  * kind of machine: the sender's CPU is the limit).
  *
- * Every wait has a deadline: each network wait `stepMs` (in the session), and each copy as a
- * whole, its connection included, `copyMs`, after which its socket is destroyed whatever the
+ * Every wait has a deadline: each network wait `stepMs` (in the session), the reply to the final
+ * dot `dataDoneMs`, and each copy as a whole, its connection included, `copyMs` until the message
+ * is handed over and `dataDoneMs` more from then, after which its socket is destroyed whatever the
  * server is doing. The pool also says what a failure means for the copy (failure()).
  */
 export interface PoolTimeouts {
-  /** each network wait: connecting, the greeting, each command's reply, the reply to the end of DATA */
+  /** each network wait: connecting, the greeting, each command's reply, the message's transfer */
   stepMs: number;
-  /** one copy as a whole, a new connection included */
+  /** the reply to the final dot, once the message is written (RFC 5321 §4.5.3.2.6: 10 minutes) */
+  dataDoneMs: number;
+  /** one copy as a whole, a new connection included, until its message is handed over */
   copyMs: number;
+}
+
+/**
+ * When a send in flight must have ended (ms since the epoch), read by the worker's heartbeat: the
+ * copy's deadline, moved on by `dataDoneMs` once its message is handed over. `waiting`: queued for
+ * a connection that other sends of the same worker hold; their own deadlines speak for it.
+ */
+export interface SendClock {
+  at: number;
+  waiting: boolean;
 }
 
 export type SendResult =
   | { ok: true; response: string }
-  | { ok: false; temporary: boolean; code: number | null; response: string; stage: string; aborted?: boolean };
+  | {
+    ok: false; temporary: boolean; code: number | null; response: string; stage: string; aborted?: boolean;
+    /** no reply to the final dot: the server may have taken the copy */
+    maybeDelivered?: boolean;
+  };
 
 /** Only these steps refuse a copy itself; a failure before them says nothing about the copy. */
 const ENVELOPE_STAGES = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
@@ -68,21 +85,24 @@ export class SmtpPool {
   /**
    * Sends one message to one recipient; never throws, the result says what happened.
    * `sevenBit` makes the 7-bit form, for a server without 8BITMIME (smtp-session.ts); `end`
-   * (ms since the epoch) cuts the copy earlier than `copyMs` would.
+   * (ms since the epoch) cuts the copy earlier than `copyMs` would; `clock` is kept at the copy's
+   * deadline as it goes.
    */
-  async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit, end?: number): Promise<SendResult> {
+  async send(envelope: Envelope, message: Buffer, sevenBit?: SevenBit, end?: number, clock?: SendClock): Promise<SendResult> {
     this.active++;
     try {
-      return await this.sendOnce(envelope, message, sevenBit, end);
+      return await this.sendOnce(envelope, message, sevenBit, end, clock);
     } finally {
       this.active--;
       this.lastSend = Date.now();
     }
   }
 
-  private async sendOnce(envelope: Envelope, message: Buffer, sevenBit?: SevenBit, end?: number): Promise<SendResult> {
+  private async sendOnce(envelope: Envelope, message: Buffer, sevenBit?: SevenBit, end?: number, clock?: SendClock): Promise<SendResult> {
     for (let attempt = 0; ; attempt++) {
+      if (clock) clock.waiting = true;
       const conn = await this.acquire();
+      if (clock) clock.waiting = false;
       if (!conn) return shutdownResult();
       if (!conn.opened && this.down && this.down.until > Date.now()) {
         // The host refused a session a moment ago: defer without knocking again.
@@ -97,10 +117,23 @@ export class SmtpPool {
         return { ok: false, temporary: true, code: null, response: `${this.target.host}:${this.target.port}: ETIMEDOUT: no time left for the copy, spent waiting for a connection`, stage: 'CONN' };
       }
       const reused = conn.opened;
-      const deadline = setTimeout(() => conn.abort(`no result within ${Math.round(this.timeouts.copyMs / 1000)} s, the time one copy may take`, 'ETIMEDOUT'), ms);
+      let cutAt = Date.now() + ms;
+      if (clock) clock.at = cutAt;
+      let why = `no result within ${Math.round(this.timeouts.copyMs / 1000)} s, the time one copy may take`;
+      const cut = () => conn.abort(why, 'ETIMEDOUT');
+      let deadline = setTimeout(cut, ms);
+      // Once the message is handed over, its final dot's reply may take dataDoneMs more (the
+      // session's socket waits that long for it): the copy's deadline moves on by as much.
+      const handedOver = () => {
+        cutAt += this.timeouts.dataDoneMs;
+        if (clock) clock.at = cutAt;
+        why = `no result within the copy's time and ${Math.round(this.timeouts.dataDoneMs / 1000)} s more for the reply to its final dot`;
+        clearTimeout(deadline);
+        deadline = setTimeout(cut, cutAt - Date.now());
+      };
       try {
         if (!conn.opened) await conn.open();
-        const response = await conn.send(envelope, message, sevenBit);
+        const response = await conn.send(envelope, message, sevenBit, handedOver);
         this.release(conn);
         this.isUp();
         return { ok: true, response };
@@ -108,7 +141,9 @@ export class SmtpPool {
         const e = err as SmtpError;
         if (conn.aborted === 'ESHUTDOWN') {
           this.discard(conn);
-          return shutdownResult();
+          // Cut while waiting for the reply to its final dot: the server may have taken it, so
+          // the row is not given back untouched but deferred, saying so (docs/delivery.md).
+          return e.afterData ? failure(e, this.target) : shutdownResult();
         }
         if (!conn.opened) {
           this.discard(conn);
@@ -150,7 +185,7 @@ export class SmtpPool {
         continue;
       }
       if (this.conns.size < this.max) {
-        const fresh = new SmtpSession(this.target, this.timeouts.stepMs);
+        const fresh = new SmtpSession(this.target, this.timeouts.stepMs, this.timeouts.dataDoneMs);
         this.conns.add(fresh);
         return fresh;
       }
@@ -245,5 +280,5 @@ function failure(e: SmtpError, target: SmtpTarget, afterData = e.afterData === t
   const while_ = e.step ? ` (${e.step})` : '';
   const maybe = afterData ? ', after the end of data: the copy may have been delivered (and may arrive twice)' : '';
   const text = code === null ? `${target.host}:${target.port}: ${e.code ?? 'ERROR'}: ${response}${while_}${maybe}` : response;
-  return { ok: false, temporary: !permanent, code, response: text, stage };
+  return { ok: false, temporary: !permanent, code, response: text, stage, ...(afterData ? { maybeDelivered: true } : {}) };
 }

@@ -5,10 +5,12 @@
  * Every step settles on whichever comes first: its callback, an 'error' event, the connection
  * ending, or abort(). nodemailer reports a refused connection or a 421 greeting as an 'error'
  * event and never calls the callback, so waiting for the callback alone waits forever. Each
- * network wait is bounded by nodemailer's connection, greeting and socket timeouts (`stepMs`);
- * abort() is the caller's deadline for a whole copy, and shutdown.
+ * network wait is bounded by nodemailer's connection, greeting and socket timeouts (`stepMs`),
+ * but the reply to the final dot, which gets `dataDoneMs` (lengthenDotWait); abort() is the
+ * caller's deadline for a whole copy, and shutdown.
  */
 
+import type net from 'node:net';
 import type tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { RelayTls } from '../config.ts';
@@ -55,9 +57,14 @@ export class SmtpSession {
   private abortError: SmtpError | null = null;
   /** the copy being sent went to the connection whole, its final dot with it (watchHandOver) */
   private handedOver = false;
+  /** the caller's, told of the hand-over (the copy's deadline moves on by dataDoneMs) */
+  private onHandOver: (() => void) | null = null;
+  /** the socket's idle timeout was lengthened for the reply to this copy's final dot */
+  private dotWait = false;
   private settle: ((err?: Error | null, value?: unknown) => void) | null = null;
 
-  constructor(readonly target: SmtpTarget, private readonly stepMs: number) {
+  /** `dataDoneMs`: the wait for the reply to the final dot (RFC 5321 §4.5.3.2.6), `stepMs` by default */
+  constructor(readonly target: SmtpTarget, private readonly stepMs: number, private readonly dataDoneMs = stepMs) {
     this.create(false);
   }
 
@@ -91,7 +98,15 @@ export class SmtpSession {
       this.dead = true;
       this.settle?.(this.abortError ?? Object.assign(new Error('connection closed by the server'), { code: 'ECONNECTION' }));
     });
-    watchHandOver(smtp, () => (this.handedOver = true));
+    watchHandOver(smtp, () => {
+      this.handedOver = true;
+      this.onHandOver?.();
+    });
+    lengthenDotWait(smtp, () => {
+      if (!this.handedOver || this.dotWait || this.dataDoneMs <= this.stepMs) return null;
+      this.dotWait = true;
+      return this.dataDoneMs - this.stepMs;
+    });
     this.smtp = smtp;
   }
 
@@ -133,8 +148,9 @@ export class SmtpSession {
    * (a local part; nodemailer adds both when the server offers them). A server
    * without 8BITMIME gets `sevenBit()` instead (mail/seven-bit.ts); one without SMTPUTF8 cannot
    * take the copy at all (RFC 6531 §3.4): a permanent failure that says why, nothing sent.
+   * `onHandOver` is called when the message and its final dot go to the connection.
    */
-  async send(given: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<string> {
+  async send(given: Envelope, message: Buffer, sevenBit?: SevenBit, onHandOver?: () => void): Promise<string> {
     const t = this.target;
     const envelope = { from: envelopeAddress(given.from), to: envelopeAddress(given.to) };
     if (!isAscii(envelope.from) || !isAscii(envelope.to)) {
@@ -154,11 +170,18 @@ export class SmtpSession {
     // From the moment the message and its final dot are handed to the connection (watchHandOver),
     // a timeout or a lost connection leaves the copy perhaps delivered.
     this.handedOver = false;
+    this.dotWait = false;
+    this.onHandOver = onHandOver ?? null;
     try {
       return await this.transfer(envelope, bytes, eightBit);
     } catch (err) {
       if (this.handedOver && !(err as SmtpError).responseCode) (err as SmtpError).afterData = true;
       throw err;
+    } finally {
+      this.onHandOver = null;
+      // The next command's reply gets stepMs again.
+      if (this.dotWait && !this.dead) (this.smtp as unknown as { _socket?: net.Socket })._socket?.setTimeout(this.stepMs);
+      this.dotWait = false;
     }
   }
 
@@ -253,5 +276,28 @@ function watchHandOver(smtp: SMTPConnection, handedOver: () => void): void {
   internal._createSendStream = function (this: unknown, ...args: unknown[]) {
     handedOver();
     return create.apply(this, args);
+  };
+}
+
+/**
+ * The reply to the final dot may take `dataDoneMs`, not `stepMs`: receivers scan the content before
+ * they answer, and RFC 5321 §4.5.3.2.6 asks a client to wait 10 minutes for it (Postfix's
+ * smtp_data_done_timeout). nodemailer has no option for it: it times that reply, like every other,
+ * with the socket's idle timeout (socketTimeout), through its _onTimeout(). So the first idle
+ * timeout once the message is handed over and written out (nothing left in the socket's buffer:
+ * a server that stops reading the message still gets stepMs) is turned into the rest of the
+ * wait: `rest()` says how long more, or null to time out as nodemailer does. Without the method
+ * (another nodemailer), the reply gets stepMs, as before.
+ */
+function lengthenDotWait(smtp: SMTPConnection, rest: () => number | null): void {
+  const internal = smtp as unknown as { _onTimeout?: () => unknown; _socket?: net.Socket };
+  const timedOut = internal._onTimeout;
+  if (typeof timedOut !== 'function') return;
+  internal._onTimeout = function (this: unknown) {
+    const socket = internal._socket;
+    const more = socket && socket.writableLength === 0 ? rest() : null;
+    if (more === null) return timedOut.apply(this);
+    socket!.setTimeout(more);
+    return undefined;
   };
 }

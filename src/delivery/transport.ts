@@ -11,11 +11,16 @@ import type { Logger } from '../log.ts';
 import { beforeDeadline } from '../deadline.ts';
 import { resolvers } from '../dns.ts';
 import { networkList, refusedAddress } from './mx-addresses.ts';
-import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendResult, type SevenBit, type SmtpTarget } from './smtp-pool.ts';
+import { sessionFailure, SmtpPool, type Envelope, type PoolTimeouts, type SendClock, type SendResult, type SevenBit, type SmtpTarget } from './smtp-pool.ts';
+
+export type { SendClock };
 
 export interface Transport {
-  /** `sevenBit`: the copy for a server that does not offer 8BITMIME (smtp-session.ts) */
-  send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult>;
+  /**
+   * `sevenBit`: the copy for a server that does not offer 8BITMIME (smtp-session.ts); `clock`:
+   * kept at the time the send must have ended by (SendClock), for the worker's heartbeat
+   */
+  send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit, clock?: SendClock): Promise<SendResult>;
   /** how many sends to keep in flight */
   readonly lanes: number;
   /**
@@ -37,12 +42,18 @@ export function createTransport(cfg: Config, log: Logger): Transport {
 }
 
 /**
- * The deadlines of outbound SMTP: DELIVERY_TIMEOUT_SECONDS for each network wait, and two thirds
- * of the lease for one copy as a whole, so that every send ends well within the lease and a
- * heartbeat that counts finished sends proves the worker is moving.
+ * The deadlines of outbound SMTP: DELIVERY_TIMEOUT_SECONDS for each network wait,
+ * DELIVERY_DATA_DONE_TIMEOUT_SECONDS for the reply to the final dot, and for one copy as a whole
+ * two thirds of the lease until its message is handed over, the data-done wait more after it. A
+ * send is known to the worker's heartbeat by that deadline (SendClock), not by the lease: one
+ * waiting its ten minutes for a reply keeps the worker alive, one past its deadline does not.
  */
 export function poolTimeouts(cfg: Config): PoolTimeouts {
-  return { stepMs: cfg.delivery.timeoutSeconds * 1000, copyMs: Math.max(1000, Math.floor((cfg.delivery.leaseSeconds * 1000 * 2) / 3)) };
+  return {
+    stepMs: cfg.delivery.timeoutSeconds * 1000,
+    dataDoneMs: cfg.delivery.dataDoneTimeoutSeconds * 1000,
+    copyMs: Math.max(1000, Math.floor((cfg.delivery.leaseSeconds * 1000 * 2) / 3)),
+  };
 }
 
 export function relayTarget(cfg: Pick<Config, 'relayUrl' | 'relayTls' | 'relayTlsCa' | 'heloName'>): SmtpTarget {
@@ -69,8 +80,8 @@ export class RelayTransport implements Transport {
     this.lanes = connections;
   }
 
-  send(_domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
-    return this.pool.send(envelope, message, sevenBit);
+  send(_domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit, clock?: SendClock): Promise<SendResult> {
+    return this.pool.send(envelope, message, sevenBit, undefined, clock);
   }
 
   close() {
@@ -149,9 +160,10 @@ export class MxTransport implements Transport {
     }
   }
 
-  async send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit): Promise<SendResult> {
+  async send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit, clock?: SendClock): Promise<SendResult> {
     // One deadline for the copy, whichever MX hosts it goes through, lookups included.
     const end = Date.now() + poolTimeouts(this.cfg).copyMs;
+    if (clock) clock.at = end;
     let hosts: string[];
     try {
       hosts = await this.hosts(domain);
@@ -180,9 +192,13 @@ export class MxTransport implements Transport {
           unusable.push(`${host} is ${address}, ${refused}`);
           continue;
         }
-        if (this.closed) return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
+        if (this.closed) {
+          // A copy perhaps delivered by the last host is recorded so, not given back untouched.
+          if (last && !last.ok && last.maybeDelivered) return last;
+          return { ok: false, temporary: true, code: null, response: 'ESHUTDOWN: delivery is shutting down', stage: 'CONN', aborted: true };
+        }
         tried++;
-        last = await this.pool(host, address).send(envelope, message, sevenBit, end);
+        last = await this.pool(host, address).send(envelope, message, sevenBit, end, clock);
         // Only a host that would not hold a session (no connection, 4xx/5xx greeting, EHLO, TLS)
         // moves on to the next MX.
         if (!sessionFailure(last)) return last;

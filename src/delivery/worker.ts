@@ -7,8 +7,8 @@
  *
  * Liveness: the worker holds a session advisory lock for its life (worker-lock.ts), so its rows
  * go back to the queue as soon as its process or connection dies; and it beats a heartbeat only
- * while it makes progress (a send finished within the lease, or nothing is in flight), so the
- * rows of a worker that is alive but stuck go back after the lease.
+ * while it makes progress (every send in flight is within its own deadline), so the rows of a
+ * worker that is alive but stuck go back after the lease.
  */
 
 import crypto from 'node:crypto';
@@ -25,7 +25,7 @@ import { hourly, periodic, reclaim } from './maintenance.ts';
 import { claimChoreRun } from '../db/chore-runs.ts';
 import { Listener } from '../db/listener.ts';
 import { Outcomes } from './outcomes.ts';
-import { createTransport, type Transport } from './transport.ts';
+import { createTransport, poolTimeouts, type SendClock, type Transport } from './transport.ts';
 import { WorkerLock } from './worker-lock.ts';
 
 export interface WorkerOptions {
@@ -35,6 +35,8 @@ export interface WorkerOptions {
 
 /** Sends still in flight this long after SIGTERM are cut, so that stopping takes seconds. */
 const STOP_GRACE_MS = 4_000;
+/** A send is cut at its deadline and returns a moment later: past it by this much, it is stuck. */
+const DEADLINE_SLACK_MS = 1_000;
 
 export class DeliveryWorker {
   readonly name: string;
@@ -52,9 +54,9 @@ export class DeliveryWorker {
   // Separate chains: the heartbeat never waits behind a slow chore (a digest run), nor the
   // reverse; a conversion job (minutes of batches) holds up neither.
   private chains = { beat: Promise.resolve(), chores: Promise.resolve(), conversions: Promise.resolve() };
-  /** copies being built or sent now, and when the last one finished (the heartbeat's proof) */
+  /** copies being built or sent now, and the time by which each must have ended (the heartbeat's proof) */
   private inFlight = 0;
-  private lastProgress = Date.now();
+  private readonly clocks = new Set<SendClock>();
   private stalled = false;
   /** whether firstBeat() has run: the worker claims nothing before */
   private beaten = false;
@@ -94,7 +96,7 @@ export class DeliveryWorker {
     await this.notifier.start();
     const lease = this.cfg.delivery.leaseSeconds * 1000;
     this.every('beat', Math.max(200, Math.floor(lease / 3)), async () => {
-      await this.beat(lease);
+      await this.beat();
       // Never its own rows while it moves: they are in flight, even while its lock connection is
       // being reopened (others will take them then, as they must). A stalled worker gives them back.
       await reclaim(this.pool, this.cfg, this.log, this.stalled ? null : this.name);
@@ -160,18 +162,27 @@ export class DeliveryWorker {
   }
 
   /**
-   * The heartbeat says "this worker is moving", so it is only beaten while that is true: nothing
-   * is in flight, or a copy finished within the lease. A worker stuck past its lease stops
-   * beating and its rows go back to the queue (reclaimStale), even though its lock is held.
+   * The heartbeat says "this worker is moving", so it is only beaten while that is true: every
+   * copy in flight is within its own deadline (a send waiting minutes for the reply to its final
+   * dot is; its row must not go to another worker, which would send it again). A send past its
+   * deadline that has not returned means the worker is stuck: it stops beating and its rows go
+   * back to the queue after the lease (reclaimStale), even though its lock is held.
    */
-  private async beat(leaseMs: number) {
-    const moving = this.inFlight === 0 || Date.now() - this.lastProgress < leaseMs;
-    if (!moving) {
-      if (!this.stalled) this.log.error({ inFlight: this.inFlight, seconds: Math.round((Date.now() - this.lastProgress) / 1000) }, 'no copy has finished for longer than the lease: heartbeat withheld, so the rows this worker holds go back to the queue');
+  private async beat() {
+    const now = Date.now();
+    let late = 0;
+    let overdue = 0;
+    for (const c of this.clocks) {
+      if (c.waiting || c.at + DEADLINE_SLACK_MS > now) continue;
+      late++;
+      overdue = Math.max(overdue, now - c.at);
+    }
+    if (late > 0) {
+      if (!this.stalled) this.log.error({ inFlight: this.inFlight, late, seconds: Math.round(overdue / 1000) }, 'a copy in flight is past its deadline: heartbeat withheld, so the rows this worker holds go back to the queue');
       this.stalled = true;
       return;
     }
-    if (this.stalled) this.log.warn('copies finish again: heartbeat resumed');
+    if (this.stalled) this.log.warn('no copy is past its deadline any more: heartbeat resumed');
     this.stalled = false;
     await heartbeat(this.pool, this.identity());
   }
@@ -339,7 +350,6 @@ export class DeliveryWorker {
     try {
       refill();
       await claiming;
-      this.lastProgress = Date.now();
       await Promise.all(Array.from({ length: this.transport.lanes }, lane));
     } finally {
       const back = [...unsent, ...buffer.splice(0).map((r) => r.id)];
@@ -355,6 +365,9 @@ export class DeliveryWorker {
   /** Sends one copy and notes the outcome; false when the send was cut by shutdown (row untouched). */
   private async deliver(row: ClaimedRow, outcomes: Outcomes): Promise<boolean> {
     this.inFlight++;
+    // Building the copy reads the database: it gets the lease, as every copy did before.
+    const clock: SendClock = { at: Date.now() + this.cfg.delivery.leaseSeconds * 1000, waiting: false };
+    this.clocks.add(clock);
     try {
       let raw: Buffer | null;
       try {
@@ -370,7 +383,9 @@ export class DeliveryWorker {
       }
       // Built only for a server without 8BITMIME: converted before the list signs it.
       const sevenBit = () => this.copies.copy(this.pool, row, { sevenBit: true });
-      const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw, sevenBit);
+      // The copy's deadline before its message is handed over; the transport moves it on after.
+      clock.at = Date.now() + poolTimeouts(this.cfg).copyMs;
+      const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw, sevenBit, clock);
       if (result.ok) outcomes.delivered(row);
       else if (result.aborted) return false;
       else if (result.temporary) outcomes.deferred(row, result.response);
@@ -378,7 +393,7 @@ export class DeliveryWorker {
       return true;
     } finally {
       this.inFlight--;
-      this.lastProgress = Date.now();
+      this.clocks.delete(clock);
     }
   }
 }

@@ -1,7 +1,7 @@
 /*
  * A bare SMTP server on a real socket whose every step is scripted, for relay faults: a reply
  * code at any step (greeting, EHLO/HELO, MAIL, RCPT, DATA, the end of the message), a delay
- * before each reply, a step it never answers (a black hole before the greeting, a stall after
+ * before each reply or before one step's, a step it never answers (a black hole before the greeting, a stall after
  * the message) or hangs up at, a step it answers one continuation line at a time forever, and a
  * stop and a restart on the same port. smtp-server can do none of these.
  */
@@ -15,6 +15,8 @@ export interface Script {
   replies?: Partial<Record<Step, string>>;
   /** wait this long before every reply */
   delayMs?: number;
+  /** wait this long before the reply to these steps instead (a receiver that scans the message before it answers its end) */
+  delays?: Partial<Record<Step, number>>;
   /** never answer this step (greeting: a black hole that accepts TCP and says nothing) */
   stall?: Step;
   /** close the connection at this step instead of answering it */
@@ -113,7 +115,8 @@ export async function startScriptedRelay(initial: Script = {}, at: { host?: stri
         // A 421 ends the session (RFC 5321 §3.8), as a real server does.
         if (text.startsWith('421')) socket.end();
       };
-      if (s.delayMs) later(send, s.delayMs);
+      const wait = s.delays?.[step] ?? s.delayMs;
+      if (wait) later(send, wait);
       else send();
     };
     reply('greeting', () => {
