@@ -71,7 +71,7 @@ describe('a receiver that answers the final dot after longer than DELIVERY_TIMEO
     }, 'the copy to be sent', 30_000);
     expect([...seen].filter((s) => s !== `sending:${holder}`)).toEqual(['sent:null']);
     expect(row).toMatchObject({ state: 'sent', attempts: 1, last_error: null });
-    // A lease more: a second copy, had one been started, would have reached the relay by now.
+    // A lease more: a second copy, had another worker started one, would have sent its RCPT by now.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(copiesTo('scans')).toEqual(['m1@scans.example']);
     expect(relay.commands.filter((c) => c.toUpperCase() === 'RCPT TO:<M1@SCANS.EXAMPLE>')).toHaveLength(1);
