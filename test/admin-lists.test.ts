@@ -9,6 +9,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { message } from './helpers/smtp.ts';
 import { loggedIn, type WebClient } from './helpers/browser.ts';
+import { OVERSIZED_RSA_KEY } from './helpers/keys.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -162,7 +163,7 @@ describe('list settings', () => {
     expect(refused.text).toContain('DKIM private key: paste a PEM private key that parses');
     expect((await findList(db.pool, 'dev')).dkim_private_key).toBeNull();
     // An owner's key over 4,096 bits would make the site's delivery workers sign each copy slowly.
-    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const huge = OVERSIZED_RSA_KEY;
     const tooBig = await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', dkim_private_key: huge }));
     expect(tooBig.status).toBe(400);
     expect(tooBig.text).toContain('DKIM private key: paste an RSA key of 1024 to 4096 bits (2048 advised) or an Ed25519 key (got rsa 4104).');

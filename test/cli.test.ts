@@ -10,6 +10,7 @@ import { hashToken } from '../src/auth/credentials.ts';
 import { findList } from '../src/db/lists.ts';
 import { confirm, requestSubscription } from '../src/core/subscriptions.ts';
 import { config, parseConfig } from '../src/config.ts';
+import { OVERSIZED_RSA_KEY } from './helpers/keys.ts';
 
 let db: TestDatabase;
 let env: Record<string, string>;
@@ -432,7 +433,7 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     expect(wrongType.code).not.toBe(0);
     expect(wrongType.stderr).toContain('an RSA key of 1024 to 4096 bits (2048 advised) or an Ed25519 key (got ec)');
     // RFC 8301's largest: a bigger key made every delivery worker spend up to 313 ms per member's copy.
-    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const huge = OVERSIZED_RSA_KEY;
     const tooBig = await cli(['list', 'set', 'keyed', `dkim_private_key=@${file('huge', huge)}`], env);
     expect(tooBig.code).not.toBe(0);
     expect(tooBig.stderr).toContain('dkim_private_key: must be an RSA key of 1024 to 4096 bits (2048 advised) or an Ed25519 key (got rsa 4104)');

@@ -11,6 +11,7 @@ import { makeCertificates, type TestCertificates } from './helpers/certificates.
 import { cli } from './helpers/cli.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { StubDns } from './helpers/stub-dns.ts';
+import { OVERSIZED_RSA_KEY } from './helpers/keys.ts';
 
 interface Finding {
   status: 'ok' | 'warn' | 'fail';
@@ -154,7 +155,7 @@ describe('listkeeper doctor', () => {
 
   it('fails a list whose stored key delivery will not sign with (RSA over 4,096 bits, taken by an older release)', async () => {
     const { rows: [saved] } = await db.pool.query(`select dkim_private_key from lists where address = $1`, [`dev@${DOMAIN}`]);
-    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const huge = OVERSIZED_RSA_KEY;
     await db.pool.query(`update lists set dkim_private_key = $2 where address = $1`, [`dev@${DOMAIN}`, huge]);
     try {
       const r = await findings();

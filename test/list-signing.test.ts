@@ -21,6 +21,7 @@ import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRela
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { dkimpyVerify, testKey } from './helpers/dkimpy.ts';
 import { message, sendRaw, smtpDialogue, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { OVERSIZED_RSA_KEY } from './helpers/keys.ts';
 
 let db: TestDatabase;
 let relay: CaptureRelay;
@@ -273,7 +274,7 @@ describe('the list\'s signature on copies of unusual posts', () => {
 
   it('does not sign with a stored RSA key over 4,096 bits: its copies wait, and no worker spends seconds per member', async () => {
     // As a release that took any size stored it (an RSA-16384 signature took 313 ms, once per member).
-    const huge = crypto.generateKeyPairSync('rsa', { modulusLength: 4104 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const huge = OVERSIZED_RSA_KEY;
     const list = await newList('hugekey');
     await updateDeliverySettings(db.pool, list.id, { dkim_domain: 'lists.example.org', dkim_selector: 'huge', dkim_private_key: huge });
     await post(list, await authorSigned('hugekey@example.org', list.address));
