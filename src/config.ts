@@ -5,13 +5,13 @@
 
 import crypto from 'node:crypto';
 import dns from 'node:dns';
-import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
 import { z } from 'zod';
 import { log, redactUrl } from './log.ts';
+import { FileRefused, PEM_LIMIT, readBoundedFile } from './read-file.ts';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const url = (protocols: string[]) =>
@@ -56,12 +56,17 @@ function proxyList(value: string): string[] | null {
   return items.length > 0 && items.every(valid) ? items : null;
 }
 
-function readablePem(file: string): boolean {
+/** A CA file's check: a readable PEM file of certificates, or an issue saying why not (a device, too big). */
+function readablePem(file: string, ctx: z.RefinementCtx): void {
+  const message = 'must be a readable PEM file of CA certificates';
+  let text: string;
   try {
-    return fs.readFileSync(file, 'utf8').includes('-----BEGIN CERTIFICATE-----');
-  } catch {
-    return false;
+    text = readBoundedFile(file, PEM_LIMIT).toString('utf8');
+  } catch (err) {
+    const detail = err instanceof FileRefused && err.reason !== 'unreadable' ? `: it ${err.detail}` : '';
+    return void ctx.addIssue({ code: 'custom', message: `${message}${detail}` });
   }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) ctx.addIssue({ code: 'custom', message });
 }
 
 /** Postfix's smtp_tls_security_level may / encrypt / verify, for the relay (docs/configuration.md, RELAY_TLS). */
@@ -105,7 +110,7 @@ const schema = z.object({
   API_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600),
   RELAY_URL: url(['smtp:', 'smtps:']).optional(),
   RELAY_TLS: z.enum(['opportunistic', 'require', 'verify']).default('opportunistic'),
-  RELAY_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
+  RELAY_TLS_CA: z.string().superRefine(readablePem).optional(),
   SMTP_HELO_NAME: domain.optional(),
   AUTH_CHECK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
   // list-policies.ts SYNCHRONOUS_COMMITS (config imports nothing but log; test/synchronous-commit.test.ts checks they agree)
@@ -175,7 +180,7 @@ const schema = z.object({
   LDAP_BIND_PASSWORD: z.string().min(1).optional(),
   LDAP_MAIL_ATTRIBUTE: z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'must be an attribute name').default('mail'),
   LDAP_ADMIN_GROUP: z.string().min(1).optional(),
-  LDAP_TLS_CA: z.string().refine(readablePem, 'must be a readable PEM file of CA certificates').optional(),
+  LDAP_TLS_CA: z.string().superRefine(readablePem).optional(),
   LDAP_LABEL: z.string().min(1).max(100).default('directory account'),
   LDAP_TIMEOUT: z.coerce.number().positive().max(120).default(10),
 });
@@ -330,10 +335,11 @@ export interface TlsFiles {
 export function readTlsFiles(files: TlsFiles): { cert: string; key: string } {
   const read = (name: string, file: string) => {
     try {
-      return fs.readFileSync(file, 'utf8');
+      return readBoundedFile(file, PEM_LIMIT).toString('utf8');
     } catch (err) {
-      // The code only: fs's message quotes the value, and a key pasted in place of a path is a secret.
-      throw new ConfigError(`Invalid configuration: ${name}=${JSON.stringify(printable(name, file))} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      // Not fs's message: it quotes the value, and a key pasted in place of a path is a secret.
+      const why = err instanceof FileRefused ? (err.reason === 'unreadable' ? err.detail : `it ${err.detail}`) : 'error';
+      throw new ConfigError(`Invalid configuration: ${name}=${JSON.stringify(printable(name, file))} cannot be read (${why})`);
     }
   };
   const cert = read('SMTP_TLS_CERT', files.certFile);
@@ -544,15 +550,17 @@ function printable(name: string, value: string): string {
  * `export ` prefixes, quoted values, multi-line in double quotes). A line that is none of these
  * stops start-up with one line giving its number, never its text (it may hold a secret).
  */
+// Settings, a few PEM blocks at most: a .env of more is a mistake, and is refused before being read.
+const DOTENV_LIMIT = { limit: 1024 * 1024, what: 'a .env file' };
+
 export function readDotEnv(dir: string): Record<string, string> {
   const file = path.join(dir, '.env');
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readBoundedFile(file, DOTENV_LIMIT).toString('utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return {};
-    throw new ConfigError(`Invalid configuration: ${file} cannot be read (${code ?? 'error'})`);
+    if (err instanceof FileRefused && err.detail === 'ENOENT') return {};
+    throw new ConfigError(`Invalid configuration: ${file} cannot be read (${err instanceof FileRefused ? (err.reason === 'unreadable' ? err.detail : `it ${err.detail}`) : 'error'})`);
   }
   const bad = malformedLine(text);
   if (bad) {

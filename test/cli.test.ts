@@ -328,7 +328,7 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     fs.writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 'a'));
     const tooBig = await cli(['list', 'set', 'settable', `footer=@${big}`], env);
     expect(tooBig.code).not.toBe(0);
-    expect(tooBig.stderr).toContain(`${big} holds more than 1048576 bytes: a setting's file may hold at most 1048576`);
+    expect(tooBig.stderr).toContain(`${big} holds more than 1 MB, the most listkeeper reads for a setting's file`);
     const binary = `${footerFile}.bin`;
     fs.writeFileSync(binary, Buffer.from([0x66, 0x6f, 0xff, 0xfe, 0x6f]));
     const notText = await cli(['list', 'set', 'settable', `footer=@${binary}`], env);
@@ -354,13 +354,13 @@ describe('listkeeper CLI', { timeout: 90_000 }, () => {
     try {
       const r = await cli(['list', 'set', 'fileread', `footer=@${fifo}`], env);
       expect(r.code).not.toBe(0);
-      expect(r.stderr).toContain(`${fifo} holds more than 1048576 bytes: a setting's file may hold at most 1048576`);
+      expect(r.stderr).toContain(`${fifo} holds more than 1 MB, the most listkeeper reads for a setting's file`);
     } finally {
       writer.kill();
     }
     const folder = await cli(['list', 'set', 'fileread', `footer=@${dir}`], env);
     expect(folder.code).not.toBe(0);
-    expect(folder.stderr).toContain(`cannot read ${dir}: EISDIR`);
+    expect(folder.stderr).toContain(`${dir} is a directory, not a regular file: a setting's file must be a regular file or a pipe`);
     fs.writeFileSync(`${dir}/prefix.txt`, '[x]\r\n');
     expect((await cli(['list', 'set', 'fileread', `subject_prefix=@${dir}/prefix.txt`], env)).code).toBe(0);
     expect((await findList(db.pool, 'fileread@lists.example.org')).subject_prefix).toBe('[x]');

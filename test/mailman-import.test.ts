@@ -218,19 +218,21 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     });
   });
 
-  it('refuses a file past 256 MB after reading no more than that, a device too, before anything is written', async () => {
+  it('refuses a file past 64 MB without reading it, a device or a directory too, before anything is written', async () => {
     await inTempDir('lk-mm-big-', async (dir) => {
       const big = path.join(dir, 'huge-regular.txt');
       fs.closeSync(fs.openSync(big, 'w'));
-      fs.truncateSync(big, 256 * 1024 * 1024 + 1); // sparse: no disk used
+      fs.truncateSync(big, 64 * 1024 * 1024 + 1); // sparse: no disk used
       const lists = async () => (await db.pool.query(`select count(*)::int as n from lists`)).rows[0].n;
       const before = await lists();
       const r = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), big], env);
       expect([r.code, r.stdout]).toEqual([1, '']);
-      expect(r.stderr).toBe(`listkeeper: ${big} holds more than 256 MB, the most import-mailman reads from a file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files\n`);
-      // A device has no size to go by: it was read without end (7 GB in 30 s).
+      expect(r.stderr).toBe(`listkeeper: ${big} holds more than 64 MB, the most listkeeper reads for a Mailman export file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files\n`);
+      // A device has no size to go by: it was read without end (7 GB in 30 s), then up to 256 MB.
       const zero = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), '/dev/zero'], env);
-      expect([zero.code, zero.stderr]).toEqual([1, 'listkeeper: /dev/zero holds more than 256 MB, the most import-mailman reads from a file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files\n']);
+      expect([zero.code, zero.stderr]).toEqual([1, 'listkeeper: /dev/zero is a device, not a regular file: a Mailman export file must be a regular file\n']);
+      const folder = await cli(['import-mailman', path.join(F, 'mm2/bees.config'), dir], env);
+      expect([folder.code, folder.stderr]).toEqual([1, `listkeeper: ${dir} is a directory, not a regular file: a Mailman export file must be a regular file\n`]);
       expect(await lists()).toBe(before);
     });
   });

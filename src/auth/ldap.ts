@@ -11,7 +11,7 @@
  * ldaps://, or ldap:// upgraded by StartTLS (certificate checked) unless the directory is local.
  */
 
-import fs from 'node:fs';
+import { PEM_LIMIT, readBoundedFile } from '../read-file.ts';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Client, InvalidCredentialsError } from 'ldapts';
@@ -81,7 +81,7 @@ export class LdapLogin {
     // servername (SNI) only for a name, never an address (RFC 6066).
     this.tlsOptions = {
       host, ...(net.isIP(host) ? {} : { servername: host }),
-      ...(s.tlsCaFile ? { ca: [...tls.rootCertificates, fs.readFileSync(s.tlsCaFile, 'utf8')] } : {}),
+      ...(s.tlsCaFile ? { ca: [...tls.rootCertificates, readBoundedFile(s.tlsCaFile, PEM_LIMIT).toString('utf8')] } : {}),
     };
   }
 

@@ -3,7 +3,7 @@ import { InvalidInput } from '../errors.ts';
 import { ARCHIVE_POLICIES, POST_POLICIES, SUBSCRIBE_POLICIES } from '../list-policies.ts';
 import { cliActor, collect, printJson, printTable, runCommand } from './context.ts';
 import { registerListDelete } from './list-delete.ts';
-import { readAtMost } from './read-file.ts';
+import { INPUT_LIMITS, readInputFile } from './input-file.ts';
 
 // Each action imports the modules it uses (await import), so a command loads only its own.
 
@@ -77,7 +77,7 @@ export function registerListCommands(program: Command) {
           const eq = s.indexOf('=');
           if (eq <= 0) throw new InvalidInput(`"${s}" is not KEY=VALUE`);
           const value = s.slice(eq + 1);
-          return [s.slice(0, eq), value.startsWith('@') ? readValueFile(value.slice(1)) : value];
+          return [s.slice(0, eq), value.startsWith('@') ? readValueFile(s.slice(0, eq), value.slice(1)) : value];
         });
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const changed = await setListSettings(db.pool, list, parseListSettings(pairs), { actor: cliActor() });
@@ -126,16 +126,8 @@ export function registerListCommands(program: Command) {
 }
 
 /** The text of a settings file (`KEY=@FILE`), with one clear error when it cannot be read. */
-function readValueFile(file: string): string {
-  let bytes: Buffer;
-  try {
-    bytes = readAtMost(file, VALUE_FILE_MAX + 1);
-  } catch (err) {
-    throw new InvalidInput(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  // A setting is a key, a template or a footer: a megabyte is far past any, and a mistaken path
-  // (a log, a disk image, /dev/zero) is refused after reading no more than that.
-  if (bytes.length > VALUE_FILE_MAX) throw new InvalidInput(`${file} holds more than ${VALUE_FILE_MAX} bytes: a setting's file may hold at most ${VALUE_FILE_MAX}`);
+function readValueFile(key: string, file: string): string {
+  const bytes = readInputFile(file, key === 'dkim_private_key' ? INPUT_LIMITS.dkimKey : INPUT_LIMITS.setting);
   try {
     // One final line end, as editors write it, LF or CRLF.
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/\r?\n$/, '');
@@ -143,5 +135,3 @@ function readValueFile(file: string): string {
     throw new InvalidInput(`${file} is not UTF-8 text`);
   }
 }
-
-const VALUE_FILE_MAX = 1024 * 1024;

@@ -7,9 +7,8 @@
  */
 
 import type { Command } from 'commander';
-import { InvalidInput } from '../errors.ts';
 import { cliActor, printJson, runCommand } from './context.ts';
-import { readAtMost } from './read-file.ts';
+import { INPUT_LIMITS, readInputFile } from './input-file.ts';
 
 export function registerMailmanImport(program: Command) {
   program
@@ -21,7 +20,7 @@ export function registerMailmanImport(program: Command) {
       runCommand(async ({ db }) => {
         const { decodeText, readMailmanFiles } = await import('../core/mailman-formats.ts');
         const { importMailmanList } = await import('../core/mailman-import.ts');
-        const plan = readMailmanFiles(files.map((name) => ({ name, text: decodeText(name, readFile(name)) })));
+        const plan = readMailmanFiles(files.map((name) => ({ name, text: decodeText(name, readInputFile(name, INPUT_LIMITS.mailman)) })));
         const r = await importMailmanList(db.pool, plan, { actor: cliActor() });
         for (const p of plan.problems) process.stderr.write(`listkeeper: ${p.error}\n`);
         if (plan.problems.length > 0) process.exitCode = 1;
@@ -40,24 +39,3 @@ export function registerMailmanImport(program: Command) {
       }),
     );
 }
-
-/**
- * The whole file, refused past FILE_MAX: it is parsed in memory (JSON, config_list), and read
- * with readFileSync a mistaken path (/dev/zero, a disk image, a log) took memory without end
- * (7 GB in 30 s) before anything could say it was no Mailman file.
- */
-function readFile(name: string): Buffer {
-  let bytes: Buffer;
-  try {
-    bytes = readAtMost(name, FILE_MAX + 1);
-  } catch (err) {
-    throw new InvalidInput(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  if (bytes.length > FILE_MAX) {
-    throw new InvalidInput(`${name} holds more than ${FILE_MAX / 1048576} MB, the most import-mailman reads from a file: give a Mailman 3 roster in pages (?count=…&page=…), Mailman 2 members in several files`, 'bad_import');
-  }
-  return bytes;
-}
-
-// Far past any list's configuration, and a roster of some 300,000 members in Mailman 3's JSON.
-const FILE_MAX = 256 * 1024 * 1024;

@@ -6,8 +6,8 @@
  */
 
 import crypto from 'node:crypto';
-import fs from 'node:fs/promises';
 import type { Config } from '../config.ts';
+import { FileRefused, PEM_LIMIT, readBoundedFile } from '../read-file.ts';
 import { fail, ok, warn, type Finding } from './doctor-findings.ts';
 
 /** Time enough to renew by hand, and to notice an automatic renewal that failed (Let's Encrypt renews at 30 days left). */
@@ -27,11 +27,11 @@ async function fileFinding(variable: string, file: string, renew: string, now: D
   const where = `${variable} ${file}`;
   let certs: crypto.X509Certificate[];
   try {
-    const pem = await fs.readFile(file, 'utf8');
+    const pem = readBoundedFile(file, PEM_LIMIT).toString('utf8');
     certs = (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((block) => new crypto.X509Certificate(block));
     if (certs.length === 0) throw new Error('no PEM certificate in it');
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    const reason = err instanceof FileRefused ? (err.reason === 'unreadable' ? err.detail : `it ${err.detail}`) : (err as Error).message;
     return fail('tls', `${where} cannot be read: ${reason}`, `make ${variable} name a readable PEM file of certificates`);
   }
   const first = certs.reduce((a, b) => (new Date(b.validTo) < new Date(a.validTo) ? b : a));

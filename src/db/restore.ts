@@ -59,8 +59,15 @@ export async function restoreFromFile(pool: pg.Pool, file: string, opts: Restore
   if (file === '-') raw = process.stdin;
   else {
     try {
-      raw = fs.createReadStream('', { fd: fs.openSync(file, 'r') });
+      const fd = fs.openSync(file, 'r');
+      // Streamed, so a pipe or a device is read as it comes; a directory fails on its first read.
+      if (fs.fstatSync(fd).isDirectory()) {
+        fs.closeSync(fd);
+        throw new InvalidInput(`${file} is a directory, not a backup file: give the file listkeeper backup wrote (or - for stdin)`, 'bad_file');
+      }
+      raw = fs.createReadStream('', { fd });
     } catch (err) {
+      if (err instanceof InvalidInput) throw err;
       throw new InvalidInput(`cannot read ${file}: ${(err as Error).message}`);
     }
   }

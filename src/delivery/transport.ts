@@ -3,7 +3,7 @@
  * domain's MX hosts directly, with a small connection limit per host.
  */
 
-import fs from 'node:fs';
+import { PEM_LIMIT, readBoundedFile } from '../read-file.ts';
 import net, { type BlockList } from 'node:net';
 import tls from 'node:tls';
 import type { Config } from '../config.ts';
@@ -67,7 +67,7 @@ export function relayTarget(cfg: Pick<Config, 'relayUrl' | 'relayTls' | 'relayTl
     name: cfg.heloName,
     tls: cfg.relayTls,
     // Built once: a context with the system's CAs costs milliseconds, a connection should not pay it.
-    secureContext: cfg.relayTlsCa ? tls.createSecureContext({ ca: [...tls.rootCertificates, fs.readFileSync(cfg.relayTlsCa, 'utf8')] }) : undefined,
+    secureContext: cfg.relayTlsCa ? tls.createSecureContext({ ca: [...tls.rootCertificates, readBoundedFile(cfg.relayTlsCa, PEM_LIMIT).toString('utf8')] }) : undefined,
   };
 }
 
