@@ -150,6 +150,7 @@ const schema = z.object({
   CONVERSION_BATCH_ROWS: z.coerce.number().int().min(1).max(100_000).default(1000),
   CONVERSION_PAUSE_MS: z.coerce.number().int().min(0).max(60_000).default(50),
   CONFIRM_TOKEN_HOURS: positiveInt.default(72),
+  OWNER_ADDS_PER_DAY: positiveInt.default(1000),
   NOTICE_FROM: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
   // Retention of rejected mail, decided posts and bounce records (src/core/retention.ts)
   REJECTED_MAX_KB: z.coerce.number().int().min(0).max(1024 * 1024).default(64),
@@ -286,6 +287,8 @@ export interface Config {
     keepDays: number;
   };
   confirmTokenHours: number;
+  /** addresses the owners of one list may add (or invite) through the panel and the API in a day */
+  ownerAddsPerDay: number;
   /** From address of site notices that belong to no list (login links, password resets) */
   noticeFrom: string;
   /**
@@ -468,6 +471,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       keepDays: e.DELIVERY_KEEP_DAYS,
     },
     confirmTokenHours: e.CONFIRM_TOKEN_HOURS,
+    ownerAddsPerDay: e.OWNER_ADDS_PER_DAY,
     noticeFrom: (e.NOTICE_FROM ?? `listkeeper@${e.MAIL_DOMAIN}`).toLowerCase(),
     retention: {
       rejectedMaxKb: e.REJECTED_MAX_KB,

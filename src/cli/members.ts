@@ -35,7 +35,8 @@ export function registerMemberCommands(program: Command) {
         const list = await findList(db.pool, ref, { mailDomain: cfg.mailDomain });
         const given = await mailboxes(addrs);
         const good = given.filter((m) => m.email !== null);
-        const added = await addMembers(db.pool, list, good.map((m) => ({ email: m.email!, name: m.name })), { actor: cliActor(), mode: o.mode, until, settings: cfg });
+        // The operator's own adds: no OWNER_ADDS_PER_DAY cap.
+        const { done: added } = await addMembers(db.pool, list, good.map((m) => ({ email: m.email!, name: m.name })), { actor: cliActor(), mode: o.mode, until, settings: cfg });
         let next = 0;
         const results = given.map((m): EachResult => (m.email === null ? refused(m) : { email: m.email, name: m.name, result: added[next++].outcome }));
         reportEach(results, o.json, { unchanged: 'already subscribed' });

@@ -8,10 +8,11 @@
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, type ListRow } from '../db/lists.ts';
-import { addMember, findMember, findMemberById, moveMemberAddress, pauseMember, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
+import { activeMembers, addMember, findMember, findMemberById, moveMemberAddress, pauseMember, reenableMember, removeMember, setDigestFormat, setMemberMode, type AddOutcome } from '../db/members.ts';
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { removeMembers } from '../db/member-admin.ts';
-import { withTransaction } from '../db/pool.ts';
+import { withTransaction, type Queryable } from '../db/pool.ts';
+import { countHits, lockWindow } from '../db/rate-limits.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
 import { welcome } from './member-notices.ts';
@@ -26,16 +27,52 @@ export interface MemberEntry {
 }
 
 /**
- * Adds members at once, in one transaction with the audit entry; each address with what happened
- * to it. A new (or returning) member is welcomed when the list welcomes (send_welcome), as after a
- * confirmed subscription.
+ * The most addresses an owner adds to one list (the panel, the API) in OWNER_ADDS_PER_DAY's
+ * window of a day: each may be mailed (a welcome, an invitation) and fills the roster, so a
+ * hijacked owner account makes the site mail no more strangers than that. The CLI passes none.
  */
-export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; until?: Date | null; settings: Pick<CoreSettings, 'publicUrl'> }): Promise<{ email: string; outcome: AddOutcome }[]> {
-  if (entries.length === 0) return [];
+export interface OwnerAddCap {
+  perDay: number;
+}
+
+/** What a capped add or invitation did: those after the cap was reached are refused, not tried. */
+export interface CapReport {
+  perDay: number;
+  /** addresses counted in the window so far, this request's included */
+  used: number;
+  /** when the window ends and more can be added */
+  endsAt: Date;
+}
+
+export interface AddResult {
+  done: { email: string; outcome: AddOutcome }[];
+  /** the entries from the first one the cap refused to the end, in their order (none without a cap) */
+  refused: MemberEntry[];
+  cap: CapReport | null;
+}
+
+const DAY_SECONDS = 86_400;
+const capKey = (list: ListRow) => `owner-adds:list:${list.id}`;
+
+/**
+ * Adds members at once, without confirmation, in one transaction with the audit entry: each new
+ * or returning member is welcomed when the list welcomes. With a cap, only addresses that become
+ * active here count (a member already active is unchanged or updated, and free: a request sent
+ * again adds only what it could not), the allowed first part of `entries` is added and the rest
+ * is refused whole, with its own audit entry; the count is taken in the same transaction.
+ */
+export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; until?: Date | null; settings: Pick<CoreSettings, 'publicUrl'>; cap?: OwnerAddCap }): Promise<AddResult> {
+  if (entries.length === 0) return { done: [], refused: [], cap: null };
   if (opts.until && entries.some((e) => (e.mode ?? opts.mode) !== 'nomail')) throw new InvalidInput('An end date goes only with the "nomail" mode.');
   return withTransaction(pool, async (tx) => {
+    // First, so that two owners' adds to one list wait for each other here.
+    const window = opts.cap ? await lockWindow(tx, capKey(list), DAY_SECONDS) : null;
+    let left = opts.cap && window ? Math.max(0, opts.cap.perDay - window.hits) : Infinity;
+    const active = opts.cap ? new Set(await activeMembers(tx, list.id, entries.map((e) => e.email))) : new Set<string>();
     const done: { email: string; outcome: AddOutcome }[] = [];
+    let counted = 0;
     for (const e of entries) {
+      if (left === 0 && !active.has(e.email)) break;
       // A vacation resumes the mode an active member had before it, so that is read first.
       // (A member already paused goes back to the mode it had before that pause.)
       const before = opts.until ? await findMember(tx, list.id, e.email) : null;
@@ -45,24 +82,66 @@ export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEn
         const paused = await pauseMember(tx, list.id, e.email, opts.until, resumeMode);
         if (paused && outcome === 'unchanged') outcome = 'updated';
       }
-      if (outcome === 'added' || outcome === 'reactivated') await welcome(tx, list, e.email, opts.settings.publicUrl);
+      if (outcome === 'added' || outcome === 'reactivated') {
+        await welcome(tx, list, e.email, opts.settings.publicUrl);
+        if (opts.cap) {
+          counted++;
+          left--;
+          active.add(e.email);
+        }
+      }
       done.push({ email: e.email, outcome });
     }
-    const detail = entriesDetail(entries, opts.mode);
-    await recordAudit(tx, { actor: opts.actor, action: 'member.add', list, ...detail, detail: { ...detail.detail, ...(opts.until ? { until: resumeDay(opts.until) } : {}) } });
-    return done;
+    const refused = entries.slice(done.length);
+    const cap = opts.cap && window ? { perDay: opts.cap.perDay, used: window.hits + counted, endsAt: window.endsAt } : null;
+    if (cap) await countHits(tx, capKey(list), counted);
+    if (done.length > 0) {
+      const detail = entriesDetail(entries.slice(0, done.length), opts.mode);
+      await recordAudit(tx, { actor: opts.actor, action: 'member.add', list, ...detail, detail: { ...detail.detail, ...(opts.until ? { until: resumeDay(opts.until) } : {}) } });
+    }
+    if (cap && refused.length > 0) await auditRefusal(tx, list, 'member.add', refused, cap, opts.actor);
+    return { done, refused, cap };
   });
 }
 
 /**
  * Sends each address a confirmation request, as the web form does: nobody is added until the
  * address agrees. Each request is its own transaction (with its rate limit); the audit entry
- * follows them.
+ * follows them. With a cap every address counts (each may be mailed), taken before the first
+ * mail: the allowed first part is invited, the rest refused.
  */
-export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'> }): Promise<void> {
-  if (entries.length === 0) return;
-  for (const e of entries) await requestWebSubscription(pool, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? opts.mode, settings: opts.settings });
-  await recordAudit(pool, { actor: opts.actor, action: 'member.invite', list, ...entriesDetail(entries, opts.mode) });
+export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'>; cap?: OwnerAddCap }): Promise<{ invited: MemberEntry[]; refused: MemberEntry[]; cap: CapReport | null }> {
+  if (entries.length === 0) return { invited: [], refused: [], cap: null };
+  const { allowed, cap } = !opts.cap ? { allowed: entries.length, cap: null } : await withTransaction(pool, async (tx) => {
+    const window = await lockWindow(tx, capKey(list), DAY_SECONDS);
+    const allowed = Math.min(entries.length, Math.max(0, opts.cap!.perDay - window.hits));
+    await countHits(tx, capKey(list), allowed);
+    const cap: CapReport = { perDay: opts.cap!.perDay, used: window.hits + allowed, endsAt: window.endsAt };
+    if (allowed < entries.length) await auditRefusal(tx, list, 'member.invite', entries.slice(allowed), cap, opts.actor);
+    return { allowed, cap };
+  });
+  const invited = entries.slice(0, allowed);
+  for (const e of invited) await requestWebSubscription(pool, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? opts.mode, settings: opts.settings });
+  if (invited.length > 0) await recordAudit(pool, { actor: opts.actor, action: 'member.invite', list, ...entriesDetail(invited, opts.mode) });
+  return { invited, refused: entries.slice(allowed), cap };
+}
+
+/** The audit entry of addresses an owner's cap refused: how many, the first of them, until when. */
+async function auditRefusal(tx: Queryable, list: ListRow, what: 'member.add' | 'member.invite', refused: MemberEntry[], cap: CapReport, actor: string) {
+  await recordAudit(tx, {
+    actor, action: `${what}.refused`, list, target: refused.length === 1 ? refused[0].email : null,
+    detail: { refused: refused.length, per_day: cap.perDay, until: cap.endsAt.toISOString(), addresses: refused.slice(0, 20).map((e) => e.email) },
+  });
+}
+
+/** The one sentence that says what a cap did: how many were taken, how many refused, when more can be. */
+export function capRefusal(list: ListRow, r: { taken: number; added: number; refused: MemberEntry[]; cap: CapReport; invite?: boolean }): string {
+  const verb = r.invite ? 'invited' : 'added';
+  const taken = r.taken === 0 ? 'none of them was taken' : `the first ${r.taken} were ${r.invite ? 'invited' : `taken (${r.added} added or subscribed again, the others already members)`}`;
+  return `${list.address} takes at most ${r.cap.perDay} new addresses a day from its owners (OWNER_ADDS_PER_DAY), and that is reached: ` +
+    `of the ${r.taken + r.refused.length} addresses given, ${taken}; the other ${r.refused.length} were refused, from ${r.refused[0].email} on. ` +
+    `More can be ${verb} from ${r.cap.endsAt.toISOString().slice(0, 16).replace('T', ' ')} UTC: send the refused ones then` +
+    `${r.invite ? '' : ' (or the same request again: those taken are left unchanged)'}. The operator's command line (listkeeper subscribe) has no such limit.`;
 }
 
 function entriesDetail(entries: MemberEntry[], mode: DeliveryMode) {

@@ -61,6 +61,12 @@ export async function addMember(db: Queryable, listId: number, email: string, mo
   return rows[0].outcome;
 }
 
+/** Which of `emails` are active members of the list (an add changes at most their mode or name). */
+export async function activeMembers(db: Queryable, listId: number, emails: string[]): Promise<string[]> {
+  const { rows } = await db.query<{ email: string }>(`select email from members where list_id = $1 and email = any($2::text[]) and status = 'active'`, [listId, emails]);
+  return rows.map((r) => r.email);
+}
+
 /** Marks a member unsubscribed (the row stays, for history and bounce records). */
 export async function removeMember(db: Queryable, listId: number, email: string): Promise<boolean> {
   const { rowCount } = await db.query(

@@ -72,3 +72,33 @@ export async function pruneRateLimits(db: Queryable, olderThanSeconds = 86_400):
   const { rowCount } = await db.query('delete from rate_limits where window_start < now() - make_interval(secs => $1)', [olderThanSeconds]);
   return rowCount ?? 0;
 }
+
+/** A counter's window, as lockWindow leaves it for its transaction. */
+export interface HitWindow {
+  hits: number;
+  /** when the window ends and the count starts again from 0 */
+  endsAt: Date;
+}
+
+/**
+ * Locks `key`'s counter until the transaction ends (a new window when the last one is over) and
+ * returns it, so that a caller can decide how many hits it may take and count them with
+ * countHits in the same transaction: two processes taking from one key wait for each other, and
+ * a transaction rolled back takes nothing.
+ */
+export async function lockWindow(tx: Queryable, key: string, windowSeconds: number): Promise<HitWindow> {
+  const { rows } = await tx.query<{ hits: number; ends_at: Date }>(
+    `insert into rate_limits (key, window_start, hits) values ($1, now(), 0)
+     on conflict (key) do update set
+       hits = case when rate_limits.window_start < now() - make_interval(secs => $2) then 0 else rate_limits.hits end,
+       window_start = case when rate_limits.window_start < now() - make_interval(secs => $2) then now() else rate_limits.window_start end
+     returning hits, window_start + make_interval(secs => $2) as ends_at`,
+    [storableKey(key), windowSeconds],
+  );
+  return { hits: rows[0].hits, endsAt: rows[0].ends_at };
+}
+
+/** Counts `n` hits against a key lockWindow locked in this transaction. */
+export async function countHits(tx: Queryable, key: string, n: number): Promise<void> {
+  if (n > 0) await tx.query('update rate_limits set hits = hits + $2 where key = $1', [storableKey(key), n]);
+}

@@ -3,7 +3,7 @@ import { recordAudit } from '../../db/audit.ts';
 import { findMember } from '../../db/members.ts';
 import { memberBounces } from '../../db/bounces.ts';
 import { memberAudit, memberBatch, memberCounts, searchMembers, type MemberFilter } from '../../db/member-admin.ts';
-import { addMembers, changeMembers, inviteMembers } from '../../core/members.ts';
+import { addMembers, capRefusal, changeMembers, inviteMembers } from '../../core/members.ts';
 import { parseResumeDate, resumeDay } from '../../core/vacation.ts';
 import { InvalidInput, NotFound } from '../../errors.ts';
 import { DELIVERY_MODES, MEMBER_STATUSES, type DeliveryMode } from '../../list-policies.ts';
@@ -84,14 +84,25 @@ export function membersRouter(ctx: WebContext): Router {
     for (const f of req.files ?? []) if (f.field === 'csv') text += `\n${csvText(f.content)}`;
     const { entries, problems } = parseMemberLines(text);
     const outcomes: Record<string, string[]> = { added: [], reactivated: [], updated: [], unchanged: [], invited: [] };
+    const cap = { perDay: ctx.cfg.ownerAddsPerDay };
+    let limited: string | null = null;
+    let refused: string[];
     if (invite) {
       // A confirmation request like the web form's: the address must agree before it is added.
-      await inviteMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg });
-      outcomes.invited.push(...entries.map((e) => e.email));
+      const r = await inviteMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg, cap });
+      outcomes.invited.push(...r.invited.map((e) => e.email));
+      if (r.refused.length > 0 && r.cap) limited = capRefusal(list, { taken: r.invited.length, added: r.invited.length, refused: r.refused, cap: r.cap, invite: true });
+      refused = r.refused.map((e) => e.email);
     } else {
-      for (const { email, outcome } of await addMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg })) outcomes[outcome].push(email);
+      const r = await addMembers(db, list, entries, { actor: actor(req), mode, settings: ctx.cfg, cap });
+      for (const { email, outcome } of r.done) outcomes[outcome].push(email);
+      const newly = outcomes.added.length + outcomes.reactivated.length;
+      if (r.refused.length > 0 && r.cap) limited = capRefusal(list, { taken: r.done.length, added: newly, refused: r.refused, cap: r.cap });
+      refused = r.refused.map((e) => e.email);
     }
-    render(ctx.views, req, res, 'admin/members-added.njk', { title: `Members added · ${list.address}`, tab: 'members', outcomes, problems, invite }, problems.length > 0 && entries.length === 0 ? 400 : 200);
+    // The allowed first part is kept (committed); the refused addresses are listed to be sent again.
+    const status = limited ? 429 : problems.length > 0 && entries.length === 0 ? 400 : 200;
+    render(ctx.views, req, res, 'admin/members-added.njk', { title: `Members added · ${list.address}`, tab: 'members', outcomes, problems, invite, limited, refused }, status);
   });
 
   r.post('/admin/lists/:list/members/bulk', owner, requireCsrf, async (req, res) => {

@@ -4,7 +4,7 @@
  */
 
 import { Router } from 'express';
-import { addMembers, changeMembers, type MemberEntry } from '../../core/members.ts';
+import { addMembers, capRefusal, changeMembers, type MemberEntry } from '../../core/members.ts';
 import { parseResumeDate, resumeDay } from '../../core/vacation.ts';
 import { memberBatch, type MemberFilter } from '../../db/member-admin.ts';
 import { findMember, type MemberRow } from '../../db/members.ts';
@@ -62,9 +62,17 @@ export function membersApi(ctx: WebContext): Router {
     if (raw.length > MAX_ENTRIES) throw new InvalidInput(`At most ${MAX_ENTRIES} members per request.`);
     const given = raw.map(entry);
     const good = given.filter((g): g is { input: string; entry: MemberEntry } => 'entry' in g);
-    const added = await addMembers(db, list, good.map((g) => g.entry), { actor: apiActor(req, res), mode, until, settings: ctx.cfg });
+    const added = await addMembers(db, list, good.map((g) => g.entry), { actor: apiActor(req, res), mode, until, settings: ctx.cfg, cap: { perDay: ctx.cfg.ownerAddsPerDay } });
     let next = 0;
-    res.json(given.map((g) => ('entry' in g ? { email: g.entry.email, name: g.entry.name ?? null, result: added[next++].outcome } : { input: g.input, result: 'invalid', error: g.error })));
+    const results = given.map((g) => ('entry' in g ? { email: g.entry.email, name: g.entry.name ?? null, result: added.done[next++]?.outcome ?? 'refused' } : { input: g.input, result: 'invalid', error: g.error }));
+    if (added.refused.length === 0 || !added.cap) return void res.json(results);
+    // The allowed first part is added (and committed); the rest is refused, each marked so.
+    const newly = added.done.filter((d) => d.outcome === 'added' || d.outcome === 'reactivated').length;
+    const detail = capRefusal(list, { taken: added.done.length, added: newly, refused: added.refused, cap: added.cap });
+    res.status(429).set({ 'Cache-Control': 'no-store', 'Retry-After': String(Math.max(1, Math.ceil((added.cap.endsAt.getTime() - Date.now()) / 1000))) }).json({
+      error: 'owner_add_limit', detail, per_day: added.cap.perDay, taken: added.done.length, added: newly, refused: added.refused.length,
+      retry_at: added.cap.endsAt.toISOString(), results,
+    });
   });
 
   // {mode, until?} sets the delivery mode (until: a vacation); {status: "active"} re-enables delivery.

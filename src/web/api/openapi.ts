@@ -37,10 +37,17 @@ const schemas: Record<string, Schema> = {
   }, ['email', 'name', 'mode', 'status', 'bounce_score']),
   AddResult: {
     oneOf: [
-      object({ email: { type: 'string' }, name: nullable('string'), result: { enum: ['added', 'reactivated', 'updated', 'unchanged'] } }),
+      object({ email: { type: 'string' }, name: nullable('string'), result: { enum: ['added', 'reactivated', 'updated', 'unchanged', 'refused'], description: 'refused: past OWNER_ADDS_PER_DAY, with the answer 429' } }),
       object({ input: { type: 'string' }, result: { const: 'invalid' }, error: { type: 'string' } }),
     ],
   },
+  AddLimited: object({
+    error: { const: 'owner_add_limit' }, detail: { type: 'string', description: 'how many were taken, how many refused, and from when more can be added' },
+    per_day: { type: 'integer', description: 'OWNER_ADDS_PER_DAY' }, taken: { type: 'integer', description: 'the first entries, done (the rest is refused, not tried)' },
+    added: { type: 'integer', description: 'of those, the addresses added or subscribed again' }, refused: { type: 'integer' },
+    retry_at: { ...dateTime, description: 'when more can be added (also Retry-After, in seconds)' },
+    results: { type: 'array', items: ref('AddResult'), description: 'one per entry, as the 200 answer' },
+  }),
   MemberRemoved: object({ email: { type: 'string' }, result: { enum: ['unsubscribed', 'unchanged'] } }),
   Held: object({ id: { type: 'integer' }, message_id: { type: 'string' }, from: { type: 'string' }, subject: { type: 'string' }, reason: { type: 'string' }, received_at: dateTime }),
   HeldDetail: object({
@@ -130,7 +137,7 @@ const PAGE = [param('limit', 'items per page, 1 to 500 (default 100)', 'query', 
 // Link header (RFC 8288), as GitHub's API gives it, so the body's shape is the CLI's.
 const LINK_HEADER = { Link: { description: 'the next page: `<URL>; rel="next"`; absent on the last page', schema: { type: 'string' } } };
 
-function op(o: { summary: string; scope: (typeof API_SCOPES)[number]; params?: unknown[]; body?: string; status?: number; response: string; paged?: boolean }) {
+function op(o: { summary: string; scope: (typeof API_SCOPES)[number]; params?: unknown[]; body?: string; status?: number; response: string; paged?: boolean; more?: Record<string, unknown> }) {
   const errors = o.body || o.scope !== 'read' ? { ...ERRORS, ...WRITE_ERRORS } : ERRORS;
   return {
     summary: o.summary,
@@ -141,6 +148,7 @@ function op(o: { summary: string; scope: (typeof API_SCOPES)[number]; params?: u
     responses: {
       [o.status ?? 200]: { description: o.paged ? 'one page, in order; the Link header names the next' : 'done', ...(o.paged ? { headers: LINK_HEADER } : {}), content: { 'application/json': { schema: o.response.startsWith('[') ? { type: 'array', items: ref(o.response.slice(1, -1)) } : ref(o.response) } } },
       ...Object.fromEntries(Object.entries(errors).map(([status, d]) => [status, errorResponse(d)])),
+      ...o.more,
     },
   };
 }
@@ -167,7 +175,10 @@ export function openApiDocument() {
           summary: 'the roster, by address', scope: 'read', response: '[Member]', paged: true,
           params: [LIST, ...PAGE, param('status', 'only this status', 'query', { enum: [...MEMBER_STATUSES] }), param('mode', 'only this mode', 'query', { enum: [...DELIVERY_MODES] }), param('q', 'part of the address or name', 'query')],
         }),
-        post: op({ summary: 'add members at once (no confirmation)', scope: 'admin', params: [LIST], body: 'MemberAdd', response: '[AddResult]' }),
+        post: op({
+          summary: 'add members at once (no confirmation)', scope: 'admin', params: [LIST], body: 'MemberAdd', response: '[AddResult]',
+          more: { 429: { description: `${ERRORS[429]}; or past OWNER_ADDS_PER_DAY new addresses to the list today: the first entries are added, the rest refused (AddLimited)`, content: { 'application/json': { schema: { oneOf: [ref('Error'), ref('AddLimited')] } } } } },
+        }),
       },
       '/lists/{list}/members/{email}': {
         patch: op({ summary: 'change a member\'s mode, or re-enable delivery', scope: 'admin', params: [LIST, param('email', 'the member\'s address')], body: 'MemberChange', response: 'Member' }),
