@@ -78,7 +78,7 @@ describe('OWNER_ADDS_PER_DAY', { timeout: 60_000 }, () => {
     expect(Number(api.retryAfter)).toBeGreaterThan(86_000);
     expect(api.body.detail).toBe(
       'dev@lists.example.org takes at most 5 new addresses a day from its owners (OWNER_ADDS_PER_DAY), and that is reached: of the 5 addresses given, ' +
-      'the first 3 were taken (2 added or subscribed again, the others already members); the other 2 were refused, from b3@example.net on. ' +
+      'the first 3 were taken (2 added or subscribed again, the others already members); 2 refused, from b3@example.net on. ' +
       `More can be added from ${api.body.retry_at.slice(0, 16).replace('T', ' ')} UTC: send the refused ones then (or the same request again: those taken are left unchanged). ` +
       'The operator\'s command line (listkeeper subscribe) has no such limit.');
     expect([await isMember(dev, 'b2@example.net'), await isMember(dev, 'b3@example.net'), await isMember(dev, 'b4@example.net')]).toEqual([true, false, false]);
@@ -91,7 +91,7 @@ describe('OWNER_ADDS_PER_DAY', { timeout: 60_000 }, () => {
     // The panel, once the cap is reached: nothing taken, the page says so and lists the refused.
     const full = await owner.postMultipart('/admin/lists/dev@lists.example.org/members/add', addForm(['c1@example.net']));
     expect(full.status).toBe(429);
-    expect(full.text).toContain('of the 1 addresses given, none of them was taken; the other 1 were refused, from c1@example.net on. More can be added from');
+    expect(full.text).toContain('of the 1 address given, none was taken; 1 refused, from c1@example.net on. More can be added from');
     expect(full.text).toMatch(/<textarea id="refused"[^>]*>c1@example.net<\/textarea>/);
     expect(await isMember(dev, 'c1@example.net')).toBe(false);
     expect((await refusals('dev@lists.example.org')).map((r) => [r.actor, r.detail.addresses])).toEqual([
@@ -115,7 +115,7 @@ describe('OWNER_ADDS_PER_DAY', { timeout: 60_000 }, () => {
     const r = await owner.postMultipart('/admin/lists/inv@lists.example.org/members/add', addForm(addresses, true));
     expect(r.status).toBe(429);
     expect(r.text).toMatch(/<strong>5<\/strong> asked to confirm by mail/);
-    expect(r.text).toContain('of the 7 addresses given, the first 5 were invited; the other 2 were refused, from i6@example.net on. More can be invited from');
+    expect(r.text).toContain('of the 7 addresses given, the first 5 were invited; 2 refused, from i6@example.net on. More can be invited from');
     expect(await Promise.all(addresses.map(mailTo))).toEqual([1, 1, 1, 1, 1, 0, 0]);
     expect((await refusals('inv@lists.example.org')).map((x) => [x.action, x.detail.refused])).toEqual([['member.invite.refused', 2]]);
     // Nothing is left for an add the same day, through either door.

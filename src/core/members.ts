@@ -120,6 +120,7 @@ export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: Membe
     if (allowed < entries.length) await auditRefusal(tx, list, 'member.invite', entries.slice(allowed), cap, opts.actor);
     return { allowed, cap };
   });
+  // Counted before the mails go: one that fails leaves its count taken, never a mail uncounted.
   const invited = entries.slice(0, allowed);
   for (const e of invited) await requestWebSubscription(pool, list, e.email, { name: e.name ?? undefined, mode: e.mode ?? opts.mode, settings: opts.settings });
   if (invited.length > 0) await recordAudit(pool, { actor: opts.actor, action: 'member.invite', list, ...entriesDetail(invited, opts.mode) });
@@ -137,9 +138,11 @@ async function auditRefusal(tx: Queryable, list: ListRow, what: 'member.add' | '
 /** The one sentence that says what a cap did: how many were taken, how many refused, when more can be. */
 export function capRefusal(list: ListRow, r: { taken: number; added: number; refused: MemberEntry[]; cap: CapReport; invite?: boolean }): string {
   const verb = r.invite ? 'invited' : 'added';
-  const taken = r.taken === 0 ? 'none of them was taken' : `the first ${r.taken} were ${r.invite ? 'invited' : `taken (${r.added} added or subscribed again, the others already members)`}`;
+  const given = r.taken + r.refused.length;
+  const taken = r.taken === 0 ? 'none was taken'
+    : `the first ${r.taken} ${r.taken === 1 ? 'was' : 'were'} ${r.invite ? 'invited' : `taken (${r.added} added or subscribed again, the others already members)`}`;
   return `${list.address} takes at most ${r.cap.perDay} new addresses a day from its owners (OWNER_ADDS_PER_DAY), and that is reached: ` +
-    `of the ${r.taken + r.refused.length} addresses given, ${taken}; the other ${r.refused.length} were refused, from ${r.refused[0].email} on. ` +
+    `of the ${given} address${given === 1 ? '' : 'es'} given, ${taken}; ${r.refused.length} refused, from ${r.refused[0].email} on. ` +
     `More can be ${verb} from ${r.cap.endsAt.toISOString().slice(0, 16).replace('T', ' ')} UTC: send the refused ones then` +
     `${r.invite ? '' : ' (or the same request again: those taken are left unchanged)'}. The operator's command line (listkeeper subscribe) has no such limit.`;
 }
