@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LIST_SETTINGS } from '../src/core/list-settings.ts';
 import { createList, findList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import { archiveMessage } from '../src/db/messages.ts';
@@ -179,6 +180,30 @@ describe('list settings', () => {
     expect((await findList(db.pool, 'dev')).dkim_private_key).toBe(key);
     await owner.post(S, settingsForm({ dkim_clear_key: '1' }));
     expect((await findList(db.pool, 'dev')).dkim_private_key).toBeNull();
+  });
+
+  it('checks the Reply-To address, DKIM domain and DKIM selector as `list set` does, and keeps the stored ones when it refuses', async () => {
+    await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1' }));
+    const longLabel = `${'a'.repeat(64)}.example.org`;
+    for (const [fields, text] of [
+      [{ dkim_domain: 'a..example.org' }, 'DKIM domain: must be a domain name.'],
+      [{ dkim_domain: '-x.example.org' }, 'DKIM domain: must be a domain name.'],
+      [{ dkim_domain: longLabel }, 'DKIM domain: must be a domain name.'],
+      [{ dkim_selector: 's'.repeat(64) }, 'DKIM selector: must be letters, digits, &quot;.&quot;, &quot;_&quot; and &quot;-&quot;.'],
+      [{ reply_to: 'address', reply_to_address: 'not an address' }, 'Reply-To address: must be an e-mail address.'],
+    ] as [Record<string, string>, string][]) {
+      const r = await owner.post(S, settingsForm({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', ...fields }));
+      expect(r.status, JSON.stringify(fields)).toBe(400);
+      expect(r.text).toContain(text);
+      expect(await findList(db.pool, 'dev')).toMatchObject({ dkim_domain: 'lists.example.org', dkim_selector: 'lk1', reply_to_address: null });
+    }
+    // What `list set` takes, the form takes: upper case is lowered, a 63-octet label is a label.
+    const ok = await owner.post(S, settingsForm({ dkim_domain: `${'b'.repeat(63)}.Example.ORG`, dkim_selector: 'sel_2026-12.a', reply_to: 'address', reply_to_address: 'Replies@Example.org' }));
+    expect(ok.status).toBe(303);
+    expect(await findList(db.pool, 'dev')).toMatchObject({ dkim_domain: `${'b'.repeat(63)}.example.org`, dkim_selector: 'sel_2026-12.a', reply_to: 'address' });
+    expect(() => LIST_SETTINGS.dkim_domain.parse(longLabel)).toThrow('a domain name');
+    expect(() => LIST_SETTINGS.dkim_domain.parse(`${'c.'.repeat(127)}org`)).toThrow('a domain name');
+    await owner.post(S, settingsForm({ dkim_domain: '', dkim_selector: '', reply_to: 'none', reply_to_address: '' }));
   });
 });
 

@@ -67,7 +67,8 @@ const email = (v: string) => {
   return e;
 };
 const domainName = (v: string) => {
-  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i.test(v)) throw new Error('a domain name');
+  // RFC 1035's lengths too: a label of at most 63 octets, a name of at most 253 characters.
+  if (v.length > 253 || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/i.test(v)) throw new Error('a domain name');
   return v.toLowerCase();
 };
 const selector = (v: string) => {

@@ -8,7 +8,6 @@ import { LIST_SETTINGS } from '../../core/list-settings.ts';
 import type { CoreSettings } from '../../db/list-admin.ts';
 import type { DeliverySettings, ListRow } from '../../db/lists.ts';
 import { ARCHIVE_POLICIES, AUTH_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, ROSTER_VISIBILITIES, SUBSCRIBE_POLICIES, SYNCHRONOUS_COMMITS } from '../../list-policies.ts';
-import { normalizeEmail } from '../../mail/address.ts';
 import { field } from './form.ts';
 
 /** What is wrong with one field: the page marks the field and points it at this text. */
@@ -96,15 +95,17 @@ export function readSettings(req: Request, list: ListRow): SettingsInput {
   };
 
   const replyTo = pick('reply_to', 'Reply-To', REPLY_TO_POLICIES, list.reply_to);
-  const replyToRaw = field(req, 'reply_to_address', 254);
-  const replyToAddress = replyToRaw ? normalizeEmail(replyToRaw) : null;
-  if (replyToRaw && !replyToAddress) problem('reply_to_address', `Reply-To address: "${replyToRaw}" is not an e-mail address.`);
+  // Checked as `list set` checks them (LIST_SETTINGS): the form had patterns of its own, and its
+  // domain's took what the command refused ("a..b.org", "-x.org").
+  const optionalChecked = (name: 'reply_to_address' | 'dkim_domain' | 'dkim_selector', label: string, current: string | null, max: number) => {
+    const given = field(req, name, max);
+    return given === '' ? null : (checked(name, label, current ?? '', max) || current);
+  };
+  const replyToAddress = optionalChecked('reply_to_address', 'Reply-To address', list.reply_to_address, 1000);
   if (replyTo === 'address' && !replyToAddress) problem('reply_to_address', 'Reply-To address: give the address replies should go to.');
 
-  const dkimDomain = field(req, 'dkim_domain', 253).toLowerCase() || null;
-  const dkimSelector = field(req, 'dkim_selector', 63) || null;
-  if (dkimDomain && !/^[a-z0-9.-]+\.[a-z]{2,}$/.test(dkimDomain)) problem('dkim_domain', 'DKIM domain: enter a domain name.');
-  if (dkimSelector && !/^[A-Za-z0-9._-]+$/.test(dkimSelector)) problem('dkim_selector', 'DKIM selector: letters, digits, ".", "_" and "-" only.');
+  const dkimDomain = optionalChecked('dkim_domain', 'DKIM domain', list.dkim_domain, 1000);
+  const dkimSelector = optionalChecked('dkim_selector', 'DKIM selector', list.dkim_selector, 1000);
 
   const delivery: Partial<DeliverySettings> = {
     subject_prefix: line('subject_prefix', 'Subject prefix', list.subject_prefix),
