@@ -1653,6 +1653,8 @@ CREATE TABLE public.outbox (
     sent_at timestamp with time zone,
     last_error text,
     bounce_stage text,
+    bounce_tries smallint DEFAULT 0 NOT NULL,
+    bounce_tried_at timestamp with time zone,
     CONSTRAINT outbox_check CHECK (((message_id IS NULL) <> (mail_id IS NULL))),
     CONSTRAINT outbox_kind_check CHECK ((kind = ANY (ARRAY['post'::text, 'digest'::text, 'notice'::text]))),
     CONSTRAINT outbox_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'cancelled'::text])))
@@ -1727,6 +1729,22 @@ CREATE TABLE public.rate_limits (
     key text NOT NULL,
     window_start timestamp with time zone NOT NULL,
     hits integer NOT NULL
+);
+
+--
+-- Name: refusals_given_up; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.refusals_given_up (
+    outbox_id bigint NOT NULL,
+    list_id bigint,
+    member_id bigint,
+    recipient text NOT NULL,
+    stage text NOT NULL,
+    follow_up text NOT NULL,
+    error text NOT NULL,
+    tries integer NOT NULL,
+    given_up_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 --
@@ -2191,6 +2209,13 @@ ALTER TABLE ONLY public.rate_limits
     ADD CONSTRAINT rate_limits_pkey PRIMARY KEY (key);
 
 --
+-- Name: refusals_given_up refusals_given_up_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.refusals_given_up
+    ADD CONSTRAINT refusals_given_up_pkey PRIMARY KEY (outbox_id);
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2450,6 +2475,12 @@ CREATE INDEX messages_tsv ON public.messages USING gin (tsv);
 --
 
 CREATE INDEX outbox_bounce_pending ON public.outbox USING btree (id) WHERE (bounce_stage IS NOT NULL);
+
+--
+-- Name: outbox_bounce_pending_tries; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX outbox_bounce_pending_tries ON public.outbox USING btree (bounce_tries, id) WHERE (bounce_stage IS NOT NULL);
 
 --
 -- Name: outbox_due; Type: INDEX; Schema: public; Owner: -

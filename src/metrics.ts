@@ -195,3 +195,11 @@ export const purgeOldestQueued = new client.Gauge({
     if (d) this.set(d.oldestSeconds);
   },
 });
+
+/** Follow-ups of refused copies given up after failing, not transiently, every try (core/refusals.ts). */
+export const refusalsGivenUp = new client.Counter({
+  name: 'listkeeper_refusal_follow_ups_given_up_total',
+  help: 'Follow-ups of copies refused for good (a bounce, a probe\'s disable, a too-big notice) given up after failing every try; the rows are in the table refusals_given_up and listkeeper doctor warns of them; counted by the process running the worker role',
+  labelNames: ['follow_up'],
+  registers: [registry],
+});

@@ -14,6 +14,7 @@ import { allLists, type ListRow } from '../db/lists.ts';
 import { migrationState, newerSchema } from '../db/migrate.ts';
 import { conversionProgress, type ConversionRow } from '../db/conversions.ts';
 import { queueStats } from '../db/outbox.ts';
+import { givenUpRefusals } from '../db/outbox-refusals.ts';
 import { purgeQueueStats } from '../db/purges.ts';
 import { OLDEST_SUPPORTED_MAJOR, serverSettings, versionRefusal, type ServerSettings } from '../db/server-settings.ts';
 import { upgradeInProgress, upgradeMarkerFile } from '../db/upgrade-marker.ts';
@@ -51,13 +52,13 @@ async function databaseFindings(pool: pg.Pool, cfg: Config): Promise<Finding[]> 
       await upgradeFinding(cfg.dataDir),
     ];
   }
-  const [migrations, upgrade, lists, queue, purges, conversions, buffers] = await Promise.all([
-    migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg), purgesFinding(pool, cfg), conversionsFindings(pool),
+  const [migrations, upgrade, lists, queue, refusals, purges, conversions, buffers] = await Promise.all([
+    migrationsFinding(pool), upgradeFinding(cfg.dataDir), listFindings(pool, cfg), queueFinding(pool, cfg), refusalsFinding(pool, cfg), purgesFinding(pool, cfg), conversionsFindings(pool),
     cfg.databaseUrl ? undefined : embeddedBuffersFinding(pool, cfg.dataDir),
   ]);
   return [
     versionFinding(settings), migrations, upgrade, synchronousCommitFinding(settings), lockTableFinding(settings), ...(buffers ? [buffers] : []),
-    ...lists, queue, ...purges, ...conversions,
+    ...lists, queue, refusals, ...purges, ...conversions,
   ];
 }
 
@@ -167,6 +168,26 @@ async function queueFinding(pool: pg.Pool, cfg: Config): Promise<Finding> {
   if (hours > cfg.delivery.giveUpHours) return fail('queue', `${what}: older than DELIVERY_GIVE_UP_HOURS (${cfg.delivery.giveUpHours})`, fix);
   if (hours > QUEUE_WARN_HOURS || live === 0) return warn('queue', what, fix);
   return ok('queue', what);
+}
+
+/**
+ * Follow-ups of refused copies (a member's bounce, a probe's disable, a too-big notice) that failed
+ * every try and were given up (core/refusals.ts): a warning while any of the last DELIVERY_KEEP_DAYS is kept.
+ */
+export async function refusalsFinding(pool: pg.Pool, cfg: Config): Promise<Finding> {
+  let given;
+  try {
+    given = await within(givenUpRefusals(pool), QUERY_MS, 'the refusals query');
+  } catch (err) {
+    return fail('refusals', `cannot read the refusals given up: ${(err as Error).message}`, SCHEMA_FIX);
+  }
+  if (!given.last) return ok('refusals', 'every refused copy\'s bounce was recorded (none given up)');
+  const l = given.last;
+  return warn(
+    'refusals',
+    `${given.count} follow-up(s) of refused copies (a bounce, a probe's disable, a too-big notice) given up in the last ${cfg.delivery.keepDays} day(s) after failing every try; the last, outbox #${l.outbox_id} to ${l.recipient} (${l.follow_up}) at ${l.given_up_at.toISOString()}, after ${l.tries} tries: ${redactSecrets(l.error)}`,
+    'the rows are in the table refusals_given_up with their errors; the copies\' results are unchanged, but those bounces did not count: fix what the errors name (docs/delivery.md, "Follow-ups given up"), then delete the rows',
+  );
 }
 
 /** Purges waiting longer than this mean the cache in front may be serving pages that old. */

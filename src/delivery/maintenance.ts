@@ -10,6 +10,7 @@ import { listsWithDueDigest } from '../db/digests.ts';
 import { listsAwaitingHeldNotice } from '../db/held.ts';
 import { getListById } from '../db/lists.ts';
 import { forgetDeadWorkers, pruneFinished, reclaimStale } from '../db/outbox.ts';
+import { pruneGivenUpRefusals } from '../db/outbox-refusals.ts';
 import { withTransaction } from '../db/pool.ts';
 import { pruneRateLimits } from '../db/rate-limits.ts';
 import { pruneExpiredRequests } from '../db/subscription-requests.ts';
@@ -63,6 +64,7 @@ export async function hourly(pool: pg.Pool, cfg: Config, log: Logger): Promise<v
   await chore(log, 'outbox pruning', async () => {
     const pruned = await pruneFinished(pool, cfg.delivery.keepDays);
     if (pruned > 0) log.info({ rows: pruned }, 'finished outbox rows pruned');
+    await pruneGivenUpRefusals(pool, cfg.delivery.keepDays);
   });
   await chore(log, 'request pruning', () => pruneExpiredRequests(pool));
   await chore(log, 'rate limit pruning', () => pruneRateLimits(pool));
