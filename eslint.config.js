@@ -11,7 +11,8 @@ import tseslint from 'typescript-eslint';
 const here = import.meta.dirname;
 
 // Leaves: import nothing of ours (config.ts may import log.ts: it sets the level from LOG_LEVEL;
-// and read-file.ts, the one bounded reader of a file read whole, as auth/ may).
+// repeated-failures.ts: the summaries' interval from LOG_REPEAT_SECONDS; and read-file.ts, the one
+// bounded reader of a file read whole, as auth/ may).
 const LEAVES = ['src/log.ts', 'src/errors.ts', 'src/metrics.ts', 'src/deadline.ts', 'src/gzip.ts', 'src/read-file.ts'];
 // The use cases.
 const USE_CASES = ['src/core'];
@@ -21,7 +22,8 @@ const TOP = ['src/cli', 'src/main.ts'];
 
 const zones = [
   ...LEAVES.map((target) => ({ target, from: 'src', message: 'The leaves (log, errors, metrics, deadline, gzip, read-file) import nothing of ours.' })),
-  { target: 'src/config.ts', from: 'src', except: ['./log.ts', './read-file.ts'], message: 'config imports only log (to set its level) and read-file (its files, bounded).' },
+  { target: 'src/config.ts', from: 'src', except: ['./log.ts', './read-file.ts', './repeated-failures.ts'], message: 'config imports only log (to set its level), read-file (its files, bounded) and repeated-failures (the summaries\' interval).' },
+  { target: 'src/repeated-failures.ts', from: 'src', except: ['./log.ts'], message: 'repeated-failures.ts imports only log.' },
   { target: 'src/list-policies.ts', from: 'src', message: 'list-policies.ts (the values settings may take) imports nothing of ours.' },
   { target: 'src/auth', from: 'src', except: ['./auth', './errors.ts', './deadline.ts', './read-file.ts'], message: 'auth/ (secrets, and the protocols of outside identity providers) imports only errors, deadline and read-file.' },
   {

@@ -12,6 +12,7 @@ import util from 'node:util';
 import { z } from 'zod';
 import { log, redactUrl } from './log.ts';
 import { FileRefused, PEM_LIMIT, readBoundedFile } from './read-file.ts';
+import { setRepeatSummarySeconds } from './repeated-failures.ts';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const url = (protocols: string[]) =>
@@ -127,6 +128,8 @@ const schema = z.object({
   PURGE_TIMEOUT: z.coerce.number().positive().max(600).default(5),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // How often a failure that keeps repeating is summed up in the log (src/repeated-failures.ts)
+  LOG_REPEAT_SECONDS: z.coerce.number().positive().max(86_400).default(60),
   // Unset: defaultPoolSize(cores)
   DB_POOL_SIZE: positiveInt.optional(),
   // Delivery (docs/delivery.md; each variable in docs/configuration.md)
@@ -263,6 +266,8 @@ export interface Config {
   logLevel: string;
   /** LOG_LEVEL was given explicitly (one-shot commands are quieter by default) */
   logLevelSet: boolean;
+  /** a failure that keeps repeating is logged when it starts, then summed up this often */
+  logRepeatSeconds: number;
   dbPoolSize: number;
   /** DB_POOL_SIZE for a process that runs the web role alone (webPoolSize() when unset) */
   webDbPoolSize: number;
@@ -453,6 +458,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
     logLevelSet: cleaned.LOG_LEVEL !== undefined,
+    logRepeatSeconds: e.LOG_REPEAT_SECONDS,
     dbPoolSize: e.DB_POOL_SIZE ?? defaultPoolSize(os.availableParallelism()),
     webDbPoolSize: e.DB_POOL_SIZE ?? webPoolSize(os.availableParallelism()),
     conversions: { batchRows: e.CONVERSION_BATCH_ROWS, pauseMs: e.CONVERSION_PAUSE_MS },
@@ -620,6 +626,7 @@ export function config(): Config {
   if (!loaded) {
     loaded = parseConfig({ ...readDotEnv(process.cwd()), ...process.env });
     log.level = loaded.logLevel;
+    setRepeatSummarySeconds(loaded.logRepeatSeconds);
   }
   return loaded;
 }

@@ -19,6 +19,7 @@ import { Listener } from '../db/listener.ts';
 import { waitsOut } from '../db/pg-errors.ts';
 import { claimPurges, confirmPurges, discardPurges, PURGE_CHANNEL, releasePurges, retryPurges, setPurging, type ClaimedPurge } from '../db/purges.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 import { purgeKeys } from '../metrics.ts';
 import { purgeChunks, sendPurge } from './purge-request.ts';
 
@@ -45,6 +46,7 @@ export interface PurgerOptions {
 export class Purger {
   readonly name: string;
   private readonly log: Logger;
+  private readonly failures: RepeatedFailures;
   private notifier: Listener | null = null;
   private running: Promise<void> | null = null;
   private stopping = false;
@@ -60,6 +62,7 @@ export class Purger {
   constructor(private readonly pool: pg.Pool, private readonly listenUrl: string, private readonly cfg: Config['purge'], opts: PurgerOptions = {}) {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.log = rootLog.child({ purger: this.name });
+    this.failures = new RepeatedFailures(this.log);
     this.pollMs = opts.pollMs ?? (cfg.url ? POLL_MS : DISCARD_MS);
     this.resendSeconds = opts.resendSeconds ?? RESEND_SECONDS;
   }
@@ -72,7 +75,7 @@ export class Purger {
       this.log.warn({ err }, 'the purge switch could not be set at start; set once the database takes writes');
     });
     if (this.cfg.url) {
-      this.notifier = new Listener(this.listenUrl, [PURGE_CHANNEL], () => this.poke(), () => this.poke(), this.log);
+      this.notifier = new Listener(this.listenUrl, [PURGE_CHANNEL], () => this.poke(), () => this.poke(), this.log, this.failures);
       await this.notifier.start();
     }
     this.running = this.loop();
@@ -92,6 +95,7 @@ export class Purger {
     await this.running;
     await this.notifier?.stop();
     this.notifier = null;
+    this.failures.stop();
   }
 
   private poke() {
@@ -106,8 +110,9 @@ export class Purger {
         if (!this.switched) await this.setSwitch();
         if (this.cfg.url) more = await this.round(this.cfg.url);
         else await discardPurges(this.pool);
+        this.failures.ok('round');
       } catch (err) {
-        this.log.warn({ err }, 'purge round failed');
+        this.failures.failed('round', err, 'purge round failed', {}, 'warn');
       }
       if (this.stopping) break;
       if (more) continue;
@@ -144,6 +149,7 @@ export class Purger {
         await confirmPurges(this.pool, ids, this.resendSeconds);
         purgeKeys.inc({ result: 'sent' }, keys.length);
         this.log.debug({ keys }, 'purged');
+        this.failures.ok('request');
       } catch (err) {
         if (this.stopping) {
           await releasePurges(this.pool, idsOf(chunks.slice(i).flat()));
@@ -152,7 +158,8 @@ export class Purger {
         const message = (err as Error).message;
         await retryPurges(this.pool, ids, message);
         purgeKeys.inc({ result: 'failed' }, keys.length);
-        this.log.warn({ keys: keys.length, error: message }, 'purge failed; queued again');
+        // A cache down for an hour: said when it starts, summed up, and when it answers again.
+        this.failures.failed('request', err, 'purge failed; queued again', { keys: keys.length }, 'warn');
       }
     }
     return rows.length >= BATCH;

@@ -36,6 +36,7 @@ import {
 import { isRowFailure, isTransientFailure } from '../db/pg-errors.ts';
 import { isConnectionLoss, withTransaction } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 import type { BatchLimits, ConversionJob } from './conversion-job.ts';
 import { whoseFailure } from './conversion-look-ahead.ts';
 import { attachmentText } from './conversions/attachment-text.ts';
@@ -115,17 +116,22 @@ export async function runConversionBatch(pool: pg.Pool, worker: string, limits: 
  * transient failure ends the pass, and the next pass tries again. With nothing left to claim, the
  * done jobs with rows behind their cursor are opened again (reopenBehind()), once a pass.
  */
-export async function runConversions(pool: pg.Pool, worker: string, limits: BatchLimits & { pauseMs: number }, log: Logger, stopping: () => boolean, jobs: readonly ConversionJob[] = CONVERSIONS): Promise<void> {
+export async function runConversions(
+  pool: pg.Pool, worker: string, limits: BatchLimits & { pauseMs: number }, log: Logger, stopping: () => boolean, jobs: readonly ConversionJob[] = CONVERSIONS,
+  failures = new RepeatedFailures(log),
+): Promise<void> {
   // Done jobs are opened again at most once a pass: whatever went wrong, never a loop in one.
   let looked = false;
   while (!stopping()) {
     let r: BatchResult;
     try {
       r = await runConversionBatch(pool, worker, limits, jobs);
+      failures.ok('batch');
     } catch (err) {
       const failure = err instanceof ConversionBatchFailure ? err : null;
       if (!failure || isConnectionLoss(failure.cause)) {
-        log.error({ err: failure?.cause ?? err, conversion: failure?.job }, 'a conversion batch failed; it is tried again on the next pass');
+        // The database away: every pass fails so until it is back, said once and summed up.
+        failures.failed('batch', failure?.cause ?? err, 'a conversion batch failed; it is tried again on the next pass', { conversion: failure?.job });
         return;
       }
       log.warn({ err: failure.cause, conversion: failure.job }, 'a conversion batch failed; its rows are done again one at a time');

@@ -11,9 +11,13 @@ import { migrationState } from '../db/migrate.ts';
 import { ping } from '../db/pool.ts';
 import { upgradeInProgress } from '../db/upgrade-marker.ts';
 import { log } from '../log.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 
 /** The deadline of each check: a load balancer's probe typically waits 5 s or less. */
 export const CHECK_MS = 2_000;
+
+/** Probes every few seconds during an outage: each failing check logged once, summed up, and when it passes again. */
+const failures = new RepeatedFailures(log);
 
 export type CheckName = 'database' | 'migrations' | 'upgrade';
 
@@ -40,8 +44,11 @@ export async function readiness(pool: pg.Pool, dataDir: string): Promise<Readine
   };
   const names = Object.keys(checks) as CheckName[];
   const results = await Promise.all(
-    names.map((name) => within(checks[name](), CHECK_MS, `the ${name} check`).catch((err: Error) => {
-      log.warn({ err, check: name }, 'readiness check failed');
+    names.map((name) => within(checks[name](), CHECK_MS, `the ${name} check`).then((result) => {
+      failures.ok(`ready:${name}`);
+      return result;
+    }, (err: Error) => {
+      failures.failed(`ready:${name}`, err, 'readiness check failed', { check: name }, 'warn');
       return `failed: ${healthReason(err)}`;
     })),
   );
@@ -75,9 +82,10 @@ export function healthReason(err: unknown): string {
 export async function liveness(pool: pg.Pool): Promise<{ status: 200 | 503; body: { status: 'ok' | 'error'; database: string } }> {
   try {
     await within(ping(pool, CHECK_MS), CHECK_MS, 'the database');
+    failures.ok('live');
     return { status: 200, body: { status: 'ok', database: 'ok' } };
   } catch (err) {
-    log.warn({ err }, 'health check failed');
+    failures.failed('live', err, 'health check failed', {}, 'warn');
     return { status: 503, body: { status: 'error', database: healthReason(err) } };
   }
 }

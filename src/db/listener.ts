@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { log as rootLog, type Logger } from '../log.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 import { briefError, dedicatedClient } from './pool.ts';
 
 /** Reconnection backoff: from the first to the longest wait between attempts. */
@@ -30,6 +31,8 @@ export class Listener {
     private readonly onNotify: (channel: string, payload: string) => void,
     private readonly onReconnect: () => void = () => undefined,
     private readonly log: Logger = rootLog,
+    /** its owner's, or its own: tries that fail one after another are logged once, and summed up */
+    private readonly failures = new RepeatedFailures(log),
   ) {}
 
   async start(): Promise<void> {
@@ -52,13 +55,14 @@ export class Listener {
       for (const channel of this.channels) await client.query(`listen ${pg.escapeIdentifier(channel)}`);
     } catch (err) {
       if (client !== this.client) return;
-      this.log.warn({ error: briefError(err), channels: this.channels }, 'could not LISTEN; polling meanwhile');
+      this.failures.failed(`listen:${this.channels.join()}`, err, 'could not LISTEN; polling meanwhile', { channels: this.channels }, 'warn');
       this.lost(client);
       return;
     }
     if (client !== this.client) return; // stopped meanwhile: stop() closes it
     this.connected = true;
     this.retryMs = FIRST_RETRY_MS;
+    this.failures.ok(`listen:${this.channels.join()}`);
     try {
       this.onReconnect();
     } catch (err) {

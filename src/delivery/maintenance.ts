@@ -19,6 +19,7 @@ import { recordRefusals } from '../core/refusals.ts';
 import { sendDueDigest } from '../core/digests.ts';
 import { runVacationEnds } from '../core/vacation.ts';
 import type { Logger } from '../log.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 import { BOUNCE_HALF_LIFE_DAYS } from '../mail/bounce-rules.ts';
 import { notifyModeratorsOfHeld } from '../core/held-notices.ts';
 import { pruneKept } from '../core/retention.ts';
@@ -31,43 +32,51 @@ export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger, except: s
 /**
  * The frequent chores, each on its own (and per list where they go list by list): one that fails
  * every time, a digest that cannot be built, is logged and tried again next pass, and does not
- * keep the others (bounce probes, the end of vacations) from running.
+ * keep the others (bounce probes, the end of vacations) from running. `failures` is the worker's,
+ * kept from pass to pass: a chore failing pass after pass is logged once, summed up, and ended.
  */
-export async function periodic(pool: pg.Pool, cfg: Config, log: Logger): Promise<void> {
-  await chore(log, 'held notices', async () => {
+export async function periodic(pool: pg.Pool, cfg: Config, log: Logger, failures = new RepeatedFailures(log)): Promise<void> {
+  const chore = choreRunner(log, failures);
+  await chore('held notices', async () => {
     for (const listId of await listsAwaitingHeldNotice(pool)) {
-      await chore(log.child({ listId }), 'held notice', () => withTransaction(pool, async (tx) => notifyModeratorsOfHeld(tx, await getListById(tx, listId), cfg)));
+      await chore('held notice', () => withTransaction(pool, async (tx) => notifyModeratorsOfHeld(tx, await getListById(tx, listId), cfg)), { listId });
     }
   });
-  await chore(log, 'digests', async () => {
+  await chore('digests', async () => {
     for (const listId of await listsWithDueDigest(pool)) {
-      await chore(log.child({ listId }), 'digest', () => sendDueDigest(pool, listId, cfg.publicUrl));
+      await chore('digest', () => sendDueDigest(pool, listId, cfg.publicUrl), { listId });
     }
   });
   // Refusals whose worker died (or lost its connection) before it recorded their bounces.
-  await chore(log, 'refused copies', () => recordRefusals(pool, cfg, log, null));
-  await chore(log, 'bounce chores', () => runBounceChores(pool, cfg.publicUrl, log));
-  await chore(log, 'vacation ends', () => runVacationEnds(pool, cfg.publicUrl, log));
+  await chore('refused copies', () => recordRefusals(pool, cfg, log, null));
+  await chore('bounce chores', () => runBounceChores(pool, cfg.publicUrl, log));
+  await chore('vacation ends', () => runVacationEnds(pool, cfg.publicUrl, log));
 }
 
-async function chore(log: Logger, name: string, task: () => Promise<unknown>): Promise<void> {
-  try {
-    await task();
-  } catch (err) {
-    log.error({ err, chore: name }, 'delivery maintenance chore failed');
-  }
+/** Runs one chore (of one list), catching its failure. */
+function choreRunner(log: Logger, failures: RepeatedFailures) {
+  return async (name: string, task: () => Promise<unknown>, of: { listId?: number } = {}): Promise<void> => {
+    const key = `chore:${name}:${of.listId ?? ''}`;
+    try {
+      await task();
+      failures.ok(key);
+    } catch (err) {
+      failures.failed(key, err, 'delivery maintenance chore failed', { chore: name, ...of });
+    }
+  };
 }
 
 /** The slow chores, each on its own as well: an hourly pass is plenty. */
-export async function hourly(pool: pg.Pool, cfg: Config, log: Logger): Promise<void> {
-  await chore(log, 'bounce score decay', () => decayBounceScores(pool, BOUNCE_HALF_LIFE_DAYS));
-  await chore(log, 'outbox pruning', async () => {
+export async function hourly(pool: pg.Pool, cfg: Config, log: Logger, failures = new RepeatedFailures(log)): Promise<void> {
+  const chore = choreRunner(log, failures);
+  await chore('bounce score decay', () => decayBounceScores(pool, BOUNCE_HALF_LIFE_DAYS));
+  await chore('outbox pruning', async () => {
     const pruned = await pruneFinished(pool, cfg.delivery.keepDays);
     if (pruned > 0) log.info({ rows: pruned }, 'finished outbox rows pruned');
     await pruneGivenUpRefusals(pool, cfg.delivery.keepDays);
   });
-  await chore(log, 'request pruning', () => pruneExpiredRequests(pool));
-  await chore(log, 'rate limit pruning', () => pruneRateLimits(pool));
-  await chore(log, 'dead workers', () => forgetDeadWorkers(pool, cfg.delivery.leaseSeconds));
-  await chore(log, 'retention', () => pruneKept(pool, cfg, log));
+  await chore('request pruning', () => pruneExpiredRequests(pool));
+  await chore('rate limit pruning', () => pruneRateLimits(pool));
+  await chore('dead workers', () => forgetDeadWorkers(pool, cfg.delivery.leaseSeconds));
+  await chore('retention', () => pruneKept(pool, cfg, log));
 }

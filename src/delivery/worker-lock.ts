@@ -3,6 +3,7 @@ import { retakeWorkerLock, takeNewWorkerLock } from '../db/outbox.ts';
 import { waitsOut } from '../db/pg-errors.ts';
 import { setKeepalives } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 
 /**
  * The session advisory lock that tells PostgreSQL a delivery worker is alive (sql/0020), held on
@@ -24,6 +25,8 @@ export class WorkerLock {
     private readonly leaseSeconds: number,
     private readonly log: Logger,
     private readonly onChange: (held: boolean) => void = () => undefined,
+    /** the worker's: tries that fail one after another are logged once, and summed up */
+    private readonly failures = new RepeatedFailures(log),
   ) {}
 
   /**
@@ -89,7 +92,7 @@ export class WorkerLock {
       client.removeAllListeners('end');
       await client.end().catch(() => undefined);
       if (retry) {
-        this.log.warn({ err }, 'could not take the delivery worker lock; trying again');
+        this.failures.failed('lock', err, 'could not take the delivery worker lock; trying again', {}, 'warn');
         this.retry();
       }
       return err as Error;
@@ -114,7 +117,9 @@ export class WorkerLock {
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.connect().then((err) => {
-        if (!err && this.held) this.log.info({ key: this.key }, 'the delivery worker holds its lock again');
+        if (err || !this.held) return;
+        this.failures.ok('lock');
+        this.log.info({ key: this.key }, 'the delivery worker holds its lock again');
       });
     }, this.retryMs);
     this.timer.unref();

@@ -18,6 +18,7 @@ import type { Config } from '../config.ts';
 import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow, type WorkerIdentity } from '../db/outbox.ts';
 import { waitsOut } from '../db/pg-errors.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 import { runConversions } from '../core/conversions.ts';
 import { CopyCache } from './copies.ts';
 import { HostLanes } from './host-lanes.ts';
@@ -64,13 +65,16 @@ export class DeliveryWorker {
   private readonly outcomes: Outcomes;
   /** claimed rows that could not be given back (the database was away): given back next round */
   private orphans: number[] = [];
+  /** each loop's failures, logged once as they start, summed up, and when they end */
+  private readonly failures: RepeatedFailures;
 
   constructor(private readonly pool: pg.Pool, private readonly url: string, private readonly cfg: Config, opts: WorkerOptions = {}) {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.log = rootLog.child({ worker: this.name });
+    this.failures = new RepeatedFailures(this.log);
     this.transport = opts.transport ?? createTransport(cfg, this.log);
     this.copies = new CopyCache(cfg.publicUrl, this.log, cfg.heloName);
-    this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke());
+    this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke(), this.failures);
     this.outcomes = new Outcomes(pool, this.name, cfg.delivery.giveUpHours, Math.max(1, Math.floor(cfg.delivery.batchSize / 4)), this.log, cfg.publicUrl);
   }
 
@@ -92,24 +96,24 @@ export class DeliveryWorker {
       });
     }
     // Woken by NOTIFY, and after every reconnection: anything queued while away is looked at now.
-    this.notifier = new Listener(this.url, [OUTBOX_CHANNEL], () => this.poke(), () => this.poke(), this.log);
+    this.notifier = new Listener(this.url, [OUTBOX_CHANNEL], () => this.poke(), () => this.poke(), this.log, this.failures);
     await this.notifier.start();
     const lease = this.cfg.delivery.leaseSeconds * 1000;
-    this.every('beat', Math.max(200, Math.floor(lease / 3)), async () => {
+    this.every('beat', 'heartbeat', Math.max(200, Math.floor(lease / 3)), async () => {
       await this.beat();
       // Never its own rows while it moves: they are in flight, even while its lock connection is
       // being reopened (others will take them then, as they must). A stalled worker gives them back.
       await reclaim(this.pool, this.cfg, this.log, this.stalled ? null : this.name);
     });
-    this.every('chores', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log));
+    this.every('chores', 'chores', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log, this.failures));
     // The hourly chores, for the whole fleet: asked often, run when an hour has passed since any
     // worker last ran them (db/chore-runs.ts). A timer of an hour from each start never fired in a
     // fleet restarted more often than that.
-    this.every('chores', Math.min(60_000, Math.max(1_000, this.cfg.delivery.pollMs * 10)), async () => {
-      if (await claimChoreRun(this.pool, 'hourly', 3600)) await hourly(this.pool, this.cfg, this.log);
+    this.every('chores', 'hourly chores', Math.min(60_000, Math.max(1_000, this.cfg.delivery.pollMs * 10)), async () => {
+      if (await claimChoreRun(this.pool, 'hourly', 3600)) await hourly(this.pool, this.cfg, this.log, this.failures);
     });
-    this.every('conversions', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () =>
-      runConversions(this.pool, this.name, this.cfg.conversions, this.log, () => this.stopping));
+    this.every('conversions', 'conversions', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () =>
+      runConversions(this.pool, this.name, this.cfg.conversions, this.log, () => this.stopping, undefined, this.failures));
     this.running = this.loop();
     this.log.info({ relay: this.cfg.relayUrl ? redactUrl(this.cfg.relayUrl) : 'direct MX', tls: this.cfg.relayUrl ? this.cfg.relayTls : 'opportunistic', lockKey: key }, 'delivery worker started');
   }
@@ -158,6 +162,7 @@ export class DeliveryWorker {
     await this.notifier?.stop();
     await removeWorker(this.pool, this.name).catch((err) => this.log.warn({ err }, 'could not deregister worker'));
     await this.lock.stop();
+    this.failures.stop();
     this.log.info('delivery worker stopped');
   }
 
@@ -196,7 +201,7 @@ export class DeliveryWorker {
     this.wake?.();
   }
 
-  private every(chain: keyof DeliveryWorker['chains'], ms: number, task: () => Promise<void>) {
+  private every(chain: keyof DeliveryWorker['chains'], name: string, ms: number, task: () => Promise<void>) {
     let queued = false;
     const t = setInterval(() => {
       // Tasks of one chain run one at a time; a task still waiting its turn is not queued twice.
@@ -207,7 +212,10 @@ export class DeliveryWorker {
           queued = false;
           return task();
         })
-        .catch((err) => this.log.error({ err }, 'delivery maintenance failed'));
+        .then(
+          () => this.failures.ok(name),
+          (err) => this.failures.failed(name, err, 'delivery maintenance failed', { task: name }),
+        );
     }, ms);
     t.unref();
     this.timers.push(t);
@@ -226,8 +234,9 @@ export class DeliveryWorker {
         // What the last round could not write or give back goes first; nothing new before it.
         await this.settle();
         await this.pump();
+        this.failures.ok('batch');
       } catch (err) {
-        this.log.error({ err }, 'delivery batch failed');
+        this.failures.failed('batch', err, 'delivery batch failed');
         await this.sleep(1000);
         continue;
       }

@@ -13,6 +13,8 @@ import { resolvers } from '../dns.ts';
 import { lazyChild, log } from '../log.ts';
 import type { Peer } from '../mail/post-checks.ts';
 import { smtpMessages } from '../metrics.ts';
+import { waitsOut } from '../db/pg-errors.ts';
+import { RepeatedFailures } from '../repeated-failures.ts';
 
 export interface SmtpOptions {
   host: string;
@@ -96,6 +98,8 @@ export class IngestServer {
   private listening = false;
   private budget: MemoryBudget;
   private recipients?: RecipientCache;
+  /** the database's faults, met by every session while it is away: logged once, summed up, and ended */
+  private readonly faults = new RepeatedFailures(log);
 
   constructor(private pool: pg.Pool, private opts: SmtpOptions) {
     if (opts.databaseUrl) this.recipients = new RecipientCache(pool, opts.databaseUrl);
@@ -157,9 +161,12 @@ export class IngestServer {
     try {
       resolved = this.recipients ? await this.recipients.resolve(address) : await resolveRecipient(this.pool, address);
     } catch (err) {
-      log.error({ err, session: session.id }, 'recipient lookup failed');
+      // The database away: every session fails so until it is back, said once and summed up.
+      if (waitsOut(err)) this.faults.failed('lookup', err, 'recipient lookup failed', { session: session.id });
+      else log.error({ err, session: session.id }, 'recipient lookup failed');
       throw smtpError('4.3.0 temporary failure looking up the recipient', 451);
     }
+    this.faults.ok('lookup');
     if (!resolved) {
       session.unknownRecipients = (session.unknownRecipients ?? 0) + 1;
       if (session.unknownRecipients > MAX_UNKNOWN_RECIPIENTS && sessionLimit(session.remoteAddress, { lmtp: !!this.opts.lmtp }) !== null) {
@@ -208,7 +215,8 @@ export class IngestServer {
         if (err.responseCode) throw err;
         // Anything unforeseen is ours to fix, never the sender's: 451 without our internals (in
         // LMTP once per accepted RCPT, as every other answer).
-        log.error({ err, session: session.id }, 'taking in a message failed');
+        if (waitsOut(err)) this.faults.failed('take', err, 'taking in a message failed', { session: session.id });
+        else log.error({ err, session: session.id }, 'taking in a message failed');
         const failure = smtpError('4.3.0 temporary failure storing the message, try again later', 451);
         if (this.opts.lmtp) return accepted.map(() => failure);
         throw failure;

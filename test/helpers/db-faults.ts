@@ -129,6 +129,46 @@ export async function stuckableProxy(databaseUrl: string): Promise<{ url: string
 }
 
 /**
+ * A TCP proxy in front of PostgreSQL that can go away: `down()` cuts every connection and closes
+ * its port, so that connecting is refused (ECONNREFUSED), as with a server that stopped; `up()`
+ * listens on the same port again. `url` is the database URL rewritten to go through it.
+ */
+export async function refusingProxy(databaseUrl: string): Promise<{ url: string; down(): Promise<void>; up(): Promise<void>; close(): Promise<void> }> {
+  const target = new URL(databaseUrl);
+  const sockets = new Set<net.Socket>();
+  const serve = () => net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  let server: net.Server | null = serve();
+  const url = await listenInFront(server, databaseUrl);
+  const stop = async () => {
+    const s = server;
+    server = null;
+    for (const socket of sockets) socket.destroy();
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  };
+  return {
+    url: url.toString(),
+    down: stop,
+    async up() {
+      if (server) return;
+      server = serve();
+      await new Promise<void>((resolve) => server!.listen(Number(url.port), '127.0.0.1', resolve));
+    },
+    close: stop,
+  };
+}
+
+/**
  * A TCP proxy in front of PostgreSQL that, once armed with a piece of a statement's text, lets the
  * first statement holding it run and commit, then cuts its client off before the answer: a commit
  * that went unheard, as when a connection dies between COMMIT and its reply. `cut` resolves when
