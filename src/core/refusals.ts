@@ -63,11 +63,12 @@ export function followUpOf(row: Refused, stage: string, error: string): FollowUp
 
 /**
  * Records the follow-ups of refused rows still marked: those of `ids` (the rows a worker just
- * wrote, whatever its write returned), or the oldest of all (null: a pass of the chores). One
- * transaction per row, or per post for copies too big (one notice). `errors`: the replies as the
- * worker had them, where it has them (the row keeps 1,000 characters, or a fixed text the database
- * would take). A follow-up that fails stays marked and is tried again by a later pass, at most
- * MAX_TRIES times (failedTry). Returns how many rows' follow-ups were recorded.
+ * wrote, whatever its write returned), or up to PASS_ROWS of those due, tried least first, then
+ * oldest (null: a pass of the chores). One transaction per row, or per post for copies too big
+ * (one notice). `errors`: the replies as the worker had them, where it has them (the row keeps
+ * 1,000 characters, or a fixed text the database would take). A follow-up that fails stays marked
+ * and is tried again by a later pass, at most MAX_TRIES times (failedTry). Returns how many rows'
+ * follow-ups were recorded.
  */
 export async function recordRefusals(pool: pg.Pool, settings: Pick<CoreSettings, 'publicUrl'>, log: Logger, ids: number[] | null, errors = new Map<number, string>()): Promise<number> {
   if (ids?.length === 0) return 0;
