@@ -133,6 +133,25 @@ describe('a refused copy whose follow-up fails every time', () => {
     expect(problems().filter((l) => l.level >= 50)).toEqual([]);
   });
 
+  it('is recorded once its cause is fixed and its mark put back by hand, as docs/delivery.md says', async () => {
+    const [poison] = await refusedCopies(['poison@example.net']);
+    for (let pass = 1; pass <= MAX_TRIES; pass++) {
+      await later();
+      await recordRefusals(db.pool, settings, log, null);
+    }
+    expect((await rowOf(poison)).bounce_stage).toBeNull();
+    await db.pool.query(`alter table bounces disable trigger refuse_poison_bounce`);
+    try {
+      await db.pool.query(`update outbox o set bounce_stage = g.stage, bounce_tries = 0, bounce_tried_at = null from refusals_given_up g where g.outbox_id = o.id`);
+      await db.pool.query(`delete from refusals_given_up`);
+      expect(await recordRefusals(db.pool, settings, log, null)).toBe(1);
+    } finally {
+      await db.pool.query(`alter table bounces enable trigger refuse_poison_bounce`);
+    }
+    expect(await bouncesOf('poison@example.net')).toBe(1);
+    expect((await rowOf(poison)).bounce_stage).toBeNull();
+  });
+
   it('is tried again without counting when the failure is transient', async () => {
     const [dave] = await refusedCopies(['dave@example.net']);
     // The member's row locked elsewhere, and lock_timeout short: 55P03, a lock not got in time.

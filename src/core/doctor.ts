@@ -186,7 +186,7 @@ export async function refusalsFinding(pool: pg.Pool, cfg: Config): Promise<Findi
   return warn(
     'refusals',
     `${given.count} follow-up(s) of refused copies (a bounce, a probe's disable, a too-big notice) given up in the last ${cfg.delivery.keepDays} day(s) after failing every try; the last, outbox #${l.outbox_id} to ${l.recipient} (${l.follow_up}) at ${l.given_up_at.toISOString()}, after ${l.tries} tries: ${redactSecrets(l.error)}`,
-    'the rows are in the table refusals_given_up with their errors; the copies\' results are unchanged, but those bounces did not count: fix what the errors name (docs/delivery.md, "Follow-ups given up"), then delete the rows',
+    'the rows are in the table refusals_given_up with their errors; the copies\' results are unchanged, but those bounces did not count: fix what the errors name (docs/delivery.md, "Bounces", says how to have one tried again), then delete the rows',
   );
 }
 
