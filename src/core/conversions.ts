@@ -126,12 +126,12 @@ export async function runConversions(
     let r: BatchResult;
     try {
       r = await runConversionBatch(pool, worker, limits, jobs);
-      failures.ok('batch');
+      failures.ok('conversion batch');
     } catch (err) {
       const failure = err instanceof ConversionBatchFailure ? err : null;
       if (!failure || isConnectionLoss(failure.cause)) {
         // The database away: every pass fails so until it is back, said once and summed up.
-        failures.failed('batch', failure?.cause ?? err, 'a conversion batch failed; it is tried again on the next pass', { conversion: failure?.job });
+        failures.failed('conversion batch', failure?.cause ?? err, 'a conversion batch failed; it is tried again on the next pass', { conversion: failure?.job });
         return;
       }
       log.warn({ err: failure.cause, conversion: failure.job }, 'a conversion batch failed; its rows are done again one at a time');
