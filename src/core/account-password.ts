@@ -7,10 +7,11 @@
  */
 
 import type pg from 'pg';
-import { setPasswordHash } from '../db/accounts.ts';
+import { replacePasswordHash, setPasswordHash } from '../db/accounts.ts';
 import { recordAudit } from '../db/audit.ts';
 import { withTransaction } from '../db/pool.ts';
 import { deleteAccountSessions } from '../db/sessions.ts';
+import { Conflict } from '../errors.ts';
 import { absoluteUrl, passwordResetRequestUrl } from '../mail/urls.ts';
 import { noticeTime, tokensAdvice, type AccountRef, type NoticeSettings } from './account-addresses.ts';
 import { sendNotice } from './notices.ts';
@@ -20,11 +21,17 @@ export type PasswordChange = 'set' | 'changed' | 'reset';
 /**
  * Saves the password hash; ends every session of the account but `keepSession` (the hash of the
  * one saving it; null: all); tells the primary address (`who.email`) what happened and when.
+ * `replacing`: the hash the change was checked against (the current password typed, or none set);
+ * a Conflict when it is no longer the account's. Two sessions changing the password at once were
+ * both told "saved", and each logged the other out: the one whose password was not in force too.
  */
-export async function savePassword(pool: pg.Pool, who: AccountRef, hash: string, opts: { change: PasswordChange; keepSession: string | null; settings: NoticeSettings }): Promise<void> {
+export async function savePassword(pool: pg.Pool, who: AccountRef, hash: string, opts: { change: PasswordChange; keepSession: string | null; replacing?: string | null; settings: NoticeSettings }): Promise<void> {
   const { settings } = opts;
   await withTransaction(pool, async (tx) => {
-    await setPasswordHash(tx, who.accountId, hash);
+    if (opts.replacing === undefined) await setPasswordHash(tx, who.accountId, hash);
+    else if (!(await replacePasswordHash(tx, who.accountId, hash, opts.replacing))) {
+      throw new Conflict('The password of this account was changed meanwhile (in another session?); yours was not saved. Log in with the new one, or ask for a reset link.', 'password_changed');
+    }
     await deleteAccountSessions(tx, who.accountId, opts.keepSession);
     await recordAudit(tx, { actor: who.email, action: `account.password_${opts.change}`, target: who.email });
     const what = opts.change === 'set' ? 'A password was set for' : opts.change === 'reset' ? 'The password was reset, by a link mailed to one of its addresses, for' : 'The password was changed for';

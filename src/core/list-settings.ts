@@ -13,7 +13,7 @@ import { ARCHIVE_POLICIES, AUTH_POLICIES, SYNCHRONOUS_COMMITS, DMARC_MITIGATIONS
 import { normalizeEmail } from '../mail/address.ts';
 import { signingKeyProblem } from '../mail/list-signing.ts';
 import { checkTemplate, type TemplateName } from '../mail/templates.ts';
-import { oneLineProblem, updateListSettings } from './lists.ts';
+import { oneLineProblem, settingsVersion, updateListSettings } from './lists.ts';
 
 interface Setting {
   /** core settings are the list's identity and policies; delivery ones its sending options */
@@ -186,6 +186,7 @@ export async function setListSettings(pool: pg.Pool, list: ListRow, values: Reco
     else delivery[name] = value;
     if ((before[name] ?? null) !== (value ?? null)) changed[name] = setting.secret ? (value ? 'replaced' : 'removed') : value;
   }
-  await updateListSettings(pool, list, { core, delivery: delivery as Partial<DeliverySettings> }, { actor: opts.actor, changed });
+  // The core settings are written whole, from `list`: refused, rather than undone, if changed since.
+  await updateListSettings(pool, list, { core, delivery: delivery as Partial<DeliverySettings> }, { actor: opts.actor, changed, version: settingsVersion(list) });
   return changed;
 }

@@ -4,10 +4,11 @@
  * its audit entry in one transaction; `actor` is the panel's account or `cli:USER`.
  */
 
+import crypto from 'node:crypto';
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { addListRole, countOwners, deleteListIn, deletionImpact, lockListRoles, removeListRole, updateCoreSettings, type CoreSettings, type DeletionImpact, type ListRole } from '../db/list-admin.ts';
-import { createList as insertList, updateDeliverySettings, type DeliverySettings, type ListRow, type NewList } from '../db/lists.ts';
+import { createList as insertList, DELIVERY_SETTING_NAMES, getListById, updateDeliverySettings, type DeliverySettings, type ListRow, type NewList } from '../db/lists.ts';
 import { withTransaction } from '../db/pool.ts';
 import { Conflict, InvalidInput } from '../errors.ts';
 import { listAddressProblem } from '../mail/address.ts';
@@ -43,11 +44,29 @@ export async function createList(pool: pg.Pool, input: ListCreation, opts: { act
   });
 }
 
-/** Saves a list's settings; `changed` (what differs, secrets named but not copied) is the audit entry's detail. */
+/**
+ * A fingerprint of a list's settings as they are now. The settings form is saved whole, every field
+ * as the page showed it: it carries the fingerprint of what it showed, so that a save from a page
+ * opened before another owner's save (or a `list set`) is refused instead of putting back, without
+ * a word, the fields the other one changed.
+ */
+export function settingsVersion(list: ListRow): string {
+  const names = ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', ...DELIVERY_SETTING_NAMES] as (keyof ListRow)[];
+  return crypto.createHash('sha256').update(JSON.stringify(names.map((n) => list[n] ?? null))).digest('base64url').slice(0, 22);
+}
+
+/**
+ * Saves a list's settings; `changed` (what differs, secrets named but not copied) is the audit
+ * entry's detail. With `version` (settingsVersion() of the `list` the values were made from), a
+ * Conflict ('settings_changed') when the settings changed since, checked under the list's row lock.
+ */
 export async function updateListSettings(
-  pool: pg.Pool, list: ListRow, settings: { core: CoreSettings; delivery: Partial<DeliverySettings> }, opts: { actor: string; changed: Record<string, unknown> },
+  pool: pg.Pool, list: ListRow, settings: { core: CoreSettings; delivery: Partial<DeliverySettings> }, opts: { actor: string; changed: Record<string, unknown>; version?: string },
 ): Promise<void> {
   await withTransaction(pool, async (tx) => {
+    if (opts.version !== undefined && settingsVersion(await getListById(tx, list.id, { forUpdate: true })) !== opts.version) {
+      throw new Conflict(`the settings of ${list.address} were changed by someone else meanwhile; nothing was saved`, 'settings_changed');
+    }
     await updateCoreSettings(tx, list.id, settings.core);
     await updateDeliverySettings(tx, list.id, settings.delivery);
     if (Object.keys(opts.changed).length > 0) await recordAudit(tx, { actor: opts.actor, action: 'list.settings', list, target: list.address, detail: opts.changed });

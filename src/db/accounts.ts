@@ -110,6 +110,12 @@ export async function setPasswordHash(db: Queryable, accountId: number, hash: st
   await db.query('update accounts set password_hash = $2 where id = $1', [accountId, hash]);
 }
 
+/** Replaces the password hash only if it still is `expected` (null: none set); false when it is not. */
+export async function replacePasswordHash(db: Queryable, accountId: number, hash: string, expected: string | null): Promise<boolean> {
+  const { rowCount } = await db.query('update accounts set password_hash = $2 where id = $1 and password_hash is not distinct from $3', [accountId, hash, expected]);
+  return (rowCount ?? 0) > 0;
+}
+
 export async function recordLogin(db: Queryable, accountId: number): Promise<void> {
   await db.query('update accounts set last_login_at = now() where id = $1', [accountId]);
 }

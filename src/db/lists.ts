@@ -201,6 +201,9 @@ const DELIVERY_COLUMNS: Record<keyof DeliverySettings, string> = {
   send_goodbye: 'boolean',
 };
 
+/** The names of a list's sending options, as columns of `lists`. */
+export const DELIVERY_SETTING_NAMES = Object.keys(DELIVERY_COLUMNS) as (keyof DeliverySettings)[];
+
 /** Changes the given sending options of a list; the others keep their values. */
 export async function updateDeliverySettings(db: Queryable, listId: number, s: Partial<DeliverySettings>): Promise<ListRow> {
   // Only known column names reach the SQL text; values are parameters.
@@ -214,8 +217,9 @@ export async function updateDeliverySettings(db: Queryable, listId: number, s: P
   return rows[0];
 }
 
-export async function getListById(db: Queryable, listId: number): Promise<ListRow> {
-  const { rows } = await db.query<ListRow>('select * from lists where id = $1', [listId]);
+/** A list by id; `forUpdate`: its row locked for a change of its settings, for the rest of the transaction. */
+export async function getListById(db: Queryable, listId: number, opts: { forUpdate?: boolean } = {}): Promise<ListRow> {
+  const { rows } = await db.query<ListRow>(`select * from lists where id = $1 ${opts.forUpdate ? 'for no key update' : ''}`, [listId]);
   if (!rows[0]) throw new NotFound(`no list with id ${listId}`, 'no_such_list');
   return rows[0];
 }

@@ -116,7 +116,7 @@ export function accountRouter(ctx: WebContext): Router {
       return res.redirect(303, '/account');
     }
     await savePassword(db, { accountId: account.id, email: account.email }, await hashPassword(password), {
-      change: account.password_hash ? 'changed' : 'set', keepSession: currentSessionHash(req), settings: ctx.cfg,
+      change: account.password_hash ? 'changed' : 'set', keepSession: currentSessionHash(req), replacing: account.password_hash, settings: ctx.cfg,
     });
     flash(ctx, res, 'Password saved. Your other sessions were logged out.');
     res.redirect(303, '/account');

@@ -1,11 +1,11 @@
-import { Router } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { recentAudit } from '../../db/audit.ts';
 import { deletionImpact, listCounts, listRoles, type ListRole } from '../../db/list-admin.ts';
-import type { ListRow } from '../../db/lists.ts';
+import { getListById, type ListRow } from '../../db/lists.ts';
 import { ARCHIVE_POLICIES, DMARC_MITIGATIONS, POST_POLICIES, REPLY_TO_POLICIES, SUBSCRIBE_POLICIES } from '../../list-policies.ts';
 import { memberCounts } from '../../db/member-admin.ts';
-import { addRole, createList, deleteList, removeRole, updateListSettings } from '../../core/lists.ts';
-import { Conflict, InvalidInput } from '../../errors.ts';
+import { addRole, createList, deleteList, removeRole, settingsVersion, updateListSettings } from '../../core/lists.ts';
+import { AppError, Conflict, InvalidInput } from '../../errors.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
@@ -14,7 +14,7 @@ import { flash } from '../session.ts';
 import { actor, listAccessOf, requireList, requireRecentLoginThen, requireSiteAdmin } from '../auth/guards.ts';
 import { auditLines } from './audit-view.ts';
 import { field, oneOf, positiveInt, query } from './form.ts';
-import { changedSettings, invalidFields, readSettings } from './settings-form.ts';
+import { changedSettings, invalidFields, readSettings, type SettingsProblem } from './settings-form.ts';
 import { adminListUrl } from '../../mail/urls.ts';
 import { TEMPLATE_NAMES, TEMPLATE_VARIABLES } from '../../mail/templates.ts';
 
@@ -70,20 +70,37 @@ export function listsRouter(ctx: WebContext): Router {
     render(ctx.views, req, res, 'admin/list.njk', { title: list.address, tab: 'overview', counts, members, audit: auditLines(audit) });
   });
 
+  /** The settings page: `form` the values shown, with the problems of a save that was refused. */
+  const settingsPage = async (req: Request, res: Response, list: ListRow, form: Record<string, unknown>, refused?: { problems: SettingsProblem[]; status: number }) =>
+    render(ctx.views, req, res, 'admin/settings.njk', {
+      title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form, roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url, templateVariables: TEMPLATE_HINTS,
+      ...(refused ? { problems: refused.problems, invalidFields: invalidFields(refused.problems) } : {}),
+    }, refused?.status);
+
   r.get('/admin/lists/:list/settings', requireList(ctx, 'owner'), async (req, res) => {
     const { list } = listAccessOf(res);
-    render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: formValues(list), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url, templateVariables: TEMPLATE_HINTS });
+    await settingsPage(req, res, list, formValues(list));
   });
 
   r.post('/admin/lists/:list/settings', requireList(ctx, 'owner'), requireCsrf, async (req, res) => {
     const { list } = listAccessOf(res);
     const input = readSettings(req, list);
     if (input.problems.length > 0) {
-      const typed = { ...formValues(list), ...req.body, dkim_private_key: undefined };
-      return render(ctx.views, req, res, 'admin/settings.njk', { title: `Settings · ${list.address}`, tab: 'settings', options: OPTIONS, form: typed, problems: input.problems, invalidFields: invalidFields(input.problems), roles: await listRoles(db, list.id), spamCheckOn: !!ctx.cfg.spamCheck.url, templateVariables: TEMPLATE_HINTS }, 400);
+      return settingsPage(req, res, list, { ...formValues(list), ...req.body, dkim_private_key: undefined }, { problems: input.problems, status: 400 });
     }
     const changed = changedSettings(list, input);
-    await updateListSettings(db, list, input, { actor: actor(req), changed });
+    // A page without the field (an older one) is saved as before, unchecked.
+    const version = field(req, 'version', 100) || undefined;
+    try {
+      await updateListSettings(db, list, input, { actor: actor(req), changed, version });
+    } catch (err) {
+      if (!(err instanceof AppError && err.code === 'settings_changed')) throw err;
+      // Saved whole, this form would put back what the other save changed: the page shows the
+      // settings as they are now, for the owner to make the change again.
+      return settingsPage(req, res, list, formValues(await getListById(db, list.id)), { status: 409, problems: [
+        { field: 'version', text: 'Someone changed these settings since you opened this page. The form now shows the values saved now: make your change again, then save.' },
+      ] });
+    }
     flash(ctx, res, Object.keys(changed).length > 0 ? `Saved: ${Object.keys(changed).join(', ')}.` : 'Nothing changed.');
     res.redirect(303, adminListUrl(list.address, 'settings'));
   });
@@ -149,5 +166,6 @@ function formValues(list: ListRow) {
     digest_size_kb: Math.round(list.digest_size_threshold / 1024),
     dkim_private_key: undefined,
     has_dkim_key: !!list.dkim_private_key,
+    version: settingsVersion(list),
   };
 }
