@@ -304,6 +304,27 @@ describe('moderation by mail', () => {
     expect(again[2].parsed.text).toContain(`already approved by mail:${moderator}`);
   });
 
+  it('of an owner\'s "approve" and a moderator\'s "discard" replied at the same moment, one decides; the other is told, and nothing is half done', async () => {
+    const { owner, moderator, replyTo, messageId } = await heldPost();
+    const replies = await Promise.all([
+      sendRaw(smtp.port, { from: owner, to: [replyTo] }, message({ from: owner, to: replyTo, subject: 'approve' })),
+      sendRaw(smtp.port, { from: moderator, to: [replyTo] }, message({ from: moderator, to: replyTo, subject: 'discard' })),
+    ]);
+    expect(replies.map((r) => r.ok)).toEqual([true, true]);
+    await settle();
+    const decided = await heldState(messageId);
+    const approved = decided.state === 'approved';
+    expect(decided).toMatchObject(approved ? { state: 'approved', decided_by: `mail:${owner}` } : { state: 'discarded', decided_by: `mail:${moderator}` });
+    // Distributed exactly when approved, once to each member.
+    expect(copiesOf(messageId).map((m) => m.to).sort()).toEqual(approved ? MEMBERS : []);
+    const audit = await db.pool.query(`select actor, action from audit_log where target = $1`, [messageId]);
+    expect(audit.rows).toEqual([approved ? { actor: `mail:${owner}`, action: 'held.approve' } : { actor: `mail:${moderator}`, action: 'held.discard' }]);
+    const [winner, loser] = approved ? [owner, moderator] : [moderator, owner];
+    expect((await mailTo(winner, 2)).map((m) => m.parsed.subject)).toContainEqual(expect.stringMatching(approved ? /^Held post approved on / : /^Held post discarded on /));
+    const told = (await mailTo(loser, 2)).map((m) => m.parsed).find((p) => /^Could not /.test(p.subject));
+    expect(told?.text).toContain(`already ${decided.state} by mail:${winner}`);
+  });
+
   it('takes the decision and queues its answer together: a reply whose answer cannot be queued is retried, and then told it was approved', async () => {
     const { moderator, replyTo, messageId } = await heldPost();
     // The answer's insert fails as a dropped connection would (SQLSTATE 08006: worth a retry).
