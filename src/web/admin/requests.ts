@@ -1,6 +1,7 @@
 /* Subscription requests held for approval (lists with subscribe policy "approve"). */
 
 import { Router } from 'express';
+import { AppError } from '../../errors.ts';
 import type { WebContext } from '../context.ts';
 import { requireCsrf } from '../csrf.ts';
 import { render } from '../render.ts';
@@ -26,10 +27,21 @@ export function requestsRouter(ctx: WebContext): Router {
     const ids = new Set(fields(req, 'ids').map((v) => positiveInt(v, 0)));
     // Only requests of this list: the ids come from the browser.
     const pending = (await pendingApprovals(db, list.id)).filter((p) => ids.has(p.id));
+    let done = 0;
+    const decided: string[] = [];
     for (const p of pending) {
-      await decideSubscription(db, p.id, decision, actor(req), ctx.cfg);
+      try {
+        await decideSubscription(db, p.id, decision, actor(req), ctx.cfg);
+        done++;
+      } catch (err) {
+        // Decided by another moderator since this page was read: the rest are decided all the same.
+        if (!(err instanceof AppError && err.code === 'already_decided')) throw err;
+        decided.push(p.email);
+      }
     }
-    flash(ctx, res, pending.length === 0 ? 'Tick at least one request first.' : `${pending.length} request${pending.length === 1 ? '' : 's'} ${decision === 'approve' ? 'approved' : 'rejected'}.`, pending.length === 0 ? 'error' : 'flash');
+    const text = pending.length === 0 ? 'Tick at least one request first.'
+      : `${done} request${done === 1 ? '' : 's'} ${decision === 'approve' ? 'approved' : 'rejected'}.${decided.length ? ` Already decided by someone else: ${decided.join(', ')}.` : ''}`;
+    flash(ctx, res, text, done === 0 ? 'error' : 'flash');
     res.redirect(303, adminListUrl(list.address, 'requests'));
   });
 
