@@ -6,11 +6,11 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hashPassword, verifyPassword } from '../src/auth/credentials.ts';
-import { findAccountByEmail, setPasswordHash, upsertAccount } from '../src/db/accounts.ts';
+import { findAccountByEmail, issueLoginToken, setPasswordHash, upsertAccount } from '../src/db/accounts.ts';
 import { addListRole } from '../src/db/list-admin.ts';
 import { createList } from '../src/db/lists.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
-import { loggedIn, queuedMail, type WebClient } from './helpers/browser.ts';
+import { loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
 let db: TestDatabase;
@@ -111,4 +111,34 @@ it('of two sessions of one account changing its password at once, one wins and t
   expect(told).toHaveLength(1);
   const audit = await db.pool.query(`select count(*)::int as n from audit_log where target = 'twice@example.org' and action = 'account.password_changed'`);
   expect(audit.rows[0].n).toBe(1);
+});
+
+it('a password reset link posted twice at once resets the password once: the other post is told the link is used up', async () => {
+  const { account } = await upsertAccount(db.pool, 'forgot@example.org');
+  await setPasswordHash(db.pool, account.id, await hashPassword('the old password'));
+  const token = await issueLoginToken(db.pool, 'forgot@example.org', 'reset', 3600);
+  const tabs = [new WebClient(web.url), new WebClient(web.url)];
+  const replies = await Promise.all(tabs.map((t, i) => t.post(`/login/reset/${token}`, { password: `new password ${i}`, confirm: `new password ${i}` })));
+  expect(replies.map((r) => r.status).sort()).toEqual([303, 410]);
+  const winner = replies[0].status === 303 ? 0 : 1;
+  const hash = (await findAccountByEmail(db.pool, 'forgot@example.org'))!.password_hash;
+  expect(await verifyPassword(hash, `new password ${winner}`)).toBe(true);
+  expect((await queuedMail(db, 'forgot@example.org')).filter((m) => m.subject === 'Your password was changed')).toHaveLength(1);
+});
+
+it('one address added to two accounts, both links followed at once: one account has it verified, the other is told it is taken', async () => {
+  const accounts = [await loggedIn(db, web.url, 'first@example.org'), await loggedIn(db, web.url, 'second@example.org')];
+  for (let round = 0; round < 3; round++) {
+    const shared = `shared-${round}@example.org`;
+    for (const c of accounts) expect((await c.post('/account/addresses', { email: shared })).status).toBe(303);
+    // The first mail was asked for by the first account: each link is its own account's.
+    const links = (await queuedMail(db, shared)).map((m) => new URL(/https?:\/\/\S+\/account\/addresses\/verify\/\S+/.exec(m.text)![0]).pathname);
+    expect(links).toHaveLength(2);
+    const replies = await Promise.all(accounts.map((c, i) => c.post(links[i])));
+    expect(replies.map((r) => r.status).sort()).toEqual([303, 409]);
+    const loser = replies[0].status === 409 ? 0 : 1;
+    expect(replies[loser].text).toContain('already a verified address of another account');
+    const { rows } = await db.pool.query(`select a.email from account_addresses aa join accounts a on a.id = aa.account_id where aa.email = $1 and aa.verified_at is not null`, [shared]);
+    expect(rows).toEqual([{ email: loser === 0 ? 'second@example.org' : 'first@example.org' }]);
+  }
 });
