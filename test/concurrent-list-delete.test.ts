@@ -1,0 +1,95 @@
+/*
+ * A list deleted in the panel while posts to it arrive over SMTP and its copies are being sent
+ * by a worker to a (slow) relay. Every post gets an honest answer: 250 only for a post committed
+ * before the deletion (deleted with the list), else a refusal the sender hears of; the worker
+ * settles the copies it had in hand and keeps delivering the other lists' posts; the pages that
+ * read the queue and the audit log still render.
+ */
+
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createList } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { loggedIn } from './helpers/browser.ts';
+import { message, sendRaw, startIngest, type RunningIngest, type SendResult } from './helpers/smtp.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+
+let db: TestDatabase;
+let relay: CaptureRelay;
+let smtp: RunningIngest;
+let web: RunningWeb;
+let worker: DeliveryWorker;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  relay = await startCaptureRelay();
+  smtp = await startIngest(db.pool);
+  web = await startWeb(db);
+  worker = await startWorker(db, workerConfig(relay));
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await web?.stop();
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+const MEMBERS = Array.from({ length: 20 }, (_, i) => `m${i}@example.net`);
+
+const postTo = (local: string, id: string): Promise<SendResult> =>
+  sendRaw(smtp.port, { from: 'alice@example.org', to: [`${local}@lists.example.org`] }, message({ id, to: `${local}@lists.example.org` }));
+
+it('a list deleted while posts to it arrive and its copies go out: every post is answered honestly, the worker goes on, the pages render', async () => {
+  const doomed = await createList(db.pool, { address: 'doomed@lists.example.org', name: 'Doomed', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  const other = await createList(db.pool, { address: 'other@lists.example.org', name: 'Other', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  for (const m of MEMBERS) await addMember(db.pool, doomed.id, m, 'each');
+  await addMember(db.pool, other.id, 'reader@example.net', 'each');
+  const admin = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
+  // Copies are slow to go out, so that some are in a worker's hands when the list goes.
+  relay.setDelay(50);
+  await postTo('doomed', 'first@example.org');
+  await relay.waitFor(1);
+
+  // Posts keep arriving, a few at a time, while the list is deleted.
+  const answers: { id: string; result: SendResult }[] = [];
+  let deleting = true;
+  const sending = (async () => {
+    for (let n = 0; deleting || n < 6; n++) {
+      const ids = [0, 1, 2].map((k) => `during-${n}-${k}@example.org`);
+      const results = await Promise.all(ids.map((id) => postTo('doomed', id)));
+      ids.forEach((id, k) => answers.push({ id, result: results[k] }));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 150));
+  const deleted = await admin.post('/admin/lists/doomed@lists.example.org/delete', { confirm: 'doomed@lists.example.org' });
+  deleting = false;
+  await sending;
+  expect(deleted.status).toBe(303);
+  relay.setDelay(0);
+
+  for (const { id, result } of answers) {
+    // Answered, one way or the other: 250, or a refusal (the list is gone) or 451 (try again).
+    expect(result.ok || /^(4|5)\d\d/.test(result.response), `${id}: ${result.response}`).toBe(true);
+  }
+  // Posts after the deletion are refused at RCPT TO, as for any unknown list.
+  const late = await postTo('doomed', 'late@example.org');
+  expect(late.ok).toBe(false);
+  expect(late.responseCode).toBe(550);
+  expect(answers.some((a) => a.result.ok)).toBe(true);
+  // Nothing of the list is left to be sent, and nothing it left behind stops the worker.
+  await drained(db);
+  const { rows: left } = await db.pool.query(`select state, count(*)::int as n from outbox where list_id = $1 and state in ('queued', 'sending') group by 1`, [doomed.id]);
+  expect(left).toEqual([]);
+  expect((await postTo('other', 'after@example.org')).ok).toBe(true);
+  await relay.copy('reader@example.net', 'after@example.org');
+  // The pages that read the queue, the ingest log and the audit log render.
+  for (const page of ['/admin/', '/admin/dashboard', '/admin/audit', '/lists/other/']) {
+    expect((await admin.get(page)).status, page).toBe(200);
+  }
+  const { rows: audit } = await db.pool.query(`select action, target from audit_log where action = 'list.delete'`);
+  expect(audit).toEqual([{ action: 'list.delete', target: 'doomed@lists.example.org' }]);
+});
