@@ -147,7 +147,8 @@ export function authRouter(ctx: WebContext): Router {
     const used = await consumeLoginToken(db, hashToken(token), 'reset');
     const account = used ? await findAccountByEmail(db, used.email) : null;
     if (!used || !account) return page(req, res, 'expired.njk', { title: 'Link expired' }, 410);
-    await savePassword(db, { accountId: account.id, email: account.email }, await hashPassword(password), { change: 'reset', keepSession: null, settings: ctx.cfg });
+    // Over the hash read here: of two reset links used at once, the second is told, not saved.
+    await savePassword(db, { accountId: account.id, email: account.email }, await hashPassword(password), { change: 'reset', keepSession: null, replacing: account.password_hash, settings: ctx.cfg });
     await voidLoginTokens(db, used.email, 'reset');
     // The address's owner proved it: failures from anywhere no longer count against it.
     await clearHits(db, `login:fail:${used.email}`);
