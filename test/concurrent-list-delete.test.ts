@@ -3,12 +3,19 @@
  * by a worker to a (slow) relay. Every post gets an honest answer: 250 only for a post committed
  * before the deletion (deleted with the list), else a refusal the sender hears of; the worker
  * settles the copies it had in hand and keeps delivering the other lists' posts; the pages that
- * read the queue and the audit log still render.
+ * read the queue and the audit log still render. A moderator's decision taken on the list at that
+ * moment is either made before the deletion or answered "not found", never a deadlock (503).
  */
 
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { hashToken } from '../src/auth/credentials.ts';
+import { addListRole } from '../src/db/list-admin.ts';
 import { createList } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
+import { archiveMessage } from '../src/db/messages.ts';
+import { insertRequest } from '../src/db/subscription-requests.ts';
+import { parse } from '../src/mail/parse.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -92,4 +99,80 @@ it('a list deleted while posts to it arrive and its copies go out: every post is
   }
   const { rows: audit } = await db.pool.query(`select action, target from audit_log where action = 'list.delete'`);
   expect(audit).toEqual([{ action: 'list.delete', target: 'doomed@lists.example.org' }]);
+});
+
+/** A connection of its own with a transaction open. */
+async function sideTransaction(): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  await c.query('begin');
+  return c;
+}
+
+/** Waits until `n` backends of the test database wait for a lock. */
+async function waitersForALock(n: number): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const { rows } = await db.pool.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+    if (rows[0].n >= n) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`fewer than ${n} waited for a lock`);
+}
+
+it('a held post approved in the panel while the list is being deleted: the approval is made first, the deletion then; no deadlock', async () => {
+  const list = await createList(db.pool, { address: 'held-doomed@lists.example.org', name: 'H', description: '', postPolicy: 'moderated', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  const other = await createList(db.pool, { address: 'held-other@lists.example.org', name: 'O', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  await addListRole(db.pool, list.id, 'mod@example.org', 'moderator');
+  await addMember(db.pool, list.id, 'reader@example.net', 'each');
+  const raw = Buffer.from(message({ id: 'approve-while-deleting@example.org', to: 'held-doomed@lists.example.org' }));
+  expect((await sendRaw(smtp.port, { from: 'alice@example.org', to: ['held-doomed@lists.example.org'] }, raw)).ok).toBe(true);
+  const { rows: [held] } = await db.pool.query<{ id: number }>('select id from held_messages where list_id = $1', [list.id]);
+  const mod = await loggedIn(db, web.url, 'mod@example.org');
+  const admin = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
+  // The same message being archived for another list holds the approval up after it took the
+  // post (it waits for that insert); the deletion comes meanwhile.
+  const side = await sideTransaction();
+  let replies;
+  try {
+    await archiveMessage(side, other.id, raw, await parse(raw));
+    const approving = mod.post('/admin/lists/held-doomed@lists.example.org/held', { ids: String(held.id), action: 'approve' });
+    await waitersForALock(1);
+    const deleting = admin.post('/admin/lists/held-doomed@lists.example.org/delete', { confirm: 'held-doomed@lists.example.org' });
+    await waitersForALock(2);
+    await side.query('rollback');
+    replies = await Promise.all([approving, deleting]);
+  } finally {
+    await side.end();
+  }
+  expect(replies.map((r) => r.status)).toEqual([303, 303]);
+  const { rows: audit } = await db.pool.query(`select action from audit_log where target in ('approve-while-deleting@example.org', 'held-doomed@lists.example.org') order by id`);
+  expect(audit.map((r) => r.action)).toEqual(['held.approve', 'list.delete']);
+  expect((await db.pool.query('select 1 from lists where id = $1', [list.id])).rows).toEqual([]);
+});
+
+it('a subscription request approved while the list is being deleted: one after the other, no deadlock', async () => {
+  const list = await createList(db.pool, { address: 'club-doomed@lists.example.org', name: 'C', description: '', postPolicy: 'members', subscribePolicy: 'approve', archive: 'public', owners: [] });
+  await addListRole(db.pool, list.id, 'mod@example.org', 'moderator');
+  // A former member asks to come back: approving updates the row this side transaction holds.
+  await addMember(db.pool, list.id, 'back@example.org', 'each');
+  await db.pool.query(`update members set status = 'unsubscribed' where list_id = $1`, [list.id]);
+  const request = await insertRequest(db.pool, { listId: list.id, email: 'back@example.org', name: null, mode: 'each', action: 'subscribe', via: 'web', tokenHash: hashToken('ab'.repeat(16)), state: 'approval', expiresInHours: 48 });
+  const mod = await loggedIn(db, web.url, 'mod@example.org');
+  const admin = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
+  const side = await sideTransaction();
+  let replies;
+  try {
+    await side.query(`select 1 from members where list_id = $1 for update`, [list.id]);
+    const approving = mod.post('/admin/lists/club-doomed@lists.example.org/requests', { ids: String(request.id), action: 'approve' });
+    await waitersForALock(1);
+    const deleting = admin.post('/admin/lists/club-doomed@lists.example.org/delete', { confirm: 'club-doomed@lists.example.org' });
+    await waitersForALock(2);
+    await side.query('rollback');
+    replies = await Promise.all([approving, deleting]);
+  } finally {
+    await side.end();
+  }
+  expect(replies.map((r) => r.status)).toEqual([303, 303]);
+  const { rows: audit } = await db.pool.query(`select action from audit_log where target in ('back@example.org', 'club-doomed@lists.example.org') order by id`);
+  expect(audit.map((r) => r.action)).toEqual(['subscription.approve', 'list.delete']);
 });

@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { decideHeld, discardHeldFromSender, heldById, heldSameContent, insertHeld, pendingHeld, type HeldListRow, type HeldRow } from '../db/held.ts';
 import { recordAudit, recordAudits } from '../db/audit.ts';
-import { getListById, type ListRow } from '../db/lists.ts';
+import { getListById, keepList, type ListRow } from '../db/lists.ts';
 import { listHasMessageId } from '../db/messages.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { upsertSenderRule } from '../db/sender-rules.ts';
@@ -79,7 +79,8 @@ export async function moderate(pool: pg.Pool, id: number, action: ModerationActi
   // Parse before taking locks; the raw bytes of a held row never change.
   const message = action === 'approve' ? await parse(peek.raw, peek.received_at) : null;
   await withTransaction(pool, async (tx) => {
-    const held = await heldById(tx, id, { forUpdate: true });
+    // The list before the post, in the order a deletion of the list locks them (keepList).
+    const held = (await keepList(tx, peek.list_id)) ? await heldById(tx, id, { forUpdate: true }) : null;
     if (!held) throw new NotFound(`no held message ${id}`, 'no_such_held');
     if (held.state !== 'held') {
       throw new Conflict(`held message ${id} was already ${held.state} by ${held.decided_by ?? 'someone'}`, 'already_decided');
@@ -124,6 +125,7 @@ export async function discardHeldFrom(pool: pg.Pool, list: ListRow, sender: stri
   const key = senderKey(sender);
   const reason = opts.reason?.trim() || null;
   return withTransaction(pool, async (tx) => {
+    if (!(await keepList(tx, list.id))) throw new NotFound(`no list ${list.address}`, 'no_such_list');
     if (opts.ban) {
       await upsertSenderRule(tx, list.id, key, 'ban', null, opts.actor);
       await recordAudit(tx, { actor: opts.actor, action: 'sender.ban', list, target: key, detail: { from: 'held queue' } });

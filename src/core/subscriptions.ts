@@ -14,13 +14,13 @@ import type pg from 'pg';
 import { hashToken } from '../auth/credentials.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { recordAudit } from '../db/audit.ts';
-import { getListById, type ListRow } from '../db/lists.ts';
+import { getListById, keepList, type ListRow } from '../db/lists.ts';
 import { addMember, findMember, reenableMember, removeMember, type AddOutcome } from '../db/members.ts';
 import type { DeliveryMode } from '../list-policies.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import {
-  awaitsApproval, insertRequest, requestById, requestForConfirmation, requestsAwaitingApproval, setRequestState,
+  awaitsApproval, insertRequest, requestById, requestByToken, requestForConfirmation, requestsAwaitingApproval, setRequestState,
   type RequestAction, type SubscriptionRequestRow,
 } from '../db/subscription-requests.ts';
 import { mailboxKey, normalizeEmail, roleAddress } from '../mail/address.ts';
@@ -108,8 +108,11 @@ export interface ConfirmResult {
 /** Confirms a request by its token (a reply to LIST-confirm+TOKEN@ or the web link). Idempotent. */
 export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreSettings, 'publicUrl'>): Promise<ConfirmResult> {
   if (!/^[a-f0-9]{32}$/i.test(token)) throw new NotFound('this confirmation link is not valid', 'unknown_token');
+  const tokenHash = hashToken(token.toLowerCase());
   return withTransaction(pool, async (tx) => {
-    const req = await requestForConfirmation(tx, hashToken(token.toLowerCase()));
+    // The list before the request, in the order a deletion of the list locks them (keepList).
+    const peek = await requestByToken(tx, tokenHash);
+    const req = peek && (await keepList(tx, peek.list_id)) ? await requestForConfirmation(tx, tokenHash) : null;
     if (!req) throw new NotFound('this confirmation link is not valid, or was already used long ago', 'unknown_token');
     const list = await getListById(tx, req.list_id);
     if (req.state === 'done' || req.state === 'approval') return { action: req.action, state: req.state, list, email: req.email };
@@ -175,7 +178,9 @@ export async function pendingApprovals(db: Queryable, listId: number): Promise<S
 /** An owner's or moderator's decision on a request awaiting approval, audited in its transaction; `actor` is their account. */
 export async function decideSubscription(pool: pg.Pool, requestId: number, decision: 'approve' | 'reject', actor: string, settings: Pick<CoreSettings, 'publicUrl'>): Promise<void> {
   await withTransaction(pool, async (tx) => {
-    const req = await requestById(tx, requestId, { forUpdate: true });
+    // The list before the request, in the order a deletion of the list locks them (keepList).
+    const peek = await requestById(tx, requestId);
+    const req = peek && (await keepList(tx, peek.list_id)) ? await requestById(tx, requestId, { forUpdate: true }) : null;
     if (!req) throw new NotFound(`no subscription request ${requestId}`, 'no_such_request');
     if (req.state !== 'approval') throw new Conflict(`subscription request ${requestId} is not waiting for approval (it is ${req.state})`, 'already_decided');
     const list = await getListById(tx, req.list_id);

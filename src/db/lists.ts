@@ -217,6 +217,18 @@ export async function updateDeliverySettings(db: Queryable, listId: number, s: P
   return rows[0];
 }
 
+/**
+ * Keeps the list from being deleted until the transaction ends (a key-share lock on its row);
+ * false when it is gone. A change to rows of the list that a deletion also locks (held posts) takes
+ * this first: the deletion locks the list, then those rows, so a change that locked a held post and
+ * then named the list (its audit entry, the archived post) waited for the deletion while the
+ * deletion waited for it, and PostgreSQL ended one of them as a deadlock.
+ */
+export async function keepList(db: Queryable, listId: number): Promise<boolean> {
+  const { rowCount } = await db.query('select 1 from lists where id = $1 for key share', [listId]);
+  return (rowCount ?? 0) > 0;
+}
+
 /** A list by id; `forUpdate`: its row locked for a change of its settings, for the rest of the transaction. */
 export async function getListById(db: Queryable, listId: number, opts: { forUpdate?: boolean } = {}): Promise<ListRow> {
   const { rows } = await db.query<ListRow>(`select * from lists where id = $1 ${opts.forUpdate ? 'for no key update' : ''}`, [listId]);
