@@ -219,10 +219,12 @@ export async function updateDeliverySettings(db: Queryable, listId: number, s: P
 
 /**
  * Keeps the list from being deleted until the transaction ends (a key-share lock on its row);
- * false when it is gone. A change to rows of the list that a deletion also locks (held posts) takes
- * this first: the deletion locks the list, then those rows, so a change that locked a held post and
- * then named the list (its audit entry, the archived post) waited for the deletion while the
- * deletion waited for it, and PostgreSQL ended one of them as a deadlock.
+ * false when it is gone. A change to rows of the list that its deletion also locks (held posts,
+ * subscription requests) takes this first: the deletion locks the list, then those rows, so a
+ * decision that locked a held post and then named the list (its audit entry, the archived post, the
+ * member row) waited for the deletion while the deletion waited for it, and PostgreSQL ended one of
+ * them as a deadlock (a 503 in the panel). Other changes that lock a list's rows, then audit, can
+ * still meet a deletion so; they are rarer, and end the same way.
  */
 export async function keepList(db: Queryable, listId: number): Promise<boolean> {
   const { rowCount } = await db.query('select 1 from lists where id = $1 for key share', [listId]);
