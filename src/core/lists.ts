@@ -52,7 +52,10 @@ export async function createList(pool: pg.Pool, input: ListCreation, opts: { act
  */
 export function settingsVersion(list: ListRow): string {
   const names = ['name', 'description', 'post_policy', 'subscribe_policy', 'archive', ...DELIVERY_SETTING_NAMES] as (keyof ListRow)[];
-  return crypto.createHash('sha256').update(JSON.stringify(names.map((n) => list[n] ?? null))).digest('base64url').slice(0, 22);
+  // The private key counts by its presence only: the fingerprint is put in a page, and nothing
+  // derived from a secret is. (The form never writes back a key it did not receive.)
+  const values = names.map((n) => (n === 'dkim_private_key' ? !!list.dkim_private_key : (list[n] ?? null)));
+  return crypto.createHash('sha256').update(JSON.stringify(values)).digest('base64url').slice(0, 22);
 }
 
 /**
