@@ -115,7 +115,7 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     threadId = (await db.pool.query<{ t: number }>('select thread_id::int as t from messages where message_id = $1', [`root-${variant}@example.org`])).rows[0].t;
     const port = Number(new URL(web.url).port);
     varnish = await startVarnish(readVcl()[variant], port);
-    gate = await gateTo(varnish.port);
+    gate = await gateTo(varnish.purgePort);
     await db.pool.query('delete from purges');
     // The second send of each key (10 s later) has a test of its own, below: here it would purge
     // pages between the two GETs that check they are cached.
@@ -199,6 +199,21 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     expect(month.body).toContain('Posted while varnishd was down');
   }, 60_000);
 
+  it('a reader whose requests reach Varnish from a proxy on its machine cannot purge', async () => {
+    // A TLS proxy on Varnish's machine (PUBLIC_URL https) connects from 127.0.0.1 for every
+    // reader: to the purgers ACL each one looked like the worker, and could empty the cache.
+    const tls = await gateTo(varnish.port);
+    try {
+      const page = `/lists/ops-${variant}/2026-11`;
+      await cached(page);
+      const res = await fetch(tls.url, { method: 'PURGE', headers: { 'xkey-purge': `site list-${ops.id} month-${ops.id}-2026-11` } });
+      expect(res.status).toBe(403);
+      expect((await get(page)).hit).toBe(true);
+    } finally {
+      await tls.close();
+    }
+  });
+
   it('a member list open to anyone is not kept: one who leaves is gone from it at once', async () => {
     const roster = `/lists/ops-${variant}/members`;
     await db.pool.query(`update lists set roster_visibility = 'anyone' where id = $1`, [ops.id]);
@@ -257,7 +272,7 @@ it('a page the origin was rendering when a message was hidden is purged again: t
   await new Promise<void>((resolve) => slow.listen(port, '127.0.0.1', () => resolve()));
   const varnish = await startVarnish(readVcl().xkey, port);
   await db.pool.query('delete from purges');
-  const purger = new Purger(db.pool, db.url, { url: `${varnish.url}/`, timeoutMs: 2_000 }, { pollMs: 100, resendSeconds: 2 });
+  const purger = new Purger(db.pool, db.url, { url: varnish.purgeUrl, timeoutMs: 2_000 }, { pollMs: 100, resendSeconds: 2 });
   await purger.start();
   try {
     const page = `${varnish.url}/lists/race/2026-11`;

@@ -45,6 +45,9 @@ export async function freePort(): Promise<number> {
 export interface Varnish {
   url: string;
   port: number;
+  /** the listener for purges alone (-a purge=…), where PURGE_URL points */
+  purgeUrl: string;
+  purgePort: number;
   /** starts it again on the same port (an empty cache: storage is memory) */
   start(): Promise<void>;
   /** SIGKILL to the manager and its cache process */
@@ -58,13 +61,14 @@ export async function startVarnish(vcl: string, backendPort: number): Promise<Va
   const vclFile = path.join(dir, 'default.vcl');
   fs.writeFileSync(vclFile, vcl.replace('.port = "8080";', `.port = "${backendPort}";`));
   const port = await freePort();
+  const purgePort = await freePort();
   let child: ChildProcess | null = null;
   let out = '';
   const pidFile = path.join(dir, 'varnishd.pid');
 
   const up = async () => {
     out = '';
-    child = spawn(VARNISHD, ['-F', '-j', 'none', '-n', path.join(dir, 'work'), '-a', `127.0.0.1:${port}`, '-f', vclFile,
+    child = spawn(VARNISHD, ['-F', '-j', 'none', '-n', path.join(dir, 'work'), '-a', `127.0.0.1:${port}`, '-a', `purge=127.0.0.1:${purgePort}`, '-f', vclFile,
       '-s', 'malloc,32m', '-T', 'none', '-P', pidFile, '-p', 'ban_lurker_sleep=0.01', '-p', 'ban_lurker_age=0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -106,6 +110,8 @@ export async function startVarnish(vcl: string, backendPort: number): Promise<Va
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    purgeUrl: `http://127.0.0.1:${purgePort}/`,
+    purgePort,
     start: up,
     kill: () => down('SIGKILL'),
     stop: async () => {
