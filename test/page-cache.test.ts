@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { archiveMessage, hideMessage, unhideMessage } from '../src/db/messages.ts';
@@ -216,5 +217,34 @@ it('counts what a kept page costs by its key too: long URLs of small pages stay 
     expect(after.hit - before.hit).toBe(0);
   } finally {
     await small.stop();
+  }
+});
+
+it('keeps a page first asked for with HEAD whole: the GETs after it get its body, a GET with a body too', async () => {
+  const list = await createList(db.pool, { address: 'epsilon@lists.example.org', name: 'Epsilon', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  const raw = Buffer.from(message({ id: 'head-first@example.org', subject: 'Headed', body: 'The body a HEAD does not get.' }));
+  await archiveMessage(db.pool, list.id, raw, await parse(raw));
+  for (const path of ['/message-id/head-first@example.org', '/message-id/raw/head-first@example.org', '/lists/epsilon/feed.atom']) {
+    for (let i = 0; i < 2; i++) {
+      const head = await fetch(`${web.url}${path}`, { method: 'HEAD' });
+      expect(head.status, path).toBe(200);
+      expect(await head.text()).toBe('');
+    }
+    const before = await counts();
+    const got = await fetch(`${web.url}${path}`);
+    expect(Number(got.headers.get('content-length')), path).toBeGreaterThan(0);
+    expect(await got.text(), path).toContain('The body a HEAD does not get.');
+    expect((await counts()).hit - before.hit, path).toBe(1);
+    // A body on a GET asks for nothing else: the page is the kept one.
+    const bodied = await new Promise<string>((resolve, reject) => {
+      const req = http.request(`${web.url}${path}?list=epsilon`, { method: 'GET', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': '11' } }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve(text));
+      });
+      req.on('error', reject);
+      req.end('list=nobody');
+    });
+    expect(bodied, path).toContain('The body a HEAD does not get.');
   }
 });
