@@ -79,6 +79,31 @@ describe('operating listkeeper serve', () => {
     expect(Number(/^listkeeper_outbox_oldest_queued_seconds (\S+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(90);
   });
 
+  it('lets no cache keep its answers about itself or the panel\'s pages, and keeps the archive\'s cacheable', async () => {
+    for (const p of ['/healthz', '/healthz?ready', '/metrics', '/login', '/login/reset', '/no-such-page']) {
+      const res = await fetch(`${webUrl}${p}`);
+      await res.arrayBuffer();
+      expect(res.headers.get('cache-control'), p).toBe('no-store');
+    }
+    const page = await fetch(`${webUrl}/message-id/logged@example.org`);
+    await page.arrayBuffer();
+    expect([page.status, page.headers.get('cache-control')]).toEqual([200, expect.stringMatching(/^public/)]);
+  });
+
+  it('logs a change of readiness once, not every probe of a load balancer', async () => {
+    const { rows: [last] } = await db.pool.query<{ name: string }>(`select name from schema_migrations order by name desc limit 1`);
+    await db.pool.query(`delete from schema_migrations where name = $1`, [last.name]);
+    try {
+      for (let i = 0; i < 5; i++) expect((await fetch(`${webUrl}/healthz?ready`)).status).toBe(503);
+    } finally {
+      await db.pool.query(`insert into schema_migrations (name) values ($1)`, [last.name]);
+    }
+    for (let i = 0; i < 3; i++) expect((await fetch(`${webUrl}/healthz?ready`)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 200));
+    const lines = running.output().split('\n').filter((l) => /"msg":"(not ready|ready again)"/.test(l)).map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.msg, l.checks?.migrations ?? null])).toEqual([['not ready', `1 not applied: ${last.name}`], ['ready again', null]]);
+  });
+
   it('shuts down gracefully on SIGTERM: intake closes and the process exits 0', async () => {
     const exited = new Promise<number | null>((r) => serve.once('exit', (code) => r(code)));
     serve.kill('SIGTERM');

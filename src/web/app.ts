@@ -51,10 +51,18 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
 
   // Up (the process answers and reaches its database: the answer it always gave), or with ?ready,
   // ready for traffic (core/readiness.ts). Both answer 503 within a deadline, never hang.
+  // A load balancer asks every few seconds: a change of readiness is logged, not every answer.
+  let wasReady = true;
   app.get('/healthz', async (req, res) => {
+    // An answer of now: no cache in front may keep it (Varnish would for two minutes).
+    res.set('Cache-Control', 'no-store');
     if (req.query.ready !== undefined) {
       const r = await readiness(db.pool, cfg.dataDir);
-      if (!r.ready) log.warn({ checks: r.checks }, 'not ready');
+      if (r.ready !== wasReady) {
+        if (r.ready) log.info('ready again');
+        else log.warn({ checks: r.checks }, 'not ready');
+        wasReady = r.ready;
+      }
       res.status(r.ready ? 200 : 503).json({ status: r.ready ? 'ready' : 'not ready', checks: r.checks });
       return;
     }
@@ -65,7 +73,7 @@ export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCac
   if (!cfg.metrics) {
     readGaugesFrom(db.pool);
     app.get('/metrics', async (_req, res) => {
-      res.type(registry.contentType).send(await serverMetrics());
+      res.set('Cache-Control', 'no-store').type(registry.contentType).send(await serverMetrics());
     });
   }
 
