@@ -6,7 +6,6 @@
  * has read its readers, while the member leaves over real HTTP.
  */
 
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sendDigest } from '../src/core/digests.ts';
 import { createList } from '../src/db/lists.ts';
@@ -17,6 +16,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { loggedIn } from './helpers/browser.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { sideTransaction, waitersForALock } from './helpers/locks.ts';
 
 let db: TestDatabase;
 let relay: CaptureRelay;
@@ -44,23 +44,6 @@ async function post(local: string, id: string) {
   expect(res.ok, res.response).toBe(true);
 }
 
-async function sideTransaction(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  await c.query('begin');
-  return c;
-}
-
-/** Waits until some backend of the test database waits for a lock. */
-async function someoneWaitsForALock(): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const { rowCount } = await db.pool.query(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
-    if (rowCount) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('nobody waited for a lock');
-}
-
 const rowOf = async (recipient: string, kind: string) =>
   (await db.pool.query('select state, last_error from outbox where recipient = $1 and kind = $2', [recipient, kind])).rows;
 
@@ -69,7 +52,7 @@ it('a member who unsubscribes by one click while the post\'s copy for them waits
   for (const m of ['stays@example.net', 'leaves@example.net']) await addMember(db.pool, list.id, m, 'each');
   await post('fanout', 'fanout@example.org');
   // The copy for the leaver is held where a worker skips it (claimed elsewhere, say, or due later).
-  const side = await sideTransaction();
+  const side = await sideTransaction(db.url);
   try {
     await side.query(`select 1 from outbox where recipient = 'leaves@example.net' for update`);
     worker = await startWorker(db, workerConfig(relay));
@@ -96,12 +79,12 @@ it('a digest reader an owner removes while the issue is being built is not sent 
   await post('digested', 'for-the-digest@example.org');
   const owner = await loggedIn(db, web.url, 'owner@example.org');
   // The builder reads its readers, then waits to store the issue: the removal lands in between.
-  const side = await sideTransaction();
+  const side = await sideTransaction(db.url);
   let building: Promise<boolean>;
   try {
     await side.query('lock table outbound_mail in exclusive mode');
     building = sendDigest(db.pool, list.id, 'https://lists.example.org');
-    await someoneWaitsForALock();
+    await waitersForALock(db.pool);
     const removed = await owner.post('/admin/lists/digested@lists.example.org/members/bulk', { emails: 'removed@example.net', action: 'remove', confirm: '1' });
     expect(removed.status).toBe(303);
   } finally {

@@ -7,7 +7,6 @@
  * moment is either made before the deletion or answered "not found", never a deadlock (503).
  */
 
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hashToken } from '../src/auth/credentials.ts';
 import { addListRole } from '../src/db/list-admin.ts';
@@ -22,6 +21,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { loggedIn } from './helpers/browser.ts';
 import { message, sendRaw, startIngest, type RunningIngest, type SendResult } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { sideTransaction, waitersForALock } from './helpers/locks.ts';
 
 let db: TestDatabase;
 let relay: CaptureRelay;
@@ -101,24 +101,6 @@ it('a list deleted while posts to it arrive and its copies go out: every post is
   expect(audit).toEqual([{ action: 'list.delete', target: 'doomed@lists.example.org' }]);
 });
 
-/** A connection of its own with a transaction open. */
-async function sideTransaction(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  await c.query('begin');
-  return c;
-}
-
-/** Waits until `n` backends of the test database wait for a lock. */
-async function waitersForALock(n: number): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const { rows } = await db.pool.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
-    if (rows[0].n >= n) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`fewer than ${n} waited for a lock`);
-}
-
 it('a held post approved in the panel while the list is being deleted: the approval is made first, the deletion then; no deadlock', async () => {
   const list = await createList(db.pool, { address: 'held-doomed@lists.example.org', name: 'H', description: '', postPolicy: 'moderated', subscribePolicy: 'confirm', archive: 'public', owners: [] });
   const other = await createList(db.pool, { address: 'held-other@lists.example.org', name: 'O', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
@@ -131,14 +113,14 @@ it('a held post approved in the panel while the list is being deleted: the appro
   const admin = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
   // The same message being archived for another list holds the approval up after it took the
   // post (it waits for that insert); the deletion comes meanwhile.
-  const side = await sideTransaction();
+  const side = await sideTransaction(db.url);
   let replies;
   try {
     await archiveMessage(side, other.id, raw, await parse(raw));
     const approving = mod.post('/admin/lists/held-doomed@lists.example.org/held', { ids: String(held.id), action: 'approve' });
-    await waitersForALock(1);
+    await waitersForALock(db.pool, 1);
     const deleting = admin.post('/admin/lists/held-doomed@lists.example.org/delete', { confirm: 'held-doomed@lists.example.org' });
-    await waitersForALock(2);
+    await waitersForALock(db.pool, 2);
     await side.query('rollback');
     replies = await Promise.all([approving, deleting]);
   } finally {
@@ -159,14 +141,14 @@ it('a subscription request approved while the list is being deleted: one after t
   const request = await insertRequest(db.pool, { listId: list.id, email: 'back@example.org', name: null, mode: 'each', action: 'subscribe', via: 'web', tokenHash: hashToken('ab'.repeat(16)), state: 'approval', expiresInHours: 48 });
   const mod = await loggedIn(db, web.url, 'mod@example.org');
   const admin = await loggedIn(db, web.url, 'root@example.org', { siteAdmin: true });
-  const side = await sideTransaction();
+  const side = await sideTransaction(db.url);
   let replies;
   try {
     await side.query(`select 1 from members where list_id = $1 for update`, [list.id]);
     const approving = mod.post('/admin/lists/club-doomed@lists.example.org/requests', { ids: String(request.id), action: 'approve' });
-    await waitersForALock(1);
+    await waitersForALock(db.pool, 1);
     const deleting = admin.post('/admin/lists/club-doomed@lists.example.org/delete', { confirm: 'club-doomed@lists.example.org' });
-    await waitersForALock(2);
+    await waitersForALock(db.pool, 2);
     await side.query('rollback');
     replies = await Promise.all([approving, deleting]);
   } finally {

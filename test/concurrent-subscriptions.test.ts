@@ -5,7 +5,6 @@
  */
 
 import crypto from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hashToken } from '../src/auth/credentials.ts';
 import { addListRole } from '../src/db/list-admin.ts';
@@ -15,6 +14,7 @@ import { insertRequest } from '../src/db/subscription-requests.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { sideTransaction, waitersForALock } from './helpers/locks.ts';
 
 let db: TestDatabase;
 let web: RunningWeb;
@@ -74,32 +74,20 @@ it('the same one-click unsubscribe posted twice at once unsubscribes once; both 
   }
 });
 
-/** Waits until `n` backends of the test database wait for a lock. */
-async function waitersForALock(n: number): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const { rows } = await db.pool.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
-    if (rows[0].n >= n) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`fewer than ${n} waited for a lock`);
-}
-
 it('a moderator approving requests, one of which another moderator decides at that moment, has the others decided and is told which was already', async () => {
   const ann = await loggedIn(db, web.url, 'ann@example.org');
   const ben = await loggedIn(db, web.url, 'ben@example.org');
   const first = await request(club, 'first@example.org', 'approval');
   const second = await request(club, 'second@example.org', 'approval');
   // Both moderators' decisions on the first request wait behind a lock on it, Ann's first in line.
-  const side = new pg.Client({ connectionString: db.url });
-  await side.connect();
+  const side = await sideTransaction(db.url);
   let replies;
   try {
-    await side.query('begin');
     await side.query('select 1 from subscription_requests where id = $1 for update', [first.id]);
     const annDecides = ann.post(R, { ids: String(first.id), action: 'reject' });
-    await waitersForALock(1);
+    await waitersForALock(db.pool, 1);
     const benDecides = ben.post(R, { ids: [String(first.id), String(second.id)], action: 'approve' });
-    await waitersForALock(2);
+    await waitersForALock(db.pool, 2);
     await side.query('commit');
     replies = await Promise.all([annDecides, benDecides]);
   } finally {
