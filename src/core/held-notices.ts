@@ -20,6 +20,7 @@ import { unsureAuth, type Decision } from './moderation-rules.ts';
 import { templateValues } from './member-notices.ts';
 import { noticeToModerators, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
+import { mayMailStranger } from './stranger-mail.ts';
 import { oneLine } from '../mail/parsed-message.ts';
 
 /** A new moderation-by-mail token: `mod-` and 128 random bits (MODERATION_TOKEN in mail/commands.ts). */
@@ -121,6 +122,7 @@ export async function tellSenderHeld(tx: Queryable, h: HeldArrival): Promise<boo
   const parts = splitAddress(to);
   if (parts?.domain === list.domain && parts.local.startsWith(list.local_part)) return false;
   if (!(await allowHit(tx, `held-notice:${list.id}:${mailboxKey(to)}`, SENDER_NOTICES_PER_HOUR, 3600))) return false;
+  if (!(await mayMailStranger(tx, to))) return false;
   await sendNotice(tx, {
     to,
     list,

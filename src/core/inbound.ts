@@ -20,6 +20,7 @@ import { dmarcForgery, unsureAuth } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
 import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
+import { mayMailStranger, STRANGER_MAIL_PER_DAY } from './stranger-mail.ts';
 
 export interface Inbound {
   envelopeFrom: string | null;
@@ -203,6 +204,7 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
       }
       if (command?.name === 'subscribe') await requestSubscription(pool, list, sender, { via: 'mail', mode: command.mode ?? undefined, settings });
       else if (command?.name === 'unsubscribe') await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
+      else if (!(await mayMailStranger(pool, sender))) return keep(pool, settings, rcpt, msg, parsed, overBudget(sender));
       else await sendHelp(pool, list, sender, parsed, command === null);
       return;
     }
@@ -210,14 +212,14 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
 }
 
 /**
- * Commands answered per address in a day: on one list, Mailman's max_autoresponses_per_day (10),
- * so that commands written in someone's name on one list do not silence that person's commands
- * on the others; and on the whole site, so that the answers cannot be turned into a flood at one
- * address through many lists. A From that is forged, where its domain does not say so by DMARC,
- * still gets the answers: 20 an hour per list and 100 on the site made 2,400 a day.
+ * Commands answered per address and list in a day, Mailman's max_autoresponses_per_day (10), so
+ * that commands written in someone's name on one list do not silence that person's commands on
+ * the others. Over the whole site, the answers share the mailbox's daily budget with every other
+ * mail a stranger can have sent to it (stranger-mail.ts): a From that is forged, where its domain
+ * does not say so by DMARC, still gets them, and 50 commands a day on the site, 10 confirmations
+ * and the login links came to over 200 mails a day.
  */
 const COMMANDS_PER_DAY = 10;
-const SITE_COMMANDS_PER_DAY = 50;
 
 /**
  * Mail to LIST-owner@ forwarded in an hour: from one sender, and in all. Anyone may write to the
@@ -239,14 +241,13 @@ async function ownerForwardRefusal(pool: pg.Pool, list: ListRow, sender: string)
   return null;
 }
 
+const overBudget = (sender: string) => `more than ${STRANGER_MAIL_PER_DAY} mails a day to ${mailboxKey(sender)} asked for by mail or on the web: not answered`;
+
 /** Why a command from `sender` to `list` is not answered now, or null when it may be. */
 async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Promise<string | null> {
   const mailbox = mailboxKey(sender);
   if (!(await allowHit(pool, `mail-command:${list.id}:${mailbox}`, COMMANDS_PER_DAY, 86_400))) {
     return `more than ${COMMANDS_PER_DAY} mail commands in a day from ${sender} to ${list.address}: not answered`;
-  }
-  if (!(await allowHit(pool, `mail-command:${mailbox}`, SITE_COMMANDS_PER_DAY, 86_400))) {
-    return `more than ${SITE_COMMANDS_PER_DAY} mail commands in a day from ${sender} to this site's lists: not answered`;
   }
   return null;
 }
@@ -262,9 +263,10 @@ async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRo
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
     const refused = await refusal();
-    if (refused) {
-      log.warn({ sender, list: list.address, why: refused }, 'an unusable confirmation not answered');
-      return refused;
+    const why = refused ?? (await mayMailStranger(pool, sender) ? null : overBudget(sender));
+    if (why) {
+      log.warn({ sender, list: list.address, why }, 'an unusable confirmation not answered');
+      return why;
     }
     await sendNotice(pool, {
       to: sender, list, subject: `Re: ${parsed.subject}`, inReplyTo: parsed.messageId, autoSubmitted: 'auto-replied',

@@ -27,6 +27,7 @@ import { mailboxKey, normalizeEmail, roleAddress } from '../mail/address.ts';
 import { confirmationText, goodbye, welcome } from './member-notices.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
+import { mayMailStranger } from './stranger-mail.ts';
 
 export interface RequestOptions {
   name?: string;
@@ -80,6 +81,7 @@ async function startRequest(pool: pg.Pool, list: ListRow, email: string, action:
   const mailbox = mailboxKey(email);
   if (!(await allowHit(pool, `confirm-mail:${list.id}:${mailbox}`, PER_ADDRESS_PER_HOUR, 3600))) return;
   if (!(await allowHit(pool, `confirm-mail:site:${mailbox}`, PER_ADDRESS_PER_DAY, 86_400))) return;
+  if (!(await mayMailStranger(pool, email))) return;
   const token = crypto.randomBytes(16).toString('hex');
   const { publicUrl, confirmTokenHours } = opts.settings;
   await withTransaction(pool, async (tx) => {

@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setResolvers } from '../src/dns.ts';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import { upsertAccount } from '../src/db/accounts.ts';
+import { STRANGER_MAIL_PER_DAY } from '../src/core/stranger-mail.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { startWeb, type RunningWeb } from './helpers/web.ts';
+import { afterResponseDone, afterResponseSettled, queuedMail, WebClient } from './helpers/browser.ts';
+import { LOOPBACK_SPF, stubResolvers } from './helpers/stub-dns.ts';
+
+/**
+ * A stranger who wants the site to mail a victim uses every path at once: mail commands in the
+ * victim's name to several lists, from many envelope senders; the subscribe form and the login and
+ * reset forms from many client addresses. Each path's own limit holds; together they must still
+ * reach the victim only STRANGER_MAIL_PER_DAY times a day. What would be mailed is read from the
+ * outbound queue.
+ */
+let db: TestDatabase;
+let smtp: RunningIngest;
+let web: RunningWeb;
+const lists: ListRow[] = [];
+const VICTIM = 'victim@x.example';
+
+beforeAll(async () => {
+  setResolvers(stubResolvers(new Map(), { defaultSpf: LOOPBACK_SPF }));
+  db = await testDatabase();
+  smtp = await startIngest(db.pool);
+  web = await startWeb(db);
+  for (let i = 0; i < 3; i++) {
+    lists.push(await createList(db.pool, { address: `l${i}@lists.example.org`, name: `l${i}`, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] }));
+  }
+  // A member with an account, so that login and reset links are mailed to the victim at all.
+  await addMember(db.pool, lists[0].id, VICTIM, 'each');
+  await upsertAccount(db.pool, VICTIM, {});
+});
+
+afterAll(async () => {
+  await web?.stop();
+  await smtp?.stop();
+  await db?.drop();
+  setResolvers();
+});
+
+describe('mail a stranger can make the site send to one address', () => {
+  it(`is at most ${STRANGER_MAIL_PER_DAY} a day, all paths together, and what is not sent by mail is kept with the reason`, async () => {
+    // 10 help requests to each list (each list's own limit), in the victim's name, each from another envelope sender.
+    for (const [n, list] of lists.entries()) {
+      for (let i = 0; i < 10; i++) {
+        const from = `bot${n * 10 + i}@attacker.example`;
+        const res = await sendRaw(smtp.port, { from, to: [`${list.name}-request@lists.example.org`] }, message({ from: VICTIM, to: `${list.name}-request@lists.example.org`, subject: 'help' }));
+        expect(res.ok, res.response).toBe(true);
+      }
+    }
+    // The web forms, each request from another client address.
+    const before = await afterResponseDone(web.url);
+    let ip = 1;
+    const client = () => new WebClient(web.url, { 'x-forwarded-for': `203.0.113.${ip++}` });
+    for (const list of lists) expect((await client().post(`/lists/${list.name}/subscribe`, { email: VICTIM })).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await client().post('/login/link', { email: VICTIM })).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await client().post('/login/reset', { email: VICTIM })).status).toBe(200);
+    await afterResponseSettled(web.url, before, 6);
+
+    // Before the shared budget: 30 help texts, 3 confirmation requests and 6 links.
+    expect(await queuedMail(db, VICTIM)).toHaveLength(STRANGER_MAIL_PER_DAY);
+    const { rows } = await db.pool.query<{ n: number }>(
+      `select count(*)::int as n from ingest_errors where reason = $1`,
+      [`more than ${STRANGER_MAIL_PER_DAY} mails a day to ${VICTIM} asked for by mail or on the web: not answered`]);
+    expect(rows[0].n).toBe(30 - STRANGER_MAIL_PER_DAY);
+  });
+
+  it('counts the mailbox, not its spellings', async () => {
+    // The budget is spent: a +tag of the victim's address, whose own limits are untouched, gets nothing either.
+    const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.1' });
+    expect((await c.post('/lists/l2/subscribe', { email: 'victim+tag@x.example' })).status).toBe(200);
+    expect(await queuedMail(db, 'victim+tag@x.example')).toHaveLength(0);
+  });
+
+  it('spends the same budget on the "awaits moderation" reply', async () => {
+    await db.pool.query('update lists set notify_held_sender = true where id = $1', [lists[2].id]);
+    const res = await sendRaw(smtp.port, { from: VICTIM, to: ['l2@lists.example.org'] }, message({ from: VICTIM, to: 'l2@lists.example.org', subject: 'a post from a non-member' }));
+    expect(res.ok, res.response).toBe(true);
+    expect((await db.pool.query(`select count(*)::int as n from held_messages where state = 'held'`)).rows[0].n).toBe(1);
+    expect(await queuedMail(db, VICTIM)).toHaveLength(STRANGER_MAIL_PER_DAY);
+  });
+});
