@@ -106,12 +106,15 @@ describe('confirmations for one address across the site', () => {
 
 describe('mail commands in the name of a domain that says by DMARC they are forged', () => {
   // strict.example publishes p=reject and sends from elsewhere: mail in its name from loopback
-  // fails SPF and carries no signature, so DMARC fails. loose.example publishes p=none.
+  // fails SPF and carries no signature, so DMARC fails. loose.example publishes p=none and a
+  // neutral SPF (?all): its mail from loopback fails DMARC, but nothing says it is forged.
   const records = new Map<string, StubRecords>([
     ['strict.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] }],
     ['_dmarc.strict.example', { txt: ['v=DMARC1; p=reject'] }],
-    ['loose.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] }],
+    ['loose.example', { txt: ['v=spf1 ip4:192.0.2.0/24 ?all'] }],
     ['_dmarc.loose.example', { txt: ['v=DMARC1; p=none'] }],
+    // No DMARC record, but SPF says that only 192.0.2.0/24 sends its mail (-all).
+    ['hardfail.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] }],
   ]);
   beforeAll(() => setResolvers(stubResolvers(records, { defaultSpf: LOOPBACK_SPF })));
   afterAll(() => setResolvers());
@@ -145,7 +148,7 @@ describe('mail commands in the name of a domain that says by DMARC they are forg
     // A lookup that fails for now (SERVFAIL, or a forger's slow DNS) leaves no verdict: answered,
     // a p=reject domain's address got the confirmation. The sender's server tries again instead.
     records.set('_dmarc.flaky.example', { servfail: true });
-    records.set('flaky.example', { txt: ['v=spf1 ip4:192.0.2.0/24 -all'] });
+    records.set('flaky.example', { txt: ['v=spf1 ip4:192.0.2.0/24 ?all'] }); // neutral: only DMARC could tell
     for (const [to, subject] of [['open-subscribe@lists.example.org', 'subscribe'], ['open-request@lists.example.org', 'help'], [`open-confirm+${'0'.repeat(32)}@lists.example.org`, 'Re: confirm']]) {
       const res = await sendRaw(smtp.port, { from: 'someone@flaky.example', to: [to] }, message({ from: 'someone@flaky.example', to, subject }));
       expect(res.ok, to).toBe(false);
@@ -162,6 +165,14 @@ describe('mail commands in the name of a domain that says by DMARC they are forg
   it('answers as before where DMARC does not say so (p=none)', async () => {
     await mail('open-subscribe@lists.example.org', 'someone@loose.example', { subject: 'subscribe' });
     expect(tokenIn((await queuedFor('someone@loose.example'))[0])).not.toBeNull();
+  });
+
+  it('answers nothing to mail whose own domain fails it by SPF (-all), without any DMARC record', async () => {
+    await mail('open-subscribe@lists.example.org', 'victim@hardfail.example', { subject: 'subscribe' });
+    await mail('open-request@lists.example.org', 'victim@hardfail.example', { subject: 'help' });
+    expect(await queuedFor('victim@hardfail.example')).toEqual([]);
+    const { rows } = await db.pool.query<{ reason: string }>(`select reason from ingest_errors where envelope_from = 'victim@hardfail.example' order by id`);
+    expect(rows.map((r) => r.reason)).toEqual(Array(2).fill('hardfail.example does not let this server send its mail (spf=fail): not answered, as mail in the name of victim@hardfail.example'));
   });
 });
 

@@ -5,12 +5,12 @@ import type { ListRow, ResolvedRecipient } from '../db/lists.ts';
 import { allowHit, clientKey } from '../db/rate-limits.ts';
 import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { mailboxKey, normalizeEmail, roleAddress } from '../mail/address.ts';
+import { mailboxKey, normalizeEmail, roleAddress, splitAddress } from '../mail/address.ts';
 import { isVacationSubject } from '../mail/automatic.ts';
 import { findCommand, findModerationCommand, isAutomatic, MODERATION_TOKEN } from '../mail/commands.ts';
 import { oneLine } from '../mail/parsed-message.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
-import type { Peer, PostChecks } from '../mail/post-checks.ts';
+import type { AuthChecks, Peer, PostChecks } from '../mail/post-checks.ts';
 import { forwardToOwners, sendNotice } from './notices.ts';
 import { post } from './post.ts';
 import { checkPost } from './post-checks.ts';
@@ -162,7 +162,7 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // moderation by mail does: the sender's server tries again, and a real sender is answered then.
   const forgery = async () => {
     const auth = checks.auth ?? await authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings);
-    const forged = dmarcForgery(auth);
+    const forged = dmarcForgery(auth) ?? spfForgery(auth, msg.envelopeFrom, sender);
     const unsure = unsureAuth(auth);
     if (!forged && unsure?.result === 'temperror') {
       throw new TemporaryFailure('4.7.0 the sender could not be authenticated for now (a DNS lookup failed); try again later', 'auth_temperror');
@@ -239,6 +239,18 @@ async function ownerForwardRefusal(pool: pg.Pool, list: ListRow, sender: string)
     return `more than ${OWNER_FORWARDS_PER_LIST} messages in an hour to ${roleAddress(list.address, 'owner')}: not forwarded`;
   }
   return null;
+}
+
+/**
+ * The sender's own domain says by SPF that the server that handed the mail over may not send in
+ * its name (spf=fail, `-all`), the envelope is in From's domain, and no signature of that domain
+ * vouches for it instead: mail in someone's name, whatever DMARC policy (p=none, or none at all)
+ * the domain publishes. Answered, the confirmation or help went to the person named.
+ */
+function spfForgery(auth: AuthChecks, envelopeFrom: string | null, sender: string): string | null {
+  const domain = splitAddress(sender)?.domain;
+  if (auth.spf !== 'fail' || auth.aligned || !domain || splitAddress(normalizeEmail(envelopeFrom ?? '') ?? '')?.domain !== domain) return null;
+  return `${domain} does not let this server send its mail (spf=fail)`;
 }
 
 const overBudget = (sender: string) => `more than ${STRANGER_MAIL_PER_DAY} mails a day to ${mailboxKey(sender)} asked for by mail or on the web: not answered`;
