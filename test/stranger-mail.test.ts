@@ -84,4 +84,19 @@ describe('mail a stranger can make the site send to one address', () => {
     expect((await db.pool.query(`select count(*)::int as n from held_messages where state = 'held'`)).rows[0].n).toBe(1);
     expect(await queuedMail(db, VICTIM)).toHaveLength(STRANGER_MAIL_PER_DAY);
   });
+
+  it('answers a command with a short reply of its own, marked auto-replied, from a bounce address of ours: never the stranger\'s message', async () => {
+    const from = 'big@x.example';
+    const body = `help\n${'spam payload '.repeat(80_000)}\n`;
+    const res = await sendRaw(smtp.port, { from, to: ['l0-request@lists.example.org'] }, message({ from, to: 'l0-request@lists.example.org', subject: `help ${'x'.repeat(5000)}`, body }));
+    expect(res.ok, res.response).toBe(true);
+    const { rows } = await db.pool.query<{ raw: Buffer; envelope_from: string }>(
+      `select m.raw, o.envelope_from from outbox o join outbound_mail m on m.id = o.mail_id where o.recipient = $1`, [from]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].raw.length).toBeLessThan(8_000);
+    expect(rows[0].raw.toString()).not.toContain('spam payload');
+    expect(rows[0].raw.toString()).toMatch(/^Auto-Submitted: auto-replied\r?$/m);
+    // RFC 3834: an auto-responder answering our answer writes to our bounce address, not to a person.
+    expect(rows[0].envelope_from).toBe('l0-bounces+notice@lists.example.org');
+  });
 });
