@@ -224,6 +224,25 @@ describe('the spam check with a real rspamd', () => {
   });
 });
 
+describe('mail to the command addresses', () => {
+  it('answers no command the scanner scores as high as a post the list holds, keeps it with why, and answers the others', async () => {
+    const port = await ingest(rspamd.url);
+    await newList('cmd'); // its thresholds the defaults: hold from 6
+    const send = (to: string, id: string, subject: string) => sendRaw(port, { from: 'alice@example.org', to: [to] }, message({
+      id, from: 'alice@example.org', to, subject, date: new Date().toUTCString().replace('GMT', '+0000'),
+    }));
+    // The answers (a confirmation request, help) would carry the Subject to whoever From names.
+    for (const [to, id] of [['cmd-subscribe@lists.example.org', 'spammy-subscribe@example.org'], ['cmd-request@lists.example.org', 'spammy-help@example.org']]) {
+      expect((await send(to, id, `help ${SPAMMY_SUBJECT} cheap watches`)).response).toMatch(/^250 /);
+      expect((await rejected(id)).map((r) => r.reason)).toEqual([expect.stringMatching(/^spam score \d+(\.\d+)? ≥ 6 \(symbols: LISTKEEPER_TEST_SPAMMY, .*\): not answered$/)]);
+    }
+    expect((await send('cmd-request@lists.example.org', 'plain-help@example.org', 'help')).response).toMatch(/^250 /);
+    const { rows } = await db.pool.query<{ subject: string }>(
+      `select substring(convert_from(m.raw, 'UTF8') from 'Subject: ([^\r\n]*)') as subject from outbox o join outbound_mail m on m.id = o.mail_id where o.recipient = 'alice@example.org'`);
+    expect(rows).toEqual([{ subject: 'Re: help' }]);
+  });
+});
+
 describe('when the scanner does not answer', () => {
   it('accepts the post unscanned, logs it without the password, and counts it (SPAM_CHECK_FAIL=accept)', async () => {
     const url = `http://:not-for-logs@127.0.0.1:${await freePort()}`;

@@ -16,8 +16,9 @@ import { post } from './post.ts';
 import { checkPost } from './post-checks.ts';
 import { authenticatePost } from './post-authentication.ts';
 import { moderateByMail } from './moderation-mail.ts';
-import { dmarcForgery, unsureAuth } from './moderation-rules.ts';
+import { dmarcForgery, spamReason, unsureAuth } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
+import { scanForSpam } from './spam-check.ts';
 import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
 import { mayMailStranger, STRANGER_MAIL_PER_DAY } from './stranger-mail.ts';
@@ -170,11 +171,19 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
     const why = forged ?? (unsure?.result === 'permerror' ? `the sender cannot be authenticated (${unsure.reason})` : null);
     return why && `${why}: not answered, as mail in the name of ${sender}`;
   };
+  // Mail the spam scanner scores as high as a post the list would hold is not answered either: its
+  // From is as likely forged as a spam post's, and the answer repeats its Subject to whoever From
+  // names. Scanned once: a message also posted to a list was scanned as a post.
+  const spammy = async () => {
+    const spam = checks.spam ?? (await scanForSpam({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, lists: [rcpt], log }, settings.spamCheck)).spam;
+    const hold = list.spam_hold_score;
+    return spam && hold !== null && spam.score >= hold ? `${spamReason(spam, hold)}: not answered` : null;
+  };
   // A confirmation is guarded by its token (128 bits) as a moderation reply is: only the answer
   // to one that cannot be used counts against the limit. Counted before it, anyone who wrote 20
   // commands in a member's name silenced that member's confirmation for an hour.
   if (rcpt.role === 'confirm') {
-    const notAnswered = await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log, async () => (await forgery()) ?? commandRefusal(pool, list, sender));
+    const notAnswered = await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log, async () => (await forgery()) ?? (await spammy()) ?? commandRefusal(pool, list, sender));
     if (notAnswered) await keep(pool, settings, rcpt, msg, parsed, notAnswered);
     return;
   }
@@ -182,6 +191,11 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   if (forged) {
     log.warn({ sender, role: rcpt.role, list: list.address }, 'mail command whose From fails DMARC: not answered');
     return keep(pool, settings, rcpt, msg, parsed, forged);
+  }
+  const spam = await spammy();
+  if (spam) {
+    log.warn({ sender, role: rcpt.role, list: list.address }, 'mail command scored as spam: not answered');
+    return keep(pool, settings, rcpt, msg, parsed, spam);
   }
   const refused = await commandRefusal(pool, list, sender);
   if (refused) {

@@ -96,7 +96,7 @@ function markOf(f: PostFacts): AutomaticMark | null {
 }
 
 /** The verdict as people read it: "spam score 9.2 ≥ 6 (symbols: A, B, …)", the highest-scoring symbols first. */
-function spamReason(spam: SpamChecks, threshold: number): string {
+export function spamReason(spam: SpamChecks, threshold: number): string {
   const shown = spam.symbols.slice(0, SYMBOLS_SHOWN).join(', ') + (spam.symbols.length > SYMBOLS_SHOWN ? ', …' : '');
   return `spam score ${spam.score} ≥ ${threshold}${shown ? ` (symbols: ${shown})` : ''}`;
 }
