@@ -99,4 +99,16 @@ describe('mail a stranger can make the site send to one address', () => {
     // RFC 3834: an auto-responder answering our answer writes to our bounce address, not to a person.
     expect(rows[0].envelope_from).toBe('l0-bounces+notice@lists.example.org');
   });
+
+  it('takes 10 subscription requests a day from one client network on the web, an IPv6 one by its /64', async () => {
+    const from = (host: number, net = '2001:db8:5:6') => new WebClient(web.url, { 'x-forwarded-for': `${net}::${host.toString(16)}` });
+    for (let i = 1; i <= 10; i++) expect((await from(i).post('/lists/l1/subscribe', { email: `net${i}@y.example` })).status).toBe(200);
+    const refused = await from(11).post('/lists/l1/subscribe', { email: 'net11@y.example' });
+    expect(refused.status).toBe(429);
+    expect(refused.text).toContain('Too many subscription requests from your network today');
+    expect(await queuedMail(db, 'net11@y.example')).toHaveLength(0);
+    // Another network is not held back.
+    expect((await from(1, '2001:db8:5:7').post('/lists/l1/subscribe', { email: 'net12@y.example' })).status).toBe(200);
+    expect(await queuedMail(db, 'net12@y.example')).toHaveLength(1);
+  });
 });
