@@ -7,7 +7,7 @@ import { STRANGER_MAIL_PER_DAY } from '../src/core/stranger-mail.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
-import { afterResponseDone, afterResponseSettled, queuedMail, WebClient } from './helpers/browser.ts';
+import { afterResponseDone, afterResponseSettled, loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
 import { LOOPBACK_SPF, stubResolvers } from './helpers/stub-dns.ts';
 
 /**
@@ -75,6 +75,15 @@ describe('mail a stranger can make the site send to one address', () => {
     const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.1' });
     expect((await c.post('/lists/l2/subscribe', { email: 'victim+tag@x.example' })).status).toBe(200);
     expect(await queuedMail(db, 'victim+tag@x.example')).toHaveLength(0);
+  });
+
+  it('spends the same budget on the link that verifies an address someone adds to their account', async () => {
+    const attacker = await loggedIn(db, web.url, 'attacker@y.example');
+    expect((await attacker.post('/account/addresses', { email: 'victim+work@x.example' })).status).toBe(303);
+    expect(await queuedMail(db, 'victim+work@x.example')).toHaveLength(0);
+    // Another address is not affected.
+    expect((await attacker.post('/account/addresses', { email: 'someone-else@x.example' })).status).toBe(303);
+    expect(await queuedMail(db, 'someone-else@x.example')).toHaveLength(1);
   });
 
   it('spends the same budget on the "awaits moderation" reply', async () => {

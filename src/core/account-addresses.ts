@@ -26,6 +26,7 @@ import { normalizeEmail } from '../mail/address.ts';
 import { absoluteUrl, loginUrl, verifyAddressUrl } from '../mail/urls.ts';
 import { sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
+import { mayMailStranger } from './stranger-mail.ts';
 
 /** Who acts: the account, and its primary address (the audit log's actor). */
 export interface AccountRef {
@@ -54,7 +55,8 @@ export async function addAddress(pool: pg.Pool, who: AccountRef, input: string, 
     const row = await addPendingAddress(tx, who.accountId, email);
     if (row?.verified_at) return { outcome: 'yours' as const, email };
     await recordAudit(tx, { actor: who.email, action: 'account.address_add', target: email });
-    if (!underLimit) return { outcome: 'sent' as const, email };
+    // Anyone with an account may name any address here: a stranger's mail, in the address's daily budget.
+    if (!underLimit || !(await mayMailStranger(tx, email))) return { outcome: 'sent' as const, email };
     const token = await issueLoginToken(tx, email, 'verify', VERIFY_TTL_SECONDS, who.accountId);
     const link = absoluteUrl(settings.publicUrl, verifyAddressUrl(token));
     await sendNotice(tx, {
