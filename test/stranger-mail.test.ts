@@ -120,4 +120,33 @@ describe('mail a stranger can make the site send to one address', () => {
     expect((await from(1, '2001:db8:5:7').post('/lists/l1/subscribe', { email: 'net12@y.example' })).status).toBe(200);
     expect(await queuedMail(db, 'net12@y.example')).toHaveLength(1);
   });
+
+  it('answers no mail a program sent, at the command addresses: each marker alone is enough, and the mail is kept', async () => {
+    const cases: [string, { envelope?: string; headers?: Record<string, string>; subject?: string }][] = [
+      ['auto-generated', { headers: { 'Auto-Submitted': 'auto-generated' } }],
+      ['auto-replied', { headers: { 'Auto-Submitted': 'auto-replied' } }],
+      ['bulk', { headers: { Precedence: 'bulk' } }],
+      ['junk', { headers: { Precedence: 'junk' } }],
+      ['list', { headers: { Precedence: 'list' } }],
+      ['list-id', { headers: { 'List-Id': '<other.lists.example.net>' } }],
+      ['x-autoreply', { headers: { 'X-Autoreply': 'yes' } }],
+      ['null-sender', { envelope: '' }],
+      ['mailer-daemon', { envelope: 'MAILER-DAEMON@mx.x.example' }],
+      ['vacation', { subject: 'Automatic reply: subscribe' }],
+    ];
+    for (const [name, c] of cases) {
+      const from = `robot-${name}@z.example`;
+      for (const to of ['l0-request@lists.example.org', 'l0-subscribe@lists.example.org']) {
+        const res = await sendRaw(smtp.port, { from: c.envelope ?? from, to: [to] }, message({ id: `${name}.${to}`, from, to, subject: c.subject ?? 'subscribe', headers: c.headers }));
+        expect(res.ok, `${name}: ${res.response}`).toBe(true);
+      }
+      expect(await queuedMail(db, from), name).toHaveLength(0);
+      const kept = await db.pool.query(`select 1 from ingest_errors where message_id like $1`, [`%${name}.l0-%`]);
+      expect(kept.rowCount, name).toBe(2);
+    }
+    // A person's mail marked Auto-Submitted: no is answered.
+    const person = 'person@z.example';
+    expect((await sendRaw(smtp.port, { from: person, to: ['l0-request@lists.example.org'] }, message({ from: person, to: 'l0-request@lists.example.org', subject: 'help', headers: { 'Auto-Submitted': 'no' } }))).ok).toBe(true);
+    expect(await queuedMail(db, person)).toHaveLength(1);
+  });
 });
