@@ -9,6 +9,8 @@ import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smt
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { afterResponseDone, afterResponseSettled, loggedIn, queuedMail, WebClient } from './helpers/browser.ts';
 import { LOOPBACK_SPF, stubResolvers } from './helpers/stub-dns.ts';
+import { startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
 
 /**
  * A stranger who wants the site to mail a victim uses every path at once: mail commands in the
@@ -94,21 +96,6 @@ describe('mail a stranger can make the site send to one address', () => {
     expect(await queuedMail(db, VICTIM)).toHaveLength(STRANGER_MAIL_PER_DAY);
   });
 
-  it('answers a command with a short reply of its own, marked auto-replied, from a bounce address of ours: never the stranger\'s message', async () => {
-    const from = 'big@x.example';
-    const body = `help\n${'spam payload '.repeat(80_000)}\n`;
-    const res = await sendRaw(smtp.port, { from, to: ['l0-request@lists.example.org'] }, message({ from, to: 'l0-request@lists.example.org', subject: `help ${'x'.repeat(5000)}`, body }));
-    expect(res.ok, res.response).toBe(true);
-    const { rows } = await db.pool.query<{ raw: Buffer; envelope_from: string }>(
-      `select m.raw, o.envelope_from from outbox o join outbound_mail m on m.id = o.mail_id where o.recipient = $1`, [from]);
-    expect(rows).toHaveLength(1);
-    expect(rows[0].raw.length).toBeLessThan(8_000);
-    expect(rows[0].raw.toString()).not.toContain('spam payload');
-    expect(rows[0].raw.toString()).toMatch(/^Auto-Submitted: auto-replied\r?$/m);
-    // RFC 3834: an auto-responder answering our answer writes to our bounce address, not to a person.
-    expect(rows[0].envelope_from).toBe('l0-bounces+notice@lists.example.org');
-  });
-
   it('takes 10 subscription requests a day from one client network on the web, an IPv6 one by its /64', async () => {
     const from = (host: number, net = '2001:db8:5:6') => new WebClient(web.url, { 'x-forwarded-for': `${net}::${host.toString(16)}` });
     for (let i = 1; i <= 10; i++) expect((await from(i).post('/lists/l1/subscribe', { email: `net${i}@y.example` })).status).toBe(200);
@@ -148,5 +135,30 @@ describe('mail a stranger can make the site send to one address', () => {
     const person = 'person@z.example';
     expect((await sendRaw(smtp.port, { from: person, to: ['l0-request@lists.example.org'] }, message({ from: person, to: 'l0-request@lists.example.org', subject: 'help', headers: { 'Auto-Submitted': 'no' } }))).ok).toBe(true);
     expect(await queuedMail(db, person)).toHaveLength(1);
+  });
+});
+
+describe('on the wire', () => {
+  let relay: CaptureRelay;
+  let worker: DeliveryWorker;
+  beforeAll(async () => {
+    relay = await startCaptureRelay();
+    worker = await startWorker(db, workerConfig(relay));
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    await relay?.stop();
+  });
+
+  it('a command\'s answer to 1 MB is a short text of its own, and leaves with our bounce address as MAIL FROM and Auto-Submitted: auto-replied, so that an auto-responder answers us, not a person', async () => {
+    const from = 'wire@x.example';
+    const res = await sendRaw(smtp.port, { from: 'someone-else@attacker.example', to: ['l1-request@lists.example.org'] }, message({ from, to: 'l1-request@lists.example.org', subject: `help ${'x'.repeat(5000)}`, body: `help\n${'payload '.repeat(130_000)}` }));
+    expect(res.ok, res.response).toBe(true);
+    const answer = await relay.copy(from, 'This is the command address');
+    expect(answer.from).toBe('l1-bounces+notice@lists.example.org');
+    const raw = answer.raw.toString();
+    expect(raw).toMatch(/^Auto-Submitted: auto-replied\r?$/m);
+    expect(raw).not.toContain('payload');
+    expect(answer.raw.length).toBeLessThan(8_000);
   });
 });
