@@ -1,13 +1,12 @@
 /*
- * Mail that anyone may make the site send to an address they name, without logging in: a
- * confirmation request (by mail or the subscribe form), the answer to a mail command, the "awaits
- * moderation" reply, a login or password-reset link, the link that verifies an address added to
- * someone's account. Each path has limits of its own, per list
- * and per hour; this is the one budget they share per mailbox for the whole site and a day, so
- * that a stranger who uses them all, from many client addresses and envelope senders, still
- * reaches a victim only a few times a day. Before it, one address got 50 command answers, 10
- * confirmation requests and 144 login and reset links a day, besides an hourly "awaits
- * moderation" reply from every list that sends them.
+ * Mail that anyone may make the site send to an address they name: a confirmation request (by
+ * mail or the subscribe form), the answer to a mail command, the "awaits moderation" reply, a
+ * login or password-reset link, the link that verifies an address added to someone's account.
+ * Each path has limits of its own, per list and per hour; this is the one budget they share per
+ * mailbox for the whole site and a day, so that a stranger who uses them all, from many client
+ * addresses and envelope senders, still reaches a victim only a few times a day. Before it, one
+ * address got 50 command answers, 10 confirmation requests and 144 login and reset links a day,
+ * besides an hourly "awaits moderation" reply from every list that sends them.
  */
 
 import type { Queryable } from '../db/pool.ts';
