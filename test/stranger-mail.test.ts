@@ -72,6 +72,21 @@ describe('mail a stranger can make the site send to one address', () => {
     expect(rows[0].n).toBe(30 - STRANGER_MAIL_PER_DAY);
   });
 
+  it('holds when the requests come at once to two ingest listeners: the count is PostgreSQL\'s, not a process\'s', async () => {
+    const other = await startIngest(db.pool);
+    try {
+      const victim = 'victim3@x.example';
+      const sends = lists.flatMap((list) => Array.from({ length: 10 }, (_, i) => {
+        const to = `${list.name}-request@lists.example.org`;
+        return sendRaw(i % 2 ? smtp.port : other.port, { from: `b${list.name}-${i}@attacker.example`, to: [to] }, message({ from: victim, to, subject: 'help' }));
+      }));
+      for (const res of await Promise.all(sends)) expect(res.ok, res.response).toBe(true);
+      expect(await queuedMail(db, victim)).toHaveLength(STRANGER_MAIL_PER_DAY);
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('counts the mailbox, not its spellings', async () => {
     // The budget is spent: a +tag of the victim's address, whose own limits are untouched, gets nothing either.
     const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.1' });
