@@ -87,6 +87,17 @@ describe('mail a stranger can make the site send to one address', () => {
     }
   });
 
+  it('answers the From only: a Reply-To or Sender naming someone else gets nothing', async () => {
+    const from = 'writer@z.example';
+    for (const to of ['l0-request@lists.example.org', 'l0-subscribe@lists.example.org']) {
+      const res = await sendRaw(smtp.port, { from, to: [to] }, message({ from, to, subject: to.includes('request') ? 'help' : 'subscribe', headers: { 'Reply-To': 'replyto-victim@z.example', Sender: 'sender-victim@z.example' } }));
+      expect(res.ok, res.response).toBe(true);
+    }
+    expect(await queuedMail(db, from)).toHaveLength(2);
+    expect(await queuedMail(db, 'replyto-victim@z.example')).toHaveLength(0);
+    expect(await queuedMail(db, 'sender-victim@z.example')).toHaveLength(0);
+  });
+
   it('counts the mailbox, not its spellings', async () => {
     // The budget is spent: a +tag of the victim's address, whose own limits are untouched, gets nothing either.
     const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.1' });
