@@ -236,6 +236,12 @@ describe('mail to the command addresses', () => {
       expect((await send(to, id, `help ${SPAMMY_SUBJECT} cheap watches`)).response).toMatch(/^250 /);
       expect((await rejected(id)).map((r) => r.reason)).toEqual([expect.stringMatching(/^spam score \d+(\.\d+)? ≥ 6 \(symbols: LISTKEEPER_TEST_SPAMMY, .*\): not answered$/)]);
     }
+    // One message to two command addresses is scanned once.
+    const before = await scanned();
+    const both = ['cmd-request@lists.example.org', 'cmd-unsubscribe@lists.example.org'];
+    expect((await sendRaw(port, { from: 'alice@example.org', to: both }, message({ id: 'spammy-both@example.org', from: 'alice@example.org', to: both.join(', '), subject: `unsubscribe ${SPAMMY_SUBJECT}` }))).response).toMatch(/^250 /);
+    expect(await scanned()).toBe(before + 1);
+    expect(await rejected('spammy-both@example.org')).toHaveLength(2);
     expect((await send('cmd-request@lists.example.org', 'plain-help@example.org', 'help')).response).toMatch(/^250 /);
     const { rows } = await db.pool.query<{ subject: string }>(
       `select substring(convert_from(m.raw, 'UTF8') from 'Subject: ([^\r\n]*)') as subject from outbox o join outbound_mail m on m.id = o.mail_id where o.recipient = 'alice@example.org'`);

@@ -173,9 +173,11 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   };
   // Mail the spam scanner scores as high as a post the list would hold is not answered either: its
   // From is as likely forged as a spam post's, and the answer repeats its Subject to whoever From
-  // names. Scanned once: a message also posted to a list was scanned as a post.
+  // names. Scanned once per message: as a post when it was also posted, else by the first command
+  // address that asks (kept in `checks` for the others it went to).
   const spammy = async () => {
-    const spam = checks.spam ?? (await scanForSpam({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, lists: [rcpt], log }, settings.spamCheck)).spam;
+    if (!checks.spam && !checks.spamUnchecked) Object.assign(checks, await scanForSpam({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, lists: [rcpt], log }, settings.spamCheck));
+    const { spam } = checks;
     const hold = list.spam_hold_score;
     return spam && hold !== null && spam.score >= hold ? `${spamReason(spam, hold)}: not answered` : null;
   };
