@@ -1,7 +1,9 @@
 /*
  * Mail that anyone may make the site send to an address they name: a confirmation request (by
- * mail or the subscribe form), the answer to a mail command, the "awaits moderation" reply, a
- * login or password-reset link, the link that verifies an address added to someone's account.
+ * mail or the subscribe form), the answer to a mail command, the "awaits moderation" reply, the
+ * link that verifies an address added to someone's account. (Login and password-reset links are
+ * not counted: they go only to addresses the site knows, three an hour each, and a budget spent
+ * by a stranger would keep their owner out of the account for a day.)
  * Each path has limits of its own, per list and per hour; this is the one budget they share per
  * mailbox for the whole site and a day, so that a stranger who uses them all, from many client
  * addresses and envelope senders, still reaches a victim only a few times a day. Before it, one
