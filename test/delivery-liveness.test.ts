@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { queueStats, type ClaimedRow } from '../src/db/outbox.ts';
+import { DatabaseClock } from '../src/db/database-clock.ts';
 import { CopyCache } from '../src/delivery/copies.ts';
 import { log } from '../src/log.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
@@ -158,7 +159,7 @@ describe('the lock connection', () => {
   it('defers, never fails for good, a copy whose post another lane dropped from the cache before it was read', async () => {
     // Another batch's prepare() evicts a failed read before this row reads it: no entry is not
     // "the post is gone" (which fails the copy for good), it is a read to do again.
-    const cache = new CopyCache('http://lists.example.org', log);
+    const cache = new CopyCache('http://lists.example.org', log, new DatabaseClock());
     (cache as unknown as { prepare: () => Promise<void> }).prepare = async () => undefined;
     const row: ClaimedRow = { id: 1, kind: 'post', list_id: 1, message_id: 1, mail_id: null, member_id: null, member_token: null, recipient: 'a@x.example', domain: 'x.example', envelope_from: 'b@lists.example.org', attempts: 1, created_at: new Date() };
     await expect(cache.copy(db.pool, row)).rejects.toThrow(/not read for its copy/);

@@ -153,7 +153,7 @@ describe('list copies', () => {
       if (name === 'lists._domainkey.lists.example.org') return [[`v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`]];
       throw Object.assign(new Error('nxdomain'), { code: 'ENOTFOUND' });
     };
-    const prepared = await signCopies(prepareCopy(RAW, options({ subjectPrefix: '[dev]', footer: 'The footer.' })), key, undefined);
+    const prepared = await signCopies(prepareCopy(RAW, options({ subjectPrefix: '[dev]', footer: 'The footer.' })), key, undefined, new Date());
     const [a, b] = await Promise.all([signedMemberCopy(prepared, 'tok-a'), signedMemberCopy(prepared, 'tok-b')]);
     for (const copy of [a, b]) {
       const dkim = await dkimVerify(copy, { resolver });
@@ -172,7 +172,7 @@ describe('list copies', () => {
     expect(signature(a)).not.toBe(signature(b));
     // A post stored with bare newlines: signed as it goes on the wire (nodemailer sends CRLF).
     const lf = Buffer.from(RAW.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
-    const lfCopy = await signedMemberCopy(await signCopies(prepareCopy(lf, options({ footer: 'The footer.' })), key, undefined), 'tok-c');
+    const lfCopy = await signedMemberCopy(await signCopies(prepareCopy(lf, options({ footer: 'The footer.' })), key, undefined, new Date()), 'tok-c');
     expect(lfCopy.includes('\r\n')).toBe(false);
     const wire = Buffer.from(lfCopy.toString('latin1').replace(/\n/g, '\r\n'), 'latin1');
     expect((await dkimVerify(wire, { resolver })).results.map((r) => r.status.result)).toEqual(['pass']);

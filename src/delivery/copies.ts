@@ -9,6 +9,7 @@
  * expire (a post already being sent keeps the copy it started with).
  */
 
+import type { DatabaseClock } from '../db/database-clock.ts';
 import type { ListRow } from '../db/lists.ts';
 import { listsByIds } from '../db/lists.ts';
 import { mailSources, messageSources, type ClaimedRow } from '../db/outbox.ts';
@@ -40,8 +41,11 @@ export class CopyCache {
   private posts = new Map<string, Entry<PreparedCopy | Error | null>>();
   private mails = new Map<number, Entry<Buffer | null>>();
 
-  /** authservId: our name in Authentication-Results (SMTP_HELO_NAME); copies drop incoming ones that use it */
-  constructor(private readonly publicUrl: string, private readonly log: Logger, private readonly authservId?: string) {}
+  /**
+   * authservId: our name in Authentication-Results (SMTP_HELO_NAME); copies drop incoming ones that use it.
+   * clock: the database's, for the signatures' t= (a receiver rejects one from the future).
+   */
+  constructor(private readonly publicUrl: string, private readonly log: Logger, private readonly clock: DatabaseClock, private readonly authservId?: string) {}
 
   /** Loads whatever the rows need that is not cached yet. */
   async prepare(db: Queryable, rows: ClaimedRow[]): Promise<void> {
@@ -99,7 +103,7 @@ export class CopyCache {
       authservId: this.authservId,
     });
     // The body hash and the ARC set once per post; each member's copy then signs its header only.
-    return list.signer instanceof Error || !list.signer ? prepared : signCopies(prepared, list.signer, m.checks?.auth);
+    return list.signer instanceof Error || !list.signer ? prepared : signCopies(prepared, list.signer, m.checks?.auth, this.clock.now());
   }
 
   /**
@@ -146,7 +150,7 @@ export class CopyCache {
       if (raw && opts.sevenBit) raw = toSevenBit(raw);
     }
     if (list?.signer instanceof Error) throw keyError(list);
-    return raw && list?.signer ? signMessage(list.signer, raw) : raw;
+    return raw && list?.signer ? signMessage(list.signer, raw, this.clock.now()) : raw;
   }
 
   private prepared(row: ClaimedRow): boolean {

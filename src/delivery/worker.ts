@@ -15,6 +15,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
+import { DatabaseClock } from '../db/database-clock.ts';
 import { claimBatch, heartbeat, OUTBOX_CHANNEL, releaseRows, removeWorker, type ClaimedRow, type WorkerIdentity } from '../db/outbox.ts';
 import { waitsOut } from '../db/pg-errors.ts';
 import { log as rootLog, redactUrl, type Logger } from '../log.ts';
@@ -38,6 +39,8 @@ export interface WorkerOptions {
 const STOP_GRACE_MS = 4_000;
 /** A send is cut at its deadline and returns a moment later: past it by this much, it is stuck. */
 const DEADLINE_SLACK_MS = 1_000;
+/** a skew between this machine's clock and the database's worth telling the operator about */
+const CLOCK_SKEW_WARN_MS = 30_000;
 
 export class DeliveryWorker {
   readonly name: string;
@@ -67,13 +70,17 @@ export class DeliveryWorker {
   private orphans: number[] = [];
   /** each loop's failures, logged once as they start, summed up, and when they end */
   private readonly failures: RepeatedFailures;
+  /** the database's clock, read at every heartbeat: signatures' t= comes from it, not from this machine's */
+  private readonly clock = new DatabaseClock();
+  /** whether the skew was last logged as too large (logged when it starts and when it ends) */
+  private skewed = false;
 
   constructor(private readonly pool: pg.Pool, private readonly url: string, private readonly cfg: Config, opts: WorkerOptions = {}) {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.log = rootLog.child({ worker: this.name });
     this.failures = new RepeatedFailures(this.log);
     this.transport = opts.transport ?? createTransport(cfg, this.log);
-    this.copies = new CopyCache(cfg.publicUrl, this.log, cfg.heloName);
+    this.copies = new CopyCache(cfg.publicUrl, this.log, this.clock, cfg.heloName);
     this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke(), this.failures);
     this.outcomes = new Outcomes(pool, this.name, cfg.delivery.giveUpHours, Math.max(1, Math.floor(cfg.delivery.batchSize / 4)), this.log, cfg.publicUrl);
   }
@@ -100,6 +107,7 @@ export class DeliveryWorker {
     await this.notifier.start();
     const lease = this.cfg.delivery.leaseSeconds * 1000;
     this.every('beat', 'heartbeat', Math.max(200, Math.floor(lease / 3)), async () => {
+      await this.readClock();
       await this.beat();
       // Never its own rows while it moves: they are in flight, even while its lock connection is
       // being reopened (others will take them then, as they must). A stalled worker gives them back.
@@ -126,6 +134,7 @@ export class DeliveryWorker {
    * serve: the loop, once the lock is held, tries again until it does.
    */
   private async firstBeat(): Promise<void> {
+    await this.readClock();
     await heartbeat(this.pool, this.identity());
     await reclaim(this.pool, this.cfg, this.log);
     this.beaten = true;
@@ -190,6 +199,15 @@ export class DeliveryWorker {
     if (this.stalled) this.log.warn('no copy is past its deadline any more: heartbeat resumed');
     this.stalled = false;
     await heartbeat(this.pool, this.identity());
+  }
+
+  /** Measures this machine's clock against the database's; a skew past CLOCK_SKEW_WARN_MS is logged as it starts and ends. */
+  private async readClock(): Promise<void> {
+    const skew = await this.clock.measure(this.pool);
+    const off = Math.abs(skew) > CLOCK_SKEW_WARN_MS;
+    if (off && !this.skewed) this.log.warn({ skewSeconds: Math.round(skew / 1000) }, "this machine's clock is off the database's: the list's signatures take the database's time; fix the machine's time service (NTP)");
+    else if (!off && this.skewed) this.log.info({ skewSeconds: Math.round(skew / 1000) }, "this machine's clock agrees with the database's again");
+    this.skewed = off;
   }
 
   private identity(): WorkerIdentity {

@@ -214,13 +214,13 @@ export function memberCopy(p: PreparedCopy, token: string | null): Buffer {
  * for all members. The ARC set (from the arrival checks `auth`; RSA keys only, the one algorithm
  * of RFC 8617) covers the shared header section and the body, not the member's lines.
  */
-export async function signCopies(p: PreparedCopy, key: ListKey, auth: AuthChecks | undefined): Promise<PreparedCopy> {
+export async function signCopies(p: PreparedCopy, key: ListKey, auth: AuthChecks | undefined, signedAt: Date): Promise<PreparedCopy> {
   // `body` starts with the blank line that ends the header section.
   const bh = bodyHash(p.body.subarray(p.body.indexOf(0x0a) + 1));
   const rows = headerRows(p.head);
   const seal = key.key.asymmetricKeyType === 'rsa' ? arcSealFor(auth, rows, key.domain) : null;
-  const arc = seal ? await arcSet(key, rows, bh, seal) : [];
-  return { ...p, signing: { arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol), signer: new MemberSigner(key, signedFields(rows), bh) } };
+  const arc = seal ? await arcSet(key, rows, bh, seal, signedAt) : [];
+  return { ...p, signing: { arc: headerLines(arc.map((l) => l.replace(/\r\n/g, p.eol)), p.eol), signer: new MemberSigner(key, signedFields(rows), bh, signedAt) } };
 }
 
 /**

@@ -130,12 +130,14 @@ export function signedFields(rows: HeaderRow[], fields = LIST_SIGNED_FIELDS): Si
  * test/list-signing.test.ts has dkimpy verify every copy.
  */
 export class MemberSigner {
-  private readonly time = Math.floor(Date.now() / 1000);
+  /** t=, once per post: the database's time (db/database-clock.ts), which the caller passes, not this machine's */
+  private readonly time: number;
   private readonly templates = new Map<string, { unsigned: string; canonical: Buffer }>();
   /** the names of the fields a signature covers, lower case */
   private readonly wanted: Set<string>;
 
-  constructor(private readonly k: ListKey, private readonly below: SignedFields, private readonly bh: string, fields = LIST_SIGNED_FIELDS) {
+  constructor(private readonly k: ListKey, private readonly below: SignedFields, private readonly bh: string, signedAt: Date, fields = LIST_SIGNED_FIELDS) {
+    this.time = Math.floor(signedAt.getTime() / 1000);
     this.wanted = new Set(fields.toLowerCase().split(':'));
   }
 
@@ -161,12 +163,12 @@ export class MemberSigner {
 }
 
 /** A whole message signed (digests and notices: one body each, so nothing to share). */
-export async function signMessage(k: ListKey, raw: Buffer): Promise<Buffer> {
+export async function signMessage(k: ListKey, raw: Buffer, signedAt: Date): Promise<Buffer> {
   const crlf = raw.indexOf('\r\n\r\n');
   const lf = raw.indexOf('\n\n');
   const [at, sep] = crlf >= 0 && (lf < 0 || crlf < lf) ? [crlf, 4] : lf >= 0 ? [lf, 2] : [raw.length, 0];
   const eol = sep === 2 ? '\n' : '\r\n';
-  const signature = await new MemberSigner(k, signedFields(headerRows(raw.subarray(0, at))), bodyHash(raw.subarray(at + sep))).sign([]);
+  const signature = await new MemberSigner(k, signedFields(headerRows(raw.subarray(0, at))), bodyHash(raw.subarray(at + sep)), signedAt).sign([]);
   return Buffer.concat([Buffer.from(`${signature.replace(/\r\n/g, eol)}${eol}`, 'latin1'), raw]);
 }
 
@@ -217,7 +219,7 @@ export function arcSealFor(auth: AuthChecks | undefined, rows: HeaderRow[], auth
  * The ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results, in that order, each
  * folded with CRLF) over a header section and a body hash, by mailauth's sealer.
  */
-export async function arcSet(k: ListKey, rows: HeaderRow[], bh: string, seal: ArcSeal): Promise<string[]> {
+export async function arcSet(k: ListKey, rows: HeaderRow[], bh: string, seal: ArcSeal, signedAt: Date): Promise<string[]> {
   // With cv=pass the seal signs the earlier sets too: mailauth reads them from the parsed chain.
   const chain = seal.cv === 'pass' ? getARChain({ parsed: rows }) : false;
   const { headers } = await createSeal(false, {
@@ -234,7 +236,7 @@ export async function arcSet(k: ListKey, rows: HeaderRow[], bh: string, seal: Ar
       // a string: mailauth falls back to its default list (with List-Unsubscribe) for anything else
       headerList: ARC_SIGNED_FIELDS,
       bodyHash: bh,
-      signTime: new Date(),
+      signTime: signedAt,
     },
   });
   return headers;

@@ -1,0 +1,70 @@
+/**
+ * Machines whose clocks disagree with the database's (NTP broken, a VM restored from a snapshot):
+ * a real `serve --worker` process run under libfaketime (Debian's faketime), hours ahead of or
+ * behind the machine that holds PostgreSQL. What other machines compare comes from one clock, the
+ * database's (docs/architecture.md, "One clock").
+ */
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { addMember } from '../src/db/members.ts';
+import { createList, updateDeliverySettings } from '../src/db/lists.ts';
+import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { testKey } from './helpers/dkimpy.ts';
+import { skewedClock } from './helpers/skewed-clock.ts';
+import { postTo, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { spawnWorker, type WorkerProcess } from './helpers/worker-process.ts';
+
+let db: TestDatabase;
+let smtp: RunningIngest;
+let relay: CaptureRelay;
+const procs: WorkerProcess[] = [];
+const key = testKey();
+
+beforeAll(async () => {
+  db = await testDatabase();
+  smtp = await startIngest(db.pool);
+  relay = await startCaptureRelay();
+});
+
+afterEach(() => {
+  for (const p of procs.splice(0)) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+});
+
+afterAll(async () => {
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+async function databaseSeconds(): Promise<number> {
+  const { rows } = await db.pool.query<{ s: number }>('select extract(epoch from now())::float8 as s');
+  return rows[0].s;
+}
+
+/** Every t= in the list's own signature fields (DKIM-Signature d=lists.example.org, the ARC set). */
+function listSignatureTimes(raw: Buffer): number[] {
+  const fields = raw.toString('latin1').split(/\r?\n\r?\n/)[0].replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/);
+  return fields
+    .filter((f) => /^(DKIM-Signature:.*\bd=lists\.example\.org|ARC-Seal:|ARC-Message-Signature:)/i.test(f))
+    .map((f) => Number(/\bt=(\d+)/.exec(f)?.[1]));
+}
+
+describe('a worker whose clock is off the database', () => {
+  it.each(['+2h', '-2h', '+5m'])("signs with the database's time, not its own (%s), and says its clock is off", async (offset) => {
+    const local = `skew${offset.replace('+', 'ahead').replace('-', 'behind')}`;
+    const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    await addMember(db.pool, list.id, `m@${local}.example`, 'each');
+    await updateDeliverySettings(db.pool, list.id, { dkim_domain: 'lists.example.org', dkim_selector: 'lists', dkim_private_key: key.pem });
+    const worker = await spawnWorker({ DATABASE_URL: db.url, RELAY_URL: relay.url, ...skewedClock(offset) });
+    procs.push(worker);
+    await postTo(smtp.port, local, `${local}-1@example.org`);
+    const copy = await relay.copy(`m@${local}.example`, `${local}-1@example.org`);
+    const now = await databaseSeconds();
+    const times = listSignatureTimes(copy.raw);
+    expect(times.length).toBeGreaterThan(0);
+    // A receiver such as OpenDKIM refuses a t= more than 5 minutes in its future.
+    for (const t of times) expect(Math.abs(t - now)).toBeLessThan(60);
+    expect(worker.output()).toContain("this machine's clock is off the database's");
+  });
+});
