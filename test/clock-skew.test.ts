@@ -11,9 +11,9 @@ import { createList, updateDeliverySettings } from '../src/db/lists.ts';
 import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { testKey } from './helpers/dkimpy.ts';
-import { skewedClock } from './helpers/skewed-clock.ts';
+import { jumpingClock, skewedClock } from './helpers/skewed-clock.ts';
 import { postTo, startIngest, type RunningIngest } from './helpers/smtp.ts';
-import { spawnWorker, type WorkerProcess } from './helpers/worker-process.ts';
+import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
 
 let db: TestDatabase;
 let smtp: RunningIngest;
@@ -28,6 +28,7 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
+  relay.setDelay(0);
   for (const p of procs.splice(0)) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
 });
 
@@ -66,5 +67,31 @@ describe('a worker whose clock is off the database', () => {
     // A receiver such as OpenDKIM refuses a t= more than 5 minutes in its future.
     for (const t of times) expect(Math.abs(t - now)).toBeLessThan(60);
     expect(worker.output()).toContain("this machine's clock is off the database's");
+  });
+});
+
+describe('a worker whose clock jumps while a copy waits for its final dot', () => {
+  it('neither cuts the copy nor withholds its heartbeat: deadlines run on the monotonic clock', async () => {
+    const list = await createList(db.pool, { address: 'jump@lists.example.org', name: 'jump', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    await addMember(db.pool, list.id, 'm@jump.example', 'each');
+    const clock = jumpingClock();
+    try {
+      // A lease of 3 s: a heartbeat every second, a copy's time 2 s until handed over.
+      const worker = await spawnWorker({ DATABASE_URL: db.url, RELAY_URL: relay.url, DELIVERY_LEASE_SECONDS: '3', ...clock.env });
+      procs.push(worker);
+      relay.setDelay(4_000); // the reply to the final dot, within DELIVERY_DATA_DONE_TIMEOUT_SECONDS
+      await postTo(smtp.port, 'jump', 'jump-1@example.org');
+      await until(async () => (await db.pool.query(`select 1 from outbox where state = 'sending' and recipient = 'm@jump.example'`)).rowCount === 1, 'the copy in flight');
+      await new Promise((r) => setTimeout(r, 1_500)); // the copy built and handed over, its reply awaited
+      clock.jump('+1h');
+      await relay.copy('m@jump.example', 'jump-1@example.org');
+      const state = await until(async () => (await db.pool.query<{ state: string }>(`select state from outbox where recipient = 'm@jump.example' and state <> 'sending'`)).rows[0]?.state, 'the outcome');
+      await new Promise((r) => setTimeout(r, 1_500)); // a heartbeat or two after the jump
+      expect(state).toBe('sent');
+      expect(relay.to('m@jump.example')).toHaveLength(1);
+      expect(worker.output()).not.toContain('past its deadline');
+    } finally {
+      clock.remove();
+    }
   });
 });

@@ -62,7 +62,7 @@ export class CopyCache {
       }
       for (const id of listIds) {
         const l = fresh.get(id);
-        if (l) this.lists.set(id, { value: l, at: Date.now() });
+        if (l) this.lists.set(id, { value: l, at: performance.now() });
         else this.lists.delete(id);
       }
     }
@@ -77,13 +77,13 @@ export class CopyCache {
       for (const [key, { messageId, listId }] of postKeys) {
         const m = sources.get(messageId);
         const list = fresh.get(listId);
-        this.posts.set(key, { value: m && list ? await this.preparePost(db, m, list).catch((err: Error) => err) : null, at: Date.now() });
+        this.posts.set(key, { value: m && list ? await this.preparePost(db, m, list).catch((err: Error) => err) : null, at: performance.now() });
       }
     }
     const mailIds = missing(rows.map((r) => r.mail_id), this.mails);
     if (mailIds.length > 0) {
       const found = new Map((await mailSources(db, mailIds)).map((m) => [m.id, m.raw]));
-      for (const id of mailIds) this.mails.set(id, { value: found.get(id) ?? null, at: Date.now() });
+      for (const id of mailIds) this.mails.set(id, { value: found.get(id) ?? null, at: performance.now() });
     }
   }
 
@@ -160,7 +160,7 @@ export class CopyCache {
   }
 
   private evict() {
-    const old = Date.now() - KEEP_MS;
+    const old = performance.now() - KEEP_MS;
     for (const cache of [this.lists, this.posts, this.mails] as Map<unknown, Entry<unknown>>[]) {
       // A copy that could not be built is tried again with the next batch, not kept a minute.
       for (const [k, e] of cache) if (e.at < old || cache.size > MAX_ENTRIES || e.value instanceof Error) cache.delete(k);

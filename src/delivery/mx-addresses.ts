@@ -81,10 +81,10 @@ let own: { readAt: number; addresses: Set<string> } | null = null;
 
 /** This machine's addresses, read again at most once a minute: asked for every copy sent directly. */
 function ownAddresses(): Set<string> {
-  if (own && Date.now() - own.readAt < 60_000) return own.addresses;
+  if (own && performance.now() - own.readAt < 60_000) return own.addresses;
   const addresses = new Set<string>();
   for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) addresses.add(plain(i.address).address);
-  own = { readAt: Date.now(), addresses };
+  own = { readAt: performance.now(), addresses };
   return addresses;
 }
 

@@ -48,7 +48,7 @@ export class Outcomes {
   private writing: Promise<void> | null = null;
   /** results came while a write ran that should not wait for flushRows or flushMs */
   private again = false;
-  private lastWrite = Date.now();
+  private lastWrite = performance.now();
   private error: unknown = null;
   private waiters: (() => void)[] = [];
   private interrupted = false;
@@ -124,7 +124,7 @@ export class Outcomes {
 
   private maybeWrite() {
     const pending = this.sent.length + this.retry.length + this.failed.length;
-    if (pending >= this.flushRows || Date.now() - this.lastWrite >= this.flushMs) this.queueWrite();
+    if (pending >= this.flushRows || performance.now() - this.lastWrite >= this.flushMs) this.queueWrite();
   }
 
   private queueWrite() {
@@ -137,7 +137,7 @@ export class Outcomes {
     const sent = this.sent.splice(0);
     const retry = this.retry.splice(0);
     const failed = this.failed.splice(0);
-    this.lastWrite = Date.now();
+    this.lastWrite = performance.now();
     const rows = sent.length + retry.length + failed.length;
     if (rows === 0) return;
     this.writingRows = rows;

@@ -24,7 +24,8 @@ export interface PoolTimeouts {
 }
 
 /**
- * When a send in flight must have ended (ms since the epoch), read by the worker's heartbeat: the
+ * When a send in flight must have ended (performance.now(), a monotonic clock: a wall clock that
+ * jumps would cut a copy awaiting its final dot's reply, or hide a stuck one), read by the worker's heartbeat: the
  * copy's deadline, moved on by `dataDoneMs` once its message is handed over. `waiting`: queued for
  * a connection that other sends of the same worker hold; their own deadlines speak for it.
  */
@@ -61,7 +62,7 @@ export class SmtpPool {
   private down: { until: number; result: SendResult } | null = null;
   /** sends in progress, and when the last one ended (unusedSince) */
   private active = 0;
-  private lastSend = Date.now();
+  private lastSend = performance.now();
 
   constructor(
     readonly target: SmtpTarget,
@@ -94,7 +95,7 @@ export class SmtpPool {
       return await this.sendOnce(envelope, message, sevenBit, end, clock);
     } finally {
       this.active--;
-      this.lastSend = Date.now();
+      this.lastSend = performance.now();
     }
   }
 
@@ -104,20 +105,20 @@ export class SmtpPool {
       const conn = await this.acquire();
       if (clock) clock.waiting = false;
       if (!conn) return shutdownResult();
-      if (!conn.opened && this.down && this.down.until > Date.now()) {
+      if (!conn.opened && this.down && this.down.until > performance.now()) {
         // The host refused a session a moment ago: defer without knocking again.
         this.discard(conn);
         return this.down.result;
       }
       // `end`: the caller's deadline for the copy as a whole (several MX hosts share one). Spent
       // waiting for a connection, it says nothing about the host: deferred, the host untouched.
-      const ms = Math.min(this.timeouts.copyMs, (end ?? Infinity) - Date.now());
+      const ms = Math.min(this.timeouts.copyMs, (end ?? Infinity) - performance.now());
       if (ms <= 0) {
         this.release(conn);
         return { ok: false, temporary: true, code: null, response: `${this.target.host}:${this.target.port}: ETIMEDOUT: no time left for the copy, spent waiting for a connection`, stage: 'CONN' };
       }
       const reused = conn.opened;
-      let cutAt = Date.now() + ms;
+      let cutAt = performance.now() + ms;
       if (clock) clock.at = cutAt;
       let why = `no result within ${Math.round(this.timeouts.copyMs / 1000)} s, the time one copy may take`;
       const cut = () => conn.abort(why, 'ETIMEDOUT');
@@ -129,7 +130,7 @@ export class SmtpPool {
         if (clock) clock.at = cutAt;
         why = `no result within the copy's time and ${Math.round(this.timeouts.dataDoneMs / 1000)} s more for the reply to its final dot`;
         clearTimeout(deadline);
-        deadline = setTimeout(cut, cutAt - Date.now());
+        deadline = setTimeout(cut, cutAt - performance.now());
       };
       try {
         if (!conn.opened) await conn.open();
@@ -195,7 +196,7 @@ export class SmtpPool {
 
   private isDown(result: SendResult): SendResult {
     if (!this.down) this.log.warn({ reason: result.ok ? '' : result.response }, 'could not open an SMTP session; copies are deferred');
-    this.down = { until: Date.now() + DOWN_MS, result };
+    this.down = { until: performance.now() + DOWN_MS, result };
     return result;
   }
 
@@ -226,7 +227,7 @@ export class SmtpPool {
 
   /** Closes connections idle longer than `idleMs`. */
   sweep() {
-    const limit = Date.now() - (this.opts.idleMs ?? 30_000);
+    const limit = performance.now() - (this.opts.idleMs ?? 30_000);
     const keep: SmtpSession[] = [];
     for (const c of this.idle) {
       if (c.dead || c.lastUsed < limit) {

@@ -53,7 +53,7 @@ export class SmtpSession {
   messages = 0;
   dead = false;
   opened = false;
-  lastUsed = Date.now();
+  lastUsed = performance.now();
   private abortError: SmtpError | null = null;
   /** the copy being sent went to the connection whole, its final dot with it (watchHandOver) */
   private handedOver = false;
@@ -189,7 +189,7 @@ export class SmtpSession {
     return this.call<string>('sending the copy', (done) => {
       this.smtp.send({ from: envelope.from, to: [envelope.to], use8BitMime: eightBit }, body, (err, info) => {
         this.messages++;
-        this.lastUsed = Date.now();
+        this.lastUsed = performance.now();
         if (err) return done(err);
         // An LMTP-style partial refusal shows up as rejectedErrors without an error.
         const refused = (info as { rejectedErrors?: SmtpError[] } | undefined)?.rejectedErrors?.[0];

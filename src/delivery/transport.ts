@@ -147,7 +147,7 @@ export class MxTransport implements Transport {
   }
 
   private sweep() {
-    const now = Date.now();
+    const now = performance.now();
     for (const [domain, entry] of this.mx) if (entry.expires <= now) this.mx.delete(domain);
     for (const [address, pool] of this.pools) {
       // Only a pool nothing uses: no send, no connection, no waiter (a send takes one of these
@@ -162,7 +162,7 @@ export class MxTransport implements Transport {
 
   async send(domain: string, envelope: Envelope, message: Buffer, sevenBit?: SevenBit, clock?: SendClock): Promise<SendResult> {
     // One deadline for the copy, whichever MX hosts it goes through, lookups included.
-    const end = Date.now() + poolTimeouts(this.cfg).copyMs;
+    const end = performance.now() + poolTimeouts(this.cfg).copyMs;
     if (clock) clock.at = end;
     let hosts: string[];
     try {
@@ -177,7 +177,7 @@ export class MxTransport implements Transport {
     const unusable: string[] = [];
     let tried = 0;
     for (const host of hosts) {
-      if (tried >= MX_ADDRESSES_TRIED || Date.now() >= end) break;
+      if (tried >= MX_ADDRESSES_TRIED || performance.now() >= end) break;
       let addresses: string[];
       try {
         addresses = await beforeDeadline(this.addresses(host), end, () => Object.assign(new Error('timed out'), { code: 'ETIMEOUT' }));
@@ -186,7 +186,7 @@ export class MxTransport implements Transport {
         continue;
       }
       for (const address of addresses) {
-        if (tried >= MX_ADDRESSES_TRIED || Date.now() >= end) break;
+        if (tried >= MX_ADDRESSES_TRIED || performance.now() >= end) break;
         const refused = refusedAddress(address, this.allow, this.deny);
         if (refused) {
           unusable.push(`${host} is ${address}, ${refused}`);
@@ -240,7 +240,7 @@ export class MxTransport implements Transport {
 
   private async answer(domain: string): Promise<MxAnswer> {
     const cached = this.mx.get(domain);
-    if (cached && cached.expires > Date.now()) return cached;
+    if (cached && cached.expires > performance.now()) return cached;
     let answer: MxAnswer;
     try {
       const records = (await resolvers().mx(domain)).sort((a, b) => a.priority - b.priority);
@@ -253,7 +253,7 @@ export class MxTransport implements Transport {
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
       answer = { hosts: [domain], lane: domain.toLowerCase() };
     }
-    this.mx.set(domain, { ...answer, expires: Date.now() + this.tuning.mxCacheMs });
+    this.mx.set(domain, { ...answer, expires: performance.now() + this.tuning.mxCacheMs });
     return answer;
   }
 

@@ -183,7 +183,7 @@ export class DeliveryWorker {
    * back to the queue after the lease (reclaimStale), even though its lock is held.
    */
   private async beat() {
-    const now = Date.now();
+    const now = performance.now();
     let late = 0;
     let overdue = 0;
     for (const c of this.clocks) {
@@ -393,7 +393,7 @@ export class DeliveryWorker {
   private async deliver(row: ClaimedRow, outcomes: Outcomes): Promise<boolean> {
     this.inFlight++;
     // Building the copy reads the database: it gets the lease, as every copy did before.
-    const clock: SendClock = { at: Date.now() + this.cfg.delivery.leaseSeconds * 1000, waiting: false };
+    const clock: SendClock = { at: performance.now() + this.cfg.delivery.leaseSeconds * 1000, waiting: false };
     this.clocks.add(clock);
     try {
       let raw: Buffer | null;
@@ -411,7 +411,7 @@ export class DeliveryWorker {
       // Built only for a server without 8BITMIME: converted before the list signs it.
       const sevenBit = () => this.copies.copy(this.pool, row, { sevenBit: true });
       // The copy's deadline before its message is handed over; the transport moves it on after.
-      clock.at = Date.now() + poolTimeouts(this.cfg).copyMs;
+      clock.at = performance.now() + poolTimeouts(this.cfg).copyMs;
       const result = await this.transport.send(row.domain, { from: row.envelope_from, to: row.recipient }, raw, sevenBit, clock);
       if (result.ok) outcomes.delivered(row);
       else if (result.aborted) return false;
