@@ -5,10 +5,11 @@
  * database's (docs/architecture.md, "One clock").
  */
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { conversionsFindings, queueFinding } from '../src/core/doctor.ts';
 import { addMember } from '../src/db/members.ts';
 import { createList, updateDeliverySettings } from '../src/db/lists.ts';
-import { startCaptureRelay, type CaptureRelay } from './helpers/capture-relay.ts';
+import { startCaptureRelay, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { testKey } from './helpers/dkimpy.ts';
 import { jumpingClock, skewedClock } from './helpers/skewed-clock.ts';
@@ -28,6 +29,7 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
+  vi.useRealTimers();
   relay.setDelay(0);
   for (const p of procs.splice(0)) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
 });
@@ -93,5 +95,26 @@ describe('a worker whose clock jumps while a copy waits for its final dot', () =
     } finally {
       clock.remove();
     }
+  });
+});
+
+describe('doctor on a machine whose clock is off the database', () => {
+  it.each(['+2h', '-2h'])('judges ages by the database\'s clock (%s): a fresh queue and a running conversion are not flagged', async (offset) => {
+    const local = `doctor${offset.replace('+', 'ahead').replace('-', 'behind')}`;
+    const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    // One copy queued just now (no worker runs in this test).
+    await db.pool.query('delete from outbox');
+    await addMember(db.pool, list.id, 'm@doctor.example', 'each');
+    await postTo(smtp.port, local, `${local}@example.org`);
+    const name = (await db.pool.query<{ name: string }>('select min(name) as name from conversions')).rows[0].name;
+    await db.pool.query(`update conversions set done_at = null, started_at = now(), locked_at = now(), locked_by = 'w', error = null where name = $1`, [name]);
+    const hours = Number(offset.slice(0, -1));
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + hours * 3_600_000 });
+    const queue = await queueFinding(db.pool, workerConfig(relay));
+    const conversions = await conversionsFindings(db.pool);
+    vi.useRealTimers();
+    expect(queue.what).toMatch(/queued (0|1) min ago/);
+    expect(queue.status).not.toBe('fail');
+    expect(conversions.find((f) => f.what.includes(name))).toMatchObject({ status: 'ok', what: expect.stringContaining('running') });
   });
 });

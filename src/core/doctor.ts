@@ -151,7 +151,7 @@ export async function diskFinding(dataDir: string): Promise<Finding> {
  * The oldest message still waiting for delivery. Older than DELIVERY_GIVE_UP_HOURS, a worker would
  * have given up on it: none is running, or it cannot reach the database.
  */
-async function queueFinding(pool: pg.Pool, cfg: Config): Promise<Finding> {
+export async function queueFinding(pool: pg.Pool, cfg: Config): Promise<Finding> {
   let stats;
   try {
     stats = await within(queueStats(pool, cfg.delivery.leaseSeconds), QUERY_MS, 'the queue query');
@@ -161,7 +161,8 @@ async function queueFinding(pool: pg.Pool, cfg: Config): Promise<Finding> {
   const live = stats.workers.filter((w) => !w.stale).length;
   const workers = live === 0 ? 'no delivery worker running' : `${live} delivery worker(s) running`;
   if (!stats.oldest) return ok('queue', `nothing waiting; ${workers}`);
-  const hours = (Date.now() - stats.oldest.created_at.getTime()) / 3_600_000;
+  // The age by the database's clock: doctor may run on a machine whose clock is off.
+  const hours = stats.oldestSeconds / 3600;
   const what = `the oldest of ${stats.counts.queued + stats.counts.sending} waiting message(s) was queued ${formatAge(hours)} ago (#${stats.oldest.id} to ${stats.oldest.recipient}, ${stats.oldest.attempts} attempt(s)); ${workers}`;
   const start = live === 0 ? 'start a delivery worker ("listkeeper serve --worker"); then ' : '';
   const fix = `${start}run "listkeeper queue": the oldest row's last error says why it waits (a relay that refuses, a domain that does not answer)`;
@@ -237,7 +238,7 @@ export async function conversionsFindings(pool: pg.Pool): Promise<Finding[]> {
     if (j.error) {
       return warn('conversions', `${progress}; its last batch failed${j.error_at ? ` at ${j.error_at.toISOString()}` : ''}: ${j.error}`, 'the workers try it again every few seconds: fix what the error names ("listkeeper queue" shows the progress)');
     }
-    const idleMinutes = j.locked_at ? (Date.now() - j.locked_at.getTime()) / 60_000 : null;
+    const idleMinutes = j.idle_seconds === null ? null : j.idle_seconds / 60;
     if (idleMinutes === null || idleMinutes > CONVERSION_STALL_MINUTES) {
       return warn('conversions', `${progress}; ${idleMinutes === null ? 'not started' : `no batch for ${formatAge(idleMinutes / 60)}`}`, 'start a delivery worker ("listkeeper serve --worker"): the workers run the conversions');
     }

@@ -12,6 +12,8 @@ export interface ConversionRow extends ClaimedConversion {
   rows_skipped: number;
   /** the last of them, with its error */
   last_skipped: { key: number; error: string; skipped_at: Date } | null;
+  /** seconds since its last batch by the database's clock (never the reader's: `doctor` may run on a machine whose clock is off) */
+  idle_seconds: number | null;
 }
 
 export interface ClaimedConversion {
@@ -154,7 +156,7 @@ export async function conversionSkips(db: Queryable, name: string, limit: number
 /** Every job, finished or not, with the rows it skipped, for `listkeeper queue`, /metrics, the dashboard and `doctor`. */
 export async function conversionProgress(db: Queryable): Promise<ConversionRow[]> {
   const { rows } = await db.query<ConversionRow & { last_skipped: { key: number; error: string; skipped_at: string } | null }>(
-    `select ${COLUMNS}, ${SKIPS} from conversions c order by c.name`,
+    `select ${COLUMNS}, ${SKIPS}, extract(epoch from now() - c.locked_at)::float8 as idle_seconds from conversions c order by c.name`,
   );
   return rows.map((r) => ({ ...r, last_skipped: r.last_skipped && { ...r.last_skipped, key: Number(r.last_skipped.key), skipped_at: new Date(r.last_skipped.skipped_at) } }));
 }

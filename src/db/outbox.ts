@@ -288,6 +288,8 @@ export interface QueueStats {
   cancelled: number;
   /** the oldest row still waiting to be sent */
   oldest: { id: number; recipient: string; kind: OutboxKind; created_at: Date; run_at: Date; attempts: number; last_error: string | null } | null;
+  /** how long the oldest has waited, by the database's clock (0 when nothing waits): never the reader's, which may be off */
+  oldestSeconds: number;
   /** stale: its session lock is gone (the process died) or its heartbeat is older than the lease */
   workers: { name: string; host: string; pid: number; started_at: Date; heartbeat_at: Date; stale: boolean }[];
 }
@@ -321,16 +323,17 @@ export async function queueStats(db: Queryable, leaseSeconds: number): Promise<Q
     else counts[r.state] = r.n;
     if (r.state === 'queued') deferred = r.deferred;
   }
-  const oldest = await db.query<NonNullable<QueueStats['oldest']>>(
-    `select id, recipient, kind, created_at, run_at, attempts, last_error from outbox
+  const oldest = await db.query<NonNullable<QueueStats['oldest']> & { age: number }>(
+    `select id, recipient, kind, created_at, run_at, attempts, last_error, extract(epoch from now() - created_at)::float8 as age from outbox
       where state in ('queued', 'sending') order by created_at, id limit 1`,
   );
+  const first = oldest.rows[0];
   const workers = await db.query<QueueStats['workers'][number]>(
     `select name, host, pid, started_at, heartbeat_at, not (${LIVE_WORKER}) as stale
        from delivery_workers w order by started_at`,
     [leaseSeconds],
   );
-  return { counts, deferred, cancelled, oldest: oldest.rows[0] ?? null, workers: workers.rows };
+  return { counts, deferred, cancelled, oldest: first ? { id: first.id, recipient: first.recipient, kind: first.kind, created_at: first.created_at, run_at: first.run_at, attempts: first.attempts, last_error: first.last_error } : null, oldestSeconds: first?.age ?? 0, workers: workers.rows };
 }
 
 export interface HourlyCounts {
