@@ -12,6 +12,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, startServe, type RunningServe } from './helpers/cli.ts';
+import { skewedClock } from './helpers/skewed-clock.ts';
 import { primaryWithStandby, type PrivatePostgres } from './helpers/private-postgres.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
@@ -117,6 +118,32 @@ describe('a streaming replica for archive reads', () => {
       expect((await page('/message-id/just-written@example.org', `lk_fresh=${Date.now() + 3_600_000}`)).status).toBe(404);
     } finally {
       await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+    }
+  });
+
+  it('reads from the primary for a browser that has just written through another web process whose clock is off', async () => {
+    // The cookie holds a time the other process compares: the database's, not either machine's.
+    const skewed = await Promise.all(['+5m', '-5m'].map((offset) => startServe({ DATABASE_URL: primary.url('lk'), MAIL_DOMAIN: 'lists.example.org', DATABASE_READ_URL: standby.url('lk'), DATABASE_READ_MAX_LAG: '60', WEB_PROCESSES: '1', ...skewedClock(offset) })));
+    await on(standby, 'select pg_wal_replay_pause()', 'postgres');
+    try {
+      await post('written-elsewhere@example.org', 'Written through one process');
+      for (const [writer, reader] of [[serve!, skewed[0]], [skewed[0], serve!], [skewed[1], skewed[0]]]) {
+        const form = await fetch(`${writer.webUrl}/lists/dev/subscribe`);
+        const html = await form.text();
+        const csrf = /name="_csrf" value="([^"]+)"/.exec(html)?.[1];
+        const res = await fetch(`${writer.webUrl}/lists/dev/subscribe`, {
+          method: 'POST', redirect: 'manual',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: form.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ') },
+          body: new URLSearchParams({ email: 'reader@example.org', ...(csrf ? { _csrf: csrf } : {}) }).toString(),
+        });
+        const fresh = res.headers.getSetCookie().find((c) => c.startsWith('lk_fresh='))!.split(';')[0];
+        const seen = await fetch(`${reader.webUrl}/message-id/written-elsewhere@example.org`, { headers: { cookie: fresh } });
+        expect(seen.status).toBe(200);
+        expect(await seen.text()).toContain('Written through one process');
+      }
+    } finally {
+      await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+      for (const s of skewed) s.child.kill('SIGKILL');
     }
   });
 
