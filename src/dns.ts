@@ -33,7 +33,7 @@ const CACHE_ENTRIES = 10_000;
 const cache = new Map<string, { until: number; answer: Promise<unknown> }>();
 
 function cached<T>(key: string, lookup: () => Promise<T>): Promise<T> {
-  const now = Date.now();
+  const now = performance.now();
   const hit = cache.get(key);
   if (hit && hit.until > now) return hit.answer as Promise<T>;
   const answer = lookup();

@@ -64,7 +64,7 @@ export function setOutboxDepthSource(fn: () => Promise<OutboxDepth>) {
  */
 function outboxDepthNow(): Promise<OutboxDepth | null> | null {
   if (!outboxDepthSource) return null;
-  if (!lastDepth || Date.now() - lastDepth.at > 1000) lastDepth = { at: Date.now(), value: outboxDepthSource().catch(() => null) };
+  if (!lastDepth || performance.now() - lastDepth.at > 1000) lastDepth = { at: performance.now(), value: outboxDepthSource().catch(() => null) };
   return lastDepth.value;
 }
 
@@ -113,7 +113,7 @@ export function setConversionSource(fn: () => Promise<ConversionGauge[]>) {
 /** One query per scrape for both conversion gauges; a failed one leaves them as they were. */
 function conversionsNow(): Promise<ConversionGauge[] | null> | null {
   if (!conversionSource) return null;
-  if (!lastConversions || Date.now() - lastConversions.at > 1000) lastConversions = { at: Date.now(), value: conversionSource().catch(() => null) };
+  if (!lastConversions || performance.now() - lastConversions.at > 1000) lastConversions = { at: performance.now(), value: conversionSource().catch(() => null) };
   return lastConversions.value;
 }
 
@@ -170,7 +170,7 @@ export function setPurgeDepthSource(fn: () => Promise<PurgeDepth>) {
 
 function purgeDepthNow(): Promise<PurgeDepth | null> | null {
   if (!purgeDepthSource) return null;
-  if (!lastPurgeDepth || Date.now() - lastPurgeDepth.at > 1000) lastPurgeDepth = { at: Date.now(), value: purgeDepthSource().catch(() => null) };
+  if (!lastPurgeDepth || performance.now() - lastPurgeDepth.at > 1000) lastPurgeDepth = { at: performance.now(), value: purgeDepthSource().catch(() => null) };
   return lastPurgeDepth.value;
 }
 

@@ -56,7 +56,7 @@ export class RepeatedFailures {
     const streak = this.streaks.get(key);
     if (!streak) {
       this.log[level]({ ...fields, err }, msg);
-      const now = Date.now();
+      const now = performance.now();
       const started: Streak = { msg, level, fields, started: now, lastLine: now, total: 1, unsaid: 0, kinds: new Set([kind]), last: err, timer: null };
       this.streaks.set(key, started);
       if (this.opts.endsWhenQuiet) this.schedule(key, started, summaryMs);
@@ -67,7 +67,7 @@ export class RepeatedFailures {
     if (streak.kinds.has(kind)) {
       streak.unsaid++;
       // The summary is due an interval after the last line said.
-      if (!streak.timer) this.schedule(key, streak, Math.max(0, streak.lastLine + summaryMs - Date.now()));
+      if (!streak.timer) this.schedule(key, streak, Math.max(0, streak.lastLine + summaryMs - performance.now()));
       return;
     }
     // Another kind of error is news (the server refused, then stopped answering): said once.
@@ -106,7 +106,7 @@ export class RepeatedFailures {
       if (this.opts.endsWhenQuiet) this.end(key, streak, 'quiet');
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     this.log[streak.level](
       { ...streak.fields, failures: streak.unsaid, seconds: Math.round((now - streak.lastLine) / 1000), failingFor: Math.round((now - streak.started) / 1000), error: brief(streak.last) },
       `${streak.msg}: still failing`,
@@ -119,7 +119,7 @@ export class RepeatedFailures {
   private end(key: string, streak: Streak, how: 'recovered' | 'quiet') {
     if (streak.timer) clearTimeout(streak.timer);
     this.streaks.delete(key);
-    const seconds = Math.round((Date.now() - streak.started) / 1000);
+    const seconds = Math.round((performance.now() - streak.started) / 1000);
     const what = how === 'recovered' ? 'recovered' : `no more for ${summaryMs / 1000} s`;
     this.log.info({ ...streak.fields, failures: streak.total, failingFor: seconds }, `${streak.msg}: ${what}`);
   }

@@ -12,7 +12,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, startServe, type RunningServe } from './helpers/cli.ts';
-import { skewedClock } from './helpers/skewed-clock.ts';
+import { jumpingClock, skewedClock } from './helpers/skewed-clock.ts';
 import { primaryWithStandby, type PrivatePostgres } from './helpers/private-postgres.ts';
 import { message, sendRaw } from './helpers/smtp.ts';
 
@@ -198,6 +198,27 @@ describe('a streaming replica for archive reads', () => {
     } finally {
       await on(standby, 'select pg_wal_replay_resume()', 'postgres');
       lagged.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('still finds the standby lagging after the web machine\'s clock jumped back an hour: the lag is timed on the monotonic clock', async () => {
+    await caughtUp();
+    const clock = jumpingClock();
+    const env = { DATABASE_URL: primary.url('lk'), DATABASE_READ_URL: standby.url('lk'), DATABASE_READ_MAX_LAG: '2', WEB_PROCESSES: '1', ...clock.env };
+    const lagged = await startServe(env, ['--smtp', '--web']);
+    const at = async (p: string) => (await fetch(`${lagged.webUrl}${p}`, { redirect: 'manual' })).status;
+    try {
+      expect(await at('/message-id/none-yet@example.org')).toBe(404); // the pools open, and the lag is watched
+      await new Promise((r) => setTimeout(r, 2_500)); // positions noted before the jump
+      clock.jump('-1h');
+      await on(standby, 'select pg_wal_replay_pause()', 'postgres');
+      await post('lagging-after-jump@example.org', 'Written after the clock jumped');
+      expect(await at('/message-id/lagging-after-jump@example.org')).toBe(404);
+      await until('reads go to the primary', async () => (await at('/message-id/lagging-after-jump@example.org')) === 200, 10_000);
+    } finally {
+      await on(standby, 'select pg_wal_replay_resume()', 'postgres');
+      lagged.child.kill('SIGKILL');
+      clock.remove();
     }
   }, 60_000);
 });

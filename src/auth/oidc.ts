@@ -53,7 +53,7 @@ export class OidcLogin {
   }
 
   private configuration(): Promise<client.Configuration> {
-    if (this.discovered && Date.now() - this.discovered.at < REDISCOVER_MS) return this.discovered.config;
+    if (this.discovered && performance.now() - this.discovered.at < REDISCOVER_MS) return this.discovered.config;
     const seconds = Math.max(1, Math.ceil(this.s.timeoutMs / 1000));
     const issuer = new URL(this.s.issuer);
     const config = within(
@@ -66,7 +66,7 @@ export class OidcLogin {
       this.s.timeoutMs,
       'the OpenID provider (OIDC_ISSUER)',
     );
-    const entry = { at: Date.now(), config };
+    const entry = { at: performance.now(), config };
     this.discovered = entry;
     config.catch(() => {
       if (this.discovered === entry) this.discovered = null;

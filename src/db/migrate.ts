@@ -168,10 +168,10 @@ async function takeMigrationLock(client: pg.PoolClient, signal?: AbortSignal): P
       if (rows[0].got) return;
       // Said at once and again every minute, naming the holder: one that hangs (a process stopped
       // with its connection open, a statement stuck behind a lock) is found without guessing.
-      if (Date.now() - saidAt >= HOLDER_REPORT_MS) {
+      if (performance.now() - saidAt >= HOLDER_REPORT_MS) {
         const holder = await migrationLockHolder(client);
         log.info({ holder }, `another process is migrating the database: waiting for it to finish${holder ? ` (${holderText(holder)})` : ''}`);
-        saidAt = Date.now();
+        saidAt = performance.now();
       }
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
       if (lost) throw lost;

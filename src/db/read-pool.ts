@@ -70,7 +70,7 @@ export class ReplicaLag {
     if (this.checking || this.replicas.length === 0) return;
     this.checking = true;
     try {
-      const now = Date.now();
+      const now = performance.now();
       const { rows } = await this.primary.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
       this.positions.push({ at: now, lsn: lsnOf(rows[0].lsn) });
       // Keep the newest position at least maxLagMs old, and every one after it.
@@ -136,7 +136,7 @@ export class ReplicaPool extends pg.Pool {
       readFallbacks.inc({ reason: 'fresh' });
       return 'primary';
     }
-    if (Date.now() < this.downUntil) {
+    if (performance.now() < this.downUntil) {
       readFallbacks.inc({ reason: 'unreachable' });
       return 'primary';
     }
@@ -149,7 +149,7 @@ export class ReplicaPool extends pg.Pool {
 
   private lost(err: unknown) {
     const wasUp = this.downUntil === 0;
-    this.downUntil = Date.now() + REPLICA_RETRY_MS;
+    this.downUntil = performance.now() + REPLICA_RETRY_MS;
     readFallbacks.inc({ reason: 'unreachable' });
     if (wasUp) log.warn({ error: briefError(err), role: this.role, retryMs: REPLICA_RETRY_MS }, 'read replica unreachable: reading from the primary');
   }

@@ -51,15 +51,15 @@ async function readStats(db: Queryable): Promise<LexemeStats> {
   const freqs = r?.freqs ?? [];
   elems.forEach((e, i) => freq.set(e, freqs[i]));
   const least = freqs.length > elems.length ? freqs[elems.length] : 0;
-  return { freq, otherFreq: least > 0 ? least / 2 : 0.001, rows: Math.max(0, r?.reltuples ?? 0), dates: r?.dates ?? [], readAt: Date.now() };
+  return { freq, otherFreq: least > 0 ? least / 2 : 0.001, rows: Math.max(0, r?.reltuples ?? 0), dates: r?.dates ?? [], readAt: performance.now() };
 }
 
 /** The statistics for this pool, read again when older than a few minutes (the old ones meanwhile). */
 async function lexemeStats(db: Queryable): Promise<LexemeStats> {
   const known = cache.get(db);
   if (known && !(known instanceof Promise)) {
-    if (Date.now() - known.readAt > (known.freq.size === 0 ? REFRESH_EMPTY_MS : REFRESH_MS)) {
-      known.readAt = Date.now(); // one refresh at a time
+    if (performance.now() - known.readAt > (known.freq.size === 0 ? REFRESH_EMPTY_MS : REFRESH_MS)) {
+      known.readAt = performance.now(); // one refresh at a time
       readStats(db).then((s) => cache.set(db, s), () => undefined);
     }
     return known;

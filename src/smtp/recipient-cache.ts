@@ -35,11 +35,11 @@ export class RecipientCache {
   async resolve(address: string): Promise<ResolvedRecipient | null> {
     const key = address.toLowerCase();
     const hit = this.entries.get(key);
-    if (hit && this.listener.connected && Date.now() - hit.at < MAX_AGE_MS) return hit.value;
+    if (hit && this.listener.connected && performance.now() - hit.at < MAX_AGE_MS) return hit.value;
     const value = await resolveRecipient(this.pool, key);
     if (value && this.listener.connected) {
       if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
-      this.entries.set(key, { value, at: Date.now() });
+      this.entries.set(key, { value, at: performance.now() });
     }
     return value;
   }

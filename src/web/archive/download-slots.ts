@@ -88,7 +88,7 @@ export class DownloadSlots {
   private refuse(req: Request, res: Response, reason: 'process' | 'client', status: 429 | 503, text: string) {
     downloadsRefused.inc({ reason });
     this.refusedSinceLog++;
-    const now = Date.now();
+    const now = performance.now();
     if (now - this.lastLog >= LOG_EVERY_MS) {
       log.warn({ reason, ip: req.ip, url: req.originalUrl.slice(0, 300), refused: this.refusedSinceLog, running: this.running, limit: reason === 'client' ? this.perClient : this.perProcess }, 'downloads refused');
       this.lastLog = now;

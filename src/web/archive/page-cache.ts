@@ -108,7 +108,7 @@ export class PageCache {
       if ((req.method !== 'GET' && req.method !== 'HEAD') || viewerOf(req)) return next();
       const key = pageKey(req, params);
       const hit = this.entries.get(key);
-      if (!hit || Date.now() - hit.at >= MAX_AGE_MS) {
+      if (!hit || performance.now() - hit.at >= MAX_AGE_MS) {
         // Without a counter value yet (the database was down at start) nothing can be kept: ask.
         if (this.version === null) this.current().catch(() => {});
         // A render begun now reads data at least as new as the last counter value read.
@@ -153,7 +153,7 @@ export class PageCache {
     if (old) this.bytes -= old.size;
     this.entries.delete(mark.key);
     const size = entrySize(mark.key, body, headers);
-    this.entries.set(mark.key, { body, headers, at: Date.now(), version: mark.version, size });
+    this.entries.set(mark.key, { body, headers, at: performance.now(), version: mark.version, size });
     this.bytes += size;
     for (const [k, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;

@@ -70,7 +70,7 @@ async function connection(url: string): Promise<pg.Client> {
 async function rawOf(job: ParseJob): Promise<Buffer | null> {
   if (job.raw) return Buffer.from(job.raw.buffer, job.raw.byteOffset, job.raw.byteLength);
   const urls = (workerData as ThreadData).databaseUrls;
-  const usable = urls.filter((u) => (downUntil.get(u) ?? 0) <= Date.now());
+  const usable = urls.filter((u) => (downUntil.get(u) ?? 0) <= performance.now());
   const tries = usable.length > 0 ? usable : urls.slice(-1);
   for (const [i, url] of tries.entries()) {
     const last = i === tries.length - 1;
@@ -84,7 +84,7 @@ async function rawOf(job: ParseJob): Promise<Buffer | null> {
       if (c && clients.get(url) === c) clients.delete(url);
       c?.end().catch(() => undefined);
       if (last || !isConnectionLoss(err)) throw err;
-      downUntil.set(url, Date.now() + RETRY_MS);
+      downUntil.set(url, performance.now() + RETRY_MS);
     }
   }
   return null;

@@ -67,7 +67,7 @@ export class ParsedMessages {
   content(db: Queryable, m: StoredMessage): Promise<MessageContent> {
     const key = `${m.id}:${m.received_at.getTime()}`;
     const kept = this.entries.get(key);
-    if (kept && ('content' in kept || kept.until > Date.now())) {
+    if (kept && ('content' in kept || kept.until > performance.now())) {
       parsedMessageRequests.inc({ result: 'hit' });
       this.entries.delete(key);
       this.entries.set(key, kept);
@@ -95,7 +95,7 @@ export class ParsedMessages {
         return content;
       },
       (error) => {
-        if (messageAtFault(error)) this.keep(key, { error, bytes: OVERHEAD_BYTES, until: Date.now() + FAILURE_TTL_MS });
+        if (messageAtFault(error)) this.keep(key, { error, bytes: OVERHEAD_BYTES, until: performance.now() + FAILURE_TTL_MS });
         throw error;
       },
     );
