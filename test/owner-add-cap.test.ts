@@ -11,6 +11,7 @@ import { createList, type ListRow } from '../src/db/lists.ts';
 import { findMember } from '../src/db/members.ts';
 import { loggedIn, queuedMail, type WebClient } from './helpers/browser.ts';
 import { cli, startServe, type RunningServe } from './helpers/cli.ts';
+import { skewedClock } from './helpers/skewed-clock.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 
@@ -61,6 +62,19 @@ const refusals = async (list: string) => (await db.pool.query(
   `select actor, action, detail from audit_log where list_address = $1 and action like '%.refused' order by id`, [list])).rows;
 
 describe('OWNER_ADDS_PER_DAY', { timeout: 60_000 }, () => {
+  it('says Retry-After by the database\'s clock from a web process whose clock is 2 h ahead', async () => {
+    const skewed = await startServe({ DATABASE_URL: db.url, ...CAP, ...skewedClock('+2h') });
+    try {
+      const list = await createList(db.pool, { address: 'skew@lists.example.org', name: 'Skew', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+      const api = await apiAdd(list.address.split('@')[0], ['s1@example.net', 's2@example.net', 's3@example.net', 's4@example.net', 's5@example.net', 's6@example.net'], skewed.webUrl);
+      expect(api.status).toBe(429);
+      // A day's window just opened: nearly 24 h, not 22 h as the skewed machine's clock would say.
+      expect(Number(api.retryAfter)).toBeGreaterThan(86_000);
+    } finally {
+      skewed.child.kill();
+    }
+  });
+
   it('counts the panel\'s adds and the API\'s (another process) together: the second request takes what is left, refuses the rest with 429 and says until when', async () => {
     const panel = await owner.postMultipart('/admin/lists/dev@lists.example.org/members/add', addForm(['a1@example.net', 'a2@example.net', 'a3@example.net']));
     expect(panel.status).toBe(200);

@@ -42,6 +42,8 @@ export interface CapReport {
   used: number;
   /** when the window ends and more can be added */
   endsAt: Date;
+  /** seconds until then, by the database's clock (Retry-After) */
+  secondsLeft: number;
 }
 
 export interface AddResult {
@@ -93,7 +95,7 @@ export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEn
       done.push({ email: e.email, outcome });
     }
     const refused = entries.slice(done.length);
-    const cap = opts.cap && window ? { perDay: opts.cap.perDay, used: window.hits + counted, endsAt: window.endsAt } : null;
+    const cap = opts.cap && window ? { perDay: opts.cap.perDay, used: window.hits + counted, endsAt: window.endsAt, secondsLeft: window.secondsLeft } : null;
     if (cap) await countHits(tx, capKey(list), counted);
     if (done.length > 0) {
       const detail = entriesDetail(entries.slice(0, done.length), opts.mode);
@@ -116,7 +118,7 @@ export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: Membe
     const window = await lockWindow(tx, capKey(list), DAY_SECONDS);
     const allowed = Math.min(entries.length, Math.max(0, opts.cap!.perDay - window.hits));
     await countHits(tx, capKey(list), allowed);
-    const cap: CapReport = { perDay: opts.cap!.perDay, used: window.hits + allowed, endsAt: window.endsAt };
+    const cap: CapReport = { perDay: opts.cap!.perDay, used: window.hits + allowed, endsAt: window.endsAt, secondsLeft: window.secondsLeft };
     if (allowed < entries.length) await auditRefusal(tx, list, 'member.invite', entries.slice(allowed), cap, opts.actor);
     return { allowed, cap };
   });

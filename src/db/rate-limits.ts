@@ -78,6 +78,8 @@ export interface HitWindow {
   hits: number;
   /** when the window ends and the count starts again from 0 */
   endsAt: Date;
+  /** seconds until then, by the database's clock (a Retry-After from this machine's would be off by its skew) */
+  secondsLeft: number;
 }
 
 /**
@@ -87,15 +89,16 @@ export interface HitWindow {
  * a transaction rolled back takes nothing.
  */
 export async function lockWindow(tx: Queryable, key: string, windowSeconds: number): Promise<HitWindow> {
-  const { rows } = await tx.query<{ hits: number; ends_at: Date }>(
+  const { rows } = await tx.query<{ hits: number; ends_at: Date; seconds_left: number }>(
     `insert into rate_limits (key, window_start, hits) values ($1, now(), 0)
      on conflict (key) do update set
        hits = case when rate_limits.window_start < now() - make_interval(secs => $2) then 0 else rate_limits.hits end,
        window_start = case when rate_limits.window_start < now() - make_interval(secs => $2) then now() else rate_limits.window_start end
-     returning hits, window_start + make_interval(secs => $2) as ends_at`,
+     returning hits, window_start + make_interval(secs => $2) as ends_at,
+               extract(epoch from window_start + make_interval(secs => $2) - now())::float8 as seconds_left`,
     [storableKey(key), windowSeconds],
   );
-  return { hits: rows[0].hits, endsAt: rows[0].ends_at };
+  return { hits: rows[0].hits, endsAt: rows[0].ends_at, secondsLeft: rows[0].seconds_left };
 }
 
 /** Counts `n` hits against a key lockWindow locked in this transaction. */

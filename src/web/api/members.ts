@@ -69,7 +69,7 @@ export function membersApi(ctx: WebContext): Router {
     // The allowed first part is added (and committed); the rest is refused, each marked so.
     const newly = added.done.filter((d) => d.outcome === 'added' || d.outcome === 'reactivated').length;
     const detail = capRefusal(list, { taken: added.done.length, added: newly, refused: added.refused, cap: added.cap });
-    res.status(429).set({ 'Cache-Control': 'no-store', 'Retry-After': String(Math.max(1, Math.ceil((added.cap.endsAt.getTime() - Date.now()) / 1000))) }).json({
+    res.status(429).set({ 'Cache-Control': 'no-store', 'Retry-After': String(Math.max(1, Math.ceil(added.cap.secondsLeft))) }).json({
       error: 'owner_add_limit', detail, per_day: added.cap.perDay, taken: added.done.length, added: newly, refused: added.refused.length,
       retry_at: added.cap.endsAt.toISOString(), results,
     });
