@@ -13,7 +13,8 @@ import { startCaptureRelay, workerConfig, type CaptureRelay } from './helpers/ca
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { testKey } from './helpers/dkimpy.ts';
 import { jumpingClock, skewedClock } from './helpers/skewed-clock.ts';
-import { postTo, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { message, postTo, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+import { startServe } from './helpers/cli.ts';
 import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
 
 let db: TestDatabase;
@@ -117,4 +118,22 @@ describe('doctor on a machine whose clock is off the database', () => {
     expect(queue.status).not.toBe('fail');
     expect(conversions.find((f) => f.what.includes(name))).toMatchObject({ status: 'ok', what: expect.stringContaining('running') });
   });
+});
+
+describe('a listener whose clock is off the database', () => {
+  it.each([['-2h', 'an expired ban', 'ban', '-1 hour', true], ['+2h', 'a live ban', 'ban', '1 hour', false]] as const)(
+    'judges sender rules by the database\'s clock (%s): %s', async (offset, _what, kind, expires, accepted) => {
+      const local = `rules${offset.replace('+', 'ahead').replace('-', 'behind')}`;
+      const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+      await db.pool.query(`insert into sender_rules (list_id, email, kind, expires_at, created_by) values ($1, 'spammer@example.org', $2, now() + $3::interval, 'test')`, [list.id, kind, expires]);
+      const listener = await startServe({ DATABASE_URL: db.url, ...skewedClock(offset) }, ['--smtp', '--web']);
+      try {
+        const id = `${local}@example.org`;
+        await sendRaw(listener.smtpPort, { from: 'spammer@example.org', to: [list.address] }, message({ id, from: 'spammer@example.org', to: list.address, subject: 'Rule test' }));
+        const { rowCount } = await db.pool.query('select 1 from messages where message_id = $1', [id]);
+        expect(rowCount === 1).toBe(accepted);
+      } finally {
+        listener.child.kill('SIGKILL');
+      }
+    });
 });

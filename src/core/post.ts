@@ -76,6 +76,6 @@ function postFacts(p: Post, sender: string, facts: SenderFacts): PostFacts {
     message: { size: p.raw.length, subject: p.message.subject, headers: p.message.headers },
     spam: p.checks?.spam ?? null,
     auth: p.checks?.auth ?? null,
-    now: new Date(),
+    now: facts.now,
   };
 }

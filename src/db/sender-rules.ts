@@ -40,6 +40,8 @@ export interface SenderFacts {
   rules: SenderRuleRow[];
   /** the list's posting settings as they are now, in the caller's transaction (null if it was deleted) */
   list: PostingSettings | null;
+  /** the database's time, which rules' expires_at is judged by (not the listener machine's clock, which may be off) */
+  now: Date;
 }
 
 export type PostingSettings = Pick<ListRow, 'post_policy' | 'max_message_size' | 'spam_hold_score' | 'spam_reject_score' | 'auth_policy' | 'synchronous_commit'>;
@@ -53,14 +55,14 @@ export type PostingSettings = Pick<ListRow, 'post_policy' | 'max_message_size' |
  */
 export async function senderFacts(db: Queryable, asks: { listId: number; email: string; oldSpelling?: string | null }[]): Promise<SenderFacts[]> {
   if (asks.length === 0) return [];
-  type Row = PostingSettings & { list_id: number | null; member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] };
+  type Row = PostingSettings & { now: Date; list_id: number | null; member_status: SenderFacts['memberStatus']; rules: (Omit<SenderRuleRow, 'expires_at' | 'created_at'> & { expires_at: string | null; created_at: string })[] };
   const { rows } = await db.query<Row>({
     // Named: parsed once per connection, as it runs for every batch of posts. Named columns, not
     // l.*: a prepared statement fails once its result type changes (a migration adding a column).
     name: 'sender_facts',
     // `old` is the spelling a release before sql/0074 stored for the same address typed with its
     // domain in A-labels, matched as well until the address-spellings job has respelled it.
-    text: `select l.id as list_id, l.post_policy, l.max_message_size, l.spam_hold_score, l.spam_reject_score, l.auth_policy, l.synchronous_commit,
+    text: `select now() as now, l.id as list_id, l.post_policy, l.max_message_size, l.spam_hold_score, l.spam_reject_score, l.auth_policy, l.synchronous_commit,
                   (select status from members m where m.list_id = x.list_id and m.email in (x.email, x.old) order by m.email = x.email desc limit 1) as member_status,
                   coalesce((select json_agg(r order by (r.email = x.email or r.email = x.old) is true desc, r.email in (x.email, x.domain) desc) from sender_rules r
                              where r.list_id = x.list_id and r.email in (x.email, x.domain, x.old, x.old_domain)), '[]'::json) as rules
@@ -70,6 +72,7 @@ export async function senderFacts(db: Queryable, asks: { listId: number; email: 
     values: [asks.map((a) => a.listId), asks.map((a) => a.email), asks.map((a) => domainPart(a.email)), asks.map((a) => a.oldSpelling ?? null), asks.map((a) => (a.oldSpelling ? domainPart(a.oldSpelling) : null))],
   });
   return rows.map((row) => ({
+    now: row.now,
     memberStatus: row.member_status,
     rules: row.rules.map((r) => ({ ...r, expires_at: r.expires_at ? new Date(r.expires_at) : null, created_at: new Date(r.created_at) })),
     list: row.list_id === null ? null : { post_policy: row.post_policy, max_message_size: row.max_message_size, spam_hold_score: row.spam_hold_score, spam_reject_score: row.spam_reject_score, auth_policy: row.auth_policy, synchronous_commit: row.synchronous_commit },
