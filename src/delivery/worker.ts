@@ -107,11 +107,13 @@ export class DeliveryWorker {
     await this.notifier.start();
     const lease = this.cfg.delivery.leaseSeconds * 1000;
     this.every('beat', 'heartbeat', Math.max(200, Math.floor(lease / 3)), async () => {
-      await this.readClock();
       await this.beat();
       // Never its own rows while it moves: they are in flight, even while its lock connection is
       // being reopened (others will take them then, as they must). A stalled worker gives them back.
       await reclaim(this.pool, this.cfg, this.log, this.stalled ? null : this.name);
+      // After the heartbeat, never in its way; a failed read keeps the last skew (the heartbeat's
+      // own failure is what says the database is away).
+      await this.readClock().catch(() => undefined);
     });
     this.every('chores', 'chores', Math.min(10_000, Math.max(500, this.cfg.delivery.pollMs)), () => periodic(this.pool, this.cfg, this.log, this.failures));
     // The hourly chores, for the whole fleet: asked often, run when an hour has passed since any
