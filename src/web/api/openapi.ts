@@ -66,6 +66,7 @@ const schemas: Record<string, Schema> = {
     oldest: {
       oneOf: [{ type: 'null' }, object({ id: { type: 'integer' }, recipient: { type: 'string' }, kind: { enum: ['post', 'digest', 'notice'] }, created_at: dateTime, run_at: dateTime, attempts: { type: 'integer' }, last_error: nullable('string') })],
     },
+    oldestSeconds: { type: 'number', description: "how long the oldest has waited, by the database's clock (0 when nothing waits)" },
     workers: { type: 'array', items: object({ name: { type: 'string' }, host: { type: 'string' }, pid: { type: 'integer' }, started_at: dateTime, heartbeat_at: dateTime, stale: { type: 'boolean' } }) },
     conversions: {
       type: 'array', description: 'background conversion jobs (docs/operations.md, Conversions in the background)',
@@ -78,6 +79,7 @@ const schemas: Record<string, Schema> = {
           description: 'the last row skipped, with its error; null when none was',
           oneOf: [{ type: 'null' }, object({ key: { type: 'number' }, error: { type: 'string' }, skipped_at: dateTime })],
         },
+        idle_seconds: nullable('number', { description: "seconds since its last batch, by the database's clock; null before its first" }),
       }),
     },
     purges: object({
