@@ -13,6 +13,7 @@
 
 import type { RequestHandler } from 'express';
 import { DatabaseClock } from '../db/database-clock.ts';
+import { within } from '../deadline.ts';
 import { readFromPrimary } from '../db/read-pool.ts';
 import type { WebContext } from './context.ts';
 import { cookieName, cookieOptions, cookies, secureCookies } from './cookies.ts';
@@ -34,9 +35,9 @@ export function freshReads(ctx: WebContext): RequestHandler {
   return (req, res, next) => {
     if (performance.now() - measuredAt >= CLOCK_CHECK_MS) {
       measuredAt = performance.now();
-      // The first request waits for it; later ones use the last skew while it is read again. A
-      // failure leaves the last skew (0 at first): the primary unreachable fails the request anyway.
-      const reading = clock.measure(ctx.db.pool).catch(() => undefined);
+      // The first request waits for it (a second at most); later ones use the last skew while it is
+      // read again. A failure leaves the last skew (0 at first).
+      const reading = within(clock.measure(ctx.db.pool), 1_000, "the database's clock").catch(() => undefined);
       measured ??= reading;
     }
     measured!.then(() => decide(req, res, next)).catch(next);
