@@ -81,6 +81,29 @@ describe('a receiver that answers the final dot after longer than DELIVERY_TIMEO
   }, 60_000);
 });
 
+describe('while one copy waits minutes for the reply to its final dot', () => {
+  it('the worker\'s other lanes go on claiming and sending what is queued meanwhile', async () => {
+    await listWith('patient', 1);
+    await listWith('meanwhile', 1);
+    relay.setScript({ delays: { dot: 8_000 } });
+    const env = { DELIVERY_TIMEOUT_SECONDS: '1', DELIVERY_DATA_DONE_TIMEOUT_SECONDS: '20', DELIVERY_LEASE_SECONDS: '30', DELIVERY_CONNECTIONS: '2' };
+    workers.push(await startWorker(db, workerConfig(relay, env)));
+    await postTo(smtp.port, 'patient', 'patient-1@example.org');
+    await handedOver('patient');
+    // New sessions answer at once; the first still waits for its reply.
+    relay.setScript({});
+    const posted = Date.now();
+    await postTo(smtp.port, 'meanwhile', 'meanwhile-1@example.org');
+    await until(async () => (await outboxRowsOf(db.pool, 'meanwhile-1@example.org'))[0]?.state === 'sent', 'the copy queued meanwhile to be sent', 20_000);
+    // Before the slow reply came: the round did not wait for its one busy lane.
+    expect(Date.now() - posted).toBeLessThan(6_000);
+    expect((await outboxRowsOf(db.pool, 'patient-1@example.org'))[0].state).toBe('sending');
+    await until(async () => (await outboxRowsOf(db.pool, 'patient-1@example.org'))[0].state === 'sent', 'the patient copy', 20_000);
+    expect(copiesTo('patient')).toEqual(['m1@patient.example']);
+    expect(copiesTo('meanwhile')).toEqual(['m1@meanwhile.example']);
+  }, 60_000);
+});
+
 describe('a receiver that never answers the final dot', () => {
   it('is cut at DELIVERY_DATA_DONE_TIMEOUT_SECONDS, and the copy is deferred as perhaps delivered', async () => {
     await listWith('silent', 1);

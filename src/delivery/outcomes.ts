@@ -49,6 +49,8 @@ export class Outcomes {
   /** results came while a write ran that should not wait for flushRows or flushMs */
   private again = false;
   private lastWrite = performance.now();
+  /** a write of results that came since the last, due flushMs after it */
+  private timer: NodeJS.Timeout | null = null;
   private error: unknown = null;
   private waiters: (() => void)[] = [];
   private interrupted = false;
@@ -124,7 +126,16 @@ export class Outcomes {
 
   private maybeWrite() {
     const pending = this.sent.length + this.retry.length + this.failed.length;
-    if (pending >= this.flushRows || performance.now() - this.lastWrite >= this.flushMs) this.queueWrite();
+    if (pending >= this.flushRows || performance.now() - this.lastWrite >= this.flushMs) return this.queueWrite();
+    // Not left for the next result, which may be minutes away (the other lanes waiting on a slow
+    // receiver's reply to its final dot): written flushMs after the last write at the latest.
+    if (pending > 0 && !this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.queueWrite();
+      }, Math.max(0, this.lastWrite + this.flushMs - performance.now()));
+      this.timer.unref();
+    }
   }
 
   private queueWrite() {

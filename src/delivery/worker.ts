@@ -61,6 +61,8 @@ export class DeliveryWorker {
   /** copies being built or sent now, and the time by which each must have ended (the heartbeat's proof) */
   private inFlight = 0;
   private readonly clocks = new Set<SendClock>();
+  /** during a round: wakes its idle lanes (`news`: copies were queued, look for them) */
+  private pumpWake: ((news?: boolean) => void) | null = null;
   private stalled = false;
   /** whether firstBeat() has run: the worker claims nothing before */
   private beaten = false;
@@ -219,6 +221,7 @@ export class DeliveryWorker {
   private poke() {
     this.pending = true;
     this.wake?.();
+    this.pumpWake?.(true);
   }
 
   private every(chain: keyof DeliveryWorker['chains'], name: string, ms: number, task: () => Promise<void>) {
@@ -308,10 +311,15 @@ export class DeliveryWorker {
     // Rows claimed but not sent because delivery is stopping: back to the queue untouched.
     const unsent: number[] = [];
     let freed: { promise: Promise<void>; resolve: () => void } | null = null;
-    const wake = () => {
+    // Idle lanes look for new copies at a NOTIFY, or a poll after the last claim, not at every send's end.
+    let news = false;
+    let lastClaim = performance.now();
+    const wake = (queued = false) => {
+      news ||= queued;
       freed?.resolve();
       freed = null;
     };
+    this.pumpWake = wake;
     // Direct delivery: sends in flight by MX host (host-lanes.ts). A relay is one host: its copies
     // go in claim order, as they always did.
     const perHost = this.transport.domainLanes;
@@ -319,6 +327,7 @@ export class DeliveryWorker {
     const hosts = perHost === undefined ? null : new HostLanes(perHost, hostKey, wake);
     const refill = () => {
       if (claiming || exhausted || this.stopping || !this.lock.held) return;
+      lastClaim = performance.now();
       claiming = (async () => {
         const { rows, cancelled } = await claimBatch(this.pool, this.name, batch);
         if (rows.length + cancelled < batch) exhausted = true;
@@ -367,12 +376,31 @@ export class DeliveryWorker {
             await claiming;
             continue;
           }
+          // Nothing to send while other lanes still are: look for new copies (at a NOTIFY, or every
+          // poll) rather than end the round, or one slow receiver (a reply to the final dot may take
+          // DELIVERY_DATA_DONE_TIMEOUT_SECONDS) held back every copy queued meanwhile.
+          if (!halted && this.inFlight > 0) {
+            if (!freed) {
+              let resolve!: () => void;
+              freed = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+            }
+            let timer: NodeJS.Timeout | undefined;
+            await Promise.race([freed.promise, new Promise<void>((r) => (timer = setTimeout(r, this.cfg.delivery.pollMs)))]);
+            clearTimeout(timer);
+            if (news || performance.now() - lastClaim >= this.cfg.delivery.pollMs) {
+              news = false;
+              exhausted = false;
+            }
+            continue;
+          }
           return;
         }
         try {
           if (!(await this.deliver(row, outcomes))) unsent.push(row.id);
         } finally {
           hosts?.done(row);
+          // A send's end may leave the idle lanes with nothing in flight: they end the round.
+          wake();
         }
       }
     };
@@ -381,6 +409,7 @@ export class DeliveryWorker {
       await claiming;
       await Promise.all(Array.from({ length: this.transport.lanes }, lane));
     } finally {
+      this.pumpWake = null;
       const back = [...unsent, ...buffer.splice(0).map((r) => r.id)];
       await outcomes.finish().finally(() => releaseRows(this.pool, back, this.name).catch((err) => {
         this.orphans.push(...back);
