@@ -163,7 +163,7 @@ async function takeMigrationLock(client: pg.PoolClient, signal?: AbortSignal): P
   const onError = (err: Error) => (lost ??= err);
   client.on('error', onError);
   try {
-    for (let saidAt = 0; ; ) {
+    for (let saidAt = -Infinity; ; ) {
       const { rows } = await client.query<{ got: boolean }>('select pg_try_advisory_lock($1) as got', [MIGRATION_LOCK]);
       if (rows[0].got) return;
       // Said at once and again every minute, naming the holder: one that hangs (a process stopped
