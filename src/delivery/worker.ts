@@ -320,6 +320,14 @@ export class DeliveryWorker {
       freed = null;
     };
     this.pumpWake = wake;
+    /** Resolves at the next wake(): a send's end, a host's lookup, a NOTIFY. */
+    const untilWoken = (): Promise<void> => {
+      if (!freed) {
+        let resolve!: () => void;
+        freed = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+      }
+      return freed.promise;
+    };
     // Direct delivery: sends in flight by MX host (host-lanes.ts). A relay is one host: its copies
     // go in claim order, as they always did.
     const perHost = this.transport.domainLanes;
@@ -365,11 +373,7 @@ export class DeliveryWorker {
           if (!halted && buffer.length > 0) {
             // Every buffered copy is for a host at its limit, or its lookup: wait for one of its
             // sends to end, a lookup, or more copies to be claimed.
-            if (!freed) {
-              let resolve!: () => void;
-              freed = { promise: new Promise<void>((r) => (resolve = r)), resolve };
-            }
-            await Promise.race([freed.promise, ...(claiming ? [claiming] : [])]);
+            await Promise.race([untilWoken(), ...(claiming ? [claiming] : [])]);
             continue;
           }
           if (claiming && !halted) {
@@ -380,12 +384,8 @@ export class DeliveryWorker {
           // poll) rather than end the round, or one slow receiver (a reply to the final dot may take
           // DELIVERY_DATA_DONE_TIMEOUT_SECONDS) held back every copy queued meanwhile.
           if (!halted && this.inFlight > 0) {
-            if (!freed) {
-              let resolve!: () => void;
-              freed = { promise: new Promise<void>((r) => (resolve = r)), resolve };
-            }
             let timer: NodeJS.Timeout | undefined;
-            await Promise.race([freed.promise, new Promise<void>((r) => (timer = setTimeout(r, this.cfg.delivery.pollMs)))]);
+            await Promise.race([untilWoken(), new Promise<void>((r) => (timer = setTimeout(r, this.cfg.delivery.pollMs)))]);
             clearTimeout(timer);
             if (news || performance.now() - lastClaim >= this.cfg.delivery.pollMs) {
               news = false;
