@@ -488,10 +488,13 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   // real on the bench corpus): for plain words it was never the larger. Anything else, or before
   // ANALYZE has seen the messages, gets the planner's estimate.
   //
-  // Both count the messages of every list: where the search leaves out a list with messages (one
-  // this reader may not read, or not asked for), they would tell how often the words occur where
-  // the reader may not look. Then the matches are counted among what is searched, up to a bound.
-  if (!(await searchesEveryArchive(db.readPool, s))) {
+  // Both count the messages of every list, hidden ones too: where the search leaves out a list
+  // with messages (one this reader may not read, or not asked for), they would tell how often the
+  // words occur where the reader may not look. Then the matches are counted among what is
+  // searched, up to a bound. Messages a moderator hid are taken off the estimate, counted exactly
+  // (a site has few; where it has more hidden copies than the bound, the matches are counted).
+  const hidden = await hiddenMatches(db, s);
+  if (hidden === null) {
     const counted = await boundedCount(db, s, COUNT_BOUND);
     return counted === null
       ? { hits, more, total: COUNT_BOUND + 1, exact: false, capped, ranked, atLeast: true }
@@ -499,21 +502,39 @@ async function runSearch(db: SearchPools, s: Texts, typed: SearchQuery): Promise
   }
   const reckoned = mode !== 'planned' ? await estimateMatches(db.readPool, typed.q!) : null;
   const guess = reckoned ?? (await estimate(db, s));
-  return { hits, more, total: Math.max(guess, floor), exact: false, capped, ranked };
+  return { hits, more, total: Math.max(guess - hidden, floor), exact: false, capped, ranked };
 }
 
-/** Up to how many matches a search that leaves lists out counts, rather than estimating (1,000 matches: a few ms). */
+/**
+ * Up to how many matches a search that leaves lists out counts, rather than estimating (1,000
+ * matches: a few ms); and up to how many hidden copies an estimate takes the hidden matches off.
+ */
 const COUNT_BOUND = 1000;
 
-/** Whether no list with archived messages is outside this search (not asked for, or not readable by its reader). */
-async function searchesEveryArchive(db: Queryable, s: Texts): Promise<boolean> {
-  const { rows } = await db.query<{ every: boolean }>(
-    `select not exists (select 1 from lists l
+/**
+ * How many of the messages the estimates count match and are not the reader's to see: the
+ * hidden ones (hidden in every list that has them), counted among at most COUNT_BOUND hidden
+ * copies. Null where the estimates may not be used at all: a list with messages is outside this
+ * search (not asked for, or not readable by its reader), or more copies are hidden than that.
+ * One statement: the hidden copies come from their partial index (list_messages_hidden), and
+ * where there are none it costs a probe of an empty index.
+ */
+async function hiddenMatches(db: SearchPools, s: Texts): Promise<number | null> {
+  // The same conditions as the estimate's (without the check of names and local parts only).
+  const f = filters(s.domainsHidden ? { ...s, domainsHidden: false } : s, 'planned');
+  const { rows } = await db.readPool.query<{ every: boolean; copies: number; matched: number }>(
+    `with ${f.ctes.join(',\n')},
+          hidden as materialized (select lm.message_id from list_messages lm where lm.hidden_at is not null limit ${COUNT_BOUND + 1})
+     select not exists (select 1 from lists l
                          where not (($1::bigint[] is null or l.id = any($1::bigint[])) and can_read_archive(l.id, l.archive, $2::text[], $3::boolean))
-                           and exists (select 1 from list_messages lm where lm.list_id = l.id)) as every`,
-    [s.listIds, s.reader.emails, s.reader.siteAdmin],
+                           and exists (select 1 from list_messages lm where lm.list_id = l.id)) as every,
+            (select count(*) from hidden)::int as copies,
+            (select count(*) from messages m where m.id in (select message_id from hidden) and ${f.firstList('m')} is null
+                and ${f.whereMessage || 'true'})::int as matched`,
+    f.params,
   );
-  return rows[0].every;
+  const r = rows[0];
+  return r.every && r.copies <= COUNT_BOUND ? r.matched : null;
 }
 
 const MARKS = /[\u0001\u0002]/g;
