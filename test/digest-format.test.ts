@@ -1,6 +1,6 @@
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { mimeDigest, plainDigest } from '../src/mail/digest.ts';
+import { digestPart, mimeDigest, plainDigest } from '../src/mail/digest.ts';
 import { parse } from '../src/mail/parse.ts';
 import { hasEightBit, toSevenBit } from '../src/mail/seven-bit.ts';
 import { SAMPLE_POST } from './helpers/sample-post.ts';
@@ -144,5 +144,64 @@ describe('MIME digests of 8-bit posts', () => {
     expect(labels(mimeDigest(info, [ascii]))).toEqual(['7bit']); // the topics part only
     // a subject written in encoded words is 8-bit in the topics: the digest around it says so
     expect(labels(mimeDigest(info, [{ ...ascii, subject: 'Grüße' }]))).toEqual(['8bit', '8bit']);
+  });
+});
+
+describe('what a post carries into a MIME digest', () => {
+  const info = { list: { address: 'dev@lists.example.org', key: 'dev', publicUrl: 'https://lists.example.org', name: 'dev', domain: 'lists.example.org' }, volume: 1, issue: 7, date: now };
+  // A post as the archive keeps it: the trace of its way here, its signatures and the results
+  // that judged them, programs' X- fields (one with 8-bit bytes), and the fields a reader needs.
+  const kept = [
+    'From: Alice <alice@example.org>',
+    'To: dev@lists.example.org',
+    'Cc: bob@example.net,\r\n carol@example.net',
+    'Subject: Re: plan',
+    'Date: Mon, 02 Nov 2026 10:00:00 +0000',
+    'Message-ID: <c@x>',
+    'In-Reply-To: <b@x>',
+    'References: <a@x>\r\n <b@x>',
+    'Reply-To: alice@example.org',
+    'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: 7bit',
+  ];
+  const dropped = [
+    'Return-Path: <alice@example.org>',
+    'Received: from mail.example.org (mail.example.org [198.51.100.7])\r\n\tby mx.lists.example.org with ESMTPS; Mon, 02 Nov 2026 10:00:01 +0000',
+    'Received: from [10.1.2.3] (home.dsl.example [203.0.113.9])\r\n\tby mail.example.org; Mon, 02 Nov 2026 10:00:00 +0000',
+    'DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s1; h=from:to:subject;\r\n\tbh=abc=; b=def=',
+    'ARC-Seal: i=1; a=rsa-sha256; d=example.org; s=s1; cv=none; b=xyz=',
+    'Authentication-Results: mx.lists.example.org; spf=pass smtp.mailfrom=example.org',
+    'X-Originating-IP: [203.0.113.9]',
+    'X-Mailer: Gerät 1.0',
+    'Delivered-To: dev@lists.example.org',
+  ];
+  // The fields mixed, as a real post has them (trace first, the rest in any order).
+  const head = [...dropped.slice(0, 4), kept[0], dropped[4], ...kept.slice(1, 6), dropped[5], ...kept.slice(6), ...dropped.slice(6)];
+  const body = 'Agreed; see you there.\r\n-- \r\nAlice\r\n';
+  const post = { messageId: 'c@x', raw: Buffer.from(`${head.join('\r\n')}\r\n\r\n${body}`), subject: 'Re: plan', fromName: 'Alice', fromEmail: 'alice@example.org', date: now, text: 'Agreed.\n' };
+
+  it('keeps only the fields a reader needs (as Mailman does), as written and in their order, and the body byte for byte', async () => {
+    const raw = mimeDigest(info, [post]);
+    const text = raw.toString('latin1');
+    const start = text.indexOf('Content-Type: message/rfc822\r\n\r\n') + 'Content-Type: message/rfc822\r\n\r\n'.length;
+    expect(text.slice(start, text.indexOf('--=_posts_', start))).toBe(`${kept.join('\r\n')}\r\n\r\n${body}`);
+    for (const field of ['Received', 'Return-Path', 'DKIM-Signature', 'ARC-Seal', 'Authentication-Results', 'X-Originating-IP', 'X-Mailer', 'Delivered-To', '203.0.113.9']) {
+      expect(text).not.toContain(field);
+    }
+    // The only 8-bit bytes were in X-Mailer: nothing is labelled 8bit.
+    expect(hasEightBit(raw)).toBe(false);
+    const parsed = await simpleParser(raw);
+    const inner = await simpleParser(parsed.attachments[0].content);
+    expect([inner.messageId, inner.inReplyTo, inner.references, inner.subject]).toEqual(['<c@x>', '<b@x>', ['<a@x>', '<b@x>'], 'Re: plan']);
+    expect(inner.text).toContain('Agreed; see you there.\n-- \nAlice');
+    expect(inner.cc).toMatchObject({ value: [{ address: 'bob@example.net' }, { address: 'carol@example.net' }] });
+  });
+
+  it('keeps a post with bare newlines, and one without a body, whole in what it keeps', () => {
+    const bare = { ...post, raw: Buffer.from(`${head.join('\n').replace(/\r/g, '')}\n\nHi.\n`) };
+    expect(digestPart(bare.raw).toString()).toBe(`${kept.join('\n').replace(/\r/g, '')}\n\nHi.\n`);
+    expect(digestPart(Buffer.from('From: a@example.net\r\nReceived: by x\r\nSubject: only\r\n')).toString()).toBe('From: a@example.net\r\nSubject: only\r\n\r\n');
+    expect(digestPart(SAMPLE_POST)).toBe(SAMPLE_POST);
   });
 });

@@ -124,4 +124,25 @@ describe('digest issues', () => {
     expect((await digestsFor(`mime@${local}.example`)).map(postsIn)).toEqual([ids.slice(1)]);
     expect(await waiting(list.id)).toBe(0);
   });
+
+  it('carries each post into the MIME digest with the fields a reader needs, not its trace, signatures or X- fields', async () => {
+    const { list, local } = await digestList(100 * 1024 * 1024);
+    const raw = Buffer.from(message({
+      id: `post-traced-${list.id}@example.org`, to: list.address, subject: 'Traced', body: 'Body as sent.\n',
+      headers: {
+        Received: 'from home.dsl.example (home.dsl.example [203.0.113.9]) by mail.example.org; Mon, 02 Nov 2026 10:00:00 +0000',
+        'DKIM-Signature': 'v=1; a=rsa-sha256; d=example.org; s=s1; h=from:subject; bh=abc=; b=def=',
+        'X-Originating-IP': '[203.0.113.9]',
+        'In-Reply-To': '<earlier@example.org>',
+      },
+    }));
+    await acceptIntoLists(db.pool, [{ list, raw, message: await parse(raw) }]);
+    expect(await sendDigest(db.pool, list.id, 'https://lists.example.org')).toBe(true);
+    const [digest] = await digestsFor(`mime@${local}.example`);
+    const text = digest.toString('latin1');
+    expect(postsIn(digest)).toEqual([`post-traced-${list.id}@example.org`]);
+    expect(text).toMatch(/^In-Reply-To: <earlier@example\.org>\r$/m);
+    expect(text).toContain('\r\n\r\nBody as sent.\r\n');
+    for (const gone of ['Received:', 'DKIM-Signature:', 'X-Originating-IP:', '203.0.113.9']) expect(text).not.toContain(gone);
+  });
 });

@@ -1,13 +1,14 @@
 /*
  * Digests for members in digest mode: MIME (RFC 2046 multipart/digest, each post a
- * message/rfc822 part, byte for byte) and plain text (RFC 1153). Pure builders; the list's
- * shared headers are included, the per-member List-Unsubscribe lines are added when sending.
+ * message/rfc822 part: its body byte for byte under the header fields a reader needs, as
+ * Mailman keeps them) and plain text (RFC 1153). Pure builders; the list's shared headers are
+ * included, the per-member List-Unsubscribe lines are added when sending.
  */
 
 import crypto from 'node:crypto';
 import { newMessageId, textBody } from './compose.ts';
 import { envelopeAddress } from './address.ts';
-import { displayName, subjectField, writtenField } from './header-block.ts';
+import { displayName, headerFields, splitMessage, subjectField, writtenField } from './header-block.ts';
 import { listHeaderLines, type ListIdentity } from './list-headers.ts';
 import { oneLine } from './parsed-message.ts';
 import { hasEightBit } from './seven-bit.ts';
@@ -77,6 +78,28 @@ function intro(d: DigestInfo, messages: DigestMessage[]): string {
   ].join('\r\n');
 }
 
+/**
+ * The header fields a post keeps in a MIME digest: Mailman 2.1's MIME_DIGEST_KEEP_HEADERS (which
+ * takes in its PLAIN_DIGEST_KEEP_HEADERS), what a reader and a mail program need to show, thread
+ * and answer the post, and to decode its body. Everything else stays out: the trace of the
+ * author's path (every Received, with the addresses of their machine and provider, Return-Path,
+ * X-Originating-IP), signatures and results that judged the original (DKIM-Signature, ARC-*,
+ * Authentication-Results) and whatever X- fields the author's programs and ours added, all of
+ * which a member who takes the digest would otherwise receive about every poster.
+ */
+export const MIME_DIGEST_KEEP_HEADERS: ReadonlySet<string> = new Set([
+  'date', 'from', 'to', 'cc', 'subject', 'message-id', 'keywords', 'in-reply-to', 'references',
+  'content-type', 'mime-version', 'content-transfer-encoding', 'precedence', 'reply-to',
+]);
+
+/** A post as a MIME digest carries it: the kept header fields as they were written (folding and order), then its body, byte for byte. */
+export function digestPart(raw: Buffer): Buffer {
+  const { head, rest } = splitMessage(raw);
+  const fields = headerFields(head);
+  const kept = fields.filter((f) => MIME_DIGEST_KEEP_HEADERS.has(f.name));
+  return kept.length === fields.length ? raw : Buffer.concat([...kept.map((f) => f.bytes), rest]);
+}
+
 export function mimeDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
   const outer = `=_digest_${crypto.randomBytes(10).toString('hex')}`;
   const inner = `=_posts_${crypto.randomBytes(10).toString('hex')}`;
@@ -85,7 +108,8 @@ export function mimeDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
   // A message/rfc822 part (and a multipart) with 8-bit bytes says so (RFC 2045 §6.4, RFC 2046
   // §5.2.1): unlabelled it is 7bit, which a relay checking 8-bit bodies (Postfix's
   // strict_8bitmime_body) refuses. seven-bit.ts relabels each post it converts 7bit.
-  const eightBit = messages.map((m) => hasEightBit(m.raw));
+  const posts = messages.map((m) => digestPart(m.raw));
+  const eightBit = posts.map((raw) => hasEightBit(raw));
   const label = eightBit.includes(true) ? 'Content-Transfer-Encoding: 8bit\r\n' : '';
   const parts: Buffer[] = [
     Buffer.from(`${header(d, `Content-Type: multipart/mixed; boundary="${outer}"`, label || topicsPart.encoding === '8bit' ? ['Content-Transfer-Encoding: 8bit'] : []).join('\r\n')}\r\n\r\n`),
@@ -93,9 +117,9 @@ export function mimeDigest(d: DigestInfo, messages: DigestMessage[]): Buffer {
     Buffer.from(topicsPart.body, 'utf8'),
     Buffer.from(`\r\n--${outer}\r\nContent-Type: multipart/digest; boundary="${inner}"\r\n${label}\r\n`),
   ];
-  for (const [i, m] of messages.entries()) {
-    parts.push(Buffer.from(`--${inner}\r\nContent-Type: message/rfc822\r\n${eightBit[i] ? 'Content-Transfer-Encoding: 8bit\r\n' : ''}\r\n`), m.raw);
-    if (m.raw.length && m.raw[m.raw.length - 1] !== 0x0a) parts.push(Buffer.from('\r\n'));
+  for (const [i, raw] of posts.entries()) {
+    parts.push(Buffer.from(`--${inner}\r\nContent-Type: message/rfc822\r\n${eightBit[i] ? 'Content-Transfer-Encoding: 8bit\r\n' : ''}\r\n`), raw);
+    if (raw.length && raw[raw.length - 1] !== 0x0a) parts.push(Buffer.from('\r\n'));
   }
   parts.push(Buffer.from(`--${inner}--\r\n\r\n--${outer}--\r\n`));
   return Buffer.concat(parts);
