@@ -15,6 +15,7 @@ import { apiRouter } from './api/routes.ts';
 import type { PageCache } from './archive/page-cache.ts';
 import { MembersOnly } from './archive/access.ts';
 import { DownloadSlots } from './archive/download-slots.ts';
+import type { DownloadLeases } from '../db/download-leases.ts';
 import { ParsedMessages } from './archive/parsed-messages.ts';
 import { archiveRouter } from './archive/routes.ts';
 import type { WebContext } from './context.ts';
@@ -34,11 +35,12 @@ const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
  * The HTTP app. Routers mount in order: readers' archive, subscription links from mail, then the
  * accounts and admin panel. Health and metrics need no session. `pageCache` (owned by WebServer,
  * which starts and stops its LISTEN connection) serves public archive pages again;
- * `parsedMessages` (also WebServer's, which stops its parse thread) keeps parsed messages.
+ * `parsedMessages` (also WebServer's, which stops its parse thread) keeps parsed messages;
+ * `downloadLeases` (WebServer's, which ends its connection) count a client's downloads on the site.
  */
-export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache; parsedMessages?: ParsedMessages } = {}): express.Express {
+export function createApp(db: Database, cfg: Config, opts: { pageCache?: PageCache; parsedMessages?: ParsedMessages; downloadLeases?: DownloadLeases } = {}): express.Express {
   const parsedMessages = opts.parsedMessages ?? new ParsedMessages(cfg.web.messageCacheMb * 1024 * 1024, readUrls(cfg, db.directUrl ?? db.url));
-  const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages, downloads: new DownloadSlots(cfg.web.maxDownloads) };
+  const ctx: WebContext = { db, cfg, views: createViews(), pageCache: opts.pageCache, parsedMessages, downloads: new DownloadSlots(cfg.web.maxDownloads, opts.downloadLeases ?? null) };
   const app = express();
   app.disable('x-powered-by');
   // Whose X-Forwarded-For names the client, for the limits per client address and the logs: a

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
 import { readUrls, type Database } from '../db/database.ts';
+import { DownloadLeases } from '../db/download-leases.ts';
 import { log } from '../log.ts';
 import { settleAfterResponse } from './after-response.ts';
 import { createApp } from './app.ts';
@@ -14,6 +15,7 @@ export class WebServer {
   private server?: http.Server;
   private pageCache?: PageCache;
   private parsedMessages?: ParsedMessages;
+  private downloadLeases?: DownloadLeases;
 
   /** `stalledMs`: the idle deadline (http-server.ts STALLED_MS), shorter in tests. */
   constructor(private db: Database, private cfg: Config, private opts: { host: string; port: number; stalledMs?: number } = cfg.web) {}
@@ -24,7 +26,9 @@ export class WebServer {
       await this.pageCache.start();
     }
     this.parsedMessages = new ParsedMessages(this.cfg.web.messageCacheMb * 1024 * 1024, readUrls(this.cfg, this.db.directUrl ?? this.db.url));
-    const server = expressServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages }), { stalledMs: this.opts.stalledMs });
+    // On the primary (advisory locks are the primary's), as a whole session: its locks are the leases.
+    this.downloadLeases = new DownloadLeases(this.db.directUrl ?? this.db.url);
+    const server = expressServer(createApp(this.db, this.cfg, { pageCache: this.pageCache, parsedMessages: this.parsedMessages, downloadLeases: this.downloadLeases }), { stalledMs: this.opts.stalledMs });
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -48,5 +52,6 @@ export class WebServer {
     await settleAfterResponse();
     await this.pageCache?.stop();
     await this.parsedMessages?.stop();
+    await this.downloadLeases?.stop();
   }
 }

@@ -7,20 +7,23 @@
  * (http-server.ts, STALLED_MS), and a few hundred such readers of a large month ran a process out
  * of memory, for every reader of the site.
  *
- * WEB_MAX_DOWNLOADS (8 by default) run at once in a process, 2 per client address, so that one
- * client cannot take every slot. Past the process's limit a download is answered 503, past the
- * client's 429, both with Retry-After. A slot is held until the response closes, however it ends:
- * sent, the reader gone, an error, the idle deadline. A HEAD request or a 304 sends no body and
+ * WEB_MAX_DOWNLOADS (8 by default) run at once in a process: the memory they hold is the process's.
+ * One client address runs 2 at once on the whole site, whichever process serves it (WEB_PROCESSES,
+ * other machines): a lease per slot in PostgreSQL (db/download-leases.ts), which dies with its
+ * process, so that one client cannot take every process's slots. Past the process's limit a
+ * download is answered 503, past the client's 429, both with Retry-After. A slot is held until the
+ * response closes, however it ends: sent, the reader gone, an error, the idle deadline. A HEAD request or a 304 sends no body and
  * takes none, except a HEAD or a 304 of a large raw message: its bytes (its ETag's source) are read
  * only in a slot, so that a refusal costs a small query, never the read of the whole message.
  */
 
 import type { Request, Response } from 'express';
+import type { DownloadLease, DownloadLeases } from '../../db/download-leases.ts';
 import { clientKey } from '../../db/rate-limits.ts';
 import { log } from '../../log.ts';
 import { downloadsRefused, downloadsRunning } from '../web-metrics.ts';
 
-/** Two at once from one address (an IPv4 address, an IPv6 /64): a reader may fetch two months side by side. */
+/** Two at once from one address (an IPv4 address, an IPv6 /64), on the whole site: a reader may fetch two months side by side. */
 export const DOWNLOADS_PER_CLIENT = 2;
 /** A raw message or attachment smaller than this is sent as a page is: it leaves memory as soon as the socket takes it. */
 export const HEAVY_DOWNLOAD_BYTES = 1024 * 1024;
@@ -35,7 +38,8 @@ const DOWNLOAD_HEADERS = ['etag', 'last-modified', 'content-disposition', 'conte
 export class DownloadSlots {
   readonly perClient: number;
   private running = 0;
-  private byClient = new Map<string, number>();
+  /** this process's downloads per client, and the site's slots (leases) they hold */
+  private byClient = new Map<string, { count: number; slots: Set<number> }>();
   private refusedSinceLog = 0;
   private lastLog = -Infinity;
 
@@ -45,8 +49,10 @@ export class DownloadSlots {
    * socket has not taken, each), what a small machine can spare; sixty held 1.1–1.2 GB before
    * there was a limit (bench/downloads.ts). A reader who downloads as fast as the network goes keeps
    * a slot for seconds. Messages of SMTP_MAX_SIZE make each hold up to two such messages more.
+   * `leases` count a client's downloads on the whole site; without them (or while their
+   * connection is down) this process's alone.
    */
-  constructor(readonly perProcess: number) {
+  constructor(readonly perProcess: number, private readonly leases: DownloadLeases | null = null) {
     this.perClient = Math.min(DOWNLOADS_PER_CLIENT, perProcess);
   }
 
@@ -59,33 +65,64 @@ export class DownloadSlots {
    * Takes a slot for this response until it closes. False when the caller must send nothing more:
    * the download was refused (answered here: 503 or 429) or its reader has gone already.
    */
-  take(req: Request, res: Response): boolean {
+  async take(req: Request, res: Response): Promise<boolean> {
     // Closed before it began: its 'close' has been and gone, and would never give the slot back.
     if (res.destroyed) return false;
     const client = clientKey(req.ip);
-    const mine = this.byClient.get(client) ?? 0;
-    if (mine >= this.perClient) {
-      this.refuse(req, res, 'client', 429, `This address has ${mine} downloads running already. Try again when one of them has finished.\n`);
+    const mine = this.byClient.get(client) ?? { count: 0, slots: new Set<number>() };
+    if (mine.count >= this.perClient) {
+      this.refuse(req, res, 'client', 429, mine.count);
       return false;
     }
     if (this.running >= this.perProcess) {
-      this.refuse(req, res, 'process', 503, 'Too many downloads are running on this server just now. Try again in a few seconds.\n');
+      this.refuse(req, res, 'process', 503, mine.count);
       return false;
     }
+    // Counted here before the lease is asked for: downloads that start meanwhile see this one.
     this.running++;
-    this.byClient.set(client, mine + 1);
+    mine.count++;
+    this.byClient.set(client, mine);
     downloadsRunning.inc();
-    res.once('close', () => {
+    let lease: DownloadLease | null = null;
+    let closed = false;
+    const done = () => {
+      if (closed) return;
+      closed = true;
       this.running--;
-      const left = (this.byClient.get(client) ?? 1) - 1;
-      if (left > 0) this.byClient.set(client, left);
-      else this.byClient.delete(client);
+      mine.count--;
+      if (lease) {
+        mine.slots.delete(lease.slot);
+        void this.leases!.release(lease);
+      }
+      if (mine.count === 0 && this.byClient.get(client) === mine) this.byClient.delete(client);
       downloadsRunning.dec();
-    });
+    };
+    if (this.leases) {
+      const got = await this.leases.take(client, this.perClient, mine.slots);
+      if (got === null) {
+        done();
+        // Every one of the client's slots is held, by this process's downloads and others'.
+        this.refuse(req, res, 'client', 429, this.perClient);
+        return false;
+      }
+      if (got !== 'unavailable') {
+        lease = got;
+        mine.slots.add(got.slot);
+      }
+    }
+    // The reader may have gone while the lease was asked for: then no 'close' is to come.
+    if (res.destroyed) {
+      done();
+      return false;
+    }
+    res.once('close', done);
     return true;
   }
 
-  private refuse(req: Request, res: Response, reason: 'process' | 'client', status: 429 | 503, text: string) {
+  private refuse(req: Request, res: Response, reason: 'process' | 'client', status: 429 | 503, running: number) {
+    const text = reason === 'client'
+      ? `This address has ${running} downloads running already. Try again when one of them has finished.\n`
+      : 'Too many downloads are running on this server just now. Try again in a few seconds.\n';
     downloadsRefused.inc({ reason });
     this.refusedSinceLog++;
     const now = performance.now();

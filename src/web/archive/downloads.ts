@@ -1,7 +1,7 @@
 /*
  * Downloads: a month (/lists/LIST/YYYY-MM.mbox) or a thread (/lists/LIST/thread/ID.mbox) as
  * mboxrd, streamed page by page with validators computed first (so a 304 costs one small query),
- * each holding one of the process's download slots while it runs (download-slots.ts); and the
+ * each holding one of the download slots while it runs (download-slots.ts); and the
  * list's Atom feed (/lists/LIST/feed.atom).
  */
 
@@ -35,7 +35,7 @@ async function sendMbox(ctx: WebContext, req: Request, res: Response, list: Read
   res.set('Content-Type', 'application/mbox');
   res.set('Content-Disposition', `attachment; filename="${filename}"`);
   if (req.method === 'HEAD') return res.end();
-  if (!ctx.downloads.take(req, res)) return;
+  if (!(await ctx.downloads.take(req, res))) return;
   try {
     await exportMbox(ctx.db.readPool, scope, res);
     res.end();

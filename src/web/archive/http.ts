@@ -75,14 +75,22 @@ export function sendPage(ctx: WebContext, req: Request, res: Response, template:
  * HEAVY_DOWNLOAD_BYTES or more is sent only in a free download slot: the response holds all of it
  * until the reader has taken it.
  */
-export function sendBody(req: Request, res: Response, body: string | Buffer, downloads?: DownloadSlots) {
+export function sendBody(req: Request, res: Response, body: string | Buffer, downloads?: DownloadSlots): void | Promise<void> {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
   res.setHeader('ETag', `"${crypto.hash('sha1', bytes, 'base64url')}"`);
   offerToPageCache(res, bytes);
   if (res.statusCode === 200 && notModified(req, res)) return;
-  if (downloads && req.method === 'GET' && bytes.length >= HEAVY_DOWNLOAD_BYTES && !downloads.take(req, res)) return;
-  res.setHeader('Content-Length', bytes.length);
-  res.end(bytes);
+  const send = () => {
+    res.setHeader('Content-Length', bytes.length);
+    res.end(bytes);
+  };
+  // A heavy body waits for its slot (a lease of the site's: download-slots.ts); a page is sent at once.
+  if (downloads && req.method === 'GET' && bytes.length >= HEAVY_DOWNLOAD_BYTES) {
+    return downloads.take(req, res).then((ok) => {
+      if (ok) send();
+    });
+  }
+  send();
 }
 
 /** Page number from ?page=, 1 and up. */

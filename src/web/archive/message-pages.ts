@@ -234,7 +234,7 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   if (!f) return;
   setCacheHeaders(req, res, { restricted: restrictedOf(f.lists), lastModified: changedAt(f.lists), keys: copyKeys(f.lists) });
   const heavy = heavyGet !== null && f.m.size >= heavyGet;
-  if (heavy && !ctx.downloads.take(req, res)) return;
+  if (heavy && !(await ctx.downloads.take(req, res))) return;
   // setHeader, not res.set: Express would add "charset=utf-8" to bytes that are not UTF-8.
   const raw = heavy ? await messageRaw(ctx.db.readPool, f.m.id) : f.m.raw;
   if (!raw) throw new NotFound('There is no archived message with this Message-ID.', 'no_such_message');
@@ -243,7 +243,7 @@ export async function rawMessage(ctx: WebContext, req: Request, res: Response) {
   // The stored digest (sql/0056); computed from the bytes while the conversion has not reached it.
   const sha256 = (await messageDigest(ctx.db.readPool, f.m.id)) ?? crypto.createHash('sha256').update(raw).digest();
   res.set('Repr-Digest', `sha-256=:${sha256.toString('base64')}:`);
-  sendBody(req, res, raw, heavy ? undefined : ctx.downloads);
+  await sendBody(req, res, raw, heavy ? undefined : ctx.downloads);
 }
 
 export async function attachment(ctx: WebContext, req: Request, res: Response) {
@@ -258,7 +258,7 @@ export async function attachment(ctx: WebContext, req: Request, res: Response) {
   res.set('Content-Type', served.contentType);
   res.set('Content-Disposition', served.disposition);
   res.set('Content-Security-Policy', "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'");
-  sendBody(req, res, a.content, ctx.downloads);
+  await sendBody(req, res, a.content, ctx.downloads);
 }
 
 /**
