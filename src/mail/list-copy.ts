@@ -56,6 +56,14 @@ export interface CopySigning {
   signer: MemberSigner;
 }
 
+/**
+ * Requests for a receipt from each reader (RFC 8098's Disposition-Notification-To and its older
+ * spellings): every member's mail program would offer, or send by itself, a receipt to an address
+ * the poster chose, handing them the members' addresses whoever may see the roster. Never on a
+ * copy, as Mailman's cleanse handler has it; the archive keeps them (the record, byte for byte).
+ */
+export const RECEIPT_REQUESTS: readonly string[] = ['disposition-notification-to', 'return-receipt-to', 'x-confirm-reading-to', 'x-pmrqc'];
+
 /** What a wrapper (wrap_message) keeps of the post's header: what a reader sees and threads by. */
 const WRAPPER_KEEPS = new Set(['to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'references']);
 
@@ -66,7 +74,7 @@ export function prepareCopy(post: Buffer, o: CopyOptions): PreparedCopy {
   let head = split.head;
   let rest = split.rest;
   const fields = headerFields(head);
-  const drop = new Set<string>([...LIST_FIELDS].filter((n) => fields.some((f) => f.name === n)));
+  const drop = new Set<string>([...LIST_FIELDS, ...RECEIPT_REQUESTS].filter((n) => fields.some((f) => f.name === n)));
   const added: (string | Buffer)[] = listHeaderLines(o.list, o.messageId);
   if (o.mitigation === 'wrap_message') {
     // Mailman's wrap_message: a new message from the list whose one part is the post, its bytes

@@ -1,0 +1,70 @@
+/*
+ * A member of a list acting against the other members: what a post of theirs may make every
+ * other member's mail program do or tell. Real SMTP in, the real worker, a capture relay out.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createList, type ListRow } from '../src/db/lists.ts';
+import { addMember } from '../src/db/members.ts';
+import type { DeliveryWorker } from '../src/delivery/worker.ts';
+import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
+import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
+
+let db: TestDatabase;
+let relay: CaptureRelay;
+let smtp: RunningIngest;
+let worker: DeliveryWorker;
+let dev: ListRow;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  relay = await startCaptureRelay();
+  smtp = await startIngest(db.pool);
+  dev = await createList(db.pool, { address: 'dev@lists.example.org', name: 'Developers', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+  await db.pool.query(`update lists set auth_policy = 'accept' where id = $1`, [dev.id]);
+  await addMember(db.pool, dev.id, 'mallory@example.org', 'each', null);
+  await addMember(db.pool, dev.id, 'quiet@members.example', 'each', null);
+  worker = await startWorker(db, workerConfig(relay));
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await smtp?.stop();
+  await relay?.stop();
+  await db?.drop();
+});
+
+const headOf = (raw: Buffer) => raw.toString('latin1').split(/\r?\n\r?\n/)[0];
+
+describe('a member\'s post', () => {
+  it('reaches the other members without its requests for read and delivery receipts, which would tell the poster who is on the list', async () => {
+    // Disposition-Notification-To (RFC 8098) makes the reader's mail program offer, or send by
+    // itself, a receipt to that address; Return-Receipt-To, X-Confirm-Reading-To and X-PMRQC are
+    // older spellings of the same. On a list whose roster is for owners only, every receipt is a
+    // member's address handed to the poster. Mailman's cleanse handler removes the four.
+    const raw = message({
+      from: 'Mallory <mallory@example.org>', subject: 'Quick poll', id: 'receipts@example.org',
+      headers: {
+        'Disposition-Notification-To': 'harvest@evil.example',
+        'Return-Receipt-To': 'harvest@evil.example',
+        'X-Confirm-Reading-To': 'harvest@evil.example',
+        'X-PMRQC': '1',
+        'disposition-notification-TO': '<harvest2@evil.example>',
+      },
+      body: 'Who is reading this?\n',
+    });
+    const res = await sendRaw(smtp.port, { from: 'mallory@example.org', to: ['dev@lists.example.org'] }, raw);
+    expect(res.ok, res.response).toBe(true);
+    await drained(db);
+    const copies = relay.to('quiet@members.example');
+    expect(copies).toHaveLength(1);
+    const head = headOf(copies[0].raw);
+    expect(head).toMatch(/^Subject: Quick poll$/m);
+    expect(head).not.toMatch(/harvest/i);
+    expect(head).not.toMatch(/^(disposition-notification-to|return-receipt-to|x-confirm-reading-to|x-pmrqc):/im);
+    // The archive keeps the post as it came (the record, byte for byte).
+    const { rows } = await db.pool.query<{ raw: Buffer }>(`select raw from messages where message_id = 'receipts@example.org'`);
+    expect(headOf(rows[0].raw)).toContain('Disposition-Notification-To: harvest@evil.example');
+  });
+});
