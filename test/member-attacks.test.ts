@@ -67,4 +67,19 @@ describe('a member\'s post', () => {
     const { rows } = await db.pool.query<{ raw: Buffer }>(`select raw from messages where message_id = 'receipts@example.org'`);
     expect(headOf(rows[0].raw)).toContain('Disposition-Notification-To: harvest@evil.example');
   });
+
+  it('reaches the owners through LIST-owner@ without its requests for receipts, which would name the owners\' own addresses', async () => {
+    const raw = message({
+      from: 'Mallory <mallory@example.org>', to: 'dev-owner@lists.example.org', subject: 'Who runs this list?', id: 'owner-receipts@example.org',
+      headers: { 'Disposition-Notification-To': 'harvest@evil.example', 'Return-Receipt-To': 'harvest@evil.example' },
+    });
+    const res = await sendRaw(smtp.port, { from: 'mallory@example.org', to: ['dev-owner@lists.example.org'] }, raw);
+    expect(res.ok, res.response).toBe(true);
+    await drained(db);
+    const forwarded = relay.to('owner@example.org');
+    expect(forwarded).toHaveLength(1);
+    const head = headOf(forwarded[0].raw);
+    expect(head).toMatch(/^Subject: Who runs this list\?$/m);
+    expect(head).not.toMatch(/harvest/i);
+  });
 });

@@ -148,11 +148,12 @@ function loneCrsAsLineEnds(raw: Buffer): Buffer {
  * the message from coming round again if an owner's address leads back here), read as it goes out
  * (a lone CR made a line end, as for a copy) and without Authentication-Results fields that use
  * our authserv-id, which only we may write (RFC 8601 §5): "dmarc=pass" under our name, forged by
- * the sender, was shown to the owners.
+ * the sender, was shown to the owners; and without requests for a read receipt (RECEIPT_REQUESTS).
  */
 export function ownerForward(raw: Buffer, authservId: string, ownerAddress: string): Buffer {
   const split = splitMessage(loneCrsAsLineEnds(raw));
-  const head = withoutOurResults(split.head, authservId);
+  // The -owner@ address stands for the owners: a receipt asked of each would name them to the sender.
+  const head = withoutOurResults(withoutFields(split.head, new Set(RECEIPT_REQUESTS)), authservId);
   return Buffer.concat([Buffer.from(`${FORWARD_MARK}${ownerAddress}${split.eol}`), head, split.rest]);
 }
 
