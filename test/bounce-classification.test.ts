@@ -61,6 +61,10 @@ describe('bounce classification on real DSN samples', () => {
     expect(classifyText(null, '550 5.7.1 Message rejected as spam')).toMatchObject({ kind: 'policy' });
     expect(classifyText(null, '554 Message refused: listed on a block list')).toMatchObject({ kind: 'policy' });
     expect(classifyText(null, '554 <m@x.example>: Relay access denied')).toMatchObject({ kind: 'policy', category: 'relay' });
+    // RFC 3463 X.6.x is about the message's content, not the mailbox; an address with 5.6 in it is no status.
+    expect(classifyText('5.6.0', 'smtp; 554 5.6.0 STOREDRV.Deliver.Exception:ConversionFailedPermanentException')).toMatchObject({ kind: 'policy', category: 'content' });
+    expect(classifyText(null, '554 5.6.1 Media not supported')).toMatchObject({ kind: 'policy', category: 'content' });
+    expect(classifyText('5.0.0', 'smtp; 550 user unknown (relay 10.5.6.100)')).toMatchObject({ kind: 'hard', category: 'no_such_user' });
   });
 });
 

@@ -3,9 +3,11 @@
  * other member's mail program do or tell. Real SMTP in, the real worker, a capture relay out.
  */
 
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createList, type ListRow } from '../src/db/lists.ts';
-import { addMember } from '../src/db/members.ts';
+import { addMember, findMember } from '../src/db/members.ts';
 import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
@@ -81,5 +83,26 @@ describe('a member\'s post', () => {
     const head = headOf(forwarded[0].raw);
     expect(head).toMatch(/^Subject: Who runs this list\?$/m);
     expect(head).not.toMatch(/harvest/i);
+  });
+
+  it('does not cost another member their subscription when their server reports it could not convert the post\'s content (RFC 3463 X.6.x)', async () => {
+    // X.6.x is "message content or media status": about what the poster wrote, not the mailbox it
+    // went to. Exchange answers malformed MIME with 5.6.0 ConversionFailedPermanentException; read
+    // as a hard bounce, three such posts from one member put every Exchange-hosted member on probation.
+    const raw = message({ from: 'Mallory <mallory@example.org>', subject: 'Quick poll', id: 'conversion@example.org', body: 'Hello.\n' });
+    expect((await sendRaw(smtp.port, { from: 'mallory@example.org', to: ['dev@lists.example.org'] }, raw)).ok).toBe(true);
+    await drained(db);
+    const victim = (await findMember(db.pool, dev.id, 'quiet@members.example'))!;
+    const dsn = fs.readFileSync(path.join(import.meta.dirname, 'fixtures/bounces/exchange-conversion-failed-5.6.0.eml'), 'latin1')
+      .replace(/MEMBERTOKEN/g, victim.token).replace(/RECIPIENT/g, victim.email).replace(/MESSAGEID/g, 'conversion@example.org');
+    const res = await sendRaw(smtp.port, { from: '', to: [`dev-bounces+${victim.token}@lists.example.org`] }, dsn);
+    expect(res.ok, res.response).toBe(true);
+    const { rows } = await db.pool.query<{ kind: string; counted: boolean }>(
+      `select kind, counted from bounces where member_id = $1`, [victim.id]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].kind).toBe('policy');
+    const after = (await findMember(db.pool, dev.id, 'quiet@members.example'))!;
+    expect(after.bounce_score).toBe(0);
+    expect(after.status).toBe('active');
   });
 });

@@ -3,7 +3,7 @@
  * first rule whose pattern matches "<status> <diagnostic>" wins.
  *
  * - policy: the receiving side refused the message or the list's sending (spam filters, DMARC,
- *   block lists, content, size). Not the member's fault: it never counts against them.
+ *   block lists, content and its conversion, size). Not the member's fault: it never counts against them.
  * - hard: the address is gone (unknown user, no such domain, disabled mailbox).
  * - soft: a temporary condition of the member's mailbox (full, over quota, deferred).
  */
@@ -22,6 +22,10 @@ export const BOUNCE_RULES: readonly BounceRule[] = [
   { pattern: /\b[45]\.7\.\d{1,3}\b/, kind: 'policy', category: 'policy' },
   { pattern: /\b(spam|blocked using|black ?list|block ?list|listed (?:at|by|in|on)|spamhaus|spamcop|barracuda|reputation|rbl\b)/i, kind: 'policy', category: 'spam' },
   { pattern: /\b(virus|malware|phish|content rejected|message content|banned attachment)/i, kind: 'policy', category: 'content' },
+  // RFC 3463 X.6.x, "message content or media status": the post could not be converted or carried
+  // (Exchange's 5.6.0 ConversionFailedPermanentException for malformed MIME): what its author wrote.
+  // Not inside a dotted number: "host 10.5.6.100" in an unknown user's report is no content status.
+  { pattern: /(?<![\d.])[45]\.6\.\d{1,3}(?![\d.])/, kind: 'policy', category: 'content' },
   { pattern: /\b(spf|dkim)\b[^.]{0,200}\b(fail|reject|invalid)/i, kind: 'policy', category: 'authentication' },
   { pattern: /\b5\.3\.4\b|message (?:size|is too big|too large)|exceeds (?:the )?(?:maximum )?(?:message )?size/i, kind: 'policy', category: 'message_too_big' },
   // Our own relay or sender refused (misconfiguration): never the member's fault.
