@@ -84,6 +84,23 @@ describe('the member list page (/lists/LIST/members)', () => {
     expect((await anonymous.get(PAGE)).text).not.toContain('drone@');
   });
 
+  it('obfuscates an address in a member\'s name for anonymous readers, as archive pages do', async () => {
+    // Names come from the subscribe form, an owner's paste or a Mailman import, where a display
+    // name is often an address (another of the member's own): shown whole, the roster handed it out.
+    await addMember(db.pool, hive.id, 'pat@example.org', 'each', 'Pat (pat.home@personal.example)');
+    await addMember(db.pool, hive.id, 'lee@example.org', 'each', 'lee.private@elsewhere.example');
+    await visibility('anyone');
+    const anon = await anonymous.get(PAGE);
+    expect(anon.status).toBe(200);
+    expect(anon.text).toContain('Pat (pat.home@…)');
+    expect(anon.text).toContain('lee.private@…');
+    expect(anon.text).not.toContain('personal.example');
+    expect(anon.text).not.toContain('elsewhere.example');
+    const seen = (await member.get(PAGE)).text;
+    expect(seen).toContain('Pat (pat.home@personal.example)');
+    expect(seen).toContain('lee.private@elsewhere.example');
+  });
+
   it('does not name a private list to those who may not read it, whatever the roster setting', async () => {
     await db.pool.query(`update lists set archive = 'private' where id = $1`, [hive.id]);
     expect((await anonymous.get(PAGE)).status).toBe(404);

@@ -1,7 +1,7 @@
 /*
  * /lists/LIST/members: the read-only member list, for whom the list's roster_visibility says
  * (owners: its owners and moderators and site administrators; members: those and its logged-in
- * members; anyone). Addresses are obfuscated for anonymous readers, as on archive pages. A list
+ * members; anyone). Addresses are obfuscated for anonymous readers, in names too, as on archive pages. A list
  * whose archive is private is not named to those who may not read it (404, as its archive); a
  * roster for owners only is not there for anyone else (404); a members' roster tells the others
  * why (403, with a login link for the anonymous).
@@ -11,7 +11,7 @@ import type { Request, Response } from 'express';
 import { listForReader } from '../../db/archive.ts';
 import { standingOnList, visibleRoster } from '../../db/roster.ts';
 import { Forbidden, InvalidInput, NotFound } from '../../errors.ts';
-import { obfuscateAddress } from '../../mail/obfuscate.ts';
+import { obfuscateAddress, obfuscateText } from '../../mail/obfuscate.ts';
 import { listUrl, rosterUrl, subscribeUrl } from '../../mail/urls.ts';
 import type { WebContext } from '../context.ts';
 import { viewerOf } from '../viewer.ts';
@@ -43,6 +43,7 @@ export async function rosterPage(ctx: WebContext, req: Request, res: Response) {
     base: listUrl(list.key),
     subscribe: subscribeUrl(list.key),
     self: rosterUrl(list.key),
-    members: members.map((m) => ({ name: m.name, email: viewer ? m.email : obfuscateAddress(m.email) })),
+    // A name may hold an address (a Mailman import's display name often is one): obfuscated too.
+    members: members.map((m) => ({ name: viewer || !m.name ? m.name : obfuscateText(m.name), email: viewer ? m.email : obfuscateAddress(m.email) })),
   }, { restricted: list.roster_visibility !== 'anyone' || list.archive !== 'public', personal: true });
 }
