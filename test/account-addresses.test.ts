@@ -140,6 +140,19 @@ describe('adding an address', () => {
     expect(await loggedInAs(owner)).toBe('dora@example.org');
   });
 
+  it("refuses a list's own addresses: a link mailed there would wait in the list's queue, to be published if approved", async () => {
+    const me = await loggedIn(db, web.url, 'lee@example.org');
+    for (const email of ['dev@lists.example.org', 'DEV-request@lists.example.org', 'secret-owner@lists.example.org', 'dev-bounces+abc@lists.example.org']) {
+      const r = await me.post('/account/addresses', { email });
+      expect(r.status, email).toBe(400);
+      expect(r.text).toContain('is an address of a mailing list on this site');
+    }
+    expect((await db.pool.query(`select email from account_addresses where email like '%@lists.example.org'`)).rows).toEqual([]);
+    expect(await queuedMail(db)).toEqual([]);
+    // An address that only looks like one (no such list) is anybody's.
+    expect((await me.post('/account/addresses', { email: 'nolist-request@lists.example.org' })).status).toBe(303);
+  });
+
   it('refuses every new form without its CSRF token, and nothing changes', async () => {
     const me = await loggedIn(db, web.url, 'fay@example.org');
     await addVerified(me, 'fay2@example.org');

@@ -232,6 +232,21 @@ describe('one-time login links', () => {
     expect((await queuedMail(db)).map((m) => m.to)).toEqual(['member@example.org']);
   });
 
+  it("mails no link to a list's own address, even one subscribed to another list: it would wait in that list's queue", async () => {
+    // An umbrella list has a list among its members: the address is known, yet nobody's mailbox.
+    const inner = await createList(db.pool, { address: 'inner@lists.example.org', name: 'Inner', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    const umbrella = await createList(db.pool, { address: 'umbrella@lists.example.org', name: 'Umbrella', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    await addMember(db.pool, umbrella.id, inner.address, 'each');
+    const before = await afterResponseDone(web.url);
+    for (const email of [inner.address, 'inner-request@lists.example.org', 'member@example.org']) {
+      expect((await client().post('/login/link', { email })).status).toBe(200);
+    }
+    expect((await client().post('/login/reset', { email: inner.address })).status).toBe(200);
+    await afterResponseSettled(web.url, before, 4);
+    expect((await queuedMail(db)).map((m) => m.to)).toEqual(['member@example.org']);
+    expect((await db.pool.query(`select count(*)::int as n from login_tokens where email like 'inner%'`)).rows[0].n).toBe(0);
+  });
+
   it('sends at most three links an hour to one address, silently', async () => {
     const before = await afterResponseDone(web.url);
     for (let i = 0; i < 5; i++) expect((await client(`203.0.113.${50 + i}`).post('/login/link', { email: 'member@example.org' })).status).toBe(200);

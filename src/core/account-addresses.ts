@@ -19,6 +19,7 @@ import { consumeLoginToken, findAccount, issueLoginToken, peekLoginToken } from 
 import { addPendingAddress, removeAddress, setPrimaryAddress, verifyAddress, type VerifyOutcome } from '../db/account-addresses.ts';
 import { recordAudit } from '../db/audit.ts';
 import { deleteSessionsLoggedInWith } from '../db/sessions.ts';
+import { isSiteListAddress } from '../db/lists.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
 import { InvalidInput } from '../errors.ts';
@@ -49,6 +50,7 @@ export type AddAddressOutcome = 'sent' | 'yours';
 export async function addAddress(pool: pg.Pool, who: AccountRef, input: string, settings: NoticeSettings): Promise<{ outcome: AddAddressOutcome; email: string }> {
   const email = normalizeEmail(input);
   if (!email) throw new InvalidInput(`"${input}" is not an e-mail address.`, 'invalid_email');
+  if (await isSiteListAddress(pool, email)) throw new InvalidInput(`${email} is an address of a mailing list on this site, not a person's: it cannot be added to an account.`, 'list_address');
   const underLimit = (await allowHit(pool, `maillink:verify:account:${who.accountId}`, LIMITS.perAccount, LIMITS.windowSeconds))
     && (await allowHit(pool, `maillink:verify:${email}`, LIMITS.perAddress, LIMITS.windowSeconds));
   return withTransaction(pool, async (tx) => {

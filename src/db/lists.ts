@@ -124,6 +124,16 @@ export async function resolveRecipient(db: Queryable, address: string): Promise<
   return null;
 }
 
+/**
+ * Whether `address` is one of this site's list addresses (a list, or one of its role addresses:
+ * LIST-request@, LIST-owner@, LIST-bounces+…@ …). Such an address is nobody's mailbox: mail to it
+ * is a post or a command, so no account may hold it and no login link goes to it (a verification
+ * or login link mailed there would wait in the list's queue, to be published if approved).
+ */
+export async function isSiteListAddress(db: Queryable, address: string): Promise<boolean> {
+  return (await resolveRecipient(db, address)) !== null;
+}
+
 // ---- Delivery options ----
 
 /** The per-list sending options an owner may change (web panel: list settings). */

@@ -20,6 +20,7 @@ import {
   consumeLoginToken, findAccountByEmail, issueLoginToken, knownAddress, peekLoginToken, upsertAccount, voidLoginTokens,
 } from '../../db/accounts.ts';
 import { hashPassword, hashToken, looksLikeToken, passwordProblem } from '../../auth/credentials.ts';
+import { isSiteListAddress } from '../../db/lists.ts';
 import { allowHit, clearHits, clientKey } from '../../db/rate-limits.ts';
 import { normalizeEmail } from '../../mail/address.ts';
 import { absoluteUrl, loginLinkUrl, passwordResetUrl } from '../../mail/urls.ts';
@@ -97,7 +98,9 @@ export function authRouter(ctx: WebContext): Router {
     // Not in the stranger-mail budget (core/stranger-mail.ts): these go only to addresses the site
     // knows, each is a working way in for their owner, and their own limit (LINK_LIMIT, an hour)
     // keeps one in the mailbox; a stranger who spent a day's budget would lock the owner out.
-    if (!known) return;
+    // A list's own address (one subscribed to another list, say) is no one's mailbox: the link
+    // would wait in that list's moderation queue, and be published if approved.
+    if (!known || (await isSiteListAddress(db, email))) return;
     const token = await issueLoginToken(db, email, purpose, purpose === 'login' ? LINK_TTL : RESET_TTL);
     const link = absoluteUrl(ctx.cfg.publicUrl, purpose === 'login' ? loginLinkUrl(token, next) : passwordResetUrl(token, next));
     await sendNotice(db, {
