@@ -1259,7 +1259,8 @@ CREATE TABLE public.delivery_workers (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
     lock_key integer,
-    lease_seconds integer
+    lease_seconds integer,
+    row_leases boolean DEFAULT false NOT NULL
 );
 
 --

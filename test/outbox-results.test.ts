@@ -5,7 +5,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { claimBatch, enqueueMail, insertOutboundMail, markFailed, markRetry, markSent, reclaimStale, releaseRows, type ClaimedRow } from '../src/db/outbox.ts';
+import { claimBatch, enqueueMail, heartbeat, insertOutboundMail, markFailed, markRetry, markSent, reclaimStale, releaseRows, type ClaimedRow } from '../src/db/outbox.ts';
 import { deliveries } from '../src/delivery/metrics.ts';
 import { Outcomes } from '../src/delivery/outcomes.ts';
 import { log } from '../src/log.ts';
@@ -126,5 +126,38 @@ describe('the deliveries counter of /metrics', () => {
     const [after, hourAfter] = [await counted(), await hour()];
     expect({ sent: hourAfter.sent - hourBefore.sent, deferred: hourAfter.deferred - hourBefore.deferred }).toEqual({ sent: 1, deferred: 1 });
     expect({ sent: after.sent - before.sent, deferred: after.deferred - before.deferred, failed: after.failed - before.failed }).toEqual({ sent: 1, deferred: 1, failed: 0 });
+  });
+});
+
+describe("each claimed row's lease (sql/0100)", () => {
+  /** Queues one copy per recipient, claims them for `worker` and makes their leases two minutes old. */
+  async function heldSince(worker: string, recipients: string[]): Promise<number[]> {
+    const mail = await insertOutboundMail(db.pool, Buffer.from('From: a@example.org\r\nSubject: x\r\n\r\nx\r\n'));
+    const ids = await enqueueMail(db.pool, 'notice', null, mail, recipients.map((email) => ({ email, envelopeFrom: 'bounces@lists.example.org' })));
+    const { rows } = await db.pool.query<{ id: number; recipient: string }>(
+      `update outbox set state = 'sending', locked_by = $2, locked_at = now() - interval '2 minutes' where id = any($1::bigint[]) returning id, recipient`, [ids, worker]);
+    return recipients.map((r) => rows.find((x) => x.recipient === r)!.id);
+  }
+  const holder = async (id: number) => (await db.pool.query(`select state, locked_by from outbox where id = $1`, [id])).rows[0];
+
+  it('is renewed by its live worker\'s heartbeat but for a stuck send\'s row, which alone goes back to the queue', async () => {
+    const identity = { name: 'leases-new', host: 'h', pid: 1, lockKey: null, leaseSeconds: 60 };
+    await heartbeat(db.pool, identity);
+    const [stuck, moving] = await heldSince('leases-new', ['stuck@example.net', 'moving@example.net']);
+    await heartbeat(db.pool, identity, [stuck]);
+    await reclaimStale(db.pool, 60);
+    expect(await holder(stuck)).toEqual({ state: 'queued', locked_by: null });
+    expect(await holder(moving)).toEqual({ state: 'sending', locked_by: 'leases-new' });
+    // The worker asking spares its own rows while its lock is being retaken, not a lease run out.
+    const [own] = await heldSince('leases-new', ['own@example.net']);
+    await reclaimStale(db.pool, 60, 'leases-new');
+    expect(await holder(own)).toEqual({ state: 'queued', locked_by: null });
+  });
+
+  it('is not judged for a live worker of the previous release, which renews none', async () => {
+    await db.pool.query(`insert into delivery_workers (name, host, pid, lease_seconds) values ('leases-old', 'h', 2, 60)`);
+    const [id] = await heldSince('leases-old', ['old@example.net']);
+    await reclaimStale(db.pool, 60);
+    expect(await holder(id)).toEqual({ state: 'sending', locked_by: 'leases-old' });
   });
 });

@@ -251,16 +251,19 @@ const LIVE_WORKER = `w.heartbeat_at > now() - make_interval(secs => coalesce(w.l
 
 /**
  * Rows claimed by a worker that is gone go back to the queue: its lock is free (it died, or lost
- * its connection), or its heartbeat is older than the lease (it is stuck). `except` names the
+ * its connection), or its heartbeat is older than the lease (it is wedged). So does a row of a live
+ * worker whose own lease has run out (row_leases, sql/0100): the worker's heartbeat renews the
+ * lease of every row it holds but those whose send is stuck past its deadline. `except` names the
  * worker asking, which knows its own rows are in flight even while its lock connection is being
- * reopened. Returns how many.
+ * reopened (its rows whose lease ran out still go). Returns how many.
  */
 export async function reclaimStale(db: Queryable, leaseSeconds: number, except: string | null = null): Promise<number> {
   const { rowCount } = await db.query(
-    `with live as materialized (select w.name from delivery_workers w where ${LIVE_WORKER})
+    `with live as materialized (select w.name, w.row_leases, coalesce(w.lease_seconds, $1) as lease from delivery_workers w where ${LIVE_WORKER})
      update outbox o set state = 'queued', locked_by = null, locked_at = null
-      where o.state = 'sending' and (o.locked_by is null or o.locked_by not in (select name from live))
-        and ($2::text is null or o.locked_by is distinct from $2)`,
+      where o.state = 'sending'
+        and (((o.locked_by is null or o.locked_by not in (select name from live)) and ($2::text is null or o.locked_by is distinct from $2))
+             or exists (select 1 from live l where l.name = o.locked_by and l.row_leases and o.locked_at < now() - make_interval(secs => l.lease)))`,
     [leaseSeconds, except],
   );
   return rowCount ?? 0;
@@ -400,11 +403,21 @@ export interface WorkerIdentity {
   leaseSeconds: number;
 }
 
-export async function heartbeat(db: Queryable, w: WorkerIdentity): Promise<void> {
+/**
+ * The worker's heartbeat, and the lease of every row it holds renewed, but `stuck`'s (rows whose
+ * send is past its deadline: they go back to the queue when their lease runs out, reclaimStale).
+ * A row is renewed once a sixth of its lease has gone (beats come every third of it, so none is
+ * left more than about half its lease unrenewed): most copies, sent within a second, are never
+ * written by it.
+ */
+export async function heartbeat(db: Queryable, w: WorkerIdentity, stuck: number[] = []): Promise<void> {
   await db.query(
-    `insert into delivery_workers (name, host, pid, lock_key, lease_seconds) values ($1, $2, $3, $4, $5)
-     on conflict (name) do update set heartbeat_at = now(), lock_key = excluded.lock_key, lease_seconds = excluded.lease_seconds`,
-    [w.name, w.host, w.pid, w.lockKey, w.leaseSeconds],
+    `with beat as (
+       insert into delivery_workers (name, host, pid, lock_key, lease_seconds, row_leases) values ($1, $2, $3, $4, $5, true)
+       on conflict (name) do update set heartbeat_at = now(), lock_key = excluded.lock_key, lease_seconds = excluded.lease_seconds, row_leases = true)
+     update outbox set locked_at = now()
+      where state = 'sending' and locked_by = $1 and locked_at < now() - make_interval(secs => $5::float8 / 6) and id <> all($6::bigint[])`,
+    [w.name, w.host, w.pid, w.lockKey, w.leaseSeconds, stuck],
   );
 }
 

@@ -26,7 +26,7 @@ import { pruneKept } from '../core/retention.ts';
 
 export async function reclaim(pool: pg.Pool, cfg: Config, log: Logger, except: string | null = null): Promise<void> {
   const n = await reclaimStale(pool, cfg.delivery.leaseSeconds, except);
-  if (n > 0) log.warn({ rows: n }, 'rows claimed by a worker that stopped were put back in the queue');
+  if (n > 0) log.warn({ rows: n }, 'rows claimed by a worker that stopped, or whose send was stuck past its deadline, were put back in the queue');
 }
 
 /**

@@ -6,9 +6,10 @@
  * again.
  *
  * Liveness: the worker holds a session advisory lock for its life (worker-lock.ts), so its rows
- * go back to the queue as soon as its process or connection dies; and it beats a heartbeat only
- * while it makes progress (every send in flight is within its own deadline), so the rows of a
- * worker that is alive but stuck go back after the lease.
+ * go back to the queue as soon as its process or connection dies. Its heartbeat renews the lease
+ * of each row it holds whose send is within its own deadline; a row whose send is stuck past it
+ * goes back after the lease, alone. A worker whose every lane is stuck beats no more, so all its
+ * rows go back after the lease.
  */
 
 import crypto from 'node:crypto';
@@ -58,9 +59,11 @@ export class DeliveryWorker {
   // Separate chains: the heartbeat never waits behind a slow chore (a digest run), nor the
   // reverse; a conversion job (minutes of batches) holds up neither.
   private chains = { beat: Promise.resolve(), chores: Promise.resolve(), conversions: Promise.resolve() };
-  /** copies being built or sent now, and the time by which each must have ended (the heartbeat's proof) */
+  /** copies being built or sent now, and the time by which each must have ended (the heartbeat's proof), with its row */
   private inFlight = 0;
-  private readonly clocks = new Set<SendClock>();
+  private readonly clocks = new Map<SendClock, number>();
+  /** the rows whose send was last found stuck past its deadline (logged once each) */
+  private stuck = new Set<number>();
   /** during a round: wakes its idle lanes (`news`: copies were queued, look for them) */
   private pumpWake: ((news?: boolean) => void) | null = null;
   private stalled = false;
@@ -180,29 +183,41 @@ export class DeliveryWorker {
   }
 
   /**
-   * The heartbeat says "this worker is moving", so it is only beaten while that is true: every
-   * copy in flight is within its own deadline (a send waiting minutes for the reply to its final
-   * dot is; its row must not go to another worker, which would send it again). A send past its
-   * deadline that has not returned means the worker is stuck: it stops beating and its rows go
-   * back to the queue after the lease (reclaimStale), even though its lock is held.
+   * The heartbeat says "this worker is moving", and renews the lease of each row it holds whose
+   * send is within its own deadline (a send waiting minutes for the reply to its final dot is; its
+   * row must not go to another worker, which would send it again). A send past its deadline that
+   * has not returned is stuck: its row's lease is not renewed, and it goes back to the queue after
+   * the lease (reclaimStale), alone; the other lanes go on. When every lane is stuck, the worker
+   * itself is: it stops beating, and all its rows go back after the lease, though its lock is held.
    */
   private async beat() {
     const now = performance.now();
-    let late = 0;
+    const late = new Set<number>();
+    const moving = new Set<number>();
     let overdue = 0;
-    for (const c of this.clocks) {
-      if (c.waiting || c.at + DEADLINE_SLACK_MS > now) continue;
-      late++;
+    for (const [c, id] of this.clocks) {
+      if (c.waiting || c.at + DEADLINE_SLACK_MS > now) {
+        moving.add(id);
+        continue;
+      }
+      late.add(id);
       overdue = Math.max(overdue, now - c.at);
     }
-    if (late > 0) {
-      if (!this.stalled) this.log.error({ inFlight: this.inFlight, late, seconds: Math.round(overdue / 1000) }, 'a copy in flight is past its deadline: heartbeat withheld, so the rows this worker holds go back to the queue');
+    // A row taken back and claimed again by this worker, now on a lane that moves, is renewed.
+    for (const id of moving) late.delete(id);
+    for (const id of late) {
+      if (!this.stuck.has(id)) this.log.child({ outboxId: id }).error({ inFlight: this.inFlight, seconds: Math.round(overdue / 1000) }, "a copy in flight is past its deadline: its row's lease is no longer renewed, so it goes back to the queue");
+    }
+    for (const id of this.stuck) if (!late.has(id)) this.log.child({ outboxId: id }).warn('a copy that was past its deadline has ended');
+    this.stuck = late;
+    if (late.size > 0 && late.size >= this.transport.lanes) {
+      if (!this.stalled) this.log.error({ inFlight: this.inFlight, late: late.size }, 'every lane is past its deadline: heartbeat withheld, so the rows this worker holds go back to the queue');
       this.stalled = true;
       return;
     }
-    if (this.stalled) this.log.warn('no copy is past its deadline any more: heartbeat resumed');
+    if (this.stalled) this.log.warn('a lane is within its deadline again: heartbeat resumed');
     this.stalled = false;
-    await heartbeat(this.pool, this.identity());
+    await heartbeat(this.pool, this.identity(), [...late]);
   }
 
   /** Measures this machine's clock against the database's; a skew past CLOCK_SKEW_WARN_MS is logged as it starts and ends. */
@@ -425,7 +440,7 @@ export class DeliveryWorker {
     this.inFlight++;
     // Building the copy reads the database: it gets the lease, as every copy did before.
     const clock: SendClock = { at: performance.now() + this.cfg.delivery.leaseSeconds * 1000, waiting: false };
-    this.clocks.add(clock);
+    this.clocks.set(clock, row.id);
     try {
       let raw: Buffer | null;
       try {

@@ -1,0 +1,11 @@
+-- Each claimed outbox row has its own lease (outbox.locked_at), renewed by its worker's heartbeat
+-- while the row's send is within its deadline. A worker with one send stuck past its deadline
+-- stopped beating altogether, and after the lease every row it held went to other workers: the
+-- copies its other lanes had healthily in flight too (one waiting minutes, in time, for the reply
+-- to its final dot), which were then sent twice. Now only the stuck row's lease runs out.
+--
+-- row_leases says a worker renews its rows' leases: only such a worker's rows are taken back one
+-- by one when their lease has run out. The previous release renews nothing and does not know the
+-- column (false for its workers): its rows go back, as before, when its heartbeat is older than
+-- its lease or its lock is free.
+alter table delivery_workers add column row_leases boolean not null default false;
