@@ -24,6 +24,7 @@ import { RepeatedFailures } from '../repeated-failures.ts';
 import { runConversions } from '../core/conversions.ts';
 import { CopyCache } from './copies.ts';
 import { HostLanes } from './host-lanes.ts';
+import { HostSpeeds } from './host-speeds.ts';
 import { hourly, periodic, reclaim } from './maintenance.ts';
 import { claimChoreRun } from '../db/chore-runs.ts';
 import { Listener } from '../db/listener.ts';
@@ -79,6 +80,10 @@ export class DeliveryWorker {
   private readonly clock = new DatabaseClock();
   /** whether the skew was last logged as too large (logged when it starts and when it ends) */
   private skewed = false;
+  /** which MX hosts answered quickly or slowly lately, across rounds (host-speeds.ts) */
+  private readonly speeds: HostSpeeds;
+  /** when copies were last deferred because slow hosts held half the lanes (logged once a minute) */
+  private slowWarnedAt = -Infinity;
 
   constructor(private readonly pool: pg.Pool, private readonly url: string, private readonly cfg: Config, opts: WorkerOptions = {}) {
     this.name = opts.name ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
@@ -87,6 +92,7 @@ export class DeliveryWorker {
     this.transport = opts.transport ?? createTransport(cfg, this.log);
     this.copies = new CopyCache(cfg.publicUrl, this.log, this.clock, cfg.heloName);
     this.lock = new WorkerLock(url, cfg.delivery.leaseSeconds, this.log, (held) => held && this.poke(), this.failures);
+    this.speeds = new HostSpeeds(cfg.delivery.timeoutSeconds * 1000);
     this.outcomes = new Outcomes(pool, this.name, cfg.delivery.giveUpHours, Math.max(1, Math.floor(cfg.delivery.batchSize / 4)), this.log, cfg.publicUrl);
   }
 
@@ -343,11 +349,13 @@ export class DeliveryWorker {
       }
       return freed.promise;
     };
-    // Direct delivery: sends in flight by MX host (host-lanes.ts). A relay is one host: its copies
-    // go in claim order, as they always did.
+    // Direct delivery: sends in flight by MX host, and hosts not known to answer quickly on half
+    // the lanes at most (host-lanes.ts). A relay is one host: its copies go in claim order, as
+    // they always did.
     const perHost = this.transport.domainLanes;
     const hostKey = (domain: string) => (this.transport.laneKey?.(domain) ?? Promise.resolve(domain)).catch(() => domain);
-    const hosts = perHost === undefined ? null : new HostLanes(perHost, hostKey, wake);
+    const slowLanes = Math.max(1, Math.floor(this.transport.lanes / 2));
+    const hosts = perHost === undefined ? null : new HostLanes(perHost, hostKey, wake, { speeds: this.speeds, lanes: slowLanes });
     const refill = () => {
       if (claiming || exhausted || this.stopping || !this.lock.held) return;
       lastClaim = performance.now();
@@ -384,6 +392,12 @@ export class DeliveryWorker {
         await outcomes.room(batch, () => this.inFlight);
         const halted = this.stopping || !this.lock.held || outcomes.failing;
         const row = halted ? undefined : hosts ? hosts.take(buffer) : buffer.shift();
+        const deferrals = hosts?.deferrals() ?? [];
+        for (const d of deferrals) outcomes.deferred(d.row, d.reason);
+        if (deferrals.length > 0 && performance.now() - this.slowWarnedAt >= 60_000) {
+          this.slowWarnedAt = performance.now();
+          this.log.warn({ rows: deferrals.length, lanes: slowLanes, reason: deferrals[0].reason }, 'slow MX hosts hold half the lanes: copies for hosts not known to answer quickly are deferred');
+        }
         if (!row) {
           if (!halted && buffer.length > 0) {
             // Every buffered copy is for a host at its limit, or its lookup: wait for one of its
@@ -425,6 +439,7 @@ export class DeliveryWorker {
       await Promise.all(Array.from({ length: this.transport.lanes }, lane));
     } finally {
       this.pumpWake = null;
+      hosts?.close();
       const back = [...unsent, ...buffer.splice(0).map((r) => r.id)];
       await outcomes.finish().finally(() => releaseRows(this.pool, back, this.name).catch((err) => {
         this.orphans.push(...back);
