@@ -274,6 +274,35 @@ describe('an MX host that answers slowly, within the deadlines', () => {
   });
 });
 
+describe('copies waiting in the batch for a busy host', () => {
+  it('do not keep the worker from claiming mail queued meanwhile: a later post to another host goes before them', async () => {
+    // Addresses no other test's copies (retried meanwhile by this worker) go to.
+    const slowHost = await startScriptedRelay({ delays: { dot: 1_500 } }, { host: '127.0.0.40' });
+    const other = await startScriptedRelay({}, { host: '127.0.0.41', port: slowHost.port });
+    const waiting = () => slowHost.delivered.filter((d) => d.to[0].endsWith('@queue.example'));
+    try {
+      dns.set('queue.example', { mx: [{ exchange: '127.0.0.40', priority: 10 }] });
+      dns.set('later.example', { mx: [{ exchange: '127.0.0.41', priority: 10 }] });
+      const queued = Array.from({ length: 4 }, (_, i) => `m${i}@queue.example`);
+      await listWith('queue', queued);
+      await listWith('later', ['m@later.example']);
+      // One connection per host: three of the four copies wait in the batch for the first's lane.
+      worker = await startWorker(db, direct({ DELIVERY_MX_PORT: String(slowHost.port), DELIVERY_MX_ALLOW: 'loopback', DELIVERY_DOMAIN_CONNECTIONS: '1', DELIVERY_LEASE_SECONDS: '10' }));
+      await post('queue', 'queue-1@example.org');
+      await until(() => slowHost.commands.at(-1)?.toUpperCase() === 'DATA', 'the first copy handed over');
+      await post('later', 'later-1@example.org');
+      await until(() => other.delivered.some((d) => d.to.includes('m@later.example')), 'the later post\'s copy', 20_000);
+      // While the busy host's copies waited, not once the batch had emptied (after three of them).
+      expect(waiting().length).toBeLessThanOrEqual(1);
+      await until(() => waiting().length === queued.length, 'the busy host\'s copies', 20_000);
+      expect(waiting().map((d) => d.to)).toEqual(queued.map((m) => [m]));
+    } finally {
+      await other.stop();
+      await slowHost.stop();
+    }
+  });
+});
+
 describe('domains whose MX records name the same host', () => {
   it('take no more of a worker\'s lanes together than the host\'s connections: another host\'s copy goes at once', async () => {
     // Addresses no other test's copies (retried meanwhile by this worker) go to.

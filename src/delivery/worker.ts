@@ -399,22 +399,19 @@ export class DeliveryWorker {
           this.log.warn({ rows: deferrals.length, lanes: slowLanes, reason: deferrals[0].reason }, 'slow MX hosts hold half the lanes: copies for hosts not known to answer quickly are deferred');
         }
         if (!row) {
-          if (!halted && buffer.length > 0) {
-            // Every buffered copy is for a host at its limit, or its lookup: wait for one of its
-            // sends to end, a lookup, or more copies to be claimed.
-            await Promise.race([untilWoken(), ...(claiming ? [claiming] : [])]);
-            continue;
-          }
-          if (claiming && !halted) {
+          if (claiming && !halted && buffer.length === 0) {
             await claiming;
             continue;
           }
-          // Nothing to send while other lanes still are: look for new copies (at a NOTIFY, or every
-          // poll) rather than end the round, or one slow receiver (a reply to the final dot may take
-          // DELIVERY_DATA_DONE_TIMEOUT_SECONDS) held back every copy queued meanwhile.
-          if (!halted && this.inFlight > 0) {
+          // Buffered copies all wait (for a host at its limit, or its lookup), or nothing is left to
+          // send while other lanes still are: wait for a send's end, a lookup, a claim, a NOTIFY or
+          // the poll, and at a NOTIFY or the poll look for new copies rather than end the round.
+          // Otherwise one slow receiver (a reply to the final dot may take
+          // DELIVERY_DATA_DONE_TIMEOUT_SECONDS) held back every copy queued meanwhile; and so did
+          // a busy host's copies waiting in the batch, until the last of them had a lane.
+          if (!halted && (buffer.length > 0 || this.inFlight > 0)) {
             let timer: NodeJS.Timeout | undefined;
-            await Promise.race([untilWoken(), new Promise<void>((r) => (timer = setTimeout(r, this.cfg.delivery.pollMs)))]);
+            await Promise.race([untilWoken(), ...(claiming ? [claiming] : []), new Promise<void>((r) => (timer = setTimeout(r, this.cfg.delivery.pollMs)))]);
             clearTimeout(timer);
             if (news || performance.now() - lastClaim >= this.cfg.delivery.pollMs) {
               news = false;
