@@ -44,19 +44,21 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function listWith(local: string): Promise<void> {
+async function listWith(local: string, members = 1): Promise<void> {
   const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
-  await addMember(db.pool, list.id, `m1@${local}.example`, 'each');
+  for (let i = 1; i <= members; i++) await addMember(db.pool, list.id, `m${i}@${local}.example`, 'each');
 }
 
 /**
  * Real relays behind one transport: the first copy for `hung.example` goes to the silent relay
  * with a deadline bug (its clock says the copy's usual deadline, but its session's timeouts are
  * ten minutes, so nothing cuts it when the clock runs out: a send truly stuck past its deadline);
- * every other copy goes to the slow relay, with the worker's own deadlines.
+ * every other copy goes to the slow relay, with the worker's own deadlines. As delivering
+ * directly, each domain has one lane at most (host-lanes.ts).
  */
 class HangingOnce implements Transport {
-  readonly lanes = 3;
+  readonly lanes = 4;
+  readonly domainLanes = 1;
   private hung = false;
   constructor(private readonly normal: Transport, private readonly broken: Transport, private readonly copyMs: number) {}
 
@@ -65,6 +67,10 @@ class HangingOnce implements Transport {
     this.hung = true;
     if (clock) clock.at = performance.now() + this.copyMs;
     return this.broken.send(domain, envelope, message, sevenBit);
+  }
+
+  laneKey(domain: string): Promise<string> {
+    return Promise.resolve(domain);
   }
 
   close() {
@@ -81,8 +87,9 @@ class HangingOnce implements Transport {
 const copiesAt = (relay: ScriptedRelay, local: string) => relay.delivered.flatMap((d) => d.to).filter((t) => t.endsWith(`@${local}.example`));
 
 describe('a worker with one send stuck past its deadline', () => {
-  it('loses that copy only: its slow copy in time stays with it and goes once, the stuck one is sent by another session', async () => {
-    await listWith('hung');
+  it('loses that copy only: its slow copy in time stays with it and goes once, the stuck one and the one waiting behind it are sent by another worker', async () => {
+    // Two members on the stuck host: the second waits in the batch for the host's one lane.
+    await listWith('hung', 2);
     await listWith('patient');
     slow.setScript({ delays: { dot: 8_000 } });
     silent.setScript({ stall: 'dot' });
@@ -113,19 +120,20 @@ describe('a worker with one send stuck past its deadline', () => {
     }, 'the slow copy to be sent', 30_000);
     // The slow copy was never taken from its worker, though that worker had a send stuck.
     expect([...seen].filter((s) => s !== 'sending:first')).toEqual(['sent:null']);
-    // The stuck copy went back to the queue after its lease and was sent on a session that answers.
-    const [hung] = await until(async () => {
+    // The stuck copy went back to the queue after its lease, and the one waiting behind it at
+    // once (it was never sent): both were sent on sessions that answer.
+    const hung = await until(async () => {
       const rows = await outboxRowsOf(db.pool, 'hung-1@example.org');
-      return rows[0].state === 'sent' && rows;
-    }, 'the stuck copy to be sent again', 30_000);
-    expect(hung).toMatchObject({ state: 'sent', attempts: 1, last_error: null });
+      return rows.every((r) => r.state === 'sent') && rows;
+    }, 'the stuck copy and the one behind it to be sent', 40_000);
+    expect(hung).toMatchObject([{ state: 'sent', attempts: 1, last_error: null }, { state: 'sent', attempts: 1, last_error: null }]);
     // The first worker is alive all along: its registration is fresh, its lock held.
     const { rows: live } = await db.pool.query<{ fresh: boolean }>(`select heartbeat_at > now() - interval '3 seconds' as fresh from delivery_workers where name = 'first'`);
     expect(live).toEqual([{ fresh: true }]);
     expect(first.holdsLock).toBe(true);
     await Promise.all(workers.splice(0).map((w) => w.stop()));
     expect(copiesAt(slow, 'patient')).toEqual(['m1@patient.example']);
-    expect(copiesAt(slow, 'hung')).toEqual(['m1@hung.example']);
+    expect(copiesAt(slow, 'hung').sort()).toEqual(['m1@hung.example', 'm2@hung.example']);
     expect(copiesAt(silent, 'hung')).toEqual([]);
     expect(slow.commands.filter((c) => c.toUpperCase() === 'RCPT TO:<M1@PATIENT.EXAMPLE>')).toHaveLength(1);
   }, 90_000);

@@ -120,6 +120,24 @@ export class HostLanes {
     this.changed();
   }
 
+  /**
+   * Takes out of `buffer` the copies whose host has every lane it may take held by a send in
+   * `stuck` (row ids, past their deadline: worker.ts beat()): they would wait there for ever,
+   * their rows renewed by a heartbeat that goes on. Returns them, to be given back to the queue.
+   */
+  dropBlocked(buffer: ClaimedRow[], stuck: Set<number>): ClaimedRow[] {
+    const allStuck = new Map<string, boolean>();
+    for (const [row, f] of this.flights) allStuck.set(f.key, (allStuck.get(f.key) ?? true) && stuck.has(row.id));
+    const blocked = new Set([...allStuck].filter(([key, all]) => all && (this.busy.get(key) ?? 0) >= this.limit).map(([key]) => key));
+    if (blocked.size === 0) return [];
+    const dropped: ClaimedRow[] = [];
+    for (let i = 0; i < buffer.length; i++) {
+      const key = this.hostOf.get(buffer[i].domain);
+      if (key !== undefined && blocked.has(key)) dropped.push(...buffer.splice(i--, 1));
+    }
+    return dropped;
+  }
+
   /** Stops the timer (the round is over). */
   close() {
     if (this.timer) clearTimeout(this.timer);

@@ -67,6 +67,8 @@ export class DeliveryWorker {
   private stuck = new Set<number>();
   /** during a round: wakes its idle lanes (`news`: copies were queued, look for them) */
   private pumpWake: ((news?: boolean) => void) | null = null;
+  /** during a round, direct delivery: takes out of its batch the copies whose host's lanes are all stuck (HostLanes.dropBlocked) */
+  private pumpBlocked: ((stuck: Set<number>) => number[]) | null = null;
   private stalled = false;
   /** whether firstBeat() has run: the worker claims nothing before */
   private beaten = false;
@@ -223,7 +225,18 @@ export class DeliveryWorker {
     }
     if (this.stalled) this.log.warn('a lane is within its deadline again: heartbeat resumed');
     this.stalled = false;
-    await heartbeat(this.pool, this.identity(), [...late]);
+    // Copies waiting in the batch for a host whose every lane is stuck would wait for ever: they
+    // were never sent, so they go back to the queue untouched, for another worker.
+    const blocked = late.size > 0 ? (this.pumpBlocked?.(late) ?? []) : [];
+    if (blocked.length > 0) {
+      this.log.warn({ rows: blocked.length }, "copies waiting for a host whose every lane is stuck go back to the queue");
+      this.orphans.push(...blocked);
+    }
+    await heartbeat(this.pool, this.identity(), [...late, ...this.orphans]);
+    if (blocked.length > 0) {
+      await releaseRows(this.pool, blocked, this.name);
+      this.orphans = this.orphans.filter((id) => !blocked.includes(id));
+    }
   }
 
   /** Measures this machine's clock against the database's; a skew past CLOCK_SKEW_WARN_MS is logged as it starts and ends. */
@@ -356,6 +369,7 @@ export class DeliveryWorker {
     const hostKey = (domain: string) => (this.transport.laneKey?.(domain) ?? Promise.resolve(domain)).catch(() => domain);
     const slowLanes = Math.max(1, Math.floor(this.transport.lanes / 2));
     const hosts = perHost === undefined ? null : new HostLanes(perHost, hostKey, wake, { speeds: this.speeds, lanes: slowLanes });
+    if (hosts) this.pumpBlocked = (stuck) => hosts.dropBlocked(buffer, stuck).map((r) => r.id);
     const refill = () => {
       if (claiming || exhausted || this.stopping || !this.lock.held) return;
       lastClaim = performance.now();
@@ -436,6 +450,7 @@ export class DeliveryWorker {
       await Promise.all(Array.from({ length: this.transport.lanes }, lane));
     } finally {
       this.pumpWake = null;
+      this.pumpBlocked = null;
       hosts?.close();
       const back = [...unsent, ...buffer.splice(0).map((r) => r.id)];
       await outcomes.finish().finally(() => releaseRows(this.pool, back, this.name).catch((err) => {
