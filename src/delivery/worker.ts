@@ -202,6 +202,7 @@ export class DeliveryWorker {
     const now = performance.now();
     const late = new Set<number>();
     const moving = new Set<number>();
+    let lateLanes = 0;
     let overdue = 0;
     for (const [c, id] of this.clocks) {
       if (c.waiting || c.at + DEADLINE_SLACK_MS > now) {
@@ -209,6 +210,7 @@ export class DeliveryWorker {
         continue;
       }
       late.add(id);
+      lateLanes++;
       overdue = Math.max(overdue, now - c.at);
     }
     // A row taken back and claimed again by this worker, now on a lane that moves, is renewed.
@@ -218,8 +220,8 @@ export class DeliveryWorker {
     }
     for (const id of this.stuck) if (!late.has(id)) this.log.child({ outboxId: id }).warn('a copy that was past its deadline has ended');
     this.stuck = late;
-    if (late.size > 0 && late.size >= this.transport.lanes) {
-      if (!this.stalled) this.log.error({ inFlight: this.inFlight, late: late.size }, 'every lane is past its deadline: heartbeat withheld, so the rows this worker holds go back to the queue');
+    if (lateLanes > 0 && lateLanes >= this.transport.lanes) {
+      if (!this.stalled) this.log.error({ inFlight: this.inFlight, late: lateLanes }, 'every lane is past its deadline: heartbeat withheld, so the rows this worker holds go back to the queue');
       this.stalled = true;
       return;
     }
