@@ -2631,7 +2631,7 @@ CREATE TRIGGER lists_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON pub
 -- Name: lists lists_changed_archive; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER lists_changed_archive AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.lists FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
+CREATE TRIGGER lists_changed_archive AFTER INSERT OR DELETE OR TRUNCATE ON public.lists FOR EACH STATEMENT EXECUTE FUNCTION public.count_archive_change();
 
 --
 -- Name: lists lists_idn_address; Type: TRIGGER; Schema: public; Owner: -
@@ -2656,6 +2656,12 @@ CREATE TRIGGER lists_purge_insert AFTER INSERT ON public.lists REFERENCING NEW T
 --
 
 CREATE TRIGGER lists_purge_update AFTER UPDATE ON public.lists REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (public.purging()) EXECUTE FUNCTION public.purge_lists_updated();
+
+--
+-- Name: lists lists_shown_changed_archive; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_shown_changed_archive AFTER UPDATE ON public.lists FOR EACH ROW WHEN (((old.id IS DISTINCT FROM new.id) OR (old.address IS DISTINCT FROM new.address) OR (old.local_part IS DISTINCT FROM new.local_part) OR (old.domain IS DISTINCT FROM new.domain) OR (old.name IS DISTINCT FROM new.name) OR (old.description IS DISTINCT FROM new.description) OR (old.archive IS DISTINCT FROM new.archive) OR (old.roster_visibility IS DISTINCT FROM new.roster_visibility) OR (old.created_at IS DISTINCT FROM new.created_at))) EXECUTE FUNCTION public.count_archive_change();
 
 --
 -- Name: members members_end_vacation; Type: TRIGGER; Schema: public; Owner: -

@@ -1,6 +1,8 @@
 import http from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createList, type ListRow } from '../src/db/lists.ts';
+import { createList, updateDeliverySettings, type ListRow } from '../src/db/lists.ts';
+import { claimHeldNotice } from '../src/db/held.ts';
+import { nextDigestIssue } from '../src/db/digests.ts';
 import { archiveMessage, hideMessage, unhideMessage } from '../src/db/messages.ts';
 import { importBatch } from '../src/db/archive-import.ts';
 import { parse } from '../src/mail/parse.ts';
@@ -148,6 +150,32 @@ it('never lets a parameter a visitor added into the links of a kept page', async
   expect(page).not.toContain('evil');
   const again = await (await fetch(`${web.url}/search?q=many`)).text();
   expect(again).not.toContain('evil');
+});
+
+it('keeps its pages through writes to a list that no page shows, and drops them at once for one a page shows', async () => {
+  const url = `${web.url}/message-id/first@example.org`;
+  for (let i = 0; i < 2; i++) expect((await fetch(url)).status).toBe(200);
+  // The owners' held-post notice, a digest's issue, a sending option, a name written unchanged:
+  // each emptied every process's cache, though none is on any page.
+  const before = await counts();
+  expect(await claimHeldNotice(db.pool, dev.id)).toBe(true);
+  await nextDigestIssue(db.pool, dev.id);
+  await updateDeliverySettings(db.pool, dev.id, { footer: 'Unsubscribe: see the headers.', max_message_size: 1000000 });
+  await db.pool.query('update lists set name = name, archive = archive where id = $1', [dev.id]);
+  const page = await fetch(url);
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain('>Dev</a>');
+  const after = await counts();
+  expect(after.hit - before.hit).toBe(1);
+  expect(after.miss - before.miss).toBe(0);
+
+  // The list's name is on the page: the next request renders it again.
+  await db.pool.query(`update lists set name = 'Developers' where id = $1`, [dev.id]);
+  const renamed = await fetch(url);
+  expect(await renamed.text()).toContain('>Developers</a>');
+  expect((await counts()).miss - after.miss).toBe(1);
+  await db.pool.query(`update lists set name = 'Dev' where id = $1`, [dev.id]);
+  expect(await (await fetch(url)).text()).toContain('>Dev</a>');
 });
 
 it('never keeps what is not public: restricted archives, logged-in readers, errors', async () => {

@@ -3,7 +3,8 @@
  * without rendering: the pages that a cache in front (Varnish at postgresql.org) would share
  * anyway, since they go out as `Cache-Control: public`. Unlike such a cache this one never serves
  * a page older than the archive: every entry is tagged with the archive's change counter
- * (sql/0011, bumped by triggers on list_messages, messages and lists, whichever process writes),
+ * (sql/0011, bumped by triggers on list_messages, messages and lists, whichever process writes;
+ * on lists only by a change to what pages show or to who may read them, sql/0102),
  * and a kept page is served only after a read of that counter begun after the request arrived
  * finds it unchanged. A read made while a change is in flight (counted but not yet committed) is
  * not settled: the cache then neither serves nor keeps pages. Concurrent hits share one read
