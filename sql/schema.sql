@@ -86,6 +86,64 @@ begin
 end $$;
 
 --
+-- Name: archive_list_changed(bigint[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.archive_list_changed(p_lists bigint[]) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'public'
+    AS $$
+  insert into archive_list_changes (list_id, changed_at)
+  select u.list_id, clock_timestamp() from unnest(p_lists) as u(list_id)
+   where u.list_id = 0 or exists (select 1 from lists l where l.id = u.list_id)
+  on conflict (list_id) do update set changed_at = greatest(archive_list_changes.changed_at, excluded.changed_at)
+$$;
+
+--
+-- Name: archive_list_messages_deleted(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.archive_list_messages_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public'
+    AS $$
+begin
+  perform archive_list_changed(array_agg(distinct list_id)) from old_rows having count(*) > 0;
+  return null;
+end $$;
+
+--
+-- Name: archive_list_messages_truncated(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.archive_list_messages_truncated() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public'
+    AS $$
+begin
+  perform archive_list_changed(array_agg(id)) from lists having count(*) > 0;
+  return null;
+end $$;
+
+--
+-- Name: archive_list_updated(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.archive_list_updated() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'public'
+    AS $$
+begin
+  if tg_op = 'DELETE' then
+    delete from archive_list_changes where list_id = old.id;
+    if old.archive = 'public' then perform archive_list_changed(array[0::bigint]); end if;
+    return null;
+  end if;
+  perform archive_list_changed(case when 'public' in (old.archive, new.archive) then array[new.id, 0] else array[new.id] end);
+  return null;
+end $$;
+
+--
 -- Name: archive_message(bigint, text, bytea, text, text, text, timestamp with time zone, text, text[], text, boolean, boolean, jsonb, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1114,6 +1172,15 @@ CREATE SEQUENCE public.archive_imports_id_seq
 ALTER SEQUENCE public.archive_imports_id_seq OWNED BY public.archive_imports.id;
 
 --
+-- Name: archive_list_changes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.archive_list_changes (
+    list_id bigint NOT NULL,
+    changed_at timestamp with time zone NOT NULL
+);
+
+--
 -- Name: audit_log; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -2014,6 +2081,13 @@ ALTER TABLE ONLY public.archive_imports
     ADD CONSTRAINT archive_imports_pkey PRIMARY KEY (id);
 
 --
+-- Name: archive_list_changes archive_list_changes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.archive_list_changes
+    ADD CONSTRAINT archive_list_changes_pkey PRIMARY KEY (list_id);
+
+--
 -- Name: audit_log audit_log_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2592,6 +2666,18 @@ CREATE TRIGGER accounts_primary_is_verified AFTER INSERT OR UPDATE OF email ON p
 CREATE TRIGGER api_tokens_maker BEFORE INSERT ON public.api_tokens FOR EACH ROW WHEN (((new.created_by_account IS NULL) AND (new.created_by !~~ 'cli:%'::text))) EXECUTE FUNCTION public.api_token_maker();
 
 --
+-- Name: list_messages list_messages_archive_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER list_messages_archive_deleted AFTER DELETE ON public.list_messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.archive_list_messages_deleted();
+
+--
+-- Name: list_messages list_messages_archive_truncated; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER list_messages_archive_truncated AFTER TRUNCATE ON public.list_messages FOR EACH STATEMENT EXECUTE FUNCTION public.archive_list_messages_truncated();
+
+--
 -- Name: list_messages list_messages_changed; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -2620,6 +2706,24 @@ CREATE TRIGGER list_messages_purge_update AFTER UPDATE ON public.list_messages R
 --
 
 CREATE TRIGGER list_roles_idn_address AFTER INSERT OR UPDATE OF email ON public.list_roles FOR EACH ROW WHEN ((new.email ~ '[@.]xn--[^@]*$'::text)) EXECUTE FUNCTION public.idn_address_written();
+
+--
+-- Name: lists lists_archive_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_archive_deleted AFTER DELETE ON public.lists FOR EACH ROW EXECUTE FUNCTION public.archive_list_updated();
+
+--
+-- Name: lists lists_archive_inserted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_archive_inserted AFTER INSERT ON public.lists FOR EACH ROW EXECUTE FUNCTION public.archive_list_updated();
+
+--
+-- Name: lists lists_archive_updated; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER lists_archive_updated AFTER UPDATE ON public.lists FOR EACH ROW WHEN (((old.address IS DISTINCT FROM new.address) OR (old.local_part IS DISTINCT FROM new.local_part) OR (old.domain IS DISTINCT FROM new.domain) OR (old.name IS DISTINCT FROM new.name) OR (old.description IS DISTINCT FROM new.description) OR (old.archive IS DISTINCT FROM new.archive))) EXECUTE FUNCTION public.archive_list_updated();
 
 --
 -- Name: lists lists_changed; Type: TRIGGER; Schema: public; Owner: -

@@ -498,6 +498,7 @@ describe('Last-Modified after hiding and showing again', () => {
     // HTTP dates have whole seconds: every step below happens minutes apart, as far as they can tell.
     await db.pool.query(`update messages set received_at = received_at - interval '1 hour'`);
     await db.pool.query(`update list_messages set hidden_at = hidden_at - interval '1 hour', visibility_changed_at = visibility_changed_at - interval '1 hour'`);
+    await db.pool.query(`update archive_list_changes set changed_at = changed_at - interval '1 hour'`);
     const urls = ['/', '/lists/lm/', '/lists/lm/2026-11/', '/lists/lm/2026-11.mbox', '/lists/lm/feed.atom', '/message-id/lm-1@example.org'];
     const lastModified = async () => {
       const seen: Record<string, string> = {};
@@ -531,6 +532,54 @@ describe('Last-Modified after hiding and showing again', () => {
     const rawBack = await get('/message-id/raw/lm-2@example.org', { 'if-modified-since': rawHidden.headers.get('last-modified')! });
     expect(rawBack.status).toBe(200);
     expect(await rawBack.text()).toContain('Second of two');
+  });
+
+  it('moves forwards when an operator deletes a message with SQL, or a list is renamed', async () => {
+    const list = await newList(db.pool, 'lmdel@lists.example.org', 'public', { name: 'Deletions' });
+    await put(list, { id: 'lmdel-1@example.org', subject: 'Kept words', date: 'Mon, 02 Nov 2026 10:00:00 +0000' });
+    await put(list, { id: 'lmdel-2@example.org', subject: 'Libellous words', date: 'Mon, 02 Nov 2026 11:00:00 +0000' });
+    await put(list, { id: 'lmdel-3@example.org', subject: 'Newest words', date: 'Mon, 02 Nov 2026 12:00:00 +0000' });
+    // HTTP dates have whole seconds: each step below happens an hour or minutes after the last.
+    const aged = async () => {
+      await db.pool.query(`update messages set received_at = received_at - interval '1 hour'`);
+      await db.pool.query(`update list_messages set visibility_changed_at = visibility_changed_at - interval '1 hour' where visibility_changed_at is not null`);
+      await db.pool.query(`update archive_list_changes set changed_at = changed_at - interval '1 hour'`);
+    };
+    await aged();
+    const urls = ['/', '/lists/lmdel/', '/lists/lmdel/2026-11/', '/lists/lmdel/2026-11.mbox', '/lists/lmdel/feed.atom', '/message-id/lmdel-1@example.org'];
+    const lastModified = async () => {
+      const seen: Record<string, string> = {};
+      for (const url of urls) {
+        const res = await get(url);
+        await res.arrayBuffer();
+        seen[url] = res.headers.get('last-modified')!;
+        expect(seen[url], url).toBeTruthy();
+      }
+      return seen;
+    };
+    const changedSince = async (seen: Record<string, string>, lacks: string) => {
+      for (const url of urls) {
+        const res = await get(url, { 'if-modified-since': seen[url] });
+        expect(res.status, url).toBe(200);
+        if (url !== '/') expect(await res.text(), url).not.toContain(lacks);
+      }
+    };
+
+    // Not a product operation, but an operator may remove a message for good so: the middle one,
+    // then the newest from the list alone (the list's newest arrival goes back in time).
+    const before = await lastModified();
+    await db.pool.query(`delete from messages where message_id = 'lmdel-2@example.org'`);
+    await changedSince(before, 'Libellous words');
+    await aged();
+    const second = await lastModified();
+    await db.pool.query(`delete from list_messages where list_id = $1 and message_id = (select id from messages where message_id = 'lmdel-3@example.org')`, [list.id]);
+    await changedSince(second, 'Newest words');
+
+    // A list's name is on all its pages, and on /.
+    await aged();
+    const third = await lastModified();
+    await db.pool.query(`update lists set name = 'Removals' where id = $1`, [list.id]);
+    await changedSince(third, 'Deletions');
   });
 
   it('answers 410 with the reason for an attachment of a hidden message', async () => {

@@ -75,7 +75,8 @@ export async function mboxVersion(db: Queryable, scope: MboxScope): Promise<Mbox
   const { rows } = await db.query<MboxVersion>(
     `select count(*) filter (where lm.hidden_at is null)::int as messages,
             concat_ws('.', count(*) filter (where lm.hidden_at is null), sum(m.id) filter (where lm.hidden_at is null), max(m.id)) as digest,
-            greatest(max(m.received_at), max(lm.visibility_changed_at)) as last_modified
+            greatest(max(m.received_at), max(lm.visibility_changed_at),
+                     (select c.changed_at from archive_list_changes c where c.list_id = $1)) as last_modified
        from list_messages lm join messages m on m.id = lm.message_id
       where lm.list_id = $1
         and ($2::timestamptz is null or lm.date >= $2) and ($3::timestamptz is null or lm.date < $3)

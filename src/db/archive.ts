@@ -21,14 +21,20 @@ export interface Reader {
 
 /**
  * Last-Modified of the archive pages of the list whose id is `listId` (an SQL expression): the
- * newest message's arrival, or the latest hiding or showing again of one of its messages, if
- * later. Both only move forwards, so a reader's If-Modified-Since is never answered 304 wrongly.
+ * newest message's arrival, the latest hiding or showing again of one of its messages, or the
+ * latest other change to what its pages show (a message deleted, the list renamed: sql/0103's
+ * archive_list_changes), whichever is latest. A deletion moves the third past the first, so the
+ * greatest only moves forwards, and a reader's If-Modified-Since is never answered 304 wrongly.
  */
 export function listLastModified(listId: string): string {
   return `greatest((select m.received_at from messages m where m.id = (select max(message_id) from list_messages where list_id = ${listId})),
                    (select max(lm.visibility_changed_at) from list_messages lm
-                     where lm.list_id = ${listId} and lm.visibility_changed_at is not null))`;
+                     where lm.list_id = ${listId} and lm.visibility_changed_at is not null),
+                   (select c.changed_at from archive_list_changes c where c.list_id = ${listId}))`;
 }
+
+/** The latest change to `/` beyond its lists' own (sql/0103: a public list deleted, made public or no longer). */
+export const SITE_LAST_MODIFIED = '(select c.changed_at from archive_list_changes c where c.list_id = 0)';
 
 export async function readerMayRead(db: Queryable, reader: Reader, list: Pick<ListRow, 'id' | 'archive'>): Promise<boolean> {
   if (list.archive === 'public' || reader.siteAdmin) return true;
@@ -95,8 +101,8 @@ export interface IndexEntry {
 }
 
 /** The lists on the front page: all but private lists the reader cannot read. */
-export async function archiveIndex(db: Queryable, reader: Reader, limit: number, offset: number): Promise<{ lists: IndexEntry[]; total: number }> {
-  const { rows } = await db.query<IndexEntry & { total: number }>({
+export async function archiveIndex(db: Queryable, reader: Reader, limit: number, offset: number): Promise<{ lists: IndexEntry[]; total: number; siteChanged: Date | null }> {
+  const { rows } = await db.query<IndexEntry & { total: number; site_last_modified: Date | null }>({
     name: 'archive-index',
     text: `select l.id, ${LIST_KEY} as key, l.address, l.name, l.description, l.archive, r.readable,
             (select count(*) from list_messages lm where lm.list_id = l.id)::int
@@ -104,6 +110,7 @@ export async function archiveIndex(db: Queryable, reader: Reader, limit: number,
             (select lm.date from list_messages lm
               where lm.list_id = l.id and lm.hidden_at is null order by lm.date desc limit 1) as last_activity,
             ${listLastModified('l.id')} as last_modified,
+            ${SITE_LAST_MODIFIED} as site_last_modified,
             count(*) over ()::int as total
        from lists l cross join lateral (select can_read_archive(l.id, l.archive, $1, $2) as readable) r
       where l.archive <> 'private' or r.readable
@@ -111,7 +118,7 @@ export async function archiveIndex(db: Queryable, reader: Reader, limit: number,
       limit $3 offset $4`,
     values: [reader.emails, reader.siteAdmin, limit, offset],
   });
-  return { lists: rows, total: rows[0]?.total ?? 0 };
+  return { lists: rows, total: rows[0]?.total ?? 0, siteChanged: rows[0]?.site_last_modified ?? null };
 }
 
 export interface MonthCount {

@@ -20,9 +20,10 @@ const SUBSCRIBED = new Set<MemberStatus>(['active', 'disabled', 'pending']);
 export async function indexPage(ctx: WebContext, req: Request, res: Response) {
   const viewer = viewerOf(req);
   const page = pageParam(req);
-  const { lists, total } = await archiveIndex(ctx.db.readPool, readerOf(viewer), LISTS_PER_PAGE, (page - 1) * LISTS_PER_PAGE);
-  // What this reader sees of each list changes with its messages' arrival and visibility.
-  const latest = lists.reduce<Date | null>((acc, l) => (l.readable && l.last_modified && (!acc || l.last_modified > acc) ? l.last_modified : acc), null);
+  const { lists, total, siteChanged } = await archiveIndex(ctx.db.readPool, readerOf(viewer), LISTS_PER_PAGE, (page - 1) * LISTS_PER_PAGE);
+  // What this reader sees of each list changes with its messages and its settings shown here;
+  // the page as a whole when a public list goes, or its archive stops or starts being public.
+  const latest = lists.reduce<Date | null>((acc, l) => (l.readable && l.last_modified && (!acc || l.last_modified > acc) ? l.last_modified : acc), siteChanged);
   // Lists this reader cannot read show only their names, the same for every anonymous reader.
   const restricted = lists.some((l) => l.readable && l.archive !== 'public');
   sendPage(ctx, req, res, 'archive/index.njk', {
