@@ -2,7 +2,8 @@
  * listkeeper behind a real Varnish (Debian's varnishd 7.1), with the VCL of docs/operations.md as
  * written, in both forms (vmod-xkey, and bans for a Varnish without it): pages are cached, a
  * change purges exactly the pages it changes and leaves other lists' cached, a hidden message's
- * page goes at once, and purges made while Varnish cannot be reached are delivered when it can.
+ * page goes at once, and purges made while Varnish cannot be reached are delivered when it can;
+ * an mbox whose body is still streaming to Varnish when a message in it is hidden is dropped too.
  */
 
 import net from 'node:net';
@@ -321,3 +322,86 @@ it('a page that took longer to come than a purge\'s two sends are apart is kept 
   expect(inFlight).toContain('1 Main Street');
   expect(after).not.toContain('1 Main Street');
 }, 60_000);
+
+/**
+ * An mbox of a public list downloaded through Varnish whose head comes at once but whose body takes
+ * `holdMs` to follow (a large file streaming to Varnish), while a message in it is hidden: what a
+ * reader gets once the download has ended and both purges have gone.
+ */
+async function mboxAfterRace(variant: 'xkey' | 'ban', local: string, holdMs: number): Promise<{ inFlight: string; during: string; after: string }> {
+  const list = await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+  const raw = Buffer.from(message({ id: `home-${local}@example.org`, subject: 'My home address is 1 Main Street', date: 'Mon, 02 Nov 2026 10:00:00 +0000', to: list.address }));
+  await archiveMessage(db.pool, list.id, raw, await parse(raw));
+  /** Until when the body of the first connection's answer is held (Date.now() time). */
+  let holdUntil = 0;
+  let connections = 0;
+  let headSent = () => {};
+  const headReachedVarnish = new Promise<void>((resolve) => (headSent = resolve));
+  const port = await freePort();
+  const origin = Number(new URL(web.url).port);
+  const slow = net.createServer((client) => {
+    const upstream = net.connect(origin, '127.0.0.1');
+    for (const s of [client, upstream]) s.on('error', () => undefined);
+    client.pipe(upstream);
+    // On the first connection, the head goes at once and the body waits until holdUntil.
+    const held = connections++ === 0;
+    let head = Buffer.alloc(0);
+    let inBody = false;
+    let last = 0;
+    upstream.on('data', (d: Buffer) => {
+      if (!inBody) {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        inBody = true;
+        client.write(head.subarray(0, end + 4), () => headSent());
+        d = head.subarray(end + 4);
+        if (d.length === 0) return;
+      }
+      const wait = held ? Math.max(0, holdUntil - Date.now()) : 0;
+      last = Date.now() + wait;
+      const chunk = d;
+      setTimeout(() => client.write(chunk), wait);
+    });
+    upstream.on('end', () => setTimeout(() => client.end(), Math.max(0, last - Date.now()) + 10));
+  });
+  await new Promise<void>((resolve) => slow.listen(port, '127.0.0.1', () => resolve()));
+  const varnish = await startVarnish(readVcl()[variant], port);
+  await db.pool.query('delete from purges');
+  const purger = new Purger(db.pool, db.url, { url: varnish.purgeUrl, timeoutMs: 2_000 }, { pollMs: 100, resendSeconds: 2 });
+  await purger.start();
+  try {
+    const mbox = `${varnish.url}/lists/${local}/2026-11.mbox`;
+    holdUntil = Date.now() + holdMs;
+    const inFlight = fetch(mbox).then((r) => r.text());
+    await headReachedVarnish;
+    await hideMessage(db.pool, list.id, `home-${local}@example.org`, 'privacy', 'tester');
+    // Both sends of the purge go while the body is still on its way.
+    await until(() => purgeQueueStats(db.pool), (q) => q.rows === 0, 20_000);
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect((await db.pool.query('select count(*)::int as n from purges')).rows[0].n).toBe(0);
+    // A reader who asks now gets the file without it...
+    const during = await (await fetch(mbox)).text();
+    // ...and so does one who asks once the first download has ended.
+    const stale = await inFlight;
+    // The held connection's end follows its last bytes (the origin closed it meanwhile): Varnish
+    // must see it before it sends the next request, or that request waits for its timeout.
+    await new Promise((r) => setTimeout(r, 500));
+    const after = await (await fetch(mbox)).text();
+    return { inFlight: stale, during, after };
+  } finally {
+    await purger.stop();
+    await varnish.stop();
+    await new Promise<void>((resolve) => slow.close(() => resolve()));
+  }
+}
+
+describe.each(['xkey', 'ban'] as const)('an mbox still streaming to Varnish (%s VCL) when a message in it is hidden', (variant) => {
+  it('is not served again once the purges have gone: the next reader gets the file without the message', async () => {
+    const { inFlight, during, after } = await mboxAfterRace(variant, `stream-${variant}`, 9_000);
+    // The reader who began the download before the hiding gets what was sent then.
+    expect(inFlight).toContain('1 Main Street');
+    expect(during).not.toContain('1 Main Street');
+    expect(after).not.toContain('1 Main Street');
+  }, 60_000);
+});
