@@ -182,7 +182,15 @@ describe('CSRF', () => {
     expect((await new WebClient(web.url).post('/login', { email: 'a@example.org', password: 'x' }, { csrf: false })).status).toBe(403);
     expect((await as.member!.post('/logout', {}, { csrf: false })).status).toBe(403);
     expect((await as.member!.post('/account/subscriptions/1', { action: 'unsubscribe' }, { csrf: false })).status).toBe(403);
-    expect((await new WebClient(web.url).post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: false })).status).toBe(403);
+    // The list page's subscribe form, the same for every anonymous reader, has no token: its post
+    // subscribes no one and answers with the form and the visitor's own token. A wrong token, or
+    // none from a logged-in visitor, is refused.
+    const tokenless = await new WebClient(web.url).post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: false });
+    expect(tokenless.status).toBe(200);
+    expect(tokenless.text).toContain('Check your address and press Subscribe once more');
+    expect((await db.pool.query(`select 1 from subscription_requests where email = 'a@example.org'`)).rows).toHaveLength(0);
+    expect((await new WebClient(web.url).post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: 'x'.repeat(32) })).status).toBe(403);
+    expect((await as.member!.post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: false })).status).toBe(403);
   });
 
   it('refuses a token of the right length but other bytes with 403, not 500', async () => {

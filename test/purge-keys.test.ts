@@ -165,6 +165,8 @@ it('pages name the same keys in Surrogate-Key and xkey, from the page cache too'
   expect(await keysOf('/lists/web/2026-11.mbox')).toEqual(sorted([`list-${pub.id}`, `month-${pub.id}-2026-11`]));
   expect(await keysOf(`/lists/web/thread/${a.thread_id}`)).toEqual(sorted([`list-${pub.id}`, `thread-${a.thread_id}`]));
   expect(await keysOf('/lists/web/feed.atom')).toEqual(sorted([`list-${pub.id}`, `latest-${pub.id}`]));
+  // The list page, shared now that its form has no token: its recent threads' keys too.
+  expect(await keysOf('/lists/web/')).toEqual(sorted([`list-${pub.id}`, `latest-${pub.id}`, `thread-${a.thread_id}`]));
   expect(await keysOf('/message-id/raw/w1@example.org')).toEqual(sorted([`message-${a.id}`, `list-${pub.id}`]));
   // Each key a page carries is one the triggers queue when what it names changes.
   await queued();

@@ -137,6 +137,7 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     await cached(opsMonth);
     await cached(rootPage);
     await cached(`/lists/dev-${variant}/feed.atom`);
+    const listBefore = (await cached(`/lists/dev-${variant}/`)).body;
     // Keys are for the cache: readers do not see them.
     expect((await get(thread)).xkey).toBeNull();
     // A page asked for before its message arrives: the 404 names no keys, so it is not kept.
@@ -154,6 +155,10 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     const feed = await get(`/lists/dev-${variant}/feed.atom`);
     expect(feed.hit).toBe(false);
     expect(feed.body).toContain('First answer');
+    const listPage = await get(`/lists/dev-${variant}/`);
+    expect(listPage.hit).toBe(false);
+    // The thread's line counts the reply.
+    expect(listPage.body).not.toBe(listBefore);
     const other = await get(opsMonth);
     expect(other.hit).toBe(true);
     expect(other.body).toContain('Unrelated ops talk');
@@ -233,6 +238,18 @@ describe.each(['xkey', 'ban'] as const)('Varnish with the %s VCL', (variant) => 
     const sent = await anonymous.post(`/lists/dev-${variant}/subscribe`, { email: `new-${variant}@example.net` });
     expect(sent.status).toBe(200);
     expect(sent.text).not.toContain('CSRF check failed');
+    // The list page is the same for every anonymous reader, kept by the cache: its form has no
+    // token, and its post asks once more with the visitor's own.
+    const kept = await cached(`/lists/ops-${variant}/`);
+    expect(kept.body).toContain('<form class="subscribe');
+    expect(kept.body).not.toContain('name="_csrf"');
+    const reader = new WebClient(varnish.url);
+    const asked = await reader.post(`/lists/ops-${variant}/subscribe`, { email: `kept-${variant}@example.net` }, { csrf: false });
+    expect(asked.text).toContain('Check your address and press Subscribe once more');
+    const token = /name="_csrf" value="([^"]+)"/.exec(asked.text)?.[1];
+    expect(token).toBeTruthy();
+    const done = await reader.post(`/lists/ops-${variant}/subscribe`, { email: `kept-${variant}@example.net` }, { csrf: token });
+    expect(done.text).toContain('Check your mail');
     // Over https the session cookie is __Host-lk_session: it must reach the origin like lk_session.
     const members = await createList(db.pool, { address: `mem-${variant}@lists.example.org`, name: 'mem', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'members', owners: [] });
     await post(members, `mem-${variant}@example.org`, 'For members only', 'Mon, 02 Nov 2026 10:00:00 +0000');

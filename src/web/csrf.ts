@@ -44,13 +44,18 @@ export function csrfToken(req: Request, res: Response): string {
   return token;
 }
 
-/** Rejects state-changing requests whose token does not match (403). */
-export function requireCsrf(req: Request, res: Response, next: NextFunction) {
-  if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
+/** Whether a state-changing request carries the token of this visitor (session or cookie). */
+export function csrfValid(req: Request, res: Response): boolean {
   const session = sessionIdOf(req);
   const expected = session ? sessionCsrfToken(session) : cookies(req)[cookieName(COOKIE, secureRequest(req, res))];
   const given = (req.body && typeof req.body._csrf === 'string' ? req.body._csrf : undefined) ?? req.get('x-csrf-token');
-  if (expected && given && sameBytes(expected, given)) return next();
+  return Boolean(expected && given && sameBytes(expected, given));
+}
+
+/** Rejects state-changing requests whose token does not match (403). */
+export function requireCsrf(req: Request, res: Response, next: NextFunction) {
+  if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
+  if (csrfValid(req, res)) return next();
   res.status(403).type('text/plain').send('This form has expired or was not sent from this site (CSRF check failed). Go back, reload the page and try again.\n');
 }
 

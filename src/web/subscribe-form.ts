@@ -9,6 +9,10 @@
  * A logged-in visitor who subscribes one of their account's verified addresses has already proved
  * it is theirs: no confirmation mail, the list's policy decides at once (subscribed, or a request
  * for its owners when the policy is "approve"). Any other address takes the mailed path.
+ *
+ * The form on the list page (/lists/LIST/) carries no CSRF token for anonymous readers, so that a
+ * shared cache can keep that page: posted, it comes back here filled in, with a token, and only
+ * that form subscribes (docs/operations.md "Caching behind a proxy").
  */
 
 import { Router, type Request } from 'express';
@@ -19,7 +23,8 @@ import { allowHit, clientKey } from '../db/rate-limits.ts';
 import { normalizeEmail } from '../mail/address.ts';
 import { log } from '../log.ts';
 import type { WebContext } from './context.ts';
-import { requireCsrf } from './csrf.ts';
+import { csrfValid, requireCsrf } from './csrf.ts';
+import { sessionIdOf } from './session.ts';
 import { render } from './render.ts';
 import { field } from './admin/form.ts';
 import type pg from 'pg';
@@ -48,7 +53,20 @@ export function subscribeRouter(ctx: WebContext): Router {
     render(ctx.views, req, res, 'subscribe/form.njk', { title: `Subscribe to ${list.name}`, list, email: req.viewer?.email ?? '', own: req.viewer?.emails ?? [] });
   });
 
-  r.post('/lists/:list/subscribe', requireCsrf, async (req, res) => {
+  r.post('/lists/:list/subscribe', async (req, res, next) => {
+    if (csrfValid(req, res)) return next();
+    // The list page's form carries no token for an anonymous reader: that page is the same for
+    // all of them, kept by a shared cache (views/archive/list.njk). Its post gets this form back,
+    // filled in and with the visitor's own token, and nothing is done until that one is sent.
+    // A post with a token that does not match (an expired form, another site's), or from a
+    // logged-in visitor, is refused as everywhere.
+    const tokenSent = typeof req.body?._csrf === 'string' || req.get('x-csrf-token') !== undefined;
+    if (tokenSent || sessionIdOf(req) !== null) return requireCsrf(req, res, next);
+    const list = await subscribableList(db, req);
+    render(ctx.views, req, res, 'subscribe/form.njk', {
+      title: `Subscribe to ${list.name}`, list, email: field(req, 'email', 254), name: field(req, 'name', 200), own: [], confirm: true,
+    });
+  }, async (req, res) => {
     const list = await subscribableList(db, req);
     const email = normalizeEmail(field(req, 'email', 254));
     const name = field(req, 'name', 200) || undefined;

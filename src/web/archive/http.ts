@@ -53,7 +53,8 @@ export function setCacheHeaders(req: Request, res: Response, p: CachePolicy) {
 /**
  * Renders a view without touching cookies unless the page needs them: an anonymous page without
  * a form sets no cookie, so a cache in front can keep it. Logged-in pages get the CSRF token for
- * the layout's logout form; `form: true` gives one to anonymous pages with a form.
+ * the layout's logout form; `form: true` gives one to anonymous pages with a form (none today: the
+ * list page's subscribe form goes without, and its post asks again with one, subscribe-form.ts).
  */
 export function sendPage(ctx: WebContext, req: Request, res: Response, template: string, vars: Record<string, unknown>, cache: CachePolicy & { form?: boolean }, status = 200) {
   const viewer = viewerOf(req);

@@ -10,7 +10,7 @@ import { readableList, readerOf } from './access.ts';
 import { pageParam, pager, routeMonth, sendPage } from './http.ts';
 import { listUrl, messageUrl, monthMboxUrl, monthUrl, threadUrl } from '../../mail/urls.ts';
 import { participants, shownSubject } from './present.ts';
-import { latestKey, listKey, monthKey, SITE_KEY } from './cache-keys.ts';
+import { latestKey, listKey, monthKey, SITE_KEY, threadKey } from './cache-keys.ts';
 
 const LISTS_PER_PAGE = 100;
 const THREADS_PER_PAGE = 100;
@@ -55,6 +55,12 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   ]);
   const { key, last_modified: lastModified } = list;
   const base = listUrl(key);
+  // The recent threads' keys too: a thread that merges with another (its first message came late,
+  // perhaps to another list) changes this page without a message of this list arriving.
+  const keys = [listKey(list.id), latestKey(list.id), ...recent.map((t) => threadKey(t.thread_id))];
+  // No CSRF token for an anonymous reader (no `form: true`): the page is the same for all of them,
+  // and a shared cache keeps it; its form's post is answered with a form that has one
+  // (subscribe-form.ts). A logged-in reader's page has the session's token, as every such page.
   sendPage(ctx, req, res, 'archive/list.njk', {
     title: list.name,
     list,
@@ -65,7 +71,7 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
     recent: threadRows(recent, !viewer, key),
     // A member is not offered the subscribe form again, but where to manage the subscription.
     subscription: member && SUBSCRIBED.has(member.status) ? member.status : null,
-  }, { restricted: list.archive !== 'public', lastModified, form: true, keys: [listKey(list.id), latestKey(list.id)] });
+  }, { restricted: list.archive !== 'public', lastModified, keys });
 }
 
 export async function monthPage(ctx: WebContext, req: Request, res: Response) {
