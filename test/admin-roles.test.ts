@@ -191,6 +191,23 @@ describe('CSRF', () => {
     expect((await db.pool.query(`select 1 from subscription_requests where email = 'a@example.org'`)).rows).toHaveLength(0);
     expect((await new WebClient(web.url).post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: 'x'.repeat(32) })).status).toBe(403);
     expect((await as.member!.post('/lists/dev/subscribe', { email: 'a@example.org' }, { csrf: false })).status).toBe(403);
+    // A browser that says the post comes from this site's own page (Fetch Metadata, or else an
+    // Origin that is PUBLIC_URL's) subscribes with one press; another site's form, or a sibling
+    // host of the domain, gets the form back, and nothing is asked of anyone.
+    const requested = async (email: string) => (await db.pool.query(`select 1 from subscription_requests where email = $1`, [email])).rows.length;
+    const tokenlessFrom = (headers: Record<string, string>, email: string) => new WebClient(web.url, headers).post('/lists/dev/subscribe', { email }, { csrf: false });
+    for (const [headers, email] of [[{ 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' }, 'x1@example.org'], [{ 'sec-fetch-site': 'same-site' }, 'x2@example.org'],
+      [{ origin: 'https://evil.example' }, 'x3@example.org'], [{ 'sec-fetch-site': 'cross-site', origin: new URL(web.url).origin }, 'x4@example.org']] as const) {
+      const r = await tokenlessFrom(headers, email);
+      expect(r.text, email).toContain('Check your address and press Subscribe once more');
+      expect(await requested(email), email).toBe(0);
+    }
+    for (const [headers, email] of [[{ 'sec-fetch-site': 'same-origin' }, 'own1@example.org'], [{ origin: new URL(web.url).origin }, 'own2@example.org']] as const) {
+      const r = await tokenlessFrom(headers, email);
+      expect(r.status, email).toBe(200);
+      expect(r.text, email).toContain('Check your mail');
+      expect(await requested(email), email).toBe(1);
+    }
   });
 
   it('refuses a token of the right length but other bytes with 403, not 500', async () => {

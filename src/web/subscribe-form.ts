@@ -62,6 +62,11 @@ export function subscribeRouter(ctx: WebContext): Router {
     // logged-in visitor, is refused as everywhere.
     const tokenSent = typeof req.body?._csrf === 'string' || req.get('x-csrf-token') !== undefined;
     if (tokenSent || sessionIdOf(req) !== null) return requireCsrf(req, res, next);
+    // A browser that says the form was this site's own page is believed: no page can make a
+    // browser say so of a cross-site post (Sec-Fetch-Site and Origin are set by the browser, not
+    // the page), so the visitor subscribes with one press, as before. Without that word (an older
+    // browser, a script, another site's form) the form comes back with the visitor's token.
+    if (fromOwnPage(req, ctx.cfg.publicUrl)) return next();
     const list = await subscribableList(db, req);
     render(ctx.views, req, res, 'subscribe/form.njk', {
       title: `Subscribe to ${list.name}`, list, email: field(req, 'email', 254), name: field(req, 'name', 200), own: [], confirm: true,
@@ -96,4 +101,15 @@ export function subscribeRouter(ctx: WebContext): Router {
   });
 
   return r;
+}
+
+/**
+ * Whether the browser says this post comes from a page of this very site: Fetch Metadata's
+ * `Sec-Fetch-Site: same-origin`, or, from a browser without it, an `Origin` that is PUBLIC_URL's.
+ * "same-site" is not enough (a sibling host of the domain may serve anyone's pages).
+ */
+function fromOwnPage(req: Request, publicUrl: string): boolean {
+  const site = req.get('sec-fetch-site');
+  if (site !== undefined) return site === 'same-origin';
+  return req.get('origin') === new URL(publicUrl).origin;
 }
