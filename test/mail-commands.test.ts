@@ -16,8 +16,9 @@ let db: TestDatabase;
 let smtp: RunningIngest;
 let open: ListRow;
 
-async function mail(to: string, from: string, opts: { subject?: string; body?: string } = {}) {
-  const res = await sendRaw(smtp.port, { from, to: [to] }, message({ from, to, subject: opts.subject ?? '', body: opts.body ?? '' }));
+/** Mail From `from`; its envelope sender is `from` too (SPF passes, aligned: the address's own mail) unless `envelope` says otherwise. */
+async function mail(to: string, from: string, opts: { subject?: string; body?: string; envelope?: string } = {}) {
+  const res = await sendRaw(smtp.port, { from: opts.envelope ?? from, to: [to] }, message({ from, to, subject: opts.subject ?? '', body: opts.body ?? '' }));
   expect(res.ok, res.response).toBe(true);
 }
 
@@ -49,25 +50,34 @@ describe('mail commands over the rate limit', () => {
     expect(rows).toEqual([{ reason: 'more than 10 mail commands in a day from chatty@x.example to dev@lists.example.org: not answered', recipients: ['dev-request@lists.example.org'] }]);
   });
 
-  it('counts per list: commands forged in a member\'s name cannot silence their confirmation, nor their commands elsewhere', async () => {
+  it('counts per list: commands forged in a member\'s name cannot silence their confirmation, nor their commands elsewhere, nor their own', async () => {
     await mail('open-request@lists.example.org', 'member@x.example', { subject: 'subscribe' });
     const token = tokenIn((await queuedFor('member@x.example'))[0])!;
     expect(token).not.toBeNull();
     // Someone else writes 25 commands From the member, to this list and to another.
-    for (let i = 0; i < 25; i++) await mail('open-request@lists.example.org', 'member@x.example', { subject: 'help' });
-    for (let i = 0; i < 25; i++) await mail('dev-request@lists.example.org', 'member@x.example', { subject: 'help' });
+    const forger = { envelope: 'forger@attacker.example' };
+    for (let i = 0; i < 25; i++) await mail('open-request@lists.example.org', 'member@x.example', { subject: 'help', ...forger });
+    for (let i = 0; i < 25; i++) await mail('dev-request@lists.example.org', 'member@x.example', { subject: 'help', ...forger });
     // The confirmation, guarded by its token, still counts.
     await mail(`open-confirm+${token}@lists.example.org`, 'member@x.example', { subject: `Re: confirm ${token}` });
     expect(await findMember(db.pool, open.id, 'member@x.example')).toMatchObject({ status: 'active' });
     // A confirmation that cannot be used is an answer like the others, and is not sent past the limit.
     const before = (await queuedFor('member@x.example')).length;
-    await mail(`open-confirm+${'0'.repeat(32)}@lists.example.org`, 'member@x.example', { subject: 'Re: confirm' });
+    await mail(`open-confirm+${'0'.repeat(32)}@lists.example.org`, 'member@x.example', { subject: 'Re: confirm', ...forger });
     expect(await queuedFor('member@x.example')).toHaveLength(before);
-    const { rows } = await db.pool.query<{ reason: string }>(`select distinct reason from ingest_errors where envelope_from = 'member@x.example' order by reason`);
+    const { rows } = await db.pool.query<{ reason: string }>(`select distinct reason from ingest_errors where envelope_from = 'forger@attacker.example' order by reason`);
     expect(rows.map((r) => r.reason)).toEqual([
       'more than 10 mail commands in a day from member@x.example to dev@lists.example.org: not answered',
       'more than 10 mail commands in a day from member@x.example to open@lists.example.org: not answered',
     ]);
+    // The member's own commands (envelope in its domain: SPF passes aligned with From) count apart,
+    // and are answered on both lists.
+    await mail('dev-request@lists.example.org', 'member@x.example', { subject: 'help' });
+    await mail(`open-confirm+${'1'.repeat(32)}@lists.example.org`, 'member@x.example', { subject: 'Re: confirm' });
+    const own = (await queuedFor('member@x.example')).slice(before);
+    expect(own).toHaveLength(2);
+    expect(own[0]).toContain('This is the command address of the mailing list dev@lists.example.org');
+    expect(own[1]).toContain('Your confirmation for open@lists.example.org could not be used');
   });
 
   it('answers at most 20 commands a day for one address across the site, the budget of mail a stranger can have sent to it', async () => {
@@ -76,9 +86,10 @@ describe('mail commands over the rate limit', () => {
       lists.push(await createList(db.pool, { address: `many${i}@lists.example.org`, name: `many${i}`, description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] }));
     }
     // Within each list's 10, but 60 in all.
-    for (const l of lists) for (let i = 0; i < 10; i++) await mail(`${l.name}-request@lists.example.org`, 'flooded@x.example', { subject: 'help' });
+    // A stranger's mail: its envelope is not in From's domain, so nothing proves From.
+    for (const l of lists) for (let i = 0; i < 10; i++) await mail(`${l.name}-request@lists.example.org`, 'flooded@x.example', { subject: 'help', envelope: 'bot@attacker.example' });
     expect(await queuedFor('flooded@x.example')).toHaveLength(20);
-    const { rows } = await db.pool.query(`select count(*)::int as n from ingest_errors where envelope_from = 'flooded@x.example' and reason = 'more than 20 mails a day to flooded@x.example asked for by mail or on the web: not answered'`);
+    const { rows } = await db.pool.query(`select count(*)::int as n from ingest_errors where envelope_from = 'bot@attacker.example' and reason = 'more than 20 mails a day to flooded@x.example asked for by mail or on the web: not answered'`);
     expect(rows[0].n).toBe(40);
   });
 });
@@ -91,7 +102,7 @@ describe('confirmations for one address across the site', () => {
     }
     // A stranger writes three times to each list's -subscribe address in the victim's name: each
     // list alone would allow its three (15).
-    for (const l of lists) for (let i = 0; i < 3; i++) await mail(`${l.name}-subscribe@lists.example.org`, 'bombed@x.example', { subject: 'subscribe' });
+    for (const l of lists) for (let i = 0; i < 3; i++) await mail(`${l.name}-subscribe@lists.example.org`, 'bombed@x.example', { subject: 'subscribe', envelope: 'bot@attacker.example' });
     const sent = await queuedFor('bombed@x.example');
     expect(sent).toHaveLength(10);
     expect(sent.every((raw) => tokenIn(raw) !== null)).toBe(true);
@@ -101,6 +112,12 @@ describe('confirmations for one address across the site', () => {
     // Another address is not affected.
     await mail('bomb0-subscribe@lists.example.org', 'bystander@x.example', { subject: 'subscribe' });
     expect(await queuedFor('bystander@x.example')).toHaveLength(1);
+    // The victim's own request (its envelope in its domain: SPF passes aligned with From) has
+    // limits of its own, which the stranger could not spend: it still gets its confirmation.
+    await mail('bomb1-subscribe@lists.example.org', 'bombed@x.example', { subject: 'subscribe' });
+    const after = await queuedFor('bombed@x.example');
+    expect(after).toHaveLength(11);
+    expect(tokenIn(after[10])).not.toBeNull();
   });
 });
 

@@ -3,7 +3,7 @@ import { setResolvers } from '../src/dns.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import { upsertAccount } from '../src/db/accounts.ts';
-import { STRANGER_MAIL_PER_DAY } from '../src/core/stranger-mail.ts';
+import { OWN_MAIL_PER_DAY, STRANGER_MAIL_PER_DAY } from '../src/core/stranger-mail.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { message, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
@@ -82,6 +82,41 @@ describe('mail a stranger can make the site send to one address', () => {
     expect(rows[0].n).toBe(30 - STRANGER_MAIL_PER_DAY);
   });
 
+  it('still answers the mailbox\'s own authenticated mail once strangers have spent its budget, from a budget they cannot spend', async () => {
+    // The test above spent the victim's budget, and its 10 commands a day on each list, with mail
+    // forged in its name. The victim's own mail has its envelope in its own domain, whose SPF lets
+    // this client send (LOOPBACK_SPF): SPF passes aligned with From, so it is provably the victim's.
+    const before = (await queuedMail(db, VICTIM)).length;
+    for (const [to, subject] of [['l0-request@lists.example.org', 'help'], ['l1-subscribe@lists.example.org', 'subscribe'], ['l2-request@lists.example.org', 'unsubscribe']]) {
+      const res = await sendRaw(smtp.port, { from: VICTIM, to: [to] }, message({ from: VICTIM, to, subject }));
+      expect(res.ok, res.response).toBe(true);
+    }
+    const mailed = (await queuedMail(db, VICTIM)).slice(before);
+    expect(mailed.map((m) => m.subject.replace(/[0-9a-f]{32}/, 'TOKEN'))).toEqual(['Re: help', 'confirm TOKEN', 'confirm TOKEN']);
+    // A forger gets nothing out of it: mail in the victim's name, from another envelope, is still a stranger's.
+    const l3 = await createList(db.pool, { address: 'l3@lists.example.org', name: 'l3', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    const forged = await sendRaw(smtp.port, { from: 'bot-after@attacker.example', to: ['l3-request@lists.example.org'] }, message({ from: VICTIM, to: 'l3-request@lists.example.org', subject: 'help' }));
+    expect(forged.ok, forged.response).toBe(true);
+    expect(await queuedMail(db, VICTIM)).toHaveLength(before + 3);
+    const kept = await db.pool.query<{ reason: string }>(`select reason from ingest_errors where list_id = $1 and envelope_from = 'bot-after@attacker.example'`, [l3.id]);
+    expect(kept.rows.map((r) => r.reason)).toEqual([`more than ${STRANGER_MAIL_PER_DAY} mails a day to ${VICTIM} asked for by mail or on the web: not answered`]);
+  });
+
+  it(`bounds the mailbox's own authenticated requests too, to ${OWN_MAIL_PER_DAY} a day, and keeps what is over with the reason`, async () => {
+    const own = 'own@x.example';
+    for (const list of lists) {
+      for (let i = 0; i < 10; i++) {
+        const to = `${list.name}-request@lists.example.org`;
+        const res = await sendRaw(smtp.port, { from: own, to: [to] }, message({ from: own, to, subject: 'help' }));
+        expect(res.ok, res.response).toBe(true);
+      }
+    }
+    expect(await queuedMail(db, own)).toHaveLength(OWN_MAIL_PER_DAY);
+    const { rows } = await db.pool.query<{ n: number }>(`select count(*)::int as n from ingest_errors where reason = $1`,
+      [`more than ${OWN_MAIL_PER_DAY} mails a day to ${own} asked for by its own authenticated mail: not answered`]);
+    expect(rows[0].n).toBe(30 - OWN_MAIL_PER_DAY);
+  });
+
   it('holds when the requests come at once to two ingest listeners: the count is PostgreSQL\'s, not a process\'s', async () => {
     const other = await startIngest(db.pool);
     try {
@@ -111,8 +146,19 @@ describe('mail a stranger can make the site send to one address', () => {
   it('counts the mailbox, not its spellings', async () => {
     // The budget is spent: a +tag of the victim's address, whose own limits are untouched, gets nothing either.
     const c = new WebClient(web.url, { 'x-forwarded-for': '198.51.100.1' });
-    expect((await c.post('/lists/l2/subscribe', { email: 'victim+tag@x.example' })).status).toBe(200);
+    const page = await c.post('/lists/l2/subscribe', { email: 'victim+tag@x.example' });
+    expect(page.status).toBe(200);
     expect(await queuedMail(db, 'victim+tag@x.example')).toHaveLength(0);
+    // The page says what the person can still do, and says it whether or not a mail went out: that
+    // the budget is spent is not told (a held post's notice spends it for a non-member only).
+    const sent = await c.post('/lists/l2/subscribe', { email: 'fresh@x.example' });
+    expect(await queuedMail(db, 'fresh@x.example')).toHaveLength(1);
+    for (const p of [page, sent]) {
+      expect(p.text).toContain('>log in</a>, if this address belongs to an account here');
+      expect(p.text).toContain('write "subscribe" from this address to <code>l2-request@lists.example.org</code>');
+    }
+    const same = (text: string, email: string) => text.replaceAll(email, 'EMAIL').replace(/value="[^"]*"/g, '');
+    expect(same(page.text, 'victim+tag@x.example')).toBe(same(sent.text, 'fresh@x.example'));
   });
 
   it('spends the same budget on the link that verifies an address someone adds to their account', async () => {
@@ -124,13 +170,18 @@ describe('mail a stranger can make the site send to one address', () => {
     expect(await queuedMail(db, 'someone-else@x.example')).toHaveLength(1);
   });
 
-  it('spends the same budget on the "awaits moderation" reply', async () => {
+  it('spends the same budget on the "awaits moderation" reply, unless the post is provably the address\'s own', async () => {
     await db.pool.query('update lists set notify_held_sender = true where id = $1', [lists[2].id]);
-    const res = await sendRaw(smtp.port, { from: VICTIM, to: ['l2@lists.example.org'] }, message({ from: VICTIM, to: 'l2@lists.example.org', subject: 'a post from a non-member' }));
+    const before = (await queuedMail(db, VICTIM)).length;
+    const res = await sendRaw(smtp.port, { from: 'poster@attacker.example', to: ['l2@lists.example.org'] }, message({ from: VICTIM, to: 'l2@lists.example.org', subject: 'a post from a non-member' }));
     expect(res.ok, res.response).toBe(true);
     expect((await db.pool.query(`select count(*)::int as n from held_messages where state = 'held'`)).rows[0].n).toBe(1);
-    // The budget's 20, and the 6 login and reset links of the first test, which are not in it.
-    expect(await queuedMail(db, VICTIM)).toHaveLength(STRANGER_MAIL_PER_DAY + 6);
+    expect(await queuedMail(db, VICTIM)).toHaveLength(before);
+    // The victim's own post (its envelope in its domain: SPF aligned) is told, from its own budget.
+    const own = await sendRaw(smtp.port, { from: VICTIM, to: ['l2@lists.example.org'] }, message({ from: VICTIM, to: 'l2@lists.example.org', subject: 'my own post' }));
+    expect(own.ok, own.response).toBe(true);
+    const mailed = (await queuedMail(db, VICTIM)).slice(before);
+    expect(mailed.map((m) => m.subject)).toEqual(['Your message to l2@lists.example.org awaits moderator approval']);
   });
 
   it('takes 10 subscription requests a day from one client network on the web, an IPv6 one by its /64', async () => {

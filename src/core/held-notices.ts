@@ -16,11 +16,11 @@ import type { ParsedMessage } from '../mail/parse.ts';
 import type { PostChecks } from '../mail/post-checks.ts';
 import { renderTemplate } from '../mail/templates.ts';
 import { absoluteUrl, adminListUrl } from '../mail/urls.ts';
-import { unsureAuth, type Decision } from './moderation-rules.ts';
+import { provesFrom, unsureAuth, type Decision } from './moderation-rules.ts';
 import { templateValues } from './member-notices.ts';
 import { noticeToModerators, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
-import { mayMailStranger } from './stranger-mail.ts';
+import { mayMailStranger, ownKey, type Requester } from './stranger-mail.ts';
 import { oneLine } from '../mail/parsed-message.ts';
 
 /** A new moderation-by-mail token: `mod-` and 128 random bits (MODERATION_TOKEN in mail/commands.ts). */
@@ -121,8 +121,11 @@ export async function tellSenderHeld(tx: Queryable, h: HeldArrival): Promise<boo
   if (!to) return false;
   const parts = splitAddress(to);
   if (parts?.domain === list.domain && parts.local.startsWith(list.local_part)) return false;
-  if (!(await allowHit(tx, `held-notice:${list.id}:${mailboxKey(to)}`, SENDER_NOTICES_PER_HOUR, 3600))) return false;
-  if (!(await mayMailStranger(tx, to))) return false;
+  // A post whose From is proven is the mailbox's own: its notices are not counted with the ones
+  // posts forged in its name would spend (stranger-mail.ts).
+  const by: Requester = h.checks?.auth && provesFrom(h.checks.auth, to) ? 'itself' : 'stranger';
+  if (!(await allowHit(tx, ownKey(`held-notice:${list.id}:${mailboxKey(to)}`, by), SENDER_NOTICES_PER_HOUR, 3600))) return false;
+  if (!(await mayMailStranger(tx, to, by))) return false;
   await sendNotice(tx, {
     to,
     list,

@@ -16,12 +16,12 @@ import { post } from './post.ts';
 import { checkPost } from './post-checks.ts';
 import { authenticatePost } from './post-authentication.ts';
 import { moderateByMail } from './moderation-mail.ts';
-import { dmarcForgery, spamReason, unsureAuth } from './moderation-rules.ts';
+import { dmarcForgery, provesFrom, spamReason, unsureAuth } from './moderation-rules.ts';
 import { keepRejected } from './retention.ts';
 import { scanForSpam } from './spam-check.ts';
 import type { CoreSettings } from './settings.ts';
 import { confirm, requestSubscription, requestUnsubscription } from './subscriptions.ts';
-import { mayMailStranger, STRANGER_MAIL_PER_DAY } from './stranger-mail.ts';
+import { mayMailStranger, OWN_MAIL_PER_DAY, ownKey, STRANGER_MAIL_PER_DAY, type Requester } from './stranger-mail.ts';
 
 export interface Inbound {
   envelopeFrom: string | null;
@@ -161,8 +161,10 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // From domain's DMARC record, slow perhaps because a forger made it so) are no verdict either:
   // answered, the help or confirmation went to a p=reject domain's address. 451 instead, as
   // moderation by mail does: the sender's server tries again, and a real sender is answered then.
+  let authenticated: Promise<AuthChecks> | undefined;
+  const authentication = () => (authenticated ??= checks.auth ? Promise.resolve(checks.auth) : authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings));
   const forgery = async () => {
-    const auth = checks.auth ?? await authenticatePost({ raw: msg.raw, envelopeFrom: msg.envelopeFrom, peer: msg.peer ?? null, submittedBy: msg.submittedBy ?? null, message: parsed, log }, settings);
+    const auth = await authentication();
     const forged = dmarcForgery(auth) ?? spfForgery(auth, msg.envelopeFrom, sender);
     const unsure = unsureAuth(auth);
     if (!forged && unsure?.result === 'temperror') {
@@ -171,6 +173,9 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
     const why = forged ?? (unsure?.result === 'permerror' ? `the sender cannot be authenticated (${unsure.reason})` : null);
     return why && `${why}: not answered, as mail in the name of ${sender}`;
   };
+  // Mail whose From is proven is the mailbox's own request: its limits and daily budget are not
+  // the ones a stranger spends by forging commands in its name (stranger-mail.ts).
+  const requester = async (): Promise<Requester> => (provesFrom(await authentication(), sender) ? 'itself' : 'stranger');
   // Mail the spam scanner scores as high as a post the list would hold is not answered either: its
   // From is as likely forged as a spam post's, and the answer repeats its Subject to whoever From
   // names. Scanned once per message: as a post when it was also posted, else by the first command
@@ -185,7 +190,7 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
   // to one that cannot be used counts against the limit. Counted before it, anyone who wrote 20
   // commands in a member's name silenced that member's confirmation for an hour.
   if (rcpt.role === 'confirm') {
-    const notAnswered = await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log, async () => (await forgery()) ?? (await spammy()) ?? commandRefusal(pool, list, sender));
+    const notAnswered = await confirmByMail(pool, settings, list, rcpt.token ?? '', sender, parsed, log, requester, async (by) => (await forgery()) ?? (await spammy()) ?? commandRefusal(pool, list, sender, by));
     if (notAnswered) await keep(pool, settings, rcpt, msg, parsed, notAnswered);
     return;
   }
@@ -199,17 +204,18 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
     log.warn({ sender, role: rcpt.role, list: list.address }, 'mail command scored as spam: not answered');
     return keep(pool, settings, rcpt, msg, parsed, spam);
   }
-  const refused = await commandRefusal(pool, list, sender);
+  const by = await requester();
+  const refused = await commandRefusal(pool, list, sender, by);
   if (refused) {
     log.warn({ sender, role: rcpt.role, list: list.address }, 'too many mail commands from one address: not answered');
     return keep(pool, settings, rcpt, msg, parsed, refused);
   }
   switch (rcpt.role) {
     case 'subscribe':
-      await requestSubscription(pool, list, sender, { via: 'mail', settings });
+      await requestSubscription(pool, list, sender, { via: 'mail', by, settings });
       return;
     case 'unsubscribe':
-      await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
+      await requestUnsubscription(pool, list, sender, { via: 'mail', by, settings });
       return;
     case 'request': {
       const command = findCommand(parsed.subject, parsed.text);
@@ -218,9 +224,9 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
         log.warn({ list: list.address, sender }, 'moderation command without a held post\'s token: not acted on');
         return keep(pool, settings, rcpt, msg, parsed, 'a moderation command sent to the -request address, without the token of a held post: not acted on');
       }
-      if (command?.name === 'subscribe') await requestSubscription(pool, list, sender, { via: 'mail', mode: command.mode ?? undefined, settings });
-      else if (command?.name === 'unsubscribe') await requestUnsubscription(pool, list, sender, { via: 'mail', settings });
-      else if (!(await mayMailStranger(pool, sender))) return keep(pool, settings, rcpt, msg, parsed, overBudget(sender));
+      if (command?.name === 'subscribe') await requestSubscription(pool, list, sender, { via: 'mail', by, mode: command.mode ?? undefined, settings });
+      else if (command?.name === 'unsubscribe') await requestUnsubscription(pool, list, sender, { via: 'mail', by, settings });
+      else if (!(await mayMailStranger(pool, sender, by))) return keep(pool, settings, rcpt, msg, parsed, overBudget(sender, by));
       else await sendHelp(pool, list, sender, parsed, command === null);
       return;
     }
@@ -233,7 +239,8 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
  * the others. Over the whole site, the answers share the mailbox's daily budget with every other
  * mail a stranger can have sent to it (stranger-mail.ts): a From that is forged, where its domain
  * does not say so by DMARC, still gets them, and 50 commands a day on the site, 10 confirmations
- * and the login links came to over 200 mails a day.
+ * and the login links came to over 200 mails a day. Commands whose From is proven count apart,
+ * in both: forged ones in the mailbox's name do not silence its own.
  */
 const COMMANDS_PER_DAY = 10;
 
@@ -269,12 +276,17 @@ function spfForgery(auth: AuthChecks, envelopeFrom: string | null, sender: strin
   return `${domain} does not let this server send its mail (spf=fail)`;
 }
 
-const overBudget = (sender: string) => `more than ${STRANGER_MAIL_PER_DAY} mails a day to ${mailboxKey(sender)} asked for by mail or on the web: not answered`;
+const overBudget = (sender: string, by: Requester) => (by === 'itself'
+  ? `more than ${OWN_MAIL_PER_DAY} mails a day to ${mailboxKey(sender)} asked for by its own authenticated mail: not answered`
+  : `more than ${STRANGER_MAIL_PER_DAY} mails a day to ${mailboxKey(sender)} asked for by mail or on the web: not answered`);
 
-/** Why a command from `sender` to `list` is not answered now, or null when it may be. */
-async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Promise<string | null> {
+/**
+ * Why a command from `sender` to `list` is not answered now, or null when it may be. The mailbox's
+ * own authenticated commands (`by` itself) count apart from the ones anyone may forge in its name.
+ */
+async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string, by: Requester): Promise<string | null> {
   const mailbox = mailboxKey(sender);
-  if (!(await allowHit(pool, `mail-command:${list.id}:${mailbox}`, COMMANDS_PER_DAY, 86_400))) {
+  if (!(await allowHit(pool, ownKey(`mail-command:${list.id}:${mailbox}`, by), COMMANDS_PER_DAY, 86_400))) {
     return `more than ${COMMANDS_PER_DAY} mail commands in a day from ${sender} to ${list.address}: not answered`;
   }
   return null;
@@ -284,14 +296,16 @@ async function commandRefusal(pool: pg.Pool, list: ListRow, sender: string): Pro
  * Acts on a confirmation. One that cannot be used is answered unless `refusal` (a forged From,
  * the command limit) says why not, which is then returned for the mail to be kept with.
  */
-async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger, refusal: () => Promise<string | null>): Promise<string | null> {
+async function confirmByMail(pool: pg.Pool, settings: CoreSettings, list: ListRow, token: string, sender: string, parsed: ParsedMessage, log: Logger,
+  requester: () => Promise<Requester>, refusal: (by: Requester) => Promise<string | null>): Promise<string | null> {
   try {
     const result = await confirm(pool, token, settings);
     log.info({ list: list.address, action: result.action, state: result.state }, 'confirmed by mail');
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
-    const refused = await refusal();
-    const why = refused ?? (await mayMailStranger(pool, sender) ? null : overBudget(sender));
+    const by = await requester();
+    const refused = await refusal(by);
+    const why = refused ?? (await mayMailStranger(pool, sender, by) ? null : overBudget(sender, by));
     if (why) {
       log.warn({ sender, list: list.address, why }, 'an unusable confirmation not answered');
       return why;

@@ -22,9 +22,7 @@ import type { Logger } from '../log.ts';
 import { findModerationCommand } from '../mail/commands.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { AuthChecks } from '../mail/post-checks.ts';
-import { splitAddress } from '../mail/address.ts';
-import { dmarcForgery, unsureAuth } from './moderation-rules.ts';
-import { sameDomain } from '../mail/dmarc.ts';
+import { dmarcForgery, provesFrom, unsureAuth } from './moderation-rules.ts';
 import { heldPostUrl } from './held-notices.ts';
 import { moderate } from './hold.ts';
 import { sendNotice } from './notices.ts';
@@ -114,7 +112,7 @@ function addressedToToken(parsed: ParsedMessage, token: string): boolean {
 function unprovenFrom(a: AuthChecks, sender: string): string | null {
   const forged = dmarcForgery(a);
   if (forged) return forged;
-  if (a.aligned && sameDomain(a.fromDomain, splitAddress(sender)?.domain ?? null)) return null;
+  if (provesFrom(a, sender)) return null;
   if (unsureAuth(a)?.result === 'temperror') return 'temperror';
   return `neither SPF nor DKIM passes for ${a.fromDomain ?? '(no domain)'}`;
 }

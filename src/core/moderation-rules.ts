@@ -139,6 +139,17 @@ export function dmarcForgery(a: AuthChecks): string | null {
 }
 
 /**
+ * Whether the checks prove that `sender` (the From address we read) sent the mail: SPF or DKIM
+ * passed for a domain aligned with From, From's domain is the sender's own (several From
+ * domains, or a From our parser read otherwise, prove nothing), and DMARC does not call it
+ * forged. What moderation by mail asks of a moderator's reply (moderation-mail.ts), and what makes
+ * a request to the command addresses the mailbox's own (stranger-mail.ts).
+ */
+export function provesFrom(a: AuthChecks, sender: string): boolean {
+  return !dmarcForgery(a) && a.aligned && sameDomain(a.fromDomain, splitAddress(sender)?.domain ?? null);
+}
+
+/**
  * Why the checks' verdict is open (post-authentication.ts decides which temporary errors could
  * have changed it); for checks stored before it said so, any temperror.
  */

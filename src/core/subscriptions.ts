@@ -27,12 +27,17 @@ import { mailboxKey, normalizeEmail, roleAddress } from '../mail/address.ts';
 import { confirmationText, goodbye, welcome } from './member-notices.ts';
 import { noticeToOwners, sendNotice } from './notices.ts';
 import type { CoreSettings } from './settings.ts';
-import { mayMailStranger } from './stranger-mail.ts';
+import { mayMailStranger, ownKey, type Requester } from './stranger-mail.ts';
 
 export interface RequestOptions {
   name?: string;
   mode?: DeliveryMode;
   via: 'web' | 'mail' | 'admin';
+  /**
+   * `itself` for mail whose From is proven (provesFrom()): its limits and daily budget are apart
+   * from the ones strangers can spend in the address's name (stranger-mail.ts). A stranger's by default.
+   */
+  by?: Requester;
   /** PUBLIC_URL (the base of the links put in mail) and how long a confirmation link lasts */
   settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'>;
 }
@@ -43,6 +48,8 @@ export type RequestOutcome = 'pending' | 'subscribed';
 // A stranger can make us write to an address: a few confirmations per address and list an hour,
 // and a few more per address across the site a day. Per list alone, one mail to the -subscribe
 // addresses of 40 lists, sent three times, queued 100 confirmations for one address in a minute.
+// The address's own authenticated requests count apart (ownKey()): a stranger who spends these
+// limits in its name does not keep its owner from joining.
 const PER_ADDRESS_PER_HOUR = 3;
 const PER_ADDRESS_PER_DAY = 10;
 
@@ -79,9 +86,10 @@ export async function requestUnsubscription(pool: pg.Pool, list: ListRow, email:
 
 async function startRequest(pool: pg.Pool, list: ListRow, email: string, action: RequestAction, opts: RequestOptions) {
   const mailbox = mailboxKey(email);
-  if (!(await allowHit(pool, `confirm-mail:${list.id}:${mailbox}`, PER_ADDRESS_PER_HOUR, 3600))) return;
-  if (!(await allowHit(pool, `confirm-mail:site:${mailbox}`, PER_ADDRESS_PER_DAY, 86_400))) return;
-  if (!(await mayMailStranger(pool, email))) return;
+  const by = opts.via === 'mail' ? opts.by ?? 'stranger' : 'stranger';
+  if (!(await allowHit(pool, ownKey(`confirm-mail:${list.id}:${mailbox}`, by), PER_ADDRESS_PER_HOUR, 3600))) return;
+  if (!(await allowHit(pool, ownKey(`confirm-mail:site:${mailbox}`, by), PER_ADDRESS_PER_DAY, 86_400))) return;
+  if (!(await mayMailStranger(pool, email, by))) return;
   const token = crypto.randomBytes(16).toString('hex');
   const { publicUrl, confirmTokenHours } = opts.settings;
   await withTransaction(pool, async (tx) => {

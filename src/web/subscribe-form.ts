@@ -97,7 +97,8 @@ export function subscribeRouter(ctx: WebContext): Router {
         log.error({ err, list: list.address }, 'web subscription request failed');
       }
     }
-    render(ctx.views, req, res, 'subscribe/sent.njk', { ...vars, email });
+    // What the person can still do when no mail comes: magicLink says whether a member without an account can log in.
+    render(ctx.views, req, res, 'subscribe/sent.njk', { ...vars, email, magicLink: ctx.cfg.login.magicLink });
   });
 
   return r;
