@@ -140,10 +140,10 @@ describe('authentication of posts', () => {
       const refused = await post('dev', 'bob@example.net', message({ id: 'forged-2@example.net', from: 'Bob <bob@example.net>' }));
       expect(refused.ok).toBe(false);
       expect(refused.responseCode).toBe(550);
-      expect(refused.response).toContain('5.7.26 From is a member but neither SPF nor DKIM passes for example.net');
+      expect(refused.response).toContain('5.7.26 From is not authenticated: neither SPF nor DKIM passes for example.net');
       expect(await heldRow('forged-2@example.net')).toBeUndefined();
       const { rows } = await db.pool.query('select reason from ingest_errors where message_id = $1', ['forged-2@example.net']);
-      expect(rows.map((r) => r.reason)).toEqual(['refused by the authentication rule: From is a member but neither SPF nor DKIM passes for example.net']);
+      expect(rows.map((r) => r.reason)).toEqual(['refused by the authentication rule: From is not authenticated: neither SPF nor DKIM passes for example.net']);
       // The real member, signing, still posts.
       const real = await post('dev', 'carol@signed.example', await signed(message({ id: 'signed-2@signed.example', from: 'carol@signed.example' })));
       expect(real.ok, real.response).toBe(true);
@@ -152,6 +152,34 @@ describe('authentication of posts', () => {
       const taken = await post('dev', 'bob@example.net', message({ id: 'forged-3@example.net', from: 'Bob <bob@example.net>' }));
       expect(taken.ok, taken.response).toBe(true);
       expect(await archivedChecks('forged-3@example.net')).toMatchObject({ spf: 'fail', aligned: false });
+    } finally {
+      await updateDeliverySettings(db.pool, dev.id, { auth_policy: 'hold' });
+    }
+  });
+
+  it('answers a forged From alike whether or not it is a member, under every auth_policy: the SMTP reply tells no stranger who is on the list', async () => {
+    // bob@example.net is a member of dev, eve@example.net is not; nothing proves either From here.
+    const forge = (from: string, id: string) => post('dev', 'mallory@attacker.example', message({ id, from, to: 'dev@lists.example.org' }));
+    const reply = (r: Awaited<ReturnType<typeof post>>) => ({ ok: r.ok, code: r.responseCode, text: r.ok ? 'taken' : r.response });
+    try {
+      for (const policy of ['reject', 'hold'] as const) {
+        await updateDeliverySettings(db.pool, dev.id, { auth_policy: policy });
+        const member = await forge('bob@example.net', `oracle-member-${policy}@example.net`);
+        const stranger = await forge('eve@example.net', `oracle-stranger-${policy}@example.net`);
+        expect(reply(member), policy).toEqual(reply(stranger));
+        if (policy === 'reject') {
+          expect(member.responseCode).toBe(550);
+          // The real member whose mail is not authenticated still learns why, from their own server's bounce.
+          expect(member.response).toContain('5.7.26 From is not authenticated: neither SPF nor DKIM passes for example.net: refused by the policy of dev@lists.example.org');
+        } else {
+          expect(member.ok, member.response).toBe(true);
+        }
+      }
+      // A stranger whose own mail is signed is taken to the queue as before, and a signed member posts.
+      await updateDeliverySettings(db.pool, dev.id, { auth_policy: 'reject' });
+      const signedStranger = await post('dev', 'dan@signed.example', await signed(message({ id: 'oracle-signed@signed.example', from: 'dan@signed.example' })));
+      expect(signedStranger.ok, signedStranger.response).toBe(true);
+      expect(await heldRow('oracle-signed@signed.example')).toMatchObject({ rule: 'members-only' });
     } finally {
       await updateDeliverySettings(db.pool, dev.id, { auth_policy: 'hold' });
     }

@@ -107,7 +107,8 @@ const isMember = (f: PostFacts) => f.sender.memberStatus === 'active' || f.sende
  * Why the post's authentication fails the list's test, or null: From's domain publishes a DMARC
  * policy that asks receivers to act (reject, quarantine) and the post fails it; or From is a
  * member and neither SPF nor DKIM passes for a domain aligned with From, which is what a forged
- * member address looks like (members-only lists would otherwise take anyone who types one).
+ * member address looks like (members-only lists would otherwise take anyone who types one); on
+ * a list whose auth_policy is reject, any From that neither SPF nor DKIM proves, member or not.
  * A domain with p=none asked for nothing, and an unsigned post on an open list, a member's or a
  * stranger's, proves nothing a stranger could not do anyway: those are left to the other rules.
  */
@@ -121,6 +122,15 @@ function authFailure(f: PostFacts): string | null {
   // an unsigned member post is taken as a stranger's is (it was held, and the README's first post
   // with it).
   if (f.list.postPolicy === 'open') return null;
+  // Where the list refuses what fails, the refusal is the SMTP answer, and whoever forges a From
+  // reads it: refused for a member's address and taken (held) for anyone else's, it told a
+  // stranger who is on a list whose roster is not theirs to see. So every unproven From is
+  // refused alike, member or not, with words that do not mention membership.
+  if (f.list.authPolicy === 'reject') {
+    if (!a.aligned) return `From is not authenticated: neither SPF nor DKIM passes for ${from}`;
+    if (!sameDomain(a.fromDomain, splitAddress(f.sender.email)?.domain ?? null)) return `From is not authenticated: the authenticated From domain (${from}) is not the sender's`;
+    return null;
+  }
   if (isMember(f) && !a.aligned) return `From is a member but neither SPF nor DKIM passes for ${from}`;
   // The membership was looked up for sender.email (our parser's From, or the envelope sender when
   // it found none); the alignment is mailauth's, for the From it read. Where the two readings
