@@ -9,7 +9,7 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hashToken } from '../src/auth/credentials.ts';
-import { addListRole } from '../src/db/list-admin.ts';
+import { addListRole, deleteList } from '../src/db/list-admin.ts';
 import { createList } from '../src/db/lists.ts';
 import { addMember } from '../src/db/members.ts';
 import { archiveMessage } from '../src/db/messages.ts';
@@ -19,7 +19,7 @@ import type { DeliveryWorker } from '../src/delivery/worker.ts';
 import { drained, startCaptureRelay, startWorker, workerConfig, type CaptureRelay } from './helpers/capture-relay.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { loggedIn } from './helpers/browser.ts';
-import { message, sendRaw, startIngest, type RunningIngest, type SendResult } from './helpers/smtp.ts';
+import { message, sendRaw, smtpDialogue, startIngest, type RunningIngest, type SendResult } from './helpers/smtp.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { sideTransaction, waitersForALock } from './helpers/locks.ts';
 
@@ -157,4 +157,36 @@ it('a subscription request approved while the list is being deleted: one after t
   expect(replies.map((r) => r.status)).toEqual([303, 303]);
   const { rows: audit } = await db.pool.query(`select action from audit_log where target in ('back@example.org', 'club-doomed@lists.example.org') order by id`);
   expect(audit.map((r) => r.action)).toEqual(['subscription.approve', 'list.delete']);
+});
+
+it('a message accepted at RCPT TO for a list deleted before DATA ends is refused 550 at once and kept aside; one whose list was made again at the address hears 451 and goes to it on the retry', async () => {
+  // RCPT TO is answered, then the list is deleted, then the message comes.
+  const acceptedThenDeleted = async (local: string, role: string, remake: boolean) => {
+    const address = `${local}@lists.example.org`;
+    const list = await createList(db.pool, { address, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+    const to = `${local}${role}@lists.example.org`;
+    const s = await smtpDialogue(smtp.port);
+    try {
+      await s.say('EHLO client.example');
+      await s.say('MAIL FROM:<alice@example.org>');
+      expect(await s.say(`RCPT TO:<${to}>`)).toMatch(/^250 /);
+      await deleteList(db.pool, list.id);
+      if (remake) await createList(db.pool, { address, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+      expect(await s.say('DATA')).toMatch(/^354 /);
+      return await s.say(`${message({ id: `${local}${role}@example.org`, to })}\r\n.`);
+    } finally {
+      s.close();
+    }
+  };
+  for (const role of ['', '-owner']) {
+    const reply = await acceptedThenDeleted(`vanished${role.replace('-', '')}`, role, false);
+    expect(reply, role).toMatch(new RegExp(`^550 5\\.1\\.1 the list vanished${role.replace('-', '')}@lists\\.example\\.org was deleted while this message was on its way; it was not delivered`));
+    const { rows } = await db.pool.query('select list_id, reason from ingest_errors where message_id = $1', [`vanished${role.replace('-', '')}${role}@example.org`]);
+    expect(rows, role).toEqual([{ list_id: null, reason: `the list vanished${role.replace('-', '')}@lists.example.org was deleted while this message was on its way; it was not delivered` }]);
+  }
+  // Deleted and made again at the same address: the message is for the list there now, so it
+  // is not refused; the sender's retry finds the new list.
+  const again = await acceptedThenDeleted('reborn', '', true);
+  expect(again).toMatch(/^451 /);
+  expect((await postTo('reborn', 'reborn@example.org')).ok).toBe(true);
 });

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { isFaultOfInput } from '../db/pg-errors.ts';
 import { handleBounceMail } from './bounces.ts';
-import type { ListRow, ResolvedRecipient } from '../db/lists.ts';
+import { listExists, resolveRecipient, type ListRow, type ResolvedRecipient } from '../db/lists.ts';
 import { allowHit, clientKey } from '../db/rate-limits.ts';
 import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -95,6 +95,8 @@ export async function receive(pool: pg.Pool, msg: Inbound, settings: CoreSetting
         results.push(err);
       } else if (isFaultOfInput(err)) {
         results.push(await keepUnstorable(pool, settings, rcpt, msg, parsed, err as Error, log));
+      } else if (await listGone(pool, rcpt)) {
+        results.push(await refuseForGoneList(pool, settings, rcpt, msg, parsed, err as Error, log));
       } else {
         log.error({ err, rcpt: rcpt.address }, 'failed to take in message');
         results.push(new TemporaryFailure('4.3.0 temporary failure storing the message, try again later'));
@@ -356,6 +358,39 @@ async function keepUnstorable(pool: pg.Pool, settings: CoreSettings, rcpt: Inbou
   }
   log.warn({ rcpt: rcpt.address, reason }, 'unstorable message refused and kept aside');
   return new RejectedMessage(`5.6.0 ${reason}; it was kept for the list owner`, 'unstorable', 554);
+}
+
+/**
+ * Whether the list a recipient named at RCPT TO is gone now: deleted, and no list answers at the
+ * address either (one deleted and made again takes the retry). Asked only after storing the
+ * message failed, of PostgreSQL as committed; a question it cannot answer is a no, and the
+ * sender hears 451 and tries again, as before.
+ */
+async function listGone(pool: pg.Pool, rcpt: Inbound['recipients'][number]): Promise<boolean> {
+  try {
+    return !(await listExists(pool, rcpt.list.id)) && (await resolveRecipient(pool, rcpt.address)) === null;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A message accepted at RCPT TO for a list deleted before it was stored. It was answered 451,
+ * then 550 at RCPT TO on the retry: never lost, but the sender waited for the retry to learn the
+ * list is gone. Now 550 at once, the message kept aside with the reason as any refused one is.
+ */
+async function refuseForGoneList(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['recipients'][number], msg: Inbound, parsed: ParsedMessage, err: Error, log: Logger): Promise<AppError> {
+  const reason = `the list ${rcpt.list.address} was deleted while this message was on its way; it was not delivered`;
+  try {
+    await keepRejected(pool, {
+      envelopeFrom: msg.envelopeFrom, client: msg.client, recipients: [rcpt.address], messageId: parsed.messageId, reason, raw: msg.raw,
+    }, settings.retention);
+  } catch (recordErr) {
+    log.error({ err: recordErr, rcpt: rcpt.address }, 'could not record a message for a deleted list');
+    return new TemporaryFailure('4.3.0 temporary failure storing the message, try again later');
+  }
+  log.warn({ rcpt: rcpt.address, cause: err.message }, 'message for a list deleted since RCPT TO refused and kept aside');
+  return new RejectedMessage(`5.1.1 ${reason}`, 'list_deleted', 550);
 }
 
 /** Mail we take but do not act on is kept with why, never silently dropped. */

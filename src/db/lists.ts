@@ -241,6 +241,12 @@ export async function keepList(db: Queryable, listId: number): Promise<boolean> 
   return (rowCount ?? 0) > 0;
 }
 
+/** Whether a list with this id exists, as committed (no lock). */
+export async function listExists(db: Queryable, listId: number): Promise<boolean> {
+  const { rowCount } = await db.query('select 1 from lists where id = $1', [listId]);
+  return (rowCount ?? 0) > 0;
+}
+
 /** A list by id; `forUpdate`: its row locked for a change of its settings, for the rest of the transaction. */
 export async function getListById(db: Queryable, listId: number, opts: { forUpdate?: boolean } = {}): Promise<ListRow> {
   const { rows } = await db.query<ListRow>(`select * from lists where id = $1 ${opts.forUpdate ? 'for no key update' : ''}`, [listId]);
