@@ -449,6 +449,17 @@ describe('moderation by mail', () => {
     }
   });
 
+  it('reads the decision in a reply whose only text is HTML (multipart/alternative of one HTML part), not in what it quotes', async () => {
+    const { moderator, replyTo, messageId } = await heldPost();
+    await send(replyTo, moderator, {
+      subject: 'RE: held',
+      headers: { 'Content-Type': 'multipart/alternative; boundary="alt"' },
+      body: '--alt\nContent-Type: text/html; charset=utf-8\n\n<html><body><div>reject off&nbsp;topic</div><blockquote><p>approve</p></blockquote></body></html>\n--alt--\n',
+    });
+    await settle();
+    expect(await heldState(messageId)).toMatchObject({ state: 'rejected', decided_by: `mail:${moderator}`, decision_reason: 'off topic' });
+  });
+
   it('discards on "discard", and a reply with no decision gets a short how-to', async () => {
     const { moderator, replyTo, messageId } = await heldPost();
     await send(replyTo, moderator, { subject: 'Re: held', body: 'On Mon, someone wrote:\n> A post is waiting\n\nI think we should look at this\n' });

@@ -242,3 +242,37 @@ describe('confirmations for one mailbox under many sub-addresses', () => {
     expect(rows[0].n).toBe(10);
   });
 });
+
+describe('commands in mail whose only text is HTML', () => {
+  // A client that sends HTML alone inside multipart/alternative: the parser leaves that HTML as
+  // HTML (it converts only HTML that stands alone), so the body held no command for us to read.
+  const htmlOnly = (from: string, to: string, html: string, subject = '') => message({
+    from, to, subject,
+    headers: { 'Content-Type': 'multipart/alternative; boundary="alt"' },
+    body: `--alt\nContent-Type: text/html; charset=utf-8\n\n${html}\n--alt--\n`,
+  });
+  const send = async (from: string, to: string, html: string) => {
+    const res = await sendRaw(smtp.port, { from, to: [to] }, htmlOnly(from, to, html));
+    expect(res.ok, res.response).toBe(true);
+  };
+
+  it('reads the command from the HTML made text, as for a plain-text body, and not from what it quotes', async () => {
+    await send('html@x.example', 'dev-request@lists.example.org', '<html><body><div dir="ltr">subscribe&nbsp;digest</div><div>Thanks!</div></body></html>');
+    const [confirmation] = await queuedFor('html@x.example');
+    expect(tokenIn(confirmation)).not.toBeNull();
+    const { rows } = await db.pool.query(`select mode from subscription_requests where email = 'html@x.example'`);
+    expect(rows).toEqual([{ mode: 'digest' }]);
+    // A reply whose own text has no command, above a quote that has one: help, not the quoted command.
+    await send('quoter@x.example', 'dev-request@lists.example.org', '<p>What can I do here?</p><blockquote><p>unsubscribe</p></blockquote>');
+    const [answer] = await queuedFor('quoter@x.example');
+    expect(answer).toContain('No command was found in your message.');
+  });
+
+  it('reads only the start of the HTML, and HTML too deep to parse cheaply gets the help text, not a stalled listener', async () => {
+    // A command after 64 KB of HTML is not looked for, even when nothing before it is text.
+    await send('late@x.example', 'dev-request@lists.example.org', `<!--${'x'.repeat(70_000)}--><p>unsubscribe</p>`);
+    expect(await queuedFor('late@x.example')).toEqual([expect.stringContaining('No command was found in your message.')]);
+    await send('deep@x.example', 'dev-request@lists.example.org', `${'<div>'.repeat(20_000)}unsubscribe${'</div>'.repeat(20_000)}`);
+    expect(await queuedFor('deep@x.example')).toEqual([expect.stringContaining('No command was found in your message.')]);
+  });
+});

@@ -7,7 +7,7 @@ import { AppError, RejectedMessage, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { mailboxKey, normalizeEmail, roleAddress, splitAddress } from '../mail/address.ts';
 import { isVacationSubject } from '../mail/automatic.ts';
-import { findCommand, findModerationCommand, isAutomatic, MODERATION_TOKEN } from '../mail/commands.ts';
+import { commandText, findCommand, findModerationCommand, isAutomatic, MODERATION_TOKEN } from '../mail/commands.ts';
 import { oneLine } from '../mail/parsed-message.ts';
 import { parse, type ParsedMessage } from '../mail/parse.ts';
 import type { AuthChecks, Peer, PostChecks } from '../mail/post-checks.ts';
@@ -220,9 +220,10 @@ async function handle(pool: pg.Pool, settings: CoreSettings, rcpt: Inbound['reci
       await requestUnsubscription(pool, list, sender, { via: 'mail', by, settings });
       return;
     case 'request': {
-      const command = findCommand(parsed.subject, parsed.text);
+      const text = await commandText(parsed);
+      const command = findCommand(parsed.subject, text);
       // A decision on a held post counts only at the post's own address (the notice's Reply-To).
-      if (!command && findModerationCommand(parsed.subject, parsed.text)) {
+      if (!command && findModerationCommand(parsed.subject, text)) {
         log.warn({ list: list.address, sender }, 'moderation command without a held post\'s token: not acted on');
         return keep(pool, settings, rcpt, msg, parsed, 'a moderation command sent to the -request address, without the token of a held post: not acted on');
       }

@@ -19,7 +19,7 @@ import { roleOnList } from '../db/list-admin.ts';
 import type { ListRow } from '../db/lists.ts';
 import { AppError, TemporaryFailure } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { findModerationCommand } from '../mail/commands.ts';
+import { commandText, findModerationCommand } from '../mail/commands.ts';
 import type { ParsedMessage } from '../mail/parse.ts';
 import type { AuthChecks } from '../mail/post-checks.ts';
 import { dmarcForgery, provesFrom, unsureAuth } from './moderation-rules.ts';
@@ -68,7 +68,7 @@ export async function moderateByMail(pool: pg.Pool, list: ListRow, token: string
     to: sender, list, subject, inReplyTo: parsed.messageId, autoSubmitted: 'auto-replied',
     text: [...lines, '', `The held post: ${heldPostUrl(settings.publicUrl, list, held.id)}`].join('\n'),
   });
-  const command = findModerationCommand(parsed.subject, parsed.text);
+  const command = findModerationCommand(parsed.subject, await commandText(parsed));
   if (!command) {
     await answer(`Re: ${parsed.subject || 'held post'}`, [
       `No decision was found in your reply about the held post ${what} on ${list.address}.`,

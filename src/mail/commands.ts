@@ -6,6 +6,8 @@
 
 import { DELIVERY_MODES, isOneOf, type DeliveryMode } from '../list-policies.ts';
 import { automaticMark } from './automatic.ts';
+import { htmlAsText } from './parse.ts';
+import type { ParsedMessage } from './parsed-message.ts';
 
 export type Command = { name: 'subscribe'; mode: DeliveryMode | null } | { name: 'unsubscribe' } | { name: 'help' };
 
@@ -30,6 +32,21 @@ function commandIn(line: string): Command | null {
     return { name, mode: isOneOf(mode, DELIVERY_MODES) ? mode : null };
   }
   return { name };
+}
+
+/** HTML read for commands: they are in its first lines, and the rest is what a mail client quoted. */
+export const COMMAND_HTML_CHARS = 64 * 1024;
+
+/**
+ * The text commands are read from (findCommand, findModerationCommand): the message's text, or,
+ * when it has none but HTML (a multipart/alternative whose only part is HTML, which the parser
+ * leaves as HTML), the text of its first COMMAND_HTML_CHARS of HTML. Mailman 3 reads the first
+ * text/plain part only, and the Subject alone of mail without one.
+ */
+export async function commandText(m: Pick<ParsedMessage, 'text' | 'html'>): Promise<string> {
+  if (m.text.trim() || !m.html) return m.text;
+  // Editors write the spaces people type as &nbsp;: a space in a command and its reason.
+  return (await htmlAsText(m.html, COMMAND_HTML_CHARS)).replace(/\u00a0/g, ' ');
 }
 
 /** The command in a message: the subject first, then the first few body lines that are not quotes. */

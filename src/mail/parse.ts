@@ -108,6 +108,20 @@ async function mimeParse(raw: Buffer): Promise<ParsedMail> {
   return simpleParser(raw, OPTIONS);
 }
 
+/**
+ * The text of an HTML part, made as parse() makes the text of HTML-only mail (mailparser's
+ * conversion: paragraphs and breaks become lines, a blockquote's lines start with "> "), from its
+ * first `maxChars` characters only; '' when that much HTML would cost too much to parse
+ * (html-cost.ts). For HTML that parse() leaves as HTML: the only part of a multipart/alternative.
+ */
+export async function htmlAsText(html: string, maxChars: number): Promise<string> {
+  const head = html.slice(0, maxChars);
+  if (!head.trim() || htmlTooCostly(head)) return '';
+  // The part alone, as a message of one text/html part: its text is the conversion's.
+  const mail = await simpleParser(Buffer.from(`Content-Type: text/html; charset=utf-8\r\n\r\n${head}`, 'utf8'), OPTIONS);
+  return clean(mail.text ?? '');
+}
+
 function contentType(mail: ParsedMail): string {
   const value = mail.headers.get('content-type') as { value?: string } | string | undefined;
   return (typeof value === 'string' ? value : value?.value ?? '').trim();
