@@ -1790,6 +1790,31 @@ CREATE SEQUENCE public.purges_id_seq
 ALTER SEQUENCE public.purges_id_seq OWNED BY public.purges.id;
 
 --
+-- Name: rate_limit_hits; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.rate_limit_hits (
+    id bigint NOT NULL,
+    key text NOT NULL,
+    at timestamp with time zone NOT NULL,
+    hits integer NOT NULL,
+    CONSTRAINT rate_limit_hits_hits_check CHECK ((hits > 0))
+);
+
+--
+-- Name: rate_limit_hits_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.rate_limit_hits ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.rate_limit_hits_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: rate_limits; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -2277,6 +2302,13 @@ ALTER TABLE ONLY public.purges
     ADD CONSTRAINT purges_pkey PRIMARY KEY (id);
 
 --
+-- Name: rate_limit_hits rate_limit_hits_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.rate_limit_hits
+    ADD CONSTRAINT rate_limit_hits_pkey PRIMARY KEY (id);
+
+--
 -- Name: rate_limits rate_limits_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2604,6 +2636,18 @@ CREATE INDEX purges_due ON public.purges USING btree (run_at);
 --
 
 CREATE INDEX purges_key ON public.purges USING btree (key);
+
+--
+-- Name: rate_limit_hits_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX rate_limit_hits_at ON public.rate_limit_hits USING btree (at);
+
+--
+-- Name: rate_limit_hits_key_at; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX rate_limit_hits_key_at ON public.rate_limit_hits USING btree (key, at);
 
 --
 -- Name: rate_limits_window; Type: INDEX; Schema: public; Owner: -

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiToken } from '../src/core/api-tokens.ts';
 import { createList, type ListRow } from '../src/db/lists.ts';
 import { findMember } from '../src/db/members.ts';
+import { pruneRateLimits } from '../src/db/rate-limits.ts';
 import { loggedIn, queuedMail, type WebClient } from './helpers/browser.ts';
 import { cli, startServe, type RunningServe } from './helpers/cli.ts';
 import { skewedClock } from './helpers/skewed-clock.ts';
@@ -58,6 +59,13 @@ async function apiAdd(list: string, members: string[], base = serve.webUrl) {
 
 const isMember = async (list: ListRow, email: string) => (await findMember(db.pool, list.id, email))?.status === 'active';
 const mailTo = async (email: string) => (await queuedMail(db, email)).length;
+/** Makes a list's counted adds older by `interval`, as if they had been made that much earlier. */
+async function age(list: ListRow, interval: string) {
+  const key = `owner-adds:list:${list.id}`;
+  await db.pool.query(`update rate_limit_hits set at = at - $2::interval where key = $1`, [key, interval]);
+  // (and the fixed window the count was once kept in, so that this test can fail without the fix)
+  await db.pool.query(`update rate_limits set window_start = window_start - $2::interval where key = $1`, [key, interval]);
+}
 const refusals = async (list: string) => (await db.pool.query(
   `select actor, action, detail from audit_log where list_address = $1 and action like '%.refused' order by id`, [list])).rows;
 
@@ -117,8 +125,8 @@ describe('OWNER_ADDS_PER_DAY', { timeout: 60_000 }, () => {
     expect([sub.code, sub.stderr]).toEqual([0, '']);
     expect(await isMember(dev, 'c1@example.net')).toBe(true);
 
-    // A day later (the window moved back), the same request adds the rest and leaves the others.
-    await db.pool.query(`update rate_limits set window_start = window_start - interval '1 day' where key = $1`, [`owner-adds:list:${dev.id}`]);
+    // A day later (the counts moved back), the same request adds the rest and leaves the others.
+    await age(dev, '1 day');
     const again = await apiAdd('dev', ['a1@example.net', 'b1@example.net', 'b2@example.net', 'b3@example.net', 'b4@example.net']);
     expect(again.status).toBe(200);
     expect(again.body.map((r: { result: string }) => r.result)).toEqual(['unchanged', 'unchanged', 'unchanged', 'added', 'added']);
@@ -136,6 +144,47 @@ describe('OWNER_ADDS_PER_DAY', { timeout: 60_000 }, () => {
     const api = await apiAdd('inv', ['j1@example.net']);
     expect([api.status, api.body.taken, api.body.refused]).toEqual([429, 0, 1]);
     expect(await isMember(inv, 'j1@example.net')).toBe(false);
+  });
+
+  it('never lets more than the cap through in any 24 hours: adds made late in one day still count early the next', async () => {
+    const list = await createList(db.pool, { address: 'slide@lists.example.org', name: 'Slide', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+    const added = async (emails: string[]) => {
+      const r = await apiAdd('slide', emails);
+      return r.status === 200 ? r.body.length : [r.status, r.body.added, r.body.refused];
+    };
+    // One add 24 h 1 min ago, four 3 minutes ago: the cap of 5 was reached 3 minutes ago.
+    expect(await added(['d1@example.net'])).toBe(1);
+    await age(list, '23 hours 58 minutes');
+    expect(await added(['d2@example.net', 'd3@example.net', 'd4@example.net', 'd5@example.net'])).toBe(4);
+    await age(list, '3 minutes');
+    // Now the first is more than a day old: one more may be added, and only one (a fixed window
+    // that began with the first add would have started afresh and let five through).
+    const r = await apiAdd('slide', ['e1@example.net', 'e2@example.net', 'e3@example.net']);
+    expect([r.status, r.body.added, r.body.refused]).toEqual([429, 1, 2]);
+    // More can be added when the four are a day old: in 23 h 57 min, not a day from now.
+    const retryIn = new Date(r.body.retry_at).getTime() - Date.now();
+    expect(retryIn).toBeGreaterThan(23.9 * 3600_000);
+    expect(retryIn).toBeLessThan(23.98 * 3600_000);
+    expect(Number(r.retryAfter)).toBeLessThan(86_300);
+    expect((await db.pool.query(`select count(*)::int as n from members where list_id = $1 and status = 'active'`, [list.id])).rows[0].n).toBe(6);
+    // Once they are, the four places come back at once.
+    await age(list, '23 hours 59 minutes');
+    expect(await added(['e2@example.net', 'e3@example.net', 'e4@example.net', 'e5@example.net', 'e6@example.net'])).toEqual([429, 4, 1]);
+  });
+
+  it('keeps only the last day\'s counts: older ones are deleted when the list adds again, and by the hourly chores', async () => {
+    const list = await createList(db.pool, { address: 'prune@lists.example.org', name: 'Prune', description: '', postPolicy: 'members', subscribePolicy: 'confirm', archive: 'public', owners: ['owner@example.org'] });
+    const key = `owner-adds:list:${list.id}`;
+    const rows = async () => (await db.pool.query(`select hits from rate_limit_hits where key = $1 order by at`, [key])).rows.map((x) => x.hits);
+    expect((await apiAdd('prune', ['p1@example.net', 'p2@example.net'])).status).toBe(200);
+    expect((await apiAdd('prune', ['p1@example.net'])).status).toBe(200);
+    expect(await rows()).toEqual([2]);
+    await age(list, '25 hours');
+    expect((await apiAdd('prune', ['p3@example.net'])).status).toBe(200);
+    expect(await rows()).toEqual([1]);
+    await age(list, '25 hours');
+    await pruneRateLimits(db.pool);
+    expect(await rows()).toEqual([]);
   });
 
   it('lets two requests at once to two processes take no more than the cap between them', async () => {

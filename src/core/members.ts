@@ -12,7 +12,7 @@ import { activeMembers, addMember, findMember, findMemberById, moveMemberAddress
 import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { removeMembers } from '../db/member-admin.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
-import { countHits, lockWindow } from '../db/rate-limits.ts';
+import { countSlidingHits, lockSlidingCount } from '../db/rate-limits.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import type { CoreSettings } from './settings.ts';
 import { welcome } from './member-notices.ts';
@@ -27,9 +27,10 @@ export interface MemberEntry {
 }
 
 /**
- * The most addresses an owner adds to one list (the panel, the API) in OWNER_ADDS_PER_DAY's
- * window of a day: each may be mailed (a welcome, an invitation) and fills the roster, so a
- * hijacked owner account makes the site mail no more strangers than that. The CLI passes none.
+ * The most addresses an owner adds to one list (the panel, the API) in any 24 hours
+ * (OWNER_ADDS_PER_DAY, a sliding window): each may be mailed (a welcome, an invitation) and
+ * fills the roster, so a hijacked owner account makes the site mail no more strangers than that,
+ * not even around midnight of a fixed day. The CLI passes none.
  */
 export interface OwnerAddCap {
   perDay: number;
@@ -38,9 +39,9 @@ export interface OwnerAddCap {
 /** What a capped add or invitation did: those after the cap was reached are refused, not tried. */
 export interface CapReport {
   perDay: number;
-  /** addresses counted in the window so far, this request's included */
+  /** addresses counted in the last 24 hours, this request's included */
   used: number;
-  /** when the window ends and more can be added */
+  /** when enough of them are 24 hours old that more can be added */
   endsAt: Date;
   /** seconds until then, by the database's clock (Retry-After) */
   secondsLeft: number;
@@ -68,8 +69,8 @@ export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEn
   if (opts.until && entries.some((e) => (e.mode ?? opts.mode) !== 'nomail')) throw new InvalidInput('An end date goes only with the "nomail" mode.');
   return withTransaction(pool, async (tx) => {
     // First, so that two owners' adds to one list wait for each other here.
-    const window = opts.cap ? await lockWindow(tx, capKey(list), DAY_SECONDS) : null;
-    let left = opts.cap && window ? Math.max(0, opts.cap.perDay - window.hits) : Infinity;
+    const used = opts.cap ? await lockSlidingCount(tx, capKey(list), DAY_SECONDS) : 0;
+    let left = opts.cap ? Math.max(0, opts.cap.perDay - used) : Infinity;
     const active = opts.cap ? new Set(await activeMembers(tx, list.id, entries.map((e) => e.email))) : new Set<string>();
     const done: { email: string; outcome: AddOutcome }[] = [];
     let counted = 0;
@@ -95,8 +96,8 @@ export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEn
       done.push({ email: e.email, outcome });
     }
     const refused = entries.slice(done.length);
-    const cap = opts.cap && window ? { perDay: opts.cap.perDay, used: window.hits + counted, endsAt: window.endsAt, secondsLeft: window.secondsLeft } : null;
-    if (cap) await countHits(tx, capKey(list), counted);
+    const room = opts.cap ? await countSlidingHits(tx, capKey(list), counted, opts.cap.perDay, DAY_SECONDS) : null;
+    const cap = opts.cap && room ? { perDay: opts.cap.perDay, used: used + counted, ...room } : null;
     if (done.length > 0) {
       const detail = entriesDetail(entries.slice(0, done.length), opts.mode);
       await recordAudit(tx, { actor: opts.actor, action: 'member.add', list, ...detail, detail: { ...detail.detail, ...(opts.until ? { until: resumeDay(opts.until) } : {}) } });
@@ -115,10 +116,10 @@ export async function addMembers(pool: pg.Pool, list: ListRow, entries: MemberEn
 export async function inviteMembers(pool: pg.Pool, list: ListRow, entries: MemberEntry[], opts: { actor: string; mode: DeliveryMode; settings: Pick<CoreSettings, 'publicUrl' | 'confirmTokenHours'>; cap?: OwnerAddCap }): Promise<{ invited: MemberEntry[]; refused: MemberEntry[]; cap: CapReport | null }> {
   if (entries.length === 0) return { invited: [], refused: [], cap: null };
   const { allowed, cap } = !opts.cap ? { allowed: entries.length, cap: null } : await withTransaction(pool, async (tx) => {
-    const window = await lockWindow(tx, capKey(list), DAY_SECONDS);
-    const allowed = Math.min(entries.length, Math.max(0, opts.cap!.perDay - window.hits));
-    await countHits(tx, capKey(list), allowed);
-    const cap: CapReport = { perDay: opts.cap!.perDay, used: window.hits + allowed, endsAt: window.endsAt, secondsLeft: window.secondsLeft };
+    const used = await lockSlidingCount(tx, capKey(list), DAY_SECONDS);
+    const allowed = Math.min(entries.length, Math.max(0, opts.cap!.perDay - used));
+    const room = await countSlidingHits(tx, capKey(list), allowed, opts.cap!.perDay, DAY_SECONDS);
+    const cap: CapReport = { perDay: opts.cap!.perDay, used: used + allowed, ...room };
     if (allowed < entries.length) await auditRefusal(tx, list, 'member.invite', entries.slice(allowed), cap, opts.actor);
     return { allowed, cap };
   });

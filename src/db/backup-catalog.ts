@@ -13,12 +13,13 @@ import type { BackupTable, TableEnd } from './backup-format.ts';
 /**
  * Left out on purpose: state that belongs to running processes or expires within hours, and that
  * a restored site does better without. Web sessions and login links (people log in again: a
- * backup file then carries no live credential but password hashes), rate-limit windows, the
- * delivery workers' heartbeats (a restored site's workers register themselves), purges waiting for
+ * backup file then carries no live credential but password hashes), rate-limit windows and the
+ * owner-add cap's hits of the last day, the delivery workers' heartbeats (a restored site's
+ * workers register themselves), purges waiting for
  * the cache in front (a restore changes every page: purge the whole cache after one), and the
  * migrations table (restore applies the migrations themselves; the header lists them).
  */
-export const EXCLUDED_TABLES = ['sessions', 'login_tokens', 'rate_limits', 'delivery_workers', 'purges', 'schema_migrations'];
+export const EXCLUDED_TABLES = ['sessions', 'login_tokens', 'rate_limits', 'rate_limit_hits', 'delivery_workers', 'purges', 'schema_migrations'];
 
 /**
  * Columns computed from the others, left out as generated columns are: the search vector (a

@@ -67,41 +67,58 @@ export async function clearHits(db: Queryable, key: string): Promise<void> {
   await db.query('delete from rate_limits where key = $1', [key]);
 }
 
-/** Drops expired windows; called from periodic maintenance. */
+/**
+ * Drops expired windows, and the hits of sliding counts (lockSlidingCount) older than that;
+ * called from periodic maintenance.
+ */
 export async function pruneRateLimits(db: Queryable, olderThanSeconds = 86_400): Promise<number> {
   const { rowCount } = await db.query('delete from rate_limits where window_start < now() - make_interval(secs => $1)', [olderThanSeconds]);
-  return rowCount ?? 0;
+  const hits = await db.query('delete from rate_limit_hits where at <= now() - make_interval(secs => $1)', [olderThanSeconds]);
+  return (rowCount ?? 0) + (hits.rowCount ?? 0);
 }
 
-/** A counter's window, as lockWindow leaves it for its transaction. */
-export interface HitWindow {
-  hits: number;
-  /** when the window ends and the count starts again from 0 */
+/** When a sliding count, as countSlidingHits leaves it, takes more again. */
+export interface SlidingRoom {
+  /** the first moment its last `windowSeconds` hold fewer hits than the limit (now when they do) */
   endsAt: Date;
   /** seconds until then, by the database's clock (a Retry-After from this machine's would be off by its skew) */
   secondsLeft: number;
 }
 
 /**
- * Locks `key`'s counter until the transaction ends (a new window when the last one is over) and
- * returns it, so that a caller can decide how many hits it may take and count them with
- * countHits in the same transaction: two processes taking from one key wait for each other, and
- * a transaction rolled back takes nothing.
+ * Locks `key`'s sliding count until the transaction ends and returns its hits in the last
+ * `windowSeconds` (by the database's clock), so that a caller can decide how many it may take
+ * and count them with countSlidingHits in the same transaction: two processes taking from one
+ * key wait for each other (an advisory lock, which holds for a key with no row yet), and a
+ * transaction rolled back takes nothing. The key's hits older than the window are deleted here.
+ * Unlike a fixed window, no `windowSeconds` ever hold more than the limit the caller keeps to.
  */
-export async function lockWindow(tx: Queryable, key: string, windowSeconds: number): Promise<HitWindow> {
-  const { rows } = await tx.query<{ hits: number; ends_at: Date; seconds_left: number }>(
-    `insert into rate_limits (key, window_start, hits) values ($1, now(), 0)
-     on conflict (key) do update set
-       hits = case when rate_limits.window_start < now() - make_interval(secs => $2) then 0 else rate_limits.hits end,
-       window_start = case when rate_limits.window_start < now() - make_interval(secs => $2) then now() else rate_limits.window_start end
-     returning hits, window_start + make_interval(secs => $2) as ends_at,
-               extract(epoch from window_start + make_interval(secs => $2) - now())::float8 as seconds_left`,
-    [storableKey(key), windowSeconds],
-  );
-  return { hits: rows[0].hits, endsAt: rows[0].ends_at, secondsLeft: rows[0].seconds_left };
+export async function lockSlidingCount(tx: Queryable, key: string, windowSeconds: number): Promise<number> {
+  key = storableKey(key);
+  await tx.query(`select pg_advisory_xact_lock(hashtext('rate-limit-hits'), hashtext($1))`, [key]);
+  await tx.query('delete from rate_limit_hits where key = $1 and at <= now() - make_interval(secs => $2)', [key, windowSeconds]);
+  const { rows } = await tx.query<{ hits: number }>('select coalesce(sum(hits), 0)::int as hits from rate_limit_hits where key = $1', [key]);
+  return rows[0].hits;
 }
 
-/** Counts `n` hits against a key lockWindow locked in this transaction. */
-export async function countHits(tx: Queryable, key: string, n: number): Promise<void> {
-  if (n > 0) await tx.query('update rate_limits set hits = hits + $2 where key = $1', [storableKey(key), n]);
+/**
+ * Counts `n` hits against a key lockSlidingCount locked in this transaction (none for 0), and
+ * says when it has room under `limit` again: when enough of its oldest hits have left the window
+ * that those after them are fewer than the limit.
+ */
+export async function countSlidingHits(tx: Queryable, key: string, n: number, limit: number, windowSeconds: number): Promise<SlidingRoom> {
+  key = storableKey(key);
+  // When they are taken (after any wait for the lock), so that they leave the window no earlier.
+  if (n > 0) await tx.query('insert into rate_limit_hits (key, at, hits) values ($1, clock_timestamp(), $2)', [key, n]);
+  const { rows } = await tx.query<{ ends_at: Date; seconds_left: number }>(
+    `with w as (
+       select at, hits, sum(hits) over (order by at desc rows unbounded preceding) - hits as after
+         from rate_limit_hits where key = $1 and at > now() - make_interval(secs => $3)),
+     room as (
+       select case when (select coalesce(sum(hits), 0) from w) < $2 then now()
+                   else (select min(at) from w where after < $2) + make_interval(secs => $3) end as ends_at)
+     select ends_at, greatest(0, extract(epoch from ends_at - now()))::float8 as seconds_left from room`,
+    [key, limit, windowSeconds],
+  );
+  return { endsAt: rows[0].ends_at, secondsLeft: rows[0].seconds_left };
 }
