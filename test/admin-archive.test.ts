@@ -56,6 +56,10 @@ describe('archive moderation', () => {
     expect(list.text).toContain('hidden: privacy: asked by the author');
     await mod.post(`${A}/unhide`, { message_id: 'leak@example.org' });
     expect((await hidden('leak@example.org')).hidden).toBe(false);
+    expect((await mod.get(A)).text).toContain('Message visible again.');
+    // Shown again while visible: the page says nothing changed, and nothing is recorded.
+    expect((await mod.post(`${A}/unhide`, { message_id: 'leak@example.org' })).status).toBe(303);
+    expect((await mod.get(A)).text).toContain('That message was not hidden: nothing changed.');
     const audit = await db.pool.query(`select actor, action, target, detail from audit_log where target = 'leak@example.org' order by id`);
     expect(audit.rows.map((x) => x.action)).toEqual(['message.hide', 'message.unhide']);
     expect(audit.rows[0].detail).toEqual({ reason: 'privacy', note: 'asked by the author' });

@@ -421,8 +421,13 @@ describe('sender rules, hidden messages, queue, audit', () => {
     expect((await api('POST', '/lists/mod/messages/hide', { token: tokens.moderate, json: { message_id: 'approve-api@example.org', reason: 'boredom' } })).status).toBe(400);
     expect((await api('POST', '/lists/mod/messages/hide', { token: tokens.moderate, json: { message_id: 'nowhere@example.org', reason: 'spam' } })).status).toBe(404);
     const shown = await api('POST', '/lists/mod/messages/unhide', { token: tokens.moderate, json: { message_id: 'approve-api@example.org' } });
-    expect(shown.body).toEqual({ message_id: 'approve-api@example.org', hidden: false });
+    expect(shown.body).toEqual({ message_id: 'approve-api@example.org', hidden: false, changed: true });
     expect((await fetch(`${web.url}/message-id/approve-api@example.org`)).status).toBe(200);
+    // Shown again when it is visible: nothing changed, and the audit log says nothing.
+    const again = await api('POST', '/lists/mod/messages/unhide', { token: tokens.moderate, json: { message_id: 'approve-api@example.org' } });
+    expect(again.body).toEqual({ message_id: 'approve-api@example.org', hidden: false, changed: false });
+    const audit = await db.pool.query(`select action from audit_log where target = 'approve-api@example.org' and action like 'message.%' order by id`);
+    expect(audit.rows.map((x) => x.action)).toEqual(['message.hide', 'message.unhide']);
   });
 
   it('reports the outbound queue as `queue --json` does', async () => {

@@ -243,6 +243,10 @@ describe('one-click unsubscribe', () => {
     expect(res.headers.get('set-cookie')).toBeNull();
     expect(await res.text()).toContain('uma@x.example is unsubscribed from dev@lists.example.org');
     expect(await findMember(db.pool, dev.id, 'uma@x.example')).toMatchObject({ status: 'unsubscribed' });
+    // Audited, as a member leaving from their account page is; a second post changes nothing, records nothing.
+    expect((await formPost(`${web.url}/u/${member!.token}`, { 'List-Unsubscribe': 'One-Click' })).status).toBe(200);
+    const audit = await db.pool.query(`select actor, action, list_address, detail from audit_log where target = 'uma@x.example' order by id`);
+    expect(audit.rows).toEqual([{ actor: 'uma@x.example', action: 'self.unsubscribe', list_address: 'dev@lists.example.org', detail: { via: 'one-click' } }]);
   });
 
   it('accepts the one-click body as multipart/form-data too', async () => {
@@ -273,6 +277,10 @@ describe('one-click unsubscribe', () => {
     const res = await formPost(`${web.url}/u/${member!.token}/reenable`, { _csrf: page.token }, page.cookie);
     expect(res.status).toBe(200);
     expect(await findMember(db.pool, dev.id, 'xia@x.example')).toMatchObject({ status: 'active', bounce_score: 0 });
+    // Audited; pressed again, with nothing left to re-enable, it records nothing more.
+    expect((await formPost(`${web.url}/u/${member!.token}/reenable`, { _csrf: page.token }, page.cookie)).status).toBe(200);
+    const audit = await db.pool.query(`select actor, action, detail from audit_log where target = 'xia@x.example' order by id`);
+    expect(audit.rows).toEqual([{ actor: 'xia@x.example', action: 'self.reenable', detail: { via: 'link' } }]);
   });
 });
 

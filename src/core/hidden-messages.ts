@@ -1,7 +1,8 @@
 /*
  * Hiding an archived message from one list's readers (privacy, spam, legal) and showing it again:
  * it leaves the archive, search, feeds and downloads of that list, and the change is audited in
- * its transaction. `actor` is the moderator's account.
+ * its transaction. `actor` is the moderator's account. Showing a message that is not hidden changes
+ * nothing and records nothing (as removing a role or a sender rule that is not there).
  */
 
 import type pg from 'pg';
@@ -23,11 +24,13 @@ export async function hideMessage(pool: pg.Pool, list: ListRow, messageId: strin
   });
 }
 
-export async function unhideMessage(pool: pg.Pool, list: ListRow, messageId: string, opts: { actor: string }): Promise<void> {
-  await withTransaction(pool, async (tx) => {
+/** Shows a hidden message again; false when it was not hidden (nothing changed, nothing audited). */
+export async function unhideMessage(pool: pg.Pool, list: ListRow, messageId: string, opts: { actor: string }): Promise<boolean> {
+  return withTransaction(pool, async (tx) => {
     await mustBeInList(tx, list, messageId);
-    await markShown(tx, list.id, messageId);
-    await recordAudit(tx, { actor: opts.actor, action: 'message.unhide', list, target: messageId });
+    const shown = await markShown(tx, list.id, messageId);
+    if (shown) await recordAudit(tx, { actor: opts.actor, action: 'message.unhide', list, target: messageId });
+    return shown;
   });
 }
 

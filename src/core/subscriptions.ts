@@ -15,7 +15,7 @@ import { hashToken } from '../auth/credentials.ts';
 import { Conflict, InvalidInput, NotFound } from '../errors.ts';
 import { recordAudit } from '../db/audit.ts';
 import { getListById, keepList, type ListRow } from '../db/lists.ts';
-import { addMember, findMember, reenableMember, removeMember, type AddOutcome } from '../db/members.ts';
+import { addMember, findMember, findMemberByToken, reenableMember, removeMember, unsubscribeByToken, type AddOutcome, type MemberRow } from '../db/members.ts';
 import type { DeliveryMode } from '../list-policies.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { allowHit } from '../db/rate-limits.ts';
@@ -202,6 +202,52 @@ export async function decideSubscription(pool: pg.Pool, requestId: number, decis
       await sendNotice(tx, { to: req.email, list, subject: `Your request to join ${list.address}`, text: `Your request to join ${list.address} was declined by the list owner.\n` });
     }
     await recordAudit(tx, { actor, action: `subscription.${decision}`, list, target: req.email, detail: { request: req.id, mode: req.mode } });
+  });
+}
+
+/** What a member's link did: the member as it is now, its list, and whether anything changed. */
+export interface LinkResult {
+  member: MemberRow;
+  list: ListRow;
+  changed: boolean;
+}
+
+/**
+ * A member leaving by the link in their copies (`POST /u/TOKEN`, RFC 8058 one-click, a mailbox
+ * provider's button): at once, audited as self.unsubscribe in the change's transaction, the
+ * member's address as the actor (the token in their mail is their proof) and `via: one-click`.
+ * A second post finds the member gone already and records nothing. Null for a token of nobody,
+ * or of a list being deleted.
+ */
+export async function unsubscribeByLink(pool: pg.Pool, token: string): Promise<LinkResult | null> {
+  return withTransaction(pool, async (tx) => {
+    // The list first, in the order its deletion locks them (keepList), then the member.
+    const peek = await findMemberByToken(tx, token);
+    if (!peek || !(await keepList(tx, peek.list_id))) return null;
+    const left = await unsubscribeByToken(tx, token);
+    const member = left ?? (await findMemberByToken(tx, token));
+    if (!member) return null;
+    const list = await getListById(tx, member.list_id);
+    if (left) await recordAudit(tx, { actor: member.email, action: 'self.unsubscribe', list, target: member.email, detail: { via: 'one-click' } });
+    return { member, list, changed: left !== null };
+  });
+}
+
+/**
+ * A member disabled by bounces turning delivery back on from their link's page (`POST
+ * /u/TOKEN/reenable`): audited as self.reenable (`via: link`) when the member was disabled or had
+ * a bounce score to clear (an active member with none: nothing changed, nothing recorded); a
+ * member who left is not brought back. Null for a token of nobody.
+ */
+export async function reenableByLink(pool: pg.Pool, token: string): Promise<LinkResult | null> {
+  return withTransaction(pool, async (tx) => {
+    const member = await findMemberByToken(tx, token);
+    if (!member || !(await keepList(tx, member.list_id))) return null;
+    const list = await getListById(tx, member.list_id);
+    if (member.status === 'unsubscribed') return { member, list, changed: false };
+    const changed = (member.status === 'disabled' || member.bounce_score > 0) && (await reenableMember(tx, list.id, member.email));
+    if (changed) await recordAudit(tx, { actor: member.email, action: 'self.reenable', list, target: member.email, detail: { via: 'link' } });
+    return { member, list, changed };
   });
 }
 

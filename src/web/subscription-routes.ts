@@ -8,10 +8,10 @@ import { Router, type Request, type Response } from 'express';
 import { hashToken } from '../auth/credentials.ts';
 import { AppError, NotFound } from '../errors.ts';
 import { getListById } from '../db/lists.ts';
-import { findMemberByToken, reenableMember, unsubscribeByToken } from '../db/members.ts';
+import { findMemberByToken } from '../db/members.ts';
 import { requestByToken } from '../db/subscription-requests.ts';
 import { log } from '../log.ts';
-import { confirm } from '../core/subscriptions.ts';
+import { confirm, reenableByLink, unsubscribeByLink } from '../core/subscriptions.ts';
 import type { WebContext } from './context.ts';
 import { requireCsrf } from './csrf.ts';
 import { render } from './render.ts';
@@ -34,11 +34,10 @@ export function subscriptionRouter(ctx: WebContext): Router {
     if (!(await isOneClick(req))) {
       return plain(ctx, res, 400, 'subscription/result.njk', { title: 'Bad request', message: 'This address only accepts "List-Unsubscribe=One-Click".' });
     }
-    const token = String(req.params.token);
-    const member = (await unsubscribeByToken(db, token)) ?? (await findMemberByToken(db, token));
-    if (!member) return plain(ctx, res, 404, 'subscription/result.njk', { title: 'Not found', message: 'This unsubscribe link is not valid.' });
-    const { address } = await getListById(db, member.list_id);
-    log.info({ list: address, via: 'one-click' }, 'member unsubscribed');
+    const done = await unsubscribeByLink(db, String(req.params.token));
+    if (!done) return plain(ctx, res, 404, 'subscription/result.njk', { title: 'Not found', message: 'This unsubscribe link is not valid.' });
+    const { member, list: { address } } = done;
+    if (done.changed) log.info({ list: address, via: 'one-click' }, 'member unsubscribed');
     plain(ctx, res, 200, 'subscription/result.njk', {
       title: 'Unsubscribed',
       message: `${member.email} is unsubscribed from ${address}. You will receive no more mail from this list.`,
@@ -46,10 +45,10 @@ export function subscriptionRouter(ctx: WebContext): Router {
   });
 
   r.post('/u/:token/reenable', requireCsrf, async (req, res) => {
-    const member = await findMemberByToken(db, String(req.params.token));
-    if (!member) throw new NotFound('This link is not valid.', 'unknown_token');
-    const { address } = await getListById(db, member.list_id);
-    const ok = member.status !== 'unsubscribed' && (await reenableMember(db, member.list_id, member.email));
+    const done = await reenableByLink(db, String(req.params.token));
+    if (!done) throw new NotFound('This link is not valid.', 'unknown_token');
+    const { member, list: { address } } = done;
+    const ok = member.status !== 'unsubscribed';
     render(ctx.views, req, res, 'subscription/result.njk', {
       title: ok ? 'Delivery re-enabled' : 'Not subscribed',
       message: ok ? `Mail from ${address} will be delivered to ${member.email} again.` : `${member.email} is not a member of ${address}; subscribe again from the list's page.`,

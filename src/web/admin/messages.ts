@@ -42,8 +42,8 @@ export function messagesRouter(ctx: WebContext): Router {
       await hideMessage(db, list, messageId, { category, note, actor: actor(req) });
       flash(ctx, res, `Message hidden (${category}). It no longer appears in the archive, search, feeds or downloads.`);
     } else {
-      await unhideMessage(db, list, messageId, { actor: actor(req) });
-      flash(ctx, res, 'Message visible again.');
+      const shown = await unhideMessage(db, list, messageId, { actor: actor(req) });
+      flash(ctx, res, shown ? 'Message visible again.' : 'That message was not hidden: nothing changed.');
     }
     const back = field(req, 'back', 1000);
     const messages = adminListUrl(list.address, 'messages');

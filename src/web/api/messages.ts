@@ -27,8 +27,8 @@ export function messagesApi(ctx: WebContext): Router {
   r.post('/lists/:list/messages/unhide', need('moderate'), async (req, res) => {
     const list = await pathList(ctx, req);
     const messageId = str(body(req), 'message_id', { required: true, max: 1000 }).trim().replace(/^<|>$/g, '');
-    await unhideMessage(db, list, messageId, { actor: apiActor(req, res) });
-    res.json({ message_id: messageId, hidden: false });
+    const changed = await unhideMessage(db, list, messageId, { actor: apiActor(req, res) });
+    res.json({ message_id: messageId, hidden: false, changed });
   });
 
   return r;

@@ -58,7 +58,7 @@ const schemas: Record<string, Schema> = {
   RuleSet: object({ pattern: { type: 'string' }, kind: { enum: ['allow', 'ban'] }, expires_at: nullable('string', { format: 'date-time' }) }),
   RuleRemoved: object({ pattern: { type: 'string' }, removed: { const: true } }),
   Hidden: object({ message_id: { type: 'string' }, hidden: { const: true }, reason: { enum: [...HIDE_REASONS] }, note: nullable('string') }),
-  Unhidden: object({ message_id: { type: 'string' }, hidden: { const: false } }),
+  Unhidden: object({ message_id: { type: 'string' }, hidden: { const: false }, changed: { type: 'boolean', description: 'false when the message was not hidden (nothing is audited then)' } }),
   Queue: object({
     counts: object({ queued: { type: 'integer' }, sending: { type: 'integer' }, sent: { type: 'integer' }, failed: { type: 'integer' } }),
     deferred: { type: 'integer', description: 'queued rows waiting for a retry' },
