@@ -80,12 +80,60 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     expect((await db.pool.query(`select count(*)::int as n from audit_log`)).rows[0].n).toBe(before);
   });
 
-  it('puts back what was changed since, and only that', async () => {
+  it('puts back a setting changed since, and only that; keeps a member\'s mode changed here since, and says so', async () => {
     expect((await cli(['list', 'set', 'ant@example.com', 'subject_prefix=[changed]'], env)).code).toBe(0);
     expect((await cli(['subscribe', 'ant@example.com', 'anne@example.com', '--mode', 'nomail'], env)).code).toBe(0);
     const json = JSON.parse((await cli(['import-mailman', '--json', ...MM3], env)).stdout);
-    expect(json).toMatchObject({ changed: true, settings: { subject_prefix: '[Ant]' }, members: { updated: 1, unchanged: 3 } });
+    expect(json).toMatchObject({ changed: true, settings: { subject_prefix: '[Ant]' }, members: { updated: 0, unchanged: 4 } });
+    expect(json.kept).toEqual([{ email: 'anne@example.com', mode: { here: 'nomail', until: null, export: 'each' } }]);
     expect((await db.pool.query(`select detail->'settings' as s from audit_log where action = 'list.import' order by id desc limit 1`)).rows[0].s).toEqual({ subject_prefix: '[Ant]' });
+    expect((await members('ant@example.com')).find((m: { email: string }) => m.email === 'anne@example.com').mode).toBe('nomail');
+  });
+
+  it('carries over on a re-run (the final sync) what changed in Mailman since the first import, and keeps what members changed here, member by member', async () => {
+    await inTempDir('lk-mm3-sync-', async (dir) => {
+      const config = JSON.parse(fs.readFileSync(path.join(F, 'mm3/config.json'), 'utf8'));
+      const roster = JSON.parse(fs.readFileSync(path.join(F, 'mm3/members.json'), 'utf8'));
+      const file = path.join(dir, 'list.json');
+      const write = (entries: unknown[]) => fs.writeFileSync(file, JSON.stringify({ config: { ...config, list_name: 'sync', fqdn_listname: 'sync@example.com' }, members: { ...roster, entries, total_size: entries.length } }));
+      write(roster.entries);
+      expect((await cli(['import-mailman', file], env)).code).toBe(0);
+      const row = async (email: string) => (await db.pool.query(
+        `select m.mode, m.digest_format, to_char(m.nomail_until, 'YYYY-MM-DD') as until from members m join lists l on l.id = m.list_id where l.address = 'sync@example.com' and m.email = $1`, [email])).rows[0];
+
+      // Here, after the first import: anne chooses digests, cris plain ones, dave pauses until a day.
+      expect((await cli(['subscribe', 'sync@example.com', 'anne@example.com', '--mode', 'digest'], env)).code).toBe(0);
+      await db.pool.query(`update members set digest_format = 'plain' where email = 'cris@example.org' and list_id = (select id from lists where address = 'sync@example.com')`);
+      const until = new Date(Date.now() + 10 * 86_400_000).toISOString().slice(0, 10);
+      expect((await cli(['subscribe', 'sync@example.com', 'dave@example.org', '--mode', 'nomail', '--until', until], env)).code).toBe(0);
+      // In Mailman meanwhile: bart went back to every post, eve joined.
+      const [anne, bart, cris, dave] = roster.entries;
+      write([anne, { ...bart, delivery_mode: 'regular' }, cris, dave, { ...anne, email: 'eve@example.com', display_name: 'Eve', member_id: 'e5' }]);
+
+      const r = JSON.parse((await cli(['import-mailman', '--json', file], env)).stdout);
+      expect(r).toMatchObject({ changed: true, members: { added: 1, updated: 1, unchanged: 3 } });
+      expect(r.kept).toEqual([
+        { email: 'anne@example.com', mode: { here: 'digest', until: null, export: 'each' } },
+        { email: 'cris@example.org', digest_format: { here: 'plain', export: 'mime' } },
+        { email: 'dave@example.org', mode: { here: 'nomail', until, export: 'nomail' } },
+      ]);
+      expect([await row('anne@example.com'), await row('bart@example.com'), await row('cris@example.org'), await row('dave@example.org'), await row('eve@example.com')]).toEqual([
+        { mode: 'digest', digest_format: 'mime', until: null }, { mode: 'each', digest_format: 'plain', until: null },
+        { mode: 'digest', digest_format: 'plain', until: null }, { mode: 'nomail', digest_format: 'mime', until }, { mode: 'each', digest_format: 'mime', until: null },
+      ]);
+      // Run again: nothing to change, the same members kept, each on a line of its own.
+      const text = await cli(['import-mailman', file], env);
+      expect(text.stdout.split('\n').slice(0, 5)).toEqual([
+        'sync@example.com: nothing changed (already imported)',
+        '  members: 0 added, 0 reactivated, 0 updated, 5 unchanged',
+        '  kept for anne@example.com, changed here since the import: mode digest (Mailman: each)',
+        '  kept for cris@example.org, changed here since the import: digest format plain (Mailman: mime)',
+        `  kept for dave@example.org, changed here since the import: mode nomail until ${until} (Mailman: nomail)`,
+      ]);
+      // A member who then makes the same choice in Mailman is simply in step again.
+      write([{ ...anne, delivery_mode: 'mime_digests' }, { ...bart, delivery_mode: 'regular' }, cris, dave, { ...anne, email: 'eve@example.com', display_name: 'Eve', member_id: 'e5' }]);
+      expect(JSON.parse((await cli(['import-mailman', '--json', file], env)).stdout).kept.map((k: { email: string }) => k.email)).toEqual(['cris@example.org', 'dave@example.org']);
+    });
   });
 
   it('leaves unsubscribed a member who unsubscribed here since, however often it runs', async () => {
@@ -144,8 +192,10 @@ describe('listkeeper import-mailman', { timeout: 90_000 }, () => {
     // A later pause with an end date keeps digest as the mode it ends in.
     expect((await cli(['subscribe', 'wasps@lists.example.com', 'pam@example.com', '--mode', 'nomail', '--until', new Date(Date.now() + 5 * 86_400_000).toISOString().slice(0, 10)], env)).code).toBe(0);
     expect((await db.pool.query(`select mode_before_nomail from members where email = 'pam@example.com'`)).rows[0].mode_before_nomail).toBe('digest');
+    // Run again, the pause made here is kept (the export knows none), and said.
     const again = JSON.parse((await cli(['import-mailman', '--json', ...files], env)).stdout);
-    expect(again.members).toMatchObject({ added: 0, updated: 1, unchanged: 5 });
+    expect(again.members).toMatchObject({ added: 0, updated: 0, unchanged: 6 });
+    expect(again.kept.map((k: { email: string }) => k.email)).toEqual(['pam@example.com']);
     expect(JSON.parse((await cli(['import-mailman', '--json', ...files], env)).stdout)).toMatchObject({ changed: false, members: { unchanged: 6 } });
     // list_members -d alone mixes plain and MIME readers: said, not silently made MIME.
     expect(JSON.parse((await cli(['import-mailman', '--json', ...MM2], env)).stdout).unmapped).toContainEqual({

@@ -32,6 +32,13 @@ export function registerMailmanImport(program: Command) {
         if (r.moderators_added.length) out.push(`  moderators added: ${r.moderators_added.join(', ')}`);
         const m = r.members;
         out.push(`  members: ${m.added} added, ${m.reactivated} reactivated, ${m.updated} updated, ${m.unchanged} unchanged${m.left_unsubscribed ? `, ${m.left_unsubscribed} left unsubscribed (they unsubscribed here)` : ''}`);
+        for (const k of r.kept) {
+          const what = [
+            k.mode && `mode ${k.mode.here}${k.mode.until ? ` until ${k.mode.until}` : ''} (Mailman: ${k.mode.export})`,
+            k.digest_format && `digest format ${k.digest_format.here} (Mailman: ${k.digest_format.export})`,
+          ].filter(Boolean).join(', ');
+          out.push(`  kept for ${k.email}, changed here since the import: ${what}`);
+        }
         for (const rule of r.rules_added) out.push(`  ${rule.kind === 'ban' ? 'banned' : 'always accepted'}: ${rule.pattern}`);
         if (plan.unmapped.length) out.push(`no equivalent for ${plan.unmapped.length} Mailman setting${plan.unmapped.length === 1 ? '' : 's'}:`);
         for (const u of plan.unmapped) out.push(`  ${u.setting} = ${u.value}: ${u.note}`);

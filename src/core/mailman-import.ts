@@ -7,14 +7,18 @@
  * mode to go back to (members.mode_before_nomail), with their digest format when the export gives
  * it. Nothing is removed: a member, a role or a rule that is here and not in Mailman stays. A
  * member who unsubscribed here stays unsubscribed: the export says what Mailman knew, not that
- * they want the list again.
+ * they want the list again. Likewise a member's delivery mode (a pause included) or digest format
+ * changed here since the import that gave it is kept, and reported in `kept`: a re-run is the
+ * final sync before switching over, and carries what changed in Mailman meanwhile, not back over
+ * what changed here (members.import_mode and import_digest_format remember what the import gave).
  */
 
 import type pg from 'pg';
 import { recordAudit } from '../db/audit.ts';
 import { addListRole, updateCoreSettings, type CoreSettings } from '../db/list-admin.ts';
 import { createList as insertList, updateDeliverySettings, type DeliverySettings, type ListRow } from '../db/lists.ts';
-import { addMember, findMember, setDigestFormat, setModeBeforeNomail, type AddOutcome } from '../db/members.ts';
+import { addMember, findMember, recordImportedMode, setDigestFormat, setMemberName, setModeBeforeNomail, type AddOutcome, type MemberRow } from '../db/members.ts';
+import type { DeliveryMode, DigestFormat } from '../list-policies.ts';
 import { withTransaction } from '../db/pool.ts';
 import { senderRules, upsertSenderRule } from '../db/sender-rules.ts';
 import { InvalidInput } from '../errors.ts';
@@ -32,7 +36,15 @@ export interface ImportResult {
   /** what the members of the export became; left_unsubscribed: unsubscribed here, and left so */
   members: Record<AddOutcome | 'left_unsubscribed', number>;
   rules_added: { pattern: string; kind: 'allow' | 'ban' }[];
+  /** members whose mode or digest format was changed here since an import gave it, and is kept: what is here, what the export says */
+  kept: KeptChoice[];
   changed: boolean;
+}
+
+export interface KeptChoice {
+  email: string;
+  mode?: { here: DeliveryMode; until: string | null; export: DeliveryMode };
+  digest_format?: { here: DigestFormat; export: DigestFormat };
 }
 
 export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: { actor: string }): Promise<ImportResult> {
@@ -79,6 +91,7 @@ export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: {
     for (const email of plan.moderators) if (await addListRole(tx, list.id, email, 'moderator')) moderators_added.push(email);
 
     const members: ImportResult['members'] = { added: 0, reactivated: 0, updated: 0, unchanged: 0, left_unsubscribed: 0 };
+    const kept: KeptChoice[] = [];
     for (const m of plan.members) {
       // Someone who left the list here (their own unsubscribe, an owner's removal) is not put back
       // by running the import again: a re-run re-subscribed them, against their choice.
@@ -87,10 +100,17 @@ export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: {
         members.left_unsubscribed++;
         continue;
       }
-      let outcome = await addMember(tx, list.id, m.email, m.mode, m.name);
-      // A digest reader whose delivery is off in Mailman: nomail here, going back to digests.
-      if (m.mode === 'nomail' && (await setModeBeforeNomail(tx, list.id, m.email, m.modeBeforeNomail ?? 'each')) && outcome === 'unchanged') outcome = 'updated';
-      if (m.digestFormat) {
+      const keep = here ? changedHere(here) : { mode: false, digestFormat: false };
+      let outcome: AddOutcome;
+      if (keep.mode) {
+        // Their mode (or pause) is theirs now: only the name follows the export.
+        outcome = m.name && (await setMemberName(tx, list.id, m.email, m.name)) ? 'updated' : 'unchanged';
+      } else {
+        outcome = await addMember(tx, list.id, m.email, m.mode, m.name);
+        // A digest reader whose delivery is off in Mailman: nomail here, going back to digests.
+        if (m.mode === 'nomail' && (await setModeBeforeNomail(tx, list.id, m.email, m.modeBeforeNomail ?? 'each')) && outcome === 'unchanged') outcome = 'updated';
+      }
+      if (m.digestFormat && !keep.digestFormat) {
         // addMember leaves the digest format as it was: a row read before it says it.
         const row = here ?? (await findMember(tx, list.id, m.email));
         if (row && row.digest_format !== m.digestFormat) {
@@ -98,6 +118,11 @@ export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: {
           if (outcome === 'unchanged') outcome = 'updated';
         }
       }
+      await recordImportedMode(tx, list.id, m.email, m.mode, m.digestFormat);
+      const choice: KeptChoice = { email: m.email };
+      if (keep.mode && here && (here.mode !== m.mode || here.nomail_until)) choice.mode = { here: here.mode, until: here.nomail_until?.toISOString().slice(0, 10) ?? null, export: m.mode };
+      if (keep.digestFormat && here && m.digestFormat && here.digest_format !== m.digestFormat) choice.digest_format = { here: here.digest_format, export: m.digestFormat };
+      if (choice.mode || choice.digest_format) kept.push(choice);
       members[outcome]++;
     }
 
@@ -117,9 +142,21 @@ export async function importMailmanList(pool: pg.Pool, plan: ImportPlan, opts: {
     if (changed) {
       await recordAudit(tx, {
         actor: opts.actor, action: 'list.import', list, target: address,
-        detail: { from: plan.format, settings, owners_added, moderators_added, members, rules_added: rules_added.length, unmapped: plan.unmapped.length },
+        detail: { from: plan.format, settings, owners_added, moderators_added, members, rules_added: rules_added.length, unmapped: plan.unmapped.length, ...(kept.length ? { kept: kept.length } : {}) },
       });
     }
-    return { list: address, created, settings, owners_added, moderators_added, members, rules_added, changed };
+    return { list: address, created, settings, owners_added, moderators_added, members, rules_added, kept, changed };
   });
+}
+
+/**
+ * Whether a member's mode and digest format were changed here since an import gave them: those an
+ * import never gave (null) are the export's to set. A pause until a date is always a choice made
+ * here (no import sets one).
+ */
+function changedHere(here: MemberRow): { mode: boolean; digestFormat: boolean } {
+  return {
+    mode: here.nomail_until !== null || (here.import_mode !== null && here.mode !== here.import_mode),
+    digestFormat: here.import_digest_format !== null && here.digest_format !== here.import_digest_format,
+  };
 }

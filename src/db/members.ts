@@ -26,6 +26,9 @@ export interface MemberRow {
   // sql/0048_nomail_until.sql: a vacation, `nomail` until then, and the mode to go back to
   nomail_until: Date | null;
   mode_before_nomail: DeliveryMode | null;
+  // sql/0105_member_import_mode.sql: what the last import-mailman gave it (null: none did)
+  import_mode: DeliveryMode | null;
+  import_digest_format: DigestFormat | null;
 }
 
 export type AddOutcome = 'added' | 'reactivated' | 'updated' | 'unchanged';
@@ -204,6 +207,27 @@ export async function setModeBeforeNomail(db: Queryable, listId: number, email: 
     [listId, email, mode],
   );
   return (rowCount ?? 0) > 0;
+}
+
+/** Sets a member's name, and nothing else (an add also sets the mode); false when it had it. */
+export async function setMemberName(db: Queryable, listId: number, email: string, name: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update members set name = $3, updated_at = now() where list_id = $1 and email = $2 and name is distinct from $3`,
+    [listId, email, name],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Remembers the mode and digest format an import gave a member (a format it did not give leaves
+ * the one remembered), so that the next import can tell them from a change made here since.
+ */
+export async function recordImportedMode(db: Queryable, listId: number, email: string, mode: DeliveryMode, digestFormat: DigestFormat | null): Promise<void> {
+  await db.query(
+    `update members set import_mode = $3, import_digest_format = coalesce($4, import_digest_format)
+      where list_id = $1 and email = $2 and (import_mode is distinct from $3 or import_digest_format is distinct from coalesce($4, import_digest_format))`,
+    [listId, email, mode, digestFormat],
+  );
 }
 
 export async function setDigestFormat(db: Queryable, listId: number, email: string, format: DigestFormat): Promise<boolean> {
