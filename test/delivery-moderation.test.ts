@@ -196,7 +196,7 @@ describe('moderating', () => {
   it('accepts an allowlisted sender without moderation and drops a banned one', async () => {
     const { list, local, owner, id } = await newList('moderated');
     await addSenderRule(db.pool, list, 'friend@elsewhere.example', 'allow', { actor: owner });
-    await addSenderRule(db.pool, list, '@spam.example', 'ban', { actor: owner, expiresAt: new Date(Date.now() + 86_400_000) });
+    await addSenderRule(db.pool, list, '@spam.example', 'ban', { actor: owner, days: 1 });
     await postTo(local, id('friend'), { from: 'friend@elsewhere.example' });
     await postTo(local, id('spam'), { from: 'bot@spam.example' });
     await settle();

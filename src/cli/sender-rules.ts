@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { InvalidInput } from '../errors.ts';
 import { cliActor, printJson, printTable, runCommand } from './context.ts';
-import { daysFromNow, parseDays } from '../days.ts';
+import { parseDays } from '../days.ts';
 
 const ACTIONS = ['allow', 'ban', 'remove'] as const;
 
@@ -41,10 +41,9 @@ export function registerSenderRuleCommands(program: Command) {
           if (o.json) return printJson({ pattern: key, removed });
           return void process.stdout.write(removed ? `${key}: rule removed\n` : `${key}: there was no rule: nothing changed\n`);
         }
-        const expiresAt = daysFromNow(days);
-        const rule = await addSenderRule(db.pool, list, pattern!, action as 'allow' | 'ban', { expiresAt, actor: cliActor() });
+        const rule = await addSenderRule(db.pool, list, pattern!, action as 'allow' | 'ban', { days, actor: cliActor() });
         if (o.json) return printJson({ pattern: rule.email, kind: rule.kind, expires_at: rule.expires_at });
-        process.stdout.write(`${rule.email}: ${rule.kind === 'allow' ? 'always accepted' : 'banned'} on ${list.address}${expiresAt ? ` until ${expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}\n`);
+        process.stdout.write(`${rule.email}: ${rule.kind === 'allow' ? 'always accepted' : 'banned'} on ${list.address}${rule.expires_at ? ` until ${rule.expires_at.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}\n`);
       }),
     );
 }

@@ -16,7 +16,6 @@ import { recordAudit } from '../db/audit.ts';
 import { activeApiToken, API_SCOPES, apiTokenById, insertApiToken, revokeApiToken as markRevoked, type ApiScope, type ApiTokenRow } from '../db/api-tokens.ts';
 import { withTransaction, type Queryable } from '../db/pool.ts';
 import { InvalidInput, NotFound } from '../errors.ts';
-import { daysFromNow } from '../days.ts';
 
 const PREFIX = 'lkt_';
 const SHAPE = /^lkt_[A-Za-z0-9_-]{43}$/;
@@ -46,15 +45,15 @@ export function parseTokenName(value: string | undefined): string {
 /**
  * Makes a token; the secret is in the answer only, never stored. `account`: the site
  * administrator's account that makes it in the panel (the token works while it is one); null or
- * absent: the operator's, on the command line. `days`: it lapses after that many.
+ * absent: the operator's, on the command line. `days`: it lapses after that many (counted by the
+ * database's clock, which judges it: docs/architecture.md, "One clock").
  */
 export async function createApiToken(pool: pg.Pool, opts: { scope: ApiScope; name?: string; actor: string; account?: number | null; days?: number | null }): Promise<{ token: string; row: ApiTokenRow }> {
   const name = parseTokenName(opts.name);
   const token = `${PREFIX}${newToken()}`;
-  const expiresAt = daysFromNow(opts.days ?? null);
   return withTransaction(pool, async (tx) => {
-    const row = await insertApiToken(tx, { name, scope: opts.scope, tokenHash: hashToken(token), createdBy: opts.actor, createdByAccount: opts.account ?? null, expiresAt });
-    await recordAudit(tx, { actor: opts.actor, action: 'token.create', target: tokenActor(row), detail: { scope: row.scope, ...(expiresAt ? { expires: expiresAt.toISOString() } : {}) } });
+    const row = await insertApiToken(tx, { name, scope: opts.scope, tokenHash: hashToken(token), createdBy: opts.actor, createdByAccount: opts.account ?? null, days: opts.days ?? null });
+    await recordAudit(tx, { actor: opts.actor, action: 'token.create', target: tokenActor(row), detail: { scope: row.scope, ...(row.expires_at ? { expires: row.expires_at.toISOString() } : {}) } });
     return { token, row };
   });
 }

@@ -11,14 +11,17 @@ import { normalizeEmail } from '../mail/address.ts';
  * accepted (allow) or silently dropped (ban). Each change is audited in its transaction.
  */
 
-/** Always accept (allow) or silently drop (ban) a sender's posts on a list; `email` may be '@domain'. */
-export async function addSenderRule(pool: pg.Pool, list: ListRow, email: string, kind: 'allow' | 'ban', opts: { expiresAt?: Date | null; actor: string }): Promise<SenderRuleRow> {
+/**
+ * Always accept (allow) or silently drop (ban) a sender's posts on a list; `email` may be '@domain'.
+ * `days`: the rule lapses after that many, counted by the database's clock (the one posts are
+ * judged by), whatever this process's says; the rule returned says when.
+ */
+export async function addSenderRule(pool: pg.Pool, list: ListRow, email: string, kind: 'allow' | 'ban', opts: { days?: number | null; actor: string }): Promise<SenderRuleRow> {
   const key = senderKey(email);
   if (kind !== 'allow' && kind !== 'ban') throw new InvalidInput('a sender rule is allow or ban');
-  const expiresAt = opts.expiresAt ?? null;
   return withTransaction(pool, async (tx) => {
-    const rule = await upsertSenderRule(tx, list.id, key, kind, expiresAt, opts.actor);
-    await recordAudit(tx, { actor: opts.actor, action: `sender.${kind}`, list, target: rule.email, detail: expiresAt ? { expires: expiresAt.toISOString() } : {} });
+    const rule = await upsertSenderRule(tx, list.id, key, kind, opts.days ?? null, opts.actor);
+    await recordAudit(tx, { actor: opts.actor, action: `sender.${kind}`, list, target: rule.email, detail: rule.expires_at ? { expires: rule.expires_at.toISOString() } : {} });
     return rule;
   });
 }

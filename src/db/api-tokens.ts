@@ -37,10 +37,12 @@ const STATE = `case when t.revoked_at is not null then 'revoked'
                      and not exists (select 1 from accounts a where a.id = t.created_by_account and a.is_site_admin) then 'maker_not_admin'
                     else 'live' end`;
 
-export async function insertApiToken(db: Queryable, t: { name: string; scope: ApiScope; tokenHash: string; createdBy: string; createdByAccount: number | null; expiresAt: Date | null }): Promise<ApiTokenRow> {
+/** A new token; `days`: it lapses that many days of 24 hours from now by the database's clock (null: never). */
+export async function insertApiToken(db: Queryable, t: { name: string; scope: ApiScope; tokenHash: string; createdBy: string; createdByAccount: number | null; days: number | null }): Promise<ApiTokenRow> {
   const { rows } = await db.query<ApiTokenRow>(
-    `insert into api_tokens (name, scope, token_hash, created_by, created_by_account, expires_at) values ($1, $2, $3, $4, $5, $6) returning ${COLUMNS}`,
-    [t.name, t.scope, t.tokenHash, t.createdBy, t.createdByAccount, t.expiresAt],
+    `insert into api_tokens (name, scope, token_hash, created_by, created_by_account, expires_at)
+     values ($1, $2, $3, $4, $5, now() + make_interval(hours => 24 * $6::int)) returning ${COLUMNS}`,
+    [t.name, t.scope, t.tokenHash, t.createdBy, t.createdByAccount, t.days],
   );
   return rows[0];
 }

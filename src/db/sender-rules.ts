@@ -14,13 +14,19 @@ export interface SenderRuleRow {
   created_at: Date;
 }
 
-export async function upsertSenderRule(db: Queryable, listId: number, email: string, kind: SenderRuleKind, expiresAt: Date | null, by: string): Promise<SenderRuleRow> {
+/**
+ * Sets a sender's rule on a list, replacing the one it had. `days`: it lapses that many days of
+ * 24 hours from now by the database's clock (the clock rules are judged by; a process's own may be
+ * off), null for never.
+ */
+export async function upsertSenderRule(db: Queryable, listId: number, email: string, kind: SenderRuleKind, days: number | null, by: string): Promise<SenderRuleRow> {
   const { rows } = await db.query<SenderRuleRow>(
-    `insert into sender_rules (list_id, email, kind, expires_at, created_by) values ($1, $2, $3, $4, $5)
+    `insert into sender_rules (list_id, email, kind, expires_at, created_by)
+     values ($1, $2, $3, now() + make_interval(hours => 24 * $4::int), $5)
      on conflict (list_id, email) do update
        set kind = excluded.kind, expires_at = excluded.expires_at, created_by = excluded.created_by, created_at = now()
      returning *`,
-    [listId, email, kind, expiresAt, by],
+    [listId, email, kind, days, by],
   );
   return rows[0];
 }

@@ -55,7 +55,7 @@ export async function populateSite(db: TestDatabase): Promise<ServeProcess> {
   await disableMember(db.pool, (await findMember(db.pool, dev.id, 'bouncy@example.org'))!.id, 'bounces');
   await addListRole(db.pool, dev.id, 'moderator@example.org', 'moderator');
   await upsertSenderRule(db.pool, dev.id, 'spammer@example.com', 'ban', null, 'test');
-  await upsertSenderRule(db.pool, dev.id, '@trusted.example', 'allow', new Date('2030-01-01T00:00:00Z'), 'test');
+  await upsertSenderRule(db.pool, dev.id, '@trusted.example', 'allow', 1200, 'test');
 
   const serve = await spawnServe({ roles: ['smtp'], env: { DATABASE_URL: db.url } });
   const send = async (raw: Buffer, to: string[]) => {

@@ -16,7 +16,7 @@ import { field, fields, oneOf, positiveInt, query } from './form.ts';
 import { confirmPage } from './confirm.ts';
 import { heldPreview } from './held-preview.ts';
 import { adminListUrl } from '../../mail/urls.ts';
-import { daysFromNow, parseDays } from '../../days.ts';
+import { parseDays } from '../../days.ts';
 
 const ACTIONS = ['approve', 'reject', 'discard', 'approve-allow', 'discard-ban', 'discard-ban-domain'] as const;
 type Action = (typeof ACTIONS)[number];
@@ -180,9 +180,8 @@ export function heldRouter(ctx: WebContext): Router {
         const kind = oneOf('Rule', field(req, 'kind'), ['allow', 'ban'] as const);
         // As the command line and the API take it: a typo ("-1", "1.5", "9e9") is no rule for ever.
         const days = parseDays(field(req, 'days'), 'Days');
-        const expiresAt = daysFromNow(days);
-        const rule = await addSenderRule(db, list, email, kind, { expiresAt, actor: actor(req) });
-        flash(ctx, res, `${rule.email} ${kind === 'allow' ? 'is always accepted' : 'is banned'}${expiresAt ? ` for ${days} day${days === 1 ? '' : 's'}` : ''}.`);
+        const rule = await addSenderRule(db, list, email, kind, { days, actor: actor(req) });
+        flash(ctx, res, `${rule.email} ${kind === 'allow' ? 'is always accepted' : 'is banned'}${days ? ` for ${days} day${days === 1 ? '' : 's'}` : ''}.`);
       } else {
         const removed = await removeSenderRule(db, list, email, { actor: actor(req) });
         flash(ctx, res, removed ? `The rule for ${email} is gone.` : 'Nothing changed.');

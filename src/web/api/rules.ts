@@ -9,7 +9,7 @@ import { NotFound } from '../../errors.ts';
 import type { WebContext } from '../context.ts';
 import { apiActor, need } from './auth.ts';
 import { body, choice, pageOf, pageParams, pathList, sendPage, str } from './input.ts';
-import { daysFromNow, parseDays } from '../../days.ts';
+import { parseDays } from '../../days.ts';
 
 export function rulesApi(ctx: WebContext): Router {
   const r = Router();
@@ -28,8 +28,7 @@ export function rulesApi(ctx: WebContext): Router {
     const b = body(req);
     const pattern = str(b, 'pattern', { required: true, max: 300 });
     const kind = choice(b, 'kind', ['allow', 'ban'] as const);
-    const expiresAt = daysFromNow(parseDays(b.days, '"days"'));
-    const rule = await addSenderRule(db, list, pattern, kind, { expiresAt, actor: apiActor(req, res) });
+    const rule = await addSenderRule(db, list, pattern, kind, { days: parseDays(b.days, '"days"'), actor: apiActor(req, res) });
     res.json({ pattern: rule.email, kind: rule.kind, expires_at: rule.expires_at });
   });
 
