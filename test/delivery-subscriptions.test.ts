@@ -116,6 +116,10 @@ describe('subscribing by mail', () => {
     expect(ok.status).toBe(200);
     expect(await ok.text()).toContain('omar@x.example is subscribed to dev@lists.example.org');
     expect(await findMember(db.pool, dev.id, 'omar@x.example')).toMatchObject({ status: 'active', mode: 'digest' });
+    // Audited as the address's own act; the link used again changes nothing and records nothing.
+    expect((await formPost(`${web.url}/confirm/${token}`, { _csrf: page.token }, page.cookie)).status).toBe(200);
+    const audit = await db.pool.query(`select actor, action, detail from audit_log where target = 'omar@x.example' order by id`);
+    expect(audit.rows).toEqual([{ actor: 'omar@x.example', action: 'self.subscribe', detail: { request: expect.any(Number), via: 'mail', confirmed: true, mode: 'digest' } }]);
   });
 
   it('refuses an expired confirmation link', async () => {
@@ -144,6 +148,11 @@ describe('subscribing by mail', () => {
     await mail(`dev-confirm+${tokenOf(stranger)}@lists.example.org`, 'never@x.example', { subject: 'Re: confirm' });
     expect(await findMember(db.pool, dev.id, 'nina@x.example')).toMatchObject({ status: 'unsubscribed' });
     expect(await findMember(db.pool, dev.id, 'never@x.example')).toBeNull();
+    // Nina's joining and leaving are in the audit log, the stranger's confirmation (nothing done) is not.
+    const audit = await db.pool.query(`select target, action, detail->>'via' as via from audit_log where target in ('nina@x.example', 'never@x.example') order by id`);
+    expect(audit.rows).toEqual([
+      { target: 'nina@x.example', action: 'self.subscribe', via: 'mail' }, { target: 'nina@x.example', action: 'self.unsubscribe', via: 'mail' },
+    ]);
   });
 
   it('answers "help" and mail without a command with the list of commands', async () => {

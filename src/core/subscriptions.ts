@@ -115,7 +115,12 @@ export interface ConfirmResult {
   email: string;
 }
 
-/** Confirms a request by its token (a reply to LIST-confirm+TOKEN@ or the web link). Idempotent. */
+/**
+ * Confirms a request by its token (a reply to LIST-confirm+TOKEN@ or the web link). Idempotent. A
+ * member who joins or leaves by it is audited (self.subscribe, self.unsubscribe, the address as
+ * the actor, `confirmed` with the request's id and how it was asked: mail or web); a confirmation
+ * that changes nothing (already a member, already gone) records nothing.
+ */
 export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreSettings, 'publicUrl'>): Promise<ConfirmResult> {
   if (!/^[a-f0-9]{32}$/i.test(token)) throw new NotFound('this confirmation link is not valid', 'unknown_token');
   const tokenHash = hashToken(token.toLowerCase());
@@ -128,8 +133,12 @@ export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreS
     if (req.state === 'done' || req.state === 'approval') return { action: req.action, state: req.state, list, email: req.email };
     if (req.state === 'rejected') throw new Conflict('this request was declined by the list owner', 'request_rejected');
     if (req.expired) throw new InvalidInput('this confirmation link has expired: please ask again', 'token_expired');
+    const confirmed = { request: req.id, via: req.via, confirmed: true };
     if (req.action === 'unsubscribe') {
-      if (await removeMember(tx, list.id, req.email)) await goodbye(tx, list, req.email, settings.publicUrl);
+      if (await removeMember(tx, list.id, req.email)) {
+        await goodbye(tx, list, req.email, settings.publicUrl);
+        await recordAudit(tx, { actor: req.email, action: 'self.unsubscribe', list, target: req.email, detail: confirmed });
+      }
       await setRequestState(tx, req.id, 'done', null);
       return { action: req.action, state: 'done', list, email: req.email };
     }
@@ -140,7 +149,9 @@ export async function confirm(pool: pg.Pool, token: string, settings: Pick<CoreS
       if (!told) await askOwners(tx, list, req.email);
       return { action: req.action, state: 'approval', list, email: req.email };
     }
-    await subscribeNow(tx, list, req, settings.publicUrl);
+    if ((await subscribeNow(tx, list, req, settings.publicUrl)) !== 'unchanged') {
+      await recordAudit(tx, { actor: req.email, action: 'self.subscribe', list, target: req.email, detail: { ...confirmed, mode: req.mode } });
+    }
     await setRequestState(tx, req.id, 'done', null);
     return { action: req.action, state: 'done', list, email: req.email };
   });
