@@ -42,6 +42,8 @@ export class DownloadLeases {
   private connecting: Promise<pg.Client> | null = null;
   private failedAt = -Infinity;
   private stopped = false;
+  /** The connection's statements, one after another: downloads start and end at once. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly url: string) {}
 
@@ -62,10 +64,10 @@ export class DownloadLeases {
     try {
       // The slots in order, each tried until one is had: LIMIT 1 stops the scan at the first lock
       // taken, so no other is (no ORDER BY, which would test every row before sorting).
-      const { rows } = await connection.query<{ slot: number }>(
+      const { rows } = await this.serially(() => connection.query<{ slot: number }>(
         `select s as slot from unnest($2::int[]) s where pg_try_advisory_lock(${SLOT_CLASS} + s, hashtext($1)) limit 1`,
         [client, wanted],
-      );
+      ));
       return rows.length === 0 ? null : { slot: rows[0].slot, client, connection };
     } catch (err) {
       this.lost(connection, err as Error);
@@ -77,10 +79,20 @@ export class DownloadLeases {
   async release(lease: DownloadLease): Promise<void> {
     if (lease.connection !== this.client) return;
     try {
-      await lease.connection.query(`select pg_advisory_unlock(${SLOT_CLASS} + $2::int, hashtext($1))`, [lease.client, lease.slot]);
+      await this.serially(() => lease.connection.query(`select pg_advisory_unlock(${SLOT_CLASS} + $2::int, hashtext($1))`, [lease.client, lease.slot]));
     } catch (err) {
       this.lost(lease.connection, err as Error);
     }
+  }
+
+  /**
+   * Runs `statement` after the ones before it on the connection: node-postgres queues a query sent
+   * while another runs, but that is deprecated (pg 9 refuses it).
+   */
+  private serially<T>(statement: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(statement, statement);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   /** Ends the connection, and with it every lease. */
