@@ -512,6 +512,18 @@ describe('threads that merge', () => {
 });
 
 describe('Last-Modified after hiding and showing again', () => {
+  /** Each page's Last-Modified, read whole (each must have one). */
+  const lastModifiedOf = async (urls: string[]) => {
+    const seen: Record<string, string> = {};
+    for (const url of urls) {
+      const res = await get(url);
+      await res.arrayBuffer();
+      seen[url] = res.headers.get('last-modified')!;
+      expect(seen[url], url).toBeTruthy();
+    }
+    return seen;
+  };
+
   it('never answers 304 to a copy that still has a hidden message or still lacks one shown again', async () => {
     const list = await newList(db.pool, 'lm@lists.example.org');
     await put(list, { id: 'lm-1@example.org', subject: 'First of two', date: 'Mon, 02 Nov 2026 10:00:00 +0000' });
@@ -521,16 +533,7 @@ describe('Last-Modified after hiding and showing again', () => {
     await db.pool.query(`update list_messages set hidden_at = hidden_at - interval '1 hour', visibility_changed_at = visibility_changed_at - interval '1 hour'`);
     await db.pool.query(`update archive_list_changes set changed_at = changed_at - interval '1 hour'`);
     const urls = ['/', '/lists/lm/', '/lists/lm/2026-11/', '/lists/lm/2026-11.mbox', '/lists/lm/feed.atom', '/message-id/lm-1@example.org'];
-    const lastModified = async () => {
-      const seen: Record<string, string> = {};
-      for (const url of urls) {
-        const res = await get(url);
-        await res.arrayBuffer();
-        seen[url] = res.headers.get('last-modified')!;
-        expect(seen[url], url).toBeTruthy();
-      }
-      return seen;
-    };
+    const lastModified = () => lastModifiedOf(urls);
     const changedSince = async (seen: Record<string, string>, shows: boolean) => {
       for (const url of urls) {
         const res = await get(url, { 'if-modified-since': seen[url] });
@@ -568,16 +571,7 @@ describe('Last-Modified after hiding and showing again', () => {
     };
     await aged();
     const urls = ['/', '/lists/lmdel/', '/lists/lmdel/2026-11/', '/lists/lmdel/2026-11.mbox', '/lists/lmdel/feed.atom', '/message-id/lmdel-1@example.org'];
-    const lastModified = async () => {
-      const seen: Record<string, string> = {};
-      for (const url of urls) {
-        const res = await get(url);
-        await res.arrayBuffer();
-        seen[url] = res.headers.get('last-modified')!;
-        expect(seen[url], url).toBeTruthy();
-      }
-      return seen;
-    };
+    const lastModified = () => lastModifiedOf(urls);
     const changedSince = async (seen: Record<string, string>, lacks: string) => {
       for (const url of urls) {
         const res = await get(url, { 'if-modified-since': seen[url] });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'v
 import { log } from '../src/log.ts';
 import { readMbox } from '../src/mail/mbox.ts';
 import { testDatabase, type TestDatabase } from './helpers/db.ts';
+import { stall, type Stalled } from './helpers/stalled-reader.ts';
 import { startWeb, type RunningWeb } from './helpers/web.ts';
 import { archive, mail, newList } from './fixtures/archive/seed.ts';
 import { bigMessage } from './fixtures/archive/big-message.ts';
@@ -47,29 +48,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-interface Stalled {
-  status: number;
-  socket: net.Socket;
-  /** resolves when the connection has closed (whoever closed it) */
-  closed: Promise<void>;
-}
 
-/** A reader who sends a GET as `ip` (X-Forwarded-For, from loopback: believed), reads its first bytes and then nothing. */
-async function stall(base: string, path: string, ip: string): Promise<Stalled> {
-  const { port } = new URL(base);
-  const socket = net.connect(Number(port), '127.0.0.1');
-  socket.on('error', () => undefined);
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: ${ip}\r\n\r\n`);
-  const first = await new Promise<Buffer>((resolve, reject) => {
-    socket.once('data', (d: Buffer) => {
-      socket.pause();
-      resolve(d);
-    });
-    void closed.then(() => reject(new Error(`${path}: closed before any answer`)));
-  });
-  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(first.toString('latin1'))![1]), socket, closed };
-}
 
 const get = (base: string, path: string, ip: string, headers: Record<string, string> = {}) => fetch(`${base}${path}`, { headers: { 'x-forwarded-for': ip, ...headers } });
 
