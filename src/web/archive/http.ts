@@ -53,14 +53,13 @@ export function setCacheHeaders(req: Request, res: Response, p: CachePolicy) {
 /**
  * Renders a view without touching cookies unless the page needs them: an anonymous page without
  * a form sets no cookie, so a cache in front can keep it. Logged-in pages get the CSRF token for
- * the layout's logout form; `form: true` gives one to anonymous pages with a form (none today: the
- * list page's subscribe form goes without, and its post asks again with one, subscribe-form.ts).
+ * the layout's logout form. An anonymous page has none: the list page's subscribe form goes
+ * without, and its post is checked otherwise (subscribe-form.ts).
  */
-export function sendPage(ctx: WebContext, req: Request, res: Response, template: string, vars: Record<string, unknown>, cache: CachePolicy & { form?: boolean }, status = 200) {
+export function sendPage(ctx: WebContext, req: Request, res: Response, template: string, vars: Record<string, unknown>, cache: CachePolicy, status = 200) {
   const viewer = viewerOf(req);
-  const csrf = viewer || cache.form ? csrfToken(req, res) : '';
-  // Object.assign rather than spreads with fields beside them: V8 copies those on its slow path.
-  setCacheHeaders(req, res, Object.assign({}, cache, { personal: cache.personal || cache.form }));
+  const csrf = viewer ? csrfToken(req, res) : '';
+  setCacheHeaders(req, res, cache);
   const html = ctx.views.render(template, Object.assign({}, res.locals, { viewer, csrf }, vars));
   res.statusCode = status;
   res.setHeader('Content-Type', 'text/html; charset=utf-8');

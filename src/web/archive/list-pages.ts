@@ -58,9 +58,9 @@ export async function listPage(ctx: WebContext, req: Request, res: Response) {
   // The recent threads' keys too: a thread that merges with another (its first message came late,
   // perhaps to another list) changes this page without a message of this list arriving.
   const keys = [listKey(list.id), latestKey(list.id), ...recent.map((t) => threadKey(t.thread_id))];
-  // No CSRF token for an anonymous reader (no `form: true`): the page is the same for all of them,
-  // and a shared cache keeps it; its form's post is answered with a form that has one
-  // (subscribe-form.ts). A logged-in reader's page has the session's token, as every such page.
+  // No CSRF token for an anonymous reader: the page is the same for all of them,
+  // and a shared cache keeps it; its form's post is taken when the browser says it comes from
+  // this site's page, else answered with a form that has one (subscribe-form.ts). A logged-in reader's page has the session's token, as every such page.
   sendPage(ctx, req, res, 'archive/list.njk', {
     title: list.name,
     list,
